@@ -1,0 +1,3 @@
+from hafast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Health checks: the runner and every checker kind."""

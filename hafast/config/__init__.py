@@ -1,0 +1,1 @@
+"""keepalived.conf -> typed model (lexer, grammar, model, loader, diff)."""

@@ -1,0 +1,72 @@
+"""The seam between the lexer and the loader.
+
+The lexer turns keepalived.conf text (with includes, ``@id`` lines, ``$`` parameters
+and ``~SEQ``/``~LST`` expansion already applied) into logical lines of tokens; every
+token remembers where it came from, through includes and expansions, so the loader
+can say ``FILE:LINE:COL: error: ...`` about any word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One word of a config line.  ``{`` and ``}`` are tokens of their own."""
+
+    text: str
+    file: str
+    line: int
+    col: int
+    quoted: bool = False
+
+    def where(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One logical line (after ``\\`` continuations and expansions), never empty."""
+
+    tokens: tuple[Token, ...]
+
+    @property
+    def first(self) -> Token:
+        return self.tokens[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """A problem found in the config: where it is, what is wrong, what would be right."""
+
+    file: str
+    line: int
+    col: int
+    severity: Severity
+    message: str
+
+    def format(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+    @classmethod
+    def at(cls, token: Token, severity: Severity, message: str) -> Diagnostic:
+        return cls(token.file, token.line, token.col, severity, message)
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``diagnostics`` holds every error found (not just the first)."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(d.format() for d in diagnostics))
+
+
+@dataclass(slots=True)
+class LexResult:
+    lines: list[Line]
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # every file read, in order

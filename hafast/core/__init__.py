@@ -1,0 +1,1 @@
+"""Scheduler, supervisor, notify and events."""

@@ -1,0 +1,1 @@
+"""IPVS pools: pure policy and the pool backends."""

@@ -1,0 +1,1 @@
+"""Network shells: VIPs and link watching via pyroute2."""

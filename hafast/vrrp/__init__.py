@@ -1,0 +1,1 @@
+"""VRRP: pure FSM and timers, transport, announcements, tracking."""

@@ -30,9 +30,16 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One logical line (after ``\\`` continuations and expansions), never empty."""
+    """One logical line (after ``\\`` continuations and expansions), never empty.
+
+    As in keepalived's reader, ``{`` and ``}`` are always lines of their own:
+    ``vrrp_instance VI_1 {`` arrives as ``[vrrp_instance, VI_1]`` then ``[{]``.
+    ``raw`` is the line's text after comments, ``@id`` and parameters (keepalived's
+    ``buf``); script keywords re-split it with ``lexer.split_script``.
+    """
 
     tokens: tuple[Token, ...]
+    raw: str = ""
 
     @property
     def first(self) -> Token:

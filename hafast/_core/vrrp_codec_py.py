@@ -1,0 +1,501 @@
+"""VRRP v2/v3 advertisement codec in pure Python: the readable twin of ``vrrp_codec_c``.
+
+Stateless and sans-I/O: bytes in, an ``Advert`` out (decode) or bytes out
+(encode).  Decoding never raises on any packet: a bad one comes back with
+``ok`` false and ``reason`` naming the first receive check that failed (the
+names, in ``vrrp_constants``, are keepalived's statistics names where it has
+one).  The checks run in RFC 3768 §7.1 / RFC 5798 §7.1 order:
+
+1. ``packet_len_err`` (shorter than the 8-byte header; IPv4/AH lengths)
+2. ``ip_ttl_err`` (TTL / hop limit not 255, when known)
+3. ``version_err`` (not 2 or 3, or not the ``version`` asked for), ``v2_ipv6_err``
+4. ``invalid_type_rcvd`` (type is not ADVERTISEMENT)
+5. ``addr_list_err`` (Count IP Addrs disagrees with the message length)
+6. ``checksum_err``
+7. v2 only: ``invalid_authtype``, ``authtype_mismatch``, ``auth_failure``,
+   ``advert_interval_err``
+
+Which ``Advert`` fields are filled depends on how far decoding got: ``family``
+always (when valid); ``src``/``dst``/``ttl`` and the AH fields once the IP
+layer passed; the VRRP header fields (``version`` .. ``checksum``) whenever the
+message had its 8 header bytes, so a reject can still be counted against its
+VRID; ``checksum_mode``, ``addresses`` and ``auth_data`` once the length and
+checksum verified.  Unfilled fields keep their defaults (0, ``b""``, ``()``,
+``""``, ``ttl`` -1).
+
+>>> from hafast._core.vrrp_constants import AUTH_PASS, auth_data_from_pass
+>>> src, group = bytes([192, 168, 77, 1]), bytes([224, 0, 0, 18])
+>>> pkt = encode_ipv4(2, 51, 100, [bytes([192, 168, 77, 100])], 1, src=src, dst=group,
+...                   ip_id=1, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111"))
+>>> adv = decode_ipv4(pkt, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111"))
+>>> adv.ok, adv.vrid, adv.priority, adv.addresses
+(True, 51, 100, (b'\\xc0\\xa8Md',))
+>>> decode_ipv4(pkt, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("2222")).reason
+'auth_failure'
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import TypeAlias
+
+from hafast._core import checksum_py as _csum
+from hafast._core.vrrp_constants import (
+    ADDR_LIST_ERR,
+    ADDRESS_LEN,
+    ADVERT_FIELDS,
+    ADVERT_INTERVAL_ERR,
+    AUTH_AH,
+    AUTH_FAILURE,
+    AUTH_NONE,
+    AUTH_PASS,
+    AUTH_TYPES,
+    AUTHTYPE_MISMATCH,
+    BUFFER_ERR,
+    CHECKSUM_ANY,
+    CHECKSUM_ERR,
+    CHECKSUM_MESSAGE,
+    CHECKSUM_MODES,
+    CHECKSUM_PSEUDO,
+    FAMILY_IPV4,
+    FAMILY_IPV6,
+    INVALID_AUTHTYPE,
+    INVALID_TYPE_RCVD,
+    IP_HEADER_ERR,
+    IP_TTL_ERR,
+    IPPROTO_AH,
+    IPPROTO_VRRP,
+    IPV4_HEADER_LEN,
+    MAX_ADDRESS_COUNT,
+    MAX_ADVER_INT_V2,
+    MAX_ADVER_INT_V3,
+    OK,
+    PACKET_LEN_ERR,
+    PARAM_ERR,
+    PROTOCOL_ERR,
+    V2_IPV6_ERR,
+    VERSION_ERR,
+    VRRP_AUTH_DATA_LEN,
+    VRRP_HEADER_LEN,
+    VRRP_TOS,
+    VRRP_TTL,
+    VRRP_TYPE_ADVERTISEMENT,
+)
+
+_Buffer: TypeAlias = bytes | bytearray | memoryview
+
+__all__ = ["Advert", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
+
+_HEADER = struct.Struct("!BBBBBBH")  # ver/type, vrid, priority, count, auth|rsvd, adv, checksum
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_AH = struct.Struct("!BBHII")  # next header, payload len, reserved, SPI, sequence (RFC 4302 §2)
+
+
+class Advert:
+    """One decoded advertisement, or the reason it was rejected.
+
+    ``reason`` is ``"ok"`` for a valid advert.  ``family`` is 4 or 6; ``src`` and
+    ``dst`` are the packed IP addresses, ``ttl`` the TTL / hop limit (-1 when not
+    known).  ``ah`` tells the advert came inside an IPsec AH header (keepalived's
+    ``auth_type AH``) with ``ah_spi`` and ``ah_seq``; its ICV is not verified here.
+    ``adver_int`` is the raw field: seconds for v2, centiseconds for v3.
+    ``auth_type`` is 0 for v3.  ``checksum_mode`` is ``"message"`` or
+    ``"pseudo_header"``: which convention the checksum verified with.
+    ``addresses`` is a tuple of packed 4- or 16-byte addresses; ``auth_data`` the
+    8 v2 Authentication Data bytes (``b""`` for v3).
+    """
+
+    __slots__ = ADVERT_FIELDS
+
+    reason: str
+    family: int
+    src: bytes
+    dst: bytes
+    ttl: int
+    ah: bool
+    ah_spi: int
+    ah_seq: int
+    version: int
+    type: int
+    vrid: int
+    priority: int
+    count: int
+    auth_type: int
+    adver_int: int
+    checksum: int
+    checksum_mode: str
+    addresses: tuple[bytes, ...]
+    auth_data: bytes
+
+    def __init__(self, reason: str = OK, family: int = 0) -> None:
+        self.reason = reason
+        self.family = family
+        self.src = b""
+        self.dst = b""
+        self.ttl = -1
+        self.ah = False
+        self.ah_spi = 0
+        self.ah_seq = 0
+        self.version = 0
+        self.type = 0
+        self.vrid = 0
+        self.priority = 0
+        self.count = 0
+        self.auth_type = 0
+        self.adver_int = 0
+        self.checksum = 0
+        self.checksum_mode = ""
+        self.addresses = ()
+        self.auth_data = b""
+
+    @property
+    def ok(self) -> bool:
+        """True when every receive check passed."""
+        return self.reason == OK
+
+    def fields(self) -> tuple[object, ...]:
+        """All attributes in ``vrrp_constants.ADVERT_FIELDS`` order."""
+        return tuple(getattr(self, name) for name in ADVERT_FIELDS)
+
+    def __repr__(self) -> str:
+        return f"Advert(reason={self.reason!r}, version={self.version}, vrid={self.vrid}, " \
+               f"priority={self.priority}, count={self.count}, adver_int={self.adver_int})"
+
+
+class _Expect:
+    """The receive checks that depend on local configuration (validated once)."""
+
+    __slots__ = ("adver_int", "auth_data", "auth_type", "v3_checksum", "version")
+
+    def __init__(self, version: int, auth_type: int, auth_data: _Buffer | None,
+                 adver_int: int, v3_checksum: str) -> None:
+        if version not in (0, 2, 3):
+            raise ValueError("version")
+        if not -1 <= auth_type <= 255 or not 0 <= adver_int <= MAX_ADVER_INT_V3:
+            raise ValueError("auth_type / adver_int")
+        if v3_checksum not in CHECKSUM_MODES:
+            raise ValueError("v3_checksum")
+        self.version = version
+        self.auth_type = auth_type
+        self.auth_data = None if auth_data is None else bytes(auth_data)
+        if self.auth_data is not None and len(self.auth_data) != VRRP_AUTH_DATA_LEN:
+            raise ValueError("auth_data")
+        self.adver_int = adver_int
+        self.v3_checksum = v3_checksum
+
+
+def decode_ipv4(
+    packet: _Buffer,
+    *,
+    check_ttl: bool = True,
+    version: int = 0,
+    auth_type: int = -1,
+    auth_data: _Buffer | None = None,
+    adver_int: int = 0,
+    v3_checksum: str = CHECKSUM_ANY,
+) -> Advert:
+    """Decode and validate a whole IPv4 packet, as a raw IPPROTO_VRRP socket returns it.
+
+    The IP header is parsed (options skipped); IP protocol 51 (AH) carrying VRRP
+    is recognised.  ``check_ttl=False`` skips the TTL 255 check (unicast peers
+    across routers).  The expectations come from the local configuration and
+    are checked only when given: ``version`` (2 or 3), ``auth_type`` (0, 1, 2),
+    ``auth_data`` (8 bytes, compared for PASS), ``adver_int`` (v2 seconds) and
+    ``v3_checksum`` (``"any"``, ``"pseudo_header"`` or ``"message"``).
+    Never raises: a bad packet or bad expectations give a reason.
+
+    >>> decode_ipv4(b"").reason
+    'packet_len_err'
+    """
+    try:
+        expect = _Expect(version, auth_type, auth_data, adver_int, v3_checksum)
+    except (TypeError, ValueError):
+        return Advert(PARAM_ERR, FAMILY_IPV4)
+    try:
+        data = memoryview(packet).cast("B")
+    except (TypeError, ValueError):
+        return Advert(BUFFER_ERR, FAMILY_IPV4)
+
+    if len(data) < IPV4_HEADER_LEN:
+        return Advert(PACKET_LEN_ERR, FAMILY_IPV4)
+    ver_ihl, _tos, total_len, _id, _frag, ttl, proto, _hcsum, src, dst = _IPV4.unpack_from(data)
+    header_len = (ver_ihl & 0x0F) * 4
+    if ver_ihl >> 4 != 4 or header_len < IPV4_HEADER_LEN:
+        return Advert(IP_HEADER_ERR, FAMILY_IPV4)
+    # A raw socket hands over exactly total_len bytes; captures may add link padding.
+    if header_len > total_len or total_len > len(data):
+        return Advert(PACKET_LEN_ERR, FAMILY_IPV4)
+
+    start, wrapped, spi, seq = header_len, False, 0, 0
+    if proto == IPPROTO_AH:
+        # RFC 4302 §2.2: Payload Len is the AH length in 32-bit words minus 2.
+        if total_len - start < 12:
+            return Advert(PACKET_LEN_ERR, FAMILY_IPV4)
+        next_header, payload_len, _rsvd, spi, seq = _AH.unpack_from(data, start)
+        ah_len = (payload_len + 2) * 4
+        if total_len - start < ah_len:
+            return Advert(PACKET_LEN_ERR, FAMILY_IPV4)
+        if next_header != IPPROTO_VRRP:
+            return Advert(PROTOCOL_ERR, FAMILY_IPV4)
+        start, wrapped = start + ah_len, True
+    elif proto != IPPROTO_VRRP:
+        return Advert(PROTOCOL_ERR, FAMILY_IPV4)
+
+    advert = Advert(OK, FAMILY_IPV4)
+    advert.src, advert.dst, advert.ttl = src, dst, ttl
+    advert.ah, advert.ah_spi, advert.ah_seq = wrapped, spi, seq
+    return _decode_vrrp(advert, data[start:total_len], ttl if check_ttl else -1, wrapped, expect)
+
+
+def decode_payload(
+    message: _Buffer,
+    family: int,
+    src: _Buffer,
+    dst: _Buffer,
+    ttl: int = -1,
+    *,
+    version: int = 0,
+    auth_type: int = -1,
+    auth_data: _Buffer | None = None,
+    adver_int: int = 0,
+    v3_checksum: str = CHECKSUM_ANY,
+) -> Advert:
+    """Decode and validate a VRRP message without its IP header.
+
+    For IPv6 raw sockets (the kernel strips the header; the hop limit comes as
+    ancillary data) or a transport that parsed the IPv4 header itself.
+    ``family`` is 4 or 6, ``src``/``dst`` the packed addresses the packet was
+    sent from and to (they enter the v3 pseudo-header), ``ttl`` the TTL / hop
+    limit or -1 when unknown (no check).  Expectations as for ``decode_ipv4``.
+
+    >>> src = bytes.fromhex("fe80000000000000000000fffe770002")
+    >>> msg = encode(3, 51, 90, [bytes.fromhex("fd000077000000000000000000000100")], 100,
+    ...              family=6, src=src, dst=bytes.fromhex("ff020000000000000000000000000012"))
+    >>> adv = decode_payload(msg, 6, src, bytes.fromhex("ff020000000000000000000000000012"), 255)
+    >>> adv.ok, adv.version, adv.adver_int, adv.checksum_mode
+    (True, 3, 100, 'pseudo_header')
+    """
+    if family not in ADDRESS_LEN:
+        return Advert(PARAM_ERR, 0)
+    try:
+        expect = _Expect(version, auth_type, auth_data, adver_int, v3_checksum)
+        src_raw, dst_raw = bytes(src), bytes(dst)
+        if len(src_raw) != ADDRESS_LEN[family] or len(dst_raw) != ADDRESS_LEN[family]:
+            raise ValueError("address length")
+        if not -1 <= ttl <= 255:
+            raise ValueError("ttl")
+    except (TypeError, ValueError):
+        return Advert(PARAM_ERR, family)
+    try:
+        data = memoryview(message).cast("B")
+    except (TypeError, ValueError):
+        return Advert(BUFFER_ERR, family)
+    advert = Advert(OK, family)
+    advert.src, advert.dst, advert.ttl = src_raw, dst_raw, ttl
+    return _decode_vrrp(advert, data, ttl, None, expect)
+
+
+def _decode_vrrp(advert: Advert, data: memoryview, ttl: int, wrapped: bool | None,
+                 expect: _Expect) -> Advert:
+    """The VRRP receive checks shared by both entry points; fills ``advert``."""
+    length = len(data)
+    if length < VRRP_HEADER_LEN:  # RFC 5798 §7.1: must hold the fixed header
+        advert.reason = PACKET_LEN_ERR
+        return advert
+    ver_type, vrid, priority, count, byte4, byte5, checksum = _HEADER.unpack_from(data)
+    version = ver_type >> 4
+    advert.version, advert.type = version, ver_type & 0x0F
+    advert.vrid, advert.priority, advert.count, advert.checksum = vrid, priority, count, checksum
+    if version == 2:
+        advert.auth_type, advert.adver_int = byte4, byte5  # RFC 3768 §5.3.6, §5.3.7
+    else:
+        advert.adver_int = ((byte4 << 8) | byte5) & MAX_ADVER_INT_V3  # RFC 5798 §5.2.7
+
+    family = advert.family
+    if ttl >= 0 and ttl != VRRP_TTL:  # RFC 3768 §7.1, RFC 5798 §7.1: TTL/hop limit 255
+        return _reject(advert, IP_TTL_ERR)
+    # RFC 5798 §7.1: MUST verify the version field (the configured one when given).
+    if version not in (2, 3) or (expect.version and version != expect.version):
+        return _reject(advert, VERSION_ERR)
+    if version == 2 and family == FAMILY_IPV6:  # RFC 5798 §1: VRRPv2 is IPv4 only
+        return _reject(advert, V2_IPV6_ERR)
+    if advert.type != VRRP_TYPE_ADVERTISEMENT:  # RFC 5798 §5.2.2: other types discarded
+        return _reject(advert, INVALID_TYPE_RCVD)
+
+    # RFC 5798 §7.1: the packet must hold the complete message for Count IP Addrs
+    # (plus the 8 Authentication Data bytes for v2, RFC 3768 §5.3.10).
+    addr_len = ADDRESS_LEN[family]
+    expected = VRRP_HEADER_LEN + count * addr_len + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
+    if length != expected:
+        return _reject(advert, ADDR_LIST_ERR)
+
+    mode = _verify_checksum(data, version, family, advert.src, advert.dst, expect.v3_checksum)
+    if not mode:  # RFC 5798 §7.1: MUST verify the checksum
+        return _reject(advert, CHECKSUM_ERR)
+    advert.checksum_mode = mode
+    end = VRRP_HEADER_LEN + count * addr_len
+    advert.addresses = tuple(
+        bytes(data[offset:offset + addr_len]) for offset in range(VRRP_HEADER_LEN, end, addr_len)
+    )
+    if version == 2:
+        advert.auth_data = bytes(data[end:end + VRRP_AUTH_DATA_LEN])
+
+    if version == 2 and advert.auth_type not in AUTH_TYPES:
+        return _reject(advert, INVALID_AUTHTYPE)
+    # keepalived's AH: the VRRP inside an AH header says auth type AH, and only then.
+    if wrapped is not None and wrapped != (version == 2 and advert.auth_type == AUTH_AH):
+        return _reject(advert, AUTHTYPE_MISMATCH)
+    if version == 2:
+        # RFC 3768 §7.1 (RFC 2338 auth): MUST verify the configured Auth Type ...
+        if expect.auth_type >= 0 and advert.auth_type != expect.auth_type:
+            return _reject(advert, AUTHTYPE_MISMATCH)
+        # ... and the password when it is a PASS (keepalived compares all 8 bytes).
+        if (expect.auth_type == AUTH_PASS and expect.auth_data is not None
+                and advert.auth_data != expect.auth_data):
+            return _reject(advert, AUTH_FAILURE)
+        # RFC 3768 §7.1: MUST verify Adver Interval matches the configured one.
+        if expect.adver_int and advert.adver_int != expect.adver_int:
+            return _reject(advert, ADVERT_INTERVAL_ERR)
+    return advert
+
+
+def _reject(advert: Advert, reason: str) -> Advert:
+    advert.reason = reason
+    return advert
+
+
+def _verify_checksum(data: memoryview, version: int, family: int, src: bytes, dst: bytes,
+                     v3_checksum: str) -> str:
+    """The convention the checksum verifies with, or ``""`` when none does."""
+    message_sum = _csum.ones_sum(data)
+    if version == 2:  # RFC 3768 §5.3.8: the VRRP message only
+        return CHECKSUM_MESSAGE if message_sum == 0xFFFF else ""
+    if family == FAMILY_IPV6:  # RFC 5798 §5.2.8: RFC 8200 §8.1 pseudo-header
+        pseudo = _csum.pseudo_sum_ipv6(src, dst, len(data))
+        return CHECKSUM_PSEUDO if _csum.fold(message_sum + pseudo) == 0xFFFF else ""
+    # v3 over IPv4: keepalived/FRR add an IPv4 pseudo-header, RFC 9568 does not.
+    if v3_checksum != CHECKSUM_MESSAGE:
+        pseudo = _csum.pseudo_sum_ipv4(src, dst, len(data))
+        if _csum.fold(message_sum + pseudo) == 0xFFFF:
+            return CHECKSUM_PSEUDO
+    if v3_checksum != CHECKSUM_PSEUDO and message_sum == 0xFFFF:
+        return CHECKSUM_MESSAGE
+    return ""
+
+
+def encode(
+    version: int,
+    vrid: int,
+    priority: int,
+    addresses: Sequence[_Buffer],
+    adver_int: int,
+    *,
+    family: int = FAMILY_IPV4,
+    auth_type: int = AUTH_NONE,
+    auth_data: _Buffer = b"",
+    src: _Buffer | None = None,
+    dst: _Buffer | None = None,
+    v3_checksum: str = CHECKSUM_PSEUDO,
+) -> bytes:
+    """Build a VRRP advertisement (no IP header) with its checksum filled in.
+
+    ``addresses`` are packed (4 bytes for IPv4, 16 for IPv6; ``ipaddress``'s
+    ``.packed``).  ``adver_int`` is in seconds for v2 (1..255) and centiseconds
+    for v3 (1..4095).  v2 takes ``auth_type`` and up to 8 bytes of
+    ``auth_data`` (zero padded; use ``auth_data_from_pass``).  v3 needs ``src``
+    and ``dst`` for its pseudo-header over IPv6, and over IPv4 unless
+    ``v3_checksum="message"`` (RFC 9568 / keepalived ``v3_checksum_as_v2``).
+    Raises ``ValueError`` for fields out of range.
+
+    >>> encode(2, 51, 100, [bytes([192, 168, 77, 100])], 1).hex()
+    '2133640100016cbdc0a84d640000000000000000'
+    """
+    if family not in ADDRESS_LEN:
+        raise ValueError("family must be 4 or 6")
+    if version not in (2, 3):
+        raise ValueError("version must be 2 or 3")
+    if version == 2 and family != FAMILY_IPV4:
+        raise ValueError("VRRPv2 is IPv4 only (RFC 5798 §1)")
+    if not 1 <= vrid <= 255 or not 0 <= priority <= 255:
+        raise ValueError("vrid must be 1..255 and priority 0..255 (RFC 5798 §5.2.3, §5.2.4)")
+    if len(addresses) > MAX_ADDRESS_COUNT:
+        raise ValueError("at most 255 addresses fit Count IP Addrs")
+    addr_len = ADDRESS_LEN[family]
+    packed = b"".join(bytes(a) for a in addresses)
+    if len(packed) != addr_len * len(addresses) or any(len(a) != addr_len for a in addresses):
+        raise ValueError(f"every address must be {addr_len} packed bytes")
+
+    if version == 2:
+        if not 1 <= adver_int <= MAX_ADVER_INT_V2:
+            raise ValueError("a v2 adver_int is 1..255 seconds (RFC 3768 §5.3.7)")
+        if not 0 <= auth_type <= 255:
+            raise ValueError("auth_type must fit one octet")
+        secret = bytes(auth_data)
+        if len(secret) > VRRP_AUTH_DATA_LEN:
+            raise ValueError("v2 authentication data is at most 8 bytes")
+        header = bytes((0x21, vrid, priority, len(addresses), auth_type, adver_int))
+        body = packed + secret.ljust(VRRP_AUTH_DATA_LEN, b"\x00")
+        partial = 0
+    else:
+        if not 1 <= adver_int <= MAX_ADVER_INT_V3:
+            raise ValueError("a v3 adver_int is 1..4095 centiseconds (RFC 5798 §5.2.7)")
+        if auth_type or len(auth_data):
+            raise ValueError("VRRPv3 has no authentication (RFC 5798 §5.1)")
+        if v3_checksum not in (CHECKSUM_PSEUDO, CHECKSUM_MESSAGE):
+            raise ValueError("v3_checksum must be 'pseudo_header' or 'message'")
+        header = bytes((0x31, vrid, priority, len(addresses))) + adver_int.to_bytes(2, "big")
+        body = packed
+        length = VRRP_HEADER_LEN + len(packed)
+        if family == FAMILY_IPV6 or v3_checksum == CHECKSUM_PSEUDO:
+            if src is None or dst is None:
+                raise ValueError("the v3 pseudo-header needs src and dst")
+            pseudo = _csum.pseudo_sum_ipv6 if family == FAMILY_IPV6 else _csum.pseudo_sum_ipv4
+            partial = pseudo(src, dst, length)
+        else:
+            partial = 0
+    checksum = _csum.internet_checksum(header + body, partial)
+    return header + checksum.to_bytes(2, "big") + body
+
+
+def encode_ipv4(
+    version: int,
+    vrid: int,
+    priority: int,
+    addresses: Sequence[_Buffer],
+    adver_int: int,
+    *,
+    src: _Buffer,
+    dst: _Buffer,
+    ip_id: int = 0,
+    auth_type: int = AUTH_NONE,
+    auth_data: _Buffer = b"",
+    v3_checksum: str = CHECKSUM_PSEUDO,
+    ttl: int = VRRP_TTL,
+    tos: int = VRRP_TOS,
+) -> bytes:
+    """An IPv4 packet as keepalived sends it: a 20-byte header, then ``encode(...)``.
+
+    TOS 0xc0, DF clear, TTL 255, protocol 112, the ``ip_id`` you pass (keepalived
+    counts from 1), header checksum filled in.  AH (``auth_type=2``) is not
+    built here: its ICV needs the HMAC step keepalived adds on send.
+
+    >>> pkt = encode_ipv4(3, 51, 100, [bytes([192, 168, 77, 100])], 100,
+    ...                   src=bytes([192, 168, 77, 1]), dst=bytes([224, 0, 0, 18]), ip_id=1)
+    >>> pkt[:4].hex(), pkt[8:10].hex(), decode_ipv4(pkt).checksum_mode
+    ('45c00020', 'ff70', 'pseudo_header')
+    """
+    if auth_type == AUTH_AH:
+        raise ValueError("encode_ipv4 does not build IPsec AH packets")
+    if not 0 <= ip_id <= 0xFFFF or not 0 <= ttl <= 255 or not 0 <= tos <= 255:
+        raise ValueError("ip_id must fit 16 bits, ttl and tos 8 bits")
+    src_raw, dst_raw = bytes(src), bytes(dst)
+    if len(src_raw) != 4 or len(dst_raw) != 4:
+        raise ValueError("src and dst must be 4 packed bytes")
+    message = encode(version, vrid, priority, addresses, adver_int, family=FAMILY_IPV4,
+                     auth_type=auth_type, auth_data=auth_data, src=src_raw, dst=dst_raw,
+                     v3_checksum=v3_checksum)
+    header = _IPV4.pack(0x45, tos, IPV4_HEADER_LEN + len(message), ip_id, 0, ttl, IPPROTO_VRRP,
+                        0, src_raw, dst_raw)
+    ip_checksum = _csum.internet_checksum(header)
+    return header[:10] + ip_checksum.to_bytes(2, "big") + header[12:] + message

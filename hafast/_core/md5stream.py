@@ -1,0 +1,20 @@
+"""MD5 of HTTP bodies fed chunk by chunk: the compiled core or its twin.
+
+>>> s = MD5Stream(cap=1 << 20)
+>>> s.update(b"<html>ok</html>")
+True
+>>> s.hexdigest() == md5_hex(b"<html>ok</html>")
+True
+"""
+
+from __future__ import annotations
+
+from hafast._core._select import choose
+
+_impl = choose("md5stream")
+
+DEFAULT_CAP: int = _impl.DEFAULT_CAP
+MD5Stream = _impl.MD5Stream
+md5_hex = _impl.md5_hex
+
+__all__ = ["DEFAULT_CAP", "MD5Stream", "md5_hex"]

@@ -1,0 +1,65 @@
+from collections.abc import Iterable, Sequence
+
+from typing_extensions import disjoint_base
+
+AF_INET: int
+AF_INET6: int
+REPLY: int
+UNREACHABLE: int
+SEND_ERROR: int
+ICMP_ECHOREPLY: int
+ICMP_DEST_UNREACH: int
+ICMP_ECHO: int
+ICMP_TIME_EXCEEDED: int
+ICMP6_DST_UNREACH: int
+ICMP6_TIME_EXCEEDED: int
+ICMP6_ECHO_REQUEST: int
+ICMP6_ECHO_REPLY: int
+HEADER_LEN: int
+TOKEN_LEN: int
+MIN_PAYLOAD: int
+MAX_INFLIGHT: int
+RECV_SIZE: int
+PARSE_KINDS: tuple[str, ...]
+REJECT_REASONS: tuple[str, ...]
+COUNTERS: tuple[str, ...]
+
+def internet_checksum(data: bytes) -> int: ...
+def build_echo(
+    family: int, identifier: int, sequence: int, token: int, payload_size: int = 16
+) -> bytes: ...
+def parse_packet(
+    family: int, data: bytes, source: bytes
+) -> tuple[str, int, int, int, bytes, int]: ...
+def make_identifier(fd: int) -> int: ...
+
+@disjoint_base
+class IcmpBatch:
+    def __init__(
+        self,
+        family: int = ...,
+        *,
+        max_inflight: int = ...,
+        payload_size: int = 16,
+        rcvbuf: int = ...,
+    ) -> None: ...
+    @property
+    def family(self) -> int: ...
+    @property
+    def identifier(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    def fileno(self) -> int: ...
+    def stats(self) -> dict[str, int]: ...
+    def send(self, targets: Sequence[str], now_ns: int, timeout_ns: int) -> int: ...
+    def drain(self, now_ns: int, max_messages: int = 65536) -> list[tuple[str, int, int]]: ...
+    def expire(self, now_ns: int) -> list[str]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> IcmpBatch: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+def ping_many(
+    targets: Iterable[str], timeout: float = 1.0, *, payload_size: int = 16
+) -> dict[str, float | None]: ...

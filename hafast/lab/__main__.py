@@ -1,0 +1,177 @@
+"""``python -m hafast.lab``: build a farm, break it, tear it down, by hand.
+
+    python -m hafast.lab up 1000                  # 10.201.0.1 .. 10.201.3.232
+    python -m hafast.lab get 10.201.0.7           # from the director namespace
+    python -m hafast.lab fault 10.201.0.7 http500
+    python -m hafast.lab fault 10.201.0.10-10.201.0.20 drop
+    python -m hafast.lab fault 10.201.0.7 recover  # or: recover all
+    python -m hafast.lab status
+    python -m hafast.lab down
+
+The lab outlives the command; its state (namespaces, nginx PID, faults) is kept in
+/run/hafast-lab/<name>/state.json, which is what ``fault`` and ``down`` read.
+Try your own tools inside it with ``ip netns exec hafast-dir curl 10.201.0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import ipaddress
+import json
+import sys
+from collections.abc import Iterator
+
+from hafast.lab.farm import LAB_ROOT, Farm, cleanup_stale, http_get, load_state
+from hafast.lab.faults import KINDS, FaultError, Faults
+from hafast.lab.netns import NetnsError, call_in
+
+DEFAULT_NAME = "hafast"
+
+
+def parse_addresses(spec: str) -> list[str]:
+    """``a,b`` lists, ``first-last`` ranges, or both: ``10.0.0.1,10.0.0.5-10.0.0.9``."""
+    out: list[str] = []
+    for part in spec.split(","):
+        first, _, last = part.strip().partition("-")
+        lo = int(ipaddress.IPv4Address(first))
+        hi = int(ipaddress.IPv4Address(last)) if last else lo
+        if hi < lo or hi - lo >= 1 << 16:
+            raise FaultError(f"bad address range {part!r}")
+        out.extend(str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1))
+    return out
+
+
+@contextlib.contextmanager
+def _locked_state(name: str) -> Iterator[dict[str, object]]:
+    lab = LAB_ROOT / name
+    state = load_state(name)
+    if state is None:
+        raise NetnsError(f"no lab called {name!r} is up (no {lab / 'state.json'})")
+    with open(lab / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = load_state(name) or state
+        yield state
+        tmp = lab / "state.tmp"
+        tmp.write_text(json.dumps(state, indent=1) + "\n")
+        tmp.replace(lab / "state.json")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    farm = Farm(
+        args.count, name=args.name, network=args.network, offset=args.offset,
+        bridge=args.bridge, workers=args.workers, slow_rate=args.slow_rate,
+    )
+    farm.build()
+    farm.detach()
+    print(
+        f"lab {farm.name}: {farm.count} servers {farm.addresses[0]}..{farm.addresses[-1]} "
+        f"in {farm.server_ns}, client side {farm.director_ns}, nginx pid {farm.nginx_pid}, "
+        f"built in {farm.build_seconds:.3f} s"
+    )
+    print(f"try: ip netns exec {farm.director_ns} curl -s http://{farm.addresses[0]}/")
+    return 0
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    everything = args.kind == "recover" and args.addr == "all"
+    addrs = [] if everything else parse_addresses(args.addr)
+    with _locked_state(args.name) as state:
+        active = state.get("faults")
+        faults = Faults(
+            str(state["server_ns"]), table=str(state["nft_table"]),
+            active=dict(active) if isinstance(active, dict) else {},
+        )
+        if args.kind == "recover":
+            seconds = faults.recover(None if everything else addrs)
+        else:
+            seconds = faults.apply(addrs, args.kind)
+        state["faults"] = faults.active
+    what = "every address" if everything else f"{len(addrs)} address(es)"
+    print(f"{args.kind} on {what}, applied in {seconds * 1000:.1f} ms")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    args.kind = "recover"
+    return cmd_fault(args)
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    state = load_state(args.name)
+    if state is None:
+        raise NetnsError(f"no lab called {args.name!r} is up")
+    ns = args.ns or state["directors"][0]["ns"]
+    reply = call_in(ns, http_get, args.addr, args.path, timeout=args.timeout)
+    if reply.error:
+        print(f"{args.addr}: {reply.error} after {reply.seconds:.3f} s")
+        return 1
+    sys.stdout.write(f"{reply.status} ")
+    sys.stdout.write(reply.body.decode(errors="replace"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state = load_state(args.name)
+    if state is None:
+        print(f"no lab called {args.name!r} is up")
+        return 1
+    print(json.dumps(state, indent=1))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    removed = cleanup_stale(args.name)
+    print(f"lab {args.name}: {'torn down' if removed else 'nothing to tear down'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hafast.lab", description=__doc__.split("\n")[0])
+    p.add_argument("--name", default=DEFAULT_NAME, help="lab name (namespaces <name>-srv/-dir)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="build a farm of N real servers and leave it running")
+    up.add_argument("count", type=int)
+    up.add_argument("--network", default="10.201.0.0/16")
+    up.add_argument("--offset", type=int, default=1)
+    up.add_argument("--bridge", action="store_true", help="server side on a bridge")
+    up.add_argument("--workers", type=int, default=2, help="nginx worker processes")
+    up.add_argument("--slow-rate", type=int, default=16, help="bytes/s of the slow fault")
+    up.set_defaults(func=cmd_up)
+
+    fault = sub.add_parser("fault", help="put a fault on addresses (or 'recover' them)")
+    fault.add_argument("addr", help="10.201.0.7, a,b lists or first-last ranges")
+    fault.add_argument("kind", choices=[*KINDS, "recover"])
+    fault.set_defaults(func=cmd_fault)
+
+    recover = sub.add_parser("recover", help="take faults off addresses, or 'all'")
+    recover.add_argument("addr", nargs="?", default="all")
+    recover.set_defaults(func=cmd_recover)
+
+    get = sub.add_parser("get", help="HTTP/1.0 GET from a director namespace")
+    get.add_argument("addr")
+    get.add_argument("path", nargs="?", default="/")
+    get.add_argument("--ns", default=None, help="namespace to fetch from")
+    get.add_argument("--timeout", type=float, default=2.0)
+    get.set_defaults(func=cmd_get)
+
+    sub.add_parser("status", help="print the lab's state").set_defaults(func=cmd_status)
+    sub.add_parser("down", help="tear the lab down").set_defaults(func=cmd_down)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except (NetnsError, FaultError, ValueError) as exc:
+        print(f"hafast.lab: {exc}", file=sys.stderr)
+        return 1
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

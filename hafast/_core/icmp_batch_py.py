@@ -192,6 +192,8 @@ def parse_packet(family: int, data: bytes, source: bytes) -> tuple[str, int, int
         return ("reply", ident, seq, token, bytes(source), 0)
     if icmp_type in error_types:
         kind, ident, seq, token, target = _quoted_echo(icmp[8:], family)
+        if kind != "error":
+            return (kind, 0, 0, -1, b"", 0)
         return (kind, ident, seq, token, target, (icmp_type << 8) | code)
     return ("other_type", 0, 0, -1, b"", 0)
 

@@ -1,0 +1,1058 @@
+"""The keepalived.conf keyword table: where a keyword may stand, its shape, its converter.
+
+Every keyword keepalived 2.2/2.3 registers (``install_keyword*`` in ``global_parser.c``,
+``vrrp_parser.c``, ``check_parser.c``, ``check_*.c``, ``bfd_parser.c``, ``track_file.c``)
+has one row per context it may appear in.  A row is
+``keyword  kind  arity  conv  field``:
+
+kind
+    ``v`` value (``arity`` words after the keyword), ``f`` flag (optional boolean word),
+    ``b`` block (``conv`` names the child context; arity counts the words before ``{``),
+    ``l`` list block (each line inside is converted by the line converter ``conv``).
+arity
+    ``N``, ``N-M`` or ``N+`` words after the keyword.
+conv
+    a converter name from :data:`CONVERTERS` (``name:arg,arg`` passes arguments).
+field
+    the model field it sets; ``+field`` appends (repeatable keyword); ``-`` means hafast
+    accepts the keyword but does not act on it yet (the loader warns once per keyword).
+
+The loader is table driven: it never branches on keyword names, only on these rows.
+Timers are converted to integer microseconds, as keepalived keeps them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hafast.config.tokens import Token
+
+US_PER_S = 1_000_000
+
+
+class BadValue(Exception):
+    """A converter rejected a word; the loader turns it into a Diagnostic at ``token``."""
+
+    def __init__(self, token: Token, message: str) -> None:
+        super().__init__(message)
+        self.token = token
+        self.message = message
+
+
+Converter = Callable[[Sequence[Token]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    context: str
+    name: str
+    kind: str  # "v" value, "f" flag, "b" block, "l" list block
+    min_args: int
+    max_args: int  # -1: no upper bound
+    conv: Converter | None
+    conv_name: str
+    field: str | None  # None: accepted, not yet supported
+    append: bool
+    child: str | None  # child context of a "b" row
+
+    @property
+    def supported(self) -> bool:
+        return self.field is not None
+
+    def shape(self) -> str:
+        """How the keyword is written, for error messages: ``priority <1..255>``."""
+        if self.kind == "b":
+            return f"{self.name}{' NAME' * self.min_args} {{ ... }}"
+        if self.kind == "l":
+            return f"{self.name} {{ <{self.conv_name}> ... }}"
+        if self.kind == "f":
+            return f"{self.name} [on|off]"
+        return f"{self.name} <{self.conv_name}>"
+
+
+# --------------------------------------------------------------------------- converters
+# Each takes the words after the keyword (already arity-checked) and returns the value.
+
+
+def _one(args: Sequence[Token]) -> Token:
+    return args[0]
+
+
+def conv_str(args: Sequence[Token]) -> str:
+    return args[0].text
+
+
+def conv_words(args: Sequence[Token]) -> tuple[str, ...]:
+    """A command line: keepalived splits a quoted script string on spaces too."""
+    out: list[str] = []
+    for t in args:
+        if t.quoted and " " in t.text:
+            out.extend(t.text.split())
+        else:
+            out.append(t.text)
+    return tuple(out)
+
+
+def conv_text(args: Sequence[Token]) -> str:
+    return " ".join(t.text for t in args)
+
+
+def conv_int(lo: int, hi: int) -> Converter:
+    def conv(args: Sequence[Token]) -> int:
+        t = args[0]
+        try:
+            v = int(t.text, 0) if t.text[:2].lower() == "0x" else int(t.text)
+        except ValueError:
+            raise BadValue(t, f"'{t.text}' is not an integer (expected {lo}..{hi})") from None
+        if not lo <= v <= hi:
+            raise BadValue(t, f"number '{t.text}' outside range [{lo}, {hi}]")
+        return v
+
+    conv.__name__ = f"integer {lo}..{hi}"
+    return conv
+
+
+def _seconds_to_us(t: Token) -> int:
+    text = t.text
+    if text.isdigit():  # the common case, without float rounding
+        return int(text) * US_PER_S
+    try:
+        v = float(text)
+    except ValueError:
+        raise BadValue(t, f"'{text}' is not a time in seconds (e.g. 3 or 0.5)") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise BadValue(t, f"'{text}' is not a time in seconds (e.g. 3 or 0.5)")
+    return round(v * US_PER_S)
+
+
+def conv_timer(lo_s: float, hi_s: float) -> Converter:
+    """Seconds with fractions -> integer microseconds (keepalived's TIMER)."""
+    lo, hi = round(lo_s * US_PER_S), round(hi_s * US_PER_S)
+
+    def conv(args: Sequence[Token]) -> int:
+        us = _seconds_to_us(args[0])
+        if not lo <= us <= hi:
+            raise BadValue(
+                args[0], f"time '{args[0].text}' outside range [{lo_s:g}, {hi_s:g}] seconds"
+            )
+        return us
+
+    return conv
+
+
+def conv_opt_timer(default_s: float, lo_s: float, hi_s: float) -> Converter:
+    inner = conv_timer(lo_s, hi_s)
+
+    def conv(args: Sequence[Token]) -> int:
+        return inner(args) if args else round(default_s * US_PER_S)
+
+    return conv
+
+
+_BOOL = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
+
+
+def conv_flag(args: Sequence[Token]) -> bool:
+    """``keyword`` alone means on; keepalived also takes on|off|true|false|yes|no."""
+    if not args:
+        return True
+    v = _BOOL.get(args[0].text.lower())
+    if v is None:
+        raise BadValue(
+            args[0], f"'{args[0].text}' is not a boolean (expected on|off|true|false|yes|no)"
+        )
+    return v
+
+
+def conv_choice(*choices: str) -> Converter:
+    table = {c.upper(): c for c in choices}
+
+    def conv(args: Sequence[Token]) -> str:
+        t = args[0]
+        v = table.get(t.text.upper())
+        if v is None:
+            raise BadValue(t, f"'{t.text}' is not one of {'|'.join(choices)}")
+        return v
+
+    return conv
+
+
+def _ip(t: Token, text: str | None = None) -> str:
+    try:
+        return str(ipaddress.ip_address(text if text is not None else t.text))
+    except ValueError:
+        raise BadValue(t, f"'{t.text}' is not an IPv4 or IPv6 address") from None
+
+
+def conv_ip(args: Sequence[Token]) -> str:
+    return _ip(args[0])
+
+
+def _port(t: Token) -> int:
+    if not t.text.isdigit() or int(t.text) > 65535:
+        raise BadValue(t, f"'{t.text}' is not a port number (0..65535)")
+    return int(t.text)
+
+
+def conv_port(args: Sequence[Token]) -> int:
+    return _port(args[0])
+
+
+def conv_ip_port(args: Sequence[Token]) -> tuple[str, int | None]:
+    """``IP [PORT]``: sorry_server, smtp_server, real_server."""
+    return _ip(args[0]), (_port(args[1]) if len(args) > 1 else None)
+
+
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}\Z")
+
+
+def conv_digest(args: Sequence[Token]) -> str:
+    t = args[0]
+    if not _HEX32.match(t.text):
+        raise BadValue(
+            t, f"digest '{t.text}' is not an MD5 sum of 32 hex digits (make one with genhash)"
+        )
+    return t.text.lower()
+
+
+def conv_status_codes(args: Sequence[Token]) -> tuple[tuple[int, int], ...]:
+    """``status_code 200 301-302 ...`` -> ((200, 200), (301, 302))."""
+    out = []
+    for t in args:
+        lo_s, _, hi_s = t.text.partition("-")
+        if not lo_s.isdigit() or (hi_s and not hi_s.isdigit()):
+            raise BadValue(t, f"status_code '{t.text}' is not N or N-M (e.g. 200 or 200-299)")
+        lo, hi = int(lo_s), int(hi_s or lo_s)
+        if not 100 <= lo <= hi <= 599:
+            raise BadValue(t, f"status_code '{t.text}' outside 100..599 or not ascending")
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def conv_hex(args: Sequence[Token]) -> str:
+    t = args[0]
+    try:
+        bytes.fromhex(t.text)
+    except ValueError:
+        raise BadValue(t, f"'{t.text}' is not a hex string (e.g. 0a1b2c)") from None
+    return t.text.lower()
+
+
+def conv_weight_ref(lo: int, hi: int) -> Converter:
+    """``W [reverse]`` (vrrp_script/track_file/track_process weight)."""
+    num = conv_int(lo, hi)
+
+    def conv(args: Sequence[Token]) -> tuple[int, bool]:
+        if len(args) > 1 and args[1].text != "reverse":
+            raise BadValue(args[1], f"'{args[1].text}' after the weight: expected 'reverse'")
+        return num(args[:1]), len(args) > 1
+
+    return conv
+
+
+def conv_persistence(args: Sequence[Token]) -> int:
+    """keepalived: ``persistence_timeout`` without a value means 360 s (RFC-less LVS default)."""
+    if not args:
+        return 360
+    return conv_int(1, 2**31 - 1)(args)
+
+
+# -- list-line converters: one line inside a list block -> one item
+
+
+def line_name(args: Sequence[Token]) -> str:
+    if len(args) != 1:
+        raise BadValue(args[1], f"one name per line expected, got '{args[1].text}' too")
+    return args[0].text
+
+
+def line_words(args: Sequence[Token]) -> tuple[str, ...]:
+    return tuple(t.text for t in args)
+
+
+def line_vip(args: Sequence[Token]) -> Any:
+    from hafast.config.model import VirtualAddress
+
+    t = args[0]
+    text = t.text
+    addr, _, plen = text.partition("/")
+    address = _ip(t, addr)
+    fam = 6 if ":" in address else 4
+    if plen:
+        if not plen.isdigit() or int(plen) > (128 if fam == 6 else 32):
+            raise BadValue(t, f"'{text}': prefix length must be 0..{128 if fam == 6 else 32}")
+    opts: dict[str, str] = {}
+    flags: list[str] = []
+    i = 1
+    while i < len(args):
+        w = args[i].text
+        if w in _VIP_VALUE_OPTS:
+            if i + 1 >= len(args):
+                raise BadValue(args[i], f"'{w}' needs a value")
+            opts[w] = args[i + 1].text
+            i += 2
+        elif w in _VIP_FLAG_OPTS:
+            flags.append(w)
+            i += 1
+        else:
+            raise BadValue(
+                args[i],
+                f"unknown address option '{w}' (expected one of "
+                f"{', '.join(sorted(_VIP_VALUE_OPTS | _VIP_FLAG_OPTS))})",
+            )
+    return VirtualAddress(
+        address=address,
+        prefix=int(plen) if plen else (128 if fam == 6 else 32),
+        family=fam,
+        dev=opts.get("dev"),
+        label=opts.get("label"),
+        scope=opts.get("scope"),
+        brd=opts.get("brd") or opts.get("broadcast"),
+        peer=opts.get("peer"),
+        options=tuple(flags)
+        + tuple(
+            f"{k} {v}"
+            for k, v in opts.items()
+            if k not in ("dev", "label", "scope", "brd", "broadcast", "peer")
+        ),
+    )
+
+
+_VIP_VALUE_OPTS = frozenset(
+    {
+        "dev",
+        "label",
+        "scope",
+        "brd",
+        "broadcast",
+        "peer",
+        "preferred_lft",
+        "track_group",
+        "use_vmac",
+    }
+)
+_VIP_FLAG_OPTS = frozenset(
+    {"home", "-nodad", "nodad", "mngtmpaddr", "noprefixroute", "autojoin", "no_track"}
+)
+
+
+def line_track(args: Sequence[Token]) -> Any:
+    """``NAME [weight W [reverse|noreverse]]`` inside track_* lists."""
+    from hafast.config.model import TrackRef
+
+    weight: int | None = None
+    reverse = False
+    i = 1
+    while i < len(args):
+        w = args[i].text
+        if w == "weight":
+            if i + 1 >= len(args):
+                raise BadValue(args[i], "'weight' needs a value (-254..254)")
+            weight = conv_int(-254, 254)(args[i + 1 : i + 2])
+            i += 2
+        elif w in ("reverse", "noreverse"):
+            reverse = w == "reverse"
+            i += 1
+        else:
+            raise BadValue(args[i], f"'{w}' after a tracked name: expected 'weight W [reverse]'")
+    return TrackRef(args[0].text, weight, reverse)
+
+
+def line_peer(args: Sequence[Token]) -> Any:
+    """``IP [min_ttl N] [max_ttl N]`` inside unicast_peer."""
+    from hafast.config.model import UnicastPeer
+
+    ttl = {"min_ttl": 0, "max_ttl": 255}
+    i = 1
+    while i < len(args):
+        w = args[i].text
+        if w not in ttl or i + 1 >= len(args):
+            raise BadValue(
+                args[i], f"'{w}' after a peer address: expected 'min_ttl N' or 'max_ttl N'"
+            )
+        ttl[w] = conv_int(0, 255)(args[i + 1 : i + 2])
+        i += 2
+    return UnicastPeer(_ip(args[0]), ttl["min_ttl"], ttl["max_ttl"])
+
+
+def line_vsg(args: Sequence[Token]) -> Any:
+    """A virtual_server_group line: ``IP [PORT]``, ``IP-LAST [PORT]``, ``fwmark N``."""
+    from hafast.config.model import VsgMember
+
+    first = args[0]
+    if first.text == "fwmark":
+        if len(args) < 2:
+            raise BadValue(first, "'fwmark' needs a mark number")
+        return VsgMember(None, None, None, conv_int(1, 2**32 - 1)(args[1:2]), None)
+    text = first.text
+    last: str | None = None
+    if "/" not in text and "-" in text:
+        text, _, last = text.partition("-")
+    address = _ip(first, text.split("/")[0])
+    port = _port(args[1]) if len(args) > 1 else None
+    if len(args) > 2:
+        raise BadValue(args[2], f"unexpected '{args[2].text}' (expected IP[-RANGE] [PORT])")
+    return VsgMember(first.text if (last or "/" in first.text) else address, last, port, None, None)
+
+
+def line_email(args: Sequence[Token]) -> str:
+    return args[0].text
+
+
+# --------------------------------------------------------------------------- the table
+
+CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
+    "str": conv_str,
+    "words": conv_words,
+    "text": conv_text,
+    "flag": conv_flag,
+    "ip": conv_ip,
+    "port": conv_port,
+    "ip_port": conv_ip_port,
+    "digest": conv_digest,
+    "status": conv_status_codes,
+    "hex": conv_hex,
+    "persist": conv_persistence,
+    "any": line_words,
+    # factories: name:arg,arg
+    "int": conv_int,
+    "timer": conv_timer,
+    "opttimer": conv_opt_timer,
+    "choice": conv_choice,
+    "wref": conv_weight_ref,
+    # list-line converters
+    "name": line_name,
+    "vip": line_vip,
+    "track": line_track,
+    "peer": line_peer,
+    "vsg": line_vsg,
+    "email": line_email,
+    "route": line_words,
+}
+_FACTORIES = {"int", "timer", "opttimer", "choice", "wref"}
+
+# Common checker keywords (check_api.c install_checker_common_keywords); the connection
+# ones are refused by MISC_CHECK, FILE_CHECK and BFD_CHECK as in keepalived.
+_CHECK_TIMERS = """
+alpha               f  0-1  flag          alpha
+connect_timeout     v  1    timer:0.001,86400 connect_timeout_us
+retry               v  1    int:0,2147483647  retry
+nb_get_retry        v  1    int:0,2147483647  retry
+delay_before_retry  v  1    timer:0,86400 delay_before_retry_us
+warmup              v  1    timer:0,86400 warmup_us
+delay_loop          v  1    timer:0.001,86400 delay_loop_us
+log_all_failures    f  0-1  flag          log_all_failures
+"""
+_CHECK_CONN = """
+connect_ip          v  1    ip            connect_ip
+connect_port        v  1    port          connect_port
+bindto              v  1    ip            bindto
+bind_if             v  1    str           bind_if
+bind_port           v  1    port          bind_port
+fwmark              v  1    int:0,4294967295 fwmark
+"""
+_RS_INHERITED = """
+connect_timeout     v  1    timer:0.001,86400 connect_timeout_us
+retry               v  1    int:0,2147483647  retry
+delay_before_retry  v  1    timer:0,86400 delay_before_retry_us
+warmup              v  1    timer:0,86400 warmup_us
+delay_loop          v  1    timer:0.001,86400 delay_loop_us
+inhibit_on_failure  f  0-1  flag          inhibit_on_failure
+smtp_alert          f  0-1  flag          smtp_alert
+virtualhost         v  1    str           virtualhost
+alpha               f  0-1  flag          alpha
+"""
+_NOTIFY = """
+notify_master       v  1+   words         notify_master
+notify_backup       v  1+   words         notify_backup
+notify_fault        v  1+   words         notify_fault
+notify_stop         v  1+   words         notify_stop
+notify              v  1+   words         notify
+notify_priority_changes f 0-1 flag        notify_priority_changes
+smtp_alert          f  0-1  flag          smtp_alert
+"""
+_TRACKS = """
+track_interface     l  0    track         +track_interface
+track_script        l  0    track         +track_script
+track_file          l  0    track         +track_file
+track_process       l  0    track         +track_process
+track_bfd           l  0    track         +track_bfd
+"""
+_HTTP = (
+    _CHECK_TIMERS
+    + _CHECK_CONN
+    + """
+url                 b  0    url           +urls
+http_protocol       v  1    choice:1.0,1.0C,1.1 http_protocol
+fast_recovery       f  0-1  flag          fast_recovery
+virtualhost         v  1    str           virtualhost
+enable_sni          f  0-1  flag          enable_sni
+sni_name            v  1    str           sni_name
+tls_compliant       f  0-1  flag          tls_compliant
+"""
+)
+_CHECKERS = """
+HTTP_GET            b  0    HTTP_GET      +checkers
+SSL_GET             b  0    SSL_GET       +checkers
+TCP_CHECK           b  0    TCP_CHECK     +checkers
+SMTP_CHECK          b  0    SMTP_CHECK    +checkers
+DNS_CHECK           b  0    DNS_CHECK     +checkers
+MISC_CHECK          b  0    MISC_CHECK    +checkers
+UDP_CHECK           b  0    UDP_CHECK     +checkers
+PING_CHECK          b  0    PING_CHECK    +checkers
+FILE_CHECK          b  0    FILE_CHECK    +checkers
+BFD_CHECK           b  0    BFD_CHECK     +checkers
+"""
+
+# Top-level keywords keepalived installs as "root" keywords (outside global_defs).
+_ROOT_ONLY = """
+net_namespace       v  1    str           -
+net_namespace_ipvs  v  0-1  str           -
+namespace_with_ipsets f 0-1 flag          -
+instance            v  1    str           -
+use_pid_dir         f  0-1  flag          -
+child_wait_time     v  1    int:0,2147483647 -
+linkbeat_use_polling f 0-1  flag          -
+include_check       v  0+   any           -
+"""
+
+TABLE_TEXT: dict[str, str] = {
+    "top": _ROOT_ONLY
+    + """
+global_defs         b  0    global_defs   global_defs
+vrrp_script         b  1    vrrp_script   +vrrp_scripts
+track_file          b  1    track_file    +track_files
+vrrp_track_file     b  1    track_file    +track_files
+vrrp_track_process  b  1    vrrp_track_process +track_processes
+vrrp_sync_group     b  1    vrrp_sync_group +sync_groups
+vrrp_instance       b  1    vrrp_instance +vrrp_instances
+garp_group          b  0    garp_group    -
+track_group         b  1    track_group   -
+linkbeat_interfaces l  0    any           -
+interface_up_down_delays l 0 any          -
+static_ipaddress    l  0    vip           +static_ipaddress
+static_routes       l  0    route         +static_routes
+static_rules        l  0    route         +static_rules
+bfd_instance        b  1    bfd_instance  -
+SSL                 b  0    SSL           ssl
+virtual_server_group l 1    vsg           +virtual_server_groups
+virtual_server      b  1-2  virtual_server +virtual_servers
+""",
+    "global_defs": """
+router_id           v  1    str           router_id
+notification_email  l  0    email         +notification_email
+notification_email_from v 1 str           notification_email_from
+smtp_server         v  1-2  ip_port       smtp_server
+smtp_helo_name      v  1    str           smtp_helo_name
+smtp_connect_timeout v 1    timer:0.001,86400 smtp_connect_timeout_us
+smtp_alert          f  0-1  flag          smtp_alert
+smtp_alert_vrrp     f  0-1  flag          smtp_alert_vrrp
+smtp_alert_checker  f  0-1  flag          smtp_alert_checker
+no_email_faults     f  0-1  flag          -
+no_checker_emails   f  0-1  flag          -
+checker_log_all_failures f 0-1 flag       checker_log_all_failures
+default_interface   v  1    str           default_interface
+vrrp_mcast_group4   v  1    ip            vrrp_mcast_group4
+vrrp_mcast_group6   v  1    ip            vrrp_mcast_group6
+vrrp_version        v  1    int:2,3       vrrp_version
+vrrp_strict         f  0-1  flag          vrrp_strict
+vrrp_check_unicast_src f 0-1 flag         vrrp_check_unicast_src
+vrrp_skip_check_adv_addr f 0-1 flag       vrrp_skip_check_adv_addr
+vrrp_lower_prio_no_advert f 0-1 flag      vrrp_lower_prio_no_advert
+vrrp_higher_prio_send_advert f 0-1 flag   vrrp_higher_prio_send_advert
+vrrp_down_timer_adverts v 1  int:1,100    vrrp_down_timer_adverts
+vrrp_owner_ignore_adverts f 0-1 flag      -
+vrrp_startup_delay  v  1    timer:0,3600  vrrp_startup_delay_us
+vrrp_delay_after_boot v 1   timer:0,3600  -
+vrrp_garp_master_delay v 1  timer:0,255   vrrp_garp_master_delay_us
+vrrp_garp_master_repeat v 1 int:0,255     vrrp_garp_master_repeat
+vrrp_garp_lower_prio_delay v 1 timer:0,255 vrrp_garp_lower_prio_delay_us
+vrrp_garp_lower_prio_repeat v 1 int:0,255 vrrp_garp_lower_prio_repeat
+vrrp_garp_master_refresh v 1 timer:0,86400 vrrp_garp_master_refresh_us
+vrrp_garp_master_refresh_repeat v 1 int:1,255 vrrp_garp_master_refresh_repeat
+vrrp_garp_interval  v  1    timer:0,1     vrrp_garp_interval_us
+vrrp_gna_interval   v  1    timer:0,1     vrrp_gna_interval_us
+vrrp_min_garp       f  0-1  flag          -
+vrrp_garp_extra_if  v  1-2  any           -
+vrrp_vmac_garp_intvl v 1+   any           -
+v3_checksum_as_v2   f  0-1  flag          -
+log_unknown_vrids   f  0-1  flag          -
+vmac_prefix         v  1    str           -
+vmac_addr_prefix    v  1    str           -
+dynamic_interfaces  f  0-1  any           -
+disable_local_igmp  f  0-1  flag          -
+enable_script_security f 0-1 flag         enable_script_security
+script_user         v  1-2  words         script_user
+use_symlink_paths   f  0-1  flag          -
+set_supplementary_groups f 0-1 flag       -
+startup_script      v  1+   words         -
+startup_script_timeout v 1  int:1,1000    -
+shutdown_script     v  1+   words         -
+shutdown_script_timeout v 1 int:1,1000    -
+notify_fifo         v  1-3  words         notify_fifo
+notify_fifo_script  v  1+   words         notify_fifo_script
+vrrp_notify_fifo    v  1-3  words         vrrp_notify_fifo
+vrrp_notify_fifo_script v 1+ words        vrrp_notify_fifo_script
+lvs_notify_fifo     v  1-3  words         lvs_notify_fifo
+lvs_notify_fifo_script v 1+ words         lvs_notify_fifo_script
+fifo_write_vrrp_states_on_reload f 0-1 flag -
+vrrp_notify_priority_changes f 0-1 flag   -
+rs_init_notifies    f  0-1  flag          -
+tmp_config_directory v 1    str           -
+config_save_dir     v  1    str           -
+reload_check_config v  0-1  str           -
+reload_time_file    v  1    str           -
+reload_repeat       f  0-1  flag          -
+reload_file         v  0-1  str           -
+random_seed         v  1    int:0,4294967295 -
+umask               v  1+   any           -
+data_use_instance   f  0-1  flag          -
+state_dump_file     v  1    str           -
+stats_dump_file     v  1    str           -
+json_dump_file      v  1    str           -
+json_version        v  1    int:1,2       -
+iproute_usr_dir     v  1    str           -
+iproute_etc_dir     v  1    str           -
+process_names       f  0-1  flag          -
+process_name        v  1    str           -
+vrrp_process_name   v  1    str           -
+checker_process_name v 1    str           -
+bfd_process_name    v  1    str           -
+lvs_process_name    v  1    str           -
+vrrp_priority       v  1    int:-20,19    -
+checker_priority    v  1    int:-20,19    -
+bfd_priority        v  1    int:-20,19    -
+vrrp_no_swap        f  0-1  flag          -
+checker_no_swap     f  0-1  flag          -
+bfd_no_swap         f  0-1  flag          -
+vrrp_cpu_affinity   v  1+   any           -
+checker_cpu_affinity v 1+   any           -
+bfd_cpu_affinity    v  1+   any           -
+vrrp_rt_priority    v  1    int:1,99      -
+checker_rt_priority v  1    int:1,99      -
+bfd_rt_priority     v  1    int:1,99      -
+vrrp_rlimit_rttime  v  1    int:1,4294967295 -
+checker_rlimit_rttime v 1   int:1,4294967295 -
+bfd_rlimit_rttime   v  1    int:1,4294967295 -
+vrrp_rlimit_rtime   v  1    int:1,4294967295 -
+checker_rlimit_rtime v 1    int:1,4294967295 -
+bfd_rlimit_rtime    v  1    int:1,4294967295 -
+max_auto_priority   v  0-1  int:-1,99     -
+min_auto_priority_delay v 1 int:0,2147483647 -
+nftables            v  0-1  str           -
+nftables_priority   v  1    int:-2147483648,2147483647 -
+nftables_counters   f  0-1  flag          -
+nftables_ifindex    f  0-1  flag          -
+nftables_ipvs       v  0-1  str           -
+nftables_ipvs_priority v 1  int:-2147483648,2147483647 -
+nftables_ipvs_start_fwmark v 1 int:1,4294967295 -
+vrrp_iptables       v  0-2  any           -
+vrrp_ipsets         v  0-5  any           -
+vrrp_netlink_cmd_rcv_bufs v 1 int:0,2147483647 -
+vrrp_netlink_cmd_rcv_bufs_force f 0-1 flag -
+vrrp_netlink_monitor_rcv_bufs v 1 int:0,2147483647 -
+vrrp_netlink_monitor_rcv_bufs_force f 0-1 flag -
+lvs_netlink_cmd_rcv_bufs v 1 int:0,2147483647 -
+lvs_netlink_cmd_rcv_bufs_force f 0-1 flag -
+lvs_netlink_monitor_rcv_bufs v 1 int:0,2147483647 -
+lvs_netlink_monitor_rcv_bufs_force f 0-1 flag -
+process_monitor_rcv_bufs v 1 int:0,2147483647 -
+process_monitor_rcv_bufs_force f 0-1 flag -
+vrrp_rx_bufs_policy v  1+   any           -
+vrrp_rx_bufs_multiplier v 1 int:1,2147483647 -
+lvs_sync_daemon     v  1+   any           -
+lvs_timeouts        v  2+   any           -
+lvs_flush           f  0-1  flag          lvs_flush
+lvs_flush_on_stop   v  0-1  any           -
+lvs_flush_onstop    v  0-1  any           -
+snmp_socket         v  1    str           -
+enable_snmp_vrrp    f  0-1  flag          -
+enable_snmp_keepalived f 0-1 flag         -
+enable_snmp_checker f  0-1  flag          -
+enable_snmp_rfc     f  0-1  flag          -
+enable_snmp_rfcv2   f  0-1  flag          -
+enable_snmp_rfcv3   f  0-1  flag          -
+enable_traps        f  0-1  flag          -
+snmp_vs_stats_update_interval v 1 timer:0,86400 -
+snmp_rs_stats_update_interval v 1 timer:0,86400 -
+enable_dbus         f  0-1  flag          -
+dbus_service_name   v  1    str           -
+dbus_no_interface_name f 0-1 flag         -
+v3_checksum_as_v2   f  0-1  flag          -
+thread_timer_expired f 0-1  flag          -
+"""
+    + _ROOT_ONLY.replace("include_check       v  0+   any           -\n", ""),
+    "vrrp_script": """
+script              v  1+   words         script
+interval            v  1    timer:0.001,86400 interval_us
+timeout             v  1    timer:0.001,86400 timeout_us
+weight              v  1-2  wref:-253,253 weight
+rise                v  1    int:1,2147483647 rise
+fall                v  1    int:1,2147483647 fall
+user                v  1-2  words         user
+init_fail           f  0-1  flag          init_fail
+""",
+    "track_file": """
+file                v  1    str           file
+weight              v  1-2  wref:-2147483647,2147483647 weight
+init_file           v  0-2  any           init_file
+""",
+    "vrrp_track_process": """
+process             v  1+   words         process
+param_match         v  1    choice:initial,partial param_match
+weight              v  1-2  wref:-254,254 weight
+quorum              v  1    int:1,65535   quorum
+quorum_max          v  1    int:1,65535   quorum_max
+fork_delay          v  1    timer:0,3600  fork_delay_us
+terminate_delay     v  1    timer:0,3600  terminate_delay_us
+delay               v  1    timer:0,3600  delay_us
+full_command        f  0-1  flag          full_command
+""",
+    "vrrp_sync_group": """
+group               l  0    name          +group
+global_tracking     f  0-1  flag          -
+sync_group_tracking_weight f 0-1 flag     sync_group_tracking_weight
+notify_deleted      v  0+   words         -
+"""
+    + _NOTIFY
+    + _TRACKS,
+    "vrrp_instance": """
+state               v  1    choice:MASTER,BACKUP state
+interface           v  1    str           interface
+vrf                 v  1    str           -
+virtual_router_id   v  1    int:1,255     virtual_router_id
+priority            v  1    int:1,255     priority
+advert_int          v  1    timer:0.01,255 advert_int_us
+version             v  1    int:2,3       version
+native_ipv6         f  0-1  flag          native_ipv6
+debug               v  0-1  any           -
+use_vmac            v  0+   any           use_vmac
+use_vmac_addr       f  0-1  flag          -
+vmac_xmit_base      f  0-1  flag          -
+vmac_garp_intvl     v  1+   any           -
+use_ipvlan          v  0+   any           -
+virtual_ipaddress   l  0    vip           +virtual_ipaddress
+virtual_ipaddress_excluded l 0 vip        +virtual_ipaddress_excluded
+no_virtual_ipaddress f 0-1  flag          no_virtual_ipaddress
+promote_secondaries f  0-1  flag          promote_secondaries
+virtual_routes      l  0    route         +virtual_routes
+virtual_rules       l  0    route         +virtual_rules
+dont_track_primary  f  0-1  flag          dont_track_primary
+track_src_ip        f  0-1  flag          -
+linkbeat_use_polling f 0-1  flag          -
+mcast_src_ip        v  1    ip            mcast_src_ip
+unicast_src_ip      v  1    ip            unicast_src_ip
+mcast_dst_ip        v  1    ip            mcast_dst_ip
+unicast_peer        l  0    peer          +unicast_peer
+unicast_ttl         v  1    int:1,255     unicast_ttl
+unicast_fault_no_peer f 0-1 flag          -
+check_unicast_src   f  0-1  flag          check_unicast_src
+old_unicast_checksum v 0-1  any           -
+v3_checksum_as_v2   f  0-1  flag          -
+kernel_rx_buf_size  v  1    int:0,2147483647 -
+nopreempt           f  0-1  flag          nopreempt
+preempt             f  0-1  flag          -
+preempt_delay       v  1    timer:0,1000  preempt_delay_us
+accept              f  0-1  flag          accept
+no_accept           f  0-1  flag          no_accept
+strict_mode         f  0-1  flag          strict_mode
+skip_check_adv_addr f  0-1  flag          skip_check_adv_addr
+down_timer_adverts  v  1    int:1,100     down_timer_adverts
+timer_expired_backup v 0-1  int:1,254     -
+lower_prio_no_advert f 0-1  flag          lower_prio_no_advert
+higher_prio_send_advert f 0-1 flag        higher_prio_send_advert
+owner_ignore_adverts f 0-1  flag          -
+garp_master_delay   v  1    timer:0,255   garp_master_delay_us
+garp_master_repeat  v  1    int:0,255     garp_master_repeat
+garp_lower_prio_delay v 1   timer:0,255   garp_lower_prio_delay_us
+garp_lower_prio_repeat v 1  int:0,255     garp_lower_prio_repeat
+garp_master_refresh v  1    timer:0,86400 garp_master_refresh_us
+garp_master_refresh_repeat v 1 int:1,255  garp_master_refresh_repeat
+garp_extra_if       v  1-2  any           -
+authentication      b  0    authentication authentication
+auth_hmac           b  0    auth_hmac     -
+notify_master_rx_lower_pri v 1+ words     -
+notify_deleted      v  0+   words         -
+lvs_sync_daemon_interface v 1 str         -
+thread_timer_expired f 0-1  flag          -
+"""
+    + _NOTIFY
+    + _TRACKS,
+    "authentication": """
+auth_type           v  1    choice:PASS,AH auth_type
+auth_pass           v  1    str           auth_pass
+""",
+    "auth_hmac": """
+key                 v  2    any           -
+active_key          v  1    str           -
+anti_replay         v  1    choice:time,monotonic -
+time_window         v  1    int:1,300     -
+mode                v  1    choice:enforce,permissive,receive-only -
+""",
+    "garp_group": """
+garp_interval       v  1    timer:0,1     -
+gna_interval        v  1    timer:0,1     -
+interface           v  1    str           -
+interfaces          l  0    name          -
+""",
+    "track_group": """
+group               l  0    name          -
+""",
+    "bfd_instance": """
+neighbor_ip         v  1    ip            -
+neighbour_ip        v  1    ip            -
+source_ip           v  1    ip            -
+min_rx              v  1    int:1,1000    -
+min_tx              v  1    int:1,1000    -
+idle_tx             v  1    int:1,1000    -
+multiplier          v  1    int:1,255     -
+passive             f  0-1  flag          -
+ttl                 v  1    int:1,255     -
+hoplimit            v  1    int:1,255     -
+max_hops            v  1    int:0,255     -
+multihop            f  0-1  flag          -
+weight              v  1-2  any           -
+vrrp                f  0-1  flag          -
+checker             f  0-1  flag          -
+""",
+    "SSL": """
+password            v  1    str           password
+ca                  v  1    str           ca
+certificate         v  1    str           certificate
+key                 v  1    str           key
+""",
+    "virtual_server": """
+lvs_sched           v  1    choice:rr,wrr,lc,wlc,lblc,sh,mh,dh,fo,ovf,lblcr,sed,nq,twos lvs_sched
+lb_algo             v  1    choice:rr,wrr,lc,wlc,lblc,sh,mh,dh,fo,ovf,lblcr,sed,nq,twos lvs_sched
+lvs_method          v  1+   lvs_method    lvs_method
+lb_kind             v  1+   lvs_method    lvs_method
+protocol            v  1    choice:TCP,UDP,SCTP protocol
+ip_family           v  1    choice:inet,inet6 ip_family
+persistence_engine  v  1    str           persistence_engine
+persistence_timeout v  0-1  persist       persistence_timeout
+persistence_granularity v 1 str           persistence_granularity
+omega               f  0-1  flag          omega
+quorum              v  1    int:1,2147483647 quorum
+quorum_up           v  1+   words         quorum_up
+quorum_down         v  1+   words         quorum_down
+hysteresis          v  1    int:0,2147483647 hysteresis
+sorry_server        v  1-2  ip_port       sorry_server
+sorry_server_inhibit f 0-1  flag          sorry_server_inhibit
+sorry_server_lvs_method v 1+ lvs_method   sorry_server_lvs_method
+ha_suspend          f  0-1  flag          ha_suspend
+snmp_name           v  1    str           -
+ops                 f  0-1  flag          ops
+flag-1              f  0-1  flag          -
+flag-2              f  0-1  flag          -
+flag-3              f  0-1  flag          -
+sh-port             f  0-1  flag          -
+sh-fallback         f  0-1  flag          -
+mh-port             f  0-1  flag          -
+mh-fallback         f  0-1  flag          -
+hashed              f  0-1  flag          -
+real_server         b  1-2  real_server   +real_servers
+"""
+    + _RS_INHERITED,
+    "real_server": """
+weight              v  1    int:0,2147483647 weight
+lvs_method          v  1+   lvs_method    lvs_method
+notify_up           v  1+   words         notify_up
+notify_down         v  1+   words         notify_down
+uthreshold          v  1    int:0,2147483647 uthreshold
+lthreshold          v  1    int:0,2147483647 lthreshold
+snmp_name           v  1    str           -
+"""
+    + _RS_INHERITED
+    + _CHECKERS,
+    "HTTP_GET": _HTTP,
+    "SSL_GET": _HTTP,
+    "url": """
+path                v  1    str           path
+digest              v  1    digest        digest
+status_code         v  1+   status        status_code
+virtualhost         v  1    str           virtualhost
+regex               v  1+   text          regex
+regex_no_match      f  0-1  flag          regex_no_match
+regex_options       v  1+   any           regex_options
+regex_stack         v  1-2  any           -
+regex_min_offset    v  1    int:0,2147483647 regex_min_offset
+regex_max_offset    v  1    int:0,2147483647 regex_max_offset
+""",
+    "TCP_CHECK": _CHECK_TIMERS + _CHECK_CONN,
+    "PING_CHECK": _CHECK_TIMERS + _CHECK_CONN,
+    "SMTP_CHECK": _CHECK_TIMERS
+    + _CHECK_CONN
+    + """
+helo_name           v  1    str           helo_name
+host                b  0    smtp_host     +hosts
+""",
+    "smtp_host": _CHECK_CONN,
+    "DNS_CHECK": _CHECK_TIMERS
+    + _CHECK_CONN
+    + """
+type                v  1    choice:A,NS,CNAME,SOA,MX,TXT,AAAA type
+name                v  1    str           name
+""",
+    "MISC_CHECK": _CHECK_TIMERS
+    + """
+misc_path           v  1+   words         misc_path
+misc_timeout        v  1    timer:0.001,86400 misc_timeout_us
+misc_dynamic        f  0-1  flag          misc_dynamic
+user                v  1-2  words         user
+""",
+    "UDP_CHECK": _CHECK_TIMERS
+    + _CHECK_CONN
+    + """
+payload             v  1    hex           payload
+require_reply       v  0-1  str           require_reply
+min_reply_length    v  1    int:0,65535   min_reply_length
+max_reply_length    v  1    int:0,65535   max_reply_length
+""",
+    "FILE_CHECK": """
+track_file          v  1    str           track_file
+weight              v  1-2  wref:-2147483647,2147483647 weight
+""",
+    "BFD_CHECK": """
+name                v  1    str           name
+alpha               f  0-1  flag          alpha
+weight              v  1-2  any           -
+""",
+}
+
+
+def conv_lvs_method(args: Sequence[Token]) -> str:
+    """``NAT|DR|TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]``; options kept as text."""
+    t = args[0]
+    v = t.text.upper()
+    if v not in ("NAT", "DR", "TUN"):
+        raise BadValue(t, f"'{t.text}' is not one of NAT|DR|TUN")
+    if len(args) > 1 and v != "TUN":
+        raise BadValue(args[1], f"'{args[1].text}': only TUN takes tunnel options")
+    return " ".join([v, *(a.text for a in args[1:])])
+
+
+CONVERTERS["lvs_method"] = conv_lvs_method
+
+
+def _arity(text: str) -> tuple[int, int]:
+    if text.endswith("+"):
+        return int(text[:-1]), -1
+    lo, _, hi = text.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def _converter(spec: str) -> Converter:
+    name, _, argtext = spec.partition(":")
+    if name in _FACTORIES:
+        params: list[Any] = []
+        for a in argtext.split(","):
+            if name == "choice":
+                params.append(a)
+                continue
+            try:
+                params.append(int(a))
+            except ValueError:
+                try:
+                    params.append(float(a))
+                except ValueError:
+                    params.append(a)
+        factory: Any = CONVERTERS[name]
+        result: Converter = factory(*params)
+        return result
+    return CONVERTERS[name]
+
+
+def _describe(conv: str) -> str:
+    """A human name for a converter, used in "what would be right" messages."""
+    name, _, argtext = conv.partition(":")
+    args = argtext.split(",")
+    if name == "int":
+        return f"integer {args[0]}..{args[1]}"
+    if name == "timer":
+        return f"seconds {args[0]}..{args[1]}"
+    if name == "choice":
+        return "|".join(args)
+    if name == "wref":
+        return f"weight {args[0]}..{args[1]} [reverse]"
+    return _DESCRIPTIONS.get(name, name)
+
+
+_DESCRIPTIONS = {
+    "str": "word",
+    "words": "command [args...]",
+    "text": "text",
+    "flag": "on|off",
+    "ip": "IP address",
+    "port": "port",
+    "ip_port": "IP [PORT]",
+    "digest": "32 hex digit MD5",
+    "status": "N|N-M ...",
+    "hex": "hex string",
+    "persist": "[seconds]",
+    "any": "words",
+    "name": "name",
+    "vip": "IP[/PREFIX] [dev IF] [label L] ...",
+    "track": "NAME [weight W [reverse]]",
+    "peer": "IP [min_ttl N] [max_ttl N]",
+    "vsg": "IP[-LAST] [PORT] | fwmark N",
+    "email": "address",
+    "route": "route or rule",
+    "lvs_method": "NAT|DR|TUN",
+}
+
+
+def _build() -> dict[str, dict[str, Keyword]]:
+    table: dict[str, dict[str, Keyword]] = {}
+    for context, text in TABLE_TEXT.items():
+        rows: dict[str, Keyword] = {}
+        for raw in text.strip().splitlines():
+            if not raw.strip():
+                continue
+            name, kind, arity, conv, fieldspec = raw.split()
+            lo, hi = _arity(arity)
+            child = conv if kind == "b" else None
+            field = None if fieldspec == "-" else fieldspec.lstrip("+")
+            rows[name] = Keyword(
+                context=context,
+                name=name,
+                kind=kind,
+                min_args=lo,
+                max_args=hi,
+                conv=None if kind == "b" else _converter(conv),
+                conv_name=_describe(conv),
+                field=field,
+                append=fieldspec.startswith("+"),
+                child=child,
+            )
+        table[context] = rows
+    for rows in table.values():
+        for kw in rows.values():
+            if kw.child is not None and kw.child not in table:
+                raise AssertionError(f"grammar: {kw.name} names unknown context {kw.child}")
+    return table
+
+
+TABLE: dict[str, dict[str, Keyword]] = _build()
+
+# The block names HTTP_GET/SSL_GET register through a helper (Appendix A's note).
+CHECKER_CONTEXTS = (
+    "HTTP_GET",
+    "SSL_GET",
+    "TCP_CHECK",
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "MISC_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+    "BFD_CHECK",
+)
+
+
+def all_keywords() -> set[str]:
+    """Every keyword hafast accepts somewhere (tests compare it with keepalived's list)."""
+    return {name for rows in TABLE.values() for name in rows}

@@ -1,0 +1,929 @@
+"""Tokens -> model: structure, conversion, defaults, inheritance and cross checks.
+
+Two passes, both table driven:
+
+1. :func:`build_tree` groups the lexer's lines into statements and ``{ }`` blocks.
+2. :class:`_Loader` walks the tree with :data:`hafast.config.grammar.TABLE`: the row of a
+   keyword says whether it takes values, a block or a list, how to convert it and which
+   model field it fills.  Objects that inherit settings (virtual_server -> real_server ->
+   checker, global_defs -> vrrp_instance) are built once, when their parent is complete,
+   so inheritance costs no second construction.
+
+Every problem becomes a :class:`~hafast.config.tokens.Diagnostic` at the word it is about.
+The loader never stops at the first error; :func:`load` raises one
+:class:`~hafast.config.tokens.ConfigError` carrying all of them.
+
+Example::
+
+    >>> from hafast.config.tokens import Line, Token
+    >>> def line(n, text):
+    ...     return Line(tuple(Token(w, "k.conf", n, 1) for w in text.split()))
+    >>> res = load_lines([line(1, "vrrp_instance V {"), line(2, "priority 300"), line(3, "}")])
+    >>> [d.format() for d in res.diagnostics][0]
+    "k.conf:2:1: error: number '300' outside range [1, 255] (expected: priority <integer 1..255>)"
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hafast.config import model as m
+from hafast.config.grammar import TABLE, BadValue, Keyword, conv_words
+from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
+
+S = m.S
+
+
+def _script(raw: str, toks: tuple[Token, ...]) -> tuple[str, ...]:
+    """A command line re-split from the raw text the way keepalived splits scripts."""
+    from hafast.config.lexer import split_script
+
+    parts = raw.split(None, 1)
+    if len(parts) < 2:
+        return conv_words(toks[1:])
+    try:
+        words = split_script(parts[1])
+    except ConfigError as exc:
+        msg = exc.diagnostics[0].message if exc.diagnostics else "unterminated quote"
+        raise BadValue(toks[1], msg) from None
+    if len(words) == 1 and " " in words[0]:
+        # keepalived's legacy form: the whole command in one pair of quotes
+        words = words[0].split()
+    return tuple(words)
+
+
+class Node:
+    """One statement: its words, and its ``{ }`` children when it opened a block."""
+
+    __slots__ = ("children", "close", "raw", "toks")
+
+    def __init__(self, toks: tuple[Token, ...], raw: str = "") -> None:
+        self.toks = toks
+        self.raw = raw
+        self.children: list[Node] | None = None
+        self.close: Token | None = None
+
+
+def build_tree(lines: Iterable[Line], diags: list[Diagnostic]) -> list[Node]:
+    """Group lines into statements and blocks; brace errors go to ``diags``."""
+    root: list[Node] = []
+    stack: list[list[Node]] = [root]
+    openers: list[Node] = []
+    level = root
+    for line in lines:
+        toks = line.tokens
+        texts = [t.text for t in toks]
+        if "{" not in texts and "}" not in texts:
+            level.append(Node(toks, line.raw))
+            continue
+        cur: list[Token] = []
+        for t in toks:
+            tx = t.text
+            if t.quoted or (tx != "{" and tx != "}"):
+                cur.append(t)
+                continue
+            if cur:
+                level.append(Node(tuple(cur)))
+                cur = []
+            if tx == "{":
+                # keepalived allows the "{" on the line after its keyword
+                if not level or level[-1].children is not None:
+                    diags.append(Diagnostic.at(t, "error", "'{' without a keyword before it"))
+                    opener = Node((t,))
+                    level.append(opener)
+                else:
+                    opener = level[-1]
+                opener.children = []
+                openers.append(opener)
+                level = opener.children
+                stack.append(level)
+            elif len(stack) == 1:
+                diags.append(Diagnostic.at(t, "error", "'}' does not close any block"))
+            else:
+                openers.pop().close = t
+                stack.pop()
+                level = stack[-1]
+        if cur:
+            level.append(Node(tuple(cur)))
+    for opener in openers:
+        kw = opener.toks[0]
+        diags.append(
+            Diagnostic.at(kw, "error", f"block '{kw.text}' is never closed (expected '}}')")
+        )
+    return root
+
+
+@dataclass(slots=True)
+class Pending:
+    """A block read but not yet built (it waits for its parent's inherited settings)."""
+
+    context: str
+    args: tuple[Token, ...]
+    fields: dict[str, Any]
+    pos: dict[str, Token]
+    kw: Token
+
+
+@dataclass(slots=True)
+class LoadResult:
+    config: m.Config
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+# Contexts whose blocks are built by their parent (inheritance), not when they close.
+_DEFERRED = frozenset(
+    {
+        "real_server",
+        "HTTP_GET",
+        "SSL_GET",
+        "TCP_CHECK",
+        "SMTP_CHECK",
+        "DNS_CHECK",
+        "MISC_CHECK",
+        "UDP_CHECK",
+        "PING_CHECK",
+        "FILE_CHECK",
+        "BFD_CHECK",
+        "vrrp_instance",
+        "vrrp_sync_group",
+        "virtual_server",
+        "vrrp_script",
+        "track_file",
+        "vrrp_track_process",
+    }
+)
+
+# Settings a real server and its checkers inherit, virtual_server -> real_server -> checker.
+_INHERITED_CHECK = (
+    "delay_loop_us",
+    "connect_timeout_us",
+    "retry",
+    "delay_before_retry_us",
+    "warmup_us",
+    "alpha",
+)
+_INHERITED_RS = ("inhibit_on_failure", "smtp_alert", "alpha", "virtualhost", "lvs_method")
+
+_TUPLE_FIELDS = frozenset(
+    {
+        "notification_email",
+        "virtual_ipaddress",
+        "virtual_ipaddress_excluded",
+        "virtual_routes",
+        "virtual_rules",
+        "unicast_peer",
+        "track_interface",
+        "track_script",
+        "track_file",
+        "track_process",
+        "track_bfd",
+        "group",
+        "urls",
+        "hosts",
+        "static_ipaddress",
+        "static_routes",
+        "static_rules",
+        "checkers",
+    }
+)
+
+
+def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
+    for k, v in fields.items():
+        if type(v) is list:
+            fields[k] = tuple(v)
+    return fields
+
+
+def _split_weight(fields: dict[str, Any]) -> None:
+    w = fields.get("weight")
+    if type(w) is tuple:
+        fields["weight"], fields["weight_reverse"] = w
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.diags: list[Diagnostic] = []
+        self.warned: set[str] = set()
+
+    # ----------------------------------------------------------------- reporting
+    def error(self, tok: Token, msg: str) -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "error", msg))
+
+    def warn(self, tok: Token, msg: str) -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "warning", msg))
+
+    def _unknown(self, ctx: str, tok: Token) -> None:
+        names = list(TABLE[ctx])
+        best = difflib.get_close_matches(tok.text, names, n=1, cutoff=0.6)
+        if not best:
+            best = difflib.get_close_matches(tok.text, names, n=1, cutoff=0.0)
+        where = "at top level" if ctx == "top" else f"in {ctx}"
+        hint = f"; did you mean '{best[0]}'?" if best else ""
+        self.error(tok, f"unknown keyword '{tok.text}' {where}{hint}")
+
+    # ----------------------------------------------------------------- the walk
+    def block(
+        self, ctx: str, nodes: Sequence[Node], fields: dict[str, Any], pos: dict[str, Token]
+    ) -> None:
+        rows = TABLE[ctx]
+        for node in nodes:
+            toks = node.toks
+            kt = toks[0]
+            kw = rows.get(kt.text)
+            if kw is None:
+                self._unknown(ctx, kt)
+                continue
+            n = len(toks) - 1
+            if n < kw.min_args or (kw.max_args >= 0 and n > kw.max_args):
+                self._arity(kw, toks)
+                continue
+            kind = kw.kind
+            children = node.children
+            try:
+                if kind == "b":
+                    if children is None:
+                        self.error(kt, f"'{kt.text}' needs a block: {kw.shape()}")
+                        continue
+                    value = self.child(kw, toks, children)
+                elif kind == "l":
+                    if children is None:
+                        self.error(kt, f"'{kt.text}' needs a block: {kw.shape()}")
+                        continue
+                    value = self.list_block(kw, toks, children)
+                else:
+                    if children is not None:
+                        self.error(kt, f"'{kt.text}' takes a value, not a block: {kw.shape()}")
+                        continue
+                    if kw.conv is conv_words and node.raw:
+                        value = _script(node.raw, toks)
+                    else:
+                        value = kw.conv(toks[1:])  # type: ignore[misc]
+            except BadValue as exc:
+                self.error(exc.token, f"{exc.message} (expected: {kw.shape()})")
+                continue
+            fname = kw.field
+            if fname is None:
+                if kt.text not in self.warned:
+                    self.warned.add(kt.text)
+                    self.warn(kt, f"'{kt.text}' accepted, not yet supported (ignored)")
+                continue
+            if kw.append:
+                lst = fields.get(fname)
+                if kind == "l" and not kw.min_args:  # several list blocks add up
+                    if lst is None:
+                        fields[fname] = value
+                    else:
+                        lst.extend(value)
+                elif lst is None:
+                    fields[fname] = [value]
+                else:
+                    lst.append(value)
+            else:
+                fields[fname] = value
+            pos[fname] = kt
+
+    def _arity(self, kw: Keyword, toks: tuple[Token, ...]) -> None:
+        kt = toks[0]
+        n = len(toks) - 1
+        if n < kw.min_args:
+            what = "a name" if kw.kind in "bl" else "a value"
+            self.error(kt, f"'{kt.text}' needs {what}: {kw.shape()}")
+        else:
+            extra = toks[kw.max_args + 1]
+            if kw.max_args == 0:
+                self.error(
+                    extra,
+                    f"'{kt.text}' takes no value, got '{extra.text}' (expected: {kw.shape()})",
+                )
+            else:
+                self.error(
+                    extra,
+                    f"'{kt.text}' takes at most {kw.max_args} value(s), "
+                    f"got '{extra.text}' too (expected: {kw.shape()})",
+                )
+
+    def list_block(self, kw: Keyword, toks: tuple[Token, ...], children: list[Node]) -> Any:
+        conv = kw.conv
+        assert conv is not None
+        items = []
+        for child in children:
+            if child.children is not None:
+                self.error(
+                    child.toks[0],
+                    f"unexpected block inside '{kw.name}' (expected lines of {kw.conv_name})",
+                )
+                continue
+            try:
+                items.append(conv(child.toks))
+            except BadValue as exc:
+                self.error(exc.token, f"{exc.message} (in {kw.name}: {kw.conv_name})")
+        if kw.min_args:  # a named list: virtual_server_group NAME { ... }
+            return m.VirtualServerGroup(toks[1].text, tuple(items), toks[0].where())
+        return items if kw.append else tuple(items)
+
+    def child(self, kw: Keyword, toks: tuple[Token, ...], children: list[Node]) -> Any:
+        ctx = kw.child
+        assert ctx is not None
+        fields: dict[str, Any] = {}
+        pos: dict[str, Token] = {}
+        self.block(ctx, children, fields, pos)
+        if ctx in _DEFERRED:
+            return Pending(ctx, toks[1:], fields, pos, toks[0])
+        return _IMMEDIATE[ctx](_tuples(fields))
+
+    # ----------------------------------------------------------------- top level
+    def load(self, lines: Iterable[Line]) -> m.Config:
+        tree = build_tree(lines, self.diags)
+        top: dict[str, Any] = {}
+        pos: dict[str, Token] = {}
+        self.block("top", tree, top, pos)
+        gd: m.GlobalDefs = top.get("global_defs") or m.GlobalDefs()
+        scripts = self._named(top.get("vrrp_scripts", ()), self.vrrp_script, "vrrp_script")
+        tfiles = self._named(top.get("track_files", ()), self.track_file, "track_file")
+        tprocs = self._named(
+            top.get("track_processes", ()), self.track_process, "vrrp_track_process"
+        )
+        names = {
+            "script": {s.name for s in scripts},
+            "file": {f.name for f in tfiles},
+            "process": {p.name for p in tprocs},
+        }
+        insts = self.vrrp_instances(top.get("vrrp_instances", ()), gd, names)
+        groups = self.sync_groups(top.get("sync_groups", ()), insts)
+        vsgs = top.get("virtual_server_groups", [])
+        vsg_names: dict[str, m.VirtualServerGroup] = {}
+        for g in vsgs:
+            vsg_names.setdefault(g.name, g)
+        vss = self.virtual_servers(top.get("virtual_servers", ()), vsg_names)
+        return m.Config(
+            global_defs=gd,
+            vrrp_scripts=scripts,
+            track_files=tfiles,
+            track_processes=tprocs,
+            vrrp_instances=insts,
+            sync_groups=groups,
+            static_ipaddress=tuple(top.get("static_ipaddress", ())),
+            static_routes=tuple(top.get("static_routes", ())),
+            static_rules=tuple(top.get("static_rules", ())),
+            ssl=top.get("ssl"),
+            virtual_server_groups=tuple(vsgs),
+            virtual_servers=vss,
+        )
+
+    def _named(self, pendings: Iterable[Pending], build: Any, what: str) -> tuple[Any, ...]:
+        out: list[Any] = []
+        seen: set[str] = set()
+        for p in pendings:
+            name = p.args[0].text
+            if name in seen:
+                self.error(p.args[0], f"{what} '{name}' is defined twice (names must be unique)")
+                continue
+            seen.add(name)
+            out.append(build(p, name))
+        return tuple(out)
+
+    # ----------------------------------------------------------------- trackers
+    def vrrp_script(self, p: Pending, name: str) -> m.VrrpScript:
+        f = _tuples(p.fields)
+        _split_weight(f)
+        if "script" not in f:
+            self.error(
+                p.kw, f"vrrp_script '{name}' has no 'script' (expected: script COMMAND [ARGS])"
+            )
+        f.setdefault("timeout_us", f.get("interval_us", S))
+        return m.VrrpScript(name=name, where=p.kw.where(), **f)
+
+    def track_file(self, p: Pending, name: str) -> m.TrackFile:
+        f = _tuples(p.fields)
+        _split_weight(f)
+        if "file" not in f:
+            self.error(p.kw, f"track_file '{name}' has no 'file' (expected: file PATH)")
+        return m.TrackFile(name=name, where=p.kw.where(), **f)
+
+    def track_process(self, p: Pending, name: str) -> m.TrackProcess:
+        f = _tuples(p.fields)
+        _split_weight(f)
+        if "process" not in f:
+            self.error(
+                p.kw,
+                f"vrrp_track_process '{name}' has no 'process' (expected: process NAME [ARGS])",
+            )
+        qmax = f.get("quorum_max")
+        if qmax is not None and qmax < f.get("quorum", 1):
+            self.error(
+                p.pos["quorum_max"], f"quorum_max {qmax} is below quorum {f.get('quorum', 1)}"
+            )
+        return m.TrackProcess(name=name, where=p.kw.where(), **f)
+
+    # ----------------------------------------------------------------- VRRP
+    def vrrp_instances(
+        self, pendings: Iterable[Pending], gd: m.GlobalDefs, names: dict[str, set[str]]
+    ) -> tuple[m.VrrpInstance, ...]:
+        out: list[m.VrrpInstance] = []
+        seen: set[str] = set()
+        vrids: dict[tuple[str, int, int], str] = {}
+        for p in pendings:
+            name = p.args[0].text
+            if name in seen:
+                self.error(
+                    p.args[0], f"vrrp_instance '{name}' is defined twice (names must be unique)"
+                )
+                continue
+            seen.add(name)
+            inst = self.vrrp_instance(p, name, gd, names)
+            out.append(inst)
+            if inst.virtual_router_id:
+                key = (inst.interface or "", inst.family, inst.virtual_router_id)
+                other = vrids.get(key)
+                if other is not None:
+                    # RFC 5798 §5.2.3: the VRID identifies the router on its LAN, per family
+                    self.error(
+                        p.pos["virtual_router_id"],
+                        f"virtual_router_id {inst.virtual_router_id} is already used by "
+                        f"'{other}' on interface {inst.interface} (IPv{inst.family}); "
+                        f"use a different VRID",
+                    )
+                else:
+                    vrids[key] = name
+        return tuple(out)
+
+    def vrrp_instance(
+        self, p: Pending, name: str, gd: m.GlobalDefs, names: dict[str, set[str]]
+    ) -> m.VrrpInstance:
+        f = _tuples(p.fields)
+        pos = p.pos
+        if "virtual_router_id" not in f:
+            self.error(
+                p.kw,
+                f"vrrp_instance '{name}': the virtual router id must be set "
+                f"(expected: virtual_router_id <1..255>)",
+            )
+        f.setdefault("interface", gd.default_interface)
+        vips = f.get("virtual_ipaddress", ())
+        fams = {v.family for v in vips}
+        if len(fams) > 1:
+            self.error(
+                pos["virtual_ipaddress"],
+                f"vrrp_instance '{name}' mixes IPv4 and IPv6 in "
+                "virtual_ipaddress; put the other family in virtual_ipaddress_excluded",
+            )
+        family = 6 if (6 in fams or f.pop("native_ipv6", False)) else 4
+        f["family"] = family
+        version = f.get("version", gd.vrrp_version)
+        if family == 6 and version == 2:
+            if "version" in f:
+                self.error(
+                    pos["version"], "VRRP version 2 cannot carry IPv6 (RFC 5798 §1); use version 3"
+                )
+            version = 3
+        f["version"] = version
+        adv = f.get("advert_int_us", S)
+        if version == 3:
+            # RFC 5798 §5.2.7: 12-bit Max Adver Int in centiseconds, 0.01 .. 40.95 s
+            if not 10_000 <= adv <= 40_950_000:
+                self.error(
+                    pos["advert_int_us"], f"advert_int {adv / S:g} outside 0.01..40.95 s for VRRPv3"
+                )
+            elif adv % 10_000:
+                self.warn(
+                    pos["advert_int_us"],
+                    f"advert_int {adv / S:g} rounded to centiseconds for VRRPv3",
+                )
+                f["advert_int_us"] = round(adv / 10_000) * 10_000
+        elif adv % S or adv == 0:
+            # RFC 3768 §5.3.7: Adver Int is a whole number of seconds, 1..255
+            rounded = max(S, round(adv / S) * S)
+            if "advert_int_us" in pos:
+                self.warn(
+                    pos["advert_int_us"],
+                    f"VRRPv2 advert_int must be whole seconds; using {rounded // S}",
+                )
+            f["advert_int_us"] = rounded
+        strict = bool(f.get("strict_mode", gd.vrrp_strict))
+        f["strict_mode"] = strict
+        prio = f.get("priority", 100)
+        if "no_accept" in f:
+            f["accept"] = not f.pop("no_accept")
+        f.setdefault("accept", prio == 255 if strict else True)
+        if strict:
+            if f.get("unicast_peer"):
+                self.error(
+                    pos["unicast_peer"],
+                    "unicast_peer cannot be used with vrrp_strict/strict_mode "
+                    "(RFC 5798 §5.1.1.2 multicast only); remove one of them",
+                )
+            if "authentication" in f:
+                self.error(
+                    pos["authentication"],
+                    "authentication cannot be used with vrrp_strict/strict_mode "
+                    "(RFC 3768 removed it); remove one of them",
+                )
+            if not vips:
+                self.error(
+                    p.kw,
+                    f"vrrp_instance '{name}': strict mode needs at least one virtual_ipaddress",
+                )
+            if f.get("state") == "MASTER" and prio != 255:
+                self.warn(
+                    pos["state"], "strict mode: state MASTER needs priority 255; starting as BACKUP"
+                )
+                f["state"] = "BACKUP"
+        if prio == 255 and f.get("state", "BACKUP") == "BACKUP" and "state" in f:
+            self.warn(pos["state"], "priority 255 (address owner) always starts as MASTER")
+        auth = f.get("authentication")
+        if auth is not None:
+            if not auth.auth_pass:
+                self.error(
+                    pos["authentication"], "authentication needs 'auth_pass' (up to 8 characters)"
+                )
+            elif len(auth.auth_pass) > 8:
+                self.warn(
+                    pos["authentication"],
+                    "auth_pass longer than 8 characters; keepalived uses the first 8",
+                )
+                f["authentication"] = m.Authentication(auth.auth_type, auth.auth_pass[:8])
+            if version == 3:
+                self.error(
+                    pos["authentication"],
+                    "authentication is not part of VRRPv3 (RFC 5798 §9); remove it",
+                )
+        peers = f.get("unicast_peer", ())
+        for peer in peers:
+            if (6 if ":" in peer.address else 4) != family:
+                self.error(
+                    pos["unicast_peer"],
+                    f"unicast_peer {peer.address} is not IPv{family} like the instance",
+                )
+        for k, gk in (
+            ("garp_master_delay_us", gd.vrrp_garp_master_delay_us),
+            ("garp_master_repeat", gd.vrrp_garp_master_repeat),
+            ("garp_master_refresh_us", gd.vrrp_garp_master_refresh_us),
+            ("garp_master_refresh_repeat", gd.vrrp_garp_master_refresh_repeat),
+            ("down_timer_adverts", gd.vrrp_down_timer_adverts),
+        ):
+            f.setdefault(k, gk)
+        f.setdefault(
+            "garp_lower_prio_delay_us",
+            gd.vrrp_garp_lower_prio_delay_us
+            if gd.vrrp_garp_lower_prio_delay_us is not None
+            else f["garp_master_delay_us"],
+        )
+        f.setdefault(
+            "garp_lower_prio_repeat",
+            gd.vrrp_garp_lower_prio_repeat
+            if gd.vrrp_garp_lower_prio_repeat is not None
+            else f["garp_master_repeat"],
+        )
+        for k, gflag in (
+            ("skip_check_adv_addr", gd.vrrp_skip_check_adv_addr),
+            ("check_unicast_src", gd.vrrp_check_unicast_src),
+            ("lower_prio_no_advert", gd.vrrp_lower_prio_no_advert),
+            ("higher_prio_send_advert", gd.vrrp_higher_prio_send_advert),
+        ):
+            if gflag:
+                f.setdefault(k, True)
+        if "nopreempt" in f and f.get("state") == "MASTER":
+            self.warn(
+                pos["nopreempt"],
+                "nopreempt needs state BACKUP; keepalived ignores state MASTER here",
+            )
+        for k, kind in (
+            ("track_script", "script"),
+            ("track_file", "file"),
+            ("track_process", "process"),
+        ):
+            for ref in f.get(k, ()):
+                if ref.name not in names[kind]:
+                    self.warn(
+                        pos[k],
+                        f"{k} '{ref.name}' is not defined (define it with "
+                        f"{'vrrp_script' if kind == 'script' else 'vrrp_track_' + kind} "
+                        f"{ref.name} {{ ... }}); ignored",
+                    )
+        return m.VrrpInstance(name=name, where=p.kw.where(), **f)
+
+    def sync_groups(
+        self, pendings: Iterable[Pending], insts: Sequence[m.VrrpInstance]
+    ) -> tuple[m.SyncGroup, ...]:
+        known = {i.name for i in insts}
+        member_of: dict[str, str] = {}
+        out: list[m.SyncGroup] = []
+        for p in self._named_pendings(pendings, "vrrp_sync_group"):
+            name = p.args[0].text
+            f = p.fields
+            group = f.get("group", ())
+            for vi in group:
+                if vi not in known:
+                    self.warn(
+                        p.pos["group"],
+                        f"vrrp_sync_group '{name}': instance '{vi}' is not defined; ignored",
+                    )
+                elif vi in member_of:
+                    self.error(
+                        p.pos["group"],
+                        f"instance '{vi}' is already in sync group '{member_of[vi]}'; "
+                        "an instance may be in one group only",
+                    )
+                else:
+                    member_of[vi] = name
+            if not group:
+                self.error(p.kw, f"vrrp_sync_group '{name}' has no 'group {{ INSTANCE ... }}'")
+            out.append(m.SyncGroup(name=name, where=p.kw.where(), **_tuples(f)))
+        return tuple(out)
+
+    def _named_pendings(self, pendings: Iterable[Pending], what: str) -> list[Pending]:
+        seen: set[str] = set()
+        out = []
+        for p in pendings:
+            name = p.args[0].text
+            if name in seen:
+                self.error(p.args[0], f"{what} '{name}' is defined twice (names must be unique)")
+                continue
+            seen.add(name)
+            out.append(p)
+        return out
+
+    # ----------------------------------------------------------------- LVS
+    def virtual_servers(
+        self, pendings: Iterable[Pending], vsgs: dict[str, m.VirtualServerGroup]
+    ) -> tuple[m.VirtualServer, ...]:
+        out: list[m.VirtualServer] = []
+        seen: dict[tuple[object, ...], Token] = {}
+        for p in pendings:
+            vs = self.virtual_server(p, vsgs)
+            if vs is None:
+                continue
+            key = vs.key
+            if key in seen:
+                self.error(
+                    p.kw, f"virtual_server {_vs_name(vs)} is already defined at {seen[key].where()}"
+                )
+                continue
+            seen[key] = p.kw
+            out.append(vs)
+        return tuple(out)
+
+    def virtual_server(
+        self, p: Pending, vsgs: dict[str, m.VirtualServerGroup]
+    ) -> m.VirtualServer | None:
+        args = p.args
+        f = p.fields
+        ident: dict[str, Any] = {}
+        a0 = args[0]
+        try:
+            if a0.text in ("fwmark", "group"):
+                if len(args) < 2:
+                    raise BadValue(
+                        a0,
+                        f"'virtual_server {a0.text}' needs a value "
+                        "(expected: virtual_server IP PORT | fwmark N | group NAME)",
+                    )
+                if a0.text == "fwmark":
+                    from hafast.config.grammar import conv_int
+
+                    ident["fwmark"] = conv_int(1, 2**32 - 1)(args[1:2])
+                else:
+                    ident["group"] = args[1].text
+                    if args[1].text not in vsgs:
+                        raise BadValue(
+                            args[1],
+                            f"virtual_server_group '{args[1].text}' is not defined "
+                            f"(define: virtual_server_group {args[1].text} {{ IP PORT ... }})",
+                        )
+            else:
+                from hafast.config.grammar import conv_ip_port
+
+                ident["address"], ident["port"] = conv_ip_port(args)
+        except BadValue as exc:
+            self.error(exc.token, exc.message)
+            return None
+        if "protocol" not in f and "address" in ident:
+            self.warn(
+                p.kw,
+                "virtual_server has no 'protocol'; keepalived defaults to UDP (write protocol TCP)",
+            )
+            f["protocol"] = "UDP"
+        quorum = f.get("quorum", 1)
+        hyst = f.get("hysteresis", 0)
+        if hyst >= quorum and "hysteresis" in f:
+            self.warn(
+                p.pos["hysteresis"],
+                f"hysteresis {hyst} >= quorum {quorum}; keepalived uses {quorum - 1}",
+            )
+            f["hysteresis"] = quorum - 1
+        rss = f.pop("real_servers", ())
+        # settings the virtual server hands down (they are not VirtualServer fields)
+        inherit: dict[str, Any] = {
+            k: f.pop(k)
+            for k in ("connect_timeout_us", "retry", "delay_before_retry_us", "warmup_us")
+            if k in f
+        }
+        inherit["delay_loop_us"] = f.get("delay_loop_us", 60 * S)
+        for k in _INHERITED_RS:
+            if k in f:
+                inherit[k] = f[k]
+        built: list[m.RealServer] = []
+        seen: set[tuple[str, int | None]] = set()
+        vs_port = ident.get("port")
+        for rp in rss:
+            rs = self.real_server(rp, inherit, vs_port)
+            if rs is None:
+                continue
+            if rs.key in seen:
+                self.error(
+                    rp.kw, f"real_server {rs.address} {rs.port} is already in this virtual_server"
+                )
+                continue
+            seen.add(rs.key)
+            built.append(rs)
+        return m.VirtualServer(real_servers=tuple(built), where=p.kw.where(), **ident, **f)
+
+    def real_server(
+        self, p: Pending, inherit: dict[str, Any], vs_port: int | None
+    ) -> m.RealServer | None:
+        from hafast.config.grammar import conv_ip_port
+
+        try:
+            address, port = conv_ip_port(p.args)
+        except BadValue as exc:
+            self.error(exc.token, exc.message + " (expected: real_server IP [PORT] { ... })")
+            return None
+        f = p.fields
+        own: dict[str, Any] = {
+            k: f.pop(k)
+            for k in (
+                "delay_loop_us",
+                "connect_timeout_us",
+                "retry",
+                "delay_before_retry_us",
+                "warmup_us",
+            )
+            if k in f
+        }
+        check_inherit = {**inherit, **own}
+        if "alpha" in f:
+            check_inherit["alpha"] = f["alpha"]
+        for k in _INHERITED_RS:
+            if k not in f and k in inherit:
+                f[k] = inherit[k]
+        if "virtualhost" in f:
+            check_inherit["virtualhost"] = f["virtualhost"]
+        chks = f.pop("checkers", None)
+        if chks:
+            checkers = tuple(self.checker(c, check_inherit) for c in chks)
+        else:
+            checkers = ()
+        if (u := f.get("uthreshold", 0)) and u < f.get("lthreshold", 0):
+            self.error(p.pos["uthreshold"], f"uthreshold {u} is below lthreshold {f['lthreshold']}")
+        return m.RealServer(
+            address=address,
+            port=port if port is not None else vs_port,
+            checkers=checkers,
+            where=p.kw.where(),
+            **f,
+        )
+
+    def checker(self, p: Pending, inherit: dict[str, Any]) -> m.Checker:
+        kind = p.context
+        cls = m.CHECKER_CLASSES[kind]
+        f = p.fields
+        for k in _INHERITED_CHECK:
+            if k not in f and k in inherit:
+                f[k] = inherit[k]
+        dflt = m.CHECKER_DEFAULTS.get(kind)
+        if dflt:
+            for k, v in dflt.items():
+                f.setdefault(k, v)
+        if kind == "DNS_CHECK":
+            f.setdefault("delay_before_retry_us", f.get("delay_loop_us", 60 * S))
+        elif kind in ("HTTP_GET", "SSL_GET"):
+            if "virtualhost" not in f and "virtualhost" in inherit:
+                f["virtualhost"] = inherit["virtualhost"]
+            urls = f.get("urls")
+            if not urls:
+                self.error(
+                    p.kw,
+                    f"{kind} has no url block (expected: url {{ path /PATH [digest MD5] "
+                    "[status_code 200] }})",
+                )
+            else:
+                f["urls"] = tuple(urls)
+        elif kind == "MISC_CHECK":
+            if "misc_path" not in f:
+                self.error(p.kw, "MISC_CHECK has no misc_path (expected: misc_path SCRIPT [ARGS])")
+        elif kind == "FILE_CHECK":
+            _split_weight(f)
+            if "track_file" not in f:
+                self.error(p.kw, "FILE_CHECK has no track_file (expected: track_file NAME)")
+        elif kind == "SMTP_CHECK" and "hosts" in f:
+            f["hosts"] = tuple(f["hosts"])
+        return cls(**f)
+
+
+def _vs_name(vs: m.VirtualServer) -> str:
+    if vs.group is not None:
+        return f"group {vs.group}"
+    if vs.fwmark is not None:
+        return f"fwmark {vs.fwmark}"
+    return f"{vs.address} {vs.port if vs.port is not None else ''}".rstrip()
+
+
+def _url(f: dict[str, Any]) -> m.Url:
+    if "regex_options" in f:
+        f["regex_options"] = tuple(f["regex_options"])
+    return m.Url(**f)
+
+
+# Blocks built as soon as they close (nothing to inherit).
+_IMMEDIATE: dict[str, Any] = {
+    "global_defs": lambda f: m.GlobalDefs(**f),
+    "authentication": lambda f: m.Authentication(**f),
+    "SSL": lambda f: m.SslContext(**f),
+    "url": _url,
+    "smtp_host": lambda f: m.SmtpHost(**f),
+    # accepted, not yet supported: the rows have no field, the block is only checked
+    "auth_hmac": lambda f: None,
+    "garp_group": lambda f: None,
+    "track_group": lambda f: None,
+    "bfd_instance": lambda f: None,
+}
+
+
+def load_lines(lines: Iterable[Line], *, lex_diagnostics: Sequence[Diagnostic] = ()) -> LoadResult:
+    """Build the model from the lexer's lines; never raises for a bad config.
+
+    >>> load_lines([]).config.vrrp_instances
+    ()
+    """
+    loader = _Loader()
+    loader.diags.extend(lex_diagnostics)
+    try:
+        config = loader.load(lines)
+    except (TypeError, ValueError, KeyError) as exc:  # a gap in the checks: report, never crash
+        first = (
+            next(iter(lines), None)
+            if not isinstance(lines, list)
+            else (lines[0] if lines else None)
+        )
+        tok = first.first if first is not None else Token("", "<config>", 0, 0)
+        loader.error(
+            tok, f"internal loader error ({type(exc).__name__}: {exc}); please report this config"
+        )
+        config = m.Config()
+    return LoadResult(config, loader.diags)
+
+
+def load_text(text: str, *, file: str = "<string>", config_id: str | None = None) -> LoadResult:
+    """Lex and load config text held in memory (includes relative to ``file``'s folder).
+
+    >>> load_text("global_defs {\n router_id r1\n}\n").config.global_defs.router_id
+    'r1'
+    """
+    from hafast.config.lexer import lex_text
+
+    lex = lex_text(text, file=file, config_id=config_id)
+    res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics)
+    res.files = list(lex.files)
+    return res
+
+
+def load_file(path: str, *, config_id: str | None = None) -> LoadResult:
+    """Lex and load ``path`` (includes, ``@`` lines, ``$`` parameters applied)."""
+    from hafast.config.lexer import read_config
+
+    try:
+        lex = read_config(path, config_id=config_id)
+    except ConfigError as exc:
+        return LoadResult(m.Config(), list(exc.diagnostics))
+    res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics)
+    res.files = list(lex.files)
+    return res
+
+
+def load(path: str, *, config_id: str | None = None) -> m.Config:
+    """Load ``path``; raise ConfigError carrying every error (warnings are dropped).
+
+    >>> load("/etc/keepalived/keepalived.conf")  # doctest: +SKIP
+    Config(global_defs=GlobalDefs(...), ...)
+    """
+    res = load_file(path, config_id=config_id)
+    if not res.ok:
+        raise ConfigError(res.errors)
+    return res.config

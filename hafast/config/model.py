@@ -1,0 +1,528 @@
+"""The typed model of a keepalived.conf: frozen, slotted dataclasses.
+
+Conventions
+- Every timer is an ``int`` of microseconds, field names end in ``_us`` (keepalived
+  keeps µs internally; integer arithmetic keeps reload comparisons exact).
+- Defaults are keepalived's documented ones; inherited settings (virtual_server ->
+  real_server -> checker) are already resolved by the loader, so every checker carries
+  concrete numbers and nobody downstream has to walk up the tree.
+- ``where`` (``FILE:LINE:COL`` of the keyword that opened the object) is excluded from
+  equality, so moving a block in the file is not a change for the reload diff.
+- Scripts and notify commands are argv tuples.
+
+Example::
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text("vrrp_instance V { interface lo\\n virtual_router_id 7\\n }\\n").config
+    >>> cfg.vrrp_instances[0].priority, cfg.vrrp_instances[0].advert_int_us
+    (100, 1000000)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+S = 1_000_000  # microseconds per second
+
+Argv = tuple[str, ...]
+
+
+def _where() -> str:
+    return field(default="", compare=False, repr=False)
+
+
+# --------------------------------------------------------------------------- globals
+
+
+@dataclass(frozen=True, slots=True)
+class SslContext:
+    """Top-level ``SSL { }`` for SSL_GET (keepalived makes a default context when absent)."""
+
+    password: str | None = None
+    ca: str | None = None
+    certificate: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalDefs:
+    router_id: str | None = None
+    notification_email: tuple[str, ...] = ()
+    notification_email_from: str | None = None
+    smtp_server: tuple[str, int | None] | None = None  # port None means 25
+    smtp_helo_name: str | None = None
+    smtp_connect_timeout_us: int = 30 * S
+    smtp_alert: bool = False
+    smtp_alert_vrrp: bool = False
+    smtp_alert_checker: bool = False
+    checker_log_all_failures: bool = False
+    default_interface: str = "eth0"
+    vrrp_mcast_group4: str = "224.0.0.18"  # RFC 5798 §5.1.1.2
+    vrrp_mcast_group6: str = "ff02::12"  # RFC 5798 §5.1.2.2
+    vrrp_version: int = 2
+    vrrp_strict: bool = False
+    vrrp_check_unicast_src: bool = False
+    vrrp_skip_check_adv_addr: bool = False
+    vrrp_lower_prio_no_advert: bool = False
+    vrrp_higher_prio_send_advert: bool = False
+    vrrp_down_timer_adverts: int = 3
+    vrrp_startup_delay_us: int = 0
+    vrrp_garp_master_delay_us: int = 5 * S
+    vrrp_garp_master_repeat: int = 5
+    vrrp_garp_lower_prio_delay_us: int | None = None  # None: as garp_master_delay
+    vrrp_garp_lower_prio_repeat: int | None = None  # None: as garp_master_repeat
+    vrrp_garp_master_refresh_us: int = 0  # 0: no periodic refresh
+    vrrp_garp_master_refresh_repeat: int = 1
+    vrrp_garp_interval_us: int = 0
+    vrrp_gna_interval_us: int = 0
+    enable_script_security: bool = False
+    script_user: Argv | None = None
+    notify_fifo: Argv | None = None
+    notify_fifo_script: Argv | None = None
+    vrrp_notify_fifo: Argv | None = None
+    vrrp_notify_fifo_script: Argv | None = None
+    lvs_notify_fifo: Argv | None = None
+    lvs_notify_fifo_script: Argv | None = None
+    lvs_flush: bool = False
+
+
+# --------------------------------------------------------------------------- trackers
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRef:
+    """One line of a ``track_*`` list: the tracked thing's name and an optional weight."""
+
+    name: str
+    weight: int | None = None  # None: the tracker's own weight
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpScript:
+    name: str
+    script: Argv = ()
+    interval_us: int = 1 * S
+    timeout_us: int = 1 * S  # keepalived: defaults to interval
+    weight: int = 0  # 0: the instance goes FAULT after `fall` failures
+    weight_reverse: bool = False
+    rise: int = 1
+    fall: int = 1
+    user: Argv | None = None
+    init_fail: bool = False
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackFile:
+    name: str
+    file: str = ""
+    weight: int = 1
+    weight_reverse: bool = False
+    init_file: tuple[str, ...] | None = None
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackProcess:
+    name: str
+    process: Argv = ()
+    param_match: str | None = None  # None: exact, "initial", "partial"
+    weight: int = 0
+    weight_reverse: bool = False
+    quorum: int = 1
+    quorum_max: int | None = None
+    fork_delay_us: int = 0
+    terminate_delay_us: int = 0
+    delay_us: int = 0
+    full_command: bool = False
+    where: str = _where()
+
+
+# --------------------------------------------------------------------------- VRRP
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualAddress:
+    """One line of virtual_ipaddress / static_ipaddress: ``IP[/M] [dev X] [label X] ...``."""
+
+    address: str
+    prefix: int
+    family: int  # 4 or 6
+    dev: str | None = None
+    label: str | None = None
+    scope: str | None = None
+    brd: str | None = None
+    peer: str | None = None
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnicastPeer:
+    address: str
+    min_ttl: int = 0
+    max_ttl: int = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """RFC 2338 authentication (removed by RFC 3768, still spoken by keepalived v2)."""
+
+    auth_type: str = "PASS"
+    auth_pass: str = ""  # keepalived keeps the first 8 characters
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpInstance:
+    name: str
+    virtual_router_id: int = 0  # required; the loader reports it when missing
+    interface: str | None = None  # None: global default_interface
+    state: str = "BACKUP"
+    priority: int = 100  # RFC 5798 §5.2.4: 255 = address owner
+    advert_int_us: int = 1 * S  # RFC 5798 §5.2.7
+    version: int = 2
+    family: int = 4
+    native_ipv6: bool = False
+    nopreempt: bool = False
+    preempt_delay_us: int = 0
+    accept: bool = True
+    strict_mode: bool = False
+    mcast_src_ip: str | None = None
+    unicast_src_ip: str | None = None
+    mcast_dst_ip: str | None = None
+    unicast_peer: tuple[UnicastPeer, ...] = ()
+    unicast_ttl: int = 255
+    check_unicast_src: bool = False
+    virtual_ipaddress: tuple[VirtualAddress, ...] = ()
+    virtual_ipaddress_excluded: tuple[VirtualAddress, ...] = ()
+    no_virtual_ipaddress: bool = False
+    virtual_routes: tuple[tuple[str, ...], ...] = ()
+    virtual_rules: tuple[tuple[str, ...], ...] = ()
+    promote_secondaries: bool = False
+    use_vmac: tuple[str, ...] | None = None
+    dont_track_primary: bool = False
+    track_interface: tuple[TrackRef, ...] = ()
+    track_script: tuple[TrackRef, ...] = ()
+    track_file: tuple[TrackRef, ...] = ()
+    track_process: tuple[TrackRef, ...] = ()
+    track_bfd: tuple[TrackRef, ...] = ()
+    skip_check_adv_addr: bool = False
+    lower_prio_no_advert: bool = False
+    higher_prio_send_advert: bool = False
+    down_timer_adverts: int = 3
+    garp_master_delay_us: int = 5 * S
+    garp_master_repeat: int = 5
+    garp_lower_prio_delay_us: int = 5 * S
+    garp_lower_prio_repeat: int = 5
+    garp_master_refresh_us: int = 0
+    garp_master_refresh_repeat: int = 1
+    authentication: Authentication | None = None
+    notify_master: Argv | None = None
+    notify_backup: Argv | None = None
+    notify_fault: Argv | None = None
+    notify_stop: Argv | None = None
+    notify: Argv | None = None
+    notify_priority_changes: bool = False
+    smtp_alert: bool = False
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroup:
+    name: str
+    group: tuple[str, ...] = ()
+    track_interface: tuple[TrackRef, ...] = ()
+    track_script: tuple[TrackRef, ...] = ()
+    track_file: tuple[TrackRef, ...] = ()
+    track_process: tuple[TrackRef, ...] = ()
+    track_bfd: tuple[TrackRef, ...] = ()
+    notify_master: Argv | None = None
+    notify_backup: Argv | None = None
+    notify_fault: Argv | None = None
+    notify_stop: Argv | None = None
+    notify: Argv | None = None
+    notify_priority_changes: bool = False
+    smtp_alert: bool = False
+    sync_group_tracking_weight: bool = False
+    where: str = _where()
+
+
+# --------------------------------------------------------------------------- checkers
+
+
+@dataclass(frozen=True, slots=True)
+class Checker:
+    """Settings every checker kind has; inherited values already resolved."""
+
+    kind: ClassVar[str] = ""
+    alpha: bool = False
+    connect_timeout_us: int = 5 * S
+    retry: int = 1
+    delay_before_retry_us: int = 1 * S
+    warmup_us: int | None = None  # None: random up to delay_loop (keepalived)
+    delay_loop_us: int = 60 * S
+    log_all_failures: bool = False
+
+    def identity(self) -> tuple[object, ...]:
+        """What makes two checkers "the same check" across a reload (target, not timers)."""
+        return (self.kind,)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectChecker(Checker):
+    connect_ip: str | None = None  # None: the real server's address
+    connect_port: int | None = None  # None: the real server's port
+    bindto: str | None = None
+    bind_if: str | None = None
+    bind_port: int | None = None
+    fwmark: int | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        return (
+            self.kind,
+            self.connect_ip,
+            self.connect_port,
+            self.bindto,
+            self.bind_port,
+            self.fwmark,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    path: str = "/"
+    digest: str | None = None
+    status_code: tuple[tuple[int, int], ...] = ((200, 299),)
+    virtualhost: str | None = None
+    regex: str | None = None
+    regex_no_match: bool = False
+    regex_options: tuple[str, ...] = ()
+    regex_min_offset: int = 0
+    regex_max_offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpGetCheck(ConnectChecker):
+    kind: ClassVar[str] = "HTTP_GET"
+    urls: tuple[Url, ...] = ()
+    http_protocol: str = "1.0"
+    fast_recovery: bool = False
+    virtualhost: str | None = None
+    enable_sni: bool = False
+    sni_name: str | None = None
+    tls_compliant: bool = False
+
+    def identity(self) -> tuple[object, ...]:
+        return (*ConnectChecker.identity(self), tuple(u.path for u in self.urls))
+
+
+@dataclass(frozen=True, slots=True)
+class SslGetCheck(HttpGetCheck):
+    kind: ClassVar[str] = "SSL_GET"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpCheck(ConnectChecker):
+    kind: ClassVar[str] = "TCP_CHECK"
+
+
+@dataclass(frozen=True, slots=True)
+class PingCheck(ConnectChecker):
+    kind: ClassVar[str] = "PING_CHECK"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpHost:
+    connect_ip: str | None = None
+    connect_port: int | None = None
+    bindto: str | None = None
+    bind_if: str | None = None
+    bind_port: int | None = None
+    fwmark: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpCheck(ConnectChecker):
+    kind: ClassVar[str] = "SMTP_CHECK"
+    helo_name: str | None = None  # None: keepalived uses the local host name
+    hosts: tuple[SmtpHost, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DnsCheck(ConnectChecker):
+    kind: ClassVar[str] = "DNS_CHECK"
+    type: str = "SOA"
+    name: str = "."
+
+    def identity(self) -> tuple[object, ...]:
+        return (*ConnectChecker.identity(self), self.type, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class MiscCheck(Checker):
+    kind: ClassVar[str] = "MISC_CHECK"
+    misc_path: Argv = ()
+    misc_timeout_us: int | None = None  # None: delay_loop
+    misc_dynamic: bool = False
+    user: Argv | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.kind, self.misc_path)
+
+
+@dataclass(frozen=True, slots=True)
+class UdpCheck(ConnectChecker):
+    kind: ClassVar[str] = "UDP_CHECK"
+    payload: str | None = None  # hex
+    require_reply: str | None = None  # hex, X wildcards; "" = any reply
+    min_reply_length: int = 0
+    max_reply_length: int = 255
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheck(Checker):
+    kind: ClassVar[str] = "FILE_CHECK"
+    track_file: str = ""
+    weight: int = 1
+    weight_reverse: bool = False
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.kind, self.track_file)
+
+
+@dataclass(frozen=True, slots=True)
+class BfdCheck(Checker):
+    kind: ClassVar[str] = "BFD_CHECK"
+    name: str = ""
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.kind, self.name)
+
+
+CHECKER_CLASSES: dict[str, type[Checker]] = {
+    c.kind: c
+    for c in (
+        HttpGetCheck,
+        SslGetCheck,
+        TcpCheck,
+        SmtpCheck,
+        DnsCheck,
+        MiscCheck,
+        UdpCheck,
+        PingCheck,
+        FileCheck,
+        BfdCheck,
+    )
+}
+
+# keepalived's per-kind defaults that differ from the common ones (check_*.c).
+CHECKER_DEFAULTS: dict[str, dict[str, object]] = {
+    "HTTP_GET": {"delay_before_retry_us": 3 * S},
+    "SSL_GET": {"delay_before_retry_us": 3 * S},
+    "DNS_CHECK": {"retry": 3},  # delay_before_retry: delay_loop (resolved by the loader)
+    "MISC_CHECK": {"retry": 0},
+}
+
+# --------------------------------------------------------------------------- LVS
+
+
+@dataclass(frozen=True, slots=True)
+class RealServer:
+    address: str
+    port: int | None = None
+    weight: int = 1
+    lvs_method: str = "NAT"  # inherited from the virtual server
+    notify_up: Argv | None = None
+    notify_down: Argv | None = None
+    uthreshold: int = 0
+    lthreshold: int = 0
+    inhibit_on_failure: bool = False
+    smtp_alert: bool = False
+    alpha: bool = False
+    virtualhost: str | None = None
+    checkers: tuple[Checker, ...] = ()
+    where: str = _where()
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        return (self.address, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class VsgMember:
+    """``IP [PORT]``, ``IP-LAST [PORT]`` (range end in ``last``) or ``fwmark N``."""
+
+    address: str | None
+    last: str | None
+    port: int | None
+    fwmark: int | None
+    family: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServerGroup:
+    name: str
+    members: tuple[VsgMember, ...] = ()
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServer:
+    # identity: exactly one of (address, port), fwmark, group
+    address: str | None = None
+    port: int | None = None
+    fwmark: int | None = None
+    group: str | None = None
+    protocol: str = "TCP"
+    ip_family: str | None = None
+    lvs_sched: str = "wlc"
+    lvs_method: str = "NAT"
+    persistence_engine: str | None = None
+    persistence_timeout: int = 0  # seconds; 0: not persistent
+    persistence_granularity: str | None = None
+    delay_loop_us: int = 60 * S
+    alpha: bool = False
+    omega: bool = False
+    quorum: int = 1
+    hysteresis: int = 0
+    quorum_up: Argv | None = None
+    quorum_down: Argv | None = None
+    sorry_server: tuple[str, int | None] | None = None
+    sorry_server_inhibit: bool = False
+    sorry_server_lvs_method: str | None = None
+    inhibit_on_failure: bool = False
+    ha_suspend: bool = False
+    virtualhost: str | None = None
+    smtp_alert: bool = False
+    ops: bool = False
+    real_servers: tuple[RealServer, ...] = ()
+    where: str = _where()
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Identity across a reload: address/port/protocol, fwmark, or group name."""
+        if self.group is not None:
+            return ("group", self.group, self.protocol)
+        if self.fwmark is not None:
+            return ("fwmark", self.fwmark, self.ip_family)
+        return ("addr", self.address, self.port, self.protocol)
+
+
+# --------------------------------------------------------------------------- the whole
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    global_defs: GlobalDefs = GlobalDefs()
+    vrrp_scripts: tuple[VrrpScript, ...] = ()
+    track_files: tuple[TrackFile, ...] = ()
+    track_processes: tuple[TrackProcess, ...] = ()
+    vrrp_instances: tuple[VrrpInstance, ...] = ()
+    sync_groups: tuple[SyncGroup, ...] = ()
+    static_ipaddress: tuple[VirtualAddress, ...] = ()
+    static_routes: tuple[tuple[str, ...], ...] = ()
+    static_rules: tuple[tuple[str, ...], ...] = ()
+    ssl: SslContext | None = None
+    virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
+    virtual_servers: tuple[VirtualServer, ...] = ()

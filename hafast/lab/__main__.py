@@ -7,6 +7,7 @@
     python -m hafast.lab fault 10.201.0.7 recover  # or: recover all
     python -m hafast.lab status
     python -m hafast.lab down
+    python -m hafast.lab --name m measure 1000 4096 16384   # figures for the report
 
 The lab outlives the command; its state (namespaces, nginx PID, faults) is kept in
 /run/hafast-lab/<name>/state.json, which is what ``fault`` and ``down`` read.
@@ -20,10 +21,12 @@ import contextlib
 import fcntl
 import ipaddress
 import json
+import statistics
 import sys
+import time
 from collections.abc import Iterator
 
-from hafast.lab.farm import LAB_ROOT, Farm, cleanup_stale, http_get, load_state
+from hafast.lab.farm import LAB_ROOT, Farm, body_for, cleanup_stale, http_get, load_state
 from hafast.lab.faults import KINDS, FaultError, Faults
 from hafast.lab.netns import NetnsError, call_in
 
@@ -127,6 +130,52 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Build time, fault apply time and nginx RSS for each farm size, one at a time."""
+    results = []
+    for count in args.sizes:
+        with Farm(count, name=args.name, workers=args.workers) as farm:
+            a = farm.addresses
+            sample = a[:: max(1, count // 20)]
+            replies = farm.fetch_many(sample)
+            ok = sum(r.body == body_for(x) for x, r in zip(sample, replies, strict=True))
+            single: dict[str, float] = {}
+            for kind in KINDS:
+                times = []
+                for i in range(args.repeat):
+                    times.append(farm.faults.apply([a[i % count]], kind))
+                    farm.faults.recover([a[i % count]])
+                single[kind] = statistics.median(times)
+            bulk = farm.faults.apply(a[: min(1000, count)], "drop")
+            recover_bulk = farm.faults.recover()
+            # apply -> first new connection that sees the fault, end to end
+            start = time.perf_counter()
+            farm.faults.apply([a[0]], "http500")
+            seen = farm.fetch(a[0]).status == 500
+            to_effect = time.perf_counter() - start
+            farm.faults.recover()
+            rss_idle = farm.nginx_rss_kib()
+            burst = farm.fetch_many([a[i % count] for i in range(args.burst)])
+            rss_busy = farm.nginx_rss_kib()
+            row = {
+                "servers": count,
+                "build_s": round(farm.build_seconds, 4),
+                "sample_ok": f"{ok}/{len(sample)}",
+                "apply_one_median_ms": {k: round(v * 1000, 2) for k, v in single.items()},
+                "apply_1000_ms": round(bulk * 1000, 2),
+                "recover_1000_ms": round(recover_bulk * 1000, 2),
+                "apply_to_first_faulted_reply_ms": round(to_effect * 1000, 2),
+                "fault_seen": seen,
+                "burst_ok": sum(r.status == 200 for r in burst),
+                "nginx_rss_kib_idle": rss_idle,
+                f"nginx_rss_kib_after_{args.burst}_requests": rss_busy,
+                "nginx_processes": len(farm.nginx_pids()),
+            }
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hafast.lab", description=__doc__.split("\n")[0])
     p.add_argument("--name", default=DEFAULT_NAME, help="lab name (namespaces <name>-srv/-dir)")
@@ -156,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--ns", default=None, help="namespace to fetch from")
     get.add_argument("--timeout", type=float, default=2.0)
     get.set_defaults(func=cmd_get)
+
+    measure = sub.add_parser("measure", help="build/fault/RSS figures per farm size")
+    measure.add_argument("sizes", type=int, nargs="*", default=[1000, 4096, 16384])
+    measure.add_argument("--repeat", type=int, default=20, help="single-address applies")
+    measure.add_argument("--burst", type=int, default=2000, help="requests before RSS")
+    measure.add_argument("--workers", type=int, default=2)
+    measure.set_defaults(func=cmd_measure)
 
     sub.add_parser("status", help="print the lab's state").set_defaults(func=cmd_status)
     sub.add_parser("down", help="tear the lab down").set_defaults(func=cmd_down)

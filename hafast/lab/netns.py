@@ -32,7 +32,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -174,6 +174,35 @@ def call_in(ns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise box["error"]
     value: T = box["value"]
     return value
+
+
+@contextlib.contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Move the calling thread into ``ns`` for the ``with`` block, then back.
+
+    For code that opens its own sockets (pycurl, a library client) and must do it
+    in the lab's namespace; sockets opened inside stay there after the block.
+    Only this thread moves; do not await inside the block on an event loop that
+    other code shares.
+
+    Example::
+
+        with inside("lab-dir"):
+            curl.perform()
+    """
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(netns_path(ns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
 
 
 def socket_in(

@@ -26,12 +26,13 @@ from hafast.lab import (
     big_body,
     body_for,
     changed_body_for,
+    http_get,
     list_netns,
     md5_hex,
 )
 from hafast.lab import farm as farm_mod
 from hafast.lab.__main__ import parse_addresses
-from hafast.lab.netns import NetnsError, netns_pids, pid_alive
+from hafast.lab.netns import NetnsError, inside, netns_pids, pid_alive
 from tests.conftest import REPO, require_root, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -74,7 +75,7 @@ def clean_faults(farm: Farm) -> Iterator[Farm]:
 
 def _sample(addrs: list[str], n: int = 40) -> list[str]:
     step = max(1, len(addrs) // n)
-    return sorted(set(addrs[::step] + [addrs[0], addrs[-1]]), key=addrs.index)
+    return sorted({*addrs[::step], addrs[0], addrs[-1]}, key=addrs.index)
 
 
 # -- the farm answers ------------------------------------------------------------
@@ -327,3 +328,12 @@ def test_command_line_up_fault_down() -> None:
     assert not pid_alive(pid)
     assert not [n for n in list_netns() if n.startswith(name)]
     assert farm_mod.load_state(name) is None
+
+
+def test_inside_moves_this_thread_and_back(farm: Farm) -> None:
+    home = os.readlink("/proc/thread-self/ns/net")
+    with inside(farm.director_ns):
+        assert os.readlink("/proc/thread-self/ns/net") != home
+        reply = http_get(farm.addresses[3])
+    assert os.readlink("/proc/thread-self/ns/net") == home
+    assert reply.body == body_for(farm.addresses[3])

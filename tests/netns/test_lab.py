@@ -22,6 +22,7 @@ from hafast.lab import (
     KINDS,
     Farm,
     FaultError,
+    Faults,
     Registry,
     big_body,
     body_for,
@@ -337,3 +338,17 @@ def test_inside_moves_this_thread_and_back(farm: Farm) -> None:
         reply = http_get(farm.addresses[3])
     assert os.readlink("/proc/thread-self/ns/net") == home
     assert reply.body == body_for(farm.addresses[3])
+
+
+@pytest.mark.parametrize("backend", ["library", "program"])
+def test_both_nft_backends(clean_faults: Farm, backend: str) -> None:
+    farm = clean_faults
+    addr = farm.addresses[500]
+    faults = Faults(farm.server_ns, backend=backend, active=farm.faults.active)
+    faults.apply([addr], "http500")
+    assert farm.fetch(addr).status == 500
+    assert farm.fetch(farm.addresses[501]).status == 200
+    faults.recover([addr])
+    assert farm.fetch(addr).status == 200
+    with pytest.raises(NetnsError, match="nft"):
+        faults._nft("add element inet hafast_lab f_nothing { 10.0.0.1 }\n")

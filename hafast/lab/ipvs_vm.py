@@ -654,9 +654,9 @@ class IpvsVM:
                     elif MARK_STAGE1_FAIL in scan:
                         pass  # stage 1 powers off by itself; wait for that
                     elif now > self.boot_timeout:
-                        killed = f"no command start after {self.boot_timeout:.0f} s"
+                        killed = f"no command start after {self.boot_timeout:.1f} s"
                 if not killed and now > timeout:
-                    killed = f"still running after {timeout:.0f} s"
+                    killed = f"still running after {timeout:.1f} s"
                 if killed:
                     break
                 time.sleep(0.1)

@@ -1,0 +1,148 @@
+"""Boot the IPVS VM on the host and run tests/ipvs inside it (one boot for all).
+
+The host kernel has no IPVS; hafast.lab.ipvs_vm boots Debian's stock kernel under
+qemu (TCG) over the host's read-only root and runs
+``python -m pytest tests/ipvs --junitxml=<results>/ipvs.xml`` there. This test then
+reads the junit file on the host and fails when the VM did not boot, when any test
+inside failed, or when nothing ran. A missing prerequisite (root, a set-up that could
+not install packages or fetch the kernel) skips locally and fails when CI=true; a VM
+that was set up but did not boot or finish always fails.
+
+The first tests below check the harness's pure helpers without booting anything.
+To see the costs by hand::
+
+    .venv/bin/python -m hafast.lab.ipvs_vm setup
+    .venv/bin/python -m pytest tests/netns/test_ipvs_vm_boot.py -s
+"""
+
+from __future__ import annotations
+
+import lzma
+import struct
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from hafast.lab.ipvs_vm import (
+    IpvsVM,
+    VMError,
+    VMResult,
+    VMSetupError,
+    extract_vmlinux,
+    module_load_order,
+    newc_archive,
+)
+from tests.conftest import REPO, require, require_root
+
+VM_RUN_TIMEOUT_S = 600.0
+
+
+# -- pure helpers (no VM) ------------------------------------------------------
+
+def _parse_newc(blob: bytes) -> list[tuple[str, int, bytes]]:
+    out: list[tuple[str, int, bytes]] = []
+    pos = 0
+    while True:
+        assert blob[pos:pos + 6] == b"070701"
+        fields = [int(blob[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        pos += 110
+        name = blob[pos:pos + namesize - 1].decode()
+        pos += namesize + (-(110 + namesize) % 4)
+        data = blob[pos:pos + size]
+        pos += size + (-size % 4)
+        if name == "TRAILER!!!":
+            return out
+        out.append((name, mode, data))
+
+
+def test_newc_archive_round_trips() -> None:
+    entries = [("bin", 0o040755, b""), ("bin/sh", 0o120777, b"busybox"),
+               ("init", 0o100755, b"#!/bin/sh\necho hi\n"), ("odd", 0o100644, b"x" * 5)]
+    blob = newc_archive(entries)
+    assert len(blob) % 512 == 0
+    assert _parse_newc(blob) == entries
+    assert newc_archive(entries) == blob  # no timestamps: same input, same bytes
+
+
+def test_extract_vmlinux_follows_the_boot_header() -> None:
+    elf = b"\x7fELF" + bytes(range(256)) * 64
+    payload = lzma.compress(elf, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
+    setup_sects = 3
+    header = bytearray((setup_sects + 1) * 512)
+    header[0x1F1] = setup_sects
+    header[0x202:0x206] = b"HdrS"
+    # A decoy xz magic before the real payload: the header, not the search, wins.
+    pm_code = bytearray(b"\xfd7zXZ\x00 decoy" + bytes(100))
+    struct.pack_into("<I", header, 0x248, len(pm_code))
+    image = bytes(header) + bytes(pm_code) + payload + b"\0" * 16
+    assert extract_vmlinux(image) == elf
+
+
+def test_extract_vmlinux_rejects_a_non_kernel() -> None:
+    with pytest.raises(VMError):
+        extract_vmlinux(b"MZ" + bytes(4096))
+
+
+def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
+    (tmp_path / "modules.dep").write_text(
+        "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\n"
+        "kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko\n"
+        "kernel/net/9p/9pnet.ko:\n"
+        "kernel/fs/netfs/netfs.ko:\n"
+        "kernel/fs/overlayfs/overlay.ko:\n")
+    (tmp_path / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    order = module_load_order(tmp_path, ["virtio_pci", "9pnet_virtio", "9p", "overlay"])
+    assert order == ["kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet_virtio.ko",
+                     "kernel/fs/netfs/netfs.ko", "kernel/fs/9p/9p.ko",
+                     "kernel/fs/overlayfs/overlay.ko"]
+    with pytest.raises(VMError):
+        module_load_order(tmp_path, ["ip_vs"])
+
+
+# -- the real VM ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ipvs_vm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[VMResult, Path]:
+    require_root()
+    vm = IpvsVM(checkout=REPO)
+    t0 = time.monotonic()
+    try:
+        info = vm.setup()
+    except VMSetupError as exc:
+        require(False, f"IPVS VM set-up failed: {exc}")
+        raise
+    results = tmp_path_factory.mktemp("ipvs-vm")
+    junit = results / "ipvs.xml"
+    cmd = [sys.executable, "-m", "pytest", "tests/ipvs", "-p", "no:cacheprovider",
+           f"--junitxml={junit}", "-q"]
+    try:
+        res = vm.run(cmd, timeout=VM_RUN_TIMEOUT_S, results_dir=results)
+    except VMError as exc:
+        pytest.fail(f"IPVS VM did not boot or finish: {exc}")
+    print(f"\nipvs-vm: kernel {info.kernel.version}; set-up {info.seconds:.1f} s; "
+          f"boot-to-command {res.boot_seconds:.1f} s; VM total {res.total_seconds:.1f} s; "
+          f"with set-up {time.monotonic() - t0:.1f} s; "
+          f"qemu peak RSS {res.qemu_peak_rss_kib // 1024} MiB; results {res.results_dir}")
+    return res, junit
+
+
+@pytest.mark.root
+@pytest.mark.timeout(VM_RUN_TIMEOUT_S + 300)
+def test_ipvs_tests_pass_inside_the_vm(ipvs_vm_run: tuple[VMResult, Path]) -> None:
+    res, junit = ipvs_vm_run
+    output = res.output_path.read_text(errors="replace") if res.output_path.exists() else ""
+    assert junit.exists(), (
+        f"the VM ran (exit {res.returncode}) but wrote no {junit.name}:\n{output[-4000:]}")
+    root = ET.parse(junit).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    counts = {k: sum(int(s.get(k, "0")) for s in suites)
+              for k in ("tests", "failures", "errors", "skipped")}
+    ran = counts["tests"] - counts["skipped"]
+    assert ran > 0, f"nothing ran inside the VM: {counts}\n{output[-4000:]}"
+    assert counts["failures"] == 0 and counts["errors"] == 0, (
+        f"tests failed inside the VM: {counts}\n{output[-8000:]}")
+    assert res.returncode == 0, f"pytest in the VM exited {res.returncode}:\n{output[-4000:]}"

@@ -83,19 +83,23 @@ class MD5Stream:
         >>> s.update(b"ab"), s.update(memoryview(b"cd")), s.update(b"e")
         (True, True, False)
         """
-        view = memoryview(chunk)  # TypeError for str and other non-buffers
-        if not view.c_contiguous:
-            raise BufferError("MD5Stream.update needs a C-contiguous buffer")
+        if type(chunk) is bytes:  # the common case needs no memoryview
+            nbytes = len(chunk)
+        else:
+            view = memoryview(chunk)  # TypeError for str and other non-buffers
+            if not view.c_contiguous:
+                raise BufferError("MD5Stream.update needs a C-contiguous buffer")
+            nbytes = view.nbytes  # bytes, not items (array('I'), cast views)
         if self._digest is not None:
             raise ValueError("MD5Stream already finalised by digest(); call reset() first")
         if self._too_large:
             return False
-        if view.nbytes > self._cap - self._size:
+        if nbytes > self._cap - self._size:
             self._too_large = True
             self._size = self._cap
             return False
-        self._hash.update(view)
-        self._size += view.nbytes
+        self._hash.update(chunk)
+        self._size += nbytes
         return True
 
     def digest(self) -> bytes:

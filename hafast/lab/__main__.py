@@ -64,7 +64,7 @@ def _locked_state(name: str) -> Iterator[dict[str, object]]:
 def cmd_up(args: argparse.Namespace) -> int:
     farm = Farm(
         args.count, name=args.name, network=args.network, offset=args.offset,
-        bridge=args.bridge, workers=args.workers, slow_rate=args.slow_rate,
+        bridge=args.bridge, workers=args.workers, slow_rate=args.slow_rate, tls=args.tls,
     )
     farm.build()
     farm.detach()
@@ -106,7 +106,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     if state is None:
         raise NetnsError(f"no lab called {args.name!r} is up")
     ns = args.ns or state["directors"][0]["ns"]
-    reply = call_in(ns, http_get, args.addr, args.path, timeout=args.timeout)
+    port = state.get("tls_port") if args.tls else state.get("port", 80)
+    reply = call_in(
+        ns, http_get, args.addr, args.path, port=int(port or 443), timeout=args.timeout,
+        tls=args.tls,
+    )
     if reply.error:
         print(f"{args.addr}: {reply.error} after {reply.seconds:.3f} s")
         return 1
@@ -187,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--offset", type=int, default=1)
     up.add_argument("--bridge", action="store_true", help="server side on a bridge")
     up.add_argument("--workers", type=int, default=2, help="nginx worker processes")
+    up.add_argument("--tls", action="store_true", help="also serve HTTPS on 443")
     up.add_argument("--slow-rate", type=int, default=16, help="bytes/s of the slow fault")
     up.set_defaults(func=cmd_up)
 
@@ -204,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("path", nargs="?", default="/")
     get.add_argument("--ns", default=None, help="namespace to fetch from")
     get.add_argument("--timeout", type=float, default=2.0)
+    get.add_argument("--tls", action="store_true", help="HTTPS (farm built with --tls)")
     get.set_defaults(func=cmd_get)
 
     measure = sub.add_parser("measure", help="build/fault/RSS figures per farm size")

@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hafast.lab.faults import FAULT_PORTS, SERVICE_PORT, Faults
+from hafast.lab.faults import FAULT_PORTS, SERVICE_PORT, TLS_FAULT_PORTS, TLS_PORT, Faults
 from hafast.lab.netns import (
     NetnsError,
     Registry,
@@ -115,9 +116,23 @@ def range_blocks(first: str, last: str) -> list[str]:
     ]
 
 
-def nginx_config(lab: Path, *, workers: int, port: int, slow_rate: int, access_log: bool) -> str:
-    """nginx.conf for the farm: everything (pid, logs, temp) inside ``lab``."""
+def nginx_config(
+    lab: Path, *, workers: int, port: int, slow_rate: int, access_log: bool,
+    tls_port: int | None = None,
+) -> str:
+    """nginx.conf for the farm: everything (pid, logs, temp, cert) inside ``lab``."""
     tmp = lab / "tmp"
+
+    def listen(plain: int, tls: int, extra: str = "") -> str:
+        lines = f"listen {plain}{extra} backlog=8192;"
+        if tls_port is not None:
+            lines += f"\n    listen {tls} ssl{extra} backlog=8192;"
+        return lines
+
+    certs = (
+        f"ssl_certificate {lab}/tls.crt;\n  ssl_certificate_key {lab}/tls.key;"
+        if tls_port is not None else ""
+    )
     fixed = FIXED_BODY.decode().strip()
     changed = CHANGED_SUFFIX.decode()
     log = f"access_log {lab}/access.log;" if access_log else "access_log off;"
@@ -144,24 +159,25 @@ http {{
   server_tokens off;
   keepalive_timeout 10s;
   root {lab}/www;
+  {certs}
   server {{
-    listen {port} default_server backlog=8192;
+    {listen(port, tls_port or 0, " default_server")}
     location = {FIXED_PATH} {{ return 200 "{fixed}\\n"; }}
     location = {BIG_PATH} {{ try_files /big.bin =404; }}
     location / {{ return 200 "rs $server_addr\\n"; }}
   }}
   server {{
-    listen {FAULT_PORTS["http500"]} backlog=8192;
+    {listen(FAULT_PORTS["http500"], TLS_FAULT_PORTS["http500"])}
     location / {{ return 500 "fault http500 $server_addr\\n"; }}
   }}
   server {{
-    listen {FAULT_PORTS["body"]} backlog=8192;
+    {listen(FAULT_PORTS["body"], TLS_FAULT_PORTS["body"])}
     location = {FIXED_PATH} {{ return 200 "{fixed}{changed}\\n"; }}
     location = {BIG_PATH} {{ return 200 "big{changed}\\n"; }}
     location / {{ return 200 "rs $server_addr{changed}\\n"; }}
   }}
   server {{
-    listen {FAULT_PORTS["slow"]} backlog=8192;
+    {listen(FAULT_PORTS["slow"], TLS_FAULT_PORTS["slow"])}
     limit_rate {slow_rate};
     location = {FIXED_PATH} {{ return 200 "{fixed}\\n"; }}
     location = {BIG_PATH} {{ try_files /big.bin =404; }}
@@ -182,6 +198,16 @@ class HttpReply:
     seconds: float = 0.0
 
 
+def _unverified() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # The lab's certificate is self-signed and names no server address.
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+_UNVERIFIED = _unverified()
+
 # errno -> the short reason a fetch reports (what a checker would log)
 _ERRORS = {
     errno.ECONNREFUSED: "refused",
@@ -193,9 +219,11 @@ _ERRORS = {
 
 def http_get(
     addr: str, path: str = "/", *, port: int = SERVICE_PORT, timeout: float = 2.0,
-    sock: socket.socket | None = None,
+    sock: socket.socket | None = None, tls: bool = False,
 ) -> HttpReply:
     """A tiny HTTP/1.0 GET; never raises for network errors (see ``HttpReply.error``).
+
+    ``tls`` speaks HTTPS without verifying the lab's self-signed certificate.
 
     Run it inside a namespace with :func:`~hafast.lab.netns.call_in`, or pass a
     socket made there by :func:`~hafast.lab.netns.socket_in`.
@@ -206,6 +234,8 @@ def http_get(
     try:
         s.settimeout(timeout)
         s.connect((addr, port))
+        if tls:
+            s = _UNVERIFIED.wrap_socket(s, server_hostname=None)
         s.sendall(f"GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n".encode())
         chunks = []
         while True:
@@ -225,6 +255,8 @@ def http_get(
             reply.error = "bad-reply"
     except TimeoutError:
         reply.error = "timeout"
+    except ssl.SSLError as exc:
+        reply.error = f"tls-{exc.reason or 'error'}"
     except OSError as exc:
         reply.error = _ERRORS.get(exc.errno or 0, f"errno-{exc.errno}")
     finally:
@@ -261,6 +293,10 @@ class Farm:
     port: int = SERVICE_PORT
     slow_rate: int = 16  # bytes/s: the ~150-byte reply's headers arrive after ~9 s
     access_log: bool = False
+    tls: bool = False  # also serve HTTPS on tls_port (self-signed certificate)
+    tls_port: int = TLS_PORT
+    srv_ns: str = ""  # namespace names; default "<name>-srv" and "<name>-dir"
+    dir_ns: str = ""
     lab_root: Path = LAB_ROOT
 
     addresses: list[str] = field(init=False, default_factory=list)
@@ -272,18 +308,20 @@ class Farm:
 
     def __post_init__(self) -> None:
         self.addresses = server_range(self.network, self.offset, self.count)
-        self.faults = Faults(self.server_ns, service_port=self.port)
+        self.faults = Faults(
+            self.server_ns, service_port=self.port, tls_port=self.tls_port if self.tls else None
+        )
 
     # -- names --------------------------------------------------------------------
 
     @property
     def server_ns(self) -> str:
-        return f"{self.name}-srv"
+        return self.srv_ns or f"{self.name}-srv"
 
     @property
     def director_ns(self) -> str:
         """The first director namespace (made by build())."""
-        return f"{self.name}-dir"
+        return self.dir_ns or f"{self.name}-dir"
 
     @property
     def lab_dir(self) -> Path:
@@ -344,6 +382,8 @@ class Farm:
         for sub in ("tmp", "www"):
             (lab / sub).mkdir(exist_ok=True)
         (lab / "www" / "big.bin").write_bytes(big_body())
+        if self.tls:
+            make_certificate(lab)
 
         reg.add_netns(srv)
         if self.bridge:
@@ -391,7 +431,7 @@ class Farm:
         conf.write_text(
             nginx_config(
                 lab, workers=self.workers, port=self.port, slow_rate=self.slow_rate,
-                access_log=self.access_log,
+                access_log=self.access_log, tls_port=self.tls_port if self.tls else None,
             )
         )
         with open(lab / "nginx.out", "wb") as out:
@@ -443,6 +483,8 @@ class Farm:
             "nginx_conf": str(self.lab_dir / "nginx.conf"),
             "lab_dir": str(self.lab_dir),
             "nft_table": self.faults.table,
+            "port": self.port,
+            "tls_port": self.tls_port if self.tls else None,
             "faults": dict(self.faults.active),
             "build_seconds": round(self.build_seconds, 4),
         }
@@ -456,20 +498,22 @@ class Farm:
     # -- use ----------------------------------------------------------------------
 
     def fetch(
-        self, addr: str, path: str = "/", *, ns: str | None = None, timeout: float = 2.0
+        self, addr: str, path: str = "/", *, ns: str | None = None, timeout: float = 2.0,
+        tls: bool = False,
     ) -> HttpReply:
         """GET ``path`` from real server ``addr``, from the director namespace."""
-        return http_get(addr, path, port=self.port, timeout=timeout,
-                        sock=socket_in(ns or self.director_ns))
+        return http_get(addr, path, port=self.tls_port if tls else self.port, timeout=timeout,
+                        sock=socket_in(ns or self.director_ns), tls=tls)
 
     def fetch_many(
         self, addrs: Sequence[str], path: str = "/", *, ns: str | None = None,
-        timeout: float = 2.0,
+        timeout: float = 2.0, tls: bool = False,
     ) -> list[HttpReply]:
         """GET from each address in turn, on one thread inside the namespace."""
+        port = self.tls_port if tls else self.port
         return call_in(
             ns or self.director_ns,
-            lambda: [http_get(a, path, port=self.port, timeout=timeout) for a in addrs],
+            lambda: [http_get(a, path, port=port, timeout=timeout, tls=tls) for a in addrs],
         )
 
     def nginx_pids(self) -> list[int]:
@@ -479,6 +523,18 @@ class Farm:
     def nginx_rss_kib(self) -> int:
         """Resident memory of nginx, master plus workers, in KiB."""
         return sum(_rss_kib(p) for p in self.nginx_pids())
+
+
+def make_certificate(lab: Path) -> None:
+    """A throwaway self-signed certificate (tls.crt, tls.key) for the farm's HTTPS."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "7", "-subj", "/CN=hafast-lab", "-keyout", str(lab / "tls.key"),
+         "-out", str(lab / "tls.crt")],
+        check=True, capture_output=True, timeout=30,
+    )
+    # nginx's master reads the key as root before dropping to "nobody".
+    (lab / "tls.key").chmod(0o600)
 
 
 def _children(pid: int) -> list[int]:

@@ -41,20 +41,30 @@ TABLE = "hafast_lab"
 KINDS = ("drop", "reject", "http500", "body", "slow")
 # The nginx server block that plays each redirecting fault (see farm.nginx_config).
 FAULT_PORTS: Mapping[str, int] = {"http500": 8500, "body": 8501, "slow": 8502}
+# The same three over TLS, for a farm built with tls=True (SSL_GET checks).
+TLS_FAULT_PORTS: Mapping[str, int] = {"http500": 8540, "body": 8541, "slow": 8542}
 SERVICE_PORT = 80
+TLS_PORT = 443
 
 
 def _set(kind: str) -> str:
     return f"f_{kind}"
 
 
-def ruleset(table: str = TABLE, service_port: int = SERVICE_PORT) -> str:
+def ruleset(
+    table: str = TABLE, service_port: int = SERVICE_PORT, tls_port: int | None = None
+) -> str:
     """The nft script that (re)creates the lab's table with empty fault sets."""
     sets = "\n".join(f"  set {_set(k)} {{ type ipv4_addr; }}" for k in KINDS)
     redirecting = " ".join(f"ip daddr != @{_set(k)}" for k in FAULT_PORTS)
+    pairs = [(service_port, FAULT_PORTS)]
+    if tls_port is not None:
+        pairs.append((tls_port, TLS_FAULT_PORTS))
+    # DNAT to the *same* address keeps nginx's $server_addr right on the fault port.
     dnat = "\n".join(
-        f"    ip daddr @{_set(k)} tcp dport {service_port} dnat ip to ip daddr:{port}"
-        for k, port in FAULT_PORTS.items()
+        f"    ip daddr @{_set(k)} tcp dport {sport} dnat ip to ip daddr:{port}"
+        for sport, ports in pairs
+        for k, port in ports.items()
     )
     return f"""\
 table inet {table}
@@ -148,13 +158,14 @@ class Faults:
     ns: str
     table: str = TABLE
     service_port: int = SERVICE_PORT
+    tls_port: int | None = None
     active: dict[str, str] = field(default_factory=dict)
     last_apply_seconds: float = 0.0
     backend: str = "auto"  # "library" (libnftables), "program" (nft), or "auto"
 
     def install(self) -> None:
         """Create (or reset to empty) the lab's table in the server namespace."""
-        self._nft(ruleset(self.table, self.service_port))
+        self._nft(ruleset(self.table, self.service_port, self.tls_port))
         self.active.clear()
 
     def apply(self, addrs: Iterable[str], kind: str) -> float:

@@ -423,12 +423,14 @@ class IpvsVM:
     def __init__(self, cache_dir: Path | str | None = None, memory_mb: int = 512,
                  shares: Mapping[str | Path, str] | Iterable[Share] | None = None,
                  *, cpus: int = 1, checkout: Path | str | None = None,
-                 boot_timeout: float = 180.0, qemu: str = "qemu-system-x86_64") -> None:
+                 boot_timeout: float = 180.0, qemu: str = "qemu-system-x86_64",
+                 tcg_tb_mib: int | None = None) -> None:
         self.cache_dir = Path(cache_dir or os.environ.get("HAFAST_VM_CACHE") or DEFAULT_CACHE)
         self.memory_mb = memory_mb
         self.cpus = cpus
         self.boot_timeout = boot_timeout
         self.qemu = qemu
+        self.tcg_tb_mib = tcg_tb_mib
         self.checkout = Path(checkout or REPO_ROOT).resolve()
         extra: list[Share] = []
         if isinstance(shares, Mapping):
@@ -559,7 +561,8 @@ class IpvsVM:
 
     def qemu_argv(self, setup: SetupInfo, ctl: Share) -> list[str]:
         argv = [
-            self.qemu, "-accel", "tcg", "-machine", "pc", "-cpu", "max",
+            self.qemu, "-accel", "tcg" + (f",tb-size={self.tcg_tb_mib}" if self.tcg_tb_mib
+                                          else ""), "-machine", "pc", "-cpu", "max",
             "-smp", str(self.cpus), "-m", str(self.memory_mb),
             "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
             "-no-reboot",

@@ -33,7 +33,7 @@ from hafast.lab import (
 )
 from hafast.lab import farm as farm_mod
 from hafast.lab.__main__ import parse_addresses
-from hafast.lab.netns import NetnsError, inside, netns_pids, pid_alive
+from hafast.lab.netns import NetnsError, inside, netns_pids, pid_alive, run_in
 from tests.conftest import REPO, require_root, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -352,3 +352,33 @@ def test_both_nft_backends(clean_faults: Farm, backend: str) -> None:
     assert farm.fetch(addr).status == 200
     with pytest.raises(NetnsError, match="nft"):
         faults._nft("add element inet hafast_lab f_nothing { 10.0.0.1 }\n")
+
+
+def test_genhash_agrees_with_the_farm(farm: Farm) -> None:
+    # keepalived's own genhash, run from the director namespace, is the reference
+    # digest a real keepalived.conf would carry.
+    genhash = require_tool("genhash")
+    addr = farm.addresses[42]
+    for path, body in [("/", body_for(addr)), (FIXED_PATH, FIXED_BODY), (BIG_PATH, big_body())]:
+        out = run_in(farm.director_ns, [genhash, "-s", addr, "-p", "80", "-u", path]).stdout
+        assert out.split()[-1] == md5_hex(body), (path, out)
+
+
+def test_tls_farm_and_its_faults() -> None:
+    _prerequisites()
+    require_tool("openssl")
+    lab = Farm(32, name=f"{PREFIX}t", tls=True, workers=1)
+    with lab:
+        a = lab.addresses
+        replies = lab.fetch_many(a[:4], tls=True)
+        assert [(r.status, r.body) for r in replies] == [(200, body_for(x)) for x in a[:4]]
+        lab.faults.apply([a[1]], "http500")
+        lab.faults.apply([a[2]], "body")
+        replies = lab.fetch_many(a[:4], tls=True)
+        assert [r.status for r in replies] == [200, 500, 200, 200]
+        assert replies[2].body == changed_body_for(a[2])
+        assert lab.fetch(a[1]).status == 500  # plain HTTP too
+        lab.faults.recover()
+        assert lab.fetch(a[1], tls=True).status == 200
+        pids = lab.nginx_pids()
+    _gone(lab, pids)

@@ -170,6 +170,8 @@ class _Expect:
 
     def __init__(self, version: int, auth_type: int, auth_data: _Buffer | None,
                  adver_int: int, v3_checksum: str) -> None:
+        if not all(isinstance(x, int) for x in (version, auth_type, adver_int)):
+            raise TypeError("expectations are integers")
         if version not in (0, 2, 3):
             raise ValueError("version")
         if not -1 <= auth_type <= 255 or not 0 <= adver_int <= MAX_ADVER_INT_V3:
@@ -276,14 +278,14 @@ def decode_payload(
     >>> adv.ok, adv.version, adv.adver_int, adv.checksum_mode
     (True, 3, 100, 'pseudo_header')
     """
-    if family not in ADDRESS_LEN:
+    if not isinstance(family, int) or family not in ADDRESS_LEN:
         return Advert(PARAM_ERR, 0)
     try:
         expect = _Expect(version, auth_type, auth_data, adver_int, v3_checksum)
         src_raw, dst_raw = bytes(src), bytes(dst)
         if len(src_raw) != ADDRESS_LEN[family] or len(dst_raw) != ADDRESS_LEN[family]:
             raise ValueError("address length")
-        if not -1 <= ttl <= 255:
+        if not isinstance(ttl, int) or not -1 <= ttl <= 255:
             raise ValueError("ttl")
     except (TypeError, ValueError):
         return Advert(PARAM_ERR, family)

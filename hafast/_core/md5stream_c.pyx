@@ -136,6 +136,7 @@ cdef class MD5Stream:
 
     def __cinit__(self, *args, **kwargs):
         _fetch_md5()
+        self._cap = DEFAULT_CAP  # in case a subclass never runs __init__
         self._ctx = EVP_MD_CTX_new()
         if self._ctx is NULL:
             raise MemoryError("EVP_MD_CTX_new")
@@ -196,7 +197,7 @@ cdef class MD5Stream:
             self._final = True
         return 0
 
-    def update(self, chunk) -> bool:
+    def update(self, chunk, /) -> bool:
         """Hash ``chunk`` unless the cap is exceeded; return False once it is.
 
         >>> s = MD5Stream(cap=4)
@@ -264,7 +265,7 @@ cdef inline int _oneshot(const char *data, Py_ssize_t n, unsigned char *md) noex
             and EVP_DigestFinal_ex(_ONESHOT, md, &outlen))
 
 
-def md5_hex(data) -> str:
+def md5_hex(data, /) -> str:
     """One-shot MD5 of a bytes-like object as 32 lower-case hex digits (no cap).
 
     >>> md5_hex(b"abc")

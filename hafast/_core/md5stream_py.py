@@ -19,6 +19,8 @@ reports ``too_large`` instead of hashing on.
 from __future__ import annotations
 
 import hashlib
+import operator
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; typeshed has it for 3.11
@@ -63,9 +65,11 @@ class MD5Stream:
     __slots__ = ("_cap", "_digest", "_hash", "_size", "_too_large")
 
     def __init__(self, cap: int = DEFAULT_CAP) -> None:
-        cap = int(cap)
+        cap = operator.index(cap)  # an integer, as the compiled twin's Py_ssize_t
         if cap < 0:
             raise ValueError(f"cap must be >= 0 bytes, got {cap}")
+        if cap > sys.maxsize:
+            raise OverflowError(f"cap must be <= {sys.maxsize} bytes, got {cap}")
         self._cap = cap
         self.reset()
 
@@ -76,7 +80,7 @@ class MD5Stream:
         self._too_large = False
         self._digest: bytes | None = None
 
-    def update(self, chunk: Buffer) -> bool:
+    def update(self, chunk: Buffer, /) -> bool:
         """Hash ``chunk`` unless the cap is exceeded; return False once it is.
 
         >>> s = MD5Stream(cap=4)
@@ -147,7 +151,7 @@ class MD5Stream:
         return f"<MD5Stream size={self._size} cap={self._cap} {state}>"
 
 
-def md5_hex(data: Buffer) -> str:
+def md5_hex(data: Buffer, /) -> str:
     """One-shot MD5 of a bytes-like object as 32 lower-case hex digits (no cap).
 
     >>> md5_hex(b"abc")

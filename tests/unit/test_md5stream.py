@@ -168,6 +168,14 @@ def test_non_buffers_are_type_errors(md5mod: ModuleType, bad: Any) -> None:
     assert s.size == 0 and s.hexdigest() == _hex(b"")
 
 
+def test_data_arguments_are_positional_only(md5mod: ModuleType) -> None:
+    s = md5mod.MD5Stream()
+    with pytest.raises(TypeError):
+        s.update(chunk=b"x")
+    with pytest.raises(TypeError):
+        md5mod.md5_hex(data=b"x")
+
+
 def test_non_contiguous_buffer_is_refused(md5mod: ModuleType) -> None:
     s = md5mod.MD5Stream()
     with pytest.raises(BufferError):
@@ -242,9 +250,27 @@ def test_too_large_ignores_further_updates_and_has_no_digest(md5mod: ModuleType)
     assert "too large" in repr(s)
 
 
-def test_negative_cap_is_refused(md5mod: ModuleType) -> None:
+def test_bad_caps_are_refused(md5mod: ModuleType) -> None:
     with pytest.raises(ValueError, match="cap"):
         md5mod.MD5Stream(-1)
+    for bad in (2.5, "10", None):
+        with pytest.raises(TypeError):
+            md5mod.MD5Stream(bad)
+    with pytest.raises(OverflowError):
+        md5mod.MD5Stream(1 << 64)
+    assert md5mod.MD5Stream(cap=7).cap == 7
+
+
+def test_uninitialised_compiled_stream_raises_clearly() -> None:
+    # __new__ without __init__ (e.g. a careless subclass) must not hash garbage.
+    mod = load_twin("md5stream", "c")
+    s = mod.MD5Stream.__new__(mod.MD5Stream)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        s.update(b"x")
+    with pytest.raises(RuntimeError, match="not initialised"):
+        s.hexdigest()
+    s.reset()
+    assert s.update(b"abc") and s.hexdigest() == "900150983cd24fb0d6963f7d28e17f72"
 
 
 def test_memory_does_not_grow_past_the_cap(md5mod: ModuleType) -> None:

@@ -1,0 +1,195 @@
+/*
+ * icmp_loop: the machine's ICMP echo rate, measured the way IcmpBatch works, in plain C.
+ *
+ * Rounds over a target list: every target gets one echo request, sent with sendmmsg
+ * in batches of 1024; replies are drained with recvmmsg (poll between bursts) until
+ * every target answered or the round's 200 ms deadline passed.  Replies are counted
+ * when they are echo replies carrying our identifier, with no per-target bookkeeping:
+ * this is the anchor hafast's engine is compared with, not a prober.
+ *
+ *   icmp_loop TARGETS_FILE SECONDS      (IPv4 addresses, one a line; needs root)
+ *   prints: rounds=R sent=S received=N elapsed_ns=E
+ *
+ * Built by benchmarks/test_bench_icmp.py with gcc -O2 into a temporary directory.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 1024
+#define PKT_LEN 24   /* 8-byte ICMP header + 16-byte payload, as IcmpBatch's default */
+#define RECV_SIZE 256
+#define MAX_TARGETS 65536
+#define SOL_RAW_ 255
+#define ICMP_FILTER_ 1
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint16_t csum(const uint8_t *p, size_t n)
+{
+	uint32_t s = 0;
+	for (; n > 1; p += 2, n -= 2)
+		s += (uint32_t)p[0] << 8 | p[1];
+	if (n)
+		s += (uint32_t)p[0] << 8;
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+static struct sockaddr_in addrs[MAX_TARGETS];
+static uint8_t spkt[BATCH][PKT_LEN];
+static struct mmsghdr smsg[BATCH];
+static struct iovec siov[BATCH];
+static uint8_t rbuf[BATCH][RECV_SIZE];
+static struct mmsghdr rmsg[BATCH];
+static struct iovec riov[BATCH];
+static struct sockaddr_in rname[BATCH];
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: %s TARGETS_FILE SECONDS\n", argv[0]);
+		return 2;
+	}
+	FILE *f = fopen(argv[1], "r");
+	if (!f) {
+		perror("open targets");
+		return 1;
+	}
+	char line[128];
+	int n = 0;
+	while (n < MAX_TARGETS && fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\r\n")] = 0;
+		if (!*line)
+			continue;
+		addrs[n].sin_family = AF_INET;
+		if (inet_pton(AF_INET, line, &addrs[n].sin_addr) != 1) {
+			fprintf(stderr, "bad address %s\n", line);
+			return 1;
+		}
+		n++;
+	}
+	fclose(f);
+	double seconds = atof(argv[2]);
+
+	int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK, IPPROTO_ICMP);
+	if (fd < 0) {
+		perror("socket");
+		return 1;
+	}
+	uint32_t filter = ~(uint32_t)(1u << 0); /* RFC 792: echo reply only */
+	setsockopt(fd, SOL_RAW_, ICMP_FILTER_, &filter, sizeof filter);
+	int rcvbuf = 4 << 20;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf))
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	uint16_t ident = (uint16_t)(getpid() * 2654435761u);
+
+	for (int i = 0; i < BATCH; i++) {
+		siov[i].iov_base = spkt[i];
+		siov[i].iov_len = PKT_LEN;
+		smsg[i].msg_hdr.msg_iov = &siov[i];
+		smsg[i].msg_hdr.msg_iovlen = 1;
+		smsg[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+		riov[i].iov_base = rbuf[i];
+		riov[i].iov_len = RECV_SIZE;
+		rmsg[i].msg_hdr.msg_iov = &riov[i];
+		rmsg[i].msg_hdr.msg_iovlen = 1;
+		rmsg[i].msg_hdr.msg_name = &rname[i];
+	}
+
+	uint64_t sent = 0, received = 0, rounds = 0;
+	uint16_t seq = 0;
+	int64_t start = now_ns(), stop = start + (int64_t)(seconds * 1e9);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	while (now_ns() < stop) {
+		int got = 0;
+		/* send the whole list, draining whenever the socket buffer pushes back */
+		for (int i = 0; i < n;) {
+			int k = n - i < BATCH ? n - i : BATCH;
+			for (int j = 0; j < k; j++) {
+				uint8_t *p = spkt[j];
+				memset(p, 0, PKT_LEN);
+				p[0] = 8;
+				p[4] = ident >> 8;
+				p[5] = ident & 0xff;
+				p[6] = seq >> 8;
+				p[7] = seq & 0xff;
+				seq++;
+				uint16_t c = csum(p, PKT_LEN);
+				p[2] = c >> 8;
+				p[3] = c & 0xff;
+				smsg[j].msg_hdr.msg_name = &addrs[i + j];
+			}
+			int r = sendmmsg(fd, smsg, k, 0);
+			if (r < 0) {
+				if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR) {
+					perror("sendmmsg");
+					return 1;
+				}
+				poll(&pfd, 1, 1);
+				r = 0;
+			}
+			i += r;
+			sent += r;
+			for (;;) { /* opportunistic drain keeps the receive buffer from overflowing */
+				for (int j = 0; j < BATCH; j++)
+					rmsg[j].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+				int m = recvmmsg(fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
+				if (m <= 0)
+					break;
+				for (int j = 0; j < m; j++) {
+					uint8_t *d = rbuf[j];
+					size_t ihl = (d[0] & 0x0f) * 4;
+					if (rmsg[j].msg_len >= ihl + 8 && d[ihl] == 0 &&
+					    (uint16_t)(d[ihl + 4] << 8 | d[ihl + 5]) == ident)
+						got++;
+				}
+				if (m < BATCH)
+					break;
+			}
+		}
+		int64_t deadline = now_ns() + 200000000;
+		while (got < n && now_ns() < deadline) {
+			if (poll(&pfd, 1, 10) <= 0)
+				continue;
+			for (;;) {
+				for (int j = 0; j < BATCH; j++)
+					rmsg[j].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+				int m = recvmmsg(fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
+				if (m <= 0)
+					break;
+				for (int j = 0; j < m; j++) {
+					uint8_t *d = rbuf[j];
+					size_t ihl = (d[0] & 0x0f) * 4;
+					if (rmsg[j].msg_len >= ihl + 8 && d[ihl] == 0 &&
+					    (uint16_t)(d[ihl + 4] << 8 | d[ihl + 5]) == ident)
+						got++;
+				}
+				if (m < BATCH)
+					break;
+			}
+		}
+		received += got;
+		rounds++;
+	}
+	printf("rounds=%llu sent=%llu received=%llu elapsed_ns=%lld\n",
+	       (unsigned long long)rounds, (unsigned long long)sent,
+	       (unsigned long long)received, (long long)(now_ns() - start));
+	close(fd);
+	return 0;
+}

@@ -305,6 +305,7 @@ class Farm:
     nginx_pid: int = field(init=False, default=0)
     faults: Faults = field(init=False)
     _reg: Registry = field(init=False, default_factory=Registry)
+    _detached: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.addresses = server_range(self.network, self.offset, self.count)
@@ -350,6 +351,7 @@ class Farm:
 
     def build(self) -> Farm:
         start = time.perf_counter()
+        cleanup_orphans(self.lab_root)
         cleanup_stale(self.name, self.lab_root)
         try:
             self._build()
@@ -369,6 +371,7 @@ class Farm:
     def detach(self) -> None:
         """Forget how to tear down: the lab outlives this process (``python -m
         hafast.lab up``); :func:`cleanup_stale` tears it down later from its state."""
+        self._detached = True
         self.save_state()
         self._reg = Registry()
 
@@ -487,6 +490,9 @@ class Farm:
             "tls_port": self.tls_port if self.tls else None,
             "faults": dict(self.faults.active),
             "build_seconds": round(self.build_seconds, 4),
+            # A lab whose owner died without detaching is an orphan (cleanup_orphans).
+            "owner_pid": os.getpid(),
+            "detached": self._detached,
         }
 
     def save_state(self) -> None:
@@ -588,4 +594,23 @@ def cleanup_stale(name: str, lab_root: Path = LAB_ROOT) -> bool:
     if lab.exists():
         shutil.rmtree(lab, ignore_errors=True)
         removed = True
+    return removed
+
+
+def cleanup_orphans(lab_root: Path = LAB_ROOT) -> list[str]:
+    """Tear down every lab whose owner process died without closing or detaching
+    it (a test run killed half way); labs left up on purpose are kept. Returns the
+    names torn down."""
+    removed = []
+    try:
+        folders = sorted(p for p in lab_root.iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return []
+    for folder in folders:
+        state = load_state(folder.name, lab_root)
+        if not state or state.get("detached", True):
+            continue
+        owner = int(state.get("owner_pid") or 0)
+        if owner and not pid_alive(owner) and cleanup_stale(folder.name, lab_root):
+            removed.append(folder.name)
     return removed

@@ -382,3 +382,33 @@ def test_tls_farm_and_its_faults() -> None:
         assert lab.fetch(a[1], tls=True).status == 200
         pids = lab.nginx_pids()
     _gone(lab, pids)
+
+
+def test_an_orphan_of_a_killed_owner_is_reaped() -> None:
+    _prerequisites()
+    name = f"{PREFIX}o"
+    # The owner is a child process killed before it could tear anything down.
+    code = (
+        "import os, sys; from hafast.lab import Farm; "
+        f"f = Farm(8, name={name!r}, workers=1).build(); "
+        "print(f.nginx_pid, flush=True); os.kill(os.getpid(), 9)"
+    )
+    child = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                           text=True, timeout=60, check=False)
+    pid = int(child.stdout.split()[0])
+    try:
+        assert pid_alive(pid) and f"{name}-srv" in list_netns()
+        assert name in farm_mod.cleanup_orphans()
+        assert not pid_alive(pid) and f"{name}-srv" not in list_netns()
+    finally:
+        farm_mod.cleanup_stale(name)
+
+
+def test_ping_follows_drop(clean_faults: Farm) -> None:
+    farm = clean_faults
+    addr = farm.addresses[600]
+    fping = require_tool("fping")
+    argv = [fping, "-c1", "-t500", addr]
+    assert run_in(farm.director_ns, argv, check=False).returncode == 0
+    farm.faults.apply([addr], "drop")
+    assert run_in(farm.director_ns, argv, check=False).returncode != 0

@@ -209,6 +209,44 @@ def test_bytearray_may_change_after_update(md5mod: ModuleType) -> None:
     assert s.hexdigest() == _hex(b"first")
 
 
+def test_buffer_exports_are_released_on_every_path(md5mod: ModuleType) -> None:
+    # A bytearray cannot be resized while a buffer export is held, so a leaked
+    # export (a missing PyBuffer_Release) shows up as BufferError on append().
+    buf = bytearray(b"chunk")
+    s = md5mod.MD5Stream(8)
+    assert s.update(buf)  # hashed
+    buf.append(0x21)
+    assert s.update(buf) is False  # too large
+    buf.append(0x21)
+    assert s.update(buf) is False  # ignored after too large
+    buf.append(0x21)
+    s.reset()
+    s.hexdigest()
+    with pytest.raises(ValueError):
+        s.update(buf)  # finalised
+    buf.append(0x21)
+    md5mod.md5_hex(buf)
+    buf.append(0x21)
+
+
+def test_no_leak_across_many_streams(md5mod: ModuleType) -> None:
+    # Each compiled stream owns an EVP_MD_CTX; a missing free in __dealloc__ would
+    # leak ~200 bytes of OpenSSL memory per stream, ~40 MB here.
+    body = b"x" * 100
+    for _ in range(20_000):  # warm the allocator first
+        md5mod.MD5Stream().update(body)
+    before = _rss_bytes()
+    for _ in range(200_000):
+        s = md5mod.MD5Stream(50)
+        s.update(body)  # too large
+        s.reset()
+        s.update(body[:10])
+        s.hexdigest()
+        md5mod.md5_hex(body)
+    grown = _rss_bytes() - before
+    assert grown < 8 << 20, grown
+
+
 # -- the cap ------------------------------------------------------------------------
 
 

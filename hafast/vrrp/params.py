@@ -185,12 +185,18 @@ class VrrpParams:
 
     @property
     def garp_lower_prio_delay_effective_us(self) -> int:
+        # keepalived: "Strict mode requires no repeat garp delay".
+        if self.strict:
+            return 0
         if self.garp_lower_prio_delay_us is None:
             return self.garp_master_delay_us
         return self.garp_lower_prio_delay_us
 
     @property
     def garp_lower_prio_repeat_effective(self) -> int:
+        # keepalived: "Strict mode requires no repeat garps".
+        if self.strict:
+            return 0
         if self.garp_lower_prio_repeat is None:
             return self.garp_master_repeat
         return self.garp_lower_prio_repeat
@@ -213,4 +219,6 @@ class VrrpParams:
             out.append("strict mode: higher_prio_send_advert is ignored")
         if self.strict and self.accept and self.version == VRRP_V2 and not self.is_owner:
             out.append("strict mode: accept mode is not allowed with VRRPv2 - ignoring")
+        if self.strict and (self.garp_lower_prio_repeat or self.garp_lower_prio_delay_us):
+            out.append("strict mode: no repeat GARPs after a lower-priority advert - resetting")
         return tuple(out)

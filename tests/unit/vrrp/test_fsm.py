@@ -177,10 +177,11 @@ def machine_in(state: State, p: VrrpParams) -> VrrpMachine:
     return fault(p)
 
 
+@pytest.mark.parametrize("version", [2, 3], ids=["rfc3768", "rfc5798"])
 @pytest.mark.parametrize("event_name", sorted(EVENTS))
 @pytest.mark.parametrize("state", list(State), ids=lambda s: s.name)
-def test_every_state_and_event(state: State, event_name: str) -> None:
-    m = machine_in(state, params())
+def test_every_state_and_event(state: State, event_name: str, version: int) -> None:
+    m = machine_in(state, params(version=version))
     before = m.state
     actions = m.handle(EVENTS[event_name])
     assert m.state.state is EXPECTED[state][event_name]
@@ -486,6 +487,14 @@ def test_lower_prio_no_advert(kw: dict[str, bool]) -> None:
     m = master(params(garp_lower_prio_repeat=0, **kw))
     actions = m.handle(adv(20 * SEC, 50, LOWER_ADDR))
     assert actions == (NotifyMasterRxLowerPri(50, LOWER_ADDR),)
+
+
+def test_strict_sends_no_lower_prio_garps() -> None:
+    p = params(strict=True, garp_lower_prio_repeat=3, garp_lower_prio_delay_us=SEC)
+    assert any("repeat GARPs" in w for w in p.config_warnings())
+    m = master(p)
+    assert m.handle(adv(20 * SEC, 50, LOWER_ADDR)) == (NotifyMasterRxLowerPri(50, LOWER_ADDR),)
+    assert CancelTimer(GL) not in m.handle(Shutdown(21 * SEC))
 
 
 def test_higher_prio_send_advert() -> None:

@@ -272,6 +272,7 @@ class Director:
     ns: str
     dev: str
     address: str
+    owned: bool = True  # made by the farm (deleted at teardown), or lent by the caller
 
 
 @dataclass
@@ -402,9 +403,15 @@ class Farm:
     def _plen(self) -> int:
         return ipaddress.IPv4Network(self.link_net).prefixlen
 
-    def add_director(self, ns: str, *, create: bool = True) -> Director:
-        """Join namespace ``ns`` to the farm through a veth; it gets the next link
-        address and a route to the servers. More than one needs ``bridge=True``."""
+    def add_director(self, ns: str, *, create: bool = True, dev: str = "srv0") -> Director:
+        """Join namespace ``ns`` to the farm through a veth (``dev`` on its side);
+        it gets the next link address and a route to the servers. More than one
+        needs ``bridge=True``. With ``create=False`` the namespace is the caller's:
+        only what the farm added to it is undone.
+
+        Example: ``farm.add_director("hl42-dir2")`` -> ``Director("hl42-dir2",
+        "srv0", "10.200.0.3")``
+        """
         reg, srv = self._reg, self.server_ns
         k = len(self.directors)
         if k and not self.bridge:
@@ -413,19 +420,21 @@ class Farm:
         address = str(net[2 + k])
         if create:
             reg.add_netns(ns)
-        reg.add_veth(srv, f"d{k}", ns, "srv0")
+        reg.add_veth(srv, f"d{k}", ns, dev)
         if self.bridge:
             reg.set_master(srv, f"d{k}", "lab0")
         else:
             reg.add_address(srv, f"d{k}", f"{self.server_link_address}/{net.prefixlen}")
-        reg.add_address(ns, "srv0", f"{address}/{net.prefixlen}")
+        reg.add_address(ns, dev, f"{address}/{net.prefixlen}")
         for block in self.blocks:
             reg.add_route(ns, block, via=self.server_link_address)
-        # Thousands of clients in TIME_WAIT must not run the director out of ports.
-        reg.sysctl(ns, "net.ipv4.ip_local_port_range", "1024 65535")
-        reg.sysctl(ns, "net.ipv4.tcp_tw_reuse", "1")
-        director = Director(ns, "srv0", address)
+        if create:
+            # Thousands of clients in TIME_WAIT must not run the director out of ports.
+            reg.sysctl(ns, "net.ipv4.ip_local_port_range", "1024 65535")
+            reg.sysctl(ns, "net.ipv4.tcp_tw_reuse", "1")
+        director = Director(ns, dev, address, owned=create)
         self.directors.append(director)
+        self.save_state()
         return director
 
     def _start_nginx(self) -> None:
@@ -480,7 +489,7 @@ class Farm:
             "last": self.addresses[-1],
             "link_net": self.link_net,
             "server_ns": self.server_ns,
-            "namespaces": [self.server_ns] + [d.ns for d in self.directors],
+            "namespaces": [self.server_ns] + [d.ns for d in self.directors if d.owned],
             "directors": [d.__dict__ for d in self.directors],
             "nginx_pid": self.nginx_pid,
             "nginx_conf": str(self.lab_dir / "nginx.conf"),

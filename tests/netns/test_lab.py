@@ -52,7 +52,7 @@ def _gone(farm: Farm, pids: list[int]) -> None:
     """Nothing of ``farm`` is left: namespaces, processes, folder."""
     names = set(list_netns())
     assert farm.server_ns not in names
-    assert not any(d.ns in names for d in farm.directors)
+    assert not any(d.ns in names for d in farm.directors if d.owned)
     assert not [p for p in pids if pid_alive(p)], "nginx processes survived teardown"
     assert not farm.lab_dir.exists()
 
@@ -201,17 +201,26 @@ def test_unknown_fault_kind(farm: Farm) -> None:
 def test_bridge_serves_several_directors() -> None:
     _prerequisites()
     lab = Farm(64, name=f"{PREFIX}b", bridge=True, workers=1)
-    with lab:
-        second = lab.add_director(f"{PREFIX}b-dir2")
-        client = lab.add_director(f"{PREFIX}b-cli")
-        assert second.address != client.address != lab.directors[0].address
-        for d in lab.directors:
-            reply = lab.fetch(lab.addresses[5], ns=d.ns)
-            assert reply.body == body_for(lab.addresses[5])
-        lab.faults.apply([lab.addresses[5]], "http500")
-        assert lab.fetch(lab.addresses[5], ns=client.ns).status == 500
-        pids = lab.nginx_pids()
-    _gone(lab, pids)
+    with Registry() as mine:
+        lent = mine.add_netns(f"{PREFIX}b-mine")
+        with lab:
+            second = lab.add_director(f"{PREFIX}b-dir2")
+            client = lab.add_director(lent, create=False, dev="farm0")
+            assert len({d.address for d in lab.directors}) == 3
+            assert farm_mod.load_state(lab.name)["namespaces"] == [  # type: ignore[index]
+                lab.server_ns, lab.director_ns, second.ns,
+            ]
+            for d in lab.directors:
+                reply = lab.fetch(lab.addresses[5], ns=d.ns)
+                assert reply.body == body_for(lab.addresses[5])
+            lab.faults.apply([lab.addresses[5]], "http500")
+            assert lab.fetch(lab.addresses[5], ns=client.ns).status == 500
+            pids = lab.nginx_pids()
+        _gone(lab, pids)
+        # The lent namespace survives the farm, without what the farm put in it.
+        assert lent in list_netns()
+        assert "farm0" not in run_in(lent, ["ip", "-o", "link"]).stdout
+    assert lent not in list_netns()
 
 
 def test_second_director_needs_a_bridge(farm: Farm) -> None:

@@ -32,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="keepalived-compatible VRRP and health-checking daemon",
     )
     parser.add_argument("-v", "--version", action="version", version=f"hafast {__version__}")
+    # keepalived's config flags, at top level beside the subcommands
+    parser.add_argument("-f", "--use-file", metavar="FILE", default=None,
+                        help="configuration file (default /etc/keepalived/keepalived.conf)")
+    parser.add_argument("-t", "--config-test", nargs="?", const=True, default=None, metavar="FILE",
+                        help="check the configuration and exit (0 ok, 3 unreadable, 4 errors)")
+    parser.add_argument("-d", "--dump-conf", action="store_true",
+                        help="print the normalised configuration and exit")
+    parser.add_argument("--json", action="store_true", help="with -d: dump as JSON")
+    parser.add_argument("-i", "--config-id", metavar="ID", default=None,
+                        help="config id for @ID lines (default: short host name)")
     sub = parser.add_subparsers(dest="command")
     core = sub.add_parser("core", help="show whether each hot path is compiled or the Python twin")
     core.set_defaults(func=_cmd_core)
@@ -46,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
+    if func is None and (args.config_test is not None or args.dump_conf):
+        from hafast.config.cli_config import run_config
+
+        test = args.config_test
+        path = test if isinstance(test, str) else args.use_file
+        return run_config(path, test=test is not None, dump=args.dump_conf, as_json=args.json,
+                          config_id=args.config_id)
     if func is None:
         parser.print_help(sys.stderr)
         return 2

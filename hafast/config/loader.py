@@ -26,12 +26,14 @@ Example::
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from hafast.config import model as m
-from hafast.config.grammar import TABLE, BadValue, Keyword, conv_words
+from hafast.config.grammar import TABLE, BadValue, Keyword, conv_int, conv_ip_port, conv_words
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
 
 S = m.S
@@ -67,6 +69,10 @@ class Node:
         self.close: Token | None = None
 
 
+_MISSING = object()
+_BRACES = frozenset({"{", "}"})
+
+
 def build_tree(lines: Iterable[Line], diags: list[Diagnostic]) -> list[Node]:
     """Group lines into statements and blocks; brace errors go to ``diags``."""
     root: list[Node] = []
@@ -75,8 +81,13 @@ def build_tree(lines: Iterable[Line], diags: list[Diagnostic]) -> list[Node]:
     level = root
     for line in lines:
         toks = line.tokens
-        texts = [t.text for t in toks]
-        if "{" not in texts and "}" not in texts:
+        # The lexer gives every brace a line of its own (tokens.Line); a line built by
+        # other means may still carry braces among its words, which the slow path splits.
+        if len(toks) > 1:
+            if toks[-1].text not in _BRACES and toks[0].text not in _BRACES:
+                level.append(Node(toks, line.raw))
+                continue
+        elif toks[0].text not in _BRACES or toks[0].quoted:
             level.append(Node(toks, line.raw))
             continue
         cur: list[Token] = []
@@ -169,39 +180,8 @@ _DEFERRED = frozenset(
     }
 )
 
-# Settings a real server and its checkers inherit, virtual_server -> real_server -> checker.
-_INHERITED_CHECK = (
-    "delay_loop_us",
-    "connect_timeout_us",
-    "retry",
-    "delay_before_retry_us",
-    "warmup_us",
-    "alpha",
-)
+# Settings a real server inherits from its virtual server.
 _INHERITED_RS = ("inhibit_on_failure", "smtp_alert", "alpha", "virtualhost", "lvs_method")
-
-_TUPLE_FIELDS = frozenset(
-    {
-        "notification_email",
-        "virtual_ipaddress",
-        "virtual_ipaddress_excluded",
-        "virtual_routes",
-        "virtual_rules",
-        "unicast_peer",
-        "track_interface",
-        "track_script",
-        "track_file",
-        "track_process",
-        "track_bfd",
-        "group",
-        "urls",
-        "hosts",
-        "static_ipaddress",
-        "static_routes",
-        "static_rules",
-        "checkers",
-    }
-)
 
 
 def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +201,7 @@ class _Loader:
     def __init__(self) -> None:
         self.diags: list[Diagnostic] = []
         self.warned: set[str] = set()
+        self.cache: dict[tuple[Keyword, str], Any] = {}
 
     # ----------------------------------------------------------------- reporting
     def error(self, tok: Token, msg: str) -> None:
@@ -243,6 +224,7 @@ class _Loader:
         self, ctx: str, nodes: Sequence[Node], fields: dict[str, Any], pos: dict[str, Token]
     ) -> None:
         rows = TABLE[ctx]
+        cache = self.cache
         for node in nodes:
             toks = node.toks
             kt = toks[0]
@@ -271,10 +253,15 @@ class _Loader:
                     if children is not None:
                         self.error(kt, f"'{kt.text}' takes a value, not a block: {kw.shape()}")
                         continue
-                    if kw.conv is conv_words and node.raw:
-                        value = _script(node.raw, toks)
+                    if n == 1:
+                        # one-word values repeat a lot ("weight 1" x 37,000): convert once
+                        ck = (kw, toks[1].text)
+                        value = cache.get(ck, _MISSING)
+                        if value is _MISSING:
+                            value = self.convert(kw, node)
+                            cache[ck] = value
                     else:
-                        value = kw.conv(toks[1:])  # type: ignore[misc]
+                        value = self.convert(kw, node)
             except BadValue as exc:
                 self.error(exc.token, f"{exc.message} (expected: {kw.shape()})")
                 continue
@@ -298,6 +285,11 @@ class _Loader:
             else:
                 fields[fname] = value
             pos[fname] = kt
+
+    def convert(self, kw: Keyword, node: Node) -> Any:
+        if kw.conv is conv_words and node.raw:
+            return _script(node.raw, node.toks)
+        return kw.conv(node.toks[1:])  # type: ignore[misc]
 
     def _arity(self, kw: Keyword, toks: tuple[Token, ...]) -> None:
         kt = toks[0]
@@ -688,36 +680,28 @@ class _Loader:
         ident: dict[str, Any] = {}
         a0 = args[0]
         try:
-            if a0.text in ("fwmark", "group"):
-                if len(args) < 2:
+            if a0.text == "fwmark" and len(args) == 2:
+                ident["fwmark"] = conv_int(1, 2**32 - 1)(args[1:2])
+            elif a0.text == "group" and len(args) == 2:
+                ident["group"] = args[1].text
+                if args[1].text not in vsgs:
                     raise BadValue(
-                        a0,
-                        f"'virtual_server {a0.text}' needs a value "
-                        "(expected: virtual_server IP PORT | fwmark N | group NAME)",
+                        args[1],
+                        f"virtual_server_group '{args[1].text}' is not defined "
+                        f"(define: virtual_server_group {args[1].text} {{ IP PORT ... }})",
                     )
-                if a0.text == "fwmark":
-                    from hafast.config.grammar import conv_int
-
-                    ident["fwmark"] = conv_int(1, 2**32 - 1)(args[1:2])
-                else:
-                    ident["group"] = args[1].text
-                    if args[1].text not in vsgs:
-                        raise BadValue(
-                            args[1],
-                            f"virtual_server_group '{args[1].text}' is not defined "
-                            f"(define: virtual_server_group {args[1].text} {{ IP PORT ... }})",
-                        )
+            elif a0.text in ("fwmark", "group"):
+                raise BadValue(a0, f"'virtual_server {a0.text}' needs one value ({_VS_SHAPE})")
             else:
-                from hafast.config.grammar import conv_ip_port
-
                 ident["address"], ident["port"] = conv_ip_port(args)
         except BadValue as exc:
-            self.error(exc.token, exc.message)
+            self.error(exc.token, f"{exc.message} ({_VS_SHAPE})")
             return None
         if "protocol" not in f and "address" in ident:
             self.warn(
                 p.kw,
-                "virtual_server has no 'protocol'; keepalived defaults to UDP (write protocol TCP)",
+                "virtual_server has no 'protocol'; keepalived defaults to UDP "
+                "(write: protocol TCP)",
             )
             f["protocol"] = "UDP"
         quorum = f.get("quorum", 1)
@@ -729,68 +713,53 @@ class _Loader:
             )
             f["hysteresis"] = quorum - 1
         rss = f.pop("real_servers", ())
-        # settings the virtual server hands down (they are not VirtualServer fields)
-        inherit: dict[str, Any] = {
-            k: f.pop(k)
-            for k in ("connect_timeout_us", "retry", "delay_before_retry_us", "warmup_us")
-            if k in f
-        }
-        inherit["delay_loop_us"] = f.get("delay_loop_us", 60 * S)
-        for k in _INHERITED_RS:
+        # What the real servers inherit, and (one level further) their checkers.
+        inh_chk = {k: f.pop(k) for k in _VS_ONLY_CHECK if k in f}
+        inh_chk["delay_loop_us"] = f.get("delay_loop_us", 60 * S)
+        inh_rs = {k: f[k] for k in _INHERITED_RS if k in f}
+        for k in ("alpha", "virtualhost"):
             if k in f:
-                inherit[k] = f[k]
+                inh_chk[k] = f[k]
         built: list[m.RealServer] = []
         seen: set[tuple[str, int | None]] = set()
         vs_port = ident.get("port")
         for rp in rss:
-            rs = self.real_server(rp, inherit, vs_port)
+            rs = self.real_server(rp, inh_rs, inh_chk, vs_port)
             if rs is None:
                 continue
-            if rs.key in seen:
+            key = (rs.address, rs.port)
+            if key in seen:
                 self.error(
-                    rp.kw, f"real_server {rs.address} {rs.port} is already in this virtual_server"
+                    rp.kw,
+                    f"real_server {rs.address} {rs.port} is already in this "
+                    "virtual_server (one entry per address and port)",
                 )
                 continue
-            seen.add(rs.key)
+            seen.add(key)
             built.append(rs)
         return m.VirtualServer(real_servers=tuple(built), where=p.kw.where(), **ident, **f)
 
     def real_server(
-        self, p: Pending, inherit: dict[str, Any], vs_port: int | None
+        self, p: Pending, inh_rs: dict[str, Any], inh_chk: dict[str, Any], vs_port: int | None
     ) -> m.RealServer | None:
-        from hafast.config.grammar import conv_ip_port
-
         try:
             address, port = conv_ip_port(p.args)
         except BadValue as exc:
             self.error(exc.token, exc.message + " (expected: real_server IP [PORT] { ... })")
             return None
         f = p.fields
-        own: dict[str, Any] = {
-            k: f.pop(k)
-            for k in (
-                "delay_loop_us",
-                "connect_timeout_us",
-                "retry",
-                "delay_before_retry_us",
-                "warmup_us",
-            )
-            if k in f
-        }
-        check_inherit = {**inherit, **own}
-        if "alpha" in f:
-            check_inherit["alpha"] = f["alpha"]
-        for k in _INHERITED_RS:
-            if k not in f and k in inherit:
-                f[k] = inherit[k]
-        if "virtualhost" in f:
-            check_inherit["virtualhost"] = f["virtualhost"]
+        chk = inh_chk
+        for k in _RS_TO_CHECK:
+            if k in f:
+                if chk is inh_chk:
+                    chk = dict(inh_chk)
+                chk[k] = f.pop(k) if k.endswith("_us") or k == "retry" else f[k]
+        if inh_rs:
+            f = {**inh_rs, **f}
         chks = f.pop("checkers", None)
-        if chks:
-            checkers = tuple(self.checker(c, check_inherit) for c in chks)
-        else:
-            checkers = ()
-        if (u := f.get("uthreshold", 0)) and u < f.get("lthreshold", 0):
+        checkers = tuple([self.checker(c, chk) for c in chks]) if chks else ()
+        u = f.get("uthreshold", 0)
+        if u and u < f.get("lthreshold", 0):
             self.error(p.pos["uthreshold"], f"uthreshold {u} is below lthreshold {f['lthreshold']}")
         return m.RealServer(
             address=address,
@@ -802,39 +771,71 @@ class _Loader:
 
     def checker(self, p: Pending, inherit: dict[str, Any]) -> m.Checker:
         kind = p.context
-        cls = m.CHECKER_CLASSES[kind]
-        f = p.fields
-        for k in _INHERITED_CHECK:
-            if k not in f and k in inherit:
-                f[k] = inherit[k]
         dflt = m.CHECKER_DEFAULTS.get(kind)
-        if dflt:
-            for k, v in dflt.items():
-                f.setdefault(k, v)
-        if kind == "DNS_CHECK":
-            f.setdefault("delay_before_retry_us", f.get("delay_loop_us", 60 * S))
-        elif kind in ("HTTP_GET", "SSL_GET"):
-            if "virtualhost" not in f and "virtualhost" in inherit:
-                f["virtualhost"] = inherit["virtualhost"]
-            urls = f.get("urls")
-            if not urls:
-                self.error(
-                    p.kw,
-                    f"{kind} has no url block (expected: url {{ path /PATH [digest MD5] "
-                    "[status_code 200] }})",
-                )
-            else:
-                f["urls"] = tuple(urls)
-        elif kind == "MISC_CHECK":
-            if "misc_path" not in f:
-                self.error(p.kw, "MISC_CHECK has no misc_path (expected: misc_path SCRIPT [ARGS])")
-        elif kind == "FILE_CHECK":
-            _split_weight(f)
-            if "track_file" not in f:
-                self.error(p.kw, "FILE_CHECK has no track_file (expected: track_file NAME)")
-        elif kind == "SMTP_CHECK" and "hosts" in f:
-            f["hosts"] = tuple(f["hosts"])
-        return cls(**f)
+        # precedence: the checker's own > real server / virtual server > kind default
+        f = {**dflt, **inherit, **p.fields} if dflt else {**inherit, **p.fields}
+        if kind not in _HTTP_KINDS:
+            f.pop("virtualhost", None)
+        check = _CHECK_FIXUPS.get(kind)
+        if check is not None:
+            check(self, p, f)
+        return m.CHECKER_CLASSES[kind](**f)
+
+
+def _fix_dns(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
+    # keepalived check_dns.c: delay_before_retry defaults to delay_loop
+    if "delay_before_retry_us" not in p.fields:
+        f["delay_before_retry_us"] = f.get("delay_loop_us", 60 * S)
+
+
+def _fix_http(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
+    urls = f.get("urls")
+    if not urls:
+        ld.error(
+            p.kw,
+            f"{p.context} has no url block "
+            "(expected: url { path /PATH [digest MD5] [status_code 200-299] })",
+        )
+    else:
+        f["urls"] = tuple(urls)
+
+
+def _fix_misc(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
+    if "misc_path" not in f:
+        ld.error(p.kw, "MISC_CHECK has no misc_path (expected: misc_path SCRIPT [ARGS])")
+
+
+def _fix_file(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
+    _split_weight(f)
+    if "track_file" not in f:
+        ld.error(p.kw, "FILE_CHECK has no track_file (expected: track_file NAME)")
+
+
+def _fix_smtp(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
+    if "hosts" in f:
+        f["hosts"] = tuple(f["hosts"])
+
+
+def _fix_bfd(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
+    if "name" not in f:
+        ld.error(p.kw, "BFD_CHECK has no name (expected: name BFD_INSTANCE)")
+
+
+# Per-kind checks after inheritance (a table, not a chain of ifs).
+_CHECK_FIXUPS: dict[str, Any] = {
+    "DNS_CHECK": _fix_dns,
+    "HTTP_GET": _fix_http,
+    "SSL_GET": _fix_http,
+    "MISC_CHECK": _fix_misc,
+    "FILE_CHECK": _fix_file,
+    "SMTP_CHECK": _fix_smtp,
+    "BFD_CHECK": _fix_bfd,
+}
+_HTTP_KINDS = frozenset({"HTTP_GET", "SSL_GET"})
+_VS_SHAPE = "expected: virtual_server IP [PORT] | fwmark N | group NAME"
+# Settings only checkers use; a virtual or real server passes them down.
+_VS_ONLY_CHECK = ("connect_timeout_us", "retry", "delay_before_retry_us", "warmup_us")
+_RS_TO_CHECK = (*_VS_ONLY_CHECK, "delay_loop_us", "alpha", "virtualhost")
 
 
 def _vs_name(vs: m.VirtualServer) -> str:
@@ -866,6 +867,18 @@ _IMMEDIATE: dict[str, Any] = {
 }
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The model is acyclic: collecting while building 100k objects only costs time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def load_lines(lines: Iterable[Line], *, lex_diagnostics: Sequence[Diagnostic] = ()) -> LoadResult:
     """Build the model from the lexer's lines; never raises for a bad config.
 
@@ -875,7 +888,8 @@ def load_lines(lines: Iterable[Line], *, lex_diagnostics: Sequence[Diagnostic] =
     loader = _Loader()
     loader.diags.extend(lex_diagnostics)
     try:
-        config = loader.load(lines)
+        with _no_gc():
+            config = loader.load(lines)
     except (TypeError, ValueError, KeyError) as exc:  # a gap in the checks: report, never crash
         first = (
             next(iter(lines), None)
@@ -898,7 +912,8 @@ def load_text(text: str, *, file: str = "<string>", config_id: str | None = None
     """
     from hafast.config.lexer import lex_text
 
-    lex = lex_text(text, file=file, config_id=config_id)
+    with _no_gc():
+        lex = lex_text(text, file=file, config_id=config_id)
     res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics)
     res.files = list(lex.files)
     return res
@@ -909,7 +924,8 @@ def load_file(path: str, *, config_id: str | None = None) -> LoadResult:
     from hafast.config.lexer import read_config
 
     try:
-        lex = read_config(path, config_id=config_id)
+        with _no_gc():
+            lex = read_config(path, config_id=config_id)
     except ConfigError as exc:
         return LoadResult(m.Config(), list(exc.diagnostics))
     res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics)

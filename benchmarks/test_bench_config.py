@@ -1,0 +1,125 @@
+"""Config scale: a keepalived issue #2318-shaped file (2,300 virtual servers, 37,000 real
+servers, one TCP_CHECK each).  Reported with ``figures``, never asserted.
+
+Goals (issue 3): lexer + loader <= 1.0 s; diff of two such configs differing in one real
+server <= 0.24 s (keepalived 2.3.0's reload figure for 37,205 real servers).
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import subprocess
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+N_VS = 2300
+N_RS = 37000
+
+
+def make_big_config(n_vs: int = N_VS, n_rs: int = N_RS, *, bump: int | None = None) -> str:
+    """The #2318 shape; ``bump`` changes the weight of that one real server."""
+    per = n_rs // n_vs
+    extra = n_rs - per * n_vs
+    out = ["global_defs {", "    router_id bench", "}", ""]
+    rs_index = 0
+    for v in range(n_vs):
+        out.append(f"virtual_server 10.{v // 250}.{v % 250}.1 80 {{")
+        out.append("    delay_loop 10")
+        out.append("    lvs_sched wrr")
+        out.append("    lvs_method DR")
+        out.append("    protocol TCP")
+        for _ in range(per + (1 if v < extra else 0)):
+            a, b = divmod(rs_index, 250)
+            weight = 2 if rs_index == bump else 1
+            out.append(f"    real_server 172.{16 + a // 250}.{a % 250}.{b + 1} 80 {{")
+            out.append(f"        weight {weight}")
+            out.append("        TCP_CHECK {")
+            out.append("            connect_timeout 3")
+            out.append("        }")
+            out.append("    }")
+            rs_index += 1
+        out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _best(fn: Any, rounds: int) -> tuple[float, Any]:
+    best = float("inf")
+    result = None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("bigconf")
+    a, b = d / "a.conf", d / "b.conf"
+    a.write_text(make_big_config())
+    b.write_text(make_big_config(bump=N_RS // 2))
+    return a, b
+
+
+def test_bench_config_parse(big_files: tuple[Path, Path], figures: Any) -> None:
+    from hafast.config.lexer import read_config
+    from hafast.config.loader import load_file, load_lines
+
+    a, _ = big_files
+    t_lex, lex = _best(lambda: read_config(a), 2)
+    t_load, res = _best(lambda: load_lines(lex.lines), 2)
+    t_all, res = _best(lambda: load_file(str(a)), 2)
+    assert res.ok, res.errors[:3]
+    rs = sum(len(vs.real_servers) for vs in res.config.virtual_servers)
+    figures.add(
+        "config: lexer + loader, 37k real servers",
+        t_all,
+        "s",
+        goal="<= 1.0 s",
+        lexer_s=round(t_lex, 3),
+        loader_s=round(t_load, 3),
+        real_servers=rs,
+    )
+    tracemalloc.start()
+    load_file(str(a))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    figures.add("config: peak traced memory while loading 37k real servers", peak / 2**20, "MiB")
+    figures.add(
+        "config: process max RSS after loading",
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "MiB",
+    )
+
+
+def test_bench_config_diff(big_files: tuple[Path, Path], figures: Any) -> None:
+    from hafast.config.diff import diff
+    from hafast.config.loader import load
+
+    a, b = big_files
+    old, new = load(str(a)), load(str(b))
+    t, plan = _best(lambda: diff(old, new), 3)
+    assert len(plan.virtual_servers.adopt) == 1
+    figures.add("config: reload diff, 37k real servers, one changed", t, "s", goal="<= 0.24 s")
+
+
+def test_bench_config_keepalived_anchor(big_files: tuple[Path, Path], figures: Any) -> None:
+    """keepalived -t on the same file, as the anchor (skipped when not installed)."""
+    exe = shutil.which("keepalived")
+    if exe is None:
+        pytest.skip("keepalived not installed")
+    a, _ = big_files
+    t0 = time.perf_counter()
+    try:
+        subprocess.run([exe, "-t", "-f", str(a)], capture_output=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        figures.add("config: keepalived -t, 37k real servers (timed out)", 120.0, "s")
+        return
+    figures.add(
+        "config: keepalived 2.2.7 -t, 37k real servers (anchor)", time.perf_counter() - t0, "s"
+    )

@@ -86,7 +86,8 @@ def test_pseudo_ipv4(csum: ModuleType) -> None:
     src, dst = bytes([192, 168, 77, 1]), bytes([224, 0, 0, 18])
     written = src + dst + bytes([0, 112]) + (12).to_bytes(2, "big")
     assert csum.pseudo_sum_ipv4(src, dst, 12) == reference_sum(written)
-    assert csum.pseudo_sum_ipv4(src, dst, 12, 6) == reference_sum(written[:9] + b"\x06" + written[10:])
+    tcp = written[:9] + b"\x06" + written[10:]
+    assert csum.pseudo_sum_ipv4(src, dst, 12, 6) == reference_sum(tcp)
     assert csum.IPPROTO_VRRP == 112
     with pytest.raises(ValueError):
         csum.pseudo_sum_ipv4(src + b"\x00", dst, 12)

@@ -257,6 +257,15 @@ cdef class MD5Stream:
         return f"<MD5Stream size={self._size} cap={self._cap} {state}>"
 
 
+cdef int _make_oneshot() except -1:
+    global _ONESHOT
+    _fetch_md5()
+    _ONESHOT = EVP_MD_CTX_new()
+    if _ONESHOT is NULL:
+        raise MemoryError("EVP_MD_CTX_new")
+    return 0
+
+
 cdef inline int _oneshot(const char *data, Py_ssize_t n, unsigned char *md) noexcept:
     cdef unsigned int outlen = 0
     # No Python code runs in here, so the shared context cannot be re-entered.
@@ -274,6 +283,8 @@ def md5_hex(data, /) -> str:
     cdef Py_buffer view
     cdef unsigned char md[_DIGEST_SIZE]
     cdef int ok
+    if _ONESHOT is NULL:
+        _make_oneshot()
     if PyBytes_CheckExact(data):
         ok = _oneshot(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), md)
     else:
@@ -285,8 +296,10 @@ def md5_hex(data, /) -> str:
     return _hex_str(md)
 
 
-
-_fetch_md5()
-_ONESHOT = EVP_MD_CTX_new()
-if _ONESHOT is NULL:
-    raise MemoryError("EVP_MD_CTX_new")
+# An OpenSSL configured without MD5 (a FIPS-only provider set) makes this module
+# unusable; failing the import lets the chooser fall back to the twin, whose hashlib
+# carries its own MD5, and compiled_status() shows why.
+try:
+    _fetch_md5()
+except RuntimeError as exc:
+    raise ImportError(f"md5stream_c: {exc}") from exc

@@ -11,7 +11,10 @@ import doctest
 import hashlib
 import itertools
 import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -19,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import load_twin
+from tests.conftest import REPO, load_twin
 
 # RFC 1321 Appendix A.5, "test suite".
 RFC1321_SUITE = [
@@ -245,6 +248,39 @@ def test_no_leak_across_many_streams(md5mod: ModuleType) -> None:
         md5mod.md5_hex(body)
     grown = _rss_bytes() - before
     assert grown < 8 << 20, grown
+
+
+def test_openssl_without_md5_falls_back_to_the_twin(tmp_path: Path) -> None:
+    # Only OpenSSL's "base" provider: no MD5 at all.  The compiled module must refuse
+    # to import with a clear reason and the chooser must fall back to the twin.
+    load_twin("md5stream", "c")  # the scenario needs the compiled module built
+    conf = tmp_path / "no-md5.cnf"
+    conf.write_text(
+        "openssl_conf = openssl_init\n[openssl_init]\nproviders = provider_sect\n"
+        "[provider_sect]\nbase = base_sect\n[base_sect]\nactivate = 1\n"
+    )
+    script = (
+        "import importlib\n"
+        "try:\n"
+        "    importlib.import_module('hafast._core.md5stream_c')\n"
+        "except ImportError as exc:\n"
+        "    print('import-error:', exc)\n"
+        "from hafast._core import md5stream\n"
+        "from hafast._core._select import compiled_status\n"
+        "print('module:', md5stream.MD5Stream.__module__)\n"
+        "print('digest:', md5stream.md5_hex(b'abc'))\n"
+        "print('status:', compiled_status()['md5stream'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HAFAST_NO_EXTENSIONS"}
+    env["OPENSSL_CONF"] = str(conf)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
+        timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "import-error: md5stream_c: OpenSSL EVP_MD_fetch(MD5) failed" in out, out
+    assert "module: hafast._core.md5stream_py" in out, out
+    assert "digest: 900150983cd24fb0d6963f7d28e17f72" in out, out
+    assert "status: twin (md5stream_c: OpenSSL EVP_MD_fetch(MD5) failed" in out, out
 
 
 # -- the cap ------------------------------------------------------------------------

@@ -134,6 +134,34 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep(addrs: list[str], *, port: int = 80, concurrency: int = 256,
+          timeout: float = 5.0) -> tuple[int, int, float]:
+    """GET / from every address, ``concurrency`` at a time, on an asyncio loop in
+    the calling thread (run it with call_in). Returns (ok, failed, seconds)."""
+    import asyncio
+
+    async def one(addr: str, gate: asyncio.Semaphore) -> bool:
+        async with gate:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(addr, port), timeout)
+                writer.write(b"GET / HTTP/1.0\r\n\r\n")
+                data = await asyncio.wait_for(reader.read(), timeout)
+                writer.close()
+                return data.endswith(body_for(addr))
+            except (OSError, TimeoutError):
+                return False
+
+    async def main() -> list[bool]:
+        gate = asyncio.Semaphore(concurrency)
+        return await asyncio.gather(*(one(a, gate) for a in addrs))
+
+    start = time.perf_counter()
+    results = asyncio.run(main())
+    ok = sum(results)
+    return ok, len(results) - ok, time.perf_counter() - start
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     """Build time, fault apply time and nginx RSS for each farm size, one at a time."""
     results = []
@@ -161,6 +189,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
             rss_idle = farm.nginx_rss_kib()
             burst = farm.fetch_many([a[i % count] for i in range(args.burst)])
             rss_busy = farm.nginx_rss_kib()
+            ok_all, failed, sweep_s = call_in(farm.director_ns, sweep, a)
+            rss_sweep = farm.nginx_rss_kib()
             row = {
                 "servers": count,
                 "build_s": round(farm.build_seconds, 4),
@@ -173,6 +203,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 "burst_ok": sum(r.status == 200 for r in burst),
                 "nginx_rss_kib_idle": rss_idle,
                 f"nginx_rss_kib_after_{args.burst}_requests": rss_busy,
+                "sweep_all_ok": ok_all,
+                "sweep_all_failed": failed,
+                "sweep_all_s": round(sweep_s, 3),
+                "nginx_rss_kib_after_sweep": rss_sweep,
                 "nginx_processes": len(farm.nginx_pids()),
             }
         results.append(row)

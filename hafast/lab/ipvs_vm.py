@@ -214,12 +214,23 @@ def _log(msg: str) -> None:
     print(f"ipvs_vm: {msg}", file=sys.stderr, flush=True)
 
 
+def _host_path() -> str:
+    """PATH with the sbin folders: depmod, ipvsadm and dpkg tools live there, and a
+    CI environment may not list them."""
+    return f"{os.environ.get('PATH', '')}:{GUEST_PATH}".lstrip(":")
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool, path=_host_path())
+
+
 def _run(argv: Sequence[str], *, cwd: Path | None = None, timeout: float = 600,
          env: Mapping[str, str] | None = None) -> str:
     """Run a host command, return stdout; raise VMSetupError with its stderr."""
+    full_env = {**(env if env is not None else os.environ), "PATH": _host_path()}
     try:
         proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, env=None if env is None else dict(env),
+                              timeout=timeout, env=full_env,
                               stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise VMSetupError(f"{shlex.join(argv)}: {exc}") from exc
@@ -296,11 +307,11 @@ def missing_packages() -> list[str]:
     for pkg in APT_PACKAGES:
         try:
             status = subprocess.run(
-                ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True,
+                [_which("dpkg-query") or "dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True,
                 timeout=60, check=False, stdin=subprocess.DEVNULL).stdout
         except (OSError, subprocess.TimeoutExpired):
             status = ""
-        if "install ok installed" not in status or not shutil.which(APT_TOOLS[pkg]):
+        if "install ok installed" not in status or not _which(APT_TOOLS[pkg]):
             missing.append(pkg)
     return missing
 
@@ -439,7 +450,9 @@ class IpvsVM:
             extra = list(shares)
         # The checkout's files do not change while tests run, so read them cached;
         # results go to the control share, which is uncached.
-        self.shares = [Share(self.checkout, str(self.checkout), True, "loose"), *extra]
+        # Parents before children: stage 1 mounts in this order.
+        self.shares = sorted([Share(self.checkout, str(self.checkout), True, "loose"), *extra],
+                             key=lambda sh: sh.guest_path.rstrip("/").count("/"))
         self._setup: SetupInfo | None = None
 
     # -- set-up -------------------------------------------------------------
@@ -450,15 +463,15 @@ class IpvsVM:
         allow = os.environ.get("HAFAST_VM_NO_INSTALL", "") in ("", "0")
         apt = _Apt(allow)
         with _locked(self.cache_dir / ".lock"):
-            installed = missing_packages()
-            if installed:
-                apt.install(installed)
+            missing = missing_packages()
+            if missing:
+                apt.install(missing)
                 still = missing_packages()
                 if still:
                     raise VMSetupError(f"packages still missing after apt-get: {still}")
             kernel, downloaded = self._kernel(apt)
             initramfs = self._initramfs(kernel)
-        info = SetupInfo(kernel, initramfs, time.monotonic() - t0, installed, downloaded)
+        info = SetupInfo(kernel, initramfs, time.monotonic() - t0, missing, downloaded)
         self._setup = info
         return info
 
@@ -472,7 +485,9 @@ class IpvsVM:
             kernel = Kernel(version, stamp.parent)
             if kernel.vmlinux.exists() and (kernel.modules_dir / "modules.dep").exists():
                 found.append(kernel)
-        return sorted(found, key=lambda k: k.root.stat().st_mtime)
+        # The stamp's mtime is the fetch time (dpkg-deb keeps the package's own
+        # mtimes on the folders).
+        return sorted(found, key=lambda k: (k.root / "hafast-kernel.json").stat().st_mtime)
 
     def _kernel(self, apt: _Apt) -> tuple[Kernel, bool]:
         cached = self._cached_kernels()
@@ -508,10 +523,13 @@ class IpvsVM:
         shutil.rmtree(root, ignore_errors=True)
         tree.rename(root)
         shutil.rmtree(partial, ignore_errors=True)
+        # A kernel tree is about 470 MB: keep only the one in use.
+        for old in cached:
+            shutil.rmtree(old.root, ignore_errors=True)
         return Kernel(version, root), True
 
     def _initramfs(self, kernel: Kernel) -> Path:
-        busybox = shutil.which("busybox", path="/bin:/usr/bin:/sbin:/usr/sbin")
+        busybox = _which("busybox")
         if not busybox:
             raise VMSetupError("busybox not found (Debian package busybox-static)")
         init = (HERE / "ipvs_vm_init.sh").read_bytes()
@@ -561,7 +579,7 @@ class IpvsVM:
 
     def qemu_argv(self, setup: SetupInfo, ctl: Share) -> list[str]:
         argv = [
-            self.qemu, "-accel", "tcg" + (f",tb-size={self.tcg_tb_mib}" if self.tcg_tb_mib
+            _which(self.qemu) or self.qemu, "-accel", "tcg" + (f",tb-size={self.tcg_tb_mib}" if self.tcg_tb_mib
                                           else ""), "-machine", "pc", "-cpu", "max",
             "-smp", str(self.cpus), "-m", str(self.memory_mb),
             "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",

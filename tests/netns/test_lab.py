@@ -6,6 +6,7 @@ so concurrent runs never collide, and every fixture tears down even on failure.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -421,3 +422,18 @@ def test_ping_follows_drop(clean_faults: Farm) -> None:
     assert run_in(farm.director_ns, argv, check=False).returncode == 0
     farm.faults.apply([addr], "drop")
     assert run_in(farm.director_ns, argv, check=False).returncode != 0
+
+
+def test_command_line_measure() -> None:
+    _prerequisites()
+    out = subprocess.run(
+        [sys.executable, "-m", "hafast.lab", "--name", f"{PREFIX}m", "measure", "50",
+         "--repeat", "2", "--burst", "10", "--workers", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.splitlines()[-1])
+    assert row["servers"] == 50 and row["fault_seen"] is True
+    assert (row["sweep_all_ok"], row["sweep_all_failed"]) == (50, 0)
+    assert set(row["apply_one_median_ms"]) == set(KINDS)
+    assert f"{PREFIX}m-srv" not in list_netns()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -192,8 +193,6 @@ class Faults:
 
     def kernel_sets(self) -> dict[str, list[str]]:
         """What the kernel's sets hold now, per kind (for checks and status)."""
-        import json
-
         out = run_in(self.ns, ["nft", "-j", "list", "table", "inet", self.table]).stdout
         result: dict[str, list[str]] = {k: [] for k in KINDS}
         for item in json.loads(out).get("nftables", []):

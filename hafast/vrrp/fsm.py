@@ -267,7 +267,11 @@ class VrrpState:
 
 
 def initial_state(params: VrrpParams) -> VrrpState:
-    """The Initialize state for ``params`` (RFC 5798 §6.4.1 before Startup)."""
+    """The Initialize state for ``params`` (RFC 5798 §6.4.1 before Startup).
+
+    >>> initial_state(VrrpParams(priority=150)).state
+    <State.INITIALIZE: 'INIT'>
+    """
     return VrrpState(
         state=State.INITIALIZE,
         base_priority=params.priority,
@@ -681,6 +685,21 @@ _TABLE: dict[State, dict[type, Handler]] = {
         FaultCleared: _any_fault_cleared,
     },
 }
+
+
+def timer_fired(kind: TimerKind, now_us: int, at_us: int | None = None) -> Event:
+    """The event the shell feeds back when the ``kind`` timer it armed runs out.
+
+    >>> timer_fired(TimerKind.ADVER, 10, 10)
+    AdverTimerFired(now_us=10, at_us=10)
+    >>> timer_fired(TimerKind.GARP_REFRESH, 10).kind
+    <TimerKind.GARP_REFRESH: 'garp_refresh'>
+    """
+    if kind is TimerKind.ADVER:
+        return AdverTimerFired(now_us, at_us)
+    if kind is TimerKind.MASTER_DOWN:
+        return MasterDownTimerFired(now_us, at_us)
+    return GarpTimerFired(now_us, kind, at_us)
 
 
 def handles(state: State, event_type: type) -> bool:

@@ -32,6 +32,7 @@ from hafast.vrrp.fsm import (
     State,
     TimerKind,
     VrrpMachine,
+    timer_fired,
 )
 from hafast.vrrp.params import VrrpParams
 from hafast.vrrp.timers import centiseconds_to_us, master_down_interval_us, skew_time_us
@@ -66,19 +67,14 @@ class Link:
         self._seq += 1
         heapq.heappush(self._queue, (at, self._seq, index, event))
 
-    def _timer_event(self, kind: TimerKind, at: int) -> Event:
-        if kind is TimerKind.ADVER:
-            return AdverTimerFired(at, at)
-        if kind is TimerKind.MASTER_DOWN:
-            return MasterDownTimerFired(at, at)
-        return GarpTimerFired(at, kind, at)
-
     def _deliver(self, index: int, event: Event) -> None:
         node = self.nodes[index]
         for action in node.machine.handle(event):
             if isinstance(action, StartTimer):
                 node.timers[action.kind] = action.at_us
-                self._push(action.at_us, index, self._timer_event(action.kind, action.at_us))
+                self._push(
+                    action.at_us, index, timer_fired(action.kind, action.at_us, action.at_us)
+                )
             elif isinstance(action, CancelTimer):
                 node.timers.pop(action.kind, None)
             elif isinstance(action, SendAdvert):

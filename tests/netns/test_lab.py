@@ -56,6 +56,8 @@ def _gone(farm: Farm, pids: list[int]) -> None:
     assert not any(d.ns in names for d in farm.directors if d.owned)
     assert not [p for p in pids if pid_alive(p)], "nginx processes survived teardown"
     assert not farm.lab_dir.exists()
+    # The nft table lived only in the server namespace; none leaked to the host.
+    assert farm.faults.table not in run_in(None, ["nft", "list", "tables"]).stdout
 
 
 @pytest.fixture(scope="module")

@@ -307,8 +307,9 @@ def missing_packages() -> list[str]:
     for pkg in APT_PACKAGES:
         try:
             status = subprocess.run(
-                [_which("dpkg-query") or "dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True,
-                timeout=60, check=False, stdin=subprocess.DEVNULL).stdout
+                [_which("dpkg-query") or "dpkg-query", "-W", "-f=${Status}", pkg],
+                capture_output=True, text=True, timeout=60, check=False,
+                stdin=subprocess.DEVNULL).stdout
         except (OSError, subprocess.TimeoutExpired):
             status = ""
         if "install ok installed" not in status or not _which(APT_TOOLS[pkg]):
@@ -578,9 +579,10 @@ class IpvsVM:
         return out
 
     def qemu_argv(self, setup: SetupInfo, ctl: Share) -> list[str]:
+        # tb-size: TCG's translated-code cache, most of qemu's RSS beyond guest memory.
+        tcg = f"tcg,tb-size={self.tcg_tb_mib}" if self.tcg_tb_mib else "tcg"
         argv = [
-            _which(self.qemu) or self.qemu, "-accel", "tcg" + (f",tb-size={self.tcg_tb_mib}" if self.tcg_tb_mib
-                                          else ""), "-machine", "pc", "-cpu", "max",
+            _which(self.qemu) or self.qemu, "-accel", tcg, "-machine", "pc", "-cpu", "max",
             "-smp", str(self.cpus), "-m", str(self.memory_mb),
             "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
             "-no-reboot",
@@ -592,12 +594,12 @@ class IpvsVM:
             # inode numbers could collide in the guest.
             "-virtfs", f"local,path=/,mount_tag={ROOT_TAG},security_model=none,"
                        "readonly=on,multidevs=remap",
-            "-virtfs", f"local,path={ctl.host_path},mount_tag={CTL_TAG},"
+            "-virtfs", f"local,path={_qopt(ctl.host_path)},mount_tag={CTL_TAG},"
                        "security_model=none",
         ]
         for i, share in enumerate(self.shares, 1):
             ro = ",readonly=on" if not share.writable else ""
-            argv += ["-virtfs", f"local,path={share.host_path},mount_tag=hafast{i},"
+            argv += ["-virtfs", f"local,path={_qopt(share.host_path)},mount_tag=hafast{i},"
                                 f"security_model=none{ro}"]
         return argv
 
@@ -698,6 +700,11 @@ class IpvsVM:
             boot_seconds = total
         return VMResult(int(code_file.read_text().strip()), console, results, boot_seconds,
                         results / "command.log", total, peak_rss)
+
+
+def _qopt(path: Path) -> str:
+    """A path as a qemu option value: commas are doubled, as qemu's parser wants."""
+    return str(path).replace(",", ",,")
 
 
 def _check_guest_path(path: str) -> None:

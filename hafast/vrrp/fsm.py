@@ -339,22 +339,22 @@ def _become_master(p: VrrpParams, s: VrrpState, now: int) -> tuple[VrrpState, li
     # the Adver_Timer, transition to Master.  The advert goes first so that an
     # old master drops the VIPs before our GARPs land (keepalived does the same).
     # keepalived: a v3 master advertises its own configured interval again.
+    adver_at = now + p.adver_int_us
     s = replace(
         s,
         state=State.MASTER,
         master_adver_int_us=p.adver_int_us,
         master_down_at=None,
-        adver_at=now + p.adver_int_us,
+        adver_at=adver_at,
         garp_refresh_at=now + p.garp_master_refresh_us if p.garp_master_refresh_us else None,
         preempt_until=None,
         master_src=p.src_key,
         master_priority=s.priority,
     )
-    assert s.adver_at is not None
     actions: list[Action] = [SendAdvert(s.priority), AddVips(p.accept_effective)]
     if p.garp_master_repeat:
         actions.append(SendGratuitous(p.garp_master_repeat))
-    actions.append(StartTimer(TimerKind.ADVER, s.adver_at))
+    actions.append(StartTimer(TimerKind.ADVER, adver_at))
     if p.garp_master_delay_us:
         actions.append(StartTimer(TimerKind.GARP_DELAY, now + p.garp_master_delay_us))
     if s.garp_refresh_at is not None:

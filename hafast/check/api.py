@@ -1,0 +1,121 @@
+"""The checker seam: a checker kind makes one probe attempt against one target and
+reports one result.  Timing (delay_loop, warmup, retry, delay_before_retry), deadlines
+and UP/DOWN state belong to ``check/runner.py``; a checker never touches IPVS.
+
+Why callbacks and not coroutines: at 10,000 real servers with ``delay_loop 1`` a
+sleeping Task costs about 1.9 KB and each ``asyncio.timeout`` wrapper 35-60 µs, while
+a self-re-arming loop timer costs about 620 B.  So an attempt is started with a
+``done`` callback, the runner owns the one deadline timer, and cancels the attempt
+when the deadline passes.
+
+Example (a kind that always succeeds)::
+
+    >>> class Always(ProbeKind):
+    ...     keyword = "ALWAYS_UP"
+    ...     def start(self, done):
+    ...         done(ProbeResult(True))
+    ...         return NO_ATTEMPT
+    >>> got = []
+    >>> _ = Always(None, Target("127.0.0.1", 80), None).start(got.append)
+    >>> got[0].ok
+    True
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a probe goes: the real server, with the checker's ``connect_*``/``bind*``
+    options already applied (``connect_ip`` replaces the address, ...)."""
+
+    address: str
+    port: int | None = None
+    bindto: str | None = None
+    bind_port: int | None = None
+    bind_if: str | None = None
+    fwmark: int | None = None
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.address else socket.AF_INET
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One attempt's outcome.
+
+    ``reason`` is a stable short name (``timeout``, ``refused``, ``status``,
+    ``digest``, ``exit``, ...) that becomes a failure counter; ``detail`` is the
+    human text for the log.  ``weight`` is set by MISC_CHECK's ``misc_dynamic``.
+    """
+
+    ok: bool
+    reason: str = ""
+    detail: str = ""
+    weight: int | None = None
+
+
+TIMEOUT = ProbeResult(False, "timeout", "no answer before the deadline")
+
+Done = Callable[[ProbeResult], None]
+
+
+class Attempt(Protocol):
+    """A probe in flight.  ``cancel()`` releases its resources and guarantees that
+    ``done`` is not called afterwards; calling it twice is harmless."""
+
+    def cancel(self) -> None: ...
+
+
+class _NoAttempt:
+    def cancel(self) -> None:
+        return None
+
+
+NO_ATTEMPT: Attempt = _NoAttempt()
+
+
+class ProbeKind(abc.ABC):
+    """A checker kind bound to one checker spec and one target.
+
+    ``start`` must not block the loop and must not raise: every failure becomes a
+    ``ProbeResult(ok=False, ...)`` passed to ``done`` (exactly once, unless the
+    attempt was cancelled first).
+    """
+
+    keyword: ClassVar[str]
+
+    def __init__(self, spec: Any, target: Target, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.spec = spec
+        self.target = target
+        self.loop = loop
+
+    @abc.abstractmethod
+    def start(self, done: Done) -> Attempt:
+        """Begin one attempt; ``done`` is called exactly once unless cancelled."""
+
+    def deadline_us(self) -> int:
+        """How long the runner lets one attempt run (``connect_timeout`` by default)."""
+        timeout: int = getattr(self.spec, "connect_timeout_us", 5_000_000)
+        return timeout
+
+    def close(self) -> None:
+        """Release what the kind holds across attempts (sockets, contexts)."""
+        return None
+
+
+REGISTRY: dict[str, type[ProbeKind]] = {}
+
+
+def register(cls: type[ProbeKind]) -> type[ProbeKind]:
+    """Class decorator: make a kind known under its config keyword (table, not branches)."""
+    REGISTRY[cls.keyword] = cls
+    return cls

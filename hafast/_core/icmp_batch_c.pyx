@@ -626,6 +626,8 @@ cdef class IcmpBatch:
             t = targets[i]
             if not isinstance(t, str):
                 raise ValueError(f"address must be str, got {type(t).__name__}")
+            if "\0" in <str>t:       # inet_pton would stop at the NUL and accept a prefix
+                raise ValueError(f"not an address: {t!r}")
             raw = (<str>t).encode("ascii", "replace")
             if inet_pton(self._family, PyBytes_AS_STRING(raw), self._parsed + i * 16) != 1:
                 raise ValueError(f"not an address of family {self._family}: {t!r}")

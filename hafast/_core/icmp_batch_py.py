@@ -363,6 +363,9 @@ class IcmpBatch:
                 data, _anc, flags, addr = sock.recvmsg(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
+            except OSError:
+                self._ready = results  # keep what was matched for the next call
+                raise
             if flags & socket.MSG_TRUNC:
                 stats["truncated"] += 1
                 continue

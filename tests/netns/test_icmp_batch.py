@@ -213,6 +213,10 @@ def test_bad_address_raises_before_sending(farm: IcmpFarm, ib: ModuleType) -> No
             eng.send([hosts(LIVE4, 1)[0], "not-an-address"], time.monotonic_ns(), SECOND)
         with pytest.raises(ValueError):
             eng.send(["fd00::1"], time.monotonic_ns(), SECOND)  # wrong family
+        with pytest.raises(ValueError):
+            eng.send(["10.201.1.1\0junk"], time.monotonic_ns(), SECOND)
+        with pytest.raises(ValueError):
+            eng.send([b"10.201.1.1"], time.monotonic_ns(), SECOND)  # text only
         assert eng.pending == 0 and eng.stats()["sent"] == 0
     with pytest.raises(ValueError):
         eng.send(hosts(LIVE4, 1), time.monotonic_ns(), SECOND)  # closed

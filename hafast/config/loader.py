@@ -53,7 +53,10 @@ def _script(raw: str, toks: tuple[Token, ...]) -> tuple[str, ...]:
         raise BadValue(toks[1], msg) from None
     if len(words) == 1 and " " in words[0]:
         # keepalived's legacy form: the whole command in one pair of quotes
-        words = words[0].split()
+        try:
+            words = split_script(words[0])
+        except ConfigError:
+            words = words[0].split()
     return tuple(words)
 
 
@@ -73,8 +76,16 @@ _MISSING = object()
 _BRACES = frozenset({"{", "}"})
 
 
-def build_tree(lines: Iterable[Line], diags: list[Diagnostic]) -> list[Node]:
-    """Group lines into statements and blocks; brace errors go to ``diags``."""
+def build_tree(
+    lines: Iterable[Line], diags: list[Diagnostic], *, report_braces: bool = True
+) -> list[Node]:
+    """Group lines into statements and blocks; brace errors go to ``diags``.
+
+    ``report_braces=False`` when the lexer has already checked the balance (it does, with
+    the file position of every unclosed ``{``), so a problem is reported once.
+    """
+    if not report_braces:
+        diags = []
     root: list[Node] = []
     stack: list[list[Node]] = [root]
     openers: list[Node] = []
@@ -233,35 +244,34 @@ class _Loader:
                 self._unknown(ctx, kt)
                 continue
             n = len(toks) - 1
+            kind = kw.kind
+            children = node.children
+            # the shape first (block or value), then the count of words
+            if (children is None) is (kind == "b" or kind == "l"):
+                if children is None:
+                    self.error(kt, f"'{kt.text}' needs a block: {kw.shape()}")
+                else:
+                    self.error(
+                        kt, f"'{kt.text}' takes a value, not a block (expected: {kw.shape()})"
+                    )
+                continue
             if n < kw.min_args or (kw.max_args >= 0 and n > kw.max_args):
                 self._arity(kw, toks)
                 continue
-            kind = kw.kind
-            children = node.children
             try:
                 if kind == "b":
-                    if children is None:
-                        self.error(kt, f"'{kt.text}' needs a block: {kw.shape()}")
-                        continue
-                    value = self.child(kw, toks, children)
+                    value = self.child(kw, toks, children)  # type: ignore[arg-type]
                 elif kind == "l":
-                    if children is None:
-                        self.error(kt, f"'{kt.text}' needs a block: {kw.shape()}")
-                        continue
-                    value = self.list_block(kw, toks, children)
-                else:
-                    if children is not None:
-                        self.error(kt, f"'{kt.text}' takes a value, not a block: {kw.shape()}")
-                        continue
-                    if n == 1:
-                        # one-word values repeat a lot ("weight 1" x 37,000): convert once
-                        ck = (kw, toks[1].text)
-                        value = cache.get(ck, _MISSING)
-                        if value is _MISSING:
-                            value = self.convert(kw, node)
-                            cache[ck] = value
-                    else:
+                    value = self.list_block(kw, toks, children)  # type: ignore[arg-type]
+                elif n == 1:
+                    # one-word values repeat a lot ("weight 1" x 37,000): convert once
+                    ck = (kw, toks[1].text)
+                    value = cache.get(ck, _MISSING)
+                    if value is _MISSING:
                         value = self.convert(kw, node)
+                        cache[ck] = value
+                else:
+                    value = self.convert(kw, node)
             except BadValue as exc:
                 self.error(exc.token, f"{exc.message} (expected: {kw.shape()})")
                 continue
@@ -325,7 +335,7 @@ class _Loader:
             try:
                 items.append(conv(child.toks))
             except BadValue as exc:
-                self.error(exc.token, f"{exc.message} (in {kw.name}: {kw.conv_name})")
+                self.error(exc.token, f"{exc.message} (expected in {kw.name}: {kw.conv_name})")
         if kw.min_args:  # a named list: virtual_server_group NAME { ... }
             return m.VirtualServerGroup(toks[1].text, tuple(items), toks[0].where())
         return items if kw.append else tuple(items)
@@ -341,8 +351,8 @@ class _Loader:
         return _IMMEDIATE[ctx](_tuples(fields))
 
     # ----------------------------------------------------------------- top level
-    def load(self, lines: Iterable[Line]) -> m.Config:
-        tree = build_tree(lines, self.diags)
+    def load(self, lines: Iterable[Line], report_braces: bool = True) -> m.Config:
+        tree = build_tree(lines, self.diags, report_braces=report_braces)
         top: dict[str, Any] = {}
         pos: dict[str, Token] = {}
         self.block("top", tree, top, pos)
@@ -491,7 +501,9 @@ class _Loader:
             # RFC 5798 §5.2.7: 12-bit Max Adver Int in centiseconds, 0.01 .. 40.95 s
             if not 10_000 <= adv <= 40_950_000:
                 self.error(
-                    pos["advert_int_us"], f"advert_int {adv / S:g} outside 0.01..40.95 s for VRRPv3"
+                    pos["advert_int_us"],
+                    f"advert_int {adv / S:g} outside 0.01..40.95 s for VRRPv3 "
+                    "(expected: advert_int 0.01..40.95)",
                 )
             elif adv % 10_000:
                 self.warn(
@@ -561,7 +573,8 @@ class _Loader:
             if (6 if ":" in peer.address else 4) != family:
                 self.error(
                     pos["unicast_peer"],
-                    f"unicast_peer {peer.address} is not IPv{family} like the instance",
+                    f"unicast_peer {peer.address} is not IPv{family} like the instance "
+                    f"(expected: an IPv{family} peer address)",
                 )
         for k, gk in (
             ("garp_master_delay_us", gd.vrrp_garp_master_delay_us),
@@ -636,7 +649,10 @@ class _Loader:
                 else:
                     member_of[vi] = name
             if not group:
-                self.error(p.kw, f"vrrp_sync_group '{name}' has no 'group {{ INSTANCE ... }}'")
+                self.error(
+                    p.kw,
+                    f"vrrp_sync_group '{name}' has no members (expected: group {{ INSTANCE ... }})",
+                )
             out.append(m.SyncGroup(name=name, where=p.kw.where(), **_tuples(f)))
         return tuple(out)
 
@@ -691,7 +707,7 @@ class _Loader:
                         f"(define: virtual_server_group {args[1].text} {{ IP PORT ... }})",
                     )
             elif a0.text in ("fwmark", "group"):
-                raise BadValue(a0, f"'virtual_server {a0.text}' needs one value ({_VS_SHAPE})")
+                raise BadValue(a0, f"'virtual_server {a0.text}' needs one value")
             else:
                 ident["address"], ident["port"] = conv_ip_port(args)
         except BadValue as exc:
@@ -879,7 +895,12 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def load_lines(lines: Iterable[Line], *, lex_diagnostics: Sequence[Diagnostic] = ()) -> LoadResult:
+def load_lines(
+    lines: Iterable[Line],
+    *,
+    lex_diagnostics: Sequence[Diagnostic] = (),
+    report_braces: bool = True,
+) -> LoadResult:
     """Build the model from the lexer's lines; never raises for a bad config.
 
     >>> load_lines([]).config.vrrp_instances
@@ -887,16 +908,13 @@ def load_lines(lines: Iterable[Line], *, lex_diagnostics: Sequence[Diagnostic] =
     """
     loader = _Loader()
     loader.diags.extend(lex_diagnostics)
+    lines = lines if isinstance(lines, list) else list(lines)
     try:
         with _no_gc():
-            config = loader.load(lines)
-    except (TypeError, ValueError, KeyError) as exc:  # a gap in the checks: report, never crash
-        first = (
-            next(iter(lines), None)
-            if not isinstance(lines, list)
-            else (lines[0] if lines else None)
-        )
-        tok = first.first if first is not None else Token("", "<config>", 0, 0)
+            config = loader.load(lines, report_braces)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # a gap in the checks must still come out as a diagnostic, never a traceback
+        tok = lines[0].first if lines else Token("", "<config>", 0, 0)
         loader.error(
             tok, f"internal loader error ({type(exc).__name__}: {exc}); please report this config"
         )
@@ -914,7 +932,7 @@ def load_text(text: str, *, file: str = "<string>", config_id: str | None = None
 
     with _no_gc():
         lex = lex_text(text, file=file, config_id=config_id)
-    res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics)
+    res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics, report_braces=False)
     res.files = list(lex.files)
     return res
 
@@ -928,7 +946,7 @@ def load_file(path: str, *, config_id: str | None = None) -> LoadResult:
             lex = read_config(path, config_id=config_id)
     except ConfigError as exc:
         return LoadResult(m.Config(), list(exc.diagnostics))
-    res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics)
+    res = load_lines(lex.lines, lex_diagnostics=lex.diagnostics, report_braces=False)
     res.files = list(lex.files)
     return res
 

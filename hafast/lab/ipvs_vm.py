@@ -463,6 +463,12 @@ class IpvsVM:
         t0 = time.monotonic()
         allow = os.environ.get("HAFAST_VM_NO_INSTALL", "") in ("", "0")
         apt = _Apt(allow)
+        try:
+            return self._setup_locked(apt, t0)
+        except OSError as exc:  # an unwritable cache folder, a full disk
+            raise VMSetupError(f"IPVS VM set-up in {self.cache_dir}: {exc}") from exc
+
+    def _setup_locked(self, apt: _Apt, t0: float) -> SetupInfo:
         with _locked(self.cache_dir / ".lock"):
             missing = missing_packages()
             if missing:
@@ -705,6 +711,20 @@ class IpvsVM:
 def _qopt(path: Path) -> str:
     """A path as a qemu option value: commas are doubled, as qemu's parser wants."""
     return str(path).replace(",", ",,")
+
+
+def junit_counts(path: Path | str) -> dict[str, int]:
+    """Sum tests/failures/errors/skipped over the suites of a pytest junit xml file.
+
+    >>> junit_counts("results/ipvs.xml")  # doctest: +SKIP
+    {'tests': 3, 'failures': 0, 'errors': 0, 'skipped': 0}
+    """
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    return {k: sum(int(s.get(k, "0")) for s in suites)
+            for k in ("tests", "failures", "errors", "skipped")}
 
 
 def _check_guest_path(path: str) -> None:

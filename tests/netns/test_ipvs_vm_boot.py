@@ -21,7 +21,6 @@ import lzma
 import struct
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from hafast.lab.ipvs_vm import (
     VMResult,
     VMSetupError,
     extract_vmlinux,
+    junit_counts,
     module_load_order,
     newc_archive,
 )
@@ -87,6 +87,13 @@ def test_extract_vmlinux_rejects_a_non_kernel() -> None:
         extract_vmlinux(b"MZ" + bytes(4096))
 
 
+def test_junit_counts_sums_the_suites(tmp_path: Path) -> None:
+    xml = tmp_path / "j.xml"
+    xml.write_text('<testsuites><testsuite tests="3" failures="1" errors="0" skipped="1"/>'
+                   '<testsuite tests="2" errors="1"/></testsuites>')
+    assert junit_counts(xml) == {"tests": 5, "failures": 1, "errors": 1, "skipped": 1}
+
+
 def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
     (tmp_path / "modules.dep").write_text(
         "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\n"
@@ -137,10 +144,7 @@ def test_ipvs_tests_pass_inside_the_vm(ipvs_vm_run: tuple[VMResult, Path]) -> No
     output = res.output_path.read_text(errors="replace") if res.output_path.exists() else ""
     assert junit.exists(), (
         f"the VM ran (exit {res.returncode}) but wrote no {junit.name}:\n{output[-4000:]}")
-    root = ET.parse(junit).getroot()
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-    counts = {k: sum(int(s.get(k, "0")) for s in suites)
-              for k in ("tests", "failures", "errors", "skipped")}
+    counts = junit_counts(junit)
     ran = counts["tests"] - counts["skipped"]
     assert ran > 0, f"nothing ran inside the VM: {counts}\n{output[-4000:]}"
     assert counts["failures"] == 0 and counts["errors"] == 0, (

@@ -7,9 +7,11 @@ prober runs in the prober namespace against the same 4096 targets:
   in rounds (send the whole list, drain and expire until nothing is in flight);
 - ``benchmarks/c/icmp_loop.c``: the same rounds in plain C with no bookkeeping,
   the machine's limit for this shape (built with gcc -O2 into a temporary dir);
-- ``fping -i0 -c1``: one walk of the list per process, repeated (what one tick of
-  a health checker costs with fping), and ``fping -i0 -c10 -p20``: ten walks in
-  one process, re-walked every 20 ms (fping's steady state).  Rate from fping's own
+- ``fping -i0 -c1`` (run with ``ip netns exec``, so process start, reading the
+  list and entering the namespace count): one walk of the list per process,
+  repeated (what one tick of a health checker costs with fping), and
+  ``fping -i0 -c10 -p20``: ten walks in one process, re-walked every 20 ms
+  (fping's steady state).  Rate from fping's own
   per-target received counts over wall time.
 
 Each runs in 5 interleaved slices of about half a second (best slice reported: the
@@ -137,13 +139,14 @@ def _engine_rate(farm: IcmpFarm, mod: ModuleType, targets: list[str]) -> dict[st
 
 def _c_loop_rate(farm: IcmpFarm, exe: Path, targets_file: Path) -> dict[str, float]:
     cpu0 = _cpu(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        farm.exec_prober(str(exe), str(targets_file), str(SECONDS)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    with farm.in_prober():  # the child inherits the namespace, no `ip netns exec` cost
+        out = subprocess.run(
+            [str(exe), str(targets_file), str(SECONDS)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
     cpu1 = _cpu(resource.RUSAGE_CHILDREN)
     fields = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", out)}
     return {

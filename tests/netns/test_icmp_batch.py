@@ -16,6 +16,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import load_twin, require_root, require_tool
 from tests.netns.icmp_farm import DEAD4, DEAD6, LIVE4, LIVE6, UNREACH4, IcmpFarm, hosts
@@ -232,3 +234,65 @@ def test_ping_many(farm: IcmpFarm, ib: ModuleType) -> None:
         rtt = got[addr]
         assert rtt is not None and 0 < rtt < 0.5, (addr, rtt)
     assert all(got[addr] is None for addr in dead)
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("send"),
+            st.integers(0, 40),  # live targets
+            st.integers(0, 5),  # blackholed targets
+            st.sampled_from([0, 30_000_000, SECOND]),
+        ),
+        st.tuples(st.just("drain")),
+        st.tuples(st.just("expire")),
+        st.tuples(st.just("wait")),
+    ),
+    max_size=25,
+)
+
+
+@given(ops=_OPS, max_inflight=st.integers(1, 64))
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_every_probe_has_exactly_one_outcome(
+    farm: IcmpFarm, ib: ModuleType, ops: list[tuple[Any, ...]], max_inflight: int
+) -> None:
+    """Random interleavings of send/drain/expire: the probe table never leaks or
+    double-frees a slot, and each probe taken ends as exactly one result."""
+    taken: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    replies: list[str] = []
+    offset = 0
+    with _engine(farm, ib, max_inflight=max_inflight) as eng:
+        for op in ops:
+            if op[0] == "send":
+                _, n_live, n_dead, timeout_ns = op
+                batch = hosts(LIVE4, n_live, first=1 + offset % 200)
+                batch += hosts(DEAD4, n_dead, first=1 + offset % 200)
+                offset += 7
+                n = eng.send(batch, time.monotonic_ns(), timeout_ns)
+                assert 0 <= n <= min(len(batch), max_inflight)
+                taken.update(batch[:n])
+            elif op[0] == "drain":
+                got = eng.drain(time.monotonic_ns())
+                replies.extend(addr for addr, kind, _ in got if kind == ib.REPLY)
+                outcomes.update(addr for addr, _, _ in got)
+            elif op[0] == "expire":
+                outcomes.update(eng.expire(time.monotonic_ns()))
+            else:
+                time.sleep(0.005)
+            assert eng.pending + eng.capacity == max_inflight
+        results, expired = _collect([eng])[eng]
+        replies.extend(addr for addr, kind, _ in results if kind == ib.REPLY)
+        outcomes.update(addr for addr, _, _ in results)
+        outcomes.update(expired)
+        outcomes.update(eng.expire(time.monotonic_ns() + 10 * SECOND))
+        assert outcomes == taken
+        assert (eng.pending, eng.capacity) == (0, max_inflight)
+        # A blackholed address never answers: a reply credited to one would be a late
+        # reply of another address misattributed through a reused sequence number.
+        assert not set(replies) & set(hosts(DEAD4, 256, first=0))

@@ -51,8 +51,8 @@ def _strtol(s: str, pos: int) -> tuple[int, int]:
     sign, digits = m.group(1), m.group(2)
     if digits[:2] in ("0x", "0X"):
         val = int(digits, 16)
-    elif len(digits) > 1:
-        val = int(digits, 8)
+    elif digits[0] == "0":
+        val = int(digits, 8)  # a leading 0 means octal to strtol (and "0" is 0)
     else:
         val = int(digits)
     return (-val if sign == "-" else val), m.end()

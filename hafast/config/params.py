@@ -91,12 +91,12 @@ class Def:
 
 
 class SubstitutionLoop(Exception):
-    """A parameter keeps expanding; ``name`` and ``index`` say which use started it."""
+    """A parameter keeps expanding; ``name`` and ``col`` say which use it was at."""
 
-    def __init__(self, name: str, index: int) -> None:
+    def __init__(self, name: str, col: int) -> None:
         super().__init__(name)
         self.name = name
-        self.index = index
+        self.col = col
 
 
 class Params:
@@ -198,12 +198,16 @@ class Params:
             if value is None:
                 pos = text.find("$", pos + 1)
                 continue
-            count += 1
-            if count > MAX_SUBSTITUTIONS or len(text) > MAX_LINE_CHARS:
-                raise SubstitutionLoop(name, pos)
             if cols is None:
                 cols = src.col_list()
             use_col = cols[pos] if pos < len(cols) else src.col(pos)
+            count += 1
+            if count > MAX_SUBSTITUTIONS or len(text) > MAX_LINE_CHARS:
+                raise SubstitutionLoop(name, use_col)
+            if lines and pos == 0 and m.end() == len(text):
+                # The whole line is a multi-line parameter: its lines keep the place
+                # they were defined at (the common "$VS" on a line of its own).
+                return d.lines[0] if d is not None else None, lines
             text = text[:pos] + value + text[m.end() :]
             cols = cols[:pos] + [use_col] * len(value) + cols[m.end() :]
             changed = True

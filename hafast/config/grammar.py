@@ -83,7 +83,7 @@ def _one(args: Sequence[Token]) -> Token:
 
 
 def conv_str(args: Sequence[Token]) -> str:
-    return args[0].text
+    return args[0].text if args else ""  # "" for rows whose value is optional
 
 
 def conv_words(args: Sequence[Token]) -> tuple[str, ...]:
@@ -102,7 +102,9 @@ def conv_text(args: Sequence[Token]) -> str:
 
 
 def conv_int(lo: int, hi: int) -> Converter:
-    def conv(args: Sequence[Token]) -> int:
+    def conv(args: Sequence[Token]) -> int | None:
+        if not args:  # rows whose value is optional (max_auto_priority, ...)
+            return None
         t = args[0]
         try:
             v = int(t.text, 0) if t.text[:2].lower() == "0x" else int(t.text)

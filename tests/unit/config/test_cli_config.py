@@ -1,0 +1,102 @@
+"""``hafast -t`` / ``-d`` / ``--json``: keepalived's config flags at top level."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hafast.cli import main
+from tests.conftest import REPO
+
+GOOD = """global_defs {
+  router_id r1
+  enable_traps
+}
+vrrp_instance VI_1 {
+  interface eth0
+  virtual_router_id 5
+}
+"""
+BAD = """vrrp_instance VI_1 {
+  interface eth0
+  priority 300
+  prioritty 10
+}
+"""
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    p = tmp_path / "good.conf"
+    p.write_text(GOOD)
+    return p
+
+
+@pytest.fixture
+def bad(tmp_path: Path) -> Path:
+    p = tmp_path / "bad.conf"
+    p.write_text(BAD)
+    return p
+
+
+def test_config_test_clean_with_warning(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-t", "-f", str(good)]) == 0
+    err = capsys.readouterr().err
+    assert f"{good}:3:3: warning: 'enable_traps' accepted, not yet supported" in err
+
+
+def test_config_test_errors(bad: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-t", "-f", str(bad)]) == 4
+    err = capsys.readouterr().err.splitlines()
+    assert f"{bad}:1:1: error: vrrp_instance 'VI_1': the virtual router id must be set" in err[0]
+    assert err[1].startswith(f"{bad}:3:12: error: number '300' outside range [1, 255]")
+    assert (
+        err[2]
+        == f"{bad}:4:3: error: unknown keyword 'prioritty' in vrrp_instance; did you mean 'priority'?"
+    )
+
+
+def test_config_test_with_file_argument(good: Path) -> None:
+    assert main([f"--config-test={good}"]) == 0
+
+
+def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-t", "-f", str(tmp_path / "missing.conf")]) == 3
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_dump_text_and_json(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-d", "-f", str(good)]) == 0
+    assert "vrrp_instance VI_1 {" in capsys.readouterr().out
+    assert main(["-d", "--json", "-f", str(good)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["global_defs"]["router_id"] == "r1"
+    assert data["vrrp_instances"][0]["virtual_router_id"] == 5
+
+
+def test_config_id_selects_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "c.conf"
+    p.write_text("global_defs {\n@a router_id ra\n@b router_id rb\n}\n")
+    assert main(["-d", "--json", "-i", "b", "-f", str(p)]) == 0
+    assert json.loads(capsys.readouterr().out)["global_defs"]["router_id"] == "rb"
+
+
+def test_subcommands_still_work(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["core"]) == 0
+    assert "checksum" in capsys.readouterr().out
+
+
+def test_module_entry_point(good: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hafast", "-t", "-f", str(good)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr

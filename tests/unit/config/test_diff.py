@@ -1,0 +1,151 @@
+"""Reload diff: keep / adopt / add / remove by identity."""
+
+from __future__ import annotations
+
+from hafast.config import model as m
+from hafast.config.diff import diff, diff_checkers
+from hafast.config.loader import load_text
+
+BASE = """
+vrrp_script chk {
+  script /bin/true
+}
+vrrp_instance VI_1 {
+  interface eth0
+  virtual_router_id 1
+  priority 100
+}
+vrrp_instance VI_2 {
+  interface eth0
+  virtual_router_id 2
+}
+virtual_server 10.0.0.1 80 {
+  protocol TCP
+  lvs_sched rr
+  real_server 10.0.1.1 80 {
+    weight 1
+    TCP_CHECK {
+      connect_timeout 3
+    }
+  }
+  real_server 10.0.1.2 80 {
+    TCP_CHECK {
+    }
+  }
+}
+virtual_server 10.0.0.2 80 {
+  protocol TCP
+  real_server 10.0.2.1 80 {
+    TCP_CHECK {
+    }
+  }
+}
+"""
+
+
+def _cfg(text: str) -> m.Config:
+    res = load_text(text, file="d.conf")
+    assert res.ok, [d.format() for d in res.errors]
+    return res.config
+
+
+def test_identical_configs_keep_everything() -> None:
+    a, b = _cfg(BASE), _cfg(BASE)
+    plan = diff(a, b)
+    assert not plan.changed
+    assert len(plan.vrrp_instances.keep) == 2
+    assert len(plan.virtual_servers.keep) == 2
+    # kept objects are paired old -> new so runtime state can follow them
+    old, new = plan.vrrp_instances.keep[0]
+    assert old.name == new.name == "VI_1"
+
+
+def test_moving_a_block_is_not_a_change() -> None:
+    moved = BASE.replace("vrrp_script chk {\n  script /bin/true\n}\n", "") + (
+        "vrrp_script chk {\n  script /bin/true\n}\n"
+    )
+    plan = diff(_cfg(BASE), _cfg("\n\n" + moved))
+    assert not plan.changed
+
+
+def test_instance_setting_change_is_adopt_and_vrid_change_is_replace() -> None:
+    new = BASE.replace("priority 100", "priority 90").replace(
+        "virtual_router_id 2", "virtual_router_id 3"
+    )
+    plan = diff(_cfg(BASE), _cfg(new))
+    assert [(o.name, n.priority) for o, n in plan.vrrp_instances.adopt] == [("VI_1", 90)]
+    assert [i.name for i in plan.vrrp_instances.remove] == ["VI_2"]
+    assert [i.name for i in plan.vrrp_instances.add] == ["VI_2"]
+
+
+def test_one_real_server_changed() -> None:
+    new = BASE.replace("weight 1", "weight 5")
+    plan = diff(_cfg(BASE), _cfg(new))
+    assert len(plan.virtual_servers.keep) == 1
+    assert len(plan.virtual_servers.adopt) == 1
+    ((vs_old, _vs_new),) = plan.virtual_servers.adopt
+    rsp = plan.real_servers[vs_old.key]
+    assert [o.address for o, _ in rsp.adopt] == ["10.0.1.1"]
+    assert [o.address for o, _ in rsp.keep] == ["10.0.1.2"]
+    assert not rsp.add and not rsp.remove
+    # the checker of the adopted real server did not change
+    assert (vs_old.key, ("10.0.1.1", 80)) not in plan.checkers
+
+
+def test_real_server_added_and_removed() -> None:
+    new = BASE.replace("real_server 10.0.1.2 80", "real_server 10.0.1.3 80")
+    plan = diff(_cfg(BASE), _cfg(new))
+    ((vs_old, _),) = plan.virtual_servers.adopt
+    rsp = plan.real_servers[vs_old.key]
+    assert [r.address for r in rsp.add] == ["10.0.1.3"]
+    assert [r.address for r in rsp.remove] == ["10.0.1.2"]
+    assert [o.address for o, _ in rsp.keep] == ["10.0.1.1"]
+
+
+def test_virtual_server_identity_includes_protocol() -> None:
+    new = BASE.replace(
+        "virtual_server 10.0.0.2 80 {\n  protocol TCP",
+        "virtual_server 10.0.0.2 80 {\n  protocol UDP",
+    )
+    plan = diff(_cfg(BASE), _cfg(new))
+    assert [v.protocol for v in plan.virtual_servers.add] == ["UDP"]
+    assert [v.protocol for v in plan.virtual_servers.remove] == ["TCP"]
+
+
+def test_virtual_server_setting_change_keeps_real_servers() -> None:
+    plan = diff(_cfg(BASE), _cfg(BASE.replace("lvs_sched rr", "lvs_sched wrr")))
+    ((vs_old, vs_new),) = plan.virtual_servers.adopt
+    assert vs_new.lvs_sched == "wrr"
+    assert len(plan.real_servers[vs_old.key].keep) == 2
+
+
+def test_checker_timer_change_is_adopt_and_target_change_is_replace() -> None:
+    new = BASE.replace("connect_timeout 3", "connect_timeout 4")
+    plan = diff(_cfg(BASE), _cfg(new))
+    ((vs_old, _),) = plan.virtual_servers.adopt
+    cp = plan.checkers[(vs_old.key, ("10.0.1.1", 80))]
+    assert len(cp.adopt) == 1 and not cp.add and not cp.remove
+    a = m.TcpCheck(connect_port=80)
+    b = m.TcpCheck(connect_port=81)
+    cp = diff_checkers((a,), (b,))
+    assert cp.add == [b] and cp.remove == [a]
+
+
+def test_two_alike_checkers_stay_apart() -> None:
+    a1, a2 = m.TcpCheck(retry=1), m.TcpCheck(retry=2)
+    cp = diff_checkers((a1, a2), (a1, m.TcpCheck(retry=3)))
+    assert cp.keep == [(a1, a1)]
+    assert cp.adopt == [(a2, m.TcpCheck(retry=3))]
+
+
+def test_global_and_static_changes_are_flagged() -> None:
+    plan = diff(_cfg(BASE), _cfg("global_defs {\n router_id x\n}\n" + BASE))
+    assert plan.global_defs_changed and plan.changed
+    plan = diff(_cfg(BASE), _cfg("static_routes {\n 10.0.0.0/8 via 1.2.3.4\n}\n" + BASE))
+    assert plan.static_changed
+
+
+def test_summary_counts() -> None:
+    plan = diff(_cfg(BASE), _cfg(BASE.replace("weight 1", "weight 2")))
+    s = plan.summary()
+    assert s["virtual_servers"] == {"keep": 1, "adopt": 1, "add": 0, "remove": 0}

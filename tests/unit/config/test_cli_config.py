@@ -54,10 +54,8 @@ def test_config_test_errors(bad: Path, capsys: pytest.CaptureFixture[str]) -> No
     err = capsys.readouterr().err.splitlines()
     assert f"{bad}:1:1: error: vrrp_instance 'VI_1': the virtual router id must be set" in err[0]
     assert err[1].startswith(f"{bad}:3:12: error: number '300' outside range [1, 255]")
-    assert (
-        err[2]
-        == f"{bad}:4:3: error: unknown keyword 'prioritty' in vrrp_instance; did you mean 'priority'?"
-    )
+    unknown = "unknown keyword 'prioritty' in vrrp_instance; did you mean 'priority'?"
+    assert err[2] == f"{bad}:4:3: error: {unknown}"
 
 
 def test_config_test_with_file_argument(good: Path) -> None:

@@ -5,7 +5,8 @@
 socket returns it) validate and return an ``Advert`` whose ``reason`` is
 ``"ok"`` or the stable name of the first failed check (``vrrp_constants``);
 they never raise on a packet.  ``encode`` builds the VRRP message and
-``encode_ipv4`` the whole packet keepalived would send.  The behaviour is
+``encode_ipv4`` the whole packet keepalived would send.  Build an ``Expect``
+once per VRRP instance from its configuration and pass it to every decode.  The behaviour is
 documented in ``vrrp_codec_py``.
 
 >>> from hafast._core.vrrp_constants import CHECKSUM_MESSAGE
@@ -17,6 +18,8 @@ documented in ``vrrp_codec_py``.
 ('ok', 7, 200, 'message')
 >>> decode_ipv4(pkt[:-1]).reason
 'packet_len_err'
+>>> decode_ipv4(pkt, Expect(version=2)).reason
+'version_err'
 """
 
 from __future__ import annotations
@@ -26,13 +29,21 @@ from typing import TYPE_CHECKING
 from hafast._core._select import choose
 
 if TYPE_CHECKING:
-    from hafast._core.vrrp_codec_py import Advert, decode_ipv4, decode_payload, encode, encode_ipv4
+    from hafast._core.vrrp_codec_py import (
+        Advert,
+        Expect,
+        decode_ipv4,
+        decode_payload,
+        encode,
+        encode_ipv4,
+    )
 else:
     _impl = choose("vrrp_codec")
     Advert = _impl.Advert
+    Expect = _impl.Expect
     decode_ipv4 = _impl.decode_ipv4
     decode_payload = _impl.decode_payload
     encode = _impl.encode
     encode_ipv4 = _impl.encode_ipv4
 
-__all__ = ["Advert", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
+__all__ = ["Advert", "Expect", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]

@@ -7,7 +7,7 @@ from typing_extensions import disjoint_base
 
 _Buffer: TypeAlias = bytes | bytearray | memoryview
 
-__all__ = ["Advert", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
+__all__ = ["Advert", "Expect", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
 
 @disjoint_base
 class Advert:
@@ -54,8 +54,33 @@ class Advert:
     def ok(self) -> bool: ...
     def fields(self) -> tuple[object, ...]: ...
 
+@disjoint_base
+class Expect:
+    def __init__(
+        self,
+        version: int = 0,
+        auth_type: int = -1,
+        auth_data: _Buffer | None = None,
+        adver_int: int = 0,
+        v3_checksum: str = "any",
+        check_ttl: bool = True,
+    ) -> None: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def auth_type(self) -> int: ...
+    @property
+    def auth_data(self) -> bytes | None: ...
+    @property
+    def adver_int(self) -> int: ...
+    @property
+    def v3_checksum(self) -> str: ...
+    @property
+    def check_ttl(self) -> bool: ...
+
 def decode_ipv4(
     packet: _Buffer,
+    expect: Expect | None = None,
     *,
     check_ttl: bool = True,
     version: int = 0,
@@ -70,7 +95,9 @@ def decode_payload(
     src: _Buffer,
     dst: _Buffer,
     ttl: int = -1,
+    expect: Expect | None = None,
     *,
+    check_ttl: bool = True,
     version: int = 0,
     auth_type: int = -1,
     auth_data: _Buffer | None = None,

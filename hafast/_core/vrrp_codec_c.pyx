@@ -33,7 +33,7 @@ from hafast._core.checksum_c cimport csum_add, csum_fold, csum_pseudo_ipv4, csum
 
 from hafast._core import vrrp_constants as K
 
-__all__ = ["Advert", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
+__all__ = ["Advert", "Expect", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
 
 # Reason codes: indexes into _REASON_NAMES (the names live in vrrp_constants).
 cdef enum:
@@ -107,7 +107,7 @@ if len(_REASON_NAMES) != len(K.REASONS) or set(_REASON_NAMES) != set(K.REASONS):
     raise ImportError("vrrp_codec_c reason table is out of step with vrrp_constants.REASONS")
 
 
-cdef struct Expect:
+cdef struct Expectations:
     int version        # 0: any
     int auth_type      # -1: not checked
     int adver_int      # 0: not checked (v2 seconds)
@@ -219,7 +219,7 @@ cdef bint _small_int(object value, long lo, long hi, long *out) except -1:
     return True
 
 
-cdef int _parse_expect(Expect *e, object version, object auth_type, object auth_data,
+cdef int _parse_expect(Expectations *e, object version, object auth_type, object auth_data,
                        object adver_int, object v3_checksum) except -1:
     """Fill ``e`` from the keyword expectations; return R_OK or R_PARAM."""
     cdef long value
@@ -251,6 +251,57 @@ cdef int _parse_expect(Expect *e, object version, object auth_type, object auth_
             return R_PARAM
         memcpy(e.auth_data, PyBytes_AS_STRING(raw), AUTH_DATA_LEN)
     return R_OK
+
+
+@cython.auto_pickle(False)
+cdef class Expect:
+    """What the local configuration expects of received adverts (see ``vrrp_codec_py.Expect``).
+
+    Parsed once into a C struct, so a decode given an Expect does no argument work.
+    It also keeps the previous advert's immutable pieces: a master re-sends the
+    same advert every interval, so an instance's decode usually finds identical
+    bytes and hands out the same bytes/tuple objects instead of new ones.
+    """
+
+    cdef Expectations c
+    cdef readonly bint check_ttl
+    cdef object _auth_data
+    cdef str _v3_checksum
+    cdef bytes _last_src
+    cdef bytes _last_dst
+    cdef bytes _last_auth
+    cdef bytes _last_block
+    cdef tuple _last_addresses
+
+    def __init__(self, version=0, auth_type=-1, auth_data=None, adver_int=0,
+                 v3_checksum=CHECKSUM_ANY, check_ttl=True):
+        if _parse_expect(&self.c, version, auth_type, auth_data, adver_int, v3_checksum) != R_OK:
+            raise ValueError("Expect: version 0/2/3, auth_type -1..255, 8 bytes of auth_data, "
+                             "adver_int 0..4095, v3_checksum any/pseudo_header/message")
+        self.check_ttl = bool(check_ttl)
+        self._auth_data = (PyBytes_FromStringAndSize(<const char *>self.c.auth_data, AUTH_DATA_LEN)
+                           if self.c.has_auth_data else None)
+        self._v3_checksum = <str>_MODE_NAMES[self.c.v3_mode]
+
+    @property
+    def version(self) -> int:
+        return self.c.version
+
+    @property
+    def auth_type(self) -> int:
+        return self.c.auth_type
+
+    @property
+    def auth_data(self):
+        return self._auth_data
+
+    @property
+    def adver_int(self) -> int:
+        return self.c.adver_int
+
+    @property
+    def v3_checksum(self) -> str:
+        return self._v3_checksum
 
 
 cdef inline int _be16(const uint8_t *p) noexcept nogil:
@@ -300,7 +351,7 @@ cdef int _check_ipv4(const uint8_t *p, Py_ssize_t n, Parsed *r) noexcept nogil:
 
 
 cdef int _check_vrrp(const uint8_t *msg, Py_ssize_t n, const uint8_t *src, const uint8_t *dst,
-                     int ttl, const Expect *e, Parsed *r) noexcept nogil:
+                     int ttl, const Expectations *e, Parsed *r) noexcept nogil:
     """The VRRP receive checks, in RFC 3768 §7.1 / RFC 5798 §7.1 order."""
     cdef int version, addr_len
     cdef Py_ssize_t expected
@@ -374,17 +425,40 @@ cdef int _check_vrrp(const uint8_t *msg, Py_ssize_t n, const uint8_t *src, const
     return R_OK
 
 
-cdef Advert _build(int code, Parsed *r, const uint8_t *base, object src, object dst):
+cdef inline bytes _reuse(bytes last, const uint8_t *p, Py_ssize_t n):
+    """``last`` when it holds exactly p[0:n] (immutable, so shareable), else a new bytes."""
+    if (last is not None and PyBytes_GET_SIZE(last) == n
+            and memcmp(PyBytes_AS_STRING(last), p, n) == 0):
+        return last
+    return PyBytes_FromStringAndSize(<const char *>p, n)
+
+
+cdef tuple _addresses(const uint8_t *block, int count, int addr_len):
+    cdef tuple addresses
+    cdef bytes item
+    cdef int i
+    if not count:
+        return _NO_ADDRESSES
+    addresses = PyTuple_New(count)
+    for i in range(count):
+        item = PyBytes_FromStringAndSize(<const char *>block + i * addr_len, addr_len)
+        Py_INCREF(item)  # PyTuple_SET_ITEM steals the reference
+        PyTuple_SET_ITEM(addresses, i, item)
+    return addresses
+
+
+cdef Advert _build(int code, Parsed *r, const uint8_t *base, object src, object dst,
+                   Expect cache):
     """The one Python object of a decode: copy what the checks reached into an Advert.
 
     Every field is written exactly once (a tp_new'd Advert holds None in its
-    object fields until then).
+    object fields until then).  With a ``cache`` (the caller's Expect), the
+    addresses and auth data of the previous identical advert are reused.
     """
     cdef Advert a = Advert.__new__(Advert)
-    cdef int addr_len, i
+    cdef int addr_len
+    cdef Py_ssize_t block_len
     cdef const uint8_t *msg
-    cdef tuple addresses
-    cdef bytes item
     cdef int stage = r.stage
     a.reason = <str>_REASON_NAMES[code]
     a.family = r.family
@@ -408,39 +482,46 @@ cdef Advert _build(int code, Parsed *r, const uint8_t *base, object src, object 
         a.auth_type = r.auth_type
         a.adver_int = r.adver_int
         a.checksum = r.checksum
-    if stage >= STAGE_BODY:
-        a.checksum_mode = <str>_MODE_NAMES[r.mode]
-        msg = base + r.vrrp_off
-        addr_len = 16 if r.family == 6 else 4
-        if r.count:
-            addresses = PyTuple_New(r.count)
-            for i in range(r.count):
-                item = PyBytes_FromStringAndSize(
-                    <const char *>msg + VRRP_HEADER_LEN + i * addr_len, addr_len)
-                Py_INCREF(item)  # PyTuple_SET_ITEM steals the reference
-                PyTuple_SET_ITEM(addresses, i, item)
-            a.addresses = addresses
-        else:
-            a.addresses = _NO_ADDRESSES
-        if r.version == 2:
-            a.auth_data = PyBytes_FromStringAndSize(
-                <const char *>msg + r.vrrp_len - AUTH_DATA_LEN, AUTH_DATA_LEN)
-        else:
-            a.auth_data = _EMPTY
-    else:
+    if stage < STAGE_BODY:
         a.checksum_mode = ""
         a.addresses = _NO_ADDRESSES
         a.auth_data = _EMPTY
+        return a
+    a.checksum_mode = <str>_MODE_NAMES[r.mode]
+    msg = base + r.vrrp_off
+    addr_len = 16 if r.family == 6 else 4
+    block_len = <Py_ssize_t>r.count * addr_len
+    if cache is None:
+        a.addresses = _addresses(msg + VRRP_HEADER_LEN, r.count, addr_len)
+    elif (cache._last_block is not None and PyBytes_GET_SIZE(cache._last_block) == block_len
+            and memcmp(PyBytes_AS_STRING(cache._last_block), msg + VRRP_HEADER_LEN,
+                       block_len) == 0):
+        a.addresses = cache._last_addresses
+    else:
+        a.addresses = _addresses(msg + VRRP_HEADER_LEN, r.count, addr_len)
+        cache._last_block = PyBytes_FromStringAndSize(
+            <const char *>msg + VRRP_HEADER_LEN, block_len)
+        cache._last_addresses = a.addresses
+    if r.version != 2:
+        a.auth_data = _EMPTY
+    elif cache is None:
+        a.auth_data = PyBytes_FromStringAndSize(
+            <const char *>msg + r.vrrp_len - AUTH_DATA_LEN, AUTH_DATA_LEN)
+    else:
+        a.auth_data = _reuse(cache._last_auth, msg + r.vrrp_len - AUTH_DATA_LEN, AUTH_DATA_LEN)
+        cache._last_auth = a.auth_data
     return a
 
 
-def decode_ipv4(packet, *, check_ttl=True, version=0, auth_type=-1, auth_data=None,
-                adver_int=0, v3_checksum=CHECKSUM_ANY):
+def decode_ipv4(packet, expect=None, *, check_ttl=True, version=0, auth_type=-1,
+                auth_data=None, adver_int=0, v3_checksum=CHECKSUM_ANY):
     """Decode and validate a whole IPv4 packet, as a raw IPPROTO_VRRP socket returns it.
 
     See ``vrrp_codec_py.decode_ipv4``.  Never raises on any packet.
     """
-    cdef Expect e
+    cdef Expectations local
+    cdef const Expectations *e
+    cdef bint ttl_checked
     cdef Parsed r
     cdef Py_buffer view
     cdef const uint8_t *p
@@ -448,7 +529,17 @@ def decode_ipv4(packet, *, check_ttl=True, version=0, auth_type=-1, auth_data=No
     cdef bint release = False
     cdef int code
     cdef object src = _EMPTY, dst = _EMPTY
-    if _parse_expect(&e, version, auth_type, auth_data, adver_int, v3_checksum) != R_OK:
+    cdef Expect cache = None
+    if expect is None:
+        if _parse_expect(&local, version, auth_type, auth_data, adver_int, v3_checksum) != R_OK:
+            return _bare(R_PARAM, 4)
+        e = &local
+        ttl_checked = check_ttl
+    elif isinstance(expect, Expect):
+        cache = <Expect>expect
+        e = &cache.c
+        ttl_checked = cache.check_ttl
+    else:
         return _bare(R_PARAM, 4)
     if PyBytes_CheckExact(packet):
         p = <const uint8_t *>PyBytes_AS_STRING(packet)
@@ -467,23 +558,30 @@ def decode_ipv4(packet, *, check_ttl=True, version=0, auth_type=-1, auth_data=No
         r.ttl = -1
         code = _check_ipv4(p, n, &r)
         if code == R_OK:
-            src = PyBytes_FromStringAndSize(<const char *>p + 12, 4)
-            dst = PyBytes_FromStringAndSize(<const char *>p + 16, 4)
+            if cache is None:
+                src = PyBytes_FromStringAndSize(<const char *>p + 12, 4)
+                dst = PyBytes_FromStringAndSize(<const char *>p + 16, 4)
+            else:
+                src = cache._last_src = _reuse(cache._last_src, p + 12, 4)
+                dst = cache._last_dst = _reuse(cache._last_dst, p + 16, 4)
             code = _check_vrrp(p + r.vrrp_off, r.vrrp_len, p + 12, p + 16,
-                               r.ttl if check_ttl else -1, &e, &r)
-        return _build(code, &r, p, src, dst)
+                               r.ttl if ttl_checked else -1, e, &r)
+        return _build(code, &r, p, src, dst, cache)
     finally:
         if release:
             PyBuffer_Release(&view)
 
 
-def decode_payload(message, family, src, dst, ttl=-1, *, version=0, auth_type=-1,
-                   auth_data=None, adver_int=0, v3_checksum=CHECKSUM_ANY):
+def decode_payload(message, family, src, dst, ttl=-1, expect=None, *, check_ttl=True,
+                   version=0, auth_type=-1, auth_data=None, adver_int=0,
+                   v3_checksum=CHECKSUM_ANY):
     """Decode and validate a VRRP message without its IP header.
 
     See ``vrrp_codec_py.decode_payload``.  Never raises on any packet.
     """
-    cdef Expect e
+    cdef Expectations local
+    cdef const Expectations *e
+    cdef bint ttl_checked
     cdef Parsed r
     cdef Py_buffer view
     cdef const uint8_t *p
@@ -492,10 +590,20 @@ def decode_payload(message, family, src, dst, ttl=-1, *, version=0, auth_type=-1
     cdef int code, addr_len
     cdef long fam, hop
     cdef bytes src_raw, dst_raw
+    cdef Expect cache = None
     if not _small_int(family, 4, 6, &fam) or fam == 5:
         return _bare(R_PARAM, 0)
     addr_len = 16 if fam == 6 else 4
-    if _parse_expect(&e, version, auth_type, auth_data, adver_int, v3_checksum) != R_OK:
+    if expect is None:
+        if _parse_expect(&local, version, auth_type, auth_data, adver_int, v3_checksum) != R_OK:
+            return _bare(R_PARAM, <int>fam)
+        e = &local
+        ttl_checked = check_ttl
+    elif isinstance(expect, Expect):
+        cache = <Expect>expect
+        e = &cache.c
+        ttl_checked = cache.check_ttl
+    else:
         return _bare(R_PARAM, <int>fam)
     try:
         src_raw = src if PyBytes_CheckExact(src) else bytes(src)
@@ -525,8 +633,9 @@ def decode_payload(message, family, src, dst, ttl=-1, *, version=0, auth_type=-1
         r.vrrp_len = n
         r.stage = STAGE_IP
         code = _check_vrrp(p, n, <const uint8_t *>PyBytes_AS_STRING(src_raw),
-                           <const uint8_t *>PyBytes_AS_STRING(dst_raw), <int>hop, &e, &r)
-        return _build(code, &r, p, src_raw, dst_raw)
+                           <const uint8_t *>PyBytes_AS_STRING(dst_raw),
+                           <int>hop if ttl_checked else -1, e, &r)
+        return _build(code, &r, p, src_raw, dst_raw, cache)
     finally:
         if release:
             PyBuffer_Release(&view)

@@ -85,7 +85,7 @@ from hafast._core.vrrp_constants import (
 
 _Buffer: TypeAlias = bytes | bytearray | memoryview
 
-__all__ = ["Advert", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
+__all__ = ["Advert", "Expect", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
 
 _HEADER = struct.Struct("!BBBBBBH")  # ver/type, vrid, priority, count, auth|rsvd, adv, checksum
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
@@ -163,32 +163,75 @@ class Advert:
                f"priority={self.priority}, count={self.count}, adver_int={self.adver_int})"
 
 
-class _Expect:
-    """The receive checks that depend on local configuration (validated once)."""
+class Expect:
+    """What the local configuration expects of received adverts; build it once per instance.
 
-    __slots__ = ("adver_int", "auth_data", "auth_type", "v3_checksum", "version")
+    Each expectation is checked only when set: ``version`` (2 or 3; 0 = either),
+    ``auth_type`` (v2: 0 none, 1 PASS, 2 AH; -1 = not checked), ``auth_data``
+    (the 8 bytes a PASS advert must carry, see ``auth_data_from_pass``; None =
+    not checked), ``adver_int`` (v2 seconds; 0 = not checked), ``v3_checksum``
+    (``"any"``, ``"pseudo_header"`` or ``"message"``: which VRRPv3-over-IPv4
+    checksum conventions to accept) and ``check_ttl`` (False for unicast peers
+    across routers).  Raises ``ValueError`` for a value out of range.
 
-    def __init__(self, version: int, auth_type: int, auth_data: _Buffer | None,
-                 adver_int: int, v3_checksum: str) -> None:
+    >>> Expect(version=2, auth_type=1, auth_data=b"1111\\0\\0\\0\\0", adver_int=1).version
+    2
+    """
+
+    __slots__ = ("adver_int", "auth_data", "auth_type", "check_ttl", "v3_checksum", "version")
+
+    version: int
+    auth_type: int
+    auth_data: bytes | None
+    adver_int: int
+    v3_checksum: str
+    check_ttl: bool
+
+    def __init__(
+        self,
+        version: int = 0,
+        auth_type: int = -1,
+        auth_data: _Buffer | None = None,
+        adver_int: int = 0,
+        v3_checksum: str = CHECKSUM_ANY,
+        check_ttl: bool = True,
+    ) -> None:
         if not all(isinstance(x, int) for x in (version, auth_type, adver_int)):
-            raise TypeError("expectations are integers")
+            raise ValueError("version, auth_type and adver_int are integers")
         if version not in (0, 2, 3):
-            raise ValueError("version")
+            raise ValueError("version must be 0 (any), 2 or 3")
         if not -1 <= auth_type <= 255 or not 0 <= adver_int <= MAX_ADVER_INT_V3:
-            raise ValueError("auth_type / adver_int")
+            raise ValueError("auth_type must be -1..255 and adver_int 0..4095")
         if v3_checksum not in CHECKSUM_MODES:
-            raise ValueError("v3_checksum")
+            raise ValueError(f"v3_checksum must be one of {CHECKSUM_MODES}")
+        try:
+            secret = None if auth_data is None else bytes(auth_data)
+        except TypeError as exc:
+            raise ValueError("auth_data must be bytes") from exc
+        if secret is not None and len(secret) != VRRP_AUTH_DATA_LEN:
+            raise ValueError("auth_data must be the 8 bytes of Authentication Data")
         self.version = version
         self.auth_type = auth_type
-        self.auth_data = None if auth_data is None else bytes(auth_data)
-        if self.auth_data is not None and len(self.auth_data) != VRRP_AUTH_DATA_LEN:
-            raise ValueError("auth_data")
+        self.auth_data = secret
         self.adver_int = adver_int
         self.v3_checksum = v3_checksum
+        self.check_ttl = bool(check_ttl)
+
+
+def _expectations(expect: Expect | None, version: int, auth_type: int,
+                  auth_data: _Buffer | None, adver_int: int, v3_checksum: str,
+                  check_ttl: bool) -> Expect:
+    """The Expect to check with: the one given, else one built from the keywords."""
+    if expect is None:
+        return Expect(version, auth_type, auth_data, adver_int, v3_checksum, check_ttl)
+    if not isinstance(expect, Expect):
+        raise ValueError("expect must be an Expect")
+    return expect
 
 
 def decode_ipv4(
     packet: _Buffer,
+    expect: Expect | None = None,
     *,
     check_ttl: bool = True,
     version: int = 0,
@@ -200,19 +243,22 @@ def decode_ipv4(
     """Decode and validate a whole IPv4 packet, as a raw IPPROTO_VRRP socket returns it.
 
     The IP header is parsed (options skipped); IP protocol 51 (AH) carrying VRRP
-    is recognised.  ``check_ttl=False`` skips the TTL 255 check (unicast peers
-    across routers).  The expectations come from the local configuration and
-    are checked only when given: ``version`` (2 or 3), ``auth_type`` (0, 1, 2),
-    ``auth_data`` (8 bytes, compared for PASS), ``adver_int`` (v2 seconds) and
-    ``v3_checksum`` (``"any"``, ``"pseudo_header"`` or ``"message"``).
+    is recognised.  The local configuration's expectations come as an
+    ``Expect`` built once (the fast way), or as the same-named keywords
+    (``check_ttl``, ``version``, ``auth_type``, ``auth_data``, ``adver_int``,
+    ``v3_checksum``), which are ignored when ``expect`` is given.
     Never raises: a bad packet or bad expectations give a reason.
 
     >>> decode_ipv4(b"").reason
     'packet_len_err'
+    >>> rx = Expect(version=2, adver_int=1)
+    >>> decode_ipv4(bytes(40), rx).reason
+    'ip_header_err'
     """
     try:
-        expect = _Expect(version, auth_type, auth_data, adver_int, v3_checksum)
-    except (TypeError, ValueError):
+        expect = _expectations(expect, version, auth_type, auth_data, adver_int, v3_checksum,
+                               check_ttl)
+    except ValueError:
         return Advert(PARAM_ERR, FAMILY_IPV4)
     try:
         data = memoryview(packet).cast("B")
@@ -247,7 +293,8 @@ def decode_ipv4(
     advert = Advert(OK, FAMILY_IPV4)
     advert.src, advert.dst, advert.ttl = src, dst, ttl
     advert.ah, advert.ah_spi, advert.ah_seq = wrapped, spi, seq
-    return _decode_vrrp(advert, data[start:total_len], ttl if check_ttl else -1, wrapped, expect)
+    return _decode_vrrp(advert, data[start:total_len], ttl if expect.check_ttl else -1, wrapped,
+                        expect)
 
 
 def decode_payload(
@@ -256,7 +303,9 @@ def decode_payload(
     src: _Buffer,
     dst: _Buffer,
     ttl: int = -1,
+    expect: Expect | None = None,
     *,
+    check_ttl: bool = True,
     version: int = 0,
     auth_type: int = -1,
     auth_data: _Buffer | None = None,
@@ -269,7 +318,7 @@ def decode_payload(
     ancillary data) or a transport that parsed the IPv4 header itself.
     ``family`` is 4 or 6, ``src``/``dst`` the packed addresses the packet was
     sent from and to (they enter the v3 pseudo-header), ``ttl`` the TTL / hop
-    limit or -1 when unknown (no check).  Expectations as for ``decode_ipv4``.
+    limit or -1 when unknown (not checked).  Expectations as for ``decode_ipv4``.
 
     >>> src = bytes.fromhex("fe80000000000000000000fffe770002")
     >>> msg = encode(3, 51, 90, [bytes.fromhex("fd000077000000000000000000000100")], 100,
@@ -281,7 +330,8 @@ def decode_payload(
     if not isinstance(family, int) or family not in ADDRESS_LEN:
         return Advert(PARAM_ERR, 0)
     try:
-        expect = _Expect(version, auth_type, auth_data, adver_int, v3_checksum)
+        expect = _expectations(expect, version, auth_type, auth_data, adver_int, v3_checksum,
+                               check_ttl)
         src_raw, dst_raw = bytes(src), bytes(dst)
         if len(src_raw) != ADDRESS_LEN[family] or len(dst_raw) != ADDRESS_LEN[family]:
             raise ValueError("address length")
@@ -295,11 +345,11 @@ def decode_payload(
         return Advert(BUFFER_ERR, family)
     advert = Advert(OK, family)
     advert.src, advert.dst, advert.ttl = src_raw, dst_raw, ttl
-    return _decode_vrrp(advert, data, ttl, None, expect)
+    return _decode_vrrp(advert, data, ttl if expect.check_ttl else -1, None, expect)
 
 
 def _decode_vrrp(advert: Advert, data: memoryview, ttl: int, wrapped: bool | None,
-                 expect: _Expect) -> Advert:
+                 expect: Expect) -> Advert:
     """The VRRP receive checks shared by both entry points; fills ``advert``."""
     length = len(data)
     if length < VRRP_HEADER_LEN:  # RFC 5798 §7.1: must hold the fixed header

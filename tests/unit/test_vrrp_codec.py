@@ -42,7 +42,9 @@ from hafast._core.vrrp_constants import (
 from tests.conftest import load_twin
 
 # twin_flavour only names a flavour: nothing per-test for hypothesis to leak.
-_FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# No deadline: tests assert behaviour, never timings (the machine is shared).
+_FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture],
+                       deadline=None)
 
 SRC4, VIP4 = bytes([192, 168, 77, 1]), bytes([192, 168, 77, 100])
 SRC6 = bytes.fromhex("fe80000000000000000000fffe770001")
@@ -514,7 +516,7 @@ def _same(a: object, b: object) -> None:
     assert a.reason in REASONS  # type: ignore[attr-defined]
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(packet=st.one_of(corrupted(), st.binary(max_size=80)), check_ttl=st.booleans(),
        expect=expectations)
 def test_differential_ipv4(packet: bytes, check_ttl: bool, expect: dict[str, object]) -> None:
@@ -523,7 +525,7 @@ def test_differential_ipv4(packet: bytes, check_ttl: bool, expect: dict[str, obj
           py.decode_ipv4(packet, check_ttl=check_ttl, **expect))
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(data=st.data(), family=st.sampled_from([4, 6]), ttl=st.sampled_from([-1, 255, 64]),
        expect=expectations)
 def test_differential_payload(data: st.DataObject, family: int, ttl: int,
@@ -544,6 +546,7 @@ def test_differential_payload(data: st.DataObject, family: int, ttl: int,
           py.decode_payload(payload, family, src, dst, ttl, **expect))
 
 
+@settings(deadline=None)
 @given(
     version=st.integers(1, 4),
     vrid=st.integers(-1, 256),
@@ -567,3 +570,88 @@ def test_differential_encode(version: int, vrid: int, priority: int, addresses: 
         except ValueError:
             results.append(ValueError)
     assert results[0] == results[1]
+
+
+# --- Expect: the configuration parsed once ------------------------------------------
+
+
+def test_expect_object_same_as_keywords(codec: ModuleType) -> None:
+    packet = v2_packet(codec)
+    low = v2_packet(codec, ttl=64)
+    cases: list[dict[str, object]] = [
+        {},
+        {"version": 2, "auth_type": AUTH_PASS, "auth_data": PASS, "adver_int": 1},
+        {"auth_type": AUTH_PASS, "auth_data": auth_data_from_pass("2222")},
+        {"version": 3},
+        {"adver_int": 2},
+        {"check_ttl": False},
+    ]
+    for expect in cases:
+        rx = codec.Expect(**expect)
+        for subject in (packet, low):
+            assert codec.decode_ipv4(subject, rx).fields() == (
+                codec.decode_ipv4(subject, **expect).fields())
+    message = v3_message6(codec)
+    rx = codec.Expect(version=3, check_ttl=False)
+    assert codec.decode_payload(message, 6, SRC6, VRRP_GROUP6, 1, rx).ok
+    assert codec.decode_payload(message, 6, SRC6, VRRP_GROUP6, 1, codec.Expect()).reason == (
+        IP_TTL_ERR)
+    assert codec.decode_payload(message, 6, SRC6, VRRP_GROUP6, 1, check_ttl=False).ok
+
+
+def test_expect_attributes(codec: ModuleType) -> None:
+    rx = codec.Expect(version=2, auth_type=AUTH_PASS, auth_data=PASS, adver_int=3,
+                      v3_checksum=CHECKSUM_MESSAGE, check_ttl=False)
+    assert (rx.version, rx.auth_type, rx.auth_data, rx.adver_int, rx.v3_checksum,
+            rx.check_ttl) == (2, AUTH_PASS, PASS, 3, CHECKSUM_MESSAGE, False)
+    default = codec.Expect()
+    assert (default.version, default.auth_type, default.auth_data, default.adver_int,
+            default.v3_checksum, default.check_ttl) == (0, -1, None, 0, CHECKSUM_ANY, True)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"version": 1}, {"auth_type": 300}, {"auth_data": b"123"}, {"adver_int": 5000},
+     {"v3_checksum": "both"}, {"version": "2"}],
+)
+def test_expect_rejects(codec: ModuleType, bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        codec.Expect(**bad)
+
+
+def test_expect_wrong_object(codec: ModuleType) -> None:
+    assert codec.decode_ipv4(v2_packet(codec), {"version": 2}).reason == PARAM_ERR
+    message = v3_message6(codec)
+    assert codec.decode_payload(message, 6, SRC6, VRRP_GROUP6, 255, "x").reason == PARAM_ERR
+
+
+def test_expect_reused_across_different_adverts(codec: ModuleType) -> None:
+    # One Expect per instance sees a stream of adverts; the compiled twin reuses the
+    # previous advert's objects when the bytes repeat, and must notice when they don't.
+    rx = codec.Expect(version=2, auth_type=AUTH_PASS)
+    stream = [
+        v2_packet(codec),
+        v2_packet(codec),
+        v2_packet(codec, src=bytes([192, 168, 77, 2])),
+        codec.encode_ipv4(2, 51, 90, [VIP4, bytes([10, 0, 0, 1])], 1, src=SRC4,
+                          dst=VRRP_GROUP4, auth_type=AUTH_PASS, auth_data=b"2222"),
+        codec.encode_ipv4(2, 51, 90, [bytes([10, 0, 0, 1]), VIP4], 1, src=SRC4,
+                          dst=VRRP_GROUP4, auth_type=AUTH_PASS, auth_data=b"2222"),
+        codec.encode_ipv4(2, 51, 90, [], 1, src=SRC4, dst=VRRP_GROUP4, auth_type=AUTH_PASS),
+        v2_packet(codec, ttl=3),
+        v2_packet(codec),
+    ]
+    for packet in stream * 2:
+        assert codec.decode_ipv4(packet, rx).fields() == (
+            codec.decode_ipv4(packet, version=2, auth_type=AUTH_PASS).fields())
+
+
+@settings(max_examples=150, deadline=None)
+@given(packets=st.lists(st.one_of(corrupted(), st.sampled_from(_seeds())), min_size=1,
+                        max_size=12),
+       expect=expectations)
+def test_differential_expect_stream(packets: list[bytes], expect: dict[str, object]) -> None:
+    c, py = load_twin("vrrp_codec", "c"), load_twin("vrrp_codec", "py")
+    rx_c, rx_py = c.Expect(**expect), py.Expect(**expect)
+    for packet in packets:
+        _same(c.decode_ipv4(packet, rx_c), py.decode_ipv4(packet, rx_py))

@@ -34,9 +34,7 @@ def _text(tok: Token) -> str:
 
 def dump(res: LexResult, case: Path) -> str:
     """The golden text of one lex result; absolute paths of the case become <case>."""
-    out = [
-        "  ".join(f"{_where(t, case)} {_text(t)}" for t in line.tokens) for line in res.lines
-    ]
+    out = ["  ".join(f"{_where(t, case)} {_text(t)}" for t in line.tokens) for line in res.lines]
     out.append("-- files")
     out.extend(os.path.relpath(f, case) for f in res.files)
     out.append("-- diagnostics")

@@ -479,6 +479,16 @@ class _Loader:
             )
         f.setdefault("interface", gd.default_interface)
         vips = f.get("virtual_ipaddress", ())
+        if (
+            not vips
+            and not f.get("no_virtual_ipaddress")
+            and not f.get("strict_mode", gd.vrrp_strict)
+        ):
+            self.warn(
+                p.kw,
+                f"vrrp_instance '{name}' has no virtual_ipaddress; at least one is "
+                "sensible (or say no_virtual_ipaddress)",
+            )
         fams = {v.family for v in vips}
         if len(fams) > 1:
             self.error(

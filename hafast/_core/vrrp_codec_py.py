@@ -4,16 +4,28 @@ Stateless and sans-I/O: bytes in, an ``Advert`` out (decode) or bytes out
 (encode).  Decoding never raises on any packet: a bad one comes back with
 ``ok`` false and ``reason`` naming the first receive check that failed (the
 names, in ``vrrp_constants``, are keepalived's statistics names where it has
-one).  The checks run in RFC 3768 §7.1 / RFC 5798 §7.1 order:
+one; they become the per-instance reject counters).
 
-1. ``packet_len_err`` (shorter than the 8-byte header; IPv4/AH lengths)
-2. ``ip_ttl_err`` (TTL / hop limit not 255, when known)
-3. ``version_err`` (not 2 or 3, or not the ``version`` asked for), ``v2_ipv6_err``
+Before any packet check: ``param_err`` (unusable ``Expect``/keywords, family,
+src, dst or ttl) and ``buffer_err`` (the packet has no byte buffer).  Then, for
+a whole IPv4 packet: ``packet_len_err`` (shorter than 20 bytes, IHL or Total
+Length beyond the data, AH cut short), ``ip_header_err`` (not IPv4, IHL < 5),
+``protocol_err`` (neither 112 nor AH carrying 112).  Then the VRRP checks in
+RFC 3768 §7.1 / RFC 5798 §7.1 order:
+
+1. ``packet_len_err`` (shorter than the 8-byte header)
+2. ``ip_ttl_err`` (TTL / hop limit not 255, when known and checked)
+3. ``version_err`` (not 2 or 3, or not the configured one), ``v2_ipv6_err``
 4. ``invalid_type_rcvd`` (type is not ADVERTISEMENT)
 5. ``addr_list_err`` (Count IP Addrs disagrees with the message length)
-6. ``checksum_err``
-7. v2 only: ``invalid_authtype``, ``authtype_mismatch``, ``auth_failure``,
-   ``advert_interval_err``
+6. ``checksum_err`` (for v3 over IPv4 the accepted conventions come from
+   ``Expect.v3_checksum``; ``Advert.checksum_mode`` tells which one matched)
+7. ``invalid_authtype`` (v2 auth type not 0/1/2), ``authtype_mismatch`` (not
+   the configured one, or AH claimed without an AH header and vice versa),
+   ``auth_failure`` (wrong PASS), ``advert_interval_err`` (v2 only)
+
+The configuration's side of the checks is an ``Expect``, built once per VRRP
+instance and passed to every decode (the same values are accepted as keywords).
 
 Which ``Advert`` fields are filled depends on how far decoding got: ``family``
 always (when valid); ``src``/``dst``/``ttl`` and the AH fields once the IP
@@ -21,13 +33,14 @@ layer passed; the VRRP header fields (``version`` .. ``checksum``) whenever the
 message had its 8 header bytes, so a reject can still be counted against its
 VRID; ``checksum_mode``, ``addresses`` and ``auth_data`` once the length and
 checksum verified.  Unfilled fields keep their defaults (0, ``b""``, ``()``,
-``""``, ``ttl`` -1).
+``""``, ``ttl`` -1).  Treat an ``Advert`` as read-only (the compiled one is).
 
 >>> from hafast._core.vrrp_constants import AUTH_PASS, auth_data_from_pass
 >>> src, group = bytes([192, 168, 77, 1]), bytes([224, 0, 0, 18])
 >>> pkt = encode_ipv4(2, 51, 100, [bytes([192, 168, 77, 100])], 1, src=src, dst=group,
 ...                   ip_id=1, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111"))
->>> adv = decode_ipv4(pkt, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111"))
+>>> rx = Expect(version=2, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111"))
+>>> adv = decode_ipv4(pkt, rx)
 >>> adv.ok, adv.vrid, adv.priority, adv.addresses
 (True, 51, 100, (b'\\xc0\\xa8Md',))
 >>> decode_ipv4(pkt, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("2222")).reason

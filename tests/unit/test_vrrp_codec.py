@@ -655,3 +655,24 @@ def test_differential_expect_stream(packets: list[bytes], expect: dict[str, obje
     rx_c, rx_py = c.Expect(**expect), py.Expect(**expect)
     for packet in packets:
         _same(c.decode_ipv4(packet, rx_c), py.decode_ipv4(packet, rx_py))
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["hafast._core.vrrp_codec_py", "hafast._core.vrrp_constants", "hafast._core.checksum_py",
+     "hafast._core.vrrp_codec", "hafast._core.checksum", "tests.vectors.pcap"],
+)
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize("name", ["checksum", "vrrp_codec"])
+def test_compiled_docstring_examples(name: str) -> None:
+    import doctest
+
+    result = doctest.testmod(load_twin(name, "c"))
+    assert result.failed == 0 and result.attempted > 0

@@ -51,7 +51,7 @@ def test_config_test_clean_with_warning(good: Path, capsys: pytest.CaptureFixtur
 
 def test_config_test_errors(bad: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-t", "-f", str(bad)]) == 4
-    err = capsys.readouterr().err.splitlines()
+    err = [e for e in capsys.readouterr().err.splitlines() if ": error: " in e]
     assert f"{bad}:1:1: error: vrrp_instance 'VI_1': the virtual router id must be set" in err[0]
     assert err[1].startswith(f"{bad}:3:12: error: number '300' outside range [1, 255]")
     unknown = "unknown keyword 'prioritty' in vrrp_instance; did you mean 'priority'?"

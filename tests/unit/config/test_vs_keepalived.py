@@ -23,7 +23,10 @@ from tests.conftest import require_tool
 
 _LINE = re.compile(r"^\((?:[^()]*: )?Line (\d+)\)", re.M)
 
-VRRP = "vrrp_instance VI_1 {{\n  interface eth0\n{body}  virtual_ipaddress {{\n    10.0.0.1\n  }}\n}}\n"
+VRRP = (
+    "vrrp_instance VI_1 {{\n  interface eth0\n{body}"
+    "  virtual_ipaddress {{\n    10.0.0.1\n  }}\n}}\n"
+)
 
 # name -> (config text, the line both must report)
 PLACED = {

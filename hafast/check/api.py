@@ -92,6 +92,9 @@ class ProbeKind(abc.ABC):
     """
 
     keyword: ClassVar[str]
+    # True for kinds that read a state rather than probe (FILE_CHECK): no retries and
+    # no alpha, the first reading is the truth (keepalived clears both for them).
+    immediate: ClassVar[bool] = False
 
     def __init__(self, spec: Any, target: Target, loop: asyncio.AbstractEventLoop | None) -> None:
         self.spec = spec
@@ -106,6 +109,14 @@ class ProbeKind(abc.ABC):
         """How long the runner lets one attempt run (``connect_timeout`` by default)."""
         timeout: int = getattr(self.spec, "connect_timeout_us", 5_000_000)
         return timeout
+
+    def on_deadline(self) -> ProbeResult:
+        """The outcome of an attempt the runner cancelled at its deadline.
+
+        A failure for almost every kind; UDP_CHECK without ``require_reply`` counts
+        silence as success (keepalived: only an ICMP error means the port is shut).
+        """
+        return TIMEOUT
 
     def close(self) -> None:
         """Release what the kind holds across attempts (sockets, contexts)."""

@@ -1,0 +1,149 @@
+"""The check engine: a Config -> checker kinds on one :class:`~hafast.check.runner.Runner`.
+
+One check per (real server address, port, checker spec), DEDUPLICATED: a real
+server with the same address, port and check under several virtual servers is
+checked once and the result feeds every (virtual server, real server) health that
+uses it (keepalived issue #2358 asks for exactly that).  Each health publishes its
+own :class:`~hafast.check.events.ServerEvent`, because the same real server may
+have other checkers under another virtual server.
+
+Sharding: a worker takes the real servers whose address and port hash (CRC-32, so
+every process agrees) to its shard index; all checks of one real server land in
+the same shard, so its health is whole in one worker.
+
+Example::
+
+    cfg = load_text(text).config
+    engine = Engine(cfg, loop, events.append)
+    engine.start()            # ... engine.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hafast.check import dns, file, icmp, misc, smtp, tcp, udp  # noqa: F401  (register kinds)
+from hafast.check.api import REGISTRY, ProbeKind, Target
+from hafast.check.events import ServerEvent
+from hafast.check.runner import Runner, ServerHealth
+from hafast.config import model as m
+
+log = logging.getLogger("hafast.check")
+
+# keepalived's port when neither connect_port nor the real server gives one.
+DEFAULT_PORTS: dict[str, int] = {"SMTP_CHECK": 25, "DNS_CHECK": 53}
+
+
+def shard_of(rs: m.RealServer, shard_count: int) -> int:
+    """Which worker checks ``rs`` (stable across processes and runs)."""
+    if shard_count <= 1:
+        return 0
+    return zlib.crc32(f"{rs.address}|{rs.port}".encode()) % shard_count
+
+
+def target_for(rs: m.RealServer, spec: m.Checker) -> Target:
+    """The checker's connect_* and bind* options over the real server's address."""
+    port = getattr(spec, "connect_port", None) or rs.port or DEFAULT_PORTS.get(spec.kind)
+    return Target(
+        getattr(spec, "connect_ip", None) or rs.address,
+        port,
+        getattr(spec, "bindto", None),
+        getattr(spec, "bind_port", None),
+        getattr(spec, "bind_if", None),
+        getattr(spec, "fwmark", None),
+    )
+
+
+def _extras(config: m.Config, rs: m.RealServer, spec: m.Checker) -> dict[str, Any]:
+    """Keyword arguments some kinds need beyond (spec, target, loop): a table, per kind."""
+    if isinstance(spec, m.FileCheck):
+        files = {t.name: t.file for t in config.track_files}
+        return {"path": files.get(spec.track_file, ""), "base_weight": rs.weight}
+    if isinstance(spec, m.MiscCheck):
+        return {"default_user": config.global_defs.script_user}
+    return {}
+
+
+class Engine:
+    """Builds and runs every check of a shard; publishes real-server transitions.
+
+    ``kinds`` overrides the registry (tests plug fakes in); ``skipped`` lists the
+    checkers no kind handles yet, as ``(where, keyword)``.
+    """
+
+    def __init__(
+        self,
+        config: m.Config,
+        loop: Any,
+        on_event: Callable[[ServerEvent], object] | None = None,
+        *,
+        shard_index: int = 0,
+        shard_count: int = 1,
+        kinds: dict[str, type[ProbeKind]] | None = None,
+        runner: Runner | None = None,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.runner = runner or Runner(
+            loop, on_event, log_all_failures=config.global_defs.checker_log_all_failures
+        )
+        if runner is not None and on_event is not None:
+            runner.on_event = on_event
+        self.kinds = REGISTRY if kinds is None else kinds
+        self.healths: dict[tuple[tuple[object, ...], tuple[str, int | None]], ServerHealth] = {}
+        self.skipped: list[tuple[str, str]] = []
+        self.deduplicated = 0
+        self._build(shard_index, shard_count)
+
+    def _build(self, shard_index: int, shard_count: int) -> None:
+        by_key: dict[tuple[object, ...], Any] = {}
+        for vs, rs in self._real_servers():
+            if shard_of(rs, shard_count) != shard_index:
+                continue
+            health = ServerHealth(vs.key, rs.key, rs.weight)
+            self.healths[(vs.key, rs.key)] = health
+            for spec in rs.checkers:
+                cls = self.kinds.get(spec.kind)
+                if cls is None:
+                    self.skipped.append((rs.where, spec.kind))
+                    continue
+                # The whole spec is in the key (timers too): two checks that differ
+                # only in delay_loop are different schedules, not one.
+                extras = _extras(self.config, rs, spec)
+                key = (rs.address, rs.port, spec, tuple(sorted(extras.items())))
+                check = by_key.get(key)
+                if check is not None:
+                    check.healths.append(health)
+                    health.attach(check.id, check.state.up)
+                    self.deduplicated += 1
+                    continue
+                kind = cls(spec, target_for(rs, spec), self.loop, **extras)
+                name = f"{spec.kind} {rs.address}:{rs.port}"
+                check = self.runner.add(kind, [health], name)
+                by_key[key] = check
+        for where, keyword in self.skipped:
+            log.warning("%s: %s has no checker in this build; its real server is not checked",
+                        where, keyword)
+
+    def _real_servers(self) -> Iterator[tuple[m.VirtualServer, m.RealServer]]:
+        for vs in self.config.virtual_servers:
+            for rs in vs.real_servers:
+                yield vs, rs
+
+    @property
+    def checks(self) -> int:
+        return len(self.runner.checks)
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def snapshot(self) -> dict[tuple[tuple[object, ...], tuple[str, int | None]], tuple[bool, int]]:
+        """``{(vs key, rs key): (up, weight)}`` now (initial states before any event)."""
+        return {k: (h.up, h.weight) for k, h in self.healths.items()}
+

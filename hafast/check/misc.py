@@ -1,0 +1,161 @@
+"""MISC_CHECK: run a script, judge its exit status.
+
+- No shell: ``misc_path`` is already an argv tuple (split as keepalived splits it).
+- The child leads a new session (``start_new_session``), so a timeout kills its
+  whole process group with SIGKILL, grandchildren included.
+- The exit is watched with a pidfd on the loop (``loop.add_reader``) and reaped
+  with ``waitpid`` by pid: no Task, no SIGCHLD handler, no child watcher thread;
+  a cancelled (timed-out) child is still reaped, so no zombie is left.
+- Exit 0 succeeds, 1 fails; with ``misc_dynamic`` 2..255 succeed with weight
+  ``status - 2`` (keepalived ``check_misc.c``), without it any non-zero fails;
+  death by a signal fails.
+- ``user USER [GROUP]`` runs it as that user (else the worker's default script
+  user, else the worker's own identity).
+
+Example (the pure verdict)::
+
+    >>> verdict(0, False), verdict(3, True).weight, verdict(3, False).ok
+    (ProbeResult(ok=True, reason='', detail='', weight=None), 1, False)
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+from typing import Any
+
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, register
+
+OK = ProbeResult(True)
+
+
+def verdict(status: int, dynamic: bool) -> ProbeResult:
+    """``status`` is a ``waitpid`` exit code (>= 0) or ``-signal``."""
+    if status == 0:
+        return OK
+    if status < 0:
+        return ProbeResult(False, "signal", f"killed by signal {-status}")
+    if dynamic and 2 <= status <= 255:
+        return ProbeResult(True, weight=status - 2)
+    return ProbeResult(False, "exit", f"exit status {status}")
+
+
+def resolve_user(user: tuple[str, ...] | None) -> tuple[int | None, int | None]:
+    """``(uid, gid)`` for ``user NAME [GROUP]``; (None, None) runs as ourselves."""
+    if not user:
+        return None, None
+    import grp
+
+    pw = pwd.getpwnam(user[0])
+    gid = grp.getgrnam(user[1]).gr_gid if len(user) > 1 else pw.pw_gid
+    return pw.pw_uid, gid
+
+
+class Child:
+    """A running script: a pidfd on the loop until it exits."""
+
+    __slots__ = ("done", "kind", "pid", "pidfd", "watching")
+
+    def __init__(self, kind: MiscKind, done: Done, pid: int, pidfd: int) -> None:
+        self.kind = kind
+        self.done: Done | None = done
+        self.pid = pid
+        self.pidfd = pidfd
+        self.watching = True
+        loop: Any = kind.loop
+        loop.add_reader(pidfd, self.exited)
+
+    def exited(self) -> None:
+        # The pidfd is readable once the script exited; it stays a zombie (its pid and
+        # group id reserved) until waitpid, so killing the group first cannot hit a
+        # stranger.  Whatever the script left running goes too: a check that leaks a
+        # process per attempt would fill the host in a day.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            pid, raw = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere (someone's SIGCHLD handler)
+            pid, raw = self.pid, 0xFF00  # exit 255: unknown, a failure
+        if pid == 0:
+            return
+        self.stop_watching()
+        done, self.done = self.done, None
+        self.kind.children.discard(self)
+        if done is not None:
+            done(verdict(os.waitstatus_to_exitcode(raw), self.kind.spec.misc_dynamic))
+
+    def stop_watching(self) -> None:
+        if self.watching:
+            self.watching = False
+            loop: Any = self.kind.loop
+            loop.remove_reader(self.pidfd)
+            os.close(self.pidfd)
+
+    def cancel(self) -> None:
+        """Timeout: kill the whole group; keep watching only to reap."""
+        if self.done is None:
+            return
+        self.done = None
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@register
+class MiscKind(ProbeKind):
+    keyword = "MISC_CHECK"
+
+    def __init__(self, spec: Any, target: Any, loop: Any, *,
+                 default_user: tuple[str, ...] | None = None) -> None:
+        super().__init__(spec, target, loop)
+        self.uid, self.gid = resolve_user(spec.user or default_user)
+        self.children: set[Child] = set()
+
+    def deadline_us(self) -> int:
+        # keepalived: misc_timeout defaults to delay_loop.
+        timeout: int = self.spec.misc_timeout_us or self.spec.delay_loop_us
+        return timeout
+
+    def start(self, done: Done) -> Attempt:
+        try:
+            proc = subprocess.Popen(
+                self.spec.misc_path,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,
+                user=self.uid,
+                group=self.gid,
+                extra_groups=[] if self.gid is not None else None,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            done(ProbeResult(False, "spawn", str(exc)))
+            return NO_ATTEMPT
+        # Popen must not reap it for us later: we own the pid from here.
+        proc.returncode = 0
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.waitpid(proc.pid, 0)
+            done(ProbeResult(False, "spawn", f"pidfd_open: {exc}"))
+            return NO_ATTEMPT
+        child = Child(self, done, proc.pid, pidfd)
+        self.children.add(child)
+        return child
+
+    def close(self) -> None:
+        for child in list(self.children):
+            child.cancel()
+            try:
+                os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                pass
+            child.stop_watching()
+        self.children.clear()

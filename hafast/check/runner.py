@@ -1,0 +1,367 @@
+"""One scheduler for every checker of a worker: delay_loop, warmup, connect_timeout,
+retry, delay_before_retry, alpha, log_all_failures, and per-real-server health.
+
+Two layers, as DESIGN.md asks:
+
+- a pure core with no loop and no clock of its own: :func:`settle` (one attempt's
+  outcome -> the delay until the next attempt and the checker's transition) and
+  :class:`ServerHealth` (a real server is UP only while every one of its checkers
+  is up);
+- a thin shell, :class:`Runner`, on the event loop.  Each check owns exactly one
+  ``loop.call_at`` handle at a time: the next start while idle, the attempt's
+  deadline while an attempt runs.  No Task, no ``asyncio.timeout`` per check
+  (see ``api.py`` for the memory and CPU figures behind that choice).
+
+Retry semantics (keepalived 2.x, ``check_udp.c``/``check_dns.c`` epilogues): a
+failed attempt of a checker that is up is retried ``retry`` more times,
+``delay_before_retry`` apart; when they all fail the checker goes DOWN.  A DOWN
+checker is tried every ``delay_loop`` and goes UP on its first success.  (keepalived's
+TCP_CHECK also retries while down; that only delays nothing, so one rule serves all.)
+
+Example, the pure core on numbers alone::
+
+    >>> s = CheckState(up=True)
+    >>> settle(s, False, 2, 1_000_000, 200_000)
+    (200000, None)
+    >>> settle(s, False, 2, 1_000_000, 200_000)
+    (200000, None)
+    >>> settle(s, False, 2, 1_000_000, 200_000)
+    (1000000, False)
+    >>> settle(s, True, 2, 1_000_000, 200_000)
+    (1000000, True)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from hafast.check.api import NO_ATTEMPT, Attempt, ProbeKind, ProbeResult
+from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
+
+log = logging.getLogger("hafast.check")
+
+US = 1_000_000
+
+# --------------------------------------------------------------------------- pure core
+
+
+class CheckState:
+    """A checker's health arithmetic: up/down, whether it ran, the retry count."""
+
+    __slots__ = ("has_run", "retry_it", "up")
+
+    def __init__(self, up: bool) -> None:
+        self.up = up
+        self.has_run = False
+        self.retry_it = 0
+
+
+def settle(
+    state: CheckState, ok: bool, retry: int, delay_loop_us: int, delay_before_retry_us: int
+) -> tuple[int, bool | None]:
+    """Apply one attempt's outcome to ``state``.
+
+    Returns ``(delay_us, transition)``: when to start the next attempt, and
+    ``True`` (went UP), ``False`` (went DOWN) or ``None`` (no change).
+    """
+    state.has_run = True
+    if ok:
+        state.retry_it = 0
+        if state.up:
+            return delay_loop_us, None
+        state.up = True
+        return delay_loop_us, True
+    if state.up and state.retry_it < retry:
+        state.retry_it += 1
+        return delay_before_retry_us, None
+    state.retry_it = 0
+    if state.up:
+        state.up = False
+        return delay_loop_us, False
+    return delay_loop_us, None
+
+
+class ServerHealth:
+    """One real server under one virtual server: UP while all its checkers are up.
+
+    ``weight`` is the configured weight unless a dynamic checker (misc_dynamic,
+    FILE_CHECK) reported another; with several, the lowest wins (the cautious one).
+    """
+
+    __slots__ = ("base_weight", "checks", "down", "real_server", "up", "virtual_server",
+                 "weight", "weights")
+
+    def __init__(
+        self, virtual_server: tuple[object, ...], real_server: tuple[str, int | None],
+        base_weight: int = 1,
+    ) -> None:
+        self.virtual_server = virtual_server
+        self.real_server = real_server
+        self.base_weight = base_weight
+        self.checks = 0
+        self.down: set[int] = set()
+        self.weights: dict[int, int] = {}
+        self.up = True
+        self.weight = base_weight
+
+    def attach(self, check_id: int, up: bool) -> None:
+        """Count one more checker, in its initial state (alpha: down)."""
+        self.checks += 1
+        if not up:
+            self.down.add(check_id)
+        self.up = not self.down
+
+    def apply(
+        self, check_id: int, up: bool, weight: int | None, reason: str, at: float
+    ) -> ServerEvent | None:
+        """Record checker ``check_id``'s state; return the event if the server changed."""
+        if up:
+            self.down.discard(check_id)
+        else:
+            self.down.add(check_id)
+        if weight is None:
+            self.weights.pop(check_id, None)
+        else:
+            self.weights[check_id] = weight
+        new_weight = min(self.weights.values()) if self.weights else self.base_weight
+        new_up = not self.down
+        state = None
+        if new_up != self.up:
+            state = UP if new_up else DOWN
+        elif new_up and new_weight != self.weight:
+            state = WEIGHT
+        self.up, self.weight = new_up, new_weight
+        if state is None:
+            return None
+        return ServerEvent(
+            self.virtual_server, self.real_server, state, new_weight,
+            "" if new_up else reason, at,
+        )
+
+
+class RateLimit:
+    """At most ``burst`` log lines per ``interval`` seconds; counts the rest.
+
+    >>> r = RateLimit(2, 10.0, clock=lambda: 0.0)
+    >>> [r.allow() for _ in range(3)], r.suppressed
+    ([True, True, False], 1)
+    """
+
+    __slots__ = ("burst", "clock", "interval", "left", "since", "suppressed")
+
+    def __init__(
+        self, burst: int = 20, interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.burst, self.interval, self.clock = burst, interval, clock
+        self.left = burst
+        self.since = clock()
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        if now - self.since >= self.interval:
+            if self.suppressed:
+                log.warning("check log: %d lines suppressed", self.suppressed)
+            self.since, self.left, self.suppressed = now, self.burst, 0
+        if self.left > 0:
+            self.left -= 1
+            return True
+        self.suppressed += 1
+        return False
+
+
+# --------------------------------------------------------------------------- the shell
+
+
+class Loop(Protocol):
+    """The part of an event loop the runner uses (uvloop, asyncio, or a test fake)."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Any: ...
+
+
+class Check:
+    """One scheduled checker: a kind, its state, the healths it feeds, one timer."""
+
+    __slots__ = ("attempt", "delay_before_retry_us", "delay_loop_us", "handle", "healths",
+                 "id", "kind", "last_reason", "log_all", "name", "pending", "retry", "runner",
+                 "state", "timeout_s", "weight")
+
+    def __init__(self, runner: Runner, check_id: int, kind: ProbeKind, name: str) -> None:
+        spec = kind.spec
+        self.runner = runner
+        self.id = check_id
+        self.kind = kind
+        self.name = name
+        immediate = kind.immediate
+        self.state = CheckState(up=immediate or not getattr(spec, "alpha", False))
+        self.retry: int = 0 if immediate else getattr(spec, "retry", 1)
+        self.delay_loop_us: int = getattr(spec, "delay_loop_us", 60 * US)
+        self.delay_before_retry_us: int = getattr(spec, "delay_before_retry_us", US)
+        self.timeout_s = kind.deadline_us() / US
+        self.log_all = runner.log_all_failures or getattr(spec, "log_all_failures", False)
+        self.healths: list[ServerHealth] = []
+        self.handle: Any = None
+        self.attempt: Attempt = NO_ATTEMPT
+        self.pending = False
+        self.weight: int | None = None
+        self.last_reason = ""
+
+    # -- timer callbacks ----------------------------------------------------------
+
+    def fire(self) -> None:
+        """Start one attempt; arm its deadline unless it finished at once."""
+        self.handle = None
+        self.pending = True
+        try:
+            attempt = self.kind.start(self.done)
+        except Exception as exc:  # a kind must not raise; never let it kill the loop
+            log.exception("%s: checker raised", self.name)
+            attempt = NO_ATTEMPT
+            if self.pending:
+                self.done(ProbeResult(False, "error", repr(exc)))
+        if self.pending:
+            self.attempt = attempt
+            loop = self.runner.loop
+            self.handle = loop.call_at(loop.time() + self.timeout_s, self.expire)
+
+    def expire(self) -> None:
+        """The deadline passed: cancel the attempt; the kind says what that means."""
+        self.handle = None
+        if not self.pending:
+            return
+        self.pending = False
+        attempt, self.attempt = self.attempt, NO_ATTEMPT
+        attempt.cancel()
+        self.runner.settled(self, self.kind.on_deadline())
+
+    def done(self, result: ProbeResult) -> None:
+        if not self.pending:  # cancelled, or a kind reporting twice: ignore
+            return
+        self.pending = False
+        self.attempt = NO_ATTEMPT
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        self.runner.settled(self, result)
+
+    def arm(self, delay_us: int) -> None:
+        loop = self.runner.loop
+        self.handle = loop.call_at(loop.time() + delay_us / US, self.fire)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.pending:
+            self.pending = False
+            attempt, self.attempt = self.attempt, NO_ATTEMPT
+            attempt.cancel()
+
+
+class Runner:
+    """Schedules every check of a worker on one loop and publishes transitions.
+
+    ``on_event`` receives :class:`~hafast.check.events.ServerEvent` objects.
+    ``counters`` counts attempts, successes, and failures per reason
+    (``fail:<reason>``); they become metrics.
+
+    Example::
+
+        runner = Runner(loop, events.append)
+        health = ServerHealth(vs.key, rs.key, rs.weight)
+        runner.add(TcpKind(spec, Target("10.0.0.1", 80), loop), [health])
+        runner.start()
+    """
+
+    def __init__(
+        self,
+        loop: Loop,
+        on_event: Callable[[ServerEvent], object] | None = None,
+        *,
+        rng: random.Random | None = None,
+        log_all_failures: bool = False,
+        rate_limit: RateLimit | None = None,
+    ) -> None:
+        self.loop = loop
+        self.on_event = on_event
+        self.rng = rng or random.Random()
+        self.log_all_failures = log_all_failures
+        self.checks: list[Check] = []
+        self.counters: Counter[str] = Counter()
+        self.rate = rate_limit or RateLimit(clock=loop.time)
+        self.running = False
+
+    def add(self, kind: ProbeKind, healths: Iterable[ServerHealth], name: str = "") -> Check:
+        """Schedule ``kind``; its state feeds every health in ``healths``."""
+        check = Check(self, len(self.checks), kind, name or f"{kind.keyword} {kind.target}")
+        for h in healths:
+            check.healths.append(h)
+            h.attach(check.id, check.state.up)
+        self.checks.append(check)
+        if self.running:
+            self._first(check)
+        return check
+
+    def start(self) -> None:
+        """Arm every check's first attempt after its warmup."""
+        self.running = True
+        for check in self.checks:
+            self._first(check)
+
+    def stop(self) -> None:
+        """Cancel every timer and attempt and close the kinds."""
+        self.running = False
+        for check in self.checks:
+            check.stop()
+            check.kind.close()
+
+    def _first(self, check: Check) -> None:
+        # keepalived: warmup unset = a random delay up to delay_loop, 0 = start now.
+        # The random spread is what keeps 10,000 checks from firing as one burst.
+        warmup = getattr(check.kind.spec, "warmup_us", None)
+        span = check.delay_loop_us if warmup is None else warmup
+        check.arm(int(self.rng.random() * span) if span > 0 else 0)
+
+    def settled(self, check: Check, result: ProbeResult) -> None:
+        counters = self.counters
+        counters["attempts"] += 1
+        state = check.state
+        if result.ok:
+            counters["ok"] += 1
+        else:
+            counters["fail:" + result.reason] += 1
+            if check.log_all and state.up and self.rate.allow():
+                log.info("%s failed: %s %s", check.name, result.reason, result.detail)
+        delay_us, transition = settle(
+            state, result.ok, check.retry, check.delay_loop_us, check.delay_before_retry_us
+        )
+        weight_changed = result.ok and result.weight != check.weight
+        if not result.ok:
+            check.last_reason = f"{check.kind.keyword} {result.reason}"
+        if transition is not None or weight_changed:
+            if result.ok:
+                check.weight = result.weight
+            self._transition(check, transition, result)
+        if self.running:
+            check.arm(delay_us)
+
+    def _transition(self, check: Check, transition: bool | None, result: ProbeResult) -> None:
+        if transition is not None and self.rate.allow():
+            if transition:
+                log.info("%s: success, checker UP", check.name)
+            else:
+                retries = f" after {check.retry} retries" if check.retry else ""
+                log.info("%s: failed%s (%s %s), checker DOWN", check.name, retries,
+                         result.reason, result.detail)
+        at = self.loop.time()
+        for h in check.healths:
+            event = h.apply(check.id, check.state.up, check.weight, check.last_reason, at)
+            if event is not None and self.on_event is not None:
+                self.on_event(event)

@@ -1,0 +1,83 @@
+"""A check worker: one uvloop event loop running the engine for one shard.
+
+``hafast -C`` and the supervisor start one per core; the wiring comes later.  This
+is the entry they will call.
+
+Example::
+
+    run_worker(load("/etc/keepalived/keepalived.conf"), 0, 2, print)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Callable
+
+from hafast.check.engine import Engine
+from hafast.check.events import ServerEvent
+from hafast.config import model as m
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed, else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run_worker(
+    config: m.Config,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    on_event: Callable[[ServerEvent], object] | None = None,
+    *,
+    duration: float | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[Engine], object] | None = None,
+) -> Engine:
+    """Run the checks of shard ``shard_index`` of ``shard_count`` until SIGTERM/SIGINT
+    (main thread), ``stop`` is set, or ``duration`` seconds passed; return the
+    stopped engine (its runner's counters stay readable)."""
+    loop = new_loop()
+    try:
+        engine = Engine(config, loop, on_event, shard_index=shard_index,
+                        shard_count=shard_count)
+        finished = loop.create_future()
+
+        def finish() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, finish)
+        if duration is not None:
+            loop.call_later(duration, finish)
+        if stop is not None:
+            def poll() -> None:
+                if stop.is_set():
+                    finish()
+                else:
+                    loop.call_later(0.05, poll)
+
+            poll()
+        engine.start()
+        if on_ready is not None:
+            on_ready(engine)
+        try:
+            loop.run_until_complete(finished)
+        finally:
+            engine.stop()
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    with contextlib.suppress(Exception):
+                        loop.remove_signal_handler(sig)
+        return engine
+    finally:
+        loop.close()

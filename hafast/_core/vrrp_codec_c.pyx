@@ -25,7 +25,7 @@ from cpython.bytes cimport (
 )
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_Check
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
@@ -270,7 +270,6 @@ cdef class Expect:
     cdef bytes _last_src
     cdef bytes _last_dst
     cdef bytes _last_auth
-    cdef bytes _last_block
     cdef tuple _last_addresses
 
     def __init__(self, version=0, auth_type=-1, auth_data=None, adver_int=0,
@@ -433,6 +432,20 @@ cdef inline bytes _reuse(bytes last, const uint8_t *p, Py_ssize_t n):
     return PyBytes_FromStringAndSize(<const char *>p, n)
 
 
+cdef bint _same_addresses(tuple last, const uint8_t *block, int count, int addr_len):
+    """Whether ``last`` (a tuple this module built) holds exactly these packed addresses."""
+    cdef Py_ssize_t i
+    cdef object item
+    if last is None or PyTuple_GET_SIZE(last) != count:
+        return False
+    for i in range(count):
+        item = <object>PyTuple_GET_ITEM(last, i)
+        if (PyBytes_GET_SIZE(item) != addr_len
+                or memcmp(PyBytes_AS_STRING(item), block + i * addr_len, addr_len) != 0):
+            return False
+    return True
+
+
 cdef tuple _addresses(const uint8_t *block, int count, int addr_len):
     cdef tuple addresses
     cdef bytes item
@@ -457,7 +470,6 @@ cdef Advert _build(int code, Parsed *r, const uint8_t *base, object src, object 
     """
     cdef Advert a = Advert.__new__(Advert)
     cdef int addr_len
-    cdef Py_ssize_t block_len
     cdef const uint8_t *msg
     cdef int stage = r.stage
     a.reason = <str>_REASON_NAMES[code]
@@ -490,18 +502,13 @@ cdef Advert _build(int code, Parsed *r, const uint8_t *base, object src, object 
     a.checksum_mode = <str>_MODE_NAMES[r.mode]
     msg = base + r.vrrp_off
     addr_len = 16 if r.family == 6 else 4
-    block_len = <Py_ssize_t>r.count * addr_len
     if cache is None:
         a.addresses = _addresses(msg + VRRP_HEADER_LEN, r.count, addr_len)
-    elif (cache._last_block is not None and PyBytes_GET_SIZE(cache._last_block) == block_len
-            and memcmp(PyBytes_AS_STRING(cache._last_block), msg + VRRP_HEADER_LEN,
-                       block_len) == 0):
+    elif _same_addresses(cache._last_addresses, msg + VRRP_HEADER_LEN, r.count, addr_len):
         a.addresses = cache._last_addresses
     else:
-        a.addresses = _addresses(msg + VRRP_HEADER_LEN, r.count, addr_len)
-        cache._last_block = PyBytes_FromStringAndSize(
-            <const char *>msg + VRRP_HEADER_LEN, block_len)
-        cache._last_addresses = a.addresses
+        a.addresses = cache._last_addresses = _addresses(msg + VRRP_HEADER_LEN, r.count,
+                                                         addr_len)
     if r.version != 2:
         a.auth_data = _EMPTY
     elif cache is None:

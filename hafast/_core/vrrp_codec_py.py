@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from hafast._core import checksum_py as _csum
 from hafast._core.vrrp_constants import (
@@ -105,19 +105,8 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _AH = struct.Struct("!BBHII")  # next header, payload len, reserved, SPI, sequence (RFC 4302 §2)
 
 
-class Advert:
-    """One decoded advertisement, or the reason it was rejected.
-
-    ``reason`` is ``"ok"`` for a valid advert.  ``family`` is 4 or 6; ``src`` and
-    ``dst`` are the packed IP addresses, ``ttl`` the TTL / hop limit (-1 when not
-    known).  ``ah`` tells the advert came inside an IPsec AH header (keepalived's
-    ``auth_type AH``) with ``ah_spi`` and ``ah_seq``; its ICV is not verified here.
-    ``adver_int`` is the raw field: seconds for v2, centiseconds for v3.
-    ``auth_type`` is 0 for v3.  ``checksum_mode`` is ``"message"`` or
-    ``"pseudo_header"``: which convention the checksum verified with.
-    ``addresses`` is a tuple of packed 4- or 16-byte addresses; ``auth_data`` the
-    8 v2 Authentication Data bytes (``b""`` for v3).
-    """
+class _Draft:
+    """An advert while a decode fills it in; ``_freeze`` turns it into an ``Advert``."""
 
     __slots__ = ADVERT_FIELDS
 
@@ -162,6 +151,36 @@ class Advert:
         self.addresses = ()
         self.auth_data = b""
 
+
+class Advert(_Draft):
+    """One decoded advertisement, or the reason it was rejected.
+
+    ``reason`` is ``"ok"`` for a valid advert.  ``family`` is 4 or 6; ``src`` and
+    ``dst`` are the packed IP addresses, ``ttl`` the TTL / hop limit (-1 when not
+    known).  ``ah`` tells the advert came inside an IPsec AH header (keepalived's
+    ``auth_type AH``) with ``ah_spi`` and ``ah_seq``; its ICV is not verified here.
+    ``adver_int`` is the raw field: seconds for v2, centiseconds for v3.
+    ``auth_type`` is 0 for v3.  ``checksum_mode`` is ``"message"`` or
+    ``"pseudo_header"``: which convention the checksum verified with.
+    ``addresses`` is a tuple of packed 4- or 16-byte addresses; ``auth_data`` the
+    8 v2 Authentication Data bytes (``b""`` for v3).  Read-only, like the
+    compiled one.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, reason: str = OK, family: int = 0) -> None:
+        # Fill in as a _Draft (plain slot writes), then become read-only.
+        object.__setattr__(self, "__class__", _Draft)
+        _Draft.__init__(self, reason, family)
+        self.__class__ = Advert
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Advert is read-only: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Advert is read-only: cannot delete {name!r}")
+
     @property
     def ok(self) -> bool:
         """True when every receive check passed."""
@@ -174,6 +193,13 @@ class Advert:
     def __repr__(self) -> str:
         return f"Advert(reason={self.reason!r}, version={self.version}, vrid={self.vrid}, " \
                f"priority={self.priority}, count={self.count}, adver_int={self.adver_int})"
+
+
+def _freeze(draft: _Draft, reason: str) -> Advert:
+    """The finished advert: ``reason`` set, the object switched to the read-only class."""
+    draft.reason = reason
+    draft.__class__ = Advert
+    return cast(Advert, draft)
 
 
 class Expect:
@@ -303,7 +329,7 @@ def decode_ipv4(
     elif proto != IPPROTO_VRRP:
         return Advert(PROTOCOL_ERR, FAMILY_IPV4)
 
-    advert = Advert(OK, FAMILY_IPV4)
+    advert = _Draft(OK, FAMILY_IPV4)
     advert.src, advert.dst, advert.ttl = src, dst, ttl
     advert.ah, advert.ah_spi, advert.ah_seq = wrapped, spi, seq
     return _decode_vrrp(advert, data[start:total_len], ttl if expect.check_ttl else -1, wrapped,
@@ -356,18 +382,17 @@ def decode_payload(
         data = memoryview(message).cast("B")
     except (TypeError, ValueError):
         return Advert(BUFFER_ERR, family)
-    advert = Advert(OK, family)
+    advert = _Draft(OK, family)
     advert.src, advert.dst, advert.ttl = src_raw, dst_raw, ttl
     return _decode_vrrp(advert, data, ttl if expect.check_ttl else -1, None, expect)
 
 
-def _decode_vrrp(advert: Advert, data: memoryview, ttl: int, wrapped: bool | None,
+def _decode_vrrp(advert: _Draft, data: memoryview, ttl: int, wrapped: bool | None,
                  expect: Expect) -> Advert:
     """The VRRP receive checks shared by both entry points; fills ``advert``."""
     length = len(data)
     if length < VRRP_HEADER_LEN:  # RFC 5798 §7.1: must hold the fixed header
-        advert.reason = PACKET_LEN_ERR
-        return advert
+        return _freeze(advert, PACKET_LEN_ERR)
     ver_type, vrid, priority, count, byte4, byte5, checksum = _HEADER.unpack_from(data)
     version = ver_type >> 4
     advert.version, advert.type = version, ver_type & 0x0F
@@ -379,25 +404,25 @@ def _decode_vrrp(advert: Advert, data: memoryview, ttl: int, wrapped: bool | Non
 
     family = advert.family
     if ttl >= 0 and ttl != VRRP_TTL:  # RFC 3768 §7.1, RFC 5798 §7.1: TTL/hop limit 255
-        return _reject(advert, IP_TTL_ERR)
+        return _freeze(advert, IP_TTL_ERR)
     # RFC 5798 §7.1: MUST verify the version field (the configured one when given).
     if version not in (2, 3) or (expect.version and version != expect.version):
-        return _reject(advert, VERSION_ERR)
+        return _freeze(advert, VERSION_ERR)
     if version == 2 and family == FAMILY_IPV6:  # RFC 5798 §1: VRRPv2 is IPv4 only
-        return _reject(advert, V2_IPV6_ERR)
+        return _freeze(advert, V2_IPV6_ERR)
     if advert.type != VRRP_TYPE_ADVERTISEMENT:  # RFC 5798 §5.2.2: other types discarded
-        return _reject(advert, INVALID_TYPE_RCVD)
+        return _freeze(advert, INVALID_TYPE_RCVD)
 
     # RFC 5798 §7.1: the packet must hold the complete message for Count IP Addrs
     # (plus the 8 Authentication Data bytes for v2, RFC 3768 §5.3.10).
     addr_len = ADDRESS_LEN[family]
     expected = VRRP_HEADER_LEN + count * addr_len + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
     if length != expected:
-        return _reject(advert, ADDR_LIST_ERR)
+        return _freeze(advert, ADDR_LIST_ERR)
 
     mode = _verify_checksum(data, version, family, advert.src, advert.dst, expect.v3_checksum)
     if not mode:  # RFC 5798 §7.1: MUST verify the checksum
-        return _reject(advert, CHECKSUM_ERR)
+        return _freeze(advert, CHECKSUM_ERR)
     advert.checksum_mode = mode
     end = VRRP_HEADER_LEN + count * addr_len
     advert.addresses = tuple(
@@ -407,27 +432,22 @@ def _decode_vrrp(advert: Advert, data: memoryview, ttl: int, wrapped: bool | Non
         advert.auth_data = bytes(data[end:end + VRRP_AUTH_DATA_LEN])
 
     if version == 2 and advert.auth_type not in AUTH_TYPES:
-        return _reject(advert, INVALID_AUTHTYPE)
+        return _freeze(advert, INVALID_AUTHTYPE)
     # keepalived's AH: the VRRP inside an AH header says auth type AH, and only then.
     if wrapped is not None and wrapped != (version == 2 and advert.auth_type == AUTH_AH):
-        return _reject(advert, AUTHTYPE_MISMATCH)
+        return _freeze(advert, AUTHTYPE_MISMATCH)
     if version == 2:
         # RFC 3768 §7.1 (RFC 2338 auth): MUST verify the configured Auth Type ...
         if expect.auth_type >= 0 and advert.auth_type != expect.auth_type:
-            return _reject(advert, AUTHTYPE_MISMATCH)
+            return _freeze(advert, AUTHTYPE_MISMATCH)
         # ... and the password when it is a PASS (keepalived compares all 8 bytes).
         if (expect.auth_type == AUTH_PASS and expect.auth_data is not None
                 and advert.auth_data != expect.auth_data):
-            return _reject(advert, AUTH_FAILURE)
+            return _freeze(advert, AUTH_FAILURE)
         # RFC 3768 §7.1: MUST verify Adver Interval matches the configured one.
         if expect.adver_int and advert.adver_int != expect.adver_int:
-            return _reject(advert, ADVERT_INTERVAL_ERR)
-    return advert
-
-
-def _reject(advert: Advert, reason: str) -> Advert:
-    advert.reason = reason
-    return advert
+            return _freeze(advert, ADVERT_INTERVAL_ERR)
+    return _freeze(advert, OK)
 
 
 def _verify_checksum(data: memoryview, version: int, family: int, src: bytes, dst: bytes,

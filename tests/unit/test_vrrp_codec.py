@@ -343,6 +343,10 @@ def test_result_shape(codec: ModuleType) -> None:
     assert "vrid=51" in repr(adv)
     fresh = codec.Advert()
     assert fresh.reason == OK and fresh.ttl == -1 and fresh.addresses == ()
+    assert codec.Advert("checksum_err", 6).fields()[:2] == ("checksum_err", 6)
+    for advert in (adv, fresh):  # read-only in both twins, so no caller patches one up
+        with pytest.raises(AttributeError):
+            advert.ttl = 3
 
 
 @pytest.mark.parametrize(

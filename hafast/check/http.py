@@ -1,0 +1,553 @@
+"""HTTP_GET and SSL_GET: keepalived's web checks, one url after another on fresh
+connections, each reply read to EOF and judged by status code and MD5 digest.
+
+How it runs: a non-blocking socket driven by ``loop.add_writer``/``add_reader`` and
+plain callbacks (no Task, no transport, no coroutine per check); TLS is an
+``ssl.SSLObject`` over memory BIOs on the same socket.  The bytes on the wire and
+the reading of the reply are keepalived's (see :mod:`hafast.check.http_parse`);
+an HTTP library would send its own headers and read ``Content-Length``
+case-insensitively, and genhash digests would no longer match.  Each chunk read
+is fed to the MD5 stream at once, so memory stays bounded by one read buffer
+(256 KiB, shared by every check on the loop) plus a header of at most 4 KiB.
+
+Timing: keepalived re-arms ``connect_timeout`` on every I/O step, so a server
+trickling one byte per second never times out (keepalived issue #1822).  Here the
+runner's single deadline covers the whole attempt: ``connect_timeout`` for each
+url of the checker (``deadline_us()`` = connect_timeout x number of urls).
+
+Example::
+
+    spec = HttpGetCheck(urls=(Url("/health", digest="..."),), connect_timeout_us=2_000_000)
+    kind = HttpGetKind(spec, Target("10.0.0.1", 80), loop)
+    attempt = kind.start(print)          # later: ProbeResult(ok=True, ...)
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+import struct
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
+from hafast.check.http_parse import (
+    DEFAULT_CAP,
+    DEFAULT_STATUS,
+    ResponseParser,
+    build_request,
+    check_reply,
+)
+from hafast.config.model import HttpGetCheck, SslContext, Url
+
+__all__ = [
+    "READ_SIZE",
+    "Exchange",
+    "HttpGetKind",
+    "SslGetKind",
+    "client_context",
+    "open_socket",
+]
+
+READ_SIZE = 256 * 1024  # as uvloop's read buffer: a 1 MiB body in 4 reads
+SO_MARK = getattr(socket, "SO_MARK", 36)  # <asm-generic/socket.h>
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+# errno -> stable reason name (a failure counter); the text keepalived logs beside.
+_CONNECT_REASONS: dict[int, str] = {
+    errno.ECONNREFUSED: "refused",
+    errno.ECONNRESET: "reset",
+    errno.ETIMEDOUT: "timeout",
+    errno.EHOSTUNREACH: "unreachable",
+    errno.ENETUNREACH: "unreachable",
+    errno.EHOSTDOWN: "unreachable",
+    errno.EADDRNOTAVAIL: "bind",
+    errno.EADDRINUSE: "bind",
+    errno.EPERM: "denied",
+    errno.EACCES: "denied",
+}
+
+# One read buffer per thread's loop would do; one per process is enough because a
+# callback consumes what it read before it returns.
+_buffer = bytearray(READ_SIZE)
+_view = memoryview(_buffer)
+
+
+def open_socket(target: Target) -> socket.socket:
+    """A non-blocking TCP socket with bindto/bind_port/bind_if/fwmark applied."""
+    family = target.family
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        if target.fwmark is not None:
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, target.fwmark)
+        if target.bind_if is not None:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, target.bind_if.encode())
+        if target.bindto is not None or target.bind_port is not None:
+            if target.bind_port is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            sock.bind((target.bindto or wildcard, target.bind_port or 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+_CONTEXTS: dict[tuple[SslContext | None, bool], ssl.SSLContext] = {}
+
+
+def client_context(conf: SslContext | None = None, *, compliant: bool = False) -> ssl.SSLContext:
+    """The TLS client context for SSL_GET (cached per top-level ``SSL {}`` block).
+
+    As keepalived: no certificate verification (a health check asks "does it
+    answer", not "is it who it claims"); ``ca`` is loaded, ``certificate``/``key``
+    (with ``password``) are presented when the server asks for a client
+    certificate.  ``compliant`` is ``tls_compliant`` (a close_notify at the end).
+    """
+    key = (conf, compliant)
+    ctx = _CONTEXTS.get(key)
+    if ctx is not None:
+        return ctx
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if conf is not None:
+        if conf.ca:
+            ctx.load_verify_locations(cafile=conf.ca)
+        if conf.certificate:
+            ctx.load_cert_chain(conf.certificate, conf.key or None, password=conf.password)
+    _CONTEXTS[key] = ctx
+    return ctx
+
+
+def _connect_detail(err: int) -> str:
+    return f"connect: {errno.errorcode.get(err, str(err))}"
+
+
+# ``finish(reason, detail)``: reason "" means the reply ended at EOF.
+Finish = Callable[[str, str], None]
+
+
+class Exchange:
+    """One url on one connection: connect, (TLS handshake), send, read to EOF.
+
+    ``finish`` is called exactly once unless ``cancel()`` came first; after it the
+    socket is closed and the loop holds no callback of ours.  Failures before
+    ``begin()`` returns are reported synchronously too.
+    """
+
+    __slots__ = (
+        "_in",
+        "_out",
+        "_pending",
+        "_reading",
+        "_tls",
+        "_tls_ready",
+        "_writing",
+        "compliant",
+        "fd",
+        "finish",
+        "got_bytes",
+        "loop",
+        "parser",
+        "request",
+        "session",
+        "sni",
+        "sock",
+        "target",
+        "tls_context",
+    )
+
+    def __init__(
+        self,
+        loop: Any,
+        target: Target,
+        request: bytes,
+        parser: ResponseParser,
+        finish: Finish,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        sni: str | None = None,
+        session: ssl.SSLSession | None = None,
+        compliant: bool = False,
+    ) -> None:
+        self.loop = loop
+        self.target = target
+        self.request = request
+        self.parser = parser
+        self.finish = finish
+        self.tls_context = tls_context
+        self.sni = sni
+        self.session = session
+        self.compliant = compliant
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self._tls: ssl.SSLObject | None = None
+        self._tls_ready = False
+        self._in: ssl.MemoryBIO | None = None
+        self._out: ssl.MemoryBIO | None = None
+        self._pending = b""
+        self._reading = False
+        self._writing = False
+        self.got_bytes = False
+
+    # -- life cycle -------------------------------------------------------------
+
+    def begin(self) -> None:
+        target = self.target
+        try:
+            sock = open_socket(target)
+        except OSError as exc:
+            self.finish(_CONNECT_REASONS.get(exc.errno or 0, "socket"), f"socket: {exc}")
+            return
+        self.sock = sock
+        self.fd = sock.fileno()
+        err = sock.connect_ex((target.address, target.port or 0))
+        if err == errno.EINPROGRESS:
+            self._want_write(self._connected)
+        elif err == 0:
+            self._on_connect()
+        else:
+            self._fail(_CONNECT_REASONS.get(err, "connect"), _connect_detail(err))
+
+    def cancel(self) -> None:
+        """Release the socket; ``finish`` will not be called."""
+        self._release(rst=True)
+
+    def _release(self, *, rst: bool) -> None:
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        if self._reading:
+            self.loop.remove_reader(self.fd)
+            self._reading = False
+        if self._writing:
+            self.loop.remove_writer(self.fd)
+            self._writing = False
+        if rst:
+            # Abandoned mid-way: a RST, so neither side keeps the connection around.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            except OSError:
+                pass
+        sock.close()
+
+    def _fail(self, reason: str, detail: str) -> None:
+        if self.sock is None:
+            return
+        self._release(rst=True)
+        self.finish(reason, detail)
+
+    def _done(self) -> None:
+        if self.sock is None:
+            return
+        tls = self._tls
+        if tls is not None:
+            self.session = tls.session
+            if self.compliant:
+                # tls_compliant: say goodbye with a close_notify (RFC 8446 §6.1).
+                try:
+                    tls.unwrap()
+                except (ssl.SSLError, OSError):
+                    pass
+                self._flush_tls(final=True)
+        # The server closed first (EOF), so a plain close leaves no TIME_WAIT here.
+        self._release(rst=False)
+        self.finish("", "")
+
+    # -- readiness ----------------------------------------------------------------
+
+    def _want_write(self, callback: Callable[[], None]) -> None:
+        self._writing = True
+        self.loop.add_writer(self.fd, callback)
+
+    def _stop_write(self) -> None:
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)
+
+    def _want_read(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self.loop.add_reader(self.fd, self._readable)
+
+    def _connected(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        self._stop_write()
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._fail(_CONNECT_REASONS.get(err, "connect"), _connect_detail(err))
+            return
+        self._on_connect()
+
+    def _on_connect(self) -> None:
+        ctx = self.tls_context
+        if ctx is None:
+            self._send(self.request)
+            if self.sock is not None:
+                self._want_read()
+            return
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        tls = ctx.wrap_bio(self._in, self._out, server_side=False, server_hostname=self.sni or None)
+        if self.session is not None:
+            try:
+                tls.session = self.session  # resume: a full handshake costs ~1 ms of CPU
+            except (ValueError, ssl.SSLError):
+                pass
+        self._tls = tls
+        self._want_read()
+        self._handshake()
+
+    def _send(self, data: bytes) -> None:
+        """Send, keeping what the socket did not take for the writer callback."""
+        sock = self.sock
+        if sock is None:
+            return
+        if self._pending:
+            self._pending += data
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._fail(_CONNECT_REASONS.get(exc.errno or 0, "send"), f"send: {exc}")
+            return
+        if sent < len(data):
+            self._pending = data[sent:]
+            self._want_write(self._writable)
+
+    def _writable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        data = self._pending
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fail(_CONNECT_REASONS.get(exc.errno or 0, "send"), f"send: {exc}")
+            return
+        self._pending = data[sent:]
+        if not self._pending:
+            self._stop_write()
+
+    # -- TLS --------------------------------------------------------------------------
+
+    def _flush_tls(self, final: bool = False) -> None:
+        out = self._out
+        if out is not None and out.pending:
+            data = out.read()
+            if final:
+                # Best effort on the way out: never wait for the socket.
+                try:
+                    if self.sock is not None:
+                        self.sock.send(data)
+                except OSError:
+                    pass
+            else:
+                self._send(data)
+
+    def _handshake(self) -> bool:
+        tls = self._tls
+        assert tls is not None
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            self._fail("tls", f"TLS handshake: {exc}")
+            return False
+        self._tls_ready = True
+        self._flush_tls()
+        tls.write(self.request)
+        self._flush_tls()
+        return True
+
+    def _read_tls(self, eof: bool) -> None:
+        tls = self._tls
+        assert tls is not None
+        parser = self.parser
+        while True:
+            try:
+                chunk = tls.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # close_notify: the reply is complete
+                self._done()
+                return
+            except ssl.SSLEOFError:
+                # EOF without close_notify: keepalived takes it as the end too.
+                self._done()
+                return
+            except (ssl.SSLError, OSError) as exc:
+                self._fail("tls", f"TLS read: {exc}")
+                return
+            if not chunk:
+                self._done()
+                return
+            self.got_bytes = True
+            if not parser.feed(chunk):
+                self._fail(parser.error, f"reply refused: {parser.error}")
+                return
+        self._flush_tls()
+        if eof and self.sock is not None:
+            self._done()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            n = sock.recv_into(_buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # keepalived: "Read error with" -- even after a complete reply.
+            reason = "reset" if exc.errno == errno.ECONNRESET else "read"
+            self._fail(reason, f"read: {exc}")
+            return
+        tls = self._tls
+        if tls is None:
+            if n == 0:
+                self._done()
+                return
+            self.got_bytes = True
+            if not self.parser.feed(_view[:n]):
+                self._fail(self.parser.error, f"reply refused: {self.parser.error}")
+            return
+        assert self._in is not None
+        if n:
+            self._in.write(_view[:n])
+        else:
+            self._in.write_eof()
+        if not self._tls_ready and not self._handshake():
+            return
+        if self.sock is not None:
+            self._read_tls(eof=n == 0)
+
+
+class _Attempt:
+    """The urls of one checker, in order, each on a new connection; the first
+    failure ends the attempt (keepalived retries from the failed url)."""
+
+    __slots__ = ("cancelled", "done", "exchange", "index", "kind")
+
+    def __init__(self, kind: HttpGetKind, done: Done) -> None:
+        self.kind = kind
+        self.done = done
+        self.index = 0
+        self.exchange: Exchange | None = None
+        self.cancelled = False
+
+    def next(self) -> None:
+        kind = self.kind
+        url = kind.urls[self.index]
+        parser = ResponseParser(digest=url.digest is not None, body_cap=kind.body_cap)
+        self.exchange = Exchange(
+            kind.loop, kind.target, kind.requests[self.index], parser, self.finished,
+            tls_context=kind.tls_context, sni=kind.sni[self.index], session=kind.session,
+            compliant=kind.spec.tls_compliant,
+        )
+        self.exchange.begin()
+
+    def finished(self, reason: str, detail: str) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        kind = self.kind
+        if exchange.session is not None:
+            kind.session = exchange.session
+        url = kind.urls[self.index]
+        if not reason:
+            ranges = url.status_code or DEFAULT_STATUS
+            reason, detail = check_reply(exchange.parser, ranges, url.digest)
+        if reason:
+            self.exchange = None
+            self.done(ProbeResult(False, reason, f"{url.path}: {detail}"))
+            return
+        self.index += 1
+        if self.index == len(kind.urls):
+            self.exchange = None
+            self.done(ProbeResult(True))
+            return
+        self.next()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.cancel()
+
+
+@register
+class HttpGetKind(ProbeKind):
+    """HTTP_GET: every ``url`` must answer with an accepted status (and digest).
+
+    ``ssl_conf`` is the top-level ``SSL {}`` block (SSL_GET only); ``body_cap``
+    bounds the bytes read per reply (an endless body fails as ``body-too-large``).
+    """
+
+    keyword = "HTTP_GET"
+    tls = False
+    default_port = 80
+
+    def __init__(
+        self,
+        spec: HttpGetCheck,
+        target: Target,
+        loop: Any,
+        *,
+        ssl_conf: SslContext | None = None,
+        body_cap: int = DEFAULT_CAP,
+    ) -> None:
+        super().__init__(spec, target, loop)
+        self.spec: HttpGetCheck = spec
+        if target.port is None:
+            target = replace(target, port=self.default_port)
+            self.target = target
+        self.body_cap = body_cap
+        self.urls: tuple[Url, ...] = tuple(spec.urls) or (Url("/"),)
+        port = target.port or self.default_port
+        self.requests: list[bytes] = []
+        self.sni: list[str | None] = []
+        for url in self.urls:
+            vhost = url.virtualhost or spec.virtualhost
+            request = build_request(url.path, target.address, port, spec.http_protocol, vhost)
+            self.requests.append(request)
+            # SNI names the virtual host (keepalived); sni_name overrides it.
+            self.sni.append((spec.sni_name or vhost) if spec.enable_sni else None)
+        self.tls_context = (
+            client_context(ssl_conf, compliant=spec.tls_compliant) if self.tls else None
+        )
+        self.session: ssl.SSLSession | None = None
+
+    def deadline_us(self) -> int:
+        """connect_timeout for each url: the whole attempt is bounded, not each step."""
+        return self.spec.connect_timeout_us * len(self.urls)
+
+    def start(self, done: Done) -> Attempt:
+        attempt = _Attempt(self, done)
+        attempt.next()
+        return attempt if attempt.exchange is not None else NO_ATTEMPT
+
+    def close(self) -> None:
+        self.session = None
+
+
+@register
+class SslGetKind(HttpGetKind):
+    """SSL_GET: HTTP_GET over TLS; a failed handshake is a failed check (``tls``)."""
+
+    keyword = "SSL_GET"
+    tls = True
+    default_port = 443

@@ -1,0 +1,129 @@
+"""Link state and interface facts for the VRRP worker.
+
+First version: link state is *polled* (SIOCGIFFLAGS: IFF_UP and IFF_RUNNING)
+every ``interval`` seconds on the running loop, not taken from RTNL events;
+pyroute2 0.9's asyncio sockets cannot run on uvloop, and a 100 ms poll of two
+small files per tracked interface costs nothing next to a VRRP advert interval.
+
+The interface facts VRRP needs at start-up (index, MAC, primary IPv4 address,
+IPv6 link-local) come from ioctl / procfs, again without netlink.
+
+Example::
+
+    watch = LinkWatch(loop, interval=0.1)
+    watch.watch("eth0", lambda up: print("eth0", "up" if up else "down"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import socket
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+IFF_UP = 0x1  # linux/if.h
+IFF_RUNNING = 0x40  # linux/if.h: operstate up (carrier)
+SIOCGIFFLAGS = 0x8913  # linux/sockios.h
+SIOCGIFHWADDR = 0x8927
+SIOCGIFADDR = 0x8915  # linux/sockios.h: the interface's primary IPv4 address
+IF_INET6 = Path("/proc/net/if_inet6")
+
+
+def _ifreq(ifname: str, request: int) -> bytes | None:
+    # ioctls, not sysfs: /sys shows the namespace that mounted it, which under
+    # `nsenter --net` is the host's, while an ioctl follows the socket's namespace.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16s24x", ifname.encode()[:15])
+        try:
+            return bytes(fcntl.ioctl(s.fileno(), request, req))
+        except OSError:
+            return None
+
+
+def link_is_up(ifname: str) -> bool:
+    """Administratively up and running (carrier); a missing interface is down.
+
+    >>> link_is_up("lo")
+    True
+    """
+    res = _ifreq(ifname, SIOCGIFFLAGS)
+    if res is None:
+        return False
+    flags = struct.unpack_from("H", res, 16)[0]
+    return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+
+
+def mac_address(ifname: str) -> bytes:
+    """The interface's hardware address (6 bytes); raises OSError when it has none."""
+    res = _ifreq(ifname, SIOCGIFHWADDR)
+    if res is None:
+        raise OSError(f"no hardware address for {ifname}")
+    return res[18:24]
+
+
+def primary_ipv4(ifname: str) -> bytes | None:
+    """The primary IPv4 address of ``ifname`` (packed), or None.
+
+    >>> primary_ipv4("lo")
+    b'\\x7f\\x00\\x00\\x01'
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16s16x", ifname.encode()[:15])
+        try:
+            res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, req)
+        except OSError:
+            return None
+    return bytes(res[20:24])
+
+
+def ipv6_link_local(ifname: str) -> bytes | None:
+    """The first non-tentative IPv6 link-local address of ``ifname`` (packed), or None."""
+    try:
+        lines = IF_INET6.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        # address ifindex prefixlen scope flags name; scope 0x20 = link, flag 0x40 = tentative
+        if len(parts) == 6 and parts[5] == ifname and int(parts[3], 16) == 0x20:
+            if not int(parts[4], 16) & 0x40:
+                return bytes.fromhex(parts[0])
+    return None
+
+
+class LinkWatch:
+    """Polls the link state of watched interfaces and reports changes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.1) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._watchers: dict[str, list[Callable[[bool], None]]] = {}
+        self._state: dict[str, bool] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def watch(self, ifname: str, callback: Callable[[bool], None]) -> bool:
+        """Call ``callback(up)`` on every change of ``ifname``; returns the state now."""
+        self._watchers.setdefault(ifname, []).append(callback)
+        up = self._state.setdefault(ifname, link_is_up(ifname))
+        if self._handle is None:
+            self._handle = self._loop.call_later(self._interval, self._poll)
+        return up
+
+    def is_up(self, ifname: str) -> bool:
+        return self._state.get(ifname, link_is_up(ifname))
+
+    def _poll(self) -> None:
+        for ifname, callbacks in self._watchers.items():
+            up = link_is_up(ifname)
+            if up != self._state.get(ifname):
+                self._state[ifname] = up
+                for cb in callbacks:
+                    cb(up)
+        self._handle = self._loop.call_later(self._interval, self._poll)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

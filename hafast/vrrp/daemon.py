@@ -1,0 +1,234 @@
+"""The VRRP worker: one uvloop loop running every vrrp_instance of a Config.
+
+``run_vrrp(config)`` builds the instances (transport channels, VIP backend,
+announcers, trackers, sync groups, notify), starts them and runs until SIGTERM or
+SIGINT, then stops cleanly: every master sends a priority-0 advert and releases
+its VIPs, ``notify_stop`` runs, and anything hafast added to the kernel is
+removed.  SIGHUP is logged and ignored for now (no reload yet).
+
+Command line (VRRP only)::
+
+    python -m hafast.vrrp.daemon -f /etc/keepalived/keepalived.conf -n -l
+
+``-n`` (do not fork) and ``-D`` are accepted for keepalived compatibility; the
+worker never forks.  ``-l`` logs to the console.  SIGUSR2 writes the counters as
+JSON to ``--stats-file`` (default /tmp/hafast_vrrp.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from hafast.config.model import Config
+from hafast.core.notify import Notifier
+from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
+from hafast.net.vip import NetlinkVips, VipOps
+from hafast.vrrp.from_config import InstancePlan, plan_instances
+from hafast.vrrp.instance import (
+    Announcer,
+    Instance,
+    LoopTimers,
+    NullAnnouncer,
+    PacketAnnouncer,
+)
+from hafast.vrrp.sync_group import SyncGroup
+from hafast.vrrp.tracking import Tracking
+from hafast.vrrp.transport import Transport
+
+log = logging.getLogger("hafast.vrrp")
+
+DEFAULT_STATS_FILE = "/tmp/hafast_vrrp.json"
+
+
+class VrrpWorker:
+    """Everything the VRRP side of one process runs; build, :meth:`start`, :meth:`stop`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config, *,
+                 vips: VipOps | None = None) -> None:
+        self.loop = loop
+        self.config = config
+        self.timers = LoopTimers(loop)
+        self.transport = Transport(loop)
+        self._own_vips = vips is None
+        self.vips: VipOps = NetlinkVips() if vips is None else vips
+        self.linkwatch = LinkWatch(loop)
+        gd = config.global_defs
+        fifos = [f[0] for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f]
+        scripts = [s for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
+                                  (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script)) if f]
+        self.notifier = Notifier(loop, fifos, scripts)
+        self.tracking = Tracking(loop, config, self.linkwatch)
+        self.instances: list[Instance] = []
+        self.groups: list[SyncGroup] = []
+        self._announcers: dict[str, Announcer] = {}
+        self.stopped = False
+        for plan in plan_instances(config):
+            inst = self._build(plan)
+            if inst is not None:
+                self.instances.append(inst)
+        by_name = {i.name: i for i in self.instances}
+        for g in config.sync_groups:
+            members = [by_name[n] for n in g.group if n in by_name]
+            if members:
+                self.groups.append(SyncGroup(g, members, self.notifier))
+
+    def _announcer(self, ifname: str) -> Announcer:
+        ann = self._announcers.get(ifname)
+        if ann is None:
+            gd = self.config.global_defs
+            try:
+                ann = PacketAnnouncer(self.loop, ifname, mac_address(ifname),
+                                      gd.vrrp_garp_interval_us, gd.vrrp_gna_interval_us)
+            except OSError as exc:
+                log.warning("%s: no GARP/NA socket (%s); announcements disabled", ifname, exc)
+                ann = NullAnnouncer()
+            self._announcers[ifname] = ann
+        return ann
+
+    def _build(self, plan: InstancePlan) -> Instance | None:
+        ch = plan.channel
+        src = ch.src
+        if not src:
+            found = primary_ipv4(ch.ifname) if ch.family == 4 else ipv6_link_local(ch.ifname)
+            if found is None:
+                log.error("%s: interface %s has no IPv%d %s address; instance not started",
+                          plan.spec.name, ch.ifname, ch.family,
+                          "primary" if ch.family == 4 else "link-local")
+                return None
+            src = found
+            ch = replace(ch, src=src)
+        spec = replace(plan.spec, params=replace(plan.spec.params, src_addr=src))
+        inst = Instance(spec, timers=self.timers, vips=self.vips,
+                        announcer=self._announcer(ch.ifname), notifier=self.notifier)
+        try:
+            inst.sender = self.transport.channel(ch, inst.on_advert)
+        except (OSError, ValueError) as exc:
+            log.error("%s: cannot open the VRRP socket on %s: %s", spec.name, ch.ifname, exc)
+            return None
+        self.tracking.bind(inst, replace(plan, spec=spec, channel=ch))
+        return inst
+
+    def start(self) -> None:
+        for inst in self.instances:
+            log.info("%s: starting (priority %d on %s, VRRPv%d)", inst.name,
+                     inst.spec.params.priority, inst.spec.ifname, inst.spec.params.version)
+            inst.start()
+        self.tracking.start()
+
+    def stop(self) -> None:
+        """Graceful stop: priority 0 from masters, VIPs released, notify STOP."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.tracking.close()
+        self.linkwatch.close()
+        for inst in self.instances:
+            try:
+                inst.stop()
+            except Exception:
+                log.exception("%s: stop failed", inst.name)
+        try:
+            self.vips.release_all()
+        except Exception:
+            log.exception("releasing VIPs failed")
+        if self._own_vips and isinstance(self.vips, NetlinkVips):
+            self.vips.close()
+        for ann in self._announcers.values():
+            ann.close()
+        self.transport.close()
+        self.notifier.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"instances": [i.status() for i in self.instances],
+                "sockets": self.transport.counters()}
+
+
+def run_vrrp(config: Config, *, stats_file: str = DEFAULT_STATS_FILE,
+             ready: Callable[[VrrpWorker], None] | None = None) -> int:
+    """Run every VRRP instance of ``config`` until SIGTERM/SIGINT; returns the exit code.
+
+    The entry point for ``hafast -P``: it installs uvloop, signal handlers and
+    blocks.  ``ready(worker)`` is called once everything has started.
+    """
+    try:
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    except ImportError:  # the stock loop still works, just slower
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = VrrpWorker(loop, config)
+    done = loop.create_future()
+
+    def on_stop(signame: str) -> None:
+        log.info("received %s; stopping", signame)
+        if not done.done():
+            done.set_result(None)
+
+    def on_stats() -> None:
+        try:
+            with open(stats_file, "w") as f:
+                json.dump(worker.stats(), f, indent=1)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", stats_file, exc)
+
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("reload is not supported yet"))
+    loop.add_signal_handler(signal.SIGUSR2, on_stats)
+    try:
+        worker.start()
+        if ready is not None:
+            ready(worker)
+        loop.run_until_complete(done)
+    finally:
+        worker.stop()
+        on_stats()
+        # Let the last priority-0 adverts and notify_stop spawns leave the loop.
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hafast.vrrp.daemon",
+                                 description="hafast VRRP worker (keepalived -P)")
+    ap.add_argument("-f", "--use-file", default="/etc/keepalived/keepalived.conf")
+    ap.add_argument("-n", "--dont-fork", action="store_true")
+    ap.add_argument("-l", "--log-console", action="store_true")
+    ap.add_argument("-D", "--log-detail", action="store_true")
+    ap.add_argument("--stats-file", default=DEFAULT_STATS_FILE)
+    ap.add_argument("--pid", help="write the worker's PID to this file")
+    args = ap.parse_args(argv)
+    level = logging.DEBUG if args.log_detail else logging.INFO
+    logging.basicConfig(
+        level=level, stream=sys.stderr if args.log_console else None,
+        format="%(asctime)s.%(msecs)03d hafast-vrrp: %(message)s", datefmt="%H:%M:%S")
+    from hafast.config.loader import load_file
+
+    result = load_file(args.use_file)
+    for msg in getattr(result, "warnings", ()):
+        log.warning("%s", msg)
+    errors = getattr(result, "errors", ())
+    if errors:
+        for msg in errors:
+            log.error("%s", msg)
+        return 3
+    if args.pid:
+        import os
+
+        with open(args.pid, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    return run_vrrp(result.config, stats_file=args.stats_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

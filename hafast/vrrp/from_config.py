@@ -1,0 +1,145 @@
+"""From the config model to what the VRRP shell runs: params, wire settings, specs.
+
+Pure (no sockets): the loader has already resolved inheritance from
+``global_defs``; this maps a :class:`~hafast.config.model.VrrpInstance` onto the
+FSM's :class:`VrrpParams`, the transport's :class:`ChannelConfig` and the
+instance's :class:`InstanceSpec`.  The source address is left empty unless
+``mcast_src_ip`` / ``unicast_src_ip`` sets it; the daemon fills in the
+interface's primary address at start-up.
+
+Example::
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text("vrrp_instance V { interface lo\\n virtual_router_id 7\\n"
+    ...                 " priority 90\\n }\\n").config
+    >>> plan = plan_instances(cfg)[0]
+    >>> plan.spec.params.priority, plan.channel.vrid, plan.channel.group.hex()
+    (90, 7, 'e0000012')
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from hafast._core.vrrp_constants import (
+    AUTH_NONE,
+    AUTH_PASS,
+    CHECKSUM_MESSAGE,
+    CHECKSUM_PSEUDO,
+    auth_data_from_pass,
+)
+from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
+from hafast.core.notify import NotifyScripts
+from hafast.net.vip import parse_route
+from hafast.vrrp.instance import InstanceSpec
+from hafast.vrrp.params import VrrpParams
+from hafast.vrrp.timers import US_PER_CENTISECOND, US_PER_SECOND
+from hafast.vrrp.transport import ChannelConfig
+
+# keepalived auth_type words -> RFC 2338 Auth Type (AH is not spoken by this shell).
+AUTH_TYPES = {"PASS": AUTH_PASS}
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePlan:
+    spec: InstanceSpec
+    channel: ChannelConfig
+    track_interface: tuple[TrackRef, ...] = ()
+    track_script: tuple[TrackRef, ...] = ()
+    track_file: tuple[TrackRef, ...] = ()
+    track_primary: bool = True  # keepalived: the VRRP interface is tracked unless told not to
+
+
+def _packed(addr: str) -> bytes:
+    return ipaddress.ip_address(addr).packed
+
+
+def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
+    """The FSM parameters of ``inst`` (``src_addr`` 0 until the daemon resolves it)."""
+    return VrrpParams(
+        priority=inst.priority,
+        version=inst.version,
+        adver_int_us=inst.advert_int_us,
+        initial_master=inst.state == "MASTER",
+        nopreempt=inst.nopreempt,
+        preempt_delay_us=inst.preempt_delay_us,
+        accept=inst.accept,
+        strict=inst.strict_mode,
+        down_timer_adverts=inst.down_timer_adverts,
+        lower_prio_no_advert=inst.lower_prio_no_advert,
+        higher_prio_send_advert=inst.higher_prio_send_advert,
+        garp_master_delay_us=inst.garp_master_delay_us,
+        garp_master_repeat=inst.garp_master_repeat,
+        garp_master_refresh_us=inst.garp_master_refresh_us,
+        garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
+        garp_lower_prio_delay_us=inst.garp_lower_prio_delay_us,
+        garp_lower_prio_repeat=inst.garp_lower_prio_repeat,
+    )
+
+
+def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
+    """The wire settings of ``inst``."""
+    fam = inst.family
+    if inst.version == 2:
+        adver_int = inst.advert_int_us // US_PER_SECOND  # RFC 3768 §5.3.7
+    else:
+        adver_int = inst.advert_int_us // US_PER_CENTISECOND  # RFC 5798 §5.2.7
+    group = inst.mcast_dst_ip or (gd.vrrp_mcast_group4 if fam == 4 else gd.vrrp_mcast_group6)
+    src_text = inst.unicast_src_ip if inst.unicast_peer else None
+    src_text = src_text or inst.mcast_src_ip
+    auth_type, auth_data = AUTH_NONE, b""
+    if inst.authentication is not None and inst.version == 2:
+        auth_type = AUTH_TYPES.get(inst.authentication.auth_type.upper(), AUTH_NONE)
+        if auth_type == AUTH_PASS:
+            auth_data = auth_data_from_pass(inst.authentication.auth_pass)
+    # v3_checksum_as_v2 is parsed by the loader; newer models may carry it.
+    as_v2 = bool(getattr(gd, "v3_checksum_as_v2", False) or getattr(inst, "v3_checksum_as_v2",
+                                                                      False))
+    return ChannelConfig(
+        ifname=inst.interface or gd.default_interface,
+        family=fam,
+        vrid=inst.virtual_router_id,
+        version=inst.version,
+        adver_int=adver_int,
+        addresses=tuple(_packed(v.address) for v in inst.virtual_ipaddress),
+        src=_packed(src_text) if src_text else b"",
+        group=_packed(group),
+        peers=tuple(_packed(p.address) for p in inst.unicast_peer),
+        auth_type=auth_type,
+        auth_data=auth_data,
+        v3_checksum=CHECKSUM_MESSAGE if as_v2 else CHECKSUM_PSEUDO,
+    )
+
+
+def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
+    return InstanceSpec(
+        name=inst.name,
+        ifname=inst.interface or gd.default_interface,
+        family=inst.family,
+        params=params_for(inst, gd),
+        vips=inst.virtual_ipaddress,
+        excluded=inst.virtual_ipaddress_excluded,
+        routes=tuple(parse_route(r) for r in inst.virtual_routes),
+        scripts=NotifyScripts(master=inst.notify_master, backup=inst.notify_backup,
+                              fault=inst.notify_fault, stop=inst.notify_stop,
+                              notify=inst.notify),
+        check_adv_addr=not inst.skip_check_adv_addr,
+        notify_priority_changes=inst.notify_priority_changes,
+    )
+
+
+def plan_instances(config: Config) -> list[InstancePlan]:
+    """One :class:`InstancePlan` per ``vrrp_instance``, in file order."""
+    gd = config.global_defs
+    return [
+        InstancePlan(
+            spec=spec_for(inst, gd),
+            channel=channel_for(inst, gd),
+            track_interface=inst.track_interface,
+            track_script=inst.track_script,
+            track_file=inst.track_file,
+            track_primary=not inst.dont_track_primary,
+        )
+        for inst in config.vrrp_instances
+    ]

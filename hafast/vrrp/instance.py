@@ -1,0 +1,466 @@
+"""One VRRP instance: the pure FSM driven by the loop, its actions carried out in order.
+
+The shell around :func:`hafast.vrrp.fsm.step`.  Events come from the transport
+(validated adverts), from timers armed on the loop, from trackers (weight, fault)
+and from the daemon (start, stop); every event is fed through ``step`` and the
+returned actions are executed in the order given:
+
+* ``SendAdvert`` -> the transport channel; ``SendGratuitous`` -> the announcer
+  (GARP on an AF_PACKET socket, unsolicited NA for IPv6);
+* ``AddVips`` / ``RemoveVips`` -> the VIP backend (virtual_ipaddress,
+  virtual_ipaddress_excluded, virtual_routes);
+* ``StartTimer`` replaces the pending timer of its kind; a firing carries the
+  deadline it was armed for (``at_us``) so a stale one is ignored by the FSM;
+* ``Notify`` -> notify scripts and FIFOs (``INITIALIZE`` is keepalived's STOP).
+
+Events raised while actions run (a sync group reacting to our change) are queued
+and fed after, so the FSM never sees re-entrant calls.
+
+Counters use keepalived's JSON names.  Rejected packets are counted per reason
+and logged rate-limited; nothing a peer sends can raise out of here.
+
+Example (unit-test style, everything in memory)::
+
+    clock = ManualTimers()
+    inst = Instance(spec, timers=clock, vips=MemoryVips(), announcer=NullAnnouncer(),
+                    notifier=None, sender=fake_channel)
+    inst.start(); clock.advance(4_000_000)   # no master heard: we are master
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hafast._core.vrrp_codec import Advert
+from hafast._core.vrrp_constants import PRIORITY_STOP
+from hafast.config.model import VirtualAddress
+from hafast.core.notify import Notifier, NotifyScripts
+from hafast.net.vip import RouteSpec, VipOps
+from hafast.vrrp import fsm
+from hafast.vrrp.announce import burst_schedule, gratuitous_arp, unsolicited_na
+from hafast.vrrp.fsm import State, TimerKind
+from hafast.vrrp.params import VrrpParams
+from hafast.vrrp.transport import RateLimitedLog
+
+log = logging.getLogger("hafast.vrrp")
+
+# keepalived's per-instance statistics (vrrp_json.c / SNMP), in its order.
+COUNTER_NAMES = (
+    "advert_rcvd",
+    "advert_sent",
+    "become_master",
+    "release_master",
+    "packet_len_err",
+    "advert_interval_err",
+    "ip_ttl_err",
+    "invalid_type_rcvd",
+    "addr_list_err",
+    "invalid_authtype",
+    "authtype_mismatch",
+    "auth_failure",
+    "pri_zero_rcvd",
+    "pri_zero_sent",
+)
+
+# Notify words keepalived uses for each FSM state.
+STATE_WORDS = {State.MASTER: "MASTER", State.BACKUP: "BACKUP", State.FAULT: "FAULT",
+               State.INITIALIZE: "STOP"}
+
+
+# ------------------------------------------------------------------ time
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Timers(Protocol):
+    """The clock and timer service an instance runs on (µs, monotonic)."""
+
+    def now_us(self) -> int: ...
+
+    def call_at(self, at_us: int, callback: Callable[[], None]) -> TimerHandle: ...
+
+
+class LoopTimers:
+    """Timers on an asyncio/uvloop loop, times from CLOCK_MONOTONIC in µs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def now_us(self) -> int:
+        return time.monotonic_ns() // 1000
+
+    def call_at(self, at_us: int, callback: Callable[[], None]) -> TimerHandle:
+        delay = max(0, at_us - self.now_us()) / 1_000_000
+        return self.loop.call_later(delay, callback)
+
+
+class _ManualHandle:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualTimers:
+    """A manual clock for tests: nothing happens until :meth:`advance`.
+
+    >>> t = ManualTimers(); fired = []
+    >>> _ = t.call_at(10, lambda: fired.append(t.now_us()))
+    >>> t.advance(5); fired
+    []
+    >>> t.advance(5); fired
+    [10]
+    """
+
+    def __init__(self, start_us: int = 0) -> None:
+        self._now = start_us
+        self._heap: list[tuple[int, int, _ManualHandle, Callable[[], None]]] = []
+        self._seq = itertools.count()
+
+    def now_us(self) -> int:
+        return self._now
+
+    def call_at(self, at_us: int, callback: Callable[[], None]) -> TimerHandle:
+        h = _ManualHandle()
+        heapq.heappush(self._heap, (at_us, next(self._seq), h, callback))
+        return h
+
+    def advance(self, us: int) -> None:
+        """Move time forward by ``us``, firing due timers in deadline order."""
+        end = self._now + us
+        while self._heap and self._heap[0][0] <= end:
+            at, _, h, cb = heapq.heappop(self._heap)
+            if h.cancelled:
+                continue
+            self._now = max(self._now, at)
+            cb()
+        self._now = end
+
+
+# ------------------------------------------------------------------ announcements
+
+
+class Announcer(Protocol):
+    def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullAnnouncer:
+    """Records bursts instead of sending them (tests, interfaces without L2)."""
+
+    def __init__(self) -> None:
+        self.bursts: list[tuple[int, int]] = []
+
+    def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None:
+        self.bursts.append((len(vips), repeat))
+
+    def close(self) -> None:
+        pass
+
+
+class PacketAnnouncer:
+    """GARP (RFC 5798 §6.4.1, IPv4) and unsolicited NA (§8.2.2, IPv6) on an AF_PACKET socket."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ifname: str, mac: bytes,
+                 garp_interval_us: int = 0, gna_interval_us: int = 0) -> None:
+        self.loop = loop
+        self.ifname = ifname
+        self.mac = mac
+        self.garp_interval_us = garp_interval_us
+        self.gna_interval_us = gna_interval_us
+        self.sent = 0
+        self.dropped = 0
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        s.setblocking(False)
+        s.bind((ifname, 0))
+        self.sock = s
+        self._router = self._forwarding()
+
+    def _forwarding(self) -> bool:
+        # keepalived sets the NA Router flag only when the interface forwards IPv6.
+        try:
+            with open(f"/proc/sys/net/ipv6/conf/{self.ifname}/forwarding") as f:
+                return f.read().strip() == "1"
+        except OSError:
+            return False
+
+    def _frame(self, vip: VirtualAddress) -> bytes:
+        packed = socket.inet_pton(socket.AF_INET if vip.family == 4 else socket.AF_INET6,
+                                  vip.address)
+        if vip.family == 4:
+            return gratuitous_arp(packed, self.mac)
+        return unsolicited_na(packed, self.mac, router=self._router)
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self.sock.send(frame)
+            self.sent += 1
+        except OSError:
+            self.dropped += 1
+
+    def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None:
+        mine = [v for v in vips if v.dev in (None, self.ifname)]
+        for family, interval in ((4, self.garp_interval_us), (6, self.gna_interval_us)):
+            frames = [self._frame(v) for v in mine if v.family == family]
+            for at_us, frame in burst_schedule(0, frames, repeat, interval):
+                if at_us == 0:
+                    self._send(frame)
+                else:
+                    self.loop.call_later(at_us / 1_000_000, self._send, frame)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ------------------------------------------------------------------ the instance
+
+
+class AdvertSender(Protocol):
+    def send(self, priority: int) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """Everything about one ``vrrp_instance`` the shell needs (built by from_config)."""
+
+    name: str
+    ifname: str
+    family: int
+    params: VrrpParams
+    vips: tuple[VirtualAddress, ...] = ()
+    excluded: tuple[VirtualAddress, ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
+    scripts: NotifyScripts = field(default_factory=NotifyScripts)
+    check_adv_addr: bool = True  # False: keepalived skip_check_adv_addr
+    notify_priority_changes: bool = False
+
+    @property
+    def packed_vips(self) -> tuple[bytes, ...]:
+        fam = socket.AF_INET if self.family == 4 else socket.AF_INET6
+        return tuple(socket.inet_pton(fam, v.address) for v in self.vips)
+
+
+StateListener = Callable[["Instance", State, State], None]
+
+
+class Instance:
+    """A running VRRP instance (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: InstanceSpec,
+        *,
+        timers: Timers,
+        vips: VipOps,
+        announcer: Announcer,
+        notifier: Notifier | None,
+        sender: AdvertSender | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.machine = fsm.VrrpMachine(spec.params)
+        self.timers = timers
+        self.vips = vips
+        self.announcer = announcer
+        self.notifier = notifier
+        self.sender = sender
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self.rejects: dict[str, int] = {}  # every reject reason, keepalived-named or not
+        self.listeners: list[StateListener] = []
+        self.transitions: list[tuple[int, State]] = []  # (µs, state) history, bounded
+        self._timers: dict[TimerKind, TimerHandle] = {}
+        self._queue: deque[fsm.Event] = deque()
+        self._busy = False
+        self._expected = frozenset(spec.packed_vips)
+        self._rlog = RateLimitedLog(log)
+        self._weights: dict[str, int] = {}
+
+    # -- queries ------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.machine.state.state
+
+    @property
+    def priority(self) -> int:
+        return self.machine.state.priority
+
+    def status(self) -> dict[str, object]:
+        s = self.machine.state
+        return {"name": self.name, "state": STATE_WORDS.get(s.state, s.state.value),
+                "priority": s.priority, "base_priority": s.base_priority,
+                "stats": dict(self.counters), "rejects": dict(self.rejects)}
+
+    # -- inputs -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.feed(fsm.Startup(self.timers.now_us()))
+
+    def stop(self) -> None:
+        """Shutdown: a master sends priority 0 and releases its VIPs; notify STOP."""
+        self.feed(fsm.Shutdown(self.timers.now_us()))
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+
+    def set_weight(self, source: str, weight: int) -> None:
+        """Tracker ``source`` now contributes ``weight`` to the priority."""
+        if self._weights.get(source) == weight:
+            return
+        self._weights[source] = weight
+        self.feed(fsm.PriorityChanged(self.timers.now_us(), sum(self._weights.values())))
+
+    def raise_fault(self, reason: str) -> None:
+        if reason not in self.machine.state.faults:
+            self.feed(fsm.FaultRaised(self.timers.now_us(), reason))
+
+    def clear_fault(self, reason: str) -> None:
+        if reason in self.machine.state.faults:
+            self.feed(fsm.FaultCleared(self.timers.now_us(), reason))
+
+    def on_advert(self, adv: Advert) -> None:
+        """A packet for our VRID: count it, and feed it to the FSM when it is valid."""
+        if not adv.ok:
+            self._reject(adv.reason, adv)
+            return
+        if self.spec.check_adv_addr and adv.priority != PRIORITY_STOP:
+            # keepalived vrrp_check_packet: the advert must list exactly our VIPs
+            # (RFC 3768 §7.1 "MAY verify"; keepalived logs and drops a mismatch).
+            if adv.count != len(self._expected) or set(adv.addresses) != self._expected:
+                self._reject("addr_list_err", adv)
+                return
+        self.counters["advert_rcvd"] += 1
+        if adv.priority == PRIORITY_STOP:
+            self.counters["pri_zero_rcvd"] += 1
+        self.feed(fsm.AdvertReceived(self.timers.now_us(), adv.priority, bytes(adv.src),
+                                     adv.adver_int if adv.version == 3 else 0))
+
+    def _reject(self, reason: str, adv: Advert) -> None:
+        self.rejects[reason] = self.rejects.get(reason, 0) + 1
+        if reason in self.counters:
+            self.counters[reason] += 1
+        src = adv.src.hex() if adv.src else "?"
+        self._rlog.warning(reason, "%s: advert rejected (%s) from %s: %r", self.name, reason,
+                           src, adv)
+
+    # -- the engine ---------------------------------------------------------------
+
+    def feed(self, event: fsm.Event) -> None:
+        """Step the FSM with ``event`` and carry out its actions (queued if busy)."""
+        self._queue.append(event)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._queue:
+                ev = self._queue.popleft()
+                before = self.state
+                actions = self.machine.handle(ev)
+                for action in actions:
+                    try:
+                        self._do(action)
+                    except Exception:  # an I/O failure must not stop the sequence
+                        log.exception("%s: action %r failed", self.name, action)
+                after = self.state
+                if after is not before:
+                    self._transition(before, after)
+        finally:
+            self._busy = False
+
+    def _transition(self, before: State, after: State) -> None:
+        self.transitions.append((self.timers.now_us(), after))
+        del self.transitions[:-64]
+        if after is State.MASTER:
+            self.counters["become_master"] += 1
+        if before is State.MASTER:
+            self.counters["release_master"] += 1
+        log.info("%s: entering %s state (priority %d)", self.name,
+                 STATE_WORDS.get(after, after.value), self.priority)
+        for listener in list(self.listeners):
+            try:
+                listener(self, before, after)
+            except Exception:
+                log.exception("%s: state listener failed", self.name)
+
+    def _do(self, action: fsm.Action) -> None:
+        handler = _ACTIONS[type(action)]
+        handler(self, action)
+
+    def _send_advert(self, a: fsm.SendAdvert) -> None:
+        if self.sender is None:
+            return
+        self.sender.send(a.priority)
+        self.counters["advert_sent"] += 1
+        if a.priority == PRIORITY_STOP:
+            self.counters["pri_zero_sent"] += 1
+
+    def _send_gratuitous(self, a: fsm.SendGratuitous) -> None:
+        self.announcer.announce(self.spec.vips + self.spec.excluded, a.repeat)
+
+    def _add_vips(self, a: fsm.AddVips) -> None:
+        s = self.spec
+        self.vips.add(self.name, s.vips + s.excluded, s.routes, s.ifname)
+
+    def _remove_vips(self, a: fsm.RemoveVips) -> None:
+        s = self.spec
+        self.vips.remove(self.name, s.vips + s.excluded, s.routes, s.ifname)
+
+    def _start_timer(self, a: fsm.StartTimer) -> None:
+        old = self._timers.pop(a.kind, None)
+        if old is not None:
+            old.cancel()
+        kind, at = a.kind, a.at_us
+        self._timers[kind] = self.timers.call_at(at, lambda: self._fired(kind, at))
+
+    def _fired(self, kind: TimerKind, at_us: int) -> None:
+        self._timers.pop(kind, None)
+        self.feed(fsm.timer_fired(kind, self.timers.now_us(), at_us))
+
+    def _cancel_timer(self, a: fsm.CancelTimer) -> None:
+        old = self._timers.pop(a.kind, None)
+        if old is not None:
+            old.cancel()
+
+    def _notify(self, a: fsm.Notify) -> None:
+        if self.notifier is not None:
+            word = STATE_WORDS.get(a.state, a.state.value)
+            self.notifier.state_change("INSTANCE", self.name, word, a.priority, self.spec.scripts)
+
+    def _notify_priority(self, a: fsm.NotifyPriority) -> None:
+        log.info("%s: effective priority now %d", self.name, a.priority)
+
+    def _rx_lower(self, a: fsm.NotifyMasterRxLowerPri) -> None:
+        self._rlog.warning("rx_lower", "%s: master received lower priority %d advert",
+                           self.name, a.priority)
+
+    def _warn(self, a: fsm.Warn) -> None:
+        self._rlog.warning(a.reason, "%s: %s", self.name, a.reason)
+
+
+_ACTIONS: dict[type, Callable[[Instance, fsm.Action], None]] = {
+    fsm.SendAdvert: Instance._send_advert,  # type: ignore[dict-item]
+    fsm.SendGratuitous: Instance._send_gratuitous,  # type: ignore[dict-item]
+    fsm.AddVips: Instance._add_vips,  # type: ignore[dict-item]
+    fsm.RemoveVips: Instance._remove_vips,  # type: ignore[dict-item]
+    fsm.StartTimer: Instance._start_timer,  # type: ignore[dict-item]
+    fsm.CancelTimer: Instance._cancel_timer,  # type: ignore[dict-item]
+    fsm.Notify: Instance._notify,  # type: ignore[dict-item]
+    fsm.NotifyPriority: Instance._notify_priority,  # type: ignore[dict-item]
+    fsm.NotifyMasterRxLowerPri: Instance._rx_lower,  # type: ignore[dict-item]
+    fsm.Warn: Instance._warn,  # type: ignore[dict-item]
+}

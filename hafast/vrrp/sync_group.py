@@ -1,0 +1,89 @@
+"""vrrp_sync_group: member instances move together.
+
+keepalived (vrrp_sync.c) keeps a group's members in one state:
+
+* one member goes FAULT -> the others go FAULT (reason ``sync:<group>``) until it
+  leaves FAULT again;
+* one member becomes MASTER -> the others in BACKUP take over at once (their
+  Master_Down_Timer is fired early);
+* one member falls from MASTER to BACKUP -> the others still MASTER step down:
+  they pass through a short sync fault, which sends priority 0 so the peer
+  group's members take over at once, then return to BACKUP.
+
+Group notify scripts and FIFO lines (``GROUP "G" MASTER 0``) are reported when
+every member has reached the same state.
+
+Example::
+
+    group = SyncGroup(spec, members=[vi_1, vi_2], notifier=notifier)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from hafast.config.model import SyncGroup as SyncGroupSpec
+from hafast.core.notify import Notifier, NotifyScripts
+from hafast.vrrp import fsm
+from hafast.vrrp.fsm import State
+from hafast.vrrp.instance import STATE_WORDS, Instance
+
+log = logging.getLogger("hafast.vrrp.sync")
+
+
+class SyncGroup:
+    def __init__(self, spec: SyncGroupSpec, members: Sequence[Instance],
+                 notifier: Notifier | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.members = list(members)
+        self.notifier = notifier
+        self.scripts = NotifyScripts(master=spec.notify_master, backup=spec.notify_backup,
+                                     fault=spec.notify_fault, stop=spec.notify_stop,
+                                     notify=spec.notify)
+        self.reason = f"sync:{spec.name}"
+        self.state: State | None = None
+        self._syncing = False
+        for m in self.members:
+            m.listeners.append(self._on_member)
+
+    def _on_member(self, inst: Instance, before: State, after: State) -> None:
+        if not self._syncing:
+            self._syncing = True
+            try:
+                self._follow(inst, before, after)
+            finally:
+                self._syncing = False
+        self._report()
+
+    def _follow(self, inst: Instance, before: State, after: State) -> None:
+        others = [m for m in self.members if m is not inst]
+        if after is State.FAULT and self.reason not in inst.machine.state.faults:
+            for m in others:
+                m.raise_fault(self.reason)
+        elif before is State.FAULT and self.reason not in inst.machine.state.faults:
+            for m in others:
+                m.clear_fault(self.reason)
+        elif after is State.MASTER:
+            for m in others:
+                if m.state is State.BACKUP:
+                    m.feed(fsm.MasterDownTimerFired(m.timers.now_us()))
+        elif before is State.MASTER and after is State.BACKUP:
+            for m in others:
+                if m.state is State.MASTER:
+                    m.raise_fault(self.reason)
+                    m.clear_fault(self.reason)
+
+    def _report(self) -> None:
+        states = {m.state for m in self.members}
+        if len(states) != 1:
+            return
+        (state,) = states
+        if state is self.state:
+            return
+        self.state = state
+        log.info("VRRP_Group(%s) entering %s state", self.name, STATE_WORDS.get(state))
+        if self.notifier is not None:
+            self.notifier.state_change("GROUP", self.name, STATE_WORDS.get(state, state.value),
+                                       0, self.scripts)

@@ -1,0 +1,275 @@
+"""Trackers: vrrp_script, track_interface, track_file -> instance weight or FAULT.
+
+* ``vrrp_script``: the script runs without a shell (argv) in its own session
+  every ``interval``; one that outlives ``timeout`` has its whole process group
+  killed and counts as a failure.  ``rise`` successes in a row make it good,
+  ``fall`` failures make it bad; ``init_fail`` starts it bad.  A script already
+  running when the next interval comes is not started twice.
+* ``track_interface``: link state from :class:`hafast.net.linkwatch.LinkWatch`
+  (sysfs polling, first version).  The VRRP interface itself is tracked too,
+  as keepalived does unless ``dont_track_primary``.
+* ``track_file``: the file's integer value × weight, *polled* every 0.5 s
+  (first version; keepalived uses inotify).
+
+keepalived's weight rules (keepalived.conf(5)): weight 0 means the instance goes
+FAULT while the object is down; a positive weight is added while the object is
+up, a negative one while it is down; ``reverse`` swaps up and down and negates
+the weight.  A track_file contribution below -253 means FAULT.
+
+Example::
+
+    t = Tracking(loop, config, linkwatch)
+    t.bind(instance, plan)     # before instance.start(), so it may start in FAULT
+    t.start()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from hafast.config.model import Config, TrackFile, TrackRef, VrrpScript
+from hafast.core.notify import spawn_reaped
+from hafast.net.linkwatch import LinkWatch
+from hafast.vrrp.from_config import InstancePlan
+from hafast.vrrp.instance import Instance
+
+log = logging.getLogger("hafast.vrrp.track")
+
+FILE_POLL_S = 0.5
+FILE_FAULT_BELOW = -253  # keepalived: a track_file contribution < -253 -> FAULT
+
+
+def contribution(up: bool, weight: int, reverse: bool = False) -> tuple[bool, int]:
+    """(fault, weight to add) for a boolean tracked object.
+
+    >>> contribution(False, 0)
+    (True, 0)
+    >>> contribution(True, 10), contribution(False, -20), contribution(True, -20)
+    ((False, 10), (False, -20), (False, 0))
+    >>> contribution(True, 10, reverse=True)
+    (False, -10)
+    """
+    if reverse:
+        up, weight = not up, -weight
+    if weight == 0:
+        return (not up, 0)
+    if weight > 0:
+        return (False, weight if up else 0)
+    return (False, 0 if up else weight)
+
+
+def file_contribution(value: int, weight: int, reverse: bool = False) -> tuple[bool, int]:
+    """(fault, weight to add) for a track_file value.
+
+    >>> file_contribution(0, 0), file_contribution(3, 0), file_contribution(-2, 10)
+    ((False, 0), (True, 0), (False, -20))
+    >>> file_contribution(-300, 1)
+    (True, 0)
+    """
+    if weight == 0:
+        return (value != 0, 0)
+    total = value * (-weight if reverse else weight)
+    if total < FILE_FAULT_BELOW:
+        return (True, 0)
+    return (False, total)
+
+
+class ScriptTracker:
+    """One vrrp_script run periodically; ``on_change(good)`` when its state flips."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, script: VrrpScript) -> None:
+        self.loop = loop
+        self.script = script
+        self.good = not script.init_fail
+        self.listeners: list[Callable[[bool], None]] = []
+        self.runs = 0
+        self._streak = 0  # >0 successes in a row, <0 failures in a row
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._next: asyncio.TimerHandle | None = None
+        self._kill: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self._run()
+
+    def _run(self) -> None:
+        if self._closed:
+            return
+        self._next = self.loop.call_later(self.script.interval_us / 1e6, self._run)
+        if self._proc is not None or not self.script.script:
+            return
+        self.runs += 1
+        self._proc = spawn_reaped(self.loop, self.script.script, self._done)
+        if self._proc is not None:
+            self._kill = self.loop.call_later(self.script.timeout_us / 1e6, self._timeout,
+                                              self._proc)
+
+    def _timeout(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc is self._proc and proc.poll() is None:
+            log.warning("vrrp_script %s timed out; killing it", self.script.name)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _done(self, code: int) -> None:
+        self._proc = None
+        if self._kill is not None:
+            self._kill.cancel()
+            self._kill = None
+        ok = code == 0
+        if ok:
+            self._streak = self._streak + 1 if self._streak > 0 else 1
+        else:
+            self._streak = self._streak - 1 if self._streak < 0 else -1
+        if not self.good and ok and self._streak >= self.script.rise:
+            self._set(True)
+        elif self.good and not ok and -self._streak >= self.script.fall:
+            self._set(False)
+
+    def _set(self, good: bool) -> None:
+        self.good = good
+        log.info("vrrp_script %s now %s", self.script.name, "succeeding" if good else "failing")
+        for cb in list(self.listeners):
+            cb(good)
+
+    def close(self) -> None:
+        self._closed = True
+        for h in (self._next, self._kill):
+            if h is not None:
+                h.cancel()
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class FileTracker:
+    """One track_file, polled; ``listeners`` get the new integer value."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, spec: TrackFile) -> None:
+        self.loop = loop
+        self.spec = spec
+        self.listeners: list[Callable[[int], None]] = []
+        path = Path(spec.file)
+        if spec.init_file is not None and (not path.exists() or "overwrite" in spec.init_file):
+            init = [w for w in spec.init_file if w != "overwrite"]
+            try:
+                path.write_text(f"{init[0] if init else 0}\n")
+            except OSError as exc:
+                log.warning("track_file %s: cannot initialise %s: %s", spec.name, path, exc)
+        self.value = self._read()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def _read(self) -> int:
+        try:
+            words = Path(self.spec.file).read_text().split()
+            return int(words[0]) if words else 0
+        except (OSError, ValueError):
+            return 0
+
+    def start(self) -> None:
+        self._handle = self.loop.call_later(FILE_POLL_S, self._poll)
+
+    def _poll(self) -> None:
+        value = self._read()
+        if value != self.value:
+            self.value = value
+            for cb in list(self.listeners):
+                cb(value)
+        self._handle = self.loop.call_later(FILE_POLL_S, self._poll)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+class Tracking:
+    """All trackers of one worker, shared between the instances that track them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config,
+                 linkwatch: LinkWatch) -> None:
+        self.loop = loop
+        self.linkwatch = linkwatch
+        self.scripts = {s.name: ScriptTracker(loop, s) for s in config.vrrp_scripts}
+        self._file_specs = {f.name: f for f in config.track_files}
+        self.files: dict[str, FileTracker] = {}
+
+    def _apply(self, inst: Instance, source: str, fault: bool, weight: int) -> None:
+        if fault:
+            inst.raise_fault(source)
+        else:
+            inst.clear_fault(source)
+        inst.set_weight(source, weight)
+
+    def bind(self, inst: Instance, plan: InstancePlan) -> None:
+        """Wire ``plan``'s trackers to ``inst`` and apply their current state."""
+        refs = list(plan.track_interface)
+        if plan.track_primary and plan.spec.ifname not in {r.name for r in refs}:
+            refs.append(TrackRef(plan.spec.ifname, 0))
+        for ref in refs:
+
+            def watch(cb: Callable[[bool], None], name: str = ref.name) -> bool:
+                return self.linkwatch.watch(name, cb)
+
+            self._bind_bool(inst, f"interface:{ref.name}", ref, 0, watch)
+        for ref in plan.track_script:
+            tracker = self.scripts.get(ref.name)
+            if tracker is None:
+                log.warning("%s: track_script %s is not defined", inst.name, ref.name)
+                continue
+            default = tracker.script.weight
+            rev = tracker.script.weight_reverse
+
+            def subscribe(cb: Callable[[bool], None], t: ScriptTracker = tracker) -> bool:
+                t.listeners.append(cb)
+                return t.good
+
+            self._bind_bool(inst, f"script:{ref.name}", ref, default, subscribe, rev)
+        for ref in plan.track_file:
+            spec = self._file_specs.get(ref.name)
+            if spec is None:
+                log.warning("%s: track_file %s is not defined", inst.name, ref.name)
+                continue
+            ft = self.files.get(ref.name)
+            if ft is None:
+                ft = self.files[ref.name] = FileTracker(self.loop, spec)
+            weight = spec.weight if ref.weight is None else ref.weight
+            reverse = ref.reverse or spec.weight_reverse
+            source = f"file:{ref.name}"
+
+            def on_value(value: int, w: int = weight, r: bool = reverse, s: str = source) -> None:
+                self._apply(inst, s, *file_contribution(value, w, r))
+
+            ft.listeners.append(on_value)
+            on_value(ft.value)
+
+    def _bind_bool(self, inst: Instance, source: str, ref: TrackRef, default_weight: int,
+                   subscribe: Callable[[Callable[[bool], None]], bool],
+                   reverse_default: bool = False) -> None:
+        weight = default_weight if ref.weight is None else ref.weight
+        reverse = ref.reverse or reverse_default
+
+        def on_change(up: bool) -> None:
+            self._apply(inst, source, *contribution(up, weight, reverse))
+
+        on_change(subscribe(on_change))
+
+    def start(self) -> None:
+        for s in self.scripts.values():
+            s.start()
+        for f in self.files.values():
+            f.start()
+
+    def close(self) -> None:
+        for s in self.scripts.values():
+            s.close()
+        for f in self.files.values():
+            f.close()

@@ -1,0 +1,385 @@
+"""VRRP sockets: IP protocol 112 over IPv4 and IPv6, multicast and unicast.
+
+The only owner of VRRP sockets.  One raw socket per (interface, family) is shared
+by every instance on it; received adverts are demultiplexed by VRID to the
+instance's :class:`Channel`, which validates them with the codec against that
+instance's expectations (version, auth, interval).  Unknown VRIDs are counted on
+the socket.  Sockets are non-blocking and driven by ``loop.add_reader``; a send
+that would block is dropped and counted, never waited for.
+
+IPv4 packets are built whole (``encode_ipv4``: TTL 255, TOS 0xc0) and sent with
+IP_HDRINCL, because the v3 pseudo-header checksum needs the exact source address
+and binding a raw socket to a unicast source would stop it receiving multicast.
+IPv6 carries the source in IPV6_PKTINFO for the same reason, and the hop limit
+arrives as IPV6_HOPLIMIT ancillary data (RFC 5798 §7.1 checks it).
+
+Example::
+
+    pool = Transport(loop)
+    ch = pool.channel(ChannelConfig(ifname="eth0", family=4, vrid=51, version=2, ...),
+                      on_advert=instance.on_advert)
+    ch.send(100)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hafast._core.vrrp_codec import Advert, decode_ipv4, decode_payload, encode, encode_ipv4
+from hafast._core.vrrp_constants import (
+    AUTH_PASS,
+    CHECKSUM_ANY,
+    CHECKSUM_PSEUDO,
+    FAMILY_IPV4,
+    FAMILY_IPV6,
+    IPPROTO_VRRP,
+    VRRP_TOS,
+    VRRP_TTL,
+)
+
+log = logging.getLogger("hafast.vrrp.transport")
+
+# Socket options Python may not name on every build (linux/in.h, linux/in6.h).
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
+
+RX_BUFFER = 65536
+RX_BATCH = 64  # datagrams drained per readiness callback before yielding to the loop
+_ANC_SIZE = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
+_LOG_EVERY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """How one instance speaks on the wire."""
+
+    ifname: str
+    family: int  # 4 or 6
+    vrid: int
+    version: int
+    adver_int: int  # wire units: v2 seconds, v3 centiseconds
+    addresses: tuple[bytes, ...] = ()  # packed VIPs carried in the advert
+    src: bytes = b""  # our source: primary IPv4 / IPv6 link-local (or configured)
+    group: bytes = b""  # multicast destination (224.0.0.18 / ff02::12 by default)
+    peers: tuple[bytes, ...] = ()  # unicast_peer: send to each instead of the group
+    auth_type: int = 0  # v2: 0 none, 1 PASS
+    auth_data: bytes = b""  # v2 PASS: the 8 bytes
+    v3_checksum: str = CHECKSUM_PSEUDO  # how we send; receive accepts both (detects)
+
+    @property
+    def unicast(self) -> bool:
+        return bool(self.peers)
+
+
+@dataclass(slots=True)
+class SocketCounters:
+    rx_packets: int = 0
+    unknown_vrid: int = 0
+    short_packets: int = 0
+    tx_dropped: int = 0
+    own_packets: int = 0
+
+
+class RateLimitedLog:
+    """At most one message per key every ``every`` seconds, with the count suppressed."""
+
+    def __init__(self, logger: logging.Logger, every: float = _LOG_EVERY_S) -> None:
+        self._log = logger
+        self._every = every
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        last, suppressed = self._last.get(key, (-1e18, 0))
+        if now - last < self._every:
+            self._last[key] = (last, suppressed + 1)
+            return
+        self._last[key] = (now, 0)
+        if suppressed:
+            msg += f" ({suppressed} more since the last report)"
+        self._log.warning(msg, *args)
+
+
+def _ntop(family: int, packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed)) if packed else "?"
+
+
+class VrrpSocket:
+    """The raw IPPROTO_VRRP socket of one interface and family."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ifname: str, family: int) -> None:
+        self.loop = loop
+        self.ifname = ifname
+        self.family = family
+        self.ifindex = socket.if_nametoindex(ifname)
+        self.counters = SocketCounters()
+        self._channels: dict[int, Channel] = {}
+        self._groups: set[bytes] = set()
+        self._ip_id = 0
+        self._rlog = RateLimitedLog(log)
+        af = socket.AF_INET if family == FAMILY_IPV4 else socket.AF_INET6
+        s = socket.socket(af, socket.SOCK_RAW, IPPROTO_VRRP)
+        try:
+            s.setblocking(False)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            if family == FAMILY_IPV4:
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+                # RFC 5798 §5.1.1.3: TTL 255 (the header we build carries it too).
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                             struct.pack("4s4si", b"\0" * 4, b"\0" * 4, self.ifindex))
+            else:
+                # RFC 5798 §5.1.2.3: hop limit 255, checked on receive (§7.1).
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+                s.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, VRRP_TOS)
+                s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+                s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+        loop.add_reader(s.fileno(), self._on_readable)
+
+    # -- membership and demux -----------------------------------------------------
+
+    def join(self, group: bytes) -> None:
+        """Join ``group`` on this interface (once)."""
+        if group in self._groups:
+            return
+        if self.family == FAMILY_IPV4:
+            mreq = struct.pack("4s4si", group, b"\0" * 4, self.ifindex)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        else:
+            mreq6 = struct.pack("16sI", group, self.ifindex)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
+        self._groups.add(group)
+
+    def register(self, channel: Channel) -> None:
+        vrid = channel.cfg.vrid
+        if vrid in self._channels:
+            raise ValueError(f"VRID {vrid} already in use on {self.ifname} IPv{self.family}")
+        self._channels[vrid] = channel
+
+    def unregister(self, channel: Channel) -> None:
+        if self._channels.get(channel.cfg.vrid) is channel:
+            del self._channels[channel.cfg.vrid]
+
+    @property
+    def idle(self) -> bool:
+        return not self._channels
+
+    # -- receive ------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        for _ in range(RX_BATCH):
+            try:
+                if self.family == FAMILY_IPV4:
+                    data = self.sock.recv(RX_BUFFER)
+                    self._rx4(data)
+                else:
+                    data, anc, _flags, addr = self.sock.recvmsg(RX_BUFFER, _ANC_SIZE)
+                    self._rx6(data, anc, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._rlog.warning("rx", "%s: VRRP receive error: %s", self.ifname, exc)
+                return
+            except Exception:  # a bug in a handler must not kill the worker
+                log.exception("%s: VRRP packet handling failed", self.ifname)
+
+    def _channel_for(self, vrid: int, src: bytes) -> Channel | None:
+        ch = self._channels.get(vrid)
+        if ch is None:
+            self.counters.unknown_vrid += 1
+            self._rlog.warning(f"vrid{vrid}", "%s: advert for unknown VRID %d from %s",
+                               self.ifname, vrid, _ntop(self.family, src))
+        return ch
+
+    def _rx4(self, pkt: bytes) -> None:
+        self.counters.rx_packets += 1
+        ihl = (pkt[0] & 0x0F) * 4 if pkt else 0
+        if len(pkt) < ihl + 2 or ihl < 20:
+            self.counters.short_packets += 1
+            return
+        src = pkt[12:16]
+        ch = self._channel_for(pkt[ihl + 1], src)
+        if ch is None:
+            return
+        if src == ch.cfg.src:
+            self.counters.own_packets += 1
+            return
+        ch.receive(decode_ipv4(pkt, check_ttl=not ch.cfg.unicast, version=ch.cfg.version,
+                               auth_type=ch.rx_auth_type, auth_data=ch.rx_auth_data,
+                               adver_int=ch.rx_adver_int, v3_checksum=CHECKSUM_ANY))
+
+    def _rx6(self, msg: bytes, anc: list[tuple[int, int, bytes]], addr: tuple[object, ...]) -> None:
+        self.counters.rx_packets += 1
+        src = socket.inet_pton(socket.AF_INET6, str(addr[0]).split("%", 1)[0])
+        hop = -1
+        dst = b""
+        for level, kind, value in anc:
+            if level == socket.IPPROTO_IPV6 and kind == IPV6_HOPLIMIT and len(value) >= 4:
+                hop = struct.unpack("i", value[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= 16:
+                dst = value[:16]
+        if len(msg) < 2:
+            self.counters.short_packets += 1
+            return
+        ch = self._channel_for(msg[1], src)
+        if ch is None:
+            return
+        if src == ch.cfg.src:
+            self.counters.own_packets += 1
+            return
+        # RFC 5798 §7.1: hop limit must be 255 (unicast peers across routers excepted).
+        ttl = -1 if ch.cfg.unicast else hop
+        adv = decode_payload(msg, FAMILY_IPV6, src, dst or ch.cfg.group, ttl,
+                             version=ch.cfg.version, v3_checksum=CHECKSUM_ANY)
+        if adv.ok and ch.cfg.unicast and hop != -1:
+            adv.ttl = hop
+        ch.receive(adv)
+
+    # -- send -------------------------------------------------------------------------
+
+    def send4(self, packet: bytes, dst: bytes) -> bool:
+        try:
+            self.sock.sendto(packet, (socket.inet_ntop(socket.AF_INET, dst), 0))
+            return True
+        except (BlockingIOError, InterruptedError):
+            self.counters.tx_dropped += 1
+        except OSError as exc:
+            self.counters.tx_dropped += 1
+            self._rlog.warning("tx", "%s: VRRP send failed: %s", self.ifname, exc)
+        return False
+
+    def send6(self, message: bytes, src: bytes, dst: bytes) -> bool:
+        pktinfo = struct.pack("16sI", src, self.ifindex)
+        target = (socket.inet_ntop(socket.AF_INET6, dst), 0, 0, self.ifindex)
+        try:
+            self.sock.sendmsg([message], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)], 0,
+                              target)
+            return True
+        except (BlockingIOError, InterruptedError):
+            self.counters.tx_dropped += 1
+        except OSError as exc:
+            self.counters.tx_dropped += 1
+            self._rlog.warning("tx", "%s: VRRP send failed: %s", self.ifname, exc)
+        return False
+
+    def next_ip_id(self) -> int:
+        self._ip_id = (self._ip_id + 1) & 0xFFFF
+        return self._ip_id
+
+    def close(self) -> None:
+        try:
+            self.loop.remove_reader(self.sock.fileno())
+        except (ValueError, RuntimeError):
+            pass
+        self.sock.close()
+
+
+@dataclass
+class Channel:
+    """One instance's view of its socket: builds its adverts, checks what arrives."""
+
+    sock: VrrpSocket
+    cfg: ChannelConfig
+    on_advert: Callable[[Advert], None]
+    sent: int = 0
+    # What received v2 adverts must carry (-1 / None / 0 = not checked).
+    rx_auth_type: int = -1
+    rx_auth_data: bytes | None = None
+    rx_adver_int: int = 0
+
+    def __post_init__(self) -> None:
+        c = self.cfg
+        if c.version == 2:
+            # RFC 3768 §7.1: verify Auth Type, the password and Adver Int.
+            self.rx_auth_type = c.auth_type
+            self.rx_adver_int = c.adver_int
+            if c.auth_type == AUTH_PASS:
+                self.rx_auth_data = c.auth_data
+
+    def receive(self, advert: Advert) -> None:
+        self.on_advert(advert)
+
+    def encode(self, priority: int, dst: bytes) -> bytes:
+        c = self.cfg
+        if c.family == FAMILY_IPV4:
+            return encode_ipv4(
+                c.version, c.vrid, priority, c.addresses, c.adver_int, src=c.src, dst=dst,
+                ip_id=self.sock.next_ip_id(), auth_type=c.auth_type, auth_data=c.auth_data,
+                v3_checksum=c.v3_checksum,
+            )
+        return encode(c.version, c.vrid, priority, c.addresses, c.adver_int,
+                      family=FAMILY_IPV6, src=c.src, dst=dst)
+
+    def send(self, priority: int) -> bool:
+        """Send one advert with ``priority`` to the group or every unicast peer."""
+        ok = True
+        for dst in self.cfg.peers or (self.cfg.group,):
+            data = self.encode(priority, dst)
+            if self.cfg.family == FAMILY_IPV4:
+                ok = self.sock.send4(data, dst) and ok
+            else:
+                ok = self.sock.send6(data, self.cfg.src, dst) and ok
+        self.sent += 1
+        return ok
+
+    def close(self) -> None:
+        self.sock.unregister(self)
+
+
+class Transport:
+    """The pool of VRRP sockets of one worker: one per interface and family."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.sockets: dict[tuple[str, int], VrrpSocket] = {}
+
+    def channel(self, cfg: ChannelConfig, on_advert: Callable[[Advert], None]) -> Channel:
+        key = (cfg.ifname, cfg.family)
+        sock = self.sockets.get(key)
+        if sock is None:
+            sock = self.sockets[key] = VrrpSocket(self.loop, cfg.ifname, cfg.family)
+        if not cfg.unicast:
+            sock.join(cfg.group)
+        ch = Channel(sock, cfg, on_advert)
+        sock.register(ch)
+        return ch
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for (ifname, fam), s in self.sockets.items():
+            c = s.counters
+            out[f"{ifname}/v{fam}"] = {
+                "rx_packets": c.rx_packets, "unknown_vrid": c.unknown_vrid,
+                "short_packets": c.short_packets, "tx_dropped": c.tx_dropped,
+                "own_packets": c.own_packets,
+            }
+        return out
+
+    def close(self) -> None:
+        for s in self.sockets.values():
+            s.close()
+        self.sockets.clear()
+
+
+__all__ = ["Channel", "ChannelConfig", "RateLimitedLog", "Transport", "VrrpSocket"]

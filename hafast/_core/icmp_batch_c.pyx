@@ -16,7 +16,7 @@ import time
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset, strerror
 
 
@@ -425,7 +425,8 @@ cdef class IcmpBatch:
     cdef int _addrlen
     cdef size_t _payload_size
     cdef size_t _pkt_len
-    cdef uint32_t _cap
+    cdef uint32_t _cap              # max_inflight: the table never grows past it
+    cdef uint32_t _alloc            # slots allocated so far (grown on demand)
     cdef uint16_t _ident
     cdef uint64_t _cookie
     cdef uint32_t _serial
@@ -471,9 +472,7 @@ cdef class IcmpBatch:
         self._payload_size = payload_size
         self._pkt_len = C_HEADER_LEN + payload_size
         self._cap = max_inflight
-        self._slots = <Slot *>malloc(sizeof(Slot) * self._cap)
-        self._free_ring = <uint32_t *>malloc(sizeof(uint32_t) * self._cap)
-        self._inflight = <uint32_t *>malloc(sizeof(uint32_t) * self._cap)
+        self._alloc = 0
         self._smsg = <mmsghdr *>malloc(sizeof(mmsghdr) * C_BATCH)
         self._siov = <iovec *>malloc(sizeof(iovec) * C_BATCH)
         self._sname = <sockaddr_in6 *>malloc(sizeof(sockaddr_in6) * C_BATCH)
@@ -483,16 +482,12 @@ cdef class IcmpBatch:
         self._riov = <iovec *>malloc(sizeof(iovec) * C_BATCH)
         self._rname = <sockaddr_in6 *>malloc(sizeof(sockaddr_in6) * C_BATCH)
         self._rbuf = <uint8_t *>malloc(C_RECV_SIZE * C_BATCH)
-        if (self._slots == NULL or self._free_ring == NULL or self._inflight == NULL
-                or self._smsg == NULL or self._siov == NULL or self._sname == NULL
+        if (self._smsg == NULL or self._siov == NULL or self._sname == NULL
                 or self._spkt == NULL or self._sslot == NULL or self._rmsg == NULL
                 or self._riov == NULL or self._rname == NULL or self._rbuf == NULL):
             raise MemoryError()
-        for i in range(self._cap):
-            self._slots[i].pos = -1
-            self._free_ring[i] = i
         self._free_head = 0
-        self._free_count = self._cap
+        self._free_count = 0
         self._n_inflight = 0
         memset(self._stats, 0, sizeof(self._stats))
         # The message headers point at fixed buffers once; only lengths change per call.
@@ -513,7 +508,7 @@ cdef class IcmpBatch:
             self._rmsg[i].msg_hdr.msg_iov = &self._riov[i]
             self._rmsg[i].msg_hdr.msg_iovlen = 1
             self._rmsg[i].msg_hdr.msg_name = &self._rname[i]
-        self._names = [None] * self._cap
+        self._names = []
         self._ready = []
 
         cdef int fd = c_socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -577,7 +572,7 @@ cdef class IcmpBatch:
     @property
     def capacity(self):
         """Free probe slots: how many more targets send() can take now."""
-        return self._free_count
+        return self._free_count + (self._cap - self._alloc)
 
     def fileno(self):
         return self._fd
@@ -587,15 +582,47 @@ cdef class IcmpBatch:
         reject reason (see REJECT_REASONS)."""
         return {name: self._stats[i] for i, name in enumerate(COUNTERS)}
 
+    cdef int _grow(self) except -1:
+        """Called with no free slot: double the table (up to max_inflight) so memory
+        follows the peak number of probes in flight.  Returns 1 if it grew."""
+        cdef uint32_t old = self._alloc, new, i
+        cdef Slot *slots
+        cdef uint32_t *ring
+        cdef uint32_t *inflight
+        if old >= self._cap:
+            return 0
+        new = min(self._cap, max(<uint32_t>64, old * 2))
+        slots = <Slot *>realloc(self._slots, sizeof(Slot) * new)
+        if slots == NULL:
+            raise MemoryError()
+        self._slots = slots
+        ring = <uint32_t *>realloc(self._free_ring, sizeof(uint32_t) * new)
+        if ring == NULL:
+            raise MemoryError()
+        self._free_ring = ring
+        inflight = <uint32_t *>realloc(self._inflight, sizeof(uint32_t) * new)
+        if inflight == NULL:
+            raise MemoryError()
+        self._inflight = inflight
+        # The ring is empty, so it restarts at 0 holding just the new slots.
+        for i in range(old, new):
+            self._slots[i].pos = -1
+            self._free_ring[i - old] = i
+        self._free_head = 0
+        self._free_count = new - old
+        self._names.extend([None] * (new - old))
+        self._alloc = new
+        return 1
+
     cdef inline uint32_t _take_slot(self) noexcept nogil:
         cdef uint32_t s = self._free_ring[self._free_head]
-        self._free_head = (self._free_head + 1) % self._cap
+        self._free_head = (self._free_head + 1) % self._alloc
         self._free_count -= 1
         return s
 
     cdef inline void _untake_slot(self, uint32_t s) noexcept nogil:
         # Back at the head: the slot was never used, it may be handed out again first.
-        self._free_head = (self._free_head + self._cap - 1) % self._cap
+        self._free_head = (self._free_head + self._alloc - 1) % self._alloc
         self._free_ring[self._free_head] = s
         self._free_count += 1
 
@@ -608,7 +635,7 @@ cdef class IcmpBatch:
         self._slots[last].pos = pos
         self._n_inflight -= 1
         self._slots[s].pos = -1
-        self._free_ring[(self._free_head + self._free_count) % self._cap] = s
+        self._free_ring[(self._free_head + self._free_count) % self._alloc] = s
         self._free_count += 1
 
     cdef int _parse_targets(self, targets, Py_ssize_t n) except -1:
@@ -652,10 +679,10 @@ cdef class IcmpBatch:
         if n == 0:
             return 0
         self._parse_targets(targets, n)
-        while done < n and self._free_count > 0:
+        while done < n and (self._free_count > 0 or self._grow()):
             # Build one batch of packets straight into the preallocated buffers.
             k = 0
-            while k < C_BATCH and done + k < n and self._free_count > 0:
+            while k < C_BATCH and done + k < n and (self._free_count > 0 or self._grow()):
                 s = self._take_slot()
                 self._sslot[k] = s
                 slot = &self._slots[s]
@@ -751,7 +778,7 @@ cdef class IcmpBatch:
                     self._stats[S_FOREIGN] += 1
                     continue
                 s = p.seq
-                if s >= self._cap or self._slots[s].pos < 0:
+                if s >= self._alloc or self._slots[s].pos < 0:
                     self._stats[S_STALE] += 1
                     continue
                 slot = &self._slots[s]

@@ -224,8 +224,10 @@ class IcmpBatch:
 
     ``send(targets, now_ns, timeout_ns)`` puts a tick's probes in flight,
     ``drain(now_ns)`` returns the results that arrived, ``expire(now_ns)`` the
-    addresses whose deadline passed.  Memory is bounded by ``max_inflight``
-    (at most 65536, the sequence space).  Needs root (raw socket).
+    addresses whose deadline passed.  The probe table grows with the peak number
+    of probes in flight and never past ``max_inflight`` (at most 65536, the
+    sequence space: the sequence number is the slot).  Needs root (raw socket).
+    Not thread-safe: one engine belongs to one event loop.
 
     >>> eng = IcmpBatch(AF_INET)                            # doctest: +SKIP
     >>> loop.add_reader(eng.fileno(), on_readable)          # doctest: +SKIP
@@ -276,7 +278,10 @@ class IcmpBatch:
         self._identifier = make_identifier(self._fd)
         self._cookie = int.from_bytes(os.urandom(4), "big") << 32
         self._serial = 0
-        self._free: deque[int] = deque(range(max_inflight))
+        # Recycled sequence numbers first, fresh ones only when none is free: memory
+        # follows the peak number of probes in flight, never max_inflight itself.
+        self._free: deque[int] = deque()
+        self._fresh = 0  # sequence numbers below this have been handed out before
         self._inflight: dict[int, _Probe] = {}
         self._ready: list[tuple[str, int, int]] = []
         self._stats = dict.fromkeys(COUNTERS, 0)
@@ -298,7 +303,7 @@ class IcmpBatch:
     @property
     def capacity(self) -> int:
         """Free probe slots: how many more targets send() can take now."""
-        return len(self._free)
+        return len(self._free) + self._max_inflight - self._fresh
 
     def fileno(self) -> int:
         return self._fd
@@ -326,9 +331,13 @@ class IcmpBatch:
         sent = 0
         deadline = now_ns + timeout_ns
         for target, packed in zip(targets, packed_list, strict=True):
-            if not self._free:
+            if self._free:
+                seq = self._free.popleft()
+            elif self._fresh < self._max_inflight:
+                seq = self._fresh
+                self._fresh += 1
+            else:
                 break
-            seq = self._free.popleft()
             self._serial = (self._serial + 1) & 0xFFFFFFFF
             token = self._cookie | self._serial
             packet = build_echo(family, self._identifier, seq, token, self._payload_size)

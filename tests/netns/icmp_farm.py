@@ -11,7 +11,8 @@ In the server namespace one local route makes a whole range answer echo requests
 - DEAD4 10.201.2.0/24: blackholed there, silently dropped, so probes time out
 - UNREACH4 10.201.3.0/24: rejected by nftables with ICMP host unreachable
   (ICMP rate limit off in the server namespace)
-- LIVE6 fd00:201:1::/120 answers, DEAD6 fd00:201:2::/120 is blackholed
+- LIVE6 fd00:201:1::/120 answers, DEAD6 fd00:201:2::/120 is blackholed,
+  UNREACH6 fd00:201:3::/120 is rejected with ICMPv6 address unreachable
 
 Neighbour entries are permanent on both sides so a burst of thousands of probes
 never waits in (or overflows) an unresolved neighbour queue.
@@ -33,6 +34,7 @@ UNREACH4 = "10.201.3.0/24"
 BENCH4 = "10.201.16.0/20"
 LIVE6 = "fd00:201:1::/120"
 DEAD6 = "fd00:201:2::/120"
+UNREACH6 = "fd00:201:3::/120"
 PROBER4, SERVER4 = "10.201.0.1", "10.201.0.2"
 PROBER6, SERVER6 = "fd00:201::1", "fd00:201::2"
 
@@ -149,13 +151,16 @@ class IcmpFarm:
                 chain input {{
                     type filter hook input priority 0; policy accept;
                     ip daddr {UNREACH4} reject with icmp type host-unreachable
+                    ip6 daddr {UNREACH6} reject with icmpv6 type addr-unreachable
                 }}
             }}""",
         )
         _ip("-6", "route", "add", "local", LIVE6, "dev", "lo", ns=s)
         _ip("-6", "route", "add", "blackhole", DEAD6, ns=s)
+        _ip("-6", "route", "add", "local", UNREACH6, "dev", "lo", ns=s)
         # No per-peer rate limit, or only the first few unreachables of a burst come back.
         _sysctl(s, "net.ipv4.icmp_ratelimit", "0")
+        _sysctl(s, "net.ipv6.icmp.ratelimit", "0")
         _sysctl(s, "net.ipv4.icmp_msgs_per_sec", "100000")
         _sysctl(s, "net.ipv4.icmp_msgs_burst", "100000")
 

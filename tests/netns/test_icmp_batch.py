@@ -20,7 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import load_twin, require_root, require_tool
-from tests.netns.icmp_farm import DEAD4, DEAD6, LIVE4, LIVE6, UNREACH4, IcmpFarm, hosts
+from tests.netns.icmp_farm import (
+    DEAD4,
+    DEAD6,
+    LIVE4,
+    LIVE6,
+    UNREACH4,
+    UNREACH6,
+    IcmpFarm,
+    hosts,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -161,6 +170,20 @@ def test_unreachable_and_send_errors_are_reported(farm: IcmpFarm, ib: ModuleType
             assert by_addr[addr][0] == ib.REPLY
         stats = eng.stats()
         assert stats["send_errors"] == 1 and stats["unreachables"] == len(unreachable)
+
+
+def test_ipv6_unreachable_is_reported(farm: IcmpFarm, ib: ModuleType) -> None:
+    unreachable = hosts(UNREACH6, 6)
+    live = hosts(LIVE6, 3, first=200)
+    with _engine(farm, ib, ib.AF_INET6) as eng:
+        _send_all(eng, unreachable + live, SECOND)
+        results, expired = _collect([eng])[eng]
+        assert expired == []
+        by_addr = {addr: (kind, value) for addr, kind, value in results}
+        for addr in unreachable:  # RFC 4443 §3.1: type 1, code 3 address unreachable
+            assert by_addr[addr] == (ib.UNREACHABLE, 0x0103)
+        for addr in live:
+            assert by_addr[addr][0] == ib.REPLY
 
 
 def test_reply_after_expiry_is_stale_not_taken(farm: IcmpFarm, ib: ModuleType) -> None:

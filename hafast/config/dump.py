@@ -16,7 +16,7 @@ import json
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from hafast.config.model import Checker, Config
+from hafast.config.model import Checker, Config, TrackRef, UnicastPeer, VirtualAddress, VsgMember
 
 
 def to_dict(obj: Any) -> Any:
@@ -76,6 +76,37 @@ def _title(word: str, obj: Any) -> str:
     return f"{word} {name}" if name is not None else word
 
 
+# Small items shown one a line, as they are written in keepalived.conf.
+_ONE_LINE = {VirtualAddress, TrackRef, UnicastPeer, VsgMember}
+
+
+def _one_line(item: Any) -> str:
+    """``10.0.0.1/24 dev eth0``, ``chk weight -20``: the first field, then what is set."""
+    if isinstance(item, VsgMember):
+        if item.fwmark is not None:
+            return f"fwmark {item.fwmark}"
+        rng = f"{item.address}-{item.last}" if item.last else str(item.address)
+        return rng if item.port is None else f"{rng} {item.port}"
+    fs = list(fields(item))
+    head = str(getattr(item, fs[0].name))
+    if isinstance(item, VirtualAddress):
+        head = f"{item.address}/{item.prefix}"
+        fs = [f for f in fs if f.name not in ("prefix", "family")]
+    words = [head]
+    for f in fs[1:]:
+        v = getattr(item, f.name)
+        if (
+            v is None
+            or v is False
+            or v == ()
+            or (f.name in ("min_ttl",) and v == 0)
+            or (f.name == "max_ttl" and v == 255)
+        ):
+            continue
+        words.append(f.name if v is True else f"{f.name} {_scalar(v)}")
+    return " ".join(words)
+
+
 def _render(obj: Any, indent: int, out: list[str]) -> None:
     pad = "  " * indent
     for f in fields(obj):
@@ -85,6 +116,10 @@ def _render(obj: Any, indent: int, out: list[str]) -> None:
         if is_dataclass(v):
             out.append(f"{pad}{f.name} {{")
             _render(v, indent + 1, out)
+            out.append(f"{pad}}}")
+        elif isinstance(v, tuple) and v and type(v[0]) in _ONE_LINE:
+            out.append(f"{pad}{f.name} {{")
+            out.extend(f"{pad}  {_one_line(item)}" for item in v)
             out.append(f"{pad}}}")
         elif isinstance(v, tuple) and v and is_dataclass(v[0]):
             word = _SECTION_WORD.get(f.name, f.name)

@@ -398,16 +398,36 @@ def line_vsg(args: Sequence[Token]) -> Any:
     if first.text == "fwmark":
         if len(args) < 2:
             raise BadValue(first, "'fwmark' needs a mark number")
-        return VsgMember(None, None, None, conv_int(1, 2**32 - 1)(args[1:2]), None)
+        family = conv_choice("inet", "inet6")(args[2:3]) if len(args) > 2 else None
+        if len(args) > 3:
+            raise BadValue(args[3], f"unexpected '{args[3].text}' (expected fwmark N [inet|inet6])")
+        return VsgMember(None, None, None, conv_int(1, 2**32 - 1)(args[1:2]), family)
     text = first.text
     last: str | None = None
     if "/" not in text and "-" in text:
         text, _, last = text.partition("-")
     address = _ip(first, text.split("/")[0])
+    if last is not None:
+        # a.b.c.d-e: the last octet (IPv4) or last group (IPv6) runs up to e
+        base = int(address.rsplit(".", 1)[1]) if "." in address else None
+        ok = last.isdigit() and base is not None and base <= int(last) <= 255
+        if base is None:
+            try:
+                ok = 0 <= int(last, 16) <= 0xFFFF
+            except ValueError:
+                ok = False
+        if not ok:
+            raise BadValue(
+                first,
+                f"range '{first.text}': the end must be a number not below "
+                "the start's last part (e.g. 10.0.0.1-20)",
+            )
     port = _port(args[1]) if len(args) > 1 else None
     if len(args) > 2:
         raise BadValue(args[2], f"unexpected '{args[2].text}' (expected IP[-RANGE] [PORT])")
-    return VsgMember(first.text if (last or "/" in first.text) else address, last, port, None, None)
+    if "/" in first.text:  # a CIDR block stays as written
+        address = first.text
+    return VsgMember(address, last, port, None, None)
 
 
 def line_email(args: Sequence[Token]) -> str:

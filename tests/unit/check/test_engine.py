@@ -1,0 +1,184 @@
+"""The engine: config -> checks, deduplication across virtual servers (keepalived
+#2358), targets from connect_*/bind*, sharding, events per (virtual server, real
+server); on the manual-clock loop with a scripted kind in place of the real ones."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar
+
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult
+from hafast.check.engine import Engine, shard_of, target_for
+from hafast.check.events import DOWN, UP, ServerEvent
+from hafast.check.runner import Runner
+from hafast.config import model as m
+from hafast.config.loader import load_text
+from tests.unit.check.fakeloop import FakeLoop
+
+CONFIG = """
+virtual_server 10.0.0.1 80 {
+  delay_loop 1
+  real_server 10.1.0.1 80 {
+    TCP_CHECK {
+      connect_timeout 0.3
+      retry 0
+    }
+  }
+  real_server 10.1.0.2 80 {
+    TCP_CHECK {
+      connect_timeout 0.3
+      retry 0
+    }
+  }
+}
+virtual_server 10.0.0.2 80 {
+  delay_loop 1
+  real_server 10.1.0.1 80 {
+    weight 5
+    TCP_CHECK {
+      connect_timeout 0.3
+      retry 0
+    }
+    MISC_CHECK {
+      misc_path "/bin/true"
+    }
+  }
+  real_server 10.1.0.1 8080 {
+    TCP_CHECK {
+      connect_timeout 0.3
+      retry 0
+    }
+  }
+}
+"""
+
+
+def config(text: str = CONFIG) -> m.Config:
+    res = load_text(text)
+    assert not res.errors, res.errors
+    return res.config
+
+
+class Fake(ProbeKind):
+    keyword = "FAKE"
+    down: ClassVar[set[tuple[str, int | None, str]]] = set()
+    made: ClassVar[list[Fake]] = []
+
+    def __init__(self, spec: Any, target: Any, loop: Any, **extras: Any) -> None:
+        super().__init__(spec, target, loop)
+        self.extras = extras
+        self.attempts = 0
+        Fake.made.append(self)
+
+    def start(self, done: Done) -> Attempt:
+        self.attempts += 1
+        bad = (self.target.address, self.target.port, self.spec.kind) in Fake.down
+        done(ProbeResult(not bad, "refused" if bad else ""))
+        return NO_ATTEMPT
+
+
+def engine(cfg: m.Config, loop: FakeLoop, events: list[ServerEvent], **kw: Any) -> Engine:
+    Fake.made = []
+    Fake.down = set()
+    kinds: dict[str, type[ProbeKind]] = {"TCP_CHECK": Fake, "MISC_CHECK": Fake}
+    return Engine(cfg, loop, events.append, kinds=kinds,
+                  runner=Runner(loop, None, rng=random.Random(2)), **kw)
+
+
+def test_same_real_server_and_check_under_two_virtual_servers_is_checked_once() -> None:
+    loop, events = FakeLoop(), []
+    eng = engine(config(), loop, events)
+    # TCP 10.1.0.1:80 twice -> one; 10.1.0.2:80; MISC; TCP 10.1.0.1:8080 => 4 checks
+    assert eng.checks == 4 and eng.deduplicated == 1
+    eng.start()
+    loop.advance(1.5)
+    shared = [k for k in Fake.made if k.spec.kind == "TCP_CHECK" and k.target == target_for(
+        m.RealServer("10.1.0.1", 80), m.TcpCheck())]
+    assert len(shared) == 1 and shared[0].attempts >= 1
+    Fake.down.add(("10.1.0.1", 80, "TCP_CHECK"))
+    loop.advance(1.0)
+    down = sorted((e.virtual_server[1], e.real_server, e.state) for e in events)
+    assert down == [("10.0.0.1", ("10.1.0.1", 80), DOWN), ("10.0.0.2", ("10.1.0.1", 80), DOWN)]
+    Fake.down.clear()
+    loop.advance(1.0)
+    ups = [e for e in events if e.state == UP]
+    assert {e.virtual_server[1] for e in ups} == {"10.0.0.1", "10.0.0.2"}
+    assert {e.weight for e in ups} == {1, 5}  # each health keeps its own weight
+    eng.stop()
+    assert loop.pending() == 0
+
+
+def test_other_checkers_of_one_virtual_server_still_count() -> None:
+    loop, events = FakeLoop(), []
+    eng = engine(config(), loop, events)
+    eng.start()
+    Fake.down.add(("10.1.0.1", 80, "MISC_CHECK"))
+    loop.advance(2.0)
+    # MISC runs only under 10.0.0.2: only that virtual server's real server is DOWN
+    assert [(e.virtual_server[1], e.state) for e in events] == [("10.0.0.2", DOWN)]
+
+
+def test_snapshot_reports_initial_states() -> None:
+    text = CONFIG.replace("    weight 5\n", "    weight 5\n    alpha\n")
+    loop, events = FakeLoop(), []
+    eng = engine(config(text), loop, events)
+    snap = eng.snapshot()
+    vs2 = next(vs.key for vs in eng.config.virtual_servers if vs.address == "10.0.0.2")
+    assert snap[(vs2, ("10.1.0.1", 80))] == (False, 5)
+    assert all(up for key, (up, _) in snap.items() if key != (vs2, ("10.1.0.1", 80)))
+
+
+def test_shards_partition_the_real_servers() -> None:
+    cfg = config()
+    loop = FakeLoop()
+    seen: list[tuple[str, int | None]] = []
+    for i in range(3):
+        eng = engine(cfg, loop, [], shard_index=i, shard_count=3)
+        seen.extend(rs for (_, rs) in eng.healths)
+    every = [rs.key for vs in cfg.virtual_servers for rs in vs.real_servers]
+    assert sorted(seen) == sorted(every)
+    rs = m.RealServer("10.9.9.9", 443)
+    assert shard_of(rs, 1) == 0 and shard_of(rs, 4) == shard_of(rs, 4) < 4
+
+
+def test_unsupported_kinds_are_listed_not_fatal() -> None:
+    text = CONFIG.replace('MISC_CHECK {\n      misc_path "/bin/true"\n    }',
+                          "HTTP_GET {\n      url {\n        path /\n      }\n    }")
+    loop = FakeLoop()
+    eng = engine(config(text), loop, [])
+    assert [k for _, k in eng.skipped] == ["HTTP_GET"]
+
+
+def test_target_applies_connect_and_bind_options() -> None:
+    rs = m.RealServer("10.1.0.1", 80)
+    t = target_for(rs, m.TcpCheck(connect_ip="10.2.0.1", connect_port=81, bindto="10.3.0.1",
+                                   bind_port=5000, bind_if="eth1", fwmark=7))
+    assert (t.address, t.port, t.bindto, t.bind_port, t.bind_if, t.fwmark) == (
+        "10.2.0.1", 81, "10.3.0.1", 5000, "eth1", 7)
+    assert target_for(m.RealServer("10.1.0.1"), m.SmtpCheck()).port == 25
+    assert target_for(m.RealServer("10.1.0.1"), m.DnsCheck()).port == 53
+    assert target_for(m.RealServer("fd00::1", 53), m.DnsCheck()).family == 10
+
+
+def test_file_check_gets_its_path_and_base_weight(tmp_path: Any) -> None:
+    path = tmp_path / "health"
+    path.write_text("0\n")
+    text = f"""
+track_file tf {{
+  file {path}
+  weight 0
+}}
+virtual_server 10.0.0.1 80 {{
+  real_server 10.1.0.1 80 {{
+    weight 4
+    FILE_CHECK {{
+      track_file tf
+      weight 0
+    }}
+  }}
+}}
+"""
+    loop = FakeLoop()
+    eng = Engine(config(text), loop, None, runner=Runner(loop, None, rng=random.Random(1)))
+    kind: Any = eng.runner.checks[0].kind
+    assert kind.path == str(path) and kind.base_weight == 4

@@ -1,0 +1,363 @@
+"""The runner on a manual clock: retry arithmetic, deadlines, alpha, all-checkers-
+must-pass, events, warmup spread, counters, logging.  No sockets, no sleeping."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult, Target
+from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
+from hafast.check.runner import CheckState, RateLimit, Runner, ServerHealth, settle
+from hafast.config import model as m
+from tests.unit.check.fakeloop import FakeLoop
+
+S = 1_000_000
+VS = ("addr", "10.0.0.1", 80, "TCP")
+RS = ("10.1.0.1", 80)
+
+
+# --------------------------------------------------------------------------- pure core
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        # up, retry 2: two retries spaced by delay_before_retry, then DOWN
+        ("FFF", [(200, None), (200, None), (1000, False)]),
+        # a success in the middle resets the retry count
+        ("FFSFF", [(200, None), (200, None), (1000, None), (200, None), (200, None)]),
+        # down: no retries, every delay_loop, UP on the first success
+        ("FFFFFS", [(200, None), (200, None), (1000, False), (1000, None), (1000, None),
+                    (1000, True)]),
+    ],
+)
+def test_settle_table(outcomes: str, expected: list[tuple[int, bool | None]]) -> None:
+    state = CheckState(up=True)
+    got = [settle(state, c == "S", 2, 1000, 200) for c in outcomes]
+    assert got == expected
+
+
+def test_settle_alpha_starts_down_and_first_success_is_up() -> None:
+    state = CheckState(up=False)
+    assert settle(state, False, 3, 1000, 200) == (1000, None)  # down: no retries
+    assert settle(state, True, 3, 1000, 200) == (1000, True)
+
+
+def test_settle_retry_zero_goes_down_at_once() -> None:
+    state = CheckState(up=True)
+    assert settle(state, False, 0, 1000, 200) == (1000, False)
+
+
+def test_server_health_needs_every_checker() -> None:
+    h = ServerHealth(VS, RS, 3)
+    h.attach(0, True)
+    h.attach(1, True)
+    assert h.up
+    ev = h.apply(0, False, None, "TCP_CHECK refused", 1.0)
+    assert ev is not None and ev.state == DOWN and ev.reason == "TCP_CHECK refused"
+    assert h.apply(1, False, None, "MISC_CHECK exit", 2.0) is None  # already down
+    assert h.apply(0, True, None, "", 3.0) is None  # still one checker down
+    ev = h.apply(1, True, None, "", 4.0)
+    assert ev is not None and ev.state == UP and ev.weight == 3 and ev.reason == ""
+    ev = h.apply(1, True, 7, "", 5.0)
+    assert ev is not None and ev.state == WEIGHT and ev.weight == 7
+    assert h.apply(1, True, 7, "", 6.0) is None
+
+
+def test_rate_limit_counts_suppressed_lines() -> None:
+    now = [0.0]
+    r = RateLimit(2, 1.0, clock=lambda: now[0])
+    assert [r.allow() for _ in range(5)] == [True, True, False, False, False]
+    assert r.suppressed == 3
+    now[0] = 1.5
+    assert r.allow() and r.suppressed == 0
+
+
+# --------------------------------------------------------------------------- the shell
+
+
+class Scripted(ProbeKind):
+    """Answers from a script: 'S' success, 'F' refused at once, 'H' hang (never
+    answers, so the deadline decides), after ``latency`` seconds of loop time."""
+
+    keyword = "SCRIPTED"
+    script: Callable[[int], str] = staticmethod(lambda n: "S")
+
+    def __init__(self, spec: Any, target: Target, loop: Any, latency: float = 0.01) -> None:
+        super().__init__(spec, target, loop)
+        self.latency = latency
+        self.starts: list[float] = []
+        self.cancels = 0
+        self.weights: dict[int, int] = {}
+
+    def start(self, done: Done) -> Attempt:
+        n = len(self.starts)
+        self.starts.append(self.loop.time())  # type: ignore[union-attr]
+        what = self.script(n)
+        if what == "H":
+            return _Cancel(self)
+        result = ProbeResult(True, weight=self.weights.get(n)) if what == "S" else \
+            ProbeResult(False, "refused", "scripted")
+        handle = self.loop.call_later(self.latency, done, result)  # type: ignore[union-attr]
+        return _Cancel(self, handle)
+
+
+class _Cancel:
+    def __init__(self, kind: Scripted, handle: Any = None) -> None:
+        self.kind, self.handle = kind, handle
+
+    def cancel(self) -> None:
+        self.kind.cancels += 1
+        if self.handle is not None:
+            self.handle.cancel()
+
+
+def spec(**kw: Any) -> m.TcpCheck:
+    base = dict(connect_timeout_us=300_000, retry=2, delay_before_retry_us=200_000,
+                delay_loop_us=500_000, warmup_us=0)
+    base.update(kw)
+    return m.TcpCheck(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def loop() -> FakeLoop:
+    return FakeLoop()
+
+
+@pytest.fixture
+def events() -> list[ServerEvent]:
+    return []
+
+
+def make(loop: FakeLoop, events: list[ServerEvent], script: str | Callable[[int], str],
+         sp: m.Checker | None = None, **kw: Any) -> tuple[Runner, Scripted, ServerHealth]:
+    runner = Runner(loop, events.append, rng=random.Random(1), **kw)
+    kind = Scripted(sp or spec(), Target("10.1.0.1", 80), loop)
+    if isinstance(script, str):
+        text = script
+        kind.script = lambda n: text[n] if n < len(text) else text[-1]  # type: ignore[method-assign]
+    else:
+        kind.script = script  # type: ignore[method-assign]
+    health = ServerHealth(VS, RS, 1)
+    runner.add(kind, [health])
+    return runner, kind, health
+
+
+def test_hang_is_cancelled_at_the_deadline_and_retried(loop: FakeLoop,
+                                                       events: list[ServerEvent]) -> None:
+    # retry 2, delay_before_retry 0.2, connect_timeout 0.3, delay_loop 0.5
+    runner, kind, _ = make(loop, events, "H")
+    t0 = loop.now
+    runner.start()
+    loop.advance(5.0)
+    # attempts at 0, then +0.3 timeout +0.2 retry = 0.5, 1.0; DOWN at 1.3; then every
+    # 0.3 + 0.5 = 0.8 s while down (no retries)
+    starts = [round(s - t0, 6) for s in kind.starts]
+    assert starts[:5] == [0.0, 0.5, 1.0, 1.8, 2.6]
+    assert kind.cancels == len(kind.starts) - (1 if runner.checks[0].pending else 0)
+    assert [e.state for e in events] == [DOWN]
+    assert events[0].at - t0 == pytest.approx(0.3 + 2 * (0.2 + 0.3))
+    assert events[0].reason == "SCRIPTED timeout"
+    assert runner.counters["fail:timeout"] == len(kind.starts) - 1
+
+
+def test_down_then_up_within_one_delay_loop(loop: FakeLoop, events: list[ServerEvent]) -> None:
+    healthy_from = [999]
+
+    def script(n: int) -> str:
+        return "S" if n >= healthy_from[0] else "F"
+
+    runner, kind, health = make(loop, events, script)
+    t0 = loop.now
+    runner.start()
+    loop.advance(0.3)
+    assert not events  # two attempts failed (0, 0.21), a retry is pending
+    loop.advance(0.2)
+    assert [e.state for e in events] == [DOWN] and not health.up
+    assert events[0].at - t0 == pytest.approx(3 * 0.01 + 2 * 0.2)
+    assert events[0].reason == "SCRIPTED refused"
+    healthy_from[0] = len(kind.starts)
+    recovered = loop.now
+    loop.advance(0.6)
+    assert [e.state for e in events] == [DOWN, UP] and health.up
+    assert events[1].at - recovered <= 0.5 + 0.01 + 1e-9
+
+
+def test_alpha_starts_down_and_goes_up_on_first_success(loop: FakeLoop,
+                                                        events: list[ServerEvent]) -> None:
+    runner, kind, health = make(loop, events, "S", spec(alpha=True))
+    assert not health.up
+    runner.start()
+    loop.advance(0.1)
+    assert [e.state for e in events] == [UP]
+    assert len(kind.starts) == 1
+
+
+def test_alpha_failure_stays_down_without_retries_or_event(loop: FakeLoop,
+                                                           events: list[ServerEvent]) -> None:
+    runner, kind, health = make(loop, events, "F", spec(alpha=True))
+    runner.start()
+    loop.advance(1.2)
+    assert not events and not health.up
+    assert len(kind.starts) == 3  # 0, 0.51, 1.02: delay_loop apart
+
+
+def test_all_checkers_must_pass(loop: FakeLoop, events: list[ServerEvent]) -> None:
+    runner = Runner(loop, events.append, rng=random.Random(1))
+    health = ServerHealth(VS, RS, 1)
+    good = Scripted(spec(), Target("10.1.0.1", 80), loop)
+    bad = Scripted(spec(retry=0), Target("10.1.0.1", 80), loop)
+    state = {"bad": "F"}
+    bad.script = lambda n: state["bad"]  # type: ignore[method-assign]
+    runner.add(good, [health])
+    runner.add(bad, [health])
+    runner.start()
+    loop.advance(0.1)
+    assert [e.state for e in events] == [DOWN]
+    state["bad"] = "S"
+    loop.advance(1.0)
+    assert [e.state for e in events] == [DOWN, UP]
+
+
+def test_dynamic_weight_events(loop: FakeLoop, events: list[ServerEvent]) -> None:
+    runner, kind, _ = make(loop, events, "S")
+    kind.weights = {1: 5, 2: 5, 3: 9}
+    runner.start()
+    loop.advance(2.2)
+    assert [(e.state, e.weight) for e in events] == [(WEIGHT, 5), (WEIGHT, 9), (WEIGHT, 1)]
+
+
+def test_shared_check_feeds_every_health(loop: FakeLoop, events: list[ServerEvent]) -> None:
+    runner = Runner(loop, events.append, rng=random.Random(1))
+    h1, h2 = ServerHealth(VS, RS, 1), ServerHealth(("addr", "10.0.0.2", 80, "TCP"), RS, 1)
+    kind = Scripted(spec(retry=0), Target("10.1.0.1", 80), loop)
+    kind.script = lambda n: "F"  # type: ignore[method-assign]
+    runner.add(kind, [h1, h2])
+    runner.start()
+    loop.advance(0.1)
+    assert sorted(e.virtual_server[1] for e in events) == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_warmup_spreads_first_attempts() -> None:
+    loop = FakeLoop()
+    runner = Runner(loop, None, rng=random.Random(7))
+    sp = spec(warmup_us=None, delay_loop_us=S)
+    kinds = []
+    for i in range(10_000):
+        k = Scripted(sp, Target(f"10.{i >> 8}.{i & 255}.1", 80), loop)
+        runner.add(k, [ServerHealth(VS, (k.target.address, 80), 1)])
+        kinds.append(k)
+    t0 = loop.now
+    runner.start()
+    loop.advance(1.0)
+    firsts = [k.starts[0] - t0 for k in kinds]
+    assert all(0 <= f <= 1.0 for f in firsts)
+    per_10ms = [0] * 101
+    for f in firsts:
+        per_10ms[int(f * 100)] += 1
+    assert max(per_10ms) < 300  # ~100 expected per 10 ms; never one burst
+    runner.stop()
+    assert loop.pending() == 0
+
+
+def test_warmup_zero_starts_now_and_explicit_warmup_bounds(loop: FakeLoop) -> None:
+    runner = Runner(loop, None, rng=random.Random(3))
+    a = Scripted(spec(warmup_us=0), Target("10.1.0.1", 80), loop)
+    b = Scripted(spec(warmup_us=100_000, delay_loop_us=10 * S), Target("10.1.0.2", 80), loop)
+    for k in (a, b):
+        runner.add(k, [ServerHealth(VS, (k.target.address, 80), 1)])
+    t0 = loop.now
+    runner.start()
+    loop.advance(0.11)
+    assert a.starts[0] == t0
+    assert 0 <= b.starts[0] - t0 <= 0.1
+
+
+def test_stop_cancels_timers_and_attempts(loop: FakeLoop, events: list[ServerEvent]) -> None:
+    runner, kind, _ = make(loop, events, "H")
+    runner.start()
+    loop.advance(0.1)
+    assert runner.checks[0].pending
+    runner.stop()
+    assert kind.cancels == 1 and loop.pending() == 0
+
+
+class Raises(ProbeKind):
+    keyword = "RAISES"
+
+    def start(self, done: Done) -> Attempt:
+        raise RuntimeError("boom")
+
+
+class Twice(ProbeKind):
+    keyword = "TWICE"
+
+    def start(self, done: Done) -> Attempt:
+        done(ProbeResult(False, "refused"))
+        done(ProbeResult(True))
+        return NO_ATTEMPT
+
+
+def test_a_raising_kind_is_a_failure_not_a_crash(loop: FakeLoop,
+                                                events: list[ServerEvent]) -> None:
+    runner = Runner(loop, events.append, rng=random.Random(1))
+    runner.add(Raises(spec(retry=0), Target("10.1.0.1", 80), loop),
+               [ServerHealth(VS, RS, 1)])
+    runner.start()
+    loop.advance(0.01)
+    assert [e.state for e in events] == [DOWN] and runner.counters["fail:error"] == 1
+
+
+def test_a_second_done_is_ignored(loop: FakeLoop, events: list[ServerEvent]) -> None:
+    runner = Runner(loop, events.append, rng=random.Random(1))
+    runner.add(Twice(spec(retry=0), Target("10.1.0.1", 80), loop), [ServerHealth(VS, RS, 1)])
+    runner.start()
+    loop.advance(0.01)
+    assert [e.state for e in events] == [DOWN]
+    assert runner.counters["attempts"] == 1
+
+
+class SilentOk(Scripted):
+    keyword = "SILENT"
+
+    def on_deadline(self) -> ProbeResult:
+        return ProbeResult(True)
+
+
+def test_on_deadline_lets_a_kind_call_silence_success(loop: FakeLoop,
+                                                      events: list[ServerEvent]) -> None:
+    runner = Runner(loop, events.append, rng=random.Random(1))
+    kind = SilentOk(spec(), Target("10.1.0.1", 80), loop)
+    kind.script = lambda n: "H"  # type: ignore[method-assign]
+    runner.add(kind, [ServerHealth(VS, RS, 1)])
+    runner.start()
+    loop.advance(3.0)
+    assert not events and runner.counters["ok"] >= 3 and kind.cancels >= 3
+    assert TIMEOUT.reason == "timeout"
+
+
+@pytest.mark.parametrize("log_all", [False, True])
+def test_log_all_failures(loop: FakeLoop, events: list[ServerEvent], log_all: bool,
+                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "hafast.check")
+    runner, _kind, _ = make(loop, events, "F", spec(log_all_failures=log_all))
+    runner.start()
+    loop.advance(0.95)
+    lines = [r.getMessage() for r in caplog.records]
+    per_attempt = [x for x in lines if " failed: refused" in x]
+    assert len(per_attempt) == (3 if log_all else 0)
+    assert sum("checker DOWN" in x for x in lines) == 1
+
+
+def test_global_log_all_failures(loop: FakeLoop, events: list[ServerEvent],
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "hafast.check")
+    runner, _, _ = make(loop, events, "F", log_all_failures=True)
+    runner.start()
+    loop.advance(0.95)
+    assert sum(" failed: refused" in r.getMessage() for r in caplog.records) == 3

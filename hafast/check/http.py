@@ -153,6 +153,7 @@ class Exchange:
         "got_bytes",
         "loop",
         "parser",
+        "phase",
         "request",
         "session",
         "sni",
@@ -193,6 +194,7 @@ class Exchange:
         self._reading = False
         self._writing = False
         self.got_bytes = False
+        self.phase = "connect"  # then "tls", then "read": what a timeout interrupted
 
     # -- life cycle -------------------------------------------------------------
 
@@ -287,6 +289,7 @@ class Exchange:
 
     def _on_connect(self) -> None:
         ctx = self.tls_context
+        self.phase = "read" if ctx is None else "tls"
         if ctx is None:
             self._send(self.request)
             if self.sock is not None:
@@ -367,6 +370,7 @@ class Exchange:
             self._fail("tls", f"TLS handshake: {exc}")
             return False
         self._tls_ready = True
+        self.phase = "read"
         self._flush_tls()
         tls.write(self.request)
         self._flush_tls()

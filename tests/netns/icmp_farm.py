@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 
@@ -78,10 +79,24 @@ def _mac(ns: str, dev: str) -> str:
     raise RuntimeError(f"no MAC address on {dev} in {ns}")
 
 
+def _reap_orphans(tag: str) -> None:
+    """Delete this farm's namespaces left by a run that was killed (its pid is gone)."""
+    listing = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=20, check=False
+    ).stdout
+    for line in listing.splitlines():
+        found = re.fullmatch(rf"{re.escape(tag)}(\d+)[ps]", line.split(" ")[0])
+        if found and not os.path.exists(f"/proc/{found.group(1)}"):
+            subprocess.run(
+                ["ip", "netns", "del", found.group(0)], capture_output=True, timeout=20, check=False
+            )
+
+
 class IcmpFarm:
     """Create with ``IcmpFarm()``; ``close()`` (always) deletes everything made."""
 
     def __init__(self, tag: str = "hfi") -> None:
+        _reap_orphans(tag)
         pid = os.getpid()
         self.prober = f"{tag}{pid}p"
         self.server = f"{tag}{pid}s"

@@ -46,7 +46,7 @@ class BadValue(Exception):
 Converter = Callable[[Sequence[Token]], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: a cache key per row
 class Keyword:
     context: str
     name: str

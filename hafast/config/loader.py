@@ -92,13 +92,24 @@ def build_tree(
     level = root
     for line in lines:
         toks = line.tokens
-        # The lexer gives every brace a line of its own (tokens.Line); a line built by
-        # other means may still carry braces among its words, which the slow path splits.
-        if len(toks) > 1:
-            if toks[-1].text not in _BRACES and toks[0].text not in _BRACES:
-                level.append(Node(toks, line.raw))
+        first = toks[0]
+        t0 = first.text
+        # The lexer gives every brace a line of its own (tokens.Line): those two cases
+        # come first.  Lines built by other means may carry braces among their words;
+        # the general loop below splits them.
+        if t0 == "}" and len(toks) == 1 and not first.quoted and len(stack) > 1:
+            openers.pop().close = first
+            stack.pop()
+            level = stack[-1]
+            continue
+        if t0 == "{" and len(toks) == 1 and not first.quoted and level:
+            opener = level[-1]
+            if opener.children is None:
+                opener.children = level = []
+                openers.append(opener)
+                stack.append(level)
                 continue
-        elif toks[0].text not in _BRACES or toks[0].quoted:
+        if t0 != "{" and t0 != "}" and toks[-1].text not in _BRACES:
             level.append(Node(toks, line.raw))
             continue
         cur: list[Token] = []
@@ -213,6 +224,7 @@ class _Loader:
         self.diags: list[Diagnostic] = []
         self.warned: set[str] = set()
         self.cache: dict[tuple[Keyword, str], Any] = {}
+        self.checkers: dict[tuple[Any, ...], m.Checker] = {}
 
     # ----------------------------------------------------------------- reporting
     def error(self, tok: Token, msg: str) -> None:
@@ -805,7 +817,16 @@ class _Loader:
         check = _CHECK_FIXUPS.get(kind)
         if check is not None:
             check(self, p, f)
-        return m.CHECKER_CLASSES[kind](**f)
+        # Large configs repeat the same checker thousands of times: share one frozen
+        # instance per distinct spec (saves time and most of the checkers' memory).
+        try:
+            key = (kind, *f.items())
+            hit = self.checkers.get(key)
+        except TypeError:  # an unhashable value (never from the table's converters)
+            return m.CHECKER_CLASSES[kind](**f)
+        if hit is None:
+            hit = self.checkers[key] = m.CHECKER_CLASSES[kind](**f)
+        return hit
 
 
 def _fix_dns(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:

@@ -507,6 +507,16 @@ class IpvsVM:
         refresh = os.environ.get("HAFAST_VM_REFRESH", "") not in ("", "0")
         if cached and not refresh:
             return cached[-1], False
+        try:
+            return self._fetch_kernel(apt, cached)
+        except VMSetupError as exc:
+            if not cached:
+                raise
+            # Offline, or the mirror is in flux: the kernel we have still works.
+            _log(f"keeping cached kernel {cached[-1].version}: {exc}")
+            return cached[-1], False
+
+    def _fetch_kernel(self, apt: _Apt, cached: list[Kernel]) -> tuple[Kernel, bool]:
         package = apt.kernel_package()
         version = package.removeprefix("linux-image-")
         for kernel in cached:
@@ -517,7 +527,14 @@ class IpvsVM:
         partial = self.cache_dir / f".partial-{version}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        deb = apt.download(package, partial)
+        try:
+            deb = apt.download(package, partial)
+        except VMSetupError:
+            if apt.updated:
+                raise
+            # Stale package lists name a build the mirror no longer has: update, retry.
+            apt.update()
+            return self._fetch_kernel(apt, cached)
         tree = partial / "tree"
         _run(["dpkg-deb", "-x", str(deb), str(tree)], timeout=600)
         # Debian moved modules from /lib/modules to /usr/lib/modules in later releases.

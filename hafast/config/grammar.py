@@ -213,6 +213,14 @@ def conv_port(args: Sequence[Token]) -> int:
     return _port(args[0])
 
 
+def conv_connect_port(args: Sequence[Token]) -> int:
+    """A port to connect to: 1..65535 (keepalived refuses 0)."""
+    p = _port(args[0])
+    if p == 0:
+        raise BadValue(args[0], "port 0 cannot be connected to (expected 1..65535)")
+    return p
+
+
 def conv_ip_port(args: Sequence[Token]) -> tuple[str, int | None]:
     """``IP [PORT]``: sorry_server, smtp_server, real_server."""
     return _ip(args[0]), (_port(args[1]) if len(args) > 1 else None)
@@ -443,6 +451,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "flag": conv_flag,
     "ip": conv_ip,
     "port": conv_port,
+    "cport": conv_connect_port,
     "ip_port": conv_ip_port,
     "digest": conv_digest,
     "status": conv_status_codes,
@@ -480,7 +489,7 @@ log_all_failures    f  0-1  flag          log_all_failures
 """
 _CHECK_CONN = """
 connect_ip          v  1    ip            connect_ip
-connect_port        v  1    port          connect_port
+connect_port        v  1    cport         connect_port
 bindto              v  1    ip            bindto
 bind_if             v  1    str           bind_if
 bind_port           v  1    port          bind_port
@@ -867,7 +876,7 @@ persistence_engine  v  1    str           persistence_engine
 persistence_timeout v  0-1  persist       persistence_timeout
 persistence_granularity v 1 str           persistence_granularity
 omega               f  0-1  flag          omega
-quorum              v  1    int:1,2147483647 quorum
+quorum              v  1    int:1,4294967295 quorum
 quorum_up           v  1+   words         quorum_up
 quorum_down         v  1+   words         quorum_down
 hysteresis          v  1    int:0,2147483647 hysteresis
@@ -1019,6 +1028,7 @@ _DESCRIPTIONS = {
     "flag": "on|off",
     "ip": "IP address",
     "port": "port",
+    "cport": "port 1..65535",
     "ip_port": "IP [PORT]",
     "digest": "32 hex digit MD5",
     "status": "N|N-M ...",

@@ -956,7 +956,7 @@ def load_lines(
 def load_text(text: str, *, file: str = "<string>", config_id: str | None = None) -> LoadResult:
     """Lex and load config text held in memory (includes relative to ``file``'s folder).
 
-    >>> load_text("global_defs {\n router_id r1\n}\n").config.global_defs.router_id
+    >>> load_text("global_defs {\\n router_id r1\\n}\\n").config.global_defs.router_id
     'r1'
     """
     from hafast.config.lexer import lex_text

@@ -76,3 +76,13 @@ def test_virtual_server_keys() -> None:
     assert m.VirtualServer(address="1.2.3.4", port=80).key == ("addr", "1.2.3.4", 80, "TCP")
     assert m.VirtualServer(fwmark=3).key[:2] == ("fwmark", 3)
     assert m.VirtualServer(group="G").key[:2] == ("group", "G")
+
+
+@pytest.mark.parametrize("modname", ["grammar", "model", "loader", "diff", "dump", "cli_config"])
+def test_docstring_examples(modname: str) -> None:
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"hafast.config.{modname}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -51,6 +51,26 @@ PLACED = {
     "unknown_global": ("global_defs {\n  router_idd x\n}\n", 2),
 }
 
+LVS = (
+    "virtual_server 10.0.0.1 80 {{\n  protocol TCP\n  {vs}\n  real_server 10.0.1.1 80 {{\n"
+    "    {rs}\n    TCP_CHECK {{\n      {chk}\n    }}\n  }}\n}}\n"
+)
+# (virtual server line 3, real server line 5, checker line 7)
+for _name, (_vs, _rs, _chk, _line) in {
+    "bad_lb_kind": ("lb_kind FOO", "weight 1", "retry 1", 3),
+    "bad_delay_loop": ("delay_loop abc", "weight 1", "retry 1", 3),
+    "bad_real_server_weight": ("lb_algo rr", "weight -1", "retry 1", 5),
+    "bad_connect_port": ("lb_algo rr", "weight 1", "connect_port 99999", 7),
+    "unknown_in_real_server": ("lb_algo rr", "frob 1", "retry 1", 5),
+    "bad_retry": ("lb_algo rr", "weight 1", "retry x", 7),
+    "bad_quorum": ("quorum 0", "weight 1", "retry 1", 3),
+    "bad_sorry_server": ("sorry_server 1.2.3", "weight 1", "retry 1", 3),
+    "notify_up_missing": ("lb_algo rr", "notify_up", "retry 1", 5),
+    "bad_bindto": ("lb_algo rr", "weight 1", "bindto 1.2.3", 7),
+    "bad_warmup": ("lb_algo rr", "weight 1", "warmup -1", 7),
+}.items():
+    PLACED[_name] = (LVS.format(vs=_vs, rs=_rs, chk=_chk), _line)
+
 # cross checks keepalived reports without a line: both must refuse the config
 UNPLACED = {
     "missing_vrid": VRRP.format(body="  priority 100\n"),

@@ -710,6 +710,8 @@ cdef class IcmpBatch:
                     self._stats[S_SENT] += r
                     start += r
                     continue
+                if r == 0:
+                    err = EAGAIN        # nothing sent and no error: treat as a full buffer
                 if err == EINTR:
                     continue
                 if err == EAGAIN or err == EWOULDBLOCK or err == ENOBUFS:

@@ -8,7 +8,6 @@ server <= 0.24 s (keepalived 2.3.0's reload figure for 37,205 real servers).
 from __future__ import annotations
 
 import resource
-import shutil
 import subprocess
 import time
 import tracemalloc
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import require_tool
 
 N_VS = 2300
 N_RS = 37000
@@ -109,10 +110,8 @@ def test_bench_config_diff(big_files: tuple[Path, Path], figures: Any) -> None:
 
 
 def test_bench_config_keepalived_anchor(big_files: tuple[Path, Path], figures: Any) -> None:
-    """keepalived -t on the same file, as the anchor (skipped when not installed)."""
-    exe = shutil.which("keepalived")
-    if exe is None:
-        pytest.skip("keepalived not installed")
+    """keepalived -t on the same file, as the anchor."""
+    exe = require_tool("keepalived")
     a, _ = big_files
     t0 = time.perf_counter()
     try:

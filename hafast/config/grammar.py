@@ -186,12 +186,12 @@ def conv_choice(*choices: str) -> Converter:
 # Dotted-quad IPv4 without leading zeros: the common case, checked without ipaddress
 # (ipaddress costs ~10x more and a 37k-real-server config has 40k addresses).
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}\Z")
+IPV4_RE = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}\Z")
 
 
 def _ip(t: Token, text: str | None = None) -> str:
     s = t.text if text is None else text
-    if _IPV4.match(s):
+    if IPV4_RE.match(s):
         return s
     try:
         return str(ipaddress.ip_address(s))

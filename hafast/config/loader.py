@@ -33,7 +33,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hafast.config import model as m
-from hafast.config.grammar import TABLE, BadValue, Keyword, conv_int, conv_ip_port, conv_words
+from hafast.config.grammar import (
+    IPV4_RE,
+    TABLE,
+    BadValue,
+    Keyword,
+    conv_int,
+    conv_ip_port,
+    conv_words,
+)
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
 
 S = m.S
@@ -780,18 +788,24 @@ class _Loader:
     def real_server(
         self, p: Pending, inh_rs: dict[str, Any], inh_chk: dict[str, Any], vs_port: int | None
     ) -> m.RealServer | None:
-        try:
-            address, port = conv_ip_port(p.args)
-        except BadValue as exc:
-            self.error(exc.token, exc.message + " (expected: real_server IP [PORT] { ... })")
-            return None
+        args = p.args
+        a = args[0].text
+        pt = args[1].text if len(args) == 2 else ""
+        if _IPV4_MATCH(a) and pt.isdigit() and len(pt) < 6 and int(pt) < 65536:
+            address, port = a, int(pt)  # the common "IPv4 PORT", checked inline
+        else:
+            try:
+                address, port = conv_ip_port(args)
+            except BadValue as exc:
+                self.error(exc.token, exc.message + " (expected: real_server IP [PORT] { ... })")
+                return None
         f = p.fields
         chk = inh_chk
-        for k in _RS_TO_CHECK:
-            if k in f:
-                if chk is inh_chk:
-                    chk = dict(inh_chk)
-                chk[k] = f.pop(k) if k.endswith("_us") or k == "retry" else f[k]
+        if f.keys() & _RS_TO_CHECK_SET:
+            chk = dict(inh_chk)
+            for k in _RS_TO_CHECK:
+                if k in f:
+                    chk[k] = f.pop(k) if k.endswith("_us") or k == "retry" else f[k]
         if inh_rs:
             f = {**inh_rs, **f}
         chks = f.pop("checkers", None)
@@ -799,11 +813,12 @@ class _Loader:
         u = f.get("uthreshold", 0)
         if u and u < f.get("lthreshold", 0):
             self.error(p.pos["uthreshold"], f"uthreshold {u} is below lthreshold {f['lthreshold']}")
+        kw = p.kw
         return m.RealServer(
             address=address,
             port=port if port is not None else vs_port,
             checkers=checkers,
-            where=p.kw.where(),
+            where=f"{kw.file}:{kw.line}:{kw.col}",
             **f,
         )
 
@@ -883,6 +898,8 @@ _VS_SHAPE = "expected: virtual_server IP [PORT] | fwmark N | group NAME"
 # Settings only checkers use; a virtual or real server passes them down.
 _VS_ONLY_CHECK = ("connect_timeout_us", "retry", "delay_before_retry_us", "warmup_us")
 _RS_TO_CHECK = (*_VS_ONLY_CHECK, "delay_loop_us", "alpha", "virtualhost")
+_RS_TO_CHECK_SET = frozenset(_RS_TO_CHECK)
+_IPV4_MATCH = IPV4_RE.match
 
 
 def _vs_name(vs: m.VirtualServer) -> str:

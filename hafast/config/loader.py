@@ -791,6 +791,7 @@ class _Loader:
         args = p.args
         a = args[0].text
         pt = args[1].text if len(args) == 2 else ""
+        port: int | None
         if _IPV4_MATCH(a) and pt.isdigit() and len(pt) < 6 and int(pt) < 65536:
             address, port = a, int(pt)  # the common "IPv4 PORT", checked inline
         else:

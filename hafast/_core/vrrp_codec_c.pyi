@@ -133,4 +133,6 @@ def encode_ipv4(
     v3_checksum: str = "pseudo_header",
     ttl: int = 255,
     tos: int = 192,
+    ah_seq: int = 0,
+    unicast: bool = False,
 ) -> bytes: ...

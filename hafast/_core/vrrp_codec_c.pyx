@@ -31,6 +31,8 @@ from libc.string cimport memcmp, memcpy, memset
 
 from hafast._core.checksum_c cimport csum_add, csum_fold, csum_pseudo_ipv4, csum_pseudo_ipv6
 
+from hmac import digest as _hmac_digest
+
 from hafast._core import vrrp_constants as K
 
 __all__ = ["Advert", "Expect", "decode_ipv4", "decode_payload", "encode", "encode_ipv4"]
@@ -82,8 +84,10 @@ cdef enum:
     VRRP_HEADER_LEN = 8
     AUTH_DATA_LEN = 8
     AH_FIXED_LEN = 12
+    AH_ICV_LEN = 12  # HMAC-MD5-96 (RFC 2404 §2), the only ICV keepalived uses
+    AH_HEADER_LEN = 24
     MAX_ADDRESSES = 255
-    MAX_ENCODED = 20 + 8 + 255 * 16 + 8
+    MAX_ENCODED = 20 + 24 + 8 + 255 * 16 + 8
 
 cdef int IPPROTO_VRRP = K.IPPROTO_VRRP
 cdef int IPPROTO_AH = K.IPPROTO_AH
@@ -576,6 +580,11 @@ def decode_ipv4(packet, expect=None, *, check_ttl=True, version=0, auth_type=-1,
                 dst = cache._last_dst = _reuse(cache._last_dst, p + 16, 4)
             code = _check_vrrp(p + r.vrrp_off, r.vrrp_len, p + 12, p + 16,
                                r.ttl if ttl_checked else -1, e, &r)
+            # keepalived's AH: the ICV and SPI, checked last as the one costly check.
+            if (code == R_OK and r.wrapped == 1 and e.auth_type == AUTH_AH and e.has_auth_data
+                    and not _ah_valid(p, r.vrrp_off + r.vrrp_len, (p[0] & 0x0F) * 4,
+                                      r.vrrp_off, r.ah_spi, e, not ttl_checked)):
+                code = R_AUTH_FAILURE
         return _build(code, &r, p, src, dst, cache)
     finally:
         if release:
@@ -700,7 +709,8 @@ cdef Py_ssize_t _encode_into(uint8_t *out, int version, int vrid, int priority, 
         out[4] = <uint8_t>auth_type
         out[5] = <uint8_t>adver_int
         memset(out + length, 0, AUTH_DATA_LEN)
-        memcpy(out + length, PyBytes_AS_STRING(secret), PyBytes_GET_SIZE(secret))
+        if auth_type != AUTH_AH:  # the AH key authenticates the packet, never goes on the wire
+            memcpy(out + length, PyBytes_AS_STRING(secret), PyBytes_GET_SIZE(secret))
         length += AUTH_DATA_LEN
     else:
         if not 1 <= adver_int <= MAX_ADVER_INT_V3:
@@ -746,25 +756,9 @@ def encode(int version, int vrid, int priority, addresses, int adver_int, *, int
     return PyBytes_FromStringAndSize(<const char *>buf, length)
 
 
-def encode_ipv4(int version, int vrid, int priority, addresses, int adver_int, *, src, dst,
-                int ip_id=0, int auth_type=0, auth_data=b"", v3_checksum=CHECKSUM_PSEUDO,
-                int ttl=255, int tos=0xC0):
-    """An IPv4 packet as keepalived sends it; see ``vrrp_codec_py.encode_ipv4``."""
-    cdef uint8_t buf[MAX_ENCODED]
-    cdef bytes src_raw, dst_raw
-    cdef Py_ssize_t length, total
-    cdef uint32_t checksum
-    if auth_type == AUTH_AH:
-        raise ValueError("encode_ipv4 does not build IPsec AH packets")
-    if not 0 <= ip_id <= 0xFFFF or not 0 <= ttl <= 255 or not 0 <= tos <= 255:
-        raise ValueError("ip_id must fit 16 bits, ttl and tos 8 bits")
-    src_raw = _as_bytes(src)
-    dst_raw = _as_bytes(dst)
-    if PyBytes_GET_SIZE(src_raw) != 4 or PyBytes_GET_SIZE(dst_raw) != 4:
-        raise ValueError("src and dst must be 4 packed bytes")
-    length = _encode_into(buf + IPV4_HEADER_LEN, version, vrid, priority, addresses, adver_int,
-                          4, auth_type, auth_data, src_raw, dst_raw, v3_checksum)
-    total = IPV4_HEADER_LEN + length
+cdef void _ipv4_header(uint8_t *buf, Py_ssize_t total, int tos, int ip_id, int ttl, int proto,
+                       bytes src, bytes dst) noexcept:
+    """An option-less IPv4 header at ``buf`` as keepalived sends it (checksum left zero)."""
     buf[0] = 0x45
     buf[1] = <uint8_t>tos
     buf[2] = <uint8_t>(total >> 8)
@@ -774,12 +768,103 @@ def encode_ipv4(int version, int vrid, int priority, addresses, int adver_int, *
     buf[6] = 0  # flags and fragment offset: DF clear, as keepalived sends
     buf[7] = 0
     buf[8] = <uint8_t>ttl
-    buf[9] = <uint8_t>IPPROTO_VRRP
+    buf[9] = <uint8_t>proto
     buf[10] = 0
     buf[11] = 0
-    memcpy(buf + 12, PyBytes_AS_STRING(src_raw), 4)
-    memcpy(buf + 16, PyBytes_AS_STRING(dst_raw), 4)
-    checksum = ~csum_add(buf, IPV4_HEADER_LEN, 0) & 0xFFFF
+    memcpy(buf + 12, PyBytes_AS_STRING(src), 4)
+    memcpy(buf + 16, PyBytes_AS_STRING(dst), 4)
+
+
+cdef inline void _ip_checksum(uint8_t *buf) noexcept nogil:
+    cdef uint32_t checksum = ~csum_add(buf, IPV4_HEADER_LEN, 0) & 0xFFFF  # RFC 791 §3.1
     buf[10] = <uint8_t>(checksum >> 8)
     buf[11] = <uint8_t>(checksum & 0xFF)
+
+
+cdef bytes _ah_icv(bytes key, const uint8_t *unsigned, Py_ssize_t n):
+    """keepalived's AH ICV: HMAC-MD5 truncated to 96 bits (RFC 2404), key = auth data.
+
+    The only Python call of the codec: AH is rare, deprecated, and OpenSSL's
+    HMAC behind ``hmac.digest`` is what keepalived uses too.
+    """
+    cdef bytes digest = _hmac_digest(key, PyBytes_FromStringAndSize(<const char *>unsigned, n),
+                                     "md5")
+    return digest[:AH_ICV_LEN]
+
+
+cdef bint _ah_valid(const uint8_t *p, Py_ssize_t total, Py_ssize_t ah_start, Py_ssize_t ah_end,
+                    uint32_t spi, const Expectations *e, bint zero_ttl) except -1:
+    """Whether keepalived's AH header authenticates the packet p[0:total]."""
+    cdef Py_ssize_t icv_start = ah_start + AH_FIXED_LEN
+    cdef bytes copy, icv
+    cdef uint8_t *q
+    cdef uint8_t diff = 0
+    cdef int i
+    if spi != _be32(p + 12):  # keepalived: the SPI is the sender's address
+        return False
+    if ah_end - icv_start != AH_ICV_LEN:
+        return False
+    copy = PyBytes_FromStringAndSize(<const char *>p, total)
+    q = <uint8_t *>PyBytes_AS_STRING(copy)  # fresh and not shared yet: safe to edit
+    # RFC 4302 §3.3.3.1.1.1: TOS, flags/fragment offset and header checksum are
+    # mutable; keepalived also zeroes the TTL for unicast peers.
+    q[1] = 0
+    q[6] = q[7] = 0
+    q[10] = q[11] = 0
+    if zero_ttl:
+        q[8] = 0
+    memset(q + icv_start, 0, AH_ICV_LEN)
+    try:
+        icv = _ah_icv(PyBytes_FromStringAndSize(<const char *>e.auth_data, AUTH_DATA_LEN),
+                      q, total)
+    except ValueError:  # MD5 unavailable (FIPS mode): nothing can be authenticated
+        return False
+    for i in range(AH_ICV_LEN):  # constant time, like hmac.compare_digest
+        diff |= (<const uint8_t *>PyBytes_AS_STRING(icv))[i] ^ p[icv_start + i]
+    return diff == 0
+
+
+def encode_ipv4(int version, int vrid, int priority, addresses, int adver_int, *, src, dst,
+                int ip_id=0, int auth_type=0, auth_data=b"", v3_checksum=CHECKSUM_PSEUDO,
+                int ttl=255, int tos=0xC0, long long ah_seq=0, bint unicast=False):
+    """An IPv4 packet as keepalived sends it; see ``vrrp_codec_py.encode_ipv4``."""
+    cdef uint8_t buf[MAX_ENCODED]
+    cdef bytes src_raw, dst_raw, icv
+    cdef Py_ssize_t length, total, start
+    cdef bint ah = auth_type == AUTH_AH
+    cdef uint8_t *a
+    if not 0 <= ip_id <= 0xFFFF or not 0 <= ttl <= 255 or not 0 <= tos <= 255:
+        raise ValueError("ip_id must fit 16 bits, ttl and tos 8 bits")
+    if not 0 <= ah_seq <= 0xFFFFFFFF:
+        raise ValueError("ah_seq must fit 32 bits")
+    src_raw = _as_bytes(src)
+    dst_raw = _as_bytes(dst)
+    if PyBytes_GET_SIZE(src_raw) != 4 or PyBytes_GET_SIZE(dst_raw) != 4:
+        raise ValueError("src and dst must be 4 packed bytes")
+    start = IPV4_HEADER_LEN + (AH_HEADER_LEN if ah else 0)
+    length = _encode_into(buf + start, version, vrid, priority, addresses, adver_int,
+                          4, auth_type, auth_data, src_raw, dst_raw, v3_checksum)
+    total = start + length
+    if not ah:
+        _ipv4_header(buf, total, tos, ip_id, ttl, IPPROTO_VRRP, src_raw, dst_raw)
+        _ip_checksum(buf)
+        return PyBytes_FromStringAndSize(<const char *>buf, total)
+    if version != 2:
+        raise ValueError("keepalived's AH authenticates VRRPv2 only")
+    a = buf + IPV4_HEADER_LEN  # RFC 4302 §2: next header, payload len, reserved, SPI, seq, ICV
+    a[0] = <uint8_t>IPPROTO_VRRP
+    a[1] = AH_HEADER_LEN // 4 - 2
+    a[2] = a[3] = 0
+    memcpy(a + 4, PyBytes_AS_STRING(src_raw), 4)
+    a[8] = <uint8_t>(ah_seq >> 24)
+    a[9] = <uint8_t>(ah_seq >> 16)
+    a[10] = <uint8_t>(ah_seq >> 8)
+    a[11] = <uint8_t>ah_seq
+    memset(a + AH_FIXED_LEN, 0, AH_ICV_LEN)
+    # RFC 4302 §3.3.3.1: the ICV covers the packet with mutable fields and itself zeroed.
+    _ipv4_header(buf, total, 0, ip_id, 0 if unicast else ttl, IPPROTO_AH, src_raw, dst_raw)
+    icv = _ah_icv(_as_bytes(auth_data), buf, total)
+    memcpy(a + AH_FIXED_LEN, PyBytes_AS_STRING(icv), AH_ICV_LEN)
+    _ipv4_header(buf, total, tos, ip_id, ttl, IPPROTO_AH, src_raw, dst_raw)
+    _ip_checksum(buf)
     return PyBytes_FromStringAndSize(<const char *>buf, total)

@@ -22,7 +22,8 @@ RFC 3768 §7.1 / RFC 5798 §7.1 order:
    ``Expect.v3_checksum``; ``Advert.checksum_mode`` tells which one matched)
 7. ``invalid_authtype`` (v2 auth type not 0/1/2), ``authtype_mismatch`` (not
    the configured one, or AH claimed without an AH header and vice versa),
-   ``auth_failure`` (wrong PASS), ``advert_interval_err`` (v2 only)
+   ``auth_failure`` (wrong PASS), ``advert_interval_err`` (v2 only), and last
+   ``auth_failure`` for an AH advert whose HMAC-MD5-96 ICV or SPI is wrong
 
 The configuration's side of the checks is an ``Expect``, built once per VRRP
 instance and passed to every decode (the same values are accepted as keywords).
@@ -49,8 +50,9 @@ checksum verified.  Unfilled fields keep their defaults (0, ``b""``, ``()``,
 
 from __future__ import annotations
 
+import hmac
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias, cast
 
 from hafast._core import checksum_py as _csum
@@ -59,6 +61,7 @@ from hafast._core.vrrp_constants import (
     ADDRESS_LEN,
     ADVERT_FIELDS,
     ADVERT_INTERVAL_ERR,
+    AH_HEADER_LEN,
     AUTH_AH,
     AUTH_FAILURE,
     AUTH_NONE,
@@ -103,6 +106,7 @@ __all__ = ["Advert", "Expect", "decode_ipv4", "decode_payload", "encode", "encod
 _HEADER = struct.Struct("!BBBBBBH")  # ver/type, vrid, priority, count, auth|rsvd, adv, checksum
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _AH = struct.Struct("!BBHII")  # next header, payload len, reserved, SPI, sequence (RFC 4302 §2)
+_AH_ICV_LEN = 12  # HMAC-MD5-96 (RFC 2404 §2), the only ICV keepalived uses
 
 
 class _Draft:
@@ -158,7 +162,9 @@ class Advert(_Draft):
     ``reason`` is ``"ok"`` for a valid advert.  ``family`` is 4 or 6; ``src`` and
     ``dst`` are the packed IP addresses, ``ttl`` the TTL / hop limit (-1 when not
     known).  ``ah`` tells the advert came inside an IPsec AH header (keepalived's
-    ``auth_type AH``) with ``ah_spi`` and ``ah_seq``; its ICV is not verified here.
+    ``auth_type AH``) with ``ah_spi`` and ``ah_seq``; its ICV and SPI were verified
+    when the ``Expect`` held the key (``auth_type=2`` and ``auth_data``).
+    Sequence numbers (replay) are the instance's business.
     ``adver_int`` is the raw field: seconds for v2, centiseconds for v3.
     ``auth_type`` is 0 for v3.  ``checksum_mode`` is ``"message"`` or
     ``"pseudo_header"``: which convention the checksum verified with.
@@ -332,8 +338,15 @@ def decode_ipv4(
     advert = _Draft(OK, FAMILY_IPV4)
     advert.src, advert.dst, advert.ttl = src, dst, ttl
     advert.ah, advert.ah_spi, advert.ah_seq = wrapped, spi, seq
+    ah_verify = None
+    if wrapped and expect.auth_type == AUTH_AH and expect.auth_data is not None:
+        key, ah_end = expect.auth_data, start
+        ah_start, zero_ttl = header_len, not expect.check_ttl
+
+        def ah_verify() -> bool:
+            return _ah_valid(data[:total_len], ah_start, ah_end, spi, src, key, zero_ttl)
     return _decode_vrrp(advert, data[start:total_len], ttl if expect.check_ttl else -1, wrapped,
-                        expect)
+                        expect, ah_verify)
 
 
 def decode_payload(
@@ -384,11 +397,11 @@ def decode_payload(
         return Advert(BUFFER_ERR, family)
     advert = _Draft(OK, family)
     advert.src, advert.dst, advert.ttl = src_raw, dst_raw, ttl
-    return _decode_vrrp(advert, data, ttl if expect.check_ttl else -1, None, expect)
+    return _decode_vrrp(advert, data, ttl if expect.check_ttl else -1, None, expect, None)
 
 
 def _decode_vrrp(advert: _Draft, data: memoryview, ttl: int, wrapped: bool | None,
-                 expect: Expect) -> Advert:
+                 expect: Expect, ah_verify: Callable[[], bool] | None) -> Advert:
     """The VRRP receive checks shared by both entry points; fills ``advert``."""
     length = len(data)
     if length < VRRP_HEADER_LEN:  # RFC 5798 §7.1: must hold the fixed header
@@ -447,7 +460,34 @@ def _decode_vrrp(advert: _Draft, data: memoryview, ttl: int, wrapped: bool | Non
         # RFC 3768 §7.1: MUST verify Adver Interval matches the configured one.
         if expect.adver_int and advert.adver_int != expect.adver_int:
             return _freeze(advert, ADVERT_INTERVAL_ERR)
+    # keepalived's AH: the ICV and SPI, checked last as the one costly check.
+    if ah_verify is not None and not ah_verify():
+        return _freeze(advert, AUTH_FAILURE)
     return _freeze(advert, OK)
+
+
+def _ah_valid(packet: memoryview, ah_start: int, ah_end: int, spi: int, src: bytes, key: bytes,
+              zero_ttl: bool) -> bool:
+    """Whether keepalived's AH header authenticates ``packet`` with ``key``."""
+    if spi != int.from_bytes(src, "big"):  # keepalived: the SPI is the sender's address
+        return False
+    icv_start = ah_start + 12
+    if ah_end - icv_start != _AH_ICV_LEN:
+        return False
+    unsigned = bytearray(packet)
+    received = bytes(unsigned[icv_start:ah_end])
+    # RFC 4302 §3.3.3.1.1.1: TOS, flags/fragment offset and header checksum are
+    # mutable; keepalived also zeroes the TTL for unicast peers.
+    unsigned[1] = 0
+    unsigned[6:8] = b"\x00\x00"
+    unsigned[10:12] = b"\x00\x00"
+    if zero_ttl:
+        unsigned[8] = 0
+    unsigned[icv_start:ah_end] = bytes(_AH_ICV_LEN)
+    try:
+        return hmac.compare_digest(_ah_icv(key, bytes(unsigned)), received)
+    except ValueError:  # MD5 unavailable (FIPS mode): nothing can be authenticated
+        return False
 
 
 def _verify_checksum(data: memoryview, version: int, family: int, src: bytes, dst: bytes,
@@ -488,7 +528,8 @@ def encode(
     ``addresses`` are packed (4 bytes for IPv4, 16 for IPv6; ``ipaddress``'s
     ``.packed``).  ``adver_int`` is in seconds for v2 (1..255) and centiseconds
     for v3 (1..4095).  v2 takes ``auth_type`` and up to 8 bytes of
-    ``auth_data`` (zero padded; use ``auth_data_from_pass``).  v3 needs ``src``
+    ``auth_data`` (zero padded; use ``auth_data_from_pass``; with AH it is the
+    key and the field stays zero, as keepalived sends it).  v3 needs ``src``
     and ``dst`` for its pseudo-header over IPv6, and over IPv4 unless
     ``v3_checksum="message"`` (RFC 9568 / keepalived ``v3_checksum_as_v2``).
     Raises ``ValueError`` for fields out of range.
@@ -520,6 +561,8 @@ def encode(
         if len(secret) > VRRP_AUTH_DATA_LEN:
             raise ValueError("v2 authentication data is at most 8 bytes")
         header = bytes((0x21, vrid, priority, len(addresses), auth_type, adver_int))
+        if auth_type == AUTH_AH:
+            secret = b""  # the AH key authenticates the packet; it never goes on the wire
         body = packed + secret.ljust(VRRP_AUTH_DATA_LEN, b"\x00")
         partial = 0
     else:
@@ -558,29 +601,54 @@ def encode_ipv4(
     v3_checksum: str = CHECKSUM_PSEUDO,
     ttl: int = VRRP_TTL,
     tos: int = VRRP_TOS,
+    ah_seq: int = 0,
+    unicast: bool = False,
 ) -> bytes:
     """An IPv4 packet as keepalived sends it: a 20-byte header, then ``encode(...)``.
 
     TOS 0xc0, DF clear, TTL 255, protocol 112, the ``ip_id`` you pass (keepalived
-    counts from 1), header checksum filled in.  AH (``auth_type=2``) is not
-    built here: its ICV needs the HMAC step keepalived adds on send.
+    counts from 1), header checksum filled in.  With ``auth_type=2`` (AH, v2
+    only) the packet is keepalived's: protocol 51, a 24-byte AH header (next
+    header 112, SPI = ``src``, sequence ``ah_seq``) whose HMAC-MD5-96 ICV is
+    keyed with ``auth_data`` and covers the packet with TOS, flags/fragment and
+    header checksum zeroed (and TTL too when ``unicast``).
 
     >>> pkt = encode_ipv4(3, 51, 100, [bytes([192, 168, 77, 100])], 100,
     ...                   src=bytes([192, 168, 77, 1]), dst=bytes([224, 0, 0, 18]), ip_id=1)
     >>> pkt[:4].hex(), pkt[8:10].hex(), decode_ipv4(pkt).checksum_mode
     ('45c00020', 'ff70', 'pseudo_header')
     """
-    if auth_type == AUTH_AH:
-        raise ValueError("encode_ipv4 does not build IPsec AH packets")
     if not 0 <= ip_id <= 0xFFFF or not 0 <= ttl <= 255 or not 0 <= tos <= 255:
         raise ValueError("ip_id must fit 16 bits, ttl and tos 8 bits")
+    if not 0 <= ah_seq <= 0xFFFFFFFF:
+        raise ValueError("ah_seq must fit 32 bits")
     src_raw, dst_raw = bytes(src), bytes(dst)
     if len(src_raw) != 4 or len(dst_raw) != 4:
         raise ValueError("src and dst must be 4 packed bytes")
     message = encode(version, vrid, priority, addresses, adver_int, family=FAMILY_IPV4,
                      auth_type=auth_type, auth_data=auth_data, src=src_raw, dst=dst_raw,
                      v3_checksum=v3_checksum)
-    header = _IPV4.pack(0x45, tos, IPV4_HEADER_LEN + len(message), ip_id, 0, ttl, IPPROTO_VRRP,
-                        0, src_raw, dst_raw)
-    ip_checksum = _csum.internet_checksum(header)
-    return header[:10] + ip_checksum.to_bytes(2, "big") + header[12:] + message
+    if auth_type != AUTH_AH:
+        header = _IPV4.pack(0x45, tos, IPV4_HEADER_LEN + len(message), ip_id, 0, ttl,
+                            IPPROTO_VRRP, 0, src_raw, dst_raw)
+        return _with_ip_checksum(header) + message
+    if version != 2:
+        raise ValueError("keepalived's AH authenticates VRRPv2 only")
+    total = IPV4_HEADER_LEN + AH_HEADER_LEN + len(message)
+    ah = _AH.pack(IPPROTO_VRRP, AH_HEADER_LEN // 4 - 2, 0, int.from_bytes(src_raw, "big"), ah_seq)
+    # RFC 4302 §3.3.3.1: the ICV covers the packet with mutable fields and itself zeroed.
+    unsigned = _IPV4.pack(0x45, 0, total, ip_id, 0, 0 if unicast else ttl, IPPROTO_AH, 0,
+                          src_raw, dst_raw) + ah + bytes(_AH_ICV_LEN) + message
+    icv = _ah_icv(bytes(auth_data), unsigned)
+    header = _IPV4.pack(0x45, tos, total, ip_id, 0, ttl, IPPROTO_AH, 0, src_raw, dst_raw)
+    return _with_ip_checksum(header) + ah + icv + message
+
+
+def _with_ip_checksum(header: bytes) -> bytes:
+    checksum = _csum.internet_checksum(header)  # RFC 791 §3.1: over the header only
+    return header[:10] + checksum.to_bytes(2, "big") + header[12:]
+
+
+def _ah_icv(key: bytes, unsigned: bytes) -> bytes:
+    """keepalived's AH ICV: HMAC-MD5 truncated to 96 bits (RFC 2404), key = auth data."""
+    return hmac.digest(key, unsigned, "md5")[:_AH_ICV_LEN]

@@ -50,6 +50,7 @@ SRC4, VIP4 = bytes([192, 168, 77, 1]), bytes([192, 168, 77, 100])
 SRC6 = bytes.fromhex("fe80000000000000000000fffe770001")
 VIP6 = bytes.fromhex("fd000077000000000000000000000100")
 PASS = auth_data_from_pass("1111")
+AH_KEY = auth_data_from_pass("ahkey")
 
 
 @pytest.fixture
@@ -256,8 +257,55 @@ def test_ah_type_without_ah_header(codec: ModuleType) -> None:
     assert codec.decode_ipv4(packet).reason == AUTHTYPE_MISMATCH
     # Without the IP header the codec cannot tell, and reports the field.
     assert codec.decode_payload(message, 4, SRC4, VRRP_GROUP4, 255).auth_type == AUTH_AH
+
+
+def test_ah_round_trip(codec: ModuleType) -> None:
+    key = auth_data_from_pass("secret")
+    packet = codec.encode_ipv4(2, 51, 100, [VIP4], 1, src=SRC4, dst=VRRP_GROUP4, ip_id=9,
+                               auth_type=AUTH_AH, auth_data=key, ah_seq=42)
+    assert packet[9] == 51 and len(packet) == 20 + 24 + 20
+    assert key not in packet  # the AH key never goes on the wire
+    rx = codec.Expect(version=2, auth_type=AUTH_AH, auth_data=key, adver_int=1)
+    adv = codec.decode_ipv4(packet, rx)
+    assert adv.ok and adv.ah and adv.ah_seq == 42 and adv.auth_data == bytes(8)
+    wrong = codec.Expect(auth_type=AUTH_AH, auth_data=auth_data_from_pass("other"))
+    assert codec.decode_ipv4(packet, wrong).reason == AUTH_FAILURE
+    assert codec.decode_ipv4(packet, auth_type=AUTH_AH).ok  # no key given: ICV not checked
+    # Any change to covered bytes breaks the ICV; TOS and the IP checksum are not covered.
+    tampered = bytearray(packet)
+    tampered[-9] ^= 1  # the VIP (and the VRRP checksum with it, kept valid below)
+    message = reseal(bytes(tampered[44:]))
+    assert codec.decode_ipv4(bytes(tampered[:44]) + message, rx).reason == AUTH_FAILURE
+    retos = bytearray(packet)
+    retos[1] = 0x10
+    assert codec.decode_ipv4(bytes(retos), rx).ok
+    # The SPI must be the sender's address (keepalived's rule).
+    spoofed = bytearray(packet)
+    spoofed[27] ^= 1
+    assert codec.decode_ipv4(bytes(spoofed), rx).reason == AUTH_FAILURE
+
+
+def test_ah_unicast_ttl(codec: ModuleType) -> None:
+    # keepalived leaves the TTL out of the ICV for unicast peers (it changes on the way).
+    key = auth_data_from_pass("k")
+    packet = codec.encode_ipv4(2, 51, 100, [VIP4], 1, src=SRC4, dst=bytes([10, 0, 0, 2]),
+                               auth_type=AUTH_AH, auth_data=key, unicast=True)
+    hopped = bytearray(packet)
+    hopped[8] = 61
+    hopped[10:12] = b"\x00\x00"
+    hopped[10:12] = checksum_py.internet_checksum(bytes(hopped[:20])).to_bytes(2, "big")
+    unicast_rx = codec.Expect(auth_type=AUTH_AH, auth_data=key, check_ttl=False)
+    assert codec.decode_ipv4(bytes(hopped), unicast_rx).ok
+    multicast_rx = codec.Expect(auth_type=AUTH_AH, auth_data=key)
+    assert codec.decode_ipv4(packet, multicast_rx).reason == AUTH_FAILURE  # TTL was left out
+
+
+def test_ah_encode_rejects(codec: ModuleType) -> None:
     with pytest.raises(ValueError):
-        codec.encode_ipv4(2, 51, 100, [VIP4], 1, src=SRC4, dst=VRRP_GROUP4, auth_type=AUTH_AH)
+        codec.encode_ipv4(3, 51, 100, [VIP4], 100, src=SRC4, dst=VRRP_GROUP4, auth_type=AUTH_AH)
+    with pytest.raises(ValueError):
+        codec.encode_ipv4(2, 51, 100, [VIP4], 1, src=SRC4, dst=VRRP_GROUP4, auth_type=AUTH_AH,
+                          ah_seq=-1)
 
 
 def ah_packet(message: bytes, next_header: int = 112, payload_len: int = 4) -> bytes:
@@ -483,8 +531,8 @@ expectations = st.fixed_dictionaries(
     {},
     optional={
         "version": st.sampled_from([0, 2, 3]),
-        "auth_type": st.sampled_from([-1, 0, 1, 2]),
-        "auth_data": st.sampled_from([None, PASS, bytes(8)]),
+        "auth_type": st.sampled_from([-1, 0, 1, 2, 2]),
+        "auth_data": st.sampled_from([None, PASS, bytes(8), AH_KEY]),
         "adver_int": st.sampled_from([0, 1, 2]),
         "v3_checksum": st.sampled_from([CHECKSUM_ANY, CHECKSUM_PSEUDO, CHECKSUM_MESSAGE]),
     },
@@ -500,6 +548,8 @@ def _seeds() -> list[bytes]:
         py.encode_ipv4(3, 51, 90, [VIP4], 10, src=SRC4, dst=VRRP_GROUP4,
                        v3_checksum=CHECKSUM_MESSAGE),
         ah_packet(py.encode(2, 51, 100, [VIP4], 1, auth_type=AUTH_AH)),
+        py.encode_ipv4(2, 51, 100, [VIP4], 1, src=SRC4, dst=VRRP_GROUP4, ip_id=3,
+                       auth_type=AUTH_AH, auth_data=AH_KEY, ah_seq=5),
     ]
 
 
@@ -560,9 +610,12 @@ def test_differential_payload(data: st.DataObject, family: int, ttl: int,
     auth_type=st.integers(0, 3),
     secret=st.binary(max_size=9),
     mode=st.sampled_from([CHECKSUM_PSEUDO, CHECKSUM_MESSAGE, CHECKSUM_ANY]),
+    ah_seq=st.integers(-1, 2**32),
+    unicast=st.booleans(),
 )
 def test_differential_encode(version: int, vrid: int, priority: int, addresses: list[bytes],
-                             adver_int: int, auth_type: int, secret: bytes, mode: str) -> None:
+                             adver_int: int, auth_type: int, secret: bytes, mode: str,
+                             ah_seq: int, unicast: bool) -> None:
     c, py = load_twin("vrrp_codec", "c"), load_twin("vrrp_codec", "py")
     results = []
     for twin in (c, py):
@@ -570,7 +623,7 @@ def test_differential_encode(version: int, vrid: int, priority: int, addresses: 
             results.append(twin.encode_ipv4(version, vrid, priority, addresses, adver_int,
                                             src=SRC4, dst=VRRP_GROUP4, ip_id=vrid & 0xFFFF,
                                             auth_type=auth_type, auth_data=secret,
-                                            v3_checksum=mode))
+                                            v3_checksum=mode, ah_seq=ah_seq, unicast=unicast))
         except ValueError:
             results.append(ValueError)
     assert results[0] == results[1]

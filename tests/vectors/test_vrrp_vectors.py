@@ -42,6 +42,7 @@ VIP4_B, VIP4_C = bytes([192, 168, 77, 101]), bytes([192, 168, 77, 102])
 VIP6 = bytes.fromhex("fd000077000000000000000000000100")
 LINK_LOCAL6 = bytes.fromhex("fe800000000000000000000000000000")[:8]  # fe80::/64 prefix
 PASS_1111 = auth_data_from_pass("1111")
+AH_KEY = auth_data_from_pass("1111")  # vrrp_v2_ah.pcap: auth_type AH, auth_pass 1111
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,13 @@ def test_capture_reencodes(codec: ModuleType, vectors_dir: Path, name: str) -> N
                                family=adv.family, auth_type=adv.auth_type,
                                auth_data=adv.auth_data, src=adv.src, dst=adv.dst, v3_checksum=mode)
         assert message == vrrp_message(frame), (name, frame.index)
-        if frame.ip_version == 4 and frame.protocol == IPPROTO_VRRP:
+        if frame.ip_version == 4:
+            # keepalived's AH key is the auth_pass, 1111 in this capture (the ICVs verify).
+            secret = AH_KEY if adv.ah else adv.auth_data
             packet = codec.encode_ipv4(adv.version, adv.vrid, adv.priority, adv.addresses,
                                        adv.adver_int, src=adv.src, dst=adv.dst,
                                        ip_id=frame.ip_id, auth_type=adv.auth_type,
-                                       auth_data=adv.auth_data, v3_checksum=mode)
+                                       auth_data=secret, v3_checksum=mode, ah_seq=adv.ah_seq)
             assert packet == frame.ip_packet, (name, frame.index)
 
 
@@ -178,8 +181,10 @@ def test_ah_recognised(codec: ModuleType, vectors_dir: Path) -> None:
     seqs: dict[bytes, list[int]] = {}
     for frame in frames:
         assert frame.protocol == IPPROTO_AH
-        adv = codec.decode_ipv4(frame.ip_packet, auth_type=AUTH_AH)
-        assert adv.ok and adv.ah and adv.auth_type == AUTH_AH
+        adv = codec.decode_ipv4(frame.ip_packet, codec.Expect(auth_type=AUTH_AH, auth_data=AH_KEY))
+        assert adv.ok and adv.ah and adv.auth_type == AUTH_AH  # ICV and SPI verified
+        wrong_key = codec.Expect(auth_type=AUTH_AH, auth_data=auth_data_from_pass("2222"))
+        assert codec.decode_ipv4(frame.ip_packet, wrong_key).reason == AUTH_FAILURE
         assert adv.ah_spi == int.from_bytes(adv.src, "big")  # keepalived: SPI = sender IPv4
         seqs.setdefault(adv.src, []).append(adv.ah_seq)
         # A peer configured for PASS (or none) rejects it as the wrong auth type.

@@ -783,7 +783,44 @@ class _Loader:
                 continue
             seen.add(key)
             built.append(rs)
+        self._vs_warnings(p, ident, f, built)
         return m.VirtualServer(real_servers=tuple(built), where=p.kw.where(), **ident, **f)
+
+    def _vs_warnings(
+        self, p: Pending, ident: dict[str, Any], f: dict[str, Any], rss: list[m.RealServer]
+    ) -> None:
+        """keepalived's post-parse corrections (check_data.c), reported as warnings."""
+        pos = p.pos
+        if not rss and "sorry_server" not in f:
+            self.warn(
+                p.kw,
+                "virtual_server has no real_server and no sorry_server; "
+                "keepalived ignores it (add: real_server IP PORT { ... })",
+            )
+        if f.get("ha_suspend") and "fwmark" in ident:
+            self.warn(
+                pos["ha_suspend"],
+                "ha_suspend cannot be used with a fwmark virtual "
+                "server; keepalived clears it (remove ha_suspend)",
+            )
+        if f.get("ops") and f.get("protocol", "TCP") != "UDP" and "fwmark" not in ident:
+            self.warn(
+                pos["ops"],
+                "one-packet scheduling (ops) needs protocol UDP; keepalived turns it off",
+            )
+        if "sorry_server_lvs_method" in f and "sorry_server" not in f:
+            self.warn(
+                pos["sorry_server_lvs_method"],
+                "sorry_server_lvs_method without sorry_server has no effect",
+            )
+        total = sum(rs.weight for rs in rss)
+        quorum = f.get("quorum", 1)
+        if rss and quorum > total:
+            self.warn(
+                pos.get("quorum", p.kw),
+                f"quorum {quorum} exceeds the total weight "
+                f"{total} of the real servers; keepalived lowers it to {total}",
+            )
 
     def real_server(
         self, p: Pending, inh_rs: dict[str, Any], inh_chk: dict[str, Any], vs_port: int | None

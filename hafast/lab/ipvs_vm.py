@@ -36,11 +36,14 @@ boots only PVM guests) and these 9p shares:
 
 Stage 1 (initramfs) mounts all that and ``switch_root``s into the overlay (not chroot:
 the kernel's module autoloader runs in PID 1's root, so ``ip_vs_rr`` would not load).
-Stage 2 mounts /proc, /sys, tmpfs on /run and /tmp, links the guest kernel's modules
-into ``/lib/modules``, brings ``lo`` up, ``modprobe ip_vs`` (its generic-netlink family
-does not autoload), runs the command under ``timeout``, writes its exit code and
-powers off. The console (kernel and init messages only) goes to ``console.log`` in the
-results folder, never to the terminal: the serial port carries about 250 KB/s.
+It also mounts a tmpfs on /run (so "ip netns" sees only the guest's namespaces) and
+binds the guest kernel's modules from the cache folder onto ``/lib/modules/<version>``;
+/tmp stays the overlay (the host's files visible, writes private to the guest).
+Stage 2 mounts /proc, /sys, /dev/pts and /dev/shm, brings ``lo`` up, ``modprobe
+ip_vs`` (its generic-netlink family does not autoload), runs the command under
+``timeout``, writes its exit code and powers off. The console (kernel and init
+messages only) goes to ``console.log`` in the results folder, never to the terminal:
+the serial port carries about 250 KB/s.
 
 The host never waits forever: qemu is killed by its PID when the guest has not reached
 the command within ``boot_timeout`` or has not finished within ``timeout``
@@ -55,8 +58,9 @@ Knobs
 - ``IpvsVM(memory_mb=512, cpus=1, shares={host: guest}, checkout=..., boot_timeout=...,
   tcg_tb_mib=None)``; ``run(cmd, timeout, env, results_dir=..., cwd=...)``.
 
-Inside the guest ``HAFAST_IN_VM=1`` is set; ``CI``, ``LANG``, ``LC_ALL`` and the
-``HAFAST_*`` variables pass through from the host; ``run(env=...)`` adds more.
+Inside the guest ``HAFAST_IN_VM=1`` and ``TMPDIR=/run/tmp`` (empty, private) are set;
+``CI``, ``LANG``, ``LC_ALL`` and the ``HAFAST_*`` variables pass through from the host;
+``run(env=...)`` adds more.
 
 Costs
 -----
@@ -127,7 +131,7 @@ INITRAMFS_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_rng"
 # Busybox applets stage 1 calls by name.
 BUSYBOX_APPLETS = (
     "sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "sleep",
-    "switch_root", "poweroff",
+    "switch_root", "poweroff", "uname",
 )
 ROOT_TAG = "hafastroot"
 CTL_TAG = "hafastctl"
@@ -137,6 +141,8 @@ MARK_START = b"hafast-vm: command start"
 MARK_STAGE1_FAIL = b"hafast-vm: stage 1 failed"
 # Variables that follow the command into the guest unless run(env=...) says otherwise.
 PASSTHROUGH_ENV = ("CI", "LANG", "LC_ALL", "PYTHONHASHSEED", "TZ")
+# An empty tmpfs folder made by stage 2; the guest's /tmp shows the host's files.
+GUEST_TMPDIR = "/run/tmp"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The guest command gets this much less than the host's timeout, so that it can still
 # write its exit code and power off before the host has to kill qemu.
@@ -599,7 +605,7 @@ class IpvsVM:
         venv_bin = str(Path(sys.executable).parent)
         out = {"PATH": f"{venv_bin}:{GUEST_PATH}", "HOME": "/root",
                "HAFAST_IN_VM": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", "TMPDIR": GUEST_TMPDIR}
         for name, value in os.environ.items():
             if name in PASSTHROUGH_ENV or (name.startswith("HAFAST_")
                                            and not name.startswith("HAFAST_VM_")):

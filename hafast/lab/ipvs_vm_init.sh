@@ -48,11 +48,18 @@ mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot \
     || die "mount the overlay"
 
-# Fresh tmpfs on /tmp and /run, where the host's own files would only confuse guest
-# programs (/run/netns for "ip netns", pid files, sockets). Mounted before the shares,
-# which may live below them (a results folder in /tmp).
-mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || die "mount /tmp"
+# A fresh tmpfs on /run, where the host's own files would only confuse guest programs
+# ("ip netns list" would show the host's namespaces, pid files, sockets). Mounted
+# before the shares, which may live below it. /tmp stays the overlay: the host's
+# files there are seen (a venv or cache folder may live in /tmp) and writes stay here.
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run || die "mount /run"
+
+# The guest kernel's modules, from the host's cache folder: bound from the lower
+# mount, so that no guest mount shadowing that folder can hide them from modprobe.
+kver=$(uname -r)
+moddir=$(cat "$CTL/modules_dir") || die "no modules_dir"
+mkdir -p "/newroot/lib/modules/$kver" || die "mkdir /lib/modules/$kver"
+mount --bind "/lower$moddir" "/newroot/lib/modules/$kver" || die "bind $moddir"
 
 # Each line: <9p tag> <ro|rw> <cache mode> <guest path>. The control share itself
 # is listed too, and moved rather than mounted twice (a virtio-9p channel takes one

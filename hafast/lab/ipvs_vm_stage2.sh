@@ -26,11 +26,8 @@ mount -t sysfs sysfs /sys
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-
-# The guest kernel's modules live in the host's cache folder, seen through the 9p root.
-kver=$(uname -r)
-mkdir -p /lib/modules
-ln -sfn "$(cat "$CTL/modules_dir")" "/lib/modules/$kver"
+# TMPDIR for the command: private and empty, unlike /tmp, which shows the host's.
+mkdir -p -m 1777 /run/tmp
 
 ip link set lo up
 # The IPVS generic-netlink family does not autoload its module; the schedulers

@@ -5,14 +5,18 @@ Same public names, arguments, check order and results as the pure-Python twin;
 read ``vrrp_codec_py`` for the reference behaviour and the docstrings with
 examples.  The receive checks run in C over a char pointer into the caller's
 buffer (bytes directly, anything else through the buffer protocol, released in
-one place) and fill a C struct; one ``Advert`` is built at the end.
+one place) and fill a C struct; one ``Advert`` is built at the end.  An
+``Expect`` holds the configuration already parsed into C, and the previous
+advert's bytes objects for reuse.  The only Python-level work inside a decode
+is keepalived's AH ICV (``hmac.digest``), and only for AH instances.
 
 >>> from hafast._core.vrrp_constants import AUTH_PASS, auth_data_from_pass
 >>> pkt = encode_ipv4(2, 51, 100, [bytes([192, 168, 77, 100])], 1,
 ...                   src=bytes([192, 168, 77, 1]), dst=bytes([224, 0, 0, 18]), ip_id=1,
 ...                   auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111"))
->>> decode_ipv4(pkt, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111")).ok
-True
+>>> rx = Expect(version=2, auth_type=AUTH_PASS, auth_data=auth_data_from_pass("1111"))
+>>> decode_ipv4(pkt, rx).ok, decode_ipv4(pkt[:-1], rx).reason
+(True, 'packet_len_err')
 """
 
 cimport cython
@@ -97,8 +101,6 @@ cdef int AUTH_PASS = K.AUTH_PASS
 cdef int AUTH_AH = K.AUTH_AH
 cdef int MAX_ADVER_INT_V2 = K.MAX_ADVER_INT_V2
 cdef int MAX_ADVER_INT_V3 = K.MAX_ADVER_INT_V3
-cdef int VRRP_TOS = K.VRRP_TOS
-cdef object AUTH_TYPES = K.AUTH_TYPES
 cdef str CHECKSUM_ANY = K.CHECKSUM_ANY
 cdef str CHECKSUM_PSEUDO = K.CHECKSUM_PSEUDO
 cdef str CHECKSUM_MESSAGE = K.CHECKSUM_MESSAGE

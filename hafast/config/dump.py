@@ -16,7 +16,15 @@ import json
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from hafast.config.model import Checker, Config, TrackRef, UnicastPeer, VirtualAddress, VsgMember
+from hafast.config.model import (
+    Checker,
+    Config,
+    Script,
+    TrackRef,
+    UnicastPeer,
+    VirtualAddress,
+    VsgMember,
+)
 
 
 def to_dict(obj: Any) -> Any:
@@ -76,6 +84,14 @@ def _title(word: str, obj: Any) -> str:
     return f"{word} {name}" if name is not None else word
 
 
+def _script_line(sc: Script) -> str:
+    """As keepalived reads it back: the command line quoted, then user and group."""
+    cmd = " ".join(sc.argv)
+    words = [json.dumps(cmd) if len(sc.argv) > 1 or " " in cmd else cmd]
+    words += [w for w in (sc.user, sc.group) if w is not None]
+    return " ".join(words)
+
+
 # Small items shown one a line, as they are written in keepalived.conf.
 _ONE_LINE = {VirtualAddress, TrackRef, UnicastPeer, VsgMember}
 
@@ -113,7 +129,9 @@ def _render(obj: Any, indent: int, out: list[str]) -> None:
         if f.name == "where":
             continue
         v = getattr(obj, f.name)
-        if is_dataclass(v):
+        if isinstance(v, Script):
+            out.append(f"{pad}{f.name} {_script_line(v)}")
+        elif is_dataclass(v):
             out.append(f"{pad}{f.name} {{")
             _render(v, indent + 1, out)
             out.append(f"{pad}}}")

@@ -97,6 +97,28 @@ def conv_words(args: Sequence[Token]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def conv_script(args: Sequence[Token]) -> Any:
+    """keepalived's notify_script_init: the first word is the command line (split again,
+    so ``"/bin/x.sh a b"`` gives three argv words); the next two are user and group.
+
+    The loader re-splits from the raw line (``Line.raw``) for shell-like quoting; this
+    token form serves lines built without the lexer.
+    """
+    from hafast.config.model import Script
+
+    if len(args) > 3:
+        raise BadValue(
+            args[3],
+            f"unexpected '{args[3].text}' after the script, user and group "
+            '(quote a command with arguments: "/path/script arg")',
+        )
+    first = args[0].text
+    argv = tuple(first.split()) if args[0].quoted else (first,)
+    return Script(
+        argv, args[1].text if len(args) > 1 else None, args[2].text if len(args) > 2 else None
+    )
+
+
 def conv_text(args: Sequence[Token]) -> str:
     return " ".join(t.text for t in args)
 
@@ -447,6 +469,7 @@ def line_email(args: Sequence[Token]) -> str:
 CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "str": conv_str,
     "words": conv_words,
+    "script": conv_script,
     "text": conv_text,
     "flag": conv_flag,
     "ip": conv_ip,
@@ -507,11 +530,11 @@ virtualhost         v  1    str           virtualhost
 alpha               f  0-1  flag          alpha
 """
 _NOTIFY = """
-notify_master       v  1+   words         notify_master
-notify_backup       v  1+   words         notify_backup
-notify_fault        v  1+   words         notify_fault
-notify_stop         v  1+   words         notify_stop
-notify              v  1+   words         notify
+notify_master       v  1+   script         notify_master
+notify_backup       v  1+   script         notify_backup
+notify_fault        v  1+   script         notify_fault
+notify_stop         v  1+   script         notify_stop
+notify              v  1+   script         notify
 notify_priority_changes f 0-1 flag        notify_priority_changes
 smtp_alert          f  0-1  flag          smtp_alert
 """
@@ -629,16 +652,16 @@ enable_script_security f 0-1 flag         enable_script_security
 script_user         v  1-2  words         script_user
 use_symlink_paths   f  0-1  flag          -
 set_supplementary_groups f 0-1 flag       -
-startup_script      v  1+   words         -
+startup_script      v  1+   script         -
 startup_script_timeout v 1  int:1,1000    -
-shutdown_script     v  1+   words         -
+shutdown_script     v  1+   script         -
 shutdown_script_timeout v 1 int:1,1000    -
 notify_fifo         v  1-3  words         notify_fifo
-notify_fifo_script  v  1+   words         notify_fifo_script
+notify_fifo_script  v  1+   script         notify_fifo_script
 vrrp_notify_fifo    v  1-3  words         vrrp_notify_fifo
-vrrp_notify_fifo_script v 1+ words        vrrp_notify_fifo_script
+vrrp_notify_fifo_script v 1+ script        vrrp_notify_fifo_script
 lvs_notify_fifo     v  1-3  words         lvs_notify_fifo
-lvs_notify_fifo_script v 1+ words         lvs_notify_fifo_script
+lvs_notify_fifo_script v 1+ script         lvs_notify_fifo_script
 fifo_write_vrrp_states_on_reload f 0-1 flag -
 vrrp_notify_priority_changes f 0-1 flag   -
 rs_init_notifies    f  0-1  flag          -
@@ -727,7 +750,7 @@ thread_timer_expired f 0-1  flag          -
 """
     + _ROOT_ONLY.replace("include_check       v  0+   any           -\n", ""),
     "vrrp_script": """
-script              v  1+   words         script
+script              v  1+   script         script
 interval            v  1    timer:0.001,86400 interval_us
 timeout             v  1    timer:0.001,86400 timeout_us
 weight              v  1-2  wref:-253,253 weight
@@ -756,7 +779,7 @@ full_command        f  0-1  flag          full_command
 group               l  0    name          +group
 global_tracking     f  0-1  flag          -
 sync_group_tracking_weight f 0-1 flag     sync_group_tracking_weight
-notify_deleted      v  0+   words         -
+notify_deleted      v  0+   any           -
 """
     + _NOTIFY
     + _TRACKS,
@@ -815,8 +838,8 @@ garp_master_refresh_repeat v 1 int:1,255  garp_master_refresh_repeat
 garp_extra_if       v  1-2  any           -
 authentication      b  0    authentication authentication
 auth_hmac           b  0    auth_hmac     -
-notify_master_rx_lower_pri v 1+ words     -
-notify_deleted      v  0+   words         -
+notify_master_rx_lower_pri v 1+ script     -
+notify_deleted      v  0+   any           -
 lvs_sync_daemon_interface v 1 str         -
 thread_timer_expired f 0-1  flag          -
 """
@@ -877,8 +900,8 @@ persistence_timeout v  0-1  persist       persistence_timeout
 persistence_granularity v 1 str           persistence_granularity
 omega               f  0-1  flag          omega
 quorum              v  1    int:1,4294967295 quorum
-quorum_up           v  1+   words         quorum_up
-quorum_down         v  1+   words         quorum_down
+quorum_up           v  1+   script         quorum_up
+quorum_down         v  1+   script         quorum_down
 hysteresis          v  1    int:0,2147483647 hysteresis
 sorry_server        v  1-2  ip_port       sorry_server
 sorry_server_inhibit f 0-1  flag          sorry_server_inhibit
@@ -900,8 +923,8 @@ real_server         b  1-2  real_server   +real_servers
     "real_server": """
 weight              v  1    int:0,2147483647 weight
 lvs_method          v  1+   lvs_method    lvs_method
-notify_up           v  1+   words         notify_up
-notify_down         v  1+   words         notify_down
+notify_up           v  1+   script         notify_up
+notify_down         v  1+   script         notify_down
 uthreshold          v  1    int:0,2147483647 uthreshold
 lthreshold          v  1    int:0,2147483647 lthreshold
 snmp_name           v  1    str           -
@@ -939,7 +962,7 @@ name                v  1    str           name
 """,
     "MISC_CHECK": _CHECK_TIMERS
     + """
-misc_path           v  1+   words         misc_path
+misc_path           v  1+   script         misc_path
 misc_timeout        v  1    timer:0.001,86400 misc_timeout_us
 misc_dynamic        f  0-1  flag          misc_dynamic
 user                v  1-2  words         user
@@ -1023,7 +1046,8 @@ def _describe(conv: str) -> str:
 
 _DESCRIPTIONS = {
     "str": "word",
-    "words": "command [args...]",
+    "words": "words",
+    "script": 'script or "script args" [user [group]]',
     "text": "text",
     "flag": "on|off",
     "ip": "IP address",

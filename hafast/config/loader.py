@@ -40,32 +40,41 @@ from hafast.config.grammar import (
     Keyword,
     conv_int,
     conv_ip_port,
-    conv_words,
+    conv_script,
 )
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
 
 S = m.S
 
 
-def _script(raw: str, toks: tuple[Token, ...]) -> tuple[str, ...]:
-    """A command line re-split from the raw text the way keepalived splits scripts."""
+def _script(raw: str, toks: tuple[Token, ...]) -> m.Script:
+    """A script keyword, split from the raw line the way keepalived does
+    (``notify_script_init``): the words after the keyword are split shell-like; the first
+    is the command line and is split once more into argv; the next two are user, group.
+    """
     from hafast.config.lexer import split_script
 
     parts = raw.split(None, 1)
     if len(parts) < 2:
-        return conv_words(toks[1:])
+        return conv_script(toks[1:])
     try:
         words = split_script(parts[1])
+        argv = split_script(words[0]) if words else []
     except ConfigError as exc:
         msg = exc.diagnostics[0].message if exc.diagnostics else "unterminated quote"
         raise BadValue(toks[1], msg) from None
-    if len(words) == 1 and " " in words[0]:
-        # keepalived's legacy form: the whole command in one pair of quotes
-        try:
-            words = split_script(words[0])
-        except ConfigError:
-            words = words[0].split()
-    return tuple(words)
+    if not argv:
+        raise BadValue(toks[1], "empty script (expected: a command, quoted with its arguments)")
+    if len(words) > 3:
+        bad = toks[min(len(toks) - 1, 4)]
+        raise BadValue(
+            bad,
+            f"unexpected '{words[3]}' after the script, user and group "
+            '(quote a command with arguments: "/path/script arg")',
+        )
+    return m.Script(
+        tuple(argv), words[1] if len(words) > 1 else None, words[2] if len(words) > 2 else None
+    )
 
 
 class Node:
@@ -317,7 +326,7 @@ class _Loader:
             pos[fname] = kt
 
     def convert(self, kw: Keyword, node: Node) -> Any:
-        if kw.conv is conv_words and node.raw:
+        if kw.conv is conv_script and node.raw:
             return _script(node.raw, node.toks)
         return kw.conv(node.toks[1:])  # type: ignore[misc]
 

@@ -8,7 +8,7 @@ Conventions
   concrete numbers and nobody downstream has to walk up the tree.
 - ``where`` (``FILE:LINE:COL`` of the keyword that opened the object) is excluded from
   equality, so moving a block in the file is not a change for the reload diff.
-- Scripts and notify commands are argv tuples.
+- Scripts and notify commands are :class:`Script` (argv, user, group).
 
 Example::
 
@@ -26,6 +26,16 @@ from typing import ClassVar
 S = 1_000_000  # microseconds per second
 
 Argv = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A script to run: argv, and the user/group to run it as (None: keepalived's default,
+    ``keepalived_script`` if that user exists, else root)."""
+
+    argv: tuple[str, ...]
+    user: str | None = None
+    group: str | None = None
 
 
 def _where() -> str:
@@ -79,11 +89,11 @@ class GlobalDefs:
     enable_script_security: bool = False
     script_user: Argv | None = None
     notify_fifo: Argv | None = None
-    notify_fifo_script: Argv | None = None
+    notify_fifo_script: Script | None = None
     vrrp_notify_fifo: Argv | None = None
-    vrrp_notify_fifo_script: Argv | None = None
+    vrrp_notify_fifo_script: Script | None = None
     lvs_notify_fifo: Argv | None = None
-    lvs_notify_fifo_script: Argv | None = None
+    lvs_notify_fifo_script: Script | None = None
     lvs_flush: bool = False
 
 
@@ -102,7 +112,7 @@ class TrackRef:
 @dataclass(frozen=True, slots=True)
 class VrrpScript:
     name: str
-    script: Argv = ()
+    script: Script | None = None
     interval_us: int = 1 * S
     timeout_us: int = 1 * S  # keepalived: defaults to interval
     weight: int = 0  # 0: the instance goes FAULT after `fall` failures
@@ -218,11 +228,11 @@ class VrrpInstance:
     garp_master_refresh_us: int = 0
     garp_master_refresh_repeat: int = 1
     authentication: Authentication | None = None
-    notify_master: Argv | None = None
-    notify_backup: Argv | None = None
-    notify_fault: Argv | None = None
-    notify_stop: Argv | None = None
-    notify: Argv | None = None
+    notify_master: Script | None = None
+    notify_backup: Script | None = None
+    notify_fault: Script | None = None
+    notify_stop: Script | None = None
+    notify: Script | None = None
     notify_priority_changes: bool = False
     smtp_alert: bool = False
     where: str = _where()
@@ -237,11 +247,11 @@ class SyncGroup:
     track_file: tuple[TrackRef, ...] = ()
     track_process: tuple[TrackRef, ...] = ()
     track_bfd: tuple[TrackRef, ...] = ()
-    notify_master: Argv | None = None
-    notify_backup: Argv | None = None
-    notify_fault: Argv | None = None
-    notify_stop: Argv | None = None
-    notify: Argv | None = None
+    notify_master: Script | None = None
+    notify_backup: Script | None = None
+    notify_fault: Script | None = None
+    notify_stop: Script | None = None
+    notify: Script | None = None
     notify_priority_changes: bool = False
     smtp_alert: bool = False
     sync_group_tracking_weight: bool = False
@@ -362,7 +372,7 @@ class DnsCheck(ConnectChecker):
 @dataclass(frozen=True, slots=True)
 class MiscCheck(Checker):
     kind: ClassVar[str] = "MISC_CHECK"
-    misc_path: Argv = ()
+    misc_path: Script | None = None
     misc_timeout_us: int | None = None  # None: delay_loop
     misc_dynamic: bool = False
     user: Argv | None = None
@@ -433,8 +443,8 @@ class RealServer:
     port: int | None = None
     weight: int = 1
     lvs_method: str = "NAT"  # inherited from the virtual server
-    notify_up: Argv | None = None
-    notify_down: Argv | None = None
+    notify_up: Script | None = None
+    notify_down: Script | None = None
     uthreshold: int = 0
     lthreshold: int = 0
     inhibit_on_failure: bool = False
@@ -486,8 +496,8 @@ class VirtualServer:
     omega: bool = False
     quorum: int = 1
     hysteresis: int = 0
-    quorum_up: Argv | None = None
-    quorum_down: Argv | None = None
+    quorum_up: Script | None = None
+    quorum_down: Script | None = None
     sorry_server: tuple[str, int | None] | None = None
     sorry_server_inhibit: bool = False
     sorry_server_lvs_method: str | None = None

@@ -212,9 +212,21 @@ def test_scripts_are_split_like_keepalived() -> None:
         "vrrp_script s {\n script \"/bin/check 'two words' x\"\n}\n"
         'vrrp_instance V {\n virtual_router_id 1\n notify_master "/bin/n a b"\n}\n'
     )
-    assert cfg.vrrp_scripts[0].script == ("/bin/check", "two words", "x")
-    # keepalived's legacy form: the whole command in one pair of quotes
-    assert cfg.vrrp_instances[0].notify_master == ("/bin/n", "a", "b")
+    assert cfg.vrrp_scripts[0].script == m.Script(("/bin/check", "two words", "x"))
+    # the whole command in one pair of quotes is split again (keepalived's notify_script_init)
+    assert cfg.vrrp_instances[0].notify_master == m.Script(("/bin/n", "a", "b"))
+
+
+def test_script_user_and_group() -> None:
+    cfg = _ok(
+        "vrrp_instance V {\n virtual_router_id 1\n notify_master /bin/m.sh nobody nogroup\n"
+        ' notify_backup "/bin/b.sh x" root\n}\n'
+    )
+    vi = cfg.vrrp_instances[0]
+    assert vi.notify_master == m.Script(("/bin/m.sh",), "nobody", "nogroup")
+    assert vi.notify_backup == m.Script(("/bin/b.sh", "x"), "root")
+    errs = _errors("vrrp_instance V {\n virtual_router_id 1\n notify_master /bin/m.sh a b c\n}\n")
+    assert any("quote a command with arguments" in e for e in errs), errs
 
 
 def _samples() -> list[Path]:

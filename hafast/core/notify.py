@@ -47,6 +47,18 @@ class NotifyScripts:
                 "STOP": self.stop}.get(state)
 
 
+def as_argv(script: object) -> Argv | None:
+    """The argv of a config script, whether the model gives a tuple or a ``Script``.
+
+    >>> as_argv(("/bin/true", "x")), as_argv(None)
+    (('/bin/true', 'x'), None)
+    """
+    if script is None:
+        return None
+    argv = getattr(script, "argv", script)
+    return tuple(str(a) for a in argv) if argv else None  # type: ignore[attr-defined]
+
+
 def spawn_reaped(
     loop: asyncio.AbstractEventLoop,
     argv: Sequence[str],

@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from hafast.config.model import Config
-from hafast.core.notify import Notifier
+from hafast.core.notify import Notifier, as_argv
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
 from hafast.net.vip import NetlinkVips, VipOps
 from hafast.vrrp.from_config import InstancePlan, plan_instances
@@ -62,8 +62,9 @@ class VrrpWorker:
         self.linkwatch = LinkWatch(loop)
         gd = config.global_defs
         fifos = [f[0] for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f]
-        scripts = [s for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
-                                  (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script)) if f]
+        scripts = [as_argv(s) for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
+                                           (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script))
+                   if f]
         self.notifier = Notifier(loop, fifos, scripts)
         self.tracking = Tracking(loop, config, self.linkwatch)
         self.instances: list[Instance] = []

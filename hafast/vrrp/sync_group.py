@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 
 from hafast.config.model import SyncGroup as SyncGroupSpec
-from hafast.core.notify import Notifier, NotifyScripts
+from hafast.core.notify import Notifier, NotifyScripts, as_argv
 from hafast.vrrp import fsm
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import STATE_WORDS, Instance
@@ -39,9 +39,10 @@ class SyncGroup:
         self.name = spec.name
         self.members = list(members)
         self.notifier = notifier
-        self.scripts = NotifyScripts(master=spec.notify_master, backup=spec.notify_backup,
-                                     fault=spec.notify_fault, stop=spec.notify_stop,
-                                     notify=spec.notify)
+        self.scripts = NotifyScripts(master=as_argv(spec.notify_master),
+                                     backup=as_argv(spec.notify_backup),
+                                     fault=as_argv(spec.notify_fault),
+                                     stop=as_argv(spec.notify_stop), notify=as_argv(spec.notify))
         self.reason = f"sync:{spec.name}"
         self.state: State | None = None
         self._syncing = False

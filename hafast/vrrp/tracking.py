@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hafast.config.model import Config, TrackFile, TrackRef, VrrpScript
-from hafast.core.notify import spawn_reaped
+from hafast.core.notify import as_argv, spawn_reaped
 from hafast.net.linkwatch import LinkWatch
 from hafast.vrrp.from_config import InstancePlan
 from hafast.vrrp.instance import Instance
@@ -102,10 +102,11 @@ class ScriptTracker:
         if self._closed:
             return
         self._next = self.loop.call_later(self.script.interval_us / 1e6, self._run)
-        if self._proc is not None or not self.script.script:
+        argv = as_argv(self.script.script)
+        if self._proc is not None or not argv:
             return
         self.runs += 1
-        self._proc = spawn_reaped(self.loop, self.script.script, self._done)
+        self._proc = spawn_reaped(self.loop, argv, self._done)
         if self._proc is not None:
             self._kill = self.loop.call_later(self.script.timeout_us / 1e6, self._timeout,
                                               self._proc)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from hafast.lab.netns import Registry, pid_alive, run_in
 
@@ -39,12 +40,12 @@ VIP4 = f"{SUBNET4}.100"
 VIP6 = f"{SUBNET6}100"
 
 
-def _spawn(ns: str, argv: list[str], out: object, env: dict[str, str] | None = None
+def _spawn(ns: str, argv: list[str], out: BinaryIO, env: dict[str, str] | None = None
            ) -> subprocess.Popen[bytes]:
     # `ip netns exec` (not nsenter): it also remounts /sys for the namespace, as a
     # daemon started on a real host would see it; the program keeps the PID.
     return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
-                            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)  # type: ignore[arg-type]
+                            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
 
 @dataclass

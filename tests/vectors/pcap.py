@@ -13,7 +13,7 @@ packet) and the IEEE 802.3 / 802.1Q, RFC 791 and RFC 8200 headers.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -94,20 +94,19 @@ def _parse_ethernet(index: int, time: float, raw: bytes) -> Frame:
         ethertype = int.from_bytes(raw[offset + 2:offset + 4], "big")
         offset += 4
     l3 = raw[offset:]
-    base = {"index": index, "time": time, "eth_dst": dst, "eth_src": src,
-            "vlans": tuple(vlans), "ethertype": ethertype, "l3": l3}
+    base = Frame(index, time, dst, src, tuple(vlans), ethertype, l3)
     if ethertype == ETHERTYPE_IPV4 and len(l3) >= 20 and l3[0] >> 4 == 4:
         ihl = (l3[0] & 0x0F) * 4
         total = int.from_bytes(l3[2:4], "big")
         packet = l3[:total]
-        return Frame(**base, ip_version=4, ip_packet=packet, ip_header=packet[:ihl],
-                     protocol=l3[9], src=l3[12:16], dst=l3[16:20], ttl=l3[8], tos=l3[1],
-                     ip_id=int.from_bytes(l3[4:6], "big"), payload=packet[ihl:])
+        return replace(base, ip_version=4, ip_packet=packet, ip_header=packet[:ihl],
+                       protocol=l3[9], src=l3[12:16], dst=l3[16:20], ttl=l3[8], tos=l3[1],
+                       ip_id=int.from_bytes(l3[4:6], "big"), payload=packet[ihl:])
     if ethertype == ETHERTYPE_IPV6 and len(l3) >= 40 and l3[0] >> 4 == 6:
         payload_len = int.from_bytes(l3[4:6], "big")
         packet = l3[:40 + payload_len]
         traffic_class = (int.from_bytes(l3[0:2], "big") >> 4) & 0xFF
-        return Frame(**base, ip_version=6, ip_packet=packet, ip_header=packet[:40],
-                     protocol=l3[6], src=l3[8:24], dst=l3[24:40], ttl=l3[7],
-                     tos=traffic_class, payload=packet[40:])
-    return Frame(**base)
+        return replace(base, ip_version=6, ip_packet=packet, ip_header=packet[:40],
+                       protocol=l3[6], src=l3[8:24], dst=l3[24:40], ttl=l3[7],
+                       tos=traffic_class, payload=packet[40:])
+    return base

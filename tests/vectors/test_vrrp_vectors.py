@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -90,7 +91,7 @@ def adverts(vectors_dir: Path, name: str) -> list[Frame]:
     return frames
 
 
-def decode(codec: ModuleType, frame: Frame, **expect: object) -> object:
+def decode(codec: ModuleType, frame: Frame, **expect: object) -> Any:
     """Decode as the transport would: whole packet for IPv4, payload + hop limit for IPv6."""
     if frame.ip_version == 4:
         return codec.decode_ipv4(frame.ip_packet, **expect)

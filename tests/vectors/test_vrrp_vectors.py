@@ -276,3 +276,20 @@ def test_vectors_agree_across_twins(vectors_dir: Path) -> None:
                 b = py.decode_payload(whole[:cut], 6, frame.src, frame.dst, 255)
             assert a.fields() == b.fields()
             assert not a.ok
+
+
+def test_pcap_reader_vlan_and_byte_order(codec: ModuleType, vectors_dir: Path) -> None:
+    # Re-wrap a captured advert in an 802.1Q tag, in a big-endian nanosecond pcap.
+    import io
+    import struct
+
+    frame = adverts(vectors_dir, "vrrp_v2_pass.pcap")[0]
+    tagged = frame.eth_dst + frame.eth_src + struct.pack("!HHH", 0x8100, 77, 0x0800)
+    tagged += frame.ip_packet + bytes(4)  # trailing link padding is cut by the IP length
+    header = struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)
+    record = struct.pack(">IIII", 10, 500, len(tagged), len(tagged))
+    (back,) = read_pcap(io.BytesIO(header + record + tagged))
+    assert back.vlans == (77,) and back.ethertype == 0x0800
+    assert back.time == pytest.approx(10.0000005)
+    assert back.ip_packet == frame.ip_packet
+    assert codec.decode_ipv4(back.ip_packet).ok

@@ -149,3 +149,19 @@ def test_summary_counts() -> None:
     plan = diff(_cfg(BASE), _cfg(BASE.replace("weight 1", "weight 2")))
     s = plan.summary()
     assert s["virtual_servers"] == {"keep": 1, "adopt": 1, "add": 0, "remove": 0}
+
+
+def test_generated_farm_one_real_server_changed() -> None:
+    """The benchmark's #2318 shape, small: only the touched real server is not kept."""
+    from benchmarks.test_bench_config import make_big_config
+
+    old = _cfg(make_big_config(40, 600))
+    new = _cfg(make_big_config(40, 600, bump=300))
+    plan = diff(old, new)
+    assert len(plan.virtual_servers.keep) == 39
+    ((vs_old, vs_new),) = plan.virtual_servers.adopt
+    rsp = plan.real_servers[vs_old.key]
+    assert len(rsp.adopt) == 1 and len(rsp.keep) == len(vs_new.real_servers) - 1
+    ((rs_old, rs_new),) = rsp.adopt
+    assert (rs_old.weight, rs_new.weight) == (1, 2)
+    assert rs_old.checkers == rs_new.checkers

@@ -30,7 +30,7 @@ from hafast.check.worker import new_loop
 from hafast.config import model as m
 from hafast.config.loader import load_text
 from hafast.lab import Farm
-from hafast.lab.netns import call_in, socket_in
+from hafast.lab.netns import call_in, run_in, socket_in
 from tests.conftest import require_root, require_tool
 
 PREFIX = f"hck{os.getpid()}"
@@ -67,6 +67,10 @@ def farm_for(suffix: str, count: int = 16) -> Iterator[Farm]:
     lab = Farm(count, name=f"{PREFIX}{suffix}", workers=1)
     try:
         lab.build()
+        # The kernel rate-limits ICMP errors per peer (one a second after a burst of
+        # six): the checks here all come from one director and count on each port
+        # unreachable, as UDP_CHECK does, so the limit is off in the server namespace.
+        run_in(lab.server_ns, ["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])
         yield lab
     finally:
         lab.close()
@@ -171,15 +175,30 @@ def serve(farm: Farm, sock_type: int, port: int, handle: Callable[[socket.socket
         s.close()
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
 def udp_reply(reply: Callable[[bytes], bytes | None]) -> Callable[[socket.socket], None]:
+    """Answer each datagram from the very address it was sent to: a socket bound to
+    0.0.0.0 would otherwise answer from the link address, and the checker's
+    connected socket rightly ignores a reply from anyone but the real server."""
+
     def handle(s: socket.socket) -> None:
+        if not s.getsockopt(socket.IPPROTO_IP, IP_PKTINFO):
+            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         try:
-            data, peer = s.recvfrom(2048)
+            data, anc, _flags, peer = s.recvmsg(2048, 256)
         except TimeoutError:
             return
         out = reply(data)
-        if out is not None:
-            s.sendto(out, peer)
+        if out is None:
+            return
+        dst = b"\0\0\0\0"
+        for level, kind, value in anc:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                dst = value[8:12]  # struct in_pktinfo: ifindex, spec_dst, addr
+        info = struct.pack("i4s4s", 0, dst, b"\0\0\0\0")
+        s.sendmsg([out], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, peer)
 
     return handle
 

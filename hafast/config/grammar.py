@@ -504,7 +504,6 @@ _CHECK_TIMERS = """
 alpha               f  0-1  flag          alpha
 connect_timeout     v  1    timer:0.001,86400 connect_timeout_us
 retry               v  1    int:0,2147483647  retry
-nb_get_retry        v  1    int:0,2147483647  retry
 delay_before_retry  v  1    timer:0,86400 delay_before_retry_us
 warmup              v  1    timer:0,86400 warmup_us
 delay_loop          v  1    timer:0.001,86400 delay_loop_us
@@ -550,6 +549,7 @@ _HTTP = (
     + _CHECK_CONN
     + """
 url                 b  0    url           +urls
+nb_get_retry        v  1    int:0,2147483647  retry
 http_protocol       v  1    choice:1.0,1.0C,1.1 http_protocol
 fast_recovery       f  0-1  flag          fast_recovery
 virtualhost         v  1    str           virtualhost
@@ -748,7 +748,7 @@ dbus_no_interface_name f 0-1 flag         -
 v3_checksum_as_v2   f  0-1  flag          -
 thread_timer_expired f 0-1  flag          -
 """
-    + _ROOT_ONLY.replace("include_check       v  0+   any           -\n", ""),
+    + "include_check       v  0+   any           -\n",
     "vrrp_script": """
 script              v  1+   script         script
 interval            v  1    timer:0.001,86400 interval_us
@@ -918,6 +918,7 @@ mh-port             f  0-1  flag          -
 mh-fallback         f  0-1  flag          -
 hashed              f  0-1  flag          -
 real_server         b  1-2  real_server   +real_servers
+weight              v  1    int:0,2147483647 -
 """
     + _RS_INHERITED,
     "real_server": """
@@ -953,14 +954,17 @@ regex_max_offset    v  1    int:0,2147483647 regex_max_offset
 helo_name           v  1    str           helo_name
 host                b  0    smtp_host     +hosts
 """,
-    "smtp_host": _CHECK_CONN,
+    # keepalived accepts the timers in host {} too; hafast uses the SMTP_CHECK's own
+    "smtp_host": _CHECK_CONN + re.sub(r"\S+\n", "-\n", _CHECK_TIMERS),
     "DNS_CHECK": _CHECK_TIMERS
     + _CHECK_CONN
     + """
 type                v  1    choice:A,NS,CNAME,SOA,MX,TXT,AAAA type
 name                v  1    str           name
 """,
-    "MISC_CHECK": _CHECK_TIMERS
+    "MISC_CHECK": _CHECK_TIMERS.replace(
+        "connect_timeout     v  1    timer:0.001,86400 connect_timeout_us\n", ""
+    )
     + """
 misc_path           v  1+   script         misc_path
 misc_timeout        v  1    timer:0.001,86400 misc_timeout_us
@@ -982,7 +986,6 @@ weight              v  1-2  wref:-2147483647,2147483647 weight
     "BFD_CHECK": """
 name                v  1    str           name
 alpha               f  0-1  flag          alpha
-weight              v  1-2  any           -
 """,
 }
 

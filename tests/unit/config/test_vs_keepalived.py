@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from hafast.config.grammar import TABLE, Keyword, all_keywords
 from hafast.config.loader import load_file
 from tests.conftest import require_tool
 
@@ -134,3 +135,103 @@ def test_strict_unicast_divergence(tmp_path: Path) -> None:
     rc, _ = _keepalived(exe, path)
     assert rc == 0
     assert [d.line for d in load_file(str(path)).errors] == [7]
+
+
+# Where each context's keywords are tried, inside a minimal config.
+_CHECKERS = (
+    "HTTP_GET",
+    "SSL_GET",
+    "TCP_CHECK",
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "MISC_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+    "BFD_CHECK",
+)
+_RS = "virtual_server 10.0.0.1 80 {\nreal_server 10.0.0.2 80 {\n"
+WRAP: dict[str, tuple[str, str]] = {
+    "top": ("", ""),
+    "global_defs": ("global_defs {\n", "}\n"),
+    "vrrp_script": ("vrrp_script s {\n", "}\n"),
+    "track_file": ("track_file t {\n", "}\n"),
+    "vrrp_track_process": ("vrrp_track_process p {\n", "}\n"),
+    "vrrp_sync_group": ("vrrp_sync_group g {\n", "}\n"),
+    "vrrp_instance": ("vrrp_instance v {\n", "}\n"),
+    "authentication": ("vrrp_instance v {\nauthentication {\n", "}\n}\n"),
+    "garp_group": ("garp_group {\n", "}\n"),
+    "track_group": ("track_group tg {\n", "}\n"),
+    "bfd_instance": ("bfd_instance b {\n", "}\n"),
+    "SSL": ("SSL {\n", "}\n"),
+    "virtual_server": ("virtual_server 10.0.0.1 80 {\n", "}\n"),
+    "real_server": (_RS, "}\n}\n"),
+    "url": (_RS + "HTTP_GET {\nurl {\n", "}\n}\n}\n}\n"),
+    "smtp_host": (_RS + "SMTP_CHECK {\nhost {\n", "}\n}\n}\n}\n"),
+    **{ck: (_RS + ck + " {\n", "}\n}\n}\n") for ck in _CHECKERS},
+}
+
+# Keywords hafast accepts that keepalived 2.2.7 (Debian) does not know yet, or knows only
+# when built with an option Debian leaves out; the keyword inventory is from a later
+# keepalived (research/keepalived-anchors.md, Appendix A).
+NEWER_THAN_2_2_7 = {
+    "top": {"include_check"},  # the lexer applies it; 2.2.7 takes it in global_defs only
+    "global_defs": {
+        "dbus_no_interface_name",
+        "iproute_etc_dir",
+        "iproute_usr_dir",
+        "json_dump_file",
+        "json_version",
+        "set_supplementary_groups",
+        "snmp_rs_stats_update_interval",
+        "snmp_vs_stats_update_interval",
+        "state_dump_file",
+        "stats_dump_file",
+        "thread_timer_expired",
+        "use_symlink_paths",
+        "v3_checksum_as_v2",
+        "vrrp_delay_after_boot",
+        "vrrp_ipsets",
+        "vrrp_owner_ignore_adverts",
+    },
+    "vrrp_sync_group": {"notify_deleted"},
+    "bfd_instance": {"multihop"},
+    "HTTP_GET": {"sni_name", "tls_compliant"},
+    "SSL_GET": {"sni_name", "tls_compliant"},
+}
+
+
+def _unknown_to_keepalived(exe: str, tmp: Path, ctx: str, lines: list[str]) -> set[str]:
+    pre, post = WRAP[ctx]
+    path = tmp / f"{ctx}.conf"
+    path.write_text(pre + "\n".join(lines) + "\n" + post)
+    _, out = _keepalived(exe, path)
+    return set(re.findall(r"Unknown keyword '([^']+)'", out))
+
+
+def _try_line(kw: Keyword) -> str:
+    if kw.kind in "bl":
+        return f"{kw.name}{' x' * kw.min_args} {{\n}}"
+    return f"{kw.name} 1" if kw.min_args else kw.name
+
+
+def test_keyword_contexts_match_keepalived(tmp_path: Path) -> None:
+    """Every keyword keepalived takes in a block, hafast takes there too, and the other
+    way round except for the documented newer keywords."""
+    exe = require_tool("keepalived")
+    everything = all_keywords()
+    for ctx, rows in TABLE.items():
+        if ctx not in WRAP:
+            continue  # auth_hmac: keepalived 2.4.0
+        ours = _unknown_to_keepalived(exe, tmp_path, ctx, [_try_line(k) for k in rows.values()])
+        assert ours == NEWER_THAN_2_2_7.get(ctx, set()), ctx
+        others = sorted(everything - set(rows))
+        unknown = _unknown_to_keepalived(exe, tmp_path, ctx, others)
+        # a word keepalived did not call unknown in the batch may have been swallowed by
+        # a block opened before it: confirm each one alone
+        taken = [
+            w
+            for w in others
+            if w not in unknown and w not in _unknown_to_keepalived(exe, tmp_path, ctx, [w])
+        ]
+        assert taken == [], f"keepalived accepts these in {ctx}, hafast does not"

@@ -1,0 +1,345 @@
+"""The pool model every backend speaks, the diff, and the backend interface.
+
+A *pool* is what the kernel should hold: services (a virtual address, port and
+protocol, or a firewall mark) and, under each, destinations (real servers with a
+weight).  :func:`diff` turns "what is there" and "what should be there" into the
+fewest changes; a backend (:mod:`hafast.lvs.ipvs`, :mod:`hafast.lvs.nft`,
+:mod:`hafast.lvs.memory`) carries them out.  Backends are idempotent: adding what
+exists edits it, removing what is gone is not an error, so a change can be replayed
+after a partial failure.
+
+Example::
+
+    >>> svc = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "wrr")
+    >>> have = Pool()
+    >>> want = Pool({svc.key: svc}, {svc.key: {("10.1.0.1", 80): Dest("10.1.0.1", 80, 2)}})
+    >>> [c.op for c in diff(have, want)]
+    ['add-service', 'add-dest']
+    >>> [c.op for c in diff(want, want)]
+    []
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+# include/uapi/linux/ip_vs.h: IP_VS_CONN_F_* forwarding methods (the low bits of a
+# destination's conn_flags).  keepalived's lvs_method words map onto them.
+FWD_METHODS: Mapping[str, int] = {"NAT": 0, "LOCAL": 1, "TUN": 2, "DR": 3}
+FWD_NAMES: Mapping[int, str] = {v: k for k, v in FWD_METHODS.items()}
+
+# include/uapi/linux/ip_vs.h: IP_VS_SVC_F_* service flags.  SCHED1..3 mean
+# different things per scheduler (sh/mh: fallback and port).
+SVC_F_PERSISTENT = 0x0001
+SVC_F_HASHED = 0x0002
+SVC_F_ONEPACKET = 0x0004
+SVC_F_SCHED1 = 0x0008
+SVC_F_SCHED2 = 0x0010
+SVC_F_SCHED3 = 0x0020
+# keepalived's virtual_server keywords for the scheduler flags (check_parser.c).
+SCHED_FLAG_WORDS: Mapping[str, int] = {
+    "flag-1": SVC_F_SCHED1,
+    "flag-2": SVC_F_SCHED2,
+    "flag-3": SVC_F_SCHED3,
+    "sh-fallback": SVC_F_SCHED1,  # ip_vs_sh.c: IP_VS_SH_FALLBACK
+    "sh-port": SVC_F_SCHED2,  # ip_vs_sh.c: IP_VS_SH_PORT
+    "mh-fallback": SVC_F_SCHED1,  # ip_vs_mh.c: IP_VS_MH_FALLBACK
+    "mh-port": SVC_F_SCHED2,  # ip_vs_mh.c: IP_VS_MH_PORT
+    "ops": SVC_F_ONEPACKET,
+}
+# Every scheduler keepalived names (lvs_sched / lb_algo); each is an ip_vs_<name> module.
+SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr",
+              "sed", "nq", "twos")
+PROTOCOLS: Mapping[str, int] = {"TCP": 6, "UDP": 17, "SCTP": 132}  # IANA protocol numbers
+PROTOCOL_NAMES: Mapping[int, str] = {v: k for k, v in PROTOCOLS.items()}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServiceKey:
+    """What identifies a kernel service: family 4/6, then protocol+address+port, or a
+    firewall mark (protocol "" and address None)."""
+
+    family: int
+    protocol: str
+    address: str | None
+    port: int
+    fwmark: int = 0
+
+    def __str__(self) -> str:
+        """keepalived's FMT_VS text, as used in the lvs_notify_fifo lines.
+
+        >>> str(ServiceKey(4, "TCP", "192.168.201.15", 80))
+        '[192.168.201.15]:tcp:80'
+        >>> str(ServiceKey(6, "", None, 0, fwmark=5))
+        'FWM 5'
+        """
+        if self.fwmark:
+            return f"FWM {self.fwmark}"
+        return f"[{self.address}]:{self.protocol.lower()}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A service's settings (everything IPVS_CMD_SET_SERVICE can change)."""
+
+    key: ServiceKey
+    scheduler: str = "wlc"
+    flags: int = 0  # SVC_F_*; PERSISTENT follows timeout > 0
+    timeout: int = 0  # persistence_timeout, seconds
+    netmask: int = 32  # persistence_granularity as a prefix length (128 for IPv6)
+    pe_name: str | None = None  # persistence_engine, e.g. "sip"
+
+
+DestKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Dest:
+    """A real server in a service."""
+
+    address: str
+    port: int
+    weight: int = 1
+    method: str = "NAT"  # FWD_METHODS key
+    uthreshold: int = 0
+    lthreshold: int = 0
+
+    @property
+    def key(self) -> DestKey:
+        return (self.address, self.port)
+
+
+@dataclass
+class Pool:
+    """Services and their destinations.  Plain dicts: cheap to copy per service."""
+
+    services: dict[ServiceKey, Service] = field(default_factory=dict)
+    dests: dict[ServiceKey, dict[DestKey, Dest]] = field(default_factory=dict)
+
+    def add(self, service: Service, dests: Iterable[Dest] = ()) -> None:
+        self.services[service.key] = service
+        self.dests[service.key] = {d.key: d for d in dests}
+
+    def copy(self) -> Pool:
+        return Pool(dict(self.services), {k: dict(v) for k, v in self.dests.items()})
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        """Make this pool what ``changes`` make of it (the memory backend's core)."""
+        for c in changes:
+            _APPLY[c.op](self, c)
+
+    def counts(self) -> tuple[int, int]:
+        return len(self.services), sum(len(d) for d in self.dests.values())
+
+
+ADD_SERVICE = "add-service"
+EDIT_SERVICE = "edit-service"
+DEL_SERVICE = "del-service"
+ADD_DEST = "add-dest"
+EDIT_DEST = "edit-dest"
+DEL_DEST = "del-dest"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One kernel operation.  ``dest`` is None for the service operations."""
+
+    op: str
+    service: Service
+    dest: Dest | None = None
+
+    def __str__(self) -> str:
+        tail = f" -> {self.dest.address}:{self.dest.port} w{self.dest.weight}" if self.dest else ""
+        return f"{self.op} {self.service.key}{tail}"
+
+
+def _add_service(pool: Pool, c: Change) -> None:
+    pool.services[c.service.key] = c.service
+    pool.dests.setdefault(c.service.key, {})
+
+
+def _del_service(pool: Pool, c: Change) -> None:
+    pool.services.pop(c.service.key, None)
+    pool.dests.pop(c.service.key, None)
+
+
+def _add_dest(pool: Pool, c: Change) -> None:
+    assert c.dest is not None
+    pool.dests.setdefault(c.service.key, {})[c.dest.key] = c.dest
+
+
+def _del_dest(pool: Pool, c: Change) -> None:
+    assert c.dest is not None
+    pool.dests.get(c.service.key, {}).pop(c.dest.key, None)
+
+
+_APPLY = {
+    ADD_SERVICE: _add_service,
+    EDIT_SERVICE: _add_service,
+    DEL_SERVICE: _del_service,
+    ADD_DEST: _add_dest,
+    EDIT_DEST: _add_dest,
+    DEL_DEST: _del_dest,
+}
+
+
+def diff_service(
+    have_svc: Service | None,
+    have: Mapping[DestKey, Dest] | None,
+    want_svc: Service | None,
+    want: Mapping[DestKey, Dest] | None,
+) -> list[Change]:
+    """The changes that turn one service (and its destinations) into another.
+
+    Removing a service removes its destinations with it (one message, not N+1).
+    """
+    out: list[Change] = []
+    if want_svc is None:
+        if have_svc is not None:
+            out.append(Change(DEL_SERVICE, have_svc))
+        return out
+    have = have or {}
+    want = want or {}
+    if have_svc is None:
+        out.append(Change(ADD_SERVICE, want_svc))
+        have = {}
+    elif have_svc != want_svc:
+        out.append(Change(EDIT_SERVICE, want_svc))
+    for key, d in have.items():
+        if key not in want:
+            out.append(Change(DEL_DEST, want_svc, d))
+    for key, d in want.items():
+        old = have.get(key)
+        if old is None:
+            out.append(Change(ADD_DEST, want_svc, d))
+        elif old != d:
+            out.append(Change(EDIT_DEST, want_svc, d))
+    return out
+
+
+def diff(
+    have: Pool,
+    want: Pool,
+    *,
+    owned: Iterable[ServiceKey] | None = None,
+    keys: Iterable[ServiceKey] | None = None,
+) -> list[Change]:
+    """Changes that make ``have`` into ``want``.
+
+    A service in ``have`` and not in ``want`` is removed only when it is ``owned``
+    (None: everything in ``have`` is ours); services someone else made are left
+    alone.  ``keys`` limits the work to those services (an event touches one or
+    a few; a 37,000-destination pool is not walked for them).
+    """
+    if keys is None:
+        keys = set(have.services) | set(want.services)
+    owned_set = None if owned is None else set(owned)
+    out: list[Change] = []
+    removals: list[Change] = []
+    for key in sorted(keys, key=_sort_key):
+        want_svc = want.services.get(key)
+        have_svc = have.services.get(key)
+        if want_svc is None and have_svc is not None and owned_set is not None \
+                and key not in owned_set:
+            continue
+        changes = diff_service(have_svc, have.dests.get(key), want_svc, want.dests.get(key))
+        if want_svc is None:
+            removals.extend(changes)
+        else:
+            out.extend(changes)
+    # Services go last so that a destination moving between services never leaves
+    # a moment with neither.
+    return out + removals
+
+
+def _sort_key(k: ServiceKey) -> tuple[int, str, str, int, int]:
+    return (k.family, k.protocol, k.address or "", k.port, k.fwmark)
+
+
+def netmask_prefix(granularity: str | None, family: int) -> int:
+    """persistence_granularity (a netmask or a prefix length) as a prefix length.
+
+    >>> netmask_prefix("255.255.255.0", 4), netmask_prefix(None, 4), netmask_prefix("64", 6)
+    (24, 32, 64)
+    """
+    full = 32 if family == 4 else 128
+    if not granularity:
+        return full
+    text = granularity.lstrip("/")
+    if text.isdigit():
+        return min(int(text), full)
+    return ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
+
+
+def family_of(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+class BackendError(RuntimeError):
+    """A backend could not carry out a change; ``change`` says which."""
+
+    def __init__(self, message: str, change: Change | None = None) -> None:
+        super().__init__(message)
+        self.change = change
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """lvs_timeouts: IPVS connection timeouts in seconds (0 leaves one unchanged)."""
+
+    tcp: int = 0
+    tcpfin: int = 0
+    udp: int = 0
+
+
+class PoolBackend(Protocol):
+    """What the manager needs from a backend; every method is idempotent.
+
+    ``messages`` counts the kernel round trips (netlink requests, nft batches)
+    for the benchmarks; ``name`` is "ipvs", "nft" or "memory".
+    """
+
+    name: str
+    messages: int
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def dump(self) -> Pool: ...
+
+    async def ensure_service(self, service: Service) -> None: ...
+
+    async def remove_service(self, service: Service) -> None: ...
+
+    async def ensure_dest(self, service: Service, dest: Dest) -> None: ...
+
+    async def remove_dest(self, service: Service, dest: Dest) -> None: ...
+
+    async def apply(self, changes: Sequence[Change]) -> int: ...
+
+    async def flush(self) -> None: ...
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None: ...
+
+
+async def apply_one_by_one(backend: PoolBackend, changes: Sequence[Change]) -> int:
+    """The plain way to carry out ``changes``: one idempotent call each."""
+    table = {
+        ADD_SERVICE: lambda c: backend.ensure_service(c.service),
+        EDIT_SERVICE: lambda c: backend.ensure_service(c.service),
+        DEL_SERVICE: lambda c: backend.remove_service(c.service),
+        ADD_DEST: lambda c: backend.ensure_dest(c.service, c.dest),
+        EDIT_DEST: lambda c: backend.ensure_dest(c.service, c.dest),
+        DEL_DEST: lambda c: backend.remove_dest(c.service, c.dest),
+    }
+    for c in changes:
+        await table[c.op](c)
+    return len(changes)
+
+
+def with_weight(dest: Dest, weight: int) -> Dest:
+    return dest if dest.weight == weight else replace(dest, weight=weight)

@@ -1,0 +1,314 @@
+"""The pool shell: check events in, kernel changes and notifies out.
+
+:class:`PoolManager` owns a :class:`~hafast.lvs.policy.PoolPolicy` and a backend.
+It keeps ``applied``, its view of what the kernel holds for hafast, so an event
+costs a diff of the one or few services it touched (never a dump of the table).
+
+- start: open the backend; with ``lvs_flush`` flush the whole table first,
+  otherwise ADOPT: dump the kernel and change only what differs from the desired
+  pool (a service someone else made is left alone; an entry of ours that is
+  already right is not touched, so a restart does not disturb live traffic);
+  ``lvs_timeouts`` are set;
+- events: the policy's actions run at once and in order (FIFO lines are written
+  synchronously, scripts are started and reaped on the loop); the changed
+  services are synced by one task, coalescing what arrives meanwhile;
+- reload: the policy adopts the new configuration and only the difference is
+  applied (an unchanged healthy server is never removed);
+- stop: with omega the notifiers run; what hafast owns is removed, unless
+  ``keep`` (keepalived's ``--dont-release-ipvs``).
+
+A failed kernel change is logged, the kernel is dumped again and the diff retried
+once; the next event retries whatever still differs.
+
+Example::
+
+    manager = PoolManager(config, IpvsBackend())
+    await manager.start(engine.snapshot())
+    engine.runner.on_event = manager.on_event
+    ...
+    await manager.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from hafast.check.events import ServerEvent
+from hafast.config import model as m
+from hafast.core.notify import Notifier, spawn_reaped
+from hafast.lvs.backend import (
+    DEL_SERVICE,
+    BackendError,
+    Change,
+    Pool,
+    PoolBackend,
+    ServiceKey,
+    Timeouts,
+    diff,
+)
+from hafast.lvs.policy import Action, FifoLine, Outcome, PoolPolicy, RunScript, VsKey
+
+log = logging.getLogger("hafast.lvs")
+
+# The global option that chooses the backend (a hafast extension keyword,
+# ``lvs_backend ipvs|nft`` in global_defs); the constructors take it meanwhile.
+BACKENDS = ("ipvs", "nft", "memory")
+
+
+class LvsNotifier(Notifier):
+    """keepalived's lvs_notify_fifo: the notify FIFO, written line by line."""
+
+    def write_line(self, text: str) -> None:
+        line = f"{text}\n".encode()
+        self.lines.append(line)
+        for fd in self._fds:
+            try:
+                os.write(fd, line)
+            except BlockingIOError:
+                log.warning("lvs notify fifo full; dropped: %s", text)
+            except OSError as exc:
+                log.warning("lvs notify fifo write failed: %s", exc)
+
+
+def make_backend(name: str, **kwargs: Any) -> PoolBackend:
+    """The backend named by ``lvs_backend`` (ipvs, nft or memory)."""
+    if name == "ipvs":
+        from hafast.lvs.ipvs import IpvsBackend
+
+        return IpvsBackend(**kwargs)
+    if name == "nft":
+        from hafast.lvs.nft import NftBackend
+
+        return NftBackend(**kwargs)
+    if name == "memory":
+        from hafast.lvs.memory import MemoryBackend
+
+        return MemoryBackend(**kwargs)
+    raise ValueError(f"lvs_backend '{name}': expected one of {', '.join(BACKENDS)}")
+
+
+class PoolManager:
+    """Keeps a backend in step with the policy.  All methods run on one loop."""
+
+    def __init__(
+        self,
+        config: m.Config,
+        backend: PoolBackend,
+        *,
+        keep: bool = False,
+        flush: bool | None = None,
+        timeouts: Timeouts | None = None,
+        service_flags: Mapping[VsKey, Iterable[str]] | None = None,
+        rs_init_notifies: bool = False,
+        vips_present: Iterable[str] | None = None,
+        run_scripts: bool = True,
+        notify_fifo: str | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.keep = keep
+        self.flush = config.global_defs.lvs_flush if flush is None else flush
+        self.timeouts = timeouts
+        self.run_scripts = run_scripts
+        self.policy = PoolPolicy(config, service_flags=service_flags,
+                                 rs_init_notifies=rs_init_notifies, vips_present=vips_present)
+        self.applied = Pool()
+        self.owned: set[ServiceKey] = set()
+        self.actions: list[Action] = []  # everything the policy asked for, in order
+        self.changes_applied = 0
+        self.errors = 0
+        self.last_sync_seconds = 0.0
+        self._fifo_path = notify_fifo
+        self._notifier: LvsNotifier | None = None
+        self._pending: set[ServiceKey] = set()
+        self._sync_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def start(
+        self, health: Mapping[tuple[VsKey, tuple[str, int | None]], tuple[bool, int]] | None = None
+    ) -> int:
+        """Open, flush or adopt, apply the first pool; return the changes made."""
+        self._loop = asyncio.get_running_loop()
+        self._open_notifier()
+        await self.backend.open()
+        if self.flush:
+            await self.backend.flush()
+        if self.timeouts is not None:
+            await self.backend.set_timeouts(self.timeouts)
+        outcome = self.policy.start(health)
+        self.owned = self.policy.owned()
+        self.applied = Pool() if self.flush else await self.backend.dump()
+        n = await self._converge(None)
+        self._run_actions(outcome.actions)
+        return n
+
+    def _open_notifier(self) -> None:
+        gd = self.config.global_defs
+        path = self._fifo_path or (gd.lvs_notify_fifo[0] if gd.lvs_notify_fifo else None)
+        if path is None or self._loop is None:
+            return
+        script = gd.lvs_notify_fifo_script.argv if gd.lvs_notify_fifo_script else None
+        self._notifier = LvsNotifier(self._loop, [path], [script] if self.run_scripts else [])
+
+    async def stop(self) -> int:
+        """Omega notifiers; remove what hafast owns unless ``keep``; close."""
+        await self.wait_idle()
+        self._run_actions(self.policy.stop().actions)
+        n = 0
+        if not self.keep:
+            changes = [Change(DEL_SERVICE, self.applied.services[k])
+                       for k in sorted(self.owned & set(self.applied.services), key=str)]
+            n = await self._apply(changes)
+        await self.backend.close()
+        if self._notifier is not None:
+            self._notifier.close()
+            self._notifier = None
+        return n
+
+    async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> int:
+        """Adopt ``config``; apply only the difference; return the changes made."""
+        await self.wait_idle()
+        old_owned = self.owned
+        self.config = config
+        outcome = self.policy.reload(config, vips_present)
+        self.owned = self.policy.owned()
+        n = await self._converge(None, owned=old_owned | self.owned)
+        self._run_actions(outcome.actions)
+        return n
+
+    # -- events -------------------------------------------------------------------
+
+    def on_event(self, event: ServerEvent) -> None:
+        """The engine's callback (on the loop): act now, sync the kernel soon."""
+        self.handle(self.policy.on_event(event))
+
+    def set_vip(self, address: str, present: bool) -> None:
+        self.handle(self.policy.set_vip(address, present))
+
+    def handle(self, outcome: Outcome) -> None:
+        self._run_actions(outcome.actions)
+        if outcome.changed:
+            self._pending |= outcome.changed
+            self._idle.clear()
+            if self._sync_task is None or self._sync_task.done():
+                loop = self._loop or asyncio.get_running_loop()
+                self._sync_task = loop.create_task(self._sync_pending())
+
+    async def _sync_pending(self) -> None:
+        try:
+            while self._pending:
+                keys, self._pending = self._pending, set()
+                await self._converge(keys)
+        finally:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until every change asked for so far is in the kernel."""
+        while not self._idle.is_set() or (self._sync_task and not self._sync_task.done()):
+            await self._idle.wait()
+            if self._sync_task is not None:
+                await asyncio.wait([self._sync_task])
+
+    # -- kernel -------------------------------------------------------------------
+
+    async def _converge(self, keys: set[ServiceKey] | None,
+                        owned: set[ServiceKey] | None = None) -> int:
+        t0 = time.perf_counter()
+        owned = self.owned if owned is None else owned
+        changes = diff(self.applied, self.policy.pool, owned=owned, keys=keys)
+        try:
+            n = await self._apply(changes)
+        except BackendError as exc:
+            self.errors += 1
+            log.error("pool change failed: %s; reading the kernel again", exc)
+            self.applied = await self.backend.dump()
+            changes = diff(self.applied, self.policy.pool, owned=owned, keys=keys)
+            try:
+                n = await self._apply(changes)
+            except BackendError as exc2:
+                self.errors += 1
+                log.error("pool change failed again: %s", exc2)
+                self.applied = await self.backend.dump()
+                n = 0
+        self.last_sync_seconds = time.perf_counter() - t0
+        return n
+
+    async def _apply(self, changes: list[Change]) -> int:
+        if not changes:
+            return 0
+        for c in changes:
+            log.info("ipvs: %s", c)
+        done = await self.backend.apply(changes)
+        self.applied.apply(changes)
+        self.changes_applied += done
+        return done
+
+    # -- notifies -----------------------------------------------------------------
+
+    def _run_actions(self, actions: list[Action]) -> None:
+        for a in actions:
+            self.actions.append(a)
+            if isinstance(a, FifoLine):
+                log.info("%s", a.line)
+                if self._notifier is not None:
+                    self._notifier.write_line(a.line)
+            elif isinstance(a, RunScript) and self.run_scripts and self._loop is not None:
+                spawn_reaped(self._loop, a.argv)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def run_pool_worker(
+    config: m.Config,
+    backend: PoolBackend,
+    *,
+    stop: threading.Event,
+    on_ready: Callable[[PoolManager, Any], object] | None = None,
+    keep: bool = False,
+    timeouts: Timeouts | None = None,
+    engine: bool = True,
+) -> PoolManager:
+    """Run the check engine and a :class:`PoolManager` on one uvloop loop in this
+    thread until ``stop`` is set; returns the stopped manager.
+
+    ``on_ready(manager, engine)`` runs on the loop once the first pool is in the
+    kernel.  Tests call this on a thread inside a director namespace.
+    """
+    from hafast.check.engine import Engine
+    from hafast.check.worker import new_loop
+
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    manager = PoolManager(config, backend, keep=keep, timeouts=timeouts)
+    try:
+        async def main() -> None:
+            eng = Engine(config, loop, manager.on_event) if engine else None
+            await manager.start(eng.snapshot() if eng else None)
+            if eng is not None:
+                eng.start()
+            if on_ready is not None:
+                on_ready(manager, eng)
+            try:
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+            finally:
+                if eng is not None:
+                    eng.stop()
+                await manager.stop()
+
+        loop.run_until_complete(main())
+        return manager
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

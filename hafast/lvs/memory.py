@@ -1,0 +1,98 @@
+"""An in-memory pool backend: unit tests and check-only mode (``hafast -C`` without
+a kernel table to drive).  It behaves like the kernel where it matters: adding a
+destination to a missing service fails, removing what is gone does not.
+
+Example::
+
+    >>> import asyncio
+    >>> from hafast.lvs.backend import Service, ServiceKey, Dest
+    >>> b = MemoryBackend()
+    >>> svc = Service(ServiceKey(4, "TCP", "10.0.0.1", 80))
+    >>> asyncio.run(b.ensure_service(svc)); asyncio.run(b.ensure_dest(svc, Dest("10.1.0.1", 80)))
+    >>> b.pool.counts(), b.messages
+    ((1, 1), 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hafast.lvs.backend import (
+    ADD_DEST,
+    ADD_SERVICE,
+    DEL_DEST,
+    DEL_SERVICE,
+    EDIT_DEST,
+    EDIT_SERVICE,
+    BackendError,
+    Change,
+    Dest,
+    Pool,
+    Service,
+    Timeouts,
+)
+
+
+class MemoryBackend:
+    """Keeps the pool in a :class:`Pool`; ``log`` records every change carried out."""
+
+    name = "memory"
+
+    def __init__(self, initial: Pool | None = None) -> None:
+        self.pool = initial.copy() if initial is not None else Pool()
+        self.messages = 0
+        self.log: list[Change] = []
+        self.timeouts = Timeouts()
+        self.opened = False
+        self.fail_on: set[str] = set()  # ops that raise (fault injection in tests)
+
+    async def open(self) -> None:
+        self.opened = True
+
+    async def close(self) -> None:
+        self.opened = False
+
+    async def dump(self) -> Pool:
+        self.messages += 1
+        return self.pool.copy()
+
+    def _do(self, change: Change) -> None:
+        self.messages += 1
+        if change.op in self.fail_on:
+            raise BackendError(f"injected failure: {change}", change)
+        if change.op in (ADD_DEST, EDIT_DEST, DEL_DEST) and \
+                change.service.key not in self.pool.services:
+            if change.op == DEL_DEST:
+                return
+            raise BackendError(f"no such service: {change}", change)
+        self.pool.apply([change])
+        self.log.append(change)
+
+    async def ensure_service(self, service: Service) -> None:
+        op = EDIT_SERVICE if service.key in self.pool.services else ADD_SERVICE
+        self._do(Change(op, service))
+
+    async def remove_service(self, service: Service) -> None:
+        if service.key in self.pool.services:
+            self._do(Change(DEL_SERVICE, service))
+
+    async def ensure_dest(self, service: Service, dest: Dest) -> None:
+        have = self.pool.dests.get(service.key, {})
+        self._do(Change(EDIT_DEST if dest.key in have else ADD_DEST, service, dest))
+
+    async def remove_dest(self, service: Service, dest: Dest) -> None:
+        if dest.key in self.pool.dests.get(service.key, {}):
+            self._do(Change(DEL_DEST, service, dest))
+
+    async def apply(self, changes: Sequence[Change]) -> int:
+        for c in changes:
+            self._do(c)
+        return len(changes)
+
+    async def flush(self) -> None:
+        self.messages += 1
+        self.pool = Pool()
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        self.messages += 1
+        self.timeouts = timeouts

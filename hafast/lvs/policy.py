@@ -1,0 +1,472 @@
+"""Pure pool policy: real-server health + the configuration -> the desired pool.
+
+No sockets, no loop, no clock of its own: the caller feeds it the check engine's
+:class:`~hafast.check.events.ServerEvent` s (each carries its own time) and gets back
+the notify actions to run and the services whose desired state changed; the
+desired :class:`~hafast.lvs.backend.Pool` is :attr:`PoolPolicy.pool`.
+
+keepalived's rules, as ``check/ipwrapper.c`` applies them:
+
+- a live real server is in the pool with its (effective) weight; a dead one is
+  removed, or kept at weight 0 with ``inhibit_on_failure``;
+- quorum: the live weights summed.  While the quorum is up it is lost when the sum
+  falls below ``quorum - hysteresis`` (or to 0); while down it is gained again at
+  ``quorum + hysteresis``.  Losing runs ``quorum_down`` and writes ``VS ... DOWN``;
+  gaining runs ``quorum_up`` and writes ``VS ... UP``;
+- with a ``sorry_server``, losing the quorum takes the live real servers out and
+  puts the sorry server in (weight 1); gaining does the reverse.  With
+  ``sorry_server_inhibit`` the sorry server stays in at weight 0 instead of being
+  removed.  Without a sorry server the live real servers stay;
+- ``alpha``: real servers start dead until their checks pass (the engine's initial
+  health says so; :meth:`PoolPolicy.start` takes it);
+- ``omega``: on shutdown the RS and quorum notifiers run for what goes away;
+- ``ha_suspend``: while the virtual address is absent, the virtual server's checks
+  are suspended: events for it are ignored and its pool stays as it was;
+- ``uthreshold`` / ``lthreshold`` go to IPVS unchanged.
+
+Beyond keepalived: a real server with the same address, port and checkers under
+several virtual servers is checked once (the engine dedupes); here one event for it
+fans out to every virtual server holding it, so a shared result moves all of them.
+
+``virtual_server_group``: one virtual server, one checker per real server, each
+group member (every address of a range, each fwmark) a kernel service with the
+same destinations.
+
+Example::
+
+    >>> from hafast.config.loader import load_text
+    >>> from hafast.check.events import ServerEvent, DOWN
+    >>> cfg = load_text('''virtual_server 10.0.0.1 80 {
+    ...   quorum_down "/bin/true down"
+    ...   real_server 10.1.0.1 80 { weight 2 }
+    ...   protocol TCP
+    ... }''').config
+    >>> p = PoolPolicy(cfg)
+    >>> _ = p.start()
+    >>> vs = cfg.virtual_servers[0]
+    >>> out = p.on_event(ServerEvent(vs.key, ("10.1.0.1", 80), DOWN, 2, "x", 1.0))
+    >>> [a.line for a in out.actions if isinstance(a, FifoLine)]
+    ['RS [10.1.0.1]:tcp:80 [10.0.0.1]:tcp:80 DOWN', 'VS [10.0.0.1]:tcp:80 DOWN']
+    >>> p.pool.counts()
+    (1, 0)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from hafast.check.events import DOWN, ServerEvent
+from hafast.config import model as m
+from hafast.lvs.backend import (
+    SCHED_FLAG_WORDS,
+    SVC_F_ONEPACKET,
+    SVC_F_PERSISTENT,
+    Dest,
+    Pool,
+    Service,
+    ServiceKey,
+    family_of,
+    netmask_prefix,
+)
+
+VsKey = tuple[object, ...]
+RsKey = tuple[str, int | None]
+
+# A virtual_server_group range larger than this is a typo, not a pool.
+MAX_GROUP_ADDRESSES = 65536
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class RunScript:
+    """Run a notify script (notify_up/down, quorum_up/down); ``why`` for the log."""
+
+    argv: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class FifoLine:
+    """One lvs_notify_fifo line (without the newline), keepalived's format."""
+
+    line: str
+
+
+Action = RunScript | FifoLine
+
+
+@dataclass
+class Outcome:
+    """What one input did: actions in keepalived's order, services to re-sync."""
+
+    actions: list[Action] = field(default_factory=list)
+    changed: set[ServiceKey] = field(default_factory=set)
+
+    def merge(self, other: Outcome) -> None:
+        self.actions.extend(other.actions)
+        self.changed |= other.changed
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class RsState:
+    rs: m.RealServer
+    dest_port: int
+    alive: bool
+    weight: int
+    dynamic_weight: bool = False  # a checker (misc_dynamic, FILE_CHECK) set the weight
+
+    @property
+    def inhibit(self) -> bool:
+        return self.rs.inhibit_on_failure
+
+
+@dataclass(slots=True)
+class VsState:
+    vs: m.VirtualServer
+    services: list[Service]
+    rss: dict[RsKey, RsState]
+    label: str  # keepalived's FMT_VS text
+    quorum_up: bool = True
+    suspended: bool = False
+
+    def live_weight(self) -> int:
+        return sum(r.weight for r in self.rss.values() if r.alive)
+
+
+def _fmt_addr(address: str, protocol: str, port: int) -> str:
+    return f"[{address}]:{protocol.lower()}:{port}"
+
+
+def vs_label(vs: m.VirtualServer) -> str:
+    """keepalived's FMT_VS: ``[ADDR]:proto:PORT``, ``FWM N`` or ``[GROUP]:PORT``.
+
+    >>> vs_label(m.VirtualServer(address="192.168.201.15", port=80))
+    '[192.168.201.15]:tcp:80'
+    """
+    if vs.group is not None:
+        return f"[{vs.group}]:{vs.port or 0}"
+    if vs.fwmark is not None:
+        return f"FWM {vs.fwmark}"
+    return _fmt_addr(vs.address or "", vs.protocol, vs.port or 0)
+
+
+def rs_label(vs: m.VirtualServer, rs: m.RealServer, port: int) -> str:
+    return _fmt_addr(rs.address, vs.protocol, port)
+
+
+def _member_addresses(member: m.VsgMember) -> Iterator[str]:
+    assert member.address is not None
+    if "/" in member.address:
+        net = ipaddress.ip_network(member.address, strict=False)
+        if net.num_addresses > MAX_GROUP_ADDRESSES:
+            raise ValueError(f"group range {member.address} has more than "
+                             f"{MAX_GROUP_ADDRESSES} addresses")
+        yield from (str(a) for a in net)
+        return
+    first = ipaddress.ip_address(member.address)
+    if member.last is None:
+        yield str(first)
+        return
+    # a.b.c.d-e: the last octet (IPv4) or group (IPv6) runs from its value to e.
+    step_last = int(member.last) if first.version == 4 else int(member.last, 16)
+    low = int(first) & (0xFF if first.version == 4 else 0xFFFF)
+    for i in range(step_last - low + 1):
+        yield str(first + i)
+
+
+def service_keys(vs: m.VirtualServer, groups: Mapping[str, m.VirtualServerGroup]
+                 ) -> list[ServiceKey]:
+    """The kernel services one virtual server stands for (a group fans out)."""
+    if vs.group is not None:
+        group = groups.get(vs.group)
+        keys: list[ServiceKey] = []
+        for member in group.members if group else ():
+            if member.fwmark is not None:
+                fam = member.family or vs.ip_family
+                keys.append(ServiceKey(6 if fam == "inet6" else 4, "", None, 0, member.fwmark))
+                continue
+            port = member.port if member.port is not None else (vs.port or 0)
+            for addr in _member_addresses(member):
+                keys.append(ServiceKey(family_of(addr), vs.protocol, addr, port))
+        return keys
+    if vs.fwmark is not None:
+        return [ServiceKey(6 if vs.ip_family == "inet6" else 4, "", None, 0, vs.fwmark)]
+    assert vs.address is not None
+    return [ServiceKey(family_of(vs.address), vs.protocol, vs.address, vs.port or 0)]
+
+
+def _method(text: str | None) -> str:
+    """lvs_method "TUN type gue port 1" -> "TUN" (tunnel options are not modelled)."""
+    return (text or "NAT").split()[0].upper()
+
+
+def build_service(vs: m.VirtualServer, key: ServiceKey,
+                  extra_flags: Iterable[str] = ()) -> Service:
+    flags = SVC_F_PERSISTENT if vs.persistence_timeout else 0
+    if vs.ops:
+        flags |= SVC_F_ONEPACKET
+    for word in extra_flags:
+        flags |= SCHED_FLAG_WORDS[word]
+    return Service(
+        key,
+        vs.lvs_sched,
+        flags,
+        vs.persistence_timeout,
+        netmask_prefix(vs.persistence_granularity, key.family),
+        vs.persistence_engine,
+    )
+
+
+def check_identity(rs: m.RealServer) -> tuple[object, ...] | None:
+    """Real servers with the same identity share one check (and one health).
+    None: no checker, nothing to share (such a server is simply always up)."""
+    if not rs.checkers:
+        return None
+    return (rs.address, rs.port, rs.checkers)
+
+
+def _initially_alive(rs: m.RealServer) -> bool:
+    return not (rs.alpha or any(c.alpha for c in rs.checkers))
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class PoolPolicy:
+    """The desired pool of a configuration, kept up to date event by event.
+
+    ``service_flags`` maps a virtual server key to its scheduler flag words
+    (``sh-port``, ``mh-fallback``, ``flag-1`` ...; the configuration model does not
+    carry them yet).  ``rs_init_notifies`` (a global_defs option) reports every
+    real server's initial state.  ``vips_present``: the addresses now on the box,
+    for ha_suspend (None: unknown, nothing starts suspended).
+    """
+
+    def __init__(
+        self,
+        config: m.Config,
+        *,
+        service_flags: Mapping[VsKey, Iterable[str]] | None = None,
+        rs_init_notifies: bool = False,
+        vips_present: Iterable[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.service_flags = dict(service_flags or {})
+        self.rs_init_notifies = rs_init_notifies
+        self.pool = Pool()
+        self.vss: dict[VsKey, VsState] = {}
+        # check identity -> every (vs state, rs state) sharing that check
+        self.shared: dict[tuple[object, ...], list[tuple[VsState, RsState]]] = {}
+        self.ignored = 0  # events for unknown or suspended servers
+        self._build(config, vips_present)
+
+    # -- construction -------------------------------------------------------------
+
+    def _build(self, config: m.Config, vips_present: Iterable[str] | None) -> None:
+        groups = {g.name: g for g in config.virtual_server_groups}
+        present = None if vips_present is None else set(vips_present)
+        self.vss = {}
+        self.shared = {}
+        for vs in config.virtual_servers:
+            keys = service_keys(vs, groups)
+            flags = self.service_flags.get(vs.key, ())
+            services = [build_service(vs, k, flags) for k in keys]
+            rss = {}
+            for rs in vs.real_servers:
+                port = rs.port if rs.port is not None else (vs.port or 0)
+                rss[rs.key] = RsState(rs, port, _initially_alive(rs), rs.weight)
+            st = VsState(vs, services, rss, vs_label(vs))
+            st.suspended = bool(vs.ha_suspend and present is not None
+                                and vs.address not in present)
+            self.vss[vs.key] = st
+            for rst in rss.values():
+                ident = check_identity(rst.rs)
+                if ident is not None:
+                    self.shared.setdefault(ident, []).append((st, rst))
+
+    def start(
+        self,
+        health: Mapping[tuple[VsKey, RsKey], tuple[bool, int]] | None = None,
+    ) -> Outcome:
+        """Take the initial health (the engine's snapshot; default: from the
+        configuration, alpha servers dead) and compute the first pool."""
+        out = Outcome()
+        for st in self.vss.values():
+            for rk, rst in st.rss.items():
+                if health is not None and (st.vs.key, rk) in health:
+                    rst.alive, rst.weight = health[(st.vs.key, rk)]
+                if self.rs_init_notifies:
+                    self._rs_notify(st, rst, out)
+            self._init_quorum(st, out)
+            out.changed |= self._sync(st)
+        return out
+
+    def _init_quorum(self, st: VsState, out: Outcome) -> None:
+        # keepalived set_quorum_states() then update_quorum_state(init): up needs
+        # quorum + hysteresis; starting down is reported only with a sorry server.
+        vs = st.vs
+        st.quorum_up = st.live_weight() >= vs.quorum + vs.hysteresis
+        if not st.quorum_up and vs.sorry_server is not None:
+            self._vs_notify(st, out)
+
+    # -- inputs -------------------------------------------------------------------
+
+    def on_event(self, event: ServerEvent) -> Outcome:
+        """Apply one real-server transition to every virtual server sharing it."""
+        out = Outcome()
+        st = self.vss.get(event.virtual_server)
+        rst = st.rss.get(event.real_server) if st else None
+        if st is None or rst is None:
+            self.ignored += 1
+            return out
+        ident = check_identity(rst.rs)
+        targets = self.shared.get(ident, [(st, rst)]) if ident is not None else [(st, rst)]
+        for tst, trst in targets:
+            if tst.suspended:
+                self.ignored += 1
+                continue
+            self._apply(tst, trst, event, out)
+        return out
+
+    def _apply(self, st: VsState, rst: RsState, event: ServerEvent, out: Outcome) -> None:
+        alive = event.state != DOWN
+        weight = event.weight if alive else rst.weight
+        if alive == rst.alive and weight == rst.weight:
+            return
+        was_alive = rst.alive
+        rst.alive = alive
+        if alive:
+            rst.dynamic_weight = weight != rst.rs.weight
+            rst.weight = weight
+        if was_alive != alive:
+            self._rs_notify(st, rst, out)
+        self._update_quorum(st, out)
+        out.changed |= self._sync(st)
+
+    def set_vip(self, address: str, present: bool) -> Outcome:
+        """ha_suspend: the virtual address came (checks resume) or went (suspended)."""
+        for st in self.vss.values():
+            if st.vs.ha_suspend and st.vs.address == address:
+                st.suspended = not present
+        return Outcome()
+
+    def stop(self) -> Outcome:
+        """Shutting down: with omega, the RS DOWN and quorum DOWN notifiers run."""
+        out = Outcome()
+        for st in self.vss.values():
+            if not st.vs.omega:
+                continue
+            for rst in st.rss.values():
+                if rst.alive:
+                    rst.alive = False
+                    self._rs_notify(st, rst, out)
+            st.quorum_up = False
+            self._vs_notify(st, out)
+        return out
+
+    def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> Outcome:
+        """Adopt a new configuration: unchanged real servers keep their health (a
+        dead one is not re-added just because of the reload), new ones start as
+        the configuration says; the whole desired pool is recomputed."""
+        old = self.vss
+        self.config = config
+        self._build(config, vips_present)
+        out = Outcome()
+        for key, st in self.vss.items():
+            prev = old.get(key)
+            if prev is None:
+                self._init_quorum(st, out)
+                continue
+            st.suspended = prev.suspended if vips_present is None else st.suspended
+            for rk, rst in st.rss.items():
+                p = prev.rss.get(rk)
+                if p is None:
+                    continue
+                rst.alive = p.alive
+                if p.dynamic_weight:
+                    rst.weight, rst.dynamic_weight = p.weight, True
+            st.quorum_up = prev.quorum_up
+            self._update_quorum(st, out)
+        self.pool = Pool()
+        for st in self.vss.values():
+            self._sync(st)
+        out.changed = set(self.pool.services) | {
+            s.key for st in old.values() for s in st.services}
+        return out
+
+    # -- rules --------------------------------------------------------------------
+
+    def _update_quorum(self, st: VsState, out: Outcome) -> None:
+        vs = st.vs
+        total = st.live_weight()
+        if not st.quorum_up and total >= vs.quorum + vs.hysteresis:
+            st.quorum_up = True
+            self._vs_notify(st, out)
+        elif st.quorum_up and (total == 0 or total < vs.quorum - vs.hysteresis):
+            st.quorum_up = False
+            self._vs_notify(st, out)
+
+    def dests_of(self, st: VsState) -> dict[tuple[str, int], Dest]:
+        """The destinations every service of ``st`` should have now."""
+        vs = st.vs
+        sorry_in = vs.sorry_server is not None and not st.quorum_up
+        dests: dict[tuple[str, int], Dest] = {}
+        for rst in st.rss.values():
+            rs = rst.rs
+            if rst.alive and not sorry_in:
+                weight = rst.weight
+            elif rst.inhibit:
+                weight = 0
+            else:
+                continue
+            d = Dest(rs.address, rst.dest_port, weight, _method(rs.lvs_method),
+                     rs.uthreshold, rs.lthreshold)
+            dests[d.key] = d
+        if vs.sorry_server is not None and (sorry_in or vs.sorry_server_inhibit):
+            addr, port = vs.sorry_server
+            d = Dest(addr, port if port is not None else (vs.port or 0), 1 if sorry_in else 0,
+                     _method(vs.sorry_server_lvs_method or vs.lvs_method))
+            # keepalived: a sorry server that is also a real server is that server.
+            dests.setdefault(d.key, d)
+        return dests
+
+    def _sync(self, st: VsState) -> set[ServiceKey]:
+        dests = self.dests_of(st)
+        changed = set()
+        for svc in st.services:
+            if self.pool.services.get(svc.key) != svc or self.pool.dests.get(svc.key) != dests:
+                self.pool.services[svc.key] = svc
+                self.pool.dests[svc.key] = dict(dests)
+                changed.add(svc.key)
+        return changed
+
+    def _rs_notify(self, st: VsState, rst: RsState, out: Outcome) -> None:
+        rs = rst.rs
+        state = "UP" if rst.alive else "DOWN"
+        script = rs.notify_up if rst.alive else rs.notify_down
+        if script:
+            out.actions.append(RunScript(script.argv, f"{rs.address}:{rst.dest_port} {state}"))
+        out.actions.append(FifoLine(
+            f"RS {rs_label(st.vs, rs, rst.dest_port)} {st.label} {state}"))
+
+    def _vs_notify(self, st: VsState, out: Outcome) -> None:
+        state = "UP" if st.quorum_up else "DOWN"
+        script = st.vs.quorum_up if st.quorum_up else st.vs.quorum_down
+        if script:
+            out.actions.append(RunScript(script.argv, f"{st.label} quorum {state}"))
+        out.actions.append(FifoLine(f"VS {st.label} {state}"))
+
+    # -- views --------------------------------------------------------------------
+
+    def owned(self) -> set[ServiceKey]:
+        return {s.key for st in self.vss.values() for s in st.services}
+
+    def quorum(self, vs_key: VsKey) -> bool:
+        return self.vss[vs_key].quorum_up

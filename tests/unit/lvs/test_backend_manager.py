@@ -1,0 +1,285 @@
+"""The diff, the memory backend, and the manager shell over it (adopt, flush, reload,
+stop, keep, notifies, FIFO lines, failures)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from hafast.check.events import DOWN, UP, ServerEvent
+from hafast.config import model as m
+from hafast.config.loader import load_text
+from hafast.lvs.backend import (
+    ADD_DEST,
+    ADD_SERVICE,
+    DEL_DEST,
+    DEL_SERVICE,
+    EDIT_DEST,
+    EDIT_SERVICE,
+    Dest,
+    Pool,
+    Service,
+    ServiceKey,
+    Timeouts,
+    diff,
+    netmask_prefix,
+)
+from hafast.lvs.manager import PoolManager, make_backend
+from hafast.lvs.memory import MemoryBackend
+
+VIP = "10.0.0.1"
+SVC = ServiceKey(4, "TCP", VIP, 80)
+
+
+def svc(key: ServiceKey = SVC, sched: str = "wlc") -> Service:
+    return Service(key, sched)
+
+
+def pool(*entries: tuple[Service, list[Dest]]) -> Pool:
+    p = Pool()
+    for s, ds in entries:
+        p.add(s, ds)
+    return p
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def test_diff_is_minimal() -> None:
+    a = Dest("10.1.0.1", 80, 1)
+    b = Dest("10.1.0.2", 80, 1)
+    have = pool((svc(), [a, b]))
+    want = pool((svc(), [a, Dest("10.1.0.2", 80, 0), Dest("10.1.0.3", 80, 1)]))
+    ops = [(c.op, c.dest.address if c.dest else None) for c in diff(have, want)]
+    assert sorted(ops) == [(ADD_DEST, "10.1.0.3"), (EDIT_DEST, "10.1.0.2")]
+    assert diff(want, want) == []
+
+
+def test_diff_service_edit_and_removal_of_a_whole_service_is_one_change() -> None:
+    other = ServiceKey(4, "UDP", VIP, 53)
+    have = pool((svc(), [Dest("10.1.0.1", 80)]), (svc(other), [Dest("10.1.0.1", 53)] * 1))
+    want = pool((svc(sched="rr"), [Dest("10.1.0.1", 80)]))
+    changes = diff(have, want)
+    assert [c.op for c in changes] == [EDIT_SERVICE, DEL_SERVICE]
+    assert changes[-1].service.key == other  # removals last
+
+
+def test_diff_leaves_services_it_does_not_own() -> None:
+    foreign = ServiceKey(4, "TCP", "10.9.9.9", 80)
+    have = pool((svc(foreign), [Dest("1.1.1.1", 80)]))
+    assert diff(have, Pool(), owned={SVC}) == []
+    assert [c.op for c in diff(have, Pool())] == [DEL_SERVICE]
+
+
+def test_diff_limited_to_keys() -> None:
+    k2 = ServiceKey(4, "TCP", VIP, 81)
+    want = pool((svc(), [Dest("10.1.0.1", 80)]), (svc(k2), []))
+    assert [c.service.key for c in diff(Pool(), want, keys={k2})] == [k2]
+
+
+_dests = st.dictionaries(
+    st.sampled_from([f"10.1.0.{i}" for i in range(6)]),
+    st.tuples(st.integers(0, 3), st.sampled_from(["NAT", "DR"])), max_size=6)
+_pools = st.dictionaries(st.sampled_from([80, 81, 82]), st.tuples(
+    st.sampled_from(["rr", "wlc"]), _dests), max_size=3)
+
+
+def _mk(spec: dict[int, tuple[str, dict[str, tuple[int, str]]]]) -> Pool:
+    p = Pool()
+    for port, (sched, ds) in spec.items():
+        p.add(Service(ServiceKey(4, "TCP", VIP, port), sched),
+              [Dest(a, 80, w, meth) for a, (w, meth) in ds.items()])
+    return p
+
+
+@settings(max_examples=200, deadline=None)
+@given(_pools, _pools)
+def test_applying_the_diff_gives_the_wanted_pool(a: dict, b: dict) -> None:  # type: ignore[type-arg]
+    have, want = _mk(a), _mk(b)
+    p = have.copy()
+    p.apply(diff(have, want))
+    assert p == want
+    assert diff(p, want) == []
+
+
+def test_netmask_prefix() -> None:
+    assert netmask_prefix("255.255.0.0", 4) == 16
+    assert netmask_prefix("/48", 6) == 48
+    assert netmask_prefix(None, 6) == 128
+
+
+# --------------------------------------------------------------------------- manager
+
+
+def cfg(text: str) -> m.Config:
+    res = load_text(text)
+    assert not res.errors, res.errors
+    return res.config
+
+
+BASE = f"""
+virtual_server {VIP} 80 {{
+  protocol TCP
+  lvs_sched rr
+  quorum 2
+  sorry_server 10.9.0.9 80
+  real_server 10.1.0.1 80 {{ TCP_CHECK {{ }} }}
+  real_server 10.1.0.2 80 {{ TCP_CHECK {{ }} }}
+}}
+"""
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def addrs(backend: MemoryBackend, key: ServiceKey = SVC) -> dict[str, int]:
+    return {a: d.weight for (a, _), d in backend.pool.dests.get(key, {}).items()}
+
+
+def test_manager_start_event_stop() -> None:
+    async def body() -> None:
+        config = cfg(BASE)
+        b = MemoryBackend()
+        mgr = PoolManager(config, b, run_scripts=False)
+        n = await mgr.start()
+        assert n == 3 and addrs(b) == {"10.1.0.1": 1, "10.1.0.2": 1}
+        vs = config.virtual_servers[0].key
+        mgr.on_event(ServerEvent(vs, ("10.1.0.1", 80), DOWN, 1, "x", 1.0))
+        await mgr.wait_idle()
+        # 1 < quorum 2: the sorry server replaces the pool.
+        assert addrs(b) == {"10.9.0.9": 1}
+        mgr.on_event(ServerEvent(vs, ("10.1.0.1", 80), UP, 1, "", 2.0))
+        await mgr.wait_idle()
+        assert addrs(b) == {"10.1.0.1": 1, "10.1.0.2": 1}
+        assert mgr.applied == b.pool
+        await mgr.stop()
+        assert b.pool.services == {}
+
+    run(body())
+
+
+def test_manager_adopts_the_kernel_and_leaves_foreign_services() -> None:
+    async def body() -> None:
+        config = cfg(BASE)
+        foreign = svc(ServiceKey(4, "TCP", "10.8.8.8", 80))
+        # The kernel already holds our service, right, plus one stray destination,
+        # and a service someone else made.
+        pre = pool((svc(SVC, "rr"), [Dest("10.1.0.1", 80), Dest("10.1.0.2", 80),
+                                     Dest("10.7.7.7", 80)]), (foreign, [Dest("1.1.1.1", 80)]))
+        b = MemoryBackend(pre)
+        mgr = PoolManager(config, b, run_scripts=False)
+        await mgr.start()
+        assert [(c.op, c.dest.address if c.dest else None) for c in b.log] == [
+            (DEL_DEST, "10.7.7.7")]
+        assert foreign.key in b.pool.services
+        await mgr.stop()
+        assert set(b.pool.services) == {foreign.key}
+
+    run(body())
+
+
+def test_manager_flush_and_keep_on_stop_and_timeouts() -> None:
+    async def body() -> None:
+        config = cfg("global_defs { lvs_flush }\n" + BASE)
+        foreign = svc(ServiceKey(4, "TCP", "10.8.8.8", 80))
+        b = MemoryBackend(pool((foreign, [])))
+        mgr = PoolManager(config, b, keep=True, run_scripts=False,
+                          timeouts=Timeouts(900, 120, 300))
+        await mgr.start()
+        assert foreign.key not in b.pool.services  # lvs_flush empties the table
+        assert b.timeouts == Timeouts(900, 120, 300)
+        await mgr.stop()
+        assert SVC in b.pool.services  # keep (--dont-release-ipvs)
+
+    run(body())
+
+
+def test_manager_reload_touches_only_what_changed() -> None:
+    async def body() -> None:
+        b = MemoryBackend()
+        config = cfg(BASE)
+        mgr = PoolManager(config, b, run_scripts=False)
+        await mgr.start()
+        b.log.clear()
+        n = await mgr.reload(cfg(BASE.replace("real_server 10.1.0.2 80 {",
+                                              "real_server 10.1.0.2 80 { weight 4\n")))
+        assert n == 1 and [str(c) for c in b.log] == [
+            f"edit-dest [{VIP}]:tcp:80 -> 10.1.0.2:80 w4"]
+        b.log.clear()
+        assert await mgr.reload(cfg(BASE.replace("real_server 10.1.0.2 80 {",
+                                                 "real_server 10.1.0.2 80 { weight 4\n"))) == 0
+        # A virtual server that goes away is removed with one change.
+        n = await mgr.reload(cfg(BASE.replace(f"{VIP} 80", f"{VIP} 81")))
+        ops = sorted(c.op for c in b.log)
+        assert ops == sorted([ADD_SERVICE, ADD_DEST, ADD_DEST, DEL_SERVICE])
+        await mgr.stop()
+
+    run(body())
+
+
+def test_manager_recovers_from_a_failed_change_by_reading_the_kernel() -> None:
+    async def body() -> None:
+        config = cfg(BASE)
+        b = MemoryBackend()
+        mgr = PoolManager(config, b, run_scripts=False)
+        await mgr.start()
+        # Someone deletes our service behind our back; the next event still works.
+        b.pool.services.pop(SVC)
+        b.pool.dests.pop(SVC)
+        vs = config.virtual_servers[0].key
+        mgr.on_event(ServerEvent(vs, ("10.1.0.1", 80), DOWN, 1, "x", 1.0))
+        await mgr.wait_idle()
+        assert mgr.errors == 1
+        assert addrs(b) == {"10.9.0.9": 1}
+        await mgr.stop()
+
+    run(body())
+
+
+def test_manager_writes_the_lvs_notify_fifo_and_runs_scripts(tmp_path: Path) -> None:
+    fifo = tmp_path / "lvs.fifo"
+    marker = tmp_path / "quorum-down"
+    text = BASE.replace("quorum 2", f'quorum 2\n  quorum_down "/bin/touch {marker}"')
+
+    async def body() -> list[bytes]:
+        config = cfg(f'global_defs {{ lvs_notify_fifo {fifo} }}\n' + text)
+        b = MemoryBackend()
+        mgr = PoolManager(config, b)
+        await mgr.start()
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            vs = config.virtual_servers[0].key
+            mgr.on_event(ServerEvent(vs, ("10.1.0.2", 80), DOWN, 1, "x", 1.0))
+            await mgr.wait_idle()
+            for _ in range(200):  # the script is reaped by the loop; bounded wait
+                if marker.exists():
+                    break
+                await asyncio.sleep(0.01)
+            data = os.read(reader, 4096)
+        finally:
+            os.close(reader)
+            await mgr.stop()
+        return data.splitlines()
+
+    got = run(body())
+    assert got == [f"RS [10.1.0.2]:tcp:80 [{VIP}]:tcp:80 DOWN".encode(),
+                   f"VS [{VIP}]:tcp:80 DOWN".encode()]
+    assert marker.exists()
+
+
+def test_make_backend_names() -> None:
+    assert make_backend("memory").name == "memory"
+    assert make_backend("ipvs").name == "ipvs"
+    try:
+        make_backend("bogus")
+    except ValueError as exc:
+        assert "ipvs, nft, memory" in str(exc)
+    else:
+        raise AssertionError("no error")

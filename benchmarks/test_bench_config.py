@@ -48,13 +48,13 @@ def make_big_config(n_vs: int = N_VS, n_rs: int = N_RS, *, bump: int | None = No
     return "\n".join(out) + "\n"
 
 
-def _best(fn: Any, rounds: int) -> tuple[float, Any]:
+def _best(fn: Any, rounds: int, clock: Any = time.perf_counter) -> tuple[float, Any]:
     best = float("inf")
     result = None
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0 = clock()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best, result
 
 
@@ -75,6 +75,9 @@ def test_bench_config_parse(big_files: tuple[Path, Path], figures: Any) -> None:
     t_lex, lex = _best(lambda: read_config(a), 2)
     t_load, res = _best(lambda: load_lines(lex.lines), 2)
     t_all, res = _best(lambda: load_file(str(a)), 2)
+    # CPU time too: on a shared 2-core machine the wall clock mostly measures neighbours
+    cpu_all, _ = _best(lambda: load_file(str(a)), 2, time.process_time)
+    cpu_lex, _ = _best(lambda: read_config(a), 2, time.process_time)
     assert res.ok, res.errors[:3]
     rs = sum(len(vs.real_servers) for vs in res.config.virtual_servers)
     figures.add(
@@ -85,6 +88,14 @@ def test_bench_config_parse(big_files: tuple[Path, Path], figures: Any) -> None:
         lexer_s=round(t_lex, 3),
         loader_s=round(t_load, 3),
         real_servers=rs,
+    )
+    figures.add(
+        "config: lexer + loader CPU time, 37k real servers",
+        cpu_all,
+        "s",
+        goal="<= 1.0 s",
+        lexer_cpu_s=round(cpu_lex, 3),
+        loader_cpu_s=round(cpu_all - cpu_lex, 3),
     )
     tracemalloc.start()
     load_file(str(a))
@@ -105,8 +116,15 @@ def test_bench_config_diff(big_files: tuple[Path, Path], figures: Any) -> None:
     a, b = big_files
     old, new = load(str(a)), load(str(b))
     t, plan = _best(lambda: diff(old, new), 3)
+    cpu, _ = _best(lambda: diff(old, new), 3, time.process_time)
     assert len(plan.virtual_servers.adopt) == 1
-    figures.add("config: reload diff, 37k real servers, one changed", t, "s", goal="<= 0.24 s")
+    figures.add(
+        "config: reload diff, 37k real servers, one changed",
+        t,
+        "s",
+        goal="<= 0.24 s",
+        cpu_s=round(cpu, 3),
+    )
 
 
 def test_bench_config_keepalived_anchor(big_files: tuple[Path, Path], figures: Any) -> None:

@@ -114,6 +114,18 @@ REPLACE_ON: dict[type, tuple[str, ...]] = {
 }
 
 
+def changed_fields(old: Any, new: Any) -> tuple[str, ...]:
+    """Names of the fields that differ between two objects of one model class.
+
+    >>> from hafast.config.model import RealServer
+    >>> changed_fields(RealServer("10.0.0.1", 80), RealServer("10.0.0.1", 80, weight=3))
+    ('weight',)
+    """
+    return tuple(
+        f.name for f in fields(old) if f.compare and getattr(old, f.name) != getattr(new, f.name)
+    )
+
+
 def _needs_replace(old: Any, new: Any) -> bool:
     for name in REPLACE_ON.get(type(old), ()):
         if getattr(old, name) != getattr(new, name):

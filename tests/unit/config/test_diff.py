@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hafast.config import model as m
-from hafast.config.diff import diff, diff_checkers
+from hafast.config.diff import changed_fields, diff, diff_checkers
 from hafast.config.loader import load_text
 
 BASE = """
@@ -165,3 +165,11 @@ def test_generated_farm_one_real_server_changed() -> None:
     ((rs_old, rs_new),) = rsp.adopt
     assert (rs_old.weight, rs_new.weight) == (1, 2)
     assert rs_old.checkers == rs_new.checkers
+
+
+def test_changed_fields_names_what_to_apply() -> None:
+    plan = diff(_cfg(BASE), _cfg(BASE.replace("lvs_sched rr", "lvs_sched wrr")))
+    ((old, new),) = plan.virtual_servers.adopt
+    assert changed_fields(old, new) == ("lvs_sched",)
+    moved = _cfg("\n" + BASE).vrrp_instances[0]
+    assert changed_fields(_cfg(BASE).vrrp_instances[0], moved) == ()  # where is not compared

@@ -91,6 +91,10 @@ class ProbeKind(abc.ABC):
     attempt was cancelled first).
     """
 
+    # Slots: a kind lives as long as its check, ten thousand of them per worker, and a
+    # __dict__ would be the biggest part of each (subclasses may still add one).
+    __slots__ = ("loop", "spec", "target")
+
     keyword: ClassVar[str]
     # True for kinds that read a state rather than probe (FILE_CHECK): no retries and
     # no alpha, the first reading is the truth (keepalived clears both for them).

@@ -33,6 +33,7 @@ HEADER_LEN = 12  # RFC 1035 §4.1.1
 FLAG_QR = 0x8000  # RFC 1035 §4.1.1: 1 = response
 FLAG_RD = 0x0100  # RFC 1035 §4.1.1: recursion desired
 RCODE_MASK = 0x000F
+_ids = random.SystemRandom()  # query ids an off-path host cannot predict (RFC 5452 §9.2)
 RCODES = {1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp", 5: "refused"}
 
 
@@ -71,19 +72,19 @@ def parse_reply(data: bytes, qid: int) -> tuple[bool, int] | None:
 
 @register
 class DnsKind(DatagramKind):
+    __slots__ = ("_qid",)
     keyword = "DNS_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any) -> None:
         super().__init__(spec, target, loop)
         if target.port is None:
             self.target = dataclasses.replace(target, port=53)  # RFC 1035 §4.2.1
-        self._rng = random.Random()
         self._qid = 0
         encode_name(spec.name)  # a bad name fails at build time, not per attempt
 
     def payload(self) -> bytes:
         # A fresh id per attempt so a late answer to the previous one is ignored.
-        self._qid = self._rng.getrandbits(16)
+        self._qid = _ids.getrandbits(16)
         return build_query(self._qid, self.spec.name, self.spec.type)
 
     def judge(self, data: bytes) -> ProbeResult | None:

@@ -100,11 +100,12 @@ class Engine:
 
     def _build(self, shard_index: int, shard_count: int) -> None:
         by_key: dict[tuple[object, ...], Any] = {}
-        for vs, rs in self._real_servers():
+        for vs_key, rs in self._real_servers():
             if shard_of(rs, shard_count) != shard_index:
                 continue
-            health = ServerHealth(vs.key, rs.key, rs.weight)
-            self.healths[(vs.key, rs.key)] = health
+            rs_key = rs.key
+            health = ServerHealth(vs_key, rs_key, rs.weight)
+            self.healths[(vs_key, rs_key)] = health
             for spec in rs.checkers:
                 cls = self.kinds.get(spec.kind)
                 if cls is None:
@@ -116,22 +117,20 @@ class Engine:
                 key = (rs.address, rs.port, spec, tuple(sorted(extras.items())))
                 check = by_key.get(key)
                 if check is not None:
-                    check.healths.append(health)
-                    health.attach(check.id, check.state.up)
+                    check.feed(health)
                     self.deduplicated += 1
                     continue
                 kind = cls(spec, target_for(rs, spec), self.loop, **extras)
-                name = f"{spec.kind} {rs.address}:{rs.port}"
-                check = self.runner.add(kind, [health], name)
-                by_key[key] = check
+                by_key[key] = self.runner.add(kind, [health])
         for where, keyword in self.skipped:
             log.warning("%s: %s has no checker in this build; its real server is not checked",
                         where, keyword)
 
-    def _real_servers(self) -> Iterator[tuple[m.VirtualServer, m.RealServer]]:
+    def _real_servers(self) -> Iterator[tuple[tuple[object, ...], m.RealServer]]:
         for vs in self.config.virtual_servers:
+            vs_key = vs.key  # a property making a new tuple: once per virtual server
             for rs in vs.real_servers:
-                yield vs, rs
+                yield vs_key, rs
 
     @property
     def checks(self) -> int:

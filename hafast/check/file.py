@@ -55,6 +55,7 @@ def judge(value: int, weight: int, reverse: bool, base_weight: int) -> ProbeResu
 
 @register
 class FileKind(ProbeKind):
+    __slots__ = ("base_weight", "path")
     keyword = "FILE_CHECK"
     immediate = True
 

@@ -163,6 +163,7 @@ class EchoPool:
 
 @register
 class PingKind(ProbeKind):
+    __slots__ = ("pool",)
     keyword = "PING_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any) -> None:

@@ -108,6 +108,7 @@ class Child:
 
 @register
 class MiscKind(ProbeKind):
+    __slots__ = ("children", "gid", "uid")
     keyword = "MISC_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any, *,

@@ -91,9 +91,11 @@ class ServerHealth:
 
     ``weight`` is the configured weight unless a dynamic checker (misc_dynamic,
     FILE_CHECK) reported another; with several, the lowest wins (the cautious one).
+    Memory matters here (one per real server): a count of failing checkers, not a
+    set, and the weights table only once a dynamic checker spoke.
     """
 
-    __slots__ = ("base_weight", "checks", "down", "real_server", "up", "virtual_server",
+    __slots__ = ("base_weight", "checks", "failing", "real_server", "up", "virtual_server",
                  "weight", "weights")
 
     def __init__(
@@ -104,32 +106,35 @@ class ServerHealth:
         self.real_server = real_server
         self.base_weight = base_weight
         self.checks = 0
-        self.down: set[int] = set()
-        self.weights: dict[int, int] = {}
+        self.failing = 0
+        self.weights: dict[object, int] | None = None
         self.up = True
         self.weight = base_weight
 
-    def attach(self, check_id: int, up: bool) -> None:
+    def attach(self, up: bool) -> None:
         """Count one more checker, in its initial state (alpha: down)."""
         self.checks += 1
         if not up:
-            self.down.add(check_id)
-        self.up = not self.down
+            self.failing += 1
+        self.up = not self.failing
 
     def apply(
-        self, check_id: int, up: bool, weight: int | None, reason: str, at: float
+        self, checker: object, was_up: bool, up: bool, weight: int | None, reason: str,
+        at: float,
     ) -> ServerEvent | None:
-        """Record checker ``check_id``'s state; return the event if the server changed."""
-        if up:
-            self.down.discard(check_id)
-        else:
-            self.down.add(check_id)
-        if weight is None:
-            self.weights.pop(check_id, None)
-        else:
-            self.weights[check_id] = weight
-        new_weight = min(self.weights.values()) if self.weights else self.base_weight
-        new_up = not self.down
+        """Record that ``checker`` went from ``was_up`` to ``up`` (and its dynamic
+        weight); return the event if the server as a whole changed."""
+        if was_up != up:
+            self.failing += -1 if up else 1
+        weights = self.weights
+        if weight is not None:
+            if weights is None:
+                weights = self.weights = {}
+            weights[checker] = weight
+        elif weights:
+            weights.pop(checker, None)
+        new_weight = min(weights.values()) if weights else self.base_weight
+        new_up = not self.failing
         state = None
         if new_up != self.up:
             state = UP if new_up else DOWN
@@ -190,28 +195,39 @@ class Check:
     """One scheduled checker: a kind, its state, the healths it feeds, one timer."""
 
     __slots__ = ("attempt", "delay_before_retry_us", "delay_loop_us", "handle", "healths",
-                 "id", "kind", "last_reason", "log_all", "name", "pending", "retry", "runner",
-                 "state", "timeout_s", "weight")
+                 "kind", "label", "last_reason", "log_all", "pending", "retry", "runner",
+                 "state", "weight")
 
-    def __init__(self, runner: Runner, check_id: int, kind: ProbeKind, name: str) -> None:
+    def __init__(self, runner: Runner, kind: ProbeKind, label: str | None = None) -> None:
         spec = kind.spec
         self.runner = runner
-        self.id = check_id
         self.kind = kind
-        self.name = name
+        self.label = label
         immediate = kind.immediate
         self.state = CheckState(up=immediate or not getattr(spec, "alpha", False))
         self.retry: int = 0 if immediate else getattr(spec, "retry", 1)
         self.delay_loop_us: int = getattr(spec, "delay_loop_us", 60 * US)
         self.delay_before_retry_us: int = getattr(spec, "delay_before_retry_us", US)
-        self.timeout_s = kind.deadline_us() / US
         self.log_all = runner.log_all_failures or getattr(spec, "log_all_failures", False)
-        self.healths: list[ServerHealth] = []
+        self.healths: tuple[ServerHealth, ...] = ()
         self.handle: Any = None
         self.attempt: Attempt = NO_ATTEMPT
         self.pending = False
         self.weight: int | None = None
         self.last_reason = ""
+
+    @property
+    def name(self) -> str:
+        """For logs: made when needed, not stored ten thousand times."""
+        if self.label is not None:
+            return self.label
+        t = self.kind.target
+        return f"{self.kind.keyword} {t.address}:{t.port}"
+
+    def feed(self, health: ServerHealth) -> None:
+        """Let this check's state count in ``health`` too."""
+        self.healths += (health,)
+        health.attach(self.state.up)
 
     # -- timer callbacks ----------------------------------------------------------
 
@@ -229,7 +245,7 @@ class Check:
         if self.pending:
             self.attempt = attempt
             loop = self.runner.loop
-            self.handle = loop.call_at(loop.time() + self.timeout_s, self.expire)
+            self.handle = loop.call_at(loop.time() + self.kind.deadline_us() / US, self.expire)
 
     def expire(self) -> None:
         """The deadline passed: cancel the attempt; the kind says what that means."""
@@ -298,12 +314,12 @@ class Runner:
         self.rate = rate_limit or RateLimit(clock=loop.time)
         self.running = False
 
-    def add(self, kind: ProbeKind, healths: Iterable[ServerHealth], name: str = "") -> Check:
+    def add(self, kind: ProbeKind, healths: Iterable[ServerHealth], name: str | None = None
+            ) -> Check:
         """Schedule ``kind``; its state feeds every health in ``healths``."""
-        check = Check(self, len(self.checks), kind, name or f"{kind.keyword} {kind.target}")
+        check = Check(self, kind, name)
         for h in healths:
-            check.healths.append(h)
-            h.attach(check.id, check.state.up)
+            check.feed(h)
         self.checks.append(check)
         if self.running:
             self._first(check)
@@ -339,6 +355,7 @@ class Runner:
             counters["fail:" + result.reason] += 1
             if check.log_all and state.up and self.rate.allow():
                 log.info("%s failed: %s %s", check.name, result.reason, result.detail)
+        was_up = state.up
         delay_us, transition = settle(
             state, result.ok, check.retry, check.delay_loop_us, check.delay_before_retry_us
         )
@@ -348,11 +365,12 @@ class Runner:
         if transition is not None or weight_changed:
             if result.ok:
                 check.weight = result.weight
-            self._transition(check, transition, result)
+            self._transition(check, was_up, transition, result)
         if self.running:
             check.arm(delay_us)
 
-    def _transition(self, check: Check, transition: bool | None, result: ProbeResult) -> None:
+    def _transition(self, check: Check, was_up: bool, transition: bool | None,
+                    result: ProbeResult) -> None:
         if transition is not None and self.rate.allow():
             if transition:
                 log.info("%s: success, checker UP", check.name)
@@ -362,6 +380,6 @@ class Runner:
                          result.reason, result.detail)
         at = self.loop.time()
         for h in check.healths:
-            event = h.apply(check.id, check.state.up, check.weight, check.last_reason, at)
+            event = h.apply(check, was_up, check.state.up, check.weight, check.last_reason, at)
             if event is not None and self.on_event is not None:
                 self.on_event(event)

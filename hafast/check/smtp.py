@@ -95,6 +95,7 @@ class SmtpDialogue(Connect):
 
 @register
 class SmtpKind(ProbeKind):
+    __slots__ = ("helo",)
     keyword = "SMTP_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any) -> None:

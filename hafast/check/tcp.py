@@ -141,6 +141,7 @@ class Connect:
 class TcpKind(ProbeKind):
     """TCP_CHECK: UP when the three-way handshake completes within connect_timeout."""
 
+    __slots__ = ()
     keyword = "TCP_CHECK"
 
     def start(self, done: Done) -> Attempt:

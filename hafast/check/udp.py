@@ -115,6 +115,8 @@ class Datagram:
 class DatagramKind(ProbeKind):
     """Common shell of UDP_CHECK and DNS_CHECK: one datagram out, replies judged."""
 
+    __slots__ = ()
+
     def payload(self) -> bytes:
         raise NotImplementedError
 
@@ -133,6 +135,7 @@ class DatagramKind(ProbeKind):
 
 @register
 class UdpKind(DatagramKind):
+    __slots__ = ("_pattern", "_payload", "_require")
     keyword = "UDP_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any) -> None:

@@ -55,18 +55,23 @@ def test_settle_retry_zero_goes_down_at_once() -> None:
 
 def test_server_health_needs_every_checker() -> None:
     h = ServerHealth(VS, RS, 3)
-    h.attach(0, True)
-    h.attach(1, True)
+    a, b = object(), object()
+    h.attach(True)
+    h.attach(True)
     assert h.up
-    ev = h.apply(0, False, None, "TCP_CHECK refused", 1.0)
+    ev = h.apply(a, True, False, None, "TCP_CHECK refused", 1.0)
     assert ev is not None and ev.state == DOWN and ev.reason == "TCP_CHECK refused"
-    assert h.apply(1, False, None, "MISC_CHECK exit", 2.0) is None  # already down
-    assert h.apply(0, True, None, "", 3.0) is None  # still one checker down
-    ev = h.apply(1, True, None, "", 4.0)
+    assert h.apply(b, True, False, None, "MISC_CHECK exit", 2.0) is None  # already down
+    assert h.apply(a, False, True, None, "", 3.0) is None  # still one checker down
+    ev = h.apply(b, False, True, None, "", 4.0)
     assert ev is not None and ev.state == UP and ev.weight == 3 and ev.reason == ""
-    ev = h.apply(1, True, 7, "", 5.0)
+    ev = h.apply(b, True, True, 7, "", 5.0)
     assert ev is not None and ev.state == WEIGHT and ev.weight == 7
-    assert h.apply(1, True, 7, "", 6.0) is None
+    assert h.apply(b, True, True, 7, "", 6.0) is None
+    ev = h.apply(a, True, True, 5, "", 7.0)
+    assert ev is not None and ev.weight == 5  # the lowest dynamic weight wins
+    ev = h.apply(a, True, True, None, "", 8.0)
+    assert ev is not None and ev.weight == 7
 
 
 def test_rate_limit_counts_suppressed_lines() -> None:

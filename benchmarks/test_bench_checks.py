@@ -1,0 +1,269 @@
+"""The check engine at scale: reported, never asserted.
+
+- TCP_CHECK checks/s and CPU per check with ``delay_loop 1`` over 4,096 real
+  servers of the farm, beside ``benchmarks/c/tcp_connect_loop.c`` (epoll, paced to
+  the rate the engine ran at, RST close like the engine);
+- PING_CHECK echoes/s and CPU per echo over the same 4,096, beside
+  ``benchmarks/c/icmp_loop.c`` (unpaced rounds: the machine's limit);
+- RSS per real server with 10,000 TCP_CHECKs armed, in a fresh interpreter;
+- failure-detection latency p50/p99 after a drop fault on 256 servers, with the
+  brief's timers (connect_timeout 0.3, retry 2, delay_before_retry 0.2, delay_loop 0.5).
+
+CPU is the loop thread's own (``time.thread_time``) against the C program's
+(``RUSAGE_CHILDREN``): both include the kernel work done in their context, and
+contention on the two shared cores hardly moves it.
+
+Run: ``.venv/bin/python -m pytest benchmarks/test_bench_checks.py -q``
+(needs root, nginx, nft, gcc; about a minute; HAFAST_BENCH_SECONDS shortens it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hafast.check.engine import Engine
+from hafast.check.events import ServerEvent
+from hafast.check.runner import CheckState, settle
+from hafast.check.worker import new_loop
+from hafast.config import model as m
+from hafast.lab import Farm
+from hafast.lab.netns import call_in, inside
+from tests.conftest import require, require_root, require_tool
+
+SECONDS = float(os.environ.get("HAFAST_BENCH_SECONDS", "5"))
+N = 4096
+C_DIR = Path(__file__).resolve().parent / "c"
+S = 1_000_000
+
+
+def _config(addresses: list[str], port: int | None, checker: m.Checker) -> m.Config:
+    rss = tuple(m.RealServer(a, port, checkers=(checker,)) for a in addresses)
+    return m.Config(virtual_servers=(m.VirtualServer("10.250.0.1", 80, real_servers=rss),))
+
+
+def _build(gcc: str, name: str, out: Path) -> Path:
+    exe = out / name
+    subprocess.run([gcc, "-O2", "-o", str(exe), str(C_DIR / f"{name}.c")], check=True,
+                   timeout=60)
+    return exe
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[Farm]:
+    require_root()
+    for tool in ("nginx", "nft", "nsenter"):
+        require_tool(tool)
+    lab = Farm(N, name=f"hbc{os.getpid()}", workers=2)
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    gcc = shutil.which("gcc")
+    require(gcc, "needs gcc to build benchmarks/c/*.c")
+    assert gcc is not None
+    out = tmp_path_factory.mktemp("checks_c")
+    return {n: _build(gcc, n, out) for n in ("tcp_connect_loop", "icmp_loop")}
+
+
+@pytest.fixture(scope="module")
+def targets_file(farm: Farm, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("checks_targets") / "targets"
+    p.write_text("\n".join(farm.addresses) + "\n")
+    return p
+
+
+def _run_engine(farm: Farm, cfg: m.Config, settle_s: float, seconds: float) -> dict[str, Any]:
+    """Run the engine in the director namespace; measure the window after ``settle_s``
+    (the warmup spread) for ``seconds``: attempts, outcomes and thread CPU."""
+    out: dict[str, Any] = {}
+
+    def body() -> None:
+        loop = new_loop()
+        try:
+            engine = Engine(cfg, loop, None)
+            marks: list[tuple[float, float, dict[str, int]]] = []
+
+            def mark() -> None:
+                marks.append((loop.time(), time.thread_time(), dict(engine.runner.counters)))
+
+            t0 = loop.time()
+            loop.call_at(t0 + settle_s, mark)
+            loop.call_at(t0 + settle_s + seconds, mark)
+            done = loop.create_future()
+            loop.call_at(t0 + settle_s + seconds + 0.01, done.set_result, None)
+            engine.start()
+            loop.run_until_complete(done)
+            engine.stop()
+            (ta, ca, a), (tb, cb, b) = marks
+            out.update(
+                elapsed=tb - ta,
+                cpu=cb - ca,
+                attempts=b.get("attempts", 0) - a.get("attempts", 0),
+                ok=b.get("ok", 0) - a.get("ok", 0),
+                failures={k: v - a.get(k, 0) for k, v in b.items() if k.startswith("fail:")},
+            )
+        finally:
+            loop.close()
+
+    call_in(farm.director_ns, body)
+    return out
+
+
+def _run_child(farm: Farm, argv: list[str]) -> tuple[dict[str, int], float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with inside(farm.director_ns):  # the child inherits the namespace
+        text = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}, cpu
+
+
+def test_tcp_check_rate_and_cpu(farm: Farm, programs: dict[str, Path], targets_file: Path,
+                                figures: Any, benchmark: Any) -> None:
+    spec = m.TcpCheck(connect_timeout_us=S, retry=1, delay_before_retry_us=S,
+                      delay_loop_us=S, warmup_us=None)
+    eng = _run_engine(farm, _config(farm.addresses, 80, spec), 1.2, SECONDS)
+    rate = eng["attempts"] / eng["elapsed"]
+    c, c_cpu = _run_child(farm, [str(programs["tcp_connect_loop"]), str(targets_file), "80",
+                                 f"{rate:.0f}", str(SECONDS)])
+    c_rate = (c["ok"] + c["failed"]) / (c["elapsed_ns"] / 1e9)
+    eng_us = eng["cpu"] / max(1, eng["attempts"]) * 1e6
+    c_us = c_cpu / max(1, c["ok"] + c["failed"]) * 1e6
+    figures.add("TCP_CHECK checks/s, 4096 rs, delay_loop 1: engine", rate, "check/s",
+                ok=eng["ok"], failures=eng["failures"], loadavg=os.getloadavg()[0])
+    figures.add("TCP_CHECK checks/s, 4096 rs: C epoll loop at that rate", c_rate, "check/s",
+                ok=c["ok"], failed=c["failed"], timeouts=c["timeouts"])
+    figures.add("TCP_CHECK CPU per check: engine", eng_us, "us")
+    figures.add("TCP_CHECK CPU per check: C epoll loop", c_us, "us")
+    figures.add("TCP_CHECK CPU per check engine / C", eng_us / max(c_us, 1e-9), "x")
+    state = CheckState(True)
+    benchmark(settle, state, True, 1, S, S)
+
+
+def test_ping_check_rate_and_cpu(farm: Farm, programs: dict[str, Path], targets_file: Path,
+                                 figures: Any, benchmark: Any) -> None:
+    spec = m.PingCheck(connect_timeout_us=S, retry=1, delay_before_retry_us=S,
+                       delay_loop_us=S, warmup_us=None)
+    eng = _run_engine(farm, _config(farm.addresses, None, spec), 1.2, SECONDS)
+    rate = eng["ok"] / eng["elapsed"]
+    c, c_cpu = _run_child(farm, [str(programs["icmp_loop"]), str(targets_file),
+                                 str(SECONDS)])
+    c_rate = c["received"] / (c["elapsed_ns"] / 1e9)
+    eng_us = eng["cpu"] / max(1, eng["ok"]) * 1e6
+    c_us = c_cpu / max(1, c["received"]) * 1e6
+    figures.add("PING_CHECK echoes/s, 4096 rs, delay_loop 1: engine", rate, "echo/s",
+                attempts=eng["attempts"], failures=eng["failures"])
+    figures.add("PING_CHECK: icmp_loop.c unpaced (machine limit)", c_rate, "echo/s")
+    figures.add("PING_CHECK CPU per echo: engine", eng_us, "us")
+    figures.add("PING_CHECK CPU per echo: icmp_loop.c", c_us, "us")
+    figures.add("PING_CHECK CPU per echo engine / C", eng_us / max(c_us, 1e-9), "x")
+    state = CheckState(False)
+    benchmark(settle, state, False, 1, S, S)
+
+
+RSS_SCRIPT = r"""
+import gc, json, sys
+from hafast.check.engine import Engine
+from hafast.check.worker import new_loop
+from hafast.config import model as m
+
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+n = int(sys.argv[1])
+spec = m.TcpCheck(delay_loop_us=60_000_000, warmup_us=60_000_000)
+rss_list = tuple(m.RealServer(f"10.{100 + i // 65536}.{i // 256 % 256}.{i % 256}", 80,
+                              checkers=(spec,)) for i in range(n))
+cfg = m.Config(virtual_servers=(m.VirtualServer("10.250.0.1", 80, real_servers=rss_list),))
+loop = new_loop()
+gc.collect()
+before = rss()
+engine = Engine(cfg, loop, None)
+engine.start()  # every check's first timer armed
+gc.collect()
+after = rss()
+print(json.dumps({"before": before, "after": after, "checks": engine.checks}))
+engine.stop()
+"""
+
+
+def test_rss_per_real_server(figures: Any, benchmark: Any) -> None:
+    n = 10_000
+    out = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(n)], capture_output=True,
+                         text=True, timeout=120, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    got = json.loads(out.stdout)
+    per = (got["after"] - got["before"]) / n
+    figures.add("RSS per real server, 10,000 TCP_CHECKs armed", per / 1024, "KiB",
+                goal="<= 2 KiB", checks=got["checks"])
+    benchmark(lambda: None)
+
+
+def test_failure_detection_latency(farm: Farm, figures: Any, benchmark: Any) -> None:
+    addrs = farm.addresses[:1024]
+    victims = addrs[::4]  # 256
+    spec = m.TcpCheck(connect_timeout_us=300_000, retry=2, delay_before_retry_us=200_000,
+                      delay_loop_us=500_000, warmup_us=None)
+    cfg = _config(addrs, 80, spec)
+    downs: dict[str, float] = {}
+    fault_at: list[float] = []
+
+    def body() -> None:
+        loop = new_loop()
+        try:
+            def on_event(e: ServerEvent) -> None:
+                if e.state == "DOWN":
+                    downs.setdefault(e.real_server[0], loop.time())
+
+            engine = Engine(cfg, loop, on_event)
+
+            def fault() -> None:
+                farm.faults.apply(victims, "drop")
+                fault_at.append(loop.time())
+
+            t0 = loop.time()
+            loop.call_at(t0 + 1.5, fault)
+            done = loop.create_future()
+            loop.call_at(t0 + 1.5 + 1.3 + 0.5 + 1.5, done.set_result, None)
+            engine.start()
+            loop.run_until_complete(done)
+            engine.stop()
+        finally:
+            loop.close()
+
+    try:
+        call_in(farm.director_ns, body)
+    finally:
+        farm.faults.recover()
+    lat = sorted(downs[a] - fault_at[0] for a in victims if a in downs)
+    missed = len(victims) - len(lat)
+    if lat:
+        p50 = statistics.median(lat)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        figures.add("failure detection p50 (drop, ct 0.3 retry 2 dbr 0.2 dl 0.5)", p50, "s",
+                    floor=1.3, missed=missed, false_downs=len(downs) - len(lat))
+        figures.add("failure detection p99 (drop, ct 0.3 retry 2 dbr 0.2 dl 0.5)", p99, "s",
+                    bound=1.3 + 0.5)
+    benchmark(lambda: None)

@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import ssl
 import struct
@@ -45,6 +46,7 @@ from hafast.check.http_parse import (
     ResponseParser,
     build_request,
     check_reply,
+    compile_regex,
 )
 from hafast.config.model import HttpGetCheck, SslContext, Url
 
@@ -58,6 +60,9 @@ __all__ = [
 ]
 
 READ_SIZE = 256 * 1024  # as uvloop's read buffer: a 1 MiB body in 4 reads
+# A url with a regex keeps this much of its body to search (keepalived matches
+# streaming over the whole body; a health page is far smaller).
+REGEX_KEEP = 1024 * 1024
 SO_MARK = getattr(socket, "SO_MARK", 36)  # <asm-generic/socket.h>
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _LINGER_RST = struct.pack("ii", 1, 0)
@@ -465,7 +470,12 @@ class _Attempt:
     def next(self) -> None:
         kind = self.kind
         url = kind.urls[self.index]
-        parser = ResponseParser(digest=url.digest is not None, body_cap=kind.body_cap)
+        if isinstance(kind.regexes[self.index], str):
+            self.exchange = None
+            self.done(ProbeResult(False, "config", f"{url.path}: {kind.regexes[self.index]}"))
+            return
+        keep = REGEX_KEEP if url.regex is not None else 0
+        parser = ResponseParser(digest=url.digest is not None, body_cap=kind.body_cap, keep=keep)
         self.exchange = Exchange(
             kind.loop, kind.target, kind.requests[self.index], parser, self.finished,
             tls_context=kind.tls_context, sni=kind.sni[self.index], session=kind.session,
@@ -482,7 +492,13 @@ class _Attempt:
         url = kind.urls[self.index]
         if not reason:
             ranges = url.status_code or DEFAULT_STATUS
-            reason, detail = check_reply(exchange.parser, ranges, url.digest)
+            regex = kind.regexes[self.index]
+            pattern = regex if isinstance(regex, re.Pattern) else None
+            reason, detail = check_reply(
+                exchange.parser, ranges, url.digest, pattern,
+                regex_no_match=url.regex_no_match, regex_min_offset=url.regex_min_offset,
+                regex_max_offset=url.regex_max_offset,
+            )
         if reason:
             self.exchange = None
             self.done(ProbeResult(False, reason, f"{url.path}: {detail}"))
@@ -532,7 +548,15 @@ class HttpGetKind(ProbeKind):
         port = target.port or self.default_port
         self.requests: list[bytes] = []
         self.sni: list[str | None] = []
+        # per url: the compiled regex, None, or the error text of a bad pattern
+        self.regexes: list[re.Pattern[bytes] | str | None] = []
         for url in self.urls:
+            try:
+                self.regexes.append(
+                    compile_regex(url.regex, url.regex_options) if url.regex else None
+                )
+            except re.error as exc:
+                self.regexes.append(f"bad regex {url.regex!r}: {exc}")
             vhost = url.virtualhost or spec.virtualhost
             request = build_request(url.path, target.address, port, spec.http_protocol, vhost)
             self.requests.append(request)

@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from hafast._core.md5stream import DEFAULT_CAP, MD5Stream, md5_hex
@@ -47,6 +48,7 @@ __all__ = [
     "ResponseParser",
     "build_request",
     "check_reply",
+    "compile_regex",
     "md5_hex",
     "parse_content_length",
     "parse_status",
@@ -200,6 +202,7 @@ class ResponseParser:
 
     __slots__ = (
         "_head",
+        "_kept",
         "_md5",
         "body_cap",
         "body_size",
@@ -208,15 +211,23 @@ class ResponseParser:
         "hashed",
         "header",
         "header_cap",
+        "keep",
         "on_body",
         "on_header",
         "status",
     )
 
     def __init__(
-        self, *, digest: bool = True, body_cap: int = DEFAULT_CAP, header_cap: int = MAX_HEADER
+        self,
+        *,
+        digest: bool = True,
+        body_cap: int = DEFAULT_CAP,
+        header_cap: int = MAX_HEADER,
+        keep: int = 0,
     ) -> None:
         self._head = b""
+        self._kept = bytearray()
+        self.keep = keep  # body bytes kept for a url's regex (nothing else keeps any)
         self._md5 = MD5Stream(body_cap) if digest else None
         self.body_cap = body_cap
         self.header_cap = header_cap
@@ -274,6 +285,8 @@ class ResponseParser:
             # A never-ending body: stop before it costs more memory or CPU.
             self.error = "body-too-large"
             return False
+        if self.keep and len(self._kept) < self.keep:
+            self._kept += data[: self.keep - len(self._kept)]
         md5 = self._md5
         if md5 is None:
             return True
@@ -292,6 +305,11 @@ class ResponseParser:
                 self.on_body(bytes(piece))
         return True
 
+    @property
+    def kept(self) -> bytes:
+        """The first ``keep`` bytes of the body."""
+        return bytes(self._kept)
+
     def hexdigest(self) -> str:
         """MD5 of the hashed body (32 lower-case hex digits), as genhash prints it."""
         if self._md5 is None:
@@ -304,13 +322,54 @@ class ResponseParser:
         return self._md5.digest()
 
 
+# regex_options (PCRE2 names) that Python's re can honour; the others are ignored.
+REGEX_FLAGS: dict[str, int] = {
+    "caseless": re.IGNORECASE,
+    "multiline": re.MULTILINE,
+    "dotall": re.DOTALL,
+    "extended": re.VERBOSE,
+}
+
+
+def compile_regex(pattern: str, options: Sequence[str] = ()) -> re.Pattern[bytes]:
+    """A url's ``regex`` with its ``regex_options``, matched against body bytes.
+
+    Python's ``re`` stands in for PCRE2: the same for the patterns health checks
+    use (literals, classes, anchors, alternation).  Raises ``re.error``.
+
+    >>> bool(compile_regex("ok|ready", ["caseless"]).search(b"READY\\n"))
+    True
+    """
+    flags = 0
+    for name in options:
+        flags |= REGEX_FLAGS.get(name, 0)
+    return re.compile(pattern.encode("utf-8", "surrogateescape"), flags)
+
+
+def regex_found(
+    body: bytes, regex: re.Pattern[bytes], min_offset: int = 0, max_offset: int = 0
+) -> bool:
+    """True when a match starts at or after ``min_offset`` and, when
+    ``max_offset`` is set, at or before it (keepalived's regex_*_offset)."""
+    m = regex.search(body, min_offset)
+    return m is not None and (not max_offset or m.start() <= max_offset)
+
+
 def check_reply(
-    parser: ResponseParser, status_code: Sequence[tuple[int, int]], digest: str | None
+    parser: ResponseParser,
+    status_code: Sequence[tuple[int, int]],
+    digest: str | None,
+    regex: re.Pattern[bytes] | None = None,
+    *,
+    regex_no_match: bool = False,
+    regex_min_offset: int = 0,
+    regex_max_offset: int = 0,
 ) -> tuple[str, str]:
     """keepalived's verdict on a finished reply: ``("", "")`` when it passes, else
     ``(reason, detail)`` with a stable reason name.
 
-    Order as ``http_handle_response``: no data, then status, then digest.
+    Order as ``http_handle_response``: no data, then status, then digest, then the
+    regex (which must match, or must not with ``regex_no_match``).
 
     >>> p = ResponseParser(); _ = p.feed(b"HTTP/1.0 500 Oops\\r\\n\\r\\n")
     >>> check_reply(p, DEFAULT_STATUS, None)
@@ -326,4 +385,8 @@ def check_reply(
         got = parser.hexdigest()
         if got != digest.lower():
             return "digest", f"MD5 digest {got} != {digest.lower()}"
+    if regex is not None:
+        found = regex_found(parser.kept, regex, regex_min_offset, regex_max_offset)
+        if found == regex_no_match:
+            return "regex", f"regex {regex.pattern!r} {'matched' if found else 'not found'}"
     return "", ""

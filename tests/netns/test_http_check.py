@@ -491,3 +491,19 @@ def test_cancel_mid_flight_releases_the_socket(clean: Lab) -> None:
     assert during == before + 3
     assert after == before
     assert calls == []
+
+
+def test_url_regex(lab: Lab) -> None:
+    a = lab.farm.addresses[9]
+    probes = run_probes(lab, [
+        http(a, Url("/", regex=r"^rs 10\.201\.")),
+        http(a, Url("/", regex="RS", regex_options=("caseless",))),
+        http(a, Url("/", regex="down", regex_no_match=True)),
+        http(a, Url("/", regex="rs", regex_no_match=True)),
+        http(a, Url("/", regex="RS")),
+        http(a, Url("/", regex="(unclosed")),
+    ])
+    got = [(p.result.ok, p.result.reason) for p in probes]
+    assert got == [(True, ""), (True, ""), (True, ""), (False, "regex"), (False, "regex"),
+                   (False, "config")]
+    assert all(p.calls == 1 for p in probes)

@@ -273,3 +273,29 @@ def test_header_helpers_never_raise(raw: bytes) -> None:
     assert 0 <= code <= 999
     length = parse_content_length(raw)
     assert length is None or 0 <= length < 1 << 64
+
+
+# -- regex (PCRE2 stood in for by Python's re) -------------------------------------------
+
+
+def test_regex_match_no_match_and_offsets() -> None:
+    from hafast.check.http_parse import compile_regex
+
+    p = run(b"HTTP/1.0 200 OK\r\n\r\n0123 status: READY", keep=1024)
+    assert p.kept == b"0123 status: READY"
+    ready = compile_regex("ready", ["caseless"])
+    assert check_reply(p, DEFAULT_STATUS, None, ready) == ("", "")
+    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_no_match=True)[0] == "regex"
+    assert check_reply(p, DEFAULT_STATUS, None, compile_regex("ready"))[0] == "regex"
+    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_min_offset=14)[0] == "regex"
+    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_min_offset=13) == ("", "")
+    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_max_offset=12)[0] == "regex"
+    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_max_offset=13) == ("", "")
+
+
+def test_regex_sees_only_what_is_kept() -> None:
+    from hafast.check.http_parse import compile_regex
+
+    p = run(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 100 + b"NEEDLE", [30, 50, 7], keep=100)
+    assert len(p.kept) == 100 and p.body_size == 106
+    assert check_reply(p, DEFAULT_STATUS, None, compile_regex("NEEDLE"))[0] == "regex"

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import logging
 import zlib
 from collections.abc import Callable, Iterator
@@ -57,8 +58,19 @@ def target_for(rs: m.RealServer, spec: m.Checker) -> Target:
     )
 
 
+def _load_optional_kinds() -> None:
+    """HTTP_GET/SSL_GET live in their own module (another seam owner); register them
+    when that module imports, and say why not when it does not."""
+    try:
+        importlib.import_module("hafast.check.http")
+    except Exception as exc:  # a broken optional kind must not stop the others
+        log.warning("HTTP_GET/SSL_GET unavailable: %s", exc)
+
+
 def _extras(config: m.Config, rs: m.RealServer, spec: m.Checker) -> dict[str, Any]:
     """Keyword arguments some kinds need beyond (spec, target, loop): a table, per kind."""
+    if isinstance(spec, m.HttpGetCheck):  # SSL_GET too: the top-level SSL {} block
+        return {"ssl_conf": config.ssl}
     if isinstance(spec, m.FileCheck):
         files = {t.name: t.file for t in config.track_files}
         return {"path": files.get(spec.track_file, ""), "base_weight": rs.weight}
@@ -92,6 +104,8 @@ class Engine:
         )
         if runner is not None and on_event is not None:
             runner.on_event = on_event
+        if kinds is None:
+            _load_optional_kinds()
         self.kinds = REGISTRY if kinds is None else kinds
         self.healths: dict[tuple[tuple[object, ...], tuple[str, int | None]], ServerHealth] = {}
         self.skipped: list[tuple[str, str]] = []

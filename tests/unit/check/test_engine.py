@@ -182,3 +182,12 @@ virtual_server 10.0.0.1 80 {{
     eng = Engine(config(text), loop, None, runner=Runner(loop, None, rng=random.Random(1)))
     kind: Any = eng.runner.checks[0].kind
     assert kind.path == str(path) and kind.base_weight == 4
+
+
+def test_http_kinds_come_from_their_module() -> None:
+    text = CONFIG.replace('MISC_CHECK {\n      misc_path "/bin/true"\n    }',
+                          "HTTP_GET {\n      url {\n        path /\n      }\n    }")
+    loop = FakeLoop()
+    eng = Engine(config(text), loop, None, runner=Runner(loop, None, rng=random.Random(1)))
+    assert not eng.skipped
+    assert "HTTP_GET" in {c.kind.keyword for c in eng.runner.checks}

@@ -303,6 +303,8 @@ class _Loader:
                     value = self.convert(kw, node)
             except BadValue as exc:
                 self.error(exc.token, f"{exc.message} (expected: {kw.shape()})")
+                if kw.field is not None:
+                    pos.setdefault(kw.field, kt)  # given, though wrong: no "missing" error
                 continue
             fname = kw.field
             if fname is None:
@@ -500,7 +502,7 @@ class _Loader:
     ) -> m.VrrpInstance:
         f = _tuples(p.fields)
         pos = p.pos
-        if "virtual_router_id" not in f:
+        if "virtual_router_id" not in pos:
             self.error(
                 p.kw,
                 f"vrrp_instance '{name}': the virtual router id must be set "

@@ -1,0 +1,241 @@
+"""The pool on nftables, for kernels without IPVS (the same model, another data path).
+
+One table of hafast's own (``inet hafast_lvs`` by default):
+
+- ``prerouting`` (nat, dstnat) dispatches through three verdict maps: ``svc4`` and
+  ``svc6`` keyed by ``daddr . l4proto . dport``, ``svcmark`` by the packet mark;
+- each service is a chain holding ONE rule: DNAT to a destination picked from an
+  anonymous map, where each destination owns ``weight`` consecutive slots of
+  ``0 .. sum(weights) - 1``.  A change to a service rewrites its chain in one
+  atomic transaction; adding or removing a service is one map element and a chain.
+
+Schedulers map onto what nftables can pick with:
+
+==================  =============================================================
+rr, wrr             ``numgen inc mod W``: weighted round robin, deterministic
+sh, dh, mh          ``jhash ip saddr mod W``: the same client sticks to a server
+anything else       ``numgen random mod W`` (nftables has no connection counts:
+                    lc/wlc/sed/nq/... become weighted random)
+==================  =============================================================
+
+Limits, said plainly: only NAT forwarding (DR/TUN are IPVS-only; such destinations
+are DNAT-ed too), no persistence, no thresholds, no lvs_timeouts (conntrack's own
+apply).  Weight 0 drains as in IPVS: no new connections, established ones keep
+their conntrack entry.
+
+The table is hafast's alone: :meth:`NftBackend.open` recreates it, so a restart
+starts from a clean table (live connections keep their NAT in conntrack).
+Scripts run through libnftables (ctypes) in the calling thread, so in that
+thread's network namespace.
+
+Example::
+
+    b = NftBackend()
+    await b.open()
+    await b.apply(diff(await b.dump(), desired))
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from hafast.lvs.backend import (
+    ADD_DEST,
+    ADD_SERVICE,
+    DEL_DEST,
+    DEL_SERVICE,
+    Change,
+    Dest,
+    Pool,
+    Service,
+    ServiceKey,
+    Timeouts,
+)
+from hafast.net.nftables import Nft
+
+TABLE = "hafast_lvs"
+# Scheduler -> the nft expression that picks a slot.  Tables over branching.
+PICKERS: dict[str, str] = {
+    "rr": "numgen inc mod {W}",
+    "wrr": "numgen inc mod {W}",
+    "sh": "jhash {fam} saddr mod {W}",
+    "dh": "jhash {fam} daddr mod {W}",
+    "mh": "jhash {fam} saddr mod {W}",
+}
+DEFAULT_PICKER = "numgen random mod {W}"
+
+
+def chain_name(key: ServiceKey) -> str:
+    """A chain name from the service key (nft names: letters, digits, ``_``).
+
+    >>> chain_name(ServiceKey(4, "TCP", "10.0.0.1", 80))
+    's4_tcp_10_0_0_1_80'
+    """
+    if key.fwmark:
+        return f"m{key.family}_{key.fwmark}"
+    addr = re.sub(r"[^0-9A-Za-z]", "_", key.address or "")
+    return f"s{key.family}_{key.protocol.lower()}_{addr}_{key.port}"
+
+
+def _addr(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _element(key: ServiceKey) -> tuple[str, str]:
+    """(map, element key) of a service in the dispatch maps."""
+    if key.fwmark:
+        return "svcmark", str(key.fwmark)
+    return ("svc6" if key.family == 6 else "svc4",
+            f"{key.address} . {key.protocol.lower()} . {key.port}")
+
+
+def service_rule(service: Service, dests: Sequence[Dest]) -> str | None:
+    """The one rule of a service's chain (None: nothing has weight, nothing to do).
+
+    >>> s = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "wrr")
+    >>> rule = service_rule(s, [Dest("10.1.0.2", 8080, 1), Dest("10.1.0.3", 8080, 2)])
+    >>> for part in rule.split(" map "): print(part)
+    meta l4proto tcp dnat ip to numgen inc mod 3
+    { 0 : 10.1.0.2 . 8080, 1-2 : 10.1.0.3 . 8080 }
+    """
+    key = service.key
+    fam = "ip6" if key.family == 6 else "ip"
+    live = [d for d in sorted(dests, key=lambda d: d.key) if d.weight > 0]
+    if not live:
+        return None
+    slots = []
+    first = 0
+    with_port = not key.fwmark or any(d.port for d in live)
+    for d in live:
+        last = first + d.weight - 1
+        span = str(first) if first == last else f"{first}-{last}"
+        target = f"{_addr(d.address)} . {d.port or key.port}" if with_port else _addr(d.address)
+        slots.append(f"{span} : {target}")
+        first = last + 1
+    picker = PICKERS.get(service.scheduler, DEFAULT_PICKER).format(W=first, fam=fam)
+    # nft: a port mapping is only valid after a transport protocol match.
+    if key.fwmark:
+        match = "meta l4proto { tcp, udp, sctp }" if with_port else \
+            f"meta nfproto ipv{key.family}"
+    else:
+        match = f"meta l4proto {key.protocol.lower()}"
+    return f"{match} dnat {fam} to {picker} map {{ {', '.join(slots)} }}"
+
+
+class NftBackend:
+    """The pool as nftables DNAT maps.  ``messages`` counts nft transactions."""
+
+    name = "nft"
+
+    def __init__(self, table: str = TABLE, *, nft: Nft | None = None) -> None:
+        self.table = table
+        self.nft = nft or Nft()
+        self.messages = 0
+        self.seconds = 0.0
+        self.pool = Pool()  # what the table holds (it is ours alone)
+        self.scripts: list[str] = []  # the last few transactions, for debugging
+
+    def _run(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        script = "\n".join(lines) + "\n"
+        t0 = time.perf_counter()
+        self.messages += 1
+        try:
+            self.nft.run(script)
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.scripts = [*self.scripts[-9:], script]
+
+    def skeleton(self) -> list[str]:
+        t = self.table
+        return [
+            f"table inet {t}",
+            f"delete table inet {t}",
+            f"table inet {t} {{",
+            "  map svc4 { type ipv4_addr . inet_proto . inet_service : verdict; }",
+            "  map svc6 { type ipv6_addr . inet_proto . inet_service : verdict; }",
+            "  map svcmark { type mark : verdict; }",
+            "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;",
+            "    ip daddr . meta l4proto . th dport vmap @svc4",
+            "    ip6 daddr . meta l4proto . th dport vmap @svc6",
+            "    meta mark vmap @svcmark",
+            "  }",
+            "}",
+        ]
+
+    async def open(self) -> None:
+        self._run(self.skeleton())
+        self.pool = Pool()
+
+    async def close(self) -> None:
+        """The table stays (keep) unless the manager removed every service."""
+
+    async def delete_table(self) -> None:
+        self._run([f"table inet {self.table}", f"delete table inet {self.table}"])
+        self.pool = Pool()
+
+    async def dump(self) -> Pool:
+        return self.pool.copy()
+
+    async def flush(self) -> None:
+        await self.open()
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        """lvs_timeouts are IPVS settings; conntrack's own timeouts apply here."""
+
+    def _lines_for(self, key: ServiceKey, after: Pool) -> list[str]:
+        t = self.table
+        chain = chain_name(key)
+        mapname, element = _element(key)
+        svc = after.services.get(key)
+        if svc is None:
+            if key not in self.pool.services:
+                return []
+            return [f"delete element inet {t} {mapname} {{ {element} }}",
+                    f"flush chain inet {t} {chain}", f"delete chain inet {t} {chain}"]
+        lines = []
+        if key not in self.pool.services:
+            lines += [f"add chain inet {t} {chain}",
+                      f"add element inet {t} {mapname} {{ {element} : jump {chain} }}"]
+        else:
+            lines.append(f"flush chain inet {t} {chain}")
+        rule = service_rule(svc, list(after.dests.get(key, {}).values()))
+        if rule is not None:
+            lines.append(f"add rule inet {t} {chain} {rule}")
+        return lines
+
+    async def apply(self, changes: Sequence[Change]) -> int:
+        """All ``changes`` in ONE nft transaction (each touched service rewritten)."""
+        if not changes:
+            return 0
+        after = self.pool.copy()
+        for c in changes:
+            if c.dest is not None:  # a destination implies its service
+                after.services.setdefault(c.service.key, c.service)
+        after.apply(changes)
+        touched = list(dict.fromkeys(c.service.key for c in changes))
+        lines: list[str] = []
+        for key in touched:
+            lines += self._lines_for(key, after)
+        self._run(lines)
+        self.pool = after
+        return len(changes)
+
+    async def ensure_service(self, service: Service) -> None:
+        await self.apply([Change(ADD_SERVICE, service)])
+
+    async def remove_service(self, service: Service) -> None:
+        await self.apply([Change(DEL_SERVICE, service)])
+
+    async def ensure_dest(self, service: Service, dest: Dest) -> None:
+        await self.apply([Change(ADD_DEST, service, dest)])
+
+    async def remove_dest(self, service: Service, dest: Dest) -> None:
+        await self.apply([Change(DEL_DEST, service, dest)])
+
+    def listing(self) -> str:
+        """``nft list table`` text, for tests and ``hafast status``."""
+        return self.nft.run(f"list table inet {self.table}")

@@ -1,0 +1,195 @@
+"""The IPVS backend against the real IPVS kernel, run INSIDE the IPVS VM.
+
+Every service shape keepalived can ask for (TCP/UDP/SCTP, fwmark, IPv4/IPv6, every
+scheduler this kernel has, sh/mh flags, persistence with granularity, NAT/DR/TUN,
+thresholds, lvs_timeouts) goes in through :class:`IpvsBackend` and reads back from
+the raw netlink attributes equal to the model; ipvsadm agrees; the backend is
+idempotent; the manager adopts what the kernel has and leaves foreign services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require, require_root, require_tool
+
+if os.environ.get("HAFAST_IN_VM") != "1":
+    pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
+                allow_module_level=True)
+
+from hafast.config.loader import load_text
+from hafast.lvs.backend import (
+    SCHEDULERS,
+    SVC_F_PERSISTENT,
+    SVC_F_SCHED1,
+    SVC_F_SCHED2,
+    BackendError,
+    Dest,
+    Pool,
+    Service,
+    ServiceKey,
+    Timeouts,
+    diff,
+)
+from hafast.lvs.ipvs import IpvsBackend
+from hafast.lvs.manager import PoolManager
+
+pytestmark = pytest.mark.ipvs
+
+# ip_vs_twos arrived in Linux 6.2; Debian 12's 6.1 kernel does not have it.
+MISSING_SCHEDULERS = {"twos"}
+
+
+def ipvsadm(*args: str) -> str:
+    return subprocess.run([require_tool("ipvsadm"), *args], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
+@pytest.fixture
+def backend() -> Iterator[IpvsBackend]:
+    require_root()
+    require(Path("/proc/net/ip_vs").exists(), "ip_vs is not loaded")
+    b = IpvsBackend()
+    asyncio.run(_open_flushed(b))
+    try:
+        yield b
+    finally:
+        asyncio.run(_flush_close(b))
+
+
+async def _open_flushed(b: IpvsBackend) -> None:
+    await b.open()
+    await b.flush()
+    await b.close()
+
+
+async def _flush_close(b: IpvsBackend) -> None:
+    await b.open()
+    await b.flush()
+    await b.close()
+
+
+def sample_pool() -> Pool:
+    p = Pool()
+    p.add(Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "sh",
+                  SVC_F_PERSISTENT | SVC_F_SCHED1 | SVC_F_SCHED2, 30, 24),
+          [Dest("10.1.0.2", 8080, 3, "NAT", 100, 10), Dest("10.1.0.3", 8080, 0, "NAT")])
+    p.add(Service(ServiceKey(6, "UDP", "fd00::1", 443), "mh", SVC_F_SCHED2),
+          [Dest("fd01::2", 443, 1, "TUN")])
+    p.add(Service(ServiceKey(4, "", None, 0, 7), "wrr"), [Dest("10.1.0.3", 0, 2, "DR")])
+    p.add(Service(ServiceKey(6, "", None, 0, 8), "rr"), [Dest("fd01::3", 0, 1, "DR")])
+    p.add(Service(ServiceKey(4, "SCTP", "10.0.0.2", 9), "rr"), [Dest("10.1.0.4", 9, 1, "NAT")])
+    p.add(Service(ServiceKey(6, "TCP", "fd00::2", 80), "rr", SVC_F_PERSISTENT, 60, 64),
+          [Dest("fd01::5", 80, 2, "DR")])
+    for i, sched in enumerate(s for s in SCHEDULERS if s not in MISSING_SCHEDULERS):
+        p.add(Service(ServiceKey(4, "TCP", "10.2.0.1", 1000 + i), sched),
+              [Dest("10.1.0.9", 80, 1, "NAT")])
+    return p
+
+
+def test_every_service_shape_reads_back_equal(backend: IpvsBackend) -> None:
+    want = sample_pool()
+
+    async def body() -> tuple[Pool, int, Pool]:
+        await backend.open()
+        try:
+            first = diff(await backend.dump(), want)
+            await backend.apply(first)
+            have = await backend.dump()
+            # Idempotent: replaying every change is harmless.
+            await backend.apply(first)
+            return have, len(first), await backend.dump()
+        finally:
+            await backend.close()
+
+    have, n, again = asyncio.run(body())
+    assert n == len(want.services) + sum(len(d) for d in want.dests.values())
+    assert have == want
+    assert again == want
+    text = ipvsadm("-Ln")
+    assert re.search(r"^TCP\s+10\.0\.0\.1:80 sh \(sh-fallback,sh-port\) persistent 30 "
+                     r"mask 255\.255\.255\.0", text, re.M), text
+    assert re.search(r"^FWM\s+7 wrr", text, re.M), text
+    assert re.search(r"->\s+10\.1\.0\.2:8080\s+Masq\s+3\s", text), text
+    assert re.search(r"->\s+\[fd01::2\]:443\s+Tunnel\s+1\s", text), text
+    thresholds = ipvsadm("-Ln", "--thresholds")
+    assert re.search(r"10\.1\.0\.2:8080\s+100\s+10", thresholds), thresholds
+
+
+def test_edits_deletes_and_missing_things_are_idempotent(backend: IpvsBackend) -> None:
+    svc = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "rr")
+
+    async def body() -> Pool:
+        await backend.open()
+        try:
+            await backend.ensure_service(svc)
+            await backend.ensure_service(svc)  # exists: an edit
+            await backend.ensure_service(Service(svc.key, "wlc"))
+            await backend.ensure_dest(svc, Dest("10.1.0.2", 80, 1))
+            await backend.ensure_dest(svc, Dest("10.1.0.2", 80, 5))  # exists: an edit
+            await backend.remove_dest(svc, Dest("10.9.9.9", 80))  # never there
+            await backend.remove_service(Service(ServiceKey(4, "TCP", "10.99.0.1", 1)))
+            with pytest.raises(BackendError, match="ip_vs_twos"):
+                await backend.ensure_service(Service(ServiceKey(4, "TCP", "10.0.0.3", 1), "twos"))
+            return await backend.dump()
+        finally:
+            await backend.close()
+
+    got = asyncio.run(body())
+    assert got.services[svc.key].scheduler == "wlc"
+    assert got.dests[svc.key] == {("10.1.0.2", 80): Dest("10.1.0.2", 80, 5)}
+
+
+def test_lvs_timeouts_are_set(backend: IpvsBackend) -> None:
+    async def body() -> Timeouts:
+        await backend.open()
+        try:
+            await backend.set_timeouts(Timeouts(901, 121, 301))
+            return await backend.get_timeouts()
+        finally:
+            await backend.close()
+
+    assert asyncio.run(body()) == Timeouts(901, 121, 301)
+    assert "901 121 301" in ipvsadm("-Ln", "--timeout")
+
+
+CONFIG = """
+virtual_server 10.0.0.1 80 {
+  protocol TCP
+  lvs_sched rr
+  real_server 10.1.0.2 8080 { weight 2 }
+  real_server 10.1.0.3 8080 { weight 3 }
+}
+"""
+
+
+def test_manager_adopts_the_kernel_touches_one_entry_on_reload_and_releases(
+        backend: IpvsBackend) -> None:
+    # The kernel already has our service (right), a stray destination in it, and a
+    # service that is not ours (made with ipvsadm, as an admin would).
+    ipvsadm("-A", "-t", "10.0.0.1:80", "-s", "rr")
+    ipvsadm("-a", "-t", "10.0.0.1:80", "-r", "10.1.0.2:8080", "-m", "-w", "2")
+    ipvsadm("-a", "-t", "10.0.0.1:80", "-r", "10.1.0.7:8080", "-m", "-w", "1")
+    ipvsadm("-A", "-t", "10.8.8.8:80", "-s", "wlc")
+    config = load_text(CONFIG).config
+
+    async def body() -> tuple[int, int, int, int]:
+        mgr = PoolManager(config, IpvsBackend(), run_scripts=False)
+        adopted = await mgr.start()
+        same = await mgr.reload(config)
+        one = await mgr.reload(load_text(CONFIG.replace("weight 3", "weight 4")).config)
+        gone = await mgr.stop()
+        return adopted, same, one, gone
+
+    adopted, same, one, gone = asyncio.run(body())
+    assert adopted == 2  # add 10.1.0.3, delete the stray 10.1.0.7; 10.1.0.2 untouched
+    assert same == 0 and one == 1 and gone == 1
+    text = ipvsadm("-Ln")
+    assert "10.8.8.8:80" in text and "10.0.0.1:80" not in text  # only ours released

@@ -1,0 +1,178 @@
+"""The nftables pool backend on the host kernel, in namespaces, driven by the daemon's
+own code: check engine (TCP_CHECK) + :class:`PoolManager` + :class:`NftBackend` on
+one uvloop loop in a thread inside the farm's director namespace.
+
+    client netns --veth-- director netns (VIP, nft DNAT) --veth-- farm (nginx)
+
+The same story as the IPVS VM test: a failed server leaves, comes back; an
+inhibit_on_failure server fails and stays at weight 0 (drained); the quorum is lost
+and the sorry server takes all traffic; everything recovers; stop removes the
+service.  After each step the nft table equals the manager's model and the traffic
+through the VIP reaches only the servers with weight.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hafast.config.loader import load_text
+from hafast.lab import Farm
+from hafast.lab.farm import body_for, http_get
+from hafast.lab.netns import call_in, socket_in
+from hafast.lvs.manager import PoolManager, run_pool_worker
+from hafast.lvs.nft import NftBackend, chain_name
+from tests.conftest import require_root, require_tool
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+PFX = f"hnp{os.getpid()}"
+VIP = "10.250.0.1"
+CLIENT = "10.250.0.2"
+WAIT_S = 20.0
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"ip {' '.join(args)}: {proc.stderr.strip()}"
+
+
+@pytest.fixture
+def lab() -> Iterator[tuple[Farm, str]]:
+    require_root()
+    require_tool("nginx")
+    require_tool("nft")
+    farm = Farm(4, name=PFX, workers=1)
+    client = f"{PFX}-cl"
+    try:
+        farm.build()
+        d = farm.director_ns
+        _ip("netns", "add", client)
+        # Both ends inside namespaces this test made: nothing in the host namespace.
+        _ip("-n", client, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0",
+            "netns", d)
+        _ip("-n", client, "addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        _ip("-n", client, "link", "set", "eth0", "up")
+        _ip("-n", client, "link", "set", "lo", "up")
+        _ip("-n", client, "route", "add", "default", "via", VIP)
+        _ip("-n", d, "addr", "add", f"{VIP}/24", "dev", "cl0")
+        _ip("-n", d, "link", "set", "cl0", "up")
+        subprocess.run(["ip", "netns", "exec", d, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                       check=True, timeout=30)
+        # LVS-NAT: the servers answer the client through the director.
+        _ip("-n", farm.server_ns, "route", "add", "10.250.0.0/24", "via",
+            farm.directors[0].address)
+        yield farm, client
+    finally:
+        subprocess.run(["ip", "netns", "del", client], capture_output=True, timeout=30)
+        farm.close()
+
+
+def config_text(rs: list[str], sorry: str) -> str:
+    check = "TCP_CHECK { connect_timeout 0.3\n retry 0\n delay_loop 0.3\n warmup 0 }"
+    lines = [f"  real_server {a} 80 {{ {'inhibit_on_failure' if i == 2 else ''}\n"
+             f"    {check} }}" for i, a in enumerate(rs)]
+    return (f"virtual_server {VIP} 80 {{\n  protocol TCP\n  lvs_sched wrr\n  quorum 2\n"
+            f"  sorry_server {sorry} 80\n" + "\n".join(lines) + "\n}\n")
+
+
+def kernel_slots(farm: Farm, backend: NftBackend, key: object) -> dict[str, int]:
+    """From ``nft list``: each destination address and its number of slots (= weight)."""
+    text = call_in(farm.director_ns, backend.listing)
+    m = re.search(rf"chain {chain_name(key)} {{(.*?)}}\n", text, re.S)  # type: ignore[arg-type]
+    if not m:
+        return {}
+    out: dict[str, int] = {}
+    for span, addr in re.findall(r"(\d+(?:-\d+)?) : (\d+\.\d+\.\d+\.\d+) \. 80", m.group(1)):
+        lo, _, hi = span.partition("-")
+        out[addr] = int(hi or lo) - int(lo) + 1
+    return out
+
+
+def wait_for(farm: Farm, mgr: PoolManager, backend: NftBackend,
+             expect: dict[str, int]) -> None:
+    key = next(iter(mgr.policy.pool.services))
+    live = {a: w for a, w in expect.items() if w > 0}
+    deadline = time.monotonic() + WAIT_S
+    got: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        model = {a: d.weight for (a, _), d in mgr.policy.pool.dests[key].items()}
+        got = kernel_slots(farm, backend, key)
+        if model == expect and got == live and backend.pool == mgr.policy.pool:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nft {got} / model never became {expect}")
+
+
+def fetch(client: str, count: int) -> collections.Counter[str]:
+    owners = {body_for(a).decode(): a for a in (f"10.201.0.{i}" for i in range(1, 9))}
+    seen: collections.Counter[str] = collections.Counter()
+    for _ in range(count):
+        reply = http_get(VIP, sock=socket_in(client, socket.AF_INET, socket.SOCK_STREAM))
+        seen[owners.get(reply.body.decode(errors="replace"), f"error:{reply.error}")] += 1
+    return seen
+
+
+def test_nft_pool_follows_the_checks_and_traffic_follows_the_pool(
+        lab: tuple[Farm, str]) -> None:
+    farm, client = lab
+    rs, sorry = farm.addresses[:3], farm.addresses[3]
+    config = load_text(config_text(rs, sorry)).config
+    backend = NftBackend()
+    stop = threading.Event()
+    ready: list[PoolManager] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            call_in(farm.director_ns, run_pool_worker, config, backend, stop=stop,
+                    on_ready=lambda mgr, _eng: ready.append(mgr))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not ready and not errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not errors and ready, errors
+        mgr = ready[0]
+        all_in = {a: 1 for a in rs}
+        wait_for(farm, mgr, backend, all_in)
+        assert fetch(client, 6) == {a: 2 for a in rs}  # wrr: numgen inc, exact
+
+        farm.faults.apply([rs[0]], "reject")
+        wait_for(farm, mgr, backend, {rs[1]: 1, rs[2]: 1})
+        assert set(fetch(client, 4)) == {rs[1], rs[2]}
+        farm.faults.recover([rs[0]])
+        wait_for(farm, mgr, backend, all_in)
+
+        farm.faults.apply([rs[2]], "reject")  # inhibit_on_failure: weight 0, drained
+        wait_for(farm, mgr, backend, {rs[0]: 1, rs[1]: 1, rs[2]: 0})
+        assert set(fetch(client, 4)) == {rs[0], rs[1]}
+
+        farm.faults.apply([rs[1]], "reject")  # live 1 < quorum 2: sorry server
+        wait_for(farm, mgr, backend, {sorry: 1, rs[2]: 0})
+        assert fetch(client, 3) == {sorry: 3}
+
+        farm.faults.recover()
+        wait_for(farm, mgr, backend, all_in)
+        assert set(fetch(client, 6)) == set(rs)
+        lines = [getattr(a, "line", "") for a in mgr.actions]
+        assert lines.count(f"VS [{VIP}]:tcp:80 DOWN") == 1
+        assert lines.count(f"VS [{VIP}]:tcp:80 UP") == 1
+    finally:
+        stop.set()
+        thread.join(timeout=WAIT_S)
+    assert not errors, errors
+    assert backend.pool.services == {}
+    assert "s4_tcp" not in call_in(farm.director_ns, backend.listing)

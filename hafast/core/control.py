@@ -1,0 +1,101 @@
+"""The local control socket: one JSON request per connection, one JSON reply.
+
+The parent listens on a Unix stream socket (mode 0600, root only: the state of a
+load balancer is not for every local user).  A client writes one line,
+``{"cmd": "status"}`` (or ``reload``, ``data``, ``stats``, ``json``), and reads one
+JSON document back; the parent gathers each worker's part over its pipe, so the
+answer is the state *now*, not a file written at the last signal (keepalived PR #41
+asked for exactly this).
+
+Example::
+
+    server = ControlServer("/run/hafast.ctl", handler)   # handler(dict) -> dict
+    await server.start()
+    reply = query("/run/hafast.ctl", "status")            # from another process
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("hafast.control")
+
+MAX_REQUEST = 64 * 1024
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ControlServer:
+    """Serve ``handler`` on the Unix socket ``path`` (a stale socket is replaced)."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self.server: asyncio.AbstractServer | None = None
+        self.requests = 0
+
+    async def start(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+        old = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(self._serve, path=self.path)
+        finally:
+            os.umask(old)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests += 1
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5.0)
+            if len(line) > MAX_REQUEST:
+                raise ValueError("request too long")
+            request = json.loads(line or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("the request must be a JSON object")
+            reply = await self.handler(request)
+        except (TimeoutError, ValueError) as exc:
+            reply = {"error": str(exc)}
+        except Exception as exc:  # a bad request must never take the parent down
+            log.exception("control request failed")
+            reply = {"error": repr(exc)}
+        try:
+            writer.write(json.dumps(reply, default=str).encode() + b"\n")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+            self.server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def query(path: str, cmd: str = "status", timeout: float = 10.0, **extra: Any) -> dict[str, Any]:
+    """Ask the daemon listening on ``path``; raises OSError when nobody answers."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps({"cmd": cmd, **extra}).encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    reply: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
+    return reply

@@ -1,0 +1,1258 @@
+"""The parent process: starts and restarts the VRRP and check workers, heartbeats,
+signals, reload, and the pools.
+
+Processes (keepalived's shape, anchors §1.0)::
+
+    hafast (parent)            pool policy + pool backend, control socket, /metrics
+      +- hafast_vrrp           one uvloop loop: every vrrp_instance
+      +- hafast_healthcheckers one per core, the real servers sharded over them
+
+Where the pool lives: **in the parent**.  Check workers only publish real-server
+transitions (``ServerEvent``) over their pipe; the parent feeds them to
+:class:`~hafast.lvs.policy.PoolPolicy` and makes the backend (IPVS, nftables or
+memory) match.  A check worker that dies or hangs is restarted without touching the
+pool: the parent still holds the desired pool and the backend handle, and the new
+worker is *seeded* with the last known health of each of its real servers (not
+alpha), so its first events are real changes only.  The VRRP worker is seeded
+likewise: an instance that was MASTER resumes as MASTER at once (its VIPs are still
+on the interface; the restarted worker adopts them, so they are still released on
+SIGTERM), with no notify for a transition that did not happen.
+
+Parent and worker talk over a socketpair with length-prefixed pickles (both ends
+are this program).  Messages are ``(kind, payload)`` tuples:
+
+==========  ======================  ==============================================
+direction   kind                    payload
+==========  ======================  ==============================================
+down        init                    role, shard, shards, Config, seed, options
+down        ping / pong (up)        sequence number; the heartbeat (issue #2523)
+down        status / status (up)    request id / (request id, status dict)
+down        reload                  new Config, seed
+down        stop                    none (SIGTERM does the same)
+up          events                  list of ServerEvent
+up          vrrp                    {instance: (state word, priority)}
+==========  ======================  ==============================================
+
+Reload (SIGHUP): the new file is loaded and validated in the parent; with errors the
+running configuration stays and each error is logged with its file:line.  Otherwise
+the pool policy adopts it (unchanged real servers keep their health and kernel entry;
+new ones start as their alpha says), each check worker rebuilds its engine seeded
+with its current health, and the VRRP worker applies the instance diff (unchanged
+instances are not touched at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hafast.config import model as m
+from hafast.core.cmdline import Options
+from hafast.core.logging import LogOptions
+from hafast.core.logging import setup as setup_logging
+
+log = logging.getLogger("hafast")
+
+_HEADER = struct.Struct("!I")
+MAX_MESSAGE = 256 * 1024 * 1024  # a Config of 37,000 real servers is a few MB
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+RESTART_BACKOFF = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)  # after 0, 1, 2... quick deaths
+QUICK_DEATH_S = 10.0  # a worker that lived longer resets the backoff
+
+VRRP = "vrrp"
+CHECK = "check"
+
+
+# --------------------------------------------------------------------------- wire
+
+
+def encode(kind: str, payload: object = None) -> bytes:
+    """One message on the parent<->worker pipe.
+
+    >>> decode_body(encode("ping", 3)[4:])
+    ('ping', 3)
+    """
+    body = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> tuple[str, Any]:
+    kind, payload = pickle.loads(body)
+    return str(kind), payload
+
+
+async def read_message(reader: asyncio.StreamReader) -> tuple[str, Any] | None:
+    """The next message, or None at end of stream."""
+    try:
+        head = await reader.readexactly(_HEADER.size)
+        (n,) = _HEADER.unpack(head)
+        if n > MAX_MESSAGE:
+            raise ValueError(f"message of {n} bytes")
+        return decode_body(await reader.readexactly(n))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _set_pdeathsig() -> None:
+    # keepalived's children die with their parent; so do ours (they then stop
+    # cleanly on SIGTERM: priority-0 adverts, VIPs released).
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def enter_namespace(name: str) -> None:
+    """keepalived -s NAME: run inside /run/netns/NAME (before any socket is made)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- pools
+
+
+class PoolKeeper:
+    """The pool policy and its backend, in the parent; fed ServerEvents.
+
+    ``changes`` counts the backend operations by kind (``add-dest``, ``del-dest``,
+    ``edit-dest``...), which is how tests prove a reload removed nothing.
+    """
+
+    def __init__(self, config: m.Config, backend: Any, notify: Callable[[list[Any]], None]
+                 ) -> None:
+        from hafast.lvs.backend import Pool
+        from hafast.lvs.policy import PoolPolicy
+
+        self.policy = PoolPolicy(config)
+        self.backend = backend
+        self.applied = Pool()
+        self.owned: set[Any] = set()
+        self.notify = notify
+        self.changes: Counter[str] = Counter()
+        self.errors = 0
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        await self.backend.open()
+        with contextlib.suppress(Exception):
+            # Adopt what the kernel already has (a restart with -I): unchanged
+            # destinations are then not touched at all.
+            self.applied = await self.backend.dump()
+        out = self.policy.start()
+        self.owned = self.policy.owned()
+        await self._sync(set(self.policy.pool.services) | self.owned)
+        self.notify(out.actions)
+
+    async def _sync(self, keys: Iterable[Any], owned: Iterable[Any] | None = None) -> None:
+        from hafast.lvs.backend import diff
+
+        async with self._lock:
+            changes = diff(self.applied, self.policy.pool, owned=owned or self.owned,
+                           keys=set(keys))
+            if not changes:
+                return
+            try:
+                await self.backend.apply(changes)
+            except Exception:
+                self.errors += 1
+                log.exception("pool backend %s failed", getattr(self.backend, "name", "?"))
+                # Re-read what is really there so the next diff repairs it.
+                with contextlib.suppress(Exception):
+                    self.applied = await self.backend.dump()
+                return
+            self.applied.apply(changes)
+            for c in changes:
+                self.changes[c.op] += 1
+
+    async def on_events(self, events: Iterable[Any]) -> None:
+        from hafast.lvs.policy import Outcome
+
+        out = Outcome()
+        for ev in events:
+            out.merge(self.policy.on_event(ev))
+        if out.changed:
+            await self._sync(out.changed)
+        if out.actions:
+            self.notify(out.actions)
+
+    async def reload(self, config: m.Config) -> None:
+        old_owned = set(self.owned)
+        out = self.policy.reload(config)
+        self.owned = self.policy.owned()
+        await self._sync(out.changed, owned=old_owned | self.owned)
+        self.notify(out.actions)
+
+    def seed(self) -> dict[tuple[Any, Any], tuple[bool, int]]:
+        """Last known health of every real server, for a (re)started check worker."""
+        return {(vk, rk): (r.alive, r.weight) for vk, st in self.policy.vss.items()
+                for rk, r in st.rss.items()}
+
+    async def close(self, release: bool) -> None:
+        from hafast.lvs.backend import Pool, diff
+
+        out = self.policy.stop()
+        self.notify(out.actions)
+        if release:
+            async with self._lock:
+                changes = diff(self.applied, Pool(), owned=self.owned)
+                try:
+                    await self.backend.apply(changes)
+                    self.applied.apply(changes)
+                except Exception:
+                    log.exception("releasing the pool failed")
+        with contextlib.suppress(Exception):
+            await self.backend.close()
+
+    def status(self) -> dict[str, Any]:
+        vss = []
+        for st in self.policy.vss.values():
+            rss = []
+            dests = self.policy.dests_of(st)
+            for r in st.rss.values():
+                d = dests.get((r.rs.address, r.dest_port))
+                rss.append({"address": r.rs.address, "port": r.dest_port, "alive": r.alive,
+                            "weight": r.weight, "pool_weight": None if d is None else d.weight})
+            vss.append({"name": st.label, "quorum_up": st.quorum_up,
+                        "suspended": st.suspended, "real_servers": rss})
+        return {"backend": getattr(self.backend, "name", "?"), "virtual_servers": vss,
+                "changes": dict(self.changes), "errors": self.errors,
+                "messages": getattr(self.backend, "messages", 0)}
+
+
+def make_backend(kind: str) -> Any:
+    """The pool backend ``kind`` names; ``auto``: IPVS when the kernel has it, else
+    nftables, else memory (check-only use, with a warning)."""
+    order = {"auto": ("ipvs", "nft", "memory"), "ipvs": ("ipvs",), "nft": ("nft",),
+             "memory": ("memory",)}[kind]
+    for name in order:
+        if name == "ipvs" and kind == "auto" and not os.path.exists("/proc/net/ip_vs"):
+            continue
+        try:
+            backend = _backend_named(name)
+        except Exception as exc:
+            log.warning("pool backend %s unavailable: %s", name, exc)
+            continue
+        if name == "memory" and kind == "auto":
+            log.warning("no IPVS or nftables backend: pools are kept in memory only")
+        return backend
+    raise RuntimeError(f"pool backend {kind} unavailable")
+
+
+def _backend_named(name: str) -> Any:
+    import importlib
+
+    mod = importlib.import_module(f"hafast.lvs.{name}")
+    factory = getattr(mod, "make_backend", None)
+    if factory is not None:
+        return factory()
+    for attr in dir(mod):
+        obj = getattr(mod, attr)
+        if isinstance(obj, type) and attr.endswith("Backend") and getattr(obj, "name", "") == name:
+            return obj()
+    raise RuntimeError(f"hafast.lvs.{name} has no backend class")
+
+
+# --------------------------------------------------------------------------- parent
+
+
+@dataclass
+class WorkerHandle:
+    role: str
+    index: int
+    proc: asyncio.subprocess.Process | None = None
+    writer: asyncio.StreamWriter | None = None
+    pid: int = 0
+    started: float = 0.0
+    last_pong: float = 0.0
+    restarts: int = 0
+    quick_deaths: int = 0
+    heartbeat_kills: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    requests: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return VRRP if self.role == VRRP else f"{CHECK}{self.index}"
+
+    def send(self, kind: str, payload: object = None) -> bool:
+        if self.writer is None or self.writer.is_closing():
+            return False
+        try:
+            self.writer.write(encode(kind, payload))
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+
+class Supervisor:
+    """The parent; :meth:`run` until SIGTERM/SIGINT.  See the module docstring."""
+
+    def __init__(self, options: Options, config: m.Config, *,
+                 worker_argv: list[str] | None = None) -> None:
+        self.options = options
+        self.config = config
+        self.loop = asyncio.get_event_loop()
+        self.workers: list[WorkerHandle] = []
+        self.vrrp_states: dict[str, tuple[str, int]] = {}
+        self.pools: PoolKeeper | None = None
+        self.stopping = False
+        self.stopped = asyncio.Event()
+        self.reloads = 0
+        self.reload_errors = 0
+        self.started_at = time.time()
+        self._seq = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._worker_argv = worker_argv or [sys.executable, "-m", "hafast.core.supervisor"]
+        self._fifo_fds: list[int] = []
+        self.control: Any = None
+        self.metrics: Any = None
+
+    # -- what runs ------------------------------------------------------------------
+
+    def wants_vrrp(self) -> bool:
+        return not self.options.check_only and bool(self.config.vrrp_instances)
+
+    def wants_checks(self) -> bool:
+        return not self.options.vrrp_only and bool(self.config.virtual_servers)
+
+    def check_worker_count(self) -> int:
+        n = self.options.check_workers or os.cpu_count() or 1
+        servers = sum(len(vs.real_servers) for vs in self.config.virtual_servers)
+        return max(1, min(n, servers))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = self.loop
+        handlers: dict[int, Callable[[], None]] = {
+            signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
+            signal.SIGHUP: lambda: self._spawn(self.reload()),
+            signal.SIGUSR1: lambda: self._spawn(self.dump("data")),
+            signal.SIGUSR2: lambda: self._spawn(self.dump("stats")),
+            signal.SIGRTMIN + 2: lambda: self._spawn(self.dump("json")),
+            signal.SIGRTMAX - 1: lambda: self._spawn(self.dump("stats")),
+        }
+        handlers[signal.SIGINT] = lambda: self.request_stop("SIGINT")
+        for sig, fn in handlers.items():
+            loop.add_signal_handler(sig, fn)
+        self._open_fifos()
+        if self.wants_checks():
+            self.pools = PoolKeeper(self.config, make_backend(self.options.pool_backend),
+                                    self._pool_actions)
+            await self.pools.open()
+            for i in range(self.check_worker_count()):
+                self.workers.append(WorkerHandle(CHECK, i))
+        if self.wants_vrrp():
+            self.workers.insert(0, WorkerHandle(VRRP, 0))
+        for w in self.workers:
+            await self._start_worker(w)
+        from hafast.core.control import ControlServer
+
+        self.control = ControlServer(self.options.control_path, self.handle_control)
+        try:
+            await self.control.start()
+        except OSError as exc:
+            log.warning("control socket %s: %s", self.options.control_path, exc)
+        self._start_metrics()
+        self._spawn(self._heartbeat())
+        log.info("started: %s", ", ".join(f"{w.name}={w.pid}" for w in self.workers) or
+                 "nothing configured to run")
+        await self.stopped.wait()
+        await self._shutdown()
+        return 0
+
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def request_stop(self, why: str) -> None:
+        if self.stopping:
+            return
+        if why == "SIGINT" and self.options.ignore_sigint:
+            return
+        log.info("received %s; stopping", why)
+        self.stopping = True
+        self.stopped.set()
+
+    async def _shutdown(self) -> None:
+        # VRRP first: masters send priority 0 while the pools still serve.
+        for role in (VRRP, CHECK):
+            ws = [w for w in self.workers if w.role == role]
+            for w in ws:
+                w.send("stop")
+            await asyncio.gather(*(self._wait_exit(w) for w in ws))
+        if self.pools is not None:
+            await self.pools.close(release=not self.options.dont_release_ipvs)
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.metrics.stop()
+        if self.control is not None:
+            await self.control.close()
+        for fd in self._fifo_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for t in list(self._tasks):
+            t.cancel()
+        log.info("stopped")
+
+    async def _wait_exit(self, w: WorkerHandle) -> None:
+        proc = w.proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            await asyncio.wait_for(proc.wait(), self.options.child_wait)
+        except TimeoutError:
+            log.warning("%s (pid %d) did not stop in %.0fs; killing it", w.name, w.pid,
+                        self.options.child_wait)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    # -- workers ----------------------------------------------------------------------
+
+    def _seed(self, w: WorkerHandle) -> Any:
+        if w.role == VRRP:
+            return {name: st for name, (st, _prio) in self.vrrp_states.items()}
+        return self.pools.seed() if self.pools is not None else {}
+
+    def _init_payload(self, w: WorkerHandle) -> dict[str, Any]:
+        shards = sum(1 for x in self.workers if x.role == CHECK)
+        return {"role": w.role, "shard": w.index, "shards": max(shards, 1),
+                "config": self.config, "seed": self._seed(w), "log": self.options.log,
+                "dont_release_vrrp": self.options.dont_release_vrrp,
+                "resume": w.restarts > 0}
+
+    async def _start_worker(self, w: WorkerHandle) -> None:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._worker_argv, "--worker-fd", str(child_sock.fileno()),
+                pass_fds=(child_sock.fileno(),), preexec_fn=_set_pdeathsig,
+                stdin=subprocess.DEVNULL)
+        finally:
+            child_sock.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
+        w.proc, w.writer, w.pid = proc, writer, proc.pid
+        w.started = w.last_pong = time.monotonic()
+        w.ready = asyncio.Event()
+        w.send("init", self._init_payload(w))
+        self._write_pid(w)
+        self._spawn(self._read_loop(w, reader))
+        self._spawn(self._watch(w, proc))
+
+    def _write_pid(self, w: WorkerHandle) -> None:
+        path = None
+        if w.role == VRRP:
+            path = self.options.vrrp_pid_file
+        elif w.index == 0:
+            path = self.options.checkers_pid_file
+        if path:
+            write_pid_file(path, w.pid)
+
+    async def _watch(self, w: WorkerHandle, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if w.proc is not proc:
+            return
+        if w.writer is not None:
+            w.writer.close()
+        for fut in w.requests.values():
+            if not fut.done():
+                fut.set_result(None)
+        w.requests.clear()
+        if self.stopping:
+            return
+        how = f"signal {-code}" if code < 0 else f"status {code}"
+        if self.options.dont_respawn:
+            log.error("%s (pid %d) exited with %s; -R given, stopping", w.name, w.pid, how)
+            self.request_stop("worker exit")
+            return
+        lived = time.monotonic() - w.started
+        w.quick_deaths = w.quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+        delay = RESTART_BACKOFF[min(w.quick_deaths, len(RESTART_BACKOFF) - 1)]
+        log.error("%s (pid %d) exited with %s; restarting%s", w.name, w.pid, how,
+                  f" in {delay:.1f}s" if delay else "")
+        if delay:
+            await asyncio.sleep(delay)
+        if self.stopping:
+            return
+        w.restarts += 1
+        await self._start_worker(w)
+
+    async def _read_loop(self, w: WorkerHandle, reader: asyncio.StreamReader) -> None:
+        while True:
+            msg = await read_message(reader)
+            if msg is None:
+                return
+            kind, payload = msg
+            try:
+                await self._on_message(w, kind, payload)
+            except Exception:
+                log.exception("%s: handling %s failed", w.name, kind)
+
+    async def _on_message(self, w: WorkerHandle, kind: str, payload: Any) -> None:
+        if kind == "pong":
+            w.last_pong = time.monotonic()
+        elif kind == "ready":
+            w.ready.set()
+            w.last_pong = time.monotonic()
+        elif kind == "events":
+            if self.pools is not None:
+                await self.pools.on_events(payload)
+        elif kind == "vrrp":
+            self.vrrp_states.update(payload)
+        elif kind == "status":
+            req, data = payload
+            fut = w.requests.pop(req, None)
+            if fut is not None and not fut.done():
+                fut.set_result(data)
+
+    async def _heartbeat(self) -> None:
+        """Ping every worker; one that stops answering is killed (and so restarted).
+
+        A worker whose loop is stuck (keepalived issue #2523: a checker frozen for a
+        day with no log) cannot answer, whatever it is doing.
+        """
+        interval, timeout = self.options.heartbeat_interval, self.options.heartbeat_timeout
+        seq = 0
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            seq += 1
+            now = time.monotonic()
+            for w in self.workers:
+                if w.proc is None or w.proc.returncode is not None:
+                    continue
+                if now - w.last_pong > timeout:
+                    log.error("%s (pid %d) has not answered the heartbeat for %.1fs; "
+                              "killing and restarting it", w.name, w.pid, now - w.last_pong)
+                    w.heartbeat_kills += 1
+                    w.last_pong = now
+                    with contextlib.suppress(ProcessLookupError):
+                        w.proc.kill()
+                    continue
+                w.send("ping", seq)
+
+    # -- reload -------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """SIGHUP: load, validate, diff, apply.  A broken file changes nothing."""
+        from hafast.config.diff import diff
+        from hafast.config.loader import load_file
+
+        log.info("reloading %s", self.options.config_file)
+        res = await self.loop.run_in_executor(
+            None, lambda: load_file(self.options.config_file, config_id=self.options.config_id))
+        for d in res.warnings:
+            log.warning("%s", d.format())
+        if res.errors or not res.files:
+            self.reload_errors += 1
+            for d in res.errors:
+                log.error("%s", d.format())
+            log.error("reload rejected: %d error(s); the running configuration stays",
+                      len(res.errors))
+            return False
+        new = res.config
+        plan = diff(self.config, new)
+        log.info("reload plan: %s", plan.summary())
+        self.config = new
+        if self.pools is not None:
+            await self.pools.reload(new)
+        for w in self.workers:
+            w.send("reload", {"config": new, "seed": self._seed(w)})
+        self.reloads += 1
+        return True
+
+    # -- status -------------------------------------------------------------------------
+
+    async def worker_status(self, w: WorkerHandle, timeout: float = 2.0) -> Any:
+        self._seq += 1
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        w.requests[self._seq] = fut
+        if not w.send("status", self._seq):
+            w.requests.pop(self._seq, None)
+            return None
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            w.requests.pop(self._seq, None)
+            return None
+
+    async def status(self) -> dict[str, Any]:
+        """Everything `hafast status`, the dumps and /metrics show, in one dict."""
+        replies = await asyncio.gather(*(self.worker_status(w) for w in self.workers))
+        workers = []
+        vrrp: list[Any] = []
+        checks: list[Any] = []
+        for w, data in zip(self.workers, replies, strict=True):
+            workers.append({"name": w.name, "pid": w.pid, "restarts": w.restarts,
+                            "heartbeat_kills": w.heartbeat_kills, "answering": data is not None,
+                            "last_pong_age": round(time.monotonic() - w.last_pong, 3)})
+            if data is None:
+                continue
+            if w.role == VRRP:
+                vrrp.extend(data.get("instances", ()))
+            else:
+                checks.append(data)
+        return {"pid": os.getpid(), "config": self.options.config_file,
+                "uptime": round(time.time() - self.started_at, 3), "reloads": self.reloads,
+                "reload_errors": self.reload_errors, "workers": workers,
+                "vrrp": vrrp, "checkers": checks,
+                "pools": self.pools.status() if self.pools is not None else None}
+
+    async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd", "status")
+        if cmd == "status":
+            return await self.status()
+        if cmd == "reload":
+            return {"ok": await self.reload()}
+        if cmd in ("data", "stats", "json"):
+            return {"file": await self.dump(cmd)}
+        return {"error": f"unknown command {cmd!r}"}
+
+    async def dump(self, what: str) -> str:
+        from hafast.status import dump
+
+        st = await self.status()
+        path = dump.path_for(self.options.dump_prefix, what, self.options.namespace)
+        try:
+            await self.loop.run_in_executor(None, dump.WRITERS[what], path, st, self.config)
+            log.info("wrote %s", path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+        return path
+
+    def _start_metrics(self) -> None:
+        listen = self.options.metrics or getattr(self.config.global_defs, "metrics_listen", None)
+        if not listen:
+            return
+        from hafast.status.metrics import MetricsServer
+
+        def snapshot() -> dict[str, Any]:
+            fut = asyncio.run_coroutine_threadsafe(self.status(), self.loop)
+            result: dict[str, Any] = fut.result(timeout=5)
+            return result
+
+        try:
+            self.metrics = MetricsServer(listen, snapshot)
+            self.metrics.start()
+            log.info("metrics on http://%s/metrics", listen)
+        except (OSError, ValueError) as exc:
+            log.error("metrics endpoint %s: %s", listen, exc)
+
+    # -- pool notifications ---------------------------------------------------------------
+
+    def _open_fifos(self) -> None:
+        from hafast.core.notify import Notifier
+
+        gd = self.config.global_defs
+        fifos = [f[0] for f in (gd.notify_fifo, gd.lvs_notify_fifo) if f]
+        for path in fifos:
+            fd = Notifier._open_fifo(path)
+            if fd is not None:
+                self._fifo_fds.append(fd)
+
+    def _pool_actions(self, actions: list[Any]) -> None:
+        from hafast.core.notify import spawn_reaped
+        from hafast.lvs.policy import FifoLine, RunScript
+
+        for a in actions:
+            if isinstance(a, FifoLine):
+                line = (a.line + "\n").encode()
+                for fd in self._fifo_fds:
+                    with contextlib.suppress(OSError):
+                        os.write(fd, line)
+            elif isinstance(a, RunScript):
+                log.info("running %s (%s)", " ".join(a.argv), a.why)
+                try:
+                    spawn_reaped(self.loop, a.argv)
+                except OSError as exc:
+                    log.warning("cannot run %s: %s", a.argv[0], exc)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            f.write(f"{pid}\n")
+    except OSError as exc:
+        log.warning("cannot write pid file %s: %s", path, exc)
+
+
+def _daemonize() -> None:
+    """keepalived without -n: detach from the terminal (double fork, new session)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(fd, std)
+    if fd > 2:
+        os.close(fd)
+
+
+def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int:
+    """The daemon: load the configuration, run the parent until stopped.
+
+    Exit codes: 0 stopped normally, 3 the configuration cannot be read or has errors,
+    1 another instance holds the pid file.
+    """
+    from hafast.config.loader import load_file
+
+    if options.namespace:
+        enter_namespace(options.namespace)
+    setup_logging(options.log, "parent")
+    res = load_file(options.config_file, config_id=options.config_id)
+    for d in res.warnings:
+        log.warning("%s", d.format())
+    if res.errors or not res.files:
+        for d in res.errors:
+            log.error("%s", d.format())
+        log.error("configuration %s unusable; not starting", options.config_file)
+        return 3
+    if _pid_running(options.pid_file):
+        log.error("daemon already running (pid file %s)", options.pid_file)
+        return 1
+    if not options.dont_fork:
+        _daemonize()
+        setup_logging(options.log, "parent")
+    write_pid_file(options.pid_file, os.getpid())
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        sup = Supervisor(options, res.config, worker_argv=worker_argv)
+        return loop.run_until_complete(sup.run())
+    finally:
+        loop.close()
+        for path in (options.pid_file, options.vrrp_pid_file, options.checkers_pid_file):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _pid_running(path: str) -> bool:
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"hafast" in f.read()
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class LagMeter:
+    """How late the loop runs a timer: the check engine's lag, reported as a metric."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, period: float = 0.25) -> None:
+        self.loop, self.period = loop, period
+        self.last = 0.0
+        self.max = 0.0
+        self._due = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._due = self.loop.time() + self.period
+        self._handle = self.loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        self.last = max(0.0, now - self._due)
+        self.max = max(self.max, self.last)
+        self._due = now + self.period
+        self._handle = self.loop.call_at(self._due, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def take(self) -> dict[str, float]:
+        out = {"last": round(self.last, 6), "max": round(self.max, 6)}
+        self.max = self.last
+        return out
+
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Latency:
+    """Check attempt durations: a cumulative histogram (Prometheus buckets)."""
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(LATENCY_BUCKETS)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.sum += seconds
+        for i, edge in enumerate(LATENCY_BUCKETS):
+            if seconds <= edge:
+                self.buckets[i] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"buckets": list(zip(LATENCY_BUCKETS, self.buckets, strict=True)),
+                "count": self.count, "sum": self.sum}
+
+
+def seed_engine(engine: Any, seed: dict[tuple[Any, Any], tuple[bool, int]]) -> int:
+    """Start each check from the parent's last known health instead of alpha.
+
+    A check feeding several healths (the engine dedupes) is up only when all of them
+    were.  Returns how many healths were seeded.
+    """
+    checks_of: dict[int, list[Any]] = {}
+    for check in engine.runner.checks:
+        known = [seed[k] for h in check.healths
+                 if (k := (h.virtual_server, h.real_server)) in seed]
+        if known:
+            check.state.up = all(up for up, _w in known)
+        for h in check.healths:
+            checks_of.setdefault(id(h), []).append(check)
+    n = 0
+    for key, h in engine.healths.items():
+        if key not in seed:
+            continue
+        h.failing = sum(1 for c in checks_of.get(id(h), ()) if not c.state.up)
+        h.up = not h.failing
+        n += 1
+    return n
+
+
+def _timed_runner(loop: asyncio.AbstractEventLoop, latency: Latency, log_all: bool) -> Any:
+    """A Runner whose checks note when each attempt starts, so the time to its
+    result lands in ``latency`` (the runner itself keeps no durations)."""
+    from hafast.check.runner import Check, Runner
+
+    class TimedCheck(Check):
+        t0 = 0.0
+
+        def fire(self) -> None:
+            self.t0 = loop.time()
+            super().fire()
+
+    class TimedRunner(Runner):
+        def add(self, kind: Any, healths: Any, name: str | None = None) -> Any:
+            check = TimedCheck(self, kind, name)
+            for h in healths:
+                check.feed(h)
+            self.checks.append(check)
+            if self.running:
+                self._first(check)
+            return check
+
+        def settled(self, check: Any, result: Any) -> None:
+            t0 = getattr(check, "t0", 0.0)
+            if t0:
+                latency.observe(loop.time() - t0)
+            super().settled(check, result)
+
+    return TimedRunner(loop, None, log_all_failures=log_all)
+
+
+class CheckSide:
+    """A check worker's engine, rebuilt on reload, seeded from the parent."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, shard: int, shards: int,
+                 publish: Callable[[list[Any]], None]) -> None:
+        self.loop, self.shard, self.shards = loop, shard, shards
+        self.publish = publish
+        self.engine: Any = None
+        self.pending: list[Any] = []
+        self.latency = Latency()
+        self.lag = LagMeter(loop)
+        self.events = 0
+        self.counters: Counter[str] = Counter()
+
+    def _on_event(self, ev: Any) -> None:
+        self.events += 1
+        if not self.pending:
+            self.loop.call_soon(self._flush)
+        self.pending.append(ev)
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if batch:
+            self.publish(batch)
+
+    def build(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        from hafast.check.engine import Engine
+
+        runner = _timed_runner(self.loop, self.latency,
+                               config.global_defs.checker_log_all_failures)
+        engine = Engine(config, self.loop, self._on_event, shard_index=self.shard,
+                        shard_count=self.shards, runner=runner)
+        seeded = seed_engine(engine, seed)
+        old, self.engine = self.engine, engine
+        if old is not None:
+            self.counters.update(old.runner.counters)
+            old.stop()
+        engine.start()
+        log.info("shard %d/%d: %d checks for %d real servers (%d seeded)", self.shard,
+                 self.shards, engine.checks, len(engine.healths), seeded)
+
+    def start(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        self.build(config, seed)
+        self.lag.start()
+
+    def reload(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        # The engine's own view is the freshest for the servers it checks.
+        mine = {k: (h.up, h.weight) for k, h in self.engine.healths.items()}
+        self._flush()
+        self.build(config, {**seed, **mine})
+
+    def stop(self) -> None:
+        self.lag.stop()
+        if self.engine is not None:
+            self.engine.stop()
+        self._flush()
+
+    def status(self) -> dict[str, Any]:
+        e = self.engine
+        counters = Counter(self.counters)
+        counters.update(e.runner.counters)
+        up = sum(1 for h in e.healths.values() if h.up)
+        return {"shard": self.shard, "shards": self.shards, "checks": e.checks,
+                "real_servers": len(e.healths), "up": up, "down": len(e.healths) - up,
+                "counters": dict(counters), "events": self.events,
+                "latency": self.latency.as_dict(), "lag": self.lag.take(),
+                "skipped": len(e.skipped)}
+
+
+class VrrpSide:
+    """The VRRP worker: :class:`hafast.vrrp.daemon.VrrpWorker` plus resume and reload."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: m.Config,
+                 seed: dict[str, str], resume: bool, dont_release: bool,
+                 publish: Callable[[dict[str, tuple[str, int]]], None]) -> None:
+        from hafast.vrrp.daemon import VrrpWorker
+
+        self.loop, self.config, self.seed = loop, config, seed if resume else {}
+        self.dont_release = dont_release
+        self.publish = publish
+        self.vips = _resuming_vips(adopt=resume)
+        self.worker = VrrpWorker(loop, config, vips=self.vips)
+
+    def _changed(self, inst: Any, before: Any, after: Any) -> None:
+        self.publish({inst.name: (_state_word(after), inst.priority)})
+
+    def _start_instance(self, inst: Any) -> None:
+        from hafast.vrrp import fsm
+
+        inst.listeners.append(self._changed)
+        resume = self.seed.get(inst.name) == "MASTER"
+        notifier = inst.notifier
+        if resume:
+            # It was master a moment ago and its VIPs are still up: carry on as
+            # master at once, silently (no transition happened for the world).
+            inst.notifier = None
+        try:
+            inst.start()
+            st = inst.machine.state
+            if resume and st.state is fsm.State.BACKUP and st.master_down_at is not None:
+                inst.feed(fsm.timer_fired(fsm.TimerKind.MASTER_DOWN,
+                                          inst.timers.now_us(), st.master_down_at))
+                log.info("%s: resumed as MASTER after a worker restart", inst.name)
+        finally:
+            inst.notifier = notifier
+        self._changed(inst, None, inst.state)
+
+    def start(self) -> None:
+        for inst in self.worker.instances:
+            self._start_instance(inst)
+        self.worker.tracking.start()
+
+    def reload(self, config: m.Config) -> None:
+        """Apply the instance diff: keep untouched, replace changed, add, remove.
+
+        Replacing a changed instance restarts it (Backup first); keepalived does the
+        same for VRID or interface changes and adopts priority changes in place.
+        """
+        from hafast.config.diff import diff
+        from hafast.vrrp.from_config import plan_instances
+
+        plan = diff(self.config, config).vrrp_instances
+        self.config = config
+        self.worker.config = config
+        if not plan.changed:
+            log.info("reload: %d VRRP instance(s) unchanged", len(plan.keep))
+            return
+        gone = {o.name for o in plan.remove} | {o.name for o, _n in plan.adopt}
+        for inst in [i for i in self.worker.instances if i.name in gone]:
+            inst.stop()
+            close = getattr(inst.sender, "close", None)
+            if close is not None:
+                close()
+            self.worker.instances.remove(inst)
+        fresh = {n.name for n in plan.add} | {n.name for _o, n in plan.adopt}
+        for p in plan_instances(config):
+            if p.spec.name not in fresh:
+                continue
+            built = self.worker._build(p)
+            if built is not None:
+                self.worker.instances.append(built)
+                self._start_instance(built)
+        log.info("reload: VRRP instances kept %d, replaced %d, added %d, removed %d",
+                 len(plan.keep), len(plan.adopt), len(plan.add), len(plan.remove))
+
+    def stop(self) -> None:
+        if self.dont_release:
+            self.vips.keep = True
+        self.worker.stop()
+        with contextlib.suppress(Exception):
+            self.vips.close()
+
+    def status(self) -> dict[str, Any]:
+        by_name = {i.name: i for i in self.config.vrrp_instances}
+        out = []
+        for inst in self.worker.instances:
+            out.append(instance_json(inst, by_name.get(inst.name)))
+        return {"instances": out, "sockets": self.worker.transport.counters()}
+
+
+def _state_word(state: Any) -> str:
+    from hafast.vrrp.instance import STATE_WORDS
+
+    word = STATE_WORDS.get(state)
+    return "INIT" if word in (None, "STOP") else str(word)
+
+
+# keepalived's vrrp_json.c state numbers.
+KA_STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
+
+
+def instance_json(inst: Any, cfg: m.VrrpInstance | None) -> dict[str, Any]:
+    """One instance in keepalived's JSON shape: ``{"data": {...}, "stats": {...}}``."""
+    p = inst.spec.params
+    s = inst.machine.state
+    word = _state_word(s.state)
+    last = inst.transitions[-1][0] / 1e6 if inst.transitions else 0.0
+    data: dict[str, Any] = {
+        "iname": inst.name,
+        "ifp_ifname": inst.spec.ifname,
+        "vrid": cfg.virtual_router_id if cfg is not None else 0,
+        "version": p.version,
+        "base_priority": s.base_priority,
+        "effective_priority": s.priority,
+        "state": KA_STATES.get(word, 0),
+        "wantstate": KA_STATES.get(word, 0),
+        "adver_int": p.adver_int_us / 1e6,
+        "master_adver_int": getattr(s, "master_adver_int_us", p.adver_int_us) / 1e6,
+        "accept": int(bool(p.accept if p.accept is not None else not p.strict)),
+        "nopreempt": int(p.nopreempt),
+        "preempt_delay": p.preempt_delay_us / 1e6,
+        "strict_mode": int(p.strict),
+        "garp_delay": p.garp_master_delay_us / 1e6,
+        "lower_prio_no_advert": int(p.lower_prio_no_advert),
+        "higher_prio_send_advert": int(p.higher_prio_send_advert),
+        "last_transition": last,
+        "vips": [f"{v.address}/{v.prefix}" if getattr(v, "prefix", None) is not None
+                 else v.address for v in inst.spec.vips],
+        "evips": [v.address for v in inst.spec.excluded],
+        "state_name": word,
+    }
+    if cfg is not None:
+        data["auth_type"] = {None: 0, "PASS": 1, "AH": 2}.get(getattr(cfg, "auth_type", None), 0)
+        data["track_script"] = [t.name for t in cfg.track_script]
+    return {"data": data, "stats": dict(inst.counters)}
+
+
+class ResumingVips:
+    """The VRRP worker's VIP backend: NetlinkVips, plus two things the parent needs.
+
+    * adopt: a restarted worker finds its predecessor's VIPs still up; NetlinkVips
+      leaves an address that already exists unowned (never take away an
+      administrator's address), so it would stay behind on SIGTERM.  Here such
+      addresses of a *resumed* worker are remembered and removed like our own.
+    * keep (``-V``): on stop nothing is removed.
+    """
+
+    def __init__(self, adopt: bool) -> None:
+        from hafast.net.vip import NetlinkVips
+
+        self.inner = NetlinkVips()
+        self.adopt = adopt
+        self.keep = False
+        self.adopted: dict[tuple[str, int, str], str] = {}  # (address, prefix, dev) -> owner
+
+    def _owned(self, v: Any, dev: str) -> bool:
+        try:
+            key = (socket.if_nametoindex(v.dev or dev), v.address, v.prefix)
+        except OSError:
+            return True
+        return key in getattr(self.inner, "_addrs", {})
+
+    def add(self, owner: str, vips: Any, routes: Any, default_dev: str) -> Any:
+        done = self.inner.add(owner, vips, routes, default_dev)
+        if self.adopt:
+            for v in vips:
+                if not self._owned(v, default_dev):
+                    self.adopted[(v.address, v.prefix, v.dev or default_dev)] = owner
+        return done
+
+    def _drop(self, keys: Iterable[tuple[str, int, str]]) -> None:
+        for key in list(keys):
+            self.adopted.pop(key, None)
+            address, prefix, dev = key
+            subprocess.run(["ip", "addr", "del", f"{address}/{prefix}", "dev", dev],
+                           capture_output=True, check=False)
+
+    def remove(self, owner: str, vips: Any, routes: Any, default_dev: str) -> Any:
+        import concurrent.futures
+
+        if self.keep:
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_result(None)
+            return done
+        result = self.inner.remove(owner, vips, routes, default_dev)
+        self._drop(k for v in vips
+                   if self.adopted.get(k := (v.address, v.prefix, v.dev or default_dev))
+                   == owner)
+        return result
+
+    def release_all(self) -> None:
+        if self.keep:
+            return
+        self.inner.release_all()
+        self._drop(self.adopted)
+
+    def close(self) -> None:
+        if not self.keep:
+            self.release_all()
+            self.inner.close()
+
+
+def _resuming_vips(adopt: bool) -> ResumingVips:
+    return ResumingVips(adopt)
+
+
+async def _worker_main(fd: int) -> int:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    msg = await read_message(reader)
+    if msg is None or msg[0] != "init":
+        return 2
+    init = msg[1]
+    role = init["role"]
+    log_opts: LogOptions = init["log"]
+    setup_logging(log_opts, role)
+
+    def send(kind: str, payload: object = None) -> None:
+        if not writer.is_closing():
+            writer.write(encode(kind, payload))
+
+    side: Any
+    if role == VRRP:
+        side = VrrpSide(loop, init["config"], init["seed"], init["resume"],
+                        init["dont_release_vrrp"], lambda states: send("vrrp", states))
+        side.start()
+    else:
+        side = CheckSide(loop, init["shard"], init["shards"], lambda ev: send("events", ev))
+        side.start(init["config"], init["seed"])
+    stop = loop.create_future()
+
+    def finish() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    loop.add_signal_handler(signal.SIGTERM, finish)
+    # The parent decides about these; a terminal's Ctrl-C reaches the whole group.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    send("ready", os.getpid())
+
+    async def serve() -> None:
+        while True:
+            got = await read_message(reader)
+            if got is None:
+                finish()  # the parent is gone
+                return
+            kind, payload = got
+            if kind == "ping":
+                send("pong", payload)
+            elif kind == "status":
+                try:
+                    data = side.status()
+                except Exception:
+                    log.exception("status failed")
+                    data = None
+                send("status", (payload, data))
+            elif kind == "reload":
+                try:
+                    if role == VRRP:
+                        side.reload(payload["config"])
+                    else:
+                        side.reload(payload["config"], payload["seed"])
+                except Exception:
+                    log.exception("reload failed")
+            elif kind == "stop":
+                finish()
+                return
+
+    server = loop.create_task(serve())
+    await stop
+    server.cancel()
+    side.stop()
+    with contextlib.suppress(Exception):
+        await writer.drain()
+    # Let priority-0 adverts and notify_stop spawns leave the loop.
+    await asyncio.sleep(0)
+    writer.close()
+    return 0
+
+
+def worker_entry(argv: list[str]) -> int:
+    """``python -m hafast.core.supervisor --worker-fd N``: what the parent starts."""
+    fd = int(argv[argv.index("--worker-fd") + 1])
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_worker_main(fd))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_entry(sys.argv[1:]))

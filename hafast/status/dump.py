@@ -1,0 +1,151 @@
+"""SIGUSR1 / SIGUSR2 / SIGRTMIN+2 dumps, to keepalived's default files.
+
+=========  ======================  ==================================================
+signal     file                    content
+=========  ======================  ==================================================
+SIGUSR1    /tmp/keepalived.data    text: configuration summary and state (keepalived
+                                   says its format is not stable; neither is ours)
+SIGUSR2    /tmp/keepalived.stats   text: per-instance VRRP counters, keepalived's
+                                   layout (``VRRP Instance: NAME`` then indented
+                                   counters), then checker and pool counters
+SIGRTMIN+2 /tmp/keepalived.json    keepalived's JSON: a list of ``{"data", "stats"}``
+                                   per VRRP instance, field names from vrrp_json.c
+                                   (what keepalived_exporter reads)
+SIGRTMIN+2 /tmp/keepalived_check.json
+                                   checkers and pools (keepalived has none; kept in
+                                   their own file so keepalived.json stays parseable
+                                   by the exporters, which expect a bare list)
+=========  ======================  ==================================================
+
+With ``-s NAME`` the files carry ``_NAME`` (two daemons in two namespaces must not
+write one file).
+
+Example::
+
+    >>> path_for("/tmp/keepalived", "json", None), path_for("/tmp/keepalived", "data", "ns1")
+    ('/tmp/keepalived.json', '/tmp/keepalived_ns1.data')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+EXTENSIONS = {"data": "data", "stats": "stats", "json": "json"}
+
+
+def path_for(prefix: str, what: str, namespace: str | None) -> str:
+    tail = f"_{namespace}" if namespace else ""
+    return f"{prefix}{tail}.{EXTENSIONS[what]}"
+
+
+def _atomic_write(path: str, text: str) -> None:
+    # Readers (exporters polling the file) never see a half-written dump.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def vrrp_json(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """keepalived's JSON list, one ``{"data": ..., "stats": ...}`` per instance."""
+    out = []
+    for inst in status.get("vrrp", ()):
+        data = {k: v for k, v in inst["data"].items() if k != "state_name"}
+        out.append({"data": data, "stats": dict(inst["stats"])})
+    return out
+
+
+def check_json(status: dict[str, Any]) -> dict[str, Any]:
+    """Checkers (per worker shard) and pools (per virtual server), hafast's shape."""
+    return {"checkers": status.get("checkers", []), "pools": status.get("pools"),
+            "workers": status.get("workers", [])}
+
+
+def write_json(path: str, status: dict[str, Any], config: Any = None) -> None:
+    _atomic_write(path, json.dumps(vrrp_json(status), indent=1) + "\n")
+    stem, _dot, _ext = path.rpartition(".")
+    _atomic_write(f"{stem}_check.json", json.dumps(check_json(status), indent=1) + "\n")
+
+
+def stats_text(status: dict[str, Any]) -> str:
+    lines = []
+    for inst in status.get("vrrp", ()):
+        st = inst["stats"]
+        lines.append(f"VRRP Instance: {inst['data']['iname']}")
+        lines.append("  Advertisements:")
+        lines.append(f"    Received: {st.get('advert_rcvd', 0)}")
+        lines.append(f"    Sent: {st.get('advert_sent', 0)}")
+        lines.append(f"  Became master: {st.get('become_master', 0)}")
+        lines.append(f"  Released master: {st.get('release_master', 0)}")
+        lines.append("  Packet Errors:")
+        lines.append(f"    Length: {st.get('packet_len_err', 0)}")
+        lines.append(f"    TTL: {st.get('ip_ttl_err', 0)}")
+        lines.append(f"    Invalid Type: {st.get('invalid_type_rcvd', 0)}")
+        lines.append(f"    Advertisement Interval: {st.get('advert_interval_err', 0)}")
+        lines.append(f"    Address List: {st.get('addr_list_err', 0)}")
+        lines.append("  Authentication Errors:")
+        lines.append(f"    Invalid Type: {st.get('invalid_authtype', 0)}")
+        lines.append(f"    Type Mismatch: {st.get('authtype_mismatch', 0)}")
+        lines.append(f"    Failure: {st.get('auth_failure', 0)}")
+        lines.append("  Priority Zero:")
+        lines.append(f"    Received: {st.get('pri_zero_rcvd', 0)}")
+        lines.append(f"    Sent: {st.get('pri_zero_sent', 0)}")
+    for chk in status.get("checkers", ()):
+        lines.append(f"Check worker shard {chk['shard']}/{chk['shards']}:")
+        lines.append(f"  Checks: {chk['checks']}  Real servers: {chk['real_servers']} "
+                     f"(up {chk['up']}, down {chk['down']})")
+        for name, n in sorted(chk.get("counters", {}).items()):
+            lines.append(f"  {name}: {n}")
+    pools = status.get("pools")
+    if pools:
+        lines.append(f"Pool backend {pools['backend']}: changes "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(pools["changes"].items())))
+    return "\n".join(lines) + "\n"
+
+
+def write_stats(path: str, status: dict[str, Any], config: Any = None) -> None:
+    _atomic_write(path, stats_text(status))
+
+
+def data_text(status: dict[str, Any], config: Any = None) -> str:
+    lines = ["------< hafast data >------",
+             f" Parent pid = {status.get('pid')}, config = {status.get('config')}",
+             f" Uptime = {status.get('uptime')} s, reloads = {status.get('reloads')}"]
+    for w in status.get("workers", ()):
+        lines.append(f" Worker {w['name']} pid {w['pid']} restarts {w['restarts']}")
+    lines.append("------< VRRP Topology >------")
+    for inst in status.get("vrrp", ()):
+        d = inst["data"]
+        lines.append(f" VRRP Instance = {d['iname']}")
+        lines.append(f"   State = {d.get('state_name', d['state'])}")
+        lines.append(f"   Interface = {d['ifp_ifname']}")
+        lines.append(f"   Virtual Router ID = {d['vrid']}")
+        lines.append(f"   Priority = {d['base_priority']}, effective {d['effective_priority']}")
+        lines.append(f"   Advert interval = {d['adver_int']} sec")
+        lines.append(f"   Virtual IP = {len(d['vips'])}")
+        lines.extend(f"     {v}" for v in d["vips"])
+    pools = status.get("pools")
+    if pools:
+        lines.append("------< LVS Topology >------")
+        for vs in pools["virtual_servers"]:
+            q = "up" if vs["quorum_up"] else "DOWN"
+            lines.append(f" VS {vs['name']} quorum {q}")
+            for rs in vs["real_servers"]:
+                alive = "alive" if rs["alive"] else "dead"
+                lines.append(f"   RS [{rs['address']}]:{rs['port']} {alive} weight "
+                             f"{rs['weight']} pool {rs['pool_weight']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_data(path: str, status: dict[str, Any], config: Any = None) -> None:
+    _atomic_write(path, data_text(status, config))
+
+
+WRITERS: dict[str, Callable[[str, dict[str, Any], Any], None]] = {
+    "data": write_data,
+    "stats": write_stats,
+    "json": write_json,
+}

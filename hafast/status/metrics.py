@@ -1,0 +1,205 @@
+"""Prometheus ``/metrics`` for the running daemon (off unless asked for).
+
+Turned on by ``--metrics ADDR:PORT`` or the hafast global_defs extension
+``metrics_listen ADDR:PORT``.  Each scrape asks the parent for its status (which
+asks every worker over its pipe), so the numbers are current; nothing is cached.
+
+VRRP series use keepalived_exporter's names (mehdy/keepalived-exporter, anchors §3)
+so existing dashboards and alerts keep working; everything else is ``hafast_``:
+
+=====================================================  =================================
+``keepalived_up``                                      1 while the parent answers
+``keepalived_vrrp_state{iname,intf,vrid,ip_address}``  0 INIT 1 BACKUP 2 MASTER 3 FAULT
+``keepalived_advertisements_received_total`` ...       keepalived's per-instance counters
+``hafast_vrrp_priority{iname,...}``                    effective priority (base as well)
+``hafast_real_server_up{virtual_server,real_server}``   health as the pool policy sees it
+``hafast_real_server_weight{...}``                     weight in the pool (0: not in it)
+``hafast_virtual_server_quorum_up{virtual_server}``    quorum state
+``hafast_check_latency_seconds{shard}``                histogram of attempt durations
+``hafast_check_attempts_total`` / ``_failures_total``  per shard (failures per reason)
+``hafast_check_engine_lag_seconds{shard}``             worst timer lateness since the
+                                                       previous scrape
+``hafast_worker_restarts_total{worker}``               restarts (and heartbeat kills)
+``hafast_pool_changes_total{op}``                      backend operations by kind
+=====================================================  =================================
+
+Example::
+
+    server = MetricsServer("127.0.0.1:9650", supervisor_snapshot)
+    server.start()   # ... server.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+log = logging.getLogger("hafast.metrics")
+
+# keepalived's counter -> keepalived_exporter's metric name (without _total).
+VRRP_COUNTERS: dict[str, str] = {
+    "advert_rcvd": "keepalived_advertisements_received",
+    "advert_sent": "keepalived_advertisements_sent",
+    "become_master": "keepalived_become_master",
+    "release_master": "keepalived_release_master",
+    "packet_len_err": "keepalived_packet_length_errors",
+    "advert_interval_err": "keepalived_advertisements_interval_errors",
+    "ip_ttl_err": "keepalived_ip_ttl_errors",
+    "invalid_type_rcvd": "keepalived_invalid_type_received",
+    "addr_list_err": "keepalived_address_list_errors",
+    "invalid_authtype": "keepalived_authentication_invalid",
+    "authtype_mismatch": "keepalived_authentication_mismatch",
+    "auth_failure": "keepalived_authentication_failure",
+    "pri_zero_rcvd": "keepalived_priority_zero_received",
+    "pri_zero_sent": "keepalived_priority_zero_sent",
+}
+VRRP_LABELS = ["iname", "intf", "vrid"]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``ADDR:PORT``, ``[v6]:PORT`` or ``:PORT`` (all addresses).
+
+    >>> parse_listen("127.0.0.1:9650"), parse_listen("[::1]:9650"), parse_listen(":9650")
+    (('127.0.0.1', 9650), ('::1', 9650), ('0.0.0.0', 9650))
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"metrics address {text!r}: expected ADDR:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class StatusCollector(Collector):
+    """Turns one status dict into metric families at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("keepalived_up", "1 when the daemon answered this scrape")
+        try:
+            st = self.snapshot()
+        except Exception as exc:
+            log.warning("metrics: status unavailable: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from vrrp_families(st)
+        yield from check_families(st)
+        yield from daemon_families(st)
+
+
+def vrrp_families(st: dict[str, Any]) -> Iterator[Metric]:
+    state = GaugeMetricFamily("keepalived_vrrp_state",
+                              "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT",
+                              labels=[*VRRP_LABELS, "ip_address"])
+    prio = GaugeMetricFamily("hafast_vrrp_priority", "effective VRRP priority",
+                             labels=VRRP_LABELS)
+    base = GaugeMetricFamily("hafast_vrrp_base_priority", "configured VRRP priority",
+                             labels=VRRP_LABELS)
+    counters = {k: CounterMetricFamily(name, f"keepalived {k}", labels=VRRP_LABELS)
+                for k, name in VRRP_COUNTERS.items()}
+    for inst in st.get("vrrp", ()):
+        d = inst["data"]
+        labels = [d["iname"], d["ifp_ifname"], str(d["vrid"])]
+        for vip in d.get("vips") or [""]:
+            state.add_metric([*labels, vip], d["state"])
+        prio.add_metric(labels, d["effective_priority"])
+        base.add_metric(labels, d["base_priority"])
+        for k, fam in counters.items():
+            fam.add_metric(labels, inst["stats"].get(k, 0))
+    yield state
+    yield prio
+    yield base
+    yield from counters.values()
+
+
+def check_families(st: dict[str, Any]) -> Iterator[Metric]:
+    rs_up = GaugeMetricFamily("hafast_real_server_up", "1 while the real server is healthy",
+                              labels=["virtual_server", "real_server"])
+    rs_w = GaugeMetricFamily("hafast_real_server_weight",
+                             "the real server's weight in the pool (0: not in the pool)",
+                             labels=["virtual_server", "real_server"])
+    quorum = GaugeMetricFamily("hafast_virtual_server_quorum_up", "1 while quorum holds",
+                               labels=["virtual_server"])
+    pools = st.get("pools") or {}
+    for vs in pools.get("virtual_servers", ()):
+        quorum.add_metric([vs["name"]], int(vs["quorum_up"]))
+        for rs in vs["real_servers"]:
+            labels = [vs["name"], f"{rs['address']}:{rs['port']}"]
+            rs_up.add_metric(labels, int(rs["alive"]))
+            rs_w.add_metric(labels, rs["pool_weight"] or 0)
+    changes = CounterMetricFamily("hafast_pool_changes", "pool backend operations",
+                                  labels=["op"])
+    for op, n in sorted((pools.get("changes") or {}).items()):
+        changes.add_metric([op], n)
+    attempts = CounterMetricFamily("hafast_check_attempts", "check attempts",
+                                   labels=["shard"])
+    failures = CounterMetricFamily("hafast_check_failures", "failed check attempts",
+                                   labels=["shard", "reason"])
+    lag = GaugeMetricFamily("hafast_check_engine_lag_seconds",
+                            "worst timer lateness of the check loop since the last scrape",
+                            labels=["shard"])
+    latency = HistogramMetricFamily("hafast_check_latency_seconds",
+                                    "duration of check attempts", labels=["shard"])
+    for chk in st.get("checkers", ()):
+        shard = str(chk["shard"])
+        c = chk.get("counters", {})
+        attempts.add_metric([shard], c.get("attempts", 0))
+        for name, n in c.items():
+            if name.startswith("fail:"):
+                failures.add_metric([shard, name[5:]], n)
+        lag.add_metric([shard], chk["lag"]["max"])
+        lat = chk["latency"]
+        buckets = [(repr(float(le)), n) for le, n in lat["buckets"]]
+        buckets.append(("+Inf", lat["count"]))
+        latency.add_metric([shard], buckets, lat["sum"])
+    yield from (rs_up, rs_w, quorum, changes, attempts, failures, lag, latency)
+
+
+def daemon_families(st: dict[str, Any]) -> Iterator[Metric]:
+    restarts = CounterMetricFamily("hafast_worker_restarts", "worker restarts",
+                                   labels=["worker"])
+    kills = CounterMetricFamily("hafast_worker_heartbeat_kills",
+                                "workers killed for not answering the heartbeat",
+                                labels=["worker"])
+    for w in st.get("workers", ()):
+        restarts.add_metric([w["name"]], w["restarts"])
+        kills.add_metric([w["name"]], w["heartbeat_kills"])
+    reloads = CounterMetricFamily("hafast_reloads", "configuration reloads applied")
+    reloads.add_metric([], st.get("reloads", 0))
+    rejected = CounterMetricFamily("hafast_reload_errors", "reloads rejected (bad config)")
+    rejected.add_metric([], st.get("reload_errors", 0))
+    yield from (restarts, kills, reloads, rejected)
+
+
+class MetricsServer:
+    """prometheus_client's HTTP server on its own thread, over :class:`StatusCollector`."""
+
+    def __init__(self, listen: str, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self.host, self.port = parse_listen(listen)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StatusCollector(snapshot))
+        self._server: Any = None
+
+    def start(self) -> None:
+        from prometheus_client import start_http_server
+
+        self._server, _thread = start_http_server(self.port, self.host, self.registry)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,6 +1,6 @@
 """MISC_CHECK: run a script, judge its exit status.
 
-- No shell: ``misc_path`` is already an argv tuple (split as keepalived splits it).
+- No shell: ``misc_path`` is already split into an argv (as keepalived splits it).
 - The child leads a new session (``start_new_session``), so a timeout kills its
   whole process group with SIGKILL, grandchildren included.
 - The exit is watched with a pidfd on the loop (``loop.add_reader``) and reaped
@@ -108,13 +108,18 @@ class Child:
 
 @register
 class MiscKind(ProbeKind):
-    __slots__ = ("children", "gid", "uid")
+    __slots__ = ("argv", "children", "gid", "uid")
     keyword = "MISC_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any, *,
                  default_user: tuple[str, ...] | None = None) -> None:
         super().__init__(spec, target, loop)
-        self.uid, self.gid = resolve_user(spec.user or default_user)
+        script = spec.misc_path
+        # The model gives a Script(argv, user, group); a bare argv tuple is accepted too.
+        self.argv: tuple[str, ...] = tuple(getattr(script, "argv", script) or ())
+        own = getattr(script, "user", None)
+        script_user = (own, *((script.group,) if script.group else ())) if own else None
+        self.uid, self.gid = resolve_user(spec.user or script_user or default_user)
         self.children: set[Child] = set()
 
     def deadline_us(self) -> int:
@@ -125,7 +130,7 @@ class MiscKind(ProbeKind):
     def start(self, done: Done) -> Attempt:
         try:
             proc = subprocess.Popen(
-                self.spec.misc_path,
+                self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -374,3 +374,10 @@ def test_misc_user_option_needs_root() -> None:
 
 def test_sigchld_default_is_untouched() -> None:
     assert signal.getsignal(signal.SIGCHLD) in (signal.SIG_DFL, None)
+
+
+def test_misc_path_as_the_model_gives_it() -> None:
+    spec = m.MiscCheck(misc_path=m.Script(("/bin/sh", "-c", "exit 4")), misc_dynamic=True,
+                       misc_timeout_us=2 * S)
+    r = probe(MiscKind, spec, Target("x"))
+    assert (r.ok, r.weight) == (True, 2)

@@ -50,6 +50,7 @@ import ctypes.util
 import logging
 import os
 import pickle
+import shutil
 import signal
 import socket
 import struct
@@ -139,97 +140,59 @@ def enter_namespace(name: str) -> None:
 # --------------------------------------------------------------------------- pools
 
 
-class PoolKeeper:
-    """The pool policy and its backend, in the parent; fed ServerEvents.
+class CountingBackend:
+    """A pool backend that counts the operations it carries out, by kind
+    (``add-dest``, ``del-dest``, ``edit-dest``...): how tests and metrics prove that
+    a reload or a worker restart removed nothing."""
 
-    ``changes`` counts the backend operations by kind (``add-dest``, ``del-dest``,
-    ``edit-dest``...), which is how tests prove a reload removed nothing.
-    """
-
-    def __init__(self, config: m.Config, backend: Any, notify: Callable[[list[Any]], None]
-                 ) -> None:
-        from hafast.lvs.backend import Pool
-        from hafast.lvs.policy import PoolPolicy
-
-        self.policy = PoolPolicy(config)
-        self.backend = backend
-        self.applied = Pool()
-        self.owned: set[Any] = set()
-        self.notify = notify
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
         self.changes: Counter[str] = Counter()
-        self.errors = 0
-        self._lock = asyncio.Lock()
+        self.name = getattr(inner, "name", "?")
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    async def apply(self, changes: Any) -> int:
+        n: int = await self.inner.apply(changes)
+        for c in changes:
+            self.changes[c.op] += 1
+        return n
+
+
+class PoolKeeper:
+    """The pools, in the parent: :class:`hafast.lvs.manager.PoolManager` fed with the
+    check workers' events, plus the views the supervisor needs (seed, status)."""
+
+    def __init__(self, config: m.Config, backend: Any, *, keep: bool) -> None:
+        from hafast.lvs.manager import PoolManager
+
+        self.backend = CountingBackend(backend)
+        self.manager = PoolManager(config, self.backend, keep=keep)
+
+    @property
+    def policy(self) -> Any:
+        return self.manager.policy
 
     async def open(self) -> None:
-        await self.backend.open()
-        with contextlib.suppress(Exception):
-            # Adopt what the kernel already has (a restart with -I): unchanged
-            # destinations are then not touched at all.
-            self.applied = await self.backend.dump()
-        out = self.policy.start()
-        self.owned = self.policy.owned()
-        await self._sync(set(self.policy.pool.services) | self.owned)
-        self.notify(out.actions)
-
-    async def _sync(self, keys: Iterable[Any], owned: Iterable[Any] | None = None) -> None:
-        from hafast.lvs.backend import diff
-
-        async with self._lock:
-            changes = diff(self.applied, self.policy.pool, owned=owned or self.owned,
-                           keys=set(keys))
-            if not changes:
-                return
-            try:
-                await self.backend.apply(changes)
-            except Exception:
-                self.errors += 1
-                log.exception("pool backend %s failed", getattr(self.backend, "name", "?"))
-                # Re-read what is really there so the next diff repairs it.
-                with contextlib.suppress(Exception):
-                    self.applied = await self.backend.dump()
-                return
-            self.applied.apply(changes)
-            for c in changes:
-                self.changes[c.op] += 1
+        # The configuration's initial health (alpha servers out): the workers'
+        # engines start from the same, so their first events are real changes.
+        await self.manager.start()
 
     async def on_events(self, events: Iterable[Any]) -> None:
-        from hafast.lvs.policy import Outcome
-
-        out = Outcome()
         for ev in events:
-            out.merge(self.policy.on_event(ev))
-        if out.changed:
-            await self._sync(out.changed)
-        if out.actions:
-            self.notify(out.actions)
+            self.manager.on_event(ev)
 
     async def reload(self, config: m.Config) -> None:
-        old_owned = set(self.owned)
-        out = self.policy.reload(config)
-        self.owned = self.policy.owned()
-        await self._sync(out.changed, owned=old_owned | self.owned)
-        self.notify(out.actions)
+        await self.manager.reload(config)
 
     def seed(self) -> dict[tuple[Any, Any], tuple[bool, int]]:
         """Last known health of every real server, for a (re)started check worker."""
         return {(vk, rk): (r.alive, r.weight) for vk, st in self.policy.vss.items()
                 for rk, r in st.rss.items()}
 
-    async def close(self, release: bool) -> None:
-        from hafast.lvs.backend import Pool, diff
-
-        out = self.policy.stop()
-        self.notify(out.actions)
-        if release:
-            async with self._lock:
-                changes = diff(self.applied, Pool(), owned=self.owned)
-                try:
-                    await self.backend.apply(changes)
-                    self.applied.apply(changes)
-                except Exception:
-                    log.exception("releasing the pool failed")
-        with contextlib.suppress(Exception):
-            await self.backend.close()
+    async def close(self) -> None:
+        await self.manager.stop()
 
     def status(self) -> dict[str, Any]:
         vss = []
@@ -242,42 +205,32 @@ class PoolKeeper:
                             "weight": r.weight, "pool_weight": None if d is None else d.weight})
             vss.append({"name": st.label, "quorum_up": st.quorum_up,
                         "suspended": st.suspended, "real_servers": rss})
-        return {"backend": getattr(self.backend, "name", "?"), "virtual_servers": vss,
-                "changes": dict(self.changes), "errors": self.errors,
-                "messages": getattr(self.backend, "messages", 0)}
+        return {"backend": self.backend.name, "virtual_servers": vss,
+                "changes": dict(self.backend.changes), "errors": self.manager.errors,
+                "messages": getattr(self.backend.inner, "messages", 0)}
 
 
 def make_backend(kind: str) -> Any:
     """The pool backend ``kind`` names; ``auto``: IPVS when the kernel has it, else
-    nftables, else memory (check-only use, with a warning)."""
+    nftables, else memory (with a warning: nothing reaches the kernel)."""
+    from hafast.lvs.manager import make_backend as named
+
     order = {"auto": ("ipvs", "nft", "memory"), "ipvs": ("ipvs",), "nft": ("nft",),
              "memory": ("memory",)}[kind]
     for name in order:
         if name == "ipvs" and kind == "auto" and not os.path.exists("/proc/net/ip_vs"):
             continue
+        if name == "nft" and kind == "auto" and not shutil.which("nft"):
+            continue
         try:
-            backend = _backend_named(name)
+            backend = named(name)
         except Exception as exc:
             log.warning("pool backend %s unavailable: %s", name, exc)
             continue
         if name == "memory" and kind == "auto":
-            log.warning("no IPVS or nftables backend: pools are kept in memory only")
+            log.warning("no IPVS or nftables: pools are kept in memory only")
         return backend
     raise RuntimeError(f"pool backend {kind} unavailable")
-
-
-def _backend_named(name: str) -> Any:
-    import importlib
-
-    mod = importlib.import_module(f"hafast.lvs.{name}")
-    factory = getattr(mod, "make_backend", None)
-    if factory is not None:
-        return factory()
-    for attr in dir(mod):
-        obj = getattr(mod, attr)
-        if isinstance(obj, type) and attr.endswith("Backend") and getattr(obj, "name", "") == name:
-            return obj()
-    raise RuntimeError(f"hafast.lvs.{name} has no backend class")
 
 
 # --------------------------------------------------------------------------- parent
@@ -331,7 +284,6 @@ class Supervisor:
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._worker_argv = worker_argv or [sys.executable, "-m", "hafast.core.supervisor"]
-        self._fifo_fds: list[int] = []
         self.control: Any = None
         self.metrics: Any = None
 
@@ -363,10 +315,12 @@ class Supervisor:
         handlers[signal.SIGINT] = lambda: self.request_stop("SIGINT")
         for sig, fn in handlers.items():
             loop.add_signal_handler(sig, fn)
-        self._open_fifos()
         if self.wants_checks():
-            self.pools = PoolKeeper(self.config, make_backend(self.options.pool_backend),
-                                    self._pool_actions)
+            kind = self.options.pool_backend
+            if kind == "auto":
+                kind = getattr(self.config.global_defs, "lvs_backend", None) or "auto"
+            self.pools = PoolKeeper(self.config, make_backend(kind),
+                                    keep=self.options.dont_release_ipvs)
             await self.pools.open()
             for i in range(self.check_worker_count()):
                 self.workers.append(WorkerHandle(CHECK, i))
@@ -411,15 +365,12 @@ class Supervisor:
                 w.send("stop")
             await asyncio.gather(*(self._wait_exit(w) for w in ws))
         if self.pools is not None:
-            await self.pools.close(release=not self.options.dont_release_ipvs)
+            await self.pools.close()
         if self.metrics is not None:
             with contextlib.suppress(Exception):
                 self.metrics.stop()
         if self.control is not None:
             await self.control.close()
-        for fd in self._fifo_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
         for t in list(self._tasks):
             t.cancel()
         log.info("stopped")
@@ -666,35 +617,6 @@ class Supervisor:
             log.info("metrics on http://%s/metrics", listen)
         except (OSError, ValueError) as exc:
             log.error("metrics endpoint %s: %s", listen, exc)
-
-    # -- pool notifications ---------------------------------------------------------------
-
-    def _open_fifos(self) -> None:
-        from hafast.core.notify import Notifier
-
-        gd = self.config.global_defs
-        fifos = [f[0] for f in (gd.notify_fifo, gd.lvs_notify_fifo) if f]
-        for path in fifos:
-            fd = Notifier._open_fifo(path)
-            if fd is not None:
-                self._fifo_fds.append(fd)
-
-    def _pool_actions(self, actions: list[Any]) -> None:
-        from hafast.core.notify import spawn_reaped
-        from hafast.lvs.policy import FifoLine, RunScript
-
-        for a in actions:
-            if isinstance(a, FifoLine):
-                line = (a.line + "\n").encode()
-                for fd in self._fifo_fds:
-                    with contextlib.suppress(OSError):
-                        os.write(fd, line)
-            elif isinstance(a, RunScript):
-                log.info("running %s (%s)", " ".join(a.argv), a.why)
-                try:
-                    spawn_reaped(self.loop, a.argv)
-                except OSError as exc:
-                    log.warning("cannot run %s: %s", a.argv[0], exc)
 
 
 def write_pid_file(path: str, pid: int) -> None:

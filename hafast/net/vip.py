@@ -5,13 +5,15 @@ there (EEXIST) is left alone on release and on stop, so hafast never takes away 
 administrator's address.  Every operation is idempotent.
 
 pyroute2 0.9's ``IPRoute`` runs its own asyncio loop and cannot share uvloop's
-(uvloop refuses AF_NETLINK datagram endpoints), so all netlink work happens on one
-worker thread that owns the ``IPRoute``; calls return futures and keep their order.
+(uvloop refuses AF_NETLINK datagram endpoints), and a hop to a worker thread cost
+the first measurements several milliseconds per takeover.  So pyroute2 only
+encodes the rtnetlink messages here; they go out on a plain NETLINK_ROUTE socket,
+synchronously (the kernel acks inside ``send``).  Calls return completed futures.
 
 Example (root, in a scratch namespace)::
 
     backend = NetlinkVips()
-    backend.add("VI_1", vips, routes, default_dev="eth0").result()
+    backend.add("VI_1", vips, routes, default_dev="eth0")
     backend.release_all()   # on stop: only what we added goes
 """
 
@@ -21,7 +23,9 @@ import concurrent.futures
 import errno
 import ipaddress
 import logging
-import threading
+import os
+import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +36,16 @@ log = logging.getLogger("hafast.vrrp.vip")
 
 # ip-address(8) scope names -> rtnetlink rt_scope values (linux/rtnetlink.h).
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+# linux/netlink.h, linux/rtnetlink.h
+NETLINK_ROUTE = 0
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE = 20, 21, 24, 25
+RT_TABLE_MAIN = 254
+RTPROT_KEEPALIVED = 18  # rtnetlink protocol number keepalived registered for its routes
+ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}
+_NLMSGHDR = struct.Struct("=IHHII")
+_ERRNO = struct.Struct("=i")
 # linux/if_addr.h: IFA_F_NODAD.  keepalived adds IPv6 VIPs without DAD so a new
 # master can answer for them at once instead of after a tentative second.
 IFA_F_NODAD = 0x02
@@ -143,165 +157,205 @@ class MemoryVips:
         self.routes.clear()
 
 
-class NetlinkVips:
-    """Addresses and routes through pyroute2 on a private worker thread."""
+class NetlinkError(OSError):
+    pass
+
+
+class Rtnl:
+    """A plain, synchronous NETLINK_ROUTE socket; messages encoded by pyroute2.
+
+    The kernel handles an address or route request inside ``send`` and queues
+    the ack before returning, so a request costs tens of microseconds and never
+    waits on the event loop.
+    """
 
     def __init__(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hafast-vip")
-        self._local = threading.local()
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                  NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self._seq = 0
+
+    def request(self, msg: Any, msg_type: int, flags: int) -> int:
+        """Send ``msg``; return 0 or the errno the kernel answered with."""
+        self._seq += 1
+        msg["header"]["type"] = msg_type
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+        msg["header"]["sequence_number"] = self._seq
+        msg.encode()
+        self.sock.send(bytes(msg.data))
+        while True:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, off)
+                if kind == NLMSG_ERROR and seq == self._seq:
+                    return -int(_ERRNO.unpack_from(data, off + 16)[0])
+                off += max(16, (length + 3) & ~3)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NetlinkVips:
+    """Addresses and routes through rtnetlink (pyroute2 message classes, plain socket)."""
+
+    def __init__(self) -> None:
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+        self._ifaddrmsg = ifaddrmsg
+        self._rtmsg = rtmsg
+        self._nl = Rtnl()
         # What we added and may therefore remove: (ifindex, address, prefix) and routes.
-        self._addrs: dict[tuple[int, str, int], tuple[str, dict[str, Any]]] = {}
-        self._routes: dict[RouteSpec, tuple[str, dict[str, Any]]] = {}
+        self._addrs: dict[tuple[int, str, int], tuple[str, Any]] = {}
+        self._routes: dict[RouteSpec, tuple[str, Any]] = {}
         self._closed = False
 
-    # -- worker-thread side ---------------------------------------------------------
+    @staticmethod
+    def _index(dev: str) -> int:
+        try:
+            return socket.if_nametoindex(dev)
+        except OSError as exc:
+            raise LookupError(f"no interface {dev!r}") from exc
 
-    def _ipr(self) -> Any:
-        ipr = getattr(self._local, "ipr", None)
-        if ipr is None:
-            from pyroute2 import IPRoute  # imported on the worker thread only
-
-            ipr = self._local.ipr = IPRoute()
-        return ipr
-
-    def _index(self, dev: str) -> int:
-        found = self._ipr().link_lookup(ifname=dev)
-        if not found:
-            raise LookupError(f"no interface {dev!r}")
-        return int(found[0])
-
-    def _addr_args(self, v: VirtualAddress, default_dev: str) -> tuple[tuple[int, str, int],
-                                                                      dict[str, Any]]:
+    def _addr_msg(self, v: VirtualAddress, default_dev: str) -> tuple[tuple[int, str, int], Any]:
         index = self._index(v.dev or default_dev)
-        args: dict[str, Any] = {"index": index, "address": v.address, "prefixlen": v.prefix}
-        if v.label:
-            args["label"] = v.label
+        m = self._ifaddrmsg()
+        m["family"] = socket.AF_INET if v.family == 4 else socket.AF_INET6
+        m["prefixlen"] = v.prefix
+        m["index"] = index
         if v.scope:
-            args["scope"] = SCOPES.get(v.scope, 0) if not v.scope.isdigit() else int(v.scope)
-        if v.family == 4 and v.brd:
+            m["scope"] = int(v.scope) if v.scope.isdigit() else SCOPES.get(v.scope, 0)
+        attrs: list[tuple[str, object]] = []
+        if v.family == 4:
+            attrs.append(("IFA_LOCAL", v.address))
+            attrs.append(("IFA_ADDRESS", v.peer or v.address))
             if v.brd == "+":
                 net = ipaddress.ip_interface(f"{v.address}/{v.prefix}").network
-                args["broadcast"] = str(net.broadcast_address)
-            elif v.brd != "-":
-                args["broadcast"] = v.brd
-        if v.peer:
-            args["local"] = v.address
-            args["address"] = v.peer
-        if v.family == 6 and "-nodad" not in v.options:
-            args["flags"] = IFA_F_NODAD
-        return (index, v.address, v.prefix), args
-
-    def _route_args(self, r: RouteSpec, default_dev: str) -> dict[str, Any]:
-        args: dict[str, Any] = {"dst": r.dst}
-        if r.kind != "unicast":
-            args["type"] = r.kind
+                attrs.append(("IFA_BROADCAST", str(net.broadcast_address)))
+            elif v.brd and v.brd != "-":
+                attrs.append(("IFA_BROADCAST", v.brd))
+            if v.label:
+                attrs.append(("IFA_LABEL", v.label))
         else:
-            args["oif"] = self._index(r.dev or default_dev)
-        if r.gateway:
-            args["gateway"] = r.gateway
-        if r.src:
-            args["prefsrc"] = r.src
-        if r.table is not None:
-            args["table"] = r.table
-        if r.metric is not None:
-            args["priority"] = r.metric
-        if r.scope:
-            args["scope"] = SCOPES.get(r.scope, 0)
-        return args
+            if v.peer:
+                attrs.append(("IFA_LOCAL", v.address))
+            attrs.append(("IFA_ADDRESS", v.peer or v.address))
+            if "-nodad" not in v.options:
+                m["flags"] = IFA_F_NODAD
+        m["attrs"] = attrs
+        return (index, v.address, v.prefix), m
 
-    def _do_add(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-                default_dev: str) -> None:
-        ipr = self._ipr()
+    def _route_msg(self, r: RouteSpec, default_dev: str) -> Any:
+        net = ipaddress.ip_network(r.dst, strict=False) if r.dst != "default" else None
+        family = 6 if (net is not None and net.version == 6) or ":" in (r.gateway or "") else 4
+        m = self._rtmsg()
+        m["family"] = socket.AF_INET if family == 4 else socket.AF_INET6
+        m["dst_len"] = net.prefixlen if net is not None else 0
+        table = r.table if r.table is not None else RT_TABLE_MAIN
+        m["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT; the real one in RTA_TABLE
+        m["proto"] = RTPROT_KEEPALIVED
+        m["type"] = ROUTE_TYPES[r.kind]
+        link_scope = r.kind == "unicast" and not r.gateway
+        m["scope"] = SCOPES.get(r.scope or "", 253 if link_scope else 0)
+        attrs: list[tuple[str, object]] = [("RTA_TABLE", table)]
+        if net is not None:
+            attrs.append(("RTA_DST", str(net.network_address)))
+        if r.kind == "unicast":
+            attrs.append(("RTA_OIF", self._index(r.dev or default_dev)))
+        if r.gateway:
+            attrs.append(("RTA_GATEWAY", r.gateway))
+        if r.src:
+            attrs.append(("RTA_PREFSRC", r.src))
+        if r.metric is not None:
+            attrs.append(("RTA_PRIORITY", r.metric))
+        m["attrs"] = attrs
+        return m
+
+    def add(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
+            default_dev: str) -> concurrent.futures.Future[None]:
+        """Install ``vips`` then ``routes``; ones already present stay unowned (EEXIST)."""
         for v in vips:
             try:
-                key, args = self._addr_args(v, default_dev)
+                key, msg = self._addr_msg(v, default_dev)
                 if key in self._addrs:
                     continue
-                ipr.addr("add", **args)
-                self._addrs[key] = (owner, args)
-            except Exception as exc:  # one bad VIP must not stop the others
-                if getattr(exc, "code", None) != errno.EEXIST:
-                    log.warning("%s: cannot add %s/%s: %s", owner, v.address, v.prefix, exc)
+                err = self._nl.request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+            except (OSError, LookupError, ValueError) as exc:
+                log.warning("%s: cannot add %s/%s: %s", owner, v.address, v.prefix, exc)
+                continue
+            if err == 0:
+                self._addrs[key] = (owner, msg)
+            elif err != errno.EEXIST:
+                log.warning("%s: cannot add %s/%s: %s", owner, v.address, v.prefix,
+                            os.strerror(err))
         for r in routes:
+            if r in self._routes:
+                continue
             try:
-                if r in self._routes:
-                    continue
-                args = self._route_args(r, default_dev)
-                ipr.route("add", **args)
-                self._routes[r] = (owner, args)
-            except Exception as exc:
-                if getattr(exc, "code", None) != errno.EEXIST:
-                    log.warning("%s: cannot add route %s: %s", owner, r.dst, exc)
+                rmsg = self._route_msg(r, default_dev)
+                err = self._nl.request(rmsg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
+            except (OSError, LookupError, ValueError) as exc:
+                log.warning("%s: cannot add route %s: %s", owner, r.dst, exc)
+                continue
+            if err == 0:
+                self._routes[r] = (owner, rmsg)
+            elif err != errno.EEXIST:
+                log.warning("%s: cannot add route %s: %s", owner, r.dst, os.strerror(err))
+        return _done()
 
-    def _do_remove(self, owner: str | None, vips: Sequence[VirtualAddress] | None,
-                   routes: Sequence[RouteSpec] | None, default_dev: str) -> None:
-        ipr = self._ipr()
+    def _remove(self, owner: str | None, addr_keys: Sequence[tuple[int, str, int]],
+                routes: Sequence[RouteSpec]) -> None:
         # Routes first: a route using a VIP as its source goes before the VIP.
-        route_keys = list(self._routes) if routes is None else list(routes)
-        for r in route_keys:
+        for r in routes:
             entry = self._routes.get(r)
             if entry is None or (owner is not None and entry[0] != owner):
                 continue
             del self._routes[r]
-            try:
-                ipr.route("del", **entry[1])
-            except Exception as exc:
-                if getattr(exc, "code", None) not in (errno.ESRCH, errno.ENOENT):
-                    log.warning("cannot remove route %s: %s", r.dst, exc)
-        if vips is None:
-            keys = list(self._addrs)
-        else:
-            keys = []
-            for v in vips:
-                try:
-                    keys.append(self._addr_args(v, default_dev)[0])
-                except LookupError:
-                    continue
-        for key in keys:
+            err = self._nl.request(entry[1], RTM_DELROUTE, 0)
+            if err not in (0, errno.ESRCH, errno.ENOENT):
+                log.warning("cannot remove route %s: %s", r.dst, os.strerror(err))
+        for key in addr_keys:
             addr_entry = self._addrs.get(key)
             if addr_entry is None or (owner is not None and addr_entry[0] != owner):
                 continue
             del self._addrs[key]
-            args = dict(addr_entry[1])
-            args.pop("flags", None)
-            try:
-                ipr.addr("del", **args)
-            except Exception as exc:
-                if getattr(exc, "code", None) not in (errno.EADDRNOTAVAIL, errno.ENODEV):
-                    log.warning("cannot remove %s/%s: %s", key[1], key[2], exc)
-
-    # -- caller side ------------------------------------------------------------------
-
-    def add(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-            default_dev: str) -> concurrent.futures.Future[None]:
-        """Install ``vips`` and ``routes`` (those present already are left unowned)."""
-        return self._pool.submit(self._do_add, owner, tuple(vips), tuple(routes), default_dev)
+            err = self._nl.request(addr_entry[1], RTM_DELADDR, 0)
+            if err not in (0, errno.EADDRNOTAVAIL, errno.ENODEV):
+                log.warning("cannot remove %s/%s: %s", key[1], key[2], os.strerror(err))
 
     def remove(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
                default_dev: str) -> concurrent.futures.Future[None]:
         """Remove those of ``vips``/``routes`` that ``owner`` added."""
-        return self._pool.submit(self._do_remove, owner, tuple(vips), tuple(routes), default_dev)
+        keys = []
+        for v in vips:
+            try:
+                keys.append(self._addr_msg(v, default_dev)[0])
+            except LookupError:
+                continue
+        try:
+            self._remove(owner, keys, list(routes))
+        except OSError as exc:
+            log.warning("%s: removing VIPs failed: %s", owner, exc)
+        return _done()
 
     def release_all(self) -> None:
-        """Remove everything this backend added and wait for it (stop path)."""
+        """Remove everything this backend added (stop path)."""
         if self._closed:
             return
-        self._pool.submit(self._do_remove, None, None, None, "").result(timeout=10)
+        try:
+            self._remove(None, list(self._addrs), list(self._routes))
+        except OSError as exc:
+            log.warning("releasing VIPs failed: %s", exc)
 
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(ipr, *args)`` on the netlink thread and wait (start-up lookups)."""
-        return self._pool.submit(lambda: fn(self._ipr(), *args)).result(timeout=10)
+    @property
+    def owned(self) -> tuple[list[tuple[int, str, int]], list[RouteSpec]]:
+        """What this backend added and would remove."""
+        return list(self._addrs), list(self._routes)
 
     def close(self) -> None:
         if self._closed:
             return
         self.release_all()
         self._closed = True
-
-        def shut() -> None:
-            ipr = getattr(self._local, "ipr", None)
-            if ipr is not None:
-                ipr.close()
-
-        self._pool.submit(shut).result(timeout=10)
-        self._pool.shutdown(wait=True)
+        self._nl.close()

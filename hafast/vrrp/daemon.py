@@ -35,9 +35,9 @@ from hafast.vrrp.from_config import InstancePlan, plan_instances
 from hafast.vrrp.instance import (
     Announcer,
     Instance,
-    LoopTimers,
     NullAnnouncer,
     PacketAnnouncer,
+    precise_timers,
 )
 from hafast.vrrp.sync_group import SyncGroup
 from hafast.vrrp.tracking import Tracking
@@ -55,7 +55,7 @@ class VrrpWorker:
                  vips: VipOps | None = None) -> None:
         self.loop = loop
         self.config = config
-        self.timers = LoopTimers(loop)
+        self.timers = precise_timers(loop)
         self.transport = Transport(loop)
         self._own_vips = vips is None
         self.vips: VipOps = NetlinkVips() if vips is None else vips

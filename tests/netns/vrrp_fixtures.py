@@ -169,12 +169,16 @@ class VrrpLab:
             except subprocess.TimeoutExpired:
                 router.proc.kill()
                 router.proc.wait(5)
-        if router.kind == "keepalived" and not graceful:
-            # keepalived leaves its VIPs behind when killed; so would a crashed host.
-            pass
+        if router.kind == "keepalived":
+            # A killed keepalived leaves its pid files; a restart would refuse to run.
+            for name in ("pid", "vrrp.pid", "chk.pid"):
+                (self.tmp / f"{self._role_of(router)}.{name}").unlink(missing_ok=True)
         for role, r in list(self.routers.items()):
             if r is router:
                 del self.routers[role]
+
+    def _role_of(self, router: Router) -> str:
+        return next((k for k, r in self.routers.items() if r is router), router.ns[-2:])
 
     def crash(self, role: str) -> None:
         """Kill the VRRP process with SIGKILL and remove the link's VIPs like a dead host.

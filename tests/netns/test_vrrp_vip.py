@@ -1,0 +1,64 @@
+"""The VIP backend against the kernel, in a scratch namespace: add, idempotence,
+labels, IPv6 without DAD, routes, and removing only what hafast added."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from hafast.config.model import VirtualAddress
+from hafast.lab.netns import Registry, call_in, run_in
+from hafast.net.vip import NetlinkVips, parse_route
+from tests.conftest import require_root
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+NS = f"hvv{os.getpid() % 100000}"
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    require_root()
+    with Registry() as reg:
+        reg.add_netns(NS)
+        reg.add_netns(NS + "p")
+        reg.add_veth(NS, "eth0", NS + "p", "eth0")
+        reg.add_address(NS, "eth0", "10.66.0.1/24")
+        yield NS
+
+
+def _addrs(ns: str) -> str:
+    return run_in(ns, ["ip", "-o", "addr", "show", "dev", "eth0"]).stdout
+
+
+def test_add_remove_only_what_we_added(ns: str) -> None:
+    run_in(ns, ["ip", "addr", "add", "10.66.0.50/24", "dev", "eth0"])  # the admin's
+    vips = (
+        VirtualAddress("10.66.0.100", 24, 4, label="eth0:vip", brd="+"),
+        VirtualAddress("10.66.0.50", 24, 4),  # already there: never ours to remove
+        VirtualAddress("fd66::100", 64, 6),
+    )
+    routes = (parse_route(("10.99.0.0/16", "via", "10.66.0.254")),
+              parse_route(("blackhole", "10.98.0.0/16")))
+
+    def body() -> tuple[str, str, str, str]:
+        b = NetlinkVips()
+        b.add("VI_1", vips, routes, "eth0")
+        b.add("VI_1", vips, routes, "eth0")  # idempotent
+        after_add = _addrs(ns) + run_in(ns, ["ip", "route"]).stdout
+        flags6 = run_in(ns, ["ip", "-6", "-o", "addr", "show", "dev", "eth0"]).stdout
+        b.remove("VI_1", vips[:1], routes[:1], "eth0")
+        after_remove = _addrs(ns) + run_in(ns, ["ip", "route"]).stdout
+        b.close()  # releases the rest
+        return after_add, flags6, after_remove, _addrs(ns) + run_in(ns, ["ip", "route"]).stdout
+
+    after_add, flags6, after_remove, after_close = call_in(ns, body)
+    assert "10.66.0.100/24 brd 10.66.0.255" in after_add and "eth0:vip" in after_add
+    assert "10.99.0.0/16 via 10.66.0.254" in after_add and "blackhole 10.98.0.0/16" in after_add
+    assert "fd66::100/64 scope global nodad" in flags6  # usable at once, no DAD wait
+    assert "10.66.0.100" not in after_remove and "10.99.0.0/16" not in after_remove
+    assert "fd66::100" in after_remove and "blackhole" in after_remove
+    assert "fd66::100" not in after_close and "blackhole" not in after_close
+    assert "10.66.0.50/24" in after_close and "10.66.0.1/24" in after_close

@@ -44,6 +44,10 @@ def run_worker(
     """Run the checks of shard ``shard_index`` of ``shard_count`` until SIGTERM/SIGINT
     (main thread), ``stop`` is set, or ``duration`` seconds passed; return the
     stopped engine (its runner's counters stay readable)."""
+    main = threading.current_thread() is threading.main_thread()
+    # uvloop leaves its own handler installed after remove_signal_handler: put back
+    # what was there so a worker that returned does not swallow the next SIGTERM.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     loop = new_loop()
     try:
         engine = Engine(config, loop, on_event, shard_index=shard_index,
@@ -54,8 +58,8 @@ def run_worker(
             if not finished.done():
                 finished.set_result(None)
 
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+        if main:
+            for sig in previous:
                 loop.add_signal_handler(sig, finish)
         if duration is not None:
             loop.call_later(duration, finish)
@@ -74,10 +78,14 @@ def run_worker(
             loop.run_until_complete(finished)
         finally:
             engine.stop()
-            if threading.current_thread() is threading.main_thread():
-                for sig in (signal.SIGTERM, signal.SIGINT):
+            if main:
+                for sig in previous:
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
         return engine
     finally:
         loop.close()
+        if main:
+            for sig, handler in previous.items():
+                if handler is not None:
+                    signal.signal(sig, handler)

@@ -21,10 +21,11 @@ from hafast.check.api import ProbeKind, ProbeResult, Target
 from hafast.check.dns import DnsKind
 from hafast.check.misc import MiscKind
 from hafast.check.smtp import SmtpKind
-from hafast.check.tcp import TcpKind
+from hafast.check.tcp import SO_BINDTODEVICE, SO_MARK, TcpKind, open_socket
 from hafast.check.udp import UdpKind
 from hafast.check.worker import new_loop
 from hafast.config import model as m
+from tests.conftest import require, require_root
 
 S = 1_000_000
 
@@ -381,3 +382,28 @@ def test_misc_path_as_the_model_gives_it() -> None:
                        misc_timeout_us=2 * S)
     r = probe(MiscKind, spec, Target("x"))
     assert (r.ok, r.weight) == (True, 2)
+
+
+def test_tcp_over_ipv6_loopback() -> None:
+    require(socket.has_ipv6 and Path("/proc/net/if_inet6").exists(), "needs IPv6")
+    with socket.socket(socket.AF_INET6) as lst:
+        try:
+            lst.bind(("::1", 0))
+        except OSError as exc:
+            require(False, f"no ::1 here: {exc}")
+        lst.listen(4)
+        port = lst.getsockname()[1]
+        assert probe(TcpKind, m.TcpCheck(), Target("::1", port)).ok
+    assert probe(TcpKind, m.TcpCheck(), Target("::1", port)).reason == "refused"
+
+
+def test_open_socket_applies_mark_and_device() -> None:
+    require_root()
+    sock = open_socket(Target("127.0.0.1", 80, fwmark=0x5A, bind_if="lo", bindto="127.0.0.1",
+                              bind_port=0), socket.SOCK_STREAM)
+    with sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, SO_MARK) == 0x5A
+        dev = sock.getsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, 16).rstrip(b"\0")
+        assert dev == b"lo"
+        assert sock.getsockname()[0] == "127.0.0.1"
+        assert not sock.getblocking()

@@ -37,7 +37,7 @@ import ssl
 import struct
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
 from hafast.check.http_parse import (
@@ -558,9 +558,11 @@ class HttpGetKind(ProbeKind):
     bounds the bytes read per reply (an endless body fails as ``body-too-large``).
     """
 
+    __slots__ = ("body_cap", "regexes", "requests", "session", "sni", "tls_context", "urls")
+
     keyword = "HTTP_GET"
-    tls = False
-    default_port = 80
+    tls: ClassVar[bool] = False
+    default_port: ClassVar[int] = 80
 
     def __init__(
         self,
@@ -616,6 +618,8 @@ class HttpGetKind(ProbeKind):
 @register
 class SslGetKind(HttpGetKind):
     """SSL_GET: HTTP_GET over TLS; a failed handshake is a failed check (``tls``)."""
+
+    __slots__ = ()
 
     keyword = "SSL_GET"
     tls = True

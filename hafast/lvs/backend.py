@@ -303,7 +303,9 @@ class PoolBackend(Protocol):
     """
 
     name: str
-    messages: int
+
+    @property
+    def messages(self) -> int: ...
 
     async def open(self) -> None: ...
 

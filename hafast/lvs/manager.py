@@ -182,7 +182,7 @@ class PoolManager:
         self.config = config
         outcome = self.policy.reload(config, vips_present)
         self.owned = self.policy.owned()
-        n = await self._converge(None, owned=old_owned | self.owned)
+        n = await self._converge(outcome.changed, owned=old_owned | self.owned)
         self._run_actions(outcome.actions)
         return n
 

@@ -53,6 +53,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -202,6 +203,7 @@ def service_keys(vs: m.VirtualServer, groups: Mapping[str, m.VirtualServerGroup]
     return [ServiceKey(family_of(vs.address), vs.protocol, vs.address, vs.port or 0)]
 
 
+@functools.lru_cache(maxsize=64)
 def _method(text: str | None) -> str:
     """lvs_method "TUN type gue port 1" -> "TUN" (tunnel options are not modelled)."""
     return (text or "NAT").split()[0].upper()
@@ -269,12 +271,28 @@ class PoolPolicy:
 
     # -- construction -------------------------------------------------------------
 
-    def _build(self, config: m.Config, vips_present: Iterable[str] | None) -> None:
+    def _build(self, config: m.Config, vips_present: Iterable[str] | None,
+               reuse: Mapping[VsKey, VsState] | None = None,
+               old_groups: Mapping[str, m.VirtualServerGroup] | None = None) -> set[VsKey]:
+        """Build the states; a virtual server equal to its predecessor in ``reuse``
+        (same settings, same real servers, same group) keeps its state object, so
+        a reload costs only what changed.  Returns the keys built anew."""
         groups = {g.name: g for g in config.virtual_server_groups}
         present = None if vips_present is None else set(vips_present)
         self.vss = {}
         self.shared = {}
+        built: set[VsKey] = set()
         for vs in config.virtual_servers:
+            prev = reuse.get(vs.key) if reuse is not None else None
+            if prev is not None and prev.vs == vs and (
+                    vs.group is None or (old_groups or {}).get(vs.group) == groups.get(vs.group)):
+                self.vss[vs.key] = prev
+                for rst in prev.rss.values():
+                    ident = check_identity(rst.rs)
+                    if ident is not None:
+                        self.shared.setdefault(ident, []).append((prev, rst))
+                continue
+            built.add(vs.key)
             keys = service_keys(vs, groups)
             flags = self.service_flags.get(vs.key, ())
             services = [build_service(vs, k, flags) for k in keys]
@@ -290,6 +308,7 @@ class PoolPolicy:
                 ident = check_identity(rst.rs)
                 if ident is not None:
                     self.shared.setdefault(ident, []).append((st, rst))
+        return built
 
     def start(
         self,
@@ -374,31 +393,41 @@ class PoolPolicy:
     def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> Outcome:
         """Adopt a new configuration: unchanged real servers keep their health (a
         dead one is not re-added just because of the reload), new ones start as
-        the configuration says; the whole desired pool is recomputed."""
+        the configuration says.  Unchanged virtual servers are not even looked at
+        again; ``changed`` lists only the services whose desired state may differ.
+        """
         old = self.vss
+        old_groups = {g.name: g for g in self.config.virtual_server_groups}
         self.config = config
-        self._build(config, vips_present)
+        built = self._build(config, vips_present, reuse=old if vips_present is None else None,
+                            old_groups=old_groups)
         out = Outcome()
-        for key, st in self.vss.items():
+        # Services of virtual servers that went away or were rebuilt leave the pool.
+        for key, gone in old.items():
+            if self.vss.get(key) is gone:
+                continue
+            for svc in gone.services:
+                self.pool.services.pop(svc.key, None)
+                self.pool.dests.pop(svc.key, None)
+                out.changed.add(svc.key)
+        for key in built:
+            st = self.vss[key]
             prev = old.get(key)
             if prev is None:
                 self._init_quorum(st, out)
-                continue
-            st.suspended = prev.suspended if vips_present is None else st.suspended
-            for rk, rst in st.rss.items():
-                p = prev.rss.get(rk)
-                if p is None:
-                    continue
-                rst.alive = p.alive
-                if p.dynamic_weight:
-                    rst.weight, rst.dynamic_weight = p.weight, True
-            st.quorum_up = prev.quorum_up
-            self._update_quorum(st, out)
-        self.pool = Pool()
-        for st in self.vss.values():
+            else:
+                st.suspended = prev.suspended if vips_present is None else st.suspended
+                for rk, rst in st.rss.items():
+                    p = prev.rss.get(rk)
+                    if p is None:
+                        continue
+                    rst.alive = p.alive
+                    if p.dynamic_weight:
+                        rst.weight, rst.dynamic_weight = p.weight, True
+                st.quorum_up = prev.quorum_up
+                self._update_quorum(st, out)
             self._sync(st)
-        out.changed = set(self.pool.services) | {
-            s.key for st in old.values() for s in st.services}
+            out.changed |= {s.key for s in st.services}
         return out
 
     # -- rules --------------------------------------------------------------------

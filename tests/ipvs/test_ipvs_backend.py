@@ -52,11 +52,12 @@ def ipvsadm(*args: str) -> str:
                           check=True, timeout=60).stdout
 
 
-@pytest.fixture
-def backend() -> Iterator[IpvsBackend]:
+@pytest.fixture(params=IpvsBackend.ENGINES)
+def backend(request: pytest.FixtureRequest) -> Iterator[IpvsBackend]:
+    """The backend on each engine: batched raw netlink, and pyroute2 request by request."""
     require_root()
     require(Path("/proc/net/ip_vs").exists(), "ip_vs is not loaded")
-    b = IpvsBackend()
+    b = IpvsBackend(engine=request.param)
     asyncio.run(_open_flushed(b))
     try:
         yield b
@@ -181,7 +182,7 @@ def test_manager_adopts_the_kernel_touches_one_entry_on_reload_and_releases(
     config = load_text(CONFIG).config
 
     async def body() -> tuple[int, int, int, int]:
-        mgr = PoolManager(config, IpvsBackend(), run_scripts=False)
+        mgr = PoolManager(config, IpvsBackend(engine=backend.engine), run_scripts=False)
         adopted = await mgr.start()
         same = await mgr.reload(config)
         one = await mgr.reload(load_text(CONFIG.replace("weight 3", "weight 4")).config)

@@ -391,3 +391,25 @@ def test_unknown_event_is_counted_and_ignored() -> None:
     p.start()
     out = p.on_event(ServerEvent(("addr", "1.1.1.1", 1, "TCP"), ("x", 1), DOWN, 1, "", clock.now))
     assert out.changed == set() and p.ignored == 1
+
+
+def test_reload_of_an_unchanged_virtual_server_reports_nothing_changed() -> None:
+    clock = Clock()
+    text = "\n".join(
+        f"virtual_server 10.0.0.{i} 80 {{ protocol TCP\n"
+        f" real_server 10.1.0.1 8080 {{ weight {i} }} }}" for i in (1, 2, 3))
+    cfg = load_text(text).config
+    p = PoolPolicy(cfg)
+    p.start()
+    p.on_event(ServerEvent(cfg.virtual_servers[0].key, ("10.1.0.1", 8080), DOWN, 1, "x",
+                           clock.tick()))
+    before = dict(p.vss)
+    out = p.reload(load_text(text.replace("weight 3", "weight 4")).config)
+    assert out.changed == {ServiceKey(4, "TCP", "10.0.0.3", 80)}
+    assert p.vss[cfg.virtual_servers[0].key] is before[cfg.virtual_servers[0].key]
+    assert p.pool.dests[ServiceKey(4, "TCP", "10.0.0.1", 80)] == {}  # still down
+    assert p.pool.dests[ServiceKey(4, "TCP", "10.0.0.3", 80)][("10.1.0.1", 8080)].weight == 4
+    # A virtual server that goes away leaves the pool.
+    out = p.reload(load_text(text.split("\nvirtual_server 10.0.0.3")[0]).config)
+    assert out.changed == {ServiceKey(4, "TCP", "10.0.0.3", 80)}
+    assert ServiceKey(4, "TCP", "10.0.0.3", 80) not in p.pool.services

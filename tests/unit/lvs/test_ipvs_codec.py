@@ -1,0 +1,56 @@
+"""The batch link's generic-netlink encoding, round-tripped on the host (no kernel).
+
+The kernel side of the same bytes is tested in the IPVS VM (tests/ipvs)."""
+
+from __future__ import annotations
+
+import struct
+
+from hafast.lvs.backend import SVC_F_PERSISTENT, SVC_F_SCHED2, Change, Dest, Service, ServiceKey
+from hafast.lvs.ipvs import (
+    CMD_ATTR_DEST,
+    CMD_ATTR_SERVICE,
+    CMD_NEW_DEST,
+    SVC_NETMASK,
+    BatchLink,
+    _dest_attrs,
+    _parse_attrs,
+    _svc_attrs,
+    decode_dest,
+    decode_service,
+)
+
+SERVICES = [
+    Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "sh", SVC_F_PERSISTENT | SVC_F_SCHED2, 30, 24),
+    Service(ServiceKey(6, "UDP", "fd00::1", 443), "mh", 0, 0, 64),
+    Service(ServiceKey(4, "", None, 0, 7), "wrr"),
+    Service(ServiceKey(6, "SCTP", "fd00::2", 9), "rr", 0, 0, 128, "sip"),
+]
+DESTS = [Dest("10.1.0.2", 8080, 3, "NAT", 100, 10), Dest("fd01::2", 0, 0, "TUN"),
+         Dest("10.1.0.3", 80, 1, "DR")]
+
+
+def test_service_attributes_round_trip() -> None:
+    for svc in SERVICES:
+        assert decode_service(_parse_attrs(_svc_attrs(svc, True))) == svc
+
+
+def test_dest_attributes_round_trip() -> None:
+    for d in DESTS:
+        assert decode_dest(_parse_attrs(_dest_attrs(d))) == d
+
+
+def test_netmask_encoding_follows_the_kernel() -> None:
+    v4 = _parse_attrs(_svc_attrs(SERVICES[0], True))[SVC_NETMASK]
+    assert bytes(v4) == bytes([255, 255, 255, 0])  # a dotted mask, network order
+    v6 = _parse_attrs(_svc_attrs(SERVICES[1], True))[SVC_NETMASK]
+    assert struct.unpack("=I", v6)[0] == 64  # a prefix length, host order
+
+
+def test_request_payload_nests_service_then_dest() -> None:
+    c = Change("add-dest", SERVICES[0], DESTS[0])
+    top = _parse_attrs(BatchLink.payload(CMD_NEW_DEST, c))
+    assert set(top) == {CMD_ATTR_SERVICE, CMD_ATTR_DEST}
+    key_only = decode_service(_parse_attrs(top[CMD_ATTR_SERVICE]))
+    assert key_only is not None and key_only.key == SERVICES[0].key
+    assert decode_dest(_parse_attrs(top[CMD_ATTR_DEST])) == DESTS[0]

@@ -58,6 +58,26 @@ def target_for(rs: m.RealServer, spec: m.Checker) -> Target:
     )
 
 
+def targets_for(rs: m.RealServer, spec: m.Checker) -> list[Target]:
+    """Usually one target; SMTP_CHECK's legacy ``host {}`` blocks make one each
+    (keepalived turns each into its own checker, all of which must pass)."""
+    hosts = getattr(spec, "hosts", ())
+    if not hosts:
+        return [target_for(rs, spec)]
+    base = target_for(rs, spec)
+    return [
+        Target(
+            h.connect_ip or base.address,
+            h.connect_port or base.port,
+            h.bindto or base.bindto,
+            h.bind_port or base.bind_port,
+            h.bind_if or base.bind_if,
+            h.fwmark if h.fwmark is not None else base.fwmark,
+        )
+        for h in hosts
+    ]
+
+
 def _load_optional_kinds() -> None:
     """HTTP_GET/SSL_GET live in their own module (another seam owner); register them
     when that module imports, and say why not when it does not."""
@@ -128,14 +148,15 @@ class Engine:
                 # The whole spec is in the key (timers too): two checks that differ
                 # only in delay_loop are different schedules, not one.
                 extras = _extras(self.config, rs, spec)
-                key = (rs.address, rs.port, spec, tuple(sorted(extras.items())))
-                check = by_key.get(key)
-                if check is not None:
-                    check.feed(health)
-                    self.deduplicated += 1
-                    continue
-                kind = cls(spec, target_for(rs, spec), self.loop, **extras)
-                by_key[key] = self.runner.add(kind, [health])
+                for target in targets_for(rs, spec):
+                    key = (target, spec, tuple(sorted(extras.items())))
+                    check = by_key.get(key)
+                    if check is not None:
+                        check.feed(health)
+                        self.deduplicated += 1
+                        continue
+                    kind = cls(spec, target, self.loop, **extras)
+                    by_key[key] = self.runner.add(kind, [health])
         for where, keyword in self.skipped:
             log.warning("%s: %s has no checker in this build; its real server is not checked",
                         where, keyword)

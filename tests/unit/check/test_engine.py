@@ -191,3 +191,28 @@ def test_http_kinds_come_from_their_module() -> None:
     eng = Engine(config(text), loop, None, runner=Runner(loop, None, rng=random.Random(1)))
     assert not eng.skipped
     assert "HTTP_GET" in {c.kind.keyword for c in eng.runner.checks}
+
+
+def test_smtp_host_blocks_become_one_check_each() -> None:
+    text = """
+virtual_server 10.0.0.1 25 {
+  real_server 10.1.0.1 25 {
+    SMTP_CHECK {
+      helo_name lb
+      host {
+        connect_ip 10.1.0.7
+        connect_port 2525
+      }
+      host {
+        connect_ip 10.1.0.8
+      }
+    }
+  }
+}
+"""
+    loop = FakeLoop()
+    eng = Engine(config(text), loop, None, runner=Runner(loop, None, rng=random.Random(1)))
+    targets = sorted((c.kind.target.address, c.kind.target.port) for c in eng.runner.checks)
+    assert targets == [("10.1.0.7", 2525), ("10.1.0.8", 25)]
+    health = next(iter(eng.healths.values()))
+    assert health.checks == 2

@@ -96,6 +96,9 @@ def setup(options: LogOptions, role: str = "parent") -> list[logging.Handler]:
     detail = "%(levelname)s %(name)s: " if options.detail else ""
     if options.syslog:
         try:
+            if not os.path.exists(SYSLOG_SOCKET):
+                # Python connects lazily and would drop every line in silence.
+                raise FileNotFoundError(f"no {SYSLOG_SOCKET}")
             sh = logging.handlers.SysLogHandler(address=SYSLOG_SOCKET,
                                                 facility=facility_of(options.facility))
             sh.ident = f"{ident}[{os.getpid()}]: "

@@ -66,13 +66,13 @@ VRRP_LABELS = ["iname", "intf", "vrid"]
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``ADDR:PORT``, ``[v6]:PORT`` or ``:PORT`` (all addresses).
+    """``ADDR:PORT``, ``[v6]:PORT`` or ``:PORT`` (all addresses); port 0 picks a free one.
 
     >>> parse_listen("127.0.0.1:9650"), parse_listen("[::1]:9650"), parse_listen(":9650")
     (('127.0.0.1', 9650), ('::1', 9650), ('0.0.0.0', 9650))
     """
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"metrics address {text!r}: expected ADDR:PORT")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
@@ -197,6 +197,11 @@ class MetricsServer:
         from prometheus_client import start_http_server
 
         self._server, _thread = start_http_server(self.port, self.host, self.registry)
+
+    @property
+    def bound_port(self) -> int:
+        """The port really listened on (``port`` may have been 0)."""
+        return int(self._server.server_address[1]) if self._server is not None else 0
 
     def stop(self) -> None:
         if self._server is not None:

@@ -407,3 +407,15 @@ def test_open_socket_applies_mark_and_device() -> None:
         assert dev == b"lo"
         assert sock.getsockname()[0] == "127.0.0.1"
         assert not sock.getblocking()
+
+
+def test_misc_that_exits_leaving_a_child_behind_loses_the_child(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    r = probe(MiscKind, misc_spec(("/bin/sh", "-c", f"sleep 30 & echo $! > {pid_file}")),
+              Target("x"))
+    assert r.ok
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)

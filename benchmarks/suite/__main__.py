@@ -1,0 +1,256 @@
+"""``python -m benchmarks.suite``: hafast against keepalived, HAProxy and the
+machine's limit, side by side in one run, written up as report.md with plots.
+
+    python -m benchmarks.suite [--quick|--full] [--section NAME ...] [--rounds N]
+                               [--out DIR] [--yes]
+
+``--quick`` (the default) takes the smallest sizes and fewer rounds and finishes in
+under 10 minutes on a 2-core machine; ``--full`` prints its estimated duration
+first (from the plan) and asks before starting unless ``--yes``.  Sections:
+checks, detection, vrrp, config, hotpaths.  Needs root (namespaces, raw sockets);
+every load loop is bounded in count and time and all traffic stays inside the
+namespaces the suite makes (deleted when it ends, also on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.suite import anchors, checks, pysections
+from benchmarks.suite.model import Section
+from benchmarks.suite.progress import Progress, format_seconds
+from benchmarks.suite.report import write_report
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out" / "report"
+SECTIONS = ("checks", "detection", "vrrp", "config", "hotpaths")
+
+
+@dataclass
+class Mode:
+    """What one mode measures; the plan and its estimate are derived from it."""
+
+    name: str
+    sizes: tuple[int, ...]
+    kinds: tuple[str, ...] = ("TCP_CHECK", "HTTP_GET", "PING_CHECK")
+    check_rounds: int = 3
+    warm: float = 1.5
+    seconds: float = 3.0
+    detect_size: int = 1000
+    detect_rounds: int = 3
+    detect_faults: tuple[str, ...] = ("reject",)
+    detect_k: int = 20
+    file_rounds: int = 1
+    hotpath_files: tuple[str, ...] = ("benchmarks/test_bench_vrrp.py",
+                                      "benchmarks/test_bench_md5.py",
+                                      "benchmarks/test_bench_icmp.py")
+    # measured wall seconds of one session of each pytest file on the 2-core VM
+    file_seconds: dict[str, float] = field(default_factory=lambda: {
+        "benchmarks/test_bench_vrrp_failover.py": 90.0,
+        "benchmarks/test_bench_config.py": 55.0,
+        "benchmarks/test_bench_vrrp.py": 20.0,
+        "benchmarks/test_bench_md5.py": 40.0,
+        "benchmarks/test_bench_icmp.py": 40.0,
+    })
+
+
+MODES = {
+    "quick": Mode("quick", sizes=(1000,)),
+    "full": Mode("full", sizes=(1000, 4096, 16384), check_rounds=5, warm=2.5, seconds=5.0,
+                 detect_rounds=5, detect_faults=("reject", "drop"), detect_k=50,
+                 file_rounds=3),
+}
+VRRP_FILES = ("benchmarks/test_bench_vrrp_failover.py",)
+CONFIG_FILES = ("benchmarks/test_bench_config.py",)
+
+
+def check_round_seconds(mode: Mode, kind: str, n: int) -> float:
+    """Estimated wall seconds of one round of one kind at size ``n``: hafast (start,
+    warm, measure), the C loop, HAProxy, and wrk or fping."""
+    start = 1.5 + n / 6000.0 * (2.0 if kind == "HTTP_GET" else 1.0)
+    total = mode.warm + mode.seconds + start  # hafast
+    if kind in ("TCP_CHECK", "PING_CHECK"):
+        total += mode.seconds  # C loop
+    if kind in ("TCP_CHECK", "HTTP_GET"):
+        total += mode.warm + mode.seconds + 0.5 + n / 20000.0  # HAProxy
+    total += mode.seconds + 0.5  # wrk / fping (TCP_CHECK: none, a margin)
+    return total
+
+
+def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None) -> list[tuple[str, float]]:
+    """Steps with estimated seconds, in the order they run."""
+    steps: list[tuple[str, float]] = []
+    if "checks" in sections:
+        r = rounds or mode.check_rounds
+        for n in mode.sizes:
+            for kind in mode.kinds:
+                for i in range(r):
+                    build = 3.0 + n / 8000.0 if kind == mode.kinds[0] and i == 0 else 0.0
+                    steps.append((f"checks {kind} {n} round {i + 1}/{r}",
+                                  build + check_round_seconds(mode, kind, n)))
+    if "detection" in sections:
+        r = rounds or mode.detect_rounds
+        for fault in mode.detect_faults:
+            for i in range(r):
+                first = 8.0 if fault == mode.detect_faults[0] and i == 0 else 0.0
+                steps.append((f"detection {fault} round {i + 1}/{r}",
+                              first + (3.0 if fault == "drop" else 2.0)))
+    for name, files in (("vrrp", VRRP_FILES), ("config", CONFIG_FILES),
+                        ("hotpaths", mode.hotpath_files)):
+        if name in sections:
+            r = rounds or mode.file_rounds
+            per = sum(mode.file_seconds.get(f, 60.0) for f in files) + 5.0
+            steps += [(f"{name} round {i + 1}/{r}", per) for i in range(r)]
+    return steps
+
+
+def machine() -> str:
+    cpus = os.cpu_count() or 0
+    return (f"{platform.node()}: {cpus} CPU(s), Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def _root_check() -> str | None:
+    if os.geteuid() != 0:
+        return "the suite needs root (network namespaces, raw sockets)"
+    for tool in ("nginx", "nft", "nsenter", "ip", "gcc"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            return f"the suite needs {tool}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.suite", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--quick", dest="mode", action="store_const", const="quick")
+    group.add_argument("--full", dest="mode", action="store_const", const="full")
+    ap.add_argument("--section", action="append", choices=SECTIONS, default=None,
+                    help="run only this section (repeatable)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds for every section")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--sizes", default=None,
+                    help="comma-separated real-server counts for the checks section")
+    ap.add_argument("--kinds", default=None, help="comma-separated checker kinds")
+    ap.add_argument("--yes", action="store_true", help="do not ask before a long run")
+    ap.add_argument("--plan", action="store_true", help="print the plan and its estimate only")
+    args = ap.parse_args(argv)
+    mode = MODES[args.mode or "quick"]
+    if args.sizes:
+        mode.sizes = tuple(int(s) for s in args.sizes.split(","))
+    if args.kinds:
+        mode.kinds = tuple(k.strip() for k in args.kinds.split(","))
+        unknown = set(mode.kinds) - set(checks.CHECK_BLOCKS)
+        if unknown:
+            ap.error(f"unknown checker kind(s) {', '.join(sorted(unknown))}; known: "
+                     + ", ".join(checks.CHECK_BLOCKS))
+    if args.rounds is not None and args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    sections = tuple(args.section or SECTIONS)
+    steps = plan(mode, sections, args.rounds)
+    estimate = sum(s for _, s in steps)
+    print(f"hafast benchmark suite, {mode.name} mode: {len(steps)} steps, estimated "
+          f"{format_seconds(estimate)}", file=sys.stderr)
+    if args.plan:
+        for label, secs in steps:
+            print(f"  {secs:7.1f} s  {label}", file=sys.stderr)
+        return 0
+    problem = _root_check()
+    if problem:
+        print(f"cannot run: {problem}", file=sys.stderr)
+        return 2
+    if mode.name == "full" and not args.yes and sys.stdin.isatty():
+        if input("start? [y/N] ").strip().lower() not in ("y", "yes"):
+            return 1
+    return run(mode, sections, args.rounds, args.out, steps,
+               " ".join(["python -m benchmarks.suite", *(argv or sys.argv[1:])]))
+
+
+def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
+        steps: list[tuple[str, float]], command: str) -> int:
+    # SIGTERM unwinds like Ctrl-C, so every namespace and child is cleaned up.
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    bar = Progress(steps)
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    t0 = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="hafast-suite-"))
+    done: list[Section] = []
+
+    @contextlib.contextmanager
+    def step(label: str) -> Iterator[None]:
+        bar.start(label)
+        try:
+            yield
+        finally:
+            bar.done()
+
+    meta: dict[str, Any] = {"command": command, "started": started, "mode": mode.name,
+                            "rounds": rounds or "mode default", "machine": machine(),
+                            "estimate_seconds": sum(s for _, s in steps)}
+    try:
+        c_exe = anchors.build_c(anchors.PACED_SOURCE, workdir)
+        p = checks.Params(sizes=mode.sizes, kinds=mode.kinds,
+                          rounds=rounds or mode.check_rounds, warm=mode.warm,
+                          seconds=mode.seconds, workdir=workdir, detect_size=mode.detect_size,
+                          detect_faults=mode.detect_faults, detect_k=mode.detect_k,
+                          c_exe=c_exe, log=bar.note)
+        runners: dict[str, Callable[[], Section]] = {
+            "checks": lambda: checks.run_checks(p, step),
+            "detection": lambda: checks.run_detection(
+                checks.Params(**{**p.__dict__, "rounds": rounds or mode.detect_rounds}), step),
+            "vrrp": lambda: pysections.run_file_section(
+                "vrrp", "VRRP takeover, hafast vs keepalived 2.2.7", VRRP_FILES,
+                rounds or mode.file_rounds, workdir, step, bar.note),
+            "config": lambda: pysections.run_file_section(
+                "config", "Config parse and reload diff (37,000 real servers)", CONFIG_FILES,
+                rounds or mode.file_rounds, workdir, step, bar.note,
+                extra=pysections.config_pairs),
+            "hotpaths": lambda: pysections.run_file_section(
+                "hotpaths", "Hot paths (_core micro benchmarks)", mode.hotpath_files,
+                rounds or mode.file_rounds, workdir, step, bar.note,
+                extra=pysections.md5_openssl),
+        }
+        for name in SECTIONS:
+            if name not in sections:
+                continue
+            try:
+                sec = runners[name]()
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one broken section must not lose the rest
+                bar.note(f"section {name} failed: {exc}")
+                sec = Section(name, name, status="failed", notes=[f"failed: {exc}"])
+            if name == "vrrp":
+                sec.notes.append(
+                    "Advert jitter under a heavy check load: not measured in this version.")
+            done.append(sec)
+            meta["wall_seconds"] = time.monotonic() - t0
+            write_report(out, done, meta)  # a partial report survives a later failure
+    except KeyboardInterrupt:
+        bar.note("interrupted: writing what was measured")
+        meta["note"] = "interrupted before the end; sections missing were not run"
+    finally:
+        bar.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    meta["wall_seconds"] = time.monotonic() - t0
+    path = write_report(out, done, meta)
+    print(f"report: {path} ({format_seconds(meta['wall_seconds'])})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

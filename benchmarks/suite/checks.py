@@ -1,0 +1,434 @@
+"""Sections 1 and 2: check throughput and cost, and failure detection latency.
+
+Both run against :class:`hafast.lab.Farm` (one nginx answering for N addresses in a
+server namespace; the checkers run in the farm's director namespace) so hafast and
+its peers probe the SAME servers in the same run.
+
+Throughput (section "checks"), per checker kind and farm size, each round:
+
+* hafast: ``benchmarks.suite.hafast_run`` (the check engine, one worker process)
+  with ``delay_loop 1`` over every server; attempts/s and CPU from the worker
+  itself, RSS growth after the config was loaded;
+* the C paced loop at the attempt rate hafast reached in this round (TCP_CHECK:
+  connect+close; PING_CHECK: echo via sendmmsg/recvmmsg);
+* HAProxy ``check inter 1s`` (TCP_CHECK: connect check; HTTP_GET: ``option
+  httpchk``), one thread; its checks are counted on the wire (an nft counter of
+  SYNs in the server namespace), its CPU and RSS read from /proc/PID/stat;
+* wrk with ``Connection: close`` (HTTP_GET): flat out, the machine's HTTP limit;
+* fping ``-c K -p 1000`` (PING_CHECK): every target once a second.
+
+Detection (section "detection"): hafast (TCP_CHECK, ``retry 0``,
+``connect_timeout 1``) and HAProxy (``fall 1``, ``timeout check 1s``) watch the
+same farm AT THE SAME TIME; a fault is put on K random servers and the time from
+the fault to each checker's DOWN for that server is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.suite import anchors
+from benchmarks.suite.model import Section
+from benchmarks.suite.stats import percentile
+
+ROOT = Path(__file__).resolve().parents[2]
+VIP = "10.99.0.1"
+COUNTER_TABLE = "hbsuite"
+
+# checker kind -> its block in keepalived.conf ({digest} filled per server)
+CHECK_BLOCKS: dict[str, str] = {
+    "TCP_CHECK": "TCP_CHECK {{\n connect_timeout {timeout}\n retry {retry}\n }}",
+    "HTTP_GET": ("HTTP_GET {{\n url {{\n path /\n digest {digest}\n }}\n"
+                 " connect_timeout {timeout}\n retry {retry}\n }}"),
+    "PING_CHECK": "PING_CHECK {{\n connect_timeout {timeout}\n retry {retry}\n }}",
+}
+# kind -> (HAProxy check type or None, C loop mode or None)
+PEERS: dict[str, tuple[str | None, str | None]] = {
+    "TCP_CHECK": ("tcp", "tcp"),
+    "HTTP_GET": ("http", None),
+    "PING_CHECK": (None, "icmp"),
+}
+
+
+def keepalived_conf(kind: str, addrs: Sequence[str], *, delay_loop: int = 1, retry: int = 0,
+                    timeout: int = 2, port: int = 80) -> str:
+    """One virtual server holding every address as a real server with ``kind``.
+
+    >>> "digest 6a0" in keepalived_conf("HTTP_GET", ["10.201.0.1"])
+    False
+    >>> keepalived_conf("TCP_CHECK", ["10.201.0.1"]).count("real_server")
+    1
+    """
+    from hafast.lab.farm import body_for, md5_hex
+
+    parts = [f"virtual_server {VIP} {port} {{\n delay_loop {delay_loop}\n lb_algo rr\n"
+             " lb_kind NAT\n protocol TCP\n"]
+    block = CHECK_BLOCKS[kind]
+    for a in addrs:
+        digest = md5_hex(body_for(a)) if kind == "HTTP_GET" else ""
+        check = block.format(timeout=timeout, retry=retry, digest=digest)
+        parts.append(f" real_server {a} {port} {{\n weight 1\n {check}\n }}\n")
+    parts.append("}\n")
+    return "".join(parts)
+
+
+def counter_ruleset(table: str = COUNTER_TABLE, port: int = 80) -> str:
+    """nft table counting, in the server namespace, what every checker sends:
+    TCP SYNs to the service port and ICMP echo requests (before any fault rule)."""
+    return f"""\
+table inet {table}
+delete table inet {table}
+table inet {table} {{
+  chain count_in {{
+    type filter hook input priority -10; policy accept;
+    tcp dport {port} tcp flags & (syn | ack) == syn counter comment "syn"
+    icmp type echo-request counter comment "echo"
+  }}
+}}
+"""
+
+
+@dataclass
+class Lab:
+    """A farm of ``n`` servers plus the suite's counters; ``with Lab(n) as lab:``."""
+
+    n: int
+    workdir: Path
+    farm: Any = None
+    targets: Path = field(init=False)
+
+    def __enter__(self) -> Lab:
+        from hafast.lab import Farm
+        from hafast.lab.netns import run_in
+
+        self.farm = Farm(self.n, name=f"bs{os.getpid()}", workers=2)
+        self.farm.build()
+        try:
+            run_in(self.farm.server_ns, ["nft", "-f", "-"], input=counter_ruleset())
+            self.targets = self.workdir / f"targets-{self.n}.txt"
+            self.targets.write_text("\n".join(self.farm.addresses) + "\n")
+        except BaseException:
+            self.farm.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.farm.close()
+
+    @property
+    def dir_ns(self) -> str:
+        return str(self.farm.director_ns)
+
+    def counters(self) -> dict[str, int]:
+        from hafast.lab.netns import run_in
+
+        out = run_in(self.farm.server_ns, ["nft", "-j", "list", "table", "inet", COUNTER_TABLE])
+        return anchors.parse_nft_counters(out.stdout)
+
+
+class HafastProc:
+    """``hafast_run`` in the director namespace; JSON lines read on a thread."""
+
+    def __init__(self, ns: str, conf: Path, *, warm: float, seconds: float,
+                 events: bool = False) -> None:
+        argv = [sys.executable, "-m", "benchmarks.suite.hafast_run", str(conf),
+                "--warm", str(warm), "--seconds", str(seconds)]
+        if events:
+            argv.append("--events")
+        self.proc = subprocess.Popen(
+            anchors.nsenter(ns, argv), cwd=ROOT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self.messages: list[dict[str, Any]] = []
+        self.ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                self.messages.append(msg)
+                if msg.get("ready"):
+                    self.ready.set()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [m for m in list(self.messages) if "event" in m]
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise anchors.ToolError("hafast_run overran its time") from None
+        self._reader.join(5)
+        for m in self.messages:
+            if "result" in m:
+                return dict(m["result"])
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        raise anchors.ToolError(f"hafast_run gave no result: {err[-500:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, 15)  # our own child, by PID
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, 9)
+                self.proc.wait(5)
+
+
+@dataclass
+class Params:
+    sizes: Sequence[int]
+    kinds: Sequence[str]
+    rounds: int
+    warm: float
+    seconds: float
+    workdir: Path
+    detect_size: int = 1000
+    detect_faults: Sequence[str] = ("reject",)
+    detect_k: int = 20
+    c_exe: Path | None = None
+    log: Callable[[str], None] = field(default=lambda s: None)
+
+
+def _per_1000(cpu: float, checks: float) -> float | None:
+    return 1000.0 * cpu / checks if checks > 0 else None
+
+
+def _hafast_round(lab: Lab, kind: str, p: Params) -> dict[str, float]:
+    conf = p.workdir / f"keepalived-{kind}-{lab.n}.conf"
+    if not conf.exists():
+        conf.write_text(keepalived_conf(kind, lab.farm.addresses))
+    proc = HafastProc(lab.dir_ns, conf, warm=p.warm, seconds=p.seconds)
+    r = proc.result(timeout=p.warm + p.seconds + 120)
+    return {
+        "rate": r["attempts"] / r["seconds"], "ok_rate": r["ok"] / r["seconds"],
+        "cpu1k": _per_1000(r["cpu"], r["attempts"]) or float("nan"),
+        "rss_rs": (r["rss_kib"] - r["base_rss_kib"]) / lab.n, "rss_total_rs": r["rss_kib"] / lab.n,
+    }
+
+
+def _haproxy_round(lab: Lab, kind: str, p: Params) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hbs-haproxy-", dir=p.workdir) as tmp:
+        hp = anchors.Haproxy(lab.dir_ns, Path(tmp),
+                             anchors.haproxy_config(Path(tmp), lab.farm.addresses, kind))
+        hp.start()
+        try:
+            time.sleep(p.warm)
+            c0, s0, t0 = lab.counters().get("syn", 0), anchors.proc_stat(hp.pid), time.monotonic()
+            time.sleep(p.seconds)
+            c1, s1, t1 = lab.counters().get("syn", 0), anchors.proc_stat(hp.pid), time.monotonic()
+            up = hp.servers()["up"]
+        finally:
+            hp.stop()
+    checks = c1 - c0
+    return {"rate": checks / (t1 - t0), "ok_rate": checks / (t1 - t0) * up / lab.n,
+            "cpu1k": _per_1000(s1["cpu"] - s0["cpu"], checks) or float("nan"),
+            "rss_total_rs": s1["rss_kib"] / lab.n}
+
+
+def _c_round(lab: Lab, mode: str, rate: float, p: Params) -> dict[str, float]:
+    assert p.c_exe is not None
+    r = anchors.run_paced(lab.dir_ns, p.c_exe, mode, lab.targets, rate, p.seconds)
+    return {"rate": r["sent"] / r["seconds"], "ok_rate": r["ok"] / r["seconds"],
+            "cpu1k": _per_1000(r["cpu"], r["sent"]) or float("nan")}
+
+
+def _wrk_round(lab: Lab, p: Params) -> dict[str, float]:
+    r = anchors.run_wrk(lab.dir_ns, f"http://{lab.farm.addresses[0]}/", max(int(p.seconds), 1))
+    return {"rate": r["rate"], "ok_rate": r["rate"] * (1 - r["non2xx"] / max(r["requests"], 1)),
+            "cpu1k": _per_1000(r["cpu"], r["requests"]) or float("nan")}
+
+
+def _fping_round(lab: Lab, p: Params) -> dict[str, float]:
+    r = anchors.run_fping(lab.dir_ns, lab.targets, max(int(p.seconds), 1))
+    return {"rate": r["sent"] / r["seconds"], "ok_rate": r["ok"] / r["seconds"],
+            "cpu1k": _per_1000(r["cpu"], r["sent"]) or float("nan")}
+
+
+def _record(sec: Section, kind: str, n: int, i: int, who: str, got: dict[str, float]) -> None:
+    case = f"{kind} {n}"
+    table = (("rate", "checks/s", "/s", "higher"),
+             ("ok_rate", "successful checks/s", "/s", "higher"),
+             ("cpu1k", "CPU per 1000 checks", "ms", "lower"),
+             ("rss_rs", "RSS growth per real server", "KiB", "lower"),
+             ("rss_total_rs", "whole RSS / real servers", "KiB", "lower"))
+    for key, metric, unit, better in table:
+        if key in got:
+            value = got[key] * (1000.0 if key == "cpu1k" else 1.0)
+            sec.row(case, metric, unit, better, group=kind, n=n).add(i, who, value)
+
+
+Step = Callable[[str], contextlib.AbstractContextManager[None]]
+
+
+def run_checks(p: Params, step: Step) -> Section:
+    """Section 1: every (size, kind), ``p.rounds`` rounds, peers interleaved per round."""
+    sec = Section("checks", "Check throughput and cost (delay_loop 1)")
+    sec.notes.append(
+        "hafast: one check worker process (one core); HAProxy: nbthread 1; the C loop is "
+        "paced to the attempt rate hafast reached in the same round. CPU per 1000 checks "
+        "and RSS: lower is better, so a ratio below 1 favours hafast. HAProxy's checks "
+        "are counted as SYNs on the wire; it cannot check an MD5 digest (HTTP_GET: status "
+        "only). wrk runs flat out (fresh connection per request): its rate is the "
+        "machine's HTTP limit, not a delay_loop 1 workload.")
+    t0 = time.monotonic()
+    for n in p.sizes:
+        with Lab(n, p.workdir) as lab:
+            for kind in p.kinds:
+                hp_kind, c_mode = PEERS[kind]
+                for i in range(p.rounds):
+                    with step(f"checks {kind} {n} round {i + 1}/{p.rounds}"):
+                        got = _guard(p, f"hafast {kind} {n}", _hafast_round, lab, kind, p)
+                        if got:
+                            _record(sec, kind, n, i, "hafast", got)
+                        rate = got["rate"] if got else float(n)
+                        if c_mode and p.c_exe is not None:
+                            c = _guard(p, f"C loop {kind} {n}", _c_round, lab, c_mode, rate, p)
+                            if c:
+                                _record(sec, kind, n, i, "C paced loop", c)
+                        if hp_kind:
+                            h = _guard(p, f"HAProxy {kind} {n}", _haproxy_round, lab, hp_kind, p)
+                            if h:
+                                _record(sec, kind, n, i, "HAProxy", h)
+                        if kind == "HTTP_GET":
+                            w = _guard(p, f"wrk {n}", _wrk_round, lab, p)
+                            if w:
+                                _record(sec, kind, n, i, "wrk (flat out)", w)
+                        if kind == "PING_CHECK":
+                            f = _guard(p, f"fping {n}", _fping_round, lab, p)
+                            if f:
+                                _record(sec, kind, n, i, "fping", f)
+    sec.notes.append(
+        "keepalived 2.2.7's checkers: not measured. They need IPVS, which this kernel "
+        "lacks; the IPVS VM (qemu TCG) runs both daemons far slower than the host, and "
+        "making a same-boot comparison work did not fit this issue's time.")
+    sec.seconds = time.monotonic() - t0
+    return sec
+
+
+def _guard(p: Params, what: str, fn: Callable[..., dict[str, float]],
+           *args: Any) -> dict[str, float] | None:
+    """Run one peer's measurement; a peer that fails is logged and left out of
+    that round (its cells show fewer rounds), never replaced by a made-up value."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # any peer failure is reported, not fatal
+        p.log(f"{what}: not measured this round: {exc}")
+        return None
+
+
+# -- detection ---------------------------------------------------------------------------
+
+
+def _wait(cond: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def detection_round(lab: Lab, hafast: HafastProc, hp: anchors.Haproxy, fault: str,
+                    victims: Sequence[str], limit: float) -> dict[str, list[float]]:
+    """Fault on ``victims`` now; seconds until each checker said DOWN for each.
+
+    Both checkers watch the same servers at once, so they see the same fault at the
+    same instant.  Servers not declared DOWN within ``limit`` seconds count as
+    missing (left out, and reported as a count)."""
+    index = {a: f"s{i}" for i, a in enumerate(lab.farm.addresses)}
+    names = {index[a]: a for a in victims}
+    h_seen = len(hafast.events())
+    p_seen = len(hp.state_changes())
+    t_fault = time.time()
+    lab.farm.faults.apply(victims, fault)
+
+    def downs() -> tuple[dict[str, float], dict[str, float]]:
+        h = {e["addr"]: e["t"] for e in hafast.events()[h_seen:]
+             if e["event"] == "DOWN" and e["addr"] in set(victims)}
+        p = {names[s]: t for t, s, state in hp.state_changes()[p_seen:]
+             if state == "DOWN" and s in names}
+        return h, p
+
+    _wait(lambda: all(len(d) == len(victims) for d in downs()), limit)
+    h, p = downs()
+    lab.farm.faults.recover(victims)
+    # Both must see every victim UP again before the next round's fault.
+    _wait(lambda: _all_up(lab, hafast, hp, victims, h_seen, p_seen, names), limit + 3)
+    return {"hafast": [h[a] - t_fault for a in victims if a in h],
+            "HAProxy": [p[a] - t_fault for a in victims if a in p]}
+
+
+def _all_up(lab: Lab, hafast: HafastProc, hp: anchors.Haproxy, victims: Sequence[str],
+            h_seen: int, p_seen: int, names: dict[str, str]) -> bool:
+    h_up = {e["addr"] for e in hafast.events()[h_seen:] if e["event"] == "UP"}
+    p_up = {names[s] for _, s, state in hp.state_changes()[p_seen:]
+            if state == "UP" and s in names}
+    return set(victims) <= h_up and set(victims) <= p_up
+
+
+def run_detection(p: Params, step: Step) -> Section:
+    """Section 2: fault -> DOWN latency, hafast and HAProxy side by side."""
+    sec = Section("detection", "Failure detection latency (fault -> DOWN)")
+    sec.notes.append(
+        f"{p.detect_k} random servers of {p.detect_size} faulted per round; hafast TCP_CHECK "
+        "(delay_loop 1, retry 0, connect_timeout 1) and HAProxy (check inter 1s fall 1, "
+        "timeout check 1s) watch the same farm at the same time. 'reject' answers SYNs "
+        "with RST; 'drop' loses them (detection waits for the connect timeout). "
+        "keepalived: not measured (its checkers need IPVS).")
+    t0 = time.monotonic()
+    rng = random.Random(1)
+    with Lab(p.detect_size, p.workdir) as lab:
+        conf = p.workdir / f"keepalived-detect-{lab.n}.conf"
+        conf.write_text(keepalived_conf("TCP_CHECK", lab.farm.addresses, timeout=1))
+        hdir = Path(tempfile.mkdtemp(prefix="hbs-haproxy-", dir=p.workdir))
+        hp = anchors.Haproxy(lab.dir_ns, hdir, anchors.haproxy_config(
+            hdir, lab.farm.addresses, "tcp", timeout_ms=1000))
+        hafast = HafastProc(lab.dir_ns, conf, warm=1.0, seconds=0.0, events=True)
+        try:
+            hp.start()
+            if not hafast.ready.wait(60):
+                raise anchors.ToolError("hafast_run did not start")
+            time.sleep(2.5)  # every check ran at least once, both sides
+            for fault in p.detect_faults:
+                for i in range(p.rounds):
+                    with step(f"detection {fault} round {i + 1}/{p.rounds}"):
+                        victims = rng.sample(lab.farm.addresses, p.detect_k)
+                        got = detection_round(lab, hafast, hp, fault, victims, 6.0)
+                        for who, lat in got.items():
+                            ms = [x * 1000.0 for x in lat]
+                            sec.samples.setdefault(f"fault {fault}", {}).setdefault(
+                                who, []).extend(ms)
+                            case = f"{fault} ({p.detect_k} of {lab.n})"
+                            for metric, q in (("p50", 50), ("p99", 99)):
+                                sec.row(case, f"{metric} latency", "ms", "lower").add(
+                                    i, who if who == "hafast" else "HAProxy",
+                                    percentile(ms, q) if ms else None)
+                            sec.row(case, "servers seen DOWN", "", "higher").add(
+                                i, who, float(len(ms)))
+        finally:
+            hafast.stop()
+            hp.stop()
+    sec.seconds = time.monotonic() - t0
+    return sec
+
+
+@contextlib.contextmanager
+def no_step(label: str) -> Iterator[None]:
+    yield

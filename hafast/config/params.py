@@ -31,10 +31,11 @@ _USE_BRACED = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:[ \t]+[^{}$ \t]+)*)\}")
 # $NAME must be followed by a blank, ',', ')' or the end (keepalived's find_definition).
 _USE_BARE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|$)")
 
-# keepalived stops at its 2 KiB line buffer; we allow far more but still call a line
-# that keeps growing, or keeps being rewritten, a loop.
-MAX_SUBSTITUTIONS = 10_000
-MAX_LINE_CHARS = 1 << 20
+# keepalived stops at its fixed line buffer ("would exceed maximum line length"); we
+# allow longer lines but still call a line that keeps growing, or keeps being
+# rewritten, a loop.  Both bounds keep a self-referencing parameter cheap to detect.
+MAX_SUBSTITUTIONS = 1_000
+MAX_LINE_CHARS = 16 * 1024
 
 RANDOM_MAX = 32767  # keepalived.conf(5): ${_RANDOM} defaults to [0, 32767]
 

@@ -241,6 +241,7 @@ class _Loader:
         self.diags: list[Diagnostic] = []
         self.warned: set[str] = set()
         self.cache: dict[tuple[Keyword, str], Any] = {}
+        self.first_script: Token | None = None
         self.checkers: dict[tuple[Any, ...], m.Checker] = {}
 
     # ----------------------------------------------------------------- reporting
@@ -328,8 +329,11 @@ class _Loader:
             pos[fname] = kt
 
     def convert(self, kw: Keyword, node: Node) -> Any:
-        if kw.conv is conv_script and node.raw:
-            return _script(node.raw, node.toks)
+        if kw.conv is conv_script:
+            if self.first_script is None:
+                self.first_script = node.toks[0]
+            if node.raw:
+                return _script(node.raw, node.toks)
         return kw.conv(node.toks[1:])  # type: ignore[misc]
 
     def _arity(self, kw: Keyword, toks: tuple[Token, ...]) -> None:
@@ -388,6 +392,13 @@ class _Loader:
         pos: dict[str, Token] = {}
         self.block("top", tree, top, pos)
         gd: m.GlobalDefs = top.get("global_defs") or m.GlobalDefs()
+        if self.first_script is not None and not gd.enable_script_security:
+            # keepalived -t exits 5/6 ("SECURITY VIOLATION") for this; it still runs them
+            self.warn(
+                self.first_script,
+                "scripts are configured but enable_script_security is not set (add it to "
+                "global_defs, and keep the scripts writable by root only)",
+            )
         scripts = self._named(top.get("vrrp_scripts", ()), self.vrrp_script, "vrrp_script")
         tfiles = self._named(top.get("track_files", ()), self.track_file, "track_file")
         tprocs = self._named(
@@ -399,7 +410,7 @@ class _Loader:
             "process": {p.name for p in tprocs},
         }
         insts = self.vrrp_instances(top.get("vrrp_instances", ()), gd, names)
-        groups = self.sync_groups(top.get("sync_groups", ()), insts)
+        groups = self.sync_groups(top.get("sync_groups", ()), insts, scripts)
         vsgs = top.get("virtual_server_groups", [])
         vsg_names: dict[str, m.VirtualServerGroup] = {}
         for g in vsgs:
@@ -666,7 +677,10 @@ class _Loader:
         return m.VrrpInstance(name=name, where=p.kw.where(), **f)
 
     def sync_groups(
-        self, pendings: Iterable[Pending], insts: Sequence[m.VrrpInstance]
+        self,
+        pendings: Iterable[Pending],
+        insts: Sequence[m.VrrpInstance],
+        scripts: Sequence[m.VrrpScript] = (),
     ) -> tuple[m.SyncGroup, ...]:
         known = {i.name for i in insts}
         member_of: dict[str, str] = {}
@@ -694,8 +708,42 @@ class _Loader:
                     p.kw,
                     f"vrrp_sync_group '{name}' has no members (expected: group {{ INSTANCE ... }})",
                 )
+            elif len(group) == 1:
+                self.warn(
+                    p.kw,
+                    f"vrrp_sync_group '{name}' has only 1 instance; a sync group "
+                    "keeps several instances in step (add the others to group)",
+                )
             out.append(m.SyncGroup(name=name, where=p.kw.where(), **_tuples(f)))
+        self._sync_group_weights(out, insts, scripts)
         return tuple(out)
+
+    def _sync_group_weights(
+        self,
+        groups: Sequence[m.SyncGroup],
+        insts: Sequence[m.VrrpInstance],
+        scripts: Sequence[m.VrrpScript],
+    ) -> None:
+        """keepalived ignores tracker weights of instances in a sync group unless the group
+        says sync_group_tracking_weight (a weight would let members disagree on state)."""
+        weights = {s.name: s.weight for s in scripts}
+        by_name = {i.name: i for i in insts}
+        for g in groups:
+            if g.sync_group_tracking_weight:
+                continue
+            for vi in g.group:
+                inst = by_name.get(vi)
+                if inst is None:
+                    continue
+                for ref in inst.track_script:
+                    w = ref.weight if ref.weight is not None else weights.get(ref.name, 0)
+                    if w:
+                        self.warn(
+                            Token(*_split_where(inst.where)),
+                            f"vrrp_instance '{vi}': the weight of tracked script '{ref.name}' "
+                            f"is ignored in sync group '{g.name}' (set sync_group_tracking_"
+                            "weight in the group to use it)",
+                        )
 
     def _named_pendings(self, pendings: Iterable[Pending], what: str) -> list[Pending]:
         seen: set[str] = set()
@@ -761,6 +809,16 @@ class _Loader:
                 "(write: protocol TCP)",
             )
             f["protocol"] = "UDP"
+        # keepalived -t reports these defaults (and exits 5); say which one applies
+        if "lvs_sched" not in f:
+            self.warn(
+                p.kw, "virtual_server has no lvs_sched; keepalived uses wlc (write: lvs_sched wlc)"
+            )
+        if "lvs_method" not in f:
+            self.warn(
+                p.kw,
+                "virtual_server has no lvs_method; keepalived uses NAT (write: lvs_method NAT)",
+            )
         quorum = f.get("quorum", 1)
         hyst = f.get("hysteresis", 0)
         if hyst >= quorum and "hysteresis" in f:
@@ -949,6 +1007,12 @@ _VS_ONLY_CHECK = ("connect_timeout_us", "retry", "delay_before_retry_us", "warmu
 _RS_TO_CHECK = (*_VS_ONLY_CHECK, "delay_loop_us", "alpha", "virtualhost")
 _RS_TO_CHECK_SET = frozenset(_RS_TO_CHECK)
 _IPV4_MATCH = IPV4_RE.match
+
+
+def _split_where(where: str) -> tuple[str, str, int, int]:
+    """``FILE:LINE:COL`` back into Token fields (for a warning about a built object)."""
+    file, line, col = where.rsplit(":", 2)
+    return ("", file, int(line), int(col))
 
 
 def _vs_name(vs: m.VirtualServer) -> str:

@@ -235,3 +235,12 @@ def test_keyword_contexts_match_keepalived(tmp_path: Path) -> None:
             if w not in unknown and w not in _unknown_to_keepalived(exe, tmp_path, ctx, [w])
         ]
         assert taken == [], f"keepalived accepts these in {ctx}, hafast does not"
+
+
+def test_golden_clean_config_is_clean_for_both() -> None:
+    """The golden clean config uses most blocks; keepalived -t exits 0 on it too."""
+    exe = require_tool("keepalived")
+    path = Path(__file__).parent / "golden" / "loader" / "clean_full.conf"
+    rc, out = _keepalived(exe, path)
+    assert rc == 0, out
+    assert load_file(str(path)).diagnostics == []

@@ -304,7 +304,15 @@ class Exchange:
 
     def _want_write(self, callback: Callable[[], None]) -> None:
         self._writing = True
-        self.loop.add_writer(self.fd, callback)
+        self.loop.add_writer(self.fd, self._guarded, callback)
+
+    def _guarded(self, callback: Callable[[], None]) -> None:
+        # A bug must not vanish into the loop's exception handler and leave the
+        # attempt to time out: it fails the attempt, with its text.
+        try:
+            callback()
+        except Exception as exc:
+            self._fail("error", f"internal error: {exc!r}")
 
     def _stop_write(self) -> None:
         if self._writing:
@@ -314,7 +322,7 @@ class Exchange:
     def _want_read(self) -> None:
         if not self._reading:
             self._reading = True
-            self.loop.add_reader(self.fd, self._readable)
+            self.loop.add_reader(self.fd, self._guarded, self._readable)
 
     def _connected(self) -> None:
         sock = self.sock

@@ -507,3 +507,15 @@ def test_url_regex(lab: Lab) -> None:
     assert got == [(True, ""), (True, ""), (True, ""), (False, "regex"), (False, "regex"),
                    (False, "config")]
     assert all(p.calls == 1 for p in probes)
+
+
+def test_a_bug_in_a_callback_fails_the_attempt(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hafast.check.http_parse import ResponseParser
+
+    def boom(self: ResponseParser, data: object) -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ResponseParser, "feed", boom)
+    (p,) = run_probes(lab, [http(lab.farm.addresses[11], fixed())])
+    assert (p.result.ok, p.result.reason, p.calls) == (False, "error", 1)
+    assert "boom" in p.result.detail

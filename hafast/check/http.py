@@ -138,6 +138,9 @@ def _connect_detail(err: int) -> str:
     return f"connect: {errno.errorcode.get(err, str(err))}"
 
 
+_UP = ProbeResult(True)  # frozen: one instance serves every passing attempt
+
+
 # ``finish(reason, detail)``: reason "" means the reply ended at EOF.
 Finish = Callable[[str, str], None]
 
@@ -547,7 +550,7 @@ class _Attempt:
         self.index += 1
         if self.index == len(kind.urls):
             self.exchange = None
-            self.done(ProbeResult(True))
+            self.done(_UP)
             return
         self.next()
 

@@ -153,12 +153,18 @@ class PoolManager:
         return n
 
     def _open_notifier(self) -> None:
+        # keepalived's checker writes its VS/RS lines to notify_fifo AND
+        # lvs_notify_fifo; only lvs_notify_fifo_script is this process's to start
+        # (notify_fifo_script belongs to whichever process owns notify_fifo first).
         gd = self.config.global_defs
-        path = self._fifo_path or (gd.lvs_notify_fifo[0] if gd.lvs_notify_fifo else None)
-        if path is None or self._loop is None:
+        lvs_path = self._fifo_path or (gd.lvs_notify_fifo[0] if gd.lvs_notify_fifo else None)
+        paths = [p for p in (gd.notify_fifo[0] if gd.notify_fifo else None, lvs_path) if p]
+        paths = list(dict.fromkeys(paths))
+        if not paths or self._loop is None:
             return
         script = gd.lvs_notify_fifo_script.argv if gd.lvs_notify_fifo_script else None
-        self._notifier = LvsNotifier(self._loop, [path], [script] if self.run_scripts else [])
+        scripts = [script if p == lvs_path and self.run_scripts else None for p in paths]
+        self._notifier = LvsNotifier(self._loop, paths, scripts)
 
     async def stop(self) -> int:
         """Omega notifiers; remove what hafast owns unless ``keep``; close."""

@@ -176,3 +176,43 @@ def test_nft_pool_follows_the_checks_and_traffic_follows_the_pool(
     assert not errors, errors
     assert backend.pool.services == {}
     assert "s4_tcp" not in call_in(farm.director_ns, backend.listing)
+
+
+def test_nft_backend_accepts_every_service_shape_and_removes_them() -> None:
+    """IPv4/IPv6, TCP/UDP/SCTP, fwmark, every scheduler, weight 0: one transaction
+    each way in a namespace of this test's own; the table lists what was asked."""
+    import asyncio
+
+    from hafast.lvs.backend import SCHEDULERS, Dest, Pool, Service, ServiceKey, diff
+
+    require_root()
+    require_tool("nft")
+    ns = f"{PFX}-shapes"
+    _ip("netns", "add", ns)
+    try:
+        want = Pool()
+        want.add(Service(ServiceKey(6, "TCP", "fd00::1", 443), "sh"),
+                 [Dest("fd01::2", 443, 2), Dest("fd01::3", 443, 0)])
+        want.add(Service(ServiceKey(4, "SCTP", "10.0.0.2", 9), "rr"), [Dest("10.1.0.4", 9, 1)])
+        want.add(Service(ServiceKey(4, "", None, 0, 7), "wrr"), [Dest("10.1.0.3", 0, 2)])
+        want.add(Service(ServiceKey(6, "", None, 0, 8), "rr"), [Dest("fd01::3", 443, 1)])
+        for i, sched in enumerate(SCHEDULERS):
+            want.add(Service(ServiceKey(4, "UDP", "10.2.0.1", 1000 + i), sched),
+                     [Dest("10.1.0.9", 53, 1)])
+
+        async def body() -> tuple[str, str, int]:
+            b = NftBackend()
+            await b.open()
+            await b.apply(diff(await b.dump(), want))
+            full = b.listing()
+            await b.apply(diff(await b.dump(), Pool()))
+            return full, b.listing(), b.messages
+
+        full, empty, messages = call_in(ns, lambda: asyncio.run(body()))
+        assert messages == 3  # the skeleton, then one transaction each way
+        assert "dnat ip6 to jhash ip6 saddr mod 2 map { 0-1 : fd01::2 . 443 }" in full
+        assert "0x00000007 : jump m4_7" in full and "fd00::1 . tcp . 443 : jump" in full
+        assert full.count("chain s4_udp_10_2_0_1_") == len(SCHEDULERS)
+        assert "chain s" not in empty and "chain m" not in empty
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)

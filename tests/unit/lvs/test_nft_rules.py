@@ -1,0 +1,33 @@
+"""The nftables backend's rule text (pure; the kernel accepts it in tests/netns)."""
+
+from __future__ import annotations
+
+from hafast.lvs.backend import Dest, Service, ServiceKey
+from hafast.lvs.nft import chain_name, service_rule
+
+
+def test_weights_become_slot_ranges_and_schedulers_pick_the_expression() -> None:
+    svc = Service(ServiceKey(4, "UDP", "10.0.0.1", 53), "sh")
+    rule = service_rule(svc, [Dest("10.1.0.3", 53, 3), Dest("10.1.0.2", 53, 1),
+                              Dest("10.1.0.4", 53, 0)])
+    assert rule == ("meta l4proto udp dnat ip to jhash ip saddr mod 4 map "
+                    "{ 0 : 10.1.0.2 . 53, 1-3 : 10.1.0.3 . 53 }")
+    lc = service_rule(Service(svc.key, "lc"), [Dest("10.1.0.2", 53, 1)])
+    assert lc is not None and "numgen random mod 1" in lc
+
+
+def test_nothing_with_weight_means_no_rule() -> None:
+    svc = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "rr")
+    assert service_rule(svc, [Dest("10.1.0.2", 80, 0)]) is None
+    assert service_rule(svc, []) is None
+
+
+def test_ipv6_and_fwmark_services() -> None:
+    v6 = Service(ServiceKey(6, "TCP", "fd00::1", 443), "wrr")
+    assert service_rule(v6, [Dest("fd01::2", 443, 2)]) == (
+        "meta l4proto tcp dnat ip6 to numgen inc mod 2 map { 0-1 : [fd01::2] . 443 }")
+    fw = Service(ServiceKey(4, "", None, 0, 7), "rr")
+    assert service_rule(fw, [Dest("10.1.0.2", 0, 1)]) == (
+        "meta nfproto ipv4 dnat ip to numgen inc mod 1 map { 0 : 10.1.0.2 }")
+    assert chain_name(fw.key) == "m4_7"
+    assert chain_name(v6.key) == "s6_tcp_fd00__1_443"

@@ -194,11 +194,15 @@ def _lex(
         )
     finally:
         params.pwd = os.getcwd  # drop the closure over st (a cycle otherwise)
+        # An error inside a ~SEQ body or a parameter is met once per expansion: say it
+        # once.  (Built before the GC is back on, so that its first pass over the new
+        # objects falls to the caller's next allocation, not into the lexer.)
+        result = LexResult(
+            lines=st.lines, diagnostics=list(dict.fromkeys(st.diagnostics)), files=st.files
+        )
         if gc_was_on:
             gc.enable()
-    # An error inside a ~SEQ body or a parameter is met once per expansion: say it once.
-    diagnostics = list(dict.fromkeys(st.diagnostics))
-    return LexResult(lines=st.lines, diagnostics=diagnostics, files=st.files)
+    return result
 
 
 def _report_unclosed(st: _State, file: str, last_line: int) -> None:

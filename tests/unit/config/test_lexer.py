@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hafast.config.expand import ExpandError, parse_block
 from hafast.config.lexer import default_config_id, lex_text, read_config, split_script
 from hafast.config.params import Params, Src
 from hafast.config.tokens import ConfigError, Line, Token
+from tests.conftest import require
 
 
 def words(lines: list[Line]) -> list[list[str]]:
@@ -416,3 +418,28 @@ def test_token_is_a_light_immutable_record() -> None:
     with pytest.raises(AttributeError):
         t.text = "b"  # type: ignore[misc]
     assert Line((t,)).first is t
+
+
+# ------------------------------------------------------------------ Debian samples
+
+SAMPLES = Path("/usr/share/doc/keepalived/samples")
+
+
+def _sample_names() -> list[str]:
+    if not SAMPLES.is_dir():
+        return ["<missing>"]
+    return sorted(p.name for p in SAMPLES.iterdir() if p.name.startswith("keepalived.conf"))
+
+
+@pytest.mark.parametrize("name", _sample_names())
+def test_debian_samples_lex_cleanly(name: str, tmp_path: Path) -> None:
+    require(SAMPLES.is_dir(), f"keepalived's samples not found at {SAMPLES} (apt keepalived)")
+    path = SAMPLES / name
+    if name.endswith(".gz"):
+        plain = tmp_path / name.removesuffix(".gz")
+        plain.write_bytes(gzip.decompress(path.read_bytes()))
+        path = plain
+    res = read_config(path, config_id="lb1")
+    assert res.diagnostics == []
+    assert res.lines, name
+    assert sum(line.raw == "{" for line in res.lines) == sum(line.raw == "}" for line in res.lines)

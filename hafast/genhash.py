@@ -11,7 +11,7 @@ no digest; we exit 1, so a script can tell.
 Example::
 
     $ genhash -s 10.201.0.1 -p 80 -u /fixed
-    4e1243bd22c66e76c2ba9eddc1f91394
+    b0600714438283f88a85f3cdb2314ace
     >>> main(["-s", "not-an-ip", "-p", "80", "-u", "/"])  # doctest: +SKIP
     1
 """

@@ -8,7 +8,7 @@ the reading of the reply are keepalived's (see :mod:`hafast.check.http_parse`);
 an HTTP library would send its own headers and read ``Content-Length``
 case-insensitively, and genhash digests would no longer match.  Each chunk read
 is fed to the MD5 stream at once, so memory stays bounded by one read buffer
-(256 KiB, shared by every check on the loop) plus a header of at most 4 KiB.
+(256 KiB, shared by every check on the thread) plus a header of at most 4 KiB.
 Why not an asyncio Protocol or pycurl: measured side by side on the lab
 (benchmarks/test_bench_http.py), ``create_connection`` + Protocol needs a Task per
 check and costs ~1.4x the CPU per check, pycurl's multi interface ~2.5x (and
@@ -35,6 +35,7 @@ import re
 import socket
 import ssl
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -81,10 +82,17 @@ _CONNECT_REASONS: dict[int, str] = {
     errno.EACCES: "denied",
 }
 
-# One read buffer per thread's loop would do; one per process is enough because a
-# callback consumes what it read before it returns.
-_buffer = bytearray(READ_SIZE)
-_view = memoryview(_buffer)
+# One read buffer per thread (a worker runs one loop; tests and tools may run a
+# loop on a second thread): a callback consumes what it read before it returns,
+# but recv_into releases the GIL, so two threads must not share one buffer.
+_local = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None:
+        view = _local.view = memoryview(bytearray(READ_SIZE))
+    return view
 
 
 def open_socket(target: Target) -> socket.socket:
@@ -463,12 +471,13 @@ class Exchange:
         if sock is None:
             return
         tls = self._tls
+        view = _read_buffer()
         # Plain HTTP: read on until EAGAIN (bounded, to stay fair to other checks);
         # the server's FIN usually follows its reply at once, and seeing the EOF
         # in this callback saves an epoll round trip.
         for _ in range(1 if tls is not None else 8):
             try:
-                n = sock.recv_into(_buffer)
+                n = sock.recv_into(view)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -482,14 +491,14 @@ class Exchange:
                 self._done()
                 return
             self.got_bytes = True
-            if not self.parser.feed(_view[:n]):
+            if not self.parser.feed(view[:n]):
                 self._fail(self.parser.error, f"reply refused: {self.parser.error}")
                 return
         else:
             return
         assert self._in is not None
         if n:
-            self._in.write(_view[:n])
+            self._in.write(view[:n])
         else:
             self._in.write_eof()
         if not self._tls_ready and not self._handshake():

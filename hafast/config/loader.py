@@ -175,6 +175,11 @@ class Pending:
     fields: dict[str, Any]
     pos: dict[str, Token]
     kw: Token
+    end: Token | None = None  # its closing brace: where keepalived reports what is missing
+
+    @property
+    def last(self) -> Token:
+        return self.end if self.end is not None else self.kw
 
 
 @dataclass(slots=True)
@@ -241,6 +246,7 @@ class _Loader:
         self.diags: list[Diagnostic] = []
         self.warned: set[str] = set()
         self.cache: dict[tuple[Keyword, str], Any] = {}
+        self.item_pos: dict[int, Token] = {}  # list items (addresses, tracks) -> their line
         self.first_script: Token | None = None
         self.checkers: dict[tuple[Any, ...], m.Checker] = {}
 
@@ -250,6 +256,10 @@ class _Loader:
 
     def warn(self, tok: Token, msg: str) -> None:
         self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "warning", msg))
+
+    def at(self, item: object, fallback: Token) -> Token:
+        """The line a list item (address, peer, tracked name) was written on."""
+        return self.item_pos.get(id(item), fallback)
 
     def _unknown(self, ctx: str, tok: Token) -> None:
         names = list(TABLE[ctx])
@@ -290,7 +300,7 @@ class _Loader:
                 continue
             try:
                 if kind == "b":
-                    value = self.child(kw, toks, children)  # type: ignore[arg-type]
+                    value = self.child(kw, toks, children, node.close)  # type: ignore[arg-type]
                 elif kind == "l":
                     value = self.list_block(kw, toks, children)  # type: ignore[arg-type]
                 elif n == 1:
@@ -368,22 +378,28 @@ class _Loader:
                 )
                 continue
             try:
-                items.append(conv(child.toks))
+                item = conv(child.toks)
             except BadValue as exc:
                 self.error(exc.token, f"{exc.message} (expected in {kw.name}: {kw.conv_name})")
+                continue
+            items.append(item)
+            if not isinstance(item, str):  # an object of its own: remember its line
+                self.item_pos[id(item)] = child.toks[0]
         if kw.min_args:  # a named list: virtual_server_group NAME { ... }
             return m.VirtualServerGroup(toks[1].text, tuple(items), toks[0].where())
         return items if kw.append else tuple(items)
 
-    def child(self, kw: Keyword, toks: tuple[Token, ...], children: list[Node]) -> Any:
+    def child(
+        self, kw: Keyword, toks: tuple[Token, ...], children: list[Node], close: Token | None
+    ) -> Any:
         ctx = kw.child
         assert ctx is not None
         fields: dict[str, Any] = {}
         pos: dict[str, Token] = {}
         self.block(ctx, children, fields, pos)
         if ctx in _DEFERRED:
-            return Pending(ctx, toks[1:], fields, pos, toks[0])
-        return _IMMEDIATE[ctx](_tuples(fields))
+            return Pending(ctx, toks[1:], fields, pos, toks[0], close)
+        return _IMMEDIATE[ctx](self, _tuples(fields), pos, toks[0])
 
     # ----------------------------------------------------------------- top level
     def load(self, lines: Iterable[Line], report_braces: bool = True) -> m.Config:
@@ -449,7 +465,7 @@ class _Loader:
         _split_weight(f)
         if "script" not in f:
             self.error(
-                p.kw, f"vrrp_script '{name}' has no 'script' (expected: script COMMAND [ARGS])"
+                p.last, f"vrrp_script '{name}' has no 'script' (expected: script COMMAND [ARGS])"
             )
         f.setdefault("timeout_us", f.get("interval_us", S))
         return m.VrrpScript(name=name, where=p.kw.where(), **f)
@@ -458,7 +474,7 @@ class _Loader:
         f = _tuples(p.fields)
         _split_weight(f)
         if "file" not in f:
-            self.error(p.kw, f"track_file '{name}' has no 'file' (expected: file PATH)")
+            self.error(p.last, f"track_file '{name}' has no 'file' (expected: file PATH)")
         return m.TrackFile(name=name, where=p.kw.where(), **f)
 
     def track_process(self, p: Pending, name: str) -> m.TrackProcess:
@@ -466,7 +482,7 @@ class _Loader:
         _split_weight(f)
         if "process" not in f:
             self.error(
-                p.kw,
+                p.last,
                 f"vrrp_track_process '{name}' has no 'process' (expected: process NAME [ARGS])",
             )
         qmax = f.get("quorum_max")
@@ -533,8 +549,9 @@ class _Loader:
             )
         fams = {v.family for v in vips}
         if len(fams) > 1:
+            odd = next(v for v in vips if v.family != vips[0].family)
             self.error(
-                pos["virtual_ipaddress"],
+                self.at(odd, pos["virtual_ipaddress"]),
                 f"vrrp_instance '{name}' mixes IPv4 and IPv6 in "
                 "virtual_ipaddress; put the other family in virtual_ipaddress_excluded",
             )
@@ -605,16 +622,6 @@ class _Loader:
             self.warn(pos["state"], "priority 255 (address owner) always starts as MASTER")
         auth = f.get("authentication")
         if auth is not None:
-            if not auth.auth_pass:
-                self.error(
-                    pos["authentication"], "authentication needs 'auth_pass' (up to 8 characters)"
-                )
-            elif len(auth.auth_pass) > 8:
-                self.warn(
-                    pos["authentication"],
-                    "auth_pass longer than 8 characters; keepalived uses the first 8",
-                )
-                f["authentication"] = m.Authentication(auth.auth_type, auth.auth_pass[:8])
             if version == 3:
                 self.error(
                     pos["authentication"],
@@ -624,7 +631,7 @@ class _Loader:
         for peer in peers:
             if (6 if ":" in peer.address else 4) != family:
                 self.error(
-                    pos["unicast_peer"],
+                    self.at(peer, pos["unicast_peer"]),
                     f"unicast_peer {peer.address} is not IPv{family} like the instance "
                     f"(expected: an IPv{family} peer address)",
                 )
@@ -669,7 +676,7 @@ class _Loader:
             for ref in f.get(k, ()):
                 if ref.name not in names[kind]:
                     self.warn(
-                        pos[k],
+                        self.at(ref, pos[k]),
                         f"{k} '{ref.name}' is not defined (define it with "
                         f"{'vrrp_script' if kind == 'script' else 'vrrp_track_' + kind} "
                         f"{ref.name} {{ ... }}); ignored",
@@ -961,7 +968,7 @@ def _fix_http(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
     urls = f.get("urls")
     if not urls:
         ld.error(
-            p.kw,
+            p.last,
             f"{p.context} has no url block "
             "(expected: url { path /PATH [digest MD5] [status_code 200-299] })",
         )
@@ -971,13 +978,13 @@ def _fix_http(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
 
 def _fix_misc(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
     if "misc_path" not in f:
-        ld.error(p.kw, "MISC_CHECK has no misc_path (expected: misc_path SCRIPT [ARGS])")
+        ld.error(p.last, "MISC_CHECK has no misc_path (expected: misc_path SCRIPT [ARGS])")
 
 
 def _fix_file(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
     _split_weight(f)
     if "track_file" not in f:
-        ld.error(p.kw, "FILE_CHECK has no track_file (expected: track_file NAME)")
+        ld.error(p.last, "FILE_CHECK has no track_file (expected: track_file NAME)")
 
 
 def _fix_smtp(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
@@ -987,7 +994,7 @@ def _fix_smtp(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
 
 def _fix_bfd(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
     if "name" not in f:
-        ld.error(p.kw, "BFD_CHECK has no name (expected: name BFD_INSTANCE)")
+        ld.error(p.last, "BFD_CHECK has no name (expected: name BFD_INSTANCE)")
 
 
 # Per-kind checks after inheritance (a table, not a chain of ifs).
@@ -1023,6 +1030,21 @@ def _vs_name(vs: m.VirtualServer) -> str:
     return f"{vs.address} {vs.port if vs.port is not None else ''}".rstrip()
 
 
+def _authentication(
+    ld: _Loader, f: dict[str, Any], pos: dict[str, Token], kw: Token
+) -> m.Authentication:
+    pw = f.get("auth_pass", "")
+    if "auth_pass" not in pos:
+        ld.error(
+            kw, "authentication needs 'auth_pass' (expected: auth_pass WORD, up to 8 characters)"
+        )
+    elif len(pw) > 8:
+        # RFC 2338 §5.3.10: the authentication data field holds 8 octets
+        ld.warn(pos["auth_pass"], "auth_pass longer than 8 characters; keepalived uses the first 8")
+        f["auth_pass"] = pw[:8]
+    return m.Authentication(**f)
+
+
 def _url(f: dict[str, Any]) -> m.Url:
     if "regex_options" in f:
         f["regex_options"] = tuple(f["regex_options"])
@@ -1031,16 +1053,16 @@ def _url(f: dict[str, Any]) -> m.Url:
 
 # Blocks built as soon as they close (nothing to inherit).
 _IMMEDIATE: dict[str, Any] = {
-    "global_defs": lambda f: m.GlobalDefs(**f),
-    "authentication": lambda f: m.Authentication(**f),
-    "SSL": lambda f: m.SslContext(**f),
-    "url": _url,
-    "smtp_host": lambda f: m.SmtpHost(**f),
+    "global_defs": lambda ld, f, pos, kw: m.GlobalDefs(**f),
+    "authentication": _authentication,
+    "SSL": lambda ld, f, pos, kw: m.SslContext(**f),
+    "url": lambda ld, f, pos, kw: _url(f),
+    "smtp_host": lambda ld, f, pos, kw: m.SmtpHost(**f),
     # accepted, not yet supported: the rows have no field, the block is only checked
-    "auth_hmac": lambda f: None,
-    "garp_group": lambda f: None,
-    "track_group": lambda f: None,
-    "bfd_instance": lambda f: None,
+    "auth_hmac": lambda ld, f, pos, kw: None,
+    "garp_group": lambda ld, f, pos, kw: None,
+    "track_group": lambda ld, f, pos, kw: None,
+    "bfd_instance": lambda ld, f, pos, kw: None,
 }
 
 

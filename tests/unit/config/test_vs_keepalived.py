@@ -50,6 +50,19 @@ PLACED = {
     ),
     "bad_script_weight": ("vrrp_script chk {\n  script /bin/true\n  weight 500\n}\n", 3),
     "unknown_global": ("global_defs {\n  router_idd x\n}\n", 2),
+    # what a block lacks is reported at its closing brace, as keepalived does
+    "script_missing": ("vrrp_script chk {\n  interval 2\n}\n", 3),
+    "url_missing": (
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n"
+        "    HTTP_GET {\n      connect_timeout 3\n    }\n  }\n}\n",
+        6,
+    ),
+    # an item is reported on its own line
+    "mixed_families": (
+        "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 5\n"
+        "  virtual_ipaddress {\n    10.0.0.1\n    fe80::1\n  }\n}\n",
+        6,
+    ),
 }
 
 LVS = (

@@ -115,11 +115,10 @@ def parse_status(header: bytes) -> int:
     0
     """
     n = len(header)
-    i = 0
     # The first token ends at a space; a CR first means there is no status code.
-    while i < n and header[i] != _SP and header[i] != _CR:
-        i += 1
-    if i >= n or header[i] != _SP:
+    i = header.find(b" ")
+    cr = header.find(b"\r", 0, i if i >= 0 else n)
+    if i < 0 or cr >= 0:
         return 0
     i += 1
     # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]

@@ -845,10 +845,21 @@ class _Loader:
         built: list[m.RealServer] = []
         seen: set[tuple[str, int | None]] = set()
         vs_port = ident.get("port")
+        group = vsgs.get(ident.get("group", ""))
+        by_mark = "fwmark" in ident or (
+            group is not None and any(mem.fwmark is not None for mem in group.members)
+        )
         for rp in rss:
             rs = self.real_server(rp, inh_rs, inh_chk, vs_port)
             if rs is None:
                 continue
+            if by_mark and len(rp.args) > 1:
+                # keepalived check_data.c: a fwmark service forwards to the packet's port
+                self.warn(
+                    rp.args[1],
+                    f"real_server {rs.address}: the port is ignored for a "
+                    "fwmark virtual server (write: real_server IP)",
+                )
             key = (rs.address, rs.port)
             if key in seen:
                 self.error(

@@ -519,3 +519,19 @@ def test_a_bug_in_a_callback_fails_the_attempt(lab: Lab, monkeypatch: pytest.Mon
     (p,) = run_probes(lab, [http(lab.farm.addresses[11], fixed())])
     assert (p.result.ok, p.result.reason, p.calls) == (False, "error", 1)
     assert "boom" in p.result.detail
+
+
+def test_bindto_bind_if_and_fwmark(lab: Lab) -> None:
+    a, director = lab.farm.addresses[12], lab.farm.directors[0]
+
+    def make(**opts: Any) -> Callable[[asyncio.AbstractEventLoop], ProbeKind]:
+        return lambda loop: HttpGetKind(HttpGetCheck(urls=(fixed(),)), Target(a, 80, **opts), loop)
+
+    probes = run_probes(lab, [
+        make(bindto=director.address),
+        make(bindto=director.address, bind_port=40123),
+        make(bind_if=director.dev, fwmark=7),
+        make(bindto="192.0.2.99"),  # not an address of the director
+    ])
+    got = [(p.result.ok, p.result.reason) for p in probes]
+    assert got == [(True, ""), (True, ""), (True, ""), (False, "bind")]

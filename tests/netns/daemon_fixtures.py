@@ -150,3 +150,151 @@ def start_daemon(dir: Path, conf_text: str, *, name: str = "hafast", ns: str | N
     finally:
         out.close()
     return Daemon(proc, dir, name, ns)
+
+
+# --------------------------------------------------------------------------- two directors
+
+VIP = "10.200.0.100"
+VRID = 51
+
+
+def director_conf(role: str, servers: Sequence[str], *, fifo: Path | None, priority: int,
+                  state: str, http: int = 0, delay_loop: str = "1",
+                  extra_global: str = "") -> str:
+    """The seed's MASTER/BACKUP pair (VRID 51, priorities 100/90, PASS 1111) with
+    ``servers`` behind the VIP: the first ``http`` by HTTP_GET with the farm's fixed
+    body digest, the rest by TCP_CHECK."""
+    from hafast.lab.farm import FIXED_BODY, FIXED_PATH, md5_hex
+
+    digest = md5_hex(FIXED_BODY)
+    lines = ["global_defs {", f"  router_id {role}", "  vrrp_garp_master_delay 0"]
+    if fifo is not None:
+        lines.append(f"  notify_fifo {fifo}")
+    lines += [extra_global, "}", "vrrp_instance VI_1 {", f"  state {state}",
+              "  interface srv0", f"  virtual_router_id {VRID}", f"  priority {priority}",
+              "  advert_int 1", "  authentication {", "    auth_type PASS",
+              "    auth_pass 1111", "  }", "  virtual_ipaddress {", f"    {VIP}/24", "  }", "}",
+              f"virtual_server {VIP} 80 {{", f"  delay_loop {delay_loop}", "  lb_algo rr",
+              "  lb_kind NAT", "  protocol TCP"]
+    for i, addr in enumerate(servers):
+        lines.append(f"  real_server {addr} 80 {{")
+        lines.append("    weight 1")
+        if i < http:
+            lines += ["    HTTP_GET {", "      url {", f"        path {FIXED_PATH}",
+                      f"        digest {digest}", "      }", "      connect_timeout 2",
+                      "      retry 1", "      delay_before_retry 0.5", "    }"]
+        else:
+            lines += ["    TCP_CHECK {", "      connect_timeout 2", "      retry 1",
+                      "      delay_before_retry 0.5", "    }"]
+        lines.append("  }")
+    lines += ["}", ""]
+    return "\n".join(lines)
+
+
+class FifoReader:
+    """Reads a notify FIFO without blocking; ``lines()`` returns everything so far."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path, 0o600)
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.buf = b""
+
+    def lines(self) -> list[str]:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buf += chunk
+        return [x for x in self.buf.decode().split("\n") if x]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@dataclass
+class PairLab:
+    """The farm (nginx with ``count`` servers) and two director namespaces on its bridge.
+
+    Everything is named ``hd<pid>``; :meth:`close` stops the daemons by PID and
+    deletes the namespaces even after a failure.
+    """
+
+    count: int
+    dir: Path
+    farm: Any = None
+    daemons: dict[str, Daemon] | None = None
+    fifos: dict[str, FifoReader] | None = None
+
+    def build(self) -> PairLab:
+        from hafast.lab.farm import Farm
+        from hafast.lab.netns import run_in
+
+        self.daemons, self.fifos = {}, {}
+        self.farm = Farm(count=self.count, name=f"hd{os.getpid()}", bridge=True)
+        self.farm.build()
+        self.farm.add_director(f"{self.farm.name}-dir2")
+        # VRRP multicast must flood the lab bridge even without a querier.
+        run_in(self.farm.server_ns, ["ip", "link", "set", "lab0", "type", "bridge",
+                                     "mcast_snooping", "0"])
+        for role in ("d1", "d2"):
+            self.fifos[role] = FifoReader(self.dir / f"{role}.fifo")
+        return self
+
+    def ns(self, role: str) -> str:
+        assert self.farm is not None
+        return str(self.farm.directors[0 if role == "d1" else 1].ns)
+
+    @property
+    def servers(self) -> list[str]:
+        return list(self.farm.addresses)
+
+    def start(self, role: str, conf_text: str, *extra: str) -> Daemon:
+        assert self.daemons is not None
+        d = start_daemon(self.dir / role, conf_text, name=role, ns=self.ns(role),
+                         extra=["--pool-backend", "nft", *extra])
+        self.daemons[role] = d
+        return d
+
+    def conf(self, role: str, servers: Sequence[str], **kw: Any) -> str:
+        assert self.fifos is not None
+        prio, state = (100, "MASTER") if role == "d1" else (90, "BACKUP")
+        return director_conf(role, servers, fifo=self.fifos[role].path, priority=prio,
+                             state=state, **kw)
+
+    def has_vip(self, role: str) -> bool:
+        from hafast.lab.netns import run_in
+
+        out = run_in(self.ns(role), ["ip", "-o", "addr", "show", "dev", "srv0"]).stdout
+        return f" {VIP}/" in out
+
+    def holders(self) -> list[str]:
+        return [r for r in ("d1", "d2") if self.has_vip(r)]
+
+    def wait(self, cond: Callable[[], bool], timeout: float, what: str) -> float:
+        start = time.monotonic()
+        while not cond():
+            if time.monotonic() - start > timeout:
+                logs = "\n".join(f"--- {k}\n{d.log_text()[-3000:]}"
+                                 for k, d in (self.daemons or {}).items())
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+            time.sleep(0.02)
+        return time.monotonic() - start
+
+    def nft_services(self, role: str) -> str:
+        from hafast.lab.netns import run_in
+
+        res = run_in(self.ns(role), ["nft", "list", "map", "inet", "hafast_lvs", "svc4"],
+                     check=False)
+        return res.stdout
+
+    def close(self) -> None:
+        for d in (self.daemons or {}).values():
+            d.close()
+        for f in (self.fifos or {}).values():
+            f.close()
+        if self.farm is not None:
+            self.farm.close()

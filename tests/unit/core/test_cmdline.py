@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,9 @@ from hafast.core import cmdline
 
 
 def test_keepalived_flags_keep_their_meaning() -> None:
-    o = cmdline.parse(["-f", "/etc/k.conf", "-n", "-l", "-D", "-S", "local3", "-g", "/var/log/h.log",
-                       "-G", "-P", "-R", "-V", "-I", "-p", "/run/a.pid", "-r", "/run/b.pid",
+    o = cmdline.parse(["-f", "/etc/k.conf", "-n", "-l", "-D", "-S", "local3",
+                       "-g", "/var/log/h.log", "-G", "-P", "-R", "-V", "-I",
+                       "-p", "/run/a.pid", "-r", "/run/b.pid",
                        "-c", "/run/c.pid", "-s", "blue", "-i", "lb1", "-u", "022"])
     assert o.config_file == "/etc/k.conf"
     assert (o.dont_fork, o.vrrp_only, o.check_only, o.dont_respawn) == (True, True, False, True)
@@ -61,11 +63,10 @@ def test_signum_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     assert cmdline.main(["--signum", "BOGUS"]) == 1
 
 
-def test_config_test_exit_codes(tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
-                                ) -> None:
-    good = tmp_path / "good.conf"  # type: ignore[operator]
+def test_config_test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.conf"
     good.write_text("global_defs {\n router_id x\n}\n")
-    bad = tmp_path / "bad.conf"  # type: ignore[operator]
+    bad = tmp_path / "bad.conf"
     bad.write_text("vrrp_instance V {\n virtual_router_id 999\n}\n")
     assert cmdline.main(["-t", str(good)]) == 0
     assert cmdline.main(["-f", str(bad), "-t"]) == 4

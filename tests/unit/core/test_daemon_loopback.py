@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def start(dir: Path, ports: list[int], *extra: str) -> Daemon:
                                                  "--heartbeat-timeout", "1.5", *extra])
 
 
-def pool_of(st: dict) -> dict[str, bool]:  # type: ignore[type-arg]
+def pool_of(st: dict[str, Any]) -> dict[str, bool]:
     vs = st["pools"]["virtual_servers"][0]
     return {f"{r['port']}": r["pool_weight"] is not None for r in vs["real_servers"]}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -147,9 +148,9 @@ def test_control_socket_roundtrip(tmp_path: Path) -> None:
         await server.start()
         mode = os.stat(path).st_mode & 0o777
         loop = asyncio.get_running_loop()
-        out = [mode]
+        out: list[Any] = [mode]
         for cmd in ("status", "boom"):
-            out.append(await loop.run_in_executor(None, query, path, cmd))
+            out.append(await loop.run_in_executor(None, functools.partial(query, path, cmd)))
         await server.close()
         out.append(os.path.exists(path))
         return out

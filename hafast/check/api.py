@@ -24,7 +24,6 @@ Example (a kind that always succeeds)::
 from __future__ import annotations
 
 import abc
-import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +99,9 @@ class ProbeKind(abc.ABC):
     # no alpha, the first reading is the truth (keepalived clears both for them).
     immediate: ClassVar[bool] = False
 
-    def __init__(self, spec: Any, target: Target, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(self, spec: Any, target: Target, loop: Any) -> None:
+        # ``loop``: the worker's event loop (uvloop, asyncio), or a test's fake with
+        # the same call_at/add_reader/add_writer methods; None for kinds that need none.
         self.spec = spec
         self.target = target
         self.loop = loop

@@ -86,7 +86,7 @@ def engine(cfg: m.Config, loop: FakeLoop, events: list[ServerEvent], **kw: Any) 
 
 
 def test_same_real_server_and_check_under_two_virtual_servers_is_checked_once() -> None:
-    loop, events = FakeLoop(), []
+    loop, events = FakeLoop(), list[ServerEvent]()
     eng = engine(config(), loop, events)
     # TCP 10.1.0.1:80 twice -> one; 10.1.0.2:80; MISC; TCP 10.1.0.1:8080 => 4 checks
     assert eng.checks == 4 and eng.deduplicated == 1
@@ -109,7 +109,7 @@ def test_same_real_server_and_check_under_two_virtual_servers_is_checked_once() 
 
 
 def test_other_checkers_of_one_virtual_server_still_count() -> None:
-    loop, events = FakeLoop(), []
+    loop, events = FakeLoop(), list[ServerEvent]()
     eng = engine(config(), loop, events)
     eng.start()
     Fake.down.add(("10.1.0.1", 80, "MISC_CHECK"))
@@ -120,7 +120,7 @@ def test_other_checkers_of_one_virtual_server_still_count() -> None:
 
 def test_snapshot_reports_initial_states() -> None:
     text = CONFIG.replace("    weight 5\n", "    weight 5\n    alpha\n")
-    loop, events = FakeLoop(), []
+    loop, events = FakeLoop(), list[ServerEvent]()
     eng = engine(config(text), loop, events)
     snap = eng.snapshot()
     vs2 = next(vs.key for vs in eng.config.virtual_servers if vs.address == "10.0.0.2")

@@ -51,7 +51,7 @@ virtual_server 10.0.0.1 80 {{
         engine.stop()
     finally:
         loop.close()
-    by_rs = {}
+    by_rs: dict[str, list[tuple[float, str, int]]] = {}
     for t, e in events:
         by_rs.setdefault(e.real_server[0], []).append((round(t - t0, 1), e.state, e.weight))
     # weight 0: a non-zero value is DOWN at the first reading after the change

@@ -276,7 +276,8 @@ def test_smtp_refused() -> None:
 
 
 def misc_spec(argv: tuple[str, ...], **kw: Any) -> m.MiscCheck:
-    return m.MiscCheck(misc_path=argv, misc_timeout_us=kw.pop("timeout", 2 * S), **kw)
+    return m.MiscCheck(misc_path=m.Script(argv), misc_timeout_us=kw.pop("timeout", 2 * S),
+                       **kw)
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,18 @@ class NetlinkVips:
         self._addrs: dict[tuple[int, str, int], tuple[str, Any]] = {}
         self._routes: dict[RouteSpec, tuple[str, Any]] = {}
         self._closed = False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        # pyroute2's first encode of each message class costs ~2 ms of lazy set-up;
+        # pay it now rather than inside the first takeover.
+        for msg in (self._ifaddrmsg(), self._rtmsg()):
+            msg["attrs"] = []
+            msg.encode()
+        m = self._ifaddrmsg()
+        m["attrs"] = [("IFA_LOCAL", "192.0.2.1"), ("IFA_ADDRESS", "192.0.2.1"),
+                      ("IFA_LABEL", "warm")]
+        m.encode()
 
     @staticmethod
     def _index(dev: str) -> int:

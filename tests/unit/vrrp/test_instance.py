@@ -329,3 +329,24 @@ def test_notifier_writes_fifo_lines_in_order_and_runs_scripts(tmp_path: Path) ->
                      fifo_line("INSTANCE", "VI_1", "MASTER", 100)]
     assert sorted(out.read_text().splitlines()) == ["INSTANCE VI_1 BACKUP 100",
                                                     "INSTANCE VI_1 MASTER 100"]
+
+
+def test_timerfd_timers_fire_in_order_and_honour_cancel() -> None:
+    from hafast.vrrp.instance import TimerfdTimers
+
+    async def body() -> list[str]:
+        loop = asyncio.get_running_loop()
+        t = TimerfdTimers(loop)
+        fired: list[str] = []
+        now = t.now_us()
+        t.call_at(now + 30_000, lambda: fired.append("c"))
+        t.call_at(now + 10_000, lambda: fired.append("a"))
+        t.call_at(now + 20_000, lambda: fired.append("x")).cancel()
+        t.call_at(now + 15_000, lambda: fired.append("b"))
+        t.call_at(now - 5, lambda: fired.append("past"))
+        await asyncio.sleep(0.08)
+        assert t.now_us() >= now + 30_000
+        t.close()
+        return fired
+
+    assert asyncio.run(body()) == ["past", "a", "b", "c"]

@@ -72,3 +72,14 @@ def test_every_ping_check_shares_one_engine(farm: Farm) -> None:
     assert all(tl.states(a) == ["UP"] for a in addrs)
     assert not icmp._pools  # released when the engine stopped
     assert tl.counters["ok"] >= len(addrs)
+
+
+def test_layer7_faults_do_not_move_ping(farm: Farm) -> None:
+    addrs = farm.addresses[3:6]
+    kinds = ("http500", "body", "slow")
+    tl = scenario(farm, config_for(addrs, None, "PING_CHECK"), [
+        (0.2, "fault", lambda: [farm.faults.apply([a], k) for a, k in
+                                zip(addrs, kinds, strict=True)]),
+    ], duration=2.0)
+    assert tl.events == []
+    assert tl.counters["ok"] == tl.counters["attempts"]

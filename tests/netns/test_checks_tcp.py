@@ -129,3 +129,15 @@ def test_a_bind_to_an_address_we_do_not_have_fails(farm: Farm) -> None:
     tl = scenario(farm, cfg, [], duration=1.0)
     assert tl.states(a) == []
     assert tl.counters.get("fail:bind", 0) >= 1
+
+
+def test_layer7_faults_do_not_move_a_layer4_check(farm: Farm) -> None:
+    # http500, body and slow break HTTP, not the handshake: TCP_CHECK stays UP
+    addrs = farm.addresses[:3]
+    kinds = ("http500", "body", "slow")
+    tl = scenario(farm, config_for(addrs, 80, "TCP_CHECK"), [
+        (0.2, "fault", lambda: [farm.faults.apply([a], k) for a, k in
+                                zip(addrs, kinds, strict=True)]),
+    ], duration=2.5)
+    assert tl.events == []
+    assert tl.counters["ok"] == tl.counters["attempts"] >= 3 * 3

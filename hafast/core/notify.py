@@ -59,24 +59,43 @@ def as_argv(script: object) -> Argv | None:
     return tuple(str(a) for a in argv) if argv else None  # type: ignore[attr-defined]
 
 
+def run_as(script: object, fallback: Sequence[str] | None = None) -> tuple[str | None,
+                                                                           str | None]:
+    """(user, group) a script runs as: its own ``user``, else ``fallback`` (user [group]).
+
+    >>> run_as(None, ("nobody", "nogroup"))
+    ('nobody', 'nogroup')
+    """
+    user = getattr(script, "user", None)
+    group = getattr(script, "group", None)
+    if user is None and fallback:
+        user = fallback[0]
+        group = fallback[1] if len(fallback) > 1 else None
+    return user, group
+
+
 def spawn_reaped(
     loop: asyncio.AbstractEventLoop,
     argv: Sequence[str],
     on_exit: Callable[[int], None] | None = None,
     *,
     env: dict[str, str] | None = None,
+    user: str | None = None,
+    group: str | None = None,
 ) -> subprocess.Popen[bytes] | None:
     """Start ``argv`` (no shell, own session) and reap it from the loop when it exits.
 
     ``on_exit(returncode)`` runs on the loop; a negative code is the killing
-    signal.  Returns None (and logs) when the program cannot be started.
+    signal.  ``user``/``group`` switch identity first (keepalived's script
+    ``user``).  Returns None (and logs) when the program cannot be started.
     """
     try:
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env,
+            user=user, group=group,
         )
-    except OSError as exc:
+    except (OSError, ValueError, KeyError) as exc:
         log.warning("cannot run %s: %s", argv[0] if argv else "?", exc)
         if on_exit is not None:
             loop.call_soon(on_exit, 127)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hafast.config.model import Config, TrackFile, TrackRef, VrrpScript
-from hafast.core.notify import as_argv, spawn_reaped
+from hafast.core.notify import as_argv, run_as, spawn_reaped
 from hafast.net.linkwatch import LinkWatch
 from hafast.vrrp.from_config import InstancePlan
 from hafast.vrrp.instance import Instance
@@ -106,7 +106,8 @@ class ScriptTracker:
         if self._proc is not None or not argv:
             return
         self.runs += 1
-        self._proc = spawn_reaped(self.loop, argv, self._done)
+        user, group = run_as(self.script.script, self.script.user)
+        self._proc = spawn_reaped(self.loop, argv, self._done, user=user, group=group)
         if self._proc is not None:
             self._kill = self.loop.call_later(self.script.timeout_us / 1e6, self._timeout,
                                               self._proc)

@@ -1,0 +1,61 @@
+"""The benchmark suite end to end on its smallest case (about a minute).
+
+``python -m benchmarks.suite --quick`` restricted to TCP_CHECK at 1000 real
+servers, one round, with the detection section: the farm, hafast's check worker,
+the C paced loop, HAProxy, the fault injection and the report (tables, plots,
+results.json) all run for real.  Figures are not asserted, only that every peer
+produced one and the report shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root, require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
+
+
+def test_quick_smallest_case_end_to_end(tmp_path: Path) -> None:
+    require_root()
+    for tool in ("nginx", "nft", "nsenter", "gcc", "haproxy"):
+        require_tool(tool)
+    out = tmp_path / "report"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.suite", "--quick", "--section", "checks",
+         "--section", "detection", "--kinds", "TCP_CHECK", "--sizes", "1000", "--rounds", "1",
+         "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=170)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the suite unwinds on SIGTERM: namespaces are deleted
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the suite overran 170 s: {err[-2000:]}")
+    assert proc.returncode == 0, err[-3000:]
+    assert "not measured this round" not in err, err[-3000:]
+    report = (out / "report.md").read_text()
+    assert "## 1. Check throughput and cost (delay_loop 1)" in report
+    assert "## 2. Failure detection latency (fault -> DOWN)" in report
+    for png in ("checks_throughput.png", "checks_cpu.png", "detection_latency.png"):
+        assert (out / png).stat().st_size > 1000
+    data = json.loads((out / "results.json").read_text())
+    by_name = {s["name"]: s for s in data["sections"]}
+    rows = {(r["case"], r["metric"]): r for r in by_name["checks"]["rows"]}
+    rate = rows[("TCP_CHECK 1000", "checks/s")]
+    assert rate["hafast"][0] > 0
+    assert rate["anchors"]["C paced loop"][0] > 0 and rate["anchors"]["HAProxy"][0] > 0
+    seen = {(r["case"], r["metric"]): r for r in by_name["detection"]["rows"]}
+    down = seen[("reject (20 of 1000)", "servers seen DOWN")]
+    assert down["hafast"] == [20.0] and down["anchors"]["HAProxy"] == [20.0]
+    # the suite cleaned up after itself: no namespace of its own is left
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"bs{proc.pid}-" not in left

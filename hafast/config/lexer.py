@@ -53,9 +53,21 @@ _PLAIN_WORD = re.compile(r"[^ \t\f\n\r\v]+")
 # or an unmatched quote, after which the rest of the line is lost.
 _QUOTED_WORD = re.compile(r'"([^"]*)"|[^ \t\f\n\r\v"]+|(")')
 _CONDITIONAL_END = re.compile(r"[ \t]")
+# A comment before any quote or backslash, with no backslash in it (which could be a
+# continuation): blanked out in bulk, keeping columns, so that the line can take the
+# fast path.  keepalived's decomment() would drop it the same way.
+_PLAIN_COMMENT = re.compile(r'^([^"\\\n#!]*)([#!][^\n\\]*)$', re.MULTILINE)
+
+
+def _blank_comment(m: re.Match[str]) -> str:
+    return m.group(1) + " " * len(m.group(2))
+
+
 # A line with none of these (and no '@', '~' or include where a line starts) needs no
 # decomment, parameters or expansion: it takes the fast path in _read_text().
 _SLOW_LINE = re.compile(r'[#!"\\$]|(?:^|[{}])[ \t]*(?:[@~]|include)', re.MULTILINE)
+# After decomment: what still needs _feed() (quotes, parameters, @, ~, include).
+_NEEDS_FEED = re.compile(r'["\\$]|(?:^|[{}])[ \t]*(?:[@~]|include)')
 _FAST_WORD = re.compile(r"[{}]|[^ \t\f\n\r\v{}]+")
 # Token and Line are NamedTuples; tuple.__new__ skips their generated __new__.
 _new = tuple.__new__
@@ -80,6 +92,7 @@ class _State:
     active: list[str] = field(default_factory=list)  # real paths being read (loop guard)
     # Each open '{' with the statement before it (the block's keyword line), if any.
     open_braces: list[tuple[Token, Token | None]] = field(default_factory=list)
+    seed_words: bool = False  # does the file being read mention random_seed at all?
 
     def error(self, src: Src, index: int, message: str, severity: Severity = "error") -> None:
         self.diagnostics.append(Diagnostic(src.file, src.line, src.col(index), severity, message))
@@ -238,11 +251,15 @@ def _read_text(st: _State, text: str, file: str, check: inc.Check) -> int:
     folder = os.path.dirname(os.path.abspath(file)) if file != "<string>" else os.getcwd()
     st.frames.append(_Frame(file, folder, check))
     st.files.append(file)
+    outer_seed_words = st.seed_words
+    st.seed_words = "random_seed" in text
     n = len(text)
     n_lines = text.count("\n") + (1 if text and text[-1] != "\n" else 0)
     # Where the lines that need the slow path start: (offset, line number).
     slow: list[tuple[int, int]] = []
     slow_all = "\0" in text  # keepalived's C strings end at a NUL: go slowly then
+    if not slow_all and ("#" in text or "!" in text):
+        text = _PLAIN_COMMENT.sub(_blank_comment, text)
     if not slow_all:
         last_start, last_no = 0, 1
         for m in _SLOW_LINE.finditer(text):
@@ -274,6 +291,7 @@ def _read_text(st: _State, text: str, file: str, check: inc.Check) -> int:
                 si += 1
     finally:
         st.frames.pop()
+        st.seed_words = outer_seed_words
     return max(n_lines, 1)
 
 
@@ -301,6 +319,10 @@ def _slow_line(st: _State, raw: str, file: str, lineno: int, collecting: Def | N
         return collecting
     if not src.text:
         return None
+    if not cont and src.cols is None and _NEEDS_FEED.search(src.text) is None:
+        # Only a comment made this line slow: the rest is plain words and braces.
+        _fast_region(st, raw, 0, src.base - 1 + len(src.text), file, lineno)
+        return None
     if cont:
         started = _start_multiline(st, src)
         if started is not None:
@@ -324,7 +346,7 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
     line_t = Line
     add_line = st.lines.append
     brace = _brace
-    seed_words = "random_seed" in text
+    seed_words = st.seed_words
     for raw in text[start:end].split("\n"):
         body = raw.lstrip(_WS)
         if not body:
@@ -357,22 +379,33 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
 
 def _plain_line(st: _State, raw: str, file: str, lineno: int) -> None:
     """A plain line of any other shape: words split at blanks and braces."""
+    _plain_words(st, raw, file, lineno, 1, None)
+
+
+def _plain_words(
+    st: _State, text: str, file: str, lineno: int, base: int, cols: list[int] | None
+) -> None:
+    """Words and braces of a line that needs nothing else (no quote, $, @, ~ or
+    include after a brace): every segment between braces is a statement.  The column
+    of index ``i`` is ``cols[i]``, or ``base + i`` when there is no list."""
     toks: list[Token] = []
     seg = 0
-    for m in _FAST_WORD.finditer(raw):
+    new = _new
+    for m in _FAST_WORD.finditer(text):
         w = m.group()
         s = m.start()
+        col = base + s if cols is None else cols[s]
         if w == "{" or w == "}":
             if toks:
-                _statement(st, toks, raw[seg:s].rstrip(_WS))
+                _statement(st, toks, text[seg:s].rstrip(_WS))
                 toks = []
-            _brace(st, _new(Token, (w, file, lineno, s + 1, False)))
+            _brace(st, new(Token, (w, file, lineno, col, False)))
             continue
         if not toks:
             seg = s
-        toks.append(_new(Token, (w, file, lineno, s + 1, False)))
+        toks.append(new(Token, (w, file, lineno, col, False)))
     if toks:
-        _statement(st, toks, raw[seg:].rstrip(_WS))
+        _statement(st, toks, text[seg:].rstrip(_WS))
 
 
 def _with_backslash(src: Src) -> Src:
@@ -652,6 +685,10 @@ def _split_braces(st: _State, src: Src, stack: list[Iterator[Src]]) -> None:
     """keepalived cuts a line at its first ``{`` or ``}`` outside ``"..."``; the rest is
     read again as a line of its own (so ``a { b }`` is four lines)."""
     text = src.text
+    if _NEEDS_FEED.search(text) is None:
+        # Nothing left for _one() in any piece: cut and tokenise the whole line here.
+        _plain_words(st, text, src.file, src.line, src.base, src.cols)
+        return
     if text[0] in "{}":
         _brace(st, Token(text[0], src.file, src.line, src.col(0)))
         rest = src.slice(1).strip_blanks()

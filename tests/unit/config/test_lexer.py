@@ -63,9 +63,14 @@ def test_fast_and_slow_paths_agree() -> None:
     # The same statements, once plain (fast path) and once with a comment that sends
     # every line through decomment (slow path), give the same words and columns.
     plain = "a  b\t c {\n  d e }\n}\n{f\n g{h\n"
-    slow = "\n".join(line + " # x" for line in plain.splitlines()) + "\n"
-    fast_res, slow_res = lex_text(plain), lex_text(slow)
-    assert [line.tokens for line in fast_res.lines] == [line.tokens for line in slow_res.lines]
+    # A plain comment is blanked in bulk; one with a backslash in it is not, and sends
+    # the line through decomment.  All three agree.
+    blanked = "\n".join(line + " # x" for line in plain.splitlines()) + "\n"
+    slow = "\n".join(line + " # x\\y" for line in plain.splitlines()) + "\n"
+    fast_res, blank_res, slow_res = lex_text(plain), lex_text(blanked), lex_text(slow)
+    expected = [line.tokens for line in fast_res.lines]
+    assert [line.tokens for line in blank_res.lines] == expected
+    assert [line.tokens for line in slow_res.lines] == expected
     assert words(fast_res.lines) == [
         ["a", "b", "c"],
         ["{"],

@@ -296,3 +296,19 @@ def test_build_tree_reports_unbalanced_braces() -> None:
         "b.conf:2:1: error: block '{' is never closed (expected '}')",
         "b.conf:3:1: error: block 'a' is never closed (expected '}')",
     ]
+
+
+def test_load_file_freeze_keeps_gc_state(tmp_path: Path) -> None:
+    import gc
+
+    p = tmp_path / "k.conf"
+    p.write_text("global_defs {\n router_id r\n}\n")
+    was = gc.isenabled()
+    before = gc.get_freeze_count()
+    try:
+        res = load_file(str(p), freeze=True)
+        assert res.ok and res.config.global_defs.router_id == "r"
+        assert gc.isenabled() == was
+        assert gc.get_freeze_count() >= before
+    finally:
+        gc.unfreeze()

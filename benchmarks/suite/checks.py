@@ -385,7 +385,8 @@ def _all_up(lab: Lab, hafast: HafastProc, hp: anchors.Haproxy, victims: Sequence
 
 def run_detection(p: Params, step: Step) -> Section:
     """Section 2: fault -> DOWN latency, hafast and HAProxy side by side."""
-    sec = Section("detection", "Failure detection latency (fault -> DOWN)")
+    sec = Section("detection", "Failure detection latency (fault -> DOWN)",
+                  sample_label="ms from fault to DOWN")
     sec.notes.append(
         f"{p.detect_k} random servers of {p.detect_size} faulted per round; hafast TCP_CHECK "
         "(delay_loop 1, retry 0, connect_timeout 1) and HAProxy (check inter 1s fall 1, "

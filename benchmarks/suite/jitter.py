@@ -6,7 +6,7 @@ namespace timestamps every advert r1 sends.  Each round measures a quiet window,
 then the same window while a hafast check worker runs ``delay_loop 1`` TCP_CHECKs
 over a farm of ``load_size`` servers on the same two cores (plus the farm's nginx).
 The figure is how far each advert interval strays from the 100 ms it should be
-(p99 and max of ``|interval - 100 ms|``): DESIGN.md keeps VRRP in its own process
+(p99 and max of the deviation ``|interval - 100 ms|``): DESIGN.md keeps VRRP in its own process
 precisely so that a check load cannot delay an advertisement.
 """
 
@@ -24,6 +24,7 @@ from benchmarks.suite.stats import percentile
 
 IPPROTO_VRRP = 112
 INTERVAL_S = 0.1
+VRRP_GROUP = "224.0.0.18"
 
 
 def interval_errors_ms(stamps: list[float], interval_s: float = INTERVAL_S) -> list[float]:
@@ -35,11 +36,16 @@ def interval_errors_ms(stamps: list[float], interval_s: float = INTERVAL_S) -> l
     return [abs((b - a) - interval_s) * 1000.0 for a, b in pairwise(stamps)]
 
 
-def capture_adverts(ns: str, source: str, seconds: float) -> list[float]:
-    """Monotonic arrival times of VRRP packets from ``source`` seen in ``ns``."""
+def capture_adverts(ns: str, source: str, local: str, seconds: float) -> list[float]:
+    """Monotonic arrival times of VRRP packets from ``source`` seen in ``ns``, whose
+    interface address is ``local``."""
     from hafast.lab.netns import socket_in
 
     raw = socket_in(ns, socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
+    # No router runs in ``ns``: join the VRRP group ourselves, or the kernel drops
+    # the adverts before any raw socket sees them (RFC 5798 §5.1.1.2: 224.0.0.18).
+    raw.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                   socket.inet_aton(VRRP_GROUP) + socket.inet_aton(local))
     want = socket.inet_aton(source)
     stamps: list[float] = []
     end = time.monotonic() + seconds
@@ -62,11 +68,12 @@ def run_jitter(p: checks.Params, step: checks.Step, load_size: int,
 
     from tests.netns.vrrp_fixtures import ADDR4, VrrpLab, conf
 
-    sec = Section("jitter", "VRRP advert jitter under a heavy check load (advert_int 0.1)")
+    sec = Section("jitter", "VRRP advert jitter under a heavy check load (advert_int 0.1)",
+                  sample_label="ms away from the 100 ms advert interval")
     sec.notes.append(
         f"Load: a hafast check worker with {load_size} TCP_CHECKs at delay_loop 1 on the "
-        "same 2 cores, plus nginx answering them. Figure: |advert interval − 100 ms| seen "
-        "from the peer's namespace; lower is better.")
+        "same 2 cores, plus nginx answering them. Figure: the deviation |advert interval "
+        "− 100 ms| seen from the peer's namespace; lower is better.")
     t0 = time.monotonic()
     window = max(p.seconds, 3.0)
     with checks.Lab(load_size, p.workdir) as farm, VrrpLab(f"bj{os.getpid() % 100000}") as lab:
@@ -88,17 +95,20 @@ def run_jitter(p: checks.Params, step: checks.Step, load_size: int,
                                 load.ready.wait(60)
                                 time.sleep(1.5)  # the first delay_loop's spread-out attempts
                             try:
-                                stamps = capture_adverts(lab.ns("r2"), ADDR4["r1"], window)
+                                stamps = capture_adverts(lab.ns("r2"), ADDR4["r1"], ADDR4["r2"],
+                                                         window)
                             finally:
                                 if load is not None:
                                     load.stop()
                             errs = interval_errors_ms(stamps)
                             case = f"advert 0.1s, {label}"
-                            for metric, q in (("p99 |interval − 100 ms|", 99.0),
-                                              ("max |interval − 100 ms|", 100.0)):
+                            for metric, q in (("p99 deviation from 100 ms", 99.0),
+                                              ("max deviation from 100 ms", 100.0)):
                                 sec.row(case, metric, "ms", "lower").add(
                                     i, kind, percentile(errs, q) if errs else None)
                             sec.samples.setdefault(case, {}).setdefault(kind, []).extend(errs)
+                            sec.row(case, "adverts seen", "", "higher").add(
+                                i, kind, float(len(stamps)))
                     except Exception as exc:  # a peer that fails is reported, not faked
                         log(f"jitter {kind}: {exc}")
                     finally:

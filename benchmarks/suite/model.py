@@ -46,6 +46,7 @@ class Section:
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     seconds: float = 0.0
     status: str = "measured"  # or "not measured" (notes say why), "failed"
+    sample_label: str = ""  # x axis of the samples' plot
 
     def row(self, case: str, metric: str, unit: str, better: str = "higher", *,
             group: str = "", n: int = 0) -> Row:
@@ -65,4 +66,4 @@ class Section:
         rows = [Row(**r) for r in d.get("rows", [])]
         return cls(d["name"], d["title"], rows, list(d.get("notes", [])),
                    dict(d.get("samples", {})), float(d.get("seconds", 0.0)),
-                   str(d.get("status", "measured")))
+                   str(d.get("status", "measured")), str(d.get("sample_label", "")))

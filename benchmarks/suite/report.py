@@ -204,17 +204,20 @@ def plot_samples(sec: Section, out: Path) -> list[str]:
     fig, axes = plt.subplots(1, len(sec.samples), figsize=(5 * len(sec.samples), 4),
                              squeeze=False)
     for ax, (title, whos) in zip(axes[0], sorted(sec.samples.items()), strict=False):
+        drawn = False
         for who, values in sorted(whos.items()):
             vals = sorted(v for v in values if math.isfinite(v))
             if not vals:
                 continue
             ys = [(i + 1) / len(vals) for i in range(len(vals))]
             ax.step(vals, ys, where="post", label=f"{who} (n={len(vals)})")
+            drawn = True
         ax.set_title(title)
-        ax.set_xlabel("ms from fault to DOWN")
-        ax.set_ylabel("fraction of servers")
+        ax.set_xlabel(sec.sample_label or "ms")
+        ax.set_ylabel("fraction of samples")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        if drawn:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fname = f"{sec.name}_latency.png"
     fig.savefig(out / fname, dpi=90)

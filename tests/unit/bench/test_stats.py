@@ -87,3 +87,11 @@ def test_summary_bounds(values: list[float]) -> None:
 def test_ratio_with_itself_is_one(values: list[float]) -> None:
     r = paired_ratio(values, values)
     assert r.median == pytest.approx(1.0) and r.n == len(values)
+
+
+def test_advert_interval_errors() -> None:
+    from benchmarks.suite.jitter import interval_errors_ms
+
+    assert interval_errors_ms([]) == [] and interval_errors_ms([5.0]) == []
+    got = interval_errors_ms([0.0, 0.1, 0.21, 0.3], 0.1)
+    assert got == pytest.approx([0.0, 10.0, 10.0])

@@ -1134,16 +1134,16 @@ def load_text(text: str, *, file: str = "<string>", config_id: str | None = None
 def load_file(path: str, *, config_id: str | None = None, freeze: bool = False) -> LoadResult:
     """Lex and load ``path`` (includes, ``@`` lines, ``$`` parameters applied).
 
-    ``freeze=True`` is for the daemon: it collects garbage first, then ``gc.freeze()``s
-    what the load built, so the cyclic collector never walks the (acyclic) model again.
-    That saves its first pass over ~10^6 fresh objects (about a fifth of the load time
-    at 37,000 real servers) and keeps pages shared after fork (the documented use of
-    ``gc.freeze``).  Objects are still freed by reference counting.
+    ``freeze=True`` is for the daemon: it ``gc.freeze()``s what the load built, so the
+    cyclic collector never walks the (acyclic) model: that saves its first pass over
+    ~10^6 fresh objects (about a fifth of the load time at 37,000 real servers) and keeps
+    pages shared after fork, the documented use of ``gc.freeze``.  Objects are still freed
+    by reference counting; only cyclic garbage that happens to be pending at that moment
+    is kept until ``gc.unfreeze()``, so call it where little else is going on (startup,
+    reload), not in a loop.
     """
     from hafast.config.lexer import read_config
 
-    if freeze:
-        gc.collect()  # nothing cyclic may be left to freeze but what we build
     try:
         with _no_gc():
             lex = read_config(path, config_id=config_id)

@@ -899,38 +899,59 @@ class VrrpSide:
     def _changed(self, inst: Any, before: Any, after: Any) -> None:
         self.publish({inst.name: (_state_word(after), inst.priority)})
 
-    def _start_instance(self, inst: Any) -> None:
+    def _start_instance(self, inst: Any, was: str | None = None) -> None:
+        """Start ``inst``; ``was`` is its state before a worker restart or a reload.
+
+        An instance that was MASTER a moment ago still has its VIPs up: it carries on
+        as master at once.  Notifications are held while it starts and dropped when
+        it lands where it was (no transition happened for the world); otherwise they
+        go out in order.
+        """
         from hafast.vrrp import fsm
 
         inst.listeners.append(self._changed)
-        resume = self.seed.get(inst.name) == "MASTER"
         notifier = inst.notifier
-        if resume:
-            # It was master a moment ago and its VIPs are still up: carry on as
-            # master at once, silently (no transition happened for the world).
-            inst.notifier = None
+        held = _HeldNotifier()
+        if was is not None:
+            inst.notifier = held
         try:
             inst.start()
             st = inst.machine.state
-            if resume and st.state is fsm.State.BACKUP and st.master_down_at is not None:
+            if was == "MASTER" and st.state is fsm.State.BACKUP and st.master_down_at:
                 inst.feed(fsm.timer_fired(fsm.TimerKind.MASTER_DOWN,
                                           inst.timers.now_us(), st.master_down_at))
-                log.info("%s: resumed as MASTER after a worker restart", inst.name)
+                log.info("%s: resumed as MASTER", inst.name)
         finally:
             inst.notifier = notifier
+        if was is not None and _state_word(inst.state) != was and notifier is not None:
+            held.replay(notifier)
         self._changed(inst, None, inst.state)
 
     def start(self) -> None:
         for inst in self.worker.instances:
-            self._start_instance(inst)
+            self._start_instance(inst, self.seed.get(inst.name))
         self.worker.tracking.start()
 
-    def reload(self, config: m.Config) -> None:
-        """Apply the instance diff: keep untouched, replace changed, add, remove.
+    def _retire(self, inst: Any) -> None:
+        """Take ``inst`` out without a Shutdown: no priority 0, VIPs left in place for
+        its successor (same name, so the VIP backend still counts them as owned)."""
+        for h in list(getattr(inst, "_timers", {}).values()):
+            h.cancel()
+        close = getattr(inst.sender, "close", None)
+        if close is not None:
+            close()
+        inst.sender = None
+        inst.notifier = None
+        inst.vips = _InertVips()
+        inst.timers = _InertTimers()
+        inst.listeners.clear()
+        self.worker.instances.remove(inst)
 
-        Replacing a changed instance restarts it (Backup first); keepalived does the
-        same for VRID or interface changes and adopts priority changes in place.
-        """
+    def reload(self, config: m.Config) -> None:
+        """Apply the instance diff: untouched instances are not touched at all; a
+        changed one is replaced by its successor in the same state (a master stays
+        master, its VIPs up, no notification); new ones start; removed ones stop
+        (priority 0, VIPs released, notify STOP) as keepalived does."""
         from hafast.config.diff import diff
         from hafast.vrrp.from_config import plan_instances
 
@@ -940,22 +961,39 @@ class VrrpSide:
         if not plan.changed:
             log.info("reload: %d VRRP instance(s) unchanged", len(plan.keep))
             return
-        gone = {o.name for o in plan.remove} | {o.name for o, _n in plan.adopt}
-        for inst in [i for i in self.worker.instances if i.name in gone]:
-            inst.stop()
-            close = getattr(inst.sender, "close", None)
-            if close is not None:
-                close()
-            self.worker.instances.remove(inst)
+        by_name = {i.name: i for i in self.worker.instances}
+        for o in plan.remove:
+            inst = by_name.pop(o.name, None)
+            if inst is not None:
+                inst.stop()
+                close = getattr(inst.sender, "close", None)
+                if close is not None:
+                    close()
+                self.worker.instances.remove(inst)
+        states: dict[str, str] = {}
+        old_vips: dict[str, Any] = {}
+        for o, _n in plan.adopt:
+            inst = by_name.get(o.name)
+            if inst is not None:
+                states[o.name] = _state_word(inst.state)
+                old_vips[o.name] = (inst.spec.vips + inst.spec.excluded, inst.spec.routes,
+                                    inst.spec.ifname)
+                self._retire(inst)
         fresh = {n.name for n in plan.add} | {n.name for _o, n in plan.adopt}
         for p in plan_instances(config):
             if p.spec.name not in fresh:
                 continue
+            gone = old_vips.get(p.spec.name)
+            if gone is not None:
+                keep = set(p.spec.vips + p.spec.excluded)
+                dropped = [v for v in gone[0] if v not in keep]
+                if dropped:
+                    self.vips.remove(p.spec.name, dropped, [], gone[2])
             built = self.worker._build(p)
             if built is not None:
                 self.worker.instances.append(built)
-                self._start_instance(built)
-        log.info("reload: VRRP instances kept %d, replaced %d, added %d, removed %d",
+                self._start_instance(built, states.get(p.spec.name))
+        log.info("reload: VRRP instances kept %d, adopted %d, added %d, removed %d",
                  len(plan.keep), len(plan.adopt), len(plan.add), len(plan.remove))
 
     def stop(self) -> None:
@@ -971,6 +1009,46 @@ class VrrpSide:
         for inst in self.worker.instances:
             out.append(instance_json(inst, by_name.get(inst.name)))
         return {"instances": out, "sockets": self.worker.transport.counters()}
+
+
+class _HeldNotifier:
+    """Stands in for the Notifier while an instance resumes; replays on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def state_change(self, *args: Any) -> None:
+        self.calls.append(args)
+
+    def replay(self, notifier: Any) -> None:
+        for args in self.calls:
+            notifier.state_change(*args)
+
+
+class _InertVips:
+    """What a retired instance talks to: nothing happens."""
+
+    def add(self, *args: Any) -> Any:
+        return None
+
+    def remove(self, *args: Any) -> Any:
+        return None
+
+    def release_all(self) -> None:
+        return None
+
+
+class _InertTimers:
+    def now_us(self) -> int:
+        return time.monotonic_ns() // 1000
+
+    def call_at(self, at_us: int, callback: Callable[[], None]) -> Any:
+        return _InertHandle()
+
+
+class _InertHandle:
+    def cancel(self) -> None:
+        return None
 
 
 def _state_word(state: Any) -> str:

@@ -366,3 +366,34 @@ def test_global_log_all_failures(loop: FakeLoop, events: list[ServerEvent],
     runner.start()
     loop.advance(0.95)
     assert sum(" failed: refused" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_raising_event_consumer_does_not_stop_the_checks(
+        loop: FakeLoop, caplog: pytest.LogCaptureFixture) -> None:
+    def boom(event: ServerEvent) -> None:
+        raise RuntimeError("consumer bug")
+
+    runner = Runner(loop, boom, rng=random.Random(1))
+    kind = Scripted(spec(retry=0), Target("10.1.0.1", 80), loop, latency=0.0)
+    flips = "FSFSFS"
+    kind.script = lambda n: flips[n % len(flips)]  # type: ignore[method-assign]
+    runner.add(kind, [ServerHealth(VS, RS, 1)])
+    runner.start()
+    loop.advance(3.0)
+    assert len(kind.starts) >= 5
+    assert "event consumer raised" in caplog.text
+
+
+def test_timer_queue_keeps_one_loop_timer(loop: FakeLoop) -> None:
+    runner = Runner(loop, None, rng=random.Random(5))
+    for i in range(500):
+        k = Scripted(spec(warmup_us=None, delay_loop_us=S), Target(f"10.9.{i >> 8}.{i & 255}",
+                                                                   80), loop)
+        runner.add(k, [ServerHealth(VS, (k.target.address, 80), 1)])
+    runner.start()
+    for _ in range(30):
+        loop.advance(0.1)
+        assert loop.pending() <= 1 + 500  # the queue's one timer + the scripted latencies
+        assert runner.timers.handle is not None
+    runner.stop()
+    assert loop.pending() == 0 and not runner.timers.heap

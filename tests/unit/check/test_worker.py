@@ -56,7 +56,7 @@ def test_run_worker_publishes_events_and_stops() -> None:
     got = sorted((e.real_server[1], e.state) for e in events)
     assert got == sorted([(port, "UP"), (dead, "DOWN")])
     assert engine.runner.counters["attempts"] >= 4
-    assert all(c.handle is None for c in engine.runner.checks)
+    assert all(c.token == 0 for c in engine.runner.checks)
 
 
 def test_run_worker_shards_split_the_servers() -> None:

@@ -430,8 +430,12 @@ class Instance:
         if reason in self.machine.state.faults:
             self.feed(fsm.FaultCleared(self.timers.now_us(), reason))
 
-    def on_advert(self, adv: Advert) -> None:
-        """A packet for our VRID: count it, and feed it to the FSM when it is valid."""
+    def on_advert(self, adv: Advert, at_us: int | None = None) -> None:
+        """A packet for our VRID: count it, and feed it to the FSM when it is valid.
+
+        ``at_us`` is when it arrived (the transport's kernel stamp); the FSM's
+        timers then run from the arrival, not from when Python got to it.
+        """
         if not adv.ok:
             self._reject(adv.reason, adv)
             return
@@ -444,7 +448,9 @@ class Instance:
         self.counters["advert_rcvd"] += 1
         if adv.priority == PRIORITY_STOP:
             self.counters["pri_zero_rcvd"] += 1
-        self.feed(fsm.AdvertReceived(self.timers.now_us(), adv.priority, bytes(adv.src),
+        now = self.timers.now_us()
+        when = now if at_us is None or at_us > now else at_us
+        self.feed(fsm.AdvertReceived(when, adv.priority, bytes(adv.src),
                                      adv.adver_int if adv.version == 3 else 0))
 
     def _reject(self, reason: str, adv: Advert) -> None:

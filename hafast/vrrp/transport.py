@@ -56,7 +56,29 @@ IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 
 RX_BUFFER = 65536
 RX_BATCH = 64  # datagrams drained per readiness callback before yielding to the loop
-_ANC_SIZE = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_ANC_SIZE = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20) + socket.CMSG_SPACE(16)
+_TIMESPEC = struct.Struct("qq")
+# A kernel stamp further back than this is a wall-clock step, not queueing delay.
+_MAX_QUEUED_US = 1_000_000
+
+
+def arrival_us(anc: list[tuple[int, int, bytes]]) -> int:
+    """The packet's arrival on CLOCK_MONOTONIC in µs, from its SO_TIMESTAMPNS stamp.
+
+    The kernel stamps with the wall clock; the time the packet waited in the
+    socket is moved onto the monotonic clock, so timers run from the arrival
+    (as the RFC's timers do) and not from when the interpreter got round to it.
+    Without a usable stamp: now.
+    """
+    now = time.monotonic_ns() // 1000
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            waited = time.time_ns() // 1000 - (sec * 1_000_000 + nsec // 1000)
+            if 0 <= waited <= _MAX_QUEUED_US:
+                return now - waited
+    return now
 _LOG_EVERY_S = 10.0
 
 
@@ -151,6 +173,7 @@ class VrrpSocket:
                 s.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, VRRP_TOS)
                 s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
                 s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         except OSError:
             s.close()
             raise
@@ -190,11 +213,10 @@ class VrrpSocket:
     def _on_readable(self) -> None:
         for _ in range(RX_BATCH):
             try:
+                data, anc, _flags, addr = self.sock.recvmsg(RX_BUFFER, _ANC_SIZE)
                 if self.family == FAMILY_IPV4:
-                    data = self.sock.recv(RX_BUFFER)
-                    self._rx4(data)
+                    self._rx4(data, arrival_us(anc))
                 else:
-                    data, anc, _flags, addr = self.sock.recvmsg(RX_BUFFER, _ANC_SIZE)
                     self._rx6(data, anc, addr)
             except (BlockingIOError, InterruptedError):
                 return
@@ -212,7 +234,7 @@ class VrrpSocket:
                                self.ifname, vrid, _ntop(self.family, src))
         return ch
 
-    def _rx4(self, pkt: bytes) -> None:
+    def _rx4(self, pkt: bytes, at_us: int | None = None) -> None:
         self.counters.rx_packets += 1
         ihl = (pkt[0] & 0x0F) * 4 if pkt else 0
         if len(pkt) < ihl + 2 or ihl < 20:
@@ -227,7 +249,7 @@ class VrrpSocket:
             return
         ch.receive(decode_ipv4(pkt, check_ttl=not ch.cfg.unicast, version=ch.cfg.version,
                                auth_type=ch.rx_auth_type, auth_data=ch.rx_auth_data,
-                               adver_int=ch.rx_adver_int, v3_checksum=CHECKSUM_ANY))
+                               adver_int=ch.rx_adver_int, v3_checksum=CHECKSUM_ANY), at_us)
 
     def _rx6(self, msg: bytes, anc: list[tuple[int, int, bytes]], addr: tuple[object, ...]) -> None:
         self.counters.rx_packets += 1
@@ -254,7 +276,7 @@ class VrrpSocket:
                              version=ch.cfg.version, v3_checksum=CHECKSUM_ANY)
         if adv.ok and ch.cfg.unicast and hop != -1:
             adv.ttl = hop
-        ch.receive(adv)
+        ch.receive(adv, arrival_us(anc))
 
     # -- send -------------------------------------------------------------------------
 
@@ -301,7 +323,7 @@ class Channel:
 
     sock: VrrpSocket
     cfg: ChannelConfig
-    on_advert: Callable[[Advert], None]
+    on_advert: Callable[[Advert, int | None], None]
     sent: int = 0
     # What received v2 adverts must carry (-1 / None / 0 = not checked).
     rx_auth_type: int = -1
@@ -317,8 +339,9 @@ class Channel:
             if c.auth_type == AUTH_PASS:
                 self.rx_auth_data = c.auth_data
 
-    def receive(self, advert: Advert) -> None:
-        self.on_advert(advert)
+    def receive(self, advert: Advert, at_us: int | None = None) -> None:
+        """Hand ``advert`` (arrived at ``at_us`` monotonic µs, None = now) to the instance."""
+        self.on_advert(advert, at_us)
 
     def encode(self, priority: int, dst: bytes) -> bytes:
         c = self.cfg
@@ -354,7 +377,8 @@ class Transport:
         self.loop = loop
         self.sockets: dict[tuple[str, int], VrrpSocket] = {}
 
-    def channel(self, cfg: ChannelConfig, on_advert: Callable[[Advert], None]) -> Channel:
+    def channel(self, cfg: ChannelConfig,
+                on_advert: Callable[[Advert, int | None], None]) -> Channel:
         key = (cfg.ifname, cfg.family)
         sock = self.sockets.get(key)
         if sock is None:

@@ -65,7 +65,7 @@ def _channel(s: VrrpSocket, **cfg: object) -> tuple[Channel, list[Advert]]:
                                "adver_int": 1, "addresses": (VIP,), "src": SRC,
                                "group": GROUP4}
     base.update(cfg)
-    ch = Channel(s, ChannelConfig(**base), got.append)  # type: ignore[arg-type]
+    ch = Channel(s, ChannelConfig(**base), lambda adv, at: got.append(adv))  # type: ignore[arg-type]
     s.register(ch)
     return ch, got
 
@@ -85,7 +85,7 @@ def test_ipv4_demux_by_vrid_and_unknown_counted() -> None:
     assert s.counters.unknown_vrid == 1 and s.counters.rx_packets == 5
     assert s.counters.short_packets == 1  # too short to name a VRID
     with pytest.raises(ValueError):
-        s.register(Channel(s, ch.cfg, got.append))
+        s.register(Channel(s, ch.cfg, lambda adv, at: None))
 
 
 def test_ipv4_ttl_checked_for_multicast_not_unicast() -> None:
@@ -152,6 +152,22 @@ def test_ipv6_send_carries_source_in_pktinfo() -> None:
     assert anc == [(socket.IPPROTO_IPV6, IPV6_PKTINFO, struct.pack("16sI", LL_OWN, 2))]
     assert addr == ("ff02::12", 0, 0, 2)
     assert msg[0] == 0x31 and msg[1] == 51
+
+
+def test_arrival_time_from_the_kernel_stamp() -> None:
+    import time
+
+    from hafast.vrrp.transport import SO_TIMESTAMPNS, arrival_us
+
+    now_real = time.time_ns()
+    stamp = struct.pack("qq", (now_real - 3_000_000) // 10**9, (now_real - 3_000_000) % 10**9)
+    before = time.monotonic_ns() // 1000
+    got = arrival_us([(socket.SOL_SOCKET, SO_TIMESTAMPNS, stamp)])
+    assert before - 3_000 - 1_000 <= got <= before  # ~3 ms ago on the monotonic clock
+    # No stamp, or a wall-clock step: now.
+    assert arrival_us([]) >= before
+    old = struct.pack("qq", 1, 0)
+    assert arrival_us([(socket.SOL_SOCKET, SO_TIMESTAMPNS, old)]) >= before
 
 
 def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:

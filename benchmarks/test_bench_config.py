@@ -99,20 +99,24 @@ def test_bench_config_parse(big_files: tuple[Path, Path], figures: Any) -> None:
         lexer_cpu_s=round(cpu_lex, 3),
         loader_cpu_s=round(cpu_load, 3),
     )
-    # as the daemon loads (load_file(freeze=True)): the model is never walked by the GC
-    frozen = []
-    for _ in range(2):
-        t0, c0 = time.perf_counter(), time.process_time()
-        load_file(str(a), freeze=True)
-        frozen.append((time.perf_counter() - t0, time.process_time() - c0))
-        gc.unfreeze()
-    figures.add(
-        "config: lexer + loader, 37k real servers, freeze=True",
-        min(frozen)[0],
-        "s",
-        goal="<= 1.0 s",
-        cpu_s=round(min(c for _, c in frozen), 3),
-    )
+    # The GC pass over the fresh model, deferred until the collector runs next, belongs
+    # to the load's cost: time it in (collect(0) right after), with and without freeze.
+    for freeze in (False, True):
+        runs = []
+        for _ in range(2):
+            t0, c0 = time.perf_counter(), time.process_time()
+            kept = load_file(str(a), freeze=freeze)
+            gc.collect(0)
+            runs.append((time.perf_counter() - t0, time.process_time() - c0))
+            del kept
+            gc.unfreeze()
+        figures.add(
+            f"config: lexer + loader + first GC pass, 37k real servers, freeze={freeze}",
+            min(runs)[0],
+            "s",
+            goal="<= 1.0 s",
+            cpu_s=round(min(c for _, c in runs), 3),
+        )
     tracemalloc.start()
     load_file(str(a))
     _, peak = tracemalloc.get_traced_memory()

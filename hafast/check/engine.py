@@ -28,8 +28,8 @@ from typing import Any
 
 from hafast.check import dns, file, icmp, misc, smtp, tcp, udp  # noqa: F401  (register kinds)
 from hafast.check.api import REGISTRY, ProbeKind, Target
-from hafast.check.events import ServerEvent
-from hafast.check.runner import Runner, ServerHealth
+from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
+from hafast.check.runner import Check, Runner, ServerHealth
 from hafast.config import model as m
 
 log = logging.getLogger("hafast.check")
@@ -127,15 +127,55 @@ class Engine:
         if kinds is None:
             _load_optional_kinds()
         self.kinds = REGISTRY if kinds is None else kinds
+        self.shard_index, self.shard_count = shard_index, shard_count
         self.healths: dict[tuple[tuple[object, ...], tuple[str, int | None]], ServerHealth] = {}
+        self.by_key: dict[tuple[object, ...], Check] = {}
         self.skipped: list[tuple[str, str]] = []
         self.deduplicated = 0
-        self._build(shard_index, shard_count)
+        self._build({})
 
-    def _build(self, shard_index: int, shard_count: int) -> None:
-        by_key: dict[tuple[object, ...], Any] = {}
+    def reload(self, config: m.Config) -> dict[str, int]:
+        """Adopt a new configuration as a diff (DESIGN.md: reload is a diff).
+
+        A check whose target, spec and extras are unchanged keeps its state, its
+        retry count and its timer; checks no longer configured are stopped; new ones
+        start after their warmup.  A real server whose health as a whole differs
+        after the change (a failing checker removed, ...) gets an event.
+        Returns ``{"kept": .., "added": .., "removed": ..}``.
+        """
+        old_checks = dict(self.by_key)
+        old_healths = self.healths
+        before = len(self.runner.checks)
+        self.config = config
+        self.runner.log_all_failures = config.global_defs.checker_log_all_failures
+        kept = self._build(old_checks)
+        gone = set(map(id, old_checks.values()))
+        for check in old_checks.values():
+            check.stop()
+            check.kind.close()
+        if gone:
+            self.runner.checks = [c for c in self.runner.checks if id(c) not in gone]
+        at = self.loop.time()
+        for key, health in self.healths.items():
+            previous = old_healths.get(key)
+            if previous is None or (previous.up, previous.weight) == (health.up, health.weight):
+                continue
+            state = (UP if health.up else DOWN) if previous.up != health.up else WEIGHT
+            self.runner.publish(ServerEvent(health.virtual_server, health.real_server, state,
+                                            health.weight, "" if health.up else "reload", at))
+        added = len(self.runner.checks) - before + len(old_checks)
+        return {"kept": kept, "added": added, "removed": len(old_checks)}
+
+    def _build(self, old: dict[tuple[object, ...], Check]) -> int:
+        """(Re)build healths and checks; checks found in ``old`` are adopted (popped
+        from it).  Returns how many were adopted."""
+        by_key: dict[tuple[object, ...], Check] = {}
+        self.healths = {}
+        self.skipped = []
+        self.deduplicated = 0
+        adopted = 0
         for vs_key, rs in self._real_servers():
-            if shard_of(rs, shard_count) != shard_index:
+            if shard_of(rs, self.shard_count) != self.shard_index:
                 continue
             rs_key = rs.key
             health = ServerHealth(vs_key, rs_key, rs.weight)
@@ -155,11 +195,21 @@ class Engine:
                         check.feed(health)
                         self.deduplicated += 1
                         continue
+                    check = old.pop(key, None)
+                    if check is not None:
+                        check.healths = ()
+                        check.feed(health)
+                        check.log_all = self.runner.log_all_failures or spec.log_all_failures
+                        by_key[key] = check
+                        adopted += 1
+                        continue
                     kind = cls(spec, target, self.loop, **extras)
                     by_key[key] = self.runner.add(kind, [health])
+        self.by_key = by_key
         for where, keyword in self.skipped:
             log.warning("%s: %s has no checker in this build; its real server is not checked",
                         where, keyword)
+        return adopted
 
     def _real_servers(self) -> Iterator[tuple[tuple[object, ...], m.RealServer]]:
         for vs in self.config.virtual_servers:

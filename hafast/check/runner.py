@@ -465,8 +465,14 @@ class Runner:
         at = self.loop.time()
         for h in check.healths:
             event = h.apply(check, was_up, check.state.up, check.weight, check.last_reason, at)
-            if event is not None and self.on_event is not None:
-                try:
-                    self.on_event(event)
-                except Exception:  # the consumer's bug must not stop this check's timer
-                    log.exception("event consumer raised on %s", event)
+            if event is not None:
+                self.publish(event)
+
+    def publish(self, event: ServerEvent) -> None:
+        """Hand ``event`` to the consumer; its exceptions are logged, never raised here."""
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:  # the consumer's bug must not stop a check's timer
+            log.exception("event consumer raised on %s", event)

@@ -216,3 +216,59 @@ virtual_server 10.0.0.1 25 {
     assert targets == [("10.1.0.7", 2525), ("10.1.0.8", 25)]
     health = next(iter(eng.healths.values()))
     assert health.checks == 2
+
+
+# --------------------------------------------------------------------------- reload
+
+
+def test_reload_keeps_unchanged_checks_with_their_state_and_timer() -> None:
+    loop, events = FakeLoop(), list[ServerEvent]()
+    eng = engine(config(), loop, events)
+    eng.start()
+    Fake.down.add(("10.1.0.2", 80, "TCP_CHECK"))
+    loop.advance(2.0)
+    assert [(e.real_server, e.state) for e in events] == [(("10.1.0.2", 80), DOWN)]
+    kept_check = next(c for c in eng.runner.checks if c.kind.target.address == "10.1.0.2")
+    token = kept_check.token
+    # drop 10.0.0.2's MISC and its :8080 server, add a new real server
+    text = CONFIG.replace('    MISC_CHECK {\n      misc_path "/bin/true"\n    }\n', "")
+    text = text.replace("real_server 10.1.0.1 8080", "real_server 10.1.0.3 8080")
+    plan = eng.reload(config(text))
+    assert plan == {"kept": 2, "added": 1, "removed": 2}
+    assert eng.checks == 3
+    assert kept_check in eng.runner.checks and kept_check.token == token
+    assert not kept_check.state.up  # still DOWN: no new event, no flap
+    snap = eng.snapshot()
+    assert snap[(eng.config.virtual_servers[0].key, ("10.1.0.2", 80))] == (False, 1)
+    Fake.down.clear()
+    loop.advance(2.0)
+    assert (("10.1.0.2", 80), UP) in [(e.real_server, e.state) for e in events]
+    new = [k for k in Fake.made if k.target.address == "10.1.0.3"]
+    assert len(new) == 1 and new[0].attempts >= 1
+    eng.stop()
+    assert loop.pending() == 0
+
+
+def test_reload_publishes_a_server_that_changed_as_a_whole() -> None:
+    loop, events = FakeLoop(), list[ServerEvent]()
+    eng = engine(config(), loop, events)
+    eng.start()
+    Fake.down.add(("10.1.0.1", 80, "MISC_CHECK"))
+    loop.advance(2.0)
+    assert [(e.virtual_server[1], e.state) for e in events] == [("10.0.0.2", DOWN)]
+    # the failing MISC_CHECK is removed: 10.1.0.1:80 under 10.0.0.2 is whole again
+    eng.reload(config(CONFIG.replace('    MISC_CHECK {\n      misc_path "/bin/true"\n    }\n',
+                                     "")))
+    assert [(e.virtual_server[1], e.state) for e in events][-1] == ("10.0.0.2", UP)
+    eng.stop()
+
+
+def test_reload_with_the_same_config_changes_nothing() -> None:
+    loop, events = FakeLoop(), list[ServerEvent]()
+    cfg = config()
+    eng = engine(cfg, loop, events)
+    eng.start()
+    loop.advance(1.5)
+    checks = list(eng.runner.checks)
+    assert eng.reload(config()) == {"kept": 4, "added": 0, "removed": 0}
+    assert eng.runner.checks == checks and not events

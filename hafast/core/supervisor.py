@@ -480,6 +480,7 @@ class Supervisor:
                 await self.pools.on_events(payload)
         elif kind == "vrrp":
             self.vrrp_states.update(payload)
+            self._vips_moved(payload)
         elif kind == "status":
             req, data = payload
             fut = w.requests.pop(req, None)
@@ -510,6 +511,18 @@ class Supervisor:
                         w.proc.kill()
                     continue
                 w.send("ping", seq)
+
+    def _vips_moved(self, states: dict[str, tuple[str, int]]) -> None:
+        """ha_suspend: a virtual server's checks count only while its VIP is here."""
+        if self.pools is None:
+            return
+        by_name = {i.name: i for i in self.config.vrrp_instances}
+        for name, (state, _prio) in states.items():
+            inst = by_name.get(name)
+            if inst is None:
+                continue
+            for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                self.pools.manager.set_vip(v.address, state == "MASTER")
 
     # -- reload -------------------------------------------------------------------------
 

@@ -1,0 +1,18 @@
+"""The examples in the daemon modules' docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["hafast.core.cmdline", "hafast.core.logging", "hafast.core.supervisor",
+           "hafast.status.dump", "hafast.status.metrics"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0

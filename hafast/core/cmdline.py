@@ -39,12 +39,12 @@ DEFAULT_DUMP_PREFIX = "/tmp/keepalived"  # keepalived's .data/.stats/.json files
 
 def signal_numbers() -> dict[str, int]:
     """keepalived --signum names -> numbers on this system (lib/signals.c)."""
-    rtmin, rtmax = signal.SIGRTMIN, signal.SIGRTMAX
+    rtmin, rtmax = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
     return {
-        "STOP": signal.SIGTERM,
-        "RELOAD": signal.SIGHUP,
-        "DATA": signal.SIGUSR1,
-        "STATS": signal.SIGUSR2,
+        "STOP": int(signal.SIGTERM),
+        "RELOAD": int(signal.SIGHUP),
+        "DATA": int(signal.SIGUSR1),
+        "STATS": int(signal.SIGUSR2),
         "STATS_CLEAR": rtmax - 1,
         "JSON": rtmin + 2,
         "TDATA": rtmax,

@@ -11,11 +11,14 @@ Sharding: a worker takes the real servers whose address and port hash (CRC-32, s
 every process agrees) to its shard index; all checks of one real server land in
 the same shard, so its health is whole in one worker.
 
+Reload is a diff (:meth:`Engine.reload`): unchanged checks keep their state, retry
+count and timer.
+
 Example::
 
     cfg = load_text(text).config
     engine = Engine(cfg, loop, events.append)
-    engine.start()            # ... engine.stop()
+    engine.start()            # ... engine.reload(new_cfg) ... engine.stop()
 """
 
 from __future__ import annotations

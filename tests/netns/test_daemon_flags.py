@@ -7,8 +7,10 @@ real servers are TCP listeners opened inside it by the test.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +96,17 @@ def test_s_namespace_vrrp_only_and_dont_release_vrrp(tmp_path: Path, ns: str,
         assert st["pools"] is None
         d.wait_for(lambda s: s["vrrp"][0]["data"]["state_name"] == "MASTER", 10, "MASTER")
         assert f" {VIP}/24" in addresses(ns)
+        # SIGRTMIN+2: keepalived's JSON (with -s NAME the file carries the name)
+        path = tmp_path / f"hafast-dump_{ns}.json"
+        d.signal(signal.SIGRTMIN + 2)
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        data = json.loads(path.read_text())
+        assert data[0]["data"]["iname"] == "VI_1" and data[0]["data"]["vrid"] == 51
+        assert data[0]["data"]["state"] == 2 and data[0]["data"]["ifp_ifname"] == "va"
+        assert data[0]["data"]["vips"] == [f"{VIP}/24"]
+        assert data[0]["stats"]["become_master"] == 1 and data[0]["stats"]["advert_sent"] > 0
         assert d.stop() == 0
         # -V: the VIP stays after the stop
         assert f" {VIP}/24" in addresses(ns)

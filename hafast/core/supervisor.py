@@ -321,7 +321,17 @@ class Supervisor:
                 kind = getattr(self.config.global_defs, "lvs_backend", None) or "auto"
             self.pools = PoolKeeper(self.config, make_backend(kind),
                                     keep=self.options.dont_release_ipvs)
-            await self.pools.open()
+            try:
+                await self.pools.open()
+            except Exception as exc:
+                if kind != "auto":
+                    raise
+                # keepalived carries on without IPVS too; the checks still report.
+                log.error("pool backend %s failed to open (%s); pools kept in memory",
+                          self.pools.backend.name, exc)
+                self.pools = PoolKeeper(self.config, make_backend("memory"),
+                                        keep=self.options.dont_release_ipvs)
+                await self.pools.open()
             for i in range(self.check_worker_count()):
                 self.workers.append(WorkerHandle(CHECK, i))
         if self.wants_vrrp():
@@ -686,6 +696,10 @@ def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int
     try:
         sup = Supervisor(options, res.config, worker_argv=worker_argv)
         return loop.run_until_complete(sup.run())
+    except Exception:
+        # The workers follow (parent-death signal); say why before going.
+        log.exception("hafast stopped on an error")
+        return 1
     finally:
         loop.close()
         for path in (options.pid_file, options.vrrp_pid_file, options.checkers_pid_file):

@@ -74,6 +74,7 @@ MAX_MESSAGE = 256 * 1024 * 1024  # a Config of 37,000 real servers is a few MB
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 RESTART_BACKOFF = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)  # after 0, 1, 2... quick deaths
 QUICK_DEATH_S = 10.0  # a worker that lived longer resets the backoff
+STARTUP_GRACE_S = 60.0  # longest a start or reload may hold a worker's loop
 
 VRRP = "vrrp"
 CHECK = "check"
@@ -248,6 +249,9 @@ class WorkerHandle:
     restarts: int = 0
     quick_deaths: int = 0
     heartbeat_kills: int = 0
+    # Building an engine for tens of thousands of servers (start, reload) may hold
+    # the worker's loop for seconds: no heartbeat verdict until then.
+    grace_until: float = 0.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     requests: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
 
@@ -356,7 +360,12 @@ class Supervisor:
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal task failed", exc_info=task.exception())
 
     def request_stop(self, why: str) -> None:
         if self.stopping:
@@ -424,6 +433,7 @@ class Supervisor:
         reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
         w.proc, w.writer, w.pid = proc, writer, proc.pid
         w.started = w.last_pong = time.monotonic()
+        w.grace_until = w.started + STARTUP_GRACE_S
         w.ready = asyncio.Event()
         w.send("init", self._init_payload(w))
         self._write_pid(w)
@@ -482,9 +492,11 @@ class Supervisor:
     async def _on_message(self, w: WorkerHandle, kind: str, payload: Any) -> None:
         if kind == "pong":
             w.last_pong = time.monotonic()
+            w.grace_until = 0.0
         elif kind == "ready":
             w.ready.set()
             w.last_pong = time.monotonic()
+            w.grace_until = 0.0
         elif kind == "events":
             if self.pools is not None:
                 await self.pools.on_events(payload)
@@ -512,7 +524,7 @@ class Supervisor:
             for w in self.workers:
                 if w.proc is None or w.proc.returncode is not None:
                     continue
-                if now - w.last_pong > timeout:
+                if now - w.last_pong > timeout and now > w.grace_until:
                     log.error("%s (pid %d) has not answered the heartbeat for %.1fs; "
                               "killing and restarting it", w.name, w.pid, now - w.last_pong)
                     w.heartbeat_kills += 1
@@ -560,6 +572,7 @@ class Supervisor:
         if self.pools is not None:
             await self.pools.reload(new)
         for w in self.workers:
+            w.grace_until = time.monotonic() + STARTUP_GRACE_S
             w.send("reload", {"config": new, "seed": self._seed(w)})
         self.reloads += 1
         return True

@@ -314,7 +314,7 @@ class Supervisor:
             signal.SIGUSR1: lambda: self._spawn(self.dump("data")),
             signal.SIGUSR2: lambda: self._spawn(self.dump("stats")),
             signal.SIGRTMIN + 2: lambda: self._spawn(self.dump("json")),
-            signal.SIGRTMAX - 1: lambda: self._spawn(self.dump("stats")),
+            signal.SIGRTMAX - 1: lambda: self._spawn(self.dump("stats", clear=True)),
         }
         handlers[signal.SIGINT] = lambda: self.request_stop("SIGINT")
         for sig, fn in handlers.items():
@@ -622,12 +622,20 @@ class Supervisor:
             return {"ok": await self.reload()}
         if cmd in ("data", "stats", "json"):
             return {"file": await self.dump(cmd)}
+        if cmd == "stats_clear":
+            return {"file": await self.dump("stats", clear=True)}
         return {"error": f"unknown command {cmd!r}"}
 
-    async def dump(self, what: str) -> str:
+    async def dump(self, what: str, *, clear: bool = False) -> str:
+        """Write the ``what`` dump; ``clear`` (keepalived's STATS_CLEAR) then zeroes
+        the VRRP counters."""
         from hafast.status import dump
 
         st = await self.status()
+        if clear:
+            for w in self.workers:
+                if w.role == VRRP:
+                    w.send("clear_stats")
         path = dump.path_for(self.options.dump_prefix, what, self.options.namespace)
         try:
             await self.loop.run_in_executor(None, dump.WRITERS[what], path, st, self.config)
@@ -1267,6 +1275,10 @@ async def _worker_main(fd: int) -> int:
                         side.reload(payload["config"], payload["seed"])
                 except Exception:
                     log.exception("reload failed")
+            elif kind == "clear_stats" and role == VRRP:
+                for inst in side.worker.instances:
+                    for name in inst.counters:
+                        inst.counters[name] = 0
             elif kind == "stop":
                 finish()
                 return

@@ -107,6 +107,10 @@ def test_s_namespace_vrrp_only_and_dont_release_vrrp(tmp_path: Path, ns: str,
         assert data[0]["data"]["state"] == 2 and data[0]["data"]["ifp_ifname"] == "va"
         assert data[0]["data"]["vips"] == [f"{VIP}/24"]
         assert data[0]["stats"]["become_master"] == 1 and data[0]["stats"]["advert_sent"] > 0
+        # SIGRTMAX-1 (STATS_CLEAR): the stats file, then the counters start again
+        d.signal(signal.SIGRTMAX - 1)
+        d.wait_for(lambda s: s["vrrp"][0]["stats"]["become_master"] == 0, 10, "cleared")
+        assert "Became master: 1" in (tmp_path / f"hafast-dump_{ns}.stats").read_text()
         assert d.stop() == 0
         # -V: the VIP stays after the stop
         assert f" {VIP}/24" in addresses(ns)

@@ -29,6 +29,7 @@ down        ping / pong (up)        sequence number; the heartbeat (issue #2523)
 down        status / status (up)    request id / (request id, status dict)
 down        reload                  new Config, seed
 down        stop                    none (SIGTERM does the same)
+down        clear_stats             none (STATS_CLEAR: VRRP counters to zero)
 up          events                  list of ServerEvent
 up          vrrp                    {instance: (state word, priority)}
 ==========  ======================  ==============================================

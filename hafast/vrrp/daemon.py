@@ -146,6 +146,9 @@ class VrrpWorker:
             ann.close()
         self.transport.close()
         self.notifier.close()
+        close = getattr(self.timers, "close", None)
+        if close is not None:
+            close()
 
     def stats(self) -> dict[str, Any]:
         return {"instances": [i.status() for i in self.instances],

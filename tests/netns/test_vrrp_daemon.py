@@ -120,3 +120,25 @@ def test_sync_group_members_move_together(lab: VrrpLab) -> None:
                  3.0, "r2 holds A and B")
     time.sleep(0.3)
     assert not any(lab.has_vip("r1", v) for v in both)
+
+
+@pytest.mark.parametrize("pair", [("hafast", "keepalived"), ("keepalived", "hafast")],
+                         ids=["hafast-keepalived", "keepalived-hafast"])
+def test_unicast_peers(lab: VrrpLab, pair: tuple[str, str]) -> None:
+    kw = {"version": 3, "advert_int": "0.1"}
+
+    def unicast(text: str, me: str, peer: str) -> str:
+        return text.replace("  virtual_ipaddress {",
+                            f"  unicast_src_ip {me}\n  unicast_peer {{\n    {peer}\n  }}\n"
+                            "  virtual_ipaddress {")
+
+    k1, k2 = pair
+    lab.start("r2", k2, unicast(conf(k2, priority=90, **kw),  # type: ignore[arg-type]
+                                "10.77.0.2", "10.77.0.1"))
+    r1 = lab.start("r1", k1, unicast(conf(k1, priority=100, **kw),  # type: ignore[arg-type]
+                                     "10.77.0.1", "10.77.0.2"))
+    lab.wait_holder("r1", 6.0, VIP4)
+    time.sleep(0.5)
+    assert lab.holders(VIP4) == ["r1"]
+    lab.stop(r1)
+    lab.wait_holder("r2", 2.0, VIP4)

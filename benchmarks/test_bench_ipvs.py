@@ -11,7 +11,9 @@ In ONE boot of the IPVS VM (hafast/lab/ipvs_vm.py) the guest side of this file:
 2. reloads a configuration in which ONE real server's weight changed: the number of
    kernel changes (must be 1) and the time;
 3. flushes, and has ``ipvsadm -R`` restore the same table from a generated rules
-   file: the reference time for step 1.
+   file: the reference time for step 1.  Steps 1 and 3 alternate twice (the shared
+   machine's load moves the emulated CPU's speed between minutes); the best of
+   each is reported.
 
 Python runs about 20x slower in the TCG guest than on the host (ipvsadm, being C,
 suffers the same emulation), so the ratio is the fair figure; absolute times are
@@ -73,58 +75,59 @@ def ipvsadm_rules(config: m.Config) -> str:
 # --------------------------------------------------------------------------- guest
 
 
-async def _hafast_side(vs_count: int, rs_per_vs: int) -> dict[str, Any]:
+async def _hafast_converge(config: m.Config, bumped: m.Config | None) -> dict[str, Any]:
+    """One converge into an empty table (and, with ``bumped``, the reload after it)."""
     from hafast.lvs.ipvs import IpvsBackend
     from hafast.lvs.manager import PoolManager
 
     out: dict[str, Any] = {}
-    config = make_config(vs_count, rs_per_vs)
-    bumped = make_config(vs_count, rs_per_vs, bump=vs_count // 2)
-    backend = IpvsBackend()
-    await backend.open()
-    await backend.flush()
-    await backend.close()
-
     backend = IpvsBackend()
     mgr = PoolManager(config, backend, keep=True, run_scripts=False)
     t0 = time.perf_counter()
-    changes = await mgr.start()
-    out["converge_s"] = time.perf_counter() - t0
-    out["converge_changes"] = changes
-    out["converge_requests"] = backend.messages
-    out["converge_sends"] = backend.sends
-    out["converge_kernel_s"] = backend.seconds
-
-    before = backend.messages
-    t0 = time.perf_counter()
-    out["reload_changes"] = await mgr.reload(bumped)
-    out["reload_s"] = time.perf_counter() - t0
-    out["reload_requests"] = backend.messages - before
-    dump = await backend.dump()
-    out["kernel_counts"] = list(dump.counts())
-    await mgr.stop()  # keep=True: the table stays; flushed below
+    out["changes"] = await mgr.start()
+    out["s"] = time.perf_counter() - t0
+    out["requests"], out["sends"], out["kernel_s"] = (backend.messages, backend.sends,
+                                                      backend.seconds)
+    if bumped is not None:
+        before = backend.messages
+        t0 = time.perf_counter()
+        out["reload_changes"] = await mgr.reload(bumped)
+        out["reload_s"] = time.perf_counter() - t0
+        out["reload_requests"] = backend.messages - before
+        out["kernel_counts"] = list((await backend.dump()).counts())
+    await mgr.stop()  # keep=True: the table stays; the caller flushes
     return out
 
 
+def _ipvsadm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ipvsadm", *args], input=stdin, text=True, capture_output=True,
+                          timeout=1200, check=False)
+
+
 def guest_main(argv: list[str]) -> int:
+    """Alternate hafast and ``ipvsadm -R`` converges ROUNDS times (the shared machine's
+    load moves TCG's speed a lot between minutes) and keep every time; the host
+    reports the best of each, side by side."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--vs", type=int, default=VS_COUNT)
     ap.add_argument("--rs", type=int, default=RS_PER_VS)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
-    res = asyncio.run(_hafast_side(args.vs, args.rs))
-    res["vs"], res["rs"] = args.vs, args.vs * args.rs
-
-    subprocess.run(["ipvsadm", "-C"], check=True, timeout=600)
-    rules = ipvsadm_rules(make_config(args.vs, args.rs))
-    t0 = time.perf_counter()
-    proc = subprocess.run(["ipvsadm", "-R"], input=rules, text=True, capture_output=True,
-                          timeout=1200)
-    res["ipvsadm_restore_s"] = time.perf_counter() - t0
-    res["ipvsadm_rc"] = proc.returncode
-    res["ipvsadm_lines"] = subprocess.run(["ipvsadm", "-Sn"], capture_output=True, text=True,
-                                          timeout=600).stdout.count("\n")
-    subprocess.run(["ipvsadm", "-C"], check=True, timeout=600)
+    config = make_config(args.vs, args.rs)
+    bumped = make_config(args.vs, args.rs, bump=args.vs // 2)
+    rules = ipvsadm_rules(config)
+    res: dict[str, Any] = {"vs": args.vs, "rs": args.vs * args.rs, "hafast": [], "ipvsadm": []}
+    for r in range(args.rounds):
+        _ipvsadm("-C")
+        res["hafast"].append(asyncio.run(
+            _hafast_converge(config, bumped if r == args.rounds - 1 else None)))
+        _ipvsadm("-C")
+        t0 = time.perf_counter()
+        proc = _ipvsadm("-R", stdin=rules)
+        res["ipvsadm"].append({"s": time.perf_counter() - t0, "rc": proc.returncode,
+                               "lines": _ipvsadm("-Sn").stdout.count("\n")})
+    _ipvsadm("-C")
     Path(args.out).write_text(json.dumps(res, indent=2))
     return 0
 
@@ -151,15 +154,21 @@ def test_ipvs_converge_and_reload_in_the_vm(figures: Any, tmp_path: Path) -> Non
     r = json.loads(out.read_text())
     size = f"{r['vs']} VS / {r['rs']} RS"
     print(f"\nipvs bench ({size}, inside TCG VM): {json.dumps(r)}")
-    figures.add(f"ipvs converge, hafast batch netlink, VM ({size})", r["converge_s"], "s",
-                requests=r["converge_requests"], sends=r["converge_sends"],
-                kernel_s=r["converge_kernel_s"])
-    figures.add(f"ipvs converge, ipvsadm -R, VM ({size})", r["ipvsadm_restore_s"], "s")
-    figures.add("ipvs converge speed: ipvsadm -R time / hafast time (VM)",
-                r["ipvsadm_restore_s"] / r["converge_s"], "x", goal=">= 1x")
+    hafast = min(x["s"] for x in r["hafast"])
+    ipvsadm = min(x["s"] for x in r["ipvsadm"])
+    last = r["hafast"][-1]
+    assert all(x["rc"] == 0 for x in r["ipvsadm"]), r["ipvsadm"]
+    figures.add(f"ipvs converge, hafast batch netlink, VM, best of {len(r['hafast'])} "
+                f"({size})", hafast, "s", requests=last["requests"], sends=last["sends"],
+                all_s=[x["s"] for x in r["hafast"]])
+    figures.add(f"ipvs converge, ipvsadm -R, VM, best of {len(r['ipvsadm'])} ({size})",
+                ipvsadm, "s", all_s=[x["s"] for x in r["ipvsadm"]])
+    figures.add("ipvs converge speed: ipvsadm -R time / hafast time (VM, best of each)",
+                ipvsadm / hafast, "x", goal=">= 1x")
     figures.add(f"ipvs reload one RS changed: kernel changes ({size})",
-                r["reload_changes"], "changes", goal="== 1", requests=r["reload_requests"])
-    figures.add(f"ipvs reload one RS changed, VM ({size})", r["reload_s"], "s",
+                last["reload_changes"], "changes", goal="== 1",
+                requests=last["reload_requests"])
+    figures.add(f"ipvs reload one RS changed, VM ({size})", last["reload_s"], "s",
                 keepalived_230_s=KEEPALIVED_230_RELOAD_S)
 
 

@@ -1,16 +1,16 @@
 """Link state and interface facts for the VRRP worker.
 
-First version: link state is *polled* (SIOCGIFFLAGS: IFF_UP and IFF_RUNNING)
-every ``interval`` seconds on the running loop, not taken from RTNL events;
-pyroute2 0.9's asyncio sockets cannot run on uvloop, and a 100 ms poll of two
-small files per tracked interface costs nothing next to a VRRP advert interval.
+Link state comes from RTNL link events: a plain NETLINK_ROUTE socket bound to
+RTMGRP_LINK, read from the loop (pyroute2 0.9's asyncio sockets cannot run on
+uvloop).  Each event re-reads the watched links' flags (SIOCGIFFLAGS: IFF_UP and
+IFF_RUNNING), and a slow poll backs the events up.
 
 The interface facts VRRP needs at start-up (index, MAC, primary IPv4 address,
 IPv6 link-local) come from ioctl / procfs, again without netlink.
 
 Example::
 
-    watch = LinkWatch(loop, interval=0.1)
+    watch = LinkWatch(loop)
     watch.watch("eth0", lambda up: print("eth0", "up" if up else "down"))
 """
 
@@ -28,7 +28,12 @@ IFF_RUNNING = 0x40  # linux/if.h: operstate up (carrier)
 SIOCGIFFLAGS = 0x8913  # linux/sockios.h
 SIOCGIFHWADDR = 0x8927
 SIOCGIFADDR = 0x8915  # linux/sockios.h: the interface's primary IPv4 address
-IF_INET6 = Path("/proc/net/if_inet6")
+# thread-self, not /proc/net (= the thread group leader's): correct also on a thread
+# that entered another namespace with setns(2).
+IF_INET6 = Path("/proc/thread-self/net/if_inet6")
+NETLINK_ROUTE = 0  # linux/netlink.h
+RTMGRP_LINK = 0x1  # linux/rtnetlink.h
+RTM_NEWLINK, RTM_DELLINK = 16, 17
 
 
 def _ifreq(ifname: str, request: int) -> bytes | None:
@@ -94,36 +99,96 @@ def ipv6_link_local(ifname: str) -> bytes | None:
 
 
 class LinkWatch:
-    """Polls the link state of watched interfaces and reports changes."""
+    """Reports link state changes of watched interfaces.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.1) -> None:
+    RTNL link events (RTMGRP_LINK on a plain netlink socket read from the loop)
+    trigger an immediate re-check of the watched interfaces; a slow poll every
+    ``interval`` seconds backs it up, so a lost event (ENOBUFS) only delays a
+    change, never hides it.  Without a netlink socket the poll alone runs.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 1.0) -> None:
         self._loop = loop
         self._interval = interval
         self._watchers: dict[str, list[Callable[[bool], None]]] = {}
         self._state: dict[str, bool] = {}
         self._handle: asyncio.TimerHandle | None = None
+        self._nl: socket.socket | None = None
+        self.events = 0
+
+    def _open_events(self) -> None:
+        try:
+            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
+                               | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+            nl.bind((0, RTMGRP_LINK))
+        except OSError:
+            return  # polling alone
+        self._nl = nl
+        self._loop.add_reader(nl.fileno(), self._on_event)
 
     def watch(self, ifname: str, callback: Callable[[bool], None]) -> bool:
         """Call ``callback(up)`` on every change of ``ifname``; returns the state now."""
         self._watchers.setdefault(ifname, []).append(callback)
         up = self._state.setdefault(ifname, link_is_up(ifname))
         if self._handle is None:
+            self._open_events()
             self._handle = self._loop.call_later(self._interval, self._poll)
         return up
 
     def is_up(self, ifname: str) -> bool:
         return self._state.get(ifname, link_is_up(ifname))
 
-    def _poll(self) -> None:
+    def _on_event(self) -> None:
+        nl = self._nl
+        if nl is None:
+            return
+        while True:
+            try:
+                data = nl.recv(65536)
+            except BlockingIOError:
+                break
+            except OSError:  # ENOBUFS: events were lost; the re-check below covers them
+                break
+            if not data:
+                break
+            # Any RTM_NEWLINK/DELLINK: re-read the watched links (a handful of ioctls)
+            # rather than decode which one it was.
+            kinds = {struct.unpack_from("H", data, off + 4)[0] for off in _offsets(data)}
+            if kinds & {RTM_NEWLINK, RTM_DELLINK}:
+                self.events += 1
+        self._check()
+
+    def _check(self) -> None:
         for ifname, callbacks in self._watchers.items():
             up = link_is_up(ifname)
             if up != self._state.get(ifname):
                 self._state[ifname] = up
                 for cb in callbacks:
                     cb(up)
+
+    def _poll(self) -> None:
+        self._check()
         self._handle = self._loop.call_later(self._interval, self._poll)
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._nl is not None:
+            try:
+                self._loop.remove_reader(self._nl.fileno())
+            except (ValueError, RuntimeError):
+                pass
+            self._nl.close()
+            self._nl = None
+
+
+def _offsets(data: bytes) -> list[int]:
+    """Start offsets of the netlink messages in one datagram."""
+    out = []
+    off = 0
+    while off + 16 <= len(data):
+        out.append(off)
+        length = struct.unpack_from("I", data, off)[0]
+        off += max(16, (length + 3) & ~3)
+    return out

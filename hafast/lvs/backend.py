@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # include/uapi/linux/ip_vs.h: IP_VS_CONN_F_* forwarding methods (the low bits of a
@@ -341,7 +341,3 @@ async def apply_one_by_one(backend: PoolBackend, changes: Sequence[Change]) -> i
     for c in changes:
         await table[c.op](c)
     return len(changes)
-
-
-def with_weight(dest: Dest, weight: int) -> Dest:
-    return dest if dest.weight == weight else replace(dest, weight=weight)

@@ -37,7 +37,7 @@ Figures = dict[str, tuple[float, str, str]]  # name -> (value, unit, goal)
 CONFIG_PAIRS = (
     ("config: lexer + loader, 37k real servers",
      "config: keepalived 2.2.7 -t, 37k real servers (anchor)", "keepalived -t",
-     "37k real servers", "parse (hafast) vs keepalived -t"),
+     "37k real servers", "lexer + loader (hafast) / config test (keepalived)"),
 )
 _KIND_SUFFIX = re.compile(r"^(.*) (hafast|keepalived)$")
 
@@ -73,18 +73,36 @@ def figures_by_name(items: Iterable[dict[str, Any]]) -> Figures:
 
 
 def add_pairs_by_suffix(sec: Section, figs: Figures, i: int) -> set[str]:
-    """``"<x> hafast"`` and ``"<x> keepalived"`` become one row ``<x>``; returns the
-    names used."""
-    used: set[str] = set()
-    for name, (value, unit, _) in figs.items():
+    """``"<x> hafast"`` and ``"<x> keepalived"`` become one row ``<x>`` when BOTH
+    were recorded; returns the names used."""
+    by_case: dict[str, dict[str, str]] = {}
+    for name in figs:
         m = _KIND_SUFFIX.match(name)
-        if not m:
+        if m and not m.group(1).endswith(" -"):  # "<x> hafast - keepalived" is a difference
+            by_case.setdefault(m.group(1), {})[m.group(2)] = name
+    used: set[str] = set()
+    for case, names in by_case.items():
+        if set(names) != {"hafast", "keepalived"}:
             continue
-        case, who = m.group(1), m.group(2)
-        sec.row(case, "", unit, "lower").add(i, "hafast" if who == "hafast" else "keepalived",
-                                             value)
-        used.add(name)
+        unit = figs[names["hafast"]][1]
+        row = sec.row(case, "value", unit, better_for(unit))
+        row.add(i, "hafast", figs[names["hafast"]][0])
+        row.add(i, "keepalived", figs[names["keepalived"]][0])
+        used |= set(names.values())
     return used
+
+
+# Units where less is better (times, sizes); anything else (rates, speed-ups) is more.
+LOWER_UNITS = frozenset({"s", "ms", "us", "ns", "MiB", "KiB", "B"})
+
+
+def better_for(unit: str) -> str:
+    """``"lower"`` for times and sizes, ``"higher"`` for rates and ratios.
+
+    >>> better_for("ms"), better_for("MB/s"), better_for("x")
+    ('lower', 'higher', 'higher')
+    """
+    return "lower" if unit in LOWER_UNITS else "higher"
 
 
 def add_listed(sec: Section, figs: Figures, i: int, skip: set[str]) -> None:
@@ -93,7 +111,7 @@ def add_listed(sec: Section, figs: Figures, i: int, skip: set[str]) -> None:
     for name, (value, unit, goal) in figs.items():
         if name in skip:
             continue
-        row = sec.row(name, "", unit, "higher")
+        row = sec.row(name, "", unit, better_for(unit))
         row.add(i, "hafast", value)
         if goal:
             row.note = f"goal {goal}"
@@ -130,7 +148,7 @@ def config_pairs(sec: Section, figs: Figures, i: int) -> set[str]:
     used: set[str] = set()
     for ours, theirs, label, case, metric in CONFIG_PAIRS:
         if ours in figs:
-            row = sec.row(case, metric, figs[ours][1], "lower")
+            row = sec.row(case, metric, figs[ours][1], better_for(figs[ours][1]))
             row.add(i, "hafast", figs[ours][0])
             used.add(ours)
             if theirs in figs:

@@ -72,7 +72,7 @@ def section_table(sec: Section) -> str:
             out.append("Figures with no anchor column (measured side by side inside the "
                        "benchmark that records them, or hafast alone):")
             out.append("")
-        out.append("| case | figure | hafast | note |")
+        out.append("| case | figure | value | note |")
         out.append("|---|---|---|---|")
         for r in plain:
             ours = fmt_summary(summarize(v for v in r.hafast if v is not None))

@@ -48,6 +48,7 @@ def test_tables_have_every_anchor_and_paired_ratio() -> None:
            "| 1.01x |" in text
     assert "| TCP_CHECK 4096 | CPU per 1000 checks (ms) ↓ | 80.0 (72.0–88.0) | C paced loop |" \
            in text
+    assert "| case | figure | value | note |" in text
     assert "| vrrp decode speed-up | (x) ↑ | 31.0 | goal >= 20x |" in text
     assert "_not measured_" in text and "- no keepalived" in text
     assert "- a note" in text
@@ -91,13 +92,21 @@ def test_pytest_figures_pair_by_suffix_and_name() -> None:
         {"name": "vrrp 1s crash takeover hafast", "value": 3610.0, "unit": "ms", "goal": ""},
         {"name": "vrrp 1s crash takeover keepalived", "value": 3650.0, "unit": "ms"},
         {"name": "vrrp decode speed-up", "value": 30.0, "unit": "x", "goal": ">= 20x"},
+        {"name": "vrrp 1s crash excess hafast - keepalived", "value": 0.1, "unit": "ms"},
+        {"name": "vrrp 1s graceful takeover hafast", "value": 650.0, "unit": "ms"},
     ])
     sec = Section("vrrp", "v")
     used = pysections.add_pairs_by_suffix(sec, figs, 0)
     pysections.add_listed(sec, figs, 0, used)
     assert sec.rows[0].case == "vrrp 1s crash takeover"
     assert sec.rows[0].hafast == [3610.0] and sec.rows[0].anchors == {"keepalived": [3650.0]}
-    assert sec.rows[1].case == "vrrp decode speed-up" and sec.rows[1].note == "goal >= 20x"
+    assert sec.rows[0].better == "lower"
+    # a difference, and a figure with no keepalived twin, stay rows of their own
+    assert [r.case for r in sec.rows[1:]] == [
+        "vrrp decode speed-up", "vrrp 1s crash excess hafast - keepalived",
+        "vrrp 1s graceful takeover hafast"]
+    assert sec.rows[1].note == "goal >= 20x" and sec.rows[1].better == "higher"
+    assert all(not r.anchors for r in sec.rows[1:])
 
     cfg = Section("config", "c")
     used = pysections.config_pairs(cfg, pysections.figures_by_name([

@@ -120,11 +120,19 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _set_pdeathsig() -> None:
-    # keepalived's children die with their parent; so do ours (they then stop
-    # cleanly on SIGTERM: priority-0 adverts, VIPs released).
+def die_with_parent(parent_pid: int) -> bool:
+    """keepalived's children die with their parent; so do ours (they then stop
+    cleanly on SIGTERM: priority-0 adverts, VIPs released).
+
+    Done by the worker itself once it runs, not in a ``preexec_fn``: code between
+    fork and exec in a parent that has threads (the nft backend's, the metrics
+    server's) can deadlock on a lock another thread held, and the spawn then blocks
+    the parent's loop.  Returns False when the parent is already gone.
+    """
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # The parent may have died before prctl: then no signal will ever come.
+    return os.getppid() == parent_pid
 
 
 def enter_namespace(name: str) -> None:
@@ -427,7 +435,7 @@ class Supervisor:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self._worker_argv, "--worker-fd", str(child_sock.fileno()),
-                pass_fds=(child_sock.fileno(),), preexec_fn=_set_pdeathsig,
+                "--parent-pid", str(os.getpid()), pass_fds=(child_sock.fileno(),),
                 stdin=subprocess.DEVNULL)
         finally:
             child_sock.close()
@@ -1299,6 +1307,8 @@ async def _worker_main(fd: int) -> int:
 def worker_entry(argv: list[str]) -> int:
     """``python -m hafast.core.supervisor --worker-fd N``: what the parent starts."""
     fd = int(argv[argv.index("--worker-fd") + 1])
+    if "--parent-pid" in argv and not die_with_parent(int(argv[argv.index("--parent-pid") + 1])):
+        return 1
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -163,3 +163,20 @@ def test_unusable_config_does_not_start(daemon_dir: Path) -> None:
         assert "virtual_router_id" in d.log_text()
     finally:
         d.close()
+
+
+def test_workers_die_with_the_parent(daemon_dir: Path, listeners: list[int]) -> None:
+    from hafast.lab.netns import pid_alive
+
+    d = start(daemon_dir, listeners[:2])
+    try:
+        st = d.wait_ready()
+        pids = [w["pid"] for w in st["workers"]]
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(pid_alive(p) for p in pids)
+    finally:
+        d.close()

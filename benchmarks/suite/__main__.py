@@ -6,9 +6,9 @@ machine's limit, side by side in one run, written up as report.md with plots.
 
 ``--quick`` (the default) takes the smallest sizes and fewer rounds and finishes in
 under 10 minutes on a 2-core machine; ``--full`` prints its estimated duration
-first (from the plan) and asks before starting unless ``--yes``.  Sections:
-checks, detection, vrrp, config, hotpaths.  Needs root (namespaces, raw sockets);
-every load loop is bounded in count and time and all traffic stays inside the
+first (from the plan) and asks before starting unless ``--yes``.  Sections: checks,
+detection, keepalived_vm, vrrp, jitter, config, hotpaths.  Needs root (namespaces,
+raw sockets); every load loop is bounded in count and time and all traffic stays inside the
 namespaces the suite makes (deleted when it ends, also on Ctrl-C).
 """
 
@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suite import anchors, checks, jitter, pysections
+from benchmarks.suite import anchors, checks, jitter, pysections, vm_checkers
 from benchmarks.suite.model import Section
 from benchmarks.suite.progress import Progress, format_seconds
 from benchmarks.suite.report import write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out" / "report"
-SECTIONS = ("checks", "detection", "vrrp", "jitter", "config", "hotpaths")
+SECTIONS = ("checks", "detection", "keepalived_vm", "vrrp", "jitter", "config", "hotpaths")
 
 
 @dataclass
@@ -53,7 +53,11 @@ class Mode:
     detect_k: int = 20
     file_rounds: int = 1
     jitter_load: int = 4096
-    jitter_rounds: int = 2
+    jitter_rounds: int = 1
+    # keepalived's checkers need IPVS: measured in one boot of the IPVS VM (TCG, slow)
+    vm_size: int = 100
+    vm_rounds: int = 1
+    vm_seconds: float = 5.0
     hotpath_files: tuple[str, ...] = ("benchmarks/test_bench_vrrp.py",
                                       "benchmarks/test_bench_md5.py",
                                       "benchmarks/test_bench_icmp.py")
@@ -71,7 +75,8 @@ MODES = {
     "quick": Mode("quick", sizes=(1000,)),
     "full": Mode("full", sizes=(1000, 4096, 16384), check_rounds=5, warm=2.5, seconds=5.0,
                  detect_rounds=5, detect_faults=("reject", "drop"), detect_k=50,
-                 file_rounds=3, jitter_load=16384, jitter_rounds=3),
+                 file_rounds=3, jitter_load=16384, jitter_rounds=3, vm_rounds=3,
+                 vm_seconds=10.0),
 }
 VRRP_FILES = ("benchmarks/test_bench_vrrp_failover.py",)
 CONFIG_FILES = ("benchmarks/test_bench_config.py",)
@@ -108,6 +113,10 @@ def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None) -> list[tupl
                 first = 8.0 if fault == mode.detect_faults[0] and i == 0 else 0.0
                 steps.append((f"detection {fault} round {i + 1}/{r}",
                               first + (3.0 if fault == "drop" else 2.0)))
+    if "keepalived_vm" in sections:
+        r = rounds or mode.vm_rounds
+        # boot and farm (~20 s under TCG), then per round two peers' start, warm, window
+        steps.append((f"keepalived VM ({r} round(s))", 20.0 + r * (2 * mode.vm_seconds + 18.0)))
     if "vrrp" in sections:
         r = rounds or mode.file_rounds
         per = sum(mode.file_seconds.get(f, 60.0) for f in VRRP_FILES) + 5.0
@@ -224,6 +233,9 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
             "checks": lambda: checks.run_checks(p, step),
             "detection": lambda: checks.run_detection(
                 checks.Params(**{**p.__dict__, "rounds": rounds or mode.detect_rounds}), step),
+            "keepalived_vm": lambda: vm_checkers.run_vm_section(
+                mode.vm_size, mode.vm_seconds, rounds or mode.vm_rounds, workdir, step,
+                bar.note),
             "vrrp": lambda: pysections.run_file_section(
                 "vrrp", "VRRP takeover, hafast vs keepalived 2.2.7", VRRP_FILES,
                 rounds or mode.file_rounds, workdir, step, bar.note),

@@ -315,9 +315,8 @@ def run_checks(p: Params, step: Step) -> Section:
                             if f:
                                 _record(sec, kind, n, i, "fping", f)
     sec.notes.append(
-        "keepalived 2.2.7's checkers: not measured. They need IPVS, which this kernel "
-        "lacks; the IPVS VM (qemu TCG) runs both daemons far slower than the host, and "
-        "making a same-boot comparison work did not fit this issue's time.")
+        "keepalived 2.2.7's checkers need IPVS, which this kernel lacks: they are compared "
+        "with hafast in the IPVS VM section (one boot, both peers).")
     sec.seconds = time.monotonic() - t0
     return sec
 
@@ -392,7 +391,7 @@ def run_detection(p: Params, step: Step) -> Section:
         "(delay_loop 1, retry 0, connect_timeout 1) and HAProxy (check inter 1s fall 1, "
         "timeout check 1s) watch the same farm at the same time. 'reject' answers SYNs "
         "with RST; 'drop' loses them (detection waits for the connect timeout). "
-        "keepalived: not measured (its checkers need IPVS).")
+        "keepalived: not measured here (its checkers need IPVS; the host kernel has none).")
     t0 = time.monotonic()
     rng = random.Random(1)
     with Lab(p.detect_size, p.workdir) as lab:

@@ -177,3 +177,16 @@ def test_haproxy_config_shape(tmp_path: object) -> None:
     assert "default-server check inter 1000 fall 1 rise 1" in text
     tcp = anchors.haproxy_config(Path("/x"), ["10.201.0.1"], "tcp")
     assert "httpchk" not in tcp and "mode tcp" in tcp
+
+
+def test_vm_guest_lines() -> None:
+    from benchmarks.suite.vm_checkers import parse_guest_output
+
+    text = ("[    3.1] random: crng init done\n"
+            'HBSUITE {"ready": true, "n": 100}\n'
+            'HBSUITE {"who": "keepalived", "rate": 99.5, "cpu1k": 1.2, "round": 0}\n'
+            "HBSUITE {not json\n"
+            'HBSUITE {"who": "hafast", "round": 0, "error": "hafast_run overran its time"}\n')
+    got = parse_guest_output(text)
+    assert [g.get("who") for g in got] == [None, "keepalived", "hafast"]
+    assert got[1]["rate"] == 99.5 and "error" in got[2]

@@ -311,7 +311,7 @@ def haproxy_config(workdir: Path, addrs: Sequence[str], kind: str, *, port: int 
 # hafast benchmark suite: generated, do not edit
 global
   nbthread 1
-  maxconn {max(4 * len(addrs), 4096)}
+  maxconn 1024
   pidfile {workdir}/haproxy.pid
   stats socket {workdir}/haproxy.sock mode 600 level admin
   log stdout format raw local0 info
@@ -326,6 +326,16 @@ backend farm
   default-server check inter {inter_ms} fall {fall} rise {rise}
 {check}{servers}
 """
+
+
+# HAProxy sizes its descriptor table from maxconn AND the server count (a check
+# socket per server) and refuses to start when the hard limit is lower.
+HAPROXY_NOFILE = 262144
+
+
+def _raise_fd_limit() -> None:
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (HAPROXY_NOFILE, HAPROXY_NOFILE))
 
 
 @dataclass
@@ -349,7 +359,7 @@ class Haproxy:
         self.proc = subprocess.Popen(
             nsenter(self.ns, [exe, "-db", "-f", str(conf)]), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_raise_fd_limit,
         )
         for stream in (self.proc.stdout, self.proc.stderr):
             t = threading.Thread(target=self._read, args=(stream,), daemon=True)

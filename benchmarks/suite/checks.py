@@ -286,7 +286,9 @@ def run_checks(p: Params, step: Step) -> Section:
         "and RSS: lower is better, so a ratio below 1 favours hafast. HAProxy's checks "
         "are counted as SYNs on the wire; it cannot check an MD5 digest (HTTP_GET: status "
         "only). wrk runs flat out (fresh connection per request): its rate is the "
-        "machine's HTTP limit, not a delay_loop 1 workload.")
+        "machine's HTTP limit, not a delay_loop 1 workload. With N real servers at "
+        "delay_loop 1, N checks/s are due: a checks/s figure below N means that checker "
+        "fell behind.")
     t0 = time.monotonic()
     for n in p.sizes:
         with Lab(n, p.workdir) as lab:

@@ -246,11 +246,72 @@ def make_backend(kind: str) -> Any:
 # --------------------------------------------------------------------------- parent
 
 
+class WorkerProcess:
+    """A worker's process, watched through a pidfd on the loop.
+
+    Started by :meth:`spawn` on a helper thread: under memory pressure fork() of a
+    big parent can take seconds, and an event loop that spawns synchronously (as
+    uvloop does) would stop answering heartbeats and control requests meanwhile.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._exited: asyncio.Future[int] | None = None
+
+    @classmethod
+    async def spawn(cls, argv: list[str], pass_fd: int) -> WorkerProcess:
+        loop = asyncio.get_running_loop()
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(argv, pass_fds=(pass_fd,), stdin=subprocess.DEVNULL)
+
+        proc = cls(await loop.run_in_executor(None, start))
+        proc._watch(loop)
+        return proc
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._exited = loop.create_future()
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:  # already reaped elsewhere, or no pidfd: poll instead
+            loop.create_task(self._poll())
+            return
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._settle(self.popen.wait())
+
+        loop.add_reader(fd, readable)
+
+    async def _poll(self) -> None:
+        while self.popen.poll() is None:
+            await asyncio.sleep(0.1)
+        self._settle(self.popen.returncode)
+
+    def _settle(self, code: int) -> None:
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(code)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        if self.popen.returncode is None:
+            self.popen.kill()
+
+    async def wait(self) -> int:
+        assert self._exited is not None
+        return await asyncio.shield(self._exited)
+
+
 @dataclass
 class WorkerHandle:
     role: str
     index: int
-    proc: asyncio.subprocess.Process | None = None
+    proc: WorkerProcess | None = None
     writer: asyncio.StreamWriter | None = None
     pid: int = 0
     started: float = 0.0
@@ -433,10 +494,9 @@ class Supervisor:
     async def _start_worker(self, w: WorkerHandle) -> None:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._worker_argv, "--worker-fd", str(child_sock.fileno()),
-                "--parent-pid", str(os.getpid()), pass_fds=(child_sock.fileno(),),
-                stdin=subprocess.DEVNULL)
+            proc = await WorkerProcess.spawn(
+                [*self._worker_argv, "--worker-fd", str(child_sock.fileno()),
+                 "--parent-pid", str(os.getpid())], child_sock.fileno())
         finally:
             child_sock.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
@@ -458,7 +518,7 @@ class Supervisor:
         if path:
             write_pid_file(path, w.pid)
 
-    async def _watch(self, w: WorkerHandle, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, w: WorkerHandle, proc: WorkerProcess) -> None:
         code = await proc.wait()
         if w.proc is not proc:
             return
@@ -526,10 +586,19 @@ class Supervisor:
         """
         interval, timeout = self.options.heartbeat_interval, self.options.heartbeat_timeout
         seq = 0
+        tick = time.monotonic()
         while not self.stopping:
             await asyncio.sleep(interval)
             seq += 1
             now = time.monotonic()
+            if now - tick > interval + timeout / 2:
+                # We stalled ourselves (an overloaded box): the workers' pongs sat
+                # unread, so judge nobody this round.
+                log.warning("the parent's loop stalled %.1fs; heartbeat verdicts skipped",
+                            now - tick - interval)
+                for w in self.workers:
+                    w.last_pong = max(w.last_pong, now)
+            tick = now
             for w in self.workers:
                 if w.proc is None or w.proc.returncode is not None:
                     continue

@@ -61,7 +61,7 @@ class Daemon:
         except OSError:
             return ""
 
-    def status(self, timeout: float = 10.0) -> dict[str, Any]:
+    def status(self, timeout: float = 30.0) -> dict[str, Any]:
         return query(self.ctl, "status", timeout=timeout)
 
     def request(self, cmd: str) -> dict[str, Any]:

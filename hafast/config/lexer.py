@@ -43,12 +43,15 @@ _BLANK = " \t"
 _WS = " \t\f\n\r\v"  # keepalived's WHITE_SPACE_STR: what separates words
 MAX_INCLUDE_DEPTH = 64
 MAX_RECHECK = 64  # substitution producing '@...' or '$X=' lines, again and again
+# keepalived has no limits here; we must end.  The man page's own example makes 65,024
+# vrrp_instances of 14 lines (~1M lines) from one ~SEQ line.
+MAX_EXPANSION_DEPTH = 256  # nested multi-line parameters and blocks
+MAX_EXPANDED_LINES = 5_000_000  # lines made by one configuration's expansions
 
 # decomment() looks at these; a line with none of them takes the fast path.
 _DECOMMENT_SPECIAL = re.compile(r'[!#"\\]')
 _BRACE = re.compile(r"[{}]")
 _BRACE_OR_QUOTE = re.compile(r'[{}"]')
-_PLAIN_WORD = re.compile(r"[^ \t\f\n\r\v]+")
 # keepalived's alloc_strvec_r(): a "..." word, a bare word (ends at a blank or a quote),
 # or an unmatched quote, after which the rest of the line is lost.
 _QUOTED_WORD = re.compile(r'"([^"]*)"|[^ \t\f\n\r\v"]+|(")')
@@ -66,8 +69,9 @@ def _blank_comment(m: re.Match[str]) -> str:
 # A line with none of these (and no '@', '~' or include where a line starts) needs no
 # decomment, parameters or expansion: it takes the fast path in _read_text().
 _SLOW_LINE = re.compile(r'[#!"\\$]|(?:^|[{}])[ \t]*(?:[@~]|include)', re.MULTILINE)
-# After decomment: what still needs _feed() (quotes, parameters, @, ~, include).
-_NEEDS_FEED = re.compile(r'["\\$]|(?:^|[{}])[ \t]*(?:[@~]|include)')
+# After decomment: what a piece of a line still needs _one() or _tokenise() for
+# (quotes, parameters, '@', '~', include); a backslash means nothing any more.
+_NEEDS_FEED = re.compile(r'["$]|(?:^|[{}])[ \t]*(?:[@~]|include)')
 _FAST_WORD = re.compile(r"[{}]|[^ \t\f\n\r\v{}]+")
 # Token and Line are NamedTuples; tuple.__new__ skips their generated __new__.
 _new = tuple.__new__
@@ -93,6 +97,7 @@ class _State:
     # Each open '{' with the statement before it (the block's keyword line), if any.
     open_braces: list[tuple[Token, Token | None]] = field(default_factory=list)
     seed_words: bool = False  # does the file being read mention random_seed at all?
+    expanded: int = 0  # lines handled by _feed() so far (see MAX_EXPANDED_LINES)
 
     def error(self, src: Src, index: int, message: str, severity: Severity = "error") -> None:
         self.diagnostics.append(Diagnostic(src.file, src.line, src.col(index), severity, message))
@@ -497,6 +502,25 @@ def _feed(st: _State, src: Src) -> None:
             stack.pop()
             continue
         _one(st, nxt, stack)
+        if len(stack) > MAX_EXPANSION_DEPTH:
+            # keepalived would recurse until it runs out of memory.
+            st.error(
+                src,
+                0,
+                f"expansion nests more than {MAX_EXPANSION_DEPTH} deep (a multi-line "
+                "parameter that uses itself?); make every parameter end in plain text",
+            )
+            return
+        st.expanded += 1
+        if st.expanded > MAX_EXPANDED_LINES:
+            if st.expanded == MAX_EXPANDED_LINES + 1:
+                st.error(
+                    src,
+                    0,
+                    f"parameters and ~SEQ/~LST blocks made more than {MAX_EXPANDED_LINES} "
+                    "lines; the rest is not read (use smaller ranges)",
+                )
+            return
 
 
 def _one(st: _State, src: Src, stack: list[Iterator[Src]]) -> None:
@@ -712,17 +736,13 @@ def _split_braces(st: _State, src: Src, stack: list[Iterator[Src]]) -> None:
 
 
 def _tokenise(st: _State, src: Src) -> None:
+    """The words of one brace-free piece of a line (keepalived's alloc_strvec_r())."""
     text = src.text
     file, lineno = src.file, src.line
+    if '"' not in text:
+        _plain_words(st, text, file, lineno, src.base, src.cols)
+        return
     tokens: list[Token] = []
-    if src.cols is None:
-        base = src.base
-        if '"' not in text:
-            for m in _PLAIN_WORD.finditer(text):
-                tokens.append(_new(Token, (m.group(), file, lineno, base + m.start(), False)))
-            if tokens:
-                _append(st, tokens, text)
-            return
     for m in _QUOTED_WORD.finditer(text):
         if m.group(2) is not None:
             last = st.diagnostics[-1] if st.diagnostics else None
@@ -741,15 +761,7 @@ def _tokenise(st: _State, src: Src) -> None:
         else:
             tokens.append(Token(word, file, lineno, src.col(m.start()), True))
     if tokens:
-        _append(st, tokens, text)
-
-
-def _append(st: _State, tokens: list[Token], raw: str) -> None:
-    first = tokens[0]
-    if len(tokens) == 1 and not first.quoted and first.text in ("{", "}"):
-        _brace(st, first)
-    else:
-        _statement(st, tokens, raw)
+        _statement(st, tokens, text)
 
 
 def _brace(st: _State, tok: Token) -> None:

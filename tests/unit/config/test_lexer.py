@@ -448,3 +448,23 @@ def test_debian_samples_lex_cleanly(name: str, tmp_path: Path) -> None:
     assert res.diagnostics == []
     assert res.lines, name
     assert sum(line.raw == "{" for line in res.lines) == sum(line.raw == "}" for line in res.lines)
+
+
+# ------------------------------------------------------------------ limits
+
+
+def test_multiline_parameter_using_itself_is_an_error_not_a_hang() -> None:
+    res = lex_text("$I= \\\n a \\\n$I\n$I\nafter\n", file="k.conf")
+    assert words(res.lines)[-1] == ["after"]
+    assert [(d.line, d.severity) for d in res.diagnostics] == [(4, "error")]
+    assert "nests more than" in res.diagnostics[0].message
+
+
+def test_expansion_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hafast.config.lexer as lexer
+
+    monkeypatch.setattr(lexer, "MAX_EXPANDED_LINES", 50)
+    res = lex_text("~SEQ(A, 1, 10) ~SEQ(B, 1, 10) x\nafter\n", file="k.conf")
+    assert 40 <= len(res.lines) <= 51
+    assert words(res.lines)[-1] == ["after"]
+    assert [(d.line, d.severity) for d in res.diagnostics] == [(1, "error")]

@@ -1,73 +1,90 @@
-"""keepalived-compatible command line.
+"""The ``hafast`` command: keepalived's command line, plus a few subcommands.
 
-Later issues fill this in (-f, -n, -l, -P, -C, -t, ...); for now it knows its
-version, reports which hot paths are compiled, and runs the foundation demo.
+``hafast [keepalived flags]`` is the daemon (``-f FILE -n -l -P -C -t -d ...``, see
+``hafast.core.cmdline``).  A first word naming a subcommand runs that instead:
+
+    hafast demo [--servers N]   the main job: two directors heal a farm (needs root)
+    hafast status [--json]      the running daemon's instances and pools
+    hafast genhash ...          keepalived's genhash (also ``hafast -T ...``)
+    hafast lab ...              the farm lab (namespaces, nginx, faults)
+    hafast core                 which hot paths are compiled
+    hafast core-demo            the hot paths at work on a farm (needs root)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 
-from hafast import __version__
 
-
-def _cmd_core(_args: argparse.Namespace) -> int:
+def _core(argv: Sequence[str]) -> int:
     from hafast._core._select import compiled_status
 
+    argparse.ArgumentParser(prog="hafast core", description=_core.__doc__).parse_args(argv)
     for name, state in compiled_status().items():
         print(f"{name:12s} {state}")
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+_core.__doc__ = "show whether each hot path is compiled or its pure-Python twin"
+
+
+def _core_demo(argv: Sequence[str]) -> int:
     from hafast.demo import run_demo
 
-    return run_demo(args)
+    parser = argparse.ArgumentParser(prog="hafast core-demo",
+                                     description="the hot paths at work on a farm")
+    parser.add_argument("--targets", type=int, default=512, help="real servers in the farm")
+    return run_demo(parser.parse_args(argv))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _demo(argv: Sequence[str]) -> int:
+    from hafast.daemon_demo import run_daemon_demo
+
     parser = argparse.ArgumentParser(
-        prog="hafast",
-        description="keepalived-compatible VRRP and health-checking daemon",
+        prog="hafast demo",
+        description="two hafast directors (MASTER/BACKUP) heal a farm of real servers",
     )
-    parser.add_argument("-v", "--version", action="version", version=f"hafast {__version__}")
-    # keepalived's config flags, at top level beside the subcommands
-    parser.add_argument("-f", "--use-file", metavar="FILE", default=None,
-                        help="configuration file (default /etc/keepalived/keepalived.conf)")
-    parser.add_argument("-t", "--config-test", nargs="?", const=True, default=None, metavar="FILE",
-                        help="check the configuration and exit (0 ok, 3 unreadable, 4 errors)")
-    parser.add_argument("-d", "--dump-conf", action="store_true",
-                        help="print the normalised configuration and exit")
-    parser.add_argument("--json", action="store_true", help="with -d: dump as JSON")
-    parser.add_argument("-i", "--config-id", metavar="ID", default=None,
-                        help="config id for @ID lines (default: short host name)")
-    sub = parser.add_subparsers(dest="command")
-    core = sub.add_parser("core", help="show whether each hot path is compiled or the Python twin")
-    core.set_defaults(func=_cmd_core)
-    demo = sub.add_parser("demo", help="the foundation demo: codec, md5stream, icmp_batch")
-    demo.add_argument("--vectors", default=None, help="folder of keepalived pcap captures")
-    demo.add_argument("--targets", type=int, default=512, help="ICMP targets in the netns")
-    demo.set_defaults(func=_cmd_demo)
-    return parser
+    parser.add_argument("--servers", type=int, default=200, help="real servers in the farm")
+    return run_daemon_demo(parser.parse_args(argv))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None and (args.config_test is not None or args.dump_conf):
-        from hafast.config.cli_config import run_config
+def _status(argv: Sequence[str]) -> int:
+    from hafast.status.cli import main as status_main
 
-        test = args.config_test
-        path = test if isinstance(test, str) else args.use_file
-        return run_config(path, test=test is not None, dump=args.dump_conf, as_json=args.json,
-                          config_id=args.config_id)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return 2
-    result: int = func(args)
-    return result
+    return status_main(list(argv))
+
+
+def _genhash(argv: Sequence[str]) -> int:
+    from hafast.genhash import main as genhash_main
+
+    return genhash_main(list(argv))
+
+
+def _lab(argv: Sequence[str]) -> int:
+    from hafast.lab.__main__ import main as lab_main
+
+    return lab_main(list(argv))
+
+
+SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "demo": _demo,
+    "status": _status,
+    "genhash": _genhash,
+    "lab": _lab,
+    "core": _core,
+    "core-demo": _core_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[args[0]](args[1:])
+    from hafast.core.cmdline import main as daemon_main
+
+    return daemon_main(args)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def _vrrp_seed_advert() -> None:
 
 
 def _genhash(ns: str, addr: str, path: str) -> str | None:
-    tool = shutil.which("genhash")
+    tool = shutil.which("/usr/bin/genhash")  # Debian keepalived's, not ours
     if tool is None:
         return None
     out = subprocess.run(

@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 # shared/ sits beside the checkout (../shared) for sessions and CI alike.
 SHARED = Path(os.environ.get("HAFAST_SHARED", REPO.parent / "shared"))
 VECTORS = SHARED / "vectors" / "keepalived-2.2.7"
+# The reference genhash is Debian keepalived's, by path: hafast installs a `genhash`
+# console script too, and an activated venv must not make a test compare us with us.
+KEEPALIVED_GENHASH = "/usr/bin/genhash"
 
 # tests/ipvs runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it and
 # judges the result); on the host, where the kernel has no IPVS, it is not collected.

@@ -6,15 +6,15 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import require_root, require_tool
+from tests.conftest import KEEPALIVED_GENHASH, require_root, require_tool
 
 
 def test_demo_runs_on_a_real_farm_and_cleans_up() -> None:
     require_root()
     require_tool("nginx")
-    require_tool("genhash")
+    require_tool(KEEPALIVED_GENHASH)
     out = subprocess.run(
-        [sys.executable, "-m", "hafast", "demo", "--targets", "50"],
+        [sys.executable, "-m", "hafast", "core-demo", "--targets", "50"],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
     assert "reason=ok" in out

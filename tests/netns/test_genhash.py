@@ -19,7 +19,7 @@ import pytest
 
 from hafast.lab import BIG_PATH, FIXED_PATH, Farm
 from hafast.lab.netns import netns_path, pid_alive, spawn_in, stop_pid
-from tests.conftest import REPO, require_root, require_tool
+from tests.conftest import KEEPALIVED_GENHASH, REPO, require_root, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -62,7 +62,7 @@ http {{
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Farm]:
     require_root()
-    for tool in ("nginx", "nft", "nsenter", "openssl", "genhash"):
+    for tool in ("nginx", "nft", "nsenter", "openssl", KEEPALIVED_GENHASH):
         require_tool(tool)
     farm = Farm(16, name=PREFIX, tls=True, workers=1)
     proc = None
@@ -111,7 +111,7 @@ def _in_dir(
 
 
 def _both(farm: Farm, args: list[str]) -> tuple[bytes, bytes, subprocess.CompletedProcess[bytes]]:
-    theirs = _in_dir(farm, ["genhash", *args])
+    theirs = _in_dir(farm, [KEEPALIVED_GENHASH, *args])
     ours = _in_dir(farm, [sys.executable, "-m", "hafast.genhash", *args])
     return theirs.stdout + theirs.stderr, ours.stdout + ours.stderr, ours
 

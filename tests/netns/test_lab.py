@@ -35,7 +35,7 @@ from hafast.lab import (
 from hafast.lab import farm as farm_mod
 from hafast.lab.__main__ import parse_addresses
 from hafast.lab.netns import NetnsError, inside, netns_pids, pid_alive, run_in
-from tests.conftest import REPO, require_root, require_tool
+from tests.conftest import KEEPALIVED_GENHASH, REPO, require_root, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -369,7 +369,7 @@ def test_both_nft_backends(clean_faults: Farm, backend: str) -> None:
 def test_genhash_agrees_with_the_farm(farm: Farm) -> None:
     # keepalived's own genhash, run from the director namespace, is the reference
     # digest a real keepalived.conf would carry.
-    genhash = require_tool("genhash")
+    genhash = require_tool(KEEPALIVED_GENHASH)
     addr = farm.addresses[42]
     for path, body in [("/", body_for(addr)), (FIXED_PATH, FIXED_BODY), (BIG_PATH, big_body())]:
         out = run_in(farm.director_ns, [genhash, "-s", addr, "-p", "80", "-u", path]).stdout

@@ -152,7 +152,10 @@ class VrrpWorker:
 
     def stats(self) -> dict[str, Any]:
         return {"instances": [i.status() for i in self.instances],
-                "sockets": self.transport.counters()}
+                "sockets": self.transport.counters(),
+                "announce": {name: {"sent": getattr(a, "sent", 0),
+                                    "dropped": getattr(a, "dropped", 0)}
+                             for name, a in self._announcers.items()}}
 
 
 def run_vrrp(config: Config, *, stats_file: str = DEFAULT_STATS_FILE,

@@ -307,8 +307,9 @@ class PacketAnnouncer:
         try:
             self.sock.send(frame)
             self.sent += 1
-        except OSError:
+        except OSError as exc:
             self.dropped += 1
+            log.warning("%s: gratuitous ARP/NA not sent: %s", self.ifname, exc)
 
     def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None:
         mine = [v for v in vips if v.dev in (None, self.ifname)]

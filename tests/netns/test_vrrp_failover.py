@@ -35,11 +35,10 @@ VARIANTS = {
     "v3_fast": ({"version": 3, "advert_int": "0.1"}, VIP4, 0.1),
 }
 PAIRS = [("hafast", "hafast"), ("hafast", "keepalived"), ("keepalived", "hafast")]
-# v2 runs once per pairing that involves keepalived in each role, plus hafast alone
-# for PASS; v2 without auth once (hafast master vs keepalived) to keep time down.
+# v2 needs whole seconds: PASS runs once per pairing, no-auth once per keepalived role.
 CASES = [
     *[("v2_pass", p) for p in PAIRS],
-    ("v2_noauth", ("hafast", "keepalived")),
+    *[("v2_noauth", p) for p in PAIRS[1:]],
     *[(v, p) for v in ("v3_ipv4", "v3_ipv6", "v3_fast") for p in PAIRS],
 ]
 STARTUP_S = 6.0  # interpreter start + first Master_Down_Interval at 1 s adverts
@@ -65,9 +64,15 @@ def _down_s(interval: float, priority: int = 90) -> float:
 
 
 def _check_client(lab: VrrpLab, holder: str, vip: str) -> None:
-    assert lab.client_ping(vip), f"client cannot reach {vip} on {holder}"
-    lab.wait_for(lambda: lab.client_neigh_mac(vip) == lab.mac(holder), 3.0,
-                 f"client neighbour entry for {vip} to name {holder}")
+    # The client learnt the VIP's MAC before (it pinged the old holder), so only
+    # the new holder's GARP / unsolicited NA can move its neighbour entry.
+    mac = lab.mac(holder)
+    if lab.client_neigh_mac(vip):
+        lab.wait_for(lambda: lab.client_neigh_mac(vip) == mac, 3.0,
+                     f"client neighbour entry for {vip} to name {holder}")
+    # One echo may be lost on a loaded host; three in a row may not.
+    assert any(lab.client_ping(vip) for _ in range(3)), f"client cannot reach {vip} on {holder}"
+    assert lab.client_neigh_mac(vip) == mac
 
 
 @pytest.mark.parametrize(("variant", "pair"), CASES,

@@ -350,7 +350,7 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
     token_t = Token
     line_t = Line
     add_line = st.lines.append
-    brace = _brace
+    open_braces = st.open_braces
     seed_words = st.seed_words
     for raw in text[start:end].split("\n"):
         body = raw.lstrip(_WS)
@@ -361,11 +361,16 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
         body = body.rstrip(_WS)
         last = body[-1]
         if len(body) == 1 and (last == "{" or last == "}"):
-            brace(st, new(token_t, (last, file, lineno, col, False)))
+            tok = new(token_t, (last, file, lineno, col, False))
+            if last == "}" and open_braces:
+                open_braces.pop()
+                add_line(new(line_t, ((tok,), "}")))
+            else:
+                _brace(st, tok)
             lineno += 1
             continue
         head = body[:-2] if last == "{" and body[-2] == " " else body
-        if "{" in head or "}" in head or not head.isprintable() or "  " in head:
+        if "{" in head or "}" in head or "  " in head or not head.isprintable():
             _plain_line(st, raw, file, lineno)
             lineno += 1
             continue
@@ -377,7 +382,9 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
         if seed_words:
             _seed(st, toks)
         if head is not body:
-            brace(st, new(token_t, ("{", file, lineno, col, False)))
+            tok = new(token_t, ("{", file, lineno, col, False))
+            open_braces.append((tok, toks[0]))
+            add_line(new(line_t, ((tok,), "{")))
         lineno += 1
     return lineno - 1
 

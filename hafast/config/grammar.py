@@ -17,6 +17,10 @@ field
     the model field it sets; ``+field`` appends (repeatable keyword); ``-`` means hafast
     accepts the keyword but does not act on it yet (the loader warns once per keyword).
 
+A few rows are hafast extensions keepalived does not know (``lvs_backend``,
+``metrics_listen``, ``check_workers`` in global_defs); :data:`EXTENSIONS` holds their help
+text, which every message about them carries.
+
 The loader is table driven: it never branches on keyword names, only on these rows.
 Timers are converted to integer microseconds, as keepalived keeps them.
 """
@@ -58,6 +62,7 @@ class Keyword:
     field: str | None  # None: accepted, not yet supported
     append: bool
     child: str | None  # child context of a "b" row
+    note: str = ""  # help text added to the shape (hafast extensions say so)
 
     @property
     def supported(self) -> bool:
@@ -66,12 +71,14 @@ class Keyword:
     def shape(self) -> str:
         """How the keyword is written, for error messages: ``priority <1..255>``."""
         if self.kind == "b":
-            return f"{self.name}{' NAME' * self.min_args} {{ ... }}"
-        if self.kind == "l":
-            return f"{self.name} {{ <{self.conv_name}> ... }}"
-        if self.kind == "f":
-            return f"{self.name} [on|off]"
-        return f"{self.name} <{self.conv_name}>"
+            text = f"{self.name}{' NAME' * self.min_args} {{ ... }}"
+        elif self.kind == "l":
+            text = f"{self.name} {{ <{self.conv_name}> ... }}"
+        elif self.kind == "f":
+            text = f"{self.name} [on|off]"
+        else:
+            text = f"{self.name} <{self.conv_name}>"
+        return f"{text}; {self.note}" if self.note else text
 
 
 # --------------------------------------------------------------------------- converters
@@ -302,6 +309,72 @@ def conv_persistence(args: Sequence[Token]) -> int:
     return conv_int(1, 2**31 - 1)(args)
 
 
+# keepalived check_data.h: LVS_MAX_TIMEOUT, 31 days (the kernel takes up to INT_MAX / HZ)
+LVS_MAX_TIMEOUT_S = 86400 * 31
+_LVS_TIMEOUT_WORDS = ("tcp", "tcpfin", "udp")
+
+
+def conv_lvs_timeouts(args: Sequence[Token]) -> Any:
+    """``lvs_timeouts [tcp S] [tcpfin S] [udp S]`` (keepalived global_parser.c): whole
+    seconds 0..31 days, 0 = leave the kernel's value; a word given twice: the last wins."""
+    from hafast.config.model import LvsTimeouts
+
+    values = {"tcp": 0, "tcpfin": 0, "udp": 0}
+    i = 0
+    while i < len(args):
+        w = args[i].text
+        if w not in values:
+            raise BadValue(
+                args[i], f"unknown lvs_timeouts option '{w}' (expected tcp|tcpfin|udp SECONDS)"
+            )
+        if i + 1 >= len(args):
+            raise BadValue(args[i], f"'{w}' needs a value in seconds (0..{LVS_MAX_TIMEOUT_S})")
+        t = args[i + 1]
+        if not t.text.isdigit() or int(t.text) > LVS_MAX_TIMEOUT_S:
+            raise BadValue(
+                t,
+                f"lvs_timeouts {w} '{t.text}' is not a whole number of seconds "
+                f"0..{LVS_MAX_TIMEOUT_S} (0 leaves the kernel's value)",
+            )
+        values[w] = int(t.text)
+        i += 2
+    return LvsTimeouts(**values)
+
+
+def conv_listen(args: Sequence[Token]) -> str:
+    """``ADDR:PORT`` or ``[IPv6]:PORT`` -> the same text, address normalised."""
+    t = args[0]
+    host, sep, port = t.text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    ok = bool(sep) and port.isdigit() and 0 < int(port) <= 65535
+    if ok and not bracketed and ":" in host:
+        ok = False  # a bare IPv6 address: the port would be ambiguous
+    if ok:
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            ok = False
+        else:
+            ok = (addr.version == 6) == bracketed
+    if not ok:
+        raise BadValue(
+            t, f"'{t.text}' is not ADDR:PORT (e.g. 127.0.0.1:9650 or [::1]:9650, port 1..65535)"
+        )
+    return f"[{addr}]:{int(port)}" if bracketed else f"{addr}:{int(port)}"
+
+
+def conv_sched_flag(name: str) -> Converter:
+    """A virtual_server scheduler flag keyword: its own name while on, None when off
+    (the loader maps names onto IP_VS_SVC_F_SCHED1..3 once it knows the scheduler)."""
+
+    def conv(args: Sequence[Token]) -> str | None:
+        return name if conv_flag(args) else None
+
+    return conv
+
+
 # -- list-line converters: one line inside a list block -> one item
 
 
@@ -480,6 +553,8 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "status": conv_status_codes,
     "hex": conv_hex,
     "persist": conv_persistence,
+    "lvs_timeouts": conv_lvs_timeouts,
+    "listen": conv_listen,
     "any": line_words,
     # factories: name:arg,arg
     "int": conv_int,
@@ -487,6 +562,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "opttimer": conv_opt_timer,
     "choice": conv_choice,
     "wref": conv_weight_ref,
+    "schedflag": conv_sched_flag,
     # list-line converters
     "name": line_name,
     "vip": line_vip,
@@ -496,7 +572,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "email": line_email,
     "route": line_words,
 }
-_FACTORIES = {"int", "timer", "opttimer", "choice", "wref"}
+_FACTORIES = {"int", "timer", "opttimer", "choice", "wref", "schedflag"}
 
 # Common checker keywords (check_api.c install_checker_common_keywords); the connection
 # ones are refused by MISC_CHECK, FILE_CHECK and BFD_CHECK as in keepalived.
@@ -583,6 +659,23 @@ linkbeat_use_polling f 0-1  flag          -
 include_check       v  0+   any           -
 """
 
+# hafast extensions in global_defs: keepalived does not know these keywords (its -t calls
+# them unknown), so a config using them is for hafast only.  EXTENSIONS gives each its
+# help text, shown in every message about the keyword.
+_HAFAST_GLOBAL = """
+lvs_backend         v  1    choice:ipvs,nft,memory lvs_backend
+metrics_listen      v  1    listen        metrics_listen
+check_workers       v  1    int:0,1024    check_workers
+"""
+EXTENSIONS: dict[tuple[str, str], str] = {
+    ("global_defs", "lvs_backend"): "a hafast extension (keepalived does not know it): "
+    "the pool backend, ipvs (the kernel's IPVS, default), nft (nftables) or memory",
+    ("global_defs", "metrics_listen"): "a hafast extension (keepalived does not know it): "
+    "where to serve Prometheus /metrics",
+    ("global_defs", "check_workers"): "a hafast extension (keepalived does not know it): "
+    "check worker processes, 0 = one per core",
+}
+
 TABLE_TEXT: dict[str, str] = {
     "top": _ROOT_ONLY
     + """
@@ -642,7 +735,7 @@ vrrp_gna_interval   v  1    timer:0,1     vrrp_gna_interval_us
 vrrp_min_garp       f  0-1  flag          -
 vrrp_garp_extra_if  v  1-2  any           -
 vrrp_vmac_garp_intvl v 1+   any           -
-v3_checksum_as_v2   f  0-1  flag          -
+v3_checksum_as_v2   f  0-1  flag          v3_checksum_as_v2
 log_unknown_vrids   f  0-1  flag          -
 vmac_prefix         v  1    str           -
 vmac_addr_prefix    v  1    str           -
@@ -664,7 +757,7 @@ lvs_notify_fifo     v  1-3  words         lvs_notify_fifo
 lvs_notify_fifo_script v 1+ script         lvs_notify_fifo_script
 fifo_write_vrrp_states_on_reload f 0-1 flag -
 vrrp_notify_priority_changes f 0-1 flag   -
-rs_init_notifies    f  0-1  flag          -
+rs_init_notifies    f  0-1  flag          rs_init_notifies
 tmp_config_directory v 1    str           -
 config_save_dir     v  1    str           -
 reload_check_config v  0-1  str           -
@@ -728,7 +821,7 @@ process_monitor_rcv_bufs_force f 0-1 flag -
 vrrp_rx_bufs_policy v  1+   any           -
 vrrp_rx_bufs_multiplier v 1 int:1,2147483647 -
 lvs_sync_daemon     v  1+   any           -
-lvs_timeouts        v  2+   any           -
+lvs_timeouts        v  2+   lvs_timeouts  lvs_timeouts
 lvs_flush           f  0-1  flag          lvs_flush
 lvs_flush_on_stop   v  0-1  any           -
 lvs_flush_onstop    v  0-1  any           -
@@ -745,10 +838,10 @@ snmp_rs_stats_update_interval v 1 timer:0,86400 -
 enable_dbus         f  0-1  flag          -
 dbus_service_name   v  1    str           -
 dbus_no_interface_name f 0-1 flag         -
-v3_checksum_as_v2   f  0-1  flag          -
 thread_timer_expired f 0-1  flag          -
 """
-    + "include_check       v  0+   any           -\n",
+    + "include_check       v  0+   any           -\n"
+    + _HAFAST_GLOBAL,
     "vrrp_script": """
 script              v  1+   script         script
 interval            v  1    timer:0.001,86400 interval_us
@@ -815,7 +908,7 @@ unicast_ttl         v  1    int:1,255     unicast_ttl
 unicast_fault_no_peer f 0-1 flag          -
 check_unicast_src   f  0-1  flag          check_unicast_src
 old_unicast_checksum v 0-1  any           -
-v3_checksum_as_v2   f  0-1  flag          -
+v3_checksum_as_v2   f  0-1  flag          v3_checksum_as_v2
 kernel_rx_buf_size  v  1    int:0,2147483647 -
 nopreempt           f  0-1  flag          nopreempt
 preempt             f  0-1  flag          -
@@ -909,14 +1002,14 @@ sorry_server_lvs_method v 1+ lvs_method   sorry_server_lvs_method
 ha_suspend          f  0-1  flag          ha_suspend
 snmp_name           v  1    str           -
 ops                 f  0-1  flag          ops
-flag-1              f  0-1  flag          -
-flag-2              f  0-1  flag          -
-flag-3              f  0-1  flag          -
-sh-port             f  0-1  flag          -
-sh-fallback         f  0-1  flag          -
-mh-port             f  0-1  flag          -
-mh-fallback         f  0-1  flag          -
-hashed              f  0-1  flag          -
+flag-1              f  0-1  schedflag:flag-1 +sched_flags
+flag-2              f  0-1  schedflag:flag-2 +sched_flags
+flag-3              f  0-1  schedflag:flag-3 +sched_flags
+sh-port             f  0-1  schedflag:sh-port +sched_flags
+sh-fallback         f  0-1  schedflag:sh-fallback +sched_flags
+mh-port             f  0-1  schedflag:mh-port +sched_flags
+mh-fallback         f  0-1  schedflag:mh-fallback +sched_flags
+hashed              f  0-1  schedflag:hashed +sched_flags
 real_server         b  1-2  real_server   +real_servers
 weight              v  1    int:0,2147483647 -
 """
@@ -1070,6 +1163,9 @@ _DESCRIPTIONS = {
     "email": "address",
     "route": "route or rule",
     "lvs_method": "NAT|DR|TUN",
+    "lvs_timeouts": "[tcp S] [tcpfin S] [udp S]",
+    "listen": "ADDR:PORT | [IPv6]:PORT",
+    "schedflag": "on|off",
 }
 
 
@@ -1095,6 +1191,7 @@ def _build() -> dict[str, dict[str, Keyword]]:
                 field=field,
                 append=fieldspec.startswith("+"),
                 child=child,
+                note=EXTENSIONS.get((context, name), ""),
             )
         table[context] = rows
     for rows in table.values():

@@ -330,10 +330,12 @@ class _Loader:
                         fields[fname] = value
                     else:
                         lst.extend(value)
-                elif lst is None:
-                    fields[fname] = [value]
                 else:
+                    if lst is None:
+                        fields[fname] = lst = []
                     lst.append(value)
+                    if kind == "f":  # repeatable flags (scheduler flags): each one's place
+                        pos[value] = kt
             else:
                 fields[fname] = value
             pos[fname] = kt
@@ -656,6 +658,7 @@ class _Loader:
             else f["garp_master_repeat"],
         )
         for k, gflag in (
+            ("v3_checksum_as_v2", gd.v3_checksum_as_v2),
             ("skip_check_adv_addr", gd.vrrp_skip_check_adv_addr),
             ("check_unicast_src", gd.vrrp_check_unicast_src),
             ("lower_prio_no_advert", gd.vrrp_lower_prio_no_advert),
@@ -834,6 +837,8 @@ class _Loader:
                 f"hysteresis {hyst} >= quorum {quorum}; keepalived uses {quorum - 1}",
             )
             f["hysteresis"] = quorum - 1
+        if "sched_flags" in f:
+            f["sched_flags"] = self._sched_flags(p, f)
         rss = f.pop("real_servers", ())
         # What the real servers inherit, and (one level further) their checkers.
         inh_chk = {k: f.pop(k) for k in _VS_ONLY_CHECK if k in f}
@@ -872,6 +877,36 @@ class _Loader:
             built.append(rs)
         self._vs_warnings(p, ident, f, built)
         return m.VirtualServer(real_servers=tuple(built), where=p.kw.where(), **ident, **f)
+
+    def _sched_flags(self, p: Pending, f: dict[str, Any]) -> tuple[str, ...]:
+        """Scheduler flag keywords -> the canonical IP_VS_SVC_F_SCHED bits they set.
+
+        keepalived check_parser.c (lbflags_handler): flag-N always set bit N; sh-* and
+        mh-* only with their scheduler, where *-fallback is SCHED1 and *-port SCHED2
+        (ip_vs_sh.c, ip_vs_mh.c); for another scheduler they are reported and ignored.
+        """
+        sched = f.get("lvs_sched", "wlc")
+        out: set[str] = set()
+        for word in f["sched_flags"]:
+            if word is None:  # "flag-1 off"
+                continue
+            tok = p.pos[word]
+            only, bit = _SCHED_FLAGS[word]
+            if bit is None:
+                self.warn(
+                    tok,
+                    f"'{word}' is obsolete: the kernel marks every service hashed "
+                    "itself; ignored (remove it)",
+                )
+            elif only is not None and only != sched:
+                self.warn(
+                    tok,
+                    f"'{word}' applies to the {only} scheduler only (lvs_sched is "
+                    f"{sched}); keepalived ignores it (remove it or use lvs_sched {only})",
+                )
+            else:
+                out.add(bit)
+        return tuple(sorted(out))
 
     def _vs_warnings(
         self, p: Pending, ident: dict[str, Any], f: dict[str, Any], rss: list[m.RealServer]
@@ -1019,6 +1054,18 @@ _CHECK_FIXUPS: dict[str, Any] = {
     "BFD_CHECK": _fix_bfd,
 }
 _HTTP_KINDS = frozenset({"HTTP_GET", "SSL_GET"})
+# Scheduler flag keyword -> (the scheduler it is for, None: any; the canonical flag it
+# sets, None: nothing).  include/uapi/linux/ip_vs.h IP_VS_SVC_F_SCHED1..3 are flag-1..3.
+_SCHED_FLAGS: dict[str, tuple[str | None, str | None]] = {
+    "flag-1": (None, "flag-1"),
+    "flag-2": (None, "flag-2"),
+    "flag-3": (None, "flag-3"),
+    "sh-fallback": ("sh", "flag-1"),  # IP_VS_SVC_F_SCHED_SH_FALLBACK
+    "sh-port": ("sh", "flag-2"),  # IP_VS_SVC_F_SCHED_SH_PORT
+    "mh-fallback": ("mh", "flag-1"),  # IP_VS_SVC_F_SCHED_MH_FALLBACK
+    "mh-port": ("mh", "flag-2"),  # IP_VS_SVC_F_SCHED_MH_PORT
+    "hashed": (None, None),  # IP_VS_SVC_F_HASHED is the kernel's own bookkeeping
+}
 _VS_SHAPE = "expected: virtual_server IP [PORT] | fwmark N | group NAME"
 # Settings only checkers use; a virtual or real server passes them down.
 _VS_ONLY_CHECK = ("connect_timeout_us", "retry", "delay_before_retry_us", "warmup_us")

@@ -56,6 +56,16 @@ class SslContext:
 
 
 @dataclass(frozen=True, slots=True)
+class LvsTimeouts:
+    """``lvs_timeouts [tcp S] [tcpfin S] [udp S]``: IPVS connection timeouts in whole
+    seconds; 0 leaves the kernel's value unchanged (ipvsadm --set semantics)."""
+
+    tcp: int = 0
+    tcpfin: int = 0
+    udp: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class GlobalDefs:
     router_id: str | None = None
     notification_email: tuple[str, ...] = ()
@@ -95,6 +105,15 @@ class GlobalDefs:
     lvs_notify_fifo: Argv | None = None
     lvs_notify_fifo_script: Script | None = None
     lvs_flush: bool = False
+    lvs_timeouts: LvsTimeouts = LvsTimeouts()
+    rs_init_notifies: bool = False  # report every real server's first state as a change
+    v3_checksum_as_v2: bool = False  # default of every instance's v3_checksum_as_v2
+    # hafast extensions (keepalived rejects these keywords)
+    # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
+    # memory backend when IPVS cannot be opened (an explicit choice never falls back)
+    lvs_backend: str | None = None
+    metrics_listen: str | None = None  # "ADDR:PORT" or "[IPv6]:PORT"; None: no /metrics
+    check_workers: int = 0  # 0: one check worker per core
 
 
 # --------------------------------------------------------------------------- trackers
@@ -204,6 +223,9 @@ class VrrpInstance:
     unicast_peer: tuple[UnicastPeer, ...] = ()
     unicast_ttl: int = 255
     check_unicast_src: bool = False
+    # keepalived's interop switch: a VRRPv3 IPv4 checksum without the pseudo-header
+    # (RFC 5798 §5.2.8 says with it); resolved from global_defs when not set here
+    v3_checksum_as_v2: bool = False
     virtual_ipaddress: tuple[VirtualAddress, ...] = ()
     virtual_ipaddress_excluded: tuple[VirtualAddress, ...] = ()
     no_virtual_ipaddress: bool = False
@@ -505,7 +527,10 @@ class VirtualServer:
     ha_suspend: bool = False
     virtualhost: str | None = None
     smtp_alert: bool = False
-    ops: bool = False
+    ops: bool = False  # IP_VS_SVC_F_ONEPACKET (kept apart from the scheduler flags)
+    # scheduler flags, canonical: a sorted subset of ("flag-1", "flag-2", "flag-3");
+    # sh-fallback/mh-fallback are flag-1, sh-port/mh-port flag-2 (ip_vs_sh.c, ip_vs_mh.c)
+    sched_flags: tuple[str, ...] = ()
     real_servers: tuple[RealServer, ...] = ()
     where: str = _where()
 

@@ -19,7 +19,9 @@ _FIGURES: list[dict[str, Any]] = []
 
 
 class Figures:
-    def add(self, name: str, value: float, unit: str = "", *, goal: str = "", **detail: Any) -> None:
+    def add(
+        self, name: str, value: float, unit: str = "", *, goal: str = "", **detail: Any
+    ) -> None:
         """Record one figure, e.g. ``add("vrrp decode speed-up", 31.2, "x", goal=">= 20x")``."""
         _FIGURES.append(
             {"name": name, "value": value, "unit": unit, "goal": goal, "detail": detail,

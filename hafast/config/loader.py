@@ -29,7 +29,7 @@ import difflib
 import gc
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from hafast.config import model as m
@@ -249,6 +249,8 @@ class _Loader:
         self.item_pos: dict[int, Token] = {}  # list items (addresses, tracks) -> their line
         self.first_script: Token | None = None
         self.checkers: dict[tuple[Any, ...], m.Checker] = {}
+        self.by_block: dict[tuple[Any, ...], m.Checker] = {}
+        self.checker_tuples: dict[tuple[int, ...], tuple[m.Checker, ...]] = {}
 
     # ----------------------------------------------------------------- reporting
     def error(self, tok: Token, msg: str) -> None:
@@ -847,6 +849,7 @@ class _Loader:
         for k in ("alpha", "virtualhost"):
             if k in f:
                 inh_chk[k] = f[k]
+        inh_key = tuple(inh_chk.items())
         built: list[m.RealServer] = []
         seen: set[tuple[str, int | None]] = set()
         vs_port = ident.get("port")
@@ -855,7 +858,7 @@ class _Loader:
             group is not None and any(mem.fwmark is not None for mem in group.members)
         )
         for rp in rss:
-            rs = self.real_server(rp, inh_rs, inh_chk, vs_port)
+            rs = self.real_server(rp, inh_rs, inh_chk, inh_key, vs_port)
             if rs is None:
                 continue
             if by_mark and len(rp.args) > 1:
@@ -945,7 +948,12 @@ class _Loader:
             )
 
     def real_server(
-        self, p: Pending, inh_rs: dict[str, Any], inh_chk: dict[str, Any], vs_port: int | None
+        self,
+        p: Pending,
+        inh_rs: dict[str, Any],
+        inh_chk: dict[str, Any],
+        inh_key: tuple[Any, ...],
+        vs_port: int | None,
     ) -> m.RealServer | None:
         args = p.args
         a = args[0].text
@@ -960,29 +968,59 @@ class _Loader:
                 self.error(exc.token, exc.message + " (expected: real_server IP [PORT] { ... })")
                 return None
         f = p.fields
-        chk = inh_chk
-        if f.keys() & _RS_TO_CHECK_SET:
+        chk, chk_key = inh_chk, inh_key
+        if not _RS_TO_CHECK_SET.isdisjoint(f):
             chk = dict(inh_chk)
             for k in _RS_TO_CHECK:
                 if k in f:
                     chk[k] = f.pop(k) if k.endswith("_us") or k == "retry" else f[k]
+            chk_key = tuple(chk.items())
         if inh_rs:
             f = {**inh_rs, **f}
         chks = f.pop("checkers", None)
-        checkers = tuple([self.checker(c, chk) for c in chks]) if chks else ()
+        checkers: tuple[m.Checker, ...] = ()
+        if chks:
+            checkers = tuple([self.checker(c, chk, chk_key) for c in chks])
+            # Real servers checked alike share one tuple (memory, GC passes, and the
+            # reload diff's == short-cuts on identity).  Keyed by the checkers' ids, not
+            # their hash (a frozen dataclass hashes all its fields on every call): the
+            # stored tuple keeps those very objects alive, so no other can reuse an id.
+            checkers = self.checker_tuples.setdefault(tuple(map(id, checkers)), checkers)
         u = f.get("uthreshold", 0)
         if u and u < f.get("lthreshold", 0):
             self.error(p.pos["uthreshold"], f"uthreshold {u} is below lthreshold {f['lthreshold']}")
         kw = p.kw
-        return m.RealServer(
-            address=address,
-            port=port if port is not None else vs_port,
-            checkers=checkers,
-            where=f"{kw.file}:{kw.line}:{kw.col}",
-            **f,
-        )
+        f["address"] = address
+        f["port"] = port if port is not None else vs_port
+        f["checkers"] = checkers
+        f["where"] = f"{kw.file}:{kw.line}:{kw.col}"
+        return _new_real_server(f)
 
-    def checker(self, p: Pending, inherit: dict[str, Any]) -> m.Checker:
+    def checker(
+        self, p: Pending, inherit: dict[str, Any], inherit_key: tuple[Any, ...] = ()
+    ) -> m.Checker:
+        """The checker of ``p`` with ``inherit`` (its real and virtual server's settings;
+        ``inherit_key`` is ``tuple(inherit.items())``, made once per virtual server).
+
+        The same block under the same inherited settings is the same checker: a block
+        seen before (that raised no diagnostic) is answered from ``by_block`` without
+        merging, fixing up or hashing the merged settings again.
+        """
+        kind = p.context
+        try:
+            raw: tuple[Any, ...] | None = (kind, inherit_key, *p.fields.items())
+            seen = self.by_block.get(raw)  # type: ignore[arg-type]
+        except TypeError:  # a list value (urls, hosts): the full path below
+            raw = seen = None
+        if seen is not None:
+            return seen
+        n_diags = len(self.diags)
+        built = self._checker(p, inherit)
+        if raw is not None and len(self.diags) == n_diags:
+            self.by_block[raw] = built
+        return built
+
+    def _checker(self, p: Pending, inherit: dict[str, Any]) -> m.Checker:
         kind = p.context
         dflt = m.CHECKER_DEFAULTS.get(kind)
         # precedence: the checker's own > real server / virtual server > kind default
@@ -1072,6 +1110,42 @@ _VS_ONLY_CHECK = ("connect_timeout_us", "retry", "delay_before_retry_us", "warmu
 _RS_TO_CHECK = (*_VS_ONLY_CHECK, "delay_loop_us", "alpha", "virtualhost")
 _RS_TO_CHECK_SET = frozenset(_RS_TO_CHECK)
 _IPV4_MATCH = IPV4_RE.match
+
+
+def _slot_filler(cls: type[Any]) -> Any:
+    """A constructor for a hot, frozen, slotted model class from a dict of its fields.
+
+    A frozen dataclass ``__init__`` sets each field through ``object.__setattr__`` (a
+    lookup per field); this sets the slots through their descriptors directly, the
+    missing ones to their defaults.  Only for classes whose fields have plain defaults
+    (no factories) and no ``__post_init__``; the loader's dict holds model fields only
+    (``test_loader_fast_constructor`` checks both against the dataclass).
+    """
+    setters: list[tuple[str, Any, Any]] = []
+    for f in fields(cls):
+        if f.default_factory is not MISSING or hasattr(cls, "__post_init__"):
+            raise TypeError(f"{cls.__name__}.{f.name}: a factory default needs __init__")
+        setters.append((f.name, getattr(cls, f.name).__set__, f.default))
+    required = frozenset(name for name, _, default in setters if default is MISSING)
+    names = frozenset(name for name, _, _ in setters)
+    new = object.__new__
+
+    def make(values: dict[str, Any]) -> Any:
+        # the same TypeErrors as the dataclass __init__ (load_lines reports them)
+        if not names.issuperset(values):
+            raise TypeError(f"{cls.__name__}: unknown field(s) {sorted(set(values) - names)}")
+        if not required.issubset(values):
+            raise TypeError(f"{cls.__name__}: missing field(s) {sorted(required - set(values))}")
+        obj = new(cls)
+        get = values.get
+        for name, put, default in setters:
+            put(obj, get(name, default))
+        return obj
+
+    return make
+
+
+_new_real_server = _slot_filler(m.RealServer)
 
 
 def _split_where(where: str) -> tuple[str, str, int, int]:

@@ -1243,11 +1243,7 @@ class ResumingVips:
         self.adopted: dict[tuple[str, int, str], str] = {}  # (address, prefix, dev) -> owner
 
     def _owned(self, v: Any, dev: str) -> bool:
-        try:
-            key = (socket.if_nametoindex(v.dev or dev), v.address, v.prefix)
-        except OSError:
-            return True
-        return key in getattr(self.inner, "_addrs", {})
+        return self.inner.owns(v, dev)
 
     def add(self, owner: str, vips: Any, routes: Any, default_dev: str) -> Any:
         done = self.inner.add(owner, vips, routes, default_dev)

@@ -365,9 +365,183 @@ class NetlinkVips:
         """What this backend added and would remove."""
         return list(self._addrs), list(self._routes)
 
+    def owns(self, vip: VirtualAddress, default_dev: str) -> bool:
+        """Whether ``vip`` was added (or adopted) here and so goes on release.
+
+        An interface that no longer exists owns nothing.
+
+        >>> NetlinkVips().owns(VirtualAddress("192.0.2.9", 24, 4), "lo")  # doctest: +SKIP
+        False
+        """
+        try:
+            key = (self._index(vip.dev or default_dev), vip.address, vip.prefix)
+        except LookupError:
+            return False
+        return key in self._addrs
+
+    def adopt(self, owner: str, vips: Sequence[VirtualAddress], default_dev: str
+              ) -> list[VirtualAddress]:
+        """Take ``vips`` that are already on their interface as ``owner``'s own.
+
+        For a restarted worker whose predecessor left its VIPs up: ``add`` leaves
+        an existing address unowned (it may be an administrator's), so the
+        successor says explicitly which ones are its to remove later.  Only
+        addresses present in the kernel are adopted; returns them.
+        """
+        present = self._present()
+        taken = []
+        for v in vips:
+            try:
+                key, msg = self._addr_msg(v, default_dev)
+            except (LookupError, ValueError):
+                continue
+            if key in self._addrs or (key[0], ipaddress.ip_address(key[1]), key[2]) not in present:
+                continue
+            self._addrs[key] = (owner, msg)
+            taken.append(v)
+        return taken
+
+    @staticmethod
+    def _present() -> set[tuple[int, Any, int]]:
+        # A one-off `ip -o addr` (adopt runs at start-up, not in a takeover; pyroute2's
+        # own IPRoute would need an asyncio loop of its own beside uvloop's).
+        import subprocess
+
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True,
+                             check=False).stdout
+        found = set()
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) < 4 or words[2] not in ("inet", "inet6") or "/" not in words[3]:
+                continue
+            addr, _, plen = words[3].partition("/")
+            found.add((int(words[0].rstrip(":")), ipaddress.ip_address(addr), int(plen)))
+        return found
+
     def close(self) -> None:
         if self._closed:
             return
         self.release_all()
         self._closed = True
         self._nl.close()
+
+
+# ------------------------------------------------------------------ Accept_Mode
+
+NFT_TABLE = "hafast_vrrp"  # hafast's own table: never touches an administrator's rules
+
+
+class NoAcceptFilter:
+    """Drop packets addressed to VIPs held by a master that is not in Accept_Mode.
+
+    RFC 5798 §6.4.3: a master that is not the address owner "MUST NOT accept
+    packets addressed to the IPvX address(es) associated with the virtual router"
+    unless Accept_Mode is True.  keepalived defaults to accept unless
+    ``vrrp_strict`` (or ``no_accept``) and then filters with a table of its own;
+    so does this, in ``inet hafast_vrrp``: one set per family and an input chain
+    that drops traffic to the set members.  IPv6 neighbour discovery for the VIP
+    still passes (RFC 5798 §6.4.3 wants the master to answer ND for it).
+
+    The table is made on first use, so a config that accepts never runs ``nft``;
+    each block/unblock is one ``nft -f -`` transaction.  Block before the VIP is
+    added and unblock after it is removed, so the VIP is never reachable by
+    accident.
+
+    Example (root, in a scratch namespace)::
+
+        f = NoAcceptFilter()
+        f.block("VI_1", vips)     # entering MASTER
+        f.unblock("VI_1", vips)   # leaving MASTER
+        f.close()                 # the table goes
+    """
+
+    def __init__(self, table: str = NFT_TABLE, nft: str = "nft") -> None:
+        self.table = table
+        self.nft = nft
+        self.ready = False
+        self.failed = False
+        self._holders: dict[tuple[int, str], set[str]] = {}  # (family, address) -> owners
+
+    def _run(self, script: str) -> bool:
+        import subprocess
+
+        try:
+            res = subprocess.run([self.nft, "-f", "-"], input=script, capture_output=True,
+                                 text=True, check=False, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("nft failed: %s; no_accept VIPs stay reachable", exc)
+            self.failed = True
+            return False
+        if res.returncode != 0:
+            log.warning("nft failed (%s): %s", res.returncode, res.stderr.strip())
+            return False
+        return True
+
+    def _setup(self) -> bool:
+        if self.ready:
+            return True
+        if self.failed:
+            return False
+        t = self.table
+        # Start from an empty table: a crashed predecessor's members are stale.
+        self.ready = self._run(
+            f"table inet {t}\ndelete table inet {t}\n"
+            f"table inet {t} {{\n"
+            "  set vips4 { type ipv4_addr; }\n"
+            "  set vips6 { type ipv6_addr; }\n"
+            "  chain input {\n"
+            "    type filter hook input priority filter; policy accept;\n"
+            "    ip daddr @vips4 drop\n"
+            "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"
+            "    ip6 daddr @vips6 drop\n"
+            "  }\n"
+            "}\n")
+        if not self.ready:
+            self.failed = True
+        return self.ready
+
+    def _elements(self, verb: str, keys: Sequence[tuple[int, str]]) -> None:
+        lines = [f"{verb} element inet {self.table} vips{fam} {{ {addr} }}"
+                 for fam, addr in keys]
+        if lines:
+            self._run("\n".join(lines) + "\n")
+
+    def block(self, owner: str, vips: Sequence[VirtualAddress]) -> None:
+        """``owner`` became master without Accept_Mode: drop traffic to ``vips``."""
+        if not vips or not self._setup():
+            return
+        new = []
+        for v in vips:
+            key = (v.family, str(ipaddress.ip_address(v.address)))
+            holders = self._holders.setdefault(key, set())
+            if not holders:
+                new.append(key)
+            holders.add(owner)
+        self._elements("add", new)
+
+    def unblock(self, owner: str, vips: Sequence[VirtualAddress]) -> None:
+        """``owner`` left master: its VIPs are no longer filtered (unless another holds them)."""
+        gone = []
+        for v in vips:
+            key = (v.family, str(ipaddress.ip_address(v.address)))
+            holders = self._holders.get(key)
+            if not holders or owner not in holders:
+                continue
+            holders.discard(owner)
+            if not holders:
+                del self._holders[key]
+                gone.append(key)
+        if self.ready:
+            self._elements("delete", gone)
+
+    @property
+    def blocked(self) -> list[str]:
+        """The addresses filtered now."""
+        return sorted(addr for _fam, addr in self._holders)
+
+    def close(self) -> None:
+        """Remove the table (stop path)."""
+        self._holders.clear()
+        if self.ready:
+            self._run(f"delete table inet {self.table}\n")
+            self.ready = False

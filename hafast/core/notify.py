@@ -5,13 +5,16 @@
   ``INSTANCE|GROUP  NAME  MASTER|BACKUP|FAULT|STOP  PRIORITY``.
 * Scripts are fire-and-forget (VRRP timing must never wait on them) but every
   child is reaped through a pidfd on the loop, so none is left a zombie.  They
-  run without a shell, in their own session.
+  run without a shell, in their own session, as the configured user
+  (``notify_master SCRIPT user [group]``, else global ``script_user``).
 * ``notify_fifo`` / ``vrrp_notify_fifo`` get one line per change in keepalived's
-  format ``INSTANCE "VI_1" MASTER 100``, written synchronously in the order the
-  changes happen (keepalived added the FIFOs because script order is not
-  guaranteed, issue #996).  A missing FIFO is created; it is opened read-write
-  so writing never blocks or fails for want of a reader, and a full FIFO drops
-  the line with a warning rather than stall the loop.
+  format ``INSTANCE "VI_1" MASTER 100`` (and the events ``MASTER_PRIORITY``,
+  ``BACKUP_PRIORITY``, ``MASTER_RX_LOWER_PRI`` in the same shape), written
+  synchronously in the order the changes happen (keepalived added the FIFOs
+  because script order is not guaranteed, issue #996).  A missing FIFO is
+  created; it is opened read-write so writing never blocks or fails for want of
+  a reader, and a full FIFO drops the line with a warning rather than stall
+  the loop.
 
 Example::
 
@@ -34,17 +37,73 @@ log = logging.getLogger("hafast.notify")
 Argv = tuple[str, ...]
 
 
+RunAs = tuple[str | None, str | None]  # (user, group); (None, None): the daemon's own
+
+
 @dataclass(frozen=True, slots=True)
 class NotifyScripts:
+    """The notify scripts of one instance or sync group, and who each runs as.
+
+    ``users`` maps a slot name (``master``, ``backup``, ``fault``, ``stop``,
+    ``notify``, ``rx_lower_pri``) to (user, group): keepalived's
+    ``notify_master SCRIPT [user [:][group]]``, else global ``script_user``.
+    """
+
     master: Argv | None = None
     backup: Argv | None = None
     fault: Argv | None = None
     stop: Argv | None = None
     notify: Argv | None = None
+    rx_lower_pri: Argv | None = None
+    users: tuple[tuple[str, RunAs], ...] = ()
 
     def for_state(self, state: str) -> Argv | None:
-        return {"MASTER": self.master, "BACKUP": self.backup, "FAULT": self.fault,
-                "STOP": self.stop}.get(state)
+        slot = _STATE_SLOTS.get(state)
+        return getattr(self, slot) if slot else None
+
+    def run_as(self, slot: str) -> RunAs:
+        """(user, group) the ``slot`` script runs as.
+
+        >>> NotifyScripts(users=(("master", ("nobody", None)),)).run_as("master")
+        ('nobody', None)
+        """
+        for name, who in self.users:
+            if name == slot:
+                return who
+        return (None, None)
+
+
+# Notify word -> NotifyScripts slot (keepalived's get_iscript / get_gscript).
+_STATE_SLOTS = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOP": "stop"}
+# Config attribute (VrrpInstance and SyncGroup share the names) -> slot.
+_CONFIG_SLOTS = (("notify_master", "master"), ("notify_backup", "backup"),
+                 ("notify_fault", "fault"), ("notify_stop", "stop"), ("notify", "notify"),
+                 ("notify_master_rx_lower_pri", "rx_lower_pri"))
+
+
+def notify_scripts(block: object, script_user: Sequence[str] | None = None) -> NotifyScripts:
+    """The :class:`NotifyScripts` of a ``vrrp_instance`` or ``vrrp_sync_group`` model.
+
+    A script's own ``user [group]`` wins; otherwise global ``script_user``
+    (``fallback``) applies, as keepalived does.  Attributes the model lacks
+    count as unset.
+
+    >>> from types import SimpleNamespace as NS
+    >>> s = notify_scripts(NS(notify_master=("/bin/m",)), ("nobody",))
+    >>> s.master, s.run_as("master")
+    (('/bin/m',), ('nobody', None))
+    """
+    argvs: dict[str, Argv | None] = {}
+    users: list[tuple[str, RunAs]] = []
+    for attr, slot in _CONFIG_SLOTS:
+        script = getattr(block, attr, None)
+        argv = as_argv(script)
+        argvs[slot] = argv
+        if argv:
+            who = run_as(script, script_user)
+            if who != (None, None):
+                users.append((slot, who))
+    return NotifyScripts(**argvs, users=tuple(users))
 
 
 def as_argv(script: object) -> Argv | None:
@@ -168,11 +227,7 @@ class Notifier:
             log.warning("cannot open notify fifo %s: %s", path, exc)
             return None
 
-    def state_change(
-        self, kind: str, name: str, state: str, priority: int, scripts: NotifyScripts
-    ) -> None:
-        """Report ``name`` entering ``state`` (MASTER, BACKUP, FAULT or STOP)."""
-        line = fifo_line(kind, name, state, priority)
+    def _write(self, line: bytes) -> None:
         self.lines.append(line)
         for fd in self._fds:
             try:
@@ -181,11 +236,40 @@ class Notifier:
                 log.warning("notify fifo full; dropped: %s", line.decode().rstrip())
             except OSError as exc:
                 log.warning("notify fifo write failed: %s", exc)
+
+    def _spawn(self, argv: Sequence[str], who: RunAs) -> None:
+        spawn_reaped(self._loop, argv, user=who[0], group=who[1])
+
+    def state_change(
+        self, kind: str, name: str, state: str, priority: int, scripts: NotifyScripts
+    ) -> None:
+        """Report ``name`` entering ``state`` (MASTER, BACKUP, FAULT or STOP)."""
+        self._write(fifo_line(kind, name, state, priority))
+        slot = _STATE_SLOTS.get(state)
         specific = scripts.for_state(state)
-        if specific:
-            spawn_reaped(self._loop, specific)
+        if specific and slot:
+            self._spawn(specific, scripts.run_as(slot))
         if scripts.notify:
-            spawn_reaped(self._loop, (*scripts.notify, kind, name, state, str(priority)))
+            self._spawn((*scripts.notify, kind, name, state, str(priority)),
+                        scripts.run_as("notify"))
+
+    def priority_change(self, name: str, master: bool, priority: int) -> None:
+        """keepalived ``notify_priority_changes``: a FIFO line, no script.
+
+        >>> n = Notifier.__new__(Notifier); n._fds = []; n.lines = []
+        >>> n.priority_change("VI_1", False, 90); n.lines
+        [b'INSTANCE "VI_1" BACKUP_PRIORITY 90\\n']
+        """
+        event = "MASTER_PRIORITY" if master else "BACKUP_PRIORITY"
+        self._write(fifo_line("INSTANCE", name, event, priority))
+
+    def master_rx_lower_pri(self, name: str, priority: int, scripts: NotifyScripts) -> None:
+        """A master heard a lower priority advert: ``notify_master_rx_lower_pri`` (run
+        with no extra arguments, as keepalived does) and a FIFO line with our
+        effective priority."""
+        if scripts.rx_lower_pri:
+            self._spawn(scripts.rx_lower_pri, scripts.run_as("rx_lower_pri"))
+        self._write(fifo_line("INSTANCE", name, "MASTER_RX_LOWER_PRI", priority))
 
     def close(self) -> None:
         for fd in self._fds:

@@ -4,7 +4,8 @@
 announcers, trackers, sync groups, notify), starts them and runs until SIGTERM or
 SIGINT, then stops cleanly: every master sends a priority-0 advert and releases
 its VIPs, ``notify_stop`` runs, and anything hafast added to the kernel is
-removed.  SIGHUP is logged and ignored for now (no reload yet).
+removed.  SIGHUP re-reads the file and applies the difference
+(:meth:`VrrpWorker.reload`); a broken file is rejected and nothing changes.
 
 Command line (VRRP only)::
 
@@ -30,11 +31,15 @@ from typing import Any
 from hafast.config.model import Config
 from hafast.core.notify import Notifier, as_argv
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
-from hafast.net.vip import NetlinkVips, VipOps
+from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
+from hafast.vrrp import fsm
 from hafast.vrrp.from_config import InstancePlan, plan_instances
+from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import (
+    STATE_WORDS,
     Announcer,
     Instance,
+    InstanceSpec,
     NullAnnouncer,
     PacketAnnouncer,
     precise_timers,
@@ -60,6 +65,8 @@ class VrrpWorker:
         self._own_vips = vips is None
         self.vips: VipOps = NetlinkVips() if vips is None else vips
         self.linkwatch = LinkWatch(loop)
+        # RFC 5798 §6.4.3 no Accept_Mode: nft is only run once such an instance is master.
+        self.accept_filter = NoAcceptFilter()
         gd = config.global_defs
         fifos = [f[0] for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f]
         scripts = [as_argv(s) for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
@@ -71,15 +78,26 @@ class VrrpWorker:
         self.groups: list[SyncGroup] = []
         self._announcers: dict[str, Announcer] = {}
         self.stopped = False
+        self.reloads = 0
         for plan in plan_instances(config):
             inst = self._build(plan)
             if inst is not None:
                 self.instances.append(inst)
+        self._group()
+
+    def _group(self) -> None:
+        """(Re)build the sync groups over the running instances."""
+        old = set(map(id, self.groups))
+        for inst in self.instances:
+            inst.listeners[:] = [f for f in inst.listeners
+                                 if id(getattr(f, "__self__", None)) not in old]
+        self.groups = []
         by_name = {i.name: i for i in self.instances}
-        for g in config.sync_groups:
+        for g in self.config.sync_groups:
             members = [by_name[n] for n in g.group if n in by_name]
             if members:
-                self.groups.append(SyncGroup(g, members, self.notifier))
+                self.groups.append(SyncGroup(g, members, self.notifier,
+                                             self.config.global_defs.script_user))
 
     def _announcer(self, ifname: str) -> Announcer:
         ann = self._announcers.get(ifname)
@@ -109,6 +127,7 @@ class VrrpWorker:
         spec = replace(plan.spec, params=replace(plan.spec.params, src_addr=src))
         inst = Instance(spec, timers=self.timers, vips=self.vips,
                         announcer=self._announcer(ch.ifname), notifier=self.notifier)
+        inst.accept_filter = self.accept_filter
         try:
             inst.sender = self.transport.channel(ch, inst.on_advert)
         except (OSError, ValueError) as exc:
@@ -140,6 +159,7 @@ class VrrpWorker:
             self.vips.release_all()
         except Exception:
             log.exception("releasing VIPs failed")
+        self.accept_filter.close()
         if self._own_vips and isinstance(self.vips, NetlinkVips):
             self.vips.close()
         for ann in self._announcers.values():
@@ -150,6 +170,96 @@ class VrrpWorker:
         if close is not None:
             close()
 
+    # -- reload -------------------------------------------------------------------
+
+    def reload(self, config: Config) -> dict[str, int]:
+        """Apply ``config`` as a diff (:func:`hafast.config.diff.diff`), like keepalived's
+        SIGHUP: an unchanged instance is not touched (no transition, no notify); a
+        removed one stops (priority 0 if master, VIPs released, notify STOP); a new
+        one starts; a changed one is replaced by its successor in the same state (a
+        master stays master with its VIPs up, no notification unless the state
+        differs).  Returns the plan's counts.
+
+        Example::
+
+            worker.reload(load_file(path).config)   # {"keep": 2, "adopt": 0, ...}
+        """
+        from hafast.config.diff import diff
+
+        plan = diff(self.config, config).vrrp_instances
+        self.config = config
+        self.reloads += 1
+        by_name = {i.name: i for i in self.instances}
+        for o in plan.remove:
+            inst = by_name.pop(o.name, None)
+            if inst is not None:
+                self._take_out(inst, graceful=True)
+        was: dict[str, Instance] = {}
+        for o, _n in plan.adopt:
+            inst = by_name.pop(o.name, None)
+            if inst is not None:
+                was[o.name] = inst
+                self._take_out(inst, graceful=False)
+        self.tracking.add_scripts(config)
+        fresh = {n.name for n in plan.add} | set(was)
+        for p in plan_instances(config):
+            if p.spec.name not in fresh:
+                continue
+            old = was.get(p.spec.name)
+            if old is not None:
+                self._hand_over(old, p.spec)
+            built = self._build(p)
+            if built is None:
+                continue
+            self.instances.append(built)
+            self._start_as(built, old.state if old is not None else None)
+        self._group()
+        counts = plan.counts()
+        log.info("reload: VRRP instances kept %(keep)d, changed %(adopt)d, added %(add)d, "
+                 "removed %(remove)d", counts)
+        return counts
+
+    def _take_out(self, inst: Instance, *, graceful: bool) -> None:
+        if graceful:
+            inst.stop()
+        inst.retire()
+        close = getattr(inst.sender, "close", None)
+        if close is not None:
+            close()
+        inst.sender = None
+        self.instances.remove(inst)
+
+    def _hand_over(self, old: Instance, new: InstanceSpec) -> None:
+        """What the predecessor had up and its successor will not: take it down."""
+        if old.state is not State.MASTER:
+            return
+        keep = set(new.vips + new.excluded)
+        dropped = [v for v in old.spec.vips + old.spec.excluded if v not in keep]
+        routes = [r for r in old.spec.routes if r not in set(new.routes)]
+        if dropped or routes:
+            self.vips.remove(old.name, dropped, routes, old.spec.ifname)
+        if old.filtered:
+            # The successor filters again (before its VIPs) when it is master.
+            self.accept_filter.unblock(old.name, old.spec.vips + old.spec.excluded)
+
+    def _start_as(self, inst: Instance, was: State | None) -> None:
+        """Start ``inst``; a predecessor that was master hands over at once, and
+        notifications go out only when the state the world sees changed."""
+        notifier = inst.notifier
+        if was is not None:
+            inst.notifier = None
+        try:
+            inst.start()
+            st = inst.machine.state
+            if was is State.MASTER and st.state is State.BACKUP and st.master_down_at:
+                inst.feed(fsm.timer_fired(fsm.TimerKind.MASTER_DOWN, inst.timers.now_us(),
+                                          st.master_down_at))
+        finally:
+            inst.notifier = notifier
+        if was is not None and inst.state is not was and notifier is not None:
+            word = STATE_WORDS.get(inst.state, inst.state.value)
+            notifier.state_change("INSTANCE", inst.name, word, inst.priority, inst.spec.scripts)
+
     def stats(self) -> dict[str, Any]:
         return {"instances": [i.status() for i in self.instances],
                 "sockets": self.transport.counters(),
@@ -158,12 +268,36 @@ class VrrpWorker:
                              for name, a in self._announcers.items()}}
 
 
+def reload_from(worker: VrrpWorker, path: str) -> bool:
+    """SIGHUP: re-read ``path``; a config with errors is rejected (the running one
+    stays, every error logged with its file and line); otherwise the diff is
+    applied.  Returns whether it was applied."""
+    from hafast.config.loader import load_file
+
+    try:
+        result = load_file(path)
+    except (OSError, ValueError) as exc:
+        log.error("reload: cannot read %s: %s; keeping the running configuration", path, exc)
+        return False
+    errors = getattr(result, "errors", ())
+    if errors:
+        for msg in errors:
+            log.error("reload: %s", msg)
+        log.error("reload: %s has %d error(s); keeping the running configuration", path,
+                  len(errors))
+        return False
+    worker.reload(result.config)
+    return True
+
+
 def run_vrrp(config: Config, *, stats_file: str = DEFAULT_STATS_FILE,
-             ready: Callable[[VrrpWorker], None] | None = None) -> int:
+             ready: Callable[[VrrpWorker], None] | None = None,
+             config_path: str | None = None) -> int:
     """Run every VRRP instance of ``config`` until SIGTERM/SIGINT; returns the exit code.
 
     The entry point for ``hafast -P``: it installs uvloop, signal handlers and
-    blocks.  ``ready(worker)`` is called once everything has started.
+    blocks.  ``ready(worker)`` is called once everything has started.  SIGHUP
+    reloads ``config_path`` (see :func:`reload_from`).
     """
     try:
         import uvloop
@@ -189,7 +323,17 @@ def run_vrrp(config: Config, *, stats_file: str = DEFAULT_STATS_FILE,
 
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("reload is not supported yet"))
+    def on_reload() -> None:
+        if config_path is None:
+            log.warning("received SIGHUP; no configuration file to reload")
+            return
+        log.info("received SIGHUP; reloading %s", config_path)
+        try:
+            reload_from(worker, config_path)
+        except Exception:  # a reload bug must not take the running instances down
+            log.exception("reload failed; instances keep running")
+
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     loop.add_signal_handler(signal.SIGUSR2, on_stats)
     try:
         worker.start()
@@ -234,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with open(args.pid, "w") as f:
             f.write(f"{os.getpid()}\n")
-    return run_vrrp(result.config, stats_file=args.stats_file)
+    return run_vrrp(result.config, stats_file=args.stats_file, config_path=args.use_file)
 
 
 if __name__ == "__main__":

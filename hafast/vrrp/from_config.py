@@ -30,7 +30,7 @@ from hafast._core.vrrp_constants import (
     auth_data_from_pass,
 )
 from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
-from hafast.core.notify import NotifyScripts, as_argv
+from hafast.core.notify import notify_scripts
 from hafast.net.vip import parse_route
 from hafast.vrrp.instance import InstanceSpec
 from hafast.vrrp.params import VrrpParams
@@ -121,12 +121,13 @@ def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
         vips=inst.virtual_ipaddress,
         excluded=inst.virtual_ipaddress_excluded,
         routes=tuple(parse_route(r) for r in inst.virtual_routes),
-        scripts=NotifyScripts(master=as_argv(inst.notify_master),
-                              backup=as_argv(inst.notify_backup),
-                              fault=as_argv(inst.notify_fault), stop=as_argv(inst.notify_stop),
-                              notify=as_argv(inst.notify)),
+        # notify_master_rx_lower_pri is read with getattr inside: newer models carry it.
+        scripts=notify_scripts(inst, gd.script_user),
         check_adv_addr=not inst.skip_check_adv_addr,
-        notify_priority_changes=inst.notify_priority_changes,
+        # Global vrrp_notify_priority_changes is the default (keepalived); read with
+        # getattr while the model does not carry it.
+        notify_priority_changes=bool(inst.notify_priority_changes
+                                     or getattr(gd, "vrrp_notify_priority_changes", False)),
     )
 
 

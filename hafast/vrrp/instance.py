@@ -332,6 +332,14 @@ class AdvertSender(Protocol):
     def send(self, priority: int) -> bool: ...
 
 
+class AcceptFilter(Protocol):
+    """Drops traffic to a master's VIPs when it has no Accept_Mode (net.vip.NoAcceptFilter)."""
+
+    def block(self, owner: str, vips: Sequence[VirtualAddress]) -> None: ...
+
+    def unblock(self, owner: str, vips: Sequence[VirtualAddress]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
     """Everything about one ``vrrp_instance`` the shell needs (built by from_config)."""
@@ -387,6 +395,8 @@ class Instance:
         self._expected = frozenset(spec.packed_vips)
         self._rlog = RateLimitedLog(log)
         self._weights: dict[str, int] = {}
+        self.accept_filter: AcceptFilter | None = None  # set by the daemon
+        self.retired = False
 
     # -- queries ------------------------------------------------------------------
 
@@ -415,6 +425,15 @@ class Instance:
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()
+
+    def retire(self) -> None:
+        """Leave without a Shutdown (a reload replaces us): no priority 0, no notify,
+        VIPs left in place for the successor of the same name; later events are ignored."""
+        self.retired = True
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        self._queue.clear()
 
     def set_weight(self, source: str, weight: int) -> None:
         """Tracker ``source`` now contributes ``weight`` to the priority."""
@@ -466,6 +485,8 @@ class Instance:
 
     def feed(self, event: fsm.Event) -> None:
         """Step the FSM with ``event`` and carry out its actions (queued if busy)."""
+        if self.retired:
+            return
         self._queue.append(event)
         if self._busy:
             return
@@ -516,13 +537,24 @@ class Instance:
     def _send_gratuitous(self, a: fsm.SendGratuitous) -> None:
         self.announcer.announce(self.spec.vips + self.spec.excluded, a.repeat)
 
+    @property
+    def filtered(self) -> bool:
+        """Whether traffic to our VIPs is dropped while we are master (no Accept_Mode)."""
+        return self.accept_filter is not None and not self.spec.params.accept_effective
+
     def _add_vips(self, a: fsm.AddVips) -> None:
         s = self.spec
+        # RFC 5798 §6.4.3: without Accept_Mode the filter goes up before the VIPs,
+        # so there is no moment when they answer.
+        if self.filtered:
+            self.accept_filter.block(self.name, s.vips + s.excluded)  # type: ignore[union-attr]
         self.vips.add(self.name, s.vips + s.excluded, s.routes, s.ifname)
 
     def _remove_vips(self, a: fsm.RemoveVips) -> None:
         s = self.spec
         self.vips.remove(self.name, s.vips + s.excluded, s.routes, s.ifname)
+        if self.filtered:
+            self.accept_filter.unblock(self.name, s.vips + s.excluded)  # type: ignore[union-attr]
 
     def _start_timer(self, a: fsm.StartTimer) -> None:
         old = self._timers.pop(a.kind, None)
@@ -547,10 +579,18 @@ class Instance:
 
     def _notify_priority(self, a: fsm.NotifyPriority) -> None:
         log.info("%s: effective priority now %d", self.name, a.priority)
+        # keepalived send_instance_priority_notifies: FIFO only, MASTER_ or BACKUP_PRIORITY.
+        report = getattr(self.notifier, "priority_change", None)
+        if self.spec.notify_priority_changes and report is not None:
+            report(self.name, self.state is State.MASTER, a.priority)
 
     def _rx_lower(self, a: fsm.NotifyMasterRxLowerPri) -> None:
         self._rlog.warning("rx_lower", "%s: master received lower priority %d advert",
                            self.name, a.priority)
+        # keepalived send_event_notify: every such advert, with our effective priority.
+        report = getattr(self.notifier, "master_rx_lower_pri", None)
+        if report is not None:
+            report(self.name, self.priority, self.spec.scripts)
 
     def _warn(self, a: fsm.Warn) -> None:
         self._rlog.warning(a.reason, "%s: %s", self.name, a.reason)

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 
 from hafast.config.model import SyncGroup as SyncGroupSpec
-from hafast.core.notify import Notifier, NotifyScripts, as_argv
+from hafast.core.notify import Notifier, notify_scripts
 from hafast.vrrp import fsm
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import STATE_WORDS, Instance
@@ -34,15 +34,14 @@ log = logging.getLogger("hafast.vrrp.sync")
 
 class SyncGroup:
     def __init__(self, spec: SyncGroupSpec, members: Sequence[Instance],
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None,
+                 script_user: Sequence[str] | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.members = list(members)
         self.notifier = notifier
-        self.scripts = NotifyScripts(master=as_argv(spec.notify_master),
-                                     backup=as_argv(spec.notify_backup),
-                                     fault=as_argv(spec.notify_fault),
-                                     stop=as_argv(spec.notify_stop), notify=as_argv(spec.notify))
+        # keepalived has no notify_master_rx_lower_pri for groups; the model has none.
+        self.scripts = notify_scripts(spec, script_user)
         self.reason = f"sync:{spec.name}"
         self.state: State | None = None
         self._syncing = False

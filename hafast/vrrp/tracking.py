@@ -264,6 +264,15 @@ class Tracking:
 
         on_change(subscribe(on_change))
 
+    def add_scripts(self, config: Config) -> None:
+        """After a reload: start trackers for ``vrrp_script``s that are new by name
+        (the running ones keep their state and schedule)."""
+        for spec in config.vrrp_scripts:
+            if spec.name not in self.scripts:
+                tracker = self.scripts[spec.name] = ScriptTracker(self.loop, spec)
+                tracker.start()
+        self._file_specs.update({f.name: f for f in config.track_files})
+
     def start(self) -> None:
         for s in self.scripts.values():
             s.start()

@@ -63,6 +63,9 @@ class Keyword:
     append: bool
     child: str | None  # child context of a "b" row
     note: str = ""  # help text added to the shape (hafast extensions say so)
+    # "keyword VALUE" sets a field outright (a value or flag row that takes one word and
+    # does not repeat): the loader's short path for most lines of a large config
+    one_word: bool = False
 
     @property
     def supported(self) -> bool:
@@ -1192,6 +1195,10 @@ def _build() -> dict[str, dict[str, Keyword]]:
                 append=fieldspec.startswith("+"),
                 child=child,
                 note=EXTENSIONS.get((context, name), ""),
+                one_word=kind in ("v", "f")
+                and field is not None
+                and not fieldspec.startswith("+")
+                and lo <= 1 <= (hi if hi >= 0 else 1),
             )
         table[context] = rows
     for rows in table.values():

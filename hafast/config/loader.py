@@ -285,6 +285,14 @@ class _Loader:
             if kw is None:
                 self._unknown(ctx, kt)
                 continue
+            if kw.one_word and len(toks) == 2 and node.children is None:
+                # "weight 1" x 37,000: the word was converted before, without error
+                value = cache.get((kw, toks[1].text), _MISSING)
+                if value is not _MISSING:
+                    fname = kw.field
+                    fields[fname] = value  # type: ignore[index]
+                    pos[fname] = kt  # type: ignore[index]
+                    continue
             n = len(toks) - 1
             kind = kw.kind
             children = node.children

@@ -166,3 +166,21 @@ def test_http_checkers_with_urls_still_shared() -> None:
     r1, r2 = cfg.virtual_servers[0].real_servers
     assert r1.checkers[0] is r2.checkers[0]
     assert r1.checkers[0].urls == (m.Url("/", status_code=((200, 200),)),)  # type: ignore[attr-defined]
+
+
+def test_one_word_short_path_matches_the_general_path() -> None:
+    """A repeated "keyword VALUE" line is answered from the conversion cache; a wrong
+    value is never cached, so every occurrence is reported at its own place."""
+    rs = "  real_server 10.0.1.{n} 80 {{\n    weight {w}\n  }}\n"
+    head = "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  lvs_method NAT\n  lvs_sched rr\n"
+    cfg, diags = _load(head + "".join(rs.format(n=n, w=3) for n in (1, 2, 3)) + "}\n")
+    assert [r.weight for r in cfg.virtual_servers[0].real_servers] == [3, 3, 3]
+    _, diags = _load(head + "".join(rs.format(n=n, w="x") for n in (1, 2)) + "}\n")
+    assert [d.split(": ")[0] for d in diags if "is not an integer" in d] == [
+        "t.conf:6:12",
+        "t.conf:9:12",
+    ]
+    assert TABLE["real_server"]["weight"].one_word
+    assert not TABLE["virtual_server"]["sh-port"].one_word  # repeatable: the general path
+    assert not TABLE["virtual_server"]["real_server"].one_word  # a block
+    assert not TABLE["global_defs"]["no_email_faults"].one_word  # accepted, not modelled

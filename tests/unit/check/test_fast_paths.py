@@ -1,0 +1,204 @@
+"""The engine's fast paths keep the contract: the timer lanes (FIFO per fixed delay)
+fire in time order beside the heap, the steady-state shortcut in ``Runner.settled``
+says what ``settle`` says, and TCP_CHECK's one epoll per loop settles connects,
+refusals and cancels like the per-socket writer did."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from hafast.check import tcp
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target
+from hafast.check.runner import Check, Runner, TimerQueue
+from hafast.check.worker import new_loop
+from hafast.config import model as m
+from tests.unit.check.fakeloop import FakeLoop
+
+S = 1_000_000
+
+
+class Recorder:
+    """Stands in for a Check in the queue: records when its timer fired."""
+
+    def __init__(self, name: str, fired: list[tuple[float, str]], loop: FakeLoop) -> None:
+        self.name, self.fired, self.loop = name, fired, loop
+        self.token = 0
+
+    def on_timer(self) -> None:
+        self.fired.append((self.loop.now, self.name))
+
+
+def test_lanes_and_heap_fire_in_time_order_with_one_loop_timer() -> None:
+    loop = FakeLoop(start=0.0)
+    q = TimerQueue(loop)
+    fired: list[tuple[float, str]] = []
+    a, b, c, d = (Recorder(n, fired, loop) for n in "abcd")
+    q.after(0.5, a)  # type: ignore[arg-type]
+    q.after(0.2, b)  # type: ignore[arg-type]
+    q.at(0.3, c)  # type: ignore[arg-type]
+    q.after(0.5, d)  # type: ignore[arg-type]
+    assert loop.pending() == 1
+    loop.advance(1.0)
+    assert [n for _, n in fired] == ["b", "c", "a", "d"]
+    assert [t for t, _ in fired] == [0.2, 0.3, 0.5, 0.5]
+    assert q.handle is None and len(q) == 0
+
+
+def test_a_replaced_lane_entry_does_not_fire_nor_wake_the_loop() -> None:
+    loop = FakeLoop(start=0.0)
+    q = TimerQueue(loop)
+    fired: list[tuple[float, str]] = []
+    a = Recorder("a", fired, loop)
+    q.after(0.1, a)  # type: ignore[arg-type]
+    q.after(1.0, a)  # type: ignore[arg-type]  # replaces the first
+    loop.advance(0.5)
+    assert fired == []
+    assert q.armed_at == 1.0  # the stale 0.1 entry was dropped, not armed for
+    loop.advance(1.0)
+    assert fired == [(1.0, "a")]
+
+
+def test_clear_empties_lanes_and_heap() -> None:
+    loop = FakeLoop(start=0.0)
+    q = TimerQueue(loop)
+    fired: list[tuple[float, str]] = []
+    a, b = Recorder("a", fired, loop), Recorder("b", fired, loop)
+    q.after(0.1, a)  # type: ignore[arg-type]
+    q.at(0.2, b)  # type: ignore[arg-type]
+    q.clear()
+    loop.advance(1.0)
+    assert fired == [] and len(q) == 0 and a.token == 0 and b.token == 0
+
+
+def test_steady_success_keeps_delay_loop_pacing_from_completion() -> None:
+    # keepalived's tcp_epilog: the next start is delay_loop after the RESULT.
+    loop = FakeLoop(start=0.0)
+    runner = Runner(loop)
+    spec = m.TcpCheck(connect_timeout_us=S, retry=1, delay_before_retry_us=S,
+                      delay_loop_us=S, warmup_us=0)
+    starts: list[float] = []
+
+    class Slow(ProbeKind):
+        keyword = "SLOW"
+
+        def start(self, done: Done) -> Attempt:
+            starts.append(loop.now)
+            loop.call_later(0.25, done, ProbeResult(True))
+            return NO_ATTEMPT
+
+    check: Check = runner.add(Slow(spec, Target("10.0.0.1", 80), loop), [])
+    runner.start()
+    loop.advance(4.0)
+    assert starts == [0.0, 1.25, 2.5, 3.75]
+    assert runner.counters["ok"] == 4 and check.state.up and check.state.has_run
+    runner.stop()
+
+
+# --------------------------------------------------------------------------- TCP_CHECK
+
+
+def _run(loop: Any, kind: tcp.TcpKind) -> ProbeResult:
+    fut = loop.create_future()
+    kind.start(lambda r: fut.done() or fut.set_result(r))
+    result: ProbeResult = loop.run_until_complete(fut)
+    return result
+
+
+@contextlib.contextmanager
+def listener() -> Iterator[int]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def test_tcp_kinds_share_one_connector_per_loop_and_release_it() -> None:
+    loop = new_loop()
+    try:
+        with listener() as port:
+            kinds = [tcp.TcpKind(m.TcpCheck(), Target("127.0.0.1", port), loop)
+                     for _ in range(3)]
+            assert all(_run(loop, k).ok for k in kinds)
+            assert len({id(k.connector) for k in kinds}) == 1
+            conn = kinds[0].connector
+            assert conn is not None and conn.users == 3 and not conn.waiting
+            for k in kinds:
+                k.close()
+            assert conn.epoll.closed and id(loop) not in tcp._connectors
+    finally:
+        loop.close()
+
+
+def test_tcp_refused_and_cancel_through_the_connector() -> None:
+    loop = new_loop()
+    try:
+        with listener() as port:
+            pass  # closed again: the port now refuses
+        kind = tcp.TcpKind(m.TcpCheck(), Target("127.0.0.1", port), loop)
+        assert _run(loop, kind).reason == "refused"
+        with listener() as port:
+            kind2 = tcp.TcpKind(m.TcpCheck(), Target("127.0.0.1", port), loop)
+            got: list[ProbeResult] = []
+            attempt = kind2.start(got.append)
+            attempt.cancel()
+            attempt.cancel()  # twice is harmless
+            loop.run_until_complete(loop.create_task(_tick()))
+            assert got == []
+            assert kind2.connector is not None and not kind2.connector.waiting
+        kind.close()
+        kind2.close()
+    finally:
+        loop.close()
+
+
+async def _tick() -> None:
+    import asyncio
+
+    for _ in range(3):
+        await asyncio.sleep(0.01)
+
+
+def test_a_batch_skips_an_event_for_a_descriptor_reused_within_it() -> None:
+    loop = FakeLoop()
+    conn = tcp.Connector(loop)
+    try:
+        seen: list[str] = []
+
+        class Fake:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            def writable(self) -> None:
+                seen.append(self.name)
+
+            def cancel(self) -> None:
+                return None
+
+        a, b = socket.socketpair()
+        try:
+            # One ready event for a.fileno(); while the batch runs, a callback
+            # registers a new attempt on that very number (as after close + socket()).
+            fd = a.fileno()
+
+            class Reuse(Fake):
+                def writable(self) -> None:
+                    super().writable()
+                    conn.epoll.unregister(fd)
+                    conn.watch(fd, Fake("new"))  # type: ignore[arg-type]
+
+            conn.watch(b.fileno(), Reuse("old-b"))  # type: ignore[arg-type]
+            conn.watch(fd, Fake("old-a"))  # type: ignore[arg-type]
+            conn.ready()
+            assert seen[0] in ("old-b", "old-a")
+            assert "new" not in seen
+        finally:
+            a.close()
+            b.close()
+    finally:
+        conn.close()

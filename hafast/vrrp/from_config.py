@@ -23,6 +23,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from hafast._core.vrrp_constants import (
+    AUTH_AH,
     AUTH_NONE,
     AUTH_PASS,
     CHECKSUM_MESSAGE,
@@ -37,8 +38,9 @@ from hafast.vrrp.params import VrrpParams
 from hafast.vrrp.timers import US_PER_CENTISECOND, US_PER_SECOND
 from hafast.vrrp.transport import ChannelConfig
 
-# keepalived auth_type words -> RFC 2338 Auth Type (AH is not spoken by this shell).
-AUTH_TYPES = {"PASS": AUTH_PASS}
+# keepalived auth_type words -> RFC 2338 Auth Type.  AH: keepalived's IPsec AH
+# (HMAC-MD5-96 keyed with auth_pass, zero padded to 8 bytes), VRRPv2 over IPv4 only.
+AUTH_TYPES = {"PASS": AUTH_PASS, "AH": AUTH_AH}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,9 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
     auth_type, auth_data = AUTH_NONE, b""
     if inst.authentication is not None and inst.version == 2:
         auth_type = AUTH_TYPES.get(inst.authentication.auth_type.upper(), AUTH_NONE)
-        if auth_type == AUTH_PASS:
+        if auth_type == AUTH_AH and fam != 4:
+            auth_type = AUTH_NONE  # keepalived speaks AH over IPv4 only
+        if auth_type in (AUTH_PASS, AUTH_AH):
             auth_data = auth_data_from_pass(inst.authentication.auth_pass)
     # v3_checksum_as_v2 is parsed by the loader; newer models may carry it.
     as_v2 = bool(getattr(gd, "v3_checksum_as_v2", False) or getattr(inst, "v3_checksum_as_v2",

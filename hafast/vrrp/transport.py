@@ -34,11 +34,13 @@ from dataclasses import dataclass
 
 from hafast._core.vrrp_codec import Advert, decode_ipv4, decode_payload, encode, encode_ipv4
 from hafast._core.vrrp_constants import (
+    AUTH_AH,
     AUTH_PASS,
     CHECKSUM_ANY,
     CHECKSUM_PSEUDO,
     FAMILY_IPV4,
     FAMILY_IPV6,
+    IPPROTO_AH,
     IPPROTO_VRRP,
     VRRP_TOS,
     VRRP_TTL,
@@ -95,8 +97,8 @@ class ChannelConfig:
     src: bytes = b""  # our source: primary IPv4 / IPv6 link-local (or configured)
     group: bytes = b""  # multicast destination (224.0.0.18 / ff02::12 by default)
     peers: tuple[bytes, ...] = ()  # unicast_peer: send to each instead of the group
-    auth_type: int = 0  # v2: 0 none, 1 PASS
-    auth_data: bytes = b""  # v2 PASS: the 8 bytes
+    auth_type: int = 0  # v2: 0 none, 1 PASS, 2 AH
+    auth_data: bytes = b""  # v2 PASS: the 8 bytes; AH: the HMAC-MD5 key (same 8 bytes)
     v3_checksum: str = CHECKSUM_PSEUDO  # how we send; receive accepts both (detects)
 
     @property
@@ -178,7 +180,30 @@ class VrrpSocket:
             s.close()
             raise
         self.sock = s
-        loop.add_reader(s.fileno(), self._on_readable)
+        self.ah_sock: socket.socket | None = None
+        loop.add_reader(s.fileno(), self._on_readable, s)
+
+    def enable_ah(self) -> None:
+        """Also receive IP protocol 51: keepalived's ``auth_type AH`` wraps VRRPv2 in an
+        AH header (RFC 2402/4302 transport mode), which a protocol-112 socket never
+        sees.  Sending needs nothing more: the IP_HDRINCL header names protocol 51."""
+        if self.ah_sock is not None or self.family != FAMILY_IPV4:
+            return
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_AH)
+        try:
+            s.setblocking(False)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            for group in self._groups:
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                             struct.pack("4s4si", group, b"\0" * 4, self.ifindex))
+        except OSError:
+            s.close()
+            raise
+        self.ah_sock = s
+        self.loop.add_reader(s.fileno(), self._on_readable, s)
 
     # -- membership and demux -----------------------------------------------------
 
@@ -189,6 +214,8 @@ class VrrpSocket:
         if self.family == FAMILY_IPV4:
             mreq = struct.pack("4s4si", group, b"\0" * 4, self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            if self.ah_sock is not None:
+                self.ah_sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         else:
             mreq6 = struct.pack("16sI", group, self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
@@ -210,10 +237,10 @@ class VrrpSocket:
 
     # -- receive ------------------------------------------------------------------
 
-    def _on_readable(self) -> None:
+    def _on_readable(self, sock: socket.socket) -> None:
         for _ in range(RX_BATCH):
             try:
-                data, anc, _flags, addr = self.sock.recvmsg(RX_BUFFER, _ANC_SIZE)
+                data, anc, _flags, addr = sock.recvmsg(RX_BUFFER, _ANC_SIZE)
                 if self.family == FAMILY_IPV4:
                     self._rx4(data, arrival_us(anc))
                 else:
@@ -240,8 +267,15 @@ class VrrpSocket:
         if len(pkt) < ihl + 2 or ihl < 20:
             self.counters.short_packets += 1
             return
+        vrrp_at = ihl
+        if pkt[9] == IPPROTO_AH:
+            # RFC 4302 §2.2: AH Payload Len is its length in 32-bit words minus 2.
+            vrrp_at += (pkt[ihl + 1] + 2) * 4
+            if len(pkt) < vrrp_at + 2:
+                self.counters.short_packets += 1
+                return
         src = pkt[12:16]
-        ch = self._channel_for(pkt[ihl + 1], src)
+        ch = self._channel_for(pkt[vrrp_at + 1], src)
         if ch is None:
             return
         if src == ch.cfg.src:
@@ -310,11 +344,14 @@ class VrrpSocket:
         return self._ip_id
 
     def close(self) -> None:
-        try:
-            self.loop.remove_reader(self.sock.fileno())
-        except (ValueError, RuntimeError):
-            pass
-        self.sock.close()
+        for s in (self.sock, self.ah_sock):
+            if s is None:
+                continue
+            try:
+                self.loop.remove_reader(s.fileno())
+            except (ValueError, RuntimeError):
+                pass
+            s.close()
 
 
 @dataclass
@@ -329,14 +366,15 @@ class Channel:
     rx_auth_type: int = -1
     rx_auth_data: bytes | None = None
     rx_adver_int: int = 0
+    ah_seq: int = 0  # keepalived's AH sequence number: +1 per advert (receivers drop replays)
 
     def __post_init__(self) -> None:
         c = self.cfg
         if c.version == 2:
-            # RFC 3768 §7.1: verify Auth Type, the password and Adver Int.
+            # RFC 3768 §7.1: verify Auth Type, the password (or AH's ICV) and Adver Int.
             self.rx_auth_type = c.auth_type
             self.rx_adver_int = c.adver_int
-            if c.auth_type == AUTH_PASS:
+            if c.auth_type in (AUTH_PASS, AUTH_AH):
                 self.rx_auth_data = c.auth_data
 
     def receive(self, advert: Advert, at_us: int | None = None) -> None:
@@ -346,10 +384,12 @@ class Channel:
     def encode(self, priority: int, dst: bytes) -> bytes:
         c = self.cfg
         if c.family == FAMILY_IPV4:
+            if c.auth_type == AUTH_AH:
+                self.ah_seq = (self.ah_seq + 1) & 0xFFFFFFFF
             return encode_ipv4(
                 c.version, c.vrid, priority, c.addresses, c.adver_int, src=c.src, dst=dst,
                 ip_id=self.sock.next_ip_id(), auth_type=c.auth_type, auth_data=c.auth_data,
-                v3_checksum=c.v3_checksum,
+                v3_checksum=c.v3_checksum, ah_seq=self.ah_seq, unicast=c.unicast,
             )
         return encode(c.version, c.vrid, priority, c.addresses, c.adver_int,
                       family=FAMILY_IPV6, src=c.src, dst=dst)
@@ -383,6 +423,8 @@ class Transport:
         sock = self.sockets.get(key)
         if sock is None:
             sock = self.sockets[key] = VrrpSocket(self.loop, cfg.ifname, cfg.family)
+        if cfg.auth_type == AUTH_AH:
+            sock.enable_ah()
         if not cfg.unicast:
             sock.join(cfg.group)
         ch = Channel(sock, cfg, on_advert)

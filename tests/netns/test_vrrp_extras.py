@@ -201,3 +201,24 @@ def test_sighup_reload_applies_the_diff(lab: VrrpLab) -> None:
     assert r1.proc.poll() is None
     assert all(lab.has_vip("r1", vip[n]) for n in "ACD")
     assert len(fifo_out.read_text().splitlines()) == len(lines)
+
+
+@pytest.mark.parametrize("pair", [("hafast", "keepalived"), ("keepalived", "hafast")],
+                         ids=["hafast-keepalived", "keepalived-hafast"])
+def test_ah_authentication_with_keepalived(lab: VrrpLab, pair: tuple[str, str]) -> None:
+    # keepalived's auth_type AH (VRRPv2 in an IPsec AH header, HMAC-MD5-96 keyed
+    # with auth_pass): each side must accept the other's adverts, or the backup
+    # would take the VIP too after Master_Down_Interval (~3.6 s).
+    k1, k2 = pair
+
+    def ah(kind: str, priority: int) -> str:
+        return conf(kind, priority=priority, auth_pass="s3cr3t").replace(
+            "auth_type PASS", "auth_type AH")
+
+    lab.start("r2", k2, ah(k2, 90))
+    r1 = lab.start("r1", k1, ah(k1, 100))
+    lab.wait_holder("r1", 12.0)
+    time.sleep(4.5)
+    assert lab.holders(VIP4) == ["r1"], "the backup did not accept the master's AH adverts"
+    lab.stop(r1)  # priority 0, AH-wrapped: r2 takes over at once (skew time)
+    lab.wait_holder("r2", 4.0)

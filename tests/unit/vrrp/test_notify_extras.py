@@ -165,3 +165,24 @@ def test_memory_vips_still_satisfies_the_shell() -> None:
     inst = Instance(spec, timers=clock, vips=MemoryVips(), announcer=NullAnnouncer(),
                     notifier=None)
     assert not inst.filtered
+
+
+def test_ah_channel_numbers_its_adverts_and_verifies_the_icv() -> None:
+    from hafast._core.vrrp_codec import decode_ipv4
+    from hafast._core.vrrp_constants import AUTH_AH, auth_data_from_pass
+    from hafast.vrrp.transport import Channel, ChannelConfig
+
+    key = auth_data_from_pass("s3cr3t")
+    cfg = ChannelConfig(ifname="eth0", family=4, vrid=51, version=2, adver_int=1,
+                        addresses=(bytes([10, 0, 0, 100]),), src=bytes([10, 0, 0, 1]),
+                        group=bytes([224, 0, 0, 18]), auth_type=AUTH_AH, auth_data=key)
+    sock = SimpleNamespace(next_ip_id=lambda: 7)
+    ch = Channel(sock, cfg, lambda adv, at: None)  # type: ignore[arg-type]
+    pkts = [ch.encode(100, cfg.group) for _ in range(2)]
+    assert pkts[0][9] == 51  # IP protocol AH
+    got = [decode_ipv4(p, version=2, auth_type=ch.rx_auth_type, auth_data=ch.rx_auth_data,
+                       adver_int=ch.rx_adver_int) for p in pkts]
+    assert [(a.ok, a.ah, a.ah_seq) for a in got] == [(True, True, 1), (True, True, 2)]
+    wrong = decode_ipv4(pkts[0], version=2, auth_type=AUTH_AH,
+                        auth_data=auth_data_from_pass("other"))
+    assert (wrong.ok, wrong.reason) == (False, "auth_failure")

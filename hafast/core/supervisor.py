@@ -370,7 +370,8 @@ class Supervisor:
         return not self.options.vrrp_only and bool(self.config.virtual_servers)
 
     def check_worker_count(self) -> int:
-        n = self.options.check_workers or os.cpu_count() or 1
+        n = self.options.check_workers or self.config.global_defs.check_workers \
+            or os.cpu_count() or 1
         servers = sum(len(vs.real_servers) for vs in self.config.virtual_servers)
         return max(1, min(n, servers))
 

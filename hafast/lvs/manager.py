@@ -114,10 +114,15 @@ class PoolManager:
         self.backend = backend
         self.keep = keep
         self.flush = config.global_defs.lvs_flush if flush is None else flush
+        gd = config.global_defs
+        configured = gd.lvs_timeouts
+        if timeouts is None and (configured.tcp or configured.tcpfin or configured.udp):
+            timeouts = Timeouts(configured.tcp, configured.tcpfin, configured.udp)
         self.timeouts = timeouts
         self.run_scripts = run_scripts
         self.policy = PoolPolicy(config, service_flags=service_flags,
-                                 rs_init_notifies=rs_init_notifies, vips_present=vips_present)
+                                 rs_init_notifies=rs_init_notifies or gd.rs_init_notifies,
+                                 vips_present=vips_present)
         self.applied = Pool()
         self.owned: set[ServiceKey] = set()
         self.actions: list[Action] = []  # everything the policy asked for, in order

@@ -244,10 +244,10 @@ def _initially_alive(rs: m.RealServer) -> bool:
 class PoolPolicy:
     """The desired pool of a configuration, kept up to date event by event.
 
-    ``service_flags`` maps a virtual server key to its scheduler flag words
-    (``sh-port``, ``mh-fallback``, ``flag-1`` ...; the configuration model does not
-    carry them yet).  ``rs_init_notifies`` (a global_defs option) reports every
-    real server's initial state.  ``vips_present``: the addresses now on the box,
+    ``service_flags`` maps a virtual server key to scheduler flag words that
+    override the configured ``VirtualServer.sched_flags`` (``flag-1`` ...).
+    ``rs_init_notifies`` (a global_defs option) reports every real server's initial
+    state.  ``vips_present``: the addresses now on the box,
     for ha_suspend (None: unknown, nothing starts suspended).
     """
 
@@ -294,7 +294,7 @@ class PoolPolicy:
                 continue
             built.add(vs.key)
             keys = service_keys(vs, groups)
-            flags = self.service_flags.get(vs.key, ())
+            flags = self.service_flags.get(vs.key) or vs.sched_flags
             services = [build_service(vs, k, flags) for k in keys]
             rss = {}
             for rs in vs.real_servers:

@@ -20,8 +20,11 @@ keepalived's rules, as ``check/ipwrapper.c`` applies them:
 - ``alpha``: real servers start dead until their checks pass (the engine's initial
   health says so; :meth:`PoolPolicy.start` takes it);
 - ``omega``: on shutdown the RS and quorum notifiers run for what goes away;
-- ``ha_suspend``: while the virtual address is absent, the virtual server's checks
-  are suspended: events for it are ignored and its pool stays as it was;
+- ``ha_suspend``: while none of the virtual server's addresses is on this box (a
+  BACKUP director), its checks count for nothing and its services are left out
+  of the kernel; the last result of each real server meanwhile is held and
+  applied, with its notifies, once the address arrives (keepalived re-enables the
+  checker then, and its first result is such a transition);
 - ``uthreshold`` / ``lthreshold`` go to IPVS unchanged.
 
 Beyond keepalived: a real server with the same address, port and checkers under
@@ -84,10 +87,16 @@ MAX_GROUP_ADDRESSES = 65536
 
 @dataclass(frozen=True, slots=True)
 class RunScript:
-    """Run a notify script (notify_up/down, quorum_up/down); ``why`` for the log."""
+    """Run a notify script (notify_up/down, quorum_up/down); ``why`` for the log.
+
+    ``user``/``group``: who it runs as (the script's own ``user [group]``, else
+    global ``script_user``; None: the daemon's own identity).
+    """
 
     argv: tuple[str, ...]
     why: str
+    user: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,11 @@ class VsState:
     label: str  # keepalived's FMT_VS text
     quorum_up: bool = True
     suspended: bool = False
+    # ha_suspend: the addresses whose presence un-suspends this virtual server
+    # (its own, or every address of its group); empty without ha_suspend.
+    suspend_addrs: frozenset[str] = frozenset()
+    # ha_suspend: the last event of each real server while suspended
+    held: dict[RsKey, ServerEvent] = field(default_factory=dict)
 
     def live_weight(self) -> int:
         return sum(r.weight for r in self.rss.values() if r.alive)
@@ -226,6 +240,47 @@ def build_service(vs: m.VirtualServer, key: ServiceKey,
     )
 
 
+def normal_address(address: str) -> str:
+    """One spelling per address, so an RTNL report matches the configuration.
+
+    >>> normal_address("2001:DB8:0::1")
+    '2001:db8::1'
+    """
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address
+
+
+def suspend_addresses(vs: m.VirtualServer, groups: Mapping[str, m.VirtualServerGroup]
+                      ) -> frozenset[str]:
+    """The addresses of an ha_suspend virtual server: any one of them on the box
+    lets it run (keepalived counts a group's addresses the same way)."""
+    if not vs.ha_suspend:
+        return frozenset()
+    if vs.group is not None:
+        group = groups.get(vs.group)
+        return frozenset(normal_address(a) for member in (group.members if group else ())
+                         if member.address is not None for a in _member_addresses(member))
+    return frozenset([normal_address(vs.address)]) if vs.address else frozenset()
+
+
+def script_identity(script: m.Script, script_user: tuple[str, ...] | None
+                    ) -> tuple[str | None, str | None]:
+    """Who a pool script runs as: its own ``user [group]``, else ``script_user``.
+
+    >>> script_identity(m.Script(("/bin/x",)), ("nobody", "nogroup"))
+    ('nobody', 'nogroup')
+    >>> script_identity(m.Script(("/bin/x",), "daemon"), ("nobody",))
+    ('daemon', None)
+    """
+    if script.user is not None:
+        return script.user, script.group
+    if script_user:
+        return script_user[0], script_user[1] if len(script_user) > 1 else None
+    return None, None
+
+
 def check_identity(rs: m.RealServer) -> tuple[object, ...] | None:
     """Real servers with the same identity share one check (and one health).
     None: no checker, nothing to share (such a server is simply always up)."""
@@ -247,8 +302,8 @@ class PoolPolicy:
     ``service_flags`` maps a virtual server key to scheduler flag words that
     override the configured ``VirtualServer.sched_flags`` (``flag-1`` ...).
     ``rs_init_notifies`` (a global_defs option) reports every real server's initial
-    state.  ``vips_present``: the addresses now on the box,
-    for ha_suspend (None: unknown, nothing starts suspended).
+    state.  ``vips_present``: the addresses now on the box, for ha_suspend (None:
+    unknown, nothing starts suspended); :meth:`set_vip` keeps them current.
     """
 
     def __init__(
@@ -267,18 +322,19 @@ class PoolPolicy:
         # check identity -> every (vs state, rs state) sharing that check
         self.shared: dict[tuple[object, ...], list[tuple[VsState, RsState]]] = {}
         self.ignored = 0  # events for unknown or suspended servers
-        self._build(config, vips_present)
+        self.present: set[str] | None = (None if vips_present is None
+                                         else {normal_address(a) for a in vips_present})
+        self._build(config)
 
     # -- construction -------------------------------------------------------------
 
-    def _build(self, config: m.Config, vips_present: Iterable[str] | None,
+    def _build(self, config: m.Config,
                reuse: Mapping[VsKey, VsState] | None = None,
                old_groups: Mapping[str, m.VirtualServerGroup] | None = None) -> set[VsKey]:
         """Build the states; a virtual server equal to its predecessor in ``reuse``
         (same settings, same real servers, same group) keeps its state object, so
         a reload costs only what changed.  Returns the keys built anew."""
         groups = {g.name: g for g in config.virtual_server_groups}
-        present = None if vips_present is None else set(vips_present)
         self.vss = {}
         self.shared = {}
         built: set[VsKey] = set()
@@ -300,9 +356,9 @@ class PoolPolicy:
             for rs in vs.real_servers:
                 port = rs.port if rs.port is not None else (vs.port or 0)
                 rss[rs.key] = RsState(rs, port, _initially_alive(rs), rs.weight)
-            st = VsState(vs, services, rss, vs_label(vs))
-            st.suspended = bool(vs.ha_suspend and present is not None
-                                and vs.address not in present)
+            st = VsState(vs, services, rss, vs_label(vs),
+                         suspend_addrs=suspend_addresses(vs, groups))
+            st.suspended = self._absent(st)
             self.vss[vs.key] = st
             for rst in rss.values():
                 ident = check_identity(rst.rs)
@@ -327,6 +383,12 @@ class PoolPolicy:
             out.changed |= self._sync(st)
         return out
 
+    def _absent(self, st: VsState) -> bool:
+        """ha_suspend: none of the virtual server's addresses is known to be here."""
+        if not st.vs.ha_suspend or self.present is None:
+            return False
+        return not (st.suspend_addrs & self.present)
+
     def _init_quorum(self, st: VsState, out: Outcome) -> None:
         # keepalived set_quorum_states() then update_quorum_state(init): up needs
         # quorum + hysteresis; starting down is reported only with a sorry server.
@@ -349,7 +411,9 @@ class PoolPolicy:
         targets = self.shared.get(ident, [(st, rst)]) if ident is not None else [(st, rst)]
         for tst, trst in targets:
             if tst.suspended:
+                # Counted for nothing now; the latest one is applied on resume.
                 self.ignored += 1
+                tst.held[trst.rs.key] = event
                 continue
             self._apply(tst, trst, event, out)
         return out
@@ -370,11 +434,46 @@ class PoolPolicy:
         out.changed |= self._sync(st)
 
     def set_vip(self, address: str, present: bool) -> Outcome:
-        """ha_suspend: the virtual address came (checks resume) or went (suspended)."""
+        """ha_suspend: ``address`` arrived on the box or left it.
+
+        A virtual server whose last address left is suspended: its services leave
+        the pool (``changed``), silently.  One whose first address arrived
+        resumes: the results held meanwhile are applied (with their notifies) and
+        its services come back.
+
+        >>> from hafast.config.loader import load_text
+        >>> cfg = load_text("virtual_server 10.0.0.1 80 { ha_suspend\\n protocol TCP\\n"
+        ...                 " real_server 10.1.0.1 80 { } }").config
+        >>> p = PoolPolicy(cfg, vips_present=[]); _ = p.start(); p.pool.counts()
+        (0, 0)
+        >>> sorted(map(str, p.set_vip("10.0.0.1", True).changed)), p.pool.counts()
+        (['[10.0.0.1]:tcp:80'], (1, 1))
+        """
+        address = normal_address(address)
+        if self.present is None:
+            self.present = set()
+        if present:
+            self.present.add(address)
+        else:
+            self.present.discard(address)
+        out = Outcome()
         for st in self.vss.values():
-            if st.vs.ha_suspend and st.vs.address == address:
-                st.suspended = not present
-        return Outcome()
+            if address in st.suspend_addrs:
+                self._resuspend(st, out)
+        return out
+
+    def _resuspend(self, st: VsState, out: Outcome) -> None:
+        suspended = self._absent(st)
+        if suspended == st.suspended:
+            return
+        st.suspended = suspended
+        if not suspended:
+            held, st.held = st.held, {}
+            for rk, event in held.items():
+                rst = st.rss.get(rk)
+                if rst is not None:
+                    self._apply(st, rst, event, out)
+        out.changed |= self._sync(st)
 
     def stop(self) -> Outcome:
         """Shutting down: with omega, the RS DOWN and quorum DOWN notifiers run."""
@@ -399,8 +498,9 @@ class PoolPolicy:
         old = self.vss
         old_groups = {g.name: g for g in self.config.virtual_server_groups}
         self.config = config
-        built = self._build(config, vips_present, reuse=old if vips_present is None else None,
-                            old_groups=old_groups)
+        if vips_present is not None:
+            self.present = {normal_address(a) for a in vips_present}
+        built = self._build(config, reuse=old, old_groups=old_groups)
         out = Outcome()
         # Services of virtual servers that went away or were rebuilt leave the pool.
         for key, gone in old.items():
@@ -416,7 +516,7 @@ class PoolPolicy:
             if prev is None:
                 self._init_quorum(st, out)
             else:
-                st.suspended = prev.suspended if vips_present is None else st.suspended
+                st.held = {rk: e for rk, e in prev.held.items() if rk in st.rss}
                 for rk, rst in st.rss.items():
                     p = prev.rss.get(rk)
                     if p is None:
@@ -428,6 +528,10 @@ class PoolPolicy:
                 self._update_quorum(st, out)
             self._sync(st)
             out.changed |= {s.key for s in st.services}
+        if vips_present is not None:
+            for key, st in self.vss.items():
+                if key not in built:
+                    self._resuspend(st, out)
         return out
 
     # -- rules --------------------------------------------------------------------
@@ -467,8 +571,16 @@ class PoolPolicy:
         return dests
 
     def _sync(self, st: VsState) -> set[ServiceKey]:
-        dests = self.dests_of(st)
         changed = set()
+        if st.suspended:
+            # ha_suspend: nothing of this virtual server belongs in the kernel.
+            for svc in st.services:
+                if svc.key in self.pool.services:
+                    self.pool.services.pop(svc.key, None)
+                    self.pool.dests.pop(svc.key, None)
+                    changed.add(svc.key)
+            return changed
+        dests = self.dests_of(st)
         for svc in st.services:
             if self.pool.services.get(svc.key) != svc or self.pool.dests.get(svc.key) != dests:
                 self.pool.services[svc.key] = svc
@@ -481,7 +593,8 @@ class PoolPolicy:
         state = "UP" if rst.alive else "DOWN"
         script = rs.notify_up if rst.alive else rs.notify_down
         if script:
-            out.actions.append(RunScript(script.argv, f"{rs.address}:{rst.dest_port} {state}"))
+            out.actions.append(RunScript(script.argv, f"{rs.address}:{rst.dest_port} {state}",
+                                         *script_identity(script, self._script_user)))
         out.actions.append(FifoLine(
             f"RS {rs_label(st.vs, rs, rst.dest_port)} {st.label} {state}"))
 
@@ -489,8 +602,13 @@ class PoolPolicy:
         state = "UP" if st.quorum_up else "DOWN"
         script = st.vs.quorum_up if st.quorum_up else st.vs.quorum_down
         if script:
-            out.actions.append(RunScript(script.argv, f"{st.label} quorum {state}"))
+            out.actions.append(RunScript(script.argv, f"{st.label} quorum {state}",
+                                         *script_identity(script, self._script_user)))
         out.actions.append(FifoLine(f"VS {st.label} {state}"))
+
+    @property
+    def _script_user(self) -> tuple[str, ...] | None:
+        return self.config.global_defs.script_user
 
     # -- views --------------------------------------------------------------------
 

@@ -253,19 +253,103 @@ def test_omega_runs_the_notifiers_on_shutdown() -> None:
     assert plain.stop().actions == []  # without omega, a shutdown is silent
 
 
-def test_ha_suspend_ignores_events_while_the_vip_is_absent() -> None:
+def test_ha_suspend_keeps_the_pool_out_while_the_vip_is_absent() -> None:
+    clock = Clock()
+    cfg = config('ha_suspend\n quorum_down "/bin/qdown"', rss='''
+  real_server 10.1.0.1 8080 { notify_down "/bin/d1"
+     TCP_CHECK { } }
+  real_server 10.1.0.2 8080 { TCP_CHECK { } }''')
+    p = PoolPolicy(cfg, vips_present=["10.9.9.9"])  # a BACKUP: the VIP is elsewhere
+    assert p.start().changed == set() and p.pool.counts() == (0, 0)
+    # results while suspended count for nothing now...
+    out = p.on_event(ev(cfg, clock, "10.1.0.1", DOWN))
+    assert out.changed == set() and out.actions == [] and p.ignored == 1
+    # ...and the latest is applied, with its notifies, once the VIP arrives
+    out = p.set_vip(VIP, True)
+    assert out.changed == {SVC} and weights(p) == {"10.1.0.2": 1}
+    assert scripts(out) == [("/bin/d1",)]
+    # BACKUP again: the whole service is withdrawn, silently
+    out = p.set_vip(VIP, False)
+    assert out.changed == {SVC} and SVC not in p.pool.services and out.actions == []
+    assert p.set_vip(VIP, False).changed == set()  # already out
+    p.on_event(ev(cfg, clock, "10.1.0.1", UP))
+    p.on_event(ev(cfg, clock, "10.1.0.2", DOWN))
+    p.on_event(ev(cfg, clock, "10.1.0.2", UP))
+    out = p.set_vip(VIP, True)
+    assert weights(p) == {"10.1.0.1": 1, "10.1.0.2": 1}
+    assert lines(out) == [f"RS [10.1.0.1]:tcp:8080 [{VIP}]:tcp:80 UP"]  # 10.1.0.2 never left
+
+
+def test_ha_suspend_unknown_addresses_suspend_nothing_and_spellings_match() -> None:
+    cfg = config("ha_suspend")
+    p = PoolPolicy(cfg)  # nobody said which addresses are here
+    p.start()
+    assert SVC in p.pool.services and not p.vss[vs_key(cfg)].suspended
+    cfg6 = load_text("virtual_server 2001:db8::1 80 {\n ha_suspend\n protocol TCP\n"
+                     " real_server 2001:db8::10 80 { }\n}\n").config
+    p6 = PoolPolicy(cfg6, vips_present=["2001:DB8:0:0::1"])
+    p6.start()
+    assert p6.pool.counts() == (1, 1)
+    p6.set_vip("2001:db8::1", False)
+    assert p6.pool.counts() == (0, 0)
+
+
+def test_ha_suspend_group_runs_while_any_member_address_is_here() -> None:
+    cfg = load_text("""
+virtual_server_group G {
+  10.0.0.1 80
+  10.0.0.2 80
+}
+virtual_server group G {
+  ha_suspend
+  protocol TCP
+  real_server 10.1.0.1 8080 { }
+}
+""").config
+    p = PoolPolicy(cfg, vips_present=[])
+    p.start()
+    assert p.pool.counts() == (0, 0)
+    p.set_vip("10.0.0.2", True)
+    assert p.pool.counts() == (2, 2)
+    p.set_vip("10.0.0.1", True)
+    p.set_vip("10.0.0.2", False)
+    assert p.pool.counts() == (2, 2)
+    assert p.set_vip("10.0.0.1", False).changed and p.pool.counts() == (0, 0)
+
+
+def test_ha_suspend_survives_a_reload() -> None:
     clock = Clock()
     cfg = config("ha_suspend")
     p = PoolPolicy(cfg, vips_present=[])
     p.start()
-    out = p.on_event(ev(cfg, clock, "10.1.0.1", DOWN))
-    assert out.changed == set() and "10.1.0.1" in weights(p) and p.ignored == 1
+    p.on_event(ev(cfg, clock, "10.1.0.3", DOWN))
+    new = config("ha_suspend\n lvs_sched rr")  # rebuilt, still suspended
+    out = p.reload(new)
+    assert p.pool.counts() == (0, 0) and SVC in out.changed
     p.set_vip(VIP, True)
-    p.on_event(ev(cfg, clock, "10.1.0.1", DOWN))
-    assert "10.1.0.1" not in weights(p)
-    p.set_vip(VIP, False)
-    p.on_event(ev(cfg, clock, "10.1.0.1", UP))
-    assert "10.1.0.1" not in weights(p)
+    assert weights(p) == {"10.1.0.1": 1, "10.1.0.2": 2}  # the held DOWN was kept
+    # a reload that names the addresses present recomputes every suspension
+    out = p.reload(new, vips_present=[])
+    assert out.changed == {SVC} and p.pool.counts() == (0, 0)
+
+
+def test_pool_scripts_run_as_their_user_or_script_user() -> None:
+    clock = Clock()
+    cfg = config('quorum_down "/bin/qdown" nobody nogroup',
+                 rss='''
+  real_server 10.1.0.1 8080 { notify_down "/bin/d1"
+     TCP_CHECK { } }''', head="global_defs {\n script_user daemon\n}")
+    p = PoolPolicy(cfg)
+    p.start()
+    out = p.on_event(ev(cfg, clock, "10.1.0.1", DOWN))
+    who = [(a.argv, a.user, a.group) for a in out.actions if isinstance(a, RunScript)]
+    assert who == [(("/bin/d1",), "daemon", None), (("/bin/qdown",), "nobody", "nogroup")]
+    plain = PoolPolicy(config('quorum_down "/bin/qdown"'))
+    plain.start()
+    for rs in ("10.1.0.1", "10.1.0.2", "10.1.0.3"):
+        out = plain.on_event(ev(cfg, clock, rs, DOWN))
+    assert [(a.user, a.group) for a in out.actions if isinstance(a, RunScript)] == \
+        [(None, None)]
 
 
 def test_thresholds_persistence_and_scheduler_flags_reach_the_pool() -> None:

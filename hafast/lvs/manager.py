@@ -15,7 +15,13 @@ costs a diff of the one or few services it touched (never a dump of the table).
 - reload: the policy adopts the new configuration and only the difference is
   applied (an unchanged healthy server is never removed);
 - stop: with omega the notifiers run; what hafast owns is removed, unless
-  ``keep`` (keepalived's ``--dont-release-ipvs``).
+  ``keep`` (keepalived's ``--dont-release-ipvs``); the scripts still running are
+  waited for (at most ``child_wait`` seconds) so none is left unreaped when the
+  loop closes.
+
+Scripts (notify_up/down, quorum_up/down) run as their ``user [group]``, else
+global ``script_user``; a user without a group runs with that user's own group
+(as keepalived does), never with the daemon's.
 
 A failed kernel change is logged, the kernel is dumped again and the diff retried
 once; the next event retries whatever still differs.
@@ -34,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -109,6 +117,7 @@ class PoolManager:
         vips_present: Iterable[str] | None = None,
         run_scripts: bool = True,
         notify_fifo: str | None = None,
+        child_wait: float = 5.0,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -129,6 +138,10 @@ class PoolManager:
         self.changes_applied = 0
         self.errors = 0
         self.last_sync_seconds = 0.0
+        self.child_wait = child_wait
+        self.children: dict[int, subprocess.Popen[bytes]] = {}  # scripts not yet reaped
+        self._children_gone = asyncio.Event()
+        self._children_gone.set()
         self._fifo_path = notify_fifo
         self._notifier: LvsNotifier | None = None
         self._pending: set[ServiceKey] = set()
@@ -184,7 +197,24 @@ class PoolManager:
         if self._notifier is not None:
             self._notifier.close()
             self._notifier = None
+        await self.wait_children(self.child_wait)
         return n
+
+    async def wait_children(self, timeout: float) -> bool:
+        """Until every script started so far is reaped, or ``timeout`` seconds.
+
+        Omega's notifiers start at stop; reaped from the loop, they would be
+        left behind if the loop closed first.  Returns False on timeout.
+        """
+        if not self.children:
+            return True
+        try:
+            await asyncio.wait_for(self._children_gone.wait(), timeout)
+            return True
+        except TimeoutError:
+            log.warning("scripts still running after %.1fs, not waited for: pid %s",
+                        timeout, ", ".join(str(p) for p in sorted(self.children)))
+            return False
 
     async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> int:
         """Adopt ``config``; apply only the difference; return the changes made."""
@@ -274,7 +304,46 @@ class PoolManager:
                 if self._notifier is not None:
                     self._notifier.write_line(a.line)
             elif isinstance(a, RunScript) and self.run_scripts and self._loop is not None:
-                spawn_reaped(self._loop, a.argv)
+                self._spawn(a)
+
+    def _spawn(self, a: RunScript) -> None:
+        assert self._loop is not None
+        group = a.group
+        if a.user is not None and group is None:
+            group = primary_group(a.user)
+        pid = 0
+
+        def exited(code: int) -> None:
+            self.children.pop(pid, None)
+            if not self.children:
+                self._children_gone.set()
+            if code:
+                log.info("%s (%s) exited with %d", a.argv[0], a.why, code)
+
+        proc = spawn_reaped(self._loop, a.argv, exited, user=a.user, group=group)
+        if proc is not None:
+            pid = proc.pid
+            self.children[pid] = proc
+            self._children_gone.clear()
+
+
+def primary_group(user: str) -> str | None:
+    """The login group of ``user`` (keepalived's default group for a script user);
+    None when the user is unknown (spawning then fails and says so).
+
+    >>> primary_group("root")
+    'root'
+    """
+    import grp
+
+    try:
+        gid = pwd.getpwnam(user).pw_gid
+    except KeyError:
+        return None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 # --------------------------------------------------------------------------- worker

@@ -283,3 +283,80 @@ def test_make_backend_names() -> None:
         assert "ipvs, nft, memory" in str(exc)
     else:
         raise AssertionError("no error")
+
+
+def test_manager_ha_suspend_withdraws_and_restores_the_service() -> None:
+    text = BASE.replace("lvs_sched rr", "lvs_sched rr\n  ha_suspend")
+
+    async def body() -> list[tuple[str, ...]]:
+        config = cfg(text)
+        b = MemoryBackend()
+        b.pool.add(Service(SVC, "rr"), [Dest("10.1.0.1", 80, 1)])  # left by a past run
+        mgr = PoolManager(config, b, run_scripts=False, vips_present=["10.0.0.99"])
+        await mgr.start()
+        seen = [tuple(sorted(addrs(b)))]  # a BACKUP: nothing in the kernel
+        mgr.set_vip(VIP, True)
+        await mgr.wait_idle()
+        seen.append(tuple(sorted(addrs(b))))
+        mgr.set_vip(VIP, False)
+        await mgr.wait_idle()
+        seen.append(tuple(sorted(addrs(b))))
+        assert SVC not in b.pool.services
+        await mgr.stop()
+        return seen
+
+    assert run(body()) == [(), ("10.1.0.1", "10.1.0.2"), ()]
+
+
+def test_manager_runs_scripts_as_their_user(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import hafast.lvs.manager as manager
+
+    calls: list[tuple[tuple[str, ...], str | None, str | None]] = []
+
+    def fake(loop, argv, on_exit=None, *, env=None, user=None, group=None):  # type: ignore[no-untyped-def]
+        calls.append((tuple(argv), user, group))
+        loop.call_soon(on_exit, 0)
+        return None
+
+    monkeypatch.setattr(manager, "spawn_reaped", fake)
+    text = BASE.replace("quorum 2", 'quorum 2\n  quorum_down "/bin/qd" nobody')
+    text = text.replace("real_server 10.1.0.2 80 {", 'real_server 10.1.0.2 80 {\n'
+                        '    notify_down "/bin/nd"\n   ')
+
+    async def body() -> None:
+        config = cfg("global_defs {\n script_user daemon daemon\n}\n" + text)
+        mgr = PoolManager(config, MemoryBackend())
+        await mgr.start()
+        vs = config.virtual_servers[0].key
+        mgr.on_event(ServerEvent(vs, ("10.1.0.2", 80), DOWN, 1, "x", 1.0))
+        await mgr.stop()
+
+    run(body())
+    # a user without a group runs with that user's login group, not the daemon's
+    assert calls == [(("/bin/nd",), "daemon", "daemon"),
+                     (("/bin/qd",), "nobody", manager.primary_group("nobody"))]
+    assert manager.primary_group("no-such-user-here") is None
+
+
+def test_manager_stop_reaps_the_omega_scripts(tmp_path: Path) -> None:
+    """Scripts omega starts at stop are reaped before stop() returns (bounded)."""
+    marker = tmp_path / "pids"
+    text = BASE.replace("quorum 2", f'quorum 2\n  omega\n  quorum_down "/bin/sh -c '
+                        f"'echo $$ >> {marker}; sleep 0.3'\"")
+
+    async def body() -> tuple[dict[int, object], bool]:
+        mgr = PoolManager(cfg(text), MemoryBackend(), child_wait=10)
+        await mgr.start()
+        await mgr.stop()
+        slow = PoolManager(cfg(text), MemoryBackend(), child_wait=0.05)
+        await slow.start()
+        await slow.stop()  # gives up waiting, says so
+        left = dict(slow.children)
+        done = await slow.wait_children(10)
+        return left, done
+
+    left, done = run(body())
+    pids = [int(x) for x in marker.read_text().split()]
+    assert len(pids) == 2 and len(left) == 1 and done
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}")  # reaped: no zombie left

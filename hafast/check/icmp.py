@@ -36,12 +36,16 @@ _pools: dict[tuple[int, int], EchoPool] = {}
 
 
 class Waiter:
-    __slots__ = ("address", "done", "pool")
+    """One attempt waiting for an address's echo; the attempts waiting for the same
+    address are chained through ``next`` (no list per echo: almost always one)."""
+
+    __slots__ = ("address", "done", "next", "pool")
 
     def __init__(self, pool: EchoPool, address: str, done: Done) -> None:
         self.pool = pool
         self.address = address
         self.done: Done | None = done
+        self.next: Waiter | None = None
 
     def cancel(self) -> None:
         if self.done is not None:
@@ -57,7 +61,7 @@ class EchoPool:
         self.family = family
         self.engine = icmp_batch.IcmpBatch(family)
         self.queue: list[str] = []
-        self.waiters: dict[str, list[Waiter]] = {}
+        self.waiters: dict[str, Waiter] = {}  # address -> first of its chain
         self.inflight: set[str] = set()
         self.timeout_ns = 1_000_000_000
         self.flush_armed = False
@@ -92,13 +96,15 @@ class EchoPool:
 
     def submit(self, address: str, done: Done, timeout_ns: int) -> Waiter:
         waiter = Waiter(self, address, done)
-        waiting = self.waiters.get(address)
-        if waiting is None:
-            self.waiters[address] = [waiter]
+        first = self.waiters.get(address)
+        if first is None:
+            self.waiters[address] = waiter
             if address not in self.inflight:
                 self.queue.append(address)
         else:
-            waiting.append(waiter)
+            while first.next is not None:
+                first = first.next
+            first.next = waiter
         if timeout_ns > self.timeout_ns or not self.inflight:
             self.timeout_ns = timeout_ns
         if not self.flush_armed:
@@ -107,11 +113,18 @@ class EchoPool:
         return waiter
 
     def forget(self, waiter: Waiter) -> None:
-        waiting = self.waiters.get(waiter.address)
-        if waiting is not None and waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
+        first = self.waiters.get(waiter.address)
+        if first is waiter:
+            if waiter.next is None:
                 del self.waiters[waiter.address]
+            else:
+                self.waiters[waiter.address] = waiter.next
+            return
+        while first is not None and first.next is not None:
+            if first.next is waiter:
+                first.next = waiter.next
+                return
+            first = first.next
 
     def flush(self) -> None:
         """Send this tick's batch: every address queued and still wanted."""
@@ -135,16 +148,16 @@ class EchoPool:
             self.sweep_handle = self.loop.call_later(SWEEP_S, self.sweep)
 
     def readable(self) -> None:
+        inflight, resolve, reply = self.inflight, self.resolve, icmp_batch.REPLY
         for address, kind, value in self.engine.drain(time.monotonic_ns()):
-            self.inflight.discard(address)
-            if kind == icmp_batch.REPLY:
-                result = OK
+            inflight.discard(address)
+            if kind == reply:
+                resolve(address, OK)
             elif kind == icmp_batch.UNREACHABLE:
-                result = ProbeResult(False, "unreachable",
-                                     f"ICMP type {value >> 8} code {value & 0xFF}")
+                resolve(address, ProbeResult(False, "unreachable",
+                                             f"ICMP type {value >> 8} code {value & 0xFF}"))
             else:
-                result = failure(value, "send")
-            self.resolve(address, result)
+                resolve(address, failure(value, "send"))
 
     def sweep(self) -> None:
         self.sweep_handle = None
@@ -155,10 +168,12 @@ class EchoPool:
             self.sweep_handle = self.loop.call_later(SWEEP_S, self.sweep)
 
     def resolve(self, address: str, result: ProbeResult) -> None:
-        for waiter in self.waiters.pop(address, ()):
+        waiter = self.waiters.pop(address, None)
+        while waiter is not None:
             done, waiter.done = waiter.done, None
             if done is not None:
                 done(result)
+            waiter = waiter.next
 
 
 @register

@@ -202,3 +202,78 @@ def test_a_batch_skips_an_event_for_a_descriptor_reused_within_it() -> None:
             b.close()
     finally:
         conn.close()
+
+
+def test_the_loop_timer_wakes_on_the_grain_grid_late_never_early() -> None:
+    loop = FakeLoop(start=0.0)
+    q = TimerQueue(loop, grain=0.01)
+    fired: list[tuple[float, str]] = []
+    a, b, c = (Recorder(n, fired, loop) for n in "abc")
+    q.at(0.0123, a)  # type: ignore[arg-type]
+    q.at(0.0171, b)  # type: ignore[arg-type]  # the same grid cell: one wake-up
+    q.at(0.0305, c)  # type: ignore[arg-type]
+    assert q.armed_at == 0.02
+    loop.advance(1.0)
+    assert [(round(t, 9), n) for t, n in fired] == [(0.02, "a"), (0.02, "b"), (0.04, "c")]
+    q0 = TimerQueue(loop, grain=0)  # no grid: the entry's own time
+    q0.at(1.0123, a)  # type: ignore[arg-type]
+    assert q0.armed_at == 1.0123
+
+
+# --------------------------------------------------------------------------- PING_CHECK
+
+
+class FakeEcho:
+    """Stands in for IcmpBatch: records what is sent; replies when told."""
+
+    pending = 0
+
+    def __init__(self, family: int) -> None:
+        self.sent: list[str] = []
+        self.replies: list[tuple[str, int, int]] = []
+
+    def fileno(self) -> int:
+        return 999
+
+    def send(self, targets: list[str], now_ns: int, timeout_ns: int) -> int:
+        self.sent.extend(targets)
+        return len(targets)
+
+    def drain(self, now_ns: int) -> list[tuple[str, int, int]]:
+        out, self.replies = self.replies, []
+        return out
+
+    def expire(self, now_ns: int) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+def test_echo_waiters_chain_one_echo_per_address_and_cancel_one_of_them(
+        monkeypatch: Any) -> None:
+    from hafast.check import icmp
+
+    monkeypatch.setattr(icmp.icmp_batch, "IcmpBatch", FakeEcho)
+    loop = FakeLoop()
+    pool = icmp.EchoPool(loop, 2)
+    try:
+        got: dict[str, list[ProbeResult]] = {"a": [], "b": [], "c": [], "d": []}
+        wa = pool.submit("10.0.0.1", got["a"].append, 10**9)
+        wb = pool.submit("10.0.0.1", got["b"].append, 10**9)
+        wc = pool.submit("10.0.0.1", got["c"].append, 10**9)
+        pool.submit("10.0.0.2", got["d"].append, 10**9)
+        loop.advance(0)
+        engine: Any = pool.engine
+        assert engine.sent == ["10.0.0.1", "10.0.0.2"]  # one echo per address
+        wb.cancel()
+        wa.cancel()
+        engine.replies = [("10.0.0.1", icmp.icmp_batch.REPLY, 0),
+                          ("10.0.0.2", icmp.icmp_batch.UNREACHABLE, 0x0301)]
+        pool.readable()
+        assert got["a"] == [] and got["b"] == [] and got["c"] == [icmp.OK]
+        assert got["d"][0].reason == "unreachable" and "type 3 code 1" in got["d"][0].detail
+        assert not pool.waiters and not pool.inflight
+        wc.cancel()  # after its result: harmless
+    finally:
+        pool.close()

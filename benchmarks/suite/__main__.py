@@ -165,12 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=None,
                     help="comma-separated real-server counts for the checks section")
     ap.add_argument("--kinds", default=None, help="comma-separated checker kinds")
+    ap.add_argument("--jitter-servers", type=int, default=None,
+                    help="TCP_CHECK load of the jitter section (quick 4096, full 16384)")
     ap.add_argument("--yes", action="store_true", help="do not ask before a long run")
     ap.add_argument("--plan", action="store_true", help="print the plan and its estimate only")
     args = ap.parse_args(argv)
     mode = MODES[args.mode or "quick"]
     if args.sizes:
         mode.sizes = tuple(int(s) for s in args.sizes.split(","))
+    if args.jitter_servers:
+        mode.jitter_load = args.jitter_servers
     if args.kinds:
         mode.kinds = tuple(k.strip() for k in args.kinds.split(","))
         unknown = set(mode.kinds) - set(checks.CHECK_BLOCKS)

@@ -39,7 +39,16 @@ running configuration stays and each error is logged with its file:line.  Otherw
 the pool policy adopts it (unchanged real servers keep their health and kernel entry;
 new ones start as their alpha says), each check worker rebuilds its engine seeded
 with its current health, and the VRRP worker applies the instance diff (unchanged
-instances are not touched at all).
+instances are not touched at all).  A side the old file did not have starts (the
+first vrrp_instance starts the VRRP worker; the first virtual_server opens the pools
+and starts the check workers); a side the new file no longer has stops as it would
+on SIGTERM (priority 0 and VIPs released; pools removed, omega notifiers run).
+
+ha_suspend: the parent watches the addresses of its own network namespace (RTNL
+address events, as keepalived's checker process does) and tells the pools when a
+virtual server's address arrives or leaves; a virtual server whose address is not
+here keeps nothing in the kernel.  Without that socket, the VRRP worker's state
+reports stand in (MASTER: its VIPs are here).
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import pickle
@@ -59,7 +69,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +157,154 @@ def enter_namespace(name: str) -> None:
         os.close(fd)
 
 
+# --------------------------------------------------------------------------- addresses
+
+NETLINK_ROUTE = 0  # linux/netlink.h
+RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100  # linux/rtnetlink.h
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+IFA_ADDRESS, IFA_LOCAL = 1, 2  # linux/if_addr.h
+_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, ifindex
+_RTATTR = struct.Struct("=HH")  # length, type
+_ADDR_LEN = {socket.AF_INET: 4, socket.AF_INET6: 16}
+
+
+def parse_addr_messages(data: bytes) -> Iterator[tuple[int, str, int]]:
+    """``(message type, address, ifindex)`` of each RTNL address message in ``data``.
+
+    The address is IFA_LOCAL when present (on a point-to-point link IFA_ADDRESS is
+    the peer's), else IFA_ADDRESS.  NLMSG_DONE and NLMSG_ERROR come out as
+    ``(type, "", 0)`` so a dump knows where it ends.
+
+    >>> body = _IFADDRMSG.pack(socket.AF_INET, 24, 0, 0, 3) + _RTATTR.pack(8, IFA_LOCAL)
+    >>> msg = _NLMSGHDR.pack(16 + len(body) + 4, RTM_NEWADDR, 0, 0, 0) + body + bytes([10, 0, 0, 1])
+    >>> list(parse_addr_messages(msg))
+    [(20, '10.0.0.1', 3)]
+    """
+    off = 0
+    while off + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+        if length < _NLMSGHDR.size or off + length > len(data):
+            return
+        body = off + _NLMSGHDR.size
+        if kind in (NLMSG_DONE, NLMSG_ERROR):
+            yield kind, "", 0
+        elif kind in (RTM_NEWADDR, RTM_DELADDR) and length >= _NLMSGHDR.size + _IFADDRMSG.size:
+            family, _plen, _fl, _scope, index = _IFADDRMSG.unpack_from(data, body)
+            want = _ADDR_LEN.get(family)
+            attrs: dict[int, bytes] = {}
+            a = body + _IFADDRMSG.size
+            end = off + length
+            while a + _RTATTR.size <= end:
+                alen, atype = _RTATTR.unpack_from(data, a)
+                if alen < _RTATTR.size or a + alen > end:
+                    break
+                attrs[atype] = data[a + _RTATTR.size:a + alen]
+                a += (alen + 3) & ~3  # NLA_ALIGN
+            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+            if want is not None and raw is not None and len(raw) == want:
+                yield kind, socket.inet_ntop(family, raw), index
+        off += (length + 3) & ~3  # NLMSG_ALIGN
+
+
+def dump_addresses() -> set[tuple[str, int]]:
+    """Every ``(address, ifindex)`` in this network namespace (an RTM_GETADDR dump)."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       NETLINK_ROUTE) as s:
+        s.settimeout(5.0)
+        s.bind((0, 0))
+        body = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        s.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETADDR,
+                              NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        held: set[tuple[str, int]] = set()
+        while True:
+            data = s.recv(1 << 16)
+            if not data:
+                return held
+            for kind, address, index in parse_addr_messages(data):
+                if kind in (NLMSG_DONE, NLMSG_ERROR):
+                    return held
+                if kind == RTM_NEWADDR:
+                    held.add((address, index))
+
+
+class AddressWatch:
+    """The addresses of this network namespace, kept current from RTNL events;
+    ``on_change(address, present)`` when an address arrives on its first interface
+    or leaves its last one (keepalived counts the same address on several
+    interfaces likewise).
+
+    Subscribed before the first dump, so nothing falls between the two; a socket
+    that overflowed (ENOBUFS) is answered with a fresh dump.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 on_change: Callable[[str, bool], None]) -> None:
+        self.loop = loop
+        self.on_change = on_change
+        self.held: set[tuple[str, int]] = set()
+        self.resyncs = 0
+        self._sock: socket.socket | None = None
+
+    def open(self) -> None:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
+                          | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            self.held = dump_addresses()
+        except OSError:
+            s.close()
+            raise
+        self._sock = s
+        self.loop.add_reader(s.fileno(), self._readable)
+
+    def addresses(self) -> set[str]:
+        return {a for a, _i in self.held}
+
+    def _set(self, held: set[tuple[str, int]]) -> None:
+        before, after = self.addresses(), {a for a, _i in held}
+        self.held = held
+        for address in sorted(after - before):
+            self.on_change(address, True)
+        for address in sorted(before - after):
+            self.on_change(address, False)
+
+    def _readable(self) -> None:
+        held = set(self.held)
+        while self._sock is not None:
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    log.warning("address watch: %s", exc)
+                    return
+                # Events were lost: the kernel's table is the truth.
+                self.resyncs += 1
+                try:
+                    held = dump_addresses()
+                except OSError as exc2:
+                    log.warning("address watch: dump failed: %s", exc2)
+                continue
+            for kind, address, index in parse_addr_messages(data):
+                if kind == RTM_NEWADDR:
+                    held.add((address, index))
+                elif kind == RTM_DELADDR:
+                    held.discard((address, index))
+        self._set(held)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+
 # --------------------------------------------------------------------------- pools
 
 
@@ -174,11 +332,13 @@ class PoolKeeper:
     """The pools, in the parent: :class:`hafast.lvs.manager.PoolManager` fed with the
     check workers' events, plus the views the supervisor needs (seed, status)."""
 
-    def __init__(self, config: m.Config, backend: Any, *, keep: bool) -> None:
+    def __init__(self, config: m.Config, backend: Any, *, keep: bool,
+                 vips_present: Iterable[str] | None = None, child_wait: float = 5.0) -> None:
         from hafast.lvs.manager import PoolManager
 
         self.backend = CountingBackend(backend)
-        self.manager = PoolManager(config, self.backend, keep=keep)
+        self.manager = PoolManager(config, self.backend, keep=keep, vips_present=vips_present,
+                                   child_wait=child_wait)
 
     @property
     def policy(self) -> Any:
@@ -193,8 +353,12 @@ class PoolKeeper:
         for ev in events:
             self.manager.on_event(ev)
 
-    async def reload(self, config: m.Config) -> None:
-        await self.manager.reload(config)
+    async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
+        await self.manager.reload(config, vips_present)
+
+    def set_vip(self, address: str, present: bool) -> None:
+        """ha_suspend: ``address`` arrived on this box or left it."""
+        self.manager.set_vip(address, present)
 
     def seed(self) -> dict[tuple[Any, Any], tuple[bool, int]]:
         """Last known health of every real server, for a (re)started check worker."""
@@ -208,7 +372,8 @@ class PoolKeeper:
         vss = []
         for st in self.policy.vss.values():
             rss = []
-            dests = self.policy.dests_of(st)
+            # A suspended virtual server (ha_suspend) has nothing in the pool.
+            dests = {} if st.suspended else self.policy.dests_of(st)
             for r in st.rss.values():
                 d = dests.get((r.rs.address, r.dest_port))
                 rss.append({"address": r.rs.address, "port": r.dest_port, "alive": r.alive,
@@ -319,6 +484,7 @@ class WorkerHandle:
     restarts: int = 0
     quick_deaths: int = 0
     heartbeat_kills: int = 0
+    retiring: bool = False  # stopped by a reload that removed its side: no restart
     # Building an engine for tens of thousands of servers (start, reload) may hold
     # the worker's loop for seconds: no heartbeat verdict until then.
     grace_until: float = 0.0
@@ -350,6 +516,7 @@ class Supervisor:
         self.workers: list[WorkerHandle] = []
         self.vrrp_states: dict[str, tuple[str, int]] = {}
         self.pools: PoolKeeper | None = None
+        self.addr_watch: AddressWatch | None = None
         self.stopping = False
         self.stopped = asyncio.Event()
         self.reloads = 0
@@ -391,22 +558,7 @@ class Supervisor:
         for sig, fn in handlers.items():
             loop.add_signal_handler(sig, fn)
         if self.wants_checks():
-            kind = self.options.pool_backend
-            if kind == "auto":
-                kind = getattr(self.config.global_defs, "lvs_backend", None) or "auto"
-            self.pools = PoolKeeper(self.config, make_backend(kind),
-                                    keep=self.options.dont_release_ipvs)
-            try:
-                await self.pools.open()
-            except Exception as exc:
-                if kind != "auto":
-                    raise
-                # keepalived carries on without IPVS too; the checks still report.
-                log.error("pool backend %s failed to open (%s); pools kept in memory",
-                          self.pools.backend.name, exc)
-                self.pools = PoolKeeper(self.config, make_backend("memory"),
-                                        keep=self.options.dont_release_ipvs)
-                await self.pools.open()
+            await self._open_pools()
             for i in range(self.check_worker_count()):
                 self.workers.append(WorkerHandle(CHECK, i))
         if self.wants_vrrp():
@@ -427,6 +579,52 @@ class Supervisor:
         await self.stopped.wait()
         await self._shutdown()
         return 0
+
+    def _keeper(self, backend: Any) -> PoolKeeper:
+        watch = self.addr_watch
+        return PoolKeeper(self.config, backend, keep=self.options.dont_release_ipvs,
+                          vips_present=watch.addresses() if watch is not None else None,
+                          child_wait=self.options.child_wait)
+
+    async def _open_pools(self) -> None:
+        """The pool backend and policy (at start, or when a reload brings the first
+        virtual server)."""
+        self._watch_addresses()
+        kind = self.options.pool_backend
+        if kind == "auto":
+            kind = getattr(self.config.global_defs, "lvs_backend", None) or "auto"
+        self.pools = self._keeper(make_backend(kind))
+        try:
+            await self.pools.open()
+        except Exception as exc:
+            if kind != "auto":
+                self.pools = None
+                raise
+            # keepalived carries on without IPVS too; the checks still report.
+            log.error("pool backend %s failed to open (%s); pools kept in memory",
+                      self.pools.backend.name, exc)
+            self.pools = self._keeper(make_backend("memory"))
+            await self.pools.open()
+
+    def _watch_addresses(self) -> bool:
+        """Open the address watch when some virtual server has ha_suspend; True when
+        it was opened just now."""
+        if self.addr_watch is not None or not any(
+                vs.ha_suspend for vs in self.config.virtual_servers):
+            return False
+        watch = AddressWatch(self.loop, self._address_changed)
+        try:
+            watch.open()
+        except OSError as exc:
+            log.warning("cannot watch addresses (%s); ha_suspend follows the VRRP "
+                        "states instead", exc)
+            return False
+        self.addr_watch = watch
+        return True
+
+    def _address_changed(self, address: str, present: bool) -> None:
+        if self.pools is not None:
+            self.pools.set_vip(address, present)
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -456,6 +654,8 @@ class Supervisor:
             await asyncio.gather(*(self._wait_exit(w) for w in ws))
         if self.pools is not None:
             await self.pools.close()
+        if self.addr_watch is not None:
+            self.addr_watch.close()
         if self.metrics is not None:
             with contextlib.suppress(Exception):
                 self.metrics.stop()
@@ -529,7 +729,7 @@ class Supervisor:
             if not fut.done():
                 fut.set_result(None)
         w.requests.clear()
-        if self.stopping:
+        if self.stopping or w.retiring:
             return
         how = f"signal {-code}" if code < 0 else f"status {code}"
         if self.options.dont_respawn:
@@ -614,8 +814,8 @@ class Supervisor:
                 w.send("ping", seq)
 
     def _vips_moved(self, states: dict[str, tuple[str, int]]) -> None:
-        """ha_suspend: a virtual server's checks count only while its VIP is here."""
-        if self.pools is None:
+        """ha_suspend without the address watch: a MASTER's VIPs are here."""
+        if self.pools is None or self.addr_watch is not None:
             return
         by_name = {i.name: i for i in self.config.vrrp_instances}
         for name, (state, _prio) in states.items():
@@ -648,13 +848,74 @@ class Supervisor:
         plan = diff(self.config, new)
         log.info("reload plan: %s", plan.summary())
         self.config = new
-        if self.pools is not None:
-            await self.pools.reload(new)
+        fresh = await self._reload_checks(new)
+        fresh |= await self._reload_vrrp()
         for w in self.workers:
+            if id(w) in fresh:
+                continue
             w.grace_until = time.monotonic() + STARTUP_GRACE_S
             w.send("reload", {"config": new, "seed": self._seed(w)})
         self.reloads += 1
         return True
+
+    async def _reload_checks(self, new: m.Config) -> set[int]:
+        """The pool side of a reload; returns the handles started just now (they
+        got ``new`` with their init)."""
+        if not self.wants_checks():
+            if self.pools is not None:
+                log.info("reload: no virtual server left; stopping the check workers")
+                await self._retire([w for w in self.workers if w.role == CHECK])
+                # As on SIGTERM: omega notifiers, our services removed (unless -I).
+                await self.pools.close()
+                self.pools = None
+            if self.addr_watch is not None:
+                self.addr_watch.close()
+                self.addr_watch = None
+            return set()
+        if self.pools is None:
+            log.info("reload: the first virtual server; starting the check workers")
+            await self._open_pools()
+            ws = [WorkerHandle(CHECK, i) for i in range(self.check_worker_count())]
+            self.workers.extend(ws)
+            for w in ws:
+                await self._start_worker(w)
+            return {id(w) for w in ws}
+        # A watch opened just now (the first ha_suspend): every suspension is
+        # computed afresh from what is here; otherwise set_vip kept them current.
+        opened = self._watch_addresses()
+        present = self.addr_watch.addresses() if opened and self.addr_watch else None
+        await self.pools.reload(new, present)
+        return set()
+
+    async def _reload_vrrp(self) -> set[int]:
+        current = [w for w in self.workers if w.role == VRRP]
+        if self.wants_vrrp() and not current:
+            log.info("reload: the first vrrp_instance; starting the VRRP worker")
+            w = WorkerHandle(VRRP, 0)
+            self.workers.insert(0, w)
+            await self._start_worker(w)
+            return {id(w)}
+        if current and not self.wants_vrrp():
+            log.info("reload: no vrrp_instance left; stopping the VRRP worker")
+            # As on SIGTERM: priority 0, VIPs released, notify STOP.
+            await self._retire(current)
+            self.vrrp_states.clear()
+        return set()
+
+    async def _retire(self, ws: list[WorkerHandle]) -> None:
+        """Stop workers a reload no longer needs, as SIGTERM would, and forget them."""
+        for w in ws:
+            w.retiring = True
+            w.send("stop")
+        await asyncio.gather(*(self._wait_exit(w) for w in ws))
+        for w in ws:
+            if w in self.workers:
+                self.workers.remove(w)
+            path = self.options.vrrp_pid_file if w.role == VRRP else (
+                self.options.checkers_pid_file if w.index == 0 else None)
+            if path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     # -- status -------------------------------------------------------------------------
 
@@ -673,11 +934,13 @@ class Supervisor:
 
     async def status(self) -> dict[str, Any]:
         """Everything `hafast status`, the dumps and /metrics show, in one dict."""
-        replies = await asyncio.gather(*(self.worker_status(w) for w in self.workers))
+        # A reload may start or stop workers while the replies are awaited.
+        current = list(self.workers)
+        replies = await asyncio.gather(*(self.worker_status(w) for w in current))
         workers = []
         vrrp: list[Any] = []
         checks: list[Any] = []
-        for w, data in zip(self.workers, replies, strict=True):
+        for w, data in zip(current, replies, strict=True):
             workers.append({"name": w.name, "pid": w.pid, "restarts": w.restarts,
                             "heartbeat_kills": w.heartbeat_kills, "answering": data is not None,
                             "last_pong_age": round(time.monotonic() - w.last_pong, 3)})

@@ -1,4 +1,6 @@
-"""The parent's pieces without processes: wire format, seeding, pools, control socket."""
+"""The parent's pieces: wire format, seeding, pools, address watch, control socket;
+and, as processes on loopback (no privileges), a reload that adds or removes the
+whole check side."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ import asyncio
 import functools
 import os
 import pickle
+import signal
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +180,137 @@ def test_latency_histogram_is_cumulative() -> None:
 def test_config_pickles_for_the_workers() -> None:
     cfg = config()
     assert pickle.loads(pickle.dumps(cfg)) == cfg
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def nl_addr(kind: int, family: int, index: int, **attrs: bytes) -> bytes:
+    body = sup._IFADDRMSG.pack(family, 24, 0, 0, index)
+    for name, value in attrs.items():
+        code = {"local": sup.IFA_LOCAL, "address": sup.IFA_ADDRESS, "label": 3}[name]
+        attr = sup._RTATTR.pack(4 + len(value), code) + value
+        body += attr + bytes(-len(attr) % 4)
+    return sup._NLMSGHDR.pack(16 + len(body), kind, 0, 0, 0) + body
+
+
+def test_parse_addr_messages_local_before_peer_v6_done_and_truncation() -> None:
+    v4 = nl_addr(sup.RTM_NEWADDR, socket.AF_INET, 2, address=bytes([10, 0, 0, 9]),
+                 local=bytes([10, 0, 0, 1]), label=b"ppp0\0")
+    v6 = nl_addr(sup.RTM_DELADDR, socket.AF_INET6, 3,
+                 address=socket.inet_pton(socket.AF_INET6, "2001:db8::1"))
+    bad = nl_addr(sup.RTM_NEWADDR, socket.AF_INET, 4, address=b"\x01\x02")  # wrong size
+    done = sup._NLMSGHDR.pack(20, sup.NLMSG_DONE, 0, 0, 0) + bytes(4)
+    got = list(sup.parse_addr_messages(v4 + v6 + bad + done + v4[:10]))
+    assert got == [(sup.RTM_NEWADDR, "10.0.0.1", 2), (sup.RTM_DELADDR, "2001:db8::1", 3),
+                   (sup.NLMSG_DONE, "", 0)]
+
+
+def test_address_watch_reports_first_arrival_and_last_departure() -> None:
+    async def go() -> tuple[bool, list[tuple[str, bool]], set[str]]:
+        calls: list[tuple[str, bool]] = []
+        watch = sup.AddressWatch(asyncio.get_running_loop(),
+                                 lambda a, p: calls.append((a, p)))
+        watch.open()  # a real RTNL dump of this namespace
+        has_lo = "127.0.0.1" in watch.addresses()
+        watch.close()
+        # events through a stand-in socket: the same address on two interfaces
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        a.setblocking(False)
+        watch._sock = a
+        ip = bytes([10, 7, 0, 1])
+        for kind, index in ((sup.RTM_NEWADDR, 5), (sup.RTM_NEWADDR, 6),
+                            (sup.RTM_DELADDR, 5)):
+            b.send(nl_addr(kind, socket.AF_INET, index, local=ip))
+        watch._readable()
+        b.send(nl_addr(sup.RTM_DELADDR, socket.AF_INET, 6, local=ip))
+        watch._readable()
+        left = watch.addresses()
+        watch._sock = None
+        a.close()
+        b.close()
+        return has_lo, calls, left
+
+    has_lo, calls, left = asyncio.run(go())
+    assert has_lo
+    assert calls == [("10.7.0.1", True), ("10.7.0.1", False)]
+    assert "10.7.0.1" not in left
+
+
+def test_pool_keeper_ha_suspend_follows_the_address() -> None:
+    cfg = config(CONF.replace("delay_loop 1", "delay_loop 1\n  ha_suspend"))
+
+    async def go() -> list[Any]:
+        keeper = sup.PoolKeeper(cfg, MemoryBackend(), keep=False, vips_present=["10.0.0.2"])
+        await keeper.open()
+        seen: list[Any] = [(await keeper.backend.dump()).counts(), keeper.status()]
+        keeper.set_vip("10.0.0.1", True)
+        await keeper.manager.wait_idle()
+        seen.append((await keeper.backend.dump()).counts())
+        keeper.set_vip("10.0.0.1", False)
+        await keeper.manager.wait_idle()
+        seen.append((await keeper.backend.dump()).counts())
+        await keeper.close()
+        return seen
+
+    empty, status, up, down = asyncio.run(go())
+    assert empty == (0, 0) and up == (1, 2) and down == (0, 0)
+    vs = status["virtual_servers"][0]
+    assert vs["suspended"] and all(r["pool_weight"] is None for r in vs["real_servers"])
+
+
+# --------------------------------------------------------------------------- reload
+
+
+def loopback_conf(port: int | None) -> str:
+    head = "global_defs {\n  router_id reload-sides\n}\n"
+    if port is None:
+        return head
+    return head + f"""virtual_server 10.9.9.8 80 {{
+  delay_loop 0.5
+  protocol TCP
+  lvs_sched rr
+  real_server 127.0.0.1 {port} {{
+    TCP_CHECK {{ connect_timeout 1 }}
+  }}
+}}
+"""
+
+
+def test_reload_starts_and_stops_the_check_side(tmp_path: Path) -> None:
+    from tests.netns.daemon_fixtures import start_daemon
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    d = start_daemon(tmp_path, loopback_conf(None),
+                     extra=["--pool-backend", "memory", "--check-workers", "1"])
+    try:
+        st = d.wait_for(lambda s: "workers" in s, 20, "the control socket")
+        assert st["workers"] == [] and st["pools"] is None
+        # the first virtual server: the pools open and a check worker starts
+        (tmp_path / "hafast.conf").write_text(loopback_conf(port))
+        d.signal(signal.SIGHUP)
+        st = d.wait_for(lambda s: s["reloads"] == 1 and bool(s["pools"]) and bool(
+            s["pools"]["virtual_servers"][0]["real_servers"][0]["pool_weight"]),
+            20, "the pool after the reload")
+        st = d.wait_for(lambda s: [w["name"] for w in s["workers"]] == ["check0"]
+                        and s["workers"][0]["answering"], 20, "check0 answering")
+        pid = st["workers"][0]["pid"]
+        assert d.pid_file("_check").exists()
+        # and the last one gone: the worker stops (not restarted), the pools close
+        (tmp_path / "hafast.conf").write_text(loopback_conf(None))
+        d.signal(signal.SIGHUP)
+        st = d.wait_for(lambda s: s["reloads"] == 2 and s["pools"] is None, 20,
+                        "the check side stopped")
+        assert st["workers"] == []
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{pid}")
+        assert not d.pid_file("_check").exists()
+        log = d.log_text()
+        assert "del-service" in log and "restarting" not in log
+        assert d.stop() == 0
+    finally:
+        d.close()
+        server.close()

@@ -274,6 +274,7 @@ class AddressWatch:
 
     def _readable(self) -> None:
         held = set(self.held)
+        lost = False
         while self._sock is not None:
             try:
                 data = self._sock.recv(1 << 16)
@@ -283,18 +284,21 @@ class AddressWatch:
                 if exc.errno != errno.ENOBUFS:
                     log.warning("address watch: %s", exc)
                     return
-                # Events were lost: the kernel's table is the truth.
-                self.resyncs += 1
-                try:
-                    held = dump_addresses()
-                except OSError as exc2:
-                    log.warning("address watch: dump failed: %s", exc2)
+                lost = True
                 continue
             for kind, address, index in parse_addr_messages(data):
                 if kind == RTM_NEWADDR:
                     held.add((address, index))
                 elif kind == RTM_DELADDR:
                     held.discard((address, index))
+        if lost:
+            # Events were dropped: once the queue is drained (nothing older than
+            # the dump is left to apply), the kernel's own table is the truth.
+            self.resyncs += 1
+            try:
+                held = dump_addresses()
+            except OSError as exc:
+                log.warning("address watch: dump failed: %s", exc)
         self._set(held)
 
     def close(self) -> None:
@@ -874,7 +878,12 @@ class Supervisor:
             return set()
         if self.pools is None:
             log.info("reload: the first virtual server; starting the check workers")
-            await self._open_pools()
+            try:
+                await self._open_pools()
+            except Exception as exc:
+                log.error("reload: the pools cannot open (%s); no check workers until "
+                          "the next reload", exc)
+                return set()
             ws = [WorkerHandle(CHECK, i) for i in range(self.check_worker_count())]
             self.workers.extend(ws)
             for w in ws:

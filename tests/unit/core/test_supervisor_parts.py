@@ -314,3 +314,30 @@ def test_reload_starts_and_stops_the_check_side(tmp_path: Path) -> None:
     finally:
         d.close()
         server.close()
+
+
+def test_address_watch_overflow_reads_the_table_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    class Overflowed:
+        def __init__(self) -> None:
+            self.replies: list[Any] = [OSError(errno.ENOBUFS, "overflow"),
+                                       nl_addr(sup.RTM_DELADDR, socket.AF_INET, 1,
+                                               local=bytes([10, 7, 0, 2]))]
+
+        def recv(self, n: int) -> bytes:
+            if not self.replies:
+                raise BlockingIOError
+            got = self.replies.pop(0)
+            if isinstance(got, Exception):
+                raise got
+            return bytes(got)
+
+    monkeypatch.setattr(sup, "dump_addresses", lambda: {("10.7.0.3", 1)})
+    calls: list[tuple[str, bool]] = []
+    watch = sup.AddressWatch(None, lambda a, p: calls.append((a, p)))  # type: ignore[arg-type]
+    watch.held = {("10.7.0.2", 1)}
+    watch._sock = Overflowed()  # type: ignore[assignment]
+    watch._readable()
+    assert watch.resyncs == 1 and watch.addresses() == {"10.7.0.3"}
+    assert calls == [("10.7.0.3", True), ("10.7.0.2", False)]

@@ -341,3 +341,32 @@ def test_address_watch_overflow_reads_the_table_again(monkeypatch: pytest.Monkey
     watch._readable()
     assert watch.resyncs == 1 and watch.addresses() == {"10.7.0.3"}
     assert calls == [("10.7.0.3", True), ("10.7.0.2", False)]
+
+
+def test_without_the_address_watch_vrrp_states_stand_in() -> None:
+    from hafast.core.cmdline import parse
+
+    cfg = config("""
+vrrp_instance VI_1 {
+  interface lo
+  virtual_router_id 7
+  priority 100
+  virtual_ipaddress {
+    10.0.0.1/32
+  }
+}
+""" + CONF.replace("delay_loop 1", "delay_loop 1\n  ha_suspend"))
+
+    async def go() -> list[tuple[int, int]]:
+        s = sup.Supervisor(parse(["-f", "/nonexistent"]), cfg)
+        s.pools = sup.PoolKeeper(cfg, MemoryBackend(), keep=False, vips_present=[])
+        await s.pools.open()
+        seen = [(await s.pools.backend.dump()).counts()]
+        for state in ("MASTER", "BACKUP"):
+            s._vips_moved({"VI_1": (state, 100)})
+            await s.pools.manager.wait_idle()
+            seen.append((await s.pools.backend.dump()).counts())
+        await s.pools.close()
+        return seen
+
+    assert asyncio.run(go()) == [(0, 0), (1, 2), (0, 0)]

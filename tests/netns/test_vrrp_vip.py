@@ -62,3 +62,25 @@ def test_add_remove_only_what_we_added(ns: str) -> None:
     assert "fd66::100" in after_remove and "blackhole" in after_remove
     assert "fd66::100" not in after_close and "blackhole" not in after_close
     assert "10.66.0.50/24" in after_close and "10.66.0.1/24" in after_close
+
+
+def test_adopt_takes_a_predecessors_vips_as_our_own(ns: str) -> None:
+    # A restarted worker finds its predecessor's VIP up: add() leaves it unowned,
+    # adopt() makes it ours, so the stop path removes it; an absent one is not adopted.
+    left = VirtualAddress("10.66.0.77", 24, 4)
+    absent = VirtualAddress("10.66.0.78", 24, 4)
+    run_in(ns, ["ip", "addr", "add", "10.66.0.77/24", "dev", "eth0"])
+
+    def body() -> tuple[bool, list[VirtualAddress], bool, bool, str]:
+        b = NetlinkVips()
+        b.add("VI_1", (left,), (), "eth0")
+        before = b.owns(left, "eth0")
+        taken = b.adopt("VI_1", (left, absent), "eth0")
+        after, other = b.owns(left, "eth0"), b.owns(absent, "eth0")
+        b.close()
+        return before, taken, after, other, _addrs(ns)
+
+    before, taken, after, other, final = call_in(ns, body)
+    assert not before and after and not other
+    assert taken == [left]
+    assert "10.66.0.77" not in final and "10.66.0.1/24" in final

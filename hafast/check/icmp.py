@@ -178,12 +178,13 @@ class EchoPool:
 
 @register
 class PingKind(ProbeKind):
-    __slots__ = ("pool",)
+    __slots__ = ("pool", "timeout_ns")
     keyword = "PING_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any) -> None:
         super().__init__(spec, target, loop)
         self.pool: EchoPool | None = None
+        self.timeout_ns = self.deadline_us() * 1000  # the spec is frozen: once
 
     def start(self, done: Done) -> Attempt:
         pool = self.pool
@@ -195,7 +196,7 @@ class PingKind(ProbeKind):
             except OSError as exc:
                 done(failure(exc.errno or 0, f"raw socket: {exc.strerror}"))
                 return NO_ATTEMPT
-        return pool.submit(self.target.address, done, self.deadline_us() * 1000)
+        return pool.submit(self.target.address, done, self.timeout_ns)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -291,13 +291,21 @@ class TimerQueue:
                 _, token, check = lane.popleft()
                 left -= 1
                 if check.token == token:
-                    self._fire(check)
+                    check.token = 0
+                    try:
+                        check.on_timer()
+                    except Exception:  # an event consumer that raised: log it, go on
+                        log.exception("%s: timer callback raised", check.name)
         heap = self.heap
         while heap and left and heap[0][0] <= due:
             _, token, check = heapq.heappop(heap)
             left -= 1
             if check.token == token:
-                self._fire(check)
+                check.token = 0
+                try:
+                    check.on_timer()
+                except Exception:
+                    log.exception("%s: timer callback raised", check.name)
         # Cancelled entries at the front: drop them, do not wake for them.
         earliest = float("inf")
         for lane in self.lanes.values():
@@ -312,14 +320,6 @@ class TimerQueue:
         self.handle = None
         if earliest != float("inf"):
             self._arm(earliest)
-
-    @staticmethod
-    def _fire(check: Check) -> None:
-        check.token = 0
-        try:
-            check.on_timer()
-        except Exception:  # an event consumer that raised: log it, keep checking
-            log.exception("%s: timer callback raised", check.name)
 
     def __len__(self) -> int:
         """Entries held, cancelled ones included (they go when they come up)."""
@@ -511,7 +511,7 @@ class Runner:
             counters["ok"] += 1
             state.has_run = True
             if self.running:
-                check.arm(check.delay_loop_us)
+                self.timers.after(check.delay_loop_us / US, check)
             return
         if result.ok:
             counters["ok"] += 1

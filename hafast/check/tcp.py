@@ -290,7 +290,10 @@ class TcpKind(ProbeKind):
         if err == errno.EINPROGRESS:
             fd = sock.fileno()
             attempt = Connecting(connector, sock, fd, done)
-            connector.watch(fd, attempt)
+            connector.epoll.register(fd, _WATCH)  # Connector.watch, inlined: per attempt
+            connector.waiting[fd] = attempt
+            if connector.fresh is not None:
+                connector.fresh.add(fd)
             return attempt
         sock.close()
         done(failure(err, "connect") if err else OK)

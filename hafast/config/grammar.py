@@ -759,7 +759,7 @@ vrrp_notify_fifo_script v 1+ script        vrrp_notify_fifo_script
 lvs_notify_fifo     v  1-3  words         lvs_notify_fifo
 lvs_notify_fifo_script v 1+ script         lvs_notify_fifo_script
 fifo_write_vrrp_states_on_reload f 0-1 flag -
-vrrp_notify_priority_changes f 0-1 flag   -
+vrrp_notify_priority_changes f 0-1 flag   vrrp_notify_priority_changes
 rs_init_notifies    f  0-1  flag          rs_init_notifies
 tmp_config_directory v 1    str           -
 config_save_dir     v  1    str           -
@@ -934,7 +934,7 @@ garp_master_refresh_repeat v 1 int:1,255  garp_master_refresh_repeat
 garp_extra_if       v  1-2  any           -
 authentication      b  0    authentication authentication
 auth_hmac           b  0    auth_hmac     -
-notify_master_rx_lower_pri v 1+ script     -
+notify_master_rx_lower_pri v 1+ script     notify_master_rx_lower_pri
 notify_deleted      v  0+   any           -
 lvs_sync_daemon_interface v 1 str         -
 thread_timer_expired f 0-1  flag          -

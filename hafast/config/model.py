@@ -85,6 +85,7 @@ class GlobalDefs:
     vrrp_check_unicast_src: bool = False
     vrrp_skip_check_adv_addr: bool = False
     vrrp_lower_prio_no_advert: bool = False
+    vrrp_notify_priority_changes: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay_us: int = 0
@@ -256,6 +257,7 @@ class VrrpInstance:
     notify_stop: Script | None = None
     notify: Script | None = None
     notify_priority_changes: bool = False
+    notify_master_rx_lower_pri: Script | None = None
     smtp_alert: bool = False
     where: str = _where()
 

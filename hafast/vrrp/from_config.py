@@ -97,9 +97,8 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
             auth_type = AUTH_NONE  # keepalived speaks AH over IPv4 only
         if auth_type in (AUTH_PASS, AUTH_AH):
             auth_data = auth_data_from_pass(inst.authentication.auth_pass)
-    # v3_checksum_as_v2 is parsed by the loader; newer models may carry it.
-    as_v2 = bool(getattr(gd, "v3_checksum_as_v2", False) or getattr(inst, "v3_checksum_as_v2",
-                                                                      False))
+    # The loader copies global_defs' v3_checksum_as_v2 into instances that do not set it.
+    as_v2 = inst.v3_checksum_as_v2
     return ChannelConfig(
         ifname=inst.interface or gd.default_interface,
         family=fam,
@@ -125,13 +124,10 @@ def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
         vips=inst.virtual_ipaddress,
         excluded=inst.virtual_ipaddress_excluded,
         routes=tuple(parse_route(r) for r in inst.virtual_routes),
-        # notify_master_rx_lower_pri is read with getattr inside: newer models carry it.
         scripts=notify_scripts(inst, gd.script_user),
         check_adv_addr=not inst.skip_check_adv_addr,
-        # Global vrrp_notify_priority_changes is the default (keepalived); read with
-        # getattr while the model does not carry it.
-        notify_priority_changes=bool(inst.notify_priority_changes
-                                     or getattr(gd, "vrrp_notify_priority_changes", False)),
+        # Global vrrp_notify_priority_changes is the default (keepalived).
+        notify_priority_changes=inst.notify_priority_changes or gd.vrrp_notify_priority_changes,
     )
 
 

@@ -148,11 +148,14 @@ def spawn_reaped(
     signal.  ``user``/``group`` switch identity first (keepalived's script
     ``user``).  Returns None (and logs) when the program cannot be started.
     """
+    # A script run as another user drops the daemon's supplementary groups, as
+    # keepalived does (unless set_supplementary_groups, not modelled yet).
+    extra_groups: list[int] | None = [] if user is not None else None
     try:
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env,
-            user=user, group=group,
+            user=user, group=group, extra_groups=extra_groups,
         )
     except (OSError, ValueError, KeyError) as exc:
         log.warning("cannot run %s: %s", argv[0] if argv else "?", exc)

@@ -284,17 +284,22 @@ class TcpKind(ProbeKind):
         except OSError as exc:
             done(failure(exc.errno or 0, f"socket: {exc.strerror}"))
             return NO_ATTEMPT
-        # Set before the connect, so every close below (and the cancel's) is a RST.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        err = sock.connect_ex(self.sockaddr)
-        if err == errno.EINPROGRESS:
-            fd = sock.fileno()
-            attempt = Connecting(connector, sock, fd, done)
-            connector.epoll.register(fd, _WATCH)  # Connector.watch, inlined: per attempt
-            connector.waiting[fd] = attempt
-            if connector.fresh is not None:
-                connector.fresh.add(fd)
-            return attempt
+        try:
+            # Set before the connect, so every close below (and the cancel's) is a RST.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            err = sock.connect_ex(self.sockaddr)
+            if err == errno.EINPROGRESS:
+                fd = sock.fileno()
+                connector.epoll.register(fd, _WATCH)  # Connector.watch, inlined
+                attempt = Connecting(connector, sock, fd, done)
+                connector.waiting[fd] = attempt
+                if connector.fresh is not None:
+                    connector.fresh.add(fd)
+                return attempt
+        except OSError as exc:  # an address that does not parse, epoll out of room
+            sock.close()
+            done(failure(exc.errno or 0, f"connect: {exc}"))
+            return NO_ATTEMPT
         sock.close()
         done(failure(err, "connect") if err else OK)
         return NO_ATTEMPT

@@ -277,3 +277,46 @@ def test_echo_waiters_chain_one_echo_per_address_and_cancel_one_of_them(
         wc.cancel()  # after its result: harmless
     finally:
         pool.close()
+
+
+def test_tcp_an_epoll_without_room_fails_the_attempt_and_closes_the_socket() -> None:
+    import errno
+    import os
+
+    class Full:
+        """The real epoll, except that it has no room for one more descriptor."""
+
+        def __init__(self, real: Any) -> None:
+            self.real = real
+            self.closed = False
+
+        def register(self, fd: int, mask: int) -> None:
+            self.fd = fd
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def fileno(self) -> int:
+            return int(self.real.fileno())
+
+        def close(self) -> None:
+            self.real.close()
+
+    loop = new_loop()
+    try:
+        with listener() as port:
+            kind = tcp.TcpKind(m.TcpCheck(), Target("127.0.0.1", port), loop)
+            kind.connector = tcp.Connector.acquire(loop)
+            full = Full(kind.connector.epoll)
+            kind.connector.epoll = full  # type: ignore[assignment]
+            got: list[ProbeResult] = []
+            assert kind.start(got.append) is NO_ATTEMPT
+            assert len(got) == 1 and not got[0].ok and "connect" in got[0].detail
+            assert not kind.connector.waiting
+            try:
+                os.fstat(full.fd)
+                still_open = True
+            except OSError:
+                still_open = False
+            assert not still_open
+            kind.close()
+    finally:
+        loop.close()

@@ -79,6 +79,9 @@ class VrrpWorker:
         self._announcers: dict[str, Announcer] = {}
         self.stopped = False
         self.reloads = 0
+        # Called with each instance a reload started (after it started): the
+        # supervised worker hangs its state publisher here.
+        self.on_started: Callable[[Instance], None] | None = None
         for plan in plan_instances(config):
             inst = self._build(plan)
             if inst is not None:
@@ -86,7 +89,11 @@ class VrrpWorker:
         self._group()
 
     def _group(self) -> None:
-        """(Re)build the sync groups over the running instances."""
+        """(Re)build the sync groups over the running instances.
+
+        A group that stays (by name) keeps the state it last reported, so a reload
+        sends no second ``GROUP`` line for a state the world already saw."""
+        reported = {g.name: g.state for g in self.groups}
         old = set(map(id, self.groups))
         for inst in self.instances:
             inst.listeners[:] = [f for f in inst.listeners
@@ -96,8 +103,10 @@ class VrrpWorker:
         for g in self.config.sync_groups:
             members = [by_name[n] for n in g.group if n in by_name]
             if members:
-                self.groups.append(SyncGroup(g, members, self.notifier,
-                                             self.config.global_defs.script_user))
+                group = SyncGroup(g, members, self.notifier,
+                                  self.config.global_defs.script_user)
+                group.state = reported.get(g.name)
+                self.groups.append(group)
 
     def _announcer(self, ifname: str) -> Announcer:
         ann = self._announcers.get(ifname)
@@ -213,6 +222,10 @@ class VrrpWorker:
                 continue
             self.instances.append(built)
             self._start_as(built, old.state if old is not None else None)
+        # A track_file first named by this reload got its tracker in bind(); poll it.
+        for ft in self.tracking.files.values():
+            if getattr(ft, "_handle", None) is None:
+                ft.start()
         self._group()
         counts = plan.counts()
         log.info("reload: VRRP instances kept %(keep)d, changed %(adopt)d, added %(add)d, "
@@ -259,6 +272,8 @@ class VrrpWorker:
         if was is not None and inst.state is not was and notifier is not None:
             word = STATE_WORDS.get(inst.state, inst.state.value)
             notifier.state_change("INSTANCE", inst.name, word, inst.priority, inst.spec.scripts)
+        if self.on_started is not None:
+            self.on_started(inst)
 
     def stats(self) -> dict[str, Any]:
         return {"instances": [i.status() for i in self.instances],

@@ -1282,7 +1282,12 @@ class CheckSide:
 
 
 class VrrpSide:
-    """The VRRP worker: :class:`hafast.vrrp.daemon.VrrpWorker` plus resume and reload."""
+    """The VRRP worker: :class:`hafast.vrrp.daemon.VrrpWorker` plus resume and reload.
+
+    A reload goes through :meth:`VrrpWorker.reload`, the standalone daemon's SIGHUP
+    path (sync groups rebuilt, new vrrp_scripts and track_files bound); this side only
+    adds the state publisher to each instance the reload started.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: m.Config,
                  seed: dict[str, str], resume: bool, dont_release: bool,
@@ -1294,20 +1299,34 @@ class VrrpSide:
         self.publish = publish
         self.vips = _resuming_vips(adopt=resume)
         self.worker = VrrpWorker(loop, config, vips=self.vips)
+        self.worker.on_started = self._started_by_reload
 
     def _changed(self, inst: Any, before: Any, after: Any) -> None:
         self.publish({inst.name: (_state_word(after), inst.priority)})
 
-    def _start_instance(self, inst: Any, was: str | None = None) -> None:
-        """Start ``inst``; ``was`` is its state before a worker restart or a reload.
+    def _started_by_reload(self, inst: Any) -> None:
+        # Hooked after the start, so a master adopted as master is published once as
+        # MASTER (no BACKUP in between that would withdraw its pools under ha_suspend).
+        inst.listeners.append(self._changed)
+        self._changed(inst, None, inst.state)
 
-        An instance that was MASTER a moment ago still has its VIPs up: it carries on
-        as master at once.  Notifications are held while it starts and dropped when
-        it lands where it was (no transition happened for the world); otherwise they
-        go out in order.
+    def _start_instance(self, inst: Any, was: str | None = None) -> None:
+        """Start ``inst``; ``was`` is its state before a worker restart.
+
+        An instance that was MASTER a moment ago still has its VIPs up: it takes
+        them as its own (:meth:`ResumingVips.adopt`, so they go on stop) and carries
+        on as master at once.  Notifications are held while it starts and dropped
+        when it lands where it was (no transition happened for the world);
+        otherwise they go out in order.
         """
         from hafast.vrrp import fsm
 
+        if was == "MASTER":
+            taken = self.vips.adopt(inst.name, inst.spec.vips + inst.spec.excluded,
+                                    inst.spec.ifname)
+            if taken:
+                log.info("%s: took over %d VIP(s) left up by the previous worker",
+                         inst.name, len(taken))
         inst.listeners.append(self._changed)
         notifier = inst.notifier
         held = _HeldNotifier()
@@ -1331,69 +1350,21 @@ class VrrpSide:
             self._start_instance(inst, self.seed.get(inst.name))
         self.worker.tracking.start()
 
-    def _retire(self, inst: Any) -> None:
-        """Take ``inst`` out without a Shutdown: no priority 0, VIPs left in place for
-        its successor (same name, so the VIP backend still counts them as owned)."""
-        for h in list(getattr(inst, "_timers", {}).values()):
-            h.cancel()
-        close = getattr(inst.sender, "close", None)
-        if close is not None:
-            close()
-        inst.sender = None
-        inst.notifier = None
-        inst.vips = _InertVips()
-        inst.timers = _InertTimers()
-        inst.listeners.clear()
-        self.worker.instances.remove(inst)
+    def reload(self, config: m.Config) -> dict[str, int]:
+        """Apply ``config`` as the standalone daemon does on SIGHUP
+        (:meth:`hafast.vrrp.daemon.VrrpWorker.reload`): unchanged instances are not
+        touched at all; a changed one is replaced by its successor in the same state
+        (a master stays master, its VIPs up, no notification); new ones start;
+        removed ones stop (priority 0, VIPs released, notify STOP); sync groups are
+        rebuilt; vrrp_scripts and track_files the reload names are bound.
 
-    def reload(self, config: m.Config) -> None:
-        """Apply the instance diff: untouched instances are not touched at all; a
-        changed one is replaced by its successor in the same state (a master stays
-        master, its VIPs up, no notification); new ones start; removed ones stop
-        (priority 0, VIPs released, notify STOP) as keepalived does."""
-        from hafast.config.diff import diff
-        from hafast.vrrp.from_config import plan_instances
+        Example::
 
-        plan = diff(self.config, config).vrrp_instances
+            side.reload(new_config)   # {"keep": 1, "adopt": 1, "add": 0, "remove": 0}
+        """
+        counts = self.worker.reload(config)
         self.config = config
-        self.worker.config = config
-        if not plan.changed:
-            log.info("reload: %d VRRP instance(s) unchanged", len(plan.keep))
-            return
-        by_name = {i.name: i for i in self.worker.instances}
-        for o in plan.remove:
-            inst = by_name.pop(o.name, None)
-            if inst is not None:
-                inst.stop()
-                close = getattr(inst.sender, "close", None)
-                if close is not None:
-                    close()
-                self.worker.instances.remove(inst)
-        states: dict[str, str] = {}
-        old_vips: dict[str, Any] = {}
-        for o, _n in plan.adopt:
-            inst = by_name.get(o.name)
-            if inst is not None:
-                states[o.name] = _state_word(inst.state)
-                old_vips[o.name] = (inst.spec.vips + inst.spec.excluded, inst.spec.routes,
-                                    inst.spec.ifname)
-                self._retire(inst)
-        fresh = {n.name for n in plan.add} | {n.name for _o, n in plan.adopt}
-        for p in plan_instances(config):
-            if p.spec.name not in fresh:
-                continue
-            gone = old_vips.get(p.spec.name)
-            if gone is not None:
-                keep = set(p.spec.vips + p.spec.excluded)
-                dropped = [v for v in gone[0] if v not in keep]
-                if dropped:
-                    self.vips.remove(p.spec.name, dropped, [], gone[2])
-            built = self.worker._build(p)
-            if built is not None:
-                self.worker.instances.append(built)
-                self._start_instance(built, states.get(p.spec.name))
-        log.info("reload: VRRP instances kept %d, adopted %d, added %d, removed %d",
-                 len(plan.keep), len(plan.adopt), len(plan.add), len(plan.remove))
+        return counts
 
     def stop(self) -> None:
         if self.dont_release:
@@ -1422,32 +1393,6 @@ class _HeldNotifier:
     def replay(self, notifier: Any) -> None:
         for args in self.calls:
             notifier.state_change(*args)
-
-
-class _InertVips:
-    """What a retired instance talks to: nothing happens."""
-
-    def add(self, *args: Any) -> Any:
-        return None
-
-    def remove(self, *args: Any) -> Any:
-        return None
-
-    def release_all(self) -> None:
-        return None
-
-
-class _InertTimers:
-    def now_us(self) -> int:
-        return time.monotonic_ns() // 1000
-
-    def call_at(self, at_us: int, callback: Callable[[], None]) -> Any:
-        return _InertHandle()
-
-
-class _InertHandle:
-    def cancel(self) -> None:
-        return None
 
 
 def _state_word(state: Any) -> str:
@@ -1502,8 +1447,8 @@ class ResumingVips:
 
     * adopt: a restarted worker finds its predecessor's VIPs still up; NetlinkVips
       leaves an address that already exists unowned (never take away an
-      administrator's address), so it would stay behind on SIGTERM.  Here such
-      addresses of a *resumed* worker are remembered and removed like our own.
+      administrator's address), so a resumed master says which ones are its own
+      (:meth:`NetlinkVips.adopt`) and they go on release like any it added.
     * keep (``-V``): on stop nothing is removed.
     """
 
@@ -1511,27 +1456,20 @@ class ResumingVips:
         from hafast.net.vip import NetlinkVips
 
         self.inner = NetlinkVips()
-        self.adopt = adopt
+        self.resuming = adopt
         self.keep = False
-        self.adopted: dict[tuple[str, int, str], str] = {}  # (address, prefix, dev) -> owner
 
-    def _owned(self, v: Any, dev: str) -> bool:
-        return self.inner.owns(v, dev)
+    def adopt(self, owner: str, vips: Any, default_dev: str) -> list[Any]:
+        """Take ``vips`` present on their interface as ``owner``'s (resumed workers only)."""
+        if not self.resuming:
+            return []
+        return self.inner.adopt(owner, vips, default_dev)
+
+    def owns(self, vip: Any, default_dev: str) -> bool:
+        return self.inner.owns(vip, default_dev)
 
     def add(self, owner: str, vips: Any, routes: Any, default_dev: str) -> Any:
-        done = self.inner.add(owner, vips, routes, default_dev)
-        if self.adopt:
-            for v in vips:
-                if not self._owned(v, default_dev):
-                    self.adopted[(v.address, v.prefix, v.dev or default_dev)] = owner
-        return done
-
-    def _drop(self, keys: Iterable[tuple[str, int, str]]) -> None:
-        for key in list(keys):
-            self.adopted.pop(key, None)
-            address, prefix, dev = key
-            subprocess.run(["ip", "addr", "del", f"{address}/{prefix}", "dev", dev],
-                           capture_output=True, check=False)
+        return self.inner.add(owner, vips, routes, default_dev)
 
     def remove(self, owner: str, vips: Any, routes: Any, default_dev: str) -> Any:
         import concurrent.futures
@@ -1540,17 +1478,11 @@ class ResumingVips:
             done: concurrent.futures.Future[None] = concurrent.futures.Future()
             done.set_result(None)
             return done
-        result = self.inner.remove(owner, vips, routes, default_dev)
-        self._drop(k for v in vips
-                   if self.adopted.get(k := (v.address, v.prefix, v.dev or default_dev))
-                   == owner)
-        return result
+        return self.inner.remove(owner, vips, routes, default_dev)
 
     def release_all(self) -> None:
-        if self.keep:
-            return
-        self.inner.release_all()
-        self._drop(self.adopted)
+        if not self.keep:
+            self.inner.release_all()
 
     def close(self) -> None:
         if not self.keep:

@@ -370,3 +370,124 @@ vrrp_instance VI_1 {
         return seen
 
     assert asyncio.run(go()) == [(0, 0), (1, 2), (0, 0)]
+
+
+class FakeNetlinkVips:
+    """Stands in for NetlinkVips (no rtnetlink writes): records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def adopt(self, owner: str, vips: Any, dev: str) -> list[Any]:
+        self.calls.append(("adopt", owner, tuple(vips), dev))
+        return list(vips)
+
+    def owns(self, vip: Any, dev: str) -> bool:
+        return False
+
+    def add(self, owner: str, vips: Any, routes: Any, dev: str) -> None:
+        self.calls.append(("add", owner, tuple(vips), dev))
+
+    def remove(self, owner: str, vips: Any, routes: Any, dev: str) -> None:
+        self.calls.append(("remove", owner, tuple(vips), dev))
+
+    def release_all(self) -> None:
+        self.calls.append(("release_all",))
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+
+
+def netlink_calls(vips: Any) -> list[tuple[Any, ...]]:
+    return list(vips.inner.calls)
+
+
+def test_resuming_vips_adopts_through_netlink_only_when_resumed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import hafast.net.vip
+
+    monkeypatch.setattr(hafast.net.vip, "NetlinkVips", FakeNetlinkVips)
+    fresh, resumed = sup.ResumingVips(adopt=False), sup.ResumingVips(adopt=True)
+    assert fresh.adopt("VI_1", ["v"], "eth0") == [] and netlink_calls(fresh) == []
+    assert resumed.adopt("VI_1", ["v"], "eth0") == ["v"]
+    resumed.remove("VI_1", ["v"], [], "eth0")
+    resumed.close()
+    assert netlink_calls(resumed) == [("adopt", "VI_1", ("v",), "eth0"),
+                                   ("remove", "VI_1", ("v",), "eth0"),
+                                   ("release_all",), ("close",)]
+    # -V: nothing is removed, not even on close
+    fresh.keep = True
+    assert fresh.remove("VI_1", ["v"], [], "eth0").result() is None
+    fresh.close()
+    assert netlink_calls(fresh) == []
+
+
+class FakeMachine:
+    def __init__(self) -> None:
+        from hafast.vrrp.fsm import State
+
+        self.state = State.INITIALIZE
+        self.master_down_at = 0
+
+
+class FakeInstance:
+    def __init__(self, name: str) -> None:
+        from hafast.config.model import VirtualAddress
+
+        self.name, self.priority = name, 100
+        self.listeners: list[Any] = []
+        self.notifier = None
+        self.spec = type("Spec", (), {"vips": (VirtualAddress("10.0.0.1", 24, 4),),
+                                      "excluded": (), "ifname": "eth0"})()
+        self.machine = type("M", (), {"state": FakeMachine()})()
+
+    @property
+    def state(self) -> Any:
+        return self.machine.state.state
+
+    def start(self) -> None:
+        from hafast.vrrp.fsm import State
+
+        self.machine.state.state = State.MASTER
+
+
+class FakeWorker:
+    """VrrpWorker's surface VrrpSide uses; reload "starts" one changed instance."""
+
+    def __init__(self, loop: Any, config: Any, *, vips: Any) -> None:
+        self.config, self.vips = config, vips
+        self.instances = [FakeInstance("VI_1")]
+        self.on_started: Any = None
+        self.reloaded: list[Any] = []
+        self.tracking = type("T", (), {"start": lambda self: None})()
+
+    def reload(self, config: Any) -> dict[str, int]:
+        self.reloaded.append(config)
+        inst = FakeInstance("VI_1")
+        inst.start()
+        self.instances = [inst]
+        self.on_started(inst)
+        return {"keep": 0, "adopt": 1, "add": 0, "remove": 0}
+
+
+def test_vrrp_side_reloads_through_the_worker_and_publishes_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import hafast.net.vip
+    import hafast.vrrp.daemon
+
+    monkeypatch.setattr(hafast.net.vip, "NetlinkVips", FakeNetlinkVips)
+    monkeypatch.setattr(hafast.vrrp.daemon, "VrrpWorker", FakeWorker)
+    published: list[dict[str, tuple[str, int]]] = []
+    side = sup.VrrpSide(None, "old", {"VI_1": "MASTER"}, True, False,  # type: ignore[arg-type]
+                        published.append)
+    side.start()
+    # resumed as MASTER: its predecessor's VIPs are adopted before it starts
+    assert netlink_calls(side.vips)[0][:2] == ("adopt", "VI_1")
+    assert published == [{"VI_1": ("MASTER", 100)}]
+    counts = side.reload("new")  # type: ignore[arg-type]
+    assert counts["adopt"] == 1 and side.config == "new"
+    assert side.worker.reloaded == ["new"]  # type: ignore[attr-defined]
+    # the successor is published once, as MASTER (never BACKUP on the way)
+    assert published[1:] == [{"VI_1": ("MASTER", 100)}]
+    (inst,) = side.worker.instances
+    assert side._changed in inst.listeners

@@ -47,16 +47,20 @@ def nets() -> Iterator[dict[str, str]]:
         yield names
 
 
-def conf(role: str, fifo: Path, *, group: tuple[str, ...], flag: Path | None = None) -> str:
+def conf(role: str, fifo: Path, *, group: tuple[str, ...], flag: Path | None = None,
+         tfile: Path | None = None) -> str:
     """VI_1..VI_3 (VRRPv3, 0.2 s adverts), d1 at priority 100, d2 at 90; ``group``
     is vrrp_sync_group G's members; ``flag`` adds vrrp_script chk (weight -50,
-    failing while ``flag`` exists) tracked by VI_1."""
+    failing while ``flag`` exists) tracked by VI_1; ``tfile`` adds track_file tf
+    (weight -50 per unit of the file's number) tracked by VI_2."""
     prio = 100 if role == "d1" else 90
     out = ["global_defs {", f"  router_id {role}", "  vrrp_garp_master_delay 0",
            f"  notify_fifo {fifo}", "}"]
     if flag is not None:
         out += ["vrrp_script chk {", f'  script "/usr/bin/test ! -e {flag}"',
                 "  interval 0.2", "  weight -50", "  fall 1", "  rise 1", "}"]
+    if tfile is not None:
+        out += ["vrrp_track_file tf {", f"  file {tfile}", "  weight -50", "}"]
     out += ["vrrp_sync_group G {", "  group {", *(f"    {n}" for n in group), "  }", "}"]
     for name, vip in VIPS.items():
         out += [f"vrrp_instance {name} {{", "  state BACKUP", "  interface eth0",
@@ -64,6 +68,8 @@ def conf(role: str, fifo: Path, *, group: tuple[str, ...], flag: Path | None = N
                 "  version 3", "  advert_int 0.2"]
         if name == "VI_1" and flag is not None:
             out += ["  track_script {", "    chk", "  }"]
+        if name == "VI_2" and tfile is not None:
+            out += ["  track_file {", "    tf", "  }"]
         out += ["  virtual_ipaddress {", f"    {vip}/24", "  }", "}"]
     return "\n".join(out) + "\n"
 
@@ -137,10 +143,12 @@ def test_reload_binds_scripts_regroups_and_leaves_the_rest_alone(
         pair.start("d2", conf("d2", f2, group=("VI_1",)))
         d1 = pair.start("d1", conf("d1", f1, group=("VI_1",)))
         pair.wait(pair.placed({n: "d1" for n in VIPS}), 20, "d1 holds every VIP")
-        time.sleep(0.5)  # the last BACKUP lines on d2
+        # d2 may be master for a moment before d1 is up; wait for the lines to settle
+        pair.wait(lambda: about("VI_3", pair.lines("d1"))[-1:] == ['INSTANCE "VI_3" MASTER 100']
+                  and about("VI_3", pair.lines("d2"))[-1:] == ['INSTANCE "VI_3" BACKUP 90'],
+                  5, "VI_3 MASTER on d1 and BACKUP on d2 in the FIFOs")
+        time.sleep(0.5)
         vi3 = {r: about("VI_3", pair.lines(r)) for r in ("d1", "d2")}
-        assert vi3["d1"][-1:] == ['INSTANCE "VI_3" MASTER 100']
-        assert vi3["d2"] == ['INSTANCE "VI_3" BACKUP 90']
 
         # 1. VI_2 joins G on both; d1's VI_1 gets a script with weight -50 (passing
         #    for now): VI_1 is adopted as MASTER, nobody moves, no notify line at all.
@@ -162,23 +170,29 @@ def test_reload_binds_scripts_regroups_and_leaves_the_rest_alone(
         flag.unlink()
         pair.wait(pair.placed({n: "d1" for n in VIPS}), 10, "all back on d1")
 
-        # 3. VI_2 leaves G: the script failing again moves VI_1 alone.
-        pair.reload({"d1": conf("d1", f1, group=("VI_1",), flag=flag),
+        # 3. VI_2 leaves G (and, on d1, tracks a file that reads 0 for now): the
+        #    script failing again moves VI_1 alone.
+        tfile = tmp_path / "weight"
+        tfile.write_text("0\n")
+        pair.reload({"d1": conf("d1", f1, group=("VI_1",), flag=flag, tfile=tfile),
                      "d2": conf("d2", f2, group=("VI_1",))}, 2)
         flag.touch()
         pair.wait(pair.placed({"VI_1": "d2"}), 10, "VI_1 on d2")
         time.sleep(1.0)
         assert pair.placed({"VI_1": "d2", "VI_2": "d1", "VI_3": "d1"})()
+        # the track_file the reload named is polled: 1 x -50 moves VI_2 as well
+        tfile.write_text("1\n")
+        pair.wait(pair.placed({"VI_2": "d2"}), 10, "VI_2 on d2")
         # VI_3 was never touched by either reload nor by its neighbours' moves.
         assert {r: about("VI_3", pair.lines(r)) for r in ("d1", "d2")} == vi3
 
-        # 4. kill -9 d1's VRRP worker: the successor resumes VI_2/VI_3 as MASTER and
-        #    adopts their VIPs, so SIGTERM takes them away (d2 takes over).
+        # 4. kill -9 d1's VRRP worker: the successor resumes VI_3 as MASTER and
+        #    adopts its VIP, so SIGTERM takes it away (d2 takes over).
         os.kill(d1.worker_pid("vrrp"), signal.SIGKILL)
         d1.wait_for(lambda s: s["workers"][0]["restarts"] == 1 and s["workers"][0]["answering"]
                     and len(s["vrrp"]) == 3, 15, "VRRP worker back")
         time.sleep(1.0)
-        assert pair.placed({"VI_2": "d1", "VI_3": "d1"})()
+        assert pair.placed({"VI_1": "d2", "VI_2": "d2", "VI_3": "d1"})()
         assert about("VI_3", pair.lines("d1")) == vi3["d1"]
         assert d1.stop() == 0
         pair.wait(pair.placed({n: "d2" for n in VIPS}), 10, "d2 holds every VIP")

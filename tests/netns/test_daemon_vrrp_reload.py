@@ -49,7 +49,8 @@ def nets() -> Iterator[dict[str, str]]:
 
 def conf(role: str, fifo: Path, *, group: tuple[str, ...], flag: Path | None = None,
          tfile: Path | None = None) -> str:
-    """VI_1..VI_3 (VRRPv3, 0.2 s adverts), d1 at priority 100, d2 at 90; ``group``
+    """VI_1..VI_3 (VRRPv3, 0.5 s adverts: a 2-core box under load must not
+    make a backup miss three), d1 at priority 100, d2 at 90; ``group``
     is vrrp_sync_group G's members; ``flag`` adds vrrp_script chk (weight -50,
     failing while ``flag`` exists) tracked by VI_1; ``tfile`` adds track_file tf
     (weight -50 per unit of the file's number) tracked by VI_2."""
@@ -65,7 +66,7 @@ def conf(role: str, fifo: Path, *, group: tuple[str, ...], flag: Path | None = N
     for name, vip in VIPS.items():
         out += [f"vrrp_instance {name} {{", "  state BACKUP", "  interface eth0",
                 f"  virtual_router_id {VRIDS[name]}", f"  priority {prio}",
-                "  version 3", "  advert_int 0.2"]
+                "  version 3", "  advert_int 0.5"]
         if name == "VI_1" and flag is not None:
             out += ["  track_script {", "    chk", "  }"]
         if name == "VI_2" and tfile is not None:

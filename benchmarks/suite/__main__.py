@@ -59,6 +59,8 @@ class Mode:
     vm_size: int = 100
     vm_rounds: int = 1
     vm_seconds: float = 5.0
+    vm_detect_k: int = 20  # servers faulted per detection round in the VM
+    vm_detect_rounds: int = 2
     hotpath_files: tuple[str, ...] = ("benchmarks/test_bench_vrrp.py",
                                       "benchmarks/test_bench_md5.py",
                                       "benchmarks/test_bench_icmp.py")
@@ -77,7 +79,7 @@ MODES = {
     "full": Mode("full", sizes=(1000, 4096, 16384), check_rounds=5, warm=2.5, seconds=5.0,
                  detect_rounds=5, detect_faults=("reject", "drop"), detect_k=50,
                  file_rounds=3, jitter_load=16384, jitter_rounds=3, vm_rounds=3,
-                 vm_seconds=10.0),
+                 vm_seconds=10.0, vm_detect_k=30, vm_detect_rounds=5),
 }
 VRRP_FILES = ("benchmarks/test_bench_vrrp_failover.py",)
 CONFIG_FILES = ("benchmarks/test_bench_config.py",)
@@ -116,8 +118,11 @@ def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None) -> list[tupl
                               first + (3.0 if fault == "drop" else 2.0)))
     if "keepalived_vm" in sections:
         r = rounds or mode.vm_rounds
-        # boot and farm (~20 s under TCG), then per round two peers' start, warm, window
-        steps.append((f"keepalived VM ({r} round(s))", 20.0 + r * (2 * mode.vm_seconds + 18.0)))
+        # boot and farm (~20 s under TCG), then per round two peers' start, warm, window;
+        # detection: per peer a start that fills the table, then fault/recover rounds
+        detect = 2 * (6.0 + mode.vm_detect_rounds * 3.0) if mode.vm_detect_k else 0.0
+        steps.append((f"keepalived VM ({r} round(s))",
+                      20.0 + r * (2 * mode.vm_seconds + 18.0) + detect))
     if "vrrp" in sections:
         r = rounds or mode.file_rounds
         per = sum(mode.file_seconds.get(f, 60.0) for f in VRRP_FILES) + 5.0
@@ -246,7 +251,7 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
                 checks.Params(**{**p.__dict__, "rounds": rounds or mode.detect_rounds}), step),
             "keepalived_vm": lambda: vm_checkers.run_vm_section(
                 mode.vm_size, mode.vm_seconds, rounds or mode.vm_rounds, workdir, step,
-                bar.note),
+                bar.note, mode.vm_detect_k, rounds or mode.vm_detect_rounds),
             "vrrp": lambda: pysections.run_file_section(
                 "vrrp", "VRRP takeover, hafast vs keepalived 2.2.7", VRRP_FILES,
                 rounds or mode.file_rounds, workdir, step, bar.note),

@@ -393,7 +393,8 @@ def run_detection(p: Params, step: Step) -> Section:
         "(delay_loop 1, retry 0, connect_timeout 1) and HAProxy (check inter 1s fall 1, "
         "timeout check 1s) watch the same farm at the same time. 'reject' answers SYNs "
         "with RST; 'drop' loses them (detection waits for the connect timeout). "
-        "keepalived: not measured here (its checkers need IPVS; the host kernel has none).")
+        "keepalived's checkers need IPVS (the host kernel has none): its fault -> removal "
+        "from the IPVS table is measured against hafast's in the IPVS VM section.")
     t0 = time.monotonic()
     rng = random.Random(1)
     with Lab(p.detect_size, p.workdir) as lab:

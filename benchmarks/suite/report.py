@@ -30,6 +30,7 @@ ARROW = {"higher": "↑", "lower": "↓"}
 HEADLINE: dict[str, tuple[str, ...]] = {
     "checks": ("CPU per 1000 checks",),
     "detection": ("p50 latency", "p99 latency"),
+    "keepalived": ("CPU per 1000 checks", "p50 latency", "p99 latency"),
     "vrrp": ("",),
     "config": ("",),
     "hotpaths": ("",),

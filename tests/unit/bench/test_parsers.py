@@ -190,3 +190,34 @@ def test_vm_guest_lines() -> None:
     got = parse_guest_output(text)
     assert [g.get("who") for g in got] == [None, "keepalived", "hafast"]
     assert got[1]["rate"] == 99.5 and "error" in got[2]
+
+
+def test_vm_detection_lines_make_rows_samples_and_notes() -> None:
+    from benchmarks.suite.model import Section
+    from benchmarks.suite.vm_checkers import record_guest_lines
+
+    lines = [
+        {"ready": True, "n": 100},
+        {"who": "keepalived", "rate": 100.0, "cpu1k": 0.001, "round": 0},
+        {"who": "keepalived", "round": 0, "fault": "reject", "detect": [100.0, 300.0, 500.0],
+         "missing": 1, "dump_ms": 4.0, "recovered": True},
+        {"who": "hafast", "round": 0, "fault": "reject", "detect": [200.0, 400.0, 600.0, 800.0],
+         "missing": 0, "dump_ms": 6.0, "recovered": False},
+        {"who": "hafast", "round": 1, "detect_error": "hafast did not fill the IPVS table"},
+    ]
+    sec = Section("keepalived", "VM")
+    record_guest_lines(sec, 100, lines)
+    case = "reject (4 of 100, VM, fault -> IPVS removal)"
+    p50 = next(r for r in sec.rows if r.case == case and r.metric == "p50 latency")
+    # both peers faulted the same 4 victims (keepalived: 3 removed + 1 missing)
+    assert p50.hafast == [500.0] and p50.anchors == {"keepalived": [300.0]}
+    seen = next(r for r in sec.rows if r.metric == "servers removed")
+    assert seen.hafast == [4.0] and seen.anchors == {"keepalived": [3.0]}
+    ka = next(r for r in sec.rows if r.metric == "p99 latency")
+    assert ka.anchors["keepalived"][0] is not None and ka.anchors["keepalived"][0] > 400.0
+    assert sorted(sec.samples["fault reject (IPVS VM)"]["hafast"]) == [200.0, 400.0, 600.0,
+                                                                        800.0]
+    assert any("did not fill" in n for n in sec.notes)
+    assert any("not every victim came back" in n for n in sec.notes)
+    assert any("hafast 6.0 ms" in n and "keepalived 4.0 ms" in n for n in sec.notes)
+    assert any(r.metric == "CPU per 1000 checks" for r in sec.rows)

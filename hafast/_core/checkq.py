@@ -1,0 +1,19 @@
+"""The check engine's timer queue (compiled, or the pure-Python twin).
+
+``TimerQueue(loop, grain=None)`` holds every check's one pending timer behind one
+``loop.call_at`` handle: ``after(delay, check)`` (a FIFO lane per fixed delay),
+``at(when, check)`` (a heap, for warmup), ``clear()``.  A queued item has an int
+``token`` (0: no timer), ``on_timer()`` and ``name``.  See ``checkq_py`` for the why.
+
+>>> from hafast._core.checkq import TimerQueue
+>>> TimerQueue.GRAIN
+0.01
+"""
+
+from hafast._core._select import choose
+
+_impl = choose("checkq")
+
+TimerQueue = _impl.TimerQueue
+
+__all__ = ["TimerQueue"]

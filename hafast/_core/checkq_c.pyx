@@ -1,0 +1,329 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The check engine's timer queue, compiled: the same contract as ``checkq_py``.
+
+The twin keeps its entries as ``(when, seq, check)`` tuples in deques and a heapq
+list; here an entry is a C struct (``Entry``) in a ring buffer per lane or in a C
+binary heap, holding one strong reference to its check, so arming a timer
+allocates no Python object but the token int, and a wake-up walks the due entries
+in one C loop.  Every buffer and every reference is released in one place
+(``_drop_all``, called by ``clear`` and ``__dealloc__``).
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from libc.math cimport ceil, INFINITY
+
+import logging
+
+log = logging.getLogger("hafast.check")
+
+__all__ = ["TimerQueue"]
+
+
+cdef struct Entry:
+    double when
+    long long seq
+    PyObject *check        # a strong reference while the entry is held
+
+
+cdef struct Lane:
+    double delay
+    Entry *buf
+    Py_ssize_t head        # index of the oldest entry
+    Py_ssize_t count
+    Py_ssize_t cap         # a power of two (0: no buffer yet)
+
+
+cdef class _Running:
+    def cancel(self):
+        return None
+
+
+cdef object _RUNNING = _Running()
+
+
+cdef inline bint _before(Entry *a, Entry *b) noexcept nogil:
+    # The heap's order: time, then arming order (the twin's tuple comparison).
+    return a.when < b.when or (a.when == b.when and a.seq < b.seq)
+
+
+cdef class TimerQueue:
+    """Every check's one pending timer, behind one ``loop.call_at`` handle."""
+
+    cdef readonly object loop
+    cdef readonly double grain
+    cdef readonly object handle
+    cdef readonly double armed_at
+    cdef readonly long long seq
+    cdef object _run_cb          # the bound _run, made once
+    cdef Lane *_lanes
+    cdef Py_ssize_t _nlanes
+    cdef Py_ssize_t _lanes_cap
+    cdef Entry *_heap
+    cdef Py_ssize_t _nheap
+    cdef Py_ssize_t _heap_cap
+
+    SLACK = 0.001
+    BATCH = 65536
+    GRAIN = 0.01
+
+    def __init__(self, loop, grain=None):
+        self.loop = loop
+        self.grain = self.GRAIN if grain is None else grain
+        self.seq = 0
+        self.handle = None
+        self.armed_at = 0.0
+        self._run_cb = self._run
+
+    def __dealloc__(self):
+        self._drop_all(False)
+        PyMem_Free(self._lanes)
+        PyMem_Free(self._heap)
+
+    # -- public -------------------------------------------------------------------
+
+    def at(self, double when, check):
+        """Make ``when`` (loop time) the check's one timer, replacing any it had."""
+        self.seq += 1
+        check.token = self.seq
+        self._heap_push(when, self.seq, check)
+        if self.handle is None or when < self.armed_at:
+            self._arm(when)
+
+    def after(self, double delay, check):
+        """Make "``delay`` seconds from now" the check's one timer (a lane per delay)."""
+        cdef double when
+        cdef Lane *lane
+        self.seq += 1
+        check.token = self.seq
+        when = <double>self.loop.time() + delay
+        lane = self._lane(delay)
+        self._lane_push(lane, when, self.seq, check)
+        if self.handle is None or when < self.armed_at:
+            self._arm(when)
+
+    def __len__(self):
+        cdef Py_ssize_t n = self._nheap, i
+        for i in range(self._nlanes):
+            n += self._lanes[i].count
+        return n
+
+    def clear(self):
+        """Drop every entry (their checks' tokens go to 0) and the loop timer."""
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        self._drop_all(True)
+
+    @property
+    def heap(self):
+        """The heap's entries as ``(when, seq, check)`` (a copy, in heap order)."""
+        cdef Py_ssize_t i
+        return [(self._heap[i].when, self._heap[i].seq, <object>self._heap[i].check)
+                for i in range(self._nheap)]
+
+    @property
+    def lanes(self):
+        """``{delay: [(when, seq, check), ...]}`` in firing order (a copy)."""
+        cdef Py_ssize_t i, j
+        cdef Lane *lane
+        out = {}
+        for i in range(self._nlanes):
+            lane = &self._lanes[i]
+            out[lane.delay] = [
+                (lane.buf[(lane.head + j) & (lane.cap - 1)].when,
+                 lane.buf[(lane.head + j) & (lane.cap - 1)].seq,
+                 <object>lane.buf[(lane.head + j) & (lane.cap - 1)].check)
+                for j in range(lane.count)]
+        return out
+
+    # -- the loop timer -----------------------------------------------------------
+
+    cdef _arm(self, double when):
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.grain > 0:
+            # (less a hair: a time already on the grid must stay there despite float error)
+            when = ceil(when / self.grain - 1e-6) * self.grain
+        self.armed_at = when
+        self.handle = self.loop.call_at(when, self._run_cb)
+
+    def _run(self):
+        cdef double due, earliest
+        cdef long left = self.BATCH
+        cdef Py_ssize_t i, nlanes
+        cdef Lane *lane
+        cdef Entry e
+        # While the batch runs, entries the callbacks push do not touch the loop timer
+        # (armed_at -inf: nothing is "earlier"); the earliest entry is armed once, after.
+        self.handle = _RUNNING
+        self.armed_at = -INFINITY
+        due = <double>self.loop.time() + <double>self.SLACK
+        nlanes = self._nlanes  # a lane a callback opens waits for the next wake-up
+        i = 0
+        while i < nlanes and i < self._nlanes:
+            # Re-read the lane each time: a callback may grow or clear the arrays.
+            while left > 0 and i < self._nlanes:
+                lane = &self._lanes[i]
+                if lane.count == 0 or lane.buf[lane.head].when > due:
+                    break
+                e = lane.buf[lane.head]
+                lane.head = (lane.head + 1) & (lane.cap - 1)
+                lane.count -= 1
+                left -= 1
+                self._fire(e)
+            i += 1
+        while left > 0 and self._nheap > 0 and self._heap[0].when <= due:
+            e = self._heap_pop()
+            left -= 1
+            self._fire(e)
+        # Cancelled entries at the front: drop them, do not wake for them.
+        earliest = INFINITY
+        for i in range(self._nlanes):
+            lane = &self._lanes[i]
+            while lane.count and not self._live(&lane.buf[lane.head]):
+                e = lane.buf[lane.head]
+                lane.head = (lane.head + 1) & (lane.cap - 1)
+                lane.count -= 1
+                Py_DECREF(<object>e.check)
+            if lane.count and lane.buf[lane.head].when < earliest:
+                earliest = lane.buf[lane.head].when
+        while self._nheap and not self._live(&self._heap[0]):
+            e = self._heap_pop()
+            Py_DECREF(<object>e.check)
+        if self._nheap and self._heap[0].when < earliest:
+            earliest = self._heap[0].when
+        self.handle = None
+        if earliest != INFINITY:
+            self._arm(earliest)
+
+    cdef inline bint _live(self, Entry *e) except -1:
+        return <long long>(<object>e.check).token == e.seq
+
+    cdef _fire(self, Entry e):
+        # The entry left its buffer: its reference is ours now, dropped on the way out.
+        check = <object>e.check
+        Py_DECREF(check)  # `check` holds its own reference for this call
+        if <long long>check.token == e.seq:
+            check.token = 0
+            try:
+                check.on_timer()
+            except Exception:  # an event consumer that raised: log it, go on
+                log.exception("%s: timer callback raised", check.name)
+
+    # -- lanes (ring buffers) -----------------------------------------------------
+
+    cdef Lane *_lane(self, double delay) except NULL:
+        cdef Py_ssize_t i
+        cdef Lane *lanes
+        # A handful of lanes (one per distinct delay): a scan beats a dict of floats.
+        for i in range(self._nlanes):
+            if self._lanes[i].delay == delay:
+                return &self._lanes[i]
+        if self._nlanes == self._lanes_cap:
+            lanes = <Lane *>PyMem_Realloc(self._lanes,
+                                          (self._lanes_cap * 2 + 4) * sizeof(Lane))
+            if lanes == NULL:
+                raise MemoryError()
+            self._lanes = lanes
+            self._lanes_cap = self._lanes_cap * 2 + 4
+        i = self._nlanes
+        self._lanes[i].delay = delay
+        self._lanes[i].buf = NULL
+        self._lanes[i].head = 0
+        self._lanes[i].count = 0
+        self._lanes[i].cap = 0
+        self._nlanes += 1
+        return &self._lanes[i]
+
+    cdef int _lane_push(self, Lane *lane, double when, long long seq, object check) except -1:
+        cdef Py_ssize_t cap, j
+        cdef Entry *buf
+        if lane.count == lane.cap:
+            cap = lane.cap * 2 if lane.cap else 64
+            buf = <Entry *>PyMem_Realloc(NULL, cap * sizeof(Entry))
+            if buf == NULL:
+                raise MemoryError()
+            for j in range(lane.count):  # unwrap the ring into the new buffer
+                buf[j] = lane.buf[(lane.head + j) & (lane.cap - 1)]
+            PyMem_Free(lane.buf)
+            lane.buf, lane.head, lane.cap = buf, 0, cap
+        j = (lane.head + lane.count) & (lane.cap - 1)
+        lane.buf[j].when = when
+        lane.buf[j].seq = seq
+        lane.buf[j].check = <PyObject *>check
+        Py_INCREF(check)
+        lane.count += 1
+        return 0
+
+    # -- the heap (arbitrary times: warmup) ---------------------------------------
+
+    cdef int _heap_push(self, double when, long long seq, object check) except -1:
+        cdef Py_ssize_t i, parent, cap
+        cdef Entry e
+        cdef Entry *heap
+        if self._nheap == self._heap_cap:
+            cap = self._heap_cap * 2 if self._heap_cap else 64
+            heap = <Entry *>PyMem_Realloc(self._heap, cap * sizeof(Entry))
+            if heap == NULL:
+                raise MemoryError()
+            self._heap, self._heap_cap = heap, cap
+        e.when, e.seq, e.check = when, seq, <PyObject *>check
+        Py_INCREF(check)
+        i = self._nheap
+        self._nheap += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not _before(&e, &self._heap[parent]):
+                break
+            self._heap[i] = self._heap[parent]
+            i = parent
+        self._heap[i] = e
+        return 0
+
+    cdef Entry _heap_pop(self) noexcept:
+        # The caller checked _nheap > 0; the entry's reference passes to the caller.
+        cdef Entry top = self._heap[0]
+        cdef Entry last
+        cdef Py_ssize_t i = 0, child, n
+        self._nheap -= 1
+        n = self._nheap
+        if n:
+            last = self._heap[n]
+            while True:
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and _before(&self._heap[child + 1], &self._heap[child]):
+                    child += 1
+                if not _before(&self._heap[child], &last):
+                    break
+                self._heap[i] = self._heap[child]
+                i = child
+            self._heap[i] = last
+        return top
+
+    # -- release, in one place ----------------------------------------------------
+
+    cdef _drop_all(self, bint reset_tokens):
+        cdef Py_ssize_t i, j
+        cdef Lane *lane
+        cdef PyObject *p
+        # Detach everything first: resetting a token runs Python code, which may push.
+        held = []
+        for i in range(self._nheap):
+            p = self._heap[i].check
+            held.append(<object>p)
+            Py_DECREF(<object>p)
+        self._nheap = 0
+        for i in range(self._nlanes):
+            lane = &self._lanes[i]
+            for j in range(lane.count):
+                p = lane.buf[(lane.head + j) & (lane.cap - 1)].check
+                held.append(<object>p)
+                Py_DECREF(<object>p)
+            PyMem_Free(lane.buf)
+        self._nlanes = 0
+        if reset_tokens:
+            for check in held:
+                check.token = 0

@@ -59,3 +59,32 @@ def test_quick_smallest_case_end_to_end(tmp_path: Path) -> None:
     # the suite cleaned up after itself: no namespace of its own is left
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"bs{proc.pid}-" not in left
+
+
+@pytest.mark.timeout(600)
+def test_vm_section_times_ipvs_removal_for_both_peers(tmp_path: Path) -> None:
+    """The IPVS VM section on a tiny farm: keepalived -C and hafast's engine + pool
+    manager each fill the IPVS table, and each victim's removal is timed."""
+    from benchmarks.suite.checks import no_step
+    from benchmarks.suite.vm_checkers import run_vm_section
+    from hafast.lab.ipvs_vm import IpvsVM, VMSetupError
+    from tests.conftest import require
+
+    require_root()
+    for tool in ("nginx", "nft", "nsenter", "qemu-system-x86_64"):
+        require_tool(tool)
+    require(Path("/usr/sbin/keepalived").exists(), "keepalived 2.2.7 is not installed")
+    try:
+        IpvsVM().setup()
+    except VMSetupError as exc:
+        require(False, f"IPVS VM set-up failed: {exc}")
+    notes: list[str] = []
+    sec = run_vm_section(20, 2.0, 1, tmp_path, no_step, notes.append, detect_k=5,
+                         detect_rounds=1)
+    assert sec.status == "measured", (sec.notes, notes)
+    rows = {(r.case, r.metric): r for r in sec.rows}
+    removed = rows[("reject (5 of 20, VM, fault -> IPVS removal)", "servers removed")]
+    assert removed.hafast == [5.0] and removed.anchors["keepalived"] == [5.0], sec.notes
+    p50 = rows[("reject (5 of 20, VM, fault -> IPVS removal)", "p50 latency")]
+    assert p50.hafast[0] is not None and p50.anchors["keepalived"][0] is not None
+    assert set(sec.samples["fault reject (IPVS VM)"]) == {"hafast", "keepalived"}

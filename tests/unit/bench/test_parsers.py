@@ -220,4 +220,5 @@ def test_vm_detection_lines_make_rows_samples_and_notes() -> None:
     assert any("did not fill" in n for n in sec.notes)
     assert any("not every victim came back" in n for n in sec.notes)
     assert any("hafast 6.0 ms" in n and "keepalived 4.0 ms" in n for n in sec.notes)
+    assert any("pooled: hafast p50 500 ms" in n and "(n=3)" in n for n in sec.notes)
     assert any(r.metric == "CPU per 1000 checks" for r in sec.rows)

@@ -3,7 +3,12 @@
 ``TimerQueue(loop, grain=None)`` holds every check's one pending timer behind one
 ``loop.call_at`` handle: ``after(delay, check)`` (a FIFO lane per fixed delay),
 ``at(when, check)`` (a heap, for warmup), ``clear()``.  A queued item has an int
-``token`` (0: no timer), ``on_timer()`` and ``name``.  See ``checkq_py`` for the why.
+``token`` (0: no timer), ``on_timer()`` and ``name``.
+
+``ConnectSet()`` holds TCP_CHECK's non-blocking connects in one epoll:
+``start(family, address, port) -> fd | -errno``, ``adopt(fd)``,
+``ready() -> [(fd, SO_ERROR)]`` (those fds already closed), ``cancel(fd)``,
+``close()``.  See ``checkq_py`` for the why.
 
 >>> from hafast._core.checkq import TimerQueue
 >>> TimerQueue.GRAIN
@@ -15,5 +20,6 @@ from hafast._core._select import choose
 _impl = choose("checkq")
 
 TimerQueue = _impl.TimerQueue
+ConnectSet = _impl.ConnectSet
 
-__all__ = ["TimerQueue"]
+__all__ = ["ConnectSet", "TimerQueue"]

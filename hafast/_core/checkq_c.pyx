@@ -17,7 +17,7 @@ import logging
 
 log = logging.getLogger("hafast.check")
 
-__all__ = ["TimerQueue"]
+__all__ = ["ConnectSet", "TimerQueue"]
 
 
 cdef struct Entry:
@@ -327,3 +327,215 @@ cdef class TimerQueue:
         if reset_tokens:
             for check in held:
                 check.token = 0
+
+
+# --------------------------------------------------------------------------- connects
+
+cdef extern from "<sys/socket.h>":
+    ctypedef unsigned int socklen_t
+    struct sockaddr:
+        pass
+    struct linger:
+        int l_onoff
+        int l_linger
+    int socket(int domain, int type, int protocol) nogil
+    int connect(int fd, const sockaddr *addr, socklen_t len) nogil
+    int getsockopt(int fd, int level, int name, void *val, socklen_t *len) nogil
+    int setsockopt(int fd, int level, int name, const void *val, socklen_t len) nogil
+    int AF_INET, AF_INET6, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC
+    int SOL_SOCKET, SO_ERROR, SO_LINGER
+
+cdef extern from "<netinet/in.h>":
+    struct in_addr:
+        pass
+    struct in6_addr:
+        pass
+    struct sockaddr_in:
+        int sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        int sin6_family
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    unsigned short htons(unsigned short) nogil
+
+cdef extern from "<arpa/inet.h>":
+    int inet_pton(int af, const char *src, void *dst) nogil
+
+cdef extern from "<sys/epoll.h>":
+    union epoll_data:
+        int fd
+    struct epoll_event:
+        unsigned int events
+        epoll_data data
+    int epoll_create1(int flags) nogil
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *ev) nogil
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout) nogil
+    int EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLLOUT, EPOLLONESHOT
+
+cdef extern from "<unistd.h>":
+    int close(int fd) nogil
+
+from libc.errno cimport errno, EINPROGRESS, EINVAL, EINTR
+from libc.string cimport memset
+
+
+cdef class ConnectSet:
+    """Non-blocking TCP connects in one epoll, every syscall in C (see ``checkq_py``)."""
+
+    cdef int _epfd
+    cdef int _max_events
+    cdef epoll_event *_events
+    cdef unsigned char *_owned    # _owned[fd]: a connect of ours is in flight on fd
+    cdef Py_ssize_t _owned_cap
+    cdef readonly Py_ssize_t pending
+
+    def __cinit__(self):
+        self._epfd = -1
+
+    def __init__(self, int max_events=4096):
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self._epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self._epfd < 0:
+            raise OSError(errno, "epoll_create1")
+        self._max_events = max_events
+        self._events = <epoll_event *>PyMem_Realloc(NULL, max_events * sizeof(epoll_event))
+        if self._events == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        self._release()
+
+    def fileno(self):
+        """The epoll descriptor, for ``loop.add_reader``."""
+        return self._epfd
+
+    @property
+    def closed(self):
+        return self._epfd < 0
+
+    def start(self, int family, str address, int port):
+        """Begin a connect to ``address``:``port``; the fd (>= 0), or ``-errno``."""
+        cdef sockaddr_in sin
+        cdef sockaddr_in6 sin6
+        cdef const sockaddr *sa
+        cdef socklen_t salen
+        cdef linger lg
+        cdef int fd, err
+        cdef bytes raw = address.encode("ascii", "replace")
+        if self._epfd < 0:
+            raise ValueError("ConnectSet is closed")
+        if family == AF_INET:
+            memset(&sin, 0, sizeof(sin))
+            sin.sin_family = AF_INET
+            sin.sin_port = htons(<unsigned short>port)
+            if inet_pton(AF_INET, raw, &sin.sin_addr) != 1:
+                return -EINVAL
+            sa, salen = <const sockaddr *>&sin, sizeof(sin)
+        elif family == AF_INET6:
+            memset(&sin6, 0, sizeof(sin6))
+            sin6.sin6_family = AF_INET6
+            sin6.sin6_port = htons(<unsigned short>port)
+            if inet_pton(AF_INET6, raw, &sin6.sin6_addr) != 1:
+                return -EINVAL
+            sa, salen = <const sockaddr *>&sin6, sizeof(sin6)
+        else:
+            return -EINVAL
+        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        if fd < 0:
+            return -errno
+        # SO_LINGER {1, 0} before the connect: every close below is a RST, no TIME_WAIT.
+        lg.l_onoff, lg.l_linger = 1, 0
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))
+        if connect(fd, sa, salen) < 0 and errno != EINPROGRESS:
+            err = errno
+            close(fd)
+            return -err
+        # (an immediate success is watched too: epoll reports it writable at once)
+        return self._watch(fd)
+
+    def adopt(self, int fd):
+        """Watch a connect begun elsewhere (a socket with bind/mark options); the set
+        owns ``fd`` from now on, even on failure.  0, or ``-errno``."""
+        if self._epfd < 0:
+            close(fd)
+            raise ValueError("ConnectSet is closed")
+        err = self._watch(fd)
+        return err if err < 0 else 0
+
+    cdef int _watch(self, int fd) except? -2:
+        cdef epoll_event ev
+        cdef int err
+        cdef Py_ssize_t cap
+        cdef unsigned char *owned
+        if fd >= self._owned_cap:
+            cap = max(fd + 1, self._owned_cap * 2, 1024)
+            owned = <unsigned char *>PyMem_Realloc(self._owned, cap)
+            if owned == NULL:
+                close(fd)
+                raise MemoryError()
+            memset(owned + self._owned_cap, 0, cap - self._owned_cap)
+            self._owned, self._owned_cap = owned, cap
+        ev.events = EPOLLOUT | EPOLLONESHOT
+        ev.data.fd = fd
+        if epoll_ctl(self._epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
+            err = errno
+            close(fd)
+            return -err
+        self._owned[fd] = 1
+        self.pending += 1
+        return fd
+
+    def ready(self):
+        """``[(fd, SO_ERROR), ...]`` of the connects that finished; their fds are closed."""
+        cdef int n, i, fd, soerr
+        cdef socklen_t optlen
+        out = []
+        if self._epfd < 0:
+            return out
+        n = epoll_wait(self._epfd, self._events, self._max_events, 0)
+        if n < 0:
+            if errno == EINTR:
+                return out
+            raise OSError(errno, "epoll_wait")
+        for i in range(n):
+            fd = self._events[i].data.fd
+            if fd < 0 or fd >= self._owned_cap or not self._owned[fd]:
+                continue
+            soerr = 0
+            optlen = sizeof(soerr)
+            if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &optlen) < 0:
+                soerr = errno
+            self._owned[fd] = 0
+            self.pending -= 1
+            close(fd)  # closing also takes it out of the epoll set
+            out.append((fd, soerr))
+        return out
+
+    def cancel(self, int fd):
+        """Abandon the connect on ``fd`` (closed with a RST); False if not ours."""
+        if fd < 0 or fd >= self._owned_cap or not self._owned[fd]:
+            return False
+        self._owned[fd] = 0
+        self.pending -= 1
+        close(fd)
+        return True
+
+    def close(self):
+        """Close every connect in flight and the epoll."""
+        self._release()
+
+    cdef void _release(self) noexcept:
+        cdef Py_ssize_t fd
+        for fd in range(self._owned_cap):
+            if self._owned[fd]:
+                close(<int>fd)
+        PyMem_Free(self._owned)
+        self._owned, self._owned_cap, self.pending = NULL, 0, 0
+        PyMem_Free(self._events)
+        self._events = NULL
+        if self._epfd >= 0:
+            close(self._epfd)
+            self._epfd = -1

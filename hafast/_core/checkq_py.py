@@ -38,16 +38,21 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import heapq
 import logging
 import math
+import os
+import select
+import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger("hafast.check")
 
-__all__ = ["Loop", "Timed", "TimerQueue"]
+__all__ = ["ConnectSet", "Loop", "Timed", "TimerQueue"]
 
 
 class Loop(Protocol):
@@ -189,3 +194,130 @@ class TimerQueue:
             for _, _, check in lane:
                 check.token = 0
         self.lanes.clear()
+
+
+# --------------------------------------------------------------------------- connects
+
+_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+_WATCH = select.EPOLLOUT | select.EPOLLONESHOT
+_LINGER_RST = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}
+
+
+class ConnectSet:
+    """Non-blocking TCP connects waiting in one epoll (TCP_CHECK's connector).
+
+    ``start`` makes the socket (``SO_LINGER {1, 0}``: every close is a RST and leaves
+    no TIME_WAIT), connects and registers it ``EPOLLONESHOT`` for writability (the
+    handshake finished; ``SO_ERROR`` says how).  ``ready`` collects every finished
+    connect with one ``epoll_wait(0)`` and closes them all BEFORE the caller acts on
+    any: a descriptor number a callback reuses cannot be taken for an old one.  The
+    set owns its descriptors (by number) until ``ready`` or ``cancel`` closes them.
+
+    Example::
+
+        >>> cs = ConnectSet()
+        >>> cs.start(socket.AF_INET, "not an address", 80) == -errno.EINVAL
+        True
+        >>> cs.cancel(12345), cs.pending
+        (False, 0)
+        >>> cs.close(); cs.closed
+        True
+    """
+
+    def __init__(self, max_events: int = 4096) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self._epoll = select.epoll()
+        self._max_events = max_events
+        self._socks: dict[int, socket.socket] = {}
+
+    @property
+    def pending(self) -> int:
+        return len(self._socks)
+
+    @property
+    def closed(self) -> bool:
+        return self._epoll.closed
+
+    def fileno(self) -> int:
+        """The epoll descriptor, for ``loop.add_reader``."""
+        return self._epoll.fileno()
+
+    def start(self, family: int, address: str, port: int) -> int:
+        """Begin a connect to ``address``:``port``; the fd (>= 0), or ``-errno``."""
+        if self._epoll.closed:
+            raise ValueError("ConnectSet is closed")
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            return -errno.EINVAL
+        try:
+            socket.inet_pton(family, address)
+        except (OSError, UnicodeError):
+            return -errno.EINVAL
+        try:
+            sock = socket.socket(family, _STREAM)
+        except OSError as exc:
+            return -(exc.errno or errno.EIO)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        err = sock.connect_ex((address, port))
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            return -err
+        # (an immediate success is watched too: epoll reports it writable at once)
+        return self._watch(sock)
+
+    def adopt(self, fd: int) -> int:
+        """Watch a connect begun elsewhere (a socket with bind/mark options); the set
+        owns ``fd`` from now on, even on failure.  0, or ``-errno``."""
+        if self._epoll.closed:
+            os.close(fd)
+            raise ValueError("ConnectSet is closed")
+        try:
+            self._epoll.register(fd, _WATCH)  # first: any fd epoll takes is a socket here
+        except OSError as exc:
+            os.close(fd)
+            return -(exc.errno or errno.EIO)
+        self._socks[fd] = socket.socket(fileno=fd)
+        return 0
+
+    def _watch(self, sock: socket.socket) -> int:
+        fd = sock.fileno()
+        try:
+            self._epoll.register(fd, _WATCH)
+        except OSError as exc:
+            sock.close()
+            return -(exc.errno or errno.EIO)
+        self._socks[fd] = sock
+        return fd
+
+    def ready(self) -> list[tuple[int, int]]:
+        """``[(fd, SO_ERROR), ...]`` of the connects that finished; their fds are closed."""
+        if self._epoll.closed:
+            return []
+        out = []
+        socks = self._socks
+        for fd, _ in self._epoll.poll(0, self._max_events):
+            sock = socks.pop(fd, None)
+            if sock is None:
+                continue
+            try:
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except OSError as exc:
+                err = exc.errno or errno.EIO
+            sock.close()  # closing also takes it out of the epoll set
+            out.append((fd, err))
+        return out
+
+    def cancel(self, fd: int) -> bool:
+        """Abandon the connect on ``fd`` (closed with a RST); False if not ours."""
+        sock = self._socks.pop(fd, None)
+        if sock is None:
+            return False
+        sock.close()
+        return True
+
+    def close(self) -> None:
+        """Close every connect in flight and the epoll."""
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
+        self._epoll.close()

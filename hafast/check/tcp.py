@@ -10,7 +10,9 @@ handle, two ``epoll_ctl`` calls and a callback handle each (about 15 µs of the
 56 µs a check cost before).  Writable means the handshake finished, ``SO_ERROR``
 says how.  The socket is closed with ``SO_LINGER {1, 0}``, so the server sees a
 RST and neither side keeps a TIME_WAIT entry; keepalived closes with a FIN, which
-a server cannot tell from a client that hung up politely.
+a server cannot tell from a client that hung up politely.  The syscalls of a
+plain connect (no bind/mark/device option) run in C, in
+:class:`hafast._core.checkq.ConnectSet` (or its Python twin).
 
 The other connection-based kinds (SMTP) keep :class:`Connect`, driven by
 ``loop.add_writer``: they go on talking over the socket after the connect.
@@ -23,13 +25,12 @@ Example::
 
 from __future__ import annotations
 
-import _socket
 import errno
-import select
 import socket
 import struct
 from typing import Any
 
+from hafast._core.checkq import ConnectSet
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
 
 SO_MARK = getattr(socket, "SO_MARK", 36)  # <asm-generic/socket.h>
@@ -148,9 +149,6 @@ class Connect:
 
 
 OK = ProbeResult(True)
-_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-_WATCH = select.EPOLLOUT | select.EPOLLONESHOT
-_MAX_EVENTS = 4096  # per epoll_wait; more stay ready and come next loop iteration
 
 _connectors: dict[int, Connector] = {}
 
@@ -159,23 +157,20 @@ class Connector:
     """One epoll on one loop for every TCP_CHECK connect in flight.
 
     The loop sees one reader (the epoll descriptor); :meth:`ready` collects every
-    finished connect with one ``epoll_wait`` and settles them in one pass.  An
-    entry is registered ``EPOLLONESHOT`` and dropped by ``close`` (the socket is
-    never duplicated, so closing it removes it from the epoll set).
+    finished connect and settles them in one pass.  The sockets themselves live in
+    :class:`hafast._core.checkq.ConnectSet` (compiled: socket, ``SO_LINGER``,
+    connect, ``epoll_ctl``, ``SO_ERROR`` and close in C, no Python socket object
+    per attempt); here only ``fd -> attempt``.
     """
 
-    __slots__ = ("epoll", "fresh", "loop", "users", "waiting")
+    __slots__ = ("connects", "loop", "users", "waiting")
 
     def __init__(self, loop: Any) -> None:
         self.loop = loop
-        self.epoll = select.epoll()
+        self.connects = ConnectSet()
         self.waiting: dict[int, Connecting] = {}
-        # Descriptors registered while a batch is being settled: a settled socket's
-        # number may be reused at once, and an event for the old socket in the same
-        # batch must not be taken for the new one.
-        self.fresh: set[int] | None = None
         self.users = 0
-        loop.add_reader(self.epoll.fileno(), self.ready)
+        loop.add_reader(self.connects.fileno(), self.ready)
 
     @classmethod
     def acquire(cls, loop: Any) -> Connector:
@@ -197,74 +192,59 @@ class Connector:
         for attempt in list(self.waiting.values()):
             attempt.cancel()
         try:
-            self.loop.remove_reader(self.epoll.fileno())
+            self.loop.remove_reader(self.connects.fileno())
         except Exception:  # the loop was closed first: nothing left to unhook
             pass
-        self.epoll.close()
-
-    def watch(self, fd: int, attempt: Connecting) -> None:
-        self.epoll.register(fd, _WATCH)
-        self.waiting[fd] = attempt
-        if self.fresh is not None:
-            self.fresh.add(fd)
+        self.connects.close()
 
     def ready(self) -> None:
-        events = self.epoll.poll(0, _MAX_EVENTS)
+        # Every fd of the batch is closed already (ConnectSet.ready): take all their
+        # attempts out BEFORE any callback runs, or a connect a callback starts on a
+        # reused number would be taken for an old one later in the same batch.
         waiting = self.waiting
-        fresh: set[int] = set()
-        self.fresh = fresh
-        try:
-            for fd, _ in events:
-                if fd in fresh:
-                    continue
-                attempt = waiting.pop(fd, None)
-                if attempt is not None:
-                    attempt.writable()
-        finally:
-            self.fresh = None
+        settled = []
+        for fd, err in self.connects.ready():
+            attempt = waiting.pop(fd, None)
+            if attempt is not None:
+                attempt.fd = -1
+                settled.append((attempt.done, err))
+        for done, err in settled:
+            done(failure(err, "connect") if err else OK)
 
 
 class Connecting:
     """A TCP_CHECK connect in flight (the runner's Attempt)."""
 
-    __slots__ = ("connector", "done", "fd", "sock")
+    __slots__ = ("connector", "done", "fd")
 
-    def __init__(self, connector: Connector, sock: _socket.socket, fd: int, done: Done) -> None:
+    def __init__(self, connector: Connector, fd: int, done: Done) -> None:
         self.connector = connector
-        self.sock: _socket.socket | None = sock
         self.fd = fd
         self.done = done
 
-    def writable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        self.sock = None
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        sock.close()  # SO_LINGER {1, 0} was set at creation: a RST
-        self.done(failure(err, "connect") if err else OK)
-
     def cancel(self) -> None:
-        sock = self.sock
-        if sock is not None:
-            self.sock = None
-            self.connector.waiting.pop(self.fd, None)
-            sock.close()
+        fd = self.fd
+        if fd >= 0:
+            self.fd = -1
+            connector = self.connector
+            connector.waiting.pop(fd, None)
+            connector.connects.cancel(fd)
 
 
 @register
 class TcpKind(ProbeKind):
     """TCP_CHECK: UP when the three-way handshake completes within connect_timeout."""
 
-    __slots__ = ("connector", "family", "plain", "sockaddr")
+    __slots__ = ("address", "connector", "family", "plain", "port")
     keyword = "TCP_CHECK"
 
     def __init__(self, spec: Any, target: Target, loop: Any) -> None:
         super().__init__(spec, target, loop)
         self.connector: Connector | None = None
-        self.sockaddr = (target.address, target.port or 0)
+        self.address = target.address
+        self.port = target.port or 0
         self.family = target.family
-        # No bind/mark/device option: the socket is made with one call, no helper.
+        # No bind/mark/device option: the whole connect is one ConnectSet.start.
         self.plain = (target.bindto is None and target.bind_port is None
                       and target.bind_if is None and target.fwmark is None)
 
@@ -276,33 +256,42 @@ class TcpKind(ProbeKind):
             except OSError as exc:
                 done(failure(exc.errno or 0, f"epoll: {exc.strerror}"))
                 return NO_ATTEMPT
+        if self.plain:
+            fd = connector.connects.start(self.family, self.address, self.port)
+        else:
+            bound = self._start_bound(connector, done)
+            if bound is None:
+                return NO_ATTEMPT
+            fd = bound
+        if fd < 0:
+            done(failure(-fd, "connect"))
+            return NO_ATTEMPT
+        attempt = Connecting(connector, fd, done)
+        connector.waiting[fd] = attempt
+        return attempt
+
+    def _start_bound(self, connector: Connector, done: Done) -> int | None:
+        """The connect with bind/mark/device options, made in Python, then handed to
+        the ConnectSet: the fd, ``-errno``, or None when ``done`` was told already."""
         try:
-            if self.plain:
-                sock: _socket.socket = _socket.socket(self.family, _STREAM)
-            else:
-                sock = open_socket(self.target, socket.SOCK_STREAM)
+            sock = open_socket(self.target, socket.SOCK_STREAM)
         except OSError as exc:
             done(failure(exc.errno or 0, f"socket: {exc.strerror}"))
-            return NO_ATTEMPT
+            return None
         try:
-            # Set before the connect, so every close below (and the cancel's) is a RST.
+            # Set before the connect, so every close (and the cancel's) is a RST.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-            err = sock.connect_ex(self.sockaddr)
-            if err == errno.EINPROGRESS:
-                fd = sock.fileno()
-                connector.epoll.register(fd, _WATCH)  # Connector.watch, inlined
-                attempt = Connecting(connector, sock, fd, done)
-                connector.waiting[fd] = attempt
-                if connector.fresh is not None:
-                    connector.fresh.add(fd)
-                return attempt
-        except OSError as exc:  # an address that does not parse, epoll out of room
+            err = sock.connect_ex((self.address, self.port))
+        except OSError as exc:  # an address that does not parse
             sock.close()
             done(failure(exc.errno or 0, f"connect: {exc}"))
-            return NO_ATTEMPT
-        sock.close()
-        done(failure(err, "connect") if err else OK)
-        return NO_ATTEMPT
+            return None
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            return -err
+        fd = sock.detach()
+        err = connector.connects.adopt(fd)
+        return fd if err == 0 else err
 
     def close(self) -> None:
         if self.connector is not None:

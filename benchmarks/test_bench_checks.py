@@ -5,6 +5,8 @@
   the rate the engine ran at, RST close like the engine);
 - PING_CHECK echoes/s and CPU per echo over the same 4,096, beside
   ``benchmarks/c/icmp_loop.c`` (unpaced rounds: the machine's limit);
+- the runner's own CPU per check with sockets faked (timer queue, settle, health),
+  ``hafast._core.checkq`` compiled beside its Python twin;
 - RSS per real server with 10,000 TCP_CHECKs armed, in a fresh interpreter;
 - failure-detection latency p50/p99 after a drop fault on 256 servers, with the
   brief's timers (connect_timeout 0.3, retry 2, delay_before_retry 0.2, delay_loop 0.5).
@@ -24,6 +26,7 @@ one's result, and the loop timer wakes on a 10 ms grid (``TimerQueue.GRAIN``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -39,6 +42,8 @@ from typing import Any
 
 import pytest
 
+from hafast.check import runner as runner_mod
+from hafast.check.api import NO_ATTEMPT, ProbeResult
 from hafast.check.engine import Engine
 from hafast.check.events import ServerEvent
 from hafast.check.runner import CheckState, settle
@@ -46,7 +51,7 @@ from hafast.check.worker import new_loop
 from hafast.config import model as m
 from hafast.lab import Farm
 from hafast.lab.netns import call_in, inside
-from tests.conftest import require, require_root, require_tool
+from tests.conftest import load_twin, require, require_root, require_tool
 
 SECONDS = float(os.environ.get("HAFAST_BENCH_SECONDS", "5"))
 N = int(os.environ.get("HAFAST_BENCH_SERVERS", "4096"))
@@ -188,6 +193,78 @@ def test_ping_check_rate_and_cpu(farm: Farm, programs: dict[str, Path], targets_
                 goal="<= 1.1x")
     state = CheckState(False)
     benchmark(settle, state, False, 1, S, S)
+
+
+class _Immediate:
+    """A kind with its socket faked: every attempt completes on the next loop
+    iteration, in one batch per iteration (as ``tcp.Connector.ready`` settles)."""
+
+    keyword = "FAKE"
+
+    def __init__(self, spec: Any, loop: Any, batch: list[Any]) -> None:
+        self.spec, self.loop, self.batch = spec, loop, batch
+        self.immediate = False
+
+    def deadline_us(self) -> int:
+        return int(self.spec.connect_timeout_us)
+
+    def start(self, done: Any) -> Any:
+        if not self.batch:
+            self.loop.call_soon(_flush, self.batch)
+        self.batch.append(done)
+        return NO_ATTEMPT
+
+    def on_deadline(self) -> Any:
+        return ProbeResult(False, "timeout")
+
+    def close(self) -> None:
+        return None
+
+
+def _flush(batch: list[Any]) -> None:
+    done, batch[:] = list(batch), []
+    ok = ProbeResult(True)
+    for d in done:
+        d(ok)
+
+
+def _machinery_us(queue: Any, n: int, seconds: float) -> float:
+    """Runner CPU per check (timer queue, settle, health) with sockets faked."""
+    loop = new_loop()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(runner_mod, "TimerQueue", queue)
+            r = runner_mod.Runner(loop)
+        spec = m.TcpCheck(connect_timeout_us=S, delay_loop_us=50_000, warmup_us=50_000)
+        batch: list[Any] = []
+        for i in range(n):
+            r.add(_Immediate(spec, loop, batch), [runner_mod.ServerHealth(("vs",), (str(i), 80))],
+                  name=str(i))  # type: ignore[arg-type]
+        r.start()
+        loop.run_until_complete(asyncio.sleep(0.3))
+        a0, t0 = r.counters["attempts"], time.thread_time()
+        loop.run_until_complete(asyncio.sleep(seconds))
+        a1, t1 = r.counters["attempts"], time.thread_time()
+        r.stop()
+        return (t1 - t0) / max(1, a1 - a0) * 1e6
+    finally:
+        loop.close()
+
+
+def test_check_machinery_cpu_compiled_vs_twin(figures: Any) -> None:
+    # The engine's own per-check CPU beside the sockets: the timer queue of
+    # hafast._core.checkq compiled against its Python twin, interleaved in one run.
+    compiled = load_twin("checkq", "c").TimerQueue
+    twin = load_twin("checkq", "py").TimerQueue
+    seconds = min(1.5, SECONDS / 2)
+    c_us, py_us = [], []
+    for _ in range(2):
+        c_us.append(_machinery_us(compiled, 2000, seconds))
+        py_us.append(_machinery_us(twin, 2000, seconds))
+    c, py = statistics.median(c_us), statistics.median(py_us)
+    figures.add("check machinery CPU per check, sockets faked: checkq compiled", c, "us")
+    figures.add("check machinery CPU per check, sockets faked: checkq twin", py, "us")
+    figures.add("check machinery twin / compiled", py / max(c, 1e-9), "x")
 
 
 RSS_SCRIPT = r"""

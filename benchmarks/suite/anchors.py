@@ -261,21 +261,60 @@ def run_wrk(ns: str, url: str, seconds: int, connections: int = 64) -> dict[str,
     return result
 
 
-def run_fping(ns: str, targets: Path, count: int, period_ms: float = 1000.0) -> dict[str, float]:
+# fping 5.1 keeps 65535 sequence numbers and refuses to reuse one sent less than 10 s
+# ago (seqmap.c): one process walking N targets a second runs out after 65535/N s, so
+# a farm is split so that each fping owns at most 6000 targets (about 11 s of numbers).
+FPING_MAX_TARGETS = 6000
+
+
+def fping_chunks(targets: list[str], limit: int = FPING_MAX_TARGETS) -> list[list[str]]:
+    """``targets`` split into the fewest near-equal chunks of at most ``limit``.
+
+    >>> [len(c) for c in fping_chunks([str(i) for i in range(16384)])]
+    [5462, 5461, 5461]
+    >>> fping_chunks(["a", "b"])
+    [['a', 'b']]
+    """
+    parts = max(1, -(-len(targets) // limit))
+    return [targets[i::parts] for i in range(parts)]
+
+
+def run_fping(ns: str | None, targets: Path, count: int,
+              period_ms: float = 1000.0) -> dict[str, float]:
     """fping walking every target once per ``period_ms``, ``count`` times, spacing
-    sends evenly over the period (``-i``), as a checker with delay_loop 1 would."""
-    n = sum(1 for ln in targets.read_text().splitlines() if ln.strip())
-    interval = max(period_ms / max(n, 1) * 0.9, 0.01)
+    sends evenly over the period (``-i``), as a checker with delay_loop 1 would; one
+    fping per :func:`fping_chunks` chunk, all at once (their ICMP ids differ)."""
+    hosts = [ln.strip() for ln in targets.read_text().splitlines() if ln.strip()]
+    chunks = fping_chunks(hosts, FPING_MAX_TARGETS)
+    files = []
+    for i, chunk in enumerate(chunks):
+        f = targets if len(chunks) == 1 else targets.with_name(f"{targets.stem}.fping{i}.txt")
+        if len(chunks) > 1:
+            f.write_text("\n".join(chunk) + "\n")
+        files.append((f, len(chunk)))
     cpu0, t0 = children_cpu(), time.monotonic()
-    out = subprocess.run(
-        nsenter(ns, ["fping", "-q", "-c", str(count), "-p", f"{period_ms:g}",
-                     "-i", f"{interval:.3f}", "-t", "500", "-f", str(targets)]),
-        capture_output=True, text=True, timeout=count * period_ms / 1000 + 60, check=False,
-    )
+    procs = []
+    for f, n in files:
+        interval = max(period_ms / max(n, 1) * 0.9, 0.01)
+        procs.append(subprocess.Popen(
+            nsenter(ns, ["fping", "-q", "-c", str(count), "-p", f"{period_ms:g}",
+                         "-i", f"{interval:.3f}", "-t", "500", "-f", str(f)]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True))
+    text = ""
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=count * period_ms / 1000 + 60)
+            text += err + out
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()  # our own child, by PID
+                proc.wait(5)
     wall = time.monotonic() - t0
-    summary = parse_fping_summary(out.stderr + out.stdout)
+    summary = parse_fping_summary(text)
     if not summary["targets"]:
-        raise ToolError(f"fping said: {out.stderr[-300:]!r}")
+        raise ToolError(f"fping said: {text[-300:]!r}")
     return {"sent": float(summary["sent"]), "ok": float(summary["received"]),
             "seconds": wall, "cpu": children_cpu() - cpu0}
 

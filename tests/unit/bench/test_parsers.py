@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,26 @@ def test_vm_detection_lines_make_rows_samples_and_notes() -> None:
     assert any("hafast 6.0 ms" in n and "keepalived 4.0 ms" in n for n in sec.notes)
     assert any("pooled: hafast p50 500 ms" in n and "(n=3)" in n for n in sec.notes)
     assert any(r.metric == "CPU per 1000 checks" for r in sec.rows)
+
+
+def test_fping_chunks_respect_the_sequence_limit() -> None:
+    from benchmarks.suite.anchors import fping_chunks
+
+    chunks = fping_chunks([f"10.0.{i // 256}.{i % 256}" for i in range(16384)])
+    assert len(chunks) == 3 and all(len(c) <= 6000 for c in chunks)
+    assert sorted(a for c in chunks for a in c) == sorted(
+        f"10.0.{i // 256}.{i % 256}" for i in range(16384))
+    assert fping_chunks(["a"] * 6000) == [["a"] * 6000]
+
+
+def test_run_fping_sums_its_chunks_on_loopback(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.suite import anchors
+    from tests.conftest import require_tool
+
+    require_tool("fping")
+    monkeypatch.setattr(anchors, "FPING_MAX_TARGETS", 2)
+    targets = tmp_path / "t.txt"
+    targets.write_text("".join(f"127.0.0.{i}\n" for i in range(1, 6)))
+    got = anchors.run_fping(None, targets, 1, period_ms=200.0)
+    assert got["sent"] == 5.0 and got["ok"] == 5.0

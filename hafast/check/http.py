@@ -34,12 +34,12 @@ import errno
 import re
 import socket
 import ssl
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from hafast.check import tcp
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
 from hafast.check.http_parse import (
     DEFAULT_CAP,
@@ -64,23 +64,9 @@ READ_SIZE = 256 * 1024  # as uvloop's read buffer: a 1 MiB body in 4 reads
 # A url with a regex keeps this much of its body to search (keepalived matches
 # streaming over the whole body; a health page is far smaller).
 REGEX_KEEP = 1024 * 1024
-SO_MARK = getattr(socket, "SO_MARK", 36)  # <asm-generic/socket.h>
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
-_LINGER_RST = struct.pack("ii", 1, 0)
-
-# errno -> stable reason name (a failure counter); the text keepalived logs beside.
-_CONNECT_REASONS: dict[int, str] = {
-    errno.ECONNREFUSED: "refused",
-    errno.ECONNRESET: "reset",
-    errno.ETIMEDOUT: "timeout",
-    errno.EHOSTUNREACH: "unreachable",
-    errno.ENETUNREACH: "unreachable",
-    errno.EHOSTDOWN: "unreachable",
-    errno.EADDRNOTAVAIL: "bind",
-    errno.EADDRINUSE: "bind",
-    errno.EPERM: "denied",
-    errno.EACCES: "denied",
-}
+# The same socket options, RST close and errno -> reason table as TCP_CHECK.
+_LINGER_RST = tcp.LINGER_RST
+_CONNECT_REASONS = tcp.REASONS
 
 # One read buffer per thread (a worker runs one loop; tests and tools may run a
 # loop on a second thread): a callback consumes what it read before it returns,
@@ -97,22 +83,7 @@ def _read_buffer() -> memoryview:
 
 def open_socket(target: Target) -> socket.socket:
     """A non-blocking TCP socket with bindto/bind_port/bind_if/fwmark applied."""
-    family = target.family
-    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-    try:
-        if target.fwmark is not None:
-            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, target.fwmark)
-        if target.bind_if is not None:
-            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, target.bind_if.encode())
-        if target.bindto is not None or target.bind_port is not None:
-            if target.bind_port is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
-            sock.bind((target.bindto or wildcard, target.bind_port or 0))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return tcp.open_socket(target, socket.SOCK_STREAM)
 
 
 _CONTEXTS: dict[tuple[SslContext | None, bool], ssl.SSLContext] = {}

@@ -35,7 +35,7 @@ from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, 
 
 SO_MARK = getattr(socket, "SO_MARK", 36)  # <asm-generic/socket.h>
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
-_LINGER_RST = struct.pack("ii", 1, 0)
+LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0 s}: close with a RST
 
 # errno -> the stable reason name that becomes a failure counter.
 REASONS: dict[int, str] = {
@@ -83,7 +83,7 @@ def open_socket(target: Target, sock_type: int) -> socket.socket:
 def close_rst(sock: socket.socket) -> None:
     """Close so the peer gets a RST and no TIME_WAIT stays behind."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
     except OSError:
         pass
     sock.close()
@@ -280,7 +280,7 @@ class TcpKind(ProbeKind):
             return None
         try:
             # Set before the connect, so every close (and the cancel's) is a RST.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
             err = sock.connect_ex((self.address, self.port))
         except OSError as exc:  # an address that does not parse
             sock.close()

@@ -29,7 +29,6 @@ entries and the kernel would start dropping SYNs the lab never meant to drop.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import json
 import time
@@ -37,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hafast.lab.netns import NetnsError, call_in, run_in
+from hafast.net.nftables import Nft, NftError
 
 TABLE = "hafast_lab"
 KINDS = ("drop", "reject", "http500", "body", "slow")
@@ -92,49 +92,6 @@ table inet {table} {{
   }}
 }}
 """
-
-
-class _LibNftables:
-    """The few libnftables calls we need: one context per batch, errors buffered."""
-
-    def __init__(self) -> None:
-        lib = ctypes.CDLL("libnftables.so.1")
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        self.lib = lib
-
-    def run(self, script: str) -> None:
-        # A fresh context each time: its netlink socket must be opened by the
-        # thread that is inside the target namespace (see Faults._nft).
-        ctx = self.lib.nft_ctx_new(0)  # NFT_CTX_DEFAULT
-        if not ctx:
-            raise NetnsError("nft_ctx_new failed")
-        try:
-            self.lib.nft_ctx_buffer_error(ctx)
-            self.lib.nft_ctx_buffer_output(ctx)
-            if self.lib.nft_run_cmd_from_buffer(ctx, script.encode()) != 0:
-                err = self.lib.nft_ctx_get_error_buffer(ctx) or b""
-                raise NetnsError(f"nft: {err.decode(errors='replace').strip()}")
-        finally:
-            self.lib.nft_ctx_free(ctx)
-
-
-_LIB: list[_LibNftables | None] = []
-
-
-def _libnftables() -> _LibNftables | None:
-    if not _LIB:
-        try:
-            _LIB.append(_LibNftables())
-        except (OSError, AttributeError):
-            _LIB.append(None)
-    return _LIB[0]
 
 
 class FaultError(ValueError):
@@ -226,9 +183,14 @@ class Faults:
         return self.last_apply_seconds
 
     def _nft(self, script: str) -> None:
-        lib = _libnftables() if self.backend in ("auto", "library") else None
-        if lib is not None:
-            call_in(self.ns, lib.run, script)
+        nft = Nft(use_lib=self.backend in ("auto", "library"))
+        if nft.lib is not None:
+            # A libnftables context opens its netlink socket in the calling thread,
+            # so the script runs on a thread inside the server namespace.
+            try:
+                call_in(self.ns, nft.run, script)
+            except NftError as exc:
+                raise NetnsError(str(exc)) from exc
         elif self.backend == "library":
             raise NetnsError("libnftables.so.1 did not load")
         else:

@@ -1,6 +1,6 @@
 """Run nft scripts: libnftables through ctypes when it loads, else the ``nft`` program.
 
-Factored from the lab's fault injector (``hafast/lab/faults.py``) for daemon use.
+Shared by the nftables pool backend and the lab's fault injector (``hafast/lab/faults.py``).
 A libnftables context opens its netlink socket in the calling thread, so a script
 runs in the network namespace of the thread that calls :meth:`Nft.run`.
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from hafast.config import model as m
 from hafast.config.grammar import (
+    CHECKER_CONTEXTS,
     IPV4_RE,
     TABLE,
     BadValue,
@@ -205,16 +206,7 @@ class LoadResult:
 _DEFERRED = frozenset(
     {
         "real_server",
-        "HTTP_GET",
-        "SSL_GET",
-        "TCP_CHECK",
-        "SMTP_CHECK",
-        "DNS_CHECK",
-        "MISC_CHECK",
-        "UDP_CHECK",
-        "PING_CHECK",
-        "FILE_CHECK",
-        "BFD_CHECK",
+        *CHECKER_CONTEXTS,
         "vrrp_instance",
         "vrrp_sync_group",
         "virtual_server",

@@ -312,6 +312,10 @@ class Runner:
         runner.start()
     """
 
+    # What ``add`` builds; a subclass that needs more per check (the supervisor's
+    # latency timing) names its own Check subclass here.
+    check_class: type[Check] = Check
+
     def __init__(
         self,
         loop: Loop,
@@ -335,7 +339,7 @@ class Runner:
     def add(self, kind: ProbeKind, healths: Iterable[ServerHealth], name: str | None = None
             ) -> Check:
         """Schedule ``kind``; its state feeds every health in ``healths``."""
-        check = Check(self, kind, name)
+        check = self.check_class(self, kind, name)
         for h in healths:
             check.feed(h)
         self.checks.append(check)

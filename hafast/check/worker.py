@@ -10,7 +10,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import threading
@@ -19,16 +18,7 @@ from collections.abc import Callable
 from hafast.check.engine import Engine
 from hafast.check.events import ServerEvent
 from hafast.config import model as m
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed, else asyncio's default loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
+from hafast.core.eventloop import new_loop
 
 
 def run_worker(

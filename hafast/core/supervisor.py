@@ -75,6 +75,7 @@ from typing import Any
 
 from hafast.config import model as m
 from hafast.core.cmdline import Options
+from hafast.core.eventloop import new_loop
 from hafast.core.logging import LogOptions
 from hafast.core.logging import setup as setup_logging
 
@@ -121,13 +122,6 @@ async def read_message(reader: asyncio.StreamReader) -> tuple[str, Any] | None:
         return None
 
 
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 def die_with_parent(parent_pid: int) -> bool:
@@ -1194,14 +1188,7 @@ def _timed_runner(loop: asyncio.AbstractEventLoop, latency: Latency, log_all: bo
             super().fire()
 
     class TimedRunner(Runner):
-        def add(self, kind: Any, healths: Any, name: str | None = None) -> Any:
-            check = TimedCheck(self, kind, name)
-            for h in healths:
-                check.feed(h)
-            self.checks.append(check)
-            if self.running:
-                self._first(check)
-            return check
+        check_class = TimedCheck
 
         def settled(self, check: Any, result: Any) -> None:
             t0 = getattr(check, "t0", 0.0)

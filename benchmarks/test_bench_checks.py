@@ -316,6 +316,18 @@ def test_failure_detection_latency(farm: Farm, figures: Any, benchmark: Any) -> 
     cfg = _config(addrs, 80, spec)
     downs: dict[str, float] = {}
     fault_at: list[float] = []
+    # per victim: when its first attempt after the fault started (the chain of
+    # retry + 1 failing attempts begins there)
+    first_fail: dict[str, float] = {}
+    victim_set = set(victims)
+
+    class NotingCheck(runner_mod.Check):
+        def fire(self) -> None:
+            if fault_at:
+                a = self.kind.target.address
+                if a in victim_set and a not in first_fail:
+                    first_fail[a] = self.runner.loop.time()
+            super().fire()
 
     def body() -> None:
         loop = new_loop()
@@ -324,11 +336,15 @@ def test_failure_detection_latency(farm: Farm, figures: Any, benchmark: Any) -> 
                 if e.state == "DOWN":
                     downs.setdefault(e.real_server[0], loop.time())
 
-            engine = Engine(cfg, loop, on_event)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(runner_mod.Runner, "check_class", NotingCheck)
+                engine = Engine(cfg, loop, on_event)
 
             def fault() -> None:
-                farm.faults.apply(victims, "drop")
+                # (the time before the rules go in: the latency is not flattered by
+                # nft's own time; no attempt starts while this callback runs)
                 fault_at.append(loop.time())
+                farm.faults.apply(victims, "drop")
 
             t0 = loop.time()
             loop.call_at(t0 + 1.5, fault)
@@ -345,12 +361,25 @@ def test_failure_detection_latency(farm: Farm, figures: Any, benchmark: Any) -> 
     finally:
         farm.faults.recover()
     lat = sorted(downs[a] - fault_at[0] for a in victims if a in downs)
+    chain = sorted(downs[a] - first_fail[a] for a in victims if a in downs and a in first_fail)
     missed = len(victims) - len(lat)
+    # A drop is only seen by waiting: each of the retry + 1 attempts runs its whole
+    # connect_timeout, delay_before_retry apart (keepalived's tcp_epilog), so the
+    # chain takes (retry + 1) x ct + retry x dbr = 1.3 s from its first attempt; from
+    # the fault add the wait for that attempt, up to delay_loop (0.5 s).  The
+    # issue's slack is 50 ms on top.
+    chain_s, wait_s, slack_s = 3 * 0.3 + 2 * 0.2, 0.5, 0.05
     if lat:
-        p50 = statistics.median(lat)
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        figures.add("failure detection p50 (drop, ct 0.3 retry 2 dbr 0.2 dl 0.5)", p50, "s",
-                    floor=1.3, missed=missed, false_downs=len(downs) - len(lat))
-        figures.add("failure detection p99 (drop, ct 0.3 retry 2 dbr 0.2 dl 0.5)", p99, "s",
-                    bound=1.3 + 0.5)
+        def pct(xs: list[float], q: float) -> float:
+            return xs[min(len(xs) - 1, int(len(xs) * q))]
+
+        tag = "(drop, ct 0.3 retry 2 dbr 0.2 dl 0.5)"
+        figures.add(f"failure detection from the fault p50 {tag}", statistics.median(lat),
+                    "s", missed=missed, false_downs=len(downs) - len(lat))
+        figures.add(f"failure detection from the fault p99 {tag}", pct(lat, 0.99), "s",
+                    goal=f"<= {chain_s + wait_s + slack_s:.2f} s")
+        figures.add(f"failure detection from the first failing attempt p50 {tag}",
+                    statistics.median(chain), "s", floor=chain_s)
+        figures.add(f"failure detection from the first failing attempt p99 {tag}",
+                    pct(chain, 0.99), "s", goal=f"<= {chain_s + slack_s:.2f} s")
     benchmark(lambda: None)

@@ -55,6 +55,7 @@ cdef class TimerQueue:
     cdef readonly object handle
     cdef readonly double armed_at
     cdef readonly long long seq
+    cdef readonly double due     # while on_timer runs: the time its entry was due
     cdef object _run_cb          # the bound _run, made once
     cdef Lane *_lanes
     cdef Py_ssize_t _nlanes
@@ -71,6 +72,7 @@ cdef class TimerQueue:
         self.loop = loop
         self.grain = self.GRAIN if grain is None else grain
         self.seq = 0
+        self.due = 0.0
         self.handle = None
         self.armed_at = 0.0
         self._run_cb = self._run
@@ -206,6 +208,7 @@ cdef class TimerQueue:
         Py_DECREF(check)  # `check` holds its own reference for this call
         if <long long>check.token == e.seq:
             check.token = 0
+            self.due = e.when
             try:
                 check.on_timer()
             except Exception:  # an event consumer that raised: log it, go on

@@ -83,7 +83,7 @@ _RUNNING = _Running()
 class TimerQueue:
     """Every check's one pending timer, behind one ``loop.call_at`` handle."""
 
-    __slots__ = ("armed_at", "grain", "handle", "heap", "lanes", "loop", "seq")
+    __slots__ = ("armed_at", "due", "grain", "handle", "heap", "lanes", "loop", "seq")
 
     # Entries due within this much of the wake-up run in the same batch: libuv timers
     # have millisecond resolution and may wake a hair early.
@@ -104,6 +104,10 @@ class TimerQueue:
         self.heap: list[tuple[float, int, Timed]] = []
         self.lanes: dict[float, deque[tuple[float, int, Timed]]] = {}
         self.seq = 0
+        # While a check's on_timer runs: the time its entry was due.  The wake-up is
+        # up to GRAIN later; a follow-up timer counted from ``due`` (a retry after a
+        # deadline) does not add that lateness again.
+        self.due = 0.0
         self.handle: Any = None
         self.armed_at = 0.0
 
@@ -145,20 +149,22 @@ class TimerQueue:
         left = self.BATCH
         for lane in list(self.lanes.values()):  # a callback may open a new lane
             while lane and left and lane[0][0] <= due:
-                _, token, check = lane.popleft()
+                when, token, check = lane.popleft()
                 left -= 1
                 if check.token == token:
                     check.token = 0
+                    self.due = when
                     try:
                         check.on_timer()
                     except Exception:  # an event consumer that raised: log it, go on
                         log.exception("%s: timer callback raised", check.name)
         heap = self.heap
         while heap and left and heap[0][0] <= due:
-            _, token, check = heapq.heappop(heap)
+            when, token, check = heapq.heappop(heap)
             left -= 1
             if check.token == token:
                 check.token = 0
+                self.due = when
                 try:
                     check.on_timer()
                 except Exception:

@@ -1190,11 +1190,11 @@ def _timed_runner(loop: asyncio.AbstractEventLoop, latency: Latency, log_all: bo
     class TimedRunner(Runner):
         check_class = TimedCheck
 
-        def settled(self, check: Any, result: Any) -> None:
+        def settled(self, check: Any, result: Any, since: float | None = None) -> None:
             t0 = getattr(check, "t0", 0.0)
             if t0:
                 latency.observe(loop.time() - t0)
-            super().settled(check, result)
+            super().settled(check, result, since)
 
     return TimedRunner(loop, None, log_all_failures=log_all)
 

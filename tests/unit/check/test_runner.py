@@ -3,6 +3,7 @@ must-pass, events, warmup spread, counters, logging.  No sockets, no sleeping.""
 
 from __future__ import annotations
 
+import heapq
 import logging
 import random
 from collections.abc import Callable
@@ -397,3 +398,37 @@ def test_timer_queue_keeps_one_loop_timer(loop: FakeLoop) -> None:
         assert runner.timers.handle is not None
     runner.stop()
     assert loop.pending() == 0 and not runner.timers.heap
+
+
+class LateLoop(FakeLoop):
+    """Every callback runs ``lag`` seconds after it was due, as a busy loop's do."""
+
+    lag = 0.004
+
+    def advance_to(self, t: float) -> None:
+        while self._heap and self._heap[0][0] + self.lag <= t:
+            when, _, h = heapq.heappop(self._heap)
+            if h.cancelled:
+                continue
+            self.now = max(self.now, when + self.lag)
+            h.callback(*h.args)
+        self.now = max(self.now, t)
+
+
+def test_grid_lateness_does_not_add_up_over_a_retry_chain() -> None:
+    # connect_timeout 0.3, retry 2, delay_before_retry 0.2: three deadlines, two
+    # retries.  Each wake-up is up to one grain (10 ms) + the lag late; a retry counts
+    # from when its deadline was due, so only the starts' lateness remains (one per
+    # attempt), not a deadline's AND a start's per retry.
+    loop = LateLoop()
+    events: list[ServerEvent] = []
+    runner, kind, _ = make(loop, events, "H")
+    runner.start()
+    loop.advance(3.0)
+    assert [e.state for e in events] == [DOWN]
+    first = kind.starts[0]
+    grain = runner.timers.grain
+    assert events[0].at - first <= 1.3 + 3 * grain + 1e-6
+    # never early: each attempt got its whole connect_timeout, each retry its delay
+    assert kind.starts[1] - first >= 0.5 and kind.starts[2] - kind.starts[1] >= 0.5
+    assert events[0].at - kind.starts[2] >= 0.3

@@ -10,6 +10,12 @@
 ``ready() -> [(fd, SO_ERROR)]`` (those fds already closed), ``cancel(fd)``,
 ``close()``.  See ``checkq_py`` for the why.
 
+``FetchSet()`` holds HTTP_GET's plain request/reply exchanges in one epoll:
+``start(family, address, port, request, owner=None) -> fd | -(stage | errno)``,
+``ready() -> [(fd, owner, data, status)]`` (status 0: goes on; ``EOF``; or
+``CONNECT``/``SEND``/``READ`` | errno; ended fds already closed), ``cancel(fd)``,
+``close()``.
+
 >>> from hafast._core.checkq import TimerQueue
 >>> TimerQueue.GRAIN
 0.01
@@ -21,5 +27,6 @@ _impl = choose("checkq")
 
 TimerQueue = _impl.TimerQueue
 ConnectSet = _impl.ConnectSet
+FetchSet = _impl.FetchSet
 
-__all__ = ["ConnectSet", "TimerQueue"]
+__all__ = ["ConnectSet", "FetchSet", "TimerQueue"]

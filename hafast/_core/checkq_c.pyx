@@ -542,3 +542,302 @@ cdef class ConnectSet:
         if self._epfd >= 0:
             close(self._epfd)
             self._epfd = -1
+
+
+# --------------------------------------------------------------------------- fetches
+
+cdef extern from "<sys/socket.h>":
+    ssize_t send(int fd, const void *buf, size_t n, int flags) nogil
+    ssize_t recv(int fd, void *buf, size_t n, int flags) nogil
+    int MSG_NOSIGNAL
+
+cdef extern from "<sys/epoll.h>":
+    int EPOLLIN, EPOLLERR, EPOLLHUP, EPOLL_CTL_MOD
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.ref cimport Py_XDECREF
+from libc.errno cimport EAGAIN
+
+__all__ += ["FetchSet"]
+
+# What ended a fetch (``status`` in ``ready``'s tuples, ``-status`` from ``start``):
+# the stage in the high bits, the errno in the low 16.  0: the fetch goes on.
+cdef enum:
+    _EOF = 1
+    _CONNECT = 0x10000   # the connect failed (or the first send said how it failed)
+    _SEND = 0x20000      # sending the rest of the request failed
+    _READ = 0x30000      # reading the reply failed
+    _SOCKET = 0x40000    # no socket (socket(), epoll_ctl): nothing was tried
+    _READ_SIZE = 262144  # one read buffer for the whole set; a chunk is at most this
+    _BUDGET = 1048576    # bytes read per ready() call before yielding to the loop
+
+
+cdef struct Fetch:
+    PyObject *owner      # a strong reference while the fetch is ours (NULL: slot free)
+    PyObject *request    # a strong reference while part of it is unsent
+    Py_ssize_t sent
+    bint used
+
+
+cdef class FetchSet:
+    """One request/reply exchange per plain TCP connection, all in one epoll, every
+    syscall in C (see ``checkq_py.FetchSet``)."""
+
+    cdef int _epfd
+    cdef int _max_events
+    cdef epoll_event *_events
+    cdef Fetch *_fetches         # indexed by fd
+    cdef Py_ssize_t _cap
+    cdef char *_buf
+    cdef readonly Py_ssize_t pending
+
+    OPEN = 0
+    EOF = _EOF
+    CONNECT = _CONNECT
+    SEND = _SEND
+    READ = _READ
+    SOCKET = _SOCKET
+    STAGE = 0xFFFF0000
+    READ_SIZE = _READ_SIZE
+    BUDGET = _BUDGET
+
+    def __cinit__(self):
+        self._epfd = -1
+
+    def __init__(self, int max_events=4096):
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self._epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self._epfd < 0:
+            raise OSError(errno, "epoll_create1")
+        self._max_events = max_events
+        self._events = <epoll_event *>PyMem_Realloc(NULL, max_events * sizeof(epoll_event))
+        self._buf = <char *>PyMem_Realloc(NULL, _READ_SIZE)
+        if self._events == NULL or self._buf == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        self._release()
+
+    def fileno(self):
+        """The epoll descriptor, for ``loop.add_reader``."""
+        return self._epfd
+
+    @property
+    def closed(self):
+        return self._epfd < 0
+
+    def start(self, int family, str address, int port, bytes request, owner=None):
+        """Connect to ``address``:``port`` and send ``request``: the fd (>= 0), or
+        ``-(stage | errno)`` when it failed at once."""
+        cdef sockaddr_in sin
+        cdef sockaddr_in6 sin6
+        cdef const sockaddr *sa
+        cdef socklen_t salen
+        cdef linger lg
+        cdef int fd, err
+        cdef ssize_t sent
+        cdef epoll_event ev
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(request)
+        cdef bytes raw = address.encode("ascii", "replace")
+        if self._epfd < 0:
+            raise ValueError("FetchSet is closed")
+        if family == AF_INET:
+            memset(&sin, 0, sizeof(sin))
+            sin.sin_family = AF_INET
+            sin.sin_port = htons(<unsigned short>port)
+            if inet_pton(AF_INET, raw, &sin.sin_addr) != 1:
+                return -(_CONNECT | EINVAL)
+            sa, salen = <const sockaddr *>&sin, sizeof(sin)
+        elif family == AF_INET6:
+            memset(&sin6, 0, sizeof(sin6))
+            sin6.sin6_family = AF_INET6
+            sin6.sin6_port = htons(<unsigned short>port)
+            if inet_pton(AF_INET6, raw, &sin6.sin6_addr) != 1:
+                return -(_CONNECT | EINVAL)
+            sa, salen = <const sockaddr *>&sin6, sizeof(sin6)
+        else:
+            return -(_CONNECT | EINVAL)
+        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        if fd < 0:
+            return -(_SOCKET | errno)
+        if fd >= self._cap and self._grow(fd) < 0:
+            close(fd)
+            raise MemoryError()
+        # SO_LINGER {1, 0} before the connect: every close below is a RST, no TIME_WAIT.
+        lg.l_onoff, lg.l_linger = 1, 0
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))
+        if connect(fd, sa, salen) < 0 and errno != EINPROGRESS:
+            err = errno
+            close(fd)
+            return -(_CONNECT | err)
+        # Send at once: over loopback or a veth the handshake has usually completed
+        # inside connect().  Linux says EAGAIN while still in SYN_SENT
+        # (sk_stream_wait_connect) and the connect's own error once it failed.
+        sent = send(fd, PyBytes_AS_STRING(request), <size_t>size, MSG_NOSIGNAL)
+        if sent < 0:
+            err = errno
+            if err != EAGAIN and err != EINTR:
+                close(fd)
+                return -(_CONNECT | err)
+            sent = 0
+        # Unsent bytes: watch writability too (and keep reading: a server may answer
+        # before it has read everything, as a 413 does).
+        ev.events = EPOLLIN if sent == size else EPOLLIN | EPOLLOUT
+        ev.data.fd = fd
+        if epoll_ctl(self._epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
+            err = errno
+            close(fd)
+            return -(_SOCKET | err)
+        self._fetches[fd].used = True
+        self._fetches[fd].owner = <PyObject *>owner
+        Py_INCREF(owner)
+        self._fetches[fd].sent = sent
+        if sent < size:
+            self._fetches[fd].request = <PyObject *>request
+            Py_INCREF(request)
+        else:
+            self._fetches[fd].request = NULL
+        self.pending += 1
+        return fd
+
+    cdef int _grow(self, int fd) noexcept:
+        cdef Py_ssize_t cap = max(fd + 1, self._cap * 2, 1024)
+        cdef Fetch *fetches = <Fetch *>PyMem_Realloc(self._fetches, cap * sizeof(Fetch))
+        if fetches == NULL:
+            return -1
+        memset(fetches + self._cap, 0, (cap - self._cap) * sizeof(Fetch))
+        self._fetches, self._cap = fetches, cap
+        return 0
+
+    cdef inline Fetch *_ours(self, int fd) noexcept:
+        if fd < 0 or fd >= self._cap or not self._fetches[fd].used:
+            return NULL
+        return &self._fetches[fd]
+
+    cdef object _end(self, int fd):
+        """Close ``fd`` (a RST) and free its slot; the owner's reference passes to
+        the caller."""
+        cdef Fetch *f = &self._fetches[fd]
+        owner = <object>f.owner
+        Py_DECREF(owner)   # `owner` holds its own reference now
+        Py_XDECREF(f.request)
+        f.owner, f.request, f.sent, f.used = NULL, NULL, 0, False
+        self.pending -= 1
+        close(fd)  # closing also takes it out of the epoll set
+        return owner
+
+    cdef int _send_rest(self, int fd, Fetch *f) noexcept:
+        """Writable (or an error): the connect's outcome, then the rest of the
+        request.  0 (goes on), or the status that ended it."""
+        cdef int soerr = 0
+        cdef socklen_t optlen = sizeof(soerr)
+        cdef ssize_t n
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(<object>f.request)
+        cdef epoll_event ev
+        if f.sent == 0:
+            # Nothing went out yet: the handshake just finished, SO_ERROR says how.
+            if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &optlen) < 0:
+                soerr = errno
+            if soerr:
+                return _CONNECT | soerr
+        n = send(fd, PyBytes_AS_STRING(<object>f.request) + f.sent,
+                 <size_t>(size - f.sent), MSG_NOSIGNAL)
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return 0
+            return _SEND | errno
+        f.sent += n
+        if f.sent == size:
+            Py_DECREF(<object>f.request)
+            f.request = NULL
+            ev.events = EPOLLIN
+            ev.data.fd = fd
+            if epoll_ctl(self._epfd, EPOLL_CTL_MOD, fd, &ev) < 0:
+                return _SEND | errno
+        return 0
+
+    def ready(self):
+        """``[(fd, owner, data, status), ...]``: what each fetch read in this call
+        (``data``: bytes, or None) and how it ended (``status`` 0: it goes on).  An
+        ended fetch's fd is closed already."""
+        cdef int n, i, fd, status, events
+        cdef ssize_t got
+        cdef Py_ssize_t have, budget = _BUDGET
+        cdef Fetch *f
+        out = []
+        if self._epfd < 0:
+            return out
+        n = epoll_wait(self._epfd, self._events, self._max_events, 0)
+        if n < 0:
+            if errno == EINTR:
+                return out
+            raise OSError(errno, "epoll_wait")
+        for i in range(n):
+            if budget <= 0:
+                break  # level-triggered: the rest are reported again next time
+            fd = self._events[i].data.fd
+            f = self._ours(fd)
+            if f == NULL:
+                continue
+            events = self._events[i].events
+            status = 0
+            if f.request != NULL and events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+                status = self._send_rest(fd, f)
+            have = 0
+            if status == 0 and events & (EPOLLIN | EPOLLERR | EPOLLHUP):
+                # Read to EAGAIN, EOF or a full buffer: the server's FIN usually
+                # follows its reply at once, and seeing it now saves a round trip.
+                while have < _READ_SIZE:
+                    got = recv(fd, self._buf + have, <size_t>(_READ_SIZE - have), 0)
+                    if got > 0:
+                        have += got
+                    elif got == 0:
+                        status = _EOF
+                        break
+                    else:
+                        if errno != EAGAIN and errno != EINTR:
+                            status = _READ | errno
+                        break
+                budget -= have
+            if have == 0 and status == 0:
+                continue
+            data = PyBytes_FromStringAndSize(self._buf, have) if have else None
+            if status:
+                out.append((fd, self._end(fd), data, status))
+            else:
+                out.append((fd, <object>f.owner, data, 0))
+        return out
+
+    def cancel(self, int fd):
+        """Abandon the fetch on ``fd`` (closed with a RST); False if not ours."""
+        if self._ours(fd) == NULL:
+            return False
+        self._end(fd)
+        return True
+
+    def close(self):
+        """Close every fetch in flight and the epoll."""
+        self._release()
+
+    cdef void _release(self) noexcept:
+        cdef Py_ssize_t fd
+        cdef Fetch *fetches = self._fetches
+        cdef Py_ssize_t cap = self._cap
+        # Detach first: dropping an owner may run Python code that calls back in.
+        self._fetches, self._cap, self.pending = NULL, 0, 0
+        for fd in range(cap):
+            if fetches[fd].used:
+                close(<int>fd)
+        for fd in range(cap):
+            if fetches[fd].used:
+                Py_XDECREF(fetches[fd].owner)
+                Py_XDECREF(fetches[fd].request)
+        PyMem_Free(fetches)
+        PyMem_Free(self._events)
+        self._events = NULL
+        PyMem_Free(self._buf)
+        self._buf = NULL
+        if self._epfd >= 0:
+            close(self._epfd)
+            self._epfd = -1

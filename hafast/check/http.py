@@ -1,8 +1,15 @@
 """HTTP_GET and SSL_GET: keepalived's web checks, one url after another on fresh
 connections, each reply read to EOF and judged by status code and MD5 digest.
 
-How it runs: a non-blocking socket driven by ``loop.add_writer``/``add_reader`` and
-plain callbacks (no Task, no transport, no coroutine per check); TLS is an
+How it runs: plain HTTP (no TLS, no bindto/bind_port/bind_if/fwmark) goes through
+one :class:`Fetcher` per loop: every fetch in flight waits in ONE epoll, which the
+loop watches as one reader, and the socket, connect, send, reads and close run in
+C (:class:`hafast._core.checkq.FetchSet`): per check no Python socket, no libuv
+poll handle, no ``epoll_ctl`` pair, no reader callback; each reader wake-up hands
+back what every ready fetch read (the FIN usually in the same pass) for its
+parser.  The rest (TLS, bound sockets, genhash) use :class:`Exchange`: a
+non-blocking socket driven by ``loop.add_writer``/``add_reader`` and plain
+callbacks (no Task, no transport, no coroutine per check); TLS is an
 ``ssl.SSLObject`` over memory BIOs on the same socket.  The bytes on the wire and
 the reading of the reply are keepalived's (see :mod:`hafast.check.http_parse`);
 an HTTP library would send its own headers and read ``Content-Length``
@@ -31,6 +38,8 @@ Example::
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import re
 import socket
 import ssl
@@ -39,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from hafast._core.checkq import FetchSet
 from hafast.check import tcp
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
 from hafast.check.http_parse import (
@@ -54,6 +64,7 @@ from hafast.config.model import HttpGetCheck, SslContext, Url
 __all__ = [
     "READ_SIZE",
     "Exchange",
+    "Fetcher",
     "HttpGetKind",
     "SslGetKind",
     "client_context",
@@ -72,6 +83,8 @@ _CONNECT_REASONS = tcp.REASONS
 # loop on a second thread): a callback consumes what it read before it returns,
 # but recv_into releases the GIL, so two threads must not share one buffer.
 _local = threading.local()
+
+log = logging.getLogger("hafast.check")
 
 
 def _read_buffer() -> memoryview:
@@ -118,6 +131,104 @@ def _connect_detail(err: int) -> str:
 
 
 _UP = ProbeResult(True)  # frozen: one instance serves every passing attempt
+
+
+def _os_error(err: int) -> str:
+    return str(OSError(err, os.strerror(err)))  # "[Errno 104] Connection reset by peer"
+
+
+# FetchSet stage -> (reason, detail) of a fetch that failed there: the same words as
+# Exchange's for the same failure (a counter must not change name with the path).
+_ENDINGS: dict[int, Callable[[int], tuple[str, str]]] = {
+    FetchSet.CONNECT: lambda err: (_CONNECT_REASONS.get(err, "connect"), _connect_detail(err)),
+    FetchSet.SEND: lambda err: (_CONNECT_REASONS.get(err, "send"), f"send: {_os_error(err)}"),
+    FetchSet.READ: lambda err: (
+        "reset" if err == errno.ECONNRESET else "read", f"read: {_os_error(err)}"
+    ),
+    FetchSet.SOCKET: lambda err: (_CONNECT_REASONS.get(err, "socket"), f"socket: {_os_error(err)}"),
+}
+_STAGE = FetchSet.STAGE
+_EOF = FetchSet.EOF
+
+
+def _ending(status: int) -> tuple[str, str]:
+    """(reason, detail) for a FetchSet status (or ``-start()``) other than EOF."""
+    return _ENDINGS.get(status & _STAGE, _ENDINGS[FetchSet.CONNECT])(status & 0xFFFF)
+
+
+_fetchers: dict[int, Fetcher] = {}
+
+
+class Fetcher:
+    """One epoll on one loop for every plain HTTP_GET fetch in flight.
+
+    The loop sees one reader (the epoll descriptor); :meth:`ready` hands each
+    fetch's bytes to its attempt's parser and settles the fetches that ended, in
+    one pass.  The sockets live in :class:`hafast._core.checkq.FetchSet`, which
+    also holds each fetch's attempt (its ``owner``): no ``fd -> attempt`` map.
+    Shared by every :class:`HttpGetKind` of the loop (``acquire``/``release``).
+    """
+
+    __slots__ = ("fetches", "loop", "users")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.fetches = FetchSet()
+        self.users = 0
+        loop.add_reader(self.fetches.fileno(), self.ready)
+
+    @classmethod
+    def acquire(cls, loop: Any) -> Fetcher:
+        key = id(loop)
+        fetcher = _fetchers.get(key)
+        if fetcher is None or fetcher.loop is not loop:
+            # Fetchers left on loops that were closed without closing their kinds
+            # (tests, tools): their epolls go now, not at exit.
+            for old in list(_fetchers.values()):
+                if old.loop.is_closed():
+                    old.close()
+            fetcher = _fetchers[key] = cls(loop)
+        fetcher.users += 1
+        return fetcher
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            self.close()
+
+    def close(self) -> None:
+        """Close every fetch in flight (their attempts never call back) and the epoll."""
+        if _fetchers.get(id(self.loop)) is self:
+            del _fetchers[id(self.loop)]
+        try:
+            self.loop.remove_reader(self.fetches.fileno())
+        except Exception:  # the loop was closed first: nothing left to unhook
+            pass
+        self.fetches.close()
+
+    def ready(self) -> None:
+        events: list[Any] = self.fetches.ready()
+        # The fds of ended fetches are closed already: detach their attempts BEFORE
+        # any callback runs, or a cancel from a callback would hit a fetch that
+        # reused the number.  (Fetches that go on keep their fds, and an attempt
+        # that a callback cancels has fd -1: its later entries are skipped.)
+        for i, event in enumerate(events):
+            if event[3]:
+                attempt = event[1]
+                if attempt.fd == event[0]:
+                    attempt.fd = -1
+                else:
+                    events[i] = None
+        for event in events:
+            if event is None:
+                continue
+            fd, attempt, data, status = event
+            if attempt.cancelled or (not status and attempt.fd != fd):
+                continue
+            try:
+                attempt.fetched(fd, data, status)
+            except Exception:  # a result consumer that raised: log it, go on
+                log.exception("%s: HTTP_GET result callback raised", attempt.kind.target)
 
 
 # ``finish(reason, detail)``: reason "" means the reply ended at EOF.
@@ -480,26 +591,48 @@ class Exchange:
 
 class _Attempt:
     """The urls of one checker, in order, each on a new connection; the first
-    failure ends the attempt (keepalived retries from the failed url)."""
+    failure ends the attempt (keepalived retries from the failed url).  A plain
+    target's url is a fetch of the kind's :class:`Fetcher` (``fd``), any other an
+    :class:`Exchange`."""
 
-    __slots__ = ("cancelled", "done", "exchange", "index", "kind")
+    __slots__ = ("cancelled", "done", "exchange", "fd", "fetches", "index", "kind", "parser")
 
     def __init__(self, kind: HttpGetKind, done: Done) -> None:
         self.kind = kind
         self.done = done
         self.index = 0
         self.exchange: Exchange | None = None
+        self.fetches: FetchSet | None = None
+        self.fd = -1
+        self.parser: ResponseParser | None = None
         self.cancelled = False
+
+    @property
+    def live(self) -> bool:
+        """A url is in flight (else the attempt ended before ``start`` returned)."""
+        return self.fd >= 0 or self.exchange is not None
 
     def next(self) -> None:
         kind = self.kind
-        url = kind.urls[self.index]
-        if isinstance(kind.regexes[self.index], str):
+        index = self.index
+        url = kind.urls[index]
+        if isinstance(kind.regexes[index], str):
             self.exchange = None
-            self.done(ProbeResult(False, "config", f"{url.path}: {kind.regexes[self.index]}"))
+            self.done(ProbeResult(False, "config", f"{url.path}: {kind.regexes[index]}"))
             return
         keep = REGEX_KEEP if url.regex is not None else 0
-        parser = ResponseParser(digest=url.digest is not None, body_cap=kind.body_cap, keep=keep)
+        self.parser = parser = ResponseParser(
+            digest=url.digest is not None, body_cap=kind.body_cap, keep=keep
+        )
+        fetcher = kind.fetcher
+        if fetcher is not None:
+            fetches = self.fetches = fetcher.fetches
+            fd = fetches.start(kind.family, kind.address, kind.port, kind.requests[index], self)
+            if fd < 0:
+                self.finished(*_ending(-fd))
+            else:
+                self.fd = fd
+            return
         self.exchange = Exchange(
             kind.loop, kind.target, kind.requests[self.index], parser, self.finished,
             tls_context=kind.tls_context, sni=kind.sni[self.index], session=kind.session,
@@ -507,19 +640,50 @@ class _Attempt:
         )
         self.exchange.begin()
 
+    def fetched(self, fd: int, data: bytes | None, status: int) -> None:
+        """What the Fetcher read for this attempt's fetch ``fd`` (status 0: it goes
+        on; an ended fetch's fd is closed and ``self.fd`` is -1 already)."""
+        if data is not None:
+            parser = self.parser
+            assert parser is not None
+            try:
+                fed = parser.feed(data)
+            except Exception as exc:
+                # A bug must not vanish into the loop's exception handler and leave
+                # the attempt to time out: it fails the attempt, with its text.
+                self._abort(fd, status, "error", f"internal error: {exc!r}")
+                return
+            if not fed:
+                self._abort(fd, status, parser.error, f"reply refused: {parser.error}")
+                return
+        if not status:
+            return
+        if status == _EOF:
+            self.finished("", "")
+        else:
+            self.finished(*_ending(status))
+
+    def _abort(self, fd: int, status: int, reason: str, detail: str) -> None:
+        if not status:  # the fetch is still open: close it (a RST) first
+            self.fd = -1
+            assert self.fetches is not None
+            self.fetches.cancel(fd)
+        self.finished(reason, detail)
+
     def finished(self, reason: str, detail: str) -> None:
         exchange = self.exchange
-        assert exchange is not None
         kind = self.kind
-        if exchange.session is not None:
+        if exchange is not None and exchange.session is not None:
             kind.session = exchange.session
         url = kind.urls[self.index]
         if not reason:
+            parser = self.parser
+            assert parser is not None
             ranges = url.status_code or DEFAULT_STATUS
             regex = kind.regexes[self.index]
             pattern = regex if isinstance(regex, re.Pattern) else None
             reason, detail = check_reply(
-                exchange.parser, ranges, url.digest, pattern,
+                parser, ranges, url.digest, pattern,
                 regex_no_match=url.regex_no_match, regex_min_offset=url.regex_min_offset,
                 regex_max_offset=url.regex_max_offset,
             )
@@ -536,6 +700,11 @@ class _Attempt:
 
     def cancel(self) -> None:
         self.cancelled = True
+        fd = self.fd
+        if fd >= 0:
+            self.fd = -1
+            assert self.fetches is not None
+            self.fetches.cancel(fd)
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
             exchange.cancel()
@@ -549,7 +718,20 @@ class HttpGetKind(ProbeKind):
     bounds the bytes read per reply (an endless body fails as ``body-too-large``).
     """
 
-    __slots__ = ("body_cap", "regexes", "requests", "session", "sni", "tls_context", "urls")
+    __slots__ = (
+        "address",
+        "body_cap",
+        "family",
+        "fetcher",
+        "plain",
+        "port",
+        "regexes",
+        "requests",
+        "session",
+        "sni",
+        "tls_context",
+        "urls",
+    )
 
     keyword = "HTTP_GET"
     tls: ClassVar[bool] = False
@@ -592,18 +774,36 @@ class HttpGetKind(ProbeKind):
             client_context(ssl_conf, compliant=spec.tls_compliant) if self.tls else None
         )
         self.session: ssl.SSLSession | None = None
+        # No TLS and no bind/mark/device option: the whole fetch is the Fetcher's.
+        self.plain = self.tls_context is None and (
+            target.bindto is None and target.bind_port is None
+            and target.bind_if is None and target.fwmark is None
+        )
+        self.fetcher: Fetcher | None = None
+        self.family = target.family
+        self.address = target.address
+        self.port = port
 
     def deadline_us(self) -> int:
         """connect_timeout for each url: the whole attempt is bounded, not each step."""
         return self.spec.connect_timeout_us * len(self.urls)
 
     def start(self, done: Done) -> Attempt:
+        if self.plain and self.fetcher is None:
+            try:
+                self.fetcher = Fetcher.acquire(self.loop)
+            except OSError as exc:
+                done(tcp.failure(exc.errno or 0, f"epoll: {exc.strerror}"))
+                return NO_ATTEMPT
         attempt = _Attempt(self, done)
         attempt.next()
-        return attempt if attempt.exchange is not None else NO_ATTEMPT
+        return attempt if attempt.live else NO_ATTEMPT
 
     def close(self) -> None:
         self.session = None
+        if self.fetcher is not None:
+            self.fetcher.release()
+            self.fetcher = None
 
 
 @register

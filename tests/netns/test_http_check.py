@@ -23,7 +23,7 @@ import pytest
 import uvloop
 
 from hafast.check.api import REGISTRY, TIMEOUT, ProbeKind, ProbeResult, Target
-from hafast.check.http import HttpGetKind, SslGetKind
+from hafast.check.http import Fetcher, HttpGetKind, SslGetKind
 from hafast.check.http_parse import build_request
 from hafast.config.model import HttpGetCheck, SslGetCheck, Url
 from hafast.lab import BIG_PATH, FIXED_BODY, FIXED_PATH, Farm, big_body, body_for, md5_hex
@@ -470,6 +470,9 @@ def test_cancel_mid_flight_releases_the_socket(clean: Lab) -> None:
     async def go() -> tuple[int, int, int, list[int]]:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(0.1)
+        # Plain HTTP_GET's fetches share one epoll per loop (http.Fetcher): opened
+        # before counting, so the counts below are the attempts' sockets alone.
+        fetcher = Fetcher.acquire(loop)
         before = _fds()
         kinds = [
             HttpGetKind(HttpGetCheck(urls=(Url("/"),)), Target(connecting, 80), loop),
@@ -485,6 +488,9 @@ def test_cancel_mid_flight_releases_the_socket(clean: Lab) -> None:
             at.cancel()  # twice is harmless
         after = _fds()
         await asyncio.sleep(0.5)  # nothing may call back after a cancel
+        for k in kinds:
+            k.close()
+        fetcher.release()
         return before, during, after, calls
 
     before, during, after, calls = clean.run(go)

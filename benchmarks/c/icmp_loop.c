@@ -7,8 +7,13 @@
  * when they are echo replies carrying our identifier, with no per-target bookkeeping:
  * this is the anchor hafast's engine is compared with, not a prober.
  *
- *   icmp_loop TARGETS_FILE SECONDS      (IPv4 addresses, one a line; needs root)
+ *   icmp_loop TARGETS_FILE SECONDS [RATE]   (IPv4 addresses, one a line; needs root)
  *   prints: rounds=R sent=S received=N elapsed_ns=E
+ *
+ * With RATE, paced instead: every 10 ms tick (the engine's TimerQueue.GRAIN) sends the
+ * echoes due at RATE per second round-robin over the list in one sendmmsg, and drains
+ * replies with recvmmsg whenever poll says readable: the same batching the engine
+ * gets at that rate, so the CPU per echo compares like with like.
  *
  * Built by benchmarks/test_bench_icmp.py with gcc -O2 into a temporary directory.
  */
@@ -60,10 +65,86 @@ static struct mmsghdr rmsg[BATCH];
 static struct iovec riov[BATCH];
 static struct sockaddr_in rname[BATCH];
 
+/* Count the echo replies (ours) waiting on fd, without blocking. */
+static uint64_t drain(int fd, uint16_t ident)
+{
+	uint64_t got = 0;
+	for (;;) {
+		for (int j = 0; j < BATCH; j++)
+			rmsg[j].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+		int m = recvmmsg(fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
+		if (m <= 0)
+			return got;
+		for (int j = 0; j < m; j++) {
+			uint8_t *d = rbuf[j];
+			size_t ihl = (d[0] & 0x0f) * 4;
+			if (rmsg[j].msg_len >= ihl + 8 && d[ihl] == 0 &&
+			    (uint16_t)(d[ihl + 4] << 8 | d[ihl + 5]) == ident)
+				got++;
+		}
+		if (m < BATCH)
+			return got;
+	}
+}
+
+#define TICK_NS 10000000 /* 10 ms */
+
+static int paced(int fd, uint16_t ident, int n, double rate, int64_t start, int64_t stop)
+{
+	uint64_t sent = 0, received = 0, ticks = 0;
+	uint16_t seq = 0;
+	int next = 0;
+	int64_t tick = start;
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	for (;;) {
+		int64_t now = now_ns();
+		if (now >= stop)
+			break;
+		if (now >= tick) {
+			long due = (long)((double)(now - start) / 1e9 * rate) - (long)sent;
+			while (due > 0) {
+				int k = due < BATCH ? (int)due : BATCH;
+				for (int j = 0; j < k; j++) {
+					uint8_t *p = spkt[j];
+					memset(p, 0, PKT_LEN);
+					p[0] = 8;
+					p[4] = ident >> 8;
+					p[5] = ident & 0xff;
+					p[6] = seq >> 8;
+					p[7] = seq & 0xff;
+					seq++;
+					uint16_t c = csum(p, PKT_LEN);
+					p[2] = c >> 8;
+					p[3] = c & 0xff;
+					smsg[j].msg_hdr.msg_name = &addrs[next];
+					next = (next + 1) % n;
+				}
+				int r = sendmmsg(fd, smsg, k, 0);
+				if (r <= 0)
+					break;
+				sent += r;
+				due -= r;
+			}
+			ticks++;
+			tick += TICK_NS;
+			continue;
+		}
+		int wait_ms = (int)((tick - now + 999999) / 1000000);
+		if (poll(&pfd, 1, wait_ms) > 0)
+			received += drain(fd, ident);
+	}
+	received += drain(fd, ident);
+	printf("rounds=%llu sent=%llu received=%llu elapsed_ns=%lld\n",
+	       (unsigned long long)ticks, (unsigned long long)sent,
+	       (unsigned long long)received, (long long)(now_ns() - start));
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s TARGETS_FILE SECONDS\n", argv[0]);
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: %s TARGETS_FILE SECONDS [RATE]\n", argv[0]);
 		return 2;
 	}
 	FILE *f = fopen(argv[1], "r");
@@ -116,6 +197,8 @@ int main(int argc, char **argv)
 	uint16_t seq = 0;
 	int64_t start = now_ns(), stop = start + (int64_t)(seconds * 1e9);
 	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	if (argc == 4)
+		return paced(fd, ident, n, atof(argv[3]), start, stop);
 	while (now_ns() < stop) {
 		int got = 0;
 		/* send the whole list, draining whenever the socket buffer pushes back */

@@ -2,7 +2,12 @@
 against servers on 127.0.0.1 in this process: a reply read to EOF in pieces, a
 refused connect, a reset in mid-reply, cancel (a RST), a request larger than the
 socket buffer (a partial send, then writability), close with fetches in flight,
-a closed fd's number reused at once, and every owner reference released."""
+a closed fd's number reused at once, and every owner reference released.
+
+Then the shell (``http.Fetcher``): HTTP_GET end to end on loopback, and, with a
+scripted FetchSet, the batch rules (an ended fetch is detached before any
+callback, a fetch cancelled by an earlier callback is silent, a raising consumer
+does not stop the batch) and the words of every ending."""
 
 from __future__ import annotations
 
@@ -355,3 +360,215 @@ def test_many_fetches_at_once(checkq: ModuleType, serve: Any) -> None:
     assert all(v[:2] == (REPLY, fs.EOF) for v in got.values())
     assert [got[fd][2][-1] for fd in fds] == list(range(20))
     fs.close()
+
+
+# --------------------------------------------------------------------------- the shell
+
+
+def _kind(loop: Any, *urls: Any, port: int = 80) -> Any:
+    from hafast.check.http import HttpGetKind
+    from hafast.config.model import HttpGetCheck, Url
+
+    return HttpGetKind(HttpGetCheck(urls=urls or (Url("/"),)), _target(port), loop)
+
+
+def _target(port: int) -> Any:
+    from hafast.check.api import Target
+
+    return Target("127.0.0.1", port)
+
+
+def test_plain_http_get_on_loopback_reads_every_url_in_order(serve: Any) -> None:
+    import uvloop
+
+    from hafast.check import http
+    from hafast.check.http_parse import md5_hex
+    from hafast.config.model import Url
+
+    bodies = {b"/a": b"alpha", b"/b": b"bravo" * 50_000}  # /b: a reply in many reads
+
+    def handler(conn: socket.socket) -> None:
+        request = server.read_request(conn, 1)
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        body = bodies[request.split()[1]]
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+
+    server = serve(handler)
+    loop = uvloop.new_event_loop()
+    try:
+        kind = _kind(loop, Url("/a", digest=md5_hex(b"alpha")),
+                     Url("/b", digest=md5_hex(bodies[b"/b"])),
+                     Url("/a", digest="0" * 32), port=server.port)
+        assert kind.plain
+        got: list[Any] = []
+        attempt = kind.start(got.append)
+        assert kind.fetcher is not None and kind.fetcher.fetches.pending == 1
+        end = loop.time() + 10
+        while not got and loop.time() < end:
+            loop.run_until_complete(asyncio_sleep(0.01))
+        (result,) = got
+        assert (result.ok, result.reason) == (False, "digest")
+        assert result.detail.startswith("/a:")
+        assert [r.split()[1] for r in server.got] == [b"/a", b"/b", b"/a"]
+        attempt.cancel()  # after the result: harmless
+        fetcher = kind.fetcher
+        kind.close()
+        assert fetcher.fetches.closed and not http._fetchers
+    finally:
+        loop.close()
+
+
+async def asyncio_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+class FakeFetches:
+    """Stands in for the FetchSet: scripted ``ready`` batches, recorded cancels."""
+
+    def __init__(self) -> None:
+        self.next_fd = 10
+        self.batch: list[Any] = []
+        self.cancelled: list[int] = []
+
+    def fileno(self) -> int:
+        return 99
+
+    def start(self, family: int, address: str, port: int, request: bytes, owner: Any) -> int:
+        self.next_fd += 1
+        return self.next_fd - 1
+
+    def ready(self) -> list[Any]:
+        batch, self.batch = self.batch, []
+        return batch
+
+    def cancel(self, fd: int) -> bool:
+        self.cancelled.append(fd)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def _shell() -> tuple[Any, FakeFetches, Any]:
+    from hafast.check import http
+    from tests.unit.check.fakeloop import FakeLoop
+
+    loop = FakeLoop()
+    fetcher = http.Fetcher(loop)
+    fetcher.fetches.close()
+    fake = FakeFetches()
+    fetcher.fetches = fake  # type: ignore[assignment]
+    return loop, fake, fetcher
+
+
+REPLY_OK = b"HTTP/1.0 200 OK\r\n\r\nfine"
+
+
+def test_a_callback_that_cancels_a_later_fetch_of_the_batch_silences_it() -> None:
+    from hafast.check import http
+
+    loop, fake, fetcher = _shell()
+    kinds = [_kind(loop), _kind(loop)]
+    for k in kinds:
+        k.fetcher = fetcher
+    got: dict[str, list[Any]] = {"a": [], "b": []}
+    attempts: list[Any] = []
+
+    def done_a(r: Any) -> None:
+        got["a"].append(r)
+        attempts[1].cancel()  # e.g. a reload that drops the other checker
+
+    attempts.append(kinds[0].start(done_a))
+    attempts.append(kinds[1].start(got["b"].append))
+    fa, fb = attempts[0].fd, attempts[1].fd
+    fake.batch = [(fa, attempts[0], REPLY_OK, http.FetchSet.EOF),
+                  (fb, attempts[1], REPLY_OK[:5], 0)]
+    fetcher.ready()
+    assert [r.ok for r in got["a"]] == [True] and got["b"] == []
+    assert fake.cancelled == [fb] and attempts[1].fd == -1
+
+
+def test_an_ended_fetch_is_detached_before_any_callback_runs() -> None:
+    from hafast.check import http
+
+    loop, fake, fetcher = _shell()
+    kinds = [_kind(loop), _kind(loop)]
+    for k in kinds:
+        k.fetcher = fetcher
+    got: list[Any] = []
+    attempts: list[Any] = []
+
+    def done_a(r: Any) -> None:
+        got.append(("a", r.ok))
+        attempts[1].cancel()  # its fetch ended in this batch: nothing to close
+
+    attempts.append(kinds[0].start(done_a))
+    attempts.append(kinds[1].start(lambda r: got.append(("b", r.ok))))
+    fa, fb = attempts[0].fd, attempts[1].fd
+    fake.batch = [(fa, attempts[0], REPLY_OK, http.FetchSet.EOF),
+                  (fb, attempts[1], None, http.FetchSet.READ | errno.ECONNRESET)]
+    fetcher.ready()
+    # b's number may belong to a new fetch by now: its cancel must not close it,
+    # and b was cancelled before its turn: no callback.
+    assert got == [("a", True)] and fake.cancelled == []
+
+
+def test_a_raising_consumer_is_logged_and_the_batch_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from hafast.check import http
+
+    loop, fake, fetcher = _shell()
+    kinds = [_kind(loop), _kind(loop)]
+    for k in kinds:
+        k.fetcher = fetcher
+    got: list[Any] = []
+
+    def boom(r: Any) -> None:
+        raise RuntimeError("consumer bug")
+
+    a = kinds[0].start(boom)
+    b = kinds[1].start(got.append)
+    fake.batch = [(a.fd, a, REPLY_OK, http.FetchSet.EOF),  # type: ignore[attr-defined]
+                  (b.fd, b, None, http.FetchSet.CONNECT | errno.ECONNREFUSED)]  # type: ignore[attr-defined]
+    with caplog.at_level("ERROR", logger="hafast.check"):
+        fetcher.ready()
+    assert "consumer bug" in caplog.text
+    assert [(r.ok, r.reason, r.detail) for r in got] == [
+        (False, "refused", "/: connect: ECONNREFUSED")]
+
+
+@pytest.mark.parametrize(("status", "reason", "detail"), [
+    (0x10000 | errno.EHOSTUNREACH, "unreachable", "connect: EHOSTUNREACH"),
+    (0x20000 | errno.EPIPE, "send", "send: [Errno 32] Broken pipe"),
+    (0x30000 | errno.ECONNRESET, "reset", "read: [Errno 104] Connection reset by peer"),
+    (0x30000 | errno.EIO, "read", "read: [Errno 5] Input/output error"),
+    (0x40000 | errno.EMFILE, "socket", "socket: [Errno 24] Too many open files"),
+])
+def test_endings_name_the_stage_as_the_exchange_does(status: int, reason: str, detail: str) -> None:
+    loop, fake, fetcher = _shell()
+    kind = _kind(loop)
+    kind.fetcher = fetcher
+    got: list[Any] = []
+    a = kind.start(got.append)
+    fake.batch = [(a.fd, a, None, status)]  # type: ignore[attr-defined]
+    fetcher.ready()
+    assert [(r.ok, r.reason, r.detail) for r in got] == [(False, reason, "/: " + detail)]
+
+
+def test_a_refused_reply_cancels_the_open_fetch() -> None:
+    loop, fake, fetcher = _shell()
+    kind = _kind(loop)
+    kind.body_cap = 8  # the parser's cap; the shell stops the fetch
+    kind.fetcher = fetcher
+    got: list[Any] = []
+    a = kind.start(got.append)
+    fd = a.fd  # type: ignore[attr-defined]
+    fake.batch = [(fd, a, b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 9, 0)]
+    fetcher.ready()
+    assert [(r.reason, r.detail) for r in got] == [
+        ("body-too-large", "/: reply refused: body-too-large")]
+    assert fake.cancelled == [fd] and a.fd == -1  # type: ignore[attr-defined]

@@ -541,3 +541,70 @@ def test_bindto_bind_if_and_fwmark(lab: Lab) -> None:
     ])
     got = [(p.result.ok, p.result.reason) for p in probes]
     assert got == [(True, ""), (True, ""), (True, ""), (False, "bind")]
+
+
+# -- the plain path (one FetchSet per loop) against the Exchange ---------------------------------
+
+
+def test_plain_fetches_and_the_exchange_give_the_same_results(lab: Lab) -> None:
+    """The same checks through the plain path (no bind option: http.Fetcher, the
+    syscalls in C) and through the Exchange (bindto: a Python socket per check):
+    identical results, reasons and details."""
+    a, director = lab.farm.addresses[13], lab.farm.directors[0]
+    cases: list[tuple[int, tuple[Url, ...], int]] = [
+        (80, (fixed(), Url("/", digest=md5_hex(body_for(a))),
+              Url(BIG_PATH, digest=md5_hex(big_body()))), 16 << 20),
+        (80, (fixed(), Url("/", digest="0" * 32)), 16 << 20),
+        (80, (Url("/", status_code=((300, 399),)),), 16 << 20),
+        (81, (fixed(),), 16 << 20),  # nothing listens: refused
+        (GARBAGE, (fixed(),), 16 << 20),
+        (NO_END, (fixed(),), 16 << 20),
+        (CAPTURE, (Url("/", digest=md5_hex(b"ok\n")),), 16 << 20),
+        (ENDLESS, (Url("/"),), 1 << 20),
+        (80, (Url(BIG_PATH),), 4096),  # the cap, hit in mid-body
+    ]
+
+    def make(port: int, urls: tuple[Url, ...], cap: int, **opts: Any) -> Callable[
+            [asyncio.AbstractEventLoop], ProbeKind]:
+        return lambda loop: HttpGetKind(HttpGetCheck(urls=urls, connect_timeout_us=5 * S),
+                                        Target(a, port, **opts), loop, body_cap=cap)
+
+    plain = run_probes(lab, [make(*c) for c in cases])
+    bound = run_probes(lab, [make(*c, bindto=director.address) for c in cases])
+    got = [(p.result.ok, p.result.reason, p.result.detail) for p in plain]
+    assert got == [(p.result.ok, p.result.reason, p.result.detail) for p in bound]
+    assert [g[:2] for g in got] == [
+        (True, ""), (False, "digest"), (False, "status"), (False, "refused"),
+        (False, "status"), (False, "header-too-large"), (True, ""),
+        (False, "body-too-large"), (False, "body-too-large"),
+    ]
+    assert got[3][2] == f"{FIXED_PATH}: connect: ECONNREFUSED", got[3]
+    assert all(p.calls == 1 for p in plain + bound)
+
+
+def test_plain_kinds_share_one_fetcher_per_loop(lab: Lab) -> None:
+    from hafast.check import http as http_mod
+
+    a, director = lab.farm.addresses[14], lab.farm.directors[0]
+
+    async def go() -> tuple[list[bool], int, bool, bool]:
+        loop = asyncio.get_running_loop()
+        kinds = [
+            HttpGetKind(HttpGetCheck(urls=(fixed(),)), Target(a, 80), loop),
+            HttpGetKind(HttpGetCheck(urls=(fixed(),)), Target(a, 80), loop),
+            HttpGetKind(HttpGetCheck(urls=(fixed(),)), Target(a, 80, bindto=director.address),
+                        loop),
+            SslGetKind(SslGetCheck(urls=(fixed(),)), Target(a, 443), loop),
+        ]
+        probes = await probe_all(kinds)
+        fetchers = {id(k.fetcher) for k in kinds[:2]}
+        shared = kinds[0].fetcher
+        assert shared is not None and kinds[2].fetcher is None and kinds[3].fetcher is None
+        for k in kinds:
+            k.close()
+        return ([p.result.ok for p in probes], len(fetchers), shared.fetches.closed,
+                id(loop) in http_mod._fetchers)
+
+    oks, n_fetchers, closed, still_there = lab.run(go)
+    assert oks == [True] * 4
+    assert (n_fetchers, closed, still_there) == (1, True, False)

@@ -271,12 +271,14 @@ def _flush(batch: list[Any]) -> None:
         d(ok)
 
 
-def _machinery_us(queue: Any, n: int, seconds: float) -> float:
-    """Runner CPU per check (timer queue, settle, health) with sockets faked."""
+def _machinery_us(core: Any, n: int, seconds: float) -> float:
+    """Runner CPU per check (timer queue, Check, settle, health) with sockets faked;
+    ``core`` is a flavour of hafast._core.checkq."""
     loop = new_loop()
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(runner_mod, "TimerQueue", queue)
+            mp.setattr(runner_mod, "TimerQueue", core.TimerQueue)
+            mp.setattr(runner_mod.Runner, "check_class", core.Check)
             r = runner_mod.Runner(loop)
         spec = m.TcpCheck(connect_timeout_us=S, delay_loop_us=50_000, warmup_us=50_000)
         batch: list[Any] = []
@@ -295,10 +297,10 @@ def _machinery_us(queue: Any, n: int, seconds: float) -> float:
 
 
 def test_check_machinery_cpu_compiled_vs_twin(figures: Any) -> None:
-    # The engine's own per-check CPU beside the sockets: the timer queue of
-    # hafast._core.checkq compiled against its Python twin, interleaved in one run.
-    compiled = load_twin("checkq", "c").TimerQueue
-    twin = load_twin("checkq", "py").TimerQueue
+    # The engine's own per-check CPU beside the sockets: the timer queue and Check of
+    # hafast._core.checkq compiled against their Python twins, interleaved in one run.
+    compiled = load_twin("checkq", "c")
+    twin = load_twin("checkq", "py")
     seconds = min(1.5, SECONDS / 2)
     c_us, py_us = [], []
     for _ in range(2):

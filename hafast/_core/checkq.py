@@ -5,6 +5,12 @@
 ``at(when, check)`` (a heap, for warmup), ``clear()``.  A queued item has an int
 ``token`` (0: no timer), ``on_timer()`` and ``name``.
 
+``Check(runner, kind, label=None)`` is one scheduled checker (its attempt's life:
+start, deadline, the steady-state settle; the rest goes to ``runner.settled``),
+``CheckState(up)`` its up/retry arithmetic, ``NO_ATTEMPT`` the attempt of a kind
+that finished at once; ``Latency(edges)`` a histogram of attempt durations
+(``runner.latency``: every check's attempt lands in it).
+
 ``ConnectSet()`` holds TCP_CHECK's non-blocking connects in one epoll:
 ``start(family, address, port) -> fd | -errno``, ``adopt(fd)``,
 ``ready() -> [(fd, SO_ERROR)]`` (those fds already closed), ``cancel(fd)``,
@@ -26,7 +32,11 @@ from hafast._core._select import choose
 _impl = choose("checkq")
 
 TimerQueue = _impl.TimerQueue
+Check = _impl.Check
+CheckState = _impl.CheckState
+Latency = _impl.Latency
+NO_ATTEMPT = _impl.NO_ATTEMPT
 ConnectSet = _impl.ConnectSet
 FetchSet = _impl.FetchSet
 
-__all__ = ["ConnectSet", "FetchSet", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "CheckState", "ConnectSet", "FetchSet", "Latency", "TimerQueue"]

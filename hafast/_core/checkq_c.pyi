@@ -2,7 +2,7 @@ from typing import Any
 
 from typing_extensions import disjoint_base
 
-__all__ = ["ConnectSet", "FetchSet", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "CheckState", "ConnectSet", "FetchSet", "Latency", "TimerQueue"]
 
 @disjoint_base
 class TimerQueue:
@@ -31,6 +31,62 @@ class TimerQueue:
     @property
     def lanes(self) -> dict[float, list[tuple[float, int, Any]]]: ...
     def _run(self) -> None: ...
+
+class _NoAttempt:
+    def cancel(self) -> None: ...
+
+NO_ATTEMPT: _NoAttempt
+
+@disjoint_base
+class Latency:
+    @property
+    def edges(self) -> tuple[float, ...]: ...
+    count: int
+    sum: float
+    def __init__(self, edges: Any) -> None: ...
+    def observe(self, seconds: float) -> None: ...
+    @property
+    def buckets(self) -> list[int]: ...
+    def as_dict(self) -> dict[str, Any]: ...
+
+@disjoint_base
+class CheckState:
+    up: bool
+    has_run: bool
+    retry_it: int
+    def __init__(self, up: Any) -> None: ...
+
+@disjoint_base
+class Check:
+    runner: Any
+    kind: Any
+    label: Any
+    state: Any
+    healths: Any
+    attempt: Any
+    weight: Any
+    last_reason: Any
+    done: Any
+    delay_loop_us: Any
+    delay_before_retry_us: Any
+    token: int
+    pending: bool
+    log_all: bool
+    retry: int
+    deadline_s: float
+    delay_loop_s: float
+    t0: float
+    latency: Any
+    def __init__(self, runner: Any, kind: Any, label: Any = None) -> None: ...
+    @property
+    def name(self) -> str: ...
+    def feed(self, health: Any) -> None: ...
+    def on_timer(self) -> None: ...
+    def fire(self) -> None: ...
+    def expire(self) -> None: ...
+    def _done(self, result: Any) -> None: ...
+    def arm(self, delay_us: Any, since: Any = None) -> None: ...
+    def stop(self) -> None: ...
 
 @disjoint_base
 class ConnectSet:

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, auto_pickle=False
 """The check engine's timer queue, compiled: the same contract as ``checkq_py``.
 
 The twin keeps its entries as ``(when, seq, check)`` tuples in deques and a heapq
@@ -17,7 +17,7 @@ import logging
 
 log = logging.getLogger("hafast.check")
 
-__all__ = ["ConnectSet", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "CheckState", "ConnectSet", "Latency", "TimerQueue"]
 
 
 cdef struct Entry:
@@ -45,6 +45,25 @@ cdef object _RUNNING = _Running()
 cdef inline bint _before(Entry *a, Entry *b) noexcept nogil:
     # The heap's order: time, then arming order (the twin's tuple comparison).
     return a.when < b.when or (a.when == b.when and a.seq < b.seq)
+
+
+cdef class Check
+
+
+# A queued item is a Check (its token a C field) or anything with a ``token``
+# attribute (tests' stand-ins): the Check case costs no attribute lookup.
+cdef inline long long _token(object check) except? -1:
+    if isinstance(check, Check):
+        return (<Check>check).token
+    return <long long>check.token
+
+
+cdef inline int _set_token(object check, long long token) except -1:
+    if isinstance(check, Check):
+        (<Check>check).token = token
+    else:
+        check.token = token
+    return 0
 
 
 cdef class TimerQueue:
@@ -86,23 +105,31 @@ cdef class TimerQueue:
 
     def at(self, double when, check):
         """Make ``when`` (loop time) the check's one timer, replacing any it had."""
+        self._at(when, check)
+
+    cdef int _at(self, double when, object check) except -1:
         self.seq += 1
-        check.token = self.seq
+        _set_token(check, self.seq)
         self._heap_push(when, self.seq, check)
         if self.handle is None or when < self.armed_at:
             self._arm(when)
+        return 0
 
     def after(self, double delay, check):
         """Make "``delay`` seconds from now" the check's one timer (a lane per delay)."""
+        self._after(delay, check)
+
+    cdef int _after(self, double delay, object check) except -1:
         cdef double when
         cdef Lane *lane
         self.seq += 1
-        check.token = self.seq
+        _set_token(check, self.seq)
         when = <double>self.loop.time() + delay
         lane = self._lane(delay)
         self._lane_push(lane, when, self.seq, check)
         if self.handle is None or when < self.armed_at:
             self._arm(when)
+        return 0
 
     def __len__(self):
         cdef Py_ssize_t n = self._nheap, i
@@ -200,17 +227,20 @@ cdef class TimerQueue:
             self._arm(earliest)
 
     cdef inline bint _live(self, Entry *e) except -1:
-        return <long long>(<object>e.check).token == e.seq
+        return _token(<object>e.check) == e.seq
 
     cdef _fire(self, Entry e):
         # The entry left its buffer: its reference is ours now, dropped on the way out.
         check = <object>e.check
         Py_DECREF(check)  # `check` holds its own reference for this call
-        if <long long>check.token == e.seq:
-            check.token = 0
+        if _token(check) == e.seq:
+            _set_token(check, 0)
             self.due = e.when
             try:
-                check.on_timer()
+                if isinstance(check, Check):
+                    (<Check>check)._on_timer()
+                else:
+                    check.on_timer()
             except Exception:  # an event consumer that raised: log it, go on
                 log.exception("%s: timer callback raised", check.name)
 
@@ -329,7 +359,250 @@ cdef class TimerQueue:
         self._nlanes = 0
         if reset_tokens:
             for check in held:
-                check.token = 0
+                _set_token(check, 0)
+
+
+# --------------------------------------------------------------------------- checks
+
+cdef double US = 1_000_000.0
+
+
+cdef class _NoAttempt:
+    """The attempt of a kind that finished at once: nothing to cancel."""
+
+    def cancel(self):
+        return None
+
+
+NO_ATTEMPT = _NoAttempt()
+
+
+cdef class Latency:
+    """Attempt durations: a cumulative histogram; see ``checkq_py.Latency``."""
+
+    cdef readonly tuple edges
+    cdef double *_edges
+    cdef long long *_counts
+    cdef Py_ssize_t _n
+    cdef public long long count
+    cdef public double sum
+
+    def __init__(self, edges):
+        cdef Py_ssize_t i
+        self.edges = tuple(float(e) for e in edges)
+        self._n = len(self.edges)
+        PyMem_Free(self._edges)
+        PyMem_Free(self._counts)
+        self._edges = <double *>PyMem_Realloc(NULL, (self._n + 1) * sizeof(double))
+        self._counts = <long long *>PyMem_Realloc(NULL, (self._n + 1) * sizeof(long long))
+        if self._edges == NULL or self._counts == NULL:
+            raise MemoryError()
+        for i in range(self._n):
+            self._edges[i] = self.edges[i]
+            self._counts[i] = 0
+        self.count = 0
+        self.sum = 0.0
+
+    def __dealloc__(self):
+        PyMem_Free(self._edges)
+        PyMem_Free(self._counts)
+
+    cdef void _observe(self, double seconds) noexcept:
+        cdef Py_ssize_t i
+        self.count += 1
+        self.sum += seconds
+        for i in range(self._n):
+            if seconds <= self._edges[i]:
+                self._counts[i] += 1
+
+    def observe(self, double seconds):
+        self._observe(seconds)
+
+    @property
+    def buckets(self):
+        return [self._counts[i] for i in range(self._n)]
+
+    def as_dict(self):
+        return {"buckets": list(zip(self.edges, self.buckets, strict=True)),
+                "count": self.count, "sum": self.sum}
+
+
+cdef class CheckState:
+    """A checker's health arithmetic: up/down, whether it ran, the retry count
+    (``runner.settle`` moves it).  See ``checkq_py.CheckState``."""
+
+    cdef public bint up
+    cdef public bint has_run
+    cdef public long retry_it
+
+    def __init__(self, up):
+        self.up = up
+        self.has_run = False
+        self.retry_it = 0
+
+
+cdef class Check:
+    """One scheduled checker; the same contract as ``checkq_py.Check``.
+
+    Compiled so that the path every attempt takes (the timer fires, the kind
+    starts, ``done`` comes back, a steady success re-arms delay_loop) runs no
+    Python frame of its own: the queue calls ``_on_timer`` as a C method, and
+    ``done`` is a C method the kinds call.  ``fire``/``expire``/``_done`` stay
+    overridable from Python (cpdef): the supervisor's timed check and the
+    benchmarks subclass them.
+    """
+
+    cdef public object runner, kind, label, state, healths, attempt, weight, last_reason
+    cdef public object done, delay_loop_us, delay_before_retry_us
+    cdef public long long token
+    cdef public bint pending, log_all
+    cdef public long retry
+    cdef public double deadline_s, delay_loop_s, t0
+    cdef public object latency
+    cdef Latency _lat            # latency, when it is the compiled histogram
+    cdef object _loop
+    cdef object _timers          # runner.timers (the compiled queue: _tq too)
+    cdef TimerQueue _tq
+    cdef object _counters
+
+    def __init__(self, runner, kind, label=None):
+        spec = kind.spec
+        self.runner = runner
+        self.kind = kind
+        self.label = label
+        immediate = kind.immediate
+        self.state = CheckState(immediate or not getattr(spec, "alpha", False))
+        self.retry = 0 if immediate else getattr(spec, "retry", 1)
+        self.delay_loop_us = getattr(spec, "delay_loop_us", 60 * 1_000_000)
+        self.delay_before_retry_us = getattr(spec, "delay_before_retry_us", 1_000_000)
+        self.log_all = runner.log_all_failures or getattr(spec, "log_all_failures", False)
+        self.healths = ()
+        self.token = 0
+        self.attempt = NO_ATTEMPT
+        self.pending = False
+        self.weight = None
+        self.last_reason = ""
+        self.deadline_s = kind.deadline_us() / US
+        self.delay_loop_s = self.delay_loop_us / US
+        self._timers = runner.timers
+        self._tq = runner.timers if isinstance(runner.timers, TimerQueue) else None
+        self._counters = runner.counters
+        self._loop = runner.loop
+        self.latency = getattr(runner, "latency", None)
+        self._lat = self.latency if isinstance(self.latency, Latency) else None
+        self.t0 = 0.0
+        self.done = self._done
+
+    cdef inline int _observe(self) except -1:
+        # (only with a latency: the clock is read twice per attempt for it)
+        if self._lat is not None:
+            self._lat._observe(<double>self._loop.time() - self.t0)
+        elif self.latency is not None:
+            self.latency.observe(<double>self._loop.time() - self.t0)
+        return 0
+
+    @property
+    def name(self):
+        """For logs: made when needed, not stored ten thousand times."""
+        if self.label is not None:
+            return str(self.label)
+        t = self.kind.target
+        return f"{self.kind.keyword} {t.address}:{t.port}"
+
+    def feed(self, health):
+        """Let this check's state count in ``health`` too."""
+        self.healths += (health,)
+        health.attach((<CheckState>self.state).up)
+
+    # -- timer callbacks ----------------------------------------------------------
+
+    cdef int _after(self, double delay) except -1:
+        if self._tq is not None:
+            self._tq._after(delay, self)
+        else:
+            self._timers.after(delay, self)
+        return 0
+
+    cdef int _on_timer(self) except -1:
+        if self.pending:
+            self.expire()
+        else:
+            self.fire()
+        return 0
+
+    def on_timer(self):
+        """The check's one timer: the attempt's deadline while one runs, else the start."""
+        self._on_timer()
+
+    cpdef fire(self):
+        """Start one attempt; arm its deadline unless it finished at once."""
+        self.pending = True
+        if self.latency is not None:
+            self.t0 = self._loop.time()
+        try:
+            attempt = self.kind.start(self.done)
+        except Exception as exc:  # a kind must not raise; never let it kill the loop
+            attempt = NO_ATTEMPT
+            self.runner.start_raised(self, exc)
+        if self.pending:
+            self.attempt = attempt
+            self._after(self.deadline_s)
+
+    cpdef expire(self):
+        """The deadline passed: cancel the attempt; the kind says what that means."""
+        self.token = 0
+        if not self.pending:
+            return
+        self.pending = False
+        if self.latency is not None:
+            self._observe()
+        attempt = self.attempt
+        self.attempt = NO_ATTEMPT
+        attempt.cancel()
+        # From when the deadline was due, not this wake-up (see checkq_py.Check).
+        runner = self.runner
+        runner.settled(self, self.kind.on_deadline(), self._timers.due)
+
+    cpdef _done(self, result):
+        cdef CheckState state
+        if not self.pending:  # cancelled, or a kind reporting twice: ignore
+            return
+        self.pending = False
+        self.attempt = NO_ATTEMPT
+        self.token = 0  # the deadline entry is now stale
+        if self.latency is not None:
+            self._observe()
+        state = <CheckState>self.state
+        if state.up and state.retry_it == 0 and result.ok:
+            weight = result.weight
+            if weight is self.weight or weight == self.weight:
+                # The steady state: what settle() would say, with no call into the
+                # runner (its counters are bumped in place).
+                counters = self._counters
+                counters["attempts"] += 1
+                counters["ok"] += 1
+                state.has_run = True
+                if self.runner.running:
+                    self._after(self.delay_loop_s)
+                return
+        self.runner.settled(self, result)
+
+    def arm(self, delay_us, since=None):
+        """The next start ``delay_us`` from now, or from ``since`` (loop time)."""
+        if since is None:
+            self._after(delay_us / US)
+        elif self._tq is not None:
+            self._tq._at(since + delay_us / US, self)
+        else:
+            self._timers.at(since + delay_us / US, self)
+
+    def stop(self):
+        self.token = 0
+        if self.pending:
+            self.pending = False
+            attempt = self.attempt
+            self.attempt = NO_ATTEMPT
+            attempt.cancel()
 
 
 # --------------------------------------------------------------------------- connects

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from hafast._core import checkq
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -74,12 +76,9 @@ class Attempt(Protocol):
     def cancel(self) -> None: ...
 
 
-class _NoAttempt:
-    def cancel(self) -> None:
-        return None
-
-
-NO_ATTEMPT: Attempt = _NoAttempt()
+# The attempt of a kind that finished at once: nothing to cancel (one object, made
+# where the check that holds it lives).
+NO_ATTEMPT: Attempt = checkq.NO_ATTEMPT
 
 
 class ProbeKind(abc.ABC):

@@ -50,8 +50,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from hafast._core.checkq import TimerQueue
-from hafast.check.api import NO_ATTEMPT, Attempt, ProbeKind, ProbeResult
+from hafast._core.checkq import Check, CheckState, Latency, TimerQueue
+from hafast.check.api import ProbeKind, ProbeResult
 from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
 
 log = logging.getLogger("hafast.check")
@@ -59,17 +59,6 @@ log = logging.getLogger("hafast.check")
 US = 1_000_000
 
 # --------------------------------------------------------------------------- pure core
-
-
-class CheckState:
-    """A checker's health arithmetic: up/down, whether it ran, the retry count."""
-
-    __slots__ = ("has_run", "retry_it", "up")
-
-    def __init__(self, up: bool) -> None:
-        self.up = up
-        self.has_run = False
-        self.retry_it = 0
 
 
 def settle(
@@ -202,109 +191,6 @@ class Loop(Protocol):
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Any: ...
 
 
-class Check:
-    """One scheduled checker: a kind, its state, the healths it feeds, one timer
-    (an entry in the runner's :class:`TimerQueue`; ``token`` 0 means none)."""
-
-    __slots__ = ("attempt", "deadline_s", "delay_before_retry_us", "delay_loop_us",
-                 "done", "healths", "kind", "label", "last_reason", "log_all", "pending",
-                 "retry", "runner", "state", "token", "weight")
-
-    def __init__(self, runner: Runner, kind: ProbeKind, label: str | None = None) -> None:
-        spec = kind.spec
-        self.runner = runner
-        self.kind = kind
-        self.label = label
-        immediate = kind.immediate
-        self.state = CheckState(up=immediate or not getattr(spec, "alpha", False))
-        self.retry: int = 0 if immediate else getattr(spec, "retry", 1)
-        self.delay_loop_us: int = getattr(spec, "delay_loop_us", 60 * US)
-        self.delay_before_retry_us: int = getattr(spec, "delay_before_retry_us", US)
-        self.log_all = runner.log_all_failures or getattr(spec, "log_all_failures", False)
-        self.healths: tuple[ServerHealth, ...] = ()
-        self.token = 0
-        self.attempt: Attempt = NO_ATTEMPT
-        self.pending = False
-        self.weight: int | None = None
-        self.last_reason = ""
-        # Both made once: a kind's deadline is a function of its frozen spec, and a
-        # bound method made per attempt is an allocation per attempt.
-        self.deadline_s = kind.deadline_us() / US
-        self.done = self._done
-
-    @property
-    def name(self) -> str:
-        """For logs: made when needed, not stored ten thousand times."""
-        if self.label is not None:
-            return self.label
-        t = self.kind.target
-        return f"{self.kind.keyword} {t.address}:{t.port}"
-
-    def feed(self, health: ServerHealth) -> None:
-        """Let this check's state count in ``health`` too."""
-        self.healths += (health,)
-        health.attach(self.state.up)
-
-    # -- timer callbacks ----------------------------------------------------------
-
-    def on_timer(self) -> None:
-        """The check's one timer: the attempt's deadline while one runs, else the start."""
-        if self.pending:
-            self.expire()
-        else:
-            self.fire()
-
-    def fire(self) -> None:
-        """Start one attempt; arm its deadline unless it finished at once."""
-        self.pending = True
-        try:
-            attempt = self.kind.start(self.done)
-        except Exception as exc:  # a kind must not raise; never let it kill the loop
-            log.exception("%s: checker raised", self.name)
-            attempt = NO_ATTEMPT
-            if self.pending:
-                self.done(ProbeResult(False, "error", repr(exc)))
-        if self.pending:
-            self.attempt = attempt
-            self.runner.timers.after(self.deadline_s, self)
-
-    def expire(self) -> None:
-        """The deadline passed: cancel the attempt; the kind says what that means."""
-        self.token = 0
-        if not self.pending:
-            return
-        self.pending = False
-        attempt, self.attempt = self.attempt, NO_ATTEMPT
-        attempt.cancel()
-        # The next attempt counts from when the deadline was due, not from this
-        # wake-up (up to TimerQueue.GRAIN later): the grid's lateness must not add
-        # up over a retry chain (a drop fault is detected after retry + 1 deadlines).
-        runner = self.runner
-        runner.settled(self, self.kind.on_deadline(), runner.timers.due)
-
-    def _done(self, result: ProbeResult) -> None:
-        if not self.pending:  # cancelled, or a kind reporting twice: ignore
-            return
-        self.pending = False
-        self.attempt = NO_ATTEMPT
-        self.token = 0  # the deadline entry is now stale
-        self.runner.settled(self, result)
-
-    def arm(self, delay_us: int, since: float | None = None) -> None:
-        """The next start ``delay_us`` from now, or from ``since`` (loop time)."""
-        if since is None:
-            self.runner.timers.after(delay_us / US, self)
-        else:
-            self.runner.timers.at(since + delay_us / US, self)
-
-    def stop(self) -> None:
-        self.token = 0
-        if self.pending:
-            self.pending = False
-            attempt, self.attempt = self.attempt, NO_ATTEMPT
-            attempt.cancel()
-
-
 class Runner:
     """Schedules every check of a worker on one loop and publishes transitions.
 
@@ -333,8 +219,11 @@ class Runner:
         log_all_failures: bool = False,
         rate_limit: RateLimit | None = None,
         timer_grain: float | None = None,
+        latency: Latency | None = None,
     ) -> None:
         self.loop = loop
+        # every attempt's duration, when given (the check worker's metrics)
+        self.latency = latency
         self.on_event = on_event
         self.rng = rng or random.Random()
         self.log_all_failures = log_all_failures
@@ -380,18 +269,11 @@ class Runner:
     def settled(self, check: Check, result: ProbeResult, since: float | None = None) -> None:
         """Apply an attempt's ``result``; the next start is counted from ``since``
         (loop time: a deadline that was due) or else from now."""
+        # (The steady state, a success of an up checker with nothing to retry, is
+        # settled in Check._done and never comes here.)
         counters = self.counters
         counters["attempts"] += 1
         state = check.state
-        if (result.ok and state.up and not state.retry_it and result.weight == check.weight
-                and since is None):
-            # The steady state, nearly every attempt: what settle() would say, minus
-            # its call and the transition bookkeeping (about 3 µs per check).
-            counters["ok"] += 1
-            state.has_run = True
-            if self.running:
-                self.timers.after(check.delay_loop_us / US, check)
-            return
         if result.ok:
             counters["ok"] += 1
         else:
@@ -411,6 +293,12 @@ class Runner:
             self._transition(check, was_up, transition, result)
         if self.running:
             check.arm(delay_us, since)
+
+    def start_raised(self, check: Check, exc: Exception) -> None:
+        """A kind's ``start`` raised (it must not): log it, fail the attempt."""
+        log.exception("%s: checker raised", check.name)
+        if check.pending:
+            check.done(ProbeResult(False, "error", repr(exc)))
 
     def _transition(self, check: Check, was_up: bool, transition: bool | None,
                     result: ProbeResult) -> None:

@@ -15,6 +15,7 @@ from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, Prob
 from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
 from hafast.check.runner import CheckState, RateLimit, Runner, ServerHealth, settle
 from hafast.config import model as m
+from tests.conftest import load_twin
 from tests.unit.check.fakeloop import FakeLoop
 
 S = 1_000_000
@@ -432,3 +433,65 @@ def test_grid_lateness_does_not_add_up_over_a_retry_chain() -> None:
     # never early: each attempt got its whole connect_timeout, each retry its delay
     assert kind.starts[1] - first >= 0.5 and kind.starts[2] - kind.starts[1] >= 0.5
     assert events[0].at - kind.starts[2] >= 0.3
+
+
+# --------------------------------------------------------------------------- the twins
+
+def _trace(flavour: str, script: str, alpha: bool) -> tuple[list[Any], list[float], dict[str, int],
+                                                             list[int]]:
+    """One scripted story on the runner with checkq's ``flavour`` (Check, TimerQueue,
+    Latency): the events, the start times, the counters and the latency histogram."""
+    mod = load_twin("checkq", flavour)
+    loop = LateLoop()
+    events: list[ServerEvent] = []
+    with pytest.MonkeyPatch.context() as mp:
+        import hafast.check.runner as runner_mod
+
+        mp.setattr(runner_mod, "TimerQueue", mod.TimerQueue)
+        mp.setattr(Runner, "check_class", mod.Check)
+        lat = mod.Latency((0.005, 0.05, 0.5))
+        runner = Runner(loop, events.append, rng=random.Random(3), latency=lat)
+        kind = Scripted(spec(alpha=alpha, warmup_us=None), Target("10.1.0.1", 80), loop)
+        kind.script = lambda n: script[n] if n < len(script) else script[-1]
+        kind.weights = {4: 7}
+        runner.add(kind, [ServerHealth(VS, RS, 1)])
+        runner.start()
+        loop.advance(12.0)
+        runner.stop()
+    return ([(e.state, e.weight, e.reason, round(e.at, 6)) for e in events],
+            [round(t, 6) for t in kind.starts], dict(runner.counters), list(lat.buckets))
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+@pytest.mark.parametrize("script", ["S", "SSFFFSSSS", "HHHSSFSHHHHS", "FSFSFSSSSSS"])
+def test_compiled_check_and_twin_tell_the_same_story(script: str, alpha: bool) -> None:
+    # Check (the attempt's life and the steady-state settle) is compiled beside a
+    # pure twin: the same script must give the same events, starts, counters and
+    # latency histogram to the microsecond.
+    assert _trace("c", script, alpha) == _trace("py", script, alpha)
+
+
+def test_latency_records_every_attempt(twin_flavour: str) -> None:
+    mod = load_twin("checkq", twin_flavour)
+    loop = FakeLoop()
+    lat = mod.Latency((0.005, 0.05, 0.5))
+    with pytest.MonkeyPatch.context() as mp:
+        import hafast.check.runner as runner_mod
+
+        mp.setattr(runner_mod, "TimerQueue", mod.TimerQueue)
+        mp.setattr(Runner, "check_class", mod.Check)
+        runner = Runner(loop, None, rng=random.Random(1), latency=lat)
+        kind = Scripted(spec(), Target("10.1.0.1", 80), loop, latency=0.01)
+        kind.script = lambda n: "SH"[n % 2]  # 10 ms answers and 0.3 s deadlines
+        runner.add(kind, [ServerHealth(VS, RS, 1)])
+        runner.start()
+        loop.advance(5.0)
+        runner.stop()
+    d = lat.as_dict()
+    assert d["count"] == runner.counters["attempts"] > 4
+    buckets = dict(d["buckets"])
+    assert buckets[0.005] == 0
+    assert buckets[0.05] == runner.counters["ok"]  # the 10 ms answers
+    assert buckets[0.5] == d["count"]  # and the 0.3 s deadlines
+    assert d["sum"] == pytest.approx(0.01 * runner.counters["ok"]
+                                     + 0.3 * runner.counters["fail:timeout"])

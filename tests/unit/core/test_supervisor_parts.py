@@ -168,7 +168,7 @@ def test_control_socket_roundtrip(tmp_path: Path) -> None:
 
 
 def test_latency_histogram_is_cumulative() -> None:
-    lat = sup.Latency()
+    lat = sup.Latency(sup.LATENCY_BUCKETS)
     for s in (0.0005, 0.003, 0.003, 20.0):
         lat.observe(s)
     d = lat.as_dict()

@@ -187,7 +187,8 @@ class Fetcher:
             # Fetchers left on loops that were closed without closing their kinds
             # (tests, tools): their epolls go now, not at exit.
             for old in list(_fetchers.values()):
-                if old.loop.is_closed():
+                is_closed = getattr(old.loop, "is_closed", None)  # (test loops lack it)
+                if is_closed is not None and is_closed():
                     old.close()
             fetcher = _fetchers[key] = cls(loop)
         fetcher.users += 1

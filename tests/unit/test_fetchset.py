@@ -572,3 +572,27 @@ def test_a_refused_reply_cancels_the_open_fetch() -> None:
     assert [(r.reason, r.detail) for r in got] == [
         ("body-too-large", "/: reply refused: body-too-large")]
     assert fake.cancelled == [fd] and a.fd == -1  # type: ignore[attr-defined]
+
+
+def test_fetchers_are_per_loop_and_those_of_closed_loops_go() -> None:
+    import uvloop
+
+    from hafast.check import http
+    from tests.unit.check.fakeloop import FakeLoop
+
+    fake = FakeLoop()  # no is_closed(): left alone by the sweep
+    kept = http.Fetcher.acquire(fake)
+    first, second = uvloop.new_event_loop(), uvloop.new_event_loop()
+    try:
+        a = http.Fetcher.acquire(first)
+        assert http.Fetcher.acquire(first) is a and a.users == 2
+        first.close()
+        b = http.Fetcher.acquire(second)  # sweeps the closed loop's
+        assert b is not a and a.fetches.closed and not kept.fetches.closed
+        assert set(http._fetchers.values()) == {kept, b}
+        b.release()
+        kept.release()
+        assert b.fetches.closed and kept.fetches.closed and not http._fetchers
+    finally:
+        first.close()
+        second.close()

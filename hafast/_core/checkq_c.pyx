@@ -827,6 +827,14 @@ cdef extern from "<sys/socket.h>":
 cdef extern from "<sys/epoll.h>":
     int EPOLLIN, EPOLLERR, EPOLLHUP, EPOLL_CTL_MOD
 
+cdef extern from "<netinet/in.h>":
+    int IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>":
+    int TCP_QUICKACK
+
+cdef int _ZERO = 0
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport Py_XDECREF
 from libc.errno cimport EAGAIN
@@ -940,6 +948,10 @@ cdef class FetchSet:
         # SO_LINGER {1, 0} before the connect: every close below is a RST, no TIME_WAIT.
         lg.l_onoff, lg.l_linger = 1, 0
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))
+        # No quick ACKs (HAProxy's "option tcp-smart-connect"): the ACK of the SYN-ACK
+        # rides on the request, and the reply is not ACKed before the RST: 7 packets
+        # a check instead of 9, each of them costing both ends' TCP on this CPU.
+        setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &_ZERO, sizeof(_ZERO))
         if connect(fd, sa, salen) < 0 and errno != EINPROGRESS:
             err = errno
             close(fd)

@@ -633,6 +633,10 @@ class FetchSet:
         except OSError as exc:
             return -(self.SOCKET | (exc.errno or errno.EIO))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        # No quick ACKs (HAProxy's "option tcp-smart-connect"): the ACK of the SYN-ACK
+        # rides on the request, and the reply is not ACKed before the RST: 7 packets
+        # a check instead of 9, each of them costing both ends' TCP on this CPU.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
         err = sock.connect_ex((address, port))
         if err not in (0, errno.EINPROGRESS):
             sock.close()

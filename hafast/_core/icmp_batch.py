@@ -6,6 +6,10 @@ timeout_ns)`` puts a tick's echo requests in flight, ``drain(now_ns)`` returns
 the addresses whose deadline passed; ``fileno()`` is for ``loop.add_reader``.
 ``ping_many(targets, timeout)`` is the blocking convenience.  Needs root.
 
+``EchoPool(loop, family, ok, timeout, fail)`` drives one IcmpBatch on an event loop
+for every PING_CHECK of it: ``submit(address, done, timeout_ns) -> Waiter`` (with
+``cancel()``); ``done`` gets ``ok``, ``timeout`` or ``fail(kind, value, text)``.
+
 >>> from hafast._core.icmp_batch import ping_many
 >>> ping_many(["127.0.0.1"], 0.5)                        # doctest: +SKIP
 {'127.0.0.1': 4.1e-05}
@@ -31,10 +35,14 @@ build_echo = _impl.build_echo
 parse_packet = _impl.parse_packet
 make_identifier = _impl.make_identifier
 ping_many = _impl.ping_many
+EchoPool = _impl.EchoPool
+Waiter = _impl.Waiter
+BAD_ADDRESS = _impl.BAD_ADDRESS
 
 __all__ = [
     "AF_INET",
     "AF_INET6",
+    "BAD_ADDRESS",
     "COUNTERS",
     "MAX_INFLIGHT",
     "MIN_PAYLOAD",
@@ -43,7 +51,9 @@ __all__ = [
     "REPLY",
     "SEND_ERROR",
     "UNREACHABLE",
+    "EchoPool",
     "IcmpBatch",
+    "Waiter",
     "build_echo",
     "internet_checksum",
     "make_identifier",

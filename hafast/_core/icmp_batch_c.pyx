@@ -660,16 +660,21 @@ cdef class IcmpBatch:
                 raise ValueError(f"not an address of family {self._family}: {t!r}")
         return 0
 
-    def send(self, targets, long long now_ns, long long timeout_ns):
+    def send(self, targets, long long now_ns, long long timeout_ns, names=None):
         """Send one echo request to each target; return how many targets were taken.
 
         ``targets[:n]`` are in flight (or failed at once: their SEND_ERROR comes out
         of the next drain()); ``targets[n:]`` were not sent because the probe table
         or the socket buffer is full.  ValueError, before sending anything, for an
-        address that does not parse.
+        address that does not parse.  With ``names``, results name a probe by
+        ``names[i]`` instead of its address.
         """
         self._require_open()
         cdef Py_ssize_t n = len(targets)
+        if names is None:
+            names = targets
+        elif len(names) != n:
+            raise ValueError("names must match targets one for one")
         cdef Py_ssize_t done = 0, k, j, r, start
         cdef uint32_t s
         cdef Slot *slot
@@ -706,7 +711,7 @@ cdef class IcmpBatch:
                     err = errno
                 if r > 0:
                     for j in range(start, start + r):
-                        self._enter(self._sslot[j], targets[done + j])
+                        self._enter(self._sslot[j], names[done + j])
                     self._stats[S_SENT] += r
                     start += r
                     continue
@@ -722,7 +727,7 @@ cdef class IcmpBatch:
                 # A per-destination failure (no route, firewall): report it and go on.
                 self._untake_slot(self._sslot[start])
                 self._stats[S_SEND_ERRORS] += 1
-                self._ready.append((targets[done + start], SEND_ERROR, err))
+                self._ready.append((names[done + start], SEND_ERROR, err))
                 # The vector is contiguous: resume sendmmsg just past the failed one.
                 start += 1
             done += k
@@ -734,10 +739,11 @@ cdef class IcmpBatch:
         self._n_inflight += 1
         self._names[s] = name
 
-    def drain(self, long long now_ns, int max_messages=65536):
+    def drain(self, long long now_ns, int max_messages=65536, list replies=None):
         """Read every datagram ready (at most ``max_messages``) and return the results
         they complete: ``(address, REPLY, rtt_ns)`` or ``(address, UNREACHABLE,
-        type << 8 | code)``, plus any SEND_ERROR from the last send()."""
+        type << 8 | code)``, plus any SEND_ERROR from the last send().  With
+        ``replies``, a REPLY only appends the probe's name there."""
         self._require_open()
         cdef list results = self._ready
         self._ready = []
@@ -796,7 +802,10 @@ cdef class IcmpBatch:
                 self._release(s)
                 if p.kind == K_REPLY:
                     self._stats[S_REPLIES] += 1
-                    results.append((name, REPLY, now_ns - slot.sent_ns))
+                    if replies is not None:
+                        replies.append(name)
+                    else:
+                        results.append((name, REPLY, now_ns - slot.sent_ns))
                 else:
                     self._stats[S_UNREACHABLES] += 1
                     results.append((name, UNREACHABLE, p.detail))
@@ -806,7 +815,8 @@ cdef class IcmpBatch:
         return results
 
     def expire(self, long long now_ns):
-        """Forget the probes whose deadline is ``<= now_ns``; return their addresses."""
+        """Forget the probes whose deadline is ``<= now_ns``; return their addresses
+        (their names, when send() was given names)."""
         cdef list out = []
         cdef uint32_t i = 0, s
         while i < self._n_inflight:
@@ -887,3 +897,160 @@ def ping_many(targets, double timeout=1.0, *, int payload_size=16):
     finally:
         for eng in engines:
             eng.close()
+
+
+# --------------------------------------------------------------------------- the pool
+
+import logging
+
+_log = logging.getLogger("hafast.check")
+
+SWEEP_S = 0.1
+RESEND_S = 0.001
+BAD_ADDRESS = -1
+
+
+cdef class Waiter:
+    """One attempt's echo (see ``icmp_batch_py.Waiter``)."""
+
+    cdef public object done
+
+    def __init__(self, done):
+        self.done = done
+
+    def cancel(self):
+        self.done = None
+
+
+cdef class EchoPool:
+    """The PING_CHECKs of one loop over one IcmpBatch; see ``icmp_batch_py.EchoPool``.
+
+    Compiled so that an echo's whole path (submit, the batch, the reply, the
+    ``done`` call) runs no Python frame of its own: with the compiled Check, a
+    steady PING_CHECK runs the kind's ``start`` and nothing else in Python.
+    """
+
+    cdef public object loop
+    cdef public int family
+    cdef public object ok, timeout, fail, engine
+    cdef public list addresses, names
+    cdef public long long timeout_ns
+    cdef public bint flush_armed
+    cdef public object sweep_handle
+    cdef public int users
+    cdef object _flush_cb, _sweep_cb, _monotonic_ns
+    cdef IcmpBatch _batch        # engine, when it is the compiled one
+
+    def __init__(self, loop, int family, ok, timeout, fail, engine=None):
+        self.loop = loop
+        self.family = family
+        self.ok, self.timeout, self.fail = ok, timeout, fail
+        self.engine = IcmpBatch(family) if engine is None else engine
+        self._batch = self.engine if isinstance(self.engine, IcmpBatch) else None
+        self.addresses = []
+        self.names = []
+        self.timeout_ns = 1_000_000_000
+        self.flush_armed = False
+        self.sweep_handle = None
+        self.users = 0
+        self._flush_cb = self.flush
+        self._sweep_cb = self.sweep
+        self._monotonic_ns = time.monotonic_ns
+        loop.add_reader(self.engine.fileno(), self.readable)
+
+    def close(self):
+        if self.sweep_handle is not None:
+            self.sweep_handle.cancel()
+            self.sweep_handle = None
+        self.loop.remove_reader(self.engine.fileno())
+        self.engine.close()
+        self.addresses, self.names = [], []
+
+    cdef bint _idle(self) except -1:
+        if self._batch is not None:
+            return self._batch._n_inflight == 0
+        return not self.engine.pending
+
+    def submit(self, address, done, long long timeout_ns):
+        cdef Waiter waiter = Waiter.__new__(Waiter)
+        waiter.done = done
+        self.addresses.append(address)
+        self.names.append(waiter)
+        if timeout_ns > self.timeout_ns or self._idle():
+            self.timeout_ns = timeout_ns
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.loop.call_soon(self._flush_cb)
+        return waiter
+
+    def flush(self):
+        """Send this tick's batch: every address queued whose attempt still waits."""
+        cdef Py_ssize_t taken, i, n
+        cdef list addresses = self.addresses, names = self.names, kept_a, kept_n
+        self.flush_armed = False
+        self.addresses, self.names = [], []
+        n = len(names)
+        for i in range(n):
+            if (<Waiter>names[i]).done is None:  # cancelled before it went out
+                kept_a, kept_n = [], []
+                for i in range(n):
+                    if (<Waiter>names[i]).done is not None:
+                        kept_a.append(addresses[i])
+                        kept_n.append(names[i])
+                addresses, names = kept_a, kept_n
+                break
+        if not names:
+            return
+        now = self._monotonic_ns()
+        try:
+            taken = self.engine.send(addresses, now, self.timeout_ns, names)
+        except ValueError:
+            taken = self._send_one_by_one(addresses, names, now)
+        if taken < len(names):
+            self.addresses = addresses[taken:] + self.addresses
+            self.names = names[taken:] + self.names
+            self.flush_armed = True
+            self.loop.call_later(RESEND_S, self._flush_cb)
+        if self.sweep_handle is None:
+            self.sweep_handle = self.loop.call_later(SWEEP_S, self._sweep_cb)
+
+    cdef Py_ssize_t _send_one_by_one(self, list addresses, list names, now) except -1:
+        # A batch with an address that does not parse: fail that one, send the rest.
+        cdef Py_ssize_t i
+        for i in range(len(names)):
+            try:
+                if not self.engine.send([addresses[i]], now, self.timeout_ns, [names[i]]):
+                    return i
+            except ValueError as exc:
+                self._resolve(<Waiter>names[i], self.fail(BAD_ADDRESS, 0, str(exc)))
+        return len(names)
+
+    def readable(self):
+        cdef list replies = []
+        cdef tuple item
+        errors = self.engine.drain(self._monotonic_ns(), 65536, replies)
+        ok = self.ok
+        for waiter in replies:
+            self._resolve(<Waiter>waiter, ok)
+        for obj in errors:
+            item = <tuple>obj
+            self._resolve(<Waiter>item[0], self.fail(item[1], item[2], ""))
+
+    def sweep(self):
+        self.sweep_handle = None
+        for waiter in self.engine.expire(self._monotonic_ns()):
+            self._resolve(<Waiter>waiter, self.timeout)
+        if not self._idle():
+            self.sweep_handle = self.loop.call_later(SWEEP_S, self._sweep_cb)
+
+    def resolve(self, Waiter waiter, result):
+        self._resolve(waiter, result)
+
+    cdef _resolve(self, Waiter waiter, result):
+        done = waiter.done
+        waiter.done = None
+        if done is not None:
+            try:
+                done(result)
+            except Exception:  # one consumer's bug must not lose the others' results
+                _log.exception("PING_CHECK: result callback raised")

@@ -24,6 +24,7 @@ that happened to reuse the sequence is never taken for the current one.
 from __future__ import annotations
 
 import errno as _errno
+import logging
 import os
 import select
 import socket
@@ -31,6 +32,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 AF_INET = 2
 AF_INET6 = 10
@@ -314,14 +316,18 @@ class IcmpBatch:
         return dict(self._stats)
 
     # -- the three calls of a tick ----------------------------------------------
-    def send(self, targets: Sequence[str], now_ns: int, timeout_ns: int) -> int:
+    def send(self, targets: Sequence[str], now_ns: int, timeout_ns: int,
+             names: Sequence[Any] | None = None) -> int:
         """Send one echo request to each target; return how many targets were taken.
 
         ``targets[:n]`` are in flight (or failed at once: their SEND_ERROR comes
         out of the next drain()); ``targets[n:]`` were not sent because the probe
         table or the socket buffer is full — offer them again later.  Raises
         ValueError (before sending anything) for an address that does not parse.
+        With ``names``, results name a probe by ``names[i]`` instead of its address.
         """
+        if names is not None and len(names) != len(targets):
+            raise ValueError("names must match targets one for one")
         sock = self._require_open()
         family = self._family
         try:
@@ -330,7 +336,8 @@ class IcmpBatch:
             raise ValueError(f"not an address of family {family}: {exc}") from None
         sent = 0
         deadline = now_ns + timeout_ns
-        for target, packed in zip(targets, packed_list, strict=True):
+        for i, (target, packed) in enumerate(zip(targets, packed_list, strict=True)):
+            name = target if names is None else names[i]
             if self._free:
                 seq = self._free.popleft()
             elif self._fresh < self._max_inflight:
@@ -351,18 +358,21 @@ class IcmpBatch:
                 if exc.errno == _errno.ENOBUFS:  # queue full: a later tick can retry
                     break
                 self._stats["send_errors"] += 1
-                self._ready.append((target, SEND_ERROR, exc.errno or 0))
+                self._ready.append((name, SEND_ERROR, exc.errno or 0))
                 sent += 1
                 continue
-            self._inflight[seq] = _Probe(target, packed, token, now_ns, deadline)
+            self._inflight[seq] = _Probe(name, packed, token, now_ns, deadline)
             self._stats["sent"] += 1
             sent += 1
         return sent
 
-    def drain(self, now_ns: int, max_messages: int = 65536) -> list[tuple[str, int, int]]:
+    def drain(self, now_ns: int, max_messages: int = 65536,
+              replies: list[Any] | None = None) -> list[tuple[Any, int, int]]:
         """Read every datagram ready (at most ``max_messages``) and return the results
         they complete: ``(address, REPLY, rtt_ns)`` or ``(address, UNREACHABLE,
-        type << 8 | code)``, plus any SEND_ERROR from the last send()."""
+        type << 8 | code)``, plus any SEND_ERROR from the last send().  With
+        ``replies``, a REPLY only appends the probe's name there (no tuple, no rtt:
+        the steady case of a prober that only asks "did it answer")."""
         sock = self._require_open()
         results, self._ready = self._ready, []
         stats = self._stats
@@ -400,14 +410,18 @@ class IcmpBatch:
             self._free.append(seq)
             if kind == "reply":
                 stats["replies"] += 1
-                results.append((probe.address, REPLY, now_ns - probe.sent))
+                if replies is not None:
+                    replies.append(probe.address)
+                else:
+                    results.append((probe.address, REPLY, now_ns - probe.sent))
             else:
                 stats["unreachables"] += 1
                 results.append((probe.address, UNREACHABLE, detail))
         return results
 
-    def expire(self, now_ns: int) -> list[str]:
-        """Forget the probes whose deadline is ``<= now_ns``; return their addresses."""
+    def expire(self, now_ns: int) -> list[Any]:
+        """Forget the probes whose deadline is ``<= now_ns``; return their addresses
+        (their names, when send() was given names)."""
         overdue = [seq for seq, p in self._inflight.items() if p.deadline <= now_ns]
         out = []
         for seq in overdue:
@@ -476,3 +490,134 @@ def ping_many(
     finally:
         for eng in engines:
             eng.close()
+
+
+# --------------------------------------------------------------------------- the pool
+
+_log = logging.getLogger("hafast.check")
+
+SWEEP_S = 0.1  # how often overdue probes are expired while any is in flight
+RESEND_S = 0.001  # a batch the engine could not take whole is offered again this soon
+BAD_ADDRESS = -1  # fail(kind, ...) for an address the engine would not parse
+
+
+class Waiter:
+    """One attempt's echo: its ``done`` until the result or ``cancel()``."""
+
+    __slots__ = ("done",)
+
+    def __init__(self, done: Any) -> None:
+        self.done: Any = done
+
+    def cancel(self) -> None:
+        self.done = None
+
+
+class EchoPool:
+    """One :class:`IcmpBatch` on one event loop, shared by every PING_CHECK of it.
+
+    An attempt queues its address (``submit``); everything queued in one loop
+    iteration goes out as one batch, each probe named by its attempt's
+    :class:`Waiter`, so a reply leads straight to its attempt (no table by
+    address); replies are drained with one call when the socket is readable;
+    overdue probes are expired by a sweep timer that runs only while probes are in
+    flight.  A cancelled attempt's probe stays in flight and its reply is dropped:
+    the engine's token tells it from a later probe of the same address.  The
+    results handed to ``done`` are the caller's: ``ok`` for a reply, ``timeout`` for
+    an expired probe, ``fail(kind, value, text)`` for an UNREACHABLE, a SEND_ERROR or
+    a BAD_ADDRESS.  ``engine`` replaces the IcmpBatch (tests).
+
+    The loop needs ``add_reader``, ``remove_reader``, ``call_soon``, ``call_later``.
+    """
+
+    def __init__(self, loop: Any, family: int, ok: Any, timeout: Any, fail: Any,
+                 engine: Any = None) -> None:
+        self.loop = loop
+        self.family = family
+        self.ok, self.timeout, self.fail = ok, timeout, fail
+        self.engine = IcmpBatch(family) if engine is None else engine
+        self.addresses: list[str] = []  # the next batch: addresses and their waiters
+        self.names: list[Waiter] = []
+        self.timeout_ns = 1_000_000_000
+        self.flush_armed = False
+        self.sweep_handle: Any = None
+        self.users = 0
+        loop.add_reader(self.engine.fileno(), self.readable)
+
+    def close(self) -> None:
+        if self.sweep_handle is not None:
+            self.sweep_handle.cancel()
+            self.sweep_handle = None
+        self.loop.remove_reader(self.engine.fileno())
+        self.engine.close()
+        self.addresses, self.names = [], []
+
+    def submit(self, address: str, done: Any, timeout_ns: int) -> Waiter:
+        waiter = Waiter(done)
+        self.addresses.append(address)
+        self.names.append(waiter)
+        # The longest timeout asked for while probes are in flight (one sweep for all).
+        if timeout_ns > self.timeout_ns or not self.engine.pending:
+            self.timeout_ns = timeout_ns
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.loop.call_soon(self.flush)
+        return waiter
+
+    def flush(self) -> None:
+        """Send this tick's batch: every address queued whose attempt still waits."""
+        self.flush_armed = False
+        addresses, names = self.addresses, self.names
+        self.addresses, self.names = [], []
+        if any(w.done is None for w in names):  # cancelled before it went out
+            kept = [i for i, w in enumerate(names) if w.done is not None]
+            addresses = [addresses[i] for i in kept]
+            names = [names[i] for i in kept]
+        if not names:
+            return
+        now = time.monotonic_ns()
+        try:
+            taken = self.engine.send(addresses, now, self.timeout_ns, names)
+        except ValueError:
+            taken = self._send_one_by_one(addresses, names, now)
+        if taken < len(names):
+            self.addresses = addresses[taken:] + self.addresses
+            self.names = names[taken:] + self.names
+            self.flush_armed = True
+            self.loop.call_later(RESEND_S, self.flush)
+        if self.sweep_handle is None:
+            self.sweep_handle = self.loop.call_later(SWEEP_S, self.sweep)
+
+    def _send_one_by_one(self, addresses: list[str], names: list[Waiter], now: int) -> int:
+        # A batch with an address that does not parse: fail that one, send the rest.
+        for i, (address, waiter) in enumerate(zip(addresses, names, strict=True)):
+            try:
+                if not self.engine.send([address], now, self.timeout_ns, [waiter]):
+                    return i
+            except ValueError as exc:
+                self.resolve(waiter, self.fail(BAD_ADDRESS, 0, str(exc)))
+        return len(names)
+
+    def readable(self) -> None:
+        replies: list[Waiter] = []
+        errors = self.engine.drain(time.monotonic_ns(), 65536, replies)
+        ok, resolve = self.ok, self.resolve
+        for waiter in replies:
+            resolve(waiter, ok)
+        for waiter, kind, value in errors:
+            resolve(waiter, self.fail(kind, value, ""))
+
+    def sweep(self) -> None:
+        self.sweep_handle = None
+        for waiter in self.engine.expire(time.monotonic_ns()):
+            self.resolve(waiter, self.timeout)
+        if self.engine.pending:
+            self.sweep_handle = self.loop.call_later(SWEEP_S, self.sweep)
+
+    def resolve(self, waiter: Waiter, result: Any) -> None:
+        done, waiter.done = waiter.done, None
+        if done is not None:
+            try:
+                done(result)
+            except Exception:  # one consumer's bug must not lose the others' results
+                _log.exception("PING_CHECK: result callback raised")

@@ -319,3 +319,32 @@ def test_every_probe_has_exactly_one_outcome(
         # A blackholed address never answers: a reply credited to one would be a late
         # reply of another address misattributed through a reused sequence number.
         assert not set(replies) & set(hosts(DEAD4, 256, first=0))
+
+
+def test_names_stand_for_addresses_and_replies_go_to_the_list(
+        farm: IcmpFarm, ib: ModuleType) -> None:
+    # send(..., names): every outcome names the probe by the object given for it;
+    # drain(..., replies): a REPLY only appends that name (EchoPool's steady path).
+    unreachable = hosts(UNREACH4, 2)
+    no_route = "10.99.0.1"
+    live, dead = hosts(LIVE4, 6, first=210), hosts(DEAD4, 3, first=10)
+    targets = [*live, *unreachable, no_route, *dead]
+    names = [object() for _ in targets]
+    name_of = dict(zip(names, targets, strict=True))
+    with _engine(farm, ib) as eng:
+        with pytest.raises(ValueError):
+            eng.send(targets, time.monotonic_ns(), SECOND, names[:-1])
+        assert eng.send(targets, time.monotonic_ns(), SECOND // 2, names) == len(targets)
+        replies: list[Any] = []
+        results: list[Any] = []
+        expired: list[Any] = []
+        stop = time.monotonic() + 5
+        while eng.pending and time.monotonic() < stop:
+            select.select([eng.fileno()], [], [], 0.02)
+            results += eng.drain(time.monotonic_ns(), 65536, replies)
+            expired += eng.expire(time.monotonic_ns())
+        results += eng.drain(time.monotonic_ns(), 65536, replies)
+    assert sorted(name_of[n] for n in replies) == sorted(live)
+    kinds = {name_of[n]: kind for n, kind, _ in results}
+    assert kinds == {**dict.fromkeys(unreachable, ib.UNREACHABLE), no_route: ib.SEND_ERROR}
+    assert sorted(name_of[n] for n in expired) == sorted(dead)

@@ -15,6 +15,7 @@ from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, 
 from hafast.check.runner import Check, Runner, TimerQueue
 from hafast.check.worker import new_loop
 from hafast.config import model as m
+from tests.conftest import load_twin
 from tests.unit.check.fakeloop import FakeLoop
 
 S = 1_000_000
@@ -220,57 +221,107 @@ def test_the_loop_timer_wakes_on_the_grain_grid_late_never_early() -> None:
 
 
 class FakeEcho:
-    """Stands in for IcmpBatch: records what is sent; replies when told."""
-
-    pending = 0
+    """Stands in for IcmpBatch: records what is sent (and under which names);
+    replies, errors and expiries when told, by address."""
 
     def __init__(self, family: int) -> None:
         self.sent: list[str] = []
+        self.flying: dict[str, list[Any]] = {}
         self.replies: list[tuple[str, int, int]] = []
+        self.bad: set[str] = set()
+        self.room = 1 << 30
+
+    @property
+    def pending(self) -> int:
+        return sum(len(v) for v in self.flying.values())
 
     def fileno(self) -> int:
         return 999
 
-    def send(self, targets: list[str], now_ns: int, timeout_ns: int) -> int:
-        self.sent.extend(targets)
-        return len(targets)
+    def send(self, targets: list[str], now_ns: int, timeout_ns: int,
+             names: list[Any] | None = None) -> int:
+        if any(t in self.bad for t in targets):
+            raise ValueError("not an address")
+        n = min(len(targets), self.room)
+        self.room -= n
+        for i, t in enumerate(targets[:n]):
+            self.sent.append(t)
+            self.flying.setdefault(t, []).append(t if names is None else names[i])
+        return n
 
-    def drain(self, now_ns: int) -> list[tuple[str, int, int]]:
-        out, self.replies = self.replies, []
+    def drain(self, now_ns: int, max_messages: int = 65536,
+              replies: list[Any] | None = None) -> list[tuple[Any, int, int]]:
+        out = []
+        for address, kind, value in self.replies:
+            name = self.flying[address].pop(0)
+            if kind == 0 and replies is not None:
+                replies.append(name)
+            else:
+                out.append((name, kind, value))
+        self.replies = []
         return out
 
-    def expire(self, now_ns: int) -> list[str]:
-        return []
+    def expire(self, now_ns: int) -> list[Any]:
+        out = [n for names in self.flying.values() for n in names]
+        self.flying.clear()
+        return out
 
     def close(self) -> None:
         return None
 
 
-def test_echo_waiters_chain_one_echo_per_address_and_cancel_one_of_them(
-        monkeypatch: Any) -> None:
+def test_echo_pool_one_echo_per_attempt_and_a_cancel_drops_only_its_result(
+        twin_flavour: str) -> None:
     from hafast.check import icmp
 
-    monkeypatch.setattr(icmp.icmp_batch, "IcmpBatch", FakeEcho)
+    core = load_twin("icmp_batch", twin_flavour)
     loop = FakeLoop()
-    pool = icmp.EchoPool(loop, 2)
+    engine = FakeEcho(2)
+    pool = core.EchoPool(loop, 2, icmp.OK, icmp.TIMEOUT, icmp._failure, engine)
     try:
-        got: dict[str, list[ProbeResult]] = {"a": [], "b": [], "c": [], "d": []}
+        got: dict[str, list[ProbeResult]] = {k: [] for k in "abcde"}
         wa = pool.submit("10.0.0.1", got["a"].append, 10**9)
         wb = pool.submit("10.0.0.1", got["b"].append, 10**9)
-        wc = pool.submit("10.0.0.1", got["c"].append, 10**9)
-        pool.submit("10.0.0.2", got["d"].append, 10**9)
+        pool.submit("10.0.0.2", got["c"].append, 10**9)
+        we = pool.submit("10.0.0.3", got["e"].append, 10**9)
+        we.cancel()  # before the batch went out: never sent
         loop.advance(0)
-        engine: Any = pool.engine
-        assert engine.sent == ["10.0.0.1", "10.0.0.2"]  # one echo per address
-        wb.cancel()
+        assert engine.sent == ["10.0.0.1", "10.0.0.1", "10.0.0.2"]  # one per attempt
         wa.cancel()
-        engine.replies = [("10.0.0.1", icmp.icmp_batch.REPLY, 0),
-                          ("10.0.0.2", icmp.icmp_batch.UNREACHABLE, 0x0301)]
+        engine.replies = [("10.0.0.1", core.REPLY, 0), ("10.0.0.1", core.REPLY, 0),
+                          ("10.0.0.2", core.UNREACHABLE, 0x0301)]
         pool.readable()
-        assert got["a"] == [] and got["b"] == [] and got["c"] == [icmp.OK]
-        assert got["d"][0].reason == "unreachable" and "type 3 code 1" in got["d"][0].detail
-        assert not pool.waiters and not pool.inflight
-        wc.cancel()  # after its result: harmless
+        assert got["a"] == [] and got["b"] == [icmp.OK] and got["e"] == []
+        assert got["c"][0].reason == "unreachable" and "type 3 code 1" in got["c"][0].detail
+        wb.cancel()  # after its result: harmless
+        pool.submit("10.0.0.4", got["d"].append, 10**9)
+        loop.advance(0)
+        pool.sweep()  # the engine says it expired
+        assert got["d"] == [icmp.TIMEOUT]
+    finally:
+        pool.close()
+
+
+def test_echo_pool_fails_a_bad_address_alone_and_offers_the_rest_again(
+        twin_flavour: str) -> None:
+    from hafast.check import icmp
+
+    core = load_twin("icmp_batch", twin_flavour)
+    loop = FakeLoop()
+    engine = FakeEcho(2)
+    engine.bad.add("bogus")
+    engine.room = 2
+    pool = core.EchoPool(loop, 2, icmp.OK, icmp.TIMEOUT, icmp._failure, engine)
+    try:
+        got: list[ProbeResult] = []
+        for a in ("10.0.0.1", "bogus", "10.0.0.2", "10.0.0.3"):
+            pool.submit(a, got.append, 10**9)
+        loop.advance(0)
+        assert [r.reason for r in got] == ["address"]
+        assert engine.sent == ["10.0.0.1", "10.0.0.2"]  # the socket took two
+        engine.room = 10
+        loop.advance(0.01)  # RESEND_S later: the rest goes out
+        assert engine.sent == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     finally:
         pool.close()
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import load_twin
+from tests.conftest import load_twin, require
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -360,6 +360,92 @@ def test_many_fetches_at_once(checkq: ModuleType, serve: Any) -> None:
     assert all(v[:2] == (REPLY, fs.EOF) for v in got.values())
     assert [got[fd][2][-1] for fd in fds] == list(range(20))
     fs.close()
+
+
+def _full_listener() -> tuple[socket.socket, socket.socket]:
+    """A listener whose accept queue is full (backlog 0, one connection waiting):
+    Linux drops the next SYN, so a connect stays in SYN_SENT until the SYN is
+    sent again (1 s later) and the request waits for writability."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    filler = socket.create_connection(ls.getsockname(), timeout=5)
+    return ls, filler
+
+
+def test_a_handshake_that_completes_later_sends_on_writability(checkq: ModuleType) -> None:
+    ls, filler = _full_listener()
+    got: list[bytes] = []
+
+    def serve_one() -> None:
+        ls.accept()[0].close()  # the filler: room for the SYN sent again
+        conn, _ = ls.accept()
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            while not data.endswith(b"\r\n\r\n"):
+                data += conn.recv(4096)
+            got.append(data)
+            conn.sendall(REPLY)
+
+    fs = checkq.FetchSet()
+    try:
+        fd = fs.start(socket.AF_INET, "127.0.0.1", ls.getsockname()[1], REQUEST, "late")
+        assert fd >= 0 and fs.ready() == []  # SYN_SENT: nothing sent, nothing read
+        server = threading.Thread(target=serve_one, daemon=True)
+        server.start()
+        ((data, status, owners),) = collect(fs, [fd], seconds=10).values()
+        server.join(5)
+        assert (data, status, set(owners)) == (REPLY, fs.EOF, {"late"})
+        assert got == [REQUEST]
+    finally:
+        fs.close()
+        filler.close()
+        ls.close()
+
+
+def test_a_connect_refused_after_syn_sent_is_a_connect_failure(checkq: ModuleType) -> None:
+    ls, filler = _full_listener()
+    fs = checkq.FetchSet()
+    try:
+        fd = fs.start(socket.AF_INET, "127.0.0.1", ls.getsockname()[1], REQUEST, "o")
+        assert fd >= 0
+        ls.close()  # the SYN sent again meets a closed port: a RST
+        filler.close()
+        ((data, status, _),) = collect(fs, [fd], seconds=10).values()
+        assert (data, status) == (b"", fs.CONNECT | errno.ECONNREFUSED)
+    finally:
+        fs.close()
+        filler.close()
+        ls.close()
+
+
+def test_ipv6_fetches(checkq: ModuleType) -> None:
+    try:
+        ls = socket.socket(socket.AF_INET6)
+        ls.bind(("::1", 0))
+    except OSError as exc:
+        require(False, f"no IPv6 loopback: {exc}")
+    ls.listen(4)
+
+    def serve_one() -> None:
+        conn, _ = ls.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(4096)
+            conn.sendall(REPLY)
+
+    server = threading.Thread(target=serve_one, daemon=True)
+    server.start()
+    fs = checkq.FetchSet()
+    try:
+        fd = fs.start(socket.AF_INET6, "::1", ls.getsockname()[1], REQUEST)
+        ((data, status, _),) = collect(fs, [fd]).values()
+        assert (data, status) == (REPLY, fs.EOF)
+    finally:
+        server.join(5)
+        fs.close()
+        ls.close()
 
 
 # --------------------------------------------------------------------------- the shell

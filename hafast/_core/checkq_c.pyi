@@ -61,7 +61,11 @@ class Check:
     runner: Any
     kind: Any
     label: Any
-    state: Any
+    up: bool
+    has_run: bool
+    retry_it: int
+    @property
+    def state(self) -> Check: ...
     healths: Any
     attempt: Any
     weight: Any

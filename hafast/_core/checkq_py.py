@@ -280,9 +280,9 @@ class Check:
     """
 
     __slots__ = ("attempt", "deadline_s", "delay_before_retry_us", "delay_loop_s",
-                 "delay_loop_us", "done", "healths", "kind", "label", "last_reason",
-                 "latency", "log_all", "pending", "retry", "runner", "state", "t0",
-                 "token", "weight")
+                 "delay_loop_us", "done", "has_run", "healths", "kind", "label",
+                 "last_reason", "latency", "log_all", "pending", "retry", "retry_it",
+                 "runner", "t0", "token", "up", "weight")
 
     def __init__(self, runner: Any, kind: Any, label: str | None = None) -> None:
         spec = kind.spec
@@ -290,7 +290,9 @@ class Check:
         self.kind = kind
         self.label = label
         immediate = kind.immediate
-        self.state = CheckState(up=immediate or not getattr(spec, "alpha", False))
+        self.up = immediate or not getattr(spec, "alpha", False)
+        self.has_run = False
+        self.retry_it = 0
         self.retry: int = 0 if immediate else getattr(spec, "retry", 1)
         self.delay_loop_us: int = getattr(spec, "delay_loop_us", 60 * US)
         self.delay_before_retry_us: int = getattr(spec, "delay_before_retry_us", US)
@@ -310,6 +312,12 @@ class Check:
         self.done = self._done
 
     @property
+    def state(self) -> Check:
+        """The up/has_run/retry_it arithmetic (``runner.settle``): the check itself,
+        one object less per check (a ``CheckState`` has the same three fields)."""
+        return self
+
+    @property
     def name(self) -> str:
         """For logs: made when needed, not stored ten thousand times."""
         if self.label is not None:
@@ -320,7 +328,7 @@ class Check:
     def feed(self, health: Any) -> None:
         """Let this check's state count in ``health`` too."""
         self.healths += (health,)
-        health.attach(self.state.up)
+        health.attach(self.up)
 
     # -- timer callbacks ----------------------------------------------------------
 
@@ -367,17 +375,16 @@ class Check:
         self.pending = False
         self.attempt = NO_ATTEMPT
         self.token = 0  # the deadline entry is now stale
-        state = self.state
         runner = self.runner
         if self.latency is not None:
             self.latency.observe(runner.loop.time() - self.t0)
-        if result.ok and state.up and not state.retry_it and result.weight == self.weight:
+        if result.ok and self.up and not self.retry_it and result.weight == self.weight:
             # The steady state: what settle() would say, minus its call and the
             # transition bookkeeping.
             counters = runner.counters
             counters["attempts"] += 1
             counters["ok"] += 1
-            state.has_run = True
+            self.has_run = True
             if runner.running:
                 runner.timers.after(self.delay_loop_s, self)
             return

@@ -75,6 +75,7 @@ cdef class TimerQueue:
     cdef readonly double armed_at
     cdef readonly long long seq
     cdef readonly double due     # while on_timer runs: the time its entry was due
+    cdef public long long steady # steady successes not yet taken (see checkq_py)
     cdef object _run_cb          # the bound _run, made once
     cdef Lane *_lanes
     cdef Py_ssize_t _nlanes
@@ -165,6 +166,12 @@ cdef class TimerQueue:
                  <object>lane.buf[(lane.head + j) & (lane.cap - 1)].check)
                 for j in range(lane.count)]
         return out
+
+    def take_steady(self):
+        """The steady successes tallied since the last call (and zero the tally)."""
+        n = self.steady
+        self.steady = 0
+        return n
 
     # -- the loop timer -----------------------------------------------------------
 
@@ -461,7 +468,6 @@ cdef class Check:
     cdef public object kind, done, attempt, weight, latency
     cdef public double deadline_s, delay_loop_s, t0
     cdef TimerQueue _tq
-    cdef object _counters
     cdef object _loop
     cdef public object runner
     cdef object _timers          # runner.timers (the compiled queue: _tq too)
@@ -494,7 +500,6 @@ cdef class Check:
         self.delay_loop_s = self.delay_loop_us / US
         self._timers = runner.timers
         self._tq = runner.timers if isinstance(runner.timers, TimerQueue) else None
-        self._counters = runner.counters
         self._loop = runner.loop
         self.latency = getattr(runner, "latency", None)
         self._lat = self.latency if isinstance(self.latency, Latency) else None
@@ -589,11 +594,12 @@ cdef class Check:
             weight = result.weight
             if weight is self.weight or weight == self.weight:
                 # The steady state: what settle() would say, with no call into the
-                # runner (its counters are bumped in place).
-                counters = self._counters
-                counters["attempts"] += 1
-                counters["ok"] += 1
+                # runner; one more in the queue's tally (Runner.counters folds it in).
                 self.has_run = True
+                if self._tq is not None:
+                    self._tq.steady += 1
+                else:
+                    self._timers.steady += 1
                 if self.runner.running:
                     self._after(self.delay_loop_s)
                 return

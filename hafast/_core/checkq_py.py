@@ -84,7 +84,8 @@ _RUNNING = _Running()
 class TimerQueue:
     """Every check's one pending timer, behind one ``loop.call_at`` handle."""
 
-    __slots__ = ("armed_at", "due", "grain", "handle", "heap", "lanes", "loop", "seq")
+    __slots__ = ("armed_at", "due", "grain", "handle", "heap", "lanes", "loop", "seq",
+                 "steady")
 
     # Entries due within this much of the wake-up run in the same batch: libuv timers
     # have millisecond resolution and may wake a hair early.
@@ -109,6 +110,9 @@ class TimerQueue:
         # up to GRAIN later; a follow-up timer counted from ``due`` (a retry after a
         # deadline) does not add that lateness again.
         self.due = 0.0
+        # Steady successes the checks settled themselves (Check._done), not yet
+        # counted by the runner: take_steady() hands them over.
+        self.steady = 0
         self.handle: Any = None
         self.armed_at = 0.0
 
@@ -131,6 +135,11 @@ class TimerQueue:
         lane.append((when, seq, check))
         if self.handle is None or when < self.armed_at:
             self._arm(when)
+
+    def take_steady(self) -> int:
+        """The steady successes tallied since the last call (and zero the tally)."""
+        n, self.steady = self.steady, 0
+        return n
 
     def _arm(self, when: float) -> None:
         if self.handle is not None:
@@ -273,7 +282,7 @@ class Check:
     success of a checker that is up, nothing to retry, no weight change: nearly
     every attempt) is settled here too, with no call into the runner; anything else
     goes to ``runner.settled``, which applies ``settle`` and publishes events.
-    The runner (duck-typed: ``loop``, ``timers``, ``counters``, ``running``,
+    The runner (duck-typed: ``loop``, ``timers``, ``running``,
     ``latency``, ``log_all_failures``, ``settled(check, result, since)``,
     ``start_raised(check, exc)``) is ``hafast.check.runner.Runner``.  With a
     runner ``latency`` (a :class:`Latency`), each attempt's duration lands in it.
@@ -380,13 +389,12 @@ class Check:
             self.latency.observe(runner.loop.time() - self.t0)
         if result.ok and self.up and not self.retry_it and result.weight == self.weight:
             # The steady state: what settle() would say, minus its call and the
-            # transition bookkeeping.
-            counters = runner.counters
-            counters["attempts"] += 1
-            counters["ok"] += 1
+            # transition bookkeeping; counted as one more in the queue's tally.
+            timers = runner.timers
+            timers.steady += 1
             self.has_run = True
             if runner.running:
-                runner.timers.after(self.delay_loop_s, self)
+                timers.after(self.delay_loop_s, self)
             return
         runner.settled(self, result)
 

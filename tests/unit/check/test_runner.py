@@ -495,3 +495,17 @@ def test_latency_records_every_attempt(twin_flavour: str) -> None:
     assert buckets[0.5] == d["count"]  # and the 0.3 s deadlines
     assert d["sum"] == pytest.approx(0.01 * runner.counters["ok"]
                                      + 0.3 * runner.counters["fail:timeout"])
+
+
+def test_steady_tally_is_folded_into_the_counters_once(loop: FakeLoop,
+                                                       events: list[ServerEvent]) -> None:
+    runner, kind, _ = make(loop, events, "SSSFS")
+    runner.start()
+    loop.advance(1.0)
+    first = dict(runner.counters)
+    assert dict(runner.counters) == first  # reading twice counts nothing twice
+    loop.advance(3.0)
+    n = len(kind.starts) - (1 if runner.checks[0].pending else 0)
+    assert runner.counters["attempts"] == n
+    assert runner.counters["ok"] + runner.counters["fail:refused"] == n
+    assert runner.timers.steady == 0

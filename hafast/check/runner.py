@@ -7,12 +7,16 @@ Two layers, as DESIGN.md asks:
   outcome -> the delay until the next attempt and the checker's transition) and
   :class:`ServerHealth` (a real server is UP only while every one of its checkers
   is up);
-- a thin shell, :class:`Runner`, on the event loop.  Each check has exactly one
-  timer at a time: the next start while idle, the attempt's deadline while an
-  attempt runs; all of them live in one queue behind one ``loop.call_at`` handle
-  (:class:`TimerQueue`, ``hafast._core.checkq``: compiled, or its Python twin).
-  No Task, no ``asyncio.timeout`` per check (see ``api.py`` for the memory and CPU
-  figures behind that choice).
+- a thin shell, :class:`Runner`, on the event loop.  Each check (:class:`Check`)
+  has exactly one timer at a time: the next start while idle, the attempt's
+  deadline while an attempt runs; all of them live in one queue behind one
+  ``loop.call_at`` handle (:class:`TimerQueue`).  Both come from
+  ``hafast._core.checkq``, compiled or as their Python twins: the path nearly
+  every attempt takes (timer, start, a success of an up checker, the next timer)
+  runs there with no Python frame but the kind's; only a failure or a
+  transition comes back here (:meth:`Runner.settled`).  No Task, no
+  ``asyncio.timeout`` per check (see ``api.py`` for the memory and CPU figures
+  behind that choice).
 
 Retry semantics (keepalived 2.x, ``check_udp.c``/``check_dns.c`` epilogues): a
 failed attempt of a checker that is up is retried ``retry`` more times,

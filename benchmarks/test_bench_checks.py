@@ -280,11 +280,13 @@ def _machinery_us(core: Any, n: int, seconds: float) -> float:
             mp.setattr(runner_mod, "TimerQueue", core.TimerQueue)
             mp.setattr(runner_mod.Runner, "check_class", core.Check)
             r = runner_mod.Runner(loop)
-        spec = m.TcpCheck(connect_timeout_us=S, delay_loop_us=50_000, warmup_us=50_000)
-        batch: list[Any] = []
-        for i in range(n):
-            r.add(_Immediate(spec, loop, batch), [runner_mod.ServerHealth(("vs",), (str(i), 80))],
-                  name=str(i))  # type: ignore[arg-type]
+            spec = m.TcpCheck(connect_timeout_us=S, delay_loop_us=50_000, warmup_us=50_000)
+            batch: list[Any] = []
+            for i in range(n):  # (inside: add() makes the flavour's Check)
+                r.add(_Immediate(spec, loop, batch),
+                      [runner_mod.ServerHealth(("vs",), (str(i), 80))],
+                      name=str(i))  # type: ignore[arg-type]
+        assert type(r.checks[0]) is core.Check
         r.start()
         loop.run_until_complete(asyncio.sleep(0.3))
         a0, t0 = r.counters["attempts"], time.thread_time()

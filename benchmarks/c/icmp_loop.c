@@ -65,6 +65,22 @@ static struct mmsghdr rmsg[BATCH];
 static struct iovec riov[BATCH];
 static struct sockaddr_in rname[BATCH];
 
+/* Echo request number seq for ident into send slot j, addressed to addrs[target]. */
+static void fill(int j, uint16_t ident, uint16_t seq, int target)
+{
+	uint8_t *p = spkt[j];
+	memset(p, 0, PKT_LEN);
+	p[0] = 8;
+	p[4] = ident >> 8;
+	p[5] = ident & 0xff;
+	p[6] = seq >> 8;
+	p[7] = seq & 0xff;
+	uint16_t c = csum(p, PKT_LEN);
+	p[2] = c >> 8;
+	p[3] = c & 0xff;
+	smsg[j].msg_hdr.msg_name = &addrs[target];
+}
+
 /* Count the echo replies (ours) waiting on fd, without blocking. */
 static uint64_t drain(int fd, uint16_t ident)
 {
@@ -105,18 +121,7 @@ static int paced(int fd, uint16_t ident, int n, double rate, int64_t start, int6
 			while (due > 0) {
 				int k = due < BATCH ? (int)due : BATCH;
 				for (int j = 0; j < k; j++) {
-					uint8_t *p = spkt[j];
-					memset(p, 0, PKT_LEN);
-					p[0] = 8;
-					p[4] = ident >> 8;
-					p[5] = ident & 0xff;
-					p[6] = seq >> 8;
-					p[7] = seq & 0xff;
-					seq++;
-					uint16_t c = csum(p, PKT_LEN);
-					p[2] = c >> 8;
-					p[3] = c & 0xff;
-					smsg[j].msg_hdr.msg_name = &addrs[next];
+					fill(j, ident, seq++, next);
 					next = (next + 1) % n;
 				}
 				int r = sendmmsg(fd, smsg, k, 0);
@@ -204,20 +209,8 @@ int main(int argc, char **argv)
 		/* send the whole list, draining whenever the socket buffer pushes back */
 		for (int i = 0; i < n;) {
 			int k = n - i < BATCH ? n - i : BATCH;
-			for (int j = 0; j < k; j++) {
-				uint8_t *p = spkt[j];
-				memset(p, 0, PKT_LEN);
-				p[0] = 8;
-				p[4] = ident >> 8;
-				p[5] = ident & 0xff;
-				p[6] = seq >> 8;
-				p[7] = seq & 0xff;
-				seq++;
-				uint16_t c = csum(p, PKT_LEN);
-				p[2] = c >> 8;
-				p[3] = c & 0xff;
-				smsg[j].msg_hdr.msg_name = &addrs[i + j];
-			}
+			for (int j = 0; j < k; j++)
+				fill(j, ident, seq++, i + j);
 			int r = sendmmsg(fd, smsg, k, 0);
 			if (r < 0) {
 				if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR) {
@@ -229,43 +222,13 @@ int main(int argc, char **argv)
 			}
 			i += r;
 			sent += r;
-			for (;;) { /* opportunistic drain keeps the receive buffer from overflowing */
-				for (int j = 0; j < BATCH; j++)
-					rmsg[j].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
-				int m = recvmmsg(fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
-				if (m <= 0)
-					break;
-				for (int j = 0; j < m; j++) {
-					uint8_t *d = rbuf[j];
-					size_t ihl = (d[0] & 0x0f) * 4;
-					if (rmsg[j].msg_len >= ihl + 8 && d[ihl] == 0 &&
-					    (uint16_t)(d[ihl + 4] << 8 | d[ihl + 5]) == ident)
-						got++;
-				}
-				if (m < BATCH)
-					break;
-			}
+			/* opportunistic drain keeps the receive buffer from overflowing */
+			got += drain(fd, ident);
 		}
 		int64_t deadline = now_ns() + 200000000;
 		while (got < n && now_ns() < deadline) {
-			if (poll(&pfd, 1, 10) <= 0)
-				continue;
-			for (;;) {
-				for (int j = 0; j < BATCH; j++)
-					rmsg[j].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
-				int m = recvmmsg(fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
-				if (m <= 0)
-					break;
-				for (int j = 0; j < m; j++) {
-					uint8_t *d = rbuf[j];
-					size_t ihl = (d[0] & 0x0f) * 4;
-					if (rmsg[j].msg_len >= ihl + 8 && d[ihl] == 0 &&
-					    (uint16_t)(d[ihl + 4] << 8 | d[ihl + 5]) == ident)
-						got++;
-				}
-				if (m < BATCH)
-					break;
-			}
+			if (poll(&pfd, 1, 10) > 0)
+				got += drain(fd, ident);
 		}
 		received += got;
 		rounds++;

@@ -675,20 +675,82 @@ from libc.errno cimport errno, EINPROGRESS, EINVAL, EINTR
 from libc.string cimport memset
 
 
-cdef class ConnectSet:
-    """Non-blocking TCP connects in one epoll, every syscall in C (see ``checkq_py``)."""
+cdef extern from "<netinet/in.h>":
+    int IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>":
+    int TCP_QUICKACK
+
+cdef int _ZERO = 0
+
+# Which step of _dial failed.
+cdef enum:
+    _DIAL_SOCKET = 1     # socket(): nothing was tried
+    _DIAL_CONNECT = 2    # the address, or connect() itself
+
+
+cdef int _dial(int family, str address, int port, bint smart, int *step) except? -2:
+    """Begin a non-blocking TCP connect: the fd, or ``-errno`` with ``step[0]`` the
+    step that failed.
+
+    SO_LINGER {1, 0} before the connect: every close of the fd is a RST, no
+    TIME_WAIT on either side.  ``smart``: no quick ACKs (HAProxy's "option
+    tcp-smart-connect"), for a connection that sends at once: the ACK of the
+    SYN-ACK rides on the request, and the reply is not ACKed before the RST: 7
+    packets a check instead of 9, each of them costing both ends' TCP on this CPU.
+    """
+    cdef sockaddr_in sin
+    cdef sockaddr_in6 sin6
+    cdef const sockaddr *sa
+    cdef socklen_t salen
+    cdef linger lg
+    cdef int fd, err
+    cdef bytes raw = address.encode("ascii", "replace")
+    step[0] = _DIAL_CONNECT
+    if family == AF_INET:
+        memset(&sin, 0, sizeof(sin))
+        sin.sin_family = AF_INET
+        sin.sin_port = htons(<unsigned short>port)
+        if inet_pton(AF_INET, raw, &sin.sin_addr) != 1:
+            return -EINVAL
+        sa, salen = <const sockaddr *>&sin, sizeof(sin)
+    elif family == AF_INET6:
+        memset(&sin6, 0, sizeof(sin6))
+        sin6.sin6_family = AF_INET6
+        sin6.sin6_port = htons(<unsigned short>port)
+        if inet_pton(AF_INET6, raw, &sin6.sin6_addr) != 1:
+            return -EINVAL
+        sa, salen = <const sockaddr *>&sin6, sizeof(sin6)
+    else:
+        return -EINVAL
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+    if fd < 0:
+        step[0] = _DIAL_SOCKET
+        return -errno
+    lg.l_onoff, lg.l_linger = 1, 0
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))
+    if smart:
+        setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &_ZERO, sizeof(_ZERO))
+    if connect(fd, sa, salen) < 0 and errno != EINPROGRESS:
+        err = errno
+        close(fd)
+        return -err
+    return fd
+
+
+cdef class _EpollSet:
+    """One epoll and its event buffer: what ConnectSet and FetchSet share.  A
+    subclass calls ``_open`` from ``__init__`` and ``_close_epoll`` from its release."""
 
     cdef int _epfd
     cdef int _max_events
     cdef epoll_event *_events
-    cdef unsigned char *_owned    # _owned[fd]: a connect of ours is in flight on fd
-    cdef Py_ssize_t _owned_cap
     cdef readonly Py_ssize_t pending
 
     def __cinit__(self):
         self._epfd = -1
 
-    def __init__(self, int max_events=4096):
+    cdef int _open(self, int max_events) except -1:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self._epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -698,9 +760,14 @@ cdef class ConnectSet:
         self._events = <epoll_event *>PyMem_Realloc(NULL, max_events * sizeof(epoll_event))
         if self._events == NULL:
             raise MemoryError()
+        return 0
 
-    def __dealloc__(self):
-        self._release()
+    cdef void _close_epoll(self) noexcept:
+        if self._epfd >= 0:
+            close(self._epfd)
+            self._epfd = -1
+        PyMem_Free(self._events)
+        self._events = NULL
 
     def fileno(self):
         """The epoll descriptor, for ``loop.add_reader``."""
@@ -710,43 +777,27 @@ cdef class ConnectSet:
     def closed(self):
         return self._epfd < 0
 
+
+cdef class ConnectSet(_EpollSet):
+    """Non-blocking TCP connects in one epoll, every syscall in C (see ``checkq_py``)."""
+
+    cdef unsigned char *_owned    # _owned[fd]: a connect of ours is in flight on fd
+    cdef Py_ssize_t _owned_cap
+
+    def __init__(self, int max_events=4096):
+        self._open(max_events)
+
+    def __dealloc__(self):
+        self._release()
+
     def start(self, int family, str address, int port):
         """Begin a connect to ``address``:``port``; the fd (>= 0), or ``-errno``."""
-        cdef sockaddr_in sin
-        cdef sockaddr_in6 sin6
-        cdef const sockaddr *sa
-        cdef socklen_t salen
-        cdef linger lg
-        cdef int fd, err
-        cdef bytes raw = address.encode("ascii", "replace")
+        cdef int fd, step
         if self._epfd < 0:
             raise ValueError("ConnectSet is closed")
-        if family == AF_INET:
-            memset(&sin, 0, sizeof(sin))
-            sin.sin_family = AF_INET
-            sin.sin_port = htons(<unsigned short>port)
-            if inet_pton(AF_INET, raw, &sin.sin_addr) != 1:
-                return -EINVAL
-            sa, salen = <const sockaddr *>&sin, sizeof(sin)
-        elif family == AF_INET6:
-            memset(&sin6, 0, sizeof(sin6))
-            sin6.sin6_family = AF_INET6
-            sin6.sin6_port = htons(<unsigned short>port)
-            if inet_pton(AF_INET6, raw, &sin6.sin6_addr) != 1:
-                return -EINVAL
-            sa, salen = <const sockaddr *>&sin6, sizeof(sin6)
-        else:
-            return -EINVAL
-        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        fd = _dial(family, address, port, False, &step)
         if fd < 0:
-            return -errno
-        # SO_LINGER {1, 0} before the connect: every close below is a RST, no TIME_WAIT.
-        lg.l_onoff, lg.l_linger = 1, 0
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))
-        if connect(fd, sa, salen) < 0 and errno != EINPROGRESS:
-            err = errno
-            close(fd)
-            return -err
+            return fd
         # (an immediate success is watched too: epoll reports it writable at once)
         return self._watch(fd)
 
@@ -828,11 +879,7 @@ cdef class ConnectSet:
                 close(<int>fd)
         PyMem_Free(self._owned)
         self._owned, self._owned_cap, self.pending = NULL, 0, 0
-        PyMem_Free(self._events)
-        self._events = NULL
-        if self._epfd >= 0:
-            close(self._epfd)
-            self._epfd = -1
+        self._close_epoll()
 
 
 # --------------------------------------------------------------------------- fetches
@@ -844,14 +891,6 @@ cdef extern from "<sys/socket.h>":
 
 cdef extern from "<sys/epoll.h>":
     int EPOLLIN, EPOLLERR, EPOLLHUP, EPOLL_CTL_MOD
-
-cdef extern from "<netinet/in.h>":
-    int IPPROTO_TCP
-
-cdef extern from "<netinet/tcp.h>":
-    int TCP_QUICKACK
-
-cdef int _ZERO = 0
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport Py_XDECREF
@@ -878,17 +917,13 @@ cdef struct Fetch:
     bint used
 
 
-cdef class FetchSet:
+cdef class FetchSet(_EpollSet):
     """One request/reply exchange per plain TCP connection, all in one epoll, every
     syscall in C (see ``checkq_py.FetchSet``)."""
 
-    cdef int _epfd
-    cdef int _max_events
-    cdef epoll_event *_events
     cdef Fetch *_fetches         # indexed by fd
     cdef Py_ssize_t _cap
     cdef char *_buf
-    cdef readonly Py_ssize_t pending
 
     OPEN = 0
     EOF = _EOF
@@ -900,80 +935,30 @@ cdef class FetchSet:
     READ_SIZE = _READ_SIZE
     BUDGET = _BUDGET
 
-    def __cinit__(self):
-        self._epfd = -1
-
     def __init__(self, int max_events=4096):
-        if max_events < 1:
-            raise ValueError("max_events must be at least 1")
-        self._epfd = epoll_create1(EPOLL_CLOEXEC)
-        if self._epfd < 0:
-            raise OSError(errno, "epoll_create1")
-        self._max_events = max_events
-        self._events = <epoll_event *>PyMem_Realloc(NULL, max_events * sizeof(epoll_event))
+        self._open(max_events)
         self._buf = <char *>PyMem_Realloc(NULL, _READ_SIZE)
-        if self._events == NULL or self._buf == NULL:
+        if self._buf == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
         self._release()
 
-    def fileno(self):
-        """The epoll descriptor, for ``loop.add_reader``."""
-        return self._epfd
-
-    @property
-    def closed(self):
-        return self._epfd < 0
-
     def start(self, int family, str address, int port, bytes request, owner=None):
         """Connect to ``address``:``port`` and send ``request``: the fd (>= 0), or
         ``-(stage | errno)`` when it failed at once."""
-        cdef sockaddr_in sin
-        cdef sockaddr_in6 sin6
-        cdef const sockaddr *sa
-        cdef socklen_t salen
-        cdef linger lg
-        cdef int fd, err
+        cdef int fd, err, step
         cdef ssize_t sent
         cdef epoll_event ev
         cdef Py_ssize_t size = PyBytes_GET_SIZE(request)
-        cdef bytes raw = address.encode("ascii", "replace")
         if self._epfd < 0:
             raise ValueError("FetchSet is closed")
-        if family == AF_INET:
-            memset(&sin, 0, sizeof(sin))
-            sin.sin_family = AF_INET
-            sin.sin_port = htons(<unsigned short>port)
-            if inet_pton(AF_INET, raw, &sin.sin_addr) != 1:
-                return -(_CONNECT | EINVAL)
-            sa, salen = <const sockaddr *>&sin, sizeof(sin)
-        elif family == AF_INET6:
-            memset(&sin6, 0, sizeof(sin6))
-            sin6.sin6_family = AF_INET6
-            sin6.sin6_port = htons(<unsigned short>port)
-            if inet_pton(AF_INET6, raw, &sin6.sin6_addr) != 1:
-                return -(_CONNECT | EINVAL)
-            sa, salen = <const sockaddr *>&sin6, sizeof(sin6)
-        else:
-            return -(_CONNECT | EINVAL)
-        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        fd = _dial(family, address, port, True, &step)
         if fd < 0:
-            return -(_SOCKET | errno)
+            return -((_SOCKET if step == _DIAL_SOCKET else _CONNECT) | -fd)
         if fd >= self._cap and self._grow(fd) < 0:
             close(fd)
             raise MemoryError()
-        # SO_LINGER {1, 0} before the connect: every close below is a RST, no TIME_WAIT.
-        lg.l_onoff, lg.l_linger = 1, 0
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))
-        # No quick ACKs (HAProxy's "option tcp-smart-connect"): the ACK of the SYN-ACK
-        # rides on the request, and the reply is not ACKed before the RST: 7 packets
-        # a check instead of 9, each of them costing both ends' TCP on this CPU.
-        setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &_ZERO, sizeof(_ZERO))
-        if connect(fd, sa, salen) < 0 and errno != EINPROGRESS:
-            err = errno
-            close(fd)
-            return -(_CONNECT | err)
         # Send at once: over loopback or a veth the handshake has usually completed
         # inside connect().  Linux says EAGAIN while still in SYN_SENT
         # (sk_stream_wait_connect) and the connect's own error once it failed.
@@ -1133,11 +1118,7 @@ cdef class FetchSet:
         for fd in range(cap):
             if fetches[fd].used:
                 close(<int>fd)
-        if self._epfd >= 0:
-            close(self._epfd)
-            self._epfd = -1
-        PyMem_Free(self._events)
-        self._events = NULL
+        self._close_epoll()
         PyMem_Free(self._buf)
         self._buf = NULL
         for fd in range(cap):

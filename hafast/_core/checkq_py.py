@@ -418,9 +418,60 @@ class Check:
 _STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 _WATCH = select.EPOLLOUT | select.EPOLLONESHOT
 _LINGER_RST = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}
+_DIAL_SOCKET, _DIAL_CONNECT = 1, 2  # which step of _dial failed
 
 
-class ConnectSet:
+def _dial(family: int, address: str, port: int, smart: bool
+          ) -> tuple[socket.socket | None, int, int]:
+    """Begin a non-blocking TCP connect: ``(sock, 0, 0)``, or ``(None, step, errno)``
+    with the step that failed (``_DIAL_SOCKET``: no socket; ``_DIAL_CONNECT``: the
+    address, or the connect itself).
+
+    SO_LINGER {1, 0} before the connect: every close of the socket is a RST, no
+    TIME_WAIT on either side.  ``smart``: no quick ACKs (HAProxy's "option
+    tcp-smart-connect"), for a connection that sends at once: the ACK of the
+    SYN-ACK rides on the request, and the reply is not ACKed before the RST: 7
+    packets a check instead of 9, each of them costing both ends' TCP on this CPU.
+    """
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return None, _DIAL_CONNECT, errno.EINVAL
+    try:
+        socket.inet_pton(family, address)
+    except (OSError, UnicodeError):
+        return None, _DIAL_CONNECT, errno.EINVAL
+    try:
+        sock = socket.socket(family, _STREAM)
+    except OSError as exc:
+        return None, _DIAL_SOCKET, exc.errno or errno.EIO
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    if smart:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+    err = sock.connect_ex((address, port))
+    if err not in (0, errno.EINPROGRESS):
+        sock.close()
+        return None, _DIAL_CONNECT, err
+    return sock, 0, 0
+
+
+class _EpollSet:
+    """One epoll: what ConnectSet and FetchSet share."""
+
+    def __init__(self, max_events: int) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self._epoll = select.epoll()
+        self._max_events = max_events
+
+    @property
+    def closed(self) -> bool:
+        return self._epoll.closed
+
+    def fileno(self) -> int:
+        """The epoll descriptor, for ``loop.add_reader``."""
+        return self._epoll.fileno()
+
+
+class ConnectSet(_EpollSet):
     """Non-blocking TCP connects waiting in one epoll (TCP_CHECK's connector).
 
     ``start`` makes the socket (``SO_LINGER {1, 0}``: every close is a RST and leaves
@@ -442,42 +493,19 @@ class ConnectSet:
     """
 
     def __init__(self, max_events: int = 4096) -> None:
-        if max_events < 1:
-            raise ValueError("max_events must be at least 1")
-        self._epoll = select.epoll()
-        self._max_events = max_events
+        super().__init__(max_events)
         self._socks: dict[int, socket.socket] = {}
 
     @property
     def pending(self) -> int:
         return len(self._socks)
 
-    @property
-    def closed(self) -> bool:
-        return self._epoll.closed
-
-    def fileno(self) -> int:
-        """The epoll descriptor, for ``loop.add_reader``."""
-        return self._epoll.fileno()
-
     def start(self, family: int, address: str, port: int) -> int:
         """Begin a connect to ``address``:``port``; the fd (>= 0), or ``-errno``."""
         if self._epoll.closed:
             raise ValueError("ConnectSet is closed")
-        if family not in (socket.AF_INET, socket.AF_INET6):
-            return -errno.EINVAL
-        try:
-            socket.inet_pton(family, address)
-        except (OSError, UnicodeError):
-            return -errno.EINVAL
-        try:
-            sock = socket.socket(family, _STREAM)
-        except OSError as exc:
-            return -(exc.errno or errno.EIO)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        err = sock.connect_ex((address, port))
-        if err not in (0, errno.EINPROGRESS):
-            sock.close()
+        sock, _step, err = _dial(family, address, port, False)
+        if sock is None:
             return -err
         # (an immediate success is watched too: epoll reports it writable at once)
         return self._watch(sock)
@@ -561,7 +589,7 @@ def _again(exc: OSError) -> bool:
     return isinstance(exc, (BlockingIOError, InterruptedError))
 
 
-class FetchSet:
+class FetchSet(_EpollSet):
     """Request/reply exchanges on plain TCP connections (HTTP_GET's fetcher), all
     waiting in one epoll that the loop watches as one reader.
 
@@ -612,10 +640,7 @@ class FetchSet:
     BUDGET = 4 * _READ_SIZE
 
     def __init__(self, max_events: int = 4096) -> None:
-        if max_events < 1:
-            raise ValueError("max_events must be at least 1")
-        self._epoll = select.epoll()
-        self._max_events = max_events
+        super().__init__(max_events)
         self._fetches: dict[int, _Fetch] = {}
         self._buf = memoryview(bytearray(_READ_SIZE))
 
@@ -623,39 +648,15 @@ class FetchSet:
     def pending(self) -> int:
         return len(self._fetches)
 
-    @property
-    def closed(self) -> bool:
-        return self._epoll.closed
-
-    def fileno(self) -> int:
-        """The epoll descriptor, for ``loop.add_reader``."""
-        return self._epoll.fileno()
-
     def start(self, family: int, address: str, port: int, request: bytes,
               owner: Any = None) -> int:
         """Connect to ``address``:``port`` and send ``request``: the fd (>= 0), or
         ``-(stage | errno)`` when it failed at once."""
         if self._epoll.closed:
             raise ValueError("FetchSet is closed")
-        if family not in (socket.AF_INET, socket.AF_INET6):
-            return -(self.CONNECT | errno.EINVAL)
-        try:
-            socket.inet_pton(family, address)
-        except (OSError, UnicodeError):
-            return -(self.CONNECT | errno.EINVAL)
-        try:
-            sock = socket.socket(family, _STREAM)
-        except OSError as exc:
-            return -(self.SOCKET | (exc.errno or errno.EIO))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        # No quick ACKs (HAProxy's "option tcp-smart-connect"): the ACK of the SYN-ACK
-        # rides on the request, and the reply is not ACKed before the RST: 7 packets
-        # a check instead of 9, each of them costing both ends' TCP on this CPU.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
-        err = sock.connect_ex((address, port))
-        if err not in (0, errno.EINPROGRESS):
-            sock.close()
-            return -(self.CONNECT | err)
+        sock, step, err = _dial(family, address, port, True)
+        if sock is None:
+            return -((self.SOCKET if step == _DIAL_SOCKET else self.CONNECT) | err)
         try:
             sent = sock.send(request, socket.MSG_NOSIGNAL)
         except OSError as exc:

@@ -61,6 +61,7 @@ from hafast.check.http_parse import (
     check_reply,
     compile_regex,
 )
+from hafast.check.perloop import PerLoop
 from hafast.config.model import HttpGetCheck, SslContext, Url
 
 __all__ = [
@@ -158,7 +159,7 @@ def _ending(status: int) -> tuple[str, str]:
     return _ENDINGS.get(status & _STAGE, _ENDINGS[FetchSet.CONNECT])(status & 0xFFFF)
 
 
-_fetchers: dict[int, Fetcher] = {}
+_fetchers: PerLoop[Fetcher] = PerLoop()
 
 
 class Fetcher:
@@ -181,28 +182,14 @@ class Fetcher:
 
     @classmethod
     def acquire(cls, loop: Any) -> Fetcher:
-        key = id(loop)
-        fetcher = _fetchers.get(key)
-        if fetcher is None or fetcher.loop is not loop:
-            # Fetchers left on loops that were closed without closing their kinds
-            # (tests, tools): their epolls go now, not at exit.
-            for old in list(_fetchers.values()):
-                is_closed = getattr(old.loop, "is_closed", None)  # (test loops lack it)
-                if is_closed is not None and is_closed():
-                    old.close()
-            fetcher = _fetchers[key] = cls(loop)
-        fetcher.users += 1
-        return fetcher
+        return _fetchers.acquire(loop, lambda: cls(loop))
 
     def release(self) -> None:
-        self.users -= 1
-        if self.users <= 0:
-            self.close()
+        _fetchers.release(self)
 
     def close(self) -> None:
         """Close every fetch in flight (their attempts never call back) and the epoll."""
-        if _fetchers.get(id(self.loop)) is self:
-            del _fetchers[id(self.loop)]
+        _fetchers.forget(self)
         try:
             self.loop.remove_reader(self.fetches.fileno())
         except Exception:  # the loop was closed first: nothing left to unhook

@@ -25,11 +25,12 @@ from typing import Any
 
 from hafast._core import icmp_batch
 from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult, register
+from hafast.check.perloop import PerLoop
 from hafast.check.tcp import failure
 
 OK = ProbeResult(True)
 
-_pools: dict[tuple[int, int], Any] = {}
+_pools: PerLoop[Any] = PerLoop()
 
 
 def _failure(kind: int, value: int, text: str) -> ProbeResult:
@@ -48,21 +49,11 @@ def new_pool(loop: Any, family: int, engine: Any = None) -> Any:
 
 def acquire(loop: Any, family: int) -> Any:
     """The loop's pool for ``family``, made on first use; ``release`` when done."""
-    key = (id(loop), family)
-    pool = _pools.get(key)
-    if pool is None or pool.loop is not loop:
-        pool = _pools[key] = new_pool(loop, family)
-    pool.users += 1
-    return pool
+    return _pools.acquire(loop, lambda: new_pool(loop, family), family)
 
 
 def release(pool: Any) -> None:
-    pool.users -= 1
-    if pool.users <= 0:
-        key = (id(pool.loop), pool.family)
-        if _pools.get(key) is pool:
-            del _pools[key]
-        pool.close()
+    _pools.release(pool, pool.family)
 
 
 @register

@@ -32,6 +32,7 @@ from typing import Any
 
 from hafast._core.checkq import ConnectSet
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
+from hafast.check.perloop import PerLoop
 
 SO_MARK = getattr(socket, "SO_MARK", 36)  # <asm-generic/socket.h>
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -150,7 +151,7 @@ class Connect:
 
 OK = ProbeResult(True)
 
-_connectors: dict[int, Connector] = {}
+_connectors: PerLoop[Connector] = PerLoop()
 
 
 class Connector:
@@ -174,21 +175,13 @@ class Connector:
 
     @classmethod
     def acquire(cls, loop: Any) -> Connector:
-        key = id(loop)
-        conn = _connectors.get(key)
-        if conn is None or conn.loop is not loop:
-            conn = _connectors[key] = cls(loop)
-        conn.users += 1
-        return conn
+        return _connectors.acquire(loop, lambda: cls(loop))
 
     def release(self) -> None:
-        self.users -= 1
-        if self.users <= 0:
-            self.close()
+        _connectors.release(self)
 
     def close(self) -> None:
-        if _connectors.get(id(self.loop)) is self:
-            del _connectors[id(self.loop)]
+        _connectors.forget(self)
         for attempt in list(self.waiting.values()):
             attempt.cancel()
         try:

@@ -603,7 +603,7 @@ def test_plain_kinds_share_one_fetcher_per_loop(lab: Lab) -> None:
         for k in kinds:
             k.close()
         return ([p.result.ok for p in probes], len(fetchers), shared.fetches.closed,
-                id(loop) in http_mod._fetchers)
+                http_mod._fetchers.holds(loop))
 
     oks, n_fetchers, closed, still_there = lab.run(go)
     assert oks == [True] * 4

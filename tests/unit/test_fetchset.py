@@ -500,7 +500,7 @@ def test_plain_http_get_on_loopback_reads_every_url_in_order(serve: Any) -> None
         attempt.cancel()  # after the result: harmless
         fetcher = kind.fetcher
         kind.close()
-        assert fetcher.fetches.closed and not http._fetchers
+        assert fetcher.fetches.closed and not len(http._fetchers)
     finally:
         loop.close()
 
@@ -675,10 +675,10 @@ def test_fetchers_are_per_loop_and_those_of_closed_loops_go() -> None:
         first.close()
         b = http.Fetcher.acquire(second)  # sweeps the closed loop's
         assert b is not a and a.fetches.closed and not kept.fetches.closed
-        assert set(http._fetchers.values()) == {kept, b}
+        assert set(http._fetchers) == {kept, b}
         b.release()
         kept.release()
-        assert b.fetches.closed and kept.fetches.closed and not http._fetchers
+        assert b.fetches.closed and kept.fetches.closed and not len(http._fetchers)
     finally:
         first.close()
         second.close()

@@ -131,7 +131,7 @@ def test_tcp_kinds_share_one_connector_per_loop_and_release_it() -> None:
             assert conn is not None and conn.users == 3 and not conn.waiting
             for k in kinds:
                 k.close()
-            assert conn.connects.closed and id(loop) not in tcp._connectors
+            assert conn.connects.closed and not tcp._connectors.holds(loop)
     finally:
         loop.close()
 

@@ -769,6 +769,18 @@ cdef class _EpollSet:
         PyMem_Free(self._events)
         self._events = NULL
 
+    cdef int _wait(self) except -1:
+        """The events ready now (no waiting): how many are in ``_events``."""
+        cdef int n
+        if self._epfd < 0:
+            return 0
+        n = epoll_wait(self._epfd, self._events, self._max_events, 0)
+        if n < 0:
+            if errno == EINTR:
+                return 0
+            raise OSError(errno, "epoll_wait")
+        return n
+
     def fileno(self):
         """The epoll descriptor, for ``loop.add_reader``."""
         return self._epfd
@@ -838,13 +850,7 @@ cdef class ConnectSet(_EpollSet):
         cdef int n, i, fd, soerr
         cdef socklen_t optlen
         out = []
-        if self._epfd < 0:
-            return out
-        n = epoll_wait(self._epfd, self._events, self._max_events, 0)
-        if n < 0:
-            if errno == EINTR:
-                return out
-            raise OSError(errno, "epoll_wait")
+        n = self._wait()
         for i in range(n):
             fd = self._events[i].data.fd
             if fd < 0 or fd >= self._owned_cap or not self._owned[fd]:
@@ -1054,13 +1060,7 @@ cdef class FetchSet(_EpollSet):
         cdef Py_ssize_t have, budget = _BUDGET
         cdef Fetch *f
         out = []
-        if self._epfd < 0:
-            return out
-        n = epoll_wait(self._epfd, self._events, self._max_events, 0)
-        if n < 0:
-            if errno == EINTR:
-                return out
-            raise OSError(errno, "epoll_wait")
+        n = self._wait()
         for i in range(n):
             if budget <= 0:
                 break  # level-triggered: the rest are reported again next time

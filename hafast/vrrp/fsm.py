@@ -558,6 +558,11 @@ def _master_advert(
 
     if p.higher_prio_send_advert_effective and peer_wins():
         # keepalived higher_prio_send_advert: tell the peer we existed, then yield.
+        # Other backups take this farewell as a master's advert and adopt our
+        # interval (RFC 9568 §6.4.2); with a shorter interval than the new
+        # master's and a new master silent on lower priorities, that flaps in
+        # keepalived 2.2.7 too (tests/unit/vrrp/test_fsm_regressions.py), so we
+        # keep its wire behaviour rather than invent a fix peers would not share.
         actions.append(SendAdvert(s.priority))
     if e.priority == s.priority:
         if src == ours:

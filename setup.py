@@ -19,6 +19,7 @@ CORE_MODULES: dict[str, dict[str, list[str]]] = {
     "icmp_batch_c": {},
     "md5stream_c": {"libraries": ["crypto"]},
     "checkq_c": {},
+    "sockset_c": {},
 }
 
 # HAFAST_BUILD_ONLY=checksum_c,vrrp_codec_c builds a subset (developer convenience

@@ -2,7 +2,7 @@
 the lab), side by side in one run, all from the director namespace:
 
 - ``hafast``: :class:`hafast.check.http.HttpGetKind` as shipped (plain HTTP: every
-  exchange in one ``hafast._core.checkq.FetchSet`` per loop, its syscalls in C,
+  exchange in one ``hafast._core.sockset.FetchSet`` per loop, its syscalls in C,
   one epoll the loop watches as one reader; no Task), with a deadline timer per
   attempt as the runner arms one; every server's ``/`` page checked against its
   own digest, round robin over the 4096 servers, 64 checks in flight;

@@ -11,7 +11,7 @@ import importlib
 import os
 from types import ModuleType
 
-CORE_MODULES = ("checksum", "vrrp_codec", "icmp_batch", "md5stream", "checkq")
+CORE_MODULES = ("checksum", "vrrp_codec", "icmp_batch", "md5stream", "checkq", "sockset")
 
 _chosen: dict[str, ModuleType] = {}
 _errors: dict[str, str] = {}

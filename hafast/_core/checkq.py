@@ -1,4 +1,4 @@
-"""The check engine's timer queue (compiled, or the pure-Python twin).
+"""The check engine's timer queue and checks (compiled, or the pure-Python twins).
 
 ``TimerQueue(loop, grain=None)`` holds every check's one pending timer behind one
 ``loop.call_at`` handle: ``after(delay, check)`` (a FIFO lane per fixed delay),
@@ -9,18 +9,8 @@
 start, deadline, the steady-state settle; the rest goes to ``runner.settled``),
 ``CheckState(up)`` its up/retry arithmetic, ``NO_ATTEMPT`` the attempt of a kind
 that finished at once; ``Latency(edges)`` a histogram of attempt durations
-(``runner.latency``: every check's attempt lands in it).
-
-``ConnectSet()`` holds TCP_CHECK's non-blocking connects in one epoll:
-``start(family, address, port) -> fd | -errno``, ``adopt(fd)``,
-``ready() -> [(fd, SO_ERROR)]`` (those fds already closed), ``cancel(fd)``,
-``close()``.  See ``checkq_py`` for the why.
-
-``FetchSet()`` holds HTTP_GET's plain request/reply exchanges in one epoll:
-``start(family, address, port, request, owner=None) -> fd | -(stage | errno)``,
-``ready() -> [(fd, owner, data, status)]`` (status 0: goes on; ``EOF``; or
-``CONNECT``/``SEND``/``READ`` | errno; ended fds already closed), ``cancel(fd)``,
-``close()``.
+(``runner.latency``: every check's attempt lands in it).  See ``checkq_py`` for
+the why.  The checks' TCP sockets are in ``hafast._core.sockset``.
 
 >>> from hafast._core.checkq import TimerQueue
 >>> TimerQueue.GRAIN
@@ -36,7 +26,5 @@ Check = _impl.Check
 CheckState = _impl.CheckState
 Latency = _impl.Latency
 NO_ATTEMPT = _impl.NO_ATTEMPT
-ConnectSet = _impl.ConnectSet
-FetchSet = _impl.FetchSet
 
-__all__ = ["NO_ATTEMPT", "Check", "CheckState", "ConnectSet", "FetchSet", "Latency", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "CheckState", "Latency", "TimerQueue"]

@@ -4,7 +4,7 @@ connections, each reply read to EOF and judged by status code and MD5 digest.
 How it runs: plain HTTP (no TLS, no bindto/bind_port/bind_if/fwmark) goes through
 one :class:`Fetcher` per loop: every fetch in flight waits in ONE epoll, which the
 loop watches as one reader, and the socket, connect, send, reads and close run in
-C (:class:`hafast._core.checkq.FetchSet`): per check no Python socket, no libuv
+C (:class:`hafast._core.sockset.FetchSet`): per check no Python socket, no libuv
 poll handle, no ``epoll_ctl`` pair, no reader callback; each reader wake-up hands
 back what every ready fetch read (the FIN usually in the same pass) for its
 parser.  The rest (TLS, bound sockets, genhash) use :class:`Exchange`: a
@@ -50,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from hafast._core.checkq import FetchSet
+from hafast._core.sockset import FetchSet
 from hafast.check import tcp
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
 from hafast.check.http_parse import (
@@ -167,7 +167,7 @@ class Fetcher:
 
     The loop sees one reader (the epoll descriptor); :meth:`ready` hands each
     fetch's bytes to its attempt's parser and settles the fetches that ended, in
-    one pass.  The sockets live in :class:`hafast._core.checkq.FetchSet`, which
+    one pass.  The sockets live in :class:`hafast._core.sockset.FetchSet`, which
     also holds each fetch's attempt (its ``owner``): no ``fd -> attempt`` map.
     Shared by every :class:`HttpGetKind` of the loop (``acquire``/``release``).
     """

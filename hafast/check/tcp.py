@@ -12,7 +12,7 @@ says how.  The socket is closed with ``SO_LINGER {1, 0}``, so the server sees a
 RST and neither side keeps a TIME_WAIT entry; keepalived closes with a FIN, which
 a server cannot tell from a client that hung up politely.  The syscalls of a
 plain connect (no bind/mark/device option) run in C, in
-:class:`hafast._core.checkq.ConnectSet` (or its Python twin).
+:class:`hafast._core.sockset.ConnectSet` (or its Python twin).
 
 The other connection-based kinds (SMTP) keep :class:`Connect`, driven by
 ``loop.add_writer``: they go on talking over the socket after the connect.
@@ -30,7 +30,7 @@ import socket
 import struct
 from typing import Any
 
-from hafast._core.checkq import ConnectSet
+from hafast._core.sockset import ConnectSet
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
 from hafast.check.perloop import PerLoop
 
@@ -159,7 +159,7 @@ class Connector:
 
     The loop sees one reader (the epoll descriptor); :meth:`ready` collects every
     finished connect and settles them in one pass.  The sockets themselves live in
-    :class:`hafast._core.checkq.ConnectSet` (compiled: socket, ``SO_LINGER``,
+    :class:`hafast._core.sockset.ConnectSet` (compiled: socket, ``SO_LINGER``,
     connect, ``epoll_ctl``, ``SO_ERROR`` and close in C, no Python socket object
     per attempt); here only ``fd -> attempt``.
     """

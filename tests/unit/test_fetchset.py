@@ -1,4 +1,4 @@
-"""HTTP_GET's plain fetches (``checkq.FetchSet``), both twins (``twin_flavour``),
+"""HTTP_GET's plain fetches (``sockset.FetchSet``), both twins (``twin_flavour``),
 against servers on 127.0.0.1 in this process: a reply read to EOF in pieces, a
 refused connect, a reset in mid-reply, cancel (a RST), a request larger than the
 socket buffer (a partial send, then writability), close with fetches in flight,
@@ -36,8 +36,8 @@ RST = struct.pack("ii", 1, 0)
 
 
 @pytest.fixture
-def checkq(twin_flavour: str) -> ModuleType:
-    return load_twin("checkq", twin_flavour)
+def sockset(twin_flavour: str) -> ModuleType:
+    return load_twin("sockset", twin_flavour)
 
 
 class Server:
@@ -140,13 +140,13 @@ def collect(fs: Any, fds: list[int], seconds: float = 5.0) -> Collected:
 
 
 def test_the_twins_share_their_constants(twin_flavour: str) -> None:
-    c, py = load_twin("checkq", twin_flavour), load_twin("checkq", "py")
+    c, py = load_twin("sockset", twin_flavour), load_twin("sockset", "py")
     names = ("OPEN", "EOF", "CONNECT", "SEND", "READ", "SOCKET", "STAGE", "READ_SIZE", "BUDGET")
     assert [getattr(c.FetchSet, n) for n in names] == [getattr(py.FetchSet, n) for n in names]
     assert c.FetchSet.OPEN == 0 and c.FetchSet.EOF == 1
 
 
-def test_a_reply_in_pieces_is_read_to_eof(checkq: ModuleType, serve: Any) -> None:
+def test_a_reply_in_pieces_is_read_to_eof(sockset: ModuleType, serve: Any) -> None:
     def handler(conn: socket.socket) -> None:
         server.read_request(conn)
         for piece in (REPLY[:7], REPLY[7:20], REPLY[20:]):
@@ -155,7 +155,7 @@ def test_a_reply_in_pieces_is_read_to_eof(checkq: ModuleType, serve: Any) -> Non
 
     server = serve(handler)
     before = _open_fds()
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     owner = object()
     fd = fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST, owner)
     assert fd >= 0 and fs.pending == 1
@@ -169,8 +169,8 @@ def test_a_reply_in_pieces_is_read_to_eof(checkq: ModuleType, serve: Any) -> Non
     assert _open_fds() == before
 
 
-def test_refused_is_a_connect_failure(checkq: ModuleType) -> None:
-    fs = checkq.FetchSet()
+def test_refused_is_a_connect_failure(sockset: ModuleType) -> None:
+    fs = sockset.FetchSet()
     with socket.socket() as probe:  # bound, not listening: refuses
         probe.bind(("127.0.0.1", 0))
         fd = fs.start(socket.AF_INET, "127.0.0.1", probe.getsockname()[1], REQUEST, "o")
@@ -185,7 +185,7 @@ def test_refused_is_a_connect_failure(checkq: ModuleType) -> None:
 
 
 def test_a_reset_in_mid_reply_reports_the_bytes_then_the_error(
-    checkq: ModuleType, serve: Any
+    sockset: ModuleType, serve: Any
 ) -> None:
     def handler(conn: socket.socket) -> None:
         server.read_request(conn)
@@ -194,7 +194,7 @@ def test_a_reset_in_mid_reply_reports_the_bytes_then_the_error(
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
 
     server = serve(handler)
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     fd = fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST)
     ((data, status, owners),) = collect(fs, [fd]).values()
     assert (data, status) == (REPLY[:20], fs.READ | errno.ECONNRESET)
@@ -202,7 +202,7 @@ def test_a_reset_in_mid_reply_reports_the_bytes_then_the_error(
     fs.close()
 
 
-def test_cancel_closes_with_a_rst_and_reports_nothing(checkq: ModuleType, serve: Any) -> None:
+def test_cancel_closes_with_a_rst_and_reports_nothing(sockset: ModuleType, serve: Any) -> None:
     seen: list[str] = []
     go = threading.Event()
 
@@ -216,7 +216,7 @@ def test_cancel_closes_with_a_rst_and_reports_nothing(checkq: ModuleType, serve:
 
     server = serve(handler)
     before = _open_fds()
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     owner = object()
     fd = fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST, owner)
     end = time.monotonic() + 5
@@ -239,13 +239,13 @@ class Owner:
     """Something a weak reference can follow."""
 
 
-def test_owners_are_released_on_end_cancel_and_close(checkq: ModuleType, serve: Any) -> None:
+def test_owners_are_released_on_end_cancel_and_close(sockset: ModuleType, serve: Any) -> None:
     def handler(conn: socket.socket) -> None:
         server.read_request(conn)
         conn.sendall(REPLY)
 
     server = serve(handler)
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     ended, cancelled, closed = Owner(), Owner(), Owner()
     refs = [weakref.ref(o) for o in (ended, cancelled, closed)]
     a = fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST, ended)
@@ -260,7 +260,7 @@ def test_owners_are_released_on_end_cancel_and_close(checkq: ModuleType, serve: 
 
 
 def test_a_request_larger_than_the_socket_buffer_is_sent_in_parts(
-    checkq: ModuleType, serve: Any
+    sockset: ModuleType, serve: Any
 ) -> None:
     big = REQUEST + b"x" * (32 << 20)
     started = threading.Event()
@@ -271,7 +271,7 @@ def test_a_request_larger_than_the_socket_buffer_is_sent_in_parts(
         conn.sendall(REPLY)
 
     server = serve(handler)
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     fd = fs.start(socket.AF_INET, "127.0.0.1", server.port, big)
     assert fd >= 0
     started.set()
@@ -282,7 +282,7 @@ def test_a_request_larger_than_the_socket_buffer_is_sent_in_parts(
 
 
 def test_close_with_fetches_in_flight_releases_everything(
-    checkq: ModuleType, serve: Any
+    sockset: ModuleType, serve: Any
 ) -> None:
     release = threading.Event()
 
@@ -292,7 +292,7 @@ def test_close_with_fetches_in_flight_releases_everything(
 
     server = serve(handler)
     before = _open_fds()
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     fds = [fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST, i) for i in range(8)]
     assert all(fd >= 0 for fd in fds) and fs.pending == 8
     end = time.monotonic() + 5
@@ -308,7 +308,7 @@ def test_close_with_fetches_in_flight_releases_everything(
         fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST)
 
 
-def test_a_number_reused_after_the_end_is_a_new_fetch(checkq: ModuleType, serve: Any) -> None:
+def test_a_number_reused_after_the_end_is_a_new_fetch(sockset: ModuleType, serve: Any) -> None:
     hold = threading.Event()
 
     def handler(conn: socket.socket) -> None:
@@ -318,7 +318,7 @@ def test_a_number_reused_after_the_end_is_a_new_fetch(checkq: ModuleType, serve:
         conn.sendall(REPLY)
 
     server = serve(handler)
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     first = fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST, "first")
     assert collect(fs, [first])[first][1] == fs.EOF
     # The number is free the moment ready() returned: the next fetch takes it.
@@ -334,9 +334,9 @@ def test_a_number_reused_after_the_end_is_a_new_fetch(checkq: ModuleType, serve:
     fs.close()
 
 
-def test_failures_at_once_are_negative_stage_errnos(checkq: ModuleType) -> None:
+def test_failures_at_once_are_negative_stage_errnos(sockset: ModuleType) -> None:
     before = _open_fds()
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     bad = -(fs.CONNECT | errno.EINVAL)
     assert fs.start(socket.AF_INET, "300.1.2.3", 80, REQUEST) == bad
     assert fs.start(socket.AF_INET6, "127.0.0.1", 80, REQUEST) == bad
@@ -345,16 +345,16 @@ def test_failures_at_once_are_negative_stage_errnos(checkq: ModuleType) -> None:
     fs.close()
     assert _open_fds() == before
     with pytest.raises(ValueError):
-        checkq.FetchSet(max_events=0)
+        sockset.FetchSet(max_events=0)
 
 
-def test_many_fetches_at_once(checkq: ModuleType, serve: Any) -> None:
+def test_many_fetches_at_once(sockset: ModuleType, serve: Any) -> None:
     def handler(conn: socket.socket) -> None:
         server.read_request(conn)
         conn.sendall(REPLY)
 
     server = serve(handler)
-    fs = checkq.FetchSet(max_events=3)  # fewer than the fetches: several rounds
+    fs = sockset.FetchSet(max_events=3)  # fewer than the fetches: several rounds
     fds = [fs.start(socket.AF_INET, "127.0.0.1", server.port, REQUEST, i) for i in range(20)]
     got = collect(fs, fds)
     assert all(v[:2] == (REPLY, fs.EOF) for v in got.values())
@@ -373,7 +373,7 @@ def _full_listener() -> tuple[socket.socket, socket.socket]:
     return ls, filler
 
 
-def test_a_handshake_that_completes_later_sends_on_writability(checkq: ModuleType) -> None:
+def test_a_handshake_that_completes_later_sends_on_writability(sockset: ModuleType) -> None:
     ls, filler = _full_listener()
     got: list[bytes] = []
 
@@ -388,7 +388,7 @@ def test_a_handshake_that_completes_later_sends_on_writability(checkq: ModuleTyp
             got.append(data)
             conn.sendall(REPLY)
 
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     try:
         fd = fs.start(socket.AF_INET, "127.0.0.1", ls.getsockname()[1], REQUEST, "late")
         assert fd >= 0 and fs.ready() == []  # SYN_SENT: nothing sent, nothing read
@@ -404,9 +404,9 @@ def test_a_handshake_that_completes_later_sends_on_writability(checkq: ModuleTyp
         ls.close()
 
 
-def test_a_connect_refused_after_syn_sent_is_a_connect_failure(checkq: ModuleType) -> None:
+def test_a_connect_refused_after_syn_sent_is_a_connect_failure(sockset: ModuleType) -> None:
     ls, filler = _full_listener()
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     try:
         fd = fs.start(socket.AF_INET, "127.0.0.1", ls.getsockname()[1], REQUEST, "o")
         assert fd >= 0
@@ -420,7 +420,7 @@ def test_a_connect_refused_after_syn_sent_is_a_connect_failure(checkq: ModuleTyp
         ls.close()
 
 
-def test_ipv6_fetches(checkq: ModuleType) -> None:
+def test_ipv6_fetches(sockset: ModuleType) -> None:
     try:
         ls = socket.socket(socket.AF_INET6)
         ls.bind(("::1", 0))
@@ -437,7 +437,7 @@ def test_ipv6_fetches(checkq: ModuleType) -> None:
 
     server = threading.Thread(target=serve_one, daemon=True)
     server.start()
-    fs = checkq.FetchSet()
+    fs = sockset.FetchSet()
     try:
         fd = fs.start(socket.AF_INET6, "::1", ls.getsockname()[1], REQUEST)
         ((data, status, _),) = collect(fs, [fd]).values()

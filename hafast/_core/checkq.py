@@ -7,9 +7,9 @@
 
 ``Check(runner, kind, label=None)`` is one scheduled checker (its attempt's life:
 start, deadline, the steady-state settle; the rest goes to ``runner.settled``),
-``CheckState(up)`` its up/retry arithmetic, ``NO_ATTEMPT`` the attempt of a kind
-that finished at once; ``Latency(edges)`` a histogram of attempt durations
-(``runner.latency``: every check's attempt lands in it).  See ``checkq_py`` for
+``NO_ATTEMPT`` the attempt of a kind that finished at once; ``Latency(edges)`` a
+histogram of attempt durations (``runner.latency``: every check's attempt lands in
+it).  See ``checkq_py`` for
 the why.  The checks' TCP sockets are in ``hafast._core.sockset``.
 
 >>> from hafast._core.checkq import TimerQueue
@@ -23,8 +23,7 @@ _impl = choose("checkq")
 
 TimerQueue = _impl.TimerQueue
 Check = _impl.Check
-CheckState = _impl.CheckState
 Latency = _impl.Latency
 NO_ATTEMPT = _impl.NO_ATTEMPT
 
-__all__ = ["NO_ATTEMPT", "Check", "CheckState", "Latency", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "Latency", "TimerQueue"]

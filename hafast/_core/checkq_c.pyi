@@ -2,7 +2,7 @@ from typing import Any
 
 from typing_extensions import disjoint_base
 
-__all__ = ["NO_ATTEMPT", "Check", "CheckState", "Latency", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "Latency", "TimerQueue"]
 
 @disjoint_base
 class TimerQueue:
@@ -50,13 +50,6 @@ class Latency:
     @property
     def buckets(self) -> list[int]: ...
     def as_dict(self) -> dict[str, Any]: ...
-
-@disjoint_base
-class CheckState:
-    up: bool
-    has_run: bool
-    retry_it: int
-    def __init__(self, up: Any) -> None: ...
 
 @disjoint_base
 class Check:

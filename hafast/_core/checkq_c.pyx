@@ -17,7 +17,7 @@ import logging
 
 log = logging.getLogger("hafast.check")
 
-__all__ = ["NO_ATTEMPT", "Check", "CheckState", "Latency", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "Latency", "TimerQueue"]
 
 
 cdef struct Entry:
@@ -434,20 +434,6 @@ cdef class Latency:
                 "count": self.count, "sum": self.sum}
 
 
-cdef class CheckState:
-    """A checker's health arithmetic: up/down, whether it ran, the retry count
-    (``runner.settle`` moves it).  See ``checkq_py.CheckState``."""
-
-    cdef public bint up
-    cdef public bint has_run
-    cdef public long retry_it
-
-    def __init__(self, up):
-        self.up = up
-        self.has_run = False
-        self.retry_it = 0
-
-
 cdef class Check:
     """One scheduled checker; the same contract as ``checkq_py.Check``.
 
@@ -455,23 +441,23 @@ cdef class Check:
     starts, ``done`` comes back, a steady success re-arms delay_loop) runs no
     Python frame of its own: the queue calls ``_on_timer`` as a C method, and
     ``done`` is a C method the kinds call.  ``fire``/``expire``/``_done`` stay
-    overridable from Python (cpdef): the supervisor's timed check and the
-    benchmarks subclass them.
+    overridable from Python (cpdef): tests and benchmarks subclass them.  The
+    runner's ``timers`` must be this module's TimerQueue and its ``latency`` this
+    module's Latency (or None): the flavours are not mixed.
     """
 
     # What every attempt touches first, together (C lays the fields out in this
     # order): ten thousand checks do not stay in the cache between two attempts.
     cdef public long long token
     cdef public bint pending
-    cdef public bint up, has_run  # the check is its own CheckState (``state``)
+    cdef public bint up, has_run  # the check is its own state (``state``)
     cdef public long retry_it
-    cdef public object kind, done, attempt, weight, latency
+    cdef public object kind, done, attempt, weight
+    cdef public Latency latency
     cdef public double deadline_s, delay_loop_s, t0
-    cdef TimerQueue _tq
+    cdef TimerQueue _tq          # runner.timers
     cdef object _loop
     cdef public object runner
-    cdef object _timers          # runner.timers (the compiled queue: _tq too)
-    cdef Latency _lat            # latency, when it is the compiled histogram
     # The rest: transitions, logs, reloads.
     cdef public object label, healths, last_reason, delay_loop_us, delay_before_retry_us
     cdef public bint log_all
@@ -498,20 +484,16 @@ cdef class Check:
         self.last_reason = ""
         self.deadline_s = kind.deadline_us() / US
         self.delay_loop_s = self.delay_loop_us / US
-        self._timers = runner.timers
-        self._tq = runner.timers if isinstance(runner.timers, TimerQueue) else None
+        self._tq = runner.timers
         self._loop = runner.loop
         self.latency = getattr(runner, "latency", None)
-        self._lat = self.latency if isinstance(self.latency, Latency) else None
         self.t0 = 0.0
         self.done = self._done
 
     cdef inline int _observe(self) except -1:
         # (only with a latency: the clock is read twice per attempt for it)
-        if self._lat is not None:
-            self._lat._observe(<double>self._loop.time() - self.t0)
-        elif self.latency is not None:
-            self.latency.observe(<double>self._loop.time() - self.t0)
+        if self.latency is not None:
+            self.latency._observe(<double>self._loop.time() - self.t0)
         return 0
 
     @property
@@ -535,12 +517,8 @@ cdef class Check:
 
     # -- timer callbacks ----------------------------------------------------------
 
-    cdef int _after(self, double delay) except -1:
-        if self._tq is not None:
-            self._tq._after(delay, self)
-        else:
-            self._timers.after(delay, self)
-        return 0
+    cdef inline int _after(self, double delay) except -1:
+        return self._tq._after(delay, self)
 
     cdef int _on_timer(self) except -1:
         if self.pending:
@@ -580,7 +558,7 @@ cdef class Check:
         attempt.cancel()
         # From when the deadline was due, not this wake-up (see checkq_py.Check).
         runner = self.runner
-        runner.settled(self, self.kind.on_deadline(), self._timers.due)
+        runner.settled(self, self.kind.on_deadline(), self._tq.due)
 
     cpdef _done(self, result):
         if not self.pending:  # cancelled, or a kind reporting twice: ignore
@@ -596,10 +574,7 @@ cdef class Check:
                 # The steady state: what settle() would say, with no call into the
                 # runner; one more in the queue's tally (Runner.counters folds it in).
                 self.has_run = True
-                if self._tq is not None:
-                    self._tq.steady += 1
-                else:
-                    self._timers.steady += 1
+                self._tq.steady += 1
                 if self.runner.running:
                     self._after(self.delay_loop_s)
                 return
@@ -609,10 +584,8 @@ cdef class Check:
         """The next start ``delay_us`` from now, or from ``since`` (loop time)."""
         if since is None:
             self._after(delay_us / US)
-        elif self._tq is not None:
-            self._tq._at(since + delay_us / US, self)
         else:
-            self._timers.at(since + delay_us / US, self)
+            self._tq._at(since + delay_us / US, self)
 
     def stop(self):
         self.token = 0

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 
 log = logging.getLogger("hafast.check")
 
-__all__ = ["NO_ATTEMPT", "Check", "CheckState", "Latency", "Loop", "Timed", "TimerQueue"]
+__all__ = ["NO_ATTEMPT", "Check", "Latency", "Loop", "Timed", "TimerQueue"]
 
 
 class Loop(Protocol):
@@ -255,18 +255,6 @@ class Latency:
                 "count": self.count, "sum": self.sum}
 
 
-class CheckState:
-    """A checker's health arithmetic: up/down, whether it ran, the retry count
-    (``runner.settle`` moves it)."""
-
-    __slots__ = ("has_run", "retry_it", "up")
-
-    def __init__(self, up: bool) -> None:
-        self.up = up
-        self.has_run = False
-        self.retry_it = 0
-
-
 class Check:
     """One scheduled checker: a kind, its state, the healths it feeds, one timer
     (an entry in the runner's :class:`TimerQueue`; ``token`` 0 means none).
@@ -317,7 +305,7 @@ class Check:
     @property
     def state(self) -> Check:
         """The up/has_run/retry_it arithmetic (``runner.settle``): the check itself,
-        one object less per check (a ``CheckState`` has the same three fields)."""
+        one object less per check (``runner.CheckState`` has the same three fields)."""
         return self
 
     @property

@@ -10,6 +10,7 @@ caller gave and the result tuples handed back.
 Addresses are text; results carry the very string object passed to send().
 """
 
+import logging
 import os
 import time
 
@@ -900,8 +901,6 @@ def ping_many(targets, double timeout=1.0, *, int payload_size=16):
 
 
 # --------------------------------------------------------------------------- the pool
-
-import logging
 
 _log = logging.getLogger("hafast.check")
 

@@ -3,11 +3,11 @@
 Every PING_CHECK of a loop shares an ``EchoPool`` (``hafast._core.icmp_batch``,
 compiled beside its twin; one raw socket per family): an attempt queues its address,
 and the pool sends everything queued in this loop iteration as one batch
-(``sendmmsg`` in the compiled engine), drains replies with one ``recvmmsg`` when the socket is
-readable, and expires overdue probes on a sweep timer that runs only while
-probes are in flight.  Two checks of one address in flight together share one
-echo.  The runner still owns each attempt's deadline; cancelling an attempt only
-forgets its callback.
+(``sendmmsg`` in the compiled engine), drains replies with one ``recvmmsg`` when
+the socket is readable, and expires overdue probes on a sweep timer that runs only
+while probes are in flight.  Each attempt sends its own echo, and its reply leads
+straight back to it.  The runner still owns each attempt's deadline; cancelling an
+attempt only forgets its callback.
 
 keepalived uses an unprivileged ICMP datagram socket per check; the raw socket here
 needs root (the daemon has it) and costs one descriptor for ten thousand checks.

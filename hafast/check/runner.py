@@ -54,7 +54,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from hafast._core.checkq import Check, CheckState, Latency, TimerQueue
+from hafast._core.checkq import Check, Latency, TimerQueue
 from hafast.check.api import ProbeKind, ProbeResult
 from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
 
@@ -63,6 +63,18 @@ log = logging.getLogger("hafast.check")
 US = 1_000_000
 
 # --------------------------------------------------------------------------- pure core
+
+
+class CheckState:
+    """A checker's health arithmetic: up/down, whether it ran, the retry count.
+    (A :class:`Check` carries the same three fields and is its own state.)"""
+
+    __slots__ = ("has_run", "retry_it", "up")
+
+    def __init__(self, up: bool) -> None:
+        self.up = up
+        self.has_run = False
+        self.retry_it = 0
 
 
 def settle(

@@ -1156,14 +1156,6 @@ def seed_engine(engine: Any, seed: dict[tuple[Any, Any], tuple[bool, int]]) -> i
     return n
 
 
-def _timed_runner(loop: asyncio.AbstractEventLoop, latency: Any, log_all: bool) -> Any:
-    """A Runner whose checks time each attempt into ``latency`` (a checkq.Latency:
-    compiled, the clock is read twice per attempt and no Python runs for it)."""
-    from hafast.check.runner import Runner
-
-    return Runner(loop, None, log_all_failures=log_all, latency=latency)
-
-
 class CheckSide:
     """A check worker's engine, rebuilt on reload, seeded from the parent."""
 
@@ -1191,9 +1183,11 @@ class CheckSide:
 
     def build(self, config: m.Config, seed: dict[Any, Any]) -> None:
         from hafast.check.engine import Engine
+        from hafast.check.runner import Runner
 
-        runner = _timed_runner(self.loop, self.latency,
-                               config.global_defs.checker_log_all_failures)
+        # Every attempt is timed into the worker's latency histogram.
+        runner = Runner(self.loop, None, latency=self.latency,
+                        log_all_failures=config.global_defs.checker_log_all_failures)
         engine = Engine(config, self.loop, self._on_event, shard_index=self.shard,
                         shard_count=self.shards, runner=runner)
         seeded = seed_engine(engine, seed)

@@ -20,6 +20,18 @@ SIGRTMIN+2 /tmp/keepalived_check.json
 With ``-s NAME`` the files carry ``_NAME`` (two daemons in two namespaces must not
 write one file).
 
+How a dump is written: root writes these files into /tmp, where any local user can
+plant names, so a predictable temporary name opened with a plain ``open()`` lets a
+symlink there make root overwrite any file (keepalived's CVE-2018-19044, and issue 12).
+Each file is therefore created by :func:`tempfile.mkstemp` beside its final name
+(``O_CREAT|O_EXCL``, an unguessable name, never through a symlink), made 0644 like
+keepalived's dumps, and renamed onto the final name, which replaces a symlink planted
+there instead of writing through it; readers never see a half-written dump.  Before
+that the directory is checked: one that others may write to without the sticky bit
+(0777, 0770), or that belongs to a user other than root and us, is refused with
+:class:`UnsafeDumpPath`, as is a final name that exists as something other than a
+file or a symlink (a directory, a FIFO).  /tmp (root's, 1777) is accepted.
+
 Example::
 
     >>> path_for("/tmp/keepalived", "json", None), path_for("/tmp/keepalived", "data", "ns1")
@@ -28,8 +40,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -41,12 +56,59 @@ def path_for(prefix: str, what: str, namespace: str | None) -> str:
     return f"{prefix}{tail}.{EXTENSIONS[what]}"
 
 
+class UnsafeDumpPath(PermissionError):
+    """A dump refused because of where it would go (the message says why)."""
+
+
+def _check_target(path: str) -> str:
+    """The directory ``path`` goes in, after refusing one an attacker could use."""
+    directory = os.path.dirname(os.path.abspath(path))
+    st = os.stat(directory)
+    # In a directory others may write to without the sticky bit, or that another
+    # user owns (and may chmod so at will), anyone can delete, rename or replace
+    # the dump and its temporary file at any moment: what root leaves there cannot
+    # be trusted by its readers, and the write would be safe only as long as every
+    # step of it stays so.  Refuse outright, as a wrong --dump-prefix.  In a sticky
+    # directory (/tmp) only root and an entry's owner may touch the entry.
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise UnsafeDumpPath(f"refusing to write {path}: directory {directory} is "
+                             f"writable by others and not sticky")
+    if st.st_uid not in (0, os.geteuid()):
+        raise UnsafeDumpPath(f"refusing to write {path}: directory {directory} is "
+                             f"owned by uid {st.st_uid}, not root or us")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return directory
+    # Not ours to replace: a rename would silently swap a FIFO or a socket someone
+    # put there for our file, and fail on a directory; say why instead.
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise UnsafeDumpPath(f"refusing to write {path}: it exists and is not a "
+                             f"regular file or a symlink")
+    return directory
+
+
 def _atomic_write(path: str, text: str) -> None:
-    # Readers (exporters polling the file) never see a half-written dump.
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    # keepalived's CVE-2018-19044: a fixed temporary name opened with open() follows
+    # a symlink a local user planted there, and root overwrites its target.  The
+    # kernel's fs.protected_symlinks would stop that in /tmp, but it is a sysctl
+    # that may be off (the CVE's very condition).  mkstemp is O_CREAT|O_EXCL (never
+    # follows a symlink, never opens an existing name) with a random suffix, and the
+    # rename replaces whatever sits at the final name rather than writing through
+    # it.  Readers (exporters polling the file) never see a half-written dump.
+    directory = _check_target(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            # mkstemp makes 0600; the dumps are meant to be read (keepalived's are
+            # 0644), and fchmod does not go through the umask.
+            os.fchmod(f.fileno(), 0o644)
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def vrrp_json(status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -83,8 +83,8 @@ class Options:
     check_workers: int = 0  # 0: one per core
     pool_backend: str = "auto"
     dump_prefix: str = DEFAULT_DUMP_PREFIX
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0
+    heartbeat_interval: float = 0.5
+    heartbeat_timeout: float = 2.0
     child_wait: float = 5.0  # keepalived child_wait_time: then SIGKILL
     ignore_sigint: bool = False
 
@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="where the pools go (auto: IPVS if the kernel has it, else nftables)")
     a("--dump-prefix", default=DEFAULT_DUMP_PREFIX, metavar="PATH",
       help="SIGUSR1/SIGUSR2/JSON dumps go to PATH.data, PATH.stats, PATH.json")
-    a("--heartbeat-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
-    a("--heartbeat-timeout", type=float, default=5.0, metavar="S", help=argparse.SUPPRESS)
+    a("--heartbeat-interval", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
+    a("--heartbeat-timeout", type=float, default=2.0, metavar="S", help=argparse.SUPPRESS)
     a("--child-wait", type=float, default=5.0, metavar="S", help=argparse.SUPPRESS)
     return p
 

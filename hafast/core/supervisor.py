@@ -79,6 +79,8 @@ from hafast.core.cmdline import Options
 from hafast.core.eventloop import new_loop
 from hafast.core.logging import LogOptions
 from hafast.core.logging import setup as setup_logging
+from hafast.core.reloadq import ReloadQueue
+from hafast.core.vipguard import VipGuard
 
 log = logging.getLogger("hafast")
 
@@ -88,6 +90,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 RESTART_BACKOFF = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)  # after 0, 1, 2... quick deaths
 QUICK_DEATH_S = 10.0  # a worker that lived longer resets the backoff
 STARTUP_GRACE_S = 60.0  # longest a start or reload may hold a worker's loop
+DEFAULT_STARTUP_S = 1.0  # a worker's start-up before one was measured
 
 VRRP = "vrrp"
 CHECK = "check"
@@ -483,6 +486,11 @@ class WorkerHandle:
     restarts: int = 0
     quick_deaths: int = 0
     heartbeat_kills: int = 0
+    last_ping: float = 0.0
+    hung_proc: Any = None  # the process killed for not answering (no second verdict)
+    # Seconds from spawn to "ready" at its last start (the VRRP worker's resume
+    # decision needs it); None until measured.
+    startup_s: float | None = None
     retiring: bool = False  # stopped by a reload that removed its side: no restart
     # Building an engine for tens of thousands of servers (start, reload) may hold
     # the worker's loop for seconds: no heartbeat verdict until then.
@@ -518,8 +526,9 @@ class Supervisor:
         self.addr_watch: AddressWatch | None = None
         self.stopping = False
         self.stopped = asyncio.Event()
-        self.reloads = 0
-        self.reload_errors = 0
+        self.reloads_q: ReloadQueue[m.Config] = ReloadQueue(self._load_for_reload,
+                                                            self._apply_reload)
+        self.vip_guard = VipGuard(config)
         self.started_at = time.time()
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -735,17 +744,82 @@ class Supervisor:
             log.error("%s (pid %d) exited with %s; -R given, stopping", w.name, w.pid, how)
             self.request_stop("worker exit")
             return
-        lived = time.monotonic() - w.started
+        now = time.monotonic()
+        lived = now - w.started
         w.quick_deaths = w.quick_deaths + 1 if lived < QUICK_DEATH_S else 0
         delay = RESTART_BACKOFF[min(w.quick_deaths, len(RESTART_BACKOFF) - 1)]
         log.error("%s (pid %d) exited with %s; restarting%s", w.name, w.pid, how,
                   f" in {delay:.1f}s" if delay else "")
+        deadline = None
+        if w.role == VRRP:
+            deadline = await self._vrrp_died(w, now, delay)
         if delay:
             await asyncio.sleep(delay)
         if self.stopping:
             return
         w.restarts += 1
         await self._start_worker(w)
+        if deadline is not None:
+            self._spawn(self._resume_or_release(w, w.proc, deadline))
+
+    # -- never two masters (issue 12, items 1 and 2; see hafast.core.vipguard) ----------
+
+    def _masters(self) -> list[str]:
+        return [n for n, (st, _p) in self.vrrp_states.items() if st == "MASTER"]
+
+    def _take_masters(self) -> list[str]:
+        """Forget which instances were MASTER (synchronously, before any await: the
+        death of the worker may be handled next, and must not resume them); their
+        successor starts them afresh (BACKUP, with their notifications)."""
+        masters = self._masters()
+        for name in masters:
+            prio = self.vrrp_states.pop(name)[1]
+            # Pools under ha_suspend follow as they would a BACKUP.
+            self._vips_moved({name: ("BACKUP", prio)})
+        return masters
+
+    async def _release_vips(self, masters: list[str], why: str) -> None:
+        """Take the VIPs of ``masters`` off the interfaces, so that the peer may
+        take over while no worker advertises for them."""
+        if not masters:
+            return
+        try:
+            removed = await self.vip_guard.release(masters)
+        except Exception:
+            log.exception("releasing the VIPs of %s failed", ", ".join(masters))
+            return
+        log.error("%s: released the VIPs of %s (%s) so that the peer can take over "
+                  "(never two masters)", why, ", ".join(masters), " ".join(removed) or "none up")
+
+    async def _vrrp_died(self, w: WorkerHandle, now: float, delay: float) -> float | None:
+        """The VRRP worker is gone: keep its VIPs only if its successor can be
+        advertising before a peer may take over.  Returns that deadline when the
+        successor is to resume as MASTER, None otherwise."""
+        if not self._masters():
+            return None
+        deadline = self.vip_guard.release_deadline(w.last_pong)
+        startup = w.startup_s if w.startup_s is not None else DEFAULT_STARTUP_S
+        # Half again the last start-up: a respawn under load is slower than the first.
+        if self.vip_guard.can_resume(now, w.last_pong, delay, 1.5 * startup):
+            return deadline
+        await self._release_vips(self._take_masters(), f"the VRRP worker cannot be back within "
+                                 f"{deadline - w.last_pong:.2f}s (restart in {delay:.1f}s, "
+                                 f"start-up {startup:.2f}s)")
+        return None
+
+    async def _resume_or_release(self, w: WorkerHandle, proc: WorkerProcess | None,
+                                 deadline: float) -> None:
+        """A successor seeded as MASTER must be advertising by ``deadline``."""
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        if self.stopping or w.proc is not proc or proc is None or w.ready.is_set():
+            return
+        if proc.returncode is None:
+            log.error("%s (pid %d) was not advertising by its predecessor's release "
+                      "deadline; killing it", w.name, w.pid)
+            w.hung_proc = proc
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await self._release_vips(self._take_masters(), "the VRRP worker did not resume in time")
 
     async def _read_loop(self, w: WorkerHandle, reader: asyncio.StreamReader) -> None:
         while True:
@@ -759,12 +833,13 @@ class Supervisor:
                 log.exception("%s: handling %s failed", w.name, kind)
 
     async def _on_message(self, w: WorkerHandle, kind: str, payload: Any) -> None:
+        # Whatever it says, a worker that says it has a running loop.
+        w.last_pong = time.monotonic()
         if kind == "pong":
-            w.last_pong = time.monotonic()
             w.grace_until = 0.0
         elif kind == "ready":
             w.ready.set()
-            w.last_pong = time.monotonic()
+            w.startup_s = w.last_pong - w.started
             w.grace_until = 0.0
         elif kind == "events":
             if self.pools is not None:
@@ -778,39 +853,62 @@ class Supervisor:
             if fut is not None and not fut.done():
                 fut.set_result(data)
 
+    def heartbeat_of(self, w: WorkerHandle) -> tuple[float, float]:
+        """(ping period, verdict timeout) of ``w``: the VRRP worker's follow its
+        advert interval (a hung master must lose its VIPs before a peer can take
+        over, :mod:`hafast.core.vipguard`); the check workers' are the options'."""
+        interval, timeout = self.options.heartbeat_interval, self.options.heartbeat_timeout
+        if w.role != VRRP:
+            return interval, timeout
+        period, limit = self.vip_guard.heartbeat()
+        return min(interval, period), min(timeout, limit)
+
     async def _heartbeat(self) -> None:
         """Ping every worker; one that stops answering is killed (and so restarted).
 
         A worker whose loop is stuck (keepalived issue #2523: a checker frozen for a
-        day with no log) cannot answer, whatever it is doing.
+        day with no log) cannot answer, whatever it is doing.  A hung VRRP worker
+        also loses its VIPs at once (it cannot be advertising for them).
         """
-        interval, timeout = self.options.heartbeat_interval, self.options.heartbeat_timeout
         seq = 0
         tick = time.monotonic()
         while not self.stopping:
-            await asyncio.sleep(interval)
+            beats = [self.heartbeat_of(w) for w in self.workers] or [
+                (self.options.heartbeat_interval, self.options.heartbeat_timeout)]
+            step = min(p for p, _t in beats)
+            await asyncio.sleep(step)
             seq += 1
             now = time.monotonic()
-            if now - tick > interval + timeout / 2:
+            if now - tick > step + min(t for _p, t in beats) / 2:
                 # We stalled ourselves (an overloaded box): the workers' pongs sat
                 # unread, so judge nobody this round.
-                log.warning("the parent's loop stalled %.1fs; heartbeat verdicts skipped",
-                            now - tick - interval)
+                log.warning("the parent's loop stalled %.2fs; heartbeat verdicts skipped",
+                            now - tick - step)
                 for w in self.workers:
                     w.last_pong = max(w.last_pong, now)
             tick = now
-            for w in self.workers:
-                if w.proc is None or w.proc.returncode is not None:
+            for w in list(self.workers):
+                if w.proc is None or w.proc.returncode is not None or w.hung_proc is w.proc:
                     continue
+                period, timeout = self.heartbeat_of(w)
                 if now - w.last_pong > timeout and now > w.grace_until:
-                    log.error("%s (pid %d) has not answered the heartbeat for %.1fs; "
-                              "killing and restarting it", w.name, w.pid, now - w.last_pong)
-                    w.heartbeat_kills += 1
-                    w.last_pong = now
-                    with contextlib.suppress(ProcessLookupError):
-                        w.proc.kill()
+                    self._hung(w, now)
                     continue
-                w.send("ping", seq)
+                if now - w.last_ping >= period * 0.999:
+                    w.last_ping = now
+                    w.send("ping", seq)
+
+    def _hung(self, w: WorkerHandle, now: float) -> None:
+        log.error("%s (pid %d) has not answered the heartbeat for %.2fs; "
+                  "killing and restarting it", w.name, w.pid, now - w.last_pong)
+        w.heartbeat_kills += 1
+        assert w.proc is not None
+        w.hung_proc = w.proc
+        with contextlib.suppress(ProcessLookupError):
+            w.proc.kill()
+        if w.role == VRRP:
+            # Released now, not when the death is noticed: the seconds count.
+            self._spawn(self._release_vips(self._take_masters(), f"{w.name} hung"))
 
     def _vips_moved(self, states: dict[str, tuple[str, int]]) -> None:
         """ha_suspend without the address watch: a MASTER's VIPs are here."""
@@ -827,8 +925,13 @@ class Supervisor:
     # -- reload -------------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """SIGHUP: load, validate, diff, apply.  A broken file changes nothing."""
-        from hafast.config.diff import diff
+        """SIGHUP: load, validate, diff, apply.  A broken file changes nothing.
+
+        Reloads go through one :class:`~hafast.core.reloadq.ReloadQueue`: they never
+        overlap, and the file applied last is the newest one (issue 12, item 3)."""
+        return await self.reloads_q.request()
+
+    async def _load_for_reload(self) -> m.Config | None:
         from hafast.config.loader import load_file
 
         log.info("reloading %s", self.options.config_file)
@@ -837,25 +940,30 @@ class Supervisor:
         for d in res.warnings:
             log.warning("%s", d.format())
         if res.errors or not res.files:
-            self.reload_errors += 1
             for d in res.errors:
                 log.error("%s", d.format())
             log.error("reload rejected: %d error(s); the running configuration stays",
                       len(res.errors))
-            return False
-        new = res.config
+            return None
+        return res.config
+
+    async def _apply_reload(self, new: m.Config) -> None:
+        from hafast.config.diff import diff
+
         plan = diff(self.config, new)
         log.info("reload plan: %s", plan.summary())
         self.config = new
+        self.vip_guard.configure(new)
         fresh = await self._reload_checks(new)
         fresh |= await self._reload_vrrp()
         for w in self.workers:
             if id(w) in fresh:
                 continue
-            w.grace_until = time.monotonic() + STARTUP_GRACE_S
+            if w.role == CHECK:
+                # Not the VRRP worker: a reload that held its loop that long would
+                # have stopped its adverts, and its VIPs must go then (vipguard).
+                w.grace_until = time.monotonic() + STARTUP_GRACE_S
             w.send("reload", {"config": new, "seed": self._seed(w)})
-        self.reloads += 1
-        return True
 
     async def _reload_checks(self, new: m.Config) -> set[int]:
         """The pool side of a reload; returns the handles started just now (they
@@ -924,6 +1032,11 @@ class Supervisor:
     # -- status -------------------------------------------------------------------------
 
     async def worker_status(self, w: WorkerHandle, timeout: float = 2.0) -> Any:
+        period, _limit = self.heartbeat_of(w)
+        if time.monotonic() - w.last_pong > 2 * period + 0.25:
+            # Late on its heartbeat (hung, or building a large engine): it would not
+            # answer this either, and `hafast status` must not wait for it.
+            return None
         self._seq += 1
         fut: asyncio.Future[Any] = self.loop.create_future()
         w.requests[self._seq] = fut
@@ -955,8 +1068,10 @@ class Supervisor:
             else:
                 checks.append(data)
         return {"pid": os.getpid(), "config": self.options.config_file,
-                "uptime": round(time.time() - self.started_at, 3), "reloads": self.reloads,
-                "reload_errors": self.reload_errors, "workers": workers,
+                "uptime": round(time.time() - self.started_at, 3),
+                "reloads": self.reloads_q.applied, "reload_errors": self.reloads_q.rejected,
+                "reload": self.reloads_q.status(), "vip_releases": self.vip_guard.released,
+                "workers": workers,
                 "vrrp": vrrp, "checkers": checks,
                 "pools": self.pools.status() if self.pools is not None else None}
 

@@ -160,10 +160,11 @@ VRID = 51
 
 def director_conf(role: str, servers: Sequence[str], *, fifo: Path | None, priority: int,
                   state: str, http: int = 0, delay_loop: str = "1",
-                  extra_global: str = "") -> str:
+                  extra_global: str = "", advert_int: str = "1") -> str:
     """The seed's MASTER/BACKUP pair (VRID 51, priorities 100/90, PASS 1111) with
     ``servers`` behind the VIP: the first ``http`` by HTTP_GET with the farm's fixed
-    body digest, the rest by TCP_CHECK."""
+    body digest, the rest by TCP_CHECK (no virtual_server without servers: a
+    VRRP-only peer)."""
     from hafast.lab.farm import FIXED_BODY, FIXED_PATH, md5_hex
 
     digest = md5_hex(FIXED_BODY)
@@ -172,9 +173,11 @@ def director_conf(role: str, servers: Sequence[str], *, fifo: Path | None, prior
         lines.append(f"  notify_fifo {fifo}")
     lines += [extra_global, "}", "vrrp_instance VI_1 {", f"  state {state}",
               "  interface srv0", f"  virtual_router_id {VRID}", f"  priority {priority}",
-              "  advert_int 1", "  authentication {", "    auth_type PASS",
-              "    auth_pass 1111", "  }", "  virtual_ipaddress {", f"    {VIP}/24", "  }", "}",
-              f"virtual_server {VIP} 80 {{", f"  delay_loop {delay_loop}", "  lb_algo rr",
+              f"  advert_int {advert_int}", "  authentication {", "    auth_type PASS",
+              "    auth_pass 1111", "  }", "  virtual_ipaddress {", f"    {VIP}/24", "  }", "}"]
+    if not servers:
+        return "\n".join([*lines, ""])
+    lines += [f"virtual_server {VIP} 80 {{", f"  delay_loop {delay_loop}", "  lb_algo rr",
               "  lb_kind NAT", "  protocol TCP"]
     for i, addr in enumerate(servers):
         lines.append(f"  real_server {addr} 80 {{")

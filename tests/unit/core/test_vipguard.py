@@ -1,0 +1,83 @@
+"""VipGuard's arithmetic: when the parent must have released a silent master's VIPs,
+and how often it must hear from the VRRP worker to know (issue 12, items 1 and 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hafast.config.loader import load_text
+from hafast.core.vipguard import VipGuard, guarded
+
+TWO = """
+global_defs {
+  default_interface eth9
+  vrrp_version 3
+}
+vrrp_instance SLOW {
+  virtual_router_id 1
+  priority 100
+  advert_int 2
+  virtual_ipaddress {
+    192.0.2.1/24
+  }
+  virtual_ipaddress_excluded {
+    192.0.2.2/24
+  }
+}
+vrrp_instance FAST {
+  interface eth1
+  virtual_router_id 2
+  priority 100
+  advert_int 0.5
+  virtual_ipaddress {
+    198.51.100.1/24
+  }
+}
+"""
+
+
+def guard(text: str = TWO) -> VipGuard:
+    res = load_text(text)
+    assert not res.errors, [d.format() for d in res.errors]
+    return VipGuard(res.config)
+
+
+def test_the_fastest_instance_sets_the_bound() -> None:
+    g = guard()
+    assert g.advert_s == 0.5
+    # A peer cannot declare us dead before 2 intervals after our last sign of life
+    # (our last advert was at most one interval before it, and it waits three).
+    assert g.release_deadline(100.0) == pytest.approx(100.875)
+    period, timeout = g.heartbeat()
+    assert (period, timeout) == (0.125, 0.5)
+    assert timeout + period < 2 * g.advert_s  # detected before any takeover
+
+
+def test_what_each_instance_would_hold() -> None:
+    inst = guarded(load_text(TWO).config)
+    assert inst["SLOW"].ifname == "eth9"  # default_interface
+    assert [v.address for v in inst["SLOW"].vips] == ["192.0.2.1", "192.0.2.2"]
+    assert inst["FAST"].ifname == "eth1" and inst["FAST"].advert_s == 0.5
+
+
+@pytest.mark.parametrize(("delay", "startup", "resume"), [
+    (0.0, 0.5, True),     # an immediate respawn comes back in time
+    (0.2, 0.5, True),
+    (0.5, 0.5, False),    # 0 + 0.5 + 0.5 = 1.0 > 0.875: release first
+    (5.0, 0.1, False),    # the 5 s backoff that left the VIP on two directors
+])
+def test_resume_only_when_the_successor_is_advertising_in_time(
+        delay: float, startup: float, resume: bool) -> None:
+    g = guard()
+    assert g.can_resume(now=0.0, t_alive=0.0, delay=delay, startup=startup) is resume
+
+
+def test_sub_100ms_adverts_are_floored() -> None:
+    g = guard(TWO.replace("advert_int 0.5", "advert_int 0.05"))
+    assert g.heartbeat() == (0.025, 0.1)
+
+
+def test_no_instance_means_nothing_to_guard() -> None:
+    g = guard("virtual_server 192.0.2.9 80 {\n real_server 192.0.2.10 80 {\n"
+              "  TCP_CHECK {\n  }\n }\n}\n")
+    assert g.instances == {} and g.advert_s == 1.0

@@ -247,3 +247,33 @@ def test_overlapping_reloads_end_on_the_newest_file(lab: PairLab) -> None:
         assert d1.status()["reload_errors"] == 0
     finally:
         d1.close()
+
+
+def test_hung_check_worker_is_replaced_and_status_does_not_wait_for_it(lab: PairLab) -> None:
+    """Item 2, the check side: a SIGSTOPped check worker is replaced by the
+    heartbeat (2 s, was 5 s) without any pool change, and `hafast status` meanwhile
+    reports it as not answering instead of waiting for it."""
+    servers = lab.servers[:SERVERS]
+    d1 = lab.start("d1", lab.conf("d1", servers))
+    try:
+        d1.wait_ready(30)
+        st = d1.wait_for(lambda st: pool_size(st) == SERVERS and all(
+            r["pool_weight"] == 1 for r in st["pools"]["virtual_servers"][0]["real_servers"]),
+            30, "1,000 servers in the pool")
+        changes = dict(st["pools"]["changes"])
+        victim = d1.worker_pid("check")
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            st = d1.wait_for(lambda st: not st["workers"][1]["answering"], 5,
+                             "the stopped worker reported as not answering")
+            assert st["workers"][1]["pid"] == victim
+            st = d1.wait_for(lambda st: st["workers"][1]["heartbeat_kills"] == 1
+                             and st["workers"][1]["answering"], 15, "check0 replaced")
+        finally:
+            with suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)
+        assert st["workers"][1]["pid"] != victim
+        time.sleep(2)  # two delay_loops of the new worker
+        assert d1.status()["pools"]["changes"] == changes  # nothing healthy removed
+    finally:
+        d1.close()

@@ -742,6 +742,9 @@ class Supervisor:
         how = f"signal {-code}" if code < 0 else f"status {code}"
         if self.options.dont_respawn:
             log.error("%s (pid %d) exited with %s; -R given, stopping", w.name, w.pid, how)
+            if w.role == VRRP:
+                # Nobody will advertise for its VIPs again.
+                await self._release_vips(self._take_masters(), "no respawn (-R)")
             self.request_stop("worker exit")
             return
         now = time.monotonic()

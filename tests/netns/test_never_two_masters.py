@@ -132,9 +132,9 @@ def confs(lab: PairLab, advert: str) -> tuple[str, str]:
     return hafast, peer
 
 
-def start_pair(lab: PairLab, advert: str) -> tuple[Daemon, Keepalived]:
+def start_pair(lab: PairLab, advert: str, *extra: str) -> tuple[Daemon, Keepalived]:
     hafast_conf, peer_conf = confs(lab, advert)
-    d1 = lab.start("d1", hafast_conf)
+    d1 = lab.start("d1", hafast_conf, *extra)
     ka = Keepalived(lab, "d2", peer_conf)
     d1.wait_ready(30)
     lab.wait(lambda: lab.holders() == ["d1"], 20, "VIP on d1 only")
@@ -208,6 +208,26 @@ def test_hung_vrrp_worker_loses_its_vip_before_the_peer_takes_over(lab: PairLab,
         sampler.halt.set()
         with suppress(ProcessLookupError):
             os.kill(victim, signal.SIGCONT)
+        ka.close()
+        d1.close()
+
+
+def test_no_respawn_releases_the_vip_of_a_dead_vrrp_worker(lab: PairLab) -> None:
+    """With -R the daemon stops when a worker dies; nobody will advertise for the
+    dead worker's VIP again, so it must not stay behind on d1."""
+    d1, ka = start_pair(lab, "1", "-R")
+    sampler = Sampler(lab)
+    try:
+        sampler.start()
+        os.kill(d1.worker_pid("vrrp"), signal.SIGKILL)
+        d1.proc.wait(20)
+        lab.wait(lambda: lab.holders() == ["d2"], 10, "VIP on keepalived only")
+        time.sleep(1)
+        sampler.stop()
+        assert sampler.longest() < HANDOVER_S, report("-R", sampler, d1, ka)
+        assert "no respawn (-R): released the VIPs of VI_1" in d1.log_text()
+    finally:
+        sampler.halt.set()
         ka.close()
         d1.close()
 

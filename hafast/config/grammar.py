@@ -344,6 +344,30 @@ def conv_lvs_timeouts(args: Sequence[Token]) -> Any:
     return LvsTimeouts(**values)
 
 
+def conv_rx_bufs_policy(args: Sequence[Token]) -> str | int:
+    """``vrrp_rx_bufs_policy MTU|ADVERT|NUMBER`` (keepalived global_parser.c): one of
+    them.  keepalived reports two policies, or a policy with a size, as a config
+    error (and then keeps one); we refuse it, as ``keepalived -t`` does."""
+    policies: list[str] = []
+    sizes: list[int] = []
+    for t in args:
+        word = t.text.upper()
+        if word in ("MTU", "ADVERT"):
+            policies.append(word)
+        elif t.text.isdigit() and int(t.text) <= 0xFFFFFFFF:
+            sizes.append(int(t.text))
+        else:
+            raise BadValue(t, f"'{t.text}' is not MTU, ADVERT or a size in bytes "
+                              "(0..4294967295)")
+    if sizes and policies:
+        raise BadValue(args[0], "a size and a policy cannot both be given (keepalived "
+                                "ignores the policy)")
+    if len(set(policies)) > 1:
+        raise BadValue(args[0], "MTU and ADVERT cannot both be given (keepalived ignores "
+                                "ADVERT)")
+    return policies[0] if policies else sizes[-1]
+
+
 def conv_listen(args: Sequence[Token]) -> str:
     """``ADDR:PORT`` or ``[IPv6]:PORT`` -> the same text, address normalised."""
     t = args[0]
@@ -558,6 +582,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "persist": conv_persistence,
     "lvs_timeouts": conv_lvs_timeouts,
     "listen": conv_listen,
+    "rxbufs": conv_rx_bufs_policy,
     "any": line_words,
     # factories: name:arg,arg
     "int": conv_int,
@@ -821,8 +846,8 @@ lvs_netlink_monitor_rcv_bufs v 1 int:0,2147483647 -
 lvs_netlink_monitor_rcv_bufs_force f 0-1 flag -
 process_monitor_rcv_bufs v 1 int:0,2147483647 -
 process_monitor_rcv_bufs_force f 0-1 flag -
-vrrp_rx_bufs_policy v  1+   any           -
-vrrp_rx_bufs_multiplier v 1 int:1,2147483647 -
+vrrp_rx_bufs_policy v  1+   rxbufs        vrrp_rx_bufs_policy
+vrrp_rx_bufs_multiplier v 1 int:1,2147483647 vrrp_rx_bufs_multiplier
 lvs_sync_daemon     v  1+   any           -
 lvs_timeouts        v  2+   lvs_timeouts  lvs_timeouts
 lvs_flush           f  0-1  flag          lvs_flush
@@ -912,7 +937,7 @@ unicast_fault_no_peer f 0-1 flag          -
 check_unicast_src   f  0-1  flag          check_unicast_src
 old_unicast_checksum v 0-1  any           -
 v3_checksum_as_v2   f  0-1  flag          v3_checksum_as_v2
-kernel_rx_buf_size  v  1    int:0,2147483647 -
+kernel_rx_buf_size  v  1    int:0,2147483647 kernel_rx_buf_size
 nopreempt           f  0-1  flag          nopreempt
 preempt             f  0-1  flag          -
 preempt_delay       v  1    timer:0,1000  preempt_delay_us

@@ -109,6 +109,10 @@ class GlobalDefs:
     lvs_timeouts: LvsTimeouts = LvsTimeouts()
     rs_init_notifies: bool = False  # report every real server's first state as a change
     v3_checksum_as_v2: bool = False  # default of every instance's v3_checksum_as_v2
+    # VRRP sockets' SO_RCVBUF (hafast.vrrp.rxbufs): "MTU", "ADVERT", a byte count, or
+    # None (not set: keepalived leaves the system default, hafast asks for 1 MiB)
+    vrrp_rx_bufs_policy: str | int | None = None
+    vrrp_rx_bufs_multiplier: int = 3
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)
@@ -251,6 +255,7 @@ class VrrpInstance:
     garp_master_refresh_us: int = 0
     garp_master_refresh_repeat: int = 1
     authentication: Authentication | None = None
+    kernel_rx_buf_size: int = 0  # this instance's SO_RCVBUF share (0: the global policy)
     notify_master: Script | None = None
     notify_backup: Script | None = None
     notify_fault: Script | None = None

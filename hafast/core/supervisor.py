@@ -1439,10 +1439,11 @@ class VrrpSide:
 
     def status(self) -> dict[str, Any]:
         by_name = {i.name: i for i in self.config.vrrp_instances}
+        sockets = self.worker.transport.counters()
         out = []
         for inst in self.worker.instances:
-            out.append(instance_json(inst, by_name.get(inst.name)))
-        return {"instances": out, "sockets": self.worker.transport.counters()}
+            out.append(instance_json(inst, by_name.get(inst.name), sockets))
+        return {"instances": out, "sockets": sockets}
 
 
 class _HeldNotifier:
@@ -1470,8 +1471,27 @@ def _state_word(state: Any) -> str:
 KA_STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
 
 
-def instance_json(inst: Any, cfg: m.VrrpInstance | None) -> dict[str, Any]:
-    """One instance in keepalived's JSON shape: ``{"data": {...}, "stats": {...}}``."""
+def _auth_type(inst: Any, cfg: m.VrrpInstance) -> int:
+    """keepalived's ``auth_type`` number (vrrp_json.c: 0 none, 1 PASS, 2 AH) of what
+    the instance speaks: its channel's, so VRRPv3 (RFC 5798 has no authentication)
+    and AH over IPv6 say 0, as keepalived does after its own fix-ups."""
+    from hafast.vrrp.from_config import channel_for
+
+    wire = getattr(getattr(inst, "sender", None), "cfg", None)
+    if wire is None:
+        wire = channel_for(cfg, m.GlobalDefs())
+    return int(wire.auth_type)
+
+
+def instance_json(inst: Any, cfg: m.VrrpInstance | None,
+                  sockets: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One instance in keepalived's JSON shape: ``{"data": {...}, "stats": {...}}``,
+    plus hafast's ``rejects`` (every reason this instance dropped an advert for,
+    keepalived-named or not) and ``socket``: the view of the socket it receives on
+    (drops by reason, kernel drops; :meth:`hafast.vrrp.transport.VrrpSocket.view`)
+    from ``sockets``.  The parent passes each instance on as it is, so the socket's
+    counters travel with its instances (the dumps and /metrics take each socket once).
+    """
     p = inst.spec.params
     s = inst.machine.state
     word = _state_word(s.state)
@@ -1501,9 +1521,14 @@ def instance_json(inst: Any, cfg: m.VrrpInstance | None) -> dict[str, Any]:
         "state_name": word,
     }
     if cfg is not None:
-        data["auth_type"] = {None: 0, "PASS": 1, "AH": 2}.get(getattr(cfg, "auth_type", None), 0)
+        data["auth_type"] = _auth_type(inst, cfg)
         data["track_script"] = [t.name for t in cfg.track_script]
-    return {"data": data, "stats": dict(inst.counters)}
+    out: dict[str, Any] = {"data": data, "stats": dict(inst.counters),
+                           "rejects": dict(inst.rejects)}
+    sock = getattr(getattr(inst, "sender", None), "sock", None)
+    if sockets is not None and sock is not None and sock.name in sockets:
+        out["socket"] = sockets[sock.name]
+    return out
 
 
 class ResumingVips:

@@ -327,6 +327,11 @@ class PoolBackend(Protocol):
 
     async def set_timeouts(self, timeouts: Timeouts) -> None: ...
 
+    async def release(self) -> None:
+        """A graceful stop without keep, after the manager removed its services: undo
+        what the backend made for itself (the nft table).  Not called with keep."""
+        ...
+
 
 async def apply_one_by_one(backend: PoolBackend, changes: Sequence[Change]) -> int:
     """The plain way to carry out ``changes``: one idempotent call each."""

@@ -166,6 +166,9 @@ class IpvsBackend:
         """sendmsg calls of the batch link (pyroute2 requests count one each)."""
         return self._pr2_messages + (self._link.sends if self._link else 0)
 
+    async def release(self) -> None:
+        """Nothing of ours beyond the services the manager removed: IPVS has no table."""
+
     async def close(self) -> None:
         if self._executor is None:
             return

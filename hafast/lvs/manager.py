@@ -14,8 +14,9 @@ costs a diff of the one or few services it touched (never a dump of the table).
   services are synced by one task, coalescing what arrives meanwhile;
 - reload: the policy adopts the new configuration and only the difference is
   applied (an unchanged healthy server is never removed);
-- stop: with omega the notifiers run; what hafast owns is removed, unless
-  ``keep`` (keepalived's ``--dont-release-ipvs``); the scripts still running are
+- stop: with omega the notifiers run; what hafast owns is removed, and then what
+  the backend made for itself (the nft table), unless ``keep`` (keepalived's
+  ``--dont-release-ipvs``: everything stays as it was); the scripts still running are
   waited for (at most ``child_wait`` seconds) so none is left unreaped when the
   loop closes.
 
@@ -193,6 +194,7 @@ class PoolManager:
             changes = [Change(DEL_SERVICE, self.applied.services[k])
                        for k in sorted(self.owned & set(self.applied.services), key=str)]
             n = await self._apply(changes)
+            await self.backend.release()
         await self.backend.close()
         if self._notifier is not None:
             self._notifier.close()

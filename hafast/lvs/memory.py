@@ -52,6 +52,9 @@ class MemoryBackend:
     async def close(self) -> None:
         self.opened = False
 
+    async def release(self) -> None:
+        """Nothing to undo beyond the services."""
+
     async def dump(self) -> Pool:
         self.messages += 1
         return self.pool.copy()

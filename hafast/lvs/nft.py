@@ -24,7 +24,9 @@ apply).  Weight 0 drains as in IPVS: no new connections, established ones keep
 their conntrack entry.
 
 The table is hafast's alone: :meth:`NftBackend.open` recreates it, so a restart
-starts from a clean table (live connections keep their NAT in conntrack).
+starts from a clean table (live connections keep their NAT in conntrack), and a
+graceful stop deletes it (:meth:`NftBackend.release`) unless ``-I``
+(``--dont-release-ipvs``) keeps it, content and all.
 Scripts run through libnftables (ctypes) in the calling thread, so in that
 thread's network namespace.
 
@@ -171,9 +173,13 @@ class NftBackend:
         self.pool = Pool()
 
     async def close(self) -> None:
-        """The table stays (keep) unless the manager removed every service."""
+        """Nothing to close (libnftables opens a context per script); the table stays
+        unless :meth:`release` removed it."""
 
-    async def delete_table(self) -> None:
+    async def release(self) -> None:
+        """Delete the table we made: the manager has removed every service, and an
+        empty table left behind after SIGTERM is ours to clean up (keepalived leaves
+        nothing of its own in IPVS either)."""
         self._run([f"table inet {self.table}", f"delete table inet {self.table}"])
         self.pool = Pool()
 

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from hafast.core.cmdline import RUN_DIR
 from hafast.core.control import query
+from hafast.status.dump import vrrp_sockets
 
 
 def default_socket(namespace: str | None) -> str:
@@ -40,6 +41,11 @@ def render(st: dict[str, Any], *, limit: int = 50) -> str:
                      f"prio {d['effective_priority']}/{d['base_priority']}  vrid {d['vrid']}  "
                      f"{d['ifp_ifname']}  {' '.join(d['vips'])}  adverts rx {s['advert_rcvd']} "
                      f"tx {s['advert_sent']}")
+    for sock in vrrp_sockets(st):
+        seen = [f"{r} {n}" for r, n in sock["drops"].items() if n]
+        lines.append(f"VRRP  socket {sock['name']}  rx {sock['rx_packets']}  dropped "
+                     f"{sum(sock['drops'].values())}{' (' + ', '.join(seen) + ')' if seen else ''}"
+                     f"  kernel drops {sock['kernel_drops']}  rcvbuf {sock['rcvbuf']}")
     for chk in st.get("checkers", ()):
         lines.append(f"CHECK shard {chk['shard']}/{chk['shards']}: {chk['checks']} checks, "
                      f"{chk['up']} up, {chk['down']} down, lag {chk['lag']['last'] * 1000:.1f} ms")

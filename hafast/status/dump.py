@@ -7,7 +7,12 @@ SIGUSR1    /tmp/keepalived.data    text: configuration summary and state (keepal
                                    says its format is not stable; neither is ours)
 SIGUSR2    /tmp/keepalived.stats   text: per-instance VRRP counters, keepalived's
                                    layout (``VRRP Instance: NAME`` then indented
-                                   counters), then checker and pool counters
+                                   counters); then, in the same layout, each VRRP
+                                   socket's drops by reason and the kernel's drops
+                                   (``VRRP Socket: eth0/v4``; keepalived has no such
+                                   block: packets it drops before an instance is
+                                   found are only logged); then checker and pool
+                                   counters
 SIGRTMIN+2 /tmp/keepalived.json    keepalived's JSON: a list of ``{"data", "stats"}``
                                    per VRRP instance, field names from vrrp_json.c
                                    (what keepalived_exporter reads)
@@ -120,6 +125,22 @@ def vrrp_json(status: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def vrrp_sockets(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each VRRP socket's view once (instances on one interface share their socket).
+
+    >>> st = {"vrrp": [{"socket": {"name": "eth0/v4"}}, {"socket": {"name": "eth0/v4"}},
+    ...                {"data": {}}]}
+    >>> vrrp_sockets(st)
+    [{'name': 'eth0/v4'}]
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    for inst in status.get("vrrp", ()):
+        sock = inst.get("socket")
+        if sock is not None:
+            seen.setdefault(sock["name"], sock)
+    return list(seen.values())
+
+
 def check_json(status: dict[str, Any]) -> dict[str, Any]:
     """Checkers (per worker shard) and pools (per virtual server), hafast's shape."""
     return {"checkers": status.get("checkers", []), "pools": status.get("pools"),
@@ -155,6 +176,14 @@ def stats_text(status: dict[str, Any]) -> str:
         lines.append("  Priority Zero:")
         lines.append(f"    Received: {st.get('pri_zero_rcvd', 0)}")
         lines.append(f"    Sent: {st.get('pri_zero_sent', 0)}")
+    for sock in vrrp_sockets(status):
+        lines.append(f"VRRP Socket: {sock['name']}")
+        lines.append(f"  Received: {sock['rx_packets']}")
+        lines.append(f"  Receive buffer: {sock['rcvbuf']}")
+        lines.append("  Dropped:")
+        lines.extend(f"    {reason}: {n}" for reason, n in sock["drops"].items())
+        lines.append(f"  Kernel drops: {sock['kernel_drops']}")
+        lines.append(f"  Send failures: {sock['tx_dropped']}")
     for chk in status.get("checkers", ()):
         lines.append(f"Check worker shard {chk['shard']}/{chk['shards']}:")
         lines.append(f"  Checks: {chk['checks']}  Real servers: {chk['real_servers']} "

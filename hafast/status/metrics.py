@@ -12,6 +12,14 @@ so existing dashboards and alerts keep working; everything else is ``hafast_``:
 ``keepalived_vrrp_state{iname,intf,vrid,ip_address}``  0 INIT 1 BACKUP 2 MASTER 3 FAULT
 ``keepalived_advertisements_received_total`` ...       keepalived's per-instance counters
 ``hafast_vrrp_priority{iname,...}``                    effective priority (base as well)
+``hafast_vrrp_dropped_packets_total{intf,family,       received VRRP packets dropped, per
+reason}``                                              socket and reason (every reason,
+                                                       zeros too)
+``hafast_vrrp_kernel_dropped_packets_total{intf,       dropped by the kernel before we
+family}``                                              read them (a full receive buffer)
+``hafast_vrrp_received_packets_total`` /               per socket
+``hafast_vrrp_send_failures_total{intf,family}``
+``hafast_vrrp_receive_buffer_bytes{intf,family}``      SO_RCVBUF as the kernel granted it
 ``hafast_real_server_up{virtual_server,real_server}``   health as the pool policy sees it
 ``hafast_real_server_weight{...}``                     weight in the pool (0: not in it)
 ``hafast_virtual_server_quorum_up{virtual_server}``    quorum state
@@ -43,6 +51,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from hafast.status.dump import vrrp_sockets
+
 log = logging.getLogger("hafast.metrics")
 
 # keepalived's counter -> keepalived_exporter's metric name (without _total).
@@ -63,6 +73,7 @@ VRRP_COUNTERS: dict[str, str] = {
     "pri_zero_sent": "keepalived_priority_zero_sent",
 }
 VRRP_LABELS = ["iname", "intf", "vrid"]
+SOCKET_LABELS = ["intf", "family"]
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -96,6 +107,7 @@ class StatusCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from vrrp_families(st)
+        yield from vrrp_socket_families(st)
         yield from check_families(st)
         yield from daemon_families(st)
 
@@ -123,6 +135,32 @@ def vrrp_families(st: dict[str, Any]) -> Iterator[Metric]:
     yield prio
     yield base
     yield from counters.values()
+
+
+def vrrp_socket_families(st: dict[str, Any]) -> Iterator[Metric]:
+    """Per VRRP socket: drops by reason (keepalived_exporter has no such series; the
+    per-instance errors it names are in :func:`vrrp_families`) and the kernel's."""
+    dropped = CounterMetricFamily("hafast_vrrp_dropped_packets",
+                                  "received VRRP packets dropped, by reason",
+                                  labels=[*SOCKET_LABELS, "reason"])
+    kernel = CounterMetricFamily("hafast_vrrp_kernel_dropped_packets",
+                                 "VRRP packets the kernel dropped before they were read "
+                                 "(receive buffer full)", labels=SOCKET_LABELS)
+    received = CounterMetricFamily("hafast_vrrp_received_packets",
+                                   "VRRP packets read from the socket", labels=SOCKET_LABELS)
+    tx_failed = CounterMetricFamily("hafast_vrrp_send_failures",
+                                    "adverts the socket could not send", labels=SOCKET_LABELS)
+    rcvbuf = GaugeMetricFamily("hafast_vrrp_receive_buffer_bytes",
+                               "SO_RCVBUF as the kernel granted it", labels=SOCKET_LABELS)
+    for sock in vrrp_sockets(st):
+        labels = [sock["ifname"], str(sock["family"])]
+        for reason, n in sock["drops"].items():
+            dropped.add_metric([*labels, reason], n)
+        kernel.add_metric(labels, sock["kernel_drops"])
+        received.add_metric(labels, sock["rx_packets"])
+        tx_failed.add_metric(labels, sock["tx_dropped"])
+        rcvbuf.add_metric(labels, sock["rcvbuf"])
+    yield from (dropped, kernel, received, tx_failed, rcvbuf)
 
 
 def check_families(st: dict[str, Any]) -> Iterator[Metric]:

@@ -33,7 +33,7 @@ from hafast.core.notify import Notifier, as_argv
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
 from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
 from hafast.vrrp import fsm
-from hafast.vrrp.from_config import InstancePlan, plan_instances
+from hafast.vrrp.from_config import InstancePlan, plan_instances, rx_bufs_of
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import (
     STATE_WORDS,
@@ -61,7 +61,7 @@ class VrrpWorker:
         self.loop = loop
         self.config = config
         self.timers = precise_timers(loop)
-        self.transport = Transport(loop)
+        self.transport = Transport(loop, rx_bufs_of(config.global_defs))
         self._own_vips = vips is None
         self.vips: VipOps = NetlinkVips() if vips is None else vips
         self.linkwatch = LinkWatch(loop)
@@ -222,6 +222,9 @@ class VrrpWorker:
                 continue
             self.instances.append(built)
             self._start_as(built, old.state if old is not None else None)
+        # Channels came and went, and vrrp_rx_bufs_* may have changed: as keepalived
+        # opens its sockets afresh on reload, each is sized again for its instances.
+        self.transport.set_rx_bufs(rx_bufs_of(config.global_defs))
         # A track_file first named by this reload got its tracker in bind(); poll it.
         for ft in self.tracking.files.values():
             if getattr(ft, "_handle", None) is None:

@@ -35,6 +35,7 @@ from hafast.core.notify import notify_scripts
 from hafast.net.vip import parse_route
 from hafast.vrrp.instance import InstanceSpec
 from hafast.vrrp.params import VrrpParams
+from hafast.vrrp.rxbufs import RxBufs
 from hafast.vrrp.timers import US_PER_CENTISECOND, US_PER_SECOND
 from hafast.vrrp.transport import ChannelConfig
 
@@ -112,7 +113,13 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
         auth_type=auth_type,
         auth_data=auth_data,
         v3_checksum=CHECKSUM_MESSAGE if as_v2 else CHECKSUM_PSEUDO,
+        kernel_rx_buf_size=inst.kernel_rx_buf_size,
     )
+
+
+def rx_bufs_of(gd: GlobalDefs) -> RxBufs:
+    """keepalived's ``vrrp_rx_bufs_policy`` and ``vrrp_rx_bufs_multiplier``."""
+    return RxBufs(gd.vrrp_rx_bufs_policy, gd.vrrp_rx_bufs_multiplier)
 
 
 def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:

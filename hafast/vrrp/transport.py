@@ -7,6 +7,14 @@ instance's expectations (version, auth, interval).  Unknown VRIDs are counted on
 the socket.  Sockets are non-blocking and driven by ``loop.add_reader``; a send
 that would block is dropped and counted, never waited for.
 
+Every packet received and not handed on is counted on its socket under one stable
+reason (:data:`DROP_REASONS`: the codec's reject reasons, keepalived's names where
+it has one, plus ``unknown_vrid``), and the kernel's own count of what it dropped
+before we could read it (a full receive buffer) is read from /proc/net/raw[6]: the
+socket's view (:meth:`VrrpSocket.view`) is what status, the stats dump and
+/metrics show.  The receive buffer is sized as keepalived's ``vrrp_rx_bufs_policy``
+says (:mod:`hafast.vrrp.rxbufs`).
+
 IPv4 packets are built whole (``encode_ipv4``: TTL 255, TOS 0xc0) and sent with
 IP_HDRINCL, because the v3 pseudo-header checksum needs the exact source address
 and binding a raw socket to a unicast source would stop it receiving multicast.
@@ -24,26 +32,42 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import logging
+import os
 import socket
 import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from hafast._core.vrrp_codec import Advert, decode_ipv4, decode_payload, encode, encode_ipv4
 from hafast._core.vrrp_constants import (
     AUTH_AH,
     AUTH_PASS,
+    BUFFER_ERR,
     CHECKSUM_ANY,
     CHECKSUM_PSEUDO,
     FAMILY_IPV4,
     FAMILY_IPV6,
     IPPROTO_AH,
     IPPROTO_VRRP,
+    OK,
+    PACKET_LEN_ERR,
+    PARAM_ERR,
+    REASONS,
     VRRP_TOS,
     VRRP_TTL,
+)
+from hafast.vrrp.rxbufs import (
+    DEFAULT_RX_BUF,
+    POLICY_MTU,
+    RxBufs,
+    RxMember,
+    advert_len,
+    rx_buf_size,
 )
 
 log = logging.getLogger("hafast.vrrp.transport")
@@ -100,19 +124,90 @@ class ChannelConfig:
     auth_type: int = 0  # v2: 0 none, 1 PASS, 2 AH
     auth_data: bytes = b""  # v2 PASS: the 8 bytes; AH: the HMAC-MD5 key (same 8 bytes)
     v3_checksum: str = CHECKSUM_PSEUDO  # how we send; receive accepts both (detects)
+    kernel_rx_buf_size: int = 0  # keepalived's per-instance SO_RCVBUF share (0: policy)
 
     @property
     def unicast(self) -> bool:
         return bool(self.peers)
+
+    @property
+    def advert_len(self) -> int:
+        """What one of our adverts occupies (keepalived's ``vrrp_adv_len``)."""
+        return advert_len(self.family, self.version, len(self.addresses), self.auth_type)
+
+
+# A packet for a VRID no instance on the socket has (RFC 6527 vrrpRouterVrIdErrors).
+UNKNOWN_VRID = "unknown_vrid"
+# Every reason a received packet is dropped for, in a fixed order: each socket reports
+# all of them (zeros too), so a metric series exists before its first drop.  The codec
+# can also say buffer_err/param_err, but only for arguments we pass, never for a packet.
+DROP_REASONS: tuple[str, ...] = (
+    UNKNOWN_VRID, *(r for r in REASONS if r not in (OK, BUFFER_ERR, PARAM_ERR)))
 
 
 @dataclass(slots=True)
 class SocketCounters:
     rx_packets: int = 0
     unknown_vrid: int = 0
-    short_packets: int = 0
+    short_packets: int = 0  # too short to name a VRID (reported as packet_len_err)
     tx_dropped: int = 0
-    own_packets: int = 0
+    own_packets: int = 0  # our own adverts, looped back (not a drop)
+    rejects: dict[str, int] = field(default_factory=dict)  # a channel's codec verdicts
+
+    def drops(self) -> dict[str, int]:
+        """Every receive drop by reason (:data:`DROP_REASONS`, zeros included)."""
+        out = dict.fromkeys(DROP_REASONS, 0)
+        for reason, n in self.rejects.items():
+            out[reason] = out.get(reason, 0) + n
+        out[UNKNOWN_VRID] += self.unknown_vrid
+        out[PACKET_LEN_ERR] += self.short_packets
+        return out
+
+
+def parse_proc_net_raw(text: str) -> dict[int, int]:
+    """``{inode: drops}`` from /proc/net/raw or /proc/net/raw6.
+
+    ``drops`` is the socket's ``sk_drops``: what the kernel threw away for it, mostly
+    because its receive buffer was full (``sock_queue_rcv_skb`` failing in
+    ``raw_rcv_skb``).  The inode is the tenth column, drops the last.
+
+    >>> parse_proc_net_raw("  sl local rem st tx:rx tr retr uid timeout inode ref ptr drops\\n"
+    ...                    " 1: 0:0070 0:0 07 0:0 00:0 0 0 0 4242 2 0 14791\\n")
+    {4242: 14791}
+    """
+    out: dict[int, int] = {}
+    for line in text.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 13:
+            continue
+        try:
+            out[int(cols[9])] = int(cols[-1])
+        except ValueError:
+            continue
+    return out
+
+
+def read_kernel_drops() -> dict[int, int]:
+    """``{inode: drops}`` of every raw socket in this network namespace."""
+    out: dict[int, int] = {}
+    for path in ("/proc/net/raw", "/proc/net/raw6"):
+        try:
+            with open(path) as f:
+                out.update(parse_proc_net_raw(f.read()))
+        except OSError:
+            continue
+    return out
+
+
+SIOCGIFMTU = 0x8921  # <linux/sockios.h>
+_IFREQ = struct.Struct("16si16x")
+
+
+def interface_mtu(ifname: str) -> int:
+    """The MTU of ``ifname`` (ioctl: no /sys needed, which a namespace may not remount)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        got = fcntl.ioctl(s.fileno(), SIOCGIFMTU, _IFREQ.pack(ifname.encode(), 0))
+    return int(_IFREQ.unpack(got)[1])
 
 
 class RateLimitedLog:
@@ -142,6 +237,11 @@ def _ntop(family: int, packed: bytes) -> str:
 class VrrpSocket:
     """The raw IPPROTO_VRRP socket of one interface and family."""
 
+    # What the kernel granted for SO_RCVBUF (it doubles the request, capped at
+    # rmem_max): reported, because a policy the kernel capped is not what was asked.
+    rcvbuf = 0
+    inodes: tuple[int, ...] = ()  # of the socket(s), to find their kernel drop counts
+
     def __init__(self, loop: asyncio.AbstractEventLoop, ifname: str, family: int) -> None:
         self.loop = loop
         self.ifname = ifname
@@ -157,7 +257,8 @@ class VrrpSocket:
         try:
             s.setblocking(False)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            # Sized once its channels are known (size_rx_bufs); until then the default.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DEFAULT_RX_BUF)
             if family == FAMILY_IPV4:
                 s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
                 # RFC 5798 §5.1.1.3: TTL 255 (the header we build carries it too).
@@ -181,6 +282,7 @@ class VrrpSocket:
             raise
         self.sock = s
         self.ah_sock: socket.socket | None = None
+        self.inodes = (os.fstat(s.fileno()).st_ino,)
         loop.add_reader(s.fileno(), self._on_readable, s)
 
     def enable_ah(self) -> None:
@@ -193,7 +295,7 @@ class VrrpSocket:
         try:
             s.setblocking(False)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DEFAULT_RX_BUF)
             s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
             s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             for group in self._groups:
@@ -203,6 +305,7 @@ class VrrpSocket:
             s.close()
             raise
         self.ah_sock = s
+        self.inodes = (*self.inodes, os.fstat(s.fileno()).st_ino)
         self.loop.add_reader(s.fileno(), self._on_readable, s)
 
     # -- membership and demux -----------------------------------------------------
@@ -234,6 +337,54 @@ class VrrpSocket:
     @property
     def idle(self) -> bool:
         return not self._channels
+
+    @property
+    def name(self) -> str:
+        """How status and metrics name the socket: ``eth0/v4``."""
+        return f"{self.ifname}/v{self.family}"
+
+    # -- receive buffer -----------------------------------------------------------
+
+    def size_rx_bufs(self, bufs: RxBufs) -> None:
+        """Ask for the SO_RCVBUF ``bufs`` gives the channels on this socket.
+
+        keepalived keeps AH instances on a socket of their own (protocol 51), and so
+        do we: each socket is sized for the instances whose adverts it receives.
+        Nothing configured: :data:`DEFAULT_RX_BUF`.  SO_RCVBUF, not SO_RCVBUFFORCE,
+        as keepalived: net.core.rmem_max still caps it.
+        """
+        channels = list(self._channels.values())
+        mtu = 0
+        if bufs.policy == POLICY_MTU:
+            try:
+                mtu = interface_mtu(self.ifname)
+            except OSError as exc:
+                self._rlog.warning("mtu", "%s: cannot read the MTU (%s)", self.ifname, exc)
+        for s, ah in ((self.sock, False), (self.ah_sock, True)):
+            if s is None:
+                continue
+            members = [RxMember(c.cfg.advert_len, mtu, c.cfg.kernel_rx_buf_size)
+                       for c in channels if (c.cfg.auth_type == AUTH_AH) is ah]
+            size = rx_buf_size(bufs, members) or DEFAULT_RX_BUF
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            except OSError as exc:
+                self._rlog.warning("rcvbuf", "%s: SO_RCVBUF %d: %s", self.ifname, size, exc)
+            if not ah:
+                self.rcvbuf = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    # -- what it counted ------------------------------------------------------------
+
+    def view(self, kernel_drops: Mapping[int, int]) -> dict[str, Any]:
+        """The socket's counters for status, dumps and metrics; ``kernel_drops`` is
+        :func:`read_kernel_drops` (read once for all sockets)."""
+        c = self.counters
+        return {"name": self.name, "ifname": self.ifname, "family": self.family,
+                "rx_packets": c.rx_packets, "unknown_vrid": c.unknown_vrid,
+                "short_packets": c.short_packets, "tx_dropped": c.tx_dropped,
+                "own_packets": c.own_packets, "drops": c.drops(),
+                "kernel_drops": sum(kernel_drops.get(i, 0) for i in self.inodes),
+                "rcvbuf": self.rcvbuf}
 
     # -- receive ------------------------------------------------------------------
 
@@ -379,6 +530,10 @@ class Channel:
 
     def receive(self, advert: Advert, at_us: int | None = None) -> None:
         """Hand ``advert`` (arrived at ``at_us`` monotonic µs, None = now) to the instance."""
+        if not advert.ok:
+            # The socket's tally of every drop; the instance keeps its own as well.
+            rejects = self.sock.counters.rejects
+            rejects[advert.reason] = rejects.get(advert.reason, 0) + 1
         self.on_advert(advert, at_us)
 
     def encode(self, priority: int, dst: bytes) -> bytes:
@@ -411,10 +566,15 @@ class Channel:
 
 
 class Transport:
-    """The pool of VRRP sockets of one worker: one per interface and family."""
+    """The pool of VRRP sockets of one worker: one per interface and family.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    ``rx_bufs``: keepalived's ``vrrp_rx_bufs_policy`` / ``_multiplier``; each socket
+    is sized again whenever a channel joins it, and on :meth:`set_rx_bufs`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rx_bufs: RxBufs | None = None) -> None:
         self.loop = loop
+        self.rx_bufs = rx_bufs or RxBufs()
         self.sockets: dict[tuple[str, int], VrrpSocket] = {}
 
     def channel(self, cfg: ChannelConfig,
@@ -429,18 +589,19 @@ class Transport:
             sock.join(cfg.group)
         ch = Channel(sock, cfg, on_advert)
         sock.register(ch)
+        sock.size_rx_bufs(self.rx_bufs)
         return ch
 
-    def counters(self) -> dict[str, dict[str, int]]:
-        out = {}
-        for (ifname, fam), s in self.sockets.items():
-            c = s.counters
-            out[f"{ifname}/v{fam}"] = {
-                "rx_packets": c.rx_packets, "unknown_vrid": c.unknown_vrid,
-                "short_packets": c.short_packets, "tx_dropped": c.tx_dropped,
-                "own_packets": c.own_packets,
-            }
-        return out
+    def set_rx_bufs(self, bufs: RxBufs) -> None:
+        """A reload: size every socket again (channels may also have left)."""
+        self.rx_bufs = bufs
+        for s in self.sockets.values():
+            s.size_rx_bufs(bufs)
+
+    def counters(self, kernel_drops: Mapping[int, int] | None = None) -> dict[str, dict[str, Any]]:
+        """Every socket's :meth:`VrrpSocket.view` by name (``eth0/v4``)."""
+        kernel = read_kernel_drops() if kernel_drops is None else kernel_drops
+        return {s.name: s.view(kernel) for s in self.sockets.values()}
 
     def close(self) -> None:
         for s in self.sockets.values():

@@ -27,7 +27,7 @@ import pytest
 from hafast.config.loader import load_text
 from hafast.lab import Farm
 from hafast.lab.farm import body_for, http_get
-from hafast.lab.netns import call_in, socket_in
+from hafast.lab.netns import call_in, run_in, socket_in
 from hafast.lvs.manager import PoolManager, run_pool_worker
 from hafast.lvs.nft import NftBackend, chain_name
 from tests.conftest import require_root, require_tool
@@ -175,7 +175,8 @@ def test_nft_pool_follows_the_checks_and_traffic_follows_the_pool(
         thread.join(timeout=WAIT_S)
     assert not errors, errors
     assert backend.pool.services == {}
-    assert "s4_tcp" not in call_in(farm.director_ns, backend.listing)
+    # A graceful stop removes the table hafast made (issue 12, item 6).
+    assert "hafast_lvs" not in run_in(farm.director_ns, ["nft", "list", "tables"]).stdout
 
 
 def test_nft_backend_accepts_every_service_shape_and_removes_them() -> None:

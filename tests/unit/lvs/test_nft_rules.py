@@ -31,3 +31,45 @@ def test_ipv6_and_fwmark_services() -> None:
         "meta nfproto ipv4 dnat ip to numgen inc mod 1 map { 0 : 10.1.0.2 }")
     assert chain_name(fw.key) == "m4_7"
     assert chain_name(v6.key) == "s6_tcp_fd00__1_443"
+
+
+class RecordingNft:
+    """Stands in for libnftables: keeps the scripts."""
+
+    def __init__(self) -> None:
+        self.scripts: list[str] = []
+
+    def run(self, script: str, *, json_output: bool = False) -> str:
+        self.scripts.append(script)
+        return ""
+
+
+def _stop_after_start(keep: bool) -> list[str]:
+    import asyncio
+
+    from hafast.config.loader import load_text
+    from hafast.lvs.manager import PoolManager
+    from hafast.lvs.nft import NftBackend
+
+    conf = ("virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.1.0.1 80 {\n"
+            "  TCP_CHECK {\n  }\n }\n}\n")
+    nft = RecordingNft()
+
+    async def body() -> None:
+        mgr = PoolManager(load_text(conf).config, NftBackend(nft=nft),  # type: ignore[arg-type]
+                          keep=keep, run_scripts=False)
+        await mgr.start()
+        await mgr.stop()
+
+    asyncio.run(body())
+    return nft.scripts
+
+
+def test_graceful_stop_deletes_the_table_unless_dont_release_ipvs() -> None:
+    # Issue 12 item 6: an empty hafast_lvs was left behind after SIGTERM.
+    last = _stop_after_start(keep=False)[-1]
+    assert "delete table inet hafast_lvs" in last
+    # -I (keep): the table stays, its content too
+    scripts = _stop_after_start(keep=True)
+    assert not any("delete table" in s for s in scripts[1:])  # scripts[0]: open's reset
+    assert "add rule inet hafast_lvs" in scripts[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+from collections.abc import Generator
 from pathlib import Path
 from types import ModuleType
 
@@ -16,9 +17,12 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO = Path(__file__).resolve().parent.parent
-# shared/ sits beside the checkout (../shared) for sessions and CI alike.
-SHARED = Path(os.environ.get("HAFAST_SHARED", REPO.parent / "shared"))
-VECTORS = SHARED / "vectors" / "keepalived-2.2.7"
+# Everything the tests read lives in the repository: a clone in any folder runs it all.
+TESTS = REPO / "tests"
+# Debian keepalived 2.2.7's adverts, captured by tests/vectors/capture.py (see the README there).
+VECTORS = TESTS / "vectors" / "keepalived-2.2.7"
+# keepalived 2.2.7's configuration keywords, one a line (see the file's header).
+KEEPALIVED_KEYWORDS = TESTS / "data" / "keepalived-keywords.txt"
 # The reference genhash is Debian keepalived's, by path: hafast installs a `genhash`
 # console script too, and an activated venv must not make a test compare us with us.
 KEEPALIVED_GENHASH = "/usr/bin/genhash"
@@ -74,5 +78,26 @@ def twin_flavour(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
-    require(VECTORS.is_dir(), f"keepalived captures not found at {VECTORS}")
+    # Repository data, not a prerequisite: missing means a broken checkout, never a skip.
+    if not VECTORS.is_dir():
+        pytest.fail(f"keepalived captures missing from the repository: {VECTORS}")
     return VECTORS
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter,
+) -> Generator[None, None, None]:
+    """Outside CI a skip is allowed but never quiet: after pytest's own short summary
+    (this wrapper is the outermost), one loud line says how many tests were skipped."""
+    result = yield
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    if skipped and not IN_CI:
+        terminalreporter.write_sep(
+            "!",
+            f"hafast: {skipped} tests SKIPPED "
+            "(set CI=true to make a missing prerequisite an error)",
+            yellow=True,
+            bold=True,
+        )
+    return result

@@ -1,10 +1,10 @@
 """Every keepalived 2.2.7 advert in the captures decodes, validates and re-encodes byte for byte.
 
-The captures (see /work/shared/vectors/README.md): router .1 priority 100 and
-router .2 priority 90, VRID 51, VIP 192.168.77.100 or fd00:77::100, each sending
-adverts at its priority and 0 on shutdown.  The mismatch_* captures hold two
-peers that disagree; each side's adverts are decoded with the *other* side's
-configuration to show the reason that peer rejects them with.
+The captures (keepalived-2.2.7/ beside this file, made by capture.py; see the README
+there): router .1 priority 100 and router .2 priority 90, VRID 51, VIP 192.168.77.100
+or fd00:77::100, each sending adverts at its priority and 0 on shutdown.  The
+mismatch_* captures hold two peers that disagree; each side's adverts are decoded
+with the *other* side's configuration to show the reason that peer rejects them with.
 """
 
 from __future__ import annotations

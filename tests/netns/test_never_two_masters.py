@@ -172,6 +172,8 @@ def test_vrrp_worker_killed_ten_times_never_leaves_the_vip_on_both(lab: PairLab,
         lab.wait(lambda: lab.holders() == ["d1"], 20, "VIP back on d1 only")
         time.sleep(2 * float(advert))
         sampler.stop()
+        print(f"advert {advert}, SIGKILL x10: {len(sampler.overlaps())} overlaps, longest "
+              f"{sampler.longest():.3f}s, {len(sampler.samples)} samples")
         assert sampler.longest() < HANDOVER_S, report("SIGKILL x10", sampler, d1, ka)
         assert vrrp_worker(d1.status())["restarts"] == 10
         # The backoff outgrew the peer's master-down interval: the parent released
@@ -200,6 +202,8 @@ def test_hung_vrrp_worker_loses_its_vip_before_the_peer_takes_over(lab: PairLab,
         lab.wait(lambda: lab.holders() == ["d1"], 20, "VIP back on d1 only")
         time.sleep(2 * float(advert))
         sampler.stop()
+        print(f"advert {advert}, SIGSTOP 10 s: {len(sampler.overlaps())} overlaps, longest "
+              f"{sampler.longest():.3f}s, {len(sampler.samples)} samples")
         assert sampler.longest() < HANDOVER_S, report("SIGSTOP 10 s", sampler, d1, ka)
         w = vrrp_worker(d1.status())
         assert w["heartbeat_kills"] == 1 and w["pid"] != victim

@@ -16,12 +16,17 @@ from typing import Any
 
 import pytest
 
+from hafast.check import side as cside
 from hafast.check.engine import Engine
 from hafast.check.events import DOWN, UP, ServerEvent
 from hafast.config.loader import load_text
+from hafast.core import ipc
 from hafast.core import supervisor as sup
 from hafast.core.control import ControlServer, query
+from hafast.lvs import keeper as lvs_keeper
 from hafast.lvs.memory import MemoryBackend
+from hafast.net import addrwatch as aw
+from hafast.vrrp import side as vside
 
 CONF = """
 virtual_server 10.0.0.1 80 {
@@ -48,17 +53,17 @@ def test_wire_roundtrip_of_config_and_events() -> None:
     cfg = config()
     ev = ServerEvent(cfg.virtual_servers[0].key, ("10.1.0.1", 80), DOWN, 2, "x", 1.5)
     for kind, payload in (("init", {"config": cfg}), ("events", [ev]), ("ping", 7)):
-        frame = sup.encode(kind, payload)
+        frame = ipc.encode(kind, payload)
         assert int.from_bytes(frame[:4], "big") == len(frame) - 4
-        assert sup.decode_body(frame[4:]) == (kind, payload)
+        assert ipc.decode_body(frame[4:]) == (kind, payload)
 
 
 def test_read_message_stops_at_eof() -> None:
     async def go() -> list[Any]:
         r = asyncio.StreamReader()
-        r.feed_data(sup.encode("pong", 1) + sup.encode("pong", 2)[:6])
+        r.feed_data(ipc.encode("pong", 1) + ipc.encode("pong", 2)[:6])
         r.feed_eof()
-        return [await sup.read_message(r), await sup.read_message(r)]
+        return [await ipc.read_message(r), await ipc.read_message(r)]
 
     assert asyncio.run(go()) == [("pong", 1), None]
 
@@ -72,7 +77,7 @@ def test_seed_engine_starts_from_last_known_health() -> None:
         # alpha server 3 starts down; the parent knows it came up, and server 1 went down.
         assert eng.snapshot()[(vs, ("10.1.0.3", 80))] == (False, 1)
         seed = {(vs, ("10.1.0.1", 80)): (False, 2), (vs, ("10.1.0.3", 80)): (True, 1)}
-        assert sup.seed_engine(eng, seed) == 2
+        assert cside.seed_engine(eng, seed) == 2
         snap = eng.snapshot()
         assert snap[(vs, ("10.1.0.1", 80))] == (False, 2)
         assert snap[(vs, ("10.1.0.2", 80))] == (True, 3)
@@ -89,7 +94,7 @@ def test_pool_keeper_reload_keeps_health_and_removes_nothing_healthy() -> None:
     vs = cfg.virtual_servers[0].key
 
     async def go() -> tuple[Any, ...]:
-        keeper = sup.PoolKeeper(cfg, MemoryBackend(), keep=False)
+        keeper = lvs_keeper.PoolKeeper(cfg, MemoryBackend(), keep=False)
         await keeper.open()
         first = dict(keeper.backend.changes)
         await keeper.on_events([ServerEvent(vs, ("10.1.0.3", 80), UP, 1, "", 1.0),
@@ -126,7 +131,7 @@ def test_pool_keeper_reload_keeps_health_and_removes_nothing_healthy() -> None:
 
 def test_pool_keeper_keep_leaves_the_pool(tmp_path: Path) -> None:
     async def go() -> Any:
-        keeper = sup.PoolKeeper(config(), MemoryBackend(), keep=True)
+        keeper = lvs_keeper.PoolKeeper(config(), MemoryBackend(), keep=True)
         await keeper.open()
         await keeper.close()
         return await keeper.backend.dump()
@@ -135,9 +140,9 @@ def test_pool_keeper_keep_leaves_the_pool(tmp_path: Path) -> None:
 
 
 def test_make_backend_names() -> None:
-    assert sup.make_backend("memory").name == "memory"
+    assert lvs_keeper.make_backend("memory").name == "memory"
     with pytest.raises(KeyError):
-        sup.make_backend("bogus")
+        lvs_keeper.make_backend("bogus")
 
 
 def test_control_socket_roundtrip(tmp_path: Path) -> None:
@@ -168,7 +173,7 @@ def test_control_socket_roundtrip(tmp_path: Path) -> None:
 
 
 def test_latency_histogram_is_cumulative() -> None:
-    lat = sup.Latency(sup.LATENCY_BUCKETS)
+    lat = cside.Latency(cside.LATENCY_BUCKETS)
     for s in (0.0005, 0.003, 0.003, 20.0):
         lat.observe(s)
     d = lat.as_dict()
@@ -186,30 +191,30 @@ def test_config_pickles_for_the_workers() -> None:
 
 
 def nl_addr(kind: int, family: int, index: int, **attrs: bytes) -> bytes:
-    body = sup._IFADDRMSG.pack(family, 24, 0, 0, index)
+    body = aw._IFADDRMSG.pack(family, 24, 0, 0, index)
     for name, value in attrs.items():
-        code = {"local": sup.IFA_LOCAL, "address": sup.IFA_ADDRESS, "label": 3}[name]
-        attr = sup._RTATTR.pack(4 + len(value), code) + value
+        code = {"local": aw.IFA_LOCAL, "address": aw.IFA_ADDRESS, "label": 3}[name]
+        attr = aw._RTATTR.pack(4 + len(value), code) + value
         body += attr + bytes(-len(attr) % 4)
-    return sup._NLMSGHDR.pack(16 + len(body), kind, 0, 0, 0) + body
+    return aw._NLMSGHDR.pack(16 + len(body), kind, 0, 0, 0) + body
 
 
 def test_parse_addr_messages_local_before_peer_v6_done_and_truncation() -> None:
-    v4 = nl_addr(sup.RTM_NEWADDR, socket.AF_INET, 2, address=bytes([10, 0, 0, 9]),
+    v4 = nl_addr(aw.RTM_NEWADDR, socket.AF_INET, 2, address=bytes([10, 0, 0, 9]),
                  local=bytes([10, 0, 0, 1]), label=b"ppp0\0")
-    v6 = nl_addr(sup.RTM_DELADDR, socket.AF_INET6, 3,
+    v6 = nl_addr(aw.RTM_DELADDR, socket.AF_INET6, 3,
                  address=socket.inet_pton(socket.AF_INET6, "2001:db8::1"))
-    bad = nl_addr(sup.RTM_NEWADDR, socket.AF_INET, 4, address=b"\x01\x02")  # wrong size
-    done = sup._NLMSGHDR.pack(20, sup.NLMSG_DONE, 0, 0, 0) + bytes(4)
-    got = list(sup.parse_addr_messages(v4 + v6 + bad + done + v4[:10]))
-    assert got == [(sup.RTM_NEWADDR, "10.0.0.1", 2), (sup.RTM_DELADDR, "2001:db8::1", 3),
-                   (sup.NLMSG_DONE, "", 0)]
+    bad = nl_addr(aw.RTM_NEWADDR, socket.AF_INET, 4, address=b"\x01\x02")  # wrong size
+    done = aw._NLMSGHDR.pack(20, aw.NLMSG_DONE, 0, 0, 0) + bytes(4)
+    got = list(aw.parse_addr_messages(v4 + v6 + bad + done + v4[:10]))
+    assert got == [(aw.RTM_NEWADDR, "10.0.0.1", 2), (aw.RTM_DELADDR, "2001:db8::1", 3),
+                   (aw.NLMSG_DONE, "", 0)]
 
 
 def test_address_watch_reports_first_arrival_and_last_departure() -> None:
     async def go() -> tuple[bool, list[tuple[str, bool]], set[str]]:
         calls: list[tuple[str, bool]] = []
-        watch = sup.AddressWatch(asyncio.get_running_loop(),
+        watch = aw.AddressWatch(asyncio.get_running_loop(),
                                  lambda a, p: calls.append((a, p)))
         watch.open()  # a real RTNL dump of this namespace
         has_lo = "127.0.0.1" in watch.addresses()
@@ -219,11 +224,11 @@ def test_address_watch_reports_first_arrival_and_last_departure() -> None:
         a.setblocking(False)
         watch._sock = a
         ip = bytes([10, 7, 0, 1])
-        for kind, index in ((sup.RTM_NEWADDR, 5), (sup.RTM_NEWADDR, 6),
-                            (sup.RTM_DELADDR, 5)):
+        for kind, index in ((aw.RTM_NEWADDR, 5), (aw.RTM_NEWADDR, 6),
+                            (aw.RTM_DELADDR, 5)):
             b.send(nl_addr(kind, socket.AF_INET, index, local=ip))
         watch._readable()
-        b.send(nl_addr(sup.RTM_DELADDR, socket.AF_INET, 6, local=ip))
+        b.send(nl_addr(aw.RTM_DELADDR, socket.AF_INET, 6, local=ip))
         watch._readable()
         left = watch.addresses()
         watch._sock = None
@@ -241,7 +246,7 @@ def test_pool_keeper_ha_suspend_follows_the_address() -> None:
     cfg = config(CONF.replace("delay_loop 1", "delay_loop 1\n  ha_suspend"))
 
     async def go() -> list[Any]:
-        keeper = sup.PoolKeeper(cfg, MemoryBackend(), keep=False, vips_present=["10.0.0.2"])
+        keeper = lvs_keeper.PoolKeeper(cfg, MemoryBackend(), keep=False, vips_present=["10.0.0.2"])
         await keeper.open()
         seen: list[Any] = [(await keeper.backend.dump()).counts(), keeper.status()]
         keeper.set_vip("10.0.0.1", True)
@@ -322,7 +327,7 @@ def test_address_watch_overflow_reads_the_table_again(monkeypatch: pytest.Monkey
     class Overflowed:
         def __init__(self) -> None:
             self.replies: list[Any] = [OSError(errno.ENOBUFS, "overflow"),
-                                       nl_addr(sup.RTM_DELADDR, socket.AF_INET, 1,
+                                       nl_addr(aw.RTM_DELADDR, socket.AF_INET, 1,
                                                local=bytes([10, 7, 0, 2]))]
 
         def recv(self, n: int) -> bytes:
@@ -333,9 +338,9 @@ def test_address_watch_overflow_reads_the_table_again(monkeypatch: pytest.Monkey
                 raise got
             return bytes(got)
 
-    monkeypatch.setattr(sup, "dump_addresses", lambda: {("10.7.0.3", 1)})
+    monkeypatch.setattr(aw, "dump_addresses", lambda: {("10.7.0.3", 1)})
     calls: list[tuple[str, bool]] = []
-    watch = sup.AddressWatch(None, lambda a, p: calls.append((a, p)))  # type: ignore[arg-type]
+    watch = aw.AddressWatch(None, lambda a, p: calls.append((a, p)))  # type: ignore[arg-type]
     watch.held = {("10.7.0.2", 1)}
     watch._sock = Overflowed()  # type: ignore[assignment]
     watch._readable()
@@ -359,7 +364,7 @@ vrrp_instance VI_1 {
 
     async def go() -> list[tuple[int, int]]:
         s = sup.Supervisor(parse(["-f", "/nonexistent"]), cfg)
-        s.pools = sup.PoolKeeper(cfg, MemoryBackend(), keep=False, vips_present=[])
+        s.pools = lvs_keeper.PoolKeeper(cfg, MemoryBackend(), keep=False, vips_present=[])
         await s.pools.open()
         seen = [(await s.pools.backend.dump()).counts()]
         for state in ("MASTER", "BACKUP"):
@@ -407,7 +412,7 @@ def test_resuming_vips_adopts_through_netlink_only_when_resumed(
     import hafast.net.vip
 
     monkeypatch.setattr(hafast.net.vip, "NetlinkVips", FakeNetlinkVips)
-    fresh, resumed = sup.ResumingVips(adopt=False), sup.ResumingVips(adopt=True)
+    fresh, resumed = vside.ResumingVips(adopt=False), vside.ResumingVips(adopt=True)
     assert fresh.adopt("VI_1", ["v"], "eth0") == [] and netlink_calls(fresh) == []
     assert resumed.adopt("VI_1", ["v"], "eth0") == ["v"]
     resumed.remove("VI_1", ["v"], [], "eth0")
@@ -478,7 +483,7 @@ def test_vrrp_side_reloads_through_the_worker_and_publishes_once(
     monkeypatch.setattr(hafast.net.vip, "NetlinkVips", FakeNetlinkVips)
     monkeypatch.setattr(hafast.vrrp.daemon, "VrrpWorker", FakeWorker)
     published: list[dict[str, tuple[str, int]]] = []
-    side = sup.VrrpSide(None, "old", {"VI_1": "MASTER"}, True, False,  # type: ignore[arg-type]
+    side = vside.VrrpSide(None, "old", {"VI_1": "MASTER"}, True, False,  # type: ignore[arg-type]
                         published.append)
     side.start()
     # resumed as MASTER: its predecessor's VIPs are adopted before it starts

@@ -17,8 +17,8 @@ import hafast.vrrp.rxbufs
 from hafast._core.vrrp_codec import encode_ipv4
 from hafast._core.vrrp_constants import AUTH_AH, AUTH_PASS, auth_data_from_pass
 from hafast.config.loader import load_text
-from hafast.core.supervisor import instance_json
 from hafast.status import dump, metrics
+from hafast.status.instance import instance_json
 from hafast.vrrp import transport as tr
 from hafast.vrrp.from_config import channel_for, rx_bufs_of
 from hafast.vrrp.rxbufs import DEFAULT_RX_BUF, RxBufs, RxMember, advert_len, rx_buf_size

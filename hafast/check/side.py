@@ -1,0 +1,145 @@
+"""A check worker's side: the engine rebuilt on reload and seeded from the
+parent, its loop-lag meter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from hafast._core.checkq import Latency
+from hafast.config import model as m
+
+log = logging.getLogger("hafast")
+
+
+class LagMeter:
+    """How late the loop runs a timer: the check engine's lag, reported as a metric."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, period: float = 0.25) -> None:
+        self.loop, self.period = loop, period
+        self.last = 0.0
+        self.max = 0.0
+        self._due = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._due = self.loop.time() + self.period
+        self._handle = self.loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        self.last = max(0.0, now - self._due)
+        self.max = max(self.max, self.last)
+        self._due = now + self.period
+        self._handle = self.loop.call_at(self._due, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def take(self) -> dict[str, float]:
+        out = {"last": round(self.last, 6), "max": round(self.max, 6)}
+        self.max = self.last
+        return out
+
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def seed_engine(engine: Any, seed: dict[tuple[Any, Any], tuple[bool, int]]) -> int:
+    """Start each check from the parent's last known health instead of alpha.
+
+    A check feeding several healths (the engine dedupes) is up only when all of them
+    were.  Returns how many healths were seeded.
+    """
+    checks_of: dict[int, list[Any]] = {}
+    for check in engine.runner.checks:
+        known = [seed[k] for h in check.healths
+                 if (k := (h.virtual_server, h.real_server)) in seed]
+        if known:
+            check.state.up = all(up for up, _w in known)
+        for h in check.healths:
+            checks_of.setdefault(id(h), []).append(check)
+    n = 0
+    for key, h in engine.healths.items():
+        if key not in seed:
+            continue
+        h.failing = sum(1 for c in checks_of.get(id(h), ()) if not c.state.up)
+        h.up = not h.failing
+        n += 1
+    return n
+
+
+class CheckSide:
+    """A check worker's engine, rebuilt on reload, seeded from the parent."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, shard: int, shards: int,
+                 publish: Callable[[list[Any]], None]) -> None:
+        self.loop, self.shard, self.shards = loop, shard, shards
+        self.publish = publish
+        self.engine: Any = None
+        self.pending: list[Any] = []
+        self.latency = Latency(LATENCY_BUCKETS)
+        self.lag = LagMeter(loop)
+        self.events = 0
+        self.counters: Counter[str] = Counter()
+
+    def _on_event(self, ev: Any) -> None:
+        self.events += 1
+        if not self.pending:
+            self.loop.call_soon(self._flush)
+        self.pending.append(ev)
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if batch:
+            self.publish(batch)
+
+    def build(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        from hafast.check.engine import Engine
+        from hafast.check.runner import Runner
+
+        # Every attempt is timed into the worker's latency histogram.
+        runner = Runner(self.loop, None, latency=self.latency,
+                        log_all_failures=config.global_defs.checker_log_all_failures)
+        engine = Engine(config, self.loop, self._on_event, shard_index=self.shard,
+                        shard_count=self.shards, runner=runner)
+        seeded = seed_engine(engine, seed)
+        old, self.engine = self.engine, engine
+        if old is not None:
+            self.counters.update(old.runner.counters)
+            old.stop()
+        engine.start()
+        log.info("shard %d/%d: %d checks for %d real servers (%d seeded)", self.shard,
+                 self.shards, engine.checks, len(engine.healths), seeded)
+
+    def start(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        self.build(config, seed)
+        self.lag.start()
+
+    def reload(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        # The engine's own view is the freshest for the servers it checks.
+        mine = {k: (h.up, h.weight) for k, h in self.engine.healths.items()}
+        self._flush()
+        self.build(config, {**seed, **mine})
+
+    def stop(self) -> None:
+        self.lag.stop()
+        if self.engine is not None:
+            self.engine.stop()
+        self._flush()
+
+    def status(self) -> dict[str, Any]:
+        e = self.engine
+        counters = Counter(self.counters)
+        counters.update(e.runner.counters)
+        up = sum(1 for h in e.healths.values() if h.up)
+        return {"shard": self.shard, "shards": self.shards, "checks": e.checks,
+                "real_servers": len(e.healths), "up": up, "down": len(e.healths) - up,
+                "counters": dict(counters), "events": self.events,
+                "latency": self.latency.as_dict(), "lag": self.lag.take(),
+                "skipped": len(e.skipped)}

@@ -1,0 +1,150 @@
+"""Processes: a worker's life (parent-death signal, namespace, pidfd watch), pid
+files and daemonising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import subprocess
+
+log = logging.getLogger("hafast")
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """keepalived's children die with their parent; so do ours (they then stop
+    cleanly on SIGTERM: priority-0 adverts, VIPs released).
+
+    Done by the worker itself once it runs, not in a ``preexec_fn``: code between
+    fork and exec in a parent that has threads (the nft backend's, the metrics
+    server's) can deadlock on a lock another thread held, and the spawn then blocks
+    the parent's loop.  Returns False when the parent is already gone.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # The parent may have died before prctl: then no signal will ever come.
+    return os.getppid() == parent_pid
+
+
+def enter_namespace(name: str) -> None:
+    """keepalived -s NAME: run inside /run/netns/NAME (before any socket is made)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class WorkerProcess:
+    """A worker's process, watched through a pidfd on the loop.
+
+    Started by :meth:`spawn` on a helper thread: under memory pressure fork() of a
+    big parent can take seconds, and an event loop that spawns synchronously (as
+    uvloop does) would stop answering heartbeats and control requests meanwhile.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._exited: asyncio.Future[int] | None = None
+
+    @classmethod
+    async def spawn(cls, argv: list[str], pass_fd: int) -> WorkerProcess:
+        loop = asyncio.get_running_loop()
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(argv, pass_fds=(pass_fd,), stdin=subprocess.DEVNULL)
+
+        proc = cls(await loop.run_in_executor(None, start))
+        proc._watch(loop)
+        return proc
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._exited = loop.create_future()
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:  # already reaped elsewhere, or no pidfd: poll instead
+            loop.create_task(self._poll())
+            return
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._settle(self.popen.wait())
+
+        loop.add_reader(fd, readable)
+
+    async def _poll(self) -> None:
+        while self.popen.poll() is None:
+            await asyncio.sleep(0.1)
+        self._settle(self.popen.returncode)
+
+    def _settle(self, code: int) -> None:
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(code)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        if self.popen.returncode is None:
+            self.popen.kill()
+
+    async def wait(self) -> int:
+        assert self._exited is not None
+        return await asyncio.shield(self._exited)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            f.write(f"{pid}\n")
+    except OSError as exc:
+        log.warning("cannot write pid file %s: %s", path, exc)
+
+
+def daemonize() -> None:
+    """keepalived without -n: detach from the terminal (double fork, new session)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(fd, std)
+    if fd > 2:
+        os.close(fd)
+
+
+def pid_running(path: str) -> bool:
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"hafast" in f.read()
+    except OSError:
+        return False

@@ -1,0 +1,124 @@
+"""What runs in each worker process: ``python -m hafast.core.worker --worker-fd N``.
+
+Reads its ``init`` message, runs the VRRP side or a check side on one loop, and
+answers the parent (ping, status, reload, stop) until told to stop or the
+parent goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from hafast.check.side import CheckSide
+from hafast.core.eventloop import new_loop
+from hafast.core.ipc import VRRP, encode, read_message
+from hafast.core.logging import LogOptions
+from hafast.core.logging import setup as setup_logging
+from hafast.core.process import die_with_parent
+from hafast.vrrp.side import VrrpSide
+
+log = logging.getLogger("hafast")
+
+
+async def _worker_main(fd: int) -> int:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    msg = await read_message(reader)
+    if msg is None or msg[0] != "init":
+        return 2
+    init = msg[1]
+    role = init["role"]
+    log_opts: LogOptions = init["log"]
+    setup_logging(log_opts, role)
+
+    def send(kind: str, payload: object = None) -> None:
+        if not writer.is_closing():
+            writer.write(encode(kind, payload))
+
+    side: Any
+    if role == VRRP:
+        side = VrrpSide(loop, init["config"], init["seed"], init["resume"],
+                        init["dont_release_vrrp"], lambda states: send("vrrp", states))
+        side.start()
+    else:
+        side = CheckSide(loop, init["shard"], init["shards"], lambda ev: send("events", ev))
+        side.start(init["config"], init["seed"])
+    stop = loop.create_future()
+
+    def finish() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    loop.add_signal_handler(signal.SIGTERM, finish)
+    # The parent decides about these; a terminal's Ctrl-C reaches the whole group.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    send("ready", os.getpid())
+
+    async def serve() -> None:
+        while True:
+            got = await read_message(reader)
+            if got is None:
+                finish()  # the parent is gone
+                return
+            kind, payload = got
+            if kind == "ping":
+                send("pong", payload)
+            elif kind == "status":
+                try:
+                    data = side.status()
+                except Exception:
+                    log.exception("status failed")
+                    data = None
+                send("status", (payload, data))
+            elif kind == "reload":
+                try:
+                    if role == VRRP:
+                        side.reload(payload["config"])
+                    else:
+                        side.reload(payload["config"], payload["seed"])
+                except Exception:
+                    log.exception("reload failed")
+            elif kind == "clear_stats" and role == VRRP:
+                for inst in side.worker.instances:
+                    for name in inst.counters:
+                        inst.counters[name] = 0
+            elif kind == "stop":
+                finish()
+                return
+
+    server = loop.create_task(serve())
+    await stop
+    server.cancel()
+    side.stop()
+    with contextlib.suppress(Exception):
+        await writer.drain()
+    # Let priority-0 adverts and notify_stop spawns leave the loop.
+    await asyncio.sleep(0)
+    writer.close()
+    return 0
+
+
+def worker_entry(argv: list[str]) -> int:
+    """``python -m hafast.core.supervisor --worker-fd N``: what the parent starts."""
+    fd = int(argv[argv.index("--worker-fd") + 1])
+    if "--parent-pid" in argv and not die_with_parent(int(argv[argv.index("--parent-pid") + 1])):
+        return 1
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_worker_main(fd))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_entry(sys.argv[1:]))

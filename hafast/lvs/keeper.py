@@ -1,0 +1,116 @@
+"""The parent's pools: the policy and the backend, kept across worker restarts
+and reloads (:class:`PoolKeeper`), and the backend chooser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from hafast.config import model as m
+
+log = logging.getLogger("hafast")
+
+
+class CountingBackend:
+    """A pool backend that counts the operations it carries out, by kind
+    (``add-dest``, ``del-dest``, ``edit-dest``...): how tests and metrics prove that
+    a reload or a worker restart removed nothing."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.changes: Counter[str] = Counter()
+        self.name = getattr(inner, "name", "?")
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    async def apply(self, changes: Any) -> int:
+        n: int = await self.inner.apply(changes)
+        for c in changes:
+            self.changes[c.op] += 1
+        return n
+
+
+class PoolKeeper:
+    """The pools, in the parent: :class:`hafast.lvs.manager.PoolManager` fed with the
+    check workers' events, plus the views the supervisor needs (seed, status)."""
+
+    def __init__(self, config: m.Config, backend: Any, *, keep: bool,
+                 vips_present: Iterable[str] | None = None, child_wait: float = 5.0) -> None:
+        from hafast.lvs.manager import PoolManager
+
+        self.backend = CountingBackend(backend)
+        self.manager = PoolManager(config, self.backend, keep=keep, vips_present=vips_present,
+                                   child_wait=child_wait)
+
+    @property
+    def policy(self) -> Any:
+        return self.manager.policy
+
+    async def open(self) -> None:
+        # The configuration's initial health (alpha servers out): the workers'
+        # engines start from the same, so their first events are real changes.
+        await self.manager.start()
+
+    async def on_events(self, events: Iterable[Any]) -> None:
+        for ev in events:
+            self.manager.on_event(ev)
+
+    async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
+        await self.manager.reload(config, vips_present)
+
+    def set_vip(self, address: str, present: bool) -> None:
+        """ha_suspend: ``address`` arrived on this box or left it."""
+        self.manager.set_vip(address, present)
+
+    def seed(self) -> dict[tuple[Any, Any], tuple[bool, int]]:
+        """Last known health of every real server, for a (re)started check worker."""
+        return {(vk, rk): (r.alive, r.weight) for vk, st in self.policy.vss.items()
+                for rk, r in st.rss.items()}
+
+    async def close(self) -> None:
+        await self.manager.stop()
+
+    def status(self) -> dict[str, Any]:
+        vss = []
+        for st in self.policy.vss.values():
+            rss = []
+            # A suspended virtual server (ha_suspend) has nothing in the pool.
+            dests = {} if st.suspended else self.policy.dests_of(st)
+            for r in st.rss.values():
+                d = dests.get((r.rs.address, r.dest_port))
+                rss.append({"address": r.rs.address, "port": r.dest_port, "alive": r.alive,
+                            "weight": r.weight, "pool_weight": None if d is None else d.weight})
+            vss.append({"name": st.label, "quorum_up": st.quorum_up,
+                        "suspended": st.suspended, "real_servers": rss})
+        return {"backend": self.backend.name, "virtual_servers": vss,
+                "changes": dict(self.backend.changes), "errors": self.manager.errors,
+                "messages": getattr(self.backend.inner, "messages", 0)}
+
+
+def make_backend(kind: str) -> Any:
+    """The pool backend ``kind`` names; ``auto``: IPVS when the kernel has it, else
+    nftables, else memory (with a warning: nothing reaches the kernel)."""
+    from hafast.lvs.manager import make_backend as named
+
+    order = {"auto": ("ipvs", "nft", "memory"), "ipvs": ("ipvs",), "nft": ("nft",),
+             "memory": ("memory",)}[kind]
+    for name in order:
+        if name == "ipvs" and kind == "auto" and not os.path.exists("/proc/net/ip_vs"):
+            continue
+        if name == "nft" and kind == "auto" and not shutil.which("nft"):
+            continue
+        try:
+            backend = named(name)
+        except Exception as exc:
+            log.warning("pool backend %s unavailable: %s", name, exc)
+            continue
+        if name == "memory" and kind == "auto":
+            log.warning("no IPVS or nftables: pools are kept in memory only")
+        return backend
+    raise RuntimeError(f"pool backend {kind} unavailable")

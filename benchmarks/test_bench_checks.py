@@ -46,12 +46,12 @@ import pytest
 from hafast.check import runner as runner_mod
 from hafast.check.api import NO_ATTEMPT, ProbeResult
 from hafast.check.engine import Engine
-from hafast.check.events import ServerEvent
 from hafast.check.runner import CheckState, settle
 from hafast.check.worker import new_loop
 from hafast.config import model as m
 from hafast.lab import Farm
 from hafast.lab.netns import call_in, inside
+from hafast.lib.events import ServerEvent
 from tests.conftest import load_twin, require, require_root, require_tool
 
 SECONDS = float(os.environ.get("HAFAST_BENCH_SECONDS", "5"))

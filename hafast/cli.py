@@ -1,7 +1,7 @@
 """The ``hafast`` command: keepalived's command line, plus a few subcommands.
 
 ``hafast [keepalived flags]`` is the daemon (``-f FILE -n -l -P -C -t -d ...``, see
-``hafast.core.cmdline``).  A first word naming a subcommand runs that instead:
+``hafast.app.cmdline``).  A first word naming a subcommand runs that instead:
 
     hafast demo [--servers N]   the main job: two directors heal a farm (needs root)
     hafast status [--json]      the running daemon's instances and pools
@@ -51,7 +51,7 @@ def _demo(argv: Sequence[str]) -> int:
 
 
 def _status(argv: Sequence[str]) -> int:
-    from hafast.status.cli import main as status_main
+    from hafast.app.status_cli import main as status_main
 
     return status_main(list(argv))
 
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
         return SUBCOMMANDS[args[0]](args[1:])
-    from hafast.core.cmdline import main as daemon_main
+    from hafast.app.cmdline import main as daemon_main
 
     return daemon_main(args)
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 VIP = "10.200.0.100"
-ENTRY = "import sys; from hafast.core.cmdline import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from hafast.app.cmdline import main; sys.exit(main(sys.argv[1:]))"
 DEADLINE_S = 110.0  # the whole demo, set-up and teardown included, stays under 2 min
 
 
@@ -122,7 +122,7 @@ class _Director:
                                          start_new_session=True)
 
     def status(self) -> dict[str, Any]:
-        from hafast.core.control import query
+        from hafast.app.control import query
 
         return query(self.ctl, "status", timeout=5)
 
@@ -199,7 +199,7 @@ def _nft_dests(ns: str) -> int:
 
 
 def _show_status(d: _Director, limit: int = 4) -> None:
-    from hafast.status.cli import main as status_main
+    from hafast.app.status_cli import main as status_main
 
     out = io.StringIO()
     status_main(["--socket", d.ctl, "--limit", str(limit)], out=out)

@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from hafast.check.engine import Engine
-    from hafast.check.events import ServerEvent
     from hafast.check.worker import new_loop
     from hafast.config.loader import load
+    from hafast.lib.events import ServerEvent
 
     base_rss = rss_kib()
     config = load(args.conf)

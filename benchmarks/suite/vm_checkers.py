@@ -239,9 +239,9 @@ def pool_main(conf: Path) -> int:
     """``--pool CONF``: hafast's check engine + pool manager on IPVS until SIGTERM."""
     import threading
 
+    from hafast.app.pool_worker import run_pool_worker
     from hafast.config.loader import load
     from hafast.lvs.ipvs import IpvsBackend
-    from hafast.lvs.manager import run_pool_worker
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -4,7 +4,7 @@ One check per (real server address, port, checker spec), DEDUPLICATED: a real
 server with the same address, port and check under several virtual servers is
 checked once and the result feeds every (virtual server, real server) health that
 uses it (keepalived issue #2358 asks for exactly that).  Each health publishes its
-own :class:`~hafast.check.events.ServerEvent`, because the same real server may
+own :class:`~hafast.lib.events.ServerEvent`, because the same real server may
 have other checkers under another virtual server.
 
 Sharding: a worker takes the real servers whose address and port hash (CRC-32, so
@@ -31,9 +31,9 @@ from typing import Any
 
 from hafast.check import dns, file, icmp, misc, smtp, tcp, udp  # noqa: F401  (register kinds)
 from hafast.check.api import REGISTRY, ProbeKind, Target
-from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
 from hafast.check.runner import Check, Runner, ServerHealth
 from hafast.config import model as m
+from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
 
 log = logging.getLogger("hafast.check")
 

@@ -56,7 +56,7 @@ from typing import Any, Protocol
 
 from hafast._core.checkq import Check, Latency, TimerQueue
 from hafast.check.api import ProbeKind, ProbeResult
-from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
+from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
 
 log = logging.getLogger("hafast.check")
 
@@ -210,7 +210,7 @@ class Loop(Protocol):
 class Runner:
     """Schedules every check of a worker on one loop and publishes transitions.
 
-    ``on_event`` receives :class:`~hafast.check.events.ServerEvent` objects.
+    ``on_event`` receives :class:`~hafast.lib.events.ServerEvent` objects.
     ``counters`` counts attempts, successes, and failures per reason
     (``fail:<reason>``); they become metrics.
 

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 
 from hafast.check.engine import Engine
-from hafast.check.events import ServerEvent
 from hafast.config import model as m
-from hafast.core.eventloop import new_loop
+from hafast.lib.eventloop import new_loop
+from hafast.lib.events import ServerEvent
 
 
 def run_worker(

@@ -43,14 +43,13 @@ import logging
 import os
 import pwd
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hafast.check.events import ServerEvent
 from hafast.config import model as m
-from hafast.core.notify import Notifier, spawn_reaped
+from hafast.lib.events import ServerEvent
+from hafast.lib.notify import Notifier, spawn_reaped
 from hafast.lvs.backend import (
     DEL_SERVICE,
     BackendError,
@@ -346,51 +345,3 @@ def primary_group(user: str) -> str | None:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
-
-
-# --------------------------------------------------------------------------- worker
-
-
-def run_pool_worker(
-    config: m.Config,
-    backend: PoolBackend,
-    *,
-    stop: threading.Event,
-    on_ready: Callable[[PoolManager, Any], object] | None = None,
-    keep: bool = False,
-    timeouts: Timeouts | None = None,
-    engine: bool = True,
-) -> PoolManager:
-    """Run the check engine and a :class:`PoolManager` on one uvloop loop in this
-    thread until ``stop`` is set; returns the stopped manager.
-
-    ``on_ready(manager, engine)`` runs on the loop once the first pool is in the
-    kernel.  Tests call this on a thread inside a director namespace.
-    """
-    from hafast.check.engine import Engine
-    from hafast.check.worker import new_loop
-
-    loop = new_loop()
-    asyncio.set_event_loop(loop)
-    manager = PoolManager(config, backend, keep=keep, timeouts=timeouts)
-    try:
-        async def main() -> None:
-            eng = Engine(config, loop, manager.on_event) if engine else None
-            await manager.start(eng.snapshot() if eng else None)
-            if eng is not None:
-                eng.start()
-            if on_ready is not None:
-                on_ready(manager, eng)
-            try:
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
-            finally:
-                if eng is not None:
-                    eng.stop()
-                await manager.stop()
-
-        loop.run_until_complete(main())
-        return manager
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()

@@ -1,7 +1,7 @@
 """Pure pool policy: real-server health + the configuration -> the desired pool.
 
 No sockets, no loop, no clock of its own: the caller feeds it the check engine's
-:class:`~hafast.check.events.ServerEvent` s (each carries its own time) and gets back
+:class:`~hafast.lib.events.ServerEvent` s (each carries its own time) and gets back
 the notify actions to run and the services whose desired state changed; the
 desired :class:`~hafast.lvs.backend.Pool` is :attr:`PoolPolicy.pool`.
 
@@ -38,7 +38,7 @@ same destinations.
 Example::
 
     >>> from hafast.config.loader import load_text
-    >>> from hafast.check.events import ServerEvent, DOWN
+    >>> from hafast.lib.events import ServerEvent, DOWN
     >>> cfg = load_text('''virtual_server 10.0.0.1 80 {
     ...   quorum_down "/bin/true down"
     ...   real_server 10.1.0.1 80 { weight 2 }
@@ -61,8 +61,8 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from hafast.check.events import DOWN, ServerEvent
 from hafast.config import model as m
+from hafast.lib.events import DOWN, ServerEvent
 from hafast.lvs.backend import (
     SCHED_FLAG_WORDS,
     SVC_F_ONEPACKET,

@@ -1,5 +1,5 @@
 """Status surfaces of the running daemon: the signal dumps (:mod:`.dump`), the
 Prometheus endpoint (:mod:`.metrics`) and the ``hafast status`` client (:mod:`.cli`).
 
-All of them read one dict, the parent's :meth:`hafast.core.supervisor.Supervisor.status`.
+All of them read one dict, the parent's :meth:`hafast.app.supervisor.Supervisor.status`.
 """

@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from hafast.config.model import Config
-from hafast.core.notify import Notifier, as_argv
+from hafast.lib.notify import Notifier, as_argv
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
 from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
 from hafast.vrrp import fsm

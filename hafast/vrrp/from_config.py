@@ -31,7 +31,7 @@ from hafast._core.vrrp_constants import (
     auth_data_from_pass,
 )
 from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
-from hafast.core.notify import notify_scripts
+from hafast.lib.notify import notify_scripts
 from hafast.net.vip import parse_route
 from hafast.vrrp.instance import InstanceSpec
 from hafast.vrrp.params import VrrpParams

@@ -45,7 +45,7 @@ from typing import Protocol
 from hafast._core.vrrp_codec import Advert
 from hafast._core.vrrp_constants import PRIORITY_STOP
 from hafast.config.model import VirtualAddress
-from hafast.core.notify import Notifier, NotifyScripts
+from hafast.lib.notify import Notifier, NotifyScripts
 from hafast.net.vip import RouteSpec, VipOps
 from hafast.vrrp import fsm
 from hafast.vrrp.announce import burst_schedule, gratuitous_arp, unsolicited_na

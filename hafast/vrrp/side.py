@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hafast.config import model as m
-from hafast.status.instance import instance_json, state_word
+from hafast.vrrp.report import instance_json, state_word
 
 log = logging.getLogger("hafast")
 

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 
 from hafast.config.model import SyncGroup as SyncGroupSpec
-from hafast.core.notify import Notifier, notify_scripts
+from hafast.lib.notify import Notifier, notify_scripts
 from hafast.vrrp import fsm
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import STATE_WORDS, Instance

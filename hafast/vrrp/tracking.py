@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hafast.config.model import Config, TrackFile, TrackRef, VrrpScript
-from hafast.core.notify import as_argv, run_as, spawn_reaped
+from hafast.lib.notify import as_argv, run_as, spawn_reaped
 from hafast.net.linkwatch import LinkWatch
 from hafast.vrrp.from_config import InstancePlan
 from hafast.vrrp.instance import Instance

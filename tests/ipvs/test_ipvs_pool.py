@@ -34,9 +34,10 @@ if os.environ.get("HAFAST_IN_VM") != "1":
     pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
                 allow_module_level=True)
 
+from hafast.app.pool_worker import run_pool_worker
 from hafast.config.loader import load_text
 from hafast.lvs.ipvs import IpvsBackend
-from hafast.lvs.manager import PoolManager, run_pool_worker
+from hafast.lvs.manager import PoolManager
 
 pytestmark = pytest.mark.ipvs
 

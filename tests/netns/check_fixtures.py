@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hafast.check.engine import Engine
-from hafast.check.events import ServerEvent
 from hafast.check.worker import new_loop
 from hafast.config import model as m
 from hafast.config.loader import load_text
 from hafast.lab import Farm
 from hafast.lab.netns import call_in, run_in, socket_in
+from hafast.lib.events import ServerEvent
 from tests.conftest import require_root, require_tool
 
 PREFIX = f"hck{os.getpid()}"

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hafast.core.control import query
+from hafast.app.control import query
 
 REPO = Path(__file__).resolve().parents[2]
-ENTRY = "import sys; from hafast.core.cmdline import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from hafast.app.cmdline import main; sys.exit(main(sys.argv[1:]))"
 
 
 @dataclass

@@ -24,11 +24,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from hafast.app.pool_worker import run_pool_worker
 from hafast.config.loader import load_text
 from hafast.lab import Farm
 from hafast.lab.farm import body_for, http_get
 from hafast.lab.netns import call_in, run_in, socket_in
-from hafast.lvs.manager import PoolManager, run_pool_worker
+from hafast.lvs.manager import PoolManager
 from hafast.lvs.nft import NftBackend, chain_name
 from tests.conftest import require_root, require_tool
 

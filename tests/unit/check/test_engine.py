@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult
 from hafast.check.engine import Engine, shard_of, target_for
-from hafast.check.events import DOWN, UP, ServerEvent
 from hafast.check.runner import Runner
 from hafast.config import model as m
 from hafast.config.loader import load_text
+from hafast.lib.events import DOWN, UP, ServerEvent
 from tests.unit.check.fakeloop import FakeLoop
 
 CONFIG = """

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hafast.check.engine import Engine
-from hafast.check.events import ServerEvent
 from hafast.check.worker import new_loop
 from hafast.config.loader import load_text
+from hafast.lib.events import ServerEvent
 
 
 def test_file_value_drives_the_real_server(tmp_path: Path) -> None:

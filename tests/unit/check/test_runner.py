@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult, Target
-from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
 from hafast.check.runner import CheckState, RateLimit, Runner, ServerHealth, settle
 from hafast.config import model as m
+from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
 from tests.conftest import load_twin
 from tests.unit.check.fakeloop import FakeLoop
 

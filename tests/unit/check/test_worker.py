@@ -7,9 +7,9 @@ import signal
 import socket
 import threading
 
-from hafast.check.events import ServerEvent
 from hafast.check.worker import run_worker
 from hafast.config.loader import load_text
+from hafast.lib.events import ServerEvent
 
 
 def _config(port: int, dead_port: int) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hafast.core import cmdline
+from hafast.app import cmdline
 
 
 def test_keepalived_flags_keep_their_meaning() -> None:

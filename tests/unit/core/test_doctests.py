@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["hafast.core.cmdline", "hafast.core.logging", "hafast.core.ipc", "hafast.core.vipguard",
+MODULES = ["hafast.app.cmdline", "hafast.lib.logging", "hafast.app.ipc", "hafast.app.vipguard",
            "hafast.net.addrwatch",
            "hafast.status.dump", "hafast.status.metrics", "hafast.check.perloop",
            "hafast.check.runner", "hafast._core.checkq_py", "hafast._core.icmp_batch_py"]

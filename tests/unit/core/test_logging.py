@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hafast.core import logging as hlog
+from hafast.lib import logging as hlog
 
 
 @pytest.mark.parametrize(("text", "facility"), [

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from hafast.core.reloadq import ReloadQueue
+from hafast.app.reloadq import ReloadQueue
 
 
 class Disk:

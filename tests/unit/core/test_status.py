@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hafast.core.control import ControlServer
-from hafast.status import cli, dump, metrics
+from hafast.app import status_cli as cli
+from hafast.app.control import ControlServer
+from hafast.status import dump, metrics
 
 COUNTERS = ("advert_rcvd", "advert_sent", "become_master", "release_master", "packet_len_err",
             "advert_interval_err", "ip_ttl_err", "invalid_type_rcvd", "addr_list_err",

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
+from hafast.app import ipc
+from hafast.app import supervisor as sup
+from hafast.app.control import ControlServer, query
 from hafast.check import side as cside
 from hafast.check.engine import Engine
-from hafast.check.events import DOWN, UP, ServerEvent
 from hafast.config.loader import load_text
-from hafast.core import ipc
-from hafast.core import supervisor as sup
-from hafast.core.control import ControlServer, query
+from hafast.lib.events import DOWN, UP, ServerEvent
 from hafast.lvs import keeper as lvs_keeper
 from hafast.lvs.memory import MemoryBackend
 from hafast.net import addrwatch as aw
@@ -349,7 +349,7 @@ def test_address_watch_overflow_reads_the_table_again(monkeypatch: pytest.Monkey
 
 
 def test_without_the_address_watch_vrrp_states_stand_in() -> None:
-    from hafast.core.cmdline import parse
+    from hafast.app.cmdline import parse
 
     cfg = config("""
 vrrp_instance VI_1 {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from hafast.app.vipguard import VipGuard, guarded
 from hafast.config.loader import load_text
-from hafast.core.vipguard import VipGuard, guarded
 
 TWO = """
 global_defs {

@@ -11,9 +11,9 @@ from pathlib import Path
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from hafast.check.events import DOWN, UP, ServerEvent
 from hafast.config import model as m
 from hafast.config.loader import load_text
+from hafast.lib.events import DOWN, UP, ServerEvent
 from hafast.lvs.backend import (
     ADD_DEST,
     ADD_SERVICE,

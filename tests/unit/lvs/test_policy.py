@@ -5,9 +5,9 @@ Events carry their own time (``at``); nothing sleeps, nothing touches a kernel.
 
 from __future__ import annotations
 
-from hafast.check.events import DOWN, UP, WEIGHT, ServerEvent
 from hafast.config import model as m
 from hafast.config.loader import load_text
+from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
 from hafast.lvs.backend import SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2, Dest, ServiceKey
 from hafast.lvs.policy import FifoLine, Outcome, PoolPolicy, RunScript, service_keys
 

@@ -20,7 +20,7 @@ import pytest
 from hafast._core.vrrp_constants import AUTH_NONE, AUTH_PASS, auth_data_from_pass
 from hafast.config.loader import load_text
 from hafast.config.model import VirtualAddress
-from hafast.core.notify import Notifier, NotifyScripts, fifo_line
+from hafast.lib.notify import Notifier, NotifyScripts, fifo_line
 from hafast.net.vip import MemoryVips, parse_route
 from hafast.vrrp.from_config import plan_instances
 from hafast.vrrp.fsm import AdvertReceived, State

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hafast.config.model import Script, VirtualAddress
-from hafast.core.notify import Notifier, NotifyScripts, fifo_line, notify_scripts
+from hafast.lib.notify import Notifier, NotifyScripts, fifo_line, notify_scripts
 from hafast.net.vip import MemoryVips
 from hafast.vrrp.fsm import AdvertReceived, State
 from hafast.vrrp.instance import Instance, InstanceSpec, ManualTimers, NullAnnouncer

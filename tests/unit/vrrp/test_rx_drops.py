@@ -18,9 +18,9 @@ from hafast._core.vrrp_codec import encode_ipv4
 from hafast._core.vrrp_constants import AUTH_AH, AUTH_PASS, auth_data_from_pass
 from hafast.config.loader import load_text
 from hafast.status import dump, metrics
-from hafast.status.instance import instance_json
 from hafast.vrrp import transport as tr
 from hafast.vrrp.from_config import channel_for, rx_bufs_of
+from hafast.vrrp.report import instance_json
 from hafast.vrrp.rxbufs import DEFAULT_RX_BUF, RxBufs, RxMember, advert_len, rx_buf_size
 
 GROUP4 = bytes([224, 0, 0, 18])
@@ -293,7 +293,7 @@ def test_metrics_export_the_drops_by_reason_and_the_kernel_drops() -> None:
 
 
 def test_status_table_shows_the_socket_drops() -> None:
-    from hafast.status.cli import render
+    from hafast.app.status_cli import render
 
     s = fake_socket()
     channel(s)

@@ -1,7 +1,7 @@
 """The parent<->worker pipe: length-prefixed pickles of ``(kind, payload)``.
 
 Both ends are this program; the message kinds are listed in
-:mod:`hafast.core.supervisor`.
+:mod:`hafast.app.supervisor`.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ likewise: an instance that was MASTER resumes as MASTER at once (its VIPs are st
 on the interface; the restarted worker adopts them, so they are still released on
 SIGTERM), with no notify for a transition that did not happen.
 
-Where the pieces live: the message format in :mod:`hafast.core.ipc`; processes, pid
-files and daemonising in :mod:`hafast.core.process`; what runs inside a worker in
-:mod:`hafast.core.worker` (the VRRP side in :mod:`hafast.vrrp.side`, a check side in
+Where the pieces live: the message format in :mod:`hafast.app.ipc`; processes, pid
+files and daemonising in :mod:`hafast.app.process`; what runs inside a worker in
+:mod:`hafast.app.worker` (the VRRP side in :mod:`hafast.vrrp.side`, a check side in
 :mod:`hafast.check.side`); the pools in :mod:`hafast.lvs.keeper`; the address watch in
-:mod:`hafast.net.addrwatch`; reload serialisation in :mod:`hafast.core.reloadq`; what
-happens to the VIPs of a dead or hung VRRP worker in :mod:`hafast.core.vipguard`.
+:mod:`hafast.net.addrwatch`; reload serialisation in :mod:`hafast.app.reloadq`; what
+happens to the VIPs of a dead or hung VRRP worker in :mod:`hafast.app.vipguard`.
 
 Parent and worker talk over a socketpair with length-prefixed pickles (both ends
 are this program).  Messages are ``(kind, payload)`` tuples:
@@ -71,20 +71,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hafast.config import model as m
-from hafast.core.cmdline import Options
-from hafast.core.eventloop import new_loop
-from hafast.core.ipc import CHECK, VRRP, encode, read_message
-from hafast.core.logging import setup as setup_logging
-from hafast.core.process import (
+from hafast.app.cmdline import Options
+from hafast.app.ipc import CHECK, VRRP, encode, read_message
+from hafast.app.process import (
     WorkerProcess,
     daemonize,
     enter_namespace,
     pid_running,
     write_pid_file,
 )
-from hafast.core.reloadq import ReloadQueue
-from hafast.core.vipguard import VipGuard
+from hafast.app.reloadq import ReloadQueue
+from hafast.app.vipguard import VipGuard
+from hafast.config import model as m
+from hafast.lib.eventloop import new_loop
+from hafast.lib.logging import setup as setup_logging
 from hafast.lvs.keeper import PoolKeeper, make_backend
 from hafast.net.addrwatch import AddressWatch
 
@@ -157,7 +157,7 @@ class Supervisor:
         self.started_at = time.time()
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._worker_argv = worker_argv or [sys.executable, "-m", "hafast.core.worker"]
+        self._worker_argv = worker_argv or [sys.executable, "-m", "hafast.app.worker"]
         self.control: Any = None
         self.metrics: Any = None
 
@@ -198,7 +198,7 @@ class Supervisor:
             self.workers.insert(0, WorkerHandle(VRRP, 0))
         for w in self.workers:
             await self._start_worker(w)
-        from hafast.core.control import ControlServer
+        from hafast.app.control import ControlServer
 
         self.control = ControlServer(self.options.control_path, self.handle_control)
         try:
@@ -390,7 +390,7 @@ class Supervisor:
         if deadline is not None:
             self._spawn(self._resume_or_release(w, w.proc, deadline))
 
-    # -- never two masters (issue 12, items 1 and 2; see hafast.core.vipguard) ----------
+    # -- never two masters (issue 12, items 1 and 2; see hafast.app.vipguard) ----------
 
     def _masters(self) -> list[str]:
         return [n for n, (st, _p) in self.vrrp_states.items() if st == "MASTER"]
@@ -484,7 +484,7 @@ class Supervisor:
     def heartbeat_of(self, w: WorkerHandle) -> tuple[float, float]:
         """(ping period, verdict timeout) of ``w``: the VRRP worker's follow its
         advert interval (a hung master must lose its VIPs before a peer can take
-        over, :mod:`hafast.core.vipguard`); the check workers' are the options'."""
+        over, :mod:`hafast.app.vipguard`); the check workers' are the options'."""
         interval, timeout = self.options.heartbeat_interval, self.options.heartbeat_timeout
         if w.role != VRRP:
             return interval, timeout
@@ -555,7 +555,7 @@ class Supervisor:
     async def reload(self) -> bool:
         """SIGHUP: load, validate, diff, apply.  A broken file changes nothing.
 
-        Reloads go through one :class:`~hafast.core.reloadq.ReloadQueue`: they never
+        Reloads go through one :class:`~hafast.app.reloadq.ReloadQueue`: they never
         overlap, and the file applied last is the newest one (issue 12, item 3)."""
         return await self.reloads_q.request()
 

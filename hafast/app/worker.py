@@ -1,4 +1,4 @@
-"""What runs in each worker process: ``python -m hafast.core.worker --worker-fd N``.
+"""What runs in each worker process: ``python -m hafast.app.worker --worker-fd N``.
 
 Reads its ``init`` message, runs the VRRP side or a check side on one loop, and
 answers the parent (ping, status, reload, stop) until told to stop or the
@@ -16,12 +16,12 @@ import socket
 import sys
 from typing import Any
 
+from hafast.app.ipc import VRRP, encode, read_message
+from hafast.app.process import die_with_parent
 from hafast.check.side import CheckSide
-from hafast.core.eventloop import new_loop
-from hafast.core.ipc import VRRP, encode, read_message
-from hafast.core.logging import LogOptions
-from hafast.core.logging import setup as setup_logging
-from hafast.core.process import die_with_parent
+from hafast.lib.eventloop import new_loop
+from hafast.lib.logging import LogOptions
+from hafast.lib.logging import setup as setup_logging
 from hafast.vrrp.side import VrrpSide
 
 log = logging.getLogger("hafast")
@@ -108,7 +108,7 @@ async def _worker_main(fd: int) -> int:
 
 
 def worker_entry(argv: list[str]) -> int:
-    """``python -m hafast.core.supervisor --worker-fd N``: what the parent starts."""
+    """``python -m hafast.app.supervisor --worker-fd N``: what the parent starts."""
     fd = int(argv[argv.index("--worker-fd") + 1])
     if "--parent-pid" in argv and not die_with_parent(int(argv[argv.index("--parent-pid") + 1])):
         return 1

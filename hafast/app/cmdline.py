@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hafast import __version__
-from hafast.core.logging import LogOptions, facility_of
+from hafast.lib.logging import LogOptions, facility_of
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
 RUN_DIR = "/run"
@@ -253,6 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("-P and -C together: give neither to run both")
     if options.umask is not None:
         os.umask(options.umask)
-    from hafast.core.supervisor import run_daemon
+    from hafast.app.supervisor import run_daemon
 
     return run_daemon(options)

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from hafast.core.cmdline import RUN_DIR
-from hafast.core.control import query
+from hafast.app.cmdline import RUN_DIR
+from hafast.app.control import query
 from hafast.status.dump import vrrp_sockets
 
 

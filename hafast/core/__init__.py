@@ -1,1 +1,0 @@
-"""Scheduler, supervisor, notify and events."""

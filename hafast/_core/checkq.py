@@ -17,13 +17,26 @@ the why.  The checks' TCP sockets are in ``hafast._core.sockset``.
 0.01
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from hafast._core._select import choose
 
-_impl = choose("checkq")
-
-TimerQueue = _impl.TimerQueue
-Check = _impl.Check
-Latency = _impl.Latency
-NO_ATTEMPT = _impl.NO_ATTEMPT
+# Callers are type-checked against the compiled module's stub (stubtest holds the
+# stub to the .so); the twin has its own annotations and the tests run both.
+if TYPE_CHECKING:
+    from hafast._core.checkq_c import (
+        NO_ATTEMPT,
+        Check,
+        Latency,
+        TimerQueue,
+    )
+else:
+    _impl = choose("checkq")
+    TimerQueue = _impl.TimerQueue
+    Check = _impl.Check
+    Latency = _impl.Latency
+    NO_ATTEMPT = _impl.NO_ATTEMPT
 
 __all__ = ["NO_ATTEMPT", "Check", "Latency", "TimerQueue"]

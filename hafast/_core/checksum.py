@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from hafast._core._select import choose
 
+# Callers are type-checked against the compiled module's stub (stubtest holds the
+# stub to the .so); the twin has its own annotations and the tests run both.
 if TYPE_CHECKING:
-    from hafast._core.checksum_py import (
+    from hafast._core.checksum_c import (
         IPPROTO_VRRP,
         finish,
         fold,

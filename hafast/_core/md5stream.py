@@ -9,12 +9,22 @@ True
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hafast._core._select import choose
 
-_impl = choose("md5stream")
-
-DEFAULT_CAP: int = _impl.DEFAULT_CAP
-MD5Stream = _impl.MD5Stream
-md5_hex = _impl.md5_hex
+# Callers are type-checked against the compiled module's stub (stubtest holds the
+# stub to the .so); the twin has its own annotations and the tests run both.
+if TYPE_CHECKING:
+    from hafast._core.md5stream_c import (
+        DEFAULT_CAP,
+        MD5Stream,
+        md5_hex,
+    )
+else:
+    _impl = choose("md5stream")
+    DEFAULT_CAP = _impl.DEFAULT_CAP
+    MD5Stream = _impl.MD5Stream
+    md5_hex = _impl.md5_hex
 
 __all__ = ["DEFAULT_CAP", "MD5Stream", "md5_hex"]

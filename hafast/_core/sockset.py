@@ -20,11 +20,22 @@ Both give ``fileno()`` (the epoll, for ``loop.add_reader``), ``pending`` and
 1
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from hafast._core._select import choose
 
-_impl = choose("sockset")
-
-ConnectSet = _impl.ConnectSet
-FetchSet = _impl.FetchSet
+# Callers are type-checked against the compiled module's stub (stubtest holds the
+# stub to the .so); the twin has its own annotations and the tests run both.
+if TYPE_CHECKING:
+    from hafast._core.sockset_c import (
+        ConnectSet,
+        FetchSet,
+    )
+else:
+    _impl = choose("sockset")
+    ConnectSet = _impl.ConnectSet
+    FetchSet = _impl.FetchSet
 
 __all__ = ["ConnectSet", "FetchSet"]

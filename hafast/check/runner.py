@@ -78,7 +78,7 @@ class CheckState:
 
 
 def settle(
-    state: CheckState, ok: bool, retry: int, delay_loop_us: int, delay_before_retry_us: int
+    state: CheckState | Check, ok: bool, retry: int, delay_loop_us: int, delay_before_retry_us: int
 ) -> tuple[int, bool | None]:
     """Apply one attempt's outcome to ``state``.
 

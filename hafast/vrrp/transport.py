@@ -456,11 +456,11 @@ class VrrpSocket:
             self.counters.own_packets += 1
             return
         # RFC 5798 §7.1: hop limit must be 255 (unicast peers across routers excepted).
-        ttl = -1 if ch.cfg.unicast else hop
-        adv = decode_payload(msg, FAMILY_IPV6, src, dst or ch.cfg.group, ttl,
-                             version=ch.cfg.version, v3_checksum=CHECKSUM_ANY)
-        if adv.ok and ch.cfg.unicast and hop != -1:
-            adv.ttl = hop
+        # The Advert is read-only, so the hop limit goes in and check_ttl says whether it
+        # is checked (as _rx4 does).
+        adv = decode_payload(msg, FAMILY_IPV6, src, dst or ch.cfg.group, hop,
+                             check_ttl=not ch.cfg.unicast, version=ch.cfg.version,
+                             v3_checksum=CHECKSUM_ANY)
         ch.receive(adv, arrival_us(anc))
 
     # -- send -------------------------------------------------------------------------

@@ -6,10 +6,11 @@ core) fails the test instead of skipping it: CI must never pass by skipping.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from types import ModuleType
 
@@ -74,6 +75,50 @@ def twin_flavour(request: pytest.FixtureRequest) -> str:
     """Parametrise a test over the compiled module and its pure-Python twin."""
     flavour: str = request.param
     return flavour
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen",
+        action="store_true",
+        help="rewrite golden files from the current output (then review `git diff`)",
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[Path, str], None]:
+    """``golden(path, got)``: ``got`` must equal the golden file ``path``.
+
+    Only an explicit ``--regen`` writes golden files: otherwise a difference (or a
+    missing file) fails with a unified diff, so a changed output can never slip into
+    the repository by just running the tests.
+    """
+    regen = bool(request.config.getoption("--regen"))
+
+    def compare(path: Path, got: str) -> None:
+        if regen:
+            if not path.exists() or path.read_text() != got:
+                path.write_text(got)
+            return
+        if not path.exists():
+            pytest.fail(f"golden file {path} is missing: run pytest with --regen to create it")
+        expected = path.read_text()
+        if got != expected:
+            diff = "".join(
+                difflib.unified_diff(
+                    expected.splitlines(keepends=True),
+                    got.splitlines(keepends=True),
+                    fromfile=str(path),
+                    tofile="got",
+                )
+            )
+            pytest.fail(
+                f"output differs from golden file {path} "
+                f"(if the change is deliberate: pytest --regen, then review git diff):\n{diff}",
+                pytrace=False,
+            )
+
+    return compare
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,13 @@
 Each folder under ``golden/lexer/`` holds a ``keepalived.conf`` (plus what it includes)
 and ``expected.txt``: one line per lexer Line, each token as ``[FILE:]LINE:COL TEXT``
 (quoted tokens in ``"..."``), then the diagnostics.  Regenerate after a deliberate
-change with ``HAFAST_REGEN_GOLDEN=1`` and review the diff.
+change with ``pytest tests/unit/config --regen`` and review the diff.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,14 +46,10 @@ def dump(res: LexResult, case: Path) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_golden(case: str) -> None:
+def test_golden(case: str, golden: Callable[[Path, str], None]) -> None:
     folder = GOLDEN / case
     res = read_config(folder / "keepalived.conf", config_id="lb1", env=ENV, random_seed=7)
-    got = dump(res, folder)
-    expected_file = folder / "expected.txt"
-    if os.environ.get("HAFAST_REGEN_GOLDEN") == "1" or not expected_file.exists():
-        expected_file.write_text(got)
-    assert got == expected_file.read_text()
+    golden(folder / "expected.txt", dump(res, folder))
 
 
 def test_every_case_has_expectations() -> None:

@@ -2,13 +2,13 @@
 
 Each ``golden/loader/NAME.conf`` has a ``NAME.out`` with the exact diagnostics, file
 names relative to the golden folder.  Regenerate after a deliberate message change with
-``HAFAST_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/unit/config/test_loader_golden.py``
-and review the diff.
+``.venv/bin/python -m pytest tests/unit/config/test_loader_golden.py --regen`` and review
+the diff.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,12 +26,8 @@ def _render(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_golden(name: str) -> None:
-    got = _render(name)
-    out = GOLDEN / f"{name}.out"
-    if os.environ.get("HAFAST_REGEN_GOLDEN"):
-        out.write_text(got)
-    assert got == out.read_text()
+def test_golden(name: str, golden: Callable[[Path, str], None]) -> None:
+    golden(GOLDEN / f"{name}.out", _render(name))
 
 
 def test_every_error_names_what_would_be_right() -> None:

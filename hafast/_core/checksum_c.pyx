@@ -11,6 +11,8 @@ sums are folded 16-bit one's complement sums (``0..0xFFFF``, not complemented).
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
+# csum_fold, csum_add, csum_pseudo_ipv4/6: inline in checksum_c.pxd (read with this file).
+
 # RFC 5798 §5.2.8 / RFC 9568 §5.2.8: the VRRP IP protocol number used in the pseudo-header.
 IPPROTO_VRRP = 112
 
@@ -23,44 +25,6 @@ __all__ = [
     "pseudo_sum_ipv4",
     "pseudo_sum_ipv6",
 ]
-
-
-cdef uint32_t csum_fold(uint64_t total) noexcept nogil:
-    # End-around carry: two rounds bring any 64-bit total into 17 bits, a third
-    # into 16; looping keeps it obviously right for every input.
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return <uint32_t>total
-
-
-cdef uint32_t csum_add(const uint8_t *p, Py_ssize_t n, uint64_t start) noexcept nogil:
-    cdef uint64_t total = start
-    cdef Py_ssize_t i = 0
-    # Two words per step; a 64-bit accumulator cannot overflow for any buffer
-    # Python can hold (2**48 words of at most 0xFFFF).
-    while i + 4 <= n:
-        total += ((<uint32_t>p[i] << 8) | p[i + 1]) + ((<uint32_t>p[i + 2] << 8) | p[i + 3])
-        i += 4
-    if i + 2 <= n:
-        total += (<uint32_t>p[i] << 8) | p[i + 1]
-        i += 2
-    if i < n:
-        total += <uint32_t>p[i] << 8  # RFC 1071 §4.1: pad the odd byte with zero
-    return csum_fold(total)
-
-
-cdef uint32_t csum_pseudo_ipv4(const uint8_t *src, const uint8_t *dst,
-                               uint32_t length, uint32_t protocol) noexcept nogil:
-    cdef uint64_t total = protocol + length
-    total = csum_add(src, 4, total)
-    return csum_add(dst, 4, total)
-
-
-cdef uint32_t csum_pseudo_ipv6(const uint8_t *src, const uint8_t *dst,
-                               uint32_t length, uint32_t next_header) noexcept nogil:
-    cdef uint64_t total = (length >> 16) + (length & 0xFFFF) + next_header
-    total = csum_add(src, 16, total)
-    return csum_add(dst, 16, total)
 
 
 cdef uint32_t _sum_object(object data, uint64_t start) except? 0xFFFFFFFF:

@@ -3,6 +3,8 @@ from typing import Any
 
 from typing_extensions import disjoint_base
 
+from hafast._core.checksum_c import internet_checksum as internet_checksum
+
 AF_INET: int
 AF_INET6: int
 REPLY: int
@@ -25,7 +27,6 @@ PARSE_KINDS: tuple[str, ...]
 REJECT_REASONS: tuple[str, ...]
 COUNTERS: tuple[str, ...]
 
-def internet_checksum(data: bytes) -> int: ...
 def build_echo(
     family: int, identifier: int, sequence: int, token: int, payload_size: int = 16
 ) -> bytes: ...

@@ -14,11 +14,17 @@ import logging
 import os
 import time
 
+# The one compiled RFC 1071 checksum, re-exported: icmp_batch's public name since before
+# checksum_c existed.
+from hafast._core.checksum_c import internet_checksum
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset, strerror
+
+from hafast._core.checksum_c cimport csum_finish
 
 
 cdef extern from "<sys/uio.h>":
@@ -196,20 +202,6 @@ cdef struct Parsed:
     int detail
 
 
-cdef inline uint16_t _csum(const uint8_t *p, size_t n) noexcept nogil:
-    # RFC 1071: 32-bit accumulator of big-endian 16-bit words, carries folded at the end.
-    cdef uint32_t s = 0
-    while n > 1:
-        s += (<uint32_t>p[0] << 8) | p[1]
-        p += 2
-        n -= 2
-    if n:
-        s += <uint32_t>p[0] << 8
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return <uint16_t>(~s & 0xFFFF)
-
-
 cdef inline uint16_t _be16(const uint8_t *p) noexcept nogil:
     return <uint16_t>((p[0] << 8) | p[1])
 
@@ -254,7 +246,7 @@ cdef void _parse(int family, const uint8_t *d, size_t n, const uint8_t *source,
         icmp = d + ihl
         icmp_len = n - ihl
         # RFC 792: the checksum covers the ICMP message; raw sockets get it unverified.
-        if _csum(icmp, icmp_len) != 0:
+        if csum_finish(icmp, icmp_len, 0) != 0:
             out.kind = K_BAD_CHECKSUM
             return
         source = d + 12
@@ -347,21 +339,10 @@ cdef size_t _build(int family, uint8_t *p, uint16_t ident, uint16_t seq, uint64_
     _put64(p + 8, token)
     if family == C_AF_INET:
         # IPv6 leaves it 0: the kernel always fills the ICMPv6 checksum (RFC 3542 §3.1).
-        c = _csum(p, n)
+        c = <uint16_t>csum_finish(p, n, 0)
         p[2] = c >> 8
         p[3] = c & 0xFF
     return n
-
-
-def internet_checksum(const uint8_t[:] data not None):
-    """RFC 1071 one's-complement checksum of ``data``.
-
-    >>> hex(internet_checksum(bytes.fromhex("0800000000010002")))
-    '0xf7fc'
-    """
-    if data.shape[0] == 0:
-        return 0xFFFF
-    return _csum(&data[0], data.shape[0])
 
 
 def build_echo(int family, int identifier, int sequence, token, int payload_size=16):

@@ -34,6 +34,10 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+# The one pure-Python RFC 1071 checksum, re-exported: icmp_batch's public name since
+# before checksum_py existed.
+from hafast._core.checksum_py import internet_checksum
+
 AF_INET = 2
 AF_INET6 = 10
 
@@ -81,20 +85,6 @@ REJECT_REASONS = (
 COUNTERS = ("sent", "send_errors", "replies", "unreachables", "timeouts", *REJECT_REASONS)
 
 _ident_seed = 0x9E3779B1
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement sum of 16-bit big-endian words, complemented.
-
-    >>> hex(internet_checksum(bytes.fromhex("0800000000010002")))
-    '0xf7fc'
-    """
-    if len(data) & 1:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def build_echo(

@@ -148,3 +148,8 @@ def test_compiled_matches_twin(data: bytes, start: int) -> None:
         assert c.pseudo_sum_ipv6(data[:16], data[16:32], start) == py.pseudo_sum_ipv6(
             data[:16], data[16:32], start
         )
+
+
+def test_icmp_batch_uses_the_one_checksum(twin_flavour: str, csum: ModuleType) -> None:
+    # icmp_batch's internet_checksum is this module's, not another copy of RFC 1071.
+    assert load_twin("icmp_batch", twin_flavour).internet_checksum is csum.internet_checksum

@@ -12,18 +12,15 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
+from hafast.lib import netlink
+from hafast.lib.netlink import NLMSG_DONE, NLMSG_ERROR, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR
+
 log = logging.getLogger("hafast")
 
 
-NETLINK_ROUTE = 0  # linux/netlink.h
 RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100  # linux/rtnetlink.h
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 IFA_ADDRESS, IFA_LOCAL = 1, 2  # linux/if_addr.h
-_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, ifindex
-_RTATTR = struct.Struct("=HH")  # length, type
 _ADDR_LEN = {socket.AF_INET: 4, socket.AF_INET6: 16}
 
 
@@ -34,56 +31,49 @@ def parse_addr_messages(data: bytes) -> Iterator[tuple[int, str, int]]:
     the peer's), else IFA_ADDRESS.  NLMSG_DONE and NLMSG_ERROR come out as
     ``(type, "", 0)`` so a dump knows where it ends.
 
-    >>> body = _IFADDRMSG.pack(socket.AF_INET, 24, 0, 0, 3) + _RTATTR.pack(8, IFA_LOCAL)
-    >>> msg = _NLMSGHDR.pack(16 + len(body) + 4, RTM_NEWADDR, 0, 0, 0) + body + bytes([10, 0, 0, 1])
-    >>> list(parse_addr_messages(msg))
+    >>> body = _IFADDRMSG.pack(socket.AF_INET, 24, 0, 0, 3)
+    >>> body += netlink.attr(IFA_LOCAL, bytes([10, 0, 0, 1]))
+    >>> list(parse_addr_messages(netlink.pack_message(RTM_NEWADDR, 0, 0, body)))
     [(20, '10.0.0.1', 3)]
     """
-    off = 0
-    while off + _NLMSGHDR.size <= len(data):
-        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
-        if length < _NLMSGHDR.size or off + length > len(data):
-            return
-        body = off + _NLMSGHDR.size
-        if kind in (NLMSG_DONE, NLMSG_ERROR):
-            yield kind, "", 0
-        elif kind in (RTM_NEWADDR, RTM_DELADDR) and length >= _NLMSGHDR.size + _IFADDRMSG.size:
-            family, _plen, _fl, _scope, index = _IFADDRMSG.unpack_from(data, body)
-            want = _ADDR_LEN.get(family)
-            attrs: dict[int, bytes] = {}
-            a = body + _IFADDRMSG.size
-            end = off + length
-            while a + _RTATTR.size <= end:
-                alen, atype = _RTATTR.unpack_from(data, a)
-                if alen < _RTATTR.size or a + alen > end:
-                    break
-                attrs[atype] = data[a + _RTATTR.size:a + alen]
-                a += (alen + 3) & ~3  # NLA_ALIGN
-            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
-            if want is not None and raw is not None and len(raw) == want:
-                yield kind, socket.inet_ntop(family, raw), index
-        off += (length + 3) & ~3  # NLMSG_ALIGN
+    for m in netlink.messages(data):
+        if m.kind in (NLMSG_DONE, NLMSG_ERROR):
+            yield m.kind, "", 0
+        elif m.kind in (RTM_NEWADDR, RTM_DELADDR):
+            address = _address(m.body)
+            if address is not None:
+                yield m.kind, address[0], address[1]
+
+
+def _address(body: memoryview) -> tuple[str, int] | None:
+    """``(address, ifindex)`` of one ifaddrmsg body, or None when it names none."""
+    if len(body) < _IFADDRMSG.size:
+        return None
+    family, _plen, _fl, _scope, index = _IFADDRMSG.unpack_from(body)
+    attrs = netlink.parse_attrs(body, _IFADDRMSG.size)
+    raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+    if raw is None or len(raw) != _ADDR_LEN.get(family):
+        return None
+    return socket.inet_ntop(family, raw), index
 
 
 def dump_addresses() -> set[tuple[str, int]]:
     """Every ``(address, ifindex)`` in this network namespace (an RTM_GETADDR dump)."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       NETLINK_ROUTE) as s:
+                       netlink.NETLINK_ROUTE) as s:
         s.settimeout(5.0)
         s.bind((0, 0))
         body = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        s.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETADDR,
-                              NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        dump = netlink.pack_message(RTM_GETADDR, netlink.NLM_F_REQUEST | netlink.NLM_F_DUMP,
+                                    1, body)
+        # An error ends the dump with what came before it, as an empty table would.
+        replies = netlink.exchange(s, [(1, dump)], dump=True, errors={})
         held: set[tuple[str, int]] = set()
-        while True:
-            data = s.recv(1 << 16)
-            if not data:
-                return held
-            for kind, address, index in parse_addr_messages(data):
-                if kind in (NLMSG_DONE, NLMSG_ERROR):
-                    return held
-                if kind == RTM_NEWADDR:
-                    held.add((address, index))
+        for m in replies:
+            address = _address(m.body) if m.kind == RTM_NEWADDR else None
+            if address is not None:
+                held.add(address)
+        return held
 
 
 class AddressWatch:
@@ -106,7 +96,7 @@ class AddressWatch:
 
     def open(self) -> None:
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
-                          | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+                          | socket.SOCK_CLOEXEC, netlink.NETLINK_ROUTE)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             s.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))

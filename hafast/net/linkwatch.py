@@ -23,6 +23,9 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from hafast.lib import netlink
+from hafast.lib.netlink import RTM_DELLINK, RTM_NEWLINK
+
 IFF_UP = 0x1  # linux/if.h
 IFF_RUNNING = 0x40  # linux/if.h: operstate up (carrier)
 SIOCGIFFLAGS = 0x8913  # linux/sockios.h
@@ -31,9 +34,7 @@ SIOCGIFADDR = 0x8915  # linux/sockios.h: the interface's primary IPv4 address
 # thread-self, not /proc/net (= the thread group leader's): correct also on a thread
 # that entered another namespace with setns(2).
 IF_INET6 = Path("/proc/thread-self/net/if_inet6")
-NETLINK_ROUTE = 0  # linux/netlink.h
 RTMGRP_LINK = 0x1  # linux/rtnetlink.h
-RTM_NEWLINK, RTM_DELLINK = 16, 17
 
 
 def _ifreq(ifname: str, request: int) -> bytes | None:
@@ -119,7 +120,7 @@ class LinkWatch:
     def _open_events(self) -> None:
         try:
             nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
-                               | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+                               | socket.SOCK_CLOEXEC, netlink.NETLINK_ROUTE)
             nl.bind((0, RTMGRP_LINK))
         except OSError:
             return  # polling alone
@@ -153,7 +154,7 @@ class LinkWatch:
                 break
             # Any RTM_NEWLINK/DELLINK: re-read the watched links (a handful of ioctls)
             # rather than decode which one it was.
-            kinds = {struct.unpack_from("H", data, off + 4)[0] for off in _offsets(data)}
+            kinds = {m.kind for m in netlink.messages(data)}
             if kinds & {RTM_NEWLINK, RTM_DELLINK}:
                 self.events += 1
         self._check()
@@ -182,13 +183,3 @@ class LinkWatch:
             self._nl.close()
             self._nl = None
 
-
-def _offsets(data: bytes) -> list[int]:
-    """Start offsets of the netlink messages in one datagram."""
-    out = []
-    off = 0
-    while off + 16 <= len(data):
-        out.append(off)
-        length = struct.unpack_from("I", data, off)[0]
-        off += max(16, (length + 3) & ~3)
-    return out

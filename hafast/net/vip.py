@@ -25,27 +25,31 @@ import ipaddress
 import logging
 import os
 import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hafast.config.model import VirtualAddress
+from hafast.lib import netlink
+from hafast.lib.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    RTM_DELADDR,
+    RTM_DELROUTE,
+    RTM_NEWADDR,
+    RTM_NEWROUTE,
+)
 
 log = logging.getLogger("hafast.vrrp.vip")
 
 # ip-address(8) scope names -> rtnetlink rt_scope values (linux/rtnetlink.h).
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
-# linux/netlink.h, linux/rtnetlink.h
-NETLINK_ROUTE = 0
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE = 20, 21, 24, 25
+# linux/rtnetlink.h
 RT_TABLE_MAIN = 254
 RTPROT_KEEPALIVED = 18  # rtnetlink protocol number keepalived registered for its routes
 ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}
-_NLMSGHDR = struct.Struct("=IHHII")
-_ERRNO = struct.Struct("=i")
 # linux/if_addr.h: IFA_F_NODAD.  keepalived adds IPv6 VIPs without DAD so a new
 # master can answer for them at once instead of after a tentative second.
 IFA_F_NODAD = 0x02
@@ -171,7 +175,7 @@ class Rtnl:
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                  NETLINK_ROUTE)
+                                  netlink.NETLINK_ROUTE)
         self.sock.bind((0, 0))
         self._seq = 0
 
@@ -182,15 +186,7 @@ class Rtnl:
         msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
         msg["header"]["sequence_number"] = self._seq
         msg.encode()
-        self.sock.send(bytes(msg.data))
-        while True:
-            data = self.sock.recv(65536)
-            off = 0
-            while off + 16 <= len(data):
-                length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, off)
-                if kind == NLMSG_ERROR and seq == self._seq:
-                    return -int(_ERRNO.unpack_from(data, off + 16)[0])
-                off += max(16, (length + 3) & ~3)
+        return netlink.request(self.sock, self._seq, bytes(msg.data))
 
     def close(self) -> None:
         self.sock.close()

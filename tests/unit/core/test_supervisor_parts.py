@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -194,9 +195,9 @@ def nl_addr(kind: int, family: int, index: int, **attrs: bytes) -> bytes:
     body = aw._IFADDRMSG.pack(family, 24, 0, 0, index)
     for name, value in attrs.items():
         code = {"local": aw.IFA_LOCAL, "address": aw.IFA_ADDRESS, "label": 3}[name]
-        attr = aw._RTATTR.pack(4 + len(value), code) + value
+        attr = struct.pack("=HH", 4 + len(value), code) + value  # struct rtattr
         body += attr + bytes(-len(attr) % 4)
-    return aw._NLMSGHDR.pack(16 + len(body), kind, 0, 0, 0) + body
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body  # struct nlmsghdr
 
 
 def test_parse_addr_messages_local_before_peer_v6_done_and_truncation() -> None:
@@ -205,7 +206,7 @@ def test_parse_addr_messages_local_before_peer_v6_done_and_truncation() -> None:
     v6 = nl_addr(aw.RTM_DELADDR, socket.AF_INET6, 3,
                  address=socket.inet_pton(socket.AF_INET6, "2001:db8::1"))
     bad = nl_addr(aw.RTM_NEWADDR, socket.AF_INET, 4, address=b"\x01\x02")  # wrong size
-    done = aw._NLMSGHDR.pack(20, aw.NLMSG_DONE, 0, 0, 0) + bytes(4)
+    done = struct.pack("=IHHII", 20, aw.NLMSG_DONE, 0, 0, 0) + bytes(4)
     got = list(aw.parse_addr_messages(v4 + v6 + bad + done + v4[:10]))
     assert got == [(aw.RTM_NEWADDR, "10.0.0.1", 2), (aw.RTM_DELADDR, "2001:db8::1", 3),
                    (aw.NLMSG_DONE, "", 0)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 
+from hafast.lib.netlink import parse_attrs as _parse_attrs
 from hafast.lvs.backend import SVC_F_PERSISTENT, SVC_F_SCHED2, Change, Dest, Service, ServiceKey
 from hafast.lvs.ipvs import (
     CMD_ATTR_DEST,
@@ -14,7 +15,6 @@ from hafast.lvs.ipvs import (
     SVC_NETMASK,
     BatchLink,
     _dest_attrs,
-    _parse_attrs,
     _svc_attrs,
     decode_dest,
     decode_service,

@@ -41,6 +41,7 @@ from hafast.lib.netlink import (
     RTM_NEWADDR,
     RTM_NEWROUTE,
 )
+from hafast.net.nftables import Nft, NftError
 
 log = logging.getLogger("hafast.vrrp.vip")
 
@@ -438,10 +439,14 @@ class NoAcceptFilter:
     that drops traffic to the set members.  IPv6 neighbour discovery for the VIP
     still passes (RFC 5798 §6.4.3 wants the master to answer ND for it).
 
-    The table is made on first use, so a config that accepts never runs ``nft``;
-    each block/unblock is one ``nft -f -`` transaction.  Block before the VIP is
-    added and unblock after it is removed, so the VIP is never reachable by
-    accident.
+    The table is made on first use, so a config that accepts never touches
+    nftables; each block/unblock is one transaction through libnftables
+    (``hafast.net.nftables``), about 0.2 ms in this process and thread, so it runs
+    on the VRRP loop at a transition.  Never the ``nft`` program: a child process
+    run and waited for on the loop would hold every instance's timers for
+    milliseconds; without libnftables (which ``nft`` itself needs) the filter says
+    so once and no_accept VIPs stay reachable.  Block before the VIP is added and
+    unblock after it is removed, so the VIP is never reachable by accident.
 
     Example (root, in a scratch namespace)::
 
@@ -451,25 +456,31 @@ class NoAcceptFilter:
         f.close()                 # the table goes
     """
 
-    def __init__(self, table: str = NFT_TABLE, nft: str = "nft") -> None:
+    def __init__(self, table: str = NFT_TABLE, nft: Nft | None = None) -> None:
         self.table = table
-        self.nft = nft
+        self.nft = nft  # libnftables, loaded on first use
         self.ready = False
         self.failed = False
         self._holders: dict[tuple[int, str], set[str]] = {}  # (family, address) -> owners
 
-    def _run(self, script: str) -> bool:
-        import subprocess
+    def _binding(self) -> Nft | None:
+        if self.nft is None:
+            nft = Nft()
+            if nft.lib is None:  # Nft would fall back to running the nft program
+                log.warning("libnftables did not load; no_accept VIPs stay reachable")
+                self.failed = True
+                return None
+            self.nft = nft
+        return self.nft
 
-        try:
-            res = subprocess.run([self.nft, "-f", "-"], input=script, capture_output=True,
-                                 text=True, check=False, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("nft failed: %s; no_accept VIPs stay reachable", exc)
-            self.failed = True
+    def _run(self, script: str) -> bool:
+        nft = self._binding()
+        if nft is None:
             return False
-        if res.returncode != 0:
-            log.warning("nft failed (%s): %s", res.returncode, res.stderr.strip())
+        try:
+            nft.run(script)
+        except NftError as exc:
+            log.warning("%s", exc)
             return False
         return True
 

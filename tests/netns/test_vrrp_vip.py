@@ -1,16 +1,18 @@
 """The VIP backend against the kernel, in a scratch namespace: add, idempotence,
-labels, IPv6 without DAD, routes, and removing only what hafast added."""
+labels, IPv6 without DAD, routes, and removing only what hafast added; and the
+no-Accept_Mode filter's table, through libnftables."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from hafast.config.model import VirtualAddress
 from hafast.lab.netns import Registry, call_in, run_in
-from hafast.net.vip import NetlinkVips, parse_route
+from hafast.net.vip import NFT_TABLE, NetlinkVips, NoAcceptFilter, parse_route
 from tests.conftest import require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -84,3 +86,47 @@ def test_adopt_takes_a_predecessors_vips_as_our_own(ns: str) -> None:
     assert not before and after and not other
     assert taken == [left]
     assert "10.66.0.77" not in final and "10.66.0.1/24" in final
+
+
+def test_no_accept_filter_through_libnftables_without_a_child(
+        ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # RFC 5798 §6.4.3 filtering as the VRRP loop does it at a transition: every
+    # change is a libnftables transaction in this thread; a child process (the nft
+    # program, waited for on the loop) would fail the test.
+    import subprocess
+
+    def no_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a child process on the VRRP loop: {args!r}")
+
+    v4, v6 = VirtualAddress("10.66.0.100", 24, 4), VirtualAddress("fd66::100", 64, 6)
+
+    def body() -> tuple[str, str, str, float, bool]:
+        f = NoAcceptFilter()
+        monkeypatch.setattr(subprocess.Popen, "__init__", no_child)
+        try:
+            t0 = time.perf_counter()
+            f.block("VI_1", (v4, v6))
+            blocked = _table(f)
+            f.block("VI_2", (v4,))  # a second holder of the same VIP
+            f.unblock("VI_1", (v4, v6))
+            shared = _table(f)
+            f.unblock("VI_2", (v4,))
+            took = time.perf_counter() - t0
+            none = _table(f)
+            f.close()
+        finally:
+            monkeypatch.undo()
+        return blocked, shared, none, took, f.failed
+
+    blocked, shared, none, took, failed = call_in(ns, body)
+    assert not failed
+    assert "10.66.0.100" in blocked and "fd66::100" in blocked
+    assert "10.66.0.100" in shared and "fd66::100" not in shared
+    assert "10.66.0.100" not in none
+    print(f"\nset-up and four block/unblock transactions: {took * 1e3:.2f} ms")
+    assert run_in(ns, ["nft", "list", "table", "inet", NFT_TABLE], check=False).returncode != 0
+
+
+def _table(f: NoAcceptFilter) -> str:
+    assert f.nft is not None
+    return f.nft.run(f"list table inet {f.table}")

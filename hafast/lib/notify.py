@@ -32,6 +32,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hafast.lib.scriptuser import script_identity
+
 log = logging.getLogger("hafast.notify")
 
 Argv = tuple[str, ...]
@@ -146,16 +148,17 @@ def spawn_reaped(
 
     ``on_exit(returncode)`` runs on the loop; a negative code is the killing
     signal.  ``user``/``group`` switch identity first (keepalived's script
-    ``user``).  Returns None (and logs) when the program cannot be started.
+    ``user``; see :func:`~hafast.lib.scriptuser.script_identity`: without a group,
+    the user's login group).  Returns None (and logs) when the program cannot be
+    started.
     """
-    # A script run as another user drops the daemon's supplementary groups, as
-    # keepalived does (unless set_supplementary_groups, not modelled yet).
-    extra_groups: list[int] | None = [] if user is not None else None
     try:
+        who = script_identity(user, group) if user is not None else None
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env,
-            user=user, group=group, extra_groups=extra_groups,
+            user=who.uid if who else None, group=who.gid if who else group,
+            extra_groups=list(who.groups) if who else None,
         )
     except (OSError, ValueError, KeyError) as exc:
         log.warning("cannot run %s: %s", argv[0] if argv else "?", exc)

@@ -1,0 +1,46 @@
+"""Who a script runs as: keepalived's ``script_user NAME [GROUP]`` and a script's own
+``user NAME [GROUP]``, looked up once for notify scripts, track scripts, pool
+scripts and MISC_CHECK alike.
+
+keepalived's rules (keepalived.conf(5), ``script_user``): without GROUP the user's
+login group, never the daemon's own (a script switched to ``nobody`` but left in
+group root could still write what root's group may); the daemon's supplementary
+groups are dropped (keepalived keeps them only with ``set_supplementary_groups``,
+which hafast does not model).
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+from typing import NamedTuple
+
+
+class ScriptIdentity(NamedTuple):
+    """What ``subprocess.Popen(user=, group=, extra_groups=)`` switches to."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def script_identity(user: str, group: str | None = None) -> ScriptIdentity:
+    """The identity of ``user`` [``group``]; KeyError names an unknown user or group.
+
+    >>> script_identity("root")
+    ScriptIdentity(uid=0, gid=0, groups=())
+    >>> script_identity("root", "no-such-group-here")
+    Traceback (most recent call last):
+    KeyError: "script group 'no-such-group-here' does not exist"
+    """
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise KeyError(f"script user {user!r} does not exist") from None
+    if group is None:
+        return ScriptIdentity(pw.pw_uid, pw.pw_gid, ())
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise KeyError(f"script group {group!r} does not exist") from None
+    return ScriptIdentity(pw.pw_uid, gid, ())

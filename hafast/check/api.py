@@ -8,6 +8,10 @@ a self-re-arming loop timer costs about 620 B.  So an attempt is started with a
 ``done`` callback, the runner owns the one deadline timer, and cancels the attempt
 when the deadline passes.
 
+A kind is registered once, with its descriptor
+(:class:`hafast.config.kinds.CheckerKind`, docs/extending.md); :data:`REGISTRY` reads
+the probes from there.
+
 Example (a kind that always succeeds)::
 
     >>> class Always(ProbeKind):
@@ -24,12 +28,17 @@ Example (a kind that always succeeds)::
 from __future__ import annotations
 
 import abc
+import importlib
+import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from hafast._core import checkq
+from hafast.config.kinds import KINDS, CheckerKind
+
+log = logging.getLogger("hafast.check")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +136,62 @@ class ProbeKind(abc.ABC):
         return None
 
 
-REGISTRY: dict[str, type[ProbeKind]] = {}
+class _Probes(Mapping[str, type[ProbeKind]]):
+    """keyword -> probe class, read from the one registry of checker kinds
+    (:data:`hafast.config.kinds.KINDS`), whose descriptors name their probe.
+
+    A ``"module:Class"`` name is imported on first use, so a kind whose module cannot
+    load (HTTP_GET without pycurl, say) costs a warning and leaves only its own real
+    servers unchecked.  A probe class that does not set ``keyword`` gets the
+    descriptor's.  Kinds without a probe (BFD_CHECK) are not in the mapping.
+    """
+
+    def __init__(self) -> None:
+        self._resolved: dict[str, tuple[CheckerKind, type[ProbeKind] | None]] = {}
+
+    def __getitem__(self, keyword: str) -> type[ProbeKind]:
+        kind = KINDS[keyword]
+        hit = self._resolved.get(keyword)
+        if hit is None or hit[0] is not kind:  # first use, or the kind was re-registered
+            hit = self._resolved[keyword] = (kind, _load(kind))
+        if hit[1] is None:
+            raise KeyError(keyword)
+        return hit[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (keyword for keyword in list(KINDS) if keyword in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, keyword: object) -> bool:
+        try:
+            self[keyword]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
 
 
-def register(cls: type[ProbeKind]) -> type[ProbeKind]:
-    """Class decorator: make a kind known under its config keyword (table, not branches)."""
-    REGISTRY[cls.keyword] = cls
-    return cls
+def _load(kind: CheckerKind) -> type[ProbeKind] | None:
+    probe = kind.probe
+    if isinstance(probe, str):
+        module, _, name = probe.partition(":")
+        try:
+            probe = getattr(importlib.import_module(module), name)
+        except Exception as exc:  # a broken kind must not stop the others
+            log.warning("%s unavailable: %s", kind.keyword, exc)
+            return None
+    if probe is None:
+        return None
+    if not (isinstance(probe, type) and issubclass(probe, ProbeKind)):
+        raise TypeError(f"{kind.keyword}: probe {probe!r} is not a ProbeKind")
+    declared = getattr(probe, "keyword", None)
+    if declared is None:
+        probe.keyword = kind.keyword
+    elif declared != kind.keyword:
+        raise ValueError(f"{kind.keyword}: probe {probe.__name__} says it is {declared}")
+    return probe
+
+
+# The probes of the registered checker kinds (the engine's default).
+REGISTRY: Mapping[str, type[ProbeKind]] = _Probes()

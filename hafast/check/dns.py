@@ -22,7 +22,7 @@ import random
 import struct
 from typing import Any
 
-from hafast.check.api import ProbeResult, register
+from hafast.check.api import ProbeResult
 from hafast.check.udp import DatagramKind
 
 # RFC 1035 §3.2.2 (A NS CNAME SOA MX TXT), RFC 3596 §2.1 (AAAA); class IN §3.2.4.
@@ -70,7 +70,6 @@ def parse_reply(data: bytes, qid: int) -> tuple[bool, int] | None:
     return (rcode == 0, rcode)
 
 
-@register
 class DnsKind(DatagramKind):
     __slots__ = ("_qid",)
     keyword = "DNS_CHECK"

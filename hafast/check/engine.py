@@ -23,22 +23,25 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import logging
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from hafast.check import dns, file, icmp, misc, smtp, tcp, udp  # noqa: F401  (register kinds)
 from hafast.check.api import REGISTRY, ProbeKind, Target
 from hafast.check.runner import Check, Runner, ServerHealth
 from hafast.config import model as m
+from hafast.config.kinds import KINDS
 from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
 
 log = logging.getLogger("hafast.check")
 
-# keepalived's port when neither connect_port nor the real server gives one.
-DEFAULT_PORTS: dict[str, int] = {"SMTP_CHECK": 25, "DNS_CHECK": 53}
+
+def default_port(spec: m.Checker) -> int | None:
+    """keepalived's port for a kind when neither connect_port nor the real server gives
+    one (SMTP_CHECK 25, DNS_CHECK 53): the kind's descriptor says."""
+    kind = KINDS.get(spec.kind)
+    return kind.port if kind is not None else None
 
 
 def shard_of(rs: m.RealServer, shard_count: int) -> int:
@@ -50,7 +53,7 @@ def shard_of(rs: m.RealServer, shard_count: int) -> int:
 
 def target_for(rs: m.RealServer, spec: m.Checker) -> Target:
     """The checker's connect_* and bind* options over the real server's address."""
-    port = getattr(spec, "connect_port", None) or rs.port or DEFAULT_PORTS.get(spec.kind)
+    port = getattr(spec, "connect_port", None) or rs.port or default_port(spec)
     return Target(
         getattr(spec, "connect_ip", None) or rs.address,
         port,
@@ -81,31 +84,18 @@ def targets_for(rs: m.RealServer, spec: m.Checker) -> list[Target]:
     ]
 
 
-def _load_optional_kinds() -> None:
-    """HTTP_GET/SSL_GET live in their own module (another seam owner); register them
-    when that module imports, and say why not when it does not."""
-    try:
-        importlib.import_module("hafast.check.http")
-    except Exception as exc:  # a broken optional kind must not stop the others
-        log.warning("HTTP_GET/SSL_GET unavailable: %s", exc)
-
-
 def _extras(config: m.Config, rs: m.RealServer, spec: m.Checker) -> dict[str, Any]:
-    """Keyword arguments some kinds need beyond (spec, target, loop): a table, per kind."""
-    if isinstance(spec, m.HttpGetCheck):  # SSL_GET too: the top-level SSL {} block
-        return {"ssl_conf": config.ssl}
-    if isinstance(spec, m.FileCheck):
-        files = {t.name: t.file for t in config.track_files}
-        return {"path": files.get(spec.track_file, ""), "base_weight": rs.weight}
-    if isinstance(spec, m.MiscCheck):
-        return {"default_user": config.global_defs.script_user}
-    return {}
+    """Keyword arguments some kinds need beyond (spec, target, loop): the descriptor's."""
+    kind = KINDS.get(spec.kind)
+    if kind is None or kind.extras is None:
+        return {}
+    return kind.extras(config, rs, spec)
 
 
 class Engine:
     """Builds and runs every check of a shard; publishes real-server transitions.
 
-    ``kinds`` overrides the registry (tests plug fakes in); ``skipped`` lists the
+    ``kinds`` overrides the probes of the registry (tests plug fakes in); ``skipped`` lists the
     checkers no kind handles yet, as ``(where, keyword)``.
     """
 
@@ -117,7 +107,7 @@ class Engine:
         *,
         shard_index: int = 0,
         shard_count: int = 1,
-        kinds: dict[str, type[ProbeKind]] | None = None,
+        kinds: Mapping[str, type[ProbeKind]] | None = None,
         runner: Runner | None = None,
     ) -> None:
         self.config = config
@@ -127,8 +117,6 @@ class Engine:
         )
         if runner is not None and on_event is not None:
             runner.on_event = on_event
-        if kinds is None:
-            _load_optional_kinds()
         self.kinds = REGISTRY if kinds is None else kinds
         self.shard_index, self.shard_count = shard_index, shard_count
         self.healths: dict[tuple[tuple[object, ...], tuple[str, int | None]], ServerHealth] = {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, register
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult
 
 IPVS_WEIGHT_FAULT = -(2**31)  # keepalived: the product that means "fault"
 IPVS_WEIGHT_MAX = 65535  # the kernel's u32 weight, kept to what ipvsadm accepts
@@ -53,7 +53,6 @@ def judge(value: int, weight: int, reverse: bool, base_weight: int) -> ProbeResu
     return ProbeResult(True, weight=max(0, min(IPVS_WEIGHT_MAX, base_weight + delta)))
 
 
-@register
 class FileKind(ProbeKind):
     __slots__ = ("base_weight", "path")
     keyword = "FILE_CHECK"

@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 
 from hafast._core.sockset import FetchSet
 from hafast.check import tcp
-from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target
 from hafast.check.http_parse import (
     DEFAULT_CAP,
     DEFAULT_STATUS,
@@ -700,7 +700,6 @@ class _Attempt:
             exchange.cancel()
 
 
-@register
 class HttpGetKind(ProbeKind):
     """HTTP_GET: every ``url`` must answer with an accepted status (and digest).
 
@@ -796,7 +795,6 @@ class HttpGetKind(ProbeKind):
             self.fetcher = None
 
 
-@register
 class SslGetKind(HttpGetKind):
     """SSL_GET: HTTP_GET over TLS; a failed handshake is a failed check (``tls``)."""
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from hafast._core import icmp_batch
-from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult, register
+from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult
 from hafast.check.perloop import PerLoop
 from hafast.check.tcp import failure
 
@@ -56,7 +56,6 @@ def release(pool: Any) -> None:
     _pools.release(pool, pool.family)
 
 
-@register
 class PingKind(ProbeKind):
     __slots__ = ("address", "pool", "timeout_ns")
     keyword = "PING_CHECK"

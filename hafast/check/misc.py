@@ -26,7 +26,7 @@ import signal
 import subprocess
 from typing import Any
 
-from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, register
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult
 
 OK = ProbeResult(True)
 
@@ -106,7 +106,6 @@ class Child:
             pass
 
 
-@register
 class MiscKind(ProbeKind):
     __slots__ = ("argv", "children", "gid", "uid")
     keyword = "MISC_CHECK"

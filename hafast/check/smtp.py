@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, register
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult
 from hafast.check.tcp import Connect, failure, open_socket
 
 MAX_REPLY = 4096  # a greeting longer than this is not one we wait for
@@ -93,7 +93,6 @@ class SmtpDialogue(Connect):
                 return
 
 
-@register
 class SmtpKind(ProbeKind):
     __slots__ = ("helo",)
     keyword = "SMTP_CHECK"

@@ -31,7 +31,7 @@ import struct
 from typing import Any
 
 from hafast._core.sockset import ConnectSet
-from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target, register
+from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult, Target
 from hafast.check.perloop import PerLoop
 
 SO_MARK = getattr(socket, "SO_MARK", 36)  # <asm-generic/socket.h>
@@ -224,7 +224,6 @@ class Connecting:
             connector.connects.cancel(fd)
 
 
-@register
 class TcpKind(ProbeKind):
     """TCP_CHECK: UP when the three-way handshake completes within connect_timeout."""
 

@@ -24,7 +24,7 @@ import errno
 import socket
 from typing import Any
 
-from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult, register
+from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult
 from hafast.check.tcp import failure, open_socket
 
 RECV_SIZE = 65535
@@ -133,7 +133,6 @@ class DatagramKind(ProbeKind):
         return Datagram(self, done, sock).begin(self.payload())
 
 
-@register
 class UdpKind(DatagramKind):
     __slots__ = ("_pattern", "_payload", "_require")
     keyword = "UDP_CHECK"

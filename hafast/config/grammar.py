@@ -21,6 +21,10 @@ A few rows are hafast extensions keepalived does not know (``lvs_backend``,
 ``metrics_listen``, ``check_workers`` in global_defs); :data:`EXTENSIONS` holds their help
 text, which every message about them carries.
 
+The checker blocks (``TCP_CHECK { }``, ...) are not written here: each checker kind's
+descriptor (:mod:`hafast.config.kinds`) carries its rows, and :data:`TABLE` takes them in
+as kinds register.
+
 The loader is table driven: it never branches on keyword names, only on these rows.
 Timers are converted to integer microseconds, as keepalived keeps them.
 """
@@ -33,6 +37,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hafast.config import model  # noqa: F401  (registers the built-in checker kinds)
+from hafast.config.kinds import CHILDREN, CheckerKind, subscribe
+from hafast.config.pool_backends import POOL_BACKENDS, help_text
 from hafast.config.tokens import Token
 
 US_PER_S = 1_000_000
@@ -602,25 +609,6 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
 }
 _FACTORIES = {"int", "timer", "opttimer", "choice", "wref", "schedflag"}
 
-# Common checker keywords (check_api.c install_checker_common_keywords); the connection
-# ones are refused by MISC_CHECK, FILE_CHECK and BFD_CHECK as in keepalived.
-_CHECK_TIMERS = """
-alpha               f  0-1  flag          alpha
-connect_timeout     v  1    timer:0.001,86400 connect_timeout_us
-retry               v  1    int:0,2147483647  retry
-delay_before_retry  v  1    timer:0,86400 delay_before_retry_us
-warmup              v  1    timer:0,86400 warmup_us
-delay_loop          v  1    timer:0.001,86400 delay_loop_us
-log_all_failures    f  0-1  flag          log_all_failures
-"""
-_CHECK_CONN = """
-connect_ip          v  1    ip            connect_ip
-connect_port        v  1    cport         connect_port
-bindto              v  1    ip            bindto
-bind_if             v  1    str           bind_if
-bind_port           v  1    port          bind_port
-fwmark              v  1    int:0,4294967295 fwmark
-"""
 _RS_INHERITED = """
 connect_timeout     v  1    timer:0.001,86400 connect_timeout_us
 retry               v  1    int:0,2147483647  retry
@@ -648,33 +636,6 @@ track_file          l  0    track         +track_file
 track_process       l  0    track         +track_process
 track_bfd           l  0    track         +track_bfd
 """
-_HTTP = (
-    _CHECK_TIMERS
-    + _CHECK_CONN
-    + """
-url                 b  0    url           +urls
-nb_get_retry        v  1    int:0,2147483647  retry
-http_protocol       v  1    choice:1.0,1.0C,1.1 http_protocol
-fast_recovery       f  0-1  flag          fast_recovery
-virtualhost         v  1    str           virtualhost
-enable_sni          f  0-1  flag          enable_sni
-sni_name            v  1    str           sni_name
-tls_compliant       f  0-1  flag          tls_compliant
-"""
-)
-_CHECKERS = """
-HTTP_GET            b  0    HTTP_GET      +checkers
-SSL_GET             b  0    SSL_GET       +checkers
-TCP_CHECK           b  0    TCP_CHECK     +checkers
-SMTP_CHECK          b  0    SMTP_CHECK    +checkers
-DNS_CHECK           b  0    DNS_CHECK     +checkers
-MISC_CHECK          b  0    MISC_CHECK    +checkers
-UDP_CHECK           b  0    UDP_CHECK     +checkers
-PING_CHECK          b  0    PING_CHECK    +checkers
-FILE_CHECK          b  0    FILE_CHECK    +checkers
-BFD_CHECK           b  0    BFD_CHECK     +checkers
-"""
-
 # Top-level keywords keepalived installs as "root" keywords (outside global_defs).
 _ROOT_ONLY = """
 net_namespace       v  1    str           -
@@ -690,14 +651,14 @@ include_check       v  0+   any           -
 # hafast extensions in global_defs: keepalived does not know these keywords (its -t calls
 # them unknown), so a config using them is for hafast only.  EXTENSIONS gives each its
 # help text, shown in every message about the keyword.
-_HAFAST_GLOBAL = """
-lvs_backend         v  1    choice:ipvs,nft,memory lvs_backend
+_HAFAST_GLOBAL = f"""
+lvs_backend         v  1    choice:{','.join(POOL_BACKENDS)} lvs_backend
 metrics_listen      v  1    listen        metrics_listen
 check_workers       v  1    int:0,1024    check_workers
 """
 EXTENSIONS: dict[tuple[str, str], str] = {
     ("global_defs", "lvs_backend"): "a hafast extension (keepalived does not know it): "
-    "the pool backend, ipvs (the kernel's IPVS, default), nft (nftables) or memory",
+    f"the pool backend, {help_text()}",
     ("global_defs", "metrics_listen"): "a hafast extension (keepalived does not know it): "
     "where to serve Prometheus /metrics",
     ("global_defs", "check_workers"): "a hafast extension (keepalived does not know it): "
@@ -1051,63 +1012,9 @@ uthreshold          v  1    int:0,2147483647 uthreshold
 lthreshold          v  1    int:0,2147483647 lthreshold
 snmp_name           v  1    str           -
 """
-    + _RS_INHERITED
-    + _CHECKERS,
-    "HTTP_GET": _HTTP,
-    "SSL_GET": _HTTP,
-    "url": """
-path                v  1    str           path
-digest              v  1    digest        digest
-status_code         v  1+   status        status_code
-virtualhost         v  1    str           virtualhost
-regex               v  1+   text          regex
-regex_no_match      f  0-1  flag          regex_no_match
-regex_options       v  1+   any           regex_options
-regex_stack         v  1-2  any           -
-regex_min_offset    v  1    int:0,2147483647 regex_min_offset
-regex_max_offset    v  1    int:0,2147483647 regex_max_offset
-""",
-    "TCP_CHECK": _CHECK_TIMERS + _CHECK_CONN,
-    "PING_CHECK": _CHECK_TIMERS + _CHECK_CONN,
-    "SMTP_CHECK": _CHECK_TIMERS
-    + _CHECK_CONN
-    + """
-helo_name           v  1    str           helo_name
-host                b  0    smtp_host     +hosts
-""",
-    # keepalived accepts the timers in host {} too; hafast uses the SMTP_CHECK's own
-    "smtp_host": _CHECK_CONN + re.sub(r"\S+\n", "-\n", _CHECK_TIMERS),
-    "DNS_CHECK": _CHECK_TIMERS
-    + _CHECK_CONN
-    + """
-type                v  1    choice:A,NS,CNAME,SOA,MX,TXT,AAAA type
-name                v  1    str           name
-""",
-    "MISC_CHECK": _CHECK_TIMERS.replace(
-        "connect_timeout     v  1    timer:0.001,86400 connect_timeout_us\n", ""
-    )
-    + """
-misc_path           v  1+   script         misc_path
-misc_timeout        v  1    timer:0.001,86400 misc_timeout_us
-misc_dynamic        f  0-1  flag          misc_dynamic
-user                v  1-2  words         user
-""",
-    "UDP_CHECK": _CHECK_TIMERS
-    + _CHECK_CONN
-    + """
-payload             v  1    hex           payload
-require_reply       v  0-1  str           require_reply
-min_reply_length    v  1    int:0,65535   min_reply_length
-max_reply_length    v  1    int:0,65535   max_reply_length
-""",
-    "FILE_CHECK": """
-track_file          v  1    str           track_file
-weight              v  1-2  wref:-2147483647,2147483647 weight
-""",
-    "BFD_CHECK": """
-name                v  1    str           name
-alpha               f  0-1  flag          alpha
-""",
+    + _RS_INHERITED,
+    # the checker blocks (TCP_CHECK { }, ...) and their rows come from
+    # hafast.config.kinds: see _install_kind below
 }
 
 
@@ -1197,57 +1104,74 @@ _DESCRIPTIONS = {
 }
 
 
-def _build() -> dict[str, dict[str, Keyword]]:
-    table: dict[str, dict[str, Keyword]] = {}
-    for context, text in TABLE_TEXT.items():
-        rows: dict[str, Keyword] = {}
-        for raw in text.strip().splitlines():
-            if not raw.strip():
-                continue
-            name, kind, arity, conv, fieldspec = raw.split()
-            lo, hi = _arity(arity)
-            child = conv if kind == "b" else None
-            field = None if fieldspec == "-" else fieldspec.lstrip("+")
-            rows[name] = Keyword(
-                context=context,
-                name=name,
-                kind=kind,
-                min_args=lo,
-                max_args=hi,
-                conv=None if kind == "b" else _converter(conv),
-                conv_name=_describe(conv),
-                field=field,
-                append=fieldspec.startswith("+"),
-                child=child,
-                note=EXTENSIONS.get((context, name), ""),
-                one_word=kind in ("v", "f")
-                and field is not None
-                and not fieldspec.startswith("+")
-                and lo <= 1 <= (hi if hi >= 0 else 1),
-            )
-        table[context] = rows
-    for rows in table.values():
-        for kw in rows.values():
+def _rows(context: str, text: str) -> dict[str, Keyword]:
+    """The rows of one context from their text form."""
+    rows: dict[str, Keyword] = {}
+    for raw in text.strip().splitlines():
+        if not raw.strip():
+            continue
+        name, kind, arity, conv, fieldspec = raw.split()
+        lo, hi = _arity(arity)
+        child = conv if kind == "b" else None
+        field = None if fieldspec == "-" else fieldspec.lstrip("+")
+        rows[name] = Keyword(
+            context=context,
+            name=name,
+            kind=kind,
+            min_args=lo,
+            max_args=hi,
+            conv=None if kind == "b" else _converter(conv),
+            conv_name=_describe(conv),
+            field=field,
+            append=fieldspec.startswith("+"),
+            child=child,
+            note=EXTENSIONS.get((context, name), ""),
+            one_word=kind in ("v", "f")
+            and field is not None
+            and not fieldspec.startswith("+")
+            and lo <= 1 <= (hi if hi >= 0 else 1),
+        )
+    return rows
+
+
+def _check_children(table: dict[str, dict[str, Keyword]], contexts: Sequence[str]) -> None:
+    for context in contexts:
+        for kw in table[context].values():
             if kw.child is not None and kw.child not in table:
                 raise AssertionError(f"grammar: {kw.name} names unknown context {kw.child}")
+
+
+def _build() -> dict[str, dict[str, Keyword]]:
+    table = {context: _rows(context, text) for context, text in TABLE_TEXT.items()}
+    _check_children(table, list(table))
     return table
 
 
 TABLE: dict[str, dict[str, Keyword]] = _build()
 
-# The block names HTTP_GET/SSL_GET register through a helper (Appendix A's note).
-CHECKER_CONTEXTS = (
-    "HTTP_GET",
-    "SSL_GET",
-    "TCP_CHECK",
-    "SMTP_CHECK",
-    "DNS_CHECK",
-    "MISC_CHECK",
-    "UDP_CHECK",
-    "PING_CHECK",
-    "FILE_CHECK",
-    "BFD_CHECK",
-)
+
+def _install_kind(kind: CheckerKind, added: bool) -> None:
+    """A checker kind's rows in and out of TABLE: its block under real_server, its own
+    context, and the contexts of the blocks inside it."""
+    name = kind.keyword
+    if not added:
+        TABLE["real_server"].pop(name, None)
+        TABLE.pop(name, None)
+        for child in kind.children:
+            if child not in CHILDREN:  # no other kind still uses it
+                TABLE.pop(child, None)
+        return
+    for child, block in kind.children.items():
+        TABLE.setdefault(child, _rows(child, block.rows))
+    TABLE[name] = _rows(name, kind.rows)
+    _check_children(TABLE, [name, *kind.children])
+    # keepalived registers each checker block as "KEYWORD { ... }" under real_server
+    TABLE["real_server"].update(_rows("real_server", f"{name} b 0 {name} +checkers"))
+
+
+# The built-in kinds are registered by hafast.config.model (imported above); later
+# registrations (plugins, tests) are installed as they come.
+subscribe(_install_kind)
 
 
 def all_keywords() -> set[str]:

@@ -34,7 +34,6 @@ from typing import Any
 
 from hafast.config import model as m
 from hafast.config.grammar import (
-    CHECKER_CONTEXTS,
     IPV4_RE,
     TABLE,
     BadValue,
@@ -43,6 +42,7 @@ from hafast.config.grammar import (
     conv_ip_port,
     conv_script,
 )
+from hafast.config.kinds import CHILDREN, KINDS
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
 
 S = m.S
@@ -202,11 +202,11 @@ class LoadResult:
         return not any(d.severity == "error" for d in self.diagnostics)
 
 
-# Contexts whose blocks are built by their parent (inheritance), not when they close.
+# Contexts whose blocks are built by their parent (inheritance), not when they close;
+# so are the checker kinds' blocks (KINDS, which may grow after import).
 _DEFERRED = frozenset(
     {
         "real_server",
-        *CHECKER_CONTEXTS,
         "vrrp_instance",
         "vrrp_sync_group",
         "virtual_server",
@@ -401,9 +401,12 @@ class _Loader:
         fields: dict[str, Any] = {}
         pos: dict[str, Token] = {}
         self.block(ctx, children, fields, pos)
-        if ctx in _DEFERRED:
+        if ctx in _DEFERRED or ctx in KINDS:
             return Pending(ctx, toks[1:], fields, pos, toks[0], close)
-        return _IMMEDIATE[ctx](self, _tuples(fields), pos, toks[0])
+        build = _IMMEDIATE.get(ctx)
+        if build is None:  # a block inside a checker's (url {}, host {})
+            return CHILDREN[ctx].build(_tuples(fields))
+        return build(self, _tuples(fields), pos, toks[0])
 
     # ----------------------------------------------------------------- top level
     def load(self, lines: Iterable[Line], report_braces: bool = True) -> m.Config:
@@ -1021,77 +1024,31 @@ class _Loader:
         return built
 
     def _checker(self, p: Pending, inherit: dict[str, Any]) -> m.Checker:
-        kind = p.context
-        dflt = m.CHECKER_DEFAULTS.get(kind)
+        kind = KINDS[p.context]
+        dflt = kind.defaults
         # precedence: the checker's own > real server / virtual server > kind default
         f = {**dflt, **inherit, **p.fields} if dflt else {**inherit, **p.fields}
-        if kind not in _HTTP_KINDS:
+        if "virtualhost" not in kind.names:  # inherited, but only HTTP_GET/SSL_GET use it
             f.pop("virtualhost", None)
-        check = _CHECK_FIXUPS.get(kind)
-        if check is not None:
-            check(self, p, f)
+        for name, what in kind.required:
+            if name not in f:
+                self.error(p.last, f"{kind.keyword} has no {what}")
+        if kind.fixup is not None:
+            kind.fixup(f, p.fields)
+        _tuples(f)  # repeated blocks (url {}, host {}) were gathered in lists
         # Large configs repeat the same checker thousands of times: share one frozen
         # instance per distinct spec (saves time and most of the checkers' memory).
         try:
-            key = (kind, *f.items())
+            key = (kind.keyword, *f.items())
             hit = self.checkers.get(key)
         except TypeError:  # an unhashable value (never from the table's converters)
-            return m.CHECKER_CLASSES[kind](**f)
+            built: m.Checker = kind.spec(**f)
+            return built
         if hit is None:
-            hit = self.checkers[key] = m.CHECKER_CLASSES[kind](**f)
+            hit = self.checkers[key] = kind.spec(**f)
         return hit
 
 
-def _fix_dns(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
-    # keepalived check_dns.c: delay_before_retry defaults to delay_loop
-    if "delay_before_retry_us" not in p.fields:
-        f["delay_before_retry_us"] = f.get("delay_loop_us", 60 * S)
-
-
-def _fix_http(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
-    urls = f.get("urls")
-    if not urls:
-        ld.error(
-            p.last,
-            f"{p.context} has no url block "
-            "(expected: url { path /PATH [digest MD5] [status_code 200-299] })",
-        )
-    else:
-        f["urls"] = tuple(urls)
-
-
-def _fix_misc(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
-    if "misc_path" not in f:
-        ld.error(p.last, "MISC_CHECK has no misc_path (expected: misc_path SCRIPT [ARGS])")
-
-
-def _fix_file(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
-    _split_weight(f)
-    if "track_file" not in f:
-        ld.error(p.last, "FILE_CHECK has no track_file (expected: track_file NAME)")
-
-
-def _fix_smtp(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
-    if "hosts" in f:
-        f["hosts"] = tuple(f["hosts"])
-
-
-def _fix_bfd(ld: _Loader, p: Pending, f: dict[str, Any]) -> None:
-    if "name" not in f:
-        ld.error(p.last, "BFD_CHECK has no name (expected: name BFD_INSTANCE)")
-
-
-# Per-kind checks after inheritance (a table, not a chain of ifs).
-_CHECK_FIXUPS: dict[str, Any] = {
-    "DNS_CHECK": _fix_dns,
-    "HTTP_GET": _fix_http,
-    "SSL_GET": _fix_http,
-    "MISC_CHECK": _fix_misc,
-    "FILE_CHECK": _fix_file,
-    "SMTP_CHECK": _fix_smtp,
-    "BFD_CHECK": _fix_bfd,
-}
-_HTTP_KINDS = frozenset({"HTTP_GET", "SSL_GET"})
 # Scheduler flag keyword -> (the scheduler it is for, None: any; the canonical flag it
 # sets, None: nothing).  include/uapi/linux/ip_vs.h IP_VS_SVC_F_SCHED1..3 are flag-1..3.
 _SCHED_FLAGS: dict[str, tuple[str | None, str | None]] = {
@@ -1177,19 +1134,11 @@ def _authentication(
     return m.Authentication(**f)
 
 
-def _url(f: dict[str, Any]) -> m.Url:
-    if "regex_options" in f:
-        f["regex_options"] = tuple(f["regex_options"])
-    return m.Url(**f)
-
-
 # Blocks built as soon as they close (nothing to inherit).
 _IMMEDIATE: dict[str, Any] = {
     "global_defs": lambda ld, f, pos, kw: m.GlobalDefs(**f),
     "authentication": _authentication,
     "SSL": lambda ld, f, pos, kw: m.SslContext(**f),
-    "url": lambda ld, f, pos, kw: _url(f),
-    "smtp_host": lambda ld, f, pos, kw: m.SmtpHost(**f),
     # accepted, not yet supported: the rows have no field, the block is only checked
     "auth_hmac": lambda ld, f, pos, kw: None,
     "garp_group": lambda ld, f, pos, kw: None,

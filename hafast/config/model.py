@@ -20,8 +20,12 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from hafast.config import kinds as k
+from hafast.config.kinds import CONN, TIMERS, CheckerKind, ChildBlock
 
 S = 1_000_000  # microseconds per second
 
@@ -292,7 +296,11 @@ class SyncGroup:
 
 @dataclass(frozen=True, slots=True)
 class Checker:
-    """Settings every checker kind has; inherited values already resolved."""
+    """Settings every checker kind has; inherited values already resolved.
+
+    A kind's spec derives from this (or :class:`ConnectChecker`) and is registered with
+    its :class:`~hafast.config.kinds.CheckerKind`, which sets ``kind`` to its keyword.
+    """
 
     kind: ClassVar[str] = ""
     alpha: bool = False
@@ -343,7 +351,6 @@ class Url:
 
 @dataclass(frozen=True, slots=True)
 class HttpGetCheck(ConnectChecker):
-    kind: ClassVar[str] = "HTTP_GET"
     urls: tuple[Url, ...] = ()
     http_protocol: str = "1.0"
     fast_recovery: bool = False
@@ -358,17 +365,77 @@ class HttpGetCheck(ConnectChecker):
 
 @dataclass(frozen=True, slots=True)
 class SslGetCheck(HttpGetCheck):
-    kind: ClassVar[str] = "SSL_GET"
+    pass
+
+
+def _url(f: dict[str, Any]) -> Url:
+    if "regex_options" in f:
+        f["regex_options"] = tuple(f["regex_options"])
+    return Url(**f)
+
+
+_HTTP_ROWS = (
+    TIMERS
+    + CONN
+    + """
+url                 b  0    url           +urls
+nb_get_retry        v  1    int:0,2147483647  retry
+http_protocol       v  1    choice:1.0,1.0C,1.1 http_protocol
+fast_recovery       f  0-1  flag          fast_recovery
+virtualhost         v  1    str           virtualhost
+enable_sni          f  0-1  flag          enable_sni
+sni_name            v  1    str           sni_name
+tls_compliant       f  0-1  flag          tls_compliant
+"""
+)
+_URL = ChildBlock(
+    """
+path                v  1    str           path
+digest              v  1    digest        digest
+status_code         v  1+   status        status_code
+virtualhost         v  1    str           virtualhost
+regex               v  1+   text          regex
+regex_no_match      f  0-1  flag          regex_no_match
+regex_options       v  1+   any           regex_options
+regex_stack         v  1-2  any           -
+regex_min_offset    v  1    int:0,2147483647 regex_min_offset
+regex_max_offset    v  1    int:0,2147483647 regex_max_offset
+""",
+    _url,
+)
+_NO_URL = ("urls", "url block (expected: url { path /PATH [digest MD5] [status_code 200-299] })")
+
+
+def _ssl_extras(config: Config, rs: RealServer, spec: Checker) -> dict[str, Any]:
+    return {"ssl_conf": config.ssl}  # the top-level SSL {} block, for SSL_GET
+
+
+_HTTP: dict[str, Any] = {
+    "defaults": {"delay_before_retry_us": 3 * S},
+    "required": (_NO_URL,),
+    "extras": _ssl_extras,
+    "children": {"url": _URL},
+}
+k.register(CheckerKind("HTTP_GET", HttpGetCheck, _HTTP_ROWS, "hafast.check.http:HttpGetKind",
+                       **_HTTP))
+k.register(CheckerKind("SSL_GET", SslGetCheck, _HTTP_ROWS, "hafast.check.http:SslGetKind",
+                       **_HTTP))
 
 
 @dataclass(frozen=True, slots=True)
 class TcpCheck(ConnectChecker):
-    kind: ClassVar[str] = "TCP_CHECK"
+    pass
+
+
+k.register(CheckerKind("TCP_CHECK", TcpCheck, TIMERS + CONN, "hafast.check.tcp:TcpKind"))
 
 
 @dataclass(frozen=True, slots=True)
 class PingCheck(ConnectChecker):
-    kind: ClassVar[str] = "PING_CHECK"
+    pass
+
+
+k.register(CheckerKind("PING_CHECK", PingCheck, TIMERS + CONN, "hafast.check.icmp:PingKind"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,14 +450,30 @@ class SmtpHost:
 
 @dataclass(frozen=True, slots=True)
 class SmtpCheck(ConnectChecker):
-    kind: ClassVar[str] = "SMTP_CHECK"
     helo_name: str | None = None  # None: keepalived uses the local host name
     hosts: tuple[SmtpHost, ...] = ()
 
 
+k.register(
+    CheckerKind(
+        "SMTP_CHECK",
+        SmtpCheck,
+        TIMERS
+        + CONN
+        + """
+helo_name           v  1    str           helo_name
+host                b  0    smtp_host     +hosts
+""",
+        "hafast.check.smtp:SmtpKind",
+        port=25,
+        # keepalived accepts the timers in host {} too; hafast uses the SMTP_CHECK's own
+        children={"smtp_host": ChildBlock(CONN + k.accepted_only(TIMERS), lambda f: SmtpHost(**f))},
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DnsCheck(ConnectChecker):
-    kind: ClassVar[str] = "DNS_CHECK"
     type: str = "SOA"
     name: str = "."
 
@@ -398,9 +481,32 @@ class DnsCheck(ConnectChecker):
         return (*ConnectChecker.identity(self), self.type, self.name)
 
 
+def _fix_dns(f: dict[str, Any], given: Mapping[str, Any]) -> None:
+    # keepalived check_dns.c: delay_before_retry defaults to delay_loop
+    if "delay_before_retry_us" not in given:
+        f["delay_before_retry_us"] = f.get("delay_loop_us", 60 * S)
+
+
+k.register(
+    CheckerKind(
+        "DNS_CHECK",
+        DnsCheck,
+        TIMERS
+        + CONN
+        + """
+type                v  1    choice:A,NS,CNAME,SOA,MX,TXT,AAAA type
+name                v  1    str           name
+""",
+        "hafast.check.dns:DnsKind",
+        defaults={"retry": 3},
+        port=53,
+        fixup=_fix_dns,
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class MiscCheck(Checker):
-    kind: ClassVar[str] = "MISC_CHECK"
     misc_path: Script | None = None
     misc_timeout_us: int | None = None  # None: delay_loop
     misc_dynamic: bool = False
@@ -410,18 +516,52 @@ class MiscCheck(Checker):
         return (self.kind, self.misc_path)
 
 
+k.register(
+    CheckerKind(
+        "MISC_CHECK",
+        MiscCheck,
+        k.without(TIMERS, "connect_timeout")
+        + """
+misc_path           v  1+   script         misc_path
+misc_timeout        v  1    timer:0.001,86400 misc_timeout_us
+misc_dynamic        f  0-1  flag          misc_dynamic
+user                v  1-2  words         user
+""",
+        "hafast.check.misc:MiscKind",
+        defaults={"retry": 0},
+        required=(("misc_path", "misc_path (expected: misc_path SCRIPT [ARGS])"),),
+        extras=lambda config, rs, spec: {"default_user": config.global_defs.script_user},
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class UdpCheck(ConnectChecker):
-    kind: ClassVar[str] = "UDP_CHECK"
     payload: str | None = None  # hex
     require_reply: str | None = None  # hex, X wildcards; "" = any reply
     min_reply_length: int = 0
     max_reply_length: int = 255
 
 
+k.register(
+    CheckerKind(
+        "UDP_CHECK",
+        UdpCheck,
+        TIMERS
+        + CONN
+        + """
+payload             v  1    hex           payload
+require_reply       v  0-1  str           require_reply
+min_reply_length    v  1    int:0,65535   min_reply_length
+max_reply_length    v  1    int:0,65535   max_reply_length
+""",
+        "hafast.check.udp:UdpKind",
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FileCheck(Checker):
-    kind: ClassVar[str] = "FILE_CHECK"
     track_file: str = ""
     weight: int = 1
     weight_reverse: bool = False
@@ -430,38 +570,54 @@ class FileCheck(Checker):
         return (self.kind, self.track_file)
 
 
+def _fix_file(f: dict[str, Any], given: Mapping[str, Any]) -> None:
+    w = f.get("weight")
+    if type(w) is tuple:  # "weight W reverse"
+        f["weight"], f["weight_reverse"] = w
+
+
+def _file_extras(config: Config, rs: RealServer, spec: Checker) -> dict[str, Any]:
+    files = {t.name: t.file for t in config.track_files}
+    return {"path": files.get(getattr(spec, "track_file", ""), ""), "base_weight": rs.weight}
+
+
+k.register(
+    CheckerKind(
+        "FILE_CHECK",
+        FileCheck,
+        """
+track_file          v  1    str           track_file
+weight              v  1-2  wref:-2147483647,2147483647 weight
+""",
+        "hafast.check.file:FileKind",
+        required=(("track_file", "track_file (expected: track_file NAME)"),),
+        fixup=_fix_file,
+        extras=_file_extras,
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class BfdCheck(Checker):
-    kind: ClassVar[str] = "BFD_CHECK"
     name: str = ""
 
     def identity(self) -> tuple[object, ...]:
         return (self.kind, self.name)
 
 
-CHECKER_CLASSES: dict[str, type[Checker]] = {
-    c.kind: c
-    for c in (
-        HttpGetCheck,
-        SslGetCheck,
-        TcpCheck,
-        SmtpCheck,
-        DnsCheck,
-        MiscCheck,
-        UdpCheck,
-        PingCheck,
-        FileCheck,
+k.register(
+    CheckerKind(
+        "BFD_CHECK",
         BfdCheck,
+        """
+name                v  1    str           name
+alpha               f  0-1  flag          alpha
+""",
+        None,  # no probe yet: the engine warns and leaves the real server unchecked
+        required=(("name", "name (expected: name BFD_INSTANCE)"),),
     )
-}
+)
 
-# keepalived's per-kind defaults that differ from the common ones (check_*.c).
-CHECKER_DEFAULTS: dict[str, dict[str, object]] = {
-    "HTTP_GET": {"delay_before_retry_us": 3 * S},
-    "SSL_GET": {"delay_before_retry_us": 3 * S},
-    "DNS_CHECK": {"retry": 3},  # delay_before_retry: delay_loop (resolved by the loader)
-    "MISC_CHECK": {"retry": 0},
-}
 
 # --------------------------------------------------------------------------- LVS
 

@@ -6,21 +6,18 @@ HAFAST_DEBUG_BUILD=1 for bounds checks and line tracing in the extensions.
 """
 
 import os
+import runpy
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("HAFAST_DEBUG_BUILD") == "1"
 
-# name -> extra Extension keyword arguments
-CORE_MODULES: dict[str, dict[str, list[str]]] = {
-    "checksum_c": {},
-    "vrrp_codec_c": {},
-    "icmp_batch_c": {},
-    "md5stream_c": {"libraries": ["crypto"]},
-    "checkq_c": {},
-    "sockset_c": {},
-}
+# The module list lives in hafast/_core/_modules.py.  It is run by path, not imported:
+# importing hafast here would need the package (and its dependencies) before the build,
+# and a PEP 517 backend does not put the source tree on sys.path.
+_core = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "hafast", "_core", "_modules.py"))
 
 # HAFAST_BUILD_ONLY=checksum_c,vrrp_codec_c builds a subset (developer convenience
 # while a module is being written); a normal install builds all of them.
@@ -28,13 +25,13 @@ _only = {n for n in os.environ.get("HAFAST_BUILD_ONLY", "").split(",") if n}
 
 extensions = [
     Extension(
-        f"hafast._core.{name}",
-        [f"hafast/_core/{name}.pyx"],
+        f"hafast._core.{name}_c",
+        [f"hafast/_core/{name}_c.pyx"],
         extra_compile_args=["-O2"] if not DEBUG else ["-O0", "-g"],
-        **kwargs,
+        libraries=list(_core["LIBRARIES"].get(name, ())),
     )
-    for name, kwargs in CORE_MODULES.items()
-    if not _only or name in _only
+    for name in _core["MODULES"]
+    if not _only or f"{name}_c" in _only
 ]
 
 setup(

@@ -11,7 +11,7 @@ import importlib
 import os
 from types import ModuleType
 
-CORE_MODULES = ("checksum", "vrrp_codec", "icmp_batch", "md5stream", "checkq", "sockset")
+from hafast._core._modules import MODULES
 
 _chosen: dict[str, ModuleType] = {}
 _errors: dict[str, str] = {}
@@ -44,7 +44,7 @@ def choose(name: str) -> ModuleType:
 def compiled_status() -> dict[str, str]:
     """``{name: "compiled" | "twin (forced)" | "twin (<import error>)"}`` for every core module."""
     status = {}
-    for name in CORE_MODULES:
+    for name in MODULES:
         mod = choose(name)
         if mod.__name__.endswith("_c"):
             status[name] = "compiled"

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hafast import __version__
+from hafast.config import pool_backends
 from hafast.lib.logging import LogOptions, facility_of
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--control-socket", metavar="PATH", help="control socket for `hafast status`")
     a("--check-workers", type=int, default=0, metavar="N",
       help="check worker processes (default: one per core)")
-    a("--pool-backend", default="auto", choices=("auto", "ipvs", "nft", "memory"),
+    a("--pool-backend", default=pool_backends.AUTO, choices=pool_backends.choices(),
       help="where the pools go (auto: IPVS if the kernel has it, else nftables)")
     a("--dump-prefix", default=DEFAULT_DUMP_PREFIX, metavar="PATH",
       help="SIGUSR1/SIGUSR2/JSON dumps go to PATH.data, PATH.stats, PATH.json")

@@ -299,7 +299,8 @@ class PoolBackend(Protocol):
     """What the manager needs from a backend; every method is idempotent.
 
     ``messages`` counts the kernel round trips (netlink requests, nft batches)
-    for the benchmarks; ``name`` is "ipvs", "nft" or "memory".
+    for the benchmarks; ``name`` is the backend's key in
+    :data:`hafast.config.pool_backends.POOL_BACKENDS` (where a new backend is added).
     """
 
     name: str

@@ -1,19 +1,18 @@
 """The parent's pools: the policy and the backend, kept across worker restarts
-and reloads (:class:`PoolKeeper`), and the backend chooser.
+and reloads (:class:`PoolKeeper`).  The backend chooser is
+:func:`hafast.lvs.manager.make_backend`, re-exported here for the supervisor.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from hafast.config import model as m
+from hafast.lvs.manager import PoolManager, make_backend
 
-log = logging.getLogger("hafast")
+__all__ = ["CountingBackend", "PoolKeeper", "make_backend"]
 
 
 class CountingBackend:
@@ -42,8 +41,6 @@ class PoolKeeper:
 
     def __init__(self, config: m.Config, backend: Any, *, keep: bool,
                  vips_present: Iterable[str] | None = None, child_wait: float = 5.0) -> None:
-        from hafast.lvs.manager import PoolManager
-
         self.backend = CountingBackend(backend)
         self.manager = PoolManager(config, self.backend, keep=keep, vips_present=vips_present,
                                    child_wait=child_wait)
@@ -91,26 +88,3 @@ class PoolKeeper:
         return {"backend": self.backend.name, "virtual_servers": vss,
                 "changes": dict(self.backend.changes), "errors": self.manager.errors,
                 "messages": getattr(self.backend.inner, "messages", 0)}
-
-
-def make_backend(kind: str) -> Any:
-    """The pool backend ``kind`` names; ``auto``: IPVS when the kernel has it, else
-    nftables, else memory (with a warning: nothing reaches the kernel)."""
-    from hafast.lvs.manager import make_backend as named
-
-    order = {"auto": ("ipvs", "nft", "memory"), "ipvs": ("ipvs",), "nft": ("nft",),
-             "memory": ("memory",)}[kind]
-    for name in order:
-        if name == "ipvs" and kind == "auto" and not os.path.exists("/proc/net/ip_vs"):
-            continue
-        if name == "nft" and kind == "auto" and not shutil.which("nft"):
-            continue
-        try:
-            backend = named(name)
-        except Exception as exc:
-            log.warning("pool backend %s unavailable: %s", name, exc)
-            continue
-        if name == "memory" and kind == "auto":
-            log.warning("no IPVS or nftables: pools are kept in memory only")
-        return backend
-    raise RuntimeError(f"pool backend {kind} unavailable")

@@ -39,6 +39,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import pwd
@@ -48,6 +49,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hafast.config import model as m
+from hafast.config.pool_backends import AUTO, POOL_BACKENDS, order
 from hafast.lib.events import ServerEvent
 from hafast.lib.notify import Notifier, spawn_reaped
 from hafast.lvs.backend import (
@@ -64,11 +66,6 @@ from hafast.lvs.policy import Action, FifoLine, Outcome, PoolPolicy, RunScript, 
 
 log = logging.getLogger("hafast.lvs")
 
-# The global option that chooses the backend (a hafast extension keyword,
-# ``lvs_backend ipvs|nft`` in global_defs); the constructors take it meanwhile.
-BACKENDS = ("ipvs", "nft", "memory")
-
-
 class LvsNotifier(Notifier):
     """keepalived's lvs_notify_fifo: the notify FIFO, written line by line."""
 
@@ -84,21 +81,31 @@ class LvsNotifier(Notifier):
                 log.warning("lvs notify fifo write failed: %s", exc)
 
 
-def make_backend(name: str, **kwargs: Any) -> PoolBackend:
-    """The backend named by ``lvs_backend`` (ipvs, nft or memory)."""
-    if name == "ipvs":
-        from hafast.lvs.ipvs import IpvsBackend
+def make_backend(kind: str, **kwargs: Any) -> PoolBackend:
+    """The pool backend ``kind`` names (``lvs_backend``, ``--pool-backend``), made with
+    ``kwargs``; ``auto``: the first of :data:`~hafast.config.pool_backends.POOL_BACKENDS`
+    that this box has and that can be made (IPVS, else nftables, else memory, with a
+    warning: nothing reaches the kernel).
 
-        return IpvsBackend(**kwargs)
-    if name == "nft":
-        from hafast.lvs.nft import NftBackend
-
-        return NftBackend(**kwargs)
-    if name == "memory":
-        from hafast.lvs.memory import MemoryBackend
-
-        return MemoryBackend(**kwargs)
-    raise ValueError(f"lvs_backend '{name}': expected one of {', '.join(BACKENDS)}")
+    >>> make_backend("memory").name
+    'memory'
+    """
+    last: Exception | None = None
+    for row in order(kind):
+        if kind == AUTO and not row.present():
+            continue
+        module, _, attr = row.factory.partition(":")
+        try:
+            backend: PoolBackend = getattr(importlib.import_module(module), attr)(**kwargs)
+        except Exception as exc:
+            log.warning("pool backend %s unavailable: %s", row.name, exc)
+            last = exc
+            continue
+        if kind == AUTO and not row.kernel:
+            log.warning("no %s pool backend here: pools are kept in memory only",
+                        " or ".join(k.name for k in POOL_BACKENDS.values() if k.kernel))
+        return backend
+    raise RuntimeError(f"pool backend {kind} unavailable") from last
 
 
 class PoolManager:

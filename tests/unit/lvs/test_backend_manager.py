@@ -280,7 +280,7 @@ def test_make_backend_names() -> None:
     try:
         make_backend("bogus")
     except ValueError as exc:
-        assert "ipvs, nft, memory" in str(exc)
+        assert str(exc) == "pool backend 'bogus': expected one of auto, ipvs, nft, memory"
     else:
         raise AssertionError("no error")
 

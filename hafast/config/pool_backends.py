@@ -1,0 +1,99 @@
+"""The pool backends: the one list that ``--pool-backend``, the ``lvs_backend`` keyword
+and :func:`hafast.lvs.manager.make_backend` read.
+
+A row is a backend's name (the word the command line and the config take), its class,
+how ``auto`` tells that this box has what the backend needs, and whether the backend
+reaches the kernel.  Rows stand in ``auto``'s order: the first present one that can be
+made wins, so the kernel's IPVS beats nftables, and memory comes last.
+
+The class is named by import path (as :mod:`hafast.config.kinds` names a checker's
+probe) and ``make_backend`` imports it: the config layer sits below :mod:`hafast.lvs`,
+and ``hafast -t`` must know the names without importing pyroute2 or libnftables.
+
+Example::
+
+    >>> list(POOL_BACKENDS)
+    ['ipvs', 'nft', 'memory']
+    >>> POOL_BACKENDS["memory"].kernel, POOL_BACKENDS["memory"].present()
+    (False, True)
+    >>> choices()
+    ('auto', 'ipvs', 'nft', 'memory')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolBackendKind:
+    """One pool backend."""
+
+    name: str
+    factory: str  # "module:attribute", called with make_backend's keyword arguments
+    # False: nothing reaches the kernel (unit tests, a check-only daemon); a daemon
+    # that "auto" lands here has virtual servers no packet will follow, so it warns.
+    kernel: bool
+    # auto's cheap look before trying the backend; an explicit choice skips it, so a
+    # missing module fails loudly at open instead of silently falling through.
+    present: Callable[[], bool]
+    help: str  # the backend in the lvs_backend help text
+
+
+def _always() -> bool:
+    return True
+
+
+POOL_BACKENDS: Mapping[str, PoolBackendKind] = {
+    k.name: k
+    for k in (
+        PoolBackendKind("ipvs", "hafast.lvs.ipvs:IpvsBackend", True,
+                        lambda: os.path.exists("/proc/net/ip_vs"),
+                        "ipvs (the kernel's IPVS, default)"),
+        PoolBackendKind("nft", "hafast.lvs.nft:NftBackend", True,
+                        lambda: shutil.which("nft") is not None, "nft (nftables)"),
+        PoolBackendKind("memory", "hafast.lvs.memory:MemoryBackend", False, _always,
+                        "memory"),
+    )
+}
+
+
+def choices() -> tuple[str, ...]:
+    """What ``--pool-backend`` accepts: ``auto`` and every backend."""
+    return (AUTO, *POOL_BACKENDS)
+
+
+class UnknownPoolBackend(ValueError, KeyError):
+    """A name no row has.  Both a ValueError (a bad word) and a KeyError (a missed
+    lookup): the two make_backend functions this list replaced raised one each."""
+
+    __str__ = ValueError.__str__  # KeyError's would quote the message
+
+
+def order(kind: str) -> tuple[PoolBackendKind, ...]:
+    """The backends ``kind`` tries, in turn.
+
+    >>> [k.name for k in order("auto")], [k.name for k in order("nft")]
+    (['ipvs', 'nft', 'memory'], ['nft'])
+    """
+    if kind == AUTO:
+        return tuple(POOL_BACKENDS.values())
+    if kind not in POOL_BACKENDS:
+        raise UnknownPoolBackend(f"pool backend '{kind}': expected one of "
+                                 f"{', '.join(choices())}")
+    return (POOL_BACKENDS[kind],)
+
+
+def help_text() -> str:
+    """The backends, as the lvs_backend keyword's help names them.
+
+    >>> help_text()
+    "ipvs (the kernel's IPVS, default), nft (nftables) or memory"
+    """
+    words = [k.help for k in POOL_BACKENDS.values()]
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]

@@ -254,6 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("-P and -C together: give neither to run both")
     if options.umask is not None:
         os.umask(options.umask)
-    from hafast.app.supervisor import run_daemon
+    from hafast.app.daemon import run_daemon
 
     return run_daemon(options)

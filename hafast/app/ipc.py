@@ -1,7 +1,21 @@
 """The parent<->worker pipe: length-prefixed pickles of ``(kind, payload)``.
 
-Both ends are this program; the message kinds are listed in
-:mod:`hafast.app.supervisor`.
+Both ends are this program (which is why pickles are safe here).  Messages are
+``(kind, payload)`` tuples:
+
+==========  ======================  ==============================================
+direction   kind                    payload
+==========  ======================  ==============================================
+down        init                    role, shard, shards, Config, seed, options
+down        ping / pong (up)        sequence number; the heartbeat (issue #2523)
+down        status / status (up)    request id / (request id, status dict)
+down        reload                  new Config, seed
+down        stop                    none (SIGTERM does the same)
+down        clear_stats             none (STATS_CLEAR: VRRP counters to zero)
+up          ready                   pid (the worker's loop runs: start-up measured)
+up          events                  list of ServerEvent
+up          vrrp                    {instance: (state word, priority)}
+==========  ======================  ==============================================
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Processes: a worker's life (parent-death signal, namespace, pidfd watch), pid
-files and daemonising.
+"""Processes: a worker's life (parent-death signal, namespace, pidfd watch), the
+parent's handle on each worker (:class:`WorkerHandle`), pid files and daemonising.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ import logging
 import os
 import signal
 import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from hafast.app.ipc import CHECK, VRRP, encode
 
 log = logging.getLogger("hafast")
 
@@ -148,3 +152,44 @@ def pid_running(path: str) -> bool:
             return b"hafast" in f.read()
     except OSError:
         return False
+
+
+STARTUP_GRACE_S = 60.0  # longest a start or reload may hold a worker's loop
+
+
+@dataclass
+class WorkerHandle:
+    role: str
+    index: int
+    proc: WorkerProcess | None = None
+    writer: asyncio.StreamWriter | None = None
+    pid: int = 0
+    started: float = 0.0
+    last_pong: float = 0.0
+    restarts: int = 0
+    quick_deaths: int = 0
+    heartbeat_kills: int = 0
+    last_ping: float = 0.0
+    hung_proc: Any = None  # the process killed for not answering (no second verdict)
+    # Seconds from spawn to "ready" at its last start (the VRRP worker's resume
+    # decision needs it); None until measured.
+    startup_s: float | None = None
+    retiring: bool = False  # stopped by a reload that removed its side: no restart
+    # Building an engine for tens of thousands of servers (start, reload) may hold
+    # the worker's loop for seconds: no heartbeat verdict until then.
+    grace_until: float = 0.0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    requests: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return VRRP if self.role == VRRP else f"{CHECK}{self.index}"
+
+    def send(self, kind: str, payload: object = None) -> bool:
+        if self.writer is None or self.writer.is_closing():
+            return False
+        try:
+            self.writer.write(encode(kind, payload))
+        except (ConnectionError, RuntimeError):
+            return False
+        return True

@@ -39,10 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hafast.config import model as m
+
+if TYPE_CHECKING:
+    from hafast.net.vip import NetlinkVips
 
 log = logging.getLogger("hafast")
 
@@ -87,7 +91,10 @@ class VipGuard:
 
     def __init__(self, config: m.Config) -> None:
         self.instances: dict[str, GuardedInstance] = {}
+        # What the VRRP worker last reported per instance: (state word, priority).
+        self.states: dict[str, tuple[str, int]] = {}
         self.released = 0  # VIP release operations carried out (status, tests)
+        self._vips: NetlinkVips | None = None
         self.configure(config)
 
     def configure(self, config: m.Config) -> None:
@@ -112,32 +119,84 @@ class VipGuard:
         up, advertises before the release deadline."""
         return now + delay + startup < self.release_deadline(t_alive)
 
+    def masters(self) -> list[str]:
+        return [n for n, (st, _p) in self.states.items() if st == "MASTER"]
+
+    def take_masters(self, moved: Callable[[dict[str, tuple[str, int]]], None]) -> list[str]:
+        """Forget which instances were MASTER (synchronously, before any await: the
+        death of the worker may be handled next, and must not resume them); their
+        successor starts them afresh (BACKUP, with their notifications).  ``moved``
+        hears of each as a BACKUP (pools under ha_suspend follow)."""
+        masters = self.masters()
+        for name in masters:
+            prio = self.states.pop(name)[1]
+            moved({name: ("BACKUP", prio)})
+        return masters
+
+    async def release_logged(self, masters: list[str], why: str) -> None:
+        """:meth:`release`, saying why; a failure is logged, never raised."""
+        if not masters:
+            return
+        try:
+            removed = await self.release(masters)
+        except Exception:
+            log.exception("releasing the VIPs of %s failed", ", ".join(masters))
+            return
+        log.error("%s: released the VIPs of %s (%s) so that the peer can take over "
+                  "(never two masters)", why, ", ".join(masters), " ".join(removed) or "none up")
+
+    async def on_death(self, t_alive: float, now: float, delay: float, startup: float,
+                       moved: Callable[[dict[str, tuple[str, int]]], None]) -> float | None:
+        """The VRRP worker is gone (last heard of at ``t_alive``; restart in
+        ``delay`` s; its last start-up took ``startup`` s): keep its VIPs only if
+        its successor can be advertising before a peer may take over.  Returns that
+        deadline when the successor is to resume as MASTER, None otherwise (the
+        VIPs are released by then)."""
+        if not self.masters():
+            return None
+        deadline = self.release_deadline(t_alive)
+        # Half again the last start-up: a respawn under load is slower than the first.
+        if self.can_resume(now, t_alive, delay, 1.5 * startup):
+            return deadline
+        await self.release_logged(self.take_masters(moved),
+                                  f"the VRRP worker cannot be back within "
+                                  f"{deadline - t_alive:.2f}s (restart in {delay:.1f}s, "
+                                  f"start-up {startup:.2f}s)")
+        return None
+
+    async def prepare(self) -> None:
+        """Open the netlink socket now, off the loop, so that a release later is one
+        request per VIP (the first pyroute2 import and warm-up cost hundreds of ms)."""
+        if self.instances and self._vips is None:
+            from hafast.net.vip import NetlinkVips
+
+            self._vips = await asyncio.get_running_loop().run_in_executor(None, NetlinkVips)
+
     async def release(self, names: Iterable[str]) -> list[str]:
-        """Take the VIPs of instances ``names`` off their interfaces (ours or
-        adopted: the worker that added them is gone).  Returns the addresses removed."""
+        """Take the VIPs of instances ``names`` off their interfaces (whoever added
+        them: the worker that did is gone).  Returns the addresses removed."""
         chosen = [self.instances[n] for n in names if n in self.instances]
         if not chosen:
             return []
-        loop = asyncio.get_running_loop()
-        removed = await loop.run_in_executor(None, _release_now, chosen)
+        await self.prepare()
+        vips = self._vips
+        assert vips is not None
+        removed = await asyncio.get_running_loop().run_in_executor(
+            None, _release_now, vips, chosen)
         self.released += 1
         return removed
 
+    def close(self) -> None:
+        # It owns nothing (delete() never adopts), so closing removes nothing.
+        if self._vips is not None:
+            self._vips.close()
+            self._vips = None
 
-def _release_now(chosen: list[GuardedInstance]) -> list[str]:
+
+def _release_now(vips: NetlinkVips, chosen: list[GuardedInstance]) -> list[str]:
     """Blocking netlink work, on an executor thread (never on the parent's loop)."""
-    from hafast.net.vip import NetlinkVips
-
-    vips = NetlinkVips()
     removed: list[str] = []
-    try:
-        for inst in chosen:
-            if inst.ifname is None:
-                continue
-            taken = vips.adopt(inst.name, inst.vips, inst.ifname)
-            removed += [v.address for v in taken]
-        vips.release_all()
-    finally:
-        vips.close()
+    for inst in chosen:
+        if inst.ifname is not None:
+            removed += [v.address for v in vips.delete(inst.vips, inst.ifname)]
     return removed
-

@@ -362,6 +362,26 @@ class NetlinkVips:
         """What this backend added and would remove."""
         return list(self._addrs), list(self._routes)
 
+    def delete(self, vips: Sequence[VirtualAddress], default_dev: str) -> list[VirtualAddress]:
+        """Remove ``vips`` from their interfaces whoever added them; returns those
+        that were there.  For the parent, when the VRRP worker that held them is
+        dead or hung (:mod:`hafast.app.vipguard`): one netlink request each, no
+        dump first (the seconds count)."""
+        removed = []
+        for v in vips:
+            try:
+                key, msg = self._addr_msg(v, default_dev)
+                err = self._nl.request(msg, RTM_DELADDR, 0)
+            except (OSError, LookupError, ValueError) as exc:
+                log.warning("cannot remove %s/%s: %s", v.address, v.prefix, exc)
+                continue
+            self._addrs.pop(key, None)
+            if err == 0:
+                removed.append(v)
+            elif err not in (errno.EADDRNOTAVAIL, errno.ENODEV):
+                log.warning("cannot remove %s/%s: %s", v.address, v.prefix, os.strerror(err))
+        return removed
+
     def owns(self, vip: VirtualAddress, default_dev: str) -> bool:
         """Whether ``vip`` was added (or adopted) here and so goes on release.
 

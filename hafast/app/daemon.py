@@ -1,0 +1,59 @@
+"""``hafast -f CONF``: load the configuration, take the pid file, daemonise, and
+run the parent (:class:`hafast.app.supervisor.Supervisor`) until it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from hafast.app.cmdline import Options
+from hafast.app.process import daemonize, enter_namespace, pid_running, write_pid_file
+from hafast.app.supervisor import Supervisor
+from hafast.lib.eventloop import new_loop
+from hafast.lib.logging import setup as setup_logging
+
+log = logging.getLogger("hafast")
+
+
+def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int:
+    """The daemon: load the configuration, run the parent until stopped.
+
+    Exit codes: 0 stopped normally, 3 the configuration cannot be read or has errors,
+    1 another instance holds the pid file.
+    """
+    from hafast.config.loader import load_file
+
+    if options.namespace:
+        enter_namespace(options.namespace)
+    setup_logging(options.log, "parent")
+    res = load_file(options.config_file, config_id=options.config_id)
+    for d in res.warnings:
+        log.warning("%s", d.format())
+    if res.errors or not res.files:
+        for d in res.errors:
+            log.error("%s", d.format())
+        log.error("configuration %s unusable; not starting", options.config_file)
+        return 3
+    if pid_running(options.pid_file):
+        log.error("daemon already running (pid file %s)", options.pid_file)
+        return 1
+    if not options.dont_fork:
+        daemonize()
+        setup_logging(options.log, "parent")
+    write_pid_file(options.pid_file, os.getpid())
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        sup = Supervisor(options, res.config, worker_argv=worker_argv)
+        return loop.run_until_complete(sup.run())
+    except Exception:
+        # The workers follow (parent-death signal); say why before going.
+        log.exception("hafast stopped on an error")
+        return 1
+    finally:
+        loop.close()
+        for path in (options.pid_file, options.vrrp_pid_file, options.checkers_pid_file):
+            with contextlib.suppress(OSError):
+                os.unlink(path)

@@ -1,0 +1,122 @@
+"""What the parent shows: the status dict that `hafast status`, the dumps and
+/metrics read, the control socket's commands, and the dump files.
+
+Split from :class:`hafast.app.supervisor.Supervisor` (which owns the workers,
+pools and reloads this reads); nothing here changes what runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from hafast.app.ipc import VRRP
+
+if TYPE_CHECKING:
+    from hafast.app.process import WorkerHandle
+    from hafast.app.supervisor import Supervisor
+
+log = logging.getLogger("hafast")
+
+
+class StatusDesk:
+    """The parent's status, control commands and dumps."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    async def worker_status(self, w: WorkerHandle, timeout: float = 2.0) -> Any:
+        period, _limit = self.sup.heartbeat_of(w)
+        if time.monotonic() - w.last_pong > 2 * period + 0.25:
+            # Late on its heartbeat (hung, or building a large engine): it would not
+            # answer this either, and `hafast status` must not wait for it.
+            return None
+        self.sup._seq += 1
+        fut: asyncio.Future[Any] = self.sup.loop.create_future()
+        w.requests[self.sup._seq] = fut
+        if not w.send("status", self.sup._seq):
+            w.requests.pop(self.sup._seq, None)
+            return None
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            w.requests.pop(self.sup._seq, None)
+            return None
+
+    async def status(self) -> dict[str, Any]:
+        """Everything `hafast status`, the dumps and /metrics show, in one dict."""
+        # A reload may start or stop workers while the replies are awaited.
+        current = list(self.sup.workers)
+        replies = await asyncio.gather(*(self.worker_status(w) for w in current))
+        workers = []
+        vrrp: list[Any] = []
+        checks: list[Any] = []
+        for w, data in zip(current, replies, strict=True):
+            workers.append({"name": w.name, "pid": w.pid, "restarts": w.restarts,
+                            "heartbeat_kills": w.heartbeat_kills, "answering": data is not None,
+                            "last_pong_age": round(time.monotonic() - w.last_pong, 3)})
+            if data is None:
+                continue
+            if w.role == VRRP:
+                vrrp.extend(data.get("instances", ()))
+            else:
+                checks.append(data)
+        return {"pid": os.getpid(), "config": self.sup.options.config_file,
+                "uptime": round(time.time() - self.sup.started_at, 3),
+                "reloads": self.sup.reloads_q.applied, "reload_errors": self.sup.reloads_q.rejected,
+                "reload": self.sup.reloads_q.status(), "vip_releases": self.sup.vip_guard.released,
+                "workers": workers,
+                "vrrp": vrrp, "checkers": checks,
+                "pools": self.sup.pools.status() if self.sup.pools is not None else None}
+
+    async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd", "status")
+        if cmd == "status":
+            return await self.status()
+        if cmd == "reload":
+            return {"ok": await self.sup.reload()}
+        if cmd in ("data", "stats", "json"):
+            return {"file": await self.dump(cmd)}
+        if cmd == "stats_clear":
+            return {"file": await self.dump("stats", clear=True)}
+        return {"error": f"unknown command {cmd!r}"}
+
+    async def dump(self, what: str, *, clear: bool = False) -> str:
+        """Write the ``what`` dump; ``clear`` (keepalived's STATS_CLEAR) then zeroes
+        the VRRP counters."""
+        from hafast.status import dump
+
+        st = await self.status()
+        if clear:
+            for w in self.sup.workers:
+                if w.role == VRRP:
+                    w.send("clear_stats")
+        path = dump.path_for(self.sup.options.dump_prefix, what, self.sup.options.namespace)
+        try:
+            await self.sup.loop.run_in_executor(None, dump.WRITERS[what], path, st, self.sup.config)
+            log.info("wrote %s", path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+        return path
+
+    def start_metrics(self) -> None:
+        gd = self.sup.config.global_defs
+        listen = self.sup.options.metrics or getattr(gd, "metrics_listen", None)
+        if not listen:
+            return
+        from hafast.status.metrics import MetricsServer
+
+        def snapshot() -> dict[str, Any]:
+            fut = asyncio.run_coroutine_threadsafe(self.status(), self.sup.loop)
+            result: dict[str, Any] = fut.result(timeout=5)
+            return result
+
+        try:
+            self.sup.metrics = MetricsServer(listen, snapshot)
+            self.sup.metrics.start()
+            log.info("metrics on http://%s/metrics", listen)
+        except (OSError, ValueError) as exc:
+            log.error("metrics endpoint %s: %s", listen, exc)

@@ -220,6 +220,29 @@ _DEFERRED = frozenset(
 _INHERITED_RS = ("inhibit_on_failure", "smtp_alert", "alpha", "virtualhost", "lvs_method")
 
 
+def accept_mode(accept: bool | None, *, priority: int, version: int, strict: bool) -> bool:
+    """Whether a master lets packets addressed to its VIPs in (Accept_Mode).
+
+    ``accept`` is what the file says (None: nothing).  RFC 5798 §6.4.3: the address
+    owner (priority 255) always accepts.  keepalived: accept is on unless strict, and
+    strict refuses it on VRRPv2 (RFC 3768 has no Accept_Mode).  The loader stores the
+    result in ``VrrpInstance.accept``; :attr:`hafast.vrrp.params.VrrpParams.accept_effective`
+    applies the same rule to parameters built without a config.
+
+    >>> accept_mode(None, priority=100, version=2, strict=False)
+    True
+    >>> accept_mode(True, priority=100, version=2, strict=True)
+    False
+    >>> accept_mode(True, priority=100, version=3, strict=True)
+    True
+    """
+    if priority == 255:
+        return True
+    if strict:
+        return bool(accept) and version == 3
+    return True if accept is None else accept
+
+
 def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
     for k, v in fields.items():
         if type(v) is list:
@@ -601,7 +624,9 @@ class _Loader:
         prio = f.get("priority", 100)
         if "no_accept" in f:
             f["accept"] = not f.pop("no_accept")
-        f.setdefault("accept", prio == 255 if strict else True)
+        # The model holds what the instance does, so `status` and the FSM read one value.
+        f["accept"] = accept_mode(f.get("accept"), priority=prio, version=version,
+                                  strict=strict)
         if strict:
             if f.get("unicast_peer"):
                 self.error(

@@ -1,11 +1,12 @@
-"""The VRRP worker: one uvloop loop running every vrrp_instance of a Config.
+"""The stand-alone VRRP daemon: the supervised VRRP worker's code on one uvloop loop.
 
-``run_vrrp(config)`` builds the instances (transport channels, VIP backend,
-announcers, trackers, sync groups, notify), starts them and runs until SIGTERM or
-SIGINT, then stops cleanly: every master sends a priority-0 advert and releases
-its VIPs, ``notify_stop`` runs, and anything hafast added to the kernel is
-removed.  SIGHUP re-reads the file and applies the difference
-(:meth:`VrrpWorker.reload`); a broken file is rejected and nothing changes.
+``run_vrrp(config)`` runs :class:`hafast.vrrp.side.VrrpSide` (and so
+:class:`hafast.vrrp.worker.VrrpWorker`), exactly what ``hafast`` runs in its VRRP
+worker process, without the parent: it builds and starts every vrrp_instance and
+runs until SIGTERM or SIGINT, then stops cleanly: every master sends a priority-0
+advert and releases its VIPs, ``notify_stop`` runs, and anything hafast added to
+the kernel is removed.  SIGHUP re-reads the file and applies the difference
+(:meth:`VrrpSide.reload`); a broken file is rejected and nothing changes.
 
 Command line (VRRP only)::
 
@@ -25,268 +26,17 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
 
 from hafast.config.model import Config
-from hafast.lib.notify import Notifier, as_argv
-from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
-from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
-from hafast.vrrp import fsm
-from hafast.vrrp.from_config import InstancePlan, plan_instances, rx_bufs_of
-from hafast.vrrp.fsm import State
-from hafast.vrrp.instance import (
-    STATE_WORDS,
-    Announcer,
-    Instance,
-    InstanceSpec,
-    NullAnnouncer,
-    PacketAnnouncer,
-    precise_timers,
-)
-from hafast.vrrp.sync_group import SyncGroup
-from hafast.vrrp.tracking import Tracking
-from hafast.vrrp.transport import Transport
+from hafast.lib.eventloop import new_loop
+from hafast.vrrp.side import VrrpSide
 
 log = logging.getLogger("hafast.vrrp")
 
 DEFAULT_STATS_FILE = "/tmp/hafast_vrrp.json"
 
 
-class VrrpWorker:
-    """Everything the VRRP side of one process runs; build, :meth:`start`, :meth:`stop`."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config, *,
-                 vips: VipOps | None = None) -> None:
-        self.loop = loop
-        self.config = config
-        self.timers = precise_timers(loop)
-        self.transport = Transport(loop, rx_bufs_of(config.global_defs))
-        self._own_vips = vips is None
-        self.vips: VipOps = NetlinkVips() if vips is None else vips
-        self.linkwatch = LinkWatch(loop)
-        # RFC 5798 §6.4.3 no Accept_Mode: nft is only run once such an instance is master.
-        self.accept_filter = NoAcceptFilter()
-        gd = config.global_defs
-        fifos = [f[0] for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f]
-        scripts = [as_argv(s) for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
-                                           (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script))
-                   if f]
-        self.notifier = Notifier(loop, fifos, scripts)
-        self.tracking = Tracking(loop, config, self.linkwatch)
-        self.instances: list[Instance] = []
-        self.groups: list[SyncGroup] = []
-        self._announcers: dict[str, Announcer] = {}
-        self.stopped = False
-        self.reloads = 0
-        # Called with each instance a reload started (after it started): the
-        # supervised worker hangs its state publisher here.
-        self.on_started: Callable[[Instance], None] | None = None
-        for plan in plan_instances(config):
-            inst = self._build(plan)
-            if inst is not None:
-                self.instances.append(inst)
-        self._group()
-
-    def _group(self) -> None:
-        """(Re)build the sync groups over the running instances.
-
-        A group that stays (by name) keeps the state it last reported, so a reload
-        sends no second ``GROUP`` line for a state the world already saw."""
-        reported = {g.name: g.state for g in self.groups}
-        old = set(map(id, self.groups))
-        for inst in self.instances:
-            inst.listeners[:] = [f for f in inst.listeners
-                                 if id(getattr(f, "__self__", None)) not in old]
-        self.groups = []
-        by_name = {i.name: i for i in self.instances}
-        for g in self.config.sync_groups:
-            members = [by_name[n] for n in g.group if n in by_name]
-            if members:
-                group = SyncGroup(g, members, self.notifier,
-                                  self.config.global_defs.script_user)
-                group.state = reported.get(g.name)
-                self.groups.append(group)
-
-    def _announcer(self, ifname: str) -> Announcer:
-        ann = self._announcers.get(ifname)
-        if ann is None:
-            gd = self.config.global_defs
-            try:
-                ann = PacketAnnouncer(self.loop, ifname, mac_address(ifname),
-                                      gd.vrrp_garp_interval_us, gd.vrrp_gna_interval_us)
-            except OSError as exc:
-                log.warning("%s: no GARP/NA socket (%s); announcements disabled", ifname, exc)
-                ann = NullAnnouncer()
-            self._announcers[ifname] = ann
-        return ann
-
-    def _build(self, plan: InstancePlan) -> Instance | None:
-        ch = plan.channel
-        src = ch.src
-        if not src:
-            found = primary_ipv4(ch.ifname) if ch.family == 4 else ipv6_link_local(ch.ifname)
-            if found is None:
-                log.error("%s: interface %s has no IPv%d %s address; instance not started",
-                          plan.spec.name, ch.ifname, ch.family,
-                          "primary" if ch.family == 4 else "link-local")
-                return None
-            src = found
-            ch = replace(ch, src=src)
-        spec = replace(plan.spec, params=replace(plan.spec.params, src_addr=src))
-        inst = Instance(spec, timers=self.timers, vips=self.vips,
-                        announcer=self._announcer(ch.ifname), notifier=self.notifier)
-        inst.accept_filter = self.accept_filter
-        try:
-            inst.sender = self.transport.channel(ch, inst.on_advert)
-        except (OSError, ValueError) as exc:
-            log.error("%s: cannot open the VRRP socket on %s: %s", spec.name, ch.ifname, exc)
-            return None
-        self.tracking.bind(inst, replace(plan, spec=spec, channel=ch))
-        return inst
-
-    def start(self) -> None:
-        for inst in self.instances:
-            log.info("%s: starting (priority %d on %s, VRRPv%d)", inst.name,
-                     inst.spec.params.priority, inst.spec.ifname, inst.spec.params.version)
-            inst.start()
-        self.tracking.start()
-
-    def stop(self) -> None:
-        """Graceful stop: priority 0 from masters, VIPs released, notify STOP."""
-        if self.stopped:
-            return
-        self.stopped = True
-        self.tracking.close()
-        self.linkwatch.close()
-        for inst in self.instances:
-            try:
-                inst.stop()
-            except Exception:
-                log.exception("%s: stop failed", inst.name)
-        try:
-            self.vips.release_all()
-        except Exception:
-            log.exception("releasing VIPs failed")
-        self.accept_filter.close()
-        if self._own_vips and isinstance(self.vips, NetlinkVips):
-            self.vips.close()
-        for ann in self._announcers.values():
-            ann.close()
-        self.transport.close()
-        self.notifier.close()
-        close = getattr(self.timers, "close", None)
-        if close is not None:
-            close()
-
-    # -- reload -------------------------------------------------------------------
-
-    def reload(self, config: Config) -> dict[str, int]:
-        """Apply ``config`` as a diff (:func:`hafast.config.diff.diff`), like keepalived's
-        SIGHUP: an unchanged instance is not touched (no transition, no notify); a
-        removed one stops (priority 0 if master, VIPs released, notify STOP); a new
-        one starts; a changed one is replaced by its successor in the same state (a
-        master stays master with its VIPs up, no notification unless the state
-        differs).  Returns the plan's counts.
-
-        Example::
-
-            worker.reload(load_file(path).config)   # {"keep": 2, "adopt": 0, ...}
-        """
-        from hafast.config.diff import diff
-
-        plan = diff(self.config, config).vrrp_instances
-        self.config = config
-        self.reloads += 1
-        by_name = {i.name: i for i in self.instances}
-        for o in plan.remove:
-            inst = by_name.pop(o.name, None)
-            if inst is not None:
-                self._take_out(inst, graceful=True)
-        was: dict[str, Instance] = {}
-        for o, _n in plan.adopt:
-            inst = by_name.pop(o.name, None)
-            if inst is not None:
-                was[o.name] = inst
-                self._take_out(inst, graceful=False)
-        self.tracking.add_scripts(config)
-        fresh = {n.name for n in plan.add} | set(was)
-        for p in plan_instances(config):
-            if p.spec.name not in fresh:
-                continue
-            old = was.get(p.spec.name)
-            if old is not None:
-                self._hand_over(old, p.spec)
-            built = self._build(p)
-            if built is None:
-                continue
-            self.instances.append(built)
-            self._start_as(built, old.state if old is not None else None)
-        # Channels came and went, and vrrp_rx_bufs_* may have changed: as keepalived
-        # opens its sockets afresh on reload, each is sized again for its instances.
-        self.transport.set_rx_bufs(rx_bufs_of(config.global_defs))
-        # A track_file first named by this reload got its tracker in bind(); poll it.
-        for ft in self.tracking.files.values():
-            if getattr(ft, "_handle", None) is None:
-                ft.start()
-        self._group()
-        counts = plan.counts()
-        log.info("reload: VRRP instances kept %(keep)d, changed %(adopt)d, added %(add)d, "
-                 "removed %(remove)d", counts)
-        return counts
-
-    def _take_out(self, inst: Instance, *, graceful: bool) -> None:
-        if graceful:
-            inst.stop()
-        inst.retire()
-        close = getattr(inst.sender, "close", None)
-        if close is not None:
-            close()
-        inst.sender = None
-        self.instances.remove(inst)
-
-    def _hand_over(self, old: Instance, new: InstanceSpec) -> None:
-        """What the predecessor had up and its successor will not: take it down."""
-        if old.state is not State.MASTER:
-            return
-        keep = set(new.vips + new.excluded)
-        dropped = [v for v in old.spec.vips + old.spec.excluded if v not in keep]
-        routes = [r for r in old.spec.routes if r not in set(new.routes)]
-        if dropped or routes:
-            self.vips.remove(old.name, dropped, routes, old.spec.ifname)
-        if old.filtered:
-            # The successor filters again (before its VIPs) when it is master.
-            self.accept_filter.unblock(old.name, old.spec.vips + old.spec.excluded)
-
-    def _start_as(self, inst: Instance, was: State | None) -> None:
-        """Start ``inst``; a predecessor that was master hands over at once, and
-        notifications go out only when the state the world sees changed."""
-        notifier = inst.notifier
-        if was is not None:
-            inst.notifier = None
-        try:
-            inst.start()
-            st = inst.machine.state
-            if was is State.MASTER and st.state is State.BACKUP and st.master_down_at:
-                inst.feed(fsm.timer_fired(fsm.TimerKind.MASTER_DOWN, inst.timers.now_us(),
-                                          st.master_down_at))
-        finally:
-            inst.notifier = notifier
-        if was is not None and inst.state is not was and notifier is not None:
-            word = STATE_WORDS.get(inst.state, inst.state.value)
-            notifier.state_change("INSTANCE", inst.name, word, inst.priority, inst.spec.scripts)
-        if self.on_started is not None:
-            self.on_started(inst)
-
-    def stats(self) -> dict[str, Any]:
-        return {"instances": [i.status() for i in self.instances],
-                "sockets": self.transport.counters(),
-                "announce": {name: {"sent": getattr(a, "sent", 0),
-                                    "dropped": getattr(a, "dropped", 0)}
-                             for name, a in self._announcers.items()}}
-
-
-def reload_from(worker: VrrpWorker, path: str) -> bool:
+def reload_from(side: VrrpSide, path: str) -> bool:
     """SIGHUP: re-read ``path``; a config with errors is rejected (the running one
     stays, every error logged with its file and line); otherwise the diff is
     applied.  Returns whether it was applied."""
@@ -304,27 +54,24 @@ def reload_from(worker: VrrpWorker, path: str) -> bool:
         log.error("reload: %s has %d error(s); keeping the running configuration", path,
                   len(errors))
         return False
-    worker.reload(result.config)
+    side.reload(result.config)
     return True
 
 
 def run_vrrp(config: Config, *, stats_file: str = DEFAULT_STATS_FILE,
-             ready: Callable[[VrrpWorker], None] | None = None,
+             ready: Callable[[VrrpSide], None] | None = None,
              config_path: str | None = None) -> int:
     """Run every VRRP instance of ``config`` until SIGTERM/SIGINT; returns the exit code.
 
-    The entry point for ``hafast -P``: it installs uvloop, signal handlers and
-    blocks.  ``ready(worker)`` is called once everything has started.  SIGHUP
+    What ``python -m hafast.vrrp.daemon`` runs: it installs uvloop, signal handlers
+    and blocks.  ``ready(side)`` is called once everything has started.  SIGHUP
     reloads ``config_path`` (see :func:`reload_from`).
     """
-    try:
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    except ImportError:  # the stock loop still works, just slower
-        loop = asyncio.new_event_loop()
+    loop = new_loop()  # the supervised worker's loop too
     asyncio.set_event_loop(loop)
-    worker = VrrpWorker(loop, config)
+    # No parent: nothing to resume from, nothing to publish to.
+    side = VrrpSide(loop, config, {}, resume=False, dont_release=False,
+                    publish=lambda states: None)
     done = loop.create_future()
 
     def on_stop(signame: str) -> None:
@@ -335,7 +82,7 @@ def run_vrrp(config: Config, *, stats_file: str = DEFAULT_STATS_FILE,
     def on_stats() -> None:
         try:
             with open(stats_file, "w") as f:
-                json.dump(worker.stats(), f, indent=1)
+                json.dump(side.worker.stats(), f, indent=1)
         except OSError as exc:
             log.warning("cannot write %s: %s", stats_file, exc)
 
@@ -347,19 +94,19 @@ def run_vrrp(config: Config, *, stats_file: str = DEFAULT_STATS_FILE,
             return
         log.info("received SIGHUP; reloading %s", config_path)
         try:
-            reload_from(worker, config_path)
+            reload_from(side, config_path)
         except Exception:  # a reload bug must not take the running instances down
             log.exception("reload failed; instances keep running")
 
     loop.add_signal_handler(signal.SIGHUP, on_reload)
     loop.add_signal_handler(signal.SIGUSR2, on_stats)
     try:
-        worker.start()
+        side.start()
         if ready is not None:
-            ready(worker)
+            ready(side)
         loop.run_until_complete(done)
     finally:
-        worker.stop()
+        side.stop()
         on_stats()
         # Let the last priority-0 adverts and notify_stop spawns leave the loop.
         loop.run_until_complete(asyncio.sleep(0))

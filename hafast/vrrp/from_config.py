@@ -1,20 +1,24 @@
-"""From the config model to what the VRRP shell runs: params, wire settings, specs.
+"""From the config model to what the VRRP shell runs: params and wire settings.
 
-Pure (no sockets): the loader has already resolved inheritance from
-``global_defs``; this maps a :class:`~hafast.config.model.VrrpInstance` onto the
-FSM's :class:`VrrpParams`, the transport's :class:`ChannelConfig` and the
-instance's :class:`InstanceSpec`.  The source address is left empty unless
-``mcast_src_ip`` / ``unicast_src_ip`` sets it; the daemon fills in the
-interface's primary address at start-up.
+Pure (no event loop, socket or subprocess; the ``pure-cores`` contract in
+``.importlinter`` checks it): the loader has already resolved inheritance from
+``global_defs`` and applied keepalived's defaults; this maps a
+:class:`~hafast.config.model.VrrpInstance` onto the FSM's :class:`VrrpParams`
+and the transport's :class:`ChannelConfig`.  The source address is left empty
+unless ``mcast_src_ip`` / ``unicast_src_ip`` sets it; the worker fills in the
+interface's primary address at start-up.  :mod:`hafast.vrrp.build` adds what
+needs the I/O side (notify scripts, parsed routes) to make an instance's spec.
 
 Example::
 
     >>> from hafast.config.loader import load_text
     >>> cfg = load_text("vrrp_instance V { interface lo\\n virtual_router_id 7\\n"
     ...                 " priority 90\\n }\\n").config
-    >>> plan = plan_instances(cfg)[0]
-    >>> plan.spec.params.priority, plan.channel.vrid, plan.channel.group.hex()
-    (90, 7, 'e0000012')
+    >>> inst, gd = cfg.vrrp_instances[0], cfg.global_defs
+    >>> params_for(inst, gd).priority, channel_for(inst, gd).vrid
+    (90, 7)
+    >>> channel_for(inst, gd).group.hex()
+    'e0000012'
 """
 
 from __future__ import annotations
@@ -30,14 +34,10 @@ from hafast._core.vrrp_constants import (
     CHECKSUM_PSEUDO,
     auth_data_from_pass,
 )
-from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
-from hafast.lib.notify import notify_scripts
-from hafast.net.vip import parse_route
-from hafast.vrrp.instance import InstanceSpec
+from hafast.config.model import GlobalDefs, VrrpInstance
 from hafast.vrrp.params import VrrpParams
-from hafast.vrrp.rxbufs import RxBufs
+from hafast.vrrp.rxbufs import RxBufs, advert_len
 from hafast.vrrp.timers import US_PER_CENTISECOND, US_PER_SECOND
-from hafast.vrrp.transport import ChannelConfig
 
 # keepalived auth_type words -> RFC 2338 Auth Type.  AH: keepalived's IPsec AH
 # (HMAC-MD5-96 keyed with auth_pass, zero padded to 8 bytes), VRRPv2 over IPv4 only.
@@ -45,13 +45,31 @@ AUTH_TYPES = {"PASS": AUTH_PASS, "AH": AUTH_AH}
 
 
 @dataclass(frozen=True, slots=True)
-class InstancePlan:
-    spec: InstanceSpec
-    channel: ChannelConfig
-    track_interface: tuple[TrackRef, ...] = ()
-    track_script: tuple[TrackRef, ...] = ()
-    track_file: tuple[TrackRef, ...] = ()
-    track_primary: bool = True  # keepalived: the VRRP interface is tracked unless told not to
+class ChannelConfig:
+    """How one instance speaks on the wire (:meth:`hafast.vrrp.transport.Transport.channel`)."""
+
+    ifname: str
+    family: int  # 4 or 6
+    vrid: int
+    version: int
+    adver_int: int  # wire units: v2 seconds, v3 centiseconds
+    addresses: tuple[bytes, ...] = ()  # packed VIPs carried in the advert
+    src: bytes = b""  # our source: primary IPv4 / IPv6 link-local (or configured)
+    group: bytes = b""  # multicast destination (224.0.0.18 / ff02::12 by default)
+    peers: tuple[bytes, ...] = ()  # unicast_peer: send to each instead of the group
+    auth_type: int = 0  # v2: 0 none, 1 PASS, 2 AH
+    auth_data: bytes = b""  # v2 PASS: the 8 bytes; AH: the HMAC-MD5 key (same 8 bytes)
+    v3_checksum: str = CHECKSUM_PSEUDO  # how we send; receive accepts both (detects)
+    kernel_rx_buf_size: int = 0  # keepalived's per-instance SO_RCVBUF share (0: policy)
+
+    @property
+    def unicast(self) -> bool:
+        return bool(self.peers)
+
+    @property
+    def advert_len(self) -> int:
+        """What one of our adverts occupies (keepalived's ``vrrp_adv_len``)."""
+        return advert_len(self.family, self.version, len(self.addresses), self.auth_type)
 
 
 def _packed(addr: str) -> bytes:
@@ -59,7 +77,7 @@ def _packed(addr: str) -> bytes:
 
 
 def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
-    """The FSM parameters of ``inst`` (``src_addr`` 0 until the daemon resolves it)."""
+    """The FSM parameters of ``inst`` (``src_addr`` 0 until the worker resolves it)."""
     return VrrpParams(
         priority=inst.priority,
         version=inst.version,
@@ -120,35 +138,3 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
 def rx_bufs_of(gd: GlobalDefs) -> RxBufs:
     """keepalived's ``vrrp_rx_bufs_policy`` and ``vrrp_rx_bufs_multiplier``."""
     return RxBufs(gd.vrrp_rx_bufs_policy, gd.vrrp_rx_bufs_multiplier)
-
-
-def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
-    return InstanceSpec(
-        name=inst.name,
-        ifname=inst.interface or gd.default_interface,
-        family=inst.family,
-        params=params_for(inst, gd),
-        vips=inst.virtual_ipaddress,
-        excluded=inst.virtual_ipaddress_excluded,
-        routes=tuple(parse_route(r) for r in inst.virtual_routes),
-        scripts=notify_scripts(inst, gd.script_user),
-        check_adv_addr=not inst.skip_check_adv_addr,
-        # Global vrrp_notify_priority_changes is the default (keepalived).
-        notify_priority_changes=inst.notify_priority_changes or gd.vrrp_notify_priority_changes,
-    )
-
-
-def plan_instances(config: Config) -> list[InstancePlan]:
-    """One :class:`InstancePlan` per ``vrrp_instance``, in file order."""
-    gd = config.global_defs
-    return [
-        InstancePlan(
-            spec=spec_for(inst, gd),
-            channel=channel_for(inst, gd),
-            track_interface=inst.track_interface,
-            track_script=inst.track_script,
-            track_file=inst.track_file,
-            track_primary=not inst.dont_track_primary,
-        )
-        for inst in config.vrrp_instances
-    ]

@@ -332,6 +332,31 @@ class AdvertSender(Protocol):
     def send(self, priority: int) -> bool: ...
 
 
+class StateNotifier(Protocol):
+    """Where state changes are reported (hafast.lib.notify.Notifier)."""
+
+    def state_change(self, kind: str, name: str, state: str, priority: int,
+                     scripts: NotifyScripts) -> None: ...
+
+
+class _HeldNotifier:
+    """Stands in for the notifier while an instance resumes; replays on demand.
+
+    Only state changes are held: priority and lower-priority-advert reports are
+    looked up with getattr, so during a resume they are not made at all."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, int, NotifyScripts]] = []
+
+    def state_change(self, kind: str, name: str, state: str, priority: int,
+                     scripts: NotifyScripts) -> None:
+        self.calls.append((kind, name, state, priority, scripts))
+
+    def replay(self, notifier: StateNotifier) -> None:
+        for args in self.calls:
+            notifier.state_change(*args)
+
+
 class AcceptFilter(Protocol):
     """Drops traffic to a master's VIPs when it has no Accept_Mode (net.vip.NoAcceptFilter)."""
 
@@ -383,7 +408,7 @@ class Instance:
         self.timers = timers
         self.vips = vips
         self.announcer = announcer
-        self.notifier = notifier
+        self.notifier: StateNotifier | None = notifier
         self.sender = sender
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.rejects: dict[str, int] = {}  # every reject reason, keepalived-named or not
@@ -418,6 +443,48 @@ class Instance:
 
     def start(self) -> None:
         self.feed(fsm.Startup(self.timers.now_us()))
+
+    def resume(self, was: State | None, *, adopt: bool = True) -> None:
+        """Start, carrying on from ``was``: the state this instance's predecessor (the
+        worker before a restart, or the instance a reload replaced) was in; None is a
+        plain :meth:`start`.
+
+        A predecessor that was MASTER left its VIPs up.  With ``adopt`` the VIP
+        backend takes them as ours (its ``adopt``, if it has one: they then go on
+        stop like any we added); a reload passes False, as the backend of the same
+        process still holds them.  A resumed master does not wait out
+        Master_Down_Interval (a backup would, and the VIPs would flap): the down
+        timer fires at once.  Notifications are held while it starts and replayed,
+        in order, only when it lands in another state than ``was``: otherwise
+        nothing changed for the world.
+
+        Example::
+
+            inst.resume(State.MASTER)   # master now, its VIPs kept, nothing notified
+        """
+        if was is None:
+            self.start()
+            return
+        if was is State.MASTER and adopt:
+            take = getattr(self.vips, "adopt", None)
+            if take is not None:
+                taken = take(self.name, self.spec.vips + self.spec.excluded, self.spec.ifname)
+                if taken:
+                    log.info("%s: took over %d VIP(s) left up by the previous worker",
+                             self.name, len(taken))
+        notifier, held = self.notifier, _HeldNotifier()
+        self.notifier = held
+        try:
+            self.start()
+            st = self.machine.state
+            if was is State.MASTER and st.state is State.BACKUP and st.master_down_at:
+                self.feed(fsm.timer_fired(TimerKind.MASTER_DOWN, self.timers.now_us(),
+                                          st.master_down_at))
+                log.info("%s: resumed as MASTER", self.name)
+        finally:
+            self.notifier = notifier
+        if self.state is not was and notifier is not None:
+            held.replay(notifier)
 
     def stop(self) -> None:
         """Shutdown: a master sends priority 0 and releases its VIPs; notify STOP."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hafast.config.loader import accept_mode
 from hafast.vrrp.timers import (
     DOWN_TIMER_ADVERTS_DEFAULT,
     DOWN_TIMER_ADVERTS_MAX,
@@ -155,14 +156,12 @@ class VrrpParams:
     def accept_effective(self) -> bool:
         """Whether the VIP layer lets packets addressed to the VIPs in while master.
 
-        RFC 5798 §6.4.3: the owner always accepts; otherwise Accept_Mode (v3).
-        keepalived defaults accept on unless strict; strict forbids accept on v2.
+        The loader's rule (:func:`hafast.config.loader.accept_mode`), so a config's
+        ``VrrpInstance.accept`` and its instance never disagree; it is idempotent, so
+        parameters built from a config keep the value the model holds.
         """
-        if self.is_owner:
-            return True
-        if self.strict:
-            return bool(self.accept) and self.version == VRRP_V3
-        return True if self.accept is None else self.accept
+        return accept_mode(self.accept, priority=self.priority, version=self.version,
+                           strict=self.strict)
 
     @property
     def lower_prio_no_advert_effective(self) -> bool:

@@ -1,6 +1,7 @@
-"""The VRRP worker's side: :class:`hafast.vrrp.daemon.VrrpWorker` plus resume as
+"""The VRRP worker's side: :class:`hafast.vrrp.worker.VrrpWorker` plus resume as
 MASTER after a restart, reload, and the VIP backend that adopts a
-predecessor's VIPs.
+predecessor's VIPs.  The supervised VRRP worker (``hafast.app.worker``) and the
+stand-alone ``python -m hafast.vrrp.daemon`` both run it.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hafast.config import model as m
 from hafast.vrrp.report import instance_json, state_word
+
+if TYPE_CHECKING:
+    from hafast.vrrp.instance import Instance
 
 log = logging.getLogger("hafast")
 
 
 class VrrpSide:
-    """The VRRP worker: :class:`hafast.vrrp.daemon.VrrpWorker` plus resume and reload.
+    """The VRRP worker: :class:`hafast.vrrp.worker.VrrpWorker` plus resume and reload.
 
     A reload goes through :meth:`VrrpWorker.reload`, the standalone daemon's SIGHUP
     path (sync groups rebuilt, new vrrp_scripts and track_files bound); this side only
@@ -28,7 +32,8 @@ class VrrpSide:
     def __init__(self, loop: asyncio.AbstractEventLoop, config: m.Config,
                  seed: dict[str, str], resume: bool, dont_release: bool,
                  publish: Callable[[dict[str, tuple[str, int]]], None]) -> None:
-        from hafast.vrrp.daemon import VrrpWorker
+        # Here, not at the top: a check worker imports this module too.
+        from hafast.vrrp.worker import VrrpWorker
 
         self.loop, self.config, self.seed = loop, config, seed if resume else {}
         self.dont_release = dont_release
@@ -46,39 +51,19 @@ class VrrpSide:
         inst.listeners.append(self._changed)
         self._changed(inst, None, inst.state)
 
-    def _start_instance(self, inst: Any, was: str | None = None) -> None:
-        """Start ``inst``; ``was`` is its state before a worker restart.
+    def _start_instance(self, inst: Instance, was: str | None = None) -> None:
+        """Start ``inst``; ``was`` is the state word the parent last heard from it
+        before a worker restart (:meth:`Instance.resume`: a master adopts its VIPs,
+        :meth:`ResumingVips.adopt`, and carries on as master at once)."""
+        from hafast.vrrp.fsm import State
 
-        An instance that was MASTER a moment ago still has its VIPs up: it takes
-        them as its own (:meth:`ResumingVips.adopt`, so they go on stop) and carries
-        on as master at once.  Notifications are held while it starts and dropped
-        when it lands where it was (no transition happened for the world);
-        otherwise they go out in order.
-        """
-        from hafast.vrrp import fsm
-
-        if was == "MASTER":
-            taken = self.vips.adopt(inst.name, inst.spec.vips + inst.spec.excluded,
-                                    inst.spec.ifname)
-            if taken:
-                log.info("%s: took over %d VIP(s) left up by the previous worker",
-                         inst.name, len(taken))
         inst.listeners.append(self._changed)
-        notifier = inst.notifier
-        held = _HeldNotifier()
-        if was is not None:
-            inst.notifier = held
-        try:
-            inst.start()
-            st = inst.machine.state
-            if was == "MASTER" and st.state is fsm.State.BACKUP and st.master_down_at:
-                inst.feed(fsm.timer_fired(fsm.TimerKind.MASTER_DOWN,
-                                          inst.timers.now_us(), st.master_down_at))
-                log.info("%s: resumed as MASTER", inst.name)
-        finally:
-            inst.notifier = notifier
-        if was is not None and state_word(inst.state) != was and notifier is not None:
-            held.replay(notifier)
+        log.info("%s: starting (priority %d on %s)", inst.name, inst.priority,
+                 inst.spec.ifname)
+        # The words are the states' values; one this worker does not know cannot be
+        # where the instance lands, so its notifications go out as usual.
+        known = {s.value: s for s in State}
+        inst.resume(None if was is None else known.get(was, State.INITIALIZE))
         self._changed(inst, None, inst.state)
 
     def start(self) -> None:
@@ -116,20 +101,6 @@ class VrrpSide:
         for inst in self.worker.instances:
             out.append(instance_json(inst, by_name.get(inst.name), sockets))
         return {"instances": out, "sockets": sockets}
-
-
-class _HeldNotifier:
-    """Stands in for the Notifier while an instance resumes; replays on demand."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def state_change(self, *args: Any) -> None:
-        self.calls.append(args)
-
-    def replay(self, notifier: Any) -> None:
-        for args in self.calls:
-            notifier.state_change(*args)
 
 
 class ResumingVips:

@@ -36,7 +36,7 @@ from pathlib import Path
 from hafast.config.model import Config, TrackFile, TrackRef, VrrpScript
 from hafast.lib.notify import as_argv, run_as, spawn_reaped
 from hafast.net.linkwatch import LinkWatch
-from hafast.vrrp.from_config import InstancePlan
+from hafast.vrrp.build import InstancePlan
 from hafast.vrrp.instance import Instance
 
 log = logging.getLogger("hafast.vrrp.track")

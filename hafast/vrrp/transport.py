@@ -49,7 +49,6 @@ from hafast._core.vrrp_constants import (
     AUTH_PASS,
     BUFFER_ERR,
     CHECKSUM_ANY,
-    CHECKSUM_PSEUDO,
     FAMILY_IPV4,
     FAMILY_IPV6,
     IPPROTO_AH,
@@ -61,12 +60,12 @@ from hafast._core.vrrp_constants import (
     VRRP_TOS,
     VRRP_TTL,
 )
+from hafast.vrrp.from_config import ChannelConfig
 from hafast.vrrp.rxbufs import (
     DEFAULT_RX_BUF,
     POLICY_MTU,
     RxBufs,
     RxMember,
-    advert_len,
     rx_buf_size,
 )
 
@@ -106,34 +105,6 @@ def arrival_us(anc: list[tuple[int, int, bytes]]) -> int:
                 return now - waited
     return now
 _LOG_EVERY_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelConfig:
-    """How one instance speaks on the wire."""
-
-    ifname: str
-    family: int  # 4 or 6
-    vrid: int
-    version: int
-    adver_int: int  # wire units: v2 seconds, v3 centiseconds
-    addresses: tuple[bytes, ...] = ()  # packed VIPs carried in the advert
-    src: bytes = b""  # our source: primary IPv4 / IPv6 link-local (or configured)
-    group: bytes = b""  # multicast destination (224.0.0.18 / ff02::12 by default)
-    peers: tuple[bytes, ...] = ()  # unicast_peer: send to each instead of the group
-    auth_type: int = 0  # v2: 0 none, 1 PASS, 2 AH
-    auth_data: bytes = b""  # v2 PASS: the 8 bytes; AH: the HMAC-MD5 key (same 8 bytes)
-    v3_checksum: str = CHECKSUM_PSEUDO  # how we send; receive accepts both (detects)
-    kernel_rx_buf_size: int = 0  # keepalived's per-instance SO_RCVBUF share (0: policy)
-
-    @property
-    def unicast(self) -> bool:
-        return bool(self.peers)
-
-    @property
-    def advert_len(self) -> int:
-        """What one of our adverts occupies (keepalived's ``vrrp_adv_len``)."""
-        return advert_len(self.family, self.version, len(self.addresses), self.auth_type)
 
 
 # A packet for a VRID no instance on the socket has (RFC 6527 vrrpRouterVrIdErrors).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hafast.config.loader import load_text
-from hafast.vrrp.from_config import channel_for, spec_for
+from hafast.vrrp.build import spec_for
+from hafast.vrrp.from_config import channel_for
 
 CONF = """global_defs {
   vrrp_notify_priority_changes

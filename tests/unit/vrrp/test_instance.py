@@ -22,7 +22,7 @@ from hafast.config.loader import load_text
 from hafast.config.model import VirtualAddress
 from hafast.lib.notify import Notifier, NotifyScripts, fifo_line
 from hafast.net.vip import MemoryVips, parse_route
-from hafast.vrrp.from_config import plan_instances
+from hafast.vrrp.build import plan_instances
 from hafast.vrrp.fsm import AdvertReceived, State
 from hafast.vrrp.instance import (
     COUNTER_NAMES,

@@ -215,6 +215,7 @@ class FakeInstance:
     def __init__(self, ch: tr.Channel) -> None:
         from hafast.vrrp.fsm import State
         from hafast.vrrp.instance import COUNTER_NAMES
+        from hafast.vrrp.params import VrrpParams
 
         self.name = "VI_1"
         self.sender = ch
@@ -222,10 +223,7 @@ class FakeInstance:
         self.counters["packet_len_err"] = 2
         self.rejects = {"checksum_err": 3, "packet_len_err": 2}
         self.transitions: list[Any] = []
-        params = type("P", (), {"version": 2, "adver_int_us": 1_000_000, "accept": None,
-                                "strict": False, "nopreempt": False, "preempt_delay_us": 0,
-                                "garp_master_delay_us": 0, "lower_prio_no_advert": False,
-                                "higher_prio_send_advert": False})()
+        params = VrrpParams(priority=100, version=2, garp_master_delay_us=0)
         self.spec = type("S", (), {"params": params, "ifname": "eth0", "vips": (),
                                    "excluded": ()})()
         st = type("St", (), {"state": State.MASTER, "base_priority": 100, "priority": 100})()

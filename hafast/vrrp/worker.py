@@ -1,0 +1,252 @@
+"""The VRRP worker: every vrrp_instance of a Config, built and wired on one loop.
+
+:class:`VrrpWorker` builds the instances (transport channels, VIP backend,
+announcers, trackers, sync groups, notify) from :func:`hafast.vrrp.build.plan_instances`,
+applies a reload as a diff and stops them cleanly.  It is started by
+:class:`hafast.vrrp.side.VrrpSide`, which both the supervised VRRP worker
+(``hafast.app.worker``) and the stand-alone ``python -m hafast.vrrp.daemon`` run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from hafast.config.model import Config
+from hafast.lib.notify import Notifier, as_argv
+from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
+from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
+from hafast.vrrp.build import InstancePlan, plan_instances
+from hafast.vrrp.from_config import rx_bufs_of
+from hafast.vrrp.fsm import State
+from hafast.vrrp.instance import (
+    Announcer,
+    Instance,
+    InstanceSpec,
+    NullAnnouncer,
+    PacketAnnouncer,
+    precise_timers,
+)
+from hafast.vrrp.sync_group import SyncGroup
+from hafast.vrrp.tracking import Tracking
+from hafast.vrrp.transport import Transport
+
+log = logging.getLogger("hafast.vrrp")
+
+
+class VrrpWorker:
+    """Everything the VRRP side of one process runs: built here, started by
+    :meth:`hafast.vrrp.side.VrrpSide.start` (one :meth:`Instance.resume` each, then
+    ``tracking.start()``), :meth:`reload`, :meth:`stop`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config, *,
+                 vips: VipOps | None = None) -> None:
+        self.loop = loop
+        self.config = config
+        self.timers = precise_timers(loop)
+        self.transport = Transport(loop, rx_bufs_of(config.global_defs))
+        self._own_vips = vips is None
+        self.vips: VipOps = NetlinkVips() if vips is None else vips
+        self.linkwatch = LinkWatch(loop)
+        # RFC 5798 §6.4.3 no Accept_Mode: nft is only run once such an instance is master.
+        self.accept_filter = NoAcceptFilter()
+        gd = config.global_defs
+        fifos = [f[0] for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f]
+        scripts = [as_argv(s) for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
+                                           (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script))
+                   if f]
+        self.notifier = Notifier(loop, fifos, scripts)
+        self.tracking = Tracking(loop, config, self.linkwatch)
+        self.instances: list[Instance] = []
+        self.groups: list[SyncGroup] = []
+        self._announcers: dict[str, Announcer] = {}
+        self.stopped = False
+        self.reloads = 0
+        # Called with each instance a reload started (after it started): the
+        # supervised worker hangs its state publisher here.
+        self.on_started: Callable[[Instance], None] | None = None
+        for plan in plan_instances(config):
+            inst = self._build(plan)
+            if inst is not None:
+                self.instances.append(inst)
+        self._group()
+
+    def _group(self) -> None:
+        """(Re)build the sync groups over the running instances.
+
+        A group that stays (by name) keeps the state it last reported, so a reload
+        sends no second ``GROUP`` line for a state the world already saw."""
+        reported = {g.name: g.state for g in self.groups}
+        old = set(map(id, self.groups))
+        for inst in self.instances:
+            inst.listeners[:] = [f for f in inst.listeners
+                                 if id(getattr(f, "__self__", None)) not in old]
+        self.groups = []
+        by_name = {i.name: i for i in self.instances}
+        for g in self.config.sync_groups:
+            members = [by_name[n] for n in g.group if n in by_name]
+            if members:
+                group = SyncGroup(g, members, self.notifier,
+                                  self.config.global_defs.script_user)
+                group.state = reported.get(g.name)
+                self.groups.append(group)
+
+    def _announcer(self, ifname: str) -> Announcer:
+        ann = self._announcers.get(ifname)
+        if ann is None:
+            gd = self.config.global_defs
+            try:
+                ann = PacketAnnouncer(self.loop, ifname, mac_address(ifname),
+                                      gd.vrrp_garp_interval_us, gd.vrrp_gna_interval_us)
+            except OSError as exc:
+                log.warning("%s: no GARP/NA socket (%s); announcements disabled", ifname, exc)
+                ann = NullAnnouncer()
+            self._announcers[ifname] = ann
+        return ann
+
+    def _build(self, plan: InstancePlan) -> Instance | None:
+        ch = plan.channel
+        src = ch.src
+        if not src:
+            found = primary_ipv4(ch.ifname) if ch.family == 4 else ipv6_link_local(ch.ifname)
+            if found is None:
+                log.error("%s: interface %s has no IPv%d %s address; instance not started",
+                          plan.spec.name, ch.ifname, ch.family,
+                          "primary" if ch.family == 4 else "link-local")
+                return None
+            src = found
+            ch = replace(ch, src=src)
+        spec = replace(plan.spec, params=replace(plan.spec.params, src_addr=src))
+        inst = Instance(spec, timers=self.timers, vips=self.vips,
+                        announcer=self._announcer(ch.ifname), notifier=self.notifier)
+        inst.accept_filter = self.accept_filter
+        try:
+            inst.sender = self.transport.channel(ch, inst.on_advert)
+        except (OSError, ValueError) as exc:
+            log.error("%s: cannot open the VRRP socket on %s: %s", spec.name, ch.ifname, exc)
+            return None
+        self.tracking.bind(inst, replace(plan, spec=spec, channel=ch))
+        return inst
+
+    def stop(self) -> None:
+        """Graceful stop: priority 0 from masters, VIPs released, notify STOP."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.tracking.close()
+        self.linkwatch.close()
+        for inst in self.instances:
+            try:
+                inst.stop()
+            except Exception:
+                log.exception("%s: stop failed", inst.name)
+        try:
+            self.vips.release_all()
+        except Exception:
+            log.exception("releasing VIPs failed")
+        self.accept_filter.close()
+        if self._own_vips and isinstance(self.vips, NetlinkVips):
+            self.vips.close()
+        for ann in self._announcers.values():
+            ann.close()
+        self.transport.close()
+        self.notifier.close()
+        close = getattr(self.timers, "close", None)
+        if close is not None:
+            close()
+
+    # -- reload -------------------------------------------------------------------
+
+    def reload(self, config: Config) -> dict[str, int]:
+        """Apply ``config`` as a diff (:func:`hafast.config.diff.diff`), like keepalived's
+        SIGHUP: an unchanged instance is not touched (no transition, no notify); a
+        removed one stops (priority 0 if master, VIPs released, notify STOP); a new
+        one starts; a changed one is replaced by its successor in the same state (a
+        master stays master with its VIPs up, no notification unless the state
+        differs).  Returns the plan's counts.
+
+        Example::
+
+            worker.reload(load_file(path).config)   # {"keep": 2, "adopt": 0, ...}
+        """
+        from hafast.config.diff import diff
+
+        plan = diff(self.config, config).vrrp_instances
+        self.config = config
+        self.reloads += 1
+        by_name = {i.name: i for i in self.instances}
+        for o in plan.remove:
+            inst = by_name.pop(o.name, None)
+            if inst is not None:
+                self._take_out(inst, graceful=True)
+        was: dict[str, Instance] = {}
+        for o, _n in plan.adopt:
+            inst = by_name.pop(o.name, None)
+            if inst is not None:
+                was[o.name] = inst
+                self._take_out(inst, graceful=False)
+        self.tracking.add_scripts(config)
+        fresh = {n.name for n in plan.add} | set(was)
+        for p in plan_instances(config):
+            if p.spec.name not in fresh:
+                continue
+            old = was.get(p.spec.name)
+            if old is not None:
+                self._hand_over(old, p.spec)
+            built = self._build(p)
+            if built is None:
+                continue
+            self.instances.append(built)
+            self._start_as(built, old.state if old is not None else None)
+        # Channels came and went, and vrrp_rx_bufs_* may have changed: as keepalived
+        # opens its sockets afresh on reload, each is sized again for its instances.
+        self.transport.set_rx_bufs(rx_bufs_of(config.global_defs))
+        # A track_file first named by this reload got its tracker in bind(); poll it.
+        for ft in self.tracking.files.values():
+            if getattr(ft, "_handle", None) is None:
+                ft.start()
+        self._group()
+        counts = plan.counts()
+        log.info("reload: VRRP instances kept %(keep)d, changed %(adopt)d, added %(add)d, "
+                 "removed %(remove)d", counts)
+        return counts
+
+    def _take_out(self, inst: Instance, *, graceful: bool) -> None:
+        if graceful:
+            inst.stop()
+        inst.retire()
+        close = getattr(inst.sender, "close", None)
+        if close is not None:
+            close()
+        inst.sender = None
+        self.instances.remove(inst)
+
+    def _hand_over(self, old: Instance, new: InstanceSpec) -> None:
+        """What the predecessor had up and its successor will not: take it down."""
+        if old.state is not State.MASTER:
+            return
+        keep = set(new.vips + new.excluded)
+        dropped = [v for v in old.spec.vips + old.spec.excluded if v not in keep]
+        routes = [r for r in old.spec.routes if r not in set(new.routes)]
+        if dropped or routes:
+            self.vips.remove(old.name, dropped, routes, old.spec.ifname)
+        if old.filtered:
+            # The successor filters again (before its VIPs) when it is master.
+            self.accept_filter.unblock(old.name, old.spec.vips + old.spec.excluded)
+
+    def _start_as(self, inst: Instance, was: State | None) -> None:
+        """Start ``inst`` as its predecessor's successor (:meth:`Instance.resume`)."""
+        # One process: the VIP backend still holds what the predecessor had up.
+        inst.resume(was, adopt=False)
+        if self.on_started is not None:
+            self.on_started(inst)
+
+    def stats(self) -> dict[str, Any]:
+        return {"instances": [i.status() for i in self.instances],
+                "sockets": self.transport.counters(),
+                "announce": {name: {"sent": getattr(a, "sent", 0),
+                                    "dropped": getattr(a, "dropped", 0)}
+                             for name, a in self._announcers.items()}}

@@ -443,6 +443,7 @@ class FakeInstance:
         self.name, self.priority = name, 100
         self.listeners: list[Any] = []
         self.notifier = None
+        self.vips: Any = None
         self.spec = type("Spec", (), {"vips": (VirtualAddress("10.0.0.1", 24, 4),),
                                       "excluded": (), "ifname": "eth0"})()
         self.machine = type("M", (), {"state": FakeMachine()})()
@@ -456,6 +457,13 @@ class FakeInstance:
 
         self.machine.state.state = State.MASTER
 
+    def resume(self, was: Any, *, adopt: bool = True) -> None:
+        from hafast.vrrp.fsm import State
+
+        if was is State.MASTER and adopt:
+            self.vips.adopt(self.name, self.spec.vips + self.spec.excluded, self.spec.ifname)
+        self.start()
+
 
 class FakeWorker:
     """VrrpWorker's surface VrrpSide uses; reload "starts" one changed instance."""
@@ -463,6 +471,7 @@ class FakeWorker:
     def __init__(self, loop: Any, config: Any, *, vips: Any) -> None:
         self.config, self.vips = config, vips
         self.instances = [FakeInstance("VI_1")]
+        self.instances[0].vips = vips
         self.on_started: Any = None
         self.reloaded: list[Any] = []
         self.tracking = type("T", (), {"start": lambda self: None})()
@@ -479,10 +488,10 @@ class FakeWorker:
 def test_vrrp_side_reloads_through_the_worker_and_publishes_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import hafast.net.vip
-    import hafast.vrrp.daemon
+    import hafast.vrrp.worker
 
     monkeypatch.setattr(hafast.net.vip, "NetlinkVips", FakeNetlinkVips)
-    monkeypatch.setattr(hafast.vrrp.daemon, "VrrpWorker", FakeWorker)
+    monkeypatch.setattr(hafast.vrrp.worker, "VrrpWorker", FakeWorker)
     published: list[dict[str, tuple[str, int]]] = []
     side = vside.VrrpSide(None, "old", {"VI_1": "MASTER"}, True, False,  # type: ignore[arg-type]
                         published.append)

@@ -105,29 +105,38 @@ class VipGuard:
         """The smallest advert interval (1 s when there is no instance)."""
         return min((i.advert_s for i in self.instances.values()), default=1.0)
 
-    def release_deadline(self, t_alive: float) -> float:
-        """By when the VIPs must be gone if no worker advertises after ``t_alive``."""
-        return t_alive + RELEASE_BY * self.advert_s
+    def release_deadline(self, t_alive: float, name: str | None = None) -> float:
+        """By when the VIPs (of instance ``name``; of any, by default) must be gone
+        if no worker advertises after ``t_alive``."""
+        inst = self.instances.get(name) if name is not None else None
+        adv = inst.advert_s if inst is not None else self.advert_s
+        return t_alive + RELEASE_BY * adv
 
     def heartbeat(self) -> tuple[float, float]:
         """(ping period, verdict timeout) for the VRRP worker, in seconds."""
         adv = self.advert_s
         return (max(adv / 4, HEARTBEAT_PERIOD_FLOOR_S), max(adv, HEARTBEAT_TIMEOUT_FLOOR_S))
 
-    def can_resume(self, now: float, t_alive: float, delay: float, startup: float) -> bool:
+    def can_resume(self, now: float, t_alive: float, delay: float, startup: float,
+                   name: str | None = None) -> bool:
         """Whether a worker restarted after ``delay`` s, taking ``startup`` s to come
-        up, advertises before the release deadline."""
-        return now + delay + startup < self.release_deadline(t_alive)
+        up, advertises (for instance ``name``) before the release deadline."""
+        return now + delay + startup < self.release_deadline(t_alive, name)
 
     def masters(self) -> list[str]:
         return [n for n, (st, _p) in self.states.items() if st == "MASTER"]
 
-    def take_masters(self, moved: Callable[[dict[str, tuple[str, int]]], None]) -> list[str]:
-        """Forget which instances were MASTER (synchronously, before any await: the
-        death of the worker may be handled next, and must not resume them); their
-        successor starts them afresh (BACKUP, with their notifications).  ``moved``
-        hears of each as a BACKUP (pools under ha_suspend follow)."""
+    def take_masters(self, moved: Callable[[dict[str, tuple[str, int]]], None],
+                     names: Iterable[str] | None = None) -> list[str]:
+        """Forget which instances (``names``, by default all) were MASTER
+        (synchronously, before any await: the death of the worker may be handled
+        next, and must not resume them); their successor starts them afresh (BACKUP,
+        with their notifications).  ``moved`` hears of each as a BACKUP (pools under
+        ha_suspend follow)."""
         masters = self.masters()
+        if names is not None:
+            wanted = set(names)
+            masters = [n for n in masters if n in wanted]
         for name in masters:
             prio = self.states.pop(name)[1]
             moved({name: ("BACKUP", prio)})
@@ -148,21 +157,25 @@ class VipGuard:
     async def on_death(self, t_alive: float, now: float, delay: float, startup: float,
                        moved: Callable[[dict[str, tuple[str, int]]], None]) -> float | None:
         """The VRRP worker is gone (last heard of at ``t_alive``; restart in
-        ``delay`` s; its last start-up took ``startup`` s): keep its VIPs only if
-        its successor can be advertising before a peer may take over.  Returns that
-        deadline when the successor is to resume as MASTER, None otherwise (the
-        VIPs are released by then)."""
-        if not self.masters():
+        ``delay`` s; its last start-up took ``startup`` s): each MASTER instance
+        keeps its VIPs only if the successor can be advertising for it before a peer
+        may take over (its own advert interval decides).  Returns the earliest
+        deadline of those resumed as MASTER, None when none is (the others' VIPs
+        are released by then)."""
+        masters = self.masters()
+        if not masters:
             return None
-        deadline = self.release_deadline(t_alive)
         # Half again the last start-up: a respawn under load is slower than the first.
-        if self.can_resume(now, t_alive, delay, 1.5 * startup):
-            return deadline
-        await self.release_logged(self.take_masters(moved),
-                                  f"the VRRP worker cannot be back within "
-                                  f"{deadline - t_alive:.2f}s (restart in {delay:.1f}s, "
-                                  f"start-up {startup:.2f}s)")
-        return None
+        keep = [n for n in masters if self.can_resume(now, t_alive, delay, 1.5 * startup, n)]
+        drop = [n for n in masters if n not in keep]
+        if drop:
+            within = min(self.release_deadline(t_alive, n) for n in drop) - t_alive
+            await self.release_logged(self.take_masters(moved, drop),
+                                      f"the VRRP worker cannot be back within {within:.2f}s "
+                                      f"(restart in {delay:.1f}s, start-up {startup:.2f}s)")
+        if not keep:
+            return None
+        return min(self.release_deadline(t_alive, n) for n in keep)
 
     async def prepare(self) -> None:
         """Open the netlink socket now, off the loop, so that a release later is one

@@ -66,7 +66,10 @@ def conf(role: str, fifo: Path, *, group: tuple[str, ...], flag: Path | None = N
     for name, vip in VIPS.items():
         out += [f"vrrp_instance {name} {{", "  state BACKUP", "  interface eth0",
                 f"  virtual_router_id {VRIDS[name]}", f"  priority {prio}",
-                "  version 3", "  advert_int 0.5"]
+                # VI_3 is killed and resumed as MASTER in step 4: at 1 s its resume
+                # bound (1.75 s) leaves room for a worker start-up on a loaded box
+                # (hafast.app.vipguard); at 0.5 s the parent would hand it over.
+                "  version 3", f"  advert_int {1 if name == 'VI_3' else 0.5}"]
         if name == "VI_1" and flag is not None:
             out += ["  track_script {", "    chk", "  }"]
         if name == "VI_2" and tfile is not None:

@@ -81,3 +81,25 @@ def test_no_instance_means_nothing_to_guard() -> None:
     g = guard("virtual_server 192.0.2.9 80 {\n real_server 192.0.2.10 80 {\n"
               "  TCP_CHECK {\n  }\n }\n}\n")
     assert g.instances == {} and g.advert_s == 1.0
+
+
+def test_each_master_is_judged_by_its_own_advert_interval() -> None:
+    """A master on a slow interval resumes while one on a fast interval is released
+    (the fast one's peer would take over before the successor is up)."""
+    import asyncio
+
+    g = guard()
+    g.states.update({"SLOW": ("MASTER", 100), "FAST": ("MASTER", 100)})
+    released: list[list[str]] = []
+    moved: list[dict[str, tuple[str, int]]] = []
+
+    async def fake_release(names: list[str]) -> list[str]:
+        released.append(sorted(names))
+        return []
+
+    g.release = fake_release  # type: ignore[method-assign]
+    # start-up 0.5 s (x1.5 = 0.75): SLOW's bound is 3.5 s, FAST's 0.875 s
+    deadline = asyncio.run(g.on_death(0.0, 0.2, 0.0, 0.5, moved.append))
+    assert released == [["FAST"]] and moved == [{"FAST": ("BACKUP", 100)}]
+    assert deadline == pytest.approx(3.5)
+    assert g.masters() == ["SLOW"]

@@ -21,12 +21,12 @@ Example (the pure verdict)::
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import subprocess
 from typing import Any
 
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult
+from hafast.lib.scriptuser import ScriptIdentity, script_identity
 
 OK = ProbeResult(True)
 
@@ -42,15 +42,17 @@ def verdict(status: int, dynamic: bool) -> ProbeResult:
     return ProbeResult(False, "exit", f"exit status {status}")
 
 
-def resolve_user(user: tuple[str, ...] | None) -> tuple[int | None, int | None]:
-    """``(uid, gid)`` for ``user NAME [GROUP]``; (None, None) runs as ourselves."""
-    if not user:
-        return None, None
-    import grp
+def resolve_user(user: tuple[str, ...] | None) -> ScriptIdentity | None:
+    """The identity for ``user NAME [GROUP]`` (the one lookup,
+    :func:`~hafast.lib.scriptuser.script_identity`: without GROUP the user's login
+    group); None runs as ourselves.  KeyError names an unknown user or group.
 
-    pw = pwd.getpwnam(user[0])
-    gid = grp.getgrnam(user[1]).gr_gid if len(user) > 1 else pw.pw_gid
-    return pw.pw_uid, gid
+    >>> resolve_user(("root",))
+    ScriptIdentity(uid=0, gid=0, groups=())
+    """
+    if not user:
+        return None
+    return script_identity(user[0], user[1] if len(user) > 1 else None)
 
 
 class Child:
@@ -107,7 +109,7 @@ class Child:
 
 
 class MiscKind(ProbeKind):
-    __slots__ = ("argv", "children", "gid", "uid")
+    __slots__ = ("argv", "children", "who")
     keyword = "MISC_CHECK"
 
     def __init__(self, spec: Any, target: Any, loop: Any, *,
@@ -118,7 +120,7 @@ class MiscKind(ProbeKind):
         self.argv: tuple[str, ...] = tuple(getattr(script, "argv", script) or ())
         own = getattr(script, "user", None)
         script_user = (own, *((script.group,) if script.group else ())) if own else None
-        self.uid, self.gid = resolve_user(spec.user or script_user or default_user)
+        self.who = resolve_user(spec.user or script_user or default_user)
         self.children: set[Child] = set()
 
     def deadline_us(self) -> int:
@@ -135,9 +137,9 @@ class MiscKind(ProbeKind):
                 stderr=subprocess.DEVNULL,
                 close_fds=True,
                 start_new_session=True,
-                user=self.uid,
-                group=self.gid,
-                extra_groups=[] if self.gid is not None else None,
+                user=self.who.uid if self.who else None,
+                group=self.who.gid if self.who else None,
+                extra_groups=list(self.who.groups) if self.who else None,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             done(ProbeResult(False, "spawn", str(exc)))

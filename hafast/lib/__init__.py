@@ -1,2 +1,5 @@
-"""The library layer: notify scripts and FIFOs, the event loop, logging, typed
-events. It imports nothing above it (checked by import-linter, see setup.cfg)."""
+"""The library layer: notify scripts and FIFOs (:mod:`~hafast.lib.notify`), who a
+script runs as (:mod:`~hafast.lib.scriptuser`: keepalived's ``script_user`` rule,
+one lookup), netlink framing (:mod:`~hafast.lib.netlink`: headers, attributes,
+dumps and acked requests on a plain socket), the event loop, logging, typed events.
+It imports nothing above it (checked by import-linter, see ``.importlinter``)."""

@@ -42,7 +42,6 @@ import asyncio
 import importlib
 import logging
 import os
-import pwd
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -316,9 +315,6 @@ class PoolManager:
 
     def _spawn(self, a: RunScript) -> None:
         assert self._loop is not None
-        group = a.group
-        if a.user is not None and group is None:
-            group = primary_group(a.user)
         pid = 0
 
         def exited(code: int) -> None:
@@ -328,27 +324,10 @@ class PoolManager:
             if code:
                 log.info("%s (%s) exited with %d", a.argv[0], a.why, code)
 
-        proc = spawn_reaped(self._loop, a.argv, exited, user=a.user, group=group)
+        # A user without a group: spawn_reaped's script_identity gives the login group.
+        proc = spawn_reaped(self._loop, a.argv, exited, user=a.user, group=a.group)
         if proc is not None:
             pid = proc.pid
             self.children[pid] = proc
             self._children_gone.clear()
 
-
-def primary_group(user: str) -> str | None:
-    """The login group of ``user`` (keepalived's default group for a script user);
-    None when the user is unknown (spawning then fails and says so).
-
-    >>> primary_group("root")
-    'root'
-    """
-    import grp
-
-    try:
-        gid = pwd.getpwnam(user).pw_gid
-    except KeyError:
-        return None
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)

@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from hafast.lib.netlink import (
     NLM_F_REQUEST,
     RTM_DELADDR,
     RTM_DELROUTE,
+    RTM_GETADDR,
     RTM_NEWADDR,
     RTM_NEWROUTE,
 )
@@ -54,6 +56,9 @@ ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}
 # linux/if_addr.h: IFA_F_NODAD.  keepalived adds IPv6 VIPs without DAD so a new
 # master can answer for them at once instead of after a tentative second.
 IFA_F_NODAD = 0x02
+IFA_ADDRESS, IFA_LOCAL = 1, 2  # linux/if_addr.h
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, ifindex
+_ADDR_LEN = {socket.AF_INET: 4, socket.AF_INET6: 16}
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,19 +425,28 @@ class NetlinkVips:
 
     @staticmethod
     def _present() -> set[tuple[int, Any, int]]:
-        # A one-off `ip -o addr` (adopt runs at start-up, not in a takeover; pyroute2's
-        # own IPRoute would need an asyncio loop of its own beside uvloop's).
-        import subprocess
-
-        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True,
-                             check=False).stdout
+        """``(ifindex, address, prefix)`` of every address in this namespace: one
+        RTM_GETADDR dump (as :func:`hafast.net.addrwatch.dump_addresses`), where
+        ``ip -o addr`` cost a fork and an exec on the worker's start-up path."""
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                           netlink.NETLINK_ROUTE) as s:
+            s.settimeout(5.0)
+            s.bind((0, 0))
+            dump = netlink.pack_message(RTM_GETADDR, NLM_F_REQUEST | netlink.NLM_F_DUMP, 1,
+                                        _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+            # An error ends the dump with what came before it (adopt takes less).
+            replies = netlink.exchange(s, [(1, dump)], dump=True, errors={})
         found = set()
-        for line in out.splitlines():
-            words = line.split()
-            if len(words) < 4 or words[2] not in ("inet", "inet6") or "/" not in words[3]:
+        for m in replies:
+            if m.kind != RTM_NEWADDR or len(m.body) < _IFADDRMSG.size:
                 continue
-            addr, _, plen = words[3].partition("/")
-            found.add((int(words[0].rstrip(":")), ipaddress.ip_address(addr), int(plen)))
+            family, plen, _flags, _scope, index = _IFADDRMSG.unpack_from(m.body)
+            attrs = netlink.parse_attrs(m.body, _IFADDRMSG.size)
+            # IFA_LOCAL is our own end of a point-to-point address (IFA_ADDRESS is then
+            # the peer's), and the address _addr_msg keys a VIP by.
+            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+            if raw is not None and len(raw) == _ADDR_LEN.get(family):
+                found.add((index, ipaddress.ip_address(raw.tobytes()), plen))
         return found
 
     def close(self) -> None:

@@ -88,6 +88,36 @@ def test_adopt_takes_a_predecessors_vips_as_our_own(ns: str) -> None:
     assert "10.66.0.77" not in final and "10.66.0.1/24" in final
 
 
+def test_adopt_reads_the_kernel_table_by_netlink(
+        ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel's address table comes from one RTM_GETADDR dump, no `ip` child; a
+    # point-to-point VIP is found by its local address (IFA_LOCAL), an IPv6 one too.
+    import subprocess
+
+    def no_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a child process in adopt: {args!r}")
+
+    v6 = VirtualAddress("fd66::77", 64, 6)
+    ptp = VirtualAddress("10.66.5.1", 32, 4, peer="10.66.5.2")
+    run_in(ns, ["ip", "addr", "add", "fd66::77/64", "dev", "eth0", "nodad"])
+    run_in(ns, ["ip", "addr", "add", "10.66.5.1/32", "peer", "10.66.5.2", "dev", "eth0"])
+    shown = _addrs(ns)
+
+    def body() -> list[VirtualAddress]:
+        b = NetlinkVips()
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(subprocess, "Popen", no_child)
+                return b.adopt("VI_1", (v6, ptp, VirtualAddress("10.66.0.1", 32, 4)), "eth0")
+        finally:
+            b.close()
+
+    # 10.66.0.1 is there as /24, not /32: the prefix is part of the key
+    assert call_in(ns, body) == [v6, ptp]
+    assert "fd66::77/64" in shown and "10.66.5.1 peer 10.66.5.2/32" in shown
+    assert "10.66.5.1" not in _addrs(ns)  # adopted, so released on close
+
+
 def test_no_accept_filter_through_libnftables_without_a_child(
         ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # RFC 5798 §6.4.3 filtering as the VRRP loop does it at a transition: every

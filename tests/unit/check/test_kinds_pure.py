@@ -3,6 +3,7 @@ reply framing, MISC exit verdicts, FILE values and weights."""
 
 from __future__ import annotations
 
+import pwd
 import struct
 from pathlib import Path
 
@@ -139,9 +140,14 @@ def test_misc_verdict(status: int, dynamic: bool, ok: bool, weight: int | None,
 
 
 def test_misc_resolve_user() -> None:
-    assert misc.resolve_user(None) == (None, None)
-    assert misc.resolve_user(("root",)) == (0, 0)
-    assert misc.resolve_user(("root", "root")) == (0, 0)
+    assert misc.resolve_user(None) is None
+    assert misc.resolve_user(("root",)) == (0, 0, ())
+    assert misc.resolve_user(("root", "root")) == (0, 0, ())
+    # the one lookup: a user without a group gets its login group
+    nobody = pwd.getpwnam("nobody")
+    assert misc.resolve_user(("nobody",)) == (nobody.pw_uid, nobody.pw_gid, ())
+    with pytest.raises(KeyError, match="script group 'no-such-group-here'"):
+        misc.resolve_user(("nobody", "no-such-group-here"))
 
 
 # --------------------------------------------------------------------------- FILE

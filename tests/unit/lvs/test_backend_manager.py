@@ -332,10 +332,10 @@ def test_manager_runs_scripts_as_their_user(monkeypatch) -> None:  # type: ignor
         await mgr.stop()
 
     run(body())
-    # a user without a group runs with that user's login group, not the daemon's
+    # a user without a group is passed on without one: spawn_reaped's script_identity
+    # gives it its login group, not the daemon's (tests/unit/core/test_script_user.py)
     assert calls == [(("/bin/nd",), "daemon", "daemon"),
-                     (("/bin/qd",), "nobody", manager.primary_group("nobody"))]
-    assert manager.primary_group("no-such-user-here") is None
+                     (("/bin/qd",), "nobody", None)]
 
 
 def test_manager_stop_reaps_the_omega_scripts(tmp_path: Path) -> None:

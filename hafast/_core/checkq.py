@@ -6,7 +6,8 @@
 ``token`` (0: no timer), ``on_timer()`` and ``name``.
 
 ``Check(runner, kind, label=None)`` is one scheduled checker (its attempt's life:
-start, deadline, the steady-state settle; the rest goes to ``runner.settled``),
+start, deadline, the steady-state settle; its state logic, from alpha to retries,
+is ``hafast.check.runner``'s ``configure`` and ``settle``, once for both twins),
 ``NO_ATTEMPT`` the attempt of a kind that finished at once; ``Latency(edges)`` a
 histogram of attempt durations (``runner.latency``: every check's attempt lands in
 it).  See ``checkq_py`` for

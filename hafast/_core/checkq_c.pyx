@@ -371,8 +371,6 @@ cdef class TimerQueue:
 
 # --------------------------------------------------------------------------- checks
 
-cdef double US = 1_000_000.0
-
 
 cdef class _NoAttempt:
     """The attempt of a kind that finished at once: nothing to cancel."""
@@ -444,6 +442,10 @@ cdef class Check:
     overridable from Python (cpdef): tests and benchmarks subclass them.  The
     runner's ``timers`` must be this module's TimerQueue and its ``latency`` this
     module's Latency (or None): the flavours are not mixed.
+
+    No state logic is compiled: the runner's ``configure`` sets the initial state
+    and timers (alpha, retry, the delays), its ``settle`` every outcome but the
+    steady success, for both twins alike.
     """
 
     # What every attempt touches first, together (C lays the fields out in this
@@ -464,26 +466,16 @@ cdef class Check:
     cdef public long retry
 
     def __init__(self, runner, kind, label=None):
-        spec = kind.spec
+        # (up, retry, the delays: the runner's configure, after this)
         self.runner = runner
         self.kind = kind
         self.label = label
-        immediate = kind.immediate
-        self.up = immediate or not getattr(spec, "alpha", False)
-        self.has_run = False
-        self.retry_it = 0
-        self.retry = 0 if immediate else getattr(spec, "retry", 1)
-        self.delay_loop_us = getattr(spec, "delay_loop_us", 60 * 1_000_000)
-        self.delay_before_retry_us = getattr(spec, "delay_before_retry_us", 1_000_000)
-        self.log_all = runner.log_all_failures or getattr(spec, "log_all_failures", False)
         self.healths = ()
         self.token = 0
         self.attempt = NO_ATTEMPT
         self.pending = False
         self.weight = None
         self.last_reason = ""
-        self.deadline_s = kind.deadline_us() / US
-        self.delay_loop_s = self.delay_loop_us / US
         self._tq = runner.timers
         self._loop = runner.loop
         self.latency = getattr(runner, "latency", None)
@@ -579,13 +571,6 @@ cdef class Check:
                     self._after(self.delay_loop_s)
                 return
         self.runner.settled(self, result)
-
-    def arm(self, delay_us, since=None):
-        """The next start ``delay_us`` from now, or from ``since`` (loop time)."""
-        if since is None:
-            self._after(delay_us / US)
-        else:
-            self._tq._at(since + delay_us / US, self)
 
     def stop(self):
         self.token = 0

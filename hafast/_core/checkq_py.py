@@ -208,8 +208,6 @@ class TimerQueue:
 
 # --------------------------------------------------------------------------- checks
 
-US = 1_000_000
-
 
 class _NoAttempt:
     """The attempt of a kind that finished at once: nothing to cancel."""
@@ -264,10 +262,13 @@ class Check:
     success of a checker that is up, nothing to retry, no weight change: nearly
     every attempt) is settled here too, with no call into the runner; anything else
     goes to ``runner.settled``, which applies ``settle`` and publishes events.
-    The runner (duck-typed: ``loop``, ``timers``, ``running``,
-    ``latency``, ``log_all_failures``, ``settled(check, result, since)``,
-    ``start_raised(check, exc)``) is ``hafast.check.runner.Runner``.  With a
-    runner ``latency`` (a :class:`Latency`), each attempt's duration lands in it.
+    The state logic is the runner's, not this class's: ``hafast.check.runner``'s
+    ``configure`` sets the initial state and timers (alpha, retry, the delays)
+    when ``Runner.add`` makes the check, and ``settle`` every outcome but the
+    steady one.  The runner (duck-typed: ``loop``, ``timers``, ``running``,
+    ``latency``, ``settled(check, result, since)``, ``start_raised(check, exc)``)
+    is ``hafast.check.runner.Runner``.  With a runner ``latency`` (a
+    :class:`Latency`), each attempt's duration lands in it.
     """
 
     __slots__ = ("attempt", "deadline_s", "delay_before_retry_us", "delay_loop_s",
@@ -275,31 +276,30 @@ class Check:
                  "last_reason", "latency", "log_all", "pending", "retry", "retry_it",
                  "runner", "t0", "token", "up", "weight")
 
+    # Set by the runner's ``configure`` (the state and the timers), not here.
+    up: bool
+    has_run: bool
+    retry_it: int
+    retry: int
+    delay_loop_us: int
+    delay_before_retry_us: int
+    log_all: bool
+    deadline_s: float
+    delay_loop_s: float
+
     def __init__(self, runner: Any, kind: Any, label: str | None = None) -> None:
-        spec = kind.spec
         self.runner = runner
         self.kind = kind
         self.label = label
-        immediate = kind.immediate
-        self.up = immediate or not getattr(spec, "alpha", False)
-        self.has_run = False
-        self.retry_it = 0
-        self.retry: int = 0 if immediate else getattr(spec, "retry", 1)
-        self.delay_loop_us: int = getattr(spec, "delay_loop_us", 60 * US)
-        self.delay_before_retry_us: int = getattr(spec, "delay_before_retry_us", US)
-        self.log_all = runner.log_all_failures or getattr(spec, "log_all_failures", False)
         self.healths: tuple[Any, ...] = ()
         self.token = 0
         self.attempt: Any = NO_ATTEMPT
         self.pending = False
         self.weight: int | None = None
         self.last_reason = ""
-        # Made once: a kind's deadline and delay_loop are functions of its frozen
-        # spec, and a bound method made per attempt is an allocation per attempt.
-        self.deadline_s = kind.deadline_us() / US
-        self.delay_loop_s = self.delay_loop_us / US
         self.latency: Latency | None = getattr(runner, "latency", None)
         self.t0 = 0.0
+        # Made once: a bound method made per attempt is an allocation per attempt.
         self.done = self._done
 
     @property
@@ -379,13 +379,6 @@ class Check:
                 timers.after(self.delay_loop_s, self)
             return
         runner.settled(self, result)
-
-    def arm(self, delay_us: int, since: float | None = None) -> None:
-        """The next start ``delay_us`` from now, or from ``since`` (loop time)."""
-        if since is None:
-            self.runner.timers.after(delay_us / US, self)
-        else:
-            self.runner.timers.at(since + delay_us / US, self)
 
     def stop(self) -> None:
         self.token = 0

@@ -18,6 +18,12 @@ Two layers, as DESIGN.md asks:
   ``asyncio.timeout`` per check (see ``api.py`` for the memory and CPU figures
   behind that choice).
 
+The checker's state logic lives here once, for both twins: its initial state and
+timers (:func:`configure`: alpha, retry, the delays) and every outcome but the
+steady success (:func:`settle`, through :meth:`Runner.settled`).  The twins keep
+only the attempt's life and that one shortcut, which ``test_runner`` holds to
+:func:`settle` on both.
+
 Retry semantics (keepalived 2.x, ``check_udp.c``/``check_dns.c`` epilogues): a
 failed attempt of a checker that is up is retried ``retry`` more times,
 ``delay_before_retry`` apart; when they all fail the checker goes DOWN.  A DOWN
@@ -84,6 +90,12 @@ def settle(
 
     Returns ``(delay_us, transition)``: when to start the next attempt, and
     ``True`` (went UP), ``False`` (went DOWN) or ``None`` (no change).
+
+    The one case the checks settle themselves, never calling here (``Check._done``
+    in both ``checkq`` twins: nearly every attempt, so no Python frame for it in
+    the compiled one): ``ok`` while up with ``retry_it`` 0 and an unchanged
+    weight, which this function answers with ``(delay_loop_us, None)`` and
+    ``has_run`` set.
     """
     state.has_run = True
     if ok:
@@ -100,6 +112,36 @@ def settle(
         state.up = False
         return delay_loop_us, False
     return delay_loop_us, None
+
+
+def configure(check: Check, log_all_failures: bool) -> None:
+    """Give a new ``check`` its initial state and timers from its kind's spec.
+
+    keepalived: an ``alpha`` checker starts DOWN (one success to go UP); a kind that
+    reads a state rather than probes (``immediate``: FILE_CHECK) neither starts
+    down nor retries.  The twins' hot path re-arms with ``delay_loop_s`` and
+    ``deadline_s``, seconds worked out once here rather than per attempt.
+
+    >>> from types import SimpleNamespace as NS
+    >>> kind = NS(spec=NS(alpha=True, retry=3, delay_loop_us=2 * US), immediate=False,
+    ...           deadline_us=lambda: 500_000)
+    >>> check = NS(kind=kind)
+    >>> configure(check, False)
+    >>> check.up, check.retry, check.delay_loop_s, check.deadline_s, check.log_all
+    (False, 3, 2.0, 0.5, False)
+    """
+    kind = check.kind
+    spec = kind.spec
+    immediate = kind.immediate
+    check.up = immediate or not getattr(spec, "alpha", False)
+    check.has_run = False
+    check.retry_it = 0
+    check.retry = 0 if immediate else getattr(spec, "retry", 1)
+    check.delay_loop_us = delay_loop_us = getattr(spec, "delay_loop_us", 60 * US)
+    check.delay_before_retry_us = getattr(spec, "delay_before_retry_us", US)
+    check.log_all = log_all_failures or getattr(spec, "log_all_failures", False)
+    check.deadline_s = kind.deadline_us() / US
+    check.delay_loop_s = delay_loop_us / US
 
 
 class ServerHealth:
@@ -265,6 +307,7 @@ class Runner:
             ) -> Check:
         """Schedule ``kind``; its state feeds every health in ``healths``."""
         check = self.check_class(self, kind, name)
+        configure(check, self.log_all_failures)
         for h in healths:
             check.feed(h)
         self.checks.append(check)
@@ -320,7 +363,10 @@ class Runner:
                 check.weight = result.weight
             self._transition(check, was_up, transition, result)
         if self.running:
-            check.arm(delay_us, since)
+            if since is None:
+                self.timers.after(delay_us / US, check)  # a fixed delay: its lane
+            else:
+                self.timers.at(since + delay_us / US, check)
 
     def start_raised(self, check: Check, exc: Exception) -> None:
         """A kind's ``start`` raised (it must not): log it, fail the attempt."""

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hafast.check.api import NO_ATTEMPT, TIMEOUT, Attempt, Done, ProbeKind, ProbeResult, Target
 from hafast.check.runner import CheckState, RateLimit, Runner, ServerHealth, settle
@@ -509,3 +511,55 @@ def test_steady_tally_is_folded_into_the_counters_once(loop: FakeLoop,
     assert runner.counters["attempts"] == n
     assert runner.counters["ok"] + runner.counters["fail:refused"] == n
     assert runner.timers.steady == 0
+
+
+def _settled_by(path: str, flavour: str, up: bool, retry_it: int, weight: int | None,
+                result: ProbeResult) -> tuple[object, ...]:
+    """One result for a check in the given state, through the check's own ``done``
+    (``path`` "done": the twin's shortcut when it applies) or straight to the
+    runner's ``settled`` (the one state logic): the state, events, counters and
+    the next timer it leaves."""
+    mod = load_twin("checkq", flavour)
+    loop = FakeLoop()
+    events: list[ServerEvent] = []
+    with pytest.MonkeyPatch.context() as mp:
+        import hafast.check.runner as runner_mod
+
+        mp.setattr(runner_mod, "TimerQueue", mod.TimerQueue)
+        mp.setattr(Runner, "check_class", mod.Check)
+        runner = Runner(loop, events.append)
+        check = runner.add(Scripted(spec(), Target("10.1.0.1", 80), loop), [])
+    runner.running = True  # (no start: no warmup timer in the way)
+    check.up, check.retry_it, check.weight = up, retry_it, weight
+    health = ServerHealth(VS, RS, 1)
+    check.feed(health)
+    health.apply(check, up, up, weight, "", 0.0)  # the health knows the weight too
+    check.pending = True  # an attempt under way
+    if path == "done":
+        check.done(result)
+    else:
+        check.pending = False
+        runner.settled(check, result)
+    timers = runner.timers
+    return ((check.up, check.has_run, check.retry_it, check.weight, check.last_reason),
+            [(e.state, e.weight, e.reason) for e in events], dict(runner.counters),
+            {d: [w for w, _, _ in lane] for d, lane in timers.lanes.items() if lane},
+            [w for w, _, _ in timers.heap], check.pending)
+
+
+@pytest.mark.parametrize("twin_flavour", ["c", "py"])
+@settings(max_examples=150, deadline=None)
+@given(up=st.booleans(), retry_it=st.integers(0, 2), weight=st.sampled_from([None, 3, 7]),
+       ok=st.booleans(), new_weight=st.sampled_from([None, 3, 7]))
+def test_each_twins_steady_shortcut_is_what_settle_says(
+    twin_flavour: str, up: bool, retry_it: int, weight: int | None, ok: bool,
+    new_weight: int | None,
+) -> None:
+    # The state logic is the runner's alone; a twin's Check settles only the steady
+    # success itself.  Whatever the state and result, going through the check's
+    # done must leave what the runner's settle would.
+    if not up:
+        retry_it = 0  # (a check that is down never retries)
+    result = ProbeResult(True, weight=new_weight) if ok else ProbeResult(False, "refused")
+    args = (twin_flavour, up, retry_it, weight, result)
+    assert _settled_by("done", *args) == _settled_by("settled", *args)

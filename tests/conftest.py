@@ -59,7 +59,7 @@ def load_twin(name: str, flavour: str) -> ModuleType:
     modname = f"hafast._core.{name}_{flavour}"
     if flavour == "py":
         return importlib.import_module(modname)
-    if os.environ.get("HAFAST_NO_EXTENSIONS", "") not in ("", "0"):
+    if pure_pass():
         # The pure-twin pass of ./dev test: the compiled flavour ran (and had to load,
         # in CI) in the compiled pass, so here it is deliberately not under test.
         pytest.skip("HAFAST_NO_EXTENSIONS is set: the compiled twin is tested in the other pass")
@@ -75,6 +75,26 @@ def twin_flavour(request: pytest.FixtureRequest) -> str:
     """Parametrise a test over the compiled module and its pure-Python twin."""
     flavour: str = request.param
     return flavour
+
+
+def pure_pass() -> bool:
+    return os.environ.get("HAFAST_NO_EXTENSIONS", "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The pure-twin pass of ./dev test leaves out what only tests the compiled twin
+    (it ran, and had to load in CI, in the compiled pass): deselected, not skipped,
+    so that a skip always means a missing prerequisite."""
+    if not pure_pass():
+        return
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        compiled = params.get("twin_flavour") == "c" or item.get_closest_marker("compiled")
+        (drop if compiled else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

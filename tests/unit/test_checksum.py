@@ -134,6 +134,7 @@ def test_partial_sums_compose(csum: ModuleType, head: bytes, tail: bytes) -> Non
     assert csum.ones_sum(tail, csum.ones_sum(head)) == csum.ones_sum(head + tail)
 
 
+@pytest.mark.compiled
 @settings(deadline=None)
 @given(st.binary(max_size=200), st.integers(0, 0xFFFFFFFF))
 def test_compiled_matches_twin(data: bytes, start: int) -> None:

@@ -250,6 +250,7 @@ def test_no_leak_across_many_streams(md5mod: ModuleType) -> None:
     assert grown < 8 << 20, grown
 
 
+@pytest.mark.compiled
 def test_openssl_without_md5_falls_back_to_the_twin(tmp_path: Path) -> None:
     # Only OpenSSL's "base" provider: no MD5 at all.  The compiled module must refuse
     # to import with a clear reason and the chooser must fall back to the twin.
@@ -335,6 +336,7 @@ def test_bad_caps_are_refused(md5mod: ModuleType) -> None:
     assert md5mod.MD5Stream(cap=7).cap == 7
 
 
+@pytest.mark.compiled
 def test_uninitialised_compiled_stream_raises_clearly() -> None:
     # __new__ without __init__ (e.g. a careless subclass) must not hash garbage.
     mod = load_twin("md5stream", "c")
@@ -462,6 +464,7 @@ def _apply(stream: Any, op: str, arg: Any) -> tuple[str, Any]:
         return ("raised", type(exc).__name__)
 
 
+@pytest.mark.compiled
 @settings(max_examples=300, deadline=None)
 @given(cap=st.integers(0, 600), ops=_ops)
 def test_compiled_and_twin_agree(cap: int, ops: list[tuple[str, Any]]) -> None:

@@ -573,6 +573,7 @@ def _same(a: object, b: object) -> None:
 @settings(max_examples=400, deadline=None)
 @given(packet=st.one_of(corrupted(), st.binary(max_size=80)), check_ttl=st.booleans(),
        expect=expectations)
+@pytest.mark.compiled
 def test_differential_ipv4(packet: bytes, check_ttl: bool, expect: dict[str, object]) -> None:
     c, py = load_twin("vrrp_codec", "c"), load_twin("vrrp_codec", "py")
     _same(c.decode_ipv4(packet, check_ttl=check_ttl, **expect),
@@ -582,6 +583,7 @@ def test_differential_ipv4(packet: bytes, check_ttl: bool, expect: dict[str, obj
 @settings(max_examples=400, deadline=None)
 @given(data=st.data(), family=st.sampled_from([4, 6]), ttl=st.sampled_from([-1, 255, 64]),
        expect=expectations)
+@pytest.mark.compiled
 def test_differential_payload(data: st.DataObject, family: int, ttl: int,
                               expect: dict[str, object]) -> None:
     c, py = load_twin("vrrp_codec", "c"), load_twin("vrrp_codec", "py")
@@ -613,6 +615,7 @@ def test_differential_payload(data: st.DataObject, family: int, ttl: int,
     ah_seq=st.integers(-1, 2**32),
     unicast=st.booleans(),
 )
+@pytest.mark.compiled
 def test_differential_encode(version: int, vrid: int, priority: int, addresses: list[bytes],
                              adver_int: int, auth_type: int, secret: bytes, mode: str,
                              ah_seq: int, unicast: bool) -> None:
@@ -707,6 +710,7 @@ def test_expect_reused_across_different_adverts(codec: ModuleType) -> None:
 @given(packets=st.lists(st.one_of(corrupted(), st.sampled_from(_seeds())), min_size=1,
                         max_size=12),
        expect=expectations)
+@pytest.mark.compiled
 def test_differential_expect_stream(packets: list[bytes], expect: dict[str, object]) -> None:
     c, py = load_twin("vrrp_codec", "c"), load_twin("vrrp_codec", "py")
     rx_c, rx_py = c.Expect(**expect), py.Expect(**expect)
@@ -727,6 +731,7 @@ def test_docstring_examples(module: str) -> None:
     assert result.failed == 0 and result.attempted > 0
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("name", ["checksum", "vrrp_codec"])
 def test_compiled_docstring_examples(name: str) -> None:
     import doctest

@@ -259,6 +259,7 @@ def test_v3_checksum_convention_enforced(codec: ModuleType, vectors_dir: Path) -
     assert codec.decode_ipv4(frame.ip_packet, v3_checksum=CHECKSUM_MESSAGE).reason == "checksum_err"
 
 
+@pytest.mark.compiled
 def test_vectors_agree_across_twins(vectors_dir: Path) -> None:
     c, py = load_twin("vrrp_codec", "c"), load_twin("vrrp_codec", "py")
     for name in list(CAPTURES) + list(MISMATCHES):

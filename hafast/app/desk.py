@@ -57,7 +57,8 @@ class StatusDesk:
         for w, data in zip(current, replies, strict=True):
             workers.append({"name": w.name, "pid": w.pid, "restarts": w.restarts,
                             "heartbeat_kills": w.heartbeat_kills, "answering": data is not None,
-                            "last_pong_age": round(time.monotonic() - w.last_pong, 3)})
+                            "last_pong_age": round(time.monotonic() - w.last_pong, 3),
+                            "startup_s": None if w.startup_s is None else round(w.startup_s, 3)})
             if data is None:
                 continue
             if w.role == VRRP:

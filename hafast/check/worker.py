@@ -1,7 +1,9 @@
-"""A check worker: one uvloop event loop running the engine for one shard.
+"""A check worker stand-alone: :class:`~hafast.check.side.CheckSide`, the class the
+daemon's check worker processes run, on a loop of its own in this thread.
 
-``hafast -C`` and the supervisor start one per core; the wiring comes later.  This
-is the entry they will call.
+Tests and benchmarks call this to exercise the shipped engine (its runner timed
+into the latency histogram, the loop-lag meter, events published in batches)
+without the parent and its IPC.
 
 Example::
 
@@ -14,11 +16,16 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from hafast.check.engine import Engine
+from hafast.check.side import CheckSide
 from hafast.config import model as m
 from hafast.lib.eventloop import new_loop
 from hafast.lib.events import ServerEvent
+
+# Tests and benchmarks take the loop from here.
+__all__ = ["new_loop", "run_worker"]
 
 
 def run_worker(
@@ -33,15 +40,24 @@ def run_worker(
 ) -> Engine:
     """Run the checks of shard ``shard_index`` of ``shard_count`` until SIGTERM/SIGINT
     (main thread), ``stop`` is set, or ``duration`` seconds passed; return the
-    stopped engine (its runner's counters stay readable)."""
+    stopped engine (its runner's counters stay readable).
+
+    ``on_event`` gets each event of the batches the daemon's worker would send
+    to its parent, in order; the last batch is delivered at stop.
+    """
     main = threading.current_thread() is threading.main_thread()
     # uvloop leaves its own handler installed after remove_signal_handler: put back
     # what was there so a worker that returned does not swallow the next SIGTERM.
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     loop = new_loop()
+
+    def publish(batch: list[Any]) -> None:
+        if on_event is not None:
+            for ev in batch:
+                on_event(ev)
+
     try:
-        engine = Engine(config, loop, on_event, shard_index=shard_index,
-                        shard_count=shard_count)
+        side = CheckSide(loop, shard_index, shard_count, publish)
         finished = loop.create_future()
 
         def finish() -> None:
@@ -61,13 +77,15 @@ def run_worker(
                     loop.call_later(0.05, poll)
 
             poll()
-        engine.start()
+        # No parent to seed from: every check starts as its configuration says.
+        side.start(config, {})
+        engine: Engine = side.engine
         if on_ready is not None:
             on_ready(engine)
         try:
             loop.run_until_complete(finished)
         finally:
-            engine.stop()
+            side.stop()
             if main:
                 for sig in previous:
                     with contextlib.suppress(Exception):

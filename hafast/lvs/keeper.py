@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hafast.config import model as m
+from hafast.lvs.backend import Timeouts
 from hafast.lvs.manager import PoolManager, make_backend
 
 __all__ = ["CountingBackend", "PoolKeeper", "make_backend"]
@@ -40,10 +41,11 @@ class PoolKeeper:
     check workers' events, plus the views the supervisor needs (seed, status)."""
 
     def __init__(self, config: m.Config, backend: Any, *, keep: bool,
-                 vips_present: Iterable[str] | None = None, child_wait: float = 5.0) -> None:
+                 vips_present: Iterable[str] | None = None, child_wait: float = 5.0,
+                 timeouts: Timeouts | None = None) -> None:
         self.backend = CountingBackend(backend)
         self.manager = PoolManager(config, self.backend, keep=keep, vips_present=vips_present,
-                                   child_wait=child_wait)
+                                   child_wait=child_wait, timeouts=timeouts)
 
     @property
     def policy(self) -> Any:

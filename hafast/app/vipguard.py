@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hafast.config import model as m
+from hafast.lib.units import US_PER_S
 
 if TYPE_CHECKING:
     from hafast.net.vip import NetlinkVips
 
 log = logging.getLogger("hafast")
 
-US_PER_S = 1_000_000
 # What share of the earliest peer takeover the parent may spend before the VIPs
 # must be gone (see the module docstring).
 RELEASE_BY = 1.75

@@ -41,8 +41,7 @@ from hafast.config import model  # noqa: F401  (registers the built-in checker k
 from hafast.config.kinds import CHILDREN, CheckerKind, subscribe
 from hafast.config.pool_backends import POOL_BACKENDS, help_text
 from hafast.config.tokens import Token
-
-US_PER_S = 1_000_000
+from hafast.lib.units import US_PER_S
 
 
 class BadValue(Exception):

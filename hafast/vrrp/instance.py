@@ -46,6 +46,7 @@ from hafast._core.vrrp_codec import Advert
 from hafast._core.vrrp_constants import PRIORITY_STOP
 from hafast.config.model import VirtualAddress
 from hafast.lib.notify import Notifier, NotifyScripts
+from hafast.lib.units import NS_PER_US, US_PER_S
 from hafast.net.vip import RouteSpec, VipOps
 from hafast.vrrp import fsm
 from hafast.vrrp.announce import burst_schedule, gratuitous_arp, unsolicited_na
@@ -100,10 +101,10 @@ class LoopTimers:
         self.loop = loop
 
     def now_us(self) -> int:
-        return time.monotonic_ns() // 1000
+        return time.monotonic_ns() // NS_PER_US
 
     def call_at(self, at_us: int, callback: Callable[[], None]) -> TimerHandle:
-        delay = max(0, at_us - self.now_us()) / 1_000_000
+        delay = max(0, at_us - self.now_us()) / US_PER_S
         return self.loop.call_later(delay, callback)
 
 
@@ -130,7 +131,7 @@ class TimerfdTimers:
         loop.add_reader(fd, self._on_expiry)
 
     def now_us(self) -> int:
-        return time.monotonic_ns() // 1000
+        return time.monotonic_ns() // NS_PER_US
 
     def call_at(self, at_us: int, callback: Callable[[], None]) -> TimerHandle:
         h = _ManualHandle()
@@ -143,7 +144,8 @@ class TimerfdTimers:
         self._armed = at_us
         # An absolute deadline of 0 would disarm the timer: never ask for less than 1 µs.
         at_us = max(at_us, 1)
-        spec = _ITimerSpec(_TimeSpec(0, 0), _TimeSpec(at_us // 1_000_000, at_us % 1_000_000 * 1000))
+        sec, us = divmod(at_us, US_PER_S)
+        spec = _ITimerSpec(_TimeSpec(0, 0), _TimeSpec(sec, us * NS_PER_US))
         if self._libc.timerfd_settime(self.fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None) < 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
 
@@ -319,7 +321,7 @@ class PacketAnnouncer:
                 if at_us == 0:
                     self._send(frame)
                 else:
-                    self.loop.call_later(at_us / 1_000_000, self._send, frame)
+                    self.loop.call_later(at_us / US_PER_S, self._send, frame)
 
     def close(self) -> None:
         self.sock.close()

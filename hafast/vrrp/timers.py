@@ -25,7 +25,10 @@ from __future__ import annotations
 
 from typing import Final
 
-US_PER_SECOND: Final = 1_000_000
+from hafast.lib.units import US_PER_S
+
+# The VRRP modules' name for it (params, from_config).
+US_PER_SECOND: Final = US_PER_S
 US_PER_CENTISECOND: Final = 10_000
 
 VRRP_V2: Final = 2
@@ -54,7 +57,7 @@ def seconds_to_us(seconds: int) -> int:
     >>> seconds_to_us(1)
     1000000
     """
-    return seconds * US_PER_SECOND
+    return seconds * US_PER_S
 
 
 def centiseconds_to_us(centiseconds: int) -> int:
@@ -80,7 +83,7 @@ def _skew_calc_us(version: int, weight: int, master_adver_int_us: int) -> int:
         return (weight * (master_adver_int_us // US_PER_CENTISECOND) * 625) // 16
     # RFC 3768 §6.1: Skew_Time = (256 - Priority) / 256 seconds, independent of
     # the advertisement interval.
-    return (weight * US_PER_SECOND) // 256
+    return (weight * US_PER_S) // 256
 
 
 def skew_time_us(version: int, priority: int, master_adver_int_us: int) -> int:

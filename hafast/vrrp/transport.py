@@ -60,6 +60,7 @@ from hafast._core.vrrp_constants import (
     VRRP_TOS,
     VRRP_TTL,
 )
+from hafast.lib.units import NS_PER_US, US_PER_S
 from hafast.vrrp.from_config import ChannelConfig
 from hafast.vrrp.rxbufs import (
     DEFAULT_RX_BUF,
@@ -85,7 +86,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _ANC_SIZE = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20) + socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("qq")
 # A kernel stamp further back than this is a wall-clock step, not queueing delay.
-_MAX_QUEUED_US = 1_000_000
+_MAX_QUEUED_US = US_PER_S
 
 
 def arrival_us(anc: list[tuple[int, int, bytes]]) -> int:
@@ -96,11 +97,11 @@ def arrival_us(anc: list[tuple[int, int, bytes]]) -> int:
     (as the RFC's timers do) and not from when the interpreter got round to it.
     Without a usable stamp: now.
     """
-    now = time.monotonic_ns() // 1000
+    now = time.monotonic_ns() // NS_PER_US
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             sec, nsec = _TIMESPEC.unpack_from(data)
-            waited = time.time_ns() // 1000 - (sec * 1_000_000 + nsec // 1000)
+            waited = time.time_ns() // NS_PER_US - (sec * US_PER_S + nsec // NS_PER_US)
             if 0 <= waited <= _MAX_QUEUED_US:
                 return now - waited
     return now

@@ -18,6 +18,9 @@ import time
 # checksum_c existed.
 from hafast._core.checksum_c import internet_checksum
 
+# EchoPool's state keeping, once for both twins (plain Python: it runs rarely).
+from hafast._core import echo_pool as _pool
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -885,9 +888,9 @@ def ping_many(targets, double timeout=1.0, *, int payload_size=16):
 
 _log = logging.getLogger("hafast.check")
 
-SWEEP_S = 0.1
-RESEND_S = 0.001
-BAD_ADDRESS = -1
+SWEEP_S = _pool.SWEEP_S
+RESEND_S = _pool.RESEND_S
+BAD_ADDRESS = _pool.BAD_ADDRESS
 
 
 cdef class Waiter:
@@ -908,6 +911,9 @@ cdef class EchoPool:
     Compiled so that an echo's whole path (submit, the batch, the reply, the
     ``done`` call) runs no Python frame of its own: with the compiled Check, a
     steady PING_CHECK runs the kind's ``start`` and nothing else in Python.
+    Only that path is here: the pool's state keeping (a pruned or a partial
+    batch, a bad address, the sweep, error replies, close) is
+    ``hafast._core.echo_pool``'s, which the pure twin calls too.
     """
 
     cdef public object loop
@@ -918,7 +924,7 @@ cdef class EchoPool:
     cdef public bint flush_armed
     cdef public object sweep_handle
     cdef public int users
-    cdef object _flush_cb, _sweep_cb, _monotonic_ns
+    cdef object _flush_cb, _monotonic_ns
     cdef IcmpBatch _batch        # engine, when it is the compiled one
 
     def __init__(self, loop, int family, ok, timeout, fail, engine=None):
@@ -934,17 +940,11 @@ cdef class EchoPool:
         self.sweep_handle = None
         self.users = 0
         self._flush_cb = self.flush
-        self._sweep_cb = self.sweep
         self._monotonic_ns = time.monotonic_ns
         loop.add_reader(self.engine.fileno(), self.readable)
 
     def close(self):
-        if self.sweep_handle is not None:
-            self.sweep_handle.cancel()
-            self.sweep_handle = None
-        self.loop.remove_reader(self.engine.fileno())
-        self.engine.close()
-        self.addresses, self.names = [], []
+        _pool.close(self)
 
     cdef bint _idle(self) except -1:
         if self._batch is not None:
@@ -965,19 +965,13 @@ cdef class EchoPool:
 
     def flush(self):
         """Send this tick's batch: every address queued whose attempt still waits."""
-        cdef Py_ssize_t taken, i, n
-        cdef list addresses = self.addresses, names = self.names, kept_a, kept_n
+        cdef Py_ssize_t taken, i
+        cdef list addresses = self.addresses, names = self.names
         self.flush_armed = False
         self.addresses, self.names = [], []
-        n = len(names)
-        for i in range(n):
+        for i in range(len(names)):
             if (<Waiter>names[i]).done is None:  # cancelled before it went out
-                kept_a, kept_n = [], []
-                for i in range(n):
-                    if (<Waiter>names[i]).done is not None:
-                        kept_a.append(addresses[i])
-                        kept_n.append(names[i])
-                addresses, names = kept_a, kept_n
+                addresses, names = _pool.without_cancelled(addresses, names)
                 break
         if not names:
             return
@@ -985,43 +979,22 @@ cdef class EchoPool:
         try:
             taken = self.engine.send(addresses, now, self.timeout_ns, names)
         except ValueError:
-            taken = self._send_one_by_one(addresses, names, now)
-        if taken < len(names):
-            self.addresses = addresses[taken:] + self.addresses
-            self.names = names[taken:] + self.names
-            self.flush_armed = True
-            self.loop.call_later(RESEND_S, self._flush_cb)
-        if self.sweep_handle is None:
-            self.sweep_handle = self.loop.call_later(SWEEP_S, self._sweep_cb)
-
-    cdef Py_ssize_t _send_one_by_one(self, list addresses, list names, now) except -1:
-        # A batch with an address that does not parse: fail that one, send the rest.
-        cdef Py_ssize_t i
-        for i in range(len(names)):
-            try:
-                if not self.engine.send([addresses[i]], now, self.timeout_ns, [names[i]]):
-                    return i
-            except ValueError as exc:
-                self._resolve(<Waiter>names[i], self.fail(BAD_ADDRESS, 0, str(exc)))
-        return len(names)
+            taken = _pool.send_one_by_one(self, addresses, names, now)
+        # (the steady tick, all taken and the sweep running, calls no Python)
+        if taken < len(names) or self.sweep_handle is None:
+            _pool.after_send(self, addresses, names, taken)
 
     def readable(self):
         cdef list replies = []
-        cdef tuple item
         errors = self.engine.drain(self._monotonic_ns(), 65536, replies)
         ok = self.ok
         for waiter in replies:
             self._resolve(<Waiter>waiter, ok)
-        for obj in errors:
-            item = <tuple>obj
-            self._resolve(<Waiter>item[0], self.fail(item[1], item[2], ""))
+        if errors:
+            _pool.failed(self, errors)
 
     def sweep(self):
-        self.sweep_handle = None
-        for waiter in self.engine.expire(self._monotonic_ns()):
-            self._resolve(<Waiter>waiter, self.timeout)
-        if not self._idle():
-            self.sweep_handle = self.loop.call_later(SWEEP_S, self._sweep_cb)
+        _pool.sweep(self)
 
     def resolve(self, Waiter waiter, result):
         self._resolve(waiter, result)

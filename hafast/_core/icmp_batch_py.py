@@ -34,6 +34,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+# EchoPool's state keeping, once for both twins.
+from hafast._core import echo_pool as _pool
+
 # The one pure-Python RFC 1071 checksum, re-exported: icmp_batch's public name since
 # before checksum_py existed.
 from hafast._core.checksum_py import internet_checksum
@@ -486,9 +489,9 @@ def ping_many(
 
 _log = logging.getLogger("hafast.check")
 
-SWEEP_S = 0.1  # how often overdue probes are expired while any is in flight
-RESEND_S = 0.001  # a batch the engine could not take whole is offered again this soon
-BAD_ADDRESS = -1  # fail(kind, ...) for an address the engine would not parse
+SWEEP_S = _pool.SWEEP_S
+RESEND_S = _pool.RESEND_S
+BAD_ADDRESS = _pool.BAD_ADDRESS
 
 
 class Waiter:
@@ -517,7 +520,10 @@ class EchoPool:
     an expired probe, ``fail(kind, value, text)`` for an UNREACHABLE, a SEND_ERROR or
     a BAD_ADDRESS.  ``engine`` replaces the IcmpBatch (tests).
 
-    The loop needs ``add_reader``, ``remove_reader``, ``call_soon``, ``call_later``.
+    Only the hot path is here (submit, the batch, the replies), as in the compiled
+    twin; the rest, the pool's state keeping, is ``hafast._core.echo_pool``'s, for
+    both twins.  The loop needs ``add_reader``, ``remove_reader``, ``call_soon``,
+    ``call_later``.
     """
 
     def __init__(self, loop: Any, family: int, ok: Any, timeout: Any, fail: Any,
@@ -535,12 +541,7 @@ class EchoPool:
         loop.add_reader(self.engine.fileno(), self.readable)
 
     def close(self) -> None:
-        if self.sweep_handle is not None:
-            self.sweep_handle.cancel()
-            self.sweep_handle = None
-        self.loop.remove_reader(self.engine.fileno())
-        self.engine.close()
-        self.addresses, self.names = [], []
+        _pool.close(self)
 
     def submit(self, address: str, done: Any, timeout_ns: int) -> Waiter:
         waiter = Waiter(done)
@@ -560,33 +561,15 @@ class EchoPool:
         addresses, names = self.addresses, self.names
         self.addresses, self.names = [], []
         if any(w.done is None for w in names):  # cancelled before it went out
-            kept = [i for i, w in enumerate(names) if w.done is not None]
-            addresses = [addresses[i] for i in kept]
-            names = [names[i] for i in kept]
+            addresses, names = _pool.without_cancelled(addresses, names)
         if not names:
             return
         now = time.monotonic_ns()
         try:
             taken = self.engine.send(addresses, now, self.timeout_ns, names)
         except ValueError:
-            taken = self._send_one_by_one(addresses, names, now)
-        if taken < len(names):
-            self.addresses = addresses[taken:] + self.addresses
-            self.names = names[taken:] + self.names
-            self.flush_armed = True
-            self.loop.call_later(RESEND_S, self.flush)
-        if self.sweep_handle is None:
-            self.sweep_handle = self.loop.call_later(SWEEP_S, self.sweep)
-
-    def _send_one_by_one(self, addresses: list[str], names: list[Waiter], now: int) -> int:
-        # A batch with an address that does not parse: fail that one, send the rest.
-        for i, (address, waiter) in enumerate(zip(addresses, names, strict=True)):
-            try:
-                if not self.engine.send([address], now, self.timeout_ns, [waiter]):
-                    return i
-            except ValueError as exc:
-                self.resolve(waiter, self.fail(BAD_ADDRESS, 0, str(exc)))
-        return len(names)
+            taken = _pool.send_one_by_one(self, addresses, names, now)
+        _pool.after_send(self, addresses, names, taken)
 
     def readable(self) -> None:
         replies: list[Waiter] = []
@@ -594,15 +577,11 @@ class EchoPool:
         ok, resolve = self.ok, self.resolve
         for waiter in replies:
             resolve(waiter, ok)
-        for waiter, kind, value in errors:
-            resolve(waiter, self.fail(kind, value, ""))
+        if errors:
+            _pool.failed(self, errors)
 
     def sweep(self) -> None:
-        self.sweep_handle = None
-        for waiter in self.engine.expire(time.monotonic_ns()):
-            self.resolve(waiter, self.timeout)
-        if self.engine.pending:
-            self.sweep_handle = self.loop.call_later(SWEEP_S, self.sweep)
+        _pool.sweep(self)
 
     def resolve(self, waiter: Waiter, result: Any) -> None:
         done, waiter.done = waiter.done, None

@@ -9,8 +9,9 @@ import pytest
 
 from hafast.config import model as m
 from hafast.config.grammar import TABLE, all_keywords
-from hafast.config.loader import build_tree, load, load_file, load_text
+from hafast.config.loader import load, load_file, load_text
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
+from hafast.config.tree import build_tree
 from tests.conftest import KEEPALIVED_KEYWORDS, require
 
 SAMPLES = Path("/usr/share/doc/keepalived/samples")

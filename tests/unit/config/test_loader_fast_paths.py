@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, fields
 import pytest
 
 from hafast.config import model as m
+from hafast.config.build_lvs import _new_real_server, _slot_filler
 from hafast.config.grammar import TABLE
-from hafast.config.loader import _new_real_server, _slot_filler, load_text
+from hafast.config.loader import load_text
 
 
 def _load(text: str) -> tuple[m.Config, list[str]]:

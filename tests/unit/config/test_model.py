@@ -78,7 +78,11 @@ def test_virtual_server_keys() -> None:
     assert m.VirtualServer(group="G").key[:2] == ("group", "G")
 
 
-@pytest.mark.parametrize("modname", ["grammar", "model", "loader", "diff", "dump", "cli_config"])
+@pytest.mark.parametrize(
+    "modname",
+    ["grammar", "model", "loader", "tree", "walk", "build_vrrp", "build_lvs", "diff", "dump",
+     "cli_config"],
+)
 def test_docstring_examples(modname: str) -> None:
     import doctest
     import importlib

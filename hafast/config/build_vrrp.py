@@ -1,0 +1,430 @@
+"""The VRRP side of the loader: vrrp_instance, vrrp_sync_group and their trackers.
+
+:class:`VrrpBuilder` turns the pending blocks the table walk (:mod:`hafast.config.walk`)
+collected into model objects: the trackers (``vrrp_script``, ``track_file``,
+``vrrp_track_process``), then each ``vrrp_instance`` with the ``global_defs`` defaults it
+inherits, then the sync groups.  Here live the RFC 5798 / RFC 3768 rules a config must
+follow (VRID per LAN, advert_int range, strict mode, Accept_Mode) and keepalived's
+corrections, each reported as a diagnostic at the word it is about.
+
+Example::
+
+    >>> from hafast.config.loader import load_text
+    >>> res = load_text("vrrp_instance V {\\n virtual_router_id 1\\n advert_int 1.5\\n"
+    ...                 " virtual_ipaddress {\\n 10.0.0.1\\n }\\n}\\n", file="k.conf")
+    >>> res.config.vrrp_instances[0].advert_int_us, [d.format() for d in res.diagnostics]
+    (2000000, ['k.conf:3:2: warning: VRRPv2 advert_int must be whole seconds; using 2'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from hafast.config import model as m
+from hafast.config.tokens import Token
+from hafast.config.walk import Pending, Walker, as_tuples
+
+S = m.S
+
+
+def accept_mode(accept: bool | None, *, priority: int, version: int, strict: bool) -> bool:
+    """Whether a master lets packets addressed to its VIPs in (Accept_Mode).
+
+    ``accept`` is what the file says (None: nothing).  RFC 5798 §6.4.3: the address
+    owner (priority 255) always accepts.  keepalived: accept is on unless strict, and
+    strict refuses it on VRRPv2 (RFC 3768 has no Accept_Mode).  The loader stores the
+    result in ``VrrpInstance.accept``; :attr:`hafast.vrrp.params.VrrpParams.accept_effective`
+    applies the same rule to parameters built without a config.
+
+    >>> accept_mode(None, priority=100, version=2, strict=False)
+    True
+    >>> accept_mode(True, priority=100, version=2, strict=True)
+    False
+    >>> accept_mode(True, priority=100, version=3, strict=True)
+    True
+    """
+    if priority == 255:
+        return True
+    if strict:
+        return bool(accept) and version == 3
+    return True if accept is None else accept
+
+
+def _split_weight(fields: dict[str, Any]) -> None:
+    w = fields.get("weight")
+    if type(w) is tuple:
+        fields["weight"], fields["weight_reverse"] = w
+
+
+def _split_where(where: str) -> tuple[str, str, int, int]:
+    """``FILE:LINE:COL`` back into Token fields (for a warning about a built object)."""
+    file, line, col = where.rsplit(":", 2)
+    return ("", file, int(line), int(col))
+
+
+def authentication(
+    ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token
+) -> m.Authentication:
+    """The ``authentication`` block of a vrrp_instance, built when it closes."""
+    pw = f.get("auth_pass", "")
+    if "auth_pass" not in pos:
+        ld.error(
+            kw, "authentication needs 'auth_pass' (expected: auth_pass WORD, up to 8 characters)"
+        )
+    elif len(pw) > 8:
+        # RFC 2338 §5.3.10: the authentication data field holds 8 octets
+        ld.warn(pos["auth_pass"], "auth_pass longer than 8 characters; keepalived uses the first 8")
+        f["auth_pass"] = pw[:8]
+    return m.Authentication(**f)
+
+
+class VrrpBuilder:
+    """Builds the VRRP side of one load; its diagnostics go to the load's walker."""
+
+    def __init__(self, ld: Walker) -> None:
+        self.ld = ld
+
+    def config_fields(self, top: dict[str, Any], gd: m.GlobalDefs) -> dict[str, Any]:
+        """The :class:`~hafast.config.model.Config` fields of the VRRP side, from the
+        top level's pending blocks; trackers first, so that instances can name them."""
+        scripts = self._named(top.get("vrrp_scripts", ()), self.vrrp_script, "vrrp_script")
+        tfiles = self._named(top.get("track_files", ()), self.track_file, "track_file")
+        tprocs = self._named(
+            top.get("track_processes", ()), self.track_process, "vrrp_track_process"
+        )
+        names = {
+            "script": {s.name for s in scripts},
+            "file": {f.name for f in tfiles},
+            "process": {p.name for p in tprocs},
+        }
+        insts = self.vrrp_instances(top.get("vrrp_instances", ()), gd, names)
+        groups = self.sync_groups(top.get("sync_groups", ()), insts, scripts)
+        return {
+            "vrrp_scripts": scripts,
+            "track_files": tfiles,
+            "track_processes": tprocs,
+            "vrrp_instances": insts,
+            "sync_groups": groups,
+        }
+
+    def _named(self, pendings: Iterable[Pending], build: Any, what: str) -> tuple[Any, ...]:
+        out: list[Any] = []
+        seen: set[str] = set()
+        for p in pendings:
+            name = p.args[0].text
+            if name in seen:
+                self.ld.error(p.args[0], f"{what} '{name}' is defined twice (names must be unique)")
+                continue
+            seen.add(name)
+            out.append(build(p, name))
+        return tuple(out)
+
+    # ----------------------------------------------------------------- trackers
+    def vrrp_script(self, p: Pending, name: str) -> m.VrrpScript:
+        f = as_tuples(p.fields)
+        _split_weight(f)
+        if "script" not in f:
+            self.ld.error(
+                p.last, f"vrrp_script '{name}' has no 'script' (expected: script COMMAND [ARGS])"
+            )
+        f.setdefault("timeout_us", f.get("interval_us", S))
+        return m.VrrpScript(name=name, where=p.kw.where(), **f)
+
+    def track_file(self, p: Pending, name: str) -> m.TrackFile:
+        f = as_tuples(p.fields)
+        _split_weight(f)
+        if "file" not in f:
+            self.ld.error(p.last, f"track_file '{name}' has no 'file' (expected: file PATH)")
+        return m.TrackFile(name=name, where=p.kw.where(), **f)
+
+    def track_process(self, p: Pending, name: str) -> m.TrackProcess:
+        f = as_tuples(p.fields)
+        _split_weight(f)
+        if "process" not in f:
+            self.ld.error(
+                p.last,
+                f"vrrp_track_process '{name}' has no 'process' (expected: process NAME [ARGS])",
+            )
+        qmax = f.get("quorum_max")
+        if qmax is not None and qmax < f.get("quorum", 1):
+            self.ld.error(
+                p.pos["quorum_max"], f"quorum_max {qmax} is below quorum {f.get('quorum', 1)}"
+            )
+        return m.TrackProcess(name=name, where=p.kw.where(), **f)
+
+    # ----------------------------------------------------------------- VRRP
+    def vrrp_instances(
+        self, pendings: Iterable[Pending], gd: m.GlobalDefs, names: dict[str, set[str]]
+    ) -> tuple[m.VrrpInstance, ...]:
+        out: list[m.VrrpInstance] = []
+        seen: set[str] = set()
+        vrids: dict[tuple[str, int, int], str] = {}
+        for p in pendings:
+            name = p.args[0].text
+            if name in seen:
+                self.ld.error(
+                    p.args[0], f"vrrp_instance '{name}' is defined twice (names must be unique)"
+                )
+                continue
+            seen.add(name)
+            inst = self.vrrp_instance(p, name, gd, names)
+            out.append(inst)
+            if inst.virtual_router_id:
+                key = (inst.interface or "", inst.family, inst.virtual_router_id)
+                other = vrids.get(key)
+                if other is not None:
+                    # RFC 5798 §5.2.3: the VRID identifies the router on its LAN, per family
+                    self.ld.error(
+                        p.pos["virtual_router_id"],
+                        f"virtual_router_id {inst.virtual_router_id} is already used by "
+                        f"'{other}' on interface {inst.interface} (IPv{inst.family}); "
+                        f"use a different VRID",
+                    )
+                else:
+                    vrids[key] = name
+        return tuple(out)
+
+    def vrrp_instance(
+        self, p: Pending, name: str, gd: m.GlobalDefs, names: dict[str, set[str]]
+    ) -> m.VrrpInstance:
+        f = as_tuples(p.fields)
+        pos = p.pos
+        if "virtual_router_id" not in pos:
+            self.ld.error(
+                p.kw,
+                f"vrrp_instance '{name}': the virtual router id must be set "
+                f"(expected: virtual_router_id <1..255>)",
+            )
+        f.setdefault("interface", gd.default_interface)
+        vips = f.get("virtual_ipaddress", ())
+        if (
+            not vips
+            and not f.get("no_virtual_ipaddress")
+            and not f.get("strict_mode", gd.vrrp_strict)
+        ):
+            self.ld.warn(
+                p.kw,
+                f"vrrp_instance '{name}' has no virtual_ipaddress; at least one is "
+                "sensible (or say no_virtual_ipaddress)",
+            )
+        fams = {v.family for v in vips}
+        if len(fams) > 1:
+            odd = next(v for v in vips if v.family != vips[0].family)
+            self.ld.error(
+                self.ld.at(odd, pos["virtual_ipaddress"]),
+                f"vrrp_instance '{name}' mixes IPv4 and IPv6 in "
+                "virtual_ipaddress; put the other family in virtual_ipaddress_excluded",
+            )
+        family = 6 if (6 in fams or f.pop("native_ipv6", False)) else 4
+        f["family"] = family
+        version = f.get("version", gd.vrrp_version)
+        if family == 6 and version == 2:
+            if "version" in f:
+                self.ld.error(
+                    pos["version"], "VRRP version 2 cannot carry IPv6 (RFC 5798 §1); use version 3"
+                )
+            version = 3
+        f["version"] = version
+        adv = f.get("advert_int_us", S)
+        if version == 3:
+            # RFC 5798 §5.2.7: 12-bit Max Adver Int in centiseconds, 0.01 .. 40.95 s
+            if not 10_000 <= adv <= 40_950_000:
+                self.ld.error(
+                    pos["advert_int_us"],
+                    f"advert_int {adv / S:g} outside 0.01..40.95 s for VRRPv3 "
+                    "(expected: advert_int 0.01..40.95)",
+                )
+            elif adv % 10_000:
+                self.ld.warn(
+                    pos["advert_int_us"],
+                    f"advert_int {adv / S:g} rounded to centiseconds for VRRPv3",
+                )
+                f["advert_int_us"] = round(adv / 10_000) * 10_000
+        elif adv % S or adv == 0:
+            # RFC 3768 §5.3.7: Adver Int is a whole number of seconds, 1..255
+            rounded = max(S, round(adv / S) * S)
+            if "advert_int_us" in pos:
+                self.ld.warn(
+                    pos["advert_int_us"],
+                    f"VRRPv2 advert_int must be whole seconds; using {rounded // S}",
+                )
+            f["advert_int_us"] = rounded
+        strict = bool(f.get("strict_mode", gd.vrrp_strict))
+        f["strict_mode"] = strict
+        prio = f.get("priority", 100)
+        if "no_accept" in f:
+            f["accept"] = not f.pop("no_accept")
+        # The model holds what the instance does, so `status` and the FSM read one value.
+        f["accept"] = accept_mode(f.get("accept"), priority=prio, version=version,
+                                  strict=strict)
+        if strict:
+            if f.get("unicast_peer"):
+                self.ld.error(
+                    pos["unicast_peer"],
+                    "unicast_peer cannot be used with vrrp_strict/strict_mode "
+                    "(RFC 5798 §5.1.1.2 multicast only); remove one of them",
+                )
+            if "authentication" in f:
+                self.ld.error(
+                    pos["authentication"],
+                    "authentication cannot be used with vrrp_strict/strict_mode "
+                    "(RFC 3768 removed it); remove one of them",
+                )
+            if not vips:
+                self.ld.error(
+                    p.kw,
+                    f"vrrp_instance '{name}': strict mode needs at least one virtual_ipaddress",
+                )
+            if f.get("state") == "MASTER" and prio != 255:
+                self.ld.warn(
+                    pos["state"], "strict mode: state MASTER needs priority 255; starting as BACKUP"
+                )
+                f["state"] = "BACKUP"
+        if prio == 255 and f.get("state", "BACKUP") == "BACKUP" and "state" in f:
+            self.ld.warn(pos["state"], "priority 255 (address owner) always starts as MASTER")
+        auth = f.get("authentication")
+        if auth is not None:
+            if version == 3:
+                self.ld.error(
+                    pos["authentication"],
+                    "authentication is not part of VRRPv3 (RFC 5798 §9); remove it",
+                )
+        peers = f.get("unicast_peer", ())
+        for peer in peers:
+            if (6 if ":" in peer.address else 4) != family:
+                self.ld.error(
+                    self.ld.at(peer, pos["unicast_peer"]),
+                    f"unicast_peer {peer.address} is not IPv{family} like the instance "
+                    f"(expected: an IPv{family} peer address)",
+                )
+        for k, gk in (
+            ("garp_master_delay_us", gd.vrrp_garp_master_delay_us),
+            ("garp_master_repeat", gd.vrrp_garp_master_repeat),
+            ("garp_master_refresh_us", gd.vrrp_garp_master_refresh_us),
+            ("garp_master_refresh_repeat", gd.vrrp_garp_master_refresh_repeat),
+            ("down_timer_adverts", gd.vrrp_down_timer_adverts),
+        ):
+            f.setdefault(k, gk)
+        f.setdefault(
+            "garp_lower_prio_delay_us",
+            gd.vrrp_garp_lower_prio_delay_us
+            if gd.vrrp_garp_lower_prio_delay_us is not None
+            else f["garp_master_delay_us"],
+        )
+        f.setdefault(
+            "garp_lower_prio_repeat",
+            gd.vrrp_garp_lower_prio_repeat
+            if gd.vrrp_garp_lower_prio_repeat is not None
+            else f["garp_master_repeat"],
+        )
+        for k, gflag in (
+            ("v3_checksum_as_v2", gd.v3_checksum_as_v2),
+            ("skip_check_adv_addr", gd.vrrp_skip_check_adv_addr),
+            ("check_unicast_src", gd.vrrp_check_unicast_src),
+            ("lower_prio_no_advert", gd.vrrp_lower_prio_no_advert),
+            ("higher_prio_send_advert", gd.vrrp_higher_prio_send_advert),
+        ):
+            if gflag:
+                f.setdefault(k, True)
+        if "nopreempt" in f and f.get("state") == "MASTER":
+            self.ld.warn(
+                pos["nopreempt"],
+                "nopreempt needs state BACKUP; keepalived ignores state MASTER here",
+            )
+        for k, kind in (
+            ("track_script", "script"),
+            ("track_file", "file"),
+            ("track_process", "process"),
+        ):
+            for ref in f.get(k, ()):
+                if ref.name not in names[kind]:
+                    self.ld.warn(
+                        self.ld.at(ref, pos[k]),
+                        f"{k} '{ref.name}' is not defined (define it with "
+                        f"{'vrrp_script' if kind == 'script' else 'vrrp_track_' + kind} "
+                        f"{ref.name} {{ ... }}); ignored",
+                    )
+        return m.VrrpInstance(name=name, where=p.kw.where(), **f)
+
+    def sync_groups(
+        self,
+        pendings: Iterable[Pending],
+        insts: Sequence[m.VrrpInstance],
+        scripts: Sequence[m.VrrpScript] = (),
+    ) -> tuple[m.SyncGroup, ...]:
+        known = {i.name for i in insts}
+        member_of: dict[str, str] = {}
+        out: list[m.SyncGroup] = []
+        for p in self._named_pendings(pendings, "vrrp_sync_group"):
+            name = p.args[0].text
+            f = p.fields
+            group = f.get("group", ())
+            for vi in group:
+                if vi not in known:
+                    self.ld.warn(
+                        p.pos["group"],
+                        f"vrrp_sync_group '{name}': instance '{vi}' is not defined; ignored",
+                    )
+                elif vi in member_of:
+                    self.ld.error(
+                        p.pos["group"],
+                        f"instance '{vi}' is already in sync group '{member_of[vi]}'; "
+                        "an instance may be in one group only",
+                    )
+                else:
+                    member_of[vi] = name
+            if not group:
+                self.ld.error(
+                    p.kw,
+                    f"vrrp_sync_group '{name}' has no members (expected: group {{ INSTANCE ... }})",
+                )
+            elif len(group) == 1:
+                self.ld.warn(
+                    p.kw,
+                    f"vrrp_sync_group '{name}' has only 1 instance; a sync group "
+                    "keeps several instances in step (add the others to group)",
+                )
+            out.append(m.SyncGroup(name=name, where=p.kw.where(), **as_tuples(f)))
+        self._sync_group_weights(out, insts, scripts)
+        return tuple(out)
+
+    def _sync_group_weights(
+        self,
+        groups: Sequence[m.SyncGroup],
+        insts: Sequence[m.VrrpInstance],
+        scripts: Sequence[m.VrrpScript],
+    ) -> None:
+        """keepalived ignores tracker weights of instances in a sync group unless the group
+        says sync_group_tracking_weight (a weight would let members disagree on state)."""
+        weights = {s.name: s.weight for s in scripts}
+        by_name = {i.name: i for i in insts}
+        for g in groups:
+            if g.sync_group_tracking_weight:
+                continue
+            for vi in g.group:
+                inst = by_name.get(vi)
+                if inst is None:
+                    continue
+                for ref in inst.track_script:
+                    w = ref.weight if ref.weight is not None else weights.get(ref.name, 0)
+                    if w:
+                        self.ld.warn(
+                            Token(*_split_where(inst.where)),
+                            f"vrrp_instance '{vi}': the weight of tracked script '{ref.name}' "
+                            f"is ignored in sync group '{g.name}' (set sync_group_tracking_"
+                            "weight in the group to use it)",
+                        )
+
+    def _named_pendings(self, pendings: Iterable[Pending], what: str) -> list[Pending]:
+        seen: set[str] = set()
+        out = []
+        for p in pendings:
+            name = p.args[0].text
+            if name in seen:
+                self.ld.error(p.args[0], f"{what} '{name}' is defined twice (names must be unique)")
+                continue
+            seen.add(name)
+            out.append(p)
+        return out
+

@@ -1,0 +1,298 @@
+"""Statement tree -> field dicts: the table walk of the loader (:mod:`hafast.config.loader`).
+
+:class:`Walker` reads the tree of :mod:`hafast.config.tree` with
+:data:`hafast.config.grammar.TABLE`: the row of a keyword says whether it takes values, a
+block or a list, how to convert it and which model field it fills.  It never branches on
+keyword names.  A block that inherits settings from its parent comes out as a
+:class:`Pending`, built later by the VRRP or LVS side (:mod:`hafast.config.build_vrrp`,
+:mod:`hafast.config.build_lvs`) once its parent is complete; a block with nothing to
+inherit is built when it closes, by the driver's ``immediate`` builders.
+
+The walker also collects the load's diagnostics: every problem becomes a
+:class:`~hafast.config.tokens.Diagnostic` at the word it is about.
+
+Example::
+
+    >>> from hafast.config.tokens import Line, Token
+    >>> from hafast.config.tree import build_tree
+    >>> def line(n, text):
+    ...     return Line(tuple(Token(w, "k.conf", n, 1) for w in text.split()))
+    >>> w = Walker()
+    >>> fields, pos = {}, {}
+    >>> w.block("vrrp_instance", build_tree([line(1, "priority 300"), line(2, "prio 1")], []),
+    ...         fields, pos)
+    >>> fields, [d.format() for d in w.diags]  # doctest: +NORMALIZE_WHITESPACE
+    ({}, ["k.conf:1:1: error: number '300' outside range [1, 255] (expected: priority
+    <integer 1..255>)", "k.conf:2:1: error: unknown keyword 'prio' in vrrp_instance;
+    did you mean 'priority'?"])
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from hafast.config import model as m
+from hafast.config.grammar import TABLE, BadValue, Keyword, conv_script
+from hafast.config.kinds import CHILDREN, KINDS
+from hafast.config.tokens import ConfigError, Diagnostic, Token
+from hafast.config.tree import Node
+
+
+def _script(raw: str, toks: tuple[Token, ...]) -> m.Script:
+    """A script keyword, split from the raw line the way keepalived does
+    (``notify_script_init``): the words after the keyword are split shell-like; the first
+    is the command line and is split once more into argv; the next two are user, group.
+    """
+    from hafast.config.lexer import split_script
+
+    parts = raw.split(None, 1)
+    if len(parts) < 2:
+        return conv_script(toks[1:])
+    try:
+        words = split_script(parts[1])
+        argv = split_script(words[0]) if words else []
+    except ConfigError as exc:
+        msg = exc.diagnostics[0].message if exc.diagnostics else "unterminated quote"
+        raise BadValue(toks[1], msg) from None
+    if not argv:
+        raise BadValue(toks[1], "empty script (expected: a command, quoted with its arguments)")
+    if len(words) > 3:
+        bad = toks[min(len(toks) - 1, 4)]
+        raise BadValue(
+            bad,
+            f"unexpected '{words[3]}' after the script, user and group "
+            '(quote a command with arguments: "/path/script arg")',
+        )
+    return m.Script(
+        tuple(argv), words[1] if len(words) > 1 else None, words[2] if len(words) > 2 else None
+    )
+
+
+_MISSING = object()
+
+
+@dataclass(slots=True)
+class Pending:
+    """A block read but not yet built (it waits for its parent's inherited settings)."""
+
+    context: str
+    args: tuple[Token, ...]
+    fields: dict[str, Any]
+    pos: dict[str, Token]
+    kw: Token
+    end: Token | None = None  # its closing brace: where keepalived reports what is missing
+
+    @property
+    def last(self) -> Token:
+        return self.end if self.end is not None else self.kw
+
+
+# Contexts whose blocks are built by their parent (inheritance), not when they close;
+# so are the checker kinds' blocks (KINDS, which may grow after import).
+_DEFERRED = frozenset(
+    {
+        "real_server",
+        "vrrp_instance",
+        "vrrp_sync_group",
+        "virtual_server",
+        "vrrp_script",
+        "track_file",
+        "vrrp_track_process",
+    }
+)
+
+
+def as_tuples(fields: dict[str, Any]) -> dict[str, Any]:
+    """Turn the list values of ``fields`` (repeated keywords gather in lists) into tuples,
+    in place, for the frozen model classes; returns ``fields``."""
+    for k, v in fields.items():
+        if type(v) is list:
+            fields[k] = tuple(v)
+    return fields
+
+
+# A builder for a block that has nothing to inherit: (walker, fields, positions, keyword).
+ImmediateBuilder = Callable[["Walker", dict[str, Any], dict[str, Token], Token], Any]
+
+
+class Walker:
+    """One load's table walk and its diagnostics (a new one per load)."""
+
+    # Blocks built as soon as they close, by context; the driver fills this in (those
+    # builders belong to the sides of the config, which this walk does not know).
+    immediate: ClassVar[Mapping[str, ImmediateBuilder]] = {}
+
+    def __init__(self) -> None:
+        self.diags: list[Diagnostic] = []
+        self.warned: set[str] = set()
+        self.cache: dict[tuple[Keyword, str], Any] = {}
+        self.item_pos: dict[int, Token] = {}  # list items (addresses, tracks) -> their line
+        self.first_script: Token | None = None
+
+    # ----------------------------------------------------------------- reporting
+    def error(self, tok: Token, msg: str) -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "error", msg))
+
+    def warn(self, tok: Token, msg: str) -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "warning", msg))
+
+    def at(self, item: object, fallback: Token) -> Token:
+        """The line a list item (address, peer, tracked name) was written on."""
+        return self.item_pos.get(id(item), fallback)
+
+    def _unknown(self, ctx: str, tok: Token) -> None:
+        names = list(TABLE[ctx])
+        best = difflib.get_close_matches(tok.text, names, n=1, cutoff=0.6)
+        if not best:
+            best = difflib.get_close_matches(tok.text, names, n=1, cutoff=0.0)
+        where = "at top level" if ctx == "top" else f"in {ctx}"
+        hint = f"; did you mean '{best[0]}'?" if best else ""
+        self.error(tok, f"unknown keyword '{tok.text}' {where}{hint}")
+
+    # ----------------------------------------------------------------- the walk
+    def block(
+        self, ctx: str, nodes: Sequence[Node], fields: dict[str, Any], pos: dict[str, Token]
+    ) -> None:
+        rows = TABLE[ctx]
+        cache = self.cache
+        for node in nodes:
+            toks = node.toks
+            kt = toks[0]
+            kw = rows.get(kt.text)
+            if kw is None:
+                self._unknown(ctx, kt)
+                continue
+            if kw.one_word and len(toks) == 2 and node.children is None:
+                # "weight 1" x 37,000: the word was converted before, without error
+                value = cache.get((kw, toks[1].text), _MISSING)
+                if value is not _MISSING:
+                    fname = kw.field
+                    fields[fname] = value  # type: ignore[index]
+                    pos[fname] = kt  # type: ignore[index]
+                    continue
+            n = len(toks) - 1
+            kind = kw.kind
+            children = node.children
+            # the shape first (block or value), then the count of words
+            if (children is None) is (kind == "b" or kind == "l"):
+                if children is None:
+                    self.error(kt, f"'{kt.text}' needs a block: {kw.shape()}")
+                else:
+                    self.error(
+                        kt, f"'{kt.text}' takes a value, not a block (expected: {kw.shape()})"
+                    )
+                continue
+            if n < kw.min_args or (kw.max_args >= 0 and n > kw.max_args):
+                self._arity(kw, toks)
+                continue
+            try:
+                if kind == "b":
+                    value = self.child(kw, toks, children, node.close)  # type: ignore[arg-type]
+                elif kind == "l":
+                    value = self.list_block(kw, toks, children)  # type: ignore[arg-type]
+                elif n == 1:
+                    # one-word values repeat a lot ("weight 1" x 37,000): convert once
+                    ck = (kw, toks[1].text)
+                    value = cache.get(ck, _MISSING)
+                    if value is _MISSING:
+                        value = self.convert(kw, node)
+                        cache[ck] = value
+                else:
+                    value = self.convert(kw, node)
+            except BadValue as exc:
+                self.error(exc.token, f"{exc.message} (expected: {kw.shape()})")
+                if kw.field is not None:
+                    pos.setdefault(kw.field, kt)  # given, though wrong: no "missing" error
+                continue
+            fname = kw.field
+            if fname is None:
+                if kt.text not in self.warned:
+                    self.warned.add(kt.text)
+                    self.warn(kt, f"'{kt.text}' accepted, not yet supported (ignored)")
+                continue
+            if kw.append:
+                lst = fields.get(fname)
+                if kind == "l" and not kw.min_args:  # several list blocks add up
+                    if lst is None:
+                        fields[fname] = value
+                    else:
+                        lst.extend(value)
+                else:
+                    if lst is None:
+                        fields[fname] = lst = []
+                    lst.append(value)
+                    if kind == "f":  # repeatable flags (scheduler flags): each one's place
+                        pos[value] = kt
+            else:
+                fields[fname] = value
+            pos[fname] = kt
+
+    def convert(self, kw: Keyword, node: Node) -> Any:
+        if kw.conv is conv_script:
+            if self.first_script is None:
+                self.first_script = node.toks[0]
+            if node.raw:
+                return _script(node.raw, node.toks)
+        return kw.conv(node.toks[1:])  # type: ignore[misc]
+
+    def _arity(self, kw: Keyword, toks: tuple[Token, ...]) -> None:
+        kt = toks[0]
+        n = len(toks) - 1
+        if n < kw.min_args:
+            what = "a name" if kw.kind in "bl" else "a value"
+            self.error(kt, f"'{kt.text}' needs {what}: {kw.shape()}")
+        else:
+            extra = toks[kw.max_args + 1]
+            if kw.max_args == 0:
+                self.error(
+                    extra,
+                    f"'{kt.text}' takes no value, got '{extra.text}' (expected: {kw.shape()})",
+                )
+            else:
+                self.error(
+                    extra,
+                    f"'{kt.text}' takes at most {kw.max_args} value(s), "
+                    f"got '{extra.text}' too (expected: {kw.shape()})",
+                )
+
+    def list_block(self, kw: Keyword, toks: tuple[Token, ...], children: list[Node]) -> Any:
+        conv = kw.conv
+        assert conv is not None
+        items = []
+        for child in children:
+            if child.children is not None:
+                self.error(
+                    child.toks[0],
+                    f"unexpected block inside '{kw.name}' (expected lines of {kw.conv_name})",
+                )
+                continue
+            try:
+                item = conv(child.toks)
+            except BadValue as exc:
+                self.error(exc.token, f"{exc.message} (expected in {kw.name}: {kw.conv_name})")
+                continue
+            items.append(item)
+            if not isinstance(item, str):  # an object of its own: remember its line
+                self.item_pos[id(item)] = child.toks[0]
+        if kw.min_args:  # a named list: virtual_server_group NAME { ... }
+            return m.VirtualServerGroup(toks[1].text, tuple(items), toks[0].where())
+        return items if kw.append else tuple(items)
+
+    def child(
+        self, kw: Keyword, toks: tuple[Token, ...], children: list[Node], close: Token | None
+    ) -> Any:
+        ctx = kw.child
+        assert ctx is not None
+        fields: dict[str, Any] = {}
+        pos: dict[str, Token] = {}
+        self.block(ctx, children, fields, pos)
+        if ctx in _DEFERRED or ctx in KINDS:
+            return Pending(ctx, toks[1:], fields, pos, toks[0], close)
+        build = self.immediate.get(ctx)
+        if build is None:  # a block inside a checker's (url {}, host {})
+            return CHILDREN[ctx].build(as_tuples(fields))
+        return build(self, as_tuples(fields), pos, toks[0])
+

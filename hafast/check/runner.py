@@ -63,10 +63,9 @@ from typing import Any, Protocol
 from hafast._core.checkq import Check, Latency, TimerQueue
 from hafast.check.api import ProbeKind, ProbeResult
 from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
+from hafast.lib.units import US_PER_S as US
 
 log = logging.getLogger("hafast.check")
-
-US = 1_000_000
 
 # --------------------------------------------------------------------------- pure core
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hafast.app.ipc import CHECK, VRRP, encode
+from hafast.lib.notify import ExitWatch
 
 log = logging.getLogger("hafast")
 
@@ -76,17 +77,10 @@ class WorkerProcess:
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         self._exited = loop.create_future()
         try:
-            fd = os.pidfd_open(self.pid)
+            # Reaped the way every script is; only the start differs (see spawn).
+            ExitWatch(loop, self.popen, self._settle)
         except OSError:  # already reaped elsewhere, or no pidfd: poll instead
             loop.create_task(self._poll())
-            return
-
-        def readable() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
-            self._settle(self.popen.wait())
-
-        loop.add_reader(fd, readable)
 
     async def _poll(self) -> None:
         while self.popen.poll() is None:

@@ -3,9 +3,10 @@
 - No shell: ``misc_path`` is already split into an argv (as keepalived splits it).
 - The child leads a new session (``start_new_session``), so a timeout kills its
   whole process group with SIGKILL, grandchildren included.
-- The exit is watched with a pidfd on the loop (``loop.add_reader``) and reaped
-  with ``waitpid`` by pid: no Task, no SIGCHLD handler, no child watcher thread;
-  a cancelled (timed-out) child is still reaped, so no zombie is left.
+- Started and reaped as every hafast script is (:func:`~hafast.lib.notify.start_script`,
+  :class:`~hafast.lib.notify.ExitWatch`: a pidfd on the loop, ``waitpid`` once it
+  exited): no Task, no SIGCHLD handler, no child watcher thread; a cancelled
+  (timed-out) child is still reaped, so no zombie is left.
 - Exit 0 succeeds, 1 fails; with ``misc_dynamic`` 2..255 succeed with weight
   ``status - 2`` (keepalived ``check_misc.c``), without it any non-zero fails;
   death by a signal fails.
@@ -26,6 +27,7 @@ import subprocess
 from typing import Any
 
 from hafast.check.api import NO_ATTEMPT, Attempt, Done, ProbeKind, ProbeResult
+from hafast.lib.notify import ExitWatch, start_script
 from hafast.lib.scriptuser import ScriptIdentity, script_identity
 
 OK = ProbeResult(True)
@@ -56,46 +58,31 @@ def resolve_user(user: tuple[str, ...] | None) -> ScriptIdentity | None:
 
 
 class Child:
-    """A running script: a pidfd on the loop until it exits."""
+    """A running script, watched until it exits."""
 
-    __slots__ = ("done", "kind", "pid", "pidfd", "watching")
+    __slots__ = ("done", "kind", "proc", "watch")
 
-    def __init__(self, kind: MiscKind, done: Done, pid: int, pidfd: int) -> None:
+    def __init__(self, kind: MiscKind, done: Done, proc: subprocess.Popen[bytes]) -> None:
         self.kind = kind
         self.done: Done | None = done
-        self.pid = pid
-        self.pidfd = pidfd
-        self.watching = True
-        loop: Any = kind.loop
-        loop.add_reader(pidfd, self.exited)
+        self.proc = proc
+        # Whatever the script left running goes too (the watch kills its group
+        # before reaping it): a check that leaks a process per attempt would fill
+        # the host in a day.
+        self.watch = ExitWatch(kind.loop, proc, self.exited, kill_group=True)
 
-    def exited(self) -> None:
-        # The pidfd is readable once the script exited; it stays a zombie (its pid and
-        # group id reserved) until waitpid, so killing the group first cannot hit a
-        # stranger.  Whatever the script left running goes too: a check that leaks a
-        # process per attempt would fill the host in a day.
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            pid, raw = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:  # reaped elsewhere (someone's SIGCHLD handler)
-            pid, raw = self.pid, 0xFF00  # exit 255: unknown, a failure
-        if pid == 0:
-            return
-        self.stop_watching()
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def exited(self, status: int) -> None:
         done, self.done = self.done, None
         self.kind.children.discard(self)
         if done is not None:
-            done(verdict(os.waitstatus_to_exitcode(raw), self.kind.spec.misc_dynamic))
+            done(verdict(status, self.kind.spec.misc_dynamic))
 
     def stop_watching(self) -> None:
-        if self.watching:
-            self.watching = False
-            loop: Any = self.kind.loop
-            loop.remove_reader(self.pidfd)
-            os.close(self.pidfd)
+        self.watch.close()
 
     def cancel(self) -> None:
         """Timeout: kill the whole group; keep watching only to reap."""
@@ -103,7 +90,7 @@ class Child:
             return
         self.done = None
         try:
-            os.killpg(self.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -130,39 +117,23 @@ class MiscKind(ProbeKind):
 
     def start(self, done: Done) -> Attempt:
         try:
-            proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-                start_new_session=True,
-                user=self.who.uid if self.who else None,
-                group=self.who.gid if self.who else None,
-                extra_groups=list(self.who.groups) if self.who else None,
-            )
+            proc = start_script(self.argv, self.who)
         except (OSError, subprocess.SubprocessError) as exc:
             done(ProbeResult(False, "spawn", str(exc)))
             return NO_ATTEMPT
-        # Popen must not reap it for us later: we own the pid from here.
-        proc.returncode = 0
         try:
-            pidfd = os.pidfd_open(proc.pid)
+            child = Child(self, done, proc)
         except OSError as exc:
             os.killpg(proc.pid, signal.SIGKILL)
-            os.waitpid(proc.pid, 0)
+            proc.wait()
             done(ProbeResult(False, "spawn", f"pidfd_open: {exc}"))
             return NO_ATTEMPT
-        child = Child(self, done, proc.pid, pidfd)
         self.children.add(child)
         return child
 
     def close(self) -> None:
         for child in list(self.children):
             child.cancel()
-            try:
-                os.waitpid(child.pid, 0)
-            except ChildProcessError:
-                pass
+            child.proc.wait()
             child.stop_watching()
         self.children.clear()

@@ -7,6 +7,8 @@
   child is reaped through a pidfd on the loop, so none is left a zombie.  They
   run without a shell, in their own session, as the configured user
   (``notify_master SCRIPT user [group]``, else global ``script_user``).
+  :func:`start_script` and :class:`ExitWatch` are that start and that reaping
+  for every script hafast runs (track scripts, pool scripts, MISC_CHECK too).
 * ``notify_fifo`` / ``vrrp_notify_fifo`` get one line per change in keepalived's
   format ``INSTANCE "VI_1" MASTER 100`` (and the events ``MASTER_PRIORITY``,
   ``BACKUP_PRIORITY``, ``MASTER_RX_LOWER_PRI`` in the same shape), written
@@ -27,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import stat
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hafast.lib.scriptuser import script_identity
+from hafast.lib.scriptuser import ScriptIdentity, script_identity
 
 log = logging.getLogger("hafast.notify")
 
@@ -135,6 +138,84 @@ def run_as(script: object, fallback: Sequence[str] | None = None) -> tuple[str |
     return user, group
 
 
+def start_script(
+    argv: Sequence[str],
+    who: ScriptIdentity | None = None,
+    *,
+    group: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` the one way hafast starts a script (notify, track, pool and
+    MISC_CHECK scripts alike): no shell, stdio on /dev/null, no inherited fds, a
+    session of its own (so a timeout can kill the whole group, grandchildren
+    included) and ``who``'s identity (``group`` alone switches only the group).
+    Raises what :class:`subprocess.Popen` raises when it cannot start.
+
+    >>> p = start_script(["/bin/true"]); p.wait()
+    0
+    """
+    return subprocess.Popen(
+        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env,
+        user=who.uid if who else None, group=who.gid if who else group,
+        extra_groups=list(who.groups) if who else None,
+    )
+
+
+class ExitWatch:
+    """A started child watched through a pidfd on the loop: once it exits it is
+    reaped and ``on_exit(code)`` runs (a negative code is the killing signal).  No
+    Task, no SIGCHLD handler, no child-watcher thread.
+
+    With ``kill_group`` whatever the child left running in its session is
+    SIGKILLed first: until it is reaped the child holds its pid and group id, so
+    the kill cannot hit a stranger.  A child reaped by someone else (its
+    ``Popen`` polled by its owner: that code; a foreign ``waitpid``: unknown, so
+    255, a failure) still reports.  Raises OSError when there is no pidfd (kernel
+    before 5.3): the caller decides what then.
+    """
+
+    __slots__ = ("_loop", "_on_exit", "_pidfd", "kill_group", "proc")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes],
+                 on_exit: Callable[[int], None] | None = None, *,
+                 kill_group: bool = False) -> None:
+        self._pidfd = os.pidfd_open(proc.pid)
+        self._loop, self.proc, self._on_exit = loop, proc, on_exit
+        self.kill_group = kill_group
+        loop.add_reader(self._pidfd, self._readable)
+
+    @property
+    def watching(self) -> bool:
+        return self._pidfd >= 0
+
+    def _readable(self) -> None:
+        proc = self.proc
+        if self.kill_group and proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if proc.returncode is None:
+            try:
+                pid, raw = os.waitpid(proc.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, raw = proc.pid, 0xFF00  # exit 255
+            if pid == 0:
+                return
+            proc.returncode = os.waitstatus_to_exitcode(raw)
+        self.close()
+        if self._on_exit is not None:
+            self._on_exit(proc.returncode)
+
+    def close(self) -> None:
+        """Stop watching (the child is not reaped here)."""
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
 def spawn_reaped(
     loop: asyncio.AbstractEventLoop,
     argv: Sequence[str],
@@ -144,7 +225,8 @@ def spawn_reaped(
     user: str | None = None,
     group: str | None = None,
 ) -> subprocess.Popen[bytes] | None:
-    """Start ``argv`` (no shell, own session) and reap it from the loop when it exits.
+    """Start ``argv`` (:func:`start_script`) and reap it from the loop when it
+    exits (:class:`ExitWatch`), fire and forget.
 
     ``on_exit(returncode)`` runs on the loop; a negative code is the killing
     signal.  ``user``/``group`` switch identity first (keepalived's script
@@ -154,19 +236,14 @@ def spawn_reaped(
     """
     try:
         who = script_identity(user, group) if user is not None else None
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env,
-            user=who.uid if who else None, group=who.gid if who else group,
-            extra_groups=list(who.groups) if who else None,
-        )
+        proc = start_script(argv, who, group=group, env=env)
     except (OSError, ValueError, KeyError) as exc:
         log.warning("cannot run %s: %s", argv[0] if argv else "?", exc)
         if on_exit is not None:
             loop.call_soon(on_exit, 127)
         return None
     try:
-        pidfd = os.pidfd_open(proc.pid)
+        ExitWatch(loop, proc, on_exit)
     except OSError:
         # No pidfd (old kernel): fall back to polling, still reaped.
         def poll() -> None:
@@ -176,16 +253,6 @@ def spawn_reaped(
                 on_exit(proc.returncode)
 
         loop.call_later(0.01, poll)
-        return proc
-
-    def reap() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        code = proc.wait()
-        if on_exit is not None:
-            on_exit(code)
-
-    loop.add_reader(pidfd, reap)
     return proc
 
 

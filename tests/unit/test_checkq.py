@@ -250,6 +250,7 @@ def _drive(mod: ModuleType, ops: list[tuple[str, int, float]]) -> tuple[object, 
     return fired, armed, len(q)
 
 
+@pytest.mark.compiled
 @settings(max_examples=150, deadline=None)
 @given(ops=_OPS)
 def test_both_twins_fire_the_same_timers_at_the_same_times(

@@ -464,6 +464,7 @@ def _trace(flavour: str, script: str, alpha: bool) -> tuple[list[Any], list[floa
             [round(t, 6) for t in kind.starts], dict(runner.counters), list(lat.buckets))
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("alpha", [False, True])
 @pytest.mark.parametrize("script", ["S", "SSFFFSSSS", "HHHSSFSHHHHS", "FSFSFSSSSSS"])
 def test_compiled_check_and_twin_tell_the_same_story(script: str, alpha: bool) -> None:

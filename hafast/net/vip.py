@@ -5,10 +5,12 @@ there (EEXIST) is left alone on release and on stop, so hafast never takes away 
 administrator's address.  Every operation is idempotent.
 
 pyroute2 0.9's ``IPRoute`` runs its own asyncio loop and cannot share uvloop's
-(uvloop refuses AF_NETLINK datagram endpoints), and a hop to a worker thread cost
-the first measurements several milliseconds per takeover.  So pyroute2 only
-encodes the rtnetlink messages here; they go out on a plain NETLINK_ROUTE socket,
-synchronously (the kernel acks inside ``send``).  Calls return completed futures.
+(uvloop refuses AF_NETLINK datagram endpoints); measured against this path
+(``benchmarks/test_bench_netlink.py``, docs/dependencies.md), its asyncio API
+costs 2.1x per 1-VIP takeover on asyncio's loop and 2.8x through a thread hop
+from uvloop.  So pyroute2 only encodes the rtnetlink messages here; they go out
+on a plain NETLINK_ROUTE socket, synchronously (the kernel acks inside ``send``).
+Calls return completed futures.
 
 Example (root, in a scratch namespace)::
 

@@ -32,8 +32,9 @@ from hafast.config.grammar import IPV4_RE, BadValue, conv_int, conv_ip_port
 from hafast.config.kinds import KINDS
 from hafast.config.tokens import Token
 from hafast.config.walk import Pending, Walker, as_tuples
+from hafast.lib.units import US_PER_S
 
-S = m.S
+S = US_PER_S
 
 # Settings a real server inherits from its virtual server.
 _INHERITED_RS = ("inhibit_on_failure", "smtp_alert", "alpha", "virtualhost", "lvs_method")

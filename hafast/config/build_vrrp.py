@@ -24,8 +24,9 @@ from typing import Any
 from hafast.config import model as m
 from hafast.config.tokens import Token
 from hafast.config.walk import Pending, Walker, as_tuples
+from hafast.lib.units import US_PER_S
 
-S = m.S
+S = US_PER_S
 
 
 def accept_mode(accept: bool | None, *, priority: int, version: int, strict: bool) -> bool:

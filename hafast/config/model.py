@@ -26,8 +26,7 @@ from typing import Any, ClassVar
 
 from hafast.config import kinds as k
 from hafast.config.kinds import CONN, TIMERS, CheckerKind, ChildBlock
-
-S = 1_000_000  # microseconds per second
+from hafast.lib.units import US_PER_S
 
 Argv = tuple[str, ...]
 
@@ -76,7 +75,7 @@ class GlobalDefs:
     notification_email_from: str | None = None
     smtp_server: tuple[str, int | None] | None = None  # port None means 25
     smtp_helo_name: str | None = None
-    smtp_connect_timeout_us: int = 30 * S
+    smtp_connect_timeout_us: int = 30 * US_PER_S
     smtp_alert: bool = False
     smtp_alert_vrrp: bool = False
     smtp_alert_checker: bool = False
@@ -93,7 +92,7 @@ class GlobalDefs:
     vrrp_higher_prio_send_advert: bool = False
     vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay_us: int = 0
-    vrrp_garp_master_delay_us: int = 5 * S
+    vrrp_garp_master_delay_us: int = 5 * US_PER_S
     vrrp_garp_master_repeat: int = 5
     vrrp_garp_lower_prio_delay_us: int | None = None  # None: as garp_master_delay
     vrrp_garp_lower_prio_repeat: int | None = None  # None: as garp_master_repeat
@@ -141,8 +140,8 @@ class TrackRef:
 class VrrpScript:
     name: str
     script: Script | None = None
-    interval_us: int = 1 * S
-    timeout_us: int = 1 * S  # keepalived: defaults to interval
+    interval_us: int = 1 * US_PER_S
+    timeout_us: int = 1 * US_PER_S  # keepalived: defaults to interval
     weight: int = 0  # 0: the instance goes FAULT after `fall` failures
     weight_reverse: bool = False
     rise: int = 1
@@ -218,7 +217,7 @@ class VrrpInstance:
     interface: str | None = None  # None: global default_interface
     state: str = "BACKUP"
     priority: int = 100  # RFC 5798 §5.2.4: 255 = address owner
-    advert_int_us: int = 1 * S  # RFC 5798 §5.2.7
+    advert_int_us: int = 1 * US_PER_S  # RFC 5798 §5.2.7
     version: int = 2
     family: int = 4
     native_ipv6: bool = False
@@ -252,9 +251,9 @@ class VrrpInstance:
     lower_prio_no_advert: bool = False
     higher_prio_send_advert: bool = False
     down_timer_adverts: int = 3
-    garp_master_delay_us: int = 5 * S
+    garp_master_delay_us: int = 5 * US_PER_S
     garp_master_repeat: int = 5
-    garp_lower_prio_delay_us: int = 5 * S
+    garp_lower_prio_delay_us: int = 5 * US_PER_S
     garp_lower_prio_repeat: int = 5
     garp_master_refresh_us: int = 0
     garp_master_refresh_repeat: int = 1
@@ -304,11 +303,11 @@ class Checker:
 
     kind: ClassVar[str] = ""
     alpha: bool = False
-    connect_timeout_us: int = 5 * S
+    connect_timeout_us: int = 5 * US_PER_S
     retry: int = 1
-    delay_before_retry_us: int = 1 * S
+    delay_before_retry_us: int = 1 * US_PER_S
     warmup_us: int | None = None  # None: random up to delay_loop (keepalived)
-    delay_loop_us: int = 60 * S
+    delay_loop_us: int = 60 * US_PER_S
     log_all_failures: bool = False
 
     def identity(self) -> tuple[object, ...]:
@@ -411,7 +410,7 @@ def _ssl_extras(config: Config, rs: RealServer, spec: Checker) -> dict[str, Any]
 
 
 _HTTP: dict[str, Any] = {
-    "defaults": {"delay_before_retry_us": 3 * S},
+    "defaults": {"delay_before_retry_us": 3 * US_PER_S},
     "required": (_NO_URL,),
     "extras": _ssl_extras,
     "children": {"url": _URL},
@@ -484,7 +483,7 @@ class DnsCheck(ConnectChecker):
 def _fix_dns(f: dict[str, Any], given: Mapping[str, Any]) -> None:
     # keepalived check_dns.c: delay_before_retry defaults to delay_loop
     if "delay_before_retry_us" not in given:
-        f["delay_before_retry_us"] = f.get("delay_loop_us", 60 * S)
+        f["delay_before_retry_us"] = f.get("delay_loop_us", 60 * US_PER_S)
 
 
 k.register(
@@ -676,7 +675,7 @@ class VirtualServer:
     persistence_engine: str | None = None
     persistence_timeout: int = 0  # seconds; 0: not persistent
     persistence_granularity: str | None = None
-    delay_loop_us: int = 60 * S
+    delay_loop_us: int = 60 * US_PER_S
     alpha: bool = False
     omega: bool = False
     quorum: int = 1

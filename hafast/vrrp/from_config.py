@@ -35,9 +35,10 @@ from hafast._core.vrrp_constants import (
     auth_data_from_pass,
 )
 from hafast.config.model import GlobalDefs, VrrpInstance
+from hafast.lib.units import US_PER_S
 from hafast.vrrp.params import VrrpParams
 from hafast.vrrp.rxbufs import RxBufs, advert_len
-from hafast.vrrp.timers import US_PER_CENTISECOND, US_PER_SECOND
+from hafast.vrrp.timers import US_PER_CENTISECOND
 
 # keepalived auth_type words -> RFC 2338 Auth Type.  AH: keepalived's IPsec AH
 # (HMAC-MD5-96 keyed with auth_pass, zero padded to 8 bytes), VRRPv2 over IPv4 only.
@@ -103,7 +104,7 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
     """The wire settings of ``inst``."""
     fam = inst.family
     if inst.version == 2:
-        adver_int = inst.advert_int_us // US_PER_SECOND  # RFC 3768 §5.3.7
+        adver_int = inst.advert_int_us // US_PER_S  # RFC 3768 §5.3.7
     else:
         adver_int = inst.advert_int_us // US_PER_CENTISECOND  # RFC 5798 §5.2.7
     group = inst.mcast_dst_ip or (gd.vrrp_mcast_group4 if fam == 4 else gd.vrrp_mcast_group6)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hafast.config.loader import accept_mode
+from hafast.lib.units import US_PER_S
 from hafast.vrrp.timers import (
     DOWN_TIMER_ADVERTS_DEFAULT,
     DOWN_TIMER_ADVERTS_MAX,
@@ -21,7 +22,6 @@ from hafast.vrrp.timers import (
     PRIORITY_DEFAULT,
     PRIORITY_OWNER,
     US_PER_CENTISECOND,
-    US_PER_SECOND,
     V2_ADVER_INT_MAX_S,
     V3_ADVER_INT_MAX_CS,
     VRRP_V2,
@@ -29,9 +29,9 @@ from hafast.vrrp.timers import (
 )
 
 # keepalived: preempt_delay is 0..1000 s (TIMER_MAX_SEC).
-PREEMPT_DELAY_MAX_US = 1000 * US_PER_SECOND
+PREEMPT_DELAY_MAX_US = 1000 * US_PER_S
 # keepalived VRRP_GARP_DELAY / VRRP_GARP_REP / VRRP_GARP_REFRESH_REP defaults.
-GARP_MASTER_DELAY_DEFAULT_US = 5 * US_PER_SECOND
+GARP_MASTER_DELAY_DEFAULT_US = 5 * US_PER_S
 GARP_MASTER_REPEAT_DEFAULT = 5
 GARP_MASTER_REFRESH_REPEAT_DEFAULT = 1
 
@@ -65,7 +65,7 @@ class VrrpParams:
     src_addr: int | bytes = 0
     version: int = VRRP_V2
     # Advertisement_Interval: v2 whole seconds, v3 whole centiseconds, in µs.
-    adver_int_us: int = US_PER_SECOND
+    adver_int_us: int = US_PER_S
     # keepalived `state MASTER`: only the owner really starts as master.
     initial_master: bool = False
     nopreempt: bool = False
@@ -92,8 +92,8 @@ class VrrpParams:
             raise ValueError(f"priority must be 1..255, not {self.priority!r}")
         if self.version == VRRP_V2:
             # RFC 3768 §5.3.7: 8-bit whole seconds.
-            if self.adver_int_us % US_PER_SECOND or not (
-                1 <= self.adver_int_us // US_PER_SECOND <= V2_ADVER_INT_MAX_S
+            if self.adver_int_us % US_PER_S or not (
+                1 <= self.adver_int_us // US_PER_S <= V2_ADVER_INT_MAX_S
             ):
                 raise ValueError(
                     f"VRRPv2 advert interval must be 1..255 whole seconds, "

@@ -27,8 +27,6 @@ from typing import Final
 
 from hafast.lib.units import US_PER_S
 
-# The VRRP modules' name for it (params, from_config).
-US_PER_SECOND: Final = US_PER_S
 US_PER_CENTISECOND: Final = 10_000
 
 VRRP_V2: Final = 2

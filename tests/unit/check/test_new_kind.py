@@ -27,6 +27,7 @@ from hafast.config.grammar import TABLE
 from hafast.config.kinds import CONN, TIMERS, CheckerKind
 from hafast.config.loader import load_text
 from hafast.lib.events import DOWN, ServerEvent
+from hafast.lib.units import US_PER_S
 from tests.unit.check.fakeloop import FakeLoop
 
 # ------------------------------------------------------------------ the new kind
@@ -122,7 +123,7 @@ def test_a_registered_kind_loads_with_its_defaults_fixup_and_port(echo: CheckerK
     assert isinstance(one, EchoCheck) and isinstance(two, EchoCheck)
     assert one.kind == "ECHO_CHECK"
     assert (one.word, one.expect, one.repeat) == ("hello", "hello", 1)  # fix-up
-    assert one.retry == 0 and one.delay_loop_us == 2 * m.S  # kind default, inherited
+    assert one.retry == 0 and one.delay_loop_us == 2 * US_PER_S  # kind default, inherited
     assert one.connect_timeout_us == 500_000
     assert two.expect == "bye" and two.connect_port == 7007
     # no port anywhere (fwmark service, no real server port): the kind's own

@@ -10,6 +10,7 @@ import pytest
 from hafast.config import model as m
 from hafast.config.dump import dump_json, dump_text, to_dict
 from hafast.config.loader import load_text
+from hafast.lib.units import US_PER_S
 
 TEXT = """
 vrrp_instance VI_1 {
@@ -50,7 +51,7 @@ def test_equality_ignores_where() -> None:
 def test_timers_are_integer_microseconds() -> None:
     cfg = load_text(TEXT, file="a.conf").config
     chk = cfg.virtual_servers[0].real_servers[0].checkers[0]
-    assert isinstance(chk.delay_loop_us, int) and chk.delay_loop_us == 60 * m.S
+    assert isinstance(chk.delay_loop_us, int) and chk.delay_loop_us == 60 * US_PER_S
     assert chk.urls[0].digest == "640205b7b0fc66c1ea91c463fac6334d"  # type: ignore[attr-defined]
 
 

@@ -13,7 +13,8 @@ pure-Python twin).
 ``close()``.
 
 Both give ``fileno()`` (the epoll, for ``loop.add_reader``), ``pending`` and
-``closed``.  See ``sockset_py`` for the why.
+``closed``.  See ``sockset_py`` for the why; the numbers above and what the sets
+refuse are ``hafast._core.epoll_set``'s, which both twins read.
 
 >>> from hafast._core.sockset import FetchSet
 >>> FetchSet.EOF

@@ -5,7 +5,14 @@ TCP_CHECK's connects (:class:`ConnectSet`) and plain HTTP_GET's request/reply
 exchanges (:class:`FetchSet`) each wait in ONE epoll that the loop watches as one
 reader; every syscall of an attempt (socket, options, connect, send, reads,
 ``SO_ERROR``, close) runs here in C, with no Python socket object per attempt.
+Only those syscalls are here, as in the pure twin: the sets' contract (the status
+numbers, the buffer and budget, the arguments and states refused, a failure at
+once) is ``hafast._core.epoll_set``'s, read at import into the C globals below.
 """
+
+# The sets' contract, once for both twins (plain Python: no attempt that goes well
+# calls into it).
+from hafast._core import epoll_set as _rules
 
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
@@ -74,9 +81,8 @@ cdef extern from "<netinet/tcp.h>":
 cdef int _ZERO = 0
 
 # Which step of _dial failed.
-cdef enum:
-    _DIAL_SOCKET = 1     # socket(): nothing was tried
-    _DIAL_CONNECT = 2    # the address, or connect() itself
+cdef int _DIAL_SOCKET = _rules.DIAL_SOCKET
+cdef int _DIAL_CONNECT = _rules.DIAL_CONNECT
 
 
 cdef int _dial(int family, str address, int port, bint smart, int *step) except? -2:
@@ -141,12 +147,10 @@ cdef class _EpollSet:
         self._epfd = -1
 
     cdef int _open(self, int max_events) except -1:
-        if max_events < 1:
-            raise ValueError("max_events must be at least 1")
+        self._max_events = _rules.check_max_events(max_events)
         self._epfd = epoll_create1(EPOLL_CLOEXEC)
         if self._epfd < 0:
             raise OSError(errno, "epoll_create1")
-        self._max_events = max_events
         self._events = <epoll_event *>PyMem_Realloc(NULL, max_events * sizeof(epoll_event))
         if self._events == NULL:
             raise MemoryError()
@@ -181,12 +185,13 @@ cdef class _EpollSet:
 
 
 cdef class ConnectSet(_EpollSet):
-    """Non-blocking TCP connects in one epoll, every syscall in C (see ``checkq_py``)."""
+    """Non-blocking TCP connects in one epoll, every syscall in C (see
+    ``sockset_py.ConnectSet``)."""
 
     cdef unsigned char *_owned    # _owned[fd]: a connect of ours is in flight on fd
     cdef Py_ssize_t _owned_cap
 
-    def __init__(self, int max_events=4096):
+    def __init__(self, int max_events=_rules.MAX_EVENTS):
         self._open(max_events)
 
     def __dealloc__(self):
@@ -196,7 +201,7 @@ cdef class ConnectSet(_EpollSet):
         """Begin a connect to ``address``:``port``; the fd (>= 0), or ``-errno``."""
         cdef int fd, step
         if self._epfd < 0:
-            raise ValueError("ConnectSet is closed")
+            raise _rules.closed("ConnectSet")
         fd = _dial(family, address, port, False, &step)
         if fd < 0:
             return fd
@@ -207,8 +212,7 @@ cdef class ConnectSet(_EpollSet):
         """Watch a connect begun elsewhere (a socket with bind/mark options); the set
         owns ``fd`` from now on, even on failure.  0, or ``-errno``."""
         if self._epfd < 0:
-            close(fd)
-            raise ValueError("ConnectSet is closed")
+            _rules.refuse_adopt(fd)
         err = self._watch(fd)
         return err if err < 0 else 0
 
@@ -292,16 +296,14 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.ref cimport Py_XDECREF
 from libc.errno cimport EAGAIN
 
-# What ended a fetch (``status`` in ``ready``'s tuples, ``-status`` from ``start``):
-# the stage in the high bits, the errno in the low 16.  0: the fetch goes on.
-cdef enum:
-    _EOF = 1
-    _CONNECT = 0x10000   # the connect failed (or the first send said how it failed)
-    _SEND = 0x20000      # sending the rest of the request failed
-    _READ = 0x30000      # reading the reply failed
-    _SOCKET = 0x40000    # no socket (socket(), epoll_ctl): nothing was tried
-    _READ_SIZE = 262144  # one read buffer for the whole set; a chunk is at most this
-    _BUDGET = 1048576    # bytes read per ready() call before yielding to the loop
+# What ended a fetch, the read buffer and the budget: see epoll_set.
+cdef int _EOF = _rules.EOF
+cdef int _CONNECT = _rules.CONNECT
+cdef int _SEND = _rules.SEND
+cdef int _READ = _rules.READ
+cdef int _SOCKET = _rules.SOCKET
+cdef Py_ssize_t _READ_SIZE = _rules.READ_SIZE
+cdef Py_ssize_t _BUDGET = _rules.BUDGET
 
 
 cdef struct Fetch:
@@ -313,23 +315,23 @@ cdef struct Fetch:
 
 cdef class FetchSet(_EpollSet):
     """One request/reply exchange per plain TCP connection, all in one epoll, every
-    syscall in C (see ``checkq_py.FetchSet``)."""
+    syscall in C (see ``sockset_py.FetchSet``)."""
 
     cdef Fetch *_fetches         # indexed by fd
     cdef Py_ssize_t _cap
     cdef char *_buf
 
-    OPEN = 0
-    EOF = _EOF
-    CONNECT = _CONNECT
-    SEND = _SEND
-    READ = _READ
-    SOCKET = _SOCKET
-    STAGE = 0xFFFF0000
-    READ_SIZE = _READ_SIZE
-    BUDGET = _BUDGET
+    OPEN = _rules.OPEN
+    EOF = _rules.EOF
+    CONNECT = _rules.CONNECT
+    SEND = _rules.SEND
+    READ = _rules.READ
+    SOCKET = _rules.SOCKET
+    STAGE = _rules.STAGE
+    READ_SIZE = _rules.READ_SIZE
+    BUDGET = _rules.BUDGET
 
-    def __init__(self, int max_events=4096):
+    def __init__(self, int max_events=_rules.MAX_EVENTS):
         self._open(max_events)
         self._buf = <char *>PyMem_Realloc(NULL, _READ_SIZE)
         if self._buf == NULL:
@@ -346,10 +348,10 @@ cdef class FetchSet(_EpollSet):
         cdef epoll_event ev
         cdef Py_ssize_t size = PyBytes_GET_SIZE(request)
         if self._epfd < 0:
-            raise ValueError("FetchSet is closed")
+            raise _rules.closed("FetchSet")
         fd = _dial(family, address, port, True, &step)
         if fd < 0:
-            return -((_SOCKET if step == _DIAL_SOCKET else _CONNECT) | -fd)
+            return _rules.failed_at_once(step, -fd)
         if fd >= self._cap and self._grow(fd) < 0:
             close(fd)
             raise MemoryError()

@@ -5,6 +5,10 @@ TCP_CHECK's connects (:class:`ConnectSet`) and plain HTTP_GET's request/reply
 exchanges (:class:`FetchSet`) each wait in ONE epoll that the loop watches as one
 reader: per attempt one ``epoll_ctl`` (the register; ``close`` unregisters), and
 every attempt that finished in a loop iteration is handed back in one call.
+
+Only the attempts' syscalls are here, as in the compiled twin; the sets' contract
+(the status numbers, the buffer and budget, the arguments and states refused, a
+failure at once) is ``hafast._core.epoll_set``'s, for both twins.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import socket
 import struct
 from typing import Any
 
+from hafast._core import epoll_set as _rules
+from hafast._core.epoll_set import DIAL_CONNECT as _DIAL_CONNECT
+from hafast._core.epoll_set import DIAL_SOCKET as _DIAL_SOCKET
+
 __all__ = ["ConnectSet", "FetchSet"]
 
 
@@ -24,7 +32,6 @@ __all__ = ["ConnectSet", "FetchSet"]
 _STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 _WATCH = select.EPOLLOUT | select.EPOLLONESHOT
 _LINGER_RST = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}
-_DIAL_SOCKET, _DIAL_CONNECT = 1, 2  # which step of _dial failed
 
 
 def _dial(family: int, address: str, port: int, smart: bool
@@ -63,10 +70,8 @@ class _EpollSet:
     """One epoll: what ConnectSet and FetchSet share."""
 
     def __init__(self, max_events: int) -> None:
-        if max_events < 1:
-            raise ValueError("max_events must be at least 1")
+        self._max_events = _rules.check_max_events(max_events)
         self._epoll = select.epoll()
-        self._max_events = max_events
 
     @property
     def closed(self) -> bool:
@@ -98,7 +103,7 @@ class ConnectSet(_EpollSet):
         True
     """
 
-    def __init__(self, max_events: int = 4096) -> None:
+    def __init__(self, max_events: int = _rules.MAX_EVENTS) -> None:
         super().__init__(max_events)
         self._socks: dict[int, socket.socket] = {}
 
@@ -109,7 +114,7 @@ class ConnectSet(_EpollSet):
     def start(self, family: int, address: str, port: int) -> int:
         """Begin a connect to ``address``:``port``; the fd (>= 0), or ``-errno``."""
         if self._epoll.closed:
-            raise ValueError("ConnectSet is closed")
+            raise _rules.closed("ConnectSet")
         sock, _step, err = _dial(family, address, port, False)
         if sock is None:
             return -err
@@ -120,8 +125,7 @@ class ConnectSet(_EpollSet):
         """Watch a connect begun elsewhere (a socket with bind/mark options); the set
         owns ``fd`` from now on, even on failure.  0, or ``-errno``."""
         if self._epoll.closed:
-            os.close(fd)
-            raise ValueError("ConnectSet is closed")
+            _rules.refuse_adopt(fd)
         try:
             self._epoll.register(fd, _WATCH)  # first: any fd epoll takes is a socket here
         except OSError as exc:
@@ -176,7 +180,7 @@ class ConnectSet(_EpollSet):
 
 # --------------------------------------------------------------------------- fetches
 
-_READ_SIZE = 256 * 1024
+_READ_SIZE = _rules.READ_SIZE
 
 
 class _Fetch:
@@ -233,17 +237,17 @@ class FetchSet(_EpollSet):
         True
     """
 
-    OPEN = 0
-    EOF = 1
-    CONNECT = 0x10000
-    SEND = 0x20000
-    READ = 0x30000
-    SOCKET = 0x40000
-    STAGE = 0xFFFF0000
-    READ_SIZE = _READ_SIZE
-    BUDGET = 4 * _READ_SIZE
+    OPEN = _rules.OPEN
+    EOF = _rules.EOF
+    CONNECT = _rules.CONNECT
+    SEND = _rules.SEND
+    READ = _rules.READ
+    SOCKET = _rules.SOCKET
+    STAGE = _rules.STAGE
+    READ_SIZE = _rules.READ_SIZE
+    BUDGET = _rules.BUDGET
 
-    def __init__(self, max_events: int = 4096) -> None:
+    def __init__(self, max_events: int = _rules.MAX_EVENTS) -> None:
         super().__init__(max_events)
         self._fetches: dict[int, _Fetch] = {}
         self._buf = memoryview(bytearray(_READ_SIZE))
@@ -257,10 +261,10 @@ class FetchSet(_EpollSet):
         """Connect to ``address``:``port`` and send ``request``: the fd (>= 0), or
         ``-(stage | errno)`` when it failed at once."""
         if self._epoll.closed:
-            raise ValueError("FetchSet is closed")
+            raise _rules.closed("FetchSet")
         sock, step, err = _dial(family, address, port, True)
         if sock is None:
-            return -((self.SOCKET if step == _DIAL_SOCKET else self.CONNECT) | err)
+            return _rules.failed_at_once(step, err)
         try:
             sent = sock.send(request, socket.MSG_NOSIGNAL)
         except OSError as exc:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from hafast._core import epoll_set
 from tests.conftest import load_twin, require
 
 pytestmark = pytest.mark.timeout(30)
@@ -147,6 +148,7 @@ def test_the_twins_share_their_constants(twin_flavour: str) -> None:
     c, py = load_twin("sockset", twin_flavour), load_twin("sockset", "py")
     names = ("OPEN", "EOF", "CONNECT", "SEND", "READ", "SOCKET", "STAGE", "READ_SIZE", "BUDGET")
     assert [getattr(c.FetchSet, n) for n in names] == [getattr(py.FetchSet, n) for n in names]
+    assert [getattr(c.FetchSet, n) for n in names] == [getattr(epoll_set, n) for n in names]
     assert c.FetchSet.OPEN == 0 and c.FetchSet.EOF == 1
 
 

@@ -101,3 +101,22 @@ def test_cancel_and_close_release_connects_in_flight(
     cs.close()
     assert cs.closed and cs.pending == 0 and _open_fds() == before
     assert cs.ready() == [] and b >= 0
+
+
+def test_both_sets_refuse_what_the_contract_refuses(sockset: ModuleType) -> None:
+    """The refusals are epoll_set's, whichever twin: a batch of no events, a start
+    on a closed set, and an adopt on a closed set (which still owns the fd, so
+    closes it)."""
+    for make in (sockset.ConnectSet, sockset.FetchSet):
+        with pytest.raises(ValueError, match="max_events must be at least 1"):
+            make(0)
+    before = _open_fds()
+    cs, fs = sockset.ConnectSet(), sockset.FetchSet()
+    cs.close()
+    fs.close()
+    with pytest.raises(ValueError, match=r"^FetchSet is closed$"):
+        fs.start(socket.AF_INET, "127.0.0.1", 80, b"GET /")
+    s = socket.socket()
+    with pytest.raises(ValueError, match=r"^ConnectSet is closed$"):
+        cs.adopt(s.detach())
+    assert _open_fds() == before

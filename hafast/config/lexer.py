@@ -370,7 +370,10 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
             lineno += 1
             continue
         head = body[:-2] if last == "{" and body[-2] == " " else body
-        if "{" in head or "}" in head or "  " in head or not head.isprintable():
+        # head[-1] == " ": two blanks before the brace ("track_script  {"), which
+        # cutting " {" leaves as an empty last word (issue 14: the block was lost).
+        if ("{" in head or "}" in head or "  " in head or head[-1] == " "
+                or not head.isprintable()):
             _plain_line(st, raw, file, lineno)
             lineno += 1
             continue

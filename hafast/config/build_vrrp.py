@@ -85,6 +85,7 @@ class VrrpBuilder:
 
     def __init__(self, ld: Walker) -> None:
         self.ld = ld
+        self._script_seq: dict[str, int] = {}
 
     def config_fields(self, top: dict[str, Any], gd: m.GlobalDefs) -> dict[str, Any]:
         """The :class:`~hafast.config.model.Config` fields of the VRRP side, from the
@@ -99,6 +100,7 @@ class VrrpBuilder:
             "file": {f.name for f in tfiles},
             "process": {p.name for p in tprocs},
         }
+        self._script_seq = {p.args[0].text: p.seq for p in top.get("vrrp_scripts", ())}
         insts = self.vrrp_instances(top.get("vrrp_instances", ()), gd, names)
         groups = self.sync_groups(top.get("sync_groups", ()), insts, scripts)
         return {
@@ -333,6 +335,7 @@ class VrrpBuilder:
                 pos["nopreempt"],
                 "nopreempt needs state BACKUP; keepalived ignores state MASTER here",
             )
+        self._drop_late_scripts(p, name, f)
         for k, kind in (
             ("track_script", "script"),
             ("track_file", "file"),
@@ -347,6 +350,27 @@ class VrrpBuilder:
                         f"{ref.name} {{ ... }}); ignored",
                     )
         return m.VrrpInstance(name=name, where=p.kw.where(), **f)
+
+    def _drop_late_scripts(self, p: Pending, name: str, f: dict[str, Any]) -> None:
+        """keepalived 2.2.7 looks a tracked script up when it reads the track_script
+        line, so a vrrp_script defined further down is not tracked: the failover would
+        differ from keepalived's if we tracked it, so we drop it as keepalived does."""
+        refs = f.get("track_script")
+        if not refs:
+            return
+        kept = []
+        for ref in refs:
+            seq = self._script_seq.get(ref.name)
+            if seq is not None and seq > p.seq:
+                self.ld.warn(
+                    self.ld.at(ref, p.pos["track_script"]),
+                    f"({name}) track script {ref.name} not found, ignoring... (keepalived "
+                    "reads a vrrp_script only if it is defined before the instance "
+                    "tracking it; move it above)",
+                )
+            else:
+                kept.append(ref)
+        f["track_script"] = tuple(kept)
 
     def sync_groups(
         self,

@@ -84,6 +84,9 @@ class Pending:
     pos: dict[str, Token]
     kw: Token
     end: Token | None = None  # its closing brace: where keepalived reports what is missing
+    # the order blocks were read in, across kinds: keepalived resolves a name when it
+    # reads the reference, so a tracker defined after its user is unknown to it
+    seq: int = 0
 
     @property
     def last(self) -> Token:
@@ -131,6 +134,7 @@ class Walker:
         self.cache: dict[tuple[Keyword, str], Any] = {}
         self.item_pos: dict[int, Token] = {}  # list items (addresses, tracks) -> their line
         self.first_script: Token | None = None
+        self.seq = 0
 
     # ----------------------------------------------------------------- reporting
     def error(self, tok: Token, msg: str) -> None:
@@ -290,7 +294,8 @@ class Walker:
         pos: dict[str, Token] = {}
         self.block(ctx, children, fields, pos)
         if ctx in _DEFERRED or ctx in KINDS:
-            return Pending(ctx, toks[1:], fields, pos, toks[0], close)
+            self.seq += 1
+            return Pending(ctx, toks[1:], fields, pos, toks[0], close, self.seq)
         build = self.immediate.get(ctx)
         if build is None:  # a block inside a checker's (url {}, host {})
             return CHILDREN[ctx].build(as_tuples(fields))

@@ -169,6 +169,11 @@ def _seconds_to_us(t: Token) -> int:
     return round(v * US_PER_S)
 
 
+def _plain(s: float) -> str:
+    """Seconds without an exponent: keepalived's 0.000001, not 1e-06."""
+    return f"{s:.6f}".rstrip("0").rstrip(".")
+
+
 def conv_timer(lo_s: float, hi_s: float) -> Converter:
     """Seconds with fractions -> integer microseconds (keepalived's TIMER)."""
     lo, hi = round(lo_s * US_PER_S), round(hi_s * US_PER_S)
@@ -177,7 +182,8 @@ def conv_timer(lo_s: float, hi_s: float) -> Converter:
         us = _seconds_to_us(args[0])
         if not lo <= us <= hi:
             raise BadValue(
-                args[0], f"time '{args[0].text}' outside range [{lo_s:g}, {hi_s:g}] seconds"
+                args[0],
+                f"time '{args[0].text}' outside range [{_plain(lo_s)}, {_plain(hi_s)}] seconds",
             )
         return us
 
@@ -718,8 +724,8 @@ vrrp_garp_lower_prio_delay v 1 timer:0,255 vrrp_garp_lower_prio_delay_us
 vrrp_garp_lower_prio_repeat v 1 int:0,255 vrrp_garp_lower_prio_repeat
 vrrp_garp_master_refresh v 1 timer:0,86400 vrrp_garp_master_refresh_us
 vrrp_garp_master_refresh_repeat v 1 int:1,255 vrrp_garp_master_refresh_repeat
-vrrp_garp_interval  v  1    timer:0,1     vrrp_garp_interval_us
-vrrp_gna_interval   v  1    timer:0,1     vrrp_gna_interval_us
+vrrp_garp_interval  v  1    timer:0.000001,1 vrrp_garp_interval_us
+vrrp_gna_interval   v  1    timer:0.000001,1 vrrp_gna_interval_us
 vrrp_min_garp       f  0-1  flag          -
 vrrp_garp_extra_if  v  1-2  any           -
 vrrp_vmac_garp_intvl v 1+   any           -

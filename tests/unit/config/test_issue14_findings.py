@@ -56,3 +56,32 @@ def test_vrrp_script_defined_after_its_instance_is_not_tracked(tmp_path: Path) -
     late = [d for d in res.warnings if "chk_nginx" in d.message]
     assert [(d.file, d.line) for d in late] == [(str(path), 8)]
     assert "(VI_1) track script chk_nginx not found, ignoring" in late[0].message
+
+
+def test_garp_and_gna_interval_zero_refused_like_keepalived(tmp_path: Path) -> None:
+    text = (
+        "global_defs {\n  vrrp_garp_interval 0\n  vrrp_gna_interval 0\n}\n"
+        "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 5\n"
+        "  virtual_ipaddress {\n    10.0.0.1\n  }\n}\n"
+    )
+    path = _write(tmp_path, "garp.conf", text)
+    rc, out = _keepalived(path)
+    assert rc != 0
+    assert "(Line 2) vrrp_garp_interval '0' is invalid" in out
+    assert "(Line 3) vrrp_gna_interval '0' is invalid" in out
+    res = load_file(str(path))
+    assert [(d.line, d.severity) for d in res.diagnostics] == [(2, "error"), (3, "error")]
+    # what would be right: keepalived's lower bound, one microsecond
+    assert all("outside range [0.000001, 1] seconds" in d.message for d in res.diagnostics)
+    ok = load_file(str(_write(tmp_path, "ok.conf", text.replace(" 0\n", " 0.000001\n"))))
+    assert ok.ok
+    assert ok.config.global_defs.vrrp_garp_interval_us == 1
+
+
+def test_garp_group_interval_zero_accepted_like_keepalived(tmp_path: Path) -> None:
+    """keepalived 2.2.7 takes garp_interval 0 in a garp_group without a word."""
+    text = "garp_group {\n  garp_interval 0\n  gna_interval 0\n  interface eth0\n}\n"
+    path = _write(tmp_path, "group.conf", text)
+    _, out = _keepalived(path)
+    assert "interval" not in out
+    assert load_file(str(path)).errors == []

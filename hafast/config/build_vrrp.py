@@ -293,6 +293,15 @@ class VrrpBuilder:
                     pos["authentication"],
                     "authentication is not part of VRRPv3 (RFC 5798 §9); remove it",
                 )
+            elif auth.auth_type == "AH" and f.get("state") == "MASTER":
+                # keepalived (vrrp.c) clears an initial MASTER under AH: the AH sequence
+                # numbers must be learnt from the current master first
+                self.ld.warn(
+                    pos["state"],
+                    f"({name}) Initial state master is incompatible with AH authentication"
+                    " - clearing (starting as BACKUP; say state BACKUP)",
+                )
+                f["state"] = "BACKUP"
         peers = f.get("unicast_peer", ())
         for peer in peers:
             if (6 if ":" in peer.address else 4) != family:

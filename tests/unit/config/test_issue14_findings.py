@@ -85,3 +85,36 @@ def test_garp_group_interval_zero_accepted_like_keepalived(tmp_path: Path) -> No
     _, out = _keepalived(path)
     assert "interval" not in out
     assert load_file(str(path)).errors == []
+
+
+AH_MASTER = """\
+vrrp_instance VI_1 {
+  interface eth0
+  state MASTER
+  priority 100
+  virtual_router_id 5
+  authentication {
+    auth_type AH
+    auth_pass x
+  }
+  virtual_ipaddress {
+    10.0.0.1
+  }
+}
+"""
+
+
+def test_state_master_with_auth_ah_starts_as_backup(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ah.conf", AH_MASTER)
+    _, out = _keepalived(path)
+    assert "(VI_1) Initial state master is incompatible with AH authentication - clearing" in out
+    res = load_file(str(path))
+    assert res.ok
+    assert res.config.vrrp_instances[0].state == "BACKUP"
+    [w] = res.warnings
+    assert w.line == 3
+    assert "Initial state master is incompatible with AH authentication - clearing" in w.message
+    # PASS keeps MASTER in both
+    pas = _write(tmp_path, "pass.conf", AH_MASTER.replace("AH", "PASS"))
+    assert "incompatible" not in _keepalived(pas)[1]
+    assert load_file(str(pas)).config.vrrp_instances[0].state == "MASTER"

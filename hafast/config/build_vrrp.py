@@ -345,6 +345,18 @@ class VrrpBuilder:
                 "nopreempt needs state BACKUP; keepalived ignores state MASTER here",
             )
         self._drop_late_scripts(p, name, f)
+        own = f.get("interface")
+        tifs = f.get("track_interface", ())
+        if own and any(t.name == own for t in tifs):
+            for t in tifs:
+                if t.name == own:
+                    # the instance already goes to FAULT when its own interface is down
+                    self.ld.warn(
+                        self.ld.at(t, pos["track_interface"]),
+                        f"({name}) Ignoring track_interface {own} since own interface "
+                        "(remove it from track_interface)",
+                    )
+            f["track_interface"] = tuple(t for t in tifs if t.name != own)
         for k, kind in (
             ("track_script", "script"),
             ("track_file", "file"),

@@ -118,3 +118,21 @@ def test_state_master_with_auth_ah_starts_as_backup(tmp_path: Path) -> None:
     pas = _write(tmp_path, "pass.conf", AH_MASTER.replace("AH", "PASS"))
     assert "incompatible" not in _keepalived(pas)[1]
     assert load_file(str(pas)).config.vrrp_instances[0].state == "MASTER"
+
+
+def test_track_interface_own_interface_is_ignored(tmp_path: Path) -> None:
+    text = (
+        "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 5\n"
+        "  track_interface {\n    eth0\n    ifb0\n  }\n"
+        "  virtual_ipaddress {\n    10.0.0.1\n  }\n}\n"
+    )
+    path = _write(tmp_path, "tif.conf", text)
+    _, out = _keepalived(path)
+    assert "(VI_1) Ignoring track_interface eth0 since own interface" in out
+    assert "ifb0 since own" not in out
+    res = load_file(str(path))
+    assert res.ok
+    assert [t.name for t in res.config.vrrp_instances[0].track_interface] == ["ifb0"]
+    [w] = res.warnings
+    assert w.line == 5
+    assert "(VI_1) Ignoring track_interface eth0 since own interface" in w.message

@@ -72,6 +72,8 @@ class Keyword:
     # "keyword VALUE" sets a field outright (a value or flag row that takes one word and
     # does not repeat): the loader's short path for most lines of a large config
     one_word: bool = False
+    # an old spelling keepalived still honours but flags: its warning, once per load
+    deprecated: str = ""
 
     @property
     def supported(self) -> bool:
@@ -1109,6 +1111,15 @@ _DESCRIPTIONS = {
 }
 
 
+# Old names keepalived 2.2.7 still reads as the new keyword, with a warning.
+DEPRECATED_NAMES: dict[str, str] = {"nb_get_retry": "retry"}
+
+
+def _deprecated(name: str) -> str:
+    new = DEPRECATED_NAMES.get(name)
+    return f"{name} is deprecated - please use '{new}'" if new else ""
+
+
 def _rows(context: str, text: str) -> dict[str, Keyword]:
     """The rows of one context from their text form."""
     rows: dict[str, Keyword] = {}
@@ -1131,6 +1142,7 @@ def _rows(context: str, text: str) -> dict[str, Keyword]:
             append=fieldspec.startswith("+"),
             child=child,
             note=EXTENSIONS.get((context, name), ""),
+            deprecated=_deprecated(name),
             one_word=kind in ("v", "f")
             and field is not None
             and not fieldspec.startswith("+")

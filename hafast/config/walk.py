@@ -211,6 +211,10 @@ class Walker:
                 if kw.field is not None:
                     pos.setdefault(kw.field, kt)  # given, though wrong: no "missing" error
                 continue
+            if kw.deprecated and kt.text not in self.warned:
+                # the fast path above skips this only for a word already seen (and warned)
+                self.warned.add(kt.text)
+                self.warn(kt, kw.deprecated)
             fname = kw.field
             if fname is None:
                 if kt.text not in self.warned:

@@ -136,3 +136,19 @@ def test_track_interface_own_interface_is_ignored(tmp_path: Path) -> None:
     [w] = res.warnings
     assert w.line == 5
     assert "(VI_1) Ignoring track_interface eth0 since own interface" in w.message
+
+
+def test_nb_get_retry_is_deprecated_and_still_sets_retry(tmp_path: Path) -> None:
+    text = (
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n"
+        "    HTTP_GET {\n      url {\n        path /\n        status_code 200\n      }\n"
+        "      nb_get_retry 3\n    }\n  }\n}\n"
+    )
+    path = _write(tmp_path, "nb.conf", text)
+    _, out = _keepalived(path)
+    assert "nb.conf: Line 9) nb_get_retry is deprecated - please use 'retry'" in out
+    res = load_file(str(path))
+    assert res.ok
+    assert res.config.virtual_servers[0].real_servers[0].checkers[0].retry == 3
+    dep = [(d.line, d.message) for d in res.warnings if "deprecated" in d.message]
+    assert dep == [(9, "nb_get_retry is deprecated - please use 'retry'")]

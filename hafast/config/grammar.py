@@ -272,6 +272,27 @@ def conv_ip_port(args: Sequence[Token]) -> tuple[str, int | None]:
     return _ip(args[0]), (_port(args[1]) if len(args) > 1 else None)
 
 
+# RFC 1123 §2.1 host name: labels of letters, digits and inner hyphens; the last label
+# not all digits, so a mistyped address (10.0.0.300) is not taken for a name
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\.?\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"(?=[A-Za-z0-9-]*[A-Za-z-])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?\Z"
+)
+
+
+def conv_host_port(args: Sequence[Token]) -> tuple[str, int | None]:
+    """``IP|HOST [PORT]``: smtp_server.  keepalived resolves a name there; the name is
+    kept as written and resolved when a mail is sent, so ``-t`` does no DNS lookup."""
+    t = args[0]
+    port = _port(args[1]) if len(args) > 1 else None
+    try:
+        return _ip(t), port
+    except BadValue:
+        if _HOSTNAME.match(t.text):
+            return t.text, port
+        raise BadValue(t, f"'{t.text}' is neither an IP address nor a host name") from None
+
+
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}\Z")
 
 
@@ -590,6 +611,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "port": conv_port,
     "cport": conv_connect_port,
     "ip_port": conv_ip_port,
+    "host_port": conv_host_port,
     "digest": conv_digest,
     "status": conv_status_codes,
     "hex": conv_hex,
@@ -698,7 +720,7 @@ virtual_server      b  1-2  virtual_server +virtual_servers
 router_id           v  1    str           router_id
 notification_email  l  0    email         +notification_email
 notification_email_from v 1 str           notification_email_from
-smtp_server         v  1-2  ip_port       smtp_server
+smtp_server         v  1-2  host_port     smtp_server
 smtp_helo_name      v  1    str           smtp_helo_name
 smtp_connect_timeout v 1    timer:0.001,86400 smtp_connect_timeout_us
 smtp_alert          f  0-1  flag          smtp_alert
@@ -1092,6 +1114,7 @@ _DESCRIPTIONS = {
     "port": "port",
     "cport": "port 1..65535",
     "ip_port": "IP [PORT]",
+    "host_port": "IP|HOST [PORT]",
     "digest": "32 hex digit MD5",
     "status": "N|N-M ...",
     "hex": "hex string",

@@ -73,7 +73,7 @@ class GlobalDefs:
     router_id: str | None = None
     notification_email: tuple[str, ...] = ()
     notification_email_from: str | None = None
-    smtp_server: tuple[str, int | None] | None = None  # port None means 25
+    smtp_server: tuple[str, int | None] | None = None  # (IP or host name, port; None: 25)
     smtp_helo_name: str | None = None
     smtp_connect_timeout_us: int = 30 * US_PER_S
     smtp_alert: bool = False

@@ -6,8 +6,11 @@ Each test loads a small config with hafast and, where the behaviour shows in
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from hafast.config.loader import load_file
 from tests.conftest import require_tool
@@ -152,3 +155,32 @@ def test_nb_get_retry_is_deprecated_and_still_sets_retry(tmp_path: Path) -> None
     assert res.config.virtual_servers[0].real_servers[0].checkers[0].retry == 3
     dep = [(d.line, d.message) for d in res.warnings if "deprecated" in d.message]
     assert dep == [(9, "nb_get_retry is deprecated - please use 'retry'")]
+
+
+SMTP = "global_defs {{\n  smtp_server {}\n}}\n"
+
+
+def test_smtp_server_host_name_is_kept_unresolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for server in ("localhost", "10.0.0.300"):
+        path = _write(tmp_path, "smtp.conf", SMTP.format(server))
+        _, out = _keepalived(path)  # keepalived resolves the name at -t time
+        assert ("Invalid smtp server" in out) == (server != "localhost"), out
+        assert load_file(str(path)).ok == (server == "localhost")
+
+    def no_dns(*args: object, **kw: object) -> object:
+        raise AssertionError("config load must not resolve names")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(socket, "gethostbyname", no_dns)
+    for server, want in (
+        ("localhost", ("localhost", None)),
+        ("smtp.example.com 587", ("smtp.example.com", 587)),
+        ("192.0.2.1 25", ("192.0.2.1", 25)),
+    ):
+        res = load_file(str(_write(tmp_path, "smtp.conf", SMTP.format(server))))
+        assert res.diagnostics == []
+        assert res.config.global_defs.smtp_server == want
+    bad = load_file(str(_write(tmp_path, "smtp.conf", SMTP.format("-bad_name"))))
+    assert ["neither an IP address nor a host name" in d.message for d in bad.errors] == [True]

@@ -30,6 +30,8 @@ Example::
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,6 +80,18 @@ _IMMEDIATE: Mapping[str, ImmediateBuilder] = {
 }
 
 
+def _first_found(scripts: Iterable[tuple[Token, m.Script]]) -> Token | None:
+    """The first script whose program exists.  keepalived 2.2.7 raises its SECURITY
+    VIOLATION only for scripts it finds (a path that exists, executable or not, or a bare
+    name on PATH); a missing one is dropped without that word, so configs whose notify
+    scripts live on another host pass ``keepalived -t`` clean."""
+    for tok, script in scripts:
+        prog = script.argv[0] if script.argv else ""
+        if prog and (os.path.exists(prog) if "/" in prog else shutil.which(prog)):
+            return tok
+    return None
+
+
 class _Loader(Walker):
     """One load: the table walk, the global_defs rules, then the VRRP and LVS sides."""
 
@@ -89,10 +103,11 @@ class _Loader(Walker):
         pos: dict[str, Token] = {}
         self.block("top", tree, top, pos)
         gd: m.GlobalDefs = top.get("global_defs") or m.GlobalDefs()
-        if self.first_script is not None and not gd.enable_script_security:
-            # keepalived -t exits 5/6 ("SECURITY VIOLATION") for this; it still runs them
+        found = None if gd.enable_script_security else _first_found(self.scripts)
+        if found is not None:
+            # keepalived -t exits 6 ("SECURITY VIOLATION") for this; it still runs them
             self.warn(
-                self.first_script,
+                found,
                 "scripts are configured but enable_script_security is not set (add it to "
                 "global_defs, and keep the scripts writable by root only)",
             )

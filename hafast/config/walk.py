@@ -133,7 +133,7 @@ class Walker:
         self.warned: set[str] = set()
         self.cache: dict[tuple[Keyword, str], Any] = {}
         self.item_pos: dict[int, Token] = {}  # list items (addresses, tracks) -> their line
-        self.first_script: Token | None = None
+        self.scripts: list[tuple[Token, m.Script]] = []  # each distinct script line once
         self.seq = 0
 
     # ----------------------------------------------------------------- reporting
@@ -240,10 +240,9 @@ class Walker:
 
     def convert(self, kw: Keyword, node: Node) -> Any:
         if kw.conv is conv_script:
-            if self.first_script is None:
-                self.first_script = node.toks[0]
-            if node.raw:
-                return _script(node.raw, node.toks)
+            script = _script(node.raw, node.toks) if node.raw else conv_script(node.toks[1:])
+            self.scripts.append((node.toks[0], script))
+            return script
         return kw.conv(node.toks[1:])  # type: ignore[misc]
 
     def _arity(self, kw: Keyword, toks: tuple[Token, ...]) -> None:

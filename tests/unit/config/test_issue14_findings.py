@@ -184,3 +184,46 @@ def test_smtp_server_host_name_is_kept_unresolved(
         assert res.config.global_defs.smtp_server == want
     bad = load_file(str(_write(tmp_path, "smtp.conf", SMTP.format("-bad_name"))))
     assert ["neither an IP address nor a host name" in d.message for d in bad.errors] == [True]
+
+
+SCRIPTS = """\
+vrrp_script chk {{
+  script "{check} arg"
+}}
+vrrp_instance VI_1 {{
+  interface eth0
+  virtual_router_id 5
+  notify {notify}
+  track_script {{
+    chk
+  }}
+  virtual_ipaddress {{
+    10.0.0.1
+  }}
+}}
+"""
+
+
+def test_script_security_warning_only_where_keepalived_warns(tmp_path: Path) -> None:
+    """keepalived 2.2.7 raises SECURITY VIOLATION only for scripts it finds on disk."""
+    missing = str(tmp_path / "absent.sh")
+    cases = {
+        "untracked vrrp_script, missing": ("", f"vrrp_script none {{\n  script {missing}\n}}\n"),
+        "vrrp_script and notify missing": (missing, missing),
+        "notify found": (missing, "/bin/true"),
+        "vrrp_script found": ("true", missing),
+    }
+    for case, (check, notify) in cases.items():
+        text = SCRIPTS.format(check=check, notify=notify) if check else notify
+        path = _write(tmp_path, "sec.conf", text)
+        _, out = _keepalived(path)
+        keepalived_warns = "SECURITY VIOLATION" in out
+        warned = [d for d in load_file(str(path)).warnings if "enable_script_security" in d.message]
+        assert bool(warned) == keepalived_warns == ("found" in case.split(", ")[-1]), case
+    # with the flag set neither warns
+    text = "global_defs {\n  enable_script_security\n}\n" + SCRIPTS.format(
+        check="/bin/true", notify="/bin/true"
+    )
+    path = _write(tmp_path, "sec.conf", text)
+    assert "SECURITY VIOLATION" not in _keepalived(path)[1]
+    assert not [d for d in load_file(str(path)).warnings if "script_security" in d.message]

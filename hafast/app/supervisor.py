@@ -46,7 +46,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hafast.app.cmdline import Options
@@ -307,7 +307,7 @@ class Supervisor:
             log.error("%s (pid %d) exited with %s; -R given, stopping", w.name, w.pid, how)
             if w.role == VRRP:
                 # Nobody will advertise for its VIPs again.
-                await self._release_vips(self._take_masters(), "no respawn (-R)")
+                await self._release_masters("no respawn (-R)")
             self.request_stop("worker exit")
             return
         now = time.monotonic()
@@ -334,11 +334,8 @@ class Supervisor:
         startup = w.startup_s if w.startup_s is not None else DEFAULT_STARTUP_S
         return await self.vip_guard.on_death(w.last_pong, now, delay, startup, self._vips_moved)
 
-    def _take_masters(self) -> list[str]:
-        return self.vip_guard.take_masters(self._vips_moved)
-
-    async def _release_vips(self, masters: list[str], why: str) -> None:
-        await self.vip_guard.release_logged(masters, why)
+    def _release_masters(self, why: str) -> Coroutine[Any, Any, None]:
+        return self.vip_guard.release_masters(self._vips_moved, why)
 
     async def _resume_or_release(self, w: WorkerHandle, proc: WorkerProcess | None,
                                  deadline: float) -> None:
@@ -352,7 +349,7 @@ class Supervisor:
             w.hung_proc = proc
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        await self._release_vips(self._take_masters(), "the VRRP worker did not resume in time")
+        await self._release_masters("the VRRP worker did not resume in time")
 
     async def _read_loop(self, w: WorkerHandle, reader: asyncio.StreamReader) -> None:
         while True:
@@ -441,7 +438,7 @@ class Supervisor:
             w.proc.kill()
         if w.role == VRRP:
             # Released now, not when the death is noticed: the seconds count.
-            self._spawn(self._release_vips(self._take_masters(), f"{w.name} hung"))
+            self._spawn(self._release_masters(f"{w.name} hung"))
 
     def _vips_moved(self, states: dict[str, tuple[str, int]]) -> None:
         """ha_suspend without the address watch: a MASTER's VIPs are here."""

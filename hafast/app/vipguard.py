@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hafast.config import model as m
 from hafast.lib.units import US_PER_S
@@ -141,6 +141,12 @@ class VipGuard:
             prio = self.states.pop(name)[1]
             moved({name: ("BACKUP", prio)})
         return masters
+
+    def release_masters(self, moved: Callable[[dict[str, tuple[str, int]]], None],
+                        why: str) -> Coroutine[Any, Any, None]:
+        """Forget the MASTER instances now (:meth:`take_masters`, before the caller
+        awaits or spawns anything) and return the release of their VIPs to run."""
+        return self.release_logged(self.take_masters(moved), why)
 
     async def release_logged(self, masters: list[str], why: str) -> None:
         """:meth:`release`, saying why; a failure is logged, never raised."""

@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hafast.config import model as m
@@ -112,16 +112,8 @@ class VrrpBuilder:
         }
 
     def _named(self, pendings: Iterable[Pending], build: Any, what: str) -> tuple[Any, ...]:
-        out: list[Any] = []
-        seen: set[str] = set()
-        for p in pendings:
-            name = p.args[0].text
-            if name in seen:
-                self.ld.error(p.args[0], f"{what} '{name}' is defined twice (names must be unique)")
-                continue
-            seen.add(name)
-            out.append(build(p, name))
-        return tuple(out)
+        # Lazily: each duplicate's error comes out between the builds around it.
+        return tuple(build(p, p.args[0].text) for p in self._unique(pendings, what))
 
     # ----------------------------------------------------------------- trackers
     def vrrp_script(self, p: Pending, name: str) -> m.VrrpScript:
@@ -402,7 +394,8 @@ class VrrpBuilder:
         known = {i.name for i in insts}
         member_of: dict[str, str] = {}
         out: list[m.SyncGroup] = []
-        for p in self._named_pendings(pendings, "vrrp_sync_group"):
+        # Every duplicate group's error first, then the groups (the order -t prints).
+        for p in list(self._unique(pendings, "vrrp_sync_group")):
             name = p.args[0].text
             f = p.fields
             group = f.get("group", ())
@@ -462,15 +455,14 @@ class VrrpBuilder:
                             "weight in the group to use it)",
                         )
 
-    def _named_pendings(self, pendings: Iterable[Pending], what: str) -> list[Pending]:
+    def _unique(self, pendings: Iterable[Pending], what: str) -> Iterator[Pending]:
+        """``pendings`` with each name's first definition only; a later one is an error."""
         seen: set[str] = set()
-        out = []
         for p in pendings:
             name = p.args[0].text
             if name in seen:
                 self.ld.error(p.args[0], f"{what} '{name}' is defined twice (names must be unique)")
                 continue
             seen.add(name)
-            out.append(p)
-        return out
+            yield p
 

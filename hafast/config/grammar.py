@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hafast.config import model  # noqa: F401  (registers the built-in checker kinds)
-from hafast.config.kinds import CHILDREN, CheckerKind, subscribe
+from hafast.config.kinds import CHECK_TIMERS, CHILDREN, CheckerKind, subscribe
 from hafast.config.pool_backends import POOL_BACKENDS, help_text
 from hafast.config.tokens import Token
 from hafast.lib.units import US_PER_S
@@ -638,13 +638,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
 }
 _FACTORIES = {"int", "timer", "opttimer", "choice", "wref", "schedflag"}
 
-_RS_INHERITED = """
-connect_timeout     v  1    timer:0.001,86400 connect_timeout_us
-retry               v  1    int:0,2147483647  retry
-delay_before_retry  v  1    timer:0,86400 delay_before_retry_us
-warmup              v  1    timer:0,86400 warmup_us
-delay_loop          v  1    timer:0.001,86400 delay_loop_us
-inhibit_on_failure  f  0-1  flag          inhibit_on_failure
+_RS_INHERITED = CHECK_TIMERS + """inhibit_on_failure  f  0-1  flag          inhibit_on_failure
 smtp_alert          f  0-1  flag          smtp_alert
 virtualhost         v  1    str           virtualhost
 alpha               f  0-1  flag          alpha

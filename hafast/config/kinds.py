@@ -40,15 +40,19 @@ from typing import Any
 # Common checker rows (check_api.c install_checker_common_keywords): the timers every
 # kind takes, the connection options every kind but MISC_CHECK/FILE_CHECK/BFD_CHECK takes
 # (keepalived refuses them there).  Row format: see hafast.config.grammar.
-TIMERS = """
-alpha               f  0-1  flag          alpha
+# The timers a real_server also takes (and passes down to its checkers).
+CHECK_TIMERS = """
 connect_timeout     v  1    timer:0.001,86400 connect_timeout_us
 retry               v  1    int:0,2147483647  retry
 delay_before_retry  v  1    timer:0,86400 delay_before_retry_us
 warmup              v  1    timer:0,86400 warmup_us
 delay_loop          v  1    timer:0.001,86400 delay_loop_us
-log_all_failures    f  0-1  flag          log_all_failures
 """
+TIMERS = (
+    "\nalpha               f  0-1  flag          alpha"
+    + CHECK_TIMERS
+    + "log_all_failures    f  0-1  flag          log_all_failures\n"
+)
 CONN = """
 connect_ip          v  1    ip            connect_ip
 connect_port        v  1    cport         connect_port

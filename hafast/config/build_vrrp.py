@@ -22,34 +22,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hafast.config import model as m
+from hafast.config.model import accept_mode
 from hafast.config.tokens import Token
 from hafast.config.walk import Pending, Walker, as_tuples
 from hafast.lib.units import US_PER_S
 
 S = US_PER_S
-
-
-def accept_mode(accept: bool | None, *, priority: int, version: int, strict: bool) -> bool:
-    """Whether a master lets packets addressed to its VIPs in (Accept_Mode).
-
-    ``accept`` is what the file says (None: nothing).  RFC 5798 §6.4.3: the address
-    owner (priority 255) always accepts.  keepalived: accept is on unless strict, and
-    strict refuses it on VRRPv2 (RFC 3768 has no Accept_Mode).  The loader stores the
-    result in ``VrrpInstance.accept``; :attr:`hafast.vrrp.params.VrrpParams.accept_effective`
-    applies the same rule to parameters built without a config.
-
-    >>> accept_mode(None, priority=100, version=2, strict=False)
-    True
-    >>> accept_mode(True, priority=100, version=2, strict=True)
-    False
-    >>> accept_mode(True, priority=100, version=3, strict=True)
-    True
-    """
-    if priority == 255:
-        return True
-    if strict:
-        return bool(accept) and version == 3
-    return True if accept is None else accept
 
 
 def _split_weight(fields: dict[str, Any]) -> None:

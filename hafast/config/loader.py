@@ -42,7 +42,6 @@ from hafast.config.build_lvs import LvsBuilder
 from hafast.config.build_vrrp import VrrpBuilder, authentication
 
 # Re-exported: hafast.vrrp.params applies the loader's Accept_Mode rule from here.
-from hafast.config.build_vrrp import accept_mode as accept_mode
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
 from hafast.config.tree import build_tree
 from hafast.config.walk import ImmediateBuilder, Walker

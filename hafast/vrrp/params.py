@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hafast.config.loader import accept_mode
+from hafast.config.model import accept_mode
 from hafast.lib.units import US_PER_S
 from hafast.vrrp.timers import (
     DOWN_TIMER_ADVERTS_DEFAULT,
@@ -156,7 +156,7 @@ class VrrpParams:
     def accept_effective(self) -> bool:
         """Whether the VIP layer lets packets addressed to the VIPs in while master.
 
-        The loader's rule (:func:`hafast.config.loader.accept_mode`), so a config's
+        The model's rule (:func:`hafast.config.model.accept_mode`), so a config's
         ``VrrpInstance.accept`` and its instance never disagree; it is idempotent, so
         parameters built from a config keep the value the model holds.
         """

@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from hafast.check.api import Target
-from hafast.check.http import Exchange, client_context
+from hafast.check.http_exchange import Exchange
 from hafast.check.http_parse import PROTOCOLS, ResponseParser, build_request
+from hafast.check.http_tls import client_context
 
 __all__ = ["dump_buffer", "main"]
 

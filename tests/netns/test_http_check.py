@@ -23,7 +23,8 @@ import pytest
 import uvloop
 
 from hafast.check.api import REGISTRY, TIMEOUT, ProbeKind, ProbeResult, Target
-from hafast.check.http import Fetcher, HttpGetKind, SslGetKind
+from hafast.check.http import HttpGetKind, SslGetKind
+from hafast.check.http_fetch import Fetcher
 from hafast.check.http_parse import build_request
 from hafast.config.model import HttpGetCheck, SslGetCheck, Url
 from hafast.lab import BIG_PATH, FIXED_BODY, FIXED_PATH, Farm, big_body, body_for, md5_hex
@@ -470,7 +471,7 @@ def test_cancel_mid_flight_releases_the_socket(clean: Lab) -> None:
     async def go() -> tuple[int, int, int, list[int]]:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(0.1)
-        # Plain HTTP_GET's fetches share one epoll per loop (http.Fetcher): opened
+        # Plain HTTP_GET's fetches share one epoll per loop (http_fetch.Fetcher): opened
         # before counting, so the counts below are the attempts' sockets alone.
         fetcher = Fetcher.acquire(loop)
         before = _fds()
@@ -547,7 +548,7 @@ def test_bindto_bind_if_and_fwmark(lab: Lab) -> None:
 
 
 def test_plain_fetches_and_the_exchange_give_the_same_results(lab: Lab) -> None:
-    """The same checks through the plain path (no bind option: http.Fetcher, the
+    """The same checks through the plain path (no bind option: http_fetch.Fetcher, the
     syscalls in C) and through the Exchange (bindto: a Python socket per check):
     identical results, reasons and details."""
     a, director = lab.farm.addresses[13], lab.farm.directors[0]
@@ -583,7 +584,7 @@ def test_plain_fetches_and_the_exchange_give_the_same_results(lab: Lab) -> None:
 
 
 def test_plain_kinds_share_one_fetcher_per_loop(lab: Lab) -> None:
-    from hafast.check import http as http_mod
+    from hafast.check import http_fetch
 
     a, director = lab.farm.addresses[14], lab.farm.directors[0]
 
@@ -603,7 +604,7 @@ def test_plain_kinds_share_one_fetcher_per_loop(lab: Lab) -> None:
         for k in kinds:
             k.close()
         return ([p.result.ok for p in probes], len(fetchers), shared.fetches.closed,
-                http_mod._fetchers.holds(loop))
+                http_fetch._fetchers.holds(loop))
 
     oks, n_fetchers, closed, still_there = lab.run(go)
     assert oks == [True] * 4

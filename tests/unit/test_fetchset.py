@@ -4,7 +4,7 @@ refused connect, a reset in mid-reply, cancel (a RST), a request larger than the
 socket buffer (a partial send, then writability), close with fetches in flight,
 a closed fd's number reused at once, and every owner reference released.
 
-Then the shell (``http.Fetcher``): HTTP_GET end to end on loopback, and, with a
+Then the shell (``http_fetch.Fetcher``): HTTP_GET end to end on loopback, and, with a
 scripted FetchSet, the batch rules (an ended fetch is detached before any
 callback, a fetch cancelled by an earlier callback is silent, a raising consumer
 does not stop the batch) and the words of every ending."""
@@ -473,7 +473,7 @@ def _target(port: int) -> Any:
 def test_plain_http_get_on_loopback_reads_every_url_in_order(serve: Any) -> None:
     import uvloop
 
-    from hafast.check import http
+    from hafast.check import http_fetch
     from hafast.check.http_parse import md5_hex
     from hafast.config.model import Url
 
@@ -506,7 +506,7 @@ def test_plain_http_get_on_loopback_reads_every_url_in_order(serve: Any) -> None
         attempt.cancel()  # after the result: harmless
         fetcher = kind.fetcher
         kind.close()
-        assert fetcher.fetches.closed and not len(http._fetchers)
+        assert fetcher.fetches.closed and not len(http_fetch._fetchers)
     finally:
         loop.close()
 
@@ -545,11 +545,11 @@ class FakeFetches:
 
 
 def _shell() -> tuple[Any, FakeFetches, Any]:
-    from hafast.check import http
+    from hafast.check import http_fetch
     from tests.unit.check.fakeloop import FakeLoop
 
     loop = FakeLoop()
-    fetcher = http.Fetcher(loop)
+    fetcher = http_fetch.Fetcher(loop)
     fetcher.fetches.close()
     fake = FakeFetches()
     fetcher.fetches = fake  # type: ignore[assignment]
@@ -560,7 +560,7 @@ REPLY_OK = b"HTTP/1.0 200 OK\r\n\r\nfine"
 
 
 def test_a_callback_that_cancels_a_later_fetch_of_the_batch_silences_it() -> None:
-    from hafast.check import http
+    from hafast.check import http_fetch
 
     loop, fake, fetcher = _shell()
     kinds = [_kind(loop), _kind(loop)]
@@ -576,7 +576,7 @@ def test_a_callback_that_cancels_a_later_fetch_of_the_batch_silences_it() -> Non
     attempts.append(kinds[0].start(done_a))
     attempts.append(kinds[1].start(got["b"].append))
     fa, fb = attempts[0].fd, attempts[1].fd
-    fake.batch = [(fa, attempts[0], REPLY_OK, http.FetchSet.EOF),
+    fake.batch = [(fa, attempts[0], REPLY_OK, http_fetch.FetchSet.EOF),
                   (fb, attempts[1], REPLY_OK[:5], 0)]
     fetcher.ready()
     assert [r.ok for r in got["a"]] == [True] and got["b"] == []
@@ -584,7 +584,7 @@ def test_a_callback_that_cancels_a_later_fetch_of_the_batch_silences_it() -> Non
 
 
 def test_an_ended_fetch_is_detached_before_any_callback_runs() -> None:
-    from hafast.check import http
+    from hafast.check import http_fetch
 
     loop, fake, fetcher = _shell()
     kinds = [_kind(loop), _kind(loop)]
@@ -600,8 +600,8 @@ def test_an_ended_fetch_is_detached_before_any_callback_runs() -> None:
     attempts.append(kinds[0].start(done_a))
     attempts.append(kinds[1].start(lambda r: got.append(("b", r.ok))))
     fa, fb = attempts[0].fd, attempts[1].fd
-    fake.batch = [(fa, attempts[0], REPLY_OK, http.FetchSet.EOF),
-                  (fb, attempts[1], None, http.FetchSet.READ | errno.ECONNRESET)]
+    fake.batch = [(fa, attempts[0], REPLY_OK, http_fetch.FetchSet.EOF),
+                  (fb, attempts[1], None, http_fetch.FetchSet.READ | errno.ECONNRESET)]
     fetcher.ready()
     # b's number may belong to a new fetch by now: its cancel must not close it,
     # and b was cancelled before its turn: no callback.
@@ -611,7 +611,7 @@ def test_an_ended_fetch_is_detached_before_any_callback_runs() -> None:
 def test_a_raising_consumer_is_logged_and_the_batch_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from hafast.check import http
+    from hafast.check import http_fetch
 
     loop, fake, fetcher = _shell()
     kinds = [_kind(loop), _kind(loop)]
@@ -624,8 +624,8 @@ def test_a_raising_consumer_is_logged_and_the_batch_goes_on(
 
     a = kinds[0].start(boom)
     b = kinds[1].start(got.append)
-    fake.batch = [(a.fd, a, REPLY_OK, http.FetchSet.EOF),  # type: ignore[attr-defined]
-                  (b.fd, b, None, http.FetchSet.CONNECT | errno.ECONNREFUSED)]  # type: ignore[attr-defined]
+    fake.batch = [(a.fd, a, REPLY_OK, http_fetch.FetchSet.EOF),  # type: ignore[attr-defined]
+                  (b.fd, b, None, http_fetch.FetchSet.CONNECT | errno.ECONNREFUSED)]  # type: ignore[attr-defined]
     with caplog.at_level("ERROR", logger="hafast.check"):
         fetcher.ready()
     assert "consumer bug" in caplog.text
@@ -669,22 +669,22 @@ def test_a_refused_reply_cancels_the_open_fetch() -> None:
 def test_fetchers_are_per_loop_and_those_of_closed_loops_go() -> None:
     import uvloop
 
-    from hafast.check import http
+    from hafast.check import http_fetch
     from tests.unit.check.fakeloop import FakeLoop
 
     fake = FakeLoop()  # no is_closed(): left alone by the sweep
-    kept = http.Fetcher.acquire(fake)
+    kept = http_fetch.Fetcher.acquire(fake)
     first, second = uvloop.new_event_loop(), uvloop.new_event_loop()
     try:
-        a = http.Fetcher.acquire(first)
-        assert http.Fetcher.acquire(first) is a and a.users == 2
+        a = http_fetch.Fetcher.acquire(first)
+        assert http_fetch.Fetcher.acquire(first) is a and a.users == 2
         first.close()
-        b = http.Fetcher.acquire(second)  # sweeps the closed loop's
+        b = http_fetch.Fetcher.acquire(second)  # sweeps the closed loop's
         assert b is not a and a.fetches.closed and not kept.fetches.closed
-        assert set(http._fetchers) == {kept, b}
+        assert set(http_fetch._fetchers) == {kept, b}
         b.release()
         kept.release()
-        assert b.fetches.closed and kept.fetches.closed and not len(http._fetchers)
+        assert b.fetches.closed and kept.fetches.closed and not len(http_fetch._fetchers)
     finally:
         first.close()
         second.close()

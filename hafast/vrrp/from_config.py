@@ -32,6 +32,9 @@ from hafast._core.vrrp_constants import (
     AUTH_PASS,
     CHECKSUM_MESSAGE,
     CHECKSUM_PSEUDO,
+    IP_TTL_ERR,
+    OK,
+    VRRP_TTL,
     auth_data_from_pass,
 )
 from hafast.config.model import GlobalDefs, VrrpInstance
@@ -62,6 +65,10 @@ class ChannelConfig:
     auth_data: bytes = b""  # v2 PASS: the 8 bytes; AH: the HMAC-MD5 key (same 8 bytes)
     v3_checksum: str = CHECKSUM_PSEUDO  # how we send; receive accepts both (detects)
     kernel_rx_buf_size: int = 0  # keepalived's per-instance SO_RCVBUF share (0: policy)
+    unicast_ttl: int = VRRP_TTL  # TTL / hop limit of the adverts sent to unicast peers
+    # check_unicast_src: accept adverts only from a peer, with a TTL in its range
+    check_src: bool = False
+    peer_ttl: tuple[tuple[int, int], ...] = ()  # (min_ttl, max_ttl) of each of peers
 
     @property
     def unicast(self) -> bool:
@@ -133,7 +140,66 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
         auth_data=auth_data,
         v3_checksum=CHECKSUM_MESSAGE if as_v2 else CHECKSUM_PSEUDO,
         kernel_rx_buf_size=inst.kernel_rx_buf_size,
+        unicast_ttl=inst.unicast_ttl,
+        # keepalived (vrrp_data.c alloc_vrrp_unicast_peer): a peer's min_ttl or
+        # max_ttl turns check_unicast_src on.  The model keeps no "given" flag, so a
+        # range other than the default 0-255 stands for it (an explicit "min_ttl 0"
+        # alone checks nothing here).
+        check_src=inst.check_unicast_src
+        or any((p.min_ttl, p.max_ttl) != (0, 255) for p in inst.unicast_peer),
+        peer_ttl=tuple((p.min_ttl, p.max_ttl) for p in inst.unicast_peer),
     )
+
+
+# An advert from an address that is not one of the instance's unicast peers.
+UNICAST_SRC_ERR = "unicast_src_err"
+
+
+def peer_ranges(cfg: ChannelConfig) -> dict[bytes, tuple[int, int]] | None:
+    """``{peer: (min_ttl, max_ttl)}`` to check received adverts against, or None
+    when nothing is checked (multicast, or no ``check_unicast_src``).
+
+    keepalived 2.2.7 (vrrp.c ``vrrp_check_packet``) checks only in unicast mode,
+    with the instance's ``check_unicast_src`` or global ``vrrp_check_unicast_src``.
+
+    >>> a, b = bytes([10, 0, 0, 2]), bytes([10, 0, 0, 3])
+    >>> peer_ranges(ChannelConfig("eth0", 4, 1, 2, 1, peers=(a, b), check_src=True,
+    ...                           peer_ttl=((0, 255), (250, 255))))[b]
+    (250, 255)
+    >>> peer_ranges(ChannelConfig("eth0", 4, 1, 2, 1, peers=(a,))) is None
+    True
+    """
+    if not (cfg.check_src and cfg.peers):
+        return None
+    ttls = cfg.peer_ttl or ((0, VRRP_TTL),) * len(cfg.peers)
+    # A peer listed twice: keepalived takes the first match, and so does setdefault.
+    out: dict[bytes, tuple[int, int]] = {}
+    for peer, rng in zip(cfg.peers, ttls, strict=True):
+        out.setdefault(peer, rng)
+    return out
+
+
+def source_verdict(ranges: dict[bytes, tuple[int, int]], src: bytes, ttl: int) -> str:
+    """``"ok"``, or why an advert from ``src`` with TTL / hop limit ``ttl`` is dropped.
+
+    The source must be a unicast peer (``unicast_src_err``, which keepalived logs
+    but counts nowhere), and a TTL known to us (-1: not known, not checked)
+    within that peer's ``min_ttl``..``max_ttl`` (``ip_ttl_err``, keepalived's
+    counter).  The TTL is the received one: the IPv4 header's, or IPv6's
+    IPV6_HOPLIMIT ancillary data.
+
+    >>> r = {bytes([10, 0, 0, 2]): (250, 255)}
+    >>> [source_verdict(r, bytes([10, 0, 0, 2]), t) for t in (255, 249, -1)]
+    ['ok', 'ip_ttl_err', 'ok']
+    >>> source_verdict(r, bytes([10, 0, 0, 9]), 255)
+    'unicast_src_err'
+    """
+    rng = ranges.get(src)
+    if rng is None:
+        return UNICAST_SRC_ERR
+    if ttl != -1 and not rng[0] <= ttl <= rng[1]:
+        return IP_TTL_ERR
+    return OK
 
 
 def rx_bufs_of(gd: GlobalDefs) -> RxBufs:

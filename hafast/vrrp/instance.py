@@ -542,6 +542,14 @@ class Instance:
         self.feed(fsm.AdvertReceived(when, adv.priority, bytes(adv.src),
                                      adv.adver_int if adv.version == 3 else 0))
 
+    def reject(self, reason: str, adv: Advert) -> None:
+        """A valid advert the transport dropped (``check_unicast_src``): counted here
+        as keepalived counts it (``ip_ttl_err`` for a TTL out of the peer's range);
+        the transport has logged it."""
+        self.rejects[reason] = self.rejects.get(reason, 0) + 1
+        if reason in self.counters:
+            self.counters[reason] += 1
+
     def _reject(self, reason: str, adv: Advert) -> None:
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
         if reason in self.counters:

@@ -9,17 +9,24 @@ that would block is dropped and counted, never waited for.
 
 Every packet received and not handed on is counted on its socket under one stable
 reason (:data:`DROP_REASONS`: the codec's reject reasons, keepalived's names where
-it has one, plus ``unknown_vrid``), and the kernel's own count of what it dropped
-before we could read it (a full receive buffer) is read from /proc/net/raw[6]: the
-socket's view (:meth:`VrrpSocket.view`) is what status, the stats dump and
-/metrics show.  The receive buffer is sized as keepalived's ``vrrp_rx_bufs_policy``
-says (:mod:`hafast.vrrp.rxbufs`).
+it has one, plus ``unknown_vrid`` and ``check_unicast_src``'s ``unicast_src_err``),
+and the kernel's own count of what it dropped before we could read it (a full
+receive buffer) is read from /proc/net/raw[6]: the socket's view
+(:meth:`VrrpSocket.view`) is what status, the stats dump and /metrics show.  The
+receive buffer is sized as keepalived's ``vrrp_rx_bufs_policy`` says
+(:mod:`hafast.vrrp.rxbufs`).
 
-IPv4 packets are built whole (``encode_ipv4``: TTL 255, TOS 0xc0) and sent with
-IP_HDRINCL, because the v3 pseudo-header checksum needs the exact source address
-and binding a raw socket to a unicast source would stop it receiving multicast.
-IPv6 carries the source in IPV6_PKTINFO for the same reason, and the hop limit
+IPv4 packets are built whole (``encode_ipv4``: TTL 255 or, to unicast peers,
+``unicast_ttl``; TOS 0xc0) and sent with IP_HDRINCL, because the v3 pseudo-header
+checksum needs the exact source address and binding a raw socket to a unicast
+source would stop it receiving multicast.  IPv6 carries the source in IPV6_PKTINFO
+for the same reason (and ``unicast_ttl`` in IPV6_HOPLIMIT), and the hop limit
 arrives as IPV6_HOPLIMIT ancillary data (RFC 5798 §7.1 checks it).
+
+With ``check_unicast_src`` (or a peer's ``min_ttl``/``max_ttl``) a unicast channel
+drops a valid advert from an address that is not one of its peers, or whose
+received TTL / hop limit is outside that peer's range, as keepalived 2.2.7 does;
+multicast adverts need TTL 255 (RFC 5798 §5.1.1.3), unicast ones only that range.
 
 Example::
 
@@ -61,7 +68,7 @@ from hafast._core.vrrp_constants import (
     VRRP_TTL,
 )
 from hafast.lib.units import NS_PER_US, US_PER_S
-from hafast.vrrp.from_config import ChannelConfig
+from hafast.vrrp.from_config import UNICAST_SRC_ERR, ChannelConfig, peer_ranges, source_verdict
 from hafast.vrrp.rxbufs import (
     DEFAULT_RX_BUF,
     POLICY_MTU,
@@ -113,8 +120,10 @@ UNKNOWN_VRID = "unknown_vrid"
 # Every reason a received packet is dropped for, in a fixed order: each socket reports
 # all of them (zeros too), so a metric series exists before its first drop.  The codec
 # can also say buffer_err/param_err, but only for arguments we pass, never for a packet.
+# unicast_src_err: check_unicast_src (the channel's check after the codec's).
 DROP_REASONS: tuple[str, ...] = (
-    UNKNOWN_VRID, *(r for r in REASONS if r not in (OK, BUFFER_ERR, PARAM_ERR)))
+    UNKNOWN_VRID, *(r for r in REASONS if r not in (OK, BUFFER_ERR, PARAM_ERR)),
+    UNICAST_SRC_ERR)
 
 
 @dataclass(slots=True)
@@ -448,12 +457,15 @@ class VrrpSocket:
             self._rlog.warning("tx", "%s: VRRP send failed: %s", self.ifname, exc)
         return False
 
-    def send6(self, message: bytes, src: bytes, dst: bytes) -> bool:
-        pktinfo = struct.pack("16sI", src, self.ifindex)
+    def send6(self, message: bytes, src: bytes, dst: bytes, hop_limit: int | None = None) -> bool:
+        """``hop_limit``: this message's, when not the socket's 255 (``unicast_ttl``:
+        instances with different ones share the socket, so it goes per message)."""
+        anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, struct.pack("16sI", src, self.ifindex))]
+        if hop_limit is not None:
+            anc.append((socket.IPPROTO_IPV6, IPV6_HOPLIMIT, struct.pack("i", hop_limit)))
         target = (socket.inet_ntop(socket.AF_INET6, dst), 0, 0, self.ifindex)
         try:
-            self.sock.sendmsg([message], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)], 0,
-                              target)
+            self.sock.sendmsg([message], anc, 0, target)
             return True
         except (BlockingIOError, InterruptedError):
             self.counters.tx_dropped += 1
@@ -484,15 +496,25 @@ class Channel:
     sock: VrrpSocket
     cfg: ChannelConfig
     on_advert: Callable[[Advert, int | None], None]
+    # A valid advert the channel drops (check_unicast_src): the reason, for the
+    # instance's own counters.  None: counted on the socket only.
+    on_reject: Callable[[str, Advert], None] | None = None
     sent: int = 0
     # What received v2 adverts must carry (-1 / None / 0 = not checked).
     rx_auth_type: int = -1
     rx_auth_data: bytes | None = None
     rx_adver_int: int = 0
     ah_seq: int = 0  # keepalived's AH sequence number: +1 per advert (receivers drop replays)
+    # check_unicast_src: {peer: (min_ttl, max_ttl)}; None (the usual case) checks nothing.
+    src_ranges: dict[bytes, tuple[int, int]] | None = None
+    # The TTL / hop limit of our unicast adverts when it is not the socket's 255.
+    tx_hop_limit: int | None = None
 
     def __post_init__(self) -> None:
         c = self.cfg
+        self.src_ranges = peer_ranges(c)
+        if c.unicast and c.unicast_ttl != VRRP_TTL:
+            self.tx_hop_limit = c.unicast_ttl
         if c.version == 2:
             # RFC 3768 §7.1: verify Auth Type, the password (or AH's ICV) and Adver Int.
             self.rx_auth_type = c.auth_type
@@ -506,7 +528,29 @@ class Channel:
             # The socket's tally of every drop; the instance keeps its own as well.
             rejects = self.sock.counters.rejects
             rejects[advert.reason] = rejects.get(advert.reason, 0) + 1
+        elif self.src_ranges is not None:
+            reason = source_verdict(self.src_ranges, advert.src, advert.ttl)
+            if reason != OK:
+                self._drop(reason, advert)
+                return
         self.on_advert(advert, at_us)
+
+    def _drop(self, reason: str, advert: Advert) -> None:
+        """keepalived's check_unicast_src drops, worded as keepalived logs them."""
+        rejects = self.sock.counters.rejects
+        rejects[reason] = rejects.get(reason, 0) + 1
+        src = _ntop(self.cfg.family, advert.src)
+        if reason == UNICAST_SRC_ERR:
+            self.sock._rlog.warning(f"{reason}/{self.cfg.vrid}",
+                                    "%s: VRID %d: unicast source address %s not a unicast peer",
+                                    self.sock.ifname, self.cfg.vrid, src)
+        else:
+            lo, hi = self.src_ranges[advert.src] if self.src_ranges else (0, VRRP_TTL)
+            self.sock._rlog.warning(f"{reason}/{self.cfg.vrid}",
+                                    "%s: VRID %d: TTL/HL %d from %s not in range %d - %d",
+                                    self.sock.ifname, self.cfg.vrid, advert.ttl, src, lo, hi)
+        if self.on_reject is not None:
+            self.on_reject(reason, advert)
 
     def encode(self, priority: int, dst: bytes) -> bytes:
         c = self.cfg
@@ -517,6 +561,7 @@ class Channel:
                 c.version, c.vrid, priority, c.addresses, c.adver_int, src=c.src, dst=dst,
                 ip_id=self.sock.next_ip_id(), auth_type=c.auth_type, auth_data=c.auth_data,
                 v3_checksum=c.v3_checksum, ah_seq=self.ah_seq, unicast=c.unicast,
+                ttl=c.unicast_ttl if c.unicast else VRRP_TTL,
             )
         return encode(c.version, c.vrid, priority, c.addresses, c.adver_int,
                       family=FAMILY_IPV6, src=c.src, dst=dst)
@@ -529,7 +574,7 @@ class Channel:
             if self.cfg.family == FAMILY_IPV4:
                 ok = self.sock.send4(data, dst) and ok
             else:
-                ok = self.sock.send6(data, self.cfg.src, dst) and ok
+                ok = self.sock.send6(data, self.cfg.src, dst, self.tx_hop_limit) and ok
         self.sent += 1
         return ok
 
@@ -550,7 +595,8 @@ class Transport:
         self.sockets: dict[tuple[str, int], VrrpSocket] = {}
 
     def channel(self, cfg: ChannelConfig,
-                on_advert: Callable[[Advert, int | None], None]) -> Channel:
+                on_advert: Callable[[Advert, int | None], None],
+                on_reject: Callable[[str, Advert], None] | None = None) -> Channel:
         key = (cfg.ifname, cfg.family)
         sock = self.sockets.get(key)
         if sock is None:
@@ -559,7 +605,7 @@ class Transport:
             sock.enable_ah()
         if not cfg.unicast:
             sock.join(cfg.group)
-        ch = Channel(sock, cfg, on_advert)
+        ch = Channel(sock, cfg, on_advert, on_reject)
         sock.register(ch)
         sock.size_rx_bufs(self.rx_bufs)
         return ch

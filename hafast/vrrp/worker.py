@@ -124,7 +124,7 @@ class VrrpWorker:
                         announcer=self._announcer(ch.ifname), notifier=self.notifier)
         inst.accept_filter = self.accept_filter
         try:
-            inst.sender = self.transport.channel(ch, inst.on_advert)
+            inst.sender = self.transport.channel(ch, inst.on_advert, inst.reject)
         except (OSError, ValueError) as exc:
             log.error("%s: cannot open the VRRP socket on %s: %s", spec.name, ch.ifname, exc)
             return None

@@ -36,8 +36,10 @@ from hafast.lib.units import US_PER_S
 
 S = US_PER_S
 
-# Settings a real server inherits from its virtual server.
-_INHERITED_RS = ("inhibit_on_failure", "smtp_alert", "alpha", "virtualhost", "lvs_method")
+# Settings a real server inherits from its virtual server.  Not smtp_alert: in
+# keepalived 2.2.7 (check_data.c) the virtual server's is for its quorum alerts only,
+# and a real server's unset one follows global_defs (hafast.lib.smtp_alert.enabled).
+_INHERITED_RS = ("inhibit_on_failure", "alpha", "virtualhost", "lvs_method")
 
 # Scheduler flag keyword -> (the scheduler it is for, None: any; the canonical flag it
 # sets, None: nothing).  include/uapi/linux/ip_vs.h IP_VS_SVC_F_SCHED1..3 are flag-1..3.

@@ -720,8 +720,8 @@ smtp_connect_timeout v 1    timer:0.001,86400 smtp_connect_timeout_us
 smtp_alert          f  0-1  flag          smtp_alert
 smtp_alert_vrrp     f  0-1  flag          smtp_alert_vrrp
 smtp_alert_checker  f  0-1  flag          smtp_alert_checker
-no_email_faults     f  0-1  flag          -
-no_checker_emails   f  0-1  flag          -
+no_email_faults     f  0-1  flag          no_email_faults
+no_checker_emails   f  0-1  flag          no_checker_emails
 checker_log_all_failures f 0-1 flag       checker_log_all_failures
 default_interface   v  1    str           default_interface
 vrrp_mcast_group4   v  1    ip            vrrp_mcast_group4

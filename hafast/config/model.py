@@ -101,9 +101,12 @@ class GlobalDefs:
     smtp_server: tuple[str, int | None] | None = None  # (IP or host name, port; None: 25)
     smtp_helo_name: str | None = None
     smtp_connect_timeout_us: int = 30 * US_PER_S
-    smtp_alert: bool = False
-    smtp_alert_vrrp: bool = False
-    smtp_alert_checker: bool = False
+    # None: not set (keepalived's -1); hafast.lib.smtp_alert.enabled() applies the rule
+    smtp_alert: bool | None = None
+    smtp_alert_vrrp: bool | None = None
+    smtp_alert_checker: bool | None = None
+    no_email_faults: bool = False
+    no_checker_emails: bool = False
     checker_log_all_failures: bool = False
     default_interface: str = "eth0"
     vrrp_mcast_group4: str = "224.0.0.18"  # RFC 5798 §5.1.1.2
@@ -291,7 +294,7 @@ class VrrpInstance:
     notify: Script | None = None
     notify_priority_changes: bool = False
     notify_master_rx_lower_pri: Script | None = None
-    smtp_alert: bool = False
+    smtp_alert: bool | None = None  # None: unset (keepalived's -1), the global_defs decide
     where: str = _where()
 
 
@@ -310,7 +313,7 @@ class SyncGroup:
     notify_stop: Script | None = None
     notify: Script | None = None
     notify_priority_changes: bool = False
-    smtp_alert: bool = False
+    smtp_alert: bool | None = None  # None: unset (keepalived's -1), the global_defs decide
     sync_group_tracking_weight: bool = False
     where: str = _where()
 
@@ -657,7 +660,7 @@ class RealServer:
     uthreshold: int = 0
     lthreshold: int = 0
     inhibit_on_failure: bool = False
-    smtp_alert: bool = False
+    smtp_alert: bool | None = None  # None: unset (keepalived's -1), the global_defs decide
     alpha: bool = False
     virtualhost: str | None = None
     checkers: tuple[Checker, ...] = ()
@@ -713,7 +716,7 @@ class VirtualServer:
     inhibit_on_failure: bool = False
     ha_suspend: bool = False
     virtualhost: str | None = None
-    smtp_alert: bool = False
+    smtp_alert: bool | None = None  # None: unset (keepalived's -1), the global_defs decide
     ops: bool = False  # IP_VS_SVC_F_ONEPACKET (kept apart from the scheduler flags)
     # scheduler flags, canonical: a sorted subset of ("flag-1", "flag-2", "flag-3");
     # sh-fallback/mh-fallback are flag-1, sh-port/mh-port flag-2 (ip_vs_sh.c, ip_vs_mh.c)

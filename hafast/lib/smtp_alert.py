@@ -76,6 +76,25 @@ CHECKER_TEXTS: dict[str, tuple[str, str]] = {
 }
 
 
+def enabled(own: bool | None, specific: bool | None, general: bool | None,
+            default: bool = False) -> bool:
+    """Whether an instance, sync group or real server sends alerts: its own
+    ``smtp_alert`` when set, else global_defs' ``smtp_alert_vrrp`` (or
+    ``smtp_alert_checker``: ``specific``), else global ``smtp_alert``, else
+    ``default`` (keepalived 2.2.7 vrrp.c and check_data.c: off, but on for a real
+    server, "to maintain backwards compatibility").  None is unset.
+
+    >>> enabled(None, None, None), enabled(None, None, None, default=True)
+    (False, True)
+    >>> enabled(None, False, True), enabled(False, None, True)
+    (False, False)
+    """
+    for value in (own, specific, general):
+        if value is not None:
+            return value
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert's subject (without the ``[router_id]`` the sender puts first: the

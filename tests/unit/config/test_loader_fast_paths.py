@@ -184,4 +184,4 @@ def test_one_word_short_path_matches_the_general_path() -> None:
     assert TABLE["real_server"]["weight"].one_word
     assert not TABLE["virtual_server"]["sh-port"].one_word  # repeatable: the general path
     assert not TABLE["virtual_server"]["real_server"].one_word  # a block
-    assert not TABLE["global_defs"]["no_email_faults"].one_word  # accepted, not modelled
+    assert not TABLE["global_defs"]["use_symlink_paths"].one_word  # accepted, not modelled

@@ -20,8 +20,13 @@ import pytest
 
 from hafast._core.vrrp_codec import Advert, encode, encode_ipv4
 from hafast.config.loader import load_text
+from hafast.config.model import VirtualAddress
+from hafast.net.vip import MemoryVips
 from hafast.vrrp import from_config
 from hafast.vrrp.from_config import UNICAST_SRC_ERR, channel_for, peer_ranges, source_verdict
+from hafast.vrrp.fsm import State
+from hafast.vrrp.instance import Instance, InstanceSpec, ManualTimers, NullAnnouncer
+from hafast.vrrp.params import VrrpParams
 from hafast.vrrp.transport import (
     DROP_REASONS,
     IPV6_HOPLIMIT,
@@ -226,17 +231,45 @@ def test_drops_logged_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
     assert s.counters.drops()[UNICAST_SRC_ERR] == 50
 
 
-def test_instance_counts_the_drop_as_keepalived() -> None:
-    from hafast.vrrp.instance import Instance
+def _master(check: bool, ttl: tuple[int, int] = (0, 255)
+            ) -> tuple[Instance, VrrpSocket, ManualTimers]:
+    """A unicast VRRPv2 instance at priority 100 that became MASTER alone."""
+    clock = ManualTimers()
+    spec = InstanceSpec(name="VI_1", ifname="eth0", family=4,
+                        params=VrrpParams(priority=100, src_addr=SRC, garp_master_delay_us=0),
+                        vips=(VirtualAddress("10.0.0.100", 24, 4),))
+    inst = Instance(spec, timers=clock, vips=MemoryVips(), announcer=NullAnnouncer(),
+                    notifier=None)
+    s = _sock()
+    cfg = ChannelConfig("eth0", 4, 51, 2, 1, addresses=(VIP,), src=SRC, peers=(PEER,),
+                        check_src=check, peer_ttl=(ttl,))
+    inst.sender = Channel(s, cfg, inst.on_advert, inst.reject)
+    s.register(inst.sender)
+    inst.start()
+    clock.advance(4_000_000)
+    assert inst.state is State.MASTER
+    return inst, s, clock
 
-    counters = {"ip_ttl_err": 0}
-    rejects: dict[str, int] = {}
-    holder = type("H", (), {"counters": counters, "rejects": rejects})()
-    adv = Advert()
-    Instance.reject(holder, "ip_ttl_err", adv)  # type: ignore[arg-type]
-    Instance.reject(holder, UNICAST_SRC_ERR, adv)  # type: ignore[arg-type]
-    assert counters == {"ip_ttl_err": 1}
-    assert rejects == {"ip_ttl_err": 1, UNICAST_SRC_ERR: 1}
+
+@pytest.mark.parametrize("check", [True, False])
+def test_a_stranger_cannot_take_over_with_the_check(check: bool) -> None:
+    inst, s, clock = _master(check)
+    for _ in range(5):
+        s._rx4(_advert4(ROGUE, priority=200))
+        clock.advance(1_000_000)
+    if check:
+        assert inst.state is State.MASTER
+        assert inst.rejects == {UNICAST_SRC_ERR: 5}
+        assert s.counters.drops()[UNICAST_SRC_ERR] == 5
+    else:  # the same adverts, unchecked: a higher priority wins (so the test can fail)
+        assert inst.state is State.BACKUP and not inst.rejects
+
+
+def test_the_instance_counts_a_ttl_drop_as_keepalived() -> None:
+    inst, s, _ = _master(True, ttl=(255, 255))
+    s._rx4(_advert4(PEER, ttl=64, priority=200))
+    assert inst.counters["ip_ttl_err"] == 1 and inst.rejects == {"ip_ttl_err": 1}
+    assert inst.state is State.MASTER
 
 
 # -- on the send path ------------------------------------------------------------
@@ -251,11 +284,11 @@ def test_unicast_ttl_in_the_ipv4_header() -> None:
     m = _sock()
     mch, _ = _channel(m, unicast_ttl=7)  # without peers it does nothing (keepalived resets it)
     mch.send(100)
-    assert m.sock.sent[0][0][8] == 255  # type: ignore[attr-defined,index]
+    assert m.sock.sent[0][0][8] == 255  # type: ignore[attr-defined]
     d = _sock()
     dch, _ = _channel(d, peers=(PEER,))
     dch.send(100)
-    assert d.sock.sent[0][0][8] == 255  # type: ignore[attr-defined,index]
+    assert d.sock.sent[0][0][8] == 255  # type: ignore[attr-defined]
 
 
 def test_unicast_ttl_as_ipv6_hop_limit_per_message() -> None:

@@ -100,7 +100,8 @@ class VrrpSide:
         out = []
         for inst in self.worker.instances:
             out.append(instance_json(inst, by_name.get(inst.name), sockets))
-        return {"instances": out, "sockets": sockets}
+        return {"instances": out, "sockets": sockets,
+                "alerts": self.worker.notifier.counters()}
 
 
 class ResumingVips:

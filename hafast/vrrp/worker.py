@@ -16,9 +16,10 @@ from dataclasses import replace
 from typing import Any
 
 from hafast.config.model import Config
-from hafast.lib.notify import Notifier, as_argv
+from hafast.lib.notify import as_argv
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
 from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
+from hafast.vrrp.alerts import AlertingNotifier
 from hafast.vrrp.build import InstancePlan, plan_instances
 from hafast.vrrp.from_config import rx_bufs_of
 from hafast.vrrp.fsm import State
@@ -58,7 +59,8 @@ class VrrpWorker:
         scripts = [as_argv(s) for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
                                            (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script))
                    if f]
-        self.notifier = Notifier(loop, fifos, scripts)
+        # The notify FIFOs and scripts, and keepalived's email alerts (vrrp/alerts.py).
+        self.notifier = AlertingNotifier(loop, fifos, scripts, config=config)
         self.tracking = Tracking(loop, config, self.linkwatch)
         self.instances: list[Instance] = []
         self.groups: list[SyncGroup] = []
@@ -177,6 +179,7 @@ class VrrpWorker:
         plan = diff(self.config, config).vrrp_instances
         self.config = config
         self.reloads += 1
+        self.notifier.configure(config)
         by_name = {i.name: i for i in self.instances}
         for o in plan.remove:
             inst = by_name.pop(o.name, None)

@@ -280,6 +280,29 @@ class VrrpBuilder:
                     f"unicast_peer {peer.address} is not IPv{family} like the instance "
                     f"(expected: an IPv{family} peer address)",
                 )
+            if peer.min_ttl > peer.max_ttl:
+                self.ld.warn(
+                    self.ld.at(peer, pos["unicast_peer"]),
+                    f"({name}) min_ttl {peer.min_ttl} > max_ttl {peer.max_ttl} - all packets "
+                    f"from {peer.address} will be discarded",
+                )
+        if not peers:
+            # keepalived 2.2.7 (vrrp_parser.c, vrrp.c vrrp_complete_instance): these
+            # speak of unicast mode, which needs a peer; the instance stays multicast.
+            if "unicast_ttl" in pos:
+                self.ld.warn(
+                    pos["unicast_ttl"],
+                    f"({name}): Cannot use unicast_ttl without unicast peers - ignored "
+                    "(adverts go to the multicast group with TTL 255)",
+                )
+            for k in ("check_unicast_src", "unicast_src_ip"):
+                if k in pos:
+                    self.ld.warn(
+                        pos[k],
+                        f"({name}) A unicast keyword ({k}) has been specified without any "
+                        "unicast peers. Defaulting to multicast.",
+                    )
+                    break
         for k, gk in (
             ("garp_master_delay_us", gd.vrrp_garp_master_delay_us),
             ("garp_master_repeat", gd.vrrp_garp_master_repeat),

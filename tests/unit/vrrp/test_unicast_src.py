@@ -304,3 +304,22 @@ def test_unicast_ttl_as_ipv6_hop_limit_per_message() -> None:
     dch.send(100)
     (_msg, anc, _addr), = d.sock.sent  # type: ignore[attr-defined]
     assert [k for _, k, _ in anc] == [IPV6_PKTINFO]  # the socket's 255: no per-message cost
+
+
+# -- hafast -t says what keepalived says ---------------------------------------------
+
+
+def test_load_warns_as_keepalived() -> None:
+    def warnings(body: str) -> list[str]:
+        text = ("vrrp_instance V {\n interface lo\n virtual_router_id 51\n"
+                f" virtual_ipaddress {{\n  10.0.0.100\n }}\n{body}\n}}\n")
+        return [d.message for d in load_text(text).warnings]
+
+    assert any("min_ttl 200 > max_ttl 100 - all packets from 10.0.0.2 will be discarded" in w
+               for w in warnings(" unicast_peer {\n  10.0.0.2 min_ttl 200 max_ttl 100\n }"))
+    assert any("Cannot use unicast_ttl without unicast peers" in w
+               for w in warnings(" unicast_ttl 9"))
+    assert any("without any unicast peers. Defaulting to multicast" in w
+               for w in warnings(" check_unicast_src"))
+    assert not warnings(" unicast_peer {\n  10.0.0.2 min_ttl 1\n }\n unicast_ttl 9\n"
+                        " check_unicast_src")

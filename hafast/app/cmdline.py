@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("-R", "--dont-respawn", action="store_true", help="do not restart a dead worker")
     a("-n", "--dont-fork", action="store_true", help="stay in the foreground")
     a("-d", "--dump-conf", action="store_true", help="print the configuration and exit")
-    a("--json", action="store_true", help="with -d: dump as JSON")
+    a("--json", action="store_true",
+      help="with -d: dump as JSON; with -t: the diagnostics as JSON on stdout")
     a("-p", "--pid", dest="pid_file", metavar="FILE", help="parent pid file")
     a("-r", "--vrrp_pid", dest="vrrp_pid_file", metavar="FILE", help="VRRP worker pid file")
     a("-c", "--checkers_pid", dest="checkers_pid_file", metavar="FILE",

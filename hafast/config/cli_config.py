@@ -7,6 +7,8 @@ answers 5 for most config errors; the documented codes are the stable contract.)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from typing import TextIO
 
@@ -46,7 +48,21 @@ def run_config(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     res = load_file(path or DEFAULT_CONFIG, config_id=config_id)
-    for d in _ordered(res.diagnostics, res.files):
+    ordered = _ordered(res.diagnostics, res.files)
+    if test and as_json and not dump:
+        # -t --json: the diagnostics for tooling, on stdout; the exit code as without it
+        out.write(json.dumps({
+            "config": path or DEFAULT_CONFIG,
+            "files": res.files,
+            "ok": res.ok,
+            "errors": len(res.errors),
+            "warnings": len(res.warnings),
+            "diagnostics": [dataclasses.asdict(d) for d in ordered],
+        }, indent=1) + "\n")
+        if not res.files and res.errors:
+            return EXIT_CANNOT_READ
+        return EXIT_OK if res.ok else EXIT_CONFIG_ERRORS
+    for d in ordered:
         print(d.format(), file=err)
     if not res.files and res.errors:
         return EXIT_CANNOT_READ

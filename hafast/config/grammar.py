@@ -40,6 +40,7 @@ from typing import Any
 from hafast.config import model  # noqa: F401  (registers the built-in checker kinds)
 from hafast.config.kinds import CHECK_TIMERS, CHILDREN, CheckerKind, subscribe
 from hafast.config.pool_backends import POOL_BACKENDS, help_text
+from hafast.config.support import Gap, gap
 from hafast.config.tokens import Token
 from hafast.lib.units import US_PER_S
 
@@ -74,10 +75,12 @@ class Keyword:
     one_word: bool = False
     # an old spelling keepalived still honours but flags: its warning, once per load
     deprecated: str = ""
+    # accepted without effect: the warning or error hafast -t owes (hafast.config.support)
+    gap: Gap | None = None
 
     @property
     def supported(self) -> bool:
-        return self.field is not None
+        return self.gap is None
 
     def shape(self) -> str:
         """How the keyword is written, for error messages: ``priority <1..255>``."""
@@ -882,7 +885,7 @@ full_command        f  0-1  flag          full_command
 """,
     "vrrp_sync_group": """
 group               l  0    name          +group
-global_tracking     f  0-1  flag          -
+global_tracking     f  0-1  flag          sync_group_tracking_weight
 sync_group_tracking_weight f 0-1 flag     sync_group_tracking_weight
 notify_deleted      v  0+   any           -
 """
@@ -1129,7 +1132,10 @@ _DESCRIPTIONS = {
 
 
 # Old names keepalived 2.2.7 still reads as the new keyword, with a warning.
-DEPRECATED_NAMES: dict[str, str] = {"nb_get_retry": "retry"}
+DEPRECATED_NAMES: dict[str, str] = {
+    "nb_get_retry": "retry",
+    "global_tracking": "sync_group_tracking_weight",
+}
 
 
 def _deprecated(name: str) -> str:
@@ -1160,6 +1166,7 @@ def _rows(context: str, text: str) -> dict[str, Keyword]:
             child=child,
             note=EXTENSIONS.get((context, name), ""),
             deprecated=_deprecated(name),
+            gap=gap(context, name),
             one_word=kind in ("v", "f")
             and field is not None
             and not fieldspec.startswith("+")

@@ -56,6 +56,9 @@ class Diagnostic:
     col: int
     severity: Severity
     message: str
+    # what kind of problem, for tooling (hafast -t --json): "unsupported" for a keepalived
+    # keyword hafast accepts without honouring it (hafast.config.support), else ""
+    code: str = ""
 
     def format(self) -> str:
         return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"

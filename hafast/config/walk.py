@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 from hafast.config import model as m
 from hafast.config.grammar import TABLE, BadValue, Keyword, conv_script
 from hafast.config.kinds import CHILDREN, KINDS
+from hafast.config.support import UNSUPPORTED
 from hafast.config.tokens import ConfigError, Diagnostic, Token
 from hafast.config.tree import Node
 
@@ -137,11 +138,11 @@ class Walker:
         self.seq = 0
 
     # ----------------------------------------------------------------- reporting
-    def error(self, tok: Token, msg: str) -> None:
-        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "error", msg))
+    def error(self, tok: Token, msg: str, code: str = "") -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "error", msg, code))
 
-    def warn(self, tok: Token, msg: str) -> None:
-        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "warning", msg))
+    def warn(self, tok: Token, msg: str, code: str = "") -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, tok.col, "warning", msg, code))
 
     def at(self, item: object, fallback: Token) -> Token:
         """The line a list item (address, peer, tracked name) was written on."""
@@ -215,11 +216,13 @@ class Walker:
                 # the fast path above skips this only for a word already seen (and warned)
                 self.warned.add(kt.text)
                 self.warn(kt, kw.deprecated)
+            gap = kw.gap
+            if gap is not None and kt.text not in self.warned:
+                # once per keyword and load: the first use names the line
+                self.warned.add(kt.text)
+                (self.error if gap.refuse else self.warn)(kt, gap.message(kt.text), UNSUPPORTED)
             fname = kw.field
             if fname is None:
-                if kt.text not in self.warned:
-                    self.warned.add(kt.text)
-                    self.warn(kt, f"'{kt.text}' accepted, not yet supported (ignored)")
                 continue
             if kw.append:
                 lst = fields.get(fname)

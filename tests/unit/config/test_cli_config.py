@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 GOOD = """global_defs {
   router_id r1
-  enable_traps
+  enable_dbus
 }
 vrrp_instance VI_1 {
   interface eth0
@@ -46,7 +46,7 @@ def bad(tmp_path: Path) -> Path:
 def test_config_test_clean_with_warning(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-t", "-f", str(good)]) == 0
     err = capsys.readouterr().err
-    assert f"{good}:3:3: warning: 'enable_traps' accepted, not yet supported" in err
+    assert f"{good}:3:3: warning: 'enable_dbus' has no effect in hafast" in err
 
 
 def test_config_test_errors(bad: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,3 +98,17 @@ def test_module_entry_point(good: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_config_test_json_lists_the_diagnostics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-t --json: every diagnostic with its code, for tooling; exit code as without it."""
+    conf = tmp_path / "k.conf"
+    conf.write_text("global_defs {\n  enable_dbus\n  enable_traps\n}\n")
+    assert main(["-t", "--json", "-f", str(conf)]) == 4
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["ok"], doc["errors"], doc["warnings"]) == (False, 1, 1)
+    got = [(d["line"], d["severity"], d["code"]) for d in doc["diagnostics"]]
+    assert got == [(2, "warning", "unsupported"), (3, "error", "unsupported")]
+    assert doc["files"] == [str(conf)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hafast.config import model as m
 from hafast.config.diff import changed_fields, diff, diff_checkers
 from hafast.config.loader import load_text
+from hafast.config.support import UNSUPPORTED
 
 BASE = """
 vrrp_script chk {
@@ -45,7 +46,10 @@ virtual_server 10.0.0.2 80 {
 
 def _cfg(text: str) -> m.Config:
     res = load_text(text, file="d.conf")
-    assert res.ok, [d.format() for d in res.errors]
+    # a keyword hafast refuses (static_routes while it is not implemented) still builds
+    # its model: the diff must see it change
+    errors = [d.format() for d in res.errors if d.code != UNSUPPORTED]
+    assert not errors, errors
     return res.config
 
 

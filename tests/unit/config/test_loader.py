@@ -10,6 +10,7 @@ import pytest
 from hafast.config import model as m
 from hafast.config.grammar import TABLE, all_keywords
 from hafast.config.loader import load, load_file, load_text
+from hafast.config.support import UNSUPPORTED
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
 from hafast.config.tree import build_tree
 from tests.conftest import KEEPALIVED_KEYWORDS, require
@@ -189,10 +190,21 @@ def test_checks(text: str, fragment: str) -> None:
 
 
 def test_unsupported_keyword_warns_once_and_is_not_fatal() -> None:
-    res = load_text("global_defs {\n enable_traps\n enable_traps\n}\n", file="t.conf")
+    res = load_text("global_defs {\n enable_dbus\n enable_dbus\n}\n", file="t.conf")
     assert res.ok
     assert [d.format() for d in res.warnings] == [
-        "t.conf:2:2: warning: 'enable_traps' accepted, not yet supported (ignored)"
+        "t.conf:2:2: warning: 'enable_dbus' has no effect in hafast: DBus is not served"
+    ]
+    assert [d.code for d in res.warnings] == [UNSUPPORTED]
+
+
+def test_refused_keyword_is_an_error_once() -> None:
+    """enable_traps would send SNMP traps (alerts): hafast cannot, so it refuses."""
+    res = load_text("global_defs {\n enable_traps\n enable_traps\n}\n", file="t.conf")
+    assert not res.ok
+    assert [d.format() for d in res.errors] == [
+        "t.conf:2:2: error: 'enable_traps' is not supported by hafast and would change what "
+        "the config does: SNMP traps (alerts) are not sent (remove it to run without it)"
     ]
 
 
@@ -247,7 +259,12 @@ def test_debian_samples_load(sample: Path, tmp_path: Path) -> None:
         path.write_bytes(gzip.decompress(sample.read_bytes()))
         name = path.name
     res = load_file(str(path), config_id="high")
-    errors = res.errors
+    # a keyword hafast refuses (hafast.config.support) is said so, at its line; every
+    # other word of keepalived's own samples loads
+    errors = [d for d in res.errors if d.code != UNSUPPORTED]
+    for d in res.errors:
+        if d.code == UNSUPPORTED:
+            assert "is not supported by hafast" in d.message, d
     if name in BROKEN_SAMPLES:
         lines = sorted({d.line for d in errors if "unknown keyword" in d.message})
         assert lines == BROKEN_SAMPLES[name]

@@ -1,0 +1,244 @@
+"""What hafast does with each keepalived keyword it accepts but does not honour.
+
+The rule (issue 14): every keyword of keepalived's grammar either works as keepalived
+documents it, or ``hafast -t`` says so.  A keyword listed here is diagnosed at its first
+use in a configuration:
+
+- ``warn``: leaving it out cannot change a failover, a check, a pool or an alert (DBus,
+  process names, netlink buffer sizes): the config loads, with a warning;
+- ``refuse``: it can (a tracker, a checker kind, a security control, an alert): the
+  config is refused with an error, because running without it would differ from what
+  the operator asked keepalived for.
+
+Every other grammar row must have a run-time reader; ``tests/unit/config/
+test_keyword_support.py`` walks the whole table and fails on a row with neither, and
+``docs/compat.md`` (``python -m hafast.config.compat``) is generated from this table
+and the grammar.
+
+A keyword made to work: give its grammar row a field read at run time and delete its
+line here.  Rows inside a block listed here (``bfd_instance``'s ``min_rx``...) need no
+line of their own: the block's diagnostic covers them.
+"""
+
+# ruff: noqa: E501  (the table below keeps one keyword a line, reasons unwrapped)
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Level = Literal["warn", "refuse"]
+UNSUPPORTED = "unsupported"  # the Diagnostic.code of every diagnostic from this table
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A keyword hafast accepts without honouring it, and why that is (or is not) safe."""
+
+    level: Level
+    why: str
+
+    @property
+    def refuse(self) -> bool:
+        return self.level == "refuse"
+
+    def message(self, keyword: str) -> str:
+        if self.refuse:
+            return (f"'{keyword}' is not supported by hafast and would change what the "
+                    f"config does: {self.why} (remove it to run without it)")
+        return f"'{keyword}' has no effect in hafast: {self.why}"
+
+
+# "CONTEXT KEYWORD LEVEL why"; CONTEXT "*" is every context the keyword appears in.
+# The reason says what keepalived does with it, so the operator can judge.
+_TABLE = """
+top net_namespace refuse keepalived moves itself into that network namespace; start hafast inside it instead (ip netns exec NAME hafast)
+top net_namespace_ipvs refuse keepalived manages IPVS in another namespace
+top namespace_with_ipsets warn ipsets are not used by hafast
+top instance warn only names keepalived's pid and dump files
+top use_pid_dir warn only moves keepalived's pid files (hafast takes -p/-r/-c)
+top child_wait_time warn keepalived's wait for its children at exit
+* linkbeat_use_polling warn link state comes from netlink events; polling is for drivers without them
+* include_check warn keepalived's check that included files exist in a namespace
+top garp_group warn gratuitous ARP pacing per interface group (hafast keeps each instance's own garp timing)
+top track_group refuse static_rules/static_routes tracking groups
+top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
+top interface_up_down_delays refuse delays FAULT after a link goes down or up
+top bfd_instance refuse BFD sessions (RFC 5880) are not implemented
+top static_ipaddress refuse addresses keepalived adds at start are not added
+top static_routes refuse routes keepalived adds at start are not added
+top static_rules refuse policy rules keepalived adds at start are not added
+global_defs vrrp_owner_ignore_adverts refuse an address owner's handling of adverts changes failover
+global_defs vrrp_delay_after_boot refuse delays VRRP start after boot
+global_defs vrrp_startup_delay refuse delays VRRP start
+global_defs vrrp_min_garp warn sends fewer gratuitous ARPs
+* vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
+* garp_extra_if warn gratuitous ARPs on an extra interface
+global_defs vrrp_vmac_garp_intvl warn gratuitous ARPs on VMAC interfaces (use_vmac is refused)
+* vmac_garp_intvl warn gratuitous ARPs on VMAC interfaces (use_vmac is refused)
+global_defs log_unknown_vrids warn only logs adverts for unknown VRIDs
+global_defs vmac_prefix warn names VMAC interfaces (use_vmac is refused)
+global_defs vmac_addr_prefix warn names VMAC interfaces (use_vmac is refused)
+global_defs dynamic_interfaces warn keepalived waits for interfaces that do not exist yet; hafast reports them at start
+global_defs disable_local_igmp warn IGMP reports for the VRRP group
+global_defs use_symlink_paths warn how script paths are checked for security
+global_defs set_supplementary_groups warn the script user's supplementary groups are not set
+global_defs startup_script warn the script is not run at start
+global_defs startup_script_timeout warn the startup script is not run
+global_defs shutdown_script warn the script is not run at stop
+global_defs shutdown_script_timeout warn the shutdown script is not run
+global_defs fifo_write_vrrp_states_on_reload warn states are not rewritten to the notify FIFO at reload
+global_defs tmp_config_directory warn keepalived's temporary config copies
+global_defs config_save_dir warn keepalived's saved config copies
+global_defs reload_check_config warn keepalived's pre-reload check (run hafast -t)
+global_defs reload_time_file warn keepalived's scheduled reload
+global_defs reload_repeat warn keepalived's scheduled reload
+global_defs reload_file warn keepalived's reload marker file
+global_defs random_seed warn keepalived's random seed
+global_defs umask warn the umask of keepalived's files (hafast takes --umask)
+global_defs data_use_instance warn the names of dump files
+global_defs state_dump_file warn dumps go to hafast's --dump-prefix paths
+global_defs stats_dump_file warn dumps go to hafast's --dump-prefix paths
+global_defs json_dump_file warn dumps go to hafast's --dump-prefix paths
+global_defs json_version warn the JSON dump's version
+global_defs iproute_usr_dir warn where routing table names are read
+global_defs iproute_etc_dir warn where routing table names are read
+global_defs process_names warn process names
+global_defs process_name warn process names
+global_defs vrrp_process_name warn process names
+global_defs checker_process_name warn process names
+global_defs bfd_process_name warn process names
+global_defs lvs_process_name warn process names
+global_defs vrrp_priority warn process scheduling
+global_defs checker_priority warn process scheduling
+global_defs bfd_priority warn process scheduling
+global_defs vrrp_no_swap warn process memory locking
+global_defs checker_no_swap warn process memory locking
+global_defs bfd_no_swap warn process memory locking
+global_defs vrrp_cpu_affinity warn process scheduling
+global_defs checker_cpu_affinity warn process scheduling
+global_defs bfd_cpu_affinity warn process scheduling
+global_defs vrrp_rt_priority warn process scheduling
+global_defs checker_rt_priority warn process scheduling
+global_defs bfd_rt_priority warn process scheduling
+global_defs vrrp_rlimit_rttime warn process scheduling
+global_defs checker_rlimit_rttime warn process scheduling
+global_defs bfd_rlimit_rttime warn process scheduling
+global_defs vrrp_rlimit_rtime warn process scheduling
+global_defs checker_rlimit_rtime warn process scheduling
+global_defs bfd_rlimit_rtime warn process scheduling
+global_defs max_auto_priority warn process scheduling
+global_defs min_auto_priority_delay warn process scheduling
+global_defs nftables warn hafast's no_accept filter uses a table of its own
+global_defs nftables_priority warn hafast's no_accept filter uses a table of its own
+global_defs nftables_counters warn hafast's no_accept filter uses a table of its own
+global_defs nftables_ifindex warn hafast's no_accept filter uses a table of its own
+global_defs nftables_ipvs refuse keepalived's nftables marks for address-range virtual server groups
+global_defs nftables_ipvs_priority refuse keepalived's nftables marks for address-range virtual server groups
+global_defs nftables_ipvs_start_fwmark refuse keepalived's nftables marks for address-range virtual server groups
+global_defs vrrp_iptables warn hafast's no_accept filter uses nftables
+global_defs vrrp_ipsets warn hafast's no_accept filter uses nftables
+global_defs vrrp_netlink_cmd_rcv_bufs warn netlink buffer sizes
+global_defs vrrp_netlink_cmd_rcv_bufs_force warn netlink buffer sizes
+global_defs vrrp_netlink_monitor_rcv_bufs warn netlink buffer sizes
+global_defs vrrp_netlink_monitor_rcv_bufs_force warn netlink buffer sizes
+global_defs lvs_netlink_cmd_rcv_bufs warn netlink buffer sizes
+global_defs lvs_netlink_cmd_rcv_bufs_force warn netlink buffer sizes
+global_defs lvs_netlink_monitor_rcv_bufs warn netlink buffer sizes
+global_defs lvs_netlink_monitor_rcv_bufs_force warn netlink buffer sizes
+global_defs process_monitor_rcv_bufs warn netlink buffer sizes
+global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
+global_defs lvs_sync_daemon refuse the IPVS connection sync daemon is not started: connections would not survive a failover
+global_defs lvs_flush_on_stop refuse the pool is not flushed at stop as asked
+global_defs lvs_flush_onstop refuse the pool is not flushed at stop as asked
+global_defs snmp_socket warn SNMP (AgentX) is not served
+global_defs enable_snmp_vrrp warn SNMP (AgentX) is not served
+global_defs enable_snmp_keepalived warn SNMP (AgentX) is not served
+global_defs enable_snmp_checker warn SNMP (AgentX) is not served
+global_defs enable_snmp_rfc warn SNMP (AgentX) is not served
+global_defs enable_snmp_rfcv2 warn SNMP (AgentX) is not served
+global_defs enable_snmp_rfcv3 warn SNMP (AgentX) is not served
+global_defs enable_traps refuse SNMP traps (alerts) are not sent
+global_defs snmp_vs_stats_update_interval warn SNMP (AgentX) is not served
+global_defs snmp_rs_stats_update_interval warn SNMP (AgentX) is not served
+global_defs enable_dbus warn DBus is not served
+global_defs dbus_service_name warn DBus is not served
+global_defs dbus_no_interface_name warn DBus is not served
+* thread_timer_expired warn a keepalived debugging aid
+* notify_deleted warn keepalived's "DELETED" notification at reload is not sent
+* track_bfd refuse BFD sessions (RFC 5880) are not implemented
+vrrp_instance vrf refuse binding the instance to a VRF
+vrrp_instance debug warn a keepalived debugging aid
+vrrp_instance use_vmac refuse virtual MAC interfaces (macvlan) are not made: the VIPs would move with the real MAC
+vrrp_instance use_vmac_addr warn VMAC interfaces (use_vmac is refused)
+vrrp_instance vmac_xmit_base warn VMAC interfaces (use_vmac is refused)
+vrrp_instance use_ipvlan refuse ipvlan interfaces are not made
+vrrp_instance track_src_ip refuse FAULT when the source address goes away
+vrrp_instance unicast_fault_no_peer refuse FAULT when no unicast peer is left
+vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
+vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)
+vrrp_instance timer_expired_backup refuse keepalived's handling of a backup whose master-down timer expired
+vrrp_instance owner_ignore_adverts refuse an address owner's handling of adverts changes failover
+vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
+vrrp_instance lvs_sync_daemon_interface refuse the IPVS connection sync daemon is not started
+vrrp_instance promote_secondaries refuse the interface's promote_secondaries setting is not made: removing a VIP can drop the others
+vrrp_instance virtual_rules refuse policy rules are not added with the VIPs
+virtual_server snmp_name warn SNMP (AgentX) is not served
+real_server snmp_name warn SNMP (AgentX) is not served
+virtual_server weight refuse the virtual server's own weight (keepalived vs->weight)
+url regex_stack warn PCRE's stack size
+smtp_host alpha refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
+smtp_host connect_timeout refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
+smtp_host retry refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
+smtp_host delay_before_retry refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
+smtp_host warmup refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
+smtp_host delay_loop refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
+smtp_host log_all_failures refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
+real_server BFD_CHECK refuse BFD is not implemented: the real server would never be checked and would stay UP
+HTTP_GET fast_recovery refuse the check's fast recovery after a failure
+SSL_GET fast_recovery refuse the check's fast recovery after a failure
+"""
+
+
+def _parse(text: str) -> dict[tuple[str, str], Gap]:
+    gaps: dict[tuple[str, str], Gap] = {}
+    for raw in text.strip().splitlines():
+        context, keyword, level, why = raw.split(None, 3)
+        if level not in ("warn", "refuse"):
+            raise AssertionError(f"support: {keyword}: level {level!r} is not warn|refuse")
+        if (context, keyword) in gaps:
+            raise AssertionError(f"support: {context} {keyword} listed twice")
+        gaps[(context, keyword)] = Gap(level, why)  # type: ignore[arg-type]
+    return gaps
+
+
+GAPS: dict[tuple[str, str], Gap] = _parse(_TABLE)
+
+
+def gap(context: str, keyword: str) -> Gap | None:
+    """The diagnostic owed for ``keyword`` in ``context``, or None if it works."""
+    return GAPS.get((context, keyword)) or GAPS.get(("*", keyword))
+
+
+# Fields whose effect happens while the config is built (a global default folded into
+# every instance, a rule checked at load), mapped to the field they feed or "" when the
+# effect is the check itself.  The keyword-table test accepts these instead of a
+# run-time reader, and checks that a fold's target has one.
+CONFIG_EFFECTS: dict[str, str] = {
+    "vrrp_version": "version",
+    "vrrp_skip_check_adv_addr": "skip_check_adv_addr",
+    "vrrp_check_unicast_src": "check_unicast_src",
+    "vrrp_lower_prio_no_advert": "lower_prio_no_advert",
+    "vrrp_higher_prio_send_advert": "higher_prio_send_advert",
+    "vrrp_down_timer_adverts": "down_timer_adverts",
+    "vrrp_garp_master_delay_us": "garp_master_delay_us",
+    "vrrp_garp_master_repeat": "garp_master_repeat",
+    "vrrp_garp_lower_prio_delay_us": "garp_lower_prio_delay_us",
+    "vrrp_garp_lower_prio_repeat": "garp_lower_prio_repeat",
+    "vrrp_garp_master_refresh_us": "garp_master_refresh_us",
+    "vrrp_garp_master_refresh_repeat": "garp_master_refresh_repeat",
+    "vrrp_strict": "strict_mode",
+    "no_accept": "accept",  # accept_mode (config.model) decides from both
+    "native_ipv6": "family",  # an instance without addresses speaks VRRP over IPv6
+    "no_virtual_ipaddress": "",  # allows an instance without addresses (checked at load)
+    "sync_group_tracking_weight": "",  # allows tracker weights in a sync group (at load)
+}

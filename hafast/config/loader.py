@@ -30,8 +30,6 @@ Example::
 from __future__ import annotations
 
 import gc
-import os
-import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from typing import Any
 from hafast.config import model as m
 from hafast.config.build_lvs import LvsBuilder
 from hafast.config.build_vrrp import VrrpBuilder, authentication
+from hafast.config.scriptcheck import secure_scripts
 
 # Re-exported: hafast.vrrp.params applies the loader's Accept_Mode rule from here.
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
@@ -66,12 +65,19 @@ class LoadResult:
         return not any(d.severity == "error" for d in self.diagnostics)
 
 
+def _global_defs(ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token) -> Any:
+    if isinstance(ld, _Loader):
+        ld.global_pos = pos  # where script_user / notify_fifo were written
+    return m.GlobalDefs(**f)
+
+
 # Blocks built as soon as they close (nothing to inherit).
 _IMMEDIATE: Mapping[str, ImmediateBuilder] = {
-    "global_defs": lambda ld, f, pos, kw: m.GlobalDefs(**f),
+    "global_defs": _global_defs,
     "authentication": authentication,
     "SSL": lambda ld, f, pos, kw: m.SslContext(**f),
-    # accepted, not yet supported: the rows have no field, the block is only checked
+    # accepted without effect (hafast.config.support diagnoses them): the rows have no
+    # field, the block is only checked
     "auth_hmac": lambda ld, f, pos, kw: None,
     "garp_group": lambda ld, f, pos, kw: None,
     "track_group": lambda ld, f, pos, kw: None,
@@ -79,22 +85,11 @@ _IMMEDIATE: Mapping[str, ImmediateBuilder] = {
 }
 
 
-def _first_found(scripts: Iterable[tuple[Token, m.Script]]) -> Token | None:
-    """The first script whose program exists.  keepalived 2.2.7 raises its SECURITY
-    VIOLATION only for scripts it finds (a path that exists, executable or not, or a bare
-    name on PATH); a missing one is dropped without that word, so configs whose notify
-    scripts live on another host pass ``keepalived -t`` clean."""
-    for tok, script in scripts:
-        prog = script.argv[0] if script.argv else ""
-        if prog and (os.path.exists(prog) if "/" in prog else shutil.which(prog)):
-            return tok
-    return None
-
-
 class _Loader(Walker):
     """One load: the table walk, the global_defs rules, then the VRRP and LVS sides."""
 
     immediate = _IMMEDIATE
+    global_pos: dict[str, Token] | None = None
 
     def load(self, lines: Iterable[Line], report_braces: bool = True) -> m.Config:
         tree = build_tree(lines, self.diags, report_braces=report_braces)
@@ -102,18 +97,10 @@ class _Loader(Walker):
         pos: dict[str, Token] = {}
         self.block("top", tree, top, pos)
         gd: m.GlobalDefs = top.get("global_defs") or m.GlobalDefs()
-        found = None if gd.enable_script_security else _first_found(self.scripts)
-        if found is not None:
-            # keepalived -t exits 6 ("SECURITY VIOLATION") for this; it still runs them
-            self.warn(
-                found,
-                "scripts are configured but enable_script_security is not set (add it to "
-                "global_defs, and keep the scripts writable by root only)",
-            )
         # VRRP before LVS: the order the diagnostics come out in (the golden files hold it)
         vrrp = VrrpBuilder(self).config_fields(top, gd)
         lvs = LvsBuilder(self).config_fields(top)
-        return m.Config(
+        config = m.Config(
             global_defs=gd,
             **vrrp,
             static_ipaddress=tuple(top.get("static_ipaddress", ())),
@@ -122,6 +109,8 @@ class _Loader(Walker):
             ssl=top.get("ssl"),
             **lvs,
         )
+        # last: it needs the built model, and drops what keepalived would not run
+        return secure_scripts(config, self.scripts, self.warn, self.global_pos)
 
 
 @contextmanager

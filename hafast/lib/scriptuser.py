@@ -12,8 +12,13 @@ which hafast does not model).
 from __future__ import annotations
 
 import grp
+import os
 import pwd
+from collections.abc import Sequence
 from typing import NamedTuple
+
+# keepalived's default script user (lib/notify.c get_default_script_user)
+DEFAULT_USER = "keepalived_script"
 
 
 class ScriptIdentity(NamedTuple):
@@ -44,3 +49,28 @@ def script_identity(user: str, group: str | None = None) -> ScriptIdentity:
     except KeyError:
         raise KeyError(f"script group {group!r} does not exist") from None
     return ScriptIdentity(pw.pw_uid, gid, ())
+
+
+def default_script_user(script_user: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Who a script without its own ``user`` runs as, as keepalived 2.2.7 decides it:
+    global ``script_user NAME [GROUP]`` if set, else ``keepalived_script`` if that user
+    exists, else None (the daemon's own identity, root).  The names are not checked
+    here; :func:`script_identity` does that.
+
+    >>> default_script_user(("nobody", "nogroup"))
+    ('nobody', 'nogroup')
+    >>> default_script_user(None) in (None, ("keepalived_script",))
+    True
+    """
+    if script_user:
+        return tuple(script_user)
+    try:
+        pwd.getpwnam(DEFAULT_USER)
+    except KeyError:
+        return None
+    return (DEFAULT_USER,)
+
+
+def own_identity() -> ScriptIdentity:
+    """The daemon's own identity: what a script runs as when no user applies."""
+    return ScriptIdentity(os.geteuid(), os.getegid(), ())

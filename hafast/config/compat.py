@@ -10,8 +10,8 @@ Every keyword hafast reads, per block, with what hafast does with it:
 - **extension**: a hafast keyword keepalived does not know.
 
 The table is generated so it cannot drift from the code: ``tests/unit/config/
-test_compat_doc.py`` compares ``docs/compat.md`` with :func:`render` (rewrite it with
-``python -m hafast.config.compat > docs/compat.md`` or ``pytest --regen``).
+test_compat_doc.py`` compares ``docs/compat.md`` and the README's table with them
+(rewrite both with ``python -m hafast.config.compat --write``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def render() -> str:
     head = f"""# keepalived compatibility
 
 Generated from `hafast/config/grammar.py` and `hafast/config/support.py` by
-`python -m hafast.config.compat`; do not edit by hand (the test suite fails when this
+`python -m hafast.config.compat --write`; do not edit by hand (the test suite fails when this
 file and the code disagree).
 
 Every keyword of keepalived's configuration grammar that hafast reads, per block:
@@ -89,7 +89,46 @@ Rows: {summary}.
     return head + "\n" + "\n\n".join(sections) + "\n"
 
 
+def render_unsupported() -> str:
+    """The README's one table of what hafast does not do: the refused and warned
+    keywords, grouped by reason (refusals first)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for rows in TABLE.values():
+        for kw in rows.values():
+            if kw.gap is not None:
+                names = groups.setdefault((kw.gap.level, kw.gap.why), [])
+                if kw.name not in names:
+                    names.append(kw.name)
+    out = ["| hafast -t | keywords | what keepalived does that hafast does not |",
+           "|---|---|---|"]
+    for (level, why), names in sorted(groups.items(), key=lambda g: (g[0][0] != "refuse",
+                                                                      sorted(g[1])[0])):
+        words = ", ".join(f"`{n}`" for n in sorted(names))
+        verdict = "error" if level == "refuse" else "warning"
+        out.append(f"| {verdict} | {words} | {_cell(why)} |")
+    return "\n".join(out) + "\n"
+
+
+README_BEGIN, README_END = "<!-- unsupported:begin -->\n", "<!-- unsupported:end -->"
+
+
+def write(repo: str) -> None:
+    """Rewrite docs/compat.md and the README's table in the checkout at ``repo``."""
+    from pathlib import Path
+
+    root = Path(repo)
+    (root / "docs" / "compat.md").write_text(render())
+    readme = root / "README.md"
+    text = readme.read_text()
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + README_BEGIN + render_unsupported() + README_END + tail)
+
+
 if __name__ == "__main__":
     import sys
 
-    sys.stdout.write(render())
+    if sys.argv[1:2] == ["--write"]:  # python -m hafast.config.compat --write [REPO]
+        write(sys.argv[2] if len(sys.argv) > 2 else ".")
+    else:
+        sys.stdout.write(render())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hafast.config.compat import render, status
+from hafast.config.compat import README_BEGIN, README_END, render, render_unsupported, status
 from hafast.config.grammar import TABLE
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "compat.md"
@@ -27,3 +27,13 @@ def test_statuses_of_known_keywords() -> None:
     assert status(TABLE["top"]["bfd_instance"])[0] == "refused"
     assert status(TABLE["bfd_instance"]["min_rx"])[0] == "covered"
     assert status(TABLE["global_defs"]["lvs_backend"])[0] == "extension"
+
+
+def test_readme_unsupported_table_is_current() -> None:
+    """The README's one table of what is not supported comes from the same table."""
+    readme = (DOC.parents[1] / "README.md").read_text()
+    assert README_BEGIN in readme and README_END in readme
+    got = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    assert got == render_unsupported(), (
+        "README's unsupported table is stale: .venv/bin/python -m hafast.config.compat --write"
+    )

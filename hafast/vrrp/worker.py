@@ -250,6 +250,7 @@ class VrrpWorker:
     def stats(self) -> dict[str, Any]:
         return {"instances": [i.status() for i in self.instances],
                 "sockets": self.transport.counters(),
+                "alerts": self.notifier.counters(),
                 "announce": {name: {"sent": getattr(a, "sent", 0),
                                     "dropped": getattr(a, "dropped", 0)}
                              for name, a in self._announcers.items()}}

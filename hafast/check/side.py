@@ -87,6 +87,7 @@ class CheckSide:
         self.lag = LagMeter(loop)
         self.events = 0
         self.counters: Counter[str] = Counter()
+        self.alerts: Any = None  # keepalived's checker mails (check/alerts.py), on build
 
     def _on_event(self, ev: Any) -> None:
         self.events += 1
@@ -100,12 +101,17 @@ class CheckSide:
             self.publish(batch)
 
     def build(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        from hafast.check.alerts import AlertingRunner, CheckAlerts
         from hafast.check.engine import Engine
-        from hafast.check.runner import Runner
 
+        if self.alerts is None:
+            self.alerts = CheckAlerts(self.loop, config)
+        else:
+            self.alerts.configure(config)
         # Every attempt is timed into the worker's latency histogram.
-        runner = Runner(self.loop, None, latency=self.latency,
-                        log_all_failures=config.global_defs.checker_log_all_failures)
+        runner = AlertingRunner(self.loop, None, latency=self.latency,
+                                log_all_failures=config.global_defs.checker_log_all_failures)
+        runner.alerts = self.alerts
         engine = Engine(config, self.loop, self._on_event, shard_index=self.shard,
                         shard_count=self.shards, runner=runner)
         seeded = seed_engine(engine, seed)
@@ -131,6 +137,8 @@ class CheckSide:
         self.lag.stop()
         if self.engine is not None:
             self.engine.stop()
+        if self.alerts is not None:
+            self.alerts.close()
         self._flush()
 
     def status(self) -> dict[str, Any]:
@@ -142,4 +150,5 @@ class CheckSide:
                 "real_servers": len(e.healths), "up": up, "down": len(e.healths) - up,
                 "counters": dict(counters), "events": self.events,
                 "latency": self.latency.as_dict(), "lag": self.lag.take(),
-                "skipped": len(e.skipped)}
+                "skipped": len(e.skipped),
+                "alerts": dict(self.alerts.mailer.counters) if self.alerts else {}}

@@ -1,0 +1,116 @@
+"""Email alerts for checkers, keepalived's way (``check/check_*.c``: one
+``smtp_alert(SMTP_MSG_RS, ...)`` where each checker goes up or down).
+
+:class:`AlertingRunner` is the check worker's :class:`~hafast.check.runner.Runner`
+that, after a checker's transition has been applied to its real servers, queues
+keepalived's mail on the worker's loop (:class:`~hafast.lib.smtp_client.Mailer`):
+
+* one mail per (virtual server, real server) the checker feeds, when that real
+  server's ``smtp_alert`` is on: its own, else global ``smtp_alert_checker``, else
+  global ``smtp_alert``, else ON (keepalived 2.2.7 check_data.c keeps real servers'
+  alerts on by default "to maintain backwards compatibility");
+* with ``no_checker_emails``, only when the real server as a whole went up or down
+  (a second checker failing on a server already down sends nothing);
+* the subject says whether the real server is alive now, the body which checker
+  moved (``=> TCP CHECK failed on service <=``); FILE_CHECK sends none.
+
+What keepalived does and this does not: MISC_CHECK also mails a non-alpha
+checker's first success (its "succeeded" on the first run); SMTP_CHECK's failure
+body carries its error text (here the plain ``=> CHECK failed on service <=``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from hafast.check.api import ProbeResult
+from hafast.check.runner import Runner
+from hafast.config import model as m
+from hafast.lib.smtp_alert import checker_alert, checker_body, enabled
+from hafast.lib.smtp_client import Mailer, MailSettings
+
+log = logging.getLogger("hafast.alert")
+
+
+def vs_label(vs: m.VirtualServer) -> str:
+    """keepalived's FMT_VS (as hafast.lvs.policy.vs_label, which this layer cannot
+    import): ``[ADDR]:proto:PORT``, ``FWM N`` or ``[GROUP]:PORT``.
+
+    >>> vs_label(m.VirtualServer(address="192.168.201.15", port=80))
+    '[192.168.201.15]:tcp:80'
+    """
+    if vs.group is not None:
+        return f"[{vs.group}]:{vs.port or 0}"
+    if vs.fwmark is not None:
+        return f"FWM {vs.fwmark}"
+    return f"[{vs.address}]:{vs.protocol.lower()}:{vs.port or 0}"
+
+
+def rs_label(vs: m.VirtualServer, rs: m.RealServer) -> str:
+    """keepalived's FMT_RS: the real server's address, its virtual server's protocol and
+    the port it is reached on (its own, else the virtual server's)."""
+    port = rs.port if rs.port is not None else (vs.port or 0)
+    return f"[{rs.address}]:{vs.protocol.lower()}:{port}"
+
+
+class CheckAlerts:
+    """Who gets checker mails and what they say; the mailer of one check worker."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: m.Config,
+                 mailer: Mailer | None = None) -> None:
+        self.mailer = mailer or Mailer(loop, MailSettings.of(config.global_defs))
+        self.labels: dict[tuple[Any, Any], tuple[str, str]] = {}
+        self.no_checker_emails = False
+        self.configure(config)
+
+    def configure(self, config: m.Config) -> None:
+        gd = config.global_defs
+        self.mailer.configure(MailSettings.of(gd))
+        self.no_checker_emails = gd.no_checker_emails
+        self.labels = {
+            (vs.key, rs.key): (rs_label(vs, rs), vs_label(vs))
+            for vs in config.virtual_servers for rs in vs.real_servers
+            if enabled(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True)}
+
+    def checker_moved(self, keyword: str, up: bool, reason: str,
+                      healths: list[tuple[Any, bool]]) -> int:
+        """A ``keyword`` checker went ``up`` (or down, for ``reason``); ``healths`` are
+        the real servers it feeds with whether each was alive before.  Returns how
+        many mails were queued."""
+        if not self.labels:
+            return 0
+        body = checker_body(keyword, up, reason)
+        if body is None:
+            return 0
+        n = 0
+        for h, was_alive in healths:
+            labels = self.labels.get((h.virtual_server, h.real_server))
+            if labels is None or (self.no_checker_emails and was_alive == h.up):
+                continue
+            n += self.mailer.send(checker_alert(labels[0], labels[1], h.up, body))
+        return n
+
+    def close(self) -> None:
+        self.mailer.close()
+
+
+class AlertingRunner(Runner):
+    """A :class:`Runner` whose checker transitions also send keepalived's mails."""
+
+    alerts: CheckAlerts | None = None
+
+    def _transition(self, check: Any, was_up: bool, transition: bool | None,
+                    result: ProbeResult) -> None:
+        alerts = self.alerts
+        if transition is None or alerts is None or not alerts.labels:
+            super()._transition(check, was_up, transition, result)
+            return
+        before = [h.up for h in check.healths]
+        super()._transition(check, was_up, transition, result)
+        try:
+            alerts.checker_moved(check.kind.keyword, transition, result.reason,
+                                 list(zip(check.healths, before, strict=True)))
+        except Exception:  # a mail must never stop a check's timer
+            log.exception("%s: alert failed", check.name)

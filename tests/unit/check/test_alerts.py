@@ -103,3 +103,76 @@ def test_second_checker_and_no_checker_emails(quiet: bool) -> None:
     loop.advance(1.0)   # one recovers: still DOWN
     subjects = [x.subject.rsplit(" - ", 1)[1] for x in sent]
     assert subjects == (["DOWN"] if quiet else ["DOWN", "DOWN", "DOWN"])
+
+
+def test_check_side_mails_a_real_smtp_server() -> None:
+    """The check worker's side on a real loop: TCP_CHECKs against 127.0.0.1, the mails
+    to aiosmtpd on the same loop."""
+    import asyncio
+    import socket
+    from email import message_from_bytes
+
+    pytest.importorskip("aiosmtpd")
+    from aiosmtpd.smtp import SMTP
+
+    from hafast.check.side import CheckSide
+    from hafast.lib.eventloop import new_loop
+
+    got: list[Any] = []
+
+    class Keep:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            got.append(envelope)
+            return "250 OK"
+
+    live = socket.socket()
+    live.bind(("127.0.0.1", 0))
+    live.listen(8)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    port = live.getsockname()[1]
+    loop = new_loop()
+    try:
+        srv = loop.run_until_complete(loop.create_server(lambda: SMTP(Keep()), "127.0.0.1", 0))
+        smtp_port = srv.sockets[0].getsockname()[1]
+        check = "TCP_CHECK {\n connect_timeout 0.2\n retry 0\n delay_loop 0.1\n warmup 0\n"
+        cfg = load_text(f"""global_defs {{
+ router_id lb1
+ notification_email {{
+  ops@example.com
+ }}
+ notification_email_from lb1@example.com
+ smtp_server 127.0.0.1 {smtp_port}
+}}
+virtual_server 10.0.0.1 80 {{
+ protocol TCP
+ real_server 127.0.0.1 {port} {{
+  {check} alpha
+  }}
+ }}
+ real_server 127.0.0.1 {dead} {{
+  {check} }}
+ }}
+}}
+""").config
+        side = CheckSide(loop, 0, 1, lambda batch: None)
+        side.start(cfg, {})
+        loop.run_until_complete(asyncio.sleep(0.5))
+        loop.run_until_complete(side.alerts.mailer.drain(5))
+        status = side.status()
+        side.stop()
+        srv.close()
+        loop.run_until_complete(asyncio.sleep(0))  # the mailer's task sees its cancel
+    finally:
+        live.close()
+        loop.close()
+    assert status["alerts"]["sent"] == 2
+    mails = sorted((m["Subject"], str(m.get_payload()).strip())
+                   for m in (message_from_bytes(e.original_content) for e in got))
+    assert mails == sorted([
+        (f"[lb1] Realserver [127.0.0.1]:tcp:{port} of virtual server [10.0.0.1]:tcp:80 - UP",
+         "=> TCP CHECK succeed on service <="),
+        (f"[lb1] Realserver [127.0.0.1]:tcp:{dead} of virtual server [10.0.0.1]:tcp:80 - DOWN",
+         "=> TCP CHECK failed on service <="),
+    ])

@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
 from hafast.lib.notify import notify_scripts
@@ -33,6 +33,7 @@ class InstancePlan:
     track_interface: tuple[TrackRef, ...] = ()
     track_script: tuple[TrackRef, ...] = ()
     track_file: tuple[TrackRef, ...] = ()
+    track_process: tuple[TrackRef, ...] = ()  # the instance's, then its sync group's
     track_primary: bool = True  # keepalived: the VRRP interface is tracked unless told not to
 
 
@@ -63,7 +64,35 @@ def plan_instances(config: Config) -> list[InstancePlan]:
             track_interface=inst.track_interface,
             track_script=inst.track_script,
             track_file=inst.track_file,
+            track_process=track_process_refs(inst, config),
             track_primary=not inst.dont_track_primary,
         )
         for inst in config.vrrp_instances
     ]
+
+def track_process_refs(inst: VrrpInstance, config: Config) -> tuple[TrackRef, ...]:
+    """The processes ``inst`` tracks: its own ``track_process`` and its sync group's.
+
+    keepalived (vrrp.c add_vrrp_to_track_process) tracks a process named by both once:
+    with the group's weight, unless the instance's own is 0 (FAULT), which it keeps.
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text("vrrp_track_process P { process p\\n weight 5 }\\n"
+    ...     "vrrp_instance V { interface lo\\n virtual_router_id 7\\n"
+    ...     " no_virtual_ipaddress\\n track_process { P }\\n }\\n"
+    ...     "vrrp_sync_group G { group { V }\\n track_process { P weight 9 }\\n }\\n").config
+    >>> track_process_refs(cfg.vrrp_instances[0], cfg)
+    (TrackRef(name='P', weight=9, reverse=False),)
+    """
+    defaults = {p.name: p.weight for p in config.track_processes}
+    refs = {r.name: r for r in inst.track_process}
+    for g in config.sync_groups:
+        if inst.name not in g.group:
+            continue
+        for r in g.track_process:
+            mine = refs.get(r.name)
+            if mine is None:
+                refs[r.name] = r
+            elif (defaults.get(r.name, 0) if mine.weight is None else mine.weight) != 0:
+                refs[r.name] = replace(mine, weight=r.weight)
+    return tuple(refs.values())

@@ -1,4 +1,5 @@
-"""Trackers: vrrp_script, track_interface, track_file -> instance weight or FAULT.
+"""Trackers: vrrp_script, track_interface, track_file, track_process -> instance
+weight or FAULT.
 
 * ``vrrp_script``: the script runs without a shell (argv) in its own session
   every ``interval``; one that outlives ``timeout`` has its whole process group
@@ -10,6 +11,9 @@
   as keepalived does unless ``dont_track_primary``.
 * ``track_file``: the file's integer value × weight, *polled* every 0.5 s
   (first version; keepalived uses inotify).
+* ``track_process``: whether the count of matching processes is within quorum
+  (:mod:`hafast.vrrp.track_process`), watched by :class:`hafast.vrrp.procwatch.ProcessWatch`
+  (pidfds for deaths, a scan of /proc each second for starts), one for all instances.
 
 keepalived's weight rules (keepalived.conf(5)): weight 0 means the instance goes
 FAULT while the object is down; a positive weight is added while the object is
@@ -33,11 +37,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from hafast.config.model import Config, TrackFile, TrackRef, VrrpScript
+from hafast.config.model import Config, TrackFile, TrackProcess, TrackRef, VrrpScript
 from hafast.lib.notify import as_argv, run_as, spawn_reaped
 from hafast.net.linkwatch import LinkWatch
 from hafast.vrrp.build import InstancePlan
 from hafast.vrrp.instance import Instance
+from hafast.vrrp.procwatch import ProcessWatch
 
 log = logging.getLogger("hafast.vrrp.track")
 
@@ -203,6 +208,28 @@ class Tracking:
         self.scripts = {s.name: ScriptTracker(loop, s) for s in config.vrrp_scripts}
         self._file_specs = {f.name: f for f in config.track_files}
         self.files: dict[str, FileTracker] = {}
+        self._process_specs: dict[str, TrackProcess] = {}
+        self.processes: ProcessWatch | None = None
+        self._started = False
+        self._add_process_specs(config)
+
+    def _add_process_specs(self, config: Config) -> None:
+        # Only what an instance or a sync group tracks is watched: the scan's reads
+        # (and cmdline reads for full_command) are paid for tracked processes only.
+        named = {r.name for i in config.vrrp_instances for r in i.track_process}
+        named |= {r.name for g in config.sync_groups for r in g.track_process}
+        self._process_specs.update({p.name: p for p in config.track_processes
+                                    if p.name in named})
+        if self.processes is not None:
+            self.processes.add(self._process_specs.values())
+
+    def _process_watch(self) -> ProcessWatch:
+        if self.processes is None:
+            # One scan of /proc for every tracked process, when the first instance binds.
+            self.processes = ProcessWatch(self.loop, self._process_specs.values())
+            if self._started:
+                self.processes.start()
+        return self.processes
 
     def _apply(self, inst: Instance, source: str, fault: bool, weight: int) -> None:
         if fault:
@@ -252,6 +279,19 @@ class Tracking:
 
             ft.listeners.append(on_value)
             on_value(ft.value)
+        for ref in plan.track_process:
+            pspec = self._process_specs.get(ref.name)
+            if pspec is None:
+                log.warning("%s: track_process %s is not defined", inst.name, ref.name)
+                continue
+            pwatch = self._process_watch()
+
+            def follow(cb: Callable[[bool], None], name: str = ref.name,
+                       w: ProcessWatch = pwatch) -> bool:
+                return w.subscribe(name, cb)
+
+            self._bind_bool(inst, f"process:{ref.name}", ref, pspec.weight, follow,
+                            pspec.weight_reverse)
 
     def _bind_bool(self, inst: Instance, source: str, ref: TrackRef, default_weight: int,
                    subscribe: Callable[[Callable[[bool], None]], bool],
@@ -272,15 +312,21 @@ class Tracking:
                 tracker = self.scripts[spec.name] = ScriptTracker(self.loop, spec)
                 tracker.start()
         self._file_specs.update({f.name: f for f in config.track_files})
+        self._add_process_specs(config)
 
     def start(self) -> None:
+        self._started = True
         for s in self.scripts.values():
             s.start()
         for f in self.files.values():
             f.start()
+        if self.processes is not None:
+            self.processes.start()
 
     def close(self) -> None:
         for s in self.scripts.values():
             s.close()
         for f in self.files.values():
             f.close()
+        if self.processes is not None:
+            self.processes.close()

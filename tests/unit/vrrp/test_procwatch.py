@@ -1,0 +1,176 @@
+"""vrrp_track_process's watcher (hafast.vrrp.procwatch) on real processes: a death is
+seen at once through its pidfd, a start within one scan, and a process that forks
+hundreds of children costs bounded reads, fds and time per scan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hafast.config.model import TrackProcess
+from hafast.vrrp import procwatch
+from hafast.vrrp.procwatch import MAX_PIDFDS, ProcessWatch
+
+
+@pytest.fixture
+def named_sleep(tmp_path: Path) -> Iterator[Path]:
+    """A copy of /bin/sleep under a name no other process has (comm: 15 characters)."""
+    exe = tmp_path / f"hs{uuid.uuid4().hex[:10]}"
+    shutil.copy("/bin/sleep", exe)
+    yield exe
+
+
+def _kill(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+
+
+def test_death_at_once_start_within_a_scan(named_sleep: Path) -> None:
+    async def body() -> list[tuple[float, bool]]:
+        loop = asyncio.get_running_loop()
+        first = subprocess.Popen([named_sleep, "60"])
+        try:
+            await asyncio.sleep(0.05)
+            w = ProcessWatch(loop, [TrackProcess("s", process=(named_sleep.name,))])
+            assert w.up("s") and len(w._pidfds) == 1
+            t0 = loop.time()
+            seen: list[tuple[float, bool]] = []
+            w.subscribe("s", lambda up: seen.append((loop.time() - t0, up)))
+            w.start()
+            first.send_signal(signal.SIGKILL)
+            await asyncio.sleep(0.3)
+            second = subprocess.Popen([named_sleep, "60"])
+            try:
+                await asyncio.sleep(procwatch.SCAN_PERIOD_S + 0.3)
+            finally:
+                _kill(second)
+            assert w.counters["pidfd_exits"] == 1
+            w.close()
+            return seen
+        finally:
+            _kill(first)
+
+    seen = asyncio.run(body())
+    assert [up for _, up in seen] == [False, True]
+    assert seen[0][0] < 0.2  # the pidfd, not a scan
+    assert seen[1][0] < 0.3 + procwatch.SCAN_PERIOD_S + 0.2
+
+
+def test_terminate_delay_absorbs_a_restart_between_scans(named_sleep: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan period is longer than the delay: the expiry scans for itself."""
+    monkeypatch.setattr(procwatch, "SCAN_PERIOD_S", 5.0)
+
+    async def body() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        first = subprocess.Popen([named_sleep, "60"])
+        second = None
+        try:
+            await asyncio.sleep(0.05)
+            w = ProcessWatch(loop, [TrackProcess("s", process=(named_sleep.name,),
+                                                 terminate_delay_us=400_000)])
+            seen: list[bool] = []
+            w.subscribe("s", seen.append)
+            w.start()
+            first.send_signal(signal.SIGKILL)
+            await asyncio.sleep(0.1)
+            second = subprocess.Popen([named_sleep, "60"])
+            await asyncio.sleep(0.6)
+            assert w.table.quorums["s"].count == 1 and w.table.quorums["s"].timer is None
+            w.close()
+            return seen
+        finally:
+            _kill(first)
+            if second is not None:
+                _kill(second)
+
+    assert asyncio.run(body()) == []
+
+
+_FORKER = """
+import os, signal, sys, time
+n = int(sys.argv[1])
+kids = []
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+print("ready", flush=True)
+sys.stdin.readline()          # the test says when: kill every child, reap them
+for pid in kids:
+    os.kill(pid, signal.SIGKILL)
+for pid in kids:
+    os.waitpid(pid, 0)
+print("reaped", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_process_forking_hundreds_of_children(tmp_path: Path) -> None:
+    exe = tmp_path / f"hf{uuid.uuid4().hex[:10]}"
+    shutil.copy(sys.executable, exe)
+    n = MAX_PIDFDS + 150
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        w = ProcessWatch(loop, [TrackProcess("f", process=(exe.name,), quorum_max=1)])
+        assert not w.up("f")
+        seen: list[bool] = []
+        w.subscribe("f", seen.append)
+        p = subprocess.Popen([exe, "-c", _FORKER, str(n)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+        assert p.stdin is not None and p.stdout is not None
+        try:
+            assert await loop.run_in_executor(None, p.stdout.readline) == b"ready\n"
+            t0 = time.perf_counter()
+            w.scan()
+            took = time.perf_counter() - t0
+            q = w.table.quorums["f"]
+            # nothing ran, then the parent (quorum), then its children (above quorum_max)
+            assert q.count == n + 1 and seen == [True, False]
+            assert len(w._pidfds) == MAX_PIDFDS  # bounded fds; the rest rely on the scan
+            assert took < 0.5, f"one scan over {n} new processes took {took:.3f}s"
+            p.stdin.write(b"go\n")
+            p.stdin.flush()
+            assert await loop.run_in_executor(None, p.stdout.readline) == b"reaped\n"
+            await asyncio.sleep(0.1)  # the pidfds' exits
+            w.scan()  # the others: gone from /proc
+            assert q.count == 1 and seen == [True, False, True]
+            assert not w._pidfds.keys() - {p.pid}
+        finally:
+            _kill(p)
+            w.close()
+
+    asyncio.run(body())
+
+
+def test_close_releases_every_pidfd(named_sleep: Path) -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        procs = [subprocess.Popen([named_sleep, "60"]) for _ in range(3)]
+        try:
+            await asyncio.sleep(0.05)
+            before = len(os.listdir("/proc/self/fd"))
+            w = ProcessWatch(loop, [TrackProcess("s", process=(named_sleep.name,))])
+            assert w.table.quorums["s"].count == 3
+            w.close()
+            assert len(os.listdir("/proc/self/fd")) == before
+        finally:
+            for p in procs:
+                _kill(p)
+
+    asyncio.run(body())

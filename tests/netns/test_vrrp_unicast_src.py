@@ -1,4 +1,4 @@
-"""Issue 14: check_unicast_src, a peer's min_ttl, unicast_ttl, on the wire.
+"""Issue 14: check_unicast_src, a peer's min_ttl, unicast_ttl, on the wire (IPv4 and IPv6).
 
 r1 runs one unicast VRRPv3 instance (peer r2, where nothing runs, so r1 becomes
 MASTER alone); ``cl`` is a third host on the same bridge that forges adverts
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from hafast._core.vrrp_codec import encode_ipv4
+from hafast._core.vrrp_codec import encode, encode_ipv4
 from hafast.lab.netns import socket_in
 from tests.conftest import require_root, require_tool
 from tests.netns.vrrp_fixtures import ADDR4, ADDR6, KEEPALIVED, VIP4, VIP6, VrrpLab
@@ -71,21 +71,33 @@ def unicast_conf(*, family: int = 4, peer_opts: str = "", check: bool = False,
 
 class Forger(threading.Thread):
     """Adverts for VRID 51 at priority 200, from ``src`` with ``ttl``, sent by ``cl``
-    to r1 every 50 ms until stopped."""
+    to r1 every 50 ms until stopped.  IPv6: from cl's own address (the kernel will
+    not send from another without IPV6_TRANSPARENT), the checksum over it."""
 
-    def __init__(self, lab: VrrpLab, src: str, ttl: int = 255) -> None:
+    def __init__(self, lab: VrrpLab, src: str, ttl: int = 255, family: int = 4) -> None:
         super().__init__(daemon=True)
-        dst = socket.inet_aton(ADDR4["r1"])
-        self.packet = encode_ipv4(3, 51, 200, [socket.inet_aton(VIP4)], 30,
-                                  src=socket.inet_aton(src), dst=dst, ttl=ttl)
-        # IPPROTO_RAW implies IP_HDRINCL: the forged source and TTL are ours.
-        self.sock = socket_in(lab.ns("cl"), socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        if family == 4:
+            self.dst = ADDR4["r1"]
+            self.packet = encode_ipv4(3, 51, 200, [socket.inet_aton(VIP4)], 30,
+                                      src=socket.inet_aton(src),
+                                      dst=socket.inet_aton(self.dst), ttl=ttl)
+            # IPPROTO_RAW implies IP_HDRINCL: the forged source and TTL are ours.
+            self.sock = socket_in(lab.ns("cl"), socket.AF_INET, socket.SOCK_RAW,
+                                  socket.IPPROTO_RAW)
+        else:
+            self.dst = ADDR6["r1"]
+            packed = [socket.inet_pton(socket.AF_INET6, a) for a in (VIP6, src, self.dst)]
+            self.packet = encode(3, 51, 200, packed[:1], 30, family=6, src=packed[1],
+                                 dst=packed[2])
+            self.sock = socket_in(lab.ns("cl"), socket.AF_INET6, socket.SOCK_RAW, 112)
+            self.sock.bind((src, 0))
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
         self.halt = threading.Event()
         self.sent = 0
 
     def run(self) -> None:
         while not self.halt.is_set():
-            self.sock.sendto(self.packet, (ADDR4["r1"], 0))
+            self.sock.sendto(self.packet, (self.dst, 0))
             self.sent += 1
             self.halt.wait(0.05)
 
@@ -96,15 +108,15 @@ class Forger(threading.Thread):
         return self.sent
 
 
-def forge(lab: VrrpLab, src: str, ttl: int = 255) -> tuple[bool, int]:
+def forge(lab: VrrpLab, src: str, ttl: int = 255, family: int = 4) -> tuple[bool, int]:
     """Forge for FORGE_S: (whether r1 held the VIP all along, adverts sent)."""
-    f = Forger(lab, src, ttl)
+    f = Forger(lab, src, ttl, family)
     f.start()
     held = True
     try:
         deadline = time.monotonic() + FORGE_S
         while time.monotonic() < deadline:
-            held = held and lab.has_vip("r1")
+            held = held and lab.has_vip("r1", VIP4 if family == 4 else VIP6)
             time.sleep(0.02)
     finally:
         sent = f.stop()
@@ -122,36 +134,40 @@ def stats(lab: VrrpLab) -> dict[str, Any]:
     return data
 
 
-def drops(lab: VrrpLab, reason: str) -> tuple[int, int]:
+def drops(lab: VrrpLab, reason: str, family: int = 4) -> tuple[int, int]:
     """r1's count of ``reason``: (on its socket, on its instance)."""
     st = stats(lab)
-    return (st["sockets"]["eth0/v4"]["drops"][reason],
+    return (st["sockets"][f"eth0/v{family}"]["drops"][reason],
             st["instances"][0]["rejects"].get(reason, 0))
 
 
+@pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("kind", KINDS)
-def test_check_unicast_src_keeps_a_stranger_out(lab: VrrpLab, kind: str) -> None:
+def test_check_unicast_src_keeps_a_stranger_out(lab: VrrpLab, kind: str, family: int) -> None:
     need(kind)
-    lab.start("r1", kind, unicast_conf(check=True))
-    lab.wait_holder("r1", STARTUP_S)
-    before = drops(lab, "unicast_src_err") if kind == "hafast" else (0, 0)
-    held, sent = forge(lab, ADDR4["cl"])
+    vip, addr = (VIP4, ADDR4) if family == 4 else (VIP6, ADDR6)
+    lab.start("r1", kind, unicast_conf(family=family, check=True))
+    lab.wait_holder("r1", STARTUP_S, vip)
+    before = drops(lab, "unicast_src_err", family) if kind == "hafast" else (0, 0)
+    held, sent = forge(lab, addr["cl"], family=family)
     assert held, f"{kind}: a stranger's advert took r1's mastership"
     assert sent >= 20
     if kind == "hafast":
-        sock_n, inst_n = drops(lab, "unicast_src_err")
+        sock_n, inst_n = drops(lab, "unicast_src_err", family)
         assert sock_n - before[0] >= sent - 2 and inst_n - before[1] == sock_n - before[0]
     else:
         lab.wait_for(lambda: "not a unicast peer" in lab.routers["r1"].log_text(), 2.0,
                      "keepalived's log line")
 
 
+@pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("kind", KINDS)
-def test_without_the_check_the_same_adverts_win(lab: VrrpLab, kind: str) -> None:
+def test_without_the_check_the_same_adverts_win(lab: VrrpLab, kind: str, family: int) -> None:
     need(kind)
-    lab.start("r1", kind, unicast_conf())
-    lab.wait_holder("r1", STARTUP_S)
-    held, _ = forge(lab, ADDR4["cl"])
+    vip, addr = (VIP4, ADDR4) if family == 4 else (VIP6, ADDR6)
+    lab.start("r1", kind, unicast_conf(family=family))
+    lab.wait_holder("r1", STARTUP_S, vip)
+    held, _ = forge(lab, addr["cl"], family=family)
     assert not held, f"{kind}: a higher-priority advert did not make r1 BACKUP"
 
 

@@ -5,11 +5,13 @@ and reloads (:class:`PoolKeeper`).  The backend chooser is
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from hafast.config import model as m
+from hafast.lvs.alerts import QuorumAlerts
 from hafast.lvs.backend import Timeouts
 from hafast.lvs.manager import PoolManager, make_backend
 
@@ -46,6 +48,8 @@ class PoolKeeper:
         self.backend = CountingBackend(backend)
         self.manager = PoolManager(config, self.backend, keep=keep, vips_present=vips_present,
                                    child_wait=child_wait, timeouts=timeouts)
+        self.config = config
+        self.alerts: QuorumAlerts | None = None  # made on open(), on the parent's loop
 
     @property
     def policy(self) -> Any:
@@ -55,13 +59,21 @@ class PoolKeeper:
         # The configuration's initial health (alpha servers out): the workers'
         # engines start from the same, so their first events are real changes.
         await self.manager.start()
+        self.alerts = QuorumAlerts(asyncio.get_running_loop(), self.config)
 
     async def on_events(self, events: Iterable[Any]) -> None:
+        before = self.alerts.before(self.policy) if self.alerts is not None else None
         for ev in events:
             self.manager.on_event(ev)
+        if before:
+            assert self.alerts is not None
+            self.alerts.after(self.policy, before)
 
     async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
         await self.manager.reload(config, vips_present)
+        self.config = config
+        if self.alerts is not None:
+            self.alerts.configure(config)
 
     def set_vip(self, address: str, present: bool) -> None:
         """ha_suspend: ``address`` arrived on this box or left it."""
@@ -74,6 +86,8 @@ class PoolKeeper:
 
     async def close(self) -> None:
         await self.manager.stop()
+        if self.alerts is not None:
+            self.alerts.close()
 
     def status(self) -> dict[str, Any]:
         vss = []

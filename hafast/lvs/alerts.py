@@ -1,0 +1,66 @@
+"""Email alerts for a virtual server's quorum, keepalived's way (``ipwrapper.c``
+do_vs_notifies: ``[ROUTER_ID] Virtualserver [10.0.0.1]:tcp:80 - DOWN`` with the body
+``=> Lost quorum 3+1=2 <= 1 <=``: quorum, hysteresis, the threshold it crossed, the
+live weight).
+
+On for a virtual server when its ``smtp_alert`` is, else global
+``smtp_alert_checker``, else global ``smtp_alert``, else off.  The parent's pools
+(:class:`hafast.lvs.keeper.PoolKeeper`) look at those virtual servers' quorum before
+and after each batch of real-server events and mail each change on the parent's
+loop; with no virtual server on, nothing is looked at.
+
+Not sent (yet): keepalived's "Starting with quorum down" at start (sorry server
+only), the "=> Shutting down <=" of omega virtual servers, and the real servers'
+"=> Removing <=" / "=> Shutting down <=" mails on reload and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hafast.config import model as m
+from hafast.lib.smtp_alert import enabled, quorum_alert, quorum_body
+from hafast.lib.smtp_client import Mailer, MailSettings
+
+
+class QuorumAlerts:
+    """Which virtual servers mail their quorum changes, and the mailer that sends."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: m.Config,
+                 mailer: Mailer | None = None) -> None:
+        self.mailer = mailer or Mailer(loop, MailSettings.of(config.global_defs))
+        self.on: frozenset[Any] = frozenset()
+        self.configure(config)
+
+    def configure(self, config: m.Config) -> None:
+        gd = config.global_defs
+        self.mailer.configure(MailSettings.of(gd))
+        self.on = frozenset(vs.key for vs in config.virtual_servers
+                            if enabled(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert))
+
+    def before(self, policy: Any) -> dict[Any, bool] | None:
+        """The quorum of every virtual server that mails, before a batch."""
+        if not self.on:
+            return None
+        return {k: st.quorum_up for k in self.on if (st := policy.vss.get(k)) is not None}
+
+    def after(self, policy: Any, before: dict[Any, bool] | None) -> int:
+        """Mail each quorum that changed since :meth:`before`; returns how many."""
+        if not before:
+            return 0
+        n = 0
+        for key, was_up in before.items():
+            st = policy.vss.get(key)
+            if st is None or st.quorum_up == was_up:
+                continue
+            vs = st.vs
+            # keepalived compares with quorum -/+ hysteresis as the state was
+            threshold = vs.quorum + (-1 if was_up else 1) * vs.hysteresis
+            body = quorum_body(st.quorum_up, False, vs.quorum, vs.hysteresis, threshold,
+                               st.live_weight())
+            n += self.mailer.send(quorum_alert(st.label, st.quorum_up, body))
+        return n
+
+    def close(self) -> None:
+        self.mailer.close()

@@ -1,0 +1,88 @@
+"""Quorum email alerts (hafast.lvs.alerts) through the parent's pools
+(hafast.lvs.keeper.PoolKeeper) on an in-memory backend."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hafast.config.loader import load_text
+from hafast.lib.events import DOWN, UP, ServerEvent
+from hafast.lib.smtp_alert import Alert
+from hafast.lvs.keeper import PoolKeeper
+from hafast.lvs.memory import MemoryBackend
+
+
+class FakeMailer:
+    def __init__(self) -> None:
+        self.sent: list[Alert] = []
+
+    def configure(self, settings: Any) -> None:
+        pass
+
+    def send(self, alert: Alert) -> bool:
+        self.sent.append(alert)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+CONF = """global_defs {{
+{globals_}
+}}
+virtual_server 10.0.0.1 80 {{
+ protocol TCP
+ quorum 3
+ hysteresis 1
+{vs_extra}
+ real_server 10.1.0.1 80 {{
+  weight 2
+  TCP_CHECK {{ connect_timeout 1 }}
+ }}
+ real_server 10.1.0.2 80 {{
+  weight 2
+  TCP_CHECK {{ connect_timeout 1 }}
+ }}
+}}
+"""
+
+
+def run(globals_: str, vs_extra: str) -> list[Alert]:
+    cfg = load_text(CONF.format(globals_=globals_, vs_extra=vs_extra)).config
+    vs = cfg.virtual_servers[0].key
+
+    async def go() -> list[Alert]:
+        keeper = PoolKeeper(cfg, MemoryBackend(), keep=False)
+        await keeper.open()
+        assert keeper.alerts is not None
+        mailer = FakeMailer()
+        keeper.alerts.mailer = mailer  # type: ignore[assignment]
+        await keeper.on_events([ServerEvent(vs, ("10.1.0.1", 80), DOWN, 2, "x", 1.0)])
+        await keeper.on_events([ServerEvent(vs, ("10.1.0.2", 80), DOWN, 2, "x", 2.0)])
+        await keeper.on_events([ServerEvent(vs, ("10.1.0.1", 80), UP, 2, "", 3.0)])
+        await keeper.on_events([ServerEvent(vs, ("10.1.0.2", 80), UP, 2, "", 4.0)])
+        await keeper.close()
+        return mailer.sent
+
+    return asyncio.run(go())
+
+
+def test_quorum_lost_and_gained() -> None:
+    sent = run("", " smtp_alert")
+    # 4 live: up; 2 < 3-1? no; 0: lost (threshold 3-1=2); 2 >= 3+1? no; 4: gained
+    assert sent == [
+        Alert("Virtualserver [10.0.0.1]:tcp:80 - DOWN", "=> Lost quorum 3+1=2 <= 0 <="),
+        Alert("Virtualserver [10.0.0.1]:tcp:80 - UP", "=> Gained quorum 3+1=4 <= 4 <="),
+    ]
+
+
+@pytest.mark.parametrize(("globals_", "vs_extra", "mailed"), [
+    ("", "", False),                            # a virtual server's: off by default
+    (" smtp_alert_checker", "", True),
+    (" smtp_alert", " smtp_alert off", False),
+])
+def test_who_sends(globals_: str, vs_extra: str, mailed: bool) -> None:
+    assert bool(run(globals_, vs_extra)) is mailed

@@ -120,7 +120,9 @@ class VrrpBuilder:
                 f"vrrp_track_process '{name}' has no 'process' (expected: process NAME [ARGS])",
             )
         qmax = f.get("quorum_max")
-        if qmax is not None and qmax < f.get("quorum", 1):
+        # keepalived: quorum_max 0 (down while any runs) takes quorum to 0 with it,
+        # unless a quorum above 1 was asked for
+        if qmax is not None and (qmax or f.get("quorum", 1) > 1) and qmax < f.get("quorum", 1):
             self.ld.error(
                 p.pos["quorum_max"], f"quorum_max {qmax} is below quorum {f.get('quorum', 1)}"
             )

@@ -877,7 +877,7 @@ process             v  1+   words         process
 param_match         v  1    choice:initial,partial param_match
 weight              v  1-2  wref:-254,254 weight
 quorum              v  1    int:1,65535   quorum
-quorum_max          v  1    int:1,65535   quorum_max
+quorum_max          v  1    int:0,65535   quorum_max
 fork_delay          v  1    timer:0,3600  fork_delay_us
 terminate_delay     v  1    timer:0,3600  terminate_delay_us
 delay               v  1    timer:0,3600  delay_us

@@ -70,6 +70,7 @@ def plan_instances(config: Config) -> list[InstancePlan]:
         for inst in config.vrrp_instances
     ]
 
+
 def track_process_refs(inst: VrrpInstance, config: Config) -> tuple[TrackRef, ...]:
     """The processes ``inst`` tracks: its own ``track_process`` and its sync group's.
 

@@ -285,3 +285,20 @@ def test_reload_adds_trackers_without_touching_the_old() -> None:
     t.initial({70: info("p"), 71: info("q")}, fresh)
     assert t.quorums["u"].up and t.quorums["t"].count == 1
     assert t.exited(71, 0) == [("u", False)]
+
+
+def test_quorum_max_zero_loads_as_keepalived() -> None:
+    """keepalived -t accepts 'quorum_max 0' (quorum then 0) and rejects it with a quorum
+    above 1 ('quorum_max is less than quorum')."""
+    from hafast.config.loader import load_text
+
+    def load(body: str) -> tuple[list[str], tuple[TrackProcess, ...]]:
+        r = load_text(f"vrrp_track_process P {{ process p\n {body} }}\n")
+        return [d.message for d in r.diagnostics if d.severity == "error"], r.config.track_processes
+
+    errors, (spec,) = load("quorum_max 0")
+    assert errors == []
+    t = Quorum.of(spec)
+    assert (t.quorum, t.quorum_max, t.in_range) == (0, 0, True)
+    errors, _ = load("quorum 2\n quorum_max 0")
+    assert errors == ["quorum_max 0 is below quorum 2"]

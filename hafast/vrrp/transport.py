@@ -211,6 +211,20 @@ class RateLimitedLog:
         self._log.warning(msg, *args)
 
 
+class _Lazy:
+    """``fn(*args)`` as text only when a log line is written: a flood of drops is
+    mostly suppressed by the rate limit, and formatting an address costs more than
+    the drop itself."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., str], *args: object) -> None:
+        self.fn, self.args = fn, args
+
+    def __str__(self) -> str:
+        return self.fn(*self.args)
+
+
 def _ntop(family: int, packed: bytes) -> str:
     return str(ipaddress.ip_address(packed)) if packed else "?"
 
@@ -539,7 +553,7 @@ class Channel:
         """keepalived's check_unicast_src drops, worded as keepalived logs them."""
         rejects = self.sock.counters.rejects
         rejects[reason] = rejects.get(reason, 0) + 1
-        src = _ntop(self.cfg.family, advert.src)
+        src = _Lazy(_ntop, self.cfg.family, advert.src)
         if reason == UNICAST_SRC_ERR:
             self.sock._rlog.warning(f"{reason}/{self.cfg.vrid}",
                                     "%s: VRID %d: unicast source address %s not a unicast peer",

@@ -752,7 +752,7 @@ vrrp_garp_extra_if  v  1-2  any           -
 vrrp_vmac_garp_intvl v 1+   any           -
 v3_checksum_as_v2   f  0-1  flag          v3_checksum_as_v2
 log_unknown_vrids   f  0-1  flag          -
-vmac_prefix         v  1    str           -
+vmac_prefix         v  1    str           vmac_prefix
 vmac_addr_prefix    v  1    str           -
 dynamic_interfaces  f  0-1  any           -
 disable_local_igmp  f  0-1  flag          -
@@ -903,7 +903,7 @@ native_ipv6         f  0-1  flag          native_ipv6
 debug               v  0-1  any           -
 use_vmac            v  0+   any           use_vmac
 use_vmac_addr       f  0-1  flag          -
-vmac_xmit_base      f  0-1  flag          -
+vmac_xmit_base      f  0-1  flag          vmac_xmit_base
 vmac_garp_intvl     v  1+   any           -
 use_ipvlan          v  0+   any           -
 virtual_ipaddress   l  0    vip           +virtual_ipaddress

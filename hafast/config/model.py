@@ -111,6 +111,7 @@ class GlobalDefs:
     default_interface: str = "eth0"
     vrrp_mcast_group4: str = "224.0.0.18"  # RFC 5798 §5.1.1.2
     vrrp_mcast_group6: str = "ff02::12"  # RFC 5798 §5.1.2.2
+    vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
     vrrp_version: int = 2
     vrrp_strict: bool = False
     vrrp_check_unicast_src: bool = False
@@ -269,6 +270,7 @@ class VrrpInstance:
     virtual_rules: tuple[tuple[str, ...], ...] = ()
     promote_secondaries: bool = False
     use_vmac: tuple[str, ...] | None = None
+    vmac_xmit_base: bool = False  # adverts on the parent interface, VIPs on the macvlan
     dont_track_primary: bool = False
     track_interface: tuple[TrackRef, ...] = ()
     track_script: tuple[TrackRef, ...] = ()

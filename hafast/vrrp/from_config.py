@@ -47,6 +47,118 @@ from hafast.vrrp.timers import US_PER_CENTISECOND
 # (HMAC-MD5-96 keyed with auth_pass, zero padded to 8 bytes), VRRPv2 over IPv4 only.
 AUTH_TYPES = {"PASS": AUTH_PASS, "AH": AUTH_AH}
 
+# RFC 5798 §7.3: the virtual router MAC, 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}).
+VRRP_MAC_PREFIX = bytes((0x00, 0x00, 0x5E, 0x00))
+IFNAMSIZ = 16  # linux/if.h, the NUL included
+
+
+@dataclass(frozen=True, slots=True)
+class VmacConfig:
+    """keepalived's ``use_vmac``: a private-mode macvlan carrying the virtual MAC.
+
+    The VIPs (those without a ``dev``) go on ``name``; the adverts go out of it too
+    unless ``xmit_base``, when they leave from ``parent`` with its own MAC.
+    """
+
+    name: str
+    parent: str
+    mac: bytes  # 6 bytes
+    family: int
+    xmit_base: bool = False
+    # IPv6 stays on: an IPv6 instance, or an IPv6 eVIP without a dev of its own
+    # (keepalived's evip_add_ipv6); an IPv4 one otherwise gets disable_ipv6.
+    ipv6: bool = False
+
+    @property
+    def mac_text(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.mac)
+
+
+def vrrp_mac(vrid: int, family: int) -> bytes:
+    """The RFC 5798 §7.3 virtual router MAC.
+
+    >>> vrrp_mac(51, 4).hex(":"), vrrp_mac(51, 6).hex(":")
+    ('00:00:5e:00:01:33', '00:00:5e:00:02:33')
+    """
+    return VRRP_MAC_PREFIX + bytes((0x01 if family == 4 else 0x02, vrid))
+
+
+def _dev_name_valid(name: str) -> bool:
+    # The kernel's dev_valid_name (net/core/dev.c), as keepalived checks the name.
+    return (0 < len(name.encode()) < IFNAMSIZ and name not in (".", "..")
+            and not any(c in "/:" or c.isspace() for c in name))
+
+
+def _parse_mac(word: str, vrid: int) -> bytes | None:
+    """keepalived's use_vmac MAC: five or six hex octets; five take the VRID last.
+    None for one keepalived ignores (malformed, multicast, or an RFC 5798 MAC)."""
+    parts = word.split(":")
+    if len(parts) not in (5, 6) or any(not 1 <= len(p) <= 2 for p in parts):
+        return None
+    try:
+        octets = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        return None
+    if len(octets) == 5:
+        octets += bytes((vrid,))
+    if octets[0] & 0x01 or (octets[:4] == VRRP_MAC_PREFIX and octets[4] in (1, 2)):
+        return None
+    return octets
+
+
+def vmac_for(inst: VrrpInstance, gd: GlobalDefs) -> VmacConfig | None:
+    """The macvlan ``inst`` asks for with ``use_vmac [NAME] [MAC]``, or None.
+
+    keepalived 2.2.7 names it ``vmac_prefix.VRID`` (``vrrp.51``) unless a name is
+    given, for IPv6 instances too; a word with a ``:`` is the MAC; ``name NAME``
+    spells the name explicitly.  An invalid name or MAC is ignored, as keepalived
+    does (it says so at load).  Unicast needs ``vmac_xmit_base`` and keepalived sets
+    it ("unicast with use_vmac requires vmac_xmit_base - setting").
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text("vrrp_instance V { interface eth0\\n virtual_router_id 51\\n"
+    ...                 " use_vmac\\n no_virtual_ipaddress\\n }\\n").config
+    >>> v = vmac_for(cfg.vrrp_instances[0], cfg.global_defs)
+    >>> v.name, v.parent, v.mac_text, v.xmit_base
+    ('vrrp.51', 'eth0', '00:00:5e:00:01:33', False)
+    """
+    if inst.use_vmac is None:
+        return None
+    vrid, fam = inst.virtual_router_id, inst.family
+    name = mac = None
+    words = list(inst.use_vmac)
+    while words:
+        word = words.pop(0)
+        if ":" in word:
+            mac = mac or _parse_mac(word, vrid)
+            continue
+        if word == "name" and words:
+            word = words.pop(0)
+        if name is None and _dev_name_valid(word):
+            name = word
+    evip6 = any(v.family == 6 and v.dev is None for v in inst.virtual_ipaddress_excluded)
+    return VmacConfig(
+        name=name or f"{gd.vmac_prefix}.{vrid}",
+        parent=inst.interface or gd.default_interface,
+        mac=mac or vrrp_mac(vrid, fam),
+        family=fam,
+        xmit_base=inst.vmac_xmit_base or bool(inst.unicast_peer),
+        ipv6=fam == 6 or evip6,
+    )
+
+
+def vip_ifname(inst: VrrpInstance, gd: GlobalDefs) -> str:
+    """Where ``inst``'s VIPs without a ``dev`` go: its interface, or its macvlan.
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text("vrrp_instance V { interface eth0\\n virtual_router_id 5\\n"
+    ...                 " use_vmac vmx5\\n no_virtual_ipaddress\\n }\\n").config
+    >>> vip_ifname(cfg.vrrp_instances[0], cfg.global_defs)
+    'vmx5'
+    """
+    vmac = vmac_for(inst, gd)
+    return vmac.name if vmac is not None else inst.interface or gd.default_interface
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
@@ -69,6 +181,9 @@ class ChannelConfig:
     # check_unicast_src: accept adverts only from a peer, with a TTL in its range
     check_src: bool = False
     peer_ttl: tuple[tuple[int, int], ...] = ()  # (min_ttl, max_ttl) of each of peers
+    # use_vmac: the macvlan the worker makes before opening the channel.  ``ifname``
+    # is then the macvlan's name, or the parent's with vmac_xmit_base.
+    vmac: VmacConfig | None = None
 
     @property
     def unicast(self) -> bool:
@@ -126,8 +241,12 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
             auth_data = auth_data_from_pass(inst.authentication.auth_pass)
     # The loader copies global_defs' v3_checksum_as_v2 into instances that do not set it.
     as_v2 = inst.v3_checksum_as_v2
+    vmac = vmac_for(inst, gd)
+    ifname = inst.interface or gd.default_interface
+    if vmac is not None and not vmac.xmit_base:
+        ifname = vmac.name
     return ChannelConfig(
-        ifname=inst.interface or gd.default_interface,
+        ifname=ifname,
         family=fam,
         vrid=inst.virtual_router_id,
         version=inst.version,
@@ -148,6 +267,7 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
         check_src=inst.check_unicast_src
         or any((p.min_ttl, p.max_ttl) != (0, 255) for p in inst.unicast_peer),
         peer_ttl=tuple((p.min_ttl, p.max_ttl) for p in inst.unicast_peer),
+        vmac=vmac,
     )
 
 

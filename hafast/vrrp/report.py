@@ -39,10 +39,11 @@ def instance_json(inst: Any, cfg: m.VrrpInstance | None,
                   sockets: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """One instance in keepalived's JSON shape: ``{"data": {...}, "stats": {...}}``,
     plus hafast's ``rejects`` (every reason this instance dropped an advert for,
-    keepalived-named or not) and ``socket``: the view of the socket it receives on
-    (drops by reason, kernel drops; :meth:`hafast.vrrp.transport.VrrpSocket.view`)
-    from ``sockets``.  The parent passes each instance on as it is, so the socket's
-    counters travel with its instances (the dumps and /metrics take each socket once).
+    keepalived-named or not), ``faults`` (what holds it in FAULT) and ``socket``: the
+    view of the socket it receives on (drops by reason, kernel drops;
+    :meth:`hafast.vrrp.transport.VrrpSocket.view`) from ``sockets``.  The parent passes
+    each instance on as it is, so the socket's counters travel with its instances (the
+    dumps and /metrics take each socket once).
     """
     p = inst.spec.params
     s = inst.machine.state
@@ -77,7 +78,10 @@ def instance_json(inst: Any, cfg: m.VrrpInstance | None,
         data["auth_type"] = _auth_type(inst, cfg)
         data["track_script"] = [t.name for t in cfg.track_script]
     out: dict[str, Any] = {"data": data, "stats": dict(inst.counters),
-                           "rejects": dict(inst.rejects)}
+                           "rejects": dict(inst.rejects),
+                           # why it is in FAULT: "interface:eth1", "script:chk",
+                           # "process:haproxy", "sync:G" (keepalived only logs it)
+                           "faults": sorted(getattr(s, "faults", ()))}
     sock = getattr(getattr(inst, "sender", None), "sock", None)
     if sockets is not None and sock is not None and sock.name in sockets:
         out["socket"] = sockets[sock.name]

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,97 @@ def test_close_releases_every_pidfd(named_sleep: Path) -> None:
                 _kill(p)
 
     asyncio.run(body())
+
+
+class _Inst:
+    """What Tracking drives: fault reasons and weights by source."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.faults: set[str] = set()
+        self.weights: dict[str, int] = {}
+
+    def raise_fault(self, reason: str) -> None:
+        self.faults.add(reason)
+
+    def clear_fault(self, reason: str) -> None:
+        self.faults.discard(reason)
+
+    def set_weight(self, source: str, weight: int) -> None:
+        self.weights[source] = weight
+
+
+def test_tracking_wires_instances_and_sync_groups(named_sleep: Path) -> None:
+    from hafast.config.loader import load_text
+    from hafast.vrrp.build import plan_instances
+    from hafast.vrrp.tracking import Tracking
+
+    text = f"""
+vrrp_track_process down {{ process {named_sleep.name} }}
+vrrp_track_process weighted {{ process {named_sleep.name}
+  weight 20 reverse }}
+vrrp_track_process unused {{ process nothing-tracks-this }}
+vrrp_instance A {{ interface lo
+  virtual_router_id 1
+  no_virtual_ipaddress
+  track_process {{ down }} }}
+vrrp_instance B {{ interface lo
+  virtual_router_id 2
+  no_virtual_ipaddress }}
+vrrp_sync_group G {{ group {{
+    A
+    B
+  }}
+  sync_group_tracking_weight
+  track_process {{ weighted }} }}
+"""
+    loaded = load_text(text)
+    assert [d for d in loaded.diagnostics if d.severity == "error"] == []
+    cfg = loaded.config
+    plans = {p.spec.name: p for p in plan_instances(cfg)}
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        tracking = Tracking(loop, cfg, None)  # type: ignore[arg-type]
+        a, b = _Inst("A"), _Inst("B")
+        tracking.bind(a, replace(plans["A"], track_primary=False))  # type: ignore[arg-type]
+        tracking.bind(b, replace(plans["B"], track_primary=False))  # type: ignore[arg-type]
+        assert tracking.processes is not None
+        assert set(tracking.processes.table.quorums) == {"down", "weighted"}
+        # nothing runs: A is in FAULT, reverse weight 20 costs nothing while down
+        assert a.faults == {"process:down"} and b.faults == set()
+        assert a.weights == {"process:down": 0, "process:weighted": 0}
+        tracking.start()
+        p = subprocess.Popen([named_sleep, "60"])
+        try:
+            await asyncio.sleep(procwatch.SCAN_PERIOD_S + 0.3)
+            assert a.faults == set() and b.weights == {"process:weighted": -20}
+            p.kill()
+            await asyncio.sleep(0.1)
+            assert a.faults == {"process:down"} and b.weights == {"process:weighted": 0}
+        finally:
+            _kill(p)
+            tracking.close()
+
+    asyncio.run(body())
+
+
+def test_status_json_says_what_holds_an_instance_in_fault() -> None:
+    from types import SimpleNamespace
+
+    from hafast.status import dump
+    from hafast.vrrp.fsm import State
+    from hafast.vrrp.params import VrrpParams
+    from hafast.vrrp.report import instance_json
+
+    st = SimpleNamespace(state=State.FAULT, base_priority=100, priority=100,
+                         faults=frozenset({"process:haproxy", "interface:eth1"}))
+    inst = SimpleNamespace(
+        name="VI_1", counters={}, rejects={}, transitions=[], machine=SimpleNamespace(state=st),
+        spec=SimpleNamespace(params=VrrpParams(priority=100), ifname="eth0", vips=(),
+                             excluded=()))
+    entry = instance_json(inst, None)
+    assert entry["faults"] == ["interface:eth1", "process:haproxy"]
+    assert entry["data"]["state_name"] == "FAULT"
+    # keepalived's JSON dump keeps its own shape
+    assert set(dump.vrrp_json({"vrrp": [entry]})[0]) == {"data", "stats"}

@@ -52,6 +52,7 @@ _NOWHERE = Token("", "<config>", 0, 0)
 # keepalived's order of checks (check_vrrp_script_security), so messages come out in it
 _INSTANCE_NOTIFY = ("notify_backup", "notify_master", "notify_fault", "notify_stop",
                     "notify", "notify_master_rx_lower_pri")
+_IGNORING: dict[str, str] = {}  # kind -> keepalived's words for an ignored script
 _GROUP_NOTIFY = ("notify_backup", "notify_master", "notify_fault", "notify_stop", "notify")
 
 
@@ -86,7 +87,8 @@ class ScriptSecurity:
         self._said: set[tuple[str, int, int, str]] = set()
         self._tokens = {id(script): tok for tok, script in scripts}
         self._pos = global_pos or {}
-        self._checks: dict[tuple[str, int, int], ScriptCheck] = {}
+        self._checks: dict[tuple[str, int, int], tuple[ScriptCheck, bool, bool]] = {}
+        self._side_keys: set[tuple[str, int, int]] = set()
         self.default = default_script_user(gd.script_user)
         self.default_id: ScriptIdentity | None = None
         self._default_error = ""
@@ -120,7 +122,8 @@ class ScriptSecurity:
     def keep(self, script: m.Script | None, own: Sequence[str] | None, removing: str) -> bool:
         """Check one script; False when keepalived would not run it.  ``own`` is the
         script's own user [group] (None: the default); ``removing`` keepalived's words
-        for dropping it when the default user cannot be set."""
+        for dropping it when the default user cannot be set, a ``str.format`` template
+        with ``{argv0}`` and ``{cmd}`` (formatted only then: this runs per script)."""
         return self.verdict(script, own, removing) is None
 
     def verdict(self, script: m.Script | None, own: Sequence[str] | None,
@@ -129,16 +132,16 @@ class ScriptSecurity:
         for its permissions (or the file type on its path)."""
         if script is None or not script.argv:
             return None
-        tok = self._tok(script)
         who = _user(own)
         if who is None and script.user:
             who = (script.user, script.group)
         if who is None:
             if self.default_id is None:
+                tok = self._tok(script)
                 if self._default_error:  # once, as keepalived caches the failure
                     self.warn(self._pos.get("script_user", tok), self._default_error)
                     self._default_error = ""
-                self.warn(tok, removing)
+                self.warn(tok, removing.format(argv0=script.argv[0], cmd=cmd_str(script)))
                 return "user"
             ident = self.default_id
         else:
@@ -147,17 +150,25 @@ class ScriptSecurity:
             except KeyError:
                 return None  # unchanged: reported when it is run
         key = (script.argv[0], ident.uid, ident.gid)
-        check = self._checks.get(key)
-        if check is None:
-            check = self._checks[key] = check_script(*key, security=self.security)
-        self._side_flags |= check.flags
-        if check.found and self._side_first is None:
-            self._side_first = tok
-        if check.insecure or check.inhibited:
+        # 37,000 real servers share a handful of programs: one check each, and the
+        # common case (seen on this side, clean) costs two dict lookups
+        seen = self._checks.get(key)
+        if seen is None:
+            check = check_script(*key, security=self.security)
+            seen = self._checks[key] = (check, check.insecure or check.inhibited,
+                                        check.inhibited)
+        check, noisy, inhibited = seen
+        if key not in self._side_keys:
+            self._side_keys.add(key)
+            self._side_flags |= check.flags
+            if check.found and self._side_first is None:
+                self._side_first = self._tok(script)
+        if noisy:
+            tok = self._tok(script)
             for line in check.log:
                 if line.startswith(("Unsafe permissions", "Wrong file type")):
                     self.warn(tok, self._explain(line, check))
-        return "insecure" if check.inhibited else None
+        return "insecure" if inhibited else None
 
     def _explain(self, line: str, check: ScriptCheck) -> str:
         if not check.insecure:
@@ -173,6 +184,7 @@ class ScriptSecurity:
     def _end_side(self, what: str) -> None:
         flags, first = self._side_flags, self._side_first
         self._side_flags, self._side_first = Sc(0), None
+        self._side_keys = set()
         if self.security or not flags & Sc.ISSCRIPT or first is None:
             return
         insecure = " There are insecure scripts." if flags & Sc.INSECURE else ""
@@ -184,11 +196,11 @@ class ScriptSecurity:
     def _notify(self, obj: object, fields: Sequence[str], kind: str) -> dict[str, Any]:
         """The notify fields of ``obj`` to clear."""
         out: dict[str, Any] = {}
+        removing = _IGNORING.get(kind) or _IGNORING.setdefault(
+            kind, f"Failed to set default user for {kind} script {{argv0}} - ignoring")
         for f in fields:
             script = getattr(obj, f, None)
-            if script is not None and not self.keep(
-                script, None, f"Failed to set default user for {kind} script "
-                              f"{script.argv[0] if script.argv else ''} - ignoring"):
+            if script is not None and self.verdict(script, None, removing) is not None:
                 out[f] = None
         return out
 
@@ -205,8 +217,8 @@ class ScriptSecurity:
                           f" fifo {fifo[0]} - ignoring")
                 out[name] = out[f"{name}_script"] = None
             elif script is not None and not self.keep(
-                    script, None, f"Failed to set default user for {name}_script "
-                                  f"{script.argv[0] if script.argv else ''} - ignoring"):
+                    script, None,
+                    f"Failed to set default user for {name}_script {{argv0}} - ignoring"):
                 out[f"{name}_script"] = None
         return out
 
@@ -236,8 +248,7 @@ class ScriptSecurity:
         changed = False
         for vs in config.vrrp_scripts:
             why = self.verdict(vs.script, vs.user,
-                               f"Unable to set default user for vrrp script {vs.name} - "
-                               "removing")
+                               f"Unable to set default user for vrrp script {vs.name} - removing")
             if why is not None:
                 if why == "insecure":
                     self.warn(self._tok(vs.script),
@@ -253,7 +264,7 @@ class ScriptSecurity:
             scripts.append(vs)
         insts = []
         for inst in config.vrrp_instances:
-            f: dict[str, Any] = dict(self._notify(inst, _INSTANCE_NOTIFY, "notify"))
+            f = self._notify(inst, _INSTANCE_NOTIFY, "notify")
             if dropped and any(r.name in dropped for r in inst.track_script):
                 f["track_script"] = tuple(r for r in inst.track_script
                                           if r.name not in dropped)
@@ -261,7 +272,7 @@ class ScriptSecurity:
             changed |= bool(f)
         groups = []
         for sg in config.sync_groups:
-            f = dict(self._notify(sg, _GROUP_NOTIFY, "notify"))
+            f = self._notify(sg, _GROUP_NOTIFY, "notify")
             if dropped and any(r.name in dropped for r in sg.track_script):
                 f["track_script"] = tuple(r for r in sg.track_script if r.name not in dropped)
             groups.append(replace(sg, **f) if f else sg)
@@ -275,16 +286,15 @@ class ScriptSecurity:
         out = []
         changed = False
         for vs in config.virtual_servers:
-            f: dict[str, Any] = dict(self._notify(vs, ("quorum_up", "quorum_down"),
-                                                     "quorum"))
+            f = self._notify(vs, ("quorum_up", "quorum_down"), "quorum")
             rss = []
             rs_changed = False
             for rs in vs.real_servers:
-                g: dict[str, Any] = dict(self._notify(rs, ("notify_up", "notify_down"),
-                                                         "real server notify"))
-                checkers = tuple(c for c in rs.checkers if self._keep_checker(c))
-                if len(checkers) != len(rs.checkers):
-                    g["checkers"] = checkers
+                g = self._notify(rs, ("notify_up", "notify_down"), "real server notify")
+                if any(type(c) is m.MiscCheck for c in rs.checkers):
+                    checkers = tuple(c for c in rs.checkers if self._keep_checker(c))
+                    if len(checkers) != len(rs.checkers):
+                        g["checkers"] = checkers
                 if g:
                     rs, rs_changed = replace(rs, **g), True
                 rss.append(rs)
@@ -299,13 +309,13 @@ class ScriptSecurity:
         if not isinstance(checker, m.MiscCheck) or checker.misc_path is None:
             return True
         script = checker.misc_path
-        cmd = cmd_str(script)
         why = self.verdict(script, checker.user,
-                           f"Unable to set default user for misc script {cmd} - removing")
+                           "Unable to set default user for misc script {cmd} - removing")
         if why is None:
             return True
         if why == "insecure":
-            self.warn(self._tok(script), f"Disabling misc script {cmd} due to insecure")
+            self.warn(self._tok(script),
+                      f"Disabling misc script {cmd_str(script)} due to insecure")
         return False
 
 

@@ -60,6 +60,7 @@ class PoolKeeper:
         # engines start from the same, so their first events are real changes.
         await self.manager.start()
         self.alerts = QuorumAlerts(asyncio.get_running_loop(), self.config)
+        self.alerts.started(self.policy)
 
     async def on_events(self, events: Iterable[Any]) -> None:
         before = self.alerts.before(self.policy) if self.alerts is not None else None

@@ -11,6 +11,8 @@ import pytest
 from hafast.config.loader import load_text
 from hafast.lib.events import DOWN, UP, ServerEvent
 from hafast.lib.smtp_alert import Alert
+from hafast.lvs import keeper as keeper_module
+from hafast.lvs.alerts import QuorumAlerts
 from hafast.lvs.keeper import PoolKeeper
 from hafast.lvs.memory import MemoryBackend
 
@@ -50,16 +52,16 @@ virtual_server 10.0.0.1 80 {{
 """
 
 
-def run(globals_: str, vs_extra: str) -> list[Alert]:
+def run(monkeypatch: pytest.MonkeyPatch, globals_: str, vs_extra: str) -> list[Alert]:
     cfg = load_text(CONF.format(globals_=globals_, vs_extra=vs_extra)).config
+    mailer = FakeMailer()
+    monkeypatch.setattr(keeper_module, "QuorumAlerts",
+                        lambda loop, config: QuorumAlerts(loop, config, mailer))  # type: ignore[arg-type]
     vs = cfg.virtual_servers[0].key
 
     async def go() -> list[Alert]:
         keeper = PoolKeeper(cfg, MemoryBackend(), keep=False)
         await keeper.open()
-        assert keeper.alerts is not None
-        mailer = FakeMailer()
-        keeper.alerts.mailer = mailer  # type: ignore[assignment]
         await keeper.on_events([ServerEvent(vs, ("10.1.0.1", 80), DOWN, 2, "x", 1.0)])
         await keeper.on_events([ServerEvent(vs, ("10.1.0.2", 80), DOWN, 2, "x", 2.0)])
         await keeper.on_events([ServerEvent(vs, ("10.1.0.1", 80), UP, 2, "", 3.0)])
@@ -70,10 +72,12 @@ def run(globals_: str, vs_extra: str) -> list[Alert]:
     return asyncio.run(go())
 
 
-def test_quorum_lost_and_gained() -> None:
-    sent = run("", " smtp_alert")
-    # 4 live: up; 2 < 3-1? no; 0: lost (threshold 3-1=2); 2 >= 3+1? no; 4: gained
+def test_quorum_lost_and_gained(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = run(monkeypatch, "", " smtp_alert")
+    # start: 4 live, up; 2 < 3-1? no; 0: lost (threshold 3-1=2); 2 >= 3+1? no; 4: gained
     assert sent == [
+        Alert("Virtualserver [10.0.0.1]:tcp:80 - UP",
+              "=> Starting with quorum up 3+1=4 <= 4 <="),
         Alert("Virtualserver [10.0.0.1]:tcp:80 - DOWN", "=> Lost quorum 3+1=2 <= 0 <="),
         Alert("Virtualserver [10.0.0.1]:tcp:80 - UP", "=> Gained quorum 3+1=4 <= 4 <="),
     ]
@@ -84,5 +88,6 @@ def test_quorum_lost_and_gained() -> None:
     (" smtp_alert_checker", "", True),
     (" smtp_alert", " smtp_alert off", False),
 ])
-def test_who_sends(globals_: str, vs_extra: str, mailed: bool) -> None:
-    assert bool(run(globals_, vs_extra)) is mailed
+def test_who_sends(monkeypatch: pytest.MonkeyPatch, globals_: str, vs_extra: str,
+                   mailed: bool) -> None:
+    assert bool(run(monkeypatch, globals_, vs_extra)) is mailed

@@ -325,6 +325,12 @@ class ProcessTable:
         read = (new + due)[:budget]
         return ScanPlan(gone, read, len(new) + len(due) - len(read))
 
+    def recheck_all(self) -> None:
+        """Read every known process again from the next scan on (within its budget):
+        the process connector dropped events, so an exec may have gone unseen."""
+        for s in self.known.values():
+            s.next_scan = self.scans + 1
+
     def seen(self, pid: int, info: ProcInfo | None, now_us: int) -> list[Change]:
         """What a read of ``pid`` found (None: it was gone by then)."""
         if info is None:

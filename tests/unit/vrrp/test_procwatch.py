@@ -269,3 +269,114 @@ def test_status_json_says_what_holds_an_instance_in_fault() -> None:
     assert entry["data"]["state_name"] == "FAULT"
     # keepalived's JSON dump keeps its own shape
     assert set(dump.vrrp_json({"vrrp": [entry]})[0]) == {"data", "stats"}
+
+
+# --------------------------------------------------------------------------- connector
+
+
+def _event(what: int, data: bytes) -> bytes:
+    from hafast.lib.netlink import NLMSG_DONE, pack_message
+    from hafast.vrrp.procconn import CN_MSG, EVENT
+
+    body = EVENT.pack(what, 0, 0) + data
+    return pack_message(NLMSG_DONE, 0, 0, CN_MSG.pack(1, 1, 0, 0, len(body), 0) + body)
+
+
+def test_connector_events_parse_as_the_kernel_lays_them_out() -> None:
+    from hafast.vrrp import procconn as pc
+
+    data = b"".join([
+        _event(pc.PROC_EVENT_NONE, bytes(8)),
+        _event(pc.PROC_EVENT_FORK, pc.FORK.pack(10, 10, 11, 11)),
+        _event(pc.PROC_EVENT_FORK, pc.FORK.pack(10, 10, 12, 11)),  # a thread: skipped
+        _event(pc.PROC_EVENT_EXEC, pc.PIDS.pack(11, 11)),
+        _event(pc.PROC_EVENT_COMM, pc.PIDS.pack(11, 11) + b"name".ljust(16, b"\0")),
+        _event(pc.PROC_EVENT_EXIT, pc.PIDS.pack(13, 11) + bytes(8)),  # a thread's exit
+        _event(pc.PROC_EVENT_EXIT, pc.PIDS.pack(11, 11) + bytes(8)),
+        _event(pc.PROC_EVENT_FORK, b"\0\0"),  # truncated: skipped
+    ])
+    assert list(pc.parse_events(data)) == [
+        (0, 0, 0), (pc.PROC_EVENT_FORK, 11, 10), (pc.PROC_EVENT_EXEC, 11, 0),
+        (pc.PROC_EVENT_COMM, 11, 0), (pc.PROC_EVENT_EXIT, 11, 0)]
+
+
+def test_connector_hints_make_a_start_seen_at_once(named_sleep: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel sends process events (initial network namespace, root)."""
+    monkeypatch.setattr(procwatch, "SCAN_PERIOD_S", 30.0)
+
+    async def body() -> float:
+        loop = asyncio.get_running_loop()
+        w = ProcessWatch(loop, [TrackProcess("s", process=(named_sleep.name,))])
+        if w.connector is None:
+            w.close()
+            pytest.skip("no process connector here (a network namespace, or not root)")
+        seen: list[float] = []
+        w.subscribe("s", lambda up: seen.append(loop.time()))
+        w.start()
+        t0 = loop.time()
+        p = subprocess.Popen([named_sleep, "60"])
+        try:
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            _kill(p)
+            w.close()
+        assert seen, "the start was not seen without a scan"
+        assert w.counters["scans"] == 0
+        return seen[0] - t0
+
+    assert asyncio.run(body()) < 0.5
+
+
+def test_without_a_connector_nothing_changes(named_sleep: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from hafast.vrrp import procconn
+
+    def refused(self: procconn.ProcConnector) -> bool:
+        self.error = "errno 111 (Connection refused)"
+        return False
+
+    monkeypatch.setattr(procconn.ProcConnector, "open", refused)
+
+    async def body() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        p = subprocess.Popen([named_sleep, "60"])
+        try:
+            await asyncio.sleep(0.05)
+            w = ProcessWatch(loop, [TrackProcess("s", process=(named_sleep.name,))])
+            assert w.connector is None and w.up("s")
+            seen: list[bool] = []
+            w.subscribe("s", seen.append)
+            p.kill()
+            await asyncio.sleep(0.1)
+            w.close()
+            return seen
+        finally:
+            _kill(p)
+
+    assert asyncio.run(body()) == [False]
+
+
+def test_an_exec_storm_costs_bounded_reads(named_sleep: Path) -> None:
+    from hafast.vrrp import procconn
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        w = ProcessWatch(loop, [TrackProcess("s", process=(named_sleep.name,))],
+                         connector=False)
+        reads = w.counters["reads"]
+        for pid in range(10_000, 15_000):
+            w._event(procconn.PROC_EVENT_EXEC, pid, 0)
+        assert len(w._hints) == procwatch.HINT_MAX
+        assert w.counters["hints_dropped"] == 5_000 - procwatch.HINT_MAX
+        await asyncio.sleep(procwatch.HINT_DELAY_S + 0.05)
+        assert w.counters["reads"] - reads <= procwatch.HINT_MAX and not w._hints
+        # forks of processes that do not count are not even read
+        w._event(procconn.PROC_EVENT_FORK, 20_000, 1)
+        assert not w._hints
+        w.close()
+
+    asyncio.run(body())

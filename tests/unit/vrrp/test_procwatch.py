@@ -380,3 +380,37 @@ def test_an_exec_storm_costs_bounded_reads(named_sleep: Path) -> None:
         w.close()
 
     asyncio.run(body())
+
+
+def test_a_reload_that_first_names_a_process_tracks_it(named_sleep: Path) -> None:
+    """VrrpWorker.reload: add_scripts() registers the new trackers, then bind() of the
+    new instance starts the watcher (the worker's tracking was started already)."""
+    from hafast.config.loader import load_text
+    from hafast.vrrp.build import plan_instances
+    from hafast.vrrp.tracking import Tracking
+
+    before = load_text("vrrp_instance A { interface lo\n virtual_router_id 1\n"
+                       " no_virtual_ipaddress\n}\n").config
+    after = load_text(f"vrrp_track_process p {{ process {named_sleep.name} }}\n"
+                      "vrrp_instance A { interface lo\n virtual_router_id 1\n"
+                      " no_virtual_ipaddress\n track_process { p }\n}\n").config
+
+    async def body() -> list[set[str]]:
+        loop = asyncio.get_running_loop()
+        tracking = Tracking(loop, before, None)  # type: ignore[arg-type]
+        tracking.start()
+        assert tracking.processes is None  # nothing tracked: /proc is never read
+        tracking.add_scripts(after)
+        a = _Inst("A")
+        tracking.bind(a, replace(plan_instances(after)[0], track_primary=False))  # type: ignore[arg-type]
+        faults = [set(a.faults)]
+        p = subprocess.Popen([named_sleep, "60"])
+        try:
+            await asyncio.sleep(procwatch.SCAN_PERIOD_S + 0.3)
+            faults.append(set(a.faults))
+        finally:
+            _kill(p)
+            tracking.close()
+        return faults
+
+    assert asyncio.run(body()) == [{"process:p"}, set()]

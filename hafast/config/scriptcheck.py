@@ -29,6 +29,8 @@ What keepalived does, and so what this does:
 
 Left as before: a script that is missing or not executable is still kept (it fails when
 run; keepalived drops it at load), and a script whose own ``user`` does not exist.
+Stricter than keepalived: ``*notify_fifo_script`` is judged as run by root, because
+hafast's notifier starts it as itself whatever its user or ``script_user`` says.
 """
 
 from __future__ import annotations
@@ -127,9 +129,10 @@ class ScriptSecurity:
         return self.verdict(script, own, removing) is None
 
     def verdict(self, script: m.Script | None, own: Sequence[str] | None,
-                removing: str) -> str | None:
+                removing: str, runs_as: ScriptIdentity | None = None) -> str | None:
         """None: it runs; ``"user"``: no default user for it; ``"insecure"``: refused
-        for its permissions (or the file type on its path)."""
+        for its permissions (or the file type on its path).  ``runs_as``: who hafast
+        really runs it as, when that is not who keepalived would."""
         if script is None or not script.argv:
             return None
         who = _user(own)
@@ -143,7 +146,9 @@ class ScriptSecurity:
                     self._default_error = ""
                 self.warn(tok, removing.format(argv0=script.argv[0], cmd=cmd_str(script)))
                 return "user"
-            ident = self.default_id
+            ident = runs_as or self.default_id
+        elif runs_as is not None:
+            ident = runs_as
         else:
             try:
                 ident = script_identity(*who)
@@ -216,9 +221,13 @@ class ScriptSecurity:
                           f"Failed to set default user for {name[:-len('notify_fifo')]}"
                           f" fifo {fifo[0]} - ignoring")
                 out[name] = out[f"{name}_script"] = None
-            elif script is not None and not self.keep(
+            # hafast's Notifier starts FIFO scripts as itself (root), whatever their
+            # user or script_user says: judge them as run by root, not as keepalived
+            # would run them, so no unsafe script runs as root
+            elif script is not None and self.verdict(
                     script, None,
-                    f"Failed to set default user for {name}_script {{argv0}} - ignoring"):
+                    f"Failed to set default user for {name}_script {{argv0}} - ignoring",
+                    runs_as=own_identity()) is not None:
                 out[f"{name}_script"] = None
         return out
 

@@ -156,8 +156,9 @@ def test_path_safety_walks_from_the_root(bin_dir: Path) -> None:
 # ---------------------------------------------------------------------- the loader pass
 
 
-def _conf(tmp_path: Path, body: str, security: bool = True, user: str | None = "root") -> Path:
-    gd = ["global_defs {"]
+def _conf(tmp_path: Path, body: str, security: bool = True, user: str | None = "root",
+          extra: str = "") -> Path:
+    gd = ["global_defs {", *([extra] if extra else [])]
     if security:
         gd.append("  enable_script_security")
     if user:
@@ -309,4 +310,17 @@ def test_safe_config_is_unchanged(tmp_path: Path, bin_dir: Path) -> None:
     res = load_file(str(_conf(tmp_path, VRRP.format(safe=safe, unsafe=safe))))
     assert not [d.message for d in res.diagnostics if "for script" in d.message
                 or "SECURITY" in d.message or "default user" in d.message]
+    assert len(res.config.vrrp_scripts) == 2
+
+
+def test_fifo_script_is_judged_as_run_by_root(tmp_path: Path, bin_dir: Path) -> None:
+    """hafast starts FIFO scripts as itself: script_user does not lower the bar for them
+    (it does for a notify script, which runs as script_user and is not checked)."""
+    _, unsafe = _pair(bin_dir)
+    body = VRRP.format(safe=unsafe, unsafe=unsafe)
+    fifo = f"  vrrp_notify_fifo {tmp_path}/f\n  vrrp_notify_fifo_script {unsafe}"
+    res = load_file(str(_conf(tmp_path, body, user="nobody", extra=fifo)))
+    gd = res.config.global_defs
+    assert gd.vrrp_notify_fifo is not None and gd.vrrp_notify_fifo_script is None
+    assert res.config.vrrp_instances[0].notify_master is not None
     assert len(res.config.vrrp_scripts) == 2

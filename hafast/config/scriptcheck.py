@@ -256,7 +256,10 @@ class ScriptSecurity:
         scripts = []
         changed = False
         for vs in config.vrrp_scripts:
-            why = self.verdict(vs.script, vs.user,
+            # the tracker's order: the script line's own user, then the block's user
+            own = ((vs.script.user, *((vs.script.group,) if vs.script.group else ()))
+                   if vs.script is not None and vs.script.user else vs.user)
+            why = self.verdict(vs.script, own,
                                f"Unable to set default user for vrrp script {vs.name} - removing")
             if why is not None:
                 if why == "insecure":

@@ -324,3 +324,32 @@ def test_fifo_script_is_judged_as_run_by_root(tmp_path: Path, bin_dir: Path) -> 
     assert gd.vrrp_notify_fifo is not None and gd.vrrp_notify_fifo_script is None
     assert res.config.vrrp_instances[0].notify_master is not None
     assert len(res.config.vrrp_scripts) == 2
+
+
+def test_keepalived_script_user_is_the_default(
+    tmp_path: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a keepalived_script user (here: nobody under that name) and no script_user,
+    scripts run as it: the model says so for every runner, and a script run as a user
+    other than root is not refused for its permissions."""
+    import pwd
+
+    from hafast.lib import scriptuser
+    from hafast.lib.notify import notify_scripts
+
+    real = pwd.getpwnam
+
+    def getpwnam(name: str) -> pwd.struct_passwd:
+        return real("nobody" if name == "keepalived_script" else name)
+
+    monkeypatch.setattr(scriptuser.pwd, "getpwnam", getpwnam)
+    safe, unsafe = _pair(bin_dir)
+    res = load_file(str(_conf(tmp_path, VRRP.format(safe=safe, unsafe=unsafe), user=None)))
+    cfg = res.config
+    assert cfg.global_defs.script_user == ("keepalived_script",)
+    assert [(s.name, s.user) for s in cfg.vrrp_scripts] == [
+        ("chk_safe", ("keepalived_script",)), ("chk_unsafe", ("keepalived_script",))]
+    inst = cfg.vrrp_instances[0]
+    assert notify_scripts(inst, cfg.global_defs.script_user).run_as("master") == (
+        "keepalived_script", None)
+    assert not [d for d in res.warnings if "script" in d.message and "default" in d.message]

@@ -1,0 +1,186 @@
+"""Checker and quorum email alerts side by side with Debian's keepalived 2.2.7 (issue
+14), run INSIDE the IPVS VM: keepalived's checker process refuses to start without
+IPVS, which the host kernel lacks.
+
+Everything is on the guest's loopback: a virtual server whose real servers are a
+Python TCP listener on 127.0.0.2 and nothing on 127.0.0.3 (TCP_CHECK, quorum 1,
+``smtp_alert`` on the virtual server for its quorum mails; the real servers' are on
+by default), and an aiosmtpd server on 127.0.0.1 that writes each mail as a JSON line.
+keepalived ``-C`` runs first, then hafast ``-C`` on the same file; each sees the dead
+server go DOWN, the live one stop (DOWN, quorum lost) and come back (UP, quorum
+gained).  Both runs' mails must be the same (the Date aside).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, require, require_root, require_tool
+
+if os.environ.get("HAFAST_IN_VM") != "1":
+    pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
+                allow_module_level=True)
+
+from tests.netns.test_smtp_alerts import SERVER, comparable, read_mails
+
+pytestmark = [pytest.mark.ipvs, pytest.mark.timeout(300)]
+
+KEEPALIVED = "/usr/sbin/keepalived"
+SMTP_PORT = 2525
+LIVE, DEAD, RPORT = "127.0.0.2", "127.0.0.3", 8080
+ENTRY = "import sys; from hafast.app.cmdline import main; sys.exit(main(sys.argv[1:]))"
+
+CONF = f"""global_defs {{
+  router_id lab-vm
+  notification_email {{
+    ops@example.com
+  }}
+  notification_email_from keepalived@lab.example.com
+  smtp_server 127.0.0.1 {SMTP_PORT}
+  smtp_helo_name vm.lab.example.com
+  smtp_connect_timeout 5
+}}
+virtual_server 10.9.9.9 80 {{
+  protocol TCP
+  lb_algo rr
+  lb_kind NAT
+  quorum 1
+  smtp_alert
+  real_server {LIVE} {RPORT} {{
+    TCP_CHECK {{
+      connect_timeout 1
+      retry 0
+      delay_loop 1
+      warmup 0
+    }}
+  }}
+  real_server {DEAD} {RPORT} {{
+    TCP_CHECK {{
+      connect_timeout 1
+      retry 0
+      delay_loop 1
+      warmup 0
+    }}
+  }}
+}}
+"""
+
+
+def listen() -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((LIVE, RPORT))
+    s.listen(64)
+    return s
+
+
+def wait_for(cond: Any, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
+        time.sleep(0.1)
+
+
+def start(kind: str, d: Path) -> subprocess.Popen[bytes]:
+    conf = d / f"{kind}.conf"
+    conf.write_text(CONF)
+    if kind == "keepalived":
+        argv = [KEEPALIVED, "-n", "-l", "-D", "-C", "-f", str(conf),
+                "-p", str(d / "ka.pid"), "-r", str(d / "ka_vrrp.pid"),
+                "-c", str(d / "ka_chk.pid")]
+    else:
+        argv = [sys.executable, "-c", ENTRY, "-f", str(conf), "-n", "-l", "-C",
+                "-p", str(d / "ha.pid"), "-r", str(d / "ha_vrrp.pid"),
+                "-c", str(d / "ha_check.pid"), "--control-socket", str(d / "ha.ctl"),
+                "--dump-prefix", str(d / "ha-dump")]
+    with (d / f"{kind}.log").open("wb") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[Path]:
+    require_root()
+    require_tool(KEEPALIVED)
+    require(shutil.which("ipvsadm"), "needs ipvsadm")
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        require(False, "needs aiosmtpd (the test extra has it)")
+    for addr in (LIVE, DEAD):
+        subprocess.run(["ip", "addr", "add", f"{addr}/8", "dev", "lo"], capture_output=True)
+    yield tmp_path
+    subprocess.run(["ipvsadm", "-C"], capture_output=True)
+
+
+def smtp_ready() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", SMTP_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def one_run(kind: str, d: Path) -> list[tuple[Any, ...]]:
+    mails = d / f"mails-{kind}.jsonl"
+    server = subprocess.Popen([sys.executable, "-c", SERVER, "127.0.0.1", str(SMTP_PORT),
+                               str(mails)], stdin=subprocess.DEVNULL, cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(smtp_ready, 60, "the SMTP server")
+    live = listen()
+    proc = start(kind, d)
+    log = d / f"{kind}.log"
+    try:
+        # the quorum at start, the dead server DOWN
+        wait_for(lambda: len(read_mails(mails)) >= 2, 60, f"{kind}: the first mails", log)
+        live.close()
+        wait_for(lambda: len(read_mails(mails)) >= 4, 60, f"{kind}: live DOWN + quorum", log)
+        live = listen()
+        wait_for(lambda: len(read_mails(mails)) >= 6, 60, f"{kind}: live UP + quorum", log)
+        time.sleep(2)  # anything more it would send
+    finally:
+        live.close()
+        stop(proc)
+        server.kill()
+        server.wait(5)
+        subprocess.run(["ipvsadm", "-C"], capture_output=True)
+    return sorted(comparable(m) for m in read_mails(mails))
+
+
+def test_checker_mails_match_keepalived(smtp: Path) -> None:
+    ka = one_run("keepalived", smtp)
+    ha = one_run("hafast", smtp)
+    subjects = sorted(m[6] for m in ka)
+    assert subjects == sorted([
+        "[lab-vm] Virtualserver [10.9.9.9]:tcp:80 - UP",  # "Starting with quorum up"
+        f"[lab-vm] Realserver [{DEAD}]:tcp:{RPORT} of virtual server [10.9.9.9]:tcp:80 - DOWN",
+        f"[lab-vm] Realserver [{LIVE}]:tcp:{RPORT} of virtual server [10.9.9.9]:tcp:80 - DOWN",
+        f"[lab-vm] Realserver [{LIVE}]:tcp:{RPORT} of virtual server [10.9.9.9]:tcp:80 - UP",
+        "[lab-vm] Virtualserver [10.9.9.9]:tcp:80 - DOWN",
+        "[lab-vm] Virtualserver [10.9.9.9]:tcp:80 - UP",
+    ]), ka
+    assert ha == ka

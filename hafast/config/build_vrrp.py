@@ -19,15 +19,20 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from hafast.config import model as m
+from hafast.config.iproute import parse_route
+from hafast.config.iprule import RuleError, RuleRefused, number_rules, parse_rule
 from hafast.config.model import accept_mode
+from hafast.config.support import UNSUPPORTED
 from hafast.config.tokens import Token
 from hafast.config.walk import Pending, Walker, as_tuples
 from hafast.lib.units import US_PER_S
 
 S = US_PER_S
+_NOWHERE = Token("", "?", 0, 0)  # every list line has its own position; never used
 
 
 def _split_weight(fields: dict[str, Any]) -> None:
@@ -64,6 +69,8 @@ class VrrpBuilder:
     def __init__(self, ld: Walker) -> None:
         self.ld = ld
         self._script_seq: dict[str, int] = {}
+        # rules without a preference, in reading order: (line, family, owner, words)
+        self._rules: list[tuple[Token, int, str, tuple[str, ...]]] = []
 
     def config_fields(self, top: dict[str, Any], gd: m.GlobalDefs) -> dict[str, Any]:
         """The :class:`~hafast.config.model.Config` fields of the VRRP side, from the
@@ -79,7 +86,10 @@ class VrrpBuilder:
             "process": {p.name for p in tprocs},
         }
         self._script_seq = {p.args[0].text: p.seq for p in top.get("vrrp_scripts", ())}
-        insts = self.vrrp_instances(top.get("vrrp_instances", ()), gd, names)
+        top["static_rules"] = self._checked_rules(top.get("static_rules", ()), None, "")
+        top["static_routes"] = self._checked_routes(top.get("static_routes", ()))
+        insts = self._number_rules(
+            self.vrrp_instances(top.get("vrrp_instances", ()), gd, names), top)
         groups = self.sync_groups(top.get("sync_groups", ()), insts, scripts)
         return {
             "vrrp_scripts": scripts,
@@ -340,6 +350,9 @@ class VrrpBuilder:
                 "nopreempt needs state BACKUP; keepalived ignores state MASTER here",
             )
         self._drop_late_scripts(p, name, f)
+        if "virtual_rules" in f:
+            f["virtual_rules"] = self._checked_rules(f["virtual_rules"], pos["virtual_rules"],
+                                                     name)
         own = f.get("interface")
         tifs = f.get("track_interface", ())
         if own and any(t.name == own for t in tifs):
@@ -387,6 +400,76 @@ class VrrpBuilder:
             else:
                 kept.append(ref)
         f["track_script"] = tuple(kept)
+
+    # ----------------------------------------------------------------- routes, rules
+    def _checked_routes(self, lines: Iterable[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+        """static_routes lines hafast installs; any other is an error at its line."""
+        out = []
+        for words in lines:
+            try:
+                parse_route(words)
+            except ValueError as exc:
+                self.ld.error(
+                    self.ld.at(words, _NOWHERE),
+                    f"static_routes: '{' '.join(words)}' is not supported by hafast: {exc} "
+                    "(hafast installs: [blackhole|unreachable|prohibit] DST [via|gw GW] "
+                    "[dev IF] [src IP] [table N] [metric N] [scope S])", UNSUPPORTED)
+                continue
+            out.append(words)
+        return tuple(out)
+
+    def _checked_rules(self, lines: Iterable[tuple[str, ...]], fallback: Token | None,
+                       owner: str) -> tuple[tuple[str, ...], ...]:
+        """virtual_rules (``owner`` the instance) or static_rules (``owner`` ""): a line
+        keepalived skips is skipped with its reason as a warning, one it would install
+        differently is an error (:mod:`hafast.config.iprule`), and each rule without a
+        preference is remembered for :meth:`_number_rules`."""
+        what = "virtual_rules" if owner else "static_rules"
+        out = []
+        for words in lines:
+            at = self.ld.at(words, fallback or _NOWHERE)
+            try:
+                rule, notes = parse_rule(words, static=not owner)
+            except RuleRefused as exc:
+                self.ld.error(at, f"{what}: {exc}")
+                continue
+            except RuleError as exc:
+                self.ld.warn(at, f"{what}: {exc}; rule ignored, as keepalived does")
+                continue
+            for note in notes:
+                self.ld.warn(at, f"{what}: {note}")
+            if rule.priority is None:
+                self._rules.append((at, rule.family, owner, words))
+            out.append(words)
+        return tuple(out)
+
+    def _number_rules(self, insts: tuple[m.VrrpInstance, ...], top: dict[str, Any]
+                      ) -> tuple[m.VrrpInstance, ...]:
+        """Give each rule written without a preference keepalived's number for it
+        (:func:`hafast.config.iprule.number_rules`: down from 16384 per family, in the
+        order the config is read), written into its line as ``preference N``, with
+        keepalived's warning.  A rule's place in the kernel's list must not depend on
+        which instance became master first.  The reading order is the files' (in the
+        order they first hold a rule) and the lines' within a file."""
+        if not self._rules:
+            return insts
+        files: dict[str, int] = {}
+        for at, *_ in self._rules:
+            files.setdefault(at.file, len(files))
+        order = sorted(self._rules, key=lambda r: (files[r[0].file], r[0].line, r[0].col))
+        numbered: dict[tuple[str, int], tuple[str, ...]] = {}  # (owner, id(line)) -> line
+        for (at, _fam, owner, words), prio in zip(
+                order, number_rules([r[1] for r in order]), strict=True):
+            self.ld.warn(at, f"Rule has no preference specified - setting to {prio}. This is "
+                         "probably not what you want (give it a preference)")
+            numbered[(owner, id(words))] = (*words, "preference", str(prio))
+
+        def renumber(owner: str, lines: Iterable[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+            return tuple(numbered.get((owner, id(w)), w) for w in lines)
+
+        top["static_rules"] = renumber("", top["static_rules"])
+        return tuple(replace(i, virtual_rules=renumber(i.name, i.virtual_rules))
+                     if i.virtual_rules else i for i in insts)
 
     def sync_groups(
         self,

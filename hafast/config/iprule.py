@@ -8,10 +8,19 @@ FRA_* attributes (linux/fib_rules.h), which :mod:`hafast.net.rules` encodes.
 
 Differences from keepalived, each on purpose:
 
+- a line keepalived skips (it logs why and installs nothing) is skipped here too, with
+  the same reason as a warning (:class:`RuleError`);
 - a value keepalived reports and then drops from the rule (a bad ``protocol``,
-  ``ipproto``, ``sport``/``dport``) is an error here: a rule installed without the
-  match the operator wrote would catch traffic it was not meant to;
+  ``ipproto``, ``sport``/``dport``) refuses the config (:class:`RuleRefused`): a rule
+  installed without the match the operator wrote would catch traffic it was not
+  meant to;
 - ``track_group`` is refused: hafast does not watch static routes and rules;
+- keepalived (2.2.7 and still in 2.3) steps over the word after ``inet``/``inet6``
+  (it advances its index twice): ``inet6 from ::1/128 table 5`` is read as
+  ``inet6 ::1/128 table 5`` and skipped.  hafast reads it the same way, and says so;
+  where the line would still parse without the word it stepped over, the config is
+  refused (keepalived would install another rule).  ``inet6`` at the end of a line
+  works in both;
 - an interface named by ``iif``/``oif`` need not exist when the config is read (the
   kernel matches by name, and a rule for an interface yet to come is useful).
 
@@ -53,7 +62,12 @@ _RTN_TO_ACTION = {6: FR_ACT_BLACKHOLE, 7: FR_ACT_UNREACHABLE, 8: FR_ACT_PROHIBIT
 
 
 class RuleError(ValueError):
-    """A rule line keepalived would not install as written."""
+    """A rule line keepalived skips: it says why and installs nothing; so does hafast."""
+
+
+class RuleRefused(RuleError):
+    """A rule line keepalived would install other than written, or hafast cannot honour:
+    the config is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +235,11 @@ def _address(word: str) -> tuple[int, str | None, int]:
     return ip.version, str(ip), length
 
 
-def _range(word: str, what: str, top: int) -> tuple[int, int]:
+def _range(word: str, what: str, top: int, error: type[RuleError] = RuleError
+           ) -> tuple[int, int]:
     m = re.fullmatch(r"\s*\+?(\d+)-\+?(\d+)", word)
     if m is None or int(m[1]) > top or int(m[2]) > top:
-        raise RuleError(f"invalid {what} range {word} (expected: {what} START-END, "
+        raise error(f"invalid {what} range {word} (expected: {what} START-END, "
                         f"0..{top}; keepalived 2.2.7 wants both ends, e.g. 80-80)")
     return int(m[1]), int(m[2])
 
@@ -241,11 +256,12 @@ class _Reader:
         self.action = 0
         self.table_option = False
         self.notes: list[str] = []
+        self.stepped_over: str | None = None
 
     def value(self, keyword: str) -> str:
         self.i += 1
         if self.i >= len(self.words):
-            raise RuleError(f"rule option '{keyword}' needs a value")
+            raise RuleRefused(f"rule option '{keyword}' needs a value")
         return self.words[self.i]
 
     def set_family(self, family: int, why: str) -> None:
@@ -266,6 +282,9 @@ class _Reader:
         fam = 6 if kw == "inet6" else 4
         other = "IPv4" if fam == 6 else "IPv6"
         self.set_family(fam, f"{kw} specified for {other} rule")
+        self.i += 1  # alloc_rule's extra i++: the next word is never read
+        if self.i < len(self.words) and self.stepped_over is None:
+            self.stepped_over = f"{kw} {self.words[self.i]}"
 
     def address(self, kw: str) -> None:
         word = self.value(kw)
@@ -366,20 +385,20 @@ class _Reader:
         word = self.value(kw)
         n = c_ulong(word, 10)
         if n is None or n > 255:
-            raise RuleError(f"Invalid protocol {word} (expected: 0..255)")
+            raise RuleRefused(f"Invalid protocol {word} (expected: 0..255)")
         self.f["protocol"] = n
 
     def ipproto(self, kw: str) -> None:
         word = self.value(kw)
         n = _ipproto(word)
         if n is None:
-            raise RuleError(f"Invalid ipproto {word} (expected: a name from /etc/protocols "
+            raise RuleRefused(f"Invalid ipproto {word} (expected: a name from /etc/protocols "
                             "such as tcp, udp, sctp, or a number up to 127, as keepalived "
                             "2.2.7 reads it)")
         self.f["ipproto"] = n
 
     def ports(self, kw: str) -> None:
-        self.f[kw] = _range(self.value(kw), kw, 0xFFFF)
+        self.f[kw] = _range(self.value(kw), kw, 0xFFFF, RuleRefused)
 
     def no_track(self, kw: str) -> None:
         self.f["no_track"] = True
@@ -389,7 +408,7 @@ class _Reader:
             self.other(kw)
             return
         self.value(kw)
-        raise RuleError("track_group is not supported by hafast: static rules are not "
+        raise RuleRefused("track_group is not supported by hafast: static rules are not "
                         "watched (remove track_group; the rule is still added at start)")
 
     def other(self, kw: str) -> None:
@@ -452,9 +471,10 @@ _KEYWORDS: dict[str, _Handler] = {
 def parse_rule(words: Sequence[str], *, static: bool = False) -> tuple[IpRule, list[str]]:
     """One ``virtual_rules``/``static_rules`` line -> the rule and keepalived's warnings.
 
-    Raises :class:`RuleError` with keepalived's reason where keepalived refuses the
-    line.  A rule without a preference keeps ``priority=None``: keepalived numbers
-    those in the order it reads the whole config (:func:`number_rules`).
+    Raises :class:`RuleError` with keepalived's reason where keepalived skips the
+    line, :class:`RuleRefused` where it would install something else.  A rule
+    without a preference keeps ``priority=None``: keepalived numbers those in the
+    order it reads the whole config (:func:`number_rules`).
 
     >>> parse_rule(("from", "10.0.0.0/8", "fwmark", "24/12", "goto", "40", "order", "39"))[0].goto
     40
@@ -466,6 +486,24 @@ def parse_rule(words: Sequence[str], *, static: bool = False) -> tuple[IpRule, l
     hafast.config.iprule.RuleError: No action specified for rule - ignoring
     """
     r = _Reader(words, static)
+    try:
+        rule = _read(r)
+    except RuleError as exc:
+        if r.stepped_over is None or isinstance(exc, RuleRefused):
+            raise
+        raise RuleError(f"{exc} (keepalived does not read the word after "
+                        f"'{r.stepped_over}'; put {r.stepped_over.split()[0]} at the end "
+                        "of the line)") from None
+    if r.stepped_over is not None:
+        word = r.stepped_over.split()[1]
+        raise RuleRefused(f"keepalived does not read the word after "
+                          f"'{r.stepped_over.split()[0]}' ('{word}') and would install this "
+                          f"rule without it; put {r.stepped_over.split()[0]} at the end of "
+                          "the line")
+    return rule, r.notes
+
+
+def _read(r: _Reader) -> IpRule:
     while r.i < len(r.words):
         kw = r.words[r.i]
         _KEYWORDS.get(kw, _Reader.other)(r, kw)
@@ -492,7 +530,7 @@ def parse_rule(words: Sequence[str], *, static: bool = False) -> tuple[IpRule, l
         f["protocol"] = RTPROT_KEEPALIVED
     else:
         f.setdefault("protocol", None)
-    return IpRule(family=r.family or 4, action=r.action, **f), r.notes  # type: ignore[arg-type]
+    return IpRule(family=r.family or 4, action=r.action, **f)  # type: ignore[arg-type]
 
 
 def number_rules(families: Sequence[int]) -> list[int]:

@@ -181,7 +181,6 @@ vrrp_instance owner_ignore_adverts refuse an address owner's handling of adverts
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
 vrrp_instance lvs_sync_daemon_interface refuse the IPVS connection sync daemon is not started
 vrrp_instance promote_secondaries refuse the interface's promote_secondaries setting is not made: removing a VIP can drop the others
-vrrp_instance virtual_rules refuse policy rules are not added with the VIPs
 virtual_server snmp_name warn SNMP (AgentX) is not served
 real_server snmp_name warn SNMP (AgentX) is not served
 virtual_server weight refuse the virtual server's own weight (keepalived vs->weight)

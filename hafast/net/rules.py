@@ -26,6 +26,7 @@ from typing import Any
 from hafast.config.iprule import FR_ACT_GOTO, FR_ACT_TO_TBL, IpRule
 
 FIB_RULE_INVERT = 0x2  # linux/fib_rules.h
+RTM_NEWRULE, RTM_DELRULE = 32, 33  # linux/rtnetlink.h
 RT_TABLE_MAIN = 254
 
 

@@ -1,4 +1,4 @@
-"""The VIP backend: virtual addresses and routes in the current namespace via pyroute2.
+"""The VIP backend: virtual addresses, routes and rules in the current namespace via pyroute2.
 
 Only what this backend added is ever removed: an address or route that was already
 there (EEXIST) is left alone on release and on stop, so hafast never takes away an
@@ -29,9 +29,11 @@ import os
 import socket
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hafast.config.iproute import RouteSpec as RouteSpec
+from hafast.config.iproute import parse_route as parse_route
+from hafast.config.iprule import IpRule
 from hafast.config.model import VirtualAddress
 from hafast.lib import netlink
 from hafast.lib.netlink import (
@@ -46,6 +48,7 @@ from hafast.lib.netlink import (
     RTM_NEWROUTE,
 )
 from hafast.net.nftables import Nft, NftError
+from hafast.net.rules import RTM_DELRULE, RTM_NEWRULE, rule_msg
 
 log = logging.getLogger("hafast.vrrp.vip")
 
@@ -63,66 +66,17 @@ _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, ifi
 _ADDR_LEN = {socket.AF_INET: 4, socket.AF_INET6: 16}
 
 
-@dataclass(frozen=True, slots=True)
-class RouteSpec:
-    """One ``virtual_routes`` line, parsed: ``DST [via GW] [dev IF] [src IP] [table N] ...``."""
-
-    dst: str
-    gateway: str | None = None
-    dev: str | None = None
-    src: str | None = None
-    table: int | None = None
-    metric: int | None = None
-    scope: str | None = None
-    kind: str = "unicast"  # "blackhole", "unreachable", "prohibit"
-
-
-_ROUTE_WORDS = {"via": "gateway", "gw": "gateway", "dev": "dev", "src": "src",
-                "table": "table", "metric": "metric", "preference": "metric",
-                "scope": "scope"}
-_ROUTE_KINDS = ("blackhole", "unreachable", "prohibit")
-
-
-def parse_route(words: Sequence[str]) -> RouteSpec:
-    """Parse the common subset of keepalived's ``virtual_routes`` syntax.
-
-    >>> parse_route(("10.9.0.0/16", "via", "10.0.0.1", "dev", "eth0", "table", "5"))
-    RouteSpec(dst='10.9.0.0/16', gateway='10.0.0.1', dev='eth0', src=None, table=5, \
-metric=None, scope=None, kind='unicast')
-    >>> parse_route(("blackhole", "10.8.0.0/16")).kind
-    'blackhole'
-    """
-    items = list(words)
-    kind = "unicast"
-    if items and items[0] in _ROUTE_KINDS:
-        kind = items.pop(0)
-    if not items:
-        raise ValueError("a virtual route needs a destination")
-    dst = items.pop(0)
-    fields: dict[str, Any] = {}
-    while items:
-        word = items.pop(0)
-        name = _ROUTE_WORDS.get(word)
-        if name is None or not items:
-            raise ValueError(f"unsupported virtual route word {word!r} in {' '.join(words)!r}")
-        value: Any = items.pop(0)
-        if name in ("table", "metric"):
-            value = int(value)
-        fields[name] = value
-    return RouteSpec(dst=dst, kind=kind, **fields)
-
-
 class VipOps(Protocol):
     """What an instance needs from the VIP backend (futures keep the call order)."""
 
     def add(
         self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-        default_dev: str,
+        default_dev: str, rules: Sequence[IpRule] = (),
     ) -> concurrent.futures.Future[None]: ...
 
     def remove(
         self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-        default_dev: str,
+        default_dev: str, rules: Sequence[IpRule] = (),
     ) -> concurrent.futures.Future[None]: ...
 
     def release_all(self) -> None: ...
@@ -140,20 +94,26 @@ class MemoryVips:
     def __init__(self) -> None:
         self.installed: dict[tuple[str, str], str] = {}  # (dev, cidr) -> owner
         self.routes: dict[RouteSpec, str] = {}
+        self.rules: dict[IpRule, str] = {}
         self.log: list[tuple[str, str]] = []
 
     def add(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-            default_dev: str) -> concurrent.futures.Future[None]:
+            default_dev: str, rules: Sequence[IpRule] = ()) -> concurrent.futures.Future[None]:
         for v in vips:
             key = (v.dev or default_dev, f"{v.address}/{v.prefix}")
             self.installed.setdefault(key, owner)
             self.log.append(("add", key[1]))
         for r in routes:
             self.routes.setdefault(r, owner)
+        for rule in rules:
+            self.rules.setdefault(rule, owner)
         return _done()
 
     def remove(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-               default_dev: str) -> concurrent.futures.Future[None]:
+               default_dev: str, rules: Sequence[IpRule] = ()) -> concurrent.futures.Future[None]:
+        for rule in rules:
+            if self.rules.get(rule) == owner:
+                del self.rules[rule]
         for v in vips:
             key = (v.dev or default_dev, f"{v.address}/{v.prefix}")
             if self.installed.get(key) == owner:
@@ -167,6 +127,7 @@ class MemoryVips:
     def release_all(self) -> None:
         self.installed.clear()
         self.routes.clear()
+        self.rules.clear()
 
 
 class NetlinkError(OSError):
@@ -201,9 +162,17 @@ class Rtnl:
 
 
 class NetlinkVips:
-    """Addresses and routes through rtnetlink (pyroute2 message classes, plain socket)."""
+    """Addresses, routes and rules through rtnetlink (pyroute2 message classes, plain
+    socket).
 
-    def __init__(self) -> None:
+    ``adopt_existing``: an entry already in the kernel (EEXIST) becomes ours, to be
+    removed later.  For the static ones (``static_ipaddress``/``_routes``/``_rules``):
+    keepalived 2.2.7 takes an existing static address or route as set (its netlink
+    layer answers EEXIST with success) and deletes leftover static rules before adding
+    them, so at stop it removes them all; a restarted worker finds its predecessor's.
+    """
+
+    def __init__(self, *, adopt_existing: bool = False) -> None:
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
@@ -213,6 +182,11 @@ class NetlinkVips:
         # What we added and may therefore remove: (ifindex, address, prefix) and routes.
         self._addrs: dict[tuple[int, str, int], tuple[str, Any]] = {}
         self._routes: dict[RouteSpec, tuple[str, Any]] = {}
+        self._rules: dict[IpRule, tuple[str, Any]] = {}
+        self.adopt_existing = adopt_existing
+        # Adds the kernel refused, by kind ("address", "route", "rule"): the metric
+        # behind each "cannot add" warning.
+        self.refused: dict[str, int] = {}
         self._closed = False
         self._warm_up()
 
@@ -226,6 +200,7 @@ class NetlinkVips:
         m["attrs"] = [("IFA_LOCAL", "192.0.2.1"), ("IFA_ADDRESS", "192.0.2.1"),
                       ("IFA_LABEL", "warm")]
         m.encode()
+        rule_msg(IpRule(src="192.0.2.0", src_len=24, priority=1, table=1)).encode()
 
     @staticmethod
     def _index(dev: str) -> int:
@@ -288,9 +263,19 @@ class NetlinkVips:
         m["attrs"] = attrs
         return m
 
+    def _refuse(self, kind: str, owner: str, what: str, why: object) -> None:
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        log.warning("%s: cannot add %s: %s", owner, what, why)
+
+    def _took(self, err: int) -> bool:
+        """Whether an add that answered ``err`` leaves the entry ours."""
+        return err == 0 or (err == errno.EEXIST and self.adopt_existing)
+
     def add(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-            default_dev: str) -> concurrent.futures.Future[None]:
-        """Install ``vips`` then ``routes``; ones already present stay unowned (EEXIST)."""
+            default_dev: str, rules: Sequence[IpRule] = ()) -> concurrent.futures.Future[None]:
+        """Install ``vips``, ``routes``, then ``rules`` (keepalived's order); ones already
+        present stay unowned (EEXIST) unless ``adopt_existing``.  A refused one is
+        logged and counted in :attr:`refused`; the others still go in."""
         for v in vips:
             try:
                 key, msg = self._addr_msg(v, default_dev)
@@ -298,13 +283,12 @@ class NetlinkVips:
                     continue
                 err = self._nl.request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
             except (OSError, LookupError, ValueError) as exc:
-                log.warning("%s: cannot add %s/%s: %s", owner, v.address, v.prefix, exc)
+                self._refuse("address", owner, f"{v.address}/{v.prefix}", exc)
                 continue
-            if err == 0:
+            if self._took(err):
                 self._addrs[key] = (owner, msg)
             elif err != errno.EEXIST:
-                log.warning("%s: cannot add %s/%s: %s", owner, v.address, v.prefix,
-                            os.strerror(err))
+                self._refuse("address", owner, f"{v.address}/{v.prefix}", os.strerror(err))
         for r in routes:
             if r in self._routes:
                 continue
@@ -312,17 +296,40 @@ class NetlinkVips:
                 rmsg = self._route_msg(r, default_dev)
                 err = self._nl.request(rmsg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
             except (OSError, LookupError, ValueError) as exc:
-                log.warning("%s: cannot add route %s: %s", owner, r.dst, exc)
+                self._refuse("route", owner, f"route {r.dst}", exc)
                 continue
-            if err == 0:
+            if self._took(err):
                 self._routes[r] = (owner, rmsg)
             elif err != errno.EEXIST:
-                log.warning("%s: cannot add route %s: %s", owner, r.dst, os.strerror(err))
+                self._refuse("route", owner, f"route {r.dst}", os.strerror(err))
+        for rule in rules:
+            if rule in self._rules:
+                continue
+            try:
+                fmsg = rule_msg(rule)
+                err = self._nl.request(fmsg, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL)
+            except (OSError, ValueError) as exc:
+                self._refuse("rule", owner, f"rule {rule.text()}", exc)
+                continue
+            if self._took(err):
+                self._rules[rule] = (owner, fmsg)
+            elif err != errno.EEXIST:
+                self._refuse("rule", owner, f"rule {rule.text()}", os.strerror(err))
         return _done()
 
     def _remove(self, owner: str | None, addr_keys: Sequence[tuple[int, str, int]],
-                routes: Sequence[RouteSpec]) -> None:
-        # Routes first: a route using a VIP as its source goes before the VIP.
+                routes: Sequence[RouteSpec], rules: Sequence[IpRule] = ()) -> None:
+        # Rules first, then routes, then addresses: keepalived's order
+        # (vrrp_restore_interface), the reverse of adding.
+        for rule in rules:
+            rule_entry = self._rules.get(rule)
+            if rule_entry is None or (owner is not None and rule_entry[0] != owner):
+                continue
+            del self._rules[rule]
+            err = self._nl.request(rule_entry[1], RTM_DELRULE, 0)
+            if err not in (0, errno.ENOENT):
+                log.warning("cannot remove rule %s: %s", rule.text(), os.strerror(err))
+        # Routes before addresses: a route using a VIP as its source goes before the VIP.
         for r in routes:
             entry = self._routes.get(r)
             if entry is None or (owner is not None and entry[0] != owner):
@@ -341,8 +348,8 @@ class NetlinkVips:
                 log.warning("cannot remove %s/%s: %s", key[1], key[2], os.strerror(err))
 
     def remove(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
-               default_dev: str) -> concurrent.futures.Future[None]:
-        """Remove those of ``vips``/``routes`` that ``owner`` added."""
+               default_dev: str, rules: Sequence[IpRule] = ()) -> concurrent.futures.Future[None]:
+        """Remove those of ``vips``/``routes``/``rules`` that ``owner`` added."""
         keys = []
         for v in vips:
             try:
@@ -350,7 +357,7 @@ class NetlinkVips:
             except LookupError:
                 continue
         try:
-            self._remove(owner, keys, list(routes))
+            self._remove(owner, keys, list(routes), list(rules))
         except OSError as exc:
             log.warning("%s: removing VIPs failed: %s", owner, exc)
         return _done()
@@ -360,7 +367,7 @@ class NetlinkVips:
         if self._closed:
             return
         try:
-            self._remove(None, list(self._addrs), list(self._routes))
+            self._remove(None, list(self._addrs), list(self._routes), list(self._rules))
         except OSError as exc:
             log.warning("releasing VIPs failed: %s", exc)
 
@@ -368,6 +375,11 @@ class NetlinkVips:
     def owned(self) -> tuple[list[tuple[int, str, int]], list[RouteSpec]]:
         """What this backend added and would remove."""
         return list(self._addrs), list(self._routes)
+
+    @property
+    def owned_rules(self) -> list[IpRule]:
+        """The rules this backend added and would remove."""
+        return list(self._rules)
 
     def delete(self, vips: Sequence[VirtualAddress], default_dev: str) -> list[VirtualAddress]:
         """Remove ``vips`` from their interfaces whoever added them; returns those

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from hafast.config.iprule import parse_rule
 from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
 from hafast.lib.notify import notify_scripts
 from hafast.net.vip import parse_route
@@ -47,6 +48,8 @@ def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
         vips=inst.virtual_ipaddress,
         excluded=inst.virtual_ipaddress_excluded,
         routes=tuple(parse_route(r) for r in inst.virtual_routes),
+        # the loader checked these and numbered those without a preference
+        rules=tuple(parse_rule(r)[0] for r in inst.virtual_rules),
         scripts=notify_scripts(inst, gd.script_user),
         check_adv_addr=not inst.skip_check_adv_addr,
         # Global vrrp_notify_priority_changes is the default (keepalived).

@@ -44,6 +44,7 @@ from typing import Protocol
 
 from hafast._core.vrrp_codec import Advert
 from hafast._core.vrrp_constants import PRIORITY_STOP
+from hafast.config.iprule import IpRule
 from hafast.config.model import VirtualAddress
 from hafast.lib.notify import Notifier, NotifyScripts
 from hafast.lib.units import NS_PER_US, US_PER_S
@@ -378,6 +379,7 @@ class InstanceSpec:
     vips: tuple[VirtualAddress, ...] = ()
     excluded: tuple[VirtualAddress, ...] = ()
     routes: tuple[RouteSpec, ...] = ()
+    rules: tuple[IpRule, ...] = ()  # virtual_rules: up after the routes, down before
     scripts: NotifyScripts = field(default_factory=NotifyScripts)
     check_adv_addr: bool = True  # False: keepalived skip_check_adv_addr
     notify_priority_changes: bool = False
@@ -625,11 +627,11 @@ class Instance:
         # so there is no moment when they answer.
         if self.filtered:
             self.accept_filter.block(self.name, s.vips + s.excluded)  # type: ignore[union-attr]
-        self.vips.add(self.name, s.vips + s.excluded, s.routes, s.ifname)
+        self.vips.add(self.name, s.vips + s.excluded, s.routes, s.ifname, s.rules)
 
     def _remove_vips(self, a: fsm.RemoveVips) -> None:
         s = self.spec
-        self.vips.remove(self.name, s.vips + s.excluded, s.routes, s.ifname)
+        self.vips.remove(self.name, s.vips + s.excluded, s.routes, s.ifname, s.rules)
         if self.filtered:
             self.accept_filter.unblock(self.name, s.vips + s.excluded)  # type: ignore[union-attr]
 

@@ -130,17 +130,18 @@ class ResumingVips:
     def owns(self, vip: Any, default_dev: str) -> bool:
         return self.inner.owns(vip, default_dev)
 
-    def add(self, owner: str, vips: Any, routes: Any, default_dev: str) -> Any:
-        return self.inner.add(owner, vips, routes, default_dev)
+    def add(self, owner: str, vips: Any, routes: Any, default_dev: str, rules: Any = ()) -> Any:
+        return self.inner.add(owner, vips, routes, default_dev, rules)
 
-    def remove(self, owner: str, vips: Any, routes: Any, default_dev: str) -> Any:
+    def remove(self, owner: str, vips: Any, routes: Any, default_dev: str,
+               rules: Any = ()) -> Any:
         import concurrent.futures
 
         if self.keep:
             done: concurrent.futures.Future[None] = concurrent.futures.Future()
             done.set_result(None)
             return done
-        return self.inner.remove(owner, vips, routes, default_dev)
+        return self.inner.remove(owner, vips, routes, default_dev, rules)
 
     def release_all(self) -> None:
         if not self.keep:

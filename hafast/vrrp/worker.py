@@ -234,8 +234,9 @@ class VrrpWorker:
         keep = set(new.vips + new.excluded)
         dropped = [v for v in old.spec.vips + old.spec.excluded if v not in keep]
         routes = [r for r in old.spec.routes if r not in set(new.routes)]
-        if dropped or routes:
-            self.vips.remove(old.name, dropped, routes, old.spec.ifname)
+        rules = [r for r in old.spec.rules if r not in set(new.rules)]
+        if dropped or routes or rules:
+            self.vips.remove(old.name, dropped, routes, old.spec.ifname, rules)
         if old.filtered:
             # The successor filters again (before its VIPs) when it is master.
             self.accept_filter.unblock(old.name, old.spec.vips + old.spec.excluded)

@@ -25,6 +25,7 @@ from hafast.config.iprule import (
     RTPROT_KEEPALIVED,
     IpRule,
     RuleError,
+    RuleRefused,
     number_rules,
     parse_rule,
 )
@@ -122,8 +123,16 @@ def test_names_and_number_bases() -> None:
 
 
 def test_inet6_without_addresses() -> None:
-    assert parse_rule(words("inet6 fwmark 1 table 9"))[0].family == 6
+    assert parse_rule(words("fwmark 1 table 9 inet6"))[0].family == 6
     assert parse_rule(words("fwmark 1 table 9"))[0].family == 4  # keepalived: IPv4 by default
+
+
+def test_inet6_steps_over_the_next_word_as_keepalived_does() -> None:
+    # alloc_rule advances twice after inet/inet6: the next word is never read
+    with pytest.raises(RuleError, match=r"Unknown rule option fd77::1/128 .*put inet6 at the end"):
+        parse_rule(words("inet6 from fd77::1/128 table 5"))
+    with pytest.raises(RuleRefused, match=r"'not'.* would install this rule without it"):
+        parse_rule(words("inet6 not to fd99::/64 prohibit"))
 
 
 @pytest.mark.parametrize("line, reason", [
@@ -154,7 +163,7 @@ def test_inet6_without_addresses() -> None:
     ("table", "needs a value"),
     ("from 10.0.0.0/8 table 3 track_group G", "Unknown rule option track_group"),
 ])
-def test_refusals(line: str, reason: str) -> None:
+def test_skipped_or_refused(line: str, reason: str) -> None:
     with pytest.raises(RuleError, match=reason):
         parse_rule(words(line))
 
@@ -186,7 +195,9 @@ def rule_lines(draw: st.DrawFn) -> tuple[str, ...]:
     if draw(st.booleans()):
         opts.append(("to", draw(addr)))
     if not opts:
-        opts.append(("inet6",) if fam == 6 else ("inet",))
+        last = ("inet6",) if fam == 6 else ("inet",)  # at the end: see the test above
+    else:
+        last = ()
     prio = draw(_U32.filter(lambda p: p < 0xFFFFFFFF))
     opts.append((draw(st.sampled_from(["preference", "order", "priority"])), str(prio)))
     if draw(st.booleans()):
@@ -224,7 +235,7 @@ def rule_lines(draw: st.DrawFn) -> tuple[str, ...]:
     else:
         opts.append((action,))
     order = draw(st.permutations(opts))
-    return tuple(w for opt in order for w in opt)
+    return tuple(w for opt in order for w in opt) + last
 
 
 @settings(max_examples=300, deadline=None)
@@ -262,3 +273,20 @@ def test_roundtrip_through_pyroute2(line: tuple[str, ...]) -> None:
     assert a.get("FRA_L3MDEV") == (1 if rule.l3mdev else None)
     assert a.get("FRA_GOTO") == (rule.goto if rule.action == FR_ACT_GOTO else None)
     assert rule.protocol == (None if rule.no_track else RTPROT_KEEPALIVED)
+
+
+@pytest.mark.parametrize("line", [
+    "table 5 protocol 300", "table 5 ipproto 200", "table 5 sport 80", "table 5 dport x",
+    "table 5 from",
+])
+def test_refused_where_keepalived_would_install_another_rule(line: str) -> None:
+    # keepalived 2.2.7 logs these and installs the rule without the bad match
+    with pytest.raises(RuleRefused):
+        parse_rule(words(line))
+
+
+@pytest.mark.parametrize("line", ["table 0", "pref 3 table 5", "from 1.2.3./24 table 5"])
+def test_skipped_where_keepalived_skips(line: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_rule(words(line))
+    assert not isinstance(caught.value, RuleRefused)

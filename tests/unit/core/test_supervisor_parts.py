@@ -391,10 +391,10 @@ class FakeNetlinkVips:
     def owns(self, vip: Any, dev: str) -> bool:
         return False
 
-    def add(self, owner: str, vips: Any, routes: Any, dev: str) -> None:
+    def add(self, owner: str, vips: Any, routes: Any, dev: str, rules: Any = ()) -> None:
         self.calls.append(("add", owner, tuple(vips), dev))
 
-    def remove(self, owner: str, vips: Any, routes: Any, dev: str) -> None:
+    def remove(self, owner: str, vips: Any, routes: Any, dev: str, rules: Any = ()) -> None:
         self.calls.append(("remove", owner, tuple(vips), dev))
 
     def release_all(self) -> None:

@@ -29,10 +29,10 @@ class Journal:
     events: list[tuple[Any, ...]] = field(default_factory=list)
 
     # VipOps
-    def add(self, owner: str, vips: Any, routes: Any, dev: str) -> None:
+    def add(self, owner: str, vips: Any, routes: Any, dev: str, rules: Any = ()) -> None:
         self.events.append(("vip+", owner))
 
-    def remove(self, owner: str, vips: Any, routes: Any, dev: str) -> None:
+    def remove(self, owner: str, vips: Any, routes: Any, dev: str, rules: Any = ()) -> None:
         self.events.append(("vip-", owner))
 
     def release_all(self) -> None:

@@ -35,6 +35,7 @@ hafast's notifier starts it as itself whatever its user or ``script_user`` says.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -49,6 +50,8 @@ from hafast.lib.scriptuser import (
     own_identity,
     script_identity,
 )
+
+log = logging.getLogger("hafast.config")
 
 _NOWHERE = Token("", "<config>", 0, 0)
 # keepalived's order of checks (check_vrrp_script_security), so messages come out in it
@@ -93,6 +96,7 @@ class ScriptSecurity:
         self._side_keys: set[tuple[str, int, int]] = set()
         self.default = default_script_user(gd.script_user)
         self.default_id: ScriptIdentity | None = None
+        self._no_default_user = self.default is None and not self.security
         self._default_error = ""
         if self.default is None and self.security:
             self._default_error = (
@@ -146,6 +150,10 @@ class ScriptSecurity:
                     self._default_error = ""
                 self.warn(tok, removing.format(argv0=script.argv[0], cmd=cmd_str(script)))
                 return "user"
+            if self._no_default_user:
+                # keepalived logs it (not a config error) and runs the script as root
+                log.info("Script user '%s' does not exist", DEFAULT_USER)
+                self._no_default_user = False
             ident = runs_as or self.default_id
         elif runs_as is not None:
             ident = runs_as

@@ -353,3 +353,15 @@ def test_keepalived_script_user_is_the_default(
     assert notify_scripts(inst, cfg.global_defs.script_user).run_as("master") == (
         "keepalived_script", None)
     assert not [d for d in res.warnings if "script" in d.message and "default" in d.message]
+
+
+@pytest.mark.skipif(default_script_user(None) is not None, reason="keepalived_script exists")
+def test_root_default_is_logged_like_keepalived(
+    tmp_path: Path, bin_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    safe, _ = _pair(bin_dir)
+    with caplog.at_level("INFO", logger="hafast.config"):
+        res = load_file(str(_conf(tmp_path, VRRP.format(safe=safe, unsafe=safe),
+                                  security=False, user=None)))
+    assert caplog.messages.count("Script user 'keepalived_script' does not exist") == 1
+    assert len(res.config.vrrp_scripts) == 2 and res.config.global_defs.script_user is None

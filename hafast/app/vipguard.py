@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from hafast.config import model as m
 from hafast.lib.units import US_PER_S
+from hafast.vrrp.from_config import vip_ifname
 
 if TYPE_CHECKING:
     from hafast.net.vip import NetlinkVips
@@ -68,11 +69,11 @@ class GuardedInstance:
 
 def guarded(config: m.Config) -> dict[str, GuardedInstance]:
     """The VIPs each vrrp_instance would hold as MASTER, by instance name."""
-    dev = config.global_defs.default_interface
     out = {}
     for inst in config.vrrp_instances:
         out[inst.name] = GuardedInstance(
-            inst.name, inst.interface or dev,
+            # use_vmac: the VIPs live on the instance's macvlan, not its interface.
+            inst.name, vip_ifname(inst, config.global_defs),
             tuple(inst.virtual_ipaddress) + tuple(inst.virtual_ipaddress_excluded),
             inst.advert_int_us / US_PER_S)
     return out

@@ -73,11 +73,10 @@ global_defs vrrp_startup_delay refuse delays VRRP start
 global_defs vrrp_min_garp warn sends fewer gratuitous ARPs
 * vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
 * garp_extra_if warn gratuitous ARPs on an extra interface
-global_defs vrrp_vmac_garp_intvl warn gratuitous ARPs on VMAC interfaces (use_vmac is refused)
-* vmac_garp_intvl warn gratuitous ARPs on VMAC interfaces (use_vmac is refused)
+global_defs vrrp_vmac_garp_intvl warn periodic gratuitous ARPs on VMAC interfaces are not sent (a new master's still are)
+* vmac_garp_intvl warn periodic gratuitous ARPs on VMAC interfaces are not sent (a new master's still are)
 global_defs log_unknown_vrids warn only logs adverts for unknown VRIDs
-global_defs vmac_prefix warn names VMAC interfaces (use_vmac is refused)
-global_defs vmac_addr_prefix warn names VMAC interfaces (use_vmac is refused)
+global_defs vmac_addr_prefix warn names the VMAC interfaces of use_vmac_addr, which are not made
 global_defs dynamic_interfaces warn keepalived waits for interfaces that do not exist yet; hafast reports them at start
 global_defs disable_local_igmp warn IGMP reports for the VRRP group
 global_defs use_symlink_paths warn how script paths are checked for security
@@ -168,9 +167,7 @@ global_defs dbus_no_interface_name warn DBus is not served
 * track_bfd refuse BFD sessions (RFC 5880) are not implemented
 vrrp_instance vrf refuse binding the instance to a VRF
 vrrp_instance debug warn a keepalived debugging aid
-vrrp_instance use_vmac refuse virtual MAC interfaces (macvlan) are not made: the VIPs would move with the real MAC
-vrrp_instance use_vmac_addr warn VMAC interfaces (use_vmac is refused)
-vrrp_instance vmac_xmit_base warn VMAC interfaces (use_vmac is refused)
+vrrp_instance use_vmac_addr warn no VMAC interface is made for the VIPs on another interface than the instance's: those move with that interface's own MAC (gratuitous ARPs still announce them)
 vrrp_instance use_ipvlan refuse ipvlan interfaces are not made
 vrrp_instance track_src_ip refuse FAULT when the source address goes away
 vrrp_instance unicast_fault_no_peer refuse FAULT when no unicast peer is left

@@ -211,11 +211,6 @@ class VmacLinks:
     """The macvlans of one VRRP worker, and the sysctls they made it change."""
 
     def __init__(self, sysctl: Sysctl | None = None) -> None:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
-        self._ifinfmsg = ifinfmsg
-        self._ifaddrmsg = ifaddrmsg
         self.sysctl = sysctl or Sysctl()
         self._nl: Rtnl | None = None
         self._held: dict[str, _Held] = {}
@@ -225,7 +220,13 @@ class VmacLinks:
 
     @property
     def nl(self) -> Rtnl:
+        # Opened (and pyroute2 imported) by the first instance with use_vmac only.
         if self._nl is None:
+            from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+            from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+            self._ifinfmsg = ifinfmsg
+            self._ifaddrmsg = ifaddrmsg
             self._nl = Rtnl()
         return self._nl
 
@@ -271,6 +272,7 @@ class VmacLinks:
         return None
 
     def _link_msg(self, index: int, attrs: list[tuple[str, Any]], up: bool = False) -> Any:
+        self.nl  # noqa: B018  (opens the socket and imports the message classes)
         m = self._ifinfmsg()
         m["family"] = socket.AF_UNSPEC
         m["index"] = index
@@ -307,6 +309,7 @@ class VmacLinks:
             log.warning("cannot set addr_gen_mode none: %s", os.strerror(err))
 
     def _add_link_local(self, index: int, address: bytes) -> None:
+        self.nl  # noqa: B018
         m = self._ifaddrmsg()
         m["family"] = socket.AF_INET6
         m["prefixlen"] = 64

@@ -19,6 +19,7 @@ from hafast.config.model import Config
 from hafast.lib.notify import as_argv
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
 from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
+from hafast.net.vmac import VmacLinks
 from hafast.vrrp.alerts import AlertingNotifier
 from hafast.vrrp.build import InstancePlan, plan_instances
 from hafast.vrrp.from_config import rx_bufs_of
@@ -54,6 +55,8 @@ class VrrpWorker:
         self.linkwatch = LinkWatch(loop)
         # RFC 5798 §6.4.3 no Accept_Mode: nft is only run once such an instance is master.
         self.accept_filter = NoAcceptFilter()
+        # use_vmac: the macvlans, made as instances are built, deleted at stop.
+        self.vmacs = VmacLinks()
         gd = config.global_defs
         fifos = [f[0] for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f]
         scripts = [as_argv(s) for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
@@ -111,26 +114,41 @@ class VrrpWorker:
 
     def _build(self, plan: InstancePlan) -> Instance | None:
         ch = plan.channel
+        vmac = ch.vmac
         src = ch.src
         if not src:
-            found = primary_ipv4(ch.ifname) if ch.family == 4 else ipv6_link_local(ch.ifname)
+            # With use_vmac the source is still the parent's (keepalived's too): the
+            # macvlan carries only the VIPs (and, for IPv6, a copy of this address).
+            base = vmac.parent if vmac is not None else ch.ifname
+            found = primary_ipv4(base) if ch.family == 4 else ipv6_link_local(base)
             if found is None:
                 log.error("%s: interface %s has no IPv%d %s address; instance not started",
-                          plan.spec.name, ch.ifname, ch.family,
+                          plan.spec.name, base, ch.family,
                           "primary" if ch.family == 4 else "link-local")
                 return None
             src = found
             ch = replace(ch, src=src)
         spec = replace(plan.spec, params=replace(plan.spec.params, src_addr=src))
+        if vmac is not None:
+            if not self.vmacs.ensure(spec.name, vmac, src if ch.family == 6 else None):
+                log.error("%s: no VMAC interface %s; instance not started", spec.name,
+                          vmac.name)
+                return None
+            # The VIPs without a dev go on the macvlan, and their gratuitous ARPs
+            # leave from it with the virtual MAC (vmac_xmit_base moves only adverts).
+            spec = replace(spec, ifname=vmac.name)
         inst = Instance(spec, timers=self.timers, vips=self.vips,
-                        announcer=self._announcer(ch.ifname), notifier=self.notifier)
+                        announcer=self._announcer(spec.ifname), notifier=self.notifier)
         inst.accept_filter = self.accept_filter
         try:
             inst.sender = self.transport.channel(ch, inst.on_advert, inst.reject)
         except (OSError, ValueError) as exc:
             log.error("%s: cannot open the VRRP socket on %s: %s", spec.name, ch.ifname, exc)
+            self._drop_vmac(spec.name)
             return None
-        self.tracking.bind(inst, replace(plan, spec=spec, channel=ch))
+        # The interface tracked is the configured one: a macvlan goes down with it.
+        self.tracking.bind(inst, replace(plan, spec=replace(spec, ifname=plan.spec.ifname),
+                                         channel=ch))
         return inst
 
     def stop(self) -> None:
@@ -155,6 +173,9 @@ class VrrpWorker:
         for ann in self._announcers.values():
             ann.close()
         self.transport.close()
+        # After the last adverts (priority 0) left through them; -V keeps them, as the
+        # VIPs it keeps live on them.
+        self.vmacs.close(keep=bool(getattr(self.vips, "keep", False)))
         self.notifier.close()
         close = getattr(self.timers, "close", None)
         if close is not None:
@@ -226,6 +247,18 @@ class VrrpWorker:
             close()
         inst.sender = None
         self.instances.remove(inst)
+        if graceful:
+            # Removed by a reload: its macvlan goes (a changed instance's successor
+            # reuses it, so an ungraceful take-out keeps it).
+            self._drop_vmac(inst.name)
+
+    def _drop_vmac(self, owner: str) -> None:
+        held = set(self.vmacs.names)
+        self.vmacs.release(owner)
+        for name in held - set(self.vmacs.names):
+            ann = self._announcers.pop(name, None)  # its packet socket's link is gone
+            if ann is not None:
+                ann.close()
 
     def _hand_over(self, old: Instance, new: InstanceSpec) -> None:
         """What the predecessor had up and its successor will not: take it down."""

@@ -737,7 +737,7 @@ vrrp_lower_prio_no_advert f 0-1 flag      vrrp_lower_prio_no_advert
 vrrp_higher_prio_send_advert f 0-1 flag   vrrp_higher_prio_send_advert
 vrrp_down_timer_adverts v 1  int:1,100    vrrp_down_timer_adverts
 vrrp_owner_ignore_adverts f 0-1 flag      -
-vrrp_startup_delay  v  1    timer:0,3600  vrrp_startup_delay_us
+vrrp_startup_delay  v  1    timer:0,4294.967295 vrrp_startup_delay_us
 vrrp_delay_after_boot v 1   timer:0,3600  -
 vrrp_garp_master_delay v 1  timer:0,255   vrrp_garp_master_delay_us
 vrrp_garp_master_repeat v 1 int:0,255     vrrp_garp_master_repeat

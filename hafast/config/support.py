@@ -69,7 +69,6 @@ top static_routes refuse routes keepalived adds at start are not added
 top static_rules refuse policy rules keepalived adds at start are not added
 global_defs vrrp_owner_ignore_adverts refuse an address owner's handling of adverts changes failover
 global_defs vrrp_delay_after_boot refuse delays VRRP start after boot
-global_defs vrrp_startup_delay refuse delays VRRP start
 global_defs vrrp_min_garp warn sends fewer gratuitous ARPs
 * vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
 * garp_extra_if warn gratuitous ARPs on an extra interface

@@ -21,7 +21,10 @@ marked ``keepalived:`` below):
 * ``owner_ignore_adverts`` (forced by strict mode) restores RFC 5798 §7.1's
   "owner discards adverts";
 * Fault (tracked interface/script/file down) is keepalived's fourth state;
-* ``down_timer_adverts`` replaces the 3 in Master_Down_Interval.
+* ``down_timer_adverts`` replaces the 3 in Master_Down_Interval;
+* ``vrrp_startup_delay``: until the delay ends (:attr:`Startup.delayed_until_us`)
+  an instance is Backup (the owner too, silently) and hears adverts, but every
+  Master_Down_Timer it arms counts from the end of the delay.
 
 Handlers are kept in one table per state (FRR vrrpd's shape); an event a state
 has no handler for is ignored and leaves the state untouched.
@@ -75,9 +78,14 @@ class TimerKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Startup:
-    """RFC 5798 §6.4.1: the instance is enabled."""
+    """RFC 5798 §6.4.1: the instance is enabled.
+
+    ``delayed_until_us``: keepalived's ``vrrp_startup_delay`` end (its
+    ``vrrp_delayed_start_time``), one instant for the whole daemon; 0 for none.
+    """
 
     now_us: int
+    delayed_until_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +272,7 @@ class VrrpState:
     faults: frozenset[str] = field(default_factory=frozenset)
     master_src: int | None = None  # last master heard (status/SNMP)
     master_priority: int = 0
+    delayed_until: int = 0  # keepalived vrrp_delayed_start_time (0: none)
 
 
 def initial_state(params: VrrpParams) -> VrrpState:
@@ -334,6 +343,14 @@ def _ignores_adverts(p: VrrpParams, s: VrrpState) -> bool:
     return s.priority == PRIORITY_OWNER and p.owner_ignore_adverts_effective
 
 
+def _backup_deadline(s: VrrpState, now: int, interval: int) -> int:
+    # keepalived vrrp_init_instance_sands: during vrrp_startup_delay a backup's
+    # timer runs from the end of the delay, whatever armed it.
+    if now < s.delayed_until:
+        return s.delayed_until + interval
+    return now + interval
+
+
 def _become_master(p: VrrpParams, s: VrrpState, now: int) -> tuple[VrrpState, list[Action]]:
     # RFC 5798 §6.4.1/§6.4.2: send an ADVERTISEMENT, announce the VIPs, start
     # the Adver_Timer, transition to Master.  The advert goes first so that an
@@ -379,7 +396,7 @@ def _enter_backup(
     p: VrrpParams, s: VrrpState, now: int, down_us: int | None = None
 ) -> tuple[VrrpState, list[Action]]:
     s = replace(s, state=State.BACKUP)
-    at = now + (_down_interval(p, s) if down_us is None else down_us)
+    at = _backup_deadline(s, now, _down_interval(p, s) if down_us is None else down_us)
     s = replace(s, master_down_at=at)
     return s, [StartTimer(TimerKind.MASTER_DOWN, at), Notify(State.BACKUP, s.priority)]
 
@@ -413,11 +430,19 @@ def _set_priority(
 
 def _init_startup(p: VrrpParams, s: VrrpState, e: Startup) -> tuple[VrrpState, list[Action]]:
     now = e.now_us
-    s = replace(s, master_adver_int_us=p.adver_int_us)
+    s = replace(s, master_adver_int_us=p.adver_int_us, delayed_until=e.delayed_until_us)
     if s.faults:
         # keepalived: an instance whose tracked objects are down starts in Fault.
         return replace(s, state=State.FAULT), [Notify(State.FAULT, s.priority)]
     if s.priority == PRIORITY_OWNER:
+        if now < s.delayed_until:
+            # keepalived vrrp_init_state: the owner becomes master by a backup
+            # timer of 1 µs, here run from the end of vrrp_startup_delay; it
+            # notifies nothing until it is master.
+            at = s.delayed_until
+            return replace(s, state=State.BACKUP, master_down_at=at), [
+                StartTimer(TimerKind.MASTER_DOWN, at)
+            ]
         # RFC 5798 §6.4.1: Priority 255 -> Master at once.
         return _become_master(p, s, now)
     # RFC 5798 §6.4.1: otherwise Master_Adver_Interval = Advertisement_Interval,
@@ -460,7 +485,7 @@ def _backup_advert(
     src = address_key(e.src_addr)
     if e.priority == PRIORITY_STOP:
         # RFC 5798 §6.4.2: Priority 0 -> Master_Down_Timer = Skew_Time.
-        at = now + _skew(p, s)
+        at = _backup_deadline(s, now, _skew(p, s))
         return replace(s, master_down_at=at), [StartTimer(TimerKind.MASTER_DOWN, at)]
     holding = p.preempt_delay_effective_us > 0 and (
         s.preempt_until is None or s.preempt_until > now
@@ -470,7 +495,7 @@ def _backup_advert(
         # Master_Adver_Interval, recompute Skew/Down, reset Master_Down_Timer.
         # keepalived: while preempt_delay holds, a lower advert counts too.
         s = _learn_adver_int(p, s, e)
-        at = now + _down_interval(p, s)
+        at = _backup_deadline(s, now, _down_interval(p, s))
         preempt_until = s.preempt_until
         if p.preempt_delay_effective_us:
             if e.priority >= s.priority:
@@ -487,7 +512,15 @@ def _backup_advert(
         return s, [StartTimer(TimerKind.MASTER_DOWN, at)]
     # RFC 5798 §6.4.2: Preempt_Mode True and lower priority: discard.  The
     # Master_Down_Timer keeps running, so we take over when it fires.
-    return replace(s, master_src=src), []
+    s = replace(s, master_src=src)
+    if now < s.delayed_until and s.master_down_at is not None:
+        # keepalived 2.2.7 (vrrp_state_backup, then vrrp_init_instance_sands):
+        # the time left is re-armed from the end of vrrp_startup_delay, so each
+        # discarded advert during the delay pushes the takeover later.  Kept:
+        # a peer running keepalived with the same delay takes over when we do.
+        at = s.delayed_until + max(s.master_down_at - now, 0)
+        return replace(s, master_down_at=at), [StartTimer(TimerKind.MASTER_DOWN, at)]
+    return s, []
 
 
 def _backup_priority(

@@ -426,6 +426,9 @@ class Instance:
         self._weights: dict[str, int] = {}
         self.accept_filter: AcceptFilter | None = None  # set by the daemon
         self.retired = False
+        # keepalived vrrp_startup_delay: when (µs, our clock) the daemon's delay ends;
+        # set by the worker, 0 for none (fsm.Startup.delayed_until_us)
+        self.delayed_until_us = 0
 
     # -- queries ------------------------------------------------------------------
 
@@ -446,7 +449,7 @@ class Instance:
     # -- inputs -------------------------------------------------------------------
 
     def start(self) -> None:
-        self.feed(fsm.Startup(self.timers.now_us()))
+        self.feed(fsm.Startup(self.timers.now_us(), self.delayed_until_us))
 
     def resume(self, was: State | None, *, adopt: bool = True) -> None:
         """Start, carrying on from ``was``: the state this instance's predecessor (the

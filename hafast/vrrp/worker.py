@@ -17,6 +17,7 @@ from typing import Any
 
 from hafast.config.model import Config
 from hafast.lib.notify import as_argv
+from hafast.lib.units import US_PER_S
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
 from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
 from hafast.net.vmac import VmacLinks
@@ -73,6 +74,15 @@ class VrrpWorker:
         # Called with each instance a reload started (after it started): the
         # supervised worker hangs its state publisher here.
         self.on_started: Callable[[Instance], None] | None = None
+        # keepalived vrrp_startup_delay: one instant for every instance, set when the
+        # VRRP process starts (a respawned one too) and never by a reload.  A reload
+        # within it starts its new instances delayed as well (keepalived's
+        # vrrp_delayed_start_time is still set then).  A master resumed after a
+        # restart is not held (Instance.resume), so the parent's deadline holds.
+        delay = config.global_defs.vrrp_startup_delay_us
+        self.delayed_until_us = self.timers.now_us() + delay if delay else 0
+        if delay:
+            log.info("Delaying startup for %g seconds", delay / US_PER_S)
         for plan in plan_instances(config):
             inst = self._build(plan)
             if inst is not None:
@@ -140,6 +150,7 @@ class VrrpWorker:
         inst = Instance(spec, timers=self.timers, vips=self.vips,
                         announcer=self._announcer(spec.ifname), notifier=self.notifier)
         inst.accept_filter = self.accept_filter
+        inst.delayed_until_us = self.delayed_until_us
         try:
             inst.sender = self.transport.channel(ch, inst.on_advert, inst.reject)
         except (OSError, ValueError) as exc:

@@ -236,4 +236,5 @@ CONFIG_EFFECTS: dict[str, str] = {
     "native_ipv6": "family",  # an instance without addresses speaks VRRP over IPv6
     "no_virtual_ipaddress": "",  # allows an instance without addresses (checked at load)
     "sync_group_tracking_weight": "",  # allows tracker weights in a sync group (at load)
+    "enable_script_security": "",  # unsafe scripts are dropped at load (config.scriptcheck)
 }

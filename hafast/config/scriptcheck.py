@@ -57,8 +57,8 @@ _NOWHERE = Token("", "<config>", 0, 0)
 # keepalived's order of checks (check_vrrp_script_security), so messages come out in it
 _INSTANCE_NOTIFY = ("notify_backup", "notify_master", "notify_fault", "notify_stop",
                     "notify", "notify_master_rx_lower_pri")
-_IGNORING: dict[str, str] = {}  # kind -> keepalived's words for an ignored script
 _GROUP_NOTIFY = ("notify_backup", "notify_master", "notify_fault", "notify_stop", "notify")
+_IGNORING: dict[str, str] = {}  # kind -> keepalived's words for an ignored script
 
 
 def _user(words: Sequence[str] | None) -> tuple[str, str | None] | None:
@@ -106,9 +106,9 @@ class ScriptSecurity:
                 "global_defs)"
             )
         else:
+            who = _user(self.default)
             try:
-                self.default_id = (script_identity(*_user(self.default))  # type: ignore[misc]
-                                   if self.default else own_identity())
+                self.default_id = script_identity(*who) if who else own_identity()
             except KeyError as exc:
                 self._default_error = f"Error setting global script uid/gid ({exc.args[0]})"
         self._side_flags = Sc(0)

@@ -1,0 +1,236 @@
+"""Issue 14: use_vmac and vmac_xmit_base, hafast and Debian's keepalived 2.2.7 side by side.
+
+Side by side: the same config runs in r1 under keepalived, then under hafast, each
+from the same starting sysctls (``all.rp_filter=2`` and ``eth0.rp_filter=1``, so
+keepalived's rp_filter shuffle shows).  While each is MASTER alone the test reads
+what it did to the namespace: the macvlan (``ip -d -j link``: kind, mode, MAC,
+addr_gen_mode, parent, up), the IPv4 sysctls of the macvlan, its parent and
+all/default, ``disable_ipv6`` on the macvlan, where the VIP is, and the source MAC
+of the adverts as a packet socket in ``cl`` sees them.  The two snapshots must be
+equal.  After a graceful stop the macvlan is gone under both, and hafast puts every
+sysctl back (keepalived 2.2.7 restores rp_filter but leaves the parent's
+arp_ignore/arp_filter at 1: its documented intent is to restore them, and we do).
+
+Failover: keepalived MASTER on r1, hafast BACKUP on r2, both with use_vmac; r1 dies
+(SIGKILL, its macvlan taken away as a dead host's would be); hafast takes over on its
+own macvlan and the VIP answers the client's ARP with 00:00:5e:00:01:33.  (The
+client's neighbour entry then turns to the parent's MAC under keepalived 2.2.7 and
+hafast alike: the echo reply leaves by the parent, whose connected route comes
+first, and its ARP request carries the VIP as sender; arp_announce would change
+that, and neither sets it.)  At hafast's stop its macvlan is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hafast.lab.netns import run_in, socket_in
+from tests.conftest import require_root, require_tool
+from tests.netns.vrrp_fixtures import ADDR6, KEEPALIVED, VIP4, VIP6, VrrpLab
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
+
+PREFIX = f"vm{os.getpid() % 100000}"
+VRID = 51
+VMAC = "vrrp.51"
+VIRTUAL_MAC = {4: "00:00:5e:00:01:33", 6: "00:00:5e:00:02:33"}
+ETH_P_ALL = 0x0003
+IPPROTO_VRRP = 112
+SYSCTL_IFACES = ("eth0", VMAC, "all", "default")
+SYSCTL_NAMES = ("arp_ignore", "arp_filter", "rp_filter", "accept_local", "promote_secondaries")
+START = {"net.ipv4.conf.all.rp_filter": "2", "net.ipv4.conf.eth0.rp_filter": "1",
+         "net.ipv4.conf.default.rp_filter": "0", "net.ipv4.conf.eth0.arp_ignore": "0",
+         "net.ipv4.conf.eth0.arp_filter": "0"}
+
+
+@pytest.fixture
+def lab() -> Iterator[VrrpLab]:
+    require_root()
+    require_tool(KEEPALIVED)
+    with VrrpLab(PREFIX) as built:
+        yield built
+
+
+def vmac_conf(*, priority: int, state: str = "BACKUP", family: int = 4,
+              extra: str = "") -> str:
+    vip = f"{VIP4}/24" if family == 4 else f"{VIP6}/64"
+    return "\n".join([
+        "global_defs {", "  vrrp_garp_master_delay 0", "}",
+        "vrrp_instance VI_1 {", f"  state {state}", "  interface eth0",
+        f"  virtual_router_id {VRID}", f"  priority {priority}", "  advert_int 1",
+        "  use_vmac", extra,
+        "  virtual_ipaddress {", f"    {vip}", "  }", "}", ""])
+
+
+def set_start(lab: VrrpLab, role: str) -> None:
+    for key, value in START.items():
+        lab.reg.sysctl(lab.ns(role), key, value)
+
+
+def sysctls(lab: VrrpLab, role: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for iface in SYSCTL_IFACES:
+        for name in SYSCTL_NAMES:
+            res = run_in(lab.ns(role), ["cat", f"/proc/sys/net/ipv4/conf/{iface}/{name}"],
+                         check=False)
+            out[f"{iface}.{name}"] = res.stdout.strip() if res.returncode == 0 else None
+    res = run_in(lab.ns(role), ["cat", f"/proc/sys/net/ipv6/conf/{VMAC}/disable_ipv6"],
+                 check=False)
+    out["ipv6.disable_ipv6"] = res.stdout.strip() if res.returncode == 0 else None
+    return out
+
+
+def link(lab: VrrpLab, role: str, name: str = VMAC) -> dict[str, Any] | None:
+    res = run_in(lab.ns(role), ["ip", "-d", "-j", "link", "show", name], check=False)
+    if res.returncode != 0:
+        return None
+    d = json.loads(res.stdout)[0]
+    info = d.get("linkinfo", {})
+    return {"kind": info.get("info_kind"), "mode": info.get("info_data", {}).get("mode"),
+            "address": d.get("address"), "link": d.get("link"),
+            "addr_gen_mode": d.get("inet6_addr_gen_mode"), "up": "UP" in d.get("flags", ())}
+
+
+def addresses(lab: VrrpLab, role: str, dev: str) -> list[str]:
+    res = run_in(lab.ns(role), ["ip", "-j", "addr", "show", "dev", dev], check=False)
+    if res.returncode != 0:
+        return []
+    return sorted(f"{a['local']}/{a['prefixlen']}" for d in json.loads(res.stdout)
+                  for a in d.get("addr_info", ()))
+
+
+def advert_macs(lab: VrrpLab, family: int = 4, count: int = 2, timeout: float = 5.0
+                ) -> list[str]:
+    """Source MACs of the next ``count`` VRRP adverts on cl's link."""
+    s = socket_in(lab.ns("cl"), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        s.bind(("eth0", 0))
+        s.setblocking(False)
+        macs: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(macs) < count and time.monotonic() < deadline:
+            if not select.select([s], [], [], 0.2)[0]:
+                continue
+            frame = s.recv(2048)
+            ethertype = int.from_bytes(frame[12:14], "big")
+            vrrp = ((ethertype == 0x0800 and frame[14 + 9] == IPPROTO_VRRP)
+                    or (ethertype == 0x86DD and frame[14 + 6] == IPPROTO_VRRP))
+            if vrrp and (ethertype == 0x0800) == (family == 4):
+                macs.append(frame[6:12].hex(":"))
+        return macs
+    finally:
+        s.close()
+
+
+def arp_replies(lab: VrrpLab, vip: str, action: Any, timeout: float = 2.0) -> list[str]:
+    """The MACs ARP replies on cl's link give for ``vip`` while ``action()`` runs."""
+    s = socket_in(lab.ns("cl"), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        s.bind(("eth0", 0))
+        s.setblocking(False)
+        action()
+        want = socket.inet_aton(vip)
+        macs: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not select.select([s], [], [], 0.1)[0]:
+                continue
+            frame = s.recv(2048)
+            # ethertype ARP, operation 2 (reply), sender protocol address = the VIP
+            if frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x02" \
+                    and frame[28:32] == want:
+                macs.append(frame[22:28].hex(":"))
+        return macs
+    finally:
+        s.close()
+
+
+def snapshot(lab: VrrpLab, role: str, family: int = 4) -> dict[str, Any]:
+    vip = f"{VIP4}/24" if family == 4 else f"{VIP6}/64"
+    lab.wait_for(lambda: vip in addresses(lab, role, VMAC), 15, f"{vip} on {VMAC}")
+    return {"link": link(lab, role), "sysctls": sysctls(lab, role),
+            "vmac_addrs": addresses(lab, role, VMAC),
+            "vip_on_eth0": vip in addresses(lab, role, "eth0"),
+            "advert_macs": sorted(set(advert_macs(lab, family)))}
+
+
+def run_one(lab: VrrpLab, kind: str, conf: str, family: int = 4) -> tuple[dict, dict, dict]:
+    set_start(lab, "r1")
+    r = lab.start("r1", kind, conf)
+    try:
+        seen = snapshot(lab, "r1", family)
+    finally:
+        lab.stop(r)
+    lab.wait_for(lambda: link(lab, "r1") is None, 10, f"{VMAC} gone after {kind} stopped")
+    return seen, sysctls(lab, "r1"), {"log": r.log_text()}
+
+
+def test_use_vmac_side_by_side(lab: VrrpLab) -> None:
+    conf = vmac_conf(priority=150, state="MASTER")
+    ka, ka_after, _ = run_one(lab, "keepalived", conf)
+    ha, ha_after, info = run_one(lab, "hafast", conf)
+    assert ka["link"] == {"kind": "macvlan", "mode": "private", "address": VIRTUAL_MAC[4],
+                          "link": "eth0", "addr_gen_mode": "none", "up": True}, ka
+    assert ha == ka, info["log"][-3000:]
+    assert ha["advert_macs"] == [VIRTUAL_MAC[4]]
+    assert not ha["vip_on_eth0"]
+    # After stop: rp_filter as keepalived restores it, and (unlike keepalived 2.2.7,
+    # which leaves them at 1) the parent's arp_ignore/arp_filter back as they were.
+    start = {k.removeprefix("net.ipv4.conf."): v for k, v in START.items()}
+    for key, value in start.items():
+        assert ha_after[key] == value, (key, ha_after)
+    for key in ("all.rp_filter", "default.rp_filter", "eth0.rp_filter"):
+        assert ka_after[key] == ha_after[key], key
+    assert (ka_after["eth0.arp_ignore"], ka_after["eth0.arp_filter"]) == ("1", "1")
+
+
+def test_vmac_xmit_base_side_by_side(lab: VrrpLab) -> None:
+    conf = vmac_conf(priority=150, state="MASTER", extra="  vmac_xmit_base")
+    ka, _, _ = run_one(lab, "keepalived", conf)
+    ha, _, info = run_one(lab, "hafast", conf)
+    assert ha == ka, info["log"][-3000:]
+    # The adverts leave from the parent with its own MAC; the VIP is on the macvlan.
+    assert ha["advert_macs"] == [lab.mac("r1")]
+    assert ha["vmac_addrs"] == [f"{VIP4}/24"]
+
+
+def test_use_vmac_ipv6_side_by_side(lab: VrrpLab) -> None:
+    conf = vmac_conf(priority=150, state="MASTER", family=6).replace(
+        "global_defs {", "global_defs {\n  vrrp_version 3")
+    ka, _, _ = run_one(lab, "keepalived", conf, family=6)
+    ha, _, info = run_one(lab, "hafast", conf, family=6)
+    assert ka["link"]["address"] == VIRTUAL_MAC[6]
+    assert ha == ka, info["log"][-3000:]
+    # The parent's link-local is on the macvlan too: the adverts' source.
+    assert any(a.startswith("fe80:") for a in ha["vmac_addrs"]), ha
+    assert f"{VIP6}/64" in ha["vmac_addrs"] and f"{ADDR6['r1']}/64" not in ha["vmac_addrs"]
+
+
+def test_hafast_backup_takes_over_with_the_virtual_mac(lab: VrrpLab) -> None:
+    ka = lab.start("r1", "keepalived", vmac_conf(priority=200))
+    ha = lab.start("r2", "hafast", vmac_conf(priority=100))
+    lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", VMAC), 15,
+                 "keepalived MASTER on its macvlan")
+    lab.wait_for(lambda: link(lab, "r2") is not None, 10, "hafast's macvlan")
+    assert f"{VIP4}/24" not in addresses(lab, "r2", VMAC)
+    assert link(lab, "r2")["address"] == VIRTUAL_MAC[4]  # type: ignore[index]
+    lab.stop(ka, graceful=False)
+    # A dead host's macvlan is gone with it.
+    run_in(lab.ns("r1"), ["ip", "link", "del", VMAC], check=False)
+    lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r2", VMAC), 10,
+                 "hafast MASTER on its macvlan")
+    run_in(lab.ns("cl"), ["ip", "neigh", "flush", "dev", "eth0"], check=False)
+    replies = arp_replies(lab, VIP4, lambda: lab.wait_for(lab.client_ping, 5,
+                                                          "the client reaches the VIP"))
+    assert replies == [VIRTUAL_MAC[4]], replies
+    lab.stop(ha)
+    assert ha.proc.returncode == 0, ha.log_text()[-3000:]
+    assert link(lab, "r2") is None

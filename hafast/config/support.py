@@ -64,9 +64,6 @@ top track_group refuse static_rules/static_routes tracking groups
 top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
 top interface_up_down_delays refuse delays FAULT after a link goes down or up
 top bfd_instance refuse BFD sessions (RFC 5880) are not implemented
-top static_ipaddress refuse addresses keepalived adds at start are not added
-top static_routes refuse routes keepalived adds at start are not added
-top static_rules refuse policy rules keepalived adds at start are not added
 global_defs vrrp_owner_ignore_adverts refuse an address owner's handling of adverts changes failover
 global_defs vrrp_delay_after_boot refuse delays VRRP start after boot
 global_defs vrrp_min_garp warn sends fewer gratuitous ARPs

@@ -67,6 +67,8 @@ class VrrpSide:
         self._changed(inst, None, inst.state)
 
     def start(self) -> None:
+        # keepalived adds the statics before any instance runs, whatever its state
+        self.worker.statics.apply(self.config)
         for inst in self.worker.instances:
             self._start_instance(inst, self.seed.get(inst.name))
         self.worker.tracking.start()
@@ -83,6 +85,7 @@ class VrrpSide:
 
             side.reload(new_config)   # {"keep": 1, "adopt": 1, "add": 0, "remove": 0}
         """
+        self.worker.statics.apply(config)
         counts = self.worker.reload(config)
         self.config = config
         return counts
@@ -101,7 +104,8 @@ class VrrpSide:
         for inst in self.worker.instances:
             out.append(instance_json(inst, by_name.get(inst.name), sockets))
         return {"instances": out, "sockets": sockets,
-                "alerts": self.worker.notifier.counters()}
+                "alerts": self.worker.notifier.counters(),
+                "statics_refused": self.worker.statics.counters()}
 
 
 class ResumingVips:

@@ -19,6 +19,7 @@ from hafast.config.model import Config
 from hafast.lib.notify import as_argv
 from hafast.lib.units import US_PER_S
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
+from hafast.net.statics import Statics
 from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
 from hafast.net.vmac import VmacLinks
 from hafast.vrrp.alerts import AlertingNotifier
@@ -56,6 +57,9 @@ class VrrpWorker:
         self.linkwatch = LinkWatch(loop)
         # RFC 5798 §6.4.3 no Accept_Mode: nft is only run once such an instance is master.
         self.accept_filter = NoAcceptFilter()
+        # static_ipaddress/_routes/_rules: applied by VrrpSide at start and on reload,
+        # removed at stop even under -V (keepalived's vrrp_terminate_phase2)
+        self.statics = Statics()
         # use_vmac: the macvlans, made as instances are built, deleted at stop.
         self.vmacs = VmacLinks()
         gd = config.global_defs
@@ -179,6 +183,7 @@ class VrrpWorker:
         except Exception:
             log.exception("releasing VIPs failed")
         self.accept_filter.close()
+        self.statics.release()
         if self._own_vips and isinstance(self.vips, NetlinkVips):
             self.vips.close()
         for ann in self._announcers.values():
@@ -295,6 +300,7 @@ class VrrpWorker:
     def stats(self) -> dict[str, Any]:
         return {"instances": [i.status() for i in self.instances],
                 "sockets": self.transport.counters(),
+                "statics_refused": self.statics.counters(),
                 "alerts": self.notifier.counters(),
                 "announce": {name: {"sent": getattr(a, "sent", 0),
                                     "dropped": getattr(a, "dropped", 0)}

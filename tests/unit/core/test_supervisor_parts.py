@@ -475,6 +475,8 @@ class FakeWorker:
         self.on_started: Any = None
         self.reloaded: list[Any] = []
         self.tracking = type("T", (), {"start": lambda self: None})()
+        self.statics = type("S", (), {"apply": lambda self, c: None,
+                                      "counters": lambda self: {}})()
 
     def reload(self, config: Any) -> dict[str, int]:
         self.reloaded.append(config)

@@ -18,6 +18,9 @@ client's neighbour entry then turns to the parent's MAC under keepalived 2.2.7 a
 hafast alike: the echo reply leaves by the parent, whose connected route comes
 first, and its ARP request carries the VIP as sender; arp_announce would change
 that, and neither sets it.)  At hafast's stop its macvlan is gone.
+
+Reload: removing one of two use_vmac instances deletes its macvlan and leaves the
+other's link (same ifindex) and VIP alone, under keepalived and hafast alike.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -234,3 +238,39 @@ def test_hafast_backup_takes_over_with_the_virtual_mac(lab: VrrpLab) -> None:
     lab.stop(ha)
     assert ha.proc.returncode == 0, ha.log_text()[-3000:]
     assert link(lab, "r2") is None
+
+
+def two_instances(*, second: bool) -> str:
+    """VI_1 (VRID 51, VIP .100) and, with ``second``, VI_2 (VRID 52, VIP .101)."""
+    out = ["global_defs {", "  vrrp_garp_master_delay 0", "}"]
+    for name, vrid, vip in (("VI_1", 51, VIP4), ("VI_2", 52, VIP4[:-1] + "1")):
+        if name == "VI_2" and not second:
+            continue
+        out += [f"vrrp_instance {name} {{", "  state MASTER", "  interface eth0",
+                f"  virtual_router_id {vrid}", "  priority 150", "  advert_int 1",
+                "  use_vmac", "  virtual_ipaddress {", f"    {vip}/24", "  }", "}"]
+    return "\n".join(out) + "\n"
+
+
+def ifindex(lab: VrrpLab, role: str, name: str) -> int | None:
+    res = run_in(lab.ns(role), ["ip", "-j", "link", "show", name], check=False)
+    return int(json.loads(res.stdout)[0]["ifindex"]) if res.returncode == 0 else None
+
+
+@pytest.mark.parametrize("kind", ["keepalived", "hafast"])
+def test_reload_removes_only_the_removed_instances_macvlan(lab: VrrpLab, kind: str) -> None:
+    """keepalived 2.2.7 and hafast alike: a reload that removes VI_2 deletes vrrp.52;
+    VI_1, unchanged, keeps vrrp.51 (the same link: same ifindex) with its VIP on it."""
+    r = lab.start("r1", kind, two_instances(second=True))
+    lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", "vrrp.51")
+                 and f"{VIP4[:-1]}1/24" in addresses(lab, "r1", "vrrp.52"), 15,
+                 "both instances MASTER on their macvlans")
+    before = ifindex(lab, "r1", "vrrp.51")
+    (lab.tmp / "r1.conf").write_text(two_instances(second=False))
+    r.proc.send_signal(signal.SIGHUP)
+    lab.wait_for(lambda: link(lab, "r1", "vrrp.52") is None, 10, "vrrp.52 deleted")
+    time.sleep(1.5)  # a bounced vrrp.51 would show by now
+    assert ifindex(lab, "r1", "vrrp.51") == before
+    assert f"{VIP4}/24" in addresses(lab, "r1", "vrrp.51"), r.log_text()[-2000:]
+    lab.stop(r)
+    assert link(lab, "r1", "vrrp.51") is None

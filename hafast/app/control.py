@@ -64,6 +64,11 @@ class ControlServer:
             reply = await self.handler(request)
         except (TimeoutError, ValueError) as exc:
             reply = {"error": str(exc)}
+        except RecursionError:
+            # json's decoder raises it for arrays/objects nested deeper than the
+            # interpreter's recursion limit (found by tests/fuzz/fuzz_control.py): a
+            # bad request like any other, not a failure worth a traceback
+            reply = {"error": "the request nests too deeply"}
         except Exception as exc:  # a bad request must never take the parent down
             log.exception("control request failed")
             reply = {"error": repr(exc)}

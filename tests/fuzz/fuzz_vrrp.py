@@ -1,0 +1,111 @@
+"""Fuzz the VRRP decoder: the compiled ``vrrp_codec_c`` and its twin ``vrrp_codec_py``
+must give the same verdict (every decoded field, or the same drop reason) on every
+input, and neither may raise.
+
+Input layout (so that a seed is a real packet with a 2- or 3-byte prefix)::
+
+    byte 0   flags: 0x01 decode_payload (else decode_ipv4), 0x02 IPv6 (payload only),
+             0x04 ttl unknown (-1), 0x08 expectations as keywords (else an Expect),
+             0x10 pass a bytearray, 0x20 pass a memoryview starting one byte in
+    byte 1   which expectations (EXPECTS, modulo its length)
+    decode_ipv4:    the rest is the IPv4 packet
+    decode_payload: byte 2 the TTL / hop limit, then src, dst (4 or 16 bytes each,
+                    zero-padded when the input ends early), then the VRRP message
+
+    python tests/fuzz/fuzz_vrrp.py -atheris_runs=100000 build/fuzz/vrrp tests/fuzz/corpus/vrrp
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fuzz import _common
+
+with _common.instrumented(_common.running_as_fuzzer(__name__)):
+    from hafast._core import vrrp_codec_c as codec_c
+    from hafast._core import vrrp_codec_py as codec_py
+    from hafast._core.vrrp_constants import REASONS, auth_data_from_pass
+
+PAYLOAD, IPV6, TTL_UNKNOWN, KEYWORDS, BYTEARRAY, OFFSET = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+# Expectations an instance may hold; the captures in tests/vectors use "1111" for PASS
+# and AH. The last one is out of range on purpose: Expect() refuses it, and decoding
+# with it as keywords must say param_err in both twins.
+EXPECTS: tuple[dict[str, Any], ...] = (
+    {},
+    {"version": 2, "auth_type": 1, "auth_data": auth_data_from_pass("1111"), "adver_int": 1},
+    {"version": 2, "auth_type": 0},
+    {"auth_type": 2, "auth_data": auth_data_from_pass("1111")},
+    {"auth_type": 2, "auth_data": auth_data_from_pass("1111"), "check_ttl": False},
+    {"version": 3, "v3_checksum": "pseudo_header"},
+    {"version": 3, "v3_checksum": "message"},
+    {"check_ttl": False},
+    {"version": 2, "auth_type": 1, "auth_data": auth_data_from_pass("2222"), "adver_int": 2},
+    {"version": 4, "auth_type": 7, "auth_data": b"short"},
+)
+
+
+def _expect(module: Any, kwargs: dict[str, Any]) -> Any:
+    try:
+        return module.Expect(**kwargs)
+    except ValueError:
+        return None
+
+
+# Built once, as an instance builds its Expect once from its configuration.
+_OBJECTS = [(_expect(codec_c, kw), _expect(codec_py, kw)) for kw in EXPECTS]
+for _c, _py in _OBJECTS:
+    assert (_c is None) == (_py is None), "the twins disagree on which Expect is valid"
+
+
+def _decode(module: Any, expect: Any, kwargs: dict[str, Any], flags: int, args: tuple) -> Any:
+    if flags & KEYWORDS:
+        opts, expect = kwargs, None
+    else:
+        opts = {}
+    if flags & PAYLOAD:
+        message, family, src, dst, ttl = args
+        return module.decode_payload(message, family, src, dst, ttl, expect, **opts)
+    return module.decode_ipv4(args[0], expect, **opts)
+
+
+def one_input(data: bytes) -> None:
+    if len(data) < 2:
+        return
+    flags, which = data[0], data[1] % len(EXPECTS)
+    kwargs = EXPECTS[which]
+    expect_c, expect_py = _OBJECTS[which]
+    if expect_c is None and not flags & KEYWORDS:
+        return  # no instance can hold this Expect
+    if flags & PAYLOAD:
+        family = 6 if flags & IPV6 else 4
+        alen = 16 if family == 6 else 4
+        ttl = -1 if flags & TTL_UNKNOWN else (data[2] if len(data) > 2 else 255)
+        src = data[3 : 3 + alen].ljust(alen, b"\0")
+        dst = data[3 + alen : 3 + 2 * alen].ljust(alen, b"\0")
+        packet: Any = data[3 + 2 * alen :]
+    else:
+        packet = data[2:]
+    if flags & BYTEARRAY:
+        packet = bytearray(packet)
+    if flags & OFFSET:
+        packet = memoryview(b"\xff" + bytes(packet))[1:]
+    args = (packet, family, src, dst, ttl) if flags & PAYLOAD else (packet,)
+    got_c = _decode(codec_c, expect_c, kwargs, flags, args)
+    got_py = _decode(codec_py, expect_py, kwargs, flags, args)
+    fields_c, fields_py = got_c.fields(), got_py.fields()
+    if fields_c != fields_py:
+        raise AssertionError(
+            f"the VRRP codec twins disagree on {data.hex()}:\n  c:  {fields_c}\n  py: {fields_py}"
+        )
+    assert got_c.reason in REASONS, got_c.reason
+    assert got_c.ok == got_py.ok == (got_c.reason == "ok")
+
+
+if __name__ == "__main__":
+    _common.fuzz(one_input)

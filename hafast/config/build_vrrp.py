@@ -243,6 +243,22 @@ class VrrpBuilder:
         # The model holds what the instance does, so `status` and the FSM read one value.
         f["accept"] = accept_mode(f.get("accept"), priority=prio, version=version,
                                   strict=strict)
+        # keepalived 2.3.3 vrrp_complete_instance: only an address owner drops
+        # adverts; unset, strict mode or global vrrp_owner_ignore_adverts decide.
+        oia = f.get("owner_ignore_adverts")
+        if oia and prio != 255:
+            self.ld.warn(pos["owner_ignore_adverts"],
+                         f"({name}) ignoring owner_ignore_adverts since priority is not 255")
+            oia = False
+        elif oia is None:
+            oia = prio == 255 and (strict or gd.vrrp_owner_ignore_adverts)
+        elif prio == 255 and strict and not oia:
+            # keepalived says so and forces it even without strict mode (its test
+            # lacks the strict_mode its message names); hafast follows the message.
+            self.ld.warn(pos["owner_ignore_adverts"],
+                         f"({name}) strict_mode with priority 255 requires owner_ignore_adverts")
+            oia = True
+        f["owner_ignore_adverts"] = oia
         if strict:
             if f.get("unicast_peer"):
                 self.ld.error(

@@ -736,7 +736,7 @@ vrrp_skip_check_adv_addr f 0-1 flag       vrrp_skip_check_adv_addr
 vrrp_lower_prio_no_advert f 0-1 flag      vrrp_lower_prio_no_advert
 vrrp_higher_prio_send_advert f 0-1 flag   vrrp_higher_prio_send_advert
 vrrp_down_timer_adverts v 1  int:1,100    vrrp_down_timer_adverts
-vrrp_owner_ignore_adverts f 0-1 flag      -
+vrrp_owner_ignore_adverts f 0-1 flag      vrrp_owner_ignore_adverts
 vrrp_startup_delay  v  1    timer:0,4294.967295 vrrp_startup_delay_us
 vrrp_delay_after_boot v 1   timer:0,3600  -
 vrrp_garp_master_delay v 1  timer:0,255   vrrp_garp_master_delay_us
@@ -936,7 +936,7 @@ down_timer_adverts  v  1    int:1,100     down_timer_adverts
 timer_expired_backup v 0-1  int:1,254     -
 lower_prio_no_advert f 0-1  flag          lower_prio_no_advert
 higher_prio_send_advert f 0-1 flag        higher_prio_send_advert
-owner_ignore_adverts f 0-1  flag          -
+owner_ignore_adverts f 0-1  flag          owner_ignore_adverts
 garp_master_delay   v  1    timer:0,255   garp_master_delay_us
 garp_master_repeat  v  1    int:0,255     garp_master_repeat
 garp_lower_prio_delay v 1   timer:0,255   garp_lower_prio_delay_us

@@ -120,6 +120,7 @@ class GlobalDefs:
     vrrp_notify_priority_changes: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_down_timer_adverts: int = 3
+    vrrp_owner_ignore_adverts: bool = False
     vrrp_startup_delay_us: int = 0
     vrrp_garp_master_delay_us: int = 5 * US_PER_S
     vrrp_garp_master_repeat: int = 5
@@ -280,6 +281,9 @@ class VrrpInstance:
     skip_check_adv_addr: bool = False
     lower_prio_no_advert: bool = False
     higher_prio_send_advert: bool = False
+    # keepalived 2.3.3: an address owner drops adverts (resolved at load: priority 255
+    # and the keyword, or global vrrp_owner_ignore_adverts, or strict mode)
+    owner_ignore_adverts: bool = False
     down_timer_adverts: int = 3
     garp_master_delay_us: int = 5 * US_PER_S
     garp_master_repeat: int = 5

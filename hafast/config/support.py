@@ -64,7 +64,6 @@ top track_group refuse static_rules/static_routes tracking groups
 top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
 top interface_up_down_delays refuse delays FAULT after a link goes down or up
 top bfd_instance refuse BFD sessions (RFC 5880) are not implemented
-global_defs vrrp_owner_ignore_adverts refuse an address owner's handling of adverts changes failover
 global_defs vrrp_delay_after_boot refuse delays VRRP start after boot
 global_defs vrrp_min_garp warn sends fewer gratuitous ARPs
 * vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
@@ -170,7 +169,6 @@ vrrp_instance unicast_fault_no_peer refuse FAULT when no unicast peer is left
 vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
 vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)
 vrrp_instance timer_expired_backup refuse keepalived's handling of a backup whose master-down timer expired
-vrrp_instance owner_ignore_adverts refuse an address owner's handling of adverts changes failover
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
 vrrp_instance lvs_sync_daemon_interface refuse the IPVS connection sync daemon is not started
 vrrp_instance promote_secondaries refuse the interface's promote_secondaries setting is not made: removing a VIP can drop the others
@@ -221,6 +219,7 @@ CONFIG_EFFECTS: dict[str, str] = {
     "vrrp_check_unicast_src": "check_unicast_src",
     "vrrp_lower_prio_no_advert": "lower_prio_no_advert",
     "vrrp_higher_prio_send_advert": "higher_prio_send_advert",
+    "vrrp_owner_ignore_adverts": "owner_ignore_adverts",
     "vrrp_down_timer_adverts": "down_timer_adverts",
     "vrrp_garp_master_delay_us": "garp_master_delay_us",
     "vrrp_garp_master_repeat": "garp_master_repeat",

@@ -213,6 +213,7 @@ def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
         down_timer_adverts=inst.down_timer_adverts,
         lower_prio_no_advert=inst.lower_prio_no_advert,
         higher_prio_send_advert=inst.higher_prio_send_advert,
+        owner_ignore_adverts=inst.owner_ignore_adverts,
         garp_master_delay_us=inst.garp_master_delay_us,
         garp_master_repeat=inst.garp_master_repeat,
         garp_master_refresh_us=inst.garp_master_refresh_us,

@@ -336,10 +336,17 @@ def _stale(deadline: int | None, at_us: int | None) -> bool:
     return deadline is None or (at_us is not None and at_us != deadline)
 
 
-def _ignores_adverts(p: VrrpParams, s: VrrpState) -> bool:
+def ignores_adverts(p: VrrpParams, s: VrrpState) -> bool:
+    """Whether ``s`` drops every advert (the shell counts them as keepalived does).
+
+    >>> ignores_adverts(VrrpParams(priority=255, owner_ignore_adverts=True),
+    ...                 initial_state(VrrpParams(priority=255)))
+    True
+    """
     # RFC 5798 §7.1: the address owner MUST discard adverts.  keepalived
     # processes them by default (to resolve duplicate owners, erratum 8298)
-    # unless owner_ignore_adverts or strict mode.
+    # unless owner_ignore_adverts (2.3.3) or strict mode.  The effective
+    # priority decides, as in keepalived's vrrp_check_packet.
     return s.priority == PRIORITY_OWNER and p.owner_ignore_adverts_effective
 
 
@@ -479,7 +486,7 @@ def _backup_master_down(
 def _backup_advert(
     p: VrrpParams, s: VrrpState, e: AdvertReceived
 ) -> tuple[VrrpState, list[Action]]:
-    if _ignores_adverts(p, s):
+    if ignores_adverts(p, s):
         return s, []
     now = e.now_us
     src = address_key(e.src_addr)
@@ -574,7 +581,7 @@ def _master_garp_timer(
 def _master_advert(
     p: VrrpParams, s: VrrpState, e: AdvertReceived
 ) -> tuple[VrrpState, list[Action]]:
-    if _ignores_adverts(p, s):
+    if ignores_adverts(p, s):
         return s, []
     now = e.now_us
     src = address_key(e.src_addr)

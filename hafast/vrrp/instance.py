@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import heapq
+import ipaddress
 import itertools
 import logging
 import os
@@ -74,6 +75,9 @@ COUNTER_NAMES = (
     "pri_zero_rcvd",
     "pri_zero_sent",
 )
+
+# Adverts an address owner drops (owner_ignore_adverts); keepalived counts them nowhere.
+OWNER_IGNORE = "owner_ignore_adverts"
 
 # Notify words keepalived uses for each FSM state.
 STATE_WORDS = {State.MASTER: "MASTER", State.BACKUP: "BACKUP", State.FAULT: "FAULT",
@@ -532,6 +536,13 @@ class Instance:
         """
         if not adv.ok:
             self._reject(adv.reason, adv)
+            return
+        if fsm.ignores_adverts(self.machine.params, self.machine.state):
+            # keepalived vrrp_check_packet: dropped before it counts as received.
+            self.rejects[OWNER_IGNORE] = self.rejects.get(OWNER_IGNORE, 0) + 1
+            self._rlog.warning(OWNER_IGNORE, "(%s) Dropping packet(s) from %s since we are "
+                               "address owner", self.name,
+                               ipaddress.ip_address(bytes(adv.src)) if adv.src else "?")
             return
         if self.spec.check_adv_addr and adv.priority != PRIORITY_STOP:
             # keepalived vrrp_check_packet: the advert must list exactly our VIPs

@@ -171,7 +171,6 @@ vrrp_instance preempt warn preemption is the default already (nopreempt turns it
 vrrp_instance timer_expired_backup refuse keepalived's handling of a backup whose master-down timer expired
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
 vrrp_instance lvs_sync_daemon_interface refuse the IPVS connection sync daemon is not started
-vrrp_instance promote_secondaries refuse the interface's promote_secondaries setting is not made: removing a VIP can drop the others
 virtual_server snmp_name warn SNMP (AgentX) is not served
 real_server snmp_name warn SNMP (AgentX) is not served
 virtual_server weight refuse the virtual server's own weight (keepalived vs->weight)

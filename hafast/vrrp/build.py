@@ -36,6 +36,7 @@ class InstancePlan:
     track_file: tuple[TrackRef, ...] = ()
     track_process: tuple[TrackRef, ...] = ()  # the instance's, then its sync group's
     track_primary: bool = True  # keepalived: the VRRP interface is tracked unless told not to
+    promote_secondaries: bool = False
 
 
 def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
@@ -69,6 +70,7 @@ def plan_instances(config: Config) -> list[InstancePlan]:
             track_file=inst.track_file,
             track_process=track_process_refs(inst, config),
             track_primary=not inst.dont_track_primary,
+            promote_secondaries=inst.promote_secondaries,
         )
         for inst in config.vrrp_instances
     ]

@@ -19,6 +19,7 @@ from hafast.config.model import Config
 from hafast.lib.notify import as_argv
 from hafast.lib.units import US_PER_S
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
+from hafast.net.promote import PromoteSecondaries
 from hafast.net.statics import Statics
 from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
 from hafast.net.vmac import VmacLinks
@@ -60,6 +61,8 @@ class VrrpWorker:
         # static_ipaddress/_routes/_rules: applied by VrrpSide at start and on reload,
         # removed at stop even under -V (keepalived's vrrp_terminate_phase2)
         self.statics = Statics()
+        # promote_secondaries: the interfaces we turned it on for, back to 0 at stop
+        self.promote = PromoteSecondaries()
         # use_vmac: the macvlans, made as instances are built, deleted at stop.
         self.vmacs = VmacLinks()
         gd = config.global_defs
@@ -151,6 +154,8 @@ class VrrpWorker:
             # The VIPs without a dev go on the macvlan, and their gratuitous ARPs
             # leave from it with the virtual MAC (vmac_xmit_base moves only adverts).
             spec = replace(spec, ifname=vmac.name)
+        if plan.promote_secondaries and vmac is None:  # a VMAC has it set anyway
+            self.promote.want(spec.ifname)
         inst = Instance(spec, timers=self.timers, vips=self.vips,
                         announcer=self._announcer(spec.ifname), notifier=self.notifier)
         inst.accept_filter = self.accept_filter
@@ -184,6 +189,7 @@ class VrrpWorker:
             log.exception("releasing VIPs failed")
         self.accept_filter.close()
         self.statics.release()
+        self.promote.restore()
         if self._own_vips and isinstance(self.vips, NetlinkVips):
             self.vips.close()
         for ann in self._announcers.values():

@@ -232,6 +232,18 @@ def conv_choice(*choices: str) -> Converter:
     return conv
 
 
+def conv_opt_choice(alone: str, *choices: str) -> Converter:
+    """One of ``choices``, or ``alone`` when the keyword has no word (``alone`` itself is
+    not a word keepalived takes: ``param_match`` alone means exact, ``param_match
+    exact`` is an error in keepalived 2.2.7)."""
+    inner = conv_choice(*choices)
+
+    def conv(args: Sequence[Token]) -> str:
+        return inner(args) if args else alone
+
+    return conv
+
+
 # Dotted-quad IPv4 without leading zeros: the common case, checked without ipaddress
 # (ipaddress costs ~10x more and a 37k-real-server config has 40k addresses).
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -628,6 +640,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "timer": conv_timer,
     "opttimer": conv_opt_timer,
     "choice": conv_choice,
+    "optchoice": conv_opt_choice,
     "wref": conv_weight_ref,
     "schedflag": conv_sched_flag,
     # list-line converters
@@ -639,7 +652,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "email": line_email,
     "route": line_words,
 }
-_FACTORIES = {"int", "timer", "opttimer", "choice", "wref", "schedflag"}
+_FACTORIES = {"int", "timer", "opttimer", "choice", "optchoice", "wref", "schedflag"}
 
 _RS_INHERITED = CHECK_TIMERS + """inhibit_on_failure  f  0-1  flag          inhibit_on_failure
 smtp_alert          f  0-1  flag          smtp_alert
@@ -874,7 +887,7 @@ init_file           v  0-2  any           init_file
 """,
     "vrrp_track_process": """
 process             v  1+   words         process
-param_match         v  1    choice:initial,partial param_match
+param_match         v  0-1  optchoice:exact,initial,partial param_match
 weight              v  1-2  wref:-254,254 weight
 quorum              v  1    int:1,65535   quorum
 quorum_max          v  1    int:0,65535   quorum_max
@@ -1070,7 +1083,7 @@ def _converter(spec: str) -> Converter:
     if name in _FACTORIES:
         params: list[Any] = []
         for a in argtext.split(","):
-            if name == "choice":
+            if name in ("choice", "optchoice"):
                 params.append(a)
                 continue
             try:
@@ -1096,6 +1109,8 @@ def _describe(conv: str) -> str:
         return f"seconds {args[0]}..{args[1]}"
     if name == "choice":
         return "|".join(args)
+    if name == "optchoice":
+        return f"[{'|'.join(args[1:])}]"
     if name == "wref":
         return f"weight {args[0]}..{args[1]} [reverse]"
     return _DESCRIPTIONS.get(name, name)

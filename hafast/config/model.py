@@ -195,7 +195,7 @@ class TrackFile:
 class TrackProcess:
     name: str
     process: Argv = ()
-    param_match: str | None = None  # None: exact, "initial", "partial"
+    param_match: str | None = None  # None: not given; "exact" (written alone), "initial", "partial"
     weight: int = 0
     weight_reverse: bool = False
     quorum: int = 1

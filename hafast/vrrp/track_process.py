@@ -115,7 +115,8 @@ class Pattern:
         path, *args = spec.process or ("",)
         params = b"".join(a.encode() + b"\0" for a in args) if args else None
         match: ParamMatch = "none"
-        if spec.param_match in ("partial", "initial"):
+        if spec.param_match in ("partial", "initial", "exact"):
+            # "exact" is param_match written alone: a process with no parameters only
             match = spec.param_match  # type: ignore[assignment]
         elif args:
             match = "exact"

@@ -302,3 +302,26 @@ def test_quorum_max_zero_loads_as_keepalived() -> None:
     assert (t.quorum, t.quorum_max, t.in_range) == (0, 0, True)
     errors, _ = load("quorum 2\n quorum_max 0")
     assert errors == ["quorum_max 0 is below quorum 2"]
+
+
+def test_param_match_alone_is_an_exact_match_with_no_parameters() -> None:
+    """keepalived 2.2.7's vrrp_tprocess_match_handler: 'param_match' with no word sets
+    PARAM_MATCH_EXACT and full_command, so without parameters on the process line only a
+    process with no parameters matches (check_params); with them, exactly those."""
+    from hafast.config.loader import load_text
+
+    r = load_text("vrrp_track_process A { process sleep\n param_match }\n"
+                  "vrrp_track_process B { param_match\n process sleep 60 }\n")
+    assert r.diagnostics == []
+    a, b = (Pattern.of(spec) for spec in r.config.track_processes)
+    assert (a.param_match, a.full_command, a.params) == ("exact", True, None)
+    assert a.matches(info("sleep", "sleep"))
+    assert not a.matches(info("sleep", "sleep", "60"))
+    assert not a.matches(info("sleep"))  # no cmdline: a kernel thread
+    assert (b.param_match, b.params) == ("exact", b"60\0")
+    assert b.matches(info("sleep", "sleep", "60"))
+    assert not b.matches(info("sleep", "sleep"))
+    # a word keepalived does not take stays an error
+    bad = load_text("vrrp_track_process C { process sleep\n param_match exact }\n")
+    assert [d.message for d in bad.errors] == [
+        "'exact' is not one of initial|partial (expected: param_match <[initial|partial]>)"]

@@ -311,7 +311,11 @@ class NetlinkVips:
             except (OSError, ValueError) as exc:
                 self._refuse("rule", owner, f"rule {rule.text()}", exc)
                 continue
-            if self._took(err):
+            # The kernel's EEXIST for a rule compares its protocol too: one marked
+            # keepalived's (18) is a predecessor's (a worker that died as master), not
+            # an administrator's, and goes when this owner lets go (keepalived deletes
+            # its leftovers at start instead).
+            if self._took(err) or (err == errno.EEXIST and rule.protocol == RTPROT_KEEPALIVED):
                 self._rules[rule] = (owner, fmsg)
             elif err != errno.EEXIST:
                 self._refuse("rule", owner, f"rule {rule.text()}", os.strerror(err))

@@ -22,6 +22,11 @@ What keepalived 2.2.7 does, and so what this does (checked side by side in
 - IPv6 instances: the parent's link-local address (or the configured source) is
   added to the macvlan, ``nodad`` and deprecated (preferred lifetime 0), so the
   adverts leave from it with the virtual MAC and nothing else picks it;
+- the IGMP (IPv4) and MLD (IPv6) reports the macvlan would send go out of the
+  parent instead, and its router solicitations not at all (keepalived's nftables
+  ``vmac_map``; here in hafast's own ``hafast_vmac`` tables, through libnftables):
+  a backup's macvlan joins the VRRP group too, and a report from it would teach the
+  switches that the virtual MAC lives on the backup's port;
 - at stop the macvlan is deleted and what was changed is put back: the rp_filter
   values where they are still what we set (keepalived's ``restore_rp_filter``),
   and the parent's arp_ignore/arp_filter once its last macvlan is gone.  (That
@@ -53,6 +58,7 @@ from typing import Any, Protocol
 
 from hafast.lib import netlink
 from hafast.lib.netlink import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, RTM_NEWADDR
+from hafast.net.nftables import Nft, NftError
 from hafast.net.vip import IFA_F_NODAD, Rtnl
 
 log = logging.getLogger("hafast.vrrp.vmac")
@@ -200,6 +206,111 @@ class LinkInfo:
     macvlan_mode: int = 0
 
 
+REPORTS_TABLE = "hafast_vmac"
+# keepalived 2.2.7's vrrp_nftables.c rules, per family: a multicast report leaving a
+# macvlan is duplicated out of its parent (the map) and dropped; IPv6 router
+# solicitations from a macvlan are dropped.
+_REPORT_RULES = {
+    4: ('ip protocol igmp meta oifkind "macvlan" '
+        "dup to ip daddr device oif map @vmac_map drop",),
+    6: ('icmpv6 type mld2-listener-report meta oifkind "macvlan" '
+        "dup to ip6 daddr device oif map @vmac_map drop",
+        'icmpv6 type nd-router-solicit meta oifkind "macvlan" oif @vmac_set drop'),
+}
+
+
+class ReportRedirect:
+    """The ``hafast_vmac`` tables: multicast reports of the macvlans leave by their
+    parents (see the module docstring).  A table is made with its first macvlan and
+    deleted at close; libnftables, never the nft program (this runs on the worker's
+    loop at a reload); without it, said once, and the reports leave the macvlan.
+
+    Example (root)::
+
+        r = ReportRedirect()
+        r.add("vrrp.51", "eth0", (4,))
+        r.close()
+    """
+
+    def __init__(self, nft: Nft | None = None) -> None:
+        self.nft = nft
+        self.failed = False
+        self.tables: set[int] = set()
+        self.members: dict[str, tuple[str, tuple[int, ...]]] = {}
+
+    def _run(self, script: str) -> bool:
+        if self.nft is None:
+            nft = Nft()
+            if nft.lib is None:
+                if not self.failed:
+                    log.warning("libnftables did not load; VMAC interfaces send their own "
+                                "IGMP/MLD reports (with the virtual MAC)")
+                self.failed = True
+                return False
+            self.nft = nft
+        try:
+            self.nft.run(script)
+        except NftError as exc:
+            log.warning("%s", exc)
+            return False
+        return True
+
+    @staticmethod
+    def _fam(family: int) -> str:
+        return "ip" if family == 4 else "ip6"
+
+    def _table(self, family: int) -> bool:
+        if family in self.tables:
+            return True
+        t, fam = REPORTS_TABLE, self._fam(family)
+        sets = "  set vmac_set { type iface_index; }\n" if family == 6 else ""
+        rules = "".join(f"    {r}\n" for r in _REPORT_RULES[family])
+        # From empty: a crashed predecessor's elements name links that may be gone.
+        ok = self._run(f"table {fam} {t}\ndelete table {fam} {t}\ntable {fam} {t} {{\n"
+                       "  map vmac_map { type iface_index : iface_index; }\n" + sets
+                       + "  chain out {\n"
+                       "    type filter hook output priority filter - 1; policy accept;\n"
+                       + rules + "  }\n}\n")
+        if ok:
+            self.tables.add(family)
+        return ok
+
+    def add(self, name: str, parent: str, families: tuple[int, ...]) -> None:
+        """Send ``name``'s reports of ``families`` out of ``parent``."""
+        if name in self.members or self.failed:
+            return
+        done = []
+        for family in families:
+            if not self._table(family):
+                continue
+            fam, lines = self._fam(family), []
+            lines.append(f'add element {fam} {REPORTS_TABLE} vmac_map '
+                         f'{{ "{name}" : "{parent}" }}')
+            if family == 6:
+                lines.append(f'add element {fam} {REPORTS_TABLE} vmac_set {{ "{name}" }}')
+            if self._run("\n".join(lines) + "\n"):
+                done.append(family)
+        self.members[name] = (parent, tuple(done))
+
+    def remove(self, name: str) -> None:
+        """Before ``name`` is deleted: its elements go (they hold its ifindex)."""
+        parent, families = self.members.pop(name, ("", ()))
+        for family in families:
+            fam, lines = self._fam(family), []
+            lines.append(f'delete element {fam} {REPORTS_TABLE} vmac_map '
+                         f'{{ "{name}" : "{parent}" }}')
+            if family == 6:
+                lines.append(f'delete element {fam} {REPORTS_TABLE} vmac_set {{ "{name}" }}')
+            self._run("\n".join(lines) + "\n")
+
+    def close(self) -> None:
+        """The tables go (stop)."""
+        for family in sorted(self.tables):
+            self._run(f"delete table {self._fam(family)} {REPORTS_TABLE}\n")
+        self.tables.clear()
+        self.members.clear()
+
+
 @dataclass
 class _Held:
     cfg: VmacConfig
@@ -210,8 +321,10 @@ class _Held:
 class VmacLinks:
     """The macvlans of one VRRP worker, and the sysctls they made it change."""
 
-    def __init__(self, sysctl: Sysctl | None = None) -> None:
+    def __init__(self, sysctl: Sysctl | None = None,
+                 reports: ReportRedirect | None = None) -> None:
         self.sysctl = sysctl or Sysctl()
+        self.reports = reports or ReportRedirect()
         self._nl: Rtnl | None = None
         self._held: dict[str, _Held] = {}
         # parent -> (macvlans made on it, the writes to put back with the last)
@@ -393,6 +506,9 @@ class VmacLinks:
             self.sysctl.set(conf_key(cfg.name, "disable_ipv6", 6), 0 if cfg.ipv6 else 1)
         if cfg.family == 6 and link_local:
             self._add_link_local(index, link_local)
+        # Before it is up: the first reports leave as soon as it is.
+        self.reports.add(cfg.name, cfg.parent, (4, 6) if cfg.family == 4 and cfg.ipv6
+                         else (cfg.family,))
         err = self._up(index)
         if err:
             log.warning("%s: cannot set %s up: %s", owner, cfg.name, os.strerror(err))
@@ -440,6 +556,7 @@ class VmacLinks:
 
     def _drop(self, name: str, held: _Held) -> None:
         del self._held[name]
+        self.reports.remove(name)
         cfg = held.cfg
         if cfg.parent in self._parents and cfg.family == 4:
             count, writes = self._parents[cfg.parent]
@@ -477,6 +594,7 @@ class VmacLinks:
                 self._restore(sorted(self._rp_writes,
                                      key=lambda w: not w[0].startswith("net/ipv4/conf/all/")))
             self._rp_writes = None
+            self.reports.close()
         self._held.clear()
         if self._nl is not None:
             self._nl.close()

@@ -19,6 +19,9 @@ hafast alike: the echo reply leaves by the parent, whose connected route comes
 first, and its ARP request carries the VIP as sender; arp_announce would change
 that, and neither sets it.)  At hafast's stop its macvlan is gone.
 
+Reports: a BACKUP's macvlan joins the VRRP group, and its IGMP/MLD reports leave by
+the parent with the parent's MAC (keepalived's nftables rules, the same rules here).
+
 Reload: removing one of two use_vmac instances deletes its macvlan and leaves the
 other's link (same ifindex) and VIP alone, under keepalived and hafast alike.
 """
@@ -38,7 +41,7 @@ import pytest
 
 from hafast.lab.netns import run_in, socket_in
 from tests.conftest import require_root, require_tool
-from tests.netns.vrrp_fixtures import ADDR6, KEEPALIVED, VIP4, VIP6, VrrpLab
+from tests.netns.vrrp_fixtures import ADDR6, KEEPALIVED, VIP4, VIP6, Router, VrrpLab
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -274,3 +277,63 @@ def test_reload_removes_only_the_removed_instances_macvlan(lab: VrrpLab, kind: s
     assert f"{VIP4}/24" in addresses(lab, "r1", "vrrp.51"), r.log_text()[-2000:]
     lab.stop(r)
     assert link(lab, "r1", "vrrp.51") is None
+
+
+def report_macs(lab: VrrpLab, start: Any, family: int, timeout: float = 4.0) -> set[str]:
+    """Source MACs of the IGMP (IPv4) or MLDv2 (IPv6) reports on cl's link while
+    ``start()`` runs and ``timeout`` after."""
+    s = socket_in(lab.ns("cl"), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        s.bind(("eth0", 0))
+        s.setblocking(False)
+        start()
+        macs: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not select.select([s], [], [], 0.1)[0]:
+                continue
+            frame = s.recv(2048)
+            if family == 4 and frame[12:14] == b"\x08\x00" and frame[14 + 9] == 2:  # IGMP
+                macs.add(frame[6:12].hex(":"))
+            # IPv6, hop-by-hop header (MLD carries router alert), then ICMPv6 type 143
+            elif family == 6 and frame[12:14] == b"\x86\xdd" and frame[20] == 0 \
+                    and frame[54] == 58 and frame[62] == 143:
+                macs.add(frame[6:12].hex(":"))
+        return macs
+    finally:
+        s.close()
+
+
+def report_rules(lab: VrrpLab, role: str) -> list[str]:
+    """The rules of the chain that redirects the macvlans' reports, table name aside."""
+    out = run_in(lab.ns(role), ["nft", "list", "ruleset"], check=False).stdout
+    return [line.strip() for line in out.splitlines()
+            if "oifkind" in line or "type filter hook output" in line]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_backup_reports_leave_by_the_parent(lab: VrrpLab, family: int) -> None:
+    """A BACKUP's macvlan joins the VRRP group; its IGMP/MLD reports must not carry
+    the virtual MAC (switches would learn it on the backup's port).  keepalived 2.2.7
+    sends them out of the parent (nftables dup + drop), and so does hafast; the
+    rules are the same."""
+    conf = vmac_conf(priority=100, family=family)
+    if family == 6:
+        conf = conf.replace("global_defs {", "global_defs {\n  vrrp_version 3")
+    seen = {}
+    for kind in ("keepalived", "hafast"):
+        started: list[Router] = []
+
+        def start(k: str = kind, into: list[Router] = started) -> None:
+            into.append(lab.start("r1", k, conf))
+
+        macs = report_macs(lab, start, family)
+        lab.wait_for(lambda: link(lab, "r1") is not None, 10, f"{kind}'s macvlan")
+        seen[kind] = (macs, report_rules(lab, "r1"))
+        lab.stop(started[0])
+        assert report_rules(lab, "r1") == [], f"{kind} left its report rules"
+    # Only r1's frames count: the lab's other hosts report too (MLD at link up).
+    mine = {lab.mac("r1"), VIRTUAL_MAC[family]}
+    seen = {k: (macs & mine, rules) for k, (macs, rules) in seen.items()}
+    assert seen["keepalived"] == seen["hafast"], seen
+    assert seen["hafast"][0] == {lab.mac("r1")}, seen

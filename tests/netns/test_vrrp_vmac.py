@@ -337,3 +337,29 @@ def test_backup_reports_leave_by_the_parent(lab: VrrpLab, family: int) -> None:
     seen = {k: (macs & mine, rules) for k, (macs, rules) in seen.items()}
     assert seen["keepalived"] == seen["hafast"], seen
     assert seen["hafast"][0] == {lab.mac("r1")}, seen
+
+
+def test_supervised_worker_restart_reuses_the_macvlan(lab: VrrpLab) -> None:
+    """The full daemon: its VRRP worker killed, the successor finds vrrp.51 (same link,
+    same MAC) and resumes as MASTER with the VIP on it; SIGTERM deletes it."""
+    from tests.netns.daemon_fixtures import start_daemon
+
+    d = start_daemon(lab.tmp / "sup", vmac_conf(priority=150, state="MASTER"),
+                     ns=lab.ns("r1"))
+    try:
+        d.wait_ready()
+        lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", VMAC), 15, "MASTER")
+        before = ifindex(lab, "r1", VMAC)
+        os.kill(d.worker_pid("vrrp"), signal.SIGKILL)
+        d.wait_for(lambda s: s["workers"][0]["restarts"] == 1 and s["workers"][0]["answering"]
+                   and len(s["vrrp"]) == 1, 15, "VRRP worker back")
+        lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", VMAC), 10, "VIP back")
+        assert ifindex(lab, "r1", VMAC) == before
+        assert advert_macs(lab) == [VIRTUAL_MAC[4]] * 2
+        assert d.stop() == 0
+    finally:
+        d.close()
+        for p in sorted((lab.tmp / "sup").glob("*"), reverse=True):
+            p.unlink(missing_ok=True)
+        (lab.tmp / "sup").rmdir()
+    assert link(lab, "r1") is None

@@ -20,6 +20,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,3 +258,26 @@ def test_statics_on_reload_as_keepalived(labs: dict[str, VrrpLab]) -> None:
     assert not any("10.86.0.0" in r for r in snap["rule4"])
     assert not any("10.88.1.1" in a or "fd88::1" in a for a in snap["addr"])
     assert any("10.88.2.1/24" in a for a in snap["addr"])
+
+
+def test_full_daemon_as_keepalived(labs: dict[str, VrrpLab], tmp_path: Path) -> None:
+    """The same, through ``hafast -f`` (parent, VRRP worker, check worker) rather than
+    the VRRP worker alone."""
+    from tests.netns.daemon_fixtures import start_daemon
+
+    text = conf(statics=STATICS)
+    lab = labs["hafast"]
+    daemon = start_daemon(tmp_path, text, ns=lab.ns("r1"))
+    try:
+        lab.wait_holder("r1", STARTUP_S + 5)
+        lab.wait_for(lambda: any("210:" in x for x in snapshot(lab)["rule4"]), 3.0,
+                     "hafast: rule 210")
+        time.sleep(0.3)
+        master = snapshot(lab)
+        assert daemon.stop() == 0
+        stopped = snapshot(lab)
+    finally:
+        daemon.close()
+    ka_master, ka_stopped, _ = run(labs["keepalived"], "keepalived", text)
+    assert master == ka_master, daemon.log_text()[-3000:]
+    assert stopped == ka_stopped

@@ -21,6 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).resolve().parent / "corpus"
+# one harness tests/fuzz/fuzz_<target>.py and one corpus folder corpus/<target>/ each
+# (./dev fuzz keeps its own copy of this list)
+TARGETS = ("vrrp", "http", "icmp", "config", "control")
 
 
 def running_as_fuzzer(module_name: str) -> bool:

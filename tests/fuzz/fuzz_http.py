@@ -57,8 +57,10 @@ def _chunks(reply: bytes, pattern: int) -> Iterator[bytes]:
 
 
 def _outcome(p: ResponseParser) -> tuple[Any, ...]:
-    digest = p.hexdigest() if not p.error else None
-    return (p.error, p.complete, p.header, p.status, p.content_length, p.hashed, p.kept, digest)
+    head = (p.error, p.complete, p.header, p.status, p.content_length)
+    if p.error:
+        return head  # how much was hashed before the cap was hit depends on the chunks
+    return (*head, p.hashed, p.kept, p.hexdigest())
 
 
 def _expected(reply: bytes, cap: int, keep: int) -> tuple[Any, ...] | None:
@@ -142,7 +144,7 @@ def one_input(data: bytes) -> None:
         hashed = body if whole.content_length is None else body[: whole.content_length]
         assert whole.hashed == len(hashed)
         assert whole.hexdigest() == hashlib.md5(hashed, usedforsecurity=False).hexdigest()
-        assert whole.status == 0 or 100 <= whole.status <= 999
+        assert 0 <= whole.status <= 999  # three digits; status_ok() judges the range
         assert whole.content_length is None or 0 <= whole.content_length < 1 << 64
     reason, _detail = check_reply(whole, DEFAULT_STATUS, None)
     assert reason in ("", "no-data", "status", "body-too-large", "header-too-large"), reason

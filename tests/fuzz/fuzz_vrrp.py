@@ -6,7 +6,10 @@ Input layout (so that a seed is a real packet with a 2- or 3-byte prefix)::
 
     byte 0   flags: 0x01 decode_payload (else decode_ipv4), 0x02 IPv6 (payload only),
              0x04 ttl unknown (-1), 0x08 expectations as keywords (else an Expect),
-             0x10 pass a bytearray, 0x20 pass a memoryview starting one byte in
+             0x10 pass a bytearray, 0x20 pass a memoryview starting one byte in,
+             0x40 write a valid VRRP checksum first (random bytes almost never
+             checksum, and every later check lies behind that one), 0x80 with the
+             pseudo-header (v3's convention; without it, the message alone)
     byte 1   which expectations (EXPECTS, modulo its length)
     decode_ipv4:    the rest is the IPv4 packet
     decode_payload: byte 2 the TTL / hop limit, then src, dst (4 or 16 bytes each,
@@ -27,11 +30,13 @@ if __name__ == "__main__":
 from tests.fuzz import _common
 
 with _common.instrumented(_common.running_as_fuzzer(__name__)):
+    from hafast._core import checksum_py as csum
     from hafast._core import vrrp_codec_c as codec_c
     from hafast._core import vrrp_codec_py as codec_py
     from hafast._core.vrrp_constants import REASONS, auth_data_from_pass
 
 PAYLOAD, IPV6, TTL_UNKNOWN, KEYWORDS, BYTEARRAY, OFFSET = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+FIX_CHECKSUM, PSEUDO_HEADER = 0x40, 0x80
 
 # Expectations an instance may hold; the captures in tests/vectors use "1111" for PASS
 # and AH. The last one is out of range on purpose: Expect() refuses it, and decoding
@@ -63,6 +68,34 @@ for _c, _py in _OBJECTS:
     assert (_c is None) == (_py is None), "the twins disagree on which Expect is valid"
 
 
+def _set_checksum(msg: memoryview, family: int, src: bytes, dst: bytes, pseudo: bool) -> None:
+    """Write the checksum that makes the VRRP message ``msg`` verify (RFC 5798 §5.2.8)."""
+    if len(msg) < 8:
+        return
+    msg[6:8] = b"\0\0"
+    total = csum.ones_sum(msg)
+    if pseudo:
+        add = csum.pseudo_sum_ipv6 if family == 6 else csum.pseudo_sum_ipv4
+        total = csum.fold(total + add(src, dst, len(msg)))
+    msg[6:8] = (~total & 0xFFFF).to_bytes(2, "big")
+
+
+def _with_checksum(packet: bytes, pseudo: bool) -> bytes:
+    """``packet`` (IPv4, maybe with AH) with its VRRP message's checksum set, when the
+    IP header says where the message is."""
+    if len(packet) < 20:
+        return packet
+    ihl, total_len = (packet[0] & 0x0F) * 4, int.from_bytes(packet[2:4], "big")
+    start = ihl
+    if packet[9] == 51 and len(packet) > ihl + 1:
+        start += (packet[ihl + 1] + 2) * 4
+    if ihl < 20 or not start + 8 <= total_len <= len(packet):
+        return packet
+    out = bytearray(packet)
+    _set_checksum(memoryview(out)[start:total_len], 4, packet[12:16], packet[16:20], pseudo)
+    return bytes(out)
+
+
 def _decode(module: Any, expect: Any, kwargs: dict[str, Any], flags: int, args: tuple) -> Any:
     if flags & KEYWORDS:
         opts, expect = kwargs, None
@@ -89,8 +122,14 @@ def one_input(data: bytes) -> None:
         src = data[3 : 3 + alen].ljust(alen, b"\0")
         dst = data[3 + alen : 3 + 2 * alen].ljust(alen, b"\0")
         packet: Any = data[3 + 2 * alen :]
+        if flags & FIX_CHECKSUM:
+            packet = bytearray(packet)
+            _set_checksum(memoryview(packet), family, src, dst, bool(flags & PSEUDO_HEADER))
+            packet = bytes(packet)
     else:
         packet = data[2:]
+        if flags & FIX_CHECKSUM:
+            packet = _with_checksum(packet, bool(flags & PSEUDO_HEADER))
     if flags & BYTEARRAY:
         packet = bytearray(packet)
     if flags & OFFSET:

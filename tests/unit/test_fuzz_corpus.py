@@ -16,9 +16,7 @@ import os
 
 import pytest
 
-from tests.fuzz._common import CORPUS
-
-TARGETS = ("vrrp", "http", "icmp", "config", "control")
+from tests.fuzz._common import CORPUS, TARGETS
 
 
 def test_every_harness_has_a_corpus() -> None:

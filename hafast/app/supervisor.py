@@ -57,6 +57,7 @@ from hafast.app.reload import Reloader
 from hafast.app.reloadq import ReloadQueue
 from hafast.app.vipguard import VipGuard
 from hafast.config import model as m
+from hafast.lib.procopts import set_name
 from hafast.lvs.keeper import PoolKeeper, make_backend
 from hafast.net.addrwatch import AddressWatch
 
@@ -126,6 +127,7 @@ class Supervisor:
         handlers[signal.SIGINT] = lambda: self.request_stop("SIGINT")
         for sig, fn in handlers.items():
             loop.add_signal_handler(sig, fn)
+        set_name(self.config.global_defs.process_name)  # keepalived's process_name
         if self.wants_checks():
             await self._open_pools()
             for i in range(self.check_worker_count()):

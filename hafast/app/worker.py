@@ -22,6 +22,7 @@ from hafast.check.side import CheckSide
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import LogOptions
 from hafast.lib.logging import setup as setup_logging
+from hafast.lib.procopts import ProcessOptions, ProcessTuning
 from hafast.vrrp.side import VrrpSide
 
 log = logging.getLogger("hafast")
@@ -51,6 +52,10 @@ async def _worker_main(fd: int) -> int:
     else:
         side = CheckSide(loop, init["shard"], init["shards"], lambda ev: send("events", ev))
         side.start(init["config"], init["seed"])
+    # keepalived sets these once the configuration is running (start_vrrp, start_check)
+    process = "vrrp" if role == VRRP else "checker"
+    tuning = ProcessTuning(process)
+    tuning.apply(ProcessOptions.of(init["config"].global_defs, process))
     stop = loop.create_future()
 
     def finish() -> None:
@@ -80,6 +85,8 @@ async def _worker_main(fd: int) -> int:
                     data = None
                 send("status", (payload, data))
             elif kind == "reload":
+                # as keepalived's reload threads: normal scheduling while reloading
+                tuning.relax()
                 try:
                     if role == VRRP:
                         side.reload(payload["config"])
@@ -87,6 +94,7 @@ async def _worker_main(fd: int) -> int:
                         side.reload(payload["config"], payload["seed"])
                 except Exception:
                     log.exception("reload failed")
+                tuning.apply(ProcessOptions.of(payload["config"].global_defs, process))
             elif kind == "clear_stats" and role == VRRP:
                 for inst in side.worker.instances:
                     for name in inst.counters:

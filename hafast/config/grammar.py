@@ -801,29 +801,29 @@ json_dump_file      v  1    str           -
 json_version        v  1    int:1,2       -
 iproute_usr_dir     v  1    str           -
 iproute_etc_dir     v  1    str           -
-process_names       f  0-1  flag          -
-process_name        v  1    str           -
-vrrp_process_name   v  1    str           -
-checker_process_name v 1    str           -
+process_names       f  0-1  flag          process_names
+process_name        v  1    str           process_name
+vrrp_process_name   v  1    str           vrrp_process_name
+checker_process_name v 1    str           checker_process_name
 bfd_process_name    v  1    str           -
-lvs_process_name    v  1    str           -
-vrrp_priority       v  1    int:-20,19    -
-checker_priority    v  1    int:-20,19    -
+lvs_process_name    v  1    str           checker_process_name
+vrrp_priority       v  1    int:-20,19    vrrp_process_priority
+checker_priority    v  1    int:-20,19    checker_process_priority
 bfd_priority        v  1    int:-20,19    -
-vrrp_no_swap        f  0-1  flag          -
-checker_no_swap     f  0-1  flag          -
+vrrp_no_swap        f  0-1  flag          vrrp_no_swap
+checker_no_swap     f  0-1  flag          checker_no_swap
 bfd_no_swap         f  0-1  flag          -
-vrrp_cpu_affinity   v  1+   any           -
-checker_cpu_affinity v 1+   any           -
+vrrp_cpu_affinity   v  1+   any           vrrp_cpu_affinity
+checker_cpu_affinity v 1+   any           checker_cpu_affinity
 bfd_cpu_affinity    v  1+   any           -
-vrrp_rt_priority    v  1    int:1,99      -
-checker_rt_priority v  1    int:1,99      -
+vrrp_rt_priority    v  1    int:1,99      vrrp_rt_priority
+checker_rt_priority v  1    int:1,99      checker_rt_priority
 bfd_rt_priority     v  1    int:1,99      -
-vrrp_rlimit_rttime  v  1    int:1,4294967295 -
-checker_rlimit_rttime v 1   int:1,4294967295 -
+vrrp_rlimit_rttime  v  1    int:1,4294967295 vrrp_rlimit_rttime
+checker_rlimit_rttime v 1   int:1,4294967295 checker_rlimit_rttime
 bfd_rlimit_rttime   v  1    int:1,4294967295 -
-vrrp_rlimit_rtime   v  1    int:1,4294967295 -
-checker_rlimit_rtime v 1    int:1,4294967295 -
+vrrp_rlimit_rtime   v  1    int:1,4294967295 vrrp_rlimit_rttime
+checker_rlimit_rtime v 1    int:1,4294967295 checker_rlimit_rttime
 bfd_rlimit_rtime    v  1    int:1,4294967295 -
 max_auto_priority   v  0-1  int:-1,99     -
 min_auto_priority_delay v 1 int:0,2147483647 -
@@ -1150,6 +1150,9 @@ _DESCRIPTIONS = {
 DEPRECATED_NAMES: dict[str, str] = {
     "nb_get_retry": "retry",
     "global_tracking": "sync_group_tracking_weight",
+    "vrrp_rlimit_rtime": "vrrp_rlimit_rttime",
+    "checker_rlimit_rtime": "checker_rlimit_rttime",
+    "lvs_process_name": "checker_process_name",
 }
 
 

@@ -146,6 +146,22 @@ class GlobalDefs:
     # None (not set: keepalived leaves the system default, hafast asks for 1 MiB)
     vrrp_rx_bufs_policy: str | int | None = None
     vrrp_rx_bufs_multiplier: int = 3
+    # process options (hafast.lib.procopts): nice, SCHED_RR, RLIMIT_RTTIME (us; keepalived's
+    # 10000 unless set), mlockall, CPU ids as written, prctl names
+    vrrp_process_priority: int = 0
+    checker_process_priority: int = 0
+    vrrp_rt_priority: int = 0
+    checker_rt_priority: int = 0
+    vrrp_rlimit_rttime: int | None = None
+    checker_rlimit_rttime: int | None = None
+    vrrp_no_swap: bool = False
+    checker_no_swap: bool = False
+    vrrp_cpu_affinity: tuple[str, ...] = ()
+    checker_cpu_affinity: tuple[str, ...] = ()
+    process_names: bool = False
+    process_name: str | None = None
+    vrrp_process_name: str | None = None
+    checker_process_name: str | None = None
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)

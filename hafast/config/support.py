@@ -96,29 +96,12 @@ global_defs json_dump_file warn dumps go to hafast's --dump-prefix paths
 global_defs json_version warn the JSON dump's version
 global_defs iproute_usr_dir warn where routing table names are read
 global_defs iproute_etc_dir warn where routing table names are read
-global_defs process_names warn process names
-global_defs process_name warn process names
-global_defs vrrp_process_name warn process names
-global_defs checker_process_name warn process names
 global_defs bfd_process_name warn process names
-global_defs lvs_process_name warn process names
-global_defs vrrp_priority warn process scheduling
-global_defs checker_priority warn process scheduling
 global_defs bfd_priority warn process scheduling
-global_defs vrrp_no_swap warn process memory locking
-global_defs checker_no_swap warn process memory locking
 global_defs bfd_no_swap warn process memory locking
-global_defs vrrp_cpu_affinity warn process scheduling
-global_defs checker_cpu_affinity warn process scheduling
 global_defs bfd_cpu_affinity warn process scheduling
-global_defs vrrp_rt_priority warn process scheduling
-global_defs checker_rt_priority warn process scheduling
 global_defs bfd_rt_priority warn process scheduling
-global_defs vrrp_rlimit_rttime warn process scheduling
-global_defs checker_rlimit_rttime warn process scheduling
 global_defs bfd_rlimit_rttime warn process scheduling
-global_defs vrrp_rlimit_rtime warn process scheduling
-global_defs checker_rlimit_rtime warn process scheduling
 global_defs bfd_rlimit_rtime warn process scheduling
 global_defs max_auto_priority warn process scheduling
 global_defs min_auto_priority_delay warn process scheduling

@@ -1,0 +1,266 @@
+"""keepalived's per-process options, applied by the process they name (keepalived
+2.2.7's ``set_process_priorities`` and ``set_process_cpu_affinity`` in ``lib/process.c``,
+``set_process_name`` in ``lib/utils.c``).
+
+=======================  ============================================================
+global_defs              what the VRRP worker (``vrrp_*``) or each check worker
+                         (``checker_*``) does with it
+=======================  ============================================================
+``*_priority N``         nice N (only without ``*_rt_priority``, as keepalived)
+``*_rt_priority N``      SCHED_RR at N, with SCHED_RESET_ON_FORK so scripts it starts
+                         run with normal scheduling
+``*_rlimit_rttime US``   with ``*_rt_priority``: RLIMIT_RTTIME hard US, soft US/2
+                         (default 10000; 1 counts as 2); SIGXCPU at the soft limit is
+                         logged with keepalived's words instead of killing the worker
+``*_no_swap``            mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)
+``*_cpu_affinity C...``  sched_setaffinity to those CPUs (ids 0..online-1; one bad id
+                         drops the whole set, as keepalived)
+``process_names``        the workers are named keepalived_vrrp and keepalived_lvs
+                         (keepalived's code; its man page says keepalived_ipvs)
+``*_process_name NAME``  prctl(PR_SET_NAME): /proc/PID/comm, what ps and pgrep show
+=======================  ============================================================
+
+A failure (EPERM without CAP_SYS_NICE or CAP_IPC_LOCK, a CPU that went offline) is
+logged and the process runs on, as keepalived's does.  Linux keeps nice, policy and
+affinity per thread: they are set on every thread the process has (threads started
+later inherit them from the main thread).
+
+With a negative nice and no real-time priority, SCHED_RESET_ON_FORK is set too: the
+kernel then starts scripts at nice 0, where keepalived resets its children to the
+original priority.  A positive nice is inherited by scripts (keepalived resets that
+too).
+
+Example::
+
+    opts = ProcessOptions.of(config.global_defs, "vrrp")
+    tuning = ProcessTuning("vrrp")
+    tuning.apply(opts)      # at start, and after each reload
+    tuning.relax()          # before a reload: normal scheduling while it runs
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import resource
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("hafast")
+
+RT_RLIMIT_DEFAULT = 10000  # keepalived's lib/process.h, microseconds
+TASK_COMM_LEN = 16  # <linux/sched.h>: 15 characters and the NUL
+PR_SET_NAME = 15  # <linux/prctl.h>
+PR_GET_NAME = 16
+MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4  # <sys/mman.h>
+RLIMIT_RTTIME = getattr(resource, "RLIMIT_RTTIME", 15)
+
+# The names process_names gives (keepalived's process_names_handler).
+DEFAULT_NAMES = {"vrrp": "keepalived_vrrp", "checker": "keepalived_lvs"}
+
+# role -> the GlobalDefs fields of that role: (nice, rt priority, rlimit_rttime,
+# no_swap, cpu affinity, process name)
+FIELDS = {
+    "vrrp": ("vrrp_process_priority", "vrrp_rt_priority", "vrrp_rlimit_rttime",
+             "vrrp_no_swap", "vrrp_cpu_affinity", "vrrp_process_name"),
+    "checker": ("checker_process_priority", "checker_rt_priority", "checker_rlimit_rttime",
+                "checker_no_swap", "checker_cpu_affinity", "checker_process_name"),
+}
+
+_libc: Any = None
+
+
+def _c() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+def _errno_text() -> str:
+    return os.strerror(ctypes.get_errno())
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOptions:
+    """What one process should be (see the module docstring); the defaults change
+    nothing."""
+
+    nice: int = 0
+    rt_priority: int = 0
+    rlimit_rttime: int = RT_RLIMIT_DEFAULT
+    no_swap: bool = False
+    cpus: tuple[str, ...] = ()  # as written; checked against the online CPUs when used
+    name: str | None = None
+
+    @classmethod
+    def of(cls, gd: object, role: str) -> ProcessOptions:
+        """The options of ``role`` (``vrrp``, ``checker``) from a GlobalDefs.
+
+        >>> from types import SimpleNamespace as NS
+        >>> o = ProcessOptions.of(NS(vrrp_process_priority=-5, process_names=True), "vrrp")
+        >>> o.nice, o.rt_priority, o.rlimit_rttime, o.name
+        (-5, 0, 10000, 'keepalived_vrrp')
+        """
+        nice, rt, rttime, no_swap, cpus, name = (getattr(gd, f, None) for f in FIELDS[role])
+        if name is None and getattr(gd, "process_names", False):
+            name = DEFAULT_NAMES[role]
+        return cls(nice=nice or 0, rt_priority=rt or 0,
+                   rlimit_rttime=RT_RLIMIT_DEFAULT if rttime is None else rttime,
+                   no_swap=bool(no_swap), cpus=tuple(cpus or ()), name=name)
+
+
+def cpu_set(words: tuple[str, ...], process: str, online: int | None = None) -> set[int]:
+    """keepalived's ``get_cpu_affinity``: each word a CPU id in [0, online CPUs); one
+    that is not drops the whole set (logged with keepalived's words).
+
+    >>> sorted(cpu_set(("0", "2"), "vrrp", online=4)), cpu_set(("0", "9"), "vrrp", online=4)
+    ([0, 2], set())
+    """
+    count = online if online is not None else os.sysconf("SC_NPROCESSORS_ONLN")
+    cpus: set[int] = set()
+    for w in words:
+        try:
+            cpu = int(w, 10)
+        except ValueError:
+            cpu = -1
+        if not 0 <= cpu < count:
+            log.error("Invalid cpu_id:%s specified for %s process", w, process)
+            return set()
+        cpus.add(cpu)
+    return cpus
+
+
+def set_name(name: str | None, original: str | None = None) -> None:
+    """prctl(PR_SET_NAME): the calling thread's /proc/PID/comm (the main thread's is
+    the process's).  None puts back ``original`` when given."""
+    if name is None:
+        if original is None:
+            return
+        name = original
+    if len(name.encode()) >= TASK_COMM_LEN:
+        log.error("Process name %s more than %d characters, truncating", name,
+                  TASK_COMM_LEN - 1)
+    raw = name.encode()[:TASK_COMM_LEN - 1]
+    if _c().prctl(PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) != 0:
+        log.info("Failed to set process name '%s'", name)
+
+
+def get_name() -> str:
+    buf = ctypes.create_string_buffer(TASK_COMM_LEN)
+    _c().prctl(PR_GET_NAME, buf, 0, 0, 0)
+    return buf.value.decode(errors="replace")
+
+
+def _threads() -> list[int]:
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+class ProcessTuning:
+    """Applies :class:`ProcessOptions` to this process and takes them back."""
+
+    def __init__(self, process: str) -> None:
+        self.process = process  # keepalived's word in messages: vrrp, checker
+        self.applied = ProcessOptions()
+        self._original_name: str | None = None
+        self._original_nice: int | None = None
+        self._original_rttime: tuple[int, int] | None = None
+        self._rt = False
+        self._locked = False
+
+    def apply(self, opts: ProcessOptions) -> None:
+        """Make this process what ``opts`` says (failures are logged, never raised)."""
+        if opts.name is not None or self._original_name is not None:
+            if self._original_name is None:
+                self._original_name = get_name()
+            set_name(opts.name, self._original_name)
+        if opts.rt_priority:
+            self._realtime(opts.rt_priority, opts.rlimit_rttime)
+        elif opts.nice:
+            self._nice(opts.nice)
+        elif self._original_nice is not None:
+            self._nice(self._original_nice)
+        if opts.no_swap and not self._locked:
+            if _c().mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0:
+                log.info("Unable to lock process in memory - %s", _errno_text())
+            else:
+                self._locked = True
+        elif not opts.no_swap and self._locked:
+            _c().munlockall()
+            self._locked = False
+        if opts.cpus:
+            cpus = cpu_set(opts.cpus, self.process)
+            if cpus:
+                try:
+                    for tid in _threads():
+                        os.sched_setaffinity(tid, cpus)
+                except OSError as exc:
+                    log.warning("unable to set cpu affinity to %s process (%s)",
+                                self.process, exc.strerror)
+        self.applied = opts
+
+    def relax(self) -> None:
+        """keepalived's ``reset_process_priorities`` before a reload: normal scheduling
+        (RLIMIT_RTTIME would kill a long reload under SCHED_RR)."""
+        if self._rt:
+            try:
+                for tid in _threads():
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                self._rt = False
+            except OSError:
+                log.warning("%s process: cannot reset realtime scheduling", self.process)
+            if self._original_rttime is not None:
+                try:
+                    resource.setrlimit(RLIMIT_RTTIME, self._original_rttime)
+                except (OSError, ValueError):
+                    log.warning("%s process cannot reset realtime rlimit", self.process)
+
+    def _nice(self, nice: int) -> None:
+        if self._original_nice is None:
+            self._original_nice = os.getpriority(os.PRIO_PROCESS, 0)
+        try:
+            for tid in _threads():
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError as exc:
+            log.info("Unable to set process priority to %d - %s", nice, exc.strerror)
+            return
+        if nice < 0:
+            # keepalived's script children reset their priority before exec; the kernel
+            # does that for a negative nice with this flag (positive nice is inherited)
+            try:
+                for tid in _threads():
+                    os.sched_setscheduler(tid, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK,
+                                          os.sched_param(0))
+            except OSError:
+                pass
+
+    def _realtime(self, priority: int, rlimit_rttime: int) -> None:
+        try:
+            for tid in _threads():
+                os.sched_setscheduler(tid, os.SCHED_RR | os.SCHED_RESET_ON_FORK,
+                                      os.sched_param(priority))
+        except OSError:
+            log.warning("%s process: cannot raise priority", self.process)
+            return
+        self._rt = True
+        if not rlimit_rttime:
+            return
+        limit = max(rlimit_rttime, 2)  # halved below, and the half must not be 0
+        signal.signal(signal.SIGXCPU, self._sigxcpu)
+        try:
+            if self._original_rttime is None:
+                self._original_rttime = resource.getrlimit(RLIMIT_RTTIME)
+            resource.setrlimit(RLIMIT_RTTIME, (limit // 2, limit))
+        except (OSError, ValueError):
+            log.warning("%s process cannot set realtime rlimit", self.process)
+
+    def _sigxcpu(self, _signum: int, _frame: object) -> None:
+        log.info("%s process has used too much CPU time, %s_rlimit_rttime may need to be "
+                 "increased", self.process.upper() if self.process == "vrrp" else "Checker",
+                 self.process)

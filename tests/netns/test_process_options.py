@@ -1,0 +1,217 @@
+"""keepalived's process options on the real daemon: vrrp_*/checker_* priority,
+rt_priority with rlimit_rttime, no_swap, cpu_affinity and the process names, read
+back from /proc of the parent and the workers.
+
+One namespace (``hp<pid>``) with a veth pair for the VRRP instance; the check worker
+checks a listener inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hafast.lab.netns import Registry, socket_in
+from tests.conftest import require_root
+from tests.netns.daemon_fixtures import Daemon, start_daemon
+
+pytestmark = pytest.mark.timeout(120)
+
+SCHED_RR = 2
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    require_root()
+    name = f"hp{os.getpid()}"
+    with Registry() as reg:
+        reg.add_netns(name)
+        reg.add_veth(name, "va", name, "vb")
+        reg.add_address(name, "va", "10.97.0.1/24")
+        yield name
+
+
+@pytest.fixture
+def port(ns: str) -> Iterator[int]:
+    s = socket_in(ns)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def conf(port: int, extra: str, notify: str = "") -> str:
+    return f"""global_defs {{
+  router_id procopts
+  vrrp_garp_master_delay 0
+{extra}
+}}
+vrrp_instance VI_1 {{
+  state MASTER
+  interface va
+  virtual_router_id 52
+  priority 100
+  advert_int 1
+  {notify}
+  virtual_ipaddress {{
+    10.97.0.100/24
+  }}
+}}
+virtual_server 10.97.0.100 80 {{
+  delay_loop 1
+  protocol TCP
+  real_server 127.0.0.1 {port} {{
+    TCP_CHECK {{ connect_timeout 1 }}
+  }}
+}}
+"""
+
+
+def stat_of(pid: int) -> dict[str, int]:
+    """nice, rt_priority and policy from /proc/PID/stat (proc(5) fields 19, 40, 41)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # fields from 3 (state) on
+    return {"nice": int(fields[19 - 3]), "rt_priority": int(fields[40 - 3]),
+            "policy": int(fields[41 - 3])}
+
+
+def status_of(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def rttime(pid: int) -> tuple[int, int]:
+    return resource.prlimit(pid, resource.RLIMIT_RTTIME)
+
+
+def stat_script(tmp: Path) -> tuple[Path, Path]:
+    """A notify_master script that copies its own /proc/PID/stat."""
+    out = tmp / "script.stat"
+    script = tmp / "stat.sh"
+    script.write_text(f"#!/bin/sh\ncat /proc/$$/stat > {out}.tmp && mv {out}.tmp {out}\n")
+    script.chmod(0o755)
+    return script, out
+
+
+def wait_file(path: Path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never written"
+        time.sleep(0.05)
+    return path.read_text()
+
+
+def run(tmp: Path, ns: str, port: int, extra: str, notify: str = "") -> Daemon:
+    d = start_daemon(tmp, conf(port, extra, notify), ns=ns,
+                     extra=["--pool-backend", "memory", "--check-workers", "1"])
+    d.wait_ready()
+    return d
+
+
+def test_nice_no_swap_affinity_names(tmp_path: Path, ns: str, port: int) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    vcpu, ccpu = cpus[0], cpus[-1]
+    script, out = stat_script(tmp_path)
+    d = run(tmp_path, ns, port, f"""
+  vrrp_priority -7
+  checker_priority 5
+  vrrp_no_swap
+  vrrp_cpu_affinity {vcpu}
+  checker_cpu_affinity {ccpu}
+  process_names
+  process_name hafast_parent
+""", notify=f"notify_master {script}")
+    try:
+        vrrp, check = d.worker_pid("vrrp"), d.worker_pid("check")
+        assert stat_of(vrrp)["nice"] == -7
+        assert stat_of(check)["nice"] == 5
+        assert stat_of(vrrp)["policy"] == stat_of(check)["policy"] == 0  # SCHED_OTHER
+        assert int(status_of(vrrp)["VmLck"].split()[0]) > 0
+        assert int(status_of(check)["VmLck"].split()[0]) == 0
+        assert status_of(vrrp)["Cpus_allowed_list"] == str(vcpu)
+        assert status_of(check)["Cpus_allowed_list"] == str(ccpu)
+        # every thread of the worker, not only the main one
+        for tid in os.listdir(f"/proc/{vrrp}/task"):
+            assert os.sched_getaffinity(int(tid)) == {vcpu}
+        assert comm(vrrp) == "keepalived_vrrp"
+        assert comm(check) == "keepalived_lvs"
+        assert comm(d.proc.pid) == "hafast_parent"
+        # a script started by the worker runs at nice 0, as keepalived's children do
+        text = wait_file(out)
+        fields = text[text.rindex(")") + 2:].split()
+        assert int(fields[19 - 3]) == 0
+        assert d.proc.poll() is None
+    finally:
+        d.close()
+
+
+def test_realtime_and_rlimit(tmp_path: Path, ns: str, port: int) -> None:
+    script, out = stat_script(tmp_path)
+    d = run(tmp_path, ns, port, """
+  vrrp_rt_priority 20
+  checker_rt_priority 10
+  checker_rlimit_rtime 400000
+  vrrp_process_name hf_vrrp_with_a_long_name
+""", notify=f"notify_master {script}")
+    try:
+        vrrp, check = d.worker_pid("vrrp"), d.worker_pid("check")
+        assert stat_of(vrrp)["policy"] == stat_of(check)["policy"] == SCHED_RR
+        assert stat_of(vrrp)["rt_priority"] == 20
+        assert stat_of(check)["rt_priority"] == 10
+        assert rttime(vrrp) == (5000, 10000)  # keepalived's default, soft half of hard
+        assert rttime(check) == (200000, 400000)
+        assert comm(vrrp) == "hf_vrrp_with_a_"  # TASK_COMM_LEN - 1
+        log = d.log_text()
+        assert "checker_rlimit_rtime is deprecated - please use 'checker_rlimit_rttime'" in log
+        assert "more than 15 characters, truncating" in log
+        # scripts the workers start are not real-time (SCHED_RESET_ON_FORK)
+        text = wait_file(out)
+        fields = text[text.rindex(")") + 2:].split()
+        assert (int(fields[40 - 3]), int(fields[41 - 3])) == (0, 0)
+    finally:
+        d.close()
+
+
+def test_bad_cpu_is_logged_not_fatal(tmp_path: Path, ns: str, port: int) -> None:
+    d = run(tmp_path, ns, port, f"""
+  vrrp_cpu_affinity 0 {os.cpu_count() or 1}
+""")
+    try:
+        vrrp = d.worker_pid("vrrp")
+        assert status_of(vrrp)["Cpus_allowed_list"] == status_of(d.proc.pid)["Cpus_allowed_list"]
+        assert "Invalid cpu_id:" in d.log_text()
+        assert d.proc.poll() is None
+    finally:
+        d.close()
+
+
+def test_reload_applies_the_new_options(tmp_path: Path, ns: str, port: int) -> None:
+    d = run(tmp_path, ns, port, "  vrrp_rt_priority 20\n  checker_no_swap\n")
+    try:
+        vrrp, check = d.worker_pid("vrrp"), d.worker_pid("check")
+        assert stat_of(vrrp)["policy"] == SCHED_RR
+        assert int(status_of(check)["VmLck"].split()[0]) > 0
+        (tmp_path / "hafast.conf").write_text(conf(port, "  vrrp_priority -3\n"))
+        d.signal(signal.SIGHUP)
+        d.wait_for(lambda st: st["reloads"] >= 1, 15, "the reload")
+        deadline = time.monotonic() + 5
+        while stat_of(vrrp)["policy"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stat_of(vrrp) == {"nice": -3, "rt_priority": 0, "policy": 0}
+        assert int(status_of(check)["VmLck"].split()[0]) == 0
+        assert (d.worker_pid("vrrp"), d.worker_pid("check")) == (vrrp, check)
+    finally:
+        d.close()

@@ -35,11 +35,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hafast.config import model as m
-from hafast.config.grammar import TABLE, BadValue, Keyword, conv_script
+from hafast.config.grammar import TABLE, BadValue, Keyword, conv_script, line_email, line_name
 from hafast.config.kinds import CHILDREN, KINDS
 from hafast.config.support import UNSUPPORTED
 from hafast.config.tokens import ConfigError, Diagnostic, Token
 from hafast.config.tree import Node
+
+# keepalived 2.2.7 reads these list blocks with read_value_block (lib/parser.c): every
+# word is an item however the words are spread over lines, so "group { A B }" and a line
+# "A B" are two members (vrrp_sync_group and track_group group, garp_group interfaces,
+# notification_email).  Its other list blocks (alloc_value_block) take one item per line,
+# the line's other words being the item's options.
+_WORD_ITEMS = frozenset({line_name, line_email})
 
 
 def _script(raw: str, toks: tuple[Token, ...]) -> m.Script:
@@ -271,13 +278,17 @@ class Walker:
     def list_block(self, kw: Keyword, toks: tuple[Token, ...], children: list[Node]) -> Any:
         conv = kw.conv
         assert conv is not None
-        items = []
+        items: list[Any] = []
+        per_word = conv in _WORD_ITEMS
         for child in children:
             if child.children is not None:
                 self.error(
                     child.toks[0],
                     f"unexpected block inside '{kw.name}' (expected lines of {kw.conv_name})",
                 )
+                continue
+            if per_word:
+                items.extend(conv((t,)) for t in child.toks)
                 continue
             try:
                 item = conv(child.toks)

@@ -933,7 +933,7 @@ unicast_src_ip      v  1    ip            unicast_src_ip
 mcast_dst_ip        v  1    ip            mcast_dst_ip
 unicast_peer        l  0    peer          +unicast_peer
 unicast_ttl         v  1    int:1,255     unicast_ttl
-unicast_fault_no_peer f 0-1 flag          -
+unicast_fault_no_peer f 0-1 flag          unicast_fault_no_peer
 check_unicast_src   f  0-1  flag          check_unicast_src
 old_unicast_checksum v 0-1  any           -
 v3_checksum_as_v2   f  0-1  flag          v3_checksum_as_v2

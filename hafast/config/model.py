@@ -276,6 +276,7 @@ class VrrpInstance:
     mcast_dst_ip: str | None = None
     unicast_peer: tuple[UnicastPeer, ...] = ()
     unicast_ttl: int = 255
+    unicast_fault_no_peer: bool = False  # no unicast_peer: FAULT, not multicast
     check_unicast_src: bool = False
     # keepalived's interop switch: a VRRPv3 IPv4 checksum without the pseudo-header
     # (RFC 5798 §5.2.8 says with it); resolved from global_defs when not set here

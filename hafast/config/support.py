@@ -148,7 +148,6 @@ vrrp_instance debug warn a keepalived debugging aid
 vrrp_instance use_vmac_addr warn no VMAC interface is made for the VIPs on another interface than the instance's: those move with that interface's own MAC (gratuitous ARPs still announce them)
 vrrp_instance use_ipvlan refuse ipvlan interfaces are not made
 vrrp_instance track_src_ip refuse FAULT when the source address goes away
-vrrp_instance unicast_fault_no_peer refuse FAULT when no unicast peer is left
 vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
 vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)
 vrrp_instance timer_expired_backup refuse keepalived's handling of a backup whose master-down timer expired

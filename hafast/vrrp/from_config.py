@@ -214,6 +214,7 @@ def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
         lower_prio_no_advert=inst.lower_prio_no_advert,
         higher_prio_send_advert=inst.higher_prio_send_advert,
         owner_ignore_adverts=inst.owner_ignore_adverts,
+        config_faults=config_faults(inst),
         garp_master_delay_us=inst.garp_master_delay_us,
         garp_master_repeat=inst.garp_master_repeat,
         garp_master_refresh_us=inst.garp_master_refresh_us,
@@ -221,6 +222,22 @@ def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
         garp_lower_prio_delay_us=inst.garp_lower_prio_delay_us,
         garp_lower_prio_repeat=inst.garp_lower_prio_repeat,
     )
+
+
+# The fault reason of an instance keepalived puts in FAULT for good at start.
+UNICAST_NO_PEER = "config:unicast_fault_no_peer"
+
+
+def config_faults(inst: VrrpInstance) -> tuple[str, ...]:
+    """What keeps ``inst`` in FAULT whatever happens (keepalived's num_config_faults).
+
+    keepalived 2.2.7 (vrrp.c ``vrrp_complete_instance``): ``unicast_fault_no_peer``
+    without a ``unicast_peer`` goes to FAULT instead of falling back to multicast.
+
+    >>> config_faults(VrrpInstance("V", unicast_fault_no_peer=True))
+    ('config:unicast_fault_no_peer',)
+    """
+    return (UNICAST_NO_PEER,) if inst.unicast_fault_no_peer and not inst.unicast_peer else ()
 
 
 def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:

@@ -286,6 +286,8 @@ def initial_state(params: VrrpParams) -> VrrpState:
         base_priority=params.priority,
         priority=params.priority,
         master_adver_int_us=params.adver_int_us,
+        # nothing clears these: Startup lands in Fault and stays there
+        faults=frozenset(params.config_faults),
     )
 
 

@@ -84,6 +84,9 @@ class VrrpParams:
     # None = keepalived's default: the garp_master_* value.
     garp_lower_prio_delay_us: int | None = None
     garp_lower_prio_repeat: int | None = None
+    # keepalived num_config_faults: what holds the instance in Fault for good (a
+    # config it cannot run, e.g. unicast_fault_no_peer without peers); fault reasons.
+    config_faults: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.version not in (VRRP_V2, VRRP_V3):

@@ -87,7 +87,8 @@ class VrrpBuilder:
         }
         self._script_seq = {p.args[0].text: p.seq for p in top.get("vrrp_scripts", ())}
         top["static_rules"] = self._checked_rules(top.get("static_rules", ()), None, "")
-        top["static_routes"] = self._checked_routes(top.get("static_routes", ()))
+        top["static_routes"] = self._checked_routes(top.get("static_routes", ()),
+                                                    "static_routes")
         insts = self._number_rules(
             self.vrrp_instances(top.get("vrrp_instances", ()), gd, names), top)
         groups = self.sync_groups(top.get("sync_groups", ()), insts, scripts)
@@ -371,6 +372,8 @@ class VrrpBuilder:
                 "nopreempt needs state BACKUP; keepalived ignores state MASTER here",
             )
         self._drop_late_scripts(p, name, f)
+        if "virtual_routes" in f:
+            f["virtual_routes"] = self._checked_routes(f["virtual_routes"], "virtual_routes")
         if "virtual_rules" in f:
             f["virtual_rules"] = self._checked_rules(f["virtual_rules"], pos["virtual_rules"],
                                                      name)
@@ -423,8 +426,10 @@ class VrrpBuilder:
         f["track_script"] = tuple(kept)
 
     # ----------------------------------------------------------------- routes, rules
-    def _checked_routes(self, lines: Iterable[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
-        """static_routes lines hafast installs; any other is an error at its line."""
+    def _checked_routes(self, lines: Iterable[tuple[str, ...]], what: str
+                        ) -> tuple[tuple[str, ...], ...]:
+        """Route lines hafast installs; any other is an error at its line (else the VRRP
+        worker would meet it only when building the instance)."""
         out = []
         for words in lines:
             try:
@@ -432,7 +437,7 @@ class VrrpBuilder:
             except ValueError as exc:
                 self.ld.error(
                     self.ld.at(words, _NOWHERE),
-                    f"static_routes: '{' '.join(words)}' is not supported by hafast: {exc} "
+                    f"{what}: '{' '.join(words)}' is not supported by hafast: {exc} "
                     "(hafast installs: [blackhole|unreachable|prohibit] DST [via|gw GW] "
                     "[dev IF] [src IP] [table N] [metric N] [scope S])", UNSUPPORTED)
                 continue

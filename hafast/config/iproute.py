@@ -40,15 +40,21 @@ def parse_route(words: Sequence[str]) -> RouteSpec:
 metric=None, scope=None, kind='unicast')
     >>> parse_route(("blackhole", "10.8.0.0/16")).kind
     'blackhole'
+    >>> parse_route(("src", "10.0.0.9", "to", "10.7.0.0/16", "via", "10.0.0.1")).src
+    '10.0.0.9'
     """
     items = list(words)
     kind = "unicast"
     if items and items[0] in _ROUTE_KINDS:
         kind = items.pop(0)
+    fields: dict[str, Any] = {}
+    # keepalived.conf(5) and its samples write "src IP [to] DST ..."
+    while len(items) > 1 and items[0] in ("src", "to"):
+        if items.pop(0) == "src":
+            fields["src"] = items.pop(0)
     if not items:
         raise ValueError("a virtual route needs a destination")
     dst = items.pop(0)
-    fields: dict[str, Any] = {}
     while items:
         word = items.pop(0)
         name = _ROUTE_WORDS.get(word)

@@ -281,3 +281,31 @@ def test_full_daemon_as_keepalived(labs: dict[str, VrrpLab], tmp_path: Path) -> 
     ka_master, ka_stopped, _ = run(labs["keepalived"], "keepalived", text)
     assert master == ka_master, daemon.log_text()[-3000:]
     assert stopped == ka_stopped
+
+
+def test_a_restarted_daemon_takes_over_what_its_predecessor_left(
+        labs: dict[str, VrrpLab]) -> None:
+    """SIGKILL leaves the statics and the virtual rules up; the next hafast on the same
+    config takes them as its own and removes them at its stop, as keepalived removes
+    its leftovers."""
+    lab = labs["hafast"]
+    lab.start("r1", "hafast", conf(statics=STATICS))
+    lab.wait_holder("r1", STARTUP_S)
+    lab.wait_for(lambda: any("210:" in x for x in snapshot(lab)["rule4"]), 3.0, "rules")
+    lab.crash("r1")  # SIGKILL; the VIP goes as with a dead host
+    left = snapshot(lab)
+    assert any("210:" in x for x in left["rule4"]) and left["route300"]
+    router = lab.start("r1", "hafast", conf(statics=STATICS))
+    lab.wait_holder("r1", STARTUP_S)
+    time.sleep(0.5)
+    lab.stop(router)
+    snap = snapshot(lab)
+    # The no_track rule carries no protocol: the kernel cannot tell it from an
+    # administrator's, so it stays (keepalived deletes it at its next start, an
+    # administrator's identical rule too).
+    assert snap["rule4"] == ["0:\tfrom all lookup local",
+                             "205:\tfrom all uidrange 1000-2000 lookup 202",
+                             "32766:\tfrom all lookup main", "32767:\tfrom all lookup default"]
+    assert len(snap["rule6"]) == 2
+    assert not snap["route300"]
+    assert not any("10.88." in a or "fd88::" in a for a in snap["addr"])

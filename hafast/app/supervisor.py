@@ -55,6 +55,7 @@ from hafast.app.ipc import CHECK, VRRP, read_message
 from hafast.app.process import STARTUP_GRACE_S, WorkerHandle, WorkerProcess, write_pid_file
 from hafast.app.reload import Reloader
 from hafast.app.reloadq import ReloadQueue
+from hafast.app.startstop import run_script
 from hafast.app.vipguard import VipGuard
 from hafast.config import model as m
 from hafast.lib.procopts import set_name
@@ -128,6 +129,10 @@ class Supervisor:
         for sig, fn in handlers.items():
             loop.add_signal_handler(sig, fn)
         set_name(self.config.global_defs.process_name)  # keepalived's process_name
+        gd = self.config.global_defs
+        if gd.startup_script is not None:
+            # keepalived starts nothing before its startup script has ended
+            await run_script(gd.startup_script, gd, "startup", gd.startup_script_timeout)
         if self.wants_checks():
             await self._open_pools()
             for i in range(self.check_worker_count()):
@@ -236,6 +241,10 @@ class Supervisor:
             await self.control.close()
         for t in list(self._tasks):
             t.cancel()
+        gd = self.config.global_defs
+        if gd.shutdown_script is not None:
+            # keepalived's runs once every child has gone; the last reload's script
+            await run_script(gd.shutdown_script, gd, "shutdown", gd.shutdown_script_timeout)
         log.info("stopped")
 
     async def _wait_exit(self, w: WorkerHandle) -> None:

@@ -773,10 +773,10 @@ enable_script_security f 0-1 flag         enable_script_security
 script_user         v  1-2  words         script_user
 use_symlink_paths   f  0-1  flag          -
 set_supplementary_groups f 0-1 flag       -
-startup_script      v  1+   script         -
-startup_script_timeout v 1  int:1,1000    -
-shutdown_script     v  1+   script         -
-shutdown_script_timeout v 1 int:1,1000    -
+startup_script      v  1+   script         startup_script
+startup_script_timeout v 1  int:1,1000    startup_script_timeout
+shutdown_script     v  1+   script         shutdown_script
+shutdown_script_timeout v 1 int:1,1000    shutdown_script_timeout
 notify_fifo         v  1-3  words         notify_fifo
 notify_fifo_script  v  1+   script         notify_fifo_script
 vrrp_notify_fifo    v  1-3  words         vrrp_notify_fifo

@@ -162,6 +162,12 @@ class GlobalDefs:
     process_name: str | None = None
     vrrp_process_name: str | None = None
     checker_process_name: str | None = None
+    # run by the parent before anything starts / after everything stopped (app.startstop);
+    # timeouts in seconds, None: keepalived's 10
+    startup_script: Script | None = None
+    startup_script_timeout: int | None = None
+    shutdown_script: Script | None = None
+    shutdown_script_timeout: int | None = None
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)

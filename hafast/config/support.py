@@ -76,10 +76,6 @@ global_defs dynamic_interfaces warn keepalived waits for interfaces that do not 
 global_defs disable_local_igmp warn IGMP reports for the VRRP group
 global_defs use_symlink_paths warn how script paths are checked for security
 global_defs set_supplementary_groups warn the script user's supplementary groups are not set
-global_defs startup_script warn the script is not run at start
-global_defs startup_script_timeout warn the startup script is not run
-global_defs shutdown_script warn the script is not run at stop
-global_defs shutdown_script_timeout warn the shutdown script is not run
 global_defs fifo_write_vrrp_states_on_reload warn states are not rewritten to the notify FIFO at reload
 global_defs tmp_config_directory warn keepalived's temporary config copies
 global_defs config_save_dir warn keepalived's saved config copies

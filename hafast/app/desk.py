@@ -21,6 +21,48 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hafast")
 
+# a dump -> the global_defs field that may name its file
+_DUMP_FILES = {"data": "state_dump_file", "stats": "stats_dump_file", "json": "json_dump_file"}
+
+
+def dump_path(gd: Any, prefix: str, what: str, namespace: str | None) -> str:
+    """Where the ``what`` dump goes (keepalived 2.3's ``open_dump_file``, 2.2.7's
+    ``data_use_instance``).
+
+    Without ``*_dump_file``: ``--dump-prefix`` (hafast.status.dump.path_for).  With
+    it: an absolute path is the file, one ending in ``/`` the directory for the usual
+    name, a relative one a name in --dump-prefix's directory.  ``data_use_instance``
+    with ``-s NS`` puts ``.NS`` before the .data file's extension, as keepalived.
+
+    >>> from types import SimpleNamespace as NS
+    >>> gd = NS(state_dump_file="/var/run/ka/", stats_dump_file="s.txt",
+    ...         json_dump_file=None, data_use_instance=True)
+    >>> [dump_path(gd, "/tmp/keepalived", w, "blue") for w in ("data", "stats", "json")]
+    ['/var/run/ka/keepalived.blue.data', '/tmp/s.txt', '/tmp/keepalived_blue.json']
+    >>> dump_path(NS(state_dump_file="/srv/ka.data"), "/tmp/keepalived", "data", "blue")
+    '/srv/ka.data'
+    >>> dump_path(NS(), "/tmp/keepalived", "data", "blue")
+    '/tmp/keepalived_blue.data'
+    """
+    from hafast.status import dump
+
+    configured = getattr(gd, _DUMP_FILES[what], None)
+    by_instance = what == "data" and bool(namespace) and getattr(gd, "data_use_instance", False)
+    default = dump.path_for(prefix, what, None if by_instance else namespace)
+    if not configured and not by_instance:
+        return default
+    directory, name = os.path.split(default)
+    if configured:
+        if configured.startswith("/"):
+            directory = configured.rstrip("/") or "/" if configured.endswith("/") \
+                else os.path.dirname(configured)
+        if not configured.endswith("/"):
+            name = os.path.basename(configured)
+    if by_instance:
+        stem, dot, ext = name.rpartition(".")
+        name = f"{stem}.{namespace}.{ext}" if dot else f"{name}.{namespace}"
+    return os.path.join(directory, name)
+
 
 class StatusDesk:
     """The parent's status, control commands and dumps."""
@@ -95,7 +137,8 @@ class StatusDesk:
             for w in self.sup.workers:
                 if w.role == VRRP:
                     w.send("clear_stats")
-        path = dump.path_for(self.sup.options.dump_prefix, what, self.sup.options.namespace)
+        path = dump_path(self.sup.config.global_defs, self.sup.options.dump_prefix, what,
+                         self.sup.options.namespace)
         try:
             await self.sup.loop.run_in_executor(None, dump.WRITERS[what], path, st, self.sup.config)
             log.info("wrote %s", path)

@@ -702,6 +702,10 @@ EXTENSIONS: dict[tuple[str, str], str] = {
     "where to serve Prometheus /metrics",
     ("global_defs", "check_workers"): "a hafast extension (keepalived does not know it): "
     "check worker processes, 0 = one per core",
+    # keepalived's man page documents these names; its parser reads only *_dump_file
+    **{("global_defs", f"{w}_file_location"): "a hafast extension (keepalived does not "
+       f"know it): the keepalived man page's name for {w}_dump_file"
+       for w in ("state", "stats", "json")},
 }
 
 TABLE_TEXT: dict[str, str] = {
@@ -794,10 +798,13 @@ reload_repeat       f  0-1  flag          -
 reload_file         v  0-1  str           -
 random_seed         v  1    int:0,4294967295 -
 umask               v  1+   any           -
-data_use_instance   f  0-1  flag          -
-state_dump_file     v  1    str           -
-stats_dump_file     v  1    str           -
-json_dump_file      v  1    str           -
+data_use_instance   f  0-1  flag          data_use_instance
+state_dump_file     v  1    str           state_dump_file
+stats_dump_file     v  1    str           stats_dump_file
+json_dump_file      v  1    str           json_dump_file
+state_file_location v  1    str           state_dump_file
+stats_file_location v  1    str           stats_dump_file
+json_file_location  v  1    str           json_dump_file
 json_version        v  1    int:1,2       -
 iproute_usr_dir     v  1    str           -
 iproute_etc_dir     v  1    str           -

@@ -168,6 +168,11 @@ class GlobalDefs:
     startup_script_timeout: int | None = None
     shutdown_script: Script | None = None
     shutdown_script_timeout: int | None = None
+    # where the SIGUSR1/SIGUSR2/JSON dumps go (app.desk.dump_path); None: --dump-prefix's
+    state_dump_file: str | None = None
+    stats_dump_file: str | None = None
+    json_dump_file: str | None = None
+    data_use_instance: bool = False  # the namespace (-s) in the .data file's name
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)

@@ -85,10 +85,6 @@ global_defs reload_repeat warn keepalived's scheduled reload
 global_defs reload_file warn keepalived's reload marker file
 global_defs random_seed warn keepalived's random seed
 global_defs umask warn the umask of keepalived's files (hafast takes --umask)
-global_defs data_use_instance warn the names of dump files
-global_defs state_dump_file warn dumps go to hafast's --dump-prefix paths
-global_defs stats_dump_file warn dumps go to hafast's --dump-prefix paths
-global_defs json_dump_file warn dumps go to hafast's --dump-prefix paths
 global_defs json_version warn the JSON dump's version
 global_defs iproute_usr_dir warn where routing table names are read
 global_defs iproute_etc_dir warn where routing table names are read

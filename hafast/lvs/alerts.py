@@ -14,9 +14,12 @@ calls update_quorum_state(init) with quorum_state_up still false): ``=> Starting
 with quorum up 1+0=1 <= 2 <=``, or, with a sorry server, ``Starting with quorum
 down`` (:meth:`QuorumAlerts.started`; seen in the IPVS VM's side-by-side test).
 
-Not sent (yet): the "=> Shutting down <=" of omega virtual servers, the real
-servers' "=> Removing <=" / "=> Shutting down <=" mails on reload and exit, and the
-start mails of virtual servers a reload adds.
+A reload mails the quorum changes it makes, and, as keepalived's clear_service_rs
+does, ``Realserver ... - DOWN`` / ``=> Removing <=`` for each live real server it
+takes away (alerts on as for its checkers: default on).
+
+Not sent (yet): the "=> Shutting down <=" mails of omega virtual servers and their
+real servers at exit, and the start mails of virtual servers a reload adds.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import asyncio
 from typing import Any
 
 from hafast.config import model as m
-from hafast.lib.smtp_alert import enabled, quorum_alert, quorum_body
+from hafast.lib.smtp_alert import checker_alert, enabled, quorum_alert, quorum_body
 from hafast.lib.smtp_client import Mailer, MailSettings
+from hafast.lvs.policy import rs_label
 
 
 class QuorumAlerts:
@@ -36,10 +40,11 @@ class QuorumAlerts:
                  mailer: Mailer | None = None) -> None:
         self.mailer = mailer or Mailer(loop, MailSettings.of(config.global_defs))
         self.on: frozenset[Any] = frozenset()
+        self.gd = config.global_defs
         self.configure(config)
 
     def configure(self, config: m.Config) -> None:
-        gd = config.global_defs
+        gd = self.gd = config.global_defs
         self.mailer.configure(MailSettings.of(gd))
         self.on = frozenset(vs.key for vs in config.virtual_servers
                             if enabled(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert))
@@ -78,6 +83,30 @@ class QuorumAlerts:
             body = quorum_body(st.quorum_up, False, vs.quorum, vs.hysteresis, threshold,
                                st.live_weight())
             n += self.mailer.send(quorum_alert(st.label, st.quorum_up, body))
+        return n
+
+    def alive_servers(self, policy: Any) -> dict[tuple[Any, Any], tuple[str, str]]:
+        """Before a reload: each live real server whose alerts are on, with its
+        labels (empty when email is off)."""
+        if not self.mailer.settings.enabled:
+            return {}
+        gd = self.gd
+        out = {}
+        for vk, st in policy.vss.items():
+            for rk, rst in st.rss.items():
+                if rst.alive and enabled(rst.rs.smtp_alert, gd.smtp_alert_checker,
+                                         gd.smtp_alert, default=True):
+                    out[(vk, rk)] = (rs_label(st.vs, rst.rs, rst.dest_port), st.label)
+        return out
+
+    def removed(self, policy: Any, alive: dict[tuple[Any, Any], tuple[str, str]]) -> int:
+        """After a reload: mail each of ``alive`` the new pools no longer have."""
+        n = 0
+        for (vk, rk), (rs_text, vs_text) in alive.items():
+            st = policy.vss.get(vk)
+            if st is not None and rk in st.rss:
+                continue
+            n += self.mailer.send(checker_alert(rs_text, vs_text, False, "=> Removing <="))
         return n
 
     def close(self) -> None:

@@ -71,10 +71,15 @@ class PoolKeeper:
             self.alerts.after(self.policy, before)
 
     async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
+        alerts = self.alerts
+        before = alerts.before(self.policy) if alerts is not None else None
+        alive = alerts.alive_servers(self.policy) if alerts is not None else {}
         await self.manager.reload(config, vips_present)
         self.config = config
-        if self.alerts is not None:
-            self.alerts.configure(config)
+        if alerts is not None:
+            alerts.configure(config)
+            alerts.after(self.policy, before)
+            alerts.removed(self.policy, alive)
 
     def set_vip(self, address: str, present: bool) -> None:
         """ha_suspend: ``address`` arrived on this box or left it."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from hafast.lvs.memory import MemoryBackend
 
 
 class FakeMailer:
+    settings = SimpleNamespace(enabled=True)
+
     def __init__(self) -> None:
         self.sent: list[Alert] = []
 
@@ -91,3 +94,26 @@ def test_quorum_lost_and_gained(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_who_sends(monkeypatch: pytest.MonkeyPatch, globals_: str, vs_extra: str,
                    mailed: bool) -> None:
     assert bool(run(monkeypatch, globals_, vs_extra)) is mailed
+
+
+def test_reload_mails_removed_live_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """keepalived clear_service_rs: a live real server a reload takes away is mailed
+    DOWN, '=> Removing <='."""
+    cfg = load_text(CONF.format(globals_="", vs_extra="")).config
+    text = CONF.format(globals_="", vs_extra="")
+    cut = text.index(" real_server 10.1.0.2")
+    new = load_text(text[:cut] + "}\n").config
+    mailer = FakeMailer()
+    monkeypatch.setattr(keeper_module, "QuorumAlerts",
+                        lambda loop, config: QuorumAlerts(loop, config, mailer))  # type: ignore[arg-type]
+
+    async def go() -> None:
+        keeper = PoolKeeper(cfg, MemoryBackend(), keep=False)
+        await keeper.open()
+        await keeper.reload(new)
+        await keeper.close()
+
+    asyncio.run(go())
+    assert mailer.sent == [Alert(
+        "Realserver [10.1.0.2]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN",
+        "=> Removing <=")]

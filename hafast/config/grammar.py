@@ -755,7 +755,7 @@ vrrp_higher_prio_send_advert f 0-1 flag   vrrp_higher_prio_send_advert
 vrrp_down_timer_adverts v 1  int:1,100    vrrp_down_timer_adverts
 vrrp_owner_ignore_adverts f 0-1 flag      vrrp_owner_ignore_adverts
 vrrp_startup_delay  v  1    timer:0,4294.967295 vrrp_startup_delay_us
-vrrp_delay_after_boot v 1   timer:0,3600  -
+vrrp_delay_after_boot v 1   timer:0,4294.967295 vrrp_delay_after_boot_us
 vrrp_garp_master_delay v 1  timer:0,255   vrrp_garp_master_delay_us
 vrrp_garp_master_repeat v 1 int:0,255     vrrp_garp_master_repeat
 vrrp_garp_lower_prio_delay v 1 timer:0,255 vrrp_garp_lower_prio_delay_us

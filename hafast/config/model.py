@@ -122,6 +122,7 @@ class GlobalDefs:
     vrrp_down_timer_adverts: int = 3
     vrrp_owner_ignore_adverts: bool = False
     vrrp_startup_delay_us: int = 0
+    vrrp_delay_after_boot_us: int = 0  # keepalived 2.3: no VRRP start before this uptime
     vrrp_garp_master_delay_us: int = 5 * US_PER_S
     vrrp_garp_master_repeat: int = 5
     vrrp_garp_lower_prio_delay_us: int | None = None  # None: as garp_master_delay

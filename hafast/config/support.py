@@ -64,7 +64,6 @@ top track_group refuse static_rules/static_routes tracking groups
 top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
 top interface_up_down_delays refuse delays FAULT after a link goes down or up
 top bfd_instance refuse BFD sessions (RFC 5880) are not implemented
-global_defs vrrp_delay_after_boot refuse delays VRRP start after boot
 global_defs vrrp_min_garp warn sends fewer gratuitous ARPs
 * vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
 * garp_extra_if warn gratuitous ARPs on an extra interface

@@ -340,6 +340,20 @@ def source_verdict(ranges: dict[bytes, tuple[int, int]], src: bytes, ttl: int) -
     return OK
 
 
+def startup_delay_us(gd: GlobalDefs, uptime_us: int) -> int:
+    """How long the VRRP instances wait at a start ``uptime_us`` after boot.
+
+    keepalived 2.3 (global_parser.c): the longer of ``vrrp_startup_delay`` and what
+    is left of ``vrrp_delay_after_boot`` (so a restart long after boot waits only
+    the former).  2.2.7 knows only ``vrrp_startup_delay``.
+
+    >>> gd = GlobalDefs(vrrp_startup_delay_us=2_000_000, vrrp_delay_after_boot_us=60_000_000)
+    >>> startup_delay_us(gd, 55_000_000), startup_delay_us(gd, 600_000_000)
+    (5000000, 2000000)
+    """
+    return max(gd.vrrp_startup_delay_us, gd.vrrp_delay_after_boot_us - uptime_us, 0)
+
+
 def rx_bufs_of(gd: GlobalDefs) -> RxBufs:
     """keepalived's ``vrrp_rx_bufs_policy`` and ``vrrp_rx_bufs_multiplier``."""
     return RxBufs(gd.vrrp_rx_bufs_policy, gd.vrrp_rx_bufs_multiplier)

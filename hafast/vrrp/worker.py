@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from hafast.config.model import Config
 from hafast.lib.notify import as_argv
-from hafast.lib.units import US_PER_S
+from hafast.lib.units import NS_PER_US, US_PER_S
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
 from hafast.net.promote import PromoteSecondaries
 from hafast.net.statics import Statics
@@ -25,7 +26,7 @@ from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
 from hafast.net.vmac import VmacLinks
 from hafast.vrrp.alerts import AlertingNotifier
 from hafast.vrrp.build import InstancePlan, plan_instances
-from hafast.vrrp.from_config import rx_bufs_of
+from hafast.vrrp.from_config import rx_bufs_of, startup_delay_us
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import (
     Announcer,
@@ -86,7 +87,8 @@ class VrrpWorker:
         # within it starts its new instances delayed as well (keepalived's
         # vrrp_delayed_start_time is still set then).  A master resumed after a
         # restart is not held (Instance.resume), so the parent's deadline holds.
-        delay = config.global_defs.vrrp_startup_delay_us
+        uptime_us = time.clock_gettime_ns(time.CLOCK_BOOTTIME) // NS_PER_US  # /proc/uptime
+        delay = startup_delay_us(config.global_defs, uptime_us)
         self.delayed_until_us = self.timers.now_us() + delay if delay else 0
         if delay:
             log.info("Delaying startup for %g seconds", delay / US_PER_S)

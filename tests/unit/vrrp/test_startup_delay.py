@@ -9,9 +9,12 @@ meanwhile; the address owner waits silently as a backup with a 1 µs timer.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hafast.config.loader import load_text
 from hafast.lib.notify import NotifyScripts
 from hafast.net.vip import MemoryVips
+from hafast.vrrp.from_config import startup_delay_us
 from hafast.vrrp.fsm import (
     AdvertReceived,
     FaultCleared,
@@ -165,3 +168,17 @@ def test_the_keyword_loads_without_a_diagnostic() -> None:
                     "vrrp_instance V {\n interface lo\n virtual_router_id 7\n}\n")
     assert res.config.global_defs.vrrp_startup_delay_us == 5_500_000
     assert not [d for d in res.diagnostics if "vrrp_startup_delay" in d.message]
+
+
+def test_delay_after_boot_is_what_is_left_of_it_or_the_startup_delay() -> None:
+    # keepalived 2.3 (global_parser.c): the longer of the two; 2.2.7 knows only
+    # vrrp_startup_delay.
+    res = load_text("global_defs {\n vrrp_delay_after_boot 120\n vrrp_startup_delay 5\n}\n"
+                    "vrrp_instance V {\n interface lo\n virtual_router_id 7\n}\n")
+    gd = res.config.global_defs
+    assert not [d for d in res.diagnostics if "delay" in d.message]
+    assert gd.vrrp_delay_after_boot_us == 120 * SEC
+    assert startup_delay_us(gd, 100 * SEC) == 20 * SEC  # booted 100 s ago: 20 s left
+    assert startup_delay_us(gd, 118 * SEC) == 5 * SEC  # the startup delay is longer
+    assert startup_delay_us(gd, 3600 * SEC) == 5 * SEC  # a restart long after boot
+    assert startup_delay_us(replace(gd, vrrp_startup_delay_us=0), 3600 * SEC) == 0

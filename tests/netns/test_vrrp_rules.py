@@ -109,7 +109,10 @@ def labs() -> Iterator[dict[str, VrrpLab]]:
         yield made
     finally:
         for lab in made.values():
-            lab.close()
+            try:
+                lab.close()
+            except Exception as exc:  # the other lab's namespaces must go too
+                print(f"closing {lab.prefix}: {exc!r}")
 
 
 def snapshot(lab: VrrpLab) -> dict[str, list[str]]:

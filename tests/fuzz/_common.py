@@ -15,6 +15,7 @@ tests/unit/test_fuzz_corpus.py replays the seed corpus through ``one_input``.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,24 +31,43 @@ def running_as_fuzzer(module_name: str) -> bool:
     return module_name == "__main__"
 
 
+# Where ./dev fuzz put the compiled twins built by clang with -fsanitize=fuzzer-no-link
+# (it also LD_PRELOADs one libFuzzer for them and atheris to share).
+NATIVE_ENV = "HAFAST_FUZZ_NATIVE"
+
+
 @contextlib.contextmanager
 def instrumented(enabled: bool) -> Iterator[None]:
-    """Import the targets with atheris's coverage hooks when fuzzing.
+    """Import the targets with coverage hooks when fuzzing.
 
-    Only ``hafast`` is instrumented (Python bytecode: every branch and comparison
-    feeds libFuzzer). The compiled ``_c`` twins are plain extension modules: their
-    branches give no coverage, but each is compared on every input with its pure
-    twin, whose branches do, and which implements the same checks.
-    Under pytest the modules import unchanged, so the rest of the session sees
-    the ordinary code.
+    ``hafast``'s Python is instrumented by atheris (bytecode: every branch and
+    comparison feeds libFuzzer). The compiled ``_c`` twins give coverage too when
+    HAFAST_FUZZ_NATIVE names a folder of them built for libFuzzer (./dev fuzz does
+    that when clang is there): they are then imported from it instead of the tree.
+    Otherwise they run as built, uninstrumented, still compared on every input with
+    their pure twins. Under pytest nothing changes: the rest of the session sees the
+    ordinary modules.
     """
     if not enabled:
         yield
         return
     import atheris
 
+    native = os.environ.get(NATIVE_ENV)
     with atheris.instrument_imports(include=["hafast"]):
+        if native:
+            import hafast._core
+
+            hafast._core.__path__.insert(0, native)
         yield
+    if native:
+        loaded = [m for name, m in sys.modules.items() if name.startswith("hafast._core.")
+                  and name.endswith("_c")]
+        stray = [m.__name__ for m in loaded if not str(m.__file__).startswith(native)]
+        if stray:
+            raise RuntimeError(f"{NATIVE_ENV}={native} but {stray} loaded from elsewhere")
+        names = sorted(m.__name__ for m in loaded)
+        sys.stderr.write(f"INFO: compiled twins instrumented: {names}\n")
 
 
 def fuzz(one_input: Callable[[bytes], None]) -> None:

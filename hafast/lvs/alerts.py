@@ -14,12 +14,19 @@ calls update_quorum_state(init) with quorum_state_up still false): ``=> Starting
 with quorum up 1+0=1 <= 2 <=``, or, with a sorry server, ``Starting with quorum
 down`` (:meth:`QuorumAlerts.started`; seen in the IPVS VM's side-by-side test).
 
-A reload mails the quorum changes it makes, and, as keepalived's clear_service_rs
-does, ``Realserver ... - DOWN`` / ``=> Removing <=`` for each live real server it
-takes away (alerts on as for its checkers: default on).
+A reload mails as keepalived's does (clear_diff_services, then init_service_vs;
+:meth:`QuorumAlerts.after_reload`): ``Realserver ... - DOWN`` / ``=> Removing <=``
+for each live real server it takes away (alerts on as for its checkers: default on);
+the old virtual server, without them, may lose its quorum (``Lost quorum``); the new
+one starts from the quorum state from before the reload and is mailed with the start
+wording when it lands elsewhere (so a reload that takes the last live server away
+sends both ``Lost quorum`` and ``Starting with quorum down``, as keepalived 2.2.7 does
+in the IPVS VM's side-by-side test); a virtual server the reload adds gets the start
+mail.
 
 Not sent (yet): the "=> Shutting down <=" mails of omega virtual servers and their
-real servers at exit, and the start mails of virtual servers a reload adds.
+real servers at exit, and whatever keepalived mails for a virtual server a reload
+removes.
 """
 
 from __future__ import annotations
@@ -51,15 +58,52 @@ class QuorumAlerts:
 
     def started(self, policy: Any) -> int:
         """The start mails (see the module); returns how many."""
+        return sum(self._start_mail(st) for key in self.on
+                   if (st := policy.vss.get(key)) is not None)
+
+    def _start_mail(self, st: Any) -> int:
+        if not (st.quorum_up or st.vs.sorry_server is not None):
+            return 0
+        vs = st.vs
+        body = quorum_body(st.quorum_up, True, vs.quorum, vs.hysteresis,
+                           vs.quorum + vs.hysteresis, st.live_weight())
+        return int(self.mailer.send(quorum_alert(st.label, st.quorum_up, body)))
+
+    def before_reload(self, policy: Any) -> dict[Any, tuple[bool, int, int, dict[Any, int]]]:
+        """Each mailing virtual server's quorum state, quorum, hysteresis and live
+        real servers' weights, before a reload."""
+        return {k: (st.quorum_up, st.vs.quorum, st.vs.hysteresis,
+                    {rk: r.weight for rk, r in st.rss.items() if r.alive})
+                for k in self.on if (st := policy.vss.get(k)) is not None}
+
+    def after_reload(self, policy: Any,
+                     snap: dict[Any, tuple[bool, int, int, dict[Any, int]]]) -> int:
+        """The reload's quorum mails (see the module); returns how many."""
         n = 0
+        for key, (was_up, quorum, hyst, weights) in snap.items():
+            st = policy.vss.get(key)
+            if st is None or not was_up:
+                continue
+            # keepalived update_vs_notifies(old_vs): only a loss, old settings
+            left = sum(w for rk, w in weights.items() if rk in st.rss)
+            if not left or left < quorum - hyst:
+                body = quorum_body(False, False, quorum, hyst, quorum - hyst, left)
+                n += self.mailer.send(quorum_alert(st.label, False, body))
         for key in self.on:
             st = policy.vss.get(key)
-            if st is None or not (st.quorum_up or st.vs.sorry_server is not None):
+            if st is None:
                 continue
-            vs = st.vs
-            body = quorum_body(st.quorum_up, True, vs.quorum, vs.hysteresis,
-                               vs.quorum + vs.hysteresis, st.live_weight())
-            n += self.mailer.send(quorum_alert(st.label, st.quorum_up, body))
+            old = snap.get(key)
+            if old is None:
+                n += self._start_mail(st)
+                continue
+            was_up = old[0]
+            if st.quorum_up != was_up:
+                vs = st.vs
+                threshold = vs.quorum + (-1 if was_up else 1) * vs.hysteresis
+                body = quorum_body(st.quorum_up, True, vs.quorum, vs.hysteresis, threshold,
+                                   st.live_weight())
+                n += self.mailer.send(quorum_alert(st.label, st.quorum_up, body))
         return n
 
     def before(self, policy: Any) -> dict[Any, bool] | None:

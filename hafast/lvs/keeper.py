@@ -72,14 +72,15 @@ class PoolKeeper:
 
     async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
         alerts = self.alerts
-        before = alerts.before(self.policy) if alerts is not None else None
+        snap = alerts.before_reload(self.policy) if alerts is not None else {}
         alive = alerts.alive_servers(self.policy) if alerts is not None else {}
         await self.manager.reload(config, vips_present)
         self.config = config
         if alerts is not None:
             alerts.configure(config)
-            alerts.after(self.policy, before)
+            # keepalived's order: the removed servers, then the quorums
             alerts.removed(self.policy, alive)
+            alerts.after_reload(self.policy, snap)
 
     def set_vip(self, address: str, present: bool) -> None:
         """ha_suspend: ``address`` arrived on this box or left it."""

@@ -117,3 +117,30 @@ def test_reload_mails_removed_live_servers(monkeypatch: pytest.MonkeyPatch) -> N
     assert mailer.sent == [Alert(
         "Realserver [10.1.0.2]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN",
         "=> Removing <=")]
+
+
+def test_reload_that_loses_the_quorum_mails_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """keepalived 2.2.7 (seen in the IPVS VM): the old virtual server loses its
+    quorum, then the new one 'starts' with it down."""
+    text = CONF.format(globals_="", vs_extra=" smtp_alert")
+    cfg = load_text(text).config
+    new = load_text(text[:text.index(" real_server 10.1.0.2")] + "}\n").config
+    vs = cfg.virtual_servers[0].key
+    mailer = FakeMailer()
+    monkeypatch.setattr(keeper_module, "QuorumAlerts",
+                        lambda loop, config: QuorumAlerts(loop, config, mailer))  # type: ignore[arg-type]
+
+    async def go() -> None:
+        keeper = PoolKeeper(cfg, MemoryBackend(), keep=False)
+        await keeper.open()
+        await keeper.on_events([ServerEvent(vs, ("10.1.0.1", 80), DOWN, 2, "x", 1.0)])
+        await keeper.reload(new)  # 10.1.0.2 (the last live one) goes: 0 < 3-1
+        await keeper.close()
+
+    asyncio.run(go())
+    assert [a.body for a in mailer.sent] == [
+        "=> Starting with quorum up 3+1=4 <= 4 <=",
+        "=> Removing <=",
+        "=> Lost quorum 3+1=2 <= 0 <=",
+        "=> Starting with quorum down 3+1=2 <= 0 <=",
+    ]

@@ -8,7 +8,8 @@ Python TCP listener on 127.0.0.2 and nothing on 127.0.0.3 (TCP_CHECK, quorum 1,
 by default), and an aiosmtpd server on 127.0.0.1 that writes each mail as a JSON line.
 keepalived ``-C`` runs first, then hafast ``-C`` on the same file; each sees the dead
 server go DOWN, the live one stop (DOWN, quorum lost) and come back (UP, quorum
-gained).  Both runs' mails must be the same (the Date aside).
+gained), then a reload (SIGHUP) take the live one away.  Both runs' mails must be
+the same (the Date aside).
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ virtual_server 10.9.9.9 80 {{
   }}
 }}
 """
+
+
+# The reload takes the live real server away.
+_LIVE_AT = CONF.index(f"  real_server {LIVE}")
+RELOADED = CONF[:_LIVE_AT] + CONF[CONF.index(f"  real_server {DEAD}"):]
 
 
 def listen() -> socket.socket:
@@ -162,6 +168,10 @@ def one_run(kind: str, d: Path) -> list[tuple[Any, ...]]:
         live = listen()
         wait_for(lambda: len(read_mails(mails)) >= 6, 60, f"{kind}: live UP + quorum", log)
         time.sleep(2)  # anything more it would send
+        (d / f"{kind}.conf").write_text(RELOADED)
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_for(lambda: len(read_mails(mails)) >= 9, 60, f"{kind}: the reload's mails", log)
+        time.sleep(3)
     finally:
         live.close()
         stop(proc)
@@ -174,13 +184,19 @@ def one_run(kind: str, d: Path) -> list[tuple[Any, ...]]:
 def test_checker_mails_match_keepalived(smtp: Path) -> None:
     ka = one_run("keepalived", smtp)
     ha = one_run("hafast", smtp)
-    subjects = sorted(m[6] for m in ka)
-    assert subjects == sorted([
-        "[lab-vm] Virtualserver [10.9.9.9]:tcp:80 - UP",  # "Starting with quorum up"
-        f"[lab-vm] Realserver [{DEAD}]:tcp:{RPORT} of virtual server [10.9.9.9]:tcp:80 - DOWN",
-        f"[lab-vm] Realserver [{LIVE}]:tcp:{RPORT} of virtual server [10.9.9.9]:tcp:80 - DOWN",
-        f"[lab-vm] Realserver [{LIVE}]:tcp:{RPORT} of virtual server [10.9.9.9]:tcp:80 - UP",
-        "[lab-vm] Virtualserver [10.9.9.9]:tcp:80 - DOWN",
-        "[lab-vm] Virtualserver [10.9.9.9]:tcp:80 - UP",
+    rs = f"[lab-vm] Realserver [{{}}]:tcp:{RPORT} of virtual server [10.9.9.9]:tcp:80 - "
+    vs = "[lab-vm] Virtualserver [10.9.9.9]:tcp:80 - "
+    assert sorted((m[6], m[8].strip()) for m in ka) == sorted([
+        (vs + "UP", "=> Starting with quorum up 1+0=1 <= 2 <="),
+        (rs.format(DEAD) + "DOWN", "=> TCP CHECK failed on service <="),
+        (rs.format(LIVE) + "DOWN", "=> TCP CHECK failed on service <="),
+        (vs + "DOWN", "=> Lost quorum 1+0=1 <= 0 <="),
+        (rs.format(LIVE) + "UP", "=> TCP CHECK succeed on service <="),
+        (vs + "UP", "=> Gained quorum 1+0=1 <= 1 <="),
+        # the reload takes the live server away: keepalived mails the old virtual
+        # server losing its quorum and the new one starting without it
+        (rs.format(LIVE) + "DOWN", "=> Removing <="),
+        (vs + "DOWN", "=> Lost quorum 1+0=1 <= 0 <="),
+        (vs + "DOWN", "=> Starting with quorum down 1+0=1 <= 0 <="),
     ]), ka
     assert ha == ka

@@ -51,7 +51,7 @@ VMAC = "vrrp.51"
 VIRTUAL_MAC = {4: "00:00:5e:00:01:33", 6: "00:00:5e:00:02:33"}
 ETH_P_ALL = 0x0003
 IPPROTO_VRRP = 112
-SYSCTL_IFACES = ("eth0", VMAC, "all", "default")
+SYSCTL_IFACES = ("eth0", VMAC, "lo", "all", "default")
 SYSCTL_NAMES = ("arp_ignore", "arp_filter", "rp_filter", "accept_local", "promote_secondaries")
 START = {"net.ipv4.conf.all.rp_filter": "2", "net.ipv4.conf.eth0.rp_filter": "1",
          "net.ipv4.conf.default.rp_filter": "0", "net.ipv4.conf.eth0.arp_ignore": "0",

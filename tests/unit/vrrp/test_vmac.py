@@ -207,3 +207,15 @@ def test_keep_leaves_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     links._held["vrrp.51"] = _Held(cfg, 7, {"V"})
     links.close(keep=True)
     assert sysctl.get(conf_key("eth0", "arp_ignore")) == 1
+
+
+def test_vip_guard_removes_vips_from_the_macvlan() -> None:
+    # A dead or hung worker's VIPs are taken off where they live: the macvlan.
+    from hafast.app.vipguard import guarded
+
+    cfg = load_text("vrrp_instance A { interface eth0\n virtual_router_id 7\n use_vmac\n"
+                    " virtual_ipaddress {\n 10.0.0.1/24\n }\n}\n"
+                    "vrrp_instance B { interface eth0\n virtual_router_id 8\n"
+                    " virtual_ipaddress {\n 10.0.0.2/24\n }\n}\n").config
+    g = guarded(cfg)
+    assert (g["A"].ifname, g["B"].ifname) == ("vrrp.7", "eth0")

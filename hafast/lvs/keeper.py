@@ -110,4 +110,5 @@ class PoolKeeper:
                         "suspended": st.suspended, "real_servers": rss})
         return {"backend": self.backend.name, "virtual_servers": vss,
                 "changes": dict(self.backend.changes), "errors": self.manager.errors,
-                "messages": getattr(self.backend.inner, "messages", 0)}
+                "messages": getattr(self.backend.inner, "messages", 0),
+                "alerts": dict(self.alerts.mailer.counters) if self.alerts else {}}

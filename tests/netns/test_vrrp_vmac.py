@@ -363,3 +363,24 @@ def test_supervised_worker_restart_reuses_the_macvlan(lab: VrrpLab) -> None:
             p.unlink(missing_ok=True)
         (lab.tmp / "sup").rmdir()
     assert link(lab, "r1") is None
+
+
+@pytest.mark.parametrize("kind", ["keepalived", "hafast"])
+def test_reload_with_a_new_vmac_prefix_keeps_the_macvlan(lab: VrrpLab, kind: str) -> None:
+    """A reload that changes vmac_prefix leaves an unchanged instance's macvlan as it
+    is (keepalived 2.2.7: "Found matching interface vrrp.51"; hafast: the instance is
+    kept, nothing rebuilt): same link, VIP still on it, no ka.51."""
+    conf = vmac_conf(priority=150, state="MASTER")
+    r = lab.start("r1", kind, conf)
+    lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", VMAC), 15, "MASTER")
+    before = ifindex(lab, "r1", VMAC)
+    (lab.tmp / "r1.conf").write_text(conf.replace("global_defs {",
+                                                  "global_defs {\n  vmac_prefix ka"))
+    r.proc.send_signal(signal.SIGHUP)
+    lab.wait_for(lambda: "eload" in r.log_text().split("MASTER", 1)[-1], 10, "the reload")
+    time.sleep(1.5)
+    assert ifindex(lab, "r1", VMAC) == before
+    assert f"{VIP4}/24" in addresses(lab, "r1", VMAC)
+    assert link(lab, "r1", "ka.51") is None
+    lab.stop(r)
+    assert link(lab, "r1") is None

@@ -9,9 +9,11 @@ global_defs              what the VRRP worker (``vrrp_*``) or each check worker
 ``*_priority N``         nice N (only without ``*_rt_priority``, as keepalived)
 ``*_rt_priority N``      SCHED_RR at N, with SCHED_RESET_ON_FORK so scripts it starts
                          run with normal scheduling
-``*_rlimit_rttime US``   with ``*_rt_priority``: RLIMIT_RTTIME hard US, soft US/2
-                         (default 10000; 1 counts as 2); SIGXCPU at the soft limit is
-                         logged with keepalived's words instead of killing the worker
+``*_rlimit_rttime US``   with ``*_rt_priority``: RLIMIT_RTTIME soft US/2 (default
+                         10000; 1 counts as 2): SIGXCPU there is logged with
+                         keepalived's words and the worker drops to normal scheduling
+                         until the next reload; hard US but at least 1 s (keepalived:
+                         hard US, and the kernel kills it there; see _realtime)
 ``*_no_swap``            mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)
 ``*_cpu_affinity C...``  sched_setaffinity to those CPUs (ids 0..online-1; one bad id
                          drops the whole set, as keepalived)
@@ -52,6 +54,7 @@ from typing import Any
 log = logging.getLogger("hafast")
 
 RT_RLIMIT_DEFAULT = 10000  # keepalived's lib/process.h, microseconds
+RT_HARD_FLOOR_US = 1_000_000  # the least hard RLIMIT_RTTIME (see ProcessTuning._realtime)
 TASK_COMM_LEN = 16  # <linux/sched.h>: 15 characters and the NUL
 PR_SET_NAME = 15  # <linux/prctl.h>
 PR_GET_NAME = 16
@@ -256,7 +259,11 @@ class ProcessTuning:
         try:
             if self._original_rttime is None:
                 self._original_rttime = resource.getrlimit(RLIMIT_RTTIME)
-            resource.setrlimit(RLIMIT_RTTIME, (limit // 2, limit))
+            # soft: keepalived's (half), where SIGXCPU warns and drops real-time
+            # (_sigxcpu); hard: at least RT_HARD_FLOOR_US, because Python runs the
+            # handler only between bytecodes and a long C call (a check round over
+            # tens of thousands of servers) outlasts keepalived's 5 ms to the kill
+            resource.setrlimit(RLIMIT_RTTIME, (limit // 2, max(limit, RT_HARD_FLOOR_US)))
         except (OSError, ValueError):
             log.warning("%s process cannot set realtime rlimit", self.process)
 
@@ -264,3 +271,12 @@ class ProcessTuning:
         log.info("%s process has used too much CPU time, %s_rlimit_rttime may need to be "
                  "increased", self.process.upper() if self.process == "vrrp" else "Checker",
                  self.process)
+        # keepalived logs and runs on until the hard limit kills it (and is restarted,
+        # to be killed again on the next burst).  A Python worker's bursts are longer
+        # than keepalived's, so the same limit would leave a large pool unchecked in a
+        # restart loop: the burst ends at normal scheduling instead (RLIMIT_RTTIME
+        # counts only real-time time), real-time again from the next reload.
+        if self._rt:
+            self.relax()
+            log.warning("%s process: realtime scheduling dropped until the next reload",
+                        self.process)

@@ -171,8 +171,9 @@ def test_realtime_and_rlimit(tmp_path: Path, ns: str, port: int) -> None:
         assert stat_of(vrrp)["policy"] == stat_of(check)["policy"] == SCHED_RR
         assert stat_of(vrrp)["rt_priority"] == 20
         assert stat_of(check)["rt_priority"] == 10
-        assert rttime(vrrp) == (5000, 10000)  # keepalived's default, soft half of hard
-        assert rttime(check) == (200000, 400000)
+        # keepalived's default soft limit (half of 10000 us); hard at least 1 s
+        assert rttime(vrrp) == (5000, 1000000)
+        assert rttime(check) == (200000, 1000000)
         assert comm(vrrp) == "hf_vrrp_with_a_"  # TASK_COMM_LEN - 1
         log = d.log_text()
         assert "checker_rlimit_rtime is deprecated - please use 'checker_rlimit_rttime'" in log
@@ -213,5 +214,32 @@ def test_reload_applies_the_new_options(tmp_path: Path, ns: str, port: int) -> N
         assert stat_of(vrrp) == {"nice": -3, "rt_priority": 0, "policy": 0}
         assert int(status_of(check)["VmLck"].split()[0]) == 0
         assert (d.worker_pid("vrrp"), d.worker_pid("check")) == (vrrp, check)
+    finally:
+        d.close()
+
+
+def test_a_long_real_time_burst_drops_to_normal_scheduling(tmp_path: Path, ns: str,
+                                                           port: int) -> None:
+    """Past the soft RLIMIT_RTTIME the worker logs keepalived's words and runs on with
+    normal scheduling (keepalived would be killed at the hard limit, and a large pool
+    would go unchecked in a restart loop).  The burst: a reload that builds 3000 real
+    servers without blocking, with a soft limit of 1 us."""
+    d = run(tmp_path, ns, port, "  checker_rt_priority 10\n  checker_rlimit_rttime 2\n")
+    try:
+        check = d.worker_pid("check")
+        rs = "".join(f"  real_server 127.0.{i // 250 + 1}.{i % 250 + 1} {port} {{\n"
+                     "    TCP_CHECK { connect_timeout 1 }\n  }\n" for i in range(3000))
+        text = conf(port, "  checker_rt_priority 10\n  checker_rlimit_rttime 2\n")
+        text = text.replace("  real_server 127.0.0.1", rs + "  real_server 127.0.0.1", 1)
+        (tmp_path / "hafast.conf").write_text(text)
+        d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "realtime scheduling dropped" not in d.log_text():
+            assert time.monotonic() < deadline, d.log_text()[-3000:]
+            time.sleep(0.1)
+        assert "Checker process has used too much CPU time, checker_rlimit_rttime may " \
+               "need to be increased" in d.log_text()
+        assert stat_of(check)["policy"] == 0
+        assert d.worker_pid("check") == check and "exited with" not in d.log_text()
     finally:
         d.close()

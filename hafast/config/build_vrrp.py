@@ -28,6 +28,7 @@ from hafast.config.iprule import RuleError, RuleRefused, number_rules, parse_rul
 from hafast.config.model import accept_mode
 from hafast.config.support import UNSUPPORTED
 from hafast.config.tokens import Token
+from hafast.config.vmac import parse_use_vmac
 from hafast.config.walk import Pending, Walker, as_tuples
 from hafast.lib.units import US_PER_S
 
@@ -337,6 +338,15 @@ class VrrpBuilder:
                         "unicast peers. Defaulting to multicast.",
                     )
                     break
+        if "use_vmac" in pos:
+            # keepalived 2.2.7 (vrrp_parser.c vrrp_vmac_handler, vrrp.c): the words it
+            # ignores, and unicast, whose adverts must leave by the parent.
+            vmac_words = f.get("use_vmac") or ()
+            for why in parse_use_vmac(vmac_words, f.get("virtual_router_id", 0))[2]:
+                self.ld.warn(pos["use_vmac"], why)
+            if peers and not f.get("vmac_xmit_base"):
+                self.ld.warn(pos["use_vmac"], f"({name}) unicast with use_vmac requires "
+                             "vmac_xmit_base - setting")
         for k, gk in (
             ("garp_master_delay_us", gd.vrrp_garp_master_delay_us),
             ("garp_master_repeat", gd.vrrp_garp_master_repeat),

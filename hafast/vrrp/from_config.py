@@ -38,6 +38,7 @@ from hafast._core.vrrp_constants import (
     auth_data_from_pass,
 )
 from hafast.config.model import GlobalDefs, VrrpInstance
+from hafast.config.vmac import parse_use_vmac, vrrp_mac
 from hafast.lib.units import US_PER_S
 from hafast.vrrp.params import VrrpParams
 from hafast.vrrp.rxbufs import RxBufs, advert_len
@@ -46,10 +47,6 @@ from hafast.vrrp.timers import US_PER_CENTISECOND
 # keepalived auth_type words -> RFC 2338 Auth Type.  AH: keepalived's IPsec AH
 # (HMAC-MD5-96 keyed with auth_pass, zero padded to 8 bytes), VRRPv2 over IPv4 only.
 AUTH_TYPES = {"PASS": AUTH_PASS, "AH": AUTH_AH}
-
-# RFC 5798 §7.3: the virtual router MAC, 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}).
-VRRP_MAC_PREFIX = bytes((0x00, 0x00, 0x5E, 0x00))
-IFNAMSIZ = 16  # linux/if.h, the NUL included
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,38 +71,6 @@ class VmacConfig:
         return ":".join(f"{b:02x}" for b in self.mac)
 
 
-def vrrp_mac(vrid: int, family: int) -> bytes:
-    """The RFC 5798 §7.3 virtual router MAC.
-
-    >>> vrrp_mac(51, 4).hex(":"), vrrp_mac(51, 6).hex(":")
-    ('00:00:5e:00:01:33', '00:00:5e:00:02:33')
-    """
-    return VRRP_MAC_PREFIX + bytes((0x01 if family == 4 else 0x02, vrid))
-
-
-def _dev_name_valid(name: str) -> bool:
-    # The kernel's dev_valid_name (net/core/dev.c), as keepalived checks the name.
-    return (0 < len(name.encode()) < IFNAMSIZ and name not in (".", "..")
-            and not any(c in "/:" or c.isspace() for c in name))
-
-
-def _parse_mac(word: str, vrid: int) -> bytes | None:
-    """keepalived's use_vmac MAC: five or six hex octets; five take the VRID last.
-    None for one keepalived ignores (malformed, multicast, or an RFC 5798 MAC)."""
-    parts = word.split(":")
-    if len(parts) not in (5, 6) or any(not 1 <= len(p) <= 2 for p in parts):
-        return None
-    try:
-        octets = bytes(int(p, 16) for p in parts)
-    except ValueError:
-        return None
-    if len(octets) == 5:
-        octets += bytes((vrid,))
-    if octets[0] & 0x01 or (octets[:4] == VRRP_MAC_PREFIX and octets[4] in (1, 2)):
-        return None
-    return octets
-
-
 def vmac_for(inst: VrrpInstance, gd: GlobalDefs) -> VmacConfig | None:
     """The macvlan ``inst`` asks for with ``use_vmac [NAME] [MAC]``, or None.
 
@@ -125,17 +90,7 @@ def vmac_for(inst: VrrpInstance, gd: GlobalDefs) -> VmacConfig | None:
     if inst.use_vmac is None:
         return None
     vrid, fam = inst.virtual_router_id, inst.family
-    name = mac = None
-    words = list(inst.use_vmac)
-    while words:
-        word = words.pop(0)
-        if ":" in word:
-            mac = mac or _parse_mac(word, vrid)
-            continue
-        if word == "name" and words:
-            word = words.pop(0)
-        if name is None and _dev_name_valid(word):
-            name = word
+    name, mac, _complaints = parse_use_vmac(inst.use_vmac, vrid)  # said at load
     evip6 = any(v.family == 6 and v.dev is None for v in inst.virtual_ipaddress_excluded)
     return VmacConfig(
         name=name or f"{gd.vmac_prefix}.{vrid}",

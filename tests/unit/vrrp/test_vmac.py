@@ -219,3 +219,23 @@ def test_vip_guard_removes_vips_from_the_macvlan() -> None:
                     " virtual_ipaddress {\n 10.0.0.2/24\n }\n}\n").config
     g = guarded(cfg)
     assert (g["A"].ifname, g["B"].ifname) == ("vrrp.7", "eth0")
+
+
+def test_hafast_t_says_what_keepalived_t_says() -> None:
+    # keepalived 2.2.7 -t on the same lines (an interface that exists) prints these.
+    res = load_text(
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 51\n"
+        " use_vmac vmx/1 03:11:22:33:44:55\n unicast_peer {\n 10.0.0.2\n }\n"
+        " virtual_ipaddress {\n 10.0.0.1/24\n }\n}\n"
+        "vrrp_instance B {\n interface eth0\n virtual_router_id 52\n"
+        " use_vmac vx vy 00:00:5e:00:01:07 zz:11\n virtual_ipaddress {\n 10.0.0.2/24\n }\n}\n")
+    said = [(d.line, d.severity, d.message) for d in res.diagnostics]
+    assert said == [
+        (4, "warning", "VMAC interface name 'vmx/1' too long or invalid characters - ignoring"),
+        (4, "warning", "VMAC MAC address is multicast 03:11:22:33:44:55 - ignoring"),
+        (4, "warning", "(A) unicast with use_vmac requires vmac_xmit_base - setting"),
+        (15, "warning", "VMAC interface name already specified"),
+        (15, "warning", "VMAC MAC address not allowed to be RFC5798 address "
+                        "(00:00:5e:00:01:07) - ignoring"),
+        (15, "warning", "VMAC invalid MAC address zz:11"),
+    ]

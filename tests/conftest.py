@@ -166,3 +166,21 @@ def pytest_terminal_summary(
             bold=True,
         )
     return result
+
+
+@pytest.fixture
+def programs_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests whose configs name programs only as labels (``/bin/down``, a notify.sh
+    this machine does not have): the load-time script check finds nothing to say about
+    any program, so the scripts stay in the model as on a machine that has them.  Like
+    keepalived 2.2.7, the real check drops a missing program at load
+    (hafast.config.scriptcheck; tested in tests/unit/test_scriptsecurity.py and
+    tests/unit/config/test_script_missing_keepalived.py)."""
+    from hafast.config import scriptcheck
+    from hafast.lib.scriptsecurity import Sc, ScriptCheck
+
+    def check(program: str, uid: int, gid: int, *, security: bool,
+              search: str | None = None) -> ScriptCheck:
+        return ScriptCheck(Sc.EXECUTABLE, program)
+
+    monkeypatch.setattr(scriptcheck, "check_script", check)

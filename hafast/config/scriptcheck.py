@@ -20,15 +20,24 @@ What keepalived does, and so what this does:
   ``enable_script_security`` it is disabled ("Unsafe permissions found for script
   '...' - disabling."); without it it runs and is reported the same way without
   "- disabling";
+- a program that is missing or not executable by the user it runs as is disabled too,
+  with or without ``enable_script_security`` (``check_track_script_secure``,
+  ``check_misc_script_security``, ``check_notify_script_secure``): a missing
+  ``vrrp_script`` gives "Disabling track script NAME since not found/accessible" (a
+  config error in keepalived, so ``keepalived -t`` shows it: a warning here); the
+  rest keepalived only logs ("Script P cannot be accessed - ...", "WARNING - script
+  'P' is not executable ...", "Disabling misc script ... since not found/accessible"),
+  and ``keepalived -t`` shows none of it, so these are logged (info) at load, not
+  ``hafast -t`` diagnostics;
 - a disabled ``vrrp_script`` is taken out of every ``track_script`` that names it (the
   instance goes on without it, it is not put in FAULT); a disabled ``MISC_CHECK`` is
-  taken off its real server; a disabled notify, quorum or FIFO script is not run;
+  taken off its real server (which, with no checker left, stays up); a disabled notify,
+  quorum or FIFO script is not run;
 - without ``enable_script_security``, each side (VRRP, checkers) that has a script on
   disk gets keepalived's "SECURITY VIOLATION - scripts are being executed but
   script_security not enabled." warning.
 
-Left as before: a script that is missing or not executable is still kept (it fails when
-run; keepalived drops it at load), and a script whose own ``user`` does not exist.
+Left as before: a script whose own ``user`` does not exist is kept (reported when run).
 Stricter than keepalived: ``*notify_fifo_script`` is judged as run by root, because
 hafast's notifier starts it as itself whatever its user or ``script_user`` says.
 """
@@ -92,7 +101,7 @@ class ScriptSecurity:
         self._said: set[tuple[str, int, int, str]] = set()
         self._tokens = {id(script): tok for tok, script in scripts}
         self._pos = global_pos or {}
-        self._checks: dict[tuple[str, int, int], tuple[ScriptCheck, bool, bool]] = {}
+        self._checks: dict[tuple[str, int, int], tuple[ScriptCheck, bool, str | None]] = {}
         self._side_keys: set[tuple[str, int, int]] = set()
         self.default = default_script_user(gd.script_user)
         self.default_id: ScriptIdentity | None = None
@@ -135,8 +144,10 @@ class ScriptSecurity:
     def verdict(self, script: m.Script | None, own: Sequence[str] | None,
                 removing: str, runs_as: ScriptIdentity | None = None) -> str | None:
         """None: it runs; ``"user"``: no default user for it; ``"insecure"``: refused
-        for its permissions (or the file type on its path).  ``runs_as``: who hafast
-        really runs it as, when that is not who keepalived would."""
+        for its permissions (or the file type on its path); ``"missing"``: missing or
+        not accessible; ``"noexec"``: not executable by the user it runs as.
+        ``runs_as``: who hafast really runs it as, when that is not who keepalived
+        would."""
         if script is None or not script.argv:
             return None
         who = _user(own)
@@ -168,9 +179,8 @@ class ScriptSecurity:
         seen = self._checks.get(key)
         if seen is None:
             check = check_script(*key, security=self.security)
-            seen = self._checks[key] = (check, check.insecure or check.inhibited,
-                                        check.inhibited)
-        check, noisy, inhibited = seen
+            seen = self._checks[key] = (check, bool(check.log), _refusal(check))
+        check, noisy, refused = seen
         if key not in self._side_keys:
             self._side_keys.add(key)
             self._side_flags |= check.flags
@@ -181,7 +191,11 @@ class ScriptSecurity:
             for line in check.log:
                 if line.startswith(("Unsafe permissions", "Wrong file type")):
                     self.warn(tok, self._explain(line, check))
-        return "insecure" if inhibited else None
+                else:
+                    # keepalived logs the rest, each time it checks a script; its -t
+                    # does not show them
+                    log.info("%s", line)
+        return refused
 
     def _explain(self, line: str, check: ScriptCheck) -> str:
         if not check.insecure:
@@ -273,6 +287,12 @@ class ScriptSecurity:
                 if why == "insecure":
                     self.warn(self._tok(vs.script),
                               f"Disabling track script {vs.name} due to insecure")
+                elif why == "missing":
+                    self.warn(self._tok(vs.script),
+                              f"Disabling track script {vs.name} since not found/accessible "
+                              f"({vs.script.argv[0] if vs.script else ''} cannot be run: "
+                              "install it or correct the path; until then no instance "
+                              "tracks it, as in keepalived, so none goes to FAULT for it)")
                 dropped.add(vs.name)
                 changed = True
                 continue
@@ -336,7 +356,20 @@ class ScriptSecurity:
         if why == "insecure":
             self.warn(self._tok(script),
                       f"Disabling misc script {cmd_str(script)} due to insecure")
+        elif why == "missing":
+            log.info("Disabling misc script %s since not found/accessible", cmd_str(script))
         return False
+
+
+def _refusal(check: ScriptCheck) -> str | None:
+    """The verdict on a checked program, in keepalived's order of tests."""
+    if check.inhibited:
+        return "insecure"
+    if check.missing:
+        return "missing"
+    if check.disabled:
+        return "noexec"
+    return None
 
 
 def secure_scripts(

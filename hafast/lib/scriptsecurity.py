@@ -13,7 +13,11 @@ keepalived 2.2.7 checks every script once per load (``check_script_secure`` in
    no regular file or directory without the sticky bit may be writable by a group
    other than root or by others (``/tmp``, 1777, is fine);
 3. an unsafe path logs ``Unsafe permissions found for script 'P'.``; with
-   ``enable_script_security`` it logs ``... - disabling.`` and the script does not run.
+   ``enable_script_security`` it logs ``... - disabling.`` and the script does not run;
+4. a program that is missing (``Script P cannot be accessed - ...``, ``Cannot find
+   script P in path - disabling``) or that its uid:gid cannot execute (``WARNING -
+   script 'P' is not executable for uid:gid U:G - disabling.``) does not run either,
+   with or without ``enable_script_security``: keepalived drops it at load.
 
 A script run as a user other than root is not checked for permissions (it can only
 hurt what that user can), only for being executable by that user.
@@ -70,6 +74,11 @@ class ScriptCheck:
     @property
     def insecure(self) -> bool:
         return bool(self.flags & Sc.INSECURE)
+
+    @property
+    def missing(self) -> bool:
+        """Missing or not accessible: keepalived's "since not found/accessible"."""
+        return bool(self.flags & Sc.NOTFOUND)
 
     @property
     def inhibited(self) -> bool:

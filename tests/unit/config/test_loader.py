@@ -216,6 +216,7 @@ def test_load_raises_config_error_with_every_error(tmp_path: Path) -> None:
     assert len(exc.value.diagnostics) == 3  # priority, bogus, missing virtual_router_id
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_scripts_are_split_like_keepalived() -> None:
     cfg = _ok(
         "vrrp_script s {\n script \"/bin/check 'two words' x\"\n}\n"
@@ -226,6 +227,7 @@ def test_scripts_are_split_like_keepalived() -> None:
     assert cfg.vrrp_instances[0].notify_master == m.Script(("/bin/n", "a", "b"))
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_script_user_and_group() -> None:
     cfg = _ok(
         "vrrp_instance V {\n virtual_router_id 1\n notify_master /bin/m.sh nobody nogroup\n"

@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
 from hafast.config import model as m
@@ -308,6 +309,7 @@ def test_manager_ha_suspend_withdraws_and_restores_the_service() -> None:
     assert run(body()) == [(), ("10.1.0.1", "10.1.0.2"), ()]
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_manager_runs_scripts_as_their_user(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import hafast.lvs.manager as manager
 

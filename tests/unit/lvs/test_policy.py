@@ -5,6 +5,8 @@ Events carry their own time (``at``); nothing sleeps, nothing touches a kernel.
 
 from __future__ import annotations
 
+import pytest
+
 from hafast.config import model as m
 from hafast.config.loader import load_text
 from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
@@ -70,6 +72,7 @@ def test_start_puts_every_live_server_in_with_its_weight() -> None:
     assert out.actions == []  # no rs_init_notifies: nothing to report at start
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_down_removes_and_up_puts_back_with_notifies_in_keepalived_format() -> None:
     cfg = config("", rss='''
   real_server 10.1.0.1 8080 { notify_up "/bin/up 1"
@@ -114,6 +117,7 @@ def test_inhibit_on_failure_keeps_a_dead_server_at_weight_zero() -> None:
     assert weights(p)["10.1.0.3"] == 3
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_quorum_lost_and_regained_runs_the_scripts_and_fifo_lines() -> None:
     clock = Clock()
     cfg = config('quorum 4\n quorum_up "/bin/qup"\n quorum_down "/bin/qdown"')
@@ -239,6 +243,7 @@ def test_rs_init_notifies_reports_every_initial_state() -> None:
                               f"RS [10.1.0.2]:tcp:8080 [{VIP}]:tcp:80 UP"]
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_omega_runs_the_notifiers_on_shutdown() -> None:
     cfg = config('omega\n quorum_down "/bin/qdown"', rss='''
   real_server 10.1.0.1 8080 { notify_down "/bin/d1"
@@ -253,6 +258,7 @@ def test_omega_runs_the_notifiers_on_shutdown() -> None:
     assert plain.stop().actions == []  # without omega, a shutdown is silent
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_ha_suspend_keeps_the_pool_out_while_the_vip_is_absent() -> None:
     clock = Clock()
     cfg = config('ha_suspend\n quorum_down "/bin/qdown"', rss='''
@@ -333,6 +339,7 @@ def test_ha_suspend_survives_a_reload() -> None:
     assert out.changed == {SVC} and p.pool.counts() == (0, 0)
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_pool_scripts_run_as_their_user_or_script_user() -> None:
     clock = Clock()
     cfg = config('quorum_down "/bin/qdown" nobody nogroup',

@@ -272,6 +272,7 @@ def test_tracker_weight_rules() -> None:
     assert file_contribution(-200, 2) == (True, 0)
 
 
+@pytest.mark.usefixtures("programs_exist")
 def test_from_config_maps_the_seed_instance() -> None:
     text = """
 global_defs { vrrp_garp_master_delay 1 }

@@ -261,6 +261,14 @@ class VrrpBuilder:
                          f"({name}) strict_mode with priority 255 requires owner_ignore_adverts")
             oia = True
         f["owner_ignore_adverts"] = oia
+        if "timer_expired_backup" in f:
+            # keepalived 2.3: no value is 254, the quickest takeover; it needs
+            # nopreempt, which priority 255 and state MASTER clear (VrrpParams).
+            f["timer_expired_backup"] = f["timer_expired_backup"] or 254
+            if not (f.get("nopreempt") and prio != 255 and f.get("state") != "MASTER"):
+                self.ld.warn(pos["timer_expired_backup"],
+                             f"({name}) expired_timer_backup requires nopreempt - resetting")
+                f["timer_expired_backup"] = 0
         if strict:
             if f.get("unicast_peer"):
                 self.ld.error(

@@ -953,7 +953,7 @@ no_accept           f  0-1  flag          no_accept
 strict_mode         f  0-1  flag          strict_mode
 skip_check_adv_addr f  0-1  flag          skip_check_adv_addr
 down_timer_adverts  v  1    int:1,100     down_timer_adverts
-timer_expired_backup v 0-1  int:1,254     -
+timer_expired_backup v 0-1  int:1,254     timer_expired_backup
 lower_prio_no_advert f 0-1  flag          lower_prio_no_advert
 higher_prio_send_advert f 0-1 flag        higher_prio_send_advert
 owner_ignore_adverts f 0-1  flag          owner_ignore_adverts

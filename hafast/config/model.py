@@ -313,6 +313,8 @@ class VrrpInstance:
     # keepalived 2.3.3: an address owner drops adverts (resolved at load: priority 255
     # and the keyword, or global vrrp_owner_ignore_adverts, or strict mode)
     owner_ignore_adverts: bool = False
+    # keepalived 2.3: the highest priority of the other routers (0: off; needs nopreempt)
+    timer_expired_backup: int = 0
     down_timer_adverts: int = 3
     garp_master_delay_us: int = 5 * US_PER_S
     garp_master_repeat: int = 5

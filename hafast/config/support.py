@@ -141,7 +141,6 @@ vrrp_instance use_ipvlan refuse ipvlan interfaces are not made
 vrrp_instance track_src_ip refuse FAULT when the source address goes away
 vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
 vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)
-vrrp_instance timer_expired_backup refuse keepalived's handling of a backup whose master-down timer expired
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
 vrrp_instance lvs_sync_daemon_interface refuse the IPVS connection sync daemon is not started
 virtual_server snmp_name warn SNMP (AgentX) is not served

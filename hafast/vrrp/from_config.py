@@ -170,6 +170,7 @@ def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
         higher_prio_send_advert=inst.higher_prio_send_advert,
         owner_ignore_adverts=inst.owner_ignore_adverts,
         config_faults=config_faults(inst),
+        timer_expired_backup=inst.timer_expired_backup,
         garp_master_delay_us=inst.garp_master_delay_us,
         garp_master_repeat=inst.garp_master_repeat,
         garp_master_refresh_us=inst.garp_master_refresh_us,

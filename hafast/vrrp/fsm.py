@@ -22,6 +22,8 @@ marked ``keepalived:`` below):
   "owner discards adverts";
 * Fault (tracked interface/script/file down) is keepalived's fourth state;
 * ``down_timer_adverts`` replaces the 3 in Master_Down_Interval;
+* ``timer_expired_backup`` (2.3, with ``nopreempt``): a master that finds its last
+  advert older than the quickest takeover by the others goes Backup first;
 * ``vrrp_startup_delay``: until the delay ends (:attr:`Startup.delayed_until_us`)
   an instance is Backup (the owner too, silently) and hears adverts, but every
   Master_Down_Timer it arms counts from the end of the delay.
@@ -358,6 +360,27 @@ def _backup_deadline(s: VrrpState, now: int, interval: int) -> int:
     if now < s.delayed_until:
         return s.delayed_until + interval
     return now + interval
+
+
+def _late_as_master(p: VrrpParams, s: VrrpState, now: int) -> bool:
+    # keepalived 2.3 timer_expired_backup (vrrp.c vrrp_thread_timeout_handler, run
+    # before the events of a late loop turn): the last advert went out longer ago
+    # than a backup of the given priority waits (3 intervals plus its skew), so
+    # one may have taken over while we were not running.
+    hop = p.timer_expired_backup if p.nopreempt_effective else 0
+    if not hop or s.state is not State.MASTER or s.adver_at is None:
+        return False
+    last_sent = s.adver_at - p.adver_int_us
+    return now >= last_sent + 3 * p.adver_int_us + skew_time_us(p.version, hop, p.adver_int_us)
+
+
+def _step_down_late(p: VrrpParams, s: VrrpState, now: int) -> tuple[VrrpState, list[Action]]:
+    # keepalived vrrp_state_leave_master with wantstate BACKUP: no priority 0, the
+    # VIPs go, Master_Down_Timer from now.
+    s, actions = _leave_master(p, s, relinquish=False)
+    s = replace(s, preempt_until=None, master_adver_int_us=p.adver_int_us)
+    s, enter = _enter_backup(p, s, now)
+    return s, [Warn("timer_expired_backup"), *actions, *enter]
 
 
 def _become_master(p: VrrpParams, s: VrrpState, now: int) -> tuple[VrrpState, list[Action]]:
@@ -764,11 +787,14 @@ def step(
     >>> s.state, actions[:2]
     (<State.MASTER: 'MASTER'>, (SendAdvert(priority=255), AddVips(accept=True)))
     """
+    first: list[Action] = []
+    if _late_as_master(params, state, event.now_us):
+        state, first = _step_down_late(params, state, event.now_us)
     handler = _TABLE[state.state].get(type(event))
     if handler is None:
-        return state, ()
+        return state, tuple(first)
     new_state, actions = handler(params, state, event)
-    return new_state, tuple(actions)
+    return new_state, (*first, *actions)
 
 
 class VrrpMachine:

@@ -87,6 +87,10 @@ class VrrpParams:
     # keepalived num_config_faults: what holds the instance in Fault for good (a
     # config it cannot run, e.g. unicast_fault_no_peer without peers); fault reasons.
     config_faults: tuple[str, ...] = ()
+    # keepalived 2.3 timer_expired_backup: the highest priority of the other routers
+    # (0: off); a nopreempt master that was not running for longer than such a one
+    # needs to take over returns as backup
+    timer_expired_backup: int = 0
 
     def __post_init__(self) -> None:
         if self.version not in (VRRP_V2, VRRP_V3):
@@ -109,6 +113,9 @@ class VrrpParams:
             raise ValueError(
                 f"VRRPv3 advert interval must be 1..4095 centiseconds, not {self.adver_int_us} µs"
             )
+        if not 0 <= self.timer_expired_backup < PRIORITY_OWNER:
+            raise ValueError(f"timer_expired_backup must be 1..254 (0: off), "
+                             f"not {self.timer_expired_backup!r}")
         if not DOWN_TIMER_ADVERTS_MIN <= self.down_timer_adverts <= DOWN_TIMER_ADVERTS_MAX:
             raise ValueError(f"down_timer_adverts must be 1..100, not {self.down_timer_adverts!r}")
         if not 0 <= self.preempt_delay_us <= PREEMPT_DELAY_MAX_US:

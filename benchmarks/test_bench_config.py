@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import resource
 import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -162,4 +163,62 @@ def test_bench_config_keepalived_anchor(big_files: tuple[Path, Path], figures: A
         return
     figures.add(
         "config: keepalived 2.2.7 -t, 37k real servers (anchor)", time.perf_counter() - t0, "s"
+    )
+
+
+def _run_measured(timer: str, cmd: list[str], out: Path) -> tuple[float, float, float, int]:
+    """(wall s, user+sys CPU s, peak RSS MiB, exit code) of one process, by GNU time.
+
+    Not wait4() from here: Linux carries the peak RSS across exec, so a child spawned by
+    pytest would report pytest's own RSS; time(1) forks the command from a small process.
+    """
+    proc = subprocess.run([timer, "-f", "%e %U %S %M %x", "-o", str(out), *cmd],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    fields = out.read_text().split()[-5:]
+    wall, user, system, rss_kb, code = float(fields[0]), float(fields[1]), float(fields[2]), \
+        int(fields[3]), int(fields[4])
+    assert proc.returncode == code, (proc.returncode, fields)
+    return wall, user + system, rss_kb / 1024, code
+
+
+def test_bench_config_test_vs_keepalived(big_files: tuple[Path, Path], figures: Any) -> None:
+    """Issue 16: ``hafast -t`` against ``keepalived -t`` on the same 37k-RS file, in turns.
+
+    Goals: wall no slower than keepalived's, peak RSS within 2x.  Runs alternate between
+    the two peers (best of 3 each) so that a busy machine slows both alike; CPU time is
+    reported beside the wall clock because on a shared machine the wall clock mostly
+    measures the neighbours.
+    """
+    exe = require_tool("keepalived")
+    timer = require_tool("time")  # GNU time: /usr/bin/time, not the shell keyword
+    a, _ = big_files
+    out = a.parent / "time.out"
+    hafast = [sys.executable, "-m", "hafast", "-t", "-f", str(a)]
+    keepalived = [exe, "-t", "-f", str(a)]
+    ours: list[tuple[float, float, float, int]] = []
+    theirs: list[tuple[float, float, float, int]] = []
+    for _ in range(3):
+        ours.append(_run_measured(timer, hafast, out))
+        theirs.append(_run_measured(timer, keepalived, out))
+    assert all(r[3] == 0 for r in ours), ours
+    h_wall, h_cpu, h_rss = (min(r[i] for r in ours) for i in range(3))
+    k_wall, k_cpu, k_rss = (min(r[i] for r in theirs) for i in range(3))
+    figures.add(
+        "config: hafast -t / keepalived -t wall, 37k real servers",
+        h_wall / k_wall,
+        "x",
+        goal="<= 1.0x",
+        hafast_s=round(h_wall, 3),
+        keepalived_s=round(k_wall, 3),
+        cpu_ratio=round(h_cpu / k_cpu, 2),
+        hafast_cpu_s=round(h_cpu, 3),
+        keepalived_cpu_s=round(k_cpu, 3),
+    )
+    figures.add(
+        "config: hafast -t / keepalived -t peak RSS, 37k real servers",
+        h_rss / k_rss,
+        "x",
+        goal="<= 2.0x",
+        hafast_mib=round(h_rss, 1),
+        keepalived_mib=round(k_rss, 1),
     )

@@ -33,7 +33,7 @@ with _common.instrumented(_common.running_as_fuzzer(__name__)):
     from hafast._core import checksum_py as csum
     from hafast._core import vrrp_codec_c as codec_c
     from hafast._core import vrrp_codec_py as codec_py
-    from hafast._core.vrrp_constants import REASONS, auth_data_from_pass
+    from hafast._core.vrrp_constants import AUTH_AH, REASONS, auth_data_from_pass
 
 PAYLOAD, IPV6, TTL_UNKNOWN, KEYWORDS, BYTEARRAY, OFFSET = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 FIX_CHECKSUM, PSEUDO_HEADER = 0x40, 0x80
@@ -144,7 +144,9 @@ def one_input(data: bytes) -> None:
         )
     assert got_c.reason in REASONS, got_c.reason
     assert got_c.ok == got_py.ok == (got_c.reason == "ok")
-    if got_c.ok and not got_c.ah:
+    # encode() writes no AH header and zeroes an AH advert's Authentication Data (the
+    # key never goes on the wire), so those cannot come back the same
+    if got_c.ok and not got_c.ah and got_c.auth_type != AUTH_AH:
         _round_trip(got_c)
 
 

@@ -8,8 +8,9 @@ tests/vectors/keepalived-2.2.7 (every distinct advert of every capture, with the
 expectations its instance had), configs from the lexer's and loader's golden files
 and packaging/keepalived.conf.sample, HTTP, ICMP and control requests written here
 from the protocols (replies as nginx and keepalived's genhash tests see them, echo
-replies and errors as Linux sends them). Files crashes were found with are added
-by hand as ``regress-*`` and never rewritten here.
+replies and errors as Linux sends them). Inputs a fuzz run stopped at are added by
+hand and never rewritten here: ``regress-*`` found a bug in hafast, ``found-*`` a
+false alarm of the harness itself (both must keep passing).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from hafast.config import include as inc
@@ -47,6 +47,7 @@ MAX_RECHECK = 64  # substitution producing '@...' or '$X=' lines, again and agai
 # vrrp_instances of 14 lines (~1M lines) from one ~SEQ line.
 MAX_EXPANSION_DEPTH = 256  # nested multi-line parameters and blocks
 MAX_EXPANDED_LINES = 5_000_000  # lines made by one configuration's expansions
+_CHUNK = 4096  # lines handed to a sink at a time: enough to amortise the call
 
 # decomment() looks at these; a line with none of them takes the fast path.
 _DECOMMENT_SPECIAL = re.compile(r'[!#"\\]')
@@ -98,6 +99,8 @@ class _State:
     open_braces: list[tuple[Token, Token | None]] = field(default_factory=list)
     seed_words: bool = False  # does the file being read mention random_seed at all?
     words: dict[str, str] = field(default_factory=dict)  # one str per distinct word
+    # Takes the lines read so far, in chunks (the last line stays: '{' looks back at it)
+    sink: Callable[[list[Line]], None] | None = None
     expanded: int = 0  # lines handled by _feed() so far (see MAX_EXPANDED_LINES)
 
     def error(self, src: Src, index: int, message: str, severity: Severity = "error") -> None:
@@ -115,13 +118,16 @@ def read_config(
     config_id: str | None = None,
     env: Mapping[str, str] | None = None,
     random_seed: int | None = None,
+    sink: Callable[[list[Line]], None] | None = None,
 ) -> LexResult:
     """Read a keepalived.conf and everything it includes.
 
     ``config_id`` selects ``@id`` lines and is ``${_INSTANCE}`` (default: the short
     host name, as keepalived without ``-i``); ``env`` backs ``${_ENV X}``;
     ``random_seed`` makes ``${_RANDOM}`` repeatable (a ``random_seed N`` line does too).
-    Raises :class:`ConfigError` only when the main file cannot be read.
+    Raises :class:`ConfigError` only when the main file cannot be read.  With a
+    ``sink``, lines are handed to it in chunks as they are read (the loader walks them
+    at once) and :attr:`LexResult.lines` holds only the lines not yet handed over.
 
     >>> res = read_config("/etc/keepalived/keepalived.conf")  # doctest: +SKIP
     >>> [t.text for t in res.lines[0].tokens]  # doctest: +SKIP
@@ -144,7 +150,7 @@ def read_config(
                 )
             ]
         ) from None
-    return _lex(_decode(data), fspath, config_id, env, random_seed)
+    return _lex(_decode(data), fspath, config_id, env, random_seed, sink)
 
 
 def lex_text(
@@ -174,6 +180,7 @@ def _lex(
     config_id: str | None,
     env: Mapping[str, str] | None,
     random_seed: int | None,
+    sink: Callable[[list[Line]], None] | None = None,
 ) -> LexResult:
     st: _State
     params = Params(
@@ -182,7 +189,7 @@ def _lex(
         seed=random_seed,
         pwd=lambda: st.frames[-1].folder if st.frames else os.getcwd(),
     )
-    st = _State(params)
+    st = _State(params, sink=sink)
     st.active.append(os.path.realpath(file))
     # Half a million tuples make the cyclic GC run hundreds of times for nothing (a
     # token holds only str and int): lexing a 37,000-real-server config takes three
@@ -291,6 +298,8 @@ def _read_text(st: _State, text: str, file: str, check: inc.Check) -> int:
             if end < 0:
                 end = n
             collecting = _slow_line(st, text[pos:end], file, lineno, collecting)
+            if st.sink is not None and len(st.lines) >= _CHUNK:
+                _hand_over(st)
             pos = end + 1
             lineno += 1
             while si < len(slow) and slow[si][0] < pos:
@@ -350,7 +359,9 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
     new = _new
     token_t = Token
     line_t = Line
-    add_line = st.lines.append
+    lines = st.lines
+    add_line = lines.append
+    sink = st.sink
     open_braces = st.open_braces
     seed_words = st.seed_words
     # Most words and lines repeat ("real_server", "weight 1"): one str each, not one per
@@ -366,6 +377,8 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
             nl = end
         raw = text[pos:nl]
         pos = nl + 1
+        if sink is not None and len(lines) >= _CHUNK:
+            _hand_over(st)
         body = raw.lstrip(_WS)
         if not body:
             lineno += 1
@@ -405,6 +418,14 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
             add_line(new(line_t, ((tok,), "{")))
         lineno += 1
     return lineno - 1
+
+
+def _hand_over(st: _State) -> None:
+    """Give the sink every line but the last (which a '{' may still look back at)."""
+    lines = st.lines
+    done = lines[:-1]
+    del lines[:-1]
+    st.sink(done)  # type: ignore[misc]
 
 
 def _plain_line(st: _State, raw: str, file: str, lineno: int) -> None:

@@ -47,67 +47,112 @@ def build_tree(
     ``report_braces=False`` when the lexer has already checked the balance (it does, with
     the file position of every unclosed ``{``), so a problem is reported once.
     """
-    if not report_braces:
-        diags = []
-    root: list[Node] = []
-    stack: list[list[Node]] = [root]
-    openers: list[Node] = []
-    level = root
-    for line in lines:
-        toks = line.tokens
-        first = toks[0]
-        t0 = first.text
-        # The lexer gives every brace a line of its own (tokens.Line): those two cases
-        # come first.  Lines built by other means may carry braces among their words;
-        # the general loop below splits them.
-        if t0 == "}" and len(toks) == 1 and not first.quoted and len(stack) > 1:
-            openers.pop().close = first
-            stack.pop()
-            level = stack[-1]
-            continue
-        if t0 == "{" and len(toks) == 1 and not first.quoted and level:
-            opener = level[-1]
-            if opener.children is None:
-                opener.children = level = []
-                openers.append(opener)
-                stack.append(level)
-                continue
-        if t0 != "{" and t0 != "}" and toks[-1].text not in _BRACES:
-            level.append(Node(toks, line.raw))
-            continue
-        cur: list[Token] = []
-        for t in toks:
-            tx = t.text
-            if t.quoted or (tx != "{" and tx != "}"):
-                cur.append(t)
-                continue
-            if cur:
-                level.append(Node(tuple(cur)))
-                cur = []
-            if tx == "{":
-                # keepalived allows the "{" on the line after its keyword
-                if not level or level[-1].children is not None:
-                    diags.append(Diagnostic.at(t, "error", "'{' without a keyword before it"))
-                    opener = Node((t,))
-                    level.append(opener)
-                else:
-                    opener = level[-1]
-                opener.children = []
-                openers.append(opener)
-                level = opener.children
-                stack.append(level)
-            elif len(stack) == 1:
-                diags.append(Diagnostic.at(t, "error", "'}' does not close any block"))
-            else:
-                openers.pop().close = t
+    builder = TreeBuilder(diags if report_braces else [])
+    builder.feed(lines)
+    return builder.finish()
+
+
+class TreeBuilder:
+    """:func:`build_tree` fed a chunk of lines at a time, handing out each top-level
+    statement once it is complete: the loader walks a large config while it is being
+    read, so no more than a chunk of lines and one top-level block are held at once.
+
+    >>> from hafast.config.tokens import Line, Token
+    >>> tb = TreeBuilder([])
+    >>> tb.feed([Line((Token(w, "k.conf", 1, 1),)) for w in ("a", "{", "}", "b")])
+    >>> [n.toks[0].text for n in tb.take_done()], [n.toks[0].text for n in tb.finish()]
+    (['a'], ['b'])
+    """
+
+    __slots__ = ("diags", "level", "openers", "root", "stack")
+
+    def __init__(self, diags: list[Diagnostic]) -> None:
+        self.diags = diags
+        self.root: list[Node] = []
+        self.stack: list[list[Node]] = [self.root]
+        self.openers: list[Node] = []
+        self.level = self.root
+
+    def take_done(self) -> list[Node]:
+        """The top-level statements that no later line can change, in order.
+
+        All but the last: a ``{`` on the next line may still open its block.
+        """
+        root = self.root
+        if len(root) < 2:
+            return []
+        done = root[:-1]
+        del root[:-1]
+        return done
+
+    def finish(self) -> list[Node]:
+        """Every top-level statement not yet taken; unclosed blocks are reported."""
+        for opener in self.openers:
+            kw = opener.toks[0]
+            self.diags.append(
+                Diagnostic.at(kw, "error", f"block '{kw.text}' is never closed (expected '}}')")
+            )
+        self.openers = []
+        done = self.root
+        self.root = self.level = []
+        self.stack = [self.root]
+        return done
+
+    def feed(self, lines: Iterable[Line]) -> None:
+        """Add lines (in order) to the tree."""
+        diags = self.diags
+        stack = self.stack
+        openers = self.openers
+        level = self.level
+        for line in lines:
+            toks = line.tokens
+            first = toks[0]
+            t0 = first.text
+            # The lexer gives every brace a line of its own (tokens.Line): those two cases
+            # come first.  Lines built by other means may carry braces among their words;
+            # the general loop below splits them.
+            if t0 == "}" and len(toks) == 1 and not first.quoted and len(stack) > 1:
+                openers.pop().close = first
                 stack.pop()
                 level = stack[-1]
-        if cur:
-            level.append(Node(tuple(cur)))
-    for opener in openers:
-        kw = opener.toks[0]
-        diags.append(
-            Diagnostic.at(kw, "error", f"block '{kw.text}' is never closed (expected '}}')")
-        )
-    return root
-
+                continue
+            if t0 == "{" and len(toks) == 1 and not first.quoted and level:
+                opener = level[-1]
+                if opener.children is None:
+                    opener.children = level = []
+                    openers.append(opener)
+                    stack.append(level)
+                    continue
+            if t0 != "{" and t0 != "}" and toks[-1].text not in _BRACES:
+                level.append(Node(toks, line.raw))
+                continue
+            cur: list[Token] = []
+            for t in toks:
+                tx = t.text
+                if t.quoted or (tx != "{" and tx != "}"):
+                    cur.append(t)
+                    continue
+                if cur:
+                    level.append(Node(tuple(cur)))
+                    cur = []
+                if tx == "{":
+                    # keepalived allows the "{" on the line after its keyword
+                    if not level or level[-1].children is not None:
+                        diags.append(Diagnostic.at(t, "error", "'{' without a keyword before it"))
+                        opener = Node((t,))
+                        level.append(opener)
+                    else:
+                        opener = level[-1]
+                    opener.children = []
+                    openers.append(opener)
+                    level = opener.children
+                    stack.append(level)
+                elif len(stack) == 1:
+                    diags.append(Diagnostic.at(t, "error", "'}' does not close any block"))
+                else:
+                    openers.pop().close = t
+                    stack.pop()
+                    level = stack[-1]
+            if cur:
+                level.append(Node(tuple(cur)))
+        self.level = level

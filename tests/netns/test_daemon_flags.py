@@ -105,7 +105,8 @@ def test_s_namespace_vrrp_only_and_dont_release_vrrp(tmp_path: Path, ns: str,
         data = json.loads(path.read_text())
         assert data[0]["data"]["iname"] == "VI_1" and data[0]["data"]["vrid"] == 51
         assert data[0]["data"]["state"] == 2 and data[0]["data"]["ifp_ifname"] == "va"
-        assert data[0]["data"]["vips"] == [f"{VIP}/24"]
+        # keepalived 2.2.7 format_ipaddress, "set" while the VIP is up
+        assert data[0]["data"]["vips"] == [f"{VIP}/24 dev va scope global set"]
         assert data[0]["stats"]["become_master"] == 1 and data[0]["stats"]["advert_sent"] > 0
         # SIGRTMAX-1 (STATS_CLEAR): the stats file, then the counters start again
         d.signal(signal.SIGRTMAX - 1)

@@ -76,7 +76,7 @@ def test_stats_and_data_text(tmp_path: Path) -> None:
     dump.write_stats(str(tmp_path / "s"), status())
     text = (tmp_path / "s").read_text()
     assert "VRRP Instance: VI_1" in text and "    Sent: 42" in text
-    assert "Became master: 1" in text and "fail:refused: 3" in text
+    assert "Became master: 1" in text and "fail.refused: 3" in text
     dump.write_data(str(tmp_path / "d"), status())
     text = (tmp_path / "d").read_text()
     assert "VRRP Instance = VI_1" in text and "State = MASTER" in text

@@ -1,0 +1,351 @@
+"""The SIGUSR1 / SIGUSR2 / JSON dumps side by side with Debian's keepalived 2.2.7
+(issue 14): the same config, the same states, the same files.
+
+Lab: ``r1`` and ``r2`` on a bridge (eth0), and in r1 a second link (eth1, one end
+of a veth pair kept inside r1).  r2 runs keepalived as the unicast master of
+VI_B (priority 250).  r1 runs, one after the other, keepalived 2.2.7 and hafast on
+one config: VI_M (multicast, alone: MASTER), VI_B (unicast, hears r2: BACKUP), and
+the sync group G1 of VI_F (tracks a vrrp_script that always fails: FAULT) and VI_F2
+(FAULT through its group).  Each gets SIGUSR1, SIGUSR2 and keepalived's JSON signal
+(``keepalived --signum=JSON``: SIGRTMIN+2).
+
+keepalived 2.2.7 has no dump path option: it always writes /tmp/keepalived.*; it
+runs in its own mount namespace with the test's folder bound on /tmp.  hafast gets
+``--dump-prefix``.
+
+What is compared, byte for byte after :data:`NORMALISE`:
+
+* keepalived.data: the VRRP sections (``VRRP Topology``, ``VRRP Sockpool``, ``VRRP
+  Sync groups``, ``VRRP Scripts``).  keepalived's ``Global definitions`` and
+  ``Interfaces`` sections are not rendered by hafast, which writes its own process
+  lines first instead.
+* keepalived.stats: keepalived's whole file is the start of hafast's (hafast then
+  adds its socket and checker blocks).
+* keepalived.json: the same keys in the same order, the same JSON types, the same
+  values, and the same bytes.
+
+And keepalived_exporter's parsers (tests/keepalived_exporter.py) read the same
+things from both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hafast.lab.netns import Registry, run_in
+from tests import keepalived_exporter as exporter
+from tests.conftest import require_root, require_tool
+from tests.netns.daemon_fixtures import Daemon, start_daemon
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+
+KEEPALIVED = "/usr/sbin/keepalived"
+SIGJSON = signal.SIGRTMIN + 2  # keepalived 2.2.7 --signum=JSON (36)
+
+CONF = """global_defs {
+  router_id r1
+}
+vrrp_script chk_fail {
+  script "/usr/bin/false"
+  interval 1
+  timeout 2
+  fall 1
+  rise 1
+}
+vrrp_sync_group G1 {
+  group {
+    VI_F
+    VI_F2
+  }
+}
+vrrp_instance VI_M {
+  state BACKUP
+  interface eth0
+  virtual_router_id 51
+  priority 200
+  advert_int 1
+  virtual_ipaddress {
+    10.77.0.100/24
+  }
+}
+vrrp_instance VI_B {
+  state BACKUP
+  interface eth0
+  virtual_router_id 52
+  priority 100
+  advert_int 1
+  unicast_src_ip 10.77.0.1
+  unicast_peer {
+    10.77.0.2
+  }
+  virtual_ipaddress {
+    10.77.0.101/24
+  }
+}
+vrrp_instance VI_F {
+  state BACKUP
+  interface eth1
+  virtual_router_id 53
+  priority 100
+  advert_int 1
+  track_script {
+    chk_fail
+  }
+  virtual_ipaddress {
+    10.78.0.100/24
+  }
+}
+vrrp_instance VI_F2 {
+  state BACKUP
+  interface eth1
+  virtual_router_id 54
+  priority 100
+  advert_int 1
+  virtual_ipaddress {
+    10.78.0.101/24
+  }
+}
+"""
+
+PEER_CONF = """global_defs {
+  router_id r2
+}
+vrrp_instance VI_B {
+  state MASTER
+  interface eth0
+  virtual_router_id 52
+  priority 250
+  advert_int 1
+  unicast_src_ip 10.77.0.2
+  unicast_peer {
+    10.77.0.1
+  }
+  virtual_ipaddress {
+    10.77.0.101/24
+  }
+}
+"""
+
+# What must differ between two runs, and nothing else: wall-clock times, file
+# descriptor numbers (keepalived opens two sockets per pool entry, hafast one per
+# interface) and the advert counters (how many went by before the signal).
+NORMALISE: list[tuple[str, str]] = [
+    (r"(?m)^(   (?:Last transition|Read timeout) = )\d+\.\d{6} \(.*\)$", r"\1<time>"),
+    (r"(?m)^(   fd_in )\d+, fd_out \d+$", r"\1<fd>, fd_out <fd>"),
+    (r"(?m)^( fd_in )\d+ fd_out = \d+$", r"\1<fd> fd_out = <fd>"),
+    (r"(?m)^(  Advertisements:\n    Received: )\d+(\n    Sent: )\d+$", r"\1<n>\2<n>"),
+    (r'("last_transition":)[0-9.]+', r"\1<time>"),
+    (r'("advert_(?:rcvd|sent)":)\d+', r"\1<n>"),
+]
+VRRP_SECTIONS = ("VRRP Topology", "VRRP Sockpool", "VRRP Sync groups", "VRRP Scripts")
+EXPECTED = {"VI_M": "MASTER", "VI_B": "BACKUP", "VI_F": "FAULT", "VI_F2": "FAULT"}
+
+
+def normalise(text: str) -> str:
+    for pattern, repl in NORMALISE:
+        text = re.sub(pattern, repl, text)
+    return text
+
+
+def sections(text: str) -> dict[str, str]:
+    """The data file cut at its ``------< NAME >------`` headers."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in text.splitlines(keepends=True):
+        m = re.fullmatch(r"------< (.*) >------\n", line)
+        if m:
+            name = m.group(1)
+            out[name] = line
+        elif name:
+            out[name] += line
+    return out
+
+
+@dataclass
+class Dumps:
+    data: str
+    stats: str
+    json: str
+
+
+def wait(cond: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{log()[-3000:]}"
+        time.sleep(0.1)
+
+
+def collect(send: Callable[[int], None], files: dict[str, Path], log: Callable[[], str]
+            ) -> Dumps:
+    """Signal until the data file shows :data:`EXPECTED`, then take all three dumps."""
+    def states_ok() -> bool:
+        files["data"].unlink(missing_ok=True)
+        send(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not files["data"].exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            parsed = exporter.parse_vrrp_data(files["data"].read_text())
+        except (OSError, exporter.ExporterError):
+            return False
+        return {k: v.get("state") for k, v in parsed.items()} == EXPECTED \
+            and "Master router" in files["data"].read_text()
+
+    wait(states_ok, 40, f"states {EXPECTED}", log)
+    out = {"data": files["data"].read_text()}
+    for what, sig in (("stats", signal.SIGUSR2), ("json", SIGJSON)):
+        files[what].unlink(missing_ok=True)
+        send(sig)
+        path = files[what]
+
+        def written(path: Path = path) -> bool:
+            return path.exists() and path.stat().st_size > 0
+
+        wait(written, 10, what, log)
+        time.sleep(0.2)  # keepalived writes with stdio: let it close the file
+        out[what] = files[what].read_text()
+    return Dumps(**out)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, str, Path]]:
+    require_root()
+    require_tool(KEEPALIVED)
+    require_tool("unshare")
+    prefix = f"dc{os.getpid()}"
+    tmp = tmp_path_factory.mktemp("dumpcompat")
+    with Registry() as reg:
+        sw = reg.add_netns(f"{prefix}sw")
+        reg.add_bridge(sw, "br0")
+        run_in(sw, ["ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"])
+        for role, addr in (("r1", "10.77.0.1/24"), ("r2", "10.77.0.2/24")):
+            ns = reg.add_netns(f"{prefix}{role}")
+            reg.add_veth(ns, "eth0", sw, f"p{role}")
+            reg.set_master(sw, f"p{role}", "br0")
+            reg.add_address(ns, "eth0", addr)
+        r1 = f"{prefix}r1"
+        reg.add_veth(r1, "eth1", r1, "eth1p")
+        reg.add_address(r1, "eth1", "10.78.0.1/24")
+        peer_dir = tmp / "r2"
+        peer_dir.mkdir()
+        (peer_dir / "ka.conf").write_text(PEER_CONF)
+        with (peer_dir / "log").open("wb") as out:
+            peer = subprocess.Popen(
+                ["ip", "netns", "exec", f"{prefix}r2", KEEPALIVED, "-n", "-l", "-D", "-P",
+                 "-f", str(peer_dir / "ka.conf"), "-p", str(peer_dir / "ka.pid"),
+                 "-r", str(peer_dir / "ka_vrrp.pid"), "-c", str(peer_dir / "ka_chk.pid")],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield reg, r1, tmp
+        finally:
+            stop(peer)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def run_keepalived(ns: str, tmp: Path) -> Dumps:
+    """keepalived 2.2.7 in ``ns`` with ``tmp/ka`` as its /tmp (its dumps land there)."""
+    d = tmp / "ka"
+    d.mkdir()
+    (d / "ka.conf").write_text(CONF)
+    log = d / "log"
+    with log.open("wb") as out:
+        # -n: the launcher's exec chain ends in keepalived's parent, our child
+        proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             f"mount --bind {d} /tmp && exec ip netns exec {ns} {KEEPALIVED} -n -l -D -P "
+             "-f /tmp/ka.conf -p /tmp/ka.pid -r /tmp/ka_vrrp.pid -c /tmp/ka_chk.pid"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def text() -> str:
+            return log.read_text(errors="replace")
+
+        # a signal before keepalived's handlers are set would end it (SIGUSR1's default)
+        wait(lambda: (d / "ka_vrrp.pid").exists() and "Startup complete" in text(), 20,
+             "keepalived started", text)
+        files = {w: d / f"keepalived.{w}" for w in ("data", "stats", "json")}
+        return collect(lambda sig: proc.send_signal(sig), files, text)
+    finally:
+        stop(proc)
+
+
+def run_hafast(ns: str, tmp: Path) -> Dumps:
+    d: Daemon = start_daemon(tmp / "hafast", CONF, ns=ns)
+    try:
+        d.wait_ready()
+        files = {w: tmp / "hafast" / f"hafast-dump.{w}" for w in ("data", "stats", "json")}
+        return collect(d.signal, files, d.log_text)
+    finally:
+        d.close()
+
+
+@pytest.fixture(scope="module")
+def dumps(lab: tuple[Registry, str, Path]) -> tuple[Dumps, Dumps]:
+    _reg, r1, tmp = lab
+    ka = run_keepalived(r1, tmp)
+    hf = run_hafast(r1, tmp)
+    return ka, hf
+
+
+def test_data_file_vrrp_sections_match(dumps: tuple[Dumps, Dumps]) -> None:
+    ka, hf = (sections(normalise(x.data)) for x in dumps)
+    for name in VRRP_SECTIONS:
+        assert name in ka, f"keepalived wrote no {name} section"
+        assert hf.get(name) == ka[name], name
+    assert "   State = FAULT\n" in hf["VRRP Topology"]
+
+
+def test_stats_file_starts_with_keepalived_s(dumps: tuple[Dumps, Dumps]) -> None:
+    ka, hf = (normalise(x.stats) for x in dumps)
+    assert hf.startswith(ka)
+    # what follows is hafast's own blocks, never another instance
+    assert "VRRP Instance:" not in hf[len(ka):]
+
+
+def test_json_same_keys_types_and_bytes(dumps: tuple[Dumps, Dumps]) -> None:
+    ka, hf = (json.loads(x.json) for x in dumps)
+    assert [i["data"]["iname"] for i in hf] == [i["data"]["iname"] for i in ka]
+    for a, b in zip(ka, hf, strict=True):
+        assert list(b) == list(a) == ["data", "stats"]
+        for part in ("data", "stats"):
+            assert [(k, type(v)) for k, v in b[part].items()] == \
+                [(k, type(v)) for k, v in a[part].items()], (a["data"]["iname"], part)
+    assert normalise(dumps[1].json) == normalise(dumps[0].json)
+
+
+def test_exporter_reads_the_same(dumps: tuple[Dumps, Dumps]) -> None:
+    """keepalived_exporter's parsers get the same from both (but the counters that
+    depend on timing)."""
+    ka, hf = dumps
+    assert exporter.parse_vrrp_data(hf.data) == exporter.parse_vrrp_data(ka.data)
+    assert exporter.parse_vrrp_scripts(hf.data) == exporter.parse_vrrp_scripts(ka.data) \
+        == [{"name": "chk_fail", "status": "BAD", "state": "idle"}]
+    timing = ("advert_rcvd", "advert_sent", "last_transition")
+
+    def steady(d: dict[str, int]) -> dict[str, int]:
+        return {k: v for k, v in d.items() if k not in timing}
+
+    ka_stats, hf_stats = exporter.parse_stats(ka.stats), exporter.parse_stats(hf.stats)
+    assert {k: steady(v) for k, v in hf_stats.items()} == \
+        {k: steady(v) for k, v in ka_stats.items()}
+    ka_json, hf_json = exporter.parse_json(ka.json), exporter.parse_json(hf.json)
+    assert [(steady(a["data"]), steady(a["stats"])) for a in hf_json] == \
+        [(steady(a["data"]), steady(a["stats"])) for a in ka_json]

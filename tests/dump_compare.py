@@ -1,0 +1,121 @@
+"""Comparing hafast's dump files with keepalived 2.2.7's: what is normalised (and
+nothing else), and the data file cut into its sections.  Used by
+tests/netns/test_dump_compat.py (both daemons live) and
+tests/unit/core/test_dump_golden.py (keepalived's files kept in tests/data).
+
+Example::
+
+    >>> normalise("   fd_in 13, fd_out 14\\n")
+    '   fd_in <fd>, fd_out <fd>\\n'
+    >>> sorted(sections("------< A >------\\n x\\n------< B >------\\n"))
+    ['A', 'B']
+"""
+
+from __future__ import annotations
+
+import re
+
+# One config for both daemons: VI_M (multicast, alone: MASTER), VI_B (unicast to a
+# peer at priority 250: BACKUP), sync group G1 of VI_F (a vrrp_script that always
+# fails: FAULT) and VI_F2 (FAULT through its group).  The script's timeout is set:
+# keepalived 2.2.7 writes an unset one as "Timeout = 0 sec", hafast's config keeps
+# only the resolved value (the interval).
+CONF = """global_defs {
+  router_id r1
+}
+vrrp_script chk_fail {
+  script "/usr/bin/false"
+  interval 1
+  timeout 2
+  fall 1
+  rise 1
+}
+vrrp_sync_group G1 {
+  group {
+    VI_F
+    VI_F2
+  }
+}
+vrrp_instance VI_M {
+  state BACKUP
+  interface eth0
+  virtual_router_id 51
+  priority 200
+  advert_int 1
+  virtual_ipaddress {
+    10.77.0.100/24
+  }
+}
+vrrp_instance VI_B {
+  state BACKUP
+  interface eth0
+  virtual_router_id 52
+  priority 100
+  advert_int 1
+  unicast_src_ip 10.77.0.1
+  unicast_peer {
+    10.77.0.2
+  }
+  virtual_ipaddress {
+    10.77.0.101/24
+  }
+}
+vrrp_instance VI_F {
+  state BACKUP
+  interface eth1
+  virtual_router_id 53
+  priority 100
+  advert_int 1
+  track_script {
+    chk_fail
+  }
+  virtual_ipaddress {
+    10.78.0.100/24
+  }
+}
+vrrp_instance VI_F2 {
+  state BACKUP
+  interface eth1
+  virtual_router_id 54
+  priority 100
+  advert_int 1
+  virtual_ipaddress {
+    10.78.0.101/24
+  }
+}
+"""
+
+
+# What must differ between two runs, and nothing else: wall-clock times, file
+# descriptor numbers (keepalived opens two sockets per pool entry, hafast one per
+# interface) and the advert counters (how many went by before the signal).
+NORMALISE: list[tuple[str, str]] = [
+    (r"(?m)^(   (?:Last transition|Read timeout) = )\d+\.\d{6} \(.*\)$", r"\1<time>"),
+    (r"(?m)^(   fd_in )\d+, fd_out \d+$", r"\1<fd>, fd_out <fd>"),
+    (r"(?m)^( fd_in )\d+ fd_out = \d+$", r"\1<fd> fd_out = <fd>"),
+    (r"(?m)^(  Advertisements:\n    Received: )\d+(\n    Sent: )\d+$", r"\1<n>\2<n>"),
+    (r'("last_transition":)[0-9.]+', r"\1<time>"),
+    (r'("advert_(?:rcvd|sent)":)\d+', r"\1<n>"),
+]
+# The data file's sections hafast writes as keepalived does.
+VRRP_SECTIONS = ("VRRP Topology", "VRRP Sockpool", "VRRP Sync groups", "VRRP Scripts")
+
+
+def normalise(text: str) -> str:
+    for pattern, repl in NORMALISE:
+        text = re.sub(pattern, repl, text)
+    return text
+
+
+def sections(text: str) -> dict[str, str]:
+    """The data file cut at its ``------< NAME >------`` headers."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in text.splitlines(keepends=True):
+        m = re.fullmatch(r"------< (.*) >------\n", line)
+        if m:
+            name = m.group(1)
+            out[name] = line
+        elif name:
+            out[name] += line
+    return out

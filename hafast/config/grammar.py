@@ -834,14 +834,14 @@ checker_rlimit_rtime v 1    int:1,4294967295 checker_rlimit_rttime
 bfd_rlimit_rtime    v  1    int:1,4294967295 -
 max_auto_priority   v  0-1  int:-1,99     -
 min_auto_priority_delay v 1 int:0,2147483647 -
-nftables            v  0-1  str           -
-nftables_priority   v  1    int:-2147483648,2147483647 -
-nftables_counters   f  0-1  flag          -
-nftables_ifindex    f  0-1  flag          -
+nftables            v  0-1  str           nftables
+nftables_priority   v  1    int:-2147483648,2147483647 nftables_priority
+nftables_counters   f  0-1  flag          nftables_counters
+nftables_ifindex    f  0-1  flag          nftables_ifindex
 nftables_ipvs       v  0-1  str           -
 nftables_ipvs_priority v 1  int:-2147483648,2147483647 -
 nftables_ipvs_start_fwmark v 1 int:1,4294967295 -
-vrrp_iptables       v  0-2  any           -
+vrrp_iptables       v  0-2  any           vrrp_iptables
 vrrp_ipsets         v  0-5  any           -
 vrrp_netlink_cmd_rcv_bufs v 1 int:0,2147483647 -
 vrrp_netlink_cmd_rcv_bufs_force f 0-1 flag -
@@ -1163,9 +1163,17 @@ DEPRECATED_NAMES: dict[str, str] = {
 }
 
 
+# Keywords keepalived 2.2.7 reads as another, with a warning of its own words.
+DEPRECATED_WORDS: dict[str, str] = {
+    # Debian's build has nftables and no iptables: vrrp_iptables means `nftables`
+    "vrrp_iptables": "iptables not supported, using nftables instead. Please replace "
+                     "'vrrp_iptables and 'vrrp_ipsets' with 'nftables' config option",
+}
+
+
 def _deprecated(name: str) -> str:
     new = DEPRECATED_NAMES.get(name)
-    return f"{name} is deprecated - please use '{new}'" if new else ""
+    return f"{name} is deprecated - please use '{new}'" if new else DEPRECATED_WORDS.get(name, "")
 
 
 def _rows(context: str, text: str) -> dict[str, Keyword]:

@@ -38,6 +38,7 @@ from typing import Any
 from hafast.config import model as m
 from hafast.config.build_lvs import LvsBuilder
 from hafast.config.build_vrrp import VrrpBuilder, authentication
+from hafast.config.firewall import nftables_in_order
 from hafast.config.scriptcheck import secure_scripts
 
 # Re-exported: hafast.vrrp.params applies the loader's Accept_Mode rule from here.
@@ -68,6 +69,7 @@ class LoadResult:
 def _global_defs(ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token) -> Any:
     if isinstance(ld, _Loader):
         ld.global_pos = pos  # where script_user / notify_fifo were written
+    nftables_in_order(f, pos, ld.warn)
     return m.GlobalDefs(**f)
 
 

@@ -114,6 +114,14 @@ class GlobalDefs:
     vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
     vrrp_version: int = 2
     vrrp_strict: bool = False
+    # keepalived's table for masters without Accept_Mode (hafast.net.noaccept): its
+    # name ("" or None: keepalived), chain priority, counters, link-local match by index;
+    # vrrp_iptables (any words) stands for `nftables` on a build without iptables
+    nftables: str | None = None
+    nftables_priority: int = -1
+    nftables_counters: bool = False
+    nftables_ifindex: bool = False
+    vrrp_iptables: tuple[str, ...] | None = None
     vrrp_check_unicast_src: bool = False
     vrrp_skip_check_adv_addr: bool = False
     vrrp_lower_prio_no_advert: bool = False

@@ -96,15 +96,10 @@ global_defs bfd_rlimit_rttime warn process scheduling
 global_defs bfd_rlimit_rtime warn process scheduling
 global_defs max_auto_priority warn process scheduling
 global_defs min_auto_priority_delay warn process scheduling
-global_defs nftables warn hafast's no_accept filter uses a table of its own
-global_defs nftables_priority warn hafast's no_accept filter uses a table of its own
-global_defs nftables_counters warn hafast's no_accept filter uses a table of its own
-global_defs nftables_ifindex warn hafast's no_accept filter uses a table of its own
 global_defs nftables_ipvs refuse keepalived's nftables marks for address-range virtual server groups
 global_defs nftables_ipvs_priority refuse keepalived's nftables marks for address-range virtual server groups
 global_defs nftables_ipvs_start_fwmark refuse keepalived's nftables marks for address-range virtual server groups
-global_defs vrrp_iptables warn hafast's no_accept filter uses nftables
-global_defs vrrp_ipsets warn hafast's no_accept filter uses nftables
+global_defs vrrp_ipsets warn keepalived 2.2.7 built without iptables (Debian's) does not know it either ('Unknown keyword'); the no_accept filter is an nftables table ('nftables')
 global_defs vrrp_netlink_cmd_rcv_bufs warn netlink buffer sizes
 global_defs vrrp_netlink_cmd_rcv_bufs_force warn netlink buffer sizes
 global_defs vrrp_netlink_monitor_rcv_bufs warn netlink buffer sizes

@@ -20,9 +20,10 @@ from hafast.config.model import Config
 from hafast.lib.notify import as_argv
 from hafast.lib.units import NS_PER_US, US_PER_S
 from hafast.net.linkwatch import LinkWatch, ipv6_link_local, mac_address, primary_ipv4
+from hafast.net.noaccept import NftSettings, NoAcceptFilter
 from hafast.net.promote import PromoteSecondaries
 from hafast.net.statics import Statics
-from hafast.net.vip import NetlinkVips, NoAcceptFilter, VipOps
+from hafast.net.vip import NetlinkVips, VipOps
 from hafast.net.vmac import VmacLinks
 from hafast.vrrp.alerts import AlertingNotifier
 from hafast.vrrp.build import InstancePlan, plan_instances
@@ -57,8 +58,9 @@ class VrrpWorker:
         self._own_vips = vips is None
         self.vips: VipOps = NetlinkVips() if vips is None else vips
         self.linkwatch = LinkWatch(loop)
-        # RFC 5798 §6.4.3 no Accept_Mode: nft is only run once such an instance is master.
-        self.accept_filter = NoAcceptFilter()
+        # RFC 5798 §6.4.3 no Accept_Mode: keepalived's tables, made once such an
+        # instance is master.
+        self.accept_filter = NoAcceptFilter(NftSettings.of(config.global_defs))
         # static_ipaddress/_routes/_rules: applied by VrrpSide at start and on reload,
         # removed at stop even under -V (keepalived's vrrp_terminate_phase2)
         self.statics = Statics()
@@ -161,6 +163,7 @@ class VrrpWorker:
         inst = Instance(spec, timers=self.timers, vips=self.vips,
                         announcer=self._announcer(spec.ifname), notifier=self.notifier)
         inst.accept_filter = self.accept_filter
+        self.accept_filter.bind(spec.name, spec.ifname, dont_track_primary=not plan.track_primary)
         inst.delayed_until_us = self.delayed_until_us
         try:
             inst.sender = self.transport.channel(ch, inst.on_advert, inst.reject)

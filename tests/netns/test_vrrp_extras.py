@@ -2,7 +2,7 @@
 
 * no Accept_Mode (``no_accept``, or ``vrrp_strict`` without ``accept``): the master
   holds the VIP and answers ARP for it, but drops traffic to it (RFC 5798 §6.4.3)
-  through an nftables table of its own, gone again on BACKUP and on stop;
+  through keepalived's nftables tables, emptied on BACKUP and gone on stop;
 * ``notify_priority_changes`` and ``MASTER_RX_LOWER_PRI`` FIFO lines as keepalived
   writes them, and notify scripts run as their configured user / ``script_user``;
 * SIGHUP: unchanged instances keep their state (no notify), removed ones stop,
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(90)]
 
 PREFIX = f"hx{os.getpid() % 100000}"
 FAST = {"version": 3, "advert_int": "0.1"}
-TABLE = "hafast_vrrp"
+TABLE = "keepalived"  # keepalived's tables (ip and ip6), hafast.net.noaccept
 
 
 @pytest.fixture
@@ -46,8 +46,8 @@ def _lines(path: Path, n: int, lab: VrrpLab, what: str) -> list[str]:
 
 
 def _filtered(lab: VrrpLab, role: str) -> str | None:
-    """The hafast table in ``role``'s namespace as text, or None when there is none."""
-    res = run_in(lab.ns(role), ["nft", "list", "table", "inet", TABLE], check=False)
+    """The IPv4 table in ``role``'s namespace as text, or None when there is none."""
+    res = run_in(lab.ns(role), ["nft", "list", "table", "ip", TABLE], check=False)
     return res.stdout if res.returncode == 0 else None
 
 

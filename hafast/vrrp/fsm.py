@@ -21,6 +21,8 @@ marked ``keepalived:`` below):
 * ``owner_ignore_adverts`` (forced by strict mode) restores RFC 5798 §7.1's
   "owner discards adverts";
 * Fault (tracked interface/script/file down) is keepalived's fourth state;
+  a tracker that has not reported yet (:class:`FaultPending`) holds the start
+  in a Fault nobody is told about, and its first report is what is announced;
 * ``down_timer_adverts`` replaces the 3 in Master_Down_Interval;
 * ``timer_expired_backup`` (2.3, with ``nopreempt``): a master that finds its last
   advert older than the quickest takeover by the others goes Backup first;
@@ -155,6 +157,22 @@ class FaultCleared:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class FaultPending:
+    """Before Startup: a tracker that can fault the instance (weight 0) has not
+    reported yet; ``reason`` names it, and its first report is a FaultRaised or a
+    FaultCleared of the same name.
+
+    keepalived (vrrp_track.c initialise_track_script_state, vrrp_scheduler.c
+    vrrp_init_state): a vrrp_script that has not run yet counts in
+    ``num_script_init``; the instance starts in FAULT without notifying it, and
+    only the script's first result is announced (FAULT, or BACKUP on leaving).
+    """
+
+    now_us: int
+    reason: str
+
+
 Event: TypeAlias = (
     Startup
     | Shutdown
@@ -165,6 +183,7 @@ Event: TypeAlias = (
     | PriorityChanged
     | FaultRaised
     | FaultCleared
+    | FaultPending
 )
 
 
@@ -272,6 +291,8 @@ class VrrpState:
     # keepalived preempt_time: None = "not running; start at the next lower advert".
     preempt_until: int | None = None
     faults: frozenset[str] = field(default_factory=frozenset)
+    # FaultPending reasons not reported yet: Fault, silently, while any is left
+    pending: frozenset[str] = field(default_factory=frozenset)
     master_src: int | None = None  # last master heard (status/SNMP)
     master_priority: int = 0
     delayed_until: int = 0  # keepalived vrrp_delayed_start_time (0: none)
@@ -466,6 +487,10 @@ def _init_startup(p: VrrpParams, s: VrrpState, e: Startup) -> tuple[VrrpState, l
     if s.faults:
         # keepalived: an instance whose tracked objects are down starts in Fault.
         return replace(s, state=State.FAULT), [Notify(State.FAULT, s.priority)]
+    if s.pending:
+        # keepalived vrrp_init_state: "Entering FAULT STATE (init)", notified to
+        # no one until the trackers waited for report.
+        return replace(s, state=State.FAULT), []
     if s.priority == PRIORITY_OWNER:
         if now < s.delayed_until:
             # keepalived vrrp_init_state: the owner becomes master by a backup
@@ -683,7 +708,12 @@ def _any_fault_raised(
     p: VrrpParams, s: VrrpState, e: FaultRaised
 ) -> tuple[VrrpState, list[Action]]:
     first = not s.faults
-    s = replace(s, faults=s.faults | {e.reason})
+    waited = e.reason in s.pending
+    s = replace(s, faults=s.faults | {e.reason}, pending=s.pending - {e.reason})
+    if first and waited and s.state is State.FAULT:
+        # keepalived down_instance -> vrrp_state_leave_fault: the silent Fault of
+        # Startup is announced when the tracker waited for reports a failure.
+        return s, [Notify(State.FAULT, s.priority)]
     if not first or s.state in (State.INITIALIZE, State.FAULT):
         return s, []
     actions: list[Action] = []
@@ -699,10 +729,10 @@ def _any_fault_raised(
 def _any_fault_cleared(
     p: VrrpParams, s: VrrpState, e: FaultCleared
 ) -> tuple[VrrpState, list[Action]]:
-    if e.reason not in s.faults:
+    if e.reason not in s.faults | s.pending:
         return s, []
-    s = replace(s, faults=s.faults - {e.reason})
-    if s.faults or s.state is not State.FAULT:
+    s = replace(s, faults=s.faults - {e.reason}, pending=s.pending - {e.reason})
+    if s.faults or s.pending or s.state is not State.FAULT:
         return s, []
     # keepalived vrrp_state_leave_fault: back to Backup with the configured
     # interval, or straight to Master when we are the address owner.
@@ -710,6 +740,14 @@ def _any_fault_cleared(
     if s.priority == PRIORITY_OWNER:
         return _become_master(p, s, e.now_us)
     return _enter_backup(p, s, e.now_us)
+
+
+def _init_pending(
+    p: VrrpParams, s: VrrpState, e: FaultPending
+) -> tuple[VrrpState, list[Action]]:
+    if e.reason in s.faults:
+        return s, []
+    return replace(s, pending=s.pending | {e.reason}), []
 
 
 def _fault_shutdown(p: VrrpParams, s: VrrpState, e: Shutdown) -> tuple[VrrpState, list[Action]]:
@@ -730,6 +768,7 @@ _TABLE: dict[State, dict[type, Handler]] = {
         PriorityChanged: _any_priority,
         FaultRaised: _any_fault_raised,
         FaultCleared: _any_fault_cleared,
+        FaultPending: _init_pending,
     },
     State.BACKUP: {
         Shutdown: _backup_shutdown,

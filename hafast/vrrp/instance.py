@@ -420,6 +420,8 @@ class Instance:
         self.sender = sender
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.rejects: dict[str, int] = {}  # every reject reason, keepalived-named or not
+        # (inst, before, after) on each transition, and with before == after when a
+        # tracker waited for (hold) reported without moving us: a sync group waits.
         self.listeners: list[StateListener] = []
         self.transitions: list[tuple[int, State]] = []  # (µs, state) history, bounded
         self._timers: dict[TimerKind, TimerHandle] = {}
@@ -476,6 +478,11 @@ class Instance:
         if was is None:
             self.start()
             return
+        # The predecessor knew its trackers' results; this one's trackers have not
+        # run yet.  They are taken as good, as before the restart, rather than
+        # holding a master in a silent Fault until their first report.
+        for reason in sorted(self.machine.state.pending):
+            self.clear_fault(reason)
         if was is State.MASTER and adopt:
             take = getattr(self.vips, "adopt", None)
             if take is not None:
@@ -525,8 +532,15 @@ class Instance:
             self.feed(fsm.FaultRaised(self.timers.now_us(), reason))
 
     def clear_fault(self, reason: str) -> None:
-        if reason in self.machine.state.faults:
+        s = self.machine.state
+        if reason in s.faults or reason in s.pending:
             self.feed(fsm.FaultCleared(self.timers.now_us(), reason))
+
+    def hold(self, reason: str) -> None:
+        """Before :meth:`start`: tracker ``reason`` may fault us and has not reported
+        yet (:class:`hafast.vrrp.fsm.FaultPending`); its first :meth:`raise_fault` or
+        :meth:`clear_fault` settles it."""
+        self.feed(fsm.FaultPending(self.timers.now_us(), reason))
 
     def on_advert(self, adv: Advert, at_us: int | None = None) -> None:
         """A packet for our VRID: count it, and feed it to the FSM when it is valid.
@@ -588,6 +602,7 @@ class Instance:
             while self._queue:
                 ev = self._queue.popleft()
                 before = self.state
+                pending = self.machine.state.pending
                 actions = self.machine.handle(ev)
                 for action in actions:
                     try:
@@ -597,6 +612,8 @@ class Instance:
                 after = self.state
                 if after is not before:
                     self._transition(before, after)
+                elif pending and len(self.machine.state.pending) < len(pending):
+                    self._tell(before, after)
         finally:
             self._busy = False
 
@@ -609,6 +626,9 @@ class Instance:
             self.counters["release_master"] += 1
         log.info("%s: entering %s state (priority %d)", self.name,
                  STATE_WORDS.get(after, after.value), self.priority)
+        self._tell(before, after)
+
+    def _tell(self, before: State, after: State) -> None:
         for listener in list(self.listeners):
             try:
                 listener(self, before, after)

@@ -13,6 +13,12 @@ keepalived (vrrp_sync.c) keeps a group's members in one state:
 Group notify scripts and FIFO lines (``GROUP "G" MASTER 0``) are reported when
 every member has reached the same state.
 
+At start, a member waiting for a tracker's first report (``Instance.hold``) holds
+the others too (reason ``sync-init:<group>``; keepalived's ``num_member_init``):
+all wait in a silent FAULT and the group reports nothing.  A first failure is
+announced by that member and the group (FAULT) only, the others already being in
+FAULT; when none is left waiting, the others leave theirs (BACKUP, then the group).
+
 Example::
 
     group = SyncGroup(spec, members=[vi_1, vi_2], notifier=notifier)
@@ -43,23 +49,41 @@ class SyncGroup:
         # keepalived has no notify_master_rx_lower_pri for groups; the model has none.
         self.scripts = notify_scripts(spec, script_user)
         self.reason = f"sync:{spec.name}"
+        self.waiting = f"sync-init:{spec.name}"
         self.state: State | None = None
         self._syncing = False
         for m in self.members:
             m.listeners.append(self._on_member)
+        for m in self.members:
+            if any(self._own_pending(o) for o in self.members if o is not m):
+                m.hold(self.waiting)
+
+    def _own_pending(self, inst: Instance) -> bool:
+        return bool(inst.machine.state.pending - {self.waiting})
+
+    def _release(self) -> None:
+        if not any(self._own_pending(m) for m in self.members):
+            for m in self.members:
+                m.clear_fault(self.waiting)
 
     def _on_member(self, inst: Instance, before: State, after: State) -> None:
         if not self._syncing:
             self._syncing = True
             try:
                 self._follow(inst, before, after)
+                self._release()
             finally:
                 self._syncing = False
         self._report()
 
     def _follow(self, inst: Instance, before: State, after: State) -> None:
         others = [m for m in self.members if m is not inst]
-        if after is State.FAULT and self.reason not in inst.machine.state.faults:
+        faults = inst.machine.state.faults
+        if after is State.FAULT and not faults:
+            return  # waiting for a tracker's first report
+        if after is State.FAULT and self.reason not in faults:
+            # From a wait (before is FAULT too) the others, waiting in FAULT as
+            # well, take the fault silently: keepalived's vrrp_sync_fault skips them.
             for m in others:
                 m.raise_fault(self.reason)
         elif before is State.FAULT and self.reason not in inst.machine.state.faults:
@@ -76,6 +100,8 @@ class SyncGroup:
                     m.clear_fault(self.reason)
 
     def _report(self) -> None:
+        if any(m.state is State.FAULT and not m.machine.state.faults for m in self.members):
+            return  # keepalived: the group is in INIT while a member waits
         states = {m.state for m in self.members}
         if len(states) != 1:
             return

@@ -5,7 +5,15 @@ weight or FAULT.
   every ``interval``; one that outlives ``timeout`` has its whole process group
   killed and counts as a failure.  ``rise`` successes in a row make it good,
   ``fall`` failures make it bad; ``init_fail`` starts it bad.  A script already
-  running when the next interval comes is not started twice.
+  running when the next interval comes is not started twice.  Until its first
+  result a script is neither good nor bad (keepalived's "init" state): it adds no
+  weight, an instance it can fault waits in a silent FAULT (``Instance.hold``),
+  and that first result decides, whatever ``rise``/``fall`` say.  A script new at
+  a reload starts good (keepalived's SCRIPT_INIT_STATE_INIT_RELOAD).  ``init_fail``
+  changes nothing: keepalived 2.2.7's parser sets the script's failed initial
+  state, and each ``track_script`` naming the script (which must come after it)
+  sets it back to "init" (vrrp_track.c alloc_track_script); measured side by side,
+  keepalived starts such an instance in BACKUP after a first success.
 * ``track_interface``: link state from :class:`hafast.net.linkwatch.LinkWatch`
   (sysfs polling, first version).  The VRRP interface itself is tracked too,
   as keepalived does unless ``dont_track_primary``.
@@ -86,12 +94,21 @@ def file_contribution(value: int, weight: int, reverse: bool = False) -> tuple[b
 
 
 class ScriptTracker:
-    """One vrrp_script run periodically; ``on_change(good)`` when its state flips."""
+    """One vrrp_script run periodically; ``on_change(good)`` when its state flips
+    (or, the first time, when it is known).  ``good`` is None until the first result
+    unless ``assume_good``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, script: VrrpScript) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, script: VrrpScript,
+                 assume_good: bool = False) -> None:
         self.loop = loop
         self.script = script
-        self.good = not script.init_fail
+        self.good: bool | None = True if assume_good else None
+        # keepalived vrrp_init_script: result = rise - 1 for a script in init (or
+        # init-at-reload), so its first exit decides.
+        self._first = True
+        if script.init_fail:
+            log.info("vrrp_script %s: init_fail has no effect on a tracked script, as "
+                     "in keepalived 2.2.7: the first result decides", script.name)
         self.listeners: list[Callable[[bool], None]] = []
         self.runs = 0
         self._streak = 0  # >0 successes in a row, <0 failures in a row
@@ -135,7 +152,11 @@ class ScriptTracker:
             self._streak = self._streak + 1 if self._streak > 0 else 1
         else:
             self._streak = self._streak - 1 if self._streak < 0 else -1
-        if not self.good and ok and self._streak >= self.script.rise:
+        if self._first:
+            self._first = False
+            if self.good is not ok:
+                self._set(ok)
+        elif not self.good and ok and self._streak >= self.script.rise:
             self._set(True)
         elif self.good and not ok and -self._streak >= self.script.fall:
             self._set(False)
@@ -257,7 +278,8 @@ class Tracking:
             default = tracker.script.weight
             rev = tracker.script.weight_reverse
 
-            def subscribe(cb: Callable[[bool], None], t: ScriptTracker = tracker) -> bool:
+            def subscribe(cb: Callable[[bool], None],
+                          t: ScriptTracker = tracker) -> bool | None:
                 t.listeners.append(cb)
                 return t.good
 
@@ -294,7 +316,7 @@ class Tracking:
                             pspec.weight_reverse)
 
     def _bind_bool(self, inst: Instance, source: str, ref: TrackRef, default_weight: int,
-                   subscribe: Callable[[Callable[[bool], None]], bool],
+                   subscribe: Callable[[Callable[[bool], None]], bool | None],
                    reverse_default: bool = False) -> None:
         weight = default_weight if ref.weight is None else ref.weight
         reverse = ref.reverse or reverse_default
@@ -302,14 +324,21 @@ class Tracking:
         def on_change(up: bool) -> None:
             self._apply(inst, source, *contribution(up, weight, reverse))
 
-        on_change(subscribe(on_change))
+        up = subscribe(on_change)
+        if up is None:
+            # Not known yet: no weight; one that can fault the instance holds it.
+            if weight == 0:
+                inst.hold(source)
+            return
+        on_change(up)
 
     def add_scripts(self, config: Config) -> None:
         """After a reload: start trackers for ``vrrp_script``s that are new by name
         (the running ones keep their state and schedule)."""
         for spec in config.vrrp_scripts:
             if spec.name not in self.scripts:
-                tracker = self.scripts[spec.name] = ScriptTracker(self.loop, spec)
+                tracker = self.scripts[spec.name] = ScriptTracker(self.loop, spec,
+                                                                  assume_good=True)
                 tracker.start()
         self._file_specs.update({f.name: f for f in config.track_files})
         self._add_process_specs(config)

@@ -247,12 +247,10 @@ def test_silent_smtp_server_delays_nothing(lab: VrrpLab) -> None:
         silent.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 14 finding: with a vrrp_script whose first run fails, keepalived 2.2.7 goes "
-    "from INIT straight to FAULT and mails only VI_1 FAULT and G1 FAULT; hafast enters "
-    "BACKUP first (VI_1, VI_2, G1) and then mails VI_2's FAULT too: the instances' "
-    "start and sync-group notifications differ (scripts and FIFO alike), not the mails"))
 def test_fault_at_start_matches_keepalived(lab: VrrpLab) -> None:
+    """A vrrp_script whose first run fails: keepalived 2.2.7 goes from INIT straight
+    to FAULT (silently, waiting for the script) and mails only VI_1 FAULT and
+    G1 FAULT (VI_2, held by the group, is in FAULT already); so does hafast."""
     conf = config(SMTP_PORT).replace(
         "vrrp_instance VI_1 {",
         'vrrp_script chk {\n  script "/bin/false"\n  interval 1\n  fall 1\n  rise 1\n}\n'

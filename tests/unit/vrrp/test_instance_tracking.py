@@ -1,11 +1,12 @@
-"""vrrp_script trackers on a real loop with tiny intervals: rise/fall, init_fail,
-timeouts that kill the whole process group, and every child reaped."""
+"""vrrp_script trackers on a real loop with tiny intervals: the first result, rise/fall,
+init_fail, timeouts that kill the whole process group, and every child reaped."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from hafast.config.model import Script, TrackFile, VrrpScript
@@ -39,9 +40,9 @@ def test_failing_script_goes_bad_after_fall_and_recovers_after_rise(tmp_path: Pa
         t = ScriptTracker(loop, script)
         changes: list[bool] = []
         t.listeners.append(changes.append)
-        assert t.good  # not init_fail: starts good
+        assert t.good is None  # not run yet: keepalived's init state
         t.start()
-        await asyncio.sleep(0.2)  # flag absent: fails twice -> bad
+        await asyncio.sleep(0.2)  # flag absent: the first failure decides -> bad
         flag.write_text("")
         await asyncio.sleep(0.2)  # succeeds twice -> good
         t.close()
@@ -50,8 +51,25 @@ def test_failing_script_goes_bad_after_fall_and_recovers_after_rise(tmp_path: Pa
     assert asyncio.run(body()) == [False, True]
 
 
-def test_init_fail_starts_bad() -> None:
-    script = VrrpScript("chk", Script(("/bin/true",)), interval_us=20 * MS, init_fail=True)
+def test_first_result_decides_whatever_rise_and_fall() -> None:
+    """keepalived vrrp_init_script: a script in init has result rise - 1, so its first
+    exit makes it good or bad at once; later flips need rise/fall results."""
+    for prog, first in (("/bin/true", True), ("/bin/false", False)):
+        script = VrrpScript("chk", Script((prog,)), interval_us=20 * MS, rise=5, fall=5)
+        changes, tracker = _run(partial(ScriptTracker, script=script), 0.15)
+        assert changes == [first] and tracker.good is first
+
+
+def test_a_script_new_at_a_reload_starts_good() -> None:
+    script = VrrpScript("chk", Script(("/bin/false",)), interval_us=20 * MS, fall=5)
+    changes, _ = _run(lambda loop: ScriptTracker(loop, script, assume_good=True), 0.15)
+    assert changes == [False]  # its first failure counts at once (INIT_RELOAD)
+
+
+def test_init_fail_changes_nothing_as_in_keepalived() -> None:
+    """keepalived 2.2.7's track_script resets init_fail's state: one success, good."""
+    script = VrrpScript("chk", Script(("/bin/true",)), interval_us=20 * MS, init_fail=True,
+                        rise=5)
     changes, tracker = _run(lambda loop: ScriptTracker(loop, script), 0.15)
     assert changes == [True] and tracker.good
 

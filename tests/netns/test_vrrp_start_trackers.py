@@ -1,0 +1,117 @@
+"""Issue 14: the start with a vrrp_script, side by side with Debian's keepalived 2.2.7,
+as the notify FIFO sees it.
+
+keepalived (vrrp_track.c initialise_track_script_state, vrrp_scheduler.c
+vrrp_init_state and vrrp_script_child_thread): a script that has not run yet holds
+the instances that track it with weight 0, and their sync group's members, in a
+FAULT nobody is told about; its first result decides, whatever ``rise`` and ``fall``:
+
+* failing: the tracking instance and the group say FAULT, nothing else (no BACKUP
+  first; the group's other member, already in FAULT, says nothing);
+* passing: BACKUP for each, then the group, as a start without a script;
+* ``init_fail`` (with ``rise 2``): as passing, BACKUP at the first success.
+  keepalived 2.2.7 sets the failed state when it reads ``init_fail`` and each
+  ``track_script`` naming the script sets it back to "init" (alloc_track_script),
+  so the keyword changes nothing for a tracked script.
+
+Three instances: VI_1 (tracks ``chk``) and VI_2 in group G1, VI_3 (tracks ``chk``)
+alone.  The lines of the first 2.5 s (before any Master_Down_Interval ends) must be
+the same, instance by instance and in order, under both daemons.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import require_root, require_tool
+from tests.netns.test_vrrp_startup_delay import FifoLines
+from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(120)]
+
+PREFIX = f"st{os.getpid() % 100000}"
+WATCH_S = 2.5
+
+
+@pytest.fixture
+def lab() -> Iterator[VrrpLab]:
+    require_root()
+    require_tool(KEEPALIVED)
+    with VrrpLab(PREFIX) as built:
+        yield built
+
+
+def config(kind: str, fifo: str, program: str, init_fail: bool) -> str:
+    insts = []
+    for name, vrid, tracks in (("VI_1", 61, True), ("VI_2", 62, False), ("VI_3", 63, True)):
+        track = "  track_script {\n    chk\n  }\n" if tracks else ""
+        insts.append(f"""vrrp_instance {name} {{
+  state BACKUP
+  interface eth0
+  virtual_router_id {vrid}
+  priority 100
+  advert_int 1
+  virtual_ipaddress {{
+    10.77.0.{vrid + 100}/24
+  }}
+{track}}}
+""")
+    return f"""global_defs {{
+  router_id {kind}
+  vrrp_garp_master_delay 0
+  script_user root
+  enable_script_security
+  vrrp_notify_fifo {fifo}
+}}
+vrrp_script chk {{
+  script "{program}"
+  interval 1
+  rise 2
+  fall 2
+{"  init_fail" if init_fail else ""}
+}}
+{"".join(insts)}
+vrrp_sync_group G1 {{
+  group {{
+    VI_1
+    VI_2
+  }}
+}}
+"""
+
+
+def states(lab: VrrpLab, kind: str, program: str, init_fail: bool) -> dict[str, list[str]]:
+    fifo = FifoLines(lab.tmp / f"notify-{kind}.fifo")
+    router = lab.start("r1", kind, config(kind, str(fifo.path), program, init_fail))
+    try:
+        lab.wait_for(lambda: bool(fifo.lines), 10.0, f"{kind}: a first FIFO line")
+        time.sleep(WATCH_S)
+    finally:
+        stopped = time.monotonic()
+        lab.stop(router)
+        fifo.close()
+        lab.flush_vips("r1")
+    seen: dict[str, list[str]] = {}
+    for at, line in fifo.lines:
+        if at < stopped:  # what each says on its way out is not compared here
+            _kind, name, state, _prio = line.split()
+            seen.setdefault(name.strip('"'), []).append(state)
+    return seen
+
+
+@pytest.mark.parametrize(("program", "init_fail", "expect"), [
+    ("/bin/false", False, {"VI_1": ["FAULT"], "VI_3": ["FAULT"], "G1": ["FAULT"]}),
+    ("/bin/true", False, {"VI_1": ["BACKUP"], "VI_2": ["BACKUP"], "VI_3": ["BACKUP"],
+                          "G1": ["BACKUP"]}),
+    ("/bin/true", True, {"VI_1": ["BACKUP"], "VI_2": ["BACKUP"], "VI_3": ["BACKUP"],
+                         "G1": ["BACKUP"]}),
+], ids=["failing", "passing", "init_fail"])
+def test_start_with_a_script_as_keepalived(lab: VrrpLab, program: str, init_fail: bool,
+                                           expect: dict[str, list[str]]) -> None:
+    got = {kind: states(lab, kind, program, init_fail) for kind in ("keepalived", "hafast")}
+    assert got["keepalived"] == expect
+    assert got["hafast"] == got["keepalived"]

@@ -316,6 +316,7 @@ class _Held:
     cfg: VmacConfig
     index: int
     owners: set[str] = field(default_factory=set)
+    link_local: bytes | None = None
 
 
 class VmacLinks:
@@ -497,7 +498,7 @@ class VmacLinks:
                 return False
             log.info("%s: success creating VMAC interface %s", owner, cfg.name)
         index = socket.if_nametoindex(cfg.name)
-        self._held[cfg.name] = _Held(cfg, index, {owner})
+        self._held[cfg.name] = _Held(cfg, index, {owner}, link_local)
         self._no_autoconf(index)
         if cfg.family == 4:
             if create:
@@ -545,6 +546,40 @@ class VmacLinks:
             if self.sysctl.set(key, new):
                 done.append((key, old, new))
         return done
+
+    def revive(self, parent: str) -> list[str]:
+        """``parent`` is back after it was deleted, and its macvlans went with it:
+        make them again (keepalived 2.2.7 does, on the parent's return).  Returns
+        the names made again; the sockets bound to the old links are the caller's.
+        """
+        gone = [(n, h) for n, h in self._held.items()
+                if h.cfg.parent == parent and self._gone(n, h)]
+        if not gone:
+            return []
+        # The old parent's settings died with it; the new one's are saved afresh.
+        self._parents.pop(parent, None)
+        out = []
+        for name, held in gone:
+            del self._held[name]
+            self.reports.members.pop(name, None)  # its map element named the old link
+            try:
+                ok = self._ensure(min(held.owners), held.cfg, held.link_local)
+            except OSError as exc:
+                log.error("cannot make VMAC interface %s again: %s", name, exc)
+                ok = False
+            if ok:
+                self._held[name].owners = set(held.owners)
+                out.append(name)
+            else:
+                self._held[name] = held
+        return out
+
+    @staticmethod
+    def _gone(name: str, held: _Held) -> bool:
+        try:
+            return socket.if_nametoindex(name) != held.index
+        except OSError:
+            return True
 
     def release(self, owner: str) -> None:
         """``owner`` is gone (a reload removed it): its macvlan goes unless another

@@ -624,6 +624,45 @@ class Transport:
         sock.size_rx_bufs(self.rx_bufs)
         return ch
 
+    def reopen(self, ifname: str) -> bool:
+        """``ifname`` was deleted and made again: its sockets are bound to the old
+        link (SO_BINDTODEVICE resolves the name once), so open new ones and move the
+        channels, their groups and their counters onto them, as keepalived 2.2.7
+        opens its sockets again when an interface comes back.  False when nothing
+        needed it (the same link) or the interface is not there.
+
+        Example::
+
+            pool.reopen("eth0")   # after `ip link del eth0` and its return
+        """
+        try:
+            index = socket.if_nametoindex(ifname)
+        except OSError:
+            return False
+        moved = False
+        for key, old in list(self.sockets.items()):
+            if key[0] != ifname or old.ifindex == index:
+                continue
+            try:
+                new = VrrpSocket(self.loop, ifname, key[1])
+                if old.ah_sock is not None:
+                    new.enable_ah()
+                for group in old._groups:
+                    new.join(group)
+            except OSError as exc:
+                log.warning("%s: cannot open the VRRP socket again: %s", ifname, exc)
+                continue
+            new.counters = old.counters
+            for ch in list(old._channels.values()):
+                ch.sock = new
+                new.register(ch)
+            old._channels.clear()
+            old.close()
+            self.sockets[key] = new
+            new.size_rx_bufs(self.rx_bufs)
+            moved = True
+        return moved
+
     def set_rx_bufs(self, bufs: RxBufs) -> None:
         """A reload: size every socket again (channels may also have left)."""
         self.rx_bufs = bufs

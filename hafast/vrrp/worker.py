@@ -68,6 +68,7 @@ class VrrpWorker:
         self.promote = PromoteSecondaries()
         # use_vmac: the macvlans, made as instances are built, deleted at stop.
         self.vmacs = VmacLinks()
+        self._relink: set[str] = set()  # interfaces watched for a delete and return
         gd = config.global_defs
         fifos = [f[0] for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f]
         scripts = [as_argv(s) for f, s in ((gd.notify_fifo, gd.notify_fifo_script),
@@ -158,6 +159,7 @@ class VrrpWorker:
             # The VIPs without a dev go on the macvlan, and their gratuitous ARPs
             # leave from it with the virtual MAC (vmac_xmit_base moves only adverts).
             spec = replace(spec, ifname=vmac.name)
+        self._watch_relink(vmac.parent if vmac is not None else ch.ifname)
         if plan.promote_secondaries and vmac is None:  # a VMAC has it set anyway
             self.promote.want(spec.ifname)
         inst = Instance(spec, timers=self.timers, vips=self.vips,
@@ -278,6 +280,30 @@ class VrrpWorker:
             # Removed by a reload: its macvlan goes (a changed instance's successor
             # reuses it, so an ungraceful take-out keeps it).
             self._drop_vmac(inst.name)
+
+    def _watch_relink(self, ifname: str) -> None:
+        if ifname not in self._relink:
+            self._relink.add(ifname)
+            self.linkwatch.watch(ifname, lambda up: self._relinked(ifname) if up else None)
+
+    def _relinked(self, parent: str) -> None:
+        """``parent`` is up.  If it was deleted and made again (a new link of the
+        same name), keepalived 2.2.7 makes its macvlans again and opens its sockets
+        anew; so does this: the sockets and announcers bound to the old links
+        (they bind by index) move to the new ones."""
+        revived = self.vmacs.revive(parent)
+        for ifname in (parent, *revived):
+            if not self.transport.reopen(ifname) and ifname not in revived:
+                continue
+            log.info("%s: interface made again; its VRRP and ARP sockets reopened", ifname)
+            old = self._announcers.pop(ifname, None)
+            if old is None:
+                continue
+            new = self._announcer(ifname)
+            for inst in self.instances:
+                if inst.announcer is old:
+                    inst.announcer = new
+            old.close()
 
     def _drop_vmac(self, owner: str) -> None:
         held = set(self.vmacs.names)

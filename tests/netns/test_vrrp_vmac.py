@@ -384,3 +384,37 @@ def test_reload_with_a_new_vmac_prefix_keeps_the_macvlan(lab: VrrpLab, kind: str
     assert link(lab, "r1", "ka.51") is None
     lab.stop(r)
     assert link(lab, "r1") is None
+
+
+@pytest.mark.parametrize("vmac", [True, False])
+@pytest.mark.parametrize("kind", ["keepalived", "hafast"])
+def test_parent_deleted_and_made_again(lab: VrrpLab, kind: str, vmac: bool) -> None:
+    """r1's eth0 deleted (its macvlan goes with it) and made again: keepalived 2.2.7
+    makes vrrp.51 again and is MASTER on it, adverts from the virtual MAC; so is
+    hafast (its sockets, bound to the old links, are opened anew).  Without use_vmac
+    the same: MASTER again on the new eth0, adverts from its MAC."""
+    from tests.netns.vrrp_fixtures import ADDR4
+
+    conf = vmac_conf(priority=150, state="MASTER")
+    dev = VMAC
+    if not vmac:
+        conf, dev = conf.replace("  use_vmac\n", ""), "eth0"
+    r = lab.start("r1", kind, conf)
+    lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", dev), 20, "MASTER")
+    ns, sw = lab.ns("r1"), lab.ns("sw")
+    run_in(ns, ["ip", "link", "del", "eth0"])
+    time.sleep(1.0)
+    run_in(ns, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "pr1",
+                "netns", sw])
+    run_in(sw, ["ip", "link", "set", "pr1", "master", "br0"])
+    run_in(sw, ["ip", "link", "set", "pr1", "up"])
+    run_in(ns, ["ip", "addr", "add", f"{ADDR4['r1']}/24", "dev", "eth0"])
+    run_in(ns, ["ip", "link", "set", "eth0", "up"])
+    lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", dev), 20,
+                 f"{kind} MASTER again on a new {dev}")
+    if vmac:
+        assert link(lab, "r1")["link"] == "eth0"  # type: ignore[index]
+    want = VIRTUAL_MAC[4] if vmac else lab.mac("r1")
+    assert advert_macs(lab) == [want] * 2, r.log_text()[-3000:]
+    lab.stop(r)
+    assert link(lab, "r1") is None

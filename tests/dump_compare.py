@@ -85,6 +85,87 @@ vrrp_instance VI_F2 {
 }
 """
 
+# ... and the states it settles in.
+EXPECTED = {"VI_M": "MASTER", "VI_B": "BACKUP", "VI_F": "FAULT", "VI_F2": "FAULT"}
+
+# More of what an instance can say: native IPv6 (VRRPv3), PASS authentication,
+# nopreempt with a preempt_delay (which keepalived then clears), smtp_alert, a
+# tracked interface, a notify script, a label, a host address, an excluded
+# address, VRRPv3 at 0.5 s; all MASTER.
+OPTIONS_CONF = """global_defs {
+  router_id r1
+}
+vrrp_instance VI_6 {
+  state BACKUP
+  interface eth0
+  virtual_router_id 61
+  priority 150
+  advert_int 1
+  version 3
+  virtual_ipaddress {
+    fd77::100/64
+  }
+}
+vrrp_instance VI_A {
+  state BACKUP
+  interface eth1
+  virtual_router_id 62
+  priority 120
+  advert_int 2
+  nopreempt
+  preempt_delay 5
+  smtp_alert
+  authentication {
+    auth_type PASS
+    auth_pass secret12
+  }
+  track_interface {
+    eth0 weight -10
+  }
+  notify_master "/usr/bin/true"
+  virtual_ipaddress {
+    10.78.0.100/24 label eth1:1
+    10.78.0.102
+  }
+  virtual_ipaddress_excluded {
+    10.78.0.200/24
+  }
+}
+vrrp_instance VI_3 {
+  state BACKUP
+  interface eth1
+  virtual_router_id 63
+  priority 110
+  version 3
+  advert_int 0.5
+  accept
+  virtual_ipaddress {
+    10.78.0.103/24
+  }
+}
+"""
+OPTIONS_EXPECTED = {"VI_6": "MASTER", "VI_A": "MASTER", "VI_3": "MASTER"}
+
+# A finding: garp_master_delay alone.  keepalived 2.2.7 leaves the lower-priority
+# GARP delay at the global one (vrrp_garp_lower_prio_delay, else
+# vrrp_garp_master_delay: 5 s); hafast's config makes it the instance's 3 s.
+GARP_CONF = """vrrp_instance VI_G {
+  state BACKUP
+  interface eth1
+  virtual_router_id 64
+  priority 100
+  garp_master_delay 3
+  virtual_ipaddress {
+    10.78.0.104/24
+  }
+}
+"""
+GARP_EXPECTED = {"VI_G": "MASTER"}
+
+# name -> (config, the states to wait for)
+SCENARIOS = {"mixed": (CONF, EXPECTED), "options": (OPTIONS_CONF, OPTIONS_EXPECTED),
+             "garp": (GARP_CONF, GARP_EXPECTED)}
+
 
 # What must differ between two runs, and nothing else: wall-clock times, file
 # descriptor numbers (keepalived opens two sockets per pool entry, hafast one per

@@ -7,8 +7,8 @@ whose value is not an integer aborts the whole file (strconv.Atoi), an unknown
 ``State`` word aborts the data file, and Go's encoding/json refuses a JSON number
 with a fraction (``1.0`` too) for an ``int`` field and anything but true/false for a
 ``bool``.  Stricter in one place: a VIP line the exporter cannot split (it logs
-that and drops the VIP) is an error here.  Used by the unit and netns dump tests to show hafast's files give the
-exporter what keepalived 2.2.7's give it.
+that and drops the VIP) is an error here.  Used by the unit and netns dump tests
+to show hafast's files give the exporter what keepalived 2.2.7's give it.
 
 Example::
 

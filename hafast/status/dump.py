@@ -153,13 +153,22 @@ def ka_vip(vip: Any, ifname: str, vipset: bool) -> str:
     >>> ka_vip(V("10.0.0.1", 24, 4), "eth0", True)
     '10.0.0.1/24 dev eth0 scope global set'
     >>> ka_vip(V("fd00::1", 64, 6, dev="e1"), "e0", False)
-    'fd00::1/64 dev e1 scope global'
+    'fd00::1/64 dev e1 scope global preferred_lft forever'
+    >>> ka_vip(V("10.0.0.2", 32, 4), "eth0", False)
+    '10.0.0.2 dev eth0 scope global'
     """
-    text = f"{vip.address}/{vip.prefix} dev {vip.dev or ifname} scope {vip.scope or 'global'}"
+    # a host address goes without its prefix length, as keepalived writes it
+    host = vip.prefix == (32 if vip.family == 4 else 128)
+    text = vip.address if host else f"{vip.address}/{vip.prefix}"
+    text += f" dev {vip.dev or ifname} scope {vip.scope or 'global'}"
     if vip.label:
         text += f" label {vip.label}"
     if vip.brd:
         text += f" brd {vip.brd}"
+    if vip.family == 6:
+        opts = list(vip.options)
+        lft = opts[opts.index("preferred_lft") + 1] if "preferred_lft" in opts[:-1] else "forever"
+        text += f" preferred_lft {lft}"
     return text + (" set" if vipset else "")
 
 
@@ -201,7 +210,8 @@ def _ka_data(inst: dict[str, Any], cfg: Any, config: Any) -> dict[str, Any]:
         "master_adver_int": _g(d.get("master_adver_int", d["adver_int"])),
         "accept": int(d.get("accept", 1)),
         "nopreempt": bool(d.get("nopreempt", 0)),
-        "preempt_delay": int(d.get("preempt_delay", 0)),
+        # keepalived clears preempt_delay under nopreempt (it could never apply)
+        "preempt_delay": 0 if d.get("nopreempt") else int(d.get("preempt_delay", 0)),
         "state": d["state"],
         "wantstate": d.get("wantstate", d["state"]),
         "version": d["version"],
@@ -285,7 +295,8 @@ def write_json(path: str, status: dict[str, Any], config: Any = None) -> None:
     # is, and "/" escaped ("10.0.0.1\/24"); a "/" only ever occurs inside strings
     text = json.dumps(vrrp_json(status, config), separators=(",", ":"), ensure_ascii=False)
     _atomic_write(path, text.replace("/", "\\/") + "\n")
-    stem, _dot, _ext = path.rpartition(".")
+    # splitext, not rpartition("."): a name without a dot must not lose its folder
+    stem = os.path.splitext(path)[0]
     _atomic_write(f"{stem}_check.json", json.dumps(check_json(status), indent=1) + "\n")
 
 
@@ -370,14 +381,24 @@ def _ka_instance(inst: dict[str, Any], cfg: Any, config: Any, groups: dict[str, 
     state = _STATE_NAMES[d["state"]] if 0 <= d["state"] < 4 else "INIT"
     name = d["iname"]
     unicast = bool(getattr(cfg, "unicast_peer", ()))
+    family = int(getattr(cfg, "family", 4))
     out = [f" VRRP Instance = {name}", f"   VRRP Version = {d['version']}"]
     if name in groups:
         out.append(f"   Sync group = {groups[name]}")
+    if family == 6:
+        out.append("   Using Native IPv6")
     out.append(f"   State = {state}")
     if state == "BACKUP" and ka.get("master_router"):
         out.append(f"   Master router = {ka['master_router']}")
         out.append(f"   Master priority = {d['master_priority']}")
-    out.append("   Flags:" + ("" if unicast else " none"))
+        if d["version"] == 3:
+            out.append(f"   Master advert int = {d['master_adver_int']:.2f} sec")
+    # keepalived writes "none" only when no bit of vrrp->flags is set; of its bits
+    # only unicast has a line of its own
+    flagged = unicast or any(getattr(cfg, f, False) for f in (
+        "nopreempt", "dont_track_primary", "skip_check_adv_addr", "promote_secondaries",
+        "notify_priority_changes", "unicast_fault_no_peer"))
+    out.append("   Flags:" + ("" if flagged else " none"))
     if unicast:
         out.append("     Using unicast")
     want = d["wantstate"]
@@ -399,7 +420,9 @@ def _ka_instance(inst: dict[str, Any], cfg: Any, config: Any, groups: dict[str, 
     src = ka.get("src_ip") or configured or ""
     out.append(f"   Using src_ip = {src}" + (" (from configuration)" if configured else ""))
     if not unicast and ka.get("group"):
-        out.append(f"   Multicast address {ka['group']}")
+        # IPv6 names the interface too: a link-local group is per link
+        scope = f", ifindex {ka.get('ifindex', 0)}" if family == 6 else ""
+        out.append(f"   Multicast address {ka['group']}{scope}")
     out.append(f"   Gratuitous ARP delay = {d['garp_delay']}")
     out.append(f"   Gratuitous ARP repeat = {d['garp_rep']}")
     out.append(f"   Gratuitous ARP refresh = {d['garp_refresh']}")
@@ -415,20 +438,31 @@ def _ka_instance(inst: dict[str, Any], cfg: Any, config: Any, groups: dict[str, 
     out.append(f"   Priority = {d['base_priority']}")
     out.append(f"   Effective priority = {d['effective_priority']}")
     out.append(f"   Total priority = {d['effective_priority']}")
-    out.append(f"   Advert interval = {d['adver_int']} sec")
+    if d["version"] == 2:
+        out.append(f"   Advert interval = {int(d['adver_int'])} sec")
+    else:
+        out.append(f"   Advert interval = {round(d['adver_int'] * 1000)} milli-sec")
+        if state == "BACKUP":
+            out.append("   Master advert interval = "
+                       f"{round(d['master_adver_int'] * 1000)} milli-sec")
     out.append(f"   Accept = {_yes(d['accept'], 'enabled', 'disabled')}")
     out.append(f"   Preempt = {_yes(not d['nopreempt'], 'enabled', 'disabled')}")
     if d["preempt_delay"]:
-        out.append(f"   Preempt delay = {d['preempt_delay']} secs")
+        out.append(f"   Preempt delay = {d['preempt_delay']:g} secs")
     out.append(f"   Promote_secondaries = {_yes(d['promote_secondaries'], 'enabled', 'disabled')}")
-    auth = {0: "none", 1: "SIMPLE_PASSWORD", 2: "IPSEC_AH"}.get(d["auth_type"], "none")
-    out.append(f"   Authentication type = {auth}")
-    if d["auth_type"] == 1:
-        out.append(f"   Password = {d.get('auth_data', '')}")
-    for key, title in (("vips", "Virtual IP"), ("evips", "Virtual IP Excluded")):
-        if d.get(key):
-            out.append(f"   {title} ({len(d[key])}):")
-            out.extend(f"     {v}" for v in d[key])
+    if d["auth_type"]:
+        auth = "IPSEC_AH" if d["auth_type"] == 2 else "SIMPLE_PASSWORD"
+        out.append(f"   Authentication type = {auth}")
+        if d["auth_type"] == 1:
+            out.append(f"   Password = {d.get('auth_data', '')}")
+    elif d["version"] == 2:  # VRRPv3 has no authentication to speak of
+        out.append("   Authentication type = none")
+    if d.get("vips"):
+        out.append(f"   Virtual IP ({len(d['vips'])}):")
+        out.extend(f"     {v}" for v in d["vips"])
+    if d.get("evips"):
+        out.append("   Virtual IP Excluded :")
+        out.extend(f"     {v}" for v in d["evips"])
     if unicast:
         out.append(f"   Unicast TTL = {getattr(cfg, 'unicast_ttl', 255)}")
         check = _yes(getattr(cfg, "check_unicast_src", False), "yes", "no")
@@ -440,6 +474,11 @@ def _ka_instance(inst: dict[str, Any], cfg: Any, config: Any, groups: dict[str, 
                    + _yes(getattr(cfg, "v3_checksum_as_v2", False), "yes", "no"))
     fd = ka.get("fd", -1)
     out.append(f"   fd_in {fd}, fd_out {fd}")
+    track_if = getattr(cfg, "track_interface", ())
+    if track_if:
+        out.append("   Tracked interfaces :")
+        out.extend(f"     {t.name} weight {t.weight or 0}" + (" reverse" if t.reverse else "")
+                   for t in track_if)
     weights = {s.name: s.weight for s in getattr(config, "vrrp_scripts", ())}
     tracked = [t for t in getattr(cfg, "track_script", ()) if t.name in weights]
     if tracked:
@@ -448,6 +487,13 @@ def _ka_instance(inst: dict[str, Any], cfg: Any, config: Any, groups: dict[str, 
                    for t in tracked)
     out.append(f"   Using smtp notification = {_yes(d['smtp_alert'], 'yes', 'no')}")
     out.append("   Notify deleted = Fault")
+    for key, word in (("notify_backup", "Backup"), ("notify_master", "Master"),
+                      ("notify_fault", "Fault"), ("notify_stop", "Stop"), ("notify", "Generic"),
+                      ("notify_master_rx_lower_pri", "Master rx lower pri")):
+        script = getattr(cfg, key, None)
+        if script is not None:
+            out.append(f"   {word} state transition script = {_cmd_str(script)}, "
+                       f"uid:gid {_script_ids(script, config)}")
     out.append("   Notify priority changes = "
                + _yes(getattr(cfg, "notify_priority_changes", False)))
     return out
@@ -534,7 +580,7 @@ def _ka_scripts(status: dict[str, Any], config: Any) -> list[str]:
         out.append("   Insecure = no")
         out.append("   Init state = unknown")
         out.append(f"   Status = {'BAD' if bad else 'GOOD'}")
-        out.append(f"   Script uid:gid = {_script_ids(sc, config)}")
+        out.append(f"   Script uid:gid = {_script_ids(sc.script, config)}")
         out.append("   VRRP instances :")
         out.append("   Tracking instances :")
         for inst in getattr(config, "vrrp_instances", ()):
@@ -546,17 +592,22 @@ def _ka_scripts(status: dict[str, Any], config: Any) -> list[str]:
     return out
 
 
-def _script_ids(sc: Any, config: Any) -> str:
+def _script_ids(script: Any, config: Any) -> str:
+    """``uid:gid`` a script runs as (its own user, else script_user, else root)."""
     import grp
     import pwd
 
-    user = getattr(sc.script, "user", None)
-    group = getattr(sc.script, "group", None)
+    user = getattr(script, "user", None)
+    group = getattr(script, "group", None)
     default = getattr(getattr(config, "global_defs", None), "script_user", None)
     if user is None and default:
         user, group = default[0], (default[1] if len(default) > 1 else None)
     if user is None:
-        return "0:0"
+        user = "keepalived_script"  # keepalived's default user, when it exists
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            return "0:0"
     try:
         pw = pwd.getpwnam(user)
         gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid

@@ -69,6 +69,7 @@ def _dump_extras(inst: Any, s: Any, word: str, own_faults: list[str]) -> dict[st
         fd = -1
     return {
         "fd": fd,
+        "ifindex": getattr(vsock, "ifindex", 0),
         "master_router": _ntop(getattr(s, "master_src", None)) if word == "BACKUP" else None,
         "own_faults": len(own_faults),
         "src_ip": _ntop(wire.src) if wire is not None else None,

@@ -4,10 +4,13 @@
 Lab: ``r1`` and ``r2`` on a bridge (eth0), and in r1 a second link (eth1, one end
 of a veth pair kept inside r1).  r2 runs keepalived as the unicast master of
 VI_B (priority 250).  r1 runs, one after the other, keepalived 2.2.7 and hafast on
-one config: VI_M (multicast, alone: MASTER), VI_B (unicast, hears r2: BACKUP), and
-the sync group G1 of VI_F (tracks a vrrp_script that always fails: FAULT) and VI_F2
-(FAULT through its group).  Each gets SIGUSR1, SIGUSR2 and keepalived's JSON signal
-(``keepalived --signum=JSON``: SIGRTMIN+2).
+each of tests/dump_compare.py's configs: "mixed" (VI_M multicast, alone: MASTER;
+VI_B unicast, hears r2: BACKUP; the sync group G1 of VI_F, which tracks a
+vrrp_script that always fails: FAULT, and VI_F2, FAULT through its group) and
+"options" (native IPv6, VRRPv3, authentication, nopreempt, a tracked interface, a
+notify script, excluded addresses...).  Each daemon gets SIGUSR1, SIGUSR2 and
+keepalived's JSON signal (``keepalived --signum=JSON``: SIGRTMIN+2) once the data
+file shows the expected states.
 
 keepalived 2.2.7 has no dump path option: it always writes /tmp/keepalived.*; it
 runs in its own mount namespace with the test's folder bound on /tmp.  hafast gets
@@ -45,7 +48,7 @@ import pytest
 from hafast.lab.netns import Registry, run_in
 from tests import keepalived_exporter as exporter
 from tests.conftest import require_root, require_tool
-from tests.dump_compare import CONF, VRRP_SECTIONS, normalise, sections
+from tests.dump_compare import SCENARIOS, VRRP_SECTIONS, normalise, sections
 from tests.netns.daemon_fixtures import Daemon, start_daemon
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
@@ -72,7 +75,6 @@ vrrp_instance VI_B {
 }
 """
 
-EXPECTED = {"VI_M": "MASTER", "VI_B": "BACKUP", "VI_F": "FAULT", "VI_F2": "FAULT"}
 
 
 @dataclass
@@ -89,9 +91,9 @@ def wait(cond: Callable[[], bool], timeout: float, what: str, log: Callable[[], 
         time.sleep(0.1)
 
 
-def collect(send: Callable[[int], None], files: dict[str, Path], log: Callable[[], str]
-            ) -> Dumps:
-    """Signal until the data file shows :data:`EXPECTED`, then take all three dumps."""
+def collect(send: Callable[[int], None], files: dict[str, Path], log: Callable[[], str],
+            expected: dict[str, str]) -> Dumps:
+    """Signal until the data file shows ``expected``, then take all three dumps."""
     def states_ok() -> bool:
         files["data"].unlink(missing_ok=True)
         send(signal.SIGUSR1)
@@ -102,10 +104,11 @@ def collect(send: Callable[[int], None], files: dict[str, Path], log: Callable[[
             parsed = exporter.parse_vrrp_data(files["data"].read_text())
         except (OSError, exporter.ExporterError):
             return False
-        return {k: v.get("state") for k, v in parsed.items()} == EXPECTED \
-            and "Master router" in files["data"].read_text()
+        # a BACKUP shows its master once it has heard one
+        return {k: v.get("state") for k, v in parsed.items()} == expected \
+            and ("BACKUP" not in expected.values() or "Master router" in files["data"].read_text())
 
-    wait(states_ok, 40, f"states {EXPECTED}", log)
+    wait(states_ok, 40, f"states {expected}", log)
     out = {"data": files["data"].read_text()}
     for what, sig in (("stats", signal.SIGUSR2), ("json", SIGJSON)):
         files[what].unlink(missing_ok=True)
@@ -165,11 +168,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def run_keepalived(ns: str, tmp: Path) -> Dumps:
+def run_keepalived(ns: str, tmp: Path, conf: str, expected: dict[str, str]) -> Dumps:
     """keepalived 2.2.7 in ``ns`` with ``tmp/ka`` as its /tmp (its dumps land there)."""
     d = tmp / "ka"
     d.mkdir()
-    (d / "ka.conf").write_text(CONF)
+    (d / "ka.conf").write_text(conf)
     log = d / "log"
     with log.open("wb") as out:
         # -n: the launcher's exec chain ends in keepalived's parent, our child
@@ -186,35 +189,40 @@ def run_keepalived(ns: str, tmp: Path) -> Dumps:
         wait(lambda: (d / "ka_vrrp.pid").exists() and "Startup complete" in text(), 20,
              "keepalived started", text)
         files = {w: d / f"keepalived.{w}" for w in ("data", "stats", "json")}
-        return collect(lambda sig: proc.send_signal(sig), files, text)
+        return collect(lambda sig: proc.send_signal(sig), files, text, expected)
     finally:
         stop(proc)
 
 
-def run_hafast(ns: str, tmp: Path) -> Dumps:
-    d: Daemon = start_daemon(tmp / "hafast", CONF, ns=ns)
+def run_hafast(ns: str, tmp: Path, conf: str, expected: dict[str, str]) -> Dumps:
+    d: Daemon = start_daemon(tmp / "hafast", conf, ns=ns)
     try:
         d.wait_ready()
         files = {w: tmp / "hafast" / f"hafast-dump.{w}" for w in ("data", "stats", "json")}
-        return collect(d.signal, files, d.log_text)
+        return collect(d.signal, files, d.log_text, expected)
     finally:
         d.close()
 
 
-@pytest.fixture(scope="module")
-def dumps(lab: tuple[Registry, str, Path]) -> tuple[Dumps, Dumps]:
+def run_both(lab: tuple[Registry, str, Path], scenario: str) -> tuple[Dumps, Dumps]:
     _reg, r1, tmp = lab
-    ka = run_keepalived(r1, tmp)
-    hf = run_hafast(r1, tmp)
-    return ka, hf
+    conf, expected = SCENARIOS[scenario]
+    tmp = tmp / scenario
+    tmp.mkdir()
+    return run_keepalived(r1, tmp, conf, expected), run_hafast(r1, tmp, conf, expected)
+
+
+@pytest.fixture(scope="module", params=["mixed", "options"])
+def dumps(lab: tuple[Registry, str, Path], request: pytest.FixtureRequest
+          ) -> tuple[Dumps, Dumps]:
+    return run_both(lab, request.param)
 
 
 def test_data_file_vrrp_sections_match(dumps: tuple[Dumps, Dumps]) -> None:
     ka, hf = (sections(normalise(x.data)) for x in dumps)
-    for name in VRRP_SECTIONS:
-        assert name in ka, f"keepalived wrote no {name} section"
-        assert hf.get(name) == ka[name], name
-    assert "   State = FAULT\n" in hf["VRRP Topology"]
+    assert "VRRP Topology" in ka
+    for name in VRRP_SECTIONS:  # a section keepalived leaves out, hafast leaves out
+        assert hf.get(name) == ka.get(name), name
 
 
 def test_stats_file_starts_with_keepalived_s(dumps: tuple[Dumps, Dumps]) -> None:
@@ -240,8 +248,7 @@ def test_exporter_reads_the_same(dumps: tuple[Dumps, Dumps]) -> None:
     depend on timing)."""
     ka, hf = dumps
     assert exporter.parse_vrrp_data(hf.data) == exporter.parse_vrrp_data(ka.data)
-    assert exporter.parse_vrrp_scripts(hf.data) == exporter.parse_vrrp_scripts(ka.data) \
-        == [{"name": "chk_fail", "status": "BAD", "state": "idle"}]
+    assert exporter.parse_vrrp_scripts(hf.data) == exporter.parse_vrrp_scripts(ka.data)
     timing = ("advert_rcvd", "advert_sent", "last_transition")
 
     def steady(d: dict[str, int]) -> dict[str, int]:
@@ -250,6 +257,23 @@ def test_exporter_reads_the_same(dumps: tuple[Dumps, Dumps]) -> None:
     ka_stats, hf_stats = exporter.parse_stats(ka.stats), exporter.parse_stats(hf.stats)
     assert {k: steady(v) for k, v in hf_stats.items()} == \
         {k: steady(v) for k, v in ka_stats.items()}
-    ka_json, hf_json = exporter.parse_json(ka.json), exporter.parse_json(hf.json)
-    assert [(steady(a["data"]), steady(a["stats"])) for a in hf_json] == \
-        [(steady(a["data"]), steady(a["stats"])) for a in ka_json]
+
+    def json_view(text: str) -> object:
+        # keepalived's own file can fail the exporter (adver_int 0.5 into a Go
+        # int): hafast's must then fail it the same way
+        try:
+            return [(steady(a["data"]), steady(a["stats"])) for a in exporter.parse_json(text)]
+        except exporter.ExporterError as exc:
+            return str(exc)
+
+    assert json_view(hf.json) == json_view(ka.json)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14 finding: hafast's config gives "
+                   "garp_lower_prio_delay the instance's garp_master_delay; keepalived "
+                   "2.2.7 the global one (5 s)")
+def test_garp_lower_prio_delay_follows_the_global_one(lab: tuple[Registry, str, Path]
+                                                       ) -> None:
+    ka, hf = run_both(lab, "garp")
+    assert sections(normalise(hf.data))["VRRP Topology"] == \
+        sections(normalise(ka.data))["VRRP Topology"]

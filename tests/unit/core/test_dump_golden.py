@@ -99,6 +99,7 @@ def test_exporter_parses_every_file(tmp_path: Path) -> None:
                        "down": 1, "counters": {"attempts": 10, "fail:refused": 3}}]
     for what in ("data", "stats", "json"):
         dump.WRITERS[what](str(tmp_path / what), st, config())
+    assert (tmp_path / "json_check.json").exists()  # beside it, whatever the name
     data = (tmp_path / "data").read_text()
     assert {k: v["state"] for k, v in exporter.parse_vrrp_data(data).items()} == \
         {"VI_M": "MASTER", "VI_B": "BACKUP", "VI_F": "FAULT", "VI_F2": "FAULT"}

@@ -146,6 +146,43 @@ vrrp_instance VI_3 {
 """
 OPTIONS_EXPECTED = {"VI_6": "MASTER", "VI_A": "MASTER", "VI_3": "MASTER"}
 
+# A VRRPv3 BACKUP of the peer's VI_V3 (its "Master advert int" lines) and a
+# weighted script that succeeds (GOOD, result rise+fall-1, priority + weight).
+BACKUP3_CONF = """vrrp_script chk_ok {
+  script "/usr/bin/true"
+  interval 1
+  timeout 2
+  weight 10
+  rise 2
+  fall 3
+}
+vrrp_instance VI_V3 {
+  state BACKUP
+  interface eth0
+  virtual_router_id 70
+  priority 100
+  version 3
+  advert_int 1
+  virtual_ipaddress {
+    10.77.0.170/24
+  }
+}
+vrrp_instance VI_W {
+  state BACKUP
+  interface eth1
+  virtual_router_id 71
+  priority 100
+  advert_int 1
+  track_script {
+    chk_ok
+  }
+  virtual_ipaddress {
+    10.78.0.171/24
+  }
+}
+"""
+BACKUP3_EXPECTED = {"VI_V3": "BACKUP", "VI_W": "MASTER"}
+
 # A finding: garp_master_delay alone.  keepalived 2.2.7 leaves the lower-priority
 # GARP delay at the global one (vrrp_garp_lower_prio_delay, else
 # vrrp_garp_master_delay: 5 s); hafast's config makes it the instance's 3 s.
@@ -164,7 +201,7 @@ GARP_EXPECTED = {"VI_G": "MASTER"}
 
 # name -> (config, the states to wait for)
 SCENARIOS = {"mixed": (CONF, EXPECTED), "options": (OPTIONS_CONF, OPTIONS_EXPECTED),
-             "garp": (GARP_CONF, GARP_EXPECTED)}
+             "backup3": (BACKUP3_CONF, BACKUP3_EXPECTED), "garp": (GARP_CONF, GARP_EXPECTED)}
 
 
 # What must differ between two runs, and nothing else: wall-clock times, file

@@ -2,15 +2,19 @@
 (issue 14): the same config, the same states, the same files.
 
 Lab: ``r1`` and ``r2`` on a bridge (eth0), and in r1 a second link (eth1, one end
-of a veth pair kept inside r1).  r2 runs keepalived as the unicast master of
-VI_B (priority 250).  r1 runs, one after the other, keepalived 2.2.7 and hafast on
-each of tests/dump_compare.py's configs: "mixed" (VI_M multicast, alone: MASTER;
-VI_B unicast, hears r2: BACKUP; the sync group G1 of VI_F, which tracks a
-vrrp_script that always fails: FAULT, and VI_F2, FAULT through its group) and
-"options" (native IPv6, VRRPv3, authentication, nopreempt, a tracked interface, a
-notify script, excluded addresses...).  Each daemon gets SIGUSR1, SIGUSR2 and
-keepalived's JSON signal (``keepalived --signum=JSON``: SIGRTMIN+2) once the data
-file shows the expected states.
+of a veth pair kept inside r1).  r2 runs keepalived as the unicast master of VI_B
+and the VRRPv3 master of VI_V3 (priority 250).  r1 runs, one after the other,
+keepalived 2.2.7 and hafast on each of tests/dump_compare.py's configs:
+
+* "mixed": VI_M multicast, alone: MASTER; VI_B unicast, hears r2: BACKUP; the sync
+  group G1 of VI_F, which tracks a vrrp_script that always fails: FAULT, and VI_F2,
+  FAULT through its group;
+* "options": native IPv6, VRRPv3, authentication, nopreempt, a tracked interface, a
+  notify script, excluded addresses...;
+* "backup3": a VRRPv3 BACKUP of r2's VI_V3, a weighted script that succeeds.
+
+Each daemon gets SIGUSR1, SIGUSR2 and keepalived's JSON signal (``keepalived
+--signum=JSON``: SIGRTMIN+2) once the data file shows the expected states.
 
 keepalived 2.2.7 has no dump path option: it always writes /tmp/keepalived.*; it
 runs in its own mount namespace with the test's folder bound on /tmp.  hafast gets
@@ -71,6 +75,17 @@ vrrp_instance VI_B {
   }
   virtual_ipaddress {
     10.77.0.101/24
+  }
+}
+vrrp_instance VI_V3 {
+  state MASTER
+  interface eth0
+  virtual_router_id 70
+  priority 250
+  version 3
+  advert_int 1
+  virtual_ipaddress {
+    10.77.0.170/24
   }
 }
 """
@@ -212,7 +227,7 @@ def run_both(lab: tuple[Registry, str, Path], scenario: str) -> tuple[Dumps, Dum
     return run_keepalived(r1, tmp, conf, expected), run_hafast(r1, tmp, conf, expected)
 
 
-@pytest.fixture(scope="module", params=["mixed", "options"])
+@pytest.fixture(scope="module", params=["mixed", "options", "backup3"])
 def dumps(lab: tuple[Registry, str, Path], request: pytest.FixtureRequest
           ) -> tuple[Dumps, Dumps]:
     return run_both(lab, request.param)

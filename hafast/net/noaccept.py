@@ -40,6 +40,10 @@ What keepalived does, and when (its ``vrrp_nftables.c``, ``vrrp_firewall.c``):
 - The VIPs and excluded VIPs of the instance are filtered alike (addresses only, the
   prefix length does not matter).  IPv6 neighbour discovery passes, so the master still
   answers ND for its VIPs.  Traffic *from* a VIP is dropped too (the out chain).
+- A reload keeps the tables as made (a new ``nftables`` name waits for a restart).  An
+  instance reloaded from no_accept to ``accept`` is where hafast differs on purpose:
+  keepalived 2.2.7 keeps its VIPs in the sets until it next leaves MASTER (and leaves
+  both tables behind at a stop in between); here the VIPs are unblocked at the reload.
 - A link-local VIP is matched with its interface: by index, unless the instance has
   ``dont_track_primary`` and the VIP is on the VRRP interface (or ``no_track``) and
   ``nftables_ifindex`` is not set, then by name (an interface that is recreated keeps

@@ -17,6 +17,8 @@ so the rulesets compare equal; the kernel's expressions differ there only.)
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -221,3 +223,37 @@ def test_backup_keeps_the_tables_empty_as_keepalived(labs: dict[str, VrrpLab]) -
     assert sorted(got["hafast"]) == ["ip keepalived", "ip6 keepalived"]
     sets = [o["set"] for objs in got["hafast"].values() for o in objs if "set" in o]
     assert [s["name"] for s in sets if "elem" in s] == ["neighbor-discovery"]
+
+
+def test_reload(labs: dict[str, VrrpLab]) -> None:
+    """SIGHUP while master.  A new table name waits for the next start under both (the
+    tables made stay, with their members).  A reload to ``accept`` is where hafast
+    differs on purpose: keepalived 2.2.7 keeps dropping traffic to the VIPs until the
+    instance next leaves MASTER (it drops the rule only for an instance it recorded as
+    filtered, and the reloaded one is not); hafast unblocks them at once, as the new
+    config asks.  keepalived even leaves both tables, members and all, after its stop
+    then (hafast deletes them)."""
+    got: dict[str, list[dict[str, list[Any]]]] = {}
+    for kind, lab in labs.items():
+        router = lab.start("r1", kind, conf())
+        lab.wait_holder("r1", STARTUP_S)
+        lab.wait_holder("r1", STARTUP_S, vip=VIP6)
+        lab.wait_for(lambda lab=lab: "fd77::200" in json.dumps(ruleset(lab)),  # type: ignore[misc]
+                     3.0, f"{kind}: the sets")
+        snaps = []
+        for glob, inst in (("  nftables other", "no_accept"), ("", "accept")):
+            (lab.tmp / "r1.conf").write_text(conf(glob, inst))
+            os.kill(router.proc.pid, signal.SIGHUP)
+            time.sleep(2.0)  # a reload logs no line both daemons share to wait for
+            assert lab.holders() == ["r1"], kind
+            snaps.append(ruleset(lab))
+        lab.stop(router)
+        snaps.append(ruleset(lab))
+        got[kind] = snaps
+    assert got["hafast"][0] == got["keepalived"][0]
+    assert got["hafast"][2] == {}
+    assert got["keepalived"][2] == got["keepalived"][1]
+    assert sorted(got["hafast"][0]) == ["ip keepalived", "ip6 keepalived"]
+    assert "10.77.0.101" in json.dumps(got["hafast"][0])
+    assert "10.77.0.101" in json.dumps(got["keepalived"][1])  # keepalived: still dropped
+    assert "10.77.0.101" not in json.dumps(got["hafast"][1])  # hafast: as the config says

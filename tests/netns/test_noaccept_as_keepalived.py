@@ -186,9 +186,12 @@ def test_tables_as_keepalived(labs: dict[str, VrrpLab], case: str) -> None:
     assert ha_stopped == ka_stopped == {}
 
 
-def test_accept_mode_makes_no_table(labs: dict[str, VrrpLab]) -> None:
-    """vrrp_strict with accept (and the nftables keywords): no table, the VIPs answer."""
-    text = conf("  vrrp_strict\n  nftables\n  nftables_counters", "accept")
+@pytest.mark.parametrize("inst", ["accept", "priority 255"])
+def test_accept_mode_makes_no_table(labs: dict[str, VrrpLab], inst: str) -> None:
+    """vrrp_strict (and the nftables keywords) with accept, or for the address owner
+    (RFC 5798 §6.4.3 binds only a master that does not own the addresses): no table,
+    the VIPs answer."""
+    text = conf("  vrrp_strict\n  nftables\n  nftables_counters", inst)
     got = {kind: run(lab, kind, text, False) for kind, lab in labs.items()}
     for kind, (master, pings, stopped, log) in got.items():
         assert master == stopped == {}, (kind, log[-2000:])

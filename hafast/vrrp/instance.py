@@ -365,7 +365,7 @@ class _HeldNotifier:
 
 
 class AcceptFilter(Protocol):
-    """Drops traffic to a master's VIPs when it has no Accept_Mode (net.vip.NoAcceptFilter)."""
+    """Drops traffic to a master's VIPs when it has no Accept_Mode (net.noaccept.NoAcceptFilter)."""
 
     def block(self, owner: str, vips: Sequence[VirtualAddress]) -> None: ...
 

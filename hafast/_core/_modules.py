@@ -17,7 +17,8 @@ Example::
 
 from __future__ import annotations
 
-MODULES = ("checksum", "vrrp_codec", "icmp_batch", "md5stream", "checkq", "sockset")
+MODULES = ("checksum", "vrrp_codec", "icmp_batch", "md5stream", "checkq", "sockset",
+           "plainscan")
 
 # The libraries a module links, for setuptools.Extension(libraries=...).
 LIBRARIES: dict[str, tuple[str, ...]] = {"md5stream": ("crypto",)}  # OpenSSL EVP

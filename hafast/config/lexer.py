@@ -29,9 +29,11 @@ from __future__ import annotations
 import gc
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from hafast._core.plainscan import scan_plain
 from hafast.config import include as inc
 from hafast.config.expand import ExpandError, parse_block
 from hafast.config.params import DEF_RE, Def, Params, Src, SubstitutionLoop
@@ -296,7 +298,7 @@ def _read_text(st: _State, text: str, file: str, check: inc.Check) -> int:
             if end < 0:
                 end = n
             collecting = _slow_line(st, text[pos:end], file, lineno, collecting)
-            if st.sink is not None and len(st.lines) >= _CHUNK:
+            if st.sink is not None and len(st.lines) > _CHUNK:
                 _hand_over(st)
             pos = end + 1
             lineno += 1
@@ -372,8 +374,9 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
     """Plain lines (words and braces only) from ``start`` to ``end``.
 
     This is the hot loop for big configs.  The common shapes (``word word``,
-    ``word word {``, ``}``, single blanks between words) are cut with str methods and
-    no regex; any other plain line goes through :func:`_plain_line`.  Returns the
+    ``word word {``, ``}``, single blanks between words, printable ASCII) are read by
+    :func:`hafast._core.plainscan.scan_plain` (compiled); the line it stops at is read
+    here, where any other plain line goes through :func:`_plain_line`.  Returns the
     line number reached at ``end``.
     """
     new = _new
@@ -388,8 +391,22 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
     # use (a tenth of the lexer's memory at 37,000 real servers).
     intern = st.words.setdefault
     find = text.find
+    # random_seed lines reseed ${_RANDOM} as they are read: not the scan's business
+    scan = None if seed_words else scan_plain
+    # the scan stops when a chunk is full; handing it over keeps one line back
+    limit = _CHUNK + 1 if sink is not None else sys.maxsize
     pos = start
     while pos <= end:
+        if sink is not None and len(lines) > _CHUNK:
+            _hand_over(st)
+        if scan is not None:
+            pos, lineno = scan(
+                text, pos, end, file, lineno, lines, open_braces, st.words, limit, token_t, line_t
+            )
+            if pos > end:
+                break
+            if len(lines) >= limit:
+                continue  # a full chunk, not a line the scan left to us
         # One line at a time, not text[start:end].split(): that list of every line of a
         # large file would be the lexer's peak memory.
         nl = find("\n", pos, end)
@@ -397,8 +414,6 @@ def _fast_region(st: _State, text: str, start: int, end: int, file: str, lineno:
             nl = end
         raw = text[pos:nl]
         pos = nl + 1
-        if sink is not None and len(lines) >= _CHUNK:
-            _hand_over(st)
         body = raw.lstrip(_WS)
         if not body:
             lineno += 1

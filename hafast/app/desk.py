@@ -64,6 +64,37 @@ def dump_path(gd: Any, prefix: str, what: str, namespace: str | None) -> str:
     return os.path.join(directory, name)
 
 
+def status_filters(request: dict[str, Any]) -> dict[str, Any]:
+    """The filters of a ``status`` request, checked (hafast.status.select.select's
+    keywords); ValueError names a bad one.
+
+    >>> status_filters({"cmd": "status", "vs": "10.0.0.1:80", "down": True})
+    {'down': True, 'vs': ['10.0.0.1:80']}
+    >>> status_filters({"limit": -1})
+    Traceback (most recent call last):
+    ValueError: limit must be a whole number >= 0
+    """
+    asked: dict[str, Any] = {}
+    if request.get("down"):
+        asked["down"] = True
+    for key in ("vs", "instance"):
+        names = request.get(key)
+        if names is None:
+            continue
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{key} must be a name or a list of names")
+        if names:
+            asked[key] = names
+    limit = request.get("limit")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError("limit must be a whole number >= 0")
+        asked["limit"] = limit
+    return asked
+
+
 class StatusDesk:
     """The parent's status, control commands and dumps."""
 
@@ -118,7 +149,12 @@ class StatusDesk:
     async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd", "status")
         if cmd == "status":
-            return await self.status()
+            asked = status_filters(request)
+            if not asked:
+                return await self.status()
+            from hafast.status.select import select
+
+            return select(await self.status(), **asked)
         if cmd == "reload":
             return {"ok": await self.sup.reload()}
         if cmd in ("data", "stats", "json"):

@@ -83,7 +83,9 @@ def _dump_extras(inst: Any, s: Any, word: str, own_faults: list[str]) -> dict[st
 def instance_json(inst: Any, cfg: m.VrrpInstance | None,
                   sockets: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """One instance in keepalived's JSON shape: ``{"data": {...}, "stats": {...}}``,
-    plus hafast's ``rejects`` (every reason this instance dropped an advert for,
+    plus ``ka`` (what keepalived's data file shows beside the JSON fields: the master
+    heard, the source address, the group, the master down timer...), hafast's
+    ``rejects`` (every reason this instance dropped an advert for,
     keepalived-named or not), ``faults`` (what holds it in FAULT) and ``socket``: the
     view of the socket it receives on (drops by reason, kernel drops;
     :meth:`hafast.vrrp.transport.VrrpSocket.view`) from ``sockets``.  The parent passes

@@ -27,36 +27,36 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
 UP, DOWN, PORT = "10.77.0.1", "10.77.0.2", 8080
 
-CONF = f"""global_defs {{
+CONF = """global_defs {
   router_id statusfilters
   vrrp_garp_master_delay 0
-}}
-vrrp_instance VI_UP {{
+}
+vrrp_instance VI_UP {
   state MASTER
   interface eth0
   virtual_router_id 51
   priority 100
   advert_int 1
-  virtual_ipaddress {{
+  virtual_ipaddress {
     10.77.0.100/24
-  }}
-}}
-vrrp_instance VI_FAULT {{
+  }
+}
+vrrp_instance VI_FAULT {
   state BACKUP
   interface eth0
   virtual_router_id 52
   priority 90
   advert_int 1
-  track_interface {{
+  track_interface {
     eth1
-  }}
-  virtual_ipaddress {{
+  }
+  virtual_ipaddress {
     10.77.0.101/24
-  }}
-}}
-virtual_server_group web {{
+  }
+}
+virtual_server_group web {
   10.77.0.200 80
-}}
+}
 """
 for head in ("virtual_server 10.77.0.100 80", "virtual_server fwmark 7",
              "virtual_server group web"):
@@ -66,8 +66,8 @@ for head in ("virtual_server 10.77.0.100 80", "virtual_server fwmark 7",
                  "    }\n  }\n")
     CONF += "}\n"
 
-LISTENER = ("import socket, time; s = socket.create_server(('%s', %d), backlog=64); "
-            "time.sleep(3600)" % (UP, PORT))
+LISTENER = (f"import socket, time; s = socket.create_server(('{UP}', {PORT}), backlog=64); "
+            "time.sleep(3600)")
 
 
 def sh(*argv: str) -> None:

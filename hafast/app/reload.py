@@ -63,6 +63,7 @@ class Reloader:
         self.sup.vip_guard.configure(new)
         fresh = await self._checks(new)
         fresh |= await self._vrrp()
+        await self.sup.syncd.configure(new, self.sup.vrrp_states)
         for w in self.sup.workers:
             if id(w) in fresh:
                 continue

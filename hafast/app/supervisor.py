@@ -60,6 +60,7 @@ from hafast.app.vipguard import VipGuard
 from hafast.config import model as m
 from hafast.lib.procopts import set_name
 from hafast.lvs.keeper import PoolKeeper, make_backend
+from hafast.lvs.syncd import SyncDaemons
 from hafast.net.addrwatch import AddressWatch
 
 log = logging.getLogger("hafast")
@@ -91,6 +92,8 @@ class Supervisor:
         self.vip_guard = VipGuard(config)
         # Each instance's last reported (state, priority): seeds a restarted worker.
         self.vrrp_states = self.vip_guard.states
+        # lvs_sync_daemon: the kernel's connection sync follows the states reported here
+        self.syncd = SyncDaemons(config)
         self.started_at = time.time()
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -140,6 +143,7 @@ class Supervisor:
         if self.wants_vrrp():
             self.workers.insert(0, WorkerHandle(VRRP, 0))
             await self.vip_guard.prepare()
+        await self.syncd.open(self.vrrp_states)
         for w in self.workers:
             await self._start_worker(w)
         from hafast.app.control import ControlServer
@@ -229,6 +233,7 @@ class Supervisor:
             for w in ws:
                 w.send("stop")
             await asyncio.gather(*(self._wait_exit(w) for w in ws))
+        await self.syncd.close()
         if self.pools is not None:
             await self.pools.close()
         if self.addr_watch is not None:
@@ -452,7 +457,9 @@ class Supervisor:
             self._spawn(self._release_masters(f"{w.name} hung"))
 
     def _vips_moved(self, states: dict[str, tuple[str, int]]) -> None:
-        """ha_suspend without the address watch: a MASTER's VIPs are here."""
+        """ha_suspend without the address watch: a MASTER's VIPs are here.  The sync
+        daemon follows its instance from here too."""
+        self.syncd.follow(states)
         if self.pools is None or self.addr_watch is not None:
             return
         by_name = {i.name: i for i in self.config.vrrp_instances}

@@ -39,6 +39,7 @@ from typing import Any
 
 from hafast.config import model  # noqa: F401  (registers the built-in checker kinds)
 from hafast.config.kinds import CHECK_TIMERS, CHILDREN, CheckerKind, subscribe
+from hafast.config.lvs_syncd import conv_lvs_syncd
 from hafast.config.pool_backends import POOL_BACKENDS, help_text
 from hafast.config.support import Gap, gap
 from hafast.config.tokens import Token
@@ -632,6 +633,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "hex": conv_hex,
     "persist": conv_persistence,
     "lvs_timeouts": conv_lvs_timeouts,
+    "lvs_syncd": conv_lvs_syncd,
     "listen": conv_listen,
     "rxbufs": conv_rx_bufs_policy,
     "any": line_words,
@@ -855,7 +857,7 @@ process_monitor_rcv_bufs v 1 int:0,2147483647 -
 process_monitor_rcv_bufs_force f 0-1 flag -
 vrrp_rx_bufs_policy v  1+   rxbufs        vrrp_rx_bufs_policy
 vrrp_rx_bufs_multiplier v 1 int:1,2147483647 vrrp_rx_bufs_multiplier
-lvs_sync_daemon     v  1+   any           -
+lvs_sync_daemon     v  1+   lvs_syncd     lvs_sync_daemon
 lvs_timeouts        v  2+   lvs_timeouts  lvs_timeouts
 lvs_flush           f  0-1  flag          lvs_flush
 lvs_flush_on_stop   v  0-1  any           -
@@ -968,7 +970,7 @@ authentication      b  0    authentication authentication
 auth_hmac           b  0    auth_hmac     -
 notify_master_rx_lower_pri v 1+ script     notify_master_rx_lower_pri
 notify_deleted      v  0+   any           -
-lvs_sync_daemon_interface v 1 str         -
+lvs_sync_daemon_interface v 1 str         lvs_sync_daemon_interface
 thread_timer_expired f 0-1  flag          -
 """
     + _NOTIFY
@@ -1148,6 +1150,7 @@ _DESCRIPTIONS = {
     "route": "route or rule",
     "lvs_method": "NAT|DR|TUN",
     "lvs_timeouts": "[tcp S] [tcpfin S] [udp S]",
+    "lvs_syncd": "INTERFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]",
     "listen": "ADDR:PORT | [IPv6]:PORT",
     "schedflag": "on|off",
 }
@@ -1166,6 +1169,9 @@ DEPRECATED_NAMES: dict[str, str] = {
 # Keywords keepalived 2.2.7 reads as another, with a warning of its own words.
 DEPRECATED_WORDS: dict[str, str] = {
     # Debian's build has nftables and no iptables: vrrp_iptables means `nftables`
+    # keepalived's message is two lines (vrrp_parser.c vrrp_lvs_syncd_handler)
+    "lvs_sync_daemon_interface": "Specifying lvs_sync_daemon_interface against a vrrp is "
+                                 "deprecated. Please use global lvs_sync_daemon",
     "vrrp_iptables": "iptables not supported, using nftables instead. Please replace "
                      "'vrrp_iptables and 'vrrp_ipsets' with 'nftables' config option",
 }

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from hafast.config import lvs_syncd
 from hafast.config import model as m
 from hafast.config.build_lvs import LvsBuilder
 from hafast.config.build_vrrp import VrrpBuilder, authentication
@@ -115,6 +116,7 @@ class _Loader(Walker):
             ssl=top.get("ssl"),
             **lvs,
         )
+        lvs_syncd.diagnose(config, self.global_pos, self.warn)
         # last: it needs the built model, and drops what keepalived would not run
         return secure_scripts(config, self.scripts, self.warn, self.global_pos)
 

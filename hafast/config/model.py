@@ -94,6 +94,21 @@ class LvsTimeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class LvsSyncDaemon:
+    """``lvs_sync_daemon INTERFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N]
+    [ttl N] [group IP]`` (:mod:`hafast.config.lvs_syncd`); 0 / None: the kernel's
+    default (port 8848, group 224.0.0.81, TTL 1, maxlen from the MTU)."""
+
+    interface: str
+    instance: str | None = None
+    syncid: int | None = None  # None: the instance's VRID (0 without an instance)
+    maxlen: int = 0
+    port: int = 0
+    ttl: int = 0
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GlobalDefs:
     router_id: str | None = None
     notification_email: tuple[str, ...] = ()
@@ -149,6 +164,7 @@ class GlobalDefs:
     lvs_notify_fifo_script: Script | None = None
     lvs_flush: bool = False
     lvs_timeouts: LvsTimeouts = LvsTimeouts()
+    lvs_sync_daemon: LvsSyncDaemon | None = None
     rs_init_notifies: bool = False  # report every real server's first state as a change
     v3_checksum_as_v2: bool = False  # default of every instance's v3_checksum_as_v2
     # VRRP sockets' SO_RCVBUF (hafast.vrrp.rxbufs): "MTU", "ADVERT", a byte count, or
@@ -340,6 +356,8 @@ class VrrpInstance:
     notify_priority_changes: bool = False
     notify_master_rx_lower_pri: Script | None = None
     smtp_alert: bool | None = None  # None: unset (keepalived's -1), the global_defs decide
+    # deprecated: global_defs' lvs_sync_daemon with this instance (hafast.config.lvs_syncd)
+    lvs_sync_daemon_interface: str | None = None
     where: str = _where()
 
 

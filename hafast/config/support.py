@@ -110,7 +110,6 @@ global_defs lvs_netlink_monitor_rcv_bufs warn netlink buffer sizes
 global_defs lvs_netlink_monitor_rcv_bufs_force warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
-global_defs lvs_sync_daemon refuse the IPVS connection sync daemon is not started: connections would not survive a failover
 global_defs lvs_flush_on_stop refuse the pool is not flushed at stop as asked
 global_defs lvs_flush_onstop refuse the pool is not flushed at stop as asked
 global_defs snmp_socket warn SNMP (AgentX) is not served
@@ -137,7 +136,6 @@ vrrp_instance track_src_ip warn keepalived 2.2.7 never acts on it either (its ch
 vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
 vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
-vrrp_instance lvs_sync_daemon_interface refuse the IPVS connection sync daemon is not started
 virtual_server snmp_name warn SNMP (AgentX) is not served
 real_server snmp_name warn SNMP (AgentX) is not served
 virtual_server weight refuse the virtual server's own weight (keepalived vs->weight)
@@ -199,4 +197,7 @@ CONFIG_EFFECTS: dict[str, str] = {
     "no_virtual_ipaddress": "",  # allows an instance without addresses (checked at load)
     "sync_group_tracking_weight": "",  # allows tracker weights in a sync group (at load)
     "enable_script_security": "",  # unsafe scripts are dropped at load (config.scriptcheck)
+    # both resolve to one daemon (config.lvs_syncd.resolve) that hafast.lvs.syncd runs
+    "lvs_sync_daemon": "syncid",
+    "lvs_sync_daemon_interface": "syncid",
 }

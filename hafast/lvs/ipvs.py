@@ -39,6 +39,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -438,6 +439,15 @@ CMD_NEW_SERVICE, CMD_SET_SERVICE, CMD_DEL_SERVICE, CMD_GET_SERVICE = 1, 2, 3, 4
 CMD_NEW_DEST, CMD_SET_DEST, CMD_DEL_DEST, CMD_GET_DEST = 5, 6, 7, 8
 CMD_SET_CONFIG, CMD_GET_CONFIG, CMD_FLUSH = 12, 13, 17
 IPVS_GENL_VERSION = 1
+# The connection sync daemon: enum ipvs_cmd, IPVS_CMD_ATTR_DAEMON and enum
+# ipvs_daemon_attributes of include/uapi/linux/ip_vs.h.
+CMD_NEW_DAEMON, CMD_DEL_DAEMON, CMD_GET_DAEMON = 9, 10, 11
+CMD_ATTR_DAEMON = 3
+DAEMON_STATE, DAEMON_MCAST_IFN, DAEMON_SYNC_ID, DAEMON_SYNC_MAXLEN = 1, 2, 3, 4
+DAEMON_MCAST_GROUP, DAEMON_MCAST_GROUP6, DAEMON_MCAST_PORT, DAEMON_MCAST_TTL = 5, 6, 7, 8
+IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP = 1, 2
+DAEMON_STATES = {"master": IP_VS_STATE_MASTER, "backup": IP_VS_STATE_BACKUP}
+IP_VS_IFNAME_MAXLEN = 16  # with its NUL
 
 # One table: (op, first try) -> the command, and the command to retry with on the
 # error that says "the other one" (an add that exists becomes a set, and back).
@@ -571,6 +581,82 @@ def decode_dest(attrs: dict[int, memoryview]) -> Dest:
                 _u("=I", attrs.get(DEST_U_THRESH)), _u("=I", attrs.get(DEST_L_THRESH)))
 
 
+@dataclass(frozen=True, slots=True)
+class SyncDaemon:
+    """One of the kernel's IPVS connection sync daemons (``ipvsadm --start-daemon``).
+
+    ``state`` is "master" (sends the connection table) or "backup" (receives it);
+    0 and None mean the kernel's defaults: sync_maxlen from the interface's MTU,
+    port 8848 (IP_VS_SYNC_PORT), TTL 1, group 224.0.0.81 (IP_VS_SYNC_GROUP).
+
+    >>> SyncDaemon("backup", "eth0", 51).with_state("master").state
+    'master'
+    """
+
+    state: str
+    interface: str
+    syncid: int = 0
+    maxlen: int = 0
+    port: int = 0
+    ttl: int = 0
+    group: str | None = None
+
+    def with_state(self, state: str) -> SyncDaemon:
+        return SyncDaemon(state, self.interface, self.syncid, self.maxlen, self.port,
+                          self.ttl, self.group)
+
+
+def daemon_attrs(d: SyncDaemon) -> bytes:
+    """IPVS_CMD_NEW_DAEMON's nested IPVS_CMD_ATTR_DAEMON, as libipvs writes it: the
+    optional attributes only when set (ip_vs_ctl.c ip_vs_genl_new_daemon keeps the
+    defaults for the missing ones)."""
+    ifn = d.interface.encode()
+    if not ifn or len(ifn) >= IP_VS_IFNAME_MAXLEN:
+        raise ValueError(f"sync daemon interface '{d.interface}': 1..15 bytes")
+    out = (netlink.attr(DAEMON_STATE, struct.pack("=I", DAEMON_STATES[d.state]))
+           + netlink.attr(DAEMON_MCAST_IFN, ifn + b"\0")
+           + netlink.attr(DAEMON_SYNC_ID, struct.pack("=I", d.syncid)))
+    if d.maxlen:
+        out += netlink.attr(DAEMON_SYNC_MAXLEN, struct.pack("=H", d.maxlen))
+    if d.port:
+        # typed be16 in the kernel's policy, but stored and used as a host-order
+        # number (ip_vs_sync.c: htons(c->mcast_port + id)): host order, as libipvs
+        out += netlink.attr(DAEMON_MCAST_PORT, struct.pack("=H", d.port))
+    if d.ttl:
+        out += netlink.attr(DAEMON_MCAST_TTL, struct.pack("=B", d.ttl))
+    if d.group is not None:
+        if ":" in d.group:
+            out += netlink.attr(DAEMON_MCAST_GROUP6, socket.inet_pton(socket.AF_INET6, d.group))
+        else:
+            out += netlink.attr(DAEMON_MCAST_GROUP, socket.inet_aton(d.group))
+    return netlink.attr(CMD_ATTR_DAEMON, out)
+
+
+def daemon_stop_attrs(state: str, syncid: int = 0) -> bytes:
+    """IPVS_CMD_DEL_DAEMON's payload: the kernel reads the state only; the syncid goes
+    too, as libipvs sends it."""
+    return netlink.attr(CMD_ATTR_DAEMON,
+                        netlink.attr(DAEMON_STATE, struct.pack("=I", DAEMON_STATES[state]))
+                        + netlink.attr(DAEMON_SYNC_ID, struct.pack("=I", syncid)))
+
+
+def decode_daemon(attrs: dict[int, memoryview]) -> SyncDaemon:
+    """A daemon from IPVS_CMD_GET_DAEMON's nested attributes (the kernel sends every
+    one, its defaults filled in)."""
+    state = _u("=I", attrs.get(DAEMON_STATE))
+    names = {v: k for k, v in DAEMON_STATES.items()}
+    group: str | None = None
+    if attrs.get(DAEMON_MCAST_GROUP6) is not None:
+        group = socket.inet_ntop(socket.AF_INET6, bytes(attrs[DAEMON_MCAST_GROUP6][:16]))
+    elif attrs.get(DAEMON_MCAST_GROUP) is not None:
+        group = socket.inet_ntoa(bytes(attrs[DAEMON_MCAST_GROUP][:4]))
+    return SyncDaemon(names.get(state, str(state)), _str(attrs.get(DAEMON_MCAST_IFN)),
+                      _u("=I", attrs.get(DAEMON_SYNC_ID)),
+                      _u("=H", attrs.get(DAEMON_SYNC_MAXLEN)),
+                      _u("=H", attrs.get(DAEMON_MCAST_PORT)),
+                      _u("=B", attrs.get(DAEMON_MCAST_TTL)), group)
+
+
 class BatchLink:
     """A raw generic-netlink socket to the IPVS family; blocking, one thread only.
 
@@ -625,6 +711,21 @@ class BatchLink:
         seq, msg = self._msg(self.family, cmd, NLM_F_REQUEST | NLM_F_DUMP, payload)
         replies = self._exchange([(seq, msg)], dump=True)
         return [netlink.parse_attrs(p, 4) for p in replies]
+
+    # -- the sync daemon (hafast.lvs.syncd drives these) ------------------------------
+
+    def new_daemon(self, d: SyncDaemon) -> None:
+        """Start ``d``; OSError EEXIST when a daemon of that state already runs."""
+        self.request(CMD_NEW_DAEMON, daemon_attrs(d))
+
+    def del_daemon(self, state: str, syncid: int = 0) -> None:
+        """Stop the ``state`` daemon; OSError ESRCH when none runs."""
+        self.request(CMD_DEL_DAEMON, daemon_stop_attrs(state, syncid))
+
+    def daemons(self) -> list[SyncDaemon]:
+        """The running daemons (a dump: the kernel has no GET_DAEMON doit)."""
+        return [decode_daemon(netlink.parse_attrs(a[CMD_ATTR_DAEMON]))
+                for a in self.dump(CMD_GET_DAEMON) if CMD_ATTR_DAEMON in a]
 
     @staticmethod
     def payload(cmd: int, c: Change, keys: dict[ServiceKey, bytes] | None = None) -> bytes:

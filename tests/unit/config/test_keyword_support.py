@@ -112,7 +112,7 @@ def test_config_effects_feed_fields_with_readers() -> None:
     ("text", "severity"),
     [
         ("global_defs {\n enable_dbus\n}\n", "warning"),
-        ("global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n", "error"),
+        ("global_defs {\n nftables_ipvs\n}\n", "error"),
         ("bfd_instance b {\n neighbor_ip 10.0.0.2\n min_rx 10\n}\n", "error"),
     ],
 )

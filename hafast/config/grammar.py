@@ -128,6 +128,8 @@ def conv_script(args: Sequence[Token]) -> Any:
     """
     from hafast.config.model import Script
 
+    if not args:  # a keyword whose script is optional (notify_deleted): on, no script
+        return Script(())
     if len(args) > 3:
         raise BadValue(
             args[3],
@@ -969,7 +971,7 @@ garp_extra_if       v  1-2  any           -
 authentication      b  0    authentication authentication
 auth_hmac           b  0    auth_hmac     -
 notify_master_rx_lower_pri v 1+ script     notify_master_rx_lower_pri
-notify_deleted      v  0+   any           -
+notify_deleted      v  0+   script        notify_deleted
 lvs_sync_daemon_interface v 1 str         lvs_sync_daemon_interface
 thread_timer_expired f 0-1  flag          -
 """

@@ -355,6 +355,9 @@ class VrrpInstance:
     notify: Script | None = None
     notify_priority_changes: bool = False
     notify_master_rx_lower_pri: Script | None = None
+    # keepalived notify_deleted [script]: removed by a reload, say DELETED (not FAULT);
+    # an empty argv is the keyword alone
+    notify_deleted: Script | None = None
     smtp_alert: bool | None = None  # None: unset (keepalived's -1), the global_defs decide
     # deprecated: global_defs' lvs_sync_daemon with this instance (hafast.config.lvs_syncd)
     lvs_sync_daemon_interface: str | None = None

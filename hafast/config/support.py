@@ -126,7 +126,7 @@ global_defs enable_dbus warn DBus is not served
 global_defs dbus_service_name warn DBus is not served
 global_defs dbus_no_interface_name warn DBus is not served
 * thread_timer_expired warn a keepalived debugging aid
-* notify_deleted warn keepalived's "DELETED" notification at reload is not sent
+vrrp_sync_group notify_deleted warn keepalived's "DELETED" notification at reload is not sent
 * track_bfd refuse BFD sessions (RFC 5880) are not implemented
 vrrp_instance vrf refuse binding the instance to a VRF
 vrrp_instance debug warn a keepalived debugging aid

@@ -250,6 +250,8 @@ class Walker:
 
     def convert(self, kw: Keyword, node: Node) -> Any:
         if kw.conv is conv_script:
+            if len(node.toks) == 1:  # notify_deleted alone: no script to check
+                return conv_script(())
             script = _script(node.raw, node.toks) if node.raw else conv_script(node.toks[1:])
             self.scripts.append((node.toks[0], script))
             return script

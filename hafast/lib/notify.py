@@ -2,7 +2,8 @@
 
 * ``notify_master`` / ``notify_backup`` / ``notify_fault`` / ``notify_stop`` run as
   configured; ``notify`` runs with keepalived's four extra arguments
-  ``INSTANCE|GROUP  NAME  MASTER|BACKUP|FAULT|STOP  PRIORITY``.
+  ``INSTANCE|GROUP  NAME  MASTER|BACKUP|FAULT|STOP|DELETED  PRIORITY``; an instance
+  with ``notify_deleted SCRIPT`` runs that script when a reload removes it.
 * Scripts are fire-and-forget (VRRP timing must never wait on them) but every
   child is reaped through a pidfd on the loop, so none is left a zombie.  They
   run without a shell, in their own session, as the configured user
@@ -60,6 +61,7 @@ class NotifyScripts:
     stop: Argv | None = None
     notify: Argv | None = None
     rx_lower_pri: Argv | None = None
+    deleted: Argv | None = None
     users: tuple[tuple[str, RunAs], ...] = ()
 
     def for_state(self, state: str) -> Argv | None:
@@ -79,11 +81,13 @@ class NotifyScripts:
 
 
 # Notify word -> NotifyScripts slot (keepalived's get_iscript / get_gscript).
-_STATE_SLOTS = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOP": "stop"}
+_STATE_SLOTS = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOP": "stop",
+                "DELETED": "deleted"}
 # Config attribute (VrrpInstance and SyncGroup share the names) -> slot.
 _CONFIG_SLOTS = (("notify_master", "master"), ("notify_backup", "backup"),
                  ("notify_fault", "fault"), ("notify_stop", "stop"), ("notify", "notify"),
-                 ("notify_master_rx_lower_pri", "rx_lower_pri"))
+                 ("notify_master_rx_lower_pri", "rx_lower_pri"),
+                 ("notify_deleted", "deleted"))
 
 
 def notify_scripts(block: object, script_user: Sequence[str] | None = None) -> NotifyScripts:

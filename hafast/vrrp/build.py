@@ -55,6 +55,7 @@ def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
         check_adv_addr=not inst.skip_check_adv_addr,
         # Global vrrp_notify_priority_changes is the default (keepalived).
         notify_priority_changes=inst.notify_priority_changes or gd.vrrp_notify_priority_changes,
+        notify_deleted=inst.notify_deleted is not None,
     )
 
 

@@ -387,6 +387,7 @@ class InstanceSpec:
     scripts: NotifyScripts = field(default_factory=NotifyScripts)
     check_adv_addr: bool = True  # False: keepalived skip_check_adv_addr
     notify_priority_changes: bool = False
+    notify_deleted: bool = False  # removed by a reload: DELETED rather than FAULT
 
     @property
     def packed_vips(self) -> tuple[bytes, ...]:
@@ -510,6 +511,27 @@ class Instance:
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()
+
+    def delete(self) -> None:
+        """Removed by a reload: as :meth:`stop` (priority 0 from a master, VIPs
+        released) but, as keepalived's clear_diff_vrrp, it says FAULT (its old way,
+        still the default), or DELETED with ``notify_deleted`` (and that script runs),
+        not STOP; an instance in FAULT already says nothing without ``notify_deleted``.
+
+        Example::
+
+            inst.delete()   # FIFO: INSTANCE "VI_2" FAULT 100
+        """
+        was, notifier = self.state, self.notifier
+        self.notifier = None
+        try:
+            self.stop()
+        finally:
+            self.notifier = notifier
+        if notifier is None or (was is State.FAULT and not self.spec.notify_deleted):
+            return
+        word = "DELETED" if self.spec.notify_deleted else "FAULT"
+        notifier.state_change("INSTANCE", self.name, word, self.priority, self.spec.scripts)
 
     def retire(self) -> None:
         """Leave without a Shutdown (a reload replaces us): no priority 0, no notify,

@@ -269,7 +269,7 @@ class VrrpWorker:
 
     def _take_out(self, inst: Instance, *, graceful: bool) -> None:
         if graceful:
-            inst.stop()
+            inst.delete()
         inst.retire()
         close = getattr(inst.sender, "close", None)
         if close is not None:

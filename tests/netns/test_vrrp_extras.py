@@ -5,7 +5,8 @@
   through keepalived's nftables tables, emptied on BACKUP and gone on stop;
 * ``notify_priority_changes`` and ``MASTER_RX_LOWER_PRI`` FIFO lines as keepalived
   writes them, and notify scripts run as their configured user / ``script_user``;
-* SIGHUP: unchanged instances keep their state (no notify), removed ones stop,
+* SIGHUP: unchanged instances keep their state (no notify), removed ones stop (and
+  say FAULT, as keepalived),
   added ones start, a changed one stays master; a broken file is rejected.
 """
 
@@ -186,7 +187,7 @@ def test_sighup_reload_applies_the_diff(lab: VrrpLab) -> None:
                  8.0, "D up and B gone after SIGHUP")
     lines = _lines(fifo_out, len(before) + 3, lab, "reload lines")
     new = lines[len(before):]
-    assert 'INSTANCE "B" STOP 100' in new
+    assert 'INSTANCE "B" FAULT 100' in new  # keepalived clear_diff_vrrp's default
     assert new[-2:] == ['INSTANCE "D" BACKUP 100', 'INSTANCE "D" MASTER 100'] or \
         {'INSTANCE "D" BACKUP 100', 'INSTANCE "D" MASTER 100'} <= set(new)
     assert not [ln for ln in new if '"A"' in ln or '"C"' in ln], new  # no transition

@@ -1,0 +1,110 @@
+"""Issue 14: what a reload (SIGHUP) writes to the notify FIFO, side by side with
+Debian's keepalived 2.2.7.
+
+* An instance the new file no longer has (keepalived vrrp.c clear_diff_vrrp): it
+  says FAULT (keepalived's old way, kept as the default), or DELETED with
+  ``notify_deleted``; one already in FAULT says nothing without ``notify_deleted``.
+  A master among them releases its VIPs as at a stop.
+
+Each case runs r1 alone with VI_1 (kept) and VI_2 (removed by the reload; in FAULT
+when it tracks a failing script), VRRPv3 at 0.1 s so both are masters quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import require_root, require_tool
+from tests.netns.test_vrrp_startup_delay import FifoLines
+from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(120)]
+
+PREFIX = f"rn{os.getpid() % 100000}"
+KINDS = ("keepalived", "hafast")
+
+
+@pytest.fixture
+def lab() -> Iterator[VrrpLab]:
+    require_root()
+    require_tool(KEEPALIVED)
+    with VrrpLab(PREFIX) as built:
+        yield built
+
+
+def config(kind: str, fifo: str, names: tuple[str, ...], *, extra_global: str = "",
+           vi2: str = "") -> str:
+    insts = []
+    for name in names:
+        vrid = 70 + int(name[-1])
+        insts.append(f"""vrrp_instance {name} {{
+  state BACKUP
+  interface eth0
+  virtual_router_id {vrid}
+  priority 100
+  version 3
+  advert_int 0.1
+  virtual_ipaddress {{
+    10.77.0.{vrid + 100}/24
+  }}
+{vi2 if name == "VI_2" else ""}
+}}
+""")
+    return f"""global_defs {{
+  router_id {kind}
+  vrrp_garp_master_delay 0
+  script_user root
+  enable_script_security
+  vrrp_notify_fifo {fifo}
+{extra_global}
+}}
+vrrp_script bad {{
+  script "/bin/false"
+  interval 1
+}}
+{"".join(insts)}"""
+
+
+def reload_lines(lab: VrrpLab, kind: str, *, vi2: str = "", extra_global: str = "",
+                 settle: float = 1.5) -> tuple[list[str], list[str]]:
+    """(lines before the reload, lines after it) of one run; VI_2 is dropped."""
+    fifo = FifoLines(lab.tmp / f"notify-{kind}.fifo")
+    path = str(fifo.path)
+    router = lab.start("r1", kind, config(kind, path, ("VI_1", "VI_2"), vi2=vi2,
+                                          extra_global=extra_global))
+    try:
+        lab.wait_for(lambda: any('"VI_1" MASTER' in ln for _, ln in fifo.lines), 10.0,
+                     f"{kind}: VI_1 master")
+        time.sleep(0.5)
+        (lab.tmp / "r1.conf").write_text(config(kind, path, ("VI_1",),
+                                                extra_global=extra_global))
+        cut = len(fifo.lines)
+        os.kill(router.proc.pid, signal.SIGHUP)
+        time.sleep(settle)
+        lines = [ln for _, ln in fifo.lines]
+        assert not lab.has_vip("r1", "10.77.0.172"), f"{kind}: VI_2's VIP left behind"
+    finally:
+        lab.stop(router)
+        fifo.close()
+        lab.flush_vips("r1")
+    return lines[:cut], lines[cut:]
+
+
+@pytest.mark.parametrize(("deleted", "faulty", "expect"), [
+    (False, False, ['INSTANCE "VI_2" FAULT 100']),
+    (True, False, ['INSTANCE "VI_2" DELETED 100']),
+    (False, True, []),
+    (True, True, ['INSTANCE "VI_2" DELETED 100']),
+], ids=["master", "master-notify_deleted", "fault", "fault-notify_deleted"])
+def test_an_instance_removed_by_a_reload(lab: VrrpLab, deleted: bool, faulty: bool,
+                                         expect: list[str]) -> None:
+    vi2 = ("  notify_deleted\n" if deleted else "") + \
+        ("  track_script {\n    bad\n  }\n" if faulty else "")
+    got = {kind: reload_lines(lab, kind, vi2=vi2)[1] for kind in KINDS}
+    assert got["keepalived"] == expect
+    assert got["hafast"] == got["keepalived"]

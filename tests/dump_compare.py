@@ -183,6 +183,29 @@ vrrp_instance VI_W {
 """
 BACKUP3_EXPECTED = {"VI_V3": "BACKUP", "VI_W": "MASTER"}
 
+# FAULT by a link that is down (the test takes eth1's peer end down: no carrier),
+# beside a MASTER on eth0.
+LINKDOWN_CONF = """vrrp_instance VI_D {
+  state BACKUP
+  interface eth1
+  virtual_router_id 72
+  priority 100
+  virtual_ipaddress {
+    10.78.0.172/24
+  }
+}
+vrrp_instance VI_U {
+  state BACKUP
+  interface eth0
+  virtual_router_id 73
+  priority 100
+  virtual_ipaddress {
+    10.77.0.173/24
+  }
+}
+"""
+LINKDOWN_EXPECTED = {"VI_D": "FAULT", "VI_U": "MASTER"}
+
 # A finding: garp_master_delay alone.  keepalived 2.2.7 leaves the lower-priority
 # GARP delay at the global one (vrrp_garp_lower_prio_delay, else
 # vrrp_garp_master_delay: 5 s); hafast's config makes it the instance's 3 s.
@@ -201,7 +224,8 @@ GARP_EXPECTED = {"VI_G": "MASTER"}
 
 # name -> (config, the states to wait for)
 SCENARIOS = {"mixed": (CONF, EXPECTED), "options": (OPTIONS_CONF, OPTIONS_EXPECTED),
-             "backup3": (BACKUP3_CONF, BACKUP3_EXPECTED), "garp": (GARP_CONF, GARP_EXPECTED)}
+             "backup3": (BACKUP3_CONF, BACKUP3_EXPECTED),
+             "linkdown": (LINKDOWN_CONF, LINKDOWN_EXPECTED), "garp": (GARP_CONF, GARP_EXPECTED)}
 
 
 # What must differ between two runs, and nothing else: wall-clock times, file

@@ -11,7 +11,8 @@ keepalived 2.2.7 and hafast on each of tests/dump_compare.py's configs:
   FAULT through its group;
 * "options": native IPv6, VRRPv3, authentication, nopreempt, a tracked interface, a
   notify script, excluded addresses...;
-* "backup3": a VRRPv3 BACKUP of r2's VI_V3, a weighted script that succeeds.
+* "backup3": a VRRPv3 BACKUP of r2's VI_V3, a weighted script that succeeds;
+* "linkdown": FAULT because eth1 has no carrier (its peer end down).
 
 Each daemon gets SIGUSR1, SIGUSR2 and keepalived's JSON signal (``keepalived
 --signum=JSON``: SIGRTMIN+2) once the data file shows the expected states.
@@ -224,10 +225,17 @@ def run_both(lab: tuple[Registry, str, Path], scenario: str) -> tuple[Dumps, Dum
     conf, expected = SCENARIOS[scenario]
     tmp = tmp / scenario
     tmp.mkdir()
-    return run_keepalived(r1, tmp, conf, expected), run_hafast(r1, tmp, conf, expected)
+    down = scenario == "linkdown"
+    if down:
+        run_in(r1, ["ip", "link", "set", "eth1p", "down"])
+    try:
+        return run_keepalived(r1, tmp, conf, expected), run_hafast(r1, tmp, conf, expected)
+    finally:
+        if down:
+            run_in(r1, ["ip", "link", "set", "eth1p", "up"])
 
 
-@pytest.fixture(scope="module", params=["mixed", "options", "backup3"])
+@pytest.fixture(scope="module", params=["mixed", "options", "backup3", "linkdown"])
 def dumps(lab: tuple[Registry, str, Path], request: pytest.FixtureRequest
           ) -> tuple[Dumps, Dumps]:
     return run_both(lab, request.param)

@@ -43,13 +43,15 @@ def _run(impl: Any, text: str, start: int, end: int, limit: int, braces: int) ->
 
 
 @_FIXTURE_OK
-@given(text=TEXTS, cut=st.integers(0, 100), limit=st.integers(0, 6), braces=st.integers(0, 3))
+@given(text=TEXTS, cut=st.integers(0, 100), start=st.integers(0, 20), limit=st.integers(0, 6),
+       braces=st.integers(0, 3))
 def test_twin_matches_the_pure_scan(
-    scan: ModuleType, text: str, cut: int, limit: int, braces: int
+    scan: ModuleType, text: str, cut: int, start: int, limit: int, braces: int
 ) -> None:
     end = min(cut, len(text))
-    got = _run(scan, text, 0, end, limit, braces)
-    want = _run(plainscan_py, text, 0, end, limit, braces)
+    start = min(start, end)
+    got = _run(scan, text, start, end, limit, braces)
+    want = _run(plainscan_py, text, start, end, limit, braces)
     assert got == want
     for line in got[1]:
         assert type(line) is Line

@@ -416,8 +416,9 @@ def dest_from_attrs(attrs: Any) -> Dest:
 # pyroute2's synchronous socket costs 9-13 ms a request inside the TCG VM (about
 # 0.6 ms on the host): an asyncio loop turn per request.  A 37,000-destination pool
 # would take 6-9 minutes to converge that way; measured at 1,600 destinations in one
-# boot, this path converges 63-84x faster (benchmarks/test_bench_ipvs.py, step 4).  The batch link below encodes the
-# same generic-netlink requests with struct, sends hundreds of them in one sendmsg
+# boot, this path converges 63-84x faster (benchmarks/test_bench_ipvs.py, step 4).
+# The batch link below encodes the same generic-netlink requests with struct, sends
+# hundreds of them in one sendmsg
 # and reads the acks back, matching them by sequence number.  The attribute layout
 # is include/uapi/linux/ip_vs.h; the family id is resolved through the genl
 # controller (include/uapi/linux/genetlink.h).

@@ -15,8 +15,8 @@ import pytest
 from hafast._core.vrrp_codec import decode_ipv4, encode_ipv4
 from hafast.config.loader import load_text
 from hafast.net.vip import MemoryVips
-from hafast.vrrp.fsm import AdvertReceived, Startup, State, VrrpMachine, ignores_adverts
 from hafast.vrrp.from_config import params_for
+from hafast.vrrp.fsm import AdvertReceived, Startup, State, VrrpMachine, ignores_adverts
 from hafast.vrrp.instance import (
     OWNER_IGNORE,
     Instance,

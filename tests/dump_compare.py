@@ -206,15 +206,39 @@ vrrp_instance VI_U {
 """
 LINKDOWN_EXPECTED = {"VI_D": "FAULT", "VI_U": "MASTER"}
 
-# A finding: garp_master_delay alone.  keepalived 2.2.7 leaves the lower-priority
-# GARP delay at the global one (vrrp_garp_lower_prio_delay, else
-# vrrp_garp_master_delay: 5 s); hafast's config makes it the instance's 3 s.
+# The per-instance switches keepalived writes a line or a flag for.
+SWITCHES_CONF = """vrrp_instance VI_S {
+  state BACKUP
+  interface eth1
+  virtual_router_id 74
+  priority 100
+  dont_track_primary
+  skip_check_adv_addr
+  promote_secondaries
+  notify_priority_changes
+  lower_prio_no_advert
+  higher_prio_send_advert
+  down_timer_adverts 5
+  garp_master_refresh 30
+  garp_master_refresh_repeat 3
+  virtual_ipaddress {
+    10.78.0.174/24
+  }
+}
+"""
+SWITCHES_EXPECTED = {"VI_S": "MASTER"}
+
+# A finding: garp_master_delay and garp_master_repeat alone.  keepalived 2.2.7
+# leaves the lower-priority GARP delay and repeat at the global ones
+# (vrrp_garp_lower_prio_delay/_repeat, else vrrp_garp_master_delay/_repeat: 5 s, 5);
+# hafast's config makes them the instance's 3 s and 2.
 GARP_CONF = """vrrp_instance VI_G {
   state BACKUP
   interface eth1
   virtual_router_id 64
   priority 100
   garp_master_delay 3
+  garp_master_repeat 2
   virtual_ipaddress {
     10.78.0.104/24
   }
@@ -225,7 +249,8 @@ GARP_EXPECTED = {"VI_G": "MASTER"}
 # name -> (config, the states to wait for)
 SCENARIOS = {"mixed": (CONF, EXPECTED), "options": (OPTIONS_CONF, OPTIONS_EXPECTED),
              "backup3": (BACKUP3_CONF, BACKUP3_EXPECTED),
-             "linkdown": (LINKDOWN_CONF, LINKDOWN_EXPECTED), "garp": (GARP_CONF, GARP_EXPECTED)}
+             "linkdown": (LINKDOWN_CONF, LINKDOWN_EXPECTED),
+             "switches": (SWITCHES_CONF, SWITCHES_EXPECTED), "garp": (GARP_CONF, GARP_EXPECTED)}
 
 
 # What must differ between two runs, and nothing else: wall-clock times, file

@@ -416,6 +416,12 @@ def _ka_instance(inst: dict[str, Any], cfg: Any, config: Any, groups: dict[str, 
         out.append("   Read timeout = DISABLED")
     out.append(f"   Master down timer = {ka.get('master_down_us', 0)} usecs")
     out.append(f"   Interface = {d['ifp_ifname']}")
+    if d["dont_track_primary"]:
+        out.append("   VRRP interface tracking disabled")
+    if d["skip_check_adv_addr"]:
+        out.append("   Skip checking advert IP addresses")
+    if d["strict_mode"]:
+        out.append("   Enforcing strict VRRP compliance")
     configured = getattr(cfg, "unicast_src_ip" if unicast else "mcast_src_ip", None)
     src = ka.get("src_ip") or configured or ""
     out.append(f"   Using src_ip = {src}" + (" (from configuration)" if configured else ""))

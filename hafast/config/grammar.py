@@ -791,7 +791,7 @@ vrrp_notify_fifo    v  1-3  words         vrrp_notify_fifo
 vrrp_notify_fifo_script v 1+ script        vrrp_notify_fifo_script
 lvs_notify_fifo     v  1-3  words         lvs_notify_fifo
 lvs_notify_fifo_script v 1+ script         lvs_notify_fifo_script
-fifo_write_vrrp_states_on_reload f 0-1 flag -
+fifo_write_vrrp_states_on_reload f 0-1 flag fifo_write_vrrp_states_on_reload
 vrrp_notify_priority_changes f 0-1 flag   vrrp_notify_priority_changes
 rs_init_notifies    f  0-1  flag          rs_init_notifies
 tmp_config_directory v 1    str           -

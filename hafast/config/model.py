@@ -141,6 +141,7 @@ class GlobalDefs:
     vrrp_skip_check_adv_addr: bool = False
     vrrp_lower_prio_no_advert: bool = False
     vrrp_notify_priority_changes: bool = False
+    fifo_write_vrrp_states_on_reload: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_down_timer_adverts: int = 3
     vrrp_owner_ignore_adverts: bool = False

@@ -75,7 +75,6 @@ global_defs dynamic_interfaces warn keepalived waits for interfaces that do not 
 global_defs disable_local_igmp warn IGMP reports for the VRRP group
 global_defs use_symlink_paths warn how script paths are checked for security
 global_defs set_supplementary_groups warn the script user's supplementary groups are not set
-global_defs fifo_write_vrrp_states_on_reload warn states are not rewritten to the notify FIFO at reload
 global_defs tmp_config_directory warn keepalived's temporary config copies
 global_defs config_save_dir warn keepalived's saved config copies
 global_defs reload_check_config warn keepalived's pre-reload check (run hafast -t)

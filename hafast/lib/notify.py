@@ -340,6 +340,16 @@ class Notifier:
         event = "MASTER_PRIORITY" if master else "BACKUP_PRIORITY"
         self._write(fifo_line("INSTANCE", name, event, priority))
 
+    def fifo_state(self, kind: str, name: str, state: str, priority: int) -> None:
+        """A state written to the FIFOs again, nothing run, nothing mailed: keepalived's
+        notify_instance_fifo / notify_group_fifo (``fifo_write_vrrp_states_on_reload``).
+
+        >>> n = Notifier.__new__(Notifier); n._fds = []; n.lines = []
+        >>> n.fifo_state("GROUP", "G1", "MASTER", 0); n.lines
+        [b'GROUP "G1" MASTER 0\\n']
+        """
+        self._write(fifo_line(kind, name, state, priority))
+
     def master_rx_lower_pri(self, name: str, priority: int, scripts: NotifyScripts) -> None:
         """A master heard a lower priority advert: ``notify_master_rx_lower_pri`` (run
         with no extra arguments, as keepalived does) and a FIFO line with our

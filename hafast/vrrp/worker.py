@@ -30,6 +30,7 @@ from hafast.vrrp.build import InstancePlan, plan_instances
 from hafast.vrrp.from_config import rx_bufs_of, startup_delay_us
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import (
+    STATE_WORDS,
     Announcer,
     Instance,
     InstanceSpec,
@@ -231,6 +232,7 @@ class VrrpWorker:
         self.reloads += 1
         self.notifier.configure(config)
         by_name = {i.name: i for i in self.instances}
+        groups_were = {g.name: g.state for g in self.groups}
         for o in plan.remove:
             inst = by_name.pop(o.name, None)
             if inst is not None:
@@ -262,10 +264,29 @@ class VrrpWorker:
             if getattr(ft, "_handle", None) is None:
                 ft.start()
         self._group()
+        if config.global_defs.fifo_write_vrrp_states_on_reload:
+            self._rewrite_states(groups_were, {n.name for n in plan.add})
         counts = plan.counts()
         log.info("reload: VRRP instances kept %(keep)d, changed %(adopt)d, added %(add)d, "
                  "removed %(remove)d", counts)
         return counts
+
+    def _rewrite_states(self, groups_were: dict[str, State | None], added: set[str]) -> None:
+        """keepalived ``fifo_write_vrrp_states_on_reload`` (vrrp_scheduler.c
+        vrrp_init_state): the FIFOs get again the state of each sync group still in the
+        one it had, then of each instance that was there before the reload, a master
+        aside (keepalived's reload_master path writes nothing)."""
+        for g in self.groups:
+            was = groups_were.get(g.name)
+            if was is not None and g.state is was and {m.state for m in g.members} == {was}:
+                self.notifier.fifo_state("GROUP", g.name, STATE_WORDS.get(was, was.value), 0)
+        order = {i.name: n for n, i in enumerate(self.config.vrrp_instances)}
+        for inst in sorted(self.instances, key=lambda i: order.get(i.name, len(order))):
+            if inst.name in added or inst.state in (State.MASTER, State.INITIALIZE):
+                continue
+            self.notifier.fifo_state("INSTANCE", inst.name,
+                                     STATE_WORDS.get(inst.state, inst.state.value),
+                                     inst.priority)
 
     def _take_out(self, inst: Instance, *, graceful: bool) -> None:
         if graceful:

@@ -5,9 +5,11 @@ Debian's keepalived 2.2.7.
   says FAULT (keepalived's old way, kept as the default), or DELETED with
   ``notify_deleted``; one already in FAULT says nothing without ``notify_deleted``.
   A master among them releases its VIPs as at a stop.
+* ``fifo_write_vrrp_states_on_reload``: the states of the sync groups and of the
+  instances kept (masters aside) are written to the FIFO again, nothing else.
 
 Each case runs r1 alone with VI_1 (kept) and VI_2 (removed by the reload; in FAULT
-when it tracks a failing script), VRRPv3 at 0.1 s so both are masters quickly.
+when it tracks a failing script), VRRPv3 at 0.1 s so masters come quickly.
 """
 
 from __future__ import annotations
@@ -106,5 +108,50 @@ def test_an_instance_removed_by_a_reload(lab: VrrpLab, deleted: bool, faulty: bo
     vi2 = ("  notify_deleted\n" if deleted else "") + \
         ("  track_script {\n    bad\n  }\n" if faulty else "")
     got = {kind: reload_lines(lab, kind, vi2=vi2)[1] for kind in KINDS}
+    assert got["keepalived"] == expect
+    assert got["hafast"] == got["keepalived"]
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["default", "fifo_write"])
+def test_states_written_again_at_a_reload(lab: VrrpLab, on: bool) -> None:
+    """``fifo_write_vrrp_states_on_reload`` (keepalived vrrp_scheduler.c
+    vrrp_init_state): the group G1 (VI_1, master) and VI_3 (in FAULT) are written
+    again, VI_1 itself is not (a master kept by a reload takes keepalived's
+    reload_master path, which writes nothing).  The reload drops VI_2 (its FAULT
+    line comes first) and keeps the others."""
+    extra = "  fifo_write_vrrp_states_on_reload" if on else ""
+    group = "vrrp_sync_group G1 {\n  group {\n    VI_1\n  }\n}\n"
+    bad = "  track_script {\n    bad\n  }\n"
+    got = {}
+    for kind in KINDS:
+        fifo = FifoLines(lab.tmp / f"states-{kind}-{on}.fifo")
+        path = str(fifo.path)
+
+        def text(names: tuple[str, ...], k: str = kind, p: str = path) -> str:
+            body = config(k, p, names, extra_global=extra)
+            # VI_3 tracks the failing script (config() puts vi2's text in VI_2 only)
+            return body.replace("virtual_router_id 73\n", "virtual_router_id 73\n" + bad) + group
+
+        router = lab.start("r1", kind, text(("VI_1", "VI_2", "VI_3")))
+        try:
+            def ready(f: FifoLines = fifo) -> bool:
+                said = [ln for _, ln in f.lines]
+                return any('"VI_1" MASTER' in ln for ln in said) and \
+                    any('"VI_3" FAULT' in ln for ln in said)
+
+            lab.wait_for(ready, 10.0, f"{kind}: VI_1 master, VI_3 in FAULT")
+            time.sleep(0.5)
+            (lab.tmp / "r1.conf").write_text(text(("VI_1", "VI_3")))
+            cut = len(fifo.lines)
+            os.kill(router.proc.pid, signal.SIGHUP)
+            time.sleep(1.5)
+            got[kind] = [ln for _, ln in fifo.lines][cut:]
+        finally:
+            lab.stop(router)
+            fifo.close()
+            lab.flush_vips("r1")
+    expect = ['INSTANCE "VI_2" FAULT 100']
+    if on:
+        expect += ['GROUP "G1" MASTER 0', 'INSTANCE "VI_3" FAULT 100']
     assert got["keepalived"] == expect
     assert got["hafast"] == got["keepalived"]

@@ -68,10 +68,26 @@ class _Desk(StatusDesk):
         return await super().handle_control(request)
 
     async def status(self) -> dict[str, Any]:
-        return {"pid": 1, "workers": [], "vrrp": [], "checkers": []}
+        return _status()
 
     async def dump(self, what: str, *, clear: bool = False) -> str:
         return f"/tmp/keepalived.{what}"
+
+
+def _status() -> dict[str, Any]:
+    """A small farm in the status dict's shape, for the ``status`` filters to work on."""
+
+    def rss(*alive: bool) -> list[dict[str, Any]]:
+        return [{"address": f"10.1.0.{i}", "alive": a} for i, a in enumerate(alive, 1)]
+
+    labels = ("[10.0.0.1]:tcp:80", "[10.0.0.1]:udp:53", "FWM 7", "[web]:0",
+              "[2001:db8::1]:tcp:443")
+    vss = [{"name": label, "quorum_up": i != 2, "real_servers": rss(True, i % 2 == 0, False)}
+           for i, label in enumerate(labels)]
+    vrrp = [{"data": {"iname": name, "state_name": state}}
+            for name, state in (("VI_1", "MASTER"), ("VI_2", "FAULT"), ("VI_3", "BACKUP"))]
+    return {"pid": 1, "workers": [], "vrrp": vrrp, "checkers": [],
+            "pools": {"virtual_servers": vss}}
 
 
 class _Failures(logging.Handler):

@@ -119,7 +119,44 @@ def control_seeds() -> dict[str, bytes]:
     seeds["extra"] = b'{"cmd": "status", "verbose": [1, 2.5, null, true, {"a": "\\u00e9"}]}\n'
     seeds["not-an-object"] = b'["status"]\n'
     seeds["two-lines"] = b'{"cmd": "status"}\n{"cmd": "reload"}\n'
+    # hafast status --down / --vs / --instance / --limit
+    filters = {
+        "down": {"down": True},
+        "vs": {"vs": ["10.0.0.1:80", "fwmark 7", "[2001:DB8::1]:443", "web"], "limit": 1},
+        "vs-label": {"vs": "[10.0.0.1]:tcp:80"},
+        "instance": {"instance": ["VI_2"], "down": True},
+        "bad-limit": {"limit": -1},
+    }
+    for name, asked in filters.items():
+        seeds[f"status-{name}"] = json.dumps({"cmd": "status", **asked}).encode() + b"\n"
     return seeds
+
+
+# libFuzzer dictionaries (-dict=tests/fuzz/<target>.dict): words a mutation may insert
+_LEXER_WORDS = ("{", "}", "\\\n", '"', "#", "!", "@fuzz ", "@^fuzz ", "$X=", "$X", "${X}",
+                "${_INSTANCE}", "${_PWD}", "${_ENV HOME}", "${_RANDOM 1 9}", "~SEQ(i,1,3)",
+                "~LST(i,a,b)", "include ", "includew ", "include_check ", "sub/*.conf",
+                "{a,b}", "random_seed ")
+_JSON_WORDS = ("{", "}", "[", "]", ":", ",", '"cmd"', '"status"', '"reload"', '"stats"',
+               '"stats_clear"', '"down"', '"vs"', '"instance"', '"limit"', "true", "null",
+               "-1", "1e309", "NaN", '"\\u0000"')
+
+
+def _dict_line(word: str) -> str:
+    return '"' + "".join(c if c.isalnum() or c in " _-./{}()[]:,=@$^~*!#+" else
+                         f"\\x{ord(c):02x}" for c in word) + '"'
+
+
+def dictionaries() -> dict[str, list[str]]:
+    keywords = []
+    for line in (REPO / "tests" / "data" / "keepalived-keywords.txt").read_text().splitlines():
+        word = line.split("#", 1)[0].strip().split()
+        if word:
+            keywords.append(word[0])
+    return {
+        "config": sorted(set(keywords)) + list(_LEXER_WORDS),
+        "control": list(_JSON_WORDS),
+    }
 
 
 SEEDS = {
@@ -141,6 +178,10 @@ def write() -> None:
             (folder / f"seed-{name}").write_bytes(data)
         digest = hashlib.sha1(b"".join(sorted(p.read_bytes() for p in folder.iterdir())))
         print(f"{target}: {len(list(folder.iterdir()))} files ({digest.hexdigest()[:8]})")
+    for target, words in dictionaries().items():
+        lines = [f"# written by tests/fuzz/seeds.py ({len(words)} words)"]
+        lines += [_dict_line(w) for w in dict.fromkeys(words)]
+        (CORPUS.parent / f"{target}.dict").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def test_fuzz_briefly(target: str, tmp_path: Path) -> None:
         f"-max_total_time={SECONDS}",
         "-print_final_stats=1",
         f"-artifact_prefix={crashes}/",
+        *[f"-dict={d}" for d in [CORPUS.parent / f"{target}.dict"] if d.is_file()],
         str(work),
         str(CORPUS / target),
     ]

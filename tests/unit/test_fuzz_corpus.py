@@ -1,7 +1,8 @@
 """Replay the fuzz corpus (tests/fuzz/corpus/<target>/) through each harness's
 ``one_input``: the seeds, and the ``regress-*``/``found-*`` inputs a fuzz run once
-stopped at (tests/fuzz/seeds.py says which is which), must pass on every run, fast and without atheris (tests/fuzz/_common.py says how the
-harnesses work; tests/fuzz/test_fuzz_short.py fuzzes them for a few seconds).
+stopped at (tests/fuzz/seeds.py says which is which), must pass on every run, fast
+and without atheris (tests/fuzz/_common.py says how the harnesses work;
+tests/fuzz/test_fuzz_short.py fuzzes them for a few seconds).
 
 The harnesses compare the compiled twins with the pure ones by importing both, so
 in the pure-twin pass they still do (the twins are there, and a disagreement is a

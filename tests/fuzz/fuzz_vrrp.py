@@ -1,6 +1,12 @@
 """Fuzz the VRRP decoder: the compiled ``vrrp_codec_c`` and its twin ``vrrp_codec_py``
 must give the same verdict (every decoded field, or the same drop reason) on every
-input, and neither may raise.
+input, and neither may raise. A valid advert is encoded again by both twins and must
+decode back to the same fields.
+
+The AH ICV (HMAC-MD5-96) is not recomputed: mutations of the AH seeds stop at
+auth_failure, so the verified-AH path is reached by the captured seeds only. Note that
+``decode_payload`` cannot verify AH (it has no IP header); the daemon uses it for IPv6
+only, where VRRPv2 (and so AH) is refused.
 
 Input layout (so that a seed is a real packet with a 2- or 3-byte prefix)::
 

@@ -134,12 +134,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except OSError as exc:
         print(f"hafast status: no daemon answering on {path}: {exc}", file=sys.stderr)
         return 1
+    if not raw.strip():
+        print(f"hafast status: the daemon on {path} closed without an answer", file=sys.stderr)
+        return 1
     if args.json and len(request) == 1 and not raw.startswith(b'{"error"'):
         # the whole state: printed as it came, not decoded and encoded again
         out.write(json_lines(raw))
         return 0
     try:
-        st = json.loads(raw or b"{}")
+        st = json.loads(raw)
     except ValueError as exc:
         print(f"hafast status: the daemon's reply is not JSON: {exc}", file=sys.stderr)
         return 1

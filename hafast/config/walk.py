@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -129,6 +130,18 @@ def as_tuples(fields: dict[str, Any]) -> dict[str, Any]:
 ImmediateBuilder = Callable[["Walker", dict[str, Any], dict[str, Token], Token], Any]
 
 
+@functools.lru_cache(maxsize=4096)
+def _closest(ctx: str, word: str, n_rows: int) -> str | None:
+    """The "did you mean" keyword: two difflib passes over the context's rows, ~1-2 ms,
+    so a config with the same typo a thousand times pays once (``n_rows`` keys the
+    cache to the table's current shape: checker kinds can be registered later)."""
+    names = list(TABLE[ctx])
+    best = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    if not best:
+        best = difflib.get_close_matches(word, names, n=1, cutoff=0.0)
+    return best[0] if best else None
+
+
 class Walker:
     """One load's table walk and its diagnostics (a new one per load)."""
 
@@ -156,12 +169,9 @@ class Walker:
         return self.item_pos.get(id(item), fallback)
 
     def _unknown(self, ctx: str, tok: Token) -> None:
-        names = list(TABLE[ctx])
-        best = difflib.get_close_matches(tok.text, names, n=1, cutoff=0.6)
-        if not best:
-            best = difflib.get_close_matches(tok.text, names, n=1, cutoff=0.0)
+        best = _closest(ctx, tok.text, len(TABLE[ctx]))
         where = "at top level" if ctx == "top" else f"in {ctx}"
-        hint = f"; did you mean '{best[0]}'?" if best else ""
+        hint = f"; did you mean '{best}'?" if best else ""
         self.error(tok, f"unknown keyword '{tok.text}' {where}{hint}")
 
     # ----------------------------------------------------------------- the walk

@@ -41,6 +41,7 @@ from typing import Any
 
 from hafast.config import model as m
 from hafast.config.lvs_syncd import resolve
+from hafast.lvs.backend import BackendError
 from hafast.lvs.ipvs import BatchLink, SyncDaemon, modprobe_ip_vs
 
 log = logging.getLogger("hafast")
@@ -169,8 +170,9 @@ class SyncDaemons:
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(self._executor, self._sync, want, learn)
-            except OSError as exc:  # no IPVS family, no netlink socket
-                self._failed("no IPVS netlink", exc)
+            except (OSError, BackendError) as exc:  # no IPVS family, no netlink socket
+                self.errors += 1
+                log.error("lvs_sync_daemon: cannot reach IPVS: %s", exc)
 
     def _kick(self) -> None:
         task = asyncio.get_running_loop().create_task(self._converge())
@@ -221,8 +223,3 @@ class SyncDaemons:
                 await asyncio.get_running_loop().run_in_executor(self._executor, link.close)
             self._executor.shutdown(wait=True)
             self._executor = None
-
-    def status(self) -> dict[str, Any]:
-        return {"state": self.state, "errors": self.errors,
-                "running": {s: {"interface": d.interface, "syncid": d.syncid}
-                            for s, d in self.running.items()}}

@@ -229,3 +229,22 @@ def test_nothing_configured_touches_nothing() -> None:
 
     _run(go)
     assert made == []
+
+
+def test_no_ipvs_is_logged_and_the_daemon_goes_on(caplog) -> None:  # type: ignore[no-untyped-def]
+    from hafast.lvs.ipvs import IpvsUnavailable
+
+    def no_ipvs() -> None:
+        raise IpvsUnavailable("no IPVS generic-netlink family; is ip_vs loaded?")
+
+    async def go() -> None:
+        sd = SyncDaemons(_config(m.LvsSyncDaemon("eth1", "VI_1")), link=no_ipvs,
+                         modprobe=False)
+        await sd.open({})
+        sd.follow({"VI_1": ("MASTER", 100)})
+        await asyncio.sleep(0.05)
+        assert sd.errors == 2 and sd.running == {}
+        await sd.close()
+
+    _run(go)
+    assert "lvs_sync_daemon: cannot reach IPVS: no IPVS generic-netlink family" in caplog.text

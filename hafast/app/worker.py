@@ -22,7 +22,7 @@ from hafast.check.side import CheckSide
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import LogOptions
 from hafast.lib.logging import setup as setup_logging
-from hafast.lib.procopts import ProcessOptions, ProcessTuning
+from hafast.lib.procopts import LatenessWatch, ProcessOptions, ProcessTuning
 from hafast.vrrp.side import VrrpSide
 
 log = logging.getLogger("hafast")
@@ -56,6 +56,8 @@ async def _worker_main(fd: int) -> int:
     process = "vrrp" if role == VRRP else "checker"
     tuning = ProcessTuning(process)
     tuning.apply(ProcessOptions.of(init["config"].global_defs, process))
+    # keepalived's max_auto_priority / min_auto_priority_delay
+    lateness = LatenessWatch(loop, tuning.overdue)
     stop = loop.create_future()
 
     def finish() -> None:
@@ -106,6 +108,7 @@ async def _worker_main(fd: int) -> int:
     server = loop.create_task(serve())
     await stop
     server.cancel()
+    lateness.close()
     side.stop()
     with contextlib.suppress(Exception):
         await writer.drain()

@@ -836,8 +836,8 @@ bfd_rlimit_rttime   v  1    int:1,4294967295 -
 vrrp_rlimit_rtime   v  1    int:1,4294967295 vrrp_rlimit_rttime
 checker_rlimit_rtime v 1    int:1,4294967295 checker_rlimit_rttime
 bfd_rlimit_rtime    v  1    int:1,4294967295 -
-max_auto_priority   v  0-1  int:-1,99     -
-min_auto_priority_delay v 1 int:0,2147483647 -
+max_auto_priority   v  0-1  int:-1,99     max_auto_priority
+min_auto_priority_delay v 1 int:0,2147483647 min_auto_priority_delay
 nftables            v  0-1  str           nftables
 nftables_priority   v  1    int:-2147483648,2147483647 nftables_priority
 nftables_counters   f  0-1  flag          nftables_counters

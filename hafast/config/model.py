@@ -188,6 +188,11 @@ class GlobalDefs:
     process_name: str | None = None
     vrrp_process_name: str | None = None
     checker_process_name: str | None = None
+    # keepalived's automatic real-time priority (lib/scheduler.c): a loop late by more
+    # than the delay (µs) goes SCHED_RR, one level more each time, up to the maximum;
+    # None is the keyword alone (SCHED_RR's maximum), 0 and -1 never
+    max_auto_priority: int | None = 0
+    min_auto_priority_delay: int = 1_000_000
     # run by the parent before anything starts / after everything stopped (app.startstop);
     # timeouts in seconds, None: keepalived's 10
     startup_script: Script | None = None

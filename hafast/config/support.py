@@ -93,8 +93,6 @@ global_defs bfd_cpu_affinity warn process scheduling
 global_defs bfd_rt_priority warn process scheduling
 global_defs bfd_rlimit_rttime warn process scheduling
 global_defs bfd_rlimit_rtime warn process scheduling
-global_defs max_auto_priority warn process scheduling
-global_defs min_auto_priority_delay warn process scheduling
 global_defs nftables_ipvs refuse keepalived's nftables marks for address-range virtual server groups
 global_defs nftables_ipvs_priority refuse keepalived's nftables marks for address-range virtual server groups
 global_defs nftables_ipvs_start_fwmark refuse keepalived's nftables marks for address-range virtual server groups

@@ -20,6 +20,12 @@ global_defs              what the VRRP worker (``vrrp_*``) or each check worker
 ``process_names``        the workers are named keepalived_vrrp and keepalived_lvs
                          (keepalived's code; its man page says keepalived_ipvs)
 ``*_process_name NAME``  prctl(PR_SET_NAME): /proc/PID/comm, what ps and pgrep show
+``max_auto_priority N``  (every worker) a loop late by more than
+``min_auto_priority_``   ``min_auto_priority_delay`` (µs, default 1 s) logs keepalived's
+``delay US``             "A thread timer expired S seconds ago" (with or without
+                         max_auto_priority) and goes SCHED_RR at the least priority,
+                         one more each time, up to N (the keyword alone: 99), with
+                         the role's rlimit_rttime (:class:`LatenessWatch`)
 =======================  ============================================================
 
 A failure (EPERM without CAP_SYS_NICE or CAP_IPC_LOCK, a CPU that went offline) is
@@ -98,6 +104,8 @@ class ProcessOptions:
     no_swap: bool = False
     cpus: tuple[str, ...] = ()  # as written; checked against the online CPUs when used
     name: str | None = None
+    max_auto_priority: int = 0  # 0: never raised when late
+    min_auto_delay_us: int = 1_000_000
 
     @classmethod
     def of(cls, gd: object, role: str) -> ProcessOptions:
@@ -111,9 +119,14 @@ class ProcessOptions:
         nice, rt, rttime, no_swap, cpus, name = (getattr(gd, f, None) for f in FIELDS[role])
         if name is None and getattr(gd, "process_names", False):
             name = DEFAULT_NAMES[role]
+        # keepalived's max_auto_priority_handler: alone, SCHED_RR's maximum; -1 off
+        auto = getattr(gd, "max_auto_priority", 0)
+        auto = os.sched_get_priority_max(os.SCHED_RR) if auto is None else max(auto, 0)
+        delay = getattr(gd, "min_auto_priority_delay", 0) or 1_000_000
         return cls(nice=nice or 0, rt_priority=rt or 0,
                    rlimit_rttime=RT_RLIMIT_DEFAULT if rttime is None else rttime,
-                   no_swap=bool(no_swap), cpus=tuple(cpus or ()), name=name)
+                   no_swap=bool(no_swap), cpus=tuple(cpus or ()), name=name,
+                   max_auto_priority=auto, min_auto_delay_us=delay)
 
 
 def cpu_set(words: tuple[str, ...], process: str, online: int | None = None) -> set[int]:
@@ -176,6 +189,7 @@ class ProcessTuning:
         self._original_rttime: tuple[int, int] | None = None
         self._rt = False
         self._locked = False
+        self._auto_rt = 0  # keepalived's cur_rt_priority
 
     def apply(self, opts: ProcessOptions) -> None:
         """Make this process what ``opts`` says (failures are logged, never raised)."""
@@ -183,6 +197,7 @@ class ProcessTuning:
             if self._original_name is None:
                 self._original_name = get_name()
             set_name(opts.name, self._original_name)
+        self._auto_rt = opts.rt_priority  # a reload forgets the automatic raises
         if opts.rt_priority:
             self._realtime(opts.rt_priority, opts.rlimit_rttime)
         elif opts.nice:
@@ -207,6 +222,25 @@ class ProcessTuning:
                     log.warning("unable to set cpu affinity to %s process (%s)",
                                 self.process, exc.strerror)
         self.applied = opts
+
+    def overdue(self, late_us: int) -> None:
+        """A timer of this process ran ``late_us`` late: keepalived's check in
+        lib/scheduler.c and its increment_process_priority.
+
+        >>> t = ProcessTuning("vrrp"); t.overdue(10)   # under min_auto_priority_delay
+        """
+        if late_us <= self.applied.min_auto_delay_us:
+            return
+        log.info("A thread timer expired %d.%06d seconds ago", late_us // 1_000_000,
+                 late_us % 1_000_000)
+        top = self.applied.max_auto_priority
+        if not top or self._auto_rt >= top:
+            return
+        self._auto_rt = self._auto_rt + 1 if self._auto_rt else \
+            os.sched_get_priority_min(os.SCHED_RR)
+        self._realtime(self._auto_rt, self.applied.rlimit_rttime)
+        if self._rt:
+            log.info("Set realtime priority %d", self._auto_rt)
 
     def relax(self) -> None:
         """keepalived's ``reset_process_priorities`` before a reload: normal scheduling
@@ -280,3 +314,32 @@ class ProcessTuning:
             self.relax()
             log.warning("%s process: realtime scheduling dropped until the next reload",
                         self.process)
+
+
+class LatenessWatch:
+    """Ticks on ``loop`` every ``period_s`` and reports how late each tick ran, in µs,
+    to ``report`` (:meth:`ProcessTuning.overdue`).  keepalived measures its earliest
+    timer at each wake-up; one tick among our timers sees the same stalls (a blocked
+    loop, a process not scheduled) at two wake-ups a second.
+
+    Example::
+
+        watch = LatenessWatch(loop, tuning.overdue)
+        ...
+        watch.close()
+    """
+
+    def __init__(self, loop: Any, report: Any, period_s: float = 0.5) -> None:
+        self.loop, self.report, self.period_s = loop, report, period_s
+        self._at = loop.time() + period_s
+        self._handle = loop.call_at(self._at, self._tick)
+
+    def _tick(self) -> None:
+        late_us = int((self.loop.time() - self._at) * 1_000_000)
+        self._at = self.loop.time() + self.period_s
+        self._handle = self.loop.call_at(self._at, self._tick)
+        if late_us > 0:
+            self.report(late_us)
+
+    def close(self) -> None:
+        self._handle.cancel()

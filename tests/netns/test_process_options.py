@@ -243,3 +243,35 @@ def test_a_long_real_time_burst_drops_to_normal_scheduling(tmp_path: Path, ns: s
         assert d.worker_pid("check") == check and "exited with" not in d.log_text()
     finally:
         d.close()
+
+
+def test_a_late_loop_raises_the_worker_to_real_time(tmp_path: Path, ns: str,
+                                                    port: int) -> None:
+    """keepalived's max_auto_priority (lib/scheduler.c, increment_process_priority):
+    each stall longer than min_auto_priority_delay logs 'A thread timer expired S
+    seconds ago' and raises the worker one SCHED_RR level, from the least up to the
+    maximum; a worker that never stalls keeps normal scheduling."""
+    d = run(tmp_path, ns, port, """
+  max_auto_priority 2
+  min_auto_priority_delay 300000
+""")
+    try:
+        vrrp, check = d.worker_pid("vrrp"), d.worker_pid("check")
+        assert stat_of(vrrp)["policy"] == 0
+        for level in (1, 2, 2):
+            os.kill(vrrp, signal.SIGSTOP)
+            time.sleep(0.8)
+            os.kill(vrrp, signal.SIGCONT)
+            deadline = time.monotonic() + 5
+            while stat_of(vrrp)["rt_priority"] != level:
+                assert time.monotonic() < deadline, (level, stat_of(vrrp))
+                time.sleep(0.05)
+            assert stat_of(vrrp)["policy"] == SCHED_RR
+        log = d.log_text()
+        assert "A thread timer expired 0." in log
+        assert "Set realtime priority 1" in log and "Set realtime priority 2" in log
+        assert "Set realtime priority 3" not in log
+        assert stat_of(check)["policy"] == 0
+        assert d.worker_pid("vrrp") == vrrp  # not restarted
+    finally:
+        d.close()

@@ -52,6 +52,9 @@ class SyncGroup:
         self.waiting = f"sync-init:{spec.name}"
         self.state: State | None = None
         self._syncing = False
+        # Set when the whole worker stops: a member's STOP moves no other member
+        # (keepalived's notify_shutdown says STOP for each, then for each group).
+        self.stopping = False
         for m in self.members:
             m.listeners.append(self._on_member)
         for m in self.members:
@@ -77,6 +80,8 @@ class SyncGroup:
         self._report()
 
     def _follow(self, inst: Instance, before: State, after: State) -> None:
+        if self.stopping:
+            return
         others = [m for m in self.members if m is not inst]
         faults = inst.machine.state.faults
         if after is State.FAULT and not faults:

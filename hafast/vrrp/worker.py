@@ -186,6 +186,8 @@ class VrrpWorker:
         self.stopped = True
         self.tracking.close()
         self.linkwatch.close()
+        for group in self.groups:
+            group.stopping = True
         for inst in self.instances:
             try:
                 inst.stop()

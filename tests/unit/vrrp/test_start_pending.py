@@ -131,3 +131,21 @@ def test_a_resumed_instance_does_not_wait() -> None:
     inst.hold("script:chk")
     inst.resume(State.BACKUP, adopt=False)
     assert inst.state is State.BACKUP and said.lines == []
+
+
+def test_a_stopping_group_moves_no_member() -> None:
+    """keepalived's notify_shutdown: STOP for each instance, then the group; a member
+    held in FAULT by the group does not pass through BACKUP on the way out."""
+    said = Said()
+    clock = ManualTimers()
+    a, b = _inst("A", clock, said), _inst("B", clock, said)
+    group = SyncGroup(SyncGroupSpec("G", ("A", "B")), [a, b], notifier=said)  # type: ignore[arg-type]
+    a.start()
+    b.start()
+    a.raise_fault("interface:eth0")
+    said.lines.clear()
+    group.stopping = True
+    a.stop()
+    b.stop()
+    assert said.lines == [("INSTANCE", "A", "STOP"), ("INSTANCE", "B", "STOP"),
+                          ("GROUP", "G", "STOP")]

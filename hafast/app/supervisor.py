@@ -93,7 +93,7 @@ class Supervisor:
         # Each instance's last reported (state, priority): seeds a restarted worker.
         self.vrrp_states = self.vip_guard.states
         # lvs_sync_daemon: the kernel's connection sync follows the states reported here
-        self.syncd = SyncDaemons(config)
+        self.syncd = SyncDaemons(config, sides=lambda: (self.wants_vrrp(), self.wants_checks()))
         self.started_at = time.time()
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()

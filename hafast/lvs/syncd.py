@@ -90,12 +90,16 @@ class SyncDaemons:
     :meth:`configure` at a reload, :meth:`close` at stop.
 
     ``link`` makes the netlink link (a :class:`BatchLink` by default; tests pass a fake).
+    ``sides()`` says whether the VRRP side and the check side run (``-P``/``-C``): as in
+    keepalived, the daemon of an instance needs the VRRP side (its process drives it),
+    the instance-less pair the check side (the checker process starts it).
     """
 
     def __init__(self, config: m.Config, *, link: Callable[[], Any] | None = None,
-                 modprobe: bool = True) -> None:
-        # the loader has said what is wrong with the setting (hafast -t, start-up log)
-        self.settings = resolve(config)
+                 modprobe: bool = True,
+                 sides: Callable[[], tuple[bool, bool]] | None = None) -> None:
+        self._sides = sides or (lambda: (True, True))
+        self.settings = self._settings(config)
         self.state: str | None = None
         self.running: dict[str, SyncDaemon] = {}
         self.errors = 0
@@ -105,6 +109,14 @@ class SyncDaemons:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _settings(self, config: m.Config) -> m.LvsSyncDaemon | None:
+        # the loader has said what is wrong with the setting (hafast -t, start-up log)
+        settings = resolve(config)
+        if settings is None:
+            return None
+        vrrp, checks = self._sides()
+        return settings if (vrrp if settings.instance is not None else checks) else None
 
     @property
     def active(self) -> bool:
@@ -205,7 +217,7 @@ class SyncDaemons:
                         states: Mapping[str, tuple[str, int]]) -> None:
         """A reload: restart the daemons whose settings changed, stop them all when the
         keyword is gone."""
-        self.settings = resolve(config)
+        self.settings = self._settings(config)
         self.state = None
         self._pick(states)
         if self.settings is not None or self.running:

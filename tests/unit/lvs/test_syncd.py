@@ -248,3 +248,21 @@ def test_no_ipvs_is_logged_and_the_daemon_goes_on(caplog) -> None:  # type: igno
 
     _run(go)
     assert "lvs_sync_daemon: cannot reach IPVS: no IPVS generic-netlink family" in caplog.text
+
+
+def test_the_side_that_drives_it_must_run() -> None:
+    """keepalived: the instance's daemon is the VRRP process's, the pair the checker's."""
+    link = FakeLink()
+
+    async def go() -> None:
+        with_inst = _config(m.LvsSyncDaemon("eth1", "VI_1"))
+        sd = SyncDaemons(with_inst, link=lambda: link, modprobe=False,
+                         sides=lambda: (False, True))  # -C: checks only
+        await sd.open({})
+        assert not sd.active and link.calls == []
+        pair = SyncDaemons(_config(m.LvsSyncDaemon("eth1")), link=lambda: link,
+                           modprobe=False, sides=lambda: (True, False))  # -P: VRRP only
+        await pair.open({})
+        assert not pair.active and link.calls == []
+
+    _run(go)

@@ -289,47 +289,88 @@ class PacketAnnouncer:
         self.gna_interval_us = gna_interval_us
         self.sent = 0
         self.dropped = 0
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        s.setblocking(False)
-        s.bind((ifname, 0))
-        self.sock = s
-        self._router = self._forwarding()
+        self.sock = _packet_socket(ifname)
+        self._router = _forwarding(ifname)
+        # VIPs written "dev OTHER": keepalived announces each on its own interface, with
+        # that interface's MAC (vrrp_send_link_update per VIP ifp), so the hosts behind
+        # it (a real server's gateway VIP) learn the new master at once instead of after
+        # their neighbour entry goes stale.  Opened on first use, kept until it fails.
+        self._links: dict[str, tuple[socket.socket, bytes, bool]] = {}
 
-    def _forwarding(self) -> bool:
-        # keepalived sets the NA Router flag only when the interface forwards IPv6.
-        try:
-            with open(f"/proc/sys/net/ipv6/conf/{self.ifname}/forwarding") as f:
-                return f.read().strip() == "1"
-        except OSError:
-            return False
+    def _link(self, ifname: str) -> tuple[socket.socket, bytes, bool] | None:
+        if ifname == self.ifname:
+            return self.sock, self.mac, self._router
+        got = self._links.get(ifname)
+        if got is None:
+            try:
+                sock = _packet_socket(ifname)
+                # a bound packet socket's name carries the link's hardware address (and
+                # is the socket's namespace's view, unlike /sys under a plain setns)
+                got = (sock, bytes(sock.getsockname()[4]), _forwarding(ifname))
+            except OSError as exc:
+                self.dropped += 1
+                log.warning("%s: gratuitous ARP/NA not sent: %s", ifname, exc)
+                return None
+            self._links[ifname] = got
+        return got
 
-    def _frame(self, vip: VirtualAddress) -> bytes:
+    def _frame(self, vip: VirtualAddress, mac: bytes, router: bool) -> bytes:
         packed = socket.inet_pton(socket.AF_INET if vip.family == 4 else socket.AF_INET6,
                                   vip.address)
         if vip.family == 4:
-            return gratuitous_arp(packed, self.mac)
-        return unsolicited_na(packed, self.mac, router=self._router)
+            return gratuitous_arp(packed, mac)
+        return unsolicited_na(packed, mac, router=router)
 
-    def _send(self, frame: bytes) -> None:
+    def _send(self, ifname: str, sock: socket.socket, frame: bytes) -> None:
         try:
-            self.sock.send(frame)
+            sock.send(frame)
             self.sent += 1
         except OSError as exc:
             self.dropped += 1
-            log.warning("%s: gratuitous ARP/NA not sent: %s", self.ifname, exc)
+            log.warning("%s: gratuitous ARP/NA not sent: %s", ifname, exc)
+            if sock is not self.sock and self._links.get(ifname, (None,))[0] is sock:
+                del self._links[ifname]  # the link went away: reopen on the next burst
+                sock.close()
 
     def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None:
-        mine = [v for v in vips if v.dev in (None, self.ifname)]
-        for family, interval in ((4, self.garp_interval_us), (6, self.gna_interval_us)):
-            frames = [self._frame(v) for v in mine if v.family == family]
-            for at_us, frame in burst_schedule(0, frames, repeat, interval):
-                if at_us == 0:
-                    self._send(frame)
-                else:
-                    self.loop.call_later(at_us / US_PER_S, self._send, frame)
+        by_link: dict[str, list[VirtualAddress]] = {}
+        for v in vips:
+            by_link.setdefault(v.dev or self.ifname, []).append(v)
+        for ifname, group in by_link.items():
+            link = self._link(ifname)
+            if link is None:
+                continue
+            sock, mac, router = link
+            for family, interval in ((4, self.garp_interval_us), (6, self.gna_interval_us)):
+                frames = [self._frame(v, mac, router) for v in group if v.family == family]
+                for at_us, frame in burst_schedule(0, frames, repeat, interval):
+                    if at_us == 0:
+                        self._send(ifname, sock, frame)
+                    else:
+                        self.loop.call_later(at_us / US_PER_S, self._send, ifname, sock,
+                                             frame)
 
     def close(self) -> None:
         self.sock.close()
+        for sock, _mac, _router in self._links.values():
+            sock.close()
+        self._links.clear()
+
+
+def _packet_socket(ifname: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.setblocking(False)
+    s.bind((ifname, 0))
+    return s
+
+
+def _forwarding(ifname: str) -> bool:
+    # keepalived sets the NA Router flag only when the interface forwards IPv6.
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------ the instance

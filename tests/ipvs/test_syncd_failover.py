@@ -266,20 +266,15 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(30)
 
 
-# Finding (not lvs_sync_daemon's): hafast sends gratuitous ARP only on the instance's
-# interface (vrrp.worker: one announcer per instance interface, PacketAnnouncer.announce
-# skips a VIP with another dev), keepalived on each VIP's own interface.  With the
-# gateway VIP as "dev int" in the ext instance, the real server keeps d1's MAC for the
-# gateway until its neighbour entry goes stale (REACHABLE for 15-45 s, then probed): the
-# connections stalled 58 s in one VM run, beyond the 30 s read timeout in another
-# (keepalived 2.2.7, and hafast with the sync group: 3.4 s, the takeover).
-GW_DEV_GARP = pytest.mark.xfail(strict=True, reason="hafast sends no GARP for a VIP on "
-                                "another interface than its instance's")
+# The gw-dev layout: the real servers' gateway VIP written "dev int" inside the ext
+# instance.  keepalived announces each VIP on its own interface; hafast did so only on
+# the instance's (the connections stalled 58 s, until the real server's neighbour entry
+# went stale) until PacketAnnouncer learned the VIP's link (tests/netns/test_garp_links.py).
 
 
 @pytest.mark.parametrize(("impl", "sync", "layout"), [
     ("hafast", True, "group"), ("hafast", False, "group"), ("keepalived", True, "group"),
-    pytest.param("hafast", True, "dev", marks=GW_DEV_GARP),
+    ("hafast", True, "dev"),
 ], ids=["hafast-sync", "hafast-nosync", "keepalived-sync", "hafast-sync-gw-dev"])
 def test_connections_survive_the_master_kill(lab: dict[str, str], tmp_path: Path,
                                              impl: str, sync: bool, layout: str) -> None:

@@ -363,17 +363,20 @@ class VrrpBuilder:
             ("down_timer_adverts", gd.vrrp_down_timer_adverts),
         ):
             f.setdefault(k, gk)
+        # keepalived 2.2.7 (global_data.c): an unset vrrp_garp_lower_prio_* takes the
+        # GLOBAL vrrp_garp_master_* value, and an instance without its own takes that;
+        # an instance's garp_master_delay/_repeat do not carry over
         f.setdefault(
             "garp_lower_prio_delay_us",
             gd.vrrp_garp_lower_prio_delay_us
             if gd.vrrp_garp_lower_prio_delay_us is not None
-            else f["garp_master_delay_us"],
+            else gd.vrrp_garp_master_delay_us,
         )
         f.setdefault(
             "garp_lower_prio_repeat",
             gd.vrrp_garp_lower_prio_repeat
             if gd.vrrp_garp_lower_prio_repeat is not None
-            else f["garp_master_repeat"],
+            else gd.vrrp_garp_master_repeat,
         )
         for k, gflag in (
             ("v3_checksum_as_v2", gd.v3_checksum_as_v2),

@@ -295,9 +295,6 @@ def test_exporter_reads_the_same(dumps: tuple[Dumps, Dumps]) -> None:
     assert json_view(hf.json) == json_view(ka.json)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 finding: hafast's config gives "
-                   "garp_lower_prio_delay/_repeat the instance's garp_master_delay/_repeat; "
-                   "keepalived 2.2.7 the global ones (5 s, 5)")
 def test_garp_lower_prio_delay_follows_the_global_one(lab: tuple[Registry, str, Path]
                                                        ) -> None:
     ka, hf = run_both(lab, "garp")

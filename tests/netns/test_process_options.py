@@ -208,10 +208,13 @@ def test_reload_applies_the_new_options(tmp_path: Path, ns: str, port: int) -> N
         (tmp_path / "hafast.conf").write_text(conf(port, "  vrrp_priority -3\n"))
         d.signal(signal.SIGHUP)
         d.wait_for(lambda st: st["reloads"] >= 1, 15, "the reload")
+        # the worker drops real-time as the reload starts and applies the new options
+        # when it ends: wait for the end state, not the first change
+        want = {"nice": -3, "rt_priority": 0, "policy": 0}
         deadline = time.monotonic() + 5
-        while stat_of(vrrp)["policy"] != 0 and time.monotonic() < deadline:
+        while stat_of(vrrp) != want and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert stat_of(vrrp) == {"nice": -3, "rt_priority": 0, "policy": 0}
+        assert stat_of(vrrp) == want
         assert int(status_of(check)["VmLck"].split()[0]) == 0
         assert (d.worker_pid("vrrp"), d.worker_pid("check")) == (vrrp, check)
     finally:
@@ -220,27 +223,32 @@ def test_reload_applies_the_new_options(tmp_path: Path, ns: str, port: int) -> N
 
 def test_a_long_real_time_burst_drops_to_normal_scheduling(tmp_path: Path, ns: str,
                                                            port: int) -> None:
-    """Past the soft RLIMIT_RTTIME the worker logs keepalived's words and runs on with
-    normal scheduling (keepalived would be killed at the hard limit, and a large pool
-    would go unchecked in a restart loop).  The burst: a reload that builds 3000 real
-    servers without blocking, with a soft limit of 1 us."""
+    """Past the soft RLIMIT_RTTIME (the kernel's SIGXCPU) the worker logs keepalived's
+    words and runs on with normal scheduling (keepalived would be killed at the hard
+    limit, and a large pool would go unchecked in a restart loop); real-time comes back
+    with the next reload.  The SIGXCPU is sent by the test: whether a burst of checks
+    outlasts a scheduler tick without blocking depends on the machine (a reload of
+    3000 real servers did on some runs and not on others); the limits the kernel
+    enforces are read back in test_realtime_and_rlimit."""
     d = run(tmp_path, ns, port, "  checker_rt_priority 10\n  checker_rlimit_rttime 2\n")
     try:
         check = d.worker_pid("check")
-        rs = "".join(f"  real_server 127.0.{i // 250 + 1}.{i % 250 + 1} {port} {{\n"
-                     "    TCP_CHECK { connect_timeout 1 }\n  }\n" for i in range(3000))
-        text = conf(port, "  checker_rt_priority 10\n  checker_rlimit_rttime 2\n")
-        text = text.replace("  real_server 127.0.0.1", rs + "  real_server 127.0.0.1", 1)
-        (tmp_path / "hafast.conf").write_text(text)
-        d.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "realtime scheduling dropped" not in d.log_text():
-            assert time.monotonic() < deadline, d.log_text()[-3000:]
+        assert stat_of(check)["policy"] == 2  # SCHED_RR
+        os.kill(check, signal.SIGXCPU)
+        deadline = time.monotonic() + 15
+        while not ("realtime scheduling dropped" in d.log_text()
+                   and stat_of(check)["policy"] == 0):
+            assert time.monotonic() < deadline, (stat_of(check), d.log_text()[-3000:])
             time.sleep(0.1)
         assert "Checker process has used too much CPU time, checker_rlimit_rttime may " \
                "need to be increased" in d.log_text()
-        assert stat_of(check)["policy"] == 0
         assert d.worker_pid("check") == check and "exited with" not in d.log_text()
+        d.signal(signal.SIGHUP)  # "until the next reload"
+        deadline = time.monotonic() + 15
+        while stat_of(check)["policy"] != 2:
+            assert time.monotonic() < deadline, (stat_of(check), d.log_text()[-3000:])
+            time.sleep(0.1)
+        assert d.worker_pid("check") == check
     finally:
         d.close()
 

@@ -28,31 +28,11 @@ from typing import Any
 from hafast.check.api import ProbeResult
 from hafast.check.runner import Runner
 from hafast.config import model as m
+from hafast.config.labels import rs_label, vs_label
 from hafast.lib.smtp_alert import checker_alert, checker_body, enabled
 from hafast.lib.smtp_client import Mailer, MailSettings
 
 log = logging.getLogger("hafast.alert")
-
-
-def vs_label(vs: m.VirtualServer) -> str:
-    """keepalived's FMT_VS (as hafast.lvs.policy.vs_label, which this layer cannot
-    import): ``[ADDR]:proto:PORT``, ``FWM N`` or ``[GROUP]:PORT``.
-
-    >>> vs_label(m.VirtualServer(address="192.168.201.15", port=80))
-    '[192.168.201.15]:tcp:80'
-    """
-    if vs.group is not None:
-        return f"[{vs.group}]:{vs.port or 0}"
-    if vs.fwmark is not None:
-        return f"FWM {vs.fwmark}"
-    return f"[{vs.address}]:{vs.protocol.lower()}:{vs.port or 0}"
-
-
-def rs_label(vs: m.VirtualServer, rs: m.RealServer) -> str:
-    """keepalived's FMT_RS: the real server's address, its virtual server's protocol and
-    the port it is reached on (its own, else the virtual server's)."""
-    port = rs.port if rs.port is not None else (vs.port or 0)
-    return f"[{rs.address}]:{vs.protocol.lower()}:{port}"
 
 
 class CheckAlerts:

@@ -35,9 +35,9 @@ import asyncio
 from typing import Any
 
 from hafast.config import model as m
+from hafast.config.labels import rs_label
 from hafast.lib.smtp_alert import checker_alert, enabled, quorum_alert, quorum_body
 from hafast.lib.smtp_client import Mailer, MailSettings
-from hafast.lvs.policy import rs_label
 
 
 class QuorumAlerts:

@@ -62,6 +62,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from hafast.config import model as m
+from hafast.config.labels import rs_label, vs_label
 from hafast.lib.events import DOWN, ServerEvent
 from hafast.lvs.backend import (
     SCHED_FLAG_WORDS,
@@ -153,27 +154,6 @@ class VsState:
 
     def live_weight(self) -> int:
         return sum(r.weight for r in self.rss.values() if r.alive)
-
-
-def _fmt_addr(address: str, protocol: str, port: int) -> str:
-    return f"[{address}]:{protocol.lower()}:{port}"
-
-
-def vs_label(vs: m.VirtualServer) -> str:
-    """keepalived's FMT_VS: ``[ADDR]:proto:PORT``, ``FWM N`` or ``[GROUP]:PORT``.
-
-    >>> vs_label(m.VirtualServer(address="192.168.201.15", port=80))
-    '[192.168.201.15]:tcp:80'
-    """
-    if vs.group is not None:
-        return f"[{vs.group}]:{vs.port or 0}"
-    if vs.fwmark is not None:
-        return f"FWM {vs.fwmark}"
-    return _fmt_addr(vs.address or "", vs.protocol, vs.port or 0)
-
-
-def rs_label(vs: m.VirtualServer, rs: m.RealServer, port: int) -> str:
-    return _fmt_addr(rs.address, vs.protocol, port)
 
 
 def _member_addresses(member: m.VsgMember) -> Iterator[str]:

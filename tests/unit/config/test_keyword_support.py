@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from hafast.config import support
+from hafast.config.compat import status
 from hafast.config.grammar import TABLE
 from hafast.config.loader import load_text
 
@@ -54,16 +55,6 @@ def runtime_names() -> frozenset[str]:
     return frozenset(names)
 
 
-def _covered_contexts() -> set[str]:
-    """Contexts reached only through a block row that support lists."""
-    parents: dict[str, list[bool]] = {}
-    for rows in TABLE.values():
-        for kw in rows.values():
-            if kw.child is not None:
-                parents.setdefault(kw.child, []).append(kw.gap is not None)
-    return {ctx for ctx, gapped in parents.items() if all(gapped)}
-
-
 def _rows() -> list[tuple[str, str]]:
     return [(ctx, name) for ctx, rows in TABLE.items() for name in rows]
 
@@ -72,7 +63,7 @@ def _verdict(ctx: str, name: str) -> str:
     kw = TABLE[ctx][name]
     if kw.gap is not None:
         return kw.gap.level
-    if ctx in _covered_contexts():
+    if status(kw)[0] == "covered":  # inside a warned or refused block
         return "covered"
     if kw.field is None:
         return "NEITHER: no field and no diagnostic"

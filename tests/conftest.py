@@ -10,6 +10,7 @@ import difflib
 import importlib
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import ModuleType
@@ -52,6 +53,13 @@ def require_tool(name: str) -> str:
     require(path, f"needs the program {name!r} (see the README's setup)")
     assert path is not None
     return path
+
+
+def keepalived_t(path: Path | str) -> tuple[int, str]:
+    """Debian's ``keepalived -t -f PATH``: its exit code and everything it printed."""
+    proc = subprocess.run([require_tool("keepalived"), "-t", "-f", str(path)],
+                          capture_output=True, text=True, timeout=30, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def load_twin(name: str, flavour: str) -> ModuleType:

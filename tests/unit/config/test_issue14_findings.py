@@ -7,21 +7,12 @@ Each test loads a small config with hafast and, where the behaviour shows in
 from __future__ import annotations
 
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from hafast.config.loader import load_file
-from tests.conftest import require_tool
-
-
-def _keepalived(path: Path) -> tuple[int, str]:
-    exe = require_tool("keepalived")
-    proc = subprocess.run(
-        [exe, "-t", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False
-    )
-    return proc.returncode, proc.stdout + proc.stderr
+from tests.conftest import keepalived_t
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -51,7 +42,7 @@ vrrp_script chk_nginx {
 def test_vrrp_script_defined_after_its_instance_is_not_tracked(tmp_path: Path) -> None:
     text = "vrrp_script chk_early {\n  script /bin/true\n}\n" + LATE_SCRIPT
     path = _write(tmp_path, "late.conf", text)
-    _, out = _keepalived(path)
+    _, out = keepalived_t(path)
     assert "late.conf: Line 8) (VI_1) track script chk_nginx not found, ignoring" in out
     assert "chk_early not found" not in out
     res = load_file(str(path))
@@ -68,7 +59,7 @@ def test_garp_and_gna_interval_zero_refused_like_keepalived(tmp_path: Path) -> N
         "  virtual_ipaddress {\n    10.0.0.1\n  }\n}\n"
     )
     path = _write(tmp_path, "garp.conf", text)
-    rc, out = _keepalived(path)
+    rc, out = keepalived_t(path)
     assert rc != 0
     assert "(Line 2) vrrp_garp_interval '0' is invalid" in out
     assert "(Line 3) vrrp_gna_interval '0' is invalid" in out
@@ -85,7 +76,7 @@ def test_garp_group_interval_zero_accepted_like_keepalived(tmp_path: Path) -> No
     """keepalived 2.2.7 takes garp_interval 0 in a garp_group without a word."""
     text = "garp_group {\n  garp_interval 0\n  gna_interval 0\n  interface eth0\n}\n"
     path = _write(tmp_path, "group.conf", text)
-    _, out = _keepalived(path)
+    _, out = keepalived_t(path)
     assert "interval" not in out
     assert load_file(str(path)).errors == []
 
@@ -109,7 +100,7 @@ vrrp_instance VI_1 {
 
 def test_state_master_with_auth_ah_starts_as_backup(tmp_path: Path) -> None:
     path = _write(tmp_path, "ah.conf", AH_MASTER)
-    _, out = _keepalived(path)
+    _, out = keepalived_t(path)
     assert "(VI_1) Initial state master is incompatible with AH authentication - clearing" in out
     res = load_file(str(path))
     assert res.ok
@@ -119,7 +110,7 @@ def test_state_master_with_auth_ah_starts_as_backup(tmp_path: Path) -> None:
     assert "Initial state master is incompatible with AH authentication - clearing" in w.message
     # PASS keeps MASTER in both
     pas = _write(tmp_path, "pass.conf", AH_MASTER.replace("AH", "PASS"))
-    assert "incompatible" not in _keepalived(pas)[1]
+    assert "incompatible" not in keepalived_t(pas)[1]
     assert load_file(str(pas)).config.vrrp_instances[0].state == "MASTER"
 
 
@@ -130,7 +121,7 @@ def test_track_interface_own_interface_is_ignored(tmp_path: Path) -> None:
         "  virtual_ipaddress {\n    10.0.0.1\n  }\n}\n"
     )
     path = _write(tmp_path, "tif.conf", text)
-    _, out = _keepalived(path)
+    _, out = keepalived_t(path)
     assert "(VI_1) Ignoring track_interface eth0 since own interface" in out
     assert "ifb0 since own" not in out
     res = load_file(str(path))
@@ -148,7 +139,7 @@ def test_nb_get_retry_is_deprecated_and_still_sets_retry(tmp_path: Path) -> None
         "      nb_get_retry 3\n    }\n  }\n}\n"
     )
     path = _write(tmp_path, "nb.conf", text)
-    _, out = _keepalived(path)
+    _, out = keepalived_t(path)
     assert "nb.conf: Line 9) nb_get_retry is deprecated - please use 'retry'" in out
     res = load_file(str(path))
     assert res.ok
@@ -165,7 +156,7 @@ def test_smtp_server_host_name_is_kept_unresolved(
 ) -> None:
     for server in ("localhost", "10.0.0.300"):
         path = _write(tmp_path, "smtp.conf", SMTP.format(server))
-        _, out = _keepalived(path)  # keepalived resolves the name at -t time
+        _, out = keepalived_t(path)  # keepalived resolves the name at -t time
         assert ("Invalid smtp server" in out) == (server != "localhost"), out
         assert load_file(str(path)).ok == (server == "localhost")
 
@@ -216,7 +207,7 @@ def test_script_security_warning_only_where_keepalived_warns(tmp_path: Path) -> 
     for case, (check, notify) in cases.items():
         text = SCRIPTS.format(check=check, notify=notify) if check else notify
         path = _write(tmp_path, "sec.conf", text)
-        _, out = _keepalived(path)
+        _, out = keepalived_t(path)
         keepalived_warns = "SECURITY VIOLATION" in out
         warned = [d for d in load_file(str(path)).warnings if "enable_script_security" in d.message]
         assert bool(warned) == keepalived_warns == ("found" in case.split(", ")[-1]), case
@@ -225,5 +216,5 @@ def test_script_security_warning_only_where_keepalived_warns(tmp_path: Path) -> 
         check="/bin/true", notify="/bin/true"
     )
     path = _write(tmp_path, "sec.conf", text)
-    assert "SECURITY VIOLATION" not in _keepalived(path)[1]
+    assert "SECURITY VIOLATION" not in keepalived_t(path)[1]
     assert not [d for d in load_file(str(path)).warnings if "script_security" in d.message]

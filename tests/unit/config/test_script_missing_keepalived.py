@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from hafast.cli import main
 from hafast.config.loader import load_file
-from tests.conftest import require_tool
+from tests.conftest import keepalived_t
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the rules are root's")
 
@@ -31,11 +30,6 @@ GOLDEN = Path(__file__).parent / "golden" / "loader" / "clean_full.conf"
 _DISABLED = re.compile(r"Disabling track script (\S+) since not found/accessible")
 
 
-def _keepalived(path: Path) -> tuple[int, str]:
-    exe = require_tool("keepalived")
-    proc = subprocess.run([exe, "-t", "-f", str(path)], capture_output=True, text=True,
-                          timeout=30, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
 
 
 def _hafast(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -84,7 +78,7 @@ def test_missing_vrrp_scripts_dropped_as_keepalived(
     caplog: pytest.LogCaptureFixture, security: bool,
 ) -> None:
     path = _vrrp_conf(tmp_path, progs, "  enable_script_security\n" if security else "")
-    _, ka_out = _keepalived(path)
+    _, ka_out = keepalived_t(path)
     rc, out = _hafast(path, capsys)
     # keepalived -t names the missing ones (not the non-executable one: that is only
     # logged); hafast -t the same, as warnings
@@ -130,7 +124,7 @@ def test_missing_misc_check_dropped_real_server_kept(
         f"      misc_path {progs['chk_noexec']}\n    }}\n"
         f"    MISC_CHECK {{\n      misc_path {progs['chk_ok']}\n    }}\n  }}\n}}\n"
     )
-    ka_rc, ka_out = _keepalived(path)
+    ka_rc, ka_out = keepalived_t(path)
     rc, out = _hafast(path, capsys)
     assert (ka_rc, ka_out) == (0, "")
     assert (rc, out) == (0, "")
@@ -159,7 +153,7 @@ def test_golden_clean_config_says_nothing_and_drops_what_keepalived_drops(
     """The golden clean config names a notify script and a MISC_CHECK program that are
     not on this machine: keepalived -t says nothing about them (its daemon drops both,
     logging it), and hafast -t says nothing either."""
-    ka_rc, ka_out = _keepalived(GOLDEN)
+    ka_rc, ka_out = keepalived_t(GOLDEN)
     rc, out = _hafast(GOLDEN, capsys)
     assert (ka_rc, ka_out) == (0, "")
     assert (rc, out) == (0, "")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,11 @@ import pytest
 from hafast.cli import main
 from hafast.config.loader import load_file
 from hafast.lib.scriptuser import default_script_user
-from tests.conftest import require_tool
+from tests.conftest import keepalived_t
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the rules are root's")
 
 
-def _keepalived(path: Path) -> tuple[int, str]:
-    exe = require_tool("keepalived")
-    proc = subprocess.run([exe, "-t", "-f", str(path)], capture_output=True, text=True,
-                          timeout=30, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
 
 
 def _hafast(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -94,7 +88,7 @@ def test_same_track_scripts_disabled(
     tmp_path: Path, scripts: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = _vrrp_conf(tmp_path, scripts, "  enable_script_security\n  script_user root\n")
-    ka_rc, ka_out = _keepalived(path)
+    ka_rc, ka_out = keepalived_t(path)
     rc, out = _hafast(path, capsys)
     assert _disabled(ka_out) == UNSAFE, ka_out
     assert _disabled(out) == UNSAFE, out
@@ -112,7 +106,7 @@ def test_all_safe_nothing_said(
 ) -> None:
     safe = {k: v for k, v in scripts.items() if k not in UNSAFE}
     path = _vrrp_conf(tmp_path, safe, "  enable_script_security\n  script_user root\n")
-    ka_rc, ka_out = _keepalived(path)
+    ka_rc, ka_out = keepalived_t(path)
     rc, out = _hafast(path, capsys)
     assert (ka_rc, ka_out) == (0, "")
     assert rc == 0 and "script" not in out.lower()
@@ -124,7 +118,7 @@ def test_same_security_violation_without_the_flag(
 ) -> None:
     chosen = scripts if unsafe else {k: v for k, v in scripts.items() if k not in UNSAFE}
     path = _vrrp_conf(tmp_path, chosen, "  script_user root\n")
-    ka_rc, ka_out = _keepalived(path)
+    ka_rc, ka_out = keepalived_t(path)
     rc, out = _hafast(path, capsys)
     sentence = "SECURITY VIOLATION - scripts are being executed but script_security not enabled."
     insecure = " There are insecure scripts."
@@ -149,7 +143,7 @@ def test_same_check_side_violation(
         "  real_server 10.0.0.2 80 {\n    MISC_CHECK {\n"
         f"      misc_path \"{scripts['chk_dir']} x\"\n    }}\n  }}\n}}\n"
     )
-    ka_rc, ka_out = _keepalived(path)
+    ka_rc, ka_out = keepalived_t(path)
     rc, out = _hafast(path, capsys)
     line = ("SECURITY VIOLATION - check scripts are being executed but script_security not "
             "enabled. There are insecure scripts.")
@@ -165,7 +159,7 @@ def test_same_scripts_removed_without_a_default_user(
     2.2.7 removes every vrrp_script (the man page says root; the code says no)."""
     safe = {k: v for k, v in scripts.items() if k not in UNSAFE}
     path = _vrrp_conf(tmp_path, safe, "  enable_script_security\n")
-    _, ka_out = _keepalived(path)
+    _, ka_out = keepalived_t(path)
     rc, out = _hafast(path, capsys)
     removed = r"Unable to set default user for vrrp script (\S+) - removing"
     assert set(re.findall(removed, ka_out)) == set(re.findall(removed, out)) == set(safe)

@@ -13,14 +13,13 @@ that both refuse the config.  Documented differences:
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from hafast.config.grammar import EXTENSIONS, TABLE, Keyword, all_keywords
 from hafast.config.loader import load_file
-from tests.conftest import require_tool
+from tests.conftest import keepalived_t
 
 _LINE = re.compile(r"^\((?:[^()]*: )?Line (\d+)\)", re.M)
 
@@ -95,20 +94,12 @@ UNPLACED = {
 }
 
 
-def _keepalived(exe: str, path: Path) -> tuple[int, str]:
-    proc = subprocess.run(
-        [exe, "-t", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False
-    )
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 @pytest.mark.parametrize("name", sorted(PLACED))
 def test_same_line_as_keepalived(name: str, tmp_path: Path) -> None:
-    exe = require_tool("keepalived")
     text, line = PLACED[name]
     path = tmp_path / f"{name}.conf"
     path.write_text(text)
-    rc, out = _keepalived(exe, path)
+    rc, out = keepalived_t(path)
     ka_lines = {int(n) for n in _LINE.findall(out)}
     assert rc != 0, out
     assert line in ka_lines, out
@@ -120,32 +111,29 @@ def test_same_line_as_keepalived(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(UNPLACED))
 def test_both_refuse(name: str, tmp_path: Path) -> None:
-    exe = require_tool("keepalived")
     path = tmp_path / f"{name}.conf"
     path.write_text(UNPLACED[name])
-    rc, out = _keepalived(exe, path)
+    rc, out = keepalived_t(path)
     assert rc != 0, out
     assert load_file(str(path)).errors
 
 
 def test_clean_config_passes_both(tmp_path: Path) -> None:
-    exe = require_tool("keepalived")
     path = tmp_path / "clean.conf"
     path.write_text(VRRP.format(body="  virtual_router_id 5\n  priority 100\n"))
-    rc, out = _keepalived(exe, path)
+    rc, out = keepalived_t(path)
     assert rc == 0, out
     assert load_file(str(path)).ok
 
 
 def test_strict_unicast_divergence(tmp_path: Path) -> None:
     """keepalived 2.2.7 accepts unicast_peer under vrrp_strict; hafast refuses it."""
-    exe = require_tool("keepalived")
     path = tmp_path / "strict.conf"
     path.write_text(
         "global_defs {\n  vrrp_strict\n}\n"
         + VRRP.format(body="  virtual_router_id 5\n  unicast_peer {\n    10.0.0.2\n  }\n")
     )
-    rc, _ = _keepalived(exe, path)
+    rc, _ = keepalived_t(path)
     assert rc == 0
     assert [d.line for d in load_file(str(path)).errors] == [7]
 
@@ -214,11 +202,11 @@ NEWER_THAN_2_2_7 = {
 }
 
 
-def _unknown_to_keepalived(exe: str, tmp: Path, ctx: str, lines: list[str]) -> set[str]:
+def _unknown_to_keepalived(tmp: Path, ctx: str, lines: list[str]) -> set[str]:
     pre, post = WRAP[ctx]
     path = tmp / f"{ctx}.conf"
     path.write_text(pre + "\n".join(lines) + "\n" + post)
-    _, out = _keepalived(exe, path)
+    _, out = keepalived_t(path)
     return set(re.findall(r"Unknown keyword '([^']+)'", out))
 
 
@@ -231,30 +219,28 @@ def _try_line(kw: Keyword) -> str:
 def test_keyword_contexts_match_keepalived(tmp_path: Path) -> None:
     """Every keyword keepalived takes in a block, hafast takes there too, and the other
     way round except for the documented newer keywords."""
-    exe = require_tool("keepalived")
     everything = all_keywords()
     for ctx, rows in TABLE.items():
         if ctx not in WRAP:
             continue  # auth_hmac: keepalived 2.4.0
-        ours = _unknown_to_keepalived(exe, tmp_path, ctx, [_try_line(k) for k in rows.values()])
+        ours = _unknown_to_keepalived(tmp_path, ctx, [_try_line(k) for k in rows.values()])
         ext = {name for (c, name) in EXTENSIONS if c == ctx}  # hafast's own keywords
         assert ours == NEWER_THAN_2_2_7.get(ctx, set()) | ext, ctx
         others = sorted(everything - set(rows))
-        unknown = _unknown_to_keepalived(exe, tmp_path, ctx, others)
+        unknown = _unknown_to_keepalived(tmp_path, ctx, others)
         # a word keepalived did not call unknown in the batch may have been swallowed by
         # a block opened before it: confirm each one alone
         taken = [
             w
             for w in others
-            if w not in unknown and w not in _unknown_to_keepalived(exe, tmp_path, ctx, [w])
+            if w not in unknown and w not in _unknown_to_keepalived(tmp_path, ctx, [w])
         ]
         assert taken == [], f"keepalived accepts these in {ctx}, hafast does not"
 
 
 def test_golden_clean_config_is_clean_for_both() -> None:
     """The golden clean config uses most blocks; keepalived -t exits 0 on it too."""
-    exe = require_tool("keepalived")
     path = Path(__file__).parent / "golden" / "loader" / "clean_full.conf"
-    rc, out = _keepalived(exe, path)
+    rc, out = keepalived_t(path)
     assert rc == 0, out
     assert load_file(str(path)).diagnostics == []

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
-import threading
-import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -28,8 +25,19 @@ from hafast.check.http_fetch import Fetcher
 from hafast.check.http_parse import build_request
 from hafast.config.model import HttpGetCheck, SslGetCheck, Url
 from hafast.lab import BIG_PATH, FIXED_BODY, FIXED_PATH, Farm, big_body, body_for, md5_hex
-from hafast.lab.netns import call_in, inside
+from hafast.lab.netns import call_in
 from tests.conftest import require_root, require_tool
+from tests.netns.hostile_servers import (
+    CAPTURE,
+    ENDLESS,
+    GARBAGE,
+    NO_END,
+    NOT_TLS,
+    SLAM,
+    SNI_TLS,
+    TRICKLE,
+    Hostile,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -37,132 +45,8 @@ PREFIX = f"hh{os.getpid()}"
 T = TypeVar("T")
 S = 1_000_000
 
-# hostile servers (server namespace, every farm address)
-ENDLESS, TRICKLE, GARBAGE, NO_END, NOT_TLS, SLAM, CAPTURE, SNI_TLS = range(9001, 9009)
-
 
 # -- the lab -------------------------------------------------------------------------------
-
-
-@dataclass
-class Hostile:
-    """asyncio servers on a thread inside the server namespace."""
-
-    ns: str
-    cert: str
-    key: str
-    loop: asyncio.AbstractEventLoop | None = None
-    thread: threading.Thread | None = None
-    requests: list[bytes] = field(default_factory=list)
-    sni: list[str | None] = field(default_factory=list)
-    ready: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="hostile", daemon=True)
-        self.thread.start()
-        assert self.ready.wait(10), "hostile servers did not start"
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        if self.thread is not None:
-            self.thread.join(10)
-
-    def _run(self) -> None:
-        with inside(self.ns):
-            loop = asyncio.new_event_loop()
-            self.loop = loop
-            servers = loop.run_until_complete(self._serve())
-            self.ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                for s in servers:
-                    s.close()
-                for task in asyncio.all_tasks(loop):
-                    task.cancel()
-                loop.run_until_complete(asyncio.sleep(0))
-                loop.close()
-
-    async def _serve(self) -> list[asyncio.Server]:
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(self.cert, self.key)
-
-        def remember(obj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
-            self.sni.append(name)
-
-        tls.sni_callback = remember
-        handlers: dict[int, Callable[..., Awaitable[None]]] = {
-            ENDLESS: self._endless, TRICKLE: self._trickle, GARBAGE: self._garbage,
-            NO_END: self._no_end, NOT_TLS: self._not_tls, SLAM: self._slam,
-            CAPTURE: self._capture,
-        }
-        servers = [await asyncio.start_server(h, "0.0.0.0", port) for port, h in handlers.items()]
-        servers.append(await asyncio.start_server(self._capture, "0.0.0.0", SNI_TLS, ssl=tls))
-        return servers
-
-    @staticmethod
-    async def _request(r: asyncio.StreamReader) -> bytes:
-        try:
-            return await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            return b""
-
-    async def _endless(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await self._request(r)
-        chunk = b"x" * 65536
-        try:
-            w.write(b"HTTP/1.0 200 OK\r\n\r\n")
-            deadline = time.monotonic() + 30  # bounded, whatever the client does
-            for _ in range(16384):  # at most 1 GiB
-                w.write(chunk)
-                await w.drain()
-                if time.monotonic() > deadline:
-                    break
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            w.close()
-
-    async def _trickle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await self._request(r)
-        try:
-            for b in b"HTTP/1.0 200 OK\r\n\r\n" + b"y" * 600:  # one byte / 50 ms, ~30 s
-                w.write(bytes([b]))
-                await w.drain()
-                await asyncio.sleep(0.05)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            w.close()
-
-    async def _garbage(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await self._request(r)
-        w.write(b"\x00\xff\xfe HTTP/9 2OO\x07 OK\r\n\x00\r\n\r\n\x80garbage")
-        w.close()
-
-    async def _no_end(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await self._request(r)
-        w.write(b"HTTP/1.0 200 OK\r\nX: " + b"z" * 100_000)  # never a blank line
-        w.close()
-
-    async def _not_tls(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        w.write(b"HTTP/1.0 400 Bad Request\r\n\r\nthis is not TLS\r\n")
-        await asyncio.sleep(0.2)
-        w.close()
-
-    async def _slam(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        w.close()
-
-    async def _capture(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        req = await self._request(r)
-        self.requests.append(req)
-        w.write(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-        try:
-            await w.drain()
-        except (ConnectionError, OSError):
-            pass
-        w.close()
 
 
 @dataclass

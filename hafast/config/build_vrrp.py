@@ -292,8 +292,21 @@ class VrrpBuilder:
                     pos["state"], "strict mode: state MASTER needs priority 255; starting as BACKUP"
                 )
                 f["state"] = "BACKUP"
-        if prio == 255 and f.get("state", "BACKUP") == "BACKUP" and "state" in f:
-            self.ld.warn(pos["state"], "priority 255 (address owner) always starts as MASTER")
+        if prio == 255 and "state" not in f:
+            # keepalived vrrp_complete_instance: an unset state follows the priority,
+            # so the owner wants MASTER and vrrp_init_state makes it master at once.
+            f["state"] = "MASTER"
+        elif prio == 255 and f["state"] == "BACKUP":
+            if strict:
+                self.ld.warn(pos["state"], f"({name}) State MASTER must match being address "
+                             "owner; starting as MASTER")
+                f["state"] = "MASTER"
+            else:
+                # keepalived 2.2.7 says nothing; the owner waiting is a surprise worth a line.
+                self.ld.warn(pos["state"], f"({name}) the address owner (priority 255) with "
+                             "state BACKUP starts as BACKUP and takes over after its "
+                             "Master_Down_Interval (3 adverts plus the skew), as keepalived "
+                             "does; leave state out to become MASTER at once")
         auth = f.get("authentication")
         if auth is not None:
             if version == 3:
@@ -387,7 +400,7 @@ class VrrpBuilder:
         ):
             if gflag:
                 f.setdefault(k, True)
-        if "nopreempt" in f and f.get("state") == "MASTER":
+        if "nopreempt" in f and f.get("state") == "MASTER" and "state" in pos:
             self.ld.warn(
                 pos["nopreempt"],
                 "nopreempt needs state BACKUP; keepalived ignores state MASTER here",

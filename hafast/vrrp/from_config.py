@@ -161,6 +161,8 @@ def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
         version=inst.version,
         adver_int_us=inst.advert_int_us,
         initial_master=inst.state == "MASTER",
+        # the loader resolves an owner's unset state to MASTER, as keepalived does
+        initial_backup=inst.state == "BACKUP",
         nopreempt=inst.nopreempt,
         preempt_delay_us=inst.preempt_delay_us,
         accept=inst.accept,

@@ -14,6 +14,8 @@ marked ``keepalived:`` below):
   ``higher_prio_send_advert`` sends one before stepping down;
 * ``state MASTER`` starts as backup unless priority 255; it only shortens the
   first Master_Down_Timer to one interval plus the minimum skew;
+* the owner with ``state BACKUP`` (not strict) starts as backup too and waits a
+  whole Master_Down_Interval, where RFC 5798 §6.4.1 makes priority 255 master;
 * ``preempt_delay``: lower-priority adverts keep resetting the Master_Down_Timer
   until the delay (from startup, or from the first lower advert after the delay
   was cleared) has run out;
@@ -491,7 +493,7 @@ def _init_startup(p: VrrpParams, s: VrrpState, e: Startup) -> tuple[VrrpState, l
         # keepalived vrrp_init_state: "Entering FAULT STATE (init)", notified to
         # no one until the trackers waited for report.
         return replace(s, state=State.FAULT), []
-    if s.priority == PRIORITY_OWNER:
+    if s.priority == PRIORITY_OWNER and p.owner_starts_master:
         if now < s.delayed_until:
             # keepalived vrrp_init_state: the owner becomes master by a backup
             # timer of 1 µs, here run from the end of vrrp_startup_delay; it
@@ -503,7 +505,10 @@ def _init_startup(p: VrrpParams, s: VrrpState, e: Startup) -> tuple[VrrpState, l
         # RFC 5798 §6.4.1: Priority 255 -> Master at once.
         return _become_master(p, s, now)
     # RFC 5798 §6.4.1: otherwise Master_Adver_Interval = Advertisement_Interval,
-    # Master_Down_Timer = Master_Down_Interval, -> Backup.
+    # Master_Down_Timer = Master_Down_Interval, -> Backup.  keepalived 2.2.7 puts
+    # an owner that says `state BACKUP` here too (wantstate BACKUP is not the
+    # shortcut's condition); it then discards every lower advert and takes over
+    # when the timer fires, so a quiet link costs it 3 intervals plus the skew.
     if p.preempt_delay_effective_us:
         s = replace(s, preempt_until=now + p.preempt_delay_effective_us)
     down = None

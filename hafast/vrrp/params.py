@@ -68,6 +68,10 @@ class VrrpParams:
     adver_int_us: int = US_PER_S
     # keepalived `state MASTER`: only the owner really starts as master.
     initial_master: bool = False
+    # keepalived `state BACKUP` written out: the owner too starts as backup and
+    # takes over when its Master_Down_Timer fires (vrrp_init_state only shortcuts
+    # an owner whose wantstate is MASTER, which is what an unset state means).
+    initial_backup: bool = False
     nopreempt: bool = False
     preempt_delay_us: int = 0
     # None = keepalived's default (accept unless strict; the owner always accepts).
@@ -188,6 +192,22 @@ class VrrpParams:
         return self.owner_ignore_adverts or self.strict
 
     @property
+    def owner_starts_master(self) -> bool:
+        """Whether the start (and a vrrp_startup_delay's end) makes us master at once.
+
+        keepalived 2.2.7 (vrrp_init_state) shortcuts the owner to master only when
+        its wantstate is MASTER: an unset state, ``state MASTER``, or strict mode
+        (which forces the owner's state to MASTER).  An owner with ``state BACKUP``
+        starts as backup and waits its Master_Down_Interval like anyone.
+
+        >>> VrrpParams(priority=255).owner_starts_master
+        True
+        >>> VrrpParams(priority=255, initial_backup=True).owner_starts_master
+        False
+        """
+        return self.is_owner and (not self.initial_backup or self.strict)
+
+    @property
     def fast_start_backup(self) -> bool:
         """keepalived's `state MASTER` for a non-owner: backup with a short first timer."""
         return self.initial_master and not self.is_owner and not self.strict
@@ -224,6 +244,9 @@ class VrrpParams:
             out.append("down_timer_adverts is incompatible with strict mode - resetting to 3")
         if self.strict and self.initial_master and not self.is_owner:
             out.append("strict mode: state MASTER needs priority 255 - starting as BACKUP")
+        if self.strict and self.initial_backup and self.is_owner:
+            out.append("strict mode: State MASTER must match being address owner - "
+                       "starting as MASTER")
         if self.strict and self.higher_prio_send_advert:
             out.append("strict mode: higher_prio_send_advert is ignored")
         if self.strict and self.accept and self.version == VRRP_V2 and not self.is_owner:

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import pytest
 
+from hafast.config.loader import load_text
+from hafast.vrrp.from_config import params_for
 from hafast.vrrp.fsm import (
     AddVips,
     AdverTimerFired,
@@ -231,6 +233,46 @@ def test_owner_ignores_nopreempt() -> None:
     m = VrrpMachine(params(priority=255, nopreempt=True))
     m.handle(Startup(0))
     assert m.state.state is M
+
+
+def test_owner_with_state_backup_waits_its_master_down_interval() -> None:
+    # keepalived 2.2.7 vrrp_init_state: only an owner whose wantstate is MASTER
+    # (state unset or MASTER) skips Backup; `state BACKUP` waits like anyone.
+    p = params(priority=255, initial_backup=True)
+    m = VrrpMachine(p)
+    actions = m.handle(Startup(0))
+    assert actions == (StartTimer(MD, down(p)), Notify(B, 255))
+    assert m.state.state is B
+    # a lower master is discarded (keepalived: "received lower priority advert"),
+    # so the timer runs on and the owner takes over when it fires
+    assert m.handle(adv(SEC, 254, LOWER_ADDR)) == ()
+    assert m.state.master_down_at == down(p)
+    assert m.handle(MasterDownTimerFired(down(p), down(p)))[0] == SendAdvert(255)
+    assert m.state.state is M
+
+
+def test_owner_with_state_backup_defers_to_another_owner() -> None:
+    # RFC 5798 §6.4.2: an advert of equal priority resets the Master_Down_Timer.
+    p = params(priority=255, initial_backup=True)
+    m = started(p)
+    assert m.handle(adv(2 * SEC, 255)) == (StartTimer(MD, 2 * SEC + down(p)),)
+    assert m.state.state is B
+
+
+def test_owner_with_state_backup_under_vrrp_startup_delay() -> None:
+    # the timer counts from the end of the delay, as any backup's does
+    p = params(priority=255, initial_backup=True)
+    m = VrrpMachine(p)
+    actions = m.handle(Startup(0, delayed_until_us=5 * SEC))
+    assert actions == (StartTimer(MD, 5 * SEC + down(p)), Notify(B, 255))
+
+
+def test_strict_owner_with_state_backup_is_master_at_once() -> None:
+    # keepalived: "State MASTER must match being address owner" forces MASTER.
+    p = params(priority=255, initial_backup=True, strict=True)
+    m = started(p)
+    assert m.state.state is M
+    assert p.config_warnings()
 
 
 def test_state_master_non_owner_starts_backup_with_short_timer() -> None:
@@ -837,3 +879,25 @@ def test_state_is_immutable() -> None:
     with pytest.raises(AttributeError):
         s.priority = 5  # type: ignore[misc]
     assert isinstance(replace(s, priority=5), VrrpState)
+
+
+@pytest.mark.parametrize(("lines", "state", "starts_master", "said"), [
+    ("priority 255", "MASTER", True, ""),  # unset: derived from the priority
+    ("priority 255\n state MASTER", "MASTER", True, ""),
+    ("priority 255\n state BACKUP", "BACKUP", False, "starts as BACKUP and takes over"),
+    ("priority 255\n state BACKUP\n strict_mode",
+     "MASTER", True, "State MASTER must match being address owner"),
+    ("priority 254\n state BACKUP", "BACKUP", False, ""),
+])
+def test_owner_state_from_config(lines: str, state: str, starts_master: bool,
+                                 said: str) -> None:
+    # keepalived 2.2.7 vrrp_complete_instance: no state follows the priority;
+    # strict mode forces the owner's state to MASTER.
+    res = load_text(f"vrrp_instance V {{\n interface lo\n virtual_router_id 7\n {lines}\n"
+                    " virtual_ipaddress {\n  10.0.0.1\n }\n}\n")
+    inst = res.config.vrrp_instances[0]
+    assert inst.state == state
+    p = params_for(inst, res.config.global_defs)
+    assert p.owner_starts_master is starts_master
+    owner_lines = [d.message for d in res.diagnostics if "owner" in d.message]
+    assert (said in owner_lines[0]) if said else not owner_lines

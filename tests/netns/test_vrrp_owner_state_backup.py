@@ -1,0 +1,115 @@
+"""Issue 14: the address owner (priority 255) with ``state BACKUP``, side by side
+with Debian's keepalived 2.2.7.
+
+keepalived 2.2.7 (``vrrp_complete_instance`` in vrrp.c, ``vrrp_init_state`` in
+vrrp_scheduler.c) takes its owner shortcut (a backup timer of 1 µs) only when the
+wanted state is MASTER, which an unset state derives from the priority.  An owner
+that says ``state BACKUP`` enters BACKUP, notifies it, and becomes MASTER when its
+Master_Down_Interval (3 adverts plus the skew, (256 - 255) / 256 s) runs out: it
+discards a lower-priority master's adverts (``vrrp_state_backup``), so the wait is
+the same with one.  hafast used to go MASTER at once.  Each story runs r1 under
+hafast's VRRP daemon and under keepalived, with the states read off
+``vrrp_notify_fifo`` as they arrive:
+
+* alone, ``state BACKUP``: BACKUP at once, MASTER one Master_Down_Interval later;
+* a lower-priority keepalived master (r2, priority 100) already up: the same wait,
+  then r1 takes the VIP and r2 steps back;
+* no ``state``: MASTER at once (no BACKUP line first).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import require_root, require_tool
+from tests.netns.test_vrrp_startup_delay import FifoLines
+from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab, conf
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(120)]
+
+PREFIX = f"ob{os.getpid() % 100000}"
+KINDS = ["hafast", "keepalived"]
+# advert_int 1, priority 255: 3 * 1 + (256 - 255) / 256 (RFC 3768 §6.1)
+DOWN_S = 3 + 1 / 256
+# Generous: two cores shared with other netns runs; the shortcut this guards
+# against takes ~0 s, the bug's opposite (a full v2 skew or an extra interval) >= 4 s.
+EARLY_S = 0.3
+LATE_S = 0.9
+
+
+@pytest.fixture
+def lab() -> Iterator[VrrpLab]:
+    require_root()
+    with VrrpLab(PREFIX) as built:
+        yield built
+
+
+def start_r1(lab: VrrpLab, kind: str, state: str | None) -> FifoLines:
+    if kind == "keepalived":
+        require_tool(KEEPALIVED)
+    fifo = FifoLines(lab.tmp / f"notify-{kind}.fifo")
+    text = conf(kind, priority=255, extra_global=f"  vrrp_notify_fifo {fifo.path}")
+    text = text.replace("  state BACKUP\n", f"  state {state}\n" if state else "")
+    lab.start("r1", kind, text)
+    return fifo
+
+
+def took(fifo: FifoLines) -> float:
+    backup, master = fifo.first("BACKUP"), fifo.first("MASTER")
+    assert backup is not None and master is not None, fifo.lines
+    assert backup < master, fifo.lines
+    return master - backup
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_alone_waits_its_master_down_interval(lab: VrrpLab, kind: str) -> None:
+    fifo = start_r1(lab, kind, "BACKUP")
+    try:
+        lab.wait_for(lambda: fifo.first("BACKUP") is not None, 5.0, "BACKUP")
+        assert not lab.has_vip("r1"), kind
+        lab.wait_holder("r1", DOWN_S + 5.0)
+        lab.wait_for(lambda: fifo.first("MASTER") is not None, 2.0, "MASTER")
+    finally:
+        fifo.close()
+    t = took(fifo)
+    print(f"{kind}: MASTER {t:.3f} s after BACKUP")
+    assert DOWN_S - EARLY_S < t < DOWN_S + LATE_S, (kind, t)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_lower_master_does_not_hold_it_back(lab: VrrpLab, kind: str) -> None:
+    require_tool(KEEPALIVED)
+    lab.start("r2", "keepalived", conf("keepalived", priority=100).replace(
+        "state BACKUP", "state MASTER"))
+    lab.wait_holder("r2", 10.0)
+    fifo = start_r1(lab, kind, "BACKUP")
+    try:
+        lab.wait_for(lambda: fifo.first("BACKUP") is not None, 5.0, "BACKUP")
+        lab.wait_holder("r1", DOWN_S + 5.0)
+        lab.wait_for(lambda: fifo.first("MASTER") is not None, 2.0, "MASTER")
+        lab.wait_for(lambda: lab.holders() == ["r1"], 5.0, "r2 steps back")
+    finally:
+        fifo.close()
+    t = took(fifo)
+    print(f"{kind}: MASTER {t:.3f} s after BACKUP, over a priority 100 master")
+    assert DOWN_S - EARLY_S < t < DOWN_S + LATE_S, (kind, t)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_without_state_the_owner_is_master_at_once(lab: VrrpLab, kind: str) -> None:
+    t0 = time.monotonic()
+    fifo = start_r1(lab, kind, None)
+    try:
+        lab.wait_holder("r1", 5.0)
+        lab.wait_for(lambda: fifo.first("MASTER") is not None, 2.0, "MASTER")
+    finally:
+        fifo.close()
+    master = fifo.first("MASTER")
+    assert master is not None
+    assert fifo.first("BACKUP") is None, (kind, fifo.lines)
+    # a daemon's start-up (Python's imports under load) plus nothing to wait for
+    assert master - t0 < DOWN_S, (kind, master - t0)

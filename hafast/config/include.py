@@ -17,6 +17,8 @@ import re
 import stat
 from dataclasses import dataclass
 
+from hafast.lib.scriptsecurity import Sc, path_safety
+
 __all__ = [
     "VARIANTS",
     "Check",
@@ -258,5 +260,25 @@ def find_files(pattern: str, folder: str) -> Found:
                 )
             )
             continue
+        unsafe = _unsafe(path)
+        if unsafe:
+            problems.append(Problem(Check.NONE, unsafe))
         files.append(path)
     return Found(files, problems)
+
+
+def _unsafe(path: str) -> str:
+    """Why another user could change the included file ``path`` ("" when no one can).
+
+    keepalived judges the path of a script run as root, never a config file's, and
+    says nothing here; but whoever can change an included file can add a script that
+    runs as root, so the file is judged by the script rule (every component owned by
+    root, or by the user running hafast, and writable by no other user or group) and
+    reported in its words, as a warning: keepalived reads the file all the same.
+    """
+    real = os.path.realpath(path)
+    flags, _, culprit, why = path_safety(real, False, trusted={0, os.geteuid()})
+    if not flags & Sc.INSECURE:
+        return ""
+    return (f"Unsafe permissions found for config file '{path}' ({culprit} is {why}): "
+            "make it and every folder above it owned by root and writable by root only")

@@ -40,6 +40,7 @@ import enum
 import errno
 import os
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -145,10 +146,12 @@ def _prefixes(filename: str) -> list[str]:
     return out
 
 
-def path_safety(filename: str, security: bool) -> tuple[Sc, str, str, str]:
+def path_safety(filename: str, security: bool, trusted: Collection[int] = (0,)
+                ) -> tuple[Sc, str, str, str]:
     """(flags, log line, culprit, why) for every component of ``filename``
     (keepalived's ``check_security``); a symlink is judged by its own owner, not
-    followed (``AT_SYMLINK_NOFOLLOW``).
+    followed (``AT_SYMLINK_NOFOLLOW``).  ``trusted``: the owners that may own a
+    component (keepalived's rule, for a script run as root: root alone).
 
     >>> path_safety("/usr/bin/sh", True)[0]
     <Sc: 0>
@@ -174,7 +177,7 @@ def path_safety(filename: str, security: bool) -> tuple[Sc, str, str, str]:
             return (Sc.INHIBIT, f"Wrong file type found in script path '{filename}'.", part,
                     "not a directory" if not last else "not a regular file")
         why = ""
-        if st.st_uid:
+        if st.st_uid not in trusted:
             why = f"owned by uid {st.st_uid}, not root"
         elif (stat.S_ISDIR(mode) and not mode & stat.S_ISVTX) or stat.S_ISREG(mode):
             if mode & stat.S_IWOTH:

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from hafast.config import model as m
-from hafast.config.iproute import parse_route
+from hafast.config.iproute import RouteRefused, parse_route
 from hafast.config.iprule import RuleError, RuleRefused, number_rules, parse_rule
 from hafast.config.model import accept_mode
 from hafast.config.support import UNSUPPORTED
@@ -90,6 +90,8 @@ class VrrpBuilder:
         top["static_rules"] = self._checked_rules(top.get("static_rules", ()), None, "")
         top["static_routes"] = self._checked_routes(top.get("static_routes", ()),
                                                     "static_routes")
+        tgroups = list(self._unique(top.get("track_groups", ()), "track_group"))
+        self._check_track_group_refs(top, {p.args[0].text for p in tgroups})
         insts = self._number_rules(
             self.vrrp_instances(top.get("vrrp_instances", ()), gd, names), top)
         groups = self.sync_groups(top.get("sync_groups", ()), insts, scripts)
@@ -99,6 +101,7 @@ class VrrpBuilder:
             "track_processes": tprocs,
             "vrrp_instances": insts,
             "sync_groups": groups,
+            "track_groups": self.track_groups(tgroups, insts),
         }
 
     def _named(self, pendings: Iterable[Pending], build: Any, what: str) -> tuple[Any, ...]:
@@ -467,7 +470,10 @@ class VrrpBuilder:
         out = []
         for words in lines:
             try:
-                parse_route(words)
+                parse_route(words, static=what == "static_routes")
+            except RouteRefused as exc:
+                self.ld.error(self.ld.at(words, _NOWHERE), f"{what}: {exc}")
+                continue
             except ValueError as exc:
                 self.ld.error(
                     self.ld.at(words, _NOWHERE),
@@ -476,6 +482,39 @@ class VrrpBuilder:
                     "[dev IF] [src IP] [table N] [metric N] [scope S])", UNSUPPORTED)
                 continue
             out.append(words)
+        return tuple(out)
+
+    def _check_track_group_refs(self, top: dict[str, Any], known: set[str]) -> None:
+        """A static route or rule naming a track_group nobody defined: keepalived says
+        "track_group NAME not found" and installs it untracked; refused here."""
+        for key, parse in (("static_routes", lambda w: parse_route(w, static=True)),
+                           ("static_rules", lambda w: parse_rule(w, static=True)[0]),
+                           ("static_ipaddress", lambda v: v)):
+            for words in top.get(key, ()):
+                name = parse(words).track_group
+                if name is not None and name not in known:
+                    self.ld.error(self.ld.at(words, _NOWHERE),
+                                  f"{key}: track_group {name} not found (define "
+                                  f"'track_group {name} {{ group {{ INSTANCE ... }} }}')")
+
+    def track_groups(self, pendings: Iterable[Pending], insts: Sequence[m.VrrpInstance]
+                     ) -> tuple[m.TrackGroup, ...]:
+        """keepalived's static_track_group_set: members that are not instances are
+        dropped with its message; a group left empty tracks nothing."""
+        known = {i.name for i in insts}
+        out = []
+        for p in pendings:
+            name = p.args[0].text
+            members = tuple(p.fields.get("group", ()))
+            for vi in members:
+                if vi not in known:
+                    self.ld.warn(p.pos.get("group", p.kw),
+                                 f"vrrp instance {vi} specified in track group {name} "
+                                 "doesn't exist - ignoring")
+            kept = tuple(vi for vi in members if vi in known)
+            if not kept:
+                self.ld.warn(p.last, f"Static track group {name} has no VRRP instance(s)")
+            out.append(m.TrackGroup(name=name, group=kept, where=p.kw.where()))
         return tuple(out)
 
     def _checked_rules(self, lines: Iterable[tuple[str, ...]], fallback: Token | None,

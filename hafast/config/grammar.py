@@ -723,7 +723,7 @@ vrrp_track_process  b  1    vrrp_track_process +track_processes
 vrrp_sync_group     b  1    vrrp_sync_group +sync_groups
 vrrp_instance       b  1    vrrp_instance +vrrp_instances
 garp_group          b  0    garp_group    -
-track_group         b  1    track_group   -
+track_group         b  1    track_group   +track_groups
 linkbeat_interfaces l  0    any           -
 interface_up_down_delays l 0 any          -
 static_ipaddress    l  0    vip           +static_ipaddress
@@ -995,7 +995,7 @@ interface           v  1    str           -
 interfaces          l  0    name          -
 """,
     "track_group": """
-group               l  0    name          -
+group               l  0    name          group
 """,
     "bfd_instance": """
 neighbor_ip         v  1    ip            -

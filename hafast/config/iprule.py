@@ -14,7 +14,9 @@ Differences from keepalived, each on purpose:
   ``ipproto``, ``sport``/``dport``) refuses the config (:class:`RuleRefused`): a rule
   installed without the match the operator wrote would catch traffic it was not
   meant to;
-- ``track_group`` is refused: hafast does not watch static routes and rules;
+- ``track_group`` (static rules only) names a top-level ``track_group`` block; a rule
+  with one and no ``iif``/``dev`` is refused (keepalived drops the track_group and
+  installs the rule untracked);
 - keepalived (2.2.7 and still in 2.3) steps over the word after ``inet``/``inet6``
   (it advances its index twice): ``inet6 from ::1/128 table 5`` is read as
   ``inet6 ::1/128 table 5`` and skipped.  hafast reads it the same way, and says so;
@@ -103,6 +105,8 @@ class IpRule:
     table: int = 0
     goto: int = 0
     no_track: bool = False
+    # static_rules: the track_group whose instances track ``iif`` (hafast.net.statics)
+    track_group: str | None = None
 
     def text(self) -> str:
         """The rule as ``ip rule`` would list it (for log lines).
@@ -407,9 +411,11 @@ class _Reader:
         if not self.static:
             self.other(kw)
             return
-        self.value(kw)
-        raise RuleRefused("track_group is not supported by hafast: static rules are not "
-                        "watched (remove track_group; the rule is still added at start)")
+        name = self.value(kw)
+        if "track_group" in self.f:
+            raise RuleRefused(f"track_group {name} is a duplicate (keepalived reads no "
+                              "further on the line)")
+        self.f["track_group"] = name
 
     def other(self, kw: str) -> None:
         word = self.value(kw) if kw == "type" else kw
@@ -522,6 +528,11 @@ def _read(r: _Reader) -> IpRule:
         raise RuleError("suppressor/realm specified for non table action - skipping")
     if f.get("table") and f.get("l3mdev"):
         raise RuleError("table cannot be specified for l3mdev rules")
+    if f.get("track_group") and not f.get("iif"):
+        # keepalived reports it and installs the rule without the group: running
+        # untracked would differ from what was asked
+        raise RuleRefused("Static rule cannot have track_group if dev/iif not specified "
+                          "(write iif IF)")
     if not f.get("no_track"):
         # keepalived marks the rules it tracks as its own, so it knows them in dumps
         if f.get("protocol", RTPROT_KEEPALIVED) != RTPROT_KEEPALIVED:

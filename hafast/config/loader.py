@@ -83,7 +83,6 @@ _IMMEDIATE: Mapping[str, ImmediateBuilder] = {
     # field, the block is only checked
     "auth_hmac": lambda ld, f, pos, kw: None,
     "garp_group": lambda ld, f, pos, kw: None,
-    "track_group": lambda ld, f, pos, kw: None,
     "bfd_instance": lambda ld, f, pos, kw: None,
 }
 

@@ -282,6 +282,17 @@ class VirtualAddress:
     peer: str | None = None
     options: tuple[str, ...] = ()
 
+    @property
+    def track_group(self) -> str | None:
+        """A static address's ``track_group NAME`` (keepalived reads it on
+        static_ipaddress lines only).
+
+        >>> VirtualAddress("10.0.0.1", 24, 4, options=("track_group TG",)).track_group
+        'TG'
+        """
+        return next((o.split(" ", 1)[1] for o in self.options
+                     if o.startswith("track_group ")), None)
+
 
 @dataclass(frozen=True, slots=True)
 class UnicastPeer:
@@ -387,6 +398,18 @@ class SyncGroup:
     notify_priority_changes: bool = False
     smtp_alert: bool | None = None  # None: unset (keepalived's -1), the global_defs decide
     sync_group_tracking_weight: bool = False
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackGroup:
+    """A top-level ``track_group NAME { group { VI ... } }`` (keepalived 2.2.7
+    vrrp_static_track.c): its instances track the interface of each static route
+    (``dev``) and static rule (``iif``) that names the group, and fault while it is
+    down (:func:`hafast.vrrp.build.static_track_interfaces`)."""
+
+    name: str
+    group: tuple[str, ...] = ()
     where: str = _where()
 
 
@@ -817,6 +840,7 @@ class Config:
     track_processes: tuple[TrackProcess, ...] = ()
     vrrp_instances: tuple[VrrpInstance, ...] = ()
     sync_groups: tuple[SyncGroup, ...] = ()
+    track_groups: tuple[TrackGroup, ...] = ()
     static_ipaddress: tuple[VirtualAddress, ...] = ()
     static_routes: tuple[tuple[str, ...], ...] = ()
     static_rules: tuple[tuple[str, ...], ...] = ()

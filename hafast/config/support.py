@@ -60,7 +60,6 @@ top child_wait_time warn keepalived's wait for its children at exit
 * linkbeat_use_polling warn link state comes from netlink events; polling is for drivers without them
 * include_check warn keepalived's check that included files exist in a namespace
 top garp_group warn gratuitous ARP pacing per interface group (hafast keeps each instance's own garp timing)
-top track_group refuse static_rules/static_routes tracking groups
 top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
 top interface_up_down_delays refuse delays FAULT after a link goes down or up
 top bfd_instance refuse BFD sessions (RFC 5880) are not implemented

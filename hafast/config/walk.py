@@ -109,6 +109,7 @@ _DEFERRED = frozenset(
         "real_server",
         "vrrp_instance",
         "vrrp_sync_group",
+        "track_group",
         "virtual_server",
         "vrrp_script",
         "track_file",

@@ -12,23 +12,45 @@ rules before adding them), so a restarted worker removes its predecessor's at st
 
 An entry the kernel refuses (a gateway that is not reachable, a table the kernel
 rejects) is logged and counted (:meth:`Statics.counters`); the rest still go in and
-the VRRP side carries on.  ``track_group`` is refused by the loader.
+the VRRP side carries on.
+
+Restoring, as keepalived 2.2.7 does (given the loop and the worker's LinkWatch):
+
+- once a static route (rule) of a family names a ``track_group``, keepalived listens
+  to that family's route (rule) deletions (``process_static_entries``), and a static
+  route with a ``dev`` (a rule without ``no_track``) someone deletes is added again at
+  once, "Restoring deleted static route ..." (``netlink_route_filter`` ->
+  ``reinstate_static_route``), tracked or not; the instances stay as they are;
+- when an interface comes up, the static addresses and the static routes on it are
+  added again (``interface_up`` -> ``static_track_group_reinstate_config``): a link
+  taken down administratively took its routes with it;
+- the instances of a ``track_group`` fault while the interface of a static entry
+  naming it is down: that is interface tracking (:mod:`hafast.vrrp.build`).
 
 Example (root)::
 
-    statics = Statics()
+    statics = Statics(loop=loop, linkwatch=linkwatch)
     statics.apply(config)     # at start, and with the new config on reload
     statics.release()         # at stop
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from hafast.config.iproute import RouteSpec, parse_route
 from hafast.config.iprule import IpRule, parse_rule
 from hafast.config.model import Config, VirtualAddress
+from hafast.net.routewatch import (
+    RTPROT_KEEPALIVED,
+    DeletedRoute,
+    RouteWatch,
+    RuleKey,
+    rule_key,
+    same_network,
+)
 
 log = logging.getLogger("hafast.vrrp")
 
@@ -39,19 +61,27 @@ def wanted(config: Config) -> tuple[tuple[VirtualAddress, ...], tuple[RouteSpec,
                                     tuple[IpRule, ...]]:
     """The static addresses, routes and rules ``config`` asks for (checked at load)."""
     return (config.static_ipaddress,
-            tuple(parse_route(w) for w in config.static_routes),
+            tuple(parse_route(w, static=True) for w in config.static_routes),
             tuple(parse_rule(w, static=True)[0] for w in config.static_rules))
 
 
 class Statics:
     """The static entries of the running config, in the kernel (see the module doc)."""
 
-    def __init__(self, backend: Any = None) -> None:
+    def __init__(self, backend: Any = None, *, loop: asyncio.AbstractEventLoop | None = None,
+                 linkwatch: Any = None) -> None:
         self._backend = backend  # made on first use: no netlink socket without statics
         self._have: tuple[tuple[VirtualAddress, ...], tuple[RouteSpec, ...],
                           tuple[IpRule, ...]] = ((), (), ())
         self._dev = "eth0"
         self._refused: dict[str, int] = {}  # the counts of a backend already closed
+        self._loop = loop  # None: nothing is restored (unit tests, tools)
+        self._linkwatch = linkwatch
+        self._watch: RouteWatch | None = None
+        self._routes_followed: tuple[RouteSpec, ...] = ()
+        self._rules_followed: tuple[tuple[RuleKey, IpRule], ...] = ()
+        self._link_devs: set[str] = set()  # interfaces whose coming up restores
+        self.restored: dict[str, int] = {}  # entries added again, by kind
 
     def _vips(self) -> Any:
         if self._backend is None:
@@ -80,9 +110,83 @@ class Statics:
                      len(addrs), len(routes), len(rules))
             vips.add(OWNER, addrs, routes, self._dev, rules)
         self._have = want
+        self._follow()
+
+    def _follow(self) -> None:
+        """Listen for what :meth:`apply`'s config asks to restore (the module doc)."""
+        addrs, routes, rules = self._have
+        route_families = {r.family for r in routes if r.track_group}
+        rule_families = {r.family for r in rules if r.track_group}
+        # keepalived's dont_track: a route without an interface (it says it cannot
+        # track it), a rule written no_track
+        self._routes_followed = tuple(r for r in routes
+                                      if r.dev and r.family in route_families)
+        self._rules_followed = tuple(
+            (key, r) for r in rules if not r.no_track and r.family in rule_families
+            if (key := _key_of(r)) is not None)
+        if self._loop is not None and (route_families or rule_families):
+            if self._watch is None:
+                self._watch = RouteWatch(self._loop, self._route_deleted,
+                                         self._rule_deleted, self._resync)
+            try:
+                self._watch.listen(route_families, rule_families)
+            except OSError as exc:
+                log.warning("cannot watch static routes and rules: %s", exc)
+        if self._linkwatch is None:
+            return
+        devs = [a.dev or self._dev for a in addrs if "no_track" not in a.options]
+        devs += [r.dev for r in routes if r.dev]
+        for dev in devs:
+            if dev not in self._link_devs:
+                self._link_devs.add(dev)
+                self._linkwatch.watch(dev, lambda up, d=dev: self._link_up(d) if up else None)
+
+    def _restore(self, addrs: tuple[VirtualAddress, ...], routes: tuple[RouteSpec, ...],
+                 rules: tuple[IpRule, ...]) -> None:
+        if self._backend is None or not (addrs or routes or rules):
+            return  # released (the deletions were ours), or nothing on that link
+        for kind, items, text in (("address", addrs, lambda a: f"{a.address}/{a.prefix}"),
+                                  ("route", routes, lambda r: " ".join(_route_words(r))),
+                                  ("rule", rules, lambda r: r.text())):
+            for item in items:
+                log.info("Restoring deleted static %s %s", kind, text(item))
+                self.restored[kind] = self.restored.get(kind, 0) + 1
+        self._backend.reinstate(OWNER, addrs, routes, self._dev, rules)
+
+    def _route_deleted(self, d: DeletedRoute) -> None:
+        if d.protocol != RTPROT_KEEPALIVED or d.tos:
+            return
+        # keepalived's route_is_ours: family, table, destination; the first match
+        for r in self._routes_followed:
+            if (r.family == d.family and (r.table or _RT_TABLE_MAIN) == d.table
+                    and same_network(r.dst, d)):
+                self._restore((), (r,), ())
+                return
+
+    def _rule_deleted(self, deleted: RuleKey) -> None:
+        for key, rule in self._rules_followed:
+            if key.matches(deleted):
+                self._restore((), (), (rule,))
+                return
+
+    def _resync(self) -> None:
+        # deletions were lost: adding again what is still there changes nothing
+        if self._backend is not None:
+            self._backend.reinstate(OWNER, (), self._routes_followed, self._dev,
+                                    tuple(r for _k, r in self._rules_followed))
+
+    def _link_up(self, dev: str) -> None:
+        addrs, routes, _rules = self._have
+        self._restore(tuple(a for a in addrs if (a.dev or self._dev) == dev
+                            and "no_track" not in a.options),
+                      tuple(r for r in routes if r.dev == dev), ())
 
     def release(self) -> None:
         """Remove every static entry this process holds (the VRRP side's stop)."""
+        if self._watch is not None:
+            # before the entries go: their deletions are ours
+            self._watch.close()
+            self._watch = None
         if self._backend is None:
             return
         try:
@@ -101,3 +205,26 @@ class Statics:
         if self._backend is None:
             return dict(self._refused)
         return dict(getattr(self._backend, "refused", {}) or {})
+
+
+_RT_TABLE_MAIN = 254
+
+
+def _key_of(rule: IpRule) -> RuleKey | None:
+    """The :class:`RuleKey` of the message hafast sends for ``rule``."""
+    from hafast.net.rules import rule_msg
+
+    msg = rule_msg(rule)
+    msg.encode()
+    return rule_key(memoryview(bytes(msg.data))[16:])  # past the nlmsghdr
+
+
+def _route_words(r: RouteSpec) -> list[str]:
+    words = [] if r.kind == "unicast" else [r.kind]
+    words.append(r.dst)
+    for name, value in (("via", r.gateway), ("dev", r.dev), ("src", r.src),
+                        ("table", r.table), ("metric", r.metric), ("scope", r.scope),
+                        ("track_group", r.track_group)):
+        if value is not None:
+            words += [name, str(value)]
+    return words

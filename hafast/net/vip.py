@@ -22,6 +22,7 @@ Example (root, in a scratch namespace)::
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -107,6 +108,14 @@ class MemoryVips:
         for rule in rules:
             self.rules.setdefault(rule, owner)
         return _done()
+
+    def reinstate(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
+                  default_dev: str, rules: Sequence[IpRule] = ()) -> None:
+        """As :meth:`NetlinkVips.reinstate`; the log says what was asked for again."""
+        self.log += [("reinstate", f"{v.address}/{v.prefix}") for v in vips]
+        self.log += [("reinstate", r.dst) for r in routes]
+        self.log += [("reinstate", rule.text()) for rule in rules]
+        self.add(owner, vips, routes, default_dev, rules)
 
     def remove(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
                default_dev: str, rules: Sequence[IpRule] = ()) -> concurrent.futures.Future[None]:
@@ -319,6 +328,20 @@ class NetlinkVips:
             elif err != errno.EEXIST:
                 self._refuse("rule", owner, f"rule {rule.text()}", os.strerror(err))
         return _done()
+
+    def reinstate(self, owner: str, vips: Sequence[VirtualAddress], routes: Sequence[RouteSpec],
+                  default_dev: str, rules: Sequence[IpRule] = ()) -> None:
+        """Add again entries someone else deleted (keepalived's reinstate_static_*):
+        forgotten, then added; one still in the kernel answers EEXIST and, with
+        ``adopt_existing``, stays ours."""
+        for v in vips:
+            with contextlib.suppress(LookupError, ValueError):
+                self._addrs.pop(self._addr_msg(v, default_dev)[0], None)
+        for r in routes:
+            self._routes.pop(r, None)
+        for rule in rules:
+            self._rules.pop(rule, None)
+        self.add(owner, vips, routes, default_dev, rules)
 
     def _remove(self, owner: str | None, addr_keys: Sequence[tuple[int, str, int]],
                 routes: Sequence[RouteSpec], rules: Sequence[IpRule] = ()) -> None:

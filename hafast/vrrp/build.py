@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from hafast.config.iproute import parse_route as parse_static_route
 from hafast.config.iprule import parse_rule
 from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
 from hafast.lib.notify import notify_scripts
@@ -62,11 +63,13 @@ def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
 def plan_instances(config: Config) -> list[InstancePlan]:
     """One :class:`InstancePlan` per ``vrrp_instance``, in file order."""
     gd = config.global_defs
+    tracks = static_track_interfaces(config)
     return [
         InstancePlan(
             spec=spec_for(inst, gd),
             channel=channel_for(inst, gd),
-            track_interface=inst.track_interface,
+            track_interface=with_static_tracks(inst.track_interface,
+                                               tracks.get(inst.name, ())),
             track_script=inst.track_script,
             track_file=inst.track_file,
             track_process=track_process_refs(inst, config),
@@ -75,6 +78,61 @@ def plan_instances(config: Config) -> list[InstancePlan]:
         )
         for inst in config.vrrp_instances
     ]
+
+
+def static_track_interfaces(config: Config) -> dict[str, tuple[str, ...]]:
+    """The interfaces each instance tracks through ``track_group``: keepalived 2.2.7's
+    static_track_group_init adds every member of a group to the interface of each
+    static address (its ``dev``, else default_interface), static route (``dev``) and
+    static rule (``iif``) naming the group, with weight 0: the instance faults while
+    that link is down.  A ``no_track`` entry adds nothing.
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text("track_group G { group { V } }\\n"
+    ...     "static_routes { 10.6.0.0/16 dev eth1 track_group G }\\n"
+    ...     "vrrp_instance V { interface lo\\n virtual_router_id 7\\n"
+    ...     " no_virtual_ipaddress\\n }\\n").config
+    >>> static_track_interfaces(cfg)
+    {'V': ('eth1',)}
+    """
+    members = {g.name: g.group for g in config.track_groups}
+    if not members:
+        return {}
+    pairs: list[tuple[str | None, str | None]] = []
+    for v in config.static_ipaddress:
+        if "no_track" not in v.options:
+            pairs.append((v.track_group, v.dev or config.global_defs.default_interface))
+    for words in config.static_routes:
+        r = parse_static_route(words, static=True)
+        pairs.append((r.track_group, r.dev))
+    for words in config.static_rules:
+        rule = parse_rule(words, static=True)[0]
+        if not rule.no_track:
+            pairs.append((rule.track_group, rule.iif))
+    out: dict[str, list[str]] = {}
+    for group, dev in pairs:
+        if group is None or dev is None:
+            continue
+        for name in members.get(group, ()):
+            if dev not in out.setdefault(name, []):
+                out[name].append(dev)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def with_static_tracks(refs: tuple[TrackRef, ...], devs: tuple[str, ...]
+                       ) -> tuple[TrackRef, ...]:
+    """``refs`` plus ``devs`` at weight 0; a ``track_interface`` already naming one
+    goes to weight 0 too (keepalived's add_vrrp_to_interface keeps one entry and
+    takes the unweighted one).
+
+    >>> with_static_tracks((TrackRef("eth1", 10),), ("eth1", "eth2"))
+    (TrackRef(name='eth1', weight=0, reverse=False), TrackRef(name='eth2', weight=0, reverse=False))
+    """
+    if not devs:
+        return refs
+    out = [replace(r, weight=0) if r.name in devs else r for r in refs]
+    out += [TrackRef(d, 0) for d in devs if d not in {r.name for r in refs}]
+    return tuple(out)
 
 
 def track_process_refs(inst: VrrpInstance, config: Config) -> tuple[TrackRef, ...]:

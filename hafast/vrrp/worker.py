@@ -64,7 +64,8 @@ class VrrpWorker:
         self.accept_filter = NoAcceptFilter(NftSettings.of(config.global_defs))
         # static_ipaddress/_routes/_rules: applied by VrrpSide at start and on reload,
         # removed at stop even under -V (keepalived's vrrp_terminate_phase2)
-        self.statics = Statics()
+        # (and restored as keepalived restores them: hafast.net.statics)
+        self.statics = Statics(loop=loop, linkwatch=self.linkwatch)
         # promote_secondaries: the interfaces we turned it on for, back to 0 at stop
         self.promote = PromoteSecondaries()
         # use_vmac: the macvlans, made as instances are built, deleted at stop.

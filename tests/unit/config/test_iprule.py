@@ -168,9 +168,15 @@ def test_skipped_or_refused(line: str, reason: str) -> None:
         parse_rule(words(line))
 
 
-def test_track_group_is_refused_in_static_rules() -> None:
-    with pytest.raises(RuleError, match="track_group is not supported"):
+def test_track_group_in_static_rules() -> None:
+    rule = parse_rule(words("from 10.0.0.0/8 iif eth1 table 3 track_group G"), static=True)[0]
+    assert (rule.track_group, rule.iif, rule.protocol) == ("G", "eth1", 18)
+    # keepalived 2.2.7 drops the group of a rule without iif and installs it untracked
+    with pytest.raises(RuleRefused, match="cannot have track_group if dev/iif"):
         parse_rule(words("from 10.0.0.0/8 table 3 track_group G"), static=True)
+    with pytest.raises(RuleRefused, match="track_group H is a duplicate"):
+        parse_rule(words("from 10.0.0.0/8 dev eth1 table 3 track_group G track_group H"),
+                   static=True)
 
 
 def test_number_rules_per_family() -> None:

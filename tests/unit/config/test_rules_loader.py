@@ -11,6 +11,11 @@ CONF = """\
 static_rules {
   from 10.2.0.0/24 table 101
   from 10.2.1.0/24 table 101 track_group G
+  from 10.2.2.0/24 iif eth0 table 101 priority 3 track_group G
+  from 10.2.3.0/24 iif eth0 table 101 priority 4 track_group NOPE
+}
+track_group G {
+  group { V }
 }
 vrrp_instance V {
   interface eth0
@@ -42,19 +47,21 @@ def test_diagnostics_and_numbering() -> None:
     assert got == [
         (2, "warning", "Rule has no preference specified - setting to 16384. This is "
                        "probably not what you want (give it a preference)"),
-        (3, "error", "static_rules"),  # track_group: hafast does not watch statics
-        (12, "error", "virtual_routes"),  # mtu
-        (16, "warning", "Rule has no preference specified - setting to 16383. This is "
+        (3, "error", "static_rules"),  # track_group without iif: keepalived drops it
+        (5, "error", "static_rules"),  # track_group NOPE not found
+        (17, "error", "virtual_routes"),  # mtu
+        (21, "warning", "Rule has no preference specified - setting to 16383. This is "
                         "probably not what you want (give it a preference)"),
-        (17, "warning", "virtual_rules"),  # protocol reset to keepalived's
-        (18, "error", "virtual_rules"),  # sport 80: keepalived would drop the match
-        (19, "warning", "virtual_rules"),  # inet6 steps over "from": skipped
-        (20, "warning", "Rule has no preference specified - setting to 16384. This is "
+        (22, "warning", "virtual_rules"),  # protocol reset to keepalived's
+        (23, "error", "virtual_rules"),  # sport 80: keepalived would drop the match
+        (24, "warning", "virtual_rules"),  # inet6 steps over "from": skipped
+        (25, "warning", "Rule has no preference specified - setting to 16384. This is "
                         "probably not what you want (give it a preference)"),
-        (24, "error", "static_routes"),  # mtu
+        (29, "error", "static_routes"),  # mtu
     ]
     cfg = res.config
-    assert [parse_rule(w)[0].priority for w in cfg.static_rules] == [16384]
+    assert [parse_rule(w, static=True)[0].priority for w in cfg.static_rules] == [16384, 3, 4]
+    assert [(g.name, g.group) for g in cfg.track_groups] == [("G", ("V",))]
     inst = cfg.vrrp_instances[0]
     assert [parse_rule(w)[0].priority for w in inst.virtual_rules] == [16383, 5, 16384]
     assert [w[0] for w in inst.virtual_routes] == ["src"]

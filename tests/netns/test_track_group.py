@@ -1,0 +1,171 @@
+"""Issue 14: track_group, hafast against keepalived 2.2.7 on the same config, side by side.
+
+Each kind runs alone in a lab of its own (r1: VI_1 on eth0, MASTER by itself), with a
+veth pair trk0/trk1 in r1 that carries the static entries.  What keepalived 2.2.7 does
+(vrrp_static_track.c, keepalived_netlink.c netlink_route_filter/netlink_rule_filter,
+vrrp_if.c interface_up), and so what both must do:
+
+- someone deleting a static route or rule of a family a track_group is used with:
+  it is added again at once ("Restoring deleted static route"), tracked or not; the
+  instance stays MASTER (no FAULT: the group tracks the link, not the route);
+- an IPv6 static route (no IPv6 entry names a group) deleted: nobody restores it;
+- trk0 losing its carrier (trk1 down): VI_1, a member of the group, goes FAULT (the
+  route's interface is tracked at weight 0); carrier back: MASTER again;
+- trk0 set down (the kernel drops its routes) and up: FAULT, then MASTER, and the
+  static routes on trk0 are back (IPv6 too: interface_up restores them all).
+
+Observed through a notify FIFO (each state) and ``ip route``/``ip rule``; timing
+margins are seconds, for a machine shared with other netns runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from hafast.lab.netns import run_in
+from tests.conftest import require_root, require_tool
+from tests.netns.test_vrrp_startup_delay import FifoLines
+from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VrrpLab
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
+
+KINDS = ("hafast", "keepalived")
+
+
+def conf(fifo: str) -> str:
+    return f"""global_defs {{
+  router_id r1
+  vrrp_garp_master_delay 0
+  notify_fifo {fifo}
+}}
+track_group TG {{
+  group {{ VI_1 }}
+}}
+static_routes {{
+  10.89.0.0/16 dev trk0 track_group TG
+  10.88.0.0/16 dev trk0 table 300
+  fd89::/64 dev trk0
+}}
+static_rules {{
+  from 10.86.0.0/16 iif trk0 table 300 priority 100 track_group TG
+}}
+vrrp_instance VI_1 {{
+  state MASTER
+  interface eth0
+  virtual_router_id 61
+  priority 150
+  advert_int 1
+  virtual_ipaddress {{
+    {VIP4}/24
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def labs() -> Iterator[dict[str, VrrpLab]]:
+    require_root()
+    require_tool(KEEPALIVED)
+    made: dict[str, VrrpLab] = {}
+    try:
+        for n, kind in enumerate(KINDS):
+            lab = made[kind] = VrrpLab(f"tg{n}{os.getpid() % 10000}").build()
+            ns = lab.ns("r1")
+            run_in(ns, ["ip", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1"])
+            for dev in ("trk0", "trk1"):
+                run_in(ns, ["ip", "link", "set", dev, "up"])
+        yield made
+    finally:
+        for lab in made.values():
+            try:
+                lab.close()
+            except Exception as exc:  # the other lab's namespaces must go too
+                print(f"closing {lab.prefix}: {exc!r}")
+
+
+def held(lab: VrrpLab) -> dict[str, bool]:
+    """Which static entries r1's kernel holds."""
+    ns = lab.ns("r1")
+
+    def out(*argv: str) -> str:
+        return run_in(ns, list(argv), check=False).stdout
+
+    main, t300 = out("ip", "route"), out("ip", "route", "show", "table", "300")
+    return {"route": "10.89.0.0/16 dev trk0" in main,
+            "route300": "10.88.0.0/16 dev trk0" in t300,
+            "route6": "fd89::/64 dev trk0" in out("ip", "-6", "route"),
+            "rule": "100:\tfrom 10.86.0.0/16 iif trk0 lookup 300" in out("ip", "rule")}
+
+
+def states(fifo: FifoLines) -> list[str]:
+    return [ln.split()[2] for _t, ln in fifo.lines if ln.startswith('INSTANCE "VI_1"')]
+
+
+def wait_all(labs: dict[str, VrrpLab], cond: Callable[[str], bool], timeout: float,
+             what: str) -> None:
+    for kind, lab in labs.items():
+        lab.wait_for(lambda k=kind: cond(k), timeout, f"{kind}: {what}")
+
+
+def sh(labs: dict[str, VrrpLab], *argv: str) -> None:
+    for lab in labs.values():
+        run_in(lab.ns("r1"), list(argv))
+
+
+def test_track_group_as_keepalived(labs: dict[str, VrrpLab]) -> None:
+    fifos = {k: FifoLines(labs[k].tmp / f"notify-{k}.fifo") for k in KINDS}
+    try:
+        for kind in KINDS:
+            labs[kind].start("r1", kind, conf(str(fifos[kind].path)))
+        wait_all(labs, lambda k: states(fifos[k])[-1:] == ["MASTER"], 15.0, "MASTER")
+        all_in = {"route": True, "route300": True, "route6": True, "rule": True}
+        for kind, lab in labs.items():
+            assert held(lab) == all_in, kind
+
+        # Deleted by someone else: restored (IPv4 followed), the instance untouched.
+        sh(labs, "ip", "route", "del", "10.89.0.0/16", "dev", "trk0")
+        sh(labs, "ip", "route", "del", "10.88.0.0/16", "dev", "trk0", "table", "300")
+        sh(labs, "ip", "rule", "del", "priority", "100")
+        sh(labs, "ip", "-6", "route", "del", "fd89::/64", "dev", "trk0")
+        wait_all(labs, lambda k: held(labs[k]) == dict(all_in, route6=False), 5.0,
+                 "the IPv4 static route, the table 300 one and the rule restored")
+        time.sleep(2.0)  # a late restore of the IPv6 route, or a FAULT, would show now
+        for kind, lab in labs.items():
+            assert held(lab) == dict(all_in, route6=False), kind
+            assert states(fifos[kind]) == ["BACKUP", "MASTER"] or \
+                states(fifos[kind]) == ["MASTER"], (kind, fifos[kind].lines)
+            assert lab.has_vip("r1"), kind
+        seen = {k: len(states(fifos[k])) for k in KINDS}
+
+        # trk0 loses its carrier: the group's instance faults; back: MASTER.
+        sh(labs, "ip", "link", "set", "trk1", "down")
+        wait_all(labs, lambda k: states(fifos[k])[seen[k]:] == ["FAULT"], 10.0, "FAULT")
+        for kind, lab in labs.items():
+            lab.wait_for(lambda lb=lab: not lb.has_vip("r1"), 5.0, f"{kind}: VIP gone")
+        sh(labs, "ip", "link", "set", "trk1", "up")
+        wait_all(labs, lambda k: states(fifos[k])[seen[k]:] == ["FAULT", "BACKUP", "MASTER"],
+                 15.0, "BACKUP then MASTER")
+        seen = {k: len(states(fifos[k])) for k in KINDS}
+
+        # trk0 set down takes its routes with it; up: they are added again (all of
+        # them: keepalived's interface_up restores every static route on the link).
+        sh(labs, "ip", "link", "set", "trk0", "down")
+        wait_all(labs, lambda k: states(fifos[k])[seen[k]:] == ["FAULT"], 10.0, "FAULT")
+        wait_all(labs, lambda k: not held(labs[k])["route"], 5.0, "routes flushed")
+        sh(labs, "ip", "link", "set", "trk0", "up")
+        wait_all(labs, lambda k: states(fifos[k])[seen[k]:] == ["FAULT", "BACKUP", "MASTER"],
+                 15.0, "BACKUP then MASTER")
+        wait_all(labs, lambda k: held(labs[k]) == all_in, 5.0, "every static entry back")
+
+        # At stop both remove their statics.
+        for lab in labs.values():
+            lab.stop(lab.routers["r1"])
+        for kind, lab in labs.items():
+            assert not any(held(lab).values()), kind
+    finally:
+        for f in fifos.values():
+            f.close()

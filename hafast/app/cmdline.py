@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -73,7 +74,8 @@ class Options:
     pid_file: str = f"{RUN_DIR}/hafast.pid"
     vrrp_pid_file: str = f"{RUN_DIR}/hafast_vrrp.pid"
     checkers_pid_file: str = f"{RUN_DIR}/hafast_checkers.pid"
-    namespace: str | None = None  # -s
+    namespace: str | None = None  # -s, or the config's net_namespace (namespace_from_config)
+    namespace_from_config: bool = False
     config_id: str | None = None  # -i
     all_config: bool = False  # -e
     umask: int | None = None  # -u
@@ -187,7 +189,8 @@ def options_from(ns: argparse.Namespace) -> Options:
         dont_release_ipvs=ns.dont_release_ipvs,
         release_vips=ns.release_vips,
         log=LogOptions(console=ns.log_console, detail=ns.log_detail,
-                       facility=ns.log_facility, file=ns.log_file, syslog=not ns.no_syslog),
+                       facility=ns.log_facility, file=ns.log_file, syslog=not ns.no_syslog,
+                       namespace=ns.namespace),
         pid_file=_pid_default(ns.pid_file, "hafast", ns.namespace),
         vrrp_pid_file=_pid_default(ns.vrrp_pid_file, "hafast_vrrp", ns.namespace),
         checkers_pid_file=_pid_default(ns.checkers_pid_file, "hafast_checkers", ns.namespace),
@@ -206,6 +209,32 @@ def options_from(ns: argparse.Namespace) -> Options:
         child_wait=ns.child_wait,
         ignore_sigint=ns.ignore_sigint,
     )
+
+
+def in_config_namespace(options: Options, name: str) -> Options:
+    """``options`` for a daemon that the config's ``net_namespace NAME`` puts in a
+    network namespace (no ``-s``): everything named after the namespace for ``-s NAME``
+    (pid files, control socket, dumps, log idents) is named after ``name``, as
+    keepalived treats the keyword and its ``-s`` alike.  A pid file given on the
+    command line stays where it was given.
+
+    >>> o = in_config_namespace(parse(["-r", "/tmp/v.pid"]), "blue")
+    >>> o.pid_file, o.vrrp_pid_file, o.control_path, o.log.namespace
+    ('/run/hafast/blue/hafast.pid', '/tmp/v.pid', '/run/hafast_blue.ctl', 'blue')
+    """
+    def moved(path: str, base: str) -> str:
+        # Options keeps no record of which paths were given: one equal to the default
+        # is taken as the default (giving the default path explicitly is the only case
+        # that moves, into the namespace's directory, which -s would do too)
+        return _pid_default(None, base, name) if path == _pid_default(None, base, None) \
+            else path
+
+    return dataclasses.replace(
+        options, namespace=name, namespace_from_config=True,
+        pid_file=moved(options.pid_file, "hafast"),
+        vrrp_pid_file=moved(options.vrrp_pid_file, "hafast_vrrp"),
+        checkers_pid_file=moved(options.checkers_pid_file, "hafast_checkers"),
+        log=dataclasses.replace(options.log, namespace=name))
 
 
 def parse(argv: Sequence[str]) -> Options:

@@ -8,8 +8,9 @@ import contextlib
 import logging
 import os
 
+from hafast.app import netns
 from hafast.app.cmdline import Options
-from hafast.app.process import daemonize, enter_namespace, pid_running, write_pid_file
+from hafast.app.process import daemonize, pid_running, write_pid_file
 from hafast.app.supervisor import Supervisor
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import setup as setup_logging
@@ -21,12 +22,11 @@ def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int
     """The daemon: load the configuration, run the parent until stopped.
 
     Exit codes: 0 stopped normally, 3 the configuration cannot be read or has errors,
-    1 another instance holds the pid file.
+    1 another instance holds the pid file, or the network namespace (``-s``,
+    ``net_namespace``) cannot be entered.
     """
     from hafast.config.loader import load_file
 
-    if options.namespace:
-        enter_namespace(options.namespace)
     setup_logging(options.log, "parent")
     res = load_file(options.config_file, config_id=options.config_id)
     for d in res.warnings:
@@ -36,6 +36,14 @@ def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int
             log.error("%s", d.format())
         log.error("configuration %s unusable; not starting", options.config_file)
         return 3
+    # keepalived reads its file, then enters the namespace before anything else
+    resolved = netns.resolve(options, res.config)
+    if resolved.log != options.log:
+        log.info("Changing syslog ident to hafast_%s", resolved.namespace)
+        setup_logging(resolved.log, "parent")
+    options = resolved
+    if options.namespace and not netns.enter(options.namespace):
+        return 1
     if pid_running(options.pid_file):
         log.error("daemon already running (pid file %s)", options.pid_file)
         return 1

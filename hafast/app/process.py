@@ -38,10 +38,14 @@ def die_with_parent(parent_pid: int) -> bool:
     return os.getppid() == parent_pid
 
 
+NETNS_DIR = "/run/netns"  # where `ip netns add NAME` bind-mounts the namespaces
+
+
 def enter_namespace(name: str) -> None:
-    """keepalived -s NAME: run inside /run/netns/NAME (before any socket is made)."""
+    """keepalived -s NAME / net_namespace NAME: run inside /run/netns/NAME (before any
+    socket is made; :mod:`hafast.app.netns`).  Python 3.11 has no ``os.setns``."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(f"{NETNS_DIR}/{name}", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
             err = ctypes.get_errno()

@@ -22,6 +22,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from hafast.app import netns
 from hafast.app.ipc import CHECK, VRRP
 from hafast.app.process import STARTUP_GRACE_S, WorkerHandle
 from hafast.config import model as m
@@ -51,6 +52,11 @@ class Reloader:
                 log.error("%s", d.format())
             log.error("reload rejected: %d error(s); the running configuration stays",
                       len(res.errors))
+            return None
+        refusal = netns.reload_refusal(opts, res.config)
+        if refusal is not None:
+            # keepalived drops the whole reload, not just the namespace change
+            log.error("%s; reload rejected, the running configuration stays", refusal)
             return None
         return res.config
 

@@ -681,7 +681,7 @@ track_bfd           l  0    track         +track_bfd
 """
 # Top-level keywords keepalived installs as "root" keywords (outside global_defs).
 _ROOT_ONLY = """
-net_namespace       v  1    str           -
+net_namespace       v  1    str           +net_namespace
 net_namespace_ipvs  v  0-1  str           -
 namespace_with_ipsets f 0-1 flag          -
 instance            v  1    str           -

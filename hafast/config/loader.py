@@ -98,9 +98,9 @@ class _Loader(Walker):
         top: dict[str, Any] = {}
         pos: dict[str, Token] = {}
         self.block("top", tree, top, pos)
-        return self.config(top)
+        return self.config(top, pos)
 
-    def config(self, top: dict[str, Any]) -> m.Config:
+    def config(self, top: dict[str, Any], pos: dict[str, Token] | None = None) -> m.Config:
         """The model from the walked top level's fields."""
         gd: m.GlobalDefs = top.get("global_defs") or m.GlobalDefs()
         # VRRP before LVS: the order the diagnostics come out in (the golden files hold it)
@@ -114,10 +114,20 @@ class _Loader(Walker):
             static_rules=tuple(top.get("static_rules", ())),
             ssl=top.get("ssl"),
             **lvs,
+            net_namespace=self._net_namespace(top, pos or {}),
         )
         lvs_syncd.diagnose(config, self.global_pos, self.warn)
         # last: it needs the built model, and drops what keepalived would not run
         return secure_scripts(config, self.scripts, self.warn, self.global_pos)
+
+    def _net_namespace(self, top: dict[str, Any], pos: dict[str, Token]) -> str | None:
+        # keepalived keeps the first net_namespace and reports the others
+        # (net_namespace_handler: "Duplicate net_namespace definition NAME - ignoring")
+        names: list[str] = top.get("net_namespace") or []
+        if len(names) > 1:
+            self.warn(pos["net_namespace"], f"duplicate net_namespace {names[-1]}: ignored, "
+                      f"the first one ({names[0]}) is used, as keepalived does")
+        return names[0] if names else None
 
 
 @contextmanager
@@ -228,7 +238,7 @@ class _Stream:
         if self.failed is not None:
             raise self.failed
         self.loader.block("top", self.tree.finish(), self.top, self.pos)
-        return self.loader.config(self.top)
+        return self.loader.config(self.top, self.pos)
 
 
 def _load_streaming(path: str, config_id: str | None) -> LoadResult:

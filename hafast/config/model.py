@@ -847,3 +847,6 @@ class Config:
     ssl: SslContext | None = None
     virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
     virtual_servers: tuple[VirtualServer, ...] = ()
+    # top-level net_namespace: the parent enters it at start (hafast.app.netns); a
+    # reload cannot change it, as in keepalived
+    net_namespace: str | None = None

@@ -51,7 +51,6 @@ class Gap:
 # "CONTEXT KEYWORD LEVEL why"; CONTEXT "*" is every context the keyword appears in.
 # The reason says what keepalived does with it, so the operator can judge.
 _TABLE = """
-top net_namespace refuse keepalived moves itself into that network namespace; start hafast inside it instead (ip netns exec NAME hafast)
 top net_namespace_ipvs refuse keepalived manages IPVS in another namespace
 top namespace_with_ipsets warn ipsets are not used by hafast
 top instance warn only names keepalived's pid and dump files

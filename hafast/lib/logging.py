@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import logging.handlers
 import os
@@ -50,6 +51,9 @@ class LogOptions:
     facility: str = "daemon"
     file: str | None = None
     syslog: bool = True
+    # keepalived in a network namespace (net_namespace, -s) appends "_NAME" to its
+    # syslog idents and log file names (make_syslog_ident, make_file_name)
+    namespace: str | None = None
 
 
 def facility_of(text: str) -> int:
@@ -69,9 +73,14 @@ def facility_of(text: str) -> int:
                          ) from None
 
 
-def per_process_file(path: str, role: str) -> str:
-    """The log file of ``role``: keepalived puts the process suffix before the extension."""
-    suffix = FILE_SUFFIXES.get(role, f"_{role}")
+def per_process_file(path: str, role: str, namespace: str | None = None) -> str:
+    """The log file of ``role``: keepalived puts the process suffix, then the
+    namespace's, before the extension.
+
+    >>> per_process_file("/var/log/hafast.log", "vrrp", "blue")
+    '/var/log/hafast_vrrp_blue.log'
+    """
+    suffix = FILE_SUFFIXES.get(role, f"_{role}") + (f"_{namespace}" if namespace else "")
     if not suffix:
         return path
     head, tail = os.path.split(path)
@@ -88,6 +97,8 @@ def setup(options: LogOptions, role: str = "parent") -> list[logging.Handler]:
     line on stderr rather than stopping the daemon.
     """
     ident = IDENTS.get(role, f"hafast_{role}")
+    if options.namespace:
+        ident = f"{ident}_{options.namespace}"
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -108,7 +119,7 @@ def setup(options: LogOptions, role: str = "parent") -> list[logging.Handler]:
             print(f"{ident}: syslog unavailable ({exc}); logging to stderr",
                   file=sys.stderr)
             if not options.console:
-                options = LogOptions(True, options.detail, options.facility, options.file, False)
+                options = dataclasses.replace(options, console=True, syslog=False)
     stamp = "%(asctime)s.%(msecs)03d "
     if options.console:
         ch = logging.StreamHandler(sys.stderr)
@@ -116,7 +127,7 @@ def setup(options: LogOptions, role: str = "parent") -> list[logging.Handler]:
                                           "%Y-%m-%d %H:%M:%S"))
         handlers.append(ch)
     if options.file:
-        fh = logging.FileHandler(per_process_file(options.file, role))
+        fh = logging.FileHandler(per_process_file(options.file, role, options.namespace))
         fh.setFormatter(logging.Formatter(f"{stamp}{ident}[%(process)d]: {detail}%(message)s",
                                           "%Y-%m-%d %H:%M:%S"))
         handlers.append(fh)

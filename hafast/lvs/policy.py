@@ -12,7 +12,10 @@ keepalived's rules, as ``check/ipwrapper.c`` applies them:
 - quorum: the live weights summed.  While the quorum is up it is lost when the sum
   falls below ``quorum - hysteresis`` (or to 0); while down it is gained again at
   ``quorum + hysteresis``.  Losing runs ``quorum_down`` and writes ``VS ... DOWN``;
-  gaining runs ``quorum_up`` and writes ``VS ... UP``;
+  gaining runs ``quorum_up`` and writes ``VS ... UP``.  Every virtual server starts
+  with its quorum down, so one met at start (or added by a reload) is reported
+  gained; one not met is reported only with a sorry server.  A reload reports
+  what keepalived's clear_diff_services does (:meth:`PoolPolicy._reload_removals`);
 - with a ``sorry_server``, losing the quorum takes the live real servers out and
   puts the sorry server in (weight 1); gaining does the reverse.  With
   ``sorry_server_inhibit`` the sorry server stays in at weight 0 instead of being
@@ -370,12 +373,14 @@ class PoolPolicy:
         return not (st.suspend_addrs & self.present)
 
     def _init_quorum(self, st: VsState, out: Outcome) -> None:
-        # keepalived set_quorum_states() then update_quorum_state(init): up needs
-        # quorum + hysteresis; starting down is reported only with a sorry server.
-        vs = st.vs
-        st.quorum_up = st.live_weight() >= vs.quorum + vs.hysteresis
-        if not st.quorum_up and vs.sorry_server is not None:
-            self._vs_notify(st, out)
+        # keepalived 2.2.7 set_quorum_states() weighs the real servers before
+        # init_service_rs has made any of them alive, so (quorum >= 1) every
+        # virtual server starts down; update_quorum_state(init) then finds a quorum
+        # met and runs quorum_up / writes "VS ... UP" ("Starting with quorum up"),
+        # or, only with a sorry server (not in yet), runs quorum_down / "VS ... DOWN".
+        # The same holds for a virtual server a reload adds.
+        st.quorum_up = False
+        self._update_quorum(st, out, sorry_in=False)
 
     # -- inputs -------------------------------------------------------------------
 
@@ -482,15 +487,20 @@ class PoolPolicy:
             self.present = {normal_address(a) for a in vips_present}
         built = self._build(config, reuse=old, old_groups=old_groups)
         out = Outcome()
+        # keepalived copies each kept virtual server's quorum state before its
+        # clear_diff_rs may drop the old one's (update_vs_notifies below).
+        was_up = {key: st.quorum_up for key, st in old.items()}
         # Services of virtual servers that went away or were rebuilt leave the pool.
         for key, gone in old.items():
             if self.vss.get(key) is gone:
                 continue
+            self._reload_removals(gone, self.vss.get(key), out)
             for svc in gone.services:
                 self.pool.services.pop(svc.key, None)
                 self.pool.dests.pop(svc.key, None)
                 out.changed.add(svc.key)
-        for key in built:
+        # in the configuration's order, as keepalived's init_services writes its lines
+        for key in [k for k in self.vss if k in built]:
             st = self.vss[key]
             prev = old.get(key)
             if prev is None:
@@ -504,8 +514,14 @@ class PoolPolicy:
                     rst.alive = p.alive
                     if p.dynamic_weight:
                         rst.weight, rst.dynamic_weight = p.weight, True
-                st.quorum_up = prev.quorum_up
-                self._update_quorum(st, out)
+                # keepalived init_service_vs: update_quorum_state(init) from the
+                # state before the reload; a sorry server that was not in the pool
+                # (new, changed, or the quorum was up) makes a down quorum report.
+                sorry = st.vs.sorry_server
+                sorry_in = (sorry is not None and sorry == prev.vs.sorry_server
+                            and not was_up[key])
+                st.quorum_up = was_up[key]
+                self._update_quorum(st, out, sorry_in=sorry_in)
             self._sync(st)
             out.changed |= {s.key for s in st.services}
         if vips_present is not None:
@@ -514,9 +530,36 @@ class PoolPolicy:
                     self._resuspend(st, out)
         return out
 
+    def _reload_removals(self, old: VsState, new: VsState | None, out: Outcome) -> None:
+        """keepalived 2.2.7 clear_diff_services, before the new configuration is
+        applied: each live real server in the pool that the reload takes away goes
+        DOWN (its old notify_down, ``RS ... DOWN``: clear_service_rs), then the old
+        virtual server, weighed with what is left and its old quorum, may lose it
+        (its old quorum_down, ``VS ... DOWN``: update_vs_notifies).  A virtual server
+        the reload removes loses every real server.  The new virtual server then
+        starts from the state before all this, so a reload that takes the quorum
+        away reports the loss twice, as keepalived does."""
+        pooled = set() if old.suspended else set(self.dests_of(old))
+        kept = new.rss if new is not None else {}
+        for rk, rst in old.rss.items():
+            if rk in kept or not rst.alive or (rst.rs.address, rst.dest_port) not in pooled:
+                continue
+            rst.alive = False
+            self._rs_notify(old, rst, out)
+        if new is not None and not old.rss:
+            return  # clear_diff_rs: an old virtual server without real servers stops here
+        vs = old.vs
+        total = old.live_weight()
+        if old.quorum_up and (total == 0 or total < vs.quorum - vs.hysteresis):
+            old.quorum_up = False
+            self._vs_notify(old, out)
+
     # -- rules --------------------------------------------------------------------
 
-    def _update_quorum(self, st: VsState, out: Outcome) -> None:
+    def _update_quorum(self, st: VsState, out: Outcome, *, sorry_in: bool = True) -> None:
+        """keepalived's update_quorum_state; ``sorry_in`` False is its ``init`` call
+        for a virtual server whose sorry server is not in the pool yet, which
+        reports a quorum that is down (and stays down) all the same."""
         vs = st.vs
         total = st.live_weight()
         if not st.quorum_up and total >= vs.quorum + vs.hysteresis:
@@ -524,6 +567,8 @@ class PoolPolicy:
             self._vs_notify(st, out)
         elif st.quorum_up and (total == 0 or total < vs.quorum - vs.hysteresis):
             st.quorum_up = False
+            self._vs_notify(st, out)
+        elif not st.quorum_up and not sorry_in and vs.sorry_server is not None:
             self._vs_notify(st, out)
 
     def dests_of(self, st: VsState) -> dict[tuple[str, int], Dest]:

@@ -69,7 +69,8 @@ def test_start_puts_every_live_server_in_with_its_weight() -> None:
     assert weights(p) == {"10.1.0.1": 1, "10.1.0.2": 2, "10.1.0.3": 3}
     assert p.pool.services[SVC].scheduler == "wrr"
     assert all(d.method == "NAT" and d.port == 8080 for d in p.pool.dests[SVC].values())
-    assert out.actions == []  # no rs_init_notifies: nothing to report at start
+    # no rs_init_notifies: no RS lines; keepalived 2.2.7 reports the quorum met
+    assert lines(out) == [f"VS [{VIP}]:tcp:80 UP"]
 
 
 @pytest.mark.usefixtures("programs_exist")
@@ -504,3 +505,71 @@ def test_reload_of_an_unchanged_virtual_server_reports_nothing_changed() -> None
     out = p.reload(load_text(text.split("\nvirtual_server 10.0.0.3")[0]).config)
     assert out.changed == {ServiceKey(4, "TCP", "10.0.0.3", 80)}
     assert ServiceKey(4, "TCP", "10.0.0.3", 80) not in p.pool.services
+
+
+@pytest.mark.usefixtures("programs_exist")
+def test_start_reports_a_quorum_met_and_a_sorry_quorum_down_as_keepalived() -> None:
+    # keepalived 2.2.7: set_quorum_states() weighs before any real server is alive,
+    # then update_quorum_state(init): met -> quorum_up + VS UP; not met -> nothing,
+    # or with a sorry server quorum_down + VS DOWN.
+    scripts_ = 'quorum_up "/bin/qup"\n quorum_down "/bin/qdown"'
+    met = PoolPolicy(config(f"quorum 6\n {scripts_}")).start()
+    assert lines(met) == [f"VS [{VIP}]:tcp:80 UP"] and scripts(met) == [("/bin/qup",)]
+    short = PoolPolicy(config(f"quorum 7\n {scripts_}")).start()
+    assert short.actions == []
+    hyst = PoolPolicy(config(f"quorum 5\n hysteresis 2\n {scripts_}")).start()
+    assert hyst.actions == []  # 6 < 5 + 2
+    sorry = PoolPolicy(config(f"quorum 7\n sorry_server 10.9.0.9 80\n {scripts_}")).start()
+    assert lines(sorry) == [f"VS [{VIP}]:tcp:80 DOWN"] and scripts(sorry) == [("/bin/qdown",)]
+    alpha = PoolPolicy(config(f"alpha\n {scripts_}")).start()
+    assert alpha.actions == []  # every server dead until checked, no sorry server
+
+
+def _vs(n: int, body: str, servers: str, tag: str = "") -> str:
+    tag = tag or f"v{n}"
+    return (f"virtual_server 10.0.0.{n} 80 {{ protocol TCP\n quorum_up \"/bin/up {tag}\"\n"
+            f" quorum_down \"/bin/down {tag}\"\n {body}\n{servers} }}\n")
+
+
+def _rss(*addrs: str) -> str:
+    return "".join(f" real_server {a} 8080 {{ TCP_CHECK {{ }} }}\n" for a in addrs)
+
+
+@pytest.mark.usefixtures("programs_exist")
+def test_reload_reports_quorum_as_keepalived() -> None:
+    """keepalived 2.2.7 clear_diff_services then init_services (the same story as the
+    IPVS VM's side-by-side test, tests/ipvs/test_quorum_notify.py)."""
+    clock = Clock()
+    first = (_vs(1, "quorum 1", _rss("10.1.0.1", "10.1.0.2"))
+             + _vs(2, "sorry_server 10.9.0.4 8080", _rss("10.1.0.2"))
+             + _vs(3, "", _rss("10.1.0.1"))
+             + _vs(4, "quorum 2", _rss("10.1.0.1", "10.1.0.2")))
+    cfg = load_text(first).config
+    p = PoolPolicy(cfg)
+    p.start()
+    for i in (0, 1, 3):
+        p.on_event(ev(cfg, clock, "10.1.0.2", DOWN, i=i))
+    assert [p.quorum(vs_key(cfg, i)) for i in range(4)] == [True, False, True, False]
+    second = (_vs(1, "quorum 1", _rss("10.1.0.2"), tag="v1-new")
+              + _vs(2, "sorry_server 10.9.0.5 8080", _rss("10.1.0.2"))
+              + _vs(4, "quorum 2", _rss("10.1.0.1", "10.1.0.2"))
+              + _vs(5, "", _rss("10.1.0.1")))
+    out = p.reload(load_text(second).config)
+    v = "VS [10.0.0.{}]:tcp:80 {}".format
+    r = "RS [10.1.0.1]:tcp:8080 [10.0.0.{}]:tcp:80 DOWN".format
+    assert lines(out) == [
+        # 1 loses its live server: DOWN, the old one's quorum lost (old script),
+        # then the new one, from the state before the reload, loses it again
+        r(1), v(1, "DOWN"),
+        # 3 goes: its live server and its quorum
+        r(3), v(3, "DOWN"),
+        v(1, "DOWN"),
+        v(2, "DOWN"),  # a new sorry server on a quorum that is down
+        v(5, "UP"),  # new, met at once
+    ]
+    assert sorted(scripts(out)) == sorted([("/bin/down", "v1"), ("/bin/down", "v3"),
+                                           ("/bin/down", "v1-new"), ("/bin/down", "v2"),
+                                           ("/bin/up", "v5")])
+    # 4 is unchanged (still down, no sorry server): nothing about it
+    again = p.reload(load_text(second).config)
+    assert again.actions == []

@@ -111,7 +111,13 @@ class WorkerProcess:
 def write_pid_file(path: str, pid: int) -> None:
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "w") as f:
+        # keepalived's pidfile.c: 0644 whatever umask we were started with (a 0 umask
+        # would let anyone rewrite the pid a stop script kills), and no symlink
+        # followed (a planted link would have root truncate its target).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(fd, os.fstat(fd).st_mode & 0o644)
             f.write(f"{pid}\n")
     except OSError as exc:
         log.warning("cannot write pid file %s: %s", path, exc)

@@ -722,7 +722,7 @@ vrrp_track_file     b  1    track_file    +track_files
 vrrp_track_process  b  1    vrrp_track_process +track_processes
 vrrp_sync_group     b  1    vrrp_sync_group +sync_groups
 vrrp_instance       b  1    vrrp_instance +vrrp_instances
-garp_group          b  0    garp_group    -
+garp_group          b  0    garp_group    +garp_groups
 track_group         b  1    track_group   +track_groups
 linkbeat_interfaces l  0    any           -
 interface_up_down_delays l 0 any          -
@@ -768,7 +768,7 @@ vrrp_garp_master_refresh v 1 timer:0,86400 vrrp_garp_master_refresh_us
 vrrp_garp_master_refresh_repeat v 1 int:1,255 vrrp_garp_master_refresh_repeat
 vrrp_garp_interval  v  1    timer:0.000001,1 vrrp_garp_interval_us
 vrrp_gna_interval   v  1    timer:0.000001,1 vrrp_gna_interval_us
-vrrp_min_garp       f  0-1  flag          -
+vrrp_min_garp       f  0-1  flag          vrrp_min_garp
 vrrp_garp_extra_if  v  1-2  any           -
 vrrp_vmac_garp_intvl v 1+   any           -
 v3_checksum_as_v2   f  0-1  flag          v3_checksum_as_v2
@@ -989,10 +989,10 @@ time_window         v  1    int:1,300     -
 mode                v  1    choice:enforce,permissive,receive-only -
 """,
     "garp_group": """
-garp_interval       v  1    timer:0,1     -
-gna_interval        v  1    timer:0,1     -
-interface           v  1    str           -
-interfaces          l  0    name          -
+garp_interval       v  1    timer:0,2147.483647 garp_interval_us
+gna_interval        v  1    timer:0,2147.483647 gna_interval_us
+interface           v  1    str           +interfaces
+interfaces          l  0    name          +interfaces
 """,
     "track_group": """
 group               l  0    name          group

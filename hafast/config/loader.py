@@ -40,6 +40,7 @@ from hafast.config import model as m
 from hafast.config.build_lvs import LvsBuilder
 from hafast.config.build_vrrp import VrrpBuilder, authentication
 from hafast.config.firewall import nftables_in_order
+from hafast.config.garp import fold_min_garp, garp_group
 from hafast.config.scriptcheck import secure_scripts
 
 # Re-exported: hafast.vrrp.params applies the loader's Accept_Mode rule from here.
@@ -71,6 +72,7 @@ def _global_defs(ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token
     if isinstance(ld, _Loader):
         ld.global_pos = pos  # where script_user / notify_fifo were written
     nftables_in_order(f, pos, ld.warn)
+    fold_min_garp(f, pos)
     return m.GlobalDefs(**f)
 
 
@@ -79,10 +81,10 @@ _IMMEDIATE: Mapping[str, ImmediateBuilder] = {
     "global_defs": _global_defs,
     "authentication": authentication,
     "SSL": lambda ld, f, pos, kw: m.SslContext(**f),
+    "garp_group": lambda ld, f, pos, kw: garp_group(ld.warn, f, kw),
     # accepted without effect (hafast.config.support diagnoses them): the rows have no
     # field, the block is only checked
     "auth_hmac": lambda ld, f, pos, kw: None,
-    "garp_group": lambda ld, f, pos, kw: None,
     "bfd_instance": lambda ld, f, pos, kw: None,
 }
 
@@ -112,6 +114,7 @@ class _Loader(Walker):
             static_ipaddress=tuple(top.get("static_ipaddress", ())),
             static_routes=tuple(top.get("static_routes", ())),
             static_rules=tuple(top.get("static_rules", ())),
+            garp_groups=tuple(g for g in top.get("garp_groups", ()) if g is not None),
             ssl=top.get("ssl"),
             **lvs,
             net_namespace=self._net_namespace(top, pos or {}),

@@ -240,6 +240,19 @@ class VrrpScript:
 
 
 @dataclass(frozen=True, slots=True)
+class GarpGroup:
+    """``garp_group { }``: keepalived's garp_delay, shared by the interfaces it names.
+
+    Gratuitous ARPs (NAs) sent on any of them keep ``garp_interval`` (``gna_interval``)
+    apart, whichever instance sends them (hafast.vrrp.pacing).  None: not paced."""
+
+    garp_interval_us: int | None = None
+    gna_interval_us: int | None = None
+    interfaces: tuple[str, ...] = ()
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
 class TrackFile:
     name: str
     file: str = ""
@@ -844,6 +857,7 @@ class Config:
     static_ipaddress: tuple[VirtualAddress, ...] = ()
     static_routes: tuple[tuple[str, ...], ...] = ()
     static_rules: tuple[tuple[str, ...], ...] = ()
+    garp_groups: tuple[GarpGroup, ...] = ()
     ssl: SslContext | None = None
     virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
     virtual_servers: tuple[VirtualServer, ...] = ()

@@ -58,11 +58,9 @@ top use_pid_dir warn only moves keepalived's pid files (hafast takes -p/-r/-c)
 top child_wait_time warn keepalived's wait for its children at exit
 * linkbeat_use_polling warn link state comes from netlink events; polling is for drivers without them
 * include_check warn keepalived's check that included files exist in a namespace
-top garp_group warn gratuitous ARP pacing per interface group (hafast keeps each instance's own garp timing)
 top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
 top interface_up_down_delays refuse delays FAULT after a link goes down or up
 top bfd_instance refuse BFD sessions (RFC 5880) are not implemented
-global_defs vrrp_min_garp warn sends fewer gratuitous ARPs
 * vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
 * garp_extra_if warn gratuitous ARPs on an extra interface
 global_defs vrrp_vmac_garp_intvl warn periodic gratuitous ARPs on VMAC interfaces are not sent (a new master's still are)
@@ -186,6 +184,8 @@ CONFIG_EFFECTS: dict[str, str] = {
     "vrrp_garp_lower_prio_repeat": "garp_lower_prio_repeat",
     "vrrp_garp_master_refresh_us": "garp_master_refresh_us",
     "vrrp_garp_master_refresh_repeat": "garp_master_refresh_repeat",
+    # folded into the global garp repeat/delay/refresh at load (config.garp)
+    "vrrp_min_garp": "garp_master_repeat",
     "vrrp_strict": "strict_mode",
     "no_accept": "accept",  # accept_mode (config.model) decides from both
     "native_ipv6": "family",  # an instance without addresses speaks VRRP over IPv6

@@ -22,13 +22,18 @@ more after ``delay`` (5 and 5 s by default), then ``refresh_repeat`` every
 ``refresh`` while master; consecutive messages on one interface are spaced by
 ``interval``.  The FSM raises the bursts (``SendGratuitous``); :func:`burst_schedule`
 spaces one burst, :func:`takeover_plan` lays out the whole default cadence.
+
+Pacing (keepalived ``garp_group``, and ``vrrp_garp_interval``/``vrrp_gna_interval``
+for the links no group names): :class:`GarpPacer` is keepalived's ``garp_delay_t``,
+one per group (or per link), shared by every instance announcing there.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
-from typing import Final, TypeVar
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Generic, TypeVar
 
 from hafast._core.checksum import internet_checksum, pseudo_sum_ipv6
 
@@ -237,3 +242,77 @@ def takeover_plan(
             bursts.append((at, refresh_repeat))
             at += refresh_us
     return sorted(bursts)
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(slots=True, eq=False)  # hashed by identity: a timer per pacer
+class GarpPacer(Generic[K, T]):
+    """Keeps the gratuitous ARPs (family 4) or NAs (6) of a link group ``interval`` apart.
+
+    keepalived 2.2.7's ``garp_delay_t`` (vrrp_arp.c ``send_gratuitous_arp``,
+    vrrp_ndisc.c, vrrp_scheduler.c ``vrrp_arp_thread``), whose quirks matter because
+    they set how many frames leave: a message offered before the link's next free
+    time is not queued again but marks its VIP *pending* (one flag per VIP of an
+    instance), so the ``repeat`` rounds of a burst collapse; at each free time the
+    first pending VIP in instance order, then address order, goes.  With
+    ``garp_interval 0.5``, a burst of 5 for VIPs a, b sends a at 0, a at 0.5 and b at
+    1.0 (captured from keepalived 2.2.7 in tests/netns/test_garp_pacing.py).  ARPs and
+    NAs keep separate free times; a family without an interval is not paced.
+
+    ``key`` orders and identifies a pending message (``(instance order, name, VIP
+    index)``); ``item`` is what the caller sends when :meth:`due` hands it back.
+
+    >>> p = GarpPacer(garp_interval_us=500_000)
+    >>> [p.offer(0, 4, k, k) for k in ("a", "b", "a", "b")]
+    [True, False, False, False]
+    >>> p.wake_us(), p.due(500_000), p.wake_us(), p.due(1_000_000), p.wake_us()
+    (500000, ['a'], 1000000, ['b'], None)
+    """
+
+    garp_interval_us: int | None = None
+    gna_interval_us: int | None = None
+    _free_at: dict[int, int] = field(default_factory=dict)  # family -> next send allowed
+    _pending: dict[K, tuple[int, T]] = field(default_factory=dict)  # key -> (family, item)
+
+    def interval_us(self, family: int) -> int | None:
+        return self.garp_interval_us if family == 4 else self.gna_interval_us
+
+    def offer(self, now_us: int, family: int, key: K, item: T) -> bool:
+        """True: send ``item`` now (the pacer counts it sent).  False: it is pending."""
+        interval = self.interval_us(family)
+        if interval is None:
+            return True
+        free = self._free_at.get(family)
+        if free is not None and now_us < free:
+            self._pending[key] = (family, item)
+            return False
+        # keepalived leaves the VIP's pending flag as it was: a pending VIP sent by a
+        # new burst still goes again at its turn
+        self._free_at[family] = now_us + interval
+        return True
+
+    def due(self, now_us: int) -> list[T]:
+        """The pending items whose turn came by ``now_us``: at most one per family."""
+        out: list[T] = []
+        for key in sorted(self._pending):  # type: ignore[type-var]
+            family, item = self._pending[key]
+            free = self._free_at.get(family)
+            if free is None or now_us >= free:
+                del self._pending[key]
+                self._free_at[family] = now_us + (self.interval_us(family) or 0)
+                out.append(item)
+        return out
+
+    def wake_us(self) -> int | None:
+        """When :meth:`due` next has something, or None when nothing is pending."""
+        families = {family for family, _ in self._pending.values()}
+        times = [self._free_at.get(f, 0) for f in families]
+        return min(times) if times else None
+
+    def withdraw(self, owner: object) -> None:
+        """Forget what is pending for ``owner`` (``key[1]``): it left MASTER, its VIPs
+        went (keepalived ``vrrp_remove_delayed_arp``)."""
+        for key in [k for k in self._pending if k[1] == owner]:  # type: ignore[index]
+            del self._pending[key]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -51,8 +52,9 @@ from hafast.lib.notify import Notifier, NotifyScripts
 from hafast.lib.units import NS_PER_US, US_PER_S
 from hafast.net.vip import RouteSpec, VipOps
 from hafast.vrrp import fsm
-from hafast.vrrp.announce import burst_schedule, gratuitous_arp, unsolicited_na
+from hafast.vrrp.announce import gratuitous_arp, unsolicited_na
 from hafast.vrrp.fsm import State, TimerKind
+from hafast.vrrp.pacing import GarpPacing
 from hafast.vrrp.params import VrrpParams
 from hafast.vrrp.transport import RateLimitedLog
 
@@ -259,7 +261,10 @@ class ManualTimers:
 
 
 class Announcer(Protocol):
-    def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None: ...
+    def announce(self, vips: Sequence[VirtualAddress], repeat: int, owner: str = "") -> None:
+        ...
+
+    def withdraw(self, owner: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -270,8 +275,11 @@ class NullAnnouncer:
     def __init__(self) -> None:
         self.bursts: list[tuple[int, int]] = []
 
-    def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None:
+    def announce(self, vips: Sequence[VirtualAddress], repeat: int, owner: str = "") -> None:
         self.bursts.append((len(vips), repeat))
+
+    def withdraw(self, owner: str) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -281,12 +289,12 @@ class PacketAnnouncer:
     """GARP (RFC 5798 §6.4.1, IPv4) and unsolicited NA (§8.2.2, IPv6) on an AF_PACKET socket."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ifname: str, mac: bytes,
-                 garp_interval_us: int = 0, gna_interval_us: int = 0) -> None:
+                 pacing: GarpPacing | None = None) -> None:
         self.loop = loop
         self.ifname = ifname
         self.mac = mac
-        self.garp_interval_us = garp_interval_us
-        self.gna_interval_us = gna_interval_us
+        # garp_group / vrrp_garp_interval: shared by every announcer of the process
+        self.pacing = pacing
         self.sent = 0
         self.dropped = 0
         self.sock = _packet_socket(ifname)
@@ -332,23 +340,30 @@ class PacketAnnouncer:
                 del self._links[ifname]  # the link went away: reopen on the next burst
                 sock.close()
 
-    def announce(self, vips: Sequence[VirtualAddress], repeat: int) -> None:
-        by_link: dict[str, list[VirtualAddress]] = {}
-        for v in vips:
-            by_link.setdefault(v.dev or self.ifname, []).append(v)
-        for ifname, group in by_link.items():
-            link = self._link(ifname)
-            if link is None:
-                continue
-            sock, mac, router = link
-            for family, interval in ((4, self.garp_interval_us), (6, self.gna_interval_us)):
-                frames = [self._frame(v, mac, router) for v in group if v.family == family]
-                for at_us, frame in burst_schedule(0, frames, repeat, interval):
-                    if at_us == 0:
-                        self._send(ifname, sock, frame)
-                    else:
-                        self.loop.call_later(at_us / US_PER_S, self._send, ifname, sock,
-                                             frame)
+    def announce(self, vips: Sequence[VirtualAddress], repeat: int, owner: str = "") -> None:
+        # keepalived vrrp_send_link_update: ``repeat`` rounds over the VIPs, each on its
+        # own link; where a pacer spaces the link, what it holds back waits there.
+        links: dict[str, tuple[socket.socket, bytes, bool] | None] = {}
+        plan: list[tuple[int, int, str, socket.socket, bytes]] = []
+        for index, v in enumerate(vips):
+            ifname = v.dev or self.ifname
+            if ifname not in links:
+                links[ifname] = self._link(ifname)
+            link = links[ifname]
+            if link is not None:
+                sock, mac, router = link
+                plan.append((index, v.family, ifname, sock, self._frame(v, mac, router)))
+        for _ in range(repeat):
+            for index, family, ifname, sock, frame in plan:
+                if self.pacing is None:
+                    self._send(ifname, sock, frame)
+                else:
+                    self.pacing.send(ifname, family, owner, index,
+                                     functools.partial(self._send, ifname, sock, frame))
+
+    def withdraw(self, owner: str) -> None:
+        if self.pacing is not None:
+            self.pacing.withdraw(owner)
 
     def close(self) -> None:
         self.sock.close()
@@ -711,7 +726,7 @@ class Instance:
             self.counters["pri_zero_sent"] += 1
 
     def _send_gratuitous(self, a: fsm.SendGratuitous) -> None:
-        self.announcer.announce(self.spec.vips + self.spec.excluded, a.repeat)
+        self.announcer.announce(self.spec.vips + self.spec.excluded, a.repeat, self.name)
 
     @property
     def filtered(self) -> bool:
@@ -728,6 +743,8 @@ class Instance:
 
     def _remove_vips(self, a: fsm.RemoveVips) -> None:
         s = self.spec
+        # keepalived vrrp_restore_interface -> vrrp_remove_delayed_arp
+        self.announcer.withdraw(self.name)
         self.vips.remove(self.name, s.vips + s.excluded, s.routes, s.ifname, s.rules)
         if self.filtered:
             self.accept_filter.unblock(self.name, s.vips + s.excluded)  # type: ignore[union-attr]

@@ -38,6 +38,7 @@ from hafast.vrrp.instance import (
     PacketAnnouncer,
     precise_timers,
 )
+from hafast.vrrp.pacing import GarpPacing
 from hafast.vrrp.sync_group import SyncGroup
 from hafast.vrrp.tracking import Tracking
 from hafast.vrrp.transport import Transport
@@ -82,6 +83,10 @@ class VrrpWorker:
         self.instances: list[Instance] = []
         self.groups: list[SyncGroup] = []
         self._announcers: dict[str, Announcer] = {}
+        self._vmac_parent: dict[str, str] = {}  # macvlan -> parent: paced as its parent
+        # garp_group and vrrp_garp/gna_interval: one pacer per link group, all instances
+        self.pacing = GarpPacing(self.timers, config,
+                                 lambda ifname: self._vmac_parent.get(ifname, ifname))
         self.stopped = False
         self.reloads = 0
         # Called with each instance a reload started (after it started): the
@@ -126,10 +131,8 @@ class VrrpWorker:
     def _announcer(self, ifname: str) -> Announcer:
         ann = self._announcers.get(ifname)
         if ann is None:
-            gd = self.config.global_defs
             try:
-                ann = PacketAnnouncer(self.loop, ifname, mac_address(ifname),
-                                      gd.vrrp_garp_interval_us, gd.vrrp_gna_interval_us)
+                ann = PacketAnnouncer(self.loop, ifname, mac_address(ifname), self.pacing)
             except OSError as exc:
                 log.warning("%s: no GARP/NA socket (%s); announcements disabled", ifname, exc)
                 ann = NullAnnouncer()
@@ -161,6 +164,7 @@ class VrrpWorker:
             # The VIPs without a dev go on the macvlan, and their gratuitous ARPs
             # leave from it with the virtual MAC (vmac_xmit_base moves only adverts).
             spec = replace(spec, ifname=vmac.name)
+            self._vmac_parent[vmac.name] = vmac.parent
         self._watch_relink(vmac.parent if vmac is not None else ch.ifname)
         if plan.promote_secondaries and vmac is None:  # a VMAC has it set anyway
             self.promote.want(spec.ifname)
@@ -205,6 +209,7 @@ class VrrpWorker:
             self.vips.close()
         for ann in self._announcers.values():
             ann.close()
+        self.pacing.close()
         self.transport.close()
         # After the last adverts (priority 0) left through them; -V keeps them, as the
         # VIPs it keeps live on them.
@@ -233,6 +238,7 @@ class VrrpWorker:
         plan = diff(self.config, config).vrrp_instances
         self.config = config
         self.reloads += 1
+        self.pacing.configure(config)
         self.notifier.configure(config)
         by_name = {i.name: i for i in self.instances}
         groups_were = {g.name: g.state for g in self.groups}

@@ -53,7 +53,7 @@ cdef enum:
     R_VERSION
     R_V2_IPV6
     R_TYPE
-    R_ADDR_LIST
+    R_ADDR_LIST  # in step with vrrp_constants.REASONS; the instance's check, not ours
     R_CHECKSUM
     R_AUTHTYPE_INVALID
     R_AUTHTYPE_MISMATCH
@@ -390,13 +390,14 @@ cdef int _check_vrrp(const uint8_t *msg, Py_ssize_t n, const uint8_t *src, const
     if r.type != TYPE_ADVERTISEMENT:  # RFC 5798 §5.2.2
         return R_TYPE
 
-    # RFC 5798 §7.1: the complete message for Count IP Addrs (+ v2 auth data).
+    # RFC 5798 §7.1: the complete message for Count IP Addrs (+ v2 auth data);
+    # keepalived counts a mismatch as packet_len_err (vrrp_check_packet).
     addr_len = 16 if r.family == 6 else 4
     expected = VRRP_HEADER_LEN + <Py_ssize_t>r.count * addr_len
     if version == 2:
         expected += AUTH_DATA_LEN
     if n != expected:
-        return R_ADDR_LIST
+        return R_PACKET_LEN
 
     message_sum = csum_add(msg, n, 0)
     r.mode = MODE_NONE

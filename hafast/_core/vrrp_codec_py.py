@@ -17,7 +17,8 @@ RFC 3768 §7.1 / RFC 5798 §7.1 order:
 2. ``ip_ttl_err`` (TTL / hop limit not 255, when known and checked)
 3. ``version_err`` (not 2 or 3, or not the configured one), ``v2_ipv6_err``
 4. ``invalid_type_rcvd`` (type is not ADVERTISEMENT)
-5. ``addr_list_err`` (Count IP Addrs disagrees with the message length)
+5. ``packet_len_err`` (Count IP Addrs disagrees with the message length, as
+   keepalived 2.2.7 counts it; its ``addr_list_err`` is the instance's VIP check)
 6. ``checksum_err`` (for v3 over IPv4 the accepted conventions come from
    ``Expect.v3_checksum``; ``Advert.checksum_mode`` tells which one matched)
 7. ``invalid_authtype`` (v2 auth type not 0/1/2), ``authtype_mismatch`` (not
@@ -57,7 +58,6 @@ from typing import TypeAlias, cast
 
 from hafast._core import checksum_py as _csum
 from hafast._core.vrrp_constants import (
-    ADDR_LIST_ERR,
     ADDRESS_LEN,
     ADVERT_FIELDS,
     ADVERT_INTERVAL_ERR,
@@ -431,7 +431,7 @@ def _decode_vrrp(advert: _Draft, data: memoryview, ttl: int, wrapped: bool | Non
     addr_len = ADDRESS_LEN[family]
     expected = VRRP_HEADER_LEN + count * addr_len + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
     if length != expected:
-        return _freeze(advert, ADDR_LIST_ERR)
+        return _freeze(advert, PACKET_LEN_ERR)
 
     mode = _verify_checksum(data, version, family, advert.src, advert.dst, expect.v3_checksum)
     if not mode:  # RFC 5798 §7.1: MUST verify the checksum

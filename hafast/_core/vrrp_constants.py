@@ -53,14 +53,17 @@ CHECKSUM_MODES = (CHECKSUM_ANY, CHECKSUM_PSEUDO, CHECKSUM_MESSAGE)
 OK = "ok"
 BUFFER_ERR = "buffer_err"  # the object passed has no byte buffer
 PARAM_ERR = "param_err"  # family/src/dst/expectations passed to decode are unusable
-PACKET_LEN_ERR = "packet_len_err"  # keepalived: shorter than the headers, IP length wrong
+PACKET_LEN_ERR = "packet_len_err"  # keepalived: shorter than the headers or Count IP Addrs says
 IP_HEADER_ERR = "ip_header_err"  # not IPv4, or IHL below 5
 PROTOCOL_ERR = "protocol_err"  # IP protocol neither 112 nor AH carrying 112
 IP_TTL_ERR = "ip_ttl_err"  # keepalived: TTL / hop limit not 255 (RFC 5798 §7.1)
 VERSION_ERR = "version_err"  # VRRP version not 2/3, or not the one configured
 V2_IPV6_ERR = "v2_ipv6_err"  # VRRPv2 is IPv4 only (RFC 3768 §1; RFC 5798 §1)
 INVALID_TYPE_RCVD = "invalid_type_rcvd"  # keepalived: type is not ADVERTISEMENT
-ADDR_LIST_ERR = "addr_list_err"  # keepalived: Count IP Addrs disagrees with the length
+# keepalived: the advert's addresses are not the configured VIPs (count or list); the
+# instance checks it (check_adv_addr), the codec never says it: Count IP Addrs that
+# disagrees with the length is packet_len_err, as in keepalived 2.2.7.
+ADDR_LIST_ERR = "addr_list_err"
 CHECKSUM_ERR = "checksum_err"  # RFC 5798 §7.1: checksum does not verify
 INVALID_AUTHTYPE = "invalid_authtype"  # keepalived: v2 Auth Type not 0, 1 or 2
 AUTHTYPE_MISMATCH = "authtype_mismatch"  # keepalived: Auth Type is not the configured one

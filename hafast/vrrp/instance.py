@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hafast._core.vrrp_codec import Advert
-from hafast._core.vrrp_constants import PRIORITY_STOP
+from hafast._core.vrrp_constants import ADDR_LIST_ERR, PRIORITY_STOP
 from hafast.config.iprule import IpRule
 from hafast.config.model import VirtualAddress
 from hafast.lib.notify import Notifier, NotifyScripts
@@ -620,28 +620,31 @@ class Instance:
         :meth:`clear_fault` settles it."""
         self.feed(fsm.FaultPending(self.timers.now_us(), reason))
 
-    def on_advert(self, adv: Advert, at_us: int | None = None) -> None:
+    def on_advert(self, adv: Advert, at_us: int | None = None) -> str | None:
         """A packet for our VRID: count it, and feed it to the FSM when it is valid.
 
         ``at_us`` is when it arrived (the transport's kernel stamp); the FSM's
         timers then run from the arrival, not from when Python got to it.
+        Returns the reason a valid advert was dropped here (the transport counts
+        it on its socket too), None when it went to the FSM or the codec had
+        already rejected it.
         """
         if not adv.ok:
             self._reject(adv.reason, adv)
-            return
+            return None
         if fsm.ignores_adverts(self.machine.params, self.machine.state):
             # keepalived vrrp_check_packet: dropped before it counts as received.
             self.rejects[OWNER_IGNORE] = self.rejects.get(OWNER_IGNORE, 0) + 1
             self._rlog.warning(OWNER_IGNORE, "(%s) Dropping packet(s) from %s since we are "
                                "address owner", self.name,
                                ipaddress.ip_address(bytes(adv.src)) if adv.src else "?")
-            return
+            return OWNER_IGNORE
         if self.spec.check_adv_addr and adv.priority != PRIORITY_STOP:
             # keepalived vrrp_check_packet: the advert must list exactly our VIPs
             # (RFC 3768 §7.1 "MAY verify"; keepalived logs and drops a mismatch).
             if adv.count != len(self._expected) or set(adv.addresses) != self._expected:
-                self._reject("addr_list_err", adv)
-                return
+                self._reject(ADDR_LIST_ERR, adv)
+                return ADDR_LIST_ERR
         self.counters["advert_rcvd"] += 1
         if adv.priority == PRIORITY_STOP:
             self.counters["pri_zero_rcvd"] += 1
@@ -649,6 +652,7 @@ class Instance:
         when = now if at_us is None or at_us > now else at_us
         self.feed(fsm.AdvertReceived(when, adv.priority, bytes(adv.src),
                                      adv.adver_int if adv.version == 3 else 0))
+        return None
 
     def reject(self, reason: str, adv: Advert) -> None:
         """A valid advert the transport dropped (``check_unicast_src``): counted here

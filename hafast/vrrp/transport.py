@@ -9,7 +9,8 @@ that would block is dropped and counted, never waited for.
 
 Every packet received and not handed on is counted on its socket under one stable
 reason (:data:`DROP_REASONS`: the codec's reject reasons, keepalived's names where
-it has one, plus ``unknown_vrid`` and ``check_unicast_src``'s ``unicast_src_err``),
+it has one, plus ``unknown_vrid``, ``check_unicast_src``'s ``unicast_src_err`` and
+what the instance drops after the codec: ``addr_list_err``, ``owner_ignore``),
 and the kernel's own count of what it dropped before we could read it (a full
 receive buffer) is read from /proc/net/raw[6]: the socket's view
 (:meth:`VrrpSocket.view`) is what status, the stats dump and /metrics show.  The
@@ -403,8 +404,10 @@ class VrrpSocket:
         ch = self._channels.get(vrid)
         if ch is None:
             self.counters.unknown_vrid += 1
+            # _Lazy: a flood of any VRID is the cheapest one to send; formatting the
+            # address (suppressed by the rate limit anyway) was a third of a drop's cost
             self._rlog.warning(f"vrid{vrid}", "%s: advert for unknown VRID %d from %s",
-                               self.ifname, vrid, _ntop(self.family, src))
+                               self.ifname, vrid, _Lazy(_ntop, self.family, src))
         return ch
 
     def _rx4(self, pkt: bytes, at_us: int | None = None) -> None:
@@ -509,7 +512,9 @@ class Channel:
 
     sock: VrrpSocket
     cfg: ChannelConfig
-    on_advert: Callable[[Advert, int | None], None]
+    # The instance: returns the reason it dropped a valid advert (its VIP check,
+    # owner_ignore_adverts), counted on the socket too; None otherwise.
+    on_advert: Callable[[Advert, int | None], str | None]
     # A valid advert the channel drops (check_unicast_src): the reason, for the
     # instance's own counters.  None: counted on the socket only.
     on_reject: Callable[[str, Advert], None] | None = None
@@ -547,7 +552,10 @@ class Channel:
             if reason != OK:
                 self._drop(reason, advert)
                 return
-        self.on_advert(advert, at_us)
+        dropped = self.on_advert(advert, at_us)
+        if dropped is not None:
+            rejects = self.sock.counters.rejects
+            rejects[dropped] = rejects.get(dropped, 0) + 1
 
     def _drop(self, reason: str, advert: Advert) -> None:
         """keepalived's check_unicast_src drops, worded as keepalived logs them."""
@@ -609,7 +617,7 @@ class Transport:
         self.sockets: dict[tuple[str, int], VrrpSocket] = {}
 
     def channel(self, cfg: ChannelConfig,
-                on_advert: Callable[[Advert, int | None], None],
+                on_advert: Callable[[Advert, int | None], str | None],
                 on_reject: Callable[[str, Advert], None] | None = None) -> Channel:
         key = (cfg.ifname, cfg.family)
         sock = self.sockets.get(key)

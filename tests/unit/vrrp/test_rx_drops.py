@@ -302,3 +302,45 @@ def test_status_table_shows_the_socket_drops() -> None:
     line = next(x for x in render(st).splitlines() if "socket eth0/v4" in x)
     assert "dropped 4 (unknown_vrid 1, packet_len_err 1, version_err 1, checksum_err 1)" \
         in line and "kernel drops 14791" in line
+
+
+def test_the_instance_s_own_drops_are_counted_on_the_socket_too() -> None:
+    """Issue 17: an advert that passes the codec but lists other VIPs (or another
+    count of them) is dropped by the instance as keepalived's ``addr_list_err``;
+    the socket's drops, which /metrics and the stats dump show per reason, count it
+    as well, so every packet received and not acted on is there once.  A Count IP
+    Addrs that disagrees with the length is keepalived's ``packet_len_err``."""
+    from hafast._core.checksum import internet_checksum
+    from hafast.config.model import VirtualAddress
+    from hafast.net.vip import MemoryVips
+    from hafast.vrrp.instance import Instance, InstanceSpec, ManualTimers, NullAnnouncer
+    from hafast.vrrp.params import VrrpParams
+
+    params = VrrpParams(priority=100, src_addr=0x0A000001, garp_master_delay_us=0)
+    spec = InstanceSpec(name="VI_1", ifname="eth0", family=4, params=params,
+                        vips=(VirtualAddress("10.0.0.100", 24, 4),))
+    inst = Instance(spec, timers=ManualTimers(), vips=MemoryVips(),
+                    announcer=NullAnnouncer(), notifier=None)
+    s = fake_socket()
+    ch = tr.Channel(s, tr.ChannelConfig(
+        ifname="eth0", family=4, vrid=51, version=2, adver_int=1, addresses=(VIP,),
+        src=SRC, group=GROUP4, auth_type=AUTH_PASS, auth_data=PASS), inst.on_advert)
+    s.register(ch)
+    inst.start()
+
+    def v2(addresses: list[bytes]) -> bytes:
+        return encode_ipv4(2, 51, 90, addresses, 1, src=PEER, dst=GROUP4,
+                           auth_type=AUTH_PASS, auth_data=PASS)
+
+    two = v2([VIP, bytes([10, 0, 0, 99])])
+    miscounted = bytearray(v2([VIP]))
+    miscounted[20 + 3] = 3  # Count IP Addrs 3, one address sent
+    miscounted[20 + 6:20 + 8] = b"\0\0"  # resealed: only the count is wrong
+    miscounted[20 + 6:20 + 8] = internet_checksum(bytes(miscounted[20:])).to_bytes(2, "big")
+    for pkt in (v2([bytes([10, 0, 0, 99])]), two, bytes(miscounted), v2([VIP])):
+        s._rx4(pkt)
+    drops = {k: v for k, v in s.view({})["drops"].items() if v}
+    assert drops == {"addr_list_err": 2, "packet_len_err": 1}
+    assert inst.rejects == drops
+    assert inst.counters["addr_list_err"] == 2 and inst.counters["packet_len_err"] == 1
+    assert inst.counters["advert_rcvd"] == 1  # the good one

@@ -36,6 +36,19 @@ S = US_PER_S
 _NOWHERE = Token("", "?", 0, 0)  # every list line has its own position; never used
 
 
+def _delay_us(word: str) -> int | None:
+    """keepalived's read_timer for up/down delays: 0 to 255 s, microseconds.
+
+    >>> _delay_us("0.5"), _delay_us("256"), _delay_us("x")
+    (500000, None, None)
+    """
+    try:
+        s = float(word)
+    except ValueError:
+        return None
+    return round(s * S) if 0 <= s <= 255 else None
+
+
 def _split_weight(fields: dict[str, Any]) -> None:
     w = fields.get("weight")
     if type(w) is tuple:
@@ -102,6 +115,8 @@ class VrrpBuilder:
             "vrrp_instances": insts,
             "sync_groups": groups,
             "track_groups": self.track_groups(tgroups, insts),
+            "interface_up_down_delays": self.up_down_delays(
+                top.get("interface_up_down_delays", ())),
         }
 
     def _named(self, pendings: Iterable[Pending], build: Any, what: str) -> tuple[Any, ...]:
@@ -496,6 +511,34 @@ class VrrpBuilder:
                     self.ld.error(self.ld.at(words, _NOWHERE),
                                   f"{key}: track_group {name} not found (define "
                                   f"'track_group {name} {{ group {{ INSTANCE ... }} }}')")
+
+    def up_down_delays(self, lines: Iterable[tuple[str, ...]]) -> tuple[m.UpDownDelay, ...]:
+        """``IF DOWN [UP]`` lines as keepalived 2.2.7 reads them (alloc_if_up_down_delay):
+        seconds up to 255 with microseconds; a line it cannot read is skipped with its
+        message, a later line for the same interface replaces an earlier one."""
+        out: dict[str, m.UpDownDelay] = {}
+        for words in lines:
+            at = self.ld.at(words, _NOWHERE)
+            name = words[0]
+            if len(words) < 2:
+                self.ld.warn(at, f"No timeouts specified for {name} up/down delays; "
+                             "line ignored, as keepalived does")
+                continue
+            if len(words) > 3:
+                self.ld.warn(at, f"Too many parameters for {name} up/down delays "
+                             f"(keepalived reads IF DOWN_DELAY [UP_DELAY]; "
+                             f"'{' '.join(words[3:])}' ignored)")
+            delays = []
+            for what, word in zip(("down", "up"), words[1:3], strict=False):
+                us = _delay_us(word)
+                if us is None:
+                    self.ld.warn(at, f"Invalid {what} delay {word} for {name} (expected "
+                                 "seconds, 0 to 255); line ignored, as keepalived does")
+                    break
+                delays.append(us)
+            else:
+                out[name] = m.UpDownDelay(name, *delays)
+        return tuple(out.values())
 
     def track_groups(self, pendings: Iterable[Pending], insts: Sequence[m.VrrpInstance]
                      ) -> tuple[m.TrackGroup, ...]:

@@ -725,7 +725,7 @@ vrrp_instance       b  1    vrrp_instance +vrrp_instances
 garp_group          b  0    garp_group    +garp_groups
 track_group         b  1    track_group   +track_groups
 linkbeat_interfaces l  0    any           -
-interface_up_down_delays l 0 any          -
+interface_up_down_delays l 0 any          +interface_up_down_delays
 static_ipaddress    l  0    vip           +static_ipaddress
 static_routes       l  0    route         +static_routes
 static_rules        l  0    route         +static_rules

@@ -415,6 +415,17 @@ class SyncGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class UpDownDelay:
+    """One ``interface_up_down_delays`` line: ``IF DOWN_DELAY [UP_DELAY]`` (keepalived
+    2.2.7 vrrp_parser.c alloc_if_up_down_delay: no UP_DELAY is 0, not the down delay
+    its man page says); what it does: :class:`hafast.net.linkwatch.LinkWatch`."""
+
+    ifname: str
+    down_us: int
+    up_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TrackGroup:
     """A top-level ``track_group NAME { group { VI ... } }`` (keepalived 2.2.7
     vrrp_static_track.c): its instances track the interface of each static route
@@ -854,6 +865,7 @@ class Config:
     vrrp_instances: tuple[VrrpInstance, ...] = ()
     sync_groups: tuple[SyncGroup, ...] = ()
     track_groups: tuple[TrackGroup, ...] = ()
+    interface_up_down_delays: tuple[UpDownDelay, ...] = ()
     static_ipaddress: tuple[VirtualAddress, ...] = ()
     static_routes: tuple[tuple[str, ...], ...] = ()
     static_rules: tuple[tuple[str, ...], ...] = ()

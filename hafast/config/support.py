@@ -59,7 +59,6 @@ top child_wait_time warn keepalived's wait for its children at exit
 * linkbeat_use_polling warn link state comes from netlink events; polling is for drivers without them
 * include_check warn keepalived's check that included files exist in a namespace
 top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
-top interface_up_down_delays refuse delays FAULT after a link goes down or up
 top bfd_instance refuse BFD sessions (RFC 5880) are not implemented
 * vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
 * garp_extra_if warn gratuitous ARPs on an extra interface

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import socket
 import struct
 from collections.abc import Callable
@@ -35,6 +36,8 @@ SIOCGIFADDR = 0x8915  # linux/sockios.h: the interface's primary IPv4 address
 # that entered another namespace with setns(2).
 IF_INET6 = Path("/proc/thread-self/net/if_inet6")
 RTMGRP_LINK = 0x1  # linux/rtnetlink.h
+
+log = logging.getLogger("hafast.vrrp")
 
 
 def _ifreq(ifname: str, request: int) -> bytes | None:
@@ -99,6 +102,14 @@ def ipv6_link_local(ifname: str) -> bytes | None:
     return None
 
 
+def _exists(ifname: str) -> bool:
+    try:
+        socket.if_nametoindex(ifname)
+    except OSError:
+        return False
+    return True
+
+
 class LinkWatch:
     """Reports link state changes of watched interfaces.
 
@@ -106,6 +117,12 @@ class LinkWatch:
     trigger an immediate re-check of the watched interfaces; a slow poll every
     ``interval`` seconds backs it up, so a lost event (ENOBUFS) only delays a
     change, never hides it.  Without a netlink socket the poll alone runs.
+
+    ``interface_up_down_delays`` (:meth:`set_delays`): as keepalived 2.2.7's
+    update_interface_flags, a change of a link that has been up once is reported
+    only after its delay (down or up), and not at all when the link is back as it
+    was before the delay ends ("Delay timer for IF cancelled"); a link seen down
+    since it appeared (or since it was deleted) changes at once.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 1.0) -> None:
@@ -116,6 +133,14 @@ class LinkWatch:
         self._handle: asyncio.TimerHandle | None = None
         self._nl: socket.socket | None = None
         self.events = 0
+        self._delays: dict[str, tuple[float, float]] = {}  # ifname -> (down, up) seconds
+        self._pending: dict[str, tuple[bool, asyncio.TimerHandle]] = {}
+        self._seen_up: set[str] = set()
+
+    def set_delays(self, delays: dict[str, tuple[float, float]]) -> None:
+        """``{ifname: (down_delay, up_delay)}`` in seconds; replaces the previous
+        ones (a change already waiting keeps the delay it was given)."""
+        self._delays = dict(delays)
 
     def _open_events(self) -> None:
         try:
@@ -131,6 +156,8 @@ class LinkWatch:
         """Call ``callback(up)`` on every change of ``ifname``; returns the state now."""
         self._watchers.setdefault(ifname, []).append(callback)
         up = self._state.setdefault(ifname, link_is_up(ifname))
+        if up:
+            self._seen_up.add(ifname)
         if self._handle is None:
             self._open_events()
             self._handle = self._loop.call_later(self._interval, self._poll)
@@ -160,12 +187,37 @@ class LinkWatch:
         self._check()
 
     def _check(self) -> None:
-        for ifname, callbacks in self._watchers.items():
-            up = link_is_up(ifname)
-            if up != self._state.get(ifname):
-                self._state[ifname] = up
-                for cb in callbacks:
-                    cb(up)
+        for ifname in list(self._watchers):
+            self._consider(ifname, link_is_up(ifname))
+
+    def _consider(self, ifname: str, up: bool) -> None:
+        pending = self._pending.get(ifname)
+        if pending is not None:
+            if pending[0] == up:
+                return  # already on its way
+            pending[1].cancel()
+            del self._pending[ifname]
+            log.info("Delay timer for %s cancelled", ifname)
+        if up == self._state.get(ifname):
+            return
+        delay = self._delays.get(ifname, (0.0, 0.0))[1 if up else 0]
+        if delay and ifname in self._seen_up and (up or _exists(ifname)):
+            log.info("%s: link %s, acted on in %g s (interface_up_down_delays)", ifname,
+                     "up" if up else "down", delay)
+            self._pending[ifname] = (up, self._loop.call_later(delay, self._report,
+                                                               ifname, up))
+            return
+        self._report(ifname, up)
+
+    def _report(self, ifname: str, up: bool) -> None:
+        self._pending.pop(ifname, None)
+        self._state[ifname] = up
+        if up:
+            self._seen_up.add(ifname)
+        elif not _exists(ifname):
+            self._seen_up.discard(ifname)  # keepalived forgets a deleted link's past
+        for cb in self._watchers.get(ifname, []):
+            cb(up)
 
     def _poll(self) -> None:
         self._check()
@@ -175,6 +227,9 @@ class LinkWatch:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        for _up, timer in self._pending.values():
+            timer.cancel()
+        self._pending.clear()
         if self._nl is not None:
             try:
                 self._loop.remove_reader(self._nl.fileno())

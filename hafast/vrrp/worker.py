@@ -42,6 +42,7 @@ from hafast.vrrp.pacing import GarpPacing
 from hafast.vrrp.sync_group import SyncGroup
 from hafast.vrrp.tracking import Tracking
 from hafast.vrrp.transport import Transport
+from hafast.vrrp.updown import link_delays
 
 log = logging.getLogger("hafast.vrrp")
 
@@ -60,6 +61,7 @@ class VrrpWorker:
         self._own_vips = vips is None
         self.vips: VipOps = NetlinkVips() if vips is None else vips
         self.linkwatch = LinkWatch(loop)
+        self._set_link_delays(config)
         # RFC 5798 §6.4.3 no Accept_Mode: keepalived's tables, made once such an
         # instance is master.
         self.accept_filter = NoAcceptFilter(NftSettings.of(config.global_defs))
@@ -240,6 +242,7 @@ class VrrpWorker:
         self.reloads += 1
         self.pacing.configure(config)
         self.notifier.configure(config)
+        self._set_link_delays(config)
         by_name = {i.name: i for i in self.instances}
         groups_were = {g.name: g.state for g in self.groups}
         for o in plan.remove:
@@ -279,6 +282,13 @@ class VrrpWorker:
         log.info("reload: VRRP instances kept %(keep)d, changed %(adopt)d, added %(add)d, "
                  "removed %(remove)d", counts)
         return counts
+
+    def _set_link_delays(self, config: Config) -> None:
+        """interface_up_down_delays, shortened to what the instances allow (vrrp/updown)."""
+        delays, said = link_delays(config)
+        for line in said:
+            log.info("%s", line)
+        self.linkwatch.set_delays(delays)
 
     def _rewrite_states(self, groups_were: dict[str, State | None], added: set[str]) -> None:
         """keepalived ``fifo_write_vrrp_states_on_reload`` (vrrp_scheduler.c

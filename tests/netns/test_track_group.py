@@ -20,6 +20,7 @@ margins are seconds, for a machine shared with other netns runs.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -108,7 +109,7 @@ def states(fifo: FifoLines) -> list[str]:
 def wait_all(labs: dict[str, VrrpLab], cond: Callable[[str], bool], timeout: float,
              what: str) -> None:
     for kind, lab in labs.items():
-        lab.wait_for(lambda k=kind: cond(k), timeout, f"{kind}: {what}")
+        lab.wait_for(functools.partial(cond, kind), timeout, f"{kind}: {what}")
 
 
 def sh(labs: dict[str, VrrpLab], *argv: str) -> None:
@@ -145,7 +146,8 @@ def test_track_group_as_keepalived(labs: dict[str, VrrpLab]) -> None:
         sh(labs, "ip", "link", "set", "trk1", "down")
         wait_all(labs, lambda k: states(fifos[k])[seen[k]:] == ["FAULT"], 10.0, "FAULT")
         for kind, lab in labs.items():
-            lab.wait_for(lambda lb=lab: not lb.has_vip("r1"), 5.0, f"{kind}: VIP gone")
+            lab.wait_for(functools.partial(lambda lb: not lb.has_vip("r1"), lab), 5.0,
+                         f"{kind}: VIP gone")
         sh(labs, "ip", "link", "set", "trk1", "up")
         wait_all(labs, lambda k: states(fifos[k])[seen[k]:] == ["FAULT", "BACKUP", "MASTER"],
                  15.0, "BACKUP then MASTER")

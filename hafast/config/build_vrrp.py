@@ -213,6 +213,13 @@ class VrrpBuilder:
                 f"vrrp_instance '{name}' has no virtual_ipaddress; at least one is "
                 "sensible (or say no_virtual_ipaddress)",
             )
+        for key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+            for v in f.get(key, ()):
+                if v.track_group is not None:
+                    # keepalived reads track_group on static addresses only
+                    self.ld.warn(self.ld.at(v, pos[key]),
+                                 "Unknown configuration entry 'track_group' for ip "
+                                 "address - ignoring (track_group is for static_ipaddress)")
         fams = {v.family for v in vips}
         if len(fams) > 1:
             odd = next(v for v in vips if v.family != vips[0].family)

@@ -8,7 +8,7 @@ encodes them); here, below the network code, so that the loader can refuse a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,8 +29,9 @@ class RouteSpec:
     metric: int | None = None
     scope: str | None = None
     kind: str = "unicast"  # "blackhole", "unreachable", "prohibit"
-    # static_routes: the track_group whose instances track ``dev`` (hafast.net.statics)
-    track_group: str | None = None
+    # static_routes: the track_group whose instances track ``dev`` (hafast.net.statics);
+    # not the kernel's: a reload that changes only it leaves the route in place
+    track_group: str | None = field(default=None, compare=False)
 
     @property
     def family(self) -> int:

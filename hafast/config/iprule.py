@@ -40,7 +40,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # linux/fib_rules.h: enum { FR_ACT_* }
 FR_ACT_TO_TBL, FR_ACT_GOTO, FR_ACT_NOP = 1, 2, 3
@@ -105,8 +105,9 @@ class IpRule:
     table: int = 0
     goto: int = 0
     no_track: bool = False
-    # static_rules: the track_group whose instances track ``iif`` (hafast.net.statics)
-    track_group: str | None = None
+    # static_rules: the track_group whose instances track ``iif`` (hafast.net.statics);
+    # not the kernel's: a reload that changes only it leaves the rule in place
+    track_group: str | None = field(default=None, compare=False)
 
     def text(self) -> str:
         """The rule as ``ip rule`` would list it (for log lines).

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from hafast.config.iproute import RouteSpec, parse_route
@@ -100,7 +101,8 @@ class Statics:
         if not any(want) and not any(self._have):
             return
         vips = self._vips()
-        gone = ([a for a in old_addrs if a not in set(addrs)],
+        kept = {_untracked(a) for a in addrs}
+        gone = ([a for a in old_addrs if _untracked(a) not in kept],
                 [r for r in old_routes if r not in set(routes)],
                 [r for r in old_rules if r not in set(rules)])
         if any(gone):
@@ -208,6 +210,14 @@ class Statics:
 
 
 _RT_TABLE_MAIN = 254
+
+
+def _untracked(v: VirtualAddress) -> VirtualAddress:
+    """``v`` without its track_group: a reload that changes only that keeps the address
+    (RouteSpec and IpRule leave theirs out of their equality)."""
+    if v.track_group is None:
+        return v
+    return replace(v, options=tuple(o for o in v.options if not o.startswith("track_group ")))
 
 
 def _key_of(rule: IpRule) -> RuleKey | None:

@@ -26,7 +26,7 @@ from hafast.net.statics import Statics
 from hafast.net.vip import NetlinkVips, VipOps
 from hafast.net.vmac import VmacLinks
 from hafast.vrrp.alerts import AlertingNotifier
-from hafast.vrrp.build import InstancePlan, plan_instances
+from hafast.vrrp.build import InstancePlan, plan_instances, static_track_interfaces
 from hafast.vrrp.from_config import rx_bufs_of, startup_delay_us
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import (
@@ -238,6 +238,12 @@ class VrrpWorker:
         from hafast.config.diff import diff
 
         plan = diff(self.config, config).vrrp_instances
+        # The interfaces a track_group makes an instance track are written outside it:
+        # an instance whose set changed is rebuilt in its state, as a changed one is.
+        before, after = static_track_interfaces(self.config), static_track_interfaces(config)
+        for pair in [(o, n) for o, n in plan.keep if before.get(o.name) != after.get(n.name)]:
+            plan.keep.remove(pair)
+            plan.adopt.append(pair)
         self.config = config
         self.reloads += 1
         self.pacing.configure(config)

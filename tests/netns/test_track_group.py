@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -168,6 +169,32 @@ def test_track_group_as_keepalived(labs: dict[str, VrrpLab]) -> None:
             lab.stop(lab.routers["r1"])
         for kind, lab in labs.items():
             assert not any(held(lab).values()), kind
+    finally:
+        for f in fifos.values():
+            f.close()
+
+
+def test_a_reload_that_drops_the_group_stops_the_tracking(labs: dict[str, VrrpLab]) -> None:
+    """SIGHUP with the route's track_group gone: the route stays, VI_1 no longer
+    tracks trk0 (hafast rebuilds an instance whose track-group interfaces changed)."""
+    fifos = {k: FifoLines(labs[k].tmp / f"notify-{k}.fifo") for k in KINDS}
+    try:
+        for kind in KINDS:
+            labs[kind].start("r1", kind, conf(str(fifos[kind].path)))
+        wait_all(labs, lambda k: states(fifos[k])[-1:] == ["MASTER"], 15.0, "MASTER")
+        for kind, lab in labs.items():
+            text = conf(str(fifos[kind].path)).replace(
+                "10.89.0.0/16 dev trk0 track_group TG", "10.89.0.0/16 dev trk0").replace(
+                " track_group TG\n", "\n")
+            (lab.tmp / "r1.conf").write_text(text)
+            os.kill(lab.routers["r1"].proc.pid, signal.SIGHUP)
+        time.sleep(3.0)
+        seen = {k: len(states(fifos[k])) for k in KINDS}
+        sh(labs, "ip", "link", "set", "trk1", "down")
+        time.sleep(5.0)
+        for kind, lab in labs.items():
+            assert states(fifos[kind])[seen[kind]:] == [], (kind, fifos[kind].lines)
+            assert lab.has_vip("r1") and held(lab)["route"], kind
     finally:
         for f in fifos.values():
             f.close()

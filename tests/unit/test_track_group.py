@@ -190,3 +190,22 @@ def test_route_deletions_are_parsed_with_the_table_attribute() -> None:
     assert list(deletions(netlink.pack_message(25, 0, 0, body))) == [
         DeletedRoute(6, "fd89::", 64, 1000, 0, 18)]
     assert parse_route(("default", "via", "fd00::1", "dev", "eth1")).family == 6
+
+
+def test_a_reload_that_changes_only_the_group_leaves_the_entries() -> None:
+    mem = MemoryVips()
+    statics = Statics(backend=mem)
+    statics.apply(config())
+    mem.log.clear()
+    statics.apply(config(CONF.replace(" track_group TG", "")))
+    assert [e for e in mem.log if e[0] == "remove"] == []
+    assert parse_route(("10.89.0.0/16", "dev", "eth1")) in mem.routes
+    # and the members no longer track the interfaces
+    assert static_track_interfaces(config(CONF.replace(" track_group TG", ""))) == {}
+
+
+def test_track_group_on_an_instance_address_is_ignored_as_keepalived_does() -> None:
+    res = load_text("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n"
+                    " virtual_ipaddress {\n  10.0.0.1/24 track_group TG\n }\n}\n", file="k.conf")
+    assert [(d.line, d.severity, d.message.split(" (")[0]) for d in res.diagnostics] == [
+        (5, "warning", "Unknown configuration entry 'track_group' for ip address - ignoring")]

@@ -1,0 +1,146 @@
+"""The announcement state machine of one VIP: pure, no clock, no I/O.
+
+States (issue 18):
+
+- ``STARTUP``: nothing announced yet.  Held until the first full round of checks has
+  finished and ``announce_delay`` has passed after it, so a director that just booted
+  does not pull traffic onto real servers it has not yet seen answer.
+- ``ANNOUNCED``: the virtual server has quorum; the announce route is in the kernel and
+  FRR advertises the prefix (``network VIP/32`` with import-check).
+- ``WITHDRAWN``: quorum lost (or never had): the route is gone, FRR withdraws.
+
+Quorum loss withdraws at once, whatever the state: a director with no live real server
+must stop attracting flows before anything else.  Leaving ``STARTUP`` for ``WITHDRAWN``
+still emits :class:`Withdraw`, so a route left by an earlier run is taken away.
+
+The caller owns time: it feeds :class:`RoundDone` and :class:`Tick` with its own clock
+and arms a timer for each :class:`ArmTimer`.
+
+Example::
+
+    >>> s = AnnounceState.initial("192.0.2.100/32", delay=2.0)
+    >>> s, out = step(s, QuorumChanged(True))
+    >>> s.phase, out
+    ('STARTUP', ())
+    >>> s, out = step(s, RoundDone(now=10.0))
+    >>> out
+    (ArmTimer(at=12.0),)
+    >>> s, out = step(s, Tick(now=12.0))
+    >>> s.phase, out
+    ('ANNOUNCED', (Announce(prefix='192.0.2.100/32'),))
+    >>> step(s, QuorumChanged(False))[1]
+    (Withdraw(prefix='192.0.2.100/32'),)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+STARTUP, ANNOUNCED, WITHDRAWN = "STARTUP", "ANNOUNCED", "WITHDRAWN"
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclass(frozen=True, slots=True)
+class QuorumChanged:
+    """The virtual server's quorum (hafast.lvs.policy) is now ``up``."""
+
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoundDone:
+    """Every check of the virtual server has run at least once, at ``now``."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A timer armed by :class:`ArmTimer` fired, at ``now``."""
+
+    now: float
+
+
+Event = QuorumChanged | RoundDone | Tick
+
+
+# ---------------------------------------------------------------------------- actions
+@dataclass(frozen=True, slots=True)
+class Announce:
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    at: float
+
+
+Action = Announce | Withdraw | ArmTimer
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceState:
+    prefix: str
+    delay: float  # announce_delay, seconds
+    phase: str = STARTUP
+    quorum: bool = False
+    hold_until: float | None = None  # set by RoundDone: STARTUP ends at this time
+
+    @classmethod
+    def initial(cls, prefix: str, delay: float = 0.0) -> AnnounceState:
+        return cls(prefix, delay)
+
+
+Out = tuple[AnnounceState, tuple[Action, ...]]
+
+
+def _settle(s: AnnounceState) -> Out:
+    """Where quorum puts a VIP that is past STARTUP."""
+    want = ANNOUNCED if s.quorum else WITHDRAWN
+    if want == s.phase:
+        return s, ()
+    action: Action = Announce(s.prefix) if s.quorum else Withdraw(s.prefix)
+    return replace(s, phase=want), (action,)
+
+
+def _startup(s: AnnounceState, ev: Event) -> Out:
+    if isinstance(ev, QuorumChanged):
+        return replace(s, quorum=ev.up), ()
+    if isinstance(ev, RoundDone):
+        if s.hold_until is not None:
+            return s, ()  # only the first round counts
+        hold_until = ev.now + s.delay
+        s = replace(s, hold_until=hold_until)
+        if s.delay > 0:
+            return s, (ArmTimer(hold_until),)
+        ev = Tick(ev.now)
+    if s.hold_until is None or ev.now < s.hold_until:
+        return s, ()  # a stray tick (or one before the hold ends): still held
+    # STARTUP may only be left for WITHDRAWN by an explicit withdraw (a route from an
+    # earlier run may still be there)
+    s = replace(s, phase=WITHDRAWN)
+    return (s, (Withdraw(s.prefix),)) if not s.quorum else _settle(s)
+
+
+def _running(s: AnnounceState, ev: Event) -> Out:
+    if isinstance(ev, QuorumChanged):
+        return _settle(replace(s, quorum=ev.up))
+    return s, ()  # rounds and ticks no longer matter
+
+
+_HANDLERS: dict[str, Callable[[AnnounceState, Event], Out]] = {
+    STARTUP: _startup,
+    ANNOUNCED: _running,
+    WITHDRAWN: _running,
+}
+
+
+def step(state: AnnounceState, event: Event) -> Out:
+    """The one place an announcement state changes: the new state and the actions."""
+    return _HANDLERS[state.phase](state, event)

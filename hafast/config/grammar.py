@@ -712,6 +712,43 @@ EXTENSIONS: dict[tuple[str, str], str] = {
        for w in ("state", "stats", "json")},
 }
 
+# hafast extensions for fleet mode (docs/fleet.md): a BGP speaker that announces each
+# virtual server's VIP while the virtual server has its quorum.
+_BGP_SPEAKER = """
+daemon              v  1    choice:frr    daemon
+local_as            v  1    int:1,4294967295 local_as
+router_id           v  1    ip            router_id
+neighbor            b  1    bgp_neighbor  +neighbors
+hold_time           v  1    int:3,65535   hold_time
+keepalive           v  1    int:1,21845   keepalive
+"""
+_BGP_NEIGHBOR = """
+remote_as           v  1    int:1,4294967295 remote_as
+bfd                 f  0-1  flag          bfd
+"""
+_ANNOUNCE = """
+prefix              v  1    hostprefix    prefix
+announce_delay      v  1    timer:0,3600  announce_delay_us
+"""
+_FLEET_HELP = {
+    ("top", "bgp_speaker"): "the director's BGP speaker (FRR) for fleet mode",
+    ("bgp_speaker", "daemon"): "the routing daemon hafast configures (frr)",
+    ("bgp_speaker", "local_as"): "this director's AS number",
+    ("bgp_speaker", "router_id"): "the BGP router id (an IPv4 address)",
+    ("bgp_speaker", "neighbor"): "a BGP peer (the upstream router): "
+    "neighbor ADDR { remote_as N bfd }",
+    ("bgp_speaker", "hold_time"): "BGP hold time in seconds (default 9)",
+    ("bgp_speaker", "keepalive"): "BGP keepalive interval in seconds (default 3)",
+    ("bgp_neighbor", "remote_as"): "the peer's AS number",
+    ("bgp_neighbor", "bfd"): "BFD on this session (50 ms x 3)",
+    ("virtual_server", "announce"): "announce the VIP by BGP while the quorum is up",
+    ("announce", "prefix"): "the VIP as a host prefix, A/32 or A/128",
+    ("announce", "announce_delay"): "seconds to hold the first announcement after the "
+    "first full round of checks",
+}
+EXTENSIONS.update({k: f"a hafast extension (keepalived does not know it): {v}"
+                   for k, v in _FLEET_HELP.items()})
+
 TABLE_TEXT: dict[str, str] = {
     "top": _ROOT_ONLY
     + """
@@ -733,7 +770,11 @@ bfd_instance        b  1    bfd_instance  -
 SSL                 b  0    SSL           ssl
 virtual_server_group l 1    vsg           +virtual_server_groups
 virtual_server      b  1-2  virtual_server +virtual_servers
+bgp_speaker         b  0    bgp_speaker   bgp_speaker
 """,
+    "bgp_speaker": _BGP_SPEAKER,
+    "bgp_neighbor": _BGP_NEIGHBOR,
+    "announce": _ANNOUNCE,
     "global_defs": """
 router_id           v  1    str           router_id
 notification_email  l  0    email         +notification_email
@@ -1052,7 +1093,10 @@ hashed              f  0-1  schedflag:hashed +sched_flags
 real_server         b  1-2  real_server   +real_servers
 weight              v  1    int:0,2147483647 -
 """
-    + _RS_INHERITED,
+    + _RS_INHERITED
+    # last: keepalived's -t, not knowing the block, misreads every line after it
+    # (tests/unit/config/test_vs_keepalived.py feeds the rows in this order)
+    + "announce b 0 announce announce\n",
     "real_server": """
 weight              v  1    int:0,2147483647 weight
 lvs_method          v  1+   lvs_method    lvs_method
@@ -1080,6 +1124,22 @@ def conv_lvs_method(args: Sequence[Token]) -> str:
 
 
 CONVERTERS["lvs_method"] = conv_lvs_method
+
+
+def conv_host_prefix(args: Sequence[Token]) -> str:
+    """A VIP as a host prefix (``A/32``, ``A/128``; a bare address means the host), for
+    ``announce { prefix }``: fleet mode announces one address per virtual server."""
+    t = args[0]
+    try:
+        net = ipaddress.ip_network(t.text, strict=True)
+    except ValueError as exc:
+        raise BadValue(t, f"'{t.text}' is not an IP prefix ({exc})") from None
+    if net.prefixlen != net.max_prefixlen:
+        raise BadValue(t, f"'{t.text}' is not a host prefix (/{net.max_prefixlen})")
+    return str(net)
+
+
+CONVERTERS["hostprefix"] = conv_host_prefix
 
 
 def _arity(text: str) -> tuple[int, int]:
@@ -1155,6 +1215,7 @@ _DESCRIPTIONS = {
     "lvs_syncd": "INTERFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]",
     "listen": "ADDR:PORT | [IPv6]:PORT",
     "schedflag": "on|off",
+    "hostprefix": "A/32 or A/128",
 }
 
 

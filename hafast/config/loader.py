@@ -37,6 +37,7 @@ from typing import Any
 
 from hafast.config import lvs_syncd
 from hafast.config import model as m
+from hafast.config.bgp import announce, bgp_speaker
 from hafast.config.build_lvs import LvsBuilder
 from hafast.config.build_vrrp import VrrpBuilder, authentication
 from hafast.config.firewall import nftables_in_order
@@ -82,6 +83,8 @@ _IMMEDIATE: Mapping[str, ImmediateBuilder] = {
     "authentication": authentication,
     "SSL": lambda ld, f, pos, kw: m.SslContext(**f),
     "garp_group": lambda ld, f, pos, kw: garp_group(ld.warn, f, kw),
+    "bgp_speaker": bgp_speaker,
+    "announce": announce,
     # accepted without effect (hafast.config.support diagnoses them): the rows have no
     # field, the block is only checked
     "auth_hmac": lambda ld, f, pos, kw: None,
@@ -118,6 +121,7 @@ class _Loader(Walker):
             ssl=top.get("ssl"),
             **lvs,
             net_namespace=self._net_namespace(top, pos or {}),
+            bgp_speaker=top.get("bgp_speaker"),
         )
         lvs_syncd.diagnose(config, self.global_pos, self.warn)
         # last: it needs the built model, and drops what keepalived would not run

@@ -801,6 +801,45 @@ class VsgMember:
     family: str | None
 
 
+# ------------------------------------------------ hafast extensions: fleet mode (BGP)
+
+
+@dataclass(frozen=True, slots=True)
+class BgpNeighbor:
+    """``neighbor ADDR { remote_as N; bfd }`` inside ``bgp_speaker`` (hafast.fleet)."""
+
+    address: str
+    remote_as: int
+    bfd: bool = False
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSpeaker:
+    """The ``bgp_speaker`` block: the director's own BGP speaker (FRR) that hafast
+    configures.  Timers are whole seconds, as BGP carries them (RFC 4271 §4.2); the
+    defaults (3/9) are a fleet's, not FRR's 60/180, which would take three minutes to
+    notice a dead director without BFD."""
+
+    daemon: str = "frr"
+    local_as: int = 0
+    router_id: str | None = None
+    neighbors: tuple[BgpNeighbor, ...] = ()
+    hold_time: int = 9
+    keepalive: int = 3
+    where: str = _where()
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """``announce { prefix VIP/32; announce_delay S }`` inside a virtual_server: the VIP
+    this director announces by BGP while the virtual server has its quorum."""
+
+    prefix: str = ""  # "A/32" or "A/128", normalised
+    announce_delay_us: int = 0
+    where: str = _where()
+
+
 @dataclass(frozen=True, slots=True)
 class VirtualServerGroup:
     name: str
@@ -841,6 +880,7 @@ class VirtualServer:
     # sh-fallback/mh-fallback are flag-1, sh-port/mh-port flag-2 (ip_vs_sh.c, ip_vs_mh.c)
     sched_flags: tuple[str, ...] = ()
     real_servers: tuple[RealServer, ...] = ()
+    announce: Announce | None = None  # hafast extension (fleet mode)
     where: str = _where()
 
     @property
@@ -876,3 +916,4 @@ class Config:
     # top-level net_namespace: the parent enters it at start (hafast.app.netns); a
     # reload cannot change it, as in keepalived
     net_namespace: str | None = None
+    bgp_speaker: BgpSpeaker | None = None  # hafast extension (fleet mode)

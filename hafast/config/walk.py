@@ -114,6 +114,8 @@ _DEFERRED = frozenset(
         "vrrp_script",
         "track_file",
         "vrrp_track_process",
+        # its address is the block's name, which only a Pending keeps (hafast.config.bgp)
+        "bgp_neighbor",
     }
 )
 

@@ -229,7 +229,10 @@ def test_extensions_are_supported_and_say_keepalived_does_not_know_them() -> Non
     assert {name for _, name in EXTENSIONS} == {
         "lvs_backend", "metrics_listen", "check_workers",
         # the keepalived man page's names for *_dump_file (its parser does not read them)
-        "state_file_location", "stats_file_location", "json_file_location"}
+        "state_file_location", "stats_file_location", "json_file_location",
+        # fleet mode (hafast.fleet)
+        "bgp_speaker", "daemon", "local_as", "router_id", "neighbor", "hold_time",
+        "keepalive", "remote_as", "bfd", "announce", "prefix", "announce_delay"}
     for ctx, name in EXTENSIONS:
         kw = TABLE[ctx][name]
         assert kw.supported, name

@@ -1,0 +1,130 @@
+"""The fleet shell: check results -> quorum -> announcement machine -> kernel routes.
+
+It runs hafast's check engine (:mod:`hafast.check.engine`) and pool policy
+(:mod:`hafast.lvs.policy`) for the quorum of each virtual server that has an
+``announce`` block, feeds every quorum change to that VIP's
+:mod:`hafast.fleet.announce` machine, and applies its actions through
+:class:`hafast.fleet.kernel.KernelRoutes`.  It does not program IPVS and runs no
+quorum scripts: it is the announcer alone (the daemon's LVS worker owns those).
+
+"The first full round of checks" is taken as the time by which every checker of the
+virtual server has made its first attempt: its warmup (keepalived: a random delay up
+to delay_loop when unset) plus its connect_timeout.  A checker that fails its first
+attempt may still be retrying then; its real server counts as keepalived counts it
+(alive until proved dead, unless ``alpha``).
+
+Example (root, inside the director's namespace)::
+
+    runner = FleetRunner(load_file("keepalived.conf").config, loop, KernelRoutes())
+    runner.start()   # ... runner.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from hafast.check.engine import Engine
+from hafast.config import model as m
+from hafast.fleet.announce import (
+    Action,
+    Announce,
+    AnnounceState,
+    ArmTimer,
+    Event,
+    QuorumChanged,
+    RoundDone,
+    Tick,
+    Withdraw,
+    step,
+)
+from hafast.fleet.kernel import KernelRoutes
+from hafast.lib.events import ServerEvent
+from hafast.lib.units import US_PER_S
+from hafast.lvs.policy import PoolPolicy
+
+log = logging.getLogger("hafast.fleet")
+
+
+def first_round_s(vs: m.VirtualServer) -> float:
+    """Seconds after start by which every checker of ``vs`` has made its first attempt."""
+    worst = 0
+    for rs in vs.real_servers:
+        for c in rs.checkers:
+            warmup = getattr(c, "warmup_us", None)
+            loop_us = getattr(c, "delay_loop_us", vs.delay_loop_us)
+            start = loop_us if warmup is None else warmup
+            worst = max(worst, start + getattr(c, "connect_timeout_us", 5 * US_PER_S))
+    return worst / US_PER_S
+
+
+class FleetRunner:
+    """Announces each ``announce`` prefix of ``config`` while its quorum is up."""
+
+    def __init__(self, config: m.Config, loop: Any, kernel: KernelRoutes,
+                 on_change: Callable[[str, str], object] | None = None) -> None:
+        self.loop = loop
+        self.kernel = kernel
+        self.on_change = on_change  # (prefix, new phase): status, tests
+        self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
+        self.policy = PoolPolicy(config)
+        self.engine = Engine(config, loop, self._on_event)
+        self.states: dict[tuple[object, ...], AnnounceState] = {}
+        self.quorum: dict[tuple[object, ...], bool] = {}
+        self._timers: list[Any] = []
+
+    def start(self) -> None:
+        self.policy.start(self.engine.snapshot())
+        now = self.loop.time()
+        for vs in self.vss:
+            assert vs.announce is not None
+            self.kernel.make_local(vs.announce.prefix)
+            self.states[vs.key] = AnnounceState.initial(
+                vs.announce.prefix, vs.announce.announce_delay_us / US_PER_S)
+            self._quorum(vs)
+            at = now + first_round_s(vs)
+            self._timers.append(self.loop.call_at(at, self._feed, vs.key, RoundDone(at)))
+        self.engine.start()
+
+    def stop(self) -> None:
+        """Stop checking; the routes stay (fail-static: a restart decides again)."""
+        self.engine.stop()
+        for t in self._timers:
+            t.cancel()
+
+    def phase(self, vs: m.VirtualServer) -> str:
+        return self.states[vs.key].phase
+
+    def _on_event(self, event: ServerEvent) -> None:
+        self.policy.on_event(event)
+        for vs in self.vss:
+            self._quorum(vs)
+
+    def _quorum(self, vs: m.VirtualServer) -> None:
+        up = self.policy.quorum(vs.key)
+        if self.quorum.get(vs.key) != up:
+            self.quorum[vs.key] = up
+            self._feed(vs.key, QuorumChanged(up))
+
+    def _feed(self, key: tuple[object, ...], event: Event) -> None:
+        before = self.states[key]
+        after, actions = step(before, event)
+        self.states[key] = after
+        for action in actions:
+            self._apply(key, action)
+        if after.phase != before.phase:
+            log.info("announce %s: %s -> %s", after.prefix, before.phase, after.phase)
+            if self.on_change is not None:
+                self.on_change(after.prefix, after.phase)
+
+    def _apply(self, key: tuple[object, ...], action: Action) -> None:
+        if isinstance(action, Announce):
+            self.kernel.announce(action.prefix)
+        elif isinstance(action, Withdraw):
+            self.kernel.withdraw(action.prefix)
+        elif isinstance(action, ArmTimer):
+            self._timers.append(self.loop.call_at(action.at, self._tick, key))
+
+    def _tick(self, key: tuple[object, ...]) -> None:
+        self._feed(key, Tick(self.loop.time()))

@@ -455,6 +455,26 @@ def conv_sched_flag(name: str) -> Converter:
     return conv
 
 
+def conv_extra_if(lo: int) -> Converter:
+    """``garp_extra_if [SECONDS] [all]`` (keepalived ``vrrp_garp_extra_if_handler``):
+    (seconds, all); the words come in any order, a time is required (``lo``..86400:
+    an instance may say 0, global_defs may not)."""
+
+    def conv(args: Sequence[Token]) -> tuple[int, bool]:
+        seconds: int | None = None
+        for t in args:
+            if t.text == "all":
+                continue
+            if not t.text.isdigit() or not lo <= int(t.text) <= 86400:
+                raise BadValue(t, f"'{t.text}' is neither 'all' nor seconds {lo}..86400")
+            seconds = int(t.text)
+        if seconds is None:
+            raise BadValue(args[0], "no time given (keepalived ignores it then)")
+        return seconds, any(t.text == "all" for t in args)
+
+    return conv
+
+
 # -- list-line converters: one line inside a list block -> one item
 
 
@@ -647,6 +667,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "optchoice": conv_opt_choice,
     "wref": conv_weight_ref,
     "schedflag": conv_sched_flag,
+    "extraif": conv_extra_if,
     # list-line converters
     "name": line_name,
     "vip": line_vip,
@@ -656,7 +677,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "email": line_email,
     "route": line_words,
 }
-_FACTORIES = {"int", "timer", "opttimer", "choice", "optchoice", "wref", "schedflag"}
+_FACTORIES = {"int", "timer", "opttimer", "choice", "optchoice", "wref", "schedflag", "extraif"}
 
 _RS_INHERITED = CHECK_TIMERS + """inhibit_on_failure  f  0-1  flag          inhibit_on_failure
 smtp_alert          f  0-1  flag          smtp_alert
@@ -810,8 +831,8 @@ vrrp_garp_master_refresh_repeat v 1 int:1,255 vrrp_garp_master_refresh_repeat
 vrrp_garp_interval  v  1    timer:0.000001,1 vrrp_garp_interval_us
 vrrp_gna_interval   v  1    timer:0.000001,1 vrrp_gna_interval_us
 vrrp_min_garp       f  0-1  flag          vrrp_min_garp
-vrrp_garp_extra_if  v  1-2  any           -
-vrrp_vmac_garp_intvl v 1+   any           -
+vrrp_garp_extra_if  v  1-2  extraif:1     vrrp_garp_extra_if
+vrrp_vmac_garp_intvl v 1+   extraif:1     vrrp_garp_extra_if
 v3_checksum_as_v2   f  0-1  flag          v3_checksum_as_v2
 log_unknown_vrids   f  0-1  flag          -
 vmac_prefix         v  1    str           vmac_prefix
@@ -969,7 +990,7 @@ debug               v  0-1  any           -
 use_vmac            v  0+   any           use_vmac
 use_vmac_addr       f  0-1  flag          -
 vmac_xmit_base      f  0-1  flag          vmac_xmit_base
-vmac_garp_intvl     v  1+   any           -
+vmac_garp_intvl     v  1+   extraif:0     garp_extra_if
 use_ipvlan          v  0+   any           -
 virtual_ipaddress   l  0    vip           +virtual_ipaddress
 virtual_ipaddress_excluded l 0 vip        +virtual_ipaddress_excluded
@@ -1008,7 +1029,7 @@ garp_lower_prio_delay v 1   timer:0,255   garp_lower_prio_delay_us
 garp_lower_prio_repeat v 1  int:0,255     garp_lower_prio_repeat
 garp_master_refresh v  1    timer:0,86400 garp_master_refresh_us
 garp_master_refresh_repeat v 1 int:1,255  garp_master_refresh_repeat
-garp_extra_if       v  1-2  any           -
+garp_extra_if       v  1-2  extraif:0     garp_extra_if
 authentication      b  0    authentication authentication
 auth_hmac           b  0    auth_hmac     -
 notify_master_rx_lower_pri v 1+ script     notify_master_rx_lower_pri
@@ -1215,6 +1236,7 @@ _DESCRIPTIONS = {
     "lvs_syncd": "INTERFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]",
     "listen": "ADDR:PORT | [IPv6]:PORT",
     "schedflag": "on|off",
+    "extraif": "[SECONDS] [all]",
     "hostprefix": "A/32 or A/128",
 }
 
@@ -1226,6 +1248,9 @@ DEPRECATED_NAMES: dict[str, str] = {
     "vrrp_rlimit_rtime": "vrrp_rlimit_rttime",
     "checker_rlimit_rtime": "checker_rlimit_rttime",
     "lvs_process_name": "checker_process_name",
+    # "Deprecated after v2.2.2 - incorrect keyword in commit 3dcd13c"
+    "vrrp_vmac_garp_intvl": "vrrp_garp_extra_if",
+    "vmac_garp_intvl": "garp_extra_if",
 }
 
 

@@ -155,6 +155,9 @@ class GlobalDefs:
     vrrp_garp_master_refresh_repeat: int = 1
     vrrp_garp_interval_us: int = 0
     vrrp_gna_interval_us: int = 0
+    # (seconds, all): periodic gratuitous ARPs on the VIPs' other interfaces while
+    # master; every instance's default (hafast.vrrp.build.extra_if_garp)
+    vrrp_garp_extra_if: tuple[int, bool] | None = None
     enable_script_security: bool = False
     script_user: Argv | None = None
     notify_fifo: Argv | None = None
@@ -376,6 +379,7 @@ class VrrpInstance:
     garp_lower_prio_repeat: int = 5
     garp_master_refresh_us: int = 0
     garp_master_refresh_repeat: int = 1
+    garp_extra_if: tuple[int, bool] | None = None  # None: global_defs' vrrp_garp_extra_if
     authentication: Authentication | None = None
     kernel_rx_buf_size: int = 0  # this instance's SO_RCVBUF share (0: the global policy)
     notify_master: Script | None = None

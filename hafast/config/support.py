@@ -60,10 +60,6 @@ top child_wait_time warn keepalived's wait for its children at exit
 * include_check warn keepalived's check that included files exist in a namespace
 top linkbeat_interfaces warn link state comes from netlink events; polling is for drivers without them
 top bfd_instance refuse BFD sessions (RFC 5880) are not implemented
-* vrrp_garp_extra_if warn gratuitous ARPs on an extra interface
-* garp_extra_if warn gratuitous ARPs on an extra interface
-global_defs vrrp_vmac_garp_intvl warn periodic gratuitous ARPs on VMAC interfaces are not sent (a new master's still are)
-* vmac_garp_intvl warn periodic gratuitous ARPs on VMAC interfaces are not sent (a new master's still are)
 global_defs log_unknown_vrids warn only logs adverts for unknown VRIDs
 global_defs vmac_addr_prefix warn names the VMAC interfaces of use_vmac_addr, which are not made
 global_defs dynamic_interfaces warn keepalived waits for interfaces that do not exist yet; hafast reports them at start

@@ -18,11 +18,13 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from hafast.config.iproute import parse_route as parse_static_route
 from hafast.config.iprule import parse_rule
-from hafast.config.model import Config, GlobalDefs, TrackRef, VrrpInstance
+from hafast.config.model import Config, GlobalDefs, TrackRef, VirtualAddress, VrrpInstance
 from hafast.lib.notify import notify_scripts
+from hafast.lib.units import US_PER_S
 from hafast.net.vip import parse_route
 from hafast.vrrp.from_config import ChannelConfig, channel_for, params_for
 from hafast.vrrp.instance import InstanceSpec
@@ -57,7 +59,35 @@ def spec_for(inst: VrrpInstance, gd: GlobalDefs) -> InstanceSpec:
         # Global vrrp_notify_priority_changes is the default (keepalived).
         notify_priority_changes=inst.notify_priority_changes or gd.vrrp_notify_priority_changes,
         notify_deleted=inst.notify_deleted is not None,
+        **extra_if_garp(inst, gd),
     )
+
+
+def extra_if_garp(inst: VrrpInstance, gd: GlobalDefs) -> dict[str, Any]:
+    """keepalived ``garp_extra_if SECONDS [all]`` (and global_defs'
+    ``vrrp_garp_extra_if``, the default of an instance without it): while master, a
+    gratuitous ARP/NA every SECONDS for one VIP on each *other* interface its VIPs sit
+    on (vrrp.c ``vrrp_send_vmac_update``, run as an advert goes out).  keepalived
+    2.2.7 turns it off (``vrrp_complete_instance``) unless some VIP is on a VMAC of its
+    own (use_vmac_addr, which hafast does not make) or, with ``all``, on another
+    interface than the instance's.
+
+    >>> from hafast.config.model import VirtualAddress as V
+    >>> inst = VrrpInstance("V", 1, interface="eth0", garp_extra_if=(10, True),
+    ...     virtual_ipaddress=(V("10.0.0.1", 24, 4), V("10.1.0.1", 24, 4, dev="eth1"),
+    ...                        V("10.1.0.2", 24, 4, dev="eth1")))
+    >>> d = extra_if_garp(inst, GlobalDefs()); d["extra_if_garp_us"], len(d["extra_if_vips"])
+    (10000000, 1)
+    """
+    setting = inst.garp_extra_if if inst.garp_extra_if is not None else gd.vrrp_garp_extra_if
+    own = inst.interface or gd.default_interface
+    first: dict[str, VirtualAddress] = {}
+    for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+        if v.dev and v.dev != own:
+            first.setdefault(v.dev, v)
+    if setting is None or not setting[0] or not setting[1] or not first:
+        return {}
+    return {"extra_if_garp_us": setting[0] * US_PER_S, "extra_if_vips": tuple(first.values())}
 
 
 def plan_instances(config: Config) -> list[InstancePlan]:

@@ -444,6 +444,10 @@ class InstanceSpec:
     check_adv_addr: bool = True  # False: keepalived skip_check_adv_addr
     notify_priority_changes: bool = False
     notify_deleted: bool = False  # removed by a reload: DELETED rather than FAULT
+    # garp_extra_if (hafast.vrrp.build.extra_if_garp): every this many µs while master,
+    # one announcement for each of these VIPs (one per other interface); 0: off
+    extra_if_garp_us: int = 0
+    extra_if_vips: tuple[VirtualAddress, ...] = ()
 
     @property
     def packed_vips(self) -> tuple[bytes, ...]:
@@ -492,6 +496,7 @@ class Instance:
         # keepalived vrrp_startup_delay: when (µs, our clock) the daemon's delay ends;
         # set by the worker, 0 for none (fsm.Startup.delayed_until_us)
         self.delayed_until_us = 0
+        self._extra_garp_at: int | None = None  # garp_extra_if: next due, while master
 
     # -- queries ------------------------------------------------------------------
 
@@ -725,6 +730,16 @@ class Instance:
         if self.sender is None:
             return
         self.sender.send(a.priority)
+        # keepalived vrrp_state_master_tx: the garp_extra_if timer is looked at as a
+        # master's advert goes out, and runs from when the VIPs went up.  keepalived
+        # schedules its next advert from after that (vrrp_init_instance_sands), so the
+        # advert at the period's end is always past the timer: the GARPs go every
+        # period (measured: 2.0, 4.0, 6.0 s for 'garp_extra_if 2').  Our adverts keep
+        # their own beat, so the one within half an interval of the timer counts.
+        due = self._extra_garp_at
+        if due is not None and self.timers.now_us() >= due - self.spec.params.adver_int_us // 2:
+            self.announcer.announce(self.spec.extra_if_vips, 1, self.name)
+            self._extra_garp_at = self.timers.now_us() + self.spec.extra_if_garp_us
         self.counters["advert_sent"] += 1
         if a.priority == PRIORITY_STOP:
             self.counters["pri_zero_sent"] += 1
@@ -744,11 +759,14 @@ class Instance:
         if self.filtered:
             self.accept_filter.block(self.name, s.vips + s.excluded)  # type: ignore[union-attr]
         self.vips.add(self.name, s.vips + s.excluded, s.routes, s.ifname, s.rules)
+        if s.extra_if_garp_us:
+            self._extra_garp_at = self.timers.now_us() + s.extra_if_garp_us
 
     def _remove_vips(self, a: fsm.RemoveVips) -> None:
         s = self.spec
         # keepalived vrrp_restore_interface -> vrrp_remove_delayed_arp
         self.announcer.withdraw(self.name)
+        self._extra_garp_at = None
         self.vips.remove(self.name, s.vips + s.excluded, s.routes, s.ifname, s.rules)
         if self.filtered:
             self.accept_filter.unblock(self.name, s.vips + s.excluded)  # type: ignore[union-attr]

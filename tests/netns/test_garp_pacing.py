@@ -12,6 +12,11 @@ waits is marked pending once), so with ``garp_interval 0.5``, the default repeat
 5 and a second burst 3 s later, it sends a, a, b, then a, a, b: six frames, not twenty
 (hafast.vrrp.announce.GarpPacer).  ``vrrp_min_garp`` sends each VIP once, with no
 second burst.
+
+``garp_extra_if 2 all``: while master, one gratuitous ARP every 2 s for a VIP on
+another interface than the instance's, sent as an advert goes out: keepalived 2.2.7
+sent them 2.0, 4.0, 6.0 s after the takeover burst (hafast first sent them with the
+advert after, 3.0 s, until the instance took the advert at the period's end).
 """
 
 from __future__ import annotations
@@ -55,9 +60,10 @@ def config(global_extra: str = "", top_extra: str = "") -> str:
         "  virtual_ipaddress {", *(f"    {v}/24" for v in VIPS), "  }", "}", ""])
 
 
-def _garps(sock: socket.socket, window_s: float) -> list[tuple[float, str]]:
-    """(seconds after the first, VIP) of each gratuitous ARP for VIPS: from the first
-    one (waited for up to FIRST_WAIT_S) until ``window_s`` after it."""
+def _garps(sock: socket.socket, window_s: float, vips: tuple[str, ...]
+           ) -> list[tuple[float, str]]:
+    """(seconds after the first, VIP) of each gratuitous ARP for ``vips``: from the
+    first one (waited for up to FIRST_WAIT_S) until ``window_s`` after it."""
     got: list[tuple[float, str]] = []
     first: float | None = None
     deadline = time.monotonic() + FIRST_WAIT_S
@@ -70,7 +76,7 @@ def _garps(sock: socket.socket, window_s: float) -> list[tuple[float, str]]:
         if len(arp) < 28 or arp[6:8] != b"\x00\x01" or arp[14:18] != arp[24:28]:
             continue  # not a gratuitous request (sender IP = target IP)
         vip = socket.inet_ntoa(arp[14:18])
-        if vip not in VIPS:
+        if vip not in vips:
             continue
         stamp = time.time()
         for level, kind, data in anc:
@@ -84,15 +90,16 @@ def _garps(sock: socket.socket, window_s: float) -> list[tuple[float, str]]:
     return got
 
 
-def record(lab: VrrpLab, kind: str, conf: str, window_s: float) -> list[tuple[float, str]]:
+def record(lab: VrrpLab, kind: str, conf: str, window_s: float, *, dev: str = "eth0",
+           vips: tuple[str, ...] = VIPS) -> list[tuple[float, str]]:
     sock = socket_in(lab.ns("cl"), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
     try:
-        sock.bind(("eth0", 0))
+        sock.bind((dev, 0))
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.settimeout(0.1)
         router = lab.start("r1", kind, conf)
         try:
-            got = _garps(sock, window_s)
+            got = _garps(sock, window_s, vips)
         finally:
             lab.stop(router)
             lab.flush_vips("r1")
@@ -144,3 +151,27 @@ def test_without_pacing_a_burst_is_every_round(lab: VrrpLab) -> None:
     theirs = record(lab, "keepalived", conf, 5.0)
     ours = record(lab, "hafast", conf, 5.0)
     assert len(theirs) == len(ours) == 20, (theirs, ours)
+
+
+EXTRA_VIP = "10.88.0.1"
+
+
+def test_garp_extra_if_repeats_on_the_other_interface_like_keepalived(lab: VrrpLab) -> None:
+    lab.reg.add_veth(lab.ns("r1"), "eth1", lab.ns("cl"), "eth1")
+    conf = config("  vrrp_garp_master_delay 0").replace(
+        "  virtual_ipaddress {",
+        f"  garp_extra_if 2 all\n  virtual_ipaddress {{\n    {EXTRA_VIP}/24 dev eth1")
+    runs = {kind: record(lab, kind, conf, 7.5, dev="eth1", vips=(EXTRA_VIP,))
+            for kind in ("keepalived", "hafast")}
+    periodic = {}
+    for kind, got in runs.items():
+        burst = [t for t, _ in got if t < 0.5]
+        assert len(burst) == 5, (kind, got)  # the takeover's, on its own link
+        periodic[kind] = [t for t, _ in got if t >= 0.5]
+        assert periodic[kind], (kind, "no periodic GARP", got)
+        # one each period, with an advert (advert_int 1): the first 2 s after the
+        # takeover, then 2 s apart (a loaded machine may make one an advert late)
+        assert 2 - SLACK_S < periodic[kind][0] < 2.5, (kind, got)
+        assert all(2 - SLACK_S < g < 3.5 for g in gaps([(t, "") for t in periodic[kind]])), \
+            (kind, got)
+    assert len(periodic["hafast"]) >= 3 and len(periodic["keepalived"]) >= 3, runs

@@ -9,15 +9,19 @@ each free time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from hafast.config.loader import load_text
-from hafast.config.model import Config, GarpGroup, GlobalDefs, VrrpInstance
+from hafast.config.model import Config, GarpGroup, GlobalDefs, VirtualAddress, VrrpInstance
+from hafast.net.vip import MemoryVips
 from hafast.vrrp.announce import GarpPacer
-from hafast.vrrp.instance import ManualTimers
+from hafast.vrrp.build import plan_instances
+from hafast.vrrp.fsm import State
+from hafast.vrrp.instance import Instance, ManualTimers
 from hafast.vrrp.pacing import GarpPacing
 
 MS = 1000
+SEC = 1_000_000
 
 
 def _pacing(config: Config, base_of: Callable[[str], str] | None = None
@@ -218,3 +222,99 @@ def test_garp_group_without_interval_is_dropped_with_a_warning() -> None:
     res = load_text("garp_group {\n interface eth0\n}\n", file="k.conf")
     assert res.config.garp_groups == ()
     assert [(d.severity, d.line) for d in res.diagnostics] == [("warning", 1)]
+
+
+# ------------------------------------------------------------------ garp_extra_if
+
+_EXTRA = ("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n{extra}"
+          " virtual_ipaddress {\n  10.0.0.1/24\n  10.1.0.1/24 dev eth1\n"
+          "  10.1.0.2/24 dev eth1\n  10.2.0.1/24 dev eth2\n }\n}\n")
+
+
+def _extra(global_line: str = "", inst_line: str = "") -> tuple[int, tuple[str, ...]]:
+    text = ("global_defs {\n" + global_line + "\n}\n" if global_line else "") + \
+        _EXTRA.replace("{extra}", inst_line + "\n" if inst_line else "")
+    res = load_text(text, file="k.conf")
+    assert res.ok, [d.format() for d in res.errors]
+    (plan,) = plan_instances(res.config)
+    return plan.spec.extra_if_garp_us, tuple(v.address for v in plan.spec.extra_if_vips)
+
+
+def test_extra_if_sends_for_one_vip_of_each_other_interface() -> None:
+    assert _extra(inst_line=" garp_extra_if 10 all") == (10 * SEC, ("10.1.0.1", "10.2.0.1"))
+    assert _extra(inst_line=" garp_extra_if all 10") == (10 * SEC, ("10.1.0.1", "10.2.0.1"))
+
+
+def test_extra_if_needs_all_without_a_vmac_of_the_vips_own() -> None:
+    # keepalived vrrp_complete_instance: no VIP on a VMAC of its own (use_vmac_addr)
+    # and no 'all': turned off
+    assert _extra(inst_line=" garp_extra_if 10") == (0, ())
+    assert _extra(inst_line=" garp_extra_if 0 all") == (0, ())
+
+
+def test_extra_if_global_is_the_default_and_the_instance_overrides_it() -> None:
+    assert _extra("vrrp_garp_extra_if 7 all") == (7 * SEC, ("10.1.0.1", "10.2.0.1"))
+    assert _extra("vrrp_garp_extra_if 7 all", " garp_extra_if 3") == (0, ())
+    assert _extra("vrrp_garp_extra_if 7", " garp_extra_if 3 all")[0] == 3 * SEC
+
+
+def test_extra_if_old_names_still_work_with_a_warning() -> None:
+    res = load_text("global_defs {\n vrrp_vmac_garp_intvl 4 all\n}\n"
+                    + _EXTRA.replace("{extra}", " vmac_garp_intvl 5 all\n"), file="k.conf")
+    assert [d.message for d in res.warnings] == [
+        "vrrp_vmac_garp_intvl is deprecated - please use 'vrrp_garp_extra_if'",
+        "vmac_garp_intvl is deprecated - please use 'garp_extra_if'"]
+    assert res.config.global_defs.vrrp_garp_extra_if == (4, True)
+    assert res.config.vrrp_instances[0].garp_extra_if == (5, True)
+
+
+def test_extra_if_words_are_checked() -> None:
+    for line, word in ((" vrrp_garp_extra_if 0 all", "0"), (" vrrp_garp_extra_if all", "all"),
+                       (" vrrp_garp_extra_if 5 sometimes", "sometimes")):
+        res = load_text("global_defs {\n" + line + "\n}\n", file="k.conf")
+        assert [(d.line, d.col) for d in res.errors] == [(2, line.index(word) + 1)], line
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, tuple[str, ...], int]] = []
+        self.clock: ManualTimers | None = None
+
+    def announce(self, vips: Sequence[VirtualAddress], repeat: int, owner: str = "") -> None:
+        assert self.clock is not None
+        self.calls.append((self.clock.now_us() // MS, tuple(v.address for v in vips), repeat))
+
+    def withdraw(self, owner: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_extra_if_goes_out_with_the_first_advert_after_each_period() -> None:
+    """keepalived looks at the timer as a master's advert goes out; the advert at the
+    period's end counts (keepalived's own adverts run late of its timer)."""
+    res = load_text("global_defs {\n vrrp_garp_master_delay 0\n}\n"
+                    + _EXTRA.replace("{extra}", " garp_extra_if 2 all\n priority 200\n"
+                                     " advert_int 1\n state MASTER\n"))
+    (plan,) = plan_instances(res.config)
+    clock, rec = ManualTimers(), _Recorder()
+    rec.clock = clock
+    inst = Instance(plan.spec, timers=clock, vips=MemoryVips(), announcer=rec, notifier=None,
+                    sender=_NoWire())
+    inst.start()
+    clock.advance(10 * SEC)
+    assert inst.state is State.MASTER
+    start = rec.calls[0][0]
+    periodic = [(t - start, vips, n) for t, vips, n in rec.calls[1:]]
+    extra = ("10.1.0.1", "10.2.0.1")
+    assert periodic[:3] == [(2000, extra, 1), (4000, extra, 1), (6000, extra, 1)]
+    inst.stop()
+    n = len(rec.calls)
+    clock.advance(10 * SEC)
+    assert len(rec.calls) == n  # not while backup/stopped
+
+
+class _NoWire:
+    def send(self, priority: int) -> bool:
+        return True

@@ -28,7 +28,7 @@ from hafast.config.iprule import RuleError, RuleRefused, number_rules, parse_rul
 from hafast.config.model import accept_mode
 from hafast.config.support import UNSUPPORTED
 from hafast.config.tokens import Token
-from hafast.config.vmac import parse_use_vmac
+from hafast.config.vmac import parse_use_ipvlan, parse_use_vmac
 from hafast.config.walk import Pending, Walker, as_tuples
 from hafast.lib.units import US_PER_S
 
@@ -393,6 +393,8 @@ class VrrpBuilder:
             if peers and not f.get("vmac_xmit_base"):
                 self.ld.warn(pos["use_vmac"], f"({name}) unicast with use_vmac requires "
                              "vmac_xmit_base - setting")
+        if "use_ipvlan" in pos:
+            self._ipvlan_said(name, f, pos["use_ipvlan"], family, bool(peers), "use_vmac" in pos)
         for k, gk in (
             ("garp_master_delay_us", gd.vrrp_garp_master_delay_us),
             ("garp_master_repeat", gd.vrrp_garp_master_repeat),
@@ -462,6 +464,32 @@ class VrrpBuilder:
                         f"{ref.name} {{ ... }}); ignored",
                     )
         return m.VrrpInstance(name=name, where=p.kw.where(), **f)
+
+    def _ipvlan_said(self, name: str, f: dict[str, Any], at: Token, family: int,
+                     unicast: bool, vmac: bool) -> None:
+        """What keepalived 2.2.7 says of ``use_ipvlan`` (vrrp_parser.c
+        vrrp_ipvlan_handler and vrrp_end_handler, then vrrp.c vrrp_complete_instance),
+        in its order; the FAULT it announces is vrrp/from_config.py config_faults."""
+        _n, addr, _flags, said = parse_use_ipvlan(f.get("use_ipvlan") or (), name)
+        if addr is not None and (6 if ":" in addr else 4) != family:
+            # The VIPs set the family first (keepalived: when they come first).
+            said.append(f"({name}) ipvlan address[{addr}] MUST match vrrp instance family "
+                        "!!! Skipping...")
+            addr = None
+        if unicast and not vmac and not f.get("vmac_xmit_base"):
+            said.append(f"({name}) unicast with use_vmac requires vmac_xmit_base - setting")
+        if f.pop("promote_secondaries", False):
+            # keepalived clears it, and sets it only on a macvlan, never on an ipvlan.
+            said.append(f"({name}) promote_secondaries is automatically set for vmacs - "
+                        "ignoring")
+        if family == 4 and addr is None:
+            said.append(f"({name}) IPv4 ipvlan requires a source ip address to be "
+                        "configured. setting instance to fault state")
+        if not vmac and (unicast or f.get("vmac_xmit_base")):
+            said.append(f"({name}) vmac_xmit_base is only valid with a vmac")
+            f["vmac_xmit_base"] = False
+        for why in said:
+            self.ld.warn(at, why)
 
     def _drop_late_scripts(self, p: Pending, name: str, f: dict[str, Any]) -> None:
         """keepalived 2.2.7 looks a tracked script up when it reads the track_script

@@ -108,7 +108,8 @@ class ReloadPlan:
 # Fields whose change cannot be applied to a running object: it is replaced instead.
 REPLACE_ON: dict[type, tuple[str, ...]] = {
     # RFC 5798 §5.2.3: the VRID (with the interface and family) is the router's identity
-    m.VrrpInstance: ("virtual_router_id", "interface", "family", "version", "use_vmac"),
+    m.VrrpInstance: ("virtual_router_id", "interface", "family", "version", "use_vmac",
+                     "use_ipvlan"),
     m.VirtualServer: ("ip_family",),
     m.RealServer: (),
 }

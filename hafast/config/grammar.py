@@ -991,7 +991,7 @@ use_vmac            v  0+   any           use_vmac
 use_vmac_addr       f  0-1  flag          -
 vmac_xmit_base      f  0-1  flag          vmac_xmit_base
 vmac_garp_intvl     v  1+   extraif:0     garp_extra_if
-use_ipvlan          v  0+   any           -
+use_ipvlan          v  0+   any           use_ipvlan
 virtual_ipaddress   l  0    vip           +virtual_ipaddress
 virtual_ipaddress_excluded l 0 vip        +virtual_ipaddress_excluded
 no_virtual_ipaddress f 0-1  flag          no_virtual_ipaddress

@@ -358,6 +358,7 @@ class VrrpInstance:
     promote_secondaries: bool = False
     use_vmac: tuple[str, ...] | None = None
     vmac_xmit_base: bool = False  # adverts on the parent interface, VIPs on the macvlan
+    use_ipvlan: tuple[str, ...] | None = None  # [NAME] [ADDRESS/PREFIX] [bridge|private|vepa]
     dont_track_primary: bool = False
     track_interface: tuple[TrackRef, ...] = ()
     track_script: tuple[TrackRef, ...] = ()

@@ -119,7 +119,6 @@ vrrp_sync_group notify_deleted warn keepalived's "DELETED" notification at reloa
 vrrp_instance vrf refuse binding the instance to a VRF
 vrrp_instance debug warn a keepalived debugging aid
 vrrp_instance use_vmac_addr warn no VMAC interface is made for the VIPs on another interface than the instance's: those move with that interface's own MAC (gratuitous ARPs still announce them)
-vrrp_instance use_ipvlan refuse ipvlan interfaces are not made
 vrrp_instance track_src_ip warn keepalived 2.2.7 never acts on it either (its check compares the address with the sockaddr's family and port bytes), so a missing mcast_src_ip/unicast_src_ip causes no FAULT there or here
 vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
 vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)

@@ -1,5 +1,6 @@
-"""keepalived's ``use_vmac [NAME] [MAC]`` words: the macvlan's name and MAC, and
-what keepalived 2.2.7 says about the words it ignores.
+"""keepalived's ``use_vmac [NAME] [MAC]`` words (the macvlan's name and MAC) and
+``use_ipvlan [NAME] [ADDRESS[/PREFIX]] [bridge|private|vepa]`` words, and what
+keepalived 2.2.7 says about the words it ignores.
 
 Pure, in the config layer, so the loader (``hafast -t``) and
 :mod:`hafast.vrrp.from_config` read the words one way.
@@ -13,6 +14,7 @@ Pure, in the config layer, so the loader (``hafast -t``) and
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 # RFC 5798 §7.3: the virtual router MAC, 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}).
@@ -87,3 +89,69 @@ def parse_use_vmac(words: Sequence[str], vrid: int
         else:
             complaints.append("VMAC interface name already specified")
     return name, mac, complaints
+
+
+# linux/if_link.h: the ipvlan mode flags (IFLA_IPVLAN_FLAGS); keepalived's words.
+IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}  # IPVLAN_F_PRIVATE 1, IPVLAN_F_VEPA 2
+
+
+def _ipvlan_address(word: str) -> tuple[str, int] | None:
+    """keepalived's ``parse_ipaddress(..., allow_subnet_mask=true)``: ``ADDR[/PREFIX]``
+    as ``("ADDR/PREFIX", family)`` (the prefix defaults to the whole address), or None
+    for a word that is no address (keepalived then takes it for the interface name)."""
+    addr, _, plen = word.partition("/")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    if "%" in addr or (ip.version == 4 and addr.count(".") != 3):
+        return None
+    bits = ip.max_prefixlen
+    if plen and (not plen.isdigit() or int(plen) > bits):
+        return None
+    return f"{ip}/{int(plen) if plen else bits}", ip.version
+
+
+def parse_use_ipvlan(words: Sequence[str], iname: str
+                     ) -> tuple[str | None, str | None, int, list[str]]:
+    """``(name, address, flags, complaints)`` from ``use_ipvlan``'s words, as
+    keepalived 2.2.7's ``vrrp_ipvlan_handler`` reads them: ``bridge``, ``private``
+    or ``vepa`` the flags (bridge, 0, by default), a word that is an address the
+    ipvlan's own address (``ADDR/PREFIX``, the adverts' source), any other word the
+    interface name; the first of each counts.  There is no mode word: keepalived
+    makes every ipvlan in mode l2 (the mode that receives the VRRP multicast), so a
+    word like ``l3`` is taken for a name, as keepalived takes it.
+
+    >>> parse_use_ipvlan(("ipv1", "10.0.0.5/24", "private"), "V")
+    ('ipv1', '10.0.0.5/24', 1, [])
+    >>> parse_use_ipvlan(("10.0.0.5", "vepa", "bridge", "l3"), "V")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ('l3', '10.0.0.5/32', 2, ["(V) ipvlan type already specified - ignoring 'bridge'"])
+    """
+    name: str | None = None
+    address: str | None = None
+    flags: int | None = None
+    complaints: list[str] = []
+    for word in words:
+        if word in IPVLAN_FLAGS:
+            if flags is not None:
+                complaints.append(f"({iname}) ipvlan type already specified - ignoring "
+                                  f"'{word}'")
+            else:
+                flags = IPVLAN_FLAGS[word]
+            continue
+        if (got := _ipvlan_address(word)) is not None:
+            if address is not None:
+                complaints.append(f"({iname}) ipvlan address already specified - ignoring "
+                                  f"'{word}'")
+            else:
+                address = got[0]
+            continue
+        if name is not None:
+            complaints.append(f"({iname}) IPVLAN interface already specified - ignoring "
+                              f"'{word}'")
+        elif len(word.encode()) >= IFNAMSIZ:
+            complaints.append(f"({iname}) IPVLAN interface name '{word}' too long - ignoring")
+        else:
+            name = word
+    return name, address, flags or 0, complaints

@@ -33,6 +33,17 @@ What keepalived 2.2.7 does, and so what this does (checked side by side in
   last one keepalived 2.2.7 documents but was seen not to do: it leaves the
   parent at 1/1.  Leaving a host changed after exit is the bug; we restore.)
 
+keepalived's ``use_ipvlan`` is the same link of another kind (:data:`KINDS`), and
+keepalived 2.2.7 (vrrp_vmac.c ``netlink_link_add_ipvlan``) does less with it: an
+``ipvlan`` in mode ``l2`` (the mode that hears the VRRP multicast) with the flags
+configured (``bridge`` by default, ``private``, ``vepa``), named like a VMAC, with
+its parent's MAC (an ipvlan has no MAC of its own, so no virtual MAC, no
+``addr_gen_mode``, no report redirection), set up, ``disable_ipv6`` as above, and
+the configured address added to it (the adverts' source; the VIPs stay on the
+parent, where keepalived 2.2.7 puts them).  None of the IPv4 sysctls: keepalived
+calls ``set_interface_parameters`` for macvlans only.  Checked
+side by side in ``tests/ipvs/test_ipvlan.py`` (the host kernel has no ipvlan).
+
 Everything here is a blocking netlink round trip or a /proc/sys write, done at
 start, reload and stop only, never on a VRRP timer path.
 
@@ -51,13 +62,19 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from hafast.lib import netlink
-from hafast.lib.netlink import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, RTM_NEWADDR
+from hafast.lib.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    RTM_NEWADDR,
+)
 from hafast.net.nftables import Nft, NftError
 from hafast.net.vip import IFA_F_NODAD, Rtnl
 
@@ -69,6 +86,8 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO = 1, 3, 5, 18
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_MACVLAN_MODE = 1
 MACVLAN_MODE_PRIVATE = 1
+IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS = 1, 2  # both u16
+IPVLAN_MODE_L2 = 0
 IN6_ADDR_GEN_MODE_NONE = 1
 IFF_UP = 0x1
 RT_SCOPE_LINK = 253
@@ -193,6 +212,12 @@ class VmacConfig(Protocol):
     def family(self) -> int: ...
     @property
     def ipv6(self) -> bool: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def ipvlan_flags(self) -> int: ...
+    @property
+    def address(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +227,46 @@ class LinkInfo:
     index: int
     mac: bytes
     parent: int  # IFLA_LINK, 0 when none
-    kind: str  # "macvlan", "veth", "" for a physical one
+    kind: str  # "macvlan", "ipvlan", "veth", "" for a physical one
     macvlan_mode: int = 0
+    ipvlan_mode: int = -1
+    ipvlan_flags: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class LinkKind:
+    """What keepalived 2.2.7 does differently with its two kinds of VRRP link."""
+
+    label: str  # in the log, keepalived's word
+    info_data: Callable[[VmacConfig], bytes]  # IFLA_INFO_DATA's attributes
+    same: Callable[[LinkInfo, VmacConfig], bool]  # an existing link is reusable
+    own_mac: bool  # the virtual MAC (IFLA_ADDRESS); an ipvlan has its parent's
+    # set_interface_parameters, clear_rp_filter, addr_gen_mode none, the IGMP/MLD
+    # report redirection, the link-local copy: a macvlan's, never an ipvlan's
+    macvlan_extras: bool
+
+
+def _u16(value: int) -> bytes:
+    return struct.pack("=H", value)
+
+
+KINDS: dict[str, LinkKind] = {
+    # Private: frames between macvlans of one parent are not bridged, so two
+    # instances' virtual MACs on one host never talk locally.
+    "macvlan": LinkKind(
+        "VMAC",
+        lambda cfg: netlink.attr(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)),
+        lambda found, cfg: found.kind == "macvlan" and found.mac == cfg.mac,
+        own_mac=True, macvlan_extras=True),
+    # keepalived's "In l2 mode, ipvlan will receive frames" (the multicast adverts).
+    "ipvlan": LinkKind(
+        "ipvlan",
+        lambda cfg: (netlink.attr(IFLA_IPVLAN_MODE, _u16(IPVLAN_MODE_L2))
+                     + netlink.attr(IFLA_IPVLAN_FLAGS, _u16(cfg.ipvlan_flags))),
+        lambda found, cfg: (found.kind == "ipvlan" and found.ipvlan_mode == IPVLAN_MODE_L2
+                            and found.ipvlan_flags == cfg.ipvlan_flags),
+        own_mac=False, macvlan_extras=False),
+}
 
 
 REPORTS_TABLE = "hafast_vmac"
@@ -320,7 +383,7 @@ class _Held:
 
 
 class VmacLinks:
-    """The macvlans of one VRRP worker, and the sysctls they made it change."""
+    """The macvlans (and ipvlans) of one VRRP worker, and the sysctls they made it change."""
 
     def __init__(self, sysctl: Sysctl | None = None,
                  reports: ReportRedirect | None = None) -> None:
@@ -365,7 +428,7 @@ class VmacLinks:
                 continue
             index = _IFINFOMSG.unpack_from(m.body)[2]
             attrs = netlink.parse_attrs(m.body, _IFINFOMSG.size)
-            kind, mode = "", 0
+            kind, mode, ipvlan = "", 0, [-1, -1]
             info = attrs.get(IFLA_LINKINFO)
             if info is not None:
                 inner = netlink.parse_attrs(info)
@@ -376,10 +439,17 @@ class VmacLinks:
                     raw_mode = netlink.parse_attrs(data).get(IFLA_MACVLAN_MODE)
                     if raw_mode is not None and len(raw_mode) >= 4:
                         mode = struct.unpack_from("=I", raw_mode)[0]
+                elif kind == "ipvlan" and data is not None:
+                    got = netlink.parse_attrs(data)
+                    for i, key in enumerate((IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS)):
+                        raw = got.get(key)
+                        if raw is not None and len(raw) >= 2:
+                            ipvlan[i] = struct.unpack_from("=H", raw)[0]
             link = attrs.get(IFLA_LINK)
             return LinkInfo(index=index, mac=bytes(attrs.get(IFLA_ADDRESS, b"")),
                             parent=struct.unpack_from("=i", link)[0] if link is not None else 0,
-                            kind=kind, macvlan_mode=mode)
+                            kind=kind, macvlan_mode=mode, ipvlan_mode=ipvlan[0],
+                            ipvlan_flags=ipvlan[1])
         err = errors.get(seq, 0)
         if err not in (0, errno.ENODEV):
             raise OSError(err, os.strerror(err))
@@ -397,18 +467,19 @@ class VmacLinks:
         return m
 
     def _create(self, cfg: VmacConfig, parent: int) -> int:
-        msg = self._link_msg(0, [
-            ("IFLA_IFNAME", cfg.name),
-            ("IFLA_LINK", parent),
-            ("IFLA_ADDRESS", cfg.mac_text),
-            ("IFLA_LINKINFO", {"attrs": [
-                ("IFLA_INFO_KIND", "macvlan"),
-                # Private: frames between macvlans of one parent are not bridged,
-                # so two instances' virtual MACs on one host never talk locally.
-                ("IFLA_INFO_DATA", {"attrs": [("IFLA_MACVLAN_MODE", MACVLAN_MODE_PRIVATE)]}),
-            ]}),
-        ])
-        return self.nl.request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+        # Framed here: pyroute2 0.9.7 cannot encode IFLA_IPVLAN_FLAGS.
+        kind = KINDS[cfg.kind]
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        body += netlink.attr(IFLA_IFNAME, cfg.name.encode() + b"\0")
+        body += netlink.attr(IFLA_LINK, struct.pack("=i", parent))
+        if kind.own_mac:
+            body += netlink.attr(IFLA_ADDRESS, bytes(cfg.mac))
+        body += netlink.attr(IFLA_LINKINFO, netlink.attr(IFLA_INFO_KIND, cfg.kind.encode())
+                             + netlink.attr(IFLA_INFO_DATA, kind.info_data(cfg)))
+        self.nl._seq += 1
+        seq = self.nl._seq
+        return netlink.request(self.nl.sock, seq, netlink.pack_message(
+            RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body))
 
     def _delete(self, index: int) -> int:
         return self.nl.request(self._link_msg(index, []), RTM_DELLINK, 0)
@@ -423,22 +494,33 @@ class VmacLinks:
             log.warning("cannot set addr_gen_mode none: %s", os.strerror(err))
 
     def _add_link_local(self, index: int, address: bytes) -> None:
-        self.nl  # noqa: B018
-        m = self._ifaddrmsg()
-        m["family"] = socket.AF_INET6
-        m["prefixlen"] = 64
-        m["index"] = index
-        m["scope"] = RT_SCOPE_LINK
-        m["flags"] = IFA_F_NODAD
         text = str(ipaddress.IPv6Address(address))
         # Deprecated at once (keepalived's too): the adverts' source, and nothing
         # else's choice.
-        m["attrs"] = [("IFA_ADDRESS", text), ("IFA_CACHEINFO", {
-            "ifa_preferred": 0, "ifa_valid": INFINITY_LIFE_TIME, "cstamp": 0, "tstamp": 0})]
-        err = self.nl.request(m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        err = self._add_address(index, ipaddress.ip_interface(f"{text}/64"), RT_SCOPE_LINK,
+                                IFA_F_NODAD, deprecated=True)
         if err not in (0, errno.EEXIST):
             log.warning("adding link-local address %s to the VMAC failed: %s", text,
                         os.strerror(err))
+
+    def _add_address(self, index: int, addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+                     scope: int = 0, flags: int = 0, deprecated: bool = False) -> int:
+        self.nl  # noqa: B018
+        m = self._ifaddrmsg()
+        m["family"] = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+        m["prefixlen"] = addr.network.prefixlen
+        m["index"] = index
+        m["scope"] = scope
+        m["flags"] = flags
+        text = str(addr.ip)
+        attrs: list[tuple[str, Any]] = [("IFA_ADDRESS", text)]
+        if addr.version == 4:
+            attrs.append(("IFA_LOCAL", text))
+        if deprecated:
+            attrs.append(("IFA_CACHEINFO", {"ifa_preferred": 0, "ifa_valid": INFINITY_LIFE_TIME,
+                                            "cstamp": 0, "tstamp": 0}))
+        m["attrs"] = attrs
+        return self.nl.request(m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
 
     def _up(self, index: int) -> int:
         return self.nl.request(self._link_msg(index, [], up=True), RTM_NEWLINK, 0)
@@ -454,62 +536,74 @@ class VmacLinks:
         """
         held = self._held.get(cfg.name)
         if held is not None:
-            if held.cfg.parent != cfg.parent or held.cfg.mac != cfg.mac:
-                log.error("%s: VMAC interface %s is already used by %s", owner, cfg.name,
-                          ", ".join(sorted(held.owners)))
+            if (held.cfg.parent, held.cfg.mac, held.cfg.kind, held.cfg.ipvlan_flags) != (
+                    cfg.parent, cfg.mac, cfg.kind, cfg.ipvlan_flags):
+                log.error("%s: %s interface %s is already used by %s", owner,
+                          KINDS[cfg.kind].label, cfg.name, ", ".join(sorted(held.owners)))
                 return False
             held.owners.add(owner)
             return True
         try:
             return self._ensure(owner, cfg, link_local)
         except OSError as exc:
-            log.error("%s: cannot make VMAC interface %s: %s", owner, cfg.name, exc)
+            log.error("%s: cannot make %s interface %s: %s", owner, KINDS[cfg.kind].label,
+                      cfg.name, exc)
             return False
 
     def _ensure(self, owner: str, cfg: VmacConfig, link_local: bytes | None) -> bool:
+        kind = KINDS[cfg.kind]
         try:
             parent = socket.if_nametoindex(cfg.parent)
         except OSError:
-            log.error("%s: no interface %s for VMAC %s", owner, cfg.parent, cfg.name)
+            log.error("%s: no interface %s for %s %s", owner, cfg.parent, kind.label, cfg.name)
             return False
         found = self.lookup(cfg.name)
         create = True
         if found is not None:
-            if found.mac == cfg.mac and found.parent == parent and found.kind == "macvlan":
+            if found.parent == parent and kind.same(found, cfg):
                 create = False  # ours from before (a restarted worker): keep it
-            elif found.kind != "macvlan":
+            elif found.kind not in KINDS:
                 # Never remove a real interface that happens to have the name.
-                log.error("%s: interface %s exists and is not a macvlan; VMAC not made",
-                          owner, cfg.name)
+                log.error("%s: interface %s exists and is not a macvlan or ipvlan; %s not "
+                          "made", owner, cfg.name, kind.label)
                 return False
             else:
-                log.info("%s: removing old VMAC interface %s due to conflicting interface "
-                         "or MAC", owner, cfg.name)
+                log.info("%s: removing old %s interface %s due to conflicting interface "
+                         "or MAC", owner, found.kind, cfg.name)
                 err = self._delete(found.index)
                 if err not in (0, errno.ENODEV):
-                    log.error("%s: cannot remove VMAC interface %s: %s", owner, cfg.name,
-                              os.strerror(err))
+                    log.error("%s: cannot remove %s interface %s: %s", owner, found.kind,
+                              cfg.name, os.strerror(err))
                     return False
         if create:
             err = self._create(cfg, parent)
             if err:
-                log.error("%s: unable to create VMAC interface %s: %s", owner, cfg.name,
-                          os.strerror(err))
+                log.error("%s: unable to create %s interface %s: %s", owner, kind.label,
+                          cfg.name, os.strerror(err))
                 return False
-            log.info("%s: success creating VMAC interface %s", owner, cfg.name)
+            log.info("%s: success creating %s interface %s", owner, kind.label, cfg.name)
         index = socket.if_nametoindex(cfg.name)
         self._held[cfg.name] = _Held(cfg, index, {owner}, link_local)
-        self._no_autoconf(index)
+        if kind.macvlan_extras:
+            self._no_autoconf(index)
         if cfg.family == 4:
-            if create:
+            if create and kind.macvlan_extras:
                 self._set_ipv4(cfg)
             # Reused: it may have been left with IPv6 in either state.
             self.sysctl.set(conf_key(cfg.name, "disable_ipv6", 6), 0 if cfg.ipv6 else 1)
-        if cfg.family == 6 and link_local:
+        elif not kind.macvlan_extras:
+            self.sysctl.set(conf_key(cfg.name, "disable_ipv6", 6), 0)  # link_set_ipv6(true)
+        if cfg.family == 6 and link_local and kind.macvlan_extras:
             self._add_link_local(index, link_local)
-        # Before it is up: the first reports leave as soon as it is.
-        self.reports.add(cfg.name, cfg.parent, (4, 6) if cfg.family == 4 and cfg.ipv6
-                         else (cfg.family,))
+        if cfg.address:
+            err = self._add_address(index, ipaddress.ip_interface(cfg.address))
+            if err not in (0, errno.EEXIST):
+                log.warning("%s: Failed to add interface address %s to %s: %s", owner,
+                            cfg.address, cfg.name, os.strerror(err))
+        if kind.macvlan_extras:
+            # Before it is up: the first reports leave as soon as it is.
+            self.reports.add(cfg.name, cfg.parent, (4, 6) if cfg.family == 4 and cfg.ipv6
+                             else (cfg.family,))
         err = self._up(index)
         if err:
             log.warning("%s: cannot set %s up: %s", owner, cfg.name, os.strerror(err))
@@ -593,7 +687,7 @@ class VmacLinks:
         del self._held[name]
         self.reports.remove(name)
         cfg = held.cfg
-        if cfg.parent in self._parents and cfg.family == 4:
+        if cfg.parent in self._parents and cfg.family == 4 and KINDS[cfg.kind].macvlan_extras:
             count, writes = self._parents[cfg.parent]
             if count <= 1:
                 del self._parents[cfg.parent]

@@ -38,7 +38,7 @@ from hafast._core.vrrp_constants import (
     auth_data_from_pass,
 )
 from hafast.config.model import GlobalDefs, VrrpInstance
-from hafast.config.vmac import parse_use_vmac, vrrp_mac
+from hafast.config.vmac import parse_use_ipvlan, parse_use_vmac, vrrp_mac
 from hafast.lib.units import US_PER_S
 from hafast.vrrp.params import VrrpParams
 from hafast.vrrp.rxbufs import RxBufs, advert_len
@@ -51,9 +51,11 @@ AUTH_TYPES = {"PASS": AUTH_PASS, "AH": AUTH_AH}
 
 @dataclass(frozen=True, slots=True)
 class VmacConfig:
-    """keepalived's ``use_vmac``: a private-mode macvlan carrying the virtual MAC.
+    """keepalived's ``use_vmac``: a private-mode macvlan carrying the virtual MAC;
+    or its ``use_ipvlan`` (``kind`` "ipvlan"): an l2 ipvlan, which shares its
+    parent's MAC (``mac`` is empty) and carries ``address``, the adverts' source.
 
-    The VIPs (those without a ``dev``) go on ``name``; the adverts go out of it too
+    The VIPs (those without a ``dev``) go on a macvlan; the adverts go out of it too
     unless ``xmit_base``, when they leave from ``parent`` with its own MAC.
     """
 
@@ -65,6 +67,16 @@ class VmacConfig:
     # IPv6 stays on: an IPv6 instance, or an IPv6 eVIP without a dev of its own
     # (keepalived's evip_add_ipv6); an IPv4 one otherwise gets disable_ipv6.
     ipv6: bool = False
+    kind: str = "macvlan"
+    ipvlan_flags: int = 0  # IFLA_IPVLAN_FLAGS: 0 bridge, 1 private, 2 vepa
+    address: str | None = None  # "ADDR/PREFIX" on the ipvlan
+
+    @property
+    def carries_vips(self) -> bool:
+        """keepalived 2.2.7 moves the VIPs (those without a ``dev``) onto a macvlan
+        but leaves them on an ipvlan's parent (vrrp.c ``vrrp_complete_instance``: only
+        VRRP_VMAC_BIT sends them to ``vrrp->ifp``); an ipvlan carries the adverts."""
+        return self.kind == "macvlan"
 
     @property
     def mac_text(self) -> str:
@@ -87,6 +99,9 @@ def vmac_for(inst: VrrpInstance, gd: GlobalDefs) -> VmacConfig | None:
     >>> v.name, v.parent, v.mac_text, v.xmit_base
     ('vrrp.51', 'eth0', '00:00:5e:00:01:33', False)
     """
+    if inst.use_ipvlan is not None:
+        # keepalived 2.2.7 makes the ipvlan when both are given.
+        return ipvlan_for(inst, gd)
     if inst.use_vmac is None:
         return None
     vrid, fam = inst.virtual_router_id, inst.family
@@ -102,6 +117,42 @@ def vmac_for(inst: VrrpInstance, gd: GlobalDefs) -> VmacConfig | None:
     )
 
 
+def ipvlan_address(inst: VrrpInstance) -> str | None:
+    """The ``use_ipvlan`` address ("ADDR/PREFIX") ``inst`` uses: one of another family
+    than the instance's is skipped, as keepalived 2.2.7 skips it (said at load)."""
+    addr = parse_use_ipvlan(inst.use_ipvlan or (), inst.name)[1]
+    return addr if addr is not None and (6 if ":" in addr else 4) == inst.family else None
+
+
+def ipvlan_for(inst: VrrpInstance, gd: GlobalDefs) -> VmacConfig:
+    """keepalived 2.2.7's ``use_ipvlan [NAME] [ADDRESS[/PREFIX]] [bridge|private|vepa]``
+    (vrrp_vmac.c ``netlink_link_add_ipvlan``): an ipvlan in mode l2 with those flags
+    on the instance's interface, named like a VMAC (``vmac_prefix.VRID``) unless a
+    name is given, carrying the address.  The adverts leave from it
+    (``vmac_xmit_base`` is for macvlans only); the VIPs stay on the interface.
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text("vrrp_instance V { interface eth0\\n virtual_router_id 51\\n"
+    ...                 " use_ipvlan 10.0.0.5/24 private\\n no_virtual_ipaddress\\n }\\n").config
+    >>> v = vmac_for(cfg.vrrp_instances[0], cfg.global_defs)
+    >>> v.kind, v.name, v.parent, v.address, v.ipvlan_flags, v.mac
+    ('ipvlan', 'vrrp.51', 'eth0', '10.0.0.5/24', 1, b'')
+    """
+    vrid, fam = inst.virtual_router_id, inst.family
+    name, _addr, flags, _complaints = parse_use_ipvlan(inst.use_ipvlan or (), inst.name)
+    evip6 = any(v.family == 6 and v.dev is None for v in inst.virtual_ipaddress_excluded)
+    return VmacConfig(
+        name=name or f"{gd.vmac_prefix}.{vrid}",
+        parent=inst.interface or gd.default_interface,
+        mac=b"",
+        family=fam,
+        ipv6=fam == 6 or evip6,
+        kind="ipvlan",
+        ipvlan_flags=flags,
+        address=ipvlan_address(inst),
+    )
+
+
 def vip_ifname(inst: VrrpInstance, gd: GlobalDefs) -> str:
     """Where ``inst``'s VIPs without a ``dev`` go: its interface, or its macvlan.
 
@@ -112,7 +163,9 @@ def vip_ifname(inst: VrrpInstance, gd: GlobalDefs) -> str:
     'vmx5'
     """
     vmac = vmac_for(inst, gd)
-    return vmac.name if vmac is not None else inst.interface or gd.default_interface
+    if vmac is not None and vmac.carries_vips:
+        return vmac.name
+    return inst.interface or gd.default_interface
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +237,7 @@ def params_for(inst: VrrpInstance, gd: GlobalDefs) -> VrrpParams:
 
 # The fault reason of an instance keepalived puts in FAULT for good at start.
 UNICAST_NO_PEER = "config:unicast_fault_no_peer"
+IPVLAN_NO_ADDRESS = "config:ipvlan_no_address"
 
 
 def config_faults(inst: VrrpInstance) -> tuple[str, ...]:
@@ -192,10 +246,20 @@ def config_faults(inst: VrrpInstance) -> tuple[str, ...]:
     keepalived 2.2.7 (vrrp.c ``vrrp_complete_instance``): ``unicast_fault_no_peer``
     without a ``unicast_peer`` goes to FAULT instead of falling back to multicast.
 
+    An IPv4 ``use_ipvlan`` without an address of its own: "IPv4 ipvlan requires a
+    source ip address to be configured. setting instance to fault state".
+
     >>> config_faults(VrrpInstance("V", unicast_fault_no_peer=True))
     ('config:unicast_fault_no_peer',)
+    >>> config_faults(VrrpInstance("V", use_ipvlan=("bridge",)))
+    ('config:ipvlan_no_address',)
     """
-    return (UNICAST_NO_PEER,) if inst.unicast_fault_no_peer and not inst.unicast_peer else ()
+    out: tuple[str, ...] = ()
+    if inst.unicast_fault_no_peer and not inst.unicast_peer:
+        out += (UNICAST_NO_PEER,)
+    if inst.use_ipvlan is not None and inst.family == 4 and ipvlan_address(inst) is None:
+        out += (IPVLAN_NO_ADDRESS,)
+    return out
 
 
 def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
@@ -208,6 +272,9 @@ def channel_for(inst: VrrpInstance, gd: GlobalDefs) -> ChannelConfig:
     group = inst.mcast_dst_ip or (gd.vrrp_mcast_group4 if fam == 4 else gd.vrrp_mcast_group6)
     src_text = inst.unicast_src_ip if inst.unicast_peer else None
     src_text = src_text or inst.mcast_src_ip
+    if inst.use_ipvlan is not None and not src_text:
+        # keepalived takes the ipvlan's address for the source unless one is set.
+        src_text = (ipvlan_address(inst) or "").partition("/")[0] or None
     auth_type, auth_data = AUTH_NONE, b""
     if inst.authentication is not None and inst.version == 2:
         auth_type = AUTH_TYPES.get(inst.authentication.auth_type.upper(), AUTH_NONE)

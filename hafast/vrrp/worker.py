@@ -165,7 +165,9 @@ class VrrpWorker:
                 return None
             # The VIPs without a dev go on the macvlan, and their gratuitous ARPs
             # leave from it with the virtual MAC (vmac_xmit_base moves only adverts).
-            spec = replace(spec, ifname=vmac.name)
+            # An ipvlan carries only the adverts (VmacConfig.carries_vips).
+            if vmac.carries_vips:
+                spec = replace(spec, ifname=vmac.name)
             self._vmac_parent[vmac.name] = vmac.parent
         self._watch_relink(vmac.parent if vmac is not None else ch.ifname)
         if plan.promote_secondaries and vmac is None:  # a VMAC has it set anyway

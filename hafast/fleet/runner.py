@@ -128,3 +128,70 @@ class FleetRunner:
 
     def _tick(self, key: tuple[object, ...]) -> None:
         self._feed(key, Tick(self.loop.time()))
+
+
+def _render(config: m.Config, out: str, hostname: str) -> int:
+    """Write zebra.conf, bfdd.conf, bgpd.conf (for daemons started with ``-f``) and the
+    integrated frr.conf into ``out``, after FRR's own check of the latter."""
+    import os
+
+    from hafast.fleet.frrconf import FrrConfigError, check, render_config
+
+    conf = render_config(config, hostname=hostname)
+    if conf is None:
+        print("no bgp_speaker block: nothing to render")
+        return 1
+    os.makedirs(out, exist_ok=True)
+    parts = {"frr.conf": conf.integrated, "zebra.conf": conf.zebra,
+             "bfdd.conf": conf.bfdd, "bgpd.conf": conf.bgpd}
+    for name, text in parts.items():
+        with open(os.path.join(out, name), "w") as f:
+            f.write(text)
+    try:
+        check(os.path.join(out, "frr.conf"))
+    except FrrConfigError as exc:
+        print(exc)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hafast.fleet.runner -f CONFIG``: announce until SIGTERM/SIGINT (the
+    routes stay: fail-static).  ``--render DIR`` writes and checks FRR's config instead.
+    """
+    import argparse
+    import signal
+
+    from hafast.config.loader import load_file
+    from hafast.lib.eventloop import new_loop
+
+    ap = argparse.ArgumentParser(prog="python -m hafast.fleet.runner")
+    ap.add_argument("-f", "--config", required=True)
+    ap.add_argument("--render", metavar="DIR", help="write FRR's config files and exit")
+    ap.add_argument("--hostname", default="")
+    args = ap.parse_args(argv)
+    res = load_file(args.config)
+    for d in res.diagnostics:
+        print(d.format())
+    if not res.ok:
+        return 1
+    if args.render:
+        return _render(res.config, args.render, args.hostname)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    loop = new_loop()
+    kernel = KernelRoutes()
+    runner = FleetRunner(res.config, loop, kernel)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, loop.stop)
+    runner.start()
+    try:
+        loop.run_forever()
+    finally:
+        runner.stop()
+        kernel.close()
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

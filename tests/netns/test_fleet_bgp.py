@@ -1,0 +1,306 @@
+"""Issue 18, first slice: two directors announce a VIP by BGP through real FRR, the
+router spreads it over both (ECMP), and a director whose real server dies withdraws.
+
+Topology (all namespaces made here, deleted at the end)::
+
+    rtr (FRR zebra+bfdd+bgpd, maximum-paths 8, AS 65000)
+     |10.0.1.0/30        |10.0.2.0/30
+    d1 (FRR + announcer)  d2 (FRR + announcer)      AS 65001, BFD 50 ms x 3
+     |10.1.1.0/30        |10.1.2.0/30
+    srv: real server 10.1.1.2:80 (d1's)  and  10.1.2.2:80 (d2's)
+
+Each director's FRR config is rendered by hafast (``python -m hafast.fleet.runner
+--render``, which runs FRR's own ``vtysh --dryrun`` on it); its announcer is hafast's
+fleet runner (check engine -> quorum -> announcement machine -> kernel routes).  FRR
+daemons run in the foreground with their own pathspace (``-N``), pid files and config
+files, and are stopped by PID.  The figures are printed, never asserted tightly: the
+machine is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hafast.lab.netns import Registry, run_in
+from tests.conftest import require, require_root, require_tool
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(240)]
+
+FRR = Path("/usr/lib/frr")
+VIP = "192.0.2.100"
+TAG = f"fb{os.getpid() % 10000}"
+DIRECTORS = (1, 2)
+# generous: a TCP_CHECK round (0.5 s) plus a retry, then FRR's withdrawal (~0.13 s
+# measured); a busy two-core machine gets ten times that
+WITHDRAW_BOUND_S = 10.0
+# BFD 3 x 50 ms detects a silent director in ~0.2 s (measured); without BFD the BGP
+# hold time (9 s, so 6-9 s after the last keepalive) would: a bound under 6 s proves
+# BFD acted while leaving a busy machine a lot of slack
+SILENT_BOUND_S = 5.0
+# a director that goes silent: every packet in and out dropped, before anything else
+DROP_ALL = """table inet fleet_silent {
+  chain in { type filter hook input priority -400; policy drop; }
+  chain out { type filter hook output priority -400; policy drop; }
+}
+"""
+
+ROUTER_BGPD = """router bgp 65000
+ bgp router-id 10.255.0.254
+ no bgp ebgp-requires-policy
+ timers bgp 3 9
+ neighbor D peer-group
+ neighbor D remote-as 65001
+ neighbor D timers connect 1
+ neighbor D advertisement-interval 0
+ neighbor D bfd profile fast
+ neighbor 10.0.1.2 peer-group D
+ neighbor 10.0.2.2 peer-group D
+ address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+exit
+"""
+ROUTER_BFDD = """bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 50
+  transmit-interval 50
+ exit
+exit
+"""
+
+
+def director_conf(i: int) -> str:
+    return f"""bgp_speaker {{
+  daemon frr
+  local_as 65001
+  router_id 10.255.0.{i}
+  neighbor 10.0.{i}.1 {{
+    remote_as 65000
+    bfd
+  }}
+  hold_time 9
+  keepalive 3
+}}
+virtual_server {VIP} 80 {{
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  quorum 1
+  announce {{
+    prefix {VIP}/32
+    announce_delay 1
+  }}
+  real_server 10.1.{i}.2 80 {{
+    TCP_CHECK {{
+      connect_timeout 0.3
+      retry 1
+      delay_before_retry 0.2
+      delay_loop 0.5
+      warmup 0
+    }}
+  }}
+}}
+"""
+
+
+def ns(name: str) -> str:
+    return f"{TAG}{name}"
+
+
+def gateways(router: str) -> set[str]:
+    """The router's kernel next hops for the VIP."""
+    out = run_in(router, ["ip", "-j", "route", "show", f"{VIP}/32"]).stdout
+    routes = json.loads(out or "[]")
+    if not routes:
+        return set()
+    r = routes[0]
+    if "nexthops" in r:
+        return {h["gateway"] for h in r["nexthops"]}
+    return {r["gateway"]} if "gateway" in r else set()
+
+
+def wait_gateways(router: str, want: set[str], timeout: float) -> float | None:
+    """Seconds until the router's next hops are ``want``; None on timeout."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if gateways(router) == want:
+            return time.monotonic() - t0
+        time.sleep(0.01)
+    return None
+
+
+def logged_at(log: Path, what: str) -> float:
+    """The wall-clock time of the announcer's log line with ``what`` (asctime form)."""
+    for line in log.read_text().splitlines():
+        if what in line:
+            stamp, _, ms = line[:23].partition(",")
+            return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+    raise AssertionError(f"{what!r} not in {log}")
+
+
+class Lab:
+    def __init__(self, reg: Registry, base: Path) -> None:
+        self.reg = reg
+        self.base = base
+        self.rs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def build(self) -> None:
+        reg = self.reg
+        for name in ("rtr", "srv", *(f"d{i}" for i in DIRECTORS)):
+            reg.add_netns(ns(name))
+        reg.sysctl(ns("rtr"), "net.ipv4.ip_forward", "1")
+        reg.sysctl(ns("rtr"), "net.ipv4.fib_multipath_hash_policy", "1")
+        for i in DIRECTORS:
+            d = ns(f"d{i}")
+            reg.add_veth(ns("rtr"), f"r-d{i}", d, "up0")
+            reg.add_address(ns("rtr"), f"r-d{i}", f"10.0.{i}.1/30")
+            reg.add_address(d, "up0", f"10.0.{i}.2/30")
+            reg.add_veth(d, "rs0", ns("srv"), f"s-d{i}")
+            reg.add_address(d, "rs0", f"10.1.{i}.1/30")
+            reg.add_address(ns("srv"), f"s-d{i}", f"10.1.{i}.2/30")
+
+    def start_real_server(self, i: int) -> None:
+        self.rs[i] = self.reg.spawn(
+            ns("srv"), [sys.executable, "-m", "http.server", "80", "--bind", f"10.1.{i}.2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = run_in(ns("srv"), ["bash", "-c", f"exec 3<>/dev/tcp/10.1.{i}.2/80"],
+                           check=False)
+            if probe.returncode == 0:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"real server {i} did not listen")
+
+    def stop_real_server(self, i: int) -> None:
+        proc = self.rs.pop(i)
+        proc.terminate()
+        proc.wait(10)
+
+    def start_frr(self, name: str, confs: dict[str, str]) -> None:
+        """zebra, bfdd, bgpd in namespace ``name``, each with its own config file, pid
+        file, log and (through ``-N``) vty sockets under /var/run/frr/NAME."""
+        frr = pwd.getpwnam("frr")
+        d = self.base / name
+        d.mkdir()
+        run_dir = Path("/var/run/frr") / ns(name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.reg.defer(f"rmtree {run_dir}", lambda: shutil.rmtree(run_dir, ignore_errors=True))
+        for path in (d, run_dir):
+            os.chown(path, frr.pw_uid, frr.pw_gid)
+        for daemon in ("zebra", "bfdd", "bgpd"):
+            conf = d / f"{daemon}.conf"
+            conf.write_text(confs.get(daemon, ""))
+            os.chown(conf, frr.pw_uid, frr.pw_gid)
+            self.reg.spawn(
+                ns(name),
+                [str(FRR / daemon), "-N", ns(name), "-f", str(conf),
+                 "-i", str(d / f"{daemon}.pid"), "--log", f"file:{d}/{daemon}.log",
+                 "-P", "0"],  # no TCP vty: the unix sockets under run_dir are enough
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if daemon == "zebra":  # the others connect to its zserv socket
+                deadline = time.monotonic() + 10
+                while not (run_dir / "zserv.api").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+
+    def render_director(self, i: int) -> dict[str, str]:
+        conf = self.base / f"d{i}.conf"
+        conf.write_text(director_conf(i))
+        out = self.base / f"d{i}-frr"
+        proc = subprocess.run(
+            [sys.executable, "-m", "hafast.fleet.runner", "-f", str(conf), "--render",
+             str(out), "--hostname", f"d{i}"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return {d: (out / f"{d}.conf").read_text() for d in ("zebra", "bfdd", "bgpd")}
+
+    def start_announcer(self, i: int) -> None:
+        log = open(self.base / f"d{i}-announcer.log", "wb")  # the process writes it
+        self.reg.defer(f"close {log.name}", log.close)
+        self.reg.spawn(ns(f"d{i}"), [sys.executable, "-m", "hafast.fleet.runner", "-f",
+                                     str(self.base / f"d{i}.conf")],
+                       stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    require_root()
+    for daemon in ("zebra", "bfdd", "bgpd"):
+        require((FRR / daemon).exists(), f"needs FRR's {daemon} (Debian package frr)")
+    require(shutil.which("vtysh"), "needs FRR's vtysh (Debian package frr)")
+    require_tool("nft")
+    base = Path(tempfile.mkdtemp(prefix="hafast-fleet-"))
+    os.chmod(base, 0o755)  # the FRR daemons run as user frr
+    with Registry() as reg:
+        reg.defer(f"rmtree {base}", lambda: shutil.rmtree(base, ignore_errors=True))
+        lab = Lab(reg, base)
+        lab.build()
+        yield lab
+
+
+def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab) -> None:
+    router = ns("rtr")
+    for i in DIRECTORS:
+        lab.start_real_server(i)
+    confs = {i: lab.render_director(i) for i in DIRECTORS}
+    assert "network 192.0.2.100/32" in confs[1]["bgpd"]
+    assert "neighbor 10.0.1.1 bfd profile hafast" in confs[1]["bgpd"]
+    t0 = time.monotonic()
+    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
+    for i in DIRECTORS:
+        lab.start_frr(f"d{i}", confs[i])
+        lab.start_announcer(i)
+    both = {f"10.0.{i}.2" for i in DIRECTORS}
+    took = wait_gateways(router, both, 60)
+    assert took is not None, f"no two-way ECMP: next hops {gateways(router)}"
+    print(f"\ntwo-way ECMP for {VIP} in the router's kernel {took + 0:.2f} s after FRR start "
+          f"({time.monotonic() - t0:.2f} s)")
+    for i in DIRECTORS:
+        # the VIP is local by a route, not an address (an address would be a connected
+        # route that keeps FRR's import-check satisfied for ever)
+        local = run_in(ns(f"d{i}"), ["ip", "route", "show", "table", "local", f"{VIP}/32"])
+        assert "proto 250" in local.stdout, local.stdout
+        addrs = run_in(ns(f"d{i}"), ["ip", "-o", "addr"]).stdout
+        assert VIP not in addrs
+
+    # quorum loss on d1: its only real server goes away
+    lab.stop_real_server(1)
+    t_stop = time.monotonic()
+    took = wait_gateways(router, {"10.0.2.2"}, WITHDRAW_BOUND_S)
+    gone_at = time.time()
+    assert took is not None, f"d1 still a next hop: {gateways(router)}"
+    withdrawn_at = logged_at(lab.base / "d1-announcer.log", "ANNOUNCED -> WITHDRAWN")
+    print(f"real server stopped -> d1 out of the router's next hops: {took:.2f} s "
+          f"(route deleted -> router's table: {gone_at - withdrawn_at:.3f} s)")
+    announce = run_in(ns("d1"), ["ip", "route", "show", f"{VIP}/32", "proto", "250"])
+    assert announce.stdout.strip() == ""
+    assert gateways(router) == {"10.0.2.2"}, "d2 must stay"
+    time.sleep(0.5)
+    assert gateways(router) == {"10.0.2.2"}, "no flap back while the server is down"
+    assert time.monotonic() - t_stop < WITHDRAW_BOUND_S + 5
+
+    # quorum back: d1 announces again
+    lab.start_real_server(1)
+    took = wait_gateways(router, both, WITHDRAW_BOUND_S)
+    assert took is not None, f"d1 did not come back: {gateways(router)}"
+    print(f"real server back -> d1 in the router's next hops again: {took:.2f} s")
+    log = (lab.base / "d1-announcer.log").read_text()
+    assert "STARTUP -> ANNOUNCED" in log and "ANNOUNCED -> WITHDRAWN" in log, log
+    print("".join(line for line in log.splitlines(keepends=True) if " -> " in line), end="")
+
+    # d2 goes silent (a dead box, a cut link): BFD takes it out, not the hold timer
+    run_in(ns("d2"), ["nft", "-f", "-"], input=DROP_ALL)
+    took = wait_gateways(router, {"10.0.1.2"}, SILENT_BOUND_S)
+    assert took is not None, f"silent d2 still a next hop: {gateways(router)}"
+    print(f"d2 silent (nft drop-all) -> out of the router's next hops: {took:.3f} s")

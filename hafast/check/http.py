@@ -37,7 +37,6 @@ Example::
 
 from __future__ import annotations
 
-import re
 import ssl
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -53,16 +52,12 @@ from hafast.check.http_parse import (
     ResponseParser,
     build_request,
     check_reply,
-    compile_regex,
 )
 from hafast.check.http_tls import client_context
 from hafast.config.model import HttpGetCheck, SslContext, Url
+from hafast.lib.pcre2 import Pattern, PcreError, RegexStream, compile_regex
 
 __all__ = ["HttpGetKind", "SslGetKind"]
-
-# A url with a regex keeps this much of its body to search (keepalived matches
-# streaming over the whole body; a health page is far smaller).
-REGEX_KEEP = 1024 * 1024
 
 _UP = ProbeResult(True)  # frozen: one instance serves every passing attempt
 _EOF = FetchSet.EOF
@@ -95,13 +90,18 @@ class _Attempt:
         kind = self.kind
         index = self.index
         url = kind.urls[index]
-        if isinstance(kind.regexes[index], str):
+        bad = kind.bad_regex[index]
+        if bad:
             self.exchange = None
-            self.done(ProbeResult(False, "config", f"{url.path}: {kind.regexes[index]}"))
+            self.done(ProbeResult(False, "config", f"{url.path}: {bad}"))
             return
-        keep = REGEX_KEEP if url.regex is not None else 0
+        pattern = kind.regexes[index]
+        stream = (
+            None if pattern is None
+            else RegexStream(pattern, url.regex_min_offset, url.regex_max_offset)
+        )
         self.parser = parser = ResponseParser(
-            digest=url.digest is not None, body_cap=kind.body_cap, keep=keep
+            digest=url.digest is not None, body_cap=kind.body_cap, regex=stream
         )
         fetcher = kind.fetcher
         if fetcher is not None:
@@ -159,12 +159,8 @@ class _Attempt:
             parser = self.parser
             assert parser is not None
             ranges = url.status_code or DEFAULT_STATUS
-            regex = kind.regexes[self.index]
-            pattern = regex if isinstance(regex, re.Pattern) else None
             reason, detail = check_reply(
-                parser, ranges, url.digest, pattern,
-                regex_no_match=url.regex_no_match, regex_min_offset=url.regex_min_offset,
-                regex_max_offset=url.regex_max_offset,
+                parser, ranges, url.digest, regex_no_match=url.regex_no_match
             )
         if reason:
             self.exchange = None
@@ -198,6 +194,7 @@ class HttpGetKind(ProbeKind):
 
     __slots__ = (
         "address",
+        "bad_regex",
         "body_cap",
         "family",
         "fetcher",
@@ -234,15 +231,19 @@ class HttpGetKind(ProbeKind):
         port = target.port or self.default_port
         self.requests: list[bytes] = []
         self.sni: list[str | None] = []
-        # per url: the compiled regex, None, or the error text of a bad pattern
-        self.regexes: list[re.Pattern[bytes] | str | None] = []
+        # per url: the compiled regex (None: no regex, no work per reply) and the
+        # error of one PCRE2 refused ('hafast -t' reports it; this is a last resort)
+        self.regexes: list[Pattern | None] = []
+        self.bad_regex: list[str] = []
         for url in self.urls:
-            try:
-                self.regexes.append(
-                    compile_regex(url.regex, url.regex_options) if url.regex else None
-                )
-            except re.error as exc:
-                self.regexes.append(f"bad regex {url.regex!r}: {exc}")
+            pattern, bad = None, ""
+            if url.regex:
+                try:
+                    pattern = compile_regex(url.regex, url.regex_options, url.regex_stack)
+                except PcreError as exc:
+                    bad = f"bad regex {url.regex!r}: {exc}"
+            self.regexes.append(pattern)
+            self.bad_regex.append(bad)
             vhost = url.virtualhost or spec.virtualhost
             request = build_request(url.path, target.address, port, spec.http_protocol, vhost)
             self.requests.append(request)

@@ -36,10 +36,10 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 from hafast._core.md5stream import DEFAULT_CAP, MD5Stream, md5_hex
+from hafast.lib.pcre2 import BUFFER, RegexStream
 
 __all__ = [
     "DEFAULT_CAP",
@@ -48,7 +48,6 @@ __all__ = [
     "ResponseParser",
     "build_request",
     "check_reply",
-    "compile_regex",
     "md5_hex",
     "parse_content_length",
     "parse_status",
@@ -213,6 +212,7 @@ class ResponseParser:
         "keep",
         "on_body",
         "on_header",
+        "regex",
         "status",
     )
 
@@ -223,10 +223,12 @@ class ResponseParser:
         body_cap: int = DEFAULT_CAP,
         header_cap: int = MAX_HEADER,
         keep: int = 0,
+        regex: RegexStream | None = None,
     ) -> None:
         self._head = b""
         self._kept = bytearray()
-        self.keep = keep  # body bytes kept for a url's regex (nothing else keeps any)
+        self.keep = keep  # body bytes kept for the fuzz harness (nothing else keeps any)
+        self.regex = regex  # a url's regex, matched as the reply streams in
         self._md5 = MD5Stream(body_cap) if digest else None
         self.body_cap = body_cap
         self.header_cap = header_cap
@@ -270,11 +272,22 @@ class ResponseParser:
             if self.on_header is not None:
                 self.on_header(header)
             if end - old >= len(data):
+                # keepalived empties a buffer that ends with the header unmatched: the
+                # regex subject then starts at the body
                 return True
             data = memoryview(data)[end - old :]
-        return self._body(data)
+            if self.regex is not None:
+                # ...but the buffer that also holds body bytes is matched from the
+                # status line on: keepalived's first subject is header + body
+                first = header + bytes(data[: max(0, BUFFER - len(header))])
+                self.regex.feed(first)
+                ok = self._body(data, None)
+                if ok:
+                    self.regex.feed(data[len(first) - len(header) :])
+                return ok
+        return self._body(data, self.regex)
 
-    def _body(self, data: bytes | bytearray | memoryview) -> bool:
+    def _body(self, data: bytes | bytearray | memoryview, regex: RegexStream | None) -> bool:
         n = len(data)
         if not n:
             return True
@@ -286,6 +299,8 @@ class ResponseParser:
             return False
         if self.keep and len(self._kept) < self.keep:
             self._kept += data[: self.keep - len(self._kept)]
+        if regex is not None:
+            regex.feed(data)
         md5 = self._md5
         if md5 is None:
             return True
@@ -321,54 +336,18 @@ class ResponseParser:
         return self._md5.digest()
 
 
-# regex_options (PCRE2 names) that Python's re can honour; the others are ignored.
-REGEX_FLAGS: dict[str, int] = {
-    "caseless": re.IGNORECASE,
-    "multiline": re.MULTILINE,
-    "dotall": re.DOTALL,
-    "extended": re.VERBOSE,
-}
-
-
-def compile_regex(pattern: str, options: Sequence[str] = ()) -> re.Pattern[bytes]:
-    """A url's ``regex`` with its ``regex_options``, matched against body bytes.
-
-    Python's ``re`` stands in for PCRE2: the same for the patterns health checks
-    use (literals, classes, anchors, alternation).  Raises ``re.error``.
-
-    >>> bool(compile_regex("ok|ready", ["caseless"]).search(b"READY\\n"))
-    True
-    """
-    flags = 0
-    for name in options:
-        flags |= REGEX_FLAGS.get(name, 0)
-    return re.compile(pattern.encode("utf-8", "surrogateescape"), flags)
-
-
-def regex_found(
-    body: bytes, regex: re.Pattern[bytes], min_offset: int = 0, max_offset: int = 0
-) -> bool:
-    """True when a match starts at or after ``min_offset`` and, when
-    ``max_offset`` is set, at or before it (keepalived's regex_*_offset)."""
-    m = regex.search(body, min_offset)
-    return m is not None and (not max_offset or m.start() <= max_offset)
-
-
 def check_reply(
     parser: ResponseParser,
     status_code: Sequence[tuple[int, int]],
     digest: str | None,
-    regex: re.Pattern[bytes] | None = None,
     *,
     regex_no_match: bool = False,
-    regex_min_offset: int = 0,
-    regex_max_offset: int = 0,
 ) -> tuple[str, str]:
     """keepalived's verdict on a finished reply: ``("", "")`` when it passes, else
     ``(reason, detail)`` with a stable reason name.
 
     Order as ``http_handle_response``: no data, then status, then digest, then the
-    regex (which must match, or must not with ``regex_no_match``).
+    regex the parser was given (which must match, or must not with ``regex_no_match``).
 
     >>> p = ResponseParser(); _ = p.feed(b"HTTP/1.0 500 Oops\\r\\n\\r\\n")
     >>> check_reply(p, DEFAULT_STATUS, None)
@@ -384,8 +363,8 @@ def check_reply(
         got = parser.hexdigest()
         if got != digest.lower():
             return "digest", f"MD5 digest {got} != {digest.lower()}"
-    if regex is not None:
-        found = regex_found(parser.kept, regex, regex_min_offset, regex_max_offset)
-        if found == regex_no_match:
-            return "regex", f"regex {regex.pattern!r} {'matched' if found else 'not found'}"
+    regex = parser.regex
+    if regex is not None and regex.matched == regex_no_match:
+        found = "matched" if regex.matched else "not found"
+        return "regex", f"regex {regex.pattern.pattern!r} {found}"
     return "", ""

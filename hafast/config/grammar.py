@@ -147,6 +147,32 @@ def conv_text(args: Sequence[Token]) -> str:
     return " ".join(t.text for t in args)
 
 
+def conv_regex(args: Sequence[Token]) -> str:
+    """A url's ``regex``: keepalived reads it with ``alloc_strvec_quoted_escaped``, so
+    quotes group and ``\\`` escapes (``\\K`` is ``K``; PCRE's ``\\K`` is written
+    ``\\\\K``), and it must be one word.  The walker re-splits the raw line; this token
+    form serves lines built without the lexer."""
+    return regex_pattern(" ".join(t.text for t in args), args[0])
+
+
+def regex_pattern(text: str, at: Token) -> str:
+    """The pattern in ``text`` (the words after ``regex``), split as keepalived does."""
+    from hafast.config.lexer import split_script
+    from hafast.config.tokens import ConfigError
+
+    try:
+        words = split_script(text)
+    except ConfigError as exc:
+        raise BadValue(at, exc.diagnostics[0].message) from None
+    if len(words) != 1:
+        raise BadValue(
+            at,
+            f"regex needs one pattern, got {len(words)} words (keepalived ignores the "
+            "regex: 'regex missing or too many fields'); quote a pattern with spaces",
+        )
+    return words[0]
+
+
 def conv_int(lo: int, hi: int) -> Converter:
     def conv(args: Sequence[Token]) -> int | None:
         if not args:  # rows whose value is optional (max_auto_priority, ...)
@@ -644,6 +670,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "words": conv_words,
     "script": conv_script,
     "text": conv_text,
+    "regex": conv_regex,
     "flag": conv_flag,
     "ip": conv_ip,
     "port": conv_port,

@@ -76,10 +76,13 @@ def without(rows: str, keyword: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ChildBlock:
     """A block inside a checker's (``url {}``, ``host {}``): its rows and how its fields
-    become a model object once it closes."""
+    become a model object once it closes; ``check(fields, positions, walker)``, when
+    set, first judges the fields together (adjusting them in place, reporting through
+    ``walker.warn``/``walker.error`` at a field's token)."""
 
     rows: str
     build: Callable[[dict[str, Any]], Any]
+    check: Callable[[dict[str, Any], dict[str, Any], Any], None] | None = None
 
 
 # fixup(merged fields, the block's own fields): adjust after inheritance, in place

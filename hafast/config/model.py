@@ -497,7 +497,8 @@ class Url:
     regex_no_match: bool = False
     regex_options: tuple[str, ...] = ()
     regex_min_offset: int = 0
-    regex_max_offset: int = 0
+    regex_max_offset: int | None = None  # None: unset (0 is offset 0, as in keepalived)
+    regex_stack: tuple[int, int] | None = None  # JIT stack (start, max) in bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +526,51 @@ def _url(f: dict[str, Any]) -> Url:
     return Url(**f)
 
 
+def _check_url(f: dict[str, Any], pos: dict[str, Any], ld: Any) -> None:
+    """keepalived's ``url_check`` and ``prepare_regex`` on a url's regex settings; a
+    pattern PCRE2 refuses is an error (keepalived logs it at start and then checks the
+    url without the regex, and ``keepalived -t`` says nothing)."""
+    from hafast.lib.pcre2 import OPTIONS, PcreError, compile_regex
+
+    stack = f.get("regex_stack")
+    if stack is not None:
+        f["regex_stack"] = None
+        if len(stack) != 2 or not all(w.isdigit() for w in stack):
+            ld.warn(pos["regex_stack"], "regex_stack needs a start and a max size in bytes "
+                    "(expected: regex_stack START MAX); ignored, as keepalived does")
+        elif int(stack[0]) > int(stack[1]):
+            ld.warn(pos["regex_stack"], f"regex_stack start {stack[0]} exceeds max "
+                    f"{stack[1]}; ignored, as keepalived does")
+        else:
+            f["regex_stack"] = (int(stack[0]), int(stack[1]))
+    for name in f.get("regex_options", ()):
+        if name not in OPTIONS:
+            ld.warn(pos["regex_options"], f"unknown regex option '{name}' is ignored, as "
+                    f"keepalived does (expected: {' '.join(OPTIONS)})")
+    pattern = f.get("regex")
+    if pattern is None:
+        extra = [k for k in ("regex_options", "regex_no_match", "regex_min_offset",
+                             "regex_max_offset", "regex_stack") if k in f]
+        if extra:
+            ld.warn(pos[extra[0]], "regex parameters without a regex are ignored, as "
+                    "keepalived does (expected: regex PATTERN in this url)")
+            for k in extra:
+                del f[k]
+        return
+    lo, hi = f.get("regex_min_offset", 0), f.get("regex_max_offset")
+    if hi is not None and lo > hi:
+        ld.warn(pos["regex_min_offset"], f"regex_min_offset {lo} is beyond regex_max_offset "
+                f"{hi}: both are ignored, as keepalived does")
+        f.pop("regex_min_offset")
+        f.pop("regex_max_offset")
+    try:
+        compile_regex(pattern, f.get("regex_options", ()), f.get("regex_stack"))
+    except PcreError as exc:
+        ld.error(pos["regex"], f"regex '{pattern}' does not compile: {exc.message} at offset "
+                 f"{exc.offset} (PCRE2); keepalived would log 'Invalid regex' and check "
+                 "this url without it")
+
+
 _HTTP_ROWS = (
     TIMERS
     + CONN
@@ -545,14 +591,15 @@ path                v  1    str           path
 digest              v  1    digest        digest
 status_code         v  1+   status        status_code
 virtualhost         v  1    str           virtualhost
-regex               v  1+   text          regex
+regex               v  1+   regex         regex
 regex_no_match      f  0-1  flag          regex_no_match
 regex_options       v  1+   any           regex_options
-regex_stack         v  1-2  any           -
+regex_stack         v  1+   any           regex_stack
 regex_min_offset    v  1    int:0,2147483647 regex_min_offset
 regex_max_offset    v  1    int:0,2147483647 regex_max_offset
 """,
     _url,
+    _check_url,
 )
 _NO_URL = ("urls", "url block (expected: url { path /PATH [digest MD5] [status_code 200-299] })")
 

@@ -126,7 +126,6 @@ vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
 virtual_server snmp_name warn SNMP (AgentX) is not served
 real_server snmp_name warn SNMP (AgentX) is not served
 virtual_server weight refuse the virtual server's own weight (keepalived vs->weight)
-url regex_stack warn PCRE's stack size
 smtp_host alpha refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
 smtp_host connect_timeout refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
 smtp_host retry refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)

@@ -36,7 +36,16 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hafast.config import model as m
-from hafast.config.grammar import TABLE, BadValue, Keyword, conv_script, line_email, line_name
+from hafast.config.grammar import (
+    TABLE,
+    BadValue,
+    Keyword,
+    conv_regex,
+    conv_script,
+    line_email,
+    line_name,
+    regex_pattern,
+)
 from hafast.config.kinds import CHILDREN, KINDS
 from hafast.config.support import UNSUPPORTED
 from hafast.config.tokens import ConfigError, Diagnostic, Token
@@ -268,6 +277,10 @@ class Walker:
             script = _script(node.raw, node.toks) if node.raw else conv_script(node.toks[1:])
             self.scripts.append((node.toks[0], script))
             return script
+        if kw.conv is conv_regex and node.raw and len(node.toks) > 1:
+            # keepalived re-reads the raw line for a regex, quotes and escapes included
+            parts = node.raw.split(None, 1)
+            return regex_pattern(parts[1] if len(parts) > 1 else "", node.toks[1])
         return kw.conv(node.toks[1:])  # type: ignore[misc]
 
     def _arity(self, kw: Keyword, toks: tuple[Token, ...]) -> None:
@@ -330,6 +343,10 @@ class Walker:
             return Pending(ctx, toks[1:], fields, pos, toks[0], close, self.seq)
         build = self.immediate.get(ctx)
         if build is None:  # a block inside a checker's (url {}, host {})
-            return CHILDREN[ctx].build(as_tuples(fields))
+            block = CHILDREN[ctx]
+            fields = as_tuples(fields)
+            if block.check is not None:
+                block.check(fields, pos, self)
+            return block.build(fields)
         return build(self, as_tuples(fields), pos, toks[0])
 

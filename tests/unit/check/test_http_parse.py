@@ -20,6 +20,7 @@ from hafast.check.http_parse import (
     parse_status,
     status_ok,
 )
+from hafast.lib.pcre2 import RegexStream, compile_regex
 
 
 def md5(b: bytes) -> str:
@@ -275,27 +276,43 @@ def test_header_helpers_never_raise(raw: bytes) -> None:
     assert length is None or 0 <= length < 1 << 64
 
 
-# -- regex (PCRE2 stood in for by Python's re) -------------------------------------------
+# -- regex (PCRE2, matched as the reply streams in: hafast.lib.pcre2) --------------------
+
+
+def _rx(pattern: str, *options: str, lo: int = 0, hi: int | None = None) -> RegexStream:
+    return RegexStream(compile_regex(pattern, options), lo, hi)
 
 
 def test_regex_match_no_match_and_offsets() -> None:
-    from hafast.check.http_parse import compile_regex
+    reply = b"HTTP/1.0 200 OK\r\n\r\n0123 status: READY"
+    at = reply.index(b"READY")  # offsets count from the status line, as in keepalived
+    for rx, no_match, want in [
+        (_rx("ready", "caseless"), False, ""),
+        (_rx("ready", "caseless"), True, "regex"),
+        (_rx("ready"), False, "regex"),
+        (_rx(r"status: \KREADY"), False, ""),  # PCRE-only: \K
+        (_rx("ready", "caseless", lo=at + 1), False, "regex"),
+        (_rx("ready", "caseless", lo=at), False, ""),
+        (_rx("ready", "caseless", hi=at - 1), False, "regex"),
+        (_rx("ready", "caseless", hi=at), False, ""),
+        (_rx("^HTTP/1"), False, ""),
+    ]:
+        p = run(reply, regex=rx)
+        assert check_reply(p, DEFAULT_STATUS, None, regex_no_match=no_match)[0] == want, rx
 
-    p = run(b"HTTP/1.0 200 OK\r\n\r\n0123 status: READY", keep=1024)
-    assert p.kept == b"0123 status: READY"
-    ready = compile_regex("ready", ["caseless"])
-    assert check_reply(p, DEFAULT_STATUS, None, ready) == ("", "")
-    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_no_match=True)[0] == "regex"
-    assert check_reply(p, DEFAULT_STATUS, None, compile_regex("ready"))[0] == "regex"
-    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_min_offset=14)[0] == "regex"
-    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_min_offset=13) == ("", "")
-    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_max_offset=12)[0] == "regex"
-    assert check_reply(p, DEFAULT_STATUS, None, ready, regex_max_offset=13) == ("", "")
+
+def test_regex_header_is_matched_only_with_body_in_the_same_read() -> None:
+    # keepalived empties a buffer that ends with the header: "^HTTP" then fails
+    reply = b"HTTP/1.0 200 OK\r\n\r\nbody"
+    split = len(reply) - 4
+    assert run(reply, [split], regex=_rx("^HTTP")).regex.matched is False  # type: ignore[union-attr]
+    assert run(reply, [split + 1], regex=_rx("^HTTP")).regex.matched is True  # type: ignore[union-attr]
+    assert run(reply, [split], regex=_rx("^body")).regex.matched is True  # type: ignore[union-attr]
 
 
-def test_regex_sees_only_what_is_kept() -> None:
-    from hafast.check.http_parse import compile_regex
-
-    p = run(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 100 + b"NEEDLE", [30, 50, 7], keep=100)
-    assert len(p.kept) == 100 and p.body_size == 106
-    assert check_reply(p, DEFAULT_STATUS, None, compile_regex("NEEDLE"))[0] == "regex"
+def test_regex_across_reads_and_past_the_cap() -> None:
+    p = run(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 100 + b"NEEDLE", [30, 50, 7, 21, 3],
+            regex=_rx("NEEDLE"))
+    assert check_reply(p, DEFAULT_STATUS, None) == ("", "")
+    big = b"HTTP/1.0 200 OK\r\n\r\n" + b"y" * 300_000 + b"NEEDLE"
+    assert run(big, [65536] * 5, regex=_rx("NEEDLE")).regex.matched  # type: ignore[union-attr]

@@ -42,7 +42,7 @@ its parent's MAC (an ipvlan has no MAC of its own, so no virtual MAC, no
 the configured address added to it (the adverts' source; the VIPs stay on the
 parent, where keepalived 2.2.7 puts them).  None of the IPv4 sysctls: keepalived
 calls ``set_interface_parameters`` for macvlans only.  Checked
-side by side in ``tests/ipvs/test_ipvlan.py`` (the host kernel has no ipvlan).
+side by side in ``tests/ipvs/test_vrrp_ipvlan.py`` (the host kernel has no ipvlan).
 
 Everything here is a blocking netlink round trip or a /proc/sys write, done at
 start, reload and stop only, never on a VRRP timer path.

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from hafast._core.md5stream import DEFAULT_CAP, MD5Stream, md5_hex
-from hafast.lib.pcre2 import BUFFER, RegexStream
+from hafast.lib.pcre2 import BUFFER, RegexStream, error_message
 
 __all__ = [
     "DEFAULT_CAP",
@@ -366,5 +366,6 @@ def check_reply(
     regex = parser.regex
     if regex is not None and regex.matched == regex_no_match:
         found = "matched" if regex.matched else "not found"
-        return "regex", f"regex {regex.pattern.pattern!r} {found}"
+        why = f" (PCRE2: {error_message(regex.error)})" if regex.error else ""
+        return "regex", f"regex {regex.pattern.pattern!r} {found}{why}"
     return "", ""

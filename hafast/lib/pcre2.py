@@ -35,7 +35,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["BUFFER", "OPTIONS", "Pattern", "PcreError", "RegexStream", "compile_regex"]
+__all__ = ["BUFFER", "OPTIONS", "Pattern", "PcreError", "RegexStream", "compile_regex",
+           "error_message"]
 
 # keepalived: MAX_BUFFER_LENGTH 4096, one byte kept for a terminating NUL
 BUFFER = 4095
@@ -121,7 +122,12 @@ class PcreError(ValueError):
         self.offset = offset
 
 
-def _message(code: int) -> str:
+def error_message(code: int) -> str:
+    """PCRE2's text for an error code.
+
+    >>> error_message(-47)
+    'match limit exceeded'
+    """
     ffi, lib = _load()
     buf = ffi.new("char[256]")
     n = lib.pcre2_get_error_message_8(code, buf, 256)
@@ -167,7 +173,7 @@ class Pattern:
         off = ffi.new("size_t *")
         code = lib.pcre2_compile_8(raw, len(raw), flags, err, off, ffi.NULL)
         if code == ffi.NULL:
-            raise PcreError(_message(err[0]), off[0])
+            raise PcreError(error_message(err[0]), off[0])
         self.code = ffi.gc(code, lib.pcre2_code_free_8)
         md = lib.pcre2_match_data_create_from_pattern_8(code, ffi.NULL)
         if md == ffi.NULL:
@@ -229,8 +235,8 @@ class RegexStream:
     ``max_offset`` is the configured ``regex_max_offset`` (None: none; 0 is offset 0).
     """
 
-    __slots__ = ("done", "held", "matched", "max_end", "min_offset", "pattern", "restart",
-                 "subject_offset")
+    __slots__ = ("done", "error", "held", "matched", "max_end", "min_offset", "pattern",
+                 "restart", "subject_offset")
 
     def __init__(self, pattern: Pattern, min_offset: int = 0,
                  max_offset: int | None = None) -> None:
@@ -242,6 +248,9 @@ class RegexStream:
         self.subject_offset = 0  # where the buffer starts in the reply
         self.matched = False
         self.done = False
+        # the first PCRE2 error (match limit, JIT stack limit): keepalived logs
+        # "Unknown regex error N" and goes on with the next buffer, and so does this
+        self.error = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self.done:
@@ -275,6 +284,8 @@ class RegexStream:
             start = self.restart
         rc = pat.match(buf, start) if start <= n else -1
         self.restart = 0
+        if rc < _ERROR_PARTIAL and not self.error:
+            self.error = rc
         if rc == _ERROR_PARTIAL:
             keep = int(pat.ovector[0]) - pat.lookbehind
             if keep > 0:

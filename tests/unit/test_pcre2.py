@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hafast.lib.pcre2 import BUFFER, OPTIONS, Pattern, PcreError, RegexStream, compile_regex
+from hafast.lib.pcre2 import (
+    BUFFER,
+    OPTIONS,
+    Pattern,
+    PcreError,
+    RegexStream,
+    compile_regex,
+    error_message,
+)
 
 
 def stream(pattern: str, chunks: list[bytes], *options: str, lo: int = 0,
@@ -104,6 +112,14 @@ def test_a_match_reaching_the_end_stays_partial() -> None:
     assert not stream("ok.*", [b"status ok"]).matched
     assert stream("ok.*", [b"status ok\n"]).matched
     assert stream("ok", [b"status ok"]).matched
+
+
+def test_catastrophic_backtracking_is_bounded_by_the_match_limit() -> None:
+    # keepalived's limits are PCRE2's defaults: the match gives up per buffer with
+    # "match limit exceeded", the reply is a failed match, nothing raises
+    s = stream(r"(a+)+$", [b"a" * 10_000 + b"b"])
+    assert not s.matched
+    assert error_message(s.error) == "match limit exceeded"
 
 
 def test_no_match_input_and_done() -> None:

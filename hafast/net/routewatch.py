@@ -1,4 +1,5 @@
-"""Route and rule deletions from RTNL events, for the static ones keepalived restores.
+"""Address, route and rule deletions from RTNL events, for the static ones keepalived
+restores.
 
 keepalived 2.2.7 (``vrrp.c process_static_entries``, ``keepalived_netlink.c
 netlink_route_filter``/``netlink_rule_filter``) listens to the IPv4/IPv6 route and rule
@@ -6,6 +7,9 @@ groups of a family once a static route (rule) of that family names a ``track_gro
 an RTM_DELROUTE (RTM_DELRULE) marked with its protocol (18) that matches a static one
 then makes it add that entry again ("Restoring deleted static route ...").
 :class:`RouteWatch` hears the deletions; :mod:`hafast.net.statics` matches and restores.
+keepalived follows address deletions whatever the config (``netlink_if_address_filter``:
+a static address not written ``no_track`` that goes is added again), so the address
+groups are joined as soon as there are static addresses.
 
 A deleted route is matched as keepalived's ``route_is_ours`` matches static routes:
 family, table, destination and its length, TOS.  A deleted rule matches when the
@@ -14,8 +18,8 @@ value (the kernel adds its own, FRA_TABLE and FRA_SUPPRESS_PREFIXLEN among them)
 
 Example::
 
-    watch = RouteWatch(loop, on_route=print, on_rule=print, on_lost=resync)
-    watch.listen(routes={4}, rules={4, 6})
+    watch = RouteWatch(loop, on_route=print, on_rule=print, on_lost=resync, on_addr=print)
+    watch.listen(routes={4}, rules={4, 6}, addrs={4})
 """
 
 from __future__ import annotations
@@ -27,17 +31,19 @@ import ipaddress
 import logging
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from hafast.lib import netlink
-from hafast.lib.netlink import RTM_DELROUTE
+from hafast.lib.netlink import RTM_DELADDR, RTM_DELROUTE
+from hafast.net.addrwatch import parse_addr_messages
 
 log = logging.getLogger("hafast.vrrp")
 
 RTM_DELRULE = 33  # linux/rtnetlink.h
 # linux/rtnetlink.h enum rtnetlink_groups
-GROUPS = {("route", 4): 7, ("rule", 4): 8, ("route", 6): 11, ("rule", 6): 19}
+GROUPS = {("route", 4): 7, ("rule", 4): 8, ("route", 6): 11, ("rule", 6): 19,
+          ("addr", 4): 5, ("addr", 6): 9}
 SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 270, 1  # linux/socket.h, linux/netlink.h
 RTPROT_KEEPALIVED = 18
 RTA_DST, RTA_TABLE = 1, 15  # linux/rtnetlink.h
@@ -56,6 +62,12 @@ class DeletedRoute:
     table: int
     tos: int
     protocol: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedAddress:
+    address: str  # as inet_ntop writes it
+    ifindex: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +129,17 @@ def deleted_route(body: memoryview) -> DeletedRoute | None:
     return DeletedRoute(fam, dst, dst_len, table, tos, proto)
 
 
-def deletions(data: bytes | memoryview) -> Iterator[DeletedRoute | RuleKey]:
-    """The route and rule deletions in one datagram.
+def deletions(data: bytes) -> Iterator[DeletedRoute | RuleKey | DeletedAddress]:
+    """The address, route and rule deletions in one datagram.
 
     >>> body = _HDR.pack(socket.AF_INET, 16, 0, 0, 254, 18, 0, 1, 0)
     >>> body += netlink.attr(RTA_DST, bytes([10, 89, 0, 0]))
     >>> list(deletions(netlink.pack_message(RTM_DELROUTE, 0, 0, body)))
     [DeletedRoute(family=4, dst='10.89.0.0', dst_len=16, table=254, tos=0, protocol=18)]
     """
+    for kind, address, index in parse_addr_messages(data):
+        if kind == RTM_DELADDR:
+            yield DeletedAddress(address, index)
     for m in netlink.messages(data):
         item: DeletedRoute | RuleKey | None = None
         if m.kind == RTM_DELROUTE:
@@ -157,17 +172,22 @@ class RouteWatch:
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  on_route: Callable[[DeletedRoute], None],
                  on_rule: Callable[[RuleKey], None],
-                 on_lost: Callable[[], None]) -> None:
+                 on_lost: Callable[[], None],
+                 on_addr: Callable[[DeletedAddress], None] | None = None) -> None:
         self.loop = loop
         self.on_route, self.on_rule, self.on_lost = on_route, on_rule, on_lost
+        self.on_addr = on_addr
         self.joined: set[tuple[str, int]] = set()
         self.events = 0
         self._sock: socket.socket | None = None
 
-    def listen(self, routes: set[int], rules: set[int]) -> None:
-        """Join the route groups of the families in ``routes`` and the rule groups of
-        those in ``rules`` (a reload may add some; none is left)."""
-        want = {("route", f) for f in routes} | {("rule", f) for f in rules}
+    def listen(self, routes: Iterable[int], rules: Iterable[int], addrs: Iterable[int] = ()
+               ) -> None:
+        """Join the route groups of the families in ``routes``, the rule groups of
+        those in ``rules``, the address groups of those in ``addrs`` (a reload may add
+        some; none is left)."""
+        want = ({("route", f) for f in routes} | {("rule", f) for f in rules}
+                | {("addr", f) for f in addrs})
         if not want - self.joined:
             return
         if self._sock is None:
@@ -204,6 +224,9 @@ class RouteWatch:
                 self.events += 1
                 if isinstance(item, DeletedRoute):
                     self.on_route(item)
+                elif isinstance(item, DeletedAddress):
+                    if self.on_addr is not None:
+                        self.on_addr(item)
                 else:
                     self.on_rule(item)
         if lost:

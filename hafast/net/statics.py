@@ -16,6 +16,9 @@ the VRRP side carries on.
 
 Restoring, as keepalived 2.2.7 does (given the loop and the worker's LinkWatch):
 
+- a static address someone deletes is added again at once ("Restoring deleted static
+  address", keepalived_netlink.c netlink_if_address_filter), unless written
+  ``no_track``: keepalived always follows address deletions;
 - once a static route (rule) of a family names a ``track_group``, keepalived listens
   to that family's route (rule) deletions (``process_static_entries``), and a static
   route with a ``dev`` (a rule without ``no_track``) someone deletes is added again at
@@ -37,7 +40,9 @@ Example (root)::
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +51,7 @@ from hafast.config.iprule import IpRule, parse_rule
 from hafast.config.model import Config, VirtualAddress
 from hafast.net.routewatch import (
     RTPROT_KEEPALIVED,
+    DeletedAddress,
     DeletedRoute,
     RouteWatch,
     RuleKey,
@@ -81,6 +87,7 @@ class Statics:
         self._watch: RouteWatch | None = None
         self._routes_followed: tuple[RouteSpec, ...] = ()
         self._rules_followed: tuple[tuple[RuleKey, IpRule], ...] = ()
+        self._addrs_followed: tuple[VirtualAddress, ...] = ()
         self._link_devs: set[str] = set()  # interfaces whose coming up restores
         self.restored: dict[str, int] = {}  # entries added again, by kind
 
@@ -126,12 +133,15 @@ class Statics:
         self._rules_followed = tuple(
             (key, r) for r in rules if not r.no_track and r.family in rule_families
             if (key := _key_of(r)) is not None)
-        if self._loop is not None and (route_families or rule_families):
+        self._addrs_followed = tuple(a for a in addrs if "no_track" not in a.options)
+        addr_families = {a.family for a in self._addrs_followed}
+        if self._loop is not None and (route_families or rule_families or addr_families):
             if self._watch is None:
                 self._watch = RouteWatch(self._loop, self._route_deleted,
-                                         self._rule_deleted, self._resync)
+                                         self._rule_deleted, self._resync,
+                                         self._addr_deleted)
             try:
-                self._watch.listen(route_families, rule_families)
+                self._watch.listen(route_families, rule_families, addr_families)
             except OSError as exc:
                 log.warning("cannot watch static routes and rules: %s", exc)
         if self._linkwatch is None:
@@ -165,6 +175,15 @@ class Statics:
                 self._restore((), (r,), ())
                 return
 
+    def _addr_deleted(self, d: DeletedAddress) -> None:
+        # keepalived's addr_is_equal: family, interface, address (not the prefix)
+        deleted = ipaddress.ip_address(d.address)
+        for a in self._addrs_followed:
+            if ipaddress.ip_address(a.address) == deleted and _index(a.dev or self._dev) \
+                    == d.ifindex:
+                self._restore((a,), (), ())
+                return
+
     def _rule_deleted(self, deleted: RuleKey) -> None:
         for key, rule in self._rules_followed:
             if key.matches(deleted):
@@ -174,7 +193,8 @@ class Statics:
     def _resync(self) -> None:
         # deletions were lost: adding again what is still there changes nothing
         if self._backend is not None:
-            self._backend.reinstate(OWNER, (), self._routes_followed, self._dev,
+            self._backend.reinstate(OWNER, self._addrs_followed, self._routes_followed,
+                                    self._dev,
                                     tuple(r for _k, r in self._rules_followed))
 
     def _link_up(self, dev: str) -> None:
@@ -210,6 +230,13 @@ class Statics:
 
 
 _RT_TABLE_MAIN = 254
+
+
+def _index(dev: str) -> int:
+    try:
+        return socket.if_nametoindex(dev)
+    except OSError:
+        return -1
 
 
 def _untracked(v: VirtualAddress) -> VirtualAddress:

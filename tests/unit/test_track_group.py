@@ -22,6 +22,7 @@ from hafast.net.routewatch import (
     FRA_PROTOCOL,
     FRA_TABLE,
     RTA_DST,
+    DeletedAddress,
     DeletedRoute,
     deletions,
     rule_key,
@@ -209,3 +210,20 @@ def test_track_group_on_an_instance_address_is_ignored_as_keepalived_does() -> N
                     " virtual_ipaddress {\n  10.0.0.1/24 track_group TG\n }\n}\n", file="k.conf")
     assert [(d.line, d.severity, d.message.split(" (")[0]) for d in res.diagnostics] == [
         (5, "warning", "Unknown configuration entry 'track_group' for ip address - ignoring")]
+
+
+def test_a_deleted_static_address_is_added_again_unless_no_track() -> None:
+    mem = MemoryVips()
+    statics = Statics(backend=mem)
+    statics.apply(config("global_defs {\n default_interface lo\n}\nstatic_ipaddress {\n"
+                         " 10.84.0.1/24\n fd84::1/64 dev lo\n 10.84.1.1/24 no_track\n}\n"))
+    mem.log.clear()
+    for address in ("10.84.0.1", "fd84:0::1", "10.84.1.1"):
+        statics._addr_deleted(DeletedAddress(address, socket.if_nametoindex("lo")))
+    statics._addr_deleted(DeletedAddress("10.84.0.1", 0))  # on another link
+    assert [e for e in mem.log if e[0] == "reinstate"] == [
+        ("reinstate", "10.84.0.1/24"), ("reinstate", "fd84::1/64")]
+    addr_del = bytes([socket.AF_INET, 24, 0, 0]) + (1).to_bytes(4, "little")
+    addr_del += netlink.attr(2, bytes([10, 84, 0, 1]))  # IFA_LOCAL
+    assert list(deletions(netlink.pack_message(21, 0, 0, addr_del))) == [
+        DeletedAddress("10.84.0.1", 1)]

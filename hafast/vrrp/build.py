@@ -81,11 +81,16 @@ def extra_if_garp(inst: VrrpInstance, gd: GlobalDefs) -> dict[str, Any]:
     """
     setting = inst.garp_extra_if if inst.garp_extra_if is not None else gd.vrrp_garp_extra_if
     own = inst.interface or gd.default_interface
+    # with vmac_xmit_base the macvlan is not where adverts go, and its own VIPs are
+    # announced too (vrrp_send_vmac_update: "unless xmit_base")
+    xmit_base = inst.use_vmac is not None and inst.vmac_xmit_base
     first: dict[str, VirtualAddress] = {}
     for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
         if v.dev and v.dev != own:
             first.setdefault(v.dev, v)
-    if setting is None or not setting[0] or not setting[1] or not first:
+        elif xmit_base and not v.dev and v.family == inst.family:
+            first.setdefault("", v)
+    if setting is None or not setting[0] or not setting[1] or not set(first) - {""}:
         return {}
     return {"extra_if_garp_us": setting[0] * US_PER_S, "extra_if_vips": tuple(first.values())}
 

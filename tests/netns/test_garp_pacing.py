@@ -156,17 +156,27 @@ def test_without_pacing_a_burst_is_every_round(lab: VrrpLab) -> None:
 EXTRA_VIP = "10.88.0.1"
 
 
-def test_garp_extra_if_repeats_on_the_other_interface_like_keepalived(lab: VrrpLab) -> None:
+# (where to listen, for which VIP, what else the instance says)
+EXTRA_CASES = {
+    "other_link": ("eth1", EXTRA_VIP, ""),
+    # keepalived announces the macvlan's own VIPs too "unless xmit_base" is not set
+    "vmac_xmit_base": ("eth0", VIPS[0], "  use_vmac\n  vmac_xmit_base\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXTRA_CASES))
+def test_garp_extra_if_repeats_like_keepalived(lab: VrrpLab, case: str) -> None:
+    dev, vip, extra = EXTRA_CASES[case]
     lab.reg.add_veth(lab.ns("r1"), "eth1", lab.ns("cl"), "eth1")
     conf = config("  vrrp_garp_master_delay 0").replace(
         "  virtual_ipaddress {",
-        f"  garp_extra_if 2 all\n  virtual_ipaddress {{\n    {EXTRA_VIP}/24 dev eth1")
-    runs = {kind: record(lab, kind, conf, 7.5, dev="eth1", vips=(EXTRA_VIP,))
+        f"{extra}  garp_extra_if 2 all\n  virtual_ipaddress {{\n    {EXTRA_VIP}/24 dev eth1")
+    runs = {kind: record(lab, kind, conf, 7.5, dev=dev, vips=(vip,))
             for kind in ("keepalived", "hafast")}
     periodic = {}
     for kind, got in runs.items():
         burst = [t for t, _ in got if t < 0.5]
-        assert len(burst) == 5, (kind, got)  # the takeover's, on its own link
+        assert len(burst) == 5, (kind, got)  # the takeover's
         periodic[kind] = [t for t, _ in got if t >= 0.5]
         assert periodic[kind], (kind, "no periodic GARP", got)
         # one each period, with an advert (advert_int 1): the first 2 s after the

@@ -252,6 +252,18 @@ def test_extra_if_needs_all_without_a_vmac_of_the_vips_own() -> None:
     assert _extra(inst_line=" garp_extra_if 0 all") == (0, ())
 
 
+def test_extra_if_with_vmac_xmit_base_announces_the_macvlans_vips_too() -> None:
+    """keepalived skips the instance's own interface "unless xmit_base"; without an
+    other interface it stays off all the same."""
+    vmac = " use_vmac\n garp_extra_if 10 all\n"
+    assert _extra(inst_line=vmac) == (10 * SEC, ("10.1.0.1", "10.2.0.1"))
+    assert _extra(inst_line=vmac + " vmac_xmit_base\n") == (
+        10 * SEC, ("10.0.0.1", "10.1.0.1", "10.2.0.1"))
+    res = load_text("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n" + vmac
+                    + " vmac_xmit_base\n virtual_ipaddress {\n  10.0.0.1/24\n }\n}\n")
+    assert plan_instances(res.config)[0].spec.extra_if_garp_us == 0
+
+
 def test_extra_if_global_is_the_default_and_the_instance_overrides_it() -> None:
     assert _extra("vrrp_garp_extra_if 7 all") == (7 * SEC, ("10.1.0.1", "10.2.0.1"))
     assert _extra("vrrp_garp_extra_if 7 all", " garp_extra_if 3") == (0, ())

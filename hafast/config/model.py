@@ -532,6 +532,8 @@ def _check_url(f: dict[str, Any], pos: dict[str, Any], ld: Any) -> None:
     url without the regex, and ``keepalived -t`` says nothing)."""
     from hafast.lib.pcre2 import OPTIONS, PcreError, compile_regex
 
+    if "regex_options" in f:  # keepalived ORs every regex_options line of the url
+        f["regex_options"] = tuple(w for line in f["regex_options"] for w in line)
     stack = f.get("regex_stack")
     if stack is not None:
         f["regex_stack"] = None
@@ -593,7 +595,7 @@ status_code         v  1+   status        status_code
 virtualhost         v  1    str           virtualhost
 regex               v  1+   regex         regex
 regex_no_match      f  0-1  flag          regex_no_match
-regex_options       v  1+   any           regex_options
+regex_options       v  1+   any           +regex_options
 regex_stack         v  1+   any           regex_stack
 regex_min_offset    v  1    int:0,2147483647 regex_min_offset
 regex_max_offset    v  1    int:0,2147483647 regex_max_offset

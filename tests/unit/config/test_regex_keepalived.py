@@ -85,6 +85,11 @@ def test_pattern_escapes_and_stack_as_keepalived_reads_them(tmp_path: Path) -> N
     path = _conf(tmp_path, "                regex ok\\K\\d\n")  # \K is K, \d is d
     url = load_file(str(path)).config.virtual_servers[0].real_servers[0].checkers[0].urls[0]
     assert url.regex == "okKd"
+    # every regex_options line counts (keepalived ORs them into the url's options)
+    path = _conf(tmp_path, "                regex ok\n                regex_options caseless\n"
+                 "                regex_options dotall\n")
+    url = load_file(str(path)).config.virtual_servers[0].real_servers[0].checkers[0].urls[0]
+    assert url.regex_options == ("caseless", "dotall")
 
 
 def test_regex_settings_keepalived_ignores_are_warned(tmp_path: Path,

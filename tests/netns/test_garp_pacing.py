@@ -10,8 +10,8 @@ both (a gap may be longer under load, never much shorter).
 keepalived's pacing collapses the rounds of a burst (a VIP offered while the link
 waits is marked pending once), so with ``garp_interval 0.5``, the default repeat of
 5 and a second burst 3 s later, it sends a, a, b, then a, a, b: six frames, not twenty
-(hafast.vrrp.announce.GarpPacer).  ``vrrp_min_garp`` sends each VIP once, with no
-second burst.
+(hafast.vrrp.announce.GarpPacer).  The same for unsolicited NAs and a group's
+``gna_interval``.  ``vrrp_min_garp`` sends each VIP once, with no second burst.
 
 ``garp_extra_if 2 all``: while master, one gratuitous ARP every 2 s for a VIP on
 another interface than the instance's, sent as an advert goes out: keepalived 2.2.7
@@ -32,14 +32,16 @@ import pytest
 
 from hafast.lab.netns import socket_in
 from tests.conftest import require_root, require_tool
-from tests.netns.vrrp_fixtures import KEEPALIVED, SUBNET4, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, SUBNET4, SUBNET6, VrrpLab
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(240)]
 
 PREFIX = f"gp{os.getpid() % 100000}"
 ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 VIPS = (f"{SUBNET4}.100", f"{SUBNET4}.101")
+VIPS6 = (f"{SUBNET6}100", f"{SUBNET6}101")
 FIRST_WAIT_S = 20.0  # keepalived starts BACKUP: master after its down interval
 SLACK_S = 0.05  # a gap may come this much short of the interval (stamps, timer grain)
 
@@ -52,18 +54,32 @@ def lab() -> Iterator[VrrpLab]:
         yield built
 
 
-def config(global_extra: str = "", top_extra: str = "") -> str:
+def config(global_extra: str = "", top_extra: str = "", vips: tuple[str, ...] = VIPS) -> str:
+    plen = 64 if ":" in vips[0] else 24
     return "\n".join([
         "global_defs {", global_extra, "}", top_extra,
         "vrrp_instance VI_1 {", "  state MASTER", "  interface eth0",
         "  virtual_router_id 61", "  priority 200", "  advert_int 1",
-        "  virtual_ipaddress {", *(f"    {v}/24" for v in VIPS), "  }", "}", ""])
+        "  virtual_ipaddress {", *(f"    {v}/{plen}" for v in vips), "  }", "}", ""])
+
+
+def _announced(frame: bytes) -> str | None:
+    """The VIP a gratuitous ARP (sender IP = target IP) or an unsolicited NA (ICMPv6
+    type 136) announces, else None."""
+    if frame[12:14] == b"\x08\x06":
+        arp = frame[14:]
+        if len(arp) >= 28 and arp[6:8] == b"\x00\x01" and arp[14:18] == arp[24:28]:
+            return socket.inet_ntoa(arp[14:18])
+    elif frame[12:14] == b"\x86\xdd" and len(frame) >= 78 and frame[20] == 58 \
+            and frame[54] == 136:
+        return socket.inet_ntop(socket.AF_INET6, frame[62:78])
+    return None
 
 
 def _garps(sock: socket.socket, window_s: float, vips: tuple[str, ...]
            ) -> list[tuple[float, str]]:
-    """(seconds after the first, VIP) of each gratuitous ARP for ``vips``: from the
-    first one (waited for up to FIRST_WAIT_S) until ``window_s`` after it."""
+    """(seconds after the first, VIP) of each gratuitous ARP or NA for ``vips``: from
+    the first one (waited for up to FIRST_WAIT_S) until ``window_s`` after it."""
     got: list[tuple[float, str]] = []
     first: float | None = None
     deadline = time.monotonic() + FIRST_WAIT_S
@@ -72,10 +88,7 @@ def _garps(sock: socket.socket, window_s: float, vips: tuple[str, ...]
             frame, anc, _flags, _addr = sock.recvmsg(2048, 64)
         except TimeoutError:
             continue
-        arp = frame[14:]
-        if len(arp) < 28 or arp[6:8] != b"\x00\x01" or arp[14:18] != arp[24:28]:
-            continue  # not a gratuitous request (sender IP = target IP)
-        vip = socket.inet_ntoa(arp[14:18])
+        vip = _announced(frame)
         if vip not in vips:
             continue
         stamp = time.time()
@@ -92,7 +105,8 @@ def _garps(sock: socket.socket, window_s: float, vips: tuple[str, ...]
 
 def record(lab: VrrpLab, kind: str, conf: str, window_s: float, *, dev: str = "eth0",
            vips: tuple[str, ...] = VIPS) -> list[tuple[float, str]]:
-    sock = socket_in(lab.ns("cl"), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+    proto = ETH_P_IPV6 if ":" in vips[0] else ETH_P_ARP
+    sock = socket_in(lab.ns("cl"), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
     try:
         sock.bind((dev, 0))
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -118,15 +132,19 @@ PACED = {
                          "garp_group {\n  garp_interval 0.5\n  interface eth0\n}"),
     # the global interval is keepalived's default garp_delay of each interface
     "vrrp_garp_interval": config("  vrrp_garp_master_delay 3\n  vrrp_garp_interval 0.5"),
+    # unsolicited NAs: the group's gna_interval
+    "garp_group_gna": config("  vrrp_garp_master_delay 3\n  vrrp_version 3",
+                             "garp_group {\n  gna_interval 0.5\n  interface eth0\n}", VIPS6),
 }
 
 
 @pytest.mark.parametrize("case", sorted(PACED))
 def test_paced_garps_match_keepalived(lab: VrrpLab, case: str) -> None:
     conf = PACED[case]
-    theirs = record(lab, "keepalived", conf, 6.0)
-    ours = record(lab, "hafast", conf, 6.0)
-    a, b = VIPS
+    vips = VIPS6 if case.endswith("gna") else VIPS
+    theirs = record(lab, "keepalived", conf, 6.0, vips=vips)
+    ours = record(lab, "hafast", conf, 6.0, vips=vips)
+    a, b = vips
     # what keepalived 2.2.7 sends (the burst collapses; the second one 3 s later)
     assert [v for _, v in theirs] == [a, a, b, a, a, b], theirs
     assert [v for _, v in ours] == [v for _, v in theirs], (ours, theirs)

@@ -161,6 +161,19 @@ def test_withdrawn_messages_never_leave() -> None:
     assert sent == [(0, "a")]
 
 
+def test_a_reload_reads_the_groups_and_intervals_again() -> None:
+    clock, pacing, sent = _pacing(Config(garp_groups=(group(500, None, "eth0"),)))
+    _burst(pacing, clock, sent, [("eth0", 4, "a"), ("eth0", 4, "b")], 1)
+    pacing.configure(Config(global_defs=GlobalDefs(vrrp_garp_interval_us=200 * MS)))
+    clock.advance(2000 * MS)
+    # what waited in the old group's pacer still goes at its time
+    assert sent == [(0, "a"), (500, "b")]
+    pacer = pacing.pacer("eth0")
+    assert pacer is not None and pacer.garp_interval_us == 200 * MS
+    pacing.configure(Config())
+    assert pacing.pacer("eth0") is None
+
+
 def test_the_pacer_alone() -> None:
     p: GarpPacer[str, str] = GarpPacer(garp_interval_us=0)
     assert [p.offer(0, 4, k, k) for k in "ab"] == [True, True]  # 0: no spacing

@@ -344,3 +344,30 @@ def test_the_instance_s_own_drops_are_counted_on_the_socket_too() -> None:
     assert inst.rejects == drops
     assert inst.counters["addr_list_err"] == 2 and inst.counters["packet_len_err"] == 1
     assert inst.counters["advert_rcvd"] == 1  # the good one
+
+
+def test_the_destination_must_match_multicast_or_unicast() -> None:
+    """As keepalived 2.2.7's vrrp_check_packet: a multicast instance drops a valid
+    advert sent to a unicast address, a unicast instance one sent to the group, both
+    as ``addr_list_err`` (on the socket and, through on_reject, the instance)."""
+    for peers, bad_dst, good_dst in (((), SRC, GROUP4), ((PEER,), GROUP4, SRC)):
+        s = fake_socket()
+        got: list[str] = []
+        rejected: list[str] = []
+        cfg = tr.ChannelConfig(ifname="eth0", family=4, vrid=51, version=2, adver_int=1,
+                               addresses=(VIP,), src=SRC, group=GROUP4, peers=peers,
+                               auth_type=AUTH_PASS, auth_data=PASS)
+
+        def taken(adv: Any, at: int | None, got: list[str] = got) -> None:
+            got.append(adv.reason)
+
+        def refused(reason: str, adv: Any, rejected: list[str] = rejected) -> None:
+            rejected.append(reason)
+
+        ch = tr.Channel(s, cfg, taken, refused)
+        s.register(ch)
+        for dst in (bad_dst, good_dst):
+            s._rx4(encode_ipv4(2, 51, 200, [VIP], 1, src=PEER, dst=dst, auth_type=AUTH_PASS,
+                               auth_data=PASS, unicast=bool(peers)))
+        assert got == ["ok"] and rejected == ["addr_list_err"], peers
+        assert {k: v for k, v in s.view({})["drops"].items() if v} == {"addr_list_err": 1}

@@ -28,6 +28,8 @@ With ``check_unicast_src`` (or a peer's ``min_ttl``/``max_ttl``) a unicast chann
 drops a valid advert from an address that is not one of its peers, or whose
 received TTL / hop limit is outside that peer's range, as keepalived 2.2.7 does;
 multicast adverts need TTL 255 (RFC 5798 §5.1.1.3), unicast ones only that range.
+As keepalived, an IPv4 advert sent to a unicast address is dropped by a multicast
+instance, and one sent to a multicast group by a unicast instance (``addr_list_err``).
 
 Example::
 
@@ -53,6 +55,7 @@ from typing import Any
 
 from hafast._core.vrrp_codec import Advert, decode_ipv4, decode_payload, encode, encode_ipv4
 from hafast._core.vrrp_constants import (
+    ADDR_LIST_ERR,
     AUTH_AH,
     AUTH_PASS,
     BUFFER_ERR,
@@ -547,6 +550,12 @@ class Channel:
             # The socket's tally of every drop; the instance keeps its own as well.
             rejects = self.sock.counters.rejects
             rejects[advert.reason] = rejects.get(advert.reason, 0) + 1
+        elif self.cfg.family == FAMILY_IPV4 and (224 <= advert.dst[0] <= 239) == self.cfg.unicast:
+            # keepalived 2.2.7 vrrp_check_packet: a multicast instance takes only
+            # multicast adverts and a unicast one only unicast (addr_list_err).  IPv4
+            # only: an IPv6 destination comes from IPV6_PKTINFO, which may be missing.
+            self._drop(ADDR_LIST_ERR, advert)
+            return
         elif self.src_ranges is not None:
             reason = source_verdict(self.src_ranges, advert.src, advert.ttl)
             if reason != OK:
@@ -558,7 +567,8 @@ class Channel:
             rejects[dropped] = rejects.get(dropped, 0) + 1
 
     def _drop(self, reason: str, advert: Advert) -> None:
-        """keepalived's check_unicast_src drops, worded as keepalived logs them."""
+        """keepalived's check_unicast_src and destination drops, worded as keepalived logs
+        them."""
         rejects = self.sock.counters.rejects
         rejects[reason] = rejects.get(reason, 0) + 1
         src = _Lazy(_ntop, self.cfg.family, advert.src)
@@ -566,6 +576,12 @@ class Channel:
             self.sock._rlog.warning(f"{reason}/{self.cfg.vrid}",
                                     "%s: VRID %d: unicast source address %s not a unicast peer",
                                     self.sock.ifname, self.cfg.vrid, src)
+        elif reason == ADDR_LIST_ERR:
+            want, got = ("un", "mult") if self.cfg.unicast else ("mult", "un")
+            self.sock._rlog.warning(f"{reason}/{self.cfg.vrid}",
+                                    "%s: VRID %d: expected %sicast packet but received %sicast "
+                                    "packet from %s", self.sock.ifname, self.cfg.vrid, want, got,
+                                    src)
         else:
             lo, hi = self.src_ranges[advert.src] if self.src_ranges else (0, VRRP_TTL)
             self.sock._rlog.warning(f"{reason}/{self.cfg.vrid}",

@@ -76,6 +76,9 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "extra_address": (ADDR_LIST_ERR, "addr_list_err"),  # Count 2, two addresses
     "wrong_address": (ADDR_LIST_ERR, "addr_list_err"),
     "random": ("", None),
+    # built only with a unicast_to address: a valid advert sent there, not to the group;
+    # keepalived's multicast receive socket is bound to the group and never gets it
+    "unicast_dst": (ADDR_LIST_ERR, None),
 }
 
 
@@ -97,8 +100,9 @@ def _ip_total_length(pkt: bytes) -> bytes:
     return bytes(out)
 
 
-def templates(src: str) -> dict[str, bytes]:
-    """One packet of each kind but ``random``, from ``src``."""
+def templates(src: str, unicast_to: str | None = None) -> dict[str, bytes]:
+    """One packet of each kind but ``random``, from ``src``; ``unicast_dst`` only with
+    ``unicast_to``."""
     s, group = socket.inet_aton(src), VRRP_GROUP4
     vip, other = socket.inet_aton(VIP), socket.inet_aton(OTHER)
     pw = auth_data_from_pass(PASSWORD)
@@ -117,7 +121,7 @@ def templates(src: str) -> dict[str, bytes]:
     wrong_type[IPV4_HEADER_LEN] = 0x22  # version 2, type 2
     count = bytearray(good)
     count[IPV4_HEADER_LEN + 3] = 3
-    return {
+    out = {
         "truncated_header": _ip_total_length(good[:IPV4_HEADER_LEN + 6]),
         "truncated": _ip_total_length(good[:-4]),
         "bad_checksum": bytes(bad_sum),
@@ -134,6 +138,11 @@ def templates(src: str) -> dict[str, bytes]:
         "extra_address": v2(addresses=(vip, other)),
         "wrong_address": v2(addresses=(other,)),
     }
+    if unicast_to is not None:
+        out["unicast_dst"] = encode_ipv4(2, VRID, PRIORITY, [vip], ADVER_INT, src=s,
+                                         dst=socket.inet_aton(unicast_to),
+                                         auth_type=AUTH_PASS, auth_data=pw)
+    return out
 
 
 def random_packet(rng: random.Random, src: str) -> bytes:
@@ -150,10 +159,11 @@ def random_packet(rng: random.Random, src: str) -> bytes:
             return pkt
 
 
-def build(src: str, each: int, seed: int = SEED) -> list[tuple[str, bytes]]:
+def build(src: str, each: int, seed: int = SEED, unicast_to: str | None = None
+          ) -> list[tuple[str, bytes]]:
     """``each`` packets of every kind, interleaved: [(kind, packet), ...]."""
     rng = random.Random(seed)
-    fixed = templates(src)
+    fixed = templates(src, unicast_to)
     out: list[tuple[str, bytes]] = []
     for _ in range(each):
         out.extend(fixed.items())
@@ -175,6 +185,8 @@ def hafast_reason(pkt: bytes, expect: Expect = EXPECT, vips: Iterable[str] = (VI
     adv = decode_ipv4(pkt, expect)
     if not adv.ok:
         return str(adv.reason)
+    if not 224 <= adv.dst[0] <= 239:
+        return ADDR_LIST_ERR  # a multicast instance's advert sent to a unicast address
     want = {socket.inet_aton(v) for v in vips}
     if adv.priority and (adv.count != len(want) or set(adv.addresses) != want):
         return ADDR_LIST_ERR
@@ -184,9 +196,13 @@ def hafast_reason(pkt: bytes, expect: Expect = EXPECT, vips: Iterable[str] = (VI
 def keepalived_counter(pkt: bytes, vip_count: int = 1) -> str | None:
     """The stats counter keepalived 2.2.7 raises for ``pkt`` at an instance configured
     as :data:`EXPECT` (MASTER, or BACKUP without skip_check_adv_addr), None for a
-    packet it drops without counting, ``ok`` for one it accepts.  The order of
-    vrrp_check_packet: length, TTL, version, auth type, password, Adver Int, type,
-    address count, IP length, checksum, then the addresses themselves."""
+    packet it drops without counting (or never gets), ``ok`` for one it accepts.  The
+    order of vrrp_check_packet: length, TTL, version, auth type, password, Adver Int,
+    type, address count, IP length, checksum, then the addresses."""
+    if not 224 <= pkt[16] <= 239:
+        # open_vrrp_read_socket binds a multicast instance's socket to the group
+        # ("Binding to the multicast address stops us receiving unicast pkts")
+        return None
     ihl = (pkt[0] & 0x0F) * 4
     if len(pkt) < IPV4_HEADER_LEN or len(pkt) < ihl + 8:  # vrrp_get_header
         return None
@@ -291,12 +307,13 @@ def main(argv: list[str]) -> int:
     f.add_argument("--ifname", default="eth0")
     f.add_argument("--each", type=int, default=1000, help="packets of each kind")
     f.add_argument("--seed", type=int, default=SEED)
+    f.add_argument("--unicast-to", help="also send valid adverts to this address")
     f.add_argument("--rate", type=float, default=10000.0, help="packets per second")
     f.add_argument("--max-seconds", type=float, default=60.0)
     f.add_argument("--mac", default=GROUP_MAC,
                    help="Ethernet destination (default: the VRRP group's, every router)")
     args = ap.parse_args(argv)
-    packets = build(args.src, args.each, args.seed)
+    packets = build(args.src, args.each, args.seed, args.unicast_to)
     with sender_socket(args.ifname) as s:
         sent = flood(s, packets, Pace(args.rate, args.max_seconds), args.mac)
     json.dump(dataclasses.asdict(sent), sys.stdout)

@@ -8,7 +8,8 @@ other as Debian's keepalived 2.2.7 (with a private /tmp, where its SIGUSR2 stats
 file lands); r1 has priority 100 and is MASTER, r2 has 50 and is BACKUP.  ``cl``,
 the third host, sends the packets of tests/vrrp_hostile.py (each failing one
 receive check: random, truncated, bad checksum, TTL 64, wrong password / auth type,
-wrong VRID, version, type, Adver Int, address count and list; 105,000 by default)
+wrong VRID, version, type, Adver Int, address count and list, a valid advert sent to
+the router's unicast address; 112,000 by default)
 at a bounded rate (:data:`RATE`) from a separate process that stops by itself, in
 Ethernet frames to the VRRP group's MAC (both routers get every packet) or to one
 router's MAC (that one alone).
@@ -70,7 +71,7 @@ pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(240)]
 
 PREFIX = f"hv{os.getpid() % 100000}"
 RATE = float(os.environ.get("HAFAST_HOSTILE_RATE", "10000"))  # packets per second
-EACH = int(os.environ.get("HAFAST_HOSTILE_EACH", "7000"))  # of each of the 15 kinds
+EACH = int(os.environ.get("HAFAST_HOSTILE_EACH", "7000"))  # of each of the 16 kinds
 WARM_EACH = 100  # the warm-up flood: pools and dicts grown before RSS is read
 IDLE_S = 10.0  # advert intervals taken with no flood
 METRICS = "127.0.0.1:19653"
@@ -305,12 +306,14 @@ class Flood:
     holders: set[tuple[str, ...]]  # who held the VIP, polled all along
 
 
-def run_flood(lab: VrrpLab, each: int, rate: float, mac: str = hostile.GROUP_MAC) -> Flood:
+def run_flood(lab: VrrpLab, each: int, rate: float, mac: str, unicast_to: str) -> Flood:
     """tests/vrrp_hostile.py in cl, to Ethernet ``mac`` (the VRRP group's: every router;
-    a router's own: that one alone); the VIP's holder is polled all along."""
+    a router's own: that one alone), the ``unicast_dst`` adverts to IP ``unicast_to``;
+    the VIP's holder is polled all along."""
     argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "tests.vrrp_hostile",
             "flood", "--src", ADDR4["cl"], "--each", str(each), "--rate", str(rate),
-            "--max-seconds", str(3 * 15 * each / rate + 10), "--mac", mac]
+            "--max-seconds", str(3 * len(hostile.KINDS) * each / rate + 10), "--mac", mac,
+            "--unicast-to", unicast_to]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     holders: set[tuple[str, ...]] = set()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
@@ -326,7 +329,8 @@ def run_flood(lab: VrrpLab, each: int, rate: float, mac: str = hostile.GROUP_MAC
             proc.wait(5)
     assert proc.returncode == 0, err.decode()
     sent = hostile.Sent(**json.loads(out))
-    return Flood(sent.packets(hostile.build(ADDR4["cl"], each)), sent.seconds, holders)
+    return Flood(sent.packets(hostile.build(ADDR4["cl"], each, unicast_to=unicast_to)),
+                 sent.seconds, holders)
 
 
 def settled(read: Callable[[], dict[str, int]], timeout: float, log: Callable[[], str]
@@ -467,13 +471,13 @@ def baseline(ha: Hafast, ka: Keepalived) -> dict[str, Any]:
             "ka_kernel_drops": ka.kernel_drops()}
 
 
-def flood_watched(lab: VrrpLab, fig: Figures, base: dict[str, Any], mac: str,
+def flood_watched(lab: VrrpLab, fig: Figures, base: dict[str, Any], mac: str, to: str,
                   each: int = EACH) -> Flood:
     """The flood, with the MASTER's (r1's) adverts watched and the daemons' CPU taken."""
     watch = AdvertWatch(lab.ns("cl"), ADDR4["r1"])
     watch.start()
     try:
-        flood = run_flood(lab, each, RATE, mac)
+        flood = run_flood(lab, each, RATE, mac, to)
     finally:
         fig.jitter["flood"] = watch.stop()
     fig.sent, fig.seconds = len(flood.packets), flood.seconds
@@ -482,12 +486,12 @@ def flood_watched(lab: VrrpLab, fig: Figures, base: dict[str, Any], mac: str,
     return flood
 
 
-def idle_and_warm(lab: VrrpLab, fig: Figures, mac: str) -> None:
+def idle_and_warm(lab: VrrpLab, fig: Figures, mac: str, to: str) -> None:
     watch = AdvertWatch(lab.ns("cl"), ADDR4["r1"])
     watch.start()
     time.sleep(IDLE_S)
     fig.jitter["idle"] = watch.stop()
-    run_flood(lab, WARM_EACH, RATE, mac)  # pools and dicts grown before RSS is read
+    run_flood(lab, WARM_EACH, RATE, mac, to)  # pools and dicts grown before RSS is read
     time.sleep(1.0)
 
 
@@ -508,9 +512,9 @@ def test_flood_hafast_master_keepalived_backup(lab: VrrpLab, tmp_path: Path) -> 
     ha, ka, _ = start_pair(lab, tmp_path, "hafast")
     fig = Figures("flood to the group: hafast MASTER (r1), keepalived BACKUP (r2)")
     try:
-        idle_and_warm(lab, fig, hostile.GROUP_MAC)
+        idle_and_warm(lab, fig, hostile.GROUP_MAC, ADDR4["r1"])
         base = baseline(ha, ka)
-        flood = flood_watched(lab, fig, base, hostile.GROUP_MAC)
+        flood = flood_watched(lab, fig, base, hostile.GROUP_MAC, ADDR4["r1"])
         assert flood.holders == {("r1",)}, f"the VIP moved: {flood.holders}"
         check_hafast(ha, base["ha"], flood, fig, "MASTER")
         check_keepalived(ka, base["ka"], base["ka_kernel_drops"], flood, fig)
@@ -535,9 +539,9 @@ def test_flood_keepalived_master_hafast_backup(lab: VrrpLab, tmp_path: Path) -> 
     ha, ka, _ = start_pair(lab, tmp_path, "keepalived")
     fig = Figures("flood to hafast's MAC: keepalived MASTER (r1), hafast BACKUP (r2)")
     try:
-        idle_and_warm(lab, fig, lab.mac("r2"))
+        idle_and_warm(lab, fig, lab.mac("r2"), ADDR4["r2"])
         base = baseline(ha, ka)
-        flood = flood_watched(lab, fig, base, lab.mac("r2"))
+        flood = flood_watched(lab, fig, base, lab.mac("r2"), ADDR4["r2"])
         assert flood.holders == {("r1",)}, f"the VIP moved: {flood.holders}"
         check_hafast(ha, base["ha"], flood, fig, "BACKUP")
         assert ka.entered() == base["entered"], "keepalived changed state"
@@ -546,7 +550,7 @@ def test_flood_keepalived_master_hafast_backup(lab: VrrpLab, tmp_path: Path) -> 
         fig = Figures("the same flood to keepalived's MAC: keepalived MASTER (r1), "
                       "hafast BACKUP (r2)")
         base = baseline(ha, ka)
-        flood = flood_watched(lab, fig, base, lab.mac("r1"))
+        flood = flood_watched(lab, fig, base, lab.mac("r1"), ADDR4["r1"])
         check_keepalived(ka, base["ka"], base["ka_kernel_drops"], flood, fig)
         moves = delta(ha.status()["stats"], base["ha"]["stats"])["become_master"]
         fig.notes += [f"VIP holders seen during the flood: {sorted(flood.holders)}",

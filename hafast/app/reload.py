@@ -68,6 +68,7 @@ class Reloader:
         self.sup.config = new
         self.sup.vip_guard.configure(new)
         fresh = await self._checks(new)
+        self.sup.reload_fleet()
         fresh |= await self._vrrp()
         await self.sup.syncd.configure(new, self.sup.vrrp_states)
         for w in self.sup.workers:

@@ -83,6 +83,7 @@ class Supervisor:
         self.loop = asyncio.get_event_loop()
         self.workers: list[WorkerHandle] = []
         self.pools: PoolKeeper | None = None
+        self.fleet: Any = None  # hafast.fleet.runner.Announcer, with announce blocks
         self.addr_watch: AddressWatch | None = None
         self.stopping = False
         self.stopped = asyncio.Event()
@@ -146,6 +147,7 @@ class Supervisor:
         await self.syncd.open(self.vrrp_states)
         for w in self.workers:
             await self._start_worker(w)
+        self._open_fleet()
         from hafast.app.control import ControlServer
 
         self.control = ControlServer(self.options.control_path, self.desk.handle_control)
@@ -187,6 +189,30 @@ class Supervisor:
             self.pools = self._keeper(make_backend("memory"))
             await self.pools.open()
 
+    def _open_fleet(self) -> None:
+        """Fleet mode (docs/fleet.md): announce each virtual server's VIP while the
+        pools say its quorum is up; the round of checks counts from here, once the
+        check workers run."""
+        if self.pools is None or not any(vs.announce for vs in self.config.virtual_servers):
+            return
+        from hafast.fleet.kernel import KernelRoutes
+        from hafast.fleet.runner import Announcer
+
+        self.fleet = Announcer(self.loop, KernelRoutes())
+        self.fleet.start(self.config, self.pools.policy.quorum)
+
+    def reload_fleet(self) -> None:
+        """After the pools reloaded (hafast.app.reload): the announcements as a diff."""
+        wanted = self.pools is not None and any(vs.announce for vs in self.config.virtual_servers)
+        if self.fleet is None:
+            self._open_fleet()
+        elif not wanted:
+            self.fleet.reload(self.config, lambda key: False)  # withdraws them all
+            self.fleet.stop()
+            self.fleet = None
+        elif self.pools is not None:
+            self.fleet.reload(self.config, self.pools.policy.quorum)
+
     def _watch_addresses(self) -> bool:
         """Open the address watch when some virtual server has ha_suspend; True when
         it was opened just now."""
@@ -227,6 +253,10 @@ class Supervisor:
         self.stopped.set()
 
     async def _shutdown(self) -> None:
+        if self.fleet is not None:
+            # as VRRP's priority 0: the routers move the flows while the pools serve
+            self.fleet.withdraw_all()
+            self.fleet.stop()
         # VRRP first: masters send priority 0 while the pools still serve.
         for role in (VRRP, CHECK):
             ws = [w for w in self.workers if w.role == role]
@@ -390,6 +420,8 @@ class Supervisor:
         elif kind == "events":
             if self.pools is not None:
                 await self.pools.on_events(payload)
+                if self.fleet is not None:
+                    self.fleet.sync(self.pools.policy.quorum)
         elif kind == "vrrp":
             self.vrrp_states.update(payload)
             self._vips_moved(payload)

@@ -28,6 +28,8 @@ from typing import Any
 from hafast.check.engine import Engine
 from hafast.config import model as m
 from hafast.fleet.announce import (
+    ANNOUNCED,
+    WITHDRAWN,
     Action,
     Announce,
     AnnounceState,
@@ -59,55 +61,102 @@ def first_round_s(vs: m.VirtualServer) -> float:
     return worst / US_PER_S
 
 
-class FleetRunner:
-    """Announces each ``announce`` prefix of ``config`` while its quorum is up."""
+VsKey = tuple[object, ...]
 
-    def __init__(self, config: m.Config, loop: Any, kernel: KernelRoutes,
+
+class Announcer:
+    """The announcement machines of a config's ``announce`` blocks and their routes.
+
+    The quorum comes from whoever owns the pool policy: the daemon's pools
+    (:class:`hafast.lvs.keeper.PoolKeeper`) or :class:`FleetRunner` here; call
+    :meth:`sync` after every batch of check events.
+    """
+
+    def __init__(self, loop: Any, kernel: KernelRoutes,
                  on_change: Callable[[str, str], object] | None = None) -> None:
         self.loop = loop
         self.kernel = kernel
         self.on_change = on_change  # (prefix, new phase): status, tests
-        self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
-        self.policy = PoolPolicy(config)
-        self.engine = Engine(config, loop, self._on_event)
-        self.states: dict[tuple[object, ...], AnnounceState] = {}
-        self.quorum: dict[tuple[object, ...], bool] = {}
+        self.vss: list[m.VirtualServer] = []
+        self.states: dict[VsKey, AnnounceState] = {}
+        self.quorum: dict[VsKey, bool] = {}
         self._timers: list[Any] = []
 
-    def start(self) -> None:
-        self.policy.start(self.engine.snapshot())
-        now = self.loop.time()
+    def start(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
+        """Make each VIP local, start its machine in STARTUP, and arm its first round."""
+        self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
         for vs in self.vss:
-            assert vs.announce is not None
-            self.kernel.make_local(vs.announce.prefix)
-            self.states[vs.key] = AnnounceState.initial(
-                vs.announce.prefix, vs.announce.announce_delay_us / US_PER_S)
-            self._quorum(vs)
-            at = now + first_round_s(vs)
-            self._timers.append(self.loop.call_at(at, self._feed, vs.key, RoundDone(at)))
-        self.engine.start()
+            self._begin(vs)
+        self.sync(quorum_of)
+
+    def _begin(self, vs: m.VirtualServer) -> None:
+        assert vs.announce is not None
+        self.kernel.make_local(vs.announce.prefix)
+        self.states[vs.key] = AnnounceState.initial(
+            vs.announce.prefix, vs.announce.announce_delay_us / US_PER_S)
+        self.quorum.pop(vs.key, None)
+        at = self.loop.time() + first_round_s(vs)
+        self._timers.append(self.loop.call_at(at, self._round, vs.key, at))
+
+    def _round(self, key: VsKey, at: float) -> None:
+        if key in self.states:  # not removed by a reload meanwhile
+            self._feed(key, RoundDone(at))
+
+    def reload(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
+        """A diff: a VIP kept (same virtual server, same prefix) keeps its state and its
+        announcement; a removed one is withdrawn and its local route goes; a new one
+        starts in STARTUP with a round of its own."""
+        new = [vs for vs in config.virtual_servers if vs.announce is not None]
+        keep = {vs.key: vs.announce.prefix for vs in new if vs.announce is not None}
+        for key, st in list(self.states.items()):
+            if keep.get(key) != st.prefix:
+                self.kernel.withdraw(st.prefix)
+                self.kernel.unmake_local(st.prefix)
+                log.info("announce %s: removed by a reload (%s -> %s)", st.prefix,
+                         st.phase, WITHDRAWN)
+                del self.states[key]
+                self.quorum.pop(key, None)
+        self.vss = new
+        for vs in new:
+            if vs.key not in self.states:
+                self._begin(vs)
+        self.sync(quorum_of)
+
+    def sync(self, quorum_of: Callable[[VsKey], bool]) -> None:
+        """Feed every quorum that changed since the last call."""
+        for vs in self.vss:
+            try:
+                up = quorum_of(vs.key)
+            except KeyError:  # the pools have reloaded, this object not yet
+                continue
+            if self.quorum.get(vs.key) != up:
+                self.quorum[vs.key] = up
+                self._feed(vs.key, QuorumChanged(up))
 
     def stop(self) -> None:
-        """Stop checking; the routes stay (fail-static: a restart decides again)."""
-        self.engine.stop()
+        """Stop the timers; the routes stay (fail-static: a restart decides again)."""
         for t in self._timers:
             t.cancel()
+        self._timers.clear()
+
+    def withdraw_all(self) -> None:
+        """A clean stop: withdraw every prefix while the pools still serve, so the
+        routers move the flows away before IPVS goes."""
+        for vs in self.vss:
+            st = self.states[vs.key]
+            self.kernel.withdraw(st.prefix)
+            if st.phase == ANNOUNCED and self.on_change is not None:
+                self.on_change(st.prefix, WITHDRAWN)
+            log.info("announce %s: %s -> %s (stopping)", st.prefix, st.phase, WITHDRAWN)
 
     def phase(self, vs: m.VirtualServer) -> str:
         return self.states[vs.key].phase
 
-    def _on_event(self, event: ServerEvent) -> None:
-        self.policy.on_event(event)
-        for vs in self.vss:
-            self._quorum(vs)
+    def status(self) -> list[dict[str, Any]]:
+        return [{"prefix": st.prefix, "state": st.phase, "quorum": st.quorum}
+                for st in self.states.values()]
 
-    def _quorum(self, vs: m.VirtualServer) -> None:
-        up = self.policy.quorum(vs.key)
-        if self.quorum.get(vs.key) != up:
-            self.quorum[vs.key] = up
-            self._feed(vs.key, QuorumChanged(up))
-
-    def _feed(self, key: tuple[object, ...], event: Event) -> None:
+    def _feed(self, key: VsKey, event: Event) -> None:
         before = self.states[key]
         after, actions = step(before, event)
         self.states[key] = after
@@ -118,7 +167,7 @@ class FleetRunner:
             if self.on_change is not None:
                 self.on_change(after.prefix, after.phase)
 
-    def _apply(self, key: tuple[object, ...], action: Action) -> None:
+    def _apply(self, key: VsKey, action: Action) -> None:
         if isinstance(action, Announce):
             self.kernel.announce(action.prefix)
         elif isinstance(action, Withdraw):
@@ -126,8 +175,38 @@ class FleetRunner:
         elif isinstance(action, ArmTimer):
             self._timers.append(self.loop.call_at(action.at, self._tick, key))
 
-    def _tick(self, key: tuple[object, ...]) -> None:
+    def _tick(self, key: VsKey) -> None:
         self._feed(key, Tick(self.loop.time()))
+
+
+class FleetRunner:
+    """The announcer alone: hafast's check engine and pool policy for the quorum, no
+    IPVS, no scripts (``python -m hafast.fleet.runner``; the daemon wires
+    :class:`Announcer` to its own pools instead)."""
+
+    def __init__(self, config: m.Config, loop: Any, kernel: KernelRoutes,
+                 on_change: Callable[[str, str], object] | None = None) -> None:
+        self.config = config
+        self.announcer = Announcer(loop, kernel, on_change)
+        self.policy = PoolPolicy(config)
+        self.engine = Engine(config, loop, self._on_event)
+
+    def start(self) -> None:
+        self.policy.start(self.engine.snapshot())
+        self.announcer.start(self.config, self.policy.quorum)
+        self.engine.start()
+
+    def stop(self) -> None:
+        """Stop checking; the routes stay (fail-static: a restart decides again)."""
+        self.engine.stop()
+        self.announcer.stop()
+
+    def phase(self, vs: m.VirtualServer) -> str:
+        return self.announcer.phase(vs)
+
+    def _on_event(self, event: ServerEvent) -> None:
+        self.policy.on_event(event)
+        self.announcer.sync(self.policy.quorum)
 
 
 def _render(config: m.Config, out: str, hostname: str) -> int:

@@ -34,6 +34,7 @@ import pytest
 
 from hafast.lab.netns import Registry, run_in
 from tests.conftest import require, require_root, require_tool
+from tests.netns.daemon_fixtures import Daemon, start_daemon
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -142,11 +143,12 @@ def wait_gateways(router: str, want: set[str], timeout: float) -> float | None:
 
 
 def logged_at(log: Path, what: str) -> float:
-    """The wall-clock time of the announcer's log line with ``what`` (asctime form)."""
+    """The wall-clock time of the announcer's log line with ``what``: both logs start
+    ``YYYY-mm-dd HH:MM:SS`` then a comma (the runner) or a dot (the daemon) and ms."""
     for line in log.read_text().splitlines():
         if what in line:
-            stamp, _, ms = line[:23].partition(",")
-            return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+            stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+            return stamp + int(line[20:23]) / 1000
     raise AssertionError(f"{what!r} not in {log}")
 
 
@@ -155,6 +157,8 @@ class Lab:
         self.reg = reg
         self.base = base
         self.rs: dict[int, subprocess.Popen[bytes]] = {}
+        self.daemons: dict[int, Daemon] = {}
+        self.logs: dict[int, Path] = {}
 
     def build(self) -> None:
         reg = self.reg
@@ -225,12 +229,22 @@ class Lab:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return {d: (out / f"{d}.conf").read_text() for d in ("zebra", "bfdd", "bgpd")}
 
-    def start_announcer(self, i: int) -> None:
+    def start_announcer(self, i: int, kind: str) -> None:
+        """hafast's fleet runner alone, or the full daemon (pools in memory: the host
+        kernel has no IPVS), announcing d{i}'s VIP."""
+        if kind == "daemon":
+            d = start_daemon(self.base / f"d{i}-daemon", director_conf(i), ns=ns(f"d{i}"),
+                             extra=["--pool-backend", "memory"])
+            self.reg.defer(f"daemon {d.proc.pid}", d.close)
+            self.daemons[i] = d
+            self.logs[i] = d.log
+            return
         log = open(self.base / f"d{i}-announcer.log", "wb")  # the process writes it
         self.reg.defer(f"close {log.name}", log.close)
         self.reg.spawn(ns(f"d{i}"), [sys.executable, "-m", "hafast.fleet.runner", "-f",
                                      str(self.base / f"d{i}.conf")],
                        stdout=log, stderr=subprocess.STDOUT)
+        self.logs[i] = Path(log.name)
 
 
 @pytest.fixture
@@ -249,7 +263,8 @@ def lab() -> Iterator[Lab]:
         yield lab
 
 
-def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab) -> None:
+@pytest.mark.parametrize("announcer", ["runner", "daemon"])
+def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> None:
     router = ns("rtr")
     for i in DIRECTORS:
         lab.start_real_server(i)
@@ -260,12 +275,12 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab) -> None:
     lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
     for i in DIRECTORS:
         lab.start_frr(f"d{i}", confs[i])
-        lab.start_announcer(i)
+        lab.start_announcer(i, announcer)
     both = {f"10.0.{i}.2" for i in DIRECTORS}
     took = wait_gateways(router, both, 60)
     assert took is not None, f"no two-way ECMP: next hops {gateways(router)}"
-    print(f"\ntwo-way ECMP for {VIP} in the router's kernel {took + 0:.2f} s after FRR start "
-          f"({time.monotonic() - t0:.2f} s)")
+    print(f"\n[{announcer}] two-way ECMP for {VIP} in the router's kernel {took:.2f} s "
+          f"after FRR start ({time.monotonic() - t0:.2f} s)")
     for i in DIRECTORS:
         # the VIP is local by a route, not an address (an address would be a connected
         # route that keeps FRR's import-check satisfied for ever)
@@ -280,9 +295,9 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab) -> None:
     took = wait_gateways(router, {"10.0.2.2"}, WITHDRAW_BOUND_S)
     gone_at = time.time()
     assert took is not None, f"d1 still a next hop: {gateways(router)}"
-    withdrawn_at = logged_at(lab.base / "d1-announcer.log", "ANNOUNCED -> WITHDRAWN")
-    print(f"real server stopped -> d1 out of the router's next hops: {took:.2f} s "
-          f"(route deleted -> router's table: {gone_at - withdrawn_at:.3f} s)")
+    withdrawn_at = logged_at(lab.logs[1], "ANNOUNCED -> WITHDRAWN")
+    print(f"[{announcer}] real server stopped -> d1 out of the router's next hops: "
+          f"{took:.2f} s (route deleted -> router's table: {gone_at - withdrawn_at:.3f} s)")
     announce = run_in(ns("d1"), ["ip", "route", "show", f"{VIP}/32", "proto", "250"])
     assert announce.stdout.strip() == ""
     assert gateways(router) == {"10.0.2.2"}, "d2 must stay"
@@ -293,9 +308,12 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab) -> None:
     # quorum back: d1 announces again
     lab.start_real_server(1)
     took = wait_gateways(router, both, WITHDRAW_BOUND_S)
+    back_at = time.time()
     assert took is not None, f"d1 did not come back: {gateways(router)}"
-    print(f"real server back -> d1 in the router's next hops again: {took:.2f} s")
-    log = (lab.base / "d1-announcer.log").read_text()
+    announced_at = logged_at(lab.logs[1], "WITHDRAWN -> ANNOUNCED")
+    print(f"[{announcer}] real server back -> d1 in the router's next hops again: "
+          f"{took:.2f} s (route added -> router's table: {back_at - announced_at:.3f} s)")
+    log = lab.logs[1].read_text()
     assert "STARTUP -> ANNOUNCED" in log and "ANNOUNCED -> WITHDRAWN" in log, log
     print("".join(line for line in log.splitlines(keepends=True) if " -> " in line), end="")
 
@@ -303,4 +321,12 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab) -> None:
     run_in(ns("d2"), ["nft", "-f", "-"], input=DROP_ALL)
     took = wait_gateways(router, {"10.0.1.2"}, SILENT_BOUND_S)
     assert took is not None, f"silent d2 still a next hop: {gateways(router)}"
-    print(f"d2 silent (nft drop-all) -> out of the router's next hops: {took:.3f} s")
+    print(f"[{announcer}] d2 silent (nft drop-all) -> out of the router's next hops: "
+          f"{took:.3f} s")
+
+    if announcer == "daemon":
+        # SIGTERM: the daemon withdraws before its pools go (its FRR stays up)
+        assert lab.daemons[1].stop() == 0
+        took = wait_gateways(router, set(), WITHDRAW_BOUND_S)
+        assert took is not None, f"d1 still announced after SIGTERM: {gateways(router)}"
+        print(f"[daemon] SIGTERM on d1 -> the VIP gone from the router: {took:.2f} s")

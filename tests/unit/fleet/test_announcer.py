@@ -1,0 +1,125 @@
+"""The announcer shell (hafast.fleet.runner.Announcer) on a fake clock and kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hafast.config.loader import load_text
+from hafast.config.model import Config
+from hafast.fleet.runner import Announcer, first_round_s
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.due: list[tuple[float, Any, tuple[Any, ...]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, fn: Any, *args: Any) -> Any:
+        entry = (when, fn, args)
+        self.due.append(entry)
+
+        class Handle:
+            def cancel(_self) -> None:
+                if entry in self.due:
+                    self.due.remove(entry)
+        return Handle()
+
+    def advance(self, to: float) -> None:
+        self.now = to
+        while True:
+            ready = sorted((e for e in self.due if e[0] <= to), key=lambda e: e[0])
+            if not ready:
+                return
+            self.due.remove(ready[0])
+            ready[0][1](*ready[0][2])
+
+
+class Kernel:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda prefix: self.calls.append((name, prefix))
+
+
+def conf(*vips: str, delay: float = 1.0) -> Config:
+    text = "".join(f"""virtual_server {v} 80 {{
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {{
+    prefix {v}/32
+    announce_delay {delay}
+  }}
+  real_server 10.1.0.1 80 {{
+    TCP_CHECK {{
+      connect_timeout 0.5
+      delay_loop 2
+    }}
+  }}
+}}
+""" for v in vips)
+    res = load_text(text)
+    assert res.ok, [d.format() for d in res.errors]
+    return res.config
+
+
+def test_first_round_is_the_warmup_plus_connect_timeout() -> None:
+    vs = conf("192.0.2.1").virtual_servers[0]
+    assert first_round_s(vs) == 2.5  # no warmup: up to a delay_loop, then the attempt
+
+
+def test_startup_round_delay_then_quorum() -> None:
+    clock, kernel = Clock(), Kernel()
+    quorum = {}
+    cfg = conf("192.0.2.1")
+    key = cfg.virtual_servers[0].key
+    quorum[key] = True
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, quorum.__getitem__)
+    assert kernel.calls == [("make_local", "192.0.2.1/32")]
+    clock.advance(102.4)
+    assert a.phase(cfg.virtual_servers[0]) == "STARTUP"
+    clock.advance(102.5)  # the round is done: the delay starts
+    assert a.phase(cfg.virtual_servers[0]) == "STARTUP"
+    clock.advance(103.5)
+    assert a.phase(cfg.virtual_servers[0]) == "ANNOUNCED"
+    assert kernel.calls[-1] == ("announce", "192.0.2.1/32")
+    quorum[key] = False
+    a.sync(quorum.__getitem__)
+    assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")
+    a.sync(quorum.__getitem__)  # no change, no call
+    assert len(kernel.calls) == 3
+
+
+def test_reload_is_a_diff() -> None:
+    clock, kernel = Clock(), Kernel()
+    old = conf("192.0.2.1", "192.0.2.2", delay=0)
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(old, lambda key: True)
+    clock.advance(200.0)
+    assert [s["state"] for s in a.status()] == ["ANNOUNCED", "ANNOUNCED"]
+    kernel.calls.clear()
+    new = conf("192.0.2.2", "192.0.2.3", delay=0)
+    a.reload(new, lambda key: True)
+    # .1 goes, .2 is left alone (no withdraw), .3 starts in STARTUP
+    assert kernel.calls == [("withdraw", "192.0.2.1/32"), ("unmake_local", "192.0.2.1/32"),
+                            ("make_local", "192.0.2.3/32")]
+    assert {s["prefix"]: s["state"] for s in a.status()} == {
+        "192.0.2.2/32": "ANNOUNCED", "192.0.2.3/32": "STARTUP"}
+    clock.advance(300.0)
+    assert kernel.calls[-1] == ("announce", "192.0.2.3/32")
+
+
+def test_a_reload_racing_the_pools_skips_unknown_keys() -> None:
+    clock, kernel = Clock(), Kernel()
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(conf("192.0.2.1", delay=0), lambda key: True)
+
+    def gone(key: object) -> bool:
+        raise KeyError(key)
+
+    a.sync(gone)  # the pools reloaded first: nothing happens until reload()

@@ -401,6 +401,9 @@ class VrrpBuilder:
             ("garp_master_refresh_us", gd.vrrp_garp_master_refresh_us),
             ("garp_master_refresh_repeat", gd.vrrp_garp_master_refresh_repeat),
             ("down_timer_adverts", gd.vrrp_down_timer_adverts),
+            # folded here (not only in vrrp.build) so a reload that changes the global
+            # value changes the instance, and the running one takes it
+            ("garp_extra_if", gd.vrrp_garp_extra_if),
         ):
             f.setdefault(k, gk)
         # keepalived 2.2.7 (global_data.c): an unset vrrp_garp_lower_prio_* takes the

@@ -283,6 +283,16 @@ def test_extra_if_global_is_the_default_and_the_instance_overrides_it() -> None:
     assert _extra("vrrp_garp_extra_if 7", " garp_extra_if 3 all")[0] == 3 * SEC
 
 
+def test_extra_if_global_change_reaches_a_running_instance_on_reload() -> None:
+    from hafast.config.diff import diff
+
+    text = "global_defs {\n vrrp_garp_extra_if %s all\n}\n" + _EXTRA.replace("{extra}", "")
+    old, new = (load_text(text % n).config for n in (5, 9))
+    plan = diff(old, new).vrrp_instances
+    assert [o.name for o, _n in plan.adopt] == ["V"]
+    assert new.vrrp_instances[0].garp_extra_if == (9, True)
+
+
 def test_extra_if_old_names_still_work_with_a_warning() -> None:
     res = load_text("global_defs {\n vrrp_vmac_garp_intvl 4 all\n}\n"
                     + _EXTRA.replace("{extra}", " vmac_garp_intvl 5 all\n"), file="k.conf")

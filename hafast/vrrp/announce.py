@@ -16,16 +16,16 @@ option.  keepalived sets the Router flag only when IPv6 forwarding is on for
 the interface, which is why the capture shows Override alone; ``router`` is a
 parameter here, defaulting to the RFC's "with the Router Flag".
 
-Cadence (keepalived ``vrrp_garp_master_delay``/``_repeat``/``_refresh``/
-``vrrp_garp_interval``): ``repeat`` announcements per VIP at once, ``repeat``
-more after ``delay`` (5 and 5 s by default), then ``refresh_repeat`` every
-``refresh`` while master; consecutive messages on one interface are spaced by
-``interval``.  The FSM raises the bursts (``SendGratuitous``); :func:`burst_schedule`
-spaces one burst, :func:`takeover_plan` lays out the whole default cadence.
+Cadence (keepalived ``vrrp_garp_master_delay``/``_repeat``/``_refresh``):
+``repeat`` announcements per VIP at once, ``repeat`` more after ``delay`` (5 and 5 s
+by default), then ``refresh_repeat`` every ``refresh`` while master.  The FSM raises
+the bursts (``SendGratuitous``); :func:`burst_schedule` lays out one burst,
+:func:`takeover_plan` the whole default cadence.
 
 Pacing (keepalived ``garp_group``, and ``vrrp_garp_interval``/``vrrp_gna_interval``
 for the links no group names): :class:`GarpPacer` is keepalived's ``garp_delay_t``,
-one per group (or per link), shared by every instance announcing there.
+one per group (or per link), shared by every instance announcing there.  It does not
+space a burst's ``repeat`` x VIPs messages one by one: the rounds collapse (see there).
 """
 
 from __future__ import annotations
@@ -195,9 +195,9 @@ def burst_schedule(
 ) -> list[tuple[int, T]]:
     """When each message of one burst goes out: ``repeat`` rounds over ``vips``.
 
-    keepalived sends round by round (every VIP once, then again) and spaces
-    consecutive messages on an interface by ``vrrp_garp_interval``
-    (``vrrp_gna_interval`` for NAs); 0 means back to back.
+    keepalived sends round by round (every VIP once, then again), back to back when
+    the link is not paced.  ``interval_us`` spaces every message evenly: a model, not
+    what keepalived does on a paced link (:class:`GarpPacer`).
 
     >>> burst_schedule(0, ["a", "b"], 2, 1000)
     [(0, 'a'), (1000, 'b'), (2000, 'a'), (3000, 'b')]

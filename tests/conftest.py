@@ -105,6 +105,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+VM_TEST = "tests/netns/test_ipvs_vm_boot.py::test_ipvs_tests_pass_inside_the_vm"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the IPVS VM run as soon as it is known to be wanted, so that it overlaps
+    the tests collected before it (tests/netns/ipvs_vm_job.py says why)."""
+    if os.geteuid() != 0 or not any(item.nodeid == VM_TEST for item in session.items):
+        return  # the test itself reports a missing prerequisite, in its turn
+    from tests.netns import ipvs_vm_job
+
+    factory: pytest.TempPathFactory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+    ipvs_vm_job.start_early(REPO, factory.mktemp("ipvs-vm"))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--regen",

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import lzma
 import struct
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from hafast.lab.ipvs_vm import (
-    IpvsVM,
     VMError,
     VMResult,
     VMSetupError,
@@ -36,9 +34,7 @@ from hafast.lab.ipvs_vm import (
     newc_archive,
 )
 from tests.conftest import REPO, require, require_root
-
-VM_RUN_TIMEOUT_S = 600.0
-
+from tests.netns import ipvs_vm_job
 
 # -- pure helpers (no VM) ------------------------------------------------------
 
@@ -115,30 +111,27 @@ def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def ipvs_vm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[VMResult, Path]:
     require_root()
-    vm = IpvsVM(checkout=REPO)
-    t0 = time.monotonic()
+    # Usually started when collection ended (tests/netns/ipvs_vm_job.py) and running
+    # beside the tests before this one; otherwise started now.
+    vm = ipvs_vm_job.job(REPO, tmp_path_factory.mktemp("ipvs-vm"))
+    waited = time.monotonic()
     try:
-        info = vm.setup()
+        res = vm.wait(timeout=ipvs_vm_job.VM_RUN_TIMEOUT_S + 600)
     except VMSetupError as exc:
         require(False, f"IPVS VM set-up failed: {exc}")
         raise
-    results = tmp_path_factory.mktemp("ipvs-vm")
-    junit = results / "ipvs.xml"
-    cmd = [sys.executable, "-m", "pytest", "tests/ipvs", "-p", "no:cacheprovider",
-           f"--junitxml={junit}", "-q"]
-    try:
-        res = vm.run(cmd, timeout=VM_RUN_TIMEOUT_S, results_dir=results)
-    except VMError as exc:
+    except (VMError, TimeoutError) as exc:
         pytest.fail(f"IPVS VM did not boot or finish: {exc}")
-    print(f"\nipvs-vm: kernel {info.kernel.version}; set-up {info.seconds:.1f} s; "
+    print(f"\nipvs-vm: kernel {vm.kernel}; set-up {vm.setup_seconds:.1f} s; "
           f"boot-to-command {res.boot_seconds:.1f} s; VM total {res.total_seconds:.1f} s; "
-          f"with set-up {time.monotonic() - t0:.1f} s; "
+          f"with set-up {time.monotonic() - vm.started:.1f} s, of which this test waited "
+          f"{time.monotonic() - waited:.1f} s; "
           f"qemu peak RSS {res.qemu_peak_rss_kib // 1024} MiB; results {res.results_dir}")
-    return res, junit
+    return res, vm.junit
 
 
 @pytest.mark.root
-@pytest.mark.timeout(VM_RUN_TIMEOUT_S + 300)
+@pytest.mark.timeout(ipvs_vm_job.VM_RUN_TIMEOUT_S + 900)
 def test_ipvs_tests_pass_inside_the_vm(ipvs_vm_run: tuple[VMResult, Path]) -> None:
     res, junit = ipvs_vm_run
     output = res.output_path.read_text(errors="replace") if res.output_path.exists() else ""

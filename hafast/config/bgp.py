@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from hafast.config import model as m
@@ -75,3 +76,62 @@ def announce(ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token) ->
         ld.error(kw, "announce needs a prefix (expected: prefix A/32 or A/128)")
         return None
     return m.Announce(where=kw.where(), **f)
+
+
+def _at(where: str) -> Token:
+    file, _, rest = where.rpartition(":")
+    file, _, line = file.rpartition(":")
+    if not file or not line.isdigit() or not rest.isdigit():
+        return Token("", "<config>", 0, 0)
+    return Token("", file, int(line), int(rest))
+
+
+def diagnose(config: m.Config, warn: Callable[[Token, str], None]) -> None:
+    """What ``hafast -t`` says about fleet mode once the whole config is built.
+
+    >>> from hafast.config.loader import load_text
+    >>> res = load_text('''static_ipaddress {
+    ...   192.0.2.100/32 dev lo
+    ... }
+    ... virtual_server 192.0.2.100 80 {
+    ...   protocol TCP
+    ...   lvs_sched wlc
+    ...   lvs_method DR
+    ...   announce {
+    ...     prefix 192.0.2.100/32
+    ...   }
+    ... }''')
+    >>> for w in res.warnings[1:]:  # the first: no real_server
+    ...     print(w.format()[:73])
+    <string>:8:3: warning: announce has no effect without a bgp_speaker block
+    <string>:8:3: warning: 192.0.2.100 is also an interface address in this c
+    """
+    announced = [vs for vs in config.virtual_servers if vs.announce is not None]
+    if not announced:
+        return
+    if config.bgp_speaker is None:
+        assert announced[0].announce is not None
+        warn(_at(announced[0].announce.where),
+             "announce has no effect without a bgp_speaker block")
+    addresses: dict[str, str] = {}
+    for v in config.static_ipaddress:
+        addresses.setdefault(str(ipaddress.ip_address(v.address)), "static_ipaddress")
+    for inst in config.vrrp_instances:
+        for v in inst.virtual_ipaddress:
+            addresses.setdefault(str(ipaddress.ip_address(v.address)),
+                                 f"vrrp_instance {inst.name}")
+    for vs in announced:
+        assert vs.announce is not None
+        vip = str(ipaddress.ip_network(vs.announce.prefix).network_address)
+        if vip in addresses:
+            # measured: zebra takes the address's route as connected, and a connected
+            # route satisfies FRR's import-check whatever hafast does to its own route
+            warn(_at(vs.announce.where),
+                 f"{vip} is also an interface address in this config ({addresses[vip]}): "
+                 "FRR would keep announcing it whatever the quorum (import-check is "
+                 "satisfied by the connected route); leave the address out, hafast "
+                 "makes the VIP local with a route")
+        if vs.address is not None and vs.address != vip and vs.group is None:
+            warn(_at(vs.announce.where),
+                 f"announce prefix {vs.announce.prefix} is not this virtual server's "
+                 f"address {vs.address}")

@@ -38,6 +38,7 @@ from typing import Any
 from hafast.config import lvs_syncd
 from hafast.config import model as m
 from hafast.config.bgp import announce, bgp_speaker
+from hafast.config.bgp import diagnose as diagnose_fleet
 from hafast.config.build_lvs import LvsBuilder
 from hafast.config.build_vrrp import VrrpBuilder, authentication
 from hafast.config.firewall import nftables_in_order
@@ -124,6 +125,7 @@ class _Loader(Walker):
             bgp_speaker=top.get("bgp_speaker"),
         )
         lvs_syncd.diagnose(config, self.global_pos, self.warn)
+        diagnose_fleet(config, self.warn)
         # last: it needs the built model, and drops what keepalived would not run
         return secure_scripts(config, self.scripts, self.warn, self.global_pos)
 

@@ -1,0 +1,101 @@
+"""Fleet mode's config blocks (hafast.config.bgp): values, and errors at file:line."""
+
+from __future__ import annotations
+
+import pytest
+
+from hafast.config.loader import load_text
+from hafast.config.model import Announce, BgpNeighbor, BgpSpeaker
+
+SPEAKER = """bgp_speaker {
+  daemon frr
+  local_as 65001
+  router_id 10.255.0.1
+  neighbor 10.0.1.1 {
+    remote_as 65000
+    bfd
+  }
+  neighbor 2001:db8::1 {
+    remote_as 4200000000
+  }
+  hold_time 30
+  keepalive 10
+}
+"""
+VS = """virtual_server 192.0.2.100 80 {
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {
+    prefix %s
+    announce_delay 2.5
+  }
+  real_server 10.1.0.1 80 {
+    TCP_CHECK {
+    }
+  }
+}
+"""
+
+
+def test_values_are_typed() -> None:
+    res = load_text(SPEAKER + VS % "192.0.2.100/32", file="k.conf")
+    assert res.ok and not res.warnings, [d.format() for d in res.diagnostics]
+    assert res.config.bgp_speaker == BgpSpeaker(
+        daemon="frr", local_as=65001, router_id="10.255.0.1",
+        neighbors=(BgpNeighbor("10.0.1.1", 65000, bfd=True),
+                   BgpNeighbor("2001:db8::1", 4200000000)),
+        hold_time=30, keepalive=10)
+    announce = res.config.virtual_servers[0].announce
+    assert announce == Announce("192.0.2.100/32", 2_500_000)
+    assert announce is not None and announce.where == "k.conf:19:3"
+
+
+def test_defaults() -> None:
+    res = load_text("bgp_speaker {\n local_as 65001\n}\n")
+    sp = res.config.bgp_speaker
+    assert sp is not None and (sp.hold_time, sp.keepalive, sp.neighbors) == (9, 3, ())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("bgp_speaker {\n router_id 10.0.0.1\n}\n",
+     "k.conf:1:1: error: bgp_speaker needs local_as"),
+    ("bgp_speaker {\n local_as 1\n neighbor 10.0.0.1 {\n bfd\n }\n}\n",
+     "k.conf:3:2: error: neighbor 10.0.0.1 needs remote_as"),
+    ("bgp_speaker {\n local_as 1\n neighbor bogus {\n remote_as 2\n }\n}\n",
+     "k.conf:3:11: error: neighbor 'bogus' is not an IP address"),
+    ("bgp_speaker {\n local_as 1\n neighbor 10.0.0.1 {\n remote_as 2\n }\n"
+     " neighbor 10.0.0.1 {\n remote_as 2\n }\n}\n",
+     "k.conf:6:2: error: neighbor 10.0.0.1 given twice"),
+    ("bgp_speaker {\n local_as 1\n router_id 2001:db8::1\n}\n",
+     "k.conf:3:2: error: router_id 2001:db8::1 is not an IPv4 address"),
+    ("bgp_speaker {\n local_as 0\n}\n",
+     "k.conf:2:11: error: number '0' outside range [1, 4294967295]"),
+    ("bgp_speaker {\n local_as 1\n hold_time 2\n}\n",
+     "k.conf:3:12: error: number '2' outside range [3, 65535]"),
+    ("bgp_speaker {\n local_as 1\n daemon bird\n}\n", "k.conf:3:9: error: 'bird'"),
+    (VS % "192.0.2.0/24", "k.conf:6:12: error: '192.0.2.0/24' is not a host prefix (/32)"),
+    (VS % "192.0.2.1/24", "k.conf:6:12: error: '192.0.2.1/24' is not an IP prefix"),
+    ("virtual_server 192.0.2.100 80 {\n announce {\n announce_delay 1\n }\n}\n",
+     "k.conf:2:2: error: announce needs a prefix"),
+])
+def test_errors_name_file_and_line(text: str, message: str) -> None:
+    res = load_text(text, file="k.conf")
+    errors = [d.format() for d in res.errors]
+    assert any(e.startswith(message) for e in errors), errors
+
+
+def test_warnings() -> None:
+    res = load_text("bgp_speaker {\n local_as 1\n hold_time 9\n keepalive 4\n}\n"
+                    + VS % "192.0.2.7/32", file="k.conf")
+    warnings = [d.format() for d in res.warnings]
+    assert "k.conf:4:2: warning: keepalive 4 is more than a third of hold_time 9" in warnings
+    assert ("k.conf:10:3: warning: announce prefix 192.0.2.7/32 is not this virtual "
+            "server's address 192.0.2.100") in warnings
+
+
+def test_ipv6_host_prefix() -> None:
+    res = load_text(VS.replace("192.0.2.100 80", "2001:db8::64 80") % "2001:db8::64/128")
+    announce = res.config.virtual_servers[0].announce
+    assert announce is not None and announce.prefix == "2001:db8::64/128"
+    assert not [w for w in res.warnings if "announce prefix" in w.message]

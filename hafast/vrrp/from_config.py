@@ -131,6 +131,11 @@ def ipvlan_for(inst: VrrpInstance, gd: GlobalDefs) -> VmacConfig:
     name is given, carrying the address.  The adverts leave from it
     (``vmac_xmit_base`` is for macvlans only); the VIPs stay on the interface.
 
+    An IPv6 instance without an address differs: keepalived waits in FAULT for the
+    ipvlan's own link-local (the kernel makes it from the ipvlan's dev_id, so it is
+    not the parent's: fe80::b614:6100:133:5278 beside fe80::b414:61ff:fe33:5278, seen
+    in the IPVS VM) and sources its adverts from it; hafast takes the parent's at once.
+
     >>> from hafast.config.loader import load_text
     >>> cfg = load_text("vrrp_instance V { interface eth0\\n virtual_router_id 51\\n"
     ...                 " use_ipvlan 10.0.0.5/24 private\\n no_virtual_ipaddress\\n }\\n").config

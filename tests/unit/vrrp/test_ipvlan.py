@@ -83,7 +83,7 @@ def test_ipv4_without_an_address_is_a_fault() -> None:
     inst, gd = _inst(" use_ipvlan ipv1 fd00::5/64")  # the wrong family: skipped
     assert vmac_for(inst, gd).address is None  # type: ignore[union-attr]
     assert config_faults(inst) == (IPVLAN_NO_ADDRESS,)
-    # IPv6 may go without: the link-local is the source.
+    # IPv6 may go without: a link-local is the source (ipvlan_for says which).
     inst, gd = _inst(" use_ipvlan ipv1", vips="fd00::1/64")
     assert config_faults(inst) == ()
     assert vmac_for(inst, gd).ipv6  # type: ignore[union-attr]

@@ -38,7 +38,7 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from hafast.config.model import TrackProcess
 from hafast.vrrp import procconn
@@ -54,6 +54,13 @@ MAX_PIDFDS = 256  # a tracked process forking thousands of children must not eat
 # second (~30 µs each here: < 4% of the loop); what is dropped waits for the scan.
 HINT_DELAY_S = 0.025
 HINT_MAX = 32
+# A periodic scan gives the loop back after this many reads (or pids gone): 512 reads
+# in one go held a VRRP worker's loop 20-70 ms while a tracked process forked a
+# thousand children, and a 0.1 s advert_int leaves the heartbeat 100 ms
+# (hafast.app.vipguard), so the parent took the busy worker for hung, killed it and
+# released its VIPs (2 runs in 26 of tests/netns/test_track_process_hostile.py with
+# advert_int 0.1).  Sliced, the loop's longest hold in that storm was 7-16 ms.
+SCAN_SLICE = 64
 _GONE = (errno.ENOENT, errno.ESRCH)
 
 
@@ -71,7 +78,7 @@ class ProcessWatch:
         self._pidfds: dict[int, int] = {}
         self._hints: set[int] = set()
         self._hint_handle: asyncio.Handle | None = None
-        self._scan_handle: asyncio.TimerHandle | None = None
+        self._scan_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._rlog = RateLimitedLog(log)
         self._closed = False
@@ -247,33 +254,58 @@ class ProcessWatch:
         self._dispatch(changes)
 
     # ------------------------------------------------------------------ scans
-    def _tick(self) -> None:
+    def _tick(self, steps: Iterator[None] | None = None) -> None:
+        """The periodic scan, a slice per loop turn (:data:`SCAN_SLICE`): adverts,
+        heartbeats and pidfds are served between the slices."""
         self._scan_handle = None
         if self._closed:
             return
+        if steps is None:
+            steps = self._scan_steps(SCAN_SLICE)
+        more = False
         try:
-            self.scan()
+            more = next(steps, False) is None
         finally:
-            self.start()
+            if more:
+                self._scan_handle = self.loop.call_soon(self._tick, steps)
+            else:
+                self.start()
 
     def scan(self) -> None:
-        """One scan: pids gone from /proc, new ones and due rechecks read."""
+        """One scan, whole and now: pids gone from /proc, new ones and due rechecks read."""
+        for _ in self._scan_steps(None):
+            pass
+
+    def _scan_steps(self, slice_: int | None) -> Iterator[None]:
+        """One scan; with ``slice_``, it yields after that many pids, having
+        dispatched what it found so far (a pid gone or read meanwhile by a pidfd, a
+        hint or another scan is only looked at again: nothing is counted twice)."""
         self.counters["scans"] += 1
         plan = self.table.plan(self._pids(), self._pidfds)
-        now = self._now_us()
         changes: list[Change] = []
+        done = 0
         for pid in plan.gone:
             if pid in self._pidfds:
                 self._unwatch(pid)
             if self.table.matched(pid):
                 self.counters["scan_exits"] += 1
-            changes += self.table.exited(pid, now)
+            changes += self.table.exited(pid, self._now_us())
+            done += 1
+            if slice_ is not None and done % slice_ == 0:
+                self._dispatch(changes)
+                changes = []
+                yield None
         for pid in plan.read:
             info = self._read(pid)
-            if info is False:
-                continue
-            changes += self.table.seen(pid, info if isinstance(info, ProcInfo) else None, now)
-            changes += self._sync(pid)
+            if info is not False:
+                changes += self.table.seen(pid, info if isinstance(info, ProcInfo) else None,
+                                           self._now_us())
+                changes += self._sync(pid)
+            done += 1
+            if slice_ is not None and done % slice_ == 0:
+                self._dispatch(changes)
+                changes = []
+                yield None
         if plan.deferred:
             self.counters["deferred"] += plan.deferred
             self._rlog.warning("budget", "track_process: %d process(es) left for the next "

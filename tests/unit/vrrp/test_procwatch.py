@@ -159,6 +159,42 @@ def test_a_process_forking_hundreds_of_children(tmp_path: Path) -> None:
     asyncio.run(body())
 
 
+def test_the_periodic_scan_gives_the_loop_back_between_slices(tmp_path: Path) -> None:
+    """A storm of new processes is read SCAN_SLICE at a time, one slice per loop turn
+    (a whole scan's 512 reads held the loop 20-70 ms, more than a 0.1 s advert_int's
+    heartbeat allows); the count it ends with is the whole scan's."""
+    exe = tmp_path / f"hg{uuid.uuid4().hex[:10]}"
+    shutil.copy(sys.executable, exe)
+    n = 3 * procwatch.SCAN_SLICE
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        w = ProcessWatch(loop, [TrackProcess("f", process=(exe.name,))], connector=False)
+        p = subprocess.Popen([exe, "-c", _FORKER, str(n)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+        assert p.stdin is not None and p.stdout is not None
+        try:
+            assert await loop.run_in_executor(None, p.stdout.readline) == b"ready\n"
+            reads = w.counters["reads"]
+            w._tick()  # what the scan timer runs
+            # (a slice counts the pids gone from /proc too: the box's own come and go)
+            assert w.counters["reads"] - reads <= procwatch.SCAN_SLICE
+            assert w._scan_handle is not None  # the rest: the next loop turns
+            assert not isinstance(w._scan_handle, asyncio.TimerHandle)
+            for _ in range(100):
+                if isinstance(w._scan_handle, asyncio.TimerHandle):
+                    break  # the scan is over; the next one is a period away
+                await asyncio.sleep(0)
+            assert isinstance(w._scan_handle, asyncio.TimerHandle)
+            assert w.table.quorums["f"].count == n + 1
+            assert w.counters["scans"] == 1
+        finally:
+            _kill(p)
+            w.close()
+
+    asyncio.run(body())
+
+
 def test_close_releases_every_pidfd(named_sleep: Path) -> None:
     async def body() -> None:
         loop = asyncio.get_running_loop()

@@ -273,6 +273,17 @@ def conv_opt_choice(alone: str, *choices: str) -> Converter:
     return conv
 
 
+def conv_lvs_flush_on_stop(args: Sequence[Token]) -> str:
+    """``lvs_flush_on_stop`` alone: "full" (flush the whole IPVS table at stop);
+    ``lvs_flush_on_stop VS``: "VS" (delete each configured virtual server).  keepalived
+    2.2.7 compares the word with strcmp, so ``vs`` is an error there too."""
+    if not args:
+        return "full"
+    if args[0].text != "VS":
+        raise BadValue(args[0], f"'{args[0].text}' is not VS (unknown lvs_flush_on_stop type)")
+    return "VS"
+
+
 # Dotted-quad IPv4 without leading zeros: the common case, checked without ipaddress
 # (ipaddress costs ~10x more and a 37k-real-server config has 40k addresses).
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -685,6 +696,7 @@ CONVERTERS: dict[str, Callable[..., Converter] | Converter] = {
     "lvs_syncd": conv_lvs_syncd,
     "listen": conv_listen,
     "rxbufs": conv_rx_bufs_policy,
+    "flushstop": conv_lvs_flush_on_stop,
     "any": line_words,
     # factories: name:arg,arg
     "int": conv_int,
@@ -951,8 +963,8 @@ vrrp_rx_bufs_multiplier v 1 int:1,2147483647 vrrp_rx_bufs_multiplier
 lvs_sync_daemon     v  1+   lvs_syncd     lvs_sync_daemon
 lvs_timeouts        v  2+   lvs_timeouts  lvs_timeouts
 lvs_flush           f  0-1  flag          lvs_flush
-lvs_flush_on_stop   v  0-1  any           -
-lvs_flush_onstop    v  0-1  any           -
+lvs_flush_on_stop   v  0-1  flushstop     lvs_flush_on_stop
+lvs_flush_onstop    v  0-1  flushstop     lvs_flush_on_stop
 snmp_socket         v  1    str           -
 enable_snmp_vrrp    f  0-1  flag          -
 enable_snmp_keepalived f 0-1 flag         -
@@ -1237,6 +1249,7 @@ def _describe(conv: str) -> str:
 
 _DESCRIPTIONS = {
     "str": "word",
+    "flushstop": "[VS]",
     "words": "words",
     "script": 'script or "script args" [user [group]]',
     "text": "text",

@@ -167,6 +167,9 @@ class GlobalDefs:
     lvs_notify_fifo: Argv | None = None
     lvs_notify_fifo_script: Script | None = None
     lvs_flush: bool = False
+    # keepalived's lvs_flush_on_stop: None deletes each configured virtual server at
+    # stop, "full" flushes the whole IPVS table, "VS" deletes each configured one
+    lvs_flush_on_stop: str | None = None
     lvs_timeouts: LvsTimeouts = LvsTimeouts()
     lvs_sync_daemon: LvsSyncDaemon | None = None
     rs_init_notifies: bool = False  # report every real server's first state as a change

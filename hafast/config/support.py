@@ -98,8 +98,6 @@ global_defs lvs_netlink_monitor_rcv_bufs warn netlink buffer sizes
 global_defs lvs_netlink_monitor_rcv_bufs_force warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
-global_defs lvs_flush_on_stop refuse the pool is not flushed at stop as asked
-global_defs lvs_flush_onstop refuse the pool is not flushed at stop as asked
 global_defs snmp_socket warn SNMP (AgentX) is not served
 global_defs enable_snmp_vrrp warn SNMP (AgentX) is not served
 global_defs enable_snmp_keepalived warn SNMP (AgentX) is not served

@@ -322,6 +322,9 @@ class IpvsBackend:
         return pool
 
     async def flush(self) -> None:
+        if self._link is not None:
+            await self._call(self._link.flush)
+            return
         from pyroute2.netlink.generic.ipvs import IPVS_CMD_FLUSH
 
         await self._call(self._req, self._sock.service, IPVS_CMD_FLUSH)
@@ -712,6 +715,11 @@ class BatchLink:
         seq, msg = self._msg(self.family, cmd, NLM_F_REQUEST | NLM_F_DUMP, payload)
         replies = self._exchange([(seq, msg)], dump=True)
         return [netlink.parse_attrs(p, 4) for p in replies]
+
+    def flush(self) -> None:
+        """Every service and destination of this namespace (``ipvsadm -C``): the
+        kernel's ip_vs_flush(), which needs no attribute."""
+        self.request(CMD_FLUSH, b"")
 
     # -- the sync daemon (hafast.lvs.syncd drives these) ------------------------------
 

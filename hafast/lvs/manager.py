@@ -14,7 +14,8 @@ costs a diff of the one or few services it touched (never a dump of the table).
   services are synced by one task, coalescing what arrives meanwhile;
 - reload: the policy adopts the new configuration and only the difference is
   applied (an unchanged healthy server is never removed);
-- stop: with omega the notifiers run; what hafast owns is removed, and then what
+- stop: with omega the notifiers run; what hafast owns is removed (with
+  ``lvs_flush_on_stop`` alone: the whole table is flushed), and then what
   the backend made for itself (the nft table), unless ``keep`` (keepalived's
   ``--dont-release-ipvs``: everything stays as it was); the scripts still running are
   waited for (at most ``child_wait`` seconds) so none is left unreaped when the
@@ -196,9 +197,21 @@ class PoolManager:
         self._run_actions(self.policy.stop().actions)
         n = 0
         if not self.keep:
-            changes = [Change(DEL_SERVICE, self.applied.services[k])
-                       for k in sorted(self.owned & set(self.applied.services), key=str)]
-            n = await self._apply(changes)
+            # keepalived 2.2.7 clear_services(): lvs_flush_on_stop alone flushes the
+            # whole table (IPVS_CMD_FLUSH, what others made too), but only with virtual
+            # servers configured; "VS" deletes each service and lets the kernel take
+            # its destinations; without the keyword each destination goes first, then
+            # the service: the same table afterwards, so both are one delete here.
+            how = self.config.global_defs.lvs_flush_on_stop
+            if how == "full" and self.config.virtual_servers:
+                log.info("ipvs: flushing the whole table (lvs_flush_on_stop)")
+                await self.backend.flush()
+                n = len(self.applied.services)
+                self.applied = Pool()
+            else:
+                changes = [Change(DEL_SERVICE, self.applied.services[k])
+                           for k in sorted(self.owned & set(self.applied.services), key=str)]
+                n = await self._apply(changes)
             await self.backend.release()
         await self.backend.close()
         if self._notifier is not None:

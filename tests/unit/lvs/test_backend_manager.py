@@ -201,6 +201,27 @@ def test_manager_flush_and_keep_on_stop_and_timeouts() -> None:
     run(body())
 
 
+@pytest.mark.parametrize(("line", "left"), [
+    ("", {"10.8.8.8"}),  # each configured service deleted, the foreign one stays
+    ("lvs_flush_on_stop", set()),  # the whole table flushed
+    ("lvs_flush_onstop", set()),
+    ("lvs_flush_on_stop VS", {"10.8.8.8"}),
+    ("lvs_flush_onstop VS", {"10.8.8.8"}),
+])
+def test_manager_lvs_flush_on_stop(line: str, left: set[str]) -> None:
+    async def body() -> None:
+        config = cfg(f"global_defs {{\n {line}\n}}\n" + BASE)
+        foreign = svc(ServiceKey(4, "TCP", "10.8.8.8", 80))
+        b = MemoryBackend(pool((foreign, [Dest("1.1.1.1", 80)])))
+        mgr = PoolManager(config, b, run_scripts=False)
+        await mgr.start()
+        assert set(b.pool.services) == {foreign.key, SVC}
+        await mgr.stop()
+        assert {k.address for k in b.pool.services} == left
+
+    run(body())
+
+
 def test_manager_reload_touches_only_what_changed() -> None:
     async def body() -> None:
         b = MemoryBackend()

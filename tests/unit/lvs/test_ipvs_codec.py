@@ -54,3 +54,17 @@ def test_request_payload_nests_service_then_dest() -> None:
     key_only = decode_service(_parse_attrs(top[CMD_ATTR_SERVICE]))
     assert key_only is not None and key_only.key == SERVICES[0].key
     assert decode_dest(_parse_attrs(top[CMD_ATTR_DEST])) == DESTS[0]
+
+
+def test_flush_is_one_bare_ipvs_cmd_flush() -> None:
+    # what ipvsadm -C (libipvs ipvs_flush) sends: IPVS_CMD_FLUSH, no attribute, acked
+    link = BatchLink.__new__(BatchLink)
+    link.seq, link.family = 0, 0x1d
+    sent: list[list[tuple[int, bytes]]] = []
+    link._exchange = lambda msgs, dump, errors=None: sent.append(msgs) or []  # type: ignore[method-assign]
+    link.flush()
+    (((seq, msg),),) = sent
+    assert seq == 1
+    # nlmsghdr: length 20, the IPVS family, NLM_F_REQUEST|NLM_F_ACK, seq 1, port 0;
+    # genlmsghdr: cmd 17 (IPVS_CMD_FLUSH), version 1 (IPVS_GENL_VERSION), reserved 0
+    assert msg == struct.pack("=IHHII", 20, 0x1d, 0x05, 1, 0) + bytes([17, 1, 0, 0])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hafast.lab.ipvs_vm import IpvsVM, VMResult
 
-VM_RUN_TIMEOUT_S = 900.0
+VM_RUN_TIMEOUT_S = 1500.0
 
 
 @dataclass

@@ -153,12 +153,32 @@ def logged_at(log: Path, what: str) -> float:
     raise AssertionError(f"{what!r} not in {log}")
 
 
+def stays(router: str, want: set[str], seconds: float) -> bool:
+    """The router's next hops are ``want`` at every look for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if gateways(router) != want:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def wait_log(log: Path, what: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if log.exists() and what in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what!r} not in {log} after {timeout} s")
+
+
 class Lab:
     def __init__(self, reg: Registry, base: Path) -> None:
         self.reg = reg
         self.base = base
         self.rs: dict[int, subprocess.Popen[bytes]] = {}
         self.daemons: dict[int, Daemon] = {}
+        self.pids: dict[int, int] = {}
         self.logs: dict[int, Path] = {}
 
     def build(self) -> None:
@@ -230,22 +250,34 @@ class Lab:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return {d: (out / f"{d}.conf").read_text() for d in ("zebra", "bfdd", "bgpd")}
 
-    def start_announcer(self, i: int, kind: str) -> None:
+    def start_announcer(self, i: int, kind: str, run: int = 1) -> None:
         """hafast's fleet runner alone, or the full daemon (pools in memory: the host
-        kernel has no IPVS), announcing d{i}'s VIP."""
+        kernel has no IPVS), announcing d{i}'s VIP; ``run`` numbers restarts."""
         if kind == "daemon":
-            d = start_daemon(self.base / f"d{i}-daemon", director_conf(i), ns=ns(f"d{i}"),
-                             extra=["--pool-backend", "memory"])
+            d = start_daemon(self.base / f"d{i}-daemon{run}", director_conf(i),
+                             ns=ns(f"d{i}"), extra=["--pool-backend", "memory"])
             self.reg.defer(f"daemon {d.proc.pid}", d.close)
             self.daemons[i] = d
+            self.pids[i] = d.proc.pid
             self.logs[i] = d.log
             return
-        log = open(self.base / f"d{i}-announcer.log", "wb")  # the process writes it
+        log = open(self.base / f"d{i}-announcer{run}.log", "wb")  # the process writes it
         self.reg.defer(f"close {log.name}", log.close)
-        self.reg.spawn(ns(f"d{i}"), [sys.executable, "-m", "hafast.fleet.runner", "-f",
-                                     str(self.base / f"d{i}.conf")],
-                       stdout=log, stderr=subprocess.STDOUT)
+        proc = self.reg.spawn(ns(f"d{i}"), [sys.executable, "-m", "hafast.fleet.runner",
+                                            "-f", str(self.base / f"d{i}.conf")],
+                              stdout=log, stderr=subprocess.STDOUT)
+        self.pids[i] = proc.pid
         self.logs[i] = Path(log.name)
+
+    def crash_announcer(self, i: int) -> None:
+        """SIGKILL, as a crash: no withdrawal can run (the daemon's whole group)."""
+        pid = self.pids.pop(i)
+        if i in self.daemons:
+            os.killpg(pid, signal.SIGKILL)
+            self.daemons.pop(i).proc.wait(10)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 @pytest.fixture
@@ -317,6 +349,16 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     log = lab.logs[1].read_text()
     assert "STARTUP -> ANNOUNCED" in log and "ANNOUNCED -> WITHDRAWN" in log, log
     print("".join(line for line in log.splitlines(keepends=True) if " -> " in line), end="")
+
+    # a crash leaves the route, so the router keeps the path (fail-static), and the
+    # restarted announcer does not withdraw it while it waits in STARTUP
+    lab.crash_announcer(1)
+    assert stays(router, both, 1.0), f"a crash withdrew: {gateways(router)}"
+    lab.start_announcer(1, announcer, run=2)
+    assert stays(router, both, 4.0), f"a restart withdrew: {gateways(router)}"
+    wait_log(lab.logs[1], "STARTUP -> ANNOUNCED", 20)
+    assert stays(router, both, 0.5)
+    print(f"[{announcer}] crash and restart of d1's announcer: no withdrawal")
 
     # d2 goes silent (a dead box, a cut link): BFD takes it out, not the hold timer
     run_in(ns("d2"), ["nft", "-f", "-"], input=DROP_ALL)

@@ -6,9 +6,11 @@ its peers probe the SAME servers in the same run.
 
 Throughput (section "checks"), per checker kind and farm size, each round:
 
-* hafast: ``benchmarks.suite.hafast_run`` (the check engine, one worker process)
-  with ``delay_loop 1`` over every server; attempts/s and CPU from the worker
-  itself, RSS growth after the config was loaded;
+* hafast: the shipped daemon (:mod:`benchmarks.suite.daemon_run`, parent + workers)
+  with ``delay_loop 1`` over every server; its checks counted on the wire like
+  HAProxy's, CPU and PSS/RSS of its whole process tree from /proc;
+* hafast engine alone (micro): ``benchmarks.suite.hafast_run`` (the check engine, one
+  process), attempts from its own counters, RSS growth after the config was loaded;
 * the C paced loop at the attempt rate hafast reached in this round (TCP_CHECK:
   connect+close; PING_CHECK: echo via sendmmsg/recvmmsg);
 * HAProxy ``check inter 1s`` (TCP_CHECK: connect check; HTTP_GET: ``option
@@ -17,10 +19,11 @@ Throughput (section "checks"), per checker kind and farm size, each round:
 * wrk with ``Connection: close`` (HTTP_GET): flat out, the machine's HTTP limit;
 * fping ``-c K -p 1000`` (PING_CHECK): every target once a second.
 
-Detection (section "detection"): hafast (TCP_CHECK, ``retry 0``,
-``connect_timeout 1``) and HAProxy (``fall 1``, ``timeout check 1s``) watch the
-same farm AT THE SAME TIME; a fault is put on K random servers and the time from
-the fault to each checker's DOWN for that server is recorded.
+Detection (section "detection"): the hafast daemon (TCP_CHECK, ``retry 0``,
+``connect_timeout 1``; DOWN read from its notify FIFO) and HAProxy (``fall 1``,
+``timeout check 1s``) watch the same farm AT THE SAME TIME; a fault is put on K
+random servers and the time from the fault to each checker's DOWN for that server
+is recorded.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmarks.suite import anchors
 from benchmarks.suite.model import Section
@@ -46,6 +49,8 @@ from benchmarks.suite.stats import percentile
 ROOT = Path(__file__).resolve().parents[2]
 VIP = "10.99.0.1"
 COUNTER_TABLE = "hbsuite"
+# The engine-in-one-process figure, kept beside the daemon's as a named micro row.
+ENGINE = "hafast engine alone (micro)"
 
 # checker kind -> its block in keepalived.conf ({digest} filled per server)
 CHECK_BLOCKS: dict[str, str] = {
@@ -138,6 +143,12 @@ class Lab:
         return anchors.parse_nft_counters(out.stdout)
 
 
+class Watcher(Protocol):
+    """What detection reads of hafast: ``hafast_run --events`` or the daemon's FIFO."""
+
+    def events(self) -> list[dict[str, Any]]: ...
+
+
 class HafastProc:
     """``hafast_run`` in the director namespace; JSON lines read on a thread."""
 
@@ -223,6 +234,29 @@ def _hafast_round(lab: Lab, kind: str, p: Params) -> dict[str, float]:
     }
 
 
+def _daemon_round(lab: Lab, kind: str, p: Params) -> dict[str, float]:
+    """The shipped daemon: checks counted as SYNs on the wire (as HAProxy's), CPU and
+    PSS of the whole process tree from /proc (parent + every worker)."""
+    from benchmarks.suite.daemon_run import DaemonProc
+
+    d = DaemonProc(lab.dir_ns, keepalived_conf(kind, lab.farm.addresses),
+                   Path(tempfile.mkdtemp(prefix="hbs-hafast-", dir=p.workdir)))
+    try:
+        d.wait_ready(60)
+        time.sleep(p.warm)
+        c0, s0, t0 = lab.counters().get("syn", 0), d.sample(), time.monotonic()
+        time.sleep(p.seconds)
+        c1, s1, t1 = lab.counters().get("syn", 0), d.sample(), time.monotonic()
+        up = d.up_count()
+    finally:
+        d.stop()
+    checks = c1 - c0
+    return {"rate": checks / (t1 - t0), "ok_rate": checks / (t1 - t0) * up / lab.n,
+            "cpu1k": _per_1000(s1["cpu"] - s0["cpu"], checks) or float("nan"),
+            "rss_total_rs": s1["rss_kib"] / lab.n, "pss_total_rs": s1["pss_kib"] / lab.n,
+            "procs": s1["procs"]}
+
+
 def _haproxy_round(lab: Lab, kind: str, p: Params) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hbs-haproxy-", dir=p.workdir) as tmp:
         hp = anchors.Haproxy(lab.dir_ns, Path(tmp),
@@ -267,7 +301,9 @@ def _record(sec: Section, kind: str, n: int, i: int, who: str, got: dict[str, fl
              ("ok_rate", "successful checks/s", "/s", "higher"),
              ("cpu1k", "CPU per 1000 checks", "ms", "lower"),
              ("rss_rs", "RSS growth per real server", "KiB", "lower"),
-             ("rss_total_rs", "whole RSS / real servers", "KiB", "lower"))
+             ("rss_total_rs", "whole RSS / real servers", "KiB", "lower"),
+             ("pss_total_rs", "whole PSS / real servers", "KiB", "lower"),
+             ("procs", "processes measured", "", "lower"))
     for key, metric, unit, better in table:
         if key in got:
             value = got[key] * (1000.0 if key == "cpu1k" else 1.0)
@@ -281,8 +317,13 @@ def run_checks(p: Params, step: Step) -> Section:
     """Section 1: every (size, kind), ``p.rounds`` rounds, peers interleaved per round."""
     sec = Section("checks", "Check throughput and cost (delay_loop 1)")
     sec.notes.append(
-        "hafast: one check worker process (one core); HAProxy: nbthread 1; the C loop is "
-        "paced to the attempt rate hafast reached in the same round. CPU per 1000 checks "
+        "hafast: the shipped daemon (`hafast -f CONF -n -l --pool-backend nft`, parent + "
+        "every worker, default check workers), its checks counted as SYNs on the wire like "
+        "HAProxy's, CPU (utime+stime) and PSS/RSS summed over its whole process tree from "
+        "/proc. 'hafast engine alone (micro)' is the check engine in one process "
+        "(benchmarks.suite.hafast_run, attempts from its own counters): a micro figure, "
+        "not what ships. HAProxy: nbthread 1; the C loop is "
+        "paced to the attempt rate the daemon reached in the same round. CPU per 1000 checks "
         "and RSS: lower is better, so a ratio below 1 favours hafast. HAProxy's checks "
         "are counted as SYNs on the wire; it cannot check an MD5 digest (HTTP_GET: status "
         "only). wrk runs flat out (fresh connection per request): its rate is the "
@@ -296,9 +337,12 @@ def run_checks(p: Params, step: Step) -> Section:
                 hp_kind, c_mode = PEERS[kind]
                 for i in range(p.rounds):
                     with step(f"checks {kind} {n} round {i + 1}/{p.rounds}"):
-                        got = _guard(p, f"hafast {kind} {n}", _hafast_round, lab, kind, p)
+                        got = _guard(p, f"hafast {kind} {n}", _daemon_round, lab, kind, p)
                         if got:
                             _record(sec, kind, n, i, "hafast", got)
+                        eng = _guard(p, f"hafast engine {kind} {n}", _hafast_round, lab, kind, p)
+                        if eng:
+                            _record(sec, kind, n, i, ENGINE, eng)
                         rate = got["rate"] if got else float(n)
                         if c_mode and p.c_exe is not None:
                             c = _guard(p, f"C loop {kind} {n}", _c_round, lab, c_mode, rate, p)
@@ -346,7 +390,7 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
     return cond()
 
 
-def detection_round(lab: Lab, hafast: HafastProc, hp: anchors.Haproxy, fault: str,
+def detection_round(lab: Lab, hafast: Watcher, hp: anchors.Haproxy, fault: str,
                     victims: Sequence[str], limit: float) -> dict[str, list[float]]:
     """Fault on ``victims`` now; seconds until each checker said DOWN for each.
 
@@ -376,7 +420,7 @@ def detection_round(lab: Lab, hafast: HafastProc, hp: anchors.Haproxy, fault: st
             "HAProxy": [p[a] - t_fault for a in victims if a in p]}
 
 
-def _all_up(lab: Lab, hafast: HafastProc, hp: anchors.Haproxy, victims: Sequence[str],
+def _all_up(lab: Lab, hafast: Watcher, hp: anchors.Haproxy, victims: Sequence[str],
             h_seen: int, p_seen: int, names: dict[str, str]) -> bool:
     h_up = {e["addr"] for e in hafast.events()[h_seen:] if e["event"] == "UP"}
     p_up = {names[s] for _, s, state in hp.state_changes()[p_seen:]
@@ -393,8 +437,12 @@ def run_detection(p: Params, step: Step) -> Section:
         "(delay_loop 1, retry 0, connect_timeout 1) and HAProxy (check inter 1s fall 1, "
         "timeout check 1s) watch the same farm at the same time. 'reject' answers SYNs "
         "with RST; 'drop' loses them (detection waits for the connect timeout). "
+        "hafast is the shipped daemon (parent + workers, nft pool backend); its DOWN is "
+        "the 'RS ... DOWN' line of its notify FIFO, stamped when the suite reads it. "
         "keepalived's checkers need IPVS (the host kernel has none): its fault -> removal "
         "from the IPVS table is measured against hafast's in the IPVS VM section.")
+    from benchmarks.suite.daemon_run import DaemonProc
+
     t0 = time.monotonic()
     rng = random.Random(1)
     with Lab(p.detect_size, p.workdir) as lab:
@@ -403,11 +451,11 @@ def run_detection(p: Params, step: Step) -> Section:
         hdir = Path(tempfile.mkdtemp(prefix="hbs-haproxy-", dir=p.workdir))
         hp = anchors.Haproxy(lab.dir_ns, hdir, anchors.haproxy_config(
             hdir, lab.farm.addresses, "tcp", timeout_ms=1000))
-        hafast = HafastProc(lab.dir_ns, conf, warm=1.0, seconds=0.0, events=True)
+        hafast = DaemonProc(lab.dir_ns, conf.read_text(),
+                            Path(tempfile.mkdtemp(prefix="hbs-hafast-", dir=p.workdir)))
         try:
             hp.start()
-            if not hafast.ready.wait(60):
-                raise anchors.ToolError("hafast_run did not start")
+            hafast.wait_ready(60)
             time.sleep(2.5)  # every check ran at least once, both sides
             for fault in p.detect_faults:
                 for i in range(p.rounds):

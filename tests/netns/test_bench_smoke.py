@@ -1,10 +1,10 @@
 """The benchmark suite end to end on its smallest case (about a minute).
 
 ``python -m benchmarks.suite --quick`` restricted to TCP_CHECK at 1000 real
-servers, one round, with the detection section: the farm, hafast's check worker,
-the C paced loop, HAProxy, the fault injection and the report (tables, plots,
-results.json) all run for real.  Figures are not asserted, only that every peer
-produced one and the report shows them.
+servers, one round, with the detection section: the farm, the hafast daemon
+(parent + workers) and its engine alone, the C paced loop, HAProxy, the fault
+injection and the report (tables, plots, results.json) all run for real.  Figures
+are not asserted, only that every peer produced one and the report shows them.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ def test_quick_smallest_case_end_to_end(tmp_path: Path) -> None:
     rows = {(r["case"], r["metric"]): r for r in by_name["checks"]["rows"]}
     rate = rows[("TCP_CHECK 1000", "checks/s")]
     assert rate["hafast"][0] > 0
+    # the hafast column is the shipped daemon (parent + workers, CPU from /proc);
+    # the engine alone stays as a named micro peer
+    assert rows[("TCP_CHECK 1000", "processes measured")]["hafast"][0] > 1
+    assert rows[("TCP_CHECK 1000", "CPU per 1000 checks")]["hafast"][0] > 0
+    assert rows[("TCP_CHECK 1000", "whole PSS / real servers")]["hafast"][0] > 0
+    assert rate["anchors"]["hafast engine alone (micro)"][0] > 0
+    assert "shipped daemon" in report
     assert rate["anchors"]["C paced loop"][0] > 0 and rate["anchors"]["HAProxy"][0] > 0
     seen = {(r["case"], r["metric"]): r for r in by_name["detection"]["rows"]}
     down = seen[("reject (20 of 1000)", "servers seen DOWN")]

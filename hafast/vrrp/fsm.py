@@ -25,6 +25,8 @@ marked ``keepalived:`` below):
 * Fault (tracked interface/script/file down) is keepalived's fourth state;
   a tracker that has not reported yet (:class:`FaultPending`) holds the start
   in a Fault nobody is told about, and its first report is what is announced;
+  leaving a Fault goes to Backup, the owner too, unless it leaves that silent
+  hold of the start (keepalived's wantstate);
 * ``down_timer_adverts`` replaces the 3 in Master_Down_Interval;
 * ``timer_expired_backup`` (2.3, with ``nopreempt``): a master that finds its last
   advert older than the quickest takeover by the others goes Backup first;
@@ -298,6 +300,9 @@ class VrrpState:
     master_src: int | None = None  # last master heard (status/SNMP)
     master_priority: int = 0
     delayed_until: int = 0  # keepalived vrrp_delayed_start_time (0: none)
+    # keepalived's wantstate MASTER for the owner: only a Fault that held the start
+    # (trackers not reported yet) keeps it; any fault since clears it (down_instance)
+    want_master: bool = False
 
 
 def initial_state(params: VrrpParams) -> VrrpState:
@@ -492,7 +497,8 @@ def _init_startup(p: VrrpParams, s: VrrpState, e: Startup) -> tuple[VrrpState, l
     if s.pending:
         # keepalived vrrp_init_state: "Entering FAULT STATE (init)", notified to
         # no one until the trackers waited for report.
-        return replace(s, state=State.FAULT), []
+        return replace(s, state=State.FAULT,
+                       want_master=s.priority == PRIORITY_OWNER and p.owner_starts_master), []
     if s.priority == PRIORITY_OWNER and p.owner_starts_master:
         if now < s.delayed_until:
             # keepalived vrrp_init_state: the owner becomes master by a backup
@@ -714,7 +720,8 @@ def _any_fault_raised(
 ) -> tuple[VrrpState, list[Action]]:
     first = not s.faults
     waited = e.reason in s.pending
-    s = replace(s, faults=s.faults | {e.reason}, pending=s.pending - {e.reason})
+    s = replace(s, faults=s.faults | {e.reason}, pending=s.pending - {e.reason},
+                want_master=False)
     if first and waited and s.state is State.FAULT:
         # keepalived down_instance -> vrrp_state_leave_fault: the silent Fault of
         # Startup is announced when the tracker waited for reports a failure.
@@ -739,11 +746,15 @@ def _any_fault_cleared(
     s = replace(s, faults=s.faults - {e.reason}, pending=s.pending - {e.reason})
     if s.faults or s.pending or s.state is not State.FAULT:
         return s, []
-    # keepalived vrrp_state_leave_fault: back to Backup with the configured
-    # interval, or straight to Master when we are the address owner.
+    # keepalived try_up_instance / vrrp_state_leave_fault: back to Backup with the
+    # configured interval; straight to Master only for the owner whose wantstate is
+    # still MASTER, i.e. leaving the start's silent Fault.  After a real fault
+    # (down_instance set wantstate FAULT) keepalived 2.2.7's owner waits a whole
+    # Master_Down_Interval as a backup, as tests/netns/test_vrrp_owner_state_backup.py
+    # shows it doing.
     s = replace(s, master_adver_int_us=p.adver_int_us, preempt_until=None)
-    if s.priority == PRIORITY_OWNER:
-        return _become_master(p, s, e.now_us)
+    if s.priority == PRIORITY_OWNER and s.want_master:
+        return _become_master(p, replace(s, want_master=False), e.now_us)
     return _enter_backup(p, s, e.now_us)
 
 

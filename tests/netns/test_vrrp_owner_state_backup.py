@@ -14,7 +14,12 @@ hafast's VRRP daemon and under keepalived, with the states read off
 * alone, ``state BACKUP``: BACKUP at once, MASTER one Master_Down_Interval later;
 * a lower-priority keepalived master (r2, priority 100) already up: the same wait,
   then r1 takes the VIP and r2 steps back;
-* no ``state``: MASTER at once (no BACKUP line first).
+* no ``state``: MASTER at once (no BACKUP line first);
+* no ``state``, a track_file that puts it in FAULT (while MASTER, or from the start)
+  then clears: BACKUP, and MASTER a Master_Down_Interval later.  keepalived's
+  down_instance (or vrrp_init_state for a fault at start) sets the wanted state to
+  FAULT, so try_up_instance leaves the owner a backup; only the start's silent hold
+  for a vrrp_script not yet run keeps the shortcut.  hafast went MASTER at once.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -48,12 +54,16 @@ def lab() -> Iterator[VrrpLab]:
         yield built
 
 
-def start_r1(lab: VrrpLab, kind: str, state: str | None) -> FifoLines:
+def start_r1(lab: VrrpLab, kind: str, state: str | None, track: Path | None = None
+             ) -> FifoLines:
     if kind == "keepalived":
         require_tool(KEEPALIVED)
     fifo = FifoLines(lab.tmp / f"notify-{kind}.fifo")
     text = conf(kind, priority=255, extra_global=f"  vrrp_notify_fifo {fifo.path}")
     text = text.replace("  state BACKUP\n", f"  state {state}\n" if state else "")
+    if track is not None:
+        text = f"vrrp_track_file tf {{\n  file {track}\n  weight 0\n}}\n" + text.replace(
+            "  virtual_ipaddress {", "  track_file {\n    tf\n  }\n  virtual_ipaddress {")
     lab.start("r1", kind, text)
     return fifo
 
@@ -113,3 +123,29 @@ def test_without_state_the_owner_is_master_at_once(lab: VrrpLab, kind: str) -> N
     assert fifo.first("BACKUP") is None, (kind, fifo.lines)
     # a daemon's start-up (Python's imports under load) plus nothing to wait for
     assert master - t0 < DOWN_S, (kind, master - t0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("when", ["running", "at start"])
+def test_the_owner_leaves_a_fault_as_backup(lab: VrrpLab, kind: str, when: str) -> None:
+    track = lab.tmp / "track"
+    track.write_text("1\n" if when == "at start" else "0\n")  # weight 0: non-zero is FAULT
+    fifo = start_r1(lab, kind, None, track)
+    try:
+        if when == "running":
+            lab.wait_holder("r1", 5.0)
+            track.write_text("1\n")
+        lab.wait_for(lambda: fifo.first("FAULT") is not None, 5.0, "FAULT")
+        lab.wait_for(lambda: lab.holders() == [], 5.0, "the VIP released")
+        mark = len(fifo.lines)
+        track.write_text("0\n")
+        lab.wait_holder("r1", DOWN_S + 5.0)
+        lab.wait_for(lambda: any('"VI_1" MASTER' in ln for _, ln in fifo.lines[mark:]), 2.0,
+                     "MASTER")
+    finally:
+        fifo.close()
+    after = [(t, ln.split()[2]) for t, ln in fifo.lines[mark:]]
+    assert [st for _, st in after] == ["BACKUP", "MASTER"], (kind, after)
+    t = after[1][0] - after[0][0]
+    print(f"{kind}, fault {when}: MASTER {t:.3f} s after BACKUP")
+    assert DOWN_S - EARLY_S < t < DOWN_S + LATE_S, (kind, t)

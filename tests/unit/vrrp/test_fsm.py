@@ -15,6 +15,7 @@ from hafast.vrrp.fsm import (
     CancelTimer,
     Event,
     FaultCleared,
+    FaultPending,
     FaultRaised,
     GarpTimerFired,
     MasterDownTimerFired,
@@ -703,11 +704,30 @@ def test_master_fault_relinquishes() -> None:
     assert m.state.adver_at is None
 
 
-def test_owner_leaves_fault_as_master() -> None:
-    m = fault(params(priority=255))
+def test_owner_leaves_fault_as_backup() -> None:
+    # keepalived 2.2.7: down_instance sets wantstate FAULT, so try_up_instance sends
+    # the owner back as a backup with a whole Master_Down_Interval
+    # (tests/netns/test_vrrp_owner_state_backup.py runs it side by side).
+    p = params(priority=255)
+    m = fault(p)
     actions = m.handle(FaultCleared(SEC, "eth0"))
+    assert m.state.state is B
+    assert actions == (StartTimer(MD, SEC + down(p)), Notify(B, 255))
+    # a fault at start too (initialise_tracking_priorities, then vrrp_init_state)
+    m = VrrpMachine(p)
+    m.handle(FaultRaised(0, "eth0"))
+    m.handle(Startup(0))
+    assert m.handle(FaultCleared(SEC, "eth0"))[0] == StartTimer(MD, SEC + down(p))
+
+
+def test_owner_leaving_the_starts_silent_fault_is_master_at_once() -> None:
+    # keepalived try_up_instance(leaving_init): a tracker not yet reported left the
+    # owner's wantstate MASTER
+    m = VrrpMachine(params(priority=255))
+    m.handle(FaultPending(0, "chk"))
+    m.handle(Startup(0))
+    assert m.handle(FaultCleared(SEC, "chk"))[0] == SendAdvert(255)
     assert m.state.state is M
-    assert actions[0] == SendAdvert(255)
 
 
 def test_fault_v3_resets_learned_interval() -> None:

@@ -144,7 +144,9 @@ class StatusDesk:
                 "reload": self.sup.reloads_q.status(), "vip_releases": self.sup.vip_guard.released,
                 "workers": workers,
                 "vrrp": vrrp, "checkers": checks,
-                "pools": self.sup.pools.status() if self.sup.pools is not None else None}
+                "pools": self.sup.pools.status() if self.sup.pools is not None else None,
+                # fleet mode (docs/fleet.md): each announced VIP's state and quorum
+                "fleet": self.sup.fleet.status() if self.sup.fleet is not None else None}
 
     async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd", "status")

@@ -359,6 +359,9 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     wait_log(lab.logs[1], "STARTUP -> ANNOUNCED", 20)
     assert stays(router, both, 0.5)
     print(f"[{announcer}] crash and restart of d1's announcer: no withdrawal")
+    if announcer == "daemon":
+        fleet = lab.daemons[1].status()["fleet"]
+        assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True}], fleet
 
     # d2 goes silent (a dead box, a cut link): BFD takes it out, not the hold timer
     run_in(ns("d2"), ["nft", "-f", "-"], input=DROP_ALL)

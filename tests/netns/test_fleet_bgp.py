@@ -83,25 +83,14 @@ exit
 """
 
 
-def director_conf(i: int) -> str:
-    return f"""bgp_speaker {{
-  daemon frr
-  local_as 65001
-  router_id 10.255.0.{i}
-  neighbor 10.0.{i}.1 {{
-    remote_as 65000
-    bfd
-  }}
-  hold_time 9
-  keepalive 3
-}}
-virtual_server {VIP} 80 {{
+def director_conf(i: int, vips: tuple[str, ...] = (VIP,)) -> str:
+    servers = "".join(f"""virtual_server {vip} 80 {{
   protocol TCP
   lvs_sched wlc
   lvs_method DR
   quorum 1
   announce {{
-    prefix {VIP}/32
+    prefix {vip}/32
     announce_delay 1
   }}
   real_server 10.1.{i}.2 80 {{
@@ -114,16 +103,28 @@ virtual_server {VIP} 80 {{
     }}
   }}
 }}
-"""
+""" for vip in vips)
+    return f"""bgp_speaker {{
+  daemon frr
+  local_as 65001
+  router_id 10.255.0.{i}
+  neighbor 10.0.{i}.1 {{
+    remote_as 65000
+    bfd
+  }}
+  hold_time 9
+  keepalive 3
+}}
+{servers}"""
 
 
 def ns(name: str) -> str:
     return f"{TAG}{name}"
 
 
-def gateways(router: str) -> set[str]:
-    """The router's kernel next hops for the VIP."""
-    out = run_in(router, ["ip", "-j", "route", "show", f"{VIP}/32"]).stdout
+def gateways(router: str, vip: str = VIP) -> set[str]:
+    """The router's kernel next hops for ``vip``."""
+    out = run_in(router, ["ip", "-j", "route", "show", f"{vip}/32"]).stdout
     routes = json.loads(out or "[]")
     if not routes:
         return set()
@@ -133,11 +134,12 @@ def gateways(router: str) -> set[str]:
     return {r["gateway"]} if "gateway" in r else set()
 
 
-def wait_gateways(router: str, want: set[str], timeout: float) -> float | None:
-    """Seconds until the router's next hops are ``want``; None on timeout."""
+def wait_gateways(router: str, want: set[str], timeout: float,
+                  vip: str = VIP) -> float | None:
+    """Seconds until the router's next hops for ``vip`` are ``want``; None on timeout."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if gateways(router) == want:
+        if gateways(router, vip) == want:
             return time.monotonic() - t0
         time.sleep(0.01)
     return None
@@ -240,9 +242,9 @@ class Lab:
                 while not (run_dir / "zserv.api").exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
 
-    def render_director(self, i: int) -> dict[str, str]:
+    def render_director(self, i: int, vips: tuple[str, ...] = (VIP,)) -> dict[str, str]:
         conf = self.base / f"d{i}.conf"
-        conf.write_text(director_conf(i))
+        conf.write_text(director_conf(i, vips))
         out = self.base / f"d{i}-frr"
         proc = subprocess.run(
             [sys.executable, "-m", "hafast.fleet.runner", "-f", str(conf), "--render",
@@ -250,11 +252,12 @@ class Lab:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return {d: (out / f"{d}.conf").read_text() for d in ("zebra", "bfdd", "bgpd")}
 
-    def start_announcer(self, i: int, kind: str, run: int = 1) -> None:
+    def start_announcer(self, i: int, kind: str, run: int = 1,
+                        vips: tuple[str, ...] = (VIP,)) -> None:
         """hafast's fleet runner alone, or the full daemon (pools in memory: the host
-        kernel has no IPVS), announcing d{i}'s VIP; ``run`` numbers restarts."""
+        kernel has no IPVS), announcing d{i}'s VIPs; ``run`` numbers restarts."""
         if kind == "daemon":
-            d = start_daemon(self.base / f"d{i}-daemon{run}", director_conf(i),
+            d = start_daemon(self.base / f"d{i}-daemon{run}", director_conf(i, vips),
                              ns=ns(f"d{i}"), extra=["--pool-backend", "memory"])
             self.reg.defer(f"daemon {d.proc.pid}", d.close)
             self.daemons[i] = d
@@ -377,3 +380,35 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
         assert took is not None, f"d1 still announced after SIGTERM: {gateways(router)}"
         print(f"[daemon] SIGTERM on d1 -> the VIP gone from the router: {took:.2f} s")
         assert lab.daemons[1].proc.wait(20) == 0
+
+
+VIP2 = "192.0.2.101"
+
+
+def test_daemon_reload_is_a_diff(lab: Lab) -> None:
+    """SIGHUP with one VIP's announce removed and another's added: the first leaves the
+    router (and its local route goes), the second arrives after its own STARTUP, and
+    nothing else moves."""
+    router = ns("rtr")
+    lab.start_real_server(1)
+    # FRR's config covers both VIPs (hafast does not reload FRR yet): a network
+    # statement without its kernel route announces nothing
+    frr = lab.render_director(1, (VIP, VIP2))
+    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
+    lab.start_frr("d1", frr)
+    lab.start_announcer(1, "daemon", vips=(VIP,))
+    assert wait_gateways(router, {"10.0.1.2"}, 60) is not None, gateways(router)
+    assert gateways(router, VIP2) == set()
+    d = lab.daemons[1]
+    (d.dir / "hafast.conf").write_text(director_conf(1, (VIP2,)))
+    d.signal(signal.SIGHUP)
+    took = wait_gateways(router, set(), WITHDRAW_BOUND_S)
+    assert took is not None, f"{VIP} still announced after the reload: {gateways(router)}"
+    local = run_in(ns("d1"), ["ip", "route", "show", "table", "local", f"{VIP}/32"]).stdout
+    assert local.strip() == "", local
+    took2 = wait_gateways(router, {"10.0.1.2"}, 30, vip=VIP2)
+    assert took2 is not None, f"{VIP2} not announced after the reload"
+    print(f"\n[daemon] reload: {VIP} withdrawn in {took:.2f} s, {VIP2} announced "
+          f"{took2:.2f} s later (its STARTUP: a round of checks + announce_delay 1 s)")
+    assert d.status()["fleet"] == [{"prefix": f"{VIP2}/32", "state": "ANNOUNCED",
+                                    "quorum": True}]

@@ -264,6 +264,13 @@ class VrrpBuilder:
             f["advert_int_us"] = rounded
         strict = bool(f.get("strict_mode", gd.vrrp_strict))
         f["strict_mode"] = strict
+        if "priority" not in f and f.get("state") == "MASTER":
+            # keepalived vrrp_complete_instance: an unset priority follows the state,
+            # so `state MASTER` alone is the address owner (MASTER at once, 255).
+            self.ld.warn(pos["state"], f"({name}) state MASTER without a priority makes "
+                         "this instance the address owner (priority 255), as keepalived "
+                         "does; say priority to choose another")
+            f["priority"] = 255
         prio = f.get("priority", 100)
         if "no_accept" in f:
             f["accept"] = not f.pop("no_accept")
@@ -532,7 +539,8 @@ class VrrpBuilder:
                     self.ld.at(words, _NOWHERE),
                     f"{what}: '{' '.join(words)}' is not supported by hafast: {exc} "
                     "(hafast installs: [blackhole|unreachable|prohibit] DST [via|gw GW] "
-                    "[dev IF] [src IP] [table N] [metric N] [scope S])", UNSUPPORTED)
+                    "[dev IF] [src IP] [table N] [metric N] [scope S] [no_track])",
+                    UNSUPPORTED)
                 continue
             out.append(words)
         return tuple(out)

@@ -19,7 +19,10 @@ hafast's VRRP daemon and under keepalived, with the states read off
   then clears: BACKUP, and MASTER a Master_Down_Interval later.  keepalived's
   down_instance (or vrrp_init_state for a fault at start) sets the wanted state to
   FAULT, so try_up_instance leaves the owner a backup; only the start's silent hold
-  for a vrrp_script not yet run keeps the shortcut.  hafast went MASTER at once.
+  for a vrrp_script not yet run keeps the shortcut.  hafast went MASTER at once;
+* ``state MASTER`` and no ``priority``: keepalived derives the priority from the
+  state, 255, so MASTER at once as the owner.  hafast ran it at 100 (MASTER after one
+  advert interval).
 """
 
 from __future__ import annotations
@@ -54,13 +57,15 @@ def lab() -> Iterator[VrrpLab]:
         yield built
 
 
-def start_r1(lab: VrrpLab, kind: str, state: str | None, track: Path | None = None
-             ) -> FifoLines:
+def start_r1(lab: VrrpLab, kind: str, state: str | None, track: Path | None = None,
+             priority: bool = True) -> FifoLines:
     if kind == "keepalived":
         require_tool(KEEPALIVED)
     fifo = FifoLines(lab.tmp / f"notify-{kind}.fifo")
     text = conf(kind, priority=255, extra_global=f"  vrrp_notify_fifo {fifo.path}")
     text = text.replace("  state BACKUP\n", f"  state {state}\n" if state else "")
+    if not priority:
+        text = text.replace("  priority 255\n", "")
     if track is not None:
         text = f"vrrp_track_file tf {{\n  file {track}\n  weight 0\n}}\n" + text.replace(
             "  virtual_ipaddress {", "  track_file {\n    tf\n  }\n  virtual_ipaddress {")
@@ -149,3 +154,14 @@ def test_the_owner_leaves_a_fault_as_backup(lab: VrrpLab, kind: str, when: str) 
     t = after[1][0] - after[0][0]
     print(f"{kind}, fault {when}: MASTER {t:.3f} s after BACKUP")
     assert DOWN_S - EARLY_S < t < DOWN_S + LATE_S, (kind, t)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_master_without_priority_is_the_owner(lab: VrrpLab, kind: str) -> None:
+    fifo = start_r1(lab, kind, "MASTER", priority=False)
+    try:
+        lab.wait_holder("r1", 5.0)
+        lab.wait_for(lambda: fifo.first("MASTER") is not None, 2.0, "MASTER")
+    finally:
+        fifo.close()
+    assert [ln for _, ln in fifo.lines] == ['INSTANCE "VI_1" MASTER 255'], (kind, fifo.lines)

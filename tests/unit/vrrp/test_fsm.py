@@ -908,6 +908,8 @@ def test_state_is_immutable() -> None:
     ("priority 255\n state BACKUP\n strict_mode",
      "MASTER", True, "State MASTER must match being address owner"),
     ("priority 254\n state BACKUP", "BACKUP", False, ""),
+    # no priority: keepalived derives it from the state, so this is the owner
+    ("state MASTER", "MASTER", True, "makes this instance the address owner"),
 ])
 def test_owner_state_from_config(lines: str, state: str, starts_master: bool,
                                  said: str) -> None:

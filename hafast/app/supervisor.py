@@ -101,6 +101,7 @@ class Supervisor:
         self._worker_argv = worker_argv or [sys.executable, "-m", "hafast.app.worker"]
         self.control: Any = None
         self.metrics: Any = None
+        self.snmp: Any = None
         self.desk = StatusDesk(self)
 
     # -- what runs ------------------------------------------------------------------
@@ -156,12 +157,28 @@ class Supervisor:
         except OSError as exc:
             log.warning("control socket %s: %s", self.options.control_path, exc)
         self.desk.start_metrics()
+        self._start_snmp()
         self._spawn(self._heartbeat())
         log.info("started: %s", ", ".join(f"{w.name}={w.pid}" for w in self.workers) or
                  "nothing configured to run")
         await self.stopped.wait()
         await self._shutdown()
         return 0
+
+    def _start_snmp(self) -> None:
+        # Read once at start: a reload that turns SNMP on or moves the socket needs a
+        # restart (the rows themselves follow each reload's config).
+        gd = self.config.global_defs
+        if not gd.enable_snmp_vrrp:
+            return
+        from hafast.status.snmp import SnmpAgent
+
+        try:
+            self.snmp = SnmpAgent(gd.snmp_socket, self.desk.status, lambda: self.config)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return
+        self.snmp.start()
 
     def _keeper(self, backend: Any) -> PoolKeeper:
         watch = self.addr_watch
@@ -272,6 +289,8 @@ class Supervisor:
         if self.metrics is not None:
             with contextlib.suppress(Exception):
                 self.metrics.stop()
+        if self.snmp is not None:
+            await self.snmp.close()
         if self.control is not None:
             await self.control.close()
         for t in list(self._tasks):

@@ -965,8 +965,8 @@ lvs_timeouts        v  2+   lvs_timeouts  lvs_timeouts
 lvs_flush           f  0-1  flag          lvs_flush
 lvs_flush_on_stop   v  0-1  flushstop     lvs_flush_on_stop
 lvs_flush_onstop    v  0-1  flushstop     lvs_flush_on_stop
-snmp_socket         v  1    str           -
-enable_snmp_vrrp    f  0-1  flag          -
+snmp_socket         v  1    str           snmp_socket
+enable_snmp_vrrp    f  0-1  flag          enable_snmp_vrrp
 enable_snmp_keepalived f 0-1 flag         -
 enable_snmp_checker f  0-1  flag          -
 enable_snmp_rfc     f  0-1  flag          -

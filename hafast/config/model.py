@@ -210,6 +210,9 @@ class GlobalDefs:
     stats_dump_file: str | None = None
     json_dump_file: str | None = None
     data_use_instance: bool = False  # the namespace (-s) in the .data file's name
+    # the AgentX subagent (hafast.status.snmp); None: net-snmp's /var/agentx/master
+    snmp_socket: str | None = None
+    enable_snmp_vrrp: bool = False
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)

@@ -98,8 +98,6 @@ global_defs lvs_netlink_monitor_rcv_bufs warn netlink buffer sizes
 global_defs lvs_netlink_monitor_rcv_bufs_force warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
-global_defs snmp_socket warn SNMP (AgentX) is not served
-global_defs enable_snmp_vrrp warn SNMP (AgentX) is not served
 global_defs enable_snmp_keepalived warn SNMP (AgentX) is not served
 global_defs enable_snmp_checker warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfc warn SNMP (AgentX) is not served

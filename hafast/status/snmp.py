@@ -1,0 +1,211 @@
+"""The AgentX subagent (global_defs ``enable_snmp_vrrp``): KEEPALIVED-MIB over ``snmpd``.
+
+It runs on the parent's loop, never in the VRRP worker: every answer comes from the
+parent's status (which asks the workers over their pipes), so a slow or absent
+``snmpd`` cannot delay an advert.  keepalived links net-snmp's agent library into
+its VRRP process instead.
+
+``snmp_socket`` takes net-snmp's forms: ``unix:/path``, a bare ``/path``,
+``tcp:HOST:PORT`` or ``HOST:PORT``; the default is net-snmp's (and so keepalived's)
+``/var/agentx/master``.  The agent connects, opens a session and registers the
+subtrees it serves; when the master is not there or drops the session it tries again
+every :data:`RETRY_S` seconds, logging the first failure of a run only.
+
+Example::
+
+    agent = SnmpAgent("unix:/var/agentx/master", desk.status, lambda: sup.config)
+    agent.start()   # ... await agent.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hafast.status import agentx as ax
+from hafast.status.snmp_mib import GLOBAL, KEEPALIVED, VRRP, answer, keepalived_rows
+
+log = logging.getLogger("hafast.snmp")
+
+DEFAULT_SOCKET = "unix:/var/agentx/master"  # net-snmp's AGENTX_SOCKET default
+RETRY_S = 5.0
+# A walk sends one GetNext per row: they share one snapshot of this age at most.
+FRESH_S = 1.0
+# net-snmp's master waits agentXTimeout (1 s by default) for an answer: a refresh
+# slower than this (a worker late on its pipe) is answered from the last snapshot.
+WAIT_S = 0.8
+OPEN_TIMEOUT_S = 5.0
+
+
+def parse_socket(spec: str | None) -> tuple[str, str, int]:
+    """``("unix", path, 0)`` or ``("tcp", host, port)``.
+
+    >>> parse_socket("unix:/tmp/ax"), parse_socket("tcp:localhost:705")
+    (('unix', '/tmp/ax', 0), ('tcp', 'localhost', 705))
+    """
+    text = spec or DEFAULT_SOCKET
+    if text.startswith("unix:"):
+        return "unix", text[5:], 0
+    if text.startswith("/"):
+        return "unix", text, 0
+    if text.startswith("tcp:"):
+        text = text[4:]
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"snmp_socket {spec!r}: expected unix:PATH or tcp:HOST:PORT")
+    return "tcp", host.strip("[]") or "localhost", int(port)
+
+
+class SnmpAgent:
+    def __init__(self, spec: str | None, status: Callable[[], Awaitable[dict[str, Any]]],
+                 config: Callable[[], Any]) -> None:
+        self.where = parse_socket(spec)
+        self.status = status
+        self.config = config
+        self.started = time.monotonic()
+        self.connected = False
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._session = 0
+        self._packet = 0
+        self._rows: list[ax.VarBind] | None = None
+        self._rows_at = 0.0
+        self._refresh: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="snmp-agentx")
+
+    async def close(self) -> None:
+        w = self._writer
+        if w is not None and self.connected:
+            # RFC 2741 §7.1.8: say goodbye so the master drops our registrations now
+            with contextlib.suppress(Exception):
+                w.write(ax.encode(ax.Close(session_id=self._session,
+                                           packet_id=self._next_id())))
+                await asyncio.wait_for(w.drain(), 1.0)
+        for t in (self._task, self._refresh):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(BaseException):
+                    await t
+        if w is not None:
+            w.close()
+
+    def uptime(self) -> int:
+        return int((time.monotonic() - self.started) * 100)  # TimeTicks
+
+    def _next_id(self) -> int:
+        self._packet = (self._packet + 1) & 0xFFFFFFFF
+        return self._packet
+
+    # -- session --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        quiet = False
+        while True:
+            try:
+                await self._session_once()
+                quiet = False
+                log.warning("AgentX master %s closed the session; retrying", self._where())
+            except (OSError, EOFError, ax.AgentXError, TimeoutError) as exc:
+                if not quiet:
+                    log.warning("AgentX master %s: %s; retrying every %.0f s",
+                                self._where(), exc, RETRY_S)
+                    quiet = True
+            finally:
+                self.connected = False
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+            await asyncio.sleep(RETRY_S)
+
+    def _where(self) -> str:
+        kind, host, port = self.where
+        return f"unix:{host}" if kind == "unix" else f"tcp:{host}:{port}"
+
+    async def _session_once(self) -> None:
+        kind, host, port = self.where
+        if kind == "unix":
+            reader, writer = await asyncio.open_unix_connection(host)
+        else:
+            reader, writer = await asyncio.open_connection(host, port)
+        self._writer = writer
+        dec = ax.Decoder()
+        pending: list[ax.Pdu] = []
+
+        async def reply(pdu: ax.Pdu) -> ax.Response:
+            writer.write(ax.encode(pdu))
+            await writer.drain()
+            deadline = time.monotonic() + OPEN_TIMEOUT_S
+            while True:
+                data = await asyncio.wait_for(reader.read(65536),
+                                              max(0.01, deadline - time.monotonic()))
+                if not data:
+                    raise EOFError("the master closed the connection")
+                for got in dec.feed(data):
+                    if isinstance(got, ax.Response) and got.packet_id == pdu.packet_id:
+                        return got
+                    pending.append(got)
+
+        res = await reply(ax.Open(packet_id=self._next_id(), oid=KEEPALIVED,
+                                  descr=b"hafast KEEPALIVED-MIB subagent"))
+        if res.error != ax.NO_AGENTX_ERROR:
+            raise ax.AgentXError(f"Open refused (error {res.error})")
+        self._session = res.session_id
+        for subtree in (GLOBAL, VRRP):
+            res = await reply(ax.Register(session_id=self._session,
+                                          packet_id=self._next_id(), subtree=subtree))
+            if res.error != ax.NO_AGENTX_ERROR:
+                # RFC 2741 §7.1.4.1: duplicateRegistration (263) when another agent
+                # (a keepalived) already serves it
+                log.warning("AgentX master %s refused %s (error %d)", self._where(),
+                            ".".join(map(str, subtree)), res.error)
+        self.connected = True
+        log.info("AgentX session %d with %s", self._session, self._where())
+        for pdu in pending:
+            if not await self._handle(writer, pdu):
+                return
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            for pdu in dec.feed(data):
+                if not await self._handle(writer, pdu):
+                    return
+
+    async def _handle(self, writer: asyncio.StreamWriter, pdu: ax.Pdu) -> bool:
+        if isinstance(pdu, ax.Close):
+            return False
+        if isinstance(pdu, ax.Response):
+            return True  # to a Ping or a Notify
+        if isinstance(pdu, ax.Other) and pdu.type == ax.CLEANUPSET:
+            return True  # RFC 2741 §7.2.4.4: no response
+        rows = await self._current_rows() if isinstance(
+            pdu, (ax.Get, ax.GetNext, ax.GetBulk)) else []
+        writer.write(ax.encode(answer(pdu, rows, self.uptime())))
+        await writer.drain()
+        return True
+
+    # -- data -----------------------------------------------------------------------
+
+    async def _current_rows(self) -> list[ax.VarBind]:
+        if self._rows is not None and time.monotonic() - self._rows_at < FRESH_S:
+            return self._rows
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.get_running_loop().create_task(self._load())
+        await asyncio.wait({self._refresh}, timeout=WAIT_S if self._rows is not None
+                           else None)
+        return self._rows or []
+
+    async def _load(self) -> None:
+        try:
+            status = await self.status()
+            self._rows = keepalived_rows(status, self.config())
+        except Exception:  # the next request tries again; the session goes on
+            log.exception("SNMP: status snapshot failed")
+            self._rows = self._rows or []
+        self._rows_at = time.monotonic()

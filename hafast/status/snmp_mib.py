@@ -1,0 +1,151 @@
+"""KEEPALIVED-MIB as keepalived 2.2.7 serves it, built from the parent's status.
+
+:func:`keepalived_rows` turns the status dict (:meth:`hafast.app.desk.Desk.status`) and
+the running config into the sorted varbinds of the subtrees served; :func:`answer`
+answers an AgentX Get, GetNext or GetBulk from them.  No I/O: the AgentX shell
+(:mod:`hafast.status.snmp`) feeds it.
+
+Served so far: the global scalars ``version`` and ``routerId`` and the
+vrrpInstanceTable columns listed in :data:`INSTANCE_COLUMNS`, with keepalived's
+types and encodings (vrrp_snmp.c, checked side by side with ``snmpwalk``).
+
+Example::
+
+    >>> rows = keepalived_rows({"vrrp": []}, None, router_id="r1")
+    >>> [(vb.name[-2:], vb.value) for vb in rows][1:]
+    [((2, 0), b'r1')]
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hafast import __version__
+from hafast.status import agentx as ax
+
+# KEEPALIVED-MIB: keepalived = enterprises.9586.100.5
+KEEPALIVED: ax.Oid = (1, 3, 6, 1, 4, 1, 9586, 100, 5)
+GLOBAL: ax.Oid = (*KEEPALIVED, 1)
+VRRP: ax.Oid = (*KEEPALIVED, 2)
+VRRP_INSTANCE_ENTRY: ax.Oid = (*VRRP, 3, 1)  # vrrpInstanceTable.vrrpInstanceEntry
+
+# VrrpState textual convention, keepalived's own numbering (vrrp.h VRRP_STATE_*)
+STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
+
+Column = Callable[[dict[str, Any], Any], tuple[int, int | bytes]]
+
+
+def _initial_state(data: dict[str, Any], cfg: Any) -> tuple[int, int]:
+    # keepalived's configured state; an owner (255) without "state MASTER" starts
+    # wanting MASTER as well (vrrp_complete_instance).
+    if cfg is None:
+        return ax.INTEGER, STATES["BACKUP"]
+    master = cfg.state == "MASTER" or cfg.priority == 255
+    return ax.INTEGER, STATES["MASTER" if master else "BACKUP"]
+
+
+# vrrpInstanceEntry column -> (AgentX type, value) from the instance's JSON "data"
+# (hafast.vrrp.report.instance_json) and its config; keepalived's encodings.
+INSTANCE_COLUMNS: dict[int, Column] = {
+    2: lambda d, c: (ax.OCTET_STRING, str(d["iname"]).encode()),           # Name
+    3: lambda d, c: (ax.GAUGE32, int(d["vrid"])),                          # VirtualRouterId
+    4: lambda d, c: (ax.INTEGER, int(d["state"])),                         # State
+    5: _initial_state,                                                     # InitialState
+    6: lambda d, c: (ax.INTEGER, int(d["wantstate"])),                     # WantedState
+    7: lambda d, c: (ax.INTEGER, int(d["base_priority"])),                 # BasePriority
+    8: lambda d, c: (ax.INTEGER, int(d["effective_priority"])),            # EffectivePriority
+    9: lambda d, c: (ax.INTEGER, 1 if d["vipset"] else 2),                 # VipsStatus allSet(1)
+    10: lambda d, c: (ax.OCTET_STRING, str(d["ifp_ifname"]).encode()),     # PrimaryInterface
+    # AdvertisementsInt: whole seconds (vrrp->adver_int / TIMER_HZ)
+    12: lambda d, c: (ax.GAUGE32, int(d["adver_int"])),
+    13: lambda d, c: (ax.INTEGER, 2 if d["nopreempt"] else 1),             # Preempt
+    14: lambda d, c: (ax.GAUGE32, int(d["preempt_delay"])),                # PreemptDelay (s)
+    30: lambda d, c: (ax.INTEGER, int(d["version"])),                      # VrrpVersion
+}
+
+
+def version_string() -> bytes:
+    return f"hafast v{__version__}".encode()
+
+
+def keepalived_rows(status: dict[str, Any], config: Any, *,
+                    router_id: str | None = None) -> list[ax.VarBind]:
+    """The served varbinds in OID order.
+
+    Rows are indexed as keepalived indexes them: the instance's position in the
+    config, from 1; an instance the VRRP worker did not report is left out.
+    """
+    gd = getattr(config, "global_defs", None)
+    rid = router_id or getattr(gd, "router_id", None) or os.uname().nodename
+    rows = [ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 1, 0), version_string()),
+            ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 2, 0), rid.encode())]
+    configured = list(getattr(config, "vrrp_instances", ()))
+    by_name = {inst.get("data", {}).get("iname"): inst.get("data", {})
+               for inst in status.get("vrrp") or ()}
+    order = [c.name for c in configured] or sorted(n for n in by_name if n is not None)
+    cfg_of = {c.name: c for c in configured}
+    for col, value_of in INSTANCE_COLUMNS.items():
+        for index, name in enumerate(order, 1):
+            data = by_name.get(name)
+            if data is None:
+                continue
+            try:
+                kind, value = value_of(data, cfg_of.get(name))
+            except (KeyError, TypeError, ValueError):
+                continue  # a field this worker's report lacks: no row, as noSuchInstance
+            rows.append(ax.VarBind(kind, (*VRRP_INSTANCE_ENTRY, col, index), value))
+    rows.sort(key=lambda vb: vb.name)
+    return rows
+
+
+def _next(rows: Sequence[ax.VarBind], names: list[ax.Oid], r: ax.SearchRange) -> ax.VarBind:
+    # RFC 2741 §7.2.3.2: the first name after start (or start itself when include),
+    # before end when an end is given; else endOfMibView named by start.
+    i = (bisect.bisect_left if r.include else bisect.bisect_right)(names, r.start)
+    if i < len(rows) and (not r.end or rows[i].name < r.end):
+        return rows[i]
+    return ax.VarBind(ax.END_OF_MIB_VIEW, r.start)
+
+
+def answer(pdu: ax.Pdu, rows: Sequence[ax.VarBind], sys_uptime: int = 0) -> ax.Response:
+    """The Response to a Get, GetNext or GetBulk from ``rows`` (sorted by name); any
+    other PDU gets RFC 2741's processingError... except a set, refused as notWritable.
+    """
+    names = [vb.name for vb in rows]
+    objects = {n[:-1] for n in names}
+    out: list[ax.VarBind] = []
+    error = ax.NO_AGENTX_ERROR
+    if isinstance(pdu, ax.Get):
+        for r in pdu.ranges:
+            i = bisect.bisect_left(names, r.start)
+            # RFC 2741 §7.2.3.1; an object we serve without that instance (a row
+            # index that is not there) is noSuchInstance, as net-snmp's table helper says
+            if i < len(rows) and names[i] == r.start:
+                out.append(rows[i])
+            else:
+                missing = ax.NO_SUCH_INSTANCE if r.start[:-1] in objects else ax.NO_SUCH_OBJECT
+                out.append(ax.VarBind(missing, r.start))
+    elif isinstance(pdu, ax.GetNext):
+        out = [_next(rows, names, r) for r in pdu.ranges]
+    elif isinstance(pdu, ax.GetBulk):
+        # RFC 2741 §7.2.3.3: the non-repeaters once, then the rest max_repetitions
+        # times, each repetition starting after the previous one's answer.
+        n = min(pdu.non_repeaters, len(pdu.ranges))
+        out = [_next(rows, names, r) for r in pdu.ranges[:n]]
+        repeat = list(pdu.ranges[n:])
+        for _ in range(pdu.max_repetitions if repeat else 0):
+            got = [_next(rows, names, r) for r in repeat]
+            out.extend(got)
+            if all(vb.type == ax.END_OF_MIB_VIEW for vb in got):
+                break
+            repeat = [ax.SearchRange(vb.name, r.end) for vb, r in zip(got, repeat, strict=True)]
+    elif isinstance(pdu, ax.Other) and ax.TESTSET <= pdu.type <= ax.CLEANUPSET:
+        error = ax.NOT_WRITABLE
+    else:
+        error = ax.PROCESSING_ERROR
+    return ax.Response(session_id=pdu.session_id, transaction_id=pdu.transaction_id,
+                       packet_id=pdu.packet_id, sys_uptime=sys_uptime, error=error,
+                       varbinds=tuple(out))

@@ -32,6 +32,18 @@ class RouteSpec:
     # static_routes: the track_group whose instances track ``dev`` (hafast.net.statics);
     # not the kernel's: a reload that changes only it leaves the route in place
     track_group: str | None = field(default=None, compare=False)
+    # keepalived's dont_track: its deletion by someone else is not followed (a route
+    # without ``dev`` is not either: keepalived 2.2.7 says it cannot track it)
+    no_track: bool = False
+
+    @property
+    def tracked(self) -> bool:
+        """Whether keepalived 2.2.7 follows this route's deletion (alloc_route).
+
+        >>> RouteSpec("10.1.0.0/16", dev="eth0").tracked, RouteSpec("10.1.0.0/16").tracked
+        (True, False)
+        """
+        return self.dev is not None and not self.no_track
 
     @property
     def family(self) -> int:
@@ -57,7 +69,7 @@ def parse_route(words: Sequence[str], *, static: bool = False) -> RouteSpec:
 
     >>> parse_route(("10.9.0.0/16", "via", "10.0.0.1", "dev", "eth0", "table", "5"))
     RouteSpec(dst='10.9.0.0/16', gateway='10.0.0.1', dev='eth0', src=None, table=5, \
-metric=None, scope=None, kind='unicast', track_group=None)
+metric=None, scope=None, kind='unicast', track_group=None, no_track=False)
     >>> parse_route(("blackhole", "10.8.0.0/16")).kind
     'blackhole'
     >>> parse_route(("src", "10.0.0.9", "to", "10.7.0.0/16", "via", "10.0.0.1")).src
@@ -79,6 +91,9 @@ metric=None, scope=None, kind='unicast', track_group=None)
     dst = items.pop(0)
     while items:
         word = items.pop(0)
+        if word == "no_track":
+            fields["no_track"] = True
+            continue
         name = _ROUTE_WORDS.get(word)
         if word == "track_group" and static and items:
             if "track_group" in fields:

@@ -46,7 +46,7 @@ GROUPS = {("route", 4): 7, ("rule", 4): 8, ("route", 6): 11, ("rule", 6): 19,
           ("addr", 4): 5, ("addr", 6): 9}
 SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 270, 1  # linux/socket.h, linux/netlink.h
 RTPROT_KEEPALIVED = 18
-RTA_DST, RTA_TABLE = 1, 15  # linux/rtnetlink.h
+RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_TABLE = 1, 4, 6, 15  # linux/rtnetlink.h
 FRA_TABLE, FRA_PROTOCOL = 15, 21  # linux/fib_rules.h
 # struct rtmsg and struct fib_rule_hdr share this layout: family, dst_len, src_len,
 # tos, table, (protocol, scope, type | res1, res2, action), flags
@@ -62,6 +62,8 @@ class DeletedRoute:
     table: int
     tos: int
     protocol: int
+    metric: int = 0  # RTA_PRIORITY
+    oif: int = 0  # RTA_OIF (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,9 @@ def deleted_route(body: memoryview) -> DeletedRoute | None:
     raw = attrs.get(RTA_DST)
     dst = (socket.inet_ntop(family, raw) if raw is not None and len(raw) in (4, 16)
            else ("0.0.0.0" if fam == 4 else "::"))
-    return DeletedRoute(fam, dst, dst_len, table, tos, proto)
+    metric, oif = (struct.unpack("=I", raw)[0] if raw is not None and len(raw) == 4 else 0
+                   for raw in (attrs.get(RTA_PRIORITY), attrs.get(RTA_OIF)))
+    return DeletedRoute(fam, dst, dst_len, table, tos, proto, metric, oif)
 
 
 def deletions(data: bytes) -> Iterator[DeletedRoute | RuleKey | DeletedAddress]:
@@ -135,7 +139,8 @@ def deletions(data: bytes) -> Iterator[DeletedRoute | RuleKey | DeletedAddress]:
     >>> body = _HDR.pack(socket.AF_INET, 16, 0, 0, 254, 18, 0, 1, 0)
     >>> body += netlink.attr(RTA_DST, bytes([10, 89, 0, 0]))
     >>> list(deletions(netlink.pack_message(RTM_DELROUTE, 0, 0, body)))
-    [DeletedRoute(family=4, dst='10.89.0.0', dst_len=16, table=254, tos=0, protocol=18)]
+    [DeletedRoute(family=4, dst='10.89.0.0', dst_len=16, table=254, tos=0, protocol=18, \
+metric=0, oif=0)]
     """
     for kind, address, index in parse_addr_messages(data):
         if kind == RTM_DELADDR:

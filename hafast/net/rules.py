@@ -24,6 +24,7 @@ import socket
 from typing import Any
 
 from hafast.config.iprule import FR_ACT_GOTO, FR_ACT_TO_TBL, IpRule
+from hafast.net.routewatch import RuleKey, rule_key
 
 FIB_RULE_INVERT = 0x2  # linux/fib_rules.h
 RTM_NEWRULE, RTM_DELRULE = 32, 33  # linux/rtnetlink.h
@@ -78,3 +79,11 @@ def rule_msg(r: IpRule) -> Any:
     attrs += [(name, value) for name, value in optional if value is not None]
     m["attrs"] = attrs
     return m
+
+
+def deletion_key(r: IpRule) -> RuleKey | None:
+    """What an RTM_DELRULE of ``r`` is compared on (:class:`~hafast.net.routewatch.RuleKey`
+    of the message hafast sends for it)."""
+    msg = rule_msg(r)
+    msg.encode()
+    return rule_key(memoryview(bytes(msg.data))[16:])  # past the nlmsghdr

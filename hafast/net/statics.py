@@ -129,7 +129,7 @@ class Statics:
         # keepalived's dont_track: a route without an interface (it says it cannot
         # track it), a rule written no_track
         self._routes_followed = tuple(r for r in routes
-                                      if r.dev and r.family in route_families)
+                                      if r.tracked and r.family in route_families)
         self._rules_followed = tuple(
             (key, r) for r in rules if not r.no_track and r.family in rule_families
             if (key := _key_of(r)) is not None)

@@ -177,6 +177,22 @@ class FaultPending:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class VipDeleted:
+    """Someone else deleted one of a master's VIPs, virtual routes or virtual rules
+    (not written ``no_track``); ``what`` names it.
+
+    keepalived 2.2.7 (keepalived_netlink.c netlink_if_address_filter /
+    netlink_route_filter / netlink_rule_filter -> set_vrrp_backup): the master
+    sends priority 0, removes its rules, routes and VIPs, goes BACKUP and arms its
+    Master_Down_Timer for Skew_Time only, so that, unopposed, it is MASTER again
+    (everything added back) after Skew_Time.  No RFC event: the election reruns.
+    """
+
+    now_us: int
+    what: str
+
+
 Event: TypeAlias = (
     Startup
     | Shutdown
@@ -188,6 +204,7 @@ Event: TypeAlias = (
     | FaultRaised
     | FaultCleared
     | FaultPending
+    | VipDeleted
 )
 
 
@@ -704,6 +721,18 @@ def _master_advert(
     return s, actions
 
 
+def _master_vip_deleted(
+    p: VrrpParams, s: VrrpState, e: VipDeleted
+) -> tuple[VrrpState, list[Action]]:
+    # keepalived set_vrrp_backup: vrrp_state_leave_master(advF true) sends priority
+    # 0 and removes what is left, then "we want a quick transition back to master":
+    # ms_down_timer = VRRP_TIMER_SKEW, not the Master_Down_Interval.
+    s, actions = _leave_master(p, s, relinquish=True)
+    s = replace(s, preempt_until=None)
+    s, enter = _enter_backup(p, s, e.now_us, _skew(p, s))
+    return s, actions + enter
+
+
 def _master_priority(
     p: VrrpParams, s: VrrpState, e: PriorityChanged
 ) -> tuple[VrrpState, list[Action]]:
@@ -800,6 +829,7 @@ _TABLE: dict[State, dict[type, Handler]] = {
         GarpTimerFired: _master_garp_timer,
         AdvertReceived: _master_advert,
         PriorityChanged: _master_priority,
+        VipDeleted: _master_vip_deleted,
         FaultRaised: _any_fault_raised,
         FaultCleared: _any_fault_cleared,
     },

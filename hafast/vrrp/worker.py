@@ -43,6 +43,7 @@ from hafast.vrrp.sync_group import SyncGroup
 from hafast.vrrp.tracking import Tracking
 from hafast.vrrp.transport import Transport
 from hafast.vrrp.updown import link_delays
+from hafast.vrrp.vipwatch import VipWatch
 
 log = logging.getLogger("hafast.vrrp")
 
@@ -109,6 +110,9 @@ class VrrpWorker:
             if inst is not None:
                 self.instances.append(inst)
         self._group()
+        # a master whose VIP, virtual route or rule someone deletes steps down
+        self.vipwatch = VipWatch(loop, lambda: self.instances)
+        self.vipwatch.follow()
 
     def _group(self) -> None:
         """(Re)build the sync groups over the running instances.
@@ -195,6 +199,7 @@ class VrrpWorker:
         self.stopped = True
         self.tracking.close()
         self.linkwatch.close()
+        self.vipwatch.close()  # the deletions to come are ours
         for group in self.groups:
             group.stopping = True
         for inst in self.instances:
@@ -284,6 +289,7 @@ class VrrpWorker:
             if getattr(ft, "_handle", None) is None:
                 ft.start()
         self._group()
+        self.vipwatch.follow()
         if config.global_defs.fifo_write_vrrp_states_on_reload:
             self._rewrite_states(groups_were, {n.name for n in plan.add})
         counts = plan.counts()

@@ -174,6 +174,10 @@ class PoolManager:
         self.owned = self.policy.owned()
         self.applied = Pool() if self.flush else await self.backend.dump()
         n = await self._converge(None)
+        if not n:
+            # nft makes its table with the first pool (one transaction, so a restart
+            # never commits an empty pool); with no pool to apply, it is made now.
+            await self.backend.apply([])
         self._run_actions(outcome.actions)
         return n
 

@@ -73,3 +73,33 @@ def test_graceful_stop_deletes_the_table_unless_dont_release_ipvs() -> None:
     scripts = _stop_after_start(keep=True)
     assert not any("delete table" in s for s in scripts[1:])  # scripts[0]: open's reset
     assert "add rule inet hafast_lvs" in scripts[-1]
+
+
+def test_start_replaces_a_left_table_and_fills_it_in_one_transaction() -> None:
+    # Issue 17 (chaos, parent SIGKILL then restart): open() ran the skeleton alone,
+    # which swapped the dead parent's full table for an empty one; the pool came
+    # 70 ms later in a second transaction.  Now nothing is committed in between.
+    scripts = _stop_after_start(keep=True)
+    assert len(scripts) == 1
+    first = scripts[0]
+    assert first.index("delete table inet hafast_lvs") < first.index("add rule inet hafast_lvs")
+    assert "10.1.0.1 . 80" in first
+
+
+def test_start_with_nothing_to_apply_still_makes_the_table() -> None:
+    import asyncio
+
+    from hafast.lvs.backend import Pool
+    from hafast.lvs.nft import NftBackend
+
+    nft = RecordingNft()
+
+    async def body() -> None:
+        b = NftBackend(nft=nft)  # type: ignore[arg-type]
+        await b.open()
+        assert nft.scripts == []
+        await b.apply([])
+        assert await b.dump() == Pool()
+
+    asyncio.run(body())
+    assert len(nft.scripts) == 1 and "map svc4" in nft.scripts[0]

@@ -104,6 +104,22 @@ class SyncGroup:
                     m.raise_fault(self.reason)
                     m.clear_fault(self.reason)
 
+    def step_down(self, inst: Instance, what: str) -> None:
+        """``inst`` lost a VIP, virtual route or rule (:class:`hafast.vrrp.fsm.VipDeleted`).
+
+        keepalived 2.2.7's set_vrrp_backup moves each other MASTER member the same
+        way (priority 0, BACKUP, Skew_Time timer: no sync FAULT on the way) and sets
+        the group's state to BACKUP without a GROUP notification; they all come back
+        together once the first is MASTER again."""
+        self.state = State.BACKUP
+        self._syncing = True
+        try:
+            for m in [inst] + [m for m in self.members if m is not inst]:
+                if m.state is State.MASTER:
+                    m.feed(fsm.VipDeleted(m.timers.now_us(), what))
+        finally:
+            self._syncing = False
+
     def _report(self) -> None:
         if any(m.state is State.FAULT and not m.machine.state.faults for m in self.members):
             return  # keepalived: the group is in INIT while a member waits

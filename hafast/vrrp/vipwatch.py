@@ -27,9 +27,11 @@ gives keepalived 2.2.7 ``BACKUP`` at once and ``MASTER`` 0.41-0.43 s later (prio
 blackhole route without ``dev``, nothing.
 
 keepalived's rule filter, unlike the other two, does not look at the instance's
-state; a rule can only be missing from a master's kernel, though, so only masters
-are acted on here (the rule keepalived removes itself on leaving MASTER is the one
-case that differs, and it is not followed here).
+state; but a rule is only in the kernel while its instance is MASTER, and the
+deletion keepalived makes itself on leaving MASTER (a higher priority heard) was
+seen to change nothing (one "Entering BACKUP STATE", one BACKUP line), so only
+masters are acted on here.  In a sync group the other masters step down the same
+way (:meth:`hafast.vrrp.sync_group.SyncGroup.step_down`).
 
 Example::
 
@@ -58,6 +60,7 @@ from hafast.net.rules import deletion_key
 from hafast.vrrp import fsm
 from hafast.vrrp.fsm import State
 from hafast.vrrp.instance import Instance
+from hafast.vrrp.sync_group import SyncGroup
 
 log = logging.getLogger("hafast.vrrp")
 
@@ -88,9 +91,11 @@ class VipWatch:
     route or virtual rule was deleted (see the module doc)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 instances: Callable[[], Iterable[Instance]]) -> None:
+                 instances: Callable[[], Iterable[Instance]],
+                 groups: Callable[[], Iterable[SyncGroup]] = tuple) -> None:
         self._loop = loop
         self._instances = instances
+        self._groups = groups
         self._watch: RouteWatch | None = None
         self._rule_keys: dict[int, tuple[tuple[RuleKey, str], ...]] = {}
         self.stepped_down = 0
@@ -131,7 +136,11 @@ class VipWatch:
         log.info("%s: %s deleted by someone else: leaving MASTER (keepalived's "
                  "set_vrrp_backup)", inst.name, what)
         self.stepped_down += 1
-        inst.feed(fsm.VipDeleted(inst.timers.now_us(), what))
+        group = next((g for g in self._groups() if inst in g.members), None)
+        if group is not None:
+            group.step_down(inst, what)
+        else:
+            inst.feed(fsm.VipDeleted(inst.timers.now_us(), what))
 
     def _addr_deleted(self, d: DeletedAddress) -> None:
         deleted = ipaddress.ip_address(d.address)

@@ -111,7 +111,7 @@ class VrrpWorker:
                 self.instances.append(inst)
         self._group()
         # a master whose VIP, virtual route or rule someone deletes steps down
-        self.vipwatch = VipWatch(loop, lambda: self.instances)
+        self.vipwatch = VipWatch(loop, lambda: self.instances, lambda: self.groups)
         self.vipwatch.follow()
 
     def _group(self) -> None:

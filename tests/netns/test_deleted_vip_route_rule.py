@@ -170,3 +170,58 @@ def test_with_a_backup_peer_the_vip_stays(master: str) -> None:
         finally:
             for f in fifos.values():
                 f.close()
+
+
+SYNC = """global_defs {{
+  router_id r1
+  vrrp_garp_master_delay 0
+  notify_fifo {fifo}
+}}
+vrrp_sync_group G {{
+  group {{ VI_A VI_B }}
+}}
+vrrp_instance VI_A {{
+  state MASTER
+  interface eth0
+  virtual_router_id 80
+  priority 150
+  advert_int 1
+  virtual_ipaddress {{ 10.77.0.110/24 }}
+}}
+vrrp_instance VI_B {{
+  state MASTER
+  interface eth0
+  virtual_router_id 81
+  priority 150
+  advert_int 1
+  virtual_ipaddress {{ 10.77.0.111/24 }}
+}}
+"""
+
+
+def test_a_sync_group_steps_down_together(labs: dict[str, VrrpLab]) -> None:
+    """VI_A's VIP deleted: set_vrrp_backup puts VI_B in BACKUP too (no sync FAULT, no
+    GROUP BACKUP line), and the group is MASTER again after Skew_Time."""
+    fifos = {k: FifoLines(labs[k].tmp / f"notify-{k}.fifo") for k in KINDS}
+    try:
+        for kind in KINDS:
+            labs[kind].start("r1", kind, SYNC.format(fifo=fifos[kind].path))
+        for kind, lab in labs.items():
+            lab.wait_for(lambda k=kind: fifos[k].lines[-1:] != []
+                         and fifos[k].lines[-1][1] == 'GROUP "G" MASTER 0', 15.0,
+                         f"{kind}: group MASTER")
+        marks = {k: len(fifos[k].lines) for k in KINDS}
+        for lab in labs.values():
+            run_in(lab.ns("r1"), ["ip", "addr", "del", "10.77.0.110/24", "dev", "eth0"])
+        time.sleep(3.0)
+        seen = {k: [ln for _t, ln in fifos[k].lines[marks[k]:]] for k in KINDS}
+        assert seen["hafast"] == seen["keepalived"] == [
+            'INSTANCE "VI_A" BACKUP 150', 'INSTANCE "VI_B" BACKUP 150',
+            'INSTANCE "VI_A" MASTER 150', 'INSTANCE "VI_B" MASTER 150',
+            'GROUP "G" MASTER 0'], seen
+        for kind, lab in labs.items():
+            addrs = run_in(lab.ns("r1"), ["ip", "-4", "-o", "addr"]).stdout
+            assert "10.77.0.110/" in addrs and "10.77.0.111/" in addrs, kind
+    finally:
+        for f in fifos.values():
+            f.close()

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 from typing import cast
 
 from hafast.config.iproute import RouteSpec, parse_route
 from hafast.config.iprule import parse_rule
 from hafast.config.loader import load_text
+from hafast.config.model import SyncGroup as SyncGroupSpec
 from hafast.config.model import VirtualAddress
 from hafast.net.routewatch import DeletedAddress, DeletedRoute
 from hafast.net.rules import deletion_key
@@ -19,6 +21,7 @@ from hafast.vrrp import fsm
 from hafast.vrrp.fsm import State, TimerKind
 from hafast.vrrp.instance import Instance, InstanceSpec, ManualTimers, NullAnnouncer
 from hafast.vrrp.params import VrrpParams
+from hafast.vrrp.sync_group import SyncGroup
 from hafast.vrrp.timers import skew_time_us
 from hafast.vrrp.vipwatch import VipWatch
 
@@ -149,3 +152,19 @@ def test_no_track_on_a_virtual_route_is_read() -> None:
     assert not cfg.errors, cfg.errors
     route = parse_route(cfg.config.vrrp_instances[0].virtual_routes[0])
     assert route.no_track and not route.tracked
+
+
+def test_a_sync_group_steps_down_together_without_a_fault() -> None:
+    a, clock, _v1 = _master("A")
+    b = Instance(replace(a.spec, name="B"), timers=clock, vips=MemoryVips(),
+                 announcer=NullAnnouncer(), notifier=None)
+    b.start()
+    clock.advance(4 * ADV)
+    group = SyncGroup(SyncGroupSpec(name="G", group=("A", "B")), [a, b])
+    group.state = State.MASTER
+    watch = VipWatch(NO_LOOP, lambda: (a, b), lambda: (group,))
+    watch._addr_deleted(DeletedAddress("10.0.0.100", LO))
+    assert (a.state, b.state, group.state) == (State.BACKUP, State.BACKUP, State.BACKUP)
+    assert State.FAULT not in [s for _t, s in b.transitions]
+    clock.advance(skew_time_us(2, 150, ADV))
+    assert (a.state, b.state) == (State.MASTER, State.MASTER)

@@ -58,29 +58,25 @@ class PoolKeeper:
     async def open(self) -> None:
         # The configuration's initial health (alpha servers out): the workers'
         # engines start from the same, so their first events are real changes.
+        mark = len(self.manager.actions)
         await self.manager.start()
         self.alerts = QuorumAlerts(asyncio.get_running_loop(), self.config)
-        self.alerts.started(self.policy)
+        # the mails read the transitions the policy worked out for the notifies
+        self.alerts.started(self.manager.actions[mark:])
 
     async def on_events(self, events: Iterable[Any]) -> None:
-        before = self.alerts.before(self.policy) if self.alerts is not None else None
+        mark = len(self.manager.actions)
         for ev in events:
             self.manager.on_event(ev)
-        if before:
-            assert self.alerts is not None
-            self.alerts.after(self.policy, before)
+        if self.alerts is not None:
+            self.alerts.after_events(self.manager.actions[mark:])
 
     async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
-        alerts = self.alerts
-        snap = alerts.before_reload(self.policy) if alerts is not None else {}
-        alive = alerts.alive_servers(self.policy) if alerts is not None else {}
+        mark = len(self.manager.actions)
         await self.manager.reload(config, vips_present)
         self.config = config
-        if alerts is not None:
-            alerts.configure(config)
-            # keepalived's order: the removed servers, then the quorums
-            alerts.removed(self.policy, alive)
-            alerts.after_reload(self.policy, snap)
+        if self.alerts is not None:
+            self.alerts.reloaded(config, self.manager.actions[mark:])
 
     def set_vip(self, address: str, present: bool) -> None:
         """ha_suspend: ``address`` arrived on this box or left it."""

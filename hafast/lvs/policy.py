@@ -3,7 +3,10 @@
 No sockets, no loop, no clock of its own: the caller feeds it the check engine's
 :class:`~hafast.lib.events.ServerEvent` s (each carries its own time) and gets back
 the notify actions to run and the services whose desired state changed; the
-desired :class:`~hafast.lvs.backend.Pool` is :attr:`PoolPolicy.pool`.
+desired :class:`~hafast.lvs.backend.Pool` is :attr:`PoolPolicy.pool`.  Each notify
+comes after the transition behind it (:class:`RsMoved`, :class:`QuorumMoved`): the
+email alerts (:mod:`hafast.lvs.alerts`) read those, so what is reported at start,
+at a reload and on each event is decided here once.
 
 keepalived's rules, as ``check/ipwrapper.c`` applies them:
 
@@ -110,7 +113,44 @@ class FifoLine:
     line: str
 
 
-Action = RunScript | FifoLine
+@dataclass(frozen=True, slots=True)
+class RsMoved:
+    """A real server's notify as data, ahead of its script and FIFO line: the one
+    sequence of transitions that the email alerts (:mod:`hafast.lvs.alerts`)
+    read too.  ``removed``: a reload took it away (keepalived clear_service_rs)."""
+
+    vs: m.VirtualServer
+    rs: m.RealServer
+    rs_label: str  # keepalived's FMT_RS text
+    vs_label: str
+    alive: bool
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumMoved:
+    """A virtual server's quorum notify as data, with what keepalived's mail body
+    shows: ``vs``, the settings it was weighed with (the old ones in a reload's
+    ``cleared`` step), the ``threshold`` compared with and the live ``weight``.
+
+    ``init``: keepalived's update_quorum_state(init), at start or for a reload's
+    new virtual server ("Starting with quorum ...").  ``cleared``: a reload's
+    clear_diff_services weighing the old virtual server without the real servers
+    it takes away."""
+
+    vs: m.VirtualServer
+    label: str
+    up: bool
+    threshold: int
+    weight: int
+    init: bool = False
+    cleared: bool = False
+
+
+Transition = RsMoved | QuorumMoved
+# The transitions ride along with the notifies they cause; the manager runs only
+# the scripts and FIFO lines and keeps everything in its journal (``actions``).
+Action = RunScript | FifoLine | Transition
 
 
 @dataclass
@@ -380,7 +420,7 @@ class PoolPolicy:
         # or, only with a sorry server (not in yet), runs quorum_down / "VS ... DOWN".
         # The same holds for a virtual server a reload adds.
         st.quorum_up = False
-        self._update_quorum(st, out, sorry_in=False)
+        self._update_quorum(st, out, init=True, sorry_in=False)
 
     # -- inputs -------------------------------------------------------------------
 
@@ -470,8 +510,8 @@ class PoolPolicy:
                 if rst.alive:
                     rst.alive = False
                     self._rs_notify(st, rst, out)
-            st.quorum_up = False
-            self._vs_notify(st, out)
+            was_up, st.quorum_up = st.quorum_up, False
+            self._vs_notify(st, out, was_up)
         return out
 
     def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> Outcome:
@@ -521,7 +561,7 @@ class PoolPolicy:
                 sorry_in = (sorry is not None and sorry == prev.vs.sorry_server
                             and not was_up[key])
                 st.quorum_up = was_up[key]
-                self._update_quorum(st, out, sorry_in=sorry_in)
+                self._update_quorum(st, out, init=True, sorry_in=sorry_in)
             self._sync(st)
             out.changed |= {s.key for s in st.services}
         if vips_present is not None:
@@ -545,31 +585,32 @@ class PoolPolicy:
             if rk in kept or not rst.alive or (rst.rs.address, rst.dest_port) not in pooled:
                 continue
             rst.alive = False
-            self._rs_notify(old, rst, out)
+            self._rs_notify(old, rst, out, removed=True)
         if new is not None and not old.rss:
             return  # clear_diff_rs: an old virtual server without real servers stops here
         vs = old.vs
         total = old.live_weight()
         if old.quorum_up and (total == 0 or total < vs.quorum - vs.hysteresis):
             old.quorum_up = False
-            self._vs_notify(old, out)
+            self._vs_notify(old, out, True, cleared=True)
 
     # -- rules --------------------------------------------------------------------
 
-    def _update_quorum(self, st: VsState, out: Outcome, *, sorry_in: bool = True) -> None:
-        """keepalived's update_quorum_state; ``sorry_in`` False is its ``init`` call
-        for a virtual server whose sorry server is not in the pool yet, which
-        reports a quorum that is down (and stays down) all the same."""
+    def _update_quorum(self, st: VsState, out: Outcome, *, init: bool = False,
+                       sorry_in: bool = True) -> None:
+        """keepalived's update_quorum_state; ``init`` is its ``init`` call, where a
+        virtual server whose sorry server is not in the pool yet (``sorry_in``
+        False) reports a quorum that is down (and stays down) all the same."""
         vs = st.vs
         total = st.live_weight()
         if not st.quorum_up and total >= vs.quorum + vs.hysteresis:
             st.quorum_up = True
-            self._vs_notify(st, out)
+            self._vs_notify(st, out, False, init=init)
         elif st.quorum_up and (total == 0 or total < vs.quorum - vs.hysteresis):
             st.quorum_up = False
-            self._vs_notify(st, out)
+            self._vs_notify(st, out, True, init=init)
         elif not st.quorum_up and not sorry_in and vs.sorry_server is not None:
-            self._vs_notify(st, out)
+            self._vs_notify(st, out, False, init=init)
 
     def dests_of(self, st: VsState) -> dict[tuple[str, int], Dest]:
         """The destinations every service of ``st`` should have now."""
@@ -613,19 +654,28 @@ class PoolPolicy:
                 changed.add(svc.key)
         return changed
 
-    def _rs_notify(self, st: VsState, rst: RsState, out: Outcome) -> None:
+    def _rs_notify(self, st: VsState, rst: RsState, out: Outcome, *,
+                   removed: bool = False) -> None:
         rs = rst.rs
+        moved = RsMoved(st.vs, rs, rs_label(st.vs, rs, rst.dest_port), st.label, rst.alive,
+                        removed)
         state = "UP" if rst.alive else "DOWN"
         script = rs.notify_up if rst.alive else rs.notify_down
+        out.actions.append(moved)
         if script:
             out.actions.append(RunScript(script.argv, f"{rs.address}:{rst.dest_port} {state}",
                                          *script_identity(script, self._script_user)))
-        out.actions.append(FifoLine(
-            f"RS {rs_label(st.vs, rs, rst.dest_port)} {st.label} {state}"))
+        out.actions.append(FifoLine(f"RS {moved.rs_label} {moved.vs_label} {state}"))
 
-    def _vs_notify(self, st: VsState, out: Outcome) -> None:
+    def _vs_notify(self, st: VsState, out: Outcome, was_up: bool, *, init: bool = False,
+                   cleared: bool = False) -> None:
+        vs = st.vs
+        # keepalived compares with quorum -/+ hysteresis as the state was
+        threshold = vs.quorum + (-vs.hysteresis if was_up else vs.hysteresis)
+        out.actions.append(QuorumMoved(vs, st.label, st.quorum_up, threshold,
+                                       st.live_weight(), init, cleared))
         state = "UP" if st.quorum_up else "DOWN"
-        script = st.vs.quorum_up if st.quorum_up else st.vs.quorum_down
+        script = vs.quorum_up if st.quorum_up else vs.quorum_down
         if script:
             out.actions.append(RunScript(script.argv, f"{st.label} quorum {state}",
                                          *script_identity(script, self._script_user)))

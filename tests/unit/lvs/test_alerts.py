@@ -144,3 +144,71 @@ def test_reload_that_loses_the_quorum_mails_twice(monkeypatch: pytest.MonkeyPatc
         "=> Lost quorum 3+1=2 <= 0 <=",
         "=> Starting with quorum down 3+1=2 <= 0 <=",
     ]
+
+
+
+TWO = (CONF.format(globals_="", vs_extra=" smtp_alert")
+       + CONF.split("}}\n", 1)[1].format(vs_extra=" smtp_alert").replace("10.0.0.1", "10.0.0.2"))
+RS2 = " real_server 10.1.0.2 80 {\n  weight 2\n  TCP_CHECK { connect_timeout 1 }\n }\n"
+
+
+def reload_two(monkeypatch: pytest.MonkeyPatch, new_text: str, down: list[str]
+               ) -> tuple[list[str], list[tuple[str, str]]]:
+    """TWO's virtual servers (which share their real servers' checks), ``down``
+    failed, then a reload to ``new_text``: its FIFO lines and its mails."""
+    cfg = load_text(TWO).config
+    vs1 = cfg.virtual_servers[0].key
+    mailer = FakeMailer()
+    monkeypatch.setattr(keeper_module, "QuorumAlerts",
+                        lambda loop, config: QuorumAlerts(loop, config, mailer))  # type: ignore[arg-type]
+
+    async def go() -> list[str]:
+        keeper = PoolKeeper(cfg, MemoryBackend(), keep=False)
+        await keeper.open()
+        await keeper.on_events([ServerEvent(vs1, (a, 80), DOWN, 2, "x", 1.0) for a in down])
+        mailer.sent.clear()
+        mark = len(keeper.manager.actions)
+        await keeper.reload(load_text(new_text).config)
+        lines = [getattr(a, "line", "") for a in keeper.manager.actions[mark:]]
+        await keeper.close()
+        return [x for x in lines if x]
+
+    lines = asyncio.run(go())
+    return lines, [(a.subject, a.body) for a in mailer.sent]
+
+
+def test_reload_mails_follow_the_notify_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reload's mails are the policy's notify transitions, in the FIFO's order:
+    per virtual server its removed live server, then the old one's quorum loss
+    (old settings); then the new ones, in the configuration's order."""
+    lines, mails = reload_two(monkeypatch, TWO.replace(RS2, ""), ["10.1.0.1"])
+    assert lines == [
+        "RS [10.1.0.2]:tcp:80 [10.0.0.1]:tcp:80 DOWN",
+        "VS [10.0.0.1]:tcp:80 DOWN",
+        "RS [10.1.0.2]:tcp:80 [10.0.0.2]:tcp:80 DOWN",
+        "VS [10.0.0.2]:tcp:80 DOWN",
+        "VS [10.0.0.1]:tcp:80 DOWN",
+        "VS [10.0.0.2]:tcp:80 DOWN",
+    ]
+    removing = "Realserver [10.1.0.2]:tcp:80 of virtual server [10.0.0.{}]:tcp:80 - DOWN"
+    assert mails == [
+        (removing.format(1), "=> Removing <="),
+        ("Virtualserver [10.0.0.1]:tcp:80 - DOWN", "=> Lost quorum 3+1=2 <= 0 <="),
+        (removing.format(2), "=> Removing <="),
+        ("Virtualserver [10.0.0.2]:tcp:80 - DOWN", "=> Lost quorum 3+1=2 <= 0 <="),
+        ("Virtualserver [10.0.0.1]:tcp:80 - DOWN", "=> Starting with quorum down 3+1=2 <= 0 <="),
+        ("Virtualserver [10.0.0.2]:tcp:80 - DOWN", "=> Starting with quorum down 3+1=2 <= 0 <="),
+    ]
+
+
+def test_reload_new_sorry_server_on_a_down_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """keepalived init_service_vs: a sorry server new to a quorum that was down
+    reports it down again, as the FIFO line says; the other virtual server, its
+    dead server taken away, says nothing."""
+    head, tail = TWO.rsplit(RS2, 1)  # the second virtual server's copy goes
+    new = (head + tail).replace(" smtp_alert\n", " smtp_alert\n sorry_server 10.9.0.1 80\n", 1)
+    lines, mails = reload_two(monkeypatch, new, ["10.1.0.1", "10.1.0.2"])
+    assert lines == ["VS [10.0.0.1]:tcp:80 DOWN"]
+    assert mails == [
+        ("Virtualserver [10.0.0.1]:tcp:80 - DOWN", "=> Starting with quorum down 3+1=4 <= 0 <="),
+    ]

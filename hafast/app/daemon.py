@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import resource
 
 from hafast.app import netns
 from hafast.app.cmdline import Options
@@ -56,6 +58,16 @@ def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int
     try:
         sup = Supervisor(options, res.config, worker_argv=worker_argv)
         return loop.run_until_complete(sup.run())
+    except OSError as exc:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            log.exception("hafast stopped on an error")
+            return 1
+        # Said in one line a user acts on, not a traceback: the workers are not
+        # restarted in a loop, the daemon stops (tests/netns/test_chaos_reload.py).
+        log.error("hafast stopped: %s with the open-files limit at %d (RLIMIT_NOFILE); "
+                  "raise it (ulimit -n, systemd LimitNOFILE=)", exc.strerror,
+                  resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        return 1
     except Exception:
         # The workers follow (parent-death signal); say why before going.
         log.exception("hafast stopped on an error")

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import random
+import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -206,6 +207,16 @@ class ServerHealth:
         )
 
 
+# Failures that are the checker's own, not the real server's.  keepalived
+# (check_tcp.c, tcp_connect_thread) logs "TCP connect fail to create socket.
+# Rescheduling." and tries again a delay_loop later, counting nothing; counting
+# them took every healthy server of a worker out of the pool once the worker hit
+# its open-files limit (tests/netns/test_chaos_reload.py, RLIMIT_NOFILE 64).
+LOCAL_REASONS = {
+    "fd-limit": "the open-files limit (RLIMIT_NOFILE {nofile}) is reached",
+}
+
+
 class RateLimit:
     """At most ``burst`` log lines per ``interval`` seconds; counts the rest.
 
@@ -287,6 +298,8 @@ class Runner:
         self.checks: list[Check] = []
         self._counters: Counter[str] = Counter()
         self.rate = rate_limit or RateLimit(clock=loop.time)
+        # one line per 10 s: at the fd limit every check of the worker says the same
+        self.local_rate = RateLimit(1, 10.0, clock=loop.time)
         self.timers = TimerQueue(loop, timer_grain)  # grain: TimerQueue.GRAIN
         self.running = False
 
@@ -344,6 +357,10 @@ class Runner:
         counters = self._counters
         counters["attempts"] += 1
         state = check.state
+        if not result.ok and result.reason in LOCAL_REASONS:
+            counters["fail:" + result.reason] += 1
+            self._local_failure(check, result, since)
+            return
         if result.ok:
             counters["ok"] += 1
         else:
@@ -366,6 +383,20 @@ class Runner:
                 self.timers.after(delay_us / US, check)  # a fixed delay: its lane
             else:
                 self.timers.at(since + delay_us / US, check)
+
+    def _local_failure(self, check: Check, result: ProbeResult, since: float | None) -> None:
+        """Nothing was tried (LOCAL_REASONS): the check keeps its state and its
+        retry count, and tries again a delay_loop later."""
+        if self.local_rate.allow():
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            log.warning("%s: %s (%s): rescheduled in delay_loop, the real server keeps "
+                        "its state", check.name,
+                        LOCAL_REASONS[result.reason].format(nofile=nofile), result.detail)
+        if self.running:
+            if since is None:
+                self.timers.after(check.delay_loop_us / US, check)
+            else:
+                self.timers.at(since + check.delay_loop_us / US, check)
 
     def start_raised(self, check: Check, exc: Exception) -> None:
         """A kind's ``start`` raised (it must not): log it, fail the attempt."""

@@ -50,6 +50,10 @@ REASONS: dict[int, str] = {
     errno.EADDRINUSE: "bind",
     errno.EPERM: "denied",
     errno.EACCES: "denied",
+    # The worker's own open-files limit, not the server's fault: the runner
+    # reschedules without counting a failure (runner.LOCAL_REASONS).
+    errno.EMFILE: "fd-limit",
+    errno.ENFILE: "fd-limit",
 }
 
 

@@ -91,7 +91,8 @@ def test_rate_limit_counts_suppressed_lines() -> None:
 
 
 class Scripted(ProbeKind):
-    """Answers from a script: 'S' success, 'F' refused at once, 'H' hang (never
+    """Answers from a script: 'S' success, 'F' refused at once, 'M' no socket (the
+    worker's open-files limit), 'H' hang (never
     answers, so the deadline decides), after ``latency`` seconds of loop time."""
 
     keyword = "SCRIPTED"
@@ -111,6 +112,7 @@ class Scripted(ProbeKind):
         if what == "H":
             return _Cancel(self)
         result = ProbeResult(True, weight=self.weights.get(n)) if what == "S" else \
+            ProbeResult(False, "fd-limit", "socket: EMFILE") if what == "M" else \
             ProbeResult(False, "refused", "scripted")
         handle = self.loop.call_later(self.latency, done, result)
         return _Cancel(self, handle)
@@ -214,6 +216,30 @@ def test_alpha_failure_stays_down_without_retries_or_event(loop: FakeLoop,
     loop.advance(1.2)
     assert not events and not health.up
     assert len(kind.starts) == 3  # 0, 0.51, 1.02: delay_loop apart
+
+
+def test_fd_limit_is_rescheduled_not_counted_against_the_server(
+        loop: FakeLoop, events: list[ServerEvent], caplog: pytest.LogCaptureFixture) -> None:
+    # retry 0: one counted failure would take the server down at once
+    runner, kind, health = make(loop, events, "MMMMF", spec(retry=0))
+    t0 = loop.now
+    with caplog.at_level(logging.WARNING, "hafast"):
+        runner.start()
+        loop.advance(2.3)
+    starts = [round(s - t0, 6) for s in kind.starts]
+    assert starts == [0.0, 0.51, 1.02, 1.53, 2.04]  # a delay_loop apart, no retries
+    assert [e.state for e in events] == [DOWN] and not health.up  # only the real 'F'
+    assert runner.counters["fail:fd-limit"] == 4
+    lines = [r.getMessage() for r in caplog.records if "RLIMIT_NOFILE" in r.getMessage()]
+    assert len(lines) == 1 and "rescheduled in delay_loop" in lines[0]  # rate-limited
+
+
+def test_emfile_is_the_fd_limit_reason() -> None:
+    import errno
+
+    from hafast.check.tcp import failure
+
+    assert failure(errno.EMFILE).reason == failure(errno.ENFILE).reason == "fd-limit"
 
 
 def test_all_checkers_must_pass(loop: FakeLoop, events: list[ServerEvent]) -> None:

@@ -109,7 +109,13 @@ def _load() -> tuple[Any, Any]:
 
                 ffi = cffi.FFI()
                 ffi.cdef(_CDEF)
-                _api = (ffi, ffi.dlopen("libpcre2-8.so.0"))
+                # RTLD_NODELETE: the library stays mapped for the process's life.
+                # Patterns free their code and match data through ffi.gc, and at
+                # interpreter exit those finalizers can run after the lib object is
+                # gone; without it the dlclose unmapped pcre2 first and they jumped
+                # into unmapped memory (pytest tests/unit ended with SIGSEGV, 139).
+                _api = (ffi, ffi.dlopen("libpcre2-8.so.0",
+                                        ffi.RTLD_NOW | ffi.RTLD_NODELETE))
     return _api
 
 
@@ -152,6 +158,9 @@ def _match_context(start: int, size: int) -> Any:
         raise MemoryError("pcre2: no memory for the JIT stack")
     lib.pcre2_jit_stack_assign_8(ctx, ffi.NULL, stack)
     _stacks.start, _stacks.size, _stacks.ctx, _stacks.stack = want[0], want[1], ctx, stack
+    # Patterns compiled before a larger regex_stack came keep the older context, which
+    # points at the older stack: keep every one alive (one per distinct size, so few).
+    _stacks.__dict__.setdefault("kept", []).append((ctx, stack))
     return ctx
 
 

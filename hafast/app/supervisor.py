@@ -271,7 +271,10 @@ class Supervisor:
 
     async def _shutdown(self) -> None:
         if self.fleet is not None:
-            # as VRRP's priority 0: the routers move the flows while the pools serve
+            # as VRRP's priority 0: the routers move the flows while the pools serve;
+            # drain_method/shutdown_drain_time (docs/fleet.md) keep serving a while
+            end = self.fleet.drain()
+            await asyncio.sleep(max(0.0, end - self.loop.time()))
             self.fleet.withdraw_all()
             self.fleet.stop()
         # VRRP first: masters send priority 0 while the pools still serve.

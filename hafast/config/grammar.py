@@ -789,6 +789,8 @@ bfd                 f  0-1  flag          bfd
 _ANNOUNCE = """
 prefix              v  1    hostprefix    prefix
 announce_delay      v  1    timer:0,3600  announce_delay_us
+drain_method        v  1-2  drainmethod   drain_method
+shutdown_drain_time v  1    timer:0,3600  shutdown_drain_time_us
 """
 _FLEET_HELP = {
     ("top", "bgp_speaker"): "the director's BGP speaker (FRR) for fleet mode",
@@ -805,6 +807,10 @@ _FLEET_HELP = {
     ("announce", "prefix"): "the VIP as a host prefix, A/32 or A/128",
     ("announce", "announce_delay"): "seconds to hold the first announcement after the "
     "first full round of checks",
+    ("announce", "drain_method"): "how SIGTERM drains the VIP before withdrawing it: "
+    "withdraw | med N | prepend N | graceful_shutdown",
+    ("announce", "shutdown_drain_time"): "seconds SIGTERM keeps the VIP drained (or, "
+    "for withdraw, serving after the withdrawal) before the daemon exits",
 }
 EXTENSIONS.update({k: f"a hafast extension (keepalived does not know it): {v}"
                    for k, v in _FLEET_HELP.items()})
@@ -1200,6 +1206,37 @@ def conv_host_prefix(args: Sequence[Token]) -> str:
 
 
 CONVERTERS["hostprefix"] = conv_host_prefix
+
+# drain_method: the keyword and its argument's range (RFC 4271 §4.3: MED is 32 bits;
+# FRR's ``set as-path prepend`` takes at most 10 repetitions of an AS here)
+_DRAIN_METHODS: dict[str, tuple[int, int] | None] = {
+    "withdraw": None, "graceful_shutdown": None, "med": (0, 4294967295), "prepend": (1, 10),
+}
+
+
+def conv_drain_method(args: Sequence[Token]) -> str:
+    """``withdraw | med N | prepend N | graceful_shutdown``, normalised to text."""
+    t = args[0]
+    expected = "withdraw | med N | prepend N | graceful_shutdown"
+    if t.text not in _DRAIN_METHODS:
+        raise BadValue(t, f"'{t.text}' is not a drain method (expected: {expected})")
+    rng = _DRAIN_METHODS[t.text]
+    if rng is None:
+        if len(args) > 1:
+            raise BadValue(args[1], f"{t.text} takes no argument")
+        return t.text
+    if len(args) < 2:
+        raise BadValue(t, f"{t.text} needs a number (expected: {t.text} N)")
+    try:
+        n = int(args[1].text)
+    except ValueError:
+        n = -1
+    if not rng[0] <= n <= rng[1]:
+        raise BadValue(args[1], f"'{args[1].text}' is not an integer {rng[0]}..{rng[1]}")
+    return f"{t.text} {n}"
+
+
+CONVERTERS["drainmethod"] = conv_drain_method
 
 
 def _arity(text: str) -> tuple[int, int]:

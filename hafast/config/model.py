@@ -897,6 +897,8 @@ class Announce:
 
     prefix: str = ""  # "A/32" or "A/128", normalised
     announce_delay_us: int = 0
+    drain_method: str = "withdraw"  # withdraw | med N | prepend N | graceful_shutdown
+    shutdown_drain_time_us: int = 0
     where: str = _where()
 
 

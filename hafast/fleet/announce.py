@@ -8,6 +8,13 @@ States (issue 18):
 - ``ANNOUNCED``: the virtual server has quorum; the announce route is in the kernel and
   FRR advertises the prefix (``network VIP/32`` with import-check).
 - ``WITHDRAWN``: quorum lost (or never had): the route is gone, FRR withdraws.
+- ``DRAINING``: the daemon is stopping (:class:`Shutdown`).  With a ``drain_method``
+  other than ``withdraw`` the VIP stays announced but worse (:class:`Drain`: a higher
+  MED, a longer AS path or RFC 8326's GRACEFUL_SHUTDOWN community), so the routers move
+  new flows to the other directors while this one still serves the flows they keep
+  sending; with ``withdraw`` the route goes at once and the director only keeps serving.
+  Either way ``shutdown_drain_time`` later the VIP is ``WITHDRAWN``.  Quorum loss while
+  draining withdraws at once, as everywhere.
 
 Quorum loss withdraws at once, whatever the state: a director with no live real server
 must stop attracting flows before anything else.  Leaving ``STARTUP`` for ``WITHDRAWN``
@@ -37,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-STARTUP, ANNOUNCED, WITHDRAWN = "STARTUP", "ANNOUNCED", "WITHDRAWN"
+STARTUP, ANNOUNCED, WITHDRAWN, DRAINING = "STARTUP", "ANNOUNCED", "WITHDRAWN", "DRAINING"
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -62,7 +69,14 @@ class Tick:
     now: float
 
 
-Event = QuorumChanged | RoundDone | Tick
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The daemon is stopping (SIGTERM), at ``now``: drain, then withdraw."""
+
+    now: float
+
+
+Event = QuorumChanged | RoundDone | Tick | Shutdown
 
 
 # ---------------------------------------------------------------------------- actions
@@ -77,11 +91,18 @@ class Withdraw:
 
 
 @dataclass(frozen=True, slots=True)
+class Drain:
+    """Keep the prefix announced, but as a worse path (the drain route)."""
+
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
 class ArmTimer:
     at: float
 
 
-Action = Announce | Withdraw | ArmTimer
+Action = Announce | Withdraw | Drain | ArmTimer
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +112,15 @@ class AnnounceState:
     phase: str = STARTUP
     quorum: bool = False
     hold_until: float | None = None  # set by RoundDone: STARTUP ends at this time
+    drain: bool = False  # drain_method is not withdraw: the path is made worse
+    drain_time: float = 0.0  # shutdown_drain_time, seconds
+    drain_until: float | None = None  # set by Shutdown: DRAINING ends at this time
+    stopping: bool = False  # after Shutdown: WITHDRAWN is final
 
     @classmethod
-    def initial(cls, prefix: str, delay: float = 0.0) -> AnnounceState:
-        return cls(prefix, delay)
+    def initial(cls, prefix: str, delay: float = 0.0, *, drain: bool = False,
+                drain_time: float = 0.0) -> AnnounceState:
+        return cls(prefix, delay, drain=drain, drain_time=drain_time)
 
 
 Out = tuple[AnnounceState, tuple[Action, ...]]
@@ -109,7 +135,22 @@ def _settle(s: AnnounceState) -> Out:
     return replace(s, phase=want), (action,)
 
 
+def _shutdown(s: AnnounceState, ev: Shutdown) -> Out:
+    """Leave service: an announced VIP drains for drain_time, anything else withdraws
+    (a VIP still in STARTUP may have a route from an earlier run)."""
+    if s.phase == WITHDRAWN:
+        return replace(s, stopping=True), ()
+    if s.phase != ANNOUNCED or s.drain_time <= 0:
+        return replace(s, phase=WITHDRAWN, stopping=True), (Withdraw(s.prefix),)
+    until = ev.now + s.drain_time
+    first: Action = Drain(s.prefix) if s.drain else Withdraw(s.prefix)
+    return (replace(s, phase=DRAINING, drain_until=until, stopping=True),
+            (first, ArmTimer(until)))
+
+
 def _startup(s: AnnounceState, ev: Event) -> Out:
+    if isinstance(ev, Shutdown):
+        return _shutdown(s, ev)
     if isinstance(ev, QuorumChanged):
         return replace(s, quorum=ev.up), ()
     if isinstance(ev, RoundDone):
@@ -129,15 +170,33 @@ def _startup(s: AnnounceState, ev: Event) -> Out:
 
 
 def _running(s: AnnounceState, ev: Event) -> Out:
+    if isinstance(ev, Shutdown):
+        return _shutdown(s, ev)
     if isinstance(ev, QuorumChanged):
+        if s.stopping:  # a quorum coming back must not re-announce a stopping director
+            return replace(s, quorum=ev.up), ()
         return _settle(replace(s, quorum=ev.up))
     return s, ()  # rounds and ticks no longer matter
+
+
+def _draining(s: AnnounceState, ev: Event) -> Out:
+    # with withdraw as the drain method the route is already gone: nothing to take
+    gone = () if not s.drain else (Withdraw(s.prefix),)
+    if isinstance(ev, QuorumChanged):
+        s = replace(s, quorum=ev.up)
+        if ev.up:
+            return s, ()  # stopping all the same
+        return replace(s, phase=WITHDRAWN), gone
+    if isinstance(ev, Tick) and s.drain_until is not None and ev.now >= s.drain_until:
+        return replace(s, phase=WITHDRAWN), gone
+    return s, ()  # an early tick, a round, a second SIGTERM
 
 
 _HANDLERS: dict[str, Callable[[AnnounceState, Event], Out]] = {
     STARTUP: _startup,
     ANNOUNCED: _running,
     WITHDRAWN: _running,
+    DRAINING: _draining,
 }
 
 

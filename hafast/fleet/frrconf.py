@@ -1,30 +1,46 @@
 """The director's FRR configuration, rendered from hafast's config; FRR's own check.
 
 One ``frr.conf`` (zebra, bfdd and bgpd parts, each also available alone for daemons
-started with ``-f``).  Each VIP is a ``network A/32`` statement: with import-check (on
-by default in FRR 8.4, written out here so a site default cannot turn it off) bgpd
-announces the prefix exactly while the kernel has a route to it, which
-:mod:`hafast.fleet.kernel` adds and deletes.  That keeps every change a netlink call
-instead of a vtysh round trip that rewrites the running config (measured: the router's
-table follows in 124-132 ms against 146-165 ms through vtysh).
+started with ``-f``).  bgpd redistributes the kernel's announce routes
+(:mod:`hafast.fleet.kernel`) through the route-map ``hafast-fleet``: a VIP's prefix at
+the serving metric is announced plain, at the drain metric it is announced the way its
+``drain_method`` says (a MED, an AS path prepended, RFC 8326's GRACEFUL_SHUTDOWN
+community), and nothing else the kernel holds is announced.  So bgpd announces a VIP
+exactly while its route exists, and every change (announce, drain, withdraw) is a
+netlink call instead of a vtysh round trip that rewrites the running config (measured:
+the router's table follows in 124-132 ms against 146-165 ms through vtysh).  The first
+slice used ``network A/32`` with import-check; a network statement cannot see the
+kernel route's metric, so it could not drain.
 
 Example::
 
     >>> from hafast.config.model import BgpNeighbor, BgpSpeaker
     >>> sp = BgpSpeaker(local_as=65001, router_id="10.255.0.1",
     ...                 neighbors=(BgpNeighbor("10.0.1.1", 65000, bfd=True),))
-    >>> print(render(sp, ["192.0.2.100/32"], hostname="d1").bgpd)
+    >>> print(render(sp, ["192.0.2.100/32"], hostname="d1",
+    ...              drains={"192.0.2.100/32": "med 500"}).bgpd)
+    ip prefix-list hafast-fleet-4 seq 5 permit 192.0.2.100/32
+    ip prefix-list hafast-drain1-4 seq 5 permit 192.0.2.100/32
+    route-map hafast-fleet permit 10
+     match ip address prefix-list hafast-fleet-4
+     match metric 100
+     set metric 0
+    exit
+    route-map hafast-fleet permit 20
+     match ip address prefix-list hafast-drain1-4
+     match metric 200
+     set metric 500
+    exit
     router bgp 65001
      bgp router-id 10.255.0.1
      no bgp ebgp-requires-policy
-     bgp network import-check
      timers bgp 3 9
      neighbor 10.0.1.1 remote-as 65000
      neighbor 10.0.1.1 timers connect 1
      neighbor 10.0.1.1 advertisement-interval 0
      neighbor 10.0.1.1 bfd profile hafast
      address-family ipv4 unicast
-      network 192.0.2.100/32
+      redistribute kernel route-map hafast-fleet
      exit-address-family
     exit
     <BLANKLINE>
@@ -35,10 +51,11 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from hafast.config import model as m
+from hafast.fleet.kernel import DRAIN_METRIC, SERVE_METRIC
 
 # RFC 5880 §6.8.4: detection time = the remote's multiplier x the agreed interval.
 # Measured: 3 x 50 ms took a silently dead director out of the router's multipath in
@@ -60,8 +77,67 @@ class FrrConf:
         return "frr defaults traditional\n" + self.zebra + self.bfdd + self.bgpd
 
 
-def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = "") -> FrrConf:
-    """Render the three daemons' parts for ``speaker`` announcing ``prefixes``."""
+ROUTE_MAP = "hafast-fleet"
+
+
+def _drain_set(method: str, local_as: int) -> list[str]:
+    """The route-map ``set`` lines that make a draining path worse."""
+    name, _, arg = method.partition(" ")
+    if name == "med":
+        return [f" set metric {arg}"]
+    # the MED stays 0 so that only the chosen method makes the path worse
+    if name == "prepend":
+        return [" set metric 0", " set as-path prepend " + " ".join([str(local_as)] * int(arg))]
+    if name == "graceful_shutdown":
+        # RFC 8326 §3: the receiver lowers LOCAL_PREF on 65535:0; FRR routers do that
+        # with their own policy or 'bgp graceful-shutdown'
+        return [" set metric 0", " set community graceful-shutdown additive"]
+    raise ValueError(f"no drain route for drain_method {method}")
+
+
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _policy(nets: list[Net], drains: Mapping[str, str], local_as: int) -> list[str]:
+    """Prefix lists and the route-map bgpd redistributes the kernel's routes through."""
+    lists: list[str] = []
+    entries: list[tuple[str, int, list[str]]] = []  # (prefix-list, metric, set lines)
+    groups: list[tuple[str, int]] = [("fleet", 0)]
+    methods = sorted({drains[str(n)] for n in nets
+                      if drains.get(str(n), "withdraw") != "withdraw"})
+    groups += [(f"drain{i + 1}", i + 1) for i in range(len(methods))]
+    for version in (4, 6):
+        for name, k in groups:
+            mine = [n for n in nets if n.version == version
+                    and (k == 0 or drains.get(str(n)) == methods[k - 1])]
+            if not mine:
+                continue
+            plist = f"hafast-{name}-{version}"
+            ip = "ip" if version == 4 else "ipv6"
+            lists += [f"{ip} prefix-list {plist} seq {5 * (j + 1)} permit {n}"
+                      for j, n in enumerate(mine)]
+            if k == 0:
+                entries.append((f" match {ip} address prefix-list {plist}", SERVE_METRIC,
+                                [" set metric 0"]))
+            else:
+                entries.append((f" match {ip} address prefix-list {plist}", DRAIN_METRIC,
+                                _drain_set(methods[k - 1], local_as)))
+    out = list(lists)
+    # serving entries first (10, 11), drains from 20: anything else is denied
+    serve = [e for e in entries if e[1] == SERVE_METRIC]
+    drain = [e for e in entries if e[1] == DRAIN_METRIC]
+    numbered = [(10 + k, e) for k, e in enumerate(serve)]
+    numbered += [(20 + k, e) for k, e in enumerate(drain)]
+    for seq, (match, metric, sets) in numbered:
+        out += [f"route-map {ROUTE_MAP} permit {seq}", match, f" match metric {metric}",
+                *sets, "exit"]
+    return out
+
+
+def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = "",
+           drains: Mapping[str, str] | None = None) -> FrrConf:
+    """Render the three daemons' parts for ``speaker`` announcing ``prefixes``, each
+    drained on SIGTERM by its ``drains[prefix]`` method (default withdraw)."""
     nets = sorted({ipaddress.ip_network(p) for p in prefixes},
                   key=lambda n: (n.version, n.network_address))
     zebra = f"hostname {hostname}\n" if hostname else ""
@@ -71,12 +147,12 @@ def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = ""
         f"  receive-interval {BFD_INTERVAL_MS}\n  transmit-interval {BFD_INTERVAL_MS}\n"
         " exit\nexit\n"
     ) if bfd else ""
-    lines = [f"router bgp {speaker.local_as}"]
+    lines = [*_policy(nets, drains or {}, speaker.local_as), f"router bgp {speaker.local_as}"]
     if speaker.router_id:
         lines.append(f" bgp router-id {speaker.router_id}")
     # RFC 8212 makes eBGP refuse to send or take routes without a policy; the fleet's
-    # policy is "this director's VIPs", which the network statements already are
-    lines += [" no bgp ebgp-requires-policy", " bgp network import-check",
+    # policy is "this director's VIPs", which the redistribute route-map already is
+    lines += [" no bgp ebgp-requires-policy",
               f" timers bgp {speaker.keepalive} {speaker.hold_time}"]
     for n in speaker.neighbors:
         lines += [f" neighbor {n.address} remote-as {n.remote_as}",
@@ -92,7 +168,7 @@ def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = ""
         if not mine:
             continue
         lines.append(f" address-family {af} unicast")
-        lines += [f"  network {n}" for n in mine]
+        lines.append(f"  redistribute kernel route-map {ROUTE_MAP}")
         if version == 6:
             lines += [f"  neighbor {n.address} activate" for n in speaker.neighbors]
         lines.append(" exit-address-family")
@@ -105,8 +181,9 @@ def render_config(config: m.Config, *, hostname: str = "") -> FrrConf | None:
     every virtual server's ``announce`` prefix (None without a ``bgp_speaker``)."""
     if config.bgp_speaker is None:
         return None
-    prefixes = [vs.announce.prefix for vs in config.virtual_servers if vs.announce]
-    return render(config.bgp_speaker, prefixes, hostname=hostname)
+    announces = [vs.announce for vs in config.virtual_servers if vs.announce]
+    return render(config.bgp_speaker, [a.prefix for a in announces], hostname=hostname,
+                  drains={a.prefix: a.drain_method for a in announces})
 
 
 class FrrConfigError(Exception):

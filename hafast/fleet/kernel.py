@@ -8,6 +8,13 @@
   with import-check announces the prefix exactly while this route exists.  A blackhole
   never carries traffic here (the local table is looked up first).
 
+The announce route's metric (RTA_PRIORITY) says how: :data:`SERVE_METRIC` in service,
+:data:`DRAIN_METRIC` while SIGTERM drains.  zebra passes the metric to bgpd as the
+path's MED, and the rendered route-map (:mod:`hafast.fleet.frrconf`) keys on it, so a
+drain is still one change of a kernel route, never a vtysh call.  Draining adds the
+drain route before deleting the serving one: zebra keeps the lower metric selected
+while both exist, so the prefix is never withdrawn in between.
+
 Both carry :data:`RTPROT_HAFAST_FLEET`, so they are told apart from an operator's
 routes and from keepalived-compatible ``virtual_routes`` (protocol 18), and survive a
 crash (fail-static: the VIP stays announced until a new hafast decides).
@@ -32,6 +39,8 @@ RTPROT_HAFAST_FLEET = 250
 RT_TABLE_MAIN, RT_TABLE_LOCAL = 254, 255
 RTN_LOCAL, RTN_BLACKHOLE = 2, 6  # linux/rtnetlink.h
 RT_SCOPE_UNIVERSE, RT_SCOPE_HOST = 0, 254
+# explicit, since the kernel gives an IPv6 route without one metric 1024
+SERVE_METRIC, DRAIN_METRIC = 100, 200
 
 
 class KernelError(OSError):
@@ -55,7 +64,8 @@ class KernelRoutes:
         self._rtmsg = rtmsg
         self._nl = Rtnl()
 
-    def _msg(self, prefix: str, table: int, kind: int, scope: int) -> Any:
+    def _msg(self, prefix: str, table: int, kind: int, scope: int,
+             metric: int | None = None) -> Any:
         net = ipaddress.ip_network(prefix)
         m = self._rtmsg()
         m["family"] = socket.AF_INET if net.version == 4 else socket.AF_INET6
@@ -68,6 +78,8 @@ class KernelRoutes:
                                            ("RTA_DST", str(net.network_address))]
         if kind == RTN_LOCAL:
             attrs.append(("RTA_OIF", socket.if_nametoindex("lo")))
+        if metric is not None:
+            attrs.append(("RTA_PRIORITY", metric))
         m["attrs"] = attrs
         return m
 
@@ -92,15 +104,27 @@ class KernelRoutes:
         return self._delete(self._msg(prefix, RT_TABLE_LOCAL, RTN_LOCAL, RT_SCOPE_HOST),
                             f"local route {prefix}")
 
+    def _route(self, prefix: str, metric: int) -> Any:
+        return self._msg(prefix, RT_TABLE_MAIN, RTN_BLACKHOLE, RT_SCOPE_UNIVERSE, metric)
+
     def announce(self, prefix: str) -> bool:
-        """Add the announce route; True if it was not there."""
-        return self._add(self._msg(prefix, RT_TABLE_MAIN, RTN_BLACKHOLE, RT_SCOPE_UNIVERSE),
-                         f"announce route {prefix}")
+        """Add the announce route (and drop a drain route a crash may have left); True
+        if it was not there."""
+        added = self._add(self._route(prefix, SERVE_METRIC), f"announce route {prefix}")
+        self._delete(self._route(prefix, DRAIN_METRIC), f"drain route {prefix}")
+        return added
+
+    def drain(self, prefix: str) -> bool:
+        """Swap the announce route for the drain route; True if it was not there."""
+        added = self._add(self._route(prefix, DRAIN_METRIC), f"drain route {prefix}")
+        self._delete(self._route(prefix, SERVE_METRIC), f"announce route {prefix}")
+        return added
 
     def withdraw(self, prefix: str) -> bool:
-        """Delete the announce route; True if it was there."""
-        return self._delete(self._msg(prefix, RT_TABLE_MAIN, RTN_BLACKHOLE, RT_SCOPE_UNIVERSE),
-                            f"announce route {prefix}")
+        """Delete the announce and drain routes; True if one was there."""
+        gone = [self._delete(self._route(prefix, metric), f"announce route {prefix}")
+                for metric in (SERVE_METRIC, DRAIN_METRIC)]
+        return any(gone)
 
     def close(self) -> None:
         self._nl.close()

@@ -29,14 +29,17 @@ from hafast.check.engine import Engine
 from hafast.config import model as m
 from hafast.fleet.announce import (
     ANNOUNCED,
+    DRAINING,
     WITHDRAWN,
     Action,
     Announce,
     AnnounceState,
     ArmTimer,
+    Drain,
     Event,
     QuorumChanged,
     RoundDone,
+    Shutdown,
     Tick,
     Withdraw,
     step,
@@ -93,7 +96,9 @@ class Announcer:
         assert vs.announce is not None
         self.kernel.make_local(vs.announce.prefix)
         self.states[vs.key] = AnnounceState.initial(
-            vs.announce.prefix, vs.announce.announce_delay_us / US_PER_S)
+            vs.announce.prefix, vs.announce.announce_delay_us / US_PER_S,
+            drain=vs.announce.drain_method != "withdraw",
+            drain_time=vs.announce.shutdown_drain_time_us / US_PER_S)
         self.quorum.pop(vs.key, None)
         at = self.loop.time() + first_round_s(vs)
         self._timers.append(self.loop.call_at(at, self._round, vs.key, at))
@@ -139,13 +144,24 @@ class Announcer:
             t.cancel()
         self._timers.clear()
 
+    def drain(self) -> float:
+        """SIGTERM: every machine gets :class:`Shutdown`; returns the loop time by which
+        the last drain ends (now when nothing drains).  The caller waits until then,
+        with the pools still serving, and calls :meth:`withdraw_all`."""
+        now = self.loop.time()
+        for vs in self.vss:
+            self._feed(vs.key, Shutdown(now))
+        ends = [st.drain_until for st in self.states.values()
+                if st.phase == DRAINING and st.drain_until is not None]
+        return max(ends, default=now)
+
     def withdraw_all(self) -> None:
         """A clean stop: withdraw every prefix while the pools still serve, so the
         routers move the flows away before IPVS goes."""
         for vs in self.vss:
             st = self.states[vs.key]
             self.kernel.withdraw(st.prefix)
-            if st.phase == ANNOUNCED and self.on_change is not None:
+            if st.phase in (ANNOUNCED, DRAINING) and self.on_change is not None:
                 self.on_change(st.prefix, WITHDRAWN)
             log.info("announce %s: %s -> %s (stopping)", st.prefix, st.phase, WITHDRAWN)
 
@@ -172,6 +188,8 @@ class Announcer:
             self.kernel.announce(action.prefix)
         elif isinstance(action, Withdraw):
             self.kernel.withdraw(action.prefix)
+        elif isinstance(action, Drain):
+            self.kernel.drain(action.prefix)
         elif isinstance(action, ArmTimer):
             self._timers.append(self.loop.call_at(action.at, self._tick, key))
 

@@ -85,7 +85,7 @@ exit
 """
 
 
-def director_conf(i: int, vips: tuple[str, ...] = (VIP,)) -> str:
+def director_conf(i: int, vips: tuple[str, ...] = (VIP,), drain: str = "") -> str:
     servers = "".join(f"""virtual_server {vip} 80 {{
   protocol TCP
   lvs_sched wlc
@@ -94,6 +94,7 @@ def director_conf(i: int, vips: tuple[str, ...] = (VIP,)) -> str:
   announce {{
     prefix {vip}/32
     announce_delay 1
+    {drain}
   }}
   real_server 10.1.{i}.2 80 {{
     TCP_CHECK {{
@@ -254,9 +255,10 @@ class Lab:
                 while not (run_dir / "zserv.api").exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
 
-    def render_director(self, i: int, vips: tuple[str, ...] = (VIP,)) -> dict[str, str]:
+    def render_director(self, i: int, vips: tuple[str, ...] = (VIP,),
+                        drain: str = "") -> dict[str, str]:
         conf = self.base / f"d{i}.conf"
-        conf.write_text(director_conf(i, vips))
+        conf.write_text(director_conf(i, vips, drain))
         out = self.base / f"d{i}-frr"
         proc = subprocess.run(
             [sys.executable, "-m", "hafast.fleet.runner", "-f", str(conf), "--render",
@@ -265,11 +267,11 @@ class Lab:
         return {d: (out / f"{d}.conf").read_text() for d in ("zebra", "bfdd", "bgpd")}
 
     def start_announcer(self, i: int, kind: str, run: int = 1,
-                        vips: tuple[str, ...] = (VIP,)) -> None:
+                        vips: tuple[str, ...] = (VIP,), drain: str = "") -> None:
         """hafast's fleet runner alone, or the full daemon (pools in memory: the host
         kernel has no IPVS), announcing d{i}'s VIPs; ``run`` numbers restarts."""
         if kind == "daemon":
-            d = start_daemon(self.base / f"d{i}-daemon{run}", director_conf(i, vips),
+            d = start_daemon(self.base / f"d{i}-daemon{run}", director_conf(i, vips, drain),
                              ns=ns(f"d{i}"), extra=["--pool-backend", "memory"])
             self.reg.defer(f"daemon {d.proc.pid}", d.close)
             self.daemons[i] = d
@@ -317,7 +319,8 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     for i in DIRECTORS:
         lab.start_real_server(i)
     confs = {i: lab.render_director(i) for i in DIRECTORS}
-    assert "network 192.0.2.100/32" in confs[1]["bgpd"]
+    assert "permit 192.0.2.100/32" in confs[1]["bgpd"]
+    assert "redistribute kernel route-map hafast-fleet" in confs[1]["bgpd"]
     assert "neighbor 10.0.1.1 bfd profile hafast" in confs[1]["bgpd"]
     t0 = time.monotonic()
     lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
@@ -335,7 +338,7 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
           f"after FRR start ({time.monotonic() - t0:.2f} s)")
     for i in DIRECTORS:
         # the VIP is local by a route, not an address (an address would be a connected
-        # route that keeps FRR's import-check satisfied for ever)
+        # route that zebra keeps for ever)
         local = run_in(ns(f"d{i}"), ["ip", "route", "show", "table", "local", f"{VIP}/32"])
         assert "proto 250" in local.stdout, local.stdout
         addrs = run_in(ns(f"d{i}"), ["ip", "-o", "addr"]).stdout
@@ -412,8 +415,8 @@ def test_daemon_reload_is_a_diff(lab: Lab) -> None:
     nothing else moves."""
     router = ns("rtr")
     lab.start_real_server(1)
-    # FRR's config covers both VIPs (hafast does not reload FRR yet): a network
-    # statement without its kernel route announces nothing
+    # FRR's config covers both VIPs (hafast does not reload FRR yet): a VIP in the
+    # route-map's prefix list without its kernel route announces nothing
     frr = lab.render_director(1, (VIP, VIP2))
     lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
     lab.start_frr("d1", frr)
@@ -433,3 +436,55 @@ def test_daemon_reload_is_a_diff(lab: Lab) -> None:
           f"{took2:.2f} s later (its STARTUP: a round of checks + announce_delay 1 s)")
     assert d.status()["fleet"] == [{"prefix": f"{VIP2}/32", "state": "ANNOUNCED",
                                     "quorum": True}]
+
+
+def bgp_paths(router: str, vip: str = VIP) -> dict[str, dict[str, object]]:
+    """The router's BGP paths for ``vip`` by next hop: MED, AS path, multipath/best."""
+    out = run_in(router, ["vtysh", "-N", router, "-c",
+                          f"show bgp ipv4 unicast {vip}/32 json"]).stdout
+    paths = json.loads(out or "{}").get("paths", [])
+    return {p["nexthops"][0]["ip"]: {
+        "med": p.get("metric", 0), "aspath": p.get("aspath", {}).get("string", ""),
+        "used": bool(p.get("multipath") or p.get("bestpath"))} for p in paths}
+
+
+@pytest.mark.parametrize(("method", "worse"), [
+    ("med 500", {"med": 500, "aspath": "65001"}),
+    ("prepend 2", {"med": 0, "aspath": "65001 65001 65001"}),
+])
+def test_daemon_sigterm_drains(lab: Lab, method: str, worse: dict[str, object]) -> None:
+    """SIGTERM with a drain_method: the router keeps d1's path, worse, and out of its
+    multipath (so d2 takes the new flows) for shutdown_drain_time; then d1 withdraws
+    and exits."""
+    router = ns("rtr")
+    drain = f"drain_method {method}\n    shutdown_drain_time 3"
+    for i in DIRECTORS:
+        lab.start_real_server(i)
+    confs = {i: lab.render_director(i, drain=drain if i == 1 else "") for i in DIRECTORS}
+    assert "match metric 200" in confs[1]["bgpd"]
+    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
+    for i in DIRECTORS:
+        lab.start_frr(f"d{i}", confs[i])
+        lab.start_announcer(i, "daemon", drain=drain if i == 1 else "")
+    every = {f"10.0.{i}.2" for i in DIRECTORS}
+    assert wait_gateways(router, every, 60) is not None, gateways(router)
+    assert bgp_paths(router)["10.0.1.2"] == {"med": 0, "aspath": "65001", "used": True}
+
+    d = lab.daemons[1]
+    d.signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    took = wait_for(lambda: "10.0.1.2" not in gateways(router), WITHDRAW_BOUND_S)
+    assert took is not None, f"d1 still in the multipath after SIGTERM: {gateways(router)}"
+    paths = bgp_paths(router)
+    # the drain may end before a very busy machine gets here: only judge it while it runs
+    if time.monotonic() - t0 < 2.5:
+        assert paths.get("10.0.1.2") == {**worse, "used": False}, paths
+        assert d.proc.poll() is None, "the daemon left before its drain time"
+    print(f"\n[daemon] SIGTERM, drain_method {method}: d1 out of the multipath in "
+          f"{took:.2f} s, its path kept: {paths.get('10.0.1.2')}")
+    gone = wait_for(lambda: "10.0.1.2" not in bgp_paths(router), WITHDRAW_BOUND_S + 3)
+    assert gone is not None, bgp_paths(router)
+    print(f"[daemon] d1's path withdrawn {took + gone:.2f} s after SIGTERM "
+          "(shutdown_drain_time 3)")
+    assert time.monotonic() - t0 >= 2.9, "withdrawn before the drain time"
+    assert d.proc.wait(20) == 0

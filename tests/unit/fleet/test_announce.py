@@ -6,21 +6,24 @@ import pytest
 
 from hafast.fleet.announce import (
     ANNOUNCED,
+    DRAINING,
     STARTUP,
     WITHDRAWN,
     Announce,
     AnnounceState,
     ArmTimer,
+    Drain,
     Event,
     QuorumChanged,
     RoundDone,
+    Shutdown,
     Tick,
     Withdraw,
     step,
 )
 
 P = "192.0.2.100/32"
-A, W = Announce(P), Withdraw(P)
+A, W, D = Announce(P), Withdraw(P), Drain(P)
 UP, DOWN = QuorumChanged(True), QuorumChanged(False)
 
 # (name, announce_delay, [(event, phase after, actions)])
@@ -82,3 +85,63 @@ def test_state_is_frozen() -> None:
     state = AnnounceState.initial(P)
     with pytest.raises(AttributeError):
         state.phase = ANNOUNCED  # type: ignore[misc]
+
+
+# (name, drain (method is not withdraw), shutdown_drain_time, [(event, phase, actions)]),
+# each starting from ANNOUNCED (quorum up, no announce_delay)
+DRAIN_CASES: list[tuple[str, bool, float, list[tuple[Event, str, tuple[object, ...]]]]] = [
+    ("med/prepend/gshut: drain, hold, then withdraw", True, 5.0, [
+        (Shutdown(20.0), DRAINING, (D, ArmTimer(25.0))),
+        (Tick(24.9), DRAINING, ()),
+        (Shutdown(24.95), DRAINING, ()),  # a second SIGTERM does not restart the time
+        (Tick(25.0), WITHDRAWN, (W,)),
+        (Tick(26.0), WITHDRAWN, ()),
+    ]),
+    ("withdraw: the route goes at once, the VIP serves out the drain time", False, 5.0, [
+        (Shutdown(20.0), DRAINING, (W, ArmTimer(25.0))),
+        (Tick(25.0), WITHDRAWN, ()),
+    ]),
+    ("no drain time: withdraw at once, whatever the method", True, 0.0, [
+        (Shutdown(20.0), WITHDRAWN, (W,)),
+    ]),
+    ("quorum lost while draining: withdraw at once", True, 5.0, [
+        (Shutdown(20.0), DRAINING, (D, ArmTimer(25.0))),
+        (DOWN, WITHDRAWN, (W,)),
+        (UP, WITHDRAWN, ()),  # stopping: no re-announce
+    ]),
+    ("quorum lost while draining by withdraw: already gone", False, 5.0, [
+        (Shutdown(20.0), DRAINING, (W, ArmTimer(25.0))),
+        (DOWN, WITHDRAWN, ()),
+    ]),
+    ("quorum flapping up while draining does not undrain", True, 5.0, [
+        (Shutdown(20.0), DRAINING, (D, ArmTimer(25.0))),
+        (UP, DRAINING, ()),
+        (Tick(25.0), WITHDRAWN, (W,)),
+    ]),
+]
+
+
+@pytest.mark.parametrize(("drain", "drain_time", "steps"),
+                         [(d, t, s) for _, d, t, s in DRAIN_CASES],
+                         ids=[c[0] for c in DRAIN_CASES])
+def test_drain(drain: bool, drain_time: float,
+               steps: list[tuple[Event, str, tuple[object, ...]]]) -> None:
+    state = AnnounceState.initial(P, 0.0, drain=drain, drain_time=drain_time)
+    state, _ = step(state, UP)
+    state, out = step(state, RoundDone(1.0))
+    assert (state.phase, out) == (ANNOUNCED, (A,))
+    for i, (event, phase, actions) in enumerate(steps):
+        state, out = step(state, event)
+        assert (state.phase, out) == (phase, actions), f"step {i}: {event}"
+
+
+@pytest.mark.parametrize(("before", "actions"), [
+    ([], (W,)),  # STARTUP: a route from an earlier run may be there
+    ([RoundDone(1.0)], ()),  # WITHDRAWN (no quorum): nothing to do
+])
+def test_shutdown_when_not_announced(before: list[Event], actions: tuple[object, ...]) -> None:
+    state = AnnounceState.initial(P, 0.0, drain=True, drain_time=5.0)
+    for ev in before:
+        state, _ = step(state, ev)
+    state, out = step(state, Shutdown(2.0))
+    assert (state.phase, out) == (WITHDRAWN, actions)

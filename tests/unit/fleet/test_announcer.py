@@ -45,7 +45,7 @@ class Kernel:
         return lambda prefix: self.calls.append((name, prefix))
 
 
-def conf(*vips: str, delay: float = 1.0) -> Config:
+def conf(*vips: str, delay: float = 1.0, drain: str = "") -> Config:
     text = "".join(f"""virtual_server {v} 80 {{
   protocol TCP
   lvs_sched wlc
@@ -53,6 +53,7 @@ def conf(*vips: str, delay: float = 1.0) -> Config:
   announce {{
     prefix {v}/32
     announce_delay {delay}
+    {drain}
   }}
   real_server 10.1.0.1 80 {{
     TCP_CHECK {{
@@ -123,3 +124,32 @@ def test_a_reload_racing_the_pools_skips_unknown_keys() -> None:
         raise KeyError(key)
 
     a.sync(gone)  # the pools reloaded first: nothing happens until reload()
+
+
+def test_sigterm_drains_then_the_caller_withdraws() -> None:
+    clock, kernel = Clock(), Kernel()
+    cfg = conf("192.0.2.1", "192.0.2.2", delay=0,
+               drain="drain_method med 500\n    shutdown_drain_time 4")
+    quorum = {vs.key: True for vs in cfg.virtual_servers}
+    quorum[cfg.virtual_servers[1].key] = False
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, quorum.__getitem__)
+    clock.advance(200.0)
+    kernel.calls.clear()
+    assert a.drain() == 204.0  # only the announced VIP drains
+    assert kernel.calls == [("drain", "192.0.2.1/32")]
+    a.sync(lambda key: True)  # a quorum coming back while stopping announces nothing
+    assert kernel.calls == [("drain", "192.0.2.1/32")]
+    clock.advance(204.0)
+    assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")
+    assert [s["state"] for s in a.status()] == ["WITHDRAWN", "WITHDRAWN"]
+
+
+def test_sigterm_without_drain_time_withdraws_at_once() -> None:
+    clock, kernel = Clock(), Kernel()
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(conf("192.0.2.1", delay=0), lambda key: True)
+    clock.advance(200.0)
+    kernel.calls.clear()
+    assert a.drain() == 200.0
+    assert kernel.calls == [("withdraw", "192.0.2.1/32")]

@@ -99,3 +99,35 @@ def test_ipv6_host_prefix() -> None:
     announce = res.config.virtual_servers[0].announce
     assert announce is not None and announce.prefix == "2001:db8::64/128"
     assert not [w for w in res.warnings if "announce prefix" in w.message]
+
+
+def _drain(lines: str) -> str:
+    return VS.replace("    announce_delay 2.5\n", f"    announce_delay 2.5\n{lines}") \
+        % "192.0.2.100/32"
+
+
+@pytest.mark.parametrize(("lines", "method", "time_us"), [
+    ("", "withdraw", 0),
+    ("    drain_method withdraw\n    shutdown_drain_time 2\n", "withdraw", 2_000_000),
+    ("    drain_method med 500\n", "med 500", 0),
+    ("    drain_method prepend 3\n    shutdown_drain_time 0.5\n", "prepend 3", 500_000),
+    ("    drain_method graceful_shutdown\n", "graceful_shutdown", 0),
+])
+def test_drain_values(lines: str, method: str, time_us: int) -> None:
+    res = load_text(_drain(lines))
+    assert res.ok, [d.format() for d in res.errors]
+    a = res.config.virtual_servers[0].announce
+    assert a is not None and (a.drain_method, a.shutdown_drain_time_us) == (method, time_us)
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ("    drain_method bounce\n", "k.conf:8:18: error: 'bounce' is not a drain method"),
+    ("    drain_method med\n", "k.conf:8:18: error: med needs a number"),
+    ("    drain_method prepend 11\n", "k.conf:8:26: error: '11' is not an integer 1..10"),
+    ("    drain_method med x\n", "k.conf:8:22: error: 'x' is not an integer"),
+    ("    drain_method withdraw 3\n", "k.conf:8:27: error: withdraw takes no argument"),
+    ("    shutdown_drain_time 4000\n", "k.conf:8:25: error: time '4000' outside range"),
+])
+def test_drain_errors(lines: str, message: str) -> None:
+    errors = [d.format() for d in load_text(_drain(lines), file="k.conf").errors]
+    assert any(e.startswith(message) for e in errors), errors

@@ -791,6 +791,8 @@ prefix              v  1    hostprefix    prefix
 announce_delay      v  1    timer:0,3600  announce_delay_us
 drain_method        v  1-2  drainmethod   drain_method
 shutdown_drain_time v  1    timer:0,3600  shutdown_drain_time_us
+announce_hold_down  v  1    timer:0,3600  announce_hold_down_us
+announce_max_changes_per_minute v 1 int:0,1000 announce_max_changes_per_minute
 """
 _FLEET_HELP = {
     ("top", "bgp_speaker"): "the director's BGP speaker (FRR) for fleet mode",
@@ -811,6 +813,10 @@ _FLEET_HELP = {
     "withdraw | med N | prepend N | graceful_shutdown",
     ("announce", "shutdown_drain_time"): "seconds SIGTERM keeps the VIP drained (or, "
     "for withdraw, serving after the withdrawal) before the daemon exits",
+    ("announce", "announce_hold_down"): "seconds a VIP withdrawn for a lost quorum stays "
+    "withdrawn before it may be announced again",
+    ("announce", "announce_max_changes_per_minute"): "at most this many announcements "
+    "and withdrawals in any minute; an announcement over it waits (0: no cap)",
 }
 EXTENSIONS.update({k: f"a hafast extension (keepalived does not know it): {v}"
                    for k, v in _FLEET_HELP.items()})

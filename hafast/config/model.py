@@ -899,6 +899,8 @@ class Announce:
     announce_delay_us: int = 0
     drain_method: str = "withdraw"  # withdraw | med N | prepend N | graceful_shutdown
     shutdown_drain_time_us: int = 0
+    announce_hold_down_us: int = 0
+    announce_max_changes_per_minute: int = 0  # 0: no cap
     where: str = _where()
 
 

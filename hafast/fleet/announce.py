@@ -16,6 +16,17 @@ States (issue 18):
   Either way ``shutdown_drain_time`` later the VIP is ``WITHDRAWN``.  Quorum loss while
   draining withdraws at once, as everywhere.
 
+Against a flapping quorum, announcing again is held back (withdrawing never is):
+
+- ``announce_hold_down``: a VIP withdrawn for a lost quorum stays withdrawn at least
+  this long, even if the quorum comes back at once.
+- ``announce_max_changes_per_minute``: at most this many announcements and
+  withdrawals in any 60 s; an announcement over the cap waits until the oldest change
+  leaves the window.  Withdrawals count but are never held, so a flapping VIP rests
+  withdrawn.
+
+A held announcement arms a timer; when it fires the quorum is looked at again.
+
 Quorum loss withdraws at once, whatever the state: a director with no live real server
 must stop attracting flows before anything else.  Leaving ``STARTUP`` for ``WITHDRAWN``
 still emits :class:`Withdraw`, so a route left by an earlier run is taken away.
@@ -53,6 +64,7 @@ class QuorumChanged:
     """The virtual server's quorum (hafast.lvs.policy) is now ``up``."""
 
     up: bool
+    now: float = 0.0  # the caller's clock: hold-down and the change cap need it
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,23 +128,53 @@ class AnnounceState:
     drain_time: float = 0.0  # shutdown_drain_time, seconds
     drain_until: float | None = None  # set by Shutdown: DRAINING ends at this time
     stopping: bool = False  # after Shutdown: WITHDRAWN is final
+    hold_down: float = 0.0  # announce_hold_down, seconds
+    max_changes: int = 0  # announce_max_changes_per_minute, 0: no cap
+    withdrawn_at: float | None = None  # the last withdrawal for a lost quorum
+    changes: tuple[float, ...] = ()  # times of the changes in the last minute
+    retry_at: float | None = None  # a held announcement's timer
 
     @classmethod
     def initial(cls, prefix: str, delay: float = 0.0, *, drain: bool = False,
-                drain_time: float = 0.0) -> AnnounceState:
-        return cls(prefix, delay, drain=drain, drain_time=drain_time)
+                drain_time: float = 0.0, hold_down: float = 0.0,
+                max_changes: int = 0) -> AnnounceState:
+        return cls(prefix, delay, drain=drain, drain_time=drain_time, hold_down=hold_down,
+                   max_changes=max_changes)
 
 
 Out = tuple[AnnounceState, tuple[Action, ...]]
 
 
-def _settle(s: AnnounceState) -> Out:
+WINDOW = 60.0  # seconds: announce_max_changes_per_minute
+
+
+def _announce_at(s: AnnounceState, recent: tuple[float, ...], now: float) -> float:
+    """The earliest time an announcement may go out."""
+    at = now
+    if s.hold_down > 0 and s.withdrawn_at is not None:
+        at = max(at, s.withdrawn_at + s.hold_down)
+    if s.max_changes and len(recent) >= s.max_changes:
+        # the window holds max_changes changes once this one has left it
+        at = max(at, recent[len(recent) - s.max_changes] + WINDOW)
+    return at
+
+
+def _settle(s: AnnounceState, now: float) -> Out:
     """Where quorum puts a VIP that is past STARTUP."""
     want = ANNOUNCED if s.quorum else WITHDRAWN
     if want == s.phase:
         return s, ()
-    action: Action = Announce(s.prefix) if s.quorum else Withdraw(s.prefix)
-    return replace(s, phase=want), (action,)
+    recent = tuple(t for t in s.changes if t > now - WINDOW)
+    if not s.quorum:  # never held: no live real server behind this director
+        return (replace(s, phase=WITHDRAWN, withdrawn_at=now, changes=(*recent, now)),
+                (Withdraw(s.prefix),))
+    at = _announce_at(s, recent, now)
+    if at > now:
+        if s.retry_at == at:
+            return s, ()
+        return replace(s, retry_at=at, changes=recent), (ArmTimer(at),)
+    return (replace(s, phase=ANNOUNCED, changes=(*recent, now), retry_at=None),
+            (Announce(s.prefix),))
 
 
 def _shutdown(s: AnnounceState, ev: Shutdown) -> Out:
@@ -166,7 +208,7 @@ def _startup(s: AnnounceState, ev: Event) -> Out:
     # STARTUP may only be left for WITHDRAWN by an explicit withdraw (a route from an
     # earlier run may still be there)
     s = replace(s, phase=WITHDRAWN)
-    return (s, (Withdraw(s.prefix),)) if not s.quorum else _settle(s)
+    return (s, (Withdraw(s.prefix),)) if not s.quorum else _settle(s, ev.now)
 
 
 def _running(s: AnnounceState, ev: Event) -> Out:
@@ -175,8 +217,12 @@ def _running(s: AnnounceState, ev: Event) -> Out:
     if isinstance(ev, QuorumChanged):
         if s.stopping:  # a quorum coming back must not re-announce a stopping director
             return replace(s, quorum=ev.up), ()
-        return _settle(replace(s, quorum=ev.up))
-    return s, ()  # rounds and ticks no longer matter
+        return _settle(replace(s, quorum=ev.up), ev.now)
+    if isinstance(ev, Tick) and s.retry_at is not None and not s.stopping:
+        if ev.now < s.retry_at:
+            return s, ()
+        return _settle(replace(s, retry_at=None), ev.now)  # a held announcement
+    return s, ()  # rounds and other ticks no longer matter
 
 
 def _draining(s: AnnounceState, ev: Event) -> Out:

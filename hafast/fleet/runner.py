@@ -98,7 +98,9 @@ class Announcer:
         self.states[vs.key] = AnnounceState.initial(
             vs.announce.prefix, vs.announce.announce_delay_us / US_PER_S,
             drain=vs.announce.drain_method != "withdraw",
-            drain_time=vs.announce.shutdown_drain_time_us / US_PER_S)
+            drain_time=vs.announce.shutdown_drain_time_us / US_PER_S,
+            hold_down=vs.announce.announce_hold_down_us / US_PER_S,
+            max_changes=vs.announce.announce_max_changes_per_minute)
         self.quorum.pop(vs.key, None)
         at = self.loop.time() + first_round_s(vs)
         self._timers.append(self.loop.call_at(at, self._round, vs.key, at))
@@ -136,7 +138,7 @@ class Announcer:
                 continue
             if self.quorum.get(vs.key) != up:
                 self.quorum[vs.key] = up
-                self._feed(vs.key, QuorumChanged(up))
+                self._feed(vs.key, QuorumChanged(up, self.loop.time()))
 
     def stop(self) -> None:
         """Stop the timers; the routes stay (fail-static: a restart decides again)."""

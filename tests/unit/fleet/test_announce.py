@@ -145,3 +145,94 @@ def test_shutdown_when_not_announced(before: list[Event], actions: tuple[object,
         state, _ = step(state, ev)
     state, out = step(state, Shutdown(2.0))
     assert (state.phase, out) == (WITHDRAWN, actions)
+
+
+def up(t: float) -> QuorumChanged:
+    return QuorumChanged(True, t)
+
+
+def down(t: float) -> QuorumChanged:
+    return QuorumChanged(False, t)
+
+
+# (name, announce_hold_down, announce_max_changes_per_minute, [(event, phase, actions)]),
+# each starting ANNOUNCED at t=1 (that announcement counts as a change)
+FLAP_CASES: list[tuple[str, float, int, list[tuple[Event, str, tuple[object, ...]]]]] = [
+    ("no flap control: every change goes at once", 0.0, 0, [
+        (down(2.0), WITHDRAWN, (W,)),
+        (up(2.1), ANNOUNCED, (A,)),
+        (down(2.2), WITHDRAWN, (W,)),
+        (up(2.3), ANNOUNCED, (A,)),
+    ]),
+    ("hold-down: back too soon waits, the withdrawal never does", 5.0, 0, [
+        (down(10.0), WITHDRAWN, (W,)),
+        (up(11.0), WITHDRAWN, (ArmTimer(15.0),)),
+        (Tick(14.0), WITHDRAWN, ()),  # early: still held
+        (Tick(15.0), ANNOUNCED, (A,)),
+        (down(15.5), WITHDRAWN, (W,)),  # a withdrawal is never held
+    ]),
+    ("hold-down: quorum gone again before it ends", 5.0, 0, [
+        (down(10.0), WITHDRAWN, (W,)),
+        (up(11.0), WITHDRAWN, (ArmTimer(15.0),)),
+        (down(12.0), WITHDRAWN, ()),
+        (Tick(15.0), WITHDRAWN, ()),  # the timer fires: no quorum, nothing
+        (up(16.0), ANNOUNCED, (A,)),  # past the hold-down: at once
+    ]),
+    ("hold-down: a second up inside it does not arm twice", 5.0, 0, [
+        (down(10.0), WITHDRAWN, (W,)),
+        (up(11.0), WITHDRAWN, (ArmTimer(15.0),)),
+        (down(11.5), WITHDRAWN, ()),
+        (up(12.0), WITHDRAWN, ()),
+        (Tick(15.0), ANNOUNCED, (A,)),
+    ]),
+    ("cap 4 a minute: the 5th change waits for the 1st to leave the window", 0.0, 4, [
+        (down(2.0), WITHDRAWN, (W,)),  # changes at 1 (the first announce), 2
+        (up(3.0), ANNOUNCED, (A,)),  # 3
+        (down(4.0), WITHDRAWN, (W,)),  # 4: the cap is reached
+        (up(5.0), WITHDRAWN, (ArmTimer(61.0),)),  # 1 + 60
+        (Tick(61.0), ANNOUNCED, (A,)),
+    ]),
+    ("cap: withdrawals over it still go", 0.0, 2, [
+        (down(2.0), WITHDRAWN, (W,)),  # 1, 2
+        (up(3.0), WITHDRAWN, (ArmTimer(61.0),)),
+        (Tick(61.0), ANNOUNCED, (A,)),  # 2, 61
+        (down(61.5), WITHDRAWN, (W,)),  # 61, 61.5: over the cap, goes anyway
+        (up(62.0), WITHDRAWN, (ArmTimer(121.0),)),
+    ]),
+    ("cap and hold-down together: the later of the two", 10.0, 3, [
+        (down(2.0), WITHDRAWN, (W,)),
+        (up(2.5), WITHDRAWN, (ArmTimer(12.0),)),  # hold-down ends first...
+        (Tick(12.0), ANNOUNCED, (A,)),  # 1, 2, 12
+        (down(13.0), WITHDRAWN, (W,)),
+        (up(30.0), WITHDRAWN, (ArmTimer(62.0),)),  # ...here the cap: 2 + 60
+    ]),
+    ("stopping: a held announcement stays held", 5.0, 0, [
+        (down(10.0), WITHDRAWN, (W,)),
+        (up(11.0), WITHDRAWN, (ArmTimer(15.0),)),
+        (Shutdown(12.0), WITHDRAWN, ()),
+        (Tick(15.0), WITHDRAWN, ()),
+    ]),
+]
+
+
+@pytest.mark.parametrize(("hold_down", "max_changes", "steps"),
+                         [(h, c, s) for _, h, c, s in FLAP_CASES],
+                         ids=[c[0] for c in FLAP_CASES])
+def test_flap_control(hold_down: float, max_changes: int,
+                      steps: list[tuple[Event, str, tuple[object, ...]]]) -> None:
+    state = AnnounceState.initial(P, 0.0, hold_down=hold_down, max_changes=max_changes)
+    state, _ = step(state, up(0.5))
+    state, out = step(state, RoundDone(1.0))
+    assert (state.phase, out) == (ANNOUNCED, (A,))
+    for i, (event, phase, actions) in enumerate(steps):
+        state, out = step(state, event)
+        assert (state.phase, out) == (phase, actions), f"step {i}: {event}"
+
+
+def test_startup_is_not_held_down() -> None:
+    """No quorum when STARTUP ends is not a flap: the first announcement is not held."""
+    state = AnnounceState.initial(P, 0.0, hold_down=30.0, max_changes=1)
+    state, out = step(state, RoundDone(1.0))
+    assert (state.phase, out) == (WITHDRAWN, (W,))
+    state, out = step(state, up(2.0))
+    assert (state.phase, out) == (ANNOUNCED, (A,))

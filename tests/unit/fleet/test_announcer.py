@@ -153,3 +153,22 @@ def test_sigterm_without_drain_time_withdraws_at_once() -> None:
     kernel.calls.clear()
     assert a.drain() == 200.0
     assert kernel.calls == [("withdraw", "192.0.2.1/32")]
+
+
+def test_hold_down_through_the_shell() -> None:
+    clock, kernel = Clock(), Kernel()
+    cfg = conf("192.0.2.1", delay=0, drain="announce_hold_down 5")
+    quorum = {cfg.virtual_servers[0].key: True}
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, quorum.__getitem__)
+    clock.advance(200.0)
+    quorum[cfg.virtual_servers[0].key] = False
+    a.sync(quorum.__getitem__)
+    clock.advance(201.0)
+    quorum[cfg.virtual_servers[0].key] = True
+    a.sync(quorum.__getitem__)
+    assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")  # held
+    clock.advance(204.9)
+    assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")
+    clock.advance(205.0)
+    assert kernel.calls[-1] == ("announce", "192.0.2.1/32")

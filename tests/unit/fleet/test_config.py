@@ -131,3 +131,15 @@ def test_drain_values(lines: str, method: str, time_us: int) -> None:
 def test_drain_errors(lines: str, message: str) -> None:
     errors = [d.format() for d in load_text(_drain(lines), file="k.conf").errors]
     assert any(e.startswith(message) for e in errors), errors
+
+
+def test_flap_control_values() -> None:
+    res = load_text(_drain("    announce_hold_down 2.5\n"
+                           "    announce_max_changes_per_minute 6\n"))
+    assert res.ok, [d.format() for d in res.errors]
+    a = res.config.virtual_servers[0].announce
+    assert a is not None
+    assert (a.announce_hold_down_us, a.announce_max_changes_per_minute) == (2_500_000, 6)
+    default = load_text(_drain("")).config.virtual_servers[0].announce
+    assert default is not None
+    assert (default.announce_hold_down_us, default.announce_max_changes_per_minute) == (0, 0)

@@ -146,6 +146,9 @@ class Supervisor:
             self.workers.insert(0, WorkerHandle(VRRP, 0))
             await self.vip_guard.prepare()
         await self.syncd.open(self.vrrp_states)
+        if self._start_snmp():
+            # the traps of the instances' first transitions need the session open
+            await self.snmp.first_try()
         for w in self.workers:
             await self._start_worker(w)
         self._open_fleet()
@@ -157,7 +160,6 @@ class Supervisor:
         except OSError as exc:
             log.warning("control socket %s: %s", self.options.control_path, exc)
         self.desk.start_metrics()
-        self._start_snmp()
         self._spawn(self._heartbeat())
         log.info("started: %s", ", ".join(f"{w.name}={w.pid}" for w in self.workers) or
                  "nothing configured to run")
@@ -165,20 +167,21 @@ class Supervisor:
         await self._shutdown()
         return 0
 
-    def _start_snmp(self) -> None:
+    def _start_snmp(self) -> bool:
         # Read once at start: a reload that turns SNMP on or moves the socket needs a
         # restart (the rows themselves follow each reload's config).
         gd = self.config.global_defs
         if not gd.enable_snmp_vrrp:
-            return
+            return False
         from hafast.status.snmp import SnmpAgent
 
         try:
             self.snmp = SnmpAgent(gd.snmp_socket, self.desk.status, lambda: self.config)
         except ValueError as exc:
             log.error("%s", exc)
-            return
+            return False
         self.snmp.start()
+        return True
 
     def _keeper(self, backend: Any) -> PoolKeeper:
         watch = self.addr_watch
@@ -447,6 +450,8 @@ class Supervisor:
         elif kind == "vrrp":
             self.vrrp_states.update(payload)
             self._vips_moved(payload)
+            if self.snmp is not None:
+                self.snmp.vrrp_states(payload, self.config.global_defs.enable_traps)
         elif kind == "status":
             req, data = payload
             fut = w.requests.pop(req, None)

@@ -11,6 +11,12 @@ its VRRP process instead.
 subtrees it serves; when the master is not there or drops the session it tries again
 every :data:`RETRY_S` seconds, logging the first failure of a run only.
 
+With ``enable_traps`` each VRRP state change the parent hears of
+(:meth:`SnmpAgent.vrrp_states`) goes to the master as a Notify PDU carrying
+KEEPALIVED-MIB's vrrpInstanceStateChange; the master turns it into the traps its
+``trap2sink``/``trapsess`` lines ask for.  Like net-snmp's subagent in keepalived,
+a change that happens while no session is open is not sent later.
+
 Example::
 
     agent = SnmpAgent("unix:/var/agentx/master", desk.status, lambda: sup.config)
@@ -27,7 +33,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hafast.status import agentx as ax
-from hafast.status.snmp_mib import GLOBAL, KEEPALIVED, VRRP, answer, keepalived_rows
+from hafast.status.snmp_mib import (
+    GLOBAL,
+    KEEPALIVED,
+    VRRP,
+    answer,
+    instance_trap,
+    keepalived_rows,
+)
 
 log = logging.getLogger("hafast.snmp")
 
@@ -75,6 +88,11 @@ class SnmpAgent:
         self._rows: list[ax.VarBind] | None = None
         self._rows_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
+        # Each instance's last state heard: a report that repeats it (a worker
+        # resumed or reloaded in the same state) is no transition.
+        self._vrrp: dict[str, str] = {}
+        # Set once the first connection is open or has failed (:meth:`first_try`).
+        self._tried = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="snmp-agentx")
@@ -94,6 +112,41 @@ class SnmpAgent:
                     await t
         if w is not None:
             w.close()
+
+    def vrrp_states(self, states: dict[str, tuple[str, int]], traps: bool) -> None:
+        """The VRRP worker's report ``{name: (state, priority)}``: a vrrpInstanceStateChange
+        for each instance whose state moved, when ``traps`` (``enable_traps``).
+
+        keepalived sends none for INIT (an instance starting, or stopping)."""
+        config = self.config()
+        for name, (state, _prio) in states.items():
+            if self._vrrp.get(name) == state:
+                continue
+            self._vrrp[name] = state
+            if traps and state != "INIT":
+                self._notify(instance_trap(name, state, config, self.uptime()), name)
+
+    def _notify(self, varbinds: tuple[ax.VarBind, ...], what: str) -> None:
+        w = self._writer
+        if w is None or not self.connected or w.is_closing():
+            log.debug("SNMP: no AgentX session; trap for %s not sent", what)
+            return
+        # RFC 2741 §6.2.10: the master answers with a Response (_handle ignores it)
+        w.write(ax.encode(ax.Notify(session_id=self._session, packet_id=self._next_id(),
+                                    varbinds=varbinds)))
+        log.info("%s: sending SNMP notification", what)
+
+    async def first_try(self, timeout: float = 2.0) -> bool:
+        """Wait until the first session is open (True) or its attempt failed.
+
+        keepalived opens its subagent before its VRRP instances start, so the
+        traps of their first transitions reach the master; the parent waits here
+        before it starts the VRRP worker.  A master that is not there fails at once
+        (no socket, refused); ``timeout`` bounds a master that does not answer.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._tried.wait(), timeout)
+        return self.connected
 
     def uptime(self) -> int:
         return int((time.monotonic() - self.started) * 100)  # TimeTicks
@@ -117,6 +170,7 @@ class SnmpAgent:
                                 self._where(), exc, RETRY_S)
                     quiet = True
             finally:
+                self._tried.set()
                 self.connected = False
                 if self._writer is not None:
                     self._writer.close()
@@ -165,6 +219,7 @@ class SnmpAgent:
                 log.warning("AgentX master %s refused %s (error %d)", self._where(),
                             ".".join(map(str, subtree)), res.error)
         self.connected = True
+        self._tried.set()
         log.info("AgentX session %d with %s", self._session, self._where())
         for pdu in pending:
             if not await self._handle(writer, pdu):

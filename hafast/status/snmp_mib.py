@@ -32,6 +32,12 @@ GLOBAL: ax.Oid = (*KEEPALIVED, 1)
 VRRP: ax.Oid = (*KEEPALIVED, 2)
 VRRP_INSTANCE_ENTRY: ax.Oid = (*VRRP, 3, 1)  # vrrpInstanceTable.vrrpInstanceEntry
 
+# SNMPv2-MIB: sysUpTime.0 and snmpTrapOID.0 open every notification (RFC 3416 §4.2.6)
+SYS_UPTIME: ax.Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SNMP_TRAP_OID: ax.Oid = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+# KEEPALIVED-MIB vrrpNotifications (vrrp 10 0): vrrpInstanceStateChange
+VRRP_INSTANCE_STATE_CHANGE: ax.Oid = (*VRRP, 10, 0, 2)
+
 # VrrpState textual convention, keepalived's own numbering (vrrp.h VRRP_STATE_*)
 STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
 
@@ -71,6 +77,32 @@ def version_string() -> bytes:
     return f"hafast v{__version__}".encode()
 
 
+def router_id_of(config: Any) -> str:
+    """global_defs ``router_id``; keepalived's default is the host name."""
+    gd = getattr(config, "global_defs", None)
+    return getattr(gd, "router_id", None) or os.uname().nodename
+
+
+def instance_trap(name: str, state: str, config: Any, sys_uptime: int) -> tuple[ax.VarBind, ...]:
+    """The varbinds of vrrpInstanceStateChange for instance ``name`` entering ``state``.
+
+    As keepalived 2.2.7's vrrp_snmp_instance_trap sends them (checked with snmptrapd):
+    the instance's name, state and initial state named by their column OIDs with no
+    row index, then the global routerId.
+
+    >>> vbs = instance_trap("VI_1", "MASTER", None, 5)
+    >>> [(vb.name[-3:], vb.value) for vb in vbs[2:4]]
+    [((3, 1, 2), b'VI_1'), ((3, 1, 4), 2)]
+    """
+    cfg = next((c for c in getattr(config, "vrrp_instances", ()) if c.name == name), None)
+    return (ax.VarBind(ax.TIME_TICKS, SYS_UPTIME, sys_uptime),
+            ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_INSTANCE_STATE_CHANGE),
+            ax.VarBind(ax.OCTET_STRING, (*VRRP_INSTANCE_ENTRY, 2), name.encode()),
+            ax.VarBind(ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 4), STATES.get(state, 0)),
+            ax.VarBind(ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 5), _initial_state({}, cfg)[1]),
+            ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 2, 0), router_id_of(config).encode()))
+
+
 def keepalived_rows(status: dict[str, Any], config: Any, *,
                     router_id: str | None = None) -> list[ax.VarBind]:
     """The served varbinds in OID order.
@@ -78,8 +110,7 @@ def keepalived_rows(status: dict[str, Any], config: Any, *,
     Rows are indexed as keepalived indexes them: the instance's position in the
     config, from 1; an instance the VRRP worker did not report is left out.
     """
-    gd = getattr(config, "global_defs", None)
-    rid = router_id or getattr(gd, "router_id", None) or os.uname().nodename
+    rid = router_id or router_id_of(config)
     rows = [ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 1, 0), version_string()),
             ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 2, 0), rid.encode())]
     configured = list(getattr(config, "vrrp_instances", ()))

@@ -105,7 +105,7 @@ def test_config_test_json_lists_the_diagnostics(
 ) -> None:
     """-t --json: every diagnostic with its code, for tooling; exit code as without it."""
     conf = tmp_path / "k.conf"
-    conf.write_text("global_defs {\n  enable_dbus\n  enable_traps\n}\n")
+    conf.write_text("global_defs {\n  enable_dbus\n  nftables_ipvs\n}\n")
     assert main(["-t", "--json", "-f", str(conf)]) == 4
     doc = json.loads(capsys.readouterr().out)
     assert (doc["ok"], doc["errors"], doc["warnings"]) == (False, 1, 1)

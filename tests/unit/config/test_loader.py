@@ -199,12 +199,13 @@ def test_unsupported_keyword_warns_once_and_is_not_fatal() -> None:
 
 
 def test_refused_keyword_is_an_error_once() -> None:
-    """enable_traps would send SNMP traps (alerts): hafast cannot, so it refuses."""
-    res = load_text("global_defs {\n enable_traps\n enable_traps\n}\n", file="t.conf")
+    """nftables_ipvs would mark address ranges in nftables: hafast cannot, so it refuses."""
+    res = load_text("global_defs {\n nftables_ipvs\n nftables_ipvs\n}\n", file="t.conf")
     assert not res.ok
     assert [d.format() for d in res.errors] == [
-        "t.conf:2:2: error: 'enable_traps' is not supported by hafast and would change what "
-        "the config does: SNMP traps (alerts) are not sent (remove it to run without it)"
+        "t.conf:2:2: error: 'nftables_ipvs' is not supported by hafast and would change what "
+        "the config does: keepalived's nftables marks for address-range virtual server "
+        "groups (remove it to run without it)"
     ]
 
 

@@ -1,0 +1,82 @@
+"""vrrpInstanceStateChange (``enable_traps``): what the subagent sends, and when."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from hafast.status import agentx as ax
+from hafast.status.snmp import SnmpAgent
+from hafast.status.snmp_mib import (
+    GLOBAL,
+    SNMP_TRAP_OID,
+    SYS_UPTIME,
+    VRRP_INSTANCE_ENTRY,
+    VRRP_INSTANCE_STATE_CHANGE,
+    instance_trap,
+)
+
+
+def config(**inst: Any) -> Any:
+    vi = SimpleNamespace(name="VI_1", state=inst.get("state"), priority=inst.get("priority", 100))
+    return SimpleNamespace(global_defs=SimpleNamespace(router_id="r1"), vrrp_instances=[vi])
+
+
+class Wire:
+    def __init__(self) -> None:
+        self.sent: list[ax.Pdu] = []
+        self.dec = ax.Decoder()
+
+    def write(self, data: bytes) -> None:
+        self.sent += self.dec.feed(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def agent(cfg: Any) -> tuple[SnmpAgent, Wire]:
+    async def status() -> dict[str, Any]:
+        return {}
+
+    a = SnmpAgent("unix:/nonexistent", status, lambda: cfg)
+    wire = Wire()
+    a._writer = wire  # type: ignore[assignment]
+    a.connected = True
+    a._session = 9
+    return a, wire
+
+
+def test_the_varbinds_are_keepalived_s() -> None:
+    # keepalived 2.2.7 (snmptrapd): columns without a row index, then routerId
+    vbs = instance_trap("VI_1", "FAULT", config(priority=255), 42)
+    assert [(vb.type, vb.name, vb.value) for vb in vbs] == [
+        (ax.TIME_TICKS, SYS_UPTIME, 42),
+        (ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_INSTANCE_STATE_CHANGE),
+        (ax.OCTET_STRING, (*VRRP_INSTANCE_ENTRY, 2), b"VI_1"),
+        (ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 4), 3),
+        (ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 5), 2),  # an owner starts wanting MASTER
+        (ax.OCTET_STRING, (*GLOBAL, 2, 0), b"r1"),
+    ]
+
+
+def test_a_trap_per_change_none_for_a_repeat_or_init() -> None:
+    a, wire = agent(config(state="BACKUP"))
+    a.vrrp_states({"VI_1": ("INIT", 100)}, traps=True)
+    a.vrrp_states({"VI_1": ("BACKUP", 100)}, traps=True)
+    a.vrrp_states({"VI_1": ("BACKUP", 90)}, traps=True)  # a priority change only
+    a.vrrp_states({"VI_1": ("MASTER", 100)}, traps=True)
+    assert all(isinstance(p, ax.Notify) and p.session_id == 9 for p in wire.sent)
+    states = [p.varbinds[3].value for p in wire.sent if isinstance(p, ax.Notify)]
+    assert states == [1, 2]
+
+
+def test_no_trap_without_enable_traps_or_a_session() -> None:
+    a, wire = agent(config())
+    a.vrrp_states({"VI_1": ("BACKUP", 100)}, traps=False)
+    a.connected = False
+    a.vrrp_states({"VI_1": ("MASTER", 100)}, traps=True)
+    assert wire.sent == []
+    # the change was heard all the same: back in session, a repeat is no trap
+    a.connected = True
+    a.vrrp_states({"VI_1": ("MASTER", 100)}, traps=True)
+    assert wire.sent == []

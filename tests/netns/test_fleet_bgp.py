@@ -92,7 +92,7 @@ def director_conf(i: int, vips: tuple[str, ...] = (VIP,), drain: str = "") -> st
   lvs_method DR
   quorum 1
   announce {{
-    prefix {vip}/32
+    prefix {vip}/{128 if ":" in vip else 32}
     announce_delay 1
     {drain}
   }}
@@ -488,3 +488,67 @@ def test_daemon_sigterm_drains(lab: Lab, method: str, worse: dict[str, object]) 
           "(shutdown_drain_time 3)")
     assert time.monotonic() - t0 >= 2.9, "withdrawn before the drain time"
     assert d.proc.wait(20) == 0
+
+
+VIP6 = "2001:db8::100"
+ROUTER_BGPD6 = ROUTER_BGPD.replace(" exit-address-family\n", """ exit-address-family
+ address-family ipv6 unicast
+  neighbor D activate
+  maximum-paths 8
+ exit-address-family
+""")
+
+
+def devices6(router: str, vip: str = VIP6) -> set[str]:
+    """The router's kernel next-hop devices for ``vip``/128 (r-d1, r-d2): FRR installs
+    an eBGP IPv6 path by the peer's link-local next hop, so devices say which director
+    is in, where addresses would be fe80:: ones."""
+    out = run_in(router, ["ip", "-6", "-j", "route", "show", f"{vip}/128"]).stdout
+    routes = json.loads(out or "[]")
+    if not routes:
+        return set()
+    r = routes[0]
+    return {h["dev"] for h in r.get("nexthops", [r]) if "dev" in h}
+
+
+def test_ipv6_128_ecmp_and_withdrawal(lab: Lab) -> None:
+    """An IPv6 VIP announced as a /128 over the same IPv4 sessions (FRR sends the
+    up-link's IPv6 next hop with it): the router has it by ECMP over both directors,
+    and a director whose real server dies leaves it."""
+    router = ns("rtr")
+    for i in DIRECTORS:
+        for name, dev, host in (("rtr", f"r-d{i}", 1), (f"d{i}", "up0", 2)):
+            # nodad: a tentative address cannot be the next hop yet (the namespaces,
+            # and the addresses with them, go at the end)
+            run_in(ns(name), ["ip", "addr", "add", f"fd00:0:{i}::{host}/64", "dev", dev,
+                              "nodad"])
+        lab.start_real_server(i)
+    confs = {i: lab.render_director(i, (VIP6,)) for i in DIRECTORS}
+    assert f"ipv6 prefix-list hafast-fleet-6 seq 5 permit {VIP6}/128" in confs[1]["bgpd"]
+    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD,
+                          "bgpd": ROUTER_BGPD6})
+    for i in DIRECTORS:
+        lab.start_frr(f"d{i}", confs[i])
+        lab.start_announcer(i, "runner")
+    every = {f"r-d{i}" for i in DIRECTORS}
+    took = wait_for(lambda: devices6(router) == every, 60)
+    assert took is not None, f"no IPv6 ECMP for {VIP6}: {devices6(router)}"
+    route = run_in(router, ["ip", "-6", "route", "show", f"{VIP6}/128"]).stdout
+    print(f"\n[runner] {len(every)}-way ECMP for {VIP6}/128 in the router's kernel in "
+          f"{took:.2f} s:\n{route}", end="")
+    for i in DIRECTORS:
+        mine = run_in(ns(f"d{i}"), ["ip", "-6", "route", "show", f"{VIP6}/128", "proto",
+                                    "250"]).stdout
+        assert "blackhole" in mine, mine
+        local = run_in(ns(f"d{i}"), ["ip", "-6", "route", "show", "table", "local",
+                                     f"{VIP6}/128"]).stdout
+        assert "proto 250" in local, local
+
+    lab.stop_real_server(1)
+    took = wait_for(lambda: "r-d1" not in devices6(router), WITHDRAW_BOUND_S)
+    assert took is not None, f"d1 still a next hop for {VIP6}: {devices6(router)}"
+    print(f"[runner] real server stopped -> d1 out of {VIP6}'s next hops: {took:.2f} s")
+    lab.start_real_server(1)
+    took = wait_for(lambda: "r-d1" in devices6(router), WITHDRAW_BOUND_S)
+    assert took is not None, f"d1 did not come back for {VIP6}: {devices6(router)}"
+    print(f"[runner] real server back -> d1 in {VIP6}'s next hops again: {took:.2f} s")

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -82,6 +83,22 @@ def targets_for(rs: m.RealServer, spec: m.Checker) -> list[Target]:
         )
         for h in hosts
     ]
+
+
+def probes_for(rs: m.RealServer, spec: m.Checker) -> list[tuple[Target, m.Checker]]:
+    """:func:`targets_for`, each with the spec its probe runs: a ``host {}`` with its own
+    ``connect_timeout`` gets the SMTP_CHECK's spec with that timeout (keepalived 2.2.7
+    keeps connect_timeout in the host's conn_opts; every other timer is the checker's)."""
+    targets = targets_for(rs, spec)
+    hosts = getattr(spec, "hosts", ())
+    if not hosts:
+        return [(t, spec) for t in targets]
+    own = [
+        spec if h.connect_timeout_us is None
+        else dataclasses.replace(spec, connect_timeout_us=h.connect_timeout_us)
+        for h in hosts
+    ]
+    return list(zip(targets, own, strict=True))
 
 
 def _extras(config: m.Config, rs: m.RealServer, spec: m.Checker) -> dict[str, Any]:
@@ -171,15 +188,15 @@ class Engine:
             rs_key = rs.key
             health = ServerHealth(vs_key, rs_key, rs.weight)
             self.healths[(vs_key, rs_key)] = health
-            for spec in rs.checkers:
-                cls = self.kinds.get(spec.kind)
+            for rs_spec in rs.checkers:
+                cls = self.kinds.get(rs_spec.kind)
                 if cls is None:
-                    self.skipped.append((rs.where, spec.kind))
+                    self.skipped.append((rs.where, rs_spec.kind))
                     continue
                 # The whole spec is in the key (timers too): two checks that differ
                 # only in delay_loop are different schedules, not one.
-                extras = _extras(self.config, rs, spec)
-                for target in targets_for(rs, spec):
+                extras = _extras(self.config, rs, rs_spec)
+                for target, spec in probes_for(rs, rs_spec):
                     key = (target, spec, tuple(sorted(extras.items())))
                     check = by_key.get(key)
                     if check is not None:

@@ -205,6 +205,11 @@ class LvsBuilder:
         inh_chk = {k: f.pop(k) for k in _VS_ONLY_CHECK if k in f}
         inh_chk["delay_loop_us"] = f.get("delay_loop_us", 60 * S)
         inh_rs = {k: f[k] for k in _INHERITED_RS if k in f}
+        if "weight" in f:
+            # keepalived 2.2.7 check_data.c: a real server with no weight of its own
+            # takes the virtual server's ("rs->effective_weight = vs->weight;"); the
+            # virtual server itself keeps none (IPVS has no service weight).
+            inh_rs["weight"] = f.pop("weight")
         for k in ("alpha", "virtualhost"):
             if k in f:
                 inh_chk[k] = f[k]

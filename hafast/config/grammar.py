@@ -984,7 +984,7 @@ enable_snmp_checker f  0-1  flag          -
 enable_snmp_rfc     f  0-1  flag          -
 enable_snmp_rfcv2   f  0-1  flag          -
 enable_snmp_rfcv3   f  0-1  flag          -
-enable_traps        f  0-1  flag          enable_traps
+enable_traps        f  0-1  flag          -
 snmp_vs_stats_update_interval v 1 timer:0,86400 -
 snmp_rs_stats_update_interval v 1 timer:0,86400 -
 enable_dbus         f  0-1  flag          -
@@ -1163,7 +1163,7 @@ mh-port             f  0-1  schedflag:mh-port +sched_flags
 mh-fallback         f  0-1  schedflag:mh-fallback +sched_flags
 hashed              f  0-1  schedflag:hashed +sched_flags
 real_server         b  1-2  real_server   +real_servers
-weight              v  1    int:0,2147483647 -
+weight              v  1    int:1,2147483647 weight
 """
     + _RS_INHERITED
     # last: keepalived's -t, not knowing the block, misreads every line after it

@@ -83,6 +83,10 @@ class ChildBlock:
     rows: str
     build: Callable[[dict[str, Any]], Any]
     check: Callable[[dict[str, Any], dict[str, Any], Any], None] | None = None
+    # Fields keepalived writes to the enclosing checker even when written in this block
+    # (its handler takes CHECKER_GET_CURRENT()): they become the checker's own, in file
+    # order, so the last write wins, in this block, a sibling, or the checker's.
+    lift: tuple[str, ...] = ()
 
 
 # fixup(merged fields, the block's own fields): adjust after inheritance, in place

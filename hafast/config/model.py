@@ -213,7 +213,6 @@ class GlobalDefs:
     # the AgentX subagent (hafast.status.snmp); None: net-snmp's /var/agentx/master
     snmp_socket: str | None = None
     enable_snmp_vrrp: bool = False
-    enable_traps: bool = False  # the subagent sends vrrpInstanceStateChange
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)
@@ -653,6 +652,18 @@ class SmtpHost:
     bind_if: str | None = None
     bind_port: int | None = None
     fwmark: int | None = None
+    # None: the SMTP_CHECK's.  keepalived 2.2.7 leaves such a host's connection_to at 0
+    # (its conn_opts is zero-allocated and only UINT_MAX gets the default), an attempt
+    # that times out at once; hafast does not copy that.
+    connect_timeout_us: int | None = None
+
+
+# keepalived 2.2.7 check_api.c: inside host {}, connect_timeout sets the host's own
+# conn_opts (CHECKER_GET_CO()), the other timers the SMTP_CHECK itself
+# (CHECKER_GET_CURRENT()), which every host's checker then copies.
+_SMTP_HOST_LIFT = (
+    "alpha", "retry", "delay_before_retry_us", "warmup_us", "delay_loop_us", "log_all_failures"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,8 +684,9 @@ host                b  0    smtp_host     +hosts
 """,
         "hafast.check.smtp:SmtpKind",
         port=25,
-        # keepalived accepts the timers in host {} too; hafast uses the SMTP_CHECK's own
-        children={"smtp_host": ChildBlock(CONN + k.accepted_only(TIMERS), lambda f: SmtpHost(**f))},
+        children={
+            "smtp_host": ChildBlock(CONN + TIMERS, lambda f: SmtpHost(**f), lift=_SMTP_HOST_LIFT)
+        },
     )
 )
 

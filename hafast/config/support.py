@@ -103,6 +103,7 @@ global_defs enable_snmp_checker warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfc warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfcv2 warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfcv3 warn SNMP (AgentX) is not served
+global_defs enable_traps refuse SNMP traps (alerts) are not sent
 global_defs snmp_vs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs snmp_rs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs enable_dbus warn DBus is not served
@@ -120,14 +121,6 @@ vrrp_instance preempt warn preemption is the default already (nopreempt turns it
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
 virtual_server snmp_name warn SNMP (AgentX) is not served
 real_server snmp_name warn SNMP (AgentX) is not served
-virtual_server weight refuse the virtual server's own weight (keepalived vs->weight)
-smtp_host alpha refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
-smtp_host connect_timeout refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
-smtp_host retry refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
-smtp_host delay_before_retry refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
-smtp_host warmup refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
-smtp_host delay_loop refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
-smtp_host log_all_failures refuse per-host timing of SMTP_CHECK (set it on the SMTP_CHECK block)
 real_server BFD_CHECK refuse BFD is not implemented: the real server would never be checked and would stay UP
 HTTP_GET fast_recovery refuse the check's fast recovery after a failure
 SSL_GET fast_recovery refuse the check's fast recovery after a failure

@@ -167,6 +167,7 @@ class Walker:
         self.cache: dict[tuple[Keyword, str], Any] = {}
         self.item_pos: dict[int, Token] = {}  # list items (addresses, tracks) -> their line
         self.scripts: list[tuple[Token, m.Script]] = []  # each distinct script line once
+        self.lifted: list[tuple[str, Any, Token]] = []  # ChildBlock.lift, for the parent
         self.seq = 0
 
     # ----------------------------------------------------------------- reporting
@@ -241,6 +242,11 @@ class Walker:
                 if kw.field is not None:
                     pos.setdefault(kw.field, kt)  # given, though wrong: no "missing" error
                 continue
+            if kind == "b" and self.lifted:
+                for name, lv, lt in self.lifted:
+                    fields[name] = lv
+                    pos[name] = lt
+                self.lifted = []
             if kw.deprecated and kt.text not in self.warned:
                 # the fast path above skips this only for a word already seen (and warned)
                 self.warned.add(kt.text)
@@ -344,6 +350,9 @@ class Walker:
         build = self.immediate.get(ctx)
         if build is None:  # a block inside a checker's (url {}, host {})
             block = CHILDREN[ctx]
+            for name in block.lift:
+                if name in fields:
+                    self.lifted.append((name, fields.pop(name), pos.pop(name)))
             fields = as_tuples(fields)
             if block.check is not None:
                 block.check(fields, pos, self)

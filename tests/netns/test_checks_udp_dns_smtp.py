@@ -133,3 +133,26 @@ def test_smtp_against_a_web_server_fails(farm: Farm) -> None:
     a = farm.addresses[14]
     tl = scenario(farm, config_for([a], 80, "SMTP_CHECK"), [], duration=2.0)
     assert tl.states(a) == ["DOWN"]
+
+
+def test_smtp_hosts_time_out_on_their_own_connect_timeout(farm: Farm) -> None:
+    # Two legacy host {} blocks, both at silent (dropped) addresses: each host is its own
+    # checker with its own connect_timeout (keepalived 2.2.7 check_smtp.c), while retry
+    # and delay_loop written in a host are the whole SMTP_CHECK's.
+    a, short, long = farm.addresses[15:18]
+    body = (f"      host {{\n        connect_ip {short}\n        connect_timeout 0.5\n"
+            "        retry 0\n        delay_loop 10\n      }\n"
+            f"      host {{\n        connect_ip {long}\n        connect_timeout 3\n      }}\n")
+    cfg = config_for([a], SMTP_PORT, "SMTP_CHECK", body)
+    farm.faults.apply([short, long], "drop")
+    # by 2 s the short host has failed (the real server is DOWN), the long one is still
+    # waiting for its connection: one timeout counted, not two
+    tl = scenario(farm, cfg, [], duration=2.0)
+    assert tl.states(a) == ["DOWN"]
+    assert 0.45 <= tl.first(a, "DOWN") <= 0.5 + SLACK
+    assert tl.events[0][1].reason == "SMTP_CHECK timeout"
+    assert tl.counters.get("fail:timeout") == 1
+    # the long host gives up at 3 s (and the short one does not retry: retry 0)
+    tl = scenario(farm, cfg, [], duration=3.0 + SLACK + 0.5)
+    assert tl.states(a) == ["DOWN"]
+    assert tl.counters.get("fail:timeout") == 2

@@ -213,6 +213,7 @@ class GlobalDefs:
     # the AgentX subagent (hafast.status.snmp); None: net-snmp's /var/agentx/master
     snmp_socket: str | None = None
     enable_snmp_vrrp: bool = False
+    enable_traps: bool = False  # the subagent sends vrrpInstanceStateChange
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)

@@ -103,7 +103,6 @@ global_defs enable_snmp_checker warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfc warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfcv2 warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfcv3 warn SNMP (AgentX) is not served
-global_defs enable_traps refuse SNMP traps (alerts) are not sent
 global_defs snmp_vs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs snmp_rs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs enable_dbus warn DBus is not served

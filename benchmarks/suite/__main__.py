@@ -3,11 +3,14 @@ machine's limit, side by side in one run, written up as report.md with plots.
 
     python -m benchmarks.suite [--quick|--full] [--section NAME ...] [--rounds N]
                                [--out DIR] [--yes]
+    python -m benchmarks.suite --reliability
 
 ``--quick`` (the default) takes the smallest sizes and fewer rounds and finishes in
 under 10 minutes on a 2-core machine; ``--full`` prints its estimated duration
 first (from the plan) and asks before starting unless ``--yes``.  Sections: checks,
-detection, keepalived_vm, vrrp, jitter, config, hotpaths.  Needs root (namespaces,
+detection, keepalived_vm, vrrp, jitter, config, hotpaths, and reliability (the chaos
+and hostile-input netns tests and the last ``./dev fuzz`` logs; 4-10 minutes, so
+only when asked: ``--reliability`` is ``--section reliability``).  Needs root (namespaces,
 raw sockets); every load loop is bounded in count and time and all traffic stays inside the
 namespaces the suite makes (deleted when it ends, also on Ctrl-C).
 """
@@ -29,13 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suite import anchors, checks, jitter, pysections, vm_checkers
+from benchmarks.suite import anchors, checks, jitter, pysections, reliability, vm_checkers
 from benchmarks.suite.model import Section
 from benchmarks.suite.progress import Progress, format_seconds
 from benchmarks.suite.report import write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out" / "report"
 SECTIONS = ("checks", "detection", "keepalived_vm", "vrrp", "jitter", "config", "hotpaths")
+# run only when named: they are tests of failure behaviour, not performance figures
+OPT_IN = ("reliability",)
+RELIABILITY_SECONDS = 300.0  # the four netns files: 215 s on the 2-core VM, load 2.5
 
 
 @dataclass
@@ -139,6 +145,8 @@ def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None) -> list[tupl
             r = rounds or mode.file_rounds
             per = sum(mode.file_seconds.get(f, 60.0) for f in files) + 5.0
             steps += [(f"{name} round {i + 1}/{r}", per) for i in range(r)]
+    if "reliability" in sections:
+        steps.append(("reliability tests", RELIABILITY_SECONDS))
     return steps
 
 
@@ -163,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--quick", dest="mode", action="store_const", const="quick")
     group.add_argument("--full", dest="mode", action="store_const", const="full")
-    ap.add_argument("--section", action="append", choices=SECTIONS, default=None,
+    ap.add_argument("--section", action="append", choices=SECTIONS + OPT_IN, default=None,
                     help="run only this section (repeatable)")
+    ap.add_argument("--reliability", dest="section", action="append_const",
+                    const="reliability", help="the reliability section (--section reliability)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds for every section")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--sizes", default=None,
@@ -266,8 +276,9 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
                 "hotpaths", "Hot paths (_core micro benchmarks)", mode.hotpath_files,
                 rounds or mode.file_rounds, workdir, step, bar.note,
                 extra=pysections.md5_openssl),
+            "reliability": lambda: reliability.run_reliability(workdir, step, bar.note),
         }
-        for name in SECTIONS:
+        for name in SECTIONS + OPT_IN:
             if name not in sections:
                 continue
             try:

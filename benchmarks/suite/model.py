@@ -47,6 +47,9 @@ class Section:
     seconds: float = 0.0
     status: str = "measured"  # or "not measured" (notes say why), "failed"
     sample_label: str = ""  # x axis of the samples' plot
+    # tables already written (figures that are not per-round numbers: the reliability
+    # section's counts and verdicts); shown instead of the rows' table
+    markdown: str = ""
 
     def row(self, case: str, metric: str, unit: str, better: str = "higher", *,
             group: str = "", n: int = 0) -> Row:
@@ -66,4 +69,5 @@ class Section:
         rows = [Row(**r) for r in d.get("rows", [])]
         return cls(d["name"], d["title"], rows, list(d.get("notes", [])),
                    dict(d.get("samples", {})), float(d.get("seconds", 0.0)),
-                   str(d.get("status", "measured")), str(d.get("sample_label", "")))
+                   str(d.get("status", "measured")), str(d.get("sample_label", "")),
+                   str(d.get("markdown", "")))

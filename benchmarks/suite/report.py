@@ -133,7 +133,7 @@ def build_report(sections: Sequence[Section], meta: dict[str, Any],
             lines.append(f"- {note}")
         if sec.notes:
             lines.append("")
-        lines.append(section_table(sec))
+        lines.append(sec.markdown or section_table(sec))
         for png in plots.get(sec.name, []):
             lines += ["", f"![{png}]({png})"]
     return "\n".join(lines) + "\n"

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests import figures
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import (
     REPO,
@@ -249,6 +250,19 @@ def test_reload_storm_keeps_vrrp_and_pool(lab: PairLab) -> None:
               f"missing from nft {len(wrong)} ({len(watch.missing)} samples); "
               f"RSS KiB before {rss_before} after {rss_after}; worker restarts "
               f"{[(w['name'], w['restarts'], w['heartbeat_kills']) for w in st['workers']]}")
+        figures.record("reload storm and fd limits", f"reload storm, {SERVERS} real servers", {
+            "SIGHUPs": asked,
+            "reloads applied / rejected / superseded":
+                f"{st['reloads']} / {st['reload_errors']} / {st['reload']['superseded']}",
+            "VRRP transitions": {"hafast": len(after1) - len(before1),
+                                 "keepalived": len(after2) - len(before2)},
+            "samples with the VIP not on the MASTER alone":
+                f"{len(watch.vip_wrong)} of {watch.samples}",
+            "healthy real servers missing from the nft map": len(wrong),
+            "workers restarted": sum(w["restarts"] for w in st["workers"]),
+            **{f"RSS KiB before -> after: {k}": f"{rss_before[k]:,} -> {rss_after.get(k, 0):,}"
+               for k in rss_before},
+        })
         hung = [x for x in d1.log_text().splitlines() if "heartbeat" in x]
         assert after1 == before1 and after2 == before2, (after1, after2, hung)
         assert watch.vip_wrong == []
@@ -316,6 +330,13 @@ def test_fd_limit_below_the_farm(lab: PairLab) -> None:
               f"healthy removed {len(gone)} in {samples} samples, pool "
               f"{len(status_pool(st))}, restarts {[w['restarts'] for w in st['workers']]}, "
               f"fd-limit warnings {len(warned)}: {warned[:1]}")
+        figures.record("reload storm and fd limits",
+                       f"RLIMIT_NOFILE {FD_LIMIT}, {FD_SERVERS} servers, {len(silent)} silent", {
+                           "healthy real servers removed": len(gone),
+                           "pool samples": samples,
+                           "worker restarts": sum(w["restarts"] for w in st["workers"]),
+                           "fd-limit warnings logged": len(warned),
+                       })
         assert gone == set()
         assert warned, log_text[-3000:]
         assert all(w["restarts"] == 0 and w["heartbeat_kills"] == 0 for w in st["workers"])
@@ -341,6 +362,11 @@ def test_fd_limit_too_low_to_start(lab: PairLab) -> None:
         lines = [x for x in log_text.splitlines() if "RLIMIT_NOFILE" in x]
         print(f"\nfd limit 20: exit {rc}; {lines}; nft pool left behind: "
               f"{len(kernel_pool(lab))} servers")
+        figures.record("reload storm and fd limits", "RLIMIT_NOFILE 20", {
+            "exit status": rc, "lines naming the limit": len(lines),
+            "traceback logged": "Traceback" in log_text,
+            "nft pool left behind (servers)": len(kernel_pool(lab)),
+        })
         assert rc == 1
         assert len(lines) == 1 and "open-files limit at 20" in lines[0], log_text[-3000:]
         assert "Traceback" not in log_text

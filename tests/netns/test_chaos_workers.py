@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from tests import figures
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import VIP, Daemon, PairLab
 from tests.netns.test_never_two_masters import Keepalived
@@ -260,6 +261,7 @@ def show(title: str, rows: dict[str, Any]) -> None:
     print(f"\n[chaos] {title}")
     for k, v in rows.items():
         print(f"[chaos]   {k}: {v}")
+    figures.record("worker and parent kills", title, rows)
 
 
 def close_all(*things: Any) -> None:

@@ -27,6 +27,7 @@ import pytest
 
 from hafast.lab import FIXED_BODY, FIXED_PATH, Farm, md5_hex
 from hafast.lab.netns import run_in
+from tests import figures
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import Daemon, start_daemon
 from tests.netns.hostile_servers import (
@@ -210,6 +211,17 @@ def test_hostile_servers_go_down_on_time_and_the_worker_stays_flat(
                    f"({(rss_after - rss_first_down) / 1024:+.0f} KiB)",
                    f"  counters: {counters}"]
         print("\n".join(report))
+        figures.record("hostile real servers", f"daemon level, bound {BOUND:.1f} s", {
+            **{f"time to DOWN (s): {ports[p]}": round(t, 2)
+               for p, t in sorted(down.items(), key=lambda x: x[1])},
+            "healthy control out of the pool (looks)": len(control_out),
+            "hostile servers back in the pool": len(back_in),
+            "check worker restarted": d.worker_pid("check") != worker,
+            "check worker RSS KiB, first DOWN -> after "
+            f"{ROUNDS} more rounds": f"{rss_first_down // 1024:,} -> {rss_after // 1024:,}",
+            "failures by reason": ", ".join(f"{k[5:]} {v}" for k, v in sorted(counters.items())
+                                            if k.startswith("fail:")),
+        })
 
         for port, t in down.items():
             assert t < BOUND + SLACK, (ports[port], t)

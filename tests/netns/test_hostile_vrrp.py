@@ -61,6 +61,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hafast.lab.netns import call_in, pid_alive, run_in, socket_in
+from tests import figures
 from tests import keepalived_exporter as exporter
 from tests import vrrp_hostile as hostile
 from tests.conftest import require_root, require_tool
@@ -371,6 +372,7 @@ class Figures:
     jitter: dict[str, list[float]] = field(default_factory=dict)
     kernel_drops: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the flood
+    ka_counters: set[str] = field(default_factory=set)  # what keepalived's stats file has
     notes: list[str] = field(default_factory=list)
 
     def table(self) -> str:
@@ -394,6 +396,33 @@ class Figures:
                          f"p99={percentile(xs, 99):.4f} s max={max(xs, default=0):.4f} s")
         lines.extend(f"  {n}" for n in self.notes)
         return "\n".join(lines)
+
+    def record(self) -> None:
+        """The same figures for the reliability report (tests/figures.py)."""
+        counted = [w for w in ("hafast", "keepalived") if w in self.kernel_drops]
+        by = {"hafast": self.hafast, "keepalived": self.keepalived}
+        rows: dict[str, Any] = {"packets sent": self.sent,
+                                "seconds": round(self.seconds, 1)}
+        for r in sorted(set(self.hafast) | set(self.keepalived)):
+            # a counter keepalived does not have shows as "-", not as 0
+            rows[f"dropped: {r}"] = {w: by[w].get(r, 0) for w in counted
+                                     if w == "hafast" or r in self.ka_counters}
+        rows["dropped, counted by reason"] = {w: sum(by[w].values()) for w in counted}
+        rows["dropped by the kernel (receive buffer)"] = {
+            w: self.kernel_drops[w] for w in counted}
+        for who, (a, b) in self.rss.items():
+            rows.setdefault("VRRP process RSS KiB before -> after", {})[
+                who.split()[0]] = f"{a:,} -> {b:,}"
+        for who, spent in self.cpu.items():
+            rows.setdefault("CPU a packet during the flood (us)", {})[
+                who.split()[0]] = round(spent / max(self.sent, 1) * 1e6, 1)
+        for what, xs in self.jitter.items():
+            if xs:
+                rows[f"r1's advert interval {what}, p50 / p99 s (n)"] = (
+                    f"{percentile(xs, 50):.4f} / {percentile(xs, 99):.4f} ({len(xs)})")
+        if self.notes:
+            rows["notes"] = "; ".join(self.notes)
+        figures.record("hostile VRRP network", self.title, rows)
 
 
 def check_hafast(ha: Hafast, h0: dict[str, Any], flood: Flood, fig: Figures, state: str
@@ -453,6 +482,7 @@ def check_keepalived(ka: Keepalived, k0: dict[str, int], kdrops0: int, flood: Fl
     assert "ok" not in want_ka
     del want_ka[None]
     fig.keepalived = delta(settled(ka.stats, 60, ka.log), k0)
+    fig.ka_counters = set(k0)
     for busy in ("advert_rcvd", "advert_sent", "become_master", "release_master"):
         fig.keepalived.pop(busy, None)  # adverts and transitions, not drops
     fig.kernel_drops["keepalived"] = ka.kernel_drops() - kdrops0
@@ -498,6 +528,7 @@ def idle_and_warm(lab: VrrpLab, fig: Figures, mac: str, to: str) -> None:
 def finish(fig: Figures, base: dict[str, Any], *, assert_rss: bool = True) -> None:
     fig.rss = {who: (base["rss"][who], rss_kb(pid)) for who, pid in base["pids"].items()}
     print("\n" + fig.table())
+    fig.record()
     a, b = fig.rss["hafast VRRP worker"]
     if assert_rss:
         assert b - a < RSS_BOUND_KB, fig.table()

@@ -171,12 +171,15 @@ class Supervisor:
         # Read once at start: a reload that turns SNMP on or moves the socket needs a
         # restart (the rows themselves follow each reload's config).
         gd = self.config.global_defs
-        if not gd.enable_snmp_vrrp:
+        # enable_snmp_rfcv2 alone: a session for RFC 2787's trap only (its MIB is not
+        # served), so none without enable_traps
+        if not (gd.enable_snmp_vrrp or (gd.enable_snmp_rfcv2 and gd.enable_traps)):
             return False
         from hafast.status.snmp import SnmpAgent
 
         try:
-            self.snmp = SnmpAgent(gd.snmp_socket, self.desk.status, lambda: self.config)
+            self.snmp = SnmpAgent(gd.snmp_socket, self.desk.status, lambda: self.config,
+                                  keepalived_mib=gd.enable_snmp_vrrp)
         except ValueError as exc:
             log.error("%s", exc)
             return False
@@ -451,7 +454,8 @@ class Supervisor:
             self.vrrp_states.update(payload)
             self._vips_moved(payload)
             if self.snmp is not None:
-                self.snmp.vrrp_states(payload, self.config.global_defs.enable_traps)
+                gd = self.config.global_defs
+                self.snmp.vrrp_states(payload, gd.enable_traps, gd.enable_snmp_rfcv2)
         elif kind == "status":
             req, data = payload
             fut = w.requests.pop(req, None)

@@ -982,7 +982,7 @@ enable_snmp_vrrp    f  0-1  flag          enable_snmp_vrrp
 enable_snmp_keepalived f 0-1 flag         -
 enable_snmp_checker f  0-1  flag          -
 enable_snmp_rfc     f  0-1  flag          -
-enable_snmp_rfcv2   f  0-1  flag          -
+enable_snmp_rfcv2   f  0-1  flag          enable_snmp_rfcv2
 enable_snmp_rfcv3   f  0-1  flag          -
 enable_traps        f  0-1  flag          enable_traps
 snmp_vs_stats_update_interval v 1 timer:0,86400 -

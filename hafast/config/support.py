@@ -101,7 +101,7 @@ global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
 global_defs enable_snmp_keepalived warn SNMP (AgentX) is not served
 global_defs enable_snmp_checker warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfc warn SNMP (AgentX) is not served
-global_defs enable_snmp_rfcv2 warn SNMP (AgentX) is not served
+global_defs enable_snmp_rfcv2 warn VRRP-MIB (RFC 2787) is not served; only its vrrpTrapNewMaster is sent (with enable_traps)
 global_defs enable_snmp_rfcv3 warn SNMP (AgentX) is not served
 global_defs snmp_vs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs snmp_rs_stats_update_interval warn SNMP (AgentX) is not served

@@ -13,7 +13,8 @@ every :data:`RETRY_S` seconds, logging the first failure of a run only.
 
 With ``enable_traps`` each VRRP state change the parent hears of
 (:meth:`SnmpAgent.vrrp_states`) goes to the master as a Notify PDU carrying
-KEEPALIVED-MIB's vrrpInstanceStateChange; the master turns it into the traps its
+KEEPALIVED-MIB's vrrpInstanceStateChange, and with ``enable_snmp_rfcv2`` RFC 2787's
+vrrpTrapNewMaster for a new master; the master turns them into the traps its
 ``trap2sink``/``trapsess`` lines ask for.  Like net-snmp's subagent in keepalived,
 a change that happens while no session is open is not sent later.
 
@@ -40,6 +41,7 @@ from hafast.status.snmp_mib import (
     answer,
     instance_trap,
     keepalived_rows,
+    new_master_trap,
 )
 
 log = logging.getLogger("hafast.snmp")
@@ -75,8 +77,11 @@ def parse_socket(spec: str | None) -> tuple[str, str, int]:
 
 class SnmpAgent:
     def __init__(self, spec: str | None, status: Callable[[], Awaitable[dict[str, Any]]],
-                 config: Callable[[], Any]) -> None:
+                 config: Callable[[], Any], *, keepalived_mib: bool = True) -> None:
         self.where = parse_socket(spec)
+        # enable_snmp_vrrp: KEEPALIVED-MIB served and its traps sent; without it (an
+        # agent for enable_snmp_rfcv2's traps only) neither, as in keepalived
+        self.keepalived_mib = keepalived_mib
         self.status = status
         self.config = config
         self.started = time.monotonic()
@@ -91,6 +96,7 @@ class SnmpAgent:
         # Each instance's last state heard: a report that repeats it (a worker
         # resumed or reloaded in the same state) is no transition.
         self._vrrp: dict[str, str] = {}
+        self._pending: set[asyncio.Task[None]] = set()
         # Set once the first connection is open or has failed (:meth:`first_try`).
         self._tried = asyncio.Event()
 
@@ -105,7 +111,7 @@ class SnmpAgent:
                 w.write(ax.encode(ax.Close(session_id=self._session,
                                            packet_id=self._next_id())))
                 await asyncio.wait_for(w.drain(), 1.0)
-        for t in (self._task, self._refresh):
+        for t in (self._task, self._refresh, *self._pending):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(BaseException):
@@ -113,9 +119,12 @@ class SnmpAgent:
         if w is not None:
             w.close()
 
-    def vrrp_states(self, states: dict[str, tuple[str, int]], traps: bool) -> None:
+    def vrrp_states(self, states: dict[str, tuple[str, int]], traps: bool,
+                    rfcv2: bool = False) -> None:
         """The VRRP worker's report ``{name: (state, priority)}``: a vrrpInstanceStateChange
-        for each instance whose state moved, when ``traps`` (``enable_traps``).
+        for each instance whose state moved, when ``traps`` (``enable_traps``), and
+        with ``rfcv2`` (``enable_snmp_rfcv2``) RFC 2787's vrrpTrapNewMaster after it
+        for a new master.
 
         keepalived sends none for INIT (an instance starting, or stopping)."""
         config = self.config()
@@ -123,8 +132,28 @@ class SnmpAgent:
             if self._vrrp.get(name) == state:
                 continue
             self._vrrp[name] = state
-            if traps and state != "INIT":
+            if not traps or state == "INIT":
+                continue
+            if self.keepalived_mib:
                 self._notify(instance_trap(name, state, config, self.uptime()), name)
+            if rfcv2 and state == "MASTER":
+                task = asyncio.get_running_loop().create_task(self._new_master(name))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+    async def _new_master(self, name: str) -> None:
+        # The trap names the interface's index and the source address: the
+        # worker's status has both (the parent's report does not).
+        try:
+            status = await self.status()
+        except Exception:
+            log.exception("SNMP: status for %s's vrrpTrapNewMaster failed", name)
+            return
+        for inst in status.get("vrrp") or ():
+            if (inst.get("data") or {}).get("iname") == name:
+                varbinds = new_master_trap(inst, self.uptime())
+                if varbinds is not None:
+                    self._notify(varbinds, f"{name} vrrpTrapNewMaster")
 
     def _notify(self, varbinds: tuple[ax.VarBind, ...], what: str) -> None:
         w = self._writer
@@ -210,7 +239,7 @@ class SnmpAgent:
         if res.error != ax.NO_AGENTX_ERROR:
             raise ax.AgentXError(f"Open refused (error {res.error})")
         self._session = res.session_id
-        for subtree in (GLOBAL, VRRP):
+        for subtree in (GLOBAL, VRRP) if self.keepalived_mib else ():
             res = await reply(ax.Register(session_id=self._session,
                                           packet_id=self._next_id(), subtree=subtree))
             if res.error != ax.NO_AGENTX_ERROR:

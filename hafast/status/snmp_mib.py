@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import bisect
+import ipaddress
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +38,11 @@ SYS_UPTIME: ax.Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 SNMP_TRAP_OID: ax.Oid = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
 # KEEPALIVED-MIB vrrpNotifications (vrrp 10 0): vrrpInstanceStateChange
 VRRP_INSTANCE_STATE_CHANGE: ax.Oid = (*VRRP, 10, 0, 2)
+
+# VRRP-MIB (RFC 2787): vrrpMIB = mib-2 68; vrrpNotifications 0, vrrpOperEntry 1.3.1
+VRRP_MIB: ax.Oid = (1, 3, 6, 1, 2, 1, 68)
+VRRP_TRAP_NEW_MASTER: ax.Oid = (*VRRP_MIB, 0, 1)
+VRRP_OPER_MASTER_IP_ADDR: ax.Oid = (*VRRP_MIB, 1, 3, 1, 7)
 
 # VrrpState textual convention, keepalived's own numbering (vrrp.h VRRP_STATE_*)
 STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
@@ -101,6 +107,33 @@ def instance_trap(name: str, state: str, config: Any, sys_uptime: int) -> tuple[
             ax.VarBind(ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 4), STATES.get(state, 0)),
             ax.VarBind(ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 5), _initial_state({}, cfg)[1]),
             ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 2, 0), router_id_of(config).encode()))
+
+
+def new_master_trap(inst: dict[str, Any], sys_uptime: int) -> tuple[ax.VarBind, ...] | None:
+    """RFC 2787 vrrpTrapNewMaster for ``inst`` (one instance of the parent's status),
+    or None for an instance RFC 2787 cannot describe.
+
+    As keepalived 2.2.7's vrrp_rfcv2_snmp_new_master_trap: only a VRRPv2 IPv4
+    instance with addresses (suitable_for_rfc2787), and one varbind,
+    vrrpOperMasterIpAddr.<ifindex>.<vrid> = the instance's own source address.
+
+    >>> inst = {"data": {"version": 2, "vrid": 51, "vips": ["10.0.0.9/24"]},
+    ...         "ka": {"ifindex": 3, "src_ip": "10.0.0.1"}}
+    >>> vb = new_master_trap(inst, 0)[-1]
+    >>> vb.name[-3:], vb.value
+    ((7, 3, 51), b'\\n\\x00\\x00\\x01')
+    """
+    data, ka = inst.get("data") or {}, inst.get("ka") or {}
+    if data.get("version") != 2 or not data.get("vips"):
+        return None
+    try:
+        src = ipaddress.IPv4Address(ka.get("src_ip"))
+    except ValueError:
+        return None  # IPv6 (VRRPv2 carries IPv4 only) or no socket yet
+    return (ax.VarBind(ax.TIME_TICKS, SYS_UPTIME, sys_uptime),
+            ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_TRAP_NEW_MASTER),
+            ax.VarBind(ax.IP_ADDRESS, (*VRRP_OPER_MASTER_IP_ADDR, int(ka.get("ifindex") or 0),
+                                       int(data["vrid"])), src.packed))
 
 
 def keepalived_rows(status: dict[str, Any], config: Any, *,

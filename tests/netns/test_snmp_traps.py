@@ -7,7 +7,8 @@ numeric OIDs, one line per trap).  hafast and then keepalived run the same confi
 VI_1 (``state BACKUP``) goes BACKUP then MASTER; VI_2 starts in FAULT on a
 track_file, and the test clears the file so it goes BACKUP then MASTER.  The
 vrrpInstanceStateChange traps each daemon caused must be the same, instance by
-instance and in order: trap OID, varbind OIDs and values (sysUpTime left out).
+instance and in order: trap OID, varbind OIDs and values (sysUpTime left out); so
+must RFC 2787's vrrpTrapNewMaster (``enable_snmp_rfcv2``), one per new master.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from pathlib import Path
 import pytest
 
 from hafast.lab.netns import Registry
-from hafast.status.snmp_mib import SNMP_TRAP_OID, SYS_UPTIME, VRRP_INSTANCE_STATE_CHANGE
+from hafast.status.snmp_mib import (
+    SNMP_TRAP_OID,
+    SYS_UPTIME,
+    VRRP_INSTANCE_STATE_CHANGE,
+    VRRP_TRAP_NEW_MASTER,
+)
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
 from tests.netns.vrrp_fixtures import KEEPALIVED
@@ -39,7 +45,6 @@ def dotted(oid: tuple[int, ...]) -> str:
     return "." + ".".join(map(str, oid))
 
 
-STATE_CHANGE = dotted(VRRP_INSTANCE_STATE_CHANGE)
 Trap = tuple[tuple[str, str], ...]
 
 
@@ -49,6 +54,7 @@ def conf(agentx: Path, tfile: Path) -> str:
   vrrp_garp_master_delay 0
   enable_snmp_vrrp
   enable_traps
+  enable_snmp_rfcv2
   snmp_socket unix:{agentx}
   script_user root
 }}
@@ -119,10 +125,10 @@ def lab() -> Iterator[tuple[Registry, Path]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def state_traps(log: Path, since: int) -> dict[str, list[Trap]]:
-    """vrrpInstanceStateChange traps after byte ``since`` of the log, by instance name;
-    each trap's varbinds as (oid, "TYPE: value"), sysUpTime dropped."""
-    out: dict[str, list[Trap]] = {}
+def traps_of(log: Path, since: int, trap_oid: tuple[int, ...]) -> list[Trap]:
+    """The ``trap_oid`` traps after byte ``since`` of the log; each trap's varbinds as
+    (oid, "TYPE: value"), sysUpTime dropped."""
+    out: list[Trap] = []
     text = log.read_bytes()[since:].decode(errors="replace")
     for line in text.splitlines():
         if not line.startswith("TRAP "):
@@ -132,9 +138,15 @@ def state_traps(log: Path, since: int) -> dict[str, list[Trap]]:
             name, sep, value = part.partition(" = ")
             if sep and name.strip() != dotted(SYS_UPTIME):
                 vbs.append((name.strip(), value.strip()))
-        got = dict(vbs)
-        if got.get(dotted(SNMP_TRAP_OID)) != f"OID: {STATE_CHANGE}":
-            continue
+        if dict(vbs).get(dotted(SNMP_TRAP_OID)) == f"OID: {dotted(trap_oid)}":
+            out.append(tuple(vbs))
+    return out
+
+
+def state_traps(log: Path, since: int) -> dict[str, list[Trap]]:
+    """vrrpInstanceStateChange traps after byte ``since`` of the log, by instance name."""
+    out: dict[str, list[Trap]] = {}
+    for vbs in traps_of(log, since, VRRP_INSTANCE_STATE_CHANGE):
         iname = next(v for k, v in vbs if k.endswith(".3.1.2"))
         out.setdefault(iname.split(": ", 1)[1].strip('"'), []).append(tuple(vbs))
     return out
@@ -154,10 +166,10 @@ def wait_for(what: str, ok: Callable[[], bool], log: Callable[[], str]) -> None:
 
 
 def run_scenario(tmp: Path, tfile: Path, since: int,
-                 log: Callable[[], str]) -> dict[str, list[Trap]]:
+                 log: Callable[[], str]) -> tuple[dict[str, list[Trap]], list[Trap]]:
     """From the daemon's start (the trap log was ``since`` bytes long): VI_1 to MASTER,
     VI_2 in FAULT; then clear the track_file and wait for VI_2 to become MASTER.
-    The traps caught meanwhile."""
+    The state change traps caught meanwhile, and the vrrpTrapNewMaster ones."""
     traps = tmp / "traps.log"
     wait_for("VI_1 MASTER and VI_2 FAULT traps",
              lambda: states(state_traps(traps, since), "VI_1")[-1:] == ["INTEGER: 2"]
@@ -166,7 +178,7 @@ def run_scenario(tmp: Path, tfile: Path, since: int,
     wait_for("VI_2 MASTER trap",
              lambda: states(state_traps(traps, since), "VI_2")[-1:] == ["INTEGER: 2"], log)
     time.sleep(1.5)  # anything late would show up as a difference
-    return state_traps(traps, since)
+    return state_traps(traps, since), traps_of(traps, since, VRRP_TRAP_NEW_MASTER)
 
 
 def test_vrrp_state_change_traps_match_keepalived(lab: tuple[Registry, Path]) -> None:
@@ -178,7 +190,7 @@ def test_vrrp_state_change_traps_match_keepalived(lab: tuple[Registry, Path]) ->
     since = (tmp / "traps.log").stat().st_size
     hafast = start_daemon(tmp / "hafast", text, ns=NS)
     try:
-        h_traps = run_scenario(tmp, tfile, since, hafast.log_text)
+        h_traps, h_rfc = run_scenario(tmp, tfile, since, hafast.log_text)
     finally:
         assert hafast.stop() == 0, hafast.log_text()[-3000:]
 
@@ -194,7 +206,7 @@ def test_vrrp_state_change_traps_match_keepalived(lab: tuple[Registry, Path]) ->
                               "-p", str(kdir / "k.pid"), "-r", str(kdir / "kv.pid"),
                               "-c", str(kdir / "kc.pid")], stdout=out, stderr=subprocess.STDOUT)
     try:
-        k_traps = run_scenario(tmp, tfile, since, lambda: klog.read_text(errors="replace"))
+        k_traps, k_rfc = run_scenario(tmp, tfile, since, lambda: klog.read_text(errors="replace"))
     finally:
         keep.terminate()
         keep.wait(20)
@@ -204,3 +216,8 @@ def test_vrrp_state_change_traps_match_keepalived(lab: tuple[Registry, Path]) ->
     assert states(k_traps, "VI_1") == ["INTEGER: 1", "INTEGER: 2"]
     assert states(k_traps, "VI_2") == ["INTEGER: 3", "INTEGER: 1", "INTEGER: 2"]
     assert h_traps == k_traps
+    print("hafast", h_rfc)
+    print("keepalived", k_rfc)
+    # vrrpOperMasterIpAddr.<ifindex>.<vrid> = the address on eth0, VI_1 then VI_2
+    assert len(k_rfc) == 2
+    assert h_rfc == k_rfc

@@ -1,4 +1,5 @@
-"""vrrpInstanceStateChange (``enable_traps``): what the subagent sends, and when."""
+"""vrrpInstanceStateChange (``enable_traps``) and RFC 2787 vrrpTrapNewMaster
+(``enable_snmp_rfcv2``): what the subagent sends, and when."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from hafast.status.snmp_mib import (
     SYS_UPTIME,
     VRRP_INSTANCE_ENTRY,
     VRRP_INSTANCE_STATE_CHANGE,
+    VRRP_OPER_MASTER_IP_ADDR,
+    VRRP_TRAP_NEW_MASTER,
     instance_trap,
+    new_master_trap,
 )
 
 
@@ -79,4 +83,26 @@ def test_no_trap_without_enable_traps_or_a_session() -> None:
     # the change was heard all the same: back in session, a repeat is no trap
     a.connected = True
     a.vrrp_states({"VI_1": ("MASTER", 100)}, traps=True)
+    assert wire.sent == []
+
+
+def test_rfc2787_new_master_only_for_a_vrrpv2_ipv4_instance_with_addresses() -> None:
+    inst = {"data": {"version": 2, "vrid": 7, "vips": ["10.0.0.9/24"]},
+            "ka": {"ifindex": 4, "src_ip": "10.0.0.1"}}
+    vbs = new_master_trap(inst, 1)
+    assert vbs is not None
+    assert [(vb.type, vb.name, vb.value) for vb in vbs[1:]] == [
+        (ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_TRAP_NEW_MASTER),
+        (ax.IP_ADDRESS, (*VRRP_OPER_MASTER_IP_ADDR, 4, 7), bytes([10, 0, 0, 1])),
+    ]
+    # keepalived's suitable_for_rfc2787
+    assert new_master_trap({**inst, "data": {**inst["data"], "version": 3}}, 1) is None
+    assert new_master_trap({**inst, "data": {**inst["data"], "vips": []}}, 1) is None
+    assert new_master_trap({**inst, "ka": {"ifindex": 4, "src_ip": "fe80::1"}}, 1) is None
+
+
+def test_without_the_keepalived_mib_no_state_change_trap() -> None:
+    a, wire = agent(config())
+    a.keepalived_mib = False  # an agent for enable_snmp_rfcv2's trap only
+    a.vrrp_states({"VI_1": ("BACKUP", 100)}, traps=True)
     assert wire.sent == []

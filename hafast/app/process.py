@@ -16,6 +16,7 @@ from typing import Any
 
 from hafast.app.ipc import CHECK, VRRP, encode
 from hafast.lib.notify import ExitWatch
+from hafast.vrrp.view import vrrp_view
 
 log = logging.getLogger("hafast")
 
@@ -192,6 +193,10 @@ class WorkerHandle:
     def send(self, kind: str, payload: object = None) -> bool:
         if self.writer is None or self.writer.is_closing():
             return False
+        if self.role == VRRP and kind in ("init", "reload") and isinstance(payload, dict):
+            # Its start-up must fit the vipguard's budget: no real servers to pickle
+            # and unpickle (hafast.vrrp.view), at start and at reload alike.
+            payload = {**payload, "config": vrrp_view(payload["config"])}
         try:
             self.writer.write(encode(kind, payload))
         except (ConnectionError, RuntimeError):

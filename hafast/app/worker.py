@@ -18,12 +18,10 @@ from typing import Any
 
 from hafast.app.ipc import VRRP, encode, read_message
 from hafast.app.process import die_with_parent
-from hafast.check.side import CheckSide
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import LogOptions
 from hafast.lib.logging import setup as setup_logging
 from hafast.lib.procopts import LatenessWatch, ProcessOptions, ProcessTuning
-from hafast.vrrp.side import VrrpSide
 
 log = logging.getLogger("hafast")
 
@@ -44,12 +42,18 @@ async def _worker_main(fd: int) -> int:
         if not writer.is_closing():
             writer.write(encode(kind, payload))
 
+    # Each role imports only its own side: the VRRP worker never loads the check
+    # code (its start-up is on the vipguard's clock), a check worker no VRRP code.
     side: Any
     if role == VRRP:
+        from hafast.vrrp.side import VrrpSide
+
         side = VrrpSide(loop, init["config"], init["seed"], init["resume"],
                         init["dont_release_vrrp"], lambda states: send("vrrp", states))
         side.start()
     else:
+        from hafast.check.side import CheckSide
+
         side = CheckSide(loop, init["shard"], init["shards"], lambda ev: send("events", ev))
         side.start(init["config"], init["seed"])
     # keepalived sets these once the configuration is running (start_vrrp, start_check)

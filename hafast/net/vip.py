@@ -181,6 +181,11 @@ class NetlinkVips:
     """
 
     def __init__(self, *, adopt_existing: bool = False) -> None:
+        from hafast.net.pyroute2_lazy import skip_package_init
+
+        # Built while a restarted VRRP worker starts up (vipguard's budget): only the
+        # message classes, not pyroute2's whole package __init__ (~120 ms).
+        skip_package_init()
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
 

@@ -13,7 +13,8 @@ every :data:`RETRY_S` seconds, logging the first failure of a run only.
 
 With ``enable_traps`` each VRRP state change the parent hears of
 (:meth:`SnmpAgent.vrrp_states`) goes to the master as a Notify PDU carrying
-KEEPALIVED-MIB's vrrpInstanceStateChange, and with ``enable_snmp_rfcv2`` RFC 2787's
+KEEPALIVED-MIB's vrrpInstanceStateChange (and vrrpSyncGroupStateChange once a sync
+group's members share a state), and with ``enable_snmp_rfcv2`` RFC 2787's
 vrrpTrapNewMaster for a new master; the master turns them into the traps its
 ``trap2sink``/``trapsess`` lines ask for.  Like net-snmp's subagent in keepalived,
 a change that happens while no session is open is not sent later.
@@ -39,6 +40,7 @@ from hafast.status.snmp_mib import (
     KEEPALIVED,
     VRRP,
     answer,
+    group_trap,
     instance_trap,
     keepalived_rows,
     new_master_trap,
@@ -96,6 +98,7 @@ class SnmpAgent:
         # Each instance's last state heard: a report that repeats it (a worker
         # resumed or reloaded in the same state) is no transition.
         self._vrrp: dict[str, str] = {}
+        self._groups: dict[str, str] = {}
         self._pending: set[asyncio.Task[None]] = set()
         # Set once the first connection is open or has failed (:meth:`first_try`).
         self._tried = asyncio.Event()
@@ -140,6 +143,25 @@ class SnmpAgent:
                 task = asyncio.get_running_loop().create_task(self._new_master(name))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
+        if traps and self.keepalived_mib:
+            self._group_traps(states, config)
+
+    def _group_traps(self, states: dict[str, tuple[str, int]], config: Any) -> None:
+        # The worker's sync group moves once all its members are in one state
+        # (hafast.vrrp.sync_group); keepalived sends the group's trap then, after
+        # its members' (vrrp_sync.c, checked with snmptrapd).
+        for group in getattr(config, "sync_groups", ()):
+            if not set(group.group) & states.keys():
+                continue
+            seen = {self._vrrp.get(m) for m in group.group}
+            if len(seen) != 1:
+                continue
+            (state,) = seen
+            if state is None or state == "INIT" or self._groups.get(group.name) == state:
+                continue
+            self._groups[group.name] = state
+            self._notify(group_trap(group.name, state, config, self.uptime()),
+                         f"VRRP_Group({group.name})")
 
     async def _new_master(self, name: str) -> None:
         # The trap names the interface's index and the source address: the

@@ -36,8 +36,11 @@ VRRP_INSTANCE_ENTRY: ax.Oid = (*VRRP, 3, 1)  # vrrpInstanceTable.vrrpInstanceEnt
 # SNMPv2-MIB: sysUpTime.0 and snmpTrapOID.0 open every notification (RFC 3416 §4.2.6)
 SYS_UPTIME: ax.Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 SNMP_TRAP_OID: ax.Oid = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
-# KEEPALIVED-MIB vrrpNotifications (vrrp 10 0): vrrpInstanceStateChange
+# KEEPALIVED-MIB vrrpNotifications (vrrp 10 0): vrrpSyncGroupStateChange,
+# vrrpInstanceStateChange; vrrpSyncGroupTable.vrrpSyncGroupEntry
+VRRP_SYNC_GROUP_STATE_CHANGE: ax.Oid = (*VRRP, 10, 0, 1)
 VRRP_INSTANCE_STATE_CHANGE: ax.Oid = (*VRRP, 10, 0, 2)
+VRRP_SYNC_GROUP_ENTRY: ax.Oid = (*VRRP, 1, 1)
 
 # VRRP-MIB (RFC 2787): vrrpMIB = mib-2 68; vrrpNotifications 0, vrrpOperEntry 1.3.1
 VRRP_MIB: ax.Oid = (1, 3, 6, 1, 2, 1, 68)
@@ -106,6 +109,17 @@ def instance_trap(name: str, state: str, config: Any, sys_uptime: int) -> tuple[
             ax.VarBind(ax.OCTET_STRING, (*VRRP_INSTANCE_ENTRY, 2), name.encode()),
             ax.VarBind(ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 4), STATES.get(state, 0)),
             ax.VarBind(ax.INTEGER, (*VRRP_INSTANCE_ENTRY, 5), _initial_state({}, cfg)[1]),
+            ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 2, 0), router_id_of(config).encode()))
+
+
+def group_trap(name: str, state: str, config: Any, sys_uptime: int) -> tuple[ax.VarBind, ...]:
+    """The varbinds of vrrpSyncGroupStateChange for sync group ``name`` entering
+    ``state``: as keepalived 2.2.7's vrrp_snmp_group_trap (checked with snmptrapd), the
+    group's name and state by their column OIDs with no row index, then routerId."""
+    return (ax.VarBind(ax.TIME_TICKS, SYS_UPTIME, sys_uptime),
+            ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_SYNC_GROUP_STATE_CHANGE),
+            ax.VarBind(ax.OCTET_STRING, (*VRRP_SYNC_GROUP_ENTRY, 2), name.encode()),
+            ax.VarBind(ax.INTEGER, (*VRRP_SYNC_GROUP_ENTRY, 3), STATES.get(state, 0)),
             ax.VarBind(ax.OCTET_STRING, (*GLOBAL, 2, 0), router_id_of(config).encode()))
 
 

@@ -15,6 +15,7 @@ from hafast.status.snmp_mib import (
     VRRP_INSTANCE_ENTRY,
     VRRP_INSTANCE_STATE_CHANGE,
     VRRP_OPER_MASTER_IP_ADDR,
+    VRRP_SYNC_GROUP_STATE_CHANGE,
     VRRP_TRAP_NEW_MASTER,
     instance_trap,
     new_master_trap,
@@ -106,3 +107,20 @@ def test_without_the_keepalived_mib_no_state_change_trap() -> None:
     a.keepalived_mib = False  # an agent for enable_snmp_rfcv2's trap only
     a.vrrp_states({"VI_1": ("BACKUP", 100)}, traps=True)
     assert wire.sent == []
+
+
+def test_a_sync_group_trap_once_all_members_share_a_state() -> None:
+    cfg = config()
+    cfg.vrrp_instances.append(SimpleNamespace(name="VI_2", state=None, priority=100))
+    cfg.sync_groups = [SimpleNamespace(name="G1", group=("VI_1", "VI_2"))]
+    a, wire = agent(cfg)
+    a.vrrp_states({"VI_1": ("BACKUP", 100)}, traps=True)
+    a.vrrp_states({"VI_2": ("FAULT", 100)}, traps=True)  # members differ: no group trap
+    a.vrrp_states({"VI_1": ("FAULT", 100)}, traps=True)
+    a.vrrp_states({"VI_2": ("BACKUP", 100), "VI_1": ("BACKUP", 100)}, traps=True)
+    groups = [p.varbinds for p in wire.sent
+              if isinstance(p, ax.Notify) and p.varbinds[1].value == VRRP_SYNC_GROUP_STATE_CHANGE]
+    assert [(vbs[2].value, vbs[3].value) for vbs in groups] == [(b"G1", 3), (b"G1", 1)]
+    # after its members' traps, as keepalived sends it
+    assert isinstance(wire.sent[-1], ax.Notify)
+    assert wire.sent[-1].varbinds[1].value == VRRP_SYNC_GROUP_STATE_CHANGE

@@ -171,9 +171,10 @@ class Supervisor:
         # Read once at start: a reload that turns SNMP on or moves the socket needs a
         # restart (the rows themselves follow each reload's config).
         gd = self.config.global_defs
-        # enable_snmp_rfcv2 alone: a session for RFC 2787's trap only (its MIB is not
+        # enable_snmp_rfcv2/v3 alone: a session for the RFCs' traps only (their MIBs are not
         # served), so none without enable_traps
-        if not (gd.enable_snmp_vrrp or (gd.enable_snmp_rfcv2 and gd.enable_traps)):
+        rfc = gd.enable_snmp_rfcv2 or gd.enable_snmp_rfcv3
+        if not (gd.enable_snmp_vrrp or (rfc and gd.enable_traps)):
             return False
         from hafast.status.snmp import SnmpAgent
 
@@ -455,7 +456,8 @@ class Supervisor:
             self._vips_moved(payload)
             if self.snmp is not None:
                 gd = self.config.global_defs
-                self.snmp.vrrp_states(payload, gd.enable_traps, gd.enable_snmp_rfcv2)
+                self.snmp.vrrp_states(payload, gd.enable_traps, gd.enable_snmp_rfcv2,
+                                      gd.enable_snmp_rfcv3)
         elif kind == "status":
             req, data = payload
             fut = w.requests.pop(req, None)

@@ -983,7 +983,7 @@ enable_snmp_keepalived f 0-1 flag         -
 enable_snmp_checker f  0-1  flag          -
 enable_snmp_rfc     f  0-1  flag          -
 enable_snmp_rfcv2   f  0-1  flag          enable_snmp_rfcv2
-enable_snmp_rfcv3   f  0-1  flag          -
+enable_snmp_rfcv3   f  0-1  flag          enable_snmp_rfcv3
 enable_traps        f  0-1  flag          enable_traps
 snmp_vs_stats_update_interval v 1 timer:0,86400 -
 snmp_rs_stats_update_interval v 1 timer:0,86400 -

@@ -215,6 +215,7 @@ class GlobalDefs:
     enable_snmp_vrrp: bool = False
     enable_traps: bool = False  # the subagent sends vrrpInstanceStateChange
     enable_snmp_rfcv2: bool = False  # ... and RFC 2787's vrrpTrapNewMaster (no VRRP-MIB)
+    enable_snmp_rfcv3: bool = False  # ... and RFC 6527's vrrpv3NewMaster (no VRRPV3-MIB)
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)

@@ -102,7 +102,7 @@ global_defs enable_snmp_keepalived warn SNMP (AgentX) is not served
 global_defs enable_snmp_checker warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfc warn SNMP (AgentX) is not served
 global_defs enable_snmp_rfcv2 warn VRRP-MIB (RFC 2787) is not served; only its vrrpTrapNewMaster is sent (with enable_traps)
-global_defs enable_snmp_rfcv3 warn SNMP (AgentX) is not served
+global_defs enable_snmp_rfcv3 warn VRRPV3-MIB (RFC 6527) is not served; only its vrrpv3NewMaster is sent (with enable_traps)
 global_defs snmp_vs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs snmp_rs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs enable_dbus warn DBus is not served

@@ -44,6 +44,7 @@ from hafast.status.snmp_mib import (
     instance_trap,
     keepalived_rows,
     new_master_trap,
+    v3_new_master_trap,
 )
 
 log = logging.getLogger("hafast.snmp")
@@ -123,11 +124,11 @@ class SnmpAgent:
             w.close()
 
     def vrrp_states(self, states: dict[str, tuple[str, int]], traps: bool,
-                    rfcv2: bool = False) -> None:
+                    rfcv2: bool = False, rfcv3: bool = False) -> None:
         """The VRRP worker's report ``{name: (state, priority)}``: a vrrpInstanceStateChange
         for each instance whose state moved, when ``traps`` (``enable_traps``), and
         with ``rfcv2`` (``enable_snmp_rfcv2``) RFC 2787's vrrpTrapNewMaster after it
-        for a new master.
+        for a new master, then with ``rfcv3`` RFC 6527's vrrpv3NewMaster.
 
         keepalived sends none for INIT (an instance starting, or stopping)."""
         config = self.config()
@@ -139,8 +140,9 @@ class SnmpAgent:
                 continue
             if self.keepalived_mib:
                 self._notify(instance_trap(name, state, config, self.uptime()), name)
-            if rfcv2 and state == "MASTER":
-                task = asyncio.get_running_loop().create_task(self._new_master(name))
+            if (rfcv2 or rfcv3) and state == "MASTER":
+                task = asyncio.get_running_loop().create_task(
+                    self._new_master(name, rfcv2, rfcv3))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
         if traps and self.keepalived_mib:
@@ -163,7 +165,7 @@ class SnmpAgent:
             self._notify(group_trap(group.name, state, config, self.uptime()),
                          f"VRRP_Group({group.name})")
 
-    async def _new_master(self, name: str) -> None:
+    async def _new_master(self, name: str, rfcv2: bool, rfcv3: bool) -> None:
         # The trap names the interface's index and the source address: the
         # worker's status has both (the parent's report does not).
         try:
@@ -172,10 +174,12 @@ class SnmpAgent:
             log.exception("SNMP: status for %s's vrrpTrapNewMaster failed", name)
             return
         for inst in status.get("vrrp") or ():
-            if (inst.get("data") or {}).get("iname") == name:
-                varbinds = new_master_trap(inst, self.uptime())
-                if varbinds is not None:
-                    self._notify(varbinds, f"{name} vrrpTrapNewMaster")
+            if (inst.get("data") or {}).get("iname") != name:
+                continue
+            if rfcv2 and (varbinds := new_master_trap(inst, self.uptime())) is not None:
+                self._notify(varbinds, f"{name} vrrpTrapNewMaster")
+            if rfcv3 and (varbinds := v3_new_master_trap(inst, self.uptime())) is not None:
+                self._notify(varbinds, f"{name} vrrpv3NewMaster")
 
     def _notify(self, varbinds: tuple[ax.VarBind, ...], what: str) -> None:
         w = self._writer

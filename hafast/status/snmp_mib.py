@@ -47,6 +47,15 @@ VRRP_MIB: ax.Oid = (1, 3, 6, 1, 2, 1, 68)
 VRRP_TRAP_NEW_MASTER: ax.Oid = (*VRRP_MIB, 0, 1)
 VRRP_OPER_MASTER_IP_ADDR: ax.Oid = (*VRRP_MIB, 1, 3, 1, 7)
 
+# VRRPV3-MIB (RFC 6527): vrrpv3MIB = mib-2 207; vrrpv3Notifications 0,
+# vrrpv3OperationsEntry 1.1.1, vrrpv3StatisticsEntry 1.2.5
+VRRPV3_MIB: ax.Oid = (1, 3, 6, 1, 2, 1, 207)
+VRRPV3_NEW_MASTER: ax.Oid = (*VRRPV3_MIB, 0, 1)
+VRRPV3_OPER_MASTER_IP_ADDR: ax.Oid = (*VRRPV3_MIB, 1, 1, 1, 1, 3)
+VRRPV3_NEW_MASTER_REASON: ax.Oid = (*VRRPV3_MIB, 1, 2, 5, 1, 2)
+# RFC 6527 vrrpv3StatisticsNewMasterReason
+REASON_PRIORITY, REASON_MASTER_NO_RESPONSE = 1, 3
+
 # VrrpState textual convention, keepalived's own numbering (vrrp.h VRRP_STATE_*)
 STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
 
@@ -148,6 +157,38 @@ def new_master_trap(inst: dict[str, Any], sys_uptime: int) -> tuple[ax.VarBind, 
             ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_TRAP_NEW_MASTER),
             ax.VarBind(ax.IP_ADDRESS, (*VRRP_OPER_MASTER_IP_ADDR, int(ka.get("ifindex") or 0),
                                        int(data["vrid"])), src.packed))
+
+
+def v3_new_master_trap(inst: dict[str, Any], sys_uptime: int) -> tuple[ax.VarBind, ...] | None:
+    """RFC 6527 vrrpv3NewMaster for ``inst``, or None for an instance without addresses.
+
+    As keepalived 2.2.7's vrrp_rfcv3_snmp_new_master_notify, built with
+    SNMP_V3_FOR_V2 as Debian's is (VRRPv2 instances too; checked with snmptrapd):
+    vrrpv3OperationsMasterIpAddr.<ifindex>.<vrid>.<ipv4(1)|ipv6(2)> = the instance's
+    own source address as an octet string, then vrrpv3StatisticsNewMasterReason.
+    The worker does not say why it became master: an address owner (priority 255)
+    is given priority(1), any other masterNoResponse(3), which is what a backup
+    whose master-down timer fired gets (keepalived's reason 2, preempted, is not
+    told apart).
+
+    >>> inst = {"data": {"version": 3, "vrid": 51, "vips": ["fd00::9/64"],
+    ...                  "base_priority": 100}, "ka": {"ifindex": 3, "src_ip": "fd00::1"}}
+    >>> [vb.name[-4:] for vb in v3_new_master_trap(inst, 0)[2:]]
+    [(3, 3, 51, 2), (2, 3, 51, 2)]
+    """
+    data, ka = inst.get("data") or {}, inst.get("ka") or {}
+    if not data.get("vips"):
+        return None
+    try:
+        src = ipaddress.ip_address(ka.get("src_ip") or "")
+    except ValueError:
+        return None
+    index = (int(ka.get("ifindex") or 0), int(data["vrid"]), 1 if src.version == 4 else 2)
+    reason = REASON_PRIORITY if data.get("base_priority") == 255 else REASON_MASTER_NO_RESPONSE
+    return (ax.VarBind(ax.TIME_TICKS, SYS_UPTIME, sys_uptime),
+            ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRPV3_NEW_MASTER),
+            ax.VarBind(ax.OCTET_STRING, (*VRRPV3_OPER_MASTER_IP_ADDR, *index), src.packed),
+            ax.VarBind(ax.INTEGER, (*VRRPV3_NEW_MASTER_REASON, *index), reason))
 
 
 def keepalived_rows(status: dict[str, Any], config: Any, *,

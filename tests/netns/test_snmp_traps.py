@@ -8,7 +8,8 @@ VI_1 (``state BACKUP``) goes BACKUP then MASTER; VI_2 starts in FAULT on a
 track_file, and the test clears the file so it goes BACKUP then MASTER.  The
 vrrpInstanceStateChange traps each daemon caused must be the same, instance by
 instance and in order: trap OID, varbind OIDs and values (sysUpTime left out); so
-must RFC 2787's vrrpTrapNewMaster (``enable_snmp_rfcv2``), one per new master.
+must RFC 2787's vrrpTrapNewMaster (``enable_snmp_rfcv2``) and RFC 6527's
+vrrpv3NewMaster (``enable_snmp_rfcv3``), one each per new master.
 Run again with both instances in a vrrp_sync_group (VI_1 is held in FAULT with VI_2,
 then both go BACKUP and MASTER), the vrrpSyncGroupStateChange traps must match too.
 """
@@ -32,6 +33,7 @@ from hafast.status.snmp_mib import (
     VRRP_INSTANCE_STATE_CHANGE,
     VRRP_SYNC_GROUP_STATE_CHANGE,
     VRRP_TRAP_NEW_MASTER,
+    VRRPV3_NEW_MASTER,
 )
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
@@ -67,6 +69,7 @@ def conf(agentx: Path, tfile: Path, sync: bool) -> str:
   enable_snmp_vrrp
   enable_traps
   enable_snmp_rfcv2
+  enable_snmp_rfcv3
   snmp_socket unix:{agentx}
   script_user root
 }}
@@ -182,7 +185,7 @@ def run_scenario(tmp: Path, tfile: Path, since: int, sync: bool,
     """From the daemon's start (the trap log was ``since`` bytes long): VI_1 to MASTER
     (to FAULT with VI_2 when ``sync``), VI_2 in FAULT; then clear the track_file and
     wait for both to be MASTER.  The state change traps caught meanwhile, the
-    vrrpTrapNewMaster ones and the sync group's."""
+    vrrpTrapNewMaster and vrrpv3NewMaster ones and the sync group's."""
     traps = tmp / "traps.log"
     first = "INTEGER: 3" if sync else "INTEGER: 2"
     wait_for("VI_1 MASTER (or FAULT) and VI_2 FAULT traps",
@@ -193,7 +196,9 @@ def run_scenario(tmp: Path, tfile: Path, since: int, sync: bool,
         states(state_traps(traps, since), n)[-1:] == ["INTEGER: 2"] for n in ("VI_1", "VI_2")),
         log)
     time.sleep(1.5)  # anything late would show up as a difference
-    return (state_traps(traps, since), traps_of(traps, since, VRRP_TRAP_NEW_MASTER),
+    return (state_traps(traps, since),
+            traps_of(traps, since, VRRP_TRAP_NEW_MASTER) + traps_of(traps, since,
+                                                                     VRRPV3_NEW_MASTER),
             traps_of(traps, since, VRRP_SYNC_GROUP_STATE_CHANGE))
 
 
@@ -244,8 +249,9 @@ def test_vrrp_state_change_traps_match_keepalived(lab: tuple[Registry, Path],
     assert h_traps == k_traps
     print("hafast", h_rfc)
     print("keepalived", k_rfc)
-    # vrrpOperMasterIpAddr.<ifindex>.<vrid> = the address on eth0, VI_1 then VI_2
-    assert len(k_rfc) == 2
+    # vrrpOperMasterIpAddr.<ifindex>.<vrid> = the address on eth0, and the v3 ones with
+    # their reason (masterNoResponse), for VI_1 and VI_2
+    assert len(k_rfc) == 4
     assert sorted(h_rfc) == sorted(k_rfc)
     print("hafast", h_group)
     print("keepalived", k_group)

@@ -1,5 +1,6 @@
 """vrrpInstanceStateChange (``enable_traps``) and RFC 2787 vrrpTrapNewMaster
-(``enable_snmp_rfcv2``): what the subagent sends, and when."""
+(``enable_snmp_rfcv2``), RFC 6527 vrrpv3NewMaster (``enable_snmp_rfcv3``): what the
+subagent sends, and when."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from hafast.status.snmp_mib import (
     VRRP_OPER_MASTER_IP_ADDR,
     VRRP_SYNC_GROUP_STATE_CHANGE,
     VRRP_TRAP_NEW_MASTER,
+    VRRPV3_NEW_MASTER,
+    VRRPV3_NEW_MASTER_REASON,
+    VRRPV3_OPER_MASTER_IP_ADDR,
     instance_trap,
     new_master_trap,
+    v3_new_master_trap,
 )
 
 
@@ -124,3 +129,18 @@ def test_a_sync_group_trap_once_all_members_share_a_state() -> None:
     # after its members' traps, as keepalived sends it
     assert isinstance(wire.sent[-1], ax.Notify)
     assert wire.sent[-1].varbinds[1].value == VRRP_SYNC_GROUP_STATE_CHANGE
+
+
+def test_rfc6527_new_master_names_the_address_family_and_a_reason() -> None:
+    inst = {"data": {"version": 2, "vrid": 7, "vips": ["10.0.0.9/24"], "base_priority": 100},
+            "ka": {"ifindex": 4, "src_ip": "10.0.0.1"}}
+    vbs = v3_new_master_trap(inst, 1)
+    assert vbs is not None
+    assert [(vb.type, vb.name, vb.value) for vb in vbs[1:]] == [
+        (ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRPV3_NEW_MASTER),
+        (ax.OCTET_STRING, (*VRRPV3_OPER_MASTER_IP_ADDR, 4, 7, 1), bytes([10, 0, 0, 1])),
+        (ax.INTEGER, (*VRRPV3_NEW_MASTER_REASON, 4, 7, 1), 3),  # masterNoResponse
+    ]
+    owner = v3_new_master_trap({**inst, "data": {**inst["data"], "base_priority": 255}}, 1)
+    assert owner is not None and owner[-1].value == 1  # priority
+    assert v3_new_master_trap({**inst, "data": {**inst["data"], "vips": []}}, 1) is None

@@ -407,7 +407,14 @@ class Supervisor:
 
     async def _vrrp_died(self, w: WorkerHandle, now: float, delay: float) -> float | None:
         startup = w.startup_s if w.startup_s is not None else DEFAULT_STARTUP_S
-        return await self.vip_guard.on_death(w.last_pong, now, delay, startup, self._vips_moved)
+        # The first start raced the check workers' starts (all spawned at once), so
+        # its time already carries the contention a lone respawn does not meet; only
+        # a respawn's own time gets the margin.  Too hopeful costs little: a
+        # successor not advertising by the deadline is killed and the VIPs released
+        # then (_resume_or_release), still before any peer may take over.
+        margin = 1.0 if w.restarts == 0 else 1.5
+        return await self.vip_guard.on_death(w.last_pong, now, delay, startup, self._vips_moved,
+                                             margin)
 
     def _release_masters(self, why: str) -> Coroutine[Any, Any, None]:
         return self.vip_guard.release_masters(self._vips_moved, why)

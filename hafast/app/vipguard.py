@@ -162,18 +162,20 @@ class VipGuard:
                   "(never two masters)", why, ", ".join(masters), " ".join(removed) or "none up")
 
     async def on_death(self, t_alive: float, now: float, delay: float, startup: float,
-                       moved: Callable[[dict[str, tuple[str, int]]], None]) -> float | None:
+                       moved: Callable[[dict[str, tuple[str, int]]], None],
+                       margin: float = 1.5) -> float | None:
         """The VRRP worker is gone (last heard of at ``t_alive``; restart in
-        ``delay`` s; its last start-up took ``startup`` s): each MASTER instance
-        keeps its VIPs only if the successor can be advertising for it before a peer
-        may take over (its own advert interval decides).  Returns the earliest
-        deadline of those resumed as MASTER, None when none is (the others' VIPs
-        are released by then)."""
+        ``delay`` s; its last start-up took ``startup`` s, counted ``margin`` times):
+        each MASTER instance keeps its VIPs only if the successor can be advertising
+        for it before a peer may take over (its own advert interval decides).
+        Returns the earliest deadline of those resumed as MASTER, None when none is
+        (the others' VIPs are released by then)."""
         masters = self.masters()
         if not masters:
             return None
-        # Half again the last start-up: a respawn under load is slower than the first.
-        keep = [n for n in masters if self.can_resume(now, t_alive, delay, 1.5 * startup, n)]
+        # By default half again the last start-up: a respawn under load is slower.
+        keep = [n for n in masters
+                if self.can_resume(now, t_alive, delay, margin * startup, n)]
         drop = [n for n in masters if n not in keep]
         if drop:
             within = min(self.release_deadline(t_alive, n) for n in drop) - t_alive

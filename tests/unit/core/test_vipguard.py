@@ -103,3 +103,23 @@ def test_each_master_is_judged_by_its_own_advert_interval() -> None:
     assert released == [["FAST"]] and moved == [{"FAST": ("BACKUP", 100)}]
     assert deadline == pytest.approx(3.5)
     assert g.masters() == ["SLOW"]
+
+
+def test_a_first_start_time_is_taken_without_the_margin() -> None:
+    """The supervisor passes margin 1.0 for a start-up measured at the first start
+    (it raced the check workers' starts): the same 0.5 s that releases FAST with the
+    default margin (0.2 + 0.75 > 0.875) now fits (0.2 + 0.5 < 0.875)."""
+    import asyncio
+
+    g = guard()
+    g.states.update({"FAST": ("MASTER", 100)})
+    released: list[list[str]] = []
+
+    async def fake_release(names: list[str]) -> list[str]:
+        released.append(sorted(names))
+        return []
+
+    g.release = fake_release  # type: ignore[method-assign]
+    deadline = asyncio.run(g.on_death(0.0, 0.2, 0.0, 0.5, lambda m: None, margin=1.0))
+    assert released == [] and deadline == pytest.approx(0.875)
+    assert g.masters() == ["FAST"]

@@ -38,6 +38,11 @@ def skip_package_init() -> None:
     package = importlib.util.module_from_spec(spec)
 
     def __getattr__(name: str) -> Any:  # PEP 562: only for names not yet set
+        # A submodule asked for by name (ifinfmsg's ``from pyroute2 import config``)
+        # is imported as one: running the whole __init__ from inside a submodule's
+        # import re-enters that submodule half made (use_vmac failed to start).
+        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            return importlib.import_module(f"pyroute2.{name}")
         del package.__dict__["__getattr__"]
         loader.exec_module(package)
         return getattr(package, name)

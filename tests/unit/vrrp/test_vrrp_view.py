@@ -112,3 +112,19 @@ assert bytes(m.data) == lazy
 
 def test_the_vrrp_worker_process_loads_no_check_code_and_lean_pyroute2() -> None:
     subprocess.run([sys.executable, "-c", PROBE], check=True)
+
+
+IFINFMSG_PROBE = """
+from hafast.net.pyroute2_lazy import skip_package_init
+skip_package_init()
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # does 'from pyroute2 import config'
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2 import IPRoute  # the package __init__ still runs on first use
+assert ifinfmsg and ifaddrmsg and IPRoute
+"""
+
+
+def test_a_submodule_imported_by_package_name_does_not_run_the_package_init() -> None:
+    """use_vmac's ifinfmsg imports ``from pyroute2 import config``: that name is a
+    submodule and must not run pyroute2's __init__ from inside ifinfmsg's import."""
+    subprocess.run([sys.executable, "-c", IFINFMSG_PROBE], check=True)

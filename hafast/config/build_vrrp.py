@@ -346,9 +346,11 @@ class VrrpBuilder:
                     pos["authentication"],
                     "authentication is not part of VRRPv3 (RFC 5798 §9); remove it",
                 )
-            elif auth.auth_type == "AH" and f.get("state") == "MASTER":
+            elif auth.auth_type == "AH" and f.get("state") == "MASTER" and prio != 255:
                 # keepalived (vrrp.c) clears an initial MASTER under AH: the AH sequence
-                # numbers must be learnt from the current master first
+                # numbers must be learnt from the current master first. The address owner
+                # is exempt (keepalived 2.2.7 -t says nothing for priority 255, with or
+                # without 'state MASTER'), and its state may come from the priority alone.
                 self.ld.warn(
                     pos["state"],
                     f"({name}) Initial state master is incompatible with AH authentication"

@@ -114,6 +114,20 @@ def test_state_master_with_auth_ah_starts_as_backup(tmp_path: Path) -> None:
     assert load_file(str(pas)).config.vrrp_instances[0].state == "MASTER"
 
 
+
+@pytest.mark.parametrize("state", ["", "  state MASTER\n"])
+def test_address_owner_with_auth_ah_stays_master(tmp_path: Path, state: str) -> None:
+    """The owner is exempt from the AH clearing, whether its MASTER state is written or
+    follows from priority 255 (the unwritten case once raised KeyError in the loader:
+    found by tests/fuzz/fuzz_config.py, kept as corpus/config/regress-owner-ah)."""
+    text = AH_MASTER.replace("  state MASTER\n", state).replace("priority 100", "priority 255")
+    path = _write(tmp_path, "owner-ah.conf", text)
+    assert "incompatible" not in keepalived_t(path)[1]
+    res = load_file(str(path))
+    assert res.ok, [d.format() for d in res.diagnostics]
+    assert not [d for d in res.diagnostics if "incompatible" in d.message]
+    assert res.config.vrrp_instances[0].state == "MASTER"
+
 def test_track_interface_own_interface_is_ignored(tmp_path: Path) -> None:
     text = (
         "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 5\n"

@@ -1,5 +1,6 @@
 """Netlink framing, written once: the header and attribute layouts, packing and
-parsing messages and attributes, and a send-then-gather-acks helper.
+parsing messages and attributes, a send-then-gather-acks helper, and the drain of
+an event socket.
 
 Everyone here speaks netlink on a plain socket (RTNL address and link events,
 VIP addresses and routes, the IPVS generic-netlink family): pyroute2 0.9's
@@ -18,10 +19,11 @@ header, then attributes (``struct nlattr``, the same four bytes as rtnetlink's
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 # linux/netlink.h
@@ -152,6 +154,67 @@ def exchange(sock: socket.socket, requests: Sequence[tuple[int, bytes]], *, dump
                 if not dump and not m.flags & NLM_F_MULTI:
                     waiting.discard(m.seq)
     return out
+
+
+class Drained(NamedTuple):
+    """What :func:`drain` met: ``lost``, how many times the kernel said it had dropped
+    messages (ENOBUFS: the receive buffer overran); ``error``, the read error that
+    stopped it (None: the queue was empty or the socket gone)."""
+
+    lost: int
+    error: OSError | None
+
+
+def drain(current: Callable[[], socket.socket | None], on_datagram: Callable[[bytes], None],
+          *, bufsize: int = 1 << 16, kernel_only: bool = False,
+          on_overrun: Callable[[], None] | None = None) -> Drained:
+    """Read the datagrams queued on a non-blocking netlink socket until it would block,
+    handing each to ``on_datagram`` before the next is read.
+
+    ``current()`` is asked for the socket before every read and the drain stops when
+    it says None: a callback may close the socket (its owner's ``close()`` drops it),
+    and what is still queued then belongs to nobody.  Reading one datagram at a time
+    is what makes that safe.  A read error other than EAGAIN and ENOBUFS stops the
+    drain and is returned, not raised, so that an OSError a callback raises is never
+    taken for the socket's (it propagates): what a broken socket means (log it,
+    close it) is the owner's call.
+
+    The callers differ, so these are parameters rather than one policy:
+    ``on_overrun`` is called at the ENOBUFS itself, where the owner wants to hear of
+    it at once (ProcConnector counts each and has its process watch read everything
+    again); the RTNL watchers act once, after the drain, on the returned count (their
+    answer, a fresh dump or a full check, must come after every queued event).
+    ``kernel_only`` drops datagrams whose sender is not the kernel (port id 0), as
+    ProcConnector always has; the RTNL watchers never checked the sender (so they
+    also read from any datagram socket, as their tests feed them).
+
+    Example::
+
+        got = drain(lambda: self._sock, self._apply)
+        if got.error is None and got.lost:
+            self._resync()
+    """
+    lost = 0
+    while (sock := current()) is not None:
+        try:
+            if kernel_only:
+                data, (sender, _groups) = sock.recvfrom(bufsize)
+                if sender != 0:
+                    continue
+            else:
+                data = sock.recv(bufsize)
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                return Drained(lost, exc)
+            # the socket stays usable: the messages after the gap are still queued
+            lost += 1
+            if on_overrun is not None:
+                on_overrun()
+            continue
+        on_datagram(data)
+    return Drained(lost, None)
 
 
 def request(sock: socket.socket, seq: int, message: bytes) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import struct
@@ -120,24 +119,19 @@ class AddressWatch:
 
     def _readable(self) -> None:
         held = set(self.held)
-        lost = False
-        while self._sock is not None:
-            try:
-                data = self._sock.recv(1 << 16)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    log.warning("address watch: %s", exc)
-                    return
-                lost = True
-                continue
+
+        def apply(data: bytes) -> None:
             for kind, address, index in parse_addr_messages(data):
                 if kind == RTM_NEWADDR:
                     held.add((address, index))
                 elif kind == RTM_DELADDR:
                     held.discard((address, index))
-        if lost:
+
+        got = netlink.drain(lambda: self._sock, apply)
+        if got.error is not None:
+            log.warning("address watch: %s", got.error)
+            return
+        if got.lost:
             # Events were dropped: once the queue is drained (nothing older than
             # the dump is left to apply), the kernel's own table is the truth.
             self.resyncs += 1

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import logging
 import socket
@@ -213,29 +212,22 @@ class RouteWatch:
             self.joined.add(key)
 
     def _readable(self) -> None:
-        lost = False
-        while self._sock is not None:
-            try:
-                data = self._sock.recv(1 << 16)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    log.warning("route watch: %s", exc)
-                    return
-                lost = True
-                continue
-            for item in deletions(data):
-                self.events += 1
-                if isinstance(item, DeletedRoute):
-                    self.on_route(item)
-                elif isinstance(item, DeletedAddress):
-                    if self.on_addr is not None:
-                        self.on_addr(item)
-                else:
-                    self.on_rule(item)
-        if lost:
+        got = netlink.drain(lambda: self._sock, self._dispatch)
+        if got.error is not None:
+            log.warning("route watch: %s", got.error)
+        elif got.lost:
             self.on_lost()
+
+    def _dispatch(self, data: bytes) -> None:
+        for item in deletions(data):
+            self.events += 1
+            if isinstance(item, DeletedRoute):
+                self.on_route(item)
+            elif isinstance(item, DeletedAddress):
+                if self.on_addr is not None:
+                    self.on_addr(item)
+            else:
+                self.on_rule(item)
 
     def close(self) -> None:
         if self._sock is not None:

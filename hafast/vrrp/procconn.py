@@ -22,14 +22,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
 import struct
 from collections.abc import Callable, Iterator
 
-from hafast.lib.netlink import NLMSG_DONE, NLMSG_ERROR, messages, pack_message
+from hafast.lib.netlink import NLMSG_DONE, NLMSG_ERROR, drain, messages, pack_message
 
 log = logging.getLogger("hafast.vrrp.track")
 
@@ -125,30 +124,24 @@ class ProcConnector:
         return True
 
     def _readable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        while True:
-            try:
-                data, (sender, _groups) = sock.recvfrom(4096)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    self.lost += 1
-                    self.on_lost()
-                    continue
-                log.warning("process connector: %s; events off", exc)
-                self.close()
-                return
-            if sender != 0:  # only the kernel speaks here
+        # only the kernel speaks here
+        got = drain(lambda: self.sock, self._dispatch, bufsize=4096, kernel_only=True,
+                    on_overrun=self._overrun)
+        if got.error is not None:
+            log.warning("process connector: %s; events off", got.error)
+            self.close()
+
+    def _overrun(self) -> None:
+        self.lost += 1
+        self.on_lost()
+
+    def _dispatch(self, data: bytes) -> None:
+        for what, pid, parent in parse_events(data):
+            if what == PROC_EVENT_NONE:
+                self.confirmed = True
                 continue
-            for what, pid, parent in parse_events(data):
-                if what == PROC_EVENT_NONE:
-                    self.confirmed = True
-                    continue
-                self.events += 1
-                self.on_event(what, pid, parent)
+            self.events += 1
+            self.on_event(what, pid, parent)
 
     def close(self) -> None:
         sock, self.sock = self.sock, None

@@ -7,6 +7,7 @@ import errno
 import socket
 import struct
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from hypothesis import given
@@ -100,3 +101,100 @@ def test_a_real_rtnetlink_dump_ends() -> None:
         dump = nl.pack_message(nl.RTM_GETADDR, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, 1, bytes(8))
         replies = nl.exchange(s, [(1, dump)], dump=True)
     assert all(m.kind == nl.RTM_NEWADDR for m in replies)
+
+
+# --------------------------------------------------------------------------- drain
+
+
+class Gappy:
+    """A socket whose reads fail as listed (an OSError in ``fails``) before going on
+    to the real socket: ENOBUFS cannot be provoked on a socketpair."""
+
+    def __init__(self, sock: socket.socket, fails: list[OSError | None]) -> None:
+        self.sock, self.fails = sock, fails
+
+    def recv(self, n: int) -> bytes:
+        failure = self.fails.pop(0) if self.fails else None
+        if failure is not None:
+            raise failure
+        return self.sock.recv(n)
+
+
+def test_drain_reads_until_the_queue_is_empty(pair: tuple[socket.socket,
+                                                          socket.socket]) -> None:
+    ours, kernel = pair
+    ours.setblocking(False)
+    for data in (b"a", b"bc", b"d"):
+        kernel.send(data)
+    got: list[bytes] = []
+    assert nl.drain(lambda: ours, got.append) == nl.Drained(0, None)
+    assert got == [b"a", b"bc", b"d"]
+    assert nl.drain(lambda: ours, got.append) == nl.Drained(0, None)  # nothing queued
+    assert nl.drain(lambda: None, got.append) == nl.Drained(0, None)  # no socket
+
+
+def test_drain_stops_when_a_callback_closes_the_socket(pair: tuple[socket.socket,
+                                                                   socket.socket]) -> None:
+    ours, kernel = pair
+    ours.setblocking(False)
+    for data in (b"a", b"b", b"c"):
+        kernel.send(data)
+    owner: dict[str, socket.socket | None] = {"sock": ours}
+    got: list[bytes] = []
+
+    def handle(data: bytes) -> None:
+        got.append(data)
+        if data == b"b":  # as an owner's close() does
+            ours.close()
+            owner["sock"] = None
+
+    assert nl.drain(lambda: owner["sock"], handle) == nl.Drained(0, None)
+    assert got == [b"a", b"b"]  # "c" was never read: no read on the closed socket
+
+
+def test_drain_goes_on_after_an_overrun(pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, kernel = pair
+    ours.setblocking(False)
+    kernel.send(b"a")
+    kernel.send(b"b")
+    overrun = OSError(errno.ENOBUFS, "No buffer space available")
+    gappy = Gappy(ours, [None, overrun, None, overrun])
+    seen: list[bytes | str] = []
+    got = nl.drain(lambda: cast(socket.socket, gappy), seen.append,
+                   on_overrun=lambda: seen.append("lost"))
+    assert got == nl.Drained(2, None)
+    assert seen == [b"a", "lost", b"b", "lost"]  # told at the gap, in order
+
+
+def test_drain_returns_a_read_error_and_lets_a_callback_error_through(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, kernel = pair
+    ours.setblocking(False)
+    kernel.send(b"a")
+    kernel.send(b"b")
+    broken = OSError(errno.EBADF, "Bad file descriptor")
+    gappy = Gappy(ours, [None, broken])
+    seen: list[bytes] = []
+    got = nl.drain(lambda: cast(socket.socket, gappy), seen.append)
+    assert got == nl.Drained(0, broken) and seen == [b"a"]
+
+    def fails(data: bytes) -> None:
+        raise OSError(errno.EEXIST, "the callback's own")
+
+    with pytest.raises(OSError) as info:
+        nl.drain(lambda: ours, fails)
+    assert info.value.errno == errno.EEXIST
+
+
+def test_drain_kernel_only_drops_what_a_process_sent() -> None:
+    kind = socket.SOCK_RAW | socket.SOCK_NONBLOCK
+    with socket.socket(socket.AF_NETLINK, kind, nl.NETLINK_ROUTE) as ours, \
+            socket.socket(socket.AF_NETLINK, kind, nl.NETLINK_ROUTE) as other:
+        ours.bind((0, 0))
+        other.bind((0, 0))
+        other.sendto(b"forged", (ours.getsockname()[0], 0))
+        # a type below NLMSG_MIN_TYPE with NLM_F_ACK: the kernel only acks it
+        ours.send(nl.pack_message(1, nl.NLM_F_REQUEST | nl.NLM_F_ACK, 5, b""))
+        got: list[bytes] = []
+        assert nl.drain(lambda: ours, got.append, kernel_only=True) == nl.Drained(0, None)
+    assert [(m.kind, m.seq) for d in got for m in nl.messages(d)] == [(nl.NLMSG_ERROR, 5)]

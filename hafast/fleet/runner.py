@@ -47,9 +47,53 @@ from hafast.fleet.announce import (
 from hafast.fleet.kernel import KernelRoutes
 from hafast.lib.events import ServerEvent
 from hafast.lib.units import US_PER_S
-from hafast.lvs.policy import PoolPolicy
+from hafast.lvs.policy import PoolPolicy, maglev_fleet
 
 log = logging.getLogger("hafast.fleet")
+
+SLOPPY_TCP = "/proc/sys/net/ipv4/vs/sloppy_tcp"
+
+
+def _read_sysctl(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:  # ip_vs not loaded (yet): nothing to judge
+        return None
+
+
+def maglev_warnings(config: m.Config,
+                    read: Callable[[str], str | None] = _read_sysctl) -> list[str]:
+    """What in this network namespace breaks the flows of a Maglev fleet when the
+    routers move them between directors.
+
+    With ``sloppy_tcp=0`` IPVS schedules only a SYN: a flow moved to another director
+    meets no connection entry there, and its next segment is answered with a reset
+    (the control arm of tests/ipvs/test_fleet_maglev.py).
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text('''virtual_server 192.0.2.1 80 {
+    ...   lvs_sched mh
+    ...   announce {
+    ...     prefix 192.0.2.1/32
+    ...   }
+    ...   real_server 10.1.0.1 80 { }
+    ... }''').config
+    >>> maglev_warnings(cfg, lambda path: "0")[0][:52]
+    'virtual_server 192.0.2.1 80 (lvs_sched mh, announce)'
+    >>> maglev_warnings(cfg, lambda path: "1")
+    []
+    """
+    fleet = [vs for vs in config.virtual_servers if maglev_fleet(vs)]
+    if not fleet or read(SLOPPY_TCP) != "0":
+        return []
+    vs = fleet[0]
+    name = f"{vs.address} {vs.port}" if vs.address is not None else str(vs.fwmark or vs.group)
+    more = f" and {len(fleet) - 1} more" if len(fleet) > 1 else ""
+    return [f"virtual_server {name} (lvs_sched mh, announce){more}: "
+            "net.ipv4.vs.sloppy_tcp is 0, so a flow that the routers move to another "
+            "director is reset there; set it to 1 on every director (and keep "
+            "net.ipv4.vs.expire_nodest_conn at 0)"]
 
 
 def first_round_s(vs: m.VirtualServer) -> float:
@@ -88,6 +132,8 @@ class Announcer:
     def start(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
         """Make each VIP local, start its machine in STARTUP, and arm its first round."""
         self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
+        for text in maglev_warnings(config):
+            log.warning("%s", text)
         for vs in self.vss:
             self._begin(vs)
         self.sync(quorum_of)

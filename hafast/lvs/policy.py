@@ -33,6 +33,17 @@ keepalived's rules, as ``check/ipwrapper.c`` applies them:
   checker then, and its first result is such a transition);
 - ``uthreshold`` / ``lthreshold`` go to IPVS unchanged.
 
+Beyond keepalived, for a Maglev fleet (``lvs_sched mh`` on a virtual server with an
+``announce`` block, docs/fleet.md): every director must build the same Maglev table,
+so the same flow picks the same real server whichever director the routers send it
+to.  The kernel fills the table in its destination list's order
+(``ip_vs_mh_populate``), and that order follows the order the destinations were
+added (each new one goes to the head of the list).
+So a fleet's destinations are added sorted by address and port, and a dead real
+server stays in at weight 0 (as with ``inhibit_on_failure``) rather than leaving
+and coming back at another place in the list.  A weight-0 destination takes no
+slots, so the table is the same as without it.
+
 Beyond keepalived: a real server with the same address, port and checkers under
 several virtual servers is checked once (the engine dedupes); here one event for it
 fans out to every virtual server holding it, so a shared result moves all of them.
@@ -310,6 +321,17 @@ def check_identity(rs: m.RealServer) -> tuple[object, ...] | None:
     if not rs.checkers:
         return None
     return (rs.address, rs.port, rs.checkers)
+
+
+def maglev_fleet(vs: m.VirtualServer) -> bool:
+    """A virtual server whose directors must agree on its Maglev table: ``mh``,
+    announced by BGP (so several directors serve it at once)."""
+    return vs.lvs_sched == "mh" and vs.announce is not None
+
+
+def _dest_order(address: str, port: int) -> tuple[int, int, int]:
+    ip = ipaddress.ip_address(address)
+    return (ip.version, int(ip), port)
 
 
 def _initially_alive(rs: m.RealServer) -> bool:
@@ -617,11 +639,16 @@ class PoolPolicy:
         vs = st.vs
         sorry_in = vs.sorry_server is not None and not st.quorum_up
         dests: dict[tuple[str, int], Dest] = {}
-        for rst in st.rss.values():
+        maglev = maglev_fleet(vs)
+        rsts: Iterable[RsState] = st.rss.values()
+        if maglev:
+            # the order the kernel fills its Maglev table in (module docstring)
+            rsts = sorted(rsts, key=lambda r: _dest_order(r.rs.address, r.dest_port))
+        for rst in rsts:
             rs = rst.rs
             if rst.alive and not sorry_in:
                 weight = rst.weight
-            elif rst.inhibit:
+            elif rst.inhibit or maglev:
                 weight = 0
             else:
                 continue

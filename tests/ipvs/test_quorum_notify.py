@@ -26,14 +26,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require, require_root, require_tool
+from tests.conftest import require, require_root, require_tool
+from tests.ipvs.side_by_side import KEEPALIVED, start, stop
 
 if os.environ.get("HAFAST_IN_VM") != "1":
     pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
@@ -43,9 +43,7 @@ from tests.netns.test_vrrp_startup_delay import FifoLines
 
 pytestmark = [pytest.mark.ipvs, pytest.mark.timeout(400)]
 
-KEEPALIVED = "/usr/sbin/keepalived"
 LIVE, DEAD, RPORT = "127.0.0.2", "127.0.0.3", 8080
-ENTRY = "import sys; from hafast.app.cmdline import main; sys.exit(main(sys.argv[1:]))"
 CHECK = "TCP_CHECK {\n      connect_timeout 1\n      retry 0\n      delay_loop 1\n    }"
 
 
@@ -85,32 +83,6 @@ def listen() -> socket.socket:
     s.bind((LIVE, RPORT))
     s.listen(64)
     return s
-
-
-def start(kind: str, d: Path, conf: Path) -> subprocess.Popen[bytes]:
-    if kind == "keepalived":
-        argv = [KEEPALIVED, "-n", "-l", "-D", "-C", "-f", str(conf),
-                "-p", str(d / "ka.pid"), "-r", str(d / "ka_vrrp.pid"),
-                "-c", str(d / "ka_chk.pid")]
-    else:
-        argv = [sys.executable, "-c", ENTRY, "-f", str(conf), "-n", "-l", "-C",
-                "-p", str(d / "ha.pid"), "-r", str(d / "ha_vrrp.pid"),
-                "-c", str(d / "ha_check.pid"), "--control-socket", str(d / "ha.ctl"),
-                "--dump-prefix", str(d / "ha-dump")]
-    with (d / f"{kind}.log").open("wb") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-                                env=dict(os.environ, PYTHONPATH=str(REPO)))
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def settle(count: Callable[[], int], at_least: int, quiet_s: float = 4.0,

@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, require, require_root, require_tool
+from tests.ipvs import side_by_side
+from tests.ipvs.side_by_side import KEEPALIVED, stop
 
 if os.environ.get("HAFAST_IN_VM") != "1":
     pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
@@ -37,10 +39,8 @@ from tests.netns.test_smtp_alerts import SERVER, comparable, read_mails
 
 pytestmark = [pytest.mark.ipvs, pytest.mark.timeout(300)]
 
-KEEPALIVED = "/usr/sbin/keepalived"
 SMTP_PORT = 2525
 LIVE, DEAD, RPORT = "127.0.0.2", "127.0.0.3", 8080
-ENTRY = "import sys; from hafast.app.cmdline import main; sys.exit(main(sys.argv[1:]))"
 
 CONF = f"""global_defs {{
   router_id lab-vm
@@ -103,29 +103,7 @@ def wait_for(cond: Any, timeout: float, what: str, log: Path | None = None) -> N
 def start(kind: str, d: Path) -> subprocess.Popen[bytes]:
     conf = d / f"{kind}.conf"
     conf.write_text(CONF)
-    if kind == "keepalived":
-        argv = [KEEPALIVED, "-n", "-l", "-D", "-C", "-f", str(conf),
-                "-p", str(d / "ka.pid"), "-r", str(d / "ka_vrrp.pid"),
-                "-c", str(d / "ka_chk.pid")]
-    else:
-        argv = [sys.executable, "-c", ENTRY, "-f", str(conf), "-n", "-l", "-C",
-                "-p", str(d / "ha.pid"), "-r", str(d / "ha_vrrp.pid"),
-                "-c", str(d / "ha_check.pid"), "--control-socket", str(d / "ha.ctl"),
-                "--dump-prefix", str(d / "ha-dump")]
-    with (d / f"{kind}.log").open("wb") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-                                env=dict(os.environ, PYTHONPATH=str(REPO)))
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    return side_by_side.start(kind, d, conf)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 from hafast.lab.netns import run_in
 from tests.conftest import require_root, require_tool
 from tests.netns.test_vrrp_startup_delay import FifoLines
-from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab, labs_per_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -102,21 +102,8 @@ def present(ns: str, name: str) -> bool:
 def labs() -> Iterator[dict[str, VrrpLab]]:
     require_root()
     require_tool(KEEPALIVED)
-    made: dict[str, VrrpLab] = {}
-    try:
-        for n, kind in enumerate(KINDS):
-            lab = made[kind] = VrrpLab(f"dv{n}{os.getpid() % 10000}").build()
-            ns = lab.ns("r1")
-            run_in(ns, ["ip", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1"])
-            for dev in ("trk0", "trk1"):
-                run_in(ns, ["ip", "link", "set", dev, "up"])
+    with labs_per_kind("dv", KINDS, [("trk0", "trk1")]) as made:
         yield made
-    finally:
-        for lab in made.values():
-            try:
-                lab.close()
-            except Exception as exc:  # the other lab's namespaces must go too
-                print(f"closing {lab.prefix}: {exc!r}")
 
 
 def test_deleted_entries_as_keepalived(labs: dict[str, VrrpLab]) -> None:

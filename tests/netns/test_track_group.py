@@ -33,7 +33,7 @@ import pytest
 from hafast.lab.netns import run_in
 from tests.conftest import require_root, require_tool
 from tests.netns.test_vrrp_startup_delay import FifoLines
-from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VrrpLab, labs_per_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -78,21 +78,8 @@ vrrp_instance VI_1 {{
 def labs() -> Iterator[dict[str, VrrpLab]]:
     require_root()
     require_tool(KEEPALIVED)
-    made: dict[str, VrrpLab] = {}
-    try:
-        for n, kind in enumerate(KINDS):
-            lab = made[kind] = VrrpLab(f"tg{n}{os.getpid() % 10000}").build()
-            ns = lab.ns("r1")
-            run_in(ns, ["ip", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1"])
-            for dev in ("trk0", "trk1"):
-                run_in(ns, ["ip", "link", "set", dev, "up"])
+    with labs_per_kind("tg", KINDS, [("trk0", "trk1")]) as made:
         yield made
-    finally:
-        for lab in made.values():
-            try:
-                lab.close()
-            except Exception as exc:  # the other lab's namespaces must go too
-                print(f"closing {lab.prefix}: {exc!r}")
 
 
 def held(lab: VrrpLab) -> dict[str, bool]:

@@ -19,7 +19,6 @@ the upper bounds only tell the delays apart), for a machine shared with other ru
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Iterator
 
@@ -28,7 +27,7 @@ import pytest
 from hafast.lab.netns import run_in
 from tests.conftest import require_root, require_tool
 from tests.netns.test_vrrp_startup_delay import FifoLines
-from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VrrpLab, labs_per_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -68,22 +67,8 @@ vrrp_instance VI_1 {{
 def labs() -> Iterator[dict[str, VrrpLab]]:
     require_root()
     require_tool(KEEPALIVED)
-    made: dict[str, VrrpLab] = {}
-    try:
-        for n, kind in enumerate(KINDS):
-            lab = made[kind] = VrrpLab(f"ud{n}{os.getpid() % 10000}").build()
-            ns = lab.ns("r1")
-            for a, b in (("trk0", "trk1"), ("trk2", "trk3")):
-                run_in(ns, ["ip", "link", "add", a, "type", "veth", "peer", "name", b])
-                for dev in (a, b):
-                    run_in(ns, ["ip", "link", "set", dev, "up"])
+    with labs_per_kind("ud", KINDS, [("trk0", "trk1"), ("trk2", "trk3")]) as made:
         yield made
-    finally:
-        for lab in made.values():
-            try:
-                lab.close()
-            except Exception as exc:  # the other lab's namespaces must go too
-                print(f"closing {lab.prefix}: {exc!r}")
 
 
 class Run:

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -232,6 +233,38 @@ class VrrpLab:
         out = run_in(self.ns("cl"), ["ip", "neigh", "show", vip, "dev", "eth0"]).stdout
         words = out.split()
         return words[words.index("lladdr") + 1] if "lladdr" in words else ""
+
+
+@contextmanager
+def labs_per_kind(prefix: str, kinds: Sequence[str],
+                  veths: Sequence[tuple[str, str]] = ()) -> Iterator[dict[str, VrrpLab]]:
+    """A lab of its own for each kind (side-by-side tests run hafast and keepalived
+    on the same config, each alone), named ``<prefix><n><pid>``; in each r1 the veth
+    pairs ``veths``, both ends up (links whose carrier a test can take away).  Every
+    lab is closed at the end, even when closing another one fails.
+
+    Example::
+
+        with labs_per_kind("tg", ("hafast", "keepalived"), [("trk0", "trk1")]) as labs:
+            labs["hafast"].start("r1", "hafast", conf_text)
+    """
+    made: dict[str, VrrpLab] = {}
+    try:
+        for n, kind in enumerate(kinds):
+            lab = made[kind] = VrrpLab(f"{prefix}{n}{os.getpid() % 10000}")
+            lab.build()  # closed below even when it fails half way
+            ns = lab.ns("r1")
+            for a, b in veths:
+                run_in(ns, ["ip", "link", "add", a, "type", "veth", "peer", "name", b])
+                for dev in (a, b):
+                    run_in(ns, ["ip", "link", "set", dev, "up"])
+        yield made
+    finally:
+        for lab in made.values():
+            try:
+                lab.close()
+            except Exception as exc:  # the other lab's namespaces must go too
+                print(f"closing {lab.prefix}: {exc!r}")
 
 
 def conf(

@@ -3,14 +3,17 @@ machine's limit, side by side in one run, written up as report.md with plots.
 
     python -m benchmarks.suite [--quick|--full] [--section NAME ...] [--rounds N]
                                [--out DIR] [--yes]
-    python -m benchmarks.suite --reliability
+    python -m benchmarks.suite --reliability [--fuzz-runs N] [--fuzz-cap SECONDS]
 
 ``--quick`` (the default) takes the smallest sizes and fewer rounds and finishes in
 under 10 minutes on a 2-core machine; ``--full`` prints its estimated duration
 first (from the plan) and asks before starting unless ``--yes``.  Sections: checks,
-detection, keepalived_vm, vrrp, jitter, config, hotpaths, and reliability (the chaos
-and hostile-input netns tests and the last ``./dev fuzz`` logs; 4-10 minutes, so
-only when asked: ``--reliability`` is ``--section reliability``).  Needs root (namespaces,
+detection, keepalived_vm, vrrp, jitter, config, hotpaths, and two only when asked:
+reliability (the chaos and hostile-input netns tests, 4-10 minutes) and fuzzing
+(every fuzz harness in its own process until 1,000,000 inputs or ``--fuzz-cap``
+seconds, 2,700 by default: about an hour here, never over 5 x the cap;
+``--quick`` written out, or ``--fuzz-runs``, asks for fewer inputs).
+``--reliability`` is ``--section reliability --section fuzzing``.  Needs root (namespaces,
 raw sockets); every load loop is bounded in count and time and all traffic stays inside the
 namespaces the suite makes (deleted when it ends, also on Ctrl-C).
 """
@@ -40,7 +43,7 @@ from benchmarks.suite.report import write_report
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out" / "report"
 SECTIONS = ("checks", "detection", "keepalived_vm", "vrrp", "jitter", "config", "hotpaths")
 # run only when named: they are tests of failure behaviour, not performance figures
-OPT_IN = ("reliability",)
+OPT_IN = ("reliability", "fuzzing")
 RELIABILITY_SECONDS = 300.0  # the four netns files: 215 s on the 2-core VM, load 2.5
 
 
@@ -104,7 +107,9 @@ def check_round_seconds(mode: Mode, kind: str, n: int) -> float:
     return total
 
 
-def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None) -> list[tuple[str, float]]:
+def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None, *,
+         fuzz_runs: int = reliability.FUZZ_RUNS,
+         fuzz_cap: float = reliability.FUZZ_CAP) -> list[tuple[str, float]]:
     """Steps with estimated seconds, in the order they run."""
     steps: list[tuple[str, float]] = []
     if "checks" in sections:
@@ -147,6 +152,10 @@ def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None) -> list[tupl
             steps += [(f"{name} round {i + 1}/{r}", per) for i in range(r)]
     if "reliability" in sections:
         steps.append(("reliability tests", RELIABILITY_SECONDS))
+    if "fuzzing" in sections:
+        for t in reliability.FUZZ_TARGETS:
+            secs = min(fuzz_cap, 10.0 + fuzz_runs / reliability.FUZZ_RATES.get(t, 500.0))
+            steps.append((reliability.fuzz_step(t, fuzz_runs), secs))
     return steps
 
 
@@ -173,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--full", dest="mode", action="store_const", const="full")
     ap.add_argument("--section", action="append", choices=SECTIONS + OPT_IN, default=None,
                     help="run only this section (repeatable)")
-    ap.add_argument("--reliability", dest="section", action="append_const",
-                    const="reliability", help="the reliability section (--section reliability)")
+    ap.add_argument("--reliability", action="store_true",
+                    help="the reliability and fuzzing sections")
+    ap.add_argument("--fuzz-runs", type=int, default=None,
+                    help=f"inputs per fuzz harness ({reliability.FUZZ_RUNS:,}; "
+                         f"{reliability.FUZZ_RUNS_QUICK:,} with --quick written out)")
+    ap.add_argument("--fuzz-cap", type=float, default=reliability.FUZZ_CAP,
+                    help="wall seconds per fuzz harness before it stops short of its goal")
     ap.add_argument("--rounds", type=int, default=None, help="rounds for every section")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--sizes", default=None,
@@ -198,8 +212,17 @@ def main(argv: list[str] | None = None) -> int:
                      + ", ".join(checks.CHECK_BLOCKS))
     if args.rounds is not None and args.rounds < 1:
         ap.error("--rounds must be at least 1")
-    sections = tuple(args.section or SECTIONS)
-    steps = plan(mode, sections, args.rounds)
+    if args.fuzz_runs is not None and args.fuzz_runs < 1:
+        ap.error("--fuzz-runs must be at least 1")
+    if args.fuzz_cap <= 0:
+        ap.error("--fuzz-cap must be positive")
+    chosen = [*(args.section or []), *(OPT_IN if args.reliability else ())]
+    sections = tuple(dict.fromkeys(chosen)) or SECTIONS
+    # quick is the mode when none is named; only --quick written out shortens the
+    # fuzzing, whose point is the million inputs
+    fuzz_runs = args.fuzz_runs or (reliability.FUZZ_RUNS_QUICK if args.mode == "quick"
+                                   else reliability.FUZZ_RUNS)
+    steps = plan(mode, sections, args.rounds, fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap)
     estimate = sum(s for _, s in steps)
     print(f"hafast benchmark suite, {mode.name} mode: {len(steps)} steps, estimated "
           f"{format_seconds(estimate)}", file=sys.stderr)
@@ -215,11 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         if input("start? [y/N] ").strip().lower() not in ("y", "yes"):
             return 1
     return run(mode, sections, args.rounds, args.out, steps,
-               " ".join(["python -m benchmarks.suite", *(argv or sys.argv[1:])]))
+               " ".join(["python -m benchmarks.suite", *(argv or sys.argv[1:])]),
+               fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap)
 
 
 def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
-        steps: list[tuple[str, float]], command: str) -> int:
+        steps: list[tuple[str, float]], command: str, *,
+        fuzz_runs: int = reliability.FUZZ_RUNS,
+        fuzz_cap: float = reliability.FUZZ_CAP) -> int:
     # SIGTERM unwinds like Ctrl-C, so every namespace and child is cleaned up.
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -277,6 +303,9 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
                 rounds or mode.file_rounds, workdir, step, bar.note,
                 extra=pysections.md5_openssl),
             "reliability": lambda: reliability.run_reliability(workdir, step, bar.note),
+            "fuzzing": lambda: reliability.run_fuzzing(
+                workdir, step, bar.note, runs=fuzz_runs, cap=fuzz_cap,
+                keep=out / "fuzz-crashes"),
         }
         for name in SECTIONS + OPT_IN:
             if name not in sections:

@@ -1,17 +1,22 @@
-"""The reliability section: the chaos and hostile-input tests, run as they are, and
-the last fuzzing run, as tables beside the performance figures.
+"""The reliability sections: the chaos and hostile-input tests, run as they are, and
+a fuzzing run of every harness, as tables beside the performance figures.
 
 The scenarios live once, in the netns tests (:data:`FILES`); each hands its figures
 to ``tests/figures.py``'s ``record``, which appends them as JSON lines to the file
-``HAFAST_FIGURES`` names.  This section runs one pytest session over those files
-with that variable set, reads the lines and each test's outcome (JUnit XML), reads
-the fuzzers' logs (``./dev fuzz`` writes ``build/fuzz/<target>.log``), and renders
-markdown: :func:`render` is pure, tested from fixed JSON.
+``HAFAST_FIGURES`` names.  :func:`run_reliability` runs one pytest session over those
+files with that variable set, reads the lines and each test's outcome (JUnit XML),
+and renders markdown: :func:`render` is pure, tested from fixed JSON.
+
+The harnesses live once, in tests/fuzz; :func:`run_fuzzing` runs each in its own
+process through ``tests/fuzz/runner.py`` (as the short CI run does) until it has
+tried ``runs`` inputs or spent ``cap`` seconds, and :func:`render_fuzz` (pure) writes
+what each reported.
 
 Example::
 
     sec = run_reliability(workdir, step, log)      # 4-10 minutes, needs root
-    print(render(records, outcomes, fuzz))         # the same tables from saved data
+    print(render(records, outcomes))               # the same tables from saved data
+    sec = run_fuzzing(workdir, step, log, runs=1_000_000, cap=2700)  # about an hour
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -31,12 +35,22 @@ from typing import Any
 
 from benchmarks.suite.model import Section
 from tests.figures import ENV, WHO
+from tests.fuzz import runner
+from tests.fuzz._common import TARGETS as FUZZ_TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ("tests/netns/test_hostile_vrrp.py", "tests/netns/test_hostile_servers.py",
          "tests/netns/test_chaos_reload.py", "tests/netns/test_chaos_workers.py")
-FUZZ_TARGETS = ("vrrp", "http", "icmp", "config", "control")  # ./dev fuzz's order
-TITLE = "Reliability: chaos, hostile peers and servers, fuzzing"
+TITLE = "Reliability: chaos, hostile peers and servers"
+FUZZ_TITLE = "Reliability: fuzzing every parser that meets the outside world"
+FUZZ_RUNS = 1_000_000  # per harness: issue 17's figure
+FUZZ_RUNS_QUICK = 20_000
+# Per harness, so that config, the slowest (370-480 inputs/s), reaches the goal; the
+# section's worst case is five of these, its estimate about an hour (FUZZ_RATES).
+FUZZ_CAP = 2700.0
+# inputs/s of each harness here, for the plan's estimate only
+FUZZ_RATES = {"vrrp": 11000.0, "http": 1600.0, "icmp": 30000.0, "config": 400.0,
+              "control": 8000.0}
 
 
 @dataclass
@@ -45,17 +59,6 @@ class Outcome:
     outcome: str  # passed, failed, error, skipped
     seconds: float
     message: str = ""
-
-
-@dataclass
-class Fuzz:
-    target: str
-    inputs: int
-    seconds: float
-    new_units: int
-    peak_rss_mb: int
-    crash_files: int  # in build/fuzz/crashes/<target>/, from any run (kept until deleted)
-    crashed: bool = False  # the last run stopped on a crash
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -87,45 +90,6 @@ def read_junit(path: Path) -> list[Outcome]:
             out.append(Outcome(f"{module}::{case.get('name')}", outcome,
                                float(case.get("time") or 0.0), message))
     return out
-
-
-_DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
-_STAT = re.compile(r"^stat::(\w+):\s+(\d+)")
-
-
-def read_fuzz_log(target: str, text: str, crash_files: int) -> Fuzz | None:
-    """libFuzzer's final statistics (``-print_final_stats=1``) from one log."""
-    stats: dict[str, int] = {}
-    seconds = 0.0
-    for line in text.splitlines():
-        if m := _DONE.match(line):
-            seconds = float(m.group(2))
-        elif m := _STAT.match(line):
-            stats[m.group(1)] = int(m.group(2))
-    if "number_of_executed_units" not in stats:
-        return None
-    # libFuzzer's words when it saves the input that crashed
-    crashed = "Test unit written to" in text
-    return Fuzz(target, stats["number_of_executed_units"], seconds,
-                stats.get("new_units_added", 0), stats.get("peak_rss_mb", 0), crash_files,
-                crashed)
-
-
-def read_fuzz(folder: Path) -> tuple[list[Fuzz], str]:
-    """Every target's last run in ``folder`` (build/fuzz) and when the logs were written."""
-    found, stamps = [], []
-    for t in FUZZ_TARGETS:
-        log = folder / f"{t}.log"
-        if not log.exists():
-            continue
-        crashes = folder / "crashes" / t
-        n = len([p for p in crashes.iterdir() if p.is_file()]) if crashes.is_dir() else 0
-        f = read_fuzz_log(t, log.read_text(errors="replace"), n)
-        if f is not None:
-            found.append(f)
-            stamps.append(log.stat().st_mtime)
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(max(stamps))) if stamps else ""
-    return found, when
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -163,10 +127,9 @@ def scenario_table(figures: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(records: Sequence[dict[str, Any]], outcomes: Sequence[Outcome],
-           fuzz: Sequence[Fuzz] = (), fuzz_when: str = "") -> str:
-    """The section's markdown: the tests' outcomes, each scenario's figures grouped
-    as the tests recorded them, then the fuzzers' last run."""
+def render(records: Sequence[dict[str, Any]], outcomes: Sequence[Outcome]) -> str:
+    """The section's markdown: the tests' outcomes, then each scenario's figures
+    grouped as the tests recorded them."""
     out: list[str] = []
     if outcomes:
         failed = [o for o in outcomes if o.outcome != "passed"]
@@ -184,20 +147,37 @@ def render(records: Sequence[dict[str, Any]], outcomes: Sequence[Outcome],
             test = f" (`{r['test'].split('::')[-1]}`)" if r.get("test") else ""
             out += ["", f"**{r.get('scenario', '')}**{test}", ""]
             out += scenario_table(dict(r.get("figures", {})))
-    if fuzz:
-        when = f", last run {fuzz_when}" if fuzz_when else ""
-        out += ["", f"### fuzzing (`./dev fuzz`{when})", "",
-                "| target | inputs tried | seconds | inputs/s | new corpus inputs | "
-                "peak RSS MiB | crashed | crash files kept |", "|---|---|---|---|---|---|---|---|"]
-        for f in fuzz:
-            rate = f.inputs / f.seconds if f.seconds else 0.0
-            out.append(f"| {f.target} | {f.inputs:,} | {f.seconds:.0f} | {rate:,.0f} | "
-                       f"{f.new_units} | {f.peak_rss_mb} | {'yes' if f.crashed else 'no'} | "
-                       f"{f.crash_files} |")
-        out += ["", f"{sum(f.inputs for f in fuzz):,} inputs in all. \"crashed\": that run "
-                "stopped on a crash (libFuzzer saved the input). \"crash files kept\": "
-                "build/fuzz/crashes/<target>/ holds every run's, fixed or not, until deleted."]
     return "\n".join(out).strip("\n")
+
+
+def render_fuzz(got: Sequence[runner.Outcome], goal: int, cap: float) -> str:
+    """The fuzzing section's markdown: one row per harness, a verdict line, then
+    each crash's input file and traceback and each missed goal."""
+    if not got:
+        return ""
+    out = ["| harness | inputs tried | seconds | inputs/s | crashes | new coverage units | "
+           "peak RSS MiB | slowest input s | twins |", "|---|---|---|---|---|---|---|---|---|"]
+    for g in got:
+        crashes = {"crashed": "1 (stopped)", "killed": "killed"}.get(g.status, "0")
+        out.append(f"| {g.target} | {g.inputs:,} | {g.seconds:,.0f} | {g.exec_per_s:,.0f} | "
+                   f"{crashes} | {g.new_units:,} | {g.peak_rss_mb} | {g.slowest_s} | "
+                   f"{_cell(g.twins)} |")
+    met = [g for g in got if g.inputs >= goal and g.status == "done"]
+    bad = [g for g in got if g.status in ("crashed", "killed")]
+    out += ["", f"{sum(g.inputs for g in got):,} inputs in all; the goal of {goal:,} per "
+            f"harness met by {len(met)} of {len(got)}; {len(bad)} crashed or hung; "
+            "twins compared on every input where a harness has them."]
+    for g in got:
+        if g.status == "capped":
+            out += ["", f"**{g.target}**: stopped at the {cap:,.0f} s cap after "
+                    f"{g.inputs:,} inputs: the {goal:,} goal was missed for it."]
+        elif g.status in ("crashed", "killed"):
+            what = ("crashed" if g.status == "crashed" else
+                    f"killed {runner.GRACE:.0f} s past the cap (one input never ended)")
+            out += ["", f"**{g.target}** {what} after {g.inputs:,} inputs"
+                    + (f"; input kept as `{g.crash_file}`" if g.crash_file else "") + ":",
+                    "", "```", (g.traceback or g.log)[-3000:].strip(), "```"]
+    return "\n".join(out)
 
 
 # -- running -------------------------------------------------------------------------------
@@ -224,9 +204,7 @@ def run_reliability(workdir: Path,
                     step: Callable[[str], contextlib.AbstractContextManager[None]],
                     log: Callable[[str], None], *, files: Sequence[str] = FILES,
                     timeout: float = 1800.0) -> Section:
-    """Run ``files`` once and read the last fuzzing logs.  The fuzzers are not run
-    here: ``./dev fuzz`` first reinstalls the tree (its setup) and builds the compiled
-    twins for libFuzzer, which is not the suite's to do."""
+    """Run ``files`` once, in one pytest session, and render what they recorded."""
     sec = Section("reliability", TITLE)
     t0 = time.monotonic()
     with step("reliability tests"):
@@ -237,11 +215,40 @@ def run_reliability(workdir: Path,
     if status not in (0, 1):
         log(f"reliability: pytest exit {status}: {tail[-600:]}")
         sec.notes.append(f"pytest exit status {status}: {tail.strip().splitlines()[-1:]}")
-    fuzz, when = read_fuzz(ROOT / "build" / "fuzz")
-    if not fuzz:
-        sec.notes.append("fuzzing: no build/fuzz logs (run ./dev fuzz [SECONDS] first)")
-    sec.markdown = render(records, outcomes, fuzz, when)
-    if not records and not fuzz:
+    sec.markdown = render(records, outcomes)
+    if not records:
         sec.status = "not measured"
+    sec.seconds = time.monotonic() - t0
+    return sec
+
+
+def fuzz_step(target: str, runs: int) -> str:
+    return f"fuzz {target} ({runs:,} inputs)"
+
+
+def run_fuzzing(workdir: Path,
+                step: Callable[[str], contextlib.AbstractContextManager[None]],
+                log: Callable[[str], None], *, runs: int = FUZZ_RUNS,
+                cap: float = FUZZ_CAP, keep: Path | None = None,
+                targets: Sequence[str] = FUZZ_TARGETS) -> Section:
+    """Fuzz each of ``targets`` in turn (one process at a time) until ``runs`` inputs
+    or ``cap`` seconds, and render what each reported; crash inputs are copied to
+    ``keep``/<target>/ (``workdir`` is deleted when the suite ends)."""
+    sec = Section("fuzzing", FUZZ_TITLE)
+    t0 = time.monotonic()
+    got = []
+    for target in targets:
+        with step(fuzz_step(target, runs)):
+            one = runner.run(target, workdir / "fuzz" / target, runs=runs, max_seconds=cap,
+                             keep=keep)
+        if one.status != "done":
+            log(f"fuzz {target}: {one.status} at {one.inputs:,} inputs {one.crash_file}")
+        got.append(one)
+    sec.notes.append(
+        f"Each harness (tests/fuzz/fuzz_<target>.py, atheris, Python under hafast/ "
+        f"instrumented, compiled twins as built) ran in its own process until "
+        f"{runs:,} inputs or {cap:,.0f} s, from the seed corpus (tests/fuzz/corpus, "
+        "only read) with its dictionary; one at a time.")
+    sec.markdown = render_fuzz(got, runs, cap)
     sec.seconds = time.monotonic() - t0
     return sec

@@ -82,17 +82,19 @@ def _md5_twins(reply: bytes, pattern: int, cap: int, flags: int) -> None:
     for n, chunk in enumerate(_chunks(reply, pattern)):
         r_c = _call(s_c.update, chunk)
         r_py = _call(s_py.update, chunk)
-        assert r_c == r_py, f"MD5Stream.update: c {r_c!r} py {r_py!r}"
+        assert r_c == r_py, f"the MD5Stream twins disagree on update: c {r_c!r} py {r_py!r}"
         if finalised:
             assert r_c == "ValueError", "update after digest() must raise"
         elif r_c is True:
             fed += chunk
         else:
             too_large = True
-        assert (s_c.size, s_c.too_large, s_c.cap) == (s_py.size, s_py.too_large, s_py.cap)
+        state_c, state_py = (s_c.size, s_c.too_large, s_c.cap), (s_py.size, s_py.too_large,
+                                                                 s_py.cap)
+        assert state_c == state_py, f"the MD5Stream twins disagree: c {state_c} py {state_py}"
         if n == 0 and flags & FINALISE:
-            d_c = _call(s_c.hexdigest)
-            assert d_c == _call(s_py.hexdigest)
+            d_c, d_py = _call(s_c.hexdigest), _call(s_py.hexdigest)
+            assert d_c == d_py, f"the MD5Stream twins disagree on digest(): c {d_c} py {d_py}"
             finalised = d_c != "ValueError"  # a too-large stream has no digest to finalise
         if n == 0 and flags & RESET:
             s_c.reset()
@@ -102,10 +104,11 @@ def _md5_twins(reply: bytes, pattern: int, cap: int, flags: int) -> None:
     assert s_c.too_large == too_large
     assert s_c.size == (cap if too_large else len(fed))
     d_c, d_py = _call(s_c.hexdigest), _call(s_py.hexdigest)
-    assert d_c == d_py, f"MD5Stream.hexdigest: c {d_c!r} py {d_py!r}"
+    assert d_c == d_py, f"the MD5Stream twins disagree on hexdigest: c {d_c!r} py {d_py!r}"
     if not too_large and not finalised:
         assert d_c == hashlib.md5(fed, usedforsecurity=False).hexdigest()
-    assert _call(md5stream_c.md5_hex, reply) == _call(md5stream_py.md5_hex, reply)
+    h_c, h_py = _call(md5stream_c.md5_hex, reply), _call(md5stream_py.md5_hex, reply)
+    assert h_c == h_py, f"the md5_hex twins disagree: c {h_c} py {h_py}"
 
 
 def _call(fn: Any, *args: Any) -> Any:

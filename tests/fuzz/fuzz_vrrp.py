@@ -173,7 +173,7 @@ def _round_trip(adv: Any) -> None:
             out.append(module.encode(*args, **opts))
         except ValueError:
             out.append(None)
-    assert out[0] == out[1], f"the twins encode {args} {opts} differently: {out}"
+    assert out[0] == out[1], f"the twins disagree on encode{args} {opts}: {out}"
     if out[0] is None:
         return
     back = codec_py.decode_payload(out[0], adv.family, adv.src, adv.dst, -1,

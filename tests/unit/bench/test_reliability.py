@@ -1,24 +1,30 @@
-"""The reliability section's tables from fixed figures, outcomes and fuzz logs."""
+"""The reliability sections' tables from fixed figures, outcomes and fuzzer output."""
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
 
+from benchmarks.suite import __main__ as suite
 from benchmarks.suite.model import Section
 from benchmarks.suite.reliability import (
-    Fuzz,
+    FUZZ_CAP,
+    FUZZ_RUNS,
+    FUZZ_RUNS_QUICK,
+    FUZZ_TARGETS,
     Outcome,
-    read_fuzz,
-    read_fuzz_log,
     read_junit,
     read_records,
     render,
+    render_fuzz,
 )
 from benchmarks.suite.report import build_report, load_results, write_report
 from tests import figures
+from tests.fuzz.runner import read_log
 
 RECORDS = [
     {"group": "hostile VRRP network", "scenario": "flood to the group",
@@ -35,21 +41,41 @@ RECORDS = [
 ]
 OUTCOMES = [Outcome("test_hostile_vrrp::test_flood", "passed", 41.2),
             Outcome("test_chaos_workers::test_stop", "failed", 30.0, "assert 1 == 0")]
-FUZZ = [Fuzz("vrrp", 67753, 6.0, 6, 48, 1), Fuzz("config", 566, 15.0, 0, 49, 0, True)]
-
 LOG = """INFO: seed corpus: files: 52 min: 1b max: 541b total: 2852b rss: 44Mb
 #194678	DONE   cov: 198 ft: 218 corp: 31/1860b lim: 2475 exec/s: 32446 rss: 44Mb
 Done 194678 runs in 6 second(s)
 stat::number_of_executed_units: 194678
 stat::average_exec_per_sec:     32446
-stat::new_units_added:          0
-stat::slowest_unit_time_sec:    0
+stat::new_units_added:          3
+stat::slowest_unit_time_sec:    1
 stat::peak_rss_mb:              44
+"""
+# what atheris and libFuzzer print when the harness raises (stdout, stderr)
+CRASH_OUT = """
+ === Uncaught Python exception: ===
+AssertionError: the ICMP parse twins disagree on 0102:
+  c:  ('reply', 1)
+  py: ('error', 1)
+Traceback (most recent call last):
+  File "tests/fuzz/fuzz_icmp.py", line 66, in one_input
+    assert got_c == got_py
+AssertionError: the ICMP parse twins disagree on 0102:
+"""
+CRASH_ERR = """#19	REDUCE cov: 8 ft: 8 corp: 4/10b lim: 4 exec/s: 0 rss: 40Mb L: 3/3 MS: 2
+==9731== ERROR: libFuzzer: fuzz target exited
+SUMMARY: libFuzzer: fuzz target exited
+artifact_prefix='/tmp/x/'; Test unit written to /tmp/x/crash-0a1b
+Base64: AQI=
+stat::number_of_executed_units: 1070
+stat::average_exec_per_sec:     0
+stat::new_units_added:          4
+stat::slowest_unit_time_sec:    0
+stat::peak_rss_mb:              40
 """
 
 
 def test_render_side_by_side_and_plain_tables() -> None:
-    text = render(RECORDS, OUTCOMES, FUZZ, "2026-12-06 09:08 UTC")
+    text = render(RECORDS, OUTCOMES)
     lines = text.splitlines()
     assert lines[0] == "1 of 2 tests passed."
     assert "| test_chaos_workers::test_stop | failed: assert 1 == 0 | 30 |" in lines
@@ -66,10 +92,6 @@ def test_render_side_by_side_and_plain_tables() -> None:
     assert "| respawn s | 0.43 |" in lines
     assert "| healthy servers wrongly removed | 0 |" in lines
     assert lines.index("### hostile VRRP network") < lines.index("### worker and parent kills")
-    assert "### fuzzing (`./dev fuzz`, last run 2026-12-06 09:08 UTC)" in lines
-    assert "| vrrp | 67,753 | 6 | 11,292 | 6 | 48 | no | 1 |" in lines
-    assert "| config | 566 | 15 | 38 | 0 | 49 | yes | 0 |" in lines
-    assert "68,319 inputs in all." in text
 
 
 def test_render_nothing_measured_is_empty() -> None:
@@ -98,7 +120,7 @@ def test_record_appends_json_lines_that_read_back(tmp_path: Path,
                                   "other": "{'vrrp': [0.5]}", "flag": "True"}
 
 
-def test_read_junit_and_fuzz_logs(tmp_path: Path) -> None:
+def test_read_junit(tmp_path: Path) -> None:
     xml = tmp_path / "r.xml"
     xml.write_text(
         '<testsuites><testsuite>'
@@ -114,16 +136,6 @@ def test_read_junit_and_fuzz_logs(tmp_path: Path) -> None:
         Outcome("test_b::test_skip", "skipped", 0.0, "needs root")]
     assert read_junit(tmp_path / "missing.xml") == []
 
-    assert read_fuzz_log("icmp", LOG, 0) == Fuzz("icmp", 194678, 6.0, 0, 44, 0)
-    assert read_fuzz_log("icmp", "crashed early\n", 0) is None
-    crash = "artifact_prefix='x/'; Test unit written to x/crash-0a\n" + LOG
-    assert read_fuzz_log("icmp", crash, 1) == Fuzz("icmp", 194678, 6.0, 0, 44, 1, True)
-    (tmp_path / "icmp.log").write_text(LOG)
-    (tmp_path / "crashes" / "icmp").mkdir(parents=True)
-    (tmp_path / "crashes" / "icmp" / "crash-1").write_bytes(b"x")
-    found, when = read_fuzz(tmp_path)
-    assert found == [Fuzz("icmp", 194678, 6.0, 0, 44, 1)] and when.endswith("UTC")
-
 
 def test_section_markdown_in_the_report_and_results_json(tmp_path: Path) -> None:
     sec = Section("reliability", "Reliability", notes=["a note"],
@@ -137,3 +149,62 @@ def test_section_markdown_in_the_report_and_results_json(tmp_path: Path) -> None
     assert back[0].markdown == sec.markdown
     assert json.loads((tmp_path / "results.json").read_text())["sections"][0]["name"] == (
         "reliability")
+
+
+def test_fuzzer_output_read_as_an_outcome() -> None:
+    done = read_log("icmp", "", LOG, 8.0, 0, goal=194678)
+    assert (done.status, done.inputs, done.exec_per_s, done.new_units, done.peak_rss_mb,
+            done.slowest_s) == ("done", 194678, 194678 / 8.0, 3, 44, 1)
+    assert done.twins == "agreed on all 194,678"
+    assert read_log("icmp", "", LOG, 8.0, 0, goal=1_000_000).status == "capped"
+    assert read_log("config", "", LOG, 8.0, 0).twins == "no twins"
+    crash = read_log("icmp", CRASH_OUT, CRASH_ERR, 2.0, 77, goal=1000)
+    assert (crash.status, crash.inputs, crash.crash_file) == ("crashed", 1070,
+                                                              "/tmp/x/crash-0a1b")
+    assert crash.traceback.startswith("AssertionError: the ICMP parse twins disagree")
+    assert crash.traceback.endswith("disagree on 0102:")
+    assert crash.twins == "DISAGREED"
+    other = read_log("config", CRASH_OUT.replace("twins disagree", "KeyError"), CRASH_ERR,
+                     2.0, 77)
+    assert other.status == "crashed" and other.twins == "no twins"
+    hung = read_log("vrrp", "", "#5 pulse", 1620.0, -9, goal=1000)
+    assert (hung.status, hung.inputs, hung.twins) == ("killed", 0, "agreed until the kill")
+
+
+def test_fuzz_section_renders_goal_cap_and_crash() -> None:
+    got = [read_log("vrrp", "", LOG.replace("194678", "1000000"), 90.0, 0, goal=1_000_000),
+           read_log("config", "", LOG, 1500.0, 0, goal=1_000_000),
+           read_log("icmp", CRASH_OUT, CRASH_ERR, 2.0, 77, goal=1_000_000)]
+    text = render_fuzz(got, 1_000_000, 1500.0)
+    lines = text.splitlines()
+    assert lines[0].startswith("| harness | inputs tried | seconds | inputs/s | crashes |")
+    assert ("| vrrp | 1,000,000 | 90 | 11,111 | 0 | 3 | 44 | 1 | agreed on all 1,000,000 |"
+            in lines)
+    assert "| config | 194,678 | 1,500 | 130 | 0 | 3 | 44 | 1 | no twins |" in lines
+    assert "| icmp | 1,070 | 2 | 535 | 1 (stopped) | 4 | 40 | 0 | DISAGREED |" in lines
+    assert ("1,195,748 inputs in all; the goal of 1,000,000 per harness met by 1 of 3; "
+            "1 crashed or hung;") in text
+    assert ("**config**: stopped at the 1,500 s cap after 194,678 inputs: the 1,000,000 "
+            "goal was missed for it.") in lines
+    assert "**icmp** crashed after 1,070 inputs; input kept as `/tmp/x/crash-0a1b`:" in lines
+    assert "AssertionError: the ICMP parse twins disagree on 0102:" in lines
+    assert render_fuzz([], 1, 1.0) == ""
+
+
+def test_fuzz_plan_and_flags() -> None:
+    steps = suite.plan(suite.MODES["quick"], ("fuzzing",), None)
+    assert [label for label, _ in steps] == [f"fuzz {t} (1,000,000 inputs)"
+                                             for t in FUZZ_TARGETS]
+    assert all(0 < secs <= FUZZ_CAP for _, secs in steps)
+    # the section's bound: one cap per harness
+    assert sum(secs for _, secs in steps) <= len(FUZZ_TARGETS) * FUZZ_CAP
+    capped = suite.plan(suite.MODES["quick"], ("fuzzing",), None, fuzz_runs=FUZZ_RUNS,
+                        fuzz_cap=60.0)
+    assert max(secs for _, secs in capped) == 60.0
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert suite.main(["--reliability", "--plan"]) == 0
+        assert suite.main(["--quick", "--section", "fuzzing", "--plan"]) == 0
+    text = err.getvalue()
+    assert "reliability tests" in text and "fuzz config (1,000,000 inputs)" in text
+    assert f"fuzz config ({FUZZ_RUNS_QUICK:,} inputs)" in text

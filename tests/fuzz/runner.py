@@ -1,0 +1,150 @@
+"""Run one fuzz harness under atheris in its own process, and read what libFuzzer said.
+
+The one way the project starts a harness outside ``./dev fuzz``: the short CI run
+(tests/fuzz/test_fuzz_short.py, a few seconds each) and the reliability report's
+fuzzing section (benchmarks/suite/reliability.py, a million inputs each) both call
+:func:`run`. New inputs and any crash go to a folder of the caller's (``folder``);
+the seed corpus in tests/fuzz/corpus/<target>/ is the second corpus folder, which
+libFuzzer only reads, so the repository is never written.
+
+Example::
+
+    got = run("icmp", tmp_path, runs=100_000, max_seconds=60)
+    got.status, got.inputs, got.exec_per_s     # ("done", 100000, 31200.0)
+
+``status`` is ``done`` (the ``runs`` goal reached, or the time asked for spent when
+no goal was set), ``capped`` (stopped at ``max_seconds`` short of the goal),
+``crashed`` (libFuzzer saved the input that raised: ``crash_file``, ``traceback``)
+or ``killed`` (it overran ``max_seconds`` by ``GRACE``, e.g. one input that never
+ended, and was killed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.fuzz._common import CORPUS, REPO
+
+# The harnesses that compare a compiled twin with its pure one on every input (and
+# raise at the first disagreement); the others fuzz pure Python and have no twin.
+TWINS = {"vrrp": "vrrp_codec_c / vrrp_codec_py",
+         "http": "md5stream_c / md5stream_py",
+         "icmp": "icmp_batch_c / icmp_batch_py"}
+# what every twin comparison's failure message says (tests/fuzz/fuzz_*.py)
+DISAGREE = "twins disagree"
+# libFuzzer checks -max_total_time between inputs; past it by this much, the process
+# is stuck in one input and is killed
+GRACE = 120.0
+
+
+@dataclass
+class Outcome:
+    target: str
+    status: str  # done, capped, crashed, killed (the module docstring says which)
+    inputs: int  # libFuzzer's executed units, the seed corpus's replay included
+    seconds: float  # wall time of the process, start-up included
+    exec_per_s: float  # inputs / seconds
+    new_units: int  # inputs that reached new coverage, added to the work corpus
+    peak_rss_mb: int
+    slowest_s: int = 0  # the slowest single input, whole seconds
+    goal: int = 0  # the -runs asked for (0: none)
+    crash_file: str = ""
+    traceback: str = ""
+    log: str = ""  # the output, less atheris's "Instrumenting" lines
+
+    @property
+    def twins(self) -> str:
+        """Whether the twins agreed, as far as this run can tell."""
+        if self.target not in TWINS:
+            return "no twins"
+        if self.status == "crashed" and DISAGREE in self.traceback:
+            return "DISAGREED"
+        if self.status in ("crashed", "killed"):
+            return f"agreed until the {self.status.removesuffix('ed')}"
+        return f"agreed on all {self.inputs:,}"
+
+
+def command(target: str, work: Path, crashes: Path, *, runs: int = 0,
+            max_seconds: float = 0) -> list[str]:
+    """The harness's command line: ``work`` gets new inputs, ``crashes`` artifacts."""
+    dicts = [d for d in [CORPUS.parent / f"{target}.dict"] if d.is_file()]
+    return [
+        sys.executable, str(REPO / "tests" / "fuzz" / f"fuzz_{target}.py"),
+        *([f"-runs={runs}"] if runs else []),
+        *([f"-max_total_time={max(1, int(max_seconds))}"] if max_seconds else []),
+        "-print_final_stats=1",
+        f"-artifact_prefix={crashes}/",
+        *[f"-dict={d}" for d in dicts],
+        str(work),
+        str(CORPUS / target),
+    ]
+
+
+_STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.M)
+_ARTIFACT = re.compile(r"Test unit written to (\S+)")
+_PY_EXC = " === Uncaught Python exception: ==="
+
+
+def read_log(target: str, stdout: str, stderr: str, seconds: float, returncode: int, *,
+             goal: int = 0) -> Outcome:
+    """An :class:`Outcome` from the process's output (``-print_final_stats=1``):
+    atheris prints a Python exception's traceback on stdout, libFuzzer all the rest
+    on stderr."""
+    text = stdout + stderr
+    stats = {m.group(1): int(m.group(2)) for m in _STAT.finditer(stderr)}
+    inputs = stats.get("number_of_executed_units", 0)
+    crash = _ARTIFACT.search(stderr)
+    traceback = stdout.split(_PY_EXC, 1)[1].strip() if _PY_EXC in stdout else ""
+    if returncode < 0:  # a signal: the kill at the deadline, or someone else's
+        status = "killed"
+    elif crash or returncode != 0:
+        status = "crashed"
+    elif goal and inputs < goal:
+        status = "capped"
+    else:
+        status = "done"
+    return Outcome(target, status, inputs, seconds, inputs / seconds if seconds else 0.0,
+                   stats.get("new_units_added", 0), stats.get("peak_rss_mb", 0),
+                   stats.get("slowest_unit_time_sec", 0), goal,
+                   crash.group(1) if crash else "", traceback, text)
+
+
+def run(target: str, folder: Path, *, runs: int = 0, max_seconds: float = 0,
+        keep: Path | None = None) -> Outcome:
+    """Fuzz ``target`` in its own process until ``runs`` inputs or ``max_seconds``.
+
+    ``folder`` (the caller's, e.g. a tmp_path) gets ``corpus/`` and ``crashes/``;
+    a crash file is copied to ``keep``/<target>/ when given (``folder`` may be
+    temporary) and ``crash_file`` names that copy.
+    """
+    work, crashes = folder / "corpus", folder / "crashes"
+    work.mkdir(parents=True, exist_ok=True)
+    crashes.mkdir(parents=True, exist_ok=True)
+    # the compiled twins always: comparing them with the pure ones is the point
+    env = {k: v for k, v in os.environ.items() if k != "HAFAST_NO_EXTENSIONS"}
+    timeout = max_seconds + GRACE if max_seconds else None
+    t0 = time.monotonic()
+    proc = subprocess.Popen(command(target, work, crashes, runs=runs, max_seconds=max_seconds),
+                            cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    seconds = time.monotonic() - t0
+    err = "\n".join(line for line in err.splitlines()
+                    if not line.startswith("INFO: Instrumenting"))
+    got = read_log(target, out, err, seconds, proc.returncode, goal=runs)
+    if got.crash_file and keep is not None and Path(got.crash_file).is_file():
+        dest = keep / target
+        dest.mkdir(parents=True, exist_ok=True)
+        got.crash_file = str(shutil.copy2(got.crash_file, dest))
+    return got

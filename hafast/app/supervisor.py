@@ -171,16 +171,17 @@ class Supervisor:
         # Read once at start: a reload that turns SNMP on or moves the socket needs a
         # restart (the rows themselves follow each reload's config).
         gd = self.config.global_defs
-        # enable_snmp_rfcv2/v3 alone: a session for the RFCs' traps only (their MIBs are not
-        # served), so none without enable_traps
-        rfc = gd.enable_snmp_rfcv2 or gd.enable_snmp_rfcv3
-        if not (gd.enable_snmp_vrrp or (rfc and gd.enable_traps)):
+        # enable_snmp_rfc is both of enable_snmp_rfcv2 and enable_snmp_rfcv3, as in keepalived
+        rfcv2 = gd.enable_snmp_rfcv2 or gd.enable_snmp_rfc
+        rfcv3 = gd.enable_snmp_rfcv3 or gd.enable_snmp_rfc
+        if not (gd.enable_snmp_vrrp or rfcv2 or rfcv3):
             return False
         from hafast.status.snmp import SnmpAgent
 
         try:
             self.snmp = SnmpAgent(gd.snmp_socket, self.desk.status, lambda: self.config,
-                                  keepalived_mib=gd.enable_snmp_vrrp)
+                                  keepalived_mib=gd.enable_snmp_vrrp, rfcv2_mib=rfcv2,
+                                  rfcv3_mib=rfcv3)
         except ValueError as exc:
             log.error("%s", exc)
             return False
@@ -463,8 +464,9 @@ class Supervisor:
             self._vips_moved(payload)
             if self.snmp is not None:
                 gd = self.config.global_defs
-                self.snmp.vrrp_states(payload, gd.enable_traps, gd.enable_snmp_rfcv2,
-                                      gd.enable_snmp_rfcv3)
+                self.snmp.vrrp_states(payload, gd.enable_traps,
+                                      gd.enable_snmp_rfcv2 or gd.enable_snmp_rfc,
+                                      gd.enable_snmp_rfcv3 or gd.enable_snmp_rfc)
         elif kind == "status":
             req, data = payload
             fut = w.requests.pop(req, None)

@@ -981,7 +981,7 @@ snmp_socket         v  1    str           snmp_socket
 enable_snmp_vrrp    f  0-1  flag          enable_snmp_vrrp
 enable_snmp_keepalived f 0-1 flag         -
 enable_snmp_checker f  0-1  flag          -
-enable_snmp_rfc     f  0-1  flag          -
+enable_snmp_rfc     f  0-1  flag          enable_snmp_rfc
 enable_snmp_rfcv2   f  0-1  flag          enable_snmp_rfcv2
 enable_snmp_rfcv3   f  0-1  flag          enable_snmp_rfcv3
 enable_traps        f  0-1  flag          enable_traps

@@ -214,8 +214,9 @@ class GlobalDefs:
     snmp_socket: str | None = None
     enable_snmp_vrrp: bool = False
     enable_traps: bool = False  # the subagent sends vrrpInstanceStateChange
-    enable_snmp_rfcv2: bool = False  # ... and RFC 2787's vrrpTrapNewMaster (no VRRP-MIB)
-    enable_snmp_rfcv3: bool = False  # ... and RFC 6527's vrrpv3NewMaster (no VRRPV3-MIB)
+    enable_snmp_rfcv2: bool = False  # VRRP-MIB (RFC 2787) and its vrrpTrapNewMaster
+    enable_snmp_rfcv3: bool = False  # VRRPV3-MIB (RFC 6527) and its vrrpv3NewMaster
+    enable_snmp_rfc: bool = False  # both of the above
     # hafast extensions (keepalived rejects these keywords)
     # "ipvs", "nft" or "memory"; None (not set): ipvs, and the daemon falls back to the
     # memory backend when IPVS cannot be opened (an explicit choice never falls back)

@@ -1,4 +1,5 @@
-"""The AgentX subagent (global_defs ``enable_snmp_vrrp``): KEEPALIVED-MIB over ``snmpd``.
+"""The AgentX subagent: KEEPALIVED-MIB (global_defs ``enable_snmp_vrrp``), VRRP-MIB
+(``enable_snmp_rfcv2``) and VRRPV3-MIB (``enable_snmp_rfcv3``) over ``snmpd``.
 
 It runs on the parent's loop, never in the VRRP worker: every answer comes from the
 parent's status (which asks the workers over their pipes), so a slow or absent
@@ -31,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from hafast.status import agentx as ax
@@ -46,6 +47,7 @@ from hafast.status.snmp_mib import (
     new_master_trap,
     v3_new_master_trap,
 )
+from hafast.status.snmp_rfc import VRRP_MIB, VRRPV3_MIB, rfc2787_rows, rfc6527_rows
 
 log = logging.getLogger("hafast.snmp")
 
@@ -80,11 +82,15 @@ def parse_socket(spec: str | None) -> tuple[str, str, int]:
 
 class SnmpAgent:
     def __init__(self, spec: str | None, status: Callable[[], Awaitable[dict[str, Any]]],
-                 config: Callable[[], Any], *, keepalived_mib: bool = True) -> None:
+                 config: Callable[[], Any], *, keepalived_mib: bool = True,
+                 rfcv2_mib: bool = False, rfcv3_mib: bool = False) -> None:
         self.where = parse_socket(spec)
         # enable_snmp_vrrp: KEEPALIVED-MIB served and its traps sent; without it (an
-        # agent for enable_snmp_rfcv2's traps only) neither, as in keepalived
+        # agent for the RFC MIBs only) neither, as in keepalived
         self.keepalived_mib = keepalived_mib
+        self.rfcv2_mib = rfcv2_mib  # enable_snmp_rfcv2: VRRP-MIB (RFC 2787) served
+        self.rfcv3_mib = rfcv3_mib  # enable_snmp_rfcv3: VRRPV3-MIB (RFC 6527) served
+        self.started_wall = time.time()
         self.status = status
         self.config = config
         self.started = time.monotonic()
@@ -203,6 +209,12 @@ class SnmpAgent:
             await asyncio.wait_for(self._tried.wait(), timeout)
         return self.connected
 
+    def subtrees(self) -> list[ax.Oid]:
+        """The subtrees registered, as keepalived registers them."""
+        return [*((GLOBAL, VRRP) if self.keepalived_mib else ()),
+                *((VRRP_MIB,) if self.rfcv2_mib else ()),
+                *((VRRPV3_MIB,) if self.rfcv3_mib else ())]
+
     def uptime(self) -> int:
         return int((time.monotonic() - self.started) * 100)  # TimeTicks
 
@@ -265,7 +277,7 @@ class SnmpAgent:
         if res.error != ax.NO_AGENTX_ERROR:
             raise ax.AgentXError(f"Open refused (error {res.error})")
         self._session = res.session_id
-        for subtree in (GLOBAL, VRRP) if self.keepalived_mib else ():
+        for subtree in self.subtrees():
             res = await reply(ax.Register(session_id=self._session,
                                           packet_id=self._next_id(), subtree=subtree))
             if res.error != ax.NO_AGENTX_ERROR:
@@ -314,8 +326,40 @@ class SnmpAgent:
     async def _load(self) -> None:
         try:
             status = await self.status()
-            self._rows = keepalived_rows(status, self.config())
+            self._rows = self.rows(status, self.config())
         except Exception:  # the next request tries again; the session goes on
             log.exception("SNMP: status snapshot failed")
             self._rows = self._rows or []
         self._rows_at = time.monotonic()
+
+    def rows(self, status: dict[str, Any], config: Any) -> list[ax.VarBind]:
+        """Every served varbind, in OID order, from one status snapshot."""
+        rows = keepalived_rows(status, config) if self.keepalived_mib else []
+        if self.rfcv2_mib or self.rfcv3_mib:
+            hw = hw_addrs((inst.get("data") or {}).get("ifp_ifname")
+                          for inst in status.get("vrrp") or ())
+            now = time.time()
+            if self.rfcv2_mib:
+                traps = bool(getattr(getattr(config, "global_defs", None), "enable_traps", False))
+                rows += rfc2787_rows(status, traps=traps, hw_addrs=hw, now=now,
+                                     started=self.started_wall)
+            if self.rfcv3_mib:
+                rows += rfc6527_rows(status, hw_addrs=hw, now=now, started=self.started_wall)
+            rows.sort(key=lambda vb: vb.name)
+        return rows
+
+
+def hw_addrs(names: Iterable[str | None]) -> dict[str, bytes]:
+    """Each interface's hardware address (vrrpOperVirtualMacAddr), from sysfs: the
+    parent shares the VRRP worker's namespace, and a sysfs read does not wait on the
+    network; an interface that is gone has none."""
+    out: dict[str, bytes] = {}
+    for name in set(names):
+        if not name or "/" in name or name.startswith("."):
+            continue
+        try:
+            with open(f"/sys/class/net/{name}/address") as f:
+                out[name] = bytes.fromhex(f.read().strip().replace(":", ""))
+        except (OSError, ValueError):
+            continue
+    return out

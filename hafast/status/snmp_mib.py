@@ -54,7 +54,7 @@ VRRPV3_NEW_MASTER: ax.Oid = (*VRRPV3_MIB, 0, 1)
 VRRPV3_OPER_MASTER_IP_ADDR: ax.Oid = (*VRRPV3_MIB, 1, 1, 1, 1, 3)
 VRRPV3_NEW_MASTER_REASON: ax.Oid = (*VRRPV3_MIB, 1, 2, 5, 1, 2)
 # RFC 6527 vrrpv3StatisticsNewMasterReason
-REASON_PRIORITY, REASON_MASTER_NO_RESPONSE = 1, 3
+REASON_NOT_MASTER, REASON_PRIORITY, REASON_PREEMPTED, REASON_MASTER_NO_RESPONSE = 0, 1, 2, 3
 
 # VrrpState textual convention, keepalived's own numbering (vrrp.h VRRP_STATE_*)
 STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
@@ -83,8 +83,10 @@ INSTANCE_COLUMNS: dict[int, Column] = {
     8: lambda d, c: (ax.INTEGER, int(d["effective_priority"])),            # EffectivePriority
     9: lambda d, c: (ax.INTEGER, 1 if d["vipset"] else 2),                 # VipsStatus allSet(1)
     10: lambda d, c: (ax.OCTET_STRING, str(d["ifp_ifname"]).encode()),     # PrimaryInterface
-    # AdvertisementsInt: whole seconds (vrrp->adver_int / TIMER_HZ)
-    12: lambda d, c: (ax.GAUGE32, int(d["adver_int"])),
+    # AdvertisementsInt: VRRPv2 whole seconds, VRRPv3 centiseconds (keepalived's
+    # vrrp->adver_int / TIMER_HZ or / TIMER_CENTI_HZ)
+    12: lambda d, c: (ax.GAUGE32, int(d["adver_int"]) if d["version"] == 2
+                      else round(float(d["adver_int"]) * 100)),
     13: lambda d, c: (ax.INTEGER, 2 if d["nopreempt"] else 1),             # Preempt
     14: lambda d, c: (ax.GAUGE32, int(d["preempt_delay"])),                # PreemptDelay (s)
     30: lambda d, c: (ax.INTEGER, int(d["version"])),                      # VrrpVersion
@@ -159,17 +161,29 @@ def new_master_trap(inst: dict[str, Any], sys_uptime: int) -> tuple[ax.VarBind, 
                                        int(data["vrid"])), src.packed))
 
 
+def new_master_reason(data: dict[str, Any]) -> int:
+    """RFC 6527 vrrpv3StatisticsNewMasterReason of an instance's last takeover.
+
+    keepalived 2.2.7 (checked with snmpwalk): an address owner (priority 255) starts
+    as master "preempted"(2), and a backup whose master-down timer fired says
+    masterNoResponse(3).  The worker does not say why it became master, so a
+    takeover after a priority 0 advert (keepalived: priority(1)) or over a lower
+    master (preempted(2)) is told masterNoResponse too.
+
+    >>> new_master_reason({"base_priority": 255}), new_master_reason({"base_priority": 9})
+    (2, 3)
+    """
+    return REASON_PREEMPTED if data.get("base_priority") == 255 else REASON_MASTER_NO_RESPONSE
+
+
 def v3_new_master_trap(inst: dict[str, Any], sys_uptime: int) -> tuple[ax.VarBind, ...] | None:
     """RFC 6527 vrrpv3NewMaster for ``inst``, or None for an instance without addresses.
 
     As keepalived 2.2.7's vrrp_rfcv3_snmp_new_master_notify, built with
     SNMP_V3_FOR_V2 as Debian's is (VRRPv2 instances too; checked with snmptrapd):
     vrrpv3OperationsMasterIpAddr.<ifindex>.<vrid>.<ipv4(1)|ipv6(2)> = the instance's
-    own source address as an octet string, then vrrpv3StatisticsNewMasterReason.
-    The worker does not say why it became master: an address owner (priority 255)
-    is given priority(1), any other masterNoResponse(3), which is what a backup
-    whose master-down timer fired gets (keepalived's reason 2, preempted, is not
-    told apart).
+    own source address as an octet string, then vrrpv3StatisticsNewMasterReason
+    (:func:`new_master_reason`).
 
     >>> inst = {"data": {"version": 3, "vrid": 51, "vips": ["fd00::9/64"],
     ...                  "base_priority": 100}, "ka": {"ifindex": 3, "src_ip": "fd00::1"}}
@@ -184,7 +198,7 @@ def v3_new_master_trap(inst: dict[str, Any], sys_uptime: int) -> tuple[ax.VarBin
     except ValueError:
         return None
     index = (int(ka.get("ifindex") or 0), int(data["vrid"]), 1 if src.version == 4 else 2)
-    reason = REASON_PRIORITY if data.get("base_priority") == 255 else REASON_MASTER_NO_RESPONSE
+    reason = new_master_reason(data)
     return (ax.VarBind(ax.TIME_TICKS, SYS_UPTIME, sys_uptime),
             ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRPV3_NEW_MASTER),
             ax.VarBind(ax.OCTET_STRING, (*VRRPV3_OPER_MASTER_IP_ADDR, *index), src.packed),

@@ -481,6 +481,7 @@ class Instance:
         self.sender = sender
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.rejects: dict[str, int] = {}  # every reject reason, keepalived-named or not
+        self.master_heard = b""  # the last master heard as BACKUP (SNMP)
         # (inst, before, after) on each transition, and with before == after when a
         # tracker waited for (hold) reported without moving us: a sync group waits.
         self.listeners: list[StateListener] = []
@@ -653,6 +654,10 @@ class Instance:
         self.counters["advert_rcvd"] += 1
         if adv.priority == PRIORITY_STOP:
             self.counters["pri_zero_rcvd"] += 1
+        elif self.state is State.BACKUP:
+            # keepalived's master_saddr (RFC 2787 vrrpOperMasterIpAddr): the last
+            # sender heard while BACKUP, kept while MASTER, where the FSM names itself
+            self.master_heard = bytes(adv.src)
         now = self.timers.now_us()
         when = now if at_us is None or at_us > now else at_us
         self.feed(fsm.AdvertReceived(when, adv.priority, bytes(adv.src),

@@ -142,5 +142,5 @@ def test_rfc6527_new_master_names_the_address_family_and_a_reason() -> None:
         (ax.INTEGER, (*VRRPV3_NEW_MASTER_REASON, 4, 7, 1), 3),  # masterNoResponse
     ]
     owner = v3_new_master_trap({**inst, "data": {**inst["data"], "base_priority": 255}}, 1)
-    assert owner is not None and owner[-1].value == 1  # priority
+    assert owner is not None and owner[-1].value == 2  # keepalived: preempted
     assert v3_new_master_trap({**inst, "data": {**inst["data"], "vips": []}}, 1) is None

@@ -1,0 +1,509 @@
+"""Flows that survive a director's loss and return in a Maglev fleet (issue 18), run
+INSIDE the IPVS VM.
+
+Three directors, each the full hafast daemon announcing the VIP by BGP through its own
+FRR (zebra + bgpd, config rendered by hafast) to a router running FRR with ECMP over
+them; each has the same LVS-DR virtual server, ``lvs_sched mh`` with ``mh-port``, to
+three real servers on one bridge::
+
+    cli --- rtr (FRR, AS 65000, maximum-paths 8, fib_multipath_hash_policy 1)
+             |r-d1        |r-d2        |r-d3         10.0.i.0/30 up-links
+             d1           d2           d3            hafast + FRR, AS 65001
+             |            |            |
+             +---- br0 (in rtr, 10.1.0.1/24) ----+--- rs1 rs2 rs3 (VIP on lo)
+
+The client holds 60 TCP connections on fixed source ports; the router hashes them
+over the directors by L4 ports.  Each real server answers a line with its name, so a
+flow that broke or changed real server shows.  Director d1 is lost (its up-link
+goes down at the router, so the router's table drops it at once and bgpd withdraws
+its path) and returns (the link up, the session back, three-way ECMP again).  The
+router's ECMP is not consistent: besides d1's own flows, some of the others move
+between d2 and d3 too.  A moved flow meets a director without its connection entry.
+
+- ``net.ipv4.vs.sloppy_tcp=1`` on every director: that director schedules the
+  flow's next segment, and Maglev picks the same real server as the first director
+  did (the same destinations in the same order: hafast adds them sorted), so every
+  flow survives, the loss and the return;
+- the control, ``sloppy_tcp=0``, in the same boot with fresh flows: IPVS schedules
+  only a SYN, the segment reaches the director's own TCP stack, which resets it.
+
+The research probe (same topology, ipvsadm instead of hafast) measured 60/60 and
+29/60 reset.  The loss here is a link down rather than a silent director (nft
+drop-all, caught by BFD in ~0.2 s on the host): BFD's 50 ms x 3 is not safe on the
+VM's one emulated CPU shared with 11 daemons, and the flows do not care how the
+router learned it.  LVS-DR as in the research: the real servers answer the client
+through the router, not the director.
+
+Daemons (FRR, hafast) are stopped by PID and the namespaces deleted at the end, so
+the VM can power off.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pwd
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require, require_root, require_tool
+
+if os.environ.get("HAFAST_IN_VM") != "1":
+    pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
+                allow_module_level=True)
+
+from hafast.lab.netns import Registry, run_in, socket_in
+from tests.netns.daemon_fixtures import Daemon, start_daemon
+
+pytestmark = [pytest.mark.ipvs, pytest.mark.timeout(600)]
+
+FRR = Path("/usr/lib/frr")
+TAG = f"fm{os.getpid() % 10000}"
+VIP, PORT = "192.0.2.100", 80
+DIRECTORS = (1, 2, 3)
+REALS = {f"rs{j}": f"10.1.0.2{j}" for j in (1, 2, 3)}
+FLOWS = 60
+CLIENT = "10.0.0.2"
+# the VM runs Python ~20x slower and all daemons share one emulated CPU: generous,
+# bounded waits (the research saw three-way ECMP 17.5 s after FRR started, without
+# hafast's own start-up)
+START_S = 240.0
+MOVE_S = 60.0
+PROBE_TIMEOUT_S = 15.0
+# the kernel drops a downed link's next hop at once, and zebra installs its own group
+# a moment later: the flows are mapped and probed after both
+SETTLE_S = 1.0
+
+# Plain multipath routes, not kernel nexthop objects: the kernel takes a downed link's
+# next hop out of its nexthop groups by itself, and FRR 8.4.4's zebra, which still
+# counts the group as whole, never installed the three-way route again when d1's link
+# came back (seen on the host: zebra's RIB had three next hops, the kernel two).
+ROUTER_ZEBRA = "hostname rtr\nno zebra nexthop kernel enable\n"
+ROUTER_BGPD = """router bgp 65000
+ bgp router-id 10.255.0.254
+ bgp log-neighbor-changes
+ no bgp ebgp-requires-policy
+ timers bgp 3 9
+ neighbor D peer-group
+ neighbor D remote-as 65001
+ neighbor D timers connect 1
+ neighbor D advertisement-interval 0
+{neighbors} address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+exit
+""".format(neighbors="".join(f" neighbor 10.0.{i}.2 peer-group D\n" for i in DIRECTORS))
+
+
+def director_conf(i: int) -> str:
+    # written in another order on each director: hafast adds them sorted all the same
+    reals = list(REALS.values())
+    reals = reals[i - 1:] + reals[:i - 1]
+    servers = "".join(f"""  real_server {addr} {PORT} {{
+    TCP_CHECK {{
+      connect_timeout 2
+      retry 1
+      delay_before_retry 1
+      delay_loop 3
+      warmup 0
+    }}
+  }}
+""" for addr in reals)
+    return f"""global_defs {{
+  router_id d{i}
+}}
+bgp_speaker {{
+  daemon frr
+  local_as 65001
+  router_id 10.255.0.{i}
+  neighbor 10.0.{i}.1 {{
+    remote_as 65000
+  }}
+  hold_time 9
+  keepalive 3
+}}
+virtual_server {VIP} {PORT} {{
+  protocol TCP
+  lvs_sched mh
+  mh-port
+  lvs_method DR
+  quorum 1
+  announce {{
+    prefix {VIP}/32
+    announce_delay 0
+  }}
+{servers}}}
+"""
+
+
+def ns(name: str) -> str:
+    return f"{TAG}{name}"
+
+
+def gateways() -> set[str]:
+    """The router's kernel next hops for the VIP."""
+    out = run_in(ns("rtr"), ["ip", "-j", "route", "show", f"{VIP}/32"]).stdout
+    routes = json.loads(out or "[]")
+    if not routes:
+        return set()
+    r = routes[0]
+    if "nexthops" in r:
+        return {h["gateway"] for h in r["nexthops"]}
+    return {r["gateway"]} if "gateway" in r else set()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str,
+             logs: Callable[[], str] = lambda: "") -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s; router's next hops "
+                         f"{gateways()}\n{logs()}")
+
+
+def directors_of(ports: list[int]) -> list[str]:
+    """The next hop the router picks for each client port (its L4 ECMP hash)."""
+    batch = "".join(f"route get {VIP} from {CLIENT} iif r-cli ipproto tcp sport {p} "
+                    f"dport {PORT}\n" for p in ports)
+    out = run_in(ns("rtr"), ["ip", "-batch", "-"], input=batch).stdout
+    hops = [line.split(" via ")[1].split()[0] for line in out.splitlines() if " via " in line]
+    assert len(hops) == len(ports), out
+    return hops
+
+
+class RealServers:
+    """rs1..rs3's line servers, one thread for all: each line is answered with the
+    server's name (the health checks connect and close)."""
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.stop = threading.Event()
+        for name in REALS:
+            srv = socket_in(ns(name))
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind(("0.0.0.0", PORT))
+            srv.listen(256)
+            srv.setblocking(False)
+            self.sel.register(srv, selectors.EVENT_READ, (name, None))
+        self.thread = threading.Thread(target=self._run, name="real-servers", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for key, _ in self.sel.select(0.2):
+                name, conn = key.data
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if conn is None:
+                    try:
+                        c, _addr = sock.accept()
+                    except OSError:
+                        continue
+                    c.setblocking(False)
+                    self.sel.register(c, selectors.EVENT_READ, (name, c))
+                    continue
+                try:
+                    data = sock.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self.sel.unregister(sock)
+                    sock.close()
+                    continue
+                try:
+                    sock.send(f"{name}\n".encode() * data.count(b"\n"))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self.sel.close()
+
+
+@dataclass
+class Flows:
+    """``FLOWS`` client connections from fixed source ports."""
+
+    first_port: int
+    socks: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.first_port + k for k in range(FLOWS)]
+
+    def open(self) -> None:
+        for port in self.ports:
+            s = socket_in(ns("cli"))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((CLIENT, port))
+            s.settimeout(PROBE_TIMEOUT_S)
+            s.connect((VIP, PORT))
+            self.socks.append(s)
+
+    def probe(self) -> list[str]:
+        """Each flow's answer: the real server's name, or what went wrong."""
+        out = []
+        for s in self.socks:
+            try:
+                s.sendall(b"ping\n")
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    chunk = s.recv(100)
+                    if not chunk:
+                        raise ConnectionAbortedError("EOF")
+                    buf += chunk
+                out.append(buf.decode().strip())
+            except TimeoutError:
+                out.append("timeout")
+            except OSError as exc:
+                out.append(type(exc).__name__)
+        return out
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+        self.socks.clear()
+
+
+@dataclass
+class Arm:
+    """One run of loss and return over fresh flows; what each flow answered."""
+
+    sloppy: int
+    base: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    back: list[str] = field(default_factory=list)
+    moved_at_loss: int = 0
+    moved_at_return: int = 0
+    loss_s: float = 0.0
+    return_s: float = 0.0
+
+    def kept(self, after: list[str]) -> int:
+        return sum(1 for a, b in zip(self.base, after, strict=True) if a == b and a in REALS)
+
+    def line(self) -> str:
+        return (f"sloppy_tcp={self.sloppy}: baseline {dict(collections.Counter(self.base))}; "
+                f"d1 lost (router {self.loss_s:.2f} s): {self.moved_at_loss} flows changed "
+                f"director, {self.kept(self.lost)}/{FLOWS} kept their real server "
+                f"{dict(collections.Counter(self.lost))}; d1 back (router {self.return_s:.2f} "
+                f"s): {self.moved_at_return} changed director, {self.kept(self.back)}/{FLOWS} "
+                f"kept {dict(collections.Counter(self.back))}")
+
+
+class Lab:
+    def __init__(self, reg: Registry, base: Path) -> None:
+        self.reg = reg
+        self.base = base
+        self.daemons: dict[int, Daemon] = {}
+
+    def build(self) -> None:
+        reg = self.reg
+        for name in ("rtr", "cli", *(f"d{i}" for i in DIRECTORS), *REALS):
+            reg.add_netns(ns(name))
+        rtr = ns("rtr")
+        for key, value in (("net.ipv4.ip_forward", "1"),
+                           ("net.ipv4.fib_multipath_hash_policy", "1"),
+                           # the real servers answer from the VIP through br0, while
+                           # the router's route to the VIP points at the directors
+                           ("net.ipv4.conf.all.rp_filter", "0"),
+                           ("net.ipv4.conf.default.rp_filter", "0")):
+            reg.sysctl(rtr, key, value)
+        reg.add_veth(rtr, "r-cli", ns("cli"), "eth0")
+        reg.add_address(rtr, "r-cli", "10.0.0.1/30")
+        reg.add_address(ns("cli"), "eth0", f"{CLIENT}/30")
+        reg.add_route(ns("cli"), "default", via="10.0.0.1")
+        reg.add_bridge(rtr, "br0")
+        reg.add_address(rtr, "br0", "10.1.0.1/24")
+        for i in DIRECTORS:
+            d = ns(f"d{i}")
+            reg.add_veth(rtr, f"r-d{i}", d, "up0")
+            reg.add_address(rtr, f"r-d{i}", f"10.0.{i}.1/30")
+            reg.add_address(d, "up0", f"10.0.{i}.2/30")
+            reg.add_route(d, "default", via=f"10.0.{i}.1")
+            reg.add_veth(rtr, f"s-d{i}", d, "lan0")
+            reg.set_master(rtr, f"s-d{i}", "br0")
+            reg.add_address(d, "lan0", f"10.1.0.1{i}/24")
+        for name, addr in REALS.items():
+            r = ns(name)
+            reg.add_veth(rtr, f"s-{name}", r, "eth0")
+            reg.set_master(rtr, f"s-{name}", "br0")
+            reg.add_address(r, "eth0", f"{addr}/24")
+            reg.add_route(r, "default", via="10.1.0.1")
+            # LVS-DR: the VIP on lo, never answered for by ARP
+            reg.add_address(r, "lo", f"{VIP}/32")
+            reg.sysctl(r, "net.ipv4.conf.all.arp_ignore", "1")
+            reg.sysctl(r, "net.ipv4.conf.all.arp_announce", "2")
+
+    def set_sloppy(self, value: int) -> None:
+        for i in DIRECTORS:
+            self.reg.sysctl(ns(f"d{i}"), "net.ipv4.vs.sloppy_tcp", str(value))
+            self.reg.sysctl(ns(f"d{i}"), "net.ipv4.vs.expire_nodest_conn", "0")
+
+    def start_frr(self, name: str, zebra: str, bgpd: str) -> None:
+        """zebra and bgpd in namespace ``name``, with their own config, pid and log
+        files and (``-N``) vty sockets under /var/run/frr/NAME; no bfdd."""
+        frr = pwd.getpwnam("frr")
+        d = self.base / name
+        d.mkdir()
+        run_dir = Path("/var/run/frr") / ns(name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.reg.defer(f"rmtree {run_dir}", lambda: shutil.rmtree(run_dir, ignore_errors=True))
+        for path in (d, run_dir):
+            os.chown(path, frr.pw_uid, frr.pw_gid)
+        for daemon, text in (("zebra", zebra), ("bgpd", bgpd)):
+            conf = d / f"{daemon}.conf"
+            conf.write_text(text)
+            os.chown(conf, frr.pw_uid, frr.pw_gid)
+            self.reg.spawn(
+                ns(name),
+                [str(FRR / daemon), "-N", ns(name), "-f", str(conf),
+                 "-i", str(d / f"{daemon}.pid"), "--log", f"file:{d}/{daemon}.log",
+                 "-P", "0"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if daemon == "zebra":  # bgpd connects to its zserv socket
+                deadline = time.monotonic() + 60
+                while not (run_dir / "zserv.api").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+    def start_director(self, i: int) -> None:
+        from hafast.config.loader import load_text
+        from hafast.fleet.frrconf import render_config
+
+        text = director_conf(i)
+        res = load_text(text)
+        assert res.ok, [d.format() for d in res.diagnostics]
+        frr = render_config(res.config, hostname=f"d{i}")
+        assert frr is not None and not frr.bfdd
+        self.start_frr(f"d{i}", frr.zebra, frr.bgpd)
+        d = start_daemon(self.base / f"d{i}-hafast", text, ns=ns(f"d{i}"))
+        self.reg.defer(f"daemon {d.proc.pid}", d.close)
+        self.daemons[i] = d
+
+    def logs(self) -> str:
+        out = []
+        for i, d in self.daemons.items():
+            out.append(f"== d{i} hafast\n{d.log_text()[-1500:]}")
+        for p in sorted(self.base.glob("*/bgpd.log")):
+            out.append(f"== {p.parent.name} bgpd\n{p.read_text(errors='replace')[-1000:]}")
+        return "\n".join(out)
+
+    def ipvs_dests(self, i: int) -> list[str]:
+        """d{i}'s destinations, in the kernel's list order (ipvsadm lists them so)."""
+        out = run_in(ns(f"d{i}"), ["ipvsadm", "-Ln"]).stdout
+        return [" ".join(line.split()[:4]) for line in out.splitlines()
+                if line.strip().startswith("->") and line.split()[1][0].isdigit()]
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    require_root()
+    require(Path("/proc/net/ip_vs").exists(), "ip_vs is not loaded")
+    for daemon in ("zebra", "bgpd"):
+        require((FRR / daemon).exists(), f"needs FRR's {daemon} (Debian package frr)")
+    require_tool("ipvsadm")
+    base = Path(tempfile.mkdtemp(prefix="hafast-maglev-"))
+    os.chmod(base, 0o755)  # the FRR daemons run as user frr
+    t0 = time.monotonic()
+    with Registry() as reg:
+        reg.defer(f"rmtree {base}", lambda: shutil.rmtree(base, ignore_errors=True))
+        lab = Lab(reg, base)
+        lab.build()
+        print(f"\nnamespaces built in {time.monotonic() - t0:.1f} s")
+        yield lab
+        t0 = time.monotonic()
+    print(f"torn down in {time.monotonic() - t0:.1f} s")
+
+
+def run_arm(lab: Lab, sloppy: int, first_port: int) -> Arm:
+    """Fresh flows; d1 lost and back; each flow probed before, between and after."""
+    every = {f"10.0.{i}.2" for i in DIRECTORS}
+    lab.set_sloppy(sloppy)
+    arm = Arm(sloppy)
+    flows = Flows(first_port)
+    try:
+        flows.open()
+        arm.base = flows.probe()
+        assert all(a in REALS for a in arm.base), arm.base
+        before = directors_of(flows.ports)
+        run_in(ns("rtr"), ["ip", "link", "set", "r-d1", "down"])
+        arm.loss_s = wait_for(lambda: gateways() == every - {"10.0.1.2"}, MOVE_S,
+                              "d1 out of the router's next hops", lab.logs)
+        time.sleep(SETTLE_S)
+        during = directors_of(flows.ports)
+        arm.moved_at_loss = sum(1 for a, b in zip(before, during, strict=True) if a != b)
+        arm.lost = flows.probe()
+        run_in(ns("rtr"), ["ip", "link", "set", "r-d1", "up"])
+        arm.return_s = wait_for(lambda: gateways() == every, MOVE_S,
+                                "d1 back in the router's next hops", lab.logs)
+        time.sleep(SETTLE_S)
+        after = directors_of(flows.ports)
+        arm.moved_at_return = sum(1 for a, b in zip(during, after, strict=True) if a != b)
+        arm.back = flows.probe()
+    finally:
+        flows.close()
+    return arm
+
+
+def test_flows_survive_a_directors_loss_and_return(lab: Lab, record_property: Any) -> None:
+    t0 = time.monotonic()
+    lab.set_sloppy(1)
+    servers = RealServers()
+    try:
+        lab.start_frr("rtr", ROUTER_ZEBRA, ROUTER_BGPD)
+        for i in DIRECTORS:
+            lab.start_director(i)
+        every = {f"10.0.{i}.2" for i in DIRECTORS}
+        up = wait_for(lambda: gateways() == every, START_S, "three-way ECMP", lab.logs)
+        print(f"three-way ECMP {up:.1f} s after the daemons started "
+              f"({time.monotonic() - t0:.1f} s after FRR's)")
+        # the same destinations in the same (sorted) order on every director, though
+        # each config lists them in another order
+        lists = {i: lab.ipvs_dests(i) for i in DIRECTORS}
+        assert len(lists[1]) == len(REALS), lists
+        assert lists[1] == lists[2] == lists[3], lists
+        for d in lab.daemons.values():
+            assert "sloppy_tcp is 0" not in d.log_text()
+
+        survive = run_arm(lab, 1, 40000)
+        print(survive.line())
+        control = run_arm(lab, 0, 41000)
+        print(control.line())
+        record_property("sloppy_tcp=1", survive.line())
+        record_property("sloppy_tcp=0", control.line())
+        print(f"test body {time.monotonic() - t0:.1f} s")
+
+        # the scenario moved flows between directors (else it proves nothing) ...
+        assert survive.moved_at_loss > 0 and control.moved_at_loss > 0
+        # ... every one survived with sloppy_tcp=1, the loss and the return
+        assert survive.kept(survive.lost) == FLOWS, survive.line()
+        assert survive.kept(survive.back) == FLOWS, survive.line()
+        # ... and without it the moved ones are reset: the control can fail
+        assert control.kept(control.lost) < FLOWS, control.line()
+        assert any(a not in REALS and a != "timeout" for a in control.lost), control.line()
+    finally:
+        servers.close()
+        # all at once: each takes seconds to stop on the VM's emulated CPU
+        for d in lab.daemons.values():
+            d.signal(signal.SIGTERM)
+        for d in lab.daemons.values():
+            d.close()

@@ -126,9 +126,11 @@ def _parse_seq(text: str, pos: int, *, hex_: bool) -> Block:
     if hex_ and (start < 0 or end < 0):
         raise ExpandError(f"~SEQx only takes non-negative numbers (start {start}, end {end})")
     rows = range(start, end + (1 if step > 0 else -1), step)
-    if len(rows) > MAX_VALUES:
+    # counted in Python ints: len() of a range wider than sys.maxsize raises OverflowError
+    count = abs(end - start) // abs(step) + 1
+    if count > MAX_VALUES:
         raise ExpandError(
-            f"{kw} would repeat the line {len(rows)} times (at most {MAX_VALUES}); use a "
+            f"{kw} would repeat the line {count} times (at most {MAX_VALUES}); use a "
             "smaller range"
         )
     return Block((var,), rows, hex_, _skip_blanks(text, close + 1))

@@ -309,6 +309,17 @@ def test_seq_heads(head: str, values: list[int]) -> None:
     assert head[block.rest :] == "x"
 
 
+def test_seq_wider_than_a_c_long_is_a_plain_error() -> None:
+    # found by fuzz_config (tests/fuzz/corpus/config/regress-seq-huge-range): len() of
+    # the range raised OverflowError, reported as "internal lexer error"
+    huge = "9" * 30
+    for head in ("~SEQ(V, 0" + "1" * 70 + ", 3) x", f"~SEQ(V, -{huge}, {huge}) x",
+                 "~SEQx(V, 0x" + "f" * 40 + ") x"):
+        with pytest.raises(ExpandError, match="would repeat the line"):
+            parse_block(head)
+    assert lex("~SEQ(V, 0" + "1" * 70 + ", 3) x $V\nok\n") == [["ok"]]
+
+
 @pytest.mark.parametrize(
     "head",
     [

@@ -127,11 +127,16 @@ class StatusDesk:
         workers = []
         vrrp: list[Any] = []
         checks: list[Any] = []
+        now = time.monotonic()
         for w, data in zip(current, replies, strict=True):
             workers.append({"name": w.name, "pid": w.pid, "restarts": w.restarts,
                             "heartbeat_kills": w.heartbeat_kills, "answering": data is not None,
-                            "last_pong_age": round(time.monotonic() - w.last_pong, 3),
+                            "last_pong_age": round(now - w.last_pong, 3),
                             "startup_s": None if w.startup_s is None else round(w.startup_s, 3)})
+            if w.role == VRRP:
+                # what the VIP guard would time a release from (hafast.app.vipguard)
+                workers[-1]["last_advert_age"] = {
+                    name: round(now - t, 3) for name, t in sorted(w.last_adverts.items())}
             if data is None:
                 continue
             if w.role == VRRP:

@@ -7,7 +7,9 @@ Both ends are this program (which is why pickles are safe here).  Messages are
 direction   kind                    payload
 ==========  ======================  ==============================================
 down        init                    role, shard, shards, Config, seed, options
-down        ping / pong (up)        sequence number; the heartbeat (issue #2523)
+down        ping / pong (up)        sequence number; the heartbeat (issue #2523);
+                                    the VRRP worker's pong adds {instance: when
+                                    its last advert went out} for each MASTER
 down        status / status (up)    request id / (request id, status dict)
 down        reload                  new Config, seed
 down        stop                    none (SIGTERM does the same)

@@ -171,6 +171,8 @@ class WorkerHandle:
     pid: int = 0
     started: float = 0.0
     last_pong: float = 0.0
+    # a VRRP worker's masters: when each last advertised, from its latest pong
+    last_adverts: dict[str, float] = field(default_factory=dict)
     restarts: int = 0
     quick_deaths: int = 0
     heartbeat_kills: int = 0

@@ -350,6 +350,7 @@ class Supervisor:
         reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
         w.proc, w.writer, w.pid = proc, writer, proc.pid
         w.started = w.last_pong = time.monotonic()
+        w.last_adverts = {}
         w.grace_until = w.started + STARTUP_GRACE_S
         w.ready = asyncio.Event()
         w.send("init", self._init_payload(w))
@@ -415,7 +416,7 @@ class Supervisor:
         # then (_resume_or_release), still before any peer may take over.
         margin = 1.0 if w.restarts == 0 else 1.5
         return await self.vip_guard.on_death(w.last_pong, now, delay, startup, self._vips_moved,
-                                             margin)
+                                             margin, w.last_adverts)
 
     def _release_masters(self, why: str) -> Coroutine[Any, Any, None]:
         return self.vip_guard.release_masters(self._vips_moved, why)
@@ -450,6 +451,8 @@ class Supervisor:
         w.last_pong = time.monotonic()
         if kind == "pong":
             w.grace_until = 0.0
+            if w.role == VRRP and isinstance(payload, tuple):
+                w.last_adverts = payload[1]
         elif kind == "ready":
             w.ready.set()
             w.startup_s = w.last_pong - w.started

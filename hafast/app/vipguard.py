@@ -13,7 +13,13 @@ worker's last advert went out at most ``adv`` before its last sign of life
 ``t_alive - adv + 3 * adv = t_alive + 2 * adv`` (Skew_Time >= 0).  The parent
 therefore has until :meth:`VipGuard.release_deadline` = ``t_alive + 1.75 * adv``
 (a quarter interval kept for the netlink calls and scheduling) either to have a
-new worker advertising, or to have removed the VIPs itself:
+new worker advertising, or to have removed the VIPs itself.  The VRRP worker's
+pongs say when each of its masters last advertised (``t_advert``, the same
+monotonic clock); when the parent knows it, no peer can declare that master dead
+before ``t_advert + 3 * adv``, and the deadline is ``t_advert + 2.75 * adv``: the
+same quarter kept, on average half an interval more than the pong alone allows
+(the advert phase is unknown without it), and tighter than the pong's when the
+worker's adverts were late.
 
 * a worker that dies is restarted as MASTER (it adopts its VIPs, no flap) only
   when its restart delay plus its measured start-up time fit before the
@@ -39,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +61,9 @@ log = logging.getLogger("hafast")
 # What share of the earliest peer takeover the parent may spend before the VIPs
 # must be gone (see the module docstring).
 RELEASE_BY = 1.75
+# The same, counted from the master's last advert: the peer's Master_Down_Interval
+# (3 intervals, Skew_Time >= 0) runs from its arrival, less the same quarter.
+RELEASE_BY_AFTER_ADVERT = 2.75
 HEARTBEAT_PERIOD_FLOOR_S = 0.025
 HEARTBEAT_TIMEOUT_FLOOR_S = 0.1
 
@@ -106,11 +115,15 @@ class VipGuard:
         """The smallest advert interval (1 s when there is no instance)."""
         return min((i.advert_s for i in self.instances.values()), default=1.0)
 
-    def release_deadline(self, t_alive: float, name: str | None = None) -> float:
+    def release_deadline(self, t_alive: float, name: str | None = None,
+                         t_advert: float | None = None) -> float:
         """By when the VIPs (of instance ``name``; of any, by default) must be gone
-        if no worker advertises after ``t_alive``."""
+        if no worker advertises after ``t_alive``; counted from ``t_advert``, the
+        instance's last advert, when it is known."""
         inst = self.instances.get(name) if name is not None else None
         adv = inst.advert_s if inst is not None else self.advert_s
+        if t_advert is not None and inst is not None:
+            return t_advert + RELEASE_BY_AFTER_ADVERT * adv
         return t_alive + RELEASE_BY * adv
 
     def heartbeat(self) -> tuple[float, float]:
@@ -119,10 +132,10 @@ class VipGuard:
         return (max(adv / 4, HEARTBEAT_PERIOD_FLOOR_S), max(adv, HEARTBEAT_TIMEOUT_FLOOR_S))
 
     def can_resume(self, now: float, t_alive: float, delay: float, startup: float,
-                   name: str | None = None) -> bool:
+                   name: str | None = None, t_advert: float | None = None) -> bool:
         """Whether a worker restarted after ``delay`` s, taking ``startup`` s to come
         up, advertises (for instance ``name``) before the release deadline."""
-        return now + delay + startup < self.release_deadline(t_alive, name)
+        return now + delay + startup < self.release_deadline(t_alive, name, t_advert)
 
     def masters(self) -> list[str]:
         return [n for n, (st, _p) in self.states.items() if st == "MASTER"]
@@ -163,28 +176,34 @@ class VipGuard:
 
     async def on_death(self, t_alive: float, now: float, delay: float, startup: float,
                        moved: Callable[[dict[str, tuple[str, int]]], None],
-                       margin: float = 1.5) -> float | None:
+                       margin: float = 1.5,
+                       last_adverts: Mapping[str, float] | None = None) -> float | None:
         """The VRRP worker is gone (last heard of at ``t_alive``; restart in
         ``delay`` s; its last start-up took ``startup`` s, counted ``margin`` times):
         each MASTER instance keeps its VIPs only if the successor can be advertising
         for it before a peer may take over (its own advert interval decides).
+        ``last_adverts``: when each instance last advertised, if the worker said.
         Returns the earliest deadline of those resumed as MASTER, None when none is
         (the others' VIPs are released by then)."""
         masters = self.masters()
         if not masters:
             return None
+        adverts = last_adverts or {}
+
+        def deadline(n: str) -> float:
+            return self.release_deadline(t_alive, n, adverts.get(n))
+
         # By default half again the last start-up: a respawn under load is slower.
-        keep = [n for n in masters
-                if self.can_resume(now, t_alive, delay, margin * startup, n)]
+        keep = [n for n in masters if now + delay + margin * startup < deadline(n)]
         drop = [n for n in masters if n not in keep]
         if drop:
-            within = min(self.release_deadline(t_alive, n) for n in drop) - t_alive
+            within = min(deadline(n) for n in drop) - t_alive
             await self.release_logged(self.take_masters(moved, drop),
                                       f"the VRRP worker cannot be back within {within:.2f}s "
                                       f"(restart in {delay:.1f}s, start-up {startup:.2f}s)")
         if not keep:
             return None
-        return min(self.release_deadline(t_alive, n) for n in keep)
+        return min(deadline(n) for n in keep)
 
     async def prepare(self) -> None:
         """Open the netlink socket now, off the loop, so that a release later is one

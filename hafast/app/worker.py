@@ -82,7 +82,9 @@ async def _worker_main(fd: int) -> int:
                 return
             kind, payload = got
             if kind == "ping":
-                send("pong", payload)
+                # the VRRP worker says when its masters last advertised: the parent
+                # times a release from that (hafast.app.vipguard)
+                send("pong", (payload, side.last_adverts()) if role == VRRP else payload)
             elif kind == "status":
                 try:
                     data = side.status()

@@ -480,6 +480,10 @@ class Instance:
         self.notifier: StateNotifier | None = notifier
         self.sender = sender
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        # When the last advert with a live priority went out (time.monotonic(), the
+        # parent's clock too): the parent's VIP guard times a dead worker's release
+        # from it (hafast.app.vipguard).
+        self.last_advert_s: float | None = None
         self.rejects: dict[str, int] = {}  # every reject reason, keepalived-named or not
         self.master_heard = b""  # the last master heard as BACKUP (SNMP)
         # (inst, before, after) on each transition, and with before == after when a
@@ -735,6 +739,8 @@ class Instance:
         if self.sender is None:
             return
         self.sender.send(a.priority)
+        if a.priority != PRIORITY_STOP:
+            self.last_advert_s = time.monotonic()
         # keepalived vrrp_state_master_tx: the garp_extra_if timer is looked at as a
         # master's advert goes out, and runs from when the VIPs went up.  keepalived
         # schedules its next advert from after that (vrrp_init_instance_sands), so the

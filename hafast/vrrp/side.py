@@ -97,6 +97,12 @@ class VrrpSide:
         with contextlib.suppress(Exception):
             self.vips.close()
 
+    def last_adverts(self) -> dict[str, float]:
+        """When each MASTER instance last advertised (time.monotonic()): sent to the
+        parent with every pong, for its VIP guard."""
+        return {inst.name: inst.last_advert_s for inst in self.worker.instances
+                if inst.last_advert_s is not None and state_word(inst.state) == "MASTER"}
+
     def status(self) -> dict[str, Any]:
         by_name = {i.name: i for i in self.config.vrrp_instances}
         sockets = self.worker.transport.counters()

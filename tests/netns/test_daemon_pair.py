@@ -65,6 +65,12 @@ def test_pair_restarts_metrics_and_stop(lab: PairLab) -> None:
              "d1 MASTER in its FIFO")
     seen1, seen2 = transitions(fifo1.lines()), transitions(fifo2.lines())
     assert seen2 == ['INSTANCE "VI_1" BACKUP 90']
+    # the VRRP workers' pongs say when each master last advertised: the VIP guard
+    # times a dead worker's release from it (a backup has none to say)
+    st = d1.wait_for(lambda s: s["workers"][0]["last_advert_age"], 5, "d1's advert times")
+    ages = st["workers"][0]["last_advert_age"]
+    assert set(ages) == {"VI_1"} and 0 <= ages["VI_1"] < 3
+    assert d2.status()["workers"][0]["last_advert_age"] == {}
 
     # a real server fails: it leaves the pool, and comes back after recovery
     lab.farm.faults.apply([servers[3]], "reject")

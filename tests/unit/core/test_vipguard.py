@@ -123,3 +123,42 @@ def test_a_first_start_time_is_taken_without_the_margin() -> None:
     deadline = asyncio.run(g.on_death(0.0, 0.2, 0.0, 0.5, lambda m: None, margin=1.0))
     assert released == [] and deadline == pytest.approx(0.875)
     assert g.masters() == ["FAST"]
+
+
+def test_the_last_advert_times_the_release_when_the_worker_said() -> None:
+    """FAST (advert 0.5 s) last advertised 0.4 s before the worker's last pong: a peer
+    cannot take over before that advert + 1.5 s, so the deadline is the advert +
+    1.375 s; the pong alone allows only 0.875 s after the pong.  SLOW did not say:
+    the pong's bound."""
+    g = guard()
+    assert g.release_deadline(10.0, "FAST", t_advert=9.6) == pytest.approx(10.975)
+    assert g.release_deadline(10.0, "FAST") == pytest.approx(10.875)
+    # a worker whose adverts fell behind gets the tighter, true bound
+    assert g.release_deadline(10.0, "FAST", t_advert=9.0) == pytest.approx(10.375)
+    assert g.release_deadline(10.0, "SLOW", t_advert=None) == pytest.approx(13.5)
+
+
+def test_a_known_advert_lets_a_master_resume_that_the_pong_alone_would_release() -> None:
+    """Start-up 0.6 s, died 0.2 s after its last pong: 0.2 + 0.6 = 0.8 s is within the
+    pong's 0.875 s, but with margin 1.5 (0.9 s) only the advert (just before the
+    pong: deadline 1.375 s) keeps FAST; an advert 0.6 s old releases it."""
+    import asyncio
+
+    def run(last_adverts: dict[str, float]) -> tuple[list[list[str]], float | None]:
+        g = guard()
+        g.states.update({"FAST": ("MASTER", 100)})
+        released: list[list[str]] = []
+
+        async def fake_release(names: list[str]) -> list[str]:
+            released.append(sorted(names))
+            return []
+
+        g.release = fake_release  # type: ignore[method-assign]
+        deadline = asyncio.run(g.on_death(0.0, 0.2, 0.0, 0.6, lambda m: None,
+                                          last_adverts=last_adverts))
+        return released, deadline
+
+    assert run({}) == ([["FAST"]], None)
+    released, deadline = run({"FAST": 0.0})
+    assert released == [] and deadline == pytest.approx(1.375)
+    assert run({"FAST": -0.6}) == ([["FAST"]], None)

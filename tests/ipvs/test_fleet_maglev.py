@@ -12,8 +12,8 @@ three real servers on one bridge::
              |            |            |
              +---- br0 (in rtr, 10.1.0.1/24) ----+--- rs1 rs2 rs3 (VIP on lo)
 
-The client holds 60 TCP connections on fixed source ports; the router hashes them
-over the directors by L4 ports.  Each real server answers a line with its name, so a
+The client holds 60 TCP connections on fixed source ports; the router spreads them
+over the directors by its multipath hash.  Each real server answers a line with its name, so a
 flow that broke or changed real server shows.  Director d1 is lost (its up-link
 goes down at the router, so the router's table drops it at once and bgpd withdraws
 its path) and returns (the link up, the session back, three-way ECMP again).  The
@@ -176,14 +176,28 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str,
                          f"{gateways()}\n{logs()}")
 
 
-def directors_of(ports: list[int]) -> list[str]:
-    """The next hop the router picks for each client port (its L4 ECMP hash)."""
-    batch = "".join(f"route get {VIP} from {CLIENT} iif r-cli ipproto tcp sport {p} "
-                    f"dport {PORT}\n" for p in ports)
-    out = run_in(ns("rtr"), ["ip", "-batch", "-"], input=batch).stdout
-    hops = [line.split(" via ")[1].split()[0] for line in out.splitlines() if " via " in line]
-    assert len(hops) == len(ports), out
-    return hops
+def holders(ports: list[int]) -> dict[int, set[int]]:
+    """For each client port, the directors whose IPVS holds a connection entry for it.
+
+    Read from IPVS rather than predicted with ``ip route get ... sport P``: the
+    predictions did not match (31 flows "moved" in a control arm where 24 were
+    reset).  The likely reason: with fib_multipath_hash_policy 1 the kernel takes a
+    forwarded packet's own L4 hash when it carries one, and here that is the
+    client's TCP txhash (random per socket, kept across the veth), not the ports."""
+    out: dict[int, set[int]] = {p: set() for p in ports}
+    for i in DIRECTORS:
+        for line in run_in(ns(f"d{i}"), ["ipvsadm", "-Lnc"]).stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 6 and parts[3].startswith(f"{CLIENT}:"):
+                port = int(parts[3].rsplit(":", 1)[1])
+                if port in out:
+                    out[port].add(i)
+    return out
+
+
+def gained(before: dict[int, set[int]], after: dict[int, set[int]]) -> int:
+    """Flows that reached a director that held no entry for them before."""
+    return sum(1 for p in before if after[p] - before[p])
 
 
 class RealServers:
@@ -293,6 +307,7 @@ class Arm:
     base: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     back: list[str] = field(default_factory=list)
+    on_d1: int = 0  # flows d1 held: each has to move when d1 is lost
     moved_at_loss: int = 0
     moved_at_return: int = 0
     loss_s: float = 0.0
@@ -303,11 +318,12 @@ class Arm:
 
     def line(self) -> str:
         return (f"sloppy_tcp={self.sloppy}: baseline {dict(collections.Counter(self.base))}; "
-                f"d1 lost (router {self.loss_s:.2f} s): {self.moved_at_loss} flows changed "
-                f"director, {self.kept(self.lost)}/{FLOWS} kept their real server "
+                f"d1 held {self.on_d1}; d1 lost (router {self.loss_s:.2f} s): "
+                f"{self.moved_at_loss} flows reached a new director, "
+                f"{self.kept(self.lost)}/{FLOWS} kept their real server "
                 f"{dict(collections.Counter(self.lost))}; d1 back (router {self.return_s:.2f} "
-                f"s): {self.moved_at_return} changed director, {self.kept(self.back)}/{FLOWS} "
-                f"kept {dict(collections.Counter(self.back))}")
+                f"s): {self.moved_at_return} reached a new director, "
+                f"{self.kept(self.back)}/{FLOWS} kept {dict(collections.Counter(self.back))}")
 
 
 class Lab:
@@ -444,21 +460,22 @@ def run_arm(lab: Lab, sloppy: int, first_port: int) -> Arm:
         flows.open()
         arm.base = flows.probe()
         assert all(a in REALS for a in arm.base), arm.base
-        before = directors_of(flows.ports)
+        before = holders(flows.ports)
+        assert all(len(h) == 1 for h in before.values()), before
+        arm.on_d1 = sum(1 for h in before.values() if 1 in h)
         run_in(ns("rtr"), ["ip", "link", "set", "r-d1", "down"])
         arm.loss_s = wait_for(lambda: gateways() == every - {"10.0.1.2"}, MOVE_S,
                               "d1 out of the router's next hops", lab.logs)
         time.sleep(SETTLE_S)
-        during = directors_of(flows.ports)
-        arm.moved_at_loss = sum(1 for a, b in zip(before, during, strict=True) if a != b)
         arm.lost = flows.probe()
+        during = holders(flows.ports)
+        arm.moved_at_loss = gained(before, during)
         run_in(ns("rtr"), ["ip", "link", "set", "r-d1", "up"])
         arm.return_s = wait_for(lambda: gateways() == every, MOVE_S,
                                 "d1 back in the router's next hops", lab.logs)
         time.sleep(SETTLE_S)
-        after = directors_of(flows.ports)
-        arm.moved_at_return = sum(1 for a, b in zip(during, after, strict=True) if a != b)
         arm.back = flows.probe()
+        arm.moved_at_return = gained(during, holders(flows.ports))
     finally:
         flows.close()
     return arm
@@ -492,8 +509,10 @@ def test_flows_survive_a_directors_loss_and_return(lab: Lab, record_property: An
         record_property("sloppy_tcp=0", control.line())
         print(f"test body {time.monotonic() - t0:.1f} s")
 
-        # the scenario moved flows between directors (else it proves nothing) ...
-        assert survive.moved_at_loss > 0 and control.moved_at_loss > 0
+        # the scenario moved flows between directors (else it proves nothing): d1's
+        # at least, which reached another director and lived (a new IPVS entry) ...
+        assert survive.on_d1 > 0 and control.on_d1 > 0
+        assert survive.moved_at_loss >= survive.on_d1, survive.line()
         # ... every one survived with sloppy_tcp=1, the loss and the return
         assert survive.kept(survive.lost) == FLOWS, survive.line()
         assert survive.kept(survive.back) == FLOWS, survive.line()

@@ -13,8 +13,8 @@ three real servers on one bridge::
              +---- br0 (in rtr, 10.1.0.1/24) ----+--- rs1 rs2 rs3 (VIP on lo)
 
 The client holds 60 TCP connections on fixed source ports; the router spreads them
-over the directors by its multipath hash.  Each real server answers a line with its name, so a
-flow that broke or changed real server shows.  Director d1 is lost (its up-link
+over the directors by its multipath hash.  Each real server answers a line with its
+name, so a flow that broke or changed real server shows.  Director d1 is lost (its up-link
 goes down at the router, so the router's table drops it at once and bgpd withdraws
 its path) and returns (the link up, the session back, three-way ECMP again).  The
 router's ECMP is not consistent: besides d1's own flows, some of the others move
@@ -23,14 +23,15 @@ between d2 and d3 too.  A moved flow meets a director without its connection ent
 - ``net.ipv4.vs.sloppy_tcp=1`` on every director: that director schedules the
   flow's next segment, and Maglev picks the same real server as the first director
   did (the same destinations in the same order: hafast adds them sorted), so every
-  flow survives, the loss and the return;
+  flow survives, the loss and the return (at the return each flow goes back to a
+  director that still holds its entry);
 - the control, ``sloppy_tcp=0``, in the same boot with fresh flows: IPVS schedules
   only a SYN, the segment reaches the director's own TCP stack, which resets it.
 
 The research probe (same topology, ipvsadm instead of hafast) measured 60/60 and
 29/60 reset.  The loss here is a link down rather than a silent director (nft
 drop-all, caught by BFD in ~0.2 s on the host): BFD's 50 ms x 3 is not safe on the
-VM's one emulated CPU shared with 11 daemons, and the flows do not care how the
+VM's one emulated CPU shared with 14 daemons, and the flows do not care how the
 router learned it.  LVS-DR as in the research: the real servers answer the client
 through the router, not the director.
 

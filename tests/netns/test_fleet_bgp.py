@@ -286,6 +286,23 @@ class Lab:
         self.pids[i] = proc.pid
         self.logs[i] = Path(log.name)
 
+    def explain(self) -> str:
+        """What each director's kernel and bgpd hold for the VIPs, and its log's tail:
+        for a failed wait."""
+        out = []
+        for i in DIRECTORS:
+            d = ns(f"d{i}")
+            for cmd in (["ip", "route", "show", "table", "all"],
+                        ["vtysh", "-N", d, "-c", "show ip bgp", "-c", "show ip route kernel"]):
+                proc = subprocess.run(["ip", "netns", "exec", d, *cmd], capture_output=True,
+                                      text=True, timeout=30, check=False)
+                text = proc.stdout if cmd[0] != "ip" else "".join(
+                    line for line in proc.stdout.splitlines(True) if "192.0.2." in line)
+                out.append(f"--- d{i}: {' '.join(cmd)}\n{text}{proc.stderr}")
+            if i in self.logs:
+                out.append(f"--- d{i} log\n{self.logs[i].read_text(errors='replace')[-1500:]}")
+        return "\n".join(out)
+
     def crash_announcer(self, i: int) -> None:
         """SIGKILL, as a crash: no withdrawal can run (the daemon's whole group)."""
         pid = self.pids.pop(i)
@@ -333,7 +350,8 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     d1_in = lambda: "10.0.1.2" in gateways(router)  # noqa: E731
     d1_out = lambda: "10.0.1.2" not in gateways(router)  # noqa: E731
     took = wait_gateways(router, every, 60)
-    assert took is not None, f"no {len(every)}-way ECMP: next hops {gateways(router)}"
+    assert took is not None, (f"no {len(every)}-way ECMP: next hops {gateways(router)}\n"
+                              + lab.explain())
     print(f"\n[{announcer}] {len(every)}-way ECMP for {VIP} in the router's kernel {took:.2f} s "
           f"after FRR start ({time.monotonic() - t0:.2f} s)")
     for i in DIRECTORS:
@@ -421,7 +439,8 @@ def test_daemon_reload_is_a_diff(lab: Lab) -> None:
     lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
     lab.start_frr("d1", frr)
     lab.start_announcer(1, "daemon", vips=(VIP,))
-    assert wait_gateways(router, {"10.0.1.2"}, 60) is not None, gateways(router)
+    assert wait_gateways(router, {"10.0.1.2"}, 60) is not None, (
+        f"{gateways(router)}\n{lab.explain()}")
     assert gateways(router, VIP2) == set()
     d = lab.daemons[1]
     (d.dir / "hafast.conf").write_text(director_conf(1, (VIP2,)))
@@ -532,7 +551,7 @@ def test_ipv6_128_ecmp_and_withdrawal(lab: Lab) -> None:
         lab.start_announcer(i, "runner")
     every = {f"r-d{i}" for i in DIRECTORS}
     took = wait_for(lambda: devices6(router) == every, 60)
-    assert took is not None, f"no IPv6 ECMP for {VIP6}: {devices6(router)}"
+    assert took is not None, f"no IPv6 ECMP for {VIP6}: {devices6(router)}\n{lab.explain()}"
     route = run_in(router, ["ip", "-6", "route", "show", f"{VIP6}/128"]).stdout
     print(f"\n[runner] {len(every)}-way ECMP for {VIP6}/128 in the router's kernel in "
           f"{took:.2f} s:\n{route}", end="")

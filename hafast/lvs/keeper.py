@@ -58,25 +58,25 @@ class PoolKeeper:
     async def open(self) -> None:
         # The configuration's initial health (alpha servers out): the workers'
         # engines start from the same, so their first events are real changes.
-        mark = len(self.manager.actions)
-        await self.manager.start()
+        with self.manager.recording() as started:
+            await self.manager.start()
         self.alerts = QuorumAlerts(asyncio.get_running_loop(), self.config)
         # the mails read the transitions the policy worked out for the notifies
-        self.alerts.started(self.manager.actions[mark:])
+        self.alerts.started(started)
 
     async def on_events(self, events: Iterable[Any]) -> None:
-        mark = len(self.manager.actions)
-        for ev in events:
-            self.manager.on_event(ev)
+        with self.manager.recording() as done:
+            for ev in events:
+                self.manager.on_event(ev)
         if self.alerts is not None:
-            self.alerts.after_events(self.manager.actions[mark:])
+            self.alerts.after_events(done)
 
     async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
-        mark = len(self.manager.actions)
-        await self.manager.reload(config, vips_present)
+        with self.manager.recording() as done:
+            await self.manager.reload(config, vips_present)
         self.config = config
         if self.alerts is not None:
-            self.alerts.reloaded(config, self.manager.actions[mark:])
+            self.alerts.reloaded(config, done)
 
     def set_vip(self, address: str, present: bool) -> None:
         """ha_suspend: ``address`` arrived on this box or left it."""

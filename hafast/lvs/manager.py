@@ -40,12 +40,14 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from hafast.config import model as m
@@ -65,6 +67,9 @@ from hafast.lvs.backend import (
 from hafast.lvs.policy import Action, FifoLine, Outcome, PoolPolicy, RunScript, VsKey
 
 log = logging.getLogger("hafast.lvs")
+
+# How many of the policy's latest actions PoolManager.actions keeps for a look.
+RECENT_ACTIONS = 4096
 
 class LvsNotifier(Notifier):
     """keepalived's lvs_notify_fifo: the notify FIFO, written line by line."""
@@ -141,7 +146,11 @@ class PoolManager:
                                  vips_present=vips_present)
         self.applied = Pool()
         self.owned: set[ServiceKey] = set()
-        self.actions: list[Action] = []  # everything the policy asked for, in order
+        # The policy's latest actions, in order, for a look from outside (status, tests):
+        # bounded, since a daemon that kept every one would grow with every flap.
+        # Whoever needs all of one call's actions records them (:meth:`recording`).
+        self.actions: deque[Action] = deque(maxlen=RECENT_ACTIONS)
+        self._recorders: list[list[Action]] = []
         self.changes_applied = 0
         self.errors = 0
         self.last_sync_seconds = 0.0
@@ -320,9 +329,22 @@ class PoolManager:
 
     # -- notifies -----------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Action]]:
+        """Every action the policy asks for inside the ``with`` block, however many
+        (the quorum mails read a reload's or a start's whole batch)."""
+        got: list[Action] = []
+        self._recorders.append(got)
+        try:
+            yield got
+        finally:
+            self._recorders.remove(got)
+
     def _run_actions(self, actions: list[Action]) -> None:
+        self.actions.extend(actions)
+        for got in self._recorders:
+            got.extend(actions)
         for a in actions:
-            self.actions.append(a)
             if isinstance(a, FifoLine):
                 log.info("%s", a.line)
                 if self._notifier is not None:

@@ -167,9 +167,9 @@ def reload_two(monkeypatch: pytest.MonkeyPatch, new_text: str, down: list[str]
         await keeper.open()
         await keeper.on_events([ServerEvent(vs1, (a, 80), DOWN, 2, "x", 1.0) for a in down])
         mailer.sent.clear()
-        mark = len(keeper.manager.actions)
-        await keeper.reload(load_text(new_text).config)
-        lines = [getattr(a, "line", "") for a in keeper.manager.actions[mark:]]
+        with keeper.manager.recording() as done:
+            await keeper.reload(load_text(new_text).config)
+        lines = [getattr(a, "line", "") for a in done]
         await keeper.close()
         return [x for x in lines if x]
 

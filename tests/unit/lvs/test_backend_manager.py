@@ -165,6 +165,31 @@ def test_manager_start_event_stop() -> None:
     run(body())
 
 
+def test_manager_keeps_only_recent_actions_and_records_a_whole_batch() -> None:
+    """A long-running daemon must not keep every notify line of every flap; a caller
+    that needs a call's whole batch (the quorum mails) records it."""
+    from hafast.lvs import manager as manager_module
+
+    async def body() -> None:
+        config = cfg(BASE)
+        mgr = PoolManager(config, MemoryBackend(), run_scripts=False)
+        mgr.actions = manager_module.deque(maxlen=4)
+        await mgr.start()
+        vs = config.virtual_servers[0].key
+        with mgr.recording() as batch:
+            for i in range(20):
+                state = DOWN if i % 2 == 0 else UP
+                mgr.on_event(ServerEvent(vs, ("10.1.0.2", 80), state, 1, "x", float(i)))
+        lines = [getattr(a, "line", "") for a in batch]
+        assert lines.count(f"RS [10.1.0.2]:tcp:80 [{VIP}]:tcp:80 DOWN") == 10
+        assert len(mgr.actions) == 4 and list(mgr.actions) == batch[-4:]
+        held = len(batch)
+        mgr.on_event(ServerEvent(vs, ("10.1.0.2", 80), DOWN, 1, "x", 30.0))
+        assert len(batch) == held  # the recording ended with its block
+        await mgr.stop()
+
+    run(body())
+
 def test_manager_adopts_the_kernel_and_leaves_foreign_services() -> None:
     async def body() -> None:
         config = cfg(BASE)

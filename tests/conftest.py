@@ -91,7 +91,7 @@ def pure_pass() -> bool:
 
 # Tests that time a VRRP worker's respawn or a takeover against a peer, and the one that
 # boots a second VM: they run at the end of the session, when the IPVS VM's background
-# run (tests/netns/ipvs_vm_job.py: one core busy for 5-8 minutes) is long over.  Next
+# run (tests/netns/ipvs_vm_job.py: one core busy for 8-10 minutes) is long over.  Next
 # to it a respawn on this 2-core machine took 1.3 s instead of 0.4 and the guard
 # rightly gave the VIP away (test_daemon_pair failed so in a CI run), and two guests
 # at once slowed both.

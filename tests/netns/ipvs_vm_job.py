@@ -1,7 +1,7 @@
 """The IPVS VM run, started in the background as soon as pytest has collected it.
 
-Booting the VM and running tests/ipvs inside it is the suite's longest step (five to
-eight minutes of one core under TCG), and nearly all of it is the guest's own CPU,
+Booting the VM and running tests/ipvs inside it is the suite's longest step (eight to
+ten minutes of one core under TCG), and nearly all of it is the guest's own CPU,
 while the netns tests beside it mostly wait on VRRP timers.  Started when collection
 ends (tests/conftest.py), it overlaps them instead of adding to the wall time;
 test_ipvs_vm_boot judges the result when its turn comes, waiting if it must.

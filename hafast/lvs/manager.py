@@ -150,6 +150,7 @@ class PoolManager:
         # bounded, since a daemon that kept every one would grow with every flap.
         # Whoever needs all of one call's actions records them (:meth:`recording`).
         self.actions: deque[Action] = deque(maxlen=RECENT_ACTIONS)
+        self._limits_said: set[str] = set()
         self._recorders: list[list[Action]] = []
         self.changes_applied = 0
         self.errors = 0
@@ -179,6 +180,7 @@ class PoolManager:
             await self.backend.flush()
         if self.timeouts is not None:
             await self.backend.set_timeouts(self.timeouts)
+        self._say_limits()
         outcome = self.policy.start(health)
         self.owned = self.policy.owned()
         self.applied = Pool() if self.flush else await self.backend.dump()
@@ -254,6 +256,7 @@ class PoolManager:
         await self.wait_idle()
         old_owned = self.owned
         self.config = config
+        self._say_limits()
         outcome = self.policy.reload(config, vips_present)
         self.owned = self.policy.owned()
         n = await self._converge(outcome.changed, owned=old_owned | self.owned)
@@ -328,6 +331,15 @@ class PoolManager:
         return done
 
     # -- notifies -----------------------------------------------------------------
+
+    def _say_limits(self) -> None:
+        """Log what the backend does not do as keepalived's IPVS would for this config
+        (nftables: :func:`hafast.lvs.nft.limits`), each line once per daemon."""
+        limits = getattr(self.backend, "limits", None)
+        for line in limits(self.config) if limits is not None else ():
+            if line not in self._limits_said:
+                self._limits_said.add(line)
+                log.warning("pool on %s: %s", self.backend.name, line)
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[list[Action]]:

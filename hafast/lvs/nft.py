@@ -43,6 +43,7 @@ import re
 import time
 from collections.abc import Sequence
 
+from hafast.config import model as m
 from hafast.lvs.backend import (
     ADD_DEST,
     ADD_SERVICE,
@@ -67,6 +68,70 @@ PICKERS: dict[str, str] = {
     "mh": "jhash {fam} saddr mod {W}",
 }
 DEFAULT_PICKER = "numgen random mod {W}"
+# How each scheduler's pick differs from IPVS's (said at start, see limits()).
+PICK_NOTES: dict[str, str] = {
+    "sh": "hashes the client address (jhash), not IPVS's weighted table",
+    "dh": "hashes the destination address (jhash), not IPVS's weighted table",
+    "mh": "hashes the client address (jhash), not a Maglev table: flows moved between "
+          "directors do not keep their real server",
+}
+
+
+def _vs_name(vs: m.VirtualServer) -> str:
+    if vs.group is not None:
+        return f"group {vs.group}"
+    if vs.fwmark is not None:
+        return f"fwmark {vs.fwmark}"
+    return f"{vs.address} {vs.port if vs.port is not None else ''}".rstrip()
+
+
+def limits(config: m.Config) -> list[str]:
+    """What this config asks that the nftables path does not do as IPVS would, one line
+    each.  The backend is chosen at run time (``auto`` takes nftables only on a kernel
+    without IPVS), so ``hafast -t`` cannot say it: the daemon logs these when the pool
+    starts on nftables and after a reload (:mod:`hafast.lvs.manager`).
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text('''virtual_server 192.0.2.1 80 {
+    ...   lvs_sched wlc
+    ...   lvs_method DR
+    ...   persistence_timeout 60
+    ...   real_server 10.1.0.1 80 { }
+    ... }''').config
+    >>> [line.split(": ", 1)[1].split(" is ")[0] for line in limits(cfg)][:2]
+    ['lvs_method DR', 'persistence_timeout 60']
+    >>> limits(cfg)[2]
+    'virtual_server 192.0.2.1 80: lvs_sched wlc picks at weighted random (nftables \
+counts no connections)'
+    """
+    out: list[str] = []
+    gd = config.global_defs
+    for vs in config.virtual_servers:
+        name = f"virtual_server {_vs_name(vs)}"
+        methods = sorted({vs.lvs_method, *(rs.lvs_method for rs in vs.real_servers)} - {"NAT"})
+        if methods:
+            out.append(f"{name}: lvs_method {'/'.join(methods)} is IPVS-only: nftables DNATs "
+                       "to those real servers (NAT), so their replies must come back through "
+                       "this director")
+        if vs.persistence_timeout:
+            out.append(f"{name}: persistence_timeout {vs.persistence_timeout} is IPVS-only: "
+                       "no client sticks to its real server beyond a connection")
+        if vs.lvs_sched in PICK_NOTES:
+            flags = f" ({', '.join(vs.sched_flags)} ignored)" if vs.sched_flags else ""
+            out.append(f"{name}: lvs_sched {vs.lvs_sched} {PICK_NOTES[vs.lvs_sched]}{flags}")
+        elif vs.lvs_sched not in PICKERS:
+            out.append(f"{name}: lvs_sched {vs.lvs_sched} picks at weighted random "
+                       "(nftables counts no connections)")
+        if vs.ops:
+            out.append(f"{name}: ops is IPVS-only: each connection, not each packet, is "
+                       "scheduled")
+        if any(rs.uthreshold or rs.lthreshold for rs in vs.real_servers):
+            out.append(f"{name}: uthreshold/lthreshold are IPVS-only and not applied")
+    if gd.lvs_timeouts.tcp or gd.lvs_timeouts.tcpfin or gd.lvs_timeouts.udp:
+        out.append("lvs_timeouts is IPVS-only: conntrack's own timeouts apply")
+    if gd.lvs_sync_daemon is not None:
+        out.append("lvs_sync_daemon is IPVS-only: no connection is synchronised to a peer")
+    return out
 
 
 def chain_name(key: ServiceKey) -> str:
@@ -130,6 +195,7 @@ class NftBackend:
     """The pool as nftables DNAT maps.  ``messages`` counts nft transactions."""
 
     name = "nft"
+    limits = staticmethod(limits)
 
     def __init__(self, table: str = TABLE, *, nft: Nft | None = None) -> None:
         self.table = table

@@ -219,3 +219,58 @@ def test_nft_backend_accepts_every_service_shape_and_removes_them() -> None:
         assert "chain s" not in empty and "chain m" not in empty
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def test_nft_pool_says_what_it_does_not_do_as_ipvs(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing accepted and silently ignored: a pool that starts on nftables logs, once,
+    each thing of the config it does not do as keepalived's IPVS would (DR, persistence,
+    connection-counting schedulers...), and a reload says only what is new."""
+    import asyncio
+    import logging
+
+    from hafast.config.loader import load_text
+
+    require_root()
+    require_tool("nft")
+    ns = f"{PFX}-limits"
+    _ip("netns", "add", ns)
+    text = """virtual_server 10.0.0.5 80 {
+  lvs_sched wlc
+  lvs_method DR
+  persistence_timeout 60
+  real_server 10.1.0.1 80 { }
+}
+"""
+    first = load_text(text).config
+    second = load_text(text + text.replace("10.0.0.5 80", "10.0.0.6 80")
+                       .replace("lvs_method DR\n", "").replace("wlc", "mh")).config
+    try:
+        async def body() -> list[str]:
+            mgr = PoolManager(first, NftBackend(), run_scripts=False)
+            await mgr.start()
+            said = [r.getMessage() for r in caplog.records if "pool on nft" in r.getMessage()]
+            await mgr.reload(first)  # the same config: nothing again
+            await mgr.reload(second)
+            after = [r.getMessage() for r in caplog.records if "pool on nft" in r.getMessage()]
+            await mgr.stop()
+            return [*said, "--", *after[len(said):]]
+
+        with caplog.at_level(logging.WARNING, logger="hafast.lvs"):
+            lines = call_in(ns, lambda: asyncio.run(body()))
+        assert lines == [
+            "pool on nft: virtual_server 10.0.0.5 80: lvs_method DR is IPVS-only: nftables "
+            "DNATs to those real servers (NAT), so their replies must come back through this "
+            "director",
+            "pool on nft: virtual_server 10.0.0.5 80: persistence_timeout 60 is IPVS-only: no "
+            "client sticks to its real server beyond a connection",
+            "pool on nft: virtual_server 10.0.0.5 80: lvs_sched wlc picks at weighted random "
+            "(nftables counts no connections)",
+            "--",
+            "pool on nft: virtual_server 10.0.0.6 80: persistence_timeout 60 is IPVS-only: no "
+            "client sticks to its real server beyond a connection",
+            "pool on nft: virtual_server 10.0.0.6 80: lvs_sched mh hashes the client address "
+            "(jhash), not a Maglev table: flows moved between directors do not keep their "
+            "real server",
+        ]
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)

@@ -11,7 +11,7 @@ first (from the plan) and asks before starting unless ``--yes``.  Sections: chec
 detection, keepalived_vm, vrrp, jitter, config, hotpaths, and two only when asked:
 reliability (the chaos and hostile-input netns tests, 4-10 minutes) and fuzzing
 (every fuzz harness in its own process until 1,000,000 inputs or ``--fuzz-cap``
-seconds, 2,700 by default: about 50 minutes here, never over 5 x the cap;
+seconds, 2,700 by default: about 55 minutes here, never over 5 x the cap;
 ``--quick`` written out, or ``--fuzz-runs``, asks for fewer inputs).
 ``--reliability`` is ``--section reliability --section fuzzing``.  Needs root (namespaces,
 raw sockets); every load loop is bounded in count and time and all traffic stays inside the

@@ -39,6 +39,7 @@ class Check(enum.Flag):
     MATCH = enum.auto()  # a plain name must exist
     WILDCARD = enum.auto()  # a wildcard must match something
     BRACE = enum.auto()  # every {a,b} alternative must exist
+    LIMIT = enum.auto()  # hafast's own bound (MAX_ALTERNATIVES): always an error
 
 
 ALL = Check.READ | Check.MATCH | Check.WILDCARD | Check.BRACE
@@ -132,12 +133,32 @@ def apply_include_check(current: Check, words: list[str]) -> tuple[Check, list[s
     return level, problems
 
 
-def brace_expand(pattern: str) -> list[str]:
-    """csh-style ``{a,b}`` expansion as glob(GLOB_BRACE) does it.
+# glob(GLOB_BRACE) has no bound, and each {a,b} group doubles the alternatives (17 make
+# 131,072: seconds of work and memory for one include line).
+MAX_ALTERNATIVES = 4096
+
+
+class TooManyAlternatives(ValueError):
+    """A pattern's braces expand to more than :data:`MAX_ALTERNATIVES` names."""
+
+
+def brace_expand(pattern: str, limit: int = MAX_ALTERNATIVES) -> list[str]:
+    """csh-style ``{a,b}`` expansion as glob(GLOB_BRACE) does it; more than ``limit``
+    alternatives raise :class:`TooManyAlternatives` (found out after ``limit + 1``).
 
     >>> brace_expand("conf.d/{a,b{1,2}}.conf")
     ['conf.d/a.conf', 'conf.d/b1.conf', 'conf.d/b2.conf']
+    >>> brace_expand("{a,b}{c,d}", limit=3)
+    Traceback (most recent call last):
+    ...
+    hafast.config.include.TooManyAlternatives: more than 3
     """
+    out: list[str] = []
+    _expand(pattern, out, limit)
+    return out
+
+
+def _expand(pattern: str, out: list[str], limit: int) -> None:
     depth = 0
     open_at = -1
     i = 0
@@ -156,14 +177,15 @@ def brace_expand(pattern: str) -> list[str]:
             if depth == 0:
                 body = pattern[open_at + 1 : i]
                 if body == "":
-                    return [pattern]  # glob takes "{}" literally
+                    break  # glob takes "{}" literally
                 head, tail = pattern[:open_at], pattern[i + 1 :]
-                out: list[str] = []
                 for alt in _split_top(body):
-                    out.extend(brace_expand(head + alt + tail))
-                return out
+                    _expand(head + alt + tail, out, limit)
+                return
         i += 1
-    return [pattern]
+    out.append(pattern)
+    if len(out) > limit:
+        raise TooManyAlternatives(f"more than {limit}")
 
 
 def _split_top(body: str) -> list[str]:
@@ -197,7 +219,12 @@ def find_files(pattern: str, folder: str) -> Found:
     """
     full = pattern if os.path.isabs(pattern) else os.path.join(folder, pattern)
     has_brace = "{" in pattern
-    alts = brace_expand(full) if has_brace else [full]
+    try:
+        alts = brace_expand(full) if has_brace else [full]
+    except TooManyAlternatives:
+        return Found([], [Problem(
+            Check.LIMIT, f"{pattern!r} expands to more than {MAX_ALTERNATIVES} names; "
+            "use a wildcard or a folder of files instead of so many {a,b} groups")])
     matched: list[str] = []
     missing = 0
     wildcard = False

@@ -739,7 +739,7 @@ def _include_line(st: _State, src: Src) -> bool:
     if not pattern:
         st.error(src, 0, f"{kw} needs a file name; write '{kw} FILE' (glob and {{a,b}} allowed)")
         return True
-    checks = frame.include_check | inc.VARIANTS[kw]
+    checks = frame.include_check | inc.VARIANTS[kw] | inc.Check.LIMIT
     result = inc.find_files(pattern, frame.folder)
     files = result.files
     for problem in result.problems:

@@ -362,6 +362,21 @@ def test_brace_expand() -> None:
     assert inc.brace_expand("x{a,b}y{1,2}") == ["xay1", "xay2", "xby1", "xby2"]
 
 
+
+def test_an_include_of_too_many_brace_alternatives_is_an_error(tmp_path: Path) -> None:
+    """20 {a,b} groups would be 1,048,576 names (keepalived's glob expands them all and
+    says they are missing): hafast stops after 4,096, whatever include_check says,
+    and names the line, so a reload never spends seconds on one include line."""
+    (tmp_path / "xa.conf").write_text("from_a\n")
+    assert inc.brace_expand("x{a,b}", limit=2) == ["xa", "xb"]
+    with pytest.raises(inc.TooManyAlternatives):
+        inc.brace_expand("{a,b}" * 13)
+    (tmp_path / "k.conf").write_text("include x" + "{a,b}" * 20 + ".conf\nlast\n")
+    res = read_config(tmp_path / "k.conf")
+    [err] = [d for d in res.diagnostics if d.severity == "error"]
+    assert err.line == 1 and "expands to more than 4096 names" in err.message
+    assert words(res.lines) == [["last"]]
+
 def test_include_is_relative_to_the_including_file(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.conf").write_text("include b.conf\n")

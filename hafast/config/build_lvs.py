@@ -97,14 +97,6 @@ def _slot_filler(cls: type[Any]) -> Any:
 _new_real_server = _slot_filler(m.RealServer)
 
 
-def _vs_name(vs: m.VirtualServer) -> str:
-    if vs.group is not None:
-        return f"group {vs.group}"
-    if vs.fwmark is not None:
-        return f"fwmark {vs.fwmark}"
-    return f"{vs.address} {vs.port if vs.port is not None else ''}".rstrip()
-
-
 class LvsBuilder:
     """Builds the LVS side of one load; its diagnostics go to the load's walker.
 
@@ -141,7 +133,7 @@ class LvsBuilder:
             key = vs.key
             if key in seen:
                 self.ld.error(
-                    p.kw, f"virtual_server {_vs_name(vs)} is already defined at {seen[key].where()}"
+                    p.kw, f"virtual_server {vs.label} is already defined at {seen[key].where()}"
                 )
                 continue
             seen[key] = p.kw

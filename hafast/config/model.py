@@ -973,6 +973,16 @@ class VirtualServer:
             return ("fwmark", self.fwmark, self.ip_family)
         return ("addr", self.address, self.port, self.protocol)
 
+    @property
+    def label(self) -> str:
+        """How messages name it, after ``virtual_server``: ``ADDR PORT``,
+        ``fwmark N`` or ``group NAME``."""
+        if self.group is not None:
+            return f"group {self.group}"
+        if self.fwmark is not None:
+            return f"fwmark {self.fwmark}"
+        return f"{self.address} {self.port if self.port is not None else ''}".rstrip()
+
 
 # --------------------------------------------------------------------------- the whole
 

@@ -87,10 +87,8 @@ def maglev_warnings(config: m.Config,
     fleet = [vs for vs in config.virtual_servers if maglev_fleet(vs)]
     if not fleet or read(SLOPPY_TCP) != "0":
         return []
-    vs = fleet[0]
-    name = f"{vs.address} {vs.port}" if vs.address is not None else str(vs.fwmark or vs.group)
     more = f" and {len(fleet) - 1} more" if len(fleet) > 1 else ""
-    return [f"virtual_server {name} (lvs_sched mh, announce){more}: "
+    return [f"virtual_server {fleet[0].label} (lvs_sched mh, announce){more}: "
             "net.ipv4.vs.sloppy_tcp is 0, so a flow that the routers move to another "
             "director is reset there; set it to 1 on every director (and keep "
             "net.ipv4.vs.expire_nodest_conn at 0)"]

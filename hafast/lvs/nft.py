@@ -77,14 +77,6 @@ PICK_NOTES: dict[str, str] = {
 }
 
 
-def _vs_name(vs: m.VirtualServer) -> str:
-    if vs.group is not None:
-        return f"group {vs.group}"
-    if vs.fwmark is not None:
-        return f"fwmark {vs.fwmark}"
-    return f"{vs.address} {vs.port if vs.port is not None else ''}".rstrip()
-
-
 def limits(config: m.Config) -> list[str]:
     """What this config asks that the nftables path does not do as IPVS would, one line
     each.  The backend is chosen at run time (``auto`` takes nftables only on a kernel
@@ -107,7 +99,7 @@ counts no connections)'
     out: list[str] = []
     gd = config.global_defs
     for vs in config.virtual_servers:
-        name = f"virtual_server {_vs_name(vs)}"
+        name = f"virtual_server {vs.label}"
         methods = sorted({vs.lvs_method, *(rs.lvs_method for rs in vs.real_servers)} - {"NAT"})
         if methods:
             out.append(f"{name}: lvs_method {'/'.join(methods)} is IPVS-only: nftables DNATs "

@@ -194,7 +194,8 @@ class VipGuard:
             return self.release_deadline(t_alive, n, adverts.get(n))
 
         # By default half again the last start-up: a respawn under load is slower.
-        keep = [n for n in masters if now + delay + margin * startup < deadline(n)]
+        keep = [n for n in masters
+                if self.can_resume(now, t_alive, delay, margin * startup, n, adverts.get(n))]
         drop = [n for n in masters if n not in keep]
         if drop:
             within = min(deadline(n) for n in drop) - t_alive

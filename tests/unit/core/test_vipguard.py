@@ -42,6 +42,21 @@ def guard(text: str = TWO) -> VipGuard:
     return VipGuard(res.config)
 
 
+def guard_of(*masters: str) -> tuple[VipGuard, list[list[str]]]:
+    """A guard whose ``masters`` are MASTER at priority 100, and the list its releases
+    (sorted instance names, one list each) go to instead of the kernel."""
+    g = guard()
+    g.states.update({name: ("MASTER", 100) for name in masters})
+    released: list[list[str]] = []
+
+    async def fake_release(names: list[str]) -> list[str]:
+        released.append(sorted(names))
+        return []
+
+    g.release = fake_release  # type: ignore[method-assign]
+    return g, released
+
+
 def test_the_fastest_instance_sets_the_bound() -> None:
     g = guard()
     assert g.advert_s == 0.5
@@ -88,16 +103,8 @@ def test_each_master_is_judged_by_its_own_advert_interval() -> None:
     (the fast one's peer would take over before the successor is up)."""
     import asyncio
 
-    g = guard()
-    g.states.update({"SLOW": ("MASTER", 100), "FAST": ("MASTER", 100)})
-    released: list[list[str]] = []
+    g, released = guard_of("SLOW", "FAST")
     moved: list[dict[str, tuple[str, int]]] = []
-
-    async def fake_release(names: list[str]) -> list[str]:
-        released.append(sorted(names))
-        return []
-
-    g.release = fake_release  # type: ignore[method-assign]
     # start-up 0.5 s (x1.5 = 0.75): SLOW's bound is 3.5 s, FAST's 0.875 s
     deadline = asyncio.run(g.on_death(0.0, 0.2, 0.0, 0.5, moved.append))
     assert released == [["FAST"]] and moved == [{"FAST": ("BACKUP", 100)}]
@@ -111,15 +118,7 @@ def test_a_first_start_time_is_taken_without_the_margin() -> None:
     default margin (0.2 + 0.75 > 0.875) now fits (0.2 + 0.5 < 0.875)."""
     import asyncio
 
-    g = guard()
-    g.states.update({"FAST": ("MASTER", 100)})
-    released: list[list[str]] = []
-
-    async def fake_release(names: list[str]) -> list[str]:
-        released.append(sorted(names))
-        return []
-
-    g.release = fake_release  # type: ignore[method-assign]
+    g, released = guard_of("FAST")
     deadline = asyncio.run(g.on_death(0.0, 0.2, 0.0, 0.5, lambda m: None, margin=1.0))
     assert released == [] and deadline == pytest.approx(0.875)
     assert g.masters() == ["FAST"]
@@ -145,15 +144,7 @@ def test_a_known_advert_lets_a_master_resume_that_the_pong_alone_would_release()
     import asyncio
 
     def run(last_adverts: dict[str, float]) -> tuple[list[list[str]], float | None]:
-        g = guard()
-        g.states.update({"FAST": ("MASTER", 100)})
-        released: list[list[str]] = []
-
-        async def fake_release(names: list[str]) -> list[str]:
-            released.append(sorted(names))
-            return []
-
-        g.release = fake_release  # type: ignore[method-assign]
+        g, released = guard_of("FAST")
         deadline = asyncio.run(g.on_death(0.0, 0.2, 0.0, 0.6, lambda m: None,
                                           last_adverts=last_adverts))
         return released, deadline

@@ -73,6 +73,13 @@ DEFAULT_STARTUP_S = 1.0  # a worker's start-up before one was measured
 # --------------------------------------------------------------------------- parent
 
 
+def _snmp_rfc(gd: m.GlobalDefs) -> tuple[bool, bool]:
+    """(RFC 2787 VRRP-MIB, RFC 6527 VRRPv3-MIB) asked for: enable_snmp_rfc is both of
+    enable_snmp_rfcv2 and enable_snmp_rfcv3, as in keepalived."""
+    return (gd.enable_snmp_rfcv2 or gd.enable_snmp_rfc,
+            gd.enable_snmp_rfcv3 or gd.enable_snmp_rfc)
+
+
 class Supervisor:
     """The parent; :meth:`run` until SIGTERM/SIGINT.  See the module docstring."""
 
@@ -171,9 +178,7 @@ class Supervisor:
         # Read once at start: a reload that turns SNMP on or moves the socket needs a
         # restart (the rows themselves follow each reload's config).
         gd = self.config.global_defs
-        # enable_snmp_rfc is both of enable_snmp_rfcv2 and enable_snmp_rfcv3, as in keepalived
-        rfcv2 = gd.enable_snmp_rfcv2 or gd.enable_snmp_rfc
-        rfcv3 = gd.enable_snmp_rfcv3 or gd.enable_snmp_rfc
+        rfcv2, rfcv3 = _snmp_rfc(gd)
         if not (gd.enable_snmp_vrrp or rfcv2 or rfcv3):
             return False
         from hafast.status.snmp import SnmpAgent
@@ -467,9 +472,7 @@ class Supervisor:
             self._vips_moved(payload)
             if self.snmp is not None:
                 gd = self.config.global_defs
-                self.snmp.vrrp_states(payload, gd.enable_traps,
-                                      gd.enable_snmp_rfcv2 or gd.enable_snmp_rfc,
-                                      gd.enable_snmp_rfcv3 or gd.enable_snmp_rfc)
+                self.snmp.vrrp_states(payload, gd.enable_traps, *_snmp_rfc(gd))
         elif kind == "status":
             req, data = payload
             fut = w.requests.pop(req, None)

@@ -71,6 +71,7 @@ log = logging.getLogger("hafast.lvs")
 # How many of the policy's latest actions PoolManager.actions keeps for a look.
 RECENT_ACTIONS = 4096
 
+
 class LvsNotifier(Notifier):
     """keepalived's lvs_notify_fifo: the notify FIFO, written line by line."""
 

@@ -1,6 +1,6 @@
 """Netlink framing, written once: the header and attribute layouts, packing and
-parsing messages and attributes, a send-then-gather-acks helper, and the drain of
-an event socket.
+parsing messages and attributes, a send-then-gather-acks helper, and an event
+socket's opening, drain and closing.
 
 Everyone here speaks netlink on a plain socket (RTNL address and link events,
 VIP addresses and routes, the IPVS generic-netlink family): pyroute2 0.9's
@@ -19,6 +19,8 @@ header, then attributes (``struct nlattr``, the same four bytes as rtnetlink's
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import os
 import socket
@@ -163,6 +165,33 @@ class Drained(NamedTuple):
 
     lost: int
     error: OSError | None
+
+
+def event_socket(groups: int = 0, *, protocol: int = NETLINK_ROUTE,
+                 rcvbuf: int | None = None) -> socket.socket:
+    """A non-blocking netlink socket that listens for the kernel's events: bound to the
+    multicast ``groups`` bind mask (0: the caller joins groups by number afterwards,
+    NETLINK_ADD_MEMBERSHIP), with a receive buffer of ``rcvbuf`` bytes when given (a
+    burst of address or route changes would otherwise overrun the default and cost a
+    resync).  Closed again if it cannot be set up; the OSError is the caller's."""
+    s = socket.socket(socket.AF_NETLINK,
+                      socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, protocol)
+    try:
+        if rcvbuf is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.bind((0, groups))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def close_watched(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Stop ``loop`` reading ``sock`` and close it.  The loop may be closed already
+    (a watcher closed at shutdown, after its loop): the socket is closed all the same."""
+    with contextlib.suppress(Exception):
+        loop.remove_reader(sock.fileno())
+    sock.close()
 
 
 def drain(current: Callable[[], socket.socket | None], on_datagram: Callable[[bytes], None],

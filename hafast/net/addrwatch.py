@@ -5,7 +5,6 @@ netlink): what ha_suspend follows in the parent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import struct
@@ -94,11 +93,8 @@ class AddressWatch:
         self._sock: socket.socket | None = None
 
     def open(self) -> None:
-        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
-                          | socket.SOCK_CLOEXEC, netlink.NETLINK_ROUTE)
+        s = netlink.event_socket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, rcvbuf=1 << 20)
         try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            s.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
             self.held = dump_addresses()
         except OSError:
             s.close()
@@ -143,7 +139,5 @@ class AddressWatch:
 
     def close(self) -> None:
         if self._sock is not None:
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(self._sock.fileno())
-            self._sock.close()
+            netlink.close_watched(self.loop, self._sock)
             self._sock = None

@@ -144,9 +144,7 @@ class LinkWatch:
 
     def _open_events(self) -> None:
         try:
-            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
-                               | socket.SOCK_CLOEXEC, netlink.NETLINK_ROUTE)
-            nl.bind((0, RTMGRP_LINK))
+            nl = netlink.event_socket(RTMGRP_LINK)
         except OSError:
             return  # polling alone
         self._nl = nl
@@ -167,23 +165,17 @@ class LinkWatch:
         return self._state.get(ifname, link_is_up(ifname))
 
     def _on_event(self) -> None:
-        nl = self._nl
-        if nl is None:
+        if self._nl is None:
             return
-        while True:
-            try:
-                data = nl.recv(65536)
-            except BlockingIOError:
-                break
-            except OSError:  # ENOBUFS: events were lost; the re-check below covers them
-                break
-            if not data:
-                break
+
+        def note(data: bytes) -> None:
             # Any RTM_NEWLINK/DELLINK: re-read the watched links (a handful of ioctls)
             # rather than decode which one it was.
-            kinds = {m.kind for m in netlink.messages(data)}
-            if kinds & {RTM_NEWLINK, RTM_DELLINK}:
+            if {m.kind for m in netlink.messages(data)} & {RTM_NEWLINK, RTM_DELLINK}:
                 self.events += 1
+
+        # Lost events (ENOBUFS) or a read error: the re-check below covers them.
+        netlink.drain(lambda: self._nl, note)
         self._check()
 
     def _check(self) -> None:
@@ -231,10 +223,6 @@ class LinkWatch:
             timer.cancel()
         self._pending.clear()
         if self._nl is not None:
-            try:
-                self._loop.remove_reader(self._nl.fileno())
-            except (ValueError, RuntimeError):
-                pass
-            self._nl.close()
+            netlink.close_watched(self._loop, self._nl)
             self._nl = None
 

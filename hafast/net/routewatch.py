@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import socket
@@ -195,14 +194,7 @@ class RouteWatch:
         if not want - self.joined:
             return
         if self._sock is None:
-            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
-                              | socket.SOCK_CLOEXEC, netlink.NETLINK_ROUTE)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                s.bind((0, 0))
-            except OSError:
-                s.close()
-                raise
+            s = netlink.event_socket(rcvbuf=1 << 20)
             self._sock = s
             self.loop.add_reader(s.fileno(), self._readable)
         for key in sorted(want - self.joined):
@@ -231,8 +223,6 @@ class RouteWatch:
 
     def close(self) -> None:
         if self._sock is not None:
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(self._sock.fileno())
-            self._sock.close()
+            netlink.close_watched(self.loop, self._sock)
             self._sock = None
         self.joined.clear()

@@ -3,6 +3,7 @@ queued on a datagram socketpair (no kernel: the peer end plays the kernel)."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import struct
@@ -198,3 +199,35 @@ def test_drain_kernel_only_drops_what_a_process_sent() -> None:
         got: list[bytes] = []
         assert nl.drain(lambda: ours, got.append, kernel_only=True) == nl.Drained(0, None)
     assert [(m.kind, m.seq) for d in got for m in nl.messages(d)] == [(nl.NLMSG_ERROR, 5)]
+
+
+def test_event_socket_listens_without_blocking_and_close_watched_survives_a_closed_loop(
+) -> None:
+    s = nl.event_socket(0x1, rcvbuf=1 << 18)  # RTMGRP_LINK: any process may listen
+    try:
+        assert s.family == socket.AF_NETLINK
+        assert not s.getblocking()
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 1 << 18
+        with pytest.raises(BlockingIOError):
+            s.recv(4096)  # nothing queued: a read never stalls the loop
+    finally:
+        loop = asyncio.new_event_loop()
+        loop.add_reader(s.fileno(), lambda: None)
+        loop.close()  # a watcher closed at shutdown, after its loop
+        nl.close_watched(loop, s)
+    assert s.fileno() == -1
+
+
+def test_event_socket_closes_what_it_could_not_set_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[socket.socket] = []
+    real = socket.socket
+
+    class Failing(real):  # type: ignore[misc, valid-type]
+        def bind(self, address: object) -> None:
+            made.append(self)
+            raise OSError(errno.EPERM, "no")
+
+    monkeypatch.setattr(socket, "socket", Failing)
+    with pytest.raises(OSError):
+        nl.event_socket(0x1)
+    assert made and made[0].fileno() == -1

@@ -27,7 +27,7 @@ import pytest
 
 from hafast.lab.netns import run_in
 from tests.conftest import require_root, require_tool
-from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VIP6, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VIP6, VrrpLab, labs_per_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -78,17 +78,8 @@ def labs() -> Iterator[dict[str, VrrpLab]]:
     require_tool(KEEPALIVED)
     require_tool("nft")
     require_tool("fping")
-    made: dict[str, VrrpLab] = {}
-    try:
-        for n, kind in enumerate(("hafast", "keepalived")):
-            made[kind] = VrrpLab(f"na{n}{time.monotonic_ns() % 10000}").build()
+    with labs_per_kind("na", ("hafast", "keepalived")) as made:
         yield made
-    finally:
-        for lab in made.values():
-            try:
-                lab.close()
-            except Exception as exc:  # the other lab's namespaces must go too
-                print(f"closing {lab.prefix}: {exc!r}")
 
 
 def _strip(obj: Any) -> Any:

@@ -27,7 +27,7 @@ import pytest
 
 from hafast.lab.netns import run_in
 from tests.conftest import require_root, require_tool
-from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, VIP4, VrrpLab, labs_per_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -102,17 +102,8 @@ vrrp_instance VI_1 {{
 def labs() -> Iterator[dict[str, VrrpLab]]:
     require_root()
     require_tool(KEEPALIVED)
-    made: dict[str, VrrpLab] = {}
-    try:
-        for n, kind in enumerate(("hafast", "keepalived")):
-            made[kind] = VrrpLab(f"vr{n}{time.monotonic_ns() % 10000}").build()
+    with labs_per_kind("vr", ("hafast", "keepalived")) as made:
         yield made
-    finally:
-        for lab in made.values():
-            try:
-                lab.close()
-            except Exception as exc:  # the other lab's namespaces must go too
-                print(f"closing {lab.prefix}: {exc!r}")
 
 
 def snapshot(lab: VrrpLab) -> dict[str, list[str]]:

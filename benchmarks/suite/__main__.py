@@ -2,7 +2,7 @@
 machine's limit, side by side in one run, written up as report.md with plots.
 
     python -m benchmarks.suite [--quick|--full] [--section NAME ...] [--rounds N]
-                               [--out DIR] [--yes]
+                               [--out DIR] [--yes] [--readme]
     python -m benchmarks.suite --reliability [--fuzz-runs N] [--fuzz-cap SECONDS]
 
 ``--quick`` (the default) takes the smallest sizes and fewer rounds and finishes in
@@ -13,9 +13,10 @@ reliability (the chaos and hostile-input netns tests, 4-10 minutes) and fuzzing
 (every fuzz harness in its own process until 1,000,000 inputs or ``--fuzz-cap``
 seconds, 2,700 by default: about 55 minutes here, never over 5 x the cap;
 ``--quick`` written out, or ``--fuzz-runs``, asks for fewer inputs).
-``--reliability`` is ``--section reliability --section fuzzing``.  Needs root (namespaces,
-raw sockets); every load loop is bounded in count and time and all traffic stays inside the
-namespaces the suite makes (deleted when it ends, also on Ctrl-C).
+``--reliability`` is ``--section reliability --section fuzzing``.  ``--readme``
+rewrites the README's figure block from this run alone (benchmarks/suite/readme.py).
+Needs root (namespaces, raw sockets); every load loop is bounded in count and time
+and all traffic stays inside the namespaces the suite makes (deleted when it ends, also on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 from benchmarks.suite import anchors, checks, jitter, pysections, reliability, vm_checkers
 from benchmarks.suite.model import Section
 from benchmarks.suite.progress import Progress, format_seconds
+from benchmarks.suite.readme import write_readme
 from benchmarks.suite.report import write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out" / "report"
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="TCP_CHECK load of the jitter section (quick 4096, full 16384)")
     ap.add_argument("--yes", action="store_true", help="do not ask before a long run")
     ap.add_argument("--plan", action="store_true", help="print the plan and its estimate only")
+    ap.add_argument("--readme", action="store_true",
+                    help="also rewrite the README's figure block from this run (and only it)")
     args = ap.parse_args(argv)
     mode = MODES[args.mode or "quick"]
     if args.sizes:
@@ -239,13 +243,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     return run(mode, sections, args.rounds, args.out, steps,
                " ".join(["python -m benchmarks.suite", *(argv or sys.argv[1:])]),
-               fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap)
+               fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap, readme=args.readme)
 
 
 def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
         steps: list[tuple[str, float]], command: str, *,
         fuzz_runs: int = reliability.FUZZ_RUNS,
-        fuzz_cap: float = reliability.FUZZ_CAP) -> int:
+        fuzz_cap: float = reliability.FUZZ_CAP, readme: bool = False) -> int:
     # SIGTERM unwinds like Ctrl-C, so every namespace and child is cleaned up.
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -329,6 +333,8 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
     meta["wall_seconds"] = time.monotonic() - t0
     path = write_report(out, done, meta)
     print(f"report: {path} ({format_seconds(meta['wall_seconds'])})", file=sys.stderr)
+    if readme and "interrupted" not in meta.get("note", ""):
+        print(f"figures: {write_readme(done, meta)}", file=sys.stderr)
     return 0
 
 

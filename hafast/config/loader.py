@@ -98,6 +98,7 @@ class _Loader(Walker):
 
     immediate = _IMMEDIATE
     global_pos: dict[str, Token] | None = None
+    lvs: LvsBuilder | None = None  # kept from the walk when it built virtual servers early
 
     def load(self, lines: Iterable[Line], report_braces: bool = True) -> m.Config:
         tree = build_tree(lines, self.diags, report_braces=report_braces)
@@ -111,7 +112,7 @@ class _Loader(Walker):
         gd: m.GlobalDefs = top.get("global_defs") or m.GlobalDefs()
         # VRRP before LVS: the order the diagnostics come out in (the golden files hold it)
         vrrp = VrrpBuilder(self).config_fields(top, gd)
-        lvs = LvsBuilder(self).config_fields(top)
+        lvs = (self.lvs or LvsBuilder(self)).config_fields(top)
         config = m.Config(
             global_defs=gd,
             **vrrp,
@@ -237,7 +238,11 @@ class _Stream:
             self.first = lines[0].first
         try:
             self.tree.feed(lines)
-            self.loader.block("top", self.tree.take_done(), self.top, self.pos)
+            loader = self.loader
+            loader.block("top", self.tree.take_done(), self.top, self.pos)
+            if loader.lvs is None:
+                loader.lvs = LvsBuilder(loader)
+            loader.lvs.build_early(self.top)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             # raised again by _load_streaming, after the lexer: the same "internal loader
             # error" as load_lines, not the lexer's own catch-all

@@ -80,6 +80,11 @@ LINES = st.sampled_from(
         "# comment",
         "",
         "lvs_sched wrr",
+        "virtual_server group G {",
+        "virtual_server_group G {",
+        "10.0.0.2 80",
+        "virtual_server fwmark 3 {",
+        "real_server 10.0.1.1 {",
     ]
 )
 
@@ -95,3 +100,53 @@ def test_streaming_load_random_configs(
     conf.write_text("\n".join(lines) + "\n")
     monkeypatch.setattr(lexer, "_CHUNK", chunk)
     _same(str(conf))
+
+
+def test_virtual_servers_built_early_report_in_their_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtual server is built as soon as its block is walked (its pending blocks are
+    dropped then), but what it says still comes after the VRRP side's diagnostics."""
+    conf = tmp_path / "k.conf"
+    conf.write_text(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.1.1 80 {\n }\n}\n"
+        "vrrp_instance V {\n priority 300\n}\n"
+    )
+    monkeypatch.setattr(lexer, "_CHUNK", 1)
+    _same(str(conf))
+    lines = [d.line for d in load_file(str(conf)).diagnostics]
+    assert lines[:2] == [7, 6] and 1 in lines[2:], lines
+
+
+def test_a_virtual_server_group_named_empty_is_no_other_servers_group(tmp_path: Path) -> None:
+    """Only 'virtual_server group NAME' looks its group up: a group called "" with a
+    fwmark in it made every other virtual server's real servers 'fwmark' ones."""
+    conf = tmp_path / "k.conf"
+    conf.write_text(
+        'virtual_server_group "" {\n fwmark 9\n}\n'
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n lvs_sched rr\n lvs_method DR\n"
+        " real_server 10.0.1.1 80 {\n }\n}\n"
+    )
+    _same(str(conf))
+    assert not load_file(str(conf)).diagnostics
+
+
+def test_an_early_build_failure_is_the_whole_list_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that raises while a virtual server is built early comes out as the same
+    'internal loader error', after the same diagnostics, as on the whole-list path."""
+    from hafast.config.build_lvs import LvsBuilder
+
+    def broken(*args: object) -> None:
+        raise TypeError("broken on purpose")
+
+    monkeypatch.setattr(LvsBuilder, "real_server", broken)
+    conf = tmp_path / "k.conf"
+    conf.write_text(
+        "virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n}\n"
+        "vrrp_instance V {\n priority 300\n}\nbad_keyword 1\n"
+    )
+    _same(str(conf))
+    assert "internal loader error (TypeError: broken on purpose)" in (
+        load_file(str(conf)).diagnostics[-1].message)

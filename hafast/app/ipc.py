@@ -17,6 +17,9 @@ down        clear_stats             none (STATS_CLEAR: VRRP counters to zero)
 up          ready                   pid (the worker's loop runs: start-up measured)
 up          events                  list of ServerEvent
 up          vrrp                    {instance: (state word, priority)}
+up          vrrp_rx_error           an advert an instance rejected for a reason
+                                    keepalived sends an SNMP trap for (dict,
+                                    hafast.vrrp.side.VrrpSide._rx_error)
 ==========  ======================  ==============================================
 """
 

@@ -473,6 +473,10 @@ class Supervisor:
             if self.snmp is not None:
                 gd = self.config.global_defs
                 self.snmp.vrrp_states(payload, gd.enable_traps, *_snmp_rfc(gd))
+        elif kind == "vrrp_rx_error":
+            if self.snmp is not None:
+                gd = self.config.global_defs
+                self.snmp.rx_error(payload, gd.enable_traps, *_snmp_rfc(gd))
         elif kind == "status":
             req, data = payload
             fut = w.requests.pop(req, None)

@@ -49,7 +49,8 @@ async def _worker_main(fd: int) -> int:
         from hafast.vrrp.side import VrrpSide
 
         side = VrrpSide(loop, init["config"], init["seed"], init["resume"],
-                        init["dont_release_vrrp"], lambda states: send("vrrp", states))
+                        init["dont_release_vrrp"], lambda states: send("vrrp", states),
+                        lambda event: send("vrrp_rx_error", event))
         side.start()
     else:
         from hafast.check.side import CheckSide
@@ -105,8 +106,7 @@ async def _worker_main(fd: int) -> int:
                 tuning.apply(ProcessOptions.of(payload["config"].global_defs, process))
             elif kind == "clear_stats" and role == VRRP:
                 for inst in side.worker.instances:
-                    for name in inst.counters:
-                        inst.counters[name] = 0
+                    inst.clear_stats()
             elif kind == "stop":
                 finish()
                 return

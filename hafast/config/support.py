@@ -100,9 +100,6 @@ global_defs process_monitor_rcv_bufs warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
 global_defs enable_snmp_keepalived warn SNMP (AgentX) is not served
 global_defs enable_snmp_checker warn SNMP (AgentX) is not served
-global_defs enable_snmp_rfc warn VRRP-MIB and VRRPV3-MIB are served and their new-master traps sent, but not vrrpTrapAuthFailure nor vrrpv3ProtoError (with enable_traps)
-global_defs enable_snmp_rfcv2 warn VRRP-MIB (RFC 2787) is served and vrrpTrapNewMaster sent, but not vrrpTrapAuthFailure (with enable_traps)
-global_defs enable_snmp_rfcv3 warn VRRPV3-MIB (RFC 6527) is served and vrrpv3NewMaster sent, but not vrrpv3ProtoError (with enable_traps)
 global_defs snmp_vs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs snmp_rs_stats_update_interval warn SNMP (AgentX) is not served
 global_defs enable_dbus warn DBus is not served

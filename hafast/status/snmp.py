@@ -16,9 +16,12 @@ With ``enable_traps`` each VRRP state change the parent hears of
 (:meth:`SnmpAgent.vrrp_states`) goes to the master as a Notify PDU carrying
 KEEPALIVED-MIB's vrrpInstanceStateChange (and vrrpSyncGroupStateChange once a sync
 group's members share a state), and with ``enable_snmp_rfcv2`` RFC 2787's
-vrrpTrapNewMaster for a new master; the master turns them into the traps its
-``trap2sink``/``trapsess`` lines ask for.  Like net-snmp's subagent in keepalived,
-a change that happens while no session is open is not sent later.
+vrrpTrapNewMaster for a new master (and with ``enable_snmp_rfcv3`` RFC 6527's
+vrrpv3NewMaster); the master turns them into the traps its ``trap2sink``/``trapsess``
+lines ask for.  An advert the VRRP worker rejects for a reason keepalived sends a trap
+for (:meth:`SnmpAgent.rx_error`) becomes RFC 2787's vrrpTrapAuthFailure or RFC
+6527's vrrpv3ProtoError.  Like net-snmp's subagent in keepalived, a trap due while no
+session is open is not sent later.
 
 Example::
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -41,10 +45,12 @@ from hafast.status.snmp_mib import (
     KEEPALIVED,
     VRRP,
     answer,
+    auth_failure_trap,
     group_trap,
     instance_trap,
     keepalived_rows,
     new_master_trap,
+    proto_error_trap,
     v3_new_master_trap,
 )
 from hafast.status.snmp_rfc import VRRP_MIB, VRRPV3_MIB, rfc2787_rows, rfc6527_rows
@@ -187,7 +193,26 @@ class SnmpAgent:
             if rfcv3 and (varbinds := v3_new_master_trap(inst, self.uptime())) is not None:
                 self._notify(varbinds, f"{name} vrrpv3NewMaster")
 
-    def _notify(self, varbinds: tuple[ax.VarBind, ...], what: str) -> None:
+    def rx_error(self, err: dict[str, Any], traps: bool, rfcv2: bool = False,
+                 rfcv3: bool = False) -> None:
+        """An advert the VRRP worker rejected (:meth:`hafast.vrrp.side.VrrpSide._rx_error`,
+        which bounds how many a second): with ``traps``, RFC 2787's vrrpTrapAuthFailure
+        for an authentication error when ``rfcv2``, RFC 6527's vrrpv3ProtoError for a
+        protocol error when ``rfcv3``, as keepalived sends them from vrrp_check_packet.
+
+        The report carries all a trap needs but the interface's index, read here
+        (an ioctl, no wait): no status round trip per trap."""
+        if not traps or not (rfcv2 or rfcv3):
+            return
+        ifindex = ifindex_of(err.get("ifname"))
+        name = err.get("iname")
+        if rfcv2 and (varbinds := auth_failure_trap(err, ifindex, self.uptime())) is not None:
+            self._notify(varbinds, f"{name} vrrpTrapAuthFailure", logging.DEBUG)
+        if rfcv3 and (varbinds := proto_error_trap(err, ifindex, self.uptime())) is not None:
+            self._notify(varbinds, f"{name} vrrpv3ProtoError", logging.DEBUG)
+
+    def _notify(self, varbinds: tuple[ax.VarBind, ...], what: str,
+                level: int = logging.INFO) -> None:
         w = self._writer
         if w is None or not self.connected or w.is_closing():
             log.debug("SNMP: no AgentX session; trap for %s not sent", what)
@@ -195,7 +220,8 @@ class SnmpAgent:
         # RFC 2741 §6.2.10: the master answers with a Response (_handle ignores it)
         w.write(ax.encode(ax.Notify(session_id=self._session, packet_id=self._next_id(),
                                     varbinds=varbinds)))
-        log.info("%s: sending SNMP notification", what)
+        # (the error traps at DEBUG: there is one per rejected advert)
+        log.log(level, "%s: sending SNMP notification", what)
 
     async def first_try(self, timeout: float = 2.0) -> bool:
         """Wait until the first session is open (True) or its attempt failed.
@@ -347,6 +373,18 @@ class SnmpAgent:
                 rows += rfc6527_rows(status, hw_addrs=hw, now=now, started=self.started_wall)
             rows.sort(key=lambda vb: vb.name)
         return rows
+
+
+def ifindex_of(name: str | None) -> int:
+    """The interface's index (keepalived's IF_INDEX), 0 when it is gone.
+
+    >>> ifindex_of("lo"), ifindex_of(None)
+    (1, 0)
+    """
+    try:
+        return socket.if_nametoindex(name) if name else 0
+    except OSError:
+        return 0
 
 
 def hw_addrs(names: Iterable[str | None]) -> dict[str, bytes]:

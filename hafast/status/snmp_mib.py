@@ -45,14 +45,20 @@ VRRP_SYNC_GROUP_ENTRY: ax.Oid = (*VRRP, 1, 1)
 # VRRP-MIB (RFC 2787): vrrpMIB = mib-2 68; vrrpNotifications 0, vrrpOperEntry 1.3.1
 VRRP_MIB: ax.Oid = (1, 3, 6, 1, 2, 1, 68)
 VRRP_TRAP_NEW_MASTER: ax.Oid = (*VRRP_MIB, 0, 1)
+VRRP_TRAP_AUTH_FAILURE: ax.Oid = (*VRRP_MIB, 0, 2)
 VRRP_OPER_MASTER_IP_ADDR: ax.Oid = (*VRRP_MIB, 1, 3, 1, 7)
+# vrrpOperations 5 and 6, accessible-for-notify only
+VRRP_TRAP_PACKET_SRC: ax.Oid = (*VRRP_MIB, 1, 5)
+VRRP_TRAP_AUTH_ERROR_TYPE: ax.Oid = (*VRRP_MIB, 1, 6)
 
 # VRRPV3-MIB (RFC 6527): vrrpv3MIB = mib-2 207; vrrpv3Notifications 0,
 # vrrpv3OperationsEntry 1.1.1, vrrpv3StatisticsEntry 1.2.5
 VRRPV3_MIB: ax.Oid = (1, 3, 6, 1, 2, 1, 207)
 VRRPV3_NEW_MASTER: ax.Oid = (*VRRPV3_MIB, 0, 1)
+VRRPV3_PROTO_ERROR: ax.Oid = (*VRRPV3_MIB, 0, 2)
 VRRPV3_OPER_MASTER_IP_ADDR: ax.Oid = (*VRRPV3_MIB, 1, 1, 1, 1, 3)
 VRRPV3_NEW_MASTER_REASON: ax.Oid = (*VRRPV3_MIB, 1, 2, 5, 1, 2)
+VRRPV3_PROTO_ERR_REASON: ax.Oid = (*VRRPV3_MIB, 1, 2, 5, 1, 6)
 # RFC 6527 vrrpv3StatisticsNewMasterReason
 REASON_NOT_MASTER, REASON_PRIORITY, REASON_PREEMPTED, REASON_MASTER_NO_RESPONSE = 0, 1, 2, 3
 
@@ -203,6 +209,60 @@ def v3_new_master_trap(inst: dict[str, Any], sys_uptime: int) -> tuple[ax.VarBin
             ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRPV3_NEW_MASTER),
             ax.VarBind(ax.OCTET_STRING, (*VRRPV3_OPER_MASTER_IP_ADDR, *index), src.packed),
             ax.VarBind(ax.INTEGER, (*VRRPV3_NEW_MASTER_REASON, *index), reason))
+
+
+def auth_failure_trap(err: dict[str, Any], ifindex: int,
+                      sys_uptime: int) -> tuple[ax.VarBind, ...] | None:
+    """RFC 2787 vrrpTrapAuthFailure for ``err`` (an advert an instance rejected, as the
+    VRRP worker tells it: :meth:`hafast.vrrp.side.VrrpSide._rx_error`), or None when
+    it is no authentication error or RFC 2787 cannot describe the instance.
+
+    As keepalived 2.2.7's vrrp_rfcv2_snmp_auth_err_trap: a VRRPv2 IPv4 instance with
+    addresses only; vrrpTrapPacketSrc and vrrpTrapAuthErrorType (RFC 2787 makes them
+    scalars, keepalived names them with the row's index <ifindex>.<vrid>, ``ifindex``
+    the instance's interface's own, a VMAC's with ``use_vmac``): the advert's source
+    and invalidAuthType(1), authTypeMismatch(2) or authFailure(3).
+
+    >>> err = {"version": 2, "family": 4, "vips": 1, "vrid": 51, "src": bytes([10, 0, 0, 2]),
+    ...        "auth_error": 3, "proto_error": 0}
+    >>> src, kind = auth_failure_trap(err, 3, 0)[2:]
+    >>> src.name[-3:], src.value == err["src"], kind.name[-3:], kind.value
+    ((5, 3, 51), True, (6, 3, 51), 3)
+    """
+    code = int(err.get("auth_error") or 0)
+    src = bytes(err.get("src") or b"")
+    if (not code or err.get("version") != 2 or err.get("family") != 4 or not err.get("vips")
+            or len(src) != 4):
+        return None
+    index = (ifindex, int(err["vrid"]))
+    return (ax.VarBind(ax.TIME_TICKS, SYS_UPTIME, sys_uptime),
+            ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_TRAP_AUTH_FAILURE),
+            ax.VarBind(ax.IP_ADDRESS, (*VRRP_TRAP_PACKET_SRC, *index), src),
+            ax.VarBind(ax.INTEGER, (*VRRP_TRAP_AUTH_ERROR_TYPE, *index), code))
+
+
+def proto_error_trap(err: dict[str, Any], ifindex: int,
+                     sys_uptime: int) -> tuple[ax.VarBind, ...] | None:
+    """RFC 6527 vrrpv3ProtoError for ``err`` (as :func:`auth_failure_trap`), or None when
+    it is no protocol error or the instance has no addresses.
+
+    As keepalived 2.2.7's vrrp_rfcv3_snmp_proto_err_notify, built with SNMP_V3_FOR_V2
+    (VRRPv2 instances too): one varbind, vrrpv3StatisticsProtoErrReason.<ifindex>.<vrid>.
+    <ipv4(1)|ipv6(2)> = ipTtlError(1), versionError(2) or checksumError(3), the value
+    the statistics table then shows.
+
+    >>> err = {"version": 3, "family": 6, "vips": 1, "vrid": 9, "auth_error": 0,
+    ...        "proto_error": 1}
+    >>> [(vb.name[-4:], vb.value) for vb in proto_error_trap(err, 4, 0)[2:]]
+    [((6, 4, 9, 2), 1)]
+    """
+    code = int(err.get("proto_error") or 0)
+    if not code or not err.get("vips"):
+        return None
+    index = (ifindex, int(err["vrid"]), 1 if err.get("family") == 4 else 2)
+    return (ax.VarBind(ax.TIME_TICKS, SYS_UPTIME, sys_uptime),
+            ax.VarBind(ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRPV3_PROTO_ERROR),
+            ax.VarBind(ax.INTEGER, (*VRRPV3_PROTO_ERR_REASON, *index), code))
 
 
 def keepalived_rows(status: dict[str, Any], config: Any, *,

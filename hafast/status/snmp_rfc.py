@@ -65,10 +65,6 @@ _RFC_STATE = {0: 1, 1: 2, 2: 3}
 TRUE, FALSE = 1, 2  # SNMPv2-TC TruthValue
 ACTIVE = 1  # SNMPv2-TC RowStatus
 
-# RFC 6527 vrrpv3StatisticsProtoErrReason, from the worker's reject reasons; keepalived
-# keeps the last of these, the worker counts them: the first one seen here wins
-_PROTO_ERR = (("checksum_err", 3), ("version_err", 2), ("ip_ttl_err", 1))
-
 Row = tuple[int, int | bytes] | None
 Column = Callable[["Instance"], Row]
 
@@ -134,7 +130,10 @@ class Instance:
         return new_master_reason(self.data)
 
     def proto_err_reason(self) -> int:
-        return next((code for name, code in _PROTO_ERR if self.rejects.get(name)), 0)
+        # the worker's record of the last protocol error (hafast.vrrp.instance
+        # PROTO_ERROR_REASONS), as keepalived's stats->proto_err_reason: noError(0)
+        # before any and after the stats are cleared
+        return int(self.ka.get("proto_err_reason") or 0)
 
 
 def _counter(name: str, kind: int = ax.COUNTER32) -> Column:

@@ -45,7 +45,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hafast._core.vrrp_codec import Advert
-from hafast._core.vrrp_constants import ADDR_LIST_ERR, PRIORITY_STOP
+from hafast._core.vrrp_constants import (
+    ADDR_LIST_ERR,
+    AUTH_FAILURE,
+    AUTHTYPE_MISMATCH,
+    CHECKSUM_ERR,
+    INVALID_AUTHTYPE,
+    IP_TTL_ERR,
+    PRIORITY_STOP,
+    VERSION_ERR,
+)
 from hafast.config.iprule import IpRule
 from hafast.config.model import VirtualAddress
 from hafast.lib.notify import Notifier, NotifyScripts
@@ -80,6 +89,16 @@ COUNTER_NAMES = (
 
 # Adverts an address owner drops (owner_ignore_adverts); keepalived counts them nowhere.
 OWNER_IGNORE = "owner_ignore_adverts"
+
+# The rejects keepalived 2.2.7 raises an SNMP notification for (vrrp_check_packet),
+# with their codes.  RFC 2787 vrrpTrapAuthErrorType: invalidAuthType(1),
+# authTypeMismatch(2), authFailure(3) (an AH that does not verify says authFailure).
+AUTH_ERROR_TYPES = {INVALID_AUTHTYPE: 1, AUTHTYPE_MISMATCH: 2, AUTH_FAILURE: 3}
+# RFC 6527 vrrpv3StatisticsProtoErrReason: ipTtlError(1) (a multicast TTL not 255 or a
+# unicast peer's out of its min_ttl/max_ttl), versionError(2), checksumError(3); the
+# instance keeps the last one.  keepalived never says vrIdError(4): a packet for
+# another VRID reaches no instance.
+PROTO_ERROR_REASONS = {IP_TTL_ERR: 1, VERSION_ERR: 2, CHECKSUM_ERR: 3}
 
 # Notify words keepalived uses for each FSM state.
 STATE_WORDS = {State.MASTER: "MASTER", State.BACKUP: "BACKUP", State.FAULT: "FAULT",
@@ -456,6 +475,9 @@ class InstanceSpec:
 
 
 StateListener = Callable[["Instance", State, State], None]
+# (inst, reason, source address) for each reject of AUTH_ERROR_TYPES or
+# PROTO_ERROR_REASONS: the supervised worker tells the parent (its SNMP traps).
+RxErrorListener = Callable[["Instance", str, bytes], None]
 
 
 class Instance:
@@ -486,6 +508,10 @@ class Instance:
         self.last_advert_s: float | None = None
         self.rejects: dict[str, int] = {}  # every reject reason, keepalived-named or not
         self.master_heard = b""  # the last master heard as BACKUP (SNMP)
+        # keepalived's stats->proto_err_reason: the PROTO_ERROR_REASONS code of the
+        # last protocol error, 0 before any (RFC 6527 vrrpv3StatisticsProtoErrReason)
+        self.proto_err_reason = 0
+        self.on_rx_error: RxErrorListener | None = None
         # (inst, before, after) on each transition, and with before == after when a
         # tracker waited for (hold) reported without moving us: a sync group waits.
         self.listeners: list[StateListener] = []
@@ -675,14 +701,36 @@ class Instance:
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
         if reason in self.counters:
             self.counters[reason] += 1
+        self._rx_error(reason, adv)
 
     def _reject(self, reason: str, adv: Advert) -> None:
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
         if reason in self.counters:
             self.counters[reason] += 1
+        self._rx_error(reason, adv)
         src = adv.src.hex() if adv.src else "?"
         self._rlog.warning(reason, "%s: advert rejected (%s) from %s: %r", self.name, reason,
                            src, adv)
+
+    def _rx_error(self, reason: str, adv: Advert) -> None:
+        # keepalived reads no packet in FAULT or INIT (vrrp_dispatcher_read skips it
+        # before vrrp_check_packet), so it neither records nor notifies one then.
+        if self.state not in (State.BACKUP, State.MASTER):
+            return
+        code = PROTO_ERROR_REASONS.get(reason)
+        if code is not None:
+            self.proto_err_reason = code
+        elif reason not in AUTH_ERROR_TYPES:
+            return
+        if self.on_rx_error is not None:
+            self.on_rx_error(self, reason, bytes(adv.src or b""))
+
+    def clear_stats(self) -> None:
+        """keepalived's stats cleared (``STATS_CLEAR``): every counter to zero, and the
+        last protocol error forgotten (it lives in the same stats block there)."""
+        for name in self.counters:
+            self.counters[name] = 0
+        self.proto_err_reason = 0
 
     # -- the engine ---------------------------------------------------------------
 

@@ -72,6 +72,8 @@ def _dump_extras(inst: Any, s: Any, word: str, own_faults: list[str]) -> dict[st
         "ifindex": getattr(vsock, "ifindex", 0),
         "master_router": _ntop(getattr(s, "master_src", None)) if word == "BACKUP" else None,
         "master_heard": _ntop(getattr(inst, "master_heard", None)),
+        # RFC 6527 vrrpv3StatisticsProtoErrReason (keepalived's stats->proto_err_reason)
+        "proto_err_reason": getattr(inst, "proto_err_reason", 0),
         "own_faults": len(own_faults),
         "src_ip": _ntop(wire.src) if wire is not None else None,
         "group": _ntop(wire.group) if wire is not None and not wire.unicast else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,45 @@ if TYPE_CHECKING:
     from hafast.vrrp.instance import Instance
 
 log = logging.getLogger("hafast")
+
+# The SNMP error notifications (vrrpTrapAuthFailure, vrrpv3ProtoError) an instance may
+# send: keepalived sends one per rejected packet, unbounded; a misconfigured VRRPv3 peer
+# at a 10 ms interval, or a flood, would mean 100s of traps a second, each a message to
+# the parent and a Notify to snmpd.  A bucket of ERROR_TRAP_BURST refilled at
+# ERROR_TRAPS_PER_S per instance passes anything a peer's adverts could cause at
+# advert_int >= 100 ms, as keepalived does, and drops (and logs) the rest.
+ERROR_TRAPS_PER_S = 10.0
+ERROR_TRAP_BURST = 10
+
+
+class TokenBucket:
+    """``take()`` is True at most ``burst`` times at once and ``rate`` times a second
+    after that.
+
+    >>> now = [0.0]
+    >>> b = TokenBucket(rate=1.0, burst=2, clock=lambda: now[0])
+    >>> [b.take() for _ in range(3)], b.dropped
+    ([True, True, False], 1)
+    >>> now[0] = 1.0; b.take()
+    True
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.at = clock()
+        self.dropped = 0
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.dropped += 1
+        return False
 
 
 class VrrpSide:
@@ -31,13 +71,21 @@ class VrrpSide:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: m.Config,
                  seed: dict[str, str], resume: bool, dont_release: bool,
-                 publish: Callable[[dict[str, tuple[str, int]]], None]) -> None:
+                 publish: Callable[[dict[str, tuple[str, int]]], None],
+                 rx_errors: Callable[[dict[str, Any]], None] | None = None) -> None:
         # Here, not at the top: a check worker imports this module too.
+        from hafast.vrrp.transport import RateLimitedLog
         from hafast.vrrp.worker import VrrpWorker
 
         self.loop, self.config, self.seed = loop, config, seed if resume else {}
         self.dont_release = dont_release
         self.publish = publish
+        # The parent's SNMP agent: each reject keepalived sends a trap for
+        # (:meth:`_rx_error`); None: not reported (the stand-alone daemon)
+        self.rx_errors = rx_errors
+        self._buckets: dict[str, TokenBucket] = {}
+        self._clock: Callable[[], float] = time.monotonic
+        self._rlog = RateLimitedLog(log)
         self.vips = resuming_vips(adopt=resume)
         self.worker = VrrpWorker(loop, config, vips=self.vips)
         self.worker.on_started = self._started_by_reload
@@ -45,9 +93,40 @@ class VrrpSide:
     def _changed(self, inst: Any, before: Any, after: Any) -> None:
         self.publish({inst.name: (state_word(after), inst.priority)})
 
+    def _rx_error(self, inst: Instance, reason: str, src: bytes) -> None:
+        """An advert ``inst`` rejected for a reason keepalived sends a trap for: told
+        to the parent, which builds and sends the trap (a write on the pipe, never a
+        wait), only with ``enable_traps`` and at most ERROR_TRAPS_PER_S a second."""
+        from hafast.vrrp.instance import AUTH_ERROR_TYPES, PROTO_ERROR_REASONS
+
+        if self.rx_errors is None or not self.config.global_defs.enable_traps:
+            return
+        bucket = self._buckets.get(inst.name)
+        if bucket is None:
+            bucket = self._buckets[inst.name] = TokenBucket(ERROR_TRAPS_PER_S,
+                                                            ERROR_TRAP_BURST, self._clock)
+        if not bucket.take():
+            self._rlog.warning(f"traps/{inst.name}", "%s: SNMP notifications for rejected "
+                               "adverts over %g a second are not sent", inst.name,
+                               ERROR_TRAPS_PER_S)
+            return
+        cfg = next((c for c in self.config.vrrp_instances if c.name == inst.name), None)
+        self.rx_errors({
+            "iname": inst.name,
+            "vrid": cfg.virtual_router_id if cfg is not None else 0,
+            "version": inst.spec.params.version,
+            "family": inst.spec.family,
+            "vips": len(inst.spec.vips),
+            "ifname": inst.spec.ifname,
+            "src": src,
+            "auth_error": AUTH_ERROR_TYPES.get(reason, 0),
+            "proto_error": PROTO_ERROR_REASONS.get(reason, 0),
+        })
+
     def _started_by_reload(self, inst: Any) -> None:
         # Hooked after the start, so a master adopted as master is published once as
         # MASTER (no BACKUP in between that would withdraw its pools under ha_suspend).
+        inst.on_rx_error = self._rx_error
         inst.listeners.append(self._changed)
         self._changed(inst, None, inst.state)
 
@@ -58,6 +137,7 @@ class VrrpSide:
         from hafast.vrrp.fsm import State
 
         inst.listeners.append(self._changed)
+        inst.on_rx_error = self._rx_error
         log.info("%s: starting (priority %d on %s)", inst.name, inst.priority,
                  inst.spec.ifname)
         # The words are the states' values; one this worker does not know cannot be

@@ -12,12 +12,21 @@ must RFC 2787's vrrpTrapNewMaster (``enable_snmp_rfcv2``) and RFC 6527's
 vrrpv3NewMaster (``enable_snmp_rfcv3``), one each per new master.
 Run again with both instances in a vrrp_sync_group (VI_1 is held in FAULT with VI_2,
 then both go BACKUP and MASTER), the vrrpSyncGroupStateChange traps must match too.
+
+Then the traps for a rejected advert: with a VRRPv2 instance using ``auth_type PASS``
+and a VRRPv3 one both MASTER, a peer namespace sends a wrong password and no
+authentication and an unknown auth type to the first (RFC 2787 vrrpTrapAuthFailure:
+authFailure, authTypeMismatch, invalidAuthType), a TTL of 64, a VRRPv2 advert and a
+wrong checksum to the second (RFC 6527 vrrpv3ProtoError: ipTtlError, versionError,
+checksumError).  The traps must be the same, in order,
+and so must vrrpv3StatisticsProtoErrReason afterwards (the last error's reason).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -26,14 +35,20 @@ from pathlib import Path
 
 import pytest
 
-from hafast.lab.netns import Registry
+from hafast._core.vrrp_codec import encode_ipv4
+from hafast._core.vrrp_constants import AUTH_NONE, AUTH_PASS, auth_data_from_pass
+from hafast.lab.netns import Registry, run_in, socket_in
 from hafast.status.snmp_mib import (
     SNMP_TRAP_OID,
     SYS_UPTIME,
     VRRP_INSTANCE_STATE_CHANGE,
     VRRP_SYNC_GROUP_STATE_CHANGE,
+    VRRP_TRAP_AUTH_ERROR_TYPE,
+    VRRP_TRAP_AUTH_FAILURE,
     VRRP_TRAP_NEW_MASTER,
     VRRPV3_NEW_MASTER,
+    VRRPV3_PROTO_ERR_REASON,
+    VRRPV3_PROTO_ERROR,
 )
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
@@ -257,3 +272,154 @@ def test_vrrp_state_change_traps_match_keepalived(lab: tuple[Registry, Path],
     print("keepalived", k_group)
     assert len(k_group) == (3 if sync else 0)  # FAULT, BACKUP, MASTER
     assert h_group == k_group
+
+
+def error_conf(agentx: Path) -> str:
+    return f"""global_defs {{
+  router_id snmplab
+  vrrp_garp_master_delay 0
+  enable_snmp_vrrp
+  enable_traps
+  enable_snmp_rfc
+  snmp_socket unix:{agentx}
+  script_user root
+}}
+vrrp_instance VI_1 {{
+  interface eth0
+  virtual_router_id 51
+  priority 150
+  advert_int 1
+  authentication {{
+    auth_type PASS
+    auth_pass secret1
+  }}
+  virtual_ipaddress {{
+    10.79.1.100/24
+  }}
+}}
+vrrp_instance VI_3 {{
+  version 3
+  interface eth0
+  virtual_router_id 53
+  priority 100
+  advert_int 1
+  virtual_ipaddress {{
+    10.79.1.102/24
+  }}
+}}
+"""
+
+
+PEER_ADDR = "10.79.1.2"
+GROUP = socket.inet_aton("224.0.0.18")
+
+
+def bad_adverts() -> list[bytes]:
+    """From the peer, each rejected by the receiver for one reason."""
+    src = socket.inet_aton(PEER_ADDR)
+    vip1, vip3 = socket.inet_aton("10.79.1.100"), socket.inet_aton("10.79.1.102")
+    bad_sum = bytearray(encode_ipv4(3, 53, 200, [vip3], 100, src=src, dst=GROUP))
+    bad_sum[20 + 6] ^= 0xFF  # the VRRP checksum's first byte
+    return [
+        # VI_1: a wrong password (authFailure), no authentication (authTypeMismatch),
+        # an auth type RFC 3768 does not know (invalidAuthType)
+        encode_ipv4(2, 51, 200, [vip1], 1, src=src, dst=GROUP, auth_type=AUTH_PASS,
+                    auth_data=auth_data_from_pass("wrong")),
+        encode_ipv4(2, 51, 200, [vip1], 1, src=src, dst=GROUP, auth_type=AUTH_NONE),
+        encode_ipv4(2, 51, 200, [vip1], 1, src=src, dst=GROUP, auth_type=7),
+        # VI_3: a TTL of 64 (ipTtlError), a VRRPv2 advert (versionError), a wrong
+        # checksum (checksumError)
+        encode_ipv4(3, 53, 200, [vip3], 100, src=src, dst=GROUP, ttl=64),
+        encode_ipv4(2, 53, 200, [vip3], 1, src=src, dst=GROUP),
+        bytes(bad_sum),
+    ]
+
+
+def send_bad_adverts() -> None:
+    # IPPROTO_RAW implies IP_HDRINCL: the TTL and source are the packet's own
+    sock = socket_in(PEER, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(PEER_ADDR))
+        for pkt in bad_adverts():
+            sock.sendto(pkt, ("224.0.0.18", 0))
+            time.sleep(0.3)  # one at a time: the traps' order is the adverts'
+    finally:
+        sock.close()
+
+
+def proto_err_reasons() -> dict[str, str]:
+    """vrrpv3StatisticsProtoErrReason by row index (<ifindex>.<vrid>.<family>)."""
+    column = dotted(VRRPV3_PROTO_ERR_REASON)
+    out = run_in(NS, ["snmpwalk", "-v2c", "-c", "public", "-On", "-Oe", "-t", "3",
+                      "127.0.0.1", column], check=False).stdout
+    got = {}
+    for line in out.splitlines():
+        name, sep, value = line.partition(" = ")
+        if sep and name.startswith(column + "."):
+            got[name[len(column) + 1:]] = value
+    return got
+
+
+def run_errors(tmp: Path, since: int, log: Callable[[], str]
+               ) -> tuple[list[Trap], list[Trap], dict[str, str]]:
+    """Both instances MASTER, the bad adverts sent: the vrrpTrapAuthFailure and
+    vrrpv3ProtoError traps caught, and the ProtoErrReason column after them."""
+    traps = tmp / "traps.log"
+    wait_for("VI_1 and VI_3 MASTER traps", lambda: all(
+        states(state_traps(traps, since), n)[-1:] == ["INTEGER: 2"] for n in ("VI_1", "VI_3")),
+        log)
+    send_bad_adverts()
+    wait_for("3 vrrpTrapAuthFailure and 3 vrrpv3ProtoError traps",
+             lambda: len(traps_of(traps, since, VRRP_TRAP_AUTH_FAILURE)) >= 3
+             and len(traps_of(traps, since, VRRPV3_PROTO_ERROR)) >= 3, log)
+    time.sleep(1.5)  # anything late would show up as a difference
+    return (traps_of(traps, since, VRRP_TRAP_AUTH_FAILURE),
+            traps_of(traps, since, VRRPV3_PROTO_ERROR), proto_err_reasons())
+
+
+def test_rejected_advert_traps_match_keepalived(lab: tuple[Registry, Path]) -> None:
+    reg, tmp = lab
+    require_tool("snmpwalk")
+    reg.add_address(PEER, "p0", f"{PEER_ADDR}/24")
+    text = error_conf(tmp / "agentx")
+
+    since = (tmp / "traps.log").stat().st_size
+    hafast = start_daemon(tmp / "hafast", text, ns=NS)
+    try:
+        h_auth, h_proto, h_reasons = run_errors(tmp, since, hafast.log_text)
+    finally:
+        assert hafast.stop() == 0, hafast.log_text()[-3000:]
+
+    require_tool(KEEPALIVED)
+    kdir = tmp / "keepalived"
+    kdir.mkdir()
+    (kdir / "k.conf").write_text(text)
+    klog = kdir / "k.log"
+    since = (tmp / "traps.log").stat().st_size
+    with klog.open("wb") as out:
+        keep = reg.spawn(NS, [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", str(kdir / "k.conf"),
+                              "-p", str(kdir / "k.pid"), "-r", str(kdir / "kv.pid"),
+                              "-c", str(kdir / "kc.pid")], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        k_auth, k_proto, k_reasons = run_errors(tmp, since,
+                                                lambda: klog.read_text(errors="replace"))
+    finally:
+        keep.terminate()
+        keep.wait(20)
+
+    print("hafast", h_auth, h_proto, h_reasons)
+    print("keepalived", k_auth, k_proto, k_reasons)
+    ifindex = reg.call(NS, socket.if_nametoindex, "eth0")
+    # vrrpTrapAuthErrorType.<ifindex>.51: authFailure(3), authTypeMismatch(2),
+    # invalidAuthType(1); vrrpTrapPacketSrc the peer
+    assert [dict(t).get(f"{dotted(VRRP_TRAP_AUTH_ERROR_TYPE)}.{ifindex}.51")
+            for t in k_auth] == ["INTEGER: 3", "INTEGER: 2", "INTEGER: 1"]
+    assert h_auth == k_auth
+    # vrrpv3StatisticsProtoErrReason.<ifindex>.53.1: ipTtlError(1), versionError(2),
+    # checksumError(3)
+    assert [dict(t).get(f"{dotted(VRRPV3_PROTO_ERR_REASON)}.{ifindex}.53.1")
+            for t in k_proto] == ["INTEGER: 1", "INTEGER: 2", "INTEGER: 3"]
+    assert h_proto == k_proto
+    # the last one's; VI_1's auth errors are none of RFC 6527's
+    assert k_reasons == {f"{ifindex}.51.1": "INTEGER: 0", f"{ifindex}.53.1": "INTEGER: 3"}
+    assert h_reasons == k_reasons

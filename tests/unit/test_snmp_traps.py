@@ -1,6 +1,6 @@
-"""vrrpInstanceStateChange (``enable_traps``) and RFC 2787 vrrpTrapNewMaster
-(``enable_snmp_rfcv2``), RFC 6527 vrrpv3NewMaster (``enable_snmp_rfcv3``): what the
-subagent sends, and when."""
+"""vrrpInstanceStateChange (``enable_traps``) and RFC 2787 vrrpTrapNewMaster and
+vrrpTrapAuthFailure (``enable_snmp_rfcv2``), RFC 6527 vrrpv3NewMaster and
+vrrpv3ProtoError (``enable_snmp_rfcv3``): what the subagent sends, and when."""
 
 from __future__ import annotations
 
@@ -17,12 +17,19 @@ from hafast.status.snmp_mib import (
     VRRP_INSTANCE_STATE_CHANGE,
     VRRP_OPER_MASTER_IP_ADDR,
     VRRP_SYNC_GROUP_STATE_CHANGE,
+    VRRP_TRAP_AUTH_ERROR_TYPE,
+    VRRP_TRAP_AUTH_FAILURE,
     VRRP_TRAP_NEW_MASTER,
+    VRRP_TRAP_PACKET_SRC,
     VRRPV3_NEW_MASTER,
     VRRPV3_NEW_MASTER_REASON,
     VRRPV3_OPER_MASTER_IP_ADDR,
+    VRRPV3_PROTO_ERR_REASON,
+    VRRPV3_PROTO_ERROR,
+    auth_failure_trap,
     instance_trap,
     new_master_trap,
+    proto_error_trap,
     v3_new_master_trap,
 )
 
@@ -144,3 +151,68 @@ def test_rfc6527_new_master_names_the_address_family_and_a_reason() -> None:
     owner = v3_new_master_trap({**inst, "data": {**inst["data"], "base_priority": 255}}, 1)
     assert owner is not None and owner[-1].value == 2  # keepalived: preempted
     assert v3_new_master_trap({**inst, "data": {**inst["data"], "vips": []}}, 1) is None
+
+
+def rx_error(**more: Any) -> dict[str, Any]:
+    """A VRRP worker's report of a rejected advert (VrrpSide._rx_error)."""
+    err = {"iname": "VI_1", "vrid": 7, "version": 2, "family": 4, "vips": 1, "ifname": "lo",
+           "src": bytes([10, 0, 0, 2]), "auth_error": 0, "proto_error": 0}
+    err.update(more)
+    return err
+
+
+def test_rfc2787_auth_failure_varbinds_are_keepalived_s() -> None:
+    # keepalived 2.2.7 vrrp_rfcv2_snmp_auth_err_trap: the two vrrpOperations scalars,
+    # named with the instance's <ifindex>.<vrid>
+    vbs = auth_failure_trap(rx_error(auth_error=3), 4, 5)
+    assert vbs is not None
+    assert [(vb.type, vb.name, vb.value) for vb in vbs] == [
+        (ax.TIME_TICKS, SYS_UPTIME, 5),
+        (ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRP_TRAP_AUTH_FAILURE),
+        (ax.IP_ADDRESS, (*VRRP_TRAP_PACKET_SRC, 4, 7), bytes([10, 0, 0, 2])),
+        (ax.INTEGER, (*VRRP_TRAP_AUTH_ERROR_TYPE, 4, 7), 3),  # authFailure
+    ]
+    assert VRRP_TRAP_AUTH_FAILURE == (1, 3, 6, 1, 2, 1, 68, 0, 2)
+    assert VRRP_TRAP_PACKET_SRC == (1, 3, 6, 1, 2, 1, 68, 1, 5)
+    # keepalived's suitable_for_rfc2787, and no trap for a protocol error
+    for other in ({"version": 3}, {"family": 6}, {"vips": 0}, {"src": bytes(16)}):
+        assert auth_failure_trap(rx_error(auth_error=1, **other), 4, 5) is None
+    assert auth_failure_trap(rx_error(proto_error=1), 4, 5) is None
+
+
+def test_rfc6527_proto_error_varbinds_are_keepalived_s() -> None:
+    vbs = proto_error_trap(rx_error(proto_error=2), 4, 5)
+    assert vbs is not None
+    assert [(vb.type, vb.name, vb.value) for vb in vbs] == [
+        (ax.TIME_TICKS, SYS_UPTIME, 5),
+        (ax.OBJECT_IDENTIFIER, SNMP_TRAP_OID, VRRPV3_PROTO_ERROR),
+        (ax.INTEGER, (*VRRPV3_PROTO_ERR_REASON, 4, 7, 1), 2),  # versionError
+    ]
+    assert VRRPV3_PROTO_ERROR == (1, 3, 6, 1, 2, 1, 207, 0, 2)
+    assert VRRPV3_PROTO_ERR_REASON == (1, 3, 6, 1, 2, 1, 207, 1, 2, 5, 1, 6)
+    v6 = proto_error_trap(rx_error(proto_error=1, version=3, family=6), 4, 5)
+    assert v6 is not None and v6[-1].name[-3:] == (4, 7, 2)  # ipv6(2)
+    assert proto_error_trap(rx_error(proto_error=3, vips=0), 4, 5) is None
+    assert proto_error_trap(rx_error(auth_error=3), 4, 5) is None
+
+
+def test_rx_errors_become_the_traps_their_mib_is_enabled_for() -> None:
+    a, wire = agent(config())
+    auth, proto = rx_error(auth_error=2), rx_error(proto_error=1)
+    a.rx_error(auth, traps=False, rfcv2=True, rfcv3=True)
+    a.rx_error(auth, traps=True)  # no RFC MIB: nothing
+    assert wire.sent == []
+    a.rx_error(auth, traps=True, rfcv2=False, rfcv3=True)  # an auth error is RFC 2787's
+    a.rx_error(proto, traps=True, rfcv2=True, rfcv3=False)  # a protocol error RFC 6527's
+    assert wire.sent == []
+    a.rx_error(auth, traps=True, rfcv2=True, rfcv3=True)
+    a.rx_error(proto, traps=True, rfcv2=True, rfcv3=True)
+    sent = [p.varbinds for p in wire.sent if isinstance(p, ax.Notify)]
+    assert [vbs[1].value for vbs in sent] == [VRRP_TRAP_AUTH_FAILURE, VRRPV3_PROTO_ERROR]
+    # the interface's index, read in the parent: lo is 1 in every namespace
+    assert sent[0][2].name == (*VRRP_TRAP_PACKET_SRC, 1, 7)
+    assert sent[1][2].name == (*VRRPV3_PROTO_ERR_REASON, 1, 7, 1)
+    gone = rx_error(proto_error=1, ifname="no-such-if0")
+    a.rx_error(gone, traps=True, rfcv3=True)
+    assert isinstance(wire.sent[-1], ax.Notify)
+    assert wire.sent[-1].varbinds[2].name == (*VRRPV3_PROTO_ERR_REASON, 0, 7, 1)

@@ -104,6 +104,9 @@ def test_router_error_sums_count_the_shown_instances() -> None:
     a, b = inst("A", 1, ["10.0.0.5/24"]), inst("B", 2, ["fd00::5/64"], version=3)
     a["rejects"] = {"checksum_err": 2, "version_err": 1}
     b["rejects"] = {"checksum_err": 5}
+    # the last protocol error each worker recorded, whatever the counters say
+    a["ka"]["proto_err_reason"] = 2
+    b["ka"]["proto_err_reason"] = 3
     v2 = rfc2787(status={"vrrp": [a, b]})
     assert [v2[(*VRRP_MIB, 2, n, 0)].value for n in (1, 2, 3)] == [2, 1, 0]
     v3 = rfc6527({"vrrp": [a, b]})
@@ -112,8 +115,9 @@ def test_router_error_sums_count_the_shown_instances() -> None:
     assert v3[(*VRRPV3_STATISTICS, 4, 0)] == ax.VarBind(ax.TIME_TICKS,
                                                         (*VRRPV3_STATISTICS, 4, 0), 0)
     reason = (*VRRPV3_STATISTICS_ENTRY, 6)
-    assert v3[(*reason, 2, 1, 1)].value == 3  # checksumError
-    assert v3[(*reason, 2, 2, 2)].value == 3
+    assert v3[(*reason, 2, 1, 1)].value == 2  # versionError
+    assert v3[(*reason, 2, 2, 2)].value == 3  # checksumError
+    assert rfc6527()[(*reason, 2, 51, 1)].value == 0  # noError: none recorded
 
 
 def test_rfc6527_shows_every_instance_with_addresses_indexed_by_family() -> None:

@@ -114,7 +114,15 @@ class Dest:
 
 @dataclass
 class Pool:
-    """Services and their destinations.  Plain dicts: cheap to copy per service."""
+    """Services and their destinations.  Plain dicts: cheap to copy per service.
+
+    A service's destinations are in the order they were added: :meth:`apply` puts a
+    new one last, leaves an edited one in place and drops a deleted one, so a
+    deleted and re-added one goes last.  The kernel keeps the same order backwards
+    (ip_vs_ctl.c __ip_vs_update_dest: ``list_add_rcu`` at the head of
+    ``svc->destinations``; ``ipvsadm -Ln --nosort`` lists from the head), and a backend's
+    :meth:`~PoolBackend.dump` reads it back into this order.
+    """
 
     services: dict[ServiceKey, Service] = field(default_factory=dict)
     dests: dict[ServiceKey, dict[DestKey, Dest]] = field(default_factory=dict)
@@ -191,10 +199,13 @@ def diff_service(
     have: Mapping[DestKey, Dest] | None,
     want_svc: Service | None,
     want: Mapping[DestKey, Dest] | None,
+    ordered: bool = False,
 ) -> list[Change]:
     """The changes that turn one service (and its destinations) into another.
 
     Removing a service removes its destinations with it (one message, not N+1).
+    ``ordered``: the kernel must also end up holding the destinations in ``want``'s
+    order (:func:`ordered_dests`); otherwise where a new one lands does not matter.
     """
     out: list[Change] = []
     if want_svc is None:
@@ -208,6 +219,9 @@ def diff_service(
         have = {}
     elif have_svc != want_svc:
         out.append(Change(EDIT_SERVICE, want_svc))
+    if ordered and have:
+        out.extend(ordered_dests(want_svc, have, want))
+        return out
     for key, d in have.items():
         if key not in want:
             out.append(Change(DEL_DEST, want_svc, d))
@@ -220,20 +234,63 @@ def diff_service(
     return out
 
 
+def ordered_dests(svc: Service, have: Mapping[DestKey, Dest],
+                  want: Mapping[DestKey, Dest]) -> list[Change]:
+    """The fewest changes after which the kernel holds ``want``'s destinations in
+    ``want``'s order (both mappings in add order, :class:`Pool`).
+
+    The kernel only ever puts a destination at one end of its list, so the ones
+    left alone must be a prefix of ``want`` that ``have`` already holds in that
+    order, and each later one that ``have`` holds is deleted and added again
+    (two changes; a new one is one add).  The longest such prefix gives the
+    fewest changes.  A deleted destination waits in the kernel's trash and the
+    add takes it back (ip_vs_ctl.c ip_vs_trash_get_dest), so connections bound
+    to it carry on; each delete goes right before its add.
+
+    >>> s = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "mh")
+    >>> a, b, c = (Dest(f"10.1.0.{i}", 80) for i in (1, 2, 3))
+    >>> [f"{x.op} {x.dest.address}" for x in ordered_dests(s, {a.key: a, c.key: c},
+    ...                                                   {a.key: a, b.key: b, c.key: c})]
+    ['add-dest 10.1.0.2', 'del-dest 10.1.0.3', 'add-dest 10.1.0.3']
+    """
+    out = [Change(DEL_DEST, svc, d) for key, d in have.items() if key not in want]
+    held = iter([key for key in have if key in want])
+    kept = 0
+    for key in want:
+        # `in` on the iterator consumes it up to the match: an earlier key is gone
+        if key not in have or key not in held:
+            break
+        kept += 1
+    for i, (key, d) in enumerate(want.items()):
+        old = have.get(key)
+        if i < kept:
+            if old != d:
+                out.append(Change(EDIT_DEST, svc, d))
+            continue
+        if old is not None:
+            out.append(Change(DEL_DEST, svc, old))
+        out.append(Change(ADD_DEST, svc, d))
+    return out
+
+
 def diff(
     have: Pool,
     want: Pool,
     *,
     owned: Iterable[ServiceKey] | None = None,
     keys: Iterable[ServiceKey] | None = None,
+    ordered: Iterable[ServiceKey] = (),
 ) -> list[Change]:
     """Changes that make ``have`` into ``want``.
 
     A service in ``have`` and not in ``want`` is removed only when it is ``owned``
     (None: everything in ``have`` is ours); services someone else made are left
     alone.  ``keys`` limits the work to those services (an event touches one or
-    a few; a 37,000-destination pool is not walked for them).
+    a few; a 37,000-destination pool is not walked for them).  The services in
+    ``ordered`` also get their destinations into ``want``'s order
+    (:func:`ordered_dests`: a Maglev fleet's, :func:`hafast.lvs.policy.maglev_fleet`).
     """
+    ordered_set = set(ordered)
     if keys is None:
         keys = set(have.services) | set(want.services)
     owned_set = None if owned is None else set(owned)
@@ -245,7 +302,8 @@ def diff(
         if want_svc is None and have_svc is not None and owned_set is not None \
                 and key not in owned_set:
             continue
-        changes = diff_service(have_svc, have.dests.get(key), want_svc, want.dests.get(key))
+        changes = diff_service(have_svc, have.dests.get(key), want_svc, want.dests.get(key),
+                               key in ordered_set)
         if want_svc is None:
             removals.extend(changes)
         else:

@@ -299,6 +299,8 @@ class IpvsBackend:
         return await self._call(self._dump_sync)
 
     def _dump_sync(self) -> Pool:
+        # The kernel lists a service's destinations newest first; a Pool holds
+        # them oldest first (its docstring), hence the reversed() below.
         pool = Pool()
         if self._link is not None:
             for attrs in self._link.dump(CMD_GET_SERVICE):
@@ -310,7 +312,7 @@ class IpvsBackend:
                 dests = [decode_dest(netlink.parse_attrs(d[CMD_ATTR_DEST]))
                          for d in self._link.dump(CMD_GET_DEST, payload)
                          if CMD_ATTR_DEST in d]
-                pool.add(svc, dests)
+                pool.add(svc, reversed(dests))
             return pool
         for msg in self._req(self._sock.service, "dump"):
             svc = service_from_attrs(msg.get_attr("IPVS_CMD_ATTR_SERVICE"))
@@ -318,7 +320,7 @@ class IpvsBackend:
                 continue
             dests = [dest_from_attrs(d.get_attr("IPVS_CMD_ATTR_DEST"))
                      for d in self._req(self._sock.dest, "dump", self._svc(svc, full=False))]
-            pool.add(svc, dests)
+            pool.add(svc, reversed(dests))
         return pool
 
     async def flush(self) -> None:

@@ -13,7 +13,10 @@ costs a diff of the one or few services it touched (never a dump of the table).
   synchronously, scripts are started and reaped on the loop); the changed
   services are synced by one task, coalescing what arrives meanwhile;
 - reload: the policy adopts the new configuration and only the difference is
-  applied (an unchanged healthy server is never removed);
+  applied (an unchanged healthy server is never removed, except in a Maglev
+  fleet's service: the servers that sort after a new one are deleted and added
+  back in the same batch, so the kernel's list is in the order a fresh start
+  gives, :func:`~hafast.lvs.backend.ordered_dests`; their connections live on);
 - stop: with omega the notifiers run; what hafast owns is removed (with
   ``lvs_flush_on_stop`` alone: the whole table is flushed), and then what
   the backend made for itself (the nft table), unless ``keep`` (keepalived's
@@ -64,7 +67,15 @@ from hafast.lvs.backend import (
     Timeouts,
     diff,
 )
-from hafast.lvs.policy import Action, FifoLine, Outcome, PoolPolicy, RunScript, VsKey
+from hafast.lvs.policy import (
+    Action,
+    FifoLine,
+    Outcome,
+    PoolPolicy,
+    RunScript,
+    VsKey,
+    maglev_fleet,
+)
 
 log = logging.getLogger("hafast.lvs")
 
@@ -114,6 +125,14 @@ def make_backend(kind: str, **kwargs: Any) -> PoolBackend:
     raise RuntimeError(f"pool backend {kind} unavailable") from last
 
 
+def ordered_services(policy: PoolPolicy) -> frozenset[ServiceKey]:
+    """The services whose kernel destination list must be in the policy's order: a
+    Maglev fleet's, so that a director that adds a real server by a reload ends
+    with the list (and the Maglev table) of one started with the new config."""
+    return frozenset(svc.key for st in policy.vss.values() if maglev_fleet(st.vs)
+                     for svc in st.services)
+
+
 class PoolManager:
     """Keeps a backend in step with the policy.  All methods run on one loop."""
 
@@ -147,6 +166,7 @@ class PoolManager:
                                  vips_present=vips_present)
         self.applied = Pool()
         self.owned: set[ServiceKey] = set()
+        self.ordered: frozenset[ServiceKey] = frozenset()
         # The policy's latest actions, in order, for a look from outside (status, tests):
         # bounded, since a daemon that kept every one would grow with every flap.
         # Whoever needs all of one call's actions records them (:meth:`recording`).
@@ -184,6 +204,7 @@ class PoolManager:
         self._say_limits()
         outcome = self.policy.start(health)
         self.owned = self.policy.owned()
+        self.ordered = ordered_services(self.policy)
         self.applied = Pool() if self.flush else await self.backend.dump()
         n = await self._converge(None)
         if not n:
@@ -260,6 +281,7 @@ class PoolManager:
         self._say_limits()
         outcome = self.policy.reload(config, vips_present)
         self.owned = self.policy.owned()
+        self.ordered = ordered_services(self.policy)
         n = await self._converge(outcome.changed, owned=old_owned | self.owned)
         self._run_actions(outcome.actions)
         return n
@@ -303,14 +325,16 @@ class PoolManager:
                         owned: set[ServiceKey] | None = None) -> int:
         t0 = time.perf_counter()
         owned = self.owned if owned is None else owned
-        changes = diff(self.applied, self.policy.pool, owned=owned, keys=keys)
+        changes = diff(self.applied, self.policy.pool, owned=owned, keys=keys,
+                       ordered=self.ordered)
         try:
             n = await self._apply(changes)
         except BackendError as exc:
             self.errors += 1
             log.error("pool change failed: %s; reading the kernel again", exc)
             self.applied = await self.backend.dump()
-            changes = diff(self.applied, self.policy.pool, owned=owned, keys=keys)
+            changes = diff(self.applied, self.policy.pool, owned=owned, keys=keys,
+                           ordered=self.ordered)
             try:
                 n = await self._apply(changes)
             except BackendError as exc2:

@@ -1,6 +1,9 @@
 """An in-memory pool backend: unit tests and check-only mode (``hafast -C`` without
 a kernel table to drive).  It behaves like the kernel where it matters: adding a
-destination to a missing service fails, removing what is gone does not.
+destination to a missing service fails, removing what is gone does not, and a
+service's destinations keep the kernel's list order (a new or re-added one goes to
+the head; :class:`~hafast.lvs.backend.Pool` holds it backwards, :meth:`listed` reads
+it as ``ipvsadm -Ln --nosort`` does), which a Maglev table depends on.
 
 Example::
 
@@ -11,6 +14,8 @@ Example::
     >>> asyncio.run(b.ensure_service(svc)); asyncio.run(b.ensure_dest(svc, Dest("10.1.0.1", 80)))
     >>> b.pool.counts(), b.messages
     ((1, 1), 2)
+    >>> asyncio.run(b.ensure_dest(svc, Dest("10.1.0.2", 80))); b.listed(svc.key)
+    [('10.1.0.2', 80), ('10.1.0.1', 80)]
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from hafast.lvs.backend import (
     BackendError,
     Change,
     Dest,
+    DestKey,
     Pool,
     Service,
+    ServiceKey,
     Timeouts,
 )
 
@@ -54,6 +61,10 @@ class MemoryBackend:
 
     async def release(self) -> None:
         """Nothing to undo beyond the services."""
+
+    def listed(self, key: ServiceKey) -> list[DestKey]:
+        """The service's destinations in the kernel's list order, head first."""
+        return list(reversed(self.pool.dests.get(key, {})))
 
     async def dump(self) -> Pool:
         self.messages += 1

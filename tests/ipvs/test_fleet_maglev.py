@@ -425,8 +425,9 @@ class Lab:
         return "\n".join(out)
 
     def ipvs_dests(self, i: int) -> list[str]:
-        """d{i}'s destinations, in the kernel's list order (ipvsadm lists them so)."""
-        out = run_in(ns(f"d{i}"), ["ipvsadm", "-Ln"]).stdout
+        """d{i}'s destinations, in the kernel's list order (ipvsadm sorts them by
+        address unless told ``--nosort``)."""
+        out = run_in(ns(f"d{i}"), ["ipvsadm", "-Ln", "--nosort"]).stdout
         return [" ".join(line.split()[:4]) for line in out.splitlines()
                 if line.strip().startswith("->") and line.split()[1][0].isdigit()]
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +197,178 @@ def test_manager_adopts_the_kernel_touches_one_entry_on_reload_and_releases(
     assert same == 0 and one == 1 and gone == 1
     text = ipvsadm("-Ln")
     assert "10.8.8.8:80" in text and "10.0.0.1:80" not in text  # only ours released
+
+
+# ------------------------------------------------- a Maglev fleet's destination order
+
+MAGLEV = """
+virtual_server {vip} 80 {{
+  protocol TCP
+  lvs_sched mh
+  lvs_method {method}
+  announce {{
+    prefix {vip}/32
+  }}
+{reals}}}
+"""
+FLEET_VIP = "192.0.2.100"
+
+
+def maglev(*reals: str, vip: str = FLEET_VIP, method: str = "DR", port: int = 80) -> Any:
+    text = MAGLEV.format(vip=vip, method=method,
+                         reals="".join(f"  real_server {a} {port} {{ }}\n" for a in reals))
+    res = load_text(text)
+    assert not res.errors, res.errors
+    return res.config
+
+
+def listed(vip: str = FLEET_VIP) -> list[str]:
+    """The service's destinations in the kernel's list order, head first, the order
+    ip_vs_mh_populate walks (``--nosort``: ipvsadm sorts them by address unless told)."""
+    out, inside = [], False
+    for line in ipvsadm("-Ln", "--nosort").splitlines():
+        if re.match(r"^(TCP|UDP|SCTP|FWM)\s", line):
+            inside = line.split()[1] == f"{vip}:80"
+        elif inside and (m := re.match(r"\s+->\s+(\S+)\s", line)):
+            out.append(m.group(1))
+    return out
+
+
+FLEET = ("10.1.0.21", "10.1.0.10", "10.1.0.9", "10.1.0.23")
+
+
+def test_a_maglev_fleet_reload_lists_a_new_server_where_a_fresh_start_does(
+        backend: IpvsBackend) -> None:
+    """10.1.0.15 sorts between .10 and .21: after the reload the kernel lists the
+    servers as a director started with the new config does, and a restart that
+    adopts the table reads that order back and changes nothing."""
+    first, then = maglev(*FLEET), maglev(*FLEET, "10.1.0.15")
+
+    async def body() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        mgr = PoolManager(first, IpvsBackend(engine=backend.engine), keep=True,
+                          run_scripts=False)
+        await mgr.start()
+        seen["started"] = listed()
+        seen["reload changes"] = await mgr.reload(then)
+        seen["reloaded"] = listed()
+        await mgr.stop()  # keep: the table stays
+        again = PoolManager(then, IpvsBackend(engine=backend.engine), run_scripts=False)
+        seen["adopt changes"] = await again.start()
+        await again.stop()
+        assert listed() == []
+        fresh = PoolManager(then, IpvsBackend(engine=backend.engine), run_scripts=False)
+        await fresh.start()
+        seen["fresh"] = listed()
+        await fresh.stop()
+        return seen
+
+    seen = asyncio.run(body())
+    assert seen["started"] == ["10.1.0.23:80", "10.1.0.21:80", "10.1.0.10:80", "10.1.0.9:80"]
+    assert seen["reloaded"] == seen["fresh"] == [
+        "10.1.0.23:80", "10.1.0.21:80", "10.1.0.15:80", "10.1.0.10:80", "10.1.0.9:80"], seen
+    # the add, then .21 and .23 deleted and added back behind it
+    assert seen["reload changes"] == 5 and seen["adopt changes"] == 0, seen
+
+
+TRASH_NS = f"hb{os.getpid() % 100000}"
+TRASH_VIP, TRASH_CLIENT, TRASH_NEAR = "10.0.9.1", "10.0.9.2", "192.168.79.1"
+TRASH_RS = ("192.168.79.3", "192.168.79.4", "192.168.79.5")
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"ip {' '.join(args)}: {proc.stderr.strip()}"
+
+
+def test_a_connection_outlives_its_servers_delete_and_readd() -> None:
+    """The reload re-adds every server (the new one sorts first): a connection that
+    was open through one of them still works after, through the same server.  That
+    holds only if the kernel took the deleted destination back from its trash
+    (ip_vs_trash_get_dest): the connection entry points at that destination, and a
+    new one would leave it unavailable (ip_vs_in_hook drops its packets)."""
+    require_root()
+    require(Path("/proc/net/ip_vs").exists(), "ip_vs is not loaded")
+    require_tool("ipvsadm")
+    from pyroute2.netns import popns, pushns
+
+    client, servers = f"{TRASH_NS}c", f"{TRASH_NS}r"
+    socks: list[socket.socket] = []
+    stop = threading.Event()
+    try:
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+        for ns, near, fars in ((client, TRASH_VIP, (TRASH_CLIENT,)),
+                               (servers, TRASH_NEAR, TRASH_RS)):
+            _ip("netns", "add", ns)
+            _ip("link", "add", f"{ns}d", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("addr", "add", f"{near}/24", "dev", f"{ns}d")
+            _ip("link", "set", f"{ns}d", "up")
+            for a in fars:
+                _ip("-n", ns, "addr", "add", f"{a}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "route", "add", "default", "via", near)
+
+        def echo(srv: socket.socket, addr: str) -> None:
+            srv.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except (TimeoutError, OSError):
+                    continue
+                conn.settimeout(0.2)
+                with conn:
+                    while not stop.is_set():
+                        try:
+                            data = conn.recv(64)
+                        except TimeoutError:
+                            continue
+                        except OSError:
+                            break
+                        if not data:
+                            break
+                        conn.sendall(addr.encode() + b" " + data)
+
+        pushns(servers)
+        try:
+            for a in TRASH_RS:
+                srv = socket.socket()
+                srv.bind((a, 8080))
+                srv.listen(8)
+                socks.append(srv)
+                threading.Thread(target=echo, args=(srv, a), daemon=True).start()
+        finally:
+            popns()
+        first = maglev(*TRASH_RS, vip=TRASH_VIP, method="NAT", port=8080)
+        then = maglev(*TRASH_RS, "192.168.79.2", vip=TRASH_VIP, method="NAT", port=8080)
+
+        async def body() -> tuple[str, int, str, list[str]]:
+            mgr = PoolManager(first, IpvsBackend(), run_scripts=False)
+            await mgr.start()
+            try:
+                pushns(client)
+                try:
+                    conn = socket.create_connection((TRASH_VIP, 80), timeout=20)
+                finally:
+                    popns()
+                socks.append(conn)
+                conn.sendall(b"one")
+                before = conn.recv(64).decode()
+                n = await mgr.reload(then)
+                conn.sendall(b"two")
+                after = conn.recv(64).decode()
+                return before, n, after, listed(TRASH_VIP)
+            finally:
+                await mgr.stop()
+
+        before, n, after, order = asyncio.run(body())
+        assert n == 1 + 2 * len(TRASH_RS), (n, order)
+        assert order == [f"{a}:8080" for a in (*reversed(TRASH_RS), "192.168.79.2")]
+        assert before.endswith(" one") and after == before.replace("one", "two"), (before, after)
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+        for ns in (client, servers):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=60)
+        subprocess.run(["ip", "link", "del", f"{client}d"], capture_output=True, timeout=60)
+        subprocess.run(["ip", "link", "del", f"{servers}d"], capture_output=True, timeout=60)

@@ -4,14 +4,30 @@ same destinations in the same order, and keep it, so their Maglev tables agree
 
 from __future__ import annotations
 
+import asyncio
+
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from hafast.config import model as m
 from hafast.config.loader import load_text
 from hafast.fleet.runner import maglev_warnings
 from hafast.lib.events import DOWN, UP, ServerEvent
-from hafast.lvs.backend import ADD_DEST, DEL_DEST, EDIT_DEST, Change, Pool, ServiceKey, diff
-from hafast.lvs.policy import PoolPolicy
+from hafast.lvs.backend import (
+    ADD_DEST,
+    DEL_DEST,
+    EDIT_DEST,
+    Change,
+    Dest,
+    Pool,
+    ServiceKey,
+    diff,
+    ordered_dests,
+)
+from hafast.lvs.manager import PoolManager
+from hafast.lvs.memory import MemoryBackend
+from hafast.lvs.policy import PoolPolicy, build_service
 
 VIP = "192.0.2.100"
 SVC = ServiceKey(4, "TCP", VIP, 80)
@@ -101,3 +117,146 @@ def test_sloppy_tcp_warning() -> None:
     assert maglev_warnings(config(), lambda path: None) == []  # no ip_vs: no judgement
     assert maglev_warnings(config(sched="wlc"), read) == []
     assert maglev_warnings(config(announce=False), read) == []
+
+
+# ------------------------------------------------------------- the kernel's list order
+
+
+def fresh(cfg: m.Config) -> list[tuple[str, int]]:
+    """The kernel's list (head first) on a director started with ``cfg``."""
+    async def body() -> list[tuple[str, int]]:
+        b = MemoryBackend()
+        mgr = PoolManager(cfg, b, run_scripts=False)
+        await mgr.start()
+        return b.listed(SVC)
+
+    return asyncio.run(body())
+
+
+def reloaded(first: m.Config, then: m.Config) -> tuple[MemoryBackend, list[str]]:
+    """Start with ``first``, reload ``then``: the backend, and the changes the
+    reload made."""
+    async def body() -> tuple[MemoryBackend, list[str]]:
+        b = MemoryBackend()
+        mgr = PoolManager(first, b, run_scripts=False)
+        await mgr.start()
+        b.log.clear()
+        await mgr.reload(then)
+        # the manager's idea of the kernel's order is the kernel's
+        assert list(mgr.applied.dests[SVC].items()) == list(b.pool.dests[SVC].items())
+        return b, [f"{c.op} {c.dest.address}" for c in b.log if c.dest is not None]
+
+    return asyncio.run(body())
+
+
+def test_a_server_added_by_a_reload_lands_where_a_fresh_start_puts_it() -> None:
+    """10.1.0.15 sorts between 10.1.0.10 and 10.1.0.21: the two after it are deleted
+    and added back behind it (5 changes, the fewest the kernel allows)."""
+    then = config(order=(*SERVERS, "10.1.0.15"))
+    b, changes = reloaded(config(), then)
+    assert b.listed(SVC) == fresh(then) == [
+        (a, 80) for a in ("10.1.0.23", "10.1.0.21", "10.1.0.15", "10.1.0.10", "10.1.0.9")]
+    assert changes == ["add-dest 10.1.0.15", "del-dest 10.1.0.21", "add-dest 10.1.0.21",
+                       "del-dest 10.1.0.23", "add-dest 10.1.0.23"]
+
+
+def test_a_server_added_last_in_the_order_is_one_add() -> None:
+    then = config(order=("10.1.0.99", *SERVERS))
+    b, changes = reloaded(config(), then)
+    assert b.listed(SVC) == fresh(then)
+    assert changes == ["add-dest 10.1.0.99"]
+
+
+def test_a_reload_that_adds_first_in_the_order_readds_every_other() -> None:
+    then = config(order=(*SERVERS, "10.1.0.1"))
+    b, changes = reloaded(config(), then)
+    assert b.listed(SVC) == fresh(then)
+    assert changes[0] == "add-dest 10.1.0.1" and len(changes) == 1 + 2 * len(SERVERS)
+
+
+def test_a_reload_that_removes_and_adds_keeps_the_order() -> None:
+    then = config(order=("10.1.0.21", "10.1.0.22", "10.1.0.9"))
+    b, changes = reloaded(config(), then)
+    assert b.listed(SVC) == fresh(then)
+    # .10 and .23 go; .22 sorts after what stays: one add
+    assert changes == ["del-dest 10.1.0.10", "del-dest 10.1.0.23", "add-dest 10.1.0.22"]
+
+
+def test_a_dead_server_is_readded_at_weight_zero() -> None:
+    """Its re-add sets the kernel's last_weight to 0, as a fresh start's add does."""
+    async def body() -> list[Change]:
+        cfg = config()
+        b = MemoryBackend()
+        mgr = PoolManager(cfg, b, run_scripts=False)
+        await mgr.start()
+        mgr.on_event(event(cfg, "10.1.0.23", DOWN, 1.0))
+        await mgr.wait_idle()
+        b.log.clear()
+        await mgr.reload(config(order=(*SERVERS, "10.1.0.22")))
+        return b.log
+
+    log = asyncio.run(body())
+    assert ops(log) == [(ADD_DEST, "10.1.0.22", 1), (DEL_DEST, "10.1.0.23", 0),
+                        (ADD_DEST, "10.1.0.23", 0)]
+
+
+def test_adopting_a_kernel_in_another_order_puts_it_in_order() -> None:
+    """A kernel filled in the config's order (keepalived, or an older hafast) is put
+    in order at start, with the fewest changes."""
+    cfg = config()
+    vs = cfg.virtual_servers[0]
+    kernel = Pool()
+    kernel.add(build_service(vs, SVC, vs.sched_flags),
+               [Dest(a, 80, 1, "DR") for a in SERVERS])  # .21 .10 .9 .23 added in turn
+
+    async def start() -> tuple[MemoryBackend, list[str]]:
+        b = MemoryBackend(kernel)
+        await PoolManager(cfg, b, run_scripts=False).start()
+        return b, [f"{c.op} {c.dest.address}" for c in b.log if c.dest is not None]
+
+    b, changes = asyncio.run(start())
+    assert b.listed(SVC) == fresh(cfg)
+    # .9 may stay; .10 was added before it, so it goes behind it, and so do the rest
+    assert changes == ["del-dest 10.1.0.10", "add-dest 10.1.0.10", "del-dest 10.1.0.21",
+                       "add-dest 10.1.0.21", "del-dest 10.1.0.23", "add-dest 10.1.0.23"]
+
+
+@pytest.mark.parametrize(("sched", "announce"), [("mh", False), ("wlc", True)])
+def test_other_services_add_a_reloaded_server_as_before(sched: str, announce: bool) -> None:
+    """Outside a Maglev fleet a reload adds the new server and nothing else, so the
+    kernel's list is not a fresh start's (keepalived's behaviour, kept)."""
+    then = config(sched=sched, announce=announce, order=(*SERVERS, "10.1.0.15"))
+    b, changes = reloaded(config(sched=sched, announce=announce), then)
+    assert changes == ["add-dest 10.1.0.15"]
+    assert b.listed(SVC)[0] == ("10.1.0.15", 80)
+
+
+KEYS = [(f"10.1.0.{i}", 80) for i in range(1, 7)]
+
+
+@given(st.permutations(KEYS), st.sets(st.sampled_from(KEYS)),
+       st.permutations(KEYS), st.sets(st.sampled_from(KEYS)), st.sets(st.sampled_from(KEYS)))
+@settings(max_examples=300, deadline=None)
+def test_ordered_dests_reaches_the_wanted_order_in_the_fewest_changes(
+        have_order: list[tuple[str, int]], have_set: set[tuple[str, int]],
+        want_order: list[tuple[str, int]], want_set: set[tuple[str, int]],
+        reweighed: set[tuple[str, int]]) -> None:
+    s = build_service(config().virtual_servers[0], SVC, ())
+    have = {k: Dest(k[0], 80) for k in have_order if k in have_set}
+    want = {k: Dest(k[0], 80, 2 if k in reweighed else 1) for k in want_order if k in want_set}
+    kernel = Pool()
+    kernel.add(s, have.values())
+    changes = ordered_dests(s, have, want)
+    kernel.apply(changes)
+    assert list(kernel.dests[SVC].items()) == list(want.items())
+    # Written apart from ordered_dests: any prefix of `want` that `have` holds in
+    # that order may stay; every later server costs an add, plus a delete if held.
+    wk, hk = list(want), [k for k in have if k in want]
+
+    def cost(n: int) -> int:
+        return (sum(k not in want for k in have)
+                + sum(have[k] != want[k] for k in wk[:n])
+                + sum(1 + (k in have) for k in wk[n:]))
+
+    fits = [n for n in range(len(wk) + 1) if [k for k in hk if k in wk[:n]] == wk[:n]]
+    assert len(changes) == min(cost(n) for n in fits)

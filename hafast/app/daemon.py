@@ -16,6 +16,7 @@ from hafast.app.process import daemonize, pid_running, write_pid_file
 from hafast.app.supervisor import Supervisor
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import setup as setup_logging
+from hafast.lvs.manager import NoPoolBackend
 
 log = logging.getLogger("hafast")
 
@@ -67,6 +68,9 @@ def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int
         log.error("hafast stopped: %s with the open-files limit at %d (RLIMIT_NOFILE); "
                   "raise it (ulimit -n, systemd LimitNOFILE=)", exc.strerror,
                   resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        return 1
+    except NoPoolBackend as exc:  # the box, not a bug: one line the operator acts on
+        log.error("hafast stopped: %s", exc)
         return 1
     except Exception:
         # The workers follow (parent-death signal); say why before going.

@@ -209,15 +209,11 @@ class Supervisor:
         self.pools = self._keeper(make_backend(kind))
         try:
             await self.pools.open()
-        except Exception as exc:
-            if kind != "auto":
-                self.pools = None
-                raise
-            # keepalived carries on without IPVS too; the checks still report.
-            log.error("pool backend %s failed to open (%s); pools kept in memory",
-                      self.pools.backend.name, exc)
-            self.pools = self._keeper(make_backend("memory"))
-            await self.pools.open()
+        except Exception:
+            # Also under auto: memory would serve virtual servers no packet follows
+            # (lvs_backend memory asks for that by name).
+            self.pools = None
+            raise
 
     def _open_fleet(self) -> None:
         """Fleet mode (docs/fleet.md): announce each virtual server's VIP while the

@@ -4,7 +4,8 @@ and :func:`hafast.lvs.manager.make_backend` read.
 A row is a backend's name (the word the command line and the config take), its class,
 how ``auto`` tells that this box has what the backend needs, and whether the backend
 reaches the kernel.  Rows stand in ``auto``'s order: the first present one that can be
-made wins, so the kernel's IPVS beats nftables, and memory comes last.
+made wins, so the kernel's IPVS beats nftables; memory, which reaches no kernel, is
+never ``auto``'s choice.
 
 The class is named by import path (as :mod:`hafast.config.kinds` names a checker's
 probe) and ``make_backend`` imports it: the config layer sits below :mod:`hafast.lvs`,
@@ -36,8 +37,8 @@ class PoolBackendKind:
 
     name: str
     factory: str  # "module:attribute", called with make_backend's keyword arguments
-    # False: nothing reaches the kernel (unit tests, a check-only daemon); a daemon
-    # that "auto" lands here has virtual servers no packet will follow, so it warns.
+    # False: nothing reaches the kernel (unit tests, a check-only daemon); only taken
+    # when named, since its virtual servers are ones no packet will follow.
     kernel: bool
     # auto's cheap look before trying the backend; an explicit choice skips it, so a
     # missing module fails loudly at open instead of silently falling through.
@@ -76,13 +77,16 @@ class UnknownPoolBackend(ValueError, KeyError):
 
 
 def order(kind: str) -> tuple[PoolBackendKind, ...]:
-    """The backends ``kind`` tries, in turn.
+    """The backends ``kind`` tries, in turn.  ``auto`` tries only those that reach the
+    kernel: a daemon given virtual servers never keeps them in memory, where no packet
+    follows them, unless memory is asked for by name (``lvs_backend memory``,
+    ``--pool-backend memory``).
 
     >>> [k.name for k in order("auto")], [k.name for k in order("nft")]
-    (['ipvs', 'nft', 'memory'], ['nft'])
+    (['ipvs', 'nft'], ['nft'])
     """
     if kind == AUTO:
-        return tuple(POOL_BACKENDS.values())
+        return tuple(k for k in POOL_BACKENDS.values() if k.kernel)
     if kind not in POOL_BACKENDS:
         raise UnknownPoolBackend(f"pool backend '{kind}': expected one of "
                                  f"{', '.join(choices())}")

@@ -101,8 +101,8 @@ class LvsNotifier(Notifier):
 def make_backend(kind: str, **kwargs: Any) -> PoolBackend:
     """The pool backend ``kind`` names (``lvs_backend``, ``--pool-backend``), made with
     ``kwargs``; ``auto``: the first of :data:`~hafast.config.pool_backends.POOL_BACKENDS`
-    that this box has and that can be made (IPVS, else nftables, else memory, with a
-    warning: nothing reaches the kernel).
+    that this box has, that reaches the kernel and that can be made (IPVS, else
+    nftables).  None: :class:`NoPoolBackend`, saying how to run without a data path.
 
     >>> make_backend("memory").name
     'memory'
@@ -118,11 +118,24 @@ def make_backend(kind: str, **kwargs: Any) -> PoolBackend:
             log.warning("pool backend %s unavailable: %s", row.name, exc)
             last = exc
             continue
-        if kind == AUTO and not row.kernel:
-            log.warning("no %s pool backend here: pools are kept in memory only",
-                        " or ".join(k.name for k in POOL_BACKENDS.values() if k.kernel))
         return backend
-    raise RuntimeError(f"pool backend {kind} unavailable") from last
+    if kind == AUTO:
+        raise NoPoolBackend(no_kernel_backend()) from last
+    raise NoPoolBackend(f"pool backend {kind} unavailable" + (f": {last}" if last else "")
+                        ) from last
+
+
+class NoPoolBackend(RuntimeError):
+    """No pool backend could be made: the daemon says it in one line and stops."""
+
+
+def no_kernel_backend() -> str:
+    """Why ``auto`` found nothing, and the two ways on."""
+    names = [k.name for k in POOL_BACKENDS.values() if k.kernel]
+    return (f"no {' or '.join(names)} pool backend works here, so no packet would follow "
+            "the virtual servers: load ip_vs (or install nftables), or run the checks "
+            "without a data path by asking for it: lvs_backend memory in global_defs, "
+            "or --pool-backend memory")
 
 
 def ordered_services(policy: PoolPolicy) -> frozenset[ServiceKey]:

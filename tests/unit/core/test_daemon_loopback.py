@@ -180,3 +180,36 @@ def test_workers_die_with_the_parent(daemon_dir: Path, listeners: list[int]) -> 
         assert not any(pid_alive(p) for p in pids)
     finally:
         d.close()
+
+
+def test_auto_never_serves_virtual_servers_from_memory(tmp_path: Path,
+                                                       listeners: list[int]) -> None:
+    """No IPVS here (the host kernel) and, with PATH emptied, no nft: ``auto`` has no
+    data path, and the daemon says so in one line and stops rather than keep virtual
+    servers no packet follows; asking for memory by name runs."""
+    import subprocess
+
+    from tests.netns.daemon_fixtures import daemon_argv
+
+    conf_path = tmp_path / "hafast.conf"
+    conf_path.write_text(conf(listeners[:1]))
+    if os.path.exists("/proc/net/ip_vs"):
+        pytest.skip("this kernel has IPVS: auto has a data path")  # never on the CI host
+    env = dict(os.environ, PATH=str(tmp_path / "empty"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    got = subprocess.run(daemon_argv(tmp_path, "hafast", conf_path), env=env,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path, check=False)
+    assert got.returncode == 1, got.stderr[-3000:]
+    (line,) = [x for x in got.stderr.splitlines() if "hafast stopped" in x]
+    assert line.endswith("hafast stopped: no ipvs or nft pool backend works here, so no "
+                         "packet would follow the virtual servers: load ip_vs (or install "
+                         "nftables), or run the checks without a data path by asking for "
+                         "it: lvs_backend memory in global_defs, or --pool-backend memory")
+    assert "Traceback" not in got.stderr
+    d = start_daemon(tmp_path / "memory", conf(listeners[:1]),
+                     extra=["--pool-backend", "memory", "--check-workers", "1"])
+    try:
+        d.wait_for(lambda st: bool(st.get("pools")), 20, "pools in memory when asked")
+    finally:
+        assert d.stop() == 0, d.log_text()[-3000:]

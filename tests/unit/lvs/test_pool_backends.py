@@ -60,13 +60,14 @@ def test_auto_takes_the_first_present(monkeypatch: pytest.MonkeyPatch,
     assert caplog.records == []
 
 
-def test_auto_falls_back_to_memory_with_a_warning(monkeypatch: pytest.MonkeyPatch,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_never_lands_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # virtual servers no packet follows are run only when memory is asked for by name
     _absent(monkeypatch, "ipvs", "nft")
-    with caplog.at_level(logging.WARNING):
-        assert make_backend(AUTO).name == "memory"
-    assert [r.getMessage() for r in caplog.records] == [
-        "no ipvs or nft pool backend here: pools are kept in memory only"]
+    with pytest.raises(RuntimeError) as err:
+        make_backend(AUTO)
+    assert str(err.value).startswith("no ipvs or nft pool backend works here")
+    assert "lvs_backend memory" in str(err.value) and "--pool-backend memory" in str(err.value)
+    assert make_backend("memory").name == "memory"
 
 
 def _broken(**kwargs: object) -> None:
@@ -78,9 +79,10 @@ def test_a_backend_that_cannot_be_made(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(POOL_BACKENDS, "ipvs",
                         PoolBackendKind("ipvs", f"{__name__}:_broken", True,
                                         lambda: True, "ipvs"))
-    _absent(monkeypatch, "nft")
+    monkeypatch.setitem(POOL_BACKENDS, "nft",
+                        dataclasses.replace(POOL_BACKENDS["nft"], present=lambda: True))
     with caplog.at_level(logging.WARNING):
-        assert make_backend(AUTO).name == "memory"  # auto: the next one
+        assert make_backend(AUTO).name == "nft"  # auto: the next one
         with pytest.raises(RuntimeError, match="pool backend ipvs unavailable"):
             make_backend("ipvs")  # an explicit choice: no fallback
     assert "pool backend ipvs unavailable: no such module" in caplog.messages

@@ -271,11 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if ns.config_test is not None or ns.dump_conf:
         from hafast.config.cli_config import run_config
+        from hafast.fleet.runner import maglev_warnings
 
         test = ns.config_test
         path = test if isinstance(test, str) else ns.config_file
         return run_config(path, test=test is not None, dump=ns.dump_conf, as_json=ns.json,
-                          config_id=ns.config_id)
+                          config_id=ns.config_id, host_checks=maglev_warnings)
     try:
         options = options_from(ns)
     except ValueError as exc:

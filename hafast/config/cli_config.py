@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
+from hafast.config import model as m
 from hafast.config.tokens import Diagnostic
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
@@ -34,8 +36,13 @@ def run_config(
     config_id: str | None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    host_checks: Callable[[m.Config], list[str]] | None = None,
 ) -> int:
     """Load ``path``, print every problem as ``FILE:LINE:COL: error|warning: ...``.
+
+    ``host_checks``: with ``test``, what this machine lacks for a usable config
+    (a layer above config knows, e.g. the fleet's sysctls); each line is a warning
+    at line 0 of the main file, code ``"host"``.
 
     >>> run_config("/nonexistent.conf", test=True, dump=False, as_json=False,
     ...            config_id=None, err=sys.stdout)  # doctest: +ELLIPSIS
@@ -48,6 +55,9 @@ def run_config(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     res = load_file(path or DEFAULT_CONFIG, config_id=config_id)
+    if test and host_checks is not None and res.ok:
+        res.diagnostics += [Diagnostic(res.files[0], 0, 0, "warning", text, "host")
+                            for text in host_checks(res.config)]
     ordered = _ordered(res.diagnostics, res.files)
     if test and as_json and not dump:
         # -t --json: the diagnostics for tooling, on stdout; the exit code as without it

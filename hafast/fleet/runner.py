@@ -65,7 +65,8 @@ def _read_sysctl(path: str) -> str | None:
 def maglev_warnings(config: m.Config,
                     read: Callable[[str], str | None] = _read_sysctl) -> list[str]:
     """What in this network namespace breaks the flows of a Maglev fleet when the
-    routers move them between directors.
+    routers move them between directors.  The announcer logs these at start, and
+    ``hafast -t`` prints them (:func:`hafast.app.cmdline.main`).
 
     With ``sloppy_tcp=0`` IPVS schedules only a SYN: a flow moved to another director
     meets no connection entry there, and its next segment is answered with a reset

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hafast.cli import main
+from hafast.config import model as m
+from hafast.config.cli_config import run_config
+from hafast.config.loader import load_text
 from tests.conftest import REPO
 
 GOOD = """global_defs {
@@ -112,3 +116,60 @@ def test_config_test_json_lists_the_diagnostics(
     got = [(d["line"], d["severity"], d["code"]) for d in doc["diagnostics"]]
     assert got == [(2, "warning", "unsupported"), (3, "error", "unsupported")]
     assert doc["files"] == [str(conf)]
+
+
+MAGLEV = """virtual_server 192.0.2.100 80 {
+  protocol TCP
+  lvs_sched mh
+  announce {
+    prefix 192.0.2.100/32
+  }
+  real_server 10.1.0.1 80 { }
+}
+"""
+
+
+@pytest.mark.parametrize(("sysctl", "warned"), [("0\n", True), ("1\n", False), (None, False)])
+def test_config_test_warns_about_sloppy_tcp_for_a_maglev_fleet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        sysctl: str | None, warned: bool) -> None:
+    """The running announcer's warning, from -t too, read from this machine's sysctl
+    (None: no such file, ip_vs not loaded: nothing said, as the daemon)."""
+    import hafast.fleet.runner as runner
+
+    conf = tmp_path / "fleet.conf"
+    conf.write_text(MAGLEV)
+    knob = tmp_path / "sloppy_tcp"
+    if sysctl is not None:
+        knob.write_text(sysctl)
+    monkeypatch.setattr(runner, "SLOPPY_TCP", str(knob))
+    assert main(["-t", "-f", str(conf)]) == 0
+    err = capsys.readouterr().err
+    [said] = runner.maglev_warnings(load_text(MAGLEV).config, lambda path: "0")
+    assert (f"{conf}:0:0: warning: {said}" in err) == warned, err
+    assert ("sloppy_tcp" in err) == warned
+
+
+def test_config_test_host_checks_are_counted_and_in_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "fleet.conf"
+    conf.write_text(MAGLEV)
+    def summary(checks: Callable[[m.Config], list[str]]) -> list[str]:
+        assert run_config(str(conf), test=True, dump=False, as_json=False, config_id=None,
+                          host_checks=checks) == 0
+        return capsys.readouterr().err.splitlines()
+
+    def checks(config: m.Config) -> list[str]:
+        return ["first", "second"]
+
+    n = len(summary(lambda config: [])) - 1
+    err = summary(checks)
+    assert f"{conf}:0:0: warning: first" in err and f"{conf}:0:0: warning: second" in err
+    assert err[-1].endswith(f" 0 error(s), {n + 2} warning(s)")
+    assert run_config(str(conf), test=True, dump=False, as_json=True, config_id=None,
+                      host_checks=checks) == 0
+    diags = json.loads(capsys.readouterr().out)["diagnostics"]
+    assert [d["message"] for d in diags if d["code"] == "host"] == ["first", "second"]
+    # -d alone runs no host checks
+    assert run_config(str(conf), test=False, dump=True, as_json=False, config_id=None,
+                      host_checks=lambda config: pytest.fail("called")) == 0

@@ -89,3 +89,9 @@ def test_the_block_can_be_rebuilt_from_results_json(tmp_path: Path) -> None:
     assert readme.main([str(tmp_path / "results.json"), "--readme", str(target)]) == 0
     assert "**missed**" in target.read_text()
 
+
+
+def test_the_repository_readme_has_the_block() -> None:
+    text = readme.README.read_text()
+    assert text.count(readme.BEGIN) == 1 and text.count(readme.END) == 1
+    assert text.index(readme.BEGIN) < text.index(readme.END)

@@ -14,9 +14,17 @@ keepalived's mail on the worker's loop (:class:`~hafast.lib.smtp_client.Mailer`)
 * the subject says whether the real server is alive now, the body which checker
   moved (``=> TCP CHECK failed on service <=``); FILE_CHECK sends none.
 
+MISC_CHECK mails its first result whatever it is (keepalived 2.2.7 check_misc.c
+sends its mail wherever it calls update_svr_checker_state, and a checker that has
+not run calls it either way): an alpha MISC_CHECK whose first run fails mails
+``=> MISC CHECK failed on service <=`` (DOWN) though nothing changed, as keepalived
+did in the IPVS VM (2026-12-06); the other kinds mail only a checker that was up
+going down (``checker_was_up``), so their alpha first failure sends none.
+
 What keepalived does and this does not: MISC_CHECK also mails a non-alpha
-checker's first success (its "succeeded" on the first run); SMTP_CHECK's failure
-body carries its error text (here the plain ``=> CHECK failed on service <=``).
+checker's first success (its "succeeded" on the first run; that success takes the
+checks' compiled shortcut, which tells nobody); SMTP_CHECK's failure body carries
+its error text (here the plain ``=> CHECK failed on service <=``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from hafast.lib.smtp_alert import checker_alert, checker_body, enabled
 from hafast.lib.smtp_client import Mailer, MailSettings
 
 log = logging.getLogger("hafast.alert")
+
+# The kinds that mail an alpha checker's first failure (see the module docstring).
+FIRST_RESULT_MAILS = frozenset({"MISC_CHECK"})
 
 
 class CheckAlerts:
@@ -92,5 +103,18 @@ class AlertingRunner(Runner):
         try:
             alerts.checker_moved(check.kind.keyword, transition, result.reason,
                                  list(zip(check.healths, before, strict=True)))
+        except Exception:  # a mail must never stop a check's timer
+            log.exception("%s: alert failed", check.name)
+
+    def _first_down(self, check: Any, result: ProbeResult) -> None:
+        super()._first_down(check, result)
+        alerts = self.alerts
+        keyword = check.kind.keyword
+        if alerts is None or not alerts.labels or keyword not in FIRST_RESULT_MAILS:
+            return
+        try:
+            # nothing changed: with no_checker_emails this mails nothing
+            alerts.checker_moved(keyword, False, result.reason,
+                                 [(h, h.up) for h in check.healths])
         except Exception:  # a mail must never stop a check's timer
             log.exception("%s: alert failed", check.name)

@@ -110,7 +110,8 @@ def _extras(config: m.Config, rs: m.RealServer, spec: m.Checker) -> dict[str, An
 
 
 class Engine:
-    """Builds and runs every check of a shard; publishes real-server transitions.
+    """Builds and runs every check of a shard; publishes real-server transitions
+    (and an alpha checker's first result: :meth:`Runner._first_down`).
 
     ``kinds`` overrides the probes of the registry (tests plug fakes in); ``skipped`` lists the
     checkers no kind handles yet, as ``(where, keyword)``.

@@ -30,6 +30,10 @@ failed attempt of a checker that is up is retried ``retry`` more times,
 checker is tried every ``delay_loop`` and goes UP on its first success.  (keepalived's
 TCP_CHECK also retries while down; that only delays nothing, so one rule serves all.)
 
+Events: a real server's health is published when it changes as a whole, and once
+more for an alpha checker's first result when that finds it down and leaves it so
+(keepalived notifies that first result; :meth:`Runner._first_down`).
+
 Pacing (keepalived 2.x, ``check_tcp.c``: ``tcp_epilog`` calls ``thread_add_timer``
 with ``delay_loop`` when the result is in): the next attempt starts ``delay_loop``
 after the previous one COMPLETED, not after it started.  So N checks run at
@@ -175,6 +179,11 @@ class ServerHealth:
         if not up:
             self.failing += 1
         self.up = not self.failing
+
+    def current(self, reason: str, at: float) -> ServerEvent:
+        """The real server's health as it stands, as an event (``reason`` if down)."""
+        return ServerEvent(self.virtual_server, self.real_server, UP if self.up else DOWN,
+                           self.weight, "" if self.up else reason, at)
 
     def apply(
         self, checker: object, was_up: bool, up: bool, weight: int | None, reason: str,
@@ -368,6 +377,7 @@ class Runner:
             if check.log_all and state.up and self.rate.allow():
                 log.info("%s failed: %s %s", check.name, result.reason, result.detail)
         was_up = state.up
+        first = not state.has_run
         delay_us, transition = settle(
             state, result.ok, check.retry, check.delay_loop_us, check.delay_before_retry_us
         )
@@ -378,6 +388,8 @@ class Runner:
             if result.ok:
                 check.weight = result.weight
             self._transition(check, was_up, transition, result)
+        elif first and not state.up and getattr(check.kind.spec, "alpha", False):
+            self._first_down(check, result)
         if self.running:
             if since is None:
                 self.timers.after(delay_us / US, check)  # a fixed delay: its lane
@@ -418,6 +430,20 @@ class Runner:
             event = h.apply(check, was_up, check.state.up, check.weight, check.last_reason, at)
             if event is not None:
                 self.publish(event)
+
+    def _first_down(self, check: Check, result: ProbeResult) -> None:
+        """An alpha checker's first result found its real servers down and left them
+        so: published all the same, as keepalived 2.2.7 reports it (ipwrapper.c
+        update_svr_checker_state: a checker that has not run yet notifies its first
+        result when it is alpha, even when that changes nothing).  Whether that makes a
+        notify is the pool policy's call (:meth:`hafast.lvs.policy.PoolPolicy.on_event`);
+        a reload or a restarted worker starts new checks, which say it again."""
+        if self.rate.allow():
+            log.info("%s: failed (%s %s), checker stays DOWN (its first result)", check.name,
+                     result.reason, result.detail)
+        at = self.loop.time()
+        for h in check.healths:
+            self.publish(h.current(check.last_reason, at))
 
     def publish(self, event: ServerEvent) -> None:
         """Hand ``event`` to the consumer; its exceptions are logged, never raised here."""

@@ -24,7 +24,12 @@ keepalived's rules, as ``check/ipwrapper.c`` applies them:
   ``sorry_server_inhibit`` the sorry server stays in at weight 0 instead of being
   removed.  Without a sorry server the live real servers stay;
 - ``alpha``: real servers start dead until their checks pass (the engine's initial
-  health says so; :meth:`PoolPolicy.start` takes it);
+  health says so; :meth:`PoolPolicy.start` takes it).  An alpha checker's first
+  result is reported even when it changes nothing (update_svr_checker_state): a
+  server whose first check fails writes ``RS ... DOWN`` and runs ``notify_down``,
+  with no kernel or quorum change.  Once per real server (keepalived: once per alpha
+  checker), and not again after a reload unless its checkers changed.  A real
+  server without checkers has nothing to wait for and starts alive;
 - ``omega``: on shutdown the RS and quorum notifiers run for what goes away;
 - ``ha_suspend``: while none of the virtual server's addresses is on this box (a
   BACKUP director), its checks count for nothing and its services are left out
@@ -186,6 +191,9 @@ class RsState:
     alive: bool
     weight: int
     dynamic_weight: bool = False  # a checker (misc_dynamic, FILE_CHECK) set the weight
+    # A check result came for it: keepalived's checkers' has_run, which a reload
+    # carries over (migrate_checkers) and which decides about a first result.
+    reported: bool = False
 
     @property
     def inhibit(self) -> bool:
@@ -335,7 +343,10 @@ def _dest_order(address: str, port: int) -> tuple[int, int, int]:
 
 
 def _initially_alive(rs: m.RealServer) -> bool:
-    return not (rs.alpha or any(c.alpha for c in rs.checkers))
+    # keepalived 2.2.7 check_data.c: alpha marks each checker down until it has run
+    # (the real server's and the virtual server's alpha are its checkers' default);
+    # a real server without a checker has nothing to wait for and is in at once.
+    return not any(c.alpha for c in rs.checkers)
 
 
 # --------------------------------------------------------------------------- policy
@@ -346,8 +357,8 @@ class PoolPolicy:
 
     ``service_flags`` maps a virtual server key to scheduler flag words that
     override the configured ``VirtualServer.sched_flags`` (``flag-1`` ...).
-    ``rs_init_notifies`` (a global_defs option) reports every real server's initial
-    state.  ``vips_present``: the addresses now on the box, for ha_suspend (None:
+    ``rs_init_notifies`` (a global_defs option) reports every real server that
+    starts alive.  ``vips_present``: the addresses now on the box, for ha_suspend (None:
     unknown, nothing starts suspended); :meth:`set_vip` keeps them current.
     """
 
@@ -422,7 +433,9 @@ class PoolPolicy:
             for rk, rst in st.rss.items():
                 if health is not None and (st.vs.key, rk) in health:
                     rst.alive, rst.weight = health[(st.vs.key, rk)]
-                if self.rs_init_notifies:
+                # keepalived init_service_rs: only a server it makes alive; an alpha
+                # one is reported by its first result (:meth:`_apply`)
+                if self.rs_init_notifies and rst.alive:
                     self._rs_notify(st, rst, out)
             self._init_quorum(st, out)
             out.changed |= self._sync(st)
@@ -468,7 +481,14 @@ class PoolPolicy:
     def _apply(self, st: VsState, rst: RsState, event: ServerEvent, out: Outcome) -> None:
         alive = event.state != DOWN
         weight = event.weight if alive else rst.weight
+        first, rst.reported = not rst.reported, True
         if alive == rst.alive and weight == rst.weight:
+            if first and not alive:
+                # keepalived 2.2.7 update_svr_checker_state: a checker's first result
+                # is notified even when it changes nothing, if the checker is alpha
+                # (the engine publishes only those): an alpha server that never came
+                # up is reported DOWN once.  Nothing moves: no kernel, no quorum.
+                self._rs_notify(st, rst, out)
             return
         was_alive = rst.alive
         rst.alive = alive
@@ -574,6 +594,9 @@ class PoolPolicy:
                     if p is None:
                         continue
                     rst.alive = p.alive
+                    # new checkers have not run (keepalived migrates has_run only
+                    # between checkers that compare equal)
+                    rst.reported = p.reported and p.rs.checkers == rst.rs.checkers
                     if p.dynamic_weight:
                         rst.weight, rst.dynamic_weight = p.weight, True
                 # keepalived init_service_vs: update_quorum_state(init) from the

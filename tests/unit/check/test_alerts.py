@@ -105,6 +105,30 @@ def test_second_checker_and_no_checker_emails(quiet: bool) -> None:
     assert subjects == (["DOWN"] if quiet else ["DOWN", "DOWN", "DOWN"])
 
 
+class Misc(Scripted):
+    keyword = "MISC_CHECK"
+
+
+@pytest.mark.parametrize(("kind", "quiet", "mailed"), [
+    (Misc, False, ["=> MISC CHECK failed on service <="]),
+    (Misc, True, []),  # no_checker_emails: the real server did not change
+    (Tcp, False, []),  # keepalived's TCP_CHECK mails only a checker that was up
+])
+def test_an_alpha_checkers_first_failure_mails_for_misc_check_only(
+        kind: type[Scripted], quiet: bool, mailed: list[str]) -> None:
+    # keepalived 2.2.7 in the IPVS VM: an alpha MISC_CHECK whose first run fails
+    # mails "... - DOWN" / "=> MISC CHECK failed on service <="; an alpha TCP_CHECK
+    # that fails sends nothing
+    runner, health, loop, sent = lab(" no_checker_emails" if quiet else "")
+    probe = kind(spec(alpha=True, retry=0), Target("10.1.0.1", 8080), loop)
+    probe.script = lambda n: "F"
+    runner.add(probe, [health])
+    runner.start()
+    loop.advance(1.2)  # three attempts: only the first one mails
+    assert [x.body for x in sent] == mailed
+    assert all(x.subject.endswith(" - DOWN") for x in sent)
+
+
 def test_check_side_mails_a_real_smtp_server() -> None:
     """The check worker's side on a real loop: TCP_CHECKs against 127.0.0.1, the mails
     to aiosmtpd on the same loop."""

@@ -209,13 +209,56 @@ def test_alpha_starts_down_and_goes_up_on_first_success(loop: FakeLoop,
     assert len(kind.starts) == 1
 
 
-def test_alpha_failure_stays_down_without_retries_or_event(loop: FakeLoop,
-                                                           events: list[ServerEvent]) -> None:
+def test_alpha_failure_stays_down_without_retries_its_first_result_said_once(
+        loop: FakeLoop, events: list[ServerEvent]) -> None:
     runner, kind, health = make(loop, events, "F", spec(alpha=True))
     runner.start()
     loop.advance(1.2)
-    assert not events and not health.up
+    # keepalived reports an alpha checker's first result though nothing changed;
+    # the pool policy decides what that notifies
+    assert [(e.state, e.reason, e.at - 1000) for e in events] == [
+        (DOWN, "SCRIPTED refused", pytest.approx(0.01))]
+    assert not health.up
     assert len(kind.starts) == 3  # 0, 0.51, 1.02: delay_loop apart
+
+
+@pytest.mark.parametrize(("alpha", "script", "states"), [
+    (True, "S", [UP]),  # a transition, as before
+    (False, "S", []),  # a first success of a server already up: nothing
+    (False, "FFF", [DOWN]),  # up, retries, then the transition
+    (True, "FS", [DOWN, UP]),  # the first result, then the transition
+])
+def test_only_an_alpha_checkers_first_failure_is_said_without_a_change(
+        loop: FakeLoop, events: list[ServerEvent], alpha: bool, script: str,
+        states: list[str]) -> None:
+    runner, _, _ = make(loop, events, script, spec(alpha=alpha))
+    runner.start()
+    loop.advance(1.2)
+    assert [e.state for e in events] == states
+
+
+def test_an_alpha_check_seeded_up_goes_down_as_a_transition(
+        loop: FakeLoop, events: list[ServerEvent]) -> None:
+    # a restarted worker seeds its checks from the parent's last known health
+    runner, _, health = make(loop, events, "F", spec(alpha=True, retry=0))
+    check = runner.checks[0]
+    check.state.up, health.failing, health.up = True, 0, True
+    runner.start()
+    loop.advance(0.1)
+    assert [e.state for e in events] == [DOWN] and not health.up
+
+
+def test_a_shared_alpha_checks_first_failure_is_said_to_every_health(
+        loop: FakeLoop, events: list[ServerEvent]) -> None:
+    runner = Runner(loop, events.append, rng=random.Random(1))
+    h1, h2 = ServerHealth(VS, RS, 1), ServerHealth(("addr", "10.0.0.2", 80, "TCP"), RS, 1)
+    kind = Scripted(spec(alpha=True), Target("10.1.0.1", 80), loop)
+    kind.script = lambda n: "F"
+    runner.add(kind, [h1, h2])
+    runner.start()
+    loop.advance(1.2)
+    assert sorted((str(e.virtual_server[1]), e.state) for e in events) == [
+        ("10.0.0.1", DOWN), ("10.0.0.2", DOWN)]
 
 
 def test_fd_limit_is_rescheduled_not_counted_against_the_server(

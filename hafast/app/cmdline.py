@@ -270,13 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     if ns.config_test is not None or ns.dump_conf:
+        from hafast.app.hostcheck import host_checks
         from hafast.config.cli_config import run_config
-        from hafast.fleet.runner import maglev_warnings
 
         test = ns.config_test
         path = test if isinstance(test, str) else ns.config_file
         return run_config(path, test=test is not None, dump=ns.dump_conf, as_json=ns.json,
-                          config_id=ns.config_id, host_checks=maglev_warnings)
+                          config_id=ns.config_id,
+                          host_checks=lambda config: host_checks(config, ns.pool_backend))
     try:
         options = options_from(ns)
     except ValueError as exc:

@@ -50,11 +50,28 @@ def _always() -> bool:
     return True
 
 
+def ipvs_present(proc: str = "/proc/net/ip_vs", modules: str = "/lib/modules") -> bool:
+    """IPVS is loaded, or this kernel can load it: the IPVS backend runs ``modprobe
+    ip_vs`` when it opens (as keepalived does), so a director whose module is not
+    loaded yet at boot still gets IPVS rather than nftables."""
+    if os.path.exists(proc):
+        return True
+    release = os.uname().release
+    for listing in ("modules.dep", "modules.builtin"):
+        try:
+            with open(os.path.join(modules, release, listing)) as f:
+                if any(line.split(":", 1)[0].rsplit("/", 1)[-1].startswith("ip_vs.ko")
+                       for line in f):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 POOL_BACKENDS: Mapping[str, PoolBackendKind] = {
     k.name: k
     for k in (
-        PoolBackendKind("ipvs", "hafast.lvs.ipvs:IpvsBackend", True,
-                        lambda: os.path.exists("/proc/net/ip_vs"),
+        PoolBackendKind("ipvs", "hafast.lvs.ipvs:IpvsBackend", True, ipvs_present,
                         "ipvs (the kernel's IPVS, default)"),
         PoolBackendKind("nft", "hafast.lvs.nft:NftBackend", True,
                         lambda: shutil.which("nft") is not None, "nft (nftables)"),

@@ -79,9 +79,9 @@ PICK_NOTES: dict[str, str] = {
 
 def limits(config: m.Config) -> list[str]:
     """What this config asks that the nftables path does not do as IPVS would, one line
-    each.  The backend is chosen at run time (``auto`` takes nftables only on a kernel
-    without IPVS), so ``hafast -t`` cannot say it: the daemon logs these when the pool
-    starts on nftables and after a reload (:mod:`hafast.lvs.manager`).
+    each.  The daemon logs these when the pool starts on nftables and after a reload
+    (:mod:`hafast.lvs.manager`); ``hafast -t`` prints them when nftables is the backend
+    the daemon would take on that machine (:mod:`hafast.app.hostcheck`).
 
     >>> from hafast.config.loader import load_text
     >>> cfg = load_text('''virtual_server 192.0.2.1 80 {

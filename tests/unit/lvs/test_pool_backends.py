@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import os
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +94,24 @@ def test_an_unknown_name_is_both_a_value_and_a_key_error() -> None:
     for error in (ValueError, KeyError):
         with pytest.raises(error, match=r"^pool backend 'kernel': expected one of auto, ipvs"):
             make_backend("kernel")
+
+
+def test_ipvs_is_present_when_loaded_or_loadable(tmp_path: Path) -> None:
+    from hafast.config.pool_backends import ipvs_present
+
+    proc, mods = tmp_path / "ip_vs", tmp_path / "modules"
+    release = mods / os.uname().release
+    release.mkdir(parents=True)
+    assert not ipvs_present(str(proc), str(mods))  # neither loaded nor listed
+    (release / "modules.dep").write_text(
+        "kernel/net/netfilter/ipvs/ip_vs_rr.ko.xz: kernel/net/netfilter/ipvs/ip_vs.ko.xz\n")
+    assert not ipvs_present(str(proc), str(mods))  # a scheduler needing it is not it
+    (release / "modules.dep").write_text(
+        "kernel/net/netfilter/ipvs/ip_vs.ko.xz: kernel/net/netfilter/nf_conntrack.ko.xz\n")
+    assert ipvs_present(str(proc), str(mods))  # modprobe ip_vs would load it
+    (release / "modules.dep").unlink()
+    (release / "modules.builtin").write_text("kernel/net/netfilter/ipvs/ip_vs.ko\n")
+    assert ipvs_present(str(proc), str(mods))  # built in
+    (release / "modules.builtin").unlink()
+    proc.write_text("")
+    assert ipvs_present(str(proc), str(mods))  # loaded

@@ -1,0 +1,78 @@
+"""What ``hafast -t`` says about this machine for a config that is valid in itself:
+things the daemon would run differently here, or not at all (code ``"host"`` in the
+diagnostics, :func:`hafast.config.cli_config.run_config`).
+
+- the pool backend the daemon would take here (``--pool-backend``, else
+  ``lvs_backend``, else auto: IPVS, else nftables), and for nftables each thing the
+  config asks that nftables does not do as IPVS would (the same lines the daemon
+  logs at start, :func:`hafast.lvs.nft.limits`); with no backend at all, the line the
+  daemon would stop with;
+- a Maglev fleet on a kernel with ``sloppy_tcp=0`` (:func:`hafast.fleet.runner.maglev_warnings`).
+
+The modules behind each are imported only when the config has what they judge:
+``hafast -t`` at 37,000 real servers is timed against ``keepalived -t``.
+
+Example::
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text('''global_defs {
+    ...   lvs_backend nft
+    ... }
+    ... virtual_server 192.0.2.1 80 {
+    ...   persistence_timeout 60
+    ...   lvs_sched rr
+    ...   protocol TCP
+    ...   real_server 10.1.0.1 80 { }
+    ... }''').config
+    >>> for line in host_checks(cfg):
+    ...     print(line[:95])
+    pool backend nft (lvs_backend nft): virtual_server 192.0.2.1 80: persistence_timeout 60 is IPVS
+"""
+
+from __future__ import annotations
+
+from hafast.config import model as m
+from hafast.config import pool_backends as pb
+
+
+def chosen_backend(kind: str) -> tuple[str | None, str]:
+    """The backend ``kind`` ("auto" or a name) gives on this machine, and why; None
+    when auto finds none that reaches the kernel."""
+    if kind != pb.AUTO:
+        return kind, ""
+    for row in pb.order(pb.AUTO):
+        if row.present():
+            return row.name, "auto"
+    return None, "auto"
+
+
+def pool_notes(config: m.Config, option: str = pb.AUTO) -> list[str]:
+    """What the pool backend chosen here will not do for ``config`` (``option``:
+    ``--pool-backend``, which overrides ``lvs_backend`` unless it is auto)."""
+    if not config.virtual_servers:
+        return []
+    kind = option if option != pb.AUTO else (config.global_defs.lvs_backend or pb.AUTO)
+    name, why = chosen_backend(kind)
+    if name is None:
+        from hafast.lvs.manager import no_kernel_backend
+
+        return [f"the daemon would not start here: {no_kernel_backend()}"]
+    said = why or (f"lvs_backend {kind}" if option == pb.AUTO else f"--pool-backend {kind}")
+    if name == "memory":
+        return [f"pool backend memory ({said}): no packet follows the virtual servers; "
+                "the checks run and report only"]
+    if name == "nft":
+        from hafast.lvs.nft import limits
+
+        return [f"pool backend nft ({said}): {line}" for line in limits(config)]
+    return []
+
+
+def host_checks(config: m.Config, option: str = pb.AUTO) -> list[str]:
+    """Every host note for ``config``, pool backend first."""
+    out = pool_notes(config, option)
+    if any(vs.announce for vs in config.virtual_servers):
+        from hafast.fleet.runner import maglev_warnings
+
+        out += maglev_warnings(config)
+    return out

@@ -20,23 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from hafast._core.treefeed import Node, feed
 from hafast.config.tokens import Diagnostic, Line, Token
 
-
-class Node:
-    """One statement: its words, and its ``{ }`` children when it opened a block."""
-
-    __slots__ = ("children", "close", "raw", "toks")
-
-    def __init__(self, toks: tuple[Token, ...], raw: str = "") -> None:
-        self.toks = toks
-        self.raw = raw
-        self.children: list[Node] | None = None
-        self.close: Token | None = None
-
-
-
-_BRACES = frozenset({"{", "}"})
+# Node and the loop that nests lines into nodes are hafast._core.treefeed's (compiled, or
+# its pure twin): at 37,000 real servers that loop makes 160,000 nodes from 235,000 lines.
+__all__ = ["Node", "TreeBuilder", "build_tree"]
 
 
 def build_tree(
@@ -100,59 +89,7 @@ class TreeBuilder:
 
     def feed(self, lines: Iterable[Line]) -> None:
         """Add lines (in order) to the tree."""
-        diags = self.diags
-        stack = self.stack
-        openers = self.openers
-        level = self.level
-        for line in lines:
-            toks = line.tokens
-            first = toks[0]
-            t0 = first.text
-            # The lexer gives every brace a line of its own (tokens.Line): those two cases
-            # come first.  Lines built by other means may carry braces among their words;
-            # the general loop below splits them.
-            if t0 == "}" and len(toks) == 1 and not first.quoted and len(stack) > 1:
-                openers.pop().close = first
-                stack.pop()
-                level = stack[-1]
-                continue
-            if t0 == "{" and len(toks) == 1 and not first.quoted and level:
-                opener = level[-1]
-                if opener.children is None:
-                    opener.children = level = []
-                    openers.append(opener)
-                    stack.append(level)
-                    continue
-            if t0 != "{" and t0 != "}" and toks[-1].text not in _BRACES:
-                level.append(Node(toks, line.raw))
-                continue
-            cur: list[Token] = []
-            for t in toks:
-                tx = t.text
-                if t.quoted or (tx != "{" and tx != "}"):
-                    cur.append(t)
-                    continue
-                if cur:
-                    level.append(Node(tuple(cur)))
-                    cur = []
-                if tx == "{":
-                    # keepalived allows the "{" on the line after its keyword
-                    if not level or level[-1].children is not None:
-                        diags.append(Diagnostic.at(t, "error", "'{' without a keyword before it"))
-                        opener = Node((t,))
-                        level.append(opener)
-                    else:
-                        opener = level[-1]
-                    opener.children = []
-                    openers.append(opener)
-                    level = opener.children
-                    stack.append(level)
-                elif len(stack) == 1:
-                    diags.append(Diagnostic.at(t, "error", "'}' does not close any block"))
-                else:
-                    openers.pop().close = t
-                    stack.pop()
-                    level = stack[-1]
-            if cur:
-                level.append(Node(tuple(cur)))
-        self.level = level
+        self.level = feed(lines, self.stack, self.openers, self.level, self._report)
+
+    def _report(self, tok: Token, message: str) -> None:
+        self.diags.append(Diagnostic.at(tok, "error", message))

@@ -22,6 +22,7 @@ Example (root, inside the director's namespace)::
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,8 @@ class Announcer:
         self.vss: list[m.VirtualServer] = []
         self.states: dict[VsKey, AnnounceState] = {}
         self.quorum: dict[VsKey, bool] = {}
+        # (prefix, phase entered) -> times, for /metrics: a flapping VIP shows here
+        self.transitions: Counter[tuple[str, str]] = Counter()
         self._timers: list[Any] = []
 
     def start(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
@@ -208,15 +211,20 @@ class Announcer:
         for vs in self.vss:
             st = self.states[vs.key]
             self.kernel.withdraw(st.prefix)
-            if st.phase in (ANNOUNCED, DRAINING) and self.on_change is not None:
-                self.on_change(st.prefix, WITHDRAWN)
+            if st.phase in (ANNOUNCED, DRAINING):
+                self.transitions[(st.prefix, WITHDRAWN)] += 1
+                if self.on_change is not None:
+                    self.on_change(st.prefix, WITHDRAWN)
             log.info("announce %s: %s -> %s (stopping)", st.prefix, st.phase, WITHDRAWN)
 
     def phase(self, vs: m.VirtualServer) -> str:
         return self.states[vs.key].phase
 
     def status(self) -> list[dict[str, Any]]:
-        return [{"prefix": st.prefix, "state": st.phase, "quorum": st.quorum}
+        """Each VIP: its state, its quorum, and how many times it entered each state."""
+        return [{"prefix": st.prefix, "state": st.phase, "quorum": st.quorum,
+                 "transitions": {phase: n for (prefix, phase), n in self.transitions.items()
+                                 if prefix == st.prefix}}
                 for st in self.states.values()]
 
     def _feed(self, key: VsKey, event: Event) -> None:
@@ -226,6 +234,7 @@ class Announcer:
         for action in actions:
             self._apply(key, action)
         if after.phase != before.phase:
+            self.transitions[(after.prefix, after.phase)] += 1
             log.info("announce %s: %s -> %s", after.prefix, before.phase, after.phase)
             if self.on_change is not None:
                 self.on_change(after.prefix, after.phase)

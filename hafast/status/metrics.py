@@ -29,6 +29,11 @@ family}``                                              read them (a full receive
                                                        previous scrape
 ``hafast_worker_restarts_total{worker}``               restarts (and heartbeat kills)
 ``hafast_pool_changes_total{op}``                      backend operations by kind
+``hafast_announce_state{prefix,state}``                fleet mode: 1 for the VIP's state
+                                                       (STARTUP, ANNOUNCED, WITHDRAWN,
+                                                       DRAINING), 0 for the others
+``hafast_announce_quorum_up{prefix}``                  the quorum the announcer acts on
+``hafast_announce_transitions_total{prefix,state}``    times the VIP entered each state
 =====================================================  =================================
 
 Example::
@@ -52,6 +57,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from hafast.status.dump import vrrp_sockets
+
+# hafast.fleet.announce's states, written out: status sits below the fleet package
+ANNOUNCE_STATES = ("STARTUP", "ANNOUNCED", "WITHDRAWN", "DRAINING")
 
 log = logging.getLogger("hafast.metrics")
 
@@ -110,6 +118,7 @@ class StatusCollector(Collector):
         yield from vrrp_socket_families(st)
         yield from check_families(st)
         yield from daemon_families(st)
+        yield from fleet_families(st)
 
 
 def vrrp_families(st: dict[str, Any]) -> Iterator[Metric]:
@@ -220,6 +229,28 @@ def daemon_families(st: dict[str, Any]) -> Iterator[Metric]:
     rejected = CounterMetricFamily("hafast_reload_errors", "reloads rejected (bad config)")
     rejected.add_metric([], st.get("reload_errors", 0))
     yield from (restarts, kills, reloads, rejected)
+
+
+def fleet_families(st: dict[str, Any]) -> Iterator[Metric]:
+    """Fleet mode (docs/fleet.md): each announced VIP; nothing without announce blocks."""
+    fleet = st.get("fleet")
+    if not fleet:
+        return
+    state = GaugeMetricFamily("hafast_announce_state",
+                              "1 for the VIP's announcement state, 0 for the others",
+                              labels=["prefix", "state"])
+    quorum = GaugeMetricFamily("hafast_announce_quorum_up",
+                               "1 while the virtual server behind the VIP has quorum",
+                               labels=["prefix"])
+    moved = CounterMetricFamily("hafast_announce_transitions",
+                                "times the VIP entered each announcement state",
+                                labels=["prefix", "state"])
+    for vip in fleet:
+        for phase in ANNOUNCE_STATES:
+            state.add_metric([vip["prefix"], phase], int(vip["state"] == phase))
+            moved.add_metric([vip["prefix"], phase], vip.get("transitions", {}).get(phase, 0))
+        quorum.add_metric([vip["prefix"]], int(bool(vip["quorum"])))
+    yield from (state, quorum, moved)
 
 
 class MetricsServer:

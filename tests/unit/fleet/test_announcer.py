@@ -199,3 +199,47 @@ def test_hold_down_through_the_shell() -> None:
     assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")
     clock.advance(205.0)
     assert kernel.calls[-1] == ("announce", "192.0.2.1/32")
+
+
+def test_metrics_show_each_vip_state_quorum_and_transitions() -> None:
+    """/metrics in fleet mode: the announcer's status as hafast_announce_* series
+    (one per state, so a dashboard can alert on ANNOUNCED == 0 or on a VIP that keeps
+    entering WITHDRAWN)."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from hafast.status import metrics
+
+    clock, kernel = Clock(), Kernel()
+    cfg = conf("192.0.2.1", "192.0.2.2")
+    one, two = (vs.key for vs in cfg.virtual_servers)
+    quorum = {one: True, two: False}
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, quorum.__getitem__)
+    clock.advance(104.0)  # round + delay: one announced, two withdrawn
+    quorum[one] = False
+    a.sync(quorum.__getitem__)
+    quorum[one] = True
+    a.sync(quorum.__getitem__)  # one: ANNOUNCED -> WITHDRAWN -> ANNOUNCED
+    server = metrics.MetricsServer("127.0.0.1:0", lambda: {"fleet": a.status()})
+    fams = {f.name: f for f in text_string_to_metric_families(
+        generate_latest(server.registry).decode())}
+    state = {(s.labels["prefix"], s.labels["state"]): s.value
+             for s in fams["hafast_announce_state"].samples}
+    assert state[("192.0.2.1/32", "ANNOUNCED")] == 1
+    assert state[("192.0.2.2/32", "WITHDRAWN")] == 1
+    assert sum(state.values()) == 2 and len(state) == 2 * len(metrics.ANNOUNCE_STATES)
+    moved = {(s.labels["prefix"], s.labels["state"]): s.value
+             for s in fams["hafast_announce_transitions"].samples}
+    assert moved[("192.0.2.1/32", "ANNOUNCED")] == 2
+    assert moved[("192.0.2.1/32", "WITHDRAWN")] == 1
+    assert moved[("192.0.2.2/32", "ANNOUNCED")] == 0
+    up = {s.labels["prefix"]: s.value for s in fams["hafast_announce_quorum_up"].samples}
+    assert up == {"192.0.2.1/32": 1, "192.0.2.2/32": 0}
+    # the states written out in status.metrics are the announcer's
+    from hafast.fleet import announce
+    assert set(metrics.ANNOUNCE_STATES) == {announce.STARTUP, announce.ANNOUNCED,
+                                             announce.WITHDRAWN, announce.DRAINING}
+    # no announce block: no fleet series at all
+    bare = metrics.MetricsServer("127.0.0.1:0", lambda: {"fleet": None})
+    assert b"hafast_announce" not in generate_latest(bare.registry)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from hafast.status.snmp_rfc import (
 )
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
+from tests.netns.snmp_fixtures import spawn_keepalived, start_snmpd
 from tests.netns.vrrp_fixtures import KEEPALIVED
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
@@ -135,20 +135,8 @@ def lab() -> Iterator[tuple[Registry, Path]]:
         reg.add_netns(PEER)
         reg.add_veth(NS, "eth0", PEER, "p0")
         reg.add_address(NS, "eth0", "10.79.0.1/24")
-        (tmp / "snmpd.conf").write_text(
-            f"agentXSocket unix:{tmp}/agentx\nagentXPerms 0700 0700\n"
-            "rocommunity public 127.0.0.1\n")
-        log = (tmp / "snmpd.log").open("wb")
-        # SNMP_PERSISTENT_DIR: snmpd would otherwise save its state in /var/lib/snmp
-        reg.spawn(NS, ["snmpd", "-f", "-Lo", "-C", "-c", str(tmp / "snmpd.conf"),
-                       "--master=agentx", "-p", str(tmp / "snmpd.pid"), "udp:127.0.0.1:161"],
-                  stdout=log, stderr=subprocess.STDOUT,
-                  env=dict(os.environ, SNMP_PERSISTENT_DIR=str(tmp / "persist")))
-        log.close()
+        start_snmpd(reg, NS, tmp)
         deadline = time.monotonic() + 10
-        while not (tmp / "agentx").exists():
-            assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()
-            time.sleep(0.05)
         # VI_5 (IPv6) needs eth0's link-local address, which is tentative until DAD ends
         while "scope link" not in run_in(NS, ["ip", "-6", "addr", "show", "dev", "eth0",
                                               "-tentative"], check=False).stdout:
@@ -216,14 +204,7 @@ def walks(lab: tuple[Registry, Path]) -> dict[str, dict[str, Walk]]:
         assert hafast.stop() == 0, hafast.log_text()[-3000:]
 
     require_tool(KEEPALIVED)
-    kdir = tmp / "keepalived"
-    kdir.mkdir()
-    (kdir / "k.conf").write_text(text)
-    klog = kdir / "k.log"
-    with klog.open("wb") as log:
-        keep = reg.spawn(NS, [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", str(kdir / "k.conf"),
-                              "-p", str(kdir / "k.pid"), "-r", str(kdir / "kv.pid"),
-                              "-c", str(kdir / "kc.pid")], stdout=log, stderr=subprocess.STDOUT)
+    keep, klog = spawn_keepalived(reg, NS, text, tmp / "keepalived")
     try:
         out["keepalived"] = each(wait_walk(klog))
     finally:

@@ -27,6 +27,7 @@ from hafast.status.snmp import RETRY_S
 from hafast.status.snmp_mib import VRRP_INSTANCE_ENTRY
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
+from tests.netns.snmp_fixtures import start_snmpd
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -57,28 +58,15 @@ vrrp_instance VI_1 {{
 
 
 class Snmpd:
-    """snmpd --master=agentx in the namespace, on a socket in ``tmp``; start() again
-    after kill() comes back on the same path."""
+    """snmpd in the namespace (tests/netns/snmp_fixtures.py); start() again after
+    kill() comes back on the same socket path."""
 
     def __init__(self, reg: Registry, tmp: Path) -> None:
         self.reg, self.tmp = reg, tmp
-        (tmp / "snmpd.conf").write_text(
-            f"agentXSocket unix:{tmp}/agentx\nagentXPerms 0700 0700\n"
-            "rocommunity public 127.0.0.1\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with (self.tmp / "snmpd.log").open("ab") as log:
-            self.proc = self.reg.spawn(
-                NS, ["snmpd", "-f", "-Lo", "-C", "-c", str(self.tmp / "snmpd.conf"),
-                     "--master=agentx", "-p", str(self.tmp / "snmpd.pid"),
-                     "udp:127.0.0.1:161"],
-                stdout=log, stderr=subprocess.STDOUT,
-                env=dict(os.environ, SNMP_PERSISTENT_DIR=str(self.tmp / "persist")))
-        deadline = time.monotonic() + 10
-        while not (self.tmp / "agentx").exists():
-            assert time.monotonic() < deadline, (self.tmp / "snmpd.log").read_text()
-            time.sleep(0.05)
+        self.proc = start_snmpd(self.reg, NS, self.tmp)
 
     def kill(self) -> None:
         assert self.proc is not None

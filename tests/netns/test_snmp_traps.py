@@ -52,6 +52,7 @@ from hafast.status.snmp_mib import (
 )
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
+from tests.netns.snmp_fixtures import snmpd_env, spawn_keepalived, start_snmpd
 from tests.netns.vrrp_fixtures import KEEPALIVED
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
@@ -129,21 +130,14 @@ def lab() -> Iterator[tuple[Registry, Path]]:
         reg.add_netns(PEER)
         reg.add_veth(NS, "eth0", PEER, "p0")
         reg.add_address(NS, "eth0", "10.79.1.1/24")
-        env = dict(os.environ, SNMP_PERSISTENT_DIR=str(tmp / "persist"), MIBS="")
+        env = snmpd_env(tmp)
         (tmp / "snmptrapd.conf").write_text("disableAuthorization yes\n")
         with (tmp / "traps.log").open("wb") as out:
             # one line per trap: "TRAP oid = TYPE: value|oid = TYPE: value|..."
             reg.spawn(NS, ["snmptrapd", "-f", "-Lo", "-C", "-c", str(tmp / "snmptrapd.conf"),
                            "-On", "-F", "TRAP %V|%v\n", "-p", str(tmp / "snmptrapd.pid"),
                            TRAPD], stdout=out, stderr=subprocess.DEVNULL, env=env)
-        (tmp / "snmpd.conf").write_text(
-            f"agentXSocket unix:{tmp}/agentx\nagentXPerms 0700 0700\n"
-            f"rocommunity public 127.0.0.1\ntrap2sink {TRAPD.removeprefix('udp:')} public\n")
-        with (tmp / "snmpd.log").open("wb") as log:
-            reg.spawn(NS, ["snmpd", "-f", "-Lo", "-C", "-c", str(tmp / "snmpd.conf"),
-                           "--master=agentx", "-p", str(tmp / "snmpd.pid"),
-                           "udp:127.0.0.1:161"], stdout=log, stderr=subprocess.STDOUT,
-                      env=env)
+        start_snmpd(reg, NS, tmp, f"trap2sink {TRAPD.removeprefix('udp:')} public\n")
         deadline = time.monotonic() + 10
         # snmpd's coldStart trap says both daemons are up
         while not (tmp / "agentx").exists() or "TRAP" not in (tmp / "traps.log").read_text():
@@ -234,15 +228,8 @@ def test_vrrp_state_change_traps_match_keepalived(lab: tuple[Registry, Path],
 
     require_tool(KEEPALIVED)
     tfile.write_text("1\n")
-    kdir = tmp / "keepalived"
-    kdir.mkdir()
-    (kdir / "k.conf").write_text(text)
-    klog = kdir / "k.log"
     since = (tmp / "traps.log").stat().st_size
-    with klog.open("wb") as out:
-        keep = reg.spawn(NS, [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", str(kdir / "k.conf"),
-                              "-p", str(kdir / "k.pid"), "-r", str(kdir / "kv.pid"),
-                              "-c", str(kdir / "kc.pid")], stdout=out, stderr=subprocess.STDOUT)
+    keep, klog = spawn_keepalived(reg, NS, text, tmp / "keepalived")
     try:
         k_traps, k_rfc, k_group = run_scenario(tmp, tfile, since, sync,
                                                lambda: klog.read_text(errors="replace"))
@@ -391,15 +378,8 @@ def test_rejected_advert_traps_match_keepalived(lab: tuple[Registry, Path]) -> N
         assert hafast.stop() == 0, hafast.log_text()[-3000:]
 
     require_tool(KEEPALIVED)
-    kdir = tmp / "keepalived"
-    kdir.mkdir()
-    (kdir / "k.conf").write_text(text)
-    klog = kdir / "k.log"
     since = (tmp / "traps.log").stat().st_size
-    with klog.open("wb") as out:
-        keep = reg.spawn(NS, [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", str(kdir / "k.conf"),
-                              "-p", str(kdir / "k.pid"), "-r", str(kdir / "kv.pid"),
-                              "-c", str(kdir / "kc.pid")], stdout=out, stderr=subprocess.STDOUT)
+    keep, klog = spawn_keepalived(reg, NS, text, tmp / "keepalived")
     try:
         k_auth, k_proto, k_reasons = run_errors(tmp, since,
                                                 lambda: klog.read_text(errors="replace"))

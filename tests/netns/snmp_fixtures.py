@@ -1,0 +1,60 @@
+"""net-snmp's snmpd as the AgentX master, and keepalived 2.2.7 beside it, for the SNMP
+tests (test_snmp_agentx, test_snmp_traps, test_snmp_master_restart): written once.
+
+Example::
+
+    snmpd = start_snmpd(reg, ns, tmp)            # waits for tmp/agentx
+    keep, log = spawn_keepalived(reg, ns, text, tmp / "keepalived")
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from hafast.lab.netns import Registry
+from tests.netns.vrrp_fixtures import KEEPALIVED
+
+
+def snmpd_env(tmp: Path) -> dict[str, str]:
+    """SNMP_PERSISTENT_DIR in ``tmp``: net-snmp would otherwise save its state in
+    /var/lib/snmp; MIBS empty: numeric OIDs, no MIB files read."""
+    return dict(os.environ, SNMP_PERSISTENT_DIR=str(tmp / "persist"), MIBS="")
+
+
+def start_snmpd(reg: Registry, ns: str, tmp: Path, extra_conf: str = "",
+                timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """``snmpd --master=agentx`` in ``ns``: its AgentX socket ``tmp/agentx`` (returned
+    once it exists), ``rocommunity public`` on 127.0.0.1:161, its log ``tmp/snmpd.log``
+    (appended to, so a restart keeps the first run's lines), ``extra_conf`` lines added
+    to its config (a trap2sink)."""
+    (tmp / "snmpd.conf").write_text(
+        f"agentXSocket unix:{tmp}/agentx\nagentXPerms 0700 0700\n"
+        f"rocommunity public 127.0.0.1\n{extra_conf}")
+    with (tmp / "snmpd.log").open("ab") as log:
+        proc = reg.spawn(ns, ["snmpd", "-f", "-Lo", "-C", "-c", str(tmp / "snmpd.conf"),
+                              "--master=agentx", "-p", str(tmp / "snmpd.pid"),
+                              "udp:127.0.0.1:161"],
+                         stdout=log, stderr=subprocess.STDOUT, env=snmpd_env(tmp))
+    deadline = time.monotonic() + timeout
+    while not (tmp / "agentx").exists():
+        assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()
+        time.sleep(0.05)
+    return proc
+
+
+def spawn_keepalived(reg: Registry, ns: str, conf_text: str, dir: Path
+                     ) -> tuple[subprocess.Popen[bytes], Path]:
+    """keepalived 2.2.7 in the foreground in ``ns`` on ``conf_text``, its config, pid
+    files and log in ``dir`` (made here); the caller ends it (terminate, wait)."""
+    dir.mkdir()
+    (dir / "k.conf").write_text(conf_text)
+    log_path = dir / "k.log"
+    with log_path.open("wb") as log:
+        proc = reg.spawn(ns, [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", str(dir / "k.conf"),
+                              "-p", str(dir / "k.pid"), "-r", str(dir / "kv.pid"),
+                              "-c", str(dir / "kc.pid")],
+                         stdout=log, stderr=subprocess.STDOUT)
+    return proc, log_path

@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 MODULES = ("checksum", "vrrp_codec", "icmp_batch", "md5stream", "checkq", "sockset",
-           "plainscan", "treefeed")
+           "plainscan", "treefeed", "slotfill")
 
 # The libraries a module links, for setuptools.Extension(libraries=...).
 LIBRARIES: dict[str, tuple[str, ...]] = {"md5stream": ("crypto",)}  # OpenSSL EVP

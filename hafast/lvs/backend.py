@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 # include/uapi/linux/ip_vs.h: IP_VS_CONN_F_* forwarding methods (the low bits of a
@@ -98,7 +98,13 @@ DestKey = tuple[str, int]
 
 @dataclass(frozen=True, slots=True)
 class Dest:
-    """A real server in a service."""
+    """A real server in a service.
+
+    ``last_weight``: for a destination at weight 0, the weight the kernel must keep
+    as its last one that was not 0 (0: whatever it has).  ``ip_vs_mh`` shares its
+    table out by that weight, not by ``weight``, and IPVS cannot read it back;
+    :func:`put_dest` says how the kernel gets it.
+    """
 
     address: str
     port: int
@@ -106,6 +112,7 @@ class Dest:
     method: str = "NAT"  # FWD_METHODS key
     uthreshold: int = 0
     lthreshold: int = 0
+    last_weight: int = 0
 
     @property
     def key(self) -> DestKey:
@@ -226,12 +233,42 @@ def diff_service(
         if key not in want:
             out.append(Change(DEL_DEST, want_svc, d))
     for key, d in want.items():
-        old = have.get(key)
-        if old is None:
-            out.append(Change(ADD_DEST, want_svc, d))
-        elif old != d:
-            out.append(Change(EDIT_DEST, want_svc, d))
+        out.extend(put_dest(want_svc, have.get(key), d))
     return out
+
+
+def put_dest(svc: Service, old: Dest | None, d: Dest) -> list[Change]:
+    """The changes that turn the kernel's destination ``old`` (None: absent) into ``d``.
+
+    The kernel keeps ``last_weight`` at the weight of the last add or of the last
+    edit to a weight that is not 0 (ip_vs_ctl.c __ip_vs_update_dest).  So an add
+    at weight 0 leaves it 0, and ``ip_vs_mh`` gives that destination no slots,
+    while one edited down to 0 keeps its slots.  A ``d`` at weight 0 that must hold
+    ``last_weight`` slots is added (or edited) at that weight and then edited to 0:
+    two changes, the edit right behind, in the same batch.  In between, the
+    destination is up at that weight and may be scheduled; the kernel rebuilds
+    the table per change, and the edit's rebuild leaves every slot as the add's
+    made it (the same last weights), so the edit only takes the weight away.
+
+    >>> s = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "mh")
+    >>> dead = Dest("10.1.0.1", 80, 0, last_weight=3)
+    >>> [f"{c.op} w{c.dest.weight}" for c in put_dest(s, None, dead)]
+    ['add-dest w3', 'edit-dest w0']
+    >>> [f"{c.op} w{c.dest.weight}" for c in put_dest(s, Dest("10.1.0.1", 80, 3), dead)]
+    ['edit-dest w0']
+    """
+    if d.weight == 0 and d.last_weight > 0 and _kernel_last_weight(old) != d.last_weight:
+        up = replace(d, weight=d.last_weight, last_weight=0)
+        return [Change(ADD_DEST if old is None else EDIT_DEST, svc, up), Change(EDIT_DEST, svc, d)]
+    if old is None:
+        return [Change(ADD_DEST, svc, d)]
+    return [Change(EDIT_DEST, svc, d)] if old != d else []
+
+
+def _kernel_last_weight(d: Dest | None) -> int:
+    # A dump cannot read last_weight: a weight-0 destination read back says 0, and
+    # put_dest then sets it again rather than trust it.
+    return 0 if d is None else d.weight or d.last_weight
 
 
 def ordered_dests(svc: Service, have: Mapping[DestKey, Dest],
@@ -242,7 +279,8 @@ def ordered_dests(svc: Service, have: Mapping[DestKey, Dest],
     The kernel only ever puts a destination at one end of its list, so the ones
     left alone must be a prefix of ``want`` that ``have`` already holds in that
     order, and each later one that ``have`` holds is deleted and added again
-    (two changes; a new one is one add).  The longest such prefix gives the
+    (two changes; a new one is one add; one more each for a weight-0 one that
+    must keep its slots, :func:`put_dest`).  The longest such prefix gives the
     fewest changes.  A deleted destination waits in the kernel's trash and the
     add takes it back (ip_vs_ctl.c ip_vs_trash_get_dest), so connections bound
     to it carry on; each delete goes right before its add.
@@ -264,12 +302,13 @@ def ordered_dests(svc: Service, have: Mapping[DestKey, Dest],
     for i, (key, d) in enumerate(want.items()):
         old = have.get(key)
         if i < kept:
-            if old != d:
-                out.append(Change(EDIT_DEST, svc, d))
+            out.extend(put_dest(svc, old, d))
             continue
         if old is not None:
             out.append(Change(DEL_DEST, svc, old))
-        out.append(Change(ADD_DEST, svc, d))
+        # the add takes the destination back from the trash, but sets its
+        # last_weight anew, as for a new one
+        out.extend(put_dest(svc, None, d))
     return out
 
 

@@ -757,9 +757,17 @@ class BatchLink:
 
     def apply(self, changes: Sequence[Change]) -> None:
         """Carry out ``changes`` in order, BATCH per sendmsg; retry the ones the
-        kernel answered "exists"/"missing" with the other command, one by one."""
-        for start in range(0, len(changes), BATCH):
-            chunk = changes[start:start + BATCH]
+        kernel answered "exists"/"missing" with the other command, one by one.
+
+        A change to the destination the one before it changed (backend.put_dest: an
+        add at a weight, then the edit to 0) goes in the same sendmsg, and again
+        after a retry of the one before, so that the edit is still the last word."""
+        start = 0
+        while start < len(changes):
+            end = min(start + BATCH, len(changes))
+            if end < len(changes) and _same_dest(changes[end - 1], changes[end]):
+                end += 1
+            chunk, start = changes[start:end], end
             msgs, by_seq = [], {}
             keys: dict[ServiceKey, bytes] = {}
             for c in chunk:
@@ -775,11 +783,20 @@ class BatchLink:
                 _, other, benign = _COMMANDS[c.op]
                 if code not in benign:
                     raise _failure(c, code)
-                if other is not None:
+                if other is None:
+                    continue
+                for again in [c] + [by_seq[n] for n in by_seq
+                                    if n > seq and n not in errors and _same_dest(c, by_seq[n])]:
+                    cmd = other if again is c else _COMMANDS[again.op][0]
                     try:
-                        self.request(other, self.payload(other, c))
+                        self.request(cmd, self.payload(cmd, again))
                     except OSError as exc:
-                        raise _failure(c, exc.errno or 0) from exc
+                        raise _failure(again, exc.errno or 0) from exc
+
+
+def _same_dest(a: Change, b: Change) -> bool:
+    return (a.dest is not None and b.dest is not None and a.service.key == b.service.key
+            and a.dest.key == b.dest.key)
 
 
 def _failure(c: Change, code: int) -> BackendError:

@@ -7,7 +7,9 @@ costs a diff of the one or few services it touched (never a dump of the table).
 - start: open the backend; with ``lvs_flush`` flush the whole table first,
   otherwise ADOPT: dump the kernel and change only what differs from the desired
   pool (a service someone else made is left alone; an entry of ours that is
-  already right is not touched, so a restart does not disturb live traffic);
+  already right is not touched, so a restart does not disturb live traffic; but
+  a Maglev fleet's destination at weight 0 is set again, since a dump cannot read
+  the ``last_weight`` its slots follow, :func:`~hafast.lvs.backend.put_dest`);
   ``lvs_timeouts`` are set;
 - events: the policy's actions run at once and in order (FIFO lines are written
   synchronously, scripts are started and reaped on the loop); the changed

@@ -3,7 +3,8 @@ a kernel table to drive).  It behaves like the kernel where it matters: adding a
 destination to a missing service fails, removing what is gone does not, and a
 service's destinations keep the kernel's list order (a new or re-added one goes to
 the head; :class:`~hafast.lvs.backend.Pool` holds it backwards, :meth:`listed` reads
-it as ``ipvsadm -Ln --nosort`` does), which a Maglev table depends on.
+it as ``ipvsadm -Ln --nosort`` does), which a Maglev table depends on, and each
+destination's ``last_weight`` is kept as the kernel keeps it (:meth:`maglev_inputs`).
 
 Example::
 
@@ -21,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from hafast.lvs.backend import (
     ADD_DEST,
@@ -47,6 +49,9 @@ class MemoryBackend:
 
     def __init__(self, initial: Pool | None = None) -> None:
         self.pool = initial.copy() if initial is not None else Pool()
+        self.last_weight: dict[tuple[ServiceKey, DestKey], int] = {
+            (k, d.key): d.weight or d.last_weight
+            for k, ds in self.pool.dests.items() for d in ds.values()}
         self.messages = 0
         self.log: list[Change] = []
         self.timeouts = Timeouts()
@@ -66,9 +71,22 @@ class MemoryBackend:
         """The service's destinations in the kernel's list order, head first."""
         return list(reversed(self.pool.dests.get(key, {})))
 
+    def maglev_inputs(self, key: ServiceKey) -> list[tuple[DestKey, int]]:
+        """What ``ip_vs_mh`` builds the service's table from: each destination in
+        list order with its ``last_weight``, which an add sets and an edit sets only
+        to a weight that is not 0 (ip_vs_ctl.c __ip_vs_update_dest).  Two directors
+        whose inputs are equal have the same table."""
+        return [(d, self.last_weight[(key, d)]) for d in self.listed(key)]
+
     async def dump(self) -> Pool:
+        """The pool as IPVS reads it back: without ``last_weight``."""
         self.messages += 1
-        return self.pool.copy()
+        out = self.pool.copy()
+        for dests in out.dests.values():
+            for k, d in dests.items():
+                if d.last_weight:
+                    dests[k] = replace(d, last_weight=0)
+        return out
 
     def _do(self, change: Change) -> None:
         self.messages += 1
@@ -81,6 +99,9 @@ class MemoryBackend:
             raise BackendError(f"no such service: {change}", change)
         self.pool.apply([change])
         self.log.append(change)
+        d = change.dest
+        if d is not None and (change.op == ADD_DEST or (change.op == EDIT_DEST and d.weight)):
+            self.last_weight[(change.service.key, d.key)] = d.weight
 
     async def ensure_service(self, service: Service) -> None:
         op = EDIT_SERVICE if service.key in self.pool.services else ADD_SERVICE

@@ -46,8 +46,13 @@ to.  The kernel fills the table in its destination list's order
 added (each new one goes to the head of the list).
 So a fleet's destinations are added sorted by address and port, and a dead real
 server stays in at weight 0 (as with ``inhibit_on_failure``) rather than leaving
-and coming back at another place in the list.  A weight-0 destination takes no
-slots, so the table is the same as without it.
+and coming back at another place in the list.  ``ip_vs_mh`` shares the slots out
+by each destination's ``last_weight`` (its last weight that was not 0): one edited
+down to 0 keeps its slots, and a lookup that lands there finds it unavailable, while
+one added at weight 0 would take none.  So a dead real server's Dest says weight 0
+with ``last_weight`` its configured weight, and the kernel gets it by an add at
+that weight and an edit to 0 (:func:`hafast.lvs.backend.put_dest`): a director
+started while it was dead builds the table of one that saw it die.
 
 Beyond keepalived: a real server with the same address, port and checkers under
 several virtual servers is checked once (the engine dedupes); here one event for it
@@ -669,14 +674,18 @@ class PoolPolicy:
             rsts = sorted(rsts, key=lambda r: _dest_order(r.rs.address, r.dest_port))
         for rst in rsts:
             rs = rst.rs
+            last = 0
             if rst.alive and not sorry_in:
                 weight = rst.weight
-            elif rst.inhibit or maglev:
+            elif maglev:
+                # its slots, whatever this director saw of it (module docstring)
+                weight, last = 0, rs.weight
+            elif rst.inhibit:
                 weight = 0
             else:
                 continue
             d = Dest(rs.address, rst.dest_port, weight, _method(rs.lvs_method),
-                     rs.uthreshold, rs.lthreshold)
+                     rs.uthreshold, rs.lthreshold, last)
             dests[d.key] = d
         if vs.sorry_server is not None and (sorry_in or vs.sorry_server_inhibit):
             addr, port = vs.sorry_server

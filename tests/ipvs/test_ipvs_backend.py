@@ -372,3 +372,125 @@ def test_a_connection_outlives_its_servers_delete_and_readd() -> None:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=60)
         subprocess.run(["ip", "link", "del", f"{client}d"], capture_output=True, timeout=60)
         subprocess.run(["ip", "link", "del", f"{servers}d"], capture_output=True, timeout=60)
+
+
+# -------------------------------- a dead server's Maglev slots, whatever a director saw
+
+SLOT_NS = f"hs{os.getpid() % 100000}"
+SLOT_VIP, SLOT_CLIENT = "10.0.8.1", "10.0.8.2"
+# on the client's link, where nobody answers: a scheduled SYN goes nowhere, but
+# IPVS makes its connection entry first, and the entry names the real server
+SLOT_RS = {"10.0.8.10": 1, "10.0.8.11": 3, "10.0.8.12": 2, "10.0.8.13": 2}
+SLOT_DEAD = "10.0.8.11"
+SLOT_PORTS = range(41000, 41096)
+SLOTS = """
+virtual_server {vip} {port} {{
+  protocol TCP
+  lvs_sched mh
+  mh-port
+  mh-fallback
+  lvs_method NAT
+  announce {{
+    prefix {vip}/32
+  }}
+{reals}}}
+"""
+
+
+def slot_config(port: int) -> Any:
+    reals = "".join(f"  real_server {a} 8080 {{\n    weight {w}\n  }}\n"
+                    for a, w in SLOT_RS.items())
+    res = load_text(SLOTS.format(vip=SLOT_VIP, port=port, reals=reals))
+    assert not res.errors, res.errors
+    return res.config
+
+
+def landed() -> dict[int, dict[int, str]]:
+    """Virtual port -> client source port -> the real server IPVS picked for it
+    (``ipvsadm -Lnc``: one entry per connection)."""
+    out: dict[int, dict[int, str]] = {}
+    for line in ipvsadm("-Lnc").splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[0] == "TCP" and parts[4].startswith(f"{SLOT_VIP}:"):
+            sport, vport = int(parts[3].rsplit(":", 1)[1]), int(parts[4].rsplit(":", 1)[1])
+            out.setdefault(vport, {})[sport] = parts[5].rsplit(":", 1)[0]
+    return out
+
+
+def test_a_director_started_with_a_dead_server_schedules_as_one_that_saw_it_die() -> None:
+    """Three services stand for three directors: they hash only the client's address
+    and port (``mh-port``; ip_vs_mh's hash keys are constants), so equal Maglev
+    tables send a flow to the same real server.  Port 80 saw 10.0.8.11 die (an edit
+    to weight 0: it keeps the slots of its last weight, 3); port 81 started while it
+    was dead; port 82 is that start done without the fix (added at weight 0, so
+    no slots), to show that the flows see the difference.  With ``mh-fallback`` a
+    flow whose slot is the dead server's goes on to another one."""
+    require_root()
+    require(Path("/proc/net/ip_vs").exists(), "ip_vs is not loaded")
+    require_tool("ipvsadm")
+    from pyroute2.netns import popns, pushns
+
+    from hafast.lib.events import DOWN, ServerEvent
+    from hafast.lvs.backend import ADD_DEST, ADD_SERVICE, DEL_SERVICE, Change
+    from hafast.lvs.policy import build_service
+
+    ns = SLOT_NS
+    try:
+        _ip("netns", "add", ns)
+        _ip("link", "add", f"{ns}d", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _ip("addr", "add", f"{SLOT_VIP}/24", "dev", f"{ns}d")
+        _ip("link", "set", f"{ns}d", "up")
+        _ip("-n", ns, "addr", "add", f"{SLOT_CLIENT}/24", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        saw, then = slot_config(80), slot_config(81)
+        old_way = slot_config(82).virtual_servers[0]
+        old_svc = build_service(old_way, ServiceKey(4, "TCP", SLOT_VIP, 82), old_way.sched_flags)
+
+        def syns(vport: int) -> None:
+            pushns(ns)
+            try:
+                for sport in SLOT_PORTS:
+                    with socket.socket() as s:
+                        s.setblocking(False)
+                        s.bind((SLOT_CLIENT, sport))
+                        s.connect_ex((SLOT_VIP, vport))  # the SYN; closing sends nothing
+            finally:
+                popns()
+
+        async def body() -> dict[int, dict[int, str]]:
+            vs = saw.virtual_servers[0]
+            a = PoolManager(saw, IpvsBackend(), run_scripts=False)
+            await a.start()
+            a.on_event(ServerEvent(vs.key, (SLOT_DEAD, 8080), DOWN, 3, "test", 1.0))
+            await a.wait_idle()
+            vs = then.virtual_servers[0]
+            b = PoolManager(then, IpvsBackend(), run_scripts=False)
+            await b.start({(vs.key, rs.key): (rs.address != SLOT_DEAD, rs.weight)
+                           for rs in vs.real_servers})
+            raw = IpvsBackend()
+            await raw.open()
+            await raw.apply([Change(ADD_SERVICE, old_svc)] + [
+                Change(ADD_DEST, old_svc, Dest(d, 8080, 0 if d == SLOT_DEAD else w, "NAT"))
+                for d, w in sorted(SLOT_RS.items())])
+            try:
+                for vport in (80, 81, 82):
+                    syns(vport)
+                await asyncio.sleep(0.5)
+                return landed()
+            finally:
+                await raw.apply([Change(DEL_SERVICE, old_svc)])
+                await raw.close()
+                await a.stop()
+                await b.stop()
+
+        seen = asyncio.run(body())
+        flows = set(SLOT_PORTS)
+        assert {v: set(seen.get(v, {})) for v in (80, 81, 82)} == {
+            80: flows, 81: flows, 82: flows}, seen
+        assert SLOT_DEAD not in set(seen[80].values()) | set(seen[81].values())
+        assert seen[81] == seen[80], {p: (seen[80][p], seen[81][p]) for p in flows
+                                      if seen[80][p] != seen[81][p]}
+        assert seen[82] != seen[80]  # without the slots: another table
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=60)
+        subprocess.run(["ip", "link", "del", f"{ns}d"], capture_output=True, timeout=60)

@@ -5,6 +5,7 @@ same destinations in the same order, and keep it, so their Maglev tables agree
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 import hypothesis.strategies as st
 import pytest
@@ -36,8 +37,10 @@ SERVERS = ("10.1.0.21", "10.1.0.10", "10.1.0.9", "10.1.0.23")
 
 
 def config(sched: str = "mh", announce: bool = True, order: tuple[str, ...] = SERVERS,
-           extra: str = "") -> m.Config:
-    rss = "".join(f"  real_server {a} 80 {{\n    TCP_CHECK {{ }}\n  }}\n" for a in order)
+           extra: str = "", weights: dict[str, int] | None = None) -> m.Config:
+    weights = weights or {}
+    rss = "".join(f"  real_server {a} 80 {{\n    weight {weights.get(a, 1)}\n"
+                  f"    TCP_CHECK {{ }}\n  }}\n" for a in order)
     ann = f"  announce {{\n    prefix {VIP}/32\n  }}\n" if announce else ""
     res = load_text(f"virtual_server {VIP} 80 {{\n  protocol TCP\n  lvs_sched {sched}\n"
                     f"  mh-port\n  lvs_method DR\n{extra}{ann}{rss}}}\n")
@@ -182,9 +185,13 @@ def test_a_reload_that_removes_and_adds_keeps_the_order() -> None:
     assert changes == ["del-dest 10.1.0.10", "del-dest 10.1.0.23", "add-dest 10.1.0.22"]
 
 
-def test_a_dead_server_is_readded_at_weight_zero() -> None:
-    """Its re-add sets the kernel's last_weight to 0, as a fresh start's add does."""
-    async def body() -> list[Change]:
+def test_a_dead_server_is_readded_at_its_weight_and_set_to_zero() -> None:
+    """An add sets the kernel's last_weight, at 0 too: the re-add goes at the
+    server's weight and an edit takes it to 0, so it keeps its slots, as on a
+    director started with the new config while it is dead."""
+    then = config(order=(*SERVERS, "10.1.0.22"))
+
+    async def body() -> tuple[list[Change], MemoryBackend]:
         cfg = config()
         b = MemoryBackend()
         mgr = PoolManager(cfg, b, run_scripts=False)
@@ -192,12 +199,88 @@ def test_a_dead_server_is_readded_at_weight_zero() -> None:
         mgr.on_event(event(cfg, "10.1.0.23", DOWN, 1.0))
         await mgr.wait_idle()
         b.log.clear()
-        await mgr.reload(config(order=(*SERVERS, "10.1.0.22")))
-        return b.log
+        await mgr.reload(then)
+        return b.log, b
 
-    log = asyncio.run(body())
+    log, b = asyncio.run(body())
     assert ops(log) == [(ADD_DEST, "10.1.0.22", 1), (DEL_DEST, "10.1.0.23", 0),
-                        (ADD_DEST, "10.1.0.23", 0)]
+                        (ADD_DEST, "10.1.0.23", 1), (EDIT_DEST, "10.1.0.23", 0)]
+    assert b.maglev_inputs(SVC) == started(then, dead={"10.1.0.23"}).maglev_inputs(SVC)
+
+
+# ------------------------------------------ a dead server's slots (the kernel's last_weight)
+
+DEAD = "10.1.0.10"
+WEIGHTS = {"10.1.0.9": 2, DEAD: 3, "10.1.0.21": 1, "10.1.0.23": 2}
+
+
+def started(cfg: m.Config, dead: Iterable[str] | None = (), then_dead: Iterable[str] = (),
+            kernel: Pool | None = None) -> MemoryBackend:
+    """A director started with ``cfg`` while ``dead`` are down (None: as the config
+    starts them), on a ``kernel`` left by an earlier run if given, that then sees
+    ``then_dead`` go down."""
+    vs = cfg.virtual_servers[0]
+    health = None if dead is None else {
+        (vs.key, rs.key): (rs.address not in dead, rs.weight) for rs in vs.real_servers}
+
+    async def body() -> MemoryBackend:
+        b = MemoryBackend(kernel)
+        mgr = PoolManager(cfg, b, run_scripts=False)
+        await mgr.start(health)
+        for i, a in enumerate(sorted(then_dead)):
+            mgr.on_event(event(cfg, a, DOWN, 1.0 + i))
+        await mgr.wait_idle()
+        assert mgr.applied == mgr.policy.pool  # nothing left to do
+        return b
+
+    return asyncio.run(body())
+
+
+def test_a_director_started_with_a_dead_server_builds_the_table_of_one_that_saw_it_die() -> None:
+    """ip_vs_mh shares its table out by last_weight: the director that saw the server
+    die edited it to 0 and it kept its 3; one started while it was dead must not add
+    it at 0 (no slots), or flows that move between the two change real server."""
+    cfg = config(weights=WEIGHTS)
+    saw_it = started(cfg, then_dead={DEAD})
+    after = started(cfg, dead={DEAD})
+    assert saw_it.maglev_inputs(SVC) == after.maglev_inputs(SVC) == [
+        (("10.1.0.23", 80), 2), (("10.1.0.21", 80), 1), ((DEAD, 80), 3), (("10.1.0.9", 80), 2)]
+    for b in (saw_it, after):
+        assert b.pool.dests[SVC][(DEAD, 80)].weight == 0
+    assert ops(after.log) == [(ADD_DEST, "10.1.0.9", 2), (ADD_DEST, DEAD, 3),
+                              (EDIT_DEST, DEAD, 0), (ADD_DEST, "10.1.0.21", 1),
+                              (ADD_DEST, "10.1.0.23", 2)]
+
+
+def test_alpha_servers_keep_the_slots_of_their_weight_before_their_first_check() -> None:
+    alpha = started(config(extra="  alpha\n", weights=WEIGHTS), dead=None)
+    assert {d.weight for d in alpha.pool.dests[SVC].values()} == {0}
+    assert alpha.maglev_inputs(SVC) == started(
+        config(weights=WEIGHTS), then_dead=WEIGHTS).maglev_inputs(SVC)
+
+
+def test_a_restart_sets_a_dead_servers_last_weight_again() -> None:
+    """A kernel whose dead server was added at 0 (an older hafast, or keepalived):
+    IPVS cannot read last_weight back, so the adopting start edits it up and down;
+    the servers still up are not touched."""
+    cfg = config(weights=WEIGHTS)
+    vs = cfg.virtual_servers[0]
+    kernel = Pool()
+    kernel.add(build_service(vs, SVC, vs.sched_flags),
+               [Dest(a, 80, 0 if a == DEAD else WEIGHTS[a], "DR") for a in NUMERIC])
+    b = started(cfg, dead={DEAD}, kernel=kernel)
+    assert b.maglev_inputs(SVC) == started(cfg, then_dead={DEAD}).maglev_inputs(SVC)
+    assert ops(b.log) == [(EDIT_DEST, DEAD, 3), (EDIT_DEST, DEAD, 0)]
+
+
+@pytest.mark.parametrize(("sched", "announce"), [("mh", False), ("wlc", True)])
+def test_inhibit_on_failure_adds_a_dead_server_at_zero_as_keepalived(sched: str,
+                                                                    announce: bool) -> None:
+    cfg = config(sched=sched, announce=announce, extra="  inhibit_on_failure\n",
+                 weights=WEIGHTS)
+    b = started(cfg, dead={DEAD})
+    assert [op for op in ops(b.log) if op[1] == DEAD] == [(ADD_DEST, DEAD, 0)]
+    assert dict(b.maglev_inputs(SVC))[(DEAD, 80)] == 0
 
 
 def test_adopting_a_kernel_in_another_order_puts_it_in_order() -> None:
@@ -260,3 +343,44 @@ def test_ordered_dests_reaches_the_wanted_order_in_the_fewest_changes(
 
     fits = [n for n in range(len(wk) + 1) if [k for k in hk if k in wk[:n]] == wk[:n]]
     assert len(changes) == min(cost(n) for n in fits)
+
+
+def test_a_reload_that_reweighs_a_dead_server_moves_its_slots() -> None:
+    """The weight its slots follow is the config's, on a director that saw it die
+    too: a reload that changes it edits the server up to the new weight and back."""
+    cfg, then = config(weights=WEIGHTS), config(weights={**WEIGHTS, DEAD: 5})
+
+    async def body() -> tuple[MemoryBackend, list[Change]]:
+        b = MemoryBackend()
+        mgr = PoolManager(cfg, b, run_scripts=False)
+        await mgr.start()
+        mgr.on_event(event(cfg, DEAD, DOWN, 1.0))
+        await mgr.wait_idle()
+        b.log.clear()
+        await mgr.reload(then)
+        return b, b.log
+
+    b, log = asyncio.run(body())
+    assert ops(log) == [(EDIT_DEST, DEAD, 5), (EDIT_DEST, DEAD, 0)]
+    assert b.maglev_inputs(SVC) == started(then, dead={DEAD}).maglev_inputs(SVC)
+
+
+def test_a_server_that_dies_at_a_checkers_weight_keeps_its_configured_slots() -> None:
+    """misc_dynamic set 7; the director that saw it die would keep 7's slots after
+    an edit to 0 alone, and one started later gives it 3's."""
+    cfg = config(weights=WEIGHTS)
+
+    async def body() -> tuple[MemoryBackend, list[Change]]:
+        b = MemoryBackend()
+        mgr = PoolManager(cfg, b, run_scripts=False)
+        await mgr.start()
+        mgr.on_event(ServerEvent(cfg.virtual_servers[0].key, (DEAD, 80), UP, 7, "test", 1.0))
+        await mgr.wait_idle()
+        b.log.clear()
+        mgr.on_event(event(cfg, DEAD, DOWN, 2.0))
+        await mgr.wait_idle()
+        return b, b.log
+
+    b, log = asyncio.run(body())
+    assert ops(log) == [(EDIT_DEST, DEAD, 3), (EDIT_DEST, DEAD, 0)]
+    assert b.maglev_inputs(SVC) == started(cfg, dead={DEAD}).maglev_inputs(SVC)

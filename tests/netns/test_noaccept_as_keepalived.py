@@ -3,15 +3,16 @@
 r1 runs two VRRPv3 instances alone (IPv4: two VIPs; IPv6: a global VIP, an excluded
 one and a link-local one), so both become MASTER; the same configuration runs once
 under hafast's VRRP daemon and once under Debian's keepalived (built with nftables,
-without iptables), each in a lab of its own.  ``nft -j list ruleset`` is read back
-once both are master and after a graceful stop, normalised (no handles, counters
-zeroed, set elements sorted, tables keyed by family so the order in which the two
-instances became master does not matter), and must be identical: the same tables,
-chains, priorities, sets and rules.  A ping to the VIPs from a third namespace is
-dropped by both without Accept_Mode, answered with it.  When a higher-priority peer
-takes the VIPs, both empty their sets and keep their tables.  (keepalived writes its
-fe80::/10 test as two comparisons and hafast as a prefix: nft lists both as the prefix,
-so the rulesets compare equal; the kernel's expressions differ there only.)
+without iptables), each in a lab of its own (the two at the same time).  ``nft -j
+list ruleset`` is read back once both are master and after a graceful stop,
+normalised (no handles, counters zeroed, set elements sorted, tables keyed by family
+so the order in which the two instances became master does not matter), and must be
+identical: the same tables, chains, priorities, sets and rules.  A ping to the VIPs
+from a third namespace is dropped by both without Accept_Mode, answered with it.
+When a higher-priority peer takes the VIPs, both empty their sets and keep their
+tables.  (keepalived writes its fe80::/10 test as two comparisons and hafast as a
+prefix: nft lists both as the prefix, so the rulesets compare equal; the kernel's
+expressions differ there only.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -108,24 +110,44 @@ def ruleset(lab: VrrpLab) -> dict[str, list[Any]]:
     return tables
 
 
-def run(lab: VrrpLab, kind: str, text: str, filtered: bool) -> tuple[
-        dict[str, list[Any]], dict[str, bool], dict[str, list[Any]], str]:
-    """Start ``kind`` on ``text``; the ruleset once both instances are master (and
-    hold their VIPs in the sets), what a client's ping reached, the ruleset after a
-    graceful stop, and the log."""
-    router = lab.start("r1", kind, text)
-    lab.wait_holder("r1", STARTUP_S)
-    lab.wait_holder("r1", STARTUP_S, vip=VIP6)
-    if filtered:
-        lab.wait_for(lambda: "fd77::200" in json.dumps(ruleset(lab))
-                     and "10.77.0.101" in json.dumps(ruleset(lab)), 3.0, f"{kind}: the sets")
+def reached(labs: dict[str, VrrpLab], tries: int) -> dict[str, dict[str, bool]]:
+    """Per lab, per VIP: did one of ``tries`` pings from the client get an answer
+    (``VrrpLab.client_ping``'s probe)?  The probes of one round run at once: a
+    dropped one waits out its whole timeout, and these tests expect drops."""
+    got = {kind: dict.fromkeys((VIP4, VIP6), False) for kind in labs}
+    for _ in range(tries):
+        probes = {(kind, vip): subprocess.Popen(
+                      ["ip", "netns", "exec", lab.ns("cl"), "fping", "-c", "1", "-t", "500",
+                       vip], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for kind, lab in labs.items() for vip in (VIP4, VIP6)
+                  if not got[kind][vip]}
+        for (kind, vip), proc in probes.items():
+            got[kind][vip] = proc.wait(30) == 0
+    return got
+
+
+def run(labs: dict[str, VrrpLab], text: str, filtered: bool) -> dict[str, tuple[
+        dict[str, list[Any]], dict[str, bool], dict[str, list[Any]], str]]:
+    """Start each kind on ``text`` in its own lab, at once; per kind the ruleset once
+    both instances are master (and hold their VIPs in the sets), what a client's ping
+    reached, the ruleset after a graceful stop, and the log."""
+    routers = {kind: lab.start("r1", kind, text) for kind, lab in labs.items()}
+    for kind, lab in labs.items():
+        lab.wait_holder("r1", STARTUP_S)
+        lab.wait_holder("r1", STARTUP_S, vip=VIP6)
+        if filtered:
+            lab.wait_for(lambda lab=lab: "fd77::200" in json.dumps(ruleset(lab))  # type: ignore[misc]
+                         and "10.77.0.101" in json.dumps(ruleset(lab)), 3.0,
+                         f"{kind}: the sets")
     time.sleep(0.3)  # anything still to come would show as a difference
-    master = ruleset(lab)
-    pings = {vip: any(lab.client_ping(vip) for _ in range(2 if filtered else 3))
-             for vip in (VIP4, VIP6)}
-    log = router.log_text()
-    lab.stop(router)
-    return master, pings, ruleset(lab), log
+    masters = {kind: ruleset(lab) for kind, lab in labs.items()}
+    pings = reached(labs, 2 if filtered else 3)
+    got = {}
+    for kind, lab in labs.items():
+        log = routers[kind].log_text()
+        lab.stop(routers[kind])
+        got[kind] = (masters[kind], pings[kind], ruleset(lab), log)
+    return got
 
 
 # case: (global_defs lines, instance lines, what the ruleset must show: table names,
@@ -164,7 +186,7 @@ def _shows(master: dict[str, list[Any]], table: str, prio: int, ll_set: str,
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tables_as_keepalived(labs: dict[str, VrrpLab], case: str) -> None:
     glob, inst, shows = CASES[case]
-    got = {kind: run(lab, kind, conf(glob, inst), True) for kind, lab in labs.items()}
+    got = run(labs, conf(glob, inst), True)
     ha_master, ha_pings, ha_stopped, ha_log = got["hafast"]
     ka_master, ka_pings, ka_stopped, ka_log = got["keepalived"]
     assert ha_master == ka_master, ka_log[-2000:] + ha_log[-2000:]
@@ -183,7 +205,7 @@ def test_accept_mode_makes_no_table(labs: dict[str, VrrpLab], inst: str) -> None
     (RFC 5798 §6.4.3 binds only a master that does not own the addresses): no table,
     the VIPs answer."""
     text = conf("  vrrp_strict\n  nftables\n  nftables_counters", inst)
-    got = {kind: run(lab, kind, text, False) for kind, lab in labs.items()}
+    got = run(labs, text, False)
     for kind, (master, pings, stopped, log) in got.items():
         assert master == stopped == {}, (kind, log[-2000:])
         assert pings == {VIP4: True, VIP6: True}, kind
@@ -193,24 +215,29 @@ def test_backup_keeps_the_tables_empty_as_keepalived(labs: dict[str, VrrpLab]) -
     """r1 master without Accept_Mode, then r2 (keepalived, accept, higher priority)
     takes both VIPs: r1 leaves MASTER, its sets are emptied and its tables stay, the
     VIPs answer from r2; hafast and keepalived leave the same ruleset in r1."""
-    got = {}
-    for kind, lab in labs.items():
-        def text(lab: VrrpLab = lab) -> str:
-            return json.dumps(ruleset(lab))
+    def text(lab: VrrpLab) -> str:
+        return json.dumps(ruleset(lab))
 
-        router = lab.start("r1", kind, conf())
+    # both kinds at once, each in its own lab
+    got = {}
+    routers = {kind: lab.start("r1", kind, conf()) for kind, lab in labs.items()}
+    for kind, lab in labs.items():
         lab.wait_holder("r1", STARTUP_S)
         lab.wait_holder("r1", STARTUP_S, vip=VIP6)
-        lab.wait_for(lambda: "fd77::200" in text(), 3.0, f"{kind}: the sets")
+        lab.wait_for(lambda lab=lab: "fd77::200" in text(lab), 3.0,  # type: ignore[misc]
+                     f"{kind}: the sets")
+    for lab in labs.values():
         lab.start("r2", "keepalived", conf(inst="").replace("priority 150", "priority 200"))
+    for kind, lab in labs.items():
         lab.wait_holder("r2", STARTUP_S)
         lab.wait_holder("r2", STARTUP_S, vip=VIP6)
-        lab.wait_for(lambda: "10.77.0.101" not in text() and "fd77::200" not in text(), 3.0,
-                     f"{kind}: the sets emptied")
-        time.sleep(0.3)
+        lab.wait_for(lambda lab=lab: "10.77.0.101" not in text(lab)  # type: ignore[misc]
+                     and "fd77::200" not in text(lab), 3.0, f"{kind}: the sets emptied")
+    time.sleep(0.3)
+    for kind, lab in labs.items():
         got[kind] = ruleset(lab)
         assert any(lab.client_ping(VIP4) for _ in range(3)), kind
-        lab.stop(router)
+        lab.stop(routers[kind])
         assert ruleset(lab) == {}, kind
         lab.stop(lab.routers["r2"])
     assert got["hafast"] == got["keepalived"]
@@ -227,23 +254,25 @@ def test_reload(labs: dict[str, VrrpLab]) -> None:
     filtered, and the reloaded one is not); hafast unblocks them at once, as the new
     config asks.  keepalived even leaves both tables, members and all, after its stop
     then (hafast deletes them)."""
-    got: dict[str, list[dict[str, list[Any]]]] = {}
+    # both kinds at once, each in its own lab: the fixed waits below serve both
+    got: dict[str, list[dict[str, list[Any]]]] = {kind: [] for kind in labs}
+    routers = {kind: lab.start("r1", kind, conf()) for kind, lab in labs.items()}
     for kind, lab in labs.items():
-        router = lab.start("r1", kind, conf())
         lab.wait_holder("r1", STARTUP_S)
         lab.wait_holder("r1", STARTUP_S, vip=VIP6)
         lab.wait_for(lambda lab=lab: "fd77::200" in json.dumps(ruleset(lab)),  # type: ignore[misc]
                      3.0, f"{kind}: the sets")
-        snaps = []
-        for glob, inst in (("  nftables other", "no_accept"), ("", "accept")):
+    for glob, inst in (("  nftables other", "no_accept"), ("", "accept")):
+        for kind, lab in labs.items():
             (lab.tmp / "r1.conf").write_text(conf(glob, inst))
-            os.kill(router.proc.pid, signal.SIGHUP)
-            time.sleep(2.0)  # a reload logs no line both daemons share to wait for
+            os.kill(routers[kind].proc.pid, signal.SIGHUP)
+        time.sleep(2.0)  # a reload logs no line both daemons share to wait for
+        for kind, lab in labs.items():
             assert lab.holders() == ["r1"], kind
-            snaps.append(ruleset(lab))
-        lab.stop(router)
-        snaps.append(ruleset(lab))
-        got[kind] = snaps
+            got[kind].append(ruleset(lab))
+    for kind, lab in labs.items():
+        lab.stop(routers[kind])
+        got[kind].append(ruleset(lab))
     assert got["hafast"][0] == got["keepalived"][0]
     assert got["hafast"][2] == {}
     assert got["keepalived"][2] == got["keepalived"][1]

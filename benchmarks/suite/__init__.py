@@ -14,7 +14,8 @@ rebuilds a report from it).
 
 Modules: ``checks`` (throughput and cost, failure detection), ``jitter`` (VRRP
 advert timing under a check load), ``pysections`` (the benchmarks/test_bench_*.py
-files run as they are: VRRP takeover, config, hot paths), ``anchors`` (running
+files run as they are: VRRP takeover, a silent fleet director against a silent VRRP
+master, config, hot paths), ``anchors`` (running
 and parsing the peers), ``daemon_run`` (the shipped daemon, parent + workers, as
 the checks and detection sections measure it), ``hafast_run`` (the check engine
 alone in one process: the named micro row), ``stats``,

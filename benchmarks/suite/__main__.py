@@ -8,7 +8,8 @@ machine's limit, side by side in one run, written up as report.md with plots.
 ``--quick`` (the default) takes the smallest sizes and fewer rounds and finishes in
 under 10 minutes on a 2-core machine; ``--full`` prints its estimated duration
 first (from the plan) and asks before starting unless ``--yes``.  Sections: checks,
-detection, keepalived_vm, vrrp, jitter, config, hotpaths, and two only when asked:
+detection, keepalived_vm, vrrp, jitter, config, hotpaths, and three only when asked:
+fleet (a silent BGP director against a silent VRRP master, 2-6 minutes),
 reliability (the chaos and hostile-input netns tests, 4-10 minutes) and fuzzing
 (every fuzz harness in its own process until 1,000,000 inputs or ``--fuzz-cap``
 seconds, 2,700 by default: about 55 minutes here, never over 5 x the cap;
@@ -44,8 +45,10 @@ from benchmarks.suite.report import write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out" / "report"
 SECTIONS = ("checks", "detection", "keepalived_vm", "vrrp", "jitter", "config", "hotpaths")
-# run only when named: they are tests of failure behaviour, not performance figures
-OPT_IN = ("reliability", "fuzzing")
+# run only when named: fleet's labs (FRR, hafast daemons, keepalived) take two minutes
+# even in quick mode, past the quick run's ten; the others are tests of failure
+# behaviour, not performance figures
+OPT_IN = ("fleet", "reliability", "fuzzing")
 RELIABILITY_SECONDS = 300.0  # the four netns files: 215 s on the 2-core VM, load 2.5
 
 
@@ -72,6 +75,8 @@ class Mode:
     vm_seconds: float = 5.0
     vm_detect_k: int = 20  # servers faulted per detection round in the VM
     vm_detect_rounds: int = 2
+    # failure rounds per lab in the one fleet session (its labs start once)
+    fleet_rounds: int = 3
     hotpath_files: tuple[str, ...] = ("benchmarks/test_bench_vrrp.py",
                                       "benchmarks/test_bench_md5.py",
                                       "benchmarks/test_bench_icmp.py")
@@ -90,7 +95,7 @@ MODES = {
     "full": Mode("full", sizes=(1000, 4096, 16384), check_rounds=5, warm=2.5, seconds=5.0,
                  detect_rounds=5, detect_faults=("reject", "drop"), detect_k=50,
                  file_rounds=3, jitter_load=16384, jitter_rounds=3, vm_rounds=3,
-                 vm_seconds=10.0, vm_detect_k=30, vm_detect_rounds=5),
+                 vm_seconds=10.0, vm_detect_k=30, vm_detect_rounds=5, fleet_rounds=10),
 }
 VRRP_FILES = ("benchmarks/test_bench_vrrp_failover.py",)
 CONFIG_FILES = ("benchmarks/test_bench_config.py",)
@@ -140,6 +145,11 @@ def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None, *,
         r = rounds or mode.file_rounds
         per = sum(mode.file_seconds.get(f, 60.0) for f in VRRP_FILES) + 5.0
         steps += [(f"vrrp round {i + 1}/{r}", per) for i in range(r)]
+    if "fleet" in sections:
+        r = rounds or mode.fleet_rounds
+        # measured: ~37 s of starts (pytest, FRR to ECMP, four VRRP speakers), then
+        # ~13 s (fleet) + 2 x ~7.5 s (VRRP) a round
+        steps.append((f"fleet ({r} failure rounds per lab)", 37.0 + 28.0 * r))
     if "jitter" in sections:
         r = rounds or mode.jitter_rounds
         window = max(mode.seconds, 3.0)
@@ -295,6 +305,8 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
             "vrrp": lambda: pysections.run_file_section(
                 "vrrp", "VRRP takeover, hafast vs keepalived 2.2.7", VRRP_FILES,
                 rounds or mode.file_rounds, workdir, step, bar.note),
+            "fleet": lambda: pysections.run_fleet_section(
+                rounds or mode.fleet_rounds, workdir, step, bar.note),
             "jitter": lambda: jitter.run_jitter(
                 checks.Params(**{**p.__dict__, "rounds": rounds or mode.jitter_rounds}), step,
                 mode.jitter_load, bar.note),

@@ -6,6 +6,8 @@ are (one pytest session per round), their figures collected by
 section    files                                            anchor
 ========== ================================================ ===========================
 vrrp       test_bench_vrrp_failover.py                      keepalived 2.2.7 (same lab)
+fleet      test_bench_fleet.py                              a VRRP pair: hafast and
+                                                            keepalived 2.2.7
 config     test_bench_config.py                             ``keepalived -t``
 hotpaths   test_bench_vrrp.py, test_bench_md5.py,           twins, hashlib, the C
            test_bench_icmp.py                               loop, ``openssl speed``
@@ -30,6 +32,7 @@ from benchmarks.suite.collect import ENV
 from benchmarks.suite.model import Section
 
 ROOT = Path(__file__).resolve().parents[2]
+FLEET_FILES = ("benchmarks/test_bench_fleet.py",)
 
 Figures = dict[str, tuple[float, str, str]]  # name -> (value, unit, goal)
 
@@ -39,13 +42,27 @@ CONFIG_PAIRS = (
      "config: keepalived 2.2.7 -t, 37k real servers (anchor)", "keepalived -t",
      "37k real servers", "lexer + loader (hafast) / config test (keepalived)"),
 )
+# The fleet's silent director against a silent VRRP master (benchmarks/test_bench_fleet.py
+# names them), one row per statistic: (metric, fleet figure, {anchor label: VRRP figure}).
+# The metric and case are what readme.GOALS looks for ("p50 latency", "silent").
+FLEET_CASE = ("silent director (fleet, BFD 50 ms x 3) / master (VRRP, advert 1 s): "
+              "last word heard -> traffic moved")
+FLEET_PAIRS = tuple(
+    (metric,
+     f"fleet: silent director, last BFD packet -> router next hop gone (BFD 50 ms x 3) ({stat})",
+     {f"{who} VRRP pair":
+      f"fleet: silent VRRP master, last advert -> VIP on the backup (advert 1 s) ({stat}) {kind}"
+      for who, kind in (("hafast", "hafast"), ("keepalived 2.2.7", "keepalived"))})
+    for stat, metric in (("median", "p50 latency"), ("max", "max latency")))
 _KIND_SUFFIX = re.compile(r"^(.*) (hafast|keepalived)$")
 
 
 def run_pytest(files: Sequence[str], out: Path, *, keyword: str = "",
-               timeout: float = 900.0) -> tuple[Figures, int, str]:
-    """One pytest session over ``files``; its figures, exit status and output tail."""
-    env = dict(os.environ, **{ENV: str(out)})
+               timeout: float = 900.0, env: dict[str, str] | None = None
+               ) -> tuple[Figures, int, str]:
+    """One pytest session over ``files`` (``env`` added to its environment); its
+    figures, exit status and output tail."""
+    env = dict(os.environ, **(env or {}), **{ENV: str(out)})
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "benchmarks.suite.collect",
             "-p", "no:cacheprovider", "--benchmark-disable-gc", *files]
     if keyword:
@@ -92,8 +109,9 @@ def add_pairs_by_suffix(sec: Section, figs: Figures, i: int) -> set[str]:
     return used
 
 
-# Units where less is better (times, sizes); anything else (rates, speed-ups) is more.
-LOWER_UNITS = frozenset({"s", "ms", "us", "ns", "MiB", "KiB", "B"})
+# Units where less is better (times, sizes, counts of failures); anything else (rates,
+# speed-ups) is more.
+LOWER_UNITS = frozenset({"s", "ms", "us", "ns", "MiB", "KiB", "B", "withdrawals", "sessions"})
 
 
 def better_for(unit: str) -> str:
@@ -121,7 +139,7 @@ def run_file_section(name: str, title: str, files: Sequence[str], rounds: int, w
                      step: Callable[[str], contextlib.AbstractContextManager[None]],
                      log: Callable[[str], None], *, keyword: str = "",
                      extra: Callable[[Section, Figures, int], set[str]] | None = None,
-                     timeout: float = 900.0) -> Section:
+                     timeout: float = 900.0, env: dict[str, str] | None = None) -> Section:
     sec = Section(name, title)
     sec.notes.append("Figures from " + ", ".join(f"benchmarks/{f.split('/')[-1]}" for f in files)
                      + (f" (-k '{keyword}')" if keyword else "")
@@ -130,7 +148,7 @@ def run_file_section(name: str, title: str, files: Sequence[str], rounds: int, w
     for i in range(rounds):
         with step(f"{name} round {i + 1}/{rounds}"):
             figs, status, tail = run_pytest(files, workdir / f"{name}-{i}.json", keyword=keyword,
-                                            timeout=timeout)
+                                            timeout=timeout, env=env)
             if status != 0:
                 log(f"{name}: pytest exit {status}: {tail[-600:]}")
                 sec.notes.append(f"round {i + 1}: pytest exit status {status} "
@@ -167,3 +185,35 @@ def md5_openssl(sec: Section, figs: Figures, i: int) -> set[str]:
         with contextlib.suppress(Exception):
             row.add(i, "openssl speed -evp md5", anchors.openssl_md5_speed(1) / 1e6)
     return set()
+
+
+def fleet_pairs(sec: Section, figs: Figures, i: int) -> set[str]:
+    """The fleet's silent-director figures with the VRRP pair's (hafast, keepalived)
+    as anchors: last word heard -> router next hop gone / VIP on the backup.  The
+    VRRP figures keep their own hafast-vs-keepalived rows."""
+    used: set[str] = set()
+    for metric, ours, theirs in FLEET_PAIRS:
+        if ours not in figs:
+            continue
+        row = sec.row(FLEET_CASE, metric, "ms", "lower")
+        row.add(i, "hafast", figs[ours][0])
+        used.add(ours)
+        for label, name in theirs.items():
+            if name in figs:
+                row.add(i, label, figs[name][0])
+    return used
+
+
+def run_fleet_section(rounds: int, workdir: Path,
+                      step: Callable[[str], contextlib.AbstractContextManager[None]],
+                      log: Callable[[str], None]) -> Section:
+    """benchmarks/test_bench_fleet.py in one pytest session that fails each lab
+    ``rounds`` times (its labs take most of a session's time to start)."""
+    sec = run_file_section("fleet", "Fleet (BGP + BFD) vs a VRRP pair: a silent director",
+                           FLEET_FILES, 1, workdir, step, log, extra=fleet_pairs,
+                           timeout=180.0 + 120.0 * rounds,
+                           env={"HAFAST_BENCH_FLEET_ROUNDS": str(rounds)})
+    sec.notes[0] = (f"Figures from benchmarks/test_bench_fleet.py, one pytest session, "
+                    f"{rounds} failure round(s) per lab; each figure is the median or "
+                    "the max of those rounds (in its name).")
+    return sec

@@ -9,7 +9,8 @@ Debian's keepalived 2.2.7.
   instances kept (masters aside) are written to the FIFO again, nothing else.
 
 Each case runs r1 alone with VI_1 (kept) and VI_2 (removed by the reload; in FAULT
-when it tracks a failing script), VRRPv3 at 0.1 s so masters come quickly.
+when it tracks a failing script), VRRPv3 at 0.1 s so masters come quickly; each kind
+in a lab of its own, both at once (the waits for what a reload writes serve both).
 """
 
 from __future__ import annotations
@@ -23,20 +24,19 @@ import pytest
 
 from tests.conftest import require_root, require_tool
 from tests.netns.test_vrrp_startup_delay import FifoLines
-from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab, labs_per_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(120)]
 
-PREFIX = f"rn{os.getpid() % 100000}"
 KINDS = ("keepalived", "hafast")
 
 
 @pytest.fixture
-def lab() -> Iterator[VrrpLab]:
+def labs() -> Iterator[dict[str, VrrpLab]]:
     require_root()
     require_tool(KEEPALIVED)
-    with VrrpLab(PREFIX) as built:
-        yield built
+    with labs_per_kind("rn", KINDS) as made:
+        yield made
 
 
 def config(kind: str, fifo: str, names: tuple[str, ...], *, extra_global: str = "",
@@ -72,29 +72,37 @@ vrrp_script bad {{
 {"".join(insts)}"""
 
 
-def reload_lines(lab: VrrpLab, kind: str, *, vi2: str = "", extra_global: str = "",
-                 settle: float = 1.5) -> tuple[list[str], list[str]]:
-    """(lines before the reload, lines after it) of one run; VI_2 is dropped."""
-    fifo = FifoLines(lab.tmp / f"notify-{kind}.fifo")
-    path = str(fifo.path)
-    router = lab.start("r1", kind, config(kind, path, ("VI_1", "VI_2"), vi2=vi2,
-                                          extra_global=extra_global))
+def reload_lines(labs: dict[str, VrrpLab], *, vi2: str = "", extra_global: str = "",
+                 settle: float = 1.5) -> dict[str, tuple[list[str], list[str]]]:
+    """Per kind, (lines before the reload, lines after it) of one run; VI_2 is
+    dropped."""
+    fifos = {kind: FifoLines(lab.tmp / f"notify-{kind}.fifo") for kind, lab in labs.items()}
+    routers = {}
     try:
-        lab.wait_for(lambda: any('"VI_1" MASTER' in ln for _, ln in fifo.lines), 10.0,
-                     f"{kind}: VI_1 master")
+        for kind, lab in labs.items():
+            routers[kind] = lab.start("r1", kind, config(
+                kind, str(fifos[kind].path), ("VI_1", "VI_2"), vi2=vi2,
+                extra_global=extra_global))
+        for kind, lab in labs.items():
+            lab.wait_for(lambda f=fifos[kind]: any(  # type: ignore[misc]
+                '"VI_1" MASTER' in ln for _, ln in f.lines), 10.0, f"{kind}: VI_1 master")
         time.sleep(0.5)
-        (lab.tmp / "r1.conf").write_text(config(kind, path, ("VI_1",),
-                                                extra_global=extra_global))
-        cut = len(fifo.lines)
-        os.kill(router.proc.pid, signal.SIGHUP)
+        cuts = {}
+        for kind, lab in labs.items():
+            (lab.tmp / "r1.conf").write_text(config(kind, str(fifos[kind].path), ("VI_1",),
+                                                    extra_global=extra_global))
+            cuts[kind] = len(fifos[kind].lines)
+            os.kill(routers[kind].proc.pid, signal.SIGHUP)
         time.sleep(settle)
-        lines = [ln for _, ln in fifo.lines]
-        assert not lab.has_vip("r1", "10.77.0.172"), f"{kind}: VI_2's VIP left behind"
+        lines = {kind: [ln for _, ln in f.lines] for kind, f in fifos.items()}
+        for kind, lab in labs.items():
+            assert not lab.has_vip("r1", "10.77.0.172"), f"{kind}: VI_2's VIP left behind"
     finally:
-        lab.stop(router)
-        fifo.close()
-        lab.flush_vips("r1")
-    return lines[:cut], lines[cut:]
+        for kind, router in routers.items():
+            labs[kind].stop(router)
+        for f in fifos.values():
+            f.close()
+    return {kind: (lines[kind][:cuts[kind]], lines[kind][cuts[kind]:]) for kind in labs}
 
 
 @pytest.mark.parametrize(("deleted", "faulty", "expect"), [
@@ -103,17 +111,17 @@ def reload_lines(lab: VrrpLab, kind: str, *, vi2: str = "", extra_global: str = 
     (False, True, []),
     (True, True, ['INSTANCE "VI_2" DELETED 100']),
 ], ids=["master", "master-notify_deleted", "fault", "fault-notify_deleted"])
-def test_an_instance_removed_by_a_reload(lab: VrrpLab, deleted: bool, faulty: bool,
-                                         expect: list[str]) -> None:
+def test_an_instance_removed_by_a_reload(labs: dict[str, VrrpLab], deleted: bool,
+                                         faulty: bool, expect: list[str]) -> None:
     vi2 = ("  notify_deleted\n" if deleted else "") + \
         ("  track_script {\n    bad\n  }\n" if faulty else "")
-    got = {kind: reload_lines(lab, kind, vi2=vi2)[1] for kind in KINDS}
+    got = {kind: after for kind, (_before, after) in reload_lines(labs, vi2=vi2).items()}
     assert got["keepalived"] == expect
     assert got["hafast"] == got["keepalived"]
 
 
 @pytest.mark.parametrize("on", [False, True], ids=["default", "fifo_write"])
-def test_states_written_again_at_a_reload(lab: VrrpLab, on: bool) -> None:
+def test_states_written_again_at_a_reload(labs: dict[str, VrrpLab], on: bool) -> None:
     """``fifo_write_vrrp_states_on_reload`` (keepalived vrrp_scheduler.c
     vrrp_init_state): the group G1 (VI_1, master) and VI_3 (in FAULT) are written
     again, VI_1 itself is not (a master kept by a reload takes keepalived's
@@ -123,33 +131,40 @@ def test_states_written_again_at_a_reload(lab: VrrpLab, on: bool) -> None:
     group = "vrrp_sync_group G1 {\n  group {\n    VI_1\n  }\n}\n"
     bad = "  track_script {\n    bad\n  }\n"
     got = {}
-    for kind in KINDS:
-        fifo = FifoLines(lab.tmp / f"states-{kind}-{on}.fifo")
-        path = str(fifo.path)
+    fifos = {kind: FifoLines(lab.tmp / f"states-{kind}-{on}.fifo")
+             for kind, lab in labs.items()}
 
-        def text(names: tuple[str, ...], k: str = kind, p: str = path) -> str:
-            body = config(k, p, names, extra_global=extra)
-            # VI_3 tracks the failing script (config() puts vi2's text in VI_2 only)
-            return body.replace("virtual_router_id 73\n", "virtual_router_id 73\n" + bad) + group
+    def text(kind: str, names: tuple[str, ...]) -> str:
+        body = config(kind, str(fifos[kind].path), names, extra_global=extra)
+        # VI_3 tracks the failing script (config() puts vi2's text in VI_2 only)
+        return body.replace("virtual_router_id 73\n", "virtual_router_id 73\n" + bad) + group
 
-        router = lab.start("r1", kind, text(("VI_1", "VI_2", "VI_3")))
-        try:
-            def ready(f: FifoLines = fifo) -> bool:
-                said = [ln for _, ln in f.lines]
-                return any('"VI_1" MASTER' in ln for ln in said) and \
-                    any('"VI_3" FAULT' in ln for ln in said)
+    def ready(f: FifoLines) -> bool:
+        said = [ln for _, ln in f.lines]
+        return any('"VI_1" MASTER' in ln for ln in said) and \
+            any('"VI_3" FAULT' in ln for ln in said)
 
-            lab.wait_for(ready, 10.0, f"{kind}: VI_1 master, VI_3 in FAULT")
-            time.sleep(0.5)
-            (lab.tmp / "r1.conf").write_text(text(("VI_1", "VI_3")))
-            cut = len(fifo.lines)
-            os.kill(router.proc.pid, signal.SIGHUP)
-            time.sleep(1.5)
-            got[kind] = [ln for _, ln in fifo.lines][cut:]
-        finally:
-            lab.stop(router)
-            fifo.close()
-            lab.flush_vips("r1")
+    routers = {}
+    try:
+        for kind, lab in labs.items():
+            routers[kind] = lab.start("r1", kind, text(kind, ("VI_1", "VI_2", "VI_3")))
+        for kind, lab in labs.items():
+            lab.wait_for(lambda f=fifos[kind]: ready(f), 10.0,  # type: ignore[misc]
+                         f"{kind}: VI_1 master, VI_3 in FAULT")
+        time.sleep(0.5)
+        cuts = {}
+        for kind, lab in labs.items():
+            (lab.tmp / "r1.conf").write_text(text(kind, ("VI_1", "VI_3")))
+            cuts[kind] = len(fifos[kind].lines)
+            os.kill(routers[kind].proc.pid, signal.SIGHUP)
+        time.sleep(1.5)
+        for kind, f in fifos.items():
+            got[kind] = [ln for _, ln in f.lines][cuts[kind]:]
+    finally:
+        for kind, router in routers.items():
+            labs[kind].stop(router)
+        for f in fifos.values():
+            f.close()
     expect = ['INSTANCE "VI_2" FAULT 100']
     if on:
         expect += ['GROUP "G1" MASTER 0', 'INSTANCE "VI_3" FAULT 100']

@@ -18,12 +18,12 @@ Three instances: VI_1 (tracks ``chk``) and VI_2 in group G1, VI_3 (tracks ``chk`
 alone.  The lines of the first 2.5 s (before any Master_Down_Interval ends) and of
 the stop must be the same, instance by instance and in order, under both daemons
 (on the way out each says STOP and nothing else: VI_2, held in FAULT by the group,
-does not pass through BACKUP when VI_1 stops).
+does not pass through BACKUP when VI_1 stops).  The two run at the same time, each
+in a lab of its own, each watched for 2.5 s from its own first line.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -31,20 +31,20 @@ import pytest
 
 from tests.conftest import require_root, require_tool
 from tests.netns.test_vrrp_startup_delay import FifoLines
-from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab
+from tests.netns.vrrp_fixtures import KEEPALIVED, VrrpLab, labs_per_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(120)]
 
-PREFIX = f"st{os.getpid() % 100000}"
+KINDS = ("keepalived", "hafast")
 WATCH_S = 2.5
 
 
 @pytest.fixture
-def lab() -> Iterator[VrrpLab]:
+def labs() -> Iterator[dict[str, VrrpLab]]:
     require_root()
     require_tool(KEEPALIVED)
-    with VrrpLab(PREFIX) as built:
-        yield built
+    with labs_per_kind("st", KINDS) as made:
+        yield made
 
 
 def config(kind: str, fifo: str, program: str, init_fail: bool) -> str:
@@ -86,21 +86,35 @@ vrrp_sync_group G1 {{
 """
 
 
-def states(lab: VrrpLab, kind: str, program: str, init_fail: bool) -> dict[str, list[str]]:
-    fifo = FifoLines(lab.tmp / f"notify-{kind}.fifo")
-    router = lab.start("r1", kind, config(kind, str(fifo.path), program, init_fail))
+def states(labs: dict[str, VrrpLab], program: str, init_fail: bool
+           ) -> dict[str, dict[str, list[str]]]:
+    """Per kind, the states each name wrote from the start to the stop, WATCH_S after
+    that kind's first line."""
+    fifos = {kind: FifoLines(lab.tmp / f"notify-{kind}.fifo") for kind, lab in labs.items()}
+    routers = {}
     try:
-        lab.wait_for(lambda: bool(fifo.lines), 10.0, f"{kind}: a first FIFO line")
-        time.sleep(WATCH_S)
+        for kind, lab in labs.items():
+            routers[kind] = lab.start("r1", kind, config(kind, str(fifos[kind].path),
+                                                         program, init_fail))
+        for kind, lab in labs.items():
+            lab.wait_for(lambda f=fifos[kind]: bool(f.lines),  # type: ignore[misc]
+                         10.0, f"{kind}: a first FIFO line")
+        # each stopped WATCH_S after its own first line, the earlier first
+        for kind in sorted(labs, key=lambda k: fifos[k].lines[0][0]):
+            time.sleep(max(0.0, fifos[kind].lines[0][0] + WATCH_S - time.monotonic()))
+            labs[kind].stop(routers.pop(kind))
     finally:
-        lab.stop(router)
-        fifo.close()
-        lab.flush_vips("r1")
-    seen: dict[str, list[str]] = {}
-    for _, line in fifo.lines:
-        _kind, name, state, _prio = line.split()
-        seen.setdefault(name.strip('"'), []).append(state)
-    return seen
+        for kind, router in routers.items():
+            labs[kind].stop(router)
+        for f in fifos.values():
+            f.close()
+    got: dict[str, dict[str, list[str]]] = {}
+    for kind, fifo in fifos.items():
+        seen = got[kind] = {}
+        for _, line in fifo.lines:
+            _kind, name, state, _prio = line.split()
+            seen.setdefault(name.strip('"'), []).append(state)
+    return got
 
 
 @pytest.mark.parametrize(("program", "init_fail", "expect"), [
@@ -110,10 +124,11 @@ def states(lab: VrrpLab, kind: str, program: str, init_fail: bool) -> dict[str, 
     ("/bin/true", True, {"VI_1": ["BACKUP"], "VI_2": ["BACKUP"], "VI_3": ["BACKUP"],
                          "G1": ["BACKUP"]}),
 ], ids=["failing", "passing", "init_fail"])
-def test_start_with_a_script_as_keepalived(lab: VrrpLab, program: str, init_fail: bool,
-                                           expect: dict[str, list[str]]) -> None:
+def test_start_with_a_script_as_keepalived(labs: dict[str, VrrpLab], program: str,
+                                           init_fail: bool, expect: dict[str, list[str]]
+                                           ) -> None:
     expect = {name: [*states, "STOP"] for name, states in expect.items()}
     expect.setdefault("VI_2", ["STOP"])
-    got = {kind: states(lab, kind, program, init_fail) for kind in ("keepalived", "hafast")}
+    got = states(labs, program, init_fail)
     assert got["keepalived"] == expect
     assert got["hafast"] == got["keepalived"]

@@ -139,7 +139,9 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     print(f"[{announcer}] crash and restart of d1's announcer: no withdrawal")
     if announcer == "daemon":
         fleet = lab.daemons[1].status()["fleet"]
-        assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True}], fleet
+        # the restarted announcer went STARTUP -> ANNOUNCED once, never through WITHDRAWN
+        assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True,
+                          "transitions": {"ANNOUNCED": 1}}], fleet
 
     # d2 goes silent (a dead box, a cut link): BFD takes it out, not the hold timer
     run_in(ns("d2"), ["nft", "-f", "-"], input=DROP_ALL)
@@ -187,7 +189,7 @@ def test_daemon_reload_is_a_diff(lab: Lab) -> None:
     print(f"\n[daemon] reload: {VIP} withdrawn in {took:.2f} s, {VIP2} announced "
           f"{took2:.2f} s later (its STARTUP: a round of checks + announce_delay 1 s)")
     assert d.status()["fleet"] == [{"prefix": f"{VIP2}/32", "state": "ANNOUNCED",
-                                    "quorum": True}]
+                                    "quorum": True, "transitions": {"ANNOUNCED": 1}}]
 
 
 def bgp_paths(router: str, vip: str = VIP) -> dict[str, dict[str, object]]:

@@ -2,12 +2,13 @@
 hostile SMTP server.
 
 The lab is :class:`~tests.netns.vrrp_fixtures.VrrpLab`: router ``r1`` runs keepalived
-(``-P``) and then hafast's VRRP worker on the same configuration (two instances in a
-sync group that become MASTER alone on the link, ``smtp_alert`` on); the client
-namespace ``cl`` runs an aiosmtpd server that writes each mail it gets (HELO, envelope,
-message) as a JSON line.  The two runs' mails must match in envelope, headers, subjects
-and bodies (the Date aside).  The hostile server accepts connections and never says a
-word: the instance still becomes MASTER on time, and the failure is counted.
+(``-P``) in one lab and hafast's VRRP worker in another, at the same time, on the same
+configuration (two instances in a sync group that become MASTER alone on the link,
+``smtp_alert`` on); each lab's client namespace ``cl`` runs an aiosmtpd server that
+writes each mail it gets (HELO, envelope, message) as a JSON line.  The two runs'
+mails must match in envelope, headers, subjects and bodies (the Date aside).  The
+hostile server accepts connections and never says a word: the instance still becomes
+MASTER on time, and the failure is counted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require, require_root, require_tool
-from tests.netns.vrrp_fixtures import ADDR4, KEEPALIVED, REPO, VIP4, VrrpLab
+from tests.netns.vrrp_fixtures import ADDR4, KEEPALIVED, REPO, VIP4, VrrpLab, labs_per_kind
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -128,16 +129,31 @@ class Background:
             self.proc.wait(5)
 
 
-@pytest.fixture
-def lab() -> Iterator[VrrpLab]:
+KINDS = ("keepalived", "hafast")
+
+
+def _prerequisites() -> None:
     require_root()
     require_tool(KEEPALIVED)
     try:
         import aiosmtpd  # noqa: F401
     except ImportError:
         require(False, "needs aiosmtpd (pip install aiosmtpd; the test extra has it)")
+
+
+@pytest.fixture
+def lab() -> Iterator[VrrpLab]:
+    _prerequisites()
     with VrrpLab("sa") as lab:
         yield lab
+
+
+@pytest.fixture
+def labs() -> Iterator[dict[str, VrrpLab]]:
+    """A lab for each kind, run side by side at the same time."""
+    _prerequisites()
+    with labs_per_kind("sa", KINDS) as made:
+        yield made
 
 
 def wait_for(cond: Any, timeout: float, what: str) -> None:
@@ -165,42 +181,51 @@ def comparable(mail: dict[str, Any]) -> tuple[Any, ...]:
             str(msg.get_payload()))
 
 
-def run_until_master(lab: VrrpLab, kind: str, conf: str, mails: Path,
-                     expect: int) -> list[dict[str, Any]]:
-    router = lab.start("r1", kind, conf)
+def listening(lab: VrrpLab, port: int) -> bool:
+    return subprocess.run(["ip", "netns", "exec", lab.ns("cl"), "ss", "-ltn"],
+                          capture_output=True, text=True).stdout.count(f":{port}") > 0
+
+
+def servers(labs: dict[str, VrrpLab], name: str) -> dict[str, Background]:
+    """An SMTP server in each lab's client, listening; its mails in ``<name>-<kind>.jsonl``."""
+    made: dict[str, Background] = {}
     try:
-        lab.wait_for(lambda: lab.has_vip("r1") and lab.has_vip("r1", "10.77.0.101"), 15,
-                     f"{kind} master")
-        wait_for(lambda: len(read_mails(mails)) >= expect, 10, f"{expect} mails from {kind}")
-        time.sleep(1.0)  # anything more it would send
-        return read_mails(mails)
-    finally:
-        lab.stop(router)
+        for kind, lab in labs.items():
+            made[kind] = Background(lab.ns("cl"), SERVER, ADDR4["cl"], str(SMTP_PORT),
+                                    str(lab.tmp / f"{name}-{kind}.jsonl"),
+                                    log=lab.tmp / f"smtp-{name}-{kind}.log")
+        for lab in labs.values():
+            wait_for(lambda lab=lab: listening(lab, SMTP_PORT), 10, "the SMTP server")
+    except BaseException:
+        for server in made.values():
+            server.close()
+        raise
+    return made
 
 
 @pytest.mark.parametrize("defaults", [False, True], ids=["named", "defaults"])
-def test_mails_match_keepalived(lab: VrrpLab, defaults: bool) -> None:
+def test_mails_match_keepalived(labs: dict[str, VrrpLab], defaults: bool) -> None:
     """Each instance and the group: BACKUP at start, then MASTER: 6 mails, the same
     (with ``defaults``: the same router id, sender and HELO name made up)."""
     got: dict[str, list[tuple[Any, ...]]] = {}
-    for kind in ("keepalived", "hafast"):
-        mails = lab.tmp / f"mails-{kind}.jsonl"
-        server = Background(lab.ns("cl"), SERVER, ADDR4["cl"], str(SMTP_PORT), str(mails),
-                            log=lab.tmp / f"smtp-{kind}.log")
-        try:
-            wait_for(lambda: subprocess.run(
-                ["ip", "netns", "exec", lab.ns("cl"), "ss", "-ltn"], capture_output=True,
-                text=True).stdout.count(f":{SMTP_PORT}") > 0, 10, "the SMTP server")
-            got[kind] = sorted(comparable(m) for m in
-                               run_until_master(lab, kind, config(SMTP_PORT, defaults=defaults),
-                                                mails, 6))
-        finally:
+    mails = {kind: lab.tmp / f"mails-{kind}.jsonl" for kind, lab in labs.items()}
+    running = servers(labs, "mails")
+    routers = {}
+    try:
+        for kind, lab in labs.items():
+            routers[kind] = lab.start("r1", kind, config(SMTP_PORT, defaults=defaults))
+        for kind, lab in labs.items():
+            lab.wait_for(lambda lab=lab: lab.has_vip("r1")  # type: ignore[misc]
+                         and lab.has_vip("r1", "10.77.0.101"), 15, f"{kind} master")
+            wait_for(lambda k=kind: len(read_mails(mails[k])) >= 6, 10, f"6 mails from {kind}")
+        time.sleep(1.0)  # anything more they would send
+        for kind in labs:
+            got[kind] = sorted(comparable(m) for m in read_mails(mails[kind]))
+    finally:
+        for kind, router in routers.items():
+            labs[kind].stop(router)
+        for server in running.values():
             server.close()
-        for role in ("r1",):
-            lab.flush_vips(role)
-            for vip in ("10.77.0.101",):
-                subprocess.run(["ip", "-n", lab.ns(role), "addr", "del", f"{vip}/24", "dev",
-                                "eth0"], capture_output=True)
     subjects = [m[6].split("] ", 1)[1] for m in got["keepalived"]]
     assert "VRRP Instance VI_1 - Entering MASTER state" in subjects
     assert "VRRP Group G1 - Entering MASTER state" in subjects
@@ -247,7 +272,7 @@ def test_silent_smtp_server_delays_nothing(lab: VrrpLab) -> None:
         silent.close()
 
 
-def test_fault_at_start_matches_keepalived(lab: VrrpLab) -> None:
+def test_fault_at_start_matches_keepalived(labs: dict[str, VrrpLab]) -> None:
     """A vrrp_script whose first run fails: keepalived 2.2.7 goes from INIT straight
     to FAULT (silently, waiting for the script) and mails only VI_1 FAULT and
     G1 FAULT (VI_2, held by the group, is in FAULT already); so does hafast."""
@@ -256,25 +281,22 @@ def test_fault_at_start_matches_keepalived(lab: VrrpLab) -> None:
         'vrrp_script chk {\n  script "/bin/false"\n  interval 1\n  fall 1\n  rise 1\n}\n'
         "vrrp_instance VI_1 {\n  track_script {\n    chk\n  }", 1)
     conf = conf.replace("script_user root", "script_user root\n  enable_script_security")
-    got = {}
-    for kind in ("keepalived", "hafast"):
-        mails = lab.tmp / f"fault-{kind}.jsonl"
-        server = Background(lab.ns("cl"), SERVER, ADDR4["cl"], str(SMTP_PORT), str(mails),
-                            log=lab.tmp / f"smtp-fault-{kind}.log")
-        try:
-            wait_for(lambda: subprocess.run(
-                ["ip", "netns", "exec", lab.ns("cl"), "ss", "-ltn"], capture_output=True,
-                text=True).stdout.count(f":{SMTP_PORT}") > 0, 10, "the SMTP server")
-            router = lab.start("r1", kind, conf)
-            try:
-                wait_for(lambda path=mails: any("G1 - Entering FAULT" in m["data"]
-                                                for m in read_mails(path)),
-                         15, f"{kind}: G1 FAULT")
-                time.sleep(2)
-            finally:
-                lab.stop(router)
-        finally:
+    mails = {kind: lab.tmp / f"fault-{kind}.jsonl" for kind, lab in labs.items()}
+    running = servers(labs, "fault")
+    routers = {}
+    try:
+        for kind, lab in labs.items():
+            routers[kind] = lab.start("r1", kind, conf)
+        for kind in labs:
+            wait_for(lambda path=mails[kind]: any("G1 - Entering FAULT" in m["data"]
+                                                  for m in read_mails(path)),
+                     15, f"{kind}: G1 FAULT")
+        time.sleep(2)
+    finally:
+        for kind, router in routers.items():
+            labs[kind].stop(router)
+        for server in running.values():
             server.close()
-        got[kind] = sorted(comparable(m) for m in read_mails(mails)
-                           if "Stopping" not in m["data"])
+    got = {kind: sorted(comparable(m) for m in read_mails(path) if "Stopping" not in m["data"])
+           for kind, path in mails.items()}
     assert got["hafast"] == got["keepalived"]

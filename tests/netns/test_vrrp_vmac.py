@@ -1,8 +1,9 @@
 """Issue 14: use_vmac and vmac_xmit_base, hafast and Debian's keepalived 2.2.7 side by side.
 
-Side by side: the same config runs in r1 under keepalived, then under hafast, each
-from the same starting sysctls (``all.rp_filter=2`` and ``eth0.rp_filter=1``, so
-keepalived's rp_filter shuffle shows).  While each is MASTER alone the test reads
+Side by side: the same config runs in r1 under keepalived and under hafast, at the
+same time in a lab of its own each (r1's eth0 with the same MAC in both), from the
+same starting sysctls (``all.rp_filter=2`` and ``eth0.rp_filter=1``, so keepalived's
+rp_filter shuffle shows).  While each is MASTER alone the test reads
 what it did to the namespace: the macvlan (``ip -d -j link``: kind, mode, MAC,
 addr_gen_mode, parent, up), the IPv4 sysctls of the macvlan, its parent and
 all/default, ``disable_ipv6`` on the macvlan, where the VIP is, and the source MAC
@@ -35,13 +36,22 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from hafast.lab.netns import run_in, socket_in
 from tests.conftest import require_root, require_tool
-from tests.netns.vrrp_fixtures import ADDR6, KEEPALIVED, VIP4, VIP6, Router, VrrpLab
+from tests.netns.vrrp_fixtures import (
+    ADDR6,
+    KEEPALIVED,
+    VIP4,
+    VIP6,
+    Router,
+    VrrpLab,
+    labs_per_kind,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -66,6 +76,26 @@ def lab() -> Iterator[VrrpLab]:
         yield built
 
 
+R1_MAC = "02:00:00:77:00:01"
+
+
+@pytest.fixture
+def labs() -> Iterator[dict[str, VrrpLab]]:
+    """A lab per kind whose r1 has the same eth0 MAC (so the same link-local), for
+    snapshots that name them."""
+    require_root()
+    require_tool(KEEPALIVED)
+    with labs_per_kind("vm", ("keepalived", "hafast")) as made:
+        for lab in made.values():
+            ns = lab.ns("r1")
+            run_in(ns, ["ip", "link", "set", "eth0", "down"])
+            run_in(ns, ["ip", "link", "set", "eth0", "address", R1_MAC])
+            run_in(ns, ["ip", "link", "set", "eth0", "up"])
+            # the link down took the static IPv6 address with it
+            run_in(ns, ["ip", "addr", "replace", f"{ADDR6['r1']}/64", "dev", "eth0"])
+        yield made
+
+
 def vmac_conf(*, priority: int, state: str = "BACKUP", family: int = 4,
               extra: str = "") -> str:
     vip = f"{VIP4}/24" if family == 4 else f"{VIP6}/64"
@@ -83,16 +113,16 @@ def set_start(lab: VrrpLab, role: str) -> None:
 
 
 def sysctls(lab: VrrpLab, role: str) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for iface in SYSCTL_IFACES:
-        for name in SYSCTL_NAMES:
-            res = run_in(lab.ns(role), ["cat", f"/proc/sys/net/ipv4/conf/{iface}/{name}"],
-                         check=False)
-            out[f"{iface}.{name}"] = res.stdout.strip() if res.returncode == 0 else None
-    res = run_in(lab.ns(role), ["cat", f"/proc/sys/net/ipv6/conf/{VMAC}/disable_ipv6"],
-                 check=False)
-    out["ipv6.disable_ipv6"] = res.stdout.strip() if res.returncode == 0 else None
-    return out
+    """The sysctls of SYSCTL_IFACES x SYSCTL_NAMES and the macvlan's disable_ipv6 (None
+    for one the namespace does not have), read by one shell, not 26 processes."""
+    keys = {f"{iface}.{name}": f"/proc/sys/net/ipv4/conf/{iface}/{name}"
+            for iface in SYSCTL_IFACES for name in SYSCTL_NAMES}
+    keys["ipv6.disable_ipv6"] = f"/proc/sys/net/ipv6/conf/{VMAC}/disable_ipv6"
+    script = 'for f in "$@"; do if v=$(cat "$f" 2>/dev/null); then echo "$v"; else echo -; fi; done'
+    res = run_in(lab.ns(role), ["sh", "-c", script, "sh", *keys.values()])
+    values = res.stdout.splitlines()
+    assert len(values) == len(keys), res
+    return {k: None if v == "-" else v.strip() for k, v in zip(keys, values, strict=True)}
 
 
 def link(lab: VrrpLab, role: str, name: str = VMAC) -> dict[str, Any] | None:
@@ -169,21 +199,36 @@ def snapshot(lab: VrrpLab, role: str, family: int = 4) -> dict[str, Any]:
             "advert_macs": sorted(set(advert_macs(lab, family)))}
 
 
-def run_one(lab: VrrpLab, kind: str, conf: str, family: int = 4) -> tuple[dict, dict, dict]:
-    set_start(lab, "r1")
-    r = lab.start("r1", kind, conf)
+def run_both(labs: dict[str, VrrpLab], conf: str, family: int = 4
+             ) -> dict[str, tuple[dict, dict, dict]]:
+    """Each kind in r1 of its own lab, at the same time: per kind its snapshot while
+    MASTER, the sysctls after its stop, and its log."""
+    routers: dict[str, Router] = {}
     try:
-        seen = snapshot(lab, "r1", family)
+        for kind, lab in labs.items():
+            set_start(lab, "r1")
+            routers[kind] = lab.start("r1", kind, conf)
+        # both watched at once: each snapshot waits for two adverts (advert_int 1)
+        with ThreadPoolExecutor(len(labs)) as pool:
+            futures = {kind: pool.submit(snapshot, lab, "r1", family)
+                       for kind, lab in labs.items()}
+            seen = {kind: future.result() for kind, future in futures.items()}
     finally:
-        lab.stop(r)
-    lab.wait_for(lambda: link(lab, "r1") is None, 10, f"{VMAC} gone after {kind} stopped")
-    return seen, sysctls(lab, "r1"), {"log": r.log_text()}
+        for kind, router in routers.items():
+            labs[kind].stop(router)
+    got = {}
+    for kind, lab in labs.items():
+        lab.wait_for(lambda lab=lab: link(lab, "r1") is None,  # type: ignore[misc]
+                     10, f"{VMAC} gone after {kind} stopped")
+        got[kind] = (seen[kind], sysctls(lab, "r1"), {"log": routers[kind].log_text()})
+    return got
 
 
-def test_use_vmac_side_by_side(lab: VrrpLab) -> None:
+def test_use_vmac_side_by_side(labs: dict[str, VrrpLab]) -> None:
     conf = vmac_conf(priority=150, state="MASTER")
-    ka, ka_after, _ = run_one(lab, "keepalived", conf)
-    ha, ha_after, info = run_one(lab, "hafast", conf)
+    got = run_both(labs, conf)
+    ka, ka_after, _ = got["keepalived"]
+    ha, ha_after, info = got["hafast"]
     assert ka["link"] == {"kind": "macvlan", "mode": "private", "address": VIRTUAL_MAC[4],
                           "link": "eth0", "addr_gen_mode": "none", "up": True}, ka
     assert ha == ka, info["log"][-3000:]
@@ -199,21 +244,21 @@ def test_use_vmac_side_by_side(lab: VrrpLab) -> None:
     assert (ka_after["eth0.arp_ignore"], ka_after["eth0.arp_filter"]) == ("1", "1")
 
 
-def test_vmac_xmit_base_side_by_side(lab: VrrpLab) -> None:
+def test_vmac_xmit_base_side_by_side(labs: dict[str, VrrpLab]) -> None:
     conf = vmac_conf(priority=150, state="MASTER", extra="  vmac_xmit_base")
-    ka, _, _ = run_one(lab, "keepalived", conf)
-    ha, _, info = run_one(lab, "hafast", conf)
+    got = run_both(labs, conf)
+    (ka, _, _), (ha, _, info) = got["keepalived"], got["hafast"]
     assert ha == ka, info["log"][-3000:]
     # The adverts leave from the parent with its own MAC; the VIP is on the macvlan.
-    assert ha["advert_macs"] == [lab.mac("r1")]
+    assert ha["advert_macs"] == [labs["hafast"].mac("r1")] == [R1_MAC]
     assert ha["vmac_addrs"] == [f"{VIP4}/24"]
 
 
-def test_use_vmac_ipv6_side_by_side(lab: VrrpLab) -> None:
+def test_use_vmac_ipv6_side_by_side(labs: dict[str, VrrpLab]) -> None:
     conf = vmac_conf(priority=150, state="MASTER", family=6).replace(
         "global_defs {", "global_defs {\n  vrrp_version 3")
-    ka, _, _ = run_one(lab, "keepalived", conf, family=6)
-    ha, _, info = run_one(lab, "hafast", conf, family=6)
+    got = run_both(labs, conf, family=6)
+    (ka, _, _), (ha, _, info) = got["keepalived"], got["hafast"]
     assert ka["link"]["address"] == VIRTUAL_MAC[6]
     assert ha == ka, info["log"][-3000:]
     # The parent's link-local is on the macvlan too: the adverts' source.

@@ -30,23 +30,28 @@ class ScriptIdentity(NamedTuple):
 
 
 def script_identity(user: str, group: str | None = None) -> ScriptIdentity:
-    """The identity of ``user`` [``group``]; KeyError names an unknown user or group.
+    """The identity of ``user`` [``group``]; KeyError names an unknown user or group
+    (also one no system can have, such as a name with a NUL byte, which the C library
+    refuses with ValueError).
 
     >>> script_identity("root")
     ScriptIdentity(uid=0, gid=0, groups=())
     >>> script_identity("root", "no-such-group-here")
     Traceback (most recent call last):
     KeyError: "script group 'no-such-group-here' does not exist"
+    >>> script_identity("a\\x00b")
+    Traceback (most recent call last):
+    KeyError: "script user 'a\\\\x00b' does not exist"
     """
     try:
         pw = pwd.getpwnam(user)
-    except KeyError:
+    except (KeyError, ValueError):
         raise KeyError(f"script user {user!r} does not exist") from None
     if group is None:
         return ScriptIdentity(pw.pw_uid, pw.pw_gid, ())
     try:
         gid = grp.getgrnam(group).gr_gid
-    except KeyError:
+    except (KeyError, ValueError):
         raise KeyError(f"script group {group!r} does not exist") from None
     return ScriptIdentity(pw.pw_uid, gid, ())
 

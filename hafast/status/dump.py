@@ -618,7 +618,7 @@ def _script_ids(script: Any, config: Any) -> str:
         pw = pwd.getpwnam(user)
         gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
         return f"{pw.pw_uid}:{gid}"
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL byte
         return "0:0"
 
 

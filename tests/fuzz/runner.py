@@ -100,7 +100,11 @@ def read_log(target: str, stdout: str, stderr: str, seconds: float, returncode: 
     text = stdout + stderr
     stats = {m.group(1): int(m.group(2)) for m in _STAT.finditer(stderr)}
     inputs = stats.get("number_of_executed_units", 0)
-    crash = _ARTIFACT.search(stderr)
+    # libFuzzer writes a slow input (-report_slow_units) the same way as a crash:
+    # it is worth keeping, but the run goes on, so it is not the crash
+    units = [m.group(1) for m in _ARTIFACT.finditer(stderr)
+             if not Path(m.group(1)).name.startswith("slow-unit-")]
+    crash = units[-1] if units else ""
     traceback = stdout.split(_PY_EXC, 1)[1].strip() if _PY_EXC in stdout else ""
     if returncode < 0:  # a signal: the kill at the deadline, or someone else's
         status = "killed"
@@ -113,7 +117,7 @@ def read_log(target: str, stdout: str, stderr: str, seconds: float, returncode: 
     return Outcome(target, status, inputs, seconds, inputs / seconds if seconds else 0.0,
                    stats.get("new_units_added", 0), stats.get("peak_rss_mb", 0),
                    stats.get("slowest_unit_time_sec", 0), goal,
-                   crash.group(1) if crash else "", traceback, text)
+                   crash, traceback, text)
 
 
 def run(target: str, folder: Path, *, runs: int = 0, max_seconds: float = 0,

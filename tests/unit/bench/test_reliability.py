@@ -164,6 +164,13 @@ def test_fuzzer_output_read_as_an_outcome() -> None:
     assert crash.traceback.startswith("AssertionError: the ICMP parse twins disagree")
     assert crash.traceback.endswith("disagree on 0102:")
     assert crash.twins == "DISAGREED"
+    # a slow input saved on the way is neither the crash nor a crash of its own
+    slow = ("Slowest unit: 18 s:\nartifact_prefix='/tmp/x/'; Test unit written to "
+            "/tmp/x/slow-unit-9f9f\n")
+    late = read_log("config", CRASH_OUT, slow + CRASH_ERR, 2.0, 77)
+    assert (late.status, late.crash_file) == ("crashed", "/tmp/x/crash-0a1b")
+    clean = read_log("config", "", slow + LOG, 8.0, 0)
+    assert (clean.status, clean.crash_file) == ("done", "")
     other = read_log("config", CRASH_OUT.replace("twins disagree", "KeyError"), CRASH_ERR,
                      2.0, 77)
     assert other.status == "crashed" and other.twins == "no twins"

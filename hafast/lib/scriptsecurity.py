@@ -203,10 +203,16 @@ def check_script(program: str, uid: int, gid: int, *, security: bool,
     '/usr/bin/sh'
     >>> check_script("</etc/passwd", 0, 0, security=True).flags
     <Sc.SYSTEM: 64>
+    >>> [check_script(p, 0, 0, security=False).flags for p in ("sh\\0x", "/bin/sh\\0x")]
+    [<Sc.NOTFOUND: 8>, <Sc.NOTFOUND: 8>]
     """
     log: list[str] = []
     if program.startswith("<") and program[1:].lstrip(" \t").startswith("/"):
         return ScriptCheck(Sc.SYSTEM, program)
+    if "\0" in program:
+        # no file has such a name (the system calls refuse it: ValueError here)
+        return ScriptCheck(Sc.NOTFOUND, program,
+                           (f"Cannot find script {program!r} - disabling",))
     searched = False
     if "/" not in program:
         found, denied = _search_path(program, uid, gid, search) if program else (None, False)

@@ -4,9 +4,9 @@ diagnostics, :func:`hafast.config.cli_config.run_config`).
 
 - the pool backend the daemon would take here (``--pool-backend``, else
   ``lvs_backend``, else auto: IPVS, else nftables), and for nftables each thing the
-  config asks that nftables does not do as IPVS would (the same lines the daemon
-  logs at start, :func:`hafast.lvs.nft.limits`); with no backend at all, the line the
-  daemon would stop with;
+  config asks that nftables does not do as IPVS would (the lines the daemon logs at
+  start, :func:`hafast.lvs.nft.limits`, one per limit naming its virtual servers);
+  with no backend at all, the line the daemon would stop with;
 - a Maglev fleet on a kernel with ``sloppy_tcp=0`` (:func:`hafast.fleet.runner.maglev_warnings`).
 
 The modules behind each are imported only when the config has what they judge:
@@ -64,8 +64,36 @@ def pool_notes(config: m.Config, option: str = pb.AUTO) -> list[str]:
     if name == "nft":
         from hafast.lvs.nft import limits
 
-        return [f"pool backend nft ({said}): {line}" for line in limits(config)]
+        return [f"pool backend nft ({said}): {line}" for line in grouped(limits(config))]
     return []
+
+
+def grouped(lines: list[str], most: int = 3) -> list[str]:
+    """One line per limit, naming at most ``most`` virtual servers and how many more
+    (the daemon's log says each virtual server's own; a farm's -t would print
+    thousands of the same line).
+
+    >>> for line in grouped([f"virtual_server 10.0.0.{i} 80: ops is IPVS-only"
+    ...                      for i in range(5)] + ["lvs_timeouts is IPVS-only"]):
+    ...     print(line)
+    virtual_server 10.0.0.0 80, 10.0.0.1 80, 10.0.0.2 80 and 2 more: ops is IPVS-only
+    lvs_timeouts is IPVS-only
+    """
+    names: dict[str, list[str]] = {}
+    for line in lines:
+        head, sep, what = line.partition(": ")
+        if not (sep and head.startswith("virtual_server ")):
+            names.setdefault(line, [])
+            continue
+        names.setdefault(what, []).append(head.removeprefix("virtual_server "))
+    out = []
+    for what, vss in names.items():
+        if not vss:
+            out.append(what)
+            continue
+        more = f" and {len(vss) - most:,} more" if len(vss) > most else ""
+        out.append(f"virtual_server {', '.join(vss[:most])}{more}: {what}")
+    return out
 
 
 def host_checks(config: m.Config, option: str = pb.AUTO) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email
 import json
+import os
 import re
 import signal
 import subprocess
@@ -144,7 +145,9 @@ def _prerequisites() -> None:
 @pytest.fixture
 def lab() -> Iterator[VrrpLab]:
     _prerequisites()
-    with VrrpLab("sa") as lab:
+    # named with the PID, as labs_per_kind's: a second run at the same time must not
+    # find (or delete) these namespaces
+    with VrrpLab(f"sa{os.getpid() % 100000}") as lab:
         yield lab
 
 

@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from hafast.config import model as m
-from hafast.config.tokens import Token
+from hafast.config.tokens import Token, byte_length
 
 IP_VS_IFNAME_MAXLEN = 16  # include/uapi/linux/ip_vs.h, with its NUL
 # keepalived's bounds (global_parser.c): maxlen leaves room for the IP and UDP headers
@@ -44,7 +44,7 @@ def conv_lvs_syncd(args: Sequence[Token]) -> m.LvsSyncDaemon:
     from hafast.config.grammar import BadValue
 
     ifname = args[0]
-    if len(ifname.text.encode()) >= IP_VS_IFNAME_MAXLEN:
+    if byte_length(ifname.text) >= IP_VS_IFNAME_MAXLEN:
         raise BadValue(ifname, f"lvs_sync_daemon interface name '{ifname.text}' too long "
                                f"(at most {IP_VS_IFNAME_MAXLEN - 1} bytes)")
     fields: dict[str, Any] = {"interface": ifname.text}

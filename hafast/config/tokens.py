@@ -81,3 +81,15 @@ class LexResult:
     lines: list[Line]
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # every file read, in order
+
+
+def byte_length(text: str) -> int:
+    """How many bytes ``text`` had in the config file (the kernel's limits on names
+    count bytes).  The lexer keeps bytes that are not UTF-8 as surrogates
+    (surrogateescape), which a plain ``encode()`` refuses.
+
+    >>> raw = b"v\\xaa".decode("utf-8", "surrogateescape")
+    >>> byte_length("eth0"), byte_length("é"), byte_length(raw)
+    (4, 2, 2)
+    """
+    return len(text.encode("utf-8", "surrogateescape"))

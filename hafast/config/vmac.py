@@ -17,6 +17,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
+from hafast.config.tokens import byte_length
+
 # RFC 5798 §7.3: the virtual router MAC, 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}).
 VRRP_MAC_PREFIX = bytes((0x00, 0x00, 0x5E, 0x00))
 IFNAMSIZ = 16  # linux/if.h, the NUL included
@@ -33,7 +35,7 @@ def vrrp_mac(vrid: int, family: int) -> bytes:
 
 def dev_name_valid(name: str) -> bool:
     """The kernel's dev_valid_name (net/core/dev.c), as keepalived checks the name."""
-    return (0 < len(name.encode()) < IFNAMSIZ and name not in (".", "..")
+    return (0 < byte_length(name) < IFNAMSIZ and name not in (".", "..")
             and not any(c in "/:" or c.isspace() for c in name))
 
 
@@ -150,7 +152,7 @@ def parse_use_ipvlan(words: Sequence[str], iname: str
         if name is not None:
             complaints.append(f"({iname}) IPVLAN interface already specified - ignoring "
                               f"'{word}'")
-        elif len(word.encode()) >= IFNAMSIZ:
+        elif byte_length(word) >= IFNAMSIZ:
             complaints.append(f"({iname}) IPVLAN interface name '{word}' too long - ignoring")
         else:
             name = word

@@ -417,7 +417,7 @@ class VmacLinks:
     def lookup(self, name: str) -> LinkInfo | None:
         """The link called ``name``, or None."""
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        body += netlink.attr(IFLA_IFNAME, name.encode() + b"\0")
+        body += netlink.attr(IFLA_IFNAME, name.encode("utf-8", "surrogateescape") + b"\0")
         self.nl._seq += 1
         seq = self.nl._seq
         msg = netlink.pack_message(RTM_GETLINK, NLM_F_REQUEST, seq, body)
@@ -470,7 +470,7 @@ class VmacLinks:
         # Framed here: pyroute2 0.9.7 cannot encode IFLA_IPVLAN_FLAGS.
         kind = KINDS[cfg.kind]
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        body += netlink.attr(IFLA_IFNAME, cfg.name.encode() + b"\0")
+        body += netlink.attr(IFLA_IFNAME, cfg.name.encode("utf-8", "surrogateescape") + b"\0")
         body += netlink.attr(IFLA_LINK, struct.pack("=i", parent))
         if kind.own_mac:
             body += netlink.attr(IFLA_ADDRESS, bytes(cfg.mac))

@@ -95,6 +95,12 @@ def parse_stat(text: str, cmdline: bytes = b"") -> ProcInfo | None:
         return None
 
 
+def _raw(text: str) -> bytes:
+    """Config text back to the bytes of the file (/proc/PID/cmdline is bytes): the
+    lexer keeps bytes that are not UTF-8 as surrogates."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     """How one vrrp_track_process recognises its processes."""
@@ -113,7 +119,7 @@ class Pattern:
         Pattern(process='sleep', params=b'60\\x00', param_match='exact', full_command=True)
         """
         path, *args = spec.process or ("",)
-        params = b"".join(a.encode() + b"\0" for a in args) if args else None
+        params = b"".join(_raw(a) + b"\0" for a in args) if args else None
         match: ParamMatch = "none"
         if spec.param_match in ("partial", "initial", "exact"):
             # "exact" is param_match written alone: a process with no parameters only
@@ -129,7 +135,7 @@ class Pattern:
         plus a byte or two to see that there is more)."""
         if not self.full_command:
             return 0
-        return len(self.process.encode()) + 1 + len(self.params or b"") + 2
+        return len(_raw(self.process)) + 1 + len(self.params or b"") + 2
 
     def matches(self, info: ProcInfo) -> bool:
         """
@@ -144,7 +150,7 @@ class Pattern:
         if not self.full_command:
             return info.comm == self.process
         argv0, nul, rest = info.cmdline.partition(b"\0")
-        if argv0 != self.process.encode():
+        if argv0 != _raw(self.process):
             return False
         return self.param_match == "none" or self._params_match(rest if nul else b"")
 

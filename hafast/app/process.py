@@ -185,6 +185,11 @@ class WorkerHandle:
     # Building an engine for tens of thousands of servers (start, reload) may hold
     # the worker's loop for seconds: no heartbeat verdict until then.
     grace_until: float = 0.0
+    # The heartbeat's last ping, and the ping a grace began after: a pong to that
+    # ping or an earlier one may have been sent before the worker took the reload
+    # (it sat in the pipe while the parent was parsing), so only a later one ends it.
+    ping_seq: int = 0
+    grace_from_seq: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     requests: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
 

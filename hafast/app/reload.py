@@ -78,6 +78,7 @@ class Reloader:
                 # Not the VRRP worker: a reload that held its loop that long would
                 # have stopped its adverts, and its VIPs must go then (vipguard).
                 w.grace_until = time.monotonic() + STARTUP_GRACE_S
+                w.grace_from_seq = w.ping_seq  # an older pong says nothing of the reload
             w.send("reload", {"config": new, "seed": self.sup._seed(w)})
 
     async def _checks(self, new: m.Config) -> set[int]:

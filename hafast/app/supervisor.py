@@ -353,6 +353,7 @@ class Supervisor:
         w.started = w.last_pong = time.monotonic()
         w.last_adverts = {}
         w.grace_until = w.started + STARTUP_GRACE_S
+        w.grace_from_seq = w.ping_seq
         w.ready = asyncio.Event()
         w.send("init", self._init_payload(w))
         self._write_pid(w)
@@ -451,7 +452,9 @@ class Supervisor:
         # Whatever it says, a worker that says it has a running loop.
         w.last_pong = time.monotonic()
         if kind == "pong":
-            w.grace_until = 0.0
+            seq = payload[0] if isinstance(payload, tuple) else payload
+            if not isinstance(seq, int) or seq > w.grace_from_seq:
+                w.grace_until = 0.0
             if w.role == VRRP and isinstance(payload, tuple):
                 w.last_adverts = payload[1]
         elif kind == "ready":
@@ -521,7 +524,7 @@ class Supervisor:
                     self._hung(w, now)
                     continue
                 if now - w.last_ping >= period * 0.999:
-                    w.last_ping = now
+                    w.last_ping, w.ping_seq = now, seq
                     w.send("ping", seq)
 
     def _hung(self, w: WorkerHandle, now: float) -> None:

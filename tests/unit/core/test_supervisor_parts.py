@@ -508,3 +508,36 @@ def test_vrrp_side_reloads_through_the_worker_and_publishes_once(
     assert published[1:] == [{"VI_1": ("MASTER", 100)}]
     (inst,) = side.worker.instances
     assert side._changed in inst.listeners
+
+
+def test_a_pong_sent_before_the_reload_does_not_end_its_grace() -> None:
+    """The 37k-RS reload in the IPVS VM (benchmarks/test_bench_reload_vm.py): the
+    parent parsed for 18 s while a check worker's pong to an earlier ping sat in the
+    pipe; read after the reload was sent, it ended the reload's grace, and the worker,
+    still rebuilding 37,000 checks, was killed 2 s later (every check restarted).
+    Only a pong to a ping sent after the reload says the worker is through it."""
+    from hafast.app.cmdline import parse
+    from hafast.app.process import STARTUP_GRACE_S, WorkerHandle
+
+    async def go() -> None:
+        s = sup.Supervisor(parse(["-f", "/nonexistent"]), config())
+        w = WorkerHandle("check", 0)
+        w.ping_seq = 41  # the heartbeat's last ping before the reload
+        w.grace_until = time.monotonic() + STARTUP_GRACE_S
+        w.grace_from_seq = w.ping_seq  # what Reloader sets with the grace
+
+        await s._on_message(w, "pong", 41)  # answered before the reload was read
+        assert w.grace_until > time.monotonic()
+        await s._on_message(w, "pong", 40)  # older still
+        assert w.grace_until > time.monotonic()
+        await s._on_message(w, "pong", 42)  # a ping after the reload: through it
+        assert w.grace_until == 0.0
+        # the VRRP worker's pong carries its adverts beside the sequence number
+        v = WorkerHandle("vrrp", 0)
+        v.grace_until, v.grace_from_seq = time.monotonic() + 10, 7
+        await s._on_message(v, "pong", (7, {"VI_1": 1.0}))
+        assert v.grace_until > time.monotonic() and v.last_adverts == {"VI_1": 1.0}
+        await s._on_message(v, "pong", (8, {}))
+        assert v.grace_until == 0.0
+
+    asyncio.run(go())

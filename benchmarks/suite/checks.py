@@ -89,6 +89,11 @@ def keepalived_conf(kind: str, addrs: Sequence[str], *, delay_loop: int = 1, ret
     return "".join(parts)
 
 
+# What one check of each kind puts on the wire, by the comment of its counter in
+# counter_ruleset: a connection's SYN, or an echo request.
+WIRE_COUNTER = {"TCP_CHECK": "syn", "HTTP_GET": "syn", "PING_CHECK": "echo"}
+
+
 def counter_ruleset(table: str = COUNTER_TABLE, port: int = 80) -> str:
     """nft table counting, in the server namespace, what every checker sends:
     TCP SYNs to the service port and ICMP echo requests (before any fault rule)."""
@@ -241,12 +246,13 @@ def _daemon_round(lab: Lab, kind: str, p: Params) -> dict[str, float]:
 
     d = DaemonProc(lab.dir_ns, keepalived_conf(kind, lab.farm.addresses),
                    Path(tempfile.mkdtemp(prefix="hbs-hafast-", dir=p.workdir)))
+    wire = WIRE_COUNTER[kind]
     try:
         d.wait_ready(60)
         time.sleep(p.warm)
-        c0, s0, t0 = lab.counters().get("syn", 0), d.sample(), time.monotonic()
+        c0, s0, t0 = lab.counters().get(wire, 0), d.sample(), time.monotonic()
         time.sleep(p.seconds)
-        c1, s1, t1 = lab.counters().get("syn", 0), d.sample(), time.monotonic()
+        c1, s1, t1 = lab.counters().get(wire, 0), d.sample(), time.monotonic()
         up = d.up_count()
     finally:
         d.stop()

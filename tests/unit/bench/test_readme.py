@@ -95,3 +95,15 @@ def test_the_repository_readme_has_the_block() -> None:
     text = readme.README.read_text()
     assert text.count(readme.BEGIN) == 1 and text.count(readme.END) == 1
     assert text.index(readme.BEGIN) < text.index(readme.END)
+
+
+def test_every_checker_kind_is_counted_on_the_wire_by_a_counter_that_exists() -> None:
+    """The shipped daemon's PING_CHECK rows read 0 checks/s: its round counted SYNs
+    for every kind, and a ping sends none."""
+    from benchmarks.suite import checks
+
+    assert set(checks.WIRE_COUNTER) == set(checks.CHECK_BLOCKS)
+    rules = checks.counter_ruleset()
+    for comment in set(checks.WIRE_COUNTER.values()):
+        assert f'comment "{comment}"' in rules
+    assert checks.WIRE_COUNTER["PING_CHECK"] == "echo"

@@ -40,10 +40,8 @@ def chosen_backend(kind: str) -> tuple[str | None, str]:
     when auto finds none that reaches the kernel."""
     if kind != pb.AUTO:
         return kind, ""
-    for row in pb.order(pb.AUTO):
-        if row.present():
-            return row.name, "auto"
-    return None, "auto"
+    row = next(pb.candidates(pb.AUTO), None)
+    return (row.name if row is not None else None), "auto"
 
 
 def pool_notes(config: m.Config, option: str = pb.AUTO) -> list[str]:

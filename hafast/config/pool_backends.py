@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 AUTO = "auto"
@@ -108,6 +108,18 @@ def order(kind: str) -> tuple[PoolBackendKind, ...]:
         raise UnknownPoolBackend(f"pool backend '{kind}': expected one of "
                                  f"{', '.join(choices())}")
     return (POOL_BACKENDS[kind],)
+
+
+def candidates(kind: str) -> Iterator[PoolBackendKind]:
+    """The backends ``kind`` tries on this box, in turn: a named one whatever the box
+    has (a missing module then fails loudly when it is made), auto's only those
+    present.  The daemon makes the first that works; ``hafast -t`` names the first.
+
+    >>> [k.name for k in candidates("memory")]
+    ['memory']
+    """
+    rows = order(kind)  # an unknown name raises here, not at the first next()
+    return (row for row in rows if kind != AUTO or row.present())
 
 
 def help_text() -> str:

@@ -56,7 +56,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from hafast.config import model as m
-from hafast.config.pool_backends import AUTO, POOL_BACKENDS, order
+from hafast.config.pool_backends import AUTO, POOL_BACKENDS, candidates
 from hafast.lib.events import ServerEvent
 from hafast.lib.notify import Notifier, spawn_reaped
 from hafast.lvs.backend import (
@@ -110,9 +110,7 @@ def make_backend(kind: str, **kwargs: Any) -> PoolBackend:
     'memory'
     """
     last: Exception | None = None
-    for row in order(kind):
-        if kind == AUTO and not row.present():
-            continue
+    for row in candidates(kind):
         module, _, attr = row.factory.partition(":")
         try:
             backend: PoolBackend = getattr(importlib.import_module(module), attr)(**kwargs)

@@ -11,9 +11,11 @@ import importlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -106,12 +108,17 @@ RUN_LAST = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m reads the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The pure-twin pass of ./dev test leaves out what only tests the compiled twin
     (it ran, and had to load in CI, in the compiled pass): deselected, not skipped,
     so that a skip always means a missing prerequisite.  :data:`RUN_LAST` goes last
-    (a stable sort: each keeps its order)."""
+    (a stable sort: each keeps its order) and is marked ``serial``: ./dev test runs
+    the rest on several xdist workers (``-m "not serial"``), then these alone."""
     items.sort(key=lambda item: item.nodeid.startswith(RUN_LAST))
+    for item in items:
+        if item.nodeid.startswith(RUN_LAST):
+            item.add_marker(pytest.mark.serial)
     if not pure_pass():
         return
     keep, drop = [], []
@@ -125,6 +132,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 VM_TEST = "tests/netns/test_ipvs_vm_boot.py::test_ipvs_tests_pass_inside_the_vm"
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return (os.environ.get("PYTEST_XDIST_WORKER") is None
+            and (config.getoption("numprocesses", None) or 0) > 0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist the controller runs the IPVS VM (tests/netns/ipvs_vm_job.py says
+    why); the hand-over folder is named now, before the workers start and inherit it."""
+    from tests.netns import ipvs_vm_job
+
+    if (_xdist_controller(config) and os.geteuid() == 0
+            and os.environ.get("HAFAST_VM_SERIAL", "") in ("", "0")):
+        folder = tempfile.mkdtemp(prefix="hafast-ipvs-vm-")
+        os.environ[ipvs_vm_job.JOB_DIR_ENV] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, called in the controller
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    if VM_TEST in ids:
+        from tests.netns import ipvs_vm_job
+
+        ipvs_vm_job.start_in_controller(REPO)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

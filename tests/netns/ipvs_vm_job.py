@@ -7,6 +7,12 @@ ends (tests/conftest.py), it overlaps them instead of adding to the wall time;
 test_ipvs_vm_boot judges the result when its turn comes, waiting if it must.
 HAFAST_VM_SERIAL=1 runs it in its turn instead (for a quiet machine's timings).
 
+Under pytest-xdist (``./dev test`` runs the suite on several workers) no worker knows,
+when collection ends, whether the VM test will come to it; the controller starts the
+run instead (:func:`start_in_controller`), writes its outcome to ``done.json`` in the
+folder named by ``$HAFAST_VM_JOB_DIR`` (set before the workers start, so they inherit
+it), and the worker that draws the test reads it there (:class:`FileJob`).
+
 The run happens in a thread: the set-up and qemu are subprocesses, so the thread only
 waits.  qemu dies with that thread (PR_SET_PDEATHSIG in hafast.lab.ipvs_vm), so an
 interrupted session leaves no guest behind.
@@ -14,16 +20,19 @@ interrupted session leaves no guest behind.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hafast.lab.ipvs_vm import IpvsVM, VMResult
+from hafast.lab.ipvs_vm import IpvsVM, VMError, VMResult, VMSetupError
 
 VM_RUN_TIMEOUT_S = 1500.0
+JOB_DIR_ENV = "HAFAST_VM_JOB_DIR"  # the controller's hand-over folder, under xdist
+DONE = "done.json"
 
 
 @dataclass
@@ -37,6 +46,7 @@ class VMJob:
     kernel: str = ""
     result: VMResult | None = None
     error: BaseException | None = None
+    publish: bool = False  # also write the outcome to results/done.json
     _done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -58,7 +68,24 @@ class VMJob:
         except BaseException as exc:  # handed to the test, which reports it
             self.error = exc
         finally:
+            if self.publish:
+                self._write_done()
             self._done.set()
+
+    def _write_done(self) -> None:
+        error = None
+        if self.error is not None:
+            error = {"setup": isinstance(self.error, VMSetupError),
+                     "vm": isinstance(self.error, (VMError, TimeoutError)),
+                     "message": f"{type(self.error).__name__}: {self.error}"}
+        outcome = {"started": self.started, "setup_seconds": self.setup_seconds,
+                   "kernel": self.kernel, "error": error,
+                   "result": None if self.result is None else
+                   {k: str(v) if isinstance(v, Path) else v
+                    for k, v in asdict(self.result).items()}}
+        tmp = self.results / (DONE + ".tmp")
+        tmp.write_text(json.dumps(outcome))
+        tmp.replace(self.results / DONE)  # whole or absent for the reader
 
     def wait(self, timeout: float) -> VMResult:
         """The run's result; its exception re-raised; TimeoutError past ``timeout``."""
@@ -70,19 +97,65 @@ class VMJob:
         return self.result
 
 
-_job: VMJob | None = None
+@dataclass
+class FileJob:
+    """The controller's run as a worker sees it: :meth:`wait` reads ``done.json``."""
+
+    results: Path
+    started: float = field(default_factory=time.monotonic)
+    setup_seconds: float = 0.0
+    kernel: str = ""
+
+    @property
+    def junit(self) -> Path:
+        return self.results / "ipvs.xml"
+
+    def wait(self, timeout: float) -> VMResult:
+        done = self.results / DONE
+        deadline = time.monotonic() + timeout
+        while not done.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"IPVS VM run still going after {timeout:.0f} s more")
+            time.sleep(1.0)
+        outcome = json.loads(done.read_text())
+        # CLOCK_MONOTONIC is one clock for every process on the machine.
+        self.started = outcome["started"]
+        self.setup_seconds, self.kernel = outcome["setup_seconds"], outcome["kernel"]
+        if (error := outcome["error"]) is not None:
+            cls = VMSetupError if error["setup"] else VMError if error["vm"] else RuntimeError
+            raise cls(f"(in the xdist controller) {error['message']}")
+        res = dict(outcome["result"])
+        for key in ("console_log_path", "results_dir", "output_path"):
+            res[key] = Path(res[key])
+        return VMResult(**res)
+
+
+_job: VMJob | FileJob | None = None
 
 
 def start_early(checkout: Path, results: Path) -> None:
-    """Start the run now (once per session), unless HAFAST_VM_SERIAL asks otherwise."""
+    """Start the run now (once per session), unless HAFAST_VM_SERIAL asks otherwise or
+    this is an xdist worker (the controller runs it: :func:`start_in_controller`)."""
     global _job
-    if _job is None and os.environ.get("HAFAST_VM_SERIAL", "") in ("", "0"):
+    if (_job is None and os.environ.get("HAFAST_VM_SERIAL", "") in ("", "0")
+            and not os.environ.get(JOB_DIR_ENV)):
         _job = VMJob(checkout, results).start()
 
 
-def job(checkout: Path, results: Path) -> VMJob:
-    """The run started early, or one started now (a serial run, or the test run alone)."""
+def start_in_controller(checkout: Path) -> None:
+    """Under xdist: start the run in the controller (once), publishing to the hand-over
+    folder; nothing when the environment names none (HAFAST_VM_SERIAL, or no xdist)."""
+    global _job
+    folder = os.environ.get(JOB_DIR_ENV)
+    if _job is None and folder:
+        _job = VMJob(checkout, Path(folder), publish=True).start()
+
+
+def job(checkout: Path, results: Path) -> VMJob | FileJob:
+    """The run started early, the controller's run (an xdist worker), or one started now
+    (a serial run, or the test run alone)."""
     global _job
     if _job is None:
-        _job = VMJob(checkout, results).start()
+        folder = os.environ.get(JOB_DIR_ENV)
+        _job = FileJob(Path(folder)) if folder else VMJob(checkout, results).start()
     return _job

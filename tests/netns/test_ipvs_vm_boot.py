@@ -106,6 +106,28 @@ def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
         module_load_order(tmp_path, ["ip_vs"])
 
 
+def test_the_controllers_outcome_reaches_the_worker(tmp_path: Path) -> None:
+    """Under xdist the controller runs the VM and a worker reads the outcome from the
+    hand-over folder (tests/netns/ipvs_vm_job.py): the same VMResult, or the same kind
+    of error (a set-up failure must still skip locally)."""
+    res = VMResult(returncode=0, console_log_path=tmp_path / "console.log",
+                   results_dir=tmp_path, boot_seconds=1.5, output_path=tmp_path / "out",
+                   total_seconds=9.0, qemu_peak_rss_kib=4096)
+    done = ipvs_vm_job.VMJob(REPO, tmp_path, kernel="6.1", setup_seconds=2.0, result=res)
+    done._write_done()
+    seen = ipvs_vm_job.FileJob(tmp_path)
+    assert seen.wait(timeout=1) == res
+    assert (seen.kernel, seen.setup_seconds, seen.started) == ("6.1", 2.0, done.started)
+
+    failed = ipvs_vm_job.VMJob(REPO, tmp_path, error=VMSetupError("no kernel package"))
+    failed._write_done()
+    with pytest.raises(VMSetupError, match="no kernel package"):
+        ipvs_vm_job.FileJob(tmp_path).wait(timeout=1)
+    (tmp_path / ipvs_vm_job.DONE).unlink()
+    with pytest.raises(TimeoutError):
+        ipvs_vm_job.FileJob(tmp_path).wait(timeout=0)
+
+
 # -- the real VM ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -166,6 +166,7 @@ STARTUP_GRACE_S = 60.0  # longest a start or reload may hold a worker's loop
 class WorkerHandle:
     role: str
     index: int
+    shards: int = 1  # how many check workers share the real servers (CHECK only)
     proc: WorkerProcess | None = None
     writer: asyncio.StreamWriter | None = None
     pid: int = 0
@@ -204,6 +205,14 @@ class WorkerHandle:
             # Its start-up must fit the vipguard's budget: no real servers to pickle
             # and unpickle (hafast.vrrp.view), at start and at reload alike.
             payload = {**payload, "config": vrrp_view(payload["config"])}
+        elif self.role == CHECK and kind in ("init", "reload") and isinstance(payload, dict):
+            # Its shard's real servers only: the others are other workers' to
+            # unpickle and hold.  (Imported here: the VRRP worker, which imports
+            # this module, loads no check code.)
+            from hafast.check.view import check_view
+
+            payload = {**payload,
+                       "config": check_view(payload["config"], self.index, self.shards)}
         try:
             self.writer.write(encode(kind, payload))
         except (ConnectionError, RuntimeError):

@@ -103,7 +103,8 @@ class Reloader:
                 log.error("reload: the pools cannot open (%s); no check workers until "
                           "the next reload", exc)
                 return set()
-            ws = [WorkerHandle(CHECK, i) for i in range(self.sup.check_worker_count())]
+            n = self.sup.check_worker_count()
+            ws = [WorkerHandle(CHECK, i, shards=n) for i in range(n)]
             self.sup.workers.extend(ws)
             for w in ws:
                 await self.sup._start_worker(w)

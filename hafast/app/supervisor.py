@@ -147,8 +147,8 @@ class Supervisor:
             await run_script(gd.startup_script, gd, "startup", gd.startup_script_timeout)
         if self.wants_checks():
             await self._open_pools()
-            for i in range(self.check_worker_count()):
-                self.workers.append(WorkerHandle(CHECK, i))
+            n = self.check_worker_count()
+            self.workers.extend(WorkerHandle(CHECK, i, shards=n) for i in range(n))
         if self.wants_vrrp():
             self.workers.insert(0, WorkerHandle(VRRP, 0))
             await self.vip_guard.prepare()
@@ -334,8 +334,7 @@ class Supervisor:
         return self.pools.seed() if self.pools is not None else {}
 
     def _init_payload(self, w: WorkerHandle) -> dict[str, Any]:
-        shards = sum(1 for x in self.workers if x.role == CHECK)
-        return {"role": w.role, "shard": w.index, "shards": max(shards, 1),
+        return {"role": w.role, "shard": w.index, "shards": w.shards,
                 "config": self.config, "seed": self._seed(w), "log": self.options.log,
                 "dont_release_vrrp": self.options.dont_release_vrrp,
                 "resume": w.restarts > 0}

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from hafast.check.api import REGISTRY, ProbeKind, Target
 from hafast.check.runner import Check, Runner, ServerHealth
+from hafast.check.view import shard_of
 from hafast.config import model as m
 from hafast.config.kinds import KINDS
 from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
@@ -43,13 +43,6 @@ def default_port(spec: m.Checker) -> int | None:
     one (SMTP_CHECK 25, DNS_CHECK 53): the kind's descriptor says."""
     kind = KINDS.get(spec.kind)
     return kind.port if kind is not None else None
-
-
-def shard_of(rs: m.RealServer, shard_count: int) -> int:
-    """Which worker checks ``rs`` (stable across processes and runs)."""
-    if shard_count <= 1:
-        return 0
-    return zlib.crc32(f"{rs.address}|{rs.port}".encode()) % shard_count
 
 
 def target_for(rs: m.RealServer, spec: m.Checker) -> Target:

@@ -75,8 +75,31 @@ def test_the_vrrp_worker_gets_the_view_at_init_and_reload() -> None:
         assert got.global_defs == c.global_defs
 
 
-def test_a_check_worker_still_gets_the_whole_config() -> None:
+def test_a_lone_check_worker_still_gets_the_whole_config() -> None:
     assert sent_by(CHECK, "reload")["config"] == config()
+
+
+def test_each_check_worker_gets_its_shard_at_init_and_reload() -> None:
+    """hafast.check.view: each of three check workers is sent only the real servers
+    it checks; together they are all of them, each once; the rest is whole."""
+    many = load_text("virtual_server 10.0.0.100 80 {\n" + "".join(
+        f" real_server 10.0.1.{i} 80 {{\n TCP_CHECK {{\n }}\n }}\n" for i in range(1, 31))
+        + "}\n").config
+    for kind in ("init", "reload"):
+        got = []
+        for index in range(3):
+            w = WorkerHandle(CHECK, index, shards=3)
+            writer = _Writer()
+            w.writer = writer  # type: ignore[assignment]
+            assert w.send(kind, {"config": many, "seed": {}})
+            ((_, payload),) = writer.sent
+            (vs,) = payload["config"].virtual_servers
+            assert vs.key == many.virtual_servers[0].key
+            assert 0 < len(vs.real_servers) < 30
+            assert payload["config"].global_defs == many.global_defs
+            got.extend(vs.real_servers)
+        assert sorted(got, key=lambda rs: rs.address) == sorted(
+            many.virtual_servers[0].real_servers, key=lambda rs: rs.address)
 
 
 def test_a_real_server_change_is_no_vrrp_change_in_the_view() -> None:

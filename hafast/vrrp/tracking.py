@@ -147,6 +147,10 @@ class ScriptTracker:
         if self._kill is not None:
             self._kill.cancel()
             self._kill = None
+        if self._closed:
+            # close() killed this run: its exit says nothing of the script, and
+            # whoever closed the tracker (a reload, the stop) hears no more from it.
+            return
         ok = code == 0
         if ok:
             self._streak = self._streak + 1 if self._streak > 0 else 1

@@ -74,6 +74,28 @@ def test_init_fail_changes_nothing_as_in_keepalived() -> None:
     assert changes == [True] and tracker.good
 
 
+def test_a_run_killed_by_close_is_not_a_failure() -> None:
+    """close() kills the script in flight; its exit reported afterwards changes nothing
+    (a CI run under load saw test_init_fail_... end [True, False] so: /bin/true was
+    still starting when the test closed the tracker)."""
+    script = VrrpScript("chk", Script(("/bin/sh", "-c", "sleep 5")), interval_us=20 * MS)
+
+    async def body() -> tuple[list[bool], ScriptTracker]:
+        loop = asyncio.get_running_loop()
+        t = ScriptTracker(loop, script, assume_good=True)
+        changes: list[bool] = []
+        t.listeners.append(changes.append)
+        t.start()
+        await asyncio.sleep(0.1)
+        assert t._proc is not None  # in flight
+        t.close()
+        await asyncio.sleep(0.3)  # the reaper hears the SIGKILLed exit
+        return changes, t
+
+    changes, tracker = asyncio.run(body())
+    assert changes == [] and tracker.good is True and tracker._proc is None
+
+
 def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     # The script forks a grandchild that would outlive a plain kill of the script.

@@ -28,10 +28,10 @@ def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int
     1 another instance holds the pid file, or the network namespace (``-s``,
     ``net_namespace``) cannot be entered.
     """
-    from hafast.config.loader import load_file
+    from hafast.app import loadconf
 
     setup_logging(options.log, "parent")
-    res = load_file(options.config_file, config_id=options.config_id)
+    res = loadconf.load(options.config_file, options.config_id)
     for d in res.warnings:
         log.warning("%s", d.format())
     if res.errors or not res.files:

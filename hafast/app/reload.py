@@ -39,12 +39,11 @@ class Reloader:
         self.sup = sup
 
     async def load(self) -> m.Config | None:
-        from hafast.config.loader import load_file
+        from hafast.app import loadconf
 
         log.info("reloading %s", self.sup.options.config_file)
         opts = self.sup.options
-        res = await self.sup.loop.run_in_executor(
-            None, lambda: load_file(opts.config_file, config_id=opts.config_id))
+        res = await loadconf.load_async(opts.config_file, opts.config_id)
         for d in res.warnings:
             log.warning("%s", d.format())
         if res.errors or not res.files:

@@ -1,0 +1,74 @@
+"""The daemon reads its configuration in a child process (hafast.app.loadconf): the
+child's answer is what loading in place gives, and a child that fails costs nothing
+but the memory (the load is done in place, with a warning)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+from hafast.app import loadconf
+from hafast.config.loader import load_file
+
+CONF = """
+global_defs { router_id r1 }
+vrrp_instance V {
+    interface lo
+    virtual_router_id 7
+    priority 100
+    virtual_ipaddress { 10.0.0.100/24 }
+}
+virtual_server 10.0.0.100 80 {
+    delay_loop 1
+    real_server 10.0.1.1 80 { TCP_CHECK { connect_timeout 2 } }
+    real_server 10.0.1.2 80 { weight 3 TCP_CHECK { connect_timeout 2 } }
+    no_such_keyword 1
+}
+"""
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> str:
+    path = tmp_path / "keepalived.conf"
+    path.write_text(CONF)
+    return str(path)
+
+
+def _same(got: object, want: object) -> None:
+    assert got == want  # LoadResult: config, diagnostics (file, line, text), files
+
+
+def test_the_child_gives_what_loading_in_place_gives(conf: str) -> None:
+    want = load_file(conf, config_id="r1")
+    assert want.warnings  # the unknown keyword travels back with its file and line
+    _same(loadconf.load(conf, "r1"), want)
+    _same(asyncio.run(loadconf.load_async(conf, "r1")), want)
+
+
+def test_a_missing_file_is_reported_as_in_place(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.conf")
+    _same(loadconf.load(missing), load_file(missing))
+
+
+@pytest.mark.parametrize("child", [
+    [sys.executable, "-c", "import sys; sys.exit('boom')"],       # dies
+    [sys.executable, "-c", "print('not a pickle')"],               # answers garbage
+    [sys.executable, "-c", "import pickle, sys; sys.stdout.buffer.write(pickle.dumps(42))"],
+    ["/nonexistent/python"],                                       # cannot start
+])
+def test_a_failed_child_means_loading_in_place(conf: str, child: list[str],
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(loadconf, "child_argv", lambda path, cid: child)
+    want = load_file(conf)
+    with caplog.at_level(logging.WARNING, logger="hafast"):
+        _same(loadconf.load(conf), want)
+        _same(asyncio.run(loadconf.load_async(conf)), want)
+    said = [r.getMessage() for r in caplog.records]
+    fails = [m for m in said if "in a child process failed" in m]
+    assert len(fails) == 2, fails
+    assert all("reading it here" in m for m in fails)

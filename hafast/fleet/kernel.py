@@ -28,9 +28,19 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import struct
 from typing import Any
 
-from hafast.lib.netlink import NLM_F_CREATE, NLM_F_EXCL, RTM_DELROUTE, RTM_NEWROUTE
+from hafast.lib import netlink
+from hafast.lib.netlink import (
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    RTM_DELROUTE,
+    RTM_GETROUTE,
+    RTM_NEWROUTE,
+)
 from hafast.net.vip import Rtnl
 
 # rtnetlink protocol numbers are a byte; /etc/iproute2/rt_protos leaves 250 unassigned
@@ -41,6 +51,11 @@ RTN_LOCAL, RTN_BLACKHOLE = 2, 6  # linux/rtnetlink.h
 RT_SCOPE_UNIVERSE, RT_SCOPE_HOST = 0, 254
 # explicit, since the kernel gives an IPv6 route without one metric 1024
 SERVE_METRIC, DRAIN_METRIC = 100, 200
+# struct rtmsg (linux/rtnetlink.h): family, dst_len, src_len, tos, table, protocol,
+# scope, type, flags
+_RTMSG = struct.Struct("=BBBBBBBBI")
+RTA_DST = 1
+_ADDR_LEN = {socket.AF_INET: 4, socket.AF_INET6: 16}
 
 
 class KernelError(OSError):
@@ -125,6 +140,29 @@ class KernelRoutes:
         gone = [self._delete(self._route(prefix, metric), f"announce route {prefix}")
                 for metric in (SERVE_METRIC, DRAIN_METRIC)]
         return any(gone)
+
+    def ours(self) -> set[str]:
+        """Every prefix with a route of :data:`RTPROT_HAFAST_FLEET` in any table (one
+        RTM_GETROUTE dump, both families): what this or an earlier run announced or
+        made local."""
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                           netlink.NETLINK_ROUTE) as s:
+            s.settimeout(5.0)
+            s.bind((0, 0))
+            dump = netlink.pack_message(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1,
+                                        _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0))
+            replies = netlink.exchange(s, [(1, dump)], dump=True)
+        found = set()
+        for m in replies:
+            if m.kind != RTM_NEWROUTE or len(m.body) < _RTMSG.size:
+                continue
+            family, dst_len, _src, _tos, _table, proto, *_rest = _RTMSG.unpack_from(m.body)
+            if proto != RTPROT_HAFAST_FLEET:
+                continue
+            raw = netlink.parse_attrs(m.body, _RTMSG.size).get(RTA_DST)
+            if raw is not None and len(raw) == _ADDR_LEN.get(family):
+                found.add(f"{ipaddress.ip_address(raw.tobytes())}/{dst_len}")
+        return found
 
     def close(self) -> None:
         self._nl.close()

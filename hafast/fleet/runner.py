@@ -21,6 +21,7 @@ Example (root, inside the director's namespace)::
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -136,9 +137,23 @@ class Announcer:
         self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
         for text in maglev_warnings(config):
             log.warning("%s", text)
+        self._sweep()
         for vs in self.vss:
             self._begin(vs)
         self.sync(quorum_of)
+
+    def _sweep(self) -> None:
+        """Withdraw what an earlier run left announced (fail-static after a crash) for
+        a VIP this config no longer has: no machine here would ever withdraw it, and
+        the routers would go on sending its flows to a director that serves nothing
+        for it.  A VIP still configured keeps its routes: its machine decides."""
+        wanted = {str(ipaddress.ip_network(vs.announce.prefix, strict=False))
+                  for vs in self.vss if vs.announce is not None}
+        for prefix in sorted(self.kernel.ours() - wanted):
+            self.kernel.withdraw(prefix)
+            self.kernel.unmake_local(prefix)
+            log.warning("announce %s: left by an earlier run and no longer configured; "
+                        "withdrawn", prefix)
 
     def _begin(self, vs: m.VirtualServer) -> None:
         assert vs.announce is not None

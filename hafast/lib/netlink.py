@@ -39,7 +39,7 @@ NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
 # linux/rtnetlink.h: message types the callers here share.
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 
 NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 NLATTR = struct.Struct("=HH")  # length, type (struct nlattr == struct rtattr)

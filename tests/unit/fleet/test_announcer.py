@@ -38,8 +38,12 @@ class Clock:
 
 
 class Kernel:
-    def __init__(self) -> None:
+    def __init__(self, left: set[str] | None = None) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.left = left or set()  # protocol-250 routes already in the kernel
+
+    def ours(self) -> set[str]:
+        return set(self.left)
 
     def __getattr__(self, name: str) -> Any:
         return lambda prefix: self.calls.append((name, prefix))
@@ -243,3 +247,17 @@ def test_metrics_show_each_vip_state_quorum_and_transitions() -> None:
     # no announce block: no fleet series at all
     bare = metrics.MetricsServer("127.0.0.1:0", lambda: {"fleet": None})
     assert b"hafast_announce" not in generate_latest(bare.registry)
+
+
+def test_a_start_withdraws_what_an_earlier_run_left_for_a_vip_gone_from_the_config() -> None:
+    """Fail-static keeps a crashed run's announcements; the next start decides for the
+    VIPs it has, and withdraws (and unmakes local) those it no longer has."""
+    clock = Clock()
+    kernel = Kernel(left={"192.0.2.1/32", "192.0.2.9/32", "2001:db8::9/128"})
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(conf("192.0.2.1"), lambda key: False)
+    swept = [c for c in kernel.calls if c[1] != "192.0.2.1/32"]
+    assert swept == [("withdraw", "192.0.2.9/32"), ("unmake_local", "192.0.2.9/32"),
+                     ("withdraw", "2001:db8::9/128"), ("unmake_local", "2001:db8::9/128")]
+    # the VIP still configured is left to its machine (STARTUP holds what is there)
+    assert ("withdraw", "192.0.2.1/32") not in kernel.calls

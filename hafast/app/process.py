@@ -209,10 +209,12 @@ class WorkerHandle:
             # Its shard's real servers only: the others are other workers' to
             # unpickle and hold.  (Imported here: the VRRP worker, which imports
             # this module, loads no check code.)
-            from hafast.check.view import check_view
+            from hafast.check.view import check_view, seed_view
 
             payload = {**payload,
                        "config": check_view(payload["config"], self.index, self.shards)}
+            if isinstance(payload.get("seed"), dict):
+                payload["seed"] = seed_view(payload["seed"], self.index, self.shards)
         try:
             self.writer.write(encode(kind, payload))
         except (ConnectionError, RuntimeError):

@@ -6,7 +6,8 @@ reload, so it unpickles and holds one share of the real servers instead of all o
 them (at 10,000 real servers and two check workers that was two whole copies of
 the model beside the parent's). The virtual servers all stay, each with its
 shard's real servers only (their keys, the labels of alerts and the reload diff do
-not change); global_defs, the SSL context and the track files stay whole.
+not change); global_defs, the SSL context and the track files stay whole. The seed
+(the parent's last known health of each real server) is cut the same way.
 
 The twin of :func:`hafast.vrrp.view.vrrp_view`; the check worker's reload diff
 compares view with view.
@@ -16,15 +17,33 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import replace
+from typing import Any
 
 from hafast.config import model as m
 
 
 def shard_of(rs: m.RealServer, shard_count: int) -> int:
     """Which worker checks ``rs`` (stable across processes and runs)."""
+    return _shard_of_key(rs.key, shard_count)
+
+
+def _shard_of_key(rs_key: tuple[str, int | None], shard_count: int) -> int:
     if shard_count <= 1:
         return 0
-    return zlib.crc32(f"{rs.address}|{rs.port}".encode()) % shard_count
+    return zlib.crc32(f"{rs_key[0]}|{rs_key[1]}".encode()) % shard_count
+
+
+def seed_view(seed: dict[Any, Any], shard: int, shards: int) -> dict[Any, Any]:
+    """The parent's last known health (``{(vs key, rs key): ...}``) of ``shard``'s real
+    servers only: the rest would be unpickled for nothing.
+
+    >>> seed = {(("10.0.0.1", 80), (f"10.0.1.{i}", 80)): (True, 1) for i in range(9)}
+    >>> sum(len(seed_view(seed, k, 3)) for k in range(3)), seed_view(seed, 0, 1) is seed
+    (9, True)
+    """
+    if shards <= 1:
+        return seed
+    return {k: v for k, v in seed.items() if _shard_of_key(k[1], shards) == shard}
 
 
 def check_view(config: m.Config, shard: int, shards: int) -> m.Config:

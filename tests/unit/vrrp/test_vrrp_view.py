@@ -91,12 +91,16 @@ def test_each_check_worker_gets_its_shard_at_init_and_reload() -> None:
             w = WorkerHandle(CHECK, index, shards=3)
             writer = _Writer()
             w.writer = writer  # type: ignore[assignment]
-            assert w.send(kind, {"config": many, "seed": {}})
+            seed = {(many.virtual_servers[0].key, rs.key): (True, 1)
+                    for rs in many.virtual_servers[0].real_servers}
+            assert w.send(kind, {"config": many, "seed": seed})
             ((_, payload),) = writer.sent
             (vs,) = payload["config"].virtual_servers
             assert vs.key == many.virtual_servers[0].key
             assert 0 < len(vs.real_servers) < 30
             assert payload["config"].global_defs == many.global_defs
+            # the seed: the same real servers' last known health, no others
+            assert {k[1] for k in payload["seed"]} == {rs.key for rs in vs.real_servers}
             got.extend(vs.real_servers)
         assert sorted(got, key=lambda rs: rs.address) == sorted(
             many.virtual_servers[0].real_servers, key=lambda rs: rs.address)

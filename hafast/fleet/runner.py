@@ -236,10 +236,15 @@ class Announcer:
         return self.states[vs.key].phase
 
     def status(self) -> list[dict[str, Any]]:
-        """Each VIP: its state, its quorum, and how many times it entered each state."""
+        """Each VIP: its state, its quorum, how many times it entered each state, and
+        ``held_s``: how long an announcement its quorum wants is still held back
+        (announce_hold_down, announce_max_changes_per_minute), None when none is."""
+        now = self.loop.time()
         return [{"prefix": st.prefix, "state": st.phase, "quorum": st.quorum,
                  "transitions": {phase: n for (prefix, phase), n in self.transitions.items()
-                                 if prefix == st.prefix}}
+                                 if prefix == st.prefix},
+                 "held_s": (round(max(st.retry_at - now, 0.0), 1)
+                            if st.retry_at is not None else None)}
                 for st in self.states.values()]
 
     def _feed(self, key: VsKey, event: Event) -> None:
@@ -248,6 +253,11 @@ class Announcer:
         self.states[key] = after
         for action in actions:
             self._apply(key, action)
+        if after.retry_at is not None and after.retry_at != before.retry_at:
+            # the quorum wants it announced and the flap control says not yet
+            log.warning("announce %s: quorum is back; announcing held %.1f s more "
+                        "(announce_hold_down / announce_max_changes_per_minute)",
+                        after.prefix, after.retry_at - self.loop.time())
         if after.phase != before.phase:
             self.transitions[(after.prefix, after.phase)] += 1
             log.info("announce %s: %s -> %s", after.prefix, before.phase, after.phase)

@@ -34,6 +34,8 @@ family}``                                              read them (a full receive
                                                        DRAINING), 0 for the others
 ``hafast_announce_quorum_up{prefix}``                  the quorum the announcer acts on
 ``hafast_announce_transitions_total{prefix,state}``    times the VIP entered each state
+``hafast_announce_held_seconds{prefix}``              an announcement the flap control
+                                                       still holds back (0: none)
 =====================================================  =================================
 
 Example::
@@ -245,12 +247,16 @@ def fleet_families(st: dict[str, Any]) -> Iterator[Metric]:
     moved = CounterMetricFamily("hafast_announce_transitions",
                                 "times the VIP entered each announcement state",
                                 labels=["prefix", "state"])
+    held = GaugeMetricFamily("hafast_announce_held_seconds",
+                             "seconds an announcement the quorum wants is still held back "
+                             "by the flap control (0: none is)", labels=["prefix"])
     for vip in fleet:
         for phase in ANNOUNCE_STATES:
             state.add_metric([vip["prefix"], phase], int(vip["state"] == phase))
             moved.add_metric([vip["prefix"], phase], vip.get("transitions", {}).get(phase, 0))
         quorum.add_metric([vip["prefix"]], int(bool(vip["quorum"])))
-    yield from (state, quorum, moved)
+        held.add_metric([vip["prefix"]], vip.get("held_s") or 0.0)
+    yield from (state, quorum, moved, held)
 
 
 class MetricsServer:

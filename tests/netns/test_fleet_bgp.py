@@ -141,7 +141,7 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
         fleet = lab.daemons[1].status()["fleet"]
         # the restarted announcer went STARTUP -> ANNOUNCED once, never through WITHDRAWN
         assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True,
-                          "transitions": {"ANNOUNCED": 1}}], fleet
+                          "transitions": {"ANNOUNCED": 1}, "held_s": None}], fleet
 
     # d2 goes silent (a dead box, a cut link): BFD takes it out, not the hold timer
     run_in(ns("d2"), ["nft", "-f", "-"], input=DROP_ALL)
@@ -189,7 +189,8 @@ def test_daemon_reload_is_a_diff(lab: Lab) -> None:
     print(f"\n[daemon] reload: {VIP} withdrawn in {took:.2f} s, {VIP2} announced "
           f"{took2:.2f} s later (its STARTUP: a round of checks + announce_delay 1 s)")
     assert d.status()["fleet"] == [{"prefix": f"{VIP2}/32", "state": "ANNOUNCED",
-                                    "quorum": True, "transitions": {"ANNOUNCED": 1}}]
+                                    "quorum": True, "transitions": {"ANNOUNCED": 1},
+                                    "held_s": None}]
 
 
 def bgp_paths(router: str, vip: str = VIP) -> dict[str, dict[str, object]]:

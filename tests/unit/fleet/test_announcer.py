@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from hafast.config.loader import load_text
 from hafast.config.model import Config
@@ -186,7 +189,13 @@ def test_sigterm_without_drain_time_withdraws_at_once() -> None:
     assert kernel.calls == [("withdraw", "192.0.2.1/32")]
 
 
-def test_hold_down_through_the_shell() -> None:
+def test_hold_down_through_the_shell(caplog: pytest.LogCaptureFixture) -> None:
+    """A quorum back within announce_hold_down: the announcement waits, and says so in
+    the log (once), in the status (held_s) and in /metrics."""
+    from prometheus_client import generate_latest
+
+    from hafast.status import metrics
+
     clock, kernel = Clock(), Kernel()
     cfg = conf("192.0.2.1", delay=0, drain="announce_hold_down 5")
     quorum = {cfg.virtual_servers[0].key: True}
@@ -195,14 +204,26 @@ def test_hold_down_through_the_shell() -> None:
     clock.advance(200.0)
     quorum[cfg.virtual_servers[0].key] = False
     a.sync(quorum.__getitem__)
+    assert a.status()[0]["held_s"] is None  # withdrawn, nothing wanted
     clock.advance(201.0)
     quorum[cfg.virtual_servers[0].key] = True
-    a.sync(quorum.__getitem__)
+    with caplog.at_level(logging.WARNING, logger="hafast"):
+        a.sync(quorum.__getitem__)
+        a.sync(quorum.__getitem__)  # no change: nothing more said
+    assert [r.getMessage() for r in caplog.records] == [
+        "announce 192.0.2.1/32: quorum is back; announcing held 4.0 s more "
+        "(announce_hold_down / announce_max_changes_per_minute)"]
     assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")  # held
+    clock.advance(202.5)
+    assert a.status()[0]["held_s"] == 2.5
+    server = metrics.MetricsServer("127.0.0.1:0", lambda: {"fleet": a.status()})
+    assert b'hafast_announce_held_seconds{prefix="192.0.2.1/32"} 2.5' in generate_latest(
+        server.registry)
     clock.advance(204.9)
     assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")
     clock.advance(205.0)
     assert kernel.calls[-1] == ("announce", "192.0.2.1/32")
+    assert a.status()[0]["held_s"] is None
 
 
 def test_metrics_show_each_vip_state_quorum_and_transitions() -> None:

@@ -44,7 +44,8 @@ from benchmarks.suite.readme import write_readme
 from benchmarks.suite.report import write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out" / "report"
-SECTIONS = ("checks", "detection", "keepalived_vm", "vrrp", "jitter", "config", "hotpaths")
+SECTIONS = ("checks", "detection", "scale", "keepalived_vm", "vrrp", "jitter", "config",
+            "hotpaths")
 # run only when named: fleet's labs (FRR, hafast daemons, keepalived) take two minutes
 # even in quick mode, past the quick run's ten; the others are tests of failure
 # behaviour, not performance figures
@@ -69,6 +70,9 @@ class Mode:
     file_rounds: int = 1
     jitter_load: int = 4096
     jitter_rounds: int = 1
+    # the daemon's memory: PSS at each size, growth from the smallest (issue 16)
+    scale_sizes: tuple[int, ...] = (100, 10000)
+    scale_rounds: int = 1
     # keepalived's checkers need IPVS: measured in one boot of the IPVS VM (TCG, slow)
     vm_size: int = 100
     vm_rounds: int = 1
@@ -95,7 +99,8 @@ MODES = {
     "full": Mode("full", sizes=(1000, 4096, 16384), check_rounds=5, warm=2.5, seconds=5.0,
                  detect_rounds=5, detect_faults=("reject", "drop"), detect_k=50,
                  file_rounds=3, jitter_load=16384, jitter_rounds=3, vm_rounds=3,
-                 vm_seconds=10.0, vm_detect_k=30, vm_detect_rounds=5, fleet_rounds=10),
+                 vm_seconds=10.0, vm_detect_k=30, vm_detect_rounds=5, fleet_rounds=10,
+                 scale_sizes=(100, 10000, 16384), scale_rounds=3),
 }
 VRRP_FILES = ("benchmarks/test_bench_vrrp_failover.py",)
 CONFIG_FILES = ("benchmarks/test_bench_config.py",)
@@ -134,6 +139,13 @@ def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None, *,
                 first = 8.0 if fault == mode.detect_faults[0] and i == 0 else 0.0
                 steps.append((f"detection {fault} round {i + 1}/{r}",
                               first + (3.0 if fault == "drop" else 2.0)))
+    if "scale" in sections:
+        r = rounds or mode.scale_rounds
+        for n in mode.scale_sizes:
+            for i in range(r):
+                # measured: both labs built and both daemons started in 4.3 s (100, 10k)
+                steps.append((f"scale {n} round {i + 1}/{r}",
+                              1.0 + n / 5000.0 + max(mode.warm + mode.seconds, 5.0)))
     if "keepalived_vm" in sections:
         r = rounds or mode.vm_rounds
         # boot and farm (~20 s under TCG), then per round two peers' start, warm, window;
@@ -205,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--sizes", default=None,
                     help="comma-separated real-server counts for the checks section")
+    ap.add_argument("--scale-sizes", default=None,
+                    help="comma-separated real-server counts for the scale section (at least "
+                         "two: growth is measured from the smallest)")
     ap.add_argument("--kinds", default=None, help="comma-separated checker kinds")
     ap.add_argument("--jitter-servers", type=int, default=None,
                     help="TCP_CHECK load of the jitter section (quick 4096, full 16384)")
@@ -216,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     mode = MODES[args.mode or "quick"]
     if args.sizes:
         mode.sizes = tuple(int(s) for s in args.sizes.split(","))
+    if args.scale_sizes:
+        mode.scale_sizes = tuple(sorted({int(s) for s in args.scale_sizes.split(",")}))
+        if len(mode.scale_sizes) < 2:
+            ap.error("--scale-sizes needs two sizes or more")
     if args.jitter_servers:
         mode.jitter_load = args.jitter_servers
     if args.kinds:
@@ -297,6 +316,9 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
                           c_exe=c_exe, log=bar.note)
         runners: dict[str, Callable[[], Section]] = {
             "checks": lambda: checks.run_checks(p, step),
+            "scale": lambda: checks.run_scale(
+                checks.Params(**{**p.__dict__, "rounds": rounds or mode.scale_rounds}),
+                mode.scale_sizes, step),
             "detection": lambda: checks.run_detection(
                 checks.Params(**{**p.__dict__, "rounds": rounds or mode.detect_rounds}), step),
             "keepalived_vm": lambda: vm_checkers.run_vm_section(

@@ -373,6 +373,68 @@ def run_checks(p: Params, step: Step) -> Section:
     return sec
 
 
+# -- scale: the daemon's memory as the farm grows (issue 16) ------------------------------
+
+
+def _memory_round(lab: Lab, p: Params) -> dict[str, float]:
+    """The shipped daemon's PSS, whole tree and per process, once its checks run."""
+    from benchmarks.suite.daemon_run import DaemonProc, process_tree, smaps_rollup
+
+    d = DaemonProc(lab.dir_ns, keepalived_conf("TCP_CHECK", lab.farm.addresses),
+                   Path(tempfile.mkdtemp(prefix="hbs-scale-", dir=p.workdir)))
+    try:
+        d.wait_ready(120)
+        time.sleep(max(p.warm + p.seconds, 5.0))  # a few rounds of checks
+        pss = {pid: smaps_rollup(pid)["pss_kib"] for pid in process_tree(d.pid)}
+    finally:
+        d.stop()
+    workers = [v for pid, v in pss.items() if pid != d.pid]
+    return {"total": float(sum(pss.values())), "parent": float(pss.get(d.pid, 0)),
+            "worker_max": float(max(workers, default=0)), "procs": float(len(pss))}
+
+
+def run_scale(p: Params, sizes: Sequence[int], step: Step) -> Section:
+    """The shipped daemon's PSS at each size (TCP_CHECK, delay_loop 1, nft backend) and
+    its growth per real server from the smallest size to each larger one, per round."""
+    sec = Section("scale", "The shipped daemon's memory as the farm grows (TCP_CHECK)")
+    sec.notes.append(
+        "`hafast -f CONF -n -l --pool-backend nft` (parent + every worker, default check "
+        "workers) on a farm of N servers, TCP_CHECK delay_loop 1; PSS from "
+        "/proc/PID/smaps_rollup summed over the whole process tree once the checks have "
+        "run a few seconds. Growth per real server: (PSS at N - PSS at the smallest N) / "
+        "(N - smallest N), paired per round. keepalived's checkers need IPVS (not on this "
+        "kernel): no peer here.")
+    t0 = time.monotonic()
+    got: dict[int, list[dict[str, float] | None]] = {}
+    for n in sizes:
+        with Lab(n, p.workdir) as lab:
+            got[n] = []
+            for i in range(p.rounds):
+                with step(f"scale {n} round {i + 1}/{p.rounds}"):
+                    r = _guard(p, f"hafast memory {n}", _memory_round, lab, p)
+                got[n].append(r)
+                if r is None:
+                    continue
+                case = f"TCP_CHECK {n}"
+                sec.row(case, "whole-tree PSS", "MiB", "lower", group="TCP_CHECK",
+                        n=n).add(i, "hafast", r["total"] / 1024)
+                sec.row(case, "parent PSS", "MiB", "lower", group="TCP_CHECK",
+                        n=n).add(i, "hafast", r["parent"] / 1024)
+                sec.row(case, "largest worker PSS", "MiB", "lower", group="TCP_CHECK",
+                        n=n).add(i, "hafast", r["worker_max"] / 1024)
+    base = min(sizes)
+    for n in sizes:
+        if n == base:
+            continue
+        for i, (lo, hi) in enumerate(zip(got[base], got[n], strict=True)):
+            if lo is not None and hi is not None:
+                sec.row(f"TCP_CHECK {base} -> {n}", "PSS growth per real server", "KiB",
+                        "lower", group="TCP_CHECK", n=n).add(
+                    i, "hafast", (hi["total"] - lo["total"]) / (n - base))
+    sec.seconds = time.monotonic() - t0
+    return sec
+
+
 def _guard(p: Params, what: str, fn: Callable[..., dict[str, float]],
            *args: Any) -> dict[str, float] | None:
     """Run one peer's measurement; a peer that fails is logged and left out of

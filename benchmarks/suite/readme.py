@@ -77,6 +77,8 @@ GOALS: tuple[Goal, ...] = (
     Goal("checks", "CPU per 1000 checks", r"^TCP_CHECK ", "C paced loop", "<=", 1.2),
     Goal("checks", "CPU per 1000 checks", r"^PING_CHECK ", "C paced loop", "<=", 1.2),
     Goal("checks", "RSS growth per real server", r"^TCP_CHECK ", None, "<=", 2.0),
+    # the shipped daemon's whole process tree, 100 -> 10,000 real servers (issue 16)
+    Goal("scale", "PSS growth per real server", r"^TCP_CHECK 100 -> 10000$", None, "<=", 2.0),
     # VRRP takes over within 20 ms of what RFC 5798 allows
     Goal("vrrp", "value", r"excess over RFC$", None, "<=", 20.0),
     Goal("jitter", "p99 deviation from 100 ms", r"checks$", None, "<", 5.0),

@@ -1,7 +1,7 @@
 """The benchmark suite end to end on its smallest case (about a minute).
 
 ``python -m benchmarks.suite --quick`` restricted to TCP_CHECK at 1000 real
-servers, one round, with the detection section: the farm, the hafast daemon
+servers, one round, with the detection and scale sections: the farm, the hafast daemon
 (parent + workers) and its engine alone, the C paced loop, HAProxy, the fault
 injection and the report (tables, plots, results.json) all run for real.  Figures
 are not asserted, only that every peer produced one and the report shows them.
@@ -30,8 +30,8 @@ def test_quick_smallest_case_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "report"
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.suite", "--quick", "--section", "checks",
-         "--section", "detection", "--kinds", "TCP_CHECK", "--sizes", "1000", "--rounds", "1",
-         "--out", str(out)],
+         "--section", "detection", "--section", "scale", "--scale-sizes", "100,1000",
+         "--kinds", "TCP_CHECK", "--sizes", "1000", "--rounds", "1", "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -60,6 +60,13 @@ def test_quick_smallest_case_end_to_end(tmp_path: Path) -> None:
     assert rate["anchors"]["hafast engine alone (micro)"][0] > 0
     assert "shipped daemon" in report
     assert rate["anchors"]["C paced loop"][0] > 0 and rate["anchors"]["HAProxy"][0] > 0
+    # the daemon's memory as the farm grows: PSS at each size, growth between them
+    scale = {(r["case"], r["metric"]): r for r in by_name["scale"]["rows"]}
+    small = scale[("TCP_CHECK 100", "whole-tree PSS")]["hafast"][0]
+    big = scale[("TCP_CHECK 1000", "whole-tree PSS")]["hafast"][0]
+    grown = scale[("TCP_CHECK 100 -> 1000", "PSS growth per real server")]["hafast"][0]
+    assert 0 < small < big and grown == pytest.approx((big - small) * 1024 / 900)
+    assert scale[("TCP_CHECK 1000", "parent PSS")]["hafast"][0] < big
     seen = {(r["case"], r["metric"]): r for r in by_name["detection"]["rows"]}
     down = seen[("reject (20 of 1000)", "servers seen DOWN")]
     assert down["hafast"] == [20.0] and down["anchors"]["HAProxy"] == [20.0]

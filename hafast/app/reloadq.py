@@ -64,8 +64,11 @@ class ReloadQueue(Generic[T]):
         return fut
 
     def status(self) -> dict[str, Any]:
-        return {"busy": self.busy, "applied": self.applied, "rejected": self.rejected,
-                "superseded": self.superseded}
+        # "requested": every request seen; with "busy" false each has its answer (a
+        # read superseded by newer requests answers them all at once: "superseded"
+        # counts reads, not requests)
+        return {"busy": self.busy, "requested": self._asked, "applied": self.applied,
+                "rejected": self.rejected, "superseded": self.superseded}
 
     async def _run(self) -> None:
         done = 0

@@ -45,13 +45,13 @@ def _same(got: object, want: object) -> None:
 def test_the_child_gives_what_loading_in_place_gives(conf: str) -> None:
     want = load_file(conf, config_id="r1")
     assert want.warnings  # the unknown keyword travels back with its file and line
-    _same(loadconf.load(conf, "r1"), want)
-    _same(asyncio.run(loadconf.load_async(conf, "r1")), want)
+    _same(loadconf.load(conf, "r1", child=True), want)
+    _same(asyncio.run(loadconf.load_async(conf, "r1", child=True)), want)
 
 
 def test_a_missing_file_is_reported_as_in_place(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.conf")
-    _same(loadconf.load(missing), load_file(missing))
+    _same(loadconf.load(missing, child=True), load_file(missing))
 
 
 @pytest.mark.parametrize("child", [
@@ -66,9 +66,34 @@ def test_a_failed_child_means_loading_in_place(conf: str, child: list[str],
     monkeypatch.setattr(loadconf, "child_argv", lambda path, cid: child)
     want = load_file(conf)
     with caplog.at_level(logging.WARNING, logger="hafast"):
-        _same(loadconf.load(conf), want)
-        _same(asyncio.run(loadconf.load_async(conf)), want)
+        _same(loadconf.load(conf, child=True), want)
+        _same(asyncio.run(loadconf.load_async(conf, child=True)), want)
     said = [r.getMessage() for r in caplog.records]
     fails = [m for m in said if "in a child process failed" in m]
     assert len(fails) == 2, fails
     assert all("reading it here" in m for m in fails)
+
+
+def test_only_a_big_configuration_is_read_in_a_child(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size that decides counts the files the main file includes (one level)."""
+    main = tmp_path / "keepalived.conf"
+    (tmp_path / "conf.d").mkdir()
+    main.write_text("global_defs { router_id r1 }\ninclude conf.d/*.conf\n")
+    for i in range(3):
+        (tmp_path / "conf.d" / f"vs{i}.conf").write_text("# " + "x" * 1000 + "\n")
+    assert loadconf.config_bytes(str(main)) == len(main.read_bytes()) + 3 * 1003
+    assert loadconf.config_bytes(str(tmp_path / "missing.conf")) == 0
+    monkeypatch.setattr(loadconf, "CHILD_FROM_BYTES", 3000)
+    assert loadconf.worth_a_child(str(main))
+    monkeypatch.setattr(loadconf, "CHILD_FROM_BYTES", 4000)
+    assert not loadconf.worth_a_child(str(main))
+    spawned: list[list[str]] = []
+    real = loadconf.child_argv
+    monkeypatch.setattr(loadconf, "child_argv",
+                        lambda path, cid: spawned.append([path]) or real(path, cid))
+    _same(loadconf.load(str(main)), load_file(str(main)))
+    assert spawned == []  # small: read in place
+    monkeypatch.setattr(loadconf, "CHILD_FROM_BYTES", 3000)
+    _same(loadconf.load(str(main)), load_file(str(main)))
+    assert spawned == [[str(main)]]

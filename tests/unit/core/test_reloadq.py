@@ -62,8 +62,29 @@ def test_a_request_during_a_load_supersedes_it() -> None:
         await disk.release_all()
         assert await first is True and await second is True
         assert disk.applied == ["new"]  # the older file was never applied
-        assert q.status() == {"busy": False, "applied": 1, "rejected": 0, "superseded": 1}
+        assert q.status() == {"busy": False, "requested": 2, "applied": 1, "rejected": 0,
+                              "superseded": 1}
         assert disk.most_active == 1
+
+    run(main())
+
+
+def test_many_requests_during_one_load_are_answered_by_the_next() -> None:
+    """Five requests while one read is under way: that read is superseded once, the
+    next answers all five; "requested" says every request was seen (what a caller
+    waits on, not applied + rejected + superseded, which counts reads)."""
+    async def main() -> None:
+        disk = Disk()
+        q = ReloadQueue(disk.load, disk.apply)
+        futs = [q.request()]
+        await asyncio.sleep(0)
+        futs += [q.request() for _ in range(4)]
+        await disk.release_all()
+        assert [await f for f in futs] == [True] * 5
+        st = q.status()
+        assert st == {"busy": False, "requested": 5, "applied": 1, "rejected": 0,
+                      "superseded": 1}
+        assert st["applied"] + st["rejected"] + st["superseded"] < st["requested"]
 
     run(main())
 

@@ -144,16 +144,22 @@ def pytest_configure(config: pytest.Config) -> None:
     why); the hand-over folder is named now, before the workers start and inherit it."""
     from tests.netns import ipvs_vm_job
 
+    if os.environ.get(ipvs_vm_job.JOB_DIR_ENV):
+        return  # ./dev test started the run before its lint; the test reads it there
     if (_xdist_controller(config) and os.geteuid() == 0
             and os.environ.get("HAFAST_VM_SERIAL", "") in ("", "0")):
         folder = tempfile.mkdtemp(prefix="hafast-ipvs-vm-")
         os.environ[ipvs_vm_job.JOB_DIR_ENV] = folder
+        config.stash[_VM_IN_CONTROLLER] = True
         config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+_VM_IN_CONTROLLER = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, called in the controller
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    if VM_TEST in ids:
+    if VM_TEST in ids and node.config.stash.get(_VM_IN_CONTROLLER, False):
         from tests.netns import ipvs_vm_job
 
         ipvs_vm_job.start_in_controller(REPO)

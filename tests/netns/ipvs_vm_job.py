@@ -13,6 +13,10 @@ run instead (:func:`start_in_controller`), writes its outcome to ``done.json`` i
 folder named by ``$HAFAST_VM_JOB_DIR`` (set before the workers start, so they inherit
 it), and the worker that draws the test reads it there (:class:`FileJob`).
 
+``./dev test`` goes one step further: it starts the run itself, before its lint, as
+``python -m tests.netns.ipvs_vm_job FOLDER`` (:func:`main`), and exports
+``HAFAST_VM_JOB_DIR=FOLDER``; pytest then finds the folder named and starts nothing.
+
 The run happens in a thread: the set-up and qemu are subprocesses, so the thread only
 waits.  qemu dies with that thread (PR_SET_PDEATHSIG in hafast.lab.ipvs_vm), so an
 interrupted session leaves no guest behind.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -164,3 +169,57 @@ def job(checkout: Path, results: Path) -> VMJob | FileJob:
         folder = os.environ.get(JOB_DIR_ENV)
         _job = FileJob(Path(folder)) if folder else VMJob(checkout, results).start()
     return _job
+
+
+BACKGROUND_NICE = 19
+
+
+def to_background(root: int) -> int:
+    """Every thread of every descendant of ``root`` (qemu and its I/O threads) to
+    niceness :data:`BACKGROUND_NICE`; returns how many threads were changed."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # exited while we looked
+            children.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(
+                int(entry))
+    changed, todo = 0, list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, ()))
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
+                changed += 1
+            except OSError:
+                pass
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.netns.ipvs_vm_job FOLDER``: run the VM now, in the foreground,
+    publishing to FOLDER (the test reads ``FOLDER/done.json``).  SIGUSR1 moves the
+    guest to the background (:func:`to_background`): ./dev test sends it before the
+    tests that time takeovers and respawns."""
+    if len(argv) != 1:
+        print("usage: python -m tests.netns.ipvs_vm_job FOLDER", file=sys.stderr)
+        return 2
+    folder = Path(argv[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: print(
+        f"ipvs_vm_job: {to_background(os.getpid())} threads to niceness {BACKGROUND_NICE}",
+        file=sys.stderr, flush=True))
+    run = VMJob(Path(__file__).resolve().parents[2], folder, publish=True).start()
+    run.wait(timeout=VM_RUN_TIMEOUT_S + 900)  # its outcome is in done.json either way
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

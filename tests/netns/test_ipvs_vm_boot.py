@@ -17,7 +17,9 @@ To see the costs by hand::
 
 from __future__ import annotations
 
+import contextlib
 import lzma
+import os
 import struct
 import time
 from pathlib import Path
@@ -126,6 +128,34 @@ def test_the_controllers_outcome_reaches_the_worker(tmp_path: Path) -> None:
     (tmp_path / ipvs_vm_job.DONE).unlink()
     with pytest.raises(TimeoutError):
         ipvs_vm_job.FileJob(tmp_path).wait(timeout=0)
+
+
+def test_to_background_renices_every_descendant_thread_but_not_the_root() -> None:
+    """./dev test's SIGUSR1 to the early VM job: qemu (a child) and its threads go to
+    niceness 19 so the serial tests' timings come first; here a shell and its child."""
+    import subprocess
+
+    def nice_of(pid: int) -> int:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text[text.rindex(")") + 2:].split()[16])
+
+    sh = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        kids: list[int] = []
+        while len(kids) < 2 and time.monotonic() < deadline:
+            kids = [int(p) for p in Path(f"/proc/{sh.pid}/task/{sh.pid}/children")
+                    .read_text().split()]
+            time.sleep(0.02)
+        assert len(kids) == 2
+        assert ipvs_vm_job.to_background(sh.pid) == 2
+        assert [nice_of(k) for k in kids] == [ipvs_vm_job.BACKGROUND_NICE] * 2
+        assert nice_of(sh.pid) == nice_of(os.getpid())  # the root keeps its own
+    finally:
+        for k in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, 9)
+        sh.wait(timeout=10)
 
 
 # -- the real VM ---------------------------------------------------------------

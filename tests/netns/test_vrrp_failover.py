@@ -205,8 +205,24 @@ def test_mismatched_peers_are_counted_not_crashed_on(lab: VrrpLab) -> None:
     lab.start("r2", "keepalived", MISMATCH_KA.format())
     r1 = lab.start("r1", "hafast", MISMATCH_HAFAST)
     lab.wait_for(lambda: lab.has_vip("r2", "10.77.0.104"), STARTUP_S, "keepalived master")
-    time.sleep(3.5)
-    stats = _stats(lab, "r1")
+    time.sleep(3.5)  # hafast's SIGUSR2 handler (the stats dump) is up by then
+    # Then until each kind of mismatch has been counted once (INT's peer adverts every
+    # 2 s; the 3.5 s alone saw none of them on a loaded CI machine), or 20 s more.
+    seen: dict[str, object] = {}
+
+    def counted() -> bool:
+        stats = _stats(lab, "r1")
+        seen.update(stats)
+        by_name = {i["name"]: i for i in stats["instances"]}  # type: ignore[attr-defined]
+        return (by_name["PW"]["stats"]["auth_failure"] > 0
+                and by_name["VER"]["rejects"].get("version_err", 0) > 0
+                and by_name["INT"]["stats"]["advert_interval_err"] > 0
+                and stats["sockets"]["eth0/v4"]["unknown_vrid"] > 0)  # type: ignore[index]
+
+    deadline = time.monotonic() + 20.0
+    while not counted() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stats = seen
     assert r1.proc.poll() is None, "hafast died on mismatched adverts"
     by_name = {i["name"]: i for i in stats["instances"]}  # type: ignore[attr-defined]
     assert by_name["PW"]["stats"]["auth_failure"] > 0

@@ -62,6 +62,15 @@ def sandbox() -> str:
     return _sandbox
 
 
+def close_sandbox() -> None:
+    """Remove the sandbox now (the corpus replay under pytest: an xdist worker can end
+    without running atexit handlers, and left one in /tmp per worker)."""
+    global _sandbox
+    if _sandbox is not None:
+        shutil.rmtree(_sandbox, ignore_errors=True)
+        _sandbox = None
+
+
 def _inside(alt: str, root: str) -> bool:
     if ".." in alt.split(os.sep):
         return False

@@ -14,10 +14,18 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from tests.fuzz._common import CORPUS, TARGETS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sandbox_removed() -> Iterator[None]:
+    """The config harness's include sandbox goes with this module's tests."""
+    yield
+    importlib.import_module("tests.fuzz.fuzz_config").close_sandbox()
 
 
 def test_every_harness_has_a_corpus() -> None:

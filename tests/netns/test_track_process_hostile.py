@@ -171,6 +171,10 @@ def test_a_thousand_children_leave_the_daemon_standing(lab: VrrpLab, forker: For
         restarts0 = {w["name"]: w["restarts"] for w in d.status()["workers"]}
         fds0, rss0 = _fds(vrrp), _rss_kib(vrrp)
         log0 = len(d.log_text().splitlines())
+        # the status can say MASTER before the FIFO's reader has the MASTER lines;
+        # the mark goes after them, or VI_2's first line after it is that MASTER
+        lab.wait_for(lambda: all("MASTER" in _fifo_states(fifo, i) for i in ("VI_1", "VI_2")),
+                     10.0, "both MASTER lines in the notify FIFO")
         mark = len(fifo.lines)
 
         # the storm: 1001 processes of the name

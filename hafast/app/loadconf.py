@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import logging
 import os
 import pickle
 import subprocess
 import sys
 
+from hafast.config.include import find_files, split_include
 from hafast.config.loader import LoadResult, load_file
 
 log = logging.getLogger("hafast")
@@ -41,7 +41,7 @@ CHILD_FROM_BYTES = 256 * 1024
 
 
 def config_bytes(path: str) -> int:
-    """The size of ``path`` and of the files its ``include`` lines match (one level;
+    """The size of ``path`` and of the files its ``include`` lines name (one level;
     a file that cannot be read counts 0: the load itself reports it)."""
     try:
         with open(path, "rb") as f:
@@ -51,12 +51,15 @@ def config_bytes(path: str) -> int:
     total = len(text)
     folder = os.path.dirname(os.path.abspath(path))
     for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == b"include":
-            pattern = os.fsdecode(words[1])
-            for name in glob.glob(os.path.join(folder, pattern)):
-                with contextlib.suppress(OSError):
-                    total += os.path.getsize(name)
+        found = split_include(os.fsdecode(line.strip()))
+        # The first word only: the lexer would drop a trailing comment, and an estimate
+        # of the size needs no more of its work.
+        words = found[1].split() if found else []
+        if not words:
+            continue
+        for name in find_files(words[0], folder).files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(name)
     return total
 
 
@@ -104,9 +107,13 @@ async def load_async(path: str, config_id: str | None = None, *,
                      child: bool | None = None) -> LoadResult:
     """:func:`load` for a running loop (a reload): the loop only waits on the pipes
     (or, for a small file or should the child fail, on a thread loading in place)."""
-    if not (worth_a_child(path) if child is None else child):
+
+    async def in_place() -> LoadResult:
         return await asyncio.get_running_loop().run_in_executor(
             None, lambda: load_file(path, config_id=config_id))
+
+    if not (worth_a_child(path) if child is None else child):
+        return await in_place()
     try:
         proc = await asyncio.create_subprocess_exec(
             *child_argv(path, config_id), stdin=subprocess.DEVNULL,
@@ -115,10 +122,7 @@ async def load_async(path: str, config_id: str | None = None, *,
         res = _decoded(proc.returncode, out, err, path)
     except OSError as exc:
         res = _decoded(None, b"", str(exc).encode(), path)
-    if res is not None:
-        return res
-    return await asyncio.get_running_loop().run_in_executor(
-        None, lambda: load_file(path, config_id=config_id))
+    return res if res is not None else await in_place()
 
 
 def main(argv: list[str]) -> int:

@@ -90,10 +90,40 @@ def test_only_a_big_configuration_is_read_in_a_child(tmp_path: Path,
     assert not loadconf.worth_a_child(str(main))
     spawned: list[list[str]] = []
     real = loadconf.child_argv
-    monkeypatch.setattr(loadconf, "child_argv",
-                        lambda path, cid: spawned.append([path]) or real(path, cid))
+
+    def counted(path: str, cid: str | None) -> list[str]:
+        spawned.append([path])
+        return real(path, cid)
+
+    monkeypatch.setattr(loadconf, "child_argv", counted)
     _same(loadconf.load(str(main)), load_file(str(main)))
     assert spawned == []  # small: read in place
     monkeypatch.setattr(loadconf, "CHILD_FROM_BYTES", 3000)
     _same(loadconf.load(str(main)), load_file(str(main)))
     assert spawned == [[str(main)]]
+
+
+def test_the_size_counts_what_the_include_would_read(tmp_path: Path) -> None:
+    """The include variants and {a,b} braces name files as for the load itself (one
+    level; a folder, an executable file or a missing name adds nothing)."""
+    main = tmp_path / "keepalived.conf"
+    (tmp_path / "conf.d").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "conf.d" / f"{name}.conf").write_text("x" * 100)
+    (tmp_path / "conf.d" / "run.conf").write_text("x" * 100)
+    (tmp_path / "conf.d" / "run.conf").chmod(0o755)  # keepalived skips it
+    (tmp_path / "conf.d" / "sub.conf").mkdir()
+    main.write_text("  include conf.d/{a,b,missing}.conf  # two of three\n"
+                    "includer conf.d/c.conf\n"
+                    "include conf.d/*.conf\n"  # a, b and c again: the load reads them twice
+                    "include_check +match\n")
+    assert loadconf.config_bytes(str(main)) == len(main.read_bytes()) + 6 * 100
+
+
+def test_a_small_file_is_read_in_place_on_the_loop_too(conf: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_child(path: str, cid: str | None) -> list[str]:
+        raise AssertionError("no child for a small file")
+
+    monkeypatch.setattr(loadconf, "child_argv", no_child)
+    _same(asyncio.run(loadconf.load_async(conf, "r1")), load_file(conf, config_id="r1"))

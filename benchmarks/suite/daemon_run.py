@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.suite import anchors
+from hafast.lab.proctree import process_tree  # checks.py imports it from here too
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,26 +54,6 @@ def hafast_argv() -> list[str]:
         return [str(exe)]
     found = shutil.which("hafast")
     return [found] if found else [sys.executable, "-m", "hafast"]
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and every descendant, from the parent links in ``/proc/*/stat``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # exited while we looked
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
 
 
 def smaps_rollup(pid: int) -> dict[str, int]:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hafast.lab.ipvs_vm import IpvsVM, VMError, VMResult, VMSetupError
+from hafast.lab.proctree import process_tree
 
 VM_RUN_TIMEOUT_S = 1500.0
 # The run is the longest thing in the suite's parallel part: with the namespace tests
@@ -177,19 +178,8 @@ BACKGROUND_NICE = 19
 def to_background(root: int) -> int:
     """Every thread of every descendant of ``root`` (qemu and its I/O threads) to
     niceness :data:`BACKGROUND_NICE`; returns how many threads were changed."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                text = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue  # exited while we looked
-            children.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(
-                int(entry))
-    changed, todo = 0, list(children.get(root, ()))
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, ()))
+    changed = 0
+    for pid in process_tree(root)[1:]:  # the root is the caller: only what it started
         try:
             tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
         except OSError:

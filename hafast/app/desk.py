@@ -151,7 +151,10 @@ class StatusDesk:
                 "vrrp": vrrp, "checkers": checks,
                 "pools": self.sup.pools.status() if self.sup.pools is not None else None,
                 # fleet mode (docs/fleet.md): each announced VIP's state and quorum
-                "fleet": self.sup.fleet.status() if self.sup.fleet is not None else None}
+                "fleet": self.sup.fleet.status() if self.sup.fleet is not None else None,
+                # ... and its BGP/BFD sessions as FRR reports them (hafast.fleet.sessions)
+                "fleet_sessions": (self.sup.fleet.sessions() if self.sup.fleet is not None
+                                   else None)}
 
     async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd", "status")

@@ -781,6 +781,7 @@ router_id           v  1    ip            router_id
 neighbor            b  1    bgp_neighbor  +neighbors
 hold_time           v  1    int:3,65535   hold_time
 keepalive           v  1    int:1,21845   keepalive
+frr_pathspace       v  1    str           frr_pathspace
 """
 _BGP_NEIGHBOR = """
 remote_as           v  1    int:1,4294967295 remote_as
@@ -803,6 +804,8 @@ _FLEET_HELP = {
     "neighbor ADDR { remote_as N bfd }",
     ("bgp_speaker", "hold_time"): "BGP hold time in seconds (default 9)",
     ("bgp_speaker", "keepalive"): "BGP keepalive interval in seconds (default 3)",
+    ("bgp_speaker", "frr_pathspace"): "the FRR instance's pathspace (its daemons' and "
+    "vtysh's -N NAME), where hafast reads the BGP and BFD session states",
     ("bgp_neighbor", "remote_as"): "the peer's AS number",
     ("bgp_neighbor", "bfd"): "BFD on this session (50 ms x 3)",
     ("virtual_server", "announce"): "announce the VIP by BGP while the quorum is up",

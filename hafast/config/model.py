@@ -904,6 +904,7 @@ class BgpSpeaker:
     neighbors: tuple[BgpNeighbor, ...] = ()
     hold_time: int = 9
     keepalive: int = 3
+    frr_pathspace: str | None = None  # FRR's -N NAME; None: the default instance
     where: str = _where()
 
 

@@ -47,6 +47,7 @@ from hafast.fleet.announce import (
     step,
 )
 from hafast.fleet.kernel import KernelRoutes
+from hafast.fleet.sessions import SessionWatch
 from hafast.lib.events import ServerEvent
 from hafast.lib.units import US_PER_S
 from hafast.lvs.policy import PoolPolicy, maglev_fleet
@@ -121,10 +122,13 @@ class Announcer:
     """
 
     def __init__(self, loop: Any, kernel: KernelRoutes,
-                 on_change: Callable[[str, str], object] | None = None) -> None:
+                 on_change: Callable[[str, str], object] | None = None,
+                 watch: Callable[[Any, m.BgpSpeaker], SessionWatch] = SessionWatch) -> None:
         self.loop = loop
         self.kernel = kernel
         self.on_change = on_change  # (prefix, new phase): status, tests
+        self._new_watch = watch
+        self.watch: SessionWatch | None = None  # the BGP/BFD sessions, with bgp_speaker
         self.vss: list[m.VirtualServer] = []
         self.states: dict[VsKey, AnnounceState] = {}
         self.quorum: dict[VsKey, bool] = {}
@@ -140,7 +144,19 @@ class Announcer:
         self._sweep()
         for vs in self.vss:
             self._begin(vs)
+        self._watch_sessions(config.bgp_speaker)
         self.sync(quorum_of)
+
+    def _watch_sessions(self, speaker: m.BgpSpeaker | None) -> None:
+        if speaker is None:
+            if self.watch is not None:
+                self.watch.stop()
+                self.watch = None
+        elif self.watch is None:
+            self.watch = self._new_watch(self.loop, speaker)
+            self.watch.start()
+        else:
+            self.watch.reconfigure(speaker)
 
     def _sweep(self) -> None:
         """Withdraw what an earlier run left announced (fail-static after a crash) for
@@ -190,6 +206,7 @@ class Announcer:
         for vs in new:
             if vs.key not in self.states:
                 self._begin(vs)
+        self._watch_sessions(config.bgp_speaker)
         self.sync(quorum_of)
 
     def sync(self, quorum_of: Callable[[VsKey], bool]) -> None:
@@ -208,6 +225,7 @@ class Announcer:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+        self._watch_sessions(None)
 
     def drain(self) -> float:
         """SIGTERM: every machine gets :class:`Shutdown`; returns the loop time by which
@@ -246,6 +264,11 @@ class Announcer:
                  "held_s": (round(max(st.retry_at - now, 0.0), 1)
                             if st.retry_at is not None else None)}
                 for st in self.states.values()]
+
+    def sessions(self) -> list[dict[str, Any]] | None:
+        """The BGP and BFD sessions as FRR reports them (:mod:`hafast.fleet.sessions`);
+        None without a bgp_speaker block."""
+        return self.watch.status() if self.watch is not None else None
 
     def _feed(self, key: VsKey, event: Event) -> None:
         before = self.states[key]

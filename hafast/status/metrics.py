@@ -36,6 +36,13 @@ family}``                                              read them (a full receive
 ``hafast_announce_transitions_total{prefix,state}``    times the VIP entered each state
 ``hafast_announce_held_seconds{prefix}``              an announcement the flap control
                                                        still holds back (0: none)
+``hafast_bgp_session_established{neighbor}``           1 while FRR's session with the
+                                                       neighbor is Established
+``hafast_bfd_session_up{neighbor}``                    1 while its BFD session is up (a
+                                                       neighbor with ``bfd`` only)
+``hafast_bgp_session_drops_total{neighbor}``           times the session left Established
+``hafast_bgp_sessions_read_age_seconds``               age of the last good read from FRR
+                                                       (absent while reads fail)
 =====================================================  =================================
 
 Example::
@@ -121,6 +128,7 @@ class StatusCollector(Collector):
         yield from check_families(st)
         yield from daemon_families(st)
         yield from fleet_families(st)
+        yield from session_families(st)
 
 
 def vrrp_families(st: dict[str, Any]) -> Iterator[Metric]:
@@ -257,6 +265,34 @@ def fleet_families(st: dict[str, Any]) -> Iterator[Metric]:
         quorum.add_metric([vip["prefix"]], int(bool(vip["quorum"])))
         held.add_metric([vip["prefix"]], vip.get("held_s") or 0.0)
     yield from (state, quorum, moved, held)
+
+
+def session_families(st: dict[str, Any]) -> Iterator[Metric]:
+    """Fleet mode: the BGP and BFD sessions as FRR reports them; a neighbor FRR does
+    not list (or a failed read) counts as down, so an alert on 0 catches both."""
+    rows = st.get("fleet_sessions")
+    if not rows:
+        return
+    bgp = GaugeMetricFamily("hafast_bgp_session_established",
+                            "1 while the BGP session with the neighbor is Established",
+                            labels=["neighbor"])
+    bfd = GaugeMetricFamily("hafast_bfd_session_up", "1 while the neighbor's BFD session "
+                            "is up (neighbors with bfd only)", labels=["neighbor"])
+    drops = CounterMetricFamily("hafast_bgp_session_drops",
+                                "times the BGP session left Established (FRR's count)",
+                                labels=["neighbor"])
+    age = GaugeMetricFamily("hafast_bgp_sessions_read_age_seconds",
+                            "seconds since the sessions were last read from FRR")
+    for r in rows:
+        bgp.add_metric([r["neighbor"]], int(r["bgp"] == "Established"))
+        if r["bfd_on"]:
+            bfd.add_metric([r["neighbor"]], int(r["bfd"] == "up"))
+        if r["drops"] is not None:
+            drops.add_metric([r["neighbor"]], r["drops"])
+    ages = [r["read_age_s"] for r in rows if r["read_age_s"] is not None]
+    if ages:
+        age.add_metric([], ages[0])
+    yield from (bgp, bfd, drops, age)
 
 
 class MetricsServer:

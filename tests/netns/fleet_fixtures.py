@@ -115,6 +115,7 @@ def director_conf(i: int, vips: tuple[str, ...] = (VIP,), drain: str = "") -> st
   }}
   hold_time 9
   keepalive 3
+  frr_pathspace {ns(f"d{i}")}
 }}
 {servers}"""
 

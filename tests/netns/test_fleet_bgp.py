@@ -24,9 +24,11 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from hafast.fleet.sessions import POLL_S
 from hafast.lab.netns import run_in
 from tests.netns.fleet_fixtures import (
     DIRECTORS,
@@ -55,6 +57,12 @@ WITHDRAW_BOUND_S = 10.0
 # hold time (9 s, so 6-9 s after the last keepalive) would: a bound under 6 s proves
 # BFD acted while leaving a busy machine a lot of slack
 SILENT_BOUND_S = 5.0
+
+
+def _session(st: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The director's one neighbor in its status: (BGP state, BFD state)."""
+    rows = st.get("fleet_sessions") or [{}]
+    return rows[0].get("bgp"), rows[0].get("bfd")
 
 
 @pytest.fixture
@@ -142,6 +150,9 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
         # the restarted announcer went STARTUP -> ANNOUNCED once, never through WITHDRAWN
         assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True,
                           "transitions": {"ANNOUNCED": 1}, "held_s": None}], fleet
+        # its sessions as its FRR reports them, read through vtysh -N (frr_pathspace)
+        lab.daemons[1].wait_for(lambda st: _session(st) == ("Established", "up"),
+                                POLL_S + 10, "d1's session Established, BFD up")
 
     # d2 goes silent (a dead box, a cut link): BFD takes it out, not the hold timer
     run_in(ns("d2"), ["nft", "-f", "-"], input=DROP_ALL)
@@ -149,6 +160,12 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     assert took is not None, f"silent d2 still a next hop: {gateways(router)}"
     print(f"[{announcer}] d2 silent (nft drop-all) -> out of the router's next hops: "
           f"{took:.3f} s")
+    if announcer == "daemon":
+        # d2's own view: its FRR lost the session, and the daemon says so
+        lab.daemons[2].wait_for(lambda st: _session(st)[1] == "down", POLL_S + 10,
+                                "d2's BFD session down in its status")
+        log2 = lab.logs[2].read_text()
+        assert "BFD session 10.0.2.1: up -> down" in log2, log2[-3000:]
 
     if announcer == "daemon":
         # SIGTERM: the daemon withdraws before its pools go (its FRR stays up)

@@ -154,7 +154,10 @@ class StatusDesk:
                 "fleet": self.sup.fleet.status() if self.sup.fleet is not None else None,
                 # ... and its BGP/BFD sessions as FRR reports them (hafast.fleet.sessions)
                 "fleet_sessions": (self.sup.fleet.sessions() if self.sup.fleet is not None
-                                   else None)}
+                                   else None),
+                # ... and what hafast does with FRR (frr_control, hafast.fleet.frrlife)
+                "fleet_frr": (self.sup.fleet.frr_status() if self.sup.fleet is not None
+                              else None)}
 
     async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd", "status")

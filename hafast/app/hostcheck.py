@@ -7,7 +7,9 @@ diagnostics, :func:`hafast.config.cli_config.run_config`).
   config asks that nftables does not do as IPVS would (the lines the daemon logs at
   start, :func:`hafast.lvs.nft.limits`, one per limit naming its virtual servers);
   with no backend at all, the line the daemon would stop with;
-- a Maglev fleet on a kernel with ``sloppy_tcp=0`` (:func:`hafast.fleet.runner.maglev_warnings`).
+- a Maglev fleet on a kernel with ``sloppy_tcp=0`` (:func:`hafast.fleet.runner.maglev_warnings`);
+- ``frr_control reload`` or ``run`` on a machine without FRR's daemons or its
+  frr-reload.py (:func:`hafast.fleet.frrlife.missing_tools`).
 
 The modules behind each are imported only when the config has what they judge:
 ``hafast -t`` at 37,000 real servers is timed against ``keepalived -t``.
@@ -101,4 +103,8 @@ def host_checks(config: m.Config, option: str = pb.AUTO) -> list[str]:
         from hafast.fleet.runner import maglev_warnings
 
         out += maglev_warnings(config)
+    if config.bgp_speaker is not None and config.bgp_speaker.frr_control != "none":
+        from hafast.fleet.frrlife import missing_tools
+
+        out += missing_tools(config.bgp_speaker)
     return out

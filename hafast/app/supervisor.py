@@ -285,7 +285,7 @@ class Supervisor:
             end = self.fleet.drain()
             await asyncio.sleep(max(0.0, end - self.loop.time()))
             self.fleet.withdraw_all()
-            self.fleet.stop()
+            self.fleet.shutdown()  # and the FRR daemons hafast runs (frr_control run)
         # VRRP first: masters send priority 0 while the pools still serve.
         for role in (VRRP, CHECK):
             ws = [w for w in self.workers if w.role == role]

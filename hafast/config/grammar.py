@@ -782,6 +782,8 @@ neighbor            b  1    bgp_neighbor  +neighbors
 hold_time           v  1    int:3,65535   hold_time
 keepalive           v  1    int:1,21845   keepalive
 frr_pathspace       v  1    str           frr_pathspace
+frr_control         v  1    choice:none,reload,run frr_control
+frr_dir             v  1    str           frr_dir
 """
 _BGP_NEIGHBOR = """
 remote_as           v  1    int:1,4294967295 remote_as
@@ -806,6 +808,11 @@ _FLEET_HELP = {
     ("bgp_speaker", "keepalive"): "BGP keepalive interval in seconds (default 3)",
     ("bgp_speaker", "frr_pathspace"): "the FRR instance's pathspace (its daemons' and "
     "vtysh's -N NAME), where hafast reads the BGP and BFD session states",
+    ("bgp_speaker", "frr_control"): "none (the operator runs FRR), reload (hafast keeps "
+    "an operator-run FRR on its rendered config with frr-reload.py) or run (hafast runs "
+    "zebra, bfdd and bgpd itself)",
+    ("bgp_speaker", "frr_dir"): "where hafast writes FRR's config (default /etc/frr, or "
+    "/etc/frr/PATHSPACE)",
     ("bgp_neighbor", "remote_as"): "the peer's AS number",
     ("bgp_neighbor", "bfd"): "BFD on this session (50 ms x 3)",
     ("virtual_server", "announce"): "announce the VIP by BGP while the quorum is up",

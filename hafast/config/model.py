@@ -905,6 +905,8 @@ class BgpSpeaker:
     hold_time: int = 9
     keepalive: int = 3
     frr_pathspace: str | None = None  # FRR's -N NAME; None: the default instance
+    frr_control: str = "none"  # none | reload | run (hafast.fleet.frrlife)
+    frr_dir: str | None = None  # None: /etc/frr[/PATHSPACE]
     where: str = _where()
 
 

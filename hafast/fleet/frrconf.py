@@ -38,6 +38,7 @@ Example::
      neighbor 10.0.1.1 remote-as 65000
      neighbor 10.0.1.1 timers connect 1
      neighbor 10.0.1.1 advertisement-interval 0
+     neighbor 10.0.1.1 bfd
      neighbor 10.0.1.1 bfd profile hafast
      address-family ipv4 unicast
       redistribute kernel route-map hafast-fleet
@@ -162,7 +163,10 @@ def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = ""
                   # batch withdrawals behind a MRAI timer (RFC 4271 §9.2.1.1)
                   f" neighbor {n.address} advertisement-interval 0"]
         if n.bfd:
-            lines.append(f" neighbor {n.address} bfd profile {BFD_PROFILE}")
+            # both, as bgpd shows them: frr-reload.py (hafast.fleet.frrlife) would
+            # otherwise take the missing plain line for one to delete
+            lines += [f" neighbor {n.address} bfd",
+                      f" neighbor {n.address} bfd profile {BFD_PROFILE}"]
     for version, af in ((4, "ipv4"), (6, "ipv6")):
         mine = [n for n in nets if n.version == version]
         if not mine:

@@ -46,6 +46,7 @@ from hafast.fleet.announce import (
     Withdraw,
     step,
 )
+from hafast.fleet.frrlife import FrrLife
 from hafast.fleet.kernel import KernelRoutes
 from hafast.fleet.sessions import SessionWatch
 from hafast.lib.events import ServerEvent
@@ -123,12 +124,15 @@ class Announcer:
 
     def __init__(self, loop: Any, kernel: KernelRoutes,
                  on_change: Callable[[str, str], object] | None = None,
-                 watch: Callable[[Any, m.BgpSpeaker], SessionWatch] = SessionWatch) -> None:
+                 watch: Callable[[Any, m.BgpSpeaker], SessionWatch] = SessionWatch,
+                 frr: Callable[[Any, m.Config], FrrLife] = FrrLife) -> None:
         self.loop = loop
         self.kernel = kernel
         self.on_change = on_change  # (prefix, new phase): status, tests
         self._new_watch = watch
         self.watch: SessionWatch | None = None  # the BGP/BFD sessions, with bgp_speaker
+        self._new_frr = frr
+        self.frr: FrrLife | None = None  # FRR's config and daemons, with frr_control
         self.vss: list[m.VirtualServer] = []
         self.states: dict[VsKey, AnnounceState] = {}
         self.quorum: dict[VsKey, bool] = {}
@@ -144,10 +148,13 @@ class Announcer:
         self._sweep()
         for vs in self.vss:
             self._begin(vs)
-        self._watch_sessions(config.bgp_speaker)
+        self._follow_speaker(config)
         self.sync(quorum_of)
 
-    def _watch_sessions(self, speaker: m.BgpSpeaker | None) -> None:
+    def _follow_speaker(self, config: m.Config | None) -> None:
+        """The bgp_speaker's FRR: its sessions read, its config kept (frr_control);
+        None stops both and leaves FRR as it is."""
+        speaker = config.bgp_speaker if config is not None else None
         if speaker is None:
             if self.watch is not None:
                 self.watch.stop()
@@ -157,6 +164,15 @@ class Announcer:
             self.watch.start()
         else:
             self.watch.reconfigure(speaker)
+        if config is None or speaker is None or speaker.frr_control == "none":
+            if self.frr is not None:
+                self.frr.stop()
+                self.frr = None
+        elif self.frr is None:
+            self.frr = self._new_frr(self.loop, config)
+            self.frr.start()
+        else:
+            self.frr.reconfigure(config)
 
     def _sweep(self) -> None:
         """Withdraw what an earlier run left announced (fail-static after a crash) for
@@ -206,7 +222,7 @@ class Announcer:
         for vs in new:
             if vs.key not in self.states:
                 self._begin(vs)
-        self._watch_sessions(config.bgp_speaker)
+        self._follow_speaker(config)
         self.sync(quorum_of)
 
     def sync(self, quorum_of: Callable[[VsKey], bool]) -> None:
@@ -225,7 +241,15 @@ class Announcer:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
-        self._watch_sessions(None)
+        self._follow_speaker(None)
+
+    def shutdown(self) -> None:
+        """A clean stop, after :meth:`withdraw_all`: :meth:`stop`, and the FRR daemons
+        hafast runs (frr_control run) stop too."""
+        if self.frr is not None:
+            self.frr.shutdown()
+            self.frr = None
+        self.stop()
 
     def drain(self) -> float:
         """SIGTERM: every machine gets :class:`Shutdown`; returns the loop time by which
@@ -269,6 +293,11 @@ class Announcer:
         """The BGP and BFD sessions as FRR reports them (:mod:`hafast.fleet.sessions`);
         None without a bgp_speaker block."""
         return self.watch.status() if self.watch is not None else None
+
+    def frr_status(self) -> dict[str, Any] | None:
+        """What hafast does with FRR (:mod:`hafast.fleet.frrlife`); None with
+        frr_control none."""
+        return self.frr.status() if self.frr is not None else None
 
     def _feed(self, key: VsKey, event: Event) -> None:
         before = self.states[key]

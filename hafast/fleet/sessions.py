@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hafast.config import model as m
+from hafast.fleet.tools import run_tool
 
 log = logging.getLogger("hafast.fleet")
 
@@ -95,20 +96,11 @@ def vtysh_argv(speaker: m.BgpSpeaker, vtysh: str | None = None) -> list[str]:
 
 
 async def read_vtysh(argv: list[str]) -> str:
-    """Run vtysh and return its stdout; raises OSError with what it said on failure."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), READ_TIMEOUT_S)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise OSError(f"vtysh gave no answer in {READ_TIMEOUT_S:.0f} s") from None
-    if proc.returncode != 0 or not out.strip():
-        said = err.decode(errors="replace").strip() or f"exit code {proc.returncode}"
-        raise OSError(f"vtysh: {said}")
-    return out.decode(errors="replace")
+    """Run vtysh and return what it printed; raises OSError with what it said on failure."""
+    code, out, err = await run_tool(argv, READ_TIMEOUT_S)
+    if code != 0 or not out.strip():
+        raise OSError(f"vtysh: {(err or out).strip() or f'exit code {code}'}")
+    return out
 
 
 class SessionWatch:

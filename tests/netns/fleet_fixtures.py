@@ -83,7 +83,8 @@ exit
 """
 
 
-def director_conf(i: int, vips: tuple[str, ...] = (VIP,), drain: str = "") -> str:
+def director_conf(i: int, vips: tuple[str, ...] = (VIP,), drain: str = "",
+                  speaker_extra: str = "") -> str:
     servers = "".join(f"""virtual_server {vip} 80 {{
   protocol TCP
   lvs_sched wlc
@@ -116,6 +117,7 @@ def director_conf(i: int, vips: tuple[str, ...] = (VIP,), drain: str = "") -> st
   hold_time 9
   keepalive 3
   frr_pathspace {ns(f"d{i}")}
+  {speaker_extra}
 }}
 {servers}"""
 

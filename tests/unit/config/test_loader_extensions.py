@@ -232,10 +232,9 @@ def test_extensions_are_supported_and_say_keepalived_does_not_know_them() -> Non
         "state_file_location", "stats_file_location", "json_file_location",
         # fleet mode (hafast.fleet)
         "bgp_speaker", "daemon", "local_as", "router_id", "neighbor", "hold_time",
-        "keepalive", "frr_pathspace", "remote_as", "bfd", "announce", "prefix",
-        "announce_delay",
-        "drain_method", "shutdown_drain_time", "announce_hold_down",
-        "announce_max_changes_per_minute"}
+        "keepalive", "frr_pathspace", "frr_control", "frr_dir", "remote_as", "bfd",
+        "announce", "prefix", "announce_delay", "drain_method", "shutdown_drain_time",
+        "announce_hold_down", "announce_max_changes_per_minute"}
     for ctx, name in EXTENSIONS:
         kw = TABLE[ctx][name]
         assert kw.supported, name

@@ -1,0 +1,177 @@
+"""hafast runs the director's FRR, or keeps an operator-run one on its config
+(``bgp_speaker { frr_control run | reload }``, hafast/fleet/frrlife.py; issue 18).
+
+The fleet lab (tests/netns/fleet_fixtures.py): a router running FRR (started by the
+test) and director d1 running the full hafast daemon (pools in memory: the host
+kernel has no IPVS).  The router's kernel table is the judge throughout.
+
+- ``run``: hafast starts zebra, bfdd and bgpd in d1 with its rendered config, and the
+  VIP reaches the router.  A reload that adds a VIP is applied to the running bgpd by
+  frr-reload.py, and the session stays up (bgpd's pid, the session's drop count).
+  A SIGKILLed bgpd is started again and announces again.  A SIGKILL of hafast's whole
+  process group leaves FRR up and the VIP at the router; the restarted hafast adopts the
+  daemons (same pids).  SIGTERM withdraws and then stops them.
+- ``reload``: the test runs d1's FRR with empty configs, as an operator's FRR before
+  hafast; hafast puts its rendering in with frr-reload.py, and the VIP reaches the
+  router.  A rendering FRR refuses is not the case here (the unit tests check the
+  refusal path on a fake vtysh).
+
+The daemons hafast starts are not its children (``-d``): the test ends them by the pids
+in their pid files, and removes their run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hafast.fleet.sessions import POLL_S
+from tests.netns.daemon_fixtures import Daemon, start_daemon
+from tests.netns.fleet_fixtures import (
+    ROUTER_BFDD,
+    VIP,
+    Lab,
+    director_conf,
+    gateways,
+    holds,
+    ns,
+    open_lab,
+    router_bgpd,
+    wait_for,
+    wait_gateways,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(300)]
+
+VIP2 = "192.0.2.101"
+D1 = "10.0.1.2"  # d1's address on the router's link: the next hop it announces
+DAEMONS = ("zebra", "bfdd", "bgpd")
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    with open_lab((1,)) as built:
+        run = Path("/var/run/frr") / ns("d1")
+
+        def end_frr() -> None:
+            # the FRR daemons hafast started (-d: not its children, nor ours)
+            for daemon in DAEMONS:
+                pid = _pid(daemon)
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(run, ignore_errors=True)
+        built.reg.defer("the FRR daemons hafast started", end_frr)
+        yield built
+
+
+def _pid(daemon: str) -> int | None:
+    try:
+        pid = int((Path("/var/run/frr") / ns("d1") / f"{daemon}.pid").read_text())
+        return pid if Path(f"/proc/{pid}/comm").read_text().strip() == daemon else None
+    except (OSError, ValueError):
+        return None
+
+
+def _start(lab: Lab, mode: str, vips: tuple[str, ...], run: int = 1) -> Daemon:
+    extra = f"frr_control {mode}\n  frr_dir {lab.base / 'd1-frr'}"
+    d = start_daemon(lab.base / f"d1-daemon{run}", director_conf(1, vips, speaker_extra=extra),
+                     ns=ns("d1"), extra=["--pool-backend", "memory"])
+    lab.reg.defer(f"daemon {d.proc.pid}", d.close)
+    lab.daemons[1], lab.pids[1], lab.logs[1] = d, d.proc.pid, d.log
+    return d
+
+
+def _router(lab: Lab) -> None:
+    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD,
+                          "bgpd": router_bgpd((1,))})
+
+
+def _established(st: dict[str, object]) -> bool:
+    rows = st.get("fleet_sessions") or [{}]
+    return rows[0].get("bgp") == "Established"  # type: ignore[index,union-attr]
+
+
+def test_hafast_runs_frr(lab: Lab) -> None:
+    router = ns("rtr")
+    lab.start_real_server(1)
+    _router(lab)
+    d = _start(lab, "run", (VIP,))
+    took = wait_gateways(router, {D1}, 60)
+    assert took is not None, f"{gateways(router)}\n{lab.explain()}\n{d.log_text()[-3000:]}"
+    pids = {daemon: _pid(daemon) for daemon in DAEMONS}
+    assert None not in pids.values(), pids
+    st = d.wait_for(_established, POLL_S + 10, "the session Established in the status")
+    frr = st["fleet_frr"]
+    assert frr["control"] == "run" and frr["applied"] == 1 and frr["daemons"] == pids, (
+        frr, d.log_text()[-3000:])
+    assert (lab.base / "d1-frr" / "bgpd.conf").read_text().startswith("ip prefix-list")
+    print(f"\n[run] hafast started FRR; {VIP} at the router {took:.2f} s after hafast started")
+
+    # a reload that adds a VIP: frr-reload.py changes the running bgpd, no restart
+    drops0 = st["fleet_sessions"][0]["drops"]
+    (d.dir / "hafast.conf").write_text(director_conf(
+        1, (VIP, VIP2), speaker_extra=f"frr_control run\n  frr_dir {lab.base / 'd1-frr'}"))
+    d.signal(signal.SIGHUP)
+    took = wait_gateways(router, {D1}, 30, vip=VIP2)
+    assert took is not None, f"{VIP2} not announced: {d.log_text()[-3000:]}"
+    st = d.wait_for(lambda s: s["fleet_frr"]["applied"] == 2, 30, "the second apply")
+    assert {daemon: _pid(daemon) for daemon in DAEMONS} == pids, "a daemon restarted"
+    st = d.wait_for(lambda s: s["fleet_sessions"][0]["read_age_s"] is not None
+                    and s["fleet_sessions"][0]["read_age_s"] < 1, POLL_S + 10, "a fresh read")
+    assert st["fleet_sessions"][0]["drops"] == drops0, st["fleet_sessions"]
+    assert D1 in gateways(router), "the reload moved the first VIP"
+    print(f"[run] reload adding {VIP2}: applied by frr-reload, at the router in {took:.2f} s")
+
+    # bgpd dies: hafast starts it again and it announces again
+    old = pids["bgpd"]
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    t0 = time.monotonic()
+    back = wait_for(lambda: _pid("bgpd") not in (None, old), 15)
+    assert back is not None, d.log_text()[-3000:]
+    took = wait_gateways(router, {D1}, 60)
+    assert took is not None, f"{gateways(router)}\n{lab.explain()}"
+    assert f"FRR bgpd (pid {old}) is gone; starting it again" in d.log_text()
+    assert d.status()["fleet_frr"]["restarts"] == {"bgpd": 1}, d.status()["fleet_frr"]
+    print(f"[run] bgpd SIGKILLed: started again in {back:.2f} s, {VIP} back at the "
+          f"router {time.monotonic() - t0:.2f} s after the kill")
+    pids = {daemon: _pid(daemon) for daemon in DAEMONS}
+
+    # hafast crashes (its whole process group): FRR and the announcement stay
+    lab.crash_announcer(1)
+    assert holds(lambda: D1 in gateways(router), 2.0), "the crash withdrew"
+    assert {daemon: _pid(daemon) for daemon in DAEMONS} == pids, "FRR died with hafast"
+    d = _start(lab, "run", (VIP, VIP2), run=2)
+    d.wait_for(lambda s: (s.get("fleet_frr") or {}).get("daemons") == pids, 30,
+               "the daemons adopted")
+    assert holds(lambda: D1 in gateways(router), 3.0), "the restart withdrew"
+    assert "FRR bgpd: running (pid" in d.log_text() and "adopted" in d.log_text()
+    assert {daemon: _pid(daemon) for daemon in DAEMONS} == pids
+
+    # SIGTERM: withdrawn, then the daemons hafast runs stop
+    d.signal(signal.SIGTERM)
+    assert wait_for(lambda: D1 not in gateways(router), 10) is not None
+    assert d.proc.wait(20) == 0
+    assert wait_for(lambda: all(_pid(x) is None for x in DAEMONS), 10) is not None, {
+        x: _pid(x) for x in DAEMONS}
+
+
+def test_hafast_reloads_an_operators_frr(lab: Lab) -> None:
+    router = ns("rtr")
+    lab.start_real_server(1)
+    _router(lab)
+    lab.start_frr("d1", {"zebra": "hostname d1\n", "bfdd": "", "bgpd": ""})  # the operator's
+    d = _start(lab, "reload", (VIP,))
+    took = wait_gateways(router, {D1}, 60)
+    assert took is not None, f"{gateways(router)}\n{lab.explain()}\n{d.log_text()[-3000:]}"
+    st = d.wait_for(_established, POLL_S + 10, "the session Established in the status")
+    frr = st["fleet_frr"]
+    assert frr["control"] == "reload" and frr["applied"] == 1 and frr["daemons"] is None, frr
+    assert "FRR: running the rendered config" in d.log_text()
+    print(f"\n[reload] {VIP} at the router {took:.2f} s after hafast started")

@@ -75,7 +75,7 @@ def announce(ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token) ->
     if "prefix" not in f:
         ld.error(kw, "announce needs a prefix (expected: prefix A/32 or A/128)")
         return None
-    return m.Announce(where=kw.where(), **f)
+    return m.Announce(where=kw.where(), **as_tuples(f))
 
 
 def _at(where: str) -> Token:
@@ -86,7 +86,8 @@ def _at(where: str) -> Token:
     return Token("", file, int(line), int(rest))
 
 
-def diagnose(config: m.Config, warn: Callable[[Token, str], None]) -> None:
+def diagnose(config: m.Config, warn: Callable[[Token, str], None],
+             error: Callable[[Token, str], None] | None = None) -> None:
     """What ``hafast -t`` says about fleet mode once the whole config is built.
 
     >>> from hafast.config.loader import load_text
@@ -131,7 +132,27 @@ def diagnose(config: m.Config, warn: Callable[[Token, str], None]) -> None:
                  "FRR would keep announcing it whatever the quorum (import-check is "
                  "satisfied by the connected route); leave the address out, hafast "
                  "makes the VIP local with a route")
+        _tracks(config, vs.announce, warn, error or warn)
         if vs.address is not None and vs.address != vip and vs.group is None:
             warn(_at(vs.announce.where),
                  f"announce prefix {vs.announce.prefix} is not this virtual server's "
                  f"address {vs.address}")
+
+
+def _tracks(config: m.Config, a: m.Announce, warn: Callable[[Token, str], None],
+            error: Callable[[Token, str], None]) -> None:
+    """An announce block's tracked objects (hafast.fleet.owncheck): each must be
+    defined (an unknown one would hold the VIP back for good: an error), and a weight
+    has no effect (a tracked object that is down withdraws the VIP)."""
+    known = {"track_script": ({s.name for s in config.vrrp_scripts}, "vrrp_script"),
+             "track_file": ({f.name for f in config.track_files}, "track_file")}
+    at = _at(a.where)
+    for kind, refs in (("track_script", a.track_script), ("track_file", a.track_file),
+                       ("track_interface", a.track_interface)):
+        for r in refs:
+            if kind in known and r.name not in known[kind][0]:
+                error(at, f"announce {a.prefix}: {kind} {r.name} is not defined (expected "
+                      f"the name of a {known[kind][1]} block in this config)")
+            if r.weight is not None:
+                warn(at, f"announce {a.prefix}: {kind} {r.name} weight {r.weight} has no "
+                     "effect: the VIP is withdrawn while the object is down")

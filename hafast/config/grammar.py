@@ -796,6 +796,9 @@ drain_method        v  1-2  drainmethod   drain_method
 shutdown_drain_time v  1    timer:0,3600  shutdown_drain_time_us
 announce_hold_down  v  1    timer:0,3600  announce_hold_down_us
 announce_max_changes_per_minute v 1 int:0,1000 announce_max_changes_per_minute
+track_script        l  0    track         +track_script
+track_file          l  0    track         +track_file
+track_interface     l  0    track         +track_interface
 """
 _FLEET_HELP = {
     ("top", "bgp_speaker"): "the director's BGP speaker (FRR) for fleet mode",
@@ -817,6 +820,11 @@ _FLEET_HELP = {
     ("bgp_neighbor", "bfd"): "BFD on this session (50 ms x 3)",
     ("virtual_server", "announce"): "announce the VIP by BGP while the quorum is up",
     ("announce", "prefix"): "the VIP as a host prefix, A/32 or A/128",
+    ("announce", "track_script"): "vrrp_scripts that must succeed for the VIP to be "
+    "announced (the director's own checks)",
+    ("announce", "track_file"): "track_files that must read 0 for the VIP to be announced",
+    ("announce", "track_interface"): "interfaces that must be up for the VIP to be "
+    "announced",
     ("announce", "announce_delay"): "seconds to hold the first announcement after the "
     "first full round of checks",
     ("announce", "drain_method"): "how SIGTERM drains the VIP before withdrawing it: "

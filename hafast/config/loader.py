@@ -126,7 +126,7 @@ class _Loader(Walker):
             bgp_speaker=top.get("bgp_speaker"),
         )
         lvs_syncd.diagnose(config, self.global_pos, self.warn)
-        diagnose_fleet(config, self.warn)
+        diagnose_fleet(config, self.warn, self.error)
         # last: it needs the built model, and drops what keepalived would not run
         return secure_scripts(config, self.scripts, self.warn, self.global_pos)
 

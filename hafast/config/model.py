@@ -921,6 +921,10 @@ class Announce:
     shutdown_drain_time_us: int = 0
     announce_hold_down_us: int = 0
     announce_max_changes_per_minute: int = 0  # 0: no cap
+    # the director's own checks (hafast.fleet.owncheck): all up, or the VIP is withdrawn
+    track_script: tuple[TrackRef, ...] = ()
+    track_file: tuple[TrackRef, ...] = ()
+    track_interface: tuple[TrackRef, ...] = ()
     where: str = _where()
 
 

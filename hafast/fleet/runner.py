@@ -48,6 +48,7 @@ from hafast.fleet.announce import (
 )
 from hafast.fleet.frrlife import FrrLife
 from hafast.fleet.kernel import KernelRoutes
+from hafast.fleet.owncheck import OwnChecks
 from hafast.fleet.sessions import SessionWatch
 from hafast.lib.events import ServerEvent
 from hafast.lib.units import US_PER_S
@@ -139,10 +140,15 @@ class Announcer:
         # (prefix, phase entered) -> times, for /metrics: a flapping VIP shows here
         self.transitions: Counter[tuple[str, str]] = Counter()
         self._timers: list[Any] = []
+        # the director's own checks (announce track_*), and the quorum source they
+        # re-sync with when one of them changes
+        self.own = OwnChecks(loop, lambda: self.sync(self._quorum_of))
+        self._quorum_of: Callable[[VsKey], bool] = lambda key: False
 
     def start(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
         """Make each VIP local, start its machine in STARTUP, and arm its first round."""
         self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
+        self.own.configure(config)
         for text in maglev_warnings(config):
             log.warning("%s", text)
         self._sweep()
@@ -219,6 +225,7 @@ class Announcer:
                 del self.states[key]
                 self.quorum.pop(key, None)
         self.vss = new
+        self.own.configure(config, reload=True)
         for vs in new:
             if vs.key not in self.states:
                 self._begin(vs)
@@ -226,12 +233,16 @@ class Announcer:
         self.sync(quorum_of)
 
     def sync(self, quorum_of: Callable[[VsKey], bool]) -> None:
-        """Feed every quorum that changed since the last call."""
+        """Feed every change since the last call of the quorum, and-ed with the
+        director's own checks (the machine's "quorum" is both)."""
+        self._quorum_of = quorum_of
         for vs in self.vss:
             try:
                 up = quorum_of(vs.key)
             except KeyError:  # the pools have reloaded, this object not yet
                 continue
+            assert vs.announce is not None
+            up = up and self.own.ok(vs.announce)
             if self.quorum.get(vs.key) != up:
                 self.quorum[vs.key] = up
                 self._feed(vs.key, QuorumChanged(up, self.loop.time()))
@@ -242,6 +253,7 @@ class Announcer:
             t.cancel()
         self._timers.clear()
         self._follow_speaker(None)
+        self.own.close()
 
     def shutdown(self) -> None:
         """A clean stop, after :meth:`withdraw_all`: :meth:`stop`, and the FRR daemons
@@ -278,16 +290,21 @@ class Announcer:
         return self.states[vs.key].phase
 
     def status(self) -> list[dict[str, Any]]:
-        """Each VIP: its state, its quorum, how many times it entered each state, and
-        ``held_s``: how long an announcement its quorum wants is still held back
-        (announce_hold_down, announce_max_changes_per_minute), None when none is."""
+        """Each VIP: its state, whether it may be announced (``quorum``: the virtual
+        server's quorum and the director's own checks), how many times it entered each
+        state, ``held_s``: how long an announcement its quorum wants is still held back
+        (announce_hold_down, announce_max_changes_per_minute), None when none is, and
+        ``own``: each tracked object of its announce block -> up (None: it tracks none)."""
         now = self.loop.time()
+        own = {vs.key: self.own.states(vs.announce) for vs in self.vss
+               if vs.announce is not None}
         return [{"prefix": st.prefix, "state": st.phase, "quorum": st.quorum,
                  "transitions": {phase: n for (prefix, phase), n in self.transitions.items()
                                  if prefix == st.prefix},
                  "held_s": (round(max(st.retry_at - now, 0.0), 1)
-                            if st.retry_at is not None else None)}
-                for st in self.states.values()]
+                            if st.retry_at is not None else None),
+                 "own": own.get(key) or None}
+                for key, st in self.states.items()]
 
     def sessions(self) -> list[dict[str, Any]] | None:
         """The BGP and BFD sessions as FRR reports them (:mod:`hafast.fleet.sessions`);

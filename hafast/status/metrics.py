@@ -36,6 +36,8 @@ family}``                                              read them (a full receive
 ``hafast_announce_transitions_total{prefix,state}``    times the VIP entered each state
 ``hafast_announce_held_seconds{prefix}``              an announcement the flap control
                                                        still holds back (0: none)
+``hafast_announce_own_check_up{prefix,object}``       the director's own checks (announce
+                                                       track_script/file/interface)
 ``hafast_bgp_session_established{neighbor}``           1 while FRR's session with the
                                                        neighbor is Established
 ``hafast_bfd_session_up{neighbor}``                    1 while its BFD session is up (a
@@ -258,13 +260,17 @@ def fleet_families(st: dict[str, Any]) -> Iterator[Metric]:
     held = GaugeMetricFamily("hafast_announce_held_seconds",
                              "seconds an announcement the quorum wants is still held back "
                              "by the flap control (0: none is)", labels=["prefix"])
+    own = GaugeMetricFamily("hafast_announce_own_check_up", "1 while the director's own "
+                            "check (announce track_*) is up", labels=["prefix", "object"])
     for vip in fleet:
+        for obj, up in (vip.get("own") or {}).items():
+            own.add_metric([vip["prefix"], obj], int(up))
         for phase in ANNOUNCE_STATES:
             state.add_metric([vip["prefix"], phase], int(vip["state"] == phase))
             moved.add_metric([vip["prefix"], phase], vip.get("transitions", {}).get(phase, 0))
         quorum.add_metric([vip["prefix"]], int(bool(vip["quorum"])))
         held.add_metric([vip["prefix"]], vip.get("held_s") or 0.0)
-    yield from (state, quorum, moved, held)
+    yield from (state, quorum, moved, held, own)
 
 
 def session_families(st: dict[str, Any]) -> Iterator[Metric]:

@@ -30,6 +30,7 @@ import pytest
 
 from hafast.fleet.sessions import POLL_S
 from hafast.lab.netns import run_in
+from tests.netns.daemon_fixtures import start_daemon
 from tests.netns.fleet_fixtures import (
     DIRECTORS,
     DROP_ALL,
@@ -149,7 +150,8 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
         fleet = lab.daemons[1].status()["fleet"]
         # the restarted announcer went STARTUP -> ANNOUNCED once, never through WITHDRAWN
         assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True,
-                          "transitions": {"ANNOUNCED": 1}, "held_s": None}], fleet
+                          "transitions": {"ANNOUNCED": 1}, "held_s": None,
+                          "own": None}], fleet
         # its sessions as its FRR reports them, read through vtysh -N (frr_pathspace)
         lab.daemons[1].wait_for(lambda st: _session(st) == ("Established", "up"),
                                 POLL_S + 10, "d1's session Established, BFD up")
@@ -177,6 +179,45 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
 
 
 VIP2 = "192.0.2.101"
+
+
+def test_daemon_own_checks_gate_the_announcement(lab: Lab) -> None:
+    """announce track_file / track_script (hafast/fleet/owncheck.py): the VIP is held
+    back until the director's script has succeeded, withdrawn while the maintenance
+    file reads 1 (with the quorum up), and announced again at 0."""
+    router = ns("rtr")
+    lab.start_real_server(1)
+    maint, gate = lab.base / "maint", lab.base / "gate"
+    maint.write_text("0\n")
+    tracks = "track_file {\n      maint\n    }\n    track_script {\n      chk\n    }"
+    top = (f"vrrp_script chk {{\n  script \"/usr/bin/test -e {gate}\"\n  interval 0.2\n}}\n"
+           f"track_file maint {{\n  file {maint}\n}}\n")
+    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
+    lab.start_frr("d1", lab.render_director(1))
+    d = start_daemon(lab.base / "d1-own", top + director_conf(1, drain=tracks),
+                     ns=ns("d1"), extra=["--pool-backend", "memory"])
+    lab.reg.defer(f"daemon {d.proc.pid}", d.close)
+    lab.logs[1] = d.log
+    # the script fails (no gate file): the quorum is up, the VIP is not announced
+    st = d.wait_for(lambda s: (s.get("fleet") or [{}])[0].get("own") == {
+        "file:maint": True, "script:chk": False}, 20, "the script's first verdict")
+    assert holds(lambda: "10.0.1.2" not in gateways(router), 4.0), gateways(router)
+    assert st["pools"]["virtual_servers"][0]["quorum_up"] is True
+    gate.write_text("")
+    took = wait_for(lambda: "10.0.1.2" in gateways(router), 60)
+    assert took is not None, f"{gateways(router)}\n{lab.explain()}"
+    # maintenance: the director leaves the router, its real server still up
+    maint.write_text("1\n")
+    took = wait_for(lambda: "10.0.1.2" not in gateways(router), WITHDRAW_BOUND_S)
+    assert took is not None, f"still announced in maintenance: {gateways(router)}"
+    fleet = d.status()["fleet"][0]
+    assert (fleet["state"], fleet["own"]) == ("WITHDRAWN", {"file:maint": False,
+                                                            "script:chk": True}), fleet
+    print(f"\n[daemon] track_file to 1 -> d1 out of the router's next hops: {took:.2f} s")
+    maint.write_text("0\n")
+    assert wait_for(lambda: "10.0.1.2" in gateways(router), WITHDRAW_BOUND_S) is not None
+    assert "announce 192.0.2.100/32: ANNOUNCED -> WITHDRAWN" in d.log_text()
+
 
 
 def test_daemon_reload_is_a_diff(lab: Lab) -> None:
@@ -207,7 +248,7 @@ def test_daemon_reload_is_a_diff(lab: Lab) -> None:
           f"{took2:.2f} s later (its STARTUP: a round of checks + announce_delay 1 s)")
     assert d.status()["fleet"] == [{"prefix": f"{VIP2}/32", "state": "ANNOUNCED",
                                     "quorum": True, "transitions": {"ANNOUNCED": 1},
-                                    "held_s": None}]
+                                    "held_s": None, "own": None}]
 
 
 def bgp_paths(router: str, vip: str = VIP) -> dict[str, dict[str, object]]:

@@ -91,6 +91,8 @@ class Supervisor:
         self.workers: list[WorkerHandle] = []
         self.pools: PoolKeeper | None = None
         self.fleet: Any = None  # hafast.fleet.runner.Announcer, with announce blocks
+        # check worker -> virtual servers whose first round it has reported (fleet)
+        self.rounds_seen: dict[int, set[Any]] = {}
         self.addr_watch: AddressWatch | None = None
         self.stopping = False
         self.stopped = asyncio.Event()
@@ -224,8 +226,12 @@ class Supervisor:
         from hafast.fleet.kernel import KernelRoutes
         from hafast.fleet.runner import Announcer
 
-        self.fleet = Announcer(self.loop, KernelRoutes())
+        shards = sum(w.role == CHECK for w in self.workers)
+        self.fleet = Announcer(self.loop, KernelRoutes(), shards=max(shards, 1))
         self.fleet.start(self.config, self.pools.policy.quorum)
+        # a worker whose first round ended while the announcer was not there yet
+        for shard, keys in self.rounds_seen.items():
+            self.fleet.rounds_done(shard, list(keys))
 
     def reload_fleet(self) -> None:
         """After the pools reloaded (hafast.app.reload): the announcements as a diff."""
@@ -236,6 +242,7 @@ class Supervisor:
             self.fleet.reload(self.config, lambda key: False)  # withdraws them all
             self.fleet.stop()
             self.fleet = None
+            self.rounds_seen.clear()
         elif self.pools is not None:
             self.fleet.reload(self.config, self.pools.policy.quorum)
 
@@ -465,6 +472,11 @@ class Supervisor:
                 await self.pools.on_events(payload)
                 if self.fleet is not None:
                     self.fleet.sync(self.pools.policy.quorum)
+        elif kind == "rounds":
+            # fleet mode: these announced virtual servers' first round is done there
+            self.rounds_seen.setdefault(w.index, set()).update(payload)
+            if self.fleet is not None:
+                self.fleet.rounds_done(w.index, payload)
         elif kind == "vrrp":
             self.vrrp_states.update(payload)
             self._vips_moved(payload)

@@ -55,7 +55,8 @@ async def _worker_main(fd: int) -> int:
     else:
         from hafast.check.side import CheckSide
 
-        side = CheckSide(loop, init["shard"], init["shards"], lambda ev: send("events", ev))
+        side = CheckSide(loop, init["shard"], init["shards"], lambda ev: send("events", ev),
+                         lambda keys: send("rounds", keys))
         side.start(init["config"], init["seed"])
     # keepalived sets these once the configuration is running (start_vrrp, start_check)
     process = "vrrp" if role == VRRP else "checker"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hafast._core.checkq import Latency
+from hafast.check.rounds import RoundWatch
 from hafast.config import model as m
 
 log = logging.getLogger("hafast")
@@ -78,9 +79,12 @@ class CheckSide:
     """A check worker's engine, rebuilt on reload, seeded from the parent."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, shard: int, shards: int,
-                 publish: Callable[[list[Any]], None]) -> None:
+                 publish: Callable[[list[Any]], None],
+                 publish_rounds: Callable[[list[Any]], None] | None = None) -> None:
         self.loop, self.shard, self.shards = loop, shard, shards
         self.publish = publish
+        # fleet mode: the announced virtual servers whose first round is done here
+        self.rounds = RoundWatch(loop, publish_rounds) if publish_rounds else None
         self.engine: Any = None
         self.pending: list[Any] = []
         self.latency = Latency(LATENCY_BUCKETS)
@@ -120,6 +124,9 @@ class CheckSide:
             self.counters.update(old.runner.counters)
             old.stop()
         engine.start()
+        if self.rounds is not None:
+            self.rounds.begin(engine.runner.checks, [vs.key for vs in config.virtual_servers
+                                                     if vs.announce is not None])
         log.info("shard %d/%d: %d checks for %d real servers (%d seeded)", self.shard,
                  self.shards, engine.checks, len(engine.healths), seeded)
 
@@ -135,6 +142,8 @@ class CheckSide:
 
     def stop(self) -> None:
         self.lag.stop()
+        if self.rounds is not None:
+            self.rounds.stop()
         if self.engine is not None:
             self.engine.stop()
         if self.alerts is not None:

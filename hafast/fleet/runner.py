@@ -7,11 +7,13 @@ It runs hafast's check engine (:mod:`hafast.check.engine`) and pool policy
 :class:`hafast.fleet.kernel.KernelRoutes`.  It does not program IPVS and runs no
 quorum scripts: it is the announcer alone (the daemon's LVS worker owns those).
 
-"The first full round of checks" is taken as the time by which every checker of the
-virtual server has made its first attempt: its warmup (keepalived: a random delay up
-to delay_loop when unset) plus its connect_timeout.  A checker that fails its first
-attempt may still be retrying then; its real server counts as keepalived counts it
-(alive until proved dead, unless ``alpha``).
+"The first full round of checks" is counted, not timed: every check feeding a real
+server of the virtual server has reached a verdict, a success or a failure with its
+retries spent (:mod:`hafast.check.rounds`).  The check workers report it per shard
+(:meth:`Announcer.rounds_done`; this runner's own engine reports as shard 0 of 1).
+A report that never comes (a worker that cannot check) is bounded: by
+:func:`round_bound_s` the round is taken as done, with a warning, and the VIP follows
+its quorum as it stands.
 
 Example (root, inside the director's namespace)::
 
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hafast.check.engine import Engine
+from hafast.check.rounds import RoundWatch
 from hafast.config import model as m
 from hafast.fleet.announce import (
     ANNOUNCED,
@@ -100,16 +103,31 @@ def maglev_warnings(config: m.Config,
             "net.ipv4.vs.expire_nodest_conn at 0)"]
 
 
-def first_round_s(vs: m.VirtualServer) -> float:
-    """Seconds after start by which every checker of ``vs`` has made its first attempt."""
+ROUND_SLACK_S = 5.0  # a loaded machine's lateness on top of the checks' own times
+
+
+def round_bound_s(vs: m.VirtualServer) -> float:
+    """Seconds after start by which every checker of ``vs`` must have decided, even
+    failing with every retry (its first attempt, then each retry after its
+    delay_before_retry), plus :data:`ROUND_SLACK_S`: the wait for a report is bounded
+    by this."""
     worst = 0
     for rs in vs.real_servers:
         for c in rs.checkers:
             warmup = getattr(c, "warmup_us", None)
             loop_us = getattr(c, "delay_loop_us", vs.delay_loop_us)
-            start = loop_us if warmup is None else warmup
-            worst = max(worst, start + getattr(c, "connect_timeout_us", 5 * US_PER_S))
-    return worst / US_PER_S
+            timeout = getattr(c, "connect_timeout_us", 5 * US_PER_S) or 5 * US_PER_S
+            retry = getattr(c, "retry", 0) or 0
+            worst = max(worst, (loop_us if warmup is None else warmup) + (retry + 1) * timeout
+                        + retry * (getattr(c, "delay_before_retry_us", 0) or 0))
+    return worst / US_PER_S + ROUND_SLACK_S
+
+
+def checked_shards(vs: m.VirtualServer, shards: int) -> set[int]:
+    """The check workers that hold a checked real server of ``vs``."""
+    from hafast.check.view import shard_of
+
+    return {shard_of(rs, shards) for rs in vs.real_servers if rs.checkers}
 
 
 VsKey = tuple[object, ...]
@@ -125,6 +143,7 @@ class Announcer:
 
     def __init__(self, loop: Any, kernel: KernelRoutes,
                  on_change: Callable[[str, str], object] | None = None,
+                 shards: int = 1,
                  watch: Callable[[Any, m.BgpSpeaker], SessionWatch] = SessionWatch,
                  frr: Callable[[Any, m.Config], FrrLife] = FrrLife) -> None:
         self.loop = loop
@@ -140,6 +159,8 @@ class Announcer:
         # (prefix, phase entered) -> times, for /metrics: a flapping VIP shows here
         self.transitions: Counter[tuple[str, str]] = Counter()
         self._timers: list[Any] = []
+        self.shards = shards  # check workers reporting rounds (rounds_done)
+        self.round_waits: dict[VsKey, set[int]] = {}  # STARTUP: shards not reported yet
         # the director's own checks (announce track_*), and the quorum source they
         # re-sync with when one of them changes
         self.own = OwnChecks(loop, lambda: self.sync(self._quorum_of))
@@ -203,12 +224,33 @@ class Announcer:
             hold_down=vs.announce.announce_hold_down_us / US_PER_S,
             max_changes=vs.announce.announce_max_changes_per_minute)
         self.quorum.pop(vs.key, None)
-        at = self.loop.time() + first_round_s(vs)
+        self.round_waits[vs.key] = checked_shards(vs, self.shards)
+        if not self.round_waits[vs.key]:  # nothing is checked: nothing to wait for
+            self.loop.call_soon(self._round, vs.key, None)
+        at = self.loop.time() + round_bound_s(vs)
         self._timers.append(self.loop.call_at(at, self._round, vs.key, at))
 
-    def _round(self, key: VsKey, at: float) -> None:
-        if key in self.states:  # not removed by a reload meanwhile
-            self._feed(key, RoundDone(at))
+    def rounds_done(self, shard: int, keys: list[VsKey]) -> None:
+        """Check worker ``shard`` says these virtual servers' checks there have all
+        reached a verdict (:mod:`hafast.check.rounds`); the last shard ends STARTUP."""
+        for key in keys:
+            waits = self.round_waits.get(key)
+            if waits is None:
+                continue
+            waits.discard(shard)
+            if not waits:
+                self._round(key, None)
+
+    def _round(self, key: VsKey, bound: float | None) -> None:
+        """The round is done (``bound`` None), or its wait ran out at ``bound``."""
+        if self.round_waits.pop(key, None) is None or key not in self.states:
+            return  # said already, or removed by a reload meanwhile
+        now = self.loop.time()
+        if bound is not None:
+            log.warning("announce %s: no full round of checks reported in %.1f s; the "
+                        "VIP follows its quorum as it stands", self.states[key].prefix,
+                        round_bound_s(next(vs for vs in self.vss if vs.key == key)))
+        self._feed(key, RoundDone(max(now, bound or now)))
 
     def reload(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
         """A diff: a VIP kept (same virtual server, same prefix) keeps its state and its
@@ -224,6 +266,7 @@ class Announcer:
                          st.phase, WITHDRAWN)
                 del self.states[key]
                 self.quorum.pop(key, None)
+                self.round_waits.pop(key, None)
         self.vss = new
         self.own.configure(config, reload=True)
         for vs in new:
@@ -364,14 +407,18 @@ class FleetRunner:
         self.announcer = Announcer(loop, kernel, on_change)
         self.policy = PoolPolicy(config)
         self.engine = Engine(config, loop, self._on_event)
+        # this engine is the one shard: its rounds go straight to the announcer
+        self.rounds = RoundWatch(loop, lambda keys: self.announcer.rounds_done(0, keys))
 
     def start(self) -> None:
         self.policy.start(self.engine.snapshot())
         self.announcer.start(self.config, self.policy.quorum)
         self.engine.start()
+        self.rounds.begin(self.engine.runner.checks, list(self.announcer.states))
 
     def stop(self) -> None:
         """Stop checking; the routes stay (fail-static: a restart decides again)."""
+        self.rounds.stop()
         self.engine.stop()
         self.announcer.stop()
 

@@ -128,6 +128,8 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
           f"{took:.2f} s (route added -> router's table: {back_at - announced_at:.3f} s)")
     log = lab.logs[1].read_text()
     assert "STARTUP -> ANNOUNCED" in log and "ANNOUNCED -> WITHDRAWN" in log, log
+    # STARTUP ended on the check workers' report of a full round, not on its bound
+    assert "no full round of checks reported" not in log, log
     print("".join(line for line in log.splitlines(keepends=True) if " -> " in line), end="")
 
     # a crash leaves the route (fail-static), and the restarted announcer does not

@@ -9,7 +9,7 @@ import pytest
 
 from hafast.config.loader import load_text
 from hafast.config.model import Config
-from hafast.fleet.runner import Announcer, first_round_s
+from hafast.fleet.runner import ROUND_SLACK_S, Announcer, round_bound_s
 
 
 class Clock:
@@ -29,6 +29,9 @@ class Clock:
                 if entry in self.due:
                     self.due.remove(entry)
         return Handle()
+
+    def call_soon(self, fn: Any, *args: Any) -> Any:
+        return self.call_at(self.now, fn, *args)
 
     def advance(self, to: float) -> None:
         self.now = to
@@ -75,9 +78,73 @@ def conf(*vips: str, delay: float = 1.0, drain: str = "") -> Config:
     return res.config
 
 
-def test_first_round_is_the_warmup_plus_connect_timeout() -> None:
+def test_the_wait_for_a_round_is_bounded() -> None:
     vs = conf("192.0.2.1").virtual_servers[0]
-    assert first_round_s(vs) == 2.5  # no warmup: up to a delay_loop, then the attempt
+    # the wait for a reported round: a delay_loop, the attempt and its one retry after
+    # delay_before_retry (TCP_CHECK's defaults: retry 1, 1 s), plus the slack
+    assert round_bound_s(vs) == 2 + 2 * 0.5 + 1 + ROUND_SLACK_S
+
+
+def test_the_round_waits_for_every_shard_then_its_bound(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock, kernel = Clock(), Kernel()
+    text = """virtual_server 192.0.2.1 80 {
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {
+    prefix 192.0.2.1/32
+  }
+""" + "".join(f"""  real_server 10.1.0.{i} 80 {{
+    TCP_CHECK {{
+      connect_timeout 0.5
+      delay_loop 2
+    }}
+  }}
+""" for i in range(1, 9)) + """  real_server 10.1.1.1 80 {
+  }
+}
+"""
+    cfg = load_text(text).config
+    key = cfg.virtual_servers[0].key
+    a = Announcer(clock, kernel, shards=4)  # type: ignore[arg-type]
+    a.start(cfg, lambda k: True)
+    shards = sorted(a.round_waits[key])
+    assert len(shards) > 1  # eight real servers over four workers
+    for s in shards[:-1]:
+        a.rounds_done(s, [key])
+        assert a.phase(cfg.virtual_servers[0]) == "STARTUP"
+    a.rounds_done(shards[-1], [key])
+    clock.advance(100.0)
+    assert a.phase(cfg.virtual_servers[0]) == "ANNOUNCED"  # announce_delay 0
+    # a worker that never reports: the bound ends the wait, with a warning
+    b = Announcer(clock, Kernel(), shards=4)  # type: ignore[arg-type]
+    b.start(cfg, lambda k: True)
+    with caplog.at_level(logging.WARNING, logger="hafast"):
+        clock.advance(100.0 + round_bound_s(cfg.virtual_servers[0]) - 0.01)
+        assert b.phase(cfg.virtual_servers[0]) == "STARTUP"
+        clock.advance(100.0 + round_bound_s(cfg.virtual_servers[0]))
+    assert b.phase(cfg.virtual_servers[0]) == "ANNOUNCED"
+    assert "no full round of checks reported" in caplog.text
+
+
+def test_a_virtual_server_without_checks_has_no_round_to_wait_for() -> None:
+    clock, kernel = Clock(), Kernel()
+    cfg = load_text("""virtual_server 192.0.2.1 80 {
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {
+    prefix 192.0.2.1/32
+  }
+  real_server 10.1.0.1 80 {
+  }
+}
+""").config
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, lambda k: True)
+    clock.advance(clock.now)  # the call_soon
+    assert a.phase(cfg.virtual_servers[0]) == "ANNOUNCED"
 
 
 def test_startup_round_delay_then_quorum() -> None:
@@ -89,11 +156,13 @@ def test_startup_round_delay_then_quorum() -> None:
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(cfg, quorum.__getitem__)
     assert kernel.calls == [("make_local", "192.0.2.1/32")]
-    clock.advance(102.4)
+    clock.advance(105.0)
+    assert a.phase(cfg.virtual_servers[0]) == "STARTUP"  # no round reported yet
+    a.rounds_done(0, [key])  # the check worker: every check has a verdict
+    assert a.phase(cfg.virtual_servers[0]) == "STARTUP"  # the delay starts
+    clock.advance(105.9)
     assert a.phase(cfg.virtual_servers[0]) == "STARTUP"
-    clock.advance(102.5)  # the round is done: the delay starts
-    assert a.phase(cfg.virtual_servers[0]) == "STARTUP"
-    clock.advance(103.5)
+    clock.advance(106.0)
     assert a.phase(cfg.virtual_servers[0]) == "ANNOUNCED"
     assert kernel.calls[-1] == ("announce", "192.0.2.1/32")
     quorum[key] = False
@@ -126,6 +195,7 @@ def test_a_timer_run_early_still_ends_the_startup_hold() -> None:
     cfg = conf("192.0.2.1")
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(cfg, lambda key: True)
+    a.rounds_done(0, [cfg.virtual_servers[0].key])
     clock.advance(110.0)
     assert a.phase(cfg.virtual_servers[0]) == "ANNOUNCED"
     assert kernel.calls == [("make_local", "192.0.2.1/32"), ("announce", "192.0.2.1/32")]
@@ -135,6 +205,7 @@ def test_reload_is_a_diff() -> None:
     old = conf("192.0.2.1", "192.0.2.2", delay=0)
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(old, lambda key: True)
+    a.rounds_done(0, [vs.key for vs in a.vss])  # the check worker's report
     clock.advance(200.0)
     assert [s["state"] for s in a.status()] == ["ANNOUNCED", "ANNOUNCED"]
     kernel.calls.clear()
@@ -145,6 +216,7 @@ def test_reload_is_a_diff() -> None:
                             ("make_local", "192.0.2.3/32")]
     assert {s["prefix"]: s["state"] for s in a.status()} == {
         "192.0.2.2/32": "ANNOUNCED", "192.0.2.3/32": "STARTUP"}
+    a.rounds_done(0, [vs.key for vs in a.vss])  # .3's checks have decided
     clock.advance(300.0)
     assert kernel.calls[-1] == ("announce", "192.0.2.3/32")
 
@@ -153,6 +225,7 @@ def test_a_reload_racing_the_pools_skips_unknown_keys() -> None:
     clock, kernel = Clock(), Kernel()
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(conf("192.0.2.1", delay=0), lambda key: True)
+    a.rounds_done(0, [vs.key for vs in a.vss])  # the check worker's report
 
     def gone(key: object) -> bool:
         raise KeyError(key)
@@ -168,6 +241,7 @@ def test_sigterm_drains_then_the_caller_withdraws() -> None:
     quorum[cfg.virtual_servers[1].key] = False
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(cfg, quorum.__getitem__)
+    a.rounds_done(0, [vs.key for vs in a.vss])  # the check worker's report
     clock.advance(200.0)
     kernel.calls.clear()
     assert a.drain() == 204.0  # only the announced VIP drains
@@ -183,6 +257,7 @@ def test_sigterm_without_drain_time_withdraws_at_once() -> None:
     clock, kernel = Clock(), Kernel()
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(conf("192.0.2.1", delay=0), lambda key: True)
+    a.rounds_done(0, [vs.key for vs in a.vss])  # the check worker's report
     clock.advance(200.0)
     kernel.calls.clear()
     assert a.drain() == 200.0
@@ -201,6 +276,7 @@ def test_hold_down_through_the_shell(caplog: pytest.LogCaptureFixture) -> None:
     quorum = {cfg.virtual_servers[0].key: True}
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(cfg, quorum.__getitem__)
+    a.rounds_done(0, [vs.key for vs in a.vss])  # the check worker's report
     clock.advance(200.0)
     quorum[cfg.virtual_servers[0].key] = False
     a.sync(quorum.__getitem__)
@@ -241,6 +317,7 @@ def test_metrics_show_each_vip_state_quorum_and_transitions() -> None:
     quorum = {one: True, two: False}
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(cfg, quorum.__getitem__)
+    a.rounds_done(0, [vs.key for vs in a.vss])  # the check worker's report
     clock.advance(104.0)  # round + delay: one announced, two withdrawn
     quorum[one] = False
     a.sync(quorum.__getitem__)
@@ -277,6 +354,7 @@ def test_a_start_withdraws_what_an_earlier_run_left_for_a_vip_gone_from_the_conf
     kernel = Kernel(left={"192.0.2.1/32", "192.0.2.9/32", "2001:db8::9/128"})
     a = Announcer(clock, kernel)  # type: ignore[arg-type]
     a.start(conf("192.0.2.1"), lambda key: False)
+    a.rounds_done(0, [vs.key for vs in a.vss])  # the check worker's report
     swept = [c for c in kernel.calls if c[1] != "192.0.2.1/32"]
     assert swept == [("withdraw", "192.0.2.9/32"), ("unmake_local", "192.0.2.9/32"),
                      ("withdraw", "2001:db8::9/128"), ("unmake_local", "2001:db8::9/128")]

@@ -326,10 +326,12 @@ def devices6(router: str, vip: str = VIP6) -> set[str]:
     return {h["dev"] for h in r.get("nexthops", [r]) if "dev" in h}
 
 
-def test_ipv6_128_ecmp_and_withdrawal(lab: Lab) -> None:
+@pytest.mark.parametrize("announcer", ["runner", "daemon"])
+def test_ipv6_128_ecmp_and_withdrawal(lab: Lab, announcer: str) -> None:
     """An IPv6 VIP announced as a /128 over the same IPv4 sessions (FRR sends the
     up-link's IPv6 next hop with it): the router has it by ECMP over both directors,
-    and a director whose real server dies leaves it."""
+    and a director whose real server dies leaves it; the daemon also withdraws it on
+    SIGTERM."""
     router = ns("rtr")
     for i in DIRECTORS:
         for name, dev, host in (("rtr", f"r-d{i}", 1), (f"d{i}", "up0", 2)):
@@ -344,12 +346,12 @@ def test_ipv6_128_ecmp_and_withdrawal(lab: Lab) -> None:
                           "bgpd": ROUTER_BGPD6})
     for i in DIRECTORS:
         lab.start_frr(f"d{i}", confs[i])
-        lab.start_announcer(i, "runner")
+        lab.start_announcer(i, announcer, vips=(VIP6,))
     every = {f"r-d{i}" for i in DIRECTORS}
     took = wait_for(lambda: devices6(router) == every, 60)
     assert took is not None, f"no IPv6 ECMP for {VIP6}: {devices6(router)}\n{lab.explain()}"
     route = run_in(router, ["ip", "-6", "route", "show", f"{VIP6}/128"]).stdout
-    print(f"\n[runner] {len(every)}-way ECMP for {VIP6}/128 in the router's kernel in "
+    print(f"\n[{announcer}] {len(every)}-way ECMP for {VIP6}/128 in the router's kernel in "
           f"{took:.2f} s:\n{route}", end="")
     for i in DIRECTORS:
         mine = run_in(ns(f"d{i}"), ["ip", "-6", "route", "show", f"{VIP6}/128", "proto",
@@ -362,8 +364,14 @@ def test_ipv6_128_ecmp_and_withdrawal(lab: Lab) -> None:
     lab.stop_real_server(1)
     took = wait_for(lambda: "r-d1" not in devices6(router), WITHDRAW_BOUND_S)
     assert took is not None, f"d1 still a next hop for {VIP6}: {devices6(router)}"
-    print(f"[runner] real server stopped -> d1 out of {VIP6}'s next hops: {took:.2f} s")
+    print(f"[{announcer}] real server stopped -> d1 out of {VIP6}'s next hops: {took:.2f} s")
     lab.start_real_server(1)
     took = wait_for(lambda: "r-d1" in devices6(router), WITHDRAW_BOUND_S)
     assert took is not None, f"d1 did not come back for {VIP6}: {devices6(router)}"
-    print(f"[runner] real server back -> d1 in {VIP6}'s next hops again: {took:.2f} s")
+    print(f"[{announcer}] real server back -> d1 in {VIP6}'s next hops again: {took:.2f} s")
+    if announcer == "daemon":
+        lab.daemons[1].signal(signal.SIGTERM)
+        took = wait_for(lambda: "r-d1" not in devices6(router), WITHDRAW_BOUND_S)
+        assert took is not None, f"d1 still a next hop after SIGTERM: {devices6(router)}"
+        assert lab.daemons[1].proc.wait(20) == 0
+        print(f"[daemon] SIGTERM on d1 -> d1 out of {VIP6}'s next hops: {took:.2f} s")

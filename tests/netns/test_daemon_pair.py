@@ -97,11 +97,25 @@ def test_pair_restarts_metrics_and_stop(lab: PairLab) -> None:
         if holders != ["d1"]:
             flaps.append(holders)
         time.sleep(0.02)
-    st = d1.status()
-    assert st["workers"][0]["name"] == "vrrp" and st["workers"][0]["restarts"] == 1
-    assert st["vrrp"][0]["data"]["state_name"] == "MASTER"
-    assert flaps == []
-    assert transitions(fifo1.lines()) == seen1 and transitions(fifo2.lines()) == seen2
+    # On a loaded machine the successor may not be advertising in time: the guard then
+    # releases the VIP by design (never two masters; tests/netns/test_chaos_workers.py
+    # counts such releases), and d1 takes it back as a new MASTER.  In a failed CI
+    # run the VIP was off d1 for a few seconds this way.  Anything else is a defect.
+    released = "released the VIPs of VI_1" in d1.log_text()
+    if flaps and released:
+        assert ["d1", "d2"] not in flaps, flaps  # never on both
+        lab.wait(lambda: lab.holders() == ["d1"], 30, "the VIP back on d1")
+        st = d1.wait_for(lambda s: s["vrrp"][0]["data"]["state_name"] == "MASTER", 30,
+                         "d1 MASTER again")
+        print(f"\nthe guard released the VIP after the VRRP worker's SIGKILL (loaded "
+              f"machine): {len(flaps)} samples without d1 holding it")
+    else:
+        st = d1.status()
+        assert st["workers"][0]["restarts"] == 1
+        assert st["vrrp"][0]["data"]["state_name"] == "MASTER"
+        assert flaps == [], d1.log_text()[-3000:]
+        assert transitions(fifo1.lines()) == seen1 and transitions(fifo2.lines()) == seen2
+    assert st["workers"][0]["name"] == "vrrp"
     # the pool's notify lines went to the same FIFO, keepalived's way
     assert "RS [10.201.0.4]:tcp:80 [10.200.0.100]:tcp:80 DOWN" in fifo1.lines()
     assert d1.status()["pools"]["changes"] == changes
@@ -121,7 +135,8 @@ def test_pair_restarts_metrics_and_stop(lab: PairLab) -> None:
     assert len(ups) == 40 and all(v == 1 for v in ups)
     assert fams["hafast_check_latency_seconds"].samples
     restarts = {s.labels["worker"]: s.value for s in fams["hafast_worker_restarts"].samples}
-    assert restarts["vrrp"] == 1 and restarts["check0"] == 1
+    assert restarts["check0"] == 1
+    assert restarts["vrrp"] == 1 or (released and restarts["vrrp"] >= 1)
 
     # SIGTERM: priority 0, VIPs and the pool released, d2 takes over at once
     assert d1.stop() == 0

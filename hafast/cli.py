@@ -4,6 +4,7 @@
 ``hafast.app.cmdline``).  A first word naming a subcommand runs that instead:
 
     hafast demo [--servers N]   the main job: two directors heal a farm (needs root)
+    hafast demo --fleet         three active directors announce a VIP by BGP (root, FRR)
     hafast status [--json]      the running daemon's instances and pools
     hafast genhash ...          keepalived's genhash (also ``hafast -T ...``)
     hafast lab ...              the farm lab (namespaces, nginx, faults)
@@ -40,14 +41,22 @@ def _core_demo(argv: Sequence[str]) -> int:
 
 
 def _demo(argv: Sequence[str]) -> int:
-    from hafast.daemon_demo import run_daemon_demo
-
     parser = argparse.ArgumentParser(
         prog="hafast demo",
-        description="two hafast directors (MASTER/BACKUP) heal a farm of real servers",
+        description="two hafast directors (MASTER/BACKUP) heal a farm of real servers; "
+        "with --fleet, three active directors announce a VIP by BGP through FRR",
     )
     parser.add_argument("--servers", type=int, default=200, help="real servers in the farm")
-    return run_daemon_demo(parser.parse_args(argv))
+    parser.add_argument("--fleet", action="store_true",
+                        help="the fleet demo: BGP, BFD, a silent director, a withdrawal")
+    args = parser.parse_args(argv)
+    if args.fleet:
+        from hafast.fleet_demo import run_fleet_demo
+
+        return run_fleet_demo(args)
+    from hafast.daemon_demo import run_daemon_demo
+
+    return run_daemon_demo(args)
 
 
 def _status(argv: Sequence[str]) -> int:

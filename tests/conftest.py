@@ -105,6 +105,7 @@ RUN_LAST = (
     "tests/netns/test_daemon_vrrp_reload.py",
     "tests/netns/test_hostile_vrrp.py",
     "tests/netns/test_bench_smoke.py::test_vm_section_times_ipvs_removal_for_both_peers",
+    "tests/netns/test_fleet_demo.py",
 )
 
 

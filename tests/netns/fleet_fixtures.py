@@ -20,9 +20,7 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -33,54 +31,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hafast.lab import fleet as fleetlab
+from hafast.lab.fleet import DROP_ALL as DROP_ALL  # the tests' names for them
+from hafast.lab.fleet import FRR, router_bgpd
+from hafast.lab.fleet import ROUTER_BFDD as ROUTER_BFDD
 from hafast.lab.netns import Registry, run_in
 from tests.conftest import require, require_root, require_tool
 from tests.netns.daemon_fixtures import Daemon, start_daemon
 
-FRR = Path("/usr/lib/frr")
 VIP = "192.0.2.100"
 TAG = f"fb{os.getpid() % 10000}"
 # Two, not the issue's three: with three (12 FRR daemons and three hafast daemons on
 # this shared two-core machine) the 50 ms x 3 BFD sessions flapped, all of them at once
 # in one run, while other engineers' tests loaded the machine (docs/fleet.md)
 DIRECTORS = (1, 2)
-# a director that goes silent: every packet in and out dropped, before anything else
-DROP_ALL = """table inet fleet_silent {
-  chain in { type filter hook input priority -400; policy drop; }
-  chain out { type filter hook output priority -400; policy drop; }
-}
-"""
-
-
-
-def router_bgpd(directors: tuple[int, ...] = DIRECTORS) -> str:
-    """The router's bgpd.conf: one neighbor per director, BFD profile ``fast``."""
-    return """router bgp 65000
- bgp router-id 10.255.0.254
- bgp log-neighbor-changes
- no bgp ebgp-requires-policy
- timers bgp 3 9
- neighbor D peer-group
- neighbor D remote-as 65001
- neighbor D timers connect 1
- neighbor D advertisement-interval 0
- neighbor D bfd profile fast
-{neighbors} address-family ipv4 unicast
-  maximum-paths 8
- exit-address-family
-exit
-""".format(neighbors="".join(f" neighbor 10.0.{i}.2 peer-group D\n" for i in directors))
-
-
-ROUTER_BGPD = router_bgpd()
-ROUTER_BFDD = """bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 50
-  transmit-interval 50
- exit
-exit
-"""
+ROUTER_BGPD = router_bgpd(DIRECTORS)
 
 
 def director_conf(i: int, vips: tuple[str, ...] = (VIP,), drain: str = "",
@@ -128,14 +93,7 @@ def ns(name: str) -> str:
 
 def gateways(router: str, vip: str = VIP) -> set[str]:
     """The router's kernel next hops for ``vip``."""
-    out = run_in(router, ["ip", "-j", "route", "show", f"{vip}/32"]).stdout
-    routes = json.loads(out or "[]")
-    if not routes:
-        return set()
-    r = routes[0]
-    if "nexthops" in r:
-        return {h["gateway"] for h in r["nexthops"]}
-    return {r["gateway"]} if "gateway" in r else set()
+    return fleetlab.gateways(router, vip)
 
 
 def wait_gateways(router: str, want: set[str], timeout: float,
@@ -233,30 +191,8 @@ class Lab:
         proc.wait(10)
 
     def start_frr(self, name: str, confs: dict[str, str]) -> None:
-        """zebra, bfdd, bgpd in namespace ``name``, each with its own config file, pid
-        file, log and (through ``-N``) vty sockets under /var/run/frr/NAME."""
-        frr = pwd.getpwnam("frr")
-        d = self.base / name
-        d.mkdir()
-        run_dir = Path("/var/run/frr") / ns(name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.reg.defer(f"rmtree {run_dir}", lambda: shutil.rmtree(run_dir, ignore_errors=True))
-        for path in (d, run_dir):
-            os.chown(path, frr.pw_uid, frr.pw_gid)
-        for daemon in ("zebra", "bfdd", "bgpd"):
-            conf = d / f"{daemon}.conf"
-            conf.write_text(confs.get(daemon, ""))
-            os.chown(conf, frr.pw_uid, frr.pw_gid)
-            self.reg.spawn(
-                ns(name),
-                [str(FRR / daemon), "-N", ns(name), "-f", str(conf),
-                 "-i", str(d / f"{daemon}.pid"), "--log", f"file:{d}/{daemon}.log",
-                 "-P", "0"],  # no TCP vty: the unix sockets under run_dir are enough
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if daemon == "zebra":  # the others connect to its zserv socket
-                deadline = time.monotonic() + 10
-                while not (run_dir / "zserv.api").exists() and time.monotonic() < deadline:
-                    time.sleep(0.02)
+        """zebra, bfdd, bgpd in namespace ``name`` (:func:`hafast.lab.fleet.start_frr`)."""
+        fleetlab.start_frr(self.reg, self.base, ns(name), confs)
 
     def render_director(self, i: int, vips: tuple[str, ...] = (VIP,),
                         drain: str = "") -> dict[str, str]:

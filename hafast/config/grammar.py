@@ -796,6 +796,7 @@ drain_method        v  1-2  drainmethod   drain_method
 shutdown_drain_time v  1    timer:0,3600  shutdown_drain_time_us
 announce_hold_down  v  1    timer:0,3600  announce_hold_down_us
 announce_max_changes_per_minute v 1 int:0,1000 announce_max_changes_per_minute
+communities         v  1+   communities   communities
 track_script        l  0    track         +track_script
 track_file          l  0    track         +track_file
 track_interface     l  0    track         +track_interface
@@ -820,6 +821,8 @@ _FLEET_HELP = {
     ("bgp_neighbor", "bfd"): "BFD on this session (50 ms x 3)",
     ("virtual_server", "announce"): "announce the VIP by BGP while the quorum is up",
     ("announce", "prefix"): "the VIP as a host prefix, A/32 or A/128",
+    ("announce", "communities"): "BGP communities the VIP's path carries (AS:N or a "
+    "well-known name such as no-export), serving and draining",
     ("announce", "track_script"): "vrrp_scripts that must succeed for the VIP to be "
     "announced (the director's own checks)",
     ("announce", "track_file"): "track_files that must read 0 for the VIP to be announced",
@@ -1262,6 +1265,29 @@ def conv_drain_method(args: Sequence[Token]) -> str:
 
 CONVERTERS["drainmethod"] = conv_drain_method
 
+# RFC 1997 (and RFC 8326's graceful-shutdown) well-known communities, as FRR names them
+_WELL_KNOWN_COMMUNITIES = ("no-export", "no-advertise", "local-AS", "no-peer", "blackhole",
+                           "graceful-shutdown", "accept-own")
+
+
+def conv_communities(args: Sequence[Token]) -> tuple[str, ...]:
+    """``AS:N ...`` (each 0..65535) or FRR's well-known names, in the order given."""
+    out: list[str] = []
+    for t in args:
+        if t.text in _WELL_KNOWN_COMMUNITIES:
+            out.append(t.text)
+            continue
+        high, sep, low = t.text.partition(":")
+        if not (sep and high.isdigit() and low.isdigit()
+                and int(high) <= 65535 and int(low) <= 65535):
+            raise BadValue(t, f"'{t.text}' is not a BGP community (AS and N are 0..65535; "
+                           f"the well-known ones: {', '.join(_WELL_KNOWN_COMMUNITIES)})")
+        out.append(f"{int(high)}:{int(low)}")
+    return tuple(dict.fromkeys(out))
+
+
+CONVERTERS["communities"] = conv_communities
+
 
 def _arity(text: str) -> tuple[int, int]:
     if text.endswith("+"):
@@ -1339,6 +1365,7 @@ _DESCRIPTIONS = {
     "schedflag": "on|off",
     "extraif": "[SECONDS] [all]",
     "hostprefix": "A/32 or A/128",
+    "communities": "AS:N ...",
 }
 
 

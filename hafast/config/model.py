@@ -921,6 +921,7 @@ class Announce:
     shutdown_drain_time_us: int = 0
     announce_hold_down_us: int = 0
     announce_max_changes_per_minute: int = 0  # 0: no cap
+    communities: tuple[str, ...] = ()  # RFC 1997, normalised ("65000:100", "no-export")
     # the director's own checks (hafast.fleet.owncheck): all up, or the VIP is withdrawn
     track_script: tuple[TrackRef, ...] = ()
     track_file: tuple[TrackRef, ...] = ()

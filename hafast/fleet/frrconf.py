@@ -99,46 +99,75 @@ def _drain_set(method: str, local_as: int) -> list[str]:
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _policy(nets: list[Net], drains: Mapping[str, str], local_as: int) -> list[str]:
-    """Prefix lists and the route-map bgpd redistributes the kernel's routes through."""
+def _policy(nets: list[Net], drains: Mapping[str, str], local_as: int,
+            communities: Mapping[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Prefix lists and the route-map bgpd redistributes the kernel's routes through.
+
+    The VIPs are grouped by what their path carries: serving, by their communities
+    (``fleet``: none; ``commK``: the K-th set); draining, by drain method and
+    communities (``drainK``).  Each group has a prefix list per address family and one
+    route-map entry matching it and its metric; anything else is denied."""
+    comms = communities or {}
+
+    def comm_of(n: Net) -> tuple[str, ...]:
+        return comms.get(str(n), ())
+
+    def sets(n: Net, drain: str | None) -> list[str]:
+        c = comm_of(n)
+        if drain is None:
+            return [" set metric 0"] + ([f" set community {' '.join(c)}"] if c else [])
+        out = _drain_set(drain, local_as)
+        if c:
+            # one 'set community' an entry (a second replaces the first): the drain's
+            # own community (graceful_shutdown) joins the VIP's
+            own = [x for x in out if x.startswith(" set community ")]
+            extra = own[0].split()[2:-1] if own else []  # without 'additive'
+            out = [x for x in out if x not in own]
+            out.insert(1, f" set community {' '.join([*c, *extra])}")
+        return out
+
+    serve_keys = sorted({comm_of(n) for n in nets})
+    drain_keys = sorted({(drains[str(n)], comm_of(n)) for n in nets
+                         if drains.get(str(n), "withdraw") != "withdraw"})
+    groups: list[tuple[str, int, list[Net], str | None]] = []  # name, metric, VIPs, drain
+    for k, c in enumerate(serve_keys):
+        name = "fleet" if not c else f"comm{k + (0 if () in serve_keys else 1)}"
+        groups.append((name, SERVE_METRIC, [n for n in nets if comm_of(n) == c], None))
+    for k, (method, c) in enumerate(drain_keys):
+        groups.append((f"drain{k + 1}", DRAIN_METRIC,
+                       [n for n in nets if drains.get(str(n)) == method and comm_of(n) == c],
+                       method))
     lists: list[str] = []
-    entries: list[tuple[str, int, list[str]]] = []  # (prefix-list, metric, set lines)
-    groups: list[tuple[str, int]] = [("fleet", 0)]
-    methods = sorted({drains[str(n)] for n in nets
-                      if drains.get(str(n), "withdraw") != "withdraw"})
-    groups += [(f"drain{i + 1}", i + 1) for i in range(len(methods))]
+    serve: list[tuple[str, int, list[str]]] = []
+    drain: list[tuple[str, int, list[str]]] = []
     for version in (4, 6):
-        for name, k in groups:
-            mine = [n for n in nets if n.version == version
-                    and (k == 0 or drains.get(str(n)) == methods[k - 1])]
+        for name, metric, members, method in groups:
+            mine = [n for n in members if n.version == version]
             if not mine:
                 continue
             plist = f"hafast-{name}-{version}"
             ip = "ip" if version == 4 else "ipv6"
             lists += [f"{ip} prefix-list {plist} seq {5 * (j + 1)} permit {n}"
                       for j, n in enumerate(mine)]
-            if k == 0:
-                entries.append((f" match {ip} address prefix-list {plist}", SERVE_METRIC,
-                                [" set metric 0"]))
-            else:
-                entries.append((f" match {ip} address prefix-list {plist}", DRAIN_METRIC,
-                                _drain_set(methods[k - 1], local_as)))
+            (serve if method is None else drain).append(
+                (f" match {ip} address prefix-list {plist}", metric, sets(mine[0], method)))
     out = list(lists)
-    # serving entries first (10, 11), drains from 20: anything else is denied
-    serve = [e for e in entries if e[1] == SERVE_METRIC]
-    drain = [e for e in entries if e[1] == DRAIN_METRIC]
+    # serving entries first (from 10), drains after them (from 20, or the next ten)
+    drain_from = 10 * (len(serve) // 10 + 2)
     numbered = [(10 + k, e) for k, e in enumerate(serve)]
-    numbered += [(20 + k, e) for k, e in enumerate(drain)]
-    for seq, (match, metric, sets) in numbered:
+    numbered += [(drain_from + k, e) for k, e in enumerate(drain)]
+    for seq, (match, metric, set_lines) in numbered:
         out += [f"route-map {ROUTE_MAP} permit {seq}", match, f" match metric {metric}",
-                *sets, "exit"]
+                *set_lines, "exit"]
     return out
 
 
 def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = "",
-           drains: Mapping[str, str] | None = None) -> FrrConf:
+           drains: Mapping[str, str] | None = None,
+           communities: Mapping[str, tuple[str, ...]] | None = None) -> FrrConf:
     """Render the three daemons' parts for ``speaker`` announcing ``prefixes``, each
-    drained on SIGTERM by its ``drains[prefix]`` method (default withdraw)."""
+    drained on SIGTERM by its ``drains[prefix]`` method (default withdraw) and carrying
+    its ``communities[prefix]`` (RFC 1997; none by default)."""
     nets = sorted({ipaddress.ip_network(p) for p in prefixes},
                   key=lambda n: (n.version, n.network_address))
     zebra = f"hostname {hostname}\n" if hostname else ""
@@ -148,7 +177,8 @@ def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = ""
         f"  receive-interval {BFD_INTERVAL_MS}\n  transmit-interval {BFD_INTERVAL_MS}\n"
         " exit\nexit\n"
     ) if bfd else ""
-    lines = [*_policy(nets, drains or {}, speaker.local_as), f"router bgp {speaker.local_as}"]
+    lines = [*_policy(nets, drains or {}, speaker.local_as, communities),
+             f"router bgp {speaker.local_as}"]
     if speaker.router_id:
         lines.append(f" bgp router-id {speaker.router_id}")
     # RFC 8212 makes eBGP refuse to send or take routes without a policy; the fleet's
@@ -187,7 +217,8 @@ def render_config(config: m.Config, *, hostname: str = "") -> FrrConf | None:
         return None
     announces = [vs.announce for vs in config.virtual_servers if vs.announce]
     return render(config.bgp_speaker, [a.prefix for a in announces], hostname=hostname,
-                  drains={a.prefix: a.drain_method for a in announces})
+                  drains={a.prefix: a.drain_method for a in announces},
+                  communities={a.prefix: a.communities for a in announces})
 
 
 class FrrConfigError(Exception):

@@ -260,30 +260,50 @@ def bgp_paths(router: str, vip: str = VIP) -> dict[str, dict[str, object]]:
     paths = json.loads(out or "{}").get("paths", [])
     return {p["nexthops"][0]["ip"]: {
         "med": p.get("metric", 0), "aspath": p.get("aspath", {}).get("string", ""),
+        "community": p.get("community", {}).get("string", ""),
         "used": bool(p.get("multipath") or p.get("bestpath"))} for p in paths}
 
 
+# RFC 8326 §4: the receiver's policy lowers LOCAL_PREF on GRACEFUL_SHUTDOWN (65535:0)
+ROUTER_BGPD_GSHUT = """bgp community-list standard gshut seq 5 permit graceful-shutdown
+route-map from-directors permit 10
+ match community gshut
+ set local-preference 0
+exit
+route-map from-directors permit 20
+exit
+""" + ROUTER_BGPD.replace("  maximum-paths 8\n",
+                          "  maximum-paths 8\n  neighbor D route-map from-directors in\n")
+
+
 @pytest.mark.parametrize(("method", "worse"), [
-    ("med 500", {"med": 500, "aspath": "65001"}),
-    ("prepend 2", {"med": 0, "aspath": "65001 65001 65001"}),
+    ("med 500", {"med": 500, "aspath": "65001", "community": "65000:100"}),
+    ("prepend 2", {"med": 0, "aspath": "65001 65001 65001", "community": "65000:100"}),
+    ("graceful_shutdown", {"med": 0, "aspath": "65001",
+                           "community": "65000:100 graceful-shutdown"}),
 ])
 def test_daemon_sigterm_drains(lab: Lab, method: str, worse: dict[str, object]) -> None:
     """SIGTERM with a drain_method: the router keeps d1's path, worse, and out of its
     multipath (so d2 takes the new flows) for shutdown_drain_time; then d1 withdraws
-    and exits."""
+    and exits.  d1's path carries its announce communities all along; with
+    graceful_shutdown the router's own policy (RFC 8326 §4) makes it worse."""
     router = ns("rtr")
-    drain = f"drain_method {method}\n    shutdown_drain_time 3"
+    drain = f"drain_method {method}\n    shutdown_drain_time 3\n    communities 65000:100"
     for i in DIRECTORS:
         lab.start_real_server(i)
     confs = {i: lab.render_director(i, drain=drain if i == 1 else "") for i in DIRECTORS}
     assert "match metric 200" in confs[1]["bgpd"]
-    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
+    assert "set community 65000:100" in confs[1]["bgpd"]
+    lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD,
+                          "bgpd": ROUTER_BGPD_GSHUT})
     for i in DIRECTORS:
         lab.start_frr(f"d{i}", confs[i])
         lab.start_announcer(i, "daemon", drain=drain if i == 1 else "")
     every = {f"10.0.{i}.2" for i in DIRECTORS}
     assert wait_gateways(router, every, 60) is not None, gateways(router)
-    assert bgp_paths(router)["10.0.1.2"] == {"med": 0, "aspath": "65001", "used": True}
+    assert bgp_paths(router)["10.0.1.2"] == {"med": 0, "aspath": "65001",
+                                             "community": "65000:100", "used": True}
+    assert bgp_paths(router)["10.0.2.2"]["community"] == ""
 
     d = lab.daemons[1]
     d.signal(signal.SIGTERM)

@@ -143,3 +143,40 @@ def test_flap_control_values() -> None:
     default = load_text(_drain("")).config.virtual_servers[0].announce
     assert default is not None
     assert (default.announce_hold_down_us, default.announce_max_changes_per_minute) == (0, 0)
+
+
+def test_communities_are_normalised_in_order() -> None:
+    res = load_text(_drain("    communities 65000:0100 no-export 65000:100 0:0\n"))
+    assert res.ok, [d.format() for d in res.errors]
+    a = res.config.virtual_servers[0].announce
+    assert a is not None and a.communities == ("65000:100", "no-export", "0:0")
+
+
+@pytest.mark.parametrize(("word", "col"), [("70000:1", 17), ("1:65536", 17), ("65000", 17),
+                                           ("no_export", 17), ("1:x", 17)])
+def test_a_bad_community_is_an_error_at_its_word(word: str, col: int) -> None:
+    errors = [d.format() for d in
+              load_text(_drain(f"    communities {word}\n"), file="k.conf").errors]
+    assert errors and errors[0].startswith(
+        f"k.conf:8:{col}: error: '{word}' is not a BGP community (AS and N are 0..65535"), errors
+
+
+def test_communities_render_with_each_vip_serving_and_draining() -> None:
+    """One route-map entry per group of VIPs with the same communities (and drain): a
+    VIP's communities go with it while it serves and while it drains, and a
+    graceful_shutdown drain adds its own to them in the entry's one set community."""
+    from hafast.fleet.frrconf import render
+
+    sp = BgpSpeaker(local_as=65001, neighbors=(BgpNeighbor("10.0.1.1", 65000),))
+    bgpd = render(sp, ["192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"],
+                  drains={"192.0.2.1/32": "graceful_shutdown"},
+                  communities={"192.0.2.1/32": ("65000:100", "no-export"),
+                               "192.0.2.3/32": ("65000:100", "no-export")}).bgpd
+    entries = bgpd.split("router bgp")[0].split("route-map hafast-fleet permit ")[1:]
+    assert [e.splitlines()[0] for e in entries] == ["10", "11", "20"]
+    assert "hafast-fleet-4" in entries[0] and "set community" not in entries[0]
+    assert "hafast-comm1-4" in entries[1] and " set community 65000:100 no-export\n" in entries[1]
+    assert "hafast-drain1-4" in entries[2] and entries[2].count("set community") == 1
+    assert " set community 65000:100 no-export graceful-shutdown\n" in entries[2]
+    assert "ip prefix-list hafast-comm1-4 seq 5 permit 192.0.2.1/32\n" in bgpd
+    assert "ip prefix-list hafast-comm1-4 seq 10 permit 192.0.2.3/32\n" in bgpd

@@ -133,10 +133,10 @@ def _policy(nets: list[Net], drains: Mapping[str, str], local_as: int,
     for k, c in enumerate(serve_keys):
         name = "fleet" if not c else f"comm{k + (0 if () in serve_keys else 1)}"
         groups.append((name, SERVE_METRIC, [n for n in nets if comm_of(n) == c], None))
-    for k, (method, c) in enumerate(drain_keys):
+    for k, (how, c) in enumerate(drain_keys):
         groups.append((f"drain{k + 1}", DRAIN_METRIC,
-                       [n for n in nets if drains.get(str(n)) == method and comm_of(n) == c],
-                       method))
+                       [n for n in nets if drains.get(str(n)) == how and comm_of(n) == c],
+                       how))
     lists: list[str] = []
     serve: list[tuple[str, int, list[str]]] = []
     drain: list[tuple[str, int, list[str]]] = []

@@ -23,6 +23,7 @@ Example (root, inside the director's namespace)::
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections import Counter
@@ -422,6 +423,17 @@ class FleetRunner:
         self.engine.stop()
         self.announcer.stop()
 
+    async def shutdown(self) -> None:
+        """SIGTERM, as the daemon's: every VIP drains (its drain_method, for its
+        shutdown_drain_time) while the checks go on, then all are withdrawn and the FRR
+        daemons hafast runs stop."""
+        end = self.announcer.drain()
+        await asyncio.sleep(max(0.0, end - self.announcer.loop.time()))
+        self.announcer.withdraw_all()
+        self.rounds.stop()
+        self.engine.stop()
+        self.announcer.shutdown()
+
     def phase(self, vs: m.VirtualServer) -> str:
         return self.announcer.phase(vs)
 
@@ -456,8 +468,9 @@ def _render(config: m.Config, out: str, hostname: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hafast.fleet.runner -f CONFIG``: announce until SIGTERM/SIGINT (the
-    routes stay: fail-static).  ``--render DIR`` writes and checks FRR's config instead.
+    """``python -m hafast.fleet.runner -f CONFIG``: announce until SIGTERM/SIGINT, which
+    drain and withdraw as the daemon's SIGTERM does (a crash leaves the routes:
+    fail-static).  ``--render DIR`` writes and checks FRR's config instead.
     """
     import argparse
     import signal
@@ -481,13 +494,21 @@ def main(argv: list[str] | None = None) -> int:
     loop = new_loop()
     kernel = KernelRoutes()
     runner = FleetRunner(res.config, loop, kernel)
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if not stopping:  # a second signal changes nothing: the drain runs its course
+            stopping.append(loop.create_task(runner.shutdown()))
+            stopping[0].add_done_callback(lambda _t: loop.stop())
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, loop.stop)
+        loop.add_signal_handler(sig, on_signal)
     runner.start()
     try:
         loop.run_forever()
     finally:
-        runner.stop()
+        if not stopping:
+            runner.stop()
         kernel.close()
         loop.close()
     return 0

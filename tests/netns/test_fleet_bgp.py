@@ -21,6 +21,7 @@ machine is shared.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -171,6 +172,13 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
         log2 = lab.logs[2].read_text()
         assert "BFD session 10.0.2.1: up -> down" in log2, log2[-3000:]
 
+    if announcer == "runner":
+        # SIGTERM: the runner drains (no drain time here) and withdraws, as the daemon
+        os.kill(lab.pids[1], signal.SIGTERM)
+        took = wait_for(d1_out, WITHDRAW_BOUND_S)
+        assert took is not None, f"d1 still announced after SIGTERM: {gateways(router)}"
+        wait_log(lab.logs[1], "-> WITHDRAWN (stopping)", 10)
+        print(f"[runner] SIGTERM on d1 -> d1 out of the router's next hops: {took:.2f} s")
     if announcer == "daemon":
         # SIGTERM: the daemon withdraws before its pools go (its FRR stays up)
         lab.daemons[1].signal(signal.SIGTERM)

@@ -133,6 +133,8 @@ def diagnose(config: m.Config, warn: Callable[[Token, str], None],
                  "satisfied by the connected route); leave the address out, hafast "
                  "makes the VIP local with a route")
         _tracks(config, vs.announce, warn, error or warn)
+        if vs.group is not None:
+            _group(config, vs.group, vs.announce, vip, warn)
         if vs.address is not None and vs.address != vip and vs.group is None:
             warn(_at(vs.announce.where),
                  f"announce prefix {vs.announce.prefix} is not this virtual server's "
@@ -156,3 +158,32 @@ def _tracks(config: m.Config, a: m.Announce, warn: Callable[[Token, str], None],
             if r.weight is not None:
                 warn(at, f"announce {a.prefix}: {kind} {r.name} weight {r.weight} has no "
                      "effect: the VIP is withdrawn while the object is down")
+
+
+def _member_is(member: m.VsgMember, vip: str) -> bool:
+    """Whether the group member is exactly ``vip`` (one address, no range)."""
+    return (member.address is not None and member.last is None and "/" not in member.address
+            and ipaddress.ip_address(member.address) == ipaddress.ip_address(vip))
+
+
+def _group(config: m.Config, name: str, a: m.Announce, vip: str,
+           warn: Callable[[Token, str], None]) -> None:
+    """A virtual_server_group's announce block announces its one prefix: say so when
+    the group holds other addresses (a range, a fwmark, another address), which go
+    unannounced, or does not hold the prefix at all."""
+    group = next((g for g in config.virtual_server_groups if g.name == name), None)
+    if group is None or not group.members:
+        return
+    others = [mb for mb in group.members if not _member_is(mb, vip)]
+    if len(others) == len(group.members):
+        warn(_at(a.where), f"announce prefix {a.prefix} is not an address of "
+             f"virtual_server_group {name}")
+    elif others:
+        shown = ", ".join(f"fwmark {mb.fwmark}" if mb.address is None else
+                          f"{mb.address}-{mb.last}" if mb.last else str(mb.address)
+                          for mb in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        warn(_at(a.where), f"announce {a.prefix}: virtual_server_group {name} also holds "
+             f"{shown}{more}, which this director does not announce (one prefix an "
+             "announce block)")
+

@@ -360,3 +360,33 @@ def test_a_start_withdraws_what_an_earlier_run_left_for_a_vip_gone_from_the_conf
                      ("withdraw", "2001:db8::9/128"), ("unmake_local", "2001:db8::9/128")]
     # the VIP still configured is left to its machine (STARTUP holds what is there)
     assert ("withdraw", "192.0.2.1/32") not in kernel.calls
+
+
+def test_a_group_virtual_server_announces_its_prefix() -> None:
+    clock, kernel = Clock(), Kernel()
+    cfg = load_text("""virtual_server_group web {
+  192.0.2.9 80
+  192.0.2.9 443
+}
+virtual_server group web {
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {
+    prefix 192.0.2.9/32
+  }
+  real_server 10.1.0.1 80 {
+    TCP_CHECK {
+    }
+  }
+}
+""").config
+    quorum = {cfg.virtual_servers[0].key: True}
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, quorum.__getitem__)
+    a.rounds_done(0, [cfg.virtual_servers[0].key])
+    clock.advance(101.0)
+    assert kernel.calls == [("make_local", "192.0.2.9/32"), ("announce", "192.0.2.9/32")]
+    quorum[cfg.virtual_servers[0].key] = False
+    a.sync(quorum.__getitem__)
+    assert kernel.calls[-1] == ("withdraw", "192.0.2.9/32")

@@ -180,3 +180,44 @@ def test_communities_render_with_each_vip_serving_and_draining() -> None:
     assert " set community 65000:100 no-export graceful-shutdown\n" in entries[2]
     assert "ip prefix-list hafast-comm1-4 seq 5 permit 192.0.2.1/32\n" in bgpd
     assert "ip prefix-list hafast-comm1-4 seq 10 permit 192.0.2.3/32\n" in bgpd
+
+
+GROUP = """bgp_speaker {
+  local_as 65001
+  neighbor 10.0.0.1 {
+    remote_as 65000
+  }
+}
+virtual_server_group web {
+%s
+}
+virtual_server group web {
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {
+    prefix 192.0.2.1/32
+  }
+  real_server 10.0.0.2 80 {
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(("members", "said"), [
+    ("  192.0.2.1 80\n  192.0.2.1 443", None),
+    ("  192.0.2.1 80\n  192.0.2.5-9 80", "also holds 192.0.2.5-9, which this director does "
+     "not announce"),
+    ("  192.0.2.7 80", "announce prefix 192.0.2.1/32 is not an address of "
+     "virtual_server_group web"),
+])
+def test_an_announced_group_says_what_goes_unannounced(members: str, said: str | None) -> None:
+    res = load_text(GROUP % members)
+    assert res.ok, [d.format() for d in res.errors]
+    fleet = [w.message for w in res.warnings if "announce" in w.message]
+    if said is None:
+        assert fleet == []
+    else:
+        assert len(fleet) == 1 and said in fleet[0], fleet
+    a = res.config.virtual_servers[0].announce
+    assert a is not None and res.config.virtual_servers[0].group == "web"

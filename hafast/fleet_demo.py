@@ -259,7 +259,7 @@ def run_fleet_demo(args: argparse.Namespace | None) -> int:
             lab.build()
             for i in DIRECTORS:
                 lab.start_server(i)
-            start_frr(reg, tmp, lab.ns("rtr"), {"zebra": "hostname rtr\n",
+            start_frr(reg, tmp / "rtr", lab.ns("rtr"), {"zebra": "hostname rtr\n",
                                                 "bfdd": ROUTER_BFDD,
                                                 "bgpd": router_bgpd(DIRECTORS)})
             print("== starting hafast in each director (frr_control run: hafast starts "

@@ -59,12 +59,11 @@ exit
            neighbors="".join(f" neighbor 10.0.{i}.2 peer-group D\n" for i in directors))
 
 
-def start_frr(reg: Registry, base: Path, ns: str, confs: dict[str, str]) -> None:
+def start_frr(reg: Registry, d: Path, ns: str, confs: dict[str, str]) -> None:
     """zebra, bfdd and bgpd in namespace ``ns``, each with its own config file, pid
-    file and log under ``base/ns`` and (through ``-N ns``) vty sockets under
-    /var/run/frr/ns; the registry stops them and removes the folders."""
+    file and log in the new folder ``d`` and (through ``-N ns``) vty sockets under
+    /var/run/frr/ns; the registry stops them and removes the run folder."""
     frr = pwd.getpwnam("frr")
-    d = base / ns
     d.mkdir()
     run_dir = Path("/var/run/frr") / ns
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -192,7 +192,7 @@ class Lab:
 
     def start_frr(self, name: str, confs: dict[str, str]) -> None:
         """zebra, bfdd, bgpd in namespace ``name`` (:func:`hafast.lab.fleet.start_frr`)."""
-        fleetlab.start_frr(self.reg, self.base, ns(name), confs)
+        fleetlab.start_frr(self.reg, self.base / name, ns(name), confs)
 
     def render_director(self, i: int, vips: tuple[str, ...] = (VIP,),
                         drain: str = "") -> dict[str, str]:

@@ -8,6 +8,8 @@ diagnostics, :func:`hafast.config.cli_config.run_config`).
   start, :func:`hafast.lvs.nft.limits`, one per limit naming its virtual servers);
   with no backend at all, the line the daemon would stop with;
 - a Maglev fleet on a kernel with ``sloppy_tcp=0`` (:func:`hafast.fleet.runner.maglev_warnings`);
+- an announced VIP that is already an interface address here
+  (:func:`hafast.fleet.runner.address_warnings`);
 - ``frr_control reload`` or ``run`` on a machine without FRR's daemons or its
   frr-reload.py (:func:`hafast.fleet.frrlife.missing_tools`).
 
@@ -100,9 +102,9 @@ def host_checks(config: m.Config, option: str = pb.AUTO) -> list[str]:
     """Every host note for ``config``, pool backend first."""
     out = pool_notes(config, option)
     if any(vs.announce for vs in config.virtual_servers):
-        from hafast.fleet.runner import maglev_warnings
+        from hafast.fleet.runner import address_warnings, maglev_warnings
 
-        out += maglev_warnings(config)
+        out += maglev_warnings(config) + address_warnings(config)
     if config.bgp_speaker is not None and config.bgp_speaker.frr_control != "none":
         from hafast.fleet.frrlife import missing_tools
 

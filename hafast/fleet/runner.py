@@ -107,6 +107,45 @@ def maglev_warnings(config: m.Config,
 ROUND_SLACK_S = 5.0  # a loaded machine's lateness on top of the checks' own times
 
 
+def _held_addresses() -> set[str]:
+    from hafast.net.addrwatch import dump_addresses
+
+    try:
+        return {a for a, _ifindex in dump_addresses()}
+    except OSError:  # no netlink here: nothing to judge
+        return set()
+
+
+def address_warnings(config: m.Config,
+                     held: Callable[[], set[str]] = _held_addresses) -> list[str]:
+    """Announced VIPs that are already an address of an interface in this network
+    namespace (put there by someone else: ``hafast -t`` warns separately about the
+    config's own).  zebra takes such an address's route as connected, and bgpd keeps
+    announcing it whatever hafast does to its own route (measured, docs/fleet.md).
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text('''virtual_server 192.0.2.1 80 {
+    ...   announce {
+    ...     prefix 192.0.2.1/32
+    ...   }
+    ...   real_server 10.1.0.1 80 { }
+    ... }''').config
+    >>> address_warnings(cfg, lambda: {"192.0.2.1"})[0][:62]
+    'announce 192.0.2.1/32: 192.0.2.1 is an address on an interface'
+    >>> address_warnings(cfg, lambda: {"192.0.2.2"})
+    []
+    """
+    vips = {str(ipaddress.ip_network(vs.announce.prefix, strict=False).network_address):
+            vs.announce.prefix for vs in config.virtual_servers if vs.announce is not None}
+    if not vips:
+        return []
+    here = held()
+    return [f"announce {prefix}: {vip} is an address on an interface here, so FRR would "
+            "keep announcing it whatever the quorum (zebra's connected route); remove the "
+            "address, hafast makes the VIP local with a route"
+            for vip, prefix in sorted(vips.items()) if vip in here]
+
+
 def round_bound_s(vs: m.VirtualServer) -> float:
     """Seconds after start by which every checker of ``vs`` must have decided, even
     failing with every retry (its first attempt, then each retry after its
@@ -171,7 +210,7 @@ class Announcer:
         """Make each VIP local, start its machine in STARTUP, and arm its first round."""
         self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
         self.own.configure(config)
-        for text in maglev_warnings(config):
+        for text in maglev_warnings(config) + address_warnings(config):
             log.warning("%s", text)
         self._sweep()
         for vs in self.vss:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,29 @@ def test_a_start_withdraws_a_vip_the_config_no_longer_has(ns: str) -> None:
             assert "blackhole 192.0.2.22" in static
         finally:
             k.close()
+
+
+def test_hafast_t_warns_about_a_vip_someone_put_on_an_interface(ns: str, tmp_path: Path) -> None:
+    """An address of the announced VIP that the config does not make (an operator's
+    ``ip addr add``): zebra would keep it announced as connected; ``hafast -t`` run in
+    the namespace says so, and says nothing once the address is gone."""
+    conf = tmp_path / "k.conf"
+    conf.write_text("""virtual_server 192.0.2.100 80 {
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {
+    prefix 192.0.2.100/32
+  }
+  real_server 10.1.0.1 80 {
+  }
+}
+""")
+    argv = [sys.executable, "-m", "hafast", "-t", "-f", str(conf)]
+    run_in(ns, ["ip", "addr", "add", "192.0.2.100/32", "dev", "lo"])
+    said = run_in(ns, argv, check=False)
+    assert "announce 192.0.2.100/32: 192.0.2.100 is an address on an interface here" in (
+        said.stdout + said.stderr), said
+    run_in(ns, ["ip", "addr", "del", "192.0.2.100/32", "dev", "lo"])
+    said = run_in(ns, argv, check=False)
+    assert "is an address on an interface" not in said.stdout + said.stderr, said

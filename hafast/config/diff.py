@@ -72,11 +72,16 @@ class ReloadPlan:
     real_servers: dict[Hashable, Plan[m.RealServer]] = field(default_factory=dict)
     # for each adopted real server (by (vs key, rs key)): its checkers
     checkers: dict[Hashable, Plan[m.Checker]] = field(default_factory=dict)
+    # fleet mode (hafast extensions): the BGP speaker, and the announce blocks by prefix
+    # (the announcer applies them as its own diff: hafast.fleet.runner.Announcer.reload)
+    bgp_speaker_changed: bool = False
+    announces: Plan[m.Announce] = field(default_factory=Plan)
 
     @property
     def changed(self) -> bool:
         return (
-            self.global_defs_changed or self.static_changed or any(p.changed for p in self._plans())
+            self.global_defs_changed or self.static_changed or self.bgp_speaker_changed
+            or any(p.changed for p in self._plans())
         )
 
     def _plans(self) -> Iterable[Plan[Any]]:
@@ -88,6 +93,7 @@ class ReloadPlan:
             self.sync_groups,
             self.virtual_server_groups,
             self.virtual_servers,
+            self.announces,
         )
         yield from self.real_servers.values()
         yield from self.checkers.values()
@@ -98,11 +104,15 @@ class ReloadPlan:
         for p in self.real_servers.values():
             for name in ("keep", "adopt", "add", "remove"):
                 getattr(rs, name).extend(getattr(p, name))
-        return {
+        out = {
             "vrrp_instances": self.vrrp_instances.counts(),
             "virtual_servers": self.virtual_servers.counts(),
             "real_servers (in adopted virtual servers)": rs.counts(),
         }
+        if self.bgp_speaker_changed or any(self.announces.counts().values()):
+            out["announces"] = self.announces.counts()
+            out["bgp_speaker"] = {"changed": int(self.bgp_speaker_changed)}
+        return out
 
 
 # Fields whose change cannot be applied to a running object: it is replaced instead.
@@ -164,6 +174,10 @@ def _name(x: Any) -> Hashable:
     return name
 
 
+def _prefix(x: m.Announce) -> Hashable:
+    return x.prefix
+
+
 def _vs_key(x: m.VirtualServer) -> Hashable:
     return x.key
 
@@ -220,6 +234,10 @@ def diff(old: m.Config, new: m.Config) -> ReloadPlan:
         vrrp_instances=diff_by(old.vrrp_instances, new.vrrp_instances, _name),
         sync_groups=diff_by(old.sync_groups, new.sync_groups, _name),
         virtual_server_groups=diff_by(old.virtual_server_groups, new.virtual_server_groups, _name),
+        bgp_speaker_changed=old.bgp_speaker != new.bgp_speaker,
+        announces=diff_by([vs.announce for vs in old.virtual_servers if vs.announce],
+                          [vs.announce for vs in new.virtual_servers if vs.announce],
+                          _prefix),
     )
     vsp = plan.virtual_servers
     before = {vs.key: vs for vs in old.virtual_servers}

@@ -177,3 +177,26 @@ def test_changed_fields_names_what_to_apply() -> None:
     assert changed_fields(old, new) == ("lvs_sched",)
     moved = _cfg("\n" + BASE).vrrp_instances[0]
     assert changed_fields(_cfg(BASE).vrrp_instances[0], moved) == ()  # where is not compared
+
+
+def test_fleet_changes_are_in_the_plan_and_its_summary() -> None:
+    """bgp_speaker and the announce blocks (by prefix) are in the reload plan, and the
+    log's summary counts them for a fleet config (a config without them: as before)."""
+    speaker = ("bgp_speaker {\n local_as 65001\n neighbor 10.0.0.1 {\n  remote_as 65000\n"
+               " }\n %s\n}\n")
+    vs = ("virtual_server 192.0.2.%d 80 {\n protocol TCP\n lvs_sched wlc\n lvs_method DR\n"
+          " announce {\n  prefix 192.0.2.%d/32\n  %s\n }\n real_server 10.0.0.2 80 {\n }\n}\n")
+    old = _cfg(speaker % "" + vs % (1, 1, "") + vs % (2, 2, ""))
+    new = _cfg(speaker % "frr_control run" + vs % (1, 1, "announce_delay 3")
+               + vs % (3, 3, ""))
+    plan = diff(old, new)
+    assert plan.bgp_speaker_changed and plan.changed
+    assert plan.announces.counts() == {"keep": 0, "adopt": 1, "add": 1, "remove": 1}
+    s = plan.summary()
+    assert s["announces"] == {"keep": 0, "adopt": 1, "add": 1, "remove": 1}
+    assert s["bgp_speaker"] == {"changed": 1}
+    same = diff(old, _cfg(speaker % "" + vs % (1, 1, "") + vs % (2, 2, "")))
+    assert not same.changed
+    assert same.summary()["announces"] == {"keep": 2, "adopt": 0, "add": 0, "remove": 0}
+    assert same.summary()["bgp_speaker"] == {"changed": 0}
+    assert "announces" not in diff(_cfg(BASE), _cfg(BASE)).summary()

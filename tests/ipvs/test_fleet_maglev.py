@@ -28,6 +28,11 @@ between d2 and d3 too.  A moved flow meets a director without its connection ent
 - the control, ``sloppy_tcp=0``, in the same boot with fresh flows: IPVS schedules
   only a SYN, the segment reaches the director's own TCP stack, which resets it.
 
+- a real server flapping on d1 only, over fresh flows: rs2 fails d1's own health
+  checks (an nft rule drops d1's sockets' packets to it; the flows IPVS forwards have
+  no socket and pass) and comes back.  d1 keeps rs2 in its place at weight 0 (its
+  Maglev slots), d2 and d3 never see it down, and every flow keeps its real server.
+
 The research probe (same topology, ipvsadm instead of hafast) measured 60/60 and
 29/60 reset.  The loss here is a link down rather than a silent director (nft
 drop-all, caught by BFD in ~0.2 s on the host): BFD's 50 ms x 3 is not safe on the
@@ -483,6 +488,73 @@ def run_arm(lab: Lab, sloppy: int, first_port: int) -> Arm:
     return arm
 
 
+# d1's own health checks of one real server fail (its sockets' packets to it dropped;
+# the flows IPVS forwards have no socket, so they pass): a server flapping on d1 only
+FLAP_NFT = """table inet maglev_flap {{
+  chain out {{
+    type filter hook output priority 0; policy accept;
+    ip daddr {addr} tcp dport {port} meta skuid 0 drop
+  }}
+}}
+"""
+
+
+def weights(i: int) -> dict[str, int]:
+    """d{i}'s destinations -> weight, in the kernel's list order."""
+    out = run_in(ns(f"d{i}"), ["ipvsadm", "-Ln", "--nosort"]).stdout
+    return {line.split()[1]: int(line.split()[3]) for line in out.splitlines()
+            if line.strip().startswith("->") and line.split()[1][0].isdigit()}
+
+
+@dataclass
+class Flap:
+    """One real server failing d1's checks only, over fresh flows."""
+
+    base: list[str] = field(default_factory=list)
+    during: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)  # d1's list before, during, after
+    order_during: list[str] = field(default_factory=list)
+    order_after: list[str] = field(default_factory=list)
+    d1_during: dict[str, int] = field(default_factory=dict)
+    others_during: list[dict[str, int]] = field(default_factory=list)
+
+    def kept(self, after: list[str]) -> int:
+        return sum(1 for a, b in zip(self.base, after, strict=True) if a == b and a in REALS)
+
+
+def flap_arm(lab: Lab, first_port: int) -> Flap:
+    """Fresh flows; rs2 fails d1's checks only and comes back: every flow should keep
+    its real server, and d1 keep rs2 in its place at weight 0 (its Maglev slots) while
+    the others keep it at 1."""
+    lab.set_sloppy(1)
+    flows = Flows(first_port)
+    victim = f"{REALS['rs2']}:{PORT}"
+    flap = Flap()
+    try:
+        flows.open()
+        flap.base = flows.probe()
+        assert all(a in REALS for a in flap.base), flap.base
+        flap.order = list(weights(1))
+        run_in(ns("d1"), ["nft", "-f", "-"], input=FLAP_NFT.format(addr=REALS["rs2"],
+                                                                   port=PORT))
+        wait_for(lambda: weights(1).get(victim) == 0, MOVE_S,
+                 f"{victim} at weight 0 on d1", lab.logs)
+        flap.d1_during = weights(1)
+        flap.order_during = list(flap.d1_during)
+        flap.others_during = [weights(2), weights(3)]
+        flap.during = flows.probe()
+        run_in(ns("d1"), ["nft", "delete", "table", "inet", "maglev_flap"])
+        wait_for(lambda: weights(1).get(victim) == 1, MOVE_S,
+                 f"{victim} back at weight 1 on d1", lab.logs)
+        flap.after = flows.probe()
+        flap.order_after = list(weights(1))
+    finally:
+        flows.close()
+        run_in(ns("d1"), ["nft", "delete", "table", "inet", "maglev_flap"], check=False)
+    return flap
+
+
 def test_flows_survive_a_directors_loss_and_return(lab: Lab) -> None:
     t0 = time.monotonic()
     lab.set_sloppy(1)
@@ -507,6 +579,13 @@ def test_flows_survive_a_directors_loss_and_return(lab: Lab) -> None:
         print(survive.line())
         control = run_arm(lab, 0, 41000)
         print(control.line())
+        flap = flap_arm(lab, 42000)
+        print(f"rs2 failing d1's checks only: {flap.kept(flap.during)}/{FLOWS} kept their "
+              f"real server, {flap.kept(flap.after)}/{FLOWS} after it came back; d1 "
+              f"{flap.d1_during}, d2 and d3 {flap.others_during}")
+        record("Maglev fleet (IPVS VM)", "a real server flapping on d1 only", {
+            "kept while down on d1": f"{flap.kept(flap.during)}/{FLOWS}",
+            "kept after": f"{flap.kept(flap.after)}/{FLOWS}"})
         for arm in (survive, control):
             record("Maglev fleet (IPVS VM)", f"d1 lost and back, sloppy_tcp={arm.sloppy}", {
                 "flows d1 held": arm.on_d1, "reached a new director": arm.moved_at_loss,
@@ -524,6 +603,11 @@ def test_flows_survive_a_directors_loss_and_return(lab: Lab) -> None:
         # ... and without it the moved ones are reset: the control can fail
         assert control.kept(control.lost) < FLOWS, control.line()
         assert any(a not in REALS and a != "timeout" for a in control.lost), control.line()
+        # a server down on d1 only: no flow moves or breaks, d1 keeps it (weight 0) in
+        # its place in the list, and d2 and d3 never saw it down
+        assert flap.kept(flap.during) == flap.kept(flap.after) == FLOWS, flap
+        assert flap.order == flap.order_during == flap.order_after, flap
+        assert all(w[f"{REALS['rs2']}:{PORT}"] == 1 for w in flap.others_during), flap
     finally:
         servers.close()
         # all at once: each takes seconds to stop on the VM's emulated CPU

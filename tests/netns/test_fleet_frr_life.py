@@ -143,6 +143,27 @@ def test_hafast_runs_frr(lab: Lab) -> None:
           f"router {time.monotonic() - t0:.2f} s after the kill")
     pids = {daemon: _pid(daemon) for daemon in DAEMONS}
 
+    # zebra dies: hafast starts it again, bgpd and bfdd reconnect to it by themselves,
+    # and the announce route (still in the kernel) is redistributed again
+    old = pids["zebra"]
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    t0 = time.monotonic()
+    back = wait_for(lambda: _pid("zebra") not in (None, old), 15)
+    assert back is not None, d.log_text()[-3000:]
+    took = wait_for(lambda: D1 in gateways(router) and pids["bgpd"] == _pid("bgpd"), 60)
+    assert took is not None, f"{gateways(router)}\n{lab.explain()}\n{d.log_text()[-2000:]}"
+    d.wait_for(lambda s: s["fleet_frr"]["restarts"] == {"bgpd": 1, "zebra": 1}, 10,
+               "zebra's restart counted")
+    print(f"[run] zebra SIGKILLed: started again in {back:.2f} s; {VIP} at the router "
+          f"{time.monotonic() - t0:.2f} s after the kill")
+    # ... and bgpd follows the new zebra: a withdrawal and an announcement get through
+    lab.stop_real_server(1)
+    assert wait_for(lambda: D1 not in gateways(router), 30) is not None, gateways(router)
+    lab.start_real_server(1)
+    assert wait_for(lambda: D1 in gateways(router), 30) is not None, gateways(router)
+    pids = {daemon: _pid(daemon) for daemon in DAEMONS}
+
     # hafast crashes (its whole process group): FRR and the announcement stay
     lab.crash_announcer(1)
     assert holds(lambda: D1 in gateways(router), 2.0), "the crash withdrew"

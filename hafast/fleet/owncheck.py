@@ -51,7 +51,6 @@ class OwnChecks:
         self.files: dict[str, FileTracker] = {}
         self.links: dict[str, bool] = {}
         self._linkwatch: LinkWatch | None = None
-        self._specs: dict[str, Any] = {}  # "script:N" / "file:N" -> the spec it runs
 
     def configure(self, config: m.Config, reload: bool = False) -> None:
         """Start the trackers ``config``'s announce blocks name, stop the others."""
@@ -61,20 +60,18 @@ class OwnChecks:
         want_scripts = {r.name for a in announces for r in a.track_script if r.name in scripts}
         want_files = {r.name for a in announces for r in a.track_file if r.name in files}
         for name in list(self.scripts):
-            if name not in want_scripts or self._specs[f"script:{name}"] != scripts[name]:
+            if name not in want_scripts or self.scripts[name].script != scripts[name]:
                 self.scripts.pop(name).close()
         for name in list(self.files):
-            if name not in want_files or self._specs[f"file:{name}"] != files[name]:
+            if name not in want_files or self.files[name].spec != files[name]:
                 self.files.pop(name).close()
         for name in sorted(want_scripts - set(self.scripts)):
             tracker = self.scripts[name] = ScriptTracker(self.loop, scripts[name],
                                                          assume_good=reload)
-            self._specs[f"script:{name}"] = scripts[name]
             tracker.listeners.append(lambda good: self.on_change())
             tracker.start()
         for name in sorted(want_files - set(self.files)):
             ft = self.files[name] = FileTracker(self.loop, files[name])
-            self._specs[f"file:{name}"] = files[name]
             ft.listeners.append(lambda value: self.on_change())
             ft.start()
         for ifname in sorted({r.name for a in announces for r in a.track_interface}):

@@ -48,6 +48,7 @@ from typing import Any
 from hafast.config import model as m
 from hafast.fleet.frrconf import FrrConf, render_config
 from hafast.fleet.tools import run_tool, start_detached
+from hafast.net.vmac import Sysctl
 
 log = logging.getLogger("hafast.fleet")
 
@@ -111,23 +112,16 @@ def running_pid(speaker: m.BgpSpeaker, daemon: str) -> int | None:
         return None
 
 
-def _sysctl_off(path: str) -> bool:
-    try:
-        with open(path) as f:
-            return f.read().strip() == "0"
-    except OSError:
-        return False
-
-
-def forwarding_lines() -> str:
+def forwarding_lines(sysctl: Sysctl | None = None) -> str:
     """zebra's forwarding lines as it shows them for this namespace now.  zebra writes
     ``no ip forwarding`` when forwarding is off; a rendering without it would make
     frr-reload.py turn forwarding on, and one with it would turn off a NAT director's.
     So the rendering says what the kernel has, and the sysctls stay the operator's."""
+    sysctl = sysctl or Sysctl()
     out = ""
-    if _sysctl_off("/proc/sys/net/ipv4/ip_forward"):
+    if sysctl.get("net/ipv4/ip_forward") == 0:
         out += "no ip forwarding\n"
-    if _sysctl_off("/proc/sys/net/ipv6/conf/all/forwarding"):
+    if sysctl.get("net/ipv6/conf/all/forwarding") == 0:
         out += "no ipv6 forwarding\n"
     return out
 

@@ -17,6 +17,7 @@ from hafast.config.loader import load_text
 from hafast.config.model import Config
 from hafast.fleet import frrlife
 from hafast.fleet.frrlife import FrrLife, daemon_argv, missing_tools, reload_argv
+from hafast.net.vmac import Sysctl
 
 
 def conf(tmp: Path, mode: str, vips: tuple[str, ...] = ("192.0.2.100",)) -> Config:
@@ -136,11 +137,17 @@ def test_the_tools_argv(tmp_path: Path) -> None:
         "--confdir", str(tmp_path), "--rundir", "/var/run/frr/d1", "/x/frr.conf"]
 
 
-def test_forwarding_lines_say_what_the_kernel_has(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(frrlife, "_sysctl_off", lambda path: "ipv6" in path)
-    assert frrlife.forwarding_lines() == "no ipv6 forwarding\n"
-    monkeypatch.setattr(frrlife, "_sysctl_off", lambda path: False)
-    assert frrlife.forwarding_lines() == ""
+def test_forwarding_lines_say_what_the_kernel_has(tmp_path: Path) -> None:
+    v4, v6 = tmp_path / "net/ipv4/ip_forward", tmp_path / "net/ipv6/conf/all/forwarding"
+    v6.parent.mkdir(parents=True)
+    v4.parent.mkdir(parents=True, exist_ok=True)
+    v4.write_text("1\n")
+    v6.write_text("0\n")
+    assert frrlife.forwarding_lines(Sysctl(root=tmp_path)) == "no ipv6 forwarding\n"
+    v6.write_text("1\n")
+    assert frrlife.forwarding_lines(Sysctl(root=tmp_path)) == ""
+    v4.unlink()  # not there (no IPv4 in the kernel): nothing said
+    assert frrlife.forwarding_lines(Sysctl(root=tmp_path)) == ""
 
 
 def test_hafast_t_notes_missing_frr_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

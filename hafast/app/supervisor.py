@@ -288,11 +288,9 @@ class Supervisor:
     async def _shutdown(self) -> None:
         if self.fleet is not None:
             # as VRRP's priority 0: the routers move the flows while the pools serve;
-            # drain_method/shutdown_drain_time (docs/fleet.md) keep serving a while
-            end = self.fleet.drain()
-            await asyncio.sleep(max(0.0, end - self.loop.time()))
-            self.fleet.withdraw_all()
-            self.fleet.shutdown()  # and the FRR daemons hafast runs (frr_control run)
+            # drain_method/shutdown_drain_time (docs/fleet.md) keep serving a while;
+            # then the FRR daemons hafast runs (frr_control run) stop too
+            await self.fleet.close()
         # VRRP first: masters send priority 0 while the pools still serve.
         for role in (VRRP, CHECK):
             ws = [w for w in self.workers if w.role == role]

@@ -338,6 +338,15 @@ class Announcer:
         self._follow_speaker(None)
         self.own.close()
 
+    async def close(self) -> None:
+        """SIGTERM, the daemon's and the runner's: every VIP drains (:meth:`drain`, while
+        the caller's checks and pools go on serving), then all are withdrawn and the
+        announcer shuts down (:meth:`shutdown`)."""
+        end = self.drain()
+        await asyncio.sleep(max(0.0, end - self.loop.time()))
+        self.withdraw_all()
+        self.shutdown()
+
     def shutdown(self) -> None:
         """A clean stop, after :meth:`withdraw_all`: :meth:`stop`, and the FRR daemons
         hafast runs (frr_control run) stop too."""
@@ -466,12 +475,9 @@ class FleetRunner:
         """SIGTERM, as the daemon's: every VIP drains (its drain_method, for its
         shutdown_drain_time) while the checks go on, then all are withdrawn and the FRR
         daemons hafast runs stop."""
-        end = self.announcer.drain()
-        await asyncio.sleep(max(0.0, end - self.announcer.loop.time()))
-        self.announcer.withdraw_all()
+        await self.announcer.close()
         self.rounds.stop()
         self.engine.stop()
-        self.announcer.shutdown()
 
     def phase(self, vs: m.VirtualServer) -> str:
         return self.announcer.phase(vs)

@@ -266,9 +266,10 @@ class Announcer:
         self.quorum.pop(vs.key, None)
         self.round_waits[vs.key] = checked_shards(vs, self.shards)
         if not self.round_waits[vs.key]:  # nothing is checked: nothing to wait for
-            self.loop.call_soon(self._round, vs.key, None)
-        at = self.loop.time() + round_bound_s(vs)
-        self._timers.append(self.loop.call_at(at, self._round, vs.key, at))
+            self.loop.call_soon(self._round, vs.key)
+        bound = round_bound_s(vs)
+        at = self.loop.time() + bound
+        self._timers.append(self.loop.call_at(at, self._round, vs.key, at, bound))
 
     def rounds_done(self, shard: int, keys: list[VsKey]) -> None:
         """Check worker ``shard`` says these virtual servers' checks there have all
@@ -279,18 +280,19 @@ class Announcer:
                 continue
             waits.discard(shard)
             if not waits:
-                self._round(key, None)
+                self._round(key)
 
-    def _round(self, key: VsKey, bound: float | None) -> None:
-        """The round is done (``bound`` None), or its wait ran out at ``bound``."""
+    def _round(self, key: VsKey, at: float | None = None, waited: float = 0.0) -> None:
+        """The round is done, or (``at``) its wait of ``waited`` seconds ran out."""
         if self.round_waits.pop(key, None) is None or key not in self.states:
             return  # said already, or removed by a reload meanwhile
         now = self.loop.time()
-        if bound is not None:
+        if at is not None:
             log.warning("announce %s: no full round of checks reported in %.1f s; the "
                         "VIP follows its quorum as it stands", self.states[key].prefix,
-                        round_bound_s(next(vs for vs in self.vss if vs.key == key)))
-        self._feed(key, RoundDone(max(now, bound or now)))
+                        waited)
+            now = max(now, at)  # a timer run a little early (see _tick)
+        self._feed(key, RoundDone(now))
 
     def reload(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
         """A diff: a VIP kept (same virtual server, same prefix) keeps its state and its

@@ -87,7 +87,7 @@ def _at(where: str) -> Token:
 
 
 def diagnose(config: m.Config, warn: Callable[[Token, str], None],
-             error: Callable[[Token, str], None] | None = None) -> None:
+             error: Callable[[Token, str], None]) -> None:
     """What ``hafast -t`` says about fleet mode once the whole config is built.
 
     >>> from hafast.config.loader import load_text
@@ -132,7 +132,7 @@ def diagnose(config: m.Config, warn: Callable[[Token, str], None],
                  "FRR would keep announcing it whatever the quorum (import-check is "
                  "satisfied by the connected route); leave the address out, hafast "
                  "makes the VIP local with a route")
-        _tracks(config, vs.announce, warn, error or warn)
+        _tracks(config, vs.announce, warn, error)
         if vs.group is not None:
             _group(config, vs.group, vs.announce, vip, warn)
         if vs.address is not None and vs.address != vip and vs.group is None:

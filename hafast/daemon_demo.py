@@ -33,17 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hafast.lab.demo import DemoError, done_line, start_daemon, wait_until
+
 VIP = "10.200.0.100"
-ENTRY = "import sys; from hafast.app.cmdline import main; sys.exit(main(sys.argv[1:]))"
 DEADLINE_S = 110.0  # the whole demo, set-up and teardown included, stays under 2 min
-
-
-class DemoError(RuntimeError):
-    pass
 
 
 def _conf(role: str, servers: list[str], fifo: Path) -> str:
@@ -108,18 +104,8 @@ class _Director:
     def start(self, conf: str, workers: int) -> None:
         path = self.tmp / f"{self.role}.conf"
         path.write_text(conf)
-        argv = ["ip", "netns", "exec", self.ns, sys.executable, "-c", ENTRY, "-f", str(path),
-                "-n", "-l", "-G", "-p", str(self.tmp / f"{self.role}.pid"),
-                "-r", str(self.tmp / f"{self.role}_vrrp.pid"),
-                "-c", str(self.tmp / f"{self.role}_check.pid"), "--control-socket", self.ctl,
-                "--pool-backend", "nft", "--check-workers", str(workers),
-                "--dump-prefix", str(self.tmp / f"{self.role}-dump")]
-        repo = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
+        self.proc = start_daemon(self.ns, path, self.tmp / self.role, self.log,
+                                 "--pool-backend", "nft", "--check-workers", str(workers))
 
     def status(self) -> dict[str, Any]:
         from hafast.app.control import query
@@ -162,19 +148,6 @@ class _Director:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.close(self.fifo_fd)
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while True:
-        try:
-            if cond():
-                return time.monotonic() - start
-        except (OSError, ValueError, KeyError, IndexError):
-            pass
-        if time.monotonic() - start > timeout:
-            raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def _pool(st: dict[str, Any]) -> dict[str, bool]:
@@ -237,9 +210,9 @@ def run_daemon_demo(args: argparse.Namespace | None) -> int:
               "VRID 51, PASS 1111)")
         d1.start(_conf("d1", servers, d1.fifo), workers=2)
         d2.start(_conf("d2", servers, d2.fifo), workers=1)
-        took = _wait(lambda: _has_vip(d1.ns) and not _has_vip(d2.ns), 20, "the VIP on d1")
+        took = wait_until(lambda: _has_vip(d1.ns) and not _has_vip(d2.ns), 20, "the VIP on d1")
         print(f"   VIP {VIP} on d1 after {took:.1f}s")
-        took = _wait(lambda: all(_pool(d1.status()).values())
+        took = wait_until(lambda: all(_pool(d1.status()).values())
                      and all(_pool(d2.status()).values()), 40, "every server in both pools")
         print(f"   all {count} servers passed HTTP_GET + MD5 and joined both pools "
               f"({_nft_dests(d1.ns)} nftables destinations on d1) after {took:.1f}s more")
@@ -248,8 +221,9 @@ def run_daemon_demo(args: argparse.Namespace | None) -> int:
         victim = servers[7]
         print(f"== fault: {victim} resets every connection")
         farm.faults.apply([victim], "reject")
-        took = _wait(lambda: not _pool(d1.status())[victim], 15, "the server leaving d1's pool")
-        _wait(lambda: not _pool(d2.status())[victim], 15, "the server leaving d2's pool")
+        took = wait_until(lambda: not _pool(d1.status())[victim], 15,
+                          "the server leaving d1's pool")
+        wait_until(lambda: not _pool(d2.status())[victim], 15, "the server leaving d2's pool")
         print(f"   {victim} left the pool after {took:.1f}s; "
               f"{sum(_pool(d1.status()).values())}/{count} in the pool")
 
@@ -258,7 +232,7 @@ def run_daemon_demo(args: argparse.Namespace | None) -> int:
         # A dead host no longer answers for its VIP; in the lab its namespace lives
         # on, so the leftover address is taken off the way the host's death would.
         run_in(d1.ns, ["ip", "addr", "del", f"{VIP}/24", "dev", "srv0"], check=False)
-        took = _wait(lambda: _has_vip(d2.ns), 10, "d2 taking the VIP")
+        took = wait_until(lambda: _has_vip(d2.ns), 10, "d2 taking the VIP")
         print(f"   d2 holds the VIP {took:.1f}s later (master down interval 3.6s); "
               f"its FIFO says {d2.transitions()[-1]!r}")
         print(f"   d2's pool was already in place: {sum(_pool(d2.status()).values())}"
@@ -266,7 +240,7 @@ def run_daemon_demo(args: argparse.Namespace | None) -> int:
 
         print(f"== repair: {victim} answers again")
         farm.faults.recover([victim])
-        took = _wait(lambda: _pool(d2.status())[victim], 15, "the server back in d2's pool")
+        took = wait_until(lambda: _pool(d2.status())[victim], 15, "the server back in d2's pool")
         print(f"   {victim} is back in the pool after {took:.1f}s")
         _show_status(d2)
 
@@ -294,9 +268,7 @@ def run_daemon_demo(args: argparse.Namespace | None) -> int:
                 p.unlink()
         with contextlib.suppress(OSError):
             tmp.rmdir()
-    total = time.monotonic() - t0
-    print(f"== done in {total:.1f}s, everything torn down" + ("" if total < DEADLINE_S
-                                                              else " (slower than planned)"))
+    print(done_line(t0, DEADLINE_S))
     return code
 
 

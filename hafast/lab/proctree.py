@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["process_tree"]
+__all__ = ["children", "process_tree"]
 
 
-def process_tree(root: int) -> list[int]:
-    """``root`` first, then every descendant, from one pass over ``/proc`` (a process
-    that starts or exits during the pass may be missed, or listed though gone)."""
-    children: dict[int, list[int]] = {}
+def _children_of_all() -> dict[int, list[int]]:
+    """Parent pid -> its children's, from one pass over ``/proc`` (a process that
+    starts or exits during the pass may be missed, or listed though gone)."""
+    out: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -26,10 +26,21 @@ def process_tree(root: int) -> list[int]:
         except OSError:
             continue  # exited while we looked
         ppid = int(text[text.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid``."""
+    return _children_of_all().get(pid, [])
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` first, then every descendant."""
+    kids = _children_of_all()
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
         out.append(pid)
-        todo.extend(children.get(pid, ()))
+        todo.extend(kids.get(pid, ()))
     return out

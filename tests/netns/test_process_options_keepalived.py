@@ -43,6 +43,7 @@ from pathlib import Path
 import pytest
 
 from hafast.lab.netns import Registry
+from hafast.lab.proctree import children
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
 from tests.netns.vrrp_fixtures import KEEPALIVED
@@ -144,20 +145,6 @@ class Running:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if int(text[text.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(entry))
-    return out
 
 
 def start(kind: str, base: Path, ns: str, text: str) -> Running:

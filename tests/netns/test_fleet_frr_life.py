@@ -87,6 +87,17 @@ def _start(lab: Lab, mode: str, vips: tuple[str, ...], run: int = 1) -> Daemon:
     return d
 
 
+def _killed_and_back(d: Daemon, daemon: str, pid: int | None) -> tuple[float, float]:
+    """SIGKILL the FRR daemon hafast runs: (seconds until hafast started another, the
+    monotonic time of the kill)."""
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    back = wait_for(lambda: _pid(daemon) not in (None, pid), 15)
+    assert back is not None, d.log_text()[-3000:]
+    return back, t0
+
+
 def _router(lab: Lab) -> None:
     lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD,
                           "bgpd": router_bgpd((1,))})
@@ -130,11 +141,7 @@ def test_hafast_runs_frr(lab: Lab) -> None:
 
     # bgpd dies: hafast starts it again and it announces again
     old = pids["bgpd"]
-    assert old is not None
-    os.kill(old, signal.SIGKILL)
-    t0 = time.monotonic()
-    back = wait_for(lambda: _pid("bgpd") not in (None, old), 15)
-    assert back is not None, d.log_text()[-3000:]
+    back, t0 = _killed_and_back(d, "bgpd", old)
     took = wait_gateways(router, {D1}, 60)
     assert took is not None, f"{gateways(router)}\n{lab.explain()}"
     assert f"FRR bgpd (pid {old}) is gone; starting it again" in d.log_text()
@@ -146,11 +153,7 @@ def test_hafast_runs_frr(lab: Lab) -> None:
     # zebra dies: hafast starts it again, bgpd and bfdd reconnect to it by themselves,
     # and the announce route (still in the kernel) is redistributed again
     old = pids["zebra"]
-    assert old is not None
-    os.kill(old, signal.SIGKILL)
-    t0 = time.monotonic()
-    back = wait_for(lambda: _pid("zebra") not in (None, old), 15)
-    assert back is not None, d.log_text()[-3000:]
+    back, t0 = _killed_and_back(d, "zebra", old)
     took = wait_for(lambda: D1 in gateways(router) and pids["bgpd"] == _pid("bgpd"), 60)
     assert took is not None, f"{gateways(router)}\n{lab.explain()}\n{d.log_text()[-2000:]}"
     d.wait_for(lambda s: s["fleet_frr"]["restarts"] == {"bgpd": 1, "zebra": 1}, 10,

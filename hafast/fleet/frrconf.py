@@ -225,15 +225,25 @@ class FrrConfigError(Exception):
     pass
 
 
+def vtysh_exe(vtysh: str | None = None) -> str:
+    """The vtysh to run: ``vtysh`` if given, else the one on PATH, else Debian's."""
+    return vtysh or shutil.which("vtysh") or "/usr/bin/vtysh"
+
+
+def check_argv(path: str, vtysh: str | None = None) -> list[str]:
+    """FRR's own syntax check of an integrated config file (see :func:`check`)."""
+    return [vtysh_exe(vtysh), "--dryrun", "-f", path]
+
+
 def check(path: str, vtysh: str | None = None) -> None:
     """FRR's own syntax check of an integrated config (``vtysh --dryrun -f``).
 
     vtysh parses every daemon's part against the command tables compiled into it, no
     daemon needed; it exits non-zero and names the line on an unknown or bad command.
-    A blocking call: run it before FRR starts, never on the event loop.
+    A blocking call: run it before FRR starts, never on the event loop (which runs
+    :func:`check_argv` as a child it waits on: :mod:`hafast.fleet.frrlife`).
     """
-    exe = vtysh or shutil.which("vtysh") or "/usr/bin/vtysh"
-    proc = subprocess.run([exe, "--dryrun", "-f", path], capture_output=True, text=True,
+    proc = subprocess.run(check_argv(path, vtysh), capture_output=True, text=True,
                           timeout=30, check=False)
     if proc.returncode != 0:
         raise FrrConfigError(f"{path}: FRR rejects it: {(proc.stdout + proc.stderr).strip()}")

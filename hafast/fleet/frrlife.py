@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hafast.config import model as m
-from hafast.fleet.frrconf import FrrConf, render_config
+from hafast.fleet.frrconf import FrrConf, check_argv, render_config
 from hafast.fleet.tools import run_tool, start_detached
 from hafast.net.vmac import Sysctl
 
@@ -241,8 +241,7 @@ class FrrLife:
         try:
             os.makedirs(folder, exist_ok=True)
             _write(f"{path}.check", text, owner)
-            code, out, err = await run_tool(["vtysh", "--dryrun", "-f", f"{path}.check"],
-                                            CHECK_TIMEOUT_S)
+            code, out, err = await run_tool(check_argv(f"{path}.check"), CHECK_TIMEOUT_S)
             os.unlink(f"{path}.check")
         except OSError as exc:
             return self._failed(f"cannot check {path}: {exc}")

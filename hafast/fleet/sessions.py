@@ -34,12 +34,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hafast.config import model as m
+from hafast.fleet.frrconf import vtysh_exe
 from hafast.fleet.tools import run_tool
 
 log = logging.getLogger("hafast.fleet")
@@ -90,7 +90,7 @@ def parse_neighbors(text: str) -> dict[str, Session]:
 
 
 def vtysh_argv(speaker: m.BgpSpeaker, vtysh: str | None = None) -> list[str]:
-    exe = vtysh or shutil.which("vtysh") or "/usr/bin/vtysh"
+    exe = vtysh_exe(vtysh)
     pathspace = ["-N", speaker.frr_pathspace] if speaker.frr_pathspace else []
     return [exe, *pathspace, "-c", "show bgp neighbors json"]
 

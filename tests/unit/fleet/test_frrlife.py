@@ -16,6 +16,7 @@ from hafast.app.hostcheck import host_checks
 from hafast.config.loader import load_text
 from hafast.config.model import Config
 from hafast.fleet import frrlife
+from hafast.fleet.frrconf import check_argv
 from hafast.fleet.frrlife import FrrLife, daemon_argv, missing_tools, reload_argv
 from hafast.net.vmac import Sysctl
 
@@ -51,7 +52,7 @@ class FakeFrr:
 
     async def __call__(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
         self.calls.append(argv)
-        if argv[:2] == ["vtysh", "--dryrun"]:
+        if argv[1] == "--dryrun":
             return self.check, "", "line 3: % Unknown command: nonsense" if self.check else ""
         assert argv[0] == frrlife.FRR_RELOAD
         return self.reload.pop(0), "", "" if not self.reload else "cannot connect"
@@ -86,7 +87,7 @@ def test_reload_mode_checks_writes_and_reloads(tmp_path: Path, fake: Any) -> Non
     assert life.status() == {"control": "reload", "dir": str(tmp_path), "applied": 1,
                              "refused": 0, "failed": 0, "last_error": None,
                              "daemons": None, "restarts": None}
-    assert frr.calls[0] == ["vtysh", "--dryrun", "-f", f"{tmp_path}/frr.conf.check"]
+    assert frr.calls[0] == check_argv(f"{tmp_path}/frr.conf.check")
     assert frr.calls[1] == reload_argv(life.speaker, f"{tmp_path}/frr.conf")
     text = (tmp_path / "frr.conf").read_text()
     assert "permit 192.0.2.100/32" in text and not (tmp_path / "frr.conf.check").exists()
@@ -100,7 +101,7 @@ def test_a_rendering_frr_refuses_is_not_applied_and_said_once(
     with caplog.at_level(logging.ERROR, logger="hafast.fleet"):
         run_until(life, lambda: False, 0.2)  # RETRY_S is 0.01 s here
     assert life.st.applied == 0 and life.st.refused == 1  # not tried again
-    assert all(c[0] == "vtysh" for c in frr.calls), "frr-reload ran on a refused config"
+    assert all(c[1] == "--dryrun" for c in frr.calls), "frr-reload ran on a refused config"
     assert (tmp_path / "frr.conf").read_text() == "what FRR runs\n"  # nothing lost
     said = [r.getMessage() for r in caplog.records]
     assert said == ["FRR: FRR refuses the rendered config, which is not applied: "

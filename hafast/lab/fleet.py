@@ -38,9 +38,9 @@ exit
 """
 
 
-def router_bgpd(directors: Iterable[int]) -> str:
+def router_bgpd(directors: Iterable[int], bfd: bool = True) -> str:
     """The router's bgpd.conf: one neighbor per director (10.0.i.2), BFD profile
-    ``fast``, ECMP over up to eight of them."""
+    ``fast`` (unless not ``bfd``), ECMP over up to eight of them."""
     return """router bgp {asn}
  bgp router-id 10.255.0.254
  bgp log-neighbor-changes
@@ -50,19 +50,21 @@ def router_bgpd(directors: Iterable[int]) -> str:
  neighbor D remote-as {peer}
  neighbor D timers connect 1
  neighbor D advertisement-interval 0
- neighbor D bfd profile fast
-{neighbors} address-family ipv4 unicast
+{bfd}{neighbors} address-family ipv4 unicast
   maximum-paths 8
  exit-address-family
 exit
 """.format(asn=ROUTER_AS, peer=DIRECTOR_AS,
+           bfd=" neighbor D bfd profile fast\n" if bfd else "",
            neighbors="".join(f" neighbor 10.0.{i}.2 peer-group D\n" for i in directors))
 
 
-def start_frr(reg: Registry, d: Path, ns: str, confs: dict[str, str]) -> None:
-    """zebra, bfdd and bgpd in namespace ``ns``, each with its own config file, pid
-    file and log in the new folder ``d`` and (through ``-N ns``) vty sockets under
-    /var/run/frr/ns; the registry stops them and removes the run folder."""
+def start_frr(reg: Registry, d: Path, ns: str, confs: dict[str, str],
+              zebra_wait_s: float = 10.0) -> None:
+    """The daemons ``confs`` names (zebra, bfdd, bgpd: zebra first) in namespace
+    ``ns``, each with its own config file, pid file and log in the new folder ``d`` and
+    (through ``-N ns``) vty sockets under /var/run/frr/ns; the registry stops them and
+    removes the run folder.  The others wait up to ``zebra_wait_s`` for zebra's socket."""
     frr = pwd.getpwnam("frr")
     d.mkdir()
     run_dir = Path("/var/run/frr") / ns
@@ -70,16 +72,16 @@ def start_frr(reg: Registry, d: Path, ns: str, confs: dict[str, str]) -> None:
     reg.defer(f"rmtree {run_dir}", lambda: shutil.rmtree(run_dir, ignore_errors=True))
     for path in (d, run_dir):
         os.chown(path, frr.pw_uid, frr.pw_gid)
-    for daemon in ("zebra", "bfdd", "bgpd"):
+    for daemon in (x for x in ("zebra", "bfdd", "bgpd") if x in confs):
         conf = d / f"{daemon}.conf"
-        conf.write_text(confs.get(daemon, ""))
+        conf.write_text(confs[daemon])
         os.chown(conf, frr.pw_uid, frr.pw_gid)
         reg.spawn(ns, [str(FRR / daemon), "-N", ns, "-f", str(conf),
                        "-i", str(d / f"{daemon}.pid"), "--log", f"file:{d}/{daemon}.log",
                        "-P", "0"],  # no TCP vty: the unix sockets under run_dir are enough
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if daemon == "zebra":  # the others connect to its zserv socket
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + zebra_wait_s
             while not (run_dir / "zserv.api").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
 

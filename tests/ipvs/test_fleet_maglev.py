@@ -49,12 +49,10 @@ from __future__ import annotations
 import collections
 import json
 import os
-import pwd
 import selectors
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -71,12 +69,12 @@ if os.environ.get("HAFAST_IN_VM") != "1":
     pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
                 allow_module_level=True)
 
+from hafast.lab.fleet import FRR, router_bgpd, start_frr
 from hafast.lab.netns import Registry, run_in, socket_in
 from tests.netns.daemon_fixtures import Daemon, start_daemon
 
 pytestmark = [pytest.mark.ipvs, pytest.mark.timeout(600)]
 
-FRR = Path("/usr/lib/frr")
 TAG = f"fm{os.getpid() % 10000}"
 VIP, PORT = "192.0.2.100", 80
 DIRECTORS = (1, 2, 3)
@@ -98,20 +96,7 @@ SETTLE_S = 1.0
 # counts the group as whole, never installed the three-way route again when d1's link
 # came back (seen on the host: zebra's RIB had three next hops, the kernel two).
 ROUTER_ZEBRA = "hostname rtr\nno zebra nexthop kernel enable\n"
-ROUTER_BGPD = """router bgp 65000
- bgp router-id 10.255.0.254
- bgp log-neighbor-changes
- no bgp ebgp-requires-policy
- timers bgp 3 9
- neighbor D peer-group
- neighbor D remote-as 65001
- neighbor D timers connect 1
- neighbor D advertisement-interval 0
-{neighbors} address-family ipv4 unicast
-  maximum-paths 8
- exit-address-family
-exit
-""".format(neighbors="".join(f" neighbor 10.0.{i}.2 peer-group D\n" for i in DIRECTORS))
+ROUTER_BGPD = router_bgpd(DIRECTORS, bfd=False)  # a link down needs no BFD here
 
 
 def director_conf(i: int) -> str:
@@ -382,30 +367,10 @@ class Lab:
             self.reg.sysctl(ns(f"d{i}"), "net.ipv4.vs.expire_nodest_conn", "0")
 
     def start_frr(self, name: str, zebra: str, bgpd: str) -> None:
-        """zebra and bgpd in namespace ``name``, with their own config, pid and log
-        files and (``-N``) vty sockets under /var/run/frr/NAME; no bfdd."""
-        frr = pwd.getpwnam("frr")
-        d = self.base / name
-        d.mkdir()
-        run_dir = Path("/var/run/frr") / ns(name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.reg.defer(f"rmtree {run_dir}", lambda: shutil.rmtree(run_dir, ignore_errors=True))
-        for path in (d, run_dir):
-            os.chown(path, frr.pw_uid, frr.pw_gid)
-        for daemon, text in (("zebra", zebra), ("bgpd", bgpd)):
-            conf = d / f"{daemon}.conf"
-            conf.write_text(text)
-            os.chown(conf, frr.pw_uid, frr.pw_gid)
-            self.reg.spawn(
-                ns(name),
-                [str(FRR / daemon), "-N", ns(name), "-f", str(conf),
-                 "-i", str(d / f"{daemon}.pid"), "--log", f"file:{d}/{daemon}.log",
-                 "-P", "0"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if daemon == "zebra":  # bgpd connects to its zserv socket
-                deadline = time.monotonic() + 60
-                while not (run_dir / "zserv.api").exists() and time.monotonic() < deadline:
-                    time.sleep(0.05)
+        """zebra and bgpd in namespace ``name`` (no bfdd); zebra may take a minute to
+        come up on the VM's emulated CPU."""
+        start_frr(self.reg, self.base / name, ns(name), {"zebra": zebra, "bgpd": bgpd},
+                  zebra_wait_s=60.0)
 
     def start_director(self, i: int) -> None:
         from hafast.config.loader import load_text

@@ -155,8 +155,11 @@ def test_the_owner_is_master_when_the_delay_ends(lab: VrrpLab, kind: str) -> Non
         fifo.close()
     master = fifo.first("MASTER")
     assert master is not None
-    # From the spawn: the interpreter's start-up (hafast) counts on top of the delay.
-    assert DELAY_S <= master - t0 < DELAY_S + 1.5, (kind, master - t0)
+    # From the spawn: the interpreter's start-up (hafast) counts on top of the delay;
+    # in a loaded CI run (three xdist workers beside the IPVS VM) it took 1.94 s, so
+    # the upper bound only says the owner did not wait another delay.  Not before the
+    # delay is the behaviour under test.
+    assert DELAY_S <= master - t0 < 2 * DELAY_S, (kind, master - t0)
     # keepalived notifies nothing for the owner's wait (vrrp_init_state).
     assert [ln for _, ln in fifo.lines if "VI_1" in ln] == ['INSTANCE "VI_1" MASTER 255']
 

@@ -397,7 +397,9 @@ def test_backup_reports_leave_by_the_parent(labs: dict[str, VrrpLab], family: in
 
 def test_supervised_worker_restart_reuses_the_macvlan(lab: VrrpLab) -> None:
     """The full daemon: its VRRP worker killed, the successor finds vrrp.51 (same link,
-    same MAC) and resumes as MASTER with the VIP on it; SIGTERM deletes it."""
+    same MAC) and resumes as MASTER with the VIP on it; SIGTERM deletes it. A successor
+    too slow to advertise by its predecessor's release deadline (a loaded machine) is
+    killed by the never-two-masters guard and started again: the next one counts too."""
     from tests.netns.daemon_fixtures import start_daemon
 
     d = start_daemon(lab.tmp / "sup", vmac_conf(priority=150, state="MASTER"),
@@ -407,7 +409,7 @@ def test_supervised_worker_restart_reuses_the_macvlan(lab: VrrpLab) -> None:
         lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", VMAC), 15, "MASTER")
         before = ifindex(lab, "r1", VMAC)
         os.kill(d.worker_pid("vrrp"), signal.SIGKILL)
-        d.wait_for(lambda s: s["workers"][0]["restarts"] == 1 and s["workers"][0]["answering"]
+        d.wait_for(lambda s: s["workers"][0]["restarts"] >= 1 and s["workers"][0]["answering"]
                    and len(s["vrrp"]) == 1, 15, "VRRP worker back")
         lab.wait_for(lambda: f"{VIP4}/24" in addresses(lab, "r1", VMAC), 10, "VIP back")
         assert ifindex(lab, "r1", VMAC) == before

@@ -52,6 +52,7 @@ from hafast.fleet.announce import (
 )
 from hafast.fleet.frrlife import FrrLife
 from hafast.fleet.kernel import KernelRoutes
+from hafast.fleet.latency import ANNOUNCE, WITHDRAW, LatencyProbe
 from hafast.fleet.owncheck import OwnChecks
 from hafast.fleet.sessions import SessionWatch
 from hafast.lib.events import ServerEvent
@@ -185,12 +186,15 @@ class Announcer:
                  on_change: Callable[[str, str], object] | None = None,
                  shards: int = 1,
                  watch: Callable[[Any, m.BgpSpeaker], SessionWatch] = SessionWatch,
-                 frr: Callable[[Any, m.Config], FrrLife] = FrrLife) -> None:
+                 frr: Callable[[Any, m.Config], FrrLife] = FrrLife,
+                 probe: Callable[[Any, m.BgpSpeaker], LatencyProbe] = LatencyProbe) -> None:
         self.loop = loop
         self.kernel = kernel
         self.on_change = on_change  # (prefix, new phase): status, tests
         self._new_watch = watch
         self.watch: SessionWatch | None = None  # the BGP/BFD sessions, with bgp_speaker
+        self._new_probe = probe
+        self.probe: LatencyProbe | None = None  # announce/withdraw latency, with bgp_speaker
         self._new_frr = frr
         self.frr: FrrLife | None = None  # FRR's config and daemons, with frr_control
         self.vss: list[m.VirtualServer] = []
@@ -226,11 +230,17 @@ class Announcer:
             if self.watch is not None:
                 self.watch.stop()
                 self.watch = None
+            if self.probe is not None:
+                self.probe.stop()
+                self.probe = None
         elif self.watch is None:
             self.watch = self._new_watch(self.loop, speaker)
             self.watch.start()
+            self.probe = self._new_probe(self.loop, speaker)
         else:
             self.watch.reconfigure(speaker)
+            if self.probe is not None:
+                self.probe.reconfigure(speaker)
         if config is None or speaker is None or speaker.frr_control == "none":
             if self.frr is not None:
                 self.frr.stop()
@@ -307,6 +317,8 @@ class Announcer:
                 log.info("announce %s: removed by a reload (%s -> %s)", st.prefix,
                          st.phase, WITHDRAWN)
                 del self.states[key]
+                if self.probe is not None:
+                    self.probe.cancel(st.prefix)
                 self.quorum.pop(key, None)
                 self.round_waits.pop(key, None)
         self.vss = new
@@ -397,7 +409,9 @@ class Announcer:
                                  if prefix == st.prefix},
                  "held_s": (round(max(st.retry_at - now, 0.0), 1)
                             if st.retry_at is not None else None),
-                 "own": own.get(key) or None}
+                 "own": own.get(key) or None,
+                 "latency": (self.probe.status(st.prefix) if self.probe is not None
+                             else None)}
                 for key, st in self.states.items()]
 
     def sessions(self) -> list[dict[str, Any]] | None:
@@ -428,12 +442,18 @@ class Announcer:
                 self.on_change(after.prefix, after.phase)
 
     def _apply(self, key: VsKey, action: Action) -> None:
+        # a route that really changed is measured until bgpd has put the change out
+        # (a restart finding its route in place changes nothing: fail-static)
         if isinstance(action, Announce):
-            self.kernel.announce(action.prefix)
+            if self.kernel.announce(action.prefix) and self.probe is not None:
+                self.probe.begin(action.prefix, ANNOUNCE)
         elif isinstance(action, Withdraw):
-            self.kernel.withdraw(action.prefix)
+            if self.kernel.withdraw(action.prefix) and self.probe is not None:
+                self.probe.begin(action.prefix, WITHDRAW)
         elif isinstance(action, Drain):
             self.kernel.drain(action.prefix)
+            if self.probe is not None:
+                self.probe.cancel(action.prefix)
         elif isinstance(action, ArmTimer):
             self._timers.append(self.loop.call_at(action.at, self._tick, key, action.at))
 

@@ -71,7 +71,12 @@ def _bfd(info: Any) -> str | None:
 def parse_neighbors(text: str) -> dict[str, Session]:
     """``show bgp neighbors json`` -> neighbor address -> :class:`Session`; raises
     ValueError on an answer that is not that command's JSON."""
-    doc = json.loads(text)
+    return sessions_of(json.loads(text))
+
+
+def sessions_of(doc: Any) -> dict[str, Session]:
+    """:func:`parse_neighbors` on the decoded JSON (vtysh's answer to several ``-c``
+    is several JSON objects, decoded one by one: hafast.fleet.latency)."""
     if not isinstance(doc, dict):
         raise ValueError("show bgp neighbors json: not an object")
     out = {}

@@ -38,6 +38,12 @@ family}``                                              read them (a full receive
                                                        still holds back (0: none)
 ``hafast_announce_own_check_up{prefix,object}``       the director's own checks (announce
                                                        track_script/file/interface)
+``hafast_announce_latency_seconds{prefix,direction}``  summary (``_count``, ``_sum``): a
+                                                       route change -> bgpd's Adj-RIB-Out
+                                                       (direction announce or withdraw)
+``hafast_announce_latency_last_seconds{...}``          the latest of those
+``hafast_announce_latency_unseen_total{prefix}``       changes bgpd had not put out in
+                                                       10 s
 ``hafast_bgp_session_established{neighbor}``           1 while FRR's session with the
                                                        neighbor is Established
 ``hafast_bfd_session_up{neighbor}``                    1 while its BFD session is up (a
@@ -64,6 +70,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -271,6 +278,30 @@ def fleet_families(st: dict[str, Any]) -> Iterator[Metric]:
         quorum.add_metric([vip["prefix"]], int(bool(vip["quorum"])))
         held.add_metric([vip["prefix"]], vip.get("held_s") or 0.0)
     yield from (state, quorum, moved, held, own)
+    yield from _latency_families(fleet)
+
+
+def _latency_families(fleet: list[dict[str, Any]]) -> Iterator[Metric]:
+    """The VIPs' announce/withdraw latency (hafast.fleet.latency): nothing without a
+    bgp_speaker."""
+    if all(vip.get("latency") is None for vip in fleet):
+        return
+    took = SummaryMetricFamily("hafast_announce_latency_seconds", "seconds from a route "
+                               "change to bgpd's Adj-RIB-Out agreeing",
+                               labels=["prefix", "direction"])
+    last = GaugeMetricFamily("hafast_announce_latency_last_seconds", "the latest of "
+                             "hafast_announce_latency_seconds", labels=["prefix", "direction"])
+    unseen = CounterMetricFamily("hafast_announce_latency_unseen", "route changes bgpd had "
+                                 "not put out in 10 s", labels=["prefix"])
+    for vip in fleet:
+        latency, prefix = vip.get("latency") or {}, vip["prefix"]
+        for direction in ("announce", "withdraw"):
+            tally = latency.get(direction)
+            if tally is not None:
+                took.add_metric([prefix, direction], tally["count"], tally["sum_s"])
+                last.add_metric([prefix, direction], tally["last_s"])
+        unseen.add_metric([prefix], latency.get("unseen", 0))
+    yield from (took, last, unseen)
 
 
 def session_families(st: dict[str, Any]) -> Iterator[Metric]:

@@ -114,6 +114,15 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     withdrawn_at = logged_at(lab.logs[1], "ANNOUNCED -> WITHDRAWN")
     print(f"[{announcer}] real server stopped -> d1 out of the router's next hops: "
           f"{took:.2f} s (route deleted -> router's table: {gone_at - withdrawn_at:.3f} s)")
+    if announcer == "daemon":
+        # the daemon measured the same withdrawal to its bgpd's Adj-RIB-Out
+        st = lab.daemons[1].wait_for(
+            lambda s: (s["fleet"][0]["latency"]["withdraw"] or {}).get("count") == 1, 15,
+            "the withdrawal measured")
+        latency = st["fleet"][0]["latency"]
+        assert latency["unseen"] == 0, latency
+        print(f"[daemon] route deleted -> out of d1's bgpd Adj-RIB-Out: "
+              f"{latency['withdraw']['last_s']:.3f} s (status)")
     announce = run_in(ns("d1"), ["ip", "route", "show", f"{VIP}/32", "proto", "250"])
     assert announce.stdout.strip() == ""
     assert holds(d1_out, 0.5), "no flap back while the server is down"
@@ -151,10 +160,12 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
     print(f"[{announcer}] crash and restart of d1's announcer: no withdrawal")
     if announcer == "daemon":
         fleet = lab.daemons[1].status()["fleet"]
-        # the restarted announcer went STARTUP -> ANNOUNCED once, never through WITHDRAWN
+        # the restarted announcer went STARTUP -> ANNOUNCED once, never through
+        # WITHDRAWN, and found its route in place: no route change, nothing measured
         assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True,
                           "transitions": {"ANNOUNCED": 1}, "held_s": None,
-                          "own": None}], fleet
+                          "own": None, "latency": {"announce": None, "withdraw": None,
+                                                   "unseen": 0, "measuring": None}}], fleet
         # its sessions as its FRR reports them, read through vtysh -N (frr_pathspace)
         lab.daemons[1].wait_for(lambda st: _session(st) == ("Established", "up"),
                                 POLL_S + 10, "d1's session Established, BFD up")
@@ -256,9 +267,17 @@ def test_daemon_reload_is_a_diff(lab: Lab) -> None:
     assert took2 is not None, f"{VIP2} not announced after the reload"
     print(f"\n[daemon] reload: {VIP} withdrawn in {took:.2f} s, {VIP2} announced "
           f"{took2:.2f} s later (its STARTUP: a round of checks + announce_delay 1 s)")
-    assert d.status()["fleet"] == [{"prefix": f"{VIP2}/32", "state": "ANNOUNCED",
-                                    "quorum": True, "transitions": {"ANNOUNCED": 1},
-                                    "held_s": None, "own": None}]
+    # the new VIP's announcement measured to bgpd's Adj-RIB-Out (hafast.fleet.latency)
+    st = d.wait_for(lambda s: s["fleet"][0]["latency"]["measuring"] is None, 15,
+                    "the announcement measured")
+    fleet = st["fleet"]
+    latency = fleet[0].pop("latency")
+    assert fleet == [{"prefix": f"{VIP2}/32", "state": "ANNOUNCED",
+                      "quorum": True, "transitions": {"ANNOUNCED": 1},
+                      "held_s": None, "own": None}]
+    assert latency["announce"]["count"] == 1 and latency["unseen"] == 0, latency
+    print(f"[daemon] {VIP2}: route added -> in bgpd's Adj-RIB-Out "
+          f"{latency['announce']['last_s']:.3f} s (status)")
 
 
 def bgp_paths(router: str, vip: str = VIP) -> dict[str, dict[str, object]]:

@@ -764,6 +764,23 @@ def junit_counts(path: Path | str) -> dict[str, int]:
             for k in ("tests", "failures", "errors", "skipped")}
 
 
+def junit_slowest(path: Path | str, n: int = 8) -> list[tuple[str, float]]:
+    """The ``n`` test cases of a pytest junit xml file that took longest: (file::name,
+    seconds), slowest first.  The VM run is the suite's longest step; this says where
+    its time went.
+
+    >>> junit_slowest("results/ipvs.xml", 1)  # doctest: +SKIP
+    [('tests/ipvs/test_fleet_maglev.py::test_flows_survive...', 201.3)]
+    """
+    import xml.etree.ElementTree as ET
+
+    cases = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        where = (case.get("classname") or "").replace(".", "/") + ".py"
+        cases.append((f"{where}::{case.get('name', '?')}", float(case.get("time") or 0)))
+    return sorted(cases, key=lambda c: -c[1])[:n]
+
+
 def _check_guest_path(path: str) -> None:
     # The stage 1 script reads mount lines split on blanks.
     if not path.startswith("/") or any(c.isspace() for c in path):

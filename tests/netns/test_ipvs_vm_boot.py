@@ -32,6 +32,7 @@ from hafast.lab.ipvs_vm import (
     VMSetupError,
     extract_vmlinux,
     junit_counts,
+    junit_slowest,
     module_load_order,
     newc_archive,
 )
@@ -90,6 +91,17 @@ def test_junit_counts_sums_the_suites(tmp_path: Path) -> None:
     xml.write_text('<testsuites><testsuite tests="3" failures="1" errors="0" skipped="1"/>'
                    '<testsuite tests="2" errors="1"/></testsuites>')
     assert junit_counts(xml) == {"tests": 5, "failures": 1, "errors": 1, "skipped": 1}
+
+
+def test_junit_slowest_names_the_longest_cases(tmp_path: Path) -> None:
+    xml = tmp_path / "j.xml"
+    xml.write_text('<testsuites><testsuite tests="3">'
+                   '<testcase classname="tests.ipvs.test_a" name="test_x" time="1.5"/>'
+                   '<testcase classname="tests.ipvs.test_b" name="test_y[p]" time="90.25"/>'
+                   '<testcase classname="tests.ipvs.test_a" name="test_z" time="3"/>'
+                   '</testsuite></testsuites>')
+    assert junit_slowest(xml, 2) == [("tests/ipvs/test_b.py::test_y[p]", 90.25),
+                                     ("tests/ipvs/test_a.py::test_z", 3.0)]
 
 
 def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
@@ -190,6 +202,8 @@ def test_ipvs_tests_pass_inside_the_vm(ipvs_vm_run: tuple[VMResult, Path]) -> No
     assert junit.exists(), (
         f"the VM ran (exit {res.returncode}) but wrote no {junit.name}:\n{output[-4000:]}")
     counts = junit_counts(junit)
+    print("ipvs-vm: slowest inside the VM: " + "; ".join(
+        f"{name} {secs:.0f} s" for name, secs in junit_slowest(junit)))
     ran = counts["tests"] - counts["skipped"]
     assert ran > 0, f"nothing ran inside the VM: {counts}\n{output[-4000:]}"
     assert counts["failures"] == 0 and counts["errors"] == 0, (

@@ -18,10 +18,19 @@ anything else       ``numgen random mod W`` (nftables has no connection counts:
                     lc/wlc/sed/nq/... become weighted random)
 ==================  =============================================================
 
+A persistent service (``persistence_timeout``) picks with ``jhash saddr`` whatever its
+scheduler: a client keeps its real server across connections, as long as the real
+servers and their weights stay as they are, and with no timeout.  nftables can hash
+only whole addresses (``jhash`` takes no mask), so ``persistence_granularity`` is not
+applied; and a dynamic map cannot take the scheduler's pick as its value, so a
+timeout map holding each client's first pick, as IPVS's persistence templates do, is
+not expressible in one rule.
+
 Limits, said plainly: only NAT forwarding (DR/TUN are IPVS-only; such destinations
-are DNAT-ed too), no persistence, no thresholds, no lvs_timeouts (conntrack's own
-apply).  Weight 0 drains as in IPVS: no new connections, established ones keep
-their conntrack entry.
+are DNAT-ed too), persistence by source hash only (above), no thresholds, no
+lvs_timeouts (conntrack's own apply).  Weight 0 drains as in IPVS: no new
+connections, established ones keep their conntrack entry.  :func:`limits` says each
+of these per virtual server.
 
 The table is hafast's alone: :meth:`NftBackend.open` recreates it, so a restart
 starts from a clean table (live connections keep their NAT in conntrack), and a
@@ -55,6 +64,8 @@ from hafast.lvs.backend import (
     Service,
     ServiceKey,
     Timeouts,
+    family_of,
+    netmask_prefix,
 )
 from hafast.net.nftables import Nft
 
@@ -68,6 +79,7 @@ PICKERS: dict[str, str] = {
     "mh": "jhash {fam} saddr mod {W}",
 }
 DEFAULT_PICKER = "numgen random mod {W}"
+PERSISTENT_PICKER = PICKERS["sh"]  # persistence_timeout: the client's address decides
 # How each scheduler's pick differs from IPVS's (said at start, see limits()).
 PICK_NOTES: dict[str, str] = {
     "sh": "hashes the client address (jhash), not IPVS's weighted table",
@@ -90,11 +102,14 @@ def limits(config: m.Config) -> list[str]:
     ...   persistence_timeout 60
     ...   real_server 10.1.0.1 80 { }
     ... }''').config
-    >>> [line.split(": ", 1)[1].split(" is ")[0] for line in limits(cfg)][:2]
+    >>> [line.split(": ", 1)[1].split(" is ")[0] for line in limits(cfg)]
     ['lvs_method DR', 'persistence_timeout 60']
-    >>> limits(cfg)[2]
-    'virtual_server 192.0.2.1 80: lvs_sched wlc picks at weighted random (nftables \
-counts no connections)'
+    >>> limits(load_text('''virtual_server 192.0.2.1 80 {
+    ...   lvs_sched wlc
+    ...   real_server 10.1.0.1 80 { }
+    ... }''').config)
+    ['virtual_server 192.0.2.1 80: lvs_sched wlc picks at weighted random (nftables \
+counts no connections)']
     """
     out: list[str] = []
     gd = config.global_defs
@@ -106,9 +121,16 @@ counts no connections)'
                        "to those real servers (NAT), so their replies must come back through "
                        "this director")
         if vs.persistence_timeout:
-            out.append(f"{name}: persistence_timeout {vs.persistence_timeout} is IPVS-only: "
-                       "no client sticks to its real server beyond a connection")
-        if vs.lvs_sched in PICK_NOTES:
+            out.append(f"{name}: persistence_timeout {vs.persistence_timeout} is a hash of "
+                       "the client address on nftables: a client keeps its real server "
+                       "while the real servers and weights are unchanged, with no timeout, "
+                       f"and lvs_sched {vs.lvs_sched} does not place its first connection")
+            fam = (family_of(vs.address) if vs.address
+                   else 6 if vs.ip_family == "inet6" else 4)
+            if netmask_prefix(vs.persistence_granularity, fam) < (32 if fam == 4 else 128):
+                out.append(f"{name}: persistence_granularity {vs.persistence_granularity} "
+                           "is IPVS-only: nftables hashes whole client addresses")
+        elif vs.lvs_sched in PICK_NOTES:
             flags = f" ({', '.join(vs.sched_flags)} ignored)" if vs.sched_flags else ""
             out.append(f"{name}: lvs_sched {vs.lvs_sched} {PICK_NOTES[vs.lvs_sched]}{flags}")
         elif vs.lvs_sched not in PICKERS:
@@ -158,6 +180,9 @@ def service_rule(service: Service, dests: Sequence[Dest]) -> str | None:
     >>> for part in rule.split(" map "): print(part)
     meta l4proto tcp dnat ip to numgen inc mod 3
     { 0 : 10.1.0.2 . 8080, 1-2 : 10.1.0.3 . 8080 }
+    >>> sticky = Service(s.key, "wrr", timeout=300)  # persistence_timeout 300
+    >>> service_rule(sticky, [Dest("10.1.0.2", 8080, 1)]).split(" map ")[0]
+    'meta l4proto tcp dnat ip to jhash ip saddr mod 1'
     """
     key = service.key
     fam = "ip6" if key.family == 6 else "ip"
@@ -173,7 +198,8 @@ def service_rule(service: Service, dests: Sequence[Dest]) -> str | None:
         target = f"{_addr(d.address)} . {d.port or key.port}" if with_port else _addr(d.address)
         slots.append(f"{span} : {target}")
         first = last + 1
-    picker = PICKERS.get(service.scheduler, DEFAULT_PICKER).format(W=first, fam=fam)
+    picker = (PERSISTENT_PICKER if service.timeout > 0 else
+              PICKERS.get(service.scheduler, DEFAULT_PICKER)).format(W=first, fam=fam)
     # nft: a port mapping is only valid after a transport protocol match.
     if key.fwmark:
         match = "meta l4proto { tcp, udp, sctp }" if with_port else \

@@ -181,6 +181,50 @@ def test_nft_pool_follows_the_checks_and_traffic_follows_the_pool(
     assert "hafast_lvs" not in run_in(farm.director_ns, ["nft", "list", "tables"]).stdout
 
 
+def test_nft_persistence_keeps_a_client_on_its_real_server(lab: tuple[Farm, str]) -> None:
+    """persistence_timeout on nftables: the client's address picks (jhash), so one
+    client's connections all reach one real server, where the same rr service without
+    persistence takes them round the three in turn (the control, same farm)."""
+    farm, client = lab
+    rs = farm.addresses[:3]
+    check = "TCP_CHECK { connect_timeout 0.3\n retry 0\n delay_loop 0.3\n warmup 0 }"
+    servers = "".join(f"  real_server {a} 80 {{ {check} }}\n" for a in rs)
+    seen = {}
+    for persistent in (False, True):
+        text = (f"virtual_server {VIP} 80 {{\n  protocol TCP\n  lvs_sched rr\n"
+                + ("  persistence_timeout 300\n" if persistent else "") + servers + "}\n")
+        config = load_text(text).config
+        backend = NftBackend()
+        stop = threading.Event()
+        ready: list[PoolManager] = []
+        errors: list[BaseException] = []
+
+        def worker(config: object = config, backend: NftBackend = backend,
+                   stop: threading.Event = stop, ready: list[PoolManager] = ready,
+                   errors: list[BaseException] = errors) -> None:
+            try:
+                call_in(farm.director_ns, run_pool_worker, config, backend, stop=stop,
+                        on_ready=lambda mgr, _eng: ready.append(mgr))
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while not ready and not errors and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not errors and ready, errors
+            wait_for(farm, ready[0], backend, {a: 1 for a in rs})
+            seen[persistent] = fetch(client, 9)
+        finally:
+            stop.set()
+            thread.join(timeout=WAIT_S)
+        assert not errors, errors
+    assert seen[False] == {a: 3 for a in rs}, seen  # rr: numgen inc, exact
+    assert len(seen[True]) == 1 and sum(seen[True].values()) == 9, seen
+
+
 def test_nft_backend_accepts_every_service_shape_and_removes_them() -> None:
     """IPv4/IPv6, TCP/UDP/SCTP, fwmark, every scheduler, weight 0: one transaction
     each way in a namespace of this test's own; the table lists what was asked."""
@@ -261,16 +305,15 @@ def test_nft_pool_says_what_it_does_not_do_as_ipvs(caplog: pytest.LogCaptureFixt
             "pool on nft: virtual_server 10.0.0.5 80: lvs_method DR is IPVS-only: nftables "
             "DNATs to those real servers (NAT), so their replies must come back through this "
             "director",
-            "pool on nft: virtual_server 10.0.0.5 80: persistence_timeout 60 is IPVS-only: no "
-            "client sticks to its real server beyond a connection",
-            "pool on nft: virtual_server 10.0.0.5 80: lvs_sched wlc picks at weighted random "
-            "(nftables counts no connections)",
+            "pool on nft: virtual_server 10.0.0.5 80: persistence_timeout 60 is a hash of the "
+            "client address on nftables: a client keeps its real server while the real "
+            "servers and weights are unchanged, with no timeout, and lvs_sched wlc does not "
+            "place its first connection",
             "--",
-            "pool on nft: virtual_server 10.0.0.6 80: persistence_timeout 60 is IPVS-only: no "
-            "client sticks to its real server beyond a connection",
-            "pool on nft: virtual_server 10.0.0.6 80: lvs_sched mh hashes the client address "
-            "(jhash), not a Maglev table: flows moved between directors do not keep their "
-            "real server",
+            "pool on nft: virtual_server 10.0.0.6 80: persistence_timeout 60 is a hash of the "
+            "client address on nftables: a client keeps its real server while the real "
+            "servers and weights are unchanged, with no timeout, and lvs_sched mh does not "
+            "place its first connection",
         ]
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)

@@ -24,6 +24,14 @@ def vs_label(vs: m.VirtualServer) -> str:
 def rs_label(vs: m.VirtualServer, rs: m.RealServer, port: int | None = None) -> str:
     """``[ADDR]:proto:PORT``: the real server's address, its virtual server's protocol
     and the port it is reached on (``port``, else its own, else the virtual server's)."""
-    if port is None:
-        port = rs.port if rs.port is not None else (vs.port or 0)
-    return f"[{rs.address}]:{vs.protocol.lower()}:{port}"
+    return rs_key_label(vs, (rs.address, rs.port if port is None else port))
+
+
+def rs_key_label(vs: m.VirtualServer, key: tuple[str, int | None]) -> str:
+    """:func:`rs_label` of the real server whose ``key`` (``RealServer.key``) this is.
+
+    >>> rs_key_label(m.VirtualServer(address="10.0.0.1", port=80), ("10.0.1.1", None))
+    '[10.0.1.1]:tcp:80'
+    """
+    address, port = key
+    return f"[{address}]:{vs.protocol.lower()}:{port if port is not None else (vs.port or 0)}"

@@ -200,3 +200,25 @@ virtual_server 10.0.0.1 80 {{
         (f"[lb1] Realserver [127.0.0.1]:tcp:{dead} of virtual server [10.0.0.1]:tcp:80 - DOWN",
          "=> TCP CHECK failed on service <="),
     ])
+
+
+def test_alerts_per_real_server_in_one_virtual_server() -> None:
+    # Kept per virtual server (issue 16): a real server whose alerts are off stays
+    # silent beside those that mail, each labelled by its own key.
+    cfg = load_text(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n"
+        " real_server 10.1.0.1 8080 {\n smtp_alert off\n }\n"
+        " real_server 10.1.0.2 {\n }\n"
+        " real_server 10.1.0.3 8081 {\n }\n}\n").config
+    loop = FakeLoop()
+    mailer = FakeMailer()
+    alerts = CheckAlerts(loop, cfg, mailer=mailer)  # type: ignore[arg-type]
+    vs = cfg.virtual_servers[0]
+    healths = [ServerHealth(vs.key, rs.key, 1) for rs in vs.real_servers[:3]]
+    for h in healths:
+        h.up = False
+    assert alerts.checker_moved("TCP_CHECK", False, "timeout",
+                                [(h, True) for h in healths]) == 2
+    assert [a.subject for a in mailer.sent] == [
+        "Realserver [10.1.0.2]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN",
+        "Realserver [10.1.0.3]:tcp:8081 of virtual server [10.0.0.1]:tcp:80 - DOWN"]

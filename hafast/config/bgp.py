@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from hafast.config import model as m
@@ -72,10 +73,15 @@ def bgp_speaker(ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token)
 
 
 def announce(ld: Walker, f: dict[str, Any], pos: dict[str, Token], kw: Token) -> Any:
-    if "prefix" not in f:
+    prefixes = f.pop("prefixes", [])
+    if not prefixes:
         ld.error(kw, "announce needs a prefix (expected: prefix A/32 or A/128)")
         return None
-    return m.Announce(where=kw.where(), **as_tuples(f))
+    once = tuple(dict.fromkeys(prefixes))
+    if len(once) != len(prefixes):
+        twice = next(p for p in once if prefixes.count(p) > 1)
+        ld.warn(pos.get("prefixes", kw), f"announce: prefix {twice} given twice")
+    return m.Announce(prefix=once[0], prefixes=once, where=kw.where(), **as_tuples(f))
 
 
 def _at(where: str) -> Token:
@@ -121,24 +127,46 @@ def diagnose(config: m.Config, warn: Callable[[Token, str], None],
         for v in inst.virtual_ipaddress:
             addresses.setdefault(str(ipaddress.ip_address(v.address)),
                                  f"vrrp_instance {inst.name}")
+    first: dict[str, m.VirtualServer] = {}  # prefix -> the first block announcing it
     for vs in announced:
         assert vs.announce is not None
-        vip = str(ipaddress.ip_network(vs.announce.prefix).network_address)
-        if vip in addresses:
-            # measured: zebra takes the address's route as connected, and a connected
-            # route satisfies FRR's import-check whatever hafast does to its own route
-            warn(_at(vs.announce.where),
-                 f"{vip} is also an interface address in this config ({addresses[vip]}): "
-                 "FRR would keep announcing it whatever the quorum (import-check is "
-                 "satisfied by the connected route); leave the address out, hafast "
-                 "makes the VIP local with a route")
+        vips = [str(ipaddress.ip_network(p).network_address) for p in vs.announce.prefixes]
+        for prefix, vip in zip(vs.announce.prefixes, vips, strict=True):
+            if vip in addresses:
+                # measured: zebra takes the address's route as connected, and a connected
+                # route satisfies FRR's import-check whatever hafast does to its own route
+                warn(_at(vs.announce.where),
+                     f"{vip} is also an interface address in this config "
+                     f"({addresses[vip]}): FRR would keep announcing it whatever the quorum "
+                     "(import-check is satisfied by the connected route); leave the address "
+                     "out, hafast makes the VIP local with a route")
+            if vs.address is not None and vs.address != vip and vs.group is None:
+                warn(_at(vs.announce.where), f"announce prefix {prefix} is not this virtual "
+                     f"server's address {vs.address}")
+            _shared(first.setdefault(prefix, vs), vs, prefix, error)
         _tracks(config, vs.announce, warn, error)
         if vs.group is not None:
-            _group(config, vs.group, vs.announce, vip, warn)
-        if vs.address is not None and vs.address != vip and vs.group is None:
-            warn(_at(vs.announce.where),
-                 f"announce prefix {vs.announce.prefix} is not this virtual server's "
-                 f"address {vs.address}")
+            _group(config, vs.group, vs.announce, vips, warn)
+
+
+def _settings(a: m.Announce) -> m.Announce:
+    """What must agree between two blocks announcing one prefix: all but where and
+    which prefixes."""
+    return replace(a, prefix="", prefixes=(), where="")
+
+
+def _shared(owner: m.VirtualServer, vs: m.VirtualServer, prefix: str,
+            error: Callable[[Token, str], None]) -> None:
+    """A prefix several virtual servers announce (VIP:80 and VIP:443) has one machine,
+    which announces it while every one of them has its quorum and own checks
+    (hafast.fleet.runner); its settings are the first block's, so any other block must
+    say the same: one that does not would be silently overruled."""
+    assert owner.announce is not None and vs.announce is not None
+    if owner is vs or _settings(owner.announce) == _settings(vs.announce):
+        return
+    error(_at(vs.announce.where), f"announce {prefix}: also announced by virtual_server "
+          f"{owner.label} ({owner.announce.where}) with other settings; a prefix has one "
+          "announcement, so make both blocks' settings the same")
 
 
 def _tracks(config: m.Config, a: m.Announce, warn: Callable[[Token, str], None],
@@ -166,24 +194,25 @@ def _member_is(member: m.VsgMember, vip: str) -> bool:
             and ipaddress.ip_address(member.address) == ipaddress.ip_address(vip))
 
 
-def _group(config: m.Config, name: str, a: m.Announce, vip: str,
+def _group(config: m.Config, name: str, a: m.Announce, vips: list[str],
            warn: Callable[[Token, str], None]) -> None:
-    """A virtual_server_group's announce block announces its one prefix: say so when
+    """A virtual_server_group's announce block announces its prefix lines: say so when
     the group holds other addresses (a range, a fwmark, another address), which go
-    unannounced, or does not hold the prefix at all."""
+    unannounced, or a prefix is not one of the group's addresses."""
     group = next((g for g in config.virtual_server_groups if g.name == name), None)
     if group is None or not group.members:
         return
-    others = [mb for mb in group.members if not _member_is(mb, vip)]
-    if len(others) == len(group.members):
-        warn(_at(a.where), f"announce prefix {a.prefix} is not an address of "
-             f"virtual_server_group {name}")
-    elif others:
+    for prefix, vip in zip(a.prefixes, vips, strict=True):
+        if not any(_member_is(mb, vip) for mb in group.members):
+            warn(_at(a.where), f"announce prefix {prefix} is not an address of "
+                 f"virtual_server_group {name}")
+    others = [mb for mb in group.members if not any(_member_is(mb, v) for v in vips)]
+    if others and len(others) < len(group.members):
         shown = ", ".join(f"fwmark {mb.fwmark}" if mb.address is None else
                           f"{mb.address}-{mb.last}" if mb.last else str(mb.address)
                           for mb in others[:3])
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         warn(_at(a.where), f"announce {a.prefix}: virtual_server_group {name} also holds "
-             f"{shown}{more}, which this director does not announce (one prefix an "
-             "announce block)")
+             f"{shown}{more}, which this director does not announce (add a prefix line "
+             "for each address to announce)")
 

@@ -790,7 +790,7 @@ remote_as           v  1    int:1,4294967295 remote_as
 bfd                 f  0-1  flag          bfd
 """
 _ANNOUNCE = """
-prefix              v  1    hostprefix    prefix
+prefix              v  1    hostprefix    +prefixes
 announce_delay      v  1    timer:0,3600  announce_delay_us
 drain_method        v  1-2  drainmethod   drain_method
 shutdown_drain_time v  1    timer:0,3600  shutdown_drain_time_us
@@ -820,7 +820,8 @@ _FLEET_HELP = {
     ("bgp_neighbor", "remote_as"): "the peer's AS number",
     ("bgp_neighbor", "bfd"): "BFD on this session (50 ms x 3)",
     ("virtual_server", "announce"): "announce the VIP by BGP while the quorum is up",
-    ("announce", "prefix"): "the VIP as a host prefix, A/32 or A/128",
+    ("announce", "prefix"): "a VIP as a host prefix, A/32 or A/128 (one line each; "
+    "all follow the block's quorum)",
     ("announce", "communities"): "BGP communities the VIP's path carries (AS:N or a "
     "well-known name such as no-export), serving and draining",
     ("announce", "track_script"): "vrrp_scripts that must succeed for the VIP to be "
@@ -1221,7 +1222,7 @@ CONVERTERS["lvs_method"] = conv_lvs_method
 
 def conv_host_prefix(args: Sequence[Token]) -> str:
     """A VIP as a host prefix (``A/32``, ``A/128``; a bare address means the host), for
-    ``announce { prefix }``: fleet mode announces one address per virtual server."""
+    ``announce { prefix }``: fleet mode announces host routes, one per address."""
     t = args[0]
     try:
         net = ipaddress.ip_network(t.text, strict=True)

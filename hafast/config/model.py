@@ -912,10 +912,11 @@ class BgpSpeaker:
 
 @dataclass(frozen=True, slots=True)
 class Announce:
-    """``announce { prefix VIP/32; announce_delay S }`` inside a virtual_server: the VIP
+    """``announce { prefix VIP/32; announce_delay S }`` inside a virtual_server: the VIPs
     this director announces by BGP while the virtual server has its quorum."""
 
-    prefix: str = ""  # "A/32" or "A/128", normalised
+    prefix: str = ""  # the first prefix line, "A/32" or "A/128", normalised: the label
+    prefixes: tuple[str, ...] = ()  # every prefix line, the first included, in order
     announce_delay_us: int = 0
     drain_method: str = "withdraw"  # withdraw | med N | prepend N | graceful_shutdown
     shutdown_drain_time_us: int = 0

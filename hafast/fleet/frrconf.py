@@ -215,10 +215,13 @@ def render_config(config: m.Config, *, hostname: str = "") -> FrrConf | None:
     every virtual server's ``announce`` prefix (None without a ``bgp_speaker``)."""
     if config.bgp_speaker is None:
         return None
-    announces = [vs.announce for vs in config.virtual_servers if vs.announce]
-    return render(config.bgp_speaker, [a.prefix for a in announces], hostname=hostname,
-                  drains={a.prefix: a.drain_method for a in announces},
-                  communities={a.prefix: a.communities for a in announces})
+    # each prefix line of each block (a prefix two blocks share has their one set of
+    # settings: hafast.config.bgp refuses blocks that differ)
+    pairs = [(p, vs.announce) for vs in config.virtual_servers if vs.announce
+             for p in vs.announce.prefixes]
+    return render(config.bgp_speaker, [p for p, _ in pairs], hostname=hostname,
+                  drains={p: a.drain_method for p, a in pairs},
+                  communities={p: a.communities for p, a in pairs})
 
 
 class FrrConfigError(Exception):

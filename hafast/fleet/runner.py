@@ -28,6 +28,7 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from hafast.check.engine import Engine
@@ -174,12 +175,54 @@ def checked_shards(vs: m.VirtualServer, shards: int) -> set[int]:
 VsKey = tuple[object, ...]
 
 
+def announced(config: m.Config) -> dict[str, list[m.VirtualServer]]:
+    """Each announced prefix -> the virtual servers whose announce block names it, in
+    config order: an ``announce`` block may name several prefixes (the addresses of a
+    virtual_server_group), and several virtual servers one prefix (VIP:80 and VIP:443,
+    each with its block; their settings agree, hafast.config.bgp sees to it).
+
+    >>> from hafast.config.loader import load_text
+    >>> cfg = load_text('''virtual_server 192.0.2.1 80 {
+    ...   announce {
+    ...     prefix 192.0.2.1/32
+    ...     prefix 192.0.2.2/32
+    ...   }
+    ... }
+    ... virtual_server 192.0.2.1 443 {
+    ...   announce {
+    ...     prefix 192.0.2.1/32
+    ...   }
+    ... }''').config
+    >>> {p: [vs.port for vs in vss] for p, vss in announced(cfg).items()}
+    {'192.0.2.1/32': [80, 443], '192.0.2.2/32': [80]}
+    """
+    out: dict[str, list[m.VirtualServer]] = {}
+    for vs in config.virtual_servers:
+        if vs.announce is not None:
+            for prefix in vs.announce.prefixes:
+                out.setdefault(prefix, []).append(vs)
+    return out
+
+
+def _settings(a: m.Announce) -> dict[str, Any]:
+    """An announce block's settings as the machine takes them."""
+    return {"delay": a.announce_delay_us / US_PER_S,
+            "drain": a.drain_method != "withdraw",
+            "drain_time": a.shutdown_drain_time_us / US_PER_S,
+            "hold_down": a.announce_hold_down_us / US_PER_S,
+            "max_changes": a.announce_max_changes_per_minute}
+
+
 class Announcer:
-    """The announcement machines of a config's ``announce`` blocks and their routes.
+    """The announcement machines of a config's ``announce`` blocks and their routes:
+    one machine per announced prefix (:func:`announced`).
 
     The quorum comes from whoever owns the pool policy: the daemon's pools
     (:class:`hafast.lvs.keeper.PoolKeeper`) or :class:`FleetRunner` here; call
-    :meth:`sync` after every batch of check events.
+    :meth:`sync` after every batch of check events.  A prefix's machine sees its
+    virtual servers' quorums and-ed: one named by VIP:80's and VIP:443's blocks is
+    announced while both have their quorum (and their own checks pass), so a director
+    whose web pool is dead does not draw that VIP's flows for any port.
     """
 
     def __init__(self, loop: Any, kernel: KernelRoutes,
@@ -197,14 +240,16 @@ class Announcer:
         self.probe: LatencyProbe | None = None  # announce/withdraw latency, with bgp_speaker
         self._new_frr = frr
         self.frr: FrrLife | None = None  # FRR's config and daemons, with frr_control
-        self.vss: list[m.VirtualServer] = []
-        self.states: dict[VsKey, AnnounceState] = {}
-        self.quorum: dict[VsKey, bool] = {}
+        self.vss: list[m.VirtualServer] = []  # those with an announce block
+        self.sources: dict[str, list[m.VirtualServer]] = {}  # prefix -> (announced)
+        self.states: dict[str, AnnounceState] = {}  # prefix -> its machine
+        self.quorum: dict[str, bool] = {}  # prefix -> what its machine was last told
         # (prefix, phase entered) -> times, for /metrics: a flapping VIP shows here
         self.transitions: Counter[tuple[str, str]] = Counter()
         self._timers: list[Any] = []
         self.shards = shards  # check workers reporting rounds (rounds_done)
         self.round_waits: dict[VsKey, set[int]] = {}  # STARTUP: shards not reported yet
+        self.round_pending: set[str] = set()  # prefixes waiting on their sources' rounds
         # the director's own checks (announce track_*), and the quorum source they
         # re-sync with when one of them changes
         self.own = OwnChecks(loop, lambda: self.sync(self._quorum_of))
@@ -213,12 +258,13 @@ class Announcer:
     def start(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
         """Make each VIP local, start its machine in STARTUP, and arm its first round."""
         self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
+        self.sources = announced(config)
         self.own.configure(config)
         for text in maglev_warnings(config) + address_warnings(config):
             log.warning("%s", text)
         self._sweep()
-        for vs in self.vss:
-            self._begin(vs)
+        for prefix in self.sources:
+            self._begin(prefix)
         self._follow_speaker(config)
         self.sync(quorum_of)
 
@@ -256,24 +302,28 @@ class Announcer:
         a VIP this config no longer has: no machine here would ever withdraw it, and
         the routers would go on sending its flows to a director that serves nothing
         for it.  A VIP still configured keeps its routes: its machine decides."""
-        wanted = {str(ipaddress.ip_network(vs.announce.prefix, strict=False))
-                  for vs in self.vss if vs.announce is not None}
+        wanted = {str(ipaddress.ip_network(p, strict=False)) for p in self.sources}
         for prefix in sorted(self.kernel.ours() - wanted):
             self.kernel.withdraw(prefix)
             self.kernel.unmake_local(prefix)
             log.warning("announce %s: left by an earlier run and no longer configured; "
                         "withdrawn", prefix)
 
-    def _begin(self, vs: m.VirtualServer) -> None:
-        assert vs.announce is not None
-        self.kernel.make_local(vs.announce.prefix)
-        self.states[vs.key] = AnnounceState.initial(
-            vs.announce.prefix, vs.announce.announce_delay_us / US_PER_S,
-            drain=vs.announce.drain_method != "withdraw",
-            drain_time=vs.announce.shutdown_drain_time_us / US_PER_S,
-            hold_down=vs.announce.announce_hold_down_us / US_PER_S,
-            max_changes=vs.announce.announce_max_changes_per_minute)
-        self.quorum.pop(vs.key, None)
+    def _begin(self, prefix: str) -> None:
+        """A prefix new to this announcer: made local, its machine in STARTUP until a
+        full round of checks of each of its virtual servers (:meth:`_wait_round`)."""
+        first = self.sources[prefix][0].announce
+        assert first is not None
+        self.kernel.make_local(prefix)
+        self.states[prefix] = AnnounceState.initial(prefix, **_settings(first))
+        self.quorum.pop(prefix, None)
+        self.round_pending.add(prefix)
+        for vs in self.sources[prefix]:
+            if vs.key not in self.round_waits:
+                self._wait_round(vs)
+        self.loop.call_soon(self._rounds_over)  # a source whose round is already over
+
+    def _wait_round(self, vs: m.VirtualServer) -> None:
         self.round_waits[vs.key] = checked_shards(vs, self.shards)
         if not self.round_waits[vs.key]:  # nothing is checked: nothing to wait for
             self.loop.call_soon(self._round, vs.key)
@@ -283,7 +333,7 @@ class Announcer:
 
     def rounds_done(self, shard: int, keys: list[VsKey]) -> None:
         """Check worker ``shard`` says these virtual servers' checks there have all
-        reached a verdict (:mod:`hafast.check.rounds`); the last shard ends STARTUP."""
+        reached a verdict (:mod:`hafast.check.rounds`); the last shard ends their wait."""
         for key in keys:
             waits = self.round_waits.get(key)
             if waits is None:
@@ -293,39 +343,57 @@ class Announcer:
                 self._round(key)
 
     def _round(self, key: VsKey, at: float | None = None, waited: float = 0.0) -> None:
-        """The round is done, or (``at``) its wait of ``waited`` seconds ran out."""
-        if self.round_waits.pop(key, None) is None or key not in self.states:
+        """Virtual server ``key``'s round is done, or (``at``) its wait of ``waited``
+        seconds ran out."""
+        if self.round_waits.pop(key, None) is None:
             return  # said already, or removed by a reload meanwhile
-        now = self.loop.time()
         if at is not None:
-            log.warning("announce %s: no full round of checks reported in %.1f s; the "
-                        "VIP follows its quorum as it stands", self.states[key].prefix,
-                        waited)
-            now = max(now, at)  # a timer run a little early (see _tick)
-        self._feed(key, RoundDone(now))
+            vs = next((v for v in self.vss if v.key == key), None)
+            log.warning("announce %s: no full round of checks reported for virtual_server "
+                        "%s in %.1f s; the VIP follows its quorum as it stands",
+                        vs.announce.prefix if vs and vs.announce else "?",
+                        vs.label if vs else "?", waited)
+        self._rounds_over(at)
+
+    def _rounds_over(self, at: float | None = None) -> None:
+        """Each prefix in STARTUP whose virtual servers have all had their round."""
+        now = self.loop.time() if at is None else max(self.loop.time(), at)  # see _tick
+        for prefix in sorted(self.round_pending):
+            if prefix in self.states and not any(
+                    vs.key in self.round_waits for vs in self.sources.get(prefix, ())):
+                self.round_pending.discard(prefix)
+                self._feed(prefix, RoundDone(now))
 
     def reload(self, config: m.Config, quorum_of: Callable[[VsKey], bool]) -> None:
-        """A diff: a VIP kept (same virtual server, same prefix) keeps its state and its
-        announcement; a removed one is withdrawn and its local route goes; a new one
-        starts in STARTUP with a round of its own."""
-        new = [vs for vs in config.virtual_servers if vs.announce is not None]
-        keep = {vs.key: vs.announce.prefix for vs in new if vs.announce is not None}
-        for key, st in list(self.states.items()):
-            if keep.get(key) != st.prefix:
-                self.kernel.withdraw(st.prefix)
-                self.kernel.unmake_local(st.prefix)
-                log.info("announce %s: removed by a reload (%s -> %s)", st.prefix,
-                         st.phase, WITHDRAWN)
-                del self.states[key]
+        """A diff by prefix: a prefix kept keeps its state and its announcement (with
+        the block's settings as they are now); a removed one is withdrawn and its
+        local route goes; a new one starts in STARTUP, after a round of its virtual
+        servers' checks (the check workers report again after every reload)."""
+        new = announced(config)
+        for prefix, st in list(self.states.items()):
+            if prefix not in new:
+                self.kernel.withdraw(prefix)
+                self.kernel.unmake_local(prefix)
+                log.info("announce %s: removed by a reload (%s -> %s)", prefix, st.phase,
+                         WITHDRAWN)
+                del self.states[prefix]
                 if self.probe is not None:
-                    self.probe.cancel(st.prefix)
-                self.quorum.pop(key, None)
-                self.round_waits.pop(key, None)
-        self.vss = new
+                    self.probe.cancel(prefix)
+                self.quorum.pop(prefix, None)
+                self.round_pending.discard(prefix)
+            else:
+                first = new[prefix][0].announce
+                assert first is not None
+                self.states[prefix] = replace(st, **_settings(first))
+        self.vss = [vs for vs in config.virtual_servers if vs.announce is not None]
+        self.sources = new
+        keys = {vs.key for vs in self.vss}
+        for key in [k for k in self.round_waits if k not in keys]:
+            del self.round_waits[key]
         self.own.configure(config, reload=True)
-        for vs in new:
-            if vs.key not in self.states:
-                self._begin(vs)
+        for prefix in new:
+            if prefix not in self.states:
+                self._begin(prefix)
         self._follow_speaker(config)
         self.sync(quorum_of)
 
@@ -333,16 +401,15 @@ class Announcer:
         """Feed every change since the last call of the quorum, and-ed with the
         director's own checks (the machine's "quorum" is both)."""
         self._quorum_of = quorum_of
-        for vs in self.vss:
+        for prefix, vss in self.sources.items():
             try:
-                up = quorum_of(vs.key)
+                up = all(quorum_of(vs.key) and vs.announce is not None
+                         and self.own.ok(vs.announce) for vs in vss)
             except KeyError:  # the pools have reloaded, this object not yet
                 continue
-            assert vs.announce is not None
-            up = up and self.own.ok(vs.announce)
-            if self.quorum.get(vs.key) != up:
-                self.quorum[vs.key] = up
-                self._feed(vs.key, QuorumChanged(up, self.loop.time()))
+            if prefix in self.states and self.quorum.get(prefix) != up:
+                self.quorum[prefix] = up
+                self._feed(prefix, QuorumChanged(up, self.loop.time()))
 
     def stop(self) -> None:
         """Stop the timers; the routes stay (fail-static: a restart decides again)."""
@@ -374,8 +441,8 @@ class Announcer:
         the last drain ends (now when nothing drains).  The caller waits until then,
         with the pools still serving, and calls :meth:`withdraw_all`."""
         now = self.loop.time()
-        for vs in self.vss:
-            self._feed(vs.key, Shutdown(now))
+        for prefix in list(self.states):
+            self._feed(prefix, Shutdown(now))
         ends = [st.drain_until for st in self.states.values()
                 if st.phase == DRAINING and st.drain_until is not None]
         return max(ends, default=now)
@@ -383,8 +450,7 @@ class Announcer:
     def withdraw_all(self) -> None:
         """A clean stop: withdraw every prefix while the pools still serve, so the
         routers move the flows away before IPVS goes."""
-        for vs in self.vss:
-            st = self.states[vs.key]
+        for st in self.states.values():
             self.kernel.withdraw(st.prefix)
             if st.phase in (ANNOUNCED, DRAINING):
                 self.transitions[(st.prefix, WITHDRAWN)] += 1
@@ -392,27 +458,32 @@ class Announcer:
                     self.on_change(st.prefix, WITHDRAWN)
             log.info("announce %s: %s -> %s (stopping)", st.prefix, st.phase, WITHDRAWN)
 
-    def phase(self, vs: m.VirtualServer) -> str:
-        return self.states[vs.key].phase
+    def phase(self, vs: m.VirtualServer, prefix: str | None = None) -> str:
+        """The machine's phase of ``prefix``, by default the block's first."""
+        assert vs.announce is not None
+        return self.states[prefix or vs.announce.prefix].phase
 
     def status(self) -> list[dict[str, Any]]:
-        """Each VIP: its state, whether it may be announced (``quorum``: the virtual
-        server's quorum and the director's own checks), how many times it entered each
-        state, ``held_s``: how long an announcement its quorum wants is still held back
-        (announce_hold_down, announce_max_changes_per_minute), None when none is, and
-        ``own``: each tracked object of its announce block -> up (None: it tracks none)."""
+        """Each announced prefix: its state, whether it may be announced (``quorum``:
+        its virtual servers' quorum and the director's own checks), how many times it
+        entered each state, ``held_s``: how long an announcement its quorum wants is
+        still held back (announce_hold_down, announce_max_changes_per_minute), None when
+        none is, ``own``: each tracked object of its announce blocks -> up (None: they
+        track none), and ``latency``: its announcements' and withdrawals' time to bgpd's
+        Adj-RIB-Out (:mod:`hafast.fleet.latency`; None without a bgp_speaker)."""
         now = self.loop.time()
-        own = {vs.key: self.own.states(vs.announce) for vs in self.vss
-               if vs.announce is not None}
+        own = {prefix: {obj: up for vs in vss if vs.announce is not None
+                        for obj, up in self.own.states(vs.announce).items()}
+               for prefix, vss in self.sources.items()}
         return [{"prefix": st.prefix, "state": st.phase, "quorum": st.quorum,
-                 "transitions": {phase: n for (prefix, phase), n in self.transitions.items()
-                                 if prefix == st.prefix},
+                 "transitions": {phase: n for (p, phase), n in self.transitions.items()
+                                 if p == st.prefix},
                  "held_s": (round(max(st.retry_at - now, 0.0), 1)
                             if st.retry_at is not None else None),
-                 "own": own.get(key) or None,
+                 "own": own.get(prefix) or None,
                  "latency": (self.probe.status(st.prefix) if self.probe is not None
                              else None)}
-                for key, st in self.states.items()]
+                for prefix, st in self.states.items()]
 
     def sessions(self) -> list[dict[str, Any]] | None:
         """The BGP and BFD sessions as FRR reports them (:mod:`hafast.fleet.sessions`);
@@ -424,7 +495,7 @@ class Announcer:
         frr_control none."""
         return self.frr.status() if self.frr is not None else None
 
-    def _feed(self, key: VsKey, event: Event) -> None:
+    def _feed(self, key: str, event: Event) -> None:
         before = self.states[key]
         after, actions = step(before, event)
         self.states[key] = after
@@ -441,7 +512,7 @@ class Announcer:
             if self.on_change is not None:
                 self.on_change(after.prefix, after.phase)
 
-    def _apply(self, key: VsKey, action: Action) -> None:
+    def _apply(self, key: str, action: Action) -> None:
         # a route that really changed is measured until bgpd has put the change out
         # (a restart finding its route in place changes nothing: fail-static)
         if isinstance(action, Announce):
@@ -457,7 +528,7 @@ class Announcer:
         elif isinstance(action, ArmTimer):
             self._timers.append(self.loop.call_at(action.at, self._tick, key, action.at))
 
-    def _tick(self, key: VsKey, at: float) -> None:
+    def _tick(self, key: str, at: float) -> None:
         # uvloop rounds a timer to whole milliseconds and may run it when loop.time()
         # is still just short of ``at``: the machine would take that for a stray tick
         # and stay held (a director left in STARTUP for good, seen in
@@ -485,7 +556,7 @@ class FleetRunner:
         self.policy.start(self.engine.snapshot())
         self.announcer.start(self.config, self.policy.quorum)
         self.engine.start()
-        self.rounds.begin(self.engine.runner.checks, list(self.announcer.states))
+        self.rounds.begin(self.engine.runner.checks, [vs.key for vs in self.announcer.vss])
 
     def stop(self) -> None:
         """Stop checking; the routes stay (fail-static: a restart decides again)."""

@@ -390,3 +390,102 @@ virtual_server group web {
     quorum[cfg.virtual_servers[0].key] = False
     a.sync(quorum.__getitem__)
     assert kernel.calls[-1] == ("withdraw", "192.0.2.9/32")
+
+
+def _load(text: str) -> Config:
+    res = load_text(text)
+    assert res.ok, [d.format() for d in res.errors]
+    return res.config
+
+
+def _vs(addr: str, port: int, prefixes: tuple[str, ...], extra: str = "") -> str:
+    lines = "".join(f"    prefix {p}\n" for p in prefixes)
+    return f"""virtual_server {addr} {port} {{
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {{
+{lines}    announce_delay 0
+    {extra}
+  }}
+  real_server 10.1.0.1 {port} {{
+    TCP_CHECK {{
+      connect_timeout 0.5
+    }}
+  }}
+}}
+"""
+
+
+def test_a_block_with_several_prefixes_announces_them_together() -> None:
+    """A virtual_server_group's addresses, one prefix line each: one quorum, each
+    prefix its own machine, route, status row."""
+    clock, kernel = Clock(), Kernel()
+    cfg = _load(_vs("192.0.2.1", 80, ("192.0.2.1/32", "192.0.2.2/32")))
+    key = cfg.virtual_servers[0].key
+    quorum = {key: True}
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, quorum.__getitem__)
+    a.rounds_done(0, [key])
+    clock.advance(100.0)
+    assert [(s["prefix"], s["state"]) for s in a.status()] == [
+        ("192.0.2.1/32", "ANNOUNCED"), ("192.0.2.2/32", "ANNOUNCED")]
+    assert ("announce", "192.0.2.2/32") in kernel.calls
+    quorum[key] = False
+    a.sync(quorum.__getitem__)
+    assert kernel.calls[-2:] == [("withdraw", "192.0.2.1/32"), ("withdraw", "192.0.2.2/32")]
+    assert a.phase(cfg.virtual_servers[0], "192.0.2.2/32") == "WITHDRAWN"
+
+
+def test_a_prefix_of_two_virtual_servers_needs_both_quorums() -> None:
+    """VIP:80 and VIP:443 each announce VIP/32: one machine, announced while both
+    have their quorum, withdrawn when either loses it; its STARTUP waits for both
+    rounds."""
+    clock, kernel = Clock(), Kernel()
+    cfg = _load(_vs("192.0.2.1", 80, ("192.0.2.1/32",))
+                + _vs("192.0.2.1", 443, ("192.0.2.1/32",)))
+    web, tls = (vs.key for vs in cfg.virtual_servers)
+    quorum = {web: True, tls: True}
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(cfg, quorum.__getitem__)
+    assert kernel.calls == [("make_local", "192.0.2.1/32")]  # once
+    a.rounds_done(0, [web])
+    clock.advance(100.0)
+    assert a.status()[0]["state"] == "STARTUP"  # 443's round is not in yet
+    a.rounds_done(0, [tls])
+    clock.advance(100.0)
+    assert [s["state"] for s in a.status()] == ["ANNOUNCED"]
+    quorum[tls] = False
+    a.sync(quorum.__getitem__)
+    assert kernel.calls[-1] == ("withdraw", "192.0.2.1/32")
+    assert a.status()[0]["quorum"] is False
+    quorum[tls] = True
+    a.sync(quorum.__getitem__)
+    assert kernel.calls[-1] == ("announce", "192.0.2.1/32")
+
+
+def test_a_reload_adds_a_prefix_line_and_changes_the_drain() -> None:
+    """A prefix line added to a block: the new prefix waits for a round of its own
+    (the workers report again after a reload), the kept one stays announced; a
+    drain_method changed by the reload is the one SIGTERM uses."""
+    clock, kernel = Clock(), Kernel()
+    old = _load(_vs("192.0.2.1", 80, ("192.0.2.1/32",)))
+    key = old.virtual_servers[0].key
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(old, lambda k: True)
+    a.rounds_done(0, [key])
+    clock.advance(100.0)
+    kernel.calls.clear()
+    new = _load(_vs("192.0.2.1", 80, ("192.0.2.1/32", "192.0.2.2/32"),
+                    "drain_method med 500\n    shutdown_drain_time 4"))
+    a.reload(new, lambda k: True)
+    assert kernel.calls == [("make_local", "192.0.2.2/32")]
+    clock.advance(101.0)
+    assert {s["prefix"]: s["state"] for s in a.status()} == {
+        "192.0.2.1/32": "ANNOUNCED", "192.0.2.2/32": "STARTUP"}
+    a.rounds_done(0, [key])
+    clock.advance(102.0)
+    assert kernel.calls[-1] == ("announce", "192.0.2.2/32")
+    kernel.calls.clear()
+    assert a.drain() == 106.0
+    assert kernel.calls == [("drain", "192.0.2.1/32"), ("drain", "192.0.2.2/32")]

@@ -47,7 +47,7 @@ def test_values_are_typed() -> None:
                    BgpNeighbor("2001:db8::1", 4200000000)),
         hold_time=30, keepalive=10)
     announce = res.config.virtual_servers[0].announce
-    assert announce == Announce("192.0.2.100/32", 2_500_000)
+    assert announce == Announce("192.0.2.100/32", ("192.0.2.100/32",), 2_500_000)
     assert announce is not None and announce.where == "k.conf:19:3"
 
 
@@ -206,6 +206,8 @@ virtual_server group web {
 
 @pytest.mark.parametrize(("members", "said"), [
     ("  192.0.2.1 80\n  192.0.2.1 443", None),
+    ("  192.0.2.1 80\n  192.0.2.2 80", "also holds 192.0.2.2, which this director does not "
+     "announce (add a prefix line for each address to announce)"),
     ("  192.0.2.1 80\n  192.0.2.5-9 80", "also holds 192.0.2.5-9, which this director does "
      "not announce"),
     ("  192.0.2.7 80", "announce prefix 192.0.2.1/32 is not an address of "
@@ -221,3 +223,40 @@ def test_an_announced_group_says_what_goes_unannounced(members: str, said: str |
         assert len(fleet) == 1 and said in fleet[0], fleet
     a = res.config.virtual_servers[0].announce
     assert a is not None and res.config.virtual_servers[0].group == "web"
+
+
+def test_a_group_announced_by_a_prefix_line_per_address() -> None:
+    text = (GROUP % "  192.0.2.1 80\n  192.0.2.2 80").replace(
+        "prefix 192.0.2.1/32", "prefix 192.0.2.1/32\n    prefix 192.0.2.2")
+    res = load_text(text)
+    assert res.ok and not [w for w in res.warnings if "announce" in w.message], [
+        d.format() for d in res.diagnostics]
+    a = res.config.virtual_servers[0].announce
+    assert a is not None and a.prefixes == ("192.0.2.1/32", "192.0.2.2/32")
+    assert a.prefix == "192.0.2.1/32"
+    from hafast.fleet.frrconf import render_config
+
+    frr = render_config(res.config)
+    assert frr is not None and "permit 192.0.2.2/32" in frr.bgpd, frr.bgpd
+
+
+def test_a_prefix_line_given_twice_is_a_warning_at_the_second() -> None:
+    res = load_text(SPEAKER + VS % "192.0.2.100/32\n    prefix 192.0.2.100", file="k.conf")
+    assert res.ok
+    said = [w.format() for w in res.warnings if "twice" in w.message]
+    assert said == ["k.conf:21:5: warning: announce: prefix 192.0.2.100/32 given twice"]
+    assert res.config.virtual_servers[0].announce.prefixes == ("192.0.2.100/32",)  # type: ignore[union-attr]
+
+
+def test_a_prefix_two_virtual_servers_announce_has_one_set_of_settings() -> None:
+    """VIP:80 and VIP:443 may both announce VIP/32 (announced while both have their
+    quorum); blocks that disagree would have one silently overruled: an error."""
+    same = SPEAKER + VS % "192.0.2.100/32" + (VS % "192.0.2.100/32").replace(" 80 {", " 443 {")
+    res = load_text(same, file="k.conf")
+    assert res.ok, [d.format() for d in res.errors]
+    other = same.replace("announce_delay 2.5", "announce_delay 1", 1)
+    res = load_text(other, file="k.conf")
+    assert [e.format() for e in res.errors] == [
+        "k.conf:32:3: error: announce 192.0.2.100/32: also announced by virtual_server "
+        "192.0.2.100 80 (k.conf:19:3) with other settings; a prefix has one announcement, "
+        "so make both blocks' settings the same"]

@@ -199,3 +199,68 @@ def test_hafast_reloads_an_operators_frr(lab: Lab) -> None:
     assert frr["control"] == "reload" and frr["applied"] == 1 and frr["daemons"] is None, frr
     assert "FRR: running the rendered config" in d.log_text()
     print(f"\n[reload] {VIP} at the router {took:.2f} s after hafast started")
+
+
+def _shared_conf(lab: Lab, tls_port: int) -> str:
+    """VIP:80 announcing VIP and VIP2 (two prefix lines), VIP:443 announcing VIP too;
+    443's one real server is checked on ``tls_port`` (81: nothing listens, no quorum)."""
+    speaker = director_conf(1, (VIP,), speaker_extra=(
+        f"frr_control run\n  frr_dir {lab.base / 'd1-frr'}")).split("virtual_server")[0]
+
+    def vs(port: int, prefixes: tuple[str, ...], check_port: int) -> str:
+        lines = "".join(f"    prefix {p}/32\n" for p in prefixes)
+        return f"""virtual_server {VIP} {port} {{
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  quorum 1
+  announce {{
+{lines}    announce_delay 1
+  }}
+  real_server 10.1.1.2 80 {{
+    TCP_CHECK {{
+      connect_port {check_port}
+      connect_timeout 0.3
+      retry 1
+      delay_before_retry 0.2
+      delay_loop 0.5
+      warmup 0
+    }}
+  }}
+}}
+"""
+    return speaker + vs(80, (VIP, VIP2), 80) + vs(443, (VIP,), tls_port)
+
+
+def test_prefix_lines_and_a_prefix_shared_by_two_virtual_servers(lab: Lab) -> None:
+    """Against the router's table: an announce block with two prefix lines announces
+    both; VIP, which VIP:443's block names too, waits for 443's quorum as well (its
+    real server checked on a dead port), comes when a reload mends 443's check, and
+    goes with VIP2 when the real server stops (docs/fleet.md)."""
+    router = ns("rtr")
+    lab.start_real_server(1)
+    _router(lab)
+    d = start_daemon(lab.base / "d1-shared", _shared_conf(lab, 81), ns=ns("d1"),
+                     extra=["--pool-backend", "memory"])
+    lab.reg.defer(f"daemon {d.proc.pid}", d.close)
+    lab.daemons[1], lab.pids[1], lab.logs[1] = d, d.proc.pid, d.log
+    took = wait_gateways(router, {D1}, 60, vip=VIP2)
+    assert took is not None, f"{VIP2}: {gateways(router, VIP2)}\n{lab.explain()}"
+    st = d.wait_for(lambda s: len(s["fleet"]) == 2, 10, "two prefixes in the status")
+    rows = {r["prefix"]: (r["state"], r["quorum"]) for r in st["fleet"]}
+    assert rows == {f"{VIP}/32": ("WITHDRAWN", False), f"{VIP2}/32": ("ANNOUNCED", True)}
+    assert holds(lambda: gateways(router, VIP) == set(), 1.0), "VIP announced without 443"
+    print(f"\n[shared] {VIP2} at the router {took:.2f} s after start; {VIP} held back "
+          "by VIP:443's quorum")
+
+    (d.dir / "hafast.conf").write_text(_shared_conf(lab, 80))
+    d.signal(signal.SIGHUP)
+    took = wait_gateways(router, {D1}, 30)
+    assert took is not None, f"{VIP} not announced after 443's check was mended"
+    print(f"[shared] reload mending 443's check: {VIP} at the router {took:.2f} s later")
+
+    lab.stop_real_server(1)
+    assert wait_for(lambda: gateways(router, VIP) == gateways(router, VIP2) == set(),
+                    30) is not None, (gateways(router, VIP), gateways(router, VIP2))
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(20) == 0

@@ -797,6 +797,7 @@ shutdown_drain_time v  1    timer:0,3600  shutdown_drain_time_us
 announce_hold_down  v  1    timer:0,3600  announce_hold_down_us
 announce_max_changes_per_minute v 1 int:0,1000 announce_max_changes_per_minute
 communities         v  1+   communities   communities
+large_communities   v  1+   largecommunities large_communities
 track_script        l  0    track         +track_script
 track_file          l  0    track         +track_file
 track_interface     l  0    track         +track_interface
@@ -824,6 +825,8 @@ _FLEET_HELP = {
     "all follow the block's quorum)",
     ("announce", "communities"): "BGP communities the VIP's path carries (AS:N or a "
     "well-known name such as no-export), serving and draining",
+    ("announce", "large_communities"): "BGP large communities (RFC 8092, "
+    "GLOBAL:LOCAL1:LOCAL2) the VIP's path carries, serving and draining",
     ("announce", "track_script"): "vrrp_scripts that must succeed for the VIP to be "
     "announced (the director's own checks)",
     ("announce", "track_file"): "track_files that must read 0 for the VIP to be announced",
@@ -1290,6 +1293,22 @@ def conv_communities(args: Sequence[Token]) -> tuple[str, ...]:
 CONVERTERS["communities"] = conv_communities
 
 
+def conv_large_communities(args: Sequence[Token]) -> tuple[str, ...]:
+    """``GLOBAL:LOCAL1:LOCAL2 ...`` (RFC 8092 §3: three 32-bit numbers), in the order
+    given, duplicates dropped."""
+    out: list[str] = []
+    for t in args:
+        parts = t.text.split(":")
+        if not (len(parts) == 3 and all(p.isdigit() and int(p) <= 0xFFFFFFFF for p in parts)):
+            raise BadValue(t, f"'{t.text}' is not a BGP large community (GLOBAL:LOCAL1:"
+                           "LOCAL2, each 0..4294967295, RFC 8092)")
+        out.append(":".join(str(int(p)) for p in parts))
+    return tuple(dict.fromkeys(out))
+
+
+CONVERTERS["largecommunities"] = conv_large_communities
+
+
 def _arity(text: str) -> tuple[int, int]:
     if text.endswith("+"):
         return int(text[:-1]), -1
@@ -1367,6 +1386,7 @@ _DESCRIPTIONS = {
     "extraif": "[SECONDS] [all]",
     "hostprefix": "A/32 or A/128",
     "communities": "AS:N ...",
+    "largecommunities": "GLOBAL:LOCAL1:LOCAL2 ...",
 }
 
 

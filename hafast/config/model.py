@@ -923,6 +923,7 @@ class Announce:
     announce_hold_down_us: int = 0
     announce_max_changes_per_minute: int = 0  # 0: no cap
     communities: tuple[str, ...] = ()  # RFC 1997, normalised ("65000:100", "no-export")
+    large_communities: tuple[str, ...] = ()  # RFC 8092, normalised ("65001:1:2")
     # the director's own checks (hafast.fleet.owncheck): all up, or the VIP is withdrawn
     track_script: tuple[TrackRef, ...] = ()
     track_file: tuple[TrackRef, ...] = ()

@@ -113,9 +113,13 @@ def _policy(nets: list[Net], drains: Mapping[str, str], local_as: int,
         return comms.get(str(n), ())
 
     def sets(n: Net, drain: str | None) -> list[str]:
-        c = comm_of(n)
+        # a VIP's communities hold its large ones (RFC 8092: "G:L1:L2") too, which FRR
+        # sets with a line of their own
+        c = [x for x in comm_of(n) if x.count(":") != 2]
+        big = [x for x in comm_of(n) if x.count(":") == 2]
+        large = [f" set large-community {' '.join(big)}"] if big else []
         if drain is None:
-            return [" set metric 0"] + ([f" set community {' '.join(c)}"] if c else [])
+            return [" set metric 0"] + ([f" set community {' '.join(c)}"] if c else []) + large
         out = _drain_set(drain, local_as)
         if c:
             # one 'set community' an entry (a second replaces the first): the drain's
@@ -124,7 +128,7 @@ def _policy(nets: list[Net], drains: Mapping[str, str], local_as: int,
             extra = own[0].split()[2:-1] if own else []  # without 'additive'
             out = [x for x in out if x not in own]
             out.insert(1, f" set community {' '.join([*c, *extra])}")
-        return out
+        return out + large
 
     serve_keys = sorted({comm_of(n) for n in nets})
     drain_keys = sorted({(drains[str(n)], comm_of(n)) for n in nets
@@ -167,7 +171,8 @@ def render(speaker: m.BgpSpeaker, prefixes: Iterable[str], *, hostname: str = ""
            communities: Mapping[str, tuple[str, ...]] | None = None) -> FrrConf:
     """Render the three daemons' parts for ``speaker`` announcing ``prefixes``, each
     drained on SIGTERM by its ``drains[prefix]`` method (default withdraw) and carrying
-    its ``communities[prefix]`` (RFC 1997; none by default)."""
+    its ``communities[prefix]`` (RFC 1997, and RFC 8092's large ones written
+    ``G:L1:L2``; none by default)."""
     nets = sorted({ipaddress.ip_network(p) for p in prefixes},
                   key=lambda n: (n.version, n.network_address))
     zebra = f"hostname {hostname}\n" if hostname else ""
@@ -221,7 +226,7 @@ def render_config(config: m.Config, *, hostname: str = "") -> FrrConf | None:
              for p in vs.announce.prefixes]
     return render(config.bgp_speaker, [p for p, _ in pairs], hostname=hostname,
                   drains={p: a.drain_method for p, a in pairs},
-                  communities={p: a.communities for p, a in pairs})
+                  communities={p: a.communities + a.large_communities for p, a in pairs})
 
 
 class FrrConfigError(Exception):

@@ -288,6 +288,7 @@ def bgp_paths(router: str, vip: str = VIP) -> dict[str, dict[str, object]]:
     return {p["nexthops"][0]["ip"]: {
         "med": p.get("metric", 0), "aspath": p.get("aspath", {}).get("string", ""),
         "community": p.get("community", {}).get("string", ""),
+        "large": p.get("largeCommunity", {}).get("string", ""),
         "used": bool(p.get("multipath") or p.get("bestpath"))} for p in paths}
 
 
@@ -304,18 +305,23 @@ exit
 
 
 @pytest.mark.parametrize(("method", "worse"), [
-    ("med 500", {"med": 500, "aspath": "65001", "community": "65000:100"}),
-    ("prepend 2", {"med": 0, "aspath": "65001 65001 65001", "community": "65000:100"}),
+    ("med 500", {"med": 500, "aspath": "65001", "community": "65000:100",
+                 "large": "65001:1:2"}),
+    ("prepend 2", {"med": 0, "aspath": "65001 65001 65001", "community": "65000:100",
+                   "large": "65001:1:2"}),
     ("graceful_shutdown", {"med": 0, "aspath": "65001",
-                           "community": "65000:100 graceful-shutdown"}),
+                           "community": "65000:100 graceful-shutdown",
+                           "large": "65001:1:2"}),
 ])
 def test_daemon_sigterm_drains(lab: Lab, method: str, worse: dict[str, object]) -> None:
     """SIGTERM with a drain_method: the router keeps d1's path, worse, and out of its
     multipath (so d2 takes the new flows) for shutdown_drain_time; then d1 withdraws
-    and exits.  d1's path carries its announce communities all along; with
+    and exits.  d1's path carries its announce communities (RFC 1997 and RFC 8092's
+    large ones) all along; with
     graceful_shutdown the router's own policy (RFC 8326 §4) makes it worse."""
     router = ns("rtr")
-    drain = f"drain_method {method}\n    shutdown_drain_time 3\n    communities 65000:100"
+    drain = (f"drain_method {method}\n    shutdown_drain_time 3\n    communities 65000:100"
+             "\n    large_communities 65001:1:2")
     for i in DIRECTORS:
         lab.start_real_server(i)
     confs = {i: lab.render_director(i, drain=drain if i == 1 else "") for i in DIRECTORS}
@@ -329,8 +335,10 @@ def test_daemon_sigterm_drains(lab: Lab, method: str, worse: dict[str, object]) 
     every = {f"10.0.{i}.2" for i in DIRECTORS}
     assert wait_gateways(router, every, 60) is not None, gateways(router)
     assert bgp_paths(router)["10.0.1.2"] == {"med": 0, "aspath": "65001",
-                                             "community": "65000:100", "used": True}
+                                             "community": "65000:100",
+                                             "large": "65001:1:2", "used": True}
     assert bgp_paths(router)["10.0.2.2"]["community"] == ""
+    assert bgp_paths(router)["10.0.2.2"]["large"] == ""
 
     d = lab.daemons[1]
     d.signal(signal.SIGTERM)

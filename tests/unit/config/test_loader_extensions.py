@@ -235,6 +235,7 @@ def test_extensions_are_supported_and_say_keepalived_does_not_know_them() -> Non
         "keepalive", "frr_pathspace", "frr_control", "frr_dir", "remote_as", "bfd",
         "announce", "prefix", "announce_delay", "drain_method", "shutdown_drain_time",
         "announce_hold_down", "announce_max_changes_per_minute", "communities",
+        "large_communities",
         # the director's own checks in announce (keepalived knows these names elsewhere)
         "track_script", "track_file", "track_interface"}
     for ctx, name in EXTENSIONS:

@@ -182,6 +182,42 @@ def test_communities_render_with_each_vip_serving_and_draining() -> None:
     assert "ip prefix-list hafast-comm1-4 seq 10 permit 192.0.2.3/32\n" in bgpd
 
 
+def test_large_communities_are_typed_and_rendered_and_frr_takes_them(
+        tmp_path: object) -> None:
+    """RFC 8092's GLOBAL:LOCAL1:LOCAL2 (each 32 bits) beside the RFC 1997 ones: normalised,
+    refused at their word when malformed, set with their own line in each entry (serving
+    and draining), and FRR's own check accepts the rendering."""
+    import shutil
+    from pathlib import Path
+
+    from hafast.fleet.frrconf import check, render_config
+
+    text = SPEAKER + VS % "192.0.2.100/32\n    communities 65000:100\n    large_communities " \
+        "65001:0001:2 4294967295:0:7 65001:1:2\n    drain_method graceful_shutdown"
+    res = load_text(text, file="k.conf")
+    assert res.ok, [d.format() for d in res.diagnostics]
+    a = res.config.virtual_servers[0].announce
+    assert a is not None and a.large_communities == ("65001:1:2", "4294967295:0:7")
+    frr = render_config(res.config)
+    assert frr is not None
+    entries = frr.bgpd.split("router bgp")[0].split("route-map hafast-fleet permit ")[1:]
+    assert len(entries) == 2  # serving, draining
+    for e in entries:
+        assert " set large-community 65001:1:2 4294967295:0:7\n" in e, e
+    assert " set community 65000:100 graceful-shutdown\n" in entries[1]
+    if shutil.which("vtysh"):
+        path = Path(str(tmp_path)) / "frr.conf"
+        path.write_text(frr.integrated)
+        check(str(path))  # raises FrrConfigError if FRR refuses it
+    for word, col in (("65001:1", 23), ("4294967296:0:0", 23), ("a:b:c", 23)):
+        bad = load_text(SPEAKER + VS % f"192.0.2.100/32\n    large_communities {word}",
+                        file="k.conf")
+        errors = [e.format() for e in bad.errors]
+        assert len(errors) == 1 and errors[0].startswith(
+            f"k.conf:21:{col}: error: '{word}' is not a BGP large community (GLOBAL:LOCAL1:"
+            "LOCAL2, each 0..4294967295, RFC 8092)"), errors
+
+
 GROUP = """bgp_speaker {
   local_as 65001
   neighbor 10.0.0.1 {

@@ -193,11 +193,19 @@ def test_reload_binds_scripts_regroups_and_leaves_the_rest_alone(
         # 4. kill -9 d1's VRRP worker: the successor resumes VI_3 as MASTER and
         #    adopts its VIP, so SIGTERM takes it away (d2 takes over).
         os.kill(d1.worker_pid("vrrp"), signal.SIGKILL)
-        d1.wait_for(lambda s: s["workers"][0]["restarts"] == 1 and s["workers"][0]["answering"]
+        d1.wait_for(lambda s: s["workers"][0]["restarts"] >= 1 and s["workers"][0]["answering"]
                     and len(s["vrrp"]) == 3, 15, "VRRP worker back")
         time.sleep(1.0)
-        assert pair.placed({"VI_1": "d2", "VI_2": "d2", "VI_3": "d1"})()
-        assert about("VI_3", pair.lines("d1")) == vi3["d1"]
+        if "released the VIPs of VI_3" in d1.log_text():
+            # a successor too slow to advertise by its predecessor's deadline (a loaded
+            # machine: 1.84 s to start in a CI run) is killed and VI_3's VIP released by
+            # the never-two-masters guard, so d2 may take it a while: by design
+            # (tests/netns/test_chaos_workers.py counts such releases), never both
+            pair.wait(pair.placed({"VI_1": "d2", "VI_2": "d2", "VI_3": "d1"}), 30,
+                      "VI_3 back on d1 after the guard's release")
+        else:
+            assert pair.placed({"VI_1": "d2", "VI_2": "d2", "VI_3": "d1"})()
+            assert about("VI_3", pair.lines("d1")) == vi3["d1"]
         assert d1.stop() == 0
         pair.wait(pair.placed({n: "d2" for n in VIPS}), 10, "d2 holds every VIP")
         assert not any(pair.holds("d1", n) for n in VIPS)

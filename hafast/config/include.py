@@ -154,35 +154,41 @@ def brace_expand(pattern: str, limit: int = MAX_ALTERNATIVES) -> list[str]:
     hafast.config.include.TooManyAlternatives: more than 3
     """
     out: list[str] = []
-    _expand(pattern, out, limit)
+    _expand(pattern, 0, out, limit)
     return out
 
 
-def _expand(pattern: str, out: list[str], limit: int) -> None:
+# What the scan stops at: an escape (with the character it protects) or a brace.
+_BRACE_SCAN = re.compile(r"\\[\s\S]?|[{}]")
+
+
+def _expand(pattern: str, start: int, out: list[str], limit: int) -> None:
+    """Expand the first complete ``{...}`` group at or after ``start``.
+
+    ``pattern[:start]`` holds no group (it is the head an outer call kept), so each
+    alternative is scanned from where its group began, not from the start again, and
+    the scan jumps from brace to brace (the fuzzer's brace bombs made this loop,
+    a character at a time over every alternative, an eighth of each config input).
+    """
     depth = 0
     open_at = -1
-    i = 0
-    n = len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
+    for m in _BRACE_SCAN.finditer(pattern, start):
+        c = m.group()
         if c == "{":
             if depth == 0:
-                open_at = i
+                open_at = m.start()
             depth += 1
         elif c == "}" and depth > 0:
             depth -= 1
             if depth == 0:
+                i = m.start()
                 body = pattern[open_at + 1 : i]
                 if body == "":
                     break  # glob takes "{}" literally
                 head, tail = pattern[:open_at], pattern[i + 1 :]
                 for alt in _split_top(body):
-                    _expand(head + alt + tail, out, limit)
+                    _expand(head + alt + tail, open_at, out, limit)
                 return
-        i += 1
     out.append(pattern)
     if len(out) > limit:
         raise TooManyAlternatives(f"more than {limit}")

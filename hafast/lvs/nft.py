@@ -70,6 +70,7 @@ from hafast.lvs.backend import (
 from hafast.net.nftables import Nft
 
 TABLE = "hafast_lvs"
+SCRIPT_KEPT = 4096  # of each recent transaction kept for debugging (NftBackend.scripts)
 # Scheduler -> the nft expression that picks a slot.  Tables over branching.
 PICKERS: dict[str, str] = {
     "rr": "numgen inc mod {W}",
@@ -221,7 +222,10 @@ class NftBackend:
         self.messages = 0
         self.seconds = 0.0
         self.pool = Pool()  # what the table holds (it is ours alone)
-        self.scripts: list[str] = []  # the last few transactions, for debugging
+        # The last few transactions, for debugging: their first SCRIPT_KEPT characters.
+        # Whole, each was every destination of the services it rewrote, and ten of
+        # them were ~2.5 MB of the parent at 10,000 real servers (issue 16).
+        self.scripts: list[str] = []
         self._fresh = False  # opened, the skeleton not yet sent (see open)
 
     def _run(self, lines: list[str]) -> None:
@@ -237,7 +241,9 @@ class NftBackend:
         finally:
             self.seconds += time.perf_counter() - t0
         self._fresh = False
-        self.scripts = [*self.scripts[-9:], script]
+        kept = script if len(script) <= SCRIPT_KEPT else (
+            f"{script[:SCRIPT_KEPT]}... ({len(script)} characters)\n")
+        self.scripts = [*self.scripts[-9:], kept]
 
     def skeleton(self) -> list[str]:
         t = self.table

@@ -144,7 +144,7 @@ class TooManyAlternatives(ValueError):
 
 def brace_expand(pattern: str, limit: int = MAX_ALTERNATIVES) -> list[str]:
     """csh-style ``{a,b}`` expansion as glob(GLOB_BRACE) does it; more than ``limit``
-    alternatives raise :class:`TooManyAlternatives` (found out after ``limit + 1``).
+    alternatives raise :class:`TooManyAlternatives`.
 
     >>> brace_expand("conf.d/{a,b{1,2}}.conf")
     ['conf.d/a.conf', 'conf.d/b1.conf', 'conf.d/b2.conf']
@@ -153,26 +153,31 @@ def brace_expand(pattern: str, limit: int = MAX_ALTERNATIVES) -> list[str]:
     ...
     hafast.config.include.TooManyAlternatives: more than 3
     """
-    out: list[str] = []
-    _expand(pattern, 0, out, limit)
-    return out
+    return list(_expand(pattern, {}, limit))
 
 
 # What the scan stops at: an escape (with the character it protects) or a brace.
 _BRACE_SCAN = re.compile(r"\\[\s\S]?|[{}]")
 
 
-def _expand(pattern: str, start: int, out: list[str], limit: int) -> None:
-    """Expand the first complete ``{...}`` group at or after ``start``.
+def _expand(pattern: str, memo: dict[str, list[str]], limit: int) -> list[str]:
+    """The names ``pattern`` expands to, by its first complete ``{...}`` group.
 
-    ``pattern[:start]`` holds no group (it is the head an outer call kept), so each
-    alternative is scanned from where its group began, not from the start again, and
-    the scan jumps from brace to brace (the fuzzer's brace bombs made this loop,
-    a character at a time over every alternative, an eighth of each config input).
+    The scan jumps from brace to brace, and what follows a group's head is expanded
+    once (``memo``) and prefixed with the head: nothing before a group's ``{`` changes
+    how the rest reads, so ``{a,b}{c,d}...`` expands each ``{c,d}...`` once, not once
+    per name before it.  The fuzzer's brace bombs made the old scan, a character at a
+    time over every name from its start, an eighth of each config input, and half of
+    a run that had found them.  Every list made is part of the answer, so one longer
+    than ``limit`` means the answer is too.
     """
+    got = memo.get(pattern)
+    if got is not None:
+        return got
     depth = 0
     open_at = -1
-    for m in _BRACE_SCAN.finditer(pattern, start):
+    out: list[str] | None = None
+    for m in _BRACE_SCAN.finditer(pattern):
         c = m.group()
         if c == "{":
             if depth == 0:
@@ -186,12 +191,19 @@ def _expand(pattern: str, start: int, out: list[str], limit: int) -> None:
                 if body == "":
                     break  # glob takes "{}" literally
                 head, tail = pattern[:open_at], pattern[i + 1 :]
+                out = []
                 for alt in _split_top(body):
-                    _expand(head + alt + tail, open_at, out, limit)
-                return
-    out.append(pattern)
-    if len(out) > limit:
-        raise TooManyAlternatives(f"more than {limit}")
+                    names = _expand(alt + tail, memo, limit)
+                    out.extend([head + n for n in names] if head else names)
+                    if len(out) > limit:
+                        raise TooManyAlternatives(f"more than {limit}")
+                break
+    if out is None:
+        out = [pattern]
+        if len(out) > limit:
+            raise TooManyAlternatives(f"more than {limit}")
+    memo[pattern] = out
+    return out
 
 
 def _split_top(body: str) -> list[str]:

@@ -230,6 +230,15 @@ class Params:
                 # has a side effect, and its digits never equal its use): the same
                 # loop, found at once instead of a thousand rounds later
                 raise SubstitutionLoop(name, use_col)
+            if (d is not None and not params and not d.multiline
+                    and value.startswith(text[pos : m.end()])):
+                # "$A=$A x": the value starts with its own use, so the next round meets
+                # the same use at the same place (when it still reads as that use) and
+                # adds the same text again, each round, until MAX_SUBSTITUTIONS or
+                # MAX_LINE_CHARS ends it with this name and column: raised now
+                again = (_USE_BRACED if braced else _USE_BARE).match(new_text, pos + 1)
+                if again is not None and again.group() == m.group():
+                    raise SubstitutionLoop(name, use_col)
             text, cols = new_text, new_cols
             # keep scanning at pos: the value itself is searched for more parameters
         if not changed:

@@ -183,19 +183,29 @@ class Supervisor:
         # restart (the rows themselves follow each reload's config).
         gd = self.config.global_defs
         rfcv2, rfcv3 = _snmp_rfc(gd)
-        if not (gd.enable_snmp_vrrp or rfcv2 or rfcv3):
+        if not (gd.enable_snmp_vrrp or gd.enable_snmp_checker or rfcv2 or rfcv3):
             return False
         from hafast.status.snmp import SnmpAgent
 
         try:
             self.snmp = SnmpAgent(gd.snmp_socket, self.desk.status, lambda: self.config,
                                   keepalived_mib=gd.enable_snmp_vrrp, rfcv2_mib=rfcv2,
-                                  rfcv3_mib=rfcv3)
+                                  rfcv3_mib=rfcv3, checker_mib=gd.enable_snmp_checker)
         except ValueError as exc:
             log.error("%s", exc)
             return False
         self.snmp.start()
+        if gd.enable_snmp_checker:
+            self._listen_pools()
         return True
+
+    def _listen_pools(self) -> None:
+        # the checker traps follow the pool keeper's notifies (enable_traps read per
+        # batch, so a reload can turn them on or off)
+        if self.pools is not None and self.snmp is not None and self.snmp.checker_mib:
+            snmp = self.snmp
+            self.pools.listener = lambda done, policy: snmp.pool_transitions(
+                done, policy, self.config.global_defs.enable_traps)
 
     def _keeper(self, backend: Any) -> PoolKeeper:
         watch = self.addr_watch
@@ -211,6 +221,7 @@ class Supervisor:
         if kind == "auto":
             kind = getattr(self.config.global_defs, "lvs_backend", None) or "auto"
         self.pools = self._keeper(make_backend(kind))
+        self._listen_pools()
         try:
             await self.pools.open()
         except Exception:

@@ -1004,8 +1004,8 @@ lvs_flush_on_stop   v  0-1  flushstop     lvs_flush_on_stop
 lvs_flush_onstop    v  0-1  flushstop     lvs_flush_on_stop
 snmp_socket         v  1    str           snmp_socket
 enable_snmp_vrrp    f  0-1  flag          enable_snmp_vrrp
-enable_snmp_keepalived f 0-1 flag         -
-enable_snmp_checker f  0-1  flag          -
+enable_snmp_keepalived f 0-1 flag         enable_snmp_vrrp
+enable_snmp_checker f  0-1  flag          enable_snmp_checker
 enable_snmp_rfc     f  0-1  flag          enable_snmp_rfc
 enable_snmp_rfcv2   f  0-1  flag          enable_snmp_rfcv2
 enable_snmp_rfcv3   f  0-1  flag          enable_snmp_rfcv3

@@ -212,7 +212,8 @@ class GlobalDefs:
     data_use_instance: bool = False  # the namespace (-s) in the .data file's name
     # the AgentX subagent (hafast.status.snmp); None: net-snmp's /var/agentx/master
     snmp_socket: str | None = None
-    enable_snmp_vrrp: bool = False
+    enable_snmp_vrrp: bool = False  # enable_snmp_keepalived too (keepalived's old name)
+    enable_snmp_checker: bool = False  # KEEPALIVED-MIB's check subtree (snmp_check)
     enable_traps: bool = False  # the subagent sends vrrpInstanceStateChange
     enable_snmp_rfcv2: bool = False  # VRRP-MIB (RFC 2787) and its vrrpTrapNewMaster
     enable_snmp_rfcv3: bool = False  # VRRPV3-MIB (RFC 6527) and its vrrpv3NewMaster

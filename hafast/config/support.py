@@ -98,10 +98,8 @@ global_defs lvs_netlink_monitor_rcv_bufs warn netlink buffer sizes
 global_defs lvs_netlink_monitor_rcv_bufs_force warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
-global_defs enable_snmp_keepalived warn SNMP (AgentX) is not served
-global_defs enable_snmp_checker warn SNMP (AgentX) is not served
-global_defs snmp_vs_stats_update_interval warn SNMP (AgentX) is not served
-global_defs snmp_rs_stats_update_interval warn SNMP (AgentX) is not served
+global_defs snmp_vs_stats_update_interval warn the checker MIB's IPVS counters are served as zeros (no pool backend keeps them), so there is nothing to cache
+global_defs snmp_rs_stats_update_interval warn the checker MIB's IPVS counters are served as zeros (no pool backend keeps them), so there is nothing to cache
 global_defs enable_dbus warn DBus is not served
 global_defs dbus_service_name warn DBus is not served
 global_defs dbus_no_interface_name warn DBus is not served
@@ -115,8 +113,8 @@ vrrp_instance track_src_ip warn keepalived 2.2.7 never acts on it either (its ch
 vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
 vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
-virtual_server snmp_name warn SNMP (AgentX) is not served
-real_server snmp_name warn SNMP (AgentX) is not served
+virtual_server snmp_name warn the checker MIB's virtualServerName and realServerName columns are not served
+real_server snmp_name warn the checker MIB's virtualServerName and realServerName columns are not served
 real_server BFD_CHECK refuse BFD is not implemented: the real server would never be checked and would stay UP
 HTTP_GET fast_recovery refuse the check's fast recovery after a failure
 SSL_GET fast_recovery refuse the check's fast recovery after a failure

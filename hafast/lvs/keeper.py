@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hafast.config import model as m
@@ -50,6 +50,9 @@ class PoolKeeper:
                                    child_wait=child_wait, timeouts=timeouts)
         self.config = config
         self.alerts: QuorumAlerts | None = None  # made on open(), on the parent's loop
+        # Told each batch's transitions after the alerts (the SNMP checker traps,
+        # hafast.status.snmp.SnmpAgent.pool_transitions), with the policy they left.
+        self.listener: Callable[[list[Any], Any], None] | None = None
 
     @property
     def policy(self) -> Any:
@@ -70,6 +73,8 @@ class PoolKeeper:
                 self.manager.on_event(ev)
         if self.alerts is not None:
             self.alerts.after_events(done)
+        if self.listener is not None:
+            self.listener(done, self.policy)
 
     async def reload(self, config: m.Config, vips_present: Iterable[str] | None = None) -> None:
         with self.manager.recording() as done:
@@ -77,6 +82,8 @@ class PoolKeeper:
         self.config = config
         if self.alerts is not None:
             self.alerts.reloaded(config, done)
+        if self.listener is not None:
+            self.listener(done, self.policy)
 
     def set_vip(self, address: str, present: bool) -> None:
         """ha_suspend: ``address`` arrived on this box or left it."""

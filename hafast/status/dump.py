@@ -136,14 +136,21 @@ def _g(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(f"{value:g}")
 
 
-def _cmd_str(script: Any) -> str:
-    """keepalived's cmd_str: each word in single quotes; the program by its real
+def cmd_str(script: Any) -> str:
+    """keepalived's cmd_str (lib/notify.c cmd_str_r): each word in single quotes, but a
+    first word that is a redirection (``<file``, ``>file``); the program by its real
     path (keepalived resolves it when it checks the script: /bin/false is
-    '/usr/bin/false' on a merged-/usr system)."""
+    '/usr/bin/false' on a merged-/usr system).  The dumps and the SNMP checker MIB's
+    script columns (hafast.status.snmp_check) show it.
+
+    >>> from hafast.config.model import Script
+    >>> cmd_str(Script(argv=("/nonexistent/x", "a b"))), cmd_str(Script(argv=(">/tmp/f",)))
+    ("'/nonexistent/x' 'a b'", '>/tmp/f')
+    """
     argv = list(script.argv)
     if argv and argv[0].startswith("/") and os.path.exists(argv[0]):
         argv[0] = os.path.realpath(argv[0])
-    return " ".join(f"'{a}'" for a in argv)
+    return " ".join(w if i == 0 and w[:1] in "<>" else f"'{w}'" for i, w in enumerate(argv))
 
 
 def ka_vip(vip: Any, ifname: str, vipset: bool) -> str:
@@ -225,7 +232,7 @@ def _ka_data(inst: dict[str, Any], cfg: Any, config: Any) -> dict[str, Any]:
                 "notify_master_rx_lower_pri"):
         script = getattr(cfg, key, None)
         if script is not None:
-            out[key.replace("notify", "script", 1)] = _cmd_str(script)
+            out[key.replace("notify", "script", 1)] = cmd_str(script)
     vipset = out["vipset"]
     if cfg is not None:
         vips = [ka_vip(v, ifname, vipset) for v in cfg.virtual_ipaddress]
@@ -244,7 +251,7 @@ def _ka_data(inst: dict[str, Any], cfg: Any, config: Any) -> dict[str, Any]:
     if track_ifp:
         out["track_ifp"] = track_ifp
     scripts = {s.name: s for s in getattr(config, "vrrp_scripts", ())}
-    track_script = [_cmd_str(scripts[t.name].script) for t in getattr(cfg, "track_script", ())
+    track_script = [cmd_str(scripts[t.name].script) for t in getattr(cfg, "track_script", ())
                     if t.name in scripts and scripts[t.name].script is not None]
     if track_script:
         out["track_script"] = track_script
@@ -498,7 +505,7 @@ def _ka_instance(inst: dict[str, Any], cfg: Any, config: Any, groups: dict[str, 
                       ("notify_master_rx_lower_pri", "Master rx lower pri")):
         script = getattr(cfg, key, None)
         if script is not None:
-            out.append(f"   {word} state transition script = {_cmd_str(script)}, "
+            out.append(f"   {word} state transition script = {cmd_str(script)}, "
                        f"uid:gid {_script_ids(script, config)}")
     out.append("   Notify priority changes = "
                + _yes(getattr(cfg, "notify_priority_changes", False)))
@@ -575,7 +582,7 @@ def _ka_scripts(status: dict[str, Any], config: Any) -> list[str]:
     for sc in scripts:
         bad = f"script:{sc.name}" in faults
         out.append(f" VRRP Script = {sc.name}")
-        out.append(f"   Command = {_cmd_str(sc.script) if sc.script is not None else ''}")
+        out.append(f"   Command = {cmd_str(sc.script) if sc.script is not None else ''}")
         out.append(f"   Interval = {sc.interval_us // 1_000_000} sec")
         out.append(f"   Timeout = {sc.timeout_us // 1_000_000} sec")
         out.append(f"   Weight = {sc.weight}" + (" reverse" if sc.weight_reverse else ""))

@@ -1,5 +1,6 @@
-"""The AgentX subagent: KEEPALIVED-MIB (global_defs ``enable_snmp_vrrp``), VRRP-MIB
-(``enable_snmp_rfcv2``) and VRRPV3-MIB (``enable_snmp_rfcv3``) over ``snmpd``.
+"""The AgentX subagent: KEEPALIVED-MIB (global_defs ``enable_snmp_vrrp`` for its VRRP
+part, ``enable_snmp_checker`` for its checker part), VRRP-MIB (``enable_snmp_rfcv2``)
+and VRRPV3-MIB (``enable_snmp_rfcv3``) over ``snmpd``.
 
 It runs on the parent's loop, never in the VRRP worker: every answer comes from the
 parent's status (which asks the workers over their pipes), so a slow or absent
@@ -17,11 +18,13 @@ With ``enable_traps`` each VRRP state change the parent hears of
 KEEPALIVED-MIB's vrrpInstanceStateChange (and vrrpSyncGroupStateChange once a sync
 group's members share a state), and with ``enable_snmp_rfcv2`` RFC 2787's
 vrrpTrapNewMaster for a new master (and with ``enable_snmp_rfcv3`` RFC 6527's
-vrrpv3NewMaster); the master turns them into the traps its ``trap2sink``/``trapsess``
-lines ask for.  An advert the VRRP worker rejects for a reason keepalived sends a trap
-for (:meth:`SnmpAgent.rx_error`) becomes RFC 2787's vrrpTrapAuthFailure or RFC
-6527's vrrpv3ProtoError.  Like net-snmp's subagent in keepalived, a trap due while no
-session is open is not sent later.
+vrrpv3NewMaster); with ``enable_snmp_checker`` each real server's and virtual
+server's quorum notify (:meth:`SnmpAgent.pool_transitions`) becomes a
+realServerStateChange or virtualServerQuorumStateChange; the master turns them into
+the traps its ``trap2sink``/``trapsess`` lines ask for.  An advert the VRRP worker
+rejects for a reason keepalived sends a trap for (:meth:`SnmpAgent.rx_error`) becomes
+RFC 2787's vrrpTrapAuthFailure or RFC 6527's vrrpv3ProtoError.  Like net-snmp's
+subagent in keepalived, a trap due while no session is open is not sent later.
 
 Example::
 
@@ -39,7 +42,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from hafast.lvs.policy import QuorumMoved, RsMoved
 from hafast.status import agentx as ax
+from hafast.status.snmp_check import CHECK, check_rows, quorum_trap, rs_trap
 from hafast.status.snmp_mib import (
     GLOBAL,
     KEEPALIVED,
@@ -89,13 +94,16 @@ def parse_socket(spec: str | None) -> tuple[str, str, int]:
 class SnmpAgent:
     def __init__(self, spec: str | None, status: Callable[[], Awaitable[dict[str, Any]]],
                  config: Callable[[], Any], *, keepalived_mib: bool = True,
-                 rfcv2_mib: bool = False, rfcv3_mib: bool = False) -> None:
+                 rfcv2_mib: bool = False, rfcv3_mib: bool = False,
+                 checker_mib: bool = False) -> None:
         self.where = parse_socket(spec)
         # enable_snmp_vrrp: KEEPALIVED-MIB served and its traps sent; without it (an
         # agent for the RFC MIBs only) neither, as in keepalived
         self.keepalived_mib = keepalived_mib
         self.rfcv2_mib = rfcv2_mib  # enable_snmp_rfcv2: VRRP-MIB (RFC 2787) served
         self.rfcv3_mib = rfcv3_mib  # enable_snmp_rfcv3: VRRPV3-MIB (RFC 6527) served
+        # enable_snmp_checker: KEEPALIVED-MIB's check subtree served, its traps sent
+        self.checker_mib = checker_mib
         self.started_wall = time.time()
         self.status = status
         self.config = config
@@ -193,6 +201,30 @@ class SnmpAgent:
             if rfcv3 and (varbinds := v3_new_master_trap(inst, self.uptime())) is not None:
                 self._notify(varbinds, f"{name} vrrpv3NewMaster")
 
+    def pool_transitions(self, actions: Iterable[Any], policy: Any, traps: bool) -> None:
+        """The pool keeper's transitions (:class:`hafast.lvs.policy.RsMoved`,
+        :class:`~hafast.lvs.policy.QuorumMoved`), with ``traps`` (``enable_traps``) and
+        the checker MIB: one realServerStateChange per real server notify and one
+        virtualServerQuorumStateChange per quorum notify, where keepalived 2.2.7 sends
+        them (do_rs_notifies, do_vs_notifies).  ``policy``: the keeper's, for each
+        virtual server's real servers up and each real server's port."""
+        if not traps or not self.checker_mib:
+            return
+        config = self.config()
+        for t in actions:
+            if not isinstance(t, (RsMoved, QuorumMoved)):
+                continue
+            st = policy.vss.get(t.vs.key)
+            up = sum(1 for r in st.rss.values() if r.alive) if st is not None else 0
+            if isinstance(t, RsMoved):
+                rst = st.rss.get(t.rs.key) if st is not None else None
+                port = rst.dest_port if rst is not None else (t.rs.port or t.vs.port or 0)
+                self._notify(rs_trap(config, t.vs, t.rs.address, port, t.alive, up,
+                                     self.uptime()), t.rs_label)
+            else:
+                self._notify(quorum_trap(config, t.vs, t.up, up, self.uptime()),
+                             f"{t.label} quorum")
+
     def rx_error(self, err: dict[str, Any], traps: bool, rfcv2: bool = False,
                  rfcv3: bool = False) -> None:
         """An advert the VRRP worker rejected (:meth:`hafast.vrrp.side.VrrpSide._rx_error`,
@@ -237,7 +269,10 @@ class SnmpAgent:
 
     def subtrees(self) -> list[ax.Oid]:
         """The subtrees registered, as keepalived registers them."""
-        return [*((GLOBAL, VRRP) if self.keepalived_mib else ()),
+        # keepalived's checker process registers the global scalars too
+        return [*((GLOBAL,) if self.keepalived_mib or self.checker_mib else ()),
+                *((VRRP,) if self.keepalived_mib else ()),
+                *((CHECK,) if self.checker_mib else ()),
                 *((VRRP_MIB,) if self.rfcv2_mib else ()),
                 *((VRRPV3_MIB,) if self.rfcv3_mib else ())]
 
@@ -360,7 +395,11 @@ class SnmpAgent:
 
     def rows(self, status: dict[str, Any], config: Any) -> list[ax.VarBind]:
         """Every served varbind, in OID order, from one status snapshot."""
-        rows = keepalived_rows(status, config) if self.keepalived_mib else []
+        rows = (keepalived_rows(status, config) if self.keepalived_mib
+                else keepalived_rows({}, config) if self.checker_mib else [])
+        if self.checker_mib:
+            rows += check_rows(config, status.get("pools"))
+            rows.sort(key=lambda vb: vb.name)
         if self.rfcv2_mib or self.rfcv3_mib:
             hw = hw_addrs((inst.get("data") or {}).get("ifp_ifname")
                           for inst in status.get("vrrp") or ())

@@ -113,10 +113,24 @@ class Dest:
     uthreshold: int = 0
     lthreshold: int = 0
     last_weight: int = 0
+    # ``key``, made once: every pool holding this destination (the policy's, the
+    # backend's, the keeper's) keys it by the same tuple, not one each (issue 16: three
+    # tuples a real server in the parent at 10,000)
+    _key: DestKey | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> DestKey:
-        return (self.address, self.port)
+        """``(address, port)``.
+
+        >>> d = Dest("10.1.0.1", 80, 2)
+        >>> d.key, d.key is d.key, d == Dest("10.1.0.1", 80, 2)
+        (('10.1.0.1', 80), True, True)
+        """
+        k = self._key
+        if k is None:
+            k = (self.address, self.port)
+            object.__setattr__(self, "_key", k)
+        return k
 
 
 @dataclass

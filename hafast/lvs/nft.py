@@ -53,6 +53,7 @@ import time
 from collections.abc import Sequence
 
 from hafast.config import model as m
+from hafast.lib import memtrim
 from hafast.lvs.backend import (
     ADD_DEST,
     ADD_SERVICE,
@@ -71,6 +72,7 @@ from hafast.net.nftables import Nft
 
 TABLE = "hafast_lvs"
 SCRIPT_KEPT = 4096  # of each recent transaction kept for debugging (NftBackend.scripts)
+TRIM_FROM = 64 * 1024  # a transaction this long is followed by hafast.lib.memtrim.trim()
 # Scheduler -> the nft expression that picks a slot.  Tables over branching.
 PICKERS: dict[str, str] = {
     "rr": "numgen inc mod {W}",
@@ -240,6 +242,10 @@ class NftBackend:
             self.nft.run(script)
         finally:
             self.seconds += time.perf_counter() - t0
+            if len(script) >= TRIM_FROM:
+                # libnftables parsed it into many C buffers, freed now but kept
+                # mapped by glibc; a sub-millisecond walk hands them back
+                memtrim.trim()
         self._fresh = False
         kept = script if len(script) <= SCRIPT_KEPT else (
             f"{script[:SCRIPT_KEPT]}... ({len(script)} characters)\n")

@@ -300,3 +300,12 @@ def test_no_trap_without_enable_traps() -> None:
     vs = cfg.virtual_servers[0]
     agent.pool_transitions([QuorumMoved(vs, "x", False, 1, 0)], None, False)
     assert wire.sent == []
+
+
+def test_enable_snmp_keepalived_is_enable_snmp_vrrp() -> None:
+    # keepalived 2.2.7 global_parser.c: the deprecated name of enable_snmp_vrrp; the
+    # checker MIB has its own keyword
+    gd = load_text("global_defs {\n  enable_snmp_keepalived\n}\n").config.global_defs
+    assert (gd.enable_snmp_vrrp, gd.enable_snmp_checker) == (True, False)
+    gd = load_text("global_defs {\n  enable_snmp_checker\n}\n").config.global_defs
+    assert (gd.enable_snmp_vrrp, gd.enable_snmp_checker) == (False, True)

@@ -30,7 +30,7 @@ Example::
     ... }''').config
     >>> for line in host_checks(cfg):
     ...     print(line[:95])
-    pool backend nft (lvs_backend nft): virtual_server 192.0.2.1 80: persistence_timeout 60 is IPVS
+    pool backend nft (lvs_backend nft): virtual_server 192.0.2.1 80: persistence_timeout 60 is a ha
 """
 
 from __future__ import annotations

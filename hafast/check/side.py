@@ -57,19 +57,23 @@ def seed_engine(engine: Any, seed: dict[tuple[Any, Any], tuple[bool, int]]) -> i
     A check feeding several healths (the engine dedupes) is up only when all of them
     were.  Returns how many healths were seeded.
     """
-    checks_of: dict[int, list[Any]] = {}
+    # How many checks that are down feed each health: counted for the down ones only
+    # (a list of checks per health was a transient ~0.1 KiB per real server that the
+    # worker's heap kept, issue 16).
+    down: dict[int, int] = {}
     for check in engine.runner.checks:
         known = [seed[k] for h in check.healths
                  if (k := (h.virtual_server, h.real_server)) in seed]
         if known:
             check.state.up = all(up for up, _w in known)
-        for h in check.healths:
-            checks_of.setdefault(id(h), []).append(check)
+        if not check.state.up:
+            for h in check.healths:
+                down[id(h)] = down.get(id(h), 0) + 1
     n = 0
     for key, h in engine.healths.items():
         if key not in seed:
             continue
-        h.failing = sum(1 for c in checks_of.get(id(h), ()) if not c.state.up)
+        h.failing = down.get(id(h), 0)
         h.up = not h.failing
         n += 1
     return n

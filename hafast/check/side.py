@@ -135,7 +135,11 @@ class CheckSide:
                  self.shards, engine.checks, len(engine.healths), seeded)
 
     def start(self, config: m.Config, seed: dict[Any, Any]) -> None:
+        """Build and run; ``seed`` is read once and emptied: it is the parent's init
+        message's, which the worker keeps for its life, and it held a key and a pair
+        per real server of the shard (~0.2 KiB each, issue 16)."""
         self.build(config, seed)
+        seed.clear()
         self.lag.start()
 
     def reload(self, config: m.Config, seed: dict[Any, Any]) -> None:

@@ -137,6 +137,8 @@ class StatusDesk:
                 # what the VIP guard would time a release from (hafast.app.vipguard)
                 workers[-1]["last_advert_age"] = {
                     name: round(now - t, 3) for name, t in sorted(w.last_adverts.items())}
+                # its successor, started ahead (hafast.app.spare); None: none ready
+                workers[-1]["spare_pid"] = self.sup.vrrp_spare.pid
             if data is None:
                 continue
             if w.role == VRRP:

@@ -182,6 +182,9 @@ class WorkerHandle:
     # Seconds from spawn to "ready" at its last start (the VRRP worker's resume
     # decision needs it); None until measured.
     startup_s: float | None = None
+    # ... and its last start as a fresh process, not a spare's (hafast.app.spare)
+    fresh_startup_s: float | None = None
+    from_spare: bool = False  # this start took the spare
     retiring: bool = False  # stopped by a reload that removed its side: no restart
     # Building an engine for tens of thousands of servers (start, reload) may hold
     # the worker's loop for seconds: no heartbeat verdict until then.

@@ -55,6 +55,7 @@ from hafast.app.ipc import CHECK, VRRP, read_message
 from hafast.app.process import STARTUP_GRACE_S, WorkerHandle, WorkerProcess, write_pid_file
 from hafast.app.reload import Reloader
 from hafast.app.reloadq import ReloadQueue
+from hafast.app.spare import SPARE_AFTER_S, Spare
 from hafast.app.startstop import run_script
 from hafast.app.vipguard import VipGuard
 from hafast.config import model as m
@@ -109,6 +110,8 @@ class Supervisor:
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._worker_argv = worker_argv or [sys.executable, "-m", "hafast.app.worker"]
+        # the VRRP worker's successor, started ahead (hafast.app.spare)
+        self.vrrp_spare = Spare(self._worker_cmd)
         self.control: Any = None
         self.metrics: Any = None
         self.snmp: Any = None
@@ -310,6 +313,7 @@ class Supervisor:
             for w in ws:
                 w.send("stop")
             await asyncio.gather(*(self._wait_exit(w) for w in ws))
+        await self.vrrp_spare.close()
         await self.syncd.close()
         if self.pools is not None:
             await self.pools.close()
@@ -357,14 +361,22 @@ class Supervisor:
                 "dont_release_vrrp": self.options.dont_release_vrrp,
                 "resume": w.restarts > 0}
 
+    def _worker_cmd(self, fd: int) -> list[str]:
+        return [*self._worker_argv, "--worker-fd", str(fd), "--parent-pid", str(os.getpid())]
+
     async def _start_worker(self, w: WorkerHandle) -> None:
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            proc = await WorkerProcess.spawn(
-                [*self._worker_argv, "--worker-fd", str(child_sock.fileno()),
-                 "--parent-pid", str(os.getpid())], child_sock.fileno())
-        finally:
-            child_sock.close()
+        spare = self.vrrp_spare.take() if w.role == VRRP and w.restarts else None
+        if spare is not None:
+            proc, parent_sock = spare
+            log.info("%s: the spare worker (pid %d) takes over", w.name, proc.pid)
+        else:
+            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                proc = await WorkerProcess.spawn(self._worker_cmd(child_sock.fileno()),
+                                                 child_sock.fileno())
+            finally:
+                child_sock.close()
+        w.from_spare = spare is not None
         reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
         w.proc, w.writer, w.pid = proc, writer, proc.pid
         w.started = w.last_pong = time.monotonic()
@@ -376,6 +388,16 @@ class Supervisor:
         self._write_pid(w)
         self._spawn(self._read_loop(w, reader))
         self._spawn(self._watch(w, proc))
+        if w.role == VRRP and not self.options.dont_respawn:
+            self._spawn(self._refill_spare(w, proc))
+
+    async def _refill_spare(self, w: WorkerHandle, proc: WorkerProcess) -> None:
+        """A while after this VRRP worker is ready (a spare started beside it would
+        slow its first moments), a spare stands behind it (hafast.app.spare)."""
+        await w.ready.wait()
+        await asyncio.sleep(SPARE_AFTER_S)
+        if not self.stopping and w.proc is proc:
+            await self.vrrp_spare.make()
 
     def _write_pid(self, w: WorkerHandle) -> None:
         path = None
@@ -428,6 +450,8 @@ class Supervisor:
 
     async def _vrrp_died(self, w: WorkerHandle, now: float, delay: float) -> float | None:
         startup = w.startup_s if w.startup_s is not None else DEFAULT_STARTUP_S
+        if self.vrrp_spare.pid is None:  # no spare to take: a fresh start, as the last
+            startup = max(startup, w.fresh_startup_s or DEFAULT_STARTUP_S)
         # The first start raced the check workers' starts (all spawned at once), so
         # its time already carries the contention a lone respawn does not meet; only
         # a respawn's own time gets the margin.  Too hopeful costs little: a
@@ -477,6 +501,8 @@ class Supervisor:
         elif kind == "ready":
             w.ready.set()
             w.startup_s = w.last_pong - w.started
+            if not w.from_spare:
+                w.fresh_startup_s = w.startup_s
             w.grace_until = 0.0
         elif kind == "events":
             if self.pools is not None:

@@ -25,14 +25,18 @@ from hafast.lib.procopts import LatenessWatch, ProcessOptions, ProcessTuning
 
 log = logging.getLogger("hafast")
 
+SPARE_NICE = 10  # how much lower a spare runs until it is taken (hafast.app.spare)
 
-async def _worker_main(fd: int) -> int:
+
+async def _worker_main(fd: int, restore_priority: int | None = None) -> int:
     loop = asyncio.get_running_loop()
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     msg = await read_message(reader)
     if msg is None or msg[0] != "init":
         return 2
+    if restore_priority is not None:  # a spare, taken: the parent's priority again
+        os.setpriority(os.PRIO_PROCESS, 0, restore_priority)
     init = msg[1]
     role = init["role"]
     log_opts: LogOptions = init["log"]
@@ -130,10 +134,19 @@ def worker_entry(argv: list[str]) -> int:
     fd = int(argv[argv.index("--worker-fd") + 1])
     if "--parent-pid" in argv and not die_with_parent(int(argv[argv.index("--parent-pid") + 1])):
         return 1
+    restore: int | None = None
+    if "--preload" in argv and argv[argv.index("--preload") + 1] == VRRP:
+        # a spare (hafast.app.spare): its imports done before anything waits on it, at
+        # a lower CPU priority than the live worker it stands behind, which it must
+        # never slow (root only: only root may raise it back once the spare is taken)
+        if os.geteuid() == 0:
+            restore = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, 0, min(restore + SPARE_NICE, 19))
+        import hafast.vrrp.side  # noqa: F401
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_worker_main(fd))
+        return loop.run_until_complete(_worker_main(fd, restore))
     finally:
         loop.close()
 

@@ -206,7 +206,8 @@ def test_hung_vrrp_worker_loses_its_vip_before_the_peer_takes_over(lab: PairLab,
               f"{sampler.longest():.3f}s, {len(sampler.samples)} samples")
         assert sampler.longest() < HANDOVER_S, report("SIGSTOP 10 s", sampler, d1, ka)
         w = vrrp_worker(d1.status())
-        assert w["heartbeat_kills"] == 1 and w["pid"] != victim
+        assert w["heartbeat_kills"] == 1 and w["pid"] != victim, report(
+            "SIGSTOP 10 s", sampler, d1, ka)
         assert "vrrp hung: released the VIPs of VI_1" in d1.log_text()
     finally:
         sampler.halt.set()

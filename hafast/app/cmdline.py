@@ -84,6 +84,7 @@ class Options:
     metrics: str | None = None  # ADDR:PORT; also global_defs metrics_listen
     control_socket: str | None = None
     check_workers: int = 0  # 0: one per core
+    vrrp_spare: bool = True  # a warm spare VRRP worker (hafast.app.spare)
     pool_backend: str = "auto"
     dump_prefix: str = DEFAULT_DUMP_PREFIX
     heartbeat_interval: float = 0.5
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--control-socket", metavar="PATH", help="control socket for `hafast status`")
     a("--check-workers", type=int, default=0, metavar="N",
       help="check worker processes (default: one per core)")
+    a("--no-vrrp-spare", action="store_true",
+      help="no spare VRRP worker started ahead of a restart (saves a process)")
     a("--pool-backend", default=pool_backends.AUTO, choices=pool_backends.choices(),
       help="where the pools go (auto: IPVS if the kernel has it, else nftables)")
     a("--dump-prefix", default=DEFAULT_DUMP_PREFIX, metavar="PATH",
@@ -202,6 +205,7 @@ def options_from(ns: argparse.Namespace) -> Options:
         metrics=ns.metrics,
         control_socket=ns.control_socket,
         check_workers=ns.check_workers,
+        vrrp_spare=not ns.no_vrrp_spare,
         pool_backend=ns.pool_backend,
         dump_prefix=ns.dump_prefix,
         heartbeat_interval=ns.heartbeat_interval,

@@ -388,7 +388,7 @@ class Supervisor:
         self._write_pid(w)
         self._spawn(self._read_loop(w, reader))
         self._spawn(self._watch(w, proc))
-        if w.role == VRRP and not self.options.dont_respawn:
+        if w.role == VRRP and self.options.vrrp_spare and not self.options.dont_respawn:
             self._spawn(self._refill_spare(w, proc))
 
     async def _refill_spare(self, w: WorkerHandle, proc: WorkerProcess) -> None:

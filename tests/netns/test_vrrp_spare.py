@@ -121,3 +121,22 @@ def test_no_vrrp_spare_starts_none(lab: VrrpLab) -> None:
     finally:
         d.close()
         shutil.rmtree(lab.tmp / "nospare", ignore_errors=True)
+
+
+def test_a_reload_without_vrrp_instances_stops_the_spare(lab: VrrpLab) -> None:
+    d = start_daemon(lab.tmp / "gone", conf(150, "MASTER"), ns=lab.ns("r1"))
+    try:
+        d.wait_ready()
+        st = d.wait_for(lambda s: s["workers"][0]["spare_pid"] is not None, 15, "a spare")
+        spare = st["workers"][0]["spare_pid"]
+        (d.dir / "hafast.conf").write_text("global_defs {\n  router_id gone\n}\n")
+        d.signal(signal.SIGHUP)
+        d.wait_for(lambda s: s["workers"] == [], 15, "the VRRP worker retired")
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{spare}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{spare}"), "the spare outlived its worker"
+        assert d.stop() == 0
+    finally:
+        d.close()
+        shutil.rmtree(lab.tmp / "gone", ignore_errors=True)

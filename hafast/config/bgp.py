@@ -175,10 +175,13 @@ def _tracks(config: m.Config, a: m.Announce, warn: Callable[[Token, str], None],
     defined (an unknown one would hold the VIP back for good: an error), and a weight
     has no effect (a tracked object that is down withdraws the VIP)."""
     known = {"track_script": ({s.name for s in config.vrrp_scripts}, "vrrp_script"),
-             "track_file": ({f.name for f in config.track_files}, "track_file")}
+             "track_file": ({f.name for f in config.track_files}, "track_file"),
+             "track_process": ({p.name for p in config.track_processes},
+                               "vrrp_track_process")}
     at = _at(a.where)
     for kind, refs in (("track_script", a.track_script), ("track_file", a.track_file),
-                       ("track_interface", a.track_interface)):
+                       ("track_interface", a.track_interface),
+                       ("track_process", a.track_process)):
         for r in refs:
             if kind in known and r.name not in known[kind][0]:
                 error(at, f"announce {a.prefix}: {kind} {r.name} is not defined (expected "

@@ -801,6 +801,7 @@ large_communities   v  1+   largecommunities large_communities
 track_script        l  0    track         +track_script
 track_file          l  0    track         +track_file
 track_interface     l  0    track         +track_interface
+track_process       l  0    track         +track_process
 """
 _FLEET_HELP = {
     ("top", "bgp_speaker"): "the director's BGP speaker (FRR) for fleet mode",
@@ -832,6 +833,8 @@ _FLEET_HELP = {
     ("announce", "track_file"): "track_files that must read 0 for the VIP to be announced",
     ("announce", "track_interface"): "interfaces that must be up for the VIP to be "
     "announced",
+    ("announce", "track_process"): "vrrp_track_processes whose quorum of processes must "
+    "hold for the VIP to be announced",
     ("announce", "announce_delay"): "seconds to hold the first announcement after the "
     "first full round of checks",
     ("announce", "drain_method"): "how SIGTERM drains the VIP before withdrawing it: "

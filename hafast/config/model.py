@@ -929,6 +929,7 @@ class Announce:
     track_script: tuple[TrackRef, ...] = ()
     track_file: tuple[TrackRef, ...] = ()
     track_interface: tuple[TrackRef, ...] = ()
+    track_process: tuple[TrackRef, ...] = ()
     where: str = _where()
 
 

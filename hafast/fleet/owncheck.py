@@ -11,6 +11,7 @@ announced only while every tracked object is up *and* the quorum holds:
       track_script { chk_director }      # a vrrp_script: its last verdict (rise/fall)
       track_file { maintenance }         # a track_file: 0 is up, anything else down
       track_interface { eth0 }           # the link is up
+      track_process { haproxy }          # a vrrp_track_process: its quorum holds
     }
 
 It is the rule of a VRRP instance's tracked object at weight 0 (keepalived.conf(5):
@@ -20,11 +21,15 @@ as down: a director that has not checked itself does not attract flows.  A
 withdrawal for a tracked object is immediate, as for a lost quorum; announcing again
 waits for the flap control (``announce_hold_down``) like any other.
 
-The trackers are the VRRP worker's (:mod:`hafast.vrrp.tracking`): the same script
-runs, the same file read, the same link watch, here in the process that announces.
+The trackers are the VRRP worker's (:mod:`hafast.vrrp.tracking`,
+:mod:`hafast.vrrp.procwatch`): the same script runs, the same file read, the same link
+and process watches, here in the process that announces.
 One tracker serves every VIP that names the object.  A reload keeps a tracker whose
 definition did not change, with its state; a script new at a reload starts up, as
-keepalived starts a script new at a reload (SCRIPT_INIT_STATE_INIT_RELOAD).
+keepalived starts a script new at a reload (SCRIPT_INIT_STATE_INIT_RELOAD).  The
+process watch is made again when a reload changes the processes tracked (it reads
+/proc once then, and the counts start from what runs; a fork or terminate delay in
+progress starts over).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 
 from hafast.config import model as m
 from hafast.net.linkwatch import LinkWatch
+from hafast.vrrp.procwatch import ProcessWatch
 from hafast.vrrp.tracking import FileTracker, ScriptTracker
 
 log = logging.getLogger("hafast.fleet")
@@ -51,6 +57,8 @@ class OwnChecks:
         self.files: dict[str, FileTracker] = {}
         self.links: dict[str, bool] = {}
         self._linkwatch: LinkWatch | None = None
+        self._procs: ProcessWatch | None = None
+        self._proc_specs: tuple[m.TrackProcess, ...] = ()
 
     def configure(self, config: m.Config, reload: bool = False) -> None:
         """Start the trackers ``config``'s announce blocks name, stop the others."""
@@ -77,6 +85,21 @@ class OwnChecks:
         for ifname in sorted({r.name for a in announces for r in a.track_interface}):
             if ifname not in self.links:
                 self.links[ifname] = self._links().watch(ifname, self._link_of(ifname))
+        wanted = {r.name for a in announces for r in a.track_process}
+        self._follow_processes(tuple(p for p in config.track_processes if p.name in wanted))
+
+    def _follow_processes(self, specs: tuple[m.TrackProcess, ...]) -> None:
+        if specs == self._proc_specs:
+            return
+        if self._procs is not None:
+            self._procs.close()
+            self._procs = None
+        self._proc_specs = specs
+        if specs:
+            self._procs = ProcessWatch(self.loop, specs)
+            for spec in specs:
+                self._procs.subscribe(spec.name, lambda up: self.on_change())
+            self._procs.start()
 
     def _links(self) -> LinkWatch:
         if self._linkwatch is None:
@@ -103,6 +126,10 @@ class OwnChecks:
                                                            and ft.spec.weight_reverse))
         for r in a.track_interface:
             out[f"interface:{r.name}"] = self.links.get(r.name, False) != r.reverse
+        reverse = {p.name: p.weight_reverse for p in self._proc_specs}
+        for r in a.track_process:
+            held = self._procs is not None and r.name in reverse and self._procs.up(r.name)
+            out[f"process:{r.name}"] = held != (r.reverse or reverse.get(r.name, False))
         return out
 
     def ok(self, a: m.Announce) -> bool:
@@ -116,3 +143,4 @@ class OwnChecks:
         if self._linkwatch is not None:
             self._linkwatch.close()
         self.scripts, self.files, self.links, self._linkwatch = {}, {}, {}, None
+        self._follow_processes(())

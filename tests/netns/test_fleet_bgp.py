@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -203,16 +205,24 @@ VIP2 = "192.0.2.101"
 
 
 def test_daemon_own_checks_gate_the_announcement(lab: Lab) -> None:
-    """announce track_file / track_script (hafast/fleet/owncheck.py): the VIP is held
-    back until the director's script has succeeded, withdrawn while the maintenance
-    file reads 1 (with the quorum up), and announced again at 0."""
+    """announce track_file / track_script / track_process (hafast/fleet/owncheck.py):
+    the VIP is held back until the director's script has succeeded, withdrawn while
+    the maintenance file reads 1 (with the quorum up), and announced again at 0; then
+    withdrawn when the tracked process (a copy of sleep under a name of this test's
+    own) is killed, and announced again when it runs again."""
     router = ns("rtr")
     lab.start_real_server(1)
     maint, gate = lab.base / "maint", lab.base / "gate"
     maint.write_text("0\n")
-    tracks = "track_file {\n      maint\n    }\n    track_script {\n      chk\n    }"
+    sleeper = lab.base / f"hfsl{os.getpid() % 100000}"
+    shutil.copy("/bin/sleep", sleeper)
+    proc = subprocess.Popen([str(sleeper), "120"])
+    lab.reg.defer(f"sleeper {proc.pid}", lambda: (proc.kill(), proc.wait()))
+    tracks = ("track_file {\n      maint\n    }\n    track_script {\n      chk\n    }\n"
+              "    track_process {\n      sleeper\n    }")
     top = (f"vrrp_script chk {{\n  script \"/usr/bin/test -e {gate}\"\n  interval 0.2\n}}\n"
-           f"track_file maint {{\n  file {maint}\n}}\n")
+           f"track_file maint {{\n  file {maint}\n}}\n"
+           f"vrrp_track_process sleeper {{\n  process {sleeper.name}\n}}\n")
     lab.start_frr("rtr", {"zebra": "hostname rtr\n", "bfdd": ROUTER_BFDD, "bgpd": ROUTER_BGPD})
     lab.start_frr("d1", lab.render_director(1))
     d = start_daemon(lab.base / "d1-own", top + director_conf(1, drain=tracks),
@@ -221,7 +231,8 @@ def test_daemon_own_checks_gate_the_announcement(lab: Lab) -> None:
     lab.logs[1] = d.log
     # the script fails (no gate file): the quorum is up, the VIP is not announced
     st = d.wait_for(lambda s: (s.get("fleet") or [{}])[0].get("own") == {
-        "file:maint": True, "script:chk": False}, 20, "the script's first verdict")
+        "file:maint": True, "script:chk": False, "process:sleeper": True}, 20,
+        "the script's first verdict")
     assert holds(lambda: "10.0.1.2" not in gateways(router), 4.0), gateways(router)
     assert st["pools"]["virtual_servers"][0]["quorum_up"] is True
     gate.write_text("")
@@ -232,12 +243,23 @@ def test_daemon_own_checks_gate_the_announcement(lab: Lab) -> None:
     took = wait_for(lambda: "10.0.1.2" not in gateways(router), WITHDRAW_BOUND_S)
     assert took is not None, f"still announced in maintenance: {gateways(router)}"
     fleet = d.status()["fleet"][0]
-    assert (fleet["state"], fleet["own"]) == ("WITHDRAWN", {"file:maint": False,
-                                                            "script:chk": True}), fleet
+    assert (fleet["state"], fleet["own"]) == ("WITHDRAWN", {
+        "file:maint": False, "script:chk": True, "process:sleeper": True}), fleet
     print(f"\n[daemon] track_file to 1 -> d1 out of the router's next hops: {took:.2f} s")
     maint.write_text("0\n")
     assert wait_for(lambda: "10.0.1.2" in gateways(router), WITHDRAW_BOUND_S) is not None
     assert "announce 192.0.2.100/32: ANNOUNCED -> WITHDRAWN" in d.log_text()
+    # the tracked process dies (seen by its pidfd): withdrawn; it runs again: announced
+    # (a start is seen by the process connector, or the next scan of /proc)
+    proc.kill()
+    proc.wait()
+    took = wait_for(lambda: "10.0.1.2" not in gateways(router), WITHDRAW_BOUND_S)
+    assert took is not None, f"announced with its process dead: {gateways(router)}"
+    print(f"[daemon] tracked process killed -> d1 out of the router's next hops: "
+          f"{took:.2f} s")
+    again = subprocess.Popen([str(sleeper), "120"])
+    lab.reg.defer(f"sleeper {again.pid}", lambda: (again.kill(), again.wait()))
+    assert wait_for(lambda: "10.0.1.2" in gateways(router), WITHDRAW_BOUND_S + 5) is not None
 
 
 

@@ -237,7 +237,7 @@ def test_extensions_are_supported_and_say_keepalived_does_not_know_them() -> Non
         "announce_hold_down", "announce_max_changes_per_minute", "communities",
         "large_communities",
         # the director's own checks in announce (keepalived knows these names elsewhere)
-        "track_script", "track_file", "track_interface"}
+        "track_script", "track_file", "track_interface", "track_process"}
     for ctx, name in EXTENSIONS:
         kw = TABLE[ctx][name]
         assert kw.supported, name

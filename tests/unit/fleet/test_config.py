@@ -296,3 +296,27 @@ def test_a_prefix_two_virtual_servers_announce_has_one_set_of_settings() -> None
         "k.conf:32:3: error: announce 192.0.2.100/32: also announced by virtual_server "
         "192.0.2.100 80 (k.conf:19:3) with other settings; a prefix has one announcement, "
         "so make both blocks' settings the same"]
+
+
+@pytest.mark.parametrize(("kind", "block"), [
+    ("track_script", "vrrp_script"), ("track_file", "track_file"),
+    ("track_process", "vrrp_track_process")])
+def test_an_announce_track_of_an_undefined_name_is_an_error(kind: str, block: str) -> None:
+    """A tracked object that does not exist would hold the VIP back for good."""
+    res = load_text(SPEAKER + VS % f"192.0.2.100/32\n    {kind} {{\n      nothere\n    }}",
+                    file="k.conf")
+    assert [e.format() for e in res.errors] == [
+        f"k.conf:19:3: error: announce 192.0.2.100/32: {kind} nothere is not defined "
+        f"(expected the name of a {block} block in this config)"]
+
+
+def test_an_announce_track_weight_has_no_effect() -> None:
+    top = "vrrp_track_process web {\n  process nginx\n}\n"
+    res = load_text(top + SPEAKER + VS % (
+        "192.0.2.100/32\n    track_process {\n      web weight 10\n    }"), file="k.conf")
+    assert res.ok, [d.format() for d in res.errors]
+    said = [w.format() for w in res.warnings if "weight" in w.message]
+    assert said == ["k.conf:22:3: warning: announce 192.0.2.100/32: track_process web "
+                    "weight 10 has no effect: the VIP is withdrawn while the object is down"]
+    a = res.config.virtual_servers[0].announce
+    assert a is not None and [r.name for r in a.track_process] == ["web"]

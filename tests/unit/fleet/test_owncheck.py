@@ -104,3 +104,66 @@ def test_a_script_is_down_until_its_first_success(tmp_path: Path) -> None:
         assert own.scripts == {}
         own.close()
     run(go)
+
+
+def test_a_track_process_holds_while_its_processes_run(tmp_path: Path) -> None:
+    """announce track_process on the real /proc and pidfds: a process of this test's
+    own (a copy of sleep under a name nothing else has) starts down, up while it runs,
+    down the moment it is killed; ``reverse`` turns it round; a reload that stops
+    tracking it closes the watch."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    name = f"hfown{os.getpid() % 100000}"[:15]
+    exe = tmp_path / name
+    shutil.copy("/bin/sleep", exe)
+    top = f"vrrp_track_process sleeper {{\n  process {name}\n}}\n"
+
+    def tracking(reverse: str = "") -> Config:
+        res = load_text(top + f"""virtual_server 192.0.2.1 80 {{
+  protocol TCP
+  lvs_sched wlc
+  lvs_method DR
+  announce {{
+    prefix 192.0.2.1/32
+    track_process {{
+      sleeper {reverse}
+    }}
+  }}
+  real_server 10.0.0.2 80 {{ }}
+}}""")
+        assert res.ok, [d.format() for d in res.errors]
+        return res.config
+
+    async def body() -> list[dict[str, bool]]:
+        changes: list[int] = []
+        own = OwnChecks(asyncio.get_running_loop(), lambda: changes.append(1))
+        c = tracking()
+        own.configure(c)
+        seen = [own.states(announce(c))]
+        proc = subprocess.Popen([str(exe), "30"])
+        try:
+            # a start is seen by the process connector (root) or the next /proc scan
+            assert await settle(lambda: own.ok(announce(c)), 10.0), own.states(announce(c))
+            seen.append(own.states(announce(c)))
+            assert changes
+            r = tracking("reverse")
+            own.configure(r, reload=True)  # same process spec: the same watch
+            seen.append(own.states(announce(r)))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert await settle(lambda: own.ok(announce(r)), 5.0)  # its death, by pidfd
+            seen.append(own.states(announce(r)))
+            own.configure(conf(tmp_path), reload=True)  # no track_process left
+            assert own._procs is None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            own.close()
+        return seen
+
+    assert run(body) == [{"process:sleeper": False}, {"process:sleeper": True},
+                         {"process:sleeper": False}, {"process:sleeper": True}]

@@ -177,6 +177,8 @@ class Params:
         tail: list[Src] = []
         changed = False
         defs = self.defs
+        # the last round's place, use and definition, when it was a user parameter
+        last: tuple[int, str, Def] | None = None
         while 0 <= pos < len(text) - 1:
             braced = text[pos + 1] == "{"
             m = (_USE_BRACED if braced else _USE_BARE).match(text, pos + 1)
@@ -210,6 +212,15 @@ class Params:
             count += 1
             if count > MAX_SUBSTITUTIONS or len(text) > MAX_LINE_CHARS:
                 raise SubstitutionLoop(name, use_col)
+            use = text[pos : m.end()]
+            if (last is not None and d is last[2] and not params and use == last[1]
+                    and value[pos - last[0] : pos - last[0] + len(use)] == use):
+                # "$A=a $A": this use is the one the last round wrote (it lies inside
+                # the value put in then), found after the same scan over the value's
+                # first characters, so every later round finds it again further on and
+                # adds the same text, until MAX_SUBSTITUTIONS or MAX_LINE_CHARS ends it
+                # with this name and column (the value's characters all have it)
+                raise SubstitutionLoop(name, use_col)
             if lines and pos == 0 and m.end() == len(text):
                 # The whole line is a multi-line parameter: its lines keep the place
                 # they were defined at (the common "$VS" on a line of its own).
@@ -240,6 +251,7 @@ class Params:
                 if again is not None and again.group() == m.group():
                     raise SubstitutionLoop(name, use_col)
             text, cols = new_text, new_cols
+            last = (pos, use, d) if d is not None and not params and not d.multiline else None
             # keep scanning at pos: the value itself is searched for more parameters
         if not changed:
             return None, []

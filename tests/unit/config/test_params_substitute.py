@@ -84,7 +84,8 @@ class _OldParams(Params):
 
 _NAMES = ("A", "B", "_RANDOM", "_PWD", "_HASH")
 _piece = st.sampled_from(["$A", "${A}", "$B", "${B}", "${_RANDOM}", "${_RANDOM 1 3}", "$_PWD",
-                          "${_HASH}", " ", "x", ",", ")", "~SEQ", "$", "{", "}", "$C"])
+                          "${_HASH}", " ", "x", ",", ")", "~SEQ", "$", "{", "}", "$C", "A",
+                          "aB"])
 _text = st.lists(_piece, max_size=8).map("".join)
 
 
@@ -108,7 +109,9 @@ def test_same_as_the_list_version(defs: list[tuple[str, str, bool]], line: str) 
 
 
 def test_self_reference_is_the_same_loop() -> None:
-    cases = [("${A}", "x ${A} y"), ("$A", "$A"), ("$A $A", "x $A y"), ("${A}${A}", "${A}")]
+    cases = [("${A}", "x ${A} y"), ("$A", "$A"), ("$A $A", "x $A y"), ("${A}${A}", "${A}"),
+             ("a $A", "loop $A"), ("x$A", "x $A y"), ("${A}x${A}", "${A}"), ("a $A b", "$A"),
+             ("aA $A", "$A")]
     for value, line in cases:
         defs = [("A", value, False)]
         assert _run(Params, defs, line) == _run(_OldParams, defs, line)

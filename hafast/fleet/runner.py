@@ -318,10 +318,11 @@ class Announcer:
         self.states[prefix] = AnnounceState.initial(prefix, **_settings(first))
         self.quorum.pop(prefix, None)
         self.round_pending.add(prefix)
+        # every source waits for a round of its own from here (one already waiting
+        # for another prefix's sake goes on waiting): _rounds_over ends STARTUP
         for vs in self.sources[prefix]:
             if vs.key not in self.round_waits:
                 self._wait_round(vs)
-        self.loop.call_soon(self._rounds_over)  # a source whose round is already over
 
     def _wait_round(self, vs: m.VirtualServer) -> None:
         self.round_waits[vs.key] = checked_shards(vs, self.shards)

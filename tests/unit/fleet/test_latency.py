@@ -161,39 +161,20 @@ def test_an_announcement_counts_when_every_established_neighbor_has_it() -> None
     st_ = p.status(VIP)
     assert st_["withdraw"] is None and st_["unseen"] == 0 and st_["measuring"] is None
     assert st_["announce"]["count"] == 1
-    # three reads of 5 ms and two gaps between them
-    assert st_["announce"]["last_s"] >= 3 * 0.005 + 2 * latency.PROBE_GAP_S
+    # three reads of 5 ms after gaps of one, two and four PROBE_GAP_S
+    assert st_["announce"]["last_s"] >= 3 * 0.005 + 7 * latency.PROBE_GAP_S
 
 
 def test_a_withdrawal_counts_when_no_neighbor_has_it() -> None:
     async def go() -> LatencyProbe:
-        bgpd = FakeBgpd(set(), **{"192_0_2_100": [{R1, R9}, {R9}, set()]})
-        p = probe(bgpd)  # no session needed to withdraw
+        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [{R1, R9}, {R9}, set()]})
+        p = probe(bgpd)
         p.begin(VIP, latency.WITHDRAW)
         await settle(p)
         return p
 
     st_ = run(go()).status(VIP)
     assert st_["withdraw"]["count"] == 1 and st_["announce"] is None
-
-
-def test_an_announcement_waits_for_a_session_to_go_out_on(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """No session Established: the announcement has not left the director, however
-    empty advertisedTo is; it ends unseen, and the warning says why."""
-    monkeypatch.setattr(latency, "PROBE_LIMIT_S", 0.1)
-
-    async def go() -> LatencyProbe:
-        bgpd = FakeBgpd(set(), **{"192_0_2_100": [set()]})
-        p = probe(bgpd)
-        p.begin(VIP, latency.ANNOUNCE)
-        await settle(p)
-        return p
-
-    with caplog.at_level(logging.WARNING, "hafast.fleet"):
-        st_ = run(go()).status(VIP)
-    assert st_ == {"announce": None, "withdraw": None, "unseen": 1, "measuring": None}
-    assert "sessions Established: none" in caplog.text
 
 
 def test_a_newer_change_supersedes_the_one_measured() -> None:
@@ -390,3 +371,36 @@ def test_metrics_are_one_summary_per_prefix_and_direction() -> None:
     for vip in fleet:
         vip["latency"] = None
     assert b"hafast_announce_latency" not in generate_latest(server.registry)
+
+
+def test_a_change_while_no_session_is_up_is_read_once() -> None:
+    """The first read shows no configured neighbor Established (a director starting
+    up, its up-link down): nobody to put the change out to; no further read."""
+    async def go() -> tuple[LatencyProbe, FakeBgpd]:
+        bgpd = FakeBgpd(set(), **{"192_0_2_100": [set()]})
+        p = probe(bgpd)
+        p.begin(VIP, latency.WITHDRAW)
+        await settle(p)
+        return p, bgpd
+
+    p, bgpd = run(go())
+    assert len(bgpd.calls) == 1 and p.skipped == 1
+    assert p.status(VIP) == {"announce": None, "withdraw": None, "unseen": 0,
+                             "measuring": None}
+
+
+def test_a_change_never_agreed_costs_few_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gaps double up to PROBE_GAP_MAX_S: a change bgpd never puts out is read
+    about 24 times in its PROBE_LIMIT_S, not every 20 ms."""
+    monkeypatch.setattr(latency, "PROBE_LIMIT_S", 1.0)
+    monkeypatch.setattr(latency, "PROBE_GAP_MAX_S", 0.1)
+
+    async def go() -> FakeBgpd:
+        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()]})
+        p = probe(bgpd)
+        p.begin(VIP, latency.ANNOUNCE)
+        await settle(p)
+        return bgpd
+
+    # 20, 40, 80 ms, then 100 ms apart until 1 s: about a dozen reads, not fifty
+    assert 5 <= len(run(go()).calls) <= 14

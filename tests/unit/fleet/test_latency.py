@@ -137,6 +137,18 @@ def probe(bgpd: FakeBgpd) -> LatencyProbe:
     return LatencyProbe(asyncio.get_running_loop(), speaker(), read=bgpd)
 
 
+def measure(bgpd: FakeBgpd, *changes: tuple[str, str]) -> LatencyProbe:
+    """A probe on ``bgpd`` told of each (prefix, direction) change, run until none is
+    being measured."""
+    async def go() -> LatencyProbe:
+        p = probe(bgpd)
+        for prefix, direction in changes:
+            p.begin(prefix, direction)
+        await settle(p)
+        return p
+    return run(go())
+
+
 async def settle(p: LatencyProbe) -> None:
     for _ in range(500):
         if not p.pending:
@@ -166,27 +178,15 @@ def test_an_announcement_counts_when_every_established_neighbor_has_it() -> None
 
 
 def test_a_withdrawal_counts_when_no_neighbor_has_it() -> None:
-    async def go() -> LatencyProbe:
-        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [{R1, R9}, {R9}, set()]})
-        p = probe(bgpd)
-        p.begin(VIP, latency.WITHDRAW)
-        await settle(p)
-        return p
-
-    st_ = run(go()).status(VIP)
+    bgpd = FakeBgpd({R1}, **{"192_0_2_100": [{R1, R9}, {R9}, set()]})
+    st_ = measure(bgpd, (VIP, latency.WITHDRAW)).status(VIP)
     assert st_["withdraw"]["count"] == 1 and st_["announce"] is None
 
 
 def test_a_newer_change_supersedes_the_one_measured() -> None:
-    async def go() -> LatencyProbe:
-        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()]})
-        p = probe(bgpd)
-        p.begin(VIP, latency.ANNOUNCE)  # never seen: R1 is not in advertisedTo
-        p.begin(VIP, latency.WITHDRAW)
-        await settle(p)
-        return p
-
-    st_ = run(go()).status(VIP)
+    bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()]})
+    # the announcement is never seen (R1 is not in advertisedTo); the withdrawal is
+    st_ = measure(bgpd, (VIP, latency.ANNOUNCE), (VIP, latency.WITHDRAW)).status(VIP)
     assert st_["announce"] is None and st_["withdraw"]["count"] == 1
     assert st_["unseen"] == 0
 
@@ -195,15 +195,9 @@ def test_a_change_bgpd_never_puts_out_is_unseen_and_logged(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(latency, "PROBE_LIMIT_S", 0.1)
 
-    async def go() -> LatencyProbe:
-        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()]})
-        p = probe(bgpd)
-        p.begin(VIP, latency.ANNOUNCE)
-        await settle(p)
-        return p
-
+    bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()]})
     with caplog.at_level(logging.WARNING, "hafast.fleet"):
-        st_ = run(go()).status(VIP)
+        st_ = measure(bgpd, (VIP, latency.ANNOUNCE)).status(VIP)
     assert st_["unseen"] == 1 and st_["announce"] is None
     assert ("bgpd had not put out the announce 0 s after the route changed (sessions "
             "Established: 10.0.1.1)") in caplog.text
@@ -211,30 +205,17 @@ def test_a_change_bgpd_never_puts_out_is_unseen_and_logged(
 
 def test_failed_reads_are_logged_once_and_the_probe_goes_on(
         caplog: pytest.LogCaptureFixture) -> None:
-    async def go() -> LatencyProbe:
-        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [{R1}]})
-        bgpd.fail = 3
-        p = probe(bgpd)
-        p.begin(VIP, latency.ANNOUNCE)
-        await settle(p)
-        return p
-
+    bgpd = FakeBgpd({R1}, **{"192_0_2_100": [{R1}]})
+    bgpd.fail = 3
     with caplog.at_level(logging.WARNING, "hafast.fleet"):
-        st_ = run(go()).status(VIP)
+        st_ = measure(bgpd, (VIP, latency.ANNOUNCE)).status(VIP)
     assert st_["announce"]["count"] == 1
     assert caplog.text.count("cannot read bgpd's routes") == 1
 
 
 def test_changes_at_once_share_one_read() -> None:
-    async def go() -> FakeBgpd:
-        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()], "192_0_2_101": [set()]})
-        p = probe(bgpd)
-        p.begin(VIP, latency.WITHDRAW)
-        p.begin("192.0.2.101/32", latency.WITHDRAW)
-        await settle(p)
-        return bgpd
-
-    bgpd = run(go())
+    bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()], "192_0_2_101": [set()]})
+    measure(bgpd, (VIP, latency.WITHDRAW), ("192.0.2.101/32", latency.WITHDRAW))
     assert len(bgpd.calls) == 1 and bgpd.calls[0].count("-c") == 3
 
 
@@ -376,14 +357,8 @@ def test_metrics_are_one_summary_per_prefix_and_direction() -> None:
 def test_a_change_while_no_session_is_up_is_read_once() -> None:
     """The first read shows no configured neighbor Established (a director starting
     up, its up-link down): nobody to put the change out to; no further read."""
-    async def go() -> tuple[LatencyProbe, FakeBgpd]:
-        bgpd = FakeBgpd(set(), **{"192_0_2_100": [set()]})
-        p = probe(bgpd)
-        p.begin(VIP, latency.WITHDRAW)
-        await settle(p)
-        return p, bgpd
-
-    p, bgpd = run(go())
+    bgpd = FakeBgpd(set(), **{"192_0_2_100": [set()]})
+    p = measure(bgpd, (VIP, latency.WITHDRAW))
     assert len(bgpd.calls) == 1 and p.skipped == 1
     assert p.status(VIP) == {"announce": None, "withdraw": None, "unseen": 0,
                              "measuring": None}
@@ -395,12 +370,7 @@ def test_a_change_never_agreed_costs_few_reads(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(latency, "PROBE_LIMIT_S", 1.0)
     monkeypatch.setattr(latency, "PROBE_GAP_MAX_S", 0.1)
 
-    async def go() -> FakeBgpd:
-        bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()]})
-        p = probe(bgpd)
-        p.begin(VIP, latency.ANNOUNCE)
-        await settle(p)
-        return bgpd
-
+    bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()]})
+    measure(bgpd, (VIP, latency.ANNOUNCE))
     # 20, 40, 80 ms, then 100 ms apart until 1 s: about a dozen reads, not fifty
-    assert 5 <= len(run(go()).calls) <= 14
+    assert 5 <= len(bgpd.calls) <= 14

@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import require, require_root, require_tool
 from tests.ipvs.side_by_side import KEEPALIVED, start, stop
+from tests.netns.snmp_fixtures import parse_walk
 
 if os.environ.get("HAFAST_IN_VM") != "1":
     pytest.skip("runs inside the IPVS VM (tests/netns/test_ipvs_vm_boot.py boots it)",
@@ -83,13 +84,7 @@ def walk(oid: str) -> dict[str, tuple[str, str]]:
     out = subprocess.run(["snmpbulkwalk", "-v2c", "-c", "public", "-On", "-Oe", "-t", "5",
                           "127.0.0.1", oid], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MIBS="")).stdout
-    got: dict[str, tuple[str, str]] = {}
-    for line in out.splitlines():
-        name, sep, rest = line.partition(" = ")
-        if sep and name.startswith("."):
-            kind, colon, value = rest.partition(": ")
-            got[name[1:]] = (kind, value) if colon else ("STRING", rest)
-    return got
+    return parse_walk(out)
 
 
 @pytest.fixture

@@ -58,3 +58,16 @@ def spawn_keepalived(reg: Registry, ns: str, conf_text: str, dir: Path
                               "-c", str(dir / "kc.pid")],
                          stdout=log, stderr=subprocess.STDOUT)
     return proc, log_path
+
+
+def parse_walk(out: str) -> dict[str, tuple[str, str]]:
+    """snmpwalk's output run with ``-On -Oe`` -> ``{oid: (type, value)}`` (the OID
+    without its leading dot; a value with no type, such as ``""``, is a STRING)."""
+    got: dict[str, tuple[str, str]] = {}
+    for line in out.splitlines():
+        name, sep, rest = line.partition(" = ")
+        if not sep or not name.startswith("."):
+            continue
+        kind, colon, value = rest.partition(": ")
+        got[name[1:]] = (kind, value) if colon else ("STRING", rest)
+    return got

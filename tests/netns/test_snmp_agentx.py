@@ -40,7 +40,7 @@ from hafast.status.snmp_rfc import (
 )
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
-from tests.netns.snmp_fixtures import spawn_keepalived, start_snmpd
+from tests.netns.snmp_fixtures import parse_walk, spawn_keepalived, start_snmpd
 from tests.netns.vrrp_fixtures import KEEPALIVED
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
@@ -152,14 +152,7 @@ def walk(oid: str, tool: str = "snmpwalk") -> dict[str, tuple[str, str]]:
     """``{oid: (type, value)}``; enumerations as numbers (-Oe), OIDs numeric (-On)."""
     out = run_in(NS, [tool, "-v2c", "-c", "public", "-On", "-Oe", "-t", "3", "127.0.0.1",
                       oid], check=False).stdout
-    got: dict[str, tuple[str, str]] = {}
-    for line in out.splitlines():
-        name, sep, rest = line.partition(" = ")
-        if not sep or not name.startswith("."):
-            continue
-        kind, colon, value = rest.partition(": ")
-        got[name[1:]] = (kind, value) if colon else ("STRING", rest)  # '""': empty
-    return got
+    return parse_walk(out)
 
 
 def both_master() -> dict[str, tuple[str, str]] | None:

@@ -36,7 +36,7 @@ from hafast.status.snmp_check import (
 from hafast.status.snmp_mib import SNMP_TRAP_OID
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
-from tests.netns.snmp_fixtures import snmpd_env, start_snmpd
+from tests.netns.snmp_fixtures import parse_walk, snmpd_env, start_snmpd
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -77,13 +77,7 @@ def walk(oid: str, tool: str = "snmpwalk") -> dict[str, tuple[str, str]]:
     """``{oid: (type, value)}``, numeric OIDs and enumerations."""
     out = run_in(NS, [tool, "-v2c", "-c", "public", "-On", "-Oe", "-t", "3", "127.0.0.1",
                       oid], check=False).stdout
-    got: dict[str, tuple[str, str]] = {}
-    for line in out.splitlines():
-        name, sep, rest = line.partition(" = ")
-        if sep and name.startswith("."):
-            kind, colon, value = rest.partition(": ")
-            got[name[1:]] = (kind, value) if colon else ("STRING", rest)
-    return got
+    return parse_walk(out)
 
 
 # how net-snmp's snmpwalk names each AgentX type

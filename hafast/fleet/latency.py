@@ -9,29 +9,30 @@ bgpd's Adj-RIB-Out (RFC 4271 §3.2: what bgpd has put out for each peer) agrees:
   is Established, and there is at least one;
 - a withdrawal: it is advertised to none of them.
 
-bgpd is asked both in one call, ``vtysh [-N PATHSPACE] -c 'show bgp neighbors json'
--c 'show bgp ipv4 unicast PREFIX json'`` (one more ``-c`` per prefix being measured,
-so many changes at once cost one read): the sessions as :mod:`hafast.fleet.sessions`
-reads them, and each prefix's ``advertisedTo``, the peers it is out to (a prefix bgpd
-does not hold answers ``{}``).  Reads are made only while a change is being measured:
-the first :data:`PROBE_GAP_S` after the change, each next one twice as far from the
-last, at most :data:`PROBE_GAP_MAX_S` (about 24 reads for a change that is never
-agreed).  The figure is the end of the first read that agreed, so it is late by at
-most one read and one gap: 20-40 ms for the usual change, which bgpd puts out in
-about 0.1 s (a read of three prefixes takes 33 ms with FRR 8.4.4).  A change not
-agreed within :data:`PROBE_LIMIT_S` is counted as ``unseen`` and logged (a bgpd that
-is not running).  A change whose first read shows no configured neighbor
-Established (a director starting up, its up-link down) is not measured further:
-there is nobody to put it out to (``skipped``).
+bgpd is asked both in one read on its vty socket (:mod:`hafast.fleet.bgpdvty`):
+``show bgp neighbors json``, then ``show bgp ipv4 unicast PREFIX json`` for each prefix
+being measured (so many changes at once cost one read): the sessions as
+:mod:`hafast.fleet.sessions` reads them, and each prefix's ``advertisedTo``, the peers
+it is out to (a prefix bgpd does not hold answers ``{}``).  Reads are made only while a
+change is being measured: the first :data:`PROBE_GAP_S` after the change, each next
+one twice as far from the last, at most :data:`PROBE_GAP_MAX_S` (about 24 reads for a
+change that is never agreed).  The figure is the end of the first read that agreed, so
+it is late by at most one read and one gap: 20-40 ms for the usual change, which bgpd
+puts out in about 0.1 s (a read of three prefixes takes about a millisecond with FRR
+8.4.4; 33 ms when each read started vtysh).  A change not agreed within
+:data:`PROBE_LIMIT_S` is counted as ``unseen`` and logged (a bgpd that is not
+running).  A change whose first read shows no configured neighbor Established (a
+director starting up, its up-link down) is not measured further: there is nobody to
+put it out to (``skipped``).
 
 What it does not see: the wire and the router's own work.  The router's table is the
 judge of the whole path in tests/netns/test_fleet_bgp.py and the fleet benchmark.
 
 Example::
 
-    >>> text = '{"10.0.1.1": {"bgpState": "Established"}, "10.0.9.1": {"bgpState": "Active"}}'
-    >>> text += '{"prefix": "192.0.2.1/32", "advertisedTo": {"10.0.1.1": {}}} {}'
-    >>> parse_read(text, 2)
+    >>> up = '{"10.0.1.1": {"bgpState": "Established"}, "10.0.9.1": {"bgpState": "Active"}}'
+    >>> out = '{"prefix": "192.0.2.1/32", "advertisedTo": {"10.0.1.1": {}}}'
+    >>> parse_read([up, out, '{}'])
     ({'10.0.1.1'}, [{'10.0.1.1'}, set()])
 """
 
@@ -42,13 +43,12 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from hafast.config import model as m
-from hafast.fleet.frrconf import vtysh_exe
-from hafast.fleet.sessions import ESTABLISHED, read_vtysh, sessions_of
+from hafast.fleet import bgpdvty
+from hafast.fleet.sessions import ESTABLISHED, NEIGHBORS, Read, read_bgpd, sessions_of
 
 log = logging.getLogger("hafast.fleet")
 
@@ -56,7 +56,7 @@ ANNOUNCE, WITHDRAW = "announce", "withdraw"
 PROBE_GAP_S = 0.02  # the first read after a change: the usual figure's resolution
 PROBE_GAP_MAX_S = 0.5  # the gaps double up to this: a slow change costs few reads
 PROBE_LIMIT_S = 10.0  # a change bgpd has not put out by then is counted unseen
-MAX_PER_READ = 32  # prefixes asked in one vtysh call (one -c each)
+MAX_PER_READ = 32  # prefixes asked in one read (one command each)
 
 
 @dataclass(slots=True)
@@ -86,42 +86,24 @@ class Pending:
     decided_at: float  # loop time
 
 
-def show_argv(speaker: m.BgpSpeaker, prefixes: list[str],
-              vtysh: str | None = None) -> list[str]:
-    """One vtysh call asking bgpd for its sessions, then about each prefix."""
-    argv = [vtysh_exe(vtysh)]
-    if speaker.frr_pathspace:
-        argv += ["-N", speaker.frr_pathspace]
-    argv += ["-c", "show bgp neighbors json"]
+def show_commands(prefixes: list[str]) -> list[str]:
+    """One read's commands: bgpd's sessions, then each prefix."""
+    out = [NEIGHBORS]
     for prefix in prefixes:
         afi = "ipv6" if ipaddress.ip_network(prefix, strict=False).version == 6 else "ipv4"
-        argv += ["-c", f"show bgp {afi} unicast {prefix} json"]
-    return argv
+        out.append(f"show bgp {afi} unicast {prefix} json")
+    return out
 
 
-def _objects(text: str) -> Iterator[Any]:
-    decoder = json.JSONDecoder()
-    at = 0
-    while True:
-        while at < len(text) and text[at].isspace():
-            at += 1
-        if at == len(text):
-            return
-        doc, at = decoder.raw_decode(text, at)  # JSONDecodeError is a ValueError
-        yield doc
-
-
-def parse_read(text: str, count: int) -> tuple[set[str], list[set[str]]]:
-    """vtysh's answer to :func:`show_argv` (one JSON object per command, one after the
-    other) -> the neighbors whose session is Established, and for each of the
-    ``count`` prefixes the peers it is advertised to; raises ValueError on an answer
-    that is not that."""
-    docs = list(_objects(text))
-    if len(docs) != count + 1:
-        raise ValueError(f"vtysh: {len(docs)} answers to {count + 1} commands")
-    established = {addr for addr, s in sessions_of(docs[0]).items() if s.bgp == ESTABLISHED}
+def parse_read(answers: list[str]) -> tuple[set[str], list[set[str]]]:
+    """bgpd's answers to :func:`show_commands` -> the neighbors whose session is
+    Established, and for each prefix the peers it is advertised to; raises ValueError
+    on an answer that is not that."""
+    established = {addr for addr, s in sessions_of(json.loads(answers[0])).items()
+                   if s.bgp == ESTABLISHED}
     out: list[set[str]] = []
-    for doc in docs[1:]:
+    for text in answers[1:]:
+        doc = json.loads(text)  # a JSONDecodeError is a ValueError
         if not isinstance(doc, dict):
             raise ValueError("show bgp ... json: not an object")
         peers = doc.get("advertisedTo")
@@ -150,8 +132,7 @@ class LatencyProbe:
     ``read`` is the seam the unit tests fill with recorded answers.
     """
 
-    def __init__(self, loop: Any, speaker: m.BgpSpeaker,
-                 read: Callable[[list[str]], Any] = read_vtysh) -> None:
+    def __init__(self, loop: Any, speaker: m.BgpSpeaker, read: Read = read_bgpd) -> None:
         self.loop = loop
         self.speaker = speaker
         self.read = read
@@ -197,9 +178,8 @@ class LatencyProbe:
     async def _read_once(self) -> None:
         batch = list(self.pending.values())[:MAX_PER_READ]
         try:
-            established, answers = parse_read(
-                await self.read(show_argv(self.speaker, [p.prefix for p in batch])),
-                len(batch))
+            established, answers = parse_read(await self.read(
+                bgpdvty.socket_path(self.speaker), show_commands([p.prefix for p in batch])))
         except (OSError, ValueError) as exc:
             if str(exc) != self._error:
                 log.warning("announce latency: cannot read bgpd's routes (%s)", exc)

@@ -2,7 +2,8 @@
 FRR 8.4.4 (tests/unit/fleet/data: ``show bgp neighbors json`` with the session up, and
 ``vtysh -c 'show bgp ipv4 unicast P json'`` three times in one call while P was
 announced, then once after it was withdrawn: vtysh's answer to several ``-c`` is the
-answers one after the other), the probe on a fake vtysh, the announcer's use of it,
+answers one after the other, split here into the answers bgpd's vty socket gives one
+by one), the probe on a fake bgpd, the announcer's use of it,
 and the metrics made from its status.
 The real FRR is tests/netns/test_fleet_bgp.py's daemon arm."""
 
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from hafast.config.loader import load_text
 from hafast.config.model import BgpSpeaker, Config
 from hafast.fleet import latency
-from hafast.fleet.latency import LatencyProbe, parse_read, show_argv
+from hafast.fleet.latency import LatencyProbe, parse_read, show_commands
 
 DATA = Path(__file__).parent / "data"
 VIP = "192.0.2.100/32"
@@ -65,21 +66,35 @@ def speaker(pathspace: str = "") -> BgpSpeaker:
     return sp
 
 
+def recorded(name: str) -> list[str]:
+    """A recording of several commands' answers (vtysh printed them one after the
+    other) -> each command's answer."""
+    text, at, out = (DATA / name).read_text(), 0, []
+    decoder = json.JSONDecoder()
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        _doc, end = decoder.raw_decode(text, at)
+        out.append(text[at:end])
+        at = end
+    return out
+
+
 def test_recorded_answers() -> None:
     up = (DATA / "frr844-bgp-neighbors-up.json").read_text()
-    three = (DATA / "frr844-show-bgp-prefixes.txt").read_text()
+    three = recorded("frr844-show-bgp-prefixes.txt")
+    assert len(three) == 3
     # 192.0.2.100/32 out to the router; a prefix bgpd does not hold, v4 and v6: {}
-    assert parse_read(up + three, 3) == ({R1}, [{R1}, set(), set()])
+    assert parse_read([up, *three]) == ({R1}, [{R1}, set(), set()])
     down = (DATA / "frr844-bgp-neighbors-down.json").read_text()
-    withdrawn = (DATA / "frr844-show-bgp-prefix-withdrawn.txt").read_text()
-    assert parse_read(down + withdrawn, 1) == (set(), [set()])
+    withdrawn = recorded("frr844-show-bgp-prefix-withdrawn.txt")
+    assert parse_read([down, *withdrawn]) == (set(), [set()])
 
 
-@pytest.mark.parametrize("text", ["", "{}", "{} {}", "{} []", "% Unknown command",
-                                  '{} {"a": 1} x', "{} {} {} {}"])
-def test_an_answer_that_is_not_one_object_per_command_is_refused(text: str) -> None:
+@pytest.mark.parametrize("answers", [[""], ["{}", ""], ["{}", "[]"], ["[]", "{}"],
+                                     ["{}", "% Unknown command"], ["{}", '{"a": 1} x']])
+def test_an_answer_that_is_not_the_commands_json_is_refused(answers: list[str]) -> None:
     with pytest.raises(ValueError):
-        parse_read(text, 2)
+        parse_read(answers)
 
 
 peers = st.sets(st.ip_addresses(v=4).map(str), max_size=4)
@@ -88,17 +103,15 @@ peers = st.sets(st.ip_addresses(v=4).map(str), max_size=4)
 @given(st.lists(peers, min_size=1, max_size=6), st.sampled_from(["", "\n", " \n\t"]))
 def test_parse_reads_back_what_was_written(sets: list[set[str]], gap: str) -> None:
     up = {addr: {"bgpState": "Established"} for s in sets for addr in s}
-    text = gap.join(json.dumps(doc, indent=1) for doc in [up] + [
-        {"prefix": "p", "advertisedTo": {p: {} for p in s}} if s else {} for s in sets])
-    assert parse_read(text, len(sets)) == (set(up), sets)
+    answers = [gap + json.dumps(doc, indent=1) + gap for doc in [up] + [
+        {"prefix": "p", "advertisedTo": {p: {} for p in s}} if s else {} for s in sets]]
+    assert parse_read(answers) == (set(up), sets)
 
 
-def test_one_vtysh_call_asks_about_every_prefix() -> None:
-    argv = show_argv(speaker("d1"), [VIP, "2001:db8::1/128"], vtysh="/usr/bin/vtysh")
-    assert argv == ["/usr/bin/vtysh", "-N", "d1", "-c", "show bgp neighbors json",
-                    "-c", f"show bgp ipv4 unicast {VIP} json",
-                    "-c", "show bgp ipv6 unicast 2001:db8::1/128 json"]
-    assert show_argv(speaker(), [VIP], vtysh="vtysh")[1] == "-c"
+def test_one_read_asks_about_every_prefix() -> None:
+    assert show_commands([VIP, "2001:db8::1/128"]) == [
+        "show bgp neighbors json", f"show bgp ipv4 unicast {VIP} json",
+        "show bgp ipv6 unicast 2001:db8::1/128 json"]
 
 
 class FakeBgpd:
@@ -111,22 +124,22 @@ class FakeBgpd:
         self.calls: list[list[str]] = []
         self.fail = 0  # calls to refuse first
 
-    async def __call__(self, argv: list[str]) -> str:
-        self.calls.append(argv)
+    async def __call__(self, path: Path, commands: list[str]) -> list[str]:
+        assert path == Path("/var/run/frr/bgpd.vty")
+        self.calls.append(commands)
         await asyncio.sleep(0.005)
         if self.fail:
             self.fail -= 1
-            raise OSError("vtysh: bgpd is not running")
+            raise OSError("cannot reach bgpd at /var/run/frr/bgpd.vty: No such file")
         out = [json.dumps({n: {"bgpState": "Established" if n in self.established
                                else "Active"} for n in (R1, R9)})]
-        for i, arg in enumerate(argv):
-            if arg == "-c" and argv[i + 1] != "show bgp neighbors json":
-                prefix = argv[i + 1].split()[4]
-                seq = self.script[prefix.split("/")[0]]
-                now = seq.pop(0) if len(seq) > 1 else seq[0]
-                out.append(json.dumps({"prefix": prefix, "advertisedTo":
-                                       {p: {} for p in now}}) if now else "{}")
-        return "\n".join(out)
+        for command in commands[1:]:
+            prefix = command.split()[4]
+            seq = self.script[prefix.split("/")[0]]
+            now = seq.pop(0) if len(seq) > 1 else seq[0]
+            out.append(json.dumps({"prefix": prefix, "advertisedTo":
+                                   {p: {} for p in now}}) if now else "{}")
+        return out
 
 
 def run(coro: Any) -> Any:
@@ -216,7 +229,7 @@ def test_failed_reads_are_logged_once_and_the_probe_goes_on(
 def test_changes_at_once_share_one_read() -> None:
     bgpd = FakeBgpd({R1}, **{"192_0_2_100": [set()], "192_0_2_101": [set()]})
     measure(bgpd, (VIP, latency.WITHDRAW), ("192.0.2.101/32", latency.WITHDRAW))
-    assert len(bgpd.calls) == 1 and bgpd.calls[0].count("-c") == 3
+    assert len(bgpd.calls) == 1 and len(bgpd.calls[0]) == 3
 
 
 # ------------------------------------------------------------------ in the announcer

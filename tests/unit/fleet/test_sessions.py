@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from hafast.config.loader import load_text
 from hafast.config.model import BgpSpeaker
-from hafast.fleet.sessions import Session, SessionWatch, parse_neighbors, vtysh_argv
+from hafast.fleet.bgpdvty import socket_path
+from hafast.fleet.sessions import Session, SessionWatch, parse_neighbors
 from hafast.status.metrics import session_families
 
 DATA = Path(__file__).parent / "data"
@@ -80,25 +81,24 @@ def test_any_json_object_parses_or_is_a_value_error(doc: dict[str, Any]) -> None
         assert isinstance(s.bgp, str) and isinstance(s.drops, int)
 
 
-def test_the_pathspace_is_vtyshs_minus_n() -> None:
-    assert vtysh_argv(speaker("fb1d1"), "vtysh") == [
-        "vtysh", "-N", "fb1d1", "-c", "show bgp neighbors json"]
-    assert vtysh_argv(speaker(), "vtysh") == ["vtysh", "-c", "show bgp neighbors json"]
+def test_the_pathspace_names_the_socket_as_vtyshs_minus_n() -> None:
+    assert socket_path(speaker("fb1d1")) == Path("/var/run/frr/fb1d1/bgpd.vty")
+    assert socket_path(speaker()) == Path("/var/run/frr/bgpd.vty")
 
 
 class Answers:
-    """A fake vtysh: each read returns the next answer (an exception is raised)."""
+    """A fake bgpd: each read returns the next answer (an exception is raised)."""
 
     def __init__(self, *answers: str | Exception) -> None:
         self.answers = list(answers)
-        self.argv: list[list[str]] = []
+        self.reads: list[tuple[Path, list[str]]] = []
 
-    async def __call__(self, argv: list[str]) -> str:
-        self.argv.append(argv)
+    async def __call__(self, path: Path, commands: list[str]) -> list[str]:
+        self.reads.append((path, commands))
         got = self.answers.pop(0)
         if isinstance(got, Exception):
             raise got
-        return got
+        return [got]
 
 
 def polled(watch: SessionWatch, times: int) -> list[list[dict[str, Any]]]:

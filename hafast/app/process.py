@@ -160,6 +160,10 @@ def pid_running(path: str) -> bool:
 
 
 STARTUP_GRACE_S = 60.0  # longest a start or reload may hold a worker's loop
+# A check worker killed before it was ready gets twice the time at its next start,
+# up to this: on a box so loaded that a start takes longer than the grace, killing it
+# each time would throw the start's work away for ever (seen in the emulated IPVS VM).
+STARTUP_GRACE_MAX_S = 600.0
 
 
 @dataclass
@@ -189,6 +193,7 @@ class WorkerHandle:
     # Building an engine for tens of thousands of servers (start, reload) may hold
     # the worker's loop for seconds: no heartbeat verdict until then.
     grace_until: float = 0.0
+    start_grace_s: float = STARTUP_GRACE_S  # the grace of its next start
     # The heartbeat's last ping, and the ping a grace began after: a pong to that
     # ping or an earlier one may have been sent before the worker took the reload
     # (it sat in the pipe while the parent was parsing), so only a later one ends it.

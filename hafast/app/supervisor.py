@@ -52,7 +52,7 @@ from typing import Any
 from hafast.app.cmdline import Options
 from hafast.app.desk import StatusDesk
 from hafast.app.ipc import CHECK, VRRP, read_message
-from hafast.app.process import STARTUP_GRACE_S, WorkerHandle, WorkerProcess, write_pid_file
+from hafast.app.process import STARTUP_GRACE_MAX_S, WorkerHandle, WorkerProcess, write_pid_file
 from hafast.app.reload import Reloader
 from hafast.app.reloadq import ReloadQueue
 from hafast.app.spare import SPARE_AFTER_S, Spare
@@ -381,7 +381,7 @@ class Supervisor:
         w.proc, w.writer, w.pid = proc, writer, proc.pid
         w.started = w.last_pong = time.monotonic()
         w.last_adverts = {}
-        w.grace_until = w.started + STARTUP_GRACE_S
+        w.grace_until = w.started + w.start_grace_s
         w.grace_from_seq = w.ping_seq
         w.ready = asyncio.Event()
         w.send("init", self._init_payload(w))
@@ -579,6 +579,10 @@ class Supervisor:
         log.error("%s (pid %d) has not answered the heartbeat for %.2fs; "
                   "killing and restarting it", w.name, w.pid, now - w.last_pong)
         w.heartbeat_kills += 1
+        if w.role != VRRP and not w.ready.is_set():
+            w.start_grace_s = min(w.start_grace_s * 2, STARTUP_GRACE_MAX_S)
+            log.warning("%s had not finished starting: its next start may take %.0f s",
+                        w.name, w.start_grace_s)
         assert w.proc is not None
         w.hung_proc = w.proc
         with contextlib.suppress(ProcessLookupError):

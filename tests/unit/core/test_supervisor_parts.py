@@ -541,3 +541,37 @@ def test_a_pong_sent_before_the_reload_does_not_end_its_grace() -> None:
         assert v.grace_until == 0.0
 
     asyncio.run(go())
+
+
+def test_a_check_worker_killed_before_it_was_ready_gets_twice_the_time() -> None:
+    """The emulated IPVS VM, loaded: check workers whose start took over the 60 s grace
+    were killed at 60 s, restarted, and killed again, never checking at all.  Each kill
+    before 'ready' doubles the next start's grace (to 600 s at most); a kill of a
+    worker that was ready (a hung loop) changes nothing."""
+    from hafast.app.cmdline import parse
+    from hafast.app.process import STARTUP_GRACE_MAX_S, STARTUP_GRACE_S, WorkerHandle
+
+    class Proc:
+        killed = 0
+
+        def kill(self) -> None:
+            self.killed += 1
+
+    async def go() -> None:
+        s = sup.Supervisor(parse(["-f", "/nonexistent"]), config())
+        w = WorkerHandle("check", 0)
+        graces = []
+        for _ in range(5):
+            w.proc = Proc()  # type: ignore[assignment]
+            w.ready = asyncio.Event()  # a new start: not ready yet
+            s._hung(w, time.monotonic())
+            graces.append(w.start_grace_s)
+        assert graces == [2 * STARTUP_GRACE_S, 4 * STARTUP_GRACE_S, 8 * STARTUP_GRACE_S,
+                          STARTUP_GRACE_MAX_S, STARTUP_GRACE_MAX_S]
+        ready = WorkerHandle("check", 1)
+        ready.proc = Proc()  # type: ignore[assignment]
+        ready.ready.set()
+        s._hung(ready, time.monotonic())
+        assert ready.start_grace_s == STARTUP_GRACE_S and ready.heartbeat_kills == 1
+
+    asyncio.run(go())

@@ -1180,7 +1180,7 @@ sorry_server        v  1-2  ip_port       sorry_server
 sorry_server_inhibit f 0-1  flag          sorry_server_inhibit
 sorry_server_lvs_method v 1+ lvs_method   sorry_server_lvs_method
 ha_suspend          f  0-1  flag          ha_suspend
-snmp_name           v  1    str           -
+snmp_name           v  1    str           snmp_name
 ops                 f  0-1  flag          ops
 flag-1              f  0-1  schedflag:flag-1 +sched_flags
 flag-2              f  0-1  schedflag:flag-2 +sched_flags
@@ -1204,7 +1204,7 @@ notify_up           v  1+   script         notify_up
 notify_down         v  1+   script         notify_down
 uthreshold          v  1    int:0,2147483647 uthreshold
 lthreshold          v  1    int:0,2147483647 lthreshold
-snmp_name           v  1    str           -
+snmp_name           v  1    str           snmp_name
 """
     + _RS_INHERITED,
     # the checker blocks (TCP_CHECK { }, ...) and their rows come from

@@ -861,6 +861,7 @@ class RealServer:
     alpha: bool = False
     virtualhost: str | None = None
     checkers: tuple[Checker, ...] = ()
+    snmp_name: str | None = None  # the checker MIB's realServerName
     where: str = _where()
 
     @property
@@ -974,6 +975,7 @@ class VirtualServer:
     sched_flags: tuple[str, ...] = ()
     real_servers: tuple[RealServer, ...] = ()
     announce: Announce | None = None  # hafast extension (fleet mode)
+    snmp_name: str | None = None  # the checker MIB's virtualServerName
     where: str = _where()
 
     @property

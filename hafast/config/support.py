@@ -113,8 +113,6 @@ vrrp_instance track_src_ip warn keepalived 2.2.7 never acts on it either (its ch
 vrrp_instance old_unicast_checksum refuse the pre-2.0 unicast checksum: peers that expect it drop hafast's adverts
 vrrp_instance preempt warn preemption is the default already (nopreempt turns it off)
 vrrp_instance auth_hmac refuse HMAC authentication of adverts is not implemented
-virtual_server snmp_name warn the checker MIB's virtualServerName and realServerName columns are not served
-real_server snmp_name warn the checker MIB's virtualServerName and realServerName columns are not served
 real_server BFD_CHECK refuse BFD is not implemented: the real server would never be checked and would stay UP
 HTTP_GET fast_recovery refuse the check's fast recovery after a failure
 SSL_GET fast_recovery refuse the check's fast recovery after a failure
@@ -170,4 +168,8 @@ CONFIG_EFFECTS: dict[str, str] = {
     # both resolve to one daemon (config.lvs_syncd.resolve) that hafast.lvs.syncd runs
     "lvs_sync_daemon": "syncid",
     "lvs_sync_daemon_interface": "syncid",
+    # not a load-time effect: the checker MIB (hafast.status.snmp_check) serves it as
+    # virtualServerName/realServerName, and the reader scan skips hafast/status whole
+    # (its renderers print fields they do not act on)
+    "snmp_name": "",
 }

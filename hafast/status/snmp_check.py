@@ -1,6 +1,8 @@
 """KEEPALIVED-MIB's checker part (``check``, keepalived.3) as keepalived 2.2.7 serves it
-with ``enable_snmp_checker``: the virtualServerTable (check.3), the realServerTable
-(check.4), the lvsSyncDaemon and lvsTimeouts scalars (check.6, check.7), and the
+with ``enable_snmp_checker``: the virtualServerGroupTable and
+virtualServerGroupMemberTable (check.1, check.2), the virtualServerTable (check.3), the
+realServerTable (check.4) with ``snmp_name`` as virtualServerName and realServerName,
+the lvsSyncDaemon and lvsTimeouts scalars (check.6, check.7), and the
 realServerStateChange / virtualServerQuorumStateChange notifications.
 
 Pure: the running config and the pool keeper's status
@@ -8,7 +10,9 @@ Pure: the running config and the pool keeper's status
 (:mod:`hafast.status.snmp`) serves them.  Column values follow keepalived 2.2.7's
 check_snmp.c (its types, its "no value" columns left out of a row, its TruthValue 1/2
 for every yes/no), rows in config order: virtual server N is index N, its sorry server
-(if any) real server 1, then its real servers in config order.
+(if any) real server 1, then its real servers in config order; group N is the N-th
+``virtual_server_group`` keepalived keeps (not an empty one), its members numbered
+fwmarks first, then addresses and ranges.
 
 What hafast does not keep is served as keepalived serves its defaults:
 
@@ -19,8 +23,7 @@ What hafast does not keep is served as keepalived serves its defaults:
   checkers; set in a virtual or real server block, hafast folds them into the checkers);
 * a virtual server's ``weight`` is 1 (its real servers inherit a set one);
 * realServerFailedChecks is 0 for a real server up and 1 for one down (hafast keeps
-  which checker failed, not how many);
-* ``snmp_name`` and the virtualServerGroup tables are not served.
+  which checker failed, not how many).
 
 Example::
 
@@ -50,6 +53,8 @@ from hafast.status.dump import cmd_str
 from hafast.status.snmp_mib import GLOBAL, KEEPALIVED, SNMP_TRAP_OID, SYS_UPTIME, router_id_of
 
 CHECK: ax.Oid = (*KEEPALIVED, 3)
+VSG_ENTRY: ax.Oid = (*CHECK, 1, 1)  # virtualServerGroupTable.virtualServerGroupEntry
+VSGM_ENTRY: ax.Oid = (*CHECK, 2, 1)  # virtualServerGroupMemberTable's entry
 VS_ENTRY: ax.Oid = (*CHECK, 3, 1)  # virtualServerTable.virtualServerEntry
 RS_ENTRY: ax.Oid = (*CHECK, 4, 1)  # realServerTable.realServerEntry
 # checkNotifications (check 5 0): realServerStateChange, virtualServerQuorumStateChange
@@ -221,6 +226,8 @@ def vs_columns(vs: m.VirtualServer, st: dict[str, Any], config: Any
     yield 67, UNS, CONNECT_TIMEOUT_US
     if (tun := _tunnel(vs.lvs_method)) is not None:
         yield from _tunnel_columns(tun, 68)
+    if vs.snmp_name:
+        yield 71, STR, vs.snmp_name.encode()
 
 
 def _tunnel_columns(tun: tuple[int, int | None, int | None], first: int
@@ -294,6 +301,65 @@ def rs_columns(vs: m.VirtualServer, rs: m.RealServer | None, st: dict[str, Any],
     yield 51, UNS, 0 if rs is None else CONNECT_TIMEOUT_US
     if (tun := _tunnel(method)) is not None:
         yield from _tunnel_columns(tun, 52)
+    if rs is not None and rs.snmp_name:
+        yield 55, STR, rs.snmp_name.encode()
+
+
+def _member_range(mem: m.VsgMember) -> tuple[str, str]:
+    # (first, last address) of an address member; equal for a single address
+    text = mem.address or "0.0.0.0"
+    if "/" in text:  # a CIDR block: keepalived ORs the host bits in for its end
+        net = ipaddress.ip_network(text, strict=False)
+        return str(net.network_address), str(net.broadcast_address)
+    if mem.last is None:
+        return text, text
+    ip = ipaddress.ip_address(text)
+    # the range's end replaces the last octet (IPv4) or 16-bit group (IPv6)
+    if ip.version == 4:
+        return text, str(ipaddress.ip_address((int(ip) & ~0xFF) | int(mem.last)))
+    return text, str(ipaddress.ip_address((int(ip) & ~0xFFFF) | int(mem.last, 16)))
+
+
+def member_columns(mem: m.VsgMember) -> Iterator[tuple[int, int, int | bytes]]:
+    """(column, AgentX type, value) of one virtualServerGroupMemberEntry: type fwmark(1),
+    ip(2) or ipRange(3), then the fwmark, or the address (a range's two ends) and port."""
+    if mem.fwmark is not None:
+        yield 2, INT, 1
+        yield 3, UNS, mem.fwmark
+        return
+    first, last = _member_range(mem)
+    yield 2, INT, 2 if first == last else 3
+    yield 4, INT, addr_type(first)
+    if first == last:
+        yield 5, STR, packed(first)
+    else:
+        yield 6, STR, packed(first)
+        yield 7, STR, packed(last)
+    yield 8, UNS, mem.port or 0
+
+
+def _groups(config: Any) -> Iterator[m.VirtualServerGroup]:
+    # the groups keepalived keeps, in config order: it drops an empty one, and one
+    # mixing IPv4 and IPv6 addresses with a fwmark of no family
+    for g in getattr(config, "virtual_server_groups", ()):
+        fams = {addr_type(mem.address.split("/")[0]) for mem in g.members
+                if mem.address is not None}
+        bare_mark = any(mem.fwmark is not None and mem.family is None for mem in g.members)
+        if g.members and not (len(fams) > 1 and bare_mark):
+            yield g
+
+
+def group_rows(config: Any) -> Iterator[ax.VarBind]:
+    """The virtualServerGroupTable (check.1) and virtualServerGroupMemberTable (check.2)
+    from the config alone.  keepalived numbers a group's members fwmarks first, then
+    addresses and ranges, each in config order."""
+    for gindex, g in enumerate(_groups(config), 1):
+        yield ax.VarBind(STR, (*VSG_ENTRY, 2, gindex), g.name.encode())
+        members = ([mem for mem in g.members if mem.fwmark is not None]
+                   + [mem for mem in g.members if mem.fwmark is None])
+        for mindex, mem in enumerate(members, 1):
+            for col, kind, value in member_columns(mem):
+                yield ax.VarBind(kind, (*VSGM_ENTRY, col, gindex, mindex), value)
 
 
 def _pairs(config: Any, pools: dict[str, Any] | None
@@ -355,9 +421,9 @@ def scalars(config: Any) -> Iterator[ax.VarBind]:
 
 
 def check_rows(config: Any, pools: dict[str, Any] | None) -> list[ax.VarBind]:
-    """The virtualServerTable and realServerTable varbinds and the lvsSyncDaemon and
-    lvsTimeouts scalars, sorted by OID."""
-    rows: list[ax.VarBind] = list(scalars(config))
+    """The virtualServerGroup, virtualServerGroupMember, virtualServer and realServer
+    tables' varbinds and the lvsSyncDaemon and lvsTimeouts scalars, sorted by OID."""
+    rows: list[ax.VarBind] = [*scalars(config), *group_rows(config)]
     for index, vs, st in _pairs(config, pools):
         for col, kind, value in vs_columns(vs, st, config):
             rows.append(ax.VarBind(kind, (*VS_ENTRY, col, index), value))

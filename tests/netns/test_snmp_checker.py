@@ -3,9 +3,10 @@ whole daemon (``--pool-backend memory``, no IPVS on the host kernel) under a rea
 ``snmpd --master=agentx``.
 
 Two virtual servers with two TCP_CHECKed real servers each, one listening in a peer
-namespace and one refusing.  snmpwalk and snmpbulkwalk of the virtualServerTable and
-the realServerTable must show keepalived's columns (checked against keepalived 2.2.7
-itself in tests/ipvs/test_snmp_checker.py, which needs IPVS): every value the pure
+namespace and one refusing, and a third on a virtual_server_group, some of them with an
+``snmp_name``.  snmpwalk and snmpbulkwalk of the virtualServerGroup, its member,
+virtualServer and realServer tables must show keepalived's columns (checked against
+keepalived 2.2.7 itself in tests/ipvs/test_snmp_checker.py, which needs IPVS): every value the pure
 builder (hafast.status.snmp_check) makes from the daemon's own status, with the types
 net-snmp reads off the wire.  Then the listener goes away and snmptrapd must catch
 realServerStateChange (the real server dead) and virtualServerQuorumStateChange.
@@ -48,16 +49,16 @@ UP, DOWN = "10.79.5.2", "10.79.5.3"  # UP listens on 8080 and 8081, DOWN refuses
 
 
 def conf(agentx: Path) -> str:
-    def vs(vip: str, port: int, quorum: int) -> str:
+    def vs(vip: str, port: int, quorum: int, name: str = "", head: str = "") -> str:
         rss = "".join(f"""  real_server {ip} {port} {{
     weight 2
-    TCP_CHECK {{
+{f"    snmp_name {name}-{ip}{chr(10)}" if name else ""}    TCP_CHECK {{
       connect_timeout 1
     }}
   }}
 """ for ip in (UP, DOWN))
-        return f"""virtual_server {vip} {port} {{
-  delay_loop 1
+        return f"""virtual_server {head or f"{vip} {port}"} {{
+{f"  snmp_name {name}{chr(10)}" if name else ""}  delay_loop 1
   lb_algo rr
   lb_kind NAT
   protocol TCP
@@ -70,7 +71,12 @@ def conf(agentx: Path) -> str:
   enable_traps
   snmp_socket unix:{agentx}
 }}
-{vs("10.79.5.100", 8080, 2)}{vs("10.79.5.101", 8081, 4)}"""
+virtual_server_group grp {{
+  10.79.5.102 8080
+  10.79.5.110-111 8080
+}}
+{vs("10.79.5.100", 8080, 2, "web")}{vs("10.79.5.101", 8081, 4)}\
+{vs("", 8080, 1, head="group grp")}"""
 
 
 def walk(oid: str, tool: str = "snmpwalk") -> dict[str, tuple[str, str]]:
@@ -161,7 +167,8 @@ def test_checker_tables_and_traps(lab: tuple[Registry, Path]) -> None:
     try:
         status = f"{DOTTED_CHECK}.4.1.6"
         want = {f"{status}.1.1": ("INTEGER", "1"), f"{status}.1.2": ("INTEGER", "2"),
-                f"{status}.2.1": ("INTEGER", "1"), f"{status}.2.2": ("INTEGER", "2")}
+                f"{status}.2.1": ("INTEGER", "1"), f"{status}.2.2": ("INTEGER", "2"),
+                f"{status}.3.1": ("INTEGER", "1"), f"{status}.3.2": ("INTEGER", "2")}
         deadline = time.monotonic() + 40
         while {k: v for k, v in walk(status).items()} != want:
             assert time.monotonic() < deadline, (walk(status), daemon.log_text()[-3000:])
@@ -183,6 +190,16 @@ def test_checker_tables_and_traps(lab: tuple[Registry, Path]) -> None:
         assert rows[f"{rs}.7.1.1"] == ("INTEGER", "2")
         assert rows[f"{rs}.13.1.2"] == ("Gauge32", "1")
         assert rows[f"{vs}.30.1"] == ("Counter64", "0")
+        assert rows[f"{vs}.71.1"] == ("STRING", '"web"') and f"{vs}.71.2" not in rows
+        assert rows[f"{rs}.55.1.1"] == ("STRING", f'"web-{UP}"')
+        assert rows[f"{vs}.2.3"] == ("INTEGER", "3") and rows[f"{vs}.3.3"] == ("STRING", '"grp"')
+        group, member = f"{DOTTED_CHECK}.1.1", f"{DOTTED_CHECK}.2.1"
+        assert rows[f"{group}.2.1"] == ("STRING", '"grp"')
+        assert rows[f"{member}.2.1.1"] == ("INTEGER", "2")  # ip(2)
+        assert rows[f"{member}.5.1.1"] == ("Hex-STRING", "0A 4F 05 66 ")
+        assert rows[f"{member}.2.1.2"] == ("INTEGER", "3")  # ipRange(3)
+        assert rows[f"{member}.7.1.2"] == ("Hex-STRING", "0A 4F 05 6F ")
+        assert rows[f"{member}.8.1.2"] == ("Gauge32", "8080")
 
         # the first virtual server's live real server goes down
         for s in socks:

@@ -136,7 +136,7 @@ class LatencyProbe:
         self.loop = loop
         self.speaker = speaker
         self.read = read
-        self.skipped = 0  # changes made while no session was up: not measured
+        self.skipped: Counter[str] = Counter()  # changes made with no session up
         self.pending: dict[str, Pending] = {}
         self.tallies: dict[tuple[str, str], Tally] = {}
         self.unseen: Counter[str] = Counter()
@@ -192,7 +192,7 @@ class LatencyProbe:
             for p in batch:
                 if self.pending.get(p.prefix) is p:
                     del self.pending[p.prefix]
-                    self.skipped += 1
+                    self.skipped[p.prefix] += 1
             return
         now = self.loop.time()
         for p, peers in zip(batch, answers, strict=True):
@@ -215,11 +215,13 @@ class LatencyProbe:
 
     def status(self, prefix: str) -> dict[str, Any]:
         """The prefix's figures: per direction the last, count, sum and max seconds from
-        the decision to bgpd's Adj-RIB-Out (None: none measured), ``unseen``, and
+        the decision to bgpd's Adj-RIB-Out (None: none measured), ``unseen``,
+        ``skipped`` (changes made while no session was Established: not measured), and
         ``measuring``: the direction being measured now, if any."""
         p = self.pending.get(prefix)
         return {**{d: (self.tallies[(prefix, d)].status()
                        if (prefix, d) in self.tallies else None)
                    for d in (ANNOUNCE, WITHDRAW)},
                 "unseen": self.unseen[prefix],
+                "skipped": self.skipped[prefix],
                 "measuring": p.direction if p is not None else None}

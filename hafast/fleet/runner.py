@@ -249,6 +249,9 @@ class Announcer:
         self._timers: list[Any] = []
         self.shards = shards  # check workers reporting rounds (rounds_done)
         self.round_waits: dict[VsKey, set[int]] = {}  # STARTUP: shards not reported yet
+        # each wait's bound, cancelled when the wait ends: a start's bound left running
+        # ended a reload's later wait for the same virtual server early
+        self._round_timers: dict[VsKey, Any] = {}
         self.round_pending: set[str] = set()  # prefixes waiting on their sources' rounds
         # the director's own checks (announce track_*), and the quorum source they
         # re-sync with when one of them changes
@@ -325,12 +328,20 @@ class Announcer:
                 self._wait_round(vs)
 
     def _wait_round(self, vs: m.VirtualServer) -> None:
+        self._end_wait(vs.key)
         self.round_waits[vs.key] = checked_shards(vs, self.shards)
         if not self.round_waits[vs.key]:  # nothing is checked: nothing to wait for
             self.loop.call_soon(self._round, vs.key)
         bound = round_bound_s(vs)
         at = self.loop.time() + bound
-        self._timers.append(self.loop.call_at(at, self._round, vs.key, at, bound))
+        self._round_timers[vs.key] = self.loop.call_at(at, self._round, vs.key, at, bound)
+
+    def _end_wait(self, key: VsKey) -> bool:
+        """Forget ``key``'s wait for a round and cancel its bound; was it waiting?"""
+        timer = self._round_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        return self.round_waits.pop(key, None) is not None
 
     def rounds_done(self, shard: int, keys: list[VsKey]) -> None:
         """Check worker ``shard`` says these virtual servers' checks there have all
@@ -346,7 +357,7 @@ class Announcer:
     def _round(self, key: VsKey, at: float | None = None, waited: float = 0.0) -> None:
         """Virtual server ``key``'s round is done, or (``at``) its wait of ``waited``
         seconds ran out."""
-        if self.round_waits.pop(key, None) is None:
+        if not self._end_wait(key):
             return  # said already, or removed by a reload meanwhile
         if at is not None:
             vs = next((v for v in self.vss if v.key == key), None)
@@ -390,7 +401,7 @@ class Announcer:
         self.sources = new
         keys = {vs.key for vs in self.vss}
         for key in [k for k in self.round_waits if k not in keys]:
-            del self.round_waits[key]
+            self._end_wait(key)
         self.own.configure(config, reload=True)
         for prefix in new:
             if prefix not in self.states:
@@ -414,9 +425,10 @@ class Announcer:
 
     def stop(self) -> None:
         """Stop the timers; the routes stay (fail-static: a restart decides again)."""
-        for t in self._timers:
+        for t in [*self._timers, *self._round_timers.values()]:
             t.cancel()
         self._timers.clear()
+        self._round_timers.clear()
         self._follow_speaker(None)
         self.own.close()
 

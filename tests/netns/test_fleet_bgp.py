@@ -166,9 +166,10 @@ def test_two_directors_ecmp_and_quorum_withdrawal(lab: Lab, announcer: str) -> N
         # WITHDRAWN, and found its route in place: no route change, nothing measured
         assert fleet == [{"prefix": f"{VIP}/32", "state": "ANNOUNCED", "quorum": True,
                           "transitions": {"ANNOUNCED": 1}, "held_s": None,
-                          "own": None, "latency": {"announce": None, "withdraw": None,
-                                                   "unseen": 0, "measuring": None}}], fleet
-        # its sessions as its FRR reports them, read through vtysh -N (frr_pathspace)
+                          "own": None, "latency": {
+                              "announce": None, "withdraw": None, "unseen": 0,
+                              "skipped": 0, "measuring": None}}], fleet
+        # its sessions as its FRR reports them, read on its bgpd's vty socket (frr_pathspace)
         lab.daemons[1].wait_for(lambda st: _session(st) == ("Established", "up"),
                                 POLL_S + 10, "d1's session Established, BFD up")
 

@@ -489,3 +489,28 @@ def test_a_reload_adds_a_prefix_line_and_changes_the_drain() -> None:
     kernel.calls.clear()
     assert a.drain() == 106.0
     assert kernel.calls == [("drain", "192.0.2.1/32"), ("drain", "192.0.2.2/32")]
+
+
+def test_the_starts_round_timer_does_not_end_a_reloads_wait(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reload soon after the start adds a prefix line: the new prefix waits for a
+    round of checks made after the reload.  The bound of the start's wait, still
+    pending, must not end that wait early (it did: the prefix was announced on the
+    quorum as it stood before any check of the new config, with a warning)."""
+    clock, kernel = Clock(), Kernel()
+    old = _load(_vs("192.0.2.1", 80, ("192.0.2.1/32",)))
+    vs = old.virtual_servers[0]
+    bound = round_bound_s(vs)
+    a = Announcer(clock, kernel)  # type: ignore[arg-type]
+    a.start(old, lambda k: True)
+    a.rounds_done(0, [vs.key])  # the start's round, well before its bound
+    clock.advance(101.0)
+    a.reload(_load(_vs("192.0.2.1", 80, ("192.0.2.1/32", "192.0.2.2/32"))), lambda k: True)
+    with caplog.at_level(logging.WARNING, "hafast.fleet"):
+        clock.advance(100.0 + bound + 0.5)  # the start's bound passes
+        assert {s["prefix"]: s["state"] for s in a.status()}["192.0.2.2/32"] == "STARTUP"
+        assert "no full round" not in caplog.text
+        clock.advance(101.0 + bound)  # the reload's own bound: the wait ends, said
+    assert {s["prefix"]: s["state"] for s in a.status()}["192.0.2.2/32"] == "ANNOUNCED"
+    assert caplog.text.count("no full round of checks reported") == 1
+    assert not any(e[1] == a._round for e in clock.due)  # no timer left behind

@@ -272,7 +272,7 @@ class Probe:
 
     def status(self, prefix: str) -> dict[str, Any]:
         return {"announce": {"last_s": 0.2, "count": 1, "sum_s": 0.2, "max_s": 0.2},
-                "withdraw": None, "unseen": 0, "measuring": None}
+                "withdraw": None, "unseen": 0, "skipped": 0, "measuring": None}
 
     def reconfigure(self, speaker: BgpSpeaker) -> None: ...
 
@@ -337,11 +337,11 @@ def test_metrics_are_one_summary_per_prefix_and_direction() -> None:
     tally = {"last_s": 0.25, "count": 2, "sum_s": 0.4, "max_s": 0.25}
     fleet = [{"prefix": VIP, "state": "ANNOUNCED", "quorum": True, "transitions": {},
               "held_s": None, "own": None,
-              "latency": {"announce": tally, "withdraw": None, "unseen": 1,
+              "latency": {"announce": tally, "withdraw": None, "unseen": 1, "skipped": 0,
                           "measuring": None}},
              {"prefix": "192.0.2.101/32", "state": "WITHDRAWN", "quorum": False,
               "transitions": {}, "held_s": None, "own": None,
-              "latency": {"announce": None, "withdraw": tally, "unseen": 0,
+              "latency": {"announce": None, "withdraw": tally, "unseen": 0, "skipped": 0,
                           "measuring": "withdraw"}}]
     server = metrics.MetricsServer("127.0.0.1:0", lambda: {"fleet": fleet})
     text = generate_latest(server.registry).decode()
@@ -372,8 +372,8 @@ def test_a_change_while_no_session_is_up_is_read_once() -> None:
     up, its up-link down): nobody to put the change out to; no further read."""
     bgpd = FakeBgpd(set(), **{"192_0_2_100": [set()]})
     p = measure(bgpd, (VIP, latency.WITHDRAW))
-    assert len(bgpd.calls) == 1 and p.skipped == 1
-    assert p.status(VIP) == {"announce": None, "withdraw": None, "unseen": 0,
+    assert len(bgpd.calls) == 1 and p.status(VIP)["skipped"] == 1
+    assert p.status(VIP) == {"announce": None, "withdraw": None, "unseen": 0, "skipped": 1,
                              "measuring": None}
 
 

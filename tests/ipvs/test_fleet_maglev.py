@@ -157,12 +157,15 @@ def gateways() -> set[str]:
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str,
-             logs: Callable[[], str] = lambda: "") -> float:
+             logs: Callable[[], str] = lambda: "", poll: float = 0.1) -> float:
+    """Seconds until ``cond``, polled every ``poll`` s.  A poll starts ip or ipvsadm:
+    tenths of a second of the guest's one emulated CPU, which the daemons starting up
+    need; the waits that are not measured poll once a second."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if cond():
             return time.monotonic() - t0
-        time.sleep(0.1)
+        time.sleep(poll)
     raise AssertionError(f"{what}: not within {timeout:.0f} s; router's next hops "
                          f"{gateways()}\n{logs()}")
 
@@ -504,14 +507,14 @@ def flap_arm(lab: Lab, first_port: int) -> Flap:
         run_in(ns("d1"), ["nft", "-f", "-"], input=FLAP_NFT.format(addr=REALS["rs2"],
                                                                    port=PORT))
         wait_for(lambda: weights(1).get(victim) == 0, MOVE_S,
-                 f"{victim} at weight 0 on d1", lab.logs)
+                 f"{victim} at weight 0 on d1", lab.logs, poll=1.0)
         flap.d1_during = weights(1)
         flap.order_during = list(flap.d1_during)
         flap.others_during = [weights(2), weights(3)]
         flap.during = flows.probe()
         run_in(ns("d1"), ["nft", "delete", "table", "inet", "maglev_flap"])
         wait_for(lambda: weights(1).get(victim) == 1, MOVE_S,
-                 f"{victim} back at weight 1 on d1", lab.logs)
+                 f"{victim} back at weight 1 on d1", lab.logs, poll=1.0)
         flap.after = flows.probe()
         flap.order_after = list(weights(1))
     finally:
@@ -529,7 +532,8 @@ def test_flows_survive_a_directors_loss_and_return(lab: Lab) -> None:
         for i in DIRECTORS:
             lab.start_director(i)
         every = {f"10.0.{i}.2" for i in DIRECTORS}
-        up = wait_for(lambda: gateways() == every, START_S, "three-way ECMP", lab.logs)
+        up = wait_for(lambda: gateways() == every, START_S, "three-way ECMP", lab.logs,
+                      poll=1.0)
         print(f"three-way ECMP {up:.1f} s after the daemons started "
               f"({time.monotonic() - t0:.1f} s after FRR's)")
         # the same destinations in the same (sorted) order on every director, though

@@ -193,7 +193,8 @@ class Supervisor:
         try:
             self.snmp = SnmpAgent(gd.snmp_socket, self.desk.status, lambda: self.config,
                                   keepalived_mib=gd.enable_snmp_vrrp, rfcv2_mib=rfcv2,
-                                  rfcv3_mib=rfcv3, checker_mib=gd.enable_snmp_checker)
+                                  rfcv3_mib=rfcv3, checker_mib=gd.enable_snmp_checker,
+                                  ipvs_counters=self._ipvs_counters)
         except ValueError as exc:
             log.error("%s", exc)
             return False
@@ -201,6 +202,13 @@ class Supervisor:
         if gd.enable_snmp_checker:
             self._listen_pools()
         return True
+
+    async def _ipvs_counters(self) -> Any:
+        # the checker MIB's statistics: the IPVS backend's counters (the pools of the
+        # moment: a reload may have made new ones); None, served as zeros, otherwise
+        inner = getattr(getattr(self.pools, "backend", None), "inner", None)
+        counters = getattr(inner, "counters", None)
+        return await counters() if counters is not None else None
 
     def _listen_pools(self) -> None:
         # the checker traps follow the pool keeper's notifies (enable_traps read per

@@ -98,8 +98,8 @@ global_defs lvs_netlink_monitor_rcv_bufs warn netlink buffer sizes
 global_defs lvs_netlink_monitor_rcv_bufs_force warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs warn netlink buffer sizes
 global_defs process_monitor_rcv_bufs_force warn netlink buffer sizes
-global_defs snmp_vs_stats_update_interval warn the checker MIB's IPVS counters are served as zeros (no pool backend keeps them), so there is nothing to cache
-global_defs snmp_rs_stats_update_interval warn the checker MIB's IPVS counters are served as zeros (no pool backend keeps them), so there is nothing to cache
+global_defs snmp_vs_stats_update_interval warn the checker MIB reads the IPVS counters at most every 5 s, as keepalived 2.2.7 (this keepalived 2.3 setting is not read)
+global_defs snmp_rs_stats_update_interval warn the checker MIB reads the IPVS counters at most every 5 s, as keepalived 2.2.7 (this keepalived 2.3 setting is not read)
 global_defs enable_dbus warn DBus is not served
 global_defs dbus_service_name warn DBus is not served
 global_defs dbus_no_interface_name warn DBus is not served

@@ -323,6 +323,34 @@ class IpvsBackend:
             pool.add(svc, reversed(dests))
         return pool
 
+    async def counters(self) -> dict[ServiceKey, ServiceCounters]:
+        """Every service's IPVS counters and its destinations' (the checker MIB's
+        statistics columns), dumped on the worker thread.  The pyroute2 engine reads
+        none: an empty answer, which the MIB serves as zeros."""
+        return await self._call(self._counters_sync)
+
+    def _counters_sync(self) -> dict[ServiceKey, ServiceCounters]:
+        out: dict[ServiceKey, ServiceCounters] = {}
+        if self._link is None:
+            return out
+        for attrs in self._link.dump(CMD_GET_SERVICE):
+            nested = attrs.get(CMD_ATTR_SERVICE)
+            if nested is None:
+                continue
+            svc_attrs = netlink.parse_attrs(nested)
+            svc = decode_service(svc_attrs)
+            if svc is None:
+                continue
+            payload = netlink.attr(CMD_ATTR_SERVICE, _svc_key_attrs(svc.key))
+            dests: dict[tuple[str, int], tuple[int, ...]] = {}
+            for d in self._link.dump(CMD_GET_DEST, payload):
+                if CMD_ATTR_DEST in d:
+                    d_attrs = netlink.parse_attrs(d[CMD_ATTR_DEST])
+                    dest = decode_dest(d_attrs)
+                    dests[(dest.address, dest.port)] = decode_dest_counters(d_attrs)
+            out[svc.key] = ServiceCounters(decode_stats(svc_attrs), dests)
+        return out
+
     async def flush(self) -> None:
         if self._link is not None:
             await self._call(self._link.flush)
@@ -441,6 +469,13 @@ SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK = 1, 2, 3, 4, 5
 SVC_SCHED_NAME, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK, SVC_PE_NAME = 6, 7, 8, 9, 11
 DEST_ADDR, DEST_PORT, DEST_FWD_METHOD, DEST_WEIGHT = 1, 2, 3, 4
 DEST_U_THRESH, DEST_L_THRESH, DEST_ADDR_FAMILY = 5, 6, 11
+DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS = 7, 8, 9
+# IPVS_SVC_ATTR_STATS / _STATS64 and IPVS_DEST_ATTR_STATS / _STATS64 share the numbers
+ATTR_STATS, ATTR_STATS64 = 10, 12
+# enum ipvs_stats_attributes 1..10 as IPVS_*_ATTR_STATS writes them: conns, in/out
+# packets, in/out bytes, then the rates cps, in/out pps, in/out bps.  Under
+# IPVS_*_ATTR_STATS64 every one is a u64.
+_STATS32_FORMATS = ("=I", "=I", "=I", "=Q", "=Q", "=I", "=I", "=I", "=I", "=I")
 CMD_NEW_SERVICE, CMD_SET_SERVICE, CMD_DEL_SERVICE, CMD_GET_SERVICE = 1, 2, 3, 4
 CMD_NEW_DEST, CMD_SET_DEST, CMD_DEL_DEST, CMD_GET_DEST = 5, 6, 7, 8
 CMD_SET_CONFIG, CMD_GET_CONFIG, CMD_FLUSH = 12, 13, 17
@@ -585,6 +620,37 @@ def decode_dest(attrs: dict[int, memoryview]) -> Dest:
     return Dest(_addr_text(attrs.get(DEST_ADDR), family), _u("!H", attrs.get(DEST_PORT)),
                 _u("=I", attrs.get(DEST_WEIGHT)), FWD_NAMES.get(method, "DR"),
                 _u("=I", attrs.get(DEST_U_THRESH)), _u("=I", attrs.get(DEST_L_THRESH)))
+
+
+def decode_stats(attrs: dict[int, memoryview]) -> tuple[int, ...]:
+    """A service's or destination's ten counters (conns, inpkts, outpkts, inbytes,
+    outbytes, cps, inpps, outpps, inbps, outbps): the 64-bit set when the kernel sends
+    it (4.1 and later), else the older one whose packet counts and rates are 32-bit."""
+    raw = attrs.get(ATTR_STATS64)
+    if raw is not None:
+        nested = netlink.parse_attrs(raw)
+        return tuple(_u("=Q", nested.get(i)) for i in range(1, 11))
+    raw = attrs.get(ATTR_STATS)
+    if raw is None:
+        return (0,) * 10
+    nested = netlink.parse_attrs(raw)
+    return tuple(_u(fmt, nested.get(i)) for i, fmt in enumerate(_STATS32_FORMATS, 1))
+
+
+def decode_dest_counters(attrs: dict[int, memoryview]) -> tuple[int, ...]:
+    """A destination's ten counters (:func:`decode_stats`), then its active, inactive
+    and persistent connections."""
+    return (*decode_stats(attrs), _u("=I", attrs.get(DEST_ACTIVE_CONNS)),
+            _u("=I", attrs.get(DEST_INACT_CONNS)), _u("=I", attrs.get(DEST_PERSIST_CONNS)))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCounters:
+    """One service's counters (:func:`decode_stats`) and its destinations', by
+    (address, port) (:func:`decode_dest_counters`)."""
+
+    stats: tuple[int, ...]
+    dests: dict[tuple[str, int], tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,10 @@ parent's status (which asks the workers over their pipes), so a slow or absent
 ``snmpd`` cannot delay an advert.  keepalived links net-snmp's agent library into
 its VRRP process instead.
 
+The checker MIB's IPVS counters are dumped (on the IPVS backend's thread, never on
+this loop) only when a request needs a snapshot and the last dump is
+:data:`STATS_REFRESH_S` old, as keepalived's checker refreshes them.
+
 ``snmp_socket`` takes net-snmp's forms: ``unix:/path``, a bare ``/path``,
 ``tcp:HOST:PORT`` or ``HOST:PORT``; the default is net-snmp's (and so keepalived's)
 ``/var/agentx/master``.  The agent connects, opens a session and registers the
@@ -70,6 +74,9 @@ FRESH_S = 1.0
 # slower than this (a worker late on its pipe) is answered from the last snapshot.
 WAIT_S = 0.8
 OPEN_TIMEOUT_S = 5.0
+# keepalived's STATS_REFRESH: the IPVS counters are dumped again, when asked, after
+# this long at least (a dump is two netlink requests per service)
+STATS_REFRESH_S = 5.0
 
 
 def parse_socket(spec: str | None) -> tuple[str, str, int]:
@@ -95,7 +102,8 @@ class SnmpAgent:
     def __init__(self, spec: str | None, status: Callable[[], Awaitable[dict[str, Any]]],
                  config: Callable[[], Any], *, keepalived_mib: bool = True,
                  rfcv2_mib: bool = False, rfcv3_mib: bool = False,
-                 checker_mib: bool = False) -> None:
+                 checker_mib: bool = False,
+                 ipvs_counters: Callable[[], Awaitable[Any]] | None = None) -> None:
         self.where = parse_socket(spec)
         # enable_snmp_vrrp: KEEPALIVED-MIB served and its traps sent; without it (an
         # agent for the RFC MIBs only) neither, as in keepalived
@@ -104,6 +112,11 @@ class SnmpAgent:
         self.rfcv3_mib = rfcv3_mib  # enable_snmp_rfcv3: VRRPV3-MIB (RFC 6527) served
         # enable_snmp_checker: KEEPALIVED-MIB's check subtree served, its traps sent
         self.checker_mib = checker_mib
+        # the checker MIB's statistics columns: the IPVS backend's counters
+        # (hafast.lvs.ipvs.IpvsBackend.counters, None for another backend)
+        self.ipvs_counters = ipvs_counters
+        self._counters: Any = None
+        self._counters_at: float | None = None
         self.started_wall = time.time()
         self.status = status
         self.config = config
@@ -387,18 +400,35 @@ class SnmpAgent:
     async def _load(self) -> None:
         try:
             status = await self.status()
-            self._rows = self.rows(status, self.config())
+            counters = await self._ipvs() if self.checker_mib else None
+            self._rows = self.rows(status, self.config(), counters)
         except Exception:  # the next request tries again; the session goes on
             log.exception("SNMP: status snapshot failed")
             self._rows = self._rows or []
         self._rows_at = time.monotonic()
 
-    def rows(self, status: dict[str, Any], config: Any) -> list[ax.VarBind]:
-        """Every served varbind, in OID order, from one status snapshot."""
+    async def _ipvs(self) -> Any:
+        # Only a walk asks for them, and at most every STATS_REFRESH_S; the dump runs
+        # on the backend's own thread, off this loop.  A failed one serves the last.
+        if self.ipvs_counters is None:
+            return None
+        now = time.monotonic()
+        if self._counters_at is None or now - self._counters_at >= STATS_REFRESH_S:
+            self._counters_at = now
+            try:
+                self._counters = await self.ipvs_counters()
+            except Exception as exc:
+                log.warning("SNMP: reading the IPVS counters failed: %s", exc)
+        return self._counters
+
+    def rows(self, status: dict[str, Any], config: Any,
+             counters: Any = None) -> list[ax.VarBind]:
+        """Every served varbind, in OID order, from one status snapshot (and the IPVS
+        counters, for the checker MIB)."""
         rows = (keepalived_rows(status, config) if self.keepalived_mib
                 else keepalived_rows({}, config) if self.checker_mib else [])
         if self.checker_mib:
-            rows += check_rows(config, status.get("pools"))
+            rows += check_rows(config, status.get("pools"), counters)
             rows.sort(key=lambda vb: vb.name)
         if self.rfcv2_mib or self.rfcv3_mib:
             hw = hw_addrs((inst.get("data") or {}).get("ifp_ifname")

@@ -5,19 +5,25 @@ realServerTable (check.4) with ``snmp_name`` as virtualServerName and realServer
 the lvsSyncDaemon and lvsTimeouts scalars (check.6, check.7), and the
 realServerStateChange / virtualServerQuorumStateChange notifications.
 
-Pure: the running config and the pool keeper's status
-(:meth:`hafast.lvs.keeper.PoolKeeper.status`) in, sorted varbinds out; the AgentX shell
-(:mod:`hafast.status.snmp`) serves them.  Column values follow keepalived 2.2.7's
+Pure: the running config, the pool keeper's status
+(:meth:`hafast.lvs.keeper.PoolKeeper.status`) and the IPVS backend's counters
+(:meth:`hafast.lvs.ipvs.IpvsBackend.counters`) in, sorted varbinds out; the AgentX
+shell (:mod:`hafast.status.snmp`) serves them.  Column values follow keepalived 2.2.7's
 check_snmp.c (its types, its "no value" columns left out of a row, its TruthValue 1/2
 for every yes/no), rows in config order: virtual server N is index N, its sorry server
 (if any) real server 1, then its real servers in config order; group N is the N-th
 ``virtual_server_group`` keepalived keeps (not an empty one), its members numbered
 fwmarks first, then addresses and ranges.
 
+The statistics columns (connections, packets, bytes and rates, a real server's active,
+inactive and persistent connections) are the kernel's, summed as keepalived's
+ipvs_update_stats sums them: a virtual server's over every IPVS service it stands for
+(each address of its group's members), a real server's over its destination in each;
+the 32-bit columns cut to their width.  With the nft or memory backend (no counters)
+they are zeros, what keepalived reads from a service without traffic.
+
 What hafast does not keep is served as keepalived serves its defaults:
 
-* the IPVS counters and rates are zeros (what keepalived reads from an IPVS service
-  without traffic): the pool backends keep no per-service counters;
 * ``retry``, ``delay_before_retry`` and ``warmup`` are 0 and the connect timeout 5 s
   (keepalived's values when the virtual and real server blocks leave them to their
   checkers; set in a virtual or real server block, hafast folds them into the checkers);
@@ -42,12 +48,14 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hafast.config import model as m
 from hafast.config.labels import vs_label
 from hafast.lib.smtp_alert import enabled as smtp_enabled
+from hafast.lvs.backend import ServiceKey
+from hafast.lvs.policy import normal_address, service_keys
 from hafast.status import agentx as ax
 from hafast.status.dump import cmd_str
 from hafast.status.snmp_mib import GLOBAL, KEEPALIVED, SNMP_TRAP_OID, SYS_UPTIME, router_id_of
@@ -62,6 +70,10 @@ RS_STATE_CHANGE: ax.Oid = (*CHECK, 5, 0, 1)
 VS_QUORUM_STATE_CHANGE: ax.Oid = (*CHECK, 5, 0, 2)
 
 US = 1_000_000
+M32, M64 = 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
+# the IPVS counters of a server without any (or no IPVS backend): keepalived's zeros
+NO_COUNTERS: tuple[int, ...] = (0,) * 10
+NO_DEST_COUNTERS: tuple[int, ...] = (0,) * 13
 # keepalived's alloc_vs: connection_to = 5 * TIMER_HZ, inherited by each real server
 CONNECT_TIMEOUT_US = 5 * US
 
@@ -147,10 +159,12 @@ def _granularity(vs: m.VirtualServer) -> bytes:
         return b"\xff\xff\xff\xff"
 
 
-def vs_columns(vs: m.VirtualServer, st: dict[str, Any], config: Any
+def vs_columns(vs: m.VirtualServer, st: dict[str, Any], config: Any,
+               counters: tuple[int, ...] = NO_COUNTERS
                ) -> Iterator[tuple[int, int, int | bytes]]:
     """(column, AgentX type, value) of one virtualServerEntry, columns keepalived
-    leaves empty for this server left out."""
+    leaves empty for this server left out; ``counters`` its services' IPVS counters
+    summed (:func:`hafast.lvs.ipvs.decode_stats`)."""
     fam = _vs_family(vs, config)
     flags = set(vs.sched_flags)
     rss = st.get("real_servers") or []
@@ -175,7 +189,10 @@ def vs_columns(vs: m.VirtualServer, st: dict[str, Any], config: Any
     yield 13, INT, truth(vs.persistence_timeout)
     if vs.persistence_timeout:
         yield 14, UNS, vs.persistence_timeout
-    if fam == 1:
+    # keepalived picks the granularity column by v->addr's family, which only an
+    # addressed virtual server sets: a group or fwmark one (AF_UNSPEC) serves both
+    unspec = vs.address is None
+    if fam == 1 or unspec:
         yield 15, STR, _granularity(vs)
     yield 16, UNS, vs.delay_loop_us // US
     yield 17, INT, truth(vs.ha_suspend)
@@ -190,22 +207,16 @@ def vs_columns(vs: m.VirtualServer, st: dict[str, Any], config: Any
     if (text := script_text(vs.quorum_down)) is not None:
         yield 25, STR, text
     yield 26, UNS, vs.hysteresis
-    # IPVS statistics: Conns, In/OutPkts (Counter32), In/OutBytes, the five rates
-    yield 27, UNS, 0
-    yield 28, C32, 0
-    yield 29, C32, 0
-    yield 30, C64, 0
-    yield 31, C64, 0
-    for col in range(32, 37):
-        yield col, UNS, 0
+    yield 27, UNS, counters[0] & M32  # Conns
+    yield from _totals(counters, 28)
     yield 37, INT, truth(vs.ops)
-    for col in (38, 39, 40):  # the 64-bit counters
-        yield col, C64, 0
-    for col in range(41, 51):  # the 64-bit rates, low and high halves
-        yield col, UNS, 0
-    if fam != 1:
+    yield from _wide(counters, 38)
+    if fam != 1 or unspec:
         g = vs.persistence_granularity
-        yield 51, UNS, int(g) if g and g.isdigit() else 0xFFFFFFFF
+        if g and g.isdigit():
+            yield 51, UNS, int(g)
+        else:  # the 4 bytes of column 15 read as a host-order (x86) u32
+            yield 51, UNS, int.from_bytes(_granularity(vs), "little") if unspec else 0xFFFFFFFF
     yield 52, INT, 2  # Hashed: the kernel's own flag, not a setting
     yield 53, INT, truth("flag-1" in flags)  # SHFallback (IP_VS_SVC_F_SCHED1)
     yield 54, INT, truth("flag-2" in flags)  # SHPort (SCHED2)
@@ -230,6 +241,28 @@ def vs_columns(vs: m.VirtualServer, st: dict[str, Any], config: Any
         yield 71, STR, vs.snmp_name.encode()
 
 
+def _totals(counters: tuple[int, ...], first: int) -> Iterator[tuple[int, int, int]]:
+    # In/OutPkts (Counter32), In/OutBytes (Counter64), then the five rates (Gauge32),
+    # each cut to its type's width as net-snmp does with keepalived's 64-bit values
+    inpkts, outpkts, inbytes, outbytes = counters[1:5]
+    yield first, C32, inpkts & M32
+    yield first + 1, C32, outpkts & M32
+    yield first + 2, C64, inbytes & M64
+    yield first + 3, C64, outbytes & M64
+    for i, rate in enumerate(counters[5:10]):
+        yield first + 4 + i, UNS, rate & M32
+
+
+def _wide(counters: tuple[int, ...], first: int) -> Iterator[tuple[int, int, int]]:
+    # the 64-bit columns: Conns, In/OutPkts (Counter64), then each rate's low and high
+    # 32 bits
+    for i, value in enumerate(counters[0:3]):
+        yield first + i, C64, value & M64
+    for i, rate in enumerate(counters[5:10]):
+        yield first + 3 + 2 * i, UNS, rate & M32
+        yield first + 4 + 2 * i, UNS, (rate >> 32) & M32
+
+
 def _tunnel_columns(tun: tuple[int, int | None, int | None], first: int
                     ) -> Iterator[tuple[int, int, int | bytes]]:
     kind, port, csum = tun
@@ -241,9 +274,12 @@ def _tunnel_columns(tun: tuple[int, int | None, int | None], first: int
 
 
 def rs_columns(vs: m.VirtualServer, rs: m.RealServer | None, st: dict[str, Any],
-               config: Any) -> Iterator[tuple[int, int, int | bytes]]:
+               config: Any, counters: tuple[int, ...] = NO_DEST_COUNTERS
+               ) -> Iterator[tuple[int, int, int | bytes]]:
     """(column, AgentX type, value) of one realServerEntry: ``rs`` the configured real
-    server, None for the sorry server; ``st`` its entry of the pool status."""
+    server, None for the sorry server; ``st`` its entry of the pool status;
+    ``counters`` its destinations' IPVS counters summed over the virtual server's
+    services (:func:`hafast.lvs.ipvs.decode_dest_counters`)."""
     address = str(st["address"])
     sorry = rs is None
     yield 2, INT, 2 if sorry else 1
@@ -263,20 +299,12 @@ def rs_columns(vs: m.VirtualServer, rs: m.RealServer | None, st: dict[str, Any],
         if (text := script_text(rs.notify_down)) is not None:
             yield 12, STR, text
         yield 13, UNS, 0 if st.get("alive") or not rs.checkers else 1
-    # IPVS statistics: Conns, Active, Inactive, Persistent (gauges), In/OutPkts,
-    # In/OutBytes, the five rates, then the 64-bit counters and rates
-    for col in (14, 15, 16, 17):
-        yield col, UNS, 0
-    yield 18, C32, 0
-    yield 19, C32, 0
-    yield 20, C64, 0
-    yield 21, C64, 0
-    for col in range(22, 27):
-        yield col, UNS, 0
-    for col in (27, 28, 29):
-        yield col, C64, 0
-    for col in range(30, 40):
-        yield col, UNS, 0
+    # Conns, then the Active, Inactive and Persistent connections (gauges)
+    yield 14, UNS, counters[0] & M32
+    for col, value in zip((15, 16, 17), counters[10:13], strict=True):
+        yield col, UNS, value & M32
+    yield from _totals(counters, 18)
+    yield from _wide(counters, 27)
     method = (rs.lvs_method if rs is not None
               else vs.sorry_server_lvs_method or vs.lvs_method)
     if (kind := _method(method)) is not None:
@@ -420,15 +448,69 @@ def scalars(config: Any) -> Iterator[ax.VarBind]:
             yield ax.VarBind(INT, (*CHECK, 7, col, 0), value)
 
 
-def check_rows(config: Any, pools: dict[str, Any] | None) -> list[ax.VarBind]:
+def _add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+class _Counters:
+    """The IPVS counters (:meth:`hafast.lvs.ipvs.IpvsBackend.counters`) summed as
+    keepalived's ipvs_update_stats sums them: a virtual server's over every service it
+    stands for (a group's members fan out), a real server's over its destination in
+    each of them.  Addresses are matched in one spelling (the kernel's is inet_ntop's)."""
+
+    def __init__(self, config: Any, by_key: Mapping[ServiceKey, Any] | None) -> None:
+        self.config = config
+        self.by_key = {_normal_key(k): v for k, v in (by_key or {}).items()}
+        self.groups: dict[str, m.VirtualServerGroup] = {}
+        for g in getattr(config, "virtual_server_groups", ()):
+            self.groups.setdefault(g.name, g)
+
+    def of(self, vs: m.VirtualServer) -> tuple[tuple[int, ...], list[Any]]:
+        """The virtual server's summed counters and its services' entries."""
+        if not self.by_key:
+            return NO_COUNTERS, []
+        try:
+            keys = service_keys(vs, self.groups)
+        except ValueError:  # a group too large to be in IPVS at all
+            keys = []
+        found = [c for k in keys if (c := self.by_key.get(_normal_key(k))) is not None]
+        total = NO_COUNTERS
+        for c in found:
+            total = _add(total, c.stats)
+        return total, found
+
+    @staticmethod
+    def dest(found: list[Any], address: str, port: int) -> tuple[int, ...]:
+        total = NO_DEST_COUNTERS
+        want = (normal_address(address), port)
+        for c in found:
+            for (addr, dport), values in c.dests.items():
+                if (normal_address(addr), dport) == want:
+                    total = _add(total, values)
+        return total
+
+
+def _normal_key(k: ServiceKey) -> ServiceKey:
+    if k.address is None:
+        return k
+    return ServiceKey(k.family, k.protocol, normal_address(k.address), k.port, k.fwmark)
+
+
+def check_rows(config: Any, pools: dict[str, Any] | None,
+               counters: Mapping[ServiceKey, Any] | None = None) -> list[ax.VarBind]:
     """The virtualServerGroup, virtualServerGroupMember, virtualServer and realServer
-    tables' varbinds and the lvsSyncDaemon and lvsTimeouts scalars, sorted by OID."""
+    tables' varbinds and the lvsSyncDaemon and lvsTimeouts scalars, sorted by OID;
+    ``counters`` the IPVS backend's (None: zeros, as for the other backends)."""
     rows: list[ax.VarBind] = [*scalars(config), *group_rows(config)]
+    sums = _Counters(config, counters)
     for index, vs, st in _pairs(config, pools):
-        for col, kind, value in vs_columns(vs, st, config):
+        vs_sum, found = sums.of(vs)
+        for col, kind, value in vs_columns(vs, st, config, vs_sum):
             rows.append(ax.VarBind(kind, (*VS_ENTRY, col, index), value))
         for rindex, (rs, rst) in enumerate(_real_servers(vs, st), 1):
-            for col, kind, value in rs_columns(vs, rs, rst, config):
+            rs_sum = (sums.dest(found, str(rst["address"]), int(rst.get("port") or 0))
+                      if found else NO_DEST_COUNTERS)
+            for col, kind, value in rs_columns(vs, rs, rst, config, rs_sum):
                 rows.append(ax.VarBind(kind, (*RS_ENTRY, col, index, rindex), value))
     rows.sort(key=lambda vb: vb.name)
     return rows

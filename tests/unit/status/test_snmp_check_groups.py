@@ -117,3 +117,12 @@ def test_snmp_name_columns() -> None:
 def test_snmp_name_is_not_warned_about() -> None:
     res = load_text(CONF)
     assert not [d for d in res.diagnostics if "snmp_name" in d.message]
+
+
+def test_a_group_virtual_server_serves_both_granularity_columns() -> None:
+    # keepalived 2.2.7 picks the column by v->addr's family, unset (AF_UNSPEC) for a
+    # group: both columns, the unset mask 0xffffffff (seen in the IPVS VM's walk)
+    t = rows()
+    assert t[(3, 1, 15, 1)] == (ax.OCTET_STRING, b"\xff\xff\xff\xff")
+    assert t[(3, 1, 51, 1)] == (ax.GAUGE32, 0xFFFFFFFF)
+    assert (3, 1, 51, 2) not in t and (3, 1, 15, 2) in t  # an IPv4 address: one column

@@ -93,6 +93,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import ctypes
 import fcntl
@@ -681,6 +682,7 @@ class IpvsVM:
         if not cmd:
             raise ValueError("empty command")
         setup = self._setup or self.setup()
+        self._compile_checkout()
         results = Path(results_dir) if results_dir else Path(
             tempfile.mkdtemp(prefix="hafast-ipvs-vm-"))
         results = results.resolve()
@@ -695,6 +697,21 @@ class IpvsVM:
         argv = self.qemu_argv(setup, Share(results, str(results)))
         argv += ["-serial", f"file:{console}"]
         return self._boot(argv, console, results, ctl, timeout, nice)
+
+    def _compile_checkout(self) -> None:
+        """Byte-compile the checkout's Python on the host before the guest reads it.
+
+        The guest writes no bytecode (PYTHONDONTWRITEBYTECODE: its 9p view of the
+        checkout is cached), so a module the host has not compiled yet is compiled
+        again by every guest process that imports it, at the emulated CPU's speed
+        (hafast's 191 modules: 0.46 s here, about 20 times that under TCG).  A fresh
+        clone has none compiled when its suite boots the VM.  Best effort: a folder
+        we cannot write is left as it is."""
+        for name in ("hafast", "tests", "benchmarks"):
+            folder = self.checkout / name
+            if folder.is_dir():
+                with contextlib.suppress(OSError):
+                    compileall.compile_dir(str(folder), quiet=2, workers=1)
 
     def _boot(self, argv: list[str], console: Path, results: Path, ctl: Path,
               timeout: float, nice: int = 0) -> VMResult:

@@ -138,6 +138,10 @@ def test_unicast_peers(lab: VrrpLab, pair: tuple[str, str]) -> None:
     r1 = lab.start("r1", k1, unicast(conf(k1, priority=100, **kw),  # type: ignore[arg-type]
                                      "10.77.0.1", "10.77.0.2"))
     lab.wait_holder("r1", 6.0, VIP4)
+    # r2 must be running, a BACKUP, before r1 goes: on a loaded CI machine hafast's
+    # interpreter was still starting when keepalived's r1 had long been MASTER
+    lab.wait_for(lambda: "backup state" in lab.routers["r2"].log_text().lower(), 30.0,
+                 "r2 in BACKUP")
     time.sleep(0.5)
     assert lab.holders(VIP4) == ["r1"]
     lab.stop(r1)

@@ -269,16 +269,23 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(30)
 
 
-# The gw-dev layout: the real servers' gateway VIP written "dev int" inside the ext
-# instance.  keepalived announces each VIP on its own interface; hafast did so only on
-# the instance's (the connections stalled 58 s, until the real server's neighbour entry
-# went stale) until PacketAnnouncer learned the VIP's link (tests/netns/test_garp_links.py).
+# The gw-dev layout (conf(..., layout="dev")): the real servers' gateway VIP written
+# "dev int" inside the ext instance.  keepalived announces each VIP on its own
+# interface; hafast did so only on the instance's (the connections stalled 58 s, until
+# the real server's neighbour entry went stale) until PacketAnnouncer learned the VIP's
+# link.  Its arm here passed from then on (takeover 3.0 s, 4/4 kept, stalls 3.45 s, in
+# the VM on 2026-12-07) and cost 125-145 s of the guest's one CPU a run, the suite's
+# critical path; the link each VIP is announced on is asserted on the host by
+# tests/netns/test_garp_links.py, so the arm is left out of the suite.  Run it with
+# HAFAST_SYNCD_GW_DEV=1.
+ARMS = [("hafast", True, "group"), ("hafast", False, "group"), ("keepalived", True, "group")]
+IDS = ["hafast-sync", "hafast-nosync", "keepalived-sync"]
+if os.environ.get("HAFAST_SYNCD_GW_DEV") == "1":
+    ARMS.append(("hafast", True, "dev"))
+    IDS.append("hafast-sync-gw-dev")
 
 
-@pytest.mark.parametrize(("impl", "sync", "layout"), [
-    ("hafast", True, "group"), ("hafast", False, "group"), ("keepalived", True, "group"),
-    ("hafast", True, "dev"),
-], ids=["hafast-sync", "hafast-nosync", "keepalived-sync", "hafast-sync-gw-dev"])
+@pytest.mark.parametrize(("impl", "sync", "layout"), ARMS, ids=IDS)
 def test_connections_survive_the_master_kill(lab: dict[str, str], tmp_path: Path,
                                              impl: str, sync: bool, layout: str) -> None:
     if impl == "keepalived":

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from hafast.lab.netns import Registry
+from hafast.lab.netns import Registry, run_in
 from tests.netns.vrrp_fixtures import KEEPALIVED
 
 
@@ -43,6 +43,22 @@ def start_snmpd(reg: Registry, ns: str, tmp: Path, extra_conf: str = "",
         assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()
         time.sleep(0.05)
     return proc
+
+
+def wait_udp_bound(ns: str, port: int, timeout: float = 30.0) -> None:
+    """Until a UDP socket in ``ns`` is bound to ``port`` (its /proc/net/udp).
+
+    snmpd sends its coldStart trap once, as it starts: an snmptrapd still starting
+    (seen on a loaded CI machine) never gets it, and a test waiting for it waits in
+    vain.  So snmptrapd must be listening before snmpd starts."""
+    deadline = time.monotonic() + timeout
+    want = f":{port:04X}"
+    while True:
+        table = run_in(ns, ["cat", "/proc/net/udp"]).stdout.splitlines()[1:]
+        if any(line.split()[1].endswith(want) for line in table if line.split()):
+            return
+        assert time.monotonic() < deadline, f"nothing bound UDP port {port} in {ns}"
+        time.sleep(0.05)
 
 
 def spawn_keepalived(reg: Registry, ns: str, conf_text: str, dir: Path

@@ -37,7 +37,7 @@ from hafast.status.snmp_check import (
 from hafast.status.snmp_mib import SNMP_TRAP_OID
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
-from tests.netns.snmp_fixtures import parse_walk, snmpd_env, start_snmpd
+from tests.netns.snmp_fixtures import parse_walk, snmpd_env, start_snmpd, wait_udp_bound
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -120,8 +120,9 @@ def lab() -> Iterator[tuple[Registry, Path]]:
             reg.spawn(NS, ["snmptrapd", "-f", "-Lo", "-C", "-c", str(tmp / "snmptrapd.conf"),
                            "-On", "-Oe", "-F", "TRAP %V|%v\n", "-p", str(tmp / "snmptrapd.pid"),
                            TRAPD], stdout=out, stderr=subprocess.DEVNULL, env=snmpd_env(tmp))
+        wait_udp_bound(NS, int(TRAPD.rsplit(":", 1)[1]))  # before snmpd's coldStart
         start_snmpd(reg, NS, tmp, f"trap2sink {TRAPD.removeprefix('udp:')} public\n")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "TRAP" not in (tmp / "traps.log").read_text():  # snmpd's coldStart
             assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()
             time.sleep(0.05)

@@ -52,7 +52,7 @@ from hafast.status.snmp_mib import (
 )
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
-from tests.netns.snmp_fixtures import snmpd_env, spawn_keepalived, start_snmpd
+from tests.netns.snmp_fixtures import snmpd_env, spawn_keepalived, start_snmpd, wait_udp_bound
 from tests.netns.vrrp_fixtures import KEEPALIVED
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
@@ -137,8 +137,9 @@ def lab() -> Iterator[tuple[Registry, Path]]:
             reg.spawn(NS, ["snmptrapd", "-f", "-Lo", "-C", "-c", str(tmp / "snmptrapd.conf"),
                            "-On", "-F", "TRAP %V|%v\n", "-p", str(tmp / "snmptrapd.pid"),
                            TRAPD], stdout=out, stderr=subprocess.DEVNULL, env=env)
+        wait_udp_bound(NS, int(TRAPD.rsplit(":", 1)[1]))  # before snmpd's coldStart
         start_snmpd(reg, NS, tmp, f"trap2sink {TRAPD.removeprefix('udp:')} public\n")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         # snmpd's coldStart trap says both daemons are up
         while not (tmp / "agentx").exists() or "TRAP" not in (tmp / "traps.log").read_text():
             assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()

@@ -8,8 +8,9 @@ directors polling every 5 s took most of the guest's one CPU and starved their o
 check workers.  bgpd answers the same question on its unix socket in under a
 millisecond (FRR 8.4.4, measured with ``show bgp neighbors json``).
 
-The socket is ``RUN_ROOT[/PATHSPACE]/bgpd.vty`` (FRR's ``-N PATHSPACE``), the one
-vtysh itself connects to.  Its protocol, as FRR's vtysh speaks it: each command is
+The socket is ``bgpd.vty`` in FRR's run folder for the pathspace
+(:func:`hafast.fleet.frrlife.run_dir`, FRR's ``-N PATHSPACE``), the one vtysh itself
+connects to.  Its protocol, as FRR's vtysh speaks it: each command is
 sent as text ended by one NUL byte; bgpd answers with the command's output followed by
 three NUL bytes and one status byte (FRR's ``CMD_SUCCESS`` is 0; a command it does
 not know is ``CMD_ERR_NO_MATCH``, 2).  One connection carries the commands one after
@@ -32,8 +33,8 @@ import asyncio
 from pathlib import Path
 
 from hafast.config import model as m
+from hafast.fleet.frrlife import run_dir
 
-RUN_ROOT = Path("/var/run/frr")  # Debian's FRR: its daemons' pid files and vty sockets
 END_MARK = b"\x00\x00\x00"  # then one status byte
 CMD_SUCCESS = 0
 MAX_ANSWER = 64 << 20  # bytes; a bgpd answering more is not answering our question
@@ -42,10 +43,9 @@ CMD_NAMES = {1: "warning", 2: "unknown command", 3: "ambiguous command",
              4: "incomplete command", 5: "exceeds the command's arguments"}
 
 
-def socket_path(speaker: m.BgpSpeaker, run_root: Path = RUN_ROOT) -> Path:
+def socket_path(speaker: m.BgpSpeaker) -> Path:
     """The bgpd vty socket of the speaker's FRR (its ``frr_pathspace``, if any)."""
-    base = run_root / speaker.frr_pathspace if speaker.frr_pathspace else run_root
-    return base / "bgpd.vty"
+    return Path(run_dir(speaker)) / "bgpd.vty"
 
 
 def split_answer(data: bytes) -> tuple[str, int]:

@@ -48,7 +48,7 @@ from typing import Any
 
 from hafast.config import model as m
 from hafast.fleet import bgpdvty
-from hafast.fleet.sessions import ESTABLISHED, NEIGHBORS, Read, read_bgpd, sessions_of
+from hafast.fleet.sessions import ESTABLISHED, NEIGHBORS, Read, parse_neighbors, read_bgpd
 
 log = logging.getLogger("hafast.fleet")
 
@@ -99,7 +99,7 @@ def parse_read(answers: list[str]) -> tuple[set[str], list[set[str]]]:
     """bgpd's answers to :func:`show_commands` -> the neighbors whose session is
     Established, and for each prefix the peers it is advertised to; raises ValueError
     on an answer that is not that."""
-    established = {addr for addr, s in sessions_of(json.loads(answers[0])).items()
+    established = {addr for addr, s in parse_neighbors(answers[0]).items()
                    if s.bgp == ESTABLISHED}
     out: list[set[str]] = []
     for text in answers[1:]:

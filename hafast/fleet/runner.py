@@ -328,7 +328,6 @@ class Announcer:
                 self._wait_round(vs)
 
     def _wait_round(self, vs: m.VirtualServer) -> None:
-        self._end_wait(vs.key)
         self.round_waits[vs.key] = checked_shards(vs, self.shards)
         if not self.round_waits[vs.key]:  # nothing is checked: nothing to wait for
             self.loop.call_soon(self._round, vs.key)

@@ -72,12 +72,7 @@ def _bfd(info: Any) -> str | None:
 def parse_neighbors(text: str) -> dict[str, Session]:
     """``show bgp neighbors json`` -> neighbor address -> :class:`Session`; raises
     ValueError on an answer that is not that command's JSON."""
-    return sessions_of(json.loads(text))
-
-
-def sessions_of(doc: Any) -> dict[str, Session]:
-    """:func:`parse_neighbors` on the decoded JSON (hafast.fleet.latency decodes it
-    itself)."""
+    doc = json.loads(text)  # a JSONDecodeError is a ValueError
     if not isinstance(doc, dict):
         raise ValueError("show bgp neighbors json: not an object")
     out = {}

@@ -204,11 +204,9 @@ class Supervisor:
         return True
 
     async def _ipvs_counters(self) -> Any:
-        # the checker MIB's statistics: the IPVS backend's counters (the pools of the
-        # moment: a reload may have made new ones); None, served as zeros, otherwise
-        inner = getattr(getattr(self.pools, "backend", None), "inner", None)
-        counters = getattr(inner, "counters", None)
-        return await counters() if counters is not None else None
+        # the checker MIB's statistics, from the pools of the moment (a reload may have
+        # made new ones); None, served as zeros, without pools
+        return await self.pools.counters() if self.pools is not None else None
 
     def _listen_pools(self) -> None:
         # the checker traps follow the pool keeper's notifies (enable_traps read per

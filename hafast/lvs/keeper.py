@@ -99,6 +99,12 @@ class PoolKeeper:
         if self.alerts is not None:
             self.alerts.close()
 
+    async def counters(self) -> Any:
+        """The backend's IPVS counters (:meth:`hafast.lvs.ipvs.IpvsBackend.counters`,
+        for the checker MIB); None from a backend that keeps none (nft, memory)."""
+        read = getattr(self.backend.inner, "counters", None)
+        return await read() if read is not None else None
+
     def status(self) -> dict[str, Any]:
         vss = []
         for st in self.policy.vss.values():

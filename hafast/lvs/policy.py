@@ -105,6 +105,7 @@ from hafast.lvs.backend import (
 
 VsKey = tuple[object, ...]
 RsKey = tuple[str, int | None]
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # A virtual_server_group range larger than this is a typo, not a pool.
 MAX_GROUP_ADDRESSES = 65536
@@ -223,23 +224,29 @@ class VsState:
         return sum(r.weight for r in self.rss.values() if r.alive)
 
 
-def _member_addresses(member: m.VsgMember) -> Iterator[str]:
+def member_span(member: m.VsgMember) -> tuple[IpAddress, IpAddress]:
+    """The first and last address of a group's address member: a CIDR block's network
+    and broadcast addresses; ``a.b.c.d-e``'s last octet (IPv4) or group (IPv6) run
+    from its value to e."""
     assert member.address is not None
     if "/" in member.address:
         net = ipaddress.ip_network(member.address, strict=False)
-        if net.num_addresses > MAX_GROUP_ADDRESSES:
-            raise ValueError(f"group range {member.address} has more than "
-                             f"{MAX_GROUP_ADDRESSES} addresses")
-        yield from (str(a) for a in net)
-        return
+        return net.network_address, net.broadcast_address
     first = ipaddress.ip_address(member.address)
     if member.last is None:
-        yield str(first)
-        return
-    # a.b.c.d-e: the last octet (IPv4) or group (IPv6) runs from its value to e.
+        return first, first
     step_last = int(member.last) if first.version == 4 else int(member.last, 16)
-    low = int(first) & (0xFF if first.version == 4 else 0xFFFF)
-    for i in range(step_last - low + 1):
+    mask = 0xFF if first.version == 4 else 0xFFFF
+    return first, type(first)((int(first) & ~mask) | step_last)
+
+
+def _member_addresses(member: m.VsgMember) -> Iterator[str]:
+    first, last = member_span(member)
+    count = int(last) - int(first) + 1
+    if "/" in (member.address or "") and count > MAX_GROUP_ADDRESSES:
+        raise ValueError(f"group range {member.address} has more than "
+                         f"{MAX_GROUP_ADDRESSES} addresses")
+    for i in range(count):
         yield str(first + i)
 
 

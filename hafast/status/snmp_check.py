@@ -55,7 +55,7 @@ from hafast.config import model as m
 from hafast.config.labels import vs_label
 from hafast.lib.smtp_alert import enabled as smtp_enabled
 from hafast.lvs.backend import ServiceKey
-from hafast.lvs.policy import normal_address, service_keys
+from hafast.lvs.policy import member_span, normal_address, service_keys
 from hafast.status import agentx as ax
 from hafast.status.dump import cmd_str
 from hafast.status.snmp_mib import GLOBAL, KEEPALIVED, SNMP_TRAP_OID, SYS_UPTIME, router_id_of
@@ -333,21 +333,6 @@ def rs_columns(vs: m.VirtualServer, rs: m.RealServer | None, st: dict[str, Any],
         yield 55, STR, rs.snmp_name.encode()
 
 
-def _member_range(mem: m.VsgMember) -> tuple[str, str]:
-    # (first, last address) of an address member; equal for a single address
-    text = mem.address or "0.0.0.0"
-    if "/" in text:  # a CIDR block: keepalived ORs the host bits in for its end
-        net = ipaddress.ip_network(text, strict=False)
-        return str(net.network_address), str(net.broadcast_address)
-    if mem.last is None:
-        return text, text
-    ip = ipaddress.ip_address(text)
-    # the range's end replaces the last octet (IPv4) or 16-bit group (IPv6)
-    if ip.version == 4:
-        return text, str(ipaddress.ip_address((int(ip) & ~0xFF) | int(mem.last)))
-    return text, str(ipaddress.ip_address((int(ip) & ~0xFFFF) | int(mem.last, 16)))
-
-
 def member_columns(mem: m.VsgMember) -> Iterator[tuple[int, int, int | bytes]]:
     """(column, AgentX type, value) of one virtualServerGroupMemberEntry: type fwmark(1),
     ip(2) or ipRange(3), then the fwmark, or the address (a range's two ends) and port."""
@@ -355,7 +340,7 @@ def member_columns(mem: m.VsgMember) -> Iterator[tuple[int, int, int | bytes]]:
         yield 2, INT, 1
         yield 3, UNS, mem.fwmark
         return
-    first, last = _member_range(mem)
+    first, last = (str(a) for a in member_span(mem))
     yield 2, INT, 2 if first == last else 3
     yield 4, INT, addr_type(first)
     if first == last:
@@ -456,17 +441,22 @@ class _Counters:
     """The IPVS counters (:meth:`hafast.lvs.ipvs.IpvsBackend.counters`) summed as
     keepalived's ipvs_update_stats sums them: a virtual server's over every service it
     stands for (a group's members fan out), a real server's over its destination in
-    each of them.  Addresses are matched in one spelling (the kernel's is inet_ntop's)."""
+    each of them.  Addresses are matched in one spelling (the kernel's is inet_ntop's),
+    the kernel's put in it once per walk, not once per real server."""
 
     def __init__(self, config: Any, by_key: Mapping[ServiceKey, Any] | None) -> None:
         self.config = config
-        self.by_key = {_normal_key(k): v for k, v in (by_key or {}).items()}
+        # service -> (its counters, its destinations' by (address, port))
+        self.by_key = {
+            _normal_key(k): (c.stats, {(normal_address(addr), port): values
+                                       for (addr, port), values in c.dests.items()})
+            for k, c in (by_key or {}).items()}
         self.groups: dict[str, m.VirtualServerGroup] = {}
         for g in getattr(config, "virtual_server_groups", ()):
             self.groups.setdefault(g.name, g)
 
     def of(self, vs: m.VirtualServer) -> tuple[tuple[int, ...], list[Any]]:
-        """The virtual server's summed counters and its services' entries."""
+        """The virtual server's summed counters and its services' destinations."""
         if not self.by_key:
             return NO_COUNTERS, []
         try:
@@ -475,18 +465,17 @@ class _Counters:
             keys = []
         found = [c for k in keys if (c := self.by_key.get(_normal_key(k))) is not None]
         total = NO_COUNTERS
-        for c in found:
-            total = _add(total, c.stats)
-        return total, found
+        for stats, _dests in found:
+            total = _add(total, stats)
+        return total, [dests for _stats, dests in found]
 
     @staticmethod
     def dest(found: list[Any], address: str, port: int) -> tuple[int, ...]:
         total = NO_DEST_COUNTERS
         want = (normal_address(address), port)
-        for c in found:
-            for (addr, dport), values in c.dests.items():
-                if (normal_address(addr), dport) == want:
-                    total = _add(total, values)
+        for dests in found:
+            if (values := dests.get(want)) is not None:
+                total = _add(total, values)
         return total
 
 

@@ -238,7 +238,12 @@ def test_the_parent_asks_the_ipvs_backend_only() -> None:
         return {ServiceKey(4, "TCP", "10.0.0.1", 80): ServiceCounters((1,) * 10, {})}
 
     def parent(inner: Any) -> Any:
-        return SimpleNamespace(pools=SimpleNamespace(backend=SimpleNamespace(inner=inner)))
+        # the parent's pools: a PoolKeeper over ``inner`` (which it wraps in its
+        # counting backend)
+        from hafast.config.loader import load_text
+        from hafast.lvs.keeper import PoolKeeper
+
+        return SimpleNamespace(pools=PoolKeeper(load_text("").config, inner, keep=False))
 
     ipvs_like = SimpleNamespace(counters=counters)
     got = asyncio.run(Supervisor._ipvs_counters(parent(ipvs_like)))

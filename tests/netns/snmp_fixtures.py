@@ -45,12 +45,30 @@ def start_snmpd(reg: Registry, ns: str, tmp: Path, extra_conf: str = "",
     return proc
 
 
-def wait_udp_bound(ns: str, port: int, timeout: float = 30.0) -> None:
-    """Until a UDP socket in ``ns`` is bound to ``port`` (its /proc/net/udp).
+def start_traps(reg: Registry, ns: str, tmp: Path, listen: str,
+                opts: tuple[str, ...] = ()) -> None:
+    """snmptrapd on ``listen`` (``udp:ADDR:PORT``) in ``ns``, one line a trap in
+    ``tmp/traps.log`` ("TRAP oid = TYPE: value|oid = TYPE: value|...", ``opts`` its
+    output options beside -On), then snmpd (:func:`start_snmpd`) sending its traps
+    there; returns once snmpd's coldStart trap has arrived: both are up.
 
-    snmpd sends its coldStart trap once, as it starts: an snmptrapd still starting
-    (seen on a loaded CI machine) never gets it, and a test waiting for it waits in
-    vain.  So snmptrapd must be listening before snmpd starts."""
+    snmpd sends coldStart once, as it starts, so snmptrapd must be listening first:
+    one still starting (seen on a loaded CI machine) never got it."""
+    (tmp / "snmptrapd.conf").write_text("disableAuthorization yes\n")
+    with (tmp / "traps.log").open("wb") as out:
+        reg.spawn(ns, ["snmptrapd", "-f", "-Lo", "-C", "-c", str(tmp / "snmptrapd.conf"),
+                       "-On", *opts, "-F", "TRAP %V|%v\n", "-p", str(tmp / "snmptrapd.pid"),
+                       listen], stdout=out, stderr=subprocess.DEVNULL, env=snmpd_env(tmp))
+    _wait_udp_bound(ns, int(listen.rsplit(":", 1)[1]))
+    start_snmpd(reg, ns, tmp, f"trap2sink {listen.removeprefix('udp:')} public\n")
+    deadline = time.monotonic() + 30
+    while "TRAP" not in (tmp / "traps.log").read_text():
+        assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()
+        time.sleep(0.05)
+
+
+def _wait_udp_bound(ns: str, port: int, timeout: float = 30.0) -> None:
+    """Until a UDP socket in ``ns`` is bound to ``port`` (its /proc/net/udp)."""
     deadline = time.monotonic() + timeout
     want = f":{port:04X}"
     while True:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from hafast.status.snmp_check import (
 from hafast.status.snmp_mib import SNMP_TRAP_OID
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
-from tests.netns.snmp_fixtures import parse_walk, snmpd_env, start_snmpd, wait_udp_bound
+from tests.netns.snmp_fixtures import parse_walk, start_traps
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -115,17 +114,7 @@ def lab() -> Iterator[tuple[Registry, Path]]:
         reg.add_address(NS, "eth0", "10.79.5.1/24")
         reg.add_address(PEER, "p0", f"{UP}/24")
         reg.add_address(PEER, "p0", f"{DOWN}/24")
-        (tmp / "snmptrapd.conf").write_text("disableAuthorization yes\n")
-        with (tmp / "traps.log").open("wb") as out:
-            reg.spawn(NS, ["snmptrapd", "-f", "-Lo", "-C", "-c", str(tmp / "snmptrapd.conf"),
-                           "-On", "-Oe", "-F", "TRAP %V|%v\n", "-p", str(tmp / "snmptrapd.pid"),
-                           TRAPD], stdout=out, stderr=subprocess.DEVNULL, env=snmpd_env(tmp))
-        wait_udp_bound(NS, int(TRAPD.rsplit(":", 1)[1]))  # before snmpd's coldStart
-        start_snmpd(reg, NS, tmp, f"trap2sink {TRAPD.removeprefix('udp:')} public\n")
-        deadline = time.monotonic() + 30
-        while "TRAP" not in (tmp / "traps.log").read_text():  # snmpd's coldStart
-            assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()
-            time.sleep(0.05)
+        start_traps(reg, NS, tmp, TRAPD, ("-Oe",))
         yield reg, tmp
     finally:
         reg.close()

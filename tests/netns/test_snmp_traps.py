@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -52,7 +51,7 @@ from hafast.status.snmp_mib import (
 )
 from tests.conftest import require_root, require_tool
 from tests.netns.daemon_fixtures import start_daemon
-from tests.netns.snmp_fixtures import snmpd_env, spawn_keepalived, start_snmpd, wait_udp_bound
+from tests.netns.snmp_fixtures import spawn_keepalived, start_traps
 from tests.netns.vrrp_fixtures import KEEPALIVED
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
@@ -130,20 +129,7 @@ def lab() -> Iterator[tuple[Registry, Path]]:
         reg.add_netns(PEER)
         reg.add_veth(NS, "eth0", PEER, "p0")
         reg.add_address(NS, "eth0", "10.79.1.1/24")
-        env = snmpd_env(tmp)
-        (tmp / "snmptrapd.conf").write_text("disableAuthorization yes\n")
-        with (tmp / "traps.log").open("wb") as out:
-            # one line per trap: "TRAP oid = TYPE: value|oid = TYPE: value|..."
-            reg.spawn(NS, ["snmptrapd", "-f", "-Lo", "-C", "-c", str(tmp / "snmptrapd.conf"),
-                           "-On", "-F", "TRAP %V|%v\n", "-p", str(tmp / "snmptrapd.pid"),
-                           TRAPD], stdout=out, stderr=subprocess.DEVNULL, env=env)
-        wait_udp_bound(NS, int(TRAPD.rsplit(":", 1)[1]))  # before snmpd's coldStart
-        start_snmpd(reg, NS, tmp, f"trap2sink {TRAPD.removeprefix('udp:')} public\n")
-        deadline = time.monotonic() + 30
-        # snmpd's coldStart trap says both daemons are up
-        while not (tmp / "agentx").exists() or "TRAP" not in (tmp / "traps.log").read_text():
-            assert time.monotonic() < deadline, (tmp / "snmpd.log").read_text()
-            time.sleep(0.05)
+        start_traps(reg, NS, tmp, TRAPD)
         yield reg, tmp
     finally:
         reg.close()

@@ -130,7 +130,8 @@ class StatusDesk:
         now = time.monotonic()
         for w, data in zip(current, replies, strict=True):
             workers.append({"name": w.name, "pid": w.pid, "restarts": w.restarts,
-                            "heartbeat_kills": w.heartbeat_kills, "answering": data is not None,
+                            "heartbeat_kills": w.heartbeat_kills,
+                            "deadline_kills": w.deadline_kills, "answering": data is not None,
                             "last_pong_age": round(now - w.last_pong, 3),
                             "startup_s": None if w.startup_s is None else round(w.startup_s, 3)})
             if w.role == VRRP:

@@ -181,6 +181,9 @@ class WorkerHandle:
     restarts: int = 0
     quick_deaths: int = 0
     heartbeat_kills: int = 0
+    # a VRRP successor killed for not advertising by its predecessor's release
+    # deadline (Supervisor._resume_or_release): a restart the worker did not ask for
+    deadline_kills: int = 0
     last_ping: float = 0.0
     hung_proc: Any = None  # the process killed for not answering (no second verdict)
     # Seconds from spawn to "ready" at its last start (the VRRP worker's resume

@@ -480,6 +480,7 @@ class Supervisor:
             log.error("%s (pid %d) was not advertising by its predecessor's release "
                       "deadline; killing it", w.name, w.pid)
             w.hung_proc = proc
+            w.deadline_kills += 1
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         await self._release_masters("the VRRP worker did not resume in time")

@@ -240,14 +240,18 @@ def daemon_families(st: dict[str, Any]) -> Iterator[Metric]:
     kills = CounterMetricFamily("hafast_worker_heartbeat_kills",
                                 "workers killed for not answering the heartbeat",
                                 labels=["worker"])
+    deadline = CounterMetricFamily("hafast_worker_deadline_kills",
+                                   "VRRP workers killed for not advertising by their "
+                                   "predecessor's release deadline", labels=["worker"])
     for w in st.get("workers", ()):
         restarts.add_metric([w["name"]], w["restarts"])
         kills.add_metric([w["name"]], w["heartbeat_kills"])
+        deadline.add_metric([w["name"]], w.get("deadline_kills", 0))
     reloads = CounterMetricFamily("hafast_reloads", "configuration reloads applied")
     reloads.add_metric([], st.get("reloads", 0))
     rejected = CounterMetricFamily("hafast_reload_errors", "reloads rejected (bad config)")
     rejected.add_metric([], st.get("reload_errors", 0))
-    yield from (restarts, kills, reloads, rejected)
+    yield from (restarts, kills, deadline, reloads, rejected)
 
 
 def fleet_families(st: dict[str, Any]) -> Iterator[Metric]:

@@ -27,7 +27,7 @@ def status() -> dict[str, Any]:
     return {
         "pid": 100, "config": "/etc/k.conf", "uptime": 12.5, "reloads": 2, "reload_errors": 1,
         "workers": [{"name": "vrrp", "pid": 101, "restarts": 0, "heartbeat_kills": 0,
-                     "answering": True, "last_pong_age": 0.1},
+                     "deadline_kills": 1, "answering": True, "last_pong_age": 0.1},
                     {"name": "check0", "pid": 102, "restarts": 1, "heartbeat_kills": 1,
                      "answering": True, "last_pong_age": 0.2}],
         "vrrp": [{"data": {"iname": "VI_1", "ifp_ifname": "eth0", "vrid": 51, "version": 2,
@@ -113,6 +113,9 @@ def test_metrics_parse_with_exporter_names() -> None:
     assert fams["keepalived_up"].samples[0].value == 1
     kills = {s.labels["worker"]: s.value for s in fams["hafast_worker_heartbeat_kills"].samples}
     assert kills == {"vrrp": 0, "check0": 1}
+    deadline = {s.labels["worker"]: s.value
+                for s in fams["hafast_worker_deadline_kills"].samples}
+    assert deadline == {"vrrp": 1, "check0": 0}  # a status without the field counts 0
 
 
 def test_metrics_when_the_daemon_does_not_answer() -> None:

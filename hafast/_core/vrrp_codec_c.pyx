@@ -471,12 +471,14 @@ cdef tuple _addresses(const uint8_t *block, int count, int addr_len):
 
 
 cdef Advert _build(int code, Parsed *r, const uint8_t *base, object src, object dst,
-                   Expect cache):
+                   Expect cache, object given_auth):
     """The one Python object of a decode: copy what the checks reached into an Advert.
 
     Every field is written exactly once (a tp_new'd Advert holds None in its
     object fields until then).  With a ``cache`` (the caller's Expect), the
-    addresses and auth data of the previous identical advert are reused.
+    addresses and auth data of the previous identical advert are reused; without
+    one, the caller's ``auth_data`` keyword (``given_auth``) stands for the received
+    auth data when it holds exactly those bytes (a valid PASS advert always does).
     """
     cdef Advert a = Advert.__new__(Advert)
     cdef int addr_len
@@ -522,8 +524,8 @@ cdef Advert _build(int code, Parsed *r, const uint8_t *base, object src, object 
     if r.version != 2:
         a.auth_data = _EMPTY
     elif cache is None:
-        a.auth_data = PyBytes_FromStringAndSize(
-            <const char *>msg + r.vrrp_len - AUTH_DATA_LEN, AUTH_DATA_LEN)
+        a.auth_data = _reuse(given_auth if PyBytes_CheckExact(given_auth) else None,
+                             msg + r.vrrp_len - AUTH_DATA_LEN, AUTH_DATA_LEN)
     else:
         a.auth_data = _reuse(cache._last_auth, msg + r.vrrp_len - AUTH_DATA_LEN, AUTH_DATA_LEN)
         cache._last_auth = a.auth_data
@@ -588,7 +590,7 @@ def decode_ipv4(packet, expect=None, *, check_ttl=True, version=0, auth_type=-1,
                     and not _ah_valid(p, r.vrrp_off + r.vrrp_len, (p[0] & 0x0F) * 4,
                                       r.vrrp_off, r.ah_spi, e, not ttl_checked)):
                 code = R_AUTH_FAILURE
-        return _build(code, &r, p, src, dst, cache)
+        return _build(code, &r, p, src, dst, cache, auth_data)
     finally:
         if release:
             PyBuffer_Release(&view)
@@ -657,7 +659,7 @@ def decode_payload(message, family, src, dst, ttl=-1, expect=None, *, check_ttl=
         code = _check_vrrp(p, n, <const uint8_t *>PyBytes_AS_STRING(src_raw),
                            <const uint8_t *>PyBytes_AS_STRING(dst_raw),
                            <int>hop if ttl_checked else -1, e, &r)
-        return _build(code, &r, p, src_raw, dst_raw, cache)
+        return _build(code, &r, p, src_raw, dst_raw, cache, auth_data)
     finally:
         if release:
             PyBuffer_Release(&view)

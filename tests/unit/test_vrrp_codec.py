@@ -244,6 +244,19 @@ def test_auth_checks(codec: ModuleType) -> None:
     assert codec.decode_ipv4(none, auth_type=AUTH_NONE, auth_data=PASS).ok
 
 
+def test_auth_data_is_what_was_received(codec: ModuleType) -> None:
+    # The compiled twin hands back the caller's auth_data object when the advert holds
+    # exactly those bytes (immutable, so shareable); any other advert's data is its own.
+    packet = v2_packet(codec)
+    given = bytes(PASS)
+    assert codec.decode_ipv4(packet, auth_type=AUTH_PASS, auth_data=given).auth_data == PASS
+    wrong = auth_data_from_pass("2222")
+    got = codec.decode_ipv4(packet, auth_type=AUTH_PASS, auth_data=wrong)
+    assert got.reason == AUTH_FAILURE and got.auth_data == PASS
+    got = codec.decode_ipv4(packet, auth_type=AUTH_PASS, auth_data=bytearray(wrong))
+    assert got.reason == AUTH_FAILURE and got.auth_data == PASS
+
+
 def test_unknown_auth_type(codec: ModuleType) -> None:
     packet = v2_packet(codec, auth_type=7)
     adv = codec.decode_ipv4(packet)

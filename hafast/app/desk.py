@@ -185,10 +185,6 @@ class StatusDesk:
         from hafast.status import dump
 
         st = await self.status()
-        if clear:
-            for w in self.sup.workers:
-                if w.role == VRRP:
-                    w.send("clear_stats")
         path = dump_path(self.sup.config.global_defs, self.sup.options.dump_prefix, what,
                          self.sup.options.namespace)
         try:
@@ -196,6 +192,12 @@ class StatusDesk:
             log.info("wrote %s", path)
         except OSError as exc:
             log.warning("cannot write %s: %s", path, exc)
+        if clear:
+            # after the file: whoever sees the counters at zero finds the file written
+            # (test_daemon_flags read it too early once, under a loaded machine)
+            for w in self.sup.workers:
+                if w.role == VRRP:
+                    w.send("clear_stats")
         return path
 
     def start_metrics(self) -> None:

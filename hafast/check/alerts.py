@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from hafast.check.api import ProbeResult
@@ -75,7 +76,10 @@ class CheckAlerts:
                 (on if wants else off).add(rs.key)
             if on:
                 # a key listed twice mails when one of its entries wants it
-                labels[vs.key] = (vs, vs_label(vs), frozenset(off - on))
+                # the label needs the virtual server's protocol and port, not its
+                # real servers, which the worker frees once its checks are built
+                labels[vs.key] = (replace(vs, real_servers=()), vs_label(vs),
+                                  frozenset(off - on))
         self.labels = labels
 
     def checker_moved(self, keyword: str, up: bool, reason: str,

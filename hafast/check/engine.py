@@ -30,7 +30,7 @@ from typing import Any
 
 from hafast.check.api import REGISTRY, ProbeKind, Target
 from hafast.check.runner import Check, Runner, ServerHealth
-from hafast.check.view import shard_of
+from hafast.check.view import shard_of, without_real_servers
 from hafast.config import model as m
 from hafast.config.kinds import KINDS
 from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
@@ -135,6 +135,7 @@ class Engine:
         self.skipped: list[tuple[str, str]] = []
         self.deduplicated = 0
         self._build({})
+        self.config = without_real_servers(config)
 
     def reload(self, config: m.Config) -> dict[str, int]:
         """Adopt a new configuration as a diff (DESIGN.md: reload is a diff).
@@ -151,6 +152,7 @@ class Engine:
         self.config = config
         self.runner.log_all_failures = config.global_defs.checker_log_all_failures
         kept = self._build(old_checks)
+        self.config = without_real_servers(config)
         gone = set(map(id, old_checks.values()))
         for check in old_checks.values():
             check.stop()

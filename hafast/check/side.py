@@ -51,11 +51,14 @@ class LagMeter:
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def seed_engine(engine: Any, seed: dict[tuple[Any, Any], tuple[bool, int]]) -> int:
+def seed_engine(engine: Any, seed: dict[tuple[Any, Any], tuple[bool, int]],
+                keep: frozenset[int] = frozenset()) -> int:
     """Start each check from the parent's last known health instead of alpha.
 
     A check feeding several healths (the engine dedupes) is up only when all of them
-    were.  Returns how many healths were seeded.
+    were.  Checks whose ``id`` is in ``keep`` (adopted by a reload, their state the
+    freshest there is) keep their state, and still count in the healths they feed.
+    Returns how many healths were seeded.
     """
     # How many checks that are down feed each health: counted for the down ones only
     # (a list of checks per health was a transient ~0.1 KiB per real server that the
@@ -64,7 +67,7 @@ def seed_engine(engine: Any, seed: dict[tuple[Any, Any], tuple[bool, int]]) -> i
     for check in engine.runner.checks:
         known = [seed[k] for h in check.healths
                  if (k := (h.virtual_server, h.real_server)) in seed]
-        if known:
+        if known and id(check) not in keep:
             check.state.up = all(up for up, _w in known)
         if not check.state.up:
             for h in check.healths:
@@ -142,11 +145,29 @@ class CheckSide:
         seed.clear()
         self.lag.start()
 
-    def reload(self, config: m.Config, seed: dict[Any, Any]) -> None:
-        # The engine's own view is the freshest for the servers it checks.
-        mine = {k: (h.up, h.weight) for k, h in self.engine.healths.items()}
+    def reload(self, config: m.Config, seed: dict[Any, Any]) -> dict[str, int]:
+        """A reload as a diff (keepalived's migrate_checkers): a check whose target,
+        spec and extras did not change keeps its state, retry count and timer
+        (:meth:`hafast.check.engine.Engine.reload`); only the new ones start, from the
+        parent's last known health of their real servers.  Rebuilding the engine
+        instead restarted every check of a 37,000-server farm for one changed weight
+        and held two engines at once (docs/benchmarks.md, issue 16)."""
+        engine = self.engine
+        known = set(engine.healths)
+        before = {id(c) for c in engine.runner.checks}
         self._flush()
-        self.build(config, {**seed, **mine})
+        self.alerts.configure(config)
+        counts = engine.reload(config)
+        adopted = frozenset(id(c) for c in engine.runner.checks if id(c) in before)
+        fresh = {k: v for k, v in seed.items() if k not in known}
+        seeded = seed_engine(engine, fresh, adopted) if fresh else 0
+        if self.rounds is not None:
+            self.rounds.begin(engine.runner.checks, [vs.key for vs in config.virtual_servers
+                                                     if vs.announce is not None])
+        log.info("shard %d/%d reloaded: %d checks kept, %d added, %d removed; %d real "
+                 "servers (%d new seeded)", self.shard, self.shards, counts["kept"],
+                 counts["added"], counts["removed"], len(engine.healths), seeded)
+        return counts
 
     def stop(self) -> None:
         self.lag.stop()

@@ -272,3 +272,42 @@ def test_reload_with_the_same_config_changes_nothing() -> None:
     checks = list(eng.runner.checks)
     assert eng.reload(config()) == {"kept": 4, "added": 0, "removed": 0}
     assert eng.runner.checks == checks and not events
+
+
+def test_check_worker_reload_is_a_diff_seeding_only_new_checks() -> None:
+    """A check worker's reload (CheckSide.reload) keeps each unchanged check, object,
+    state and all, whatever the parent's seed says of it; a new real server's check
+    starts from the parent's last known health.  (The loop never runs: no attempt.)"""
+    from hafast.check.side import CheckSide
+    from hafast.lib.eventloop import new_loop
+
+    def rs(last: int, weight: int = 1) -> str:
+        return (f"  real_server 10.1.0.{last} 80 {{\n    weight {weight}\n"
+                "    TCP_CHECK {\n      connect_timeout 0.3\n    }\n  }\n")
+
+    def conf(*servers: str) -> m.Config:
+        return config("virtual_server 10.0.0.1 80 {\n  protocol TCP\n  delay_loop 1\n"
+                      + "".join(servers) + "}\n")
+
+    first = conf(rs(1), rs(2))
+    vs = first.virtual_servers[0].key
+    loop = new_loop()
+    try:
+        side = CheckSide(loop, 0, 1, lambda batch: None)
+        side.start(first, {(vs, ("10.1.0.1", 80)): (False, 1)})
+        by_address = {c.kind.target.address: c for c in side.engine.runner.checks}
+        assert not by_address["10.1.0.1"].state.up and by_address["10.1.0.2"].state.up
+        # the parent's seed is older than the worker's own state for kept checks
+        seed = {(vs, ("10.1.0.1", 80)): (True, 1), (vs, ("10.1.0.3", 80)): (False, 1)}
+        counts = side.reload(conf(rs(1), rs(2, weight=5), rs(3)), seed)
+        assert counts == {"kept": 2, "added": 1, "removed": 0}
+        after = {c.kind.target.address: c for c in side.engine.runner.checks}
+        assert after["10.1.0.1"] is by_address["10.1.0.1"] and not after["10.1.0.1"].state.up
+        assert after["10.1.0.2"] is by_address["10.1.0.2"]
+        assert not after["10.1.0.3"].state.up  # seeded: the parent knew it down
+        healths = side.engine.healths
+        assert healths[(vs, ("10.1.0.2", 80))].weight == 5
+        assert [h.up for h in healths.values()] == [False, True, False]
+        side.stop()
+    finally:
+        loop.close()

@@ -121,7 +121,8 @@ def check_round_seconds(mode: Mode, kind: str, n: int) -> float:
 
 def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None, *,
          fuzz_runs: int = reliability.FUZZ_RUNS,
-         fuzz_cap: float = reliability.FUZZ_CAP) -> list[tuple[str, float]]:
+         fuzz_cap: float = reliability.FUZZ_CAP,
+         fuzz_processes: int = 1) -> list[tuple[str, float]]:
     """Steps with estimated seconds, in the order they run."""
     steps: list[tuple[str, float]] = []
     if "checks" in sections:
@@ -178,7 +179,8 @@ def plan(mode: Mode, sections: tuple[str, ...], rounds: int | None, *,
         steps.append(("reliability tests", RELIABILITY_SECONDS))
     if "fuzzing" in sections:
         for t in reliability.FUZZ_TARGETS:
-            secs = min(fuzz_cap, 10.0 + fuzz_runs / reliability.FUZZ_RATES.get(t, 500.0))
+            rate = reliability.FUZZ_RATES.get(t, 500.0) * fuzz_processes
+            secs = min(fuzz_cap, 10.0 + fuzz_runs / rate)
             steps.append((reliability.fuzz_step(t, fuzz_runs), secs))
     return steps
 
@@ -213,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"{reliability.FUZZ_RUNS_QUICK:,} with --quick written out)")
     ap.add_argument("--fuzz-cap", type=float, default=reliability.FUZZ_CAP,
                     help="wall seconds per fuzz harness before it stops short of its goal")
+    ap.add_argument("--fuzz-processes", type=int, default=reliability.FUZZ_PROCESSES,
+                    help="libFuzzer processes per harness, side by side on one corpus "
+                         f"(default: the CPUs, {reliability.FUZZ_PROCESSES})")
     ap.add_argument("--rounds", type=int, default=None, help="rounds for every section")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--sizes", default=None,
@@ -249,13 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--fuzz-runs must be at least 1")
     if args.fuzz_cap <= 0:
         ap.error("--fuzz-cap must be positive")
+    if args.fuzz_processes < 1:
+        ap.error("--fuzz-processes must be at least 1")
     chosen = [*(args.section or []), *(OPT_IN if args.reliability else ())]
     sections = tuple(dict.fromkeys(chosen)) or SECTIONS
     # quick is the mode when none is named; only --quick written out shortens the
     # fuzzing, whose point is the million inputs
     fuzz_runs = args.fuzz_runs or (reliability.FUZZ_RUNS_QUICK if args.mode == "quick"
                                    else reliability.FUZZ_RUNS)
-    steps = plan(mode, sections, args.rounds, fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap)
+    steps = plan(mode, sections, args.rounds, fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap,
+                 fuzz_processes=args.fuzz_processes)
     estimate = sum(s for _, s in steps)
     print(f"hafast benchmark suite, {mode.name} mode: {len(steps)} steps, estimated "
           f"{format_seconds(estimate)}", file=sys.stderr)
@@ -272,13 +280,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     return run(mode, sections, args.rounds, args.out, steps,
                " ".join(["python -m benchmarks.suite", *(argv or sys.argv[1:])]),
-               fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap, readme=args.readme)
+               fuzz_runs=fuzz_runs, fuzz_cap=args.fuzz_cap,
+               fuzz_processes=args.fuzz_processes, readme=args.readme)
 
 
 def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
         steps: list[tuple[str, float]], command: str, *,
         fuzz_runs: int = reliability.FUZZ_RUNS,
-        fuzz_cap: float = reliability.FUZZ_CAP, readme: bool = False) -> int:
+        fuzz_cap: float = reliability.FUZZ_CAP, fuzz_processes: int = 1,
+        readme: bool = False) -> int:
     # SIGTERM unwinds like Ctrl-C, so every namespace and child is cleaned up.
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -343,7 +353,7 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
             "reliability": lambda: reliability.run_reliability(workdir, step, bar.note),
             "fuzzing": lambda: reliability.run_fuzzing(
                 workdir, step, bar.note, runs=fuzz_runs, cap=fuzz_cap,
-                keep=out / "fuzz-crashes"),
+                keep=out / "fuzz-crashes", processes=fuzz_processes),
         }
         for name in SECTIONS + OPT_IN:
             if name not in sections:

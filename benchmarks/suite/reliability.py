@@ -50,6 +50,9 @@ FUZZ_RUNS_QUICK = 20_000
 # 162 over a 30-minute run as its corpus grows (and the box was shared), so 1,000,000
 # would take 1-2 hours; --fuzz-cap 7200 for that.
 FUZZ_CAP = 2700.0
+# libFuzzer processes per harness, side by side on one corpus (tests/fuzz/runner.run):
+# one per CPU, so a harness's inputs/s scale with the machine (config's above all)
+FUZZ_PROCESSES = os.cpu_count() or 1
 # inputs/s of each harness in a 1,000,000-input run here, for the plan's estimate only
 FUZZ_RATES = {"vrrp": 45000.0, "http": 2400.0, "icmp": 100000.0, "config": 160.0,
               "control": 12000.0}
@@ -232,7 +235,7 @@ def run_fuzzing(workdir: Path,
                 step: Callable[[str], contextlib.AbstractContextManager[None]],
                 log: Callable[[str], None], *, runs: int = FUZZ_RUNS,
                 cap: float = FUZZ_CAP, keep: Path | None = None,
-                targets: Sequence[str] = FUZZ_TARGETS) -> Section:
+                targets: Sequence[str] = FUZZ_TARGETS, processes: int = 1) -> Section:
     """Fuzz each of ``targets`` in turn (one process at a time) until ``runs`` inputs
     or ``cap`` seconds, and render what each reported; crash inputs are copied to
     ``keep``/<target>/ (``workdir`` is deleted when the suite ends)."""
@@ -242,15 +245,18 @@ def run_fuzzing(workdir: Path,
     for target in targets:
         with step(fuzz_step(target, runs)):
             one = runner.run(target, workdir / "fuzz" / target, runs=runs, max_seconds=cap,
-                             keep=keep)
+                             keep=keep, processes=processes)
         if one.status != "done":
             log(f"fuzz {target}: {one.status} at {one.inputs:,} inputs {one.crash_file}")
         got.append(one)
     sec.notes.append(
         f"Each harness (tests/fuzz/fuzz_<target>.py, atheris, Python under hafast/ "
-        f"instrumented, compiled twins as built) ran in its own process until "
-        f"{runs:,} inputs or {cap:,.0f} s, from the seed corpus (tests/fuzz/corpus, "
-        "only read) with its dictionary; one at a time.")
+        f"instrumented, compiled twins as built) ran in {processes} libFuzzer "
+        f"process(es) side by side on one work corpus, each with its own seed and its "
+        f"share of the {runs:,} inputs, until those or {cap:,.0f} s, from the seed "
+        "corpus (tests/fuzz/corpus, only read) with its dictionary; one harness at a "
+        "time. Inputs, new units: summed over the processes; RSS, slowest input: the "
+        "largest of any.")
     sec.markdown = render_fuzz(got, runs, cap)
     sec.seconds = time.monotonic() - t0
     return sec

@@ -121,34 +121,92 @@ def read_log(target: str, stdout: str, stderr: str, seconds: float, returncode: 
 
 
 def run(target: str, folder: Path, *, runs: int = 0, max_seconds: float = 0,
-        keep: Path | None = None) -> Outcome:
+        keep: Path | None = None, processes: int = 1) -> Outcome:
     """Fuzz ``target`` in its own process until ``runs`` inputs or ``max_seconds``.
 
     ``folder`` (the caller's, e.g. a tmp_path) gets ``corpus/`` and ``crashes/``;
     a crash file is copied to ``keep``/<target>/ when given (``folder`` may be
     temporary) and ``crash_file`` names that copy.
+
+    ``processes`` > 1 runs that many libFuzzer processes side by side, each with its
+    own seed and its share of ``runs``, on the same work corpus: libFuzzer reloads
+    that folder every second (its ``-reload``), so each one also mutates what the
+    others found, as libFuzzer's own ``-jobs`` does.  The outcome adds up their
+    inputs; the first crash stops them all.
     """
     work, crashes = folder / "corpus", folder / "crashes"
     work.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
     # the compiled twins always: comparing them with the pure ones is the point
     env = {k: v for k, v in os.environ.items() if k != "HAFAST_NO_EXTENSIONS"}
-    timeout = max_seconds + GRACE if max_seconds else None
+    n = max(1, processes)
+    shares = [runs // n + (1 if i < runs % n else 0) for i in range(n)] if runs else [0] * n
+    deadline = time.monotonic() + max_seconds + GRACE if max_seconds else None
     t0 = time.monotonic()
-    proc = subprocess.Popen(command(target, work, crashes, runs=runs, max_seconds=max_seconds),
-                            cwd=folder, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="replace")
+    procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+    for i, share in enumerate(shares):
+        out, err = folder / f"out-{i}.log", folder / f"err-{i}.log"
+        argv = command(target, work, crashes, runs=share, max_seconds=max_seconds)
+        if n > 1:  # libFuzzer's default seed is the clock: the same in two at once
+            argv.insert(2, f"-seed={int(t0 * 1000) % 1_000_000_007 + i + 1}")
+        with out.open("wb") as o, err.open("wb") as e:
+            procs.append((subprocess.Popen(argv, cwd=folder, env=env, stdout=o, stderr=e),
+                          out, err))
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
+        while any(p.poll() is None for p, _, _ in procs):
+            failed = any(p.returncode not in (None, 0) for p, _, _ in procs)
+            if failed or (deadline is not None and time.monotonic() > deadline):
+                for p, _, _ in procs:
+                    if p.poll() is None:
+                        p.kill()
+                break
+            time.sleep(0.2)
+    finally:
+        for p, _, _ in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
     seconds = time.monotonic() - t0
-    err = "\n".join(line for line in err.splitlines()
-                    if not line.startswith("INFO: Instrumenting"))
-    got = read_log(target, out, err, seconds, proc.returncode, goal=runs)
+    outcomes = []
+    for (p, out, err), share in zip(procs, shares, strict=True):
+        stderr = "\n".join(line for line in err.read_text(errors="replace").splitlines()
+                           if not line.startswith("INFO: Instrumenting"))
+        outcomes.append(read_log(target, out.read_text(errors="replace"), stderr, seconds,
+                                 p.returncode, goal=share))
+    got = combine(outcomes, runs)
     if got.crash_file and keep is not None and Path(got.crash_file).is_file():
         dest = keep / target
         dest.mkdir(parents=True, exist_ok=True)
         got.crash_file = str(shutil.copy2(got.crash_file, dest))
     return got
+
+
+# worst first: what one process's status makes of the whole run's
+_SEVERITY = ("crashed", "killed", "capped", "done")
+
+
+def combine(parts: list[Outcome], goal: int) -> Outcome:
+    """One :class:`Outcome` of processes run side by side on one harness: inputs and
+    new units added up, the worst status (a crash before a kill), the crash's input
+    and traceback, the slowest input and the largest RSS of any.
+
+    >>> a = Outcome("config", "done", 600, 10.0, 60.0, 5, 50, 0, 600)
+    >>> b = Outcome("config", "done", 500, 10.0, 50.0, 3, 60, 1, 400)
+    >>> c = combine([a, b], 1000)
+    >>> (c.status, c.inputs, c.exec_per_s, c.new_units, c.peak_rss_mb, c.slowest_s)
+    ('done', 1100, 110.0, 8, 60, 1)
+    >>> combine([a, Outcome("config", "killed", 10, 10.0, 1.0, 0, 50, 0, 400)], 1000).status
+    'killed'
+    """
+    if len(parts) == 1:
+        return parts[0]
+    worst = min(parts, key=lambda o: _SEVERITY.index(o.status))
+    inputs = sum(o.inputs for o in parts)
+    seconds = max(o.seconds for o in parts)
+    status = worst.status
+    if status not in ("crashed", "killed"):
+        status = "capped" if goal and inputs < goal else "done"
+    return Outcome(worst.target, status, inputs, seconds, inputs / seconds if seconds else 0.0,
+                   sum(o.new_units for o in parts), max(o.peak_rss_mb for o in parts),
+                   max(o.slowest_s for o in parts), goal, worst.crash_file, worst.traceback,
+                   "\n".join(o.log for o in parts))

@@ -32,3 +32,16 @@ def test_fuzz_briefly(target: str, tmp_path: Path) -> None:
         f"fuzz_{target} {got.status}: {got.crash_file}\n{got.traceback}\n{tail}")
     assert not list((tmp_path / "crashes").iterdir()), tail
     assert got.inputs > 0, tail
+
+
+def test_two_processes_share_one_goal(tmp_path: Path) -> None:
+    """The reliability report's runs: two libFuzzer processes on one work corpus, each
+    with its share of the inputs, added up (runner.combine)."""
+    got = runner.run("icmp", tmp_path, runs=3001, max_seconds=120, processes=2)
+    assert got.status == "done" and got.inputs == 3001, got.log[-4000:]
+    assert not list((tmp_path / "crashes").iterdir())
+    # each process said what it did, under its own seed
+    assert sorted(p.name for p in tmp_path.glob("err-*.log")) == ["err-0.log", "err-1.log"]
+    seeds = {line for p in tmp_path.glob("err-*.log") for line in p.read_text().splitlines()
+             if "Seed:" in line}
+    assert len(seeds) == 2, seeds

@@ -68,3 +68,19 @@ def test_config_includes_stay_in_the_sandbox() -> None:
     from hafast.config import include
 
     assert include.find_files.__module__ == "hafast.config.include"
+
+
+def test_config_harness_bounds_expansions_and_restores_the_lexer() -> None:
+    """The config harness's own expansion bound (fuzz_config.FUZZ_EXPANDED_LINES):
+    a longer range stops there with the lexer's error; the daemon's bound is back
+    after the input."""
+    from hafast.config import lexer
+
+    harness = importlib.import_module("tests.fuzz.fuzz_config")
+    daemon_bound = lexer.MAX_EXPANDED_LINES
+    lex, _res = harness.load(b"~SEQ(N, 1, 30000) weight $N\n")
+    assert harness.FUZZ_EXPANDED_LINES < 30_000 < daemon_bound
+    assert [d.message for d in lex.diagnostics
+            if f"more than {harness.FUZZ_EXPANDED_LINES} lines" in d.message]
+    assert len(lex.lines) == harness.FUZZ_EXPANDED_LINES
+    assert lexer.MAX_EXPANDED_LINES == daemon_bound

@@ -208,10 +208,16 @@ def test_fuzz_plan_and_flags() -> None:
     capped = suite.plan(suite.MODES["quick"], ("fuzzing",), None, fuzz_runs=FUZZ_RUNS,
                         fuzz_cap=60.0)
     assert max(secs for _, secs in capped) == 60.0
+    # two processes a harness: each step's estimate halves (past the start-up)
+    one = dict(suite.plan(suite.MODES["quick"], ("fuzzing",), None, fuzz_processes=1))
+    two = dict(suite.plan(suite.MODES["quick"], ("fuzzing",), None, fuzz_processes=2))
+    label = "fuzz http (1,000,000 inputs)"
+    assert two[label] - 10.0 == pytest.approx((one[label] - 10.0) / 2)
     err = io.StringIO()
     with redirect_stderr(err):
         assert suite.main(["--reliability", "--plan"]) == 0
         assert suite.main(["--quick", "--section", "fuzzing", "--plan"]) == 0
+        assert suite.main(["--section", "fuzzing", "--fuzz-processes", "2", "--plan"]) == 0
     text = err.getvalue()
     assert "reliability tests" in text and "fuzz config (1,000,000 inputs)" in text
     assert f"fuzz config ({FUZZ_RUNS_QUICK:,} inputs)" in text

@@ -11,8 +11,8 @@ first (from the plan) and asks before starting unless ``--yes``.  Sections: chec
 detection, keepalived_vm, vrrp, jitter, config, hotpaths, and three only when asked:
 fleet (a silent BGP director against a silent VRRP master, 2-6 minutes),
 reliability (the chaos and hostile-input netns tests, 4-10 minutes) and fuzzing
-(every fuzz harness in its own process until 1,000,000 inputs or ``--fuzz-cap``
-seconds, 2,700 by default: about 55 minutes here, never over 5 x the cap;
+(every fuzz harness, one libFuzzer process per CPU, until 1,000,000 inputs or ``--fuzz-cap``
+seconds, 3,600 by default: about 52 minutes here, never over 5 x the cap;
 ``--quick`` written out, or ``--fuzz-runs``, asks for fewer inputs).
 ``--reliability`` is ``--section reliability --section fuzzing``.  ``--readme``
 rewrites the README's figure block from this run alone (benchmarks/suite/readme.py).

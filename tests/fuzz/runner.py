@@ -139,6 +139,8 @@ def run(target: str, folder: Path, *, runs: int = 0, max_seconds: float = 0,
     crashes.mkdir(parents=True, exist_ok=True)
     # the compiled twins always: comparing them with the pure ones is the point
     env = {k: v for k, v in os.environ.items() if k != "HAFAST_NO_EXTENSIONS"}
+    # a harness's scratch files (the config include sandbox) go with ``folder``
+    env["HAFAST_FUZZ_SANDBOX_DIR"] = str(folder)
     n = max(1, processes)
     shares = [runs // n + (1 if i < runs % n else 0) for i in range(n)] if runs else [0] * n
     deadline = time.monotonic() + max_seconds + GRACE if max_seconds else None

@@ -25,6 +25,13 @@ def test_link_events_and_interface_facts() -> None:
         for dev in ("trk0", "trk1"):
             run_in(ns, ["ip", "link", "set", dev, "up"])
         reg.add_address(ns, "trk0", "10.55.0.1/24")
+        # The kernel adds trk0's IPv6 link-local once it has seen the carrier come up,
+        # which its link watch may report up to a second later: taken down before
+        # that (below), trk0 never gets one (a CI run under load failed on it).
+        deadline = time.monotonic() + 10
+        while "fe80:" not in run_in(ns, ["ip", "-6", "addr", "show", "dev", "trk0"]).stdout:
+            assert time.monotonic() < deadline, "no IPv6 link-local on trk0 in 10 s"
+            time.sleep(0.05)
 
         def body() -> tuple[list[tuple[bool, float]], float, bool, bytes | None, bytes, bool]:
             async def run() -> tuple[list[tuple[bool, float]], float, bool]:

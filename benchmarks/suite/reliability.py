@@ -236,9 +236,10 @@ def run_fuzzing(workdir: Path,
                 log: Callable[[str], None], *, runs: int = FUZZ_RUNS,
                 cap: float = FUZZ_CAP, keep: Path | None = None,
                 targets: Sequence[str] = FUZZ_TARGETS, processes: int = 1) -> Section:
-    """Fuzz each of ``targets`` in turn (one process at a time) until ``runs`` inputs
-    or ``cap`` seconds, and render what each reported; crash inputs are copied to
-    ``keep``/<target>/ (``workdir`` is deleted when the suite ends)."""
+    """Fuzz each of ``targets`` in turn (one harness at a time, in ``processes``
+    libFuzzer processes) until ``runs`` inputs or ``cap`` seconds, and render what each
+    reported; crash inputs are copied to ``keep``/<target>/ (``workdir`` is deleted
+    when the suite ends)."""
     sec = Section("fuzzing", FUZZ_TITLE)
     t0 = time.monotonic()
     got = []

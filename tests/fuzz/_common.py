@@ -25,6 +25,9 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 # one harness tests/fuzz/fuzz_<target>.py and one corpus folder corpus/<target>/ each
 # (./dev fuzz keeps its own copy of this list)
 TARGETS = ("vrrp", "http", "icmp", "config", "control")
+# where a harness makes its scratch folders (the config include sandbox): the run's
+# folder, set by runner.run, so they go with it
+SANDBOX_ENV = "HAFAST_FUZZ_SANDBOX_DIR"
 
 
 def running_as_fuzzer(module_name: str) -> bool:

@@ -57,7 +57,6 @@ INCLUDES = _common.REPO / "tests" / "unit" / "config" / "golden" / "lexer" / "in
 CATCH_ALLS = ("internal lexer error", "internal loader error", "configuration nests too deeply")
 
 _sandbox: str | None = None
-SANDBOX_ENV = "HAFAST_FUZZ_SANDBOX_DIR"  # where the include sandbox is made (runner.run)
 
 
 def sandbox() -> str:
@@ -66,10 +65,10 @@ def sandbox() -> str:
     if _sandbox is None:
         import atexit
 
-        # in the runner's folder when it names one (SANDBOX_ENV): a libFuzzer process
+        # in the runner's folder when it names one (_common.SANDBOX_ENV): a libFuzzer process
         # ends by exit() from C, past the atexit handler, and left one in /tmp per run
         folder = tempfile.mkdtemp(prefix="hafast-fuzz-config-",
-                                  dir=os.environ.get(SANDBOX_ENV) or None)
+                                  dir=os.environ.get(_common.SANDBOX_ENV) or None)
         atexit.register(shutil.rmtree, folder, True)
         shutil.copytree(INCLUDES, folder, dirs_exist_ok=True)
         _sandbox = os.path.realpath(folder)

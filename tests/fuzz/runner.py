@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fuzz._common import CORPUS, REPO
+from tests.fuzz._common import CORPUS, REPO, SANDBOX_ENV
 
 # The harnesses that compare a compiled twin with its pure one on every input (and
 # raise at the first disagreement); the others fuzz pure Python and have no twin.
@@ -72,11 +72,12 @@ class Outcome:
 
 
 def command(target: str, work: Path, crashes: Path, *, runs: int = 0,
-            max_seconds: float = 0) -> list[str]:
+            max_seconds: float = 0, seed: int = 0) -> list[str]:
     """The harness's command line: ``work`` gets new inputs, ``crashes`` artifacts."""
     dicts = [d for d in [CORPUS.parent / f"{target}.dict"] if d.is_file()]
     return [
         sys.executable, str(REPO / "tests" / "fuzz" / f"fuzz_{target}.py"),
+        *([f"-seed={seed}"] if seed else []),
         *([f"-runs={runs}"] if runs else []),
         *([f"-max_total_time={max(1, int(max_seconds))}"] if max_seconds else []),
         "-print_final_stats=1",
@@ -140,7 +141,7 @@ def run(target: str, folder: Path, *, runs: int = 0, max_seconds: float = 0,
     # the compiled twins always: comparing them with the pure ones is the point
     env = {k: v for k, v in os.environ.items() if k != "HAFAST_NO_EXTENSIONS"}
     # a harness's scratch files (the config include sandbox) go with ``folder``
-    env["HAFAST_FUZZ_SANDBOX_DIR"] = str(folder)
+    env[SANDBOX_ENV] = str(folder)
     n = max(1, processes)
     shares = [runs // n + (1 if i < runs % n else 0) for i in range(n)] if runs else [0] * n
     deadline = time.monotonic() + max_seconds + GRACE if max_seconds else None
@@ -148,9 +149,9 @@ def run(target: str, folder: Path, *, runs: int = 0, max_seconds: float = 0,
     procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     for i, share in enumerate(shares):
         out, err = folder / f"out-{i}.log", folder / f"err-{i}.log"
-        argv = command(target, work, crashes, runs=share, max_seconds=max_seconds)
-        if n > 1:  # libFuzzer's default seed is the clock: the same in two at once
-            argv.insert(2, f"-seed={int(t0 * 1000) % 1_000_000_007 + i + 1}")
+        # libFuzzer's default seed is the clock: the same in two started at once
+        seed = int(t0 * 1000) % 1_000_000_007 + i + 1 if n > 1 else 0
+        argv = command(target, work, crashes, runs=share, max_seconds=max_seconds, seed=seed)
         with out.open("wb") as o, err.open("wb") as e:
             procs.append((subprocess.Popen(argv, cwd=folder, env=env, stdout=o, stderr=e),
                           out, err))
@@ -158,10 +159,7 @@ def run(target: str, folder: Path, *, runs: int = 0, max_seconds: float = 0,
         while any(p.poll() is None for p, _, _ in procs):
             failed = any(p.returncode not in (None, 0) for p, _, _ in procs)
             if failed or (deadline is not None and time.monotonic() > deadline):
-                for p, _, _ in procs:
-                    if p.poll() is None:
-                        p.kill()
-                break
+                break  # the rest are killed below
             time.sleep(0.2)
     finally:
         for p, _, _ in procs:

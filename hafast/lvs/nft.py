@@ -26,8 +26,12 @@ applied; and a dynamic map cannot take the scheduler's pick as its value, so a
 timeout map holding each client's first pick, as IPVS's persistence templates do, is
 not expressible in one rule.
 
-Limits, said plainly: only NAT forwarding (DR/TUN are IPVS-only; such destinations
-are DNAT-ed too), persistence by source hash only (above), no thresholds, no
+LVS-DR is direct routing from a ``netdev`` ingress hook (:mod:`hafast.lvs.nft_dr`:
+the real server's MAC written into the frame, no connection table).
+
+Limits, said plainly: TUN is IPVS-only (such destinations are DNAT-ed, as are DR ones
+under a fwmark or mixed with NAT), persistence by source hash only (above), no
+thresholds, no
 lvs_timeouts (conntrack's own apply).  Weight 0 drains as in IPVS: no new
 connections, established ones keep their conntrack entry.  :func:`limits` says each
 of these per virtual server.
@@ -48,12 +52,15 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections.abc import Sequence
 
 from hafast.config import model as m
 from hafast.lib import memtrim
+from hafast.lvs import nft_dr
 from hafast.lvs.backend import (
     ADD_DEST,
     ADD_SERVICE,
@@ -68,11 +75,17 @@ from hafast.lvs.backend import (
     family_of,
     netmask_prefix,
 )
+from hafast.net.neighbours import NO_ROUTE, UNRESOLVED, LinkHop, Neighbours
 from hafast.net.nftables import Nft
+
+log = logging.getLogger("hafast.lvs")
 
 TABLE = "hafast_lvs"
 SCRIPT_KEPT = 4096  # of each recent transaction kept for debugging (NftBackend.scripts)
 TRIM_FROM = 64 * 1024  # a transaction this long is followed by hafast.lib.memtrim.trim()
+# A DR real server whose MAC is not resolved yet (or with no route yet) is looked up
+# again after these delays, the last one repeated (NftBackend._retry_dr).
+DR_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 # Scheduler -> the nft expression that picks a slot.  Tables over branching.
 PICKERS: dict[str, str] = {
     "rr": "numgen inc mod {W}",
@@ -105,8 +118,8 @@ def limits(config: m.Config) -> list[str]:
     ...   persistence_timeout 60
     ...   real_server 10.1.0.1 80 { }
     ... }''').config
-    >>> [line.split(": ", 1)[1].split(" is ")[0] for line in limits(cfg)]
-    ['lvs_method DR', 'persistence_timeout 60']
+    >>> [line.split(": ", 1)[1].split(" is ")[0][:14] for line in limits(cfg)]
+    ['lvs_method DR ', 'persistence_ti']
     >>> limits(load_text('''virtual_server 192.0.2.1 80 {
     ...   lvs_sched wlc
     ...   real_server 10.1.0.1 80 { }
@@ -119,8 +132,18 @@ counts no connections)']
     for vs in config.virtual_servers:
         name = f"virtual_server {vs.label}"
         methods = sorted({vs.lvs_method, *(rs.lvs_method for rs in vs.real_servers)} - {"NAT"})
-        if methods:
-            out.append(f"{name}: lvs_method {'/'.join(methods)} is IPVS-only: nftables DNATs "
+        if methods == ["DR"] and vs.fwmark is None and all(
+                rs.lvs_method == "DR" for rs in vs.real_servers):
+            out.append(f"{name}: lvs_method DR on nftables routes from an ingress hook "
+                       "without a connection table: each flow is placed by a hash of its "
+                       "addresses and ports, so a change of the pool can move established "
+                       "flows, and the real servers must be on a directly connected network")
+        elif methods:
+            why = ("a fwmark is set after the ingress hook where nftables direct-routes"
+                   if methods == ["DR"] and vs.fwmark is not None
+                   else "its real servers' methods are mixed" if methods == ["DR"]
+                   else "IPVS-only")
+            out.append(f"{name}: lvs_method {'/'.join(methods)} is {why}: nftables DNATs "
                        "to those real servers (NAT), so their replies must come back through "
                        "this director")
         if vs.persistence_timeout:
@@ -218,9 +241,21 @@ class NftBackend:
     name = "nft"
     limits = staticmethod(limits)
 
-    def __init__(self, table: str = TABLE, *, nft: Nft | None = None) -> None:
+    def __init__(self, table: str = TABLE, *, nft: Nft | None = None,
+                 neighbours: Neighbours | None = None) -> None:
         self.table = table
+        self.dr_table = table + nft_dr.SUFFIX
         self.nft = nft or Nft()
+        self.neighbours = neighbours or Neighbours()
+        # LVS-DR (hafast.lvs.nft_dr): the services whose chain is in the netdev table,
+        # the devices its ingress chain is hooked on (None: not hooked), the services
+        # with a real server still to resolve, and what was said about which address.
+        self._dr: set[ServiceKey] = set()
+        self._hooked: tuple[str, ...] | None = None
+        self._dr_waiting: set[ServiceKey] = set()
+        self._dr_said: set[tuple[str, str]] = set()
+        self._dr_retry: asyncio.TimerHandle | None = None
+        self._dr_tries = 0
         self.messages = 0
         self.seconds = 0.0
         self.pool = Pool()  # what the table holds (it is ours alone)
@@ -266,6 +301,7 @@ class NftBackend:
             "    meta mark vmap @svcmark",
             "  }",
             "}",
+            *nft_dr.skeleton(self.dr_table),
         ]
 
     async def open(self) -> None:
@@ -275,6 +311,7 @@ class NftBackend:
         # transaction, 70 ms later with 1,000 servers (issue 17, chaos tests).
         self._fresh = True
         self.pool = Pool()
+        self._forget_dr()
 
     async def close(self) -> None:
         """Nothing to close (libnftables opens a context per script); the table stays
@@ -284,8 +321,17 @@ class NftBackend:
         """Delete the table we made: the manager has removed every service, and an
         empty table left behind after SIGTERM is ours to clean up (keepalived leaves
         nothing of its own in IPVS either)."""
-        self._run([f"table inet {self.table}", f"delete table inet {self.table}"])
+        self._run([f"table inet {self.table}", f"delete table inet {self.table}",
+                   f"table netdev {self.dr_table}", f"delete table netdev {self.dr_table}"])
         self.pool = Pool()
+        self._forget_dr()
+
+    def _forget_dr(self) -> None:
+        self._dr, self._hooked = set(), None
+        self._dr_waiting.clear()
+        if self._dr_retry is not None:
+            self._dr_retry.cancel()
+            self._dr_retry = None
 
     async def dump(self) -> Pool:
         return self.pool.copy()
@@ -296,26 +342,122 @@ class NftBackend:
     async def set_timeouts(self, timeouts: Timeouts) -> None:
         """lvs_timeouts are IPVS settings; conntrack's own timeouts apply here."""
 
-    def _lines_for(self, key: ServiceKey, after: Pool) -> list[str]:
+    def _lines_for(self, key: ServiceKey, after: Pool, dr: set[ServiceKey]) -> list[str]:
+        """The lines that make ``key``'s chain as ``after`` has it; ``dr`` (the
+        services in the netdev table) is updated to match."""
+        svc = after.services.get(key)
+        dests = list(after.dests.get(key, {}).values())
+        direct = svc is not None and nft_dr.is_dr(key, dests)
+        present = key in self.pool.services
+        lines: list[str] = []
+        if present and (svc is None or direct != (key in dr)):
+            # gone, or moving between the NAT table and the DR one (lvs_method changed)
+            family, table, (mapname, element) = (
+                ("netdev", self.dr_table, nft_dr.element(key)) if key in dr
+                else ("inet", self.table, _element(key)))
+            chain = chain_name(key)
+            lines += [f"delete element {family} {table} {mapname} {{ {element} }}",
+                      f"flush chain {family} {table} {chain}",
+                      f"delete chain {family} {table} {chain}"]
+            dr.discard(key)
+            present = False
+        if svc is None:
+            return lines
+        if direct:
+            dr.add(key)
+            return lines + self._dr_lines(key, svc, dests, present)
         t = self.table
         chain = chain_name(key)
         mapname, element = _element(key)
-        svc = after.services.get(key)
-        if svc is None:
-            if key not in self.pool.services:
-                return []
-            return [f"delete element inet {t} {mapname} {{ {element} }}",
-                    f"flush chain inet {t} {chain}", f"delete chain inet {t} {chain}"]
-        lines = []
-        if key not in self.pool.services:
+        if not present:
             lines += [f"add chain inet {t} {chain}",
                       f"add element inet {t} {mapname} {{ {element} : jump {chain} }}"]
         else:
             lines.append(f"flush chain inet {t} {chain}")
-        rule = service_rule(svc, list(after.dests.get(key, {}).values()))
+        rule = service_rule(svc, dests)
         if rule is not None:
             lines.append(f"add rule inet {t} {chain} {rule}")
         return lines
+
+    def _dr_lines(self, key: ServiceKey, svc: Service, dests: list[Dest],
+                  present: bool) -> list[str]:
+        t = self.dr_table
+        chain = chain_name(key)
+        mapname, element = nft_dr.element(key)
+        if present:
+            lines = [f"flush chain netdev {t} {chain}"]
+        else:
+            lines = [f"add chain netdev {t} {chain}",
+                     f"add element netdev {t} {mapname} {{ {element} : jump {chain} }}"]
+        rule = nft_dr.dr_rule(svc, self._hops(key, dests))
+        if rule is not None:
+            lines.append(f"add rule netdev {t} {chain} {rule}")
+        return lines
+
+    def _hops(self, key: ServiceKey, dests: list[Dest]) -> list[tuple[LinkHop, int]]:
+        """Where each live real server of a DR service is on the link.  One that has
+        no route or MAC yet is left out for now (nudged, looked up again:
+        :meth:`_retry_dr`); one off the link is left out and said once; the service
+        forwards on the device of its first real server."""
+        hops: list[tuple[LinkHop, int]] = []
+        self._dr_waiting.discard(key)
+        for d in sorted(dests, key=lambda d: d.key):
+            if d.weight <= 0:
+                continue
+            hop = self.neighbours.lookup(d.address)
+            if isinstance(hop, LinkHop) and hops and hop.device != hops[0][0].device:
+                hop = f"on {hop.device}, not {hops[0][0].device} as the service's first"
+            if isinstance(hop, str):
+                if hop in (UNRESOLVED, NO_ROUTE):
+                    self._dr_waiting.add(key)
+                    if hop == UNRESOLVED:
+                        self.neighbours.nudge(d.address)
+                if (d.address, hop) not in self._dr_said:
+                    self._dr_said.add((d.address, hop))
+                    log.warning("pool on nft: real server %s of %s (lvs_method DR) is out of "
+                                "its service for now: %s", d.address, key, hop)
+                continue
+            self._dr_said = {s for s in self._dr_said if s[0] != d.address}
+            hops.append((hop, d.weight))
+        return hops
+
+    def _hook_lines(self, dr: set[ServiceKey]) -> tuple[list[str], tuple[str, ...] | None]:
+        """The ingress chain on the links up now while a DR service exists, unhooked
+        when none does; (lines, the devices it will be hooked on)."""
+        devices = tuple(self.neighbours.devices()) if dr else ()
+        want = devices or None
+        if want == self._hooked:
+            return [], self._hooked
+        return nft_dr.hook(self.dr_table, devices, self._hooked is not None), want
+
+    def _retry_dr(self) -> None:
+        """Look the waiting DR services' real servers up again; rewrite each chain."""
+        self._dr_retry = None
+        try:
+            self._rewrite_waiting()
+        except Exception:  # nft refused: said, and tried again later
+            log.exception("pool on nft: rewriting the DR services failed")
+        self._arm_dr_retry()
+
+    def _rewrite_waiting(self) -> None:
+        waiting = [k for k in self._dr_waiting if k in self._dr and k in self.pool.services]
+        self._dr_waiting.clear()
+        lines: list[str] = []
+        for key in waiting:
+            lines += self._dr_lines(key, self.pool.services[key],
+                                    list(self.pool.dests.get(key, {}).values()), True)
+        hook, hooked = self._hook_lines(self._dr)
+        self._run([*hook, *lines])
+        self._hooked = hooked
+
+    def _arm_dr_retry(self) -> None:
+        if not self._dr_waiting:
+            self._dr_tries = 0
+            return
+        if self._dr_retry is None:
+            delay = DR_RETRY_S[min(self._dr_tries, len(DR_RETRY_S) - 1)]
+            self._dr_tries += 1
+            self._dr_retry = asyncio.get_running_loop().call_later(delay, self._retry_dr)
 
     async def apply(self, changes: Sequence[Change]) -> int:
         """All ``changes`` in ONE nft transaction (each touched service rewritten).
@@ -330,10 +472,14 @@ class NftBackend:
         after.apply(changes)
         touched = list(dict.fromkeys(c.service.key for c in changes))
         lines: list[str] = []
+        dr = set(self._dr)
         for key in touched:
-            lines += self._lines_for(key, after)
-        self._run(lines)
-        self.pool = after
+            lines += self._lines_for(key, after, dr)
+        hook, hooked = self._hook_lines(dr)
+        # hooked after the chains it jumps to exist, unhooked before they go
+        self._run([*lines, *hook] if dr else [*hook, *lines])
+        self.pool, self._dr, self._hooked = after, dr, hooked
+        self._arm_dr_retry()
         return len(changes)
 
     async def ensure_service(self, service: Service) -> None:

@@ -292,19 +292,25 @@ def test_nft_pool_says_what_it_does_not_do_as_ipvs(caplog: pytest.LogCaptureFixt
         async def body() -> list[str]:
             mgr = PoolManager(first, NftBackend(), run_scripts=False)
             await mgr.start()
-            said = [r.getMessage() for r in caplog.records if "pool on nft" in r.getMessage()]
+            limit = "pool on nft: virtual_server"
+            said = [r.getMessage() for r in caplog.records if limit in r.getMessage()]
             await mgr.reload(first)  # the same config: nothing again
             await mgr.reload(second)
-            after = [r.getMessage() for r in caplog.records if "pool on nft" in r.getMessage()]
+            after = [r.getMessage() for r in caplog.records if limit in r.getMessage()]
             await mgr.stop()
             return [*said, "--", *after[len(said):]]
 
         with caplog.at_level(logging.WARNING, logger="hafast.lvs"):
             lines = call_in(ns, lambda: asyncio.run(body()))
+        # the DR real server cannot be reached in this empty namespace: said once
+        unreachable = [r.getMessage() for r in caplog.records if "no route to it" in r.getMessage()]
+        assert len(unreachable) == 1, unreachable
+        assert unreachable[0].startswith("pool on nft: real server 10.1.0.1 of [10.0.0.5]:")
         assert lines == [
-            "pool on nft: virtual_server 10.0.0.5 80: lvs_method DR is IPVS-only: nftables "
-            "DNATs to those real servers (NAT), so their replies must come back through this "
-            "director",
+            "pool on nft: virtual_server 10.0.0.5 80: lvs_method DR on nftables routes from "
+            "an ingress hook without a connection table: each flow is placed by a hash of its "
+            "addresses and ports, so a change of the pool can move established flows, and "
+            "the real servers must be on a directly connected network",
             "pool on nft: virtual_server 10.0.0.5 80: persistence_timeout 60 is a hash of the "
             "client address on nftables: a client keeps its real server while the real "
             "servers and weights are unchanged, with no timeout, and lvs_sched wlc does not "

@@ -75,9 +75,10 @@ def test_dash_t_prints_them_as_host_warnings(tmp_path: Path, monkeypatch: pytest
     assert main(["-t", "-f", str(path)]) == 0  # warnings: the config itself is fine
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"{path}:0:0: warning: pool backend nft (auto): virtual_server "
-                      "192.0.2.1 80: lvs_method DR is IPVS-only: nftables DNATs to those "
-                      "real servers (NAT), so their replies must come back through this "
-                      "director")
+                      "192.0.2.1 80: lvs_method DR on nftables routes from an ingress hook "
+                      "without a connection table: each flow is placed by a hash of its "
+                      "addresses and ports, so a change of the pool can move established "
+                      "flows, and the real servers must be on a directly connected network")
     assert err[-1] == f"{path}: 0 error(s), 2 warning(s)"
     assert main(["-t", "-f", str(path), "--pool-backend", "ipvs"]) == 0
     assert capsys.readouterr().err == ""

@@ -103,3 +103,93 @@ def test_start_with_nothing_to_apply_still_makes_the_table() -> None:
 
     asyncio.run(body())
     assert len(nft.scripts) == 1 and "map svc4" in nft.scripts[0]
+
+
+# -- LVS-DR (hafast.lvs.nft_dr): the netdev table, as the backend writes it ----------
+
+
+class FakeNeighbours:
+    """Stands in for rtnetlink: each address's hop (or why none), the links up."""
+
+    def __init__(self, hops: dict[str, object], devices: list[str]) -> None:
+        self.hops, self.up = hops, devices
+        self.nudged: list[str] = []
+
+    def lookup(self, address: str) -> object:
+        return self.hops[address]
+
+    def devices(self) -> list[str]:
+        return list(self.up)
+
+    def nudge(self, address: str) -> None:
+        self.nudged.append(address)
+
+
+def _hop(n: int) -> object:
+    from hafast.net.neighbours import LinkHop
+
+    return LinkHop("eth1", f"02:00:00:00:00:0{n}", "02:00:00:00:00:ff")
+
+
+def test_dr_rule_picks_by_flow_hash_client_hash_or_destination_hash() -> None:
+    from hafast.lvs.nft_dr import dr_rule
+
+    key = ServiceKey(6, "UDP", "fd00::1", 53)
+    hops = [(_hop(1), 1), (_hop(2), 2), (_hop(3), 0)]
+    assert dr_rule(Service(key, "wlc"), hops) == (  # type: ignore[arg-type]
+        "meta l4proto udp ether saddr set 02:00:00:00:00:ff ether daddr set jhash ip6 saddr "
+        ". th sport mod 3 map { 0 : 02:00:00:00:00:01, 1-2 : 02:00:00:00:00:02 } "
+        'fwd to "eth1"')
+    sticky = dr_rule(Service(key, "rr", timeout=60), hops)  # type: ignore[arg-type]
+    assert sticky is not None and "jhash ip6 saddr mod 3 map" in sticky
+    dh = dr_rule(Service(key, "dh"), hops)  # type: ignore[arg-type]
+    assert dh is not None and "jhash ip6 daddr mod 3 map" in dh
+    assert dr_rule(Service(key, "rr"), [(_hop(3), 0)]) is None  # type: ignore[list-item]
+
+
+def test_dr_services_go_to_the_netdev_table_hooked_while_one_exists() -> None:
+    import asyncio
+
+    from hafast.lvs.backend import Pool, diff
+    from hafast.lvs.nft import NftBackend
+    from hafast.net.neighbours import NOT_ON_LINK, UNRESOLVED
+
+    key = ServiceKey(4, "TCP", "192.0.2.1", 80)
+    chain = chain_name(key)
+    nft = RecordingNft()
+    near = FakeNeighbours({"10.1.0.1": _hop(1), "10.1.0.2": UNRESOLVED,
+                           "10.9.0.1": NOT_ON_LINK}, ["eth0", "eth1"])
+
+    def pool(method: str, *addresses: str) -> Pool:
+        p = Pool()
+        p.add(Service(key, "wrr"), [Dest(a, 80, 1, method) for a in addresses])
+        return p
+
+    async def body() -> None:
+        b = NftBackend(nft=nft, neighbours=near)  # type: ignore[arg-type]
+        await b.open()
+        await b.apply(diff(await b.dump(), pool("DR", "10.1.0.1", "10.1.0.2", "10.9.0.1")))
+        first = nft.scripts[-1]
+        # the skeleton came with it; the chain jumps from dr4; hooked on the links up
+        assert "table netdev hafast_lvs_dr {" in first
+        assert f"add element netdev hafast_lvs_dr dr4 {{ 192.0.2.1 . tcp . 80 : jump {chain} }}" \
+            in first
+        assert 'hook ingress devices = { "eth0", "eth1" }' in first
+        # only the resolved one for now; the unresolved one nudged, the far one left out
+        assert "map { 0 : 02:00:00:00:00:01 }" in first and "dnat" not in first
+        assert near.nudged == ["10.1.0.2"]
+        near.hops["10.1.0.2"] = _hop(2)
+        b._retry_dr()  # what the timer armed by apply does
+        assert "map { 0 : 02:00:00:00:00:01, 1 : 02:00:00:00:00:02 }" in nft.scripts[-1]
+        assert "hook ingress" not in nft.scripts[-1]  # the links did not change
+        # lvs_method NAT now: out of the netdev table, into the inet one, unhooked
+        await b.apply(diff(await b.dump(), pool("NAT", "10.1.0.1")))
+        moved = nft.scripts[-1]
+        assert "delete element netdev hafast_lvs_dr dr4 { 192.0.2.1 . tcp . 80 }" in moved
+        assert f"delete chain netdev hafast_lvs_dr {chain}" in moved
+        assert "delete chain netdev hafast_lvs_dr ingress" in moved
+        assert f"add rule inet hafast_lvs {chain} meta l4proto tcp dnat ip to" in moved
+        await b.release()
+        assert "delete table netdev hafast_lvs_dr" in nft.scripts[-1]
+
+    asyncio.run(body())

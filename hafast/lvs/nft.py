@@ -18,20 +18,16 @@ anything else       ``numgen random mod W`` (nftables has no connection counts:
                     lc/wlc/sed/nq/... become weighted random)
 ==================  =============================================================
 
-A persistent service (``persistence_timeout``) picks with ``jhash saddr`` whatever its
-scheduler: a client keeps its real server across connections, as long as the real
-servers and their weights stay as they are, and with no timeout.  nftables can hash
-only whole addresses (``jhash`` takes no mask), so ``persistence_granularity`` is not
-applied; and a dynamic map cannot take the scheduler's pick as its value, so a
-timeout map holding each client's first pick, as IPVS's persistence templates do, is
-not expressible in one rule.
+A persistent service (``persistence_timeout``) keeps a set of clients per real server
+with the timeout, masked by ``persistence_granularity``: IPVS's templates as nft sets
+(:mod:`hafast.lvs.nft_text`); a new client is placed by the scheduler's pick.
 
 LVS-DR is direct routing from a ``netdev`` ingress hook (:mod:`hafast.lvs.nft_dr`:
 the real server's MAC written into the frame, no connection table).
 
 Limits, said plainly: TUN is IPVS-only (such destinations are DNAT-ed, as are DR ones
-under a fwmark or mixed with NAT), persistence by source hash only (above), no
-thresholds, no
+under a fwmark or mixed with NAT), a persistence timeout counted from a client's last
+new connection (and for DR, a hash of the client address), no thresholds, no
 lvs_timeouts (conntrack's own apply).  Weight 0 drains as in IPVS: no new
 connections, established ones keep their conntrack entry.  :func:`limits` says each
 of these per virtual server.
@@ -54,13 +50,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Sequence
 
 from hafast.config import model as m
 from hafast.lib import memtrim
-from hafast.lvs import nft_dr
+from hafast.lvs import nft_dr, nft_text
 from hafast.lvs.backend import (
     ADD_DEST,
     ADD_SERVICE,
@@ -75,8 +70,11 @@ from hafast.lvs.backend import (
     family_of,
     netmask_prefix,
 )
+from hafast.lvs.nft_text import PICKERS, chain_name, service_rule
 from hafast.net.neighbours import NO_ROUTE, UNRESOLVED, LinkHop, Neighbours
 from hafast.net.nftables import Nft
+
+__all__ = ["NftBackend", "chain_name", "limits", "service_rule"]
 
 log = logging.getLogger("hafast.lvs")
 
@@ -86,16 +84,11 @@ TRIM_FROM = 64 * 1024  # a transaction this long is followed by hafast.lib.memtr
 # A DR real server whose MAC is not resolved yet (or with no route yet) is looked up
 # again after these delays, the last one repeated (NftBackend._retry_dr).
 DR_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-# Scheduler -> the nft expression that picks a slot.  Tables over branching.
-PICKERS: dict[str, str] = {
-    "rr": "numgen inc mod {W}",
-    "wrr": "numgen inc mod {W}",
-    "sh": "jhash {fam} saddr mod {W}",
-    "dh": "jhash {fam} daddr mod {W}",
-    "mh": "jhash {fam} saddr mod {W}",
+# How a direct-routed flow is placed (hafast.lvs.nft_dr), said by limits().
+DR_PLACEMENT: dict[str, str] = {
+    "sh": "each client by a hash of its address",
+    "dh": "each packet by a hash of its destination address",
 }
-DEFAULT_PICKER = "numgen random mod {W}"
-PERSISTENT_PICKER = PICKERS["sh"]  # persistence_timeout: the client's address decides
 # How each scheduler's pick differs from IPVS's (said at start, see limits()).
 PICK_NOTES: dict[str, str] = {
     "sh": "hashes the client address (jhash), not IPVS's weighted table",
@@ -118,8 +111,8 @@ def limits(config: m.Config) -> list[str]:
     ...   persistence_timeout 60
     ...   real_server 10.1.0.1 80 { }
     ... }''').config
-    >>> [line.split(": ", 1)[1].split(" is ")[0][:14] for line in limits(cfg)]
-    ['lvs_method DR ', 'persistence_ti']
+    >>> [line.split(": ", 1)[1][:30] for line in limits(cfg)]
+    ['lvs_method DR on nftables rout', 'persistence_timeout 60 with lv']
     >>> limits(load_text('''virtual_server 192.0.2.1 80 {
     ...   lvs_sched wlc
     ...   real_server 10.1.0.1 80 { }
@@ -132,12 +125,16 @@ counts no connections)']
     for vs in config.virtual_servers:
         name = f"virtual_server {vs.label}"
         methods = sorted({vs.lvs_method, *(rs.lvs_method for rs in vs.real_servers)} - {"NAT"})
-        if methods == ["DR"] and vs.fwmark is None and all(
-                rs.lvs_method == "DR" for rs in vs.real_servers):
+        direct = methods == ["DR"] and vs.fwmark is None and all(
+            rs.lvs_method == "DR" for rs in vs.real_servers)
+        if direct:
+            placed = DR_PLACEMENT.get("sh" if vs.persistence_timeout else vs.lvs_sched,
+                                      f"each flow by a hash of its addresses and ports, "
+                                      f"not by lvs_sched {vs.lvs_sched}")
             out.append(f"{name}: lvs_method DR on nftables routes from an ingress hook "
-                       "without a connection table: each flow is placed by a hash of its "
-                       "addresses and ports, so a change of the pool can move established "
-                       "flows, and the real servers must be on a directly connected network")
+                       f"without a connection table ({placed}), so a change of the pool can "
+                       "move established flows, and the real servers must be on a directly "
+                       "connected network")
         elif methods:
             why = ("a fwmark is set after the ingress hook where nftables direct-routes"
                    if methods == ["DR"] and vs.fwmark is not None
@@ -146,16 +143,23 @@ counts no connections)']
             out.append(f"{name}: lvs_method {'/'.join(methods)} is {why}: nftables DNATs "
                        "to those real servers (NAT), so their replies must come back through "
                        "this director")
-        if vs.persistence_timeout:
-            out.append(f"{name}: persistence_timeout {vs.persistence_timeout} is a hash of "
-                       "the client address on nftables: a client keeps its real server "
-                       "while the real servers and weights are unchanged, with no timeout, "
-                       f"and lvs_sched {vs.lvs_sched} does not place its first connection")
-            fam = (family_of(vs.address) if vs.address
-                   else 6 if vs.ip_family == "inet6" else 4)
-            if netmask_prefix(vs.persistence_granularity, fam) < (32 if fam == 4 else 128):
+        fam = family_of(vs.address) if vs.address else 6 if vs.ip_family == "inet6" else 4
+        masked = netmask_prefix(vs.persistence_granularity, fam) < (32 if fam == 4 else 128)
+        if vs.persistence_timeout and direct:
+            out.append(f"{name}: persistence_timeout {vs.persistence_timeout} with lvs_method "
+                       "DR is a hash of the client address on nftables: a client keeps its "
+                       "real server while the real servers and weights are unchanged, with "
+                       "no timeout")
+            if masked:
                 out.append(f"{name}: persistence_granularity {vs.persistence_granularity} "
-                           "is IPVS-only: nftables hashes whole client addresses")
+                           "with lvs_method DR is IPVS-only: nftables hashes whole client "
+                           "addresses")
+        elif vs.persistence_timeout:
+            out.append(f"{name}: persistence_timeout {vs.persistence_timeout} counts from a "
+                       "client's last new connection on nftables (a set of clients per real "
+                       "server), where IPVS counts from the end of its last connection")
+        if direct:
+            pass  # the DR line above says how a flow is placed
         elif vs.lvs_sched in PICK_NOTES:
             flags = f" ({', '.join(vs.sched_flags)} ignored)" if vs.sched_flags else ""
             out.append(f"{name}: lvs_sched {vs.lvs_sched} {PICK_NOTES[vs.lvs_sched]}{flags}")
@@ -172,67 +176,6 @@ counts no connections)']
     if gd.lvs_sync_daemon is not None:
         out.append("lvs_sync_daemon is IPVS-only: no connection is synchronised to a peer")
     return out
-
-
-def chain_name(key: ServiceKey) -> str:
-    """A chain name from the service key (nft names: letters, digits, ``_``).
-
-    >>> chain_name(ServiceKey(4, "TCP", "10.0.0.1", 80))
-    's4_tcp_10_0_0_1_80'
-    """
-    if key.fwmark:
-        return f"m{key.family}_{key.fwmark}"
-    addr = re.sub(r"[^0-9A-Za-z]", "_", key.address or "")
-    return f"s{key.family}_{key.protocol.lower()}_{addr}_{key.port}"
-
-
-def _addr(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
-def _element(key: ServiceKey) -> tuple[str, str]:
-    """(map, element key) of a service in the dispatch maps."""
-    if key.fwmark:
-        return "svcmark", str(key.fwmark)
-    return ("svc6" if key.family == 6 else "svc4",
-            f"{key.address} . {key.protocol.lower()} . {key.port}")
-
-
-def service_rule(service: Service, dests: Sequence[Dest]) -> str | None:
-    """The one rule of a service's chain (None: nothing has weight, nothing to do).
-
-    >>> s = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "wrr")
-    >>> rule = service_rule(s, [Dest("10.1.0.2", 8080, 1), Dest("10.1.0.3", 8080, 2)])
-    >>> for part in rule.split(" map "): print(part)
-    meta l4proto tcp dnat ip to numgen inc mod 3
-    { 0 : 10.1.0.2 . 8080, 1-2 : 10.1.0.3 . 8080 }
-    >>> sticky = Service(s.key, "wrr", timeout=300)  # persistence_timeout 300
-    >>> service_rule(sticky, [Dest("10.1.0.2", 8080, 1)]).split(" map ")[0]
-    'meta l4proto tcp dnat ip to jhash ip saddr mod 1'
-    """
-    key = service.key
-    fam = "ip6" if key.family == 6 else "ip"
-    live = [d for d in sorted(dests, key=lambda d: d.key) if d.weight > 0]
-    if not live:
-        return None
-    slots = []
-    first = 0
-    with_port = not key.fwmark or any(d.port for d in live)
-    for d in live:
-        last = first + d.weight - 1
-        span = str(first) if first == last else f"{first}-{last}"
-        target = f"{_addr(d.address)} . {d.port or key.port}" if with_port else _addr(d.address)
-        slots.append(f"{span} : {target}")
-        first = last + 1
-    picker = (PERSISTENT_PICKER if service.timeout > 0 else
-              PICKERS.get(service.scheduler, DEFAULT_PICKER)).format(W=first, fam=fam)
-    # nft: a port mapping is only valid after a transport protocol match.
-    if key.fwmark:
-        match = "meta l4proto { tcp, udp, sctp }" if with_port else \
-            f"meta nfproto ipv{key.family}"
-    else:
-        match = f"meta l4proto {key.protocol.lower()}"
-    return f"{match} dnat {fam} to {picker} map {{ {', '.join(slots)} }}"
 
 
 class NftBackend:
@@ -349,16 +292,19 @@ class NftBackend:
         dests = list(after.dests.get(key, {}).values())
         direct = svc is not None and nft_dr.is_dr(key, dests)
         present = key in self.pool.services
+        was_nat = present and key not in dr
         lines: list[str] = []
         if present and (svc is None or direct != (key in dr)):
             # gone, or moving between the NAT table and the DR one (lvs_method changed)
             family, table, (mapname, element) = (
                 ("netdev", self.dr_table, nft_dr.element(key)) if key in dr
-                else ("inet", self.table, _element(key)))
+                else ("inet", self.table, nft_text.element(key)))
             chain = chain_name(key)
             lines += [f"delete element {family} {table} {mapname} {{ {element} }}",
                       f"flush chain {family} {table} {chain}",
                       f"delete chain {family} {table} {chain}"]
+            if was_nat:
+                lines += self._leftovers(key, None, [])
             dr.discard(key)
             present = False
         if svc is None:
@@ -368,16 +314,26 @@ class NftBackend:
             return lines + self._dr_lines(key, svc, dests, present)
         t = self.table
         chain = chain_name(key)
-        mapname, element = _element(key)
+        mapname, element = nft_text.element(key)
         if not present:
             lines += [f"add chain inet {t} {chain}",
                       f"add element inet {t} {mapname} {{ {element} : jump {chain} }}"]
         else:
             lines.append(f"flush chain inet {t} {chain}")
-        rule = service_rule(svc, dests)
-        if rule is not None:
-            lines.append(f"add rule inet {t} {chain} {rule}")
-        return lines
+        if svc.timeout > 0:  # persistence: a set of clients per real server (nft_text)
+            lines += nft_text.persistent_objects(t, svc, dests)
+            rules = nft_text.persistent_rules(svc, dests)
+        else:
+            rule = service_rule(svc, dests)
+            rules = [] if rule is None else [rule]
+        lines += [f"add rule inet {t} {chain} {rule}" for rule in rules]
+        return lines + (self._leftovers(key, svc, dests) if was_nat and present else [])
+
+    def _leftovers(self, key: ServiceKey, svc: Service | None, dests: list[Dest]) -> list[str]:
+        """The persistence sets and chains the service had and no longer has."""
+        return nft_text.persistent_leftovers(
+            self.table, self.pool.services.get(key),
+            list(self.pool.dests.get(key, {}).values()), svc, dests)
 
     def _dr_lines(self, key: ServiceKey, svc: Service, dests: list[Dest],
                   present: bool) -> list[str]:

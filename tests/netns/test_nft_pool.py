@@ -38,6 +38,8 @@ pytestmark = [pytest.mark.root, pytest.mark.netns]
 PFX = f"hnp{os.getpid()}"
 VIP = "10.250.0.1"
 CLIENT = "10.250.0.2"
+NEIGHBOUR = "10.250.0.3"  # the client's neighbour in one /24 (persistence_granularity)
+TIMEOUT_S = 1  # persistence_timeout of the persistence test
 WAIT_S = 20.0
 
 
@@ -181,48 +183,93 @@ def test_nft_pool_follows_the_checks_and_traffic_follows_the_pool(
     assert "hafast_lvs" not in run_in(farm.director_ns, ["nft", "list", "tables"]).stdout
 
 
-def test_nft_persistence_keeps_a_client_on_its_real_server(lab: tuple[Farm, str]) -> None:
-    """persistence_timeout on nftables: the client's address picks (jhash), so one
-    client's connections all reach one real server, where the same rr service without
-    persistence takes them round the three in turn (the control, same farm)."""
+def wait_model(mgr: PoolManager, backend: NftBackend, expect: dict[str, int]) -> None:
+    """Until the manager's model has ``expect`` and the backend has sent it."""
+    key = next(iter(mgr.policy.pool.services))
+    deadline = time.monotonic() + WAIT_S
+    model: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        model = {a: d.weight for (a, _), d in mgr.policy.pool.dests[key].items()}
+        if model == expect and backend.pool == mgr.policy.pool:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"model {model} never became {expect}")
+
+
+def fetch_from(client: str, source: str, count: int) -> collections.Counter[str]:
+    """``count`` connections to the VIP from ``source`` (an address of ``client``)."""
+    owners = {body_for(a).decode(): a for a in (f"10.201.0.{i}" for i in range(1, 9))}
+    seen: collections.Counter[str] = collections.Counter()
+    for _ in range(count):
+        sock = socket_in(client, socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((source, 0))
+        reply = http_get(VIP, sock=sock)
+        seen[owners.get(reply.body.decode(errors="replace"), f"error:{reply.error}")] += 1
+    return seen
+
+
+def test_nft_persistence_keeps_clients_by_network_until_their_timeout(
+        lab: tuple[Farm, str]) -> None:
+    """persistence_timeout on nftables as IPVS's templates: a set of clients per real
+    server.  A client's connections all reach one real server, and so do a
+    neighbour's in the same persistence_granularity network; once the timeout has
+    passed with no connection the client is placed again by the scheduler (rr: the
+    next server); a real server that leaves the pool takes its clients' entries with
+    it, and they are placed on another."""
     farm, client = lab
     rs = farm.addresses[:3]
+    _ip("-n", client, "addr", "add", f"{NEIGHBOUR}/24", "dev", "eth0")
     check = "TCP_CHECK { connect_timeout 0.3\n retry 0\n delay_loop 0.3\n warmup 0 }"
     servers = "".join(f"  real_server {a} 80 {{ {check} }}\n" for a in rs)
-    seen = {}
-    for persistent in (False, True):
-        text = (f"virtual_server {VIP} 80 {{\n  protocol TCP\n  lvs_sched rr\n"
-                + ("  persistence_timeout 300\n" if persistent else "") + servers + "}\n")
-        config = load_text(text).config
-        backend = NftBackend()
-        stop = threading.Event()
-        ready: list[PoolManager] = []
-        errors: list[BaseException] = []
+    text = (f"virtual_server {VIP} 80 {{\n  protocol TCP\n  lvs_sched rr\n"
+            f"  persistence_timeout {TIMEOUT_S}\n  persistence_granularity 255.255.255.0\n"
+            + servers + "}\n")
+    config = load_text(text).config
+    backend = NftBackend()
+    stop = threading.Event()
+    ready: list[PoolManager] = []
+    errors: list[BaseException] = []
 
-        def worker(config: object = config, backend: NftBackend = backend,
-                   stop: threading.Event = stop, ready: list[PoolManager] = ready,
-                   errors: list[BaseException] = errors) -> None:
-            try:
-                call_in(farm.director_ns, run_pool_worker, config, backend, stop=stop,
-                        on_ready=lambda mgr, _eng: ready.append(mgr))
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=worker, daemon=True)
-        thread.start()
+    def worker() -> None:
         try:
-            deadline = time.monotonic() + WAIT_S
-            while not ready and not errors and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not errors and ready, errors
-            wait_for(farm, ready[0], backend, {a: 1 for a in rs})
-            seen[persistent] = fetch(client, 9)
-        finally:
-            stop.set()
-            thread.join(timeout=WAIT_S)
-        assert not errors, errors
-    assert seen[False] == {a: 3 for a in rs}, seen  # rr: numgen inc, exact
-    assert len(seen[True]) == 1 and sum(seen[True].values()) == 9, seen
+            call_in(farm.director_ns, run_pool_worker, config, backend, stop=stop,
+                    on_ready=lambda mgr, _eng: ready.append(mgr))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def sets() -> str:
+        return run_in(farm.director_ns, ["nft", "list", "sets", "inet"]).stdout
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not ready and not errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not errors and ready, errors
+        mgr = ready[0]
+        wait_model(mgr, backend, {a: 1 for a in rs})
+        first = fetch_from(client, CLIENT, 6)
+        assert len(first) == 1, first
+        (home,) = first
+        # the neighbour in the same /24: the same real server, with no pick of its own
+        assert fetch_from(client, NEIGHBOUR, 3) == {home: 3}
+        listing = sets()
+        assert listing.count("10.250.0.0 expires") == 1, listing  # one set holds the /24
+        time.sleep(TIMEOUT_S + 0.5)  # no connection: the entry expires
+        (again,) = fetch_from(client, CLIENT, 1)
+        assert again != home  # rr's next pick, not the remembered one
+        assert fetch_from(client, CLIENT, 4) == {again: 4}
+        farm.faults.apply([again], "reject")
+        wait_model(mgr, backend, {a: 1 for a in rs if a != again})
+        moved = fetch_from(client, CLIENT, 4)
+        assert len(moved) == 1 and again not in moved, moved
+        name = re.sub(r"[^0-9A-Za-z]", "_", again)
+        assert f"_{name}_80 {{" not in sets()  # its set went with it
+    finally:
+        stop.set()
+        thread.join(timeout=WAIT_S)
+    assert not errors, errors
 
 
 def test_nft_backend_accepts_every_service_shape_and_removes_them() -> None:
@@ -308,18 +355,19 @@ def test_nft_pool_says_what_it_does_not_do_as_ipvs(caplog: pytest.LogCaptureFixt
         assert unreachable[0].startswith("pool on nft: real server 10.1.0.1 of [10.0.0.5]:")
         assert lines == [
             "pool on nft: virtual_server 10.0.0.5 80: lvs_method DR on nftables routes from "
-            "an ingress hook without a connection table: each flow is placed by a hash of its "
-            "addresses and ports, so a change of the pool can move established flows, and "
-            "the real servers must be on a directly connected network",
-            "pool on nft: virtual_server 10.0.0.5 80: persistence_timeout 60 is a hash of the "
-            "client address on nftables: a client keeps its real server while the real "
-            "servers and weights are unchanged, with no timeout, and lvs_sched wlc does not "
-            "place its first connection",
+            "an ingress hook without a connection table (each client by a hash of its "
+            "address), so a change of the pool can move established flows, and the real "
+            "servers must be on a directly connected network",
+            "pool on nft: virtual_server 10.0.0.5 80: persistence_timeout 60 with lvs_method "
+            "DR is a hash of the client address on nftables: a client keeps its real server "
+            "while the real servers and weights are unchanged, with no timeout",
             "--",
-            "pool on nft: virtual_server 10.0.0.6 80: persistence_timeout 60 is a hash of the "
-            "client address on nftables: a client keeps its real server while the real "
-            "servers and weights are unchanged, with no timeout, and lvs_sched mh does not "
-            "place its first connection",
+            "pool on nft: virtual_server 10.0.0.6 80: persistence_timeout 60 counts from a "
+            "client's last new connection on nftables (a set of clients per real server), "
+            "where IPVS counts from the end of its last connection",
+            "pool on nft: virtual_server 10.0.0.6 80: lvs_sched mh hashes the client address "
+            "(jhash), not a Maglev table: flows moved between directors do not keep their "
+            "real server",
         ]
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)

@@ -41,7 +41,7 @@ def test_auto_on_nftables_says_each_limit_as_the_daemon_logs_it(
     cfg = load_text(VS).config
     got = hostcheck.host_checks(cfg)
     assert got == [f"pool backend nft (auto): {line}" for line in limits(cfg)]
-    assert len(got) == 2  # DR, wlc
+    assert len(got) == 1  # DR, which says lvs_sched wlc is not applied
     # the same config where IPVS is: nothing to say
     _present(monkeypatch, ipvs=True)
     assert hostcheck.host_checks(cfg) == []
@@ -76,9 +76,10 @@ def test_dash_t_prints_them_as_host_warnings(tmp_path: Path, monkeypatch: pytest
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"{path}:0:0: warning: pool backend nft (auto): virtual_server "
                       "192.0.2.1 80: lvs_method DR on nftables routes from an ingress hook "
-                      "without a connection table: each flow is placed by a hash of its "
-                      "addresses and ports, so a change of the pool can move established "
-                      "flows, and the real servers must be on a directly connected network")
-    assert err[-1] == f"{path}: 0 error(s), 2 warning(s)"
+                      "without a connection table (each flow by a hash of its addresses and "
+                      "ports, not by lvs_sched wlc), so a change of the pool can move "
+                      "established flows, and the real servers must be on a directly "
+                      "connected network")
+    assert err[-1] == f"{path}: 0 error(s), 1 warning(s)"
     assert main(["-t", "-f", str(path), "--pool-backend", "ipvs"]) == 0
     assert capsys.readouterr().err == ""

@@ -71,7 +71,7 @@ from hafast.lvs.backend import (
     netmask_prefix,
 )
 from hafast.lvs.nft_text import PICKERS, chain_name, service_rule
-from hafast.net.neighbours import NO_ROUTE, UNRESOLVED, LinkHop, Neighbours
+from hafast.net.neighbours import Neighbours
 from hafast.net.nftables import Nft
 
 __all__ = ["NftBackend", "chain_name", "limits", "service_rule"]
@@ -81,9 +81,6 @@ log = logging.getLogger("hafast.lvs")
 TABLE = "hafast_lvs"
 SCRIPT_KEPT = 4096  # of each recent transaction kept for debugging (NftBackend.scripts)
 TRIM_FROM = 64 * 1024  # a transaction this long is followed by hafast.lib.memtrim.trim()
-# A DR real server whose MAC is not resolved yet (or with no route yet) is looked up
-# again after these delays, the last one repeated (NftBackend._retry_dr).
-DR_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 # How a direct-routed flow is placed (hafast.lvs.nft_dr), said by limits().
 DR_PLACEMENT: dict[str, str] = {
     "sh": "each client by a hash of its address",
@@ -189,16 +186,9 @@ class NftBackend:
         self.table = table
         self.dr_table = table + nft_dr.SUFFIX
         self.nft = nft or Nft()
-        self.neighbours = neighbours or Neighbours()
-        # LVS-DR (hafast.lvs.nft_dr): the services whose chain is in the netdev table,
-        # the devices its ingress chain is hooked on (None: not hooked), the services
-        # with a real server still to resolve, and what was said about which address.
-        self._dr: set[ServiceKey] = set()
-        self._hooked: tuple[str, ...] | None = None
-        self._dr_waiting: set[ServiceKey] = set()
-        self._dr_said: set[tuple[str, str]] = set()
-        self._dr_retry: asyncio.TimerHandle | None = None
-        self._dr_tries = 0
+        # LVS-DR (hafast.lvs.nft_dr): the netdev table's services, hook and lookups
+        self.dr = nft_dr.DirectRouting(self.dr_table, neighbours or Neighbours())
+        self._dr_timer: asyncio.TimerHandle | None = None
         self.messages = 0
         self.seconds = 0.0
         self.pool = Pool()  # what the table holds (it is ours alone)
@@ -270,11 +260,10 @@ class NftBackend:
         self._forget_dr()
 
     def _forget_dr(self) -> None:
-        self._dr, self._hooked = set(), None
-        self._dr_waiting.clear()
-        if self._dr_retry is not None:
-            self._dr_retry.cancel()
-            self._dr_retry = None
+        self.dr.reset()
+        if self._dr_timer is not None:
+            self._dr_timer.cancel()
+            self._dr_timer = None
 
     async def dump(self) -> Pool:
         return self.pool.copy()
@@ -293,6 +282,8 @@ class NftBackend:
         direct = svc is not None and nft_dr.is_dr(key, dests)
         present = key in self.pool.services
         was_nat = present and key not in dr
+        if not direct:
+            self.dr.forget(key)
         lines: list[str] = []
         if present and (svc is None or direct != (key in dr)):
             # gone, or moving between the NAT table and the DR one (lvs_method changed)
@@ -311,7 +302,7 @@ class NftBackend:
             return lines
         if direct:
             dr.add(key)
-            return lines + self._dr_lines(key, svc, dests, present)
+            return lines + self.dr.chain_lines(key, self.dr.rule_of(key, svc, dests), present)
         t = self.table
         chain = chain_name(key)
         mapname, element = nft_text.element(key)
@@ -335,85 +326,32 @@ class NftBackend:
             self.table, self.pool.services.get(key),
             list(self.pool.dests.get(key, {}).values()), svc, dests)
 
-    def _dr_lines(self, key: ServiceKey, svc: Service, dests: list[Dest],
-                  present: bool) -> list[str]:
-        t = self.dr_table
-        chain = chain_name(key)
-        mapname, element = nft_dr.element(key)
-        if present:
-            lines = [f"flush chain netdev {t} {chain}"]
-        else:
-            lines = [f"add chain netdev {t} {chain}",
-                     f"add element netdev {t} {mapname} {{ {element} : jump {chain} }}"]
-        rule = nft_dr.dr_rule(svc, self._hops(key, dests))
-        if rule is not None:
-            lines.append(f"add rule netdev {t} {chain} {rule}")
-        return lines
-
-    def _hops(self, key: ServiceKey, dests: list[Dest]) -> list[tuple[LinkHop, int]]:
-        """Where each live real server of a DR service is on the link.  One that has
-        no route or MAC yet is left out for now (nudged, looked up again:
-        :meth:`_retry_dr`); one off the link is left out and said once; the service
-        forwards on the device of its first real server."""
-        hops: list[tuple[LinkHop, int]] = []
-        self._dr_waiting.discard(key)
-        for d in sorted(dests, key=lambda d: d.key):
-            if d.weight <= 0:
-                continue
-            hop = self.neighbours.lookup(d.address)
-            if isinstance(hop, LinkHop) and hops and hop.device != hops[0][0].device:
-                hop = f"on {hop.device}, not {hops[0][0].device} as the service's first"
-            if isinstance(hop, str):
-                if hop in (UNRESOLVED, NO_ROUTE):
-                    self._dr_waiting.add(key)
-                    if hop == UNRESOLVED:
-                        self.neighbours.nudge(d.address)
-                if (d.address, hop) not in self._dr_said:
-                    self._dr_said.add((d.address, hop))
-                    log.warning("pool on nft: real server %s of %s (lvs_method DR) is out of "
-                                "its service for now: %s", d.address, key, hop)
-                continue
-            self._dr_said = {s for s in self._dr_said if s[0] != d.address}
-            hops.append((hop, d.weight))
-        return hops
-
-    def _hook_lines(self, dr: set[ServiceKey]) -> tuple[list[str], tuple[str, ...] | None]:
-        """The ingress chain on the links up now while a DR service exists, unhooked
-        when none does; (lines, the devices it will be hooked on)."""
-        devices = tuple(self.neighbours.devices()) if dr else ()
-        want = devices or None
-        if want == self._hooked:
-            return [], self._hooked
-        return nft_dr.hook(self.dr_table, devices, self._hooked is not None), want
-
-    def _retry_dr(self) -> None:
-        """Look the waiting DR services' real servers up again; rewrite each chain."""
-        self._dr_retry = None
+    def _dr_tick(self) -> None:
+        """Every DR service's real servers looked up again; the chains whose rule
+        changed and the hook rewritten (hafast.lvs.nft_dr.DirectRouting.tick)."""
+        self._dr_timer = None
         try:
-            self._rewrite_waiting()
-        except Exception:  # nft refused: said, and tried again later
+            lines, hooked = self.dr.tick(self.pool)
+            self._run(lines)
+            self.dr.sent(self.dr.services, hooked)
+        except Exception:  # nft refused: said, and tried again at the next tick
+            self.dr.failed()
             log.exception("pool on nft: rewriting the DR services failed")
-        self._arm_dr_retry()
+        self._arm_dr_timer()
 
-    def _rewrite_waiting(self) -> None:
-        waiting = [k for k in self._dr_waiting if k in self._dr and k in self.pool.services]
-        self._dr_waiting.clear()
-        lines: list[str] = []
-        for key in waiting:
-            lines += self._dr_lines(key, self.pool.services[key],
-                                    list(self.pool.dests.get(key, {}).values()), True)
-        hook, hooked = self._hook_lines(self._dr)
-        self._run([*hook, *lines])
-        self._hooked = hooked
-
-    def _arm_dr_retry(self) -> None:
-        if not self._dr_waiting:
-            self._dr_tries = 0
-            return
-        if self._dr_retry is None:
-            delay = DR_RETRY_S[min(self._dr_tries, len(DR_RETRY_S) - 1)]
-            self._dr_tries += 1
-            self._dr_retry = asyncio.get_running_loop().call_later(delay, self._retry_dr)
+    def _arm_dr_timer(self) -> None:
+        """The next tick when DirectRouting.delay says; one armed sooner stays (pool
+        changes every second must not keep pushing the 30 s look back)."""
+        delay = self.dr.delay()
+        loop = asyncio.get_running_loop()
+        timer = self._dr_timer
+        if timer is not None:
+            if delay is not None and timer.when() <= loop.time() + delay:
+                return
+            timer.cancel()
+            self._dr_timer = None
+        if delay is not None:
+            self._dr_timer = loop.call_later(delay, self._dr_tick)
 
     async def apply(self, changes: Sequence[Change]) -> int:
         """All ``changes`` in ONE nft transaction (each touched service rewritten).
@@ -428,14 +366,19 @@ class NftBackend:
         after.apply(changes)
         touched = list(dict.fromkeys(c.service.key for c in changes))
         lines: list[str] = []
-        dr = set(self._dr)
+        dr = set(self.dr.services)
         for key in touched:
             lines += self._lines_for(key, after, dr)
-        hook, hooked = self._hook_lines(dr)
-        # hooked after the chains it jumps to exist, unhooked before they go
-        self._run([*lines, *hook] if dr else [*hook, *lines])
-        self.pool, self._dr, self._hooked = after, dr, hooked
-        self._arm_dr_retry()
+        hook, hooked = self.dr.hook_lines(dr)
+        try:
+            # hooked after the chains it jumps to exist, unhooked before they go
+            self._run([*lines, *hook] if dr else [*hook, *lines])
+        except Exception:
+            self.dr.failed()
+            raise
+        self.pool = after
+        self.dr.sent(dr, hooked)
+        self._arm_dr_timer()
         return len(changes)
 
     async def ensure_service(self, service: Service) -> None:

@@ -114,6 +114,10 @@ class FakeNeighbours:
     def __init__(self, hops: dict[str, object], devices: list[str]) -> None:
         self.hops, self.up = hops, devices
         self.nudged: list[str] = []
+        self.refreshed = 0
+
+    def refresh(self) -> None:
+        self.refreshed += 1
 
     def lookup(self, address: str) -> object:
         return self.hops[address]
@@ -178,10 +182,21 @@ def test_dr_services_go_to_the_netdev_table_hooked_while_one_exists() -> None:
         # only the resolved one for now; the unresolved one nudged, the far one left out
         assert "map { 0 : 02:00:00:00:00:01 }" in first and "dnat" not in first
         assert near.nudged == ["10.1.0.2"]
+        from hafast.lvs.nft_dr import RETRY_S
+
+        assert b.dr.delay() == RETRY_S[0]  # looked at again soon
         near.hops["10.1.0.2"] = _hop(2)
-        b._retry_dr()  # what the timer armed by apply does
+        b._dr_tick()  # what the timer armed by apply does
+        assert near.refreshed == 1  # the tables read afresh for it
         assert "map { 0 : 02:00:00:00:00:01, 1 : 02:00:00:00:00:02 }" in nft.scripts[-1]
         assert "hook ingress" not in nft.scripts[-1]  # the links did not change
+        assert b.dr.delay() == 30.0  # none waiting: the slow look for changed MACs
+        sent = len(nft.scripts)
+        b._dr_tick()  # nothing changed: nothing sent
+        assert len(nft.scripts) == sent or nft.scripts[-1].strip() == ""
+        near.hops["10.1.0.1"] = _hop(3)  # a real server's new MAC (a replaced NIC)
+        b._dr_tick()
+        assert "map { 0 : 02:00:00:00:00:03, 1 : 02:00:00:00:00:02 }" in nft.scripts[-1]
         # lvs_method NAT now: out of the netdev table, into the inet one, unhooked
         await b.apply(diff(await b.dump(), pool("NAT", "10.1.0.1")))
         moved = nft.scripts[-1]

@@ -24,20 +24,18 @@ import logging
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hafast.app.pool_worker import run_pool_worker
 from hafast.config.loader import load_text
 from hafast.lab.farm import http_get
-from hafast.lab.netns import Registry, call_in, run_in, socket_in
-from hafast.lvs.manager import PoolManager
+from hafast.lab.netns import Registry, run_in, socket_in
 from hafast.lvs.nft import NftBackend, chain_name
 from tests.conftest import require_root, require_tool
+from tests.netns.pool_fixtures import pool_worker_in
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -198,24 +196,9 @@ def test_nft_direct_routing_sends_each_flow_to_a_real_servers_mac(
         lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
     config = load_text(config_text()).config
     backend = NftBackend()
-    stop = threading.Event()
-    ready: list[PoolManager] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            call_in(ns("dir"), run_pool_worker, config, backend, stop=stop,
-                    on_ready=lambda mgr, _eng: ready.append(mgr))
-        except BaseException as exc:
-            errors.append(exc)
-
     caplog.set_level(logging.WARNING, logger="hafast.lvs")
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        wait(lambda: ready or errors, "the pool worker")
-        assert not errors, errors
-        keys = {k.family: k for k in ready[0].policy.pool.services}
+    with pool_worker_in(ns("dir"), config, backend, WAIT_S) as mgr:
+        keys = {k.family: k for k in mgr.policy.pool.services}
         key, key6 = keys[4], keys[6]
         every = {name: 1 for name in REALS}
         # The director had never spoken to the real servers: their MACs were
@@ -238,9 +221,5 @@ def test_nft_direct_routing_sends_each_flow_to_a_real_servers_mac(
         lab.unblock("rs0")
         wait(lambda: kernel_macs(lab, backend, key) == every, "rs0 back")
         assert set(fetch(30)) == {f"{name} {VIP}" for name in REALS}
-    finally:
-        stop.set()
-        thread.join(timeout=WAIT_S)
-    assert not errors, errors
     tables = run_in(ns("dir"), ["nft", "list", "tables"]).stdout
     assert backend.table not in tables and backend.dr_table not in tables, tables

@@ -18,13 +18,11 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from hafast.app.pool_worker import run_pool_worker
 from hafast.config.loader import load_text
 from hafast.lab import Farm
 from hafast.lab.farm import body_for, http_get
@@ -32,6 +30,7 @@ from hafast.lab.netns import call_in, run_in, socket_in
 from hafast.lvs.manager import PoolManager
 from hafast.lvs.nft import NftBackend, chain_name
 from tests.conftest import require_root, require_tool
+from tests.netns.pool_fixtures import pool_worker_in
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -130,25 +129,7 @@ def test_nft_pool_follows_the_checks_and_traffic_follows_the_pool(
     rs, sorry = farm.addresses[:3], farm.addresses[3]
     config = load_text(config_text(rs, sorry)).config
     backend = NftBackend()
-    stop = threading.Event()
-    ready: list[PoolManager] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            call_in(farm.director_ns, run_pool_worker, config, backend, stop=stop,
-                    on_ready=lambda mgr, _eng: ready.append(mgr))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while not ready and not errors and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not errors and ready, errors
-        mgr = ready[0]
+    with pool_worker_in(farm.director_ns, config, backend, WAIT_S) as mgr:
         all_in = {a: 1 for a in rs}
         wait_for(farm, mgr, backend, all_in)
         assert fetch(client, 6) == {a: 2 for a in rs}  # wrr: numgen inc, exact
@@ -174,10 +155,6 @@ def test_nft_pool_follows_the_checks_and_traffic_follows_the_pool(
         assert lines.count(f"VS [{VIP}]:tcp:80 DOWN") == 1
         # the start's (keepalived 2.2.7 reports the quorum met at start) and the regain
         assert lines.count(f"VS [{VIP}]:tcp:80 UP") == 2
-    finally:
-        stop.set()
-        thread.join(timeout=WAIT_S)
-    assert not errors, errors
     assert backend.pool.services == {}
     # A graceful stop removes the table hafast made (issue 12, item 6).
     assert "hafast_lvs" not in run_in(farm.director_ns, ["nft", "list", "tables"]).stdout
@@ -226,28 +203,11 @@ def test_nft_persistence_keeps_clients_by_network_until_their_timeout(
             + servers + "}\n")
     config = load_text(text).config
     backend = NftBackend()
-    stop = threading.Event()
-    ready: list[PoolManager] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            call_in(farm.director_ns, run_pool_worker, config, backend, stop=stop,
-                    on_ready=lambda mgr, _eng: ready.append(mgr))
-        except BaseException as exc:
-            errors.append(exc)
 
     def sets() -> str:
         return run_in(farm.director_ns, ["nft", "list", "sets", "inet"]).stdout
 
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while not ready and not errors and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not errors and ready, errors
-        mgr = ready[0]
+    with pool_worker_in(farm.director_ns, config, backend, WAIT_S) as mgr:
         wait_model(mgr, backend, {a: 1 for a in rs})
         first = fetch_from(client, CLIENT, 6)
         assert len(first) == 1, first
@@ -266,10 +226,6 @@ def test_nft_persistence_keeps_clients_by_network_until_their_timeout(
         assert len(moved) == 1 and again not in moved, moved
         name = re.sub(r"[^0-9A-Za-z]", "_", again)
         assert f"_{name}_80 {{" not in sets()  # its set went with it
-    finally:
-        stop.set()
-        thread.join(timeout=WAIT_S)
-    assert not errors, errors
 
 
 def test_nft_backend_accepts_every_service_shape_and_removes_them() -> None:

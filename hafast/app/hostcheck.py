@@ -29,8 +29,8 @@ Example::
     ...   real_server 10.1.0.1 80 { }
     ... }''').config
     >>> for line in host_checks(cfg):
-    ...     print(line[:95])
-    pool backend nft (lvs_backend nft): virtual_server 192.0.2.1 80: persistence_timeout 60 is a ha
+    ...     print(line[:94])
+    pool backend nft (lvs_backend nft): virtual_server 192.0.2.1 80: persistence_timeout 60 counts
 """
 
 from __future__ import annotations

@@ -65,9 +65,9 @@ async def _worker_main(fd: int, restore_priority: int | None = None) -> int:
     # keepalived sets these once the configuration is running (start_vrrp, start_check)
     process = "vrrp" if role == VRRP else "checker"
     tuning = ProcessTuning(process)
-    # popped: the side keeps what it needs of the config, and a check worker's engine
-    # lets its shard's real servers go (hafast.check.view.without_real_servers) once
-    # this message, kept for the worker's life, no longer holds them (issue 16)
+    # popped: the side keeps what it needs of the config, and a check worker's view
+    # (hafast.check.view.ShardView: its shard's real servers, pickled in chunks) is
+    # freed once this message, kept for the worker's life, no longer holds it (issue 16)
     tuning.apply(ProcessOptions.of(init.pop("config").global_defs, process))
     # keepalived's max_auto_priority / min_auto_priority_delay
     lateness = LatenessWatch(loop, tuning.overdue)

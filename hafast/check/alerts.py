@@ -36,6 +36,7 @@ from typing import Any
 
 from hafast.check.api import ProbeResult
 from hafast.check.runner import Runner
+from hafast.check.view import Source, pairs
 from hafast.config import model as m
 from hafast.config.labels import rs_key_label, vs_label
 from hafast.lib.smtp_alert import checker_alert, checker_body, enabled
@@ -50,7 +51,7 @@ FIRST_RESULT_MAILS = frozenset({"MISC_CHECK"})
 class CheckAlerts:
     """Who gets checker mails and what they say; the mailer of one check worker."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: m.Config,
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Source,
                  mailer: Mailer | None = None) -> None:
         self.mailer = mailer or Mailer(loop, MailSettings.of(config.global_defs))
         # Per virtual server with some real server's alerts on: it, its label, and the
@@ -62,25 +63,25 @@ class CheckAlerts:
         self.no_checker_emails = False
         self.configure(config)
 
-    def configure(self, config: m.Config) -> None:
+    def configure(self, config: Source) -> None:
         gd = config.global_defs
         self.mailer.configure(MailSettings.of(gd))
         self.no_checker_emails = gd.no_checker_emails
-        labels = {}
-        for vs in config.virtual_servers:
-            on: set[Any] = set()
-            off: set[Any] = set()
-            for rs in vs.real_servers:
-                wants = enabled(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert,
-                                default=True)
-                (on if wants else off).add(rs.key)
-            if on:
-                # a key listed twice mails when one of its entries wants it
-                # the label needs the virtual server's protocol and port, not its
-                # real servers, which the worker frees once its checks are built
-                labels[vs.key] = (replace(vs, real_servers=()), vs_label(vs),
-                                  frozenset(off - on))
-        self.labels = labels
+        # per virtual server: it, and the keys of its real servers that want mails
+        # and of those that do not
+        seen: dict[Any, tuple[m.VirtualServer, set[Any], set[Any]]] = {}
+        for vs, rs in pairs(config):
+            entry = seen.get(vs.key)
+            if entry is None:
+                entry = seen[vs.key] = (vs, set(), set())
+            wants = enabled(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True)
+            (entry[1] if wants else entry[2]).add(rs.key)
+        # a key listed twice mails when one of its entries wants it; the label needs
+        # the virtual server's protocol and port, not its real servers, which the
+        # worker frees once its checks are built
+        self.labels = {key: (replace(vs, real_servers=()) if vs.real_servers else vs,
+                             vs_label(vs), frozenset(off - on))
+                       for key, (vs, on, off) in seen.items() if on}
 
     def checker_moved(self, keyword: str, up: bool, reason: str,
                       healths: list[tuple[Any, bool]]) -> int:

@@ -30,7 +30,7 @@ from typing import Any
 
 from hafast.check.api import REGISTRY, ProbeKind, Target
 from hafast.check.runner import Check, Runner, ServerHealth
-from hafast.check.view import shard_of, without_real_servers
+from hafast.check.view import Source, pairs, shard_of, slim
 from hafast.config import model as m
 from hafast.config.kinds import KINDS
 from hafast.lib.events import DOWN, UP, WEIGHT, ServerEvent
@@ -112,7 +112,7 @@ class Engine:
 
     def __init__(
         self,
-        config: m.Config,
+        config: Source,
         loop: Any,
         on_event: Callable[[ServerEvent], object] | None = None,
         *,
@@ -121,7 +121,8 @@ class Engine:
         kinds: Mapping[str, type[ProbeKind]] | None = None,
         runner: Runner | None = None,
     ) -> None:
-        self.config = config
+        # Without real servers: each check holds its own spec and target (view.py)
+        self.config = slim(config)
         self.loop = loop
         self.runner = runner or Runner(
             loop, on_event, log_all_failures=config.global_defs.checker_log_all_failures
@@ -131,13 +132,15 @@ class Engine:
         self.kinds = REGISTRY if kinds is None else kinds
         self.shard_index, self.shard_count = shard_index, shard_count
         self.healths: dict[tuple[tuple[object, ...], tuple[str, int | None]], ServerHealth] = {}
-        self.by_key: dict[tuple[object, ...], Check] = {}
+        # The reload diff keys a check by (target, spec, extras); target and spec are
+        # its kind's, so only the extras are kept, and only where there are any (a
+        # TCP_CHECK farm keeps none): a dict of every key was ~0.1 KiB a check (issue 16).
+        self._extras_keys: dict[int, tuple[tuple[str, Any], ...]] = {}
         self.skipped: list[tuple[str, str]] = []
         self.deduplicated = 0
-        self._build({})
-        self.config = without_real_servers(config)
+        self._build(config, {})
 
-    def reload(self, config: m.Config) -> dict[str, int]:
+    def reload(self, config: Source) -> dict[str, int]:
         """Adopt a new configuration as a diff (DESIGN.md: reload is a diff).
 
         A check whose target, spec and extras are unchanged keeps its state, its
@@ -146,13 +149,12 @@ class Engine:
         after the change (a failing checker removed, ...) gets an event.
         Returns ``{"kept": .., "added": .., "removed": ..}``.
         """
-        old_checks = dict(self.by_key)
+        old_checks = {self._key_of(c): c for c in self.runner.checks}
         old_healths = self.healths
         before = len(self.runner.checks)
-        self.config = config
+        self.config = slim(config)
         self.runner.log_all_failures = config.global_defs.checker_log_all_failures
-        kept = self._build(old_checks)
-        self.config = without_real_servers(config)
+        kept = self._build(config, old_checks)
         gone = set(map(id, old_checks.values()))
         for check in old_checks.values():
             check.stop()
@@ -170,15 +172,16 @@ class Engine:
         added = len(self.runner.checks) - before + len(old_checks)
         return {"kept": kept, "added": added, "removed": len(old_checks)}
 
-    def _build(self, old: dict[tuple[object, ...], Check]) -> int:
-        """(Re)build healths and checks; checks found in ``old`` are adopted (popped
-        from it).  Returns how many were adopted."""
-        by_key: dict[tuple[object, ...], Check] = {}
+    def _build(self, source: Source, old: dict[tuple[object, ...], Check]) -> int:
+        """(Re)build healths and checks from ``source``'s real servers; checks found
+        in ``old`` are adopted (popped from it).  Returns how many were adopted."""
+        by_key: dict[tuple[object, ...], Check] = {}  # while building: the deduplication
+        extras_keys: dict[int, tuple[tuple[str, Any], ...]] = {}
         self.healths = {}
         self.skipped = []
         self.deduplicated = 0
         adopted = 0
-        for vs_key, rs in self._real_servers():
+        for vs_key, rs in self._real_servers(source):
             if shard_of(rs, self.shard_count) != self.shard_index:
                 continue
             rs_key = rs.key
@@ -192,8 +195,9 @@ class Engine:
                 # The whole spec is in the key (timers too): two checks that differ
                 # only in delay_loop are different schedules, not one.
                 extras = _extras(self.config, rs, rs_spec)
+                extras_key = tuple(sorted(extras.items()))
                 for target, spec in probes_for(rs, rs_spec):
-                    key = (target, spec, tuple(sorted(extras.items())))
+                    key = (target, spec, extras_key)
                     check = by_key.get(key)
                     if check is not None:
                         check.feed(health)
@@ -206,20 +210,30 @@ class Engine:
                         check.log_all = self.runner.log_all_failures or spec.log_all_failures
                         by_key[key] = check
                         adopted += 1
-                        continue
-                    kind = cls(spec, target, self.loop, **extras)
-                    by_key[key] = self.runner.add(kind, [health])
-        self.by_key = by_key
+                    else:
+                        kind = cls(spec, target, self.loop, **extras)
+                        check = by_key[key] = self.runner.add(kind, [health])
+                    if extras_key:
+                        extras_keys[id(check)] = extras_key
+        self._extras_keys = extras_keys
         for where, keyword in self.skipped:
             log.warning("%s: %s has no checker in this build; its real server is not checked",
                         where, keyword)
         return adopted
 
-    def _real_servers(self) -> Iterator[tuple[tuple[object, ...], m.RealServer]]:
-        for vs in self.config.virtual_servers:
-            vs_key = vs.key  # a property making a new tuple: once per virtual server
-            for rs in vs.real_servers:
-                yield vs_key, rs
+    def _key_of(self, check: Check) -> tuple[object, ...]:
+        """The key :meth:`_build` made ``check`` under."""
+        kind = check.kind
+        return (kind.target, kind.spec, self._extras_keys.get(id(check), ()))
+
+    @staticmethod
+    def _real_servers(source: Source) -> Iterator[tuple[tuple[object, ...], m.RealServer]]:
+        keys: dict[int, tuple[object, ...]] = {}  # vs.key makes a new tuple: once each
+        for vs, rs in pairs(source):
+            vs_key = keys.get(id(vs))
+            if vs_key is None:
+                vs_key = keys[id(vs)] = vs.key
+            yield vs_key, rs
 
     @property
     def checks(self) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from hafast._core.checkq import Latency
 from hafast.check.rounds import RoundWatch
-from hafast.config import model as m
+from hafast.check.view import Source
 
 log = logging.getLogger("hafast")
 
@@ -111,7 +111,7 @@ class CheckSide:
         if batch:
             self.publish(batch)
 
-    def build(self, config: m.Config, seed: dict[Any, Any]) -> None:
+    def build(self, config: Source, seed: dict[Any, Any]) -> None:
         from hafast.check.alerts import AlertingRunner, CheckAlerts
         from hafast.check.engine import Engine
 
@@ -137,7 +137,7 @@ class CheckSide:
         log.info("shard %d/%d: %d checks for %d real servers (%d seeded)", self.shard,
                  self.shards, engine.checks, len(engine.healths), seeded)
 
-    def start(self, config: m.Config, seed: dict[Any, Any]) -> None:
+    def start(self, config: Source, seed: dict[Any, Any]) -> None:
         """Build and run; ``seed`` is read once and emptied: it is the parent's init
         message's, which the worker keeps for its life, and it held a key and a pair
         per real server of the shard (~0.2 KiB each, issue 16)."""
@@ -145,7 +145,7 @@ class CheckSide:
         seed.clear()
         self.lag.start()
 
-    def reload(self, config: m.Config, seed: dict[Any, Any]) -> dict[str, int]:
+    def reload(self, config: Source, seed: dict[Any, Any]) -> dict[str, int]:
         """A reload as a diff (keepalived's migrate_checkers): a check whose target,
         spec and extras did not change keeps its state, retry count and timer
         (:meth:`hafast.check.engine.Engine.reload`); only the new ones start, from the

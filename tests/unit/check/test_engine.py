@@ -311,3 +311,48 @@ def test_check_worker_reload_is_a_diff_seeding_only_new_checks() -> None:
         side.stop()
     finally:
         loop.close()
+
+
+def test_a_shard_view_builds_the_shards_checks_one_chunk_at_a_time(
+        monkeypatch: Any) -> None:
+    """What the parent sends a check worker (hafast.check.view.check_view): the config
+    without real servers plus the shard's real servers pickled in chunks.  The engine
+    built from it has the checks the whole config gives that shard, reloads as a
+    diff from another view, and never sees more than one chunk's RealServer objects
+    alive at once."""
+    import gc
+    import pickle
+
+    from hafast.check import view
+
+    monkeypatch.setattr(view, "CHUNK", 3)
+    text = "".join(
+        f"virtual_server 10.0.0.{v} 80 {{\n  delay_loop 1\n" + "".join(
+            f"  real_server 10.1.{v}.{i} 80 {{\n    TCP_CHECK {{\n      connect_timeout 0.3\n"
+            "    }\n  }\n" for i in range(1, 11)) + "}\n" for v in (1, 2))
+    cfg = config(text)
+    for shard in range(2):
+        sent = pickle.loads(pickle.dumps(view.check_view(cfg, shard, 2)))
+        assert all(vs.real_servers == () for vs in sent.config.virtual_servers)
+        assert all(len(pickle.loads(blob)) <= 3 for _, blob in sent.chunks)
+        alive: list[int] = []
+        real = view.ShardView.pairs
+
+        def counting(self: view.ShardView, real: Any = real, alive: list[int] = alive) -> Any:
+            for vs, rs in real(self):
+                gc.collect()
+                alive.append(sum(1 for o in gc.get_objects() if type(o) is m.RealServer))
+                yield vs, rs
+
+        monkeypatch.setattr(view.ShardView, "pairs", counting)
+        loop = FakeLoop()
+        got = engine(sent, loop, [])  # type: ignore[arg-type]
+        monkeypatch.setattr(view.ShardView, "pairs", real)
+        whole = engine(cfg, FakeLoop(), [], shard_index=shard, shard_count=2)
+        assert sorted(got.healths) == sorted(whole.healths) and got.healths
+        # one chunk at a time beside cfg's own (and the chunk before's last, still in
+        # a loop variable while the next is unpickled)
+        assert max(alive) <= 3 + 1 + sum(len(vs.real_servers) for vs in cfg.virtual_servers)
+        checks = set(map(id, got.runner.checks))
+        counts = got.reload(pickle.loads(pickle.dumps(view.check_view(cfg, shard, 2))))
+        assert counts["added"] == 0 and set(map(id, got.runner.checks)) == checks

@@ -19,14 +19,16 @@ header, then attributes (``struct nlattr``, the same four bytes as rtnetlink's
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
 import socket
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # annotations only: hafast -t reaches this module, and asyncio is
+    import asyncio  # 60 ms of its start-up (hafast.net.neighbours, the nft backend)
 
 # linux/netlink.h
 NETLINK_ROUTE = 0

@@ -48,10 +48,10 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hafast.config import model as m
 from hafast.lib import memtrim
@@ -73,6 +73,9 @@ from hafast.lvs.backend import (
 from hafast.lvs.nft_text import PICKERS, chain_name, service_rule
 from hafast.net.neighbours import Neighbours
 from hafast.net.nftables import Nft
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["NftBackend", "chain_name", "limits", "service_rule"]
 
@@ -342,6 +345,8 @@ class NftBackend:
     def _arm_dr_timer(self) -> None:
         """The next tick when DirectRouting.delay says; one armed sooner stays (pool
         changes every second must not keep pushing the 30 s look back)."""
+        import asyncio  # here: hafast -t imports this module for limits(), without a loop
+
         delay = self.dr.delay()
         loop = asyncio.get_running_loop()
         timer = self._dr_timer

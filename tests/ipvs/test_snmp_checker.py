@@ -6,7 +6,8 @@ One ``snmpd --master=agentx`` on the guest's loopback serves both daemons in tur
 keepalived ``-C`` then hafast ``-C`` on the same config, two virtual servers with two
 TCP_CHECKed real servers each (a Python listener on 127.0.0.2, nothing on 127.0.0.3),
 the second with a sorry server, a third on a virtual_server_group (an address, a range,
-a CIDR block), some with an ``snmp_name``.  Once the dead real servers are seen dead, a
+a CIDR block) with an IPv4 persistence_granularity (column 51, the IPv6 granularity,
+then reads that mask's 4 bytes as keepalived does), some with an ``snmp_name``.  Once the dead real servers are seen dead, a
 walk of the checker subtree (virtualServerGroup and member tables, virtualServerTable,
 realServerTable, lvsSyncDaemonEnabled) must give the same OIDs, types and values;
 nothing is excluded (no traffic has gone through IPVS yet, so keepalived's counters are
@@ -99,6 +100,8 @@ virtual_server group grp {{
   protocol TCP
   lb_algo rr
   lb_kind NAT
+  persistence_timeout 60
+  persistence_granularity 255.255.255.0
   real_server {LIVE} 8080 {{
 {check}  }}
   real_server {DEAD} 8080 {{

@@ -13,7 +13,7 @@ own address (``$server_addr``) and answers the client straight over the LAN.  Th
 director forwards nothing at the IP layer (``ip_forward`` 0), so a reply can only
 come from the real server itself.  A real server that fails its check leaves the
 map of MACs and its traffic goes to the others; it comes back; stop removes both
-tables.
+tables.  Then the same through the shipped daemon, with a reload.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -157,11 +158,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         yield lab
 
 
-def config_text() -> str:
+def config_text(weight0: int = 1) -> str:
     check = "TCP_CHECK { connect_timeout 0.3\n retry 0\n delay_loop 0.3\n warmup 0 }"
     out = ""
-    for vip, addrs in ((VIP, REALS.values()), (VIP6, [ADDR6[n] for n in REALS])):
-        rss = "".join(f"  real_server {a} 80 {{\n    {check}\n  }}\n" for a in addrs)
+    for vip, addrs in ((VIP, list(REALS.values())), (VIP6, [ADDR6[n] for n in REALS])):
+        rss = "".join(f"  real_server {a} 80 {{\n    weight {weight0 if i == 0 else 1}\n"
+                      f"    {check}\n  }}\n" for i, a in enumerate(addrs))
         out += (f"virtual_server {vip} 80 {{\n  protocol TCP\n  lvs_sched wrr\n"
                 f"  lvs_method DR\n{rss}}}\n")
     return out
@@ -221,5 +223,33 @@ def test_nft_direct_routing_sends_each_flow_to_a_real_servers_mac(
         lab.unblock("rs0")
         wait(lambda: kernel_macs(lab, backend, key) == every, "rs0 back")
         assert set(fetch(30)) == {f"{name} {VIP}" for name in REALS}
+    tables = run_in(ns("dir"), ["nft", "list", "tables"]).stdout
+    assert backend.table not in tables and backend.dr_table not in tables, tables
+
+
+def test_the_daemon_direct_routes_on_nftables_and_reloads(lab: Lab, tmp_path: Path) -> None:
+    """The same through the shipped daemon (``hafast -n --pool-backend nft``): traffic
+    reaches every real server as the VIP; a SIGHUP giving rs0 weight 2 rewrites its
+    slots in the MAC map; SIGTERM leaves neither table behind."""
+    from hafast.lvs.backend import ServiceKey
+    from tests.netns.daemon_fixtures import start_daemon
+
+    daemon = start_daemon(tmp_path / "d", config_text(), ns=ns("dir"),
+                          extra=("--pool-backend", "nft"))
+    backend = NftBackend()  # for its table names; the daemon's own backend is inside it
+    key = ServiceKey(4, "TCP", VIP, 80)
+    try:
+        daemon.wait_ready(WAIT_S)
+        every = {name: 1 for name in REALS}
+        wait(lambda: kernel_macs(lab, backend, key) == every, "the daemon's MAC map")
+        assert set(fetch(30)) == {f"{name} {VIP}" for name in REALS}
+        assert set(fetch(30, VIP6)) == {f"{name} {VIP6}" for name in REALS}
+        (tmp_path / "d" / "hafast.conf").write_text(config_text(weight0=2))
+        daemon.signal(signal.SIGHUP)
+        wait(lambda: kernel_macs(lab, backend, key) == {**every, "rs0": 2}, "rs0 at weight 2")
+        assert set(fetch(30)) == {f"{name} {VIP}" for name in REALS}
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
     tables = run_in(ns("dir"), ["nft", "list", "tables"]).stdout
     assert backend.table not in tables and backend.dr_table not in tables, tables

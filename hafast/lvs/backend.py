@@ -132,6 +132,19 @@ class Dest:
             object.__setattr__(self, "_key", k)
         return k
 
+    def keyed(self, key: tuple[str, int | None]) -> Dest:
+        """This destination, with ``key`` as its key when equal to it: the policy
+        passes its own key of the real server, so one tuple serves both, and a sync
+        makes none (issue 16: a tuple a real server in the parent).
+
+        >>> k = ("10.1.0.1", 80)
+        >>> Dest("10.1.0.1", 80).keyed(k).key is k, Dest("10.1.0.1", 81).keyed(k).key
+        (True, ('10.1.0.1', 81))
+        """
+        if self._key is None and key == (self.address, self.port):
+            object.__setattr__(self, "_key", key)
+        return self
+
 
 @dataclass
 class Pool:

@@ -680,11 +680,11 @@ class PoolPolicy:
         sorry_in = vs.sorry_server is not None and not st.quorum_up
         dests: dict[tuple[str, int], Dest] = {}
         maglev = maglev_fleet(vs)
-        rsts: Iterable[RsState] = st.rss.values()
+        rsts: Iterable[tuple[RsKey, RsState]] = st.rss.items()
         if maglev:
             # the order the kernel fills its Maglev table in (module docstring)
-            rsts = sorted(rsts, key=lambda r: _dest_order(r.rs.address, r.dest_port))
-        for rst in rsts:
+            rsts = sorted(rsts, key=lambda kr: _dest_order(kr[1].rs.address, kr[1].dest_port))
+        for rs_key, rst in rsts:
             rs = rst.rs
             last = 0
             if rst.alive and not sorry_in:
@@ -697,7 +697,7 @@ class PoolPolicy:
             else:
                 continue
             d = Dest(rs.address, rst.dest_port, weight, _method(rs.lvs_method),
-                     rs.uthreshold, rs.lthreshold, last)
+                     rs.uthreshold, rs.lthreshold, last).keyed(rs_key)
             dests[d.key] = d
         if vs.sorry_server is not None and (sorry_in or vs.sorry_server_inhibit):
             addr, port = vs.sorry_server
@@ -718,10 +718,12 @@ class PoolPolicy:
                     changed.add(svc.key)
             return changed
         dests = self.dests_of(st)
+        fresh = True  # dests itself for the first service written, a copy for the others
         for svc in st.services:
             if self.pool.services.get(svc.key) != svc or self.pool.dests.get(svc.key) != dests:
                 self.pool.services[svc.key] = svc
-                self.pool.dests[svc.key] = dict(dests)
+                self.pool.dests[svc.key] = dests if fresh else dict(dests)
+                fresh = False
                 changed.add(svc.key)
         return changed
 

@@ -14,7 +14,11 @@ server's set and DNATs.  A real server at weight 0 keeps its clients, as IPVS
 keeps a quiescent destination's templates; one that leaves the pool takes its set
 with it, and its clients are placed again.  Where IPVS counts the timeout from a
 client's last connection's end, the set counts it from its last connection's
-start (the nat chain sees a connection's first packet only).
+start (the nat chain sees a connection's first packet only).  The cost: a new
+connection is looked up in the sets one real server after another, so a persistent
+service of thousands of real servers pays thousands of set lookups per connection
+(IPVS: one template lookup); a few tens, as persistent services usually have, cost
+little beside the NAT itself.
 
 Example::
 

@@ -7,9 +7,10 @@ keepalived ``-C`` then hafast ``-C`` on the same config, two virtual servers wit
 TCP_CHECKed real servers each (a Python listener on 127.0.0.2, nothing on 127.0.0.3),
 the second with a sorry server, a third on a virtual_server_group (an address, a range,
 a CIDR block) with an IPv4 persistence_granularity (column 51, the IPv6 granularity,
-then reads that mask's 4 bytes as keepalived does), some with an ``snmp_name``.  Once the dead real servers are seen dead, a
-walk of the checker subtree (virtualServerGroup and member tables, virtualServerTable,
-realServerTable, lvsSyncDaemonEnabled) must give the same OIDs, types and values;
+then reads that mask's 4 bytes as keepalived does), some with an ``snmp_name``.  Once
+the dead real servers are seen dead, a walk of the checker subtree (virtualServerGroup
+and member tables, virtualServerTable, realServerTable, lvsSyncDaemonEnabled) must give
+the same OIDs, types and values;
 nothing is excluded (no traffic has gone through IPVS yet, so keepalived's counters are
 the zeros hafast serves).  Then connections from the guest itself go through the first
 and the group's virtual servers under hafast, and its counters columns must come to

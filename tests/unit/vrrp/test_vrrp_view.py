@@ -10,6 +10,7 @@ from typing import Any
 
 from hafast.app.ipc import CHECK, VRRP
 from hafast.app.process import WorkerHandle
+from hafast.check.view import without_real_servers
 from hafast.config.diff import diff
 from hafast.config.loader import load_text
 from hafast.config.model import Config
@@ -76,7 +77,12 @@ def test_the_vrrp_worker_gets_the_view_at_init_and_reload() -> None:
 
 
 def test_a_lone_check_worker_still_gets_the_whole_config() -> None:
-    assert sent_by(CHECK, "reload")["config"] == config()
+    """Every real server, as a ShardView (the config without them, and them in
+    chunks: hafast.check.view)."""
+    sent, whole = sent_by(CHECK, "reload")["config"], config()
+    assert sent.config == without_real_servers(whole)
+    assert [(vs.key, rs) for vs, rs in sent.pairs()] == [
+        (vs.key, rs) for vs in whole.virtual_servers for rs in vs.real_servers]
 
 
 def test_each_check_worker_gets_its_shard_at_init_and_reload() -> None:
@@ -96,12 +102,13 @@ def test_each_check_worker_gets_its_shard_at_init_and_reload() -> None:
             assert w.send(kind, {"config": many, "seed": seed})
             ((_, payload),) = writer.sent
             (vs,) = payload["config"].virtual_servers
-            assert vs.key == many.virtual_servers[0].key
-            assert 0 < len(vs.real_servers) < 30
+            assert vs.key == many.virtual_servers[0].key and vs.real_servers == ()
+            mine = [rs for v, rs in payload["config"].pairs() if v.key == vs.key]
+            assert 0 < len(mine) < 30
             assert payload["config"].global_defs == many.global_defs
             # the seed: the same real servers' last known health, no others
-            assert {k[1] for k in payload["seed"]} == {rs.key for rs in vs.real_servers}
-            got.extend(vs.real_servers)
+            assert {k[1] for k in payload["seed"]} == {rs.key for rs in mine}
+            got.extend(mine)
         assert sorted(got, key=lambda rs: rs.address) == sorted(
             many.virtual_servers[0].real_servers, key=lambda rs: rs.address)
 

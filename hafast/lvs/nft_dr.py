@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from hafast.lvs.backend import Dest, Pool, Service, ServiceKey
-from hafast.lvs.nft_text import chain_name
+from hafast.lvs.nft_text import chain_name, slot_spans
 from hafast.net.neighbours import NO_ROUTE, UNRESOLVED, LinkHop
 
 log = logging.getLogger("hafast.lvs")
@@ -97,11 +97,8 @@ def dr_rule(service: Service, hops: Sequence[tuple[LinkHop, int]]) -> str | None
         return None
     key = service.key
     fam = "ip6" if key.family == 6 else "ip"
-    slots, first = [], 0
-    for hop, weight in live:
-        last = first + weight - 1
-        slots.append(f"{first if first == last else f'{first}-{last}'} : {hop.mac}")
-        first = last + 1
+    spans, first = slot_spans([w for _h, w in live])
+    slots = [f"{span} : {hop.mac}" for span, (hop, _w) in zip(spans, live, strict=True)]
     picker = (PERSISTENT_PICKER if service.timeout > 0 else
               PICKERS.get(service.scheduler, FLOW_PICKER)).format(W=first, fam=fam)
     device = live[0][0].device

@@ -91,14 +91,25 @@ def _match(key: ServiceKey, with_port: bool) -> str:
     return f"meta l4proto {key.protocol.lower()}"
 
 
-def _slots(live: Sequence[Dest]) -> tuple[list[tuple[str, Dest]], int]:
-    """(span, destination) for each live destination, and the number of slots."""
+def slot_spans(weights: Sequence[int]) -> tuple[list[str], int]:
+    """Each weight's consecutive slots as an nft span, and the number of slots (the
+    NAT chains here and the DR chains of :mod:`hafast.lvs.nft_dr` alike).
+
+    >>> slot_spans([1, 2])
+    (['0', '1-2'], 3)
+    """
     out, first = [], 0
-    for d in live:
-        last = first + d.weight - 1
-        out.append((str(first) if first == last else f"{first}-{last}", d))
+    for weight in weights:
+        last = first + weight - 1
+        out.append(str(first) if first == last else f"{first}-{last}")
         first = last + 1
     return out, first
+
+
+def _slots(live: Sequence[Dest]) -> tuple[list[tuple[str, Dest]], int]:
+    """(span, destination) for each live destination, and the number of slots."""
+    spans, width = slot_spans([d.weight for d in live])
+    return list(zip(spans, live, strict=True)), width
 
 
 def _live(dests: Sequence[Dest]) -> list[Dest]:

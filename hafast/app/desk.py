@@ -128,7 +128,11 @@ class StatusDesk:
         vrrp: list[Any] = []
         checks: list[Any] = []
         now = time.monotonic()
+        # ... and one it stopped meanwhile is not reported beside the pools it closed
+        running = {id(w) for w in self.sup.workers}
         for w, data in zip(current, replies, strict=True):
+            if id(w) not in running:
+                continue
             workers.append({"name": w.name, "pid": w.pid, "restarts": w.restarts,
                             "heartbeat_kills": w.heartbeat_kills,
                             "deadline_kills": w.deadline_kills, "answering": data is not None,

@@ -283,6 +283,35 @@ def loopback_conf(port: int | None) -> str:
 """
 
 
+def test_status_leaves_out_a_worker_a_reload_stopped_while_it_was_asked() -> None:
+    """The status is gathered over an await: a reload that retires the check side
+    meanwhile must not leave its worker listed beside pools it already closed (CI of
+    fa90f18 read such a status in the test below)."""
+    from types import SimpleNamespace
+
+    from hafast.app.desk import StatusDesk
+
+    check0 = SimpleNamespace(name="check0", pid=1234, restarts=0, heartbeat_kills=0,
+                             deadline_kills=0, last_pong=time.monotonic(), startup_s=0.1,
+                             role=ipc.CHECK)
+    fake = SimpleNamespace(
+        workers=[check0], pools=SimpleNamespace(status=lambda: {"virtual_servers": []}),
+        options=SimpleNamespace(config_file="/etc/k.conf"), started_at=time.time(),
+        reloads_q=SimpleNamespace(applied=1, rejected=0, status=lambda: {}),
+        vip_guard=SimpleNamespace(released=0), fleet=None)
+
+    class Desk(StatusDesk):
+        async def worker_status(self, w: Any, timeout: float = 2.0) -> Any:
+            # the reload's _retire and pools.close, done while this reply is awaited
+            fake.workers.remove(w)
+            fake.pools = None
+            await asyncio.sleep(0)
+            return None
+
+    st = asyncio.run(Desk(fake).status())  # type: ignore[arg-type]
+    assert st["pools"] is None and st["workers"] == []
+
+
 def test_reload_starts_and_stops_the_check_side(tmp_path: Path) -> None:
     from tests.netns.daemon_fixtures import start_daemon
 

@@ -325,11 +325,22 @@ class ScriptSecurity:
     def _lvs(self, config: m.Config) -> dict[str, Any]:
         out = []
         changed = False
+        # id(checker tuple) -> it has no MISC_CHECK.  Real servers checked alike share
+        # one tuple (hafast.config.build_lvs): each is looked at once.  ``config`` keeps
+        # every tuple alive meanwhile, so no id is reused.
+        plain: dict[int, bool] = {}
         for vs in config.virtual_servers:
             f = self._notify(vs, ("quorum_up", "quorum_down"), "quorum")
             rss = []
             rs_changed = False
             for rs in vs.real_servers:
+                no_misc = plain.get(id(rs.checkers))
+                if no_misc is None:
+                    no_misc = plain[id(rs.checkers)] = not any(
+                        type(c) is m.MiscCheck for c in rs.checkers)
+                if no_misc and rs.notify_up is None and rs.notify_down is None:
+                    rss.append(rs)  # most of a farm: nothing here to check
+                    continue
                 g = self._notify(rs, ("notify_up", "notify_down"), "real server notify")
                 if any(type(c) is m.MiscCheck for c in rs.checkers):
                     checkers = tuple(c for c in rs.checkers if self._keep_checker(c))

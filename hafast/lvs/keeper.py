@@ -90,9 +90,18 @@ class PoolKeeper:
         self.manager.set_vip(address, present)
 
     def seed(self) -> dict[tuple[Any, Any], tuple[bool, int]]:
-        """Last known health of every real server, for a (re)started check worker."""
+        """Last known health of the real servers, for a (re)started check worker.
+
+        Left out: a real server no check has reported yet that is up, as every real
+        server without alpha starts; the worker starts its checks up too, which is
+        what seeding it would do (:func:`hafast.check.side.seed_engine`).  So a first
+        start sends nothing for such a farm: the seed was ~0.2 KiB a real server per
+        worker, unpickled with the init message and freed after the build, and that
+        freed memory stayed in each worker's PSS (CPython keeps arenas that are
+        partly in use; issue 16).
+        """
         return {(vk, rk): (r.alive, r.weight) for vk, st in self.policy.vss.items()
-                for rk, r in st.rss.items()}
+                for rk, r in st.rss.items() if r.reported or not r.alive}
 
     async def close(self) -> None:
         await self.manager.stop()

@@ -124,9 +124,9 @@ counts no connections)']
     gd = config.global_defs
     for vs in config.virtual_servers:
         name = f"virtual_server {vs.label}"
-        methods = sorted({vs.lvs_method, *(rs.lvs_method for rs in vs.real_servers)} - {"NAT"})
-        direct = methods == ["DR"] and vs.fwmark is None and all(
-            rs.lvs_method == "DR" for rs in vs.real_servers)
+        rs_methods = {rs.lvs_method for rs in vs.real_servers}
+        methods = sorted({vs.lvs_method, *rs_methods} - {"NAT"})
+        direct = methods == ["DR"] and vs.fwmark is None and rs_methods <= {"DR"}
         if direct:
             placed = DR_PLACEMENT.get("sh" if vs.persistence_timeout else vs.lvs_sched,
                                       f"each flow by a hash of its addresses and ports, "

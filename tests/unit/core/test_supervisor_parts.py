@@ -90,6 +90,36 @@ def test_seed_engine_starts_from_last_known_health() -> None:
         loop.close()
 
 
+def test_a_first_seed_leaves_out_what_a_fresh_worker_starts_with() -> None:
+    """The parent's seed before any report names only the alpha server (down); an
+    engine seeded with it starts exactly as one seeded with every server's state."""
+    cfg = config()
+    vs = cfg.virtual_servers[0].key
+
+    async def seeds() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        keeper = lvs_keeper.PoolKeeper(cfg, MemoryBackend(), keep=False)
+        await keeper.open()
+        full = {(vk, rk): (r.alive, r.weight) for vk, st in keeper.policy.vss.items()
+                for rk, r in st.rss.items()}
+        sent = keeper.seed()
+        await keeper.close()
+        return full, sent
+
+    full, sent = asyncio.run(seeds())
+    assert list(sent) == [(vs, ("10.1.0.3", 80))] and len(full) == 3
+    loop = asyncio.new_event_loop()
+    try:
+        started = []
+        for seed in (full, sent):
+            eng = Engine(cfg, loop)
+            cside.seed_engine(eng, seed)
+            started.append((eng.snapshot(), [(c.state.up, c.healths[0].failing)
+                                             for c in eng.runner.checks]))
+        assert started[0] == started[1]
+    finally:
+        loop.close()
+
+
 def test_pool_keeper_reload_keeps_health_and_removes_nothing_healthy() -> None:
     cfg = config()
     vs = cfg.virtual_servers[0].key
@@ -124,6 +154,8 @@ def test_pool_keeper_reload_keeps_health_and_removes_nothing_healthy() -> None:
     assert seed[(vs, ("10.1.0.2", 80))] == (False, 3)
     assert seed[(vs, ("10.1.0.3", 80))] == (True, 1)
     assert seed[(vs, ("10.1.0.4", 80))] == (False, 1)
+    # never reported and up, as a fresh worker's checks start: nothing to say
+    assert (vs, ("10.1.0.1", 80)) not in seed
     assert sorted(pool.dests[next(iter(pool.dests))]) == [("10.1.0.1", 80), ("10.1.0.3", 80)]
     assert released.counts() == (0, 0)
     rss = {r["address"]: r for r in status["virtual_servers"][0]["real_servers"]}

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from hafast.lvs.backend import Dest, Pool, Service, ServiceKey
-from hafast.lvs.nft_text import chain_name, slot_spans
+from hafast.lvs.nft_text import chain_name, slot_map
 from hafast.net.neighbours import NO_ROUTE, UNRESOLVED, LinkHop
 
 log = logging.getLogger("hafast.lvs")
@@ -97,13 +97,12 @@ def dr_rule(service: Service, hops: Sequence[tuple[LinkHop, int]]) -> str | None
         return None
     key = service.key
     fam = "ip6" if key.family == 6 else "ip"
-    spans, first = slot_spans([w for _h, w in live])
-    slots = [f"{span} : {hop.mac}" for span, (hop, _w) in zip(spans, live, strict=True)]
+    slots, width = slot_map((w, hop.mac) for hop, w in live)
     picker = (PERSISTENT_PICKER if service.timeout > 0 else
-              PICKERS.get(service.scheduler, FLOW_PICKER)).format(W=first, fam=fam)
+              PICKERS.get(service.scheduler, FLOW_PICKER)).format(W=width, fam=fam)
     device = live[0][0].device
     return (f"meta l4proto {key.protocol.lower()} ether saddr set {live[0][0].own_mac} "
-            f"ether daddr set {picker} map {{ {', '.join(slots)} }} fwd to \"{device}\"")
+            f"ether daddr set {picker} map {{ {slots} }} fwd to \"{device}\"")
 
 
 def element(key: ServiceKey) -> tuple[str, str]:

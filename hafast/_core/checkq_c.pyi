@@ -65,7 +65,9 @@ class Check:
     attempt: Any
     weight: Any
     last_reason: Any
-    done: Any
+    @property
+    def done(self) -> Check: ...
+    def __call__(self, result: Any) -> None: ...
     delay_loop_us: Any
     delay_before_retry_us: Any
     token: int

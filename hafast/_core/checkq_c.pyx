@@ -454,7 +454,7 @@ cdef class Check:
     cdef public bint pending
     cdef public bint up, has_run  # the check is its own state (``state``)
     cdef public long retry_it
-    cdef public object kind, done, attempt, weight
+    cdef public object kind, attempt, weight
     cdef public Latency latency
     cdef public double deadline_s, delay_loop_s, t0
     cdef TimerQueue _tq          # runner.timers
@@ -480,7 +480,15 @@ cdef class Check:
         self._loop = runner.loop
         self.latency = getattr(runner, "latency", None)
         self.t0 = 0.0
-        self.done = self._done
+
+    # The check is the ``done`` its kind calls (see checkq_py.Check.__call__).
+    def __call__(self, result):
+        self._done(result)
+
+    @property
+    def done(self):
+        """What a kind is given to report an attempt's result: the check itself."""
+        return self
 
     cdef inline int _observe(self) except -1:
         # (only with a latency: the clock is read twice per attempt for it)
@@ -529,7 +537,7 @@ cdef class Check:
         if self.latency is not None:
             self.t0 = self._loop.time()
         try:
-            attempt = self.kind.start(self.done)
+            attempt = self.kind.start(self)
         except Exception as exc:  # a kind must not raise; never let it kill the loop
             attempt = NO_ATTEMPT
             self.runner.start_raised(self, exc)

@@ -569,6 +569,33 @@ def test_latency_records_every_attempt(twin_flavour: str) -> None:
                                      + 0.3 * runner.counters["fail:timeout"])
 
 
+def test_a_kind_reports_to_the_check_itself(twin_flavour: str) -> None:
+    """``done`` is the check (callable), not a bound method kept per check (64 bytes
+    each, issue 16): what the kind is handed settles the attempt."""
+    mod = load_twin("checkq", twin_flavour)
+    loop = FakeLoop()
+    handed: list[Any] = []
+
+    class Keeping(Scripted):
+        def start(self, done: Done) -> Attempt:
+            handed.append(done)
+            return super().start(done)
+
+    with pytest.MonkeyPatch.context() as mp:
+        import hafast.check.runner as runner_mod
+
+        mp.setattr(runner_mod, "TimerQueue", mod.TimerQueue)
+        mp.setattr(Runner, "check_class", mod.Check)
+        runner = Runner(loop, None, rng=random.Random(1))
+        kind = Keeping(spec(), Target("10.1.0.1", 80), loop, latency=0.01)
+        check = runner.add(kind, [ServerHealth(VS, RS, 1)])
+        runner.start()
+        loop.advance(3.0)
+        runner.stop()
+    assert handed and all(d is check for d in handed) and check.done is check
+    assert runner.counters["attempts"] == len(handed)
+
+
 def test_steady_tally_is_folded_into_the_counters_once(loop: FakeLoop,
                                                        events: list[ServerEvent]) -> None:
     runner, kind, _ = make(loop, events, "SSSFS")

@@ -119,8 +119,11 @@ class StatusDesk:
             w.requests.pop(self.sup._seq, None)
             return None
 
-    async def status(self) -> dict[str, Any]:
-        """Everything `hafast status`, the dumps and /metrics show, in one dict."""
+    async def status(self, *, stream: bool = False) -> dict[str, Any]:
+        """Everything `hafast status`, the dumps and /metrics show, in one dict.
+
+        ``stream``: the pools' rows as :class:`~hafast.lib.jsonstream.JsonArray`,
+        for the control socket's reply, which writes them a chunk at a time."""
         # A reload may start or stop workers while the replies are awaited.
         current = list(self.sup.workers)
         replies = await asyncio.gather(*(self.worker_status(w) for w in current))
@@ -156,7 +159,8 @@ class StatusDesk:
                 "reload": self.sup.reloads_q.status(), "vip_releases": self.sup.vip_guard.released,
                 "workers": workers,
                 "vrrp": vrrp, "checkers": checks,
-                "pools": self.sup.pools.status() if self.sup.pools is not None else None,
+                "pools": (self.sup.pools.status(lazy_rows=stream) if self.sup.pools is not None
+                          else None),
                 # fleet mode (docs/fleet.md): each announced VIP's state and quorum
                 "fleet": self.sup.fleet.status() if self.sup.fleet is not None else None,
                 # ... and its BGP/BFD sessions as FRR reports them (hafast.fleet.sessions)
@@ -171,7 +175,7 @@ class StatusDesk:
         if cmd == "status":
             asked = status_filters(request)
             if not asked:
-                return await self.status()
+                return await self.status(stream=True)
             from hafast.status.select import select
 
             return select(await self.status(), **asked)

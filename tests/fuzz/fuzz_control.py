@@ -67,7 +67,7 @@ class _Desk(StatusDesk):
         self.seen.append(request)
         return await super().handle_control(request)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, *, stream: bool = False) -> dict[str, Any]:
         return _status()
 
     async def dump(self, what: str, *, clear: bool = False) -> str:

@@ -162,6 +162,32 @@ def test_pool_keeper_reload_keeps_health_and_removes_nothing_healthy() -> None:
     assert rss["10.1.0.1"]["pool_weight"] == 2 and rss["10.1.0.2"]["pool_weight"] is None
 
 
+def test_pool_status_rows_made_lazily_are_the_same_rows() -> None:
+    """The control socket's rows (JsonArray, written a chunk at a time) are the
+    dumps' and /metrics' rows; pool_weight is read from the pool."""
+    import json
+
+    from hafast.lib.jsonstream import pieces
+
+    cfg = config()
+    vs = cfg.virtual_servers[0].key
+
+    async def go() -> tuple[str, str, dict[str, Any]]:
+        keeper = lvs_keeper.PoolKeeper(cfg, MemoryBackend(), keep=False)
+        await keeper.open()
+        await keeper.on_events([ServerEvent(vs, ("10.1.0.2", 80), DOWN, 3, "dead", 1.0)])
+        lazy = "".join(pieces(keeper.status(lazy_rows=True)))
+        plain = keeper.status()
+        await keeper.close()
+        return lazy, json.dumps(plain, separators=(",", ":"), default=str), plain
+
+    lazy, plain_text, plain = asyncio.run(go())
+    assert lazy == plain_text
+    rows = {r["address"]: r for r in plain["virtual_servers"][0]["real_servers"]}
+    assert rows["10.1.0.1"]["pool_weight"] == 2 and rows["10.1.0.2"]["pool_weight"] is None
+    assert rows["10.1.0.3"]["pool_weight"] is None  # alpha: not in the pool yet
+
+
 def test_pool_keeper_keep_leaves_the_pool(tmp_path: Path) -> None:
     async def go() -> Any:
         keeper = lvs_keeper.PoolKeeper(config(), MemoryBackend(), keep=True)

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from hafast.lvs.backend import Dest, Pool, Service, ServiceKey
-from hafast.lvs.nft_text import chain_name, slot_map
+from hafast.lvs.nft_text import address_key, chain_name, slot_map
 from hafast.net.neighbours import NO_ROUTE, UNRESOLVED, LinkHop
 
 log = logging.getLogger("hafast.lvs")
@@ -107,8 +107,7 @@ def dr_rule(service: Service, hops: Sequence[tuple[LinkHop, int]]) -> str | None
 
 def element(key: ServiceKey) -> tuple[str, str]:
     """(map, element key) of a DR service in the ingress dispatch maps."""
-    return ("dr6" if key.family == 6 else "dr4",
-            f"{key.address} . {key.protocol.lower()} . {key.port}")
+    return ("dr6" if key.family == 6 else "dr4"), address_key(key)
 
 
 def skeleton(table: str) -> list[str]:

@@ -69,8 +69,13 @@ def element(key: ServiceKey) -> tuple[str, str]:
     """(map, element key) of a service in the dispatch maps."""
     if key.fwmark:
         return "svcmark", str(key.fwmark)
-    return ("svc6" if key.family == 6 else "svc4",
-            f"{key.address} . {key.protocol.lower()} . {key.port}")
+    return ("svc6" if key.family == 6 else "svc4"), address_key(key)
+
+
+def address_key(key: ServiceKey) -> str:
+    """``daddr . l4proto . dport`` of an address service: its key in the NAT table's
+    dispatch maps and in the DR table's (:func:`hafast.lvs.nft_dr.element`)."""
+    return f"{key.address} . {key.protocol.lower()} . {key.port}"
 
 
 def _addr(address: str) -> str:

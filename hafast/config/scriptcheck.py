@@ -342,7 +342,7 @@ class ScriptSecurity:
                     rss.append(rs)  # most of a farm: nothing here to check
                     continue
                 g = self._notify(rs, ("notify_up", "notify_down"), "real server notify")
-                if any(type(c) is m.MiscCheck for c in rs.checkers):
+                if not no_misc:
                     checkers = tuple(c for c in rs.checkers if self._keep_checker(c))
                     if len(checkers) != len(rs.checkers):
                         g["checkers"] = checkers

@@ -3,17 +3,16 @@ the document with the lists in place, and the control socket sends it so."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hafast.app.control import ControlServer, query
+from hafast.app.control import query
 from hafast.lib.jsonstream import JsonArray, pieces
+from tests.unit.control_server import serving
 
 SEP = (",", ":")
 
@@ -56,7 +55,6 @@ def test_a_string_like_the_stand_in_is_left_alone() -> None:
 def test_the_control_socket_writes_lazy_rows_whole(tmp_path: Path) -> None:
     """10,000 rows made as they are written: the client reads the same document."""
     path = str(tmp_path / "h.ctl")
-    ready, done = threading.Event(), threading.Event()
     made: list[int] = []
 
     def rows() -> Any:
@@ -68,25 +66,8 @@ def test_the_control_socket_writes_lazy_rows_whole(tmp_path: Path) -> None:
         return {"pid": 1, "pools": {"virtual_servers": [
             {"name": "vs", "real_servers": JsonArray(rows)}]}}
 
-    def serve() -> None:
-        async def main() -> None:
-            server = ControlServer(path, handler)
-            await server.start()
-            ready.set()
-            while not done.is_set():
-                await asyncio.sleep(0.02)
-            await server.close()
-
-        asyncio.run(main())
-
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        assert ready.wait(5)
+    with serving(path, handler):
         got = query(path, "status", timeout=10)
-    finally:
-        done.set()
-        t.join(5)
     rss = got["pools"]["virtual_servers"][0]["real_servers"]
     assert len(rss) == 10_000 == len(made)
     assert rss[9_999] == {"address": "10.1.39.249", "port": 80, "alive": False}

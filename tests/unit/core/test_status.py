@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hafast.app import status_cli as cli
-from hafast.app.control import ControlServer
 from hafast.status import dump, metrics
+from tests.unit.control_server import serving
 
 COUNTERS = ("advert_rcvd", "advert_sent", "become_master", "release_master", "packet_len_err",
             "advert_interval_err", "ip_ttl_err", "invalid_type_rcvd", "addr_list_err",
@@ -164,38 +164,16 @@ def test_render_limits_long_pools() -> None:
 
 
 def test_status_client(tmp_path: Path) -> None:
-    import asyncio
-    import threading
-
     path = str(tmp_path / "h.ctl")
-    ready = threading.Event()
-    done = threading.Event()
 
     async def handler(req: dict[str, Any]) -> dict[str, Any]:
         return status()
 
-    def serve() -> None:
-        async def main() -> None:
-            server = ControlServer(path, handler)
-            await server.start()
-            ready.set()
-            while not done.is_set():
-                await asyncio.sleep(0.02)
-            await server.close()
-
-        asyncio.run(main())
-
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        assert ready.wait(5)
+    with serving(path, handler):
         out = io.StringIO()
         assert cli.main(["--socket", path], out=out) == 0
         assert "VRRP  VI_1" in out.getvalue()
         out = io.StringIO()
         assert cli.main(["--socket", path, "--json"], out=out) == 0
         assert json.loads(out.getvalue())["vrrp"][0]["data"]["vrid"] == 51
-    finally:
-        done.set()
-        t.join(5)
     assert cli.main(["--socket", str(tmp_path / "nobody.ctl")]) == 1

@@ -4,10 +4,8 @@ exit statuses, over a fake control server (issue 16)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +14,10 @@ import pytest
 
 from hafast.app import status_cli as cli
 from hafast.app.cmdline import Options
-from hafast.app.control import ControlServer
 from hafast.app.ctlproto import default_socket
 from hafast.app.desk import status_filters
 from hafast.status.select import select, vs_matcher
+from tests.unit.control_server import serving
 
 
 def _rs(i: int, alive: bool) -> dict[str, Any]:
@@ -128,32 +126,14 @@ def ctl(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A control server answering as the parent does (filters and all)."""
     path = str(tmp_path / "h.ctl")
     seen: list[dict[str, Any]] = []
-    ready, done = threading.Event(), threading.Event()
 
     async def handler(req: dict[str, Any]) -> dict[str, Any]:
         seen.append(req)
         asked = status_filters(req)
         return select(status(), **asked) if asked else status()
 
-    def serve() -> None:
-        async def main() -> None:
-            server = ControlServer(path, handler)
-            await server.start()
-            ready.set()
-            while not done.is_set():
-                await asyncio.sleep(0.02)
-            await server.close()
-
-        asyncio.run(main())
-
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        assert ready.wait(5)
+    with serving(path, handler):
         yield path, seen
-    finally:
-        done.set()
-        t.join(5)
 
 
 def run(path: str, *args: str) -> tuple[int, str]:

@@ -4,10 +4,14 @@ One table of hafast's own (``inet hafast_lvs`` by default):
 
 - ``prerouting`` (nat, dstnat) dispatches through three verdict maps: ``svc4`` and
   ``svc6`` keyed by ``daddr . l4proto . dport``, ``svcmark`` by the packet mark;
-- each service is a chain holding ONE rule: DNAT to a destination picked from an
-  anonymous map, where each destination owns ``weight`` consecutive slots of
-  ``0 .. sum(weights) - 1``.  A change to a service rewrites its chain in one
-  atomic transaction; adding or removing a service is one map element and a chain.
+- each service is a chain holding ONE rule: DNAT to a destination picked from its
+  slot map (``<chain>_sp``), where each destination owns ``weight`` of the slots
+  ``0 .. sum(weights) - 1`` (:mod:`hafast.lvs.nft_slots`).  A change of destinations
+  is a few map elements (and the rule again when the number of slots changed), in
+  one atomic transaction with the rest of the batch; adding or removing a service is
+  one dispatch element, a chain and its map.  A service of more than
+  :data:`~hafast.lvs.nft_slots.MAX_SLOTS` slots, or a fwmark one naming ports,
+  keeps an anonymous map of ranges in its rule, rewritten whole on each change.
 
 Schedulers map onto what nftables can pick with:
 
@@ -55,7 +59,7 @@ from typing import TYPE_CHECKING
 
 from hafast.config import model as m
 from hafast.lib import memtrim
-from hafast.lvs import nft_dr, nft_text
+from hafast.lvs import nft_dr, nft_slots, nft_text
 from hafast.lvs.backend import (
     ADD_DEST,
     ADD_SERVICE,
@@ -63,6 +67,7 @@ from hafast.lvs.backend import (
     DEL_SERVICE,
     Change,
     Dest,
+    DestKey,
     Pool,
     Service,
     ServiceKey,
@@ -70,7 +75,9 @@ from hafast.lvs.backend import (
     family_of,
     netmask_prefix,
 )
-from hafast.lvs.nft_text import PICKERS, chain_name, service_rule
+from hafast.lvs.nft_slots import MAX_SLOTS, SlotTable
+from hafast.lvs.nft_text import PICKERS, chain_name, dest_target, pick_rule, service_rule
+from hafast.lvs.nft_text import names_port as _names_port
 from hafast.net.neighbours import Neighbours
 from hafast.net.nftables import Nft
 
@@ -195,6 +202,9 @@ class NftBackend:
         self.messages = 0
         self.seconds = 0.0
         self.pool = Pool()  # what the table holds (it is ours alone)
+        # The NAT services' slot maps (hafast.lvs.nft_slots): the table and whether it
+        # names ports; (None, _) after a failed transaction (the map may be there).
+        self.slots: dict[ServiceKey, tuple[SlotTable | None, bool]] = {}
         # The last few transactions, for debugging: their first SCRIPT_KEPT characters.
         # Whole, each was every destination of the services it rewrote, and ten of
         # them were ~2.5 MB of the parent at 10,000 real servers (issue 16).
@@ -247,6 +257,7 @@ class NftBackend:
         # transaction, 70 ms later with 1,000 servers (issue 17, chaos tests).
         self._fresh = True
         self.pool = Pool()
+        self.slots = {}
         self._forget_dr()
 
     async def close(self) -> None:
@@ -260,6 +271,7 @@ class NftBackend:
         self._run([f"table inet {self.table}", f"delete table inet {self.table}",
                    f"table netdev {self.dr_table}", f"delete table netdev {self.dr_table}"])
         self.pool = Pool()
+        self.slots = {}
         self._forget_dr()
 
     def _forget_dr(self) -> None:
@@ -277,11 +289,14 @@ class NftBackend:
     async def set_timeouts(self, timeouts: Timeouts) -> None:
         """lvs_timeouts are IPVS settings; conntrack's own timeouts apply here."""
 
-    def _lines_for(self, key: ServiceKey, after: Pool, dr: set[ServiceKey]) -> list[str]:
+    def _lines_for(self, key: ServiceKey, after: Pool, dr: set[ServiceKey],
+                   moved: set[DestKey] | None = None) -> list[str]:
         """The lines that make ``key``'s chain as ``after`` has it; ``dr`` (the
-        services in the netdev table) is updated to match."""
+        services in the netdev table) is updated to match.  ``moved``: the
+        destinations that changed (None: any may have)."""
         svc = after.services.get(key)
-        dests = list(after.dests.get(key, {}).values())
+        held = after.dests.get(key, {})
+        dests = list(held.values())
         direct = svc is not None and nft_dr.is_dr(key, dests)
         present = key in self.pool.services
         was_nat = present and key not in dr
@@ -297,6 +312,7 @@ class NftBackend:
             lines += [f"delete element {family} {table} {mapname} {{ {element} }}",
                       f"flush chain {family} {table} {chain}",
                       f"delete chain {family} {table} {chain}"]
+            lines += self._drop_slots(key)
             if was_nat:
                 lines += self._leftovers(key, None, [])
             dr.discard(key)
@@ -312,16 +328,86 @@ class NftBackend:
         if not present:
             lines += [f"add chain inet {t} {chain}",
                       f"add element inet {t} {mapname} {{ {element} : jump {chain} }}"]
-        else:
-            lines.append(f"flush chain inet {t} {chain}")
         if svc.timeout > 0:  # persistence: a set of clients per real server (nft_text)
+            if present:
+                lines.append(f"flush chain inet {t} {chain}")
+            lines += self._drop_slots(key)
             lines += nft_text.persistent_objects(t, svc, dests)
-            rules = nft_text.persistent_rules(svc, dests)
+            lines += [f"add rule inet {t} {chain} {rule}"
+                      for rule in nft_text.persistent_rules(svc, dests)]
         else:
-            rule = service_rule(svc, dests)
-            rules = [] if rule is None else [rule]
-        lines += [f"add rule inet {t} {chain} {rule}" for rule in rules]
+            lines += self._slot_lines(key, svc, held, present, moved)
         return lines + (self._leftovers(key, svc, dests) if was_nat and present else [])
+
+    def _slot_lines(self, key: ServiceKey, svc: Service, held: dict[DestKey, Dest],
+                    present: bool, moved: set[DestKey] | None) -> list[str]:
+        """A NAT service's chain and slot map (:mod:`hafast.lvs.nft_slots`): only the
+        elements of the destinations in ``moved`` when the map is known and keeps its
+        kind, and the rule when the width or the scheduler changed; else all of it."""
+        t = self.table
+        chain = chain_name(key)
+        table, names = self.slots.get(key, (None, False))
+        before = self.pool.services.get(key)
+        if (table is not None and moved is not None and before is not None
+                and before.timeout <= 0 and names == _names_port(key, held.values())):
+            changed = {}
+            width = table.width
+            for dk in moved:
+                d = held.get(dk)
+                if d is not None and d.weight > 0:
+                    changed[dk] = (d.weight, dest_target(key, d, names))
+                else:
+                    changed[dk] = (0, "")
+                width += changed[dk][0] - table.weight(dk)
+            if width <= MAX_SLOTS:
+                mapname = nft_slots.map_name(chain, names)
+                was = table.width
+                lines = nft_slots.element_lines(t, mapname, *table.update(changed))
+                if table.width != was or before != svc:
+                    lines.append(f"flush chain inet {t} {chain}")
+                    if table.width:
+                        lines.append(f"add rule inet {t} {chain} "
+                                     f"{pick_rule(svc, names, table.width, '@' + mapname)}")
+                return lines
+        # the whole service written again
+        lines = [f"flush chain inet {t} {chain}"] if present else []
+        lines += self._drop_slots(key)
+        live = sorted((d for d in held.values() if d.weight > 0), key=lambda d: d.key)
+        names = _names_port(key, held.values())
+        typeof = nft_slots.map_type(key, names)
+        if typeof is None or sum(d.weight for d in live) > MAX_SLOTS:
+            rule = service_rule(svc, live)  # the anonymous map of ranges
+            return lines + ([] if rule is None else [f"add rule inet {t} {chain} {rule}"])
+        mapname = nft_slots.map_name(chain, names)
+        table = SlotTable()
+        self.slots[key] = (table, names)
+        lines.append(f"add map inet {t} {mapname} {{ {typeof}; }}")
+        lines += nft_slots.element_lines(t, mapname, *table.update(
+            {d.key: (d.weight, dest_target(key, d, names)) for d in live}))
+        if table.width:
+            lines.append(f"add rule inet {t} {chain} "
+                         f"{pick_rule(svc, names, table.width, '@' + mapname)}")
+        return lines
+
+    def _drop_slots(self, key: ServiceKey) -> list[str]:
+        """The lines that delete ``key``'s slot map, if it has one (after its chain
+        was flushed: the rule refers to it).  A map whose transaction failed may or
+        may not be there: it is added first so that the delete cannot fail."""
+        known = self.slots.pop(key, None)
+        if known is None:
+            return []
+        chain = chain_name(key)
+        t = self.table
+        if known[0] is not None:
+            return [f"delete map inet {t} {nft_slots.map_name(chain, known[1])}"]
+        lines = []
+        for names in (True, False):
+            typeof = nft_slots.map_type(key, names)
+            if typeof is not None:
+                mapname = nft_slots.map_name(chain, names)
+                lines += [f"add map inet {t} {mapname} {{ {typeof}; }}",
+                          f"delete map inet {t} {mapname}"]
+        return lines
 
     def _leftovers(self, key: ServiceKey, svc: Service | None, dests: list[Dest]) -> list[str]:
         """The persistence sets and chains the service had and no longer has."""
@@ -364,22 +450,32 @@ class NftBackend:
         if not changes:
             self._run([])
             return 0
-        after = self.pool.copy()
+        # Copied: the services the changes touch (the others are shared with
+        # self.pool, which is never changed in place, only replaced)
+        moved: dict[ServiceKey, set[DestKey]] = {}
+        after = Pool(dict(self.pool.services), dict(self.pool.dests))
         for c in changes:
+            key = c.service.key
+            if key not in moved:
+                moved[key] = set()
+                after.dests[key] = dict(after.dests.get(key, ()))
             if c.dest is not None:  # a destination implies its service
-                after.services.setdefault(c.service.key, c.service)
+                after.services.setdefault(key, c.service)
+                moved[key].add(c.dest.key)
         after.apply(changes)
-        touched = list(dict.fromkeys(c.service.key for c in changes))
         lines: list[str] = []
         dr = set(self.dr.services)
-        for key in touched:
-            lines += self._lines_for(key, after, dr)
+        for key, dests in moved.items():
+            lines += self._lines_for(key, after, dr, dests)
         hook, hooked = self.dr.hook_lines(dr)
         try:
             # hooked after the chains it jumps to exist, unhooked before they go
             self._run([*lines, *hook] if dr else [*hook, *lines])
         except Exception:
             self.dr.failed()
+            for key in moved:  # its map, if any, is not what self.slots says
+                if key in self.slots:
+                    self.slots[key] = (None, False)
             raise
         self.pool = after
         self.dr.sent(dr, hooked)

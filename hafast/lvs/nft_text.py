@@ -86,10 +86,6 @@ def _fam(key: ServiceKey) -> str:
     return "ip6" if key.family == 6 else "ip"
 
 
-def _with_port(key: ServiceKey, dests: Sequence[Dest]) -> bool:
-    return not key.fwmark or any(d.port for d in dests)
-
-
 def _match(key: ServiceKey, with_port: bool) -> str:
     # nft: a port mapping is only valid after a transport protocol match.
     if key.fwmark:
@@ -140,12 +136,36 @@ def service_rule(service: Service, dests: Sequence[Dest]) -> str | None:
     live = _live(dests)
     if not live:
         return None
-    with_port = _with_port(key, live)
-    targets, width = slot_map(
-        (d.weight, f"{_addr(d.address)} . {d.port or key.port}" if with_port
-         else _addr(d.address)) for d in live)
+    with_port = names_port(key, live)
+    targets, width = slot_map((d.weight, dest_target(key, d, with_port)) for d in live)
+    return pick_rule(service, with_port, width, f"{{ {targets} }}")
+
+
+def dest_target(key: ServiceKey, d: Dest, with_port: bool) -> str:
+    """What DNAT sends a connection to: ``address . port``, or the address alone.
+
+    >>> dest_target(ServiceKey(6, "TCP", "fd00::1", 443), Dest("fd01::2", 0), True)
+    '[fd01::2] . 443'
+    """
+    return f"{_addr(d.address)} . {d.port or key.port}" if with_port else _addr(d.address)
+
+
+def pick_rule(service: Service, with_port: bool, width: int, slots: str) -> str:
+    """A NAT service's rule: the scheduler's pick of a slot of ``0 .. width - 1``,
+    looked up in ``slots`` (an anonymous map's text, or ``@NAME``).
+
+    >>> pick_rule(Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "sh"), True, 3, "@m")
+    'meta l4proto tcp dnat ip to jhash ip saddr mod 3 map @m'
+    """
+    key = service.key
     picker = PICKERS.get(service.scheduler, DEFAULT_PICKER).format(W=width, fam=_fam(key))
-    return f"{_match(key, with_port)} dnat {_fam(key)} to {picker} map {{ {targets} }}"
+    return f"{_match(key, with_port)} dnat {_fam(key)} to {picker} map {slots}"
+
+
+def names_port(key: ServiceKey, dests: Iterable[Dest]) -> bool:
+    """Whether DNAT names a port: always, but for a fwmark service whose
+    destinations have none."""
+    return not key.fwmark or any(d.port for d in dests)
 
 
 # -- persistence --------------------------------------------------------------------
@@ -182,7 +202,7 @@ def persistent_objects(table: str, service: Service, dests: Sequence[Dest]) -> l
     """The lines that make (or refresh) each destination's set and its pick chain;
     sent before the service chain's rules, which refer to them."""
     key = service.key
-    with_port = _with_port(key, dests)
+    with_port = names_port(key, dests)
     match, client = _match(key, with_port), _client(service)
     addr_type = "ipv6_addr" if key.family == 6 else "ipv4_addr"
     lines = []
@@ -204,7 +224,7 @@ def persistent_rules(service: Service, dests: Sequence[Dest]) -> list[str]:
     destination, weight 0 included), then the scheduler's pick for a new one."""
     key = service.key
     ordered = sorted(dests, key=lambda d: d.key)
-    with_port = _with_port(key, ordered)
+    with_port = names_port(key, ordered)
     match, client = _match(key, with_port), _client(service)
     rules = []
     for d in ordered:

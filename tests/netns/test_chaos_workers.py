@@ -45,7 +45,9 @@ pytestmark = pytest.mark.timeout(420)
 KEEPALIVED = "/usr/sbin/keepalived"
 SERVERS = 1000
 CHAIN = "s4_tcp_" + VIP.replace(".", "_") + "_80"  # hafast.lvs.nft.chain_name
+SLOTS = CHAIN + "_sp"  # its slot map (hafast.lvs.nft_slots.map_name)
 ADDR = re.compile(r": (\d+\.\d+\.\d+\.\d+) \. 80\b")
+ELEMENT = re.compile(r"(\d+) : (\d+\.\d+\.\d+\.\d+) \. 80\b")
 QUICK_DEATH_S = 10.0  # hafast.app.supervisor: a worker that lived longer restarts at once
 # keepalived at priority 90, advert_int 1: 3 * 1 + (256 - 90) / 256 (RFC 3768 §6.1)
 MASTER_DOWN_S = 3 + (256 - 90) / 256
@@ -84,7 +86,15 @@ class PoolMonitor:
     generations: list[Generation] = field(default_factory=list)
     thread: threading.Thread | None = None
     _dispatch: bool = False
-    _dests: frozenset[str] = frozenset()
+    _rule: bool = False  # the service chain has its rule
+    _inline: frozenset[str] | None = None  # the rule's anonymous map, if it has one
+    _slots: dict[str, str] = field(default_factory=dict)  # the slot map: slot -> address
+
+    @property
+    def _dests(self) -> frozenset[str]:
+        if not self._rule:
+            return frozenset()
+        return self._inline if self._inline is not None else frozenset(self._slots.values())
 
     def start(self) -> PoolMonitor:
         # Line-buffered: a block-buffered tail would be lost when we stop it.
@@ -111,12 +121,22 @@ class PoolMonitor:
             return
         words = line.split()
         if words[:2] == ["delete", "table"] or words[:2] == ["flush", "table"]:
-            self._dispatch, self._dests = False, frozenset()
+            self._dispatch, self._rule = False, False
+            self._slots.clear()
         elif len(words) > 4 and words[1] in ("chain", "rule") and words[4] == CHAIN:
             if words[0] == "add" and words[1] == "rule":
-                self._dests = frozenset(ADDR.findall(line))
+                self._rule = True
+                self._inline = None if "map @" in line else frozenset(ADDR.findall(line))
             elif words[0] in ("delete", "flush"):
-                self._dests = frozenset()
+                self._rule = False
+        elif len(words) > 4 and words[1] == "element" and words[4] == SLOTS:
+            for slot, addr in ELEMENT.findall(line):
+                if words[0] == "add":
+                    self._slots[slot] = addr
+                else:
+                    self._slots.pop(slot, None)
+        elif len(words) > 4 and words[:2] == ["delete", "map"] and words[4] == SLOTS:
+            self._slots.clear()
         elif len(words) > 4 and words[1] == "element" and words[4] == "svc4" and VIP in line:
             self._dispatch = words[0] == "add"
 
@@ -440,8 +460,8 @@ def test_parent_sigkill_workers_die_peer_takes_over_restart_adopts(lab: PairLab)
         takeover = vips.first(t0, lambda a, b: b)
         assert takeover is not None
         # The pool outlived the parent: nothing removed it.
-        listing = subprocess.run(["ip", "netns", "exec", lab.ns("d1"), "nft", "list", "chain",
-                                  "inet", "hafast_lvs", CHAIN],
+        listing = subprocess.run(["ip", "netns", "exec", lab.ns("d1"), "nft", "list", "map",
+                                  "inet", "hafast_lvs", SLOTS],
                                  capture_output=True, text=True, check=False)
         kept = set(ADDR.findall(listing.stdout))
         assert kept == healthy(lab), listing.stderr

@@ -87,15 +87,24 @@ def config_text(rs: list[str], sorry: str) -> str:
 
 
 def kernel_slots(farm: Farm, backend: NftBackend, key: object) -> dict[str, int]:
-    """From ``nft list``: each destination address and its number of slots (= weight)."""
+    """From ``nft list``: each destination address and its number of slots (= weight),
+    read from the service's slot map (hafast.lvs.nft_slots), whose slots must be
+    exactly ``0 .. W - 1`` for the rule's ``mod W``."""
     text = call_in(farm.director_ns, backend.listing)
     m = re.search(rf"chain {chain_name(key)} {{(.*?)}}\n", text, re.S)  # type: ignore[arg-type]
     if not m:
         return {}
+    rule = re.search(r"mod (\d+) map @(\w+)", m.group(1))
+    if not rule:
+        return {}
+    elements = re.search(rf"map {rule.group(2)} {{[^}}]*?elements = {{(.*?)}}", text, re.S)
     out: dict[str, int] = {}
-    for span, addr in re.findall(r"(\d+(?:-\d+)?) : (\d+\.\d+\.\d+\.\d+) \. 80", m.group(1)):
-        lo, _, hi = span.partition("-")
-        out[addr] = int(hi or lo) - int(lo) + 1
+    slots = []
+    for slot, addr in re.findall(r"(\d+) : (\d+\.\d+\.\d+\.\d+) \. 80",
+                                 elements.group(1) if elements else ""):
+        slots.append(int(slot))
+        out[addr] = out.get(addr, 0) + 1
+    assert sorted(slots) == list(range(int(rule.group(1)))), (rule.group(0), sorted(slots))
     return out
 
 
@@ -260,7 +269,9 @@ def test_nft_backend_accepts_every_service_shape_and_removes_them() -> None:
 
         full, empty, messages = call_in(ns, lambda: asyncio.run(body()))
         assert messages == 2  # one transaction each way, the skeleton with the first
-        assert "dnat ip6 to jhash ip6 saddr mod 2 map { 0-1 : fd01::2 . 443 }" in full
+        assert "dnat ip6 to jhash ip6 saddr mod 2 map @s6_tcp_fd00__1_443_sp" in full
+        assert re.search(r"map s6_tcp_fd00__1_443_sp {[^}]*elements = { 0 : fd01::2 . 443,\s+"
+                         r"1 : fd01::2 . 443 }", full), full
         assert "0x00000007 : jump m4_7" in full and "fd00::1 . tcp . 443 : jump" in full
         assert full.count("chain s4_udp_10_2_0_1_") == len(SCHEDULERS)
         assert "chain s" not in empty and "chain m" not in empty
@@ -325,5 +336,122 @@ def test_nft_pool_says_what_it_does_not_do_as_ipvs(caplog: pytest.LogCaptureFixt
             "(jhash), not a Maglev table: flows moved between directors do not keep their "
             "real server",
         ]
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def _listed_weights(text: str, key: object) -> dict[str, int]:
+    """Each destination's slots in the kernel, from the service's chain: its slot map
+    (which must be exactly ``0 .. W - 1`` for the rule's ``mod W``) or the anonymous
+    map of ranges."""
+    m = re.search(rf"chain {chain_name(key)} {{(.*?)}}\n", text, re.S)  # type: ignore[arg-type]
+    assert m, f"no chain for {key}"
+    out: collections.Counter[str] = collections.Counter()
+    named = re.search(r"mod (\d+) map @(\w+)", m.group(1))
+    if named:
+        elements = re.search(rf"map {named.group(2)} {{[^}}]*?elements = {{(.*?)}}",
+                             text, re.S)
+        pairs = re.findall(r"(\d+) : ([0-9a-f.:\[\]]+)(?: \. \d+)?",
+                           elements.group(1) if elements else "")
+        assert sorted(int(s) for s, _ in pairs) == list(range(int(named.group(1)))), text
+        for _, addr in pairs:
+            out[addr.strip("[]")] += 1
+        return dict(out)
+    anon = re.search(r"mod \d+ map {([^}]*)", m.group(1), re.S)
+    for span, addr in re.findall(r"(\d+(?:-\d+)?) : ([0-9a-f.:\[\]]+)",
+                                 anon.group(1) if anon else ""):
+        lo, _, hi = span.partition("-")
+        out[addr.strip("[]")] += int(hi or lo) - int(lo) + 1
+    return dict(out)
+
+
+def test_nft_slot_maps_follow_random_pool_changes_in_the_kernel(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16's slot maps (hafast.lvs.nft_slots) in the kernel: 120 random changes
+    of weights, destinations and schedulers over four service shapes (IPv4 TCP,
+    IPv6 UDP, fwmark without ports: slot maps; fwmark with ports: the anonymous
+    map), a limit of slots that moves services between the two forms, and failed
+    transactions; after each, every service in ``nft list`` has exactly the
+    pool's weights."""
+    import asyncio
+    import random
+
+    import hafast.lvs.nft as nft_mod
+    from hafast.lvs.backend import Dest, Pool, Service, ServiceKey, diff
+    from hafast.net.nftables import NftError
+
+    require_root()
+    require_tool("nft")
+    ns = f"{PFX}-slots"
+    _ip("netns", "add", ns)
+    rng = random.Random(16)
+    keys = [ServiceKey(4, "TCP", "10.0.0.1", 80), ServiceKey(6, "UDP", "fd00::1", 53),
+            ServiceKey(4, "", None, 0, 7), ServiceKey(4, "", None, 0, 8)]
+    addrs = {k: [f"fd01::{i + 1}" if k.family == 6 else f"10.1.0.{i + 1}" for i in range(6)]
+             for k in keys}
+    ports = {keys[0]: 8080, keys[1]: 53, keys[2]: 0, keys[3]: 443}
+    state = {k: {a: rng.randint(0, 3) for a in addrs[k][:4]} for k in keys}
+    scheds = {k: "wrr" for k in keys}
+
+    def want() -> Pool:
+        pool = Pool()
+        for k in keys:
+            pool.add(Service(k, scheds[k]), [Dest(a, ports[k], w) for a, w in state[k].items()])
+        return pool
+
+    async def body() -> list[str]:
+        b = NftBackend()
+        await b.open()
+        problems = []
+        forms: set[tuple[ServiceKey, bool]] = set()
+        failing = False
+        real_run = b.nft.run
+
+        def run(script: str, *args: object) -> str:
+            if failing and script.startswith(("delete", "add", "flush")):
+                raise NftError("injected")
+            return real_run(script, *args)
+
+        b.nft.run = run  # type: ignore[method-assign]
+        for step in range(120):
+            k = rng.choice(keys)
+            a = rng.choice(addrs[k])
+            roll = rng.random()
+            if roll < 0.1:
+                scheds[k] = rng.choice(("wrr", "sh", "lc"))
+            elif roll < 0.3:
+                state[k].pop(a, None)
+            else:
+                state[k][a] = rng.randint(0, 4)
+            if step % 30 == 15:
+                monkeypatch.setattr(nft_mod, "MAX_SLOTS", 6)
+            elif step % 30 == 0:
+                monkeypatch.setattr(nft_mod, "MAX_SLOTS", 1 << 16)
+            failing = step % 17 == 5
+            try:
+                await b.apply(diff(await b.dump(), want()))
+            except NftError:
+                failing = False  # as PoolManager: read the kernel again, then retry
+                await b.apply(diff(await b.dump(), want()))
+            failing = False
+            text = b.listing()
+            for key in (keys[0], keys[3]):
+                chain = re.search(rf"chain {chain_name(key)} {{(.*?)}}\n", text, re.S)
+                if chain and " map " in chain.group(1):
+                    forms.add((key, "@" in chain.group(1)))
+            for key in keys:
+                expect = {a: w for a, w in state[key].items() if w > 0}
+                got = _listed_weights(text, key)
+                if got != expect:
+                    problems.append(f"step {step} {key}: kernel {got} != pool {expect}")
+        # both forms seen where the limit moves a service; never a map for fwmark ports
+        assert {(keys[0], True), (keys[0], False)} <= forms, forms
+        assert (keys[3], True) not in forms, forms
+        await b.release()
+        return problems
+
+    try:
+        problems = call_in(ns, lambda: asyncio.run(body()))
+        assert problems == [], problems[:5]
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)

@@ -346,8 +346,15 @@ def diff(
     owned: Iterable[ServiceKey] | None = None,
     keys: Iterable[ServiceKey] | None = None,
     ordered: Iterable[ServiceKey] = (),
+    only: Mapping[ServiceKey, Iterable[DestKey]] | None = None,
 ) -> list[Change]:
     """Changes that make ``have`` into ``want``.
+
+    ``only``: services where nothing but these destinations can differ (the policy
+    says so per event), looked at alone instead of the service's every destination
+    (at 10,000 real servers in one virtual server, that walk was most of a verdict's
+    way to the kernel; issue 16).  Not for a Maglev fleet's services, whose order
+    is checked whole, nor for a service that changed itself.
 
     A service in ``have`` and not in ``want`` is removed only when it is ``owned``
     (None: everything in ``have`` is ours); services someone else made are left
@@ -368,8 +375,14 @@ def diff(
         if want_svc is None and have_svc is not None and owned_set is not None \
                 and key not in owned_set:
             continue
-        changes = diff_service(have_svc, have.dests.get(key), want_svc, want.dests.get(key),
-                               key in ordered_set)
+        hint = only.get(key) if only is not None else None
+        if (hint is not None and want_svc is not None and have_svc == want_svc
+                and key not in ordered_set):
+            changes = _diff_dests(want_svc, have.dests.get(key) or {},
+                                  want.dests.get(key) or {}, hint)
+        else:
+            changes = diff_service(have_svc, have.dests.get(key), want_svc,
+                                   want.dests.get(key), key in ordered_set)
         if want_svc is None:
             removals.extend(changes)
         else:
@@ -377,6 +390,21 @@ def diff(
     # Services go last so that a destination moving between services never leaves
     # a moment with neither.
     return out + removals
+
+
+def _diff_dests(svc: Service, have: Mapping[DestKey, Dest], want: Mapping[DestKey, Dest],
+                dests: Iterable[DestKey]) -> list[Change]:
+    """:func:`diff_service` for the destinations ``dests`` of an unchanged service."""
+    out: list[Change] = []
+    puts: list[Change] = []
+    for key in sorted(dests):
+        old, new = have.get(key), want.get(key)
+        if new is None:
+            if old is not None:
+                out.append(Change(DEL_DEST, svc, old))
+        else:
+            puts.extend(put_dest(svc, old, new))
+    return out + puts
 
 
 def _sort_key(k: ServiceKey) -> tuple[int, str, str, int, int]:

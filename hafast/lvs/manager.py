@@ -63,6 +63,7 @@ from hafast.lvs.backend import (
     DEL_SERVICE,
     BackendError,
     Change,
+    DestKey,
     Pool,
     PoolBackend,
     ServiceKey,
@@ -196,6 +197,8 @@ class PoolManager:
         self._fifo_path = notify_fifo
         self._notifier: LvsNotifier | None = None
         self._pending: set[ServiceKey] = set()
+        # of those, the ones where only these destinations changed (Outcome.only)
+        self._pending_only: dict[ServiceKey, set[DestKey]] = {}
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = asyncio.Event()
@@ -311,7 +314,16 @@ class PoolManager:
     def handle(self, outcome: Outcome) -> None:
         self._run_actions(outcome.actions)
         if outcome.changed:
-            self._pending |= outcome.changed
+            pending, only = self._pending, self._pending_only
+            for key in outcome.changed:
+                dests = outcome.only.get(key)
+                if dests is None:
+                    only.pop(key, None)  # anything may have changed in it
+                elif key not in pending:
+                    only[key] = set(dests)
+                elif key in only:
+                    only[key] |= dests
+                pending.add(key)
             self._idle.clear()
             if self._sync_task is None or self._sync_task.done():
                 loop = self._loop or asyncio.get_running_loop()
@@ -321,7 +333,8 @@ class PoolManager:
         try:
             while self._pending:
                 keys, self._pending = self._pending, set()
-                await self._converge(keys)
+                only, self._pending_only = self._pending_only, {}
+                await self._converge(keys, only=only)
         finally:
             self._idle.set()
 
@@ -335,11 +348,12 @@ class PoolManager:
     # -- kernel -------------------------------------------------------------------
 
     async def _converge(self, keys: set[ServiceKey] | None,
-                        owned: set[ServiceKey] | None = None) -> int:
+                        owned: set[ServiceKey] | None = None,
+                        only: dict[ServiceKey, set[DestKey]] | None = None) -> int:
         t0 = time.perf_counter()
         owned = self.owned if owned is None else owned
         changes = diff(self.applied, self.policy.pool, owned=owned, keys=keys,
-                       ordered=self.ordered)
+                       ordered=self.ordered, only=only)
         try:
             n = await self._apply(changes)
         except BackendError as exc:

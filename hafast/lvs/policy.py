@@ -96,6 +96,7 @@ from hafast.lvs.backend import (
     SVC_F_ONEPACKET,
     SVC_F_PERSISTENT,
     Dest,
+    DestKey,
     Pool,
     Service,
     ServiceKey,
@@ -181,10 +182,33 @@ class Outcome:
 
     actions: list[Action] = field(default_factory=list)
     changed: set[ServiceKey] = field(default_factory=set)
+    # Of ``changed``, the services where only these destinations changed (the others:
+    # anything may have), so that the kernel's diff looks at them alone (issue 16).
+    only: dict[ServiceKey, set[DestKey]] = field(default_factory=dict)
+
+    def full(self, keys: Iterable[ServiceKey]) -> None:
+        """``keys`` changed, in any way."""
+        for key in keys:
+            self.changed.add(key)
+            self.only.pop(key, None)
+
+    def dest(self, keys: Iterable[ServiceKey], dest: DestKey) -> None:
+        """In each of ``keys``, the destination ``dest`` changed (and nothing else)."""
+        for key in keys:
+            if key not in self.changed:
+                self.changed.add(key)
+                self.only[key] = {dest}
+            elif key in self.only:
+                self.only[key].add(dest)
 
     def merge(self, other: Outcome) -> None:
         self.actions.extend(other.actions)
-        self.changed |= other.changed
+        for key in other.changed:
+            if key in other.only:
+                for dest in other.only[key]:
+                    self.dest((key,), dest)
+            else:
+                self.full((key,))
 
 
 # --------------------------------------------------------------------------- state
@@ -220,8 +244,20 @@ class VsState:
     # ha_suspend: the last event of each real server while suspended
     held: dict[RsKey, ServerEvent] = field(default_factory=dict)
 
+    # The weight of the live real servers (-1: not counted yet), kept by set_health:
+    # counted per event it was O(real servers), 10,000 per verdict (issue 16).
+    live: int = -1
+
     def live_weight(self) -> int:
-        return sum(r.weight for r in self.rss.values() if r.alive)
+        if self.live < 0:
+            self.live = sum(r.weight for r in self.rss.values() if r.alive)
+        return self.live
+
+    def set_health(self, rst: RsState, alive: bool, weight: int) -> None:
+        """The one way a real server's health changes (the live weight follows)."""
+        if self.live >= 0:
+            self.live += (weight if alive else 0) - (rst.weight if rst.alive else 0)
+        rst.alive, rst.weight = alive, weight
 
 
 def member_span(member: m.VsgMember) -> tuple[IpAddress, IpAddress]:
@@ -481,13 +517,13 @@ class PoolPolicy:
         for st in self.vss.values():
             for rk, rst in st.rss.items():
                 if health is not None and (st.vs.key, rk) in health:
-                    rst.alive, rst.weight = health[(st.vs.key, rk)]
+                    st.set_health(rst, *health[(st.vs.key, rk)])
                 # keepalived init_service_rs: only a server it makes alive; an alpha
                 # one is reported by its first result (:meth:`_apply`)
                 if self.rs_init_notifies and rst.alive:
                     self._rs_notify(st, rst, out)
             self._init_quorum(st, out)
-            out.changed |= self._sync(st)
+            out.full(self._sync(st))
         return out
 
     def _absent(self, st: VsState) -> bool:
@@ -540,15 +576,17 @@ class PoolPolicy:
                 self._rs_notify(st, rst, out)
             return
         was_alive = rst.alive
-        rst.alive = alive
         if alive:
             rst.dynamic_weight = weight != rst.rs.weight
-            rst.weight = weight
+        st.set_health(rst, alive, weight)
         if was_alive != alive:
             self._rs_notify(st, rst, out)
         self._update_quorum(st, out)
         one = self._sync_one(st, rst)
-        out.changed |= self._sync(st) if one is None else one
+        if one is None:
+            out.full(self._sync(st))
+        else:
+            out.dest(one, (rst.rs.address, rst.dest_port))
 
     def set_vip(self, address: str, present: bool) -> Outcome:
         """ha_suspend: ``address`` arrived on the box or left it.
@@ -590,7 +628,7 @@ class PoolPolicy:
                 rst = st.rss.get(rk)
                 if rst is not None:
                     self._apply(st, rst, event, out)
-        out.changed |= self._sync(st)
+        out.full(self._sync(st))
 
     def stop(self) -> Outcome:
         """Shutting down: with omega, the RS DOWN and quorum DOWN notifiers run."""
@@ -600,7 +638,7 @@ class PoolPolicy:
                 continue
             for rst in st.rss.values():
                 if rst.alive:
-                    rst.alive = False
+                    st.set_health(rst, False, rst.weight)
                     self._rs_notify(st, rst, out)
             was_up, st.quorum_up = st.quorum_up, False
             self._vs_notify(st, out, was_up)
@@ -630,7 +668,7 @@ class PoolPolicy:
             for svc in gone.services:
                 self.pool.services.pop(svc.key, None)
                 self.pool.dests.pop(svc.key, None)
-                out.changed.add(svc.key)
+                out.full((svc.key,))
         # in the configuration's order, as keepalived's init_services writes its lines
         for key in [k for k in self.vss if k in built]:
             st = self.vss[key]
@@ -643,12 +681,12 @@ class PoolPolicy:
                     p = prev.rss.get(rk)
                     if p is None:
                         continue
-                    rst.alive = p.alive
+                    st.set_health(rst, p.alive, p.weight if p.dynamic_weight else rst.weight)
                     # new checkers have not run (keepalived migrates has_run only
                     # between checkers that compare equal)
                     rst.reported = p.reported and p.rs.checkers == rst.rs.checkers
                     if p.dynamic_weight:
-                        rst.weight, rst.dynamic_weight = p.weight, True
+                        rst.dynamic_weight = True
                 # keepalived init_service_vs: update_quorum_state(init) from the
                 # state before the reload; a sorry server that was not in the pool
                 # (new, changed, or the quorum was up) makes a down quorum report.
@@ -658,7 +696,7 @@ class PoolPolicy:
                 st.quorum_up = was_up[key]
                 self._update_quorum(st, out, init=True, sorry_in=sorry_in)
             self._sync(st)
-            out.changed |= {s.key for s in st.services}
+            out.full(s.key for s in st.services)
         if vips_present is not None:
             for key, st in self.vss.items():
                 if key not in built:
@@ -679,7 +717,7 @@ class PoolPolicy:
         for rk, rst in old.rss.items():
             if rk in kept or not rst.alive or (rst.rs.address, rst.dest_port) not in pooled:
                 continue
-            rst.alive = False
+            old.set_health(rst, False, rst.weight)
             self._rs_notify(old, rst, out, removed=True)
         if new is not None and not old.rss:
             return  # clear_diff_rs: an old virtual server without real servers stops here

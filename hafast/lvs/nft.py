@@ -354,15 +354,13 @@ class NftBackend:
             width = table.width
             for dk in moved:
                 d = held.get(dk)
-                if d is not None and d.weight > 0:
-                    changed[dk] = (d.weight, dest_target(key, d, names))
-                else:
-                    changed[dk] = (0, "")
-                width += changed[dk][0] - table.weight(dk)
+                changed[dk] = w = d.weight if d is not None and d.weight > 0 else 0
+                width += w - table.weight(dk)
             if width <= MAX_SLOTS:
                 mapname = nft_slots.map_name(chain, names)
                 was = table.width
-                lines = nft_slots.element_lines(t, mapname, *table.update(changed))
+                lines = nft_slots.element_lines(t, mapname, *table.update(changed),
+                                                lambda dk: dest_target(key, dk, names))
                 if table.width != was or before != svc:
                     lines.append(f"flush chain inet {t} {chain}")
                     if table.width:
@@ -383,7 +381,7 @@ class NftBackend:
         self.slots[key] = (table, names)
         lines.append(f"add map inet {t} {mapname} {{ {typeof}; }}")
         lines += nft_slots.element_lines(t, mapname, *table.update(
-            {d.key: (d.weight, dest_target(key, d, names)) for d in live}))
+            {d.key: d.weight for d in live}), lambda dk: dest_target(key, dk, names))
         if table.width:
             lines.append(f"add rule inet {t} {chain} "
                          f"{pick_rule(svc, names, table.width, '@' + mapname)}")

@@ -22,7 +22,7 @@ little beside the NAT itself.
 
 Example::
 
-    >>> from hafast.lvs.backend import Dest, Service, ServiceKey
+    >>> from hafast.lvs.backend import Dest, DestKey, Service, ServiceKey
     >>> s = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "rr", timeout=300, netmask=24)
     >>> for line in persistent_rules(s, [Dest("10.1.0.2", 8080, 1)]): print(line)
     meta l4proto tcp ip saddr & 255.255.255.0 @s4_tcp_10_0_0_1_80_p300_24_10_1_0_2_8080 \
@@ -38,7 +38,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-from hafast.lvs.backend import Dest, Service, ServiceKey
+from hafast.lvs.backend import Dest, DestKey, Service, ServiceKey
 
 # Scheduler -> the nft expression that picks a slot.  Tables over branching.
 PICKERS: dict[str, str] = {
@@ -137,17 +137,19 @@ def service_rule(service: Service, dests: Sequence[Dest]) -> str | None:
     if not live:
         return None
     with_port = names_port(key, live)
-    targets, width = slot_map((d.weight, dest_target(key, d, with_port)) for d in live)
+    targets, width = slot_map((d.weight, dest_target(key, d.key, with_port)) for d in live)
     return pick_rule(service, with_port, width, f"{{ {targets} }}")
 
 
-def dest_target(key: ServiceKey, d: Dest, with_port: bool) -> str:
-    """What DNAT sends a connection to: ``address . port``, or the address alone.
+def dest_target(key: ServiceKey, dest: DestKey, with_port: bool) -> str:
+    """What DNAT sends a connection to, from the destination's ``(address, port)``:
+    ``address . port``, or the address alone.
 
-    >>> dest_target(ServiceKey(6, "TCP", "fd00::1", 443), Dest("fd01::2", 0), True)
+    >>> dest_target(ServiceKey(6, "TCP", "fd00::1", 443), ("fd01::2", 0), True)
     '[fd01::2] . 443'
     """
-    return f"{_addr(d.address)} . {d.port or key.port}" if with_port else _addr(d.address)
+    address, port = dest
+    return f"{_addr(address)} . {port or key.port}" if with_port else _addr(address)
 
 
 def pick_rule(service: Service, with_port: bool, width: int, slots: str) -> str:

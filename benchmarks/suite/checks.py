@@ -67,8 +67,9 @@ PEERS: dict[str, tuple[str | None, str | None]] = {
 }
 
 
-def keepalived_conf(kind: str, addrs: Sequence[str], *, delay_loop: int = 1, retry: int = 0,
-                    timeout: int = 2, port: int = 80) -> str:
+def keepalived_conf(kind: str, addrs: Sequence[str], *, delay_loop: float = 1, retry: int = 0,
+                    timeout: float = 2, port: int = 80,
+                    delay_before_retry: float | None = None) -> str:
     """One virtual server holding every address as a real server with ``kind``.
 
     >>> "digest 6a0" in keepalived_conf("HTTP_GET", ["10.201.0.1"])
@@ -84,6 +85,9 @@ def keepalived_conf(kind: str, addrs: Sequence[str], *, delay_loop: int = 1, ret
     for a in addrs:
         digest = md5_hex(body_for(a)) if kind == "HTTP_GET" else ""
         check = block.format(timeout=timeout, retry=retry, digest=digest)
+        if delay_before_retry is not None:
+            check = check.replace(f" retry {retry}\n",
+                                  f" retry {retry}\n delay_before_retry {delay_before_retry}\n")
         parts.append(f" real_server {a} {port} {{\n weight 1\n {check}\n }}\n")
     parts.append("}\n")
     return "".join(parts)
@@ -376,53 +380,117 @@ def run_checks(p: Params, step: Step) -> Section:
 # -- scale: the daemon's memory as the farm grows (issue 16) ------------------------------
 
 
-def _memory_round(lab: Lab, p: Params) -> dict[str, float]:
-    """The shipped daemon's PSS, whole tree and per process, once its checks run."""
-    from benchmarks.suite.daemon_run import DaemonProc, process_tree, smaps_rollup
+# The scale section's farm, as issue 16 sets it: TCP_CHECK delay_loop 1,
+# connect_timeout 1, retry 1, delay_before_retry 0.2.  A server that rejects is
+# seen at its next check (within delay_loop) and once more after the retry delay.
+SCALE_DELAY_LOOP, SCALE_TIMEOUT, SCALE_RETRY, SCALE_DBR = 1, 1, 1, 0.2
+SCALE_BOUND_MS = 1000 * (SCALE_DELAY_LOOP + SCALE_RETRY * SCALE_DBR)
+SCALE_FAULT_ROUNDS = 3
+STATUS_RUNS = 5
 
-    d = DaemonProc(lab.dir_ns, keepalived_conf("TCP_CHECK", lab.farm.addresses),
-                   Path(tempfile.mkdtemp(prefix="hbs-scale-", dir=p.workdir)))
+
+def _status_ms(ctl: str, *args: str) -> float:
+    """``hafast status`` as an operator runs it: a fresh process, wall time."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "hafast", "status", "--socket", ctl, *args],
+                   cwd=ROOT, capture_output=True, timeout=60, check=True)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _scale_round(lab: Lab, p: Params, probe: bool) -> dict[str, Any]:
+    """The shipped daemon's PSS, whole tree and per process, once its checks run;
+    with ``probe``, then also: a 1 % reject fault (fault -> DOWN from the notify FIFO,
+    DOWN -> the kernel's next nftables commit), the largest shard's engine lag over
+    those rounds, and ``hafast status`` (table and ``--json``) timed from the shell."""
+    from benchmarks.suite.daemon_run import DaemonProc, process_tree, smaps_rollup
+    from benchmarks.suite.nftgen import Commits
+
+    conf = keepalived_conf("TCP_CHECK", lab.farm.addresses, delay_loop=SCALE_DELAY_LOOP,
+                           timeout=SCALE_TIMEOUT, retry=SCALE_RETRY,
+                           delay_before_retry=SCALE_DBR)
+    d = DaemonProc(lab.dir_ns, conf, Path(tempfile.mkdtemp(prefix="hbs-scale-", dir=p.workdir)))
+    commits: Commits | None = None
     try:
         d.wait_ready(120)
         time.sleep(max(p.warm + p.seconds, 5.0))  # a few rounds of checks
         pss = {pid: smaps_rollup(pid)["pss_kib"] for pid in process_tree(d.pid)}
-    finally:
-        d.stop()
-    workers = [v for pid, v in pss.items() if pid != d.pid]
-    return {"total": float(sum(pss.values())), "parent": float(pss.get(d.pid, 0)),
+        workers = [v for pid, v in pss.items() if pid != d.pid]
+        out: dict[str, Any] = {
+            "total": float(sum(pss.values())), "parent": float(pss.get(d.pid, 0)),
             "worker_max": float(max(workers, default=0)), "procs": float(len(pss))}
+        if not probe:
+            return out
+        commits = Commits(lab.dir_ns)
+        rng = random.Random(lab.n)
+        k = max(1, lab.n // 100)
+        detect: list[float] = []
+        kernel: list[float] = []
+        d.status()  # the engines' lag maxima start from here
+        for _ in range(SCALE_FAULT_ROUNDS):
+            victims = rng.sample(lab.farm.addresses, k)
+            seen = len(d.events())
+            t_fault = time.time()
+            lab.farm.faults.apply(victims, "reject")
+
+            def downs(victims: Sequence[str] = victims, seen: int = seen) -> dict[str, float]:
+                want = set(victims)
+                return {e["addr"]: e["t"] for e in d.events()[seen:]
+                        if e["event"] == "DOWN" and e["addr"] in want}
+
+            _wait(lambda: len(downs()) == k, 3 * SCALE_BOUND_MS / 1000 + 3)
+            time.sleep(0.5)  # the last commit is in
+            got = downs()
+            detect += [(t - t_fault) * 1000.0 for t in got.values()]
+            kernel += [x * 1000.0 for x in commits.lags(list(got.values()), time.time())]
+            lab.farm.faults.recover(victims)
+            _wait(lambda v=victims, s=seen: set(v) <= {  # type: ignore[misc]
+                e["addr"] for e in d.events()[s:] if e["event"] == "UP"}, 10)
+        lag = max((w["lag"]["max"] for w in d.status().get("checkers", ())), default=0.0)
+        out.update(detect=detect, kernel=kernel, victims=k * SCALE_FAULT_ROUNDS,
+                   engine_lag_ms=lag * 1000.0,
+                   status_ms=sorted(_status_ms(d.ctl) for _ in range(STATUS_RUNS)),
+                   json_ms=sorted(_status_ms(d.ctl, "--json") for _ in range(STATUS_RUNS)))
+        return out
+    finally:
+        if commits is not None:
+            commits.stop()
+        d.stop()
 
 
 def run_scale(p: Params, sizes: Sequence[int], step: Step) -> Section:
-    """The shipped daemon's PSS at each size (TCP_CHECK, delay_loop 1, nft backend) and
-    its growth per real server from the smallest size to each larger one, per round."""
-    sec = Section("scale", "The shipped daemon's memory as the farm grows (TCP_CHECK)")
+    """The shipped daemon at each size (TCP_CHECK, nft backend): its PSS and the
+    growth per real server from the smallest size to each larger one, per round; at
+    each larger size, detection, the verdict's way to the kernel and the status."""
+    sec = Section("scale", "The shipped daemon as the farm grows (TCP_CHECK)")
     sec.notes.append(
         "`hafast -f CONF -n -l --pool-backend nft` (parent + every worker, default check "
-        "workers) on a farm of N servers, TCP_CHECK delay_loop 1; PSS from "
-        "/proc/PID/smaps_rollup summed over the whole process tree once the checks have "
-        "run a few seconds. Growth per real server: (PSS at N - PSS at the smallest N) / "
-        "(N - smallest N), paired per round. keepalived's checkers need IPVS (not on this "
-        "kernel): no peer here.")
+        "workers) on a farm of N servers, TCP_CHECK delay_loop 1, connect_timeout 1, "
+        "retry 1, delay_before_retry 0.2; PSS from /proc/PID/smaps_rollup summed over "
+        "the whole process tree once the checks have run a few seconds. Growth per real "
+        "server: (PSS at N - PSS at the smallest N) / (N - smallest N), paired per round. "
+        f"Then, at each larger N, {SCALE_FAULT_ROUNDS} rounds of 1 % of the servers "
+        "rejecting: fault -> DOWN is the 'RS ... DOWN' line of the notify FIFO, stamped "
+        "when read (the bound is delay_loop + retry x delay_before_retry = "
+        f"{SCALE_BOUND_MS:.0f} ms); DOWN -> kernel is from that line to the next "
+        "nftables commit the kernel announces (NFT_MSG_NEWGEN on NFNLGRP_NFTABLES, "
+        "benchmarks/suite/nftgen.py, same clock); engine lag is the largest shard's "
+        "worst timer lateness over those rounds; `hafast status` is timed from the "
+        "shell, a fresh process each time (median of "
+        f"{STATUS_RUNS}). keepalived's checkers need IPVS (not on this kernel): no peer "
+        "here.")
     t0 = time.monotonic()
-    got: dict[int, list[dict[str, float] | None]] = {}
+    base = min(sizes)
+    got: dict[int, list[dict[str, Any] | None]] = {}
     for n in sizes:
         with Lab(n, p.workdir) as lab:
             got[n] = []
             for i in range(p.rounds):
                 with step(f"scale {n} round {i + 1}/{p.rounds}"):
-                    r = _guard(p, f"hafast memory {n}", _memory_round, lab, p)
+                    r = _guard(p, f"hafast at scale {n}", _scale_round, lab, p, n != base)
                 got[n].append(r)
                 if r is None:
                     continue
-                case = f"TCP_CHECK {n}"
-                sec.row(case, "whole-tree PSS", "MiB", "lower", group="TCP_CHECK",
-                        n=n).add(i, "hafast", r["total"] / 1024)
-                sec.row(case, "parent PSS", "MiB", "lower", group="TCP_CHECK",
-                        n=n).add(i, "hafast", r["parent"] / 1024)
-                sec.row(case, "largest worker PSS", "MiB", "lower", group="TCP_CHECK",
-                        n=n).add(i, "hafast", r["worker_max"] / 1024)
-    base = min(sizes)
+                _scale_rows(sec, n, i, r)
     for n in sizes:
         if n == base:
             continue
@@ -433,6 +501,34 @@ def run_scale(p: Params, sizes: Sequence[int], step: Step) -> Section:
                     i, "hafast", (hi["total"] - lo["total"]) / (n - base))
     sec.seconds = time.monotonic() - t0
     return sec
+
+
+def _scale_rows(sec: Section, n: int, i: int, r: dict[str, Any]) -> None:
+    case = f"TCP_CHECK {n}"
+    sec.row(case, "whole-tree PSS", "MiB", "lower", group="TCP_CHECK",
+            n=n).add(i, "hafast", r["total"] / 1024)
+    sec.row(case, "parent PSS", "MiB", "lower", group="TCP_CHECK",
+            n=n).add(i, "hafast", r["parent"] / 1024)
+    sec.row(case, "largest worker PSS", "MiB", "lower", group="TCP_CHECK",
+            n=n).add(i, "hafast", r["worker_max"] / 1024)
+    if "detect" not in r:
+        return
+    fault = f"TCP_CHECK {n}, {r['victims'] // SCALE_FAULT_ROUNDS} rejecting"
+    for label, values in (("fault -> checker DOWN", r["detect"]),
+                          ("checker DOWN -> kernel", r["kernel"])):
+        sec.samples.setdefault(f"{label}, {n} servers (ms)", {}).setdefault(
+            "hafast", []).extend(values)
+        for q in (50, 99):
+            sec.row(fault, f"{label} p{q}", "ms", "lower", group="TCP_CHECK", n=n).add(
+                i, "hafast", percentile(values, q) if values else None)
+    sec.row(fault, "servers seen DOWN", "", "higher", group="TCP_CHECK", n=n).add(
+        i, "hafast", float(len(r["detect"])))
+    sec.row(fault, "engine lag, largest shard", "ms", "lower", group="TCP_CHECK", n=n).add(
+        i, "hafast", r["engine_lag_ms"])
+    for label, key in (("hafast status", "status_ms"), ("hafast status --json", "json_ms")):
+        values = r[key]
+        sec.row(case, f"{label} wall (median)", "ms", "lower", group="TCP_CHECK", n=n).add(
+            i, "hafast", values[len(values) // 2])
 
 
 def _guard(p: Params, what: str, fn: Callable[..., dict[str, float]],

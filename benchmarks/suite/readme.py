@@ -79,6 +79,12 @@ GOALS: tuple[Goal, ...] = (
     Goal("checks", "RSS growth per real server", r"^TCP_CHECK ", None, "<=", 2.0),
     # the shipped daemon's whole process tree, 100 -> 10,000 real servers (issue 16)
     Goal("scale", "PSS growth per real server", r"^TCP_CHECK 100 -> 10000$", None, "<=", 2.0),
+    # detection within its bound (delay_loop 1 + retry 1 x 0.2 s) + 50 ms at p99, a
+    # verdict in the kernel in under 10 ms, status in under 100 ms (issue 16)
+    Goal("scale", "fault -> checker DOWN p99", r"rejecting$", None, "<=", 1250.0),
+    Goal("scale", "checker DOWN -> kernel p99", r"rejecting$", None, "<", 10.0),
+    Goal("scale", "hafast status wall (median)", r"^TCP_CHECK 1\d{4}$", None, "<", 100.0),
+    Goal("scale", "hafast status --json wall (median)", r"^TCP_CHECK 1\d{4}$", None, "<", 100.0),
     # VRRP takes over within 20 ms of what RFC 5798 allows
     Goal("vrrp", "value", r"excess over RFC$", None, "<=", 20.0),
     Goal("jitter", "p99 deviation from 100 ms", r"checks$", None, "<", 5.0),

@@ -130,6 +130,14 @@ _DEFERRED = frozenset(
 )
 
 
+# Blocks keepalived reads into one global object however many times the file has
+# them: a second ``global_defs`` adds to the first and overrides what both set (its
+# root keyword has no handler that starts afresh; keepalived 2.2.7 -d shows the
+# router_id of one block beside the smtp_server of another).  Replacing the first
+# block's settings would drop them without a word.
+_MERGED = frozenset({"global_defs"})
+
+
 def as_tuples(fields: dict[str, Any]) -> dict[str, Any]:
     """Turn the list values of ``fields`` (repeated keywords gather in lists) into tuples,
     in place, for the frozen model classes; returns ``fields``."""
@@ -217,6 +225,7 @@ class Walker:
         self.scripts: list[tuple[Token, m.Script]] = []  # each distinct script line once
         self.lifted: list[tuple[str, Any, Token]] = []  # ChildBlock.lift, for the parent
         self.seq = 0
+        self.merged: dict[str, tuple[dict[str, Any], dict[str, Token]]] = {}  # _MERGED
 
     # ----------------------------------------------------------------- reporting
     def error(self, tok: Token, msg: str, code: str = "") -> None:
@@ -391,7 +400,14 @@ class Walker:
         assert ctx is not None
         fields: dict[str, Any] = {}
         pos: dict[str, Token] = {}
-        self.block(ctx, children, fields, pos)
+        if ctx in _MERGED:
+            earlier = self.merged.get(ctx)
+            if earlier is not None:  # walked on top of what the earlier blocks set
+                fields, pos = dict(earlier[0]), dict(earlier[1])
+            self.block(ctx, children, fields, pos)
+            self.merged[ctx] = (dict(fields), dict(pos))
+        else:
+            self.block(ctx, children, fields, pos)
         if ctx in _DEFERRED or ctx in KINDS:
             self.seq += 1
             return Pending(ctx, toks[1:], fields, pos, toks[0], close, self.seq)

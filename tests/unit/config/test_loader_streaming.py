@@ -150,3 +150,20 @@ def test_an_early_build_failure_is_the_whole_list_loads(
     _same(str(conf))
     assert "internal loader error (TypeError: broken on purpose)" in (
         load_file(str(conf)).diagnostics[-1].message)
+
+
+def test_a_second_global_defs_adds_to_the_first(tmp_path: Path) -> None:
+    """keepalived 2.2.7 reads every global_defs block into one set of globals (the
+    netns test compares with its -d dump); both load paths merge them."""
+    from hafast.config.loader import load_file, load_text
+
+    text = ("global_defs {\n router_id FIRST\n smtp_server 127.0.0.1\n"
+            " notification_email {\n one@example.org\n }\n}\n"
+            "global_defs {\n router_id SECOND\n notification_email {\n two@example.org\n }\n}\n")
+    path = tmp_path / "k.conf"
+    path.write_text(text)
+    for res in (load_text(text), load_file(str(path))):
+        g = res.config.global_defs
+        assert res.ok
+        assert (g.router_id, g.smtp_server, g.notification_email) == (
+            "SECOND", ("127.0.0.1", None), ("one@example.org", "two@example.org"))

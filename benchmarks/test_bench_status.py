@@ -133,3 +133,33 @@ def test_bench_status_client(keeper: Any, figures: Any) -> None:
         imports.append(int(line.split("|")[1]) / 1e6)
     figures.add("hafast status client import time", min(imports), "s")
 
+
+
+def test_bench_metrics_at_37k(figures: Any) -> None:
+    """Issue 16: ``/metrics`` at 37,000 real servers (the #2318 file of
+    test_bench_config: 2,300 virtual servers) scraped in under 1 s.  Timed here: the
+    parent's share of a scrape, its pools' status and prometheus_client's text of
+    every family (:class:`hafast.status.metrics.StatusCollector`), best of 3; the
+    daemon adds its workers' replies, a few kilobytes each."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from benchmarks.test_bench_config import make_big_config
+    from hafast.config.loader import load_text
+    from hafast.lvs.keeper import PoolKeeper
+    from hafast.lvs.memory import MemoryBackend
+    from hafast.status.metrics import StatusCollector
+
+    config = load_text(make_big_config()).config
+    k = PoolKeeper(config, MemoryBackend(), keep=False)
+    asyncio.run(k.manager.start())
+
+    def snapshot() -> dict[str, Any]:
+        return {"pid": 1, "vrrp": [], "checkers": [], "workers": [], "pools": k.status()}
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(snapshot))
+    text = generate_latest(registry)
+    assert text.count(b"hafast_real_server_up{") == 37000
+    figures.add("/metrics scrape at 37k RS: parent time (status + text)",
+                _best(lambda: generate_latest(registry), 3), "s", goal="< 1 s",
+                bytes=len(text))

@@ -471,9 +471,8 @@ class NftBackend:
             self._run([*lines, *hook] if dr else [*hook, *lines])
         except Exception:
             self.dr.failed()
-            for key in moved:  # its map, if any, is not what self.slots says
-                if key in self.slots:
-                    self.slots[key] = (None, False)
+            for key in moved:  # its map may or may not be there now (_drop_slots)
+                self.slots[key] = (None, False)
             raise
         self.pool = after
         self.dr.sent(dr, hooked)

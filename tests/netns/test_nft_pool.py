@@ -393,10 +393,14 @@ def test_nft_slot_maps_follow_random_pool_changes_in_the_kernel(
     state = {k: {a: rng.randint(0, 3) for a in addrs[k][:4]} for k in keys}
     scheds = {k: "wrr" for k in keys}
 
+    gone: set[ServiceKey] = set()  # services taken out of the pool for a while
+
     def want() -> Pool:
         pool = Pool()
         for k in keys:
-            pool.add(Service(k, scheds[k]), [Dest(a, ports[k], w) for a, w in state[k].items()])
+            if k not in gone:
+                pool.add(Service(k, scheds[k]),
+                         [Dest(a, ports[k], w) for a, w in state[k].items()])
         return pool
 
     async def body() -> list[str]:
@@ -423,11 +427,13 @@ def test_nft_slot_maps_follow_random_pool_changes_in_the_kernel(
                 state[k].pop(a, None)
             else:
                 state[k][a] = rng.randint(0, 4)
+            if step % 20 == 10:  # a service leaves (or comes back), now and then failing
+                gone.symmetric_difference_update({keys[step // 20 % 2]})
             if step % 30 == 15:
                 monkeypatch.setattr(nft_mod, "MAX_SLOTS", 6)
             elif step % 30 == 0:
                 monkeypatch.setattr(nft_mod, "MAX_SLOTS", 1 << 16)
-            failing = step % 17 == 5
+            failing = step % 17 == 5 or step % 40 == 10
             try:
                 await b.apply(diff(await b.dump(), want()))
             except NftError:
@@ -435,11 +441,19 @@ def test_nft_slot_maps_follow_random_pool_changes_in_the_kernel(
                 await b.apply(diff(await b.dump(), want()))
             failing = False
             text = b.listing()
+            chains = set(re.findall(r"chain (\w+) {", text))
+            maps = set(re.findall(r"map (\w+)_s[pa] {", text))
+            if not maps <= chains:
+                problems.append(f"step {step}: slot maps of no chain: {maps - chains}")
             for key in (keys[0], keys[3]):
                 chain = re.search(rf"chain {chain_name(key)} {{(.*?)}}\n", text, re.S)
                 if chain and " map " in chain.group(1):
                     forms.add((key, "@" in chain.group(1)))
             for key in keys:
+                if key in gone:
+                    if f"chain {chain_name(key)} {{" in text:
+                        problems.append(f"step {step} {key}: left in the table")
+                    continue
                 expect = {a: w for a, w in state[key].items() if w > 0}
                 got = _listed_weights(text, key)
                 if got != expect:

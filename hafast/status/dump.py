@@ -301,10 +301,12 @@ def write_json(path: str, status: dict[str, Any], config: Any = None) -> None:
     # keepalived's json_writer: compact, one line, a newline at the end, UTF-8 as
     # is, and "/" escaped ("10.0.0.1\/24"); a "/" only ever occurs inside strings
     text = json.dumps(vrrp_json(status, config), separators=(",", ":"), ensure_ascii=False)
-    _atomic_write(path, text.replace("/", "\\/") + "\n")
+    # hafast's own _check.json first: whoever waits for the file keepalived names
+    # finds both written (a test read the second one too early on a loaded machine)
     # splitext, not rpartition("."): a name without a dot must not lose its folder
     stem = os.path.splitext(path)[0]
     _atomic_write(f"{stem}_check.json", json.dumps(check_json(status), indent=1) + "\n")
+    _atomic_write(path, text.replace("/", "\\/") + "\n")
 
 
 def stats_text(status: dict[str, Any]) -> str:

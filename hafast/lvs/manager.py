@@ -196,9 +196,8 @@ class PoolManager:
         self._children_gone.set()
         self._fifo_path = notify_fifo
         self._notifier: LvsNotifier | None = None
-        self._pending: set[ServiceKey] = set()
-        # of those, the ones where only these destinations changed (Outcome.only)
-        self._pending_only: dict[ServiceKey, set[DestKey]] = {}
+        # the services to sync, with the destinations that changed (its actions unused)
+        self._pending = Outcome()
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = asyncio.Event()
@@ -314,16 +313,7 @@ class PoolManager:
     def handle(self, outcome: Outcome) -> None:
         self._run_actions(outcome.actions)
         if outcome.changed:
-            pending, only = self._pending, self._pending_only
-            for key in outcome.changed:
-                dests = outcome.only.get(key)
-                if dests is None:
-                    only.pop(key, None)  # anything may have changed in it
-                elif key not in pending:
-                    only[key] = set(dests)
-                elif key in only:
-                    only[key] |= dests
-                pending.add(key)
+            self._pending.merge_changes(outcome)
             self._idle.clear()
             if self._sync_task is None or self._sync_task.done():
                 loop = self._loop or asyncio.get_running_loop()
@@ -331,10 +321,9 @@ class PoolManager:
 
     async def _sync_pending(self) -> None:
         try:
-            while self._pending:
-                keys, self._pending = self._pending, set()
-                only, self._pending_only = self._pending_only, {}
-                await self._converge(keys, only=only)
+            while self._pending.changed:
+                pending, self._pending = self._pending, Outcome()
+                await self._converge(pending.changed, only=pending.only)
         finally:
             self._idle.set()
 

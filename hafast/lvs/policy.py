@@ -203,6 +203,10 @@ class Outcome:
 
     def merge(self, other: Outcome) -> None:
         self.actions.extend(other.actions)
+        self.merge_changes(other)
+
+    def merge_changes(self, other: Outcome) -> None:
+        """``other``'s services to re-sync added to these (its actions left out)."""
         for key in other.changed:
             if key in other.only:
                 for dest in other.only[key]:

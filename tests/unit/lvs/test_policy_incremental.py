@@ -188,7 +188,7 @@ def test_a_change_of_anything_outweighs_destination_hints_whatever_the_order() -
     whole = Outcome()
     whole.full([k])
     mgr.handle(hinted)
-    assert mgr._pending_only == {k: {a}}
+    assert mgr._pending.only == {k: {a}}
     mgr.handle(whole)
     mgr.handle(hinted)
-    assert mgr._pending == {k} and mgr._pending_only == {}
+    assert mgr._pending.changed == {k} and mgr._pending.only == {}

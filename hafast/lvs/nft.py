@@ -346,10 +346,21 @@ class NftBackend:
         kind, and the rule when the width or the scheduler changed; else all of it."""
         t = self.table
         chain = chain_name(key)
-        table, names = self.slots.get(key, (None, False))
+        names = _names_port(key, held.values())
+        mapname = nft_slots.map_name(chain, names)
+
+        def elements(table: SlotTable, changed: dict[DestKey, int]) -> list[str]:
+            return nft_slots.element_lines(t, mapname, *table.update(changed),
+                                           lambda dk: dest_target(key, dk, names))
+
+        def rule(table: SlotTable) -> list[str]:
+            return [f"add rule inet {t} {chain} "
+                    f"{pick_rule(svc, names, table.width, '@' + mapname)}"] if table.width else []
+
+        table, had = self.slots.get(key, (None, False))
         before = self.pool.services.get(key)
         if (table is not None and moved is not None and before is not None
-                and before.timeout <= 0 and names == _names_port(key, held.values())):
+                and before.timeout <= 0 and had == names):
             changed = {}
             width = table.width
             for dk in moved:
@@ -357,35 +368,23 @@ class NftBackend:
                 changed[dk] = w = d.weight if d is not None and d.weight > 0 else 0
                 width += w - table.weight(dk)
             if width <= MAX_SLOTS:
-                mapname = nft_slots.map_name(chain, names)
                 was = table.width
-                lines = nft_slots.element_lines(t, mapname, *table.update(changed),
-                                                lambda dk: dest_target(key, dk, names))
+                lines = elements(table, changed)
                 if table.width != was or before != svc:
-                    lines.append(f"flush chain inet {t} {chain}")
-                    if table.width:
-                        lines.append(f"add rule inet {t} {chain} "
-                                     f"{pick_rule(svc, names, table.width, '@' + mapname)}")
+                    lines += [f"flush chain inet {t} {chain}", *rule(table)]
                 return lines
         # the whole service written again
         lines = [f"flush chain inet {t} {chain}"] if present else []
         lines += self._drop_slots(key)
         live = sorted((d for d in held.values() if d.weight > 0), key=lambda d: d.key)
-        names = _names_port(key, held.values())
         typeof = nft_slots.map_type(key, names)
         if typeof is None or sum(d.weight for d in live) > MAX_SLOTS:
-            rule = service_rule(svc, live)  # the anonymous map of ranges
-            return lines + ([] if rule is None else [f"add rule inet {t} {chain} {rule}"])
-        mapname = nft_slots.map_name(chain, names)
+            anon = service_rule(svc, live)  # the anonymous map of ranges
+            return lines + ([] if anon is None else [f"add rule inet {t} {chain} {anon}"])
         table = SlotTable()
         self.slots[key] = (table, names)
         lines.append(f"add map inet {t} {mapname} {{ {typeof}; }}")
-        lines += nft_slots.element_lines(t, mapname, *table.update(
-            {d.key: d.weight for d in live}), lambda dk: dest_target(key, dk, names))
-        if table.width:
-            lines.append(f"add rule inet {t} {chain} "
-                         f"{pick_rule(svc, names, table.width, '@' + mapname)}")
-        return lines
+        return lines + elements(table, {d.key: d.weight for d in live}) + rule(table)
 
     def _drop_slots(self, key: ServiceKey) -> list[str]:
         """The lines that delete ``key``'s slot map, if it has one (after its chain

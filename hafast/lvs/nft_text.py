@@ -22,7 +22,7 @@ little beside the NAT itself.
 
 Example::
 
-    >>> from hafast.lvs.backend import Dest, DestKey, Service, ServiceKey
+    >>> from hafast.lvs.backend import Dest, Service, ServiceKey
     >>> s = Service(ServiceKey(4, "TCP", "10.0.0.1", 80), "rr", timeout=300, netmask=24)
     >>> for line in persistent_rules(s, [Dest("10.1.0.2", 8080, 1)]): print(line)
     meta l4proto tcp ip saddr & 255.255.255.0 @s4_tcp_10_0_0_1_80_p300_24_10_1_0_2_8080 \

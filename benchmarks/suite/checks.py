@@ -40,11 +40,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from benchmarks.suite import anchors
 from benchmarks.suite.model import Section
 from benchmarks.suite.stats import percentile
+
+if TYPE_CHECKING:
+    from benchmarks.suite.daemon_run import DaemonProc
+    from benchmarks.suite.nftgen import Commits
 
 ROOT = Path(__file__).resolve().parents[2]
 VIP = "10.99.0.1"
@@ -418,43 +422,43 @@ def _scale_round(lab: Lab, p: Params, probe: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
             "total": float(sum(pss.values())), "parent": float(pss.get(d.pid, 0)),
             "worker_max": float(max(workers, default=0)), "procs": float(len(pss))}
-        if not probe:
-            return out
-        commits = Commits(lab.dir_ns)
-        rng = random.Random(lab.n)
-        k = max(1, lab.n // 100)
-        detect: list[float] = []
-        kernel: list[float] = []
-        d.status()  # the engines' lag maxima start from here
-        for _ in range(SCALE_FAULT_ROUNDS):
-            victims = rng.sample(lab.farm.addresses, k)
-            seen = len(d.events())
-            t_fault = time.time()
-            lab.farm.faults.apply(victims, "reject")
-
-            def downs(victims: Sequence[str] = victims, seen: int = seen) -> dict[str, float]:
-                want = set(victims)
-                return {e["addr"]: e["t"] for e in d.events()[seen:]
-                        if e["event"] == "DOWN" and e["addr"] in want}
-
-            _wait(lambda: len(downs()) == k, 3 * SCALE_BOUND_MS / 1000 + 3)
-            time.sleep(0.5)  # the last commit is in
-            got = downs()
-            detect += [(t - t_fault) * 1000.0 for t in got.values()]
-            kernel += [x * 1000.0 for x in commits.lags(list(got.values()), time.time())]
-            lab.farm.faults.recover(victims)
-            _wait(lambda v=victims, s=seen: set(v) <= {  # type: ignore[misc]
-                e["addr"] for e in d.events()[s:] if e["event"] == "UP"}, 10)
-        lag = max((w["lag"]["max"] for w in d.status().get("checkers", ())), default=0.0)
-        out.update(detect=detect, kernel=kernel, victims=k * SCALE_FAULT_ROUNDS,
-                   engine_lag_ms=lag * 1000.0,
-                   status_ms=sorted(_status_ms(d.ctl) for _ in range(STATUS_RUNS)),
-                   json_ms=sorted(_status_ms(d.ctl, "--json") for _ in range(STATUS_RUNS)))
+        if probe:
+            commits = Commits(lab.dir_ns)
+            out.update(_scale_probe(lab, d, commits))
         return out
     finally:
         if commits is not None:
             commits.stop()
         d.stop()
+
+
+def _scale_probe(lab: Lab, d: DaemonProc, commits: Commits) -> dict[str, Any]:
+    """:func:`_scale_round`'s probe of the running daemon ``d``: three rounds of 1 %
+    rejecting, then ``hafast status``."""
+    rng = random.Random(lab.n)
+    k = max(1, lab.n // 100)
+    detect: list[float] = []
+    kernel: list[float] = []
+    d.status()  # the engines' lag maxima start from here
+    for _ in range(SCALE_FAULT_ROUNDS):
+        victims = rng.sample(lab.farm.addresses, k)
+        seen = len(d.events())
+        t_fault = time.time()
+        lab.farm.faults.apply(victims, "reject")
+        _wait(lambda v=victims, s=seen: len(_transitions(d, s, "DOWN", v)) == k,  # type: ignore[misc]
+              3 * SCALE_BOUND_MS / 1000 + 3)
+        time.sleep(0.5)  # the last commit is in
+        got = _transitions(d, seen, "DOWN", victims)
+        detect += [(t - t_fault) * 1000.0 for t in got.values()]
+        kernel += [x * 1000.0 for x in commits.lags(list(got.values()), time.time())]
+        lab.farm.faults.recover(victims)
+        _wait(lambda v=victims, s=seen: len(_transitions(d, s, "UP", v)) == k,  # type: ignore[misc]
+              10)
+    lag = max((w["lag"]["max"] for w in d.status().get("checkers", ())), default=0.0)
+    return {"detect": detect, "kernel": kernel, "victims": k * SCALE_FAULT_ROUNDS,
+            "engine_lag_ms": lag * 1000.0,
+            "status_ms": sorted(_status_ms(d.ctl) for _ in range(STATUS_RUNS)),
+            "json_ms": sorted(_status_ms(d.ctl, "--json") for _ in range(STATUS_RUNS))}
 
 
 def run_scale(p: Params, sizes: Sequence[int], step: Step) -> Section:
@@ -554,6 +558,14 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
     return cond()
 
 
+def _transitions(w: Watcher, since: int, event: str, addrs: Sequence[str]) -> dict[str, float]:
+    """When ``w`` said ``event`` ("DOWN", "UP") for each of ``addrs``, from its
+    ``since``-th event on (the last time, for one said twice)."""
+    want = set(addrs)
+    return {e["addr"]: e["t"] for e in w.events()[since:]
+            if e["event"] == event and e["addr"] in want}
+
+
 def detection_round(lab: Lab, hafast: Watcher, hp: anchors.Haproxy, fault: str,
                     victims: Sequence[str], limit: float) -> dict[str, list[float]]:
     """Fault on ``victims`` now; seconds until each checker said DOWN for each.
@@ -569,8 +581,7 @@ def detection_round(lab: Lab, hafast: Watcher, hp: anchors.Haproxy, fault: str,
     lab.farm.faults.apply(victims, fault)
 
     def downs() -> tuple[dict[str, float], dict[str, float]]:
-        h = {e["addr"]: e["t"] for e in hafast.events()[h_seen:]
-             if e["event"] == "DOWN" and e["addr"] in set(victims)}
+        h = _transitions(hafast, h_seen, "DOWN", victims)
         p = {names[s]: t for t, s, state in hp.state_changes()[p_seen:]
              if state == "DOWN" and s in names}
         return h, p
@@ -586,7 +597,7 @@ def detection_round(lab: Lab, hafast: Watcher, hp: anchors.Haproxy, fault: str,
 
 def _all_up(lab: Lab, hafast: Watcher, hp: anchors.Haproxy, victims: Sequence[str],
             h_seen: int, p_seen: int, names: dict[str, str]) -> bool:
-    h_up = {e["addr"] for e in hafast.events()[h_seen:] if e["event"] == "UP"}
+    h_up = set(_transitions(hafast, h_seen, "UP", victims))
     p_up = {names[s] for _, s, state in hp.state_changes()[p_seen:]
             if state == "UP" and s in names}
     return set(victims) <= h_up and set(victims) <= p_up

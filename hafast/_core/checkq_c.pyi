@@ -7,7 +7,7 @@ __all__ = ["NO_ATTEMPT", "Check", "Latency", "TimerQueue"]
 @disjoint_base
 class TimerQueue:
     SLACK: float
-    BATCH: int
+    BUDGET: float
     GRAIN: float
     @property
     def loop(self) -> Any: ...

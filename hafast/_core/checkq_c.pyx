@@ -12,6 +12,7 @@ in one C loop.  Every buffer and every reference is released in one place
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.math cimport ceil, INFINITY
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import logging
 
@@ -32,6 +33,12 @@ cdef struct Lane:
     Py_ssize_t head        # index of the oldest entry
     Py_ssize_t count
     Py_ssize_t cap         # a power of two (0: no buffer yet)
+
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
 cdef class _Running:
@@ -85,7 +92,7 @@ cdef class TimerQueue:
     cdef Py_ssize_t _heap_cap
 
     SLACK = 0.001
-    BATCH = 65536
+    BUDGET = 0.005  # seconds of callbacks per wake-up (why: checkq_py.TimerQueue)
     GRAIN = 0.01
 
     def __init__(self, loop, grain=None):
@@ -178,15 +185,15 @@ cdef class TimerQueue:
     cdef _arm(self, double when):
         if self.handle is not None:
             self.handle.cancel()
-        if self.grain > 0:
+        if self.grain > 0 and when > <double>self.loop.time() + <double>self.SLACK:
             # (less a hair: a time already on the grid must stay there despite float error)
             when = ceil(when / self.grain - 1e-6) * self.grain
         self.armed_at = when
         self.handle = self.loop.call_at(when, self._run_cb)
 
     def _run(self):
-        cdef double due, earliest
-        cdef long left = self.BATCH
+        cdef double due, earliest, stop
+        cdef bint left = True
         cdef Py_ssize_t i, nlanes
         cdef Lane *lane
         cdef Entry e
@@ -195,24 +202,25 @@ cdef class TimerQueue:
         self.handle = _RUNNING
         self.armed_at = -INFINITY
         due = <double>self.loop.time() + <double>self.SLACK
+        stop = _monotonic() + <double>self.BUDGET
         nlanes = self._nlanes  # a lane a callback opens waits for the next wake-up
         i = 0
         while i < nlanes and i < self._nlanes:
             # Re-read the lane each time: a callback may grow or clear the arrays.
-            while left > 0 and i < self._nlanes:
+            while left and i < self._nlanes:
                 lane = &self._lanes[i]
                 if lane.count == 0 or lane.buf[lane.head].when > due:
                     break
                 e = lane.buf[lane.head]
                 lane.head = (lane.head + 1) & (lane.cap - 1)
                 lane.count -= 1
-                left -= 1
                 self._fire(e)
+                left = _monotonic() < stop
             i += 1
-        while left > 0 and self._nheap > 0 and self._heap[0].when <= due:
+        while left and self._nheap > 0 and self._heap[0].when <= due:
             e = self._heap_pop()
-            left -= 1
             self._fire(e)
+            left = _monotonic() < stop
         # Cancelled entries at the front: drop them, do not wake for them.
         earliest = INFINITY
         for i in range(self._nlanes):

@@ -7,8 +7,10 @@ differential test drives both twins with the same operations."""
 from __future__ import annotations
 
 import gc
+import heapq
 import logging
 import sys
+import time
 from types import ModuleType
 
 import pytest
@@ -40,7 +42,7 @@ class Recorder:
 
 def test_the_compiled_twin_is_the_one_under_test(checkq: ModuleType, twin_flavour: str) -> None:
     assert checkq.__name__.endswith("_" + twin_flavour)
-    assert checkq.TimerQueue.GRAIN == 0.01 and checkq.TimerQueue.BATCH == 65536
+    assert checkq.TimerQueue.GRAIN == 0.01 and checkq.TimerQueue.BUDGET == 0.005
 
 
 def test_lanes_and_heap_fire_in_time_order_with_one_loop_timer(checkq: ModuleType) -> None:
@@ -118,6 +120,46 @@ def test_the_loop_timer_wakes_on_the_grain_grid_late_never_early(checkq: ModuleT
     q0 = checkq.TimerQueue(loop, grain=0)  # no grid: the entry's own time
     q0.at(1.0123, a)
     assert q0.armed_at == 1.0123
+
+
+def test_a_wake_up_yields_after_its_budget_and_the_rest_runs_at_the_next_turn(
+    checkq: ModuleType,
+) -> None:
+    """Issue 16: 5,000 checks due at once ran in one callback, the loop's other
+    timers 0.6 s late.  A wake-up stops once BUDGET has passed; the entries still
+    due are armed for the next turn (not rounded up to the grid), in order."""
+    loop = FakeLoop(start=0.0)
+    q = checkq.TimerQueue(loop, grain=0.01)
+    fired: list[tuple[float, str]] = []
+    items = [Recorder(f"r{i}", fired, loop) for i in range(12)]
+    each = q.BUDGET / 2.5  # three callbacks outlast the budget, whatever the clock does
+
+    def slow() -> None:
+        end = time.monotonic() + each
+        while time.monotonic() < end:
+            pass
+
+    for r in items:
+        r.action = slow
+        q.after(0.5, r)
+    def one_wake_up() -> int:  # the loop's next callback alone
+        before = len(fired)
+        while loop._heap[0][2].cancelled:
+            heapq.heappop(loop._heap)
+        when, _, h = heapq.heappop(loop._heap)
+        loop.now = max(loop.now, when)
+        h.callback(*h.args)
+        return len(fired) - before
+
+    assert q.armed_at == 0.5
+    wakes = [one_wake_up()]
+    assert 1 <= wakes[0] <= 3 and q.armed_at == 0.5  # the rest is due now: no grid
+    while len(fired) < len(items):
+        wakes.append(one_wake_up())
+    assert [n for _, n in fired] == [r.name for r in items]
+    assert all(1 <= w <= 3 for w in wakes) and len(wakes) >= 4
+    assert loop.now == 0.5
+    assert q.handle is None and len(q) == 0
 
 
 def test_a_raising_callback_is_logged_and_the_batch_goes_on(

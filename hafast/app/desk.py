@@ -119,11 +119,13 @@ class StatusDesk:
             w.requests.pop(self.sup._seq, None)
             return None
 
-    async def status(self, *, stream: bool = False) -> dict[str, Any]:
+    async def status(self, *, stream: bool = False, down: bool = False,
+                     limit: int | None = None) -> dict[str, Any]:
         """Everything `hafast status`, the dumps and /metrics show, in one dict.
 
         ``stream``: the pools' rows as :class:`~hafast.lib.jsonstream.JsonArray`,
-        for the control socket's reply, which writes them a chunk at a time."""
+        for the control socket's reply, which writes them a chunk at a time.
+        ``down``/``limit``: only those rows (:meth:`PoolKeeper.status`)."""
         # A reload may start or stop workers while the replies are awaited.
         current = list(self.sup.workers)
         replies = await asyncio.gather(*(self.worker_status(w) for w in current))
@@ -159,8 +161,8 @@ class StatusDesk:
                 "reload": self.sup.reloads_q.status(), "vip_releases": self.sup.vip_guard.released,
                 "workers": workers,
                 "vrrp": vrrp, "checkers": checks,
-                "pools": (self.sup.pools.status(lazy_rows=stream) if self.sup.pools is not None
-                          else None),
+                "pools": (self.sup.pools.status(lazy_rows=stream, down=down, limit=limit)
+                          if self.sup.pools is not None else None),
                 # fleet mode (docs/fleet.md): each announced VIP's state and quorum
                 "fleet": self.sup.fleet.status() if self.sup.fleet is not None else None,
                 # ... and its BGP/BFD sessions as FRR reports them (hafast.fleet.sessions)
@@ -178,7 +180,8 @@ class StatusDesk:
                 return await self.status(stream=True)
             from hafast.status.select import select
 
-            return select(await self.status(), **asked)
+            return select(await self.status(down=asked.get("down", False),
+                                            limit=asked.get("limit")), **asked)
         if cmd == "reload":
             return {"ok": await self.sup.reload()}
         if cmd in ("data", "stats", "json"):

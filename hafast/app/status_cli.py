@@ -44,7 +44,7 @@ def json_lines(raw: bytes) -> str:
 
 def render(st: dict[str, Any], *, limit: int = 50) -> str:
     """The status as a table a person reads; ``limit`` real servers per virtual server."""
-    from hafast.status.dump import vrrp_sockets  # only here: its imports cost the --json path
+    from hafast.status.view import vrrp_sockets  # only here: not the --json path's
 
     lines = [f"hafast pid {st['pid']}  config {st['config']}  up {st['uptime']:.0f}s  "
              f"reloads {st['reloads']} (rejected {st['reload_errors']})"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 CHUNK = 256  # items encoded at once: a few tens of KB of rows alive, not megabytes
@@ -33,30 +34,45 @@ class JsonArray:
     """A list made when it is written (``make()`` returns its items, each time anew).
 
     Iterating it makes the items too, for a reader that is not :func:`pieces`.
+
+    ``text`` and ``item``, given together: ``make()`` returns sources, ``text(source)``
+    is an item's JSON text and ``item(source)`` the item itself (for iteration).  The
+    status rows take this way: a row written by an f-string is a third of the cost of
+    a dict and the C encoder (~15 against ~45 ms at 10,000 real servers, issue 16).
+    Whoever passes ``text`` holds it to ``json.dumps(item(source))`` in a test.
+
+    >>> a = JsonArray(lambda: range(3), text=lambda i: f'{{"i":{i}}}', item=lambda i: {"i": i})
+    >>> "".join(a.texts(str)), list(a)
+    ('[{"i":0},{"i":1},{"i":2}]', [{'i': 0}, {'i': 1}, {'i': 2}])
     """
 
-    __slots__ = ("chunk", "make")
+    __slots__ = ("chunk", "item", "make", "text")
 
-    def __init__(self, make: Callable[[], Iterable[Any]], chunk: int = CHUNK) -> None:
+    def __init__(self, make: Callable[[], Iterable[Any]], chunk: int = CHUNK, *,
+                 text: Callable[[Any], str] | None = None,
+                 item: Callable[[Any], Any] | None = None) -> None:
+        if (text is None) != (item is None):
+            raise ValueError("JsonArray: text and item go together")
         self.make = make
         self.chunk = chunk
+        self.text = text
+        self.item = item
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self.make())
+        items = iter(self.make())
+        return items if self.item is None else map(self.item, items)
 
     def texts(self, default: Callable[[Any], Any]) -> Iterator[str]:
         """The array as JSON text, in pieces of at most ``chunk`` items."""
         yield "["
-        batch: list[Any] = []
-        first = True
-        for item in self.make():
-            batch.append(item)
-            if len(batch) >= self.chunk:
-                yield ("" if first else ",") + _encoded(batch, default)
-                first = False
-                batch = []
-        if batch:
-            yield ("" if first else ",") + _encoded(batch, default)
+        sources = iter(self.make())
+        sep = ""
+        while batch := list(islice(sources, self.chunk)):
+            if self.text is None:
+                yield sep + _encoded(batch, default)
+            else:
+                yield sep + ",".join(map(self.text, batch))
+            sep = ","
         yield "]"
 
 

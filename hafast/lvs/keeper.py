@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hafast.config import model as m
@@ -16,8 +17,11 @@ from hafast.lib.jsonstream import JsonArray
 from hafast.lvs.alerts import QuorumAlerts
 from hafast.lvs.backend import Timeouts
 from hafast.lvs.manager import PoolManager, make_backend
+from hafast.lvs.rows import cut, row, row_text, rows
 
 __all__ = ["CountingBackend", "PoolKeeper", "make_backend"]
+
+_ALIVE = operator.attrgetter("alive")
 
 
 class CountingBackend:
@@ -129,26 +133,31 @@ class PoolKeeper:
         read = getattr(self.backend.inner, "counters", None)
         return await read() if read is not None else None
 
-    def status(self, *, lazy_rows: bool = False) -> dict[str, Any]:
+    def status(self, *, lazy_rows: bool = False, down: bool = False,
+               limit: int | None = None) -> dict[str, Any]:
         """The pools for ``hafast status``.  ``lazy_rows``: each virtual server's
         real servers as a :class:`~hafast.lib.jsonstream.JsonArray`, made as the
-        control socket writes them (a reply's rows are not all alive at once)."""
+        control socket writes them (a reply's rows are not all alive at once).
+        ``down``/``limit``: only the rows :func:`hafast.lvs.rows.cut` keeps, and
+        each virtual server's ``counts`` (:func:`hafast.status.select.select`
+        then leaves its rows alone)."""
         vss = []
         for st in self.policy.vss.values():
             dests = self._pool_dests(st)
-            rss: Any = (JsonArray(functools.partial(_rows, st, dests)) if lazy_rows
-                        else list(_rows(st, dests)))
-            vss.append({"name": st.label, "quorum_up": st.quorum_up,
-                        "suspended": st.suspended, "real_servers": rss})
+            vs: dict[str, Any] = {"name": st.label, "quorum_up": st.quorum_up,
+                                  "suspended": st.suspended}
+            if down or limit is not None:
+                vs["real_servers"], vs["counts"] = cut(
+                    st.rss.values(), _ALIVE, functools.partial(row, dests=dests),
+                    down=down, limit=limit)
+            elif lazy_rows:
+                vs["real_servers"] = JsonArray(
+                    st.rss.values, text=functools.partial(row_text, dests=dests),
+                    item=functools.partial(row, dests=dests))
+            else:
+                vs["real_servers"] = list(rows(st, dests))
+            vss.append(vs)
         return {"backend": self.backend.name, "virtual_servers": vss,
                 "changes": dict(self.backend.changes), "errors": self.manager.errors,
                 "messages": getattr(self.backend.inner, "messages", 0),
                 "alerts": dict(self.alerts.mailer.counters) if self.alerts else {}}
-
-
-def _rows(st: Any, dests: dict[Any, Any]) -> Iterator[dict[str, Any]]:
-    """``hafast status``'s row of each real server of the virtual server ``st``."""
-    for r in st.rss.values():
-        d = dests.get((r.rs.address, r.dest_port))
-        yield {"address": r.rs.address, "port": r.dest_port, "alive": r.alive,
-               "weight": r.weight, "pool_weight": None if d is None else d.weight}

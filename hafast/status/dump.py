@@ -61,6 +61,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from hafast.status.view import vrrp_sockets
+
 EXTENSIONS = {"data": "data", "stats": "stats", "json": "json"}
 
 
@@ -273,22 +275,6 @@ def vrrp_json(status: dict[str, Any], config: Any = None) -> list[dict[str, Any]
         out.append({"data": _ka_data(inst, cfg, config),
                     "stats": {k: int(stats.get(k, 0)) for k in _KA_STATS}})
     return out
-
-
-def vrrp_sockets(status: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each VRRP socket's view once (instances on one interface share their socket).
-
-    >>> st = {"vrrp": [{"socket": {"name": "eth0/v4"}}, {"socket": {"name": "eth0/v4"}},
-    ...                {"data": {}}]}
-    >>> vrrp_sockets(st)
-    [{'name': 'eth0/v4'}]
-    """
-    seen: dict[str, dict[str, Any]] = {}
-    for inst in status.get("vrrp", ()):
-        sock = inst.get("socket")
-        if sock is not None:
-            seen.setdefault(sock["name"], sock)
-    return list(seen.values())
 
 
 def check_json(status: dict[str, Any]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from hafast.status.dump import vrrp_sockets
+from hafast.status.view import vrrp_sockets
 
 # hafast.fleet.announce's states, written out: status sits below the fleet package
 ANNOUNCE_STATES = ("STARTUP", "ANNOUNCED", "WITHDRAWN", "DRAINING")

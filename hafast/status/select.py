@@ -35,8 +35,17 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from hafast.lvs.rows import cut
+
+_ALIVE = operator.itemgetter("alive")
+
+
+def _SAME(row: dict[str, Any]) -> dict[str, Any]:
+    return row
 
 # states an instance settles in; anything else is worth a look under --down
 SETTLED = frozenset({"MASTER", "BACKUP"})
@@ -105,12 +114,6 @@ def vs_matcher(spec: str) -> Callable[[str], bool]:
     return match
 
 
-def _limited(rss: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    if len(rss) <= limit:
-        return rss
-    return rss[:limit] + [r for r in rss[limit:] if not r["alive"]][:limit]
-
-
 def select(st: dict[str, Any], *, down: bool = False, vs: Sequence[str] = (),
            instance: Sequence[str] = (), limit: int | None = None) -> dict[str, Any]:
     """The part of the status ``st`` the filters ask for (see the module's docstring).
@@ -151,16 +154,13 @@ def select(st: dict[str, Any], *, down: bool = False, vs: Sequence[str] = (),
             vss = [v for v in vss if any(m(v["name"]) for m in matchers)]
         kept = []
         for v in vss:
-            rss = v["real_servers"]
-            alive = sum(1 for r in rss if r["alive"])
-            if down:
-                if alive == len(rss) and v.get("quorum_up", True):
-                    continue
-                rss = [r for r in rss if not r["alive"]]
-            if limit is not None:
-                rss = _limited(rss, limit)
-            kept.append({**v, "real_servers": rss,
-                         "counts": {"real_servers": len(v["real_servers"]), "alive": alive}})
+            if "counts" in v:  # cut where it was made (PoolKeeper.status)
+                rss, counts = v["real_servers"], v["counts"]
+            else:
+                rss, counts = cut(v["real_servers"], _ALIVE, _SAME, down=down, limit=limit)
+            if down and counts["alive"] == counts["real_servers"] and v.get("quorum_up", True):
+                continue
+            kept.append({**v, "real_servers": rss, "counts": counts})
         out["pools"] = {**pools, "virtual_servers": kept}
         selected += len(kept)
     out["selected"] = selected

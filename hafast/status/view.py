@@ -6,7 +6,9 @@ pull) were ~40 ms of that command's start on a busy director (issue 16).
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # (the client's start: see hafast.app.ctlproto)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["vrrp_sockets"]
 

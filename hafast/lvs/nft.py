@@ -289,16 +289,17 @@ class NftBackend:
     async def set_timeouts(self, timeouts: Timeouts) -> None:
         """lvs_timeouts are IPVS settings; conntrack's own timeouts apply here."""
 
-    def _lines_for(self, key: ServiceKey, after: Pool, dr: set[ServiceKey],
-                   moved: set[DestKey] | None = None) -> list[str]:
-        """The lines that make ``key``'s chain as ``after`` has it; ``dr`` (the
-        services in the netdev table) is updated to match.  ``moved``: the
-        destinations that changed (None: any may have)."""
-        svc = after.services.get(key)
-        held = after.dests.get(key, {})
-        dests = list(held.values())
-        direct = svc is not None and nft_dr.is_dr(key, dests)
-        present = key in self.pool.services
+    def _lines_for(self, key: ServiceKey, prior: tuple[Service | None, list[Dest]],
+                   dr: set[ServiceKey], moved: set[DestKey] | None = None) -> list[str]:
+        """The lines that make ``key``'s chain as ``self.pool`` now has it, from
+        ``prior`` (:meth:`_prior`: what the table held); ``dr`` (the services in the
+        netdev table) is updated to match.  ``moved``: the destinations that
+        changed (None: any may have)."""
+        svc = self.pool.services.get(key)
+        held = self.pool.dests.get(key, {})
+        # (is_dr stops at the first NAT destination: O(1) for a NAT service)
+        direct = svc is not None and nft_dr.is_dr(key, held.values())
+        present = prior[0] is not None
         was_nat = present and key not in dr
         if not direct:
             self.dr.forget(key)
@@ -314,14 +315,15 @@ class NftBackend:
                       f"delete chain {family} {table} {chain}"]
             lines += self._drop_slots(key)
             if was_nat:
-                lines += self._leftovers(key, None, [])
+                lines += nft_text.persistent_leftovers(self.table, *prior, None, [])
             dr.discard(key)
             present = False
         if svc is None:
             return lines
         if direct:
             dr.add(key)
-            return lines + self.dr.chain_lines(key, self.dr.rule_of(key, svc, dests), present)
+            return lines + self.dr.chain_lines(key, self.dr.rule_of(key, svc, list(held.values())),
+                                               present)
         t = self.table
         chain = chain_name(key)
         mapname, element = nft_text.element(key)
@@ -329,6 +331,7 @@ class NftBackend:
             lines += [f"add chain inet {t} {chain}",
                       f"add element inet {t} {mapname} {{ {element} : jump {chain} }}"]
         if svc.timeout > 0:  # persistence: a set of clients per real server (nft_text)
+            dests = list(held.values())
             if present:
                 lines.append(f"flush chain inet {t} {chain}")
             lines += self._drop_slots(key)
@@ -336,11 +339,14 @@ class NftBackend:
             lines += [f"add rule inet {t} {chain} {rule}"
                       for rule in nft_text.persistent_rules(svc, dests)]
         else:
-            lines += self._slot_lines(key, svc, held, present, moved)
-        return lines + (self._leftovers(key, svc, dests) if was_nat and present else [])
+            lines += self._slot_lines(key, svc, held, prior[0] if present else None, moved)
+        if was_nat and present and prior[0] is not None and prior[0].timeout > 0:
+            lines += nft_text.persistent_leftovers(self.table, *prior, svc,
+                                                   list(held.values()))
+        return lines
 
     def _slot_lines(self, key: ServiceKey, svc: Service, held: dict[DestKey, Dest],
-                    present: bool, moved: set[DestKey] | None) -> list[str]:
+                    before: Service | None, moved: set[DestKey] | None) -> list[str]:
         """A NAT service's chain and slot map (:mod:`hafast.lvs.nft_slots`): only the
         elements of the destinations in ``moved`` when the map is known and keeps its
         kind, and the rule when the width or the scheduler changed; else all of it."""
@@ -357,8 +363,8 @@ class NftBackend:
             return [f"add rule inet {t} {chain} "
                     f"{pick_rule(svc, names, table.width, '@' + mapname)}"] if table.width else []
 
+        present = before is not None
         table, had = self.slots.get(key, (None, False))
-        before = self.pool.services.get(key)
         if (table is not None and moved is not None and before is not None
                 and before.timeout <= 0 and had == names):
             changed = {}
@@ -406,12 +412,6 @@ class NftBackend:
                           f"delete map inet {t} {mapname}"]
         return lines
 
-    def _leftovers(self, key: ServiceKey, svc: Service | None, dests: list[Dest]) -> list[str]:
-        """The persistence sets and chains the service had and no longer has."""
-        return nft_text.persistent_leftovers(
-            self.table, self.pool.services.get(key),
-            list(self.pool.dests.get(key, {}).values()), svc, dests)
-
     def _dr_tick(self) -> None:
         """Every DR service's real servers looked up again; the chains whose rule
         changed and the hook rewritten (hafast.lvs.nft_dr.DirectRouting.tick)."""
@@ -442,41 +442,52 @@ class NftBackend:
             self._dr_timer = loop.call_later(delay, self._dr_tick)
 
     async def apply(self, changes: Sequence[Change]) -> int:
-        """All ``changes`` in ONE nft transaction (each touched service rewritten).
-        Nothing to change right after :meth:`open`: the table is made now."""
+        """All ``changes`` in ONE nft transaction (each touched service rewritten, or
+        only its slot map's elements).  Nothing to change right after :meth:`open`:
+        the table is made now."""
         if not changes:
             self._run([])
             return 0
-        # Copied: the services the changes touch (the others are shared with
-        # self.pool, which is never changed in place, only replaced)
         moved: dict[ServiceKey, set[DestKey]] = {}
-        after = Pool(dict(self.pool.services), dict(self.pool.dests))
+        implied: list[Change] = []
         for c in changes:
             key = c.service.key
             if key not in moved:
                 moved[key] = set()
-                after.dests[key] = dict(after.dests.get(key, ()))
             if c.dest is not None:  # a destination implies its service
-                after.services.setdefault(key, c.service)
+                if key not in self.pool.services and not any(
+                        i.service.key == key for i in implied):
+                    implied.append(Change(ADD_SERVICE, c.service))
                 moved[key].add(c.dest.key)
-        after.apply(changes)
-        lines: list[str] = []
+        # what the lines need of the table as it is: each service, and the
+        # destinations of a persistent one (their sets may have to go)
+        prior = {key: self._prior(key) for key in moved}
+        # self.pool is changed in place and put back if nft refuses (a copy of a
+        # touched service was O(its destinations) per transaction)
+        undo = self.pool.apply_undoable([*implied, *changes])
         dr = set(self.dr.services)
-        for key, dests in moved.items():
-            lines += self._lines_for(key, after, dr, dests)
-        hook, hooked = self.dr.hook_lines(dr)
         try:
+            lines: list[str] = []
+            for key, dests in moved.items():
+                lines += self._lines_for(key, prior[key], dr, dests)
+            hook, hooked = self.dr.hook_lines(dr)
             # hooked after the chains it jumps to exist, unhooked before they go
             self._run([*lines, *hook] if dr else [*hook, *lines])
-        except Exception:
+        except BaseException:
+            undo()
             self.dr.failed()
             for key in moved:  # its map may or may not be there now (_drop_slots)
                 self.slots[key] = (None, False)
             raise
-        self.pool = after
         self.dr.sent(dr, hooked)
         self._arm_dr_timer()
         return len(changes)
+
+    def _prior(self, key: ServiceKey) -> tuple[Service | None, list[Dest]]:
+        before = self.pool.services.get(key)
+        if before is None or before.timeout <= 0:
+            return before, []
+        return before, list(self.pool.dests.get(key, {}).values())
 
     async def ensure_service(self, service: Service) -> None:
         await self.apply([Change(ADD_SERVICE, service)])

@@ -42,7 +42,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from hafast.lvs.backend import Dest, Pool, Service, ServiceKey
@@ -77,7 +77,7 @@ class Lookups(Protocol):
     def nudge(self, address: str) -> None: ...
 
 
-def is_dr(key: ServiceKey, dests: Sequence[Dest]) -> bool:
+def is_dr(key: ServiceKey, dests: Collection[Dest]) -> bool:
     """A service direct-routed on nftables: every destination DR, no fwmark.
 
     >>> k = ServiceKey(4, "TCP", "192.0.2.1", 80)

@@ -26,7 +26,7 @@ from hafast.app import netns
 from hafast.app.ipc import CHECK, VRRP
 from hafast.app.process import STARTUP_GRACE_S, WorkerHandle
 from hafast.config import model as m
-from hafast.lib import memtrim
+from hafast.lib import gcfreeze, memtrim
 
 if TYPE_CHECKING:
     from hafast.app.supervisor import Supervisor
@@ -80,6 +80,7 @@ class Reloader:
                 w.grace_until = time.monotonic() + STARTUP_GRACE_S
                 w.grace_from_seq = w.ping_seq  # an older pong says nothing of the reload
             w.send("reload", {"config": new, "seed": self.sup._seed(w)})
+        gcfreeze.settle()  # the old model's cycles freed, the new one frozen
         memtrim.trim()  # the old model and the load's buffers (hafast.lib.memtrim)
 
     async def _checks(self, new: m.Config) -> set[int]:

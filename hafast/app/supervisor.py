@@ -59,7 +59,7 @@ from hafast.app.spare import SPARE_AFTER_S, Spare
 from hafast.app.startstop import run_script
 from hafast.app.vipguard import VipGuard
 from hafast.config import model as m
-from hafast.lib import memtrim
+from hafast.lib import gcfreeze, memtrim
 from hafast.lib.procopts import set_name
 from hafast.lvs.keeper import PoolKeeper, make_backend
 from hafast.lvs.syncd import SyncDaemons
@@ -174,6 +174,7 @@ class Supervisor:
             log.warning("control socket %s: %s", self.options.control_path, exc)
         self.desk.start_metrics()
         self._spawn(self._heartbeat())
+        gcfreeze.settle()  # the model and the pools, out of the collector's walks
         memtrim.trim()  # the load's and the first sync's buffers (hafast.lib.memtrim)
         log.info("started: %s", ", ".join(f"{w.name}={w.pid}" for w in self.workers) or
                  "nothing configured to run")

@@ -18,6 +18,7 @@ from typing import Any
 
 from hafast.app.ipc import VRRP, encode, read_message
 from hafast.app.process import die_with_parent
+from hafast.lib import gcfreeze
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import LogOptions
 from hafast.lib.logging import setup as setup_logging
@@ -135,6 +136,7 @@ async def _worker_main(fd: int, restore_priority: int | None = None) -> int:
 def worker_entry(argv: list[str]) -> int:
     """``python -m hafast.app.supervisor --worker-fd N``: what the parent starts."""
     fd = int(argv[argv.index("--worker-fd") + 1])
+    gcfreeze.enable()  # its engine frozen once built (hafast.lib.gcfreeze)
     if "--parent-pid" in argv and not die_with_parent(int(argv[argv.index("--parent-pid") + 1])):
         return 1
     restore: int | None = None

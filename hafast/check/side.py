@@ -13,6 +13,7 @@ from typing import Any
 from hafast._core.checkq import Latency
 from hafast.check.rounds import RoundWatch
 from hafast.check.view import Source
+from hafast.lib import gcfreeze
 
 log = logging.getLogger("hafast")
 
@@ -134,8 +135,11 @@ class CheckSide:
         if self.rounds is not None:
             self.rounds.begin(engine.runner.checks, [vs.key for vs in config.virtual_servers
                                                      if vs.announce is not None])
-        log.info("shard %d/%d: %d checks for %d real servers (%d seeded)", self.shard,
-                 self.shards, engine.checks, len(engine.healths), seeded)
+        # the old engine's cycles freed, the new one out of the collector's walks
+        took = gcfreeze.settle()
+        log.info("shard %d/%d: %d checks for %d real servers (%d seeded; gc %.0f ms)",
+                 self.shard, self.shards, engine.checks, len(engine.healths), seeded,
+                 took * 1000)
 
     def start(self, config: Source, seed: dict[Any, Any]) -> None:
         """Build and run; ``seed`` is read once and emptied: it is the parent's init

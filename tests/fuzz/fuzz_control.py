@@ -67,8 +67,9 @@ class _Desk(StatusDesk):
         self.seen.append(request)
         return await super().handle_control(request)
 
-    async def status(self, *, stream: bool = False) -> dict[str, Any]:
-        return _status()
+    async def status(self, *, stream: bool = False, down: bool = False,
+                     limit: int | None = None) -> dict[str, Any]:
+        return _status()  # whole rows: select cuts them (PoolKeeper.status would)
 
     async def dump(self, what: str, *, clear: bool = False) -> str:
         return f"/tmp/keepalived.{what}"

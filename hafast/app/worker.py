@@ -18,7 +18,7 @@ from typing import Any
 
 from hafast.app.ipc import VRRP, encode, read_message
 from hafast.app.process import die_with_parent
-from hafast.lib import gcfreeze
+from hafast.lib import gcfreeze, memtrim
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import LogOptions
 from hafast.lib.logging import setup as setup_logging
@@ -70,6 +70,7 @@ async def _worker_main(fd: int, restore_priority: int | None = None) -> int:
     # (hafast.check.view.ShardView: its shard's real servers, pickled in chunks) is
     # freed once this message, kept for the worker's life, no longer holds it (issue 16)
     tuning.apply(ProcessOptions.of(init.pop("config").global_defs, process))
+    memtrim.trim()  # the init message's unpickled buffers, freed now (hafast.lib.memtrim)
     # keepalived's max_auto_priority / min_auto_priority_delay
     lateness = LatenessWatch(loop, tuning.overdue)
     stop = loop.create_future()

@@ -168,9 +168,12 @@ class CheckSide:
         if self.rounds is not None:
             self.rounds.begin(engine.runner.checks, [vs.key for vs in config.virtual_servers
                                                      if vs.announce is not None])
+        # the removed checks' cycles freed (they were frozen), the new ones frozen
+        took = gcfreeze.settle()
         log.info("shard %d/%d reloaded: %d checks kept, %d added, %d removed; %d real "
-                 "servers (%d new seeded)", self.shard, self.shards, counts["kept"],
-                 counts["added"], counts["removed"], len(engine.healths), seeded)
+                 "servers (%d new seeded; gc %.0f ms)", self.shard, self.shards,
+                 counts["kept"], counts["added"], counts["removed"], len(engine.healths),
+                 seeded, took * 1000)
         return counts
 
     def stop(self) -> None:

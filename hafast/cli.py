@@ -14,12 +14,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
+
+TYPE_CHECKING = False  # neither typing nor argparse at start: `hafast status` is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 
 def _core(argv: Sequence[str]) -> int:
+    import argparse
+
     from hafast._core._select import compiled_status
 
     argparse.ArgumentParser(prog="hafast core", description=_core.__doc__).parse_args(argv)
@@ -32,6 +36,8 @@ _core.__doc__ = "show whether each hot path is compiled or its pure-Python twin"
 
 
 def _core_demo(argv: Sequence[str]) -> int:
+    import argparse
+
     from hafast.demo import run_demo
 
     parser = argparse.ArgumentParser(prog="hafast core-demo",
@@ -41,6 +47,8 @@ def _core_demo(argv: Sequence[str]) -> int:
 
 
 def _demo(argv: Sequence[str]) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="hafast demo",
         description="two hafast directors (MASTER/BACKUP) heal a farm of real servers; "

@@ -1,7 +1,7 @@
 """The control socket's client side: where the socket is, and one request/reply.
 
 Kept apart from :mod:`hafast.app.control` (the asyncio server) so that
-``hafast status`` imports nothing but ``json`` and ``socket``: at 10,000 real
+``hafast status`` imports nothing but ``json`` and ``_socket``: at 10,000 real
 servers the client's imports (asyncio, the command line, the dumps: 130-240 ms on a
 loaded host) cost more than the daemon's whole answer (issue 16).
 
@@ -13,7 +13,14 @@ Example::
 from __future__ import annotations
 
 import json
-import socket
+
+try:
+    # the C module alone: socket.py's enum classes and its selectors import were
+    # ~10 ms of every `hafast status` start (issue 16); its socket type has all
+    # this client calls
+    import _socket as _sock
+except ImportError:  # pragma: no cover - an interpreter without it
+    import socket as _sock  # type: ignore[no-redef]
 
 TYPE_CHECKING = False  # typing itself is ~3 ms of `hafast status`'s start
 if TYPE_CHECKING:
@@ -37,7 +44,8 @@ def default_socket(namespace: str | None) -> str:
 def query_raw(path: str, request: dict[str, Any], timeout: float = 10.0) -> bytes:
     """Send ``request`` to the daemon on ``path``; its reply, undecoded (one JSON
     document).  Raises OSError when nobody answers."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s = _sock.socket(_sock.AF_UNIX, _sock.SOCK_STREAM)
+    try:
         s.settimeout(timeout)
         s.connect(path)
         s.sendall(json.dumps(request).encode() + b"\n")
@@ -47,6 +55,8 @@ def query_raw(path: str, request: dict[str, Any], timeout: float = 10.0) -> byte
             if not chunk:
                 break
             chunks.append(chunk)
+    finally:
+        s.close()
     return b"".join(chunks)
 
 

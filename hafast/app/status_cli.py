@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ from hafast.app.ctlproto import default_socket, query_raw
 
 TYPE_CHECKING = False  # (the client's start: see hafast.app.ctlproto)
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
     from typing import Any, TextIO
 
@@ -101,6 +101,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     """argparse's formatter at the terminal's width, found as shutil would find it:
     argparse imports shutil for that on every ``add_argument`` (and shutil bz2, lzma,
     zlib, fnmatch), ~5 ms of the client's start on a busy director."""
+    import argparse
+
     try:
         columns = int(os.environ["COLUMNS"])
     except (KeyError, ValueError):
@@ -111,9 +113,10 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.HelpFormatter(prog, width=max(columns, 20) - 2)
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """``hafast status``; 0 shown, 1 no daemon (or it refused), 3 nothing matched."""
-    out = out or sys.stdout
+def parser() -> argparse.ArgumentParser:
+    """The command line as argparse reads it: help, usage and every error."""
+    import argparse
+
     ap = argparse.ArgumentParser(
         prog="hafast status", description="state of the running hafast daemon",
         formatter_class=_formatter,
@@ -133,9 +136,75 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                          "a virtual_server_group name (repeatable)")
     ap.add_argument("--instance", action="append", metavar="NAME",
                     help="only this VRRP instance (repeatable)")
-    args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.limit is not None and args.limit < 0:
-        ap.error("--limit must be >= 0")
+    return ap
+
+
+# The plain spellings :func:`quick_args` reads: flag -> (attribute, takes a value, kind)
+_QUICK = {"--json": ("json", False, bool), "--down": ("down", False, bool),
+          "--socket": ("socket", True, str), "-s": ("namespace", True, str),
+          "--namespace": ("namespace", True, str), "--limit": ("limit", True, int),
+          "--vs": ("vs", True, list), "--instance": ("instance", True, list)}
+
+
+class Args:
+    """What the command line asked for (argparse's Namespace has the same fields)."""
+
+    def __init__(self) -> None:
+        self.json = self.down = False
+        self.socket: str | None = None
+        self.namespace: str | None = None
+        self.limit: int | None = None
+        self.vs: list[str] | None = None
+        self.instance: list[str] | None = None
+
+
+def quick_args(argv: Sequence[str]) -> Args | None:
+    """The options in their plain spellings, read without argparse (argparse and
+    what it imports were ~10 ms of every ``hafast status``'s start, issue 16).
+    None for anything else (``-h``, an abbreviation, ``--opt=value``, a value that
+    starts with ``-``, a bad number): argparse then reads the command line as ever,
+    with its help and its errors.  ``tests/unit/core/test_status_select.py`` holds
+    the two readings equal.
+
+    >>> a = quick_args(["--vs", "10.0.0.1:80", "--down", "--vs", "web"])
+    >>> a.vs, a.down, a.json, quick_args(["--js"])
+    (['10.0.0.1:80', 'web'], True, False, None)
+    """
+    out = Args()
+    it = iter(argv)
+    for word in it:
+        row = _QUICK.get(word)
+        if row is None:
+            return None
+        name, takes, kind = row
+        if not takes:
+            setattr(out, name, True)
+            continue
+        value = next(it, None)
+        if value is None or value.startswith("-"):
+            return None
+        if kind is int:
+            if not value.isdigit():
+                return None
+            setattr(out, name, int(value))
+        elif kind is list:
+            got = getattr(out, name)
+            setattr(out, name, [*(got or ()), value])
+        else:
+            setattr(out, name, value)
+    return out
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """``hafast status``; 0 shown, 1 no daemon (or it refused), 3 nothing matched."""
+    out = out or sys.stdout
+    words = list(sys.argv[1:] if argv is None else argv)
+    args: Any = quick_args(words)
+    if args is None:
+        ap = parser()
+        args = ap.parse_args(words)
+        if args.limit is not None and args.limit < 0:
+            ap.error("--limit must be >= 0")
     path = args.socket or default_socket(args.namespace)
     filtered = bool(args.down or args.vs or args.instance)
     request: dict[str, Any] = {"cmd": "status"}

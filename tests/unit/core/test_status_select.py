@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hafast.app import status_cli as cli
 from hafast.app.cmdline import Options
@@ -177,3 +179,44 @@ def test_client_daemon_refuses(ctl: tuple[str, list[dict[str, Any]]],
     with pytest.raises(SystemExit):
         cli.main(["--socket", path, "--limit", "-1"])
     assert "--limit must be >= 0" in capsys.readouterr().err
+
+
+_WORDS = st.sampled_from(["--json", "--down", "--socket", "-s", "--namespace", "--limit",
+                          "--vs", "--instance", "-h", "--js", "--socket=/x", "-sNAME", "--",
+                          "10.0.0.1:80", "web", "/run/x.ctl", "3", "007", "-1", "x1", ""])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_WORDS, max_size=7))
+def test_quick_args_read_what_argparse_reads(words: list[str]) -> None:
+    """``hafast status`` reads its plain options without argparse (its start-up,
+    issue 16); whatever it reads so must be what argparse reads, and anything else
+    goes to argparse (help, errors, abbreviations)."""
+    quick = cli.quick_args(words)
+    if quick is None:
+        return
+    ap = cli.parser()
+    ap.exit = _no_exit  # type: ignore[method-assign]
+    ap.error = _no_exit  # type: ignore[method-assign]
+    try:
+        want = vars(ap.parse_args(words))
+    except _Exited:
+        raise AssertionError(f"quick_args read {words} but argparse refuses it") from None
+    assert vars(quick) == want
+
+
+class _Exited(Exception):
+    pass
+
+
+def _no_exit(*_args: object, **_kw: object) -> None:
+    raise _Exited
+
+
+def test_quick_args_leave_help_and_mistakes_to_argparse() -> None:
+    for words in (["-h"], ["--js"], ["--limit", "-1"], ["--limit", "x"], ["--vs"],
+                  ["--socket=/x"], ["extra"]):
+        assert cli.quick_args(words) is None, words
+    assert vars(cli.quick_args(["--limit", "5", "-s", "b", "--json"])) == {
+        "json": True, "down": False, "socket": None, "namespace": "b", "limit": 5,
+        "vs": None, "instance": None}

@@ -1,7 +1,7 @@
 """The control socket's client side: where the socket is, and one request/reply.
 
 Kept apart from :mod:`hafast.app.control` (the asyncio server) so that
-``hafast status`` imports nothing but ``json`` and ``_socket``: at 10,000 real
+``hafast status`` imports nothing but ``_json`` and ``_socket``: at 10,000 real
 servers the client's imports (asyncio, the command line, the dumps: 130-240 ms on a
 loaded host) cost more than the daemon's whole answer (issue 16).
 
@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-import json
+from hafast.app import ctljson
 
 try:
     # the C module alone: socket.py's enum classes and its selectors import were
@@ -48,7 +48,7 @@ def query_raw(path: str, request: dict[str, Any], timeout: float = 10.0) -> byte
     try:
         s.settimeout(timeout)
         s.connect(path)
-        s.sendall(json.dumps(request).encode() + b"\n")
+        s.sendall(ctljson.dumps(request).encode() + b"\n")
         chunks = []
         while True:
             chunk = s.recv(1 << 18)
@@ -62,5 +62,5 @@ def query_raw(path: str, request: dict[str, Any], timeout: float = 10.0) -> byte
 
 def query(path: str, cmd: str = "status", timeout: float = 10.0, **extra: Any) -> dict[str, Any]:
     """Ask the daemon listening on ``path``; raises OSError when nobody answers."""
-    reply: dict[str, Any] = json.loads(query_raw(path, {"cmd": cmd, **extra}, timeout) or b"{}")
+    reply: dict[str, Any] = ctljson.loads(query_raw(path, {"cmd": cmd, **extra}, timeout) or b"{}")
     return reply

@@ -2,8 +2,9 @@
 running daemon over its control socket.
 
 hafast/cli.py calls :func:`main` with the arguments after ``status``.  This module
-imports only ``argparse``, ``json`` and :mod:`hafast.app.ctlproto` at the top: the
-client's start-up is most of what an operator waits for (issue 16).  The daemon
+imports only :mod:`hafast.app.ctlproto` and :mod:`hafast.app.ctljson` at the top (no
+argparse unless the command line needs it, no json, no re, no typing): the client's
+start-up is most of what an operator waits for (issue 16).  The daemon
 applies the filters (:mod:`hafast.status.select`) and sends only what was asked.
 
 Example::
@@ -15,10 +16,10 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from hafast.app import ctljson
 from hafast.app.ctlproto import default_socket, query_raw
 
 TYPE_CHECKING = False  # (the client's start: see hafast.app.ctlproto)
@@ -230,7 +231,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         out.write(json_lines(raw))
         return 0
     try:
-        st = json.loads(raw)
+        st = ctljson.loads(raw)
     except ValueError as exc:
         print(f"hafast status: the daemon's reply is not JSON: {exc}", file=sys.stderr)
         return 1
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
               file=sys.stderr)
         return 1
     if args.json:
-        out.write(json_lines(json.dumps(st, separators=(",", ":")).encode()))
+        out.write(json_lines(ctljson.dumps(st).encode()))
     else:
         out.write(render(st, limit=50 if limit is None else limit))
     if filtered and not st["selected"]:

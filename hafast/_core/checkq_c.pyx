@@ -83,7 +83,9 @@ cdef class TimerQueue:
     cdef readonly long long seq
     cdef readonly double due     # while on_timer runs: the time its entry was due
     cdef public long long steady # steady successes not yet taken (see checkq_py)
+    cdef public double late      # worst lateness of an entry run (see checkq_py)
     cdef object _run_cb          # the bound _run, made once
+    cdef double _now             # the loop's time at this wake-up (for late)
     cdef Lane *_lanes
     cdef Py_ssize_t _nlanes
     cdef Py_ssize_t _lanes_cap
@@ -100,6 +102,8 @@ cdef class TimerQueue:
         self.grain = self.GRAIN if grain is None else grain
         self.seq = 0
         self.due = 0.0
+        self.late = 0.0
+        self._now = 0.0
         self.handle = None
         self.armed_at = 0.0
         self._run_cb = self._run
@@ -180,6 +184,12 @@ cdef class TimerQueue:
         self.steady = 0
         return n
 
+    def take_late(self):
+        """The worst lateness (seconds) of an entry run since the last call."""
+        late = self.late
+        self.late = 0.0
+        return late
+
     # -- the loop timer -----------------------------------------------------------
 
     cdef _arm(self, double when):
@@ -201,7 +211,8 @@ cdef class TimerQueue:
         # (armed_at -inf: nothing is "earlier"); the earliest entry is armed once, after.
         self.handle = _RUNNING
         self.armed_at = -INFINITY
-        due = <double>self.loop.time() + <double>self.SLACK
+        self._now = <double>self.loop.time()
+        due = self._now + <double>self.SLACK
         stop = _monotonic() + <double>self.BUDGET
         nlanes = self._nlanes  # a lane a callback opens waits for the next wake-up
         i = 0
@@ -251,6 +262,8 @@ cdef class TimerQueue:
         if _token(check) == e.seq:
             _set_token(check, 0)
             self.due = e.when
+            if self._now - e.when > self.late:
+                self.late = self._now - e.when
             try:
                 if isinstance(check, Check):
                     (<Check>check)._on_timer()

@@ -79,8 +79,8 @@ _RUNNING = _Running()
 class TimerQueue:
     """Every check's one pending timer, behind one ``loop.call_at`` handle."""
 
-    __slots__ = ("armed_at", "due", "grain", "handle", "heap", "lanes", "loop", "seq",
-                 "steady")
+    __slots__ = ("armed_at", "due", "grain", "handle", "heap", "lanes", "late", "loop",
+                 "seq", "steady")
 
     # Entries due within this much of the wake-up run in the same batch: libuv timers
     # have millisecond resolution and may wake a hair early.
@@ -116,6 +116,10 @@ class TimerQueue:
         # Steady successes the checks settled themselves (Check._done), not yet
         # counted by the runner: take_steady() hands them over.
         self.steady = 0
+        # The worst lateness of an entry run since take_late(): how late the checks
+        # start.  The loop's own lag cannot show it: a wake-up yields after BUDGET,
+        # so a queue falling behind keeps the loop's other timers on time.
+        self.late = 0.0
         self.handle: Any = None
         self.armed_at = 0.0
 
@@ -144,6 +148,11 @@ class TimerQueue:
         n, self.steady = self.steady, 0
         return n
 
+    def take_late(self) -> float:
+        """The worst lateness (seconds) of an entry run since the last call."""
+        late, self.late = self.late, 0.0
+        return late
+
     def _arm(self, when: float) -> None:
         if self.handle is not None:
             self.handle.cancel()
@@ -158,13 +167,16 @@ class TimerQueue:
         # While the batch runs, entries the callbacks push do not touch the loop timer
         # (armed_at -inf: nothing is "earlier"); the earliest entry is armed once, after.
         self.handle, self.armed_at = _RUNNING, float("-inf")
-        due = self.loop.time() + self.SLACK
+        now = self.loop.time()
+        due = now + self.SLACK
         stop = time.monotonic() + self.BUDGET
         left = True
         for lane in list(self.lanes.values()):  # a callback may open a new lane
             while lane and left and lane[0][0] <= due:
                 when, token, check = lane.popleft()
                 if check.token == token:
+                    if now - when > self.late:
+                        self.late = now - when
                     check.token = 0
                     self.due = when
                     try:
@@ -176,6 +188,8 @@ class TimerQueue:
         while heap and left and heap[0][0] <= due:
             when, token, check = heapq.heappop(heap)
             if check.token == token:
+                if now - when > self.late:
+                    self.late = now - when
                 check.token = 0
                 self.due = when
                 try:

@@ -162,6 +162,25 @@ def test_a_wake_up_yields_after_its_budget_and_the_rest_runs_at_the_next_turn(
     assert q.handle is None and len(q) == 0
 
 
+def test_the_queue_reports_how_late_its_entries_ran(checkq: ModuleType) -> None:
+    """take_late(): the worst lateness of an entry run since the last call, the
+    engine lag the loop's own timers no longer show once a wake-up yields."""
+    loop = FakeLoop(start=0.0)
+    q = checkq.TimerQueue(loop, grain=0)
+    fired: list[tuple[float, str]] = []
+    a, b, c = (Recorder(n, fired, loop) for n in "abc")
+    q.after(0.5, a)
+    q.at(0.6, b)
+    q.after(0.9, c)
+    assert q.take_late() == 0.0
+    loop.now = 0.8  # the loop was held up: a and b run late, c is not due yet
+    q._run()
+    assert [n for _, n in fired] == ["a", "b"]
+    assert q.take_late() == pytest.approx(0.3) and q.take_late() == 0.0
+    loop.advance_to(2.0)  # c on time
+    assert q.take_late() == pytest.approx(0.0)
+
+
 def test_a_raising_callback_is_logged_and_the_batch_goes_on(
     checkq: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -25,8 +25,9 @@ family}``                                              read them (a full receive
 ``hafast_virtual_server_quorum_up{virtual_server}``    quorum state
 ``hafast_check_latency_seconds{shard}``                histogram of attempt durations
 ``hafast_check_attempts_total`` / ``_failures_total``  per shard (failures per reason)
-``hafast_check_engine_lag_seconds{shard}``             worst timer lateness since the
-                                                       previous scrape
+``hafast_check_engine_lag_seconds{shard}``             worst lateness since the previous
+                                                       scrape of a check's start or of
+                                                       the loop's timers
 ``hafast_worker_restarts_total{worker}``               restarts (and heartbeat kills)
 ``hafast_pool_changes_total{op}``                      backend operations by kind
 ``hafast_announce_state{prefix,state}``                fleet mode: 1 for the VIP's state

@@ -173,30 +173,12 @@ class TimerQueue:
         left = True
         for lane in list(self.lanes.values()):  # a callback may open a new lane
             while lane and left and lane[0][0] <= due:
-                when, token, check = lane.popleft()
-                if check.token == token:
-                    if now - when > self.late:
-                        self.late = now - when
-                    check.token = 0
-                    self.due = when
-                    try:
-                        check.on_timer()
-                    except Exception:  # an event consumer that raised: log it, go on
-                        log.exception("%s: timer callback raised", check.name)
-                    left = time.monotonic() < stop
+                self._fire(now, *lane.popleft())
+                left = time.monotonic() < stop
         heap = self.heap
         while heap and left and heap[0][0] <= due:
-            when, token, check = heapq.heappop(heap)
-            if check.token == token:
-                if now - when > self.late:
-                    self.late = now - when
-                check.token = 0
-                self.due = when
-                try:
-                    check.on_timer()
-                except Exception:
-                    log.exception("%s: timer callback raised", check.name)
-                left = time.monotonic() < stop
+            self._fire(now, *heapq.heappop(heap))
+            left = time.monotonic() < stop
         # Cancelled entries at the front: drop them, do not wake for them.
         earliest = float("inf")
         for lane in self.lanes.values():
@@ -211,6 +193,19 @@ class TimerQueue:
         self.handle = None
         if earliest != float("inf"):
             self._arm(earliest)
+
+    def _fire(self, now: float, when: float, token: int, check: Timed) -> None:
+        """One entry off the queue: its check's timer, unless it was replaced."""
+        if check.token != token:
+            return
+        if now - when > self.late:
+            self.late = now - when
+        check.token = 0
+        self.due = when
+        try:
+            check.on_timer()
+        except Exception:  # an event consumer that raised: log it, go on
+            log.exception("%s: timer callback raised", check.name)
 
     def __len__(self) -> int:
         """Entries held, cancelled ones included (they go when they come up)."""

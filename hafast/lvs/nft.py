@@ -340,9 +340,8 @@ class NftBackend:
                       for rule in nft_text.persistent_rules(svc, dests)]
         else:
             lines += self._slot_lines(key, svc, held, prior[0] if present else None, moved)
-        if was_nat and present and prior[0] is not None and prior[0].timeout > 0:
-            lines += nft_text.persistent_leftovers(self.table, *prior, svc,
-                                                   list(held.values()))
+        if was_nat and present:
+            lines += nft_text.persistent_leftovers(self.table, *prior, svc, held.values())
         return lines
 
     def _slot_lines(self, key: ServiceKey, svc: Service, held: dict[DestKey, Dest],
@@ -449,22 +448,21 @@ class NftBackend:
             self._run([])
             return 0
         moved: dict[ServiceKey, set[DestKey]] = {}
-        implied: list[Change] = []
+        implied: dict[ServiceKey, Change] = {}
         for c in changes:
             key = c.service.key
             if key not in moved:
                 moved[key] = set()
             if c.dest is not None:  # a destination implies its service
-                if key not in self.pool.services and not any(
-                        i.service.key == key for i in implied):
-                    implied.append(Change(ADD_SERVICE, c.service))
+                if key not in self.pool.services:
+                    implied.setdefault(key, Change(ADD_SERVICE, c.service))
                 moved[key].add(c.dest.key)
         # what the lines need of the table as it is: each service, and the
         # destinations of a persistent one (their sets may have to go)
         prior = {key: self._prior(key) for key in moved}
         # self.pool is changed in place and put back if nft refuses (a copy of a
         # touched service was O(its destinations) per transaction)
-        undo = self.pool.apply_undoable([*implied, *changes])
+        undo = self.pool.apply_undoable([*implied.values(), *changes])
         dr = set(self.dr.services)
         try:
             lines: list[str] = []

@@ -241,11 +241,12 @@ def persistent_rules(service: Service, dests: Sequence[Dest]) -> list[str]:
     return rules
 
 
-def persistent_leftovers(table: str, before: Service | None, old: Sequence[Dest],
-                         after: Service | None, new: Sequence[Dest]) -> list[str]:
+def persistent_leftovers(table: str, before: Service | None, old: Iterable[Dest],
+                         after: Service | None, new: Iterable[Dest]) -> list[str]:
     """The sets and pick chains of ``before`` that ``after`` no longer has (a real
     server gone, persistence changed or dropped, the service gone): sent after the
-    service chain no longer refers to them."""
+    service chain no longer refers to them.  Neither ``old`` nor ``new`` is read
+    unless ``before`` was persistent."""
     if before is None or before.timeout <= 0:
         return []
     keep = ({persist_name(after, d) for d in new}

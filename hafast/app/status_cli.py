@@ -140,11 +140,12 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-# The plain spellings :func:`quick_args` reads: flag -> (attribute, takes a value, kind)
-_QUICK = {"--json": ("json", False, bool), "--down": ("down", False, bool),
-          "--socket": ("socket", True, str), "-s": ("namespace", True, str),
-          "--namespace": ("namespace", True, str), "--limit": ("limit", True, int),
-          "--vs": ("vs", True, list), "--instance": ("instance", True, list)}
+# The plain spellings :func:`quick_args` reads: flag -> (attribute, kind); a bool is a
+# flag, the others take the next word
+_QUICK = {"--json": ("json", bool), "--down": ("down", bool),
+          "--socket": ("socket", str), "-s": ("namespace", str),
+          "--namespace": ("namespace", str), "--limit": ("limit", int),
+          "--vs": ("vs", list), "--instance": ("instance", list)}
 
 
 class Args:
@@ -177,8 +178,8 @@ def quick_args(argv: Sequence[str]) -> Args | None:
         row = _QUICK.get(word)
         if row is None:
             return None
-        name, takes, kind = row
-        if not takes:
+        name, kind = row
+        if kind is bool:
             setattr(out, name, True)
             continue
         value = next(it, None)

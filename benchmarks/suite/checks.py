@@ -474,12 +474,13 @@ def run_scale(p: Params, sizes: Sequence[int], step: Step) -> Section:
         "server: (PSS at N - PSS at the smallest N) / (N - smallest N), paired per round. "
         f"Then, at each larger N, {SCALE_FAULT_ROUNDS} rounds of 1 % of the servers "
         "rejecting: fault -> DOWN is the 'RS ... DOWN' line of the notify FIFO, stamped "
-        "when read (the bound is delay_loop + retry x delay_before_retry = "
+        "when read by a probe process at real-time priority (benchmarks/suite/stamps.py; "
+        "the bound is delay_loop + retry x delay_before_retry = "
         f"{SCALE_BOUND_MS:.0f} ms); DOWN -> kernel is from that line to the next "
         "nftables commit the kernel announces (NFT_MSG_NEWGEN on NFNLGRP_NFTABLES, "
-        "benchmarks/suite/nftgen.py, same clock); engine lag is the largest shard's "
-        "worst timer lateness over those rounds; `hafast status` is timed from the "
-        "shell, a fresh process each time (median of "
+        "benchmarks/suite/nftgen.py, same clock, also at real-time priority); engine lag "
+        "is the largest shard's worst timer lateness over those rounds; `hafast status` "
+        "is timed from the shell, a fresh process each time (median of "
         f"{STATUS_RUNS}). keepalived's checkers need IPVS (not on this kernel): no peer "
         "here.")
     t0 = time.monotonic()
@@ -613,7 +614,8 @@ def run_detection(p: Params, step: Step) -> Section:
         "timeout check 1s) watch the same farm at the same time. 'reject' answers SYNs "
         "with RST; 'drop' loses them (detection waits for the connect timeout). "
         "hafast is the shipped daemon (parent + workers, nft pool backend); its DOWN is "
-        "the 'RS ... DOWN' line of its notify FIFO, stamped when the suite reads it. "
+        "the 'RS ... DOWN' line of its notify FIFO, stamped when a probe process of the "
+        "suite at real-time priority reads it. "
         "keepalived's checkers need IPVS (the host kernel has none): its fault -> removal "
         "from the IPVS table is measured against hafast's in the IPVS VM section.")
     from benchmarks.suite.daemon_run import DaemonProc

@@ -14,7 +14,8 @@ Figures come from outside the daemon, as for every other peer:
 * memory: ``Pss`` and ``Rss`` from ``/proc/PID/smaps_rollup`` summed over the tree;
 * attempts: not from the daemon's counters; the caller counts SYNs on the wire;
 * fault -> DOWN: each ``RS ... DOWN`` line of the notify FIFO, stamped with the
-  wall clock when read (the daemon's own log or event print is not used).
+  wall clock when read, by a probe process at real-time priority
+  (:mod:`benchmarks.suite.stamps`; the daemon's own log or event print is not used).
 
 Example::
 
@@ -30,18 +31,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.suite import anchors
+from benchmarks.suite.stamps import FifoStamps
 from hafast.lab.proctree import process_tree  # checks.py imports it from here too
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,36 +133,17 @@ class DaemonProc:
                 stderr=subprocess.STDOUT, start_new_session=True,
                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
         self._events: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        # stamped by a probe process of its own (benchmarks.suite.stamps)
+        self._stamps = FifoStamps(self._fd, self._on_line)
 
     @property
     def pid(self) -> int:
         return self.proc.pid  # nsenter execs the daemon: same PID
 
-    def _read(self) -> None:
-        buf = b""
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._fd], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(self._fd, 65536)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                time.sleep(0.01)  # no writer yet (or between writers)
-                continue
-            now = time.time()
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                got = parse_rs_line(raw.decode(errors="replace"))
-                if got:
-                    self._events.append({"event": got[1], "addr": got[0], "t": now})
+    def _on_line(self, now: float, line: str) -> None:
+        got = parse_rs_line(line)
+        if got:
+            self._events.append({"event": got[1], "addr": got[0], "t": now})
 
     def events(self) -> list[dict[str, Any]]:
         """Real-server transitions read from the FIFO, same shape as ``hafast_run``'s."""
@@ -216,7 +197,6 @@ class DaemonProc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-        self._stop.set()
-        self._reader.join(2)
+        self._stamps.stop()
         with contextlib.suppress(OSError):
             os.close(self._fd)

@@ -4,6 +4,10 @@ namespace this runs in.  The scale section's "checker DOWN -> kernel" figure is 
 time from a real server's DOWN line (read from the daemon's notify FIFO) to the first
 commit after it: the pool change as the kernel saw it, stamped by the same clock.
 
+It runs at real-time priority when the suite may set one
+(:func:`benchmarks.suite.stamps.promptly`), as the FIFO's reader does: a reader
+that wakes late on a busy machine moves the figure, not the daemon.
+
 Not ``nft monitor``: it prints every element of every transaction, and a transaction
 of 10,000 elements would time the printing, not the kernel.  This reads the raw
 netlink messages and looks at their type only.
@@ -74,12 +78,15 @@ class Commits:
 
     def __init__(self, ns: str) -> None:
         from benchmarks.suite.anchors import nsenter
+        from benchmarks.suite.stamps import promptly
 
         self.proc = subprocess.Popen(
             nsenter(ns, [sys.executable, "-m", "benchmarks.suite.nftgen"]),
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
             cwd=_root(), start_new_session=True)
         assert self.proc.stdout is not None
+        # stamps the commits as they come, however busy the daemon keeps the CPUs
+        self.prompt = promptly(self.proc.pid)
         if self.proc.stdout.readline().strip() != "ready":
             self.stop()
             raise RuntimeError("the nftables commit watcher did not start")

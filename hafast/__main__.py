@@ -1,3 +1,3 @@
-from hafast.cli import main
+from hafast.cli import entry
 
-raise SystemExit(main())
+entry()

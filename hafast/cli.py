@@ -104,5 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return daemon_main(args)
 
 
+def entry() -> None:
+    """The installed ``hafast`` command: :func:`main`, and a one-shot command that holds
+    a large model (``-t``, ``--dump-conf``) ends without the interpreter's teardown
+    (:mod:`hafast.lib.oneshot`)."""
+    from hafast.lib import oneshot
+
+    oneshot.begin()
+    code = main()
+    if oneshot.kept():
+        oneshot.exit_now(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

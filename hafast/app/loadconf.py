@@ -34,6 +34,7 @@ import sys
 
 from hafast.config.include import find_files, split_include
 from hafast.config.loader import LoadResult, load_file
+from hafast.lib import oneshot
 
 log = logging.getLogger("hafast")
 
@@ -129,11 +130,16 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         print("usage: python -m hafast.app.loadconf FILE [CONFIG_ID]", file=sys.stderr)
         return 2
-    res = load_file(argv[0], config_id=argv[1] if len(argv) == 2 else None)
+    # a one-shot process (hafast.lib.oneshot): no collector pass over the model, and
+    # the model is not freed object by object before the exit
+    res = load_file(argv[0], config_id=argv[1] if len(argv) == 2 else None,
+                    freeze=oneshot.program())
+    oneshot.keep(res)
     sys.stdout.buffer.write(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
     sys.stdout.buffer.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    oneshot.begin()
+    oneshot.exit_now(main(sys.argv[1:]))

@@ -51,10 +51,14 @@ def run_config(
     """
     from hafast.config.dump import dump_json, dump_text
     from hafast.config.loader import load_file
+    from hafast.lib import oneshot
 
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    res = load_file(path or DEFAULT_CONFIG, config_id=config_id)
+    # one-shot: the model out of the collector's reach, and kept to the process's end
+    # (hafast.lib.oneshot: hafast -t at 37,000 real servers)
+    res = load_file(path or DEFAULT_CONFIG, config_id=config_id, freeze=oneshot.program())
+    oneshot.keep(res)
     if test and host_checks is not None and res.ok:
         res.diagnostics += [Diagnostic(res.files[0], 0, 0, "warning", text, "host")
                             for text in host_checks(res.config)]

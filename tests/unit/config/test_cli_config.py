@@ -12,7 +12,7 @@ import pytest
 
 from hafast.cli import main
 from hafast.config import model as m
-from hafast.config.cli_config import run_config
+from hafast.config.cli_config import EXIT_CONFIG_ERRORS, run_config
 from hafast.config.loader import load_text
 from tests.conftest import REPO
 
@@ -102,6 +102,25 @@ def test_module_entry_point(good: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_one_shot_command_ends_with_its_code_and_everything_it_printed(
+        good: Path, bad: Path) -> None:
+    """``hafast -t`` and ``-d`` end by os._exit once their model is kept
+    (hafast.lib.oneshot): the exit code and every byte written to the (piped, so
+    buffered) standard streams must still come out."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hafast", *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    dumped = run("-d", "--json", "-f", str(good))
+    assert dumped.returncode == 0, dumped.stderr
+    assert json.loads(dumped.stdout)["global_defs"]["router_id"] == "r1"
+    refused = run("-t", "-f", str(bad))
+    assert refused.returncode == EXIT_CONFIG_ERRORS, refused
+    assert f"{bad}:3:" in refused.stderr and "error" in refused.stderr
+    assert refused.stderr.rstrip().endswith("warning(s)")
 
 
 def test_config_test_json_lists_the_diagnostics(

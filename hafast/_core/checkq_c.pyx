@@ -532,8 +532,19 @@ cdef class Check:
         return f"{self.kind.keyword} {t.address}:{t.port}"
 
     def feed(self, health):
-        """Let this check's state count in ``health`` too."""
-        self.healths += (health,)
+        """Let this check's state count in ``health`` too.
+
+        ``healths`` is what the check feeds, to iterate.  Its one health (the usual
+        case) is held alone when that health is its own one-element collection
+        (``SELF_COLLECTION``, as ``hafast.check.runner.ServerHealth``): a tuple of one
+        was 48 bytes a check (issue 16).  From the second on, a tuple."""
+        held = self.healths
+        if not held:
+            self.healths = health if getattr(health, "SELF_COLLECTION", False) else (health,)
+        elif type(held) is tuple:
+            self.healths = (*held, health)
+        else:
+            self.healths = (held, health)
         health.attach(self.up)
 
     # -- timer callbacks ----------------------------------------------------------

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from hafast.check.api import REGISTRY, ProbeKind, Target
-from hafast.check.runner import Check, Runner, ServerHealth
+from hafast.check.runner import Check, Healths, Runner, ServerHealth
 from hafast.check.view import Source, pairs, shard_of, slim
 from hafast.config import model as m
 from hafast.config.kinds import KINDS
@@ -131,7 +131,7 @@ class Engine:
             runner.on_event = on_event
         self.kinds = REGISTRY if kinds is None else kinds
         self.shard_index, self.shard_count = shard_index, shard_count
-        self.healths: dict[tuple[tuple[object, ...], tuple[str, int | None]], ServerHealth] = {}
+        self.healths = Healths()
         # The reload diff keys a check by (target, spec, extras); target and spec are
         # its kind's, so only the extras are kept, and only where there are any (a
         # TCP_CHECK farm keeps none): a dict of every key was ~0.1 KiB a check (issue 16).
@@ -177,7 +177,7 @@ class Engine:
         in ``old`` are adopted (popped from it).  Returns how many were adopted."""
         by_key: dict[tuple[object, ...], Check] = {}  # while building: the deduplication
         extras_keys: dict[int, tuple[tuple[str, Any], ...]] = {}
-        self.healths = {}
+        self.healths = Healths()
         self.skipped = []
         self.deduplicated = 0
         adopted = 0
@@ -186,7 +186,7 @@ class Engine:
                 continue
             rs_key = rs.key
             health = ServerHealth(vs_key, rs_key, rs.weight)
-            self.healths[(vs_key, rs_key)] = health
+            self.healths.add(health)
             for rs_spec in rs.checkers:
                 cls = self.kinds.get(rs_spec.kind)
                 if cls is None:

@@ -62,7 +62,7 @@ import random
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from hafast._core.checkq import Check, Latency, TimerQueue
@@ -160,6 +160,21 @@ class ServerHealth:
     __slots__ = ("base_weight", "checks", "failing", "real_server", "up", "virtual_server",
                  "weight", "weights")
 
+    # A check that feeds one health holds it alone, not in a tuple of one (Check.feed,
+    # both checkq twins): so a health is also the one-element collection of itself.
+    SELF_COLLECTION = True
+
+    def __iter__(self) -> Iterator[ServerHealth]:
+        yield self
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> ServerHealth:
+        if index in (0, -1):
+            return self
+        raise IndexError(index)
+
     def __init__(
         self, virtual_server: tuple[object, ...], real_server: tuple[str, int | None],
         base_weight: int = 1,
@@ -214,6 +229,72 @@ class ServerHealth:
             self.virtual_server, self.real_server, state, new_weight,
             "" if new_up else reason, at,
         )
+
+
+class Healths:
+    """A shard's :class:`ServerHealth` objects by ``(virtual server key, real server
+    key)``, read as a mapping of those pairs.
+
+    Kept in two levels, virtual server then real server, keyed by the very tuples
+    each health holds: a flat dict needed a pair tuple per real server beside them,
+    64 bytes a check of the worker's memory (issue 16).  Iteration follows the order
+    the healths were added, grouped by virtual server as the engine adds them.
+
+    >>> hs = Healths()
+    >>> hs.add(ServerHealth(("vs",), ("10.0.0.1", 80)))
+    >>> (("vs",), ("10.0.0.1", 80)) in hs, len(hs), list(hs)
+    (True, 1, [(('vs',), ('10.0.0.1', 80))])
+    >>> hs.get((("vs",), ("10.0.0.2", 80))) is None
+    True
+    """
+
+    __slots__ = ("_by_vs", "_count")
+
+    def __init__(self) -> None:
+        self._by_vs: dict[tuple[object, ...], dict[tuple[str, int | None], ServerHealth]] = {}
+        self._count = 0
+
+    def add(self, health: ServerHealth) -> None:
+        """``health`` under its own keys (replacing one held there)."""
+        inner = self._by_vs.get(health.virtual_server)
+        if inner is None:
+            inner = self._by_vs[health.virtual_server] = {}
+        if health.real_server not in inner:
+            self._count += 1
+        inner[health.real_server] = health
+
+    def get(self, key: tuple[tuple[object, ...], tuple[str, int | None]],
+            default: ServerHealth | None = None) -> ServerHealth | None:
+        inner = self._by_vs.get(key[0])
+        return default if inner is None else inner.get(key[1], default)
+
+    def __getitem__(self, key: tuple[tuple[object, ...], tuple[str, int | None]]
+                    ) -> ServerHealth:
+        return self._by_vs[key[0]][key[1]]
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        inner = self._by_vs.get(key[0])
+        return inner is not None and key[1] in inner
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[tuple[tuple[object, ...], tuple[str, int | None]]]:
+        for vs, inner in self._by_vs.items():
+            for rs in inner:
+                yield vs, rs
+
+    def values(self) -> Iterator[ServerHealth]:
+        for inner in self._by_vs.values():
+            yield from inner.values()
+
+    def items(self) -> Iterator[tuple[tuple[tuple[object, ...], tuple[str, int | None]],
+                                      ServerHealth]]:
+        for vs, inner in self._by_vs.items():
+            for rs, health in inner.items():
+                yield (vs, rs), health
 
 
 # Failures that are the checker's own, not the real server's.  keepalived

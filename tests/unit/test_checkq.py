@@ -11,7 +11,7 @@ import heapq
 import logging
 import sys
 import time
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -320,3 +320,31 @@ def test_both_twins_fire_the_same_timers_at_the_same_times(
     py = load_twin("checkq", "py")
     c = load_twin("checkq", "c")
     assert _drive(c, ops) == _drive(py, ops)
+
+
+def test_a_check_holds_its_one_health_alone_and_more_in_a_tuple(checkq: ModuleType) -> None:
+    """Check.feed (issue 16): one health that is its own one-element collection
+    (ServerHealth) is held without a tuple of one; a second makes a tuple; a health
+    that is not (a test's stand-in) goes in a tuple from the first.  Iterating
+    ``healths`` gives the same healths either way."""
+    from hafast.check.runner import ServerHealth
+
+    class Plain:
+        def attach(self, up: bool) -> None:
+            self.up = up
+
+    loop = FakeLoop()
+    runner = SimpleNamespace(loop=loop, timers=checkq.TimerQueue(loop), latency=None)
+    a = ServerHealth(("vs",), ("10.0.0.1", 80))
+    b = ServerHealth(("vs2",), ("10.0.0.1", 80))
+    check = checkq.Check(runner, None)
+    check.up = True
+    check.feed(a)
+    assert check.healths is a and list(check.healths) == [a] and check.healths[0] is a
+    check.feed(b)
+    assert check.healths == (a, b) and (a.checks, b.checks) == (1, 1)
+    plain = Plain()
+    other = checkq.Check(runner, None)
+    other.up = False
+    other.feed(plain)
+    assert other.healths == (plain,) and plain.up is False

@@ -94,6 +94,10 @@ def close_rst(sock: socket.socket) -> None:
     sock.close()
 
 
+# ProbeKind's own ``target`` slot, which TcpKind.target reads and writes under its
+# property (a subclass cannot drop a slot of its base)
+_TARGET_SLOT: Any = ProbeKind.__dict__["target"]
+
 class Connect:
     """A connect in flight; ``on_connected(sock)`` continues when it succeeds, else
     ``done`` gets the failure.  Subclasses (SMTP) take over the socket after connect.
@@ -235,14 +239,27 @@ class TcpKind(ProbeKind):
     keyword = "TCP_CHECK"
 
     def __init__(self, spec: Any, target: Target, loop: Any) -> None:
-        super().__init__(spec, target, loop)
         self.connector: Connector | None = None
+        super().__init__(spec, target, loop)  # sets address, port, family (target below)
+
+    # A plain target (no bind, mark or device option: nearly every TCP_CHECK) is not
+    # kept: its address and port are, and the Target is made again when asked (the
+    # reload's key, a log line).  80 bytes a check (issue 16).  The slot keeps a
+    # target with options, whose connect is made in Python (_start_bound).
+    @property
+    def target(self) -> Target:
+        bound: Target | None = _TARGET_SLOT.__get__(self)
+        return bound if bound is not None else Target(self.address, self.port)
+
+    @target.setter
+    def target(self, target: Target) -> None:
         self.address = target.address
-        self.port = target.port or 0
+        self.port = target.port  # None (no port anywhere) connects to 0, as before
         self.family = target.family
         # No bind/mark/device option: the whole connect is one ConnectSet.start.
         self.plain = (target.bindto is None and target.bind_port is None
                       and target.bind_if is None and target.fwmark is None)
+        _TARGET_SLOT.__set__(self, None if self.plain else target)
 
     def start(self, done: Done) -> Attempt:
         connector = self.connector
@@ -253,7 +270,7 @@ class TcpKind(ProbeKind):
                 done(failure(exc.errno or 0, f"epoll: {exc.strerror}"))
                 return NO_ATTEMPT
         if self.plain:
-            fd = connector.connects.start(self.family, self.address, self.port)
+            fd = connector.connects.start(self.family, self.address, self.port or 0)
         else:
             bound = self._start_bound(connector, done)
             if bound is None:
@@ -277,7 +294,7 @@ class TcpKind(ProbeKind):
         try:
             # Set before the connect, so every close (and the cancel's) is a RST.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
-            err = sock.connect_ex((self.address, self.port))
+            err = sock.connect_ex((self.address, self.port or 0))
         except OSError as exc:  # an address that does not parse
             sock.close()
             done(failure(exc.errno or 0, f"connect: {exc}"))

@@ -120,6 +120,18 @@ def test_tcp_bind_options() -> None:
         assert not dev.ok
 
 
+@pytest.mark.parametrize("target", [
+    Target("10.0.0.1", 80), Target("10.0.0.1"), Target("fd00::1", 443),
+    Target("10.0.0.1", 80, bindto="10.0.0.9"), Target("10.0.0.1", 80, fwmark=7)])
+def test_tcp_kind_gives_back_the_target_it_was_made_for(target: Target) -> None:
+    """A plain target is not kept but made again (issue 16); it must equal the one the
+    kind was made for, port None included (the reload adopts a check by it).  One
+    with options is the same object."""
+    kind = TcpKind(m.TcpCheck(), target, None)
+    assert kind.target == target and kind.family == target.family
+    assert (kind.target is target) is (not kind.plain)
+
+
 # --------------------------------------------------------------------------- UDP
 
 

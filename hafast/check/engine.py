@@ -94,6 +94,19 @@ def probes_for(rs: m.RealServer, spec: m.Checker) -> list[tuple[Target, m.Checke
     return list(zip(targets, own, strict=True))
 
 
+def _plain_at(target: Target, rs_key: tuple[str, int | None]) -> bool:
+    """``target`` is the real server's own address and port, with no option.
+
+    >>> _plain_at(Target("10.0.0.1", 80), ("10.0.0.1", 80))
+    True
+    >>> _plain_at(Target("10.0.0.1", 80, bindto="10.0.0.9"), ("10.0.0.1", 80))
+    False
+    """
+    return (target.address == rs_key[0] and target.port == rs_key[1]
+            and target.bindto is None and target.bind_port is None
+            and target.bind_if is None and target.fwmark is None)
+
+
 def _extras(config: m.Config, rs: m.RealServer, spec: m.Checker) -> dict[str, Any]:
     """Keyword arguments some kinds need beyond (spec, target, loop): the descriptor's."""
     kind = KINDS.get(spec.kind)
@@ -175,7 +188,12 @@ class Engine:
     def _build(self, source: Source, old: dict[tuple[object, ...], Check]) -> int:
         """(Re)build healths and checks from ``source``'s real servers; checks found
         in ``old`` are adopted (popped from it).  Returns how many were adopted."""
-        by_key: dict[tuple[object, ...], Check] = {}  # while building: the deduplication
+        # While building, the deduplication: (spec, extras) -> where -> its check.  A
+        # plain target at its real server's own address and port is found by the real
+        # server's key, the tuple its health keeps; a (target, spec, extras) tuple and
+        # the Target held per check to the end of the build were ~150 B a check that
+        # the worker's allocator kept once they were freed (issue 16).
+        by_key: dict[tuple[object, ...], dict[object, Check]] = {}
         extras_keys: dict[int, tuple[tuple[str, Any], ...]] = {}
         self.healths = Healths()
         self.skipped = []
@@ -197,22 +215,25 @@ class Engine:
                 extras = _extras(self.config, rs, rs_spec)
                 extras_key = tuple(sorted(extras.items()))
                 for target, spec in probes_for(rs, rs_spec):
-                    key = (target, spec, extras_key)
-                    check = by_key.get(key)
+                    group = by_key.get((spec, extras_key))
+                    if group is None:
+                        group = by_key[(spec, extras_key)] = {}
+                    found_by: object = rs_key if _plain_at(target, rs_key) else target
+                    check = group.get(found_by)
                     if check is not None:
                         check.feed(health)
                         self.deduplicated += 1
                         continue
-                    check = old.pop(key, None)
+                    check = old.pop((target, spec, extras_key), None) if old else None
                     if check is not None:
                         check.healths = ()
                         check.feed(health)
                         check.log_all = self.runner.log_all_failures or spec.log_all_failures
-                        by_key[key] = check
                         adopted += 1
                     else:
                         kind = cls(spec, target, self.loop, **extras)
-                        check = by_key[key] = self.runner.add(kind, [health])
+                        check = self.runner.add(kind, [health])
+                    group[found_by] = check
                     if extras_key:
                         extras_keys[id(check)] = extras_key
         self._extras_keys = extras_keys

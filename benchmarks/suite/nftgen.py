@@ -114,13 +114,9 @@ class Commits:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # our own child, by PID
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        from benchmarks.suite.stamps import end
+
+        end(self.proc)
 
 
 def _root() -> str:

@@ -39,6 +39,17 @@ def promptly(pid: int) -> bool:
     return True
 
 
+def end(proc: subprocess.Popen[str]) -> None:
+    """Stop a probe: our own child, by PID (terminate, then kill after 5 s)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def main(fd: int) -> int:
     """Print ``TIME LINE`` for every line read from ``fd`` (a FIFO opened O_NONBLOCK)."""
     poller = select.poll()
@@ -84,13 +95,7 @@ class FifoStamps:
             self._on_line(float(stamp), text)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # our own child, by PID
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end(self.proc)
         self._thread.join(2)
 
 

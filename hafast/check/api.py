@@ -57,6 +57,16 @@ class Target:
     def family(self) -> int:
         return socket.AF_INET6 if ":" in self.address else socket.AF_INET
 
+    @property
+    def plain(self) -> bool:
+        """No bind, mark or device option: a connect needs the address and port alone.
+
+        >>> Target("10.0.0.1", 80).plain, Target("10.0.0.1", 80, fwmark=7).plain
+        (True, False)
+        """
+        return (self.bindto is None and self.bind_port is None
+                and self.bind_if is None and self.fwmark is None)
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:

@@ -102,9 +102,7 @@ def _plain_at(target: Target, rs_key: tuple[str, int | None]) -> bool:
     >>> _plain_at(Target("10.0.0.1", 80, bindto="10.0.0.9"), ("10.0.0.1", 80))
     False
     """
-    return (target.address == rs_key[0] and target.port == rs_key[1]
-            and target.bindto is None and target.bind_port is None
-            and target.bind_if is None and target.fwmark is None)
+    return target.plain and target.address == rs_key[0] and target.port == rs_key[1]
 
 
 def _extras(config: m.Config, rs: m.RealServer, spec: m.Checker) -> dict[str, Any]:

@@ -254,10 +254,7 @@ class HttpGetKind(ProbeKind):
         )
         self.session: ssl.SSLSession | None = None
         # No TLS and no bind/mark/device option: the whole fetch is the Fetcher's.
-        self.plain = self.tls_context is None and (
-            target.bindto is None and target.bind_port is None
-            and target.bind_if is None and target.fwmark is None
-        )
+        self.plain = self.tls_context is None and target.plain
         self.fetcher: Fetcher | None = None
         self.family = target.family
         self.address = target.address

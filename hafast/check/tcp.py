@@ -98,6 +98,7 @@ def close_rst(sock: socket.socket) -> None:
 # property (a subclass cannot drop a slot of its base)
 _TARGET_SLOT: Any = ProbeKind.__dict__["target"]
 
+
 class Connect:
     """A connect in flight; ``on_connected(sock)`` continues when it succeeds, else
     ``done`` gets the failure.  Subclasses (SMTP) take over the socket after connect.
@@ -256,9 +257,7 @@ class TcpKind(ProbeKind):
         self.address = target.address
         self.port = target.port  # None (no port anywhere) connects to 0, as before
         self.family = target.family
-        # No bind/mark/device option: the whole connect is one ConnectSet.start.
-        self.plain = (target.bindto is None and target.bind_port is None
-                      and target.bind_if is None and target.fwmark is None)
+        self.plain = target.plain  # the whole connect is then one ConnectSet.start
         _TARGET_SLOT.__set__(self, None if self.plain else target)
 
     def start(self, done: Done) -> Attempt:

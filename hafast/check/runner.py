@@ -161,19 +161,9 @@ class ServerHealth:
                  "weight", "weights")
 
     # A check that feeds one health holds it alone, not in a tuple of one (Check.feed,
-    # both checkq twins): so a health is also the one-element collection of itself.
+    # both checkq twins): so a health is also the one-element collection of itself
+    # (__iter__, __len__, __getitem__ below).
     SELF_COLLECTION = True
-
-    def __iter__(self) -> Iterator[ServerHealth]:
-        yield self
-
-    def __len__(self) -> int:
-        return 1
-
-    def __getitem__(self, index: int) -> ServerHealth:
-        if index in (0, -1):
-            return self
-        raise IndexError(index)
 
     def __init__(
         self, virtual_server: tuple[object, ...], real_server: tuple[str, int | None],
@@ -187,6 +177,17 @@ class ServerHealth:
         self.weights: dict[object, int] | None = None
         self.up = True
         self.weight = base_weight
+
+    def __iter__(self) -> Iterator[ServerHealth]:
+        yield self
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> ServerHealth:
+        if index in (0, -1):
+            return self
+        raise IndexError(index)
 
     def attach(self, up: bool) -> None:
         """Count one more checker, in its initial state (alpha: down)."""

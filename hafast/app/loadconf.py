@@ -33,7 +33,7 @@ import subprocess
 import sys
 
 from hafast.config.include import find_files, split_include
-from hafast.config.loader import LoadResult, load_file
+from hafast.config.loader import LoadResult, load_file, load_file_once
 from hafast.lib import oneshot
 
 log = logging.getLogger("hafast")
@@ -130,11 +130,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         print("usage: python -m hafast.app.loadconf FILE [CONFIG_ID]", file=sys.stderr)
         return 2
-    # a one-shot process (hafast.lib.oneshot): no collector pass over the model, and
-    # the model is not freed object by object before the exit
-    res = load_file(argv[0], config_id=argv[1] if len(argv) == 2 else None,
-                    freeze=oneshot.program())
-    oneshot.keep(res)
+    res = load_file_once(argv[0], config_id=argv[1] if len(argv) == 2 else None)
     sys.stdout.buffer.write(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
     sys.stdout.buffer.flush()
     return 0

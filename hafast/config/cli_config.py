@@ -50,15 +50,11 @@ def run_config(
     3
     """
     from hafast.config.dump import dump_json, dump_text
-    from hafast.config.loader import load_file
-    from hafast.lib import oneshot
+    from hafast.config.loader import load_file_once
 
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    # one-shot: the model out of the collector's reach, and kept to the process's end
-    # (hafast.lib.oneshot: hafast -t at 37,000 real servers)
-    res = load_file(path or DEFAULT_CONFIG, config_id=config_id, freeze=oneshot.program())
-    oneshot.keep(res)
+    res = load_file_once(path or DEFAULT_CONFIG, config_id=config_id)  # then we exit
     if test and host_checks is not None and res.ok:
         res.diagnostics += [Diagnostic(res.files[0], 0, 0, "warning", text, "host")
                             for text in host_checks(res.config)]

@@ -49,6 +49,7 @@ from hafast.config.scriptcheck import secure_scripts
 from hafast.config.tokens import ConfigError, Diagnostic, Line, Token
 from hafast.config.tree import TreeBuilder, build_tree
 from hafast.config.walk import ImmediateBuilder, Walker
+from hafast.lib import oneshot
 
 
 @dataclass(slots=True)
@@ -212,6 +213,17 @@ def load_file(path: str, *, config_id: str | None = None, freeze: bool = False) 
                 gc.freeze()
     except ConfigError as exc:
         return LoadResult(m.Config(), list(exc.diagnostics))
+    return res
+
+
+def load_file_once(path: str, *, config_id: str | None = None) -> LoadResult:
+    """:func:`load_file` for a command that exits once it has used the model (``-t``,
+    ``--dump-conf``, the daemon's configuration child): in the hafast program itself
+    (:func:`hafast.lib.oneshot.begin`) the model is frozen and kept to the process's
+    end, so neither the collector nor a teardown walks it; called in-process (the
+    tests), it is :func:`load_file`."""
+    res = load_file(path, config_id=config_id, freeze=oneshot.program())
+    oneshot.keep(res)
     return res
 
 

@@ -26,6 +26,7 @@ from benchmarks.suite.stats import percentile
 IPPROTO_VRRP = 112
 INTERVAL_S = 0.1
 VRRP_GROUP = "224.0.0.18"
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # <asm-generic/socket.h>
 
 
 def interval_errors_ms(stamps: list[float], interval_s: float = INTERVAL_S) -> list[float]:
@@ -65,9 +66,6 @@ def capture_adverts(ns: str, source: str, local: str, seconds: float) -> list[fl
     finally:
         raw.close()
     return stamps
-
-
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # <asm-generic/socket.h>
 
 
 def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float:

@@ -34,7 +34,7 @@ def promptly(pid: int) -> bool:
     """``pid`` at SCHED_FIFO :data:`PRIORITY`; False when the suite may not (not root)."""
     try:
         os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(PRIORITY))
-    except (PermissionError, OSError):
+    except OSError:  # PermissionError among them
         return False
     return True
 

@@ -7,8 +7,10 @@ One table of hafast's own (``inet hafast_lvs`` by default):
 - each service is a chain holding ONE rule: DNAT to a destination picked from its
   slot map (``<chain>_sp``), where each destination owns ``weight`` of the slots
   ``0 .. sum(weights) - 1`` (:mod:`hafast.lvs.nft_slots`).  A change of destinations
-  is a few map elements (and the rule again when the number of slots changed), in
-  one atomic transaction with the rest of the batch; adding or removing a service is
+  is a few map elements (and the rule again when the number of slots grew), in
+  one atomic transaction with the rest of the batch; a rule whose slots shrank is
+  narrowed a moment later (NARROW_AFTER), once for a burst of DOWNs, the slots
+  past the table lent meanwhile to servers still in it; adding or removing a service is
   one dispatch element, a chain and its map.  A service of more than
   :data:`~hafast.lvs.nft_slots.MAX_SLOTS` slots, or a fwmark one naming ports,
   keeps an anonymous map of ranges in its rule, rewritten whole on each change.
@@ -89,6 +91,10 @@ __all__ = ["NftBackend", "chain_name", "limits", "service_rule"]
 log = logging.getLogger("hafast.lvs")
 
 TABLE = "hafast_lvs"
+# A shrunk slot map's rule is rewritten this long after the first verdict that shrank
+# it (NftBackend._narrow): once for a burst of verdicts, not with each of them.
+NARROW_AFTER = 0.1
+NARROW_RETRY = 1.0  # after nft refused the rewrite
 SCRIPT_KEPT = 4096  # of each recent transaction kept for debugging (NftBackend.scripts)
 TRIM_FROM = 64 * 1024  # a transaction this long is followed by hafast.lib.memtrim.trim()
 # How a direct-routed flow is placed (hafast.lvs.nft_dr), said by limits().
@@ -205,6 +211,10 @@ class NftBackend:
         # The NAT services' slot maps (hafast.lvs.nft_slots): the table and whether it
         # names ports; (None, _) after a failed transaction (the map may be there).
         self.slots: dict[ServiceKey, tuple[SlotTable | None, bool]] = {}
+        # The services whose rule still picks ``mod W`` from a wider map than their
+        # table (slots lent, SlotTable.lent): W, until _narrow rewrites the rule.
+        self.ruled: dict[ServiceKey, int] = {}
+        self._narrow_timer: asyncio.TimerHandle | None = None
         # The last few transactions, for debugging: their first SCRIPT_KEPT characters.
         # Whole, each was every destination of the services it rewrote, and ten of
         # them were ~2.5 MB of the parent at 10,000 real servers (issue 16).
@@ -258,11 +268,15 @@ class NftBackend:
         self._fresh = True
         self.pool = Pool()
         self.slots = {}
+        self._forget_narrow()
         self._forget_dr()
 
     async def close(self) -> None:
-        """Nothing to close (libnftables opens a context per script); the table stays
-        unless :meth:`release` removed it."""
+        """A rule still to narrow is narrowed now (the table stays, with ``-I``);
+        nothing else to close (libnftables opens a context per script)."""
+        if self.ruled:
+            self._narrow()
+        self._forget_narrow()
 
     async def release(self) -> None:
         """Delete the table we made: the manager has removed every service, and an
@@ -272,7 +286,14 @@ class NftBackend:
                    f"table netdev {self.dr_table}", f"delete table netdev {self.dr_table}"])
         self.pool = Pool()
         self.slots = {}
+        self._forget_narrow()
         self._forget_dr()
+
+    def _forget_narrow(self) -> None:
+        self.ruled = {}
+        if self._narrow_timer is not None:
+            self._narrow_timer.cancel()
+            self._narrow_timer = None
 
     def _forget_dr(self) -> None:
         self.dr.reset()
@@ -354,13 +375,8 @@ class NftBackend:
         names = _names_port(key, held.values())
         mapname = nft_slots.map_name(chain, names)
 
-        def elements(table: SlotTable, changed: dict[DestKey, int]) -> list[str]:
-            return nft_slots.element_lines(t, mapname, *table.update(changed),
-                                           lambda dk: dest_target(key, dk, names))
-
-        def rule(table: SlotTable) -> list[str]:
-            return [f"add rule inet {t} {chain} "
-                    f"{pick_rule(svc, names, table.width, '@' + mapname)}"] if table.width else []
+        def text(dk: DestKey) -> str:
+            return dest_target(key, dk, names)
 
         present = before is not None
         table, had = self.slots.get(key, (None, False))
@@ -374,9 +390,21 @@ class NftBackend:
                 width += w - table.weight(dk)
             if width <= MAX_SLOTS:
                 was = table.width
-                lines = elements(table, changed)
-                if table.width != was or before != svc:
-                    lines += [f"flush chain inet {t} {chain}", *rule(table)]
+                ruled = self.ruled.get(key, was)
+                deletes, adds = table.update(changed)
+                # A rule that would only narrow stays as it is (the slots past the
+                # table lent to destinations still in it) and is rewritten by
+                # _narrow: adding a rule that names a map of 10,000 elements is
+                # ~1.5 ms, and each verdict of a burst paid it before the next one
+                # reached the kernel (issue 16).  Slots lent before go in any case.
+                now = table.width
+                keep = ruled if before == svc and 0 < now <= ruled else now
+                lines = nft_slots.element_lines(t, mapname, [*deletes, *range(was, ruled)],
+                                                [*adds, *table.lent(keep)], text)
+                if keep != ruled or before != svc:
+                    lines += [f"flush chain inet {t} {chain}",
+                              *self._rule_lines(key, svc, names, now)]
+                self._lend(key, keep, now)
                 return lines
         # the whole service written again
         lines = [f"flush chain inet {t} {chain}"] if present else []
@@ -389,13 +417,69 @@ class NftBackend:
         table = SlotTable()
         self.slots[key] = (table, names)
         lines.append(f"add map inet {t} {mapname} {{ {typeof}; }}")
-        return lines + elements(table, {d.key: d.weight for d in live}) + rule(table)
+        lines += nft_slots.element_lines(t, mapname, *table.update(
+            {d.key: d.weight for d in live}), text)
+        return lines + self._rule_lines(key, svc, names, table.width)
+
+    def _rule_lines(self, key: ServiceKey, svc: Service, names: bool, width: int) -> list[str]:
+        """The service chain's one rule: pick one of ``width`` slots of its map."""
+        if not width:
+            return []
+        mapname = nft_slots.map_name(chain_name(key), names)
+        return [f"add rule inet {self.table} {chain_name(key)} "
+                f"{pick_rule(svc, names, width, '@' + mapname)}"]
+
+    def _lend(self, key: ServiceKey, ruled: int, width: int) -> None:
+        """Note that ``key``'s rule picks from ``ruled`` slots where its table has
+        ``width``, and have :meth:`_narrow` rewrite it soon."""
+        if ruled <= width:
+            self.ruled.pop(key, None)
+            return
+        self.ruled[key] = ruled
+        if self._narrow_timer is None:
+            import asyncio  # as in _arm_dr_timer
+
+            self._narrow_timer = asyncio.get_running_loop().call_later(
+                NARROW_AFTER, self._narrow)
+
+    def _narrow(self) -> None:
+        """Each rule left wider than its table (:meth:`_slot_lines`) rewritten to the
+        table's width and the lent slots deleted, all in one transaction.  If nft
+        refuses, the lent slots still name destinations in the pool: tried again a
+        moment later."""
+        self._narrow_timer = None
+        t = self.table
+        lines: list[str] = []
+        done: dict[ServiceKey, int] = {}
+        for key, ruled in self.ruled.items():
+            table, names = self.slots.get(key, (None, False))
+            svc = self.pool.services.get(key)
+            if table is None or svc is None or not 0 < table.width < ruled:
+                continue  # written whole since, or to be (see _drop_slots, apply)
+            chain = chain_name(key)
+            lines += nft_slots.element_lines(t, nft_slots.map_name(chain, names),
+                                             range(table.width, ruled), [], str)
+            lines += [f"flush chain inet {t} {chain}",
+                      *self._rule_lines(key, svc, names, table.width)]
+            done[key] = ruled
+        self.ruled = {}
+        try:
+            self._run(lines)
+        except Exception:
+            log.exception("pool on nft: narrowing the rules of %d services failed", len(done))
+            self.ruled = done
+            if done:
+                import asyncio
+
+                self._narrow_timer = asyncio.get_running_loop().call_later(
+                    NARROW_RETRY, self._narrow)
 
     def _drop_slots(self, key: ServiceKey) -> list[str]:
         """The lines that delete ``key``'s slot map, if it has one (after its chain
         was flushed: the rule refers to it).  A map whose transaction failed may or
         may not be there: it is added first so that the delete cannot fail."""
         known = self.slots.pop(key, None)
+        self.ruled.pop(key, None)
         if known is None:
             return []
         chain = chain_name(key)
@@ -442,8 +526,9 @@ class NftBackend:
 
     async def apply(self, changes: Sequence[Change]) -> int:
         """All ``changes`` in ONE nft transaction (each touched service rewritten, or
-        only its slot map's elements).  Nothing to change right after :meth:`open`:
-        the table is made now."""
+        only its slot map's elements; a rule left wider is narrowed later, by
+        :meth:`_narrow`).  Nothing to change right after :meth:`open`: the table is
+        made now."""
         if not changes:
             self._run([])
             return 0
@@ -476,6 +561,7 @@ class NftBackend:
             self.dr.failed()
             for key in moved:  # its map may or may not be there now (_drop_slots)
                 self.slots[key] = (None, False)
+                self.ruled.pop(key, None)
             raise
         self.dr.sent(dr, hooked)
         self._arm_dr_timer()

@@ -18,9 +18,13 @@ the destinations that changed:
    slots at the end into them, and the end is cut off.
 
 So the map stays dense (``0 .. W - 1``, every slot owned) and an update touches
-O(weight changed) elements; W, if it changed, is a new rule (one short line).  The
-kernel sees the elements and the rule in one transaction.  Which slot a destination
-owns matters only to new connections (conntrack keeps the established ones).
+O(weight changed) elements; W, if it grew, is a new rule (one short line) in the
+same transaction.  A W that shrank leaves the rule as it was for a moment: the
+slots past the table are lent to destinations still in it (:meth:`SlotTable.lent`),
+and :class:`hafast.lvs.nft.NftBackend` narrows the rule once for a burst of
+verdicts (adding a rule that names a map of 10,000 elements costs the kernel
+~1.5 ms, which each DOWN of a burst used to pay).  Which slot a destination owns
+matters only to new connections (conntrack keeps the established ones).
 
 A map holds one element per slot, so a service whose weights add up to more than
 :data:`MAX_SLOTS` keeps the anonymous map of ranges (:func:`hafast.lvs.nft_text.service_rule`),
@@ -76,6 +80,25 @@ class SlotTable:
 
     def owners(self) -> list[Hashable]:
         return list(self._owner)
+
+    def lent(self, width: int) -> list[tuple[int, Hashable]]:
+        """The slots ``self.width .. width - 1`` of a rule still ``mod width`` after
+        the table shrank, each lent to the owner of ``slot % self.width``: every slot
+        the rule can pick names a destination in the pool until the rule is
+        rewritten (:class:`hafast.lvs.nft.NftBackend` does that a moment later, once
+        for a burst of verdicts).
+
+        >>> t = SlotTable()
+        >>> _ = t.update({"a": 1, "b": 1, "c": 1})
+        >>> _ = t.update({"c": 0, "b": 0})
+        >>> t.lent(3)
+        [(1, 'a'), (2, 'a')]
+        >>> t.lent(1), SlotTable().lent(2)
+        ([], [])
+        """
+        owner = self._owner
+        have = len(owner)
+        return [(s, owner[s % have]) for s in range(have, width)] if have else []
 
     def update(self, changed: Mapping[Any, int]) -> tuple[list[int], list[tuple[int, Any]]]:
         """Give each destination of ``changed`` its new weight (0: out of the map).

@@ -208,3 +208,56 @@ def test_dr_services_go_to_the_netdev_table_hooked_while_one_exists() -> None:
         assert "delete table netdev hafast_lvs_dr" in nft.scripts[-1]
 
     asyncio.run(body())
+
+
+def test_a_down_is_its_elements_alone_and_the_rule_narrows_once_for_a_burst() -> None:
+    """Issue 16: a verdict must reach the kernel in under 10 ms p99.  Adding the rule
+    that names a 10,000-slot map costs ~1.5 ms, and every DOWN of a burst paid it.
+    A server leaving is now its map elements alone (the rule keeps its width, the
+    slot past the table lent to a server still in it); one transaction a moment
+    later (NftBackend._narrow, by its timer) narrows the rule once for the burst.
+    A server coming back within the lent width needs no rule either; stopping with
+    -I (close) narrows what is still wide."""
+    import asyncio
+
+    import hafast.lvs.nft as nft_mod
+    from hafast.lvs.backend import Dest, Pool, Service, ServiceKey, diff
+    from hafast.lvs.nft import NftBackend
+
+    nft = RecordingNft()
+    key = ServiceKey(4, "TCP", "10.0.0.1", 80)
+    addrs = [f"10.1.0.{i}" for i in range(1, 6)]
+
+    def pool(*up: str) -> Pool:
+        p = Pool()
+        p.add(Service(key, "rr"), [Dest(a, 80, 1) for a in up])
+        return p
+
+    async def body() -> list[str]:
+        b = NftBackend(nft=nft)  # type: ignore[arg-type]
+        await b.open()
+        await b.apply(diff(await b.dump(), pool(*addrs)))
+        for gone in (addrs[1], addrs[3]):  # a burst of two DOWNs
+            await b.apply(diff(await b.dump(), pool(*(a for a in addrs
+                                                        if a not in (addrs[1], gone)))))
+        assert b.ruled == {key: 5}
+        await asyncio.sleep(nft_mod.NARROW_AFTER * 2)  # the timer's transaction
+        assert b.ruled == {}
+        await b.apply(diff(await b.dump(), pool(*addrs[:4])))  # 10.1.0.2, .4 back: mod 4
+        await b.apply(diff(await b.dump(), pool(*addrs[:3])))  # .4 down again: lent
+        await b.close()
+        return nft.scripts[1:]
+
+    down1, down2, narrow, back, down3, closing = asyncio.run(body())
+    for down in (down1, down2, down3):
+        assert "add rule" not in down and "flush chain" not in down, down
+    assert down1 == ("delete element inet hafast_lvs s4_tcp_10_0_0_1_80_sp { 1, 4 }\n"
+                     "add element inet hafast_lvs s4_tcp_10_0_0_1_80_sp "
+                     "{ 1 : 10.1.0.5 . 80, 4 : 10.1.0.1 . 80 }\n")
+    assert narrow == ("delete element inet hafast_lvs s4_tcp_10_0_0_1_80_sp { 3, 4 }\n"
+                      "flush chain inet hafast_lvs s4_tcp_10_0_0_1_80\n"
+                      "add rule inet hafast_lvs s4_tcp_10_0_0_1_80 meta l4proto tcp dnat ip "
+                      "to numgen inc mod 3 map @s4_tcp_10_0_0_1_80_sp\n")
+    assert "mod 4 map" in back  # wider than the rule: the rule at once
+    assert closing.startswith("delete element inet hafast_lvs s4_tcp_10_0_0_1_80_sp { 3 }\n")
+    assert "mod 3 map" in closing

@@ -37,7 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suite import anchors, checks, jitter, pysections, reliability, vm_checkers
+from benchmarks.suite import (
+    anchors,
+    checks,
+    daemon_run,
+    jitter,
+    pysections,
+    reliability,
+    vm_checkers,
+)
 from benchmarks.suite.model import Section
 from benchmarks.suite.progress import Progress, format_seconds
 from benchmarks.suite.readme import write_readme
@@ -312,6 +320,8 @@ def run(mode: Mode, sections: tuple[str, ...], rounds: int | None, out: Path,
                             "rounds": rounds or "mode default", "machine": machine(),
                             "estimate_seconds": sum(s for _, s in steps)}
     try:
+        # hafast as installed: with its bytecode (daemon_run.compile_bytecode)
+        meta["bytecode_seconds"] = round(daemon_run.compile_bytecode(), 2)
         c_exe: Path | None = None
         try:
             c_exe = anchors.build_c(anchors.PACED_SOURCE, workdir)

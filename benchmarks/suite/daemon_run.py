@@ -56,6 +56,21 @@ def hafast_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "hafast"]
 
 
+def compile_bytecode(root: Path = ROOT / "hafast") -> float:
+    """The package's bytecode written, as ``pip install`` writes it for the package it
+    installs; seconds taken.  An editable checkout has none, and where
+    PYTHONDONTWRITEBYTECODE is set (this lab's shells) Python never writes it, so
+    every ``hafast`` command the suite timed compiled each module it imported from
+    source: ~0.3 s of a 37k-RS ``hafast -t``, most of a ``hafast status``.  Python
+    still reads what this writes, and recompiles (in memory) a module edited since."""
+    import compileall
+
+    t0 = time.monotonic()
+    if not compileall.compile_dir(str(root), quiet=1, workers=0):
+        raise OSError(f"compileall failed under {root}")
+    return time.monotonic() - t0
+
+
 def smaps_rollup(pid: int) -> dict[str, int]:
     """``Pss`` and ``Rss`` in KiB from ``/proc/PID/smaps_rollup`` (zero if gone)."""
     got = {"pss_kib": 0, "rss_kib": 0}

@@ -435,10 +435,13 @@ def _scale_round(lab: Lab, p: Params, probe: bool) -> dict[str, Any]:
 def _scale_probe(lab: Lab, d: DaemonProc, commits: Commits) -> dict[str, Any]:
     """:func:`_scale_round`'s probe of the running daemon ``d``: three rounds of 1 %
     rejecting, then ``hafast status``."""
+    from benchmarks.suite.daemon_run import verdicts
+
     rng = random.Random(lab.n)
     k = max(1, lab.n // 100)
     detect: list[float] = []
     kernel: list[float] = []
+    from_verdict: list[float] = []  # the check worker's own verdict line -> the kernel
     d.status()  # the engines' lag maxima start from here
     for _ in range(SCALE_FAULT_ROUNDS):
         victims = rng.sample(lab.farm.addresses, k)
@@ -451,11 +454,23 @@ def _scale_probe(lab: Lab, d: DaemonProc, commits: Commits) -> dict[str, Any]:
         got = _transitions(d, seen, "DOWN", victims)
         detect += [(t - t_fault) * 1000.0 for t in got.values()]
         kernel += [x * 1000.0 for x in commits.lags(list(got.values()), time.time())]
+        first: dict[str, float] = {}
+        for t, addr in verdicts(d.log.read_text(errors="replace")):
+            if addr in got and t >= t_fault and addr not in first:
+                first[addr] = t
+        until = time.time()
+        for addr, t_verdict in first.items():
+            # the commit is the one after the parent's DOWN line, as above (the first
+            # after the verdict could be an earlier server's); the hop is added to it
+            after = commits.lags([got[addr]], until)
+            if after:
+                from_verdict.append((after[0] + got[addr] - t_verdict) * 1000.0)
         lab.farm.faults.recover(victims)
         _wait(lambda v=victims, s=seen: len(_transitions(d, s, "UP", v)) == k,  # type: ignore[misc]
               10)
     lag = max((w["lag"]["max"] for w in d.status().get("checkers", ())), default=0.0)
-    return {"detect": detect, "kernel": kernel, "victims": k * SCALE_FAULT_ROUNDS,
+    return {"detect": detect, "kernel": kernel, "verdict": from_verdict,
+            "victims": k * SCALE_FAULT_ROUNDS,
             "engine_lag_ms": lag * 1000.0,
             "status_ms": sorted(_status_ms(d.ctl) for _ in range(STATUS_RUNS)),
             "json_ms": sorted(_status_ms(d.ctl, "--json") for _ in range(STATUS_RUNS))}
@@ -478,7 +493,12 @@ def run_scale(p: Params, sizes: Sequence[int], step: Step) -> Section:
         "the bound is delay_loop + retry x delay_before_retry = "
         f"{SCALE_BOUND_MS:.0f} ms); DOWN -> kernel is from that line to the next "
         "nftables commit the kernel announces (NFT_MSG_NEWGEN on NFNLGRP_NFTABLES, "
-        "benchmarks/suite/nftgen.py, same clock, also at real-time priority); engine lag "
+        "benchmarks/suite/nftgen.py, same clock, also at real-time priority); checker "
+        "verdict -> kernel adds the worker -> parent hop before it: from the check "
+        "worker's own 'checker DOWN' line in the daemon's -l log (stamped in whole ms, "
+        "taken at the middle of its ms: +-0.5 ms) to the FIFO line, for the DOWNs whose "
+        "line the workers' log limit (20 lines a second each) let through, the first of "
+        "each second; engine lag "
         "is the largest shard's worst timer lateness over those rounds; `hafast status` "
         "is timed from the shell, a fresh process each time (median of "
         f"{STATUS_RUNS}). keepalived's checkers need IPVS (not on this kernel): no peer "
@@ -520,7 +540,8 @@ def _scale_rows(sec: Section, n: int, i: int, r: dict[str, Any]) -> None:
         return
     fault = f"TCP_CHECK {n}, {r['victims'] // SCALE_FAULT_ROUNDS} rejecting"
     for label, values in (("fault -> checker DOWN", r["detect"]),
-                          ("checker DOWN -> kernel", r["kernel"])):
+                          ("checker DOWN -> kernel", r["kernel"]),
+                          ("checker verdict -> kernel", r["verdict"])):
         sec.samples.setdefault(f"{label}, {n} servers (ms)", {}).setdefault(
             "hafast", []).extend(values)
         for q in (50, 99):

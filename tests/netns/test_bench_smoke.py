@@ -73,6 +73,9 @@ def test_quick_smallest_case_end_to_end(tmp_path: Path) -> None:
     assert scale[(fault, "servers seen DOWN")]["hafast"] == [30.0]
     assert 0 < scale[(fault, "fault -> checker DOWN p99")]["hafast"][0] < 5000
     assert 0 <= scale[(fault, "checker DOWN -> kernel p50")]["hafast"][0] < 1000
+    # from the worker's own verdict: the same commits, the hop to the parent before
+    assert (scale[(fault, "checker verdict -> kernel p50")]["hafast"][0]
+            >= scale[(fault, "checker DOWN -> kernel p50")]["hafast"][0] - 0.5)
     assert scale[("TCP_CHECK 1000", "hafast status --json wall (median)")]["hafast"][0] > 0
     assert ("TCP_CHECK 100, 1 rejecting", "servers seen DOWN") not in scale
     seen = {(r["case"], r["metric"]): r for r in by_name["detection"]["rows"]}

@@ -1,89 +1,45 @@
 """When the kernel committed each nftables transaction: the wall time of every
 ``NFT_MSG_NEWGEN`` on the ``NFNLGRP_NFTABLES`` multicast group, in the network
-namespace this runs in.  The scale section's "checker DOWN -> kernel" figure is the
-time from a real server's DOWN line (read from the daemon's notify FIFO) to the first
-commit after it: the pool change as the kernel saw it, stamped by the same clock.
+namespace the watcher runs in.  The scale section's "checker DOWN -> kernel" figure
+is the time from a real server's DOWN line (read from the daemon's notify FIFO) to
+the first commit after it: the pool change as the kernel saw it, stamped by the same
+clock.
 
-It runs at real-time priority when the suite may set one
-(:func:`benchmarks.suite.stamps.promptly`), as the FIFO's reader does: a reader
-that wakes late on a busy machine moves the figure, not the daemon.
+The watcher is ``c/nft_commits.c``, at real-time priority when the suite may set one
+(:func:`benchmarks.suite.stamps.promptly`), as the FIFO's stamper is: a watcher that
+wakes late on a busy machine moves the figure, not the daemon; and in C, since at
+that priority it runs on the daemon's time right after each commit.
 
 Not ``nft monitor``: it prints every element of every transaction, and a transaction
-of 10,000 elements would time the printing, not the kernel.  This reads the raw
-netlink messages and looks at their type only.
+of 10,000 elements would time the printing, not the kernel.  The watcher reads the
+raw netlink messages and looks at their type only.
 
-Run as ``nsenter --net=/run/netns/NS -- python -m benchmarks.suite.nftgen``: prints
-``ready`` once subscribed, then ``gen TIME`` per commit (``lost TIME`` if the
-socket overran; the figure then skips that stretch).  :class:`Commits` runs it.
+It prints ``ready`` once subscribed, then ``gen TIME`` per commit (``lost TIME`` if
+the socket overran; the figure then skips that stretch).  :class:`Commits` runs it.
 """
 
 from __future__ import annotations
 
-import socket
-import struct
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Sequence
+from pathlib import Path
 
-NETLINK_NETFILTER = 12
-NFNLGRP_NFTABLES = 7
-SOL_NETLINK = 270
-NETLINK_ADD_MEMBERSHIP = 1
-SO_RCVBUFFORCE = 33
-NFNL_SUBSYS_NFTABLES = 10
-NFT_MSG_NEWGEN = 15
-NEWGEN = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN
-
-
-def newgens(data: bytes) -> int:
-    """How many NEWGEN messages one datagram holds.
-
-    >>> hdr = struct.pack("=IHHII", 16, NEWGEN, 0, 0, 0)
-    >>> other = struct.pack("=IHHII", 20, (10 << 8) | 6, 0, 0, 0) + b"\\0" * 4
-    >>> newgens(other + hdr), newgens(b"")
-    (1, 0)
-    """
-    n = off = 0
-    while off + 16 <= len(data):
-        length, kind = struct.unpack_from("=IH", data, off)
-        if kind == NEWGEN:
-            n += 1
-        if length < 16:
-            break
-        off += (length + 3) & ~3
-    return n
-
-
-def main() -> int:
-    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
-    s.bind((0, 0))
-    s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
-    print("ready", flush=True)
-    while True:
-        try:
-            data = s.recv(1 << 20)
-        except OSError as exc:  # ENOBUFS: the socket overran
-            print(f"lost {time.time()} {exc.errno}", flush=True)
-            continue
-        now = time.time()
-        for _ in range(newgens(data)):
-            print(f"gen {now}", flush=True)
+WATCHER_SOURCE = Path(__file__).resolve().parent / "c" / "nft_commits.c"
 
 
 class Commits:
-    """:func:`main` in namespace ``ns``, its lines read by a thread."""
+    """The watcher (``c/nft_commits.c``) in namespace ``ns``, its lines read by a
+    thread."""
 
     def __init__(self, ns: str) -> None:
         from benchmarks.suite.anchors import nsenter
-        from benchmarks.suite.stamps import promptly
+        from benchmarks.suite.stamps import compiled, promptly
 
         self.proc = subprocess.Popen(
-            nsenter(ns, [sys.executable, "-m", "benchmarks.suite.nftgen"]),
+            nsenter(ns, [str(compiled(WATCHER_SOURCE))]),
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            cwd=_root(), start_new_session=True)
+            start_new_session=True)
         assert self.proc.stdout is not None
         # stamps the commits as they come, however busy the daemon keeps the CPUs
         self.prompt = promptly(self.proc.pid)
@@ -118,12 +74,3 @@ class Commits:
 
         end(self.proc)
 
-
-def _root() -> str:
-    from pathlib import Path
-
-    return str(Path(__file__).resolve().parents[2])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

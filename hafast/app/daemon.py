@@ -14,7 +14,7 @@ from hafast.app import netns
 from hafast.app.cmdline import Options
 from hafast.app.process import daemonize, pid_running, write_pid_file
 from hafast.app.supervisor import Supervisor
-from hafast.lib import gcfreeze
+from hafast.lib import gcfreeze, procopts
 from hafast.lib.eventloop import new_loop
 from hafast.lib.logging import setup as setup_logging
 from hafast.lvs.manager import NoPoolBackend
@@ -55,6 +55,8 @@ def run_daemon(options: Options, *, worker_argv: list[str] | None = None) -> int
         daemonize()
         setup_logging(options.log, "parent")
     write_pid_file(options.pid_file, os.getpid())
+    if procopts.short_slice():  # verdicts reach the kernel through this thread
+        log.debug("parent: scheduler slice %d us", procopts.DISPATCH_SLICE_NS // 1000)
     gcfreeze.enable()  # the model and the pools frozen once built (hafast.lib.gcfreeze)
     loop = new_loop()
     asyncio.set_event_loop(loop)

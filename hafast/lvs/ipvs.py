@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hafast.lib import netlink
+from hafast.lib import netlink, procopts
 from hafast.lib.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 from hafast.lvs.backend import (
     ADD_DEST,
@@ -140,7 +140,10 @@ class IpvsBackend:
 
     async def open(self) -> None:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="hafast-ipvs")
+            # the kernel calls of every verdict: the parent's short slice
+            # (hafast.lib.procopts.short_slice) on this thread too
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="hafast-ipvs",
+                                                initializer=procopts.short_slice)
         await self._call(self._open_sync)
 
     def _open_sync(self) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hafast.lab.netns import Registry, socket_in
-from tests.conftest import require_root
+from tests.conftest import require, require_root
 from tests.netns.daemon_fixtures import Daemon, start_daemon
 
 pytestmark = pytest.mark.timeout(120)
@@ -281,5 +281,30 @@ def test_a_late_loop_raises_the_worker_to_real_time(tmp_path: Path, ns: str,
         assert "Set realtime priority 3" not in log
         assert stat_of(check)["policy"] == 0
         assert d.worker_pid("vrrp") == vrrp  # not restarted
+    finally:
+        d.close()
+
+
+def test_the_parent_asks_for_a_short_slice_and_its_children_keep_the_default(
+        tmp_path: Path, ns: str, port: int) -> None:
+    """Issue 16: every verdict reaches the kernel through the parent, woken on CPUs its
+    check workers keep busy; it asks the kernel (EEVDF, Linux 6.12+) for a short time
+    slice, and the workers and scripts it starts keep the default."""
+    from hafast.lib.procopts import DISPATCH_SLICE_NS, slice_of
+
+    default = slice_of(0)
+    # before 6.12 a fair task's slice is not kept (reads 0)
+    require(default, f"custom scheduler slices (Linux 6.12+), not {os.uname().release}")
+    script, out = stat_script(tmp_path)
+    d = run(tmp_path, ns, port, "", notify=f"notify_master {script}")
+    try:
+        wait_file(out)  # the script ran, forked by the VRRP worker
+        assert slice_of(d.proc.pid) == DISPATCH_SLICE_NS
+        for role in ("vrrp", "check"):
+            assert slice_of(d.worker_pid(role)) == default, role
+        # the parent's other threads (started after, reset on fork) keep it too
+        others = [int(t) for t in os.listdir(f"/proc/{d.proc.pid}/task")
+                  if int(t) != d.proc.pid]
+        assert all(slice_of(t) == default for t in others), others
     finally:
         d.close()

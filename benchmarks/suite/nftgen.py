@@ -5,7 +5,7 @@ is the time from a real server's DOWN line (read from the daemon's notify FIFO) 
 the first commit after it: the pool change as the kernel saw it, stamped by the same
 clock.
 
-The watcher is ``c/nft_commits.c``, at real-time priority when the suite may set one
+The watcher is ``c/probes.c nft``, at real-time priority when the suite may set one
 (:func:`benchmarks.suite.stamps.promptly`), as the FIFO's stamper is: a watcher that
 wakes late on a busy machine moves the figure, not the daemon; and in C, since at
 that priority it runs on the daemon's time right after each commit.
@@ -23,21 +23,18 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Sequence
-from pathlib import Path
-
-WATCHER_SOURCE = Path(__file__).resolve().parent / "c" / "nft_commits.c"
 
 
 class Commits:
-    """The watcher (``c/nft_commits.c``) in namespace ``ns``, its lines read by a
+    """The watcher (``c/probes.c nft``) in namespace ``ns``, its lines read by a
     thread."""
 
     def __init__(self, ns: str) -> None:
         from benchmarks.suite.anchors import nsenter
-        from benchmarks.suite.stamps import compiled, promptly
+        from benchmarks.suite.stamps import PROBES_SOURCE, compiled, promptly
 
         self.proc = subprocess.Popen(
-            nsenter(ns, [str(compiled(WATCHER_SOURCE))]),
+            nsenter(ns, [str(compiled(PROBES_SOURCE)), "nft"]),
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
             start_new_session=True)
         assert self.proc.stdout is not None

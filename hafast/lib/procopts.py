@@ -149,10 +149,8 @@ def short_slice(ns: int = DISPATCH_SLICE_NS) -> bool:
     scheduling changes), not passed on to the processes and threads it starts
     (SCHED_FLAG_RESET_ON_FORK: the workers and scripts keep the default).  True when
     the kernel keeps it; older kernels (before 6.12) and a thread at real-time
-    priority are left as they are.
-
-    >>> isinstance(short_slice(), bool)
-    True
+    priority are left as they are.  (No doctest: it would change the test process;
+    tests/netns/test_process_options.py checks it on the daemon.)
     """
     import platform
 

@@ -134,7 +134,11 @@ def test_priority_fifo_lines_rx_lower_and_script_users(lab: VrrpLab) -> None:
     lab.wait_holder("r2", 5.0)
     flag.write_text("ok\n")  # 100 again: r1 preempts back
     lab.wait_holder("r1", 5.0)
-    lines = _lines(fifo_out, 6, lab, "FIFO lines")
+    # r1 holds the VIP a moment before its FIFO says MASTER: the line is the last of
+    # seven or more, and a CI run read six, the last one still to come
+    lab.wait_for(lambda: fifo_out.read_text().splitlines()[-1:] == ['INSTANCE "VI_1" MASTER 100']
+                 and "BACKUP_PRIORITY" in fifo_out.read_text(), 5.0, "the FIFO's last MASTER")
+    lines = _lines(fifo_out, 7, lab, "FIFO lines")
     assert lines[:2] == ['INSTANCE "VI_1" BACKUP 100', 'INSTANCE "VI_1" MASTER 100']
     assert 'INSTANCE "VI_1" MASTER_RX_LOWER_PRI 100' in lines
     rest = [ln for ln in lines[2:] if "RX_LOWER" not in ln]

@@ -16,7 +16,7 @@ At that priority each line the daemon writes wakes the probe at once, often on t
 daemon's own CPU, and the daemon waits until the probe sleeps again: in Python the
 probe took ~70 us of the writer per line (six lines: 473 us p50 against 73 us with
 a reader at normal priority), which delayed a burst's later lines and its pool
-change; in C, 40-45 us (``c/probes.c`` says how).
+change; in C, the six lines take 40-45 us (``c/probes.c`` says how).
 """
 
 from __future__ import annotations

@@ -130,17 +130,17 @@ class ProcessOptions:
                    max_auto_priority=auto, min_auto_delay_us=delay)
 
 
-# sched_setattr(2): struct sched_attr (SCHED_ATTR_SIZE_VER1) and the x86-64 calls
+# sched_setattr(2)/sched_getattr(2): struct sched_attr (SCHED_ATTR_SIZE_VER1), and the
+# two calls' numbers per machine (os.uname().machine)
 _SCHED_ATTR = struct.Struct("=IIQiIQQQII")
-_SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
-_SYS_SCHED_GETATTR = {"x86_64": 315, "aarch64": 275}
+_SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
 SCHED_FLAG_RESET_ON_FORK = 0x01
 # The parent's time slice (Linux 6.12+, EEVDF's custom slice).  Every verdict goes
 # through the parent to the kernel, and the parent is woken by a worker's message on
 # CPUs its check workers keep busy: at the default slice (0.7 ms x (1 + log2 CPUs))
 # a woken parent waited for the running worker's slice.  A shorter slice makes the
 # kernel run it first (its deadline is the earliest): at 10,000 real servers on 2
-# CPUs, checker DOWN -> kernel p99 went from 8.5-15 ms to 6.0-6.6 (issue 16).
+# CPUs, checker DOWN -> kernel p99 went from 8.5-15 ms to 6.7-9.4 (issue 16).
 DISPATCH_SLICE_NS = 200_000
 
 
@@ -152,17 +152,14 @@ def short_slice(ns: int = DISPATCH_SLICE_NS) -> bool:
     priority are left as they are.  (No doctest: it would change the test process;
     tests/netns/test_process_options.py checks it on the daemon.)
     """
-    import platform
-
-    machine = platform.machine()
-    if machine not in _SYS_SCHED_SETATTR or os.sched_getscheduler(0) != os.SCHED_OTHER:
+    calls = _SCHED_ATTR_CALLS.get(os.uname().machine)
+    if calls is None or os.sched_getscheduler(0) != os.SCHED_OTHER:
         return False
-    libc = _c()
     nice = os.getpriority(os.PRIO_PROCESS, 0)
     attr = ctypes.create_string_buffer(
         _SCHED_ATTR.pack(_SCHED_ATTR.size, os.SCHED_OTHER, SCHED_FLAG_RESET_ON_FORK, nice,
                          0, ns, 0, 0, 0, 0), _SCHED_ATTR.size)
-    if libc.syscall(_SYS_SCHED_SETATTR[machine], 0, attr, 0) != 0:
+    if _c().syscall(calls[0], 0, attr, 0) != 0:
         return False
     return slice_of(0) == ns
 
@@ -170,11 +167,9 @@ def short_slice(ns: int = DISPATCH_SLICE_NS) -> bool:
 def slice_of(tid: int) -> int | None:
     """The time slice (ns) of thread ``tid`` (0: the calling one), as sched_getattr(2)
     says it (0 before Linux 6.12); None where it cannot be read."""
-    import platform
-
-    call = _SYS_SCHED_GETATTR.get(platform.machine())
+    calls = _SCHED_ATTR_CALLS.get(os.uname().machine)
     got = ctypes.create_string_buffer(_SCHED_ATTR.size)
-    if call is None or _c().syscall(call, tid, got, _SCHED_ATTR.size, 0) != 0:
+    if calls is None or _c().syscall(calls[1], tid, got, _SCHED_ATTR.size, 0) != 0:
         return None
     return int(_SCHED_ATTR.unpack(got.raw)[5])
 

@@ -437,10 +437,12 @@ class NftBackend:
             return
         self.ruled[key] = ruled
         if self._narrow_timer is None:
-            import asyncio  # as in _arm_dr_timer
+            self._arm_narrow(NARROW_AFTER)
 
-            self._narrow_timer = asyncio.get_running_loop().call_later(
-                NARROW_AFTER, self._narrow)
+    def _arm_narrow(self, delay: float) -> None:
+        import asyncio  # as in _arm_dr_timer
+
+        self._narrow_timer = asyncio.get_running_loop().call_later(delay, self._narrow)
 
     def _narrow(self) -> None:
         """Each rule left wider than its table (:meth:`_slot_lines`) rewritten to the
@@ -469,10 +471,7 @@ class NftBackend:
             log.exception("pool on nft: narrowing the rules of %d services failed", len(done))
             self.ruled = done
             if done:
-                import asyncio
-
-                self._narrow_timer = asyncio.get_running_loop().call_later(
-                    NARROW_RETRY, self._narrow)
+                self._arm_narrow(NARROW_RETRY)
 
     def _drop_slots(self, key: ServiceKey) -> list[str]:
         """The lines that delete ``key``'s slot map, if it has one (after its chain
